@@ -1,0 +1,499 @@
+//! The capture file: JSON Lines, one line per accepted batch, the record of
+//! truth. One writer thread owns the file and commits in groups: it writes
+//! every pending line, calls `fdatasync` once, then answers every waiter, so
+//! concurrent uploads share the cost of durability.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::Batch;
+
+/// Most bytes written in one group before the `fdatasync`.
+const GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+/// Where the bytes go. The file is the real one; tests swap in failing sinks
+/// to check that the writer recovers.
+pub trait Sink: Send + 'static {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the sink back to `len` bytes after a failed group, so no half
+    /// line stays in front of later ones.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// A capture file opened for appending.
+pub struct FileSink {
+    file: File,
+    /// False for devices such as `/dev/full`, which cannot be truncated.
+    regular: bool,
+}
+
+impl Sink for FileSink {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        if self.regular {
+            self.file.sync_data()
+        } else {
+            Ok(())
+        }
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        if self.regular {
+            self.file.set_len(len)?;
+            self.file.seek(SeekFrom::End(0))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a capture file held when it was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Complete lines already in the file.
+    pub lines: usize,
+    /// Lines that are complete but not valid capture lines (skipped).
+    pub unreadable: usize,
+    /// Bytes of an unterminated last line that were cut off. Such a line was
+    /// never acknowledged: the answer is sent only after the full line and
+    /// its newline are synced.
+    pub torn_bytes: u64,
+}
+
+/// One line of the capture as written. Records stay raw JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Line {
+    pub received: String,
+    pub peer: String,
+    pub unit_id: Option<String>,
+    pub encoding: String,
+    pub wire_bytes: u64,
+    pub batch_hash: String,
+    pub duplicate_of: Option<String>,
+    pub records: Box<serde_json::value::RawValue>,
+}
+
+/// The fields of a line needed to rebuild the duplicate index.
+#[derive(Deserialize)]
+struct LineHead {
+    received: String,
+    batch_hash: String,
+}
+
+/// Facts about one request that go on its capture line.
+pub struct Entry {
+    pub received: String,
+    pub peer: String,
+    pub unit_id: Option<String>,
+    pub wire_bytes: u64,
+}
+
+/// The writer's answer once a line is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Saved {
+    /// `received` of the earlier identical batch, if any.
+    pub duplicate_of: Option<String>,
+}
+
+struct Job {
+    /// The line up to and including `"batch_hash":"…"`.
+    head: Vec<u8>,
+    hash: [u8; 32],
+    received: String,
+    records: Vec<u8>,
+    reply: Sender<io::Result<Saved>>,
+}
+
+/// Handle to the writer thread; cheap to clone for every worker.
+#[derive(Clone)]
+pub struct CaptureHandle {
+    jobs: Sender<Job>,
+}
+
+/// The writer thread itself; `close` waits for it to flush and stop.
+pub struct Capture {
+    handle: CaptureHandle,
+    thread: JoinHandle<()>,
+    path: PathBuf,
+    pub recovered: Recovered,
+}
+
+impl Capture {
+    /// Opens (creating folders and file as needed) and repairs `path`, loads
+    /// its duplicate index, and starts the writer.
+    pub fn open(path: &Path) -> io::Result<Capture> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let regular = file.metadata()?.is_file();
+        let mut seen = HashMap::new();
+        let mut recovered = Recovered::default();
+        if regular {
+            recovered = repair_and_index(&mut file, &mut seen)?;
+            if !existed {
+                sync_parent(path);
+            }
+        }
+        let len = if regular { file.metadata()?.len() } else { 0 };
+        let sink = FileSink { file, regular };
+        let mut capture = Capture::with_sink(sink, len, seen);
+        capture.path = path.to_path_buf();
+        capture.recovered = recovered;
+        Ok(capture)
+    }
+
+    /// Starts a writer on any sink (tests use failing ones).
+    pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<[u8; 32], String>) -> Capture {
+        let (tx, rx) = unbounded();
+        let thread = std::thread::Builder::new()
+            .name("capture-writer".into())
+            .spawn(move || {
+                Writer {
+                    sink,
+                    seen,
+                    good_len: len,
+                    dirty: false,
+                }
+                .run(rx)
+            })
+            .expect("spawn capture writer");
+        Capture {
+            handle: CaptureHandle { jobs: tx },
+            thread,
+            path: PathBuf::new(),
+            recovered: Recovered::default(),
+        }
+    }
+
+    pub fn handle(&self) -> CaptureHandle {
+        self.handle.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until every line handed in so far is written, then stops.
+    /// Every cloned handle must be dropped first.
+    pub fn close(self) {
+        drop(self.handle);
+        let _ = self.thread.join();
+    }
+}
+
+impl CaptureHandle {
+    /// Appends one batch and returns once it is on disk (or failed to be).
+    pub fn save(&self, entry: &Entry, batch: &Batch) -> io::Result<Saved> {
+        let (reply, answer) = bounded(1);
+        let job = Job {
+            head: line_head(entry, batch),
+            hash: batch.hash,
+            received: entry.received.clone(),
+            records: batch.records_json.clone(),
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| io::Error::other("capture writer has stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("capture writer has stopped"))?
+    }
+}
+
+fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Head<'a> {
+        received: &'a str,
+        peer: &'a str,
+        unit_id: Option<&'a str>,
+        encoding: &'a str,
+        wire_bytes: u64,
+        batch_hash: &'a str,
+    }
+    let hash = blake3::Hash::from_bytes(batch.hash).to_hex();
+    let mut head = serde_json::to_vec(&Head {
+        received: &entry.received,
+        peer: &entry.peer,
+        unit_id: entry.unit_id.as_deref(),
+        encoding: batch.encoding.as_str(),
+        wire_bytes: entry.wire_bytes,
+        batch_hash: hash.as_str(),
+    })
+    .expect("plain struct serializes");
+    head.pop(); // the closing brace: the writer appends the rest
+    head
+}
+
+struct Writer<S> {
+    sink: S,
+    /// First `received` of every batch hash in this capture.
+    seen: HashMap<[u8; 32], String>,
+    /// Bytes known to be complete and synced.
+    good_len: u64,
+    /// A failed group could not be cut off yet.
+    dirty: bool,
+}
+
+impl<S: Sink> Writer<S> {
+    fn run(mut self, jobs: Receiver<Job>) {
+        let mut buf = Vec::new();
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            let mut bytes = group[0].head.len() + group[0].records.len();
+            while bytes < GROUP_BYTES {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        bytes += job.head.len() + job.records.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group, &mut buf);
+        }
+    }
+
+    fn commit(&mut self, group: Vec<Job>, buf: &mut Vec<u8>) {
+        buf.clear();
+        // Duplicates are decided against lines that really landed, so a
+        // failed group leaves the index as it was.
+        let mut new_hashes: Vec<([u8; 32], String)> = Vec::new();
+        let mut answers = Vec::with_capacity(group.len());
+        for job in &group {
+            let duplicate_of = self.seen.get(&job.hash).cloned().or_else(|| {
+                new_hashes
+                    .iter()
+                    .find(|(h, _)| *h == job.hash)
+                    .map(|(_, r)| r.clone())
+            });
+            if duplicate_of.is_none() {
+                new_hashes.push((job.hash, job.received.clone()));
+            }
+            buf.extend_from_slice(&job.head);
+            buf.extend_from_slice(b",\"duplicate_of\":");
+            match &duplicate_of {
+                Some(r) => serde_json::to_writer(&mut *buf, r).expect("string serializes"),
+                None => buf.extend_from_slice(b"null"),
+            }
+            buf.extend_from_slice(b",\"records\":");
+            buf.extend_from_slice(&job.records);
+            buf.extend_from_slice(b"}\n");
+            answers.push(Saved { duplicate_of });
+        }
+        let result = self.write_group(buf);
+        match result {
+            Ok(()) => {
+                self.seen.extend(new_hashes);
+                for (job, saved) in group.into_iter().zip(answers) {
+                    let _ = job.reply.send(Ok(saved));
+                }
+            }
+            Err(e) => {
+                for job in group {
+                    let _ = job.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.dirty {
+            // A half-written group is still in the file: nothing may follow
+            // it until it is cut away.
+            self.sink.truncate(self.good_len)?;
+            self.dirty = false;
+        }
+        match self.sink.write_all(buf).and_then(|()| self.sink.sync()) {
+            Ok(()) => {
+                self.good_len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.dirty = self.sink.truncate(self.good_len).is_err();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Cuts a torn last line and indexes the batch hashes already captured.
+fn repair_and_index(
+    file: &mut File,
+    seen: &mut HashMap<[u8; 32], String>,
+) -> io::Result<Recovered> {
+    let mut recovered = Recovered::default();
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(&*file);
+    let mut line = Vec::new();
+    let mut complete_len = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            recovered.torn_bytes = n as u64;
+            break;
+        }
+        complete_len += n as u64;
+        recovered.lines += 1;
+        match serde_json::from_slice::<LineHead>(&line)
+            .ok()
+            .and_then(|h| {
+                let hash = blake3::Hash::from_hex(&h.batch_hash).ok()?;
+                Some((*hash.as_bytes(), h.received))
+            }) {
+            Some((hash, received)) => {
+                seen.entry(hash).or_insert(received);
+            }
+            None => recovered.unreadable += 1,
+        }
+    }
+    drop(reader);
+    if recovered.torn_bytes > 0 {
+        file.set_len(complete_len)?;
+        file.sync_all()?;
+    }
+    file.seek(SeekFrom::End(0))?;
+    Ok(recovered)
+}
+
+fn sync_parent(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Reads a capture file, skipping an unterminated last line; each complete
+/// line that is not a capture line is an error item.
+pub fn read(path: &Path) -> io::Result<impl Iterator<Item = Result<Line, String>>> {
+    let reader = BufReader::new(File::open(path)?);
+    let mut lines = reader.split(b'\n').enumerate().peekable();
+    Ok(std::iter::from_fn(move || {
+        let (i, line) = lines.next()?;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return Some(Err(format!("line {}: {e}", i + 1))),
+        };
+        Some(serde_json::from_slice::<Line>(&line).map_err(|e| format!("line {}: {e}", i + 1)))
+    }))
+}
+
+impl Line {
+    /// The batch hash in hex, for callers that compare batches.
+    pub fn hash(&self) -> &str {
+        &self.batch_hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{Auth, Config, decode};
+    use std::sync::{Arc, Mutex};
+
+    /// A sink whose writes fail while `failing` is set, keeping what "landed".
+    #[derive(Clone, Default)]
+    struct Flaky {
+        data: Arc<Mutex<Vec<u8>>>,
+        failing: Arc<Mutex<bool>>,
+    }
+
+    impl Sink for Flaky {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            let mut data = self.data.lock().unwrap();
+            if *self.failing.lock().unwrap() {
+                // A partial write, as a full disk leaves behind.
+                data.extend_from_slice(&buf[..buf.len() / 2]);
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            data.extend_from_slice(buf);
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.data.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    fn batch(text: &str) -> Batch {
+        let cfg = Config {
+            auth: Auth::Open,
+            max_body: 1 << 20,
+        };
+        decode(&cfg, None, text.as_bytes()).unwrap()
+    }
+
+    fn entry(received: &str) -> Entry {
+        Entry {
+            received: received.into(),
+            peer: "127.0.0.1:1".into(),
+            unit_id: None,
+            wire_bytes: 3,
+        }
+    }
+
+    #[test]
+    fn failed_writes_leave_no_partial_line_and_recover() {
+        let sink = Flaky::default();
+        let cap = Capture::with_sink(sink.clone(), 0, HashMap::new());
+        let h = cap.handle();
+        let a = batch(r#"[{"@t":"a","@ts":"2026-01-01T00:00:00"}]"#);
+        let b = batch(r#"[{"@t":"b","@ts":"2026-01-01T00:00:00"}]"#);
+        assert_eq!(
+            h.save(&entry("t1"), &a).unwrap(),
+            Saved { duplicate_of: None }
+        );
+        *sink.failing.lock().unwrap() = true;
+        let err = h.save(&entry("t2"), &b).unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        *sink.failing.lock().unwrap() = false;
+        // The failed batch was not indexed: its re-send is not a duplicate.
+        assert_eq!(
+            h.save(&entry("t3"), &b).unwrap(),
+            Saved { duplicate_of: None }
+        );
+        assert_eq!(
+            h.save(&entry("t4"), &a).unwrap(),
+            Saved {
+                duplicate_of: Some("t1".into())
+            }
+        );
+        drop(h);
+        cap.close();
+        let data = String::from_utf8(sink.data.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Line> = data
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let received: Vec<_> = lines.iter().map(|l| l.received.as_str()).collect();
+        assert_eq!(received, ["t1", "t3", "t4"]);
+        assert_eq!(lines[2].duplicate_of.as_deref(), Some("t1"));
+        assert_eq!(
+            lines[0].records.get(),
+            r#"[{"@t":"a","@ts":"2026-01-01T00:00:00"}]"#
+        );
+    }
+}

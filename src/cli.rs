@@ -1,0 +1,83 @@
+//! Command line: flags, environment, and turning them into settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+use crate::ingest::DEFAULT_MAX_BODY;
+
+/// Receives AutoPi uploads on the bench: saves every batch durably before
+/// answering 2xx, and shows each request as it comes.
+#[derive(Parser)]
+#[command(name = "autopi-rx", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub receive: ReceiveArgs,
+}
+
+#[derive(Args)]
+pub struct ReceiveArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8000")]
+    pub listen: String,
+
+    /// Auth token a device may send; repeat for several devices.
+    #[arg(
+        long = "token",
+        value_name = "TOKEN",
+        env = "AUTOPI_RX_TOKEN",
+        hide_env_values = true
+    )]
+    pub tokens: Vec<String>,
+
+    /// File with one token per line (blank lines and '#' comments ignored).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Accept uploads without checking any token.
+    #[arg(long, conflicts_with_all = ["tokens", "token_file"])]
+    pub no_auth: bool,
+
+    /// Append accepted batches to FILE [default: captures/<start time>.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+
+    /// Largest body accepted, on the wire and after inflating.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+
+    /// Print one JSON object per request on stdout instead of a screen.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Threads answering requests (each waits for its batch's fsync).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub workers: usize,
+}
+
+/// Collects tokens from `--token`/`AUTOPI_RX_TOKEN` and `--token-file`.
+pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
+    let mut tokens: Vec<String> = Vec::new();
+    for t in &args.tokens {
+        let t = t.trim();
+        if t.is_empty() {
+            return Err("an empty --token (or AUTOPI_RX_TOKEN) was given".into());
+        }
+        tokens.push(t.to_string());
+    }
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        let before = tokens.len();
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+        if tokens.len() == before {
+            return Err(format!("token file {} holds no token", path.display()));
+        }
+    }
+    Ok(tokens)
+}

@@ -1,0 +1,75 @@
+//! Headless output: one JSON object per request on stdout.
+
+use std::io::Write;
+
+use crossbeam_channel::Receiver;
+use serde::Serialize;
+
+use crate::event::RequestEvent;
+use crate::server::format_received;
+
+#[derive(Serialize)]
+struct Line<'a> {
+    id: u64,
+    time: String,
+    status: u16,
+    method: &'a str,
+    path: &'a str,
+    peer: &'a str,
+    unit_id: Option<&'a str>,
+    records: usize,
+    malformed: usize,
+    naive_timestamps: usize,
+    wire_bytes: u64,
+    body_bytes: u64,
+    encoding: Option<&'a str>,
+    duplicate: bool,
+    duplicate_of: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    ms: f64,
+}
+
+/// The JSON line for one event (without the newline).
+pub fn to_line(e: &RequestEvent) -> String {
+    let line = Line {
+        id: e.id,
+        time: format_received(e.received),
+        status: e.status,
+        method: &e.method,
+        path: &e.path,
+        peer: &e.peer,
+        unit_id: e.unit_id.as_deref(),
+        records: e.records,
+        malformed: e.malformed,
+        naive_timestamps: e.naive_timestamps,
+        wire_bytes: e.wire_bytes,
+        body_bytes: e.body_bytes,
+        encoding: e.encoding,
+        duplicate: e.duplicate(),
+        duplicate_of: e.duplicate_of.as_deref(),
+        warning: e.warning.as_deref(),
+        error: e.error.as_deref(),
+        ms: (e.elapsed.as_secs_f64() * 1e6).round() / 1e3,
+    };
+    serde_json::to_string(&line).expect("plain struct serializes")
+}
+
+/// Prints every event until the channel closes. If stdout goes away the
+/// events are still drained, so the listener is never held up.
+pub fn print(events: Receiver<RequestEvent>, mut out: impl Write) {
+    let mut broken = false;
+    for e in events {
+        if broken {
+            continue;
+        }
+        let mut line = to_line(&e);
+        line.push('\n');
+        broken = out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err();
+    }
+}

@@ -1,0 +1,668 @@
+//! Pure decisions about one upload: authentication, content decoding, size
+//! limits and JSON validation. Nothing here touches a socket or a file, so
+//! every row of the answer table is testable as a plain function call.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Read;
+
+use flate2::read::MultiGzDecoder;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use subtle::ConstantTimeEq;
+
+/// Default for `--max-body`: 32 MiB, far above the ~100 kB of a full batch.
+pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// Who may upload.
+#[derive(Clone)]
+pub enum Auth {
+    /// Accept every request (`--no-auth`).
+    Open,
+    /// Accept requests whose token hashes to one of these digests. Only
+    /// digests are kept, so comparisons take the same time whatever the
+    /// lengths and the token itself is never stored twice.
+    Tokens(Vec<[u8; 32]>),
+}
+
+impl Auth {
+    /// Builds the token set from the configured tokens.
+    pub fn tokens<S: AsRef<str>>(tokens: &[S]) -> Auth {
+        Auth::Tokens(tokens.iter().map(|t| digest(t.as_ref())).collect())
+    }
+
+    /// How many tokens are configured (0 for `--no-auth`).
+    pub fn token_count(&self) -> usize {
+        match self {
+            Auth::Open => 0,
+            Auth::Tokens(t) => t.len(),
+        }
+    }
+
+    /// True when the presented credential matches a configured token,
+    /// compared in constant time against every one of them.
+    pub fn matches(&self, credential: &str) -> bool {
+        match self {
+            Auth::Open => true,
+            Auth::Tokens(known) => {
+                let presented = digest(credential);
+                let mut hit = subtle::Choice::from(0);
+                for k in known {
+                    hit |= k.ct_eq(&presented);
+                }
+                hit.into()
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Open => f.write_str("Auth::Open"),
+            Auth::Tokens(t) => write!(f, "Auth::Tokens({} configured)", t.len()),
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    *blake3::keyed_hash(b"autopi-rx token digest, v1......", token.as_bytes()).as_bytes()
+}
+
+/// A short, non-reversible fingerprint of a credential for screens and logs
+/// ("which token did the device send?") that never reveals the token.
+pub fn fingerprint(credential: &str) -> String {
+    let d = blake3::keyed_hash(b"autopi-rx token fingerprint, v1.", credential.as_bytes());
+    d.to_hex()[..8].to_string()
+}
+
+/// Settings that decide what is accepted.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub auth: Auth,
+    pub max_body: usize,
+}
+
+/// A refusal: the status to answer and a one-line reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub error: String,
+}
+
+impl Rejection {
+    fn new(status: u16, error: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            error: error.into(),
+        }
+    }
+}
+
+/// Checks the `authorization` header: `token T` or `Bearer T`, scheme in any
+/// case, T one of the configured tokens.
+pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
+    if matches!(auth, Auth::Open) {
+        return Ok(());
+    }
+    let header = header.ok_or_else(|| {
+        Rejection::new(
+            401,
+            "missing authorization header (expected 'token <T>' or 'Bearer <T>')",
+        )
+    })?;
+    let (scheme, credential) = split_authorization(header).ok_or_else(|| {
+        Rejection::new(
+            401,
+            "malformed authorization header (expected 'token <T>' or 'Bearer <T>')",
+        )
+    })?;
+    if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
+        let mut shown: String = scheme.chars().take(20).collect();
+        shown.retain(|c| c.is_ascii_graphic());
+        return Err(Rejection::new(
+            401,
+            format!("unsupported authorization scheme '{shown}' (expected 'token' or 'Bearer')"),
+        ));
+    }
+    if auth.matches(credential) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            401,
+            format!(
+                "token does not match any configured token (fingerprint {})",
+                fingerprint(credential)
+            ),
+        ))
+    }
+}
+
+/// Splits `Scheme credential` into its two parts; None when either is missing.
+pub fn split_authorization(header: &str) -> Option<(&str, &str)> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(|c: char| c == ' ' || c == '\t')?;
+    let credential = rest.trim();
+    if scheme.is_empty() || credential.is_empty() {
+        return None;
+    }
+    Some((scheme, credential))
+}
+
+/// What the `content-encoding` header claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Declared {
+    Identity,
+    Gzip,
+    Other(String),
+}
+
+impl Declared {
+    fn from_header(header: Option<&str>) -> Declared {
+        match header.map(|h| h.trim().to_ascii_lowercase()) {
+            None => Declared::Identity,
+            Some(h) if h.is_empty() || h == "identity" => Declared::Identity,
+            Some(h) if h == "gzip" || h == "x-gzip" => Declared::Gzip,
+            Some(h) => Declared::Other(h.chars().take(40).collect()),
+        }
+    }
+}
+
+/// How the body actually arrived on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+        }
+    }
+}
+
+/// A validated batch, ready to be captured.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// The JSON array as the device sent it, on one line (whitespace between
+    /// tokens removed only when the body spanned several lines).
+    pub records_json: Vec<u8>,
+    pub records: usize,
+    /// Records lacking `@t` or `@ts`, or with an unparseable `@ts`.
+    pub malformed: usize,
+    /// Records whose `@ts` has no UTC offset (the device's own format).
+    pub naive_timestamps: usize,
+    pub encoding: Encoding,
+    /// Bytes after inflating (equal to the wire size for plain bodies).
+    pub body_bytes: usize,
+    /// Set when the `content-encoding` header disagrees with the body.
+    pub warning: Option<String>,
+    /// Content hash of `records_json`: equal for byte-identical re-sends.
+    pub hash: [u8; 32],
+}
+
+/// Does everything to a POST except I/O: authenticate, then decode.
+pub fn decide(
+    config: &Config,
+    authorization: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &[u8],
+) -> Result<Batch, Rejection> {
+    authorize(&config.auth, authorization)?;
+    decode(config, content_encoding, body)
+}
+
+/// Turns a wire body into a validated batch, or says exactly what is wrong.
+pub fn decode(
+    config: &Config,
+    content_encoding: Option<&str>,
+    wire: &[u8],
+) -> Result<Batch, Rejection> {
+    if wire.len() > config.max_body {
+        return Err(too_large("body", wire.len(), config.max_body));
+    }
+    let declared = Declared::from_header(content_encoding);
+    if wire.starts_with(&[0x1f, 0x8b]) {
+        let inflated = inflate(wire, config.max_body)?;
+        let warning = match &declared {
+            Declared::Gzip => None,
+            Declared::Identity => {
+                Some("body is gzip but no content-encoding says so; inflated anyway".to_string())
+            }
+            Declared::Other(name) => Some(format!(
+                "body is gzip but content-encoding says '{name}'; inflated anyway"
+            )),
+        };
+        return validate(&inflated, Encoding::Gzip, warning)
+            .map_err(|e| e.with_prefix("gzip body: "));
+    }
+    match validate(wire, Encoding::Identity, None) {
+        Ok(mut batch) => {
+            batch.warning = match &declared {
+                Declared::Identity => None,
+                Declared::Gzip => {
+                    Some("content-encoding says gzip but the body is plain JSON".to_string())
+                }
+                Declared::Other(name) => Some(format!(
+                    "content-encoding says '{name}' but the body is plain JSON"
+                )),
+            };
+            Ok(batch)
+        }
+        Err(e) => Err(match &declared {
+            Declared::Other(name) => Rejection::new(
+                415,
+                format!(
+                    "unsupported content-encoding '{name}': only gzip is decoded, and the body is not plain JSON"
+                ),
+            ),
+            Declared::Gzip => Rejection::new(
+                400,
+                format!(
+                    "content-encoding says gzip but the body is neither gzip nor JSON: {}",
+                    e.0
+                ),
+            ),
+            Declared::Identity => Rejection::new(400, e.0),
+        }),
+    }
+}
+
+fn too_large(what: &str, size: usize, limit: usize) -> Rejection {
+    Rejection::new(
+        413,
+        format!(
+            "{what} is larger than the limit of {limit} bytes (--max-body){}",
+            if size > limit {
+                format!(": at least {size} bytes")
+            } else {
+                String::new()
+            }
+        ),
+    )
+}
+
+/// Inflates gzip, never holding more than `limit` + 1 bytes of output.
+fn inflate(wire: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
+    let mut out = Vec::with_capacity((wire.len() * 8).min(limit) + 1);
+    let mut decoder = MultiGzDecoder::new(wire).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| Rejection::new(400, format!("gzip body is truncated or corrupt: {e}")))?;
+    if out.len() > limit {
+        return Err(Rejection::new(
+            413,
+            format!("inflated body is larger than the limit of {limit} bytes (--max-body)"),
+        ));
+    }
+    Ok(out)
+}
+
+/// A 400 reason, before the encoding logic decides the final answer.
+#[derive(Debug)]
+struct Invalid(String);
+
+impl Invalid {
+    fn with_prefix(self, prefix: &str) -> Rejection {
+        Rejection::new(400, format!("{prefix}{}", self.0))
+    }
+}
+
+fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<Batch, Invalid> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(Invalid(format!(
+            "body is not valid UTF-8 at byte {}",
+            e.valid_up_to()
+        )));
+    }
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Invalid(
+            "empty body: expected a JSON array of records".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let scan = BatchSeed
+        .deserialize(&mut de)
+        .and_then(|s| de.end().map(|()| s));
+    let scan = scan.map_err(|e| Invalid(describe_json_error(body, &e)))?;
+    let records_json = one_line(body);
+    let hash = *blake3::hash(&records_json).as_bytes();
+    Ok(Batch {
+        records_json,
+        records: scan.records,
+        malformed: scan.malformed,
+        naive_timestamps: scan.naive,
+        encoding,
+        body_bytes: body.len(),
+        warning,
+        hash,
+    })
+}
+
+/// Names what broke and where: serde's message plus the byte offset.
+fn describe_json_error(body: &[u8], e: &serde_json::Error) -> String {
+    let what = e.to_string();
+    if e.line() == 0 {
+        return format!("body is not a JSON array of records: {what}");
+    }
+    let offset = byte_offset(body, e.line(), e.column());
+    format!("body is not a JSON array of records: {what} (byte {offset})")
+}
+
+/// Converts serde_json's 1-based line and column into a 0-based byte offset.
+pub fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        body.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(line - 2)
+            .map_or(body.len(), |(i, _)| i + 1)
+    };
+    (line_start + column.saturating_sub(1)).min(body.len())
+}
+
+/// The body on one line, trimmed. Compact bodies (what the device sends) are
+/// kept byte for byte; bodies that span lines lose the whitespace between
+/// tokens, which JSON does not give meaning to. Strings cannot contain raw
+/// newlines, so a body without one is already a single line.
+fn one_line(body: &[u8]) -> Vec<u8> {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let end = body
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    let body = &body[start..end];
+    if !body.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Counts gathered while validating a batch in one pass.
+#[derive(Default)]
+struct Scan {
+    records: usize,
+    malformed: usize,
+    naive: usize,
+}
+
+struct BatchSeed;
+
+impl<'de> DeserializeSeed<'de> for BatchSeed {
+    type Value = Scan;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scan, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed {
+    type Value = Scan;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of record objects")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scan, A::Error> {
+        let mut scan = Scan::default();
+        while let Some(head) = seq.next_element_seed(RecordSeed {
+            index: scan.records,
+        })? {
+            scan.records += 1;
+            match head.timestamp() {
+                Some(TimestampKind::Naive) if head.has_type => scan.naive += 1,
+                Some(_) if head.has_type => {}
+                _ => scan.malformed += 1,
+            }
+        }
+        Ok(scan)
+    }
+}
+
+/// The two fields every record should have, read without copying.
+struct RecordHead<'de> {
+    has_type: bool,
+    ts: Option<Cow<'de, str>>,
+}
+
+impl RecordHead<'_> {
+    fn timestamp(&self) -> Option<TimestampKind> {
+        self.ts.as_deref().and_then(classify_timestamp)
+    }
+}
+
+struct RecordSeed {
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed {
+    type Value = RecordHead<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed {
+    type Value = RecordHead<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "record {} (0-based) to be a JSON object", self.index)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut head = RecordHead {
+            has_type: false,
+            ts: None,
+        };
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "@t" => head.has_type = map.next_value::<MaybeStr<'de>>()?.0.is_some(),
+                "@ts" => head.ts = map.next_value::<MaybeStr<'de>>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// A value that is kept when it is a string and skipped otherwise.
+pub(crate) struct MaybeStr<'de>(pub(crate) Option<Cow<'de, str>>);
+
+impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The shapes of `@ts` that are accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampKind {
+    /// Carries `Z` or a numeric offset.
+    Offset,
+    /// No offset: UTC by the device's convention.
+    Naive,
+}
+
+/// Tells whether `s` is a valid `@ts`, and which kind; None when it is not.
+pub fn classify_timestamp(s: &str) -> Option<TimestampKind> {
+    parse_timestamp(s).map(|(_, kind)| kind)
+}
+
+/// Parses `@ts`: `Z`, `+00:00` and naive (taken as UTC), 0 to 9 fraction digits.
+pub fn parse_timestamp(s: &str) -> Option<(jiff::Timestamp, TimestampKind)> {
+    if has_offset(s) {
+        s.parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| (t, TimestampKind::Offset))
+    } else {
+        let dt = s.parse::<jiff::civil::DateTime>().ok()?;
+        let ts = jiff::tz::TimeZone::UTC.to_timestamp(dt).ok()?;
+        Some((ts, TimestampKind::Naive))
+    }
+}
+
+fn has_offset(s: &str) -> bool {
+    s.ends_with(['Z', 'z']) || s.get(10..).is_some_and(|time| time.contains(['+', '-']))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            auth: Auth::tokens(&["secret-1", "secret-2"]),
+            max_body: 1024,
+        }
+    }
+
+    #[test]
+    fn one_line_keeps_strings_and_drops_layout() {
+        let body = b"[\n  {\"a b\": \"x\\\" \\n y\",\n \"c\": 1}\n]\n";
+        assert_eq!(one_line(body), br#"[{"a b":"x\" \n y","c":1}]"#.to_vec());
+        assert_eq!(one_line(b" [1, 2] "), b"[1, 2]".to_vec());
+    }
+
+    #[test]
+    fn byte_offset_counts_lines() {
+        let body = b"[\n{\"a\":1},\n x]";
+        assert_eq!(byte_offset(body, 3, 2), 12);
+        assert_eq!(body[12], b'x');
+        assert_eq!(byte_offset(body, 1, 1), 0);
+    }
+
+    #[test]
+    fn timestamps_of_every_accepted_shape() {
+        use TimestampKind::*;
+        for (s, kind) in [
+            ("2026-11-27T08:00:03.158955", Some(Naive)),
+            ("2026-11-27T08:00:03", Some(Naive)),
+            ("2026-11-27T08:00:03.123456789", Some(Naive)),
+            ("2020-09-03T12:38:24.374314Z", Some(Offset)),
+            ("2020-09-03T12:38:24+00:00", Some(Offset)),
+            ("2020-09-03T12:38:24.5-02:00", Some(Offset)),
+            ("2020-13-03T12:38:24", None),
+            ("yesterday", None),
+            ("", None),
+        ] {
+            assert_eq!(classify_timestamp(s), kind, "{s}");
+        }
+        let (naive, _) = parse_timestamp("2026-11-27T08:00:03.5").unwrap();
+        let (zulu, _) = parse_timestamp("2026-11-27T08:00:03.500Z").unwrap();
+        assert_eq!(naive, zulu);
+    }
+
+    #[test]
+    fn auth_schemes_and_tokens() {
+        let auth = cfg().auth;
+        assert!(authorize(&auth, Some("token secret-1")).is_ok());
+        assert!(authorize(&auth, Some("Bearer secret-2")).is_ok());
+        assert!(authorize(&auth, Some("TOKEN   secret-2 ")).is_ok());
+        assert!(authorize(&auth, Some("bEaReR secret-1")).is_ok());
+        for bad in [
+            None,
+            Some(""),
+            Some("token"),
+            Some("secret-1"),
+            Some("Basic secret-1"),
+            Some("token secret-3"),
+        ] {
+            let e = authorize(&auth, bad).unwrap_err();
+            assert_eq!(e.status, 401, "{bad:?}");
+            assert!(!e.error.contains("secret"), "{}", e.error);
+        }
+        assert!(authorize(&Auth::Open, None).is_ok());
+    }
+
+    #[test]
+    fn counts_malformed_and_naive_records() {
+        let body = br#"[{"@t":"a","@ts":"2026-11-27T08:00:03"},{"@t":"b","@ts":"2026-11-27T08:00:03Z"},
+            {"@t":"c"},{"@ts":"2026-11-27T08:00:03Z"},{"@t":"d","@ts":"never"},{"@t":1,"@ts":"2026-11-27T08:00:03Z"},{}]"#;
+        let b = decode(&cfg(), None, body).unwrap();
+        assert_eq!((b.records, b.malformed, b.naive_timestamps), (7, 5, 1));
+        assert!(!b.records_json.contains(&b'\n'));
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let e = decode(&cfg(), None, b"[{\"@t\":\"a\"},\n  5]").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.error.contains("record 1 (0-based) to be a JSON object"),
+            "{}",
+            e.error
+        );
+        assert!(e.error.contains("line 2 column"), "{}", e.error);
+        let e = decode(&cfg(), None, b"{\"@t\":\"a\"}").unwrap_err();
+        assert!(e.error.contains("expected a JSON array"), "{}", e.error);
+        let e = decode(&cfg(), None, b"[{\"a\":\"\xff\"}]").unwrap_err();
+        assert_eq!(e.error, "body is not valid UTF-8 at byte 7");
+        let e = decode(&cfg(), None, b" \n").unwrap_err();
+        assert!(e.error.starts_with("empty body"), "{}", e.error);
+        let e = decode(&cfg(), None, b"[] x").unwrap_err();
+        assert!(e.error.contains("trailing characters"), "{}", e.error);
+    }
+}

@@ -1,0 +1,15 @@
+//! autopi-rx: a bench receiver for AutoPi telematics uploads.
+//!
+//! `server` takes requests, `ingest` decides on them, `capture` makes
+//! accepted batches durable, and consumers (`headless`) show the events.
+
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod cli;
+pub mod event;
+pub mod headless;
+pub mod ingest;
+pub mod receive;
+pub mod record;
+pub mod server;

@@ -1,0 +1,349 @@
+//! Typed views of the records the screen shows. Parsing borrows from the
+//! batch text and leaves untouched whatever the screen does not need: the
+//! capture keeps every original value anyway.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::ingest::{TimestampKind, parse_timestamp};
+
+/// One record: its type, its time and what the screen shows of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record<'a> {
+    /// `@t`, or "" when missing.
+    pub kind_name: Cow<'a, str>,
+    /// `@ts` as UTC; None when missing or unparseable.
+    pub ts: Option<Timestamp>,
+    /// True when `@ts` had no offset (the device's own format).
+    pub naive: bool,
+    pub view: View<'a>,
+    /// Every field but `@t`/`@ts`/`@tag`, as raw JSON text, in arrival order.
+    pub fields: Vec<(Cow<'a, str>, &'a str)>,
+}
+
+/// What the screen knows how to show.
+#[derive(Clone, Debug, PartialEq)]
+pub enum View<'a> {
+    Position(Position),
+    Battery(Battery<'a>),
+    DataUsage {
+        sent: Option<u64>,
+        recv: Option<u64>,
+    },
+    Event {
+        tag: Cow<'a, str>,
+    },
+    Obd {
+        pid: Cow<'a, str>,
+        value: Option<Scalar<'a>>,
+        unit: Option<Cow<'a, str>>,
+    },
+    Dtc {
+        code: Option<Cow<'a, str>>,
+        text: Option<Cow<'a, str>>,
+    },
+    Accelerometer {
+        x: Option<f64>,
+        y: Option<f64>,
+        z: Option<f64>,
+    },
+    RpiTemp {
+        cpu: Option<f64>,
+        gpu: Option<f64>,
+    },
+    /// Any other `@t`: shown by its fields only.
+    Other,
+}
+
+/// `track.pos`. Speed (`sog`) is in km/h.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Position {
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub alt: Option<f64>,
+    pub sog_kmh: Option<f64>,
+    pub cog: Option<f64>,
+    pub nsat: Option<u32>,
+    pub utc: Option<String>,
+}
+
+/// `obd.bat`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Battery<'a> {
+    pub voltage: Option<f64>,
+    pub level: Option<f64>,
+    pub state: Option<Cow<'a, str>>,
+}
+
+impl Battery<'_> {
+    /// The states the device reports as faults.
+    pub fn is_error_state(&self) -> bool {
+        matches!(
+            self.state.as_deref(),
+            Some("overcharging" | "charging_slow" | "critical_level")
+        )
+    }
+}
+
+/// An OBD value: usually a number, sometimes text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    Number(f64),
+    Text(Cow<'a, str>),
+}
+
+impl fmt::Display for Scalar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Number(n) => write!(f, "{n}"),
+            Scalar::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// Parses a whole batch (a JSON array of objects) into typed views.
+pub fn parse_batch(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
+    let raw: Vec<RawFields<'_>> = serde_json::from_str(json)?;
+    Ok(raw.into_iter().map(Record::from_fields).collect())
+}
+
+impl<'a> Record<'a> {
+    fn from_fields(raw: RawFields<'a>) -> Record<'a> {
+        let mut kind_name = Cow::Borrowed("");
+        let mut ts_text = None;
+        let mut tag = None;
+        let mut fields = Vec::with_capacity(raw.0.len());
+        for (key, value) in raw.0 {
+            match key.as_ref() {
+                "@t" => kind_name = string(value).unwrap_or_default(),
+                "@ts" => ts_text = string(value),
+                "@tag" => tag = string(value),
+                _ => fields.push((key, value.get())),
+            }
+        }
+        let parsed = ts_text.as_deref().and_then(parse_timestamp);
+        let mut record = Record {
+            ts: parsed.map(|(t, _)| t),
+            naive: matches!(parsed, Some((_, TimestampKind::Naive))),
+            kind_name,
+            view: View::Other,
+            fields,
+        };
+        record.view = record.make_view(tag);
+        record
+    }
+
+    /// The raw JSON text of field `key`.
+    pub fn field(&self, key: &str) -> Option<&'a str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn num(&self, key: &str) -> Option<f64> {
+        self.field(key)
+            .and_then(|v| serde_json::from_str::<f64>(v).ok())
+    }
+
+    fn text(&self, key: &str) -> Option<Cow<'a, str>> {
+        self.field(key)
+            .and_then(|v| serde_json::from_str::<Cow<'a, str>>(v).ok())
+    }
+
+    /// `{"value": 45.2, "unit": "C"}` or a bare number.
+    fn nested_value(&self, key: &str) -> Option<f64> {
+        #[derive(Deserialize)]
+        struct Reading {
+            value: f64,
+        }
+        let raw = self.field(key)?;
+        serde_json::from_str::<Reading>(raw)
+            .map(|r| r.value)
+            .or_else(|_| serde_json::from_str::<f64>(raw))
+            .ok()
+    }
+
+    fn make_view(&self, tag: Option<Cow<'a, str>>) -> View<'a> {
+        let name = self.kind_name.as_ref();
+        match name {
+            "track.pos" => {
+                #[derive(Deserialize)]
+                struct Loc {
+                    lat: Option<f64>,
+                    lon: Option<f64>,
+                }
+                let loc = self
+                    .field("loc")
+                    .and_then(|v| serde_json::from_str::<Loc>(v).ok());
+                View::Position(Position {
+                    lat: loc.as_ref().and_then(|l| l.lat),
+                    lon: loc.as_ref().and_then(|l| l.lon),
+                    alt: self.num("alt"),
+                    sog_kmh: self.num("sog"),
+                    cog: self.num("cog"),
+                    nsat: self.num("nsat").map(|n| n as u32),
+                    utc: self.text("utc").map(Cow::into_owned),
+                })
+            }
+            "obd.bat" => View::Battery(Battery {
+                voltage: self.num("voltage"),
+                level: self.num("level"),
+                state: self.text("state"),
+            }),
+            "ec2x.data_usage" => View::DataUsage {
+                sent: self.num("sent").map(|n| n as u64),
+                recv: self.num("recv").map(|n| n as u64),
+            },
+            "obd.dtc" => View::Dtc {
+                code: self.text("code"),
+                text: self.text("text"),
+            },
+            "acc.xyz" => View::Accelerometer {
+                x: self.num("x"),
+                y: self.num("y"),
+                z: self.num("z"),
+            },
+            "rpi.temp" => View::RpiTemp {
+                cpu: self.nested_value("cpu"),
+                gpu: self.nested_value("gpu"),
+            },
+            _ if name.starts_with("event.") || tag.is_some() => View::Event {
+                tag: tag.unwrap_or(Cow::Borrowed("")),
+            },
+            _ if name.starts_with("obd.") => {
+                let pid = match &self.kind_name {
+                    Cow::Borrowed(s) => Cow::Borrowed(&s[4..]),
+                    Cow::Owned(s) => Cow::Owned(s[4..].to_string()),
+                };
+                let value = self.field("value").and_then(scalar);
+                View::Obd {
+                    pid,
+                    value,
+                    unit: self.text("unit"),
+                }
+            }
+            _ => View::Other,
+        }
+    }
+
+    /// Event fields other than the `@` ones as `key=value`, strings unquoted.
+    pub fn fields_as_pairs(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.fields {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(k);
+            out.push('=');
+            match serde_json::from_str::<Cow<'_, str>>(v) {
+                Ok(s) => out.push_str(&s),
+                Err(_) => out.push_str(v),
+            }
+        }
+        out
+    }
+}
+
+fn string(value: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Cow<'_, str>>(value.get()).ok()
+}
+
+fn scalar(raw: &str) -> Option<Scalar<'_>> {
+    if let Ok(n) = serde_json::from_str::<f64>(raw) {
+        return Some(Scalar::Number(n));
+    }
+    serde_json::from_str::<Cow<'_, str>>(raw)
+        .ok()
+        .map(Scalar::Text)
+}
+
+/// Every field of one object, values left as raw JSON text.
+struct RawFields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawFields<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a record object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.push((key, value));
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guide_position_and_event() {
+        let text = r#"[{"utc":"06:02:24","cog":140.22,"nsat":9,"alt":34,"@ts":"2020-09-03T12:38:24.374314Z","@t":"track.pos","sog":0,"loc":{"lat":57.02241,"lon":9.89919}},
+        {"trigger":"stn","awaken":"sleeping","@ts":"2021-02-24T09:02:02.532461Z","@tag":"system/power/on","@t":"event.system.power"}]"#;
+        let recs = parse_batch(text).unwrap();
+        let View::Position(p) = &recs[0].view else {
+            panic!("{:?}", recs[0].view)
+        };
+        assert_eq!(
+            (p.lat, p.lon, p.nsat, p.sog_kmh),
+            (Some(57.02241), Some(9.89919), Some(9), Some(0.0))
+        );
+        assert_eq!(p.utc.as_deref(), Some("06:02:24"));
+        assert!(!recs[0].naive);
+        assert_eq!(
+            recs[1].view,
+            View::Event {
+                tag: "system/power/on".into()
+            }
+        );
+        assert_eq!(recs[1].fields_as_pairs(), "trigger=stn awaken=sleeping");
+    }
+
+    #[test]
+    fn obd_values_and_unknown_types() {
+        let text = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:02","value":830.5,"unit":"revolutions_per_minute"},
+        {"@t":"obd.vin","@ts":"2026-11-27T08:00:02","value":"WVW123"},
+        {"@t":"rpi.temp","@ts":"2026-11-27T08:00:02","cpu":{"value":51.5,"unit":"C"},"gpu":{"value":50,"unit":"C"}},
+        {"@t":"custom.thing","@ts":"bad","x":1}]"#;
+        let recs = parse_batch(text).unwrap();
+        assert_eq!(
+            recs[0].view,
+            View::Obd {
+                pid: "rpm".into(),
+                value: Some(Scalar::Number(830.5)),
+                unit: Some("revolutions_per_minute".into())
+            }
+        );
+        assert!(recs[0].naive);
+        assert_eq!(
+            recs[1].view,
+            View::Obd {
+                pid: "vin".into(),
+                value: Some(Scalar::Text("WVW123".into())),
+                unit: None
+            }
+        );
+        assert_eq!(
+            recs[2].view,
+            View::RpiTemp {
+                cpu: Some(51.5),
+                gpu: Some(50.0)
+            }
+        );
+        assert_eq!(recs[3].view, View::Other);
+        assert_eq!(recs[3].ts, None);
+        assert_eq!(recs[3].field("x"), Some("1"));
+    }
+}
