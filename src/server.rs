@@ -103,7 +103,9 @@ impl Running {
     /// capture and returns once everything is on disk.
     pub fn shutdown(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
+        // Each worker consumes at most two wake-ups: one ends its `recv`,
+        // and `try_recv` while draining swallows at most one more.
+        for _ in 0..2 * self.workers.len() {
             self.server.unblock();
         }
         for w in self.workers {

@@ -1,0 +1,188 @@
+//! The binary's command line, start-up, shutdown and secrecy.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::*;
+
+#[test]
+fn no_token_exits_2_and_says_how_to_give_one() {
+    let out = binary()
+        .args(["--listen", "127.0.0.1:0", "--headless"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--token") && err.contains("AUTOPI_RX_TOKEN") && err.contains("--no-auth"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn an_empty_token_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t");
+    std::fs::write(&file, "# nothing\n\n").unwrap();
+    let out = binary()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no token"));
+}
+
+#[test]
+fn help_never_shows_the_token() {
+    let out = binary()
+        .env("AUTOPI_RX_TOKEN", "s3cr3t-from-env")
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--token") && help.contains("--no-auth") && help.contains("--max-body"),
+        "{help}"
+    );
+    assert!(!help.contains("s3cr3t-from-env"), "{help}");
+}
+
+#[test]
+fn headless_stderr_is_only_the_listening_line_and_sigterm_exits_0() {
+    let mut rx = Receiver::start(&[]);
+    assert_ne!(rx.addr.port(), 0, "the real port is reported");
+    assert_eq!(rx.upload(b"[]").status, 200);
+    assert_eq!(rx.stop().code(), Some(0));
+    assert_eq!(rx.stderr(), format!("listening on http://{}\n", rx.addr));
+}
+
+#[test]
+fn no_auth_accepts_anything_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let rx = Receiver::spawn(binary().args(["--no-auth", "--capture", capture.to_str().unwrap()]));
+    assert!(
+        rx.stderr().contains("WARNING: --no-auth"),
+        "{}",
+        rx.stderr()
+    );
+    assert_eq!(rx.post(&[], b"[]").status, 200);
+    assert_eq!(
+        rx.post(&[("authorization", "token whatever")], b"[]")
+            .status,
+        200
+    );
+}
+
+#[test]
+fn default_capture_goes_under_captures_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Receiver::spawn(binary().current_dir(dir.path()).args(["--token", TOKEN]));
+    assert_eq!(rx.upload(b"[]").status, 200);
+    rx.stop();
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("captures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        name.ends_with("Z.jsonl") && name.starts_with("20"),
+        "{name}"
+    );
+    assert_eq!(capture_lines(&files[0]).len(), 1);
+}
+
+#[test]
+fn sigterm_finishes_a_request_in_flight() {
+    let mut rx = Receiver::start(&[]);
+    let body = std::fs::read(samples().join("batch-1000-naive.json")).unwrap();
+    let mut stream = TcpStream::connect(rx.addr).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // "100 Continue" comes once a worker has taken the request and starts
+    // reading its body: the request is in flight.
+    let mut head = [0u8; 25];
+    stream.read_exact(&mut head).unwrap();
+    assert!(
+        head.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    signal(&rx.child, "TERM");
+    stream.write_all(&body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.contains(" 200 ") && answer.contains("\"accepted\":1000"),
+        "{answer}"
+    );
+    assert_eq!(rx.child.wait().unwrap().code(), Some(0));
+    assert_eq!(rx.capture_lines().len(), 1);
+}
+
+#[test]
+fn the_token_never_appears_in_any_output_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let secret = "tok-9f8e7d6c5b4a";
+    let wrong = "tok-0000-wrong-guess";
+    let mut rx = Receiver::spawn(
+        binary()
+            .env("AUTOPI_RX_TOKEN", secret)
+            .args(["--capture", capture.to_str().unwrap()]),
+    );
+    let body = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+    assert_eq!(
+        rx.post(&[("authorization", &format!("token {secret}"))], body)
+            .status,
+        200
+    );
+    assert_eq!(
+        rx.post(&[("Authorization", &format!("Bearer {secret}"))], b"nope")
+            .status,
+        400
+    );
+    assert_eq!(
+        rx.post(&[("authorization", &format!("token {wrong}"))], body)
+            .status,
+        401
+    );
+    assert_eq!(
+        rx.post(&[("authorization", &format!("Weird {secret}"))], body)
+            .status,
+        401
+    );
+    let status = Conn::open(rx.addr)
+        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .text();
+    rx.stop();
+    let stdout = rx.remaining_stdout().join("\n");
+    assert_eq!(stdout.lines().count(), 5);
+    let file = std::fs::read_to_string(&capture).unwrap();
+    for (what, text) in [
+        ("stdout", &stdout),
+        ("stderr", &rx.stderr()),
+        ("capture", &file),
+        ("status page", &status),
+    ] {
+        assert!(!text.contains(secret), "{what} shows the token: {text}");
+        assert!(
+            !text.contains(wrong),
+            "{what} shows the wrong token: {text}"
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! Helpers shared by the integration tests: the real binary on 127.0.0.1:0,
+//! and a raw HTTP/1.1 client that sends exactly the bytes a test gives it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver as Rx, unbounded};
+
+pub const TOKEN: &str = "DEVICE-AUTH-TOKEN";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The `autopi-rx` binary running headless on a free loopback port.
+pub struct Receiver {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub capture: PathBuf,
+    stdout: Rx<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_done: Rx<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn binary() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_autopi-rx"));
+    c.env_remove("AUTOPI_RX_TOKEN");
+    c
+}
+
+impl Receiver {
+    /// Starts with the sample token and a capture in a fresh folder.
+    pub fn start(extra: &[&str]) -> Receiver {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("capture.jsonl");
+        let mut args = vec!["--token", TOKEN, "--capture", capture.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut r = Receiver::spawn(binary().args(&args));
+        r.capture = capture;
+        r._dir = Some(dir);
+        r
+    }
+
+    /// Starts `cmd` (to which `--listen 127.0.0.1:0 --headless` is added) and
+    /// waits for its `listening on` line.
+    pub fn spawn(cmd: &mut Command) -> Receiver {
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0", "--headless"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start autopi-rx");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut addr = None;
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 {
+            stderr.lock().unwrap().push_str(&line);
+            if let Some(a) = line.trim().strip_prefix("listening on http://") {
+                addr = Some(a.parse().expect("address in listening line"));
+                break;
+            }
+            line.clear();
+        }
+        let addr = addr.unwrap_or_else(|| {
+            let status = child.wait().unwrap();
+            panic!(
+                "no listening line ({status}); stderr: {}",
+                stderr.lock().unwrap()
+            )
+        });
+        let (done_tx, stderr_done) = unbounded();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = err.read_to_string(&mut rest);
+            sink.lock().unwrap().push_str(&rest);
+            let _ = done_tx.send(());
+        });
+        let (tx, stdout) = unbounded();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Receiver {
+            child,
+            addr,
+            capture: PathBuf::new(),
+            stdout,
+            stderr,
+            stderr_done,
+            _dir: None,
+        }
+    }
+
+    /// The next JSON line the receiver printed for a request.
+    pub fn event(&self) -> serde_json::Value {
+        let line = self
+            .stdout
+            .recv_timeout(WAIT)
+            .expect("an event line on stdout");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    /// Raw stdout lines not read yet (after `stop`, all of them).
+    pub fn remaining_stdout(&self) -> Vec<String> {
+        self.stdout.try_iter().collect()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        signal(&self.child, "TERM");
+        let status = self.child.wait().unwrap();
+        let _ = self.stderr_done.recv_timeout(WAIT);
+        status
+    }
+
+    pub fn capture_lines(&self) -> Vec<serde_json::Value> {
+        capture_lines(&self.capture)
+    }
+
+    pub fn post(&self, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        post(self.addr, headers, body)
+    }
+
+    /// POST with the sample token in the device's own scheme.
+    pub fn upload(&self, body: &[u8]) -> Response {
+        self.post(&[("authorization", &format!("token {TOKEN}"))], body)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+pub fn capture_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// An HTTP response as read off the socket.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.text()))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive connection.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Conn {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).unwrap();
+    }
+
+    /// Reads one response; `head_only` for answers to HEAD.
+    pub fn read_response(&mut self, head_only: bool) -> Response {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("status line: {line:?}"))
+            .parse()
+            .unwrap();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (n, v) = l.split_once(':').unwrap();
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+        let mut r = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_only || status == 100 {
+            return r;
+        }
+        if let Some(len) = r.header("content-length") {
+            let mut body = vec![0; len.parse().unwrap()];
+            self.reader.read_exact(&mut body).unwrap();
+            r.body = body;
+        } else if r
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).unwrap();
+                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).unwrap();
+                if size == 0 {
+                    break;
+                }
+                r.body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        r
+    }
+
+    pub fn request(&mut self, bytes: &[u8]) -> Response {
+        self.send(bytes);
+        let head_only = bytes.starts_with(b"HEAD ");
+        self.read_response(head_only)
+    }
+}
+
+/// Builds a request with a Content-Length.
+pub fn request_bytes(method: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} /logbook/storage HTTP/1.1\r\nHost: test\r\n");
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+pub fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    Conn::open(addr).request(&request_bytes("POST", headers, body))
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use flate2::{Compression, write::GzEncoder};
+    let mut e = GzEncoder::new(Vec::new(), Compression::new(9));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn samples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples")
+}
+
+/// The body of a captured raw request (after the blank line).
+pub fn http_body(raw: &[u8]) -> &[u8] {
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    &raw[at + 4..]
+}

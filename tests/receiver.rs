@@ -1,0 +1,735 @@
+//! The answer table of the receiver core, row by row, over real HTTP against
+//! the real binary, checking the answer, the stdout event and the capture.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use serde_json::Value;
+
+fn auth() -> String {
+    format!("token {TOKEN}")
+}
+
+#[test]
+fn device_requests_replayed_byte_for_byte_are_saved_exactly() {
+    let mut rx = Receiver::start(&[]);
+    let dir = samples().join("device-requests");
+    let mut conn = Conn::open(rx.addr); // keep-alive, as the device's requests library does
+    let mut expected = Vec::new();
+    for name in [
+        "plain-1", "plain-2", "plain-3", "gzip-1", "gzip-2", "gzip-3",
+    ] {
+        let raw = std::fs::read(dir.join(format!("{name}.http"))).unwrap();
+        let body = http_body(&raw).to_vec();
+        let json = if name.starts_with("gzip") {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out)
+                .unwrap();
+            out
+        } else {
+            body.clone()
+        };
+        let records: Value = serde_json::from_slice(&json).unwrap();
+        let r = conn.request(&raw);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(
+            r.json()["accepted"],
+            records.as_array().unwrap().len(),
+            "{name}"
+        );
+        let e = rx.event();
+        assert_eq!(e["status"], 200);
+        assert_eq!(e["unit_id"], "ee3df171ff0f6209a3dbaa00b00e1d05");
+        assert_eq!(e["path"], "/logbook/storage");
+        assert_eq!(e["wire_bytes"], body.len());
+        assert_eq!(
+            e["encoding"],
+            if name.starts_with("gzip") {
+                "gzip"
+            } else {
+                "identity"
+            }
+        );
+        assert_eq!(
+            e["naive_timestamps"], e["records"],
+            "device timestamps are naive"
+        );
+        assert!(e.get("warning").is_none(), "{e}");
+        expected.push((records, body.len(), e["duplicate"].clone()));
+    }
+    assert_eq!(rx.stop().code(), Some(0));
+    let lines = rx.capture_lines();
+    assert_eq!(lines.len(), 6);
+    for (line, (records, wire, _)) in lines.iter().zip(&expected) {
+        assert_eq!(&line["records"], records, "records kept exactly");
+        assert_eq!(line["wire_bytes"], *wire);
+        assert_eq!(line["unit_id"], "ee3df171ff0f6209a3dbaa00b00e1d05");
+        assert!(line["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert_eq!(line["batch_hash"].as_str().unwrap().len(), 64);
+    }
+    // The gzip captures carry the same batches as the plain ones: the same
+    // content is recognised as a re-send whatever the encoding.
+    for i in 0..3 {
+        assert_eq!(lines[i]["duplicate_of"], Value::Null);
+        assert_eq!(lines[i + 3]["duplicate_of"], lines[i]["received"]);
+        assert_eq!(lines[i + 3]["batch_hash"], lines[i]["batch_hash"]);
+        assert_eq!(expected[i + 3].2, true);
+    }
+}
+
+#[test]
+fn capture_line_has_the_documented_fields() {
+    let mut rx = Receiver::start(&[]);
+    let body =
+        br#"[{"@t":"x.y","@ts":"2026-11-27T08:00:00","unknown":{"deep":[1,2.50,"\u00e6"]}}]"#;
+    assert_eq!(rx.upload(body).status, 200);
+    rx.stop();
+    let text = std::fs::read_to_string(&rx.capture).unwrap();
+    let line: Value = serde_json::from_str(text.trim_end()).unwrap();
+    let keys: Vec<_> = line.as_object().unwrap().keys().cloned().collect();
+    for k in [
+        "received",
+        "peer",
+        "unit_id",
+        "encoding",
+        "wire_bytes",
+        "batch_hash",
+        "duplicate_of",
+        "records",
+    ] {
+        assert!(keys.contains(&k.to_string()), "{k} in {keys:?}");
+    }
+    assert_eq!(line["unit_id"], Value::Null);
+    let received = line["received"].as_str().unwrap();
+    assert!(received.parse::<jiff::Timestamp>().is_ok() && received.ends_with('Z'));
+    assert_eq!(
+        received.len(),
+        "2026-11-27T08:00:00.000Z".len(),
+        "milliseconds: {received}"
+    );
+    // Original text of the records, unknown fields and number spelling included.
+    assert!(text.contains(r#""records":[{"@t":"x.y","@ts":"2026-11-27T08:00:00","unknown":{"deep":[1,2.50,"\u00e6"]}}]}"#), "{text}");
+}
+
+#[test]
+fn guide_examples_are_accepted_with_bearer() {
+    let mut rx = Receiver::start(&[]);
+    let dir = samples().join("guide-examples");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for path in &names {
+        let body = std::fs::read(path).unwrap();
+        let r = rx.post(&[("Authorization", &format!("Bearer {TOKEN}"))], &body);
+        assert_eq!(r.status, 200, "{}: {}", path.display(), r.text());
+        let e = rx.event();
+        assert_eq!(
+            (e["records"].as_u64(), e["malformed"].as_u64()),
+            (Some(1), Some(0)),
+            "{e}"
+        );
+        assert_eq!(e["naive_timestamps"], 0, "guide examples carry Z");
+    }
+    rx.stop();
+    let lines = rx.capture_lines();
+    assert_eq!(lines.len(), names.len());
+    // Pretty-printed bodies are stored on one line, values unchanged.
+    for (line, path) in lines.iter().zip(&names) {
+        let original: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(line["records"], original);
+    }
+}
+
+#[test]
+fn several_tokens_schemes_in_any_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "# bench devices\n\nthird-token\n").unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut rx = Receiver::spawn(binary().args([
+        "--token",
+        "first-token",
+        "--token",
+        "second-token",
+        "--token-file",
+        file.to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    for header in [
+        "token first-token",
+        "Bearer second-token",
+        "TOKEN third-token",
+        "bearer first-token",
+    ] {
+        let r = rx.post(&[("authorization", header)], b"[]");
+        assert_eq!(r.status, 200, "{header}");
+    }
+    for header in [
+        "token fourth-token",
+        "token",
+        "first-token",
+        "Basic first-token",
+        "",
+    ] {
+        let r = rx.post(&[("authorization", header)], b"[]");
+        assert_eq!(r.status, 401, "{header:?}");
+    }
+    rx.stop();
+    assert_eq!(capture_lines(&capture).len(), 4);
+}
+
+#[test]
+fn env_token_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let rx = Receiver::spawn(
+        binary()
+            .env("AUTOPI_RX_TOKEN", "from-the-environment")
+            .args(["--capture", capture.to_str().unwrap()]),
+    );
+    assert_eq!(
+        rx.post(&[("authorization", "token from-the-environment")], b"[]")
+            .status,
+        200
+    );
+    assert_eq!(
+        rx.post(&[("authorization", "token other")], b"[]").status,
+        401
+    );
+}
+
+#[test]
+fn refused_auth_is_401_and_saves_nothing() {
+    let mut rx = Receiver::start(&[]);
+    let body = br#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00","voltage":12.5}]"#;
+    let cases: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("authorization", "token wrong-token")],
+        &[("authorization", "Bearer")],
+        &[("authorization", "Digest abc")],
+    ];
+    for headers in cases {
+        let r = rx.post(headers, body);
+        assert_eq!(r.status, 401, "{headers:?}");
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|v| v.contains("Bearer"))
+        );
+        let e = rx.event();
+        assert_eq!(e["status"], 401);
+        assert!(!e["error"].as_str().unwrap().is_empty());
+    }
+    rx.stop();
+    assert_eq!(std::fs::read_to_string(&rx.capture).unwrap(), "");
+}
+
+#[test]
+fn content_encoding_disagreements() {
+    let rx = Receiver::start(&[]);
+    let plain = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":800}]"#;
+    let gz = gzip(plain);
+    let a = auth();
+    // gzip body without a header: inflated anyway.
+    let r = rx.post(&[("authorization", &a)], &gz);
+    assert_eq!(r.status, 200);
+    let e = rx.event();
+    assert_eq!(e["encoding"], "gzip");
+    assert!(e["warning"].as_str().unwrap().contains("gzip"), "{e}");
+    // gzip body under another name: inflated anyway.
+    let r = rx.post(
+        &[("authorization", &a), ("content-encoding", "deflate")],
+        &gz,
+    );
+    assert_eq!(r.status, 200);
+    assert!(rx.event()["warning"].as_str().unwrap().contains("deflate"));
+    // The device's own mismatch: header says gzip, body is plain.
+    let r = rx.post(
+        &[("authorization", &a), ("content-encoding", "gzip")],
+        plain,
+    );
+    assert_eq!(r.status, 200);
+    let e = rx.event();
+    assert_eq!(e["encoding"], "identity");
+    assert_eq!(
+        e["warning"],
+        "content-encoding says gzip but the body is plain JSON"
+    );
+    // Another algorithm it lacks: plain body under that name.
+    for name in ["br", "zstd", "lz4"] {
+        let r = rx.post(&[("authorization", &a), ("content-encoding", name)], plain);
+        assert_eq!(r.status, 200, "{name}");
+        assert!(rx.event()["warning"].as_str().unwrap().contains(name));
+    }
+    // Another algorithm and a body that is not JSON: we cannot read it.
+    let r = rx.post(
+        &[("authorization", &a), ("content-encoding", "br")],
+        &[0x8b, 0x02, 0x80, 0x5b],
+    );
+    assert_eq!(r.status, 415);
+    assert!(r.json()["error"].as_str().unwrap().contains("'br'"));
+    assert_eq!(rx.event()["status"], 415);
+    // Identity says nothing.
+    let r = rx.post(
+        &[("authorization", &a), ("content-encoding", "identity")],
+        plain,
+    );
+    assert_eq!(r.status, 200);
+    assert!(rx.event().get("warning").is_none());
+}
+
+#[test]
+fn bad_bodies_are_400_with_the_place_named() {
+    let mut rx = Receiver::start(&[]);
+    let truncated = {
+        let g = gzip(
+            br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"},{"@t":"b","@ts":"2026-11-27T08:00:01"}]"#,
+        );
+        g[..g.len() - 12].to_vec()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not json", b"hello".to_vec(), "line 1 column 1"),
+        (
+            "broken json",
+            b"[{\"@t\":\"a\",\n\"@ts\": }]".to_vec(),
+            "line 2 column 8",
+        ),
+        (
+            "invalid utf-8",
+            b"[{\"@t\":\"caf\xe9\"}]".to_vec(),
+            "byte 11",
+        ),
+        ("truncated gzip", truncated, "truncated or corrupt"),
+        ("empty body", Vec::new(), "empty body"),
+        (
+            "object",
+            br#"{"@t":"a","@ts":"2026-11-27T08:00:00"}"#.to_vec(),
+            "expected a JSON array",
+        ),
+        (
+            "array of numbers",
+            b"[1,2]".to_vec(),
+            "record 0 (0-based) to be a JSON object",
+        ),
+        ("string", b"\"[]\"".to_vec(), "expected a JSON array"),
+        (
+            "trailing garbage",
+            b"[] []".to_vec(),
+            "trailing characters at line 1 column 4",
+        ),
+        (
+            "deep nesting",
+            vec![b'['; 200_000],
+            "record 0 (0-based) to be a JSON object",
+        ),
+        (
+            "deep nesting in a record",
+            [&b"[{\"a\":"[..], &[b'['; 200_000]].concat(),
+            "EOF while parsing a list at line 1 column 200006",
+        ),
+    ];
+    for (what, body, needle) in &cases {
+        let r = rx.upload(body);
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(needle), "{what}: {error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+        let e = rx.event();
+        assert_eq!(e["error"].as_str(), Some(error.as_str()));
+    }
+    // Still serving after all that.
+    assert_eq!(rx.upload(b"[]").status, 200);
+    assert_eq!(rx.stop().code(), Some(0));
+    assert_eq!(rx.capture_lines().len(), 1);
+}
+
+#[test]
+fn odd_records_in_a_valid_array_are_accepted_and_counted() {
+    let mut rx = Receiver::start(&[]);
+    let body = br#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00","voltage":12.5},{"voltage":1},{"@t":"obd.bat"},{"@t":"obd.bat","@ts":"soon"},{"@t":"obd.bat","@ts":"2026-11-27T08:00:00.123456789+00:00"}]"#;
+    let r = rx.upload(body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["accepted"], 5);
+    let e = rx.event();
+    assert_eq!(
+        (e["records"].as_u64(), e["malformed"].as_u64()),
+        (Some(5), Some(3))
+    );
+    assert_eq!(e["naive_timestamps"], 1);
+    rx.stop();
+    assert_eq!(
+        rx.capture_lines()[0]["records"].as_array().unwrap().len(),
+        5
+    );
+}
+
+#[test]
+fn empty_array_is_200_with_zero_records() {
+    let rx = Receiver::start(&[]);
+    let r = rx.upload(b"[]");
+    assert_eq!((r.status, r.json()["accepted"].as_u64()), (200, Some(0)));
+    assert_eq!(rx.event()["records"], 0);
+}
+
+#[test]
+fn bodies_over_the_limit_are_413() {
+    let mut rx = Receiver::start(&["--max-body", "1000"]);
+    let big = format!(
+        "[{}]",
+        vec![r#"{"@t":"a","@ts":"2026-11-27T08:00:00"}"#; 40].join(",")
+    );
+    assert!(big.len() > 1000);
+    let r = rx.upload(big.as_bytes());
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"].as_str().unwrap().contains("--max-body"));
+    // Small on the wire, large once inflated.
+    let gz = gzip(big.as_bytes());
+    assert!(gz.len() < 1000);
+    let r = rx.upload(&gz);
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"].as_str().unwrap().contains("inflated"));
+    // Chunked bodies are counted as they stream in.
+    let mut conn = Conn::open(rx.addr);
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        auth()
+    )
+    .into_bytes();
+    for piece in big.as_bytes().chunks(300) {
+        req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        req.extend_from_slice(piece);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(conn.request(&req).status, 413);
+    // At the limit exactly: fine.
+    let fits = format!(
+        "[{}]",
+        vec![r#"{"@t":"a","@ts":"2026-11-27T08:00:00"}"#; 25].join(",")
+    );
+    let padded = format!("{fits}{}", " ".repeat(1000 - fits.len()));
+    assert_eq!(rx.upload(padded.as_bytes()).status, 200);
+    rx.stop();
+    assert_eq!(rx.capture_lines().len(), 1);
+}
+
+/// Peak resident memory of a process in KiB, from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_one_gib_gzip_bomb_costs_no_more_than_the_limit() {
+    let rx = Receiver::start(&[]);
+    // 1024 gzip members of 1 MiB of zeros each: about 1 MiB on the wire,
+    // 1 GiB inflated.
+    let member = gzip(&vec![0u8; 1 << 20]);
+    let bomb: Vec<u8> = member
+        .iter()
+        .copied()
+        .cycle()
+        .take(member.len() * 1024)
+        .collect();
+    assert!(
+        bomb.len() < 32 << 20,
+        "the wire body itself is under the limit"
+    );
+    let before = peak_rss_kib(rx.child.id());
+    let r = rx.upload(&bomb);
+    assert_eq!(r.status, 413, "{}", r.text());
+    let after = peak_rss_kib(rx.child.id());
+    // The 32 MiB limit plus the wire body, with room for the allocator.
+    assert!(
+        after < before + 100 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[test]
+fn chunked_upload_works_like_content_length() {
+    let mut rx = Receiver::start(&[]);
+    let body = std::fs::read(samples().join("batch-1000-naive.json")).unwrap();
+    let gz = gzip(&body);
+    let mut req = format!(
+        "POST /x HTTP/1.1\r\nHost: t\r\nauthorization: {}\r\ncontent-encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+        auth()
+    )
+    .into_bytes();
+    for piece in gz.chunks(777) {
+        req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        req.extend_from_slice(piece);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let r = Conn::open(rx.addr).request(&req);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["accepted"], 1000);
+    let e = rx.event();
+    assert_eq!(
+        (e["wire_bytes"].as_u64(), e["body_bytes"].as_u64()),
+        (Some(gz.len() as u64), Some(body.len() as u64))
+    );
+    rx.stop();
+    let original: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rx.capture_lines()[0]["records"], original);
+}
+
+#[test]
+fn get_and_head_give_status_never_data() {
+    let rx = Receiver::start(&[]);
+    assert_eq!(
+        rx.upload(br#"[{"@t":"secret.data","@ts":"2026-11-27T08:00:00","v":"PAYLOAD-42"}]"#)
+            .status,
+        200
+    );
+    let mut conn = Conn::open(rx.addr);
+    let r = conn.request(b"GET /anything?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let text = r.text();
+    assert!(
+        text.contains("autopi-rx") && text.contains("uptime") && text.contains("records saved: 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(TOKEN) && !text.contains("PAYLOAD-42"),
+        "{text}"
+    );
+    let r = conn.request(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    // The connection is still in step after HEAD: no body was sent.
+    let r = conn.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn other_methods_are_405_with_allow() {
+    let rx = Receiver::start(&[]);
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let r = Conn::open(rx.addr).request(&request_bytes(
+            method,
+            &[("authorization", &auth())],
+            b"[]",
+        ));
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    }
+}
+
+#[test]
+fn no_answer_is_ever_a_redirect() {
+    let rx = Receiver::start(&[]);
+    let a = auth();
+    let bodies: [&[u8]; 4] = [b"[]", b"x", b"[1]", b""];
+    for path in [
+        "/",
+        "/logbook/storage",
+        "/logbook/storage/",
+        "//x/../y",
+        "/?a=b",
+    ] {
+        for body in bodies {
+            let mut req = format!("POST {path} HTTP/1.1\r\nHost: t\r\nauthorization: {a}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            req.extend_from_slice(body);
+            let status = Conn::open(rx.addr).request(&req).status;
+            assert!(!(300..400).contains(&status), "{path}: {status}");
+        }
+    }
+}
+
+#[test]
+fn an_unwritable_capture_gives_503_and_the_server_keeps_going() {
+    let rx = Receiver::spawn(binary().args(["--token", TOKEN, "--capture", "/dev/full"]));
+    for _ in 0..2 {
+        let r = rx.upload(br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#);
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("No space left")
+        );
+        let e = rx.event();
+        assert_eq!(
+            (e["status"].as_u64(), e["duplicate"].as_bool()),
+            (Some(503), Some(false))
+        );
+    }
+    let r = Conn::open(rx.addr).request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("batches saved: 0"), "{}", r.text());
+}
+
+#[test]
+fn duplicates_are_answered_saved_and_marked() {
+    let mut rx = Receiver::start(&[]);
+    let body = std::fs::read(samples().join("batch-1000-naive.json")).unwrap();
+    let gz = gzip(&body);
+    let headers = [
+        ("authorization", auth()),
+        ("content-encoding", "gzip".into()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let first = rx.post(&headers, &gz);
+    assert_eq!(
+        (first.status, first.json()["duplicate"].as_bool()),
+        (200, Some(false))
+    );
+    assert_eq!(rx.event()["duplicate"], false);
+    let again = rx.post(&headers, &gz);
+    assert_eq!(
+        (again.status, again.json()["duplicate"].as_bool()),
+        (200, Some(true))
+    );
+    let e = rx.event();
+    assert_eq!(e["duplicate"], true);
+    let status = Conn::open(rx.addr)
+        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .text();
+    assert!(
+        status.contains("records saved: 1000\n"),
+        "not counted twice: {status}"
+    );
+    assert!(status.contains("(1 duplicates)"), "{status}");
+    rx.stop();
+    let lines = rx.capture_lines();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["duplicate_of"], lines[0]["received"]);
+    assert_eq!(e["duplicate_of"], lines[0]["received"]);
+    assert_eq!(lines[1]["records"], lines[0]["records"]);
+}
+
+#[test]
+fn a_torn_capture_tail_is_cut_and_earlier_lines_kept_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let body = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+    let mut rx =
+        Receiver::spawn(binary().args(["--token", TOKEN, "--capture", capture.to_str().unwrap()]));
+    assert_eq!(rx.upload(body).status, 200);
+    rx.stop();
+    // A crash in the middle of writing the next line.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&capture)
+        .unwrap();
+    f.write_all(br#"{"received":"2026-11-27T09:00:00.000Z","peer":"127.0.0.1:1","unit_id":null,"records":[{"@t":"#).unwrap();
+    drop(f);
+    let mut rx =
+        Receiver::spawn(binary().args(["--token", TOKEN, "--capture", capture.to_str().unwrap()]));
+    assert!(
+        rx.stderr().contains("cut an unfinished last line"),
+        "{}",
+        rx.stderr()
+    );
+    // The batch captured before the crash is recognised when re-sent.
+    let r = rx.upload(body);
+    assert_eq!(
+        (r.status, r.json()["duplicate"].as_bool()),
+        (200, Some(true))
+    );
+    assert_eq!(rx.upload(b"[]").status, 200);
+    rx.stop();
+    let lines = capture_lines(&capture);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["duplicate_of"], lines[0]["received"]);
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let rx =
+        Receiver::spawn(binary().args(["--token", TOKEN, "--capture", capture.to_str().unwrap()]));
+    let addr = rx.addr;
+    let (acked_tx, acked_rx) = crossbeam_channel::unbounded::<String>();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let acked = acked_tx.clone();
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let body = format!(
+                        r#"[{{"@t":"load","@ts":"2026-11-27T08:00:00","client":{c},"n":{i}}}]"#
+                    );
+                    let sent = std::panic::catch_unwind(|| {
+                        post(
+                            addr,
+                            &[("authorization", &format!("token {TOKEN}"))],
+                            body.as_bytes(),
+                        )
+                    });
+                    match sent {
+                        Ok(r) if r.status == 200 => acked.send(body).unwrap(),
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acked_tx);
+    // Let a good number of batches be acknowledged, then pull the plug.
+    let mut acked: Vec<String> = acked_rx.iter().take(200).collect();
+    let mut child = rx;
+    child.child.kill().unwrap();
+    child.child.wait().unwrap();
+    for c in clients {
+        c.join().unwrap();
+    }
+    acked.extend(acked_rx.try_iter());
+    // Restart on the same file: it must open, and hold every acknowledged batch.
+    let mut again =
+        Receiver::spawn(binary().args(["--token", TOKEN, "--capture", capture.to_str().unwrap()]));
+    assert_eq!(again.upload(b"[]").status, 200);
+    again.stop();
+    let saved: std::collections::HashSet<String> = capture_lines(&capture)
+        .iter()
+        .map(|l| l["records"].to_string())
+        .collect();
+    for body in &acked {
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert!(
+            saved.contains(&v.to_string()),
+            "acknowledged but lost: {body}"
+        );
+    }
+}
+
+#[test]
+fn concurrent_uploads_are_all_saved() {
+    let mut rx = Receiver::start(&[]);
+    let addr = rx.addr;
+    let threads: Vec<_> = (0..8)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                for i in 0..25 {
+                    let body =
+                        format!(r#"[{{"@t":"n","@ts":"2026-11-27T08:00:00","c":{c},"i":{i}}}]"#);
+                    let r = conn.request(&request_bytes(
+                        "POST",
+                        &[("authorization", &format!("token {TOKEN}"))],
+                        body.as_bytes(),
+                    ));
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    rx.stop();
+    let lines = rx.capture_lines();
+    assert_eq!(lines.len(), 200);
+    let distinct: std::collections::HashSet<_> =
+        lines.iter().map(|l| l["batch_hash"].to_string()).collect();
+    assert_eq!(distinct.len(), 200);
+    assert_eq!(rx.remaining_stdout().len(), 200);
+}
