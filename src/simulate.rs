@@ -128,6 +128,9 @@ pub struct Settings {
     pub seed: u64,
     pub stamps: Stamps,
     pub start: Timestamp,
+    /// One line on stderr per answer (acks only when --interval > 0);
+    /// off for callers that own the screen.
+    pub notes: bool,
 }
 
 impl Settings {
@@ -165,6 +168,7 @@ impl Settings {
                 Some(s) => parse_start(s)?,
                 None => default_start(args.seed),
             },
+            notes: true,
         })
     }
 }
@@ -428,6 +432,9 @@ impl Shared<'_> {
     }
 
     fn acknowledged(&self, number: u64, status: u16, latency: Duration, item: &Queued) {
+        if !self.settings.notes {
+            return;
+        }
         if (300..400).contains(&status) && !self.redirect_warned.swap(true, Ordering::Relaxed) {
             eprintln!(
                 "warning: batch {number}: HTTP {status} counts as success for the device, \
@@ -451,7 +458,7 @@ impl Shared<'_> {
             self.halt(Some(format!(
                 "gave up on batch {number} after {MAX_FAILURES} failed attempts (last: {why})"
             )));
-        } else {
+        } else if self.settings.notes {
             let next = if unanswered {
                 "re-sending the identical bytes"
             } else {
@@ -695,5 +702,34 @@ pub fn main(args: SimulateArgs) -> ExitCode {
             eprintln!("autopi-rx simulate: {}", failure.message);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_are_nearest_rank() {
+        let samples = (1..=200).rev().map(Duration::from_millis).collect();
+        let l = Latency::of(samples).unwrap();
+        assert_eq!(l.p50, Duration::from_millis(100));
+        assert_eq!(l.p99, Duration::from_millis(198));
+        assert_eq!(l.max, Duration::from_millis(200));
+        let one = Latency::of(vec![Duration::from_millis(7)]).unwrap();
+        assert_eq!((one.p50, one.p99, one.max), (one.max, one.max, one.max));
+        assert_eq!(Latency::of(Vec::new()), None);
+    }
+
+    #[test]
+    fn unit_ids_look_like_the_devices() {
+        let id = unit_id_for(1);
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        assert_eq!(id, unit_id_for(1));
+        assert_ne!(id, unit_id_for(2));
     }
 }
