@@ -362,25 +362,14 @@ impl Shared<'_> {
         }
     }
 
-    /// One upload cycle's loop for one uploader, until done or halted.
+    /// Upload cycles for one uploader until the run is done or halted.
     fn upload(&self, stop: &Receiver<()>) -> Tally {
         let uploader = Uploader::new(self.settings.target.clone());
         let mut tally = Tally::default();
         let mut queue: VecDeque<Queued> = VecDeque::new();
         loop {
             let cycle = Instant::now();
-            for _ in 0..queue.len() {
-                if self.halted() {
-                    break;
-                }
-                let Some(item) = queue.pop_front() else { break };
-                *(if item.unanswered {
-                    &mut tally.resends
-                } else {
-                    &mut tally.retries
-                }) += 1;
-                queue.extend(self.attempt(&uploader, item, &mut tally));
-            }
+            self.send_queued(&uploader, &mut queue, &mut tally);
             if self.halted() {
                 break;
             }
@@ -402,6 +391,25 @@ impl Shared<'_> {
         }
         tally.unacknowledged = queue.len() as u64;
         tally
+    }
+
+    /// The retry queue goes first in a cycle, each batch once, as on the
+    /// device.
+    fn send_queued(&self, uploader: &Uploader, queue: &mut VecDeque<Queued>, tally: &mut Tally) {
+        for _ in 0..queue.len() {
+            if self.halted() {
+                return;
+            }
+            let Some(item) = queue.pop_front() else {
+                return;
+            };
+            if item.unanswered {
+                tally.resends += 1;
+            } else {
+                tally.retries += 1;
+            }
+            queue.extend(self.attempt(uploader, item, tally));
+        }
     }
 
     /// Sends one batch; gives it back when it must go again.

@@ -14,7 +14,7 @@ use autopi_rx::ingest::{Auth, Config, DEFAULT_MAX_BODY};
 use autopi_rx::server::{self, Running};
 use autopi_rx::simulate::{
     Batches, HOME, Scheme, Session, Settings, SimulateArgs, Stamps, Summary, default_start, run,
-    unit_id_for,
+    run_until, unit_id_for,
 };
 use clap::Parser;
 use flate2::read::GzDecoder;
@@ -381,6 +381,44 @@ fn nothing_listening_is_a_clear_failure() {
         failure.message
     );
     assert_eq!(failure.summary.unwrap().resends, 9);
+}
+
+#[test]
+fn without_a_count_it_runs_until_stopped_and_sums_up() {
+    let (server, url) = local_server();
+    let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
+    let serving = server.clone();
+    let answering = std::thread::spawn(move || {
+        let mut stop_tx = Some(stop_tx);
+        let mut bodies = Vec::new();
+        for n in 1..=3 {
+            let mut request = serving.recv_timeout(GUARD).unwrap().expect("a batch");
+            bodies.push(seen(&mut request, 200).body);
+            if n == 3 {
+                // Ctrl-C while the third batch is in flight.
+                stop_tx.take();
+            }
+            request
+                .respond(tiny_http::Response::from_string("{}"))
+                .unwrap();
+        }
+        bodies
+    });
+    let mut a = args(&url, 1);
+    a.count = None;
+    let summary = run_until(&a, &stop).unwrap();
+    let bodies = answering.join().unwrap();
+    assert!(summary.interrupted);
+    assert_eq!(
+        (summary.batches, summary.records, summary.unacknowledged),
+        (3, 75, 0)
+    );
+    assert!(summary.to_string().contains("(interrupted)"));
+    assert_eq!(
+        bodies,
+        expected_batches(&a, 3),
+        "the session, batch by batch"
+    );
 }
 
 fn records(seed: u64, n: usize, stamps: Stamps) -> Vec<Value> {
