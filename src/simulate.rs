@@ -256,7 +256,8 @@ enum Source {
         payloads: Vec<Arc<Payload>>,
         next: AtomicUsize,
     },
-    Live(Box<Mutex<Batches>>),
+    /// Made on demand; `left` counts down a --count too big to prepare.
+    Live(Box<Mutex<(Batches, Option<u64>)>>),
 }
 
 impl Source {
@@ -269,21 +270,23 @@ impl Source {
                     next: AtomicUsize::new(0),
                 }
             }
-            _ => Source::Live(Box::new(Mutex::new(batches))),
+            left => Source::Live(Box::new(Mutex::new((batches, left)))),
         }
     }
 
-    fn next(&self, count: Option<u64>, handed_out: &AtomicUsize) -> Option<Arc<Payload>> {
+    fn next(&self) -> Option<Arc<Payload>> {
         match self {
             Source::Prepared { payloads, next } => {
                 payloads.get(next.fetch_add(1, Ordering::Relaxed)).cloned()
             }
-            Source::Live(batches) => {
-                let mut batches = batches.lock().unwrap_or_else(|p| p.into_inner());
-                if count.is_some_and(|n| handed_out.load(Ordering::Relaxed) as u64 >= n) {
-                    return None;
+            Source::Live(live) => {
+                let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+                let (batches, left) = &mut *live;
+                match left {
+                    Some(0) => return None,
+                    Some(n) => *n -= 1,
+                    None => {}
                 }
-                handed_out.fetch_add(1, Ordering::Relaxed);
                 batches.next().map(Arc::new)
             }
         }
@@ -314,7 +317,6 @@ struct Tally {
 struct Shared<'a> {
     settings: &'a Settings,
     source: Source,
-    handed_out: AtomicUsize,
     /// Dropped to wake every waiting uploader when the run must end.
     halt_tx: Mutex<Option<Sender<()>>>,
     halt_rx: Receiver<()>,
@@ -325,10 +327,10 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     /// Ends the run for every uploader; the first reason wins.
-    fn halt(&self, reason: Option<String>) {
+    fn halt(&self, reason: String) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
         if fatal.is_none() {
-            *fatal = reason;
+            *fatal = Some(reason);
         }
         self.halted.store(true, Ordering::SeqCst);
         self.halt_tx
@@ -373,7 +375,7 @@ impl Shared<'_> {
             if self.halted() {
                 break;
             }
-            match self.source.next(self.settings.count, &self.handed_out) {
+            match self.source.next() {
                 Some(payload) => {
                     let item = Queued {
                         payload,
@@ -427,9 +429,9 @@ impl Shared<'_> {
                 status: status @ (401 | 403),
                 reason,
             } => {
-                self.halt(Some(format!(
+                self.halt(format!(
                     "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
-                )));
+                ));
                 Some(item)
             }
             Answer::Refused { status, reason } => {
@@ -463,9 +465,9 @@ impl Shared<'_> {
         item.unanswered = unanswered;
         let number = item.payload.number;
         if item.failures >= MAX_FAILURES {
-            self.halt(Some(format!(
+            self.halt(format!(
                 "gave up on batch {number} after {MAX_FAILURES} failed attempts (last: {why})"
-            )));
+            ));
         } else if self.settings.notes {
             let next = if unanswered {
                 "re-sending the identical bytes"
@@ -653,7 +655,6 @@ pub fn run_settings(settings: &Settings, stop: &Receiver<()>) -> Result<Summary,
     let shared = Shared {
         settings,
         source,
-        handed_out: AtomicUsize::new(0),
         halt_tx: Mutex::new(Some(halt_tx)),
         halt_rx,
         halted: AtomicBool::new(false),
@@ -727,6 +728,38 @@ mod tests {
         let one = Latency::of(vec![Duration::from_millis(7)]).unwrap();
         assert_eq!((one.p50, one.p99, one.max), (one.max, one.max, one.max));
         assert_eq!(Latency::of(Vec::new()), None);
+    }
+
+    #[test]
+    fn batches_made_on_demand_stop_at_the_count() {
+        let args = SimulateArgs {
+            url: "http://127.0.0.1:9/".into(),
+            token: "t".into(),
+            scheme: Scheme::Token,
+            gzip: None,
+            unit_id: None,
+            batch: 3,
+            interval: 0.0,
+            count: Some(2),
+            concurrency: 1,
+            seed: 1,
+            timestamps: Stamps::Naive,
+            start: None,
+            timeout: 1.0,
+        };
+        let settings = Settings::from_args(&args).unwrap();
+        let live = Source::Live(Box::new(Mutex::new((Batches::new(&settings), Some(2)))));
+        let numbers: Vec<_> = std::iter::from_fn(|| live.next())
+            .map(|p| p.number)
+            .collect();
+        assert_eq!(numbers, [0, 1]);
+        let Source::Prepared { payloads, .. } = Source::new(&settings) else {
+            panic!("a small run is prepared beforehand");
+        };
+        assert_eq!(
+            payloads.iter().map(|p| p.records).collect::<Vec<_>>(),
+            [3, 3]
+        );
     }
 
     #[test]
