@@ -26,7 +26,7 @@ pub use upload::{Answer, Payload, Target, Uploader, encode, reason_from};
 pub const MAX_FAILURES: u32 = 10;
 /// Above this many records, batches are made while sending instead of
 /// beforehand, to bound memory (about 100 bytes of JSON per record).
-const PREPARE_LIMIT_RECORDS: u64 = 5_000_000;
+pub const PREPARE_LIMIT_RECORDS: u64 = 2_000_000;
 
 /// Uploads a generated session like an AutoPi device.
 #[derive(Args, Clone)]
@@ -646,11 +646,8 @@ pub fn run_settings(settings: &Settings, stop: &Receiver<()>) -> Result<Summary,
     let (halt_tx, halt_rx) = crossbeam_channel::bounded(0);
     let preparing = Instant::now();
     let source = Source::new(settings);
-    if preparing.elapsed() > Duration::from_secs(1) {
-        eprintln!(
-            "prepared the batches in {:.1} s (not counted in the rates)",
-            preparing.elapsed().as_secs_f64()
-        );
+    if settings.notes {
+        note_preparation(&source, preparing.elapsed());
     }
     let shared = Shared {
         settings,
@@ -684,6 +681,20 @@ pub fn run_settings(settings: &Settings, stop: &Receiver<()>) -> Result<Summary,
             summary: Some(Box::new(summary)),
         }),
         None => Ok(summary),
+    }
+}
+
+fn note_preparation(source: &Source, took: Duration) {
+    match source {
+        Source::Prepared { .. } if took > Duration::from_secs(1) => eprintln!(
+            "prepared the batches in {:.1} s (not counted in the rates)",
+            took.as_secs_f64()
+        ),
+        Source::Live(live) if live.lock().is_ok_and(|l| l.1.is_some()) => eprintln!(
+            "note: more than {PREPARE_LIMIT_RECORDS} records: batches are made while sending, \
+             so the rates include making them"
+        ),
+        _ => {}
     }
 }
 
