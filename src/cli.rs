@@ -2,17 +2,28 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 
 use crate::ingest::DEFAULT_MAX_BODY;
+use crate::simulate::SimulateArgs;
 
 /// Receives AutoPi uploads on the bench: saves every batch durably before
 /// answering 2xx, and shows each request as it comes.
 #[derive(Parser)]
 #[command(name = "autopi-rx", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub receive: ReceiveArgs,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Act as an AutoPi device uploading a generated drive (also a load generator).
+    Simulate(SimulateArgs),
 }
 
 #[derive(Args)]

@@ -13,3 +13,4 @@ pub mod ingest;
 pub mod receive;
 pub mod record;
 pub mod server;
+pub mod simulate;

@@ -1,0 +1,787 @@
+//! `autopi-rx simulate`: a simulated AutoPi device, and with
+//! `--interval 0 --concurrency C` a load generator. It uploads a generated
+//! session the way the device's uploader does (../shared/PROTOCOL.md):
+//! an answer below 400 is done, 4xx/5xx puts the batch in a retry queue
+//! for the next cycle, and no answer re-sends the identical bytes.
+
+mod session;
+mod upload;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use crossbeam_channel::{Receiver, Sender, select};
+use jiff::Timestamp;
+
+pub use session::{HOME, Session, Stamps, default_start, format_ts};
+pub use upload::{Answer, Payload, Target, Uploader, encode, reason_from};
+
+/// Failed attempts after which the device stops trying a batch (MAX RETRY
+/// in its code).
+pub const MAX_FAILURES: u32 = 10;
+/// Above this many records, batches are made while sending instead of
+/// beforehand, to bound memory (about 100 bytes of JSON per record).
+pub const PREPARE_LIMIT_RECORDS: u64 = 2_000_000;
+
+/// Uploads a generated session like an AutoPi device.
+#[derive(Args, Clone)]
+pub struct SimulateArgs {
+    /// Where to POST, as set on the device's Cloud Storage page.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+
+    /// The device's Auth Token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "AUTOPI_RX_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: String,
+
+    /// Authorization scheme: `token` as the device's code sends, or
+    /// `bearer` as AutoPi's guide shows.
+    #[arg(long, value_enum, default_value_t = Scheme::Token)]
+    pub scheme: Scheme,
+
+    /// Gzip every body (content-encoding: gzip) at LEVEL 0-9 [9 when no
+    /// level is given, like the settings page].
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        num_args = 0..=1,
+        default_missing_value = "9",
+        value_parser = clap::value_parser!(u32).range(0..=9)
+    )]
+    pub gzip: Option<u32>,
+
+    /// Device id sent as `unit-id` [default: 32 hex digits derived from --seed].
+    #[arg(long, value_name = "ID")]
+    pub unit_id: Option<String>,
+
+    /// Most records per batch (the device's code: 100; settings page: 1000).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub batch: u64,
+
+    /// Seconds between upload cycles (the device: 60); 0 sends the next
+    /// batch as soon as one is answered.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
+
+    /// Stop after N acknowledged batches [default: run until Ctrl-C].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Uploaders at once, each on its own keep-alive connection.
+    #[arg(
+        long,
+        value_name = "C",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..=1024)
+    )]
+    pub concurrency: u64,
+
+    /// Seed of the generated session: the same seed sends the same records.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+
+    /// `@ts` style: `naive` UTC as the device's code writes, or `zulu`
+    /// (trailing Z) as the guide shows.
+    #[arg(long, value_enum, default_value_t = Stamps::Naive)]
+    pub timestamps: Stamps,
+
+    /// First power-on of the session: RFC 3339, naive UTC, or `now`
+    /// [default: a fixed day per seed].
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+
+    /// Seconds to wait for an answer before sending the same bytes again
+    /// (the device's code: 10).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scheme {
+    Token,
+    Bearer,
+}
+
+/// The checked settings of one run.
+pub struct Settings {
+    pub target: Arc<Target>,
+    pub gzip: Option<u32>,
+    pub batch: usize,
+    pub interval: Duration,
+    pub count: Option<u64>,
+    pub concurrency: usize,
+    pub seed: u64,
+    pub stamps: Stamps,
+    pub start: Timestamp,
+    /// One line on stderr per answer (acks only when --interval > 0);
+    /// off for callers that own the screen.
+    pub notes: bool,
+}
+
+impl Settings {
+    /// Checks every flag; the message names the flag, never the token.
+    pub fn from_args(args: &SimulateArgs) -> Result<Settings, String> {
+        let token = args.token.trim();
+        if token.is_empty() {
+            return Err("an empty --token (or AUTOPI_RX_TOKEN) was given".into());
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the --token (or AUTOPI_RX_TOKEN) holds spaces or non-ASCII characters".into(),
+            );
+        }
+        let authorization = match args.scheme {
+            Scheme::Token => format!("token {token}"),
+            Scheme::Bearer => format!("Bearer {token}"),
+        };
+        let unit_id = match &args.unit_id {
+            Some(id) => check_unit_id(id)?,
+            None => unit_id_for(args.seed),
+        };
+        let timeout = seconds("--timeout", args.timeout, 0.001)?;
+        let target = Target::new(check_url(&args.url)?, authorization, unit_id, timeout);
+        Ok(Settings {
+            target: Arc::new(target),
+            gzip: args.gzip,
+            batch: args.batch as usize,
+            interval: seconds("--interval", args.interval, 0.0)?,
+            count: args.count,
+            concurrency: args.concurrency as usize,
+            seed: args.seed,
+            stamps: args.timestamps,
+            start: match &args.start {
+                Some(s) => parse_start(s)?,
+                None => default_start(args.seed),
+            },
+            notes: true,
+        })
+    }
+}
+
+fn check_url(url: &str) -> Result<String, String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(url.to_string()),
+        _ => Err(format!(
+            "--url {url:?} must start with http:// or https:// and name a host"
+        )),
+    }
+}
+
+fn check_unit_id(id: &str) -> Result<String, String> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "--unit-id {id:?} must be printable ASCII without spaces (the device sends 32 lowercase hex digits)"
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// A unit id of the device's form, the same for the same seed.
+pub fn unit_id_for(seed: u64) -> String {
+    let hash = blake3::hash(format!("autopi-rx simulate unit {seed}").as_bytes());
+    hash.to_hex()[..32].to_string()
+}
+
+fn seconds(flag: &str, value: f64, min: f64) -> Result<Duration, String> {
+    if !value.is_finite() || value < min || value > 86_400.0 {
+        return Err(format!(
+            "{flag} {value} is out of range: give seconds from {min} to 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// `now`, an RFC 3339 time, or a naive time taken as UTC.
+fn parse_start(s: &str) -> Result<Timestamp, String> {
+    if s == "now" {
+        return Ok(Timestamp::now());
+    }
+    s.parse::<Timestamp>()
+        .or_else(|_| format!("{s}Z").parse::<Timestamp>())
+        .map_err(|_| format!("--start {s:?} is not a time: give e.g. 2026-11-27T08:00:00Z, or now"))
+}
+
+/// Cuts the endless session into encoded batches, in time order.
+pub struct Batches {
+    session: Session,
+    size: usize,
+    gzip: Option<u32>,
+    next_number: u64,
+}
+
+impl Batches {
+    pub fn new(settings: &Settings) -> Batches {
+        Batches {
+            session: Session::new(settings.seed, settings.start, settings.stamps),
+            size: settings.batch,
+            gzip: settings.gzip,
+            next_number: 0,
+        }
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Payload;
+
+    fn next(&mut self) -> Option<Payload> {
+        let records: Vec<_> = self.session.by_ref().take(self.size).collect();
+        let payload = encode(self.next_number, &records, self.gzip);
+        self.next_number += 1;
+        Some(payload)
+    }
+}
+
+/// Where uploaders take new batches from: made beforehand when the run is
+/// bounded, so a load run measures the receiver and not the generator.
+enum Source {
+    Prepared {
+        payloads: Vec<Arc<Payload>>,
+        next: AtomicUsize,
+    },
+    /// Made on demand; `left` counts down a --count too big to prepare.
+    Live(Box<Mutex<(Batches, Option<u64>)>>),
+}
+
+impl Source {
+    fn new(settings: &Settings) -> Source {
+        let mut batches = Batches::new(settings);
+        match settings.count {
+            Some(n) if n.saturating_mul(settings.batch as u64) <= PREPARE_LIMIT_RECORDS => {
+                Source::Prepared {
+                    payloads: batches.by_ref().take(n as usize).map(Arc::new).collect(),
+                    next: AtomicUsize::new(0),
+                }
+            }
+            left => Source::Live(Box::new(Mutex::new((batches, left)))),
+        }
+    }
+
+    fn next(&self) -> Option<Arc<Payload>> {
+        match self {
+            Source::Prepared { payloads, next } => {
+                payloads.get(next.fetch_add(1, Ordering::Relaxed)).cloned()
+            }
+            Source::Live(live) => {
+                let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+                let (batches, left) = &mut *live;
+                match left {
+                    Some(0) => return None,
+                    Some(n) => *n -= 1,
+                    None => {}
+                }
+                batches.next().map(Arc::new)
+            }
+        }
+    }
+}
+
+/// A batch waiting in an uploader's retry queue.
+struct Queued {
+    payload: Arc<Payload>,
+    failures: u32,
+    /// The last attempt got no answer (so the next one is a re-send of
+    /// the same bytes, not a retry after a refusal).
+    unanswered: bool,
+}
+
+/// What one uploader did.
+#[derive(Default)]
+struct Tally {
+    batches: u64,
+    records: u64,
+    retries: u64,
+    resends: u64,
+    latencies: Vec<Duration>,
+    unacknowledged: u64,
+}
+
+/// State all uploaders share.
+struct Shared<'a> {
+    settings: &'a Settings,
+    source: Source,
+    /// Dropped to wake every waiting uploader when the run must end.
+    halt_tx: Mutex<Option<Sender<()>>>,
+    halt_rx: Receiver<()>,
+    halted: AtomicBool,
+    fatal: Mutex<Option<String>>,
+    redirect_warned: AtomicBool,
+}
+
+impl Shared<'_> {
+    /// Ends the run for every uploader; the first reason wins.
+    fn halt(&self, reason: String) {
+        let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_none() {
+            *fatal = Some(reason);
+        }
+        self.halted.store(true, Ordering::SeqCst);
+        self.halt_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    fn halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `until`; false when the run is to end instead.
+    fn wait(&self, stop: &Receiver<()>, until: Instant) -> bool {
+        if self.halted()
+            || matches!(
+                stop.try_recv(),
+                Err(crossbeam_channel::TryRecvError::Disconnected)
+            )
+        {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        select! {
+            recv(stop) -> _ => false,
+            recv(self.halt_rx) -> _ => false,
+            default(left) => true,
+        }
+    }
+
+    /// Upload cycles for one uploader until the run is done or halted.
+    fn upload(&self, stop: &Receiver<()>) -> Tally {
+        let uploader = Uploader::new(self.settings.target.clone());
+        let mut tally = Tally::default();
+        let mut queue: VecDeque<Queued> = VecDeque::new();
+        loop {
+            let cycle = Instant::now();
+            self.send_queued(&uploader, &mut queue, &mut tally);
+            if self.halted() {
+                break;
+            }
+            match self.source.next() {
+                Some(payload) => {
+                    let item = Queued {
+                        payload,
+                        failures: 0,
+                        unanswered: false,
+                    };
+                    queue.extend(self.attempt(&uploader, item, &mut tally));
+                }
+                None if queue.is_empty() => break,
+                None => {}
+            }
+            if !self.wait(stop, cycle + self.settings.interval) {
+                break;
+            }
+        }
+        tally.unacknowledged = queue.len() as u64;
+        tally
+    }
+
+    /// The retry queue goes first in a cycle, each batch once, as on the
+    /// device.
+    fn send_queued(&self, uploader: &Uploader, queue: &mut VecDeque<Queued>, tally: &mut Tally) {
+        for _ in 0..queue.len() {
+            if self.halted() {
+                return;
+            }
+            let Some(item) = queue.pop_front() else {
+                return;
+            };
+            if item.unanswered {
+                tally.resends += 1;
+            } else {
+                tally.retries += 1;
+            }
+            queue.extend(self.attempt(uploader, item, tally));
+        }
+    }
+
+    /// Sends one batch; gives it back when it must go again.
+    fn attempt(&self, uploader: &Uploader, item: Queued, tally: &mut Tally) -> Option<Queued> {
+        let number = item.payload.number;
+        match uploader.post(&item.payload) {
+            Answer::Acknowledged { status, latency } => {
+                tally.batches += 1;
+                tally.records += item.payload.records as u64;
+                tally.latencies.push(latency);
+                self.acknowledged(number, status, latency, &item);
+                None
+            }
+            Answer::Refused {
+                status: status @ (401 | 403),
+                reason,
+            } => {
+                self.halt(format!(
+                    "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
+                ));
+                Some(item)
+            }
+            Answer::Refused { status, reason } => {
+                self.failed(item, format!("HTTP {status}: {reason}"), false)
+            }
+            Answer::NoAnswer { reason } => self.failed(item, reason, true),
+        }
+    }
+
+    fn acknowledged(&self, number: u64, status: u16, latency: Duration, item: &Queued) {
+        if !self.settings.notes {
+            return;
+        }
+        if (300..400).contains(&status) && !self.redirect_warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "warning: batch {number}: HTTP {status} counts as success for the device, \
+                 which then follows the redirect with a body-less GET and loses the batch"
+            );
+        }
+        if !self.settings.interval.is_zero() {
+            eprintln!(
+                "batch {number}: {} records, HTTP {status} in {:.1} ms",
+                item.payload.records,
+                latency.as_secs_f64() * 1e3
+            );
+        }
+    }
+
+    fn failed(&self, mut item: Queued, why: String, unanswered: bool) -> Option<Queued> {
+        item.failures += 1;
+        item.unanswered = unanswered;
+        let number = item.payload.number;
+        if item.failures >= MAX_FAILURES {
+            self.halt(format!(
+                "gave up on batch {number} after {MAX_FAILURES} failed attempts (last: {why})"
+            ));
+        } else if self.settings.notes {
+            let next = if unanswered {
+                "re-sending the identical bytes"
+            } else {
+                "retrying it"
+            };
+            eprintln!(
+                "batch {number}: {why}; {next} at the next cycle (attempt {} of {MAX_FAILURES})",
+                item.failures + 1
+            );
+        }
+        Some(item)
+    }
+}
+
+/// Ack latency percentiles.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles; None without any acknowledgement.
+    pub fn of(mut samples: Vec<Duration>) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let rank = |p: f64| {
+            let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+            samples[i - 1]
+        };
+        Some(Latency {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: samples[samples.len() - 1],
+        })
+    }
+}
+
+/// What a run achieved.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub batches: u64,
+    pub records: u64,
+    /// Re-sends after an error answer (4xx/5xx).
+    pub retries: u64,
+    /// Re-sends of the same bytes after no answer (timeout, dropped connection).
+    pub resends: u64,
+    pub latency: Option<Latency>,
+    /// Time spent sending, from the first POST to the last answer.
+    pub elapsed: Duration,
+    /// Batches still in a retry queue when the run ended.
+    pub unacknowledged: u64,
+    /// Ended by Ctrl-C (or the caller's stop) rather than by --count.
+    pub interrupted: bool,
+}
+
+impl Summary {
+    fn from_tallies(tallies: Vec<Tally>, elapsed: Duration, interrupted: bool) -> Summary {
+        let mut latencies = Vec::new();
+        let mut s = Summary {
+            batches: 0,
+            records: 0,
+            retries: 0,
+            resends: 0,
+            latency: None,
+            elapsed,
+            unacknowledged: 0,
+            interrupted,
+        };
+        for t in tallies {
+            s.batches += t.batches;
+            s.records += t.records;
+            s.retries += t.retries;
+            s.resends += t.resends;
+            s.unacknowledged += t.unacknowledged;
+            latencies.extend(t.latencies);
+        }
+        s.latency = Latency::of(latencies);
+        s
+    }
+
+    pub fn batches_per_sec(&self) -> f64 {
+        per_sec(self.batches, self.elapsed)
+    }
+
+    pub fn records_per_sec(&self) -> f64 {
+        per_sec(self.records, self.elapsed)
+    }
+}
+
+fn per_sec(n: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "acknowledged: {} batches, {} records in {:.2} s{}",
+            self.batches,
+            self.records,
+            self.elapsed.as_secs_f64(),
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "retries: {} after an error answer, resends: {} after no answer",
+            self.retries, self.resends
+        )?;
+        if self.unacknowledged > 0 {
+            writeln!(
+                f,
+                "not acknowledged: {} batches still queued at the end",
+                self.unacknowledged
+            )?;
+        }
+        match self.latency {
+            Some(l) => writeln!(
+                f,
+                "ack latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.max)
+            )?,
+            None => writeln!(f, "ack latency: no batch acknowledged")?,
+        }
+        write!(
+            f,
+            "throughput: {:.1} batches/s, {:.0} records/s",
+            self.batches_per_sec(),
+            self.records_per_sec()
+        )
+    }
+}
+
+/// Why a run failed: the one-line reason, the exit status, and what was
+/// achieved before (None when it never started).
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+    pub summary: Option<Box<Summary>>,
+}
+
+/// Runs until `--count` batches are acknowledged, with no outside stop.
+pub fn run(args: &SimulateArgs) -> Result<Summary, Failure> {
+    run_until(args, &crossbeam_channel::never())
+}
+
+/// Runs until `--count` batches are acknowledged, the run gives up, or
+/// `stop` is disconnected (its sender dropped).
+pub fn run_until(args: &SimulateArgs, stop: &Receiver<()>) -> Result<Summary, Failure> {
+    let settings = Settings::from_args(args).map_err(|message| Failure {
+        message,
+        code: 2,
+        summary: None,
+    })?;
+    run_settings(&settings, stop)
+}
+
+/// Runs with checked settings (tests and the demo build them directly).
+pub fn run_settings(settings: &Settings, stop: &Receiver<()>) -> Result<Summary, Failure> {
+    let (halt_tx, halt_rx) = crossbeam_channel::bounded(0);
+    let preparing = Instant::now();
+    let source = Source::new(settings);
+    if settings.notes {
+        note_preparation(&source, preparing.elapsed());
+    }
+    let shared = Shared {
+        settings,
+        source,
+        halt_tx: Mutex::new(Some(halt_tx)),
+        halt_rx,
+        halted: AtomicBool::new(false),
+        fatal: Mutex::new(None),
+        redirect_warned: AtomicBool::new(false),
+    };
+    let started = Instant::now();
+    let tallies = std::thread::scope(|scope| {
+        let uploaders: Vec<_> = (0..settings.concurrency)
+            .map(|_| scope.spawn(|| shared.upload(stop)))
+            .collect();
+        uploaders
+            .into_iter()
+            .map(|u| u.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    let interrupted = matches!(
+        stop.try_recv(),
+        Err(crossbeam_channel::TryRecvError::Disconnected)
+    );
+    let summary = Summary::from_tallies(tallies, started.elapsed(), interrupted);
+    let fatal = shared.fatal.into_inner().unwrap_or_else(|p| p.into_inner());
+    match fatal {
+        Some(message) => Err(Failure {
+            message,
+            code: 1,
+            summary: Some(Box::new(summary)),
+        }),
+        None => Ok(summary),
+    }
+}
+
+fn note_preparation(source: &Source, took: Duration) {
+    match source {
+        Source::Prepared { .. } if took > Duration::from_secs(1) => eprintln!(
+            "prepared the batches in {:.1} s (not counted in the rates)",
+            took.as_secs_f64()
+        ),
+        Source::Live(live) if live.lock().is_ok_and(|l| l.1.is_some()) => eprintln!(
+            "note: more than {PREPARE_LIMIT_RECORDS} records: batches are made while sending, \
+             so the rates include making them"
+        ),
+        _ => {}
+    }
+}
+
+/// `autopi-rx simulate`: Ctrl-C ends the run with a summary; the summary
+/// goes to stdout, progress and errors to stderr.
+pub fn main(args: SimulateArgs) -> ExitCode {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let stop_tx = Mutex::new(Some(stop_tx));
+    let installed = ctrlc::set_handler(move || {
+        stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    });
+    if let Err(e) = installed {
+        eprintln!("autopi-rx simulate: cannot install the signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run_until(&args, &stop_rx) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            if let Some(summary) = &failure.summary {
+                println!("{summary}");
+            }
+            eprintln!("autopi-rx simulate: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_are_nearest_rank() {
+        let samples = (1..=200).rev().map(Duration::from_millis).collect();
+        let l = Latency::of(samples).unwrap();
+        assert_eq!(l.p50, Duration::from_millis(100));
+        assert_eq!(l.p99, Duration::from_millis(198));
+        assert_eq!(l.max, Duration::from_millis(200));
+        let one = Latency::of(vec![Duration::from_millis(7)]).unwrap();
+        assert_eq!((one.p50, one.p99, one.max), (one.max, one.max, one.max));
+        assert_eq!(Latency::of(Vec::new()), None);
+    }
+
+    #[test]
+    fn batches_made_on_demand_stop_at_the_count() {
+        let args = SimulateArgs {
+            url: "http://127.0.0.1:9/".into(),
+            token: "t".into(),
+            scheme: Scheme::Token,
+            gzip: None,
+            unit_id: None,
+            batch: 3,
+            interval: 0.0,
+            count: Some(2),
+            concurrency: 1,
+            seed: 1,
+            timestamps: Stamps::Naive,
+            start: None,
+            timeout: 1.0,
+        };
+        let settings = Settings::from_args(&args).unwrap();
+        let live = Source::Live(Box::new(Mutex::new((Batches::new(&settings), Some(2)))));
+        let numbers: Vec<_> = std::iter::from_fn(|| live.next())
+            .map(|p| p.number)
+            .collect();
+        assert_eq!(numbers, [0, 1]);
+        let Source::Prepared { payloads, .. } = Source::new(&settings) else {
+            panic!("a small run is prepared beforehand");
+        };
+        assert_eq!(
+            payloads.iter().map(|p| p.records).collect::<Vec<_>>(),
+            [3, 3]
+        );
+    }
+
+    #[test]
+    fn unit_ids_look_like_the_devices() {
+        let id = unit_id_for(1);
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        assert_eq!(id, unit_id_for(1));
+        assert_ne!(id, unit_id_for(2));
+    }
+}

@@ -1,0 +1,165 @@
+//! One POST the way the device's uploader makes it, and what its answer
+//! means to the device.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::Value;
+
+/// Says who is talking in the receiver's request view: not a real device.
+const USER_AGENT: &str = concat!("autopi-rx-simulate/", env!("CARGO_PKG_VERSION"));
+/// How much of a refusal's body is kept to explain it.
+const REASON_CHARS: usize = 200;
+
+/// Where and as whom to upload.
+pub struct Target {
+    pub url: String,
+    /// The whole `authorization` value: secret, never printed.
+    authorization: String,
+    pub unit_id: String,
+    pub timeout: Duration,
+}
+
+impl Target {
+    /// `authorization` is the full header value, e.g. `token T`.
+    pub fn new(url: String, authorization: String, unit_id: String, timeout: Duration) -> Target {
+        Target {
+            url,
+            authorization,
+            unit_id,
+            timeout,
+        }
+    }
+}
+
+/// One batch, encoded once and sent byte for byte as often as needed.
+pub struct Payload {
+    /// Position of the batch in the session, from 0.
+    pub number: u64,
+    pub records: usize,
+    /// Size of the JSON before compression.
+    pub json_bytes: usize,
+    /// What goes on the wire.
+    pub body: Vec<u8>,
+    pub gzip: bool,
+}
+
+/// Compact JSON array, gzipped at `gzip` level when asked.
+pub fn encode(number: u64, records: &[Value], gzip: Option<u32>) -> Payload {
+    let json = serde_json::to_vec(records).expect("JSON values serialize");
+    let json_bytes = json.len();
+    let body = match gzip {
+        Some(level) => {
+            let mut gz =
+                GzEncoder::new(Vec::with_capacity(json_bytes / 4), Compression::new(level));
+            gz.write_all(&json).expect("writing to a Vec cannot fail");
+            gz.finish().expect("writing to a Vec cannot fail")
+        }
+        None => json,
+    };
+    Payload {
+        number,
+        records: records.len(),
+        json_bytes,
+        body,
+        gzip: gzip.is_some(),
+    }
+}
+
+/// What the answer means to the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Status below 400: the device deletes the batch.
+    Acknowledged { status: u16, latency: Duration },
+    /// 4xx or 5xx: the batch goes to the retry queue.
+    Refused { status: u16, reason: String },
+    /// Timeout or broken connection: the same bytes go again.
+    NoAnswer { reason: String },
+}
+
+/// A device's HTTP client: one keep-alive connection, reused.
+pub struct Uploader {
+    agent: ureq::Agent,
+    target: Arc<Target>,
+}
+
+impl Uploader {
+    pub fn new(target: Arc<Target>) -> Uploader {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(target.timeout))
+            // The device judges the status itself; a 3xx is shown, not
+            // followed, so a receiver that redirects is caught.
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(USER_AGENT)
+            .build();
+        Uploader {
+            agent: config.into(),
+            target,
+        }
+    }
+
+    pub fn post(&self, payload: &Payload) -> Answer {
+        let t = &*self.target;
+        let mut request = self
+            .agent
+            .post(&t.url)
+            .header("authorization", &t.authorization)
+            .header("content-type", "application/json")
+            .header("unit-id", &t.unit_id);
+        if payload.gzip {
+            request = request.header("content-encoding", "gzip");
+        }
+        let started = Instant::now();
+        let mut response = match request.send(&payload.body[..]) {
+            Ok(r) => r,
+            Err(e) => return no_answer(&e, t.timeout),
+        };
+        let status = response.status().as_u16();
+        // Reading the answer to its end keeps the connection reusable.
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec();
+        let latency = started.elapsed();
+        match body {
+            Err(e) => no_answer(&e, t.timeout),
+            Ok(_) if status < 400 => Answer::Acknowledged { status, latency },
+            Ok(body) => Answer::Refused {
+                status,
+                reason: reason_from(&body),
+            },
+        }
+    }
+}
+
+fn no_answer(e: &ureq::Error, timeout: Duration) -> Answer {
+    let reason = match e {
+        ureq::Error::Timeout(_) => format!("no answer within {:.3} s", timeout.as_secs_f64()),
+        other => format!("connection failed: {other}"),
+    };
+    Answer::NoAnswer { reason }
+}
+
+/// A refusal's reason on one line: the receiver's `error` field when the
+/// body is `{"error": ...}`, otherwise the start of the body.
+pub fn reason_from(body: &[u8]) -> String {
+    let from_json = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned));
+    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(REASON_CHARS)
+        .collect();
+    match line.trim() {
+        "" => "no reason given".to_string(),
+        l => l.to_string(),
+    }
+}
