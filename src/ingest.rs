@@ -311,7 +311,13 @@ impl Invalid {
 }
 
 fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<Batch, Invalid> {
-    if let Err(e) = std::str::from_utf8(body) {
+    // The device sends ASCII only; the word-at-a-time ASCII check is much
+    // cheaper than full UTF-8 validation, which runs only when needed.
+    if let Err(e) = body
+        .is_ascii()
+        .then_some(())
+        .map_or_else(|| std::str::from_utf8(body).map(drop), Ok)
+    {
         return Err(Invalid(format!(
             "body is not valid UTF-8 at byte {}",
             e.valid_up_to()
@@ -379,7 +385,7 @@ fn one_line(body: &[u8]) -> Vec<u8> {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |i| i + 1);
     let body = &body[start..end];
-    if !body.iter().any(|&b| b == b'\n' || b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', body).is_none() {
         return body.to_vec();
     }
     let mut out = Vec::with_capacity(body.len());
@@ -476,16 +482,44 @@ impl<'de> Visitor<'de> for RecordSeed {
             has_type: false,
             ts: None,
         };
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "@t" => head.has_type = map.next_value::<MaybeStr<'de>>()?.0.is_some(),
-                "@ts" => head.ts = map.next_value::<MaybeStr<'de>>()?.0,
-                _ => {
+        while let Some(key) = map.next_key::<HeadKey>()? {
+            match key {
+                HeadKey::Type => head.has_type = map.next_value::<MaybeStr<'de>>()?.0.is_some(),
+                HeadKey::Timestamp => head.ts = map.next_value::<MaybeStr<'de>>()?.0,
+                HeadKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(head)
+    }
+}
+
+/// A record key, told apart without allocating (serde's `Cow<str>` always
+/// copies, which cost more than the rest of the scan).
+enum HeadKey {
+    Type,
+    Timestamp,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for HeadKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = HeadKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeadKey, E> {
+                Ok(match v {
+                    "@t" => HeadKey::Type,
+                    "@ts" => HeadKey::Timestamp,
+                    _ => HeadKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
     }
 }
 

@@ -122,8 +122,8 @@ fn acknowledgement_latency_and_throughput() {
         times.last().unwrap()
     );
 
-    // Eight connections as fast as acknowledged.
-    for conns in [8] {
+    // Several connections, each posting as fast as it is acknowledged.
+    for conns in [4, 8, 16] {
         let deadline = Instant::now() + Duration::from_secs(5);
         let threads: Vec<_> = (0..conns)
             .map(|_| {
