@@ -28,9 +28,10 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct ReceiveArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8000")]
-    pub listen: String,
+    /// Address to listen on (port 0 picks a free port) [default: 0.0.0.0:8000,
+    /// or 127.0.0.1:0 with --demo].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 
     /// Auth token a device may send; repeat for several devices.
     #[arg(
@@ -56,6 +57,11 @@ pub struct ReceiveArgs {
     /// Largest body accepted, on the wire and after inflating.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body: usize,
+
+    /// Demo: receive on loopback with a generated token from a simulated
+    /// device posting about once a second.
+    #[arg(long, conflicts_with_all = ["tokens", "token_file", "no_auth"])]
+    pub demo: bool,
 
     /// Print one JSON object per request on stdout instead of a screen.
     #[arg(long)]

@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod demo;
 pub mod event;
 pub mod headless;
 pub mod ingest;

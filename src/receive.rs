@@ -7,6 +7,7 @@ use crossbeam_channel::bounded;
 
 use crate::capture::Capture;
 use crate::cli::{ReceiveArgs, collect_tokens};
+use crate::demo::{self, Demo};
 use crate::event::Stats;
 use crate::ingest::{Auth, Config};
 use crate::{headless, server};
@@ -58,7 +59,19 @@ pub fn default_capture_path() -> PathBuf {
 
 /// Runs the receiver until SIGINT or SIGTERM.
 pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
-    let auth = auth_from(&args)?;
+    let demo_token = args.demo.then(demo::generate_token);
+    let auth = match &demo_token {
+        Some(token) => Auth::tokens(&[token]),
+        None => auth_from(&args)?,
+    };
+    let listen = args.listen.clone().unwrap_or_else(|| {
+        if args.demo {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:8000"
+        }
+        .to_string()
+    });
     if args.max_body == 0 {
         return Err(Fatal::new(2, "--max-body must be at least 1 byte"));
     }
@@ -98,7 +111,7 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
 
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
     let settings = server::Settings {
-        listen: args.listen.clone(),
+        listen,
         ingest: Config {
             auth,
             max_body: args.max_body,
@@ -111,6 +124,20 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
         eprintln!("capture: {}", running.capture_path().display());
     }
     eprintln!("listening on http://{}", running.addr);
+    let demo = match &demo_token {
+        Some(token) => {
+            let mut addr = running.addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let demo = Demo::start(addr, token).map_err(|e| Fatal::new(1, e.to_string()))?;
+            eprintln!(
+                "DEMO: a simulated device posts to http://{addr}/logbook/storage about once a second"
+            );
+            Some(demo)
+        }
+        None => None,
+    };
     let stats = running.stats.clone();
     let printer = std::thread::Builder::new()
         .name("headless".into())
@@ -118,6 +145,9 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
         .map_err(|e| Fatal::new(1, e.to_string()))?;
 
     let _ = signal_rx.recv();
+    if let Some(demo) = demo {
+        demo.stop();
+    }
     running.shutdown();
     let _ = printer.join();
     let dropped = Stats::get(&stats.dropped_events);

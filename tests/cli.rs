@@ -186,3 +186,39 @@ fn the_token_never_appears_in_any_output_or_file() {
         );
     }
 }
+
+#[test]
+fn demo_feeds_the_receiver_over_real_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("demo.jsonl");
+    let mut rx = Receiver::spawn(binary().args(["--demo", "--capture", capture.to_str().unwrap()]));
+    assert!(rx.addr.ip().is_loopback());
+    for _ in 0..3 {
+        let e = rx.event();
+        assert_eq!(
+            (e["status"].as_u64(), e["encoding"].as_str()),
+            (Some(200), Some("gzip")),
+            "{e}"
+        );
+        assert_eq!(e["unit_id"].as_str().map(str::len), Some(32));
+        assert!(e["records"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(rx.stop().code(), Some(0));
+    assert!(rx.stderr().contains("DEMO"), "{}", rx.stderr());
+    let lines = capture_lines(&capture);
+    assert!(lines.len() >= 3);
+    // The generated token stays secret too.
+    let all = format!(
+        "{}{}{}",
+        rx.stderr(),
+        rx.remaining_stdout().join(""),
+        std::fs::read_to_string(&capture).unwrap()
+    );
+    assert!(!all.contains("demo-"), "token leaked");
+}
+
+#[test]
+fn demo_refuses_a_token() {
+    let out = binary().args(["--demo", "--token", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
