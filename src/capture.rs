@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -107,7 +108,7 @@ struct Job {
     head: Vec<u8>,
     hash: [u8; 32],
     received: String,
-    records: Vec<u8>,
+    records: Arc<[u8]>,
     reply: Sender<io::Result<Saved>>,
 }
 
@@ -123,14 +124,21 @@ pub struct Capture {
     thread: JoinHandle<()>,
     path: PathBuf,
     pub recovered: Recovered,
+    /// False for devices and pipes: nothing is synced there (`/dev/full`
+    /// still fails every write, which is how a full disk is reproduced).
+    pub regular: bool,
 }
 
 impl Capture {
     /// Opens (creating folders and file as needed) and repairs `path`, loads
     /// its duplicate index, and starts the writer.
     pub fn open(path: &Path) -> io::Result<Capture> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
             std::fs::create_dir_all(dir)?;
+            sync_parent(dir);
         }
         let existed = path.exists();
         let mut file = OpenOptions::new()
@@ -142,6 +150,15 @@ impl Capture {
         let mut seen = HashMap::new();
         let mut recovered = Recovered::default();
         if regular {
+            // Repair and rollback cut the file at lengths only this process
+            // knows: a second writer would lose acknowledged lines.
+            file.try_lock().map_err(|e| match e {
+                std::fs::TryLockError::WouldBlock => io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "it is in use by another autopi-rx (locked)",
+                ),
+                std::fs::TryLockError::Error(e) => e,
+            })?;
             recovered = repair_and_index(&mut file, &mut seen)?;
             if !existed {
                 sync_parent(path);
@@ -152,6 +169,7 @@ impl Capture {
         let mut capture = Capture::with_sink(sink, len, seen);
         capture.path = path.to_path_buf();
         capture.recovered = recovered;
+        capture.regular = regular;
         Ok(capture)
     }
 
@@ -175,6 +193,7 @@ impl Capture {
             thread,
             path: PathBuf::new(),
             recovered: Recovered::default(),
+            regular: true,
         }
     }
 
@@ -396,13 +415,6 @@ pub fn read(path: &Path) -> io::Result<impl Iterator<Item = Result<Line, String>
         };
         Some(serde_json::from_slice::<Line>(&line).map_err(|e| format!("line {}: {e}", i + 1)))
     }))
-}
-
-impl Line {
-    /// The batch hash in hex, for callers that compare batches.
-    pub fn hash(&self) -> &str {
-        &self.batch_hash
-    }
 }
 
 #[cfg(test)]

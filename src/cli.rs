@@ -33,13 +33,9 @@ pub struct ReceiveArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// Auth token a device may send; repeat for several devices.
-    #[arg(
-        long = "token",
-        value_name = "TOKEN",
-        env = "AUTOPI_RX_TOKEN",
-        hide_env_values = true
-    )]
+    /// Auth token a device may send; repeat for several devices. Without
+    /// --token, the AUTOPI_RX_TOKEN environment variable is used.
+    #[arg(long = "token", value_name = "TOKEN")]
     pub tokens: Vec<String>,
 
     /// File with one token per line (blank lines and '#' comments ignored).
@@ -55,8 +51,13 @@ pub struct ReceiveArgs {
     pub capture: Option<PathBuf>,
 
     /// Largest body accepted, on the wire and after inflating.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
-    pub max_body: usize,
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_BODY as u64,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_BODY_CAP)
+    )]
+    pub max_body: u64,
 
     /// Demo: receive on loopback with a generated token from a simulated
     /// device posting about once a second.
@@ -72,10 +73,27 @@ pub struct ReceiveArgs {
     pub workers: usize,
 }
 
-/// Collects tokens from `--token`/`AUTOPI_RX_TOKEN` and `--token-file`.
+/// Largest `--max-body` (1 TiB): beyond any upload, and far from overflow.
+pub const MAX_BODY_CAP: u64 = 1 << 40;
+
+/// The environment variable read when no `--token` is given. Read here
+/// rather than by clap so that `--no-auth`/`--demo` simply ignore it
+/// instead of clashing with a token nobody typed.
+pub const TOKEN_ENV: &str = "AUTOPI_RX_TOKEN";
+
+/// Collects tokens from `--token` (or `AUTOPI_RX_TOKEN`) and `--token-file`.
 pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
     let mut tokens: Vec<String> = Vec::new();
-    for t in &args.tokens {
+    let from_env: Vec<String> = match std::env::var(TOKEN_ENV) {
+        Ok(t) if args.tokens.is_empty() => vec![t],
+        _ => Vec::new(),
+    };
+    let given = if args.tokens.is_empty() {
+        &from_env
+    } else {
+        &args.tokens
+    };
+    for t in given {
         let t = t.trim();
         if t.is_empty() {
             return Err("an empty --token (or AUTOPI_RX_TOKEN) was given".into());

@@ -10,6 +10,9 @@ use flate2::read::MultiGzDecoder;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use subtle::ConstantTimeEq;
 
+/// Longest JSON error text passed on (the position is always kept).
+const MAX_ERROR_CHARS: usize = 300;
+
 /// Default for `--max-body`: 32 MiB, far above the ~100 kB of a full batch.
 pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
 
@@ -117,11 +120,11 @@ pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
         )
     })?;
     if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
-        let mut shown: String = scheme.chars().take(20).collect();
-        shown.retain(|c| c.is_ascii_graphic());
+        // The scheme is not echoed: a device misconfigured as `<token> x`
+        // would otherwise see its token in the answer and the output.
         return Err(Rejection::new(
             401,
-            format!("unsupported authorization scheme '{shown}' (expected 'token' or 'Bearer')"),
+            "unsupported authorization scheme (expected 'token <T>' or 'Bearer <T>')",
         ));
     }
     if auth.matches(credential) {
@@ -188,7 +191,7 @@ impl Encoding {
 pub struct Batch {
     /// The JSON array as the device sent it, on one line (whitespace between
     /// tokens removed only when the body spanned several lines).
-    pub records_json: Vec<u8>,
+    pub records_json: std::sync::Arc<[u8]>,
     pub records: usize,
     /// Records lacking `@t` or `@ts`, or with an unparseable `@ts`.
     pub malformed: usize,
@@ -201,17 +204,6 @@ pub struct Batch {
     pub warning: Option<String>,
     /// Content hash of `records_json`: equal for byte-identical re-sends.
     pub hash: [u8; 32],
-}
-
-/// Does everything to a POST except I/O: authenticate, then decode.
-pub fn decide(
-    config: &Config,
-    authorization: Option<&str>,
-    content_encoding: Option<&str>,
-    body: &[u8],
-) -> Result<Batch, Rejection> {
-    authorize(&config.auth, authorization)?;
-    decode(config, content_encoding, body)
 }
 
 /// Turns a wire body into a validated batch, or says exactly what is wrong.
@@ -270,7 +262,7 @@ pub fn decode(
     }
 }
 
-fn too_large(what: &str, size: usize, limit: usize) -> Rejection {
+pub(crate) fn too_large(what: &str, size: usize, limit: usize) -> Rejection {
     Rejection::new(
         413,
         format!(
@@ -336,7 +328,7 @@ fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<
     let records_json = one_line(body);
     let hash = *blake3::hash(&records_json).as_bytes();
     Ok(Batch {
-        records_json,
+        records_json: records_json.into(),
         records: scan.records,
         malformed: scan.malformed,
         naive_timestamps: scan.naive,
@@ -347,14 +339,24 @@ fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<
     })
 }
 
-/// Names what broke and where: serde's message plus the byte offset.
+/// Names what broke and where: serde's message (cut when long, since it
+/// quotes offending values) with line, column and byte offset.
 fn describe_json_error(body: &[u8], e: &serde_json::Error) -> String {
-    let what = e.to_string();
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let mut what = full.strip_suffix(&position).unwrap_or(&full).to_string();
+    if what.len() > MAX_ERROR_CHARS {
+        let cut = (0..=MAX_ERROR_CHARS)
+            .rev()
+            .find(|&i| what.is_char_boundary(i))
+            .unwrap_or(0);
+        what = format!("{}… (cut)", &what[..cut]);
+    }
     if e.line() == 0 {
         return format!("body is not a JSON array of records: {what}");
     }
     let offset = byte_offset(body, e.line(), e.column());
-    format!("body is not a JSON array of records: {what} (byte {offset})")
+    format!("body is not a JSON array of records: {what}{position} (byte {offset})")
 }
 
 /// Converts serde_json's 1-based line and column into a 0-based byte offset.

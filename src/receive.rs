@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, select};
 
 use crate::capture::Capture;
 use crate::cli::{ReceiveArgs, collect_tokens};
@@ -15,6 +15,9 @@ use crate::{headless, server};
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
 pub const EVENT_QUEUE: usize = 4096;
+/// How long shutdown waits for requests in flight (a device's timeout is
+/// 10 to 60 s; an upload stalled longer is not coming).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A reason to stop, with the process exit status.
 #[derive(Debug)]
@@ -72,9 +75,9 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
         }
         .to_string()
     });
-    if args.max_body == 0 {
-        return Err(Fatal::new(2, "--max-body must be at least 1 byte"));
-    }
+    // More descriptors than the default 1024: tiny_http stops accepting for
+    // good after its first accept error.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let headless = args.headless || !std::io::stdout().is_terminal();
     if matches!(auth, Auth::Open) {
         eprintln!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
@@ -86,6 +89,12 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
             format!("cannot open capture file {}: {e}", capture_path.display()),
         )
     })?;
+    if !capture.regular {
+        eprintln!(
+            "warning: {} is not a regular file: batches are acknowledged once written there, with no fsync",
+            capture_path.display()
+        );
+    }
     let r = &capture.recovered;
     if r.torn_bytes > 0 {
         eprintln!(
@@ -114,9 +123,10 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
         listen,
         ingest: Config {
             auth,
-            max_body: args.max_body,
+            max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
         },
         workers: args.workers,
+        event_bodies: !headless,
     };
     let running =
         server::start(settings, capture, events_tx).map_err(|e| Fatal::new(1, e.to_string()))?;
@@ -144,11 +154,41 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
         .spawn(move || headless::print(events_rx, std::io::stdout().lock()))
         .map_err(|e| Fatal::new(1, e.to_string()))?;
 
-    let _ = signal_rx.recv();
+    let mut outcome = Ok(());
+    select! {
+        recv(signal_rx) -> _ => {}
+        recv(running.fatal) -> reason => {
+            outcome = Err(Fatal::new(1, reason.unwrap_or_default()));
+        }
+    }
     if let Some(demo) = demo {
         demo.stop();
     }
-    running.shutdown();
+    let in_flight = running.in_flight();
+    if in_flight > 0 {
+        eprintln!(
+            "stopping: finishing {in_flight} request(s) in flight (signal again to exit now)"
+        );
+    }
+    let (done_tx, done) = bounded::<()>(0);
+    std::thread::spawn(move || {
+        running.shutdown();
+        drop(done_tx);
+    });
+    select! {
+        recv(done) -> _ => {}
+        recv(signal_rx) -> _ => {
+            eprintln!("autopi-rx: second signal: exiting without waiting for the requests in flight (none of them was acknowledged)");
+            std::process::exit(1);
+        }
+        default(SHUTDOWN_GRACE) => {
+            eprintln!(
+                "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            return outcome;
+        }
+    }
     let _ = printer.join();
     let dropped = Stats::get(&stats.dropped_events);
     if dropped > 0 {
@@ -156,5 +196,5 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
             "warning: {dropped} request events were not printed (stdout was too slow); the capture has every batch"
         );
     }
-    Ok(())
+    outcome
 }

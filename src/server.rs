@@ -6,11 +6,12 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use jiff::Timestamp;
 use tiny_http::{Header, Method, Request, Response};
 
@@ -27,17 +28,31 @@ const REFUSED_BODY_KEPT: usize = 64 * 1024;
 pub struct Settings {
     pub listen: String,
     pub ingest: Config,
+    /// Workers started at once; more are added while all are busy (a
+    /// device that stalls mid-upload holds one, as tiny_http has no read
+    /// timeout), up to `MAX_WORKERS`.
     pub workers: usize,
+    /// Whether events carry the batch text (the screen shows it; the
+    /// headless printer does not need it).
+    pub event_bodies: bool,
 }
+
+/// Most worker threads, however many uploads stall.
+pub const MAX_WORKERS: usize = 256;
+/// A declared body this large is never drained: tiny_http 0.12 allocates
+/// the whole unread remainder when it drops a request, which aborts the
+/// process for absurd `Content-Length`s.
+const UNREAD_DRAIN_LIMIT: usize = 1 << 30;
 
 /// A running receiver; `shutdown` stops it cleanly.
 pub struct Running {
-    server: Arc<tiny_http::Server>,
-    workers: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
+    ctx: Arc<Ctx>,
     capture: Capture,
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
+    /// Says why the listener died (tiny_http stops accepting after any
+    /// accept error, e.g. out of file descriptors).
+    pub fatal: Receiver<String>,
 }
 
 struct Ctx {
@@ -47,9 +62,13 @@ struct Ctx {
     capture_path: String,
     events: Sender<RequestEvent>,
     stats: Arc<Stats>,
-    stopping: Arc<AtomicBool>,
+    stopping: AtomicBool,
     next_id: std::sync::atomic::AtomicU64,
     started: Instant,
+    event_bodies: bool,
+    busy: AtomicUsize,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    fatal: Sender<String>,
 }
 
 /// Binds, starts the workers and returns at once.
@@ -68,51 +87,73 @@ pub fn start(
     let server =
         Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
     let stats = Arc::new(Stats::default());
-    let stopping = Arc::new(AtomicBool::new(false));
+    let (fatal_tx, fatal) = bounded(1);
     let ctx = Arc::new(Ctx {
-        server: server.clone(),
+        server,
         config: settings.ingest,
         capture: capture.handle(),
         capture_path: capture.path().display().to_string(),
         events,
         stats: stats.clone(),
-        stopping: stopping.clone(),
+        stopping: AtomicBool::new(false),
         next_id: Default::default(),
         started: Instant::now(),
+        event_bodies: settings.event_bodies,
+        busy: AtomicUsize::new(0),
+        workers: Mutex::new(Vec::new()),
+        fatal: fatal_tx,
     });
-    let workers = (0..settings.workers.max(1))
-        .map(|i| {
-            let ctx = ctx.clone();
-            std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || worker(&ctx))
-        })
-        .collect::<io::Result<Vec<_>>>()?;
+    for _ in 0..settings.workers.clamp(1, MAX_WORKERS) {
+        add_worker(&ctx)?;
+    }
     Ok(Running {
-        server,
-        workers,
-        stopping,
+        ctx,
         capture,
         addr,
         stats,
+        fatal,
     })
+}
+
+/// Starts one more worker thread.
+fn add_worker(ctx: &Arc<Ctx>) -> io::Result<()> {
+    let mut workers = ctx.workers.lock().unwrap_or_else(|p| p.into_inner());
+    let worker_ctx = ctx.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("http-{}", workers.len()))
+        .spawn(move || worker(&worker_ctx))?;
+    workers.push(handle);
+    Ok(())
 }
 
 impl Running {
     /// Stops taking requests, finishes those already received, flushes the
     /// capture and returns once everything is on disk.
     pub fn shutdown(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Each worker consumes at most two wake-ups: one ends its `recv`,
-        // and `try_recv` while draining swallows at most one more.
-        for _ in 0..2 * self.workers.len() {
-            self.server.unblock();
+        let ctx = self.ctx;
+        ctx.stopping.store(true, Ordering::SeqCst);
+        loop {
+            let workers =
+                std::mem::take(&mut *ctx.workers.lock().unwrap_or_else(|p| p.into_inner()));
+            if workers.is_empty() {
+                break;
+            }
+            // Each worker consumes at most two wake-ups: one ends its
+            // `recv`, and `try_recv` while draining swallows at most one more.
+            for _ in 0..2 * workers.len() {
+                ctx.server.unblock();
+            }
+            for w in workers {
+                let _ = w.join();
+            }
         }
-        for w in self.workers {
-            let _ = w.join();
-        }
-        drop(self.server);
+        drop(ctx);
         self.capture.close();
+    }
+
+    /// Requests being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.ctx.busy.load(Ordering::SeqCst)
     }
 
     pub fn capture_path(&self) -> &std::path::Path {
@@ -120,18 +161,40 @@ impl Running {
     }
 }
 
-fn worker(ctx: &Ctx) {
+fn worker(ctx: &Arc<Ctx>) {
     loop {
         if ctx.stopping.load(Ordering::SeqCst) {
             while let Ok(Some(request)) = ctx.server.try_recv() {
-                handle(ctx, request);
+                serve(ctx, request);
             }
             return;
         }
-        if let Ok(request) = ctx.server.recv() {
-            handle(ctx, request);
+        match ctx.server.recv() {
+            Ok(request) => serve(ctx, request),
+            // Wake-ups come only with `stopping`; any other error means
+            // tiny_http's accept loop has ended for good.
+            Err(e) if !ctx.stopping.load(Ordering::SeqCst) => {
+                let _ = ctx
+                    .fatal
+                    .try_send(format!("the listener stopped accepting connections: {e}"));
+                return;
+            }
+            Err(_) => {}
         }
     }
+}
+
+/// Handles one request on this worker, adding a worker first when this
+/// was the last idle one, and keeping the worker alive through a panic
+/// (tiny_http answers 500 for a request dropped unanswered).
+fn serve(ctx: &Arc<Ctx>, request: Request) {
+    let busy = ctx.busy.fetch_add(1, Ordering::SeqCst) + 1;
+    let total = ctx.workers.lock().map_or(MAX_WORKERS, |w| w.len());
+    if busy >= total && total < MAX_WORKERS && !ctx.stopping.load(Ordering::SeqCst) {
+        let _ = add_worker(ctx);
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(ctx, request)));
+    ctx.busy.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// What we answer and what we learned, before it becomes an event.
@@ -145,6 +208,8 @@ struct Outcome {
     duplicate_of: Option<String>,
     wire_bytes: u64,
     kept_body: Option<Arc<[u8]>>,
+    /// The body was read off the socket (so nothing is left to drain).
+    body_read: bool,
 }
 
 impl Outcome {
@@ -159,6 +224,7 @@ impl Outcome {
             duplicate_of: None,
             wire_bytes: 0,
             kept_body: None,
+            body_read: false,
         }
     }
 
@@ -212,9 +278,18 @@ fn handle(ctx: &Ctx, mut request: Request) {
     if let Some((name, value)) = outcome.extra_header {
         response.add_header(Header::from_bytes(name, value).expect("ascii header"));
     }
-    // A client that hung up is its own problem; the batch is saved already.
-    let _ = request.respond(response);
+    // Counted before answering, so a status request sent after this answer
+    // already sees it.
     count(ctx, &event);
+    let unread = request.body_length().filter(|_| !outcome.body_read);
+    if unread.is_some_and(|n| n > UNREAD_DRAIN_LIMIT) {
+        // Answer, then keep tiny_http from draining the absurd remainder:
+        // the connection is left to the client to close.
+        std::mem::forget(request.upgrade("close", response));
+    } else {
+        // A client that hung up is its own problem; the batch is saved already.
+        let _ = request.respond(response);
+    }
     match ctx.events.try_send(event) {
         Ok(()) | Err(TrySendError::Disconnected(_)) => {}
         Err(TrySendError::Full(_)) => Stats::add(&ctx.stats.dropped_events, 1),
@@ -227,28 +302,49 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
         return Outcome::refused(r);
     }
     if let Some(len) = request.body_length().filter(|&len| len > limit) {
-        let mut out = Outcome::refused(Rejection {
-            status: 413,
-            error: format!(
-                "body of {len} bytes is larger than the limit of {limit} bytes (--max-body)"
-            ),
-        });
+        let mut out = Outcome::refused(ingest::too_large("body", len, limit));
         out.wire_bytes = len as u64;
         return out;
     }
-    let mut wire = Vec::with_capacity(request.body_length().unwrap_or(8192).min(limit));
+    let mut out = match read_body(request, limit) {
+        Ok(wire) => decode_and_save(ctx, request, received, wire),
+        Err((rejection, read)) => {
+            let mut out = Outcome::refused(rejection);
+            out.wire_bytes = read;
+            out
+        }
+    };
+    out.body_read = true;
+    out
+}
+
+/// Reads at most `limit` + 1 bytes of body, refusing a body cut short
+/// (with how many bytes did arrive).
+fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, (Rejection, u64)> {
+    let declared = request.body_length();
+    let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(limit));
     let read = request
         .as_reader()
         .take(limit as u64 + 1)
         .read_to_end(&mut wire);
-    if let Err(e) = read {
-        let mut out = Outcome::refused(Rejection {
-            status: 400,
-            error: format!("could not read the whole body: {e}"),
-        });
-        out.wire_bytes = wire.len() as u64;
-        return out;
-    }
+    let short = declared.filter(|&len| wire.len() < len);
+    let error = match (read, short) {
+        (Err(e), _) => format!("could not read the whole body: {e}"),
+        (Ok(_), Some(len)) => format!(
+            "the body ended after {} of the {len} bytes its Content-Length announced",
+            wire.len()
+        ),
+        (Ok(_), None) => return Ok(wire),
+    };
+    Err((Rejection { status: 400, error }, wire.len() as u64))
+}
+
+fn decode_and_save(
+    ctx: &Ctx,
+    request: &Request,
+    received: Timestamp,
+    mut wire: Vec<u8>,
+) -> Outcome {
     let wire_bytes = wire.len() as u64;
     let decided = ingest::decode(&ctx.config, header(request, "content-encoding"), &wire);
     let batch = match decided {
@@ -257,7 +353,7 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
             let mut out = Outcome::refused(r);
             out.wire_bytes = wire_bytes;
             wire.truncate(REFUSED_BODY_KEPT);
-            out.kept_body = Some(wire.into());
+            out.kept_body = ctx.event_bodies.then(|| wire.into());
             return out;
         }
     };
@@ -275,7 +371,7 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
             );
             out.wire_bytes = wire_bytes;
             out.duplicate_of = saved.duplicate_of;
-            out.kept_body = Some(batch.records_json.as_slice().into());
+            out.kept_body = ctx.event_bodies.then(|| batch.records_json.clone());
             out.batch = Some(batch);
             out
         }
@@ -406,11 +502,14 @@ pub fn redact_authorization(auth: &ingest::Auth, value: &str) -> (String, Option
                 ingest::Auth::Open => None,
                 _ => Some(auth.matches(credential)),
             };
-            let scheme: String = scheme
-                .chars()
-                .filter(char::is_ascii_graphic)
-                .take(20)
-                .collect();
+            // Only the two known schemes are shown: anything else may be a
+            // token sent without one.
+            let scheme =
+                if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
+                    scheme
+                } else {
+                    "[unknown scheme]"
+                };
             (
                 format!(
                     "{scheme} [redacted, fingerprint {}]",

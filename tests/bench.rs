@@ -95,6 +95,7 @@ fn acknowledgement_latency_and_throughput() {
             max_body: 32 << 20,
         },
         workers: 16,
+        event_bodies: false,
     };
     let running = server::start(settings, capture, events).unwrap();
     let addr = running.addr;

@@ -145,39 +145,35 @@ fn the_token_never_appears_in_any_output_or_file() {
             .env("AUTOPI_RX_TOKEN", secret)
             .args(["--capture", capture.to_str().unwrap()]),
     );
-    let body = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
-    assert_eq!(
-        rx.post(&[("authorization", &format!("token {secret}"))], body)
-            .status,
-        200
+    let body: &[u8] = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+    let cases: [(String, &[u8], u16); 5] = [
+        (format!("token {secret}"), body, 200),
+        (format!("Bearer {secret}"), b"nope", 400),
+        (format!("token {wrong}"), body, 401),
+        (format!("Weird {secret}"), body, 401),
+        // A device set up with the token where the scheme goes.
+        (format!("{secret} x"), body, 401),
+    ];
+    let mut answers = String::new();
+    for (header, body, status) in &cases {
+        let r = rx.post(&[("authorization", header)], body);
+        assert_eq!(r.status, *status, "{header}");
+        answers.push_str(&r.text());
+    }
+    answers.push_str(
+        &Conn::open(rx.addr)
+            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .text(),
     );
-    assert_eq!(
-        rx.post(&[("Authorization", &format!("Bearer {secret}"))], b"nope")
-            .status,
-        400
-    );
-    assert_eq!(
-        rx.post(&[("authorization", &format!("token {wrong}"))], body)
-            .status,
-        401
-    );
-    assert_eq!(
-        rx.post(&[("authorization", &format!("Weird {secret}"))], body)
-            .status,
-        401
-    );
-    let status = Conn::open(rx.addr)
-        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        .text();
     rx.stop();
     let stdout = rx.remaining_stdout().join("\n");
-    assert_eq!(stdout.lines().count(), 5);
+    assert_eq!(stdout.lines().count(), 6);
     let file = std::fs::read_to_string(&capture).unwrap();
     for (what, text) in [
         ("stdout", &stdout),
         ("stderr", &rx.stderr()),
         ("capture", &file),
-        ("status page", &status),
+        ("answers and status page", &answers),
     ] {
         assert!(!text.contains(secret), "{what} shows the token: {text}");
         assert!(

@@ -18,6 +18,7 @@ fn device_requests_replayed_byte_for_byte_are_saved_exactly() {
     let dir = samples().join("device-requests");
     let mut conn = Conn::open(rx.addr); // keep-alive, as the device's requests library does
     let mut expected = Vec::new();
+    let mut raw_bodies = Vec::new();
     for name in [
         "plain-1", "plain-2", "plain-3", "gzip-1", "gzip-2", "gzip-3",
     ] {
@@ -32,6 +33,7 @@ fn device_requests_replayed_byte_for_byte_are_saved_exactly() {
             body.clone()
         };
         let records: Value = serde_json::from_slice(&json).unwrap();
+        raw_bodies.push(String::from_utf8(json.clone()).unwrap());
         let r = conn.request(&raw);
         assert_eq!(r.status, 200, "{name}: {}", r.text());
         assert_eq!(
@@ -60,6 +62,11 @@ fn device_requests_replayed_byte_for_byte_are_saved_exactly() {
         expected.push((records, body.len(), e["duplicate"].clone()));
     }
     assert_eq!(rx.stop().code(), Some(0));
+    // The device's compact bodies are kept byte for byte.
+    let text = std::fs::read_to_string(&rx.capture).unwrap();
+    for (raw, line) in raw_bodies.iter().zip(text.lines()) {
+        assert!(line.ends_with(&format!(",\"records\":{raw}}}")), "{line}");
+    }
     let lines = rx.capture_lines();
     assert_eq!(lines.len(), 6);
     for (line, (records, wire, _)) in lines.iter().zip(&expected) {

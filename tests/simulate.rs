@@ -52,9 +52,8 @@ fn receiver(dir: &Path) -> Running {
             auth: Auth::tokens(&[TOKEN]),
             max_body: DEFAULT_MAX_BODY,
         },
-        // One worker: `Running::shutdown` loses wake-ups with several
-        // (reported upstream), and one is plenty here.
-        workers: 1,
+        workers: 4,
+        event_bodies: true,
     };
     server::start(settings, capture, events).unwrap()
 }

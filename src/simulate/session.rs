@@ -357,7 +357,7 @@ impl Session {
         self.update_engine_and_body();
         let up = self.car.up;
         let moving = self.car.speed > 0.5;
-        if moving || up % 10 == 0 {
+        if moving || up.is_multiple_of(10) {
             self.position();
         }
         self.movement_events();
@@ -365,7 +365,7 @@ impl Session {
             self.engine_readings(up);
         }
         self.accelerometer();
-        if up % 10 == 0 {
+        if up.is_multiple_of(10) {
             let state = if self.car.engine_on {
                 "charging"
             } else {
@@ -373,10 +373,10 @@ impl Session {
             };
             self.battery(state);
         }
-        if up % 15 == 0 {
+        if up.is_multiple_of(15) {
             self.data_usage();
         }
-        if up % 30 == 0 {
+        if up.is_multiple_of(30) {
             self.rpi_temp();
         }
     }
@@ -414,19 +414,19 @@ impl Session {
             "obd.rpm",
             json!({"value": round(rpm, 1), "unit": "revolutions_per_minute"}),
         );
-        if up % 2 == 0 {
+        if up.is_multiple_of(2) {
             self.emit(
                 "obd.engine_load",
                 json!({"value": round(load, 1), "unit": "percent"}),
             );
         }
-        if up % 5 == 0 {
+        if up.is_multiple_of(5) {
             self.emit(
                 "obd.coolant_temp",
                 json!({"value": coolant.round() as i64, "unit": "degC"}),
             );
         }
-        if up % 60 == 0 {
+        if up.is_multiple_of(60) {
             self.emit(
                 "obd.fuel_level",
                 json!({"value": round(fuel, 1), "unit": "percent"}),

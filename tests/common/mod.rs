@@ -22,6 +22,7 @@ pub struct Receiver {
     stdout: Rx<String>,
     stderr: Arc<Mutex<String>>,
     stderr_done: Rx<()>,
+    stderr_lines: Rx<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -74,11 +75,13 @@ impl Receiver {
             )
         });
         let (done_tx, stderr_done) = unbounded();
+        let (line_tx, stderr_lines) = unbounded();
         let sink = stderr.clone();
         std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = err.read_to_string(&mut rest);
-            sink.lock().unwrap().push_str(&rest);
+            for line in err.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = line_tx.send(line);
+            }
             let _ = done_tx.send(());
         });
         let (tx, stdout) = unbounded();
@@ -95,6 +98,7 @@ impl Receiver {
             stdout,
             stderr,
             stderr_done,
+            stderr_lines,
             _dir: None,
         }
     }
@@ -111,6 +115,18 @@ impl Receiver {
     /// Raw stdout lines not read yet (after `stop`, all of them).
     pub fn remaining_stdout(&self) -> Vec<String> {
         self.stdout.try_iter().collect()
+    }
+
+    /// Waits for a stderr line (after the listening line) containing `needle`.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        loop {
+            let line = self.stderr_lines.recv_timeout(WAIT).unwrap_or_else(|_| {
+                panic!("no stderr line with {needle:?}; stderr: {}", self.stderr())
+            });
+            if line.contains(needle) {
+                return line;
+            }
+        }
     }
 
     pub fn stderr(&self) -> String {

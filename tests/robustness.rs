@@ -1,0 +1,151 @@
+//! Hostile and unlucky clients: absurd lengths, stalled and cut-short
+//! uploads, a second receiver on the same file, and shutdown while an upload
+//! hangs.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+
+use common::*;
+
+fn status_page(rx: &Receiver) -> String {
+    Conn::open(rx.addr)
+        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .text()
+}
+
+/// Opens an authorised upload whose body never comes, and returns once a
+/// worker has taken it ("100 Continue" is sent when it starts reading).
+fn stalled_upload(rx: &Receiver) -> TcpStream {
+    let mut s = TcpStream::connect(rx.addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 25];
+    s.read_exact(&mut head).unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 100 Continue"));
+    s
+}
+
+#[test]
+fn absurd_content_length_is_answered_and_the_receiver_lives_on() {
+    let rx = Receiver::start(&[]);
+    for (auth, expected) in [(None, 401), (Some(format!("token {TOKEN}")), 413)] {
+        let mut s = TcpStream::connect(rx.addr).unwrap();
+        let mut req =
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9223372036854775807\r\n".to_string();
+        if let Some(a) = &auth {
+            req.push_str(&format!("authorization: {a}\r\n"));
+        }
+        req.push_str("\r\n[]");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, format!("HTTP/1.1 {expected}").as_bytes());
+        drop(s);
+        assert!(
+            status_page(&rx).contains("uptime"),
+            "still serving after {expected}"
+        );
+    }
+    assert_eq!(rx.upload(b"[]").status, 200);
+}
+
+#[test]
+fn a_body_cut_short_is_refused_not_saved() {
+    let mut rx = Receiver::start(&[]);
+    let mut s = TcpStream::connect(rx.addr).unwrap();
+    write!(s, "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nContent-Length: 2000\r\n\r\n[]").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("ended after 2 of the 2000 bytes"),
+        "{answer}"
+    );
+    rx.stop();
+    assert!(rx.capture_lines().is_empty());
+}
+
+#[test]
+fn stalled_uploads_do_not_starve_the_others() {
+    let rx = Receiver::start(&["--workers", "1"]);
+    let _stalled: Vec<TcpStream> = (0..3).map(|_| stalled_upload(&rx)).collect();
+    // Every worker is stuck reading a body that never comes; a fresh one is
+    // added each time, so this upload is still answered.
+    assert_eq!(rx.upload(b"[]").status, 200);
+}
+
+#[test]
+fn a_second_signal_exits_at_once_when_an_upload_hangs() {
+    let mut rx = Receiver::start(&[]);
+    let _stalled = stalled_upload(&rx);
+    signal(&rx.child, "TERM");
+    rx.wait_stderr("signal again to exit now");
+    signal(&rx.child, "TERM");
+    assert_eq!(rx.child.wait().unwrap().code(), Some(1));
+    rx.wait_stderr("second signal");
+}
+
+#[test]
+fn a_capture_file_in_use_is_refused() {
+    let rx = Receiver::start(&[]);
+    let out = binary()
+        .args([
+            "--token",
+            TOKEN,
+            "--listen",
+            "127.0.0.1:0",
+            "--headless",
+            "--capture",
+        ])
+        .arg(&rx.capture)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another autopi-rx"), "{err}");
+    // The first one still works.
+    assert_eq!(rx.upload(b"[]").status, 200);
+}
+
+#[test]
+fn no_auth_ignores_a_token_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let rx = Receiver::spawn(binary().env("AUTOPI_RX_TOKEN", "set-in-my-shell").args([
+        "--no-auth",
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    assert_eq!(rx.post(&[], b"[]").status, 200);
+}
+
+#[test]
+fn max_body_out_of_range_is_a_usage_error() {
+    for value in ["0", "18446744073709551615", "lots"] {
+        let out = binary()
+            .args(["--token", "t", "--max-body", value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value}");
+    }
+}
+
+#[test]
+fn long_json_errors_are_cut_but_keep_the_position() {
+    let rx = Receiver::start(&[]);
+    let long = "x".repeat(100_000);
+    let r = rx.upload(format!("[\"{long}\"]").as_bytes());
+    assert_eq!(r.status, 400);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(error.len() < 600, "{} chars", error.len());
+    assert!(
+        error.contains("(cut)") && error.contains("line 1 column"),
+        "{error}"
+    );
+}
