@@ -113,6 +113,7 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
     }
 
     let (signal_tx, signal_rx) = bounded::<()>(1);
+    let stop_tx = signal_tx.clone();
     ctrlc::set_handler(move || {
         let _ = signal_tx.try_send(());
     })
@@ -154,13 +155,20 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
         .spawn(move || headless::print(events_rx, std::io::stdout().lock()))
         .map_err(|e| Fatal::new(1, e.to_string()))?;
 
-    let mut outcome = Ok(());
-    select! {
-        recv(signal_rx) -> _ => {}
-        recv(running.fatal) -> reason => {
-            outcome = Err(Fatal::new(1, reason.unwrap_or_default()));
+    // A dead listener stops the run like a signal does, and says why.
+    let fatal = running.fatal.clone();
+    let (reason_tx, reason) = bounded::<String>(1);
+    std::thread::spawn(move || {
+        if let Ok(why) = fatal.recv() {
+            let _ = reason_tx.send(why);
+            let _ = stop_tx.try_send(());
         }
-    }
+    });
+    let _ = signal_rx.recv();
+    let outcome = match reason.try_recv() {
+        Ok(why) => Err(Fatal::new(1, why)),
+        Err(_) => Ok(()),
+    };
     if let Some(demo) = demo {
         demo.stop();
     }

@@ -149,3 +149,30 @@ fn long_json_errors_are_cut_but_keep_the_position() {
         "{error}"
     );
 }
+
+#[test]
+fn a_dead_listener_ends_the_run_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    // A hard limit the receiver cannot raise: accept() soon fails.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.env_remove("AUTOPI_RX_TOKEN").args([
+        "-c",
+        "ulimit -n 40 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_autopi-rx"),
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+    ]);
+    let mut rx = Receiver::spawn(&mut cmd);
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        match TcpStream::connect(rx.addr) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    rx.wait_stderr("stopped accepting connections");
+    assert_eq!(rx.child.wait().unwrap().code(), Some(1));
+}
