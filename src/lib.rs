@@ -8,8 +8,11 @@
 pub mod capture;
 pub mod cli;
 pub mod event;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod headless;
 pub mod ingest;
 pub mod receive;
 pub mod record;
 pub mod server;
+pub mod state;
