@@ -140,7 +140,7 @@ pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
 /// Splits `Scheme credential` into its two parts; None when either is missing.
 pub fn split_authorization(header: &str) -> Option<(&str, &str)> {
     let header = header.trim();
-    let (scheme, rest) = header.split_once(|c: char| c == ' ' || c == '\t')?;
+    let (scheme, rest) = header.split_once([' ', '\t'])?;
     let credential = rest.trim();
     if scheme.is_empty() || credential.is_empty() {
         return None;
