@@ -20,6 +20,8 @@ use crate::ingest::{self, Config, Rejection};
 
 /// Seconds the device is asked to wait after a 503.
 const RETRY_AFTER_SECS: u32 = 5;
+/// How often an idle worker looks whether it should stop.
+const STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 /// How much of a refused body an event keeps for inspection.
 const REFUSED_BODY_KEPT: usize = 64 * 1024;
 
@@ -126,7 +128,9 @@ fn worker(ctx: &Ctx) {
             }
             return;
         }
-        if let Ok(request) = ctx.server.recv() {
+        // Not `recv()`: a sibling draining with `try_recv` can eat this
+        // worker's unblock token, which left it waiting forever at shutdown.
+        if let Ok(Some(request)) = ctx.server.recv_timeout(STOP_CHECK) {
             handle(ctx, request);
         }
     }
