@@ -102,6 +102,11 @@ pub fn refused(id: u64, received: Timestamp, status: u16, error: &str, body: &st
     e.wire_bytes = body.len() as u64;
     e.body_bytes = body.len() as u64;
     e.body = Some(Arc::from(body.as_bytes()));
+    for (name, value) in &mut e.headers {
+        if name == "Content-Length" {
+            *value = body.len().to_string();
+        }
+    }
     if status == 401 {
         e.token_matched = Some(false);
         for (name, value) in &mut e.headers {

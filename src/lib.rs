@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod event;
@@ -16,3 +17,5 @@ pub mod receive;
 pub mod record;
 pub mod server;
 pub mod state;
+pub mod tui;
+pub mod ui;

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use crossbeam_channel::bounded;
 
+use crate::app::Setup;
 use crate::capture::Capture;
 use crate::cli::{ReceiveArgs, collect_tokens};
 use crate::event::Stats;
 use crate::ingest::{Auth, Config};
-use crate::{headless, server};
+use crate::{headless, server, tui};
 
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
@@ -56,7 +57,20 @@ pub fn default_capture_path() -> PathBuf {
     PathBuf::from("captures").join(format!("{stamp}.jsonl"))
 }
 
-/// Runs the receiver until SIGINT or SIGTERM.
+/// Header facts for the dashboard: where to point the device, auth, capture.
+fn screen_setup(running: &server::Running, tokens: usize) -> Setup {
+    let (urls, url_note) = tui::device_urls(running.addr, &tui::interface_addresses());
+    Setup {
+        urls,
+        url_note,
+        tokens,
+        capture_path: running.capture_path().display().to_string(),
+        capture_bytes: None,
+        dropped_events: 0,
+    }
+}
+
+/// Runs the receiver until SIGINT or SIGTERM (or q on the dashboard).
 pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
     let auth = auth_from(&args)?;
     if args.max_body == 0 {
@@ -96,6 +110,7 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
     })
     .map_err(|e| Fatal::new(1, format!("cannot install the signal handler: {e}")))?;
 
+    let token_count = auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
     let settings = server::Settings {
         listen: args.listen.clone(),
@@ -112,14 +127,21 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
     }
     eprintln!("listening on http://{}", running.addr);
     let stats = running.stats.clone();
-    let printer = std::thread::Builder::new()
-        .name("headless".into())
-        .spawn(move || headless::print(events_rx, std::io::stdout().lock()))
-        .map_err(|e| Fatal::new(1, e.to_string()))?;
-
-    let _ = signal_rx.recv();
-    running.shutdown();
-    let _ = printer.join();
+    if headless {
+        let printer = std::thread::Builder::new()
+            .name("headless".into())
+            .spawn(move || headless::print(events_rx, std::io::stdout().lock()))
+            .map_err(|e| Fatal::new(1, e.to_string()))?;
+        let _ = signal_rx.recv();
+        running.shutdown();
+        let _ = printer.join();
+    } else {
+        let setup = screen_setup(&running, token_count);
+        let capture = running.capture_path().to_path_buf();
+        let shown = tui::run(setup, events_rx, signal_rx, capture, stats.clone());
+        running.shutdown();
+        shown.map_err(|e| Fatal::new(1, format!("terminal: {e}")))?;
+    }
     let dropped = Stats::get(&stats.dropped_events);
     if dropped > 0 {
         eprintln!(

@@ -535,6 +535,13 @@ pub fn summary(r: &Record<'_>) -> String {
             b.state.as_deref().unwrap_or("-")
         ),
         View::Event { tag } => format!("@{tag} {}", r.fields_as_pairs()),
+        View::RpiTemp { cpu, gpu } => format!("cpu {} gpu {}", opt(*cpu), opt(*gpu)),
+        View::Accelerometer { x, y, z } => format!("x {} y {} z {} g", opt(*x), opt(*y), opt(*z)),
+        View::Dtc { code, text } => format!(
+            "{} {}",
+            code.as_deref().unwrap_or("-"),
+            text.as_deref().unwrap_or("")
+        ),
         View::Obd { value, unit, .. } => format!(
             "{} {}",
             value.as_ref().map_or("-".into(), |v| v.to_string()),

@@ -1,0 +1,1 @@
+//! A rendered buffer as an SVG picture, with its colours, for screenshots.
