@@ -2,9 +2,10 @@
 //! since the session began and its rate, beside what reached us.
 //! ```text
 //! ┌ Data usage ──────────────────────── 3s ago ┐
-//! │ sent  2.63 KiB  +1.17 KiB  5.1 B/s          │
-//! │ recv  4.63 KiB  +3.03 KiB  12 B/s           │
-//! │ reached us 12.3 KiB wire · 80.1 KiB · 6.5×  │
+//! │          total    +session        rate │
+//! │ sent  2.63 KiB   +1.17 KiB     5 B/s     │
+//! │ recv  4.63 KiB   +3.03 KiB    12 B/s     │
+//! │ wire  12.3 KiB json  80.1 KiB ×6.5       │
 //! └─────────────────────────────────────────────┘
 //! ```
 
@@ -44,41 +45,41 @@ fn modem_lines(app: &App, device: &Device) -> Vec<Line<'static>> {
     };
     let rate = device.usage_rate();
     let row = |name: &'static str, total: u64, change: u64, rate: Option<f64>| {
+        let rate = rate.map_or("-".into(), |r| format!("{}/s", bytes(r.round() as u64)));
         Line::from(vec![
             Span::styled(name, t.label),
             Span::styled(format!("{:>10}", bytes(total)), t.value),
-            Span::styled("  +", t.label),
-            Span::styled(bytes(change), t.value),
-            Span::styled(" since start  ", t.label),
-            Span::styled(
-                rate.map_or("-".into(), |r| format!("{}/s", bytes(r.round() as u64))),
-                t.value,
-            ),
+            Span::styled(format!(" {:>11}", format!("+{}", bytes(change))), t.value),
+            Span::styled(format!(" {rate:>10}"), t.value),
         ])
     };
     vec![
+        Line::from(Span::styled(
+            format!("{:<4}{:>10}{:>12}{:>11}", "", "total", "+session", "rate"),
+            t.label,
+        )),
         row("sent", u.value.sent, u.value.sent_change, rate.map(|r| r.0)),
         row("recv", u.value.recv, u.value.recv_change, rate.map(|r| r.1)),
     ]
 }
 
-/// What the device's uploads cost on the wire and how well gzip did.
+/// What reached us on the wire, inflated to JSON, and how well gzip did.
 fn wire_line(app: &App, device: &Device) -> Line<'static> {
     let t = &app.theme;
     let ratio = if device.wire_bytes > 0 {
         format!(
-            "{:.1}×",
+            "×{:.1}",
             device.body_bytes as f64 / device.wire_bytes as f64
         )
     } else {
         "-".into()
     };
     Line::from(vec![
-        Span::styled("to us ", t.label),
-        Span::styled(bytes(device.wire_bytes), t.value),
-        Span::styled(" on the wire, ", t.label),
-        Span::styled(bytes(device.body_bytes), t.value),
-        Span::styled(" inflated, ", t.label),
+        Span::styled("wire", t.label),
+        Span::styled(format!("{:>10}", bytes(device.wire_bytes)), t.value),
+        Span::styled(" json", t.label),
+        Span::styled(format!("{:>10}", bytes(device.body_bytes)), t.value),
+        Span::styled(" ", t.label),
         Span::styled(ratio, t.value),
     ])
 }

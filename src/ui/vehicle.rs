@@ -47,13 +47,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     Paragraph::new(codes).render(codes_area, buf);
     let height = values_area.height as usize;
     if inner.width < TWO_COLUMNS || rows.len() <= height {
+        rows.truncate(height);
         table(app, rows).render(values_area, buf);
         return;
     }
     let [left, right] = Layout::horizontal([Constraint::Fill(1); 2])
         .spacing(2)
         .areas(values_area);
-    let second = rows.split_off(rows.len().div_ceil(2).max(height).min(rows.len()));
+    let mut second = rows.split_off(rows.len().div_ceil(2).max(height).min(rows.len()));
+    second.truncate(height);
     table(app, rows).render(left, buf);
     table(app, second).render(right, buf);
 }
@@ -71,7 +73,7 @@ fn table(app: &App, rows: Vec<[String; 4]>) -> Table<'static> {
         Constraint::Length(12),
         Constraint::Length(value_width as u16),
         Constraint::Fill(1),
-        Constraint::Length(9),
+        Constraint::Length(8),
     ];
     let rows = rows.into_iter().map(|[name, value, unit, age]| {
         Row::new(vec![

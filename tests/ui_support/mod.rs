@@ -16,7 +16,10 @@ pub const UNIT2: &str = "7c1e9a0b4d2f48e3a5b6c7d8e9f00112";
 /// Header facts as a bench PC would have them.
 pub fn setup() -> Setup {
     Setup {
-        urls: vec!["http://192.168.1.20:8000/".into(), "http://10.8.0.3:8000/".into()],
+        urls: vec![
+            "http://192.168.1.20:8000/".into(),
+            "http://10.8.0.3:8000/".into(),
+        ],
         url_note: None,
         tokens: 1,
         capture_path: "captures/20261127T075950Z.jsonl".into(),
@@ -34,7 +37,12 @@ pub fn empty() -> App {
 pub fn guide() -> App {
     let mut app = empty();
     for (i, body) in guide_examples().iter().enumerate() {
-        app.apply(&accepted(i as u64 + 1, at("2026-11-27T08:00:00Z"), Some(UNIT), body));
+        app.apply(&accepted(
+            i as u64 + 1,
+            at("2026-11-27T08:00:00Z"),
+            Some(UNIT),
+            body,
+        ));
     }
     app.tick(at("2026-11-27T08:00:07Z"));
     app
@@ -45,23 +53,44 @@ pub fn guide() -> App {
 pub fn busy() -> App {
     let mut app = empty();
     let first = sample("batch-1000-naive.json");
-    let second = first.replace("2026-11-27T08:0", "2026-11-27T08:1").replace("\"sent\":", "\"sent\":1");
+    let second = first
+        .replace("2026-11-27T08:0", "2026-11-27T08:1")
+        .replace("\"sent\":", "\"sent\":1");
     let e1 = accepted(1, at("2026-11-27T08:03:48.120Z"), Some(UNIT), &first);
     let mut e1 = with_naive(e1, 1000);
     e1.elapsed = std::time::Duration::from_micros(4_210);
     app.apply(&e1);
-    app.apply(&with_naive(accepted(2, at("2026-11-27T08:13:48.480Z"), Some(UNIT), &second), 1000));
+    app.apply(&with_naive(
+        accepted(2, at("2026-11-27T08:13:48.480Z"), Some(UNIT), &second),
+        1000,
+    ));
     app.apply(&duplicate(&e1, 3, at("2026-11-27T08:13:49.010Z")));
-    app.apply(&refused(4, at("2026-11-27T08:13:52.300Z"), 401, "token does not match any configured token", ""));
-    let broken = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:13:50","voltage":12.6} {"@t":"obd.rpm"}]"#;
+    app.apply(&refused(
+        4,
+        at("2026-11-27T08:13:52.300Z"),
+        401,
+        "token does not match any configured token",
+        "",
+    ));
+    let broken =
+        r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:13:50","voltage":12.6} {"@t":"obd.rpm"}]"#;
     let error = autopi_rx::ingest::decode(
-        &autopi_rx::ingest::Config { auth: autopi_rx::ingest::Auth::Open, max_body: 1 << 20 },
+        &autopi_rx::ingest::Config {
+            auth: autopi_rx::ingest::Auth::Open,
+            max_body: 1 << 20,
+        },
         None,
         broken.as_bytes(),
     )
     .unwrap_err()
     .error;
-    app.apply(&refused(5, at("2026-11-27T08:13:55.700Z"), 400, &error, broken));
+    app.apply(&refused(
+        5,
+        at("2026-11-27T08:13:55.700Z"),
+        400,
+        &error,
+        broken,
+    ));
     app.tick(at("2026-11-27T08:13:58Z"));
     app
 }
@@ -93,7 +122,9 @@ pub fn press(app: &mut App, keys: &[KeyCode]) {
 /// Renders one frame at the given size.
 pub fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    terminal.draw(|f| f.render_widget(app, f.area())).expect("draw");
+    terminal
+        .draw(|f| f.render_widget(app, f.area()))
+        .expect("draw");
     terminal
 }
 
