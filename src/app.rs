@@ -111,6 +111,8 @@ pub struct App {
     pub setup: Setup,
     pub theme: Theme,
     pub view: View,
+    /// Terminal size of the last frame, for page sizes and scroll limits.
+    size: (u16, u16),
 }
 
 /// What a key asks of the loop.
@@ -130,7 +132,13 @@ impl App {
             setup,
             theme,
             view: View::default(),
+            size: (0, 0),
         }
+    }
+
+    /// Tells the app the terminal size it is drawn at.
+    pub fn resize(&mut self, width: u16, height: u16) {
+        self.size = (width, height);
     }
 
     /// Folds one request event (also while frozen: only the display stops).
@@ -289,28 +297,50 @@ impl App {
     }
 
     fn scroll_key(&mut self, code: KeyCode) {
+        let pages = crate::ui::pages(self.size.0, self.size.1);
+        let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
+        let page_rows = match (self.view.detail, self.view.tab) {
+            (Some(_), _) => pages.detail,
+            (None, Tab::Live) => pages.events,
+            (None, Tab::Requests) => PAGE,
+            (None, Tab::Types) => pages.types,
+        };
         let step: isize = match code {
             KeyCode::Up | KeyCode::Char('k') => -1,
             KeyCode::Down | KeyCode::Char('j') => 1,
-            KeyCode::PageUp => -(PAGE as isize),
-            KeyCode::PageDown => PAGE as isize,
+            KeyCode::PageUp => -page(page_rows),
+            KeyCode::PageDown => page(page_rows),
             KeyCode::Home | KeyCode::Char('g') => isize::MIN,
             KeyCode::End | KeyCode::Char('G') => isize::MAX,
             _ => return,
         };
-        if self.view.detail.is_some() {
-            self.view.detail_scroll = apply_step(self.view.detail_scroll, step, usize::MAX / 2);
+        // Limits leave the last page full, so scrolling back moves at once.
+        if let Some(r) = self
+            .view
+            .detail
+            .and_then(|id| self.shown().requests.iter().find(|r| r.id == id))
+        {
+            let max = crate::ui::detail::lines(self, r)
+                .len()
+                .saturating_sub(pages.detail);
+            self.view.detail_scroll = apply_step(self.view.detail_scroll, step, max);
             return;
         }
         match self.view.tab {
             // Events count up from the newest line: "up" means older.
             Tab::Live => {
-                let max = self.device().map_or(0, |d| d.events.len());
-                self.view.events_scroll = apply_step(self.view.events_scroll, -step, max);
+                let max = crate::ui::events::matching(self)
+                    .len()
+                    .saturating_sub(pages.events);
+                self.view.events_scroll =
+                    apply_step(self.view.events_scroll, step.saturating_neg(), max);
             }
             Tab::Requests => self.move_selection(step),
             Tab::Types => {
-                let max = self.device().map_or(0, |d| d.types.len());
+                let max = self
+                    .device()
+                    .map_or(0, |d| d.types.len())
+                    .saturating_sub(pages.types);
                 self.view.types_scroll = apply_step(self.view.types_scroll, step, max);
             }
         }
@@ -384,6 +414,8 @@ pub fn run<B: Backend>(
         let wait = if dirty {
             let since = last_draw.map_or(MIN_REDRAW, |t| t.elapsed());
             if since >= MIN_REDRAW {
+                let size = terminal.size()?;
+                app.resize(size.width, size.height);
                 terminal.draw(|frame| frame.render_widget(&*app, frame.area()))?;
                 last_draw = Some(Instant::now());
                 dirty = false;

@@ -57,14 +57,7 @@ impl Widget for &App {
 /// ┌ Events ──────────────────────────────────────┐
 /// ```
 fn live(app: &App, area: Rect, buf: &mut Buffer) {
-    let top = (area.height * 2 / 5).max(8);
-    let middle = (area.height / 4).max(6);
-    let [top, middle, bottom] = Layout::vertical([
-        Constraint::Length(top),
-        Constraint::Length(middle),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
+    let [top, middle, bottom] = live_rows(area);
     let halves = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]);
     let [position_area, battery_area] = halves.areas(top);
     let [usage_area, vehicle_area] = halves.areas(middle);
@@ -73,6 +66,42 @@ fn live(app: &App, area: Rect, buf: &mut Buffer) {
     usage::render(app, usage_area, buf);
     vehicle::render(app, vehicle_area, buf);
     events::render(app, bottom, buf);
+}
+
+/// The Live tab's three rows: position and battery, usage and vehicle,
+/// events.
+fn live_rows(area: Rect) -> [Rect; 3] {
+    let top = (area.height * 2 / 5).max(8);
+    let middle = (area.height / 4).max(6);
+    Layout::vertical([
+        Constraint::Length(top),
+        Constraint::Length(middle),
+        Constraint::Fill(1),
+    ])
+    .areas(area)
+}
+
+/// Lines visible at once in the scrolling views, for a terminal size (0
+/// when unknown or too small).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pages {
+    pub events: usize,
+    pub detail: usize,
+    pub types: usize,
+}
+
+/// The scrolling views' page heights at this terminal size.
+pub fn pages(width: u16, height: u16) -> Pages {
+    if width < MIN_WIDTH || height < MIN_HEIGHT {
+        return Pages::default();
+    }
+    let body = Rect::new(0, 0, width, height - header::HEIGHT);
+    let [_, _, events] = live_rows(body);
+    Pages {
+        events: events.height.saturating_sub(2) as usize,
+        detail: body.height.saturating_sub(2) as usize,
+        types: body.height.saturating_sub(3) as usize,
+    }
 }
 
 /// A bordered panel with a title and, on the right, a note (often an age).
