@@ -116,12 +116,14 @@ fn summary(app: &App, r: &RequestEvent) -> Vec<Line<'static>> {
             t.label,
         )),
         Line::from(Span::styled(
-            format!(
-                "{} on the wire ({}), {} decoded",
-                bytes(r.wire_bytes),
-                r.encoding.unwrap_or("not decoded"),
-                bytes(r.body_bytes)
-            ),
+            match r.encoding {
+                Some(encoding) => format!(
+                    "{} on the wire ({encoding}), {} of JSON",
+                    bytes(r.wire_bytes),
+                    bytes(r.body_bytes)
+                ),
+                None => format!("{} on the wire, not decoded", bytes(r.wire_bytes)),
+            },
             t.label,
         )),
     ];
