@@ -143,7 +143,29 @@ impl App {
 
     /// Folds one request event (also while frozen: only the display stops).
     pub fn apply(&mut self, e: &RequestEvent) {
+        let before = self.device().map_or(0, |d| d.events_seen);
         self.live.apply(e);
+        if self.view.events_scroll > 0 && !self.is_frozen() {
+            self.keep_events_in_place(before);
+        }
+    }
+
+    /// Scrolled back, the lines in view stay put as new events arrive
+    /// below them (only following shows the newest).
+    fn keep_events_in_place(&mut self, seen_before: u64) {
+        let Some(device) = self.device() else {
+            return;
+        };
+        let new = (device.events_seen - seen_before).min(device.events.len() as u64) as usize;
+        let needle = self.view.filter.to_lowercase();
+        let matching = device
+            .events
+            .iter()
+            .rev()
+            .take(new)
+            .filter(|l| needle.is_empty() || crate::ui::events::matches(l, &needle))
+            .count();
+        self.view.events_scroll += matching;
     }
 
     /// Moves the clock the ages are measured against.
@@ -410,7 +432,8 @@ pub fn run<B: Backend>(
     let mut last_draw: Option<Instant> = None;
     refresh(app, &mut outside);
     loop {
-        dirty |= drain(app, &mut events);
+        // While frozen the screen cannot change, so uploads cause no redraw.
+        dirty |= drain(app, &mut events) && !app.is_frozen();
         let wait = if dirty {
             let since = last_draw.map_or(MIN_REDRAW, |t| t.elapsed());
             if since >= MIN_REDRAW {
@@ -428,7 +451,7 @@ pub fn run<B: Backend>(
         };
         select! {
             recv(events) -> e => match e {
-                Ok(e) => { app.apply(&e); dirty = true; }
+                Ok(e) => { app.apply(&e); dirty |= !app.is_frozen(); }
                 Err(_) => events = never(),
             },
             recv(input) -> i => match i {

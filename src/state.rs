@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use jiff::Timestamp;
 
 use crate::event::RequestEvent;
-use crate::record::{Record, View, parse_batch};
+use crate::record::{Record, View, parse_batch_lazy};
 
 /// Requests kept for the Requests tab (all devices together).
 pub const REQUEST_RING: usize = 1_000;
@@ -195,6 +195,8 @@ pub struct Device {
     pub acc: Option<Stamped<[Option<f64>; 3]>>,
     pub dtcs: BTreeMap<String, Stamped<String>>,
     pub events: Ring<LogLine>,
+    /// Event lines ever added (the ring forgets; this does not).
+    pub events_seen: u64,
     pub types: BTreeMap<String, TypeStats>,
 }
 
@@ -297,7 +299,7 @@ impl State {
         let Some(text) = e.body.as_deref().and_then(|b| std::str::from_utf8(b).ok()) else {
             return;
         };
-        if let Ok(records) = parse_batch(text) {
+        if let Ok(records) = parse_batch_lazy(text) {
             device.fold_records(&records, e.received);
         }
     }
@@ -335,31 +337,44 @@ impl Device {
             acc: None,
             dtcs: BTreeMap::new(),
             events: Ring::new(EVENT_RING),
+            events_seen: 0,
             types: BTreeMap::new(),
         }
     }
 
     /// Folds the records of one new batch; `received` stands in for a
-    /// missing `@ts`.
+    /// missing `@ts`. Records that feed a history (positions, voltages,
+    /// modem counters, events, trouble codes) are all read; of the others
+    /// only the last of each type in the batch, as the rest would be
+    /// replaced at once (a batch is in time order).
     fn fold_records(&mut self, records: &[Record<'_>], received: Timestamp) {
-        // Only the last record of each type in a batch can become the Types
-        // tab's "last value", so only those are formatted.
         let mut last_of_type: Vec<(&str, usize)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            let ts = r.ts.unwrap_or(received);
-            self.records += 1;
-            self.count_type(&r.kind_name, ts);
             match last_of_type.iter_mut().find(|(k, _)| *k == r.kind_name) {
                 Some(slot) => slot.1 = i,
                 None => last_of_type.push((&r.kind_name, i)),
             }
-            self.fold_record(r, ts);
         }
-        for (kind, i) in last_of_type {
-            let r = &records[i];
+        for (i, r) in records.iter().enumerate() {
             let ts = r.ts.unwrap_or(received);
-            if let Some(t) = self.types.get_mut(kind).filter(|t| t.last_ts == ts) {
-                t.last_value = summary(r);
+            self.records += 1;
+            self.count_type(&r.kind_name, ts);
+            let last = last_of_type
+                .iter()
+                .any(|&(k, at)| at == i && k == r.kind_name);
+            if !last && !feeds_history(r) {
+                continue;
+            }
+            let view = r.make_view();
+            self.fold_record(r, &view, ts);
+            if last {
+                if let Some(t) = self
+                    .types
+                    .get_mut(r.kind_name.as_ref())
+                    .filter(|t| t.last_ts == ts)
+                {
+                    t.last_value = summary(r, &view);
+                }
             }
         }
     }
@@ -385,8 +400,8 @@ impl Device {
         }
     }
 
-    fn fold_record(&mut self, r: &Record<'_>, ts: Timestamp) {
-        match &r.view {
+    fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp) {
+        match view {
             View::Position(p) => {
                 if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
                     self.track.push((lon, lat));
@@ -404,6 +419,7 @@ impl Device {
             View::Battery(b) => self.fold_battery(b, ts),
             View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts),
             View::Event { tag } => {
+                self.events_seen += 1;
                 self.events.push(LogLine {
                     ts,
                     failure: is_failure(tag),
@@ -516,9 +532,20 @@ pub fn is_failure(tag: &str) -> bool {
     tag.ends_with("/failed") || tag.contains("critical_level") || tag.contains("error")
 }
 
+/// True for records every one of which the screen keeps (in a history or
+/// as a counter step), not only the latest.
+fn feeds_history(r: &Record<'_>) -> bool {
+    r.tag.is_some()
+        || matches!(
+            r.kind_name.as_ref(),
+            "track.pos" | "obd.bat" | "ec2x.data_usage" | "obd.dtc"
+        )
+        || r.kind_name.starts_with("event.")
+}
+
 /// A record's value in one line, for the Types tab.
-pub fn summary(r: &Record<'_>) -> String {
-    let mut s = match &r.view {
+pub fn summary(r: &Record<'_>, view: &View<'_>) -> String {
+    let mut s = match view {
         View::Position(p) => format!(
             "{} {} alt {} m {} km/h {}° {} sat",
             opt(p.lat),

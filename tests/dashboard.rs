@@ -121,13 +121,30 @@ fn events_scroll_back_and_follow_again() {
     let scrolled = text(&draw(&app, 120, 40));
     assert!(scrolled.contains("3 newer below"), "{scrolled}");
     assert!(!scrolled.contains("08:13:47  @vehicle/battery/charging"));
+    let body = r#"[{"@t":"event.vehicle.engine","@ts":"2026-11-27T08:13:59Z","@tag":"vehicle/engine/stopped"}]"#;
+    app.apply(&accepted(6, at("2026-11-27T08:14:00Z"), Some(UNIT), body));
+    let still = text(&draw(&app, 120, 40));
+    assert!(
+        still.contains("4 newer below"),
+        "the view stays put: {still}"
+    );
+    let event_lines = |screen: &str| -> Vec<String> {
+        screen
+            .lines()
+            .filter(|l| l.starts_with("│08:"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(event_lines(&still), event_lines(&scrolled));
     press(&mut app, &[KeyCode::PageUp, KeyCode::Char('g')]);
-    assert_eq!(app.view.events_scroll, 200 - 11, "g shows the oldest page");
-    assert!(text(&draw(&app, 120, 40)).contains("189 newer below"));
+    assert_eq!(app.view.events_scroll, 201 - 11, "g shows the oldest page");
+    assert!(text(&draw(&app, 120, 40)).contains("190 newer below"));
     press(&mut app, &[KeyCode::Char('j')]);
-    assert_eq!(app.view.events_scroll, 188, "one key, one line");
+    assert_eq!(app.view.events_scroll, 189, "one key, one line");
     press(&mut app, &[KeyCode::Char('G')]);
-    assert_eq!(text(&draw(&app, 120, 40)), newest);
+    let followed = text(&draw(&app, 120, 40));
+    assert!(followed.contains("@vehicle/engine/stopped") && followed.contains("following"));
+    assert!(!newest.contains("@vehicle/engine/stopped"));
 }
 
 #[test]

@@ -56,12 +56,13 @@ pub fn matching(app: &App) -> Vec<&LogLine> {
     device
         .events
         .iter()
-        .filter(|l| {
-            needle.is_empty()
-                || l.tag.to_lowercase().contains(&needle)
-                || l.fields.to_lowercase().contains(&needle)
-        })
+        .filter(|l| needle.is_empty() || matches(l, &needle))
         .collect()
+}
+
+/// True when an event line contains `needle` (already lower case).
+pub fn matches(l: &LogLine, needle: &str) -> bool {
+    l.tag.to_lowercase().contains(needle) || l.fields.to_lowercase().contains(needle)
 }
 
 fn note(app: &App, shown: usize, scroll: usize) -> String {
