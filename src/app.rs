@@ -47,6 +47,7 @@ impl Tab {
         }
     }
 
+    /// The tab Tab moves to.
     fn next(self) -> Tab {
         match self {
             Tab::Live => Tab::Requests,
@@ -55,6 +56,7 @@ impl Tab {
         }
     }
 
+    /// The tab Shift-Tab moves to.
     fn previous(self) -> Tab {
         self.next().next()
     }
@@ -233,6 +235,7 @@ impl App {
         Action::Continue
     }
 
+    /// Types into the filter; Enter keeps it, Esc drops it.
     fn edit_filter(&mut self, code: KeyCode) {
         match code {
             KeyCode::Char(c) => self.view.filter.push(c),
@@ -261,11 +264,13 @@ impl App {
         }
     }
 
+    /// Shows `tab`, closing an open request.
     fn switch(&mut self, tab: Tab) {
         self.view.tab = tab;
         self.view.detail = None;
     }
 
+    /// Freezes the display on a snapshot of the state, or thaws it.
     fn toggle_freeze(&mut self) {
         self.frozen = match self.frozen {
             Some(_) => None,
@@ -276,6 +281,7 @@ impl App {
         };
     }
 
+    /// Shows the next (`step` 1) or previous (-1) device.
     fn cycle_device(&mut self, step: isize) {
         let devices = &self.shown().devices;
         if devices.len() < 2 {
@@ -291,6 +297,7 @@ impl App {
         self.view.types_scroll = 0;
     }
 
+    /// Opens the highlighted request on the Requests tab.
     fn open_detail(&mut self) {
         if self.view.tab == Tab::Requests && self.view.detail.is_none() {
             self.view.detail = self.selected_request().map(|r| r.id);
@@ -318,6 +325,7 @@ impl App {
         chosen.or(list.last()).copied()
     }
 
+    /// Scrolls whatever the arrows, PgUp/PgDn and g/G move on this tab.
     fn scroll_key(&mut self, code: KeyCode) {
         let pages = crate::ui::pages(self.size.0, self.size.1);
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
@@ -342,9 +350,7 @@ impl App {
             .detail
             .and_then(|id| self.shown().requests.iter().find(|r| r.id == id))
         {
-            let max = crate::ui::detail::lines(self, r)
-                .len()
-                .saturating_sub(pages.detail);
+            let max = crate::ui::detail::line_count(self, r).saturating_sub(pages.detail);
             self.view.detail_scroll = apply_step(self.view.detail_scroll, step, max);
             return;
         }
@@ -368,6 +374,7 @@ impl App {
         }
     }
 
+    /// Moves the highlighted request by `step` rows.
     fn move_selection(&mut self, step: isize) {
         let ids: Vec<u64> = self.filtered_requests().iter().map(|r| r.id).collect();
         let Some(last) = ids.len().checked_sub(1) else {

@@ -249,6 +249,7 @@ impl State {
         self.body_bytes_kept
     }
 
+    /// Adds the request to the totals, as the server counts it.
     fn count(&mut self, e: &RequestEvent) {
         let t = &mut self.totals;
         t.requests += 1;
@@ -286,6 +287,7 @@ impl State {
         }
     }
 
+    /// Folds a new accepted batch into its device's values.
     fn fold_batch(&mut self, e: &RequestEvent) {
         let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
         let Some(device) = self.device_mut(unit_id, e.received) else {
@@ -304,6 +306,7 @@ impl State {
         }
     }
 
+    /// The device for `unit_id`, added if new and there is room.
     fn device_mut(&mut self, unit_id: &str, now: Timestamp) -> Option<&mut Device> {
         let index = match self.devices.iter().position(|d| d.unit_id == unit_id) {
             Some(i) => i,
@@ -379,6 +382,7 @@ impl Device {
         }
     }
 
+    /// Counts one record of type `kind` at `ts`.
     fn count_type(&mut self, kind: &str, ts: Timestamp) {
         match self.types.get_mut(kind) {
             Some(t) => {
@@ -400,6 +404,7 @@ impl Device {
         }
     }
 
+    /// Folds one record into the latest values and histories.
     fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp) {
         match view {
             View::Position(p) => {
@@ -449,6 +454,7 @@ impl Device {
         }
     }
 
+    /// Adds a voltage sample and updates the battery state and its start.
     fn fold_battery(&mut self, b: &crate::record::Battery<'_>, ts: Timestamp) {
         if let Some(v) = b.voltage {
             self.voltages.push((ts.as_millisecond() as f64 / 1000.0, v));
@@ -471,6 +477,7 @@ impl Device {
         self.battery = Some(Stamped { ts, value });
     }
 
+    /// Updates the modem counters and their growth this session.
     fn fold_usage(&mut self, sent: Option<u64>, recv: Option<u64>, ts: Timestamp) {
         let (Some(sent), Some(recv)) = (sent, recv) else {
             return;
@@ -583,6 +590,7 @@ pub fn summary(r: &Record<'_>, view: &View<'_>) -> String {
     s.trim_end().to_string()
 }
 
+/// An optional number, `-` when missing.
 fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }

@@ -52,6 +52,7 @@ pub fn state_style(app: &App, b: &BatteryNow) -> Style {
     }
 }
 
+/// Voltage, state and how long the state has held.
 fn state_line(app: &App, b: &BatteryNow) -> Line<'static> {
     let t = &app.theme;
     let held = (app.now().as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
@@ -73,6 +74,7 @@ fn state_line(app: &App, b: &BatteryNow) -> Line<'static> {
     ])
 }
 
+/// The charge level as a one-line gauge.
 fn gauge(app: &App, b: &BatteryNow, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let level = b.level.unwrap_or(0.0).clamp(0.0, 100.0);

@@ -47,18 +47,27 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     };
-    let lines = lines(app, r);
     let height = inner.height as usize;
-    let scroll = app
-        .view
-        .detail_scroll
-        .min(lines.len().saturating_sub(height));
+    let mut lines = head(app, r);
+    // Only as much of the body as reaches the bottom of the view is laid
+    // out: a 1000-record batch is some 12 000 lines.
+    let wanted = (app.view.detail_scroll + height).saturating_sub(lines.len());
+    let body = body_lines(r, wanted.min(MAX_BODY_LINES));
+    let total = lines.len() + body.len();
+    let scroll = app.view.detail_scroll.min(total.saturating_sub(height));
+    lines.extend(body.into_iter().map(|l| Line::from(format!("  {l}"))));
     let visible: Vec<Line> = lines.into_iter().skip(scroll).take(height).collect();
     Paragraph::new(visible).render(inner, buf);
 }
 
-/// Every line of the detail view, top to bottom.
-pub fn lines(app: &App, r: &RequestEvent) -> Vec<Line<'static>> {
+/// How many lines the detail view of `r` has, for scroll limits.
+pub fn line_count(app: &App, r: &RequestEvent) -> usize {
+    head(app, r).len() + body_lines(r, MAX_BODY_LINES).len()
+}
+
+/// The lines above the body: summary, token match, headers, where the JSON
+/// broke, and the body's title.
+pub fn head(app: &App, r: &RequestEvent) -> Vec<Line<'static>> {
     let t = &app.theme;
     let mut out = summary(app, r);
     let matched = match r.token_matched {
@@ -87,10 +96,11 @@ pub fn lines(app: &App, r: &RequestEvent) -> Vec<Line<'static>> {
         );
     }
     out.push(Line::default());
-    out.extend(body(app, r));
+    out.push(body_title(app, r));
     out
 }
 
+/// What was asked and answered, and anything odd about it.
 fn summary(app: &App, r: &RequestEvent) -> Vec<Line<'static>> {
     let t = &app.theme;
     let mut out = vec![
@@ -192,28 +202,41 @@ pub fn broke_at(r: &RequestEvent) -> Option<Vec<String>> {
     ])
 }
 
-fn body(app: &App, r: &RequestEvent) -> Vec<Line<'static>> {
+/// True when the kept body is JSON (and so is pretty-printed).
+fn is_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
+/// The body's title: its size and how it is shown.
+fn body_title(app: &App, r: &RequestEvent) -> Line<'static> {
     let t = &app.theme;
+    match r.body.as_deref() {
+        None => Line::from(Span::styled("Body: not kept (see the capture file)", t.dim)),
+        Some(body) => {
+            let what = if is_json(body) {
+                "pretty"
+            } else {
+                "as received"
+            };
+            Line::from(Span::styled(
+                format!("Body ({}, {what})", bytes(body.len() as u64)),
+                t.title,
+            ))
+        }
+    }
+}
+
+/// Up to `limit` lines of the body: pretty when it is JSON, else as received.
+fn body_lines(r: &RequestEvent, limit: usize) -> Vec<String> {
     let Some(body) = r.body.as_deref() else {
-        return vec![Line::from(Span::styled(
-            "Body: not kept (see the capture file)",
-            t.dim,
-        ))];
+        return Vec::new();
     };
     let text = String::from_utf8_lossy(body);
-    let json = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
-    let what = if json { "pretty" } else { "as received" };
-    let mut out = vec![Line::from(Span::styled(
-        format!("Body ({}, {what})", bytes(body.len() as u64)),
-        t.title,
-    ))];
-    let body_lines = if json {
-        pretty(&text, MAX_BODY_LINES)
+    if is_json(body) {
+        pretty(&text, limit)
     } else {
-        raw(&text, MAX_BODY_LINES)
-    };
-    out.extend(body_lines.into_iter().map(|l| Line::from(format!("  {l}"))));
-    out
+        raw(&text, limit)
+    }
 }
 
 /// The lines of a non-JSON body, control characters made visible.

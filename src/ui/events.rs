@@ -65,6 +65,7 @@ pub fn matches(l: &LogLine, needle: &str) -> bool {
     l.tag.to_lowercase().contains(needle) || l.fields.to_lowercase().contains(needle)
 }
 
+/// How many lines match and whether the view follows new ones.
 fn note(app: &App, shown: usize, scroll: usize) -> String {
     let follow = if scroll == 0 {
         "following".to_string()
@@ -97,6 +98,7 @@ fn filter_title(app: &App) -> Option<Line<'static>> {
     })
 }
 
+/// One event: time, `@tag`, fields; failures loud.
 fn line(app: &App, l: &LogLine) -> Line<'static> {
     let t = &app.theme;
     let tag_style = if l.failure { t.error } else { t.value };

@@ -67,6 +67,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     StatefulWidget::render(table, area, buf, &mut state);
 }
 
+/// Column widths; path and inflated size only when wide.
 fn widths(wide: bool) -> Vec<Constraint> {
     let mut w = vec![
         Constraint::Length(12), // time
@@ -87,6 +88,7 @@ fn widths(wide: bool) -> Vec<Constraint> {
     w
 }
 
+/// The column names.
 fn header(app: &App, wide: bool) -> Row<'static> {
     let mut names = vec![
         "time", "peer", "unit-id", "path", "status", "recs", "wire", "inflated", "ms", "mark",
@@ -102,6 +104,7 @@ fn header(app: &App, wide: bool) -> Row<'static> {
     )
 }
 
+/// One request as a table row.
 fn row(app: &App, r: &RequestEvent, wide: bool) -> Row<'static> {
     let t = &app.theme;
     let unit = r.unit_id.as_deref().map_or("-".to_string(), short_id);

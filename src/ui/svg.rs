@@ -112,6 +112,7 @@ fn texts(out: &mut String, row: &[&Cell], y: u32) {
     }
 }
 
+/// Text made safe inside an XML element.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")

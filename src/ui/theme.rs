@@ -33,7 +33,13 @@ pub struct Theme {
 impl Theme {
     /// Colour, unless `NO_COLOR` is set and non-empty.
     pub fn from_env() -> Theme {
-        match std::env::var_os("NO_COLOR") {
+        Theme::for_no_color(std::env::var_os("NO_COLOR").as_deref())
+    }
+
+    /// The theme for a value of `NO_COLOR` (see no-color.org: any non-empty
+    /// value turns colour off).
+    pub fn for_no_color(value: Option<&std::ffi::OsStr>) -> Theme {
+        match value {
             Some(v) if !v.is_empty() => Theme::mono(),
             _ => Theme::color(),
         }
@@ -113,5 +119,19 @@ impl Theme {
             400..=499 => self.warn,
             _ => self.error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn no_color_set_and_non_empty_means_monochrome() {
+        assert_eq!(Theme::for_no_color(None), Theme::color());
+        assert_eq!(Theme::for_no_color(Some(OsStr::new(""))), Theme::color());
+        assert_eq!(Theme::for_no_color(Some(OsStr::new("1"))), Theme::mono());
+        assert_ne!(Theme::mono(), Theme::color());
     }
 }

@@ -35,6 +35,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     Paragraph::new(lines).render(inner, buf);
 }
 
+/// The modem counters with their growth and rate.
 fn modem_lines(app: &App, device: &Device) -> Vec<Line<'static>> {
     let t = &app.theme;
     let Some(u) = &device.usage else {
