@@ -115,6 +115,9 @@ pub struct App {
     pub view: View,
     /// Terminal size of the last frame, for page sizes and scroll limits.
     size: (u16, u16),
+    /// The open request's body, laid out once when opened rather than in
+    /// every frame (a 1000-record batch is some 12 000 lines).
+    detail_body: Vec<String>,
 }
 
 /// What a key asks of the loop.
@@ -135,6 +138,7 @@ impl App {
             theme,
             view: View::default(),
             size: (0, 0),
+            detail_body: Vec::new(),
         }
     }
 
@@ -300,9 +304,20 @@ impl App {
     /// Opens the highlighted request on the Requests tab.
     fn open_detail(&mut self) {
         if self.view.tab == Tab::Requests && self.view.detail.is_none() {
-            self.view.detail = self.selected_request().map(|r| r.id);
+            let chosen = self.selected_request();
+            let body = chosen
+                .map(crate::ui::detail::body_lines)
+                .unwrap_or_default();
+            let id = chosen.map(|r| r.id);
+            self.detail_body = body;
+            self.view.detail = id;
             self.view.detail_scroll = 0;
         }
+    }
+
+    /// The open request's body lines, as laid out when it was opened.
+    pub fn detail_body(&self) -> &[String] {
+        &self.detail_body
     }
 
     /// Requests that pass the filter, oldest first.
@@ -350,7 +365,8 @@ impl App {
             .detail
             .and_then(|id| self.shown().requests.iter().find(|r| r.id == id))
         {
-            let max = crate::ui::detail::line_count(self, r).saturating_sub(pages.detail);
+            let lines = crate::ui::detail::head(self, r).len() + self.detail_body.len();
+            let max = lines.saturating_sub(pages.detail);
             self.view.detail_scroll = apply_step(self.view.detail_scroll, step, max);
             return;
         }

@@ -24,6 +24,9 @@ pub const TRACK_RING: usize = 2_048;
 pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
 /// Devices tracked; records of further `unit-id`s are counted but not shown.
 pub const MAX_DEVICES: usize = 64;
+/// Record types, OBD pids and trouble codes tracked per device; a device
+/// inventing endless new names cannot grow memory past this.
+pub const MAX_KEYS: usize = 256;
 /// Shown for requests that carried no `unit-id` header (very old firmware).
 pub const NO_UNIT_ID: &str = "(no unit-id)";
 /// Longest one-line value kept for the Types tab.
@@ -384,23 +387,18 @@ impl Device {
 
     /// Counts one record of type `kind` at `ts`.
     fn count_type(&mut self, kind: &str, ts: Timestamp) {
-        match self.types.get_mut(kind) {
-            Some(t) => {
-                t.count += 1;
-                t.first_ts = t.first_ts.min(ts);
-                t.last_ts = t.last_ts.max(ts);
-            }
-            None => {
-                self.types.insert(
-                    kind.to_string(),
-                    TypeStats {
-                        count: 1,
-                        first_ts: ts,
-                        last_ts: ts,
-                        last_value: String::new(),
-                    },
-                );
-            }
+        if let Some(t) = self.types.get_mut(kind) {
+            t.count += 1;
+            t.first_ts = t.first_ts.min(ts);
+            t.last_ts = t.last_ts.max(ts);
+        } else if self.types.len() < MAX_KEYS {
+            let stats = TypeStats {
+                count: 1,
+                first_ts: ts,
+                last_ts: ts,
+                last_value: String::new(),
+            };
+            self.types.insert(kind.to_string(), stats);
         }
     }
 
@@ -433,7 +431,8 @@ impl Device {
                 });
             }
             View::Obd { pid, value, unit } => {
-                if newer(self.obd.get(pid.as_ref()), ts) {
+                let room = self.obd.len() < MAX_KEYS || self.obd.contains_key(pid.as_ref());
+                if room && newer(self.obd.get(pid.as_ref()), ts) {
                     let value = ObdValue {
                         value: value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
                         unit: unit.as_ref().map(|u| u.to_string()),
@@ -444,7 +443,8 @@ impl Device {
             View::Dtc { code, text } => {
                 let code = code.as_deref().unwrap_or("?").to_string();
                 let text = text.as_deref().unwrap_or("").to_string();
-                if newer(self.dtcs.get(&code), ts) {
+                let room = self.dtcs.len() < MAX_KEYS || self.dtcs.contains_key(&code);
+                if room && newer(self.dtcs.get(&code), ts) {
                     self.dtcs.insert(code, Stamped { ts, value: text });
                 }
             }
@@ -837,6 +837,22 @@ mod tests {
             s.devices[1].battery.as_ref().unwrap().value.voltage,
             Some(13.9)
         );
+    }
+
+    #[test]
+    fn endless_new_names_are_capped() {
+        let mut s = State::default();
+        let records: Vec<String> = (0..MAX_KEYS + 20)
+            .map(|i| format!(r#"{{"@t":"obd.pid{i}","@ts":"2026-11-27T08:00:00Z","value":{i}}},{{"@t":"obd.dtc","@ts":"2026-11-27T08:00:00Z","code":"P{i:04}"}}"#))
+            .collect();
+        let body = format!("[{}]", records.join(","));
+        s.apply(&accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), &body));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(
+            (d.types.len(), d.obd.len(), d.dtcs.len()),
+            (MAX_KEYS, MAX_KEYS, MAX_KEYS)
+        );
+        assert_eq!(d.records, 2 * (MAX_KEYS as u64 + 20), "still counted");
     }
 
     #[test]

@@ -48,21 +48,20 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let height = inner.height as usize;
-    let mut lines = head(app, r);
-    // Only as much of the body as reaches the bottom of the view is laid
-    // out: a 1000-record batch is some 12 000 lines.
-    let wanted = (app.view.detail_scroll + height).saturating_sub(lines.len());
-    let body = body_lines(r, wanted.min(MAX_BODY_LINES));
-    let total = lines.len() + body.len();
+    let head = head(app, r);
+    let body = app.detail_body();
+    let total = head.len() + body.len();
     let scroll = app.view.detail_scroll.min(total.saturating_sub(height));
-    lines.extend(body.into_iter().map(|l| Line::from(format!("  {l}"))));
-    let visible: Vec<Line> = lines.into_iter().skip(scroll).take(height).collect();
+    // Only the body lines in view become ratatui Lines.
+    let from = scroll.saturating_sub(head.len()).min(body.len());
+    let to = (scroll + height).saturating_sub(head.len()).min(body.len());
+    let visible: Vec<Line> = head
+        .into_iter()
+        .skip(scroll)
+        .take(height)
+        .chain(body[from..to].iter().map(|l| Line::from(format!("  {l}"))))
+        .collect();
     Paragraph::new(visible).render(inner, buf);
-}
-
-/// How many lines the detail view of `r` has, for scroll limits.
-pub fn line_count(app: &App, r: &RequestEvent) -> usize {
-    head(app, r).len() + body_lines(r, MAX_BODY_LINES).len()
 }
 
 /// The lines above the body: summary, token match, headers, where the JSON
@@ -226,16 +225,16 @@ fn body_title(app: &App, r: &RequestEvent) -> Line<'static> {
     }
 }
 
-/// Up to `limit` lines of the body: pretty when it is JSON, else as received.
-fn body_lines(r: &RequestEvent, limit: usize) -> Vec<String> {
+/// The body's lines: pretty when it is JSON, else as received.
+pub fn body_lines(r: &RequestEvent) -> Vec<String> {
     let Some(body) = r.body.as_deref() else {
         return Vec::new();
     };
     let text = String::from_utf8_lossy(body);
     if is_json(body) {
-        pretty(&text, limit)
+        pretty(&text, MAX_BODY_LINES)
     } else {
-        raw(&text, limit)
+        raw(&text, MAX_BODY_LINES)
     }
 }
 
