@@ -63,17 +63,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 /// Values as a table whose unit column gives way first, so ages stay.
 fn table(app: &App, rows: Vec<[String; 4]>) -> Table<'static> {
     let t = &app.theme;
-    let value_width = rows
-        .iter()
-        .map(|r| r[1].chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(4, 18);
+    let widest = |col: usize, min: usize, max: usize| {
+        let w = rows
+            .iter()
+            .map(|r| r[col].chars().count())
+            .max()
+            .unwrap_or(0);
+        w.clamp(min, max) as u16
+    };
     let widths = [
         Constraint::Length(12),
-        Constraint::Length(value_width as u16),
+        Constraint::Length(widest(1, 4, 18)),
         Constraint::Fill(1),
-        Constraint::Length(8),
+        Constraint::Length(widest(3, 6, 13)),
     ];
     let rows = rows.into_iter().map(|[name, value, unit, age]| {
         Row::new(vec![
