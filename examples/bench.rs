@@ -7,7 +7,9 @@
 //!
 //! 1. folding 1 M records (1 000 batches of the 1 000-record sample);
 //! 2. rendering one 120×40 frame of each tab;
-//! 3. a flood of uploads over HTTP: acknowledgement latency with the
+//! 3. a backlog of 2 000 full batches (2 M records) queued at once: how
+//!    fast the dashboard folds it and how often it still redraws;
+//! 4. a flood of uploads over HTTP: acknowledgement latency with the
 //!    dashboard consuming events (on a TestBackend) and without it, and
 //!    how often the dashboard redrew meanwhile.
 
@@ -37,7 +39,9 @@ const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
 
 fn main() {
     fold_one_million();
+    std::thread::spawn(fold_one_million).join().unwrap();
     render_frames();
+    backlog();
     flood(false);
     flood(true);
 }
@@ -156,6 +160,34 @@ impl Backend for Counting {
         self.1.fetch_add(1, Ordering::Relaxed);
         self.0.flush()
     }
+}
+
+/// Queues 2 000 batches of 1 000 records for the dashboard loop at once
+/// and prints how long folding them took and how often it redrew meanwhile.
+fn backlog() {
+    let (tx, rx) = bounded(2000);
+    for e in batches().into_iter().cycle().take(2000) {
+        tx.send(e).unwrap();
+    }
+    let watcher = rx.clone();
+    let (stop_tx, stop) = bounded(1);
+    let frames = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let consumer = {
+        let frames = frames.clone();
+        std::thread::spawn(move || consume(rx, stop, true, frames))
+    };
+    while !watcher.is_empty() {
+        // Watching a queue drain, not ordering threads.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(());
+    consumer.join().unwrap();
+    println!(
+        "backlog: 2 M records folded by the dashboard loop in {elapsed:.2} s, {:.1} redraws/s meanwhile",
+        frames.load(Ordering::Relaxed) as f64 / elapsed
+    );
 }
 
 /// Flood parameters: clients posting for `SECONDS`, aiming at `RATE`

@@ -21,6 +21,8 @@ use crate::ui::theme::Theme;
 pub const PAGE: usize = 10;
 /// How often ages and the capture size are refreshed.
 pub const TICK: Duration = Duration::from_secs(1);
+/// Longest time spent folding queued events before a redraw is due.
+pub const DRAIN_BUDGET: Duration = Duration::from_millis(40);
 /// Shortest time between two redraws caused by requests: a flood of
 /// uploads is shown 20 times a second, not once per request.
 pub const MIN_REDRAW: Duration = Duration::from_millis(50);
@@ -456,7 +458,7 @@ pub fn run<B: Backend>(
     refresh(app, &mut outside);
     loop {
         // While frozen the screen cannot change, so uploads cause no redraw.
-        dirty |= drain(app, &mut events) && !app.is_frozen();
+        dirty |= drain(app, &events) && !app.is_frozen();
         let wait = if dirty {
             let since = last_draw.map_or(MIN_REDRAW, |t| t.elapsed());
             if since >= MIN_REDRAW {
@@ -495,14 +497,22 @@ pub fn run<B: Backend>(
     }
 }
 
-/// Folds every event already queued; true if there was any.
-fn drain(app: &mut App, events: &mut Receiver<RequestEvent>) -> bool {
-    let mut any = false;
-    while let Ok(e) = events.try_recv() {
+/// Folds the events queued when called (not those arriving meanwhile),
+/// unless that takes longer than `DRAIN_BUDGET`: under a flood of large
+/// batches the screen still redraws, and the rest waits for the next turn.
+/// True if there was any.
+fn drain(app: &mut App, events: &Receiver<RequestEvent>) -> bool {
+    let started = Instant::now();
+    let queued = events.len();
+    let mut folded = 0;
+    while folded < queued && started.elapsed() < DRAIN_BUDGET {
+        let Ok(e) = events.try_recv() else {
+            break;
+        };
         app.apply(&e);
-        any = true;
+        folded += 1;
     }
-    any
+    folded > 0
 }
 
 /// Reads the clock and the probes (never done inside render).

@@ -7,7 +7,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::ingest::{TimestampKind, parse_timestamp};
@@ -120,8 +120,34 @@ pub fn parse_batch(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
 /// Parses a batch into records whose `view` is left `Other`: `make_view`
 /// builds it for the records that need it (the fold skips superseded ones).
 pub fn parse_batch_lazy(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
-    let raw: Vec<RawFields<'_>> = serde_json::from_str(json)?;
-    Ok(raw.into_iter().map(Record::from_fields).collect())
+    let mut records = Vec::new();
+    for_each_record(json, |r| records.push(r))?;
+    Ok(records)
+}
+
+/// Calls `f` with each record of a batch in order, view left `Other`,
+/// without collecting them: no batch-sized allocation per call (those went
+/// back to the OS and were faulted in again on every batch).
+pub fn for_each_record<'a>(
+    json: &'a str,
+    mut f: impl FnMut(Record<'a>),
+) -> Result<(), serde_json::Error> {
+    struct Each<'f, F>(&'f mut F);
+    impl<'de, F: FnMut(Record<'de>)> Visitor<'de> for Each<'_, F> {
+        type Value = ();
+        fn expecting(&self, out: &mut fmt::Formatter) -> fmt::Result {
+            out.write_str("an array of records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(raw) = seq.next_element::<RawFields<'de>>()? {
+                (self.0)(Record::from_fields(raw));
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    de.deserialize_seq(Each(&mut f))?;
+    de.end()
 }
 
 impl<'a> Record<'a> {

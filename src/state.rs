@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use jiff::Timestamp;
 
 use crate::event::RequestEvent;
-use crate::record::{Record, View, parse_batch_lazy};
+use crate::record::{Record, View, for_each_record};
 
 /// Requests kept for the Requests tab (all devices together).
 pub const REQUEST_RING: usize = 1_000;
@@ -304,9 +304,7 @@ impl State {
         let Some(text) = e.body.as_deref().and_then(|b| std::str::from_utf8(b).ok()) else {
             return;
         };
-        if let Ok(records) = parse_batch_lazy(text) {
-            device.fold_records(&records, e.received);
-        }
+        device.fold_records(text, e.received);
     }
 
     /// The device for `unit_id`, added if new and there is room.
@@ -348,39 +346,41 @@ impl Device {
         }
     }
 
-    /// Folds the records of one new batch; `received` stands in for a
-    /// missing `@ts`. Records that feed a history (positions, voltages,
-    /// modem counters, events, trouble codes) are all read; of the others
-    /// only the last of each type in the batch, as the rest would be
-    /// replaced at once (a batch is in time order).
-    fn fold_records(&mut self, records: &[Record<'_>], received: Timestamp) {
-        let mut last_of_type: Vec<(&str, usize)> = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            match last_of_type.iter_mut().find(|(k, _)| *k == r.kind_name) {
-                Some(slot) => slot.1 = i,
-                None => last_of_type.push((&r.kind_name, i)),
-            }
-        }
-        for (i, r) in records.iter().enumerate() {
+    /// Folds the records of one new batch as they are parsed; `received`
+    /// stands in for a missing `@ts`. Records that feed a history
+    /// (positions, voltages, modem counters, events, trouble codes) are all
+    /// read; of the others only the last of each type in the batch, as the
+    /// rest would be replaced at once (a batch is in time order). The last
+    /// record of each type also gives the Types tab its value.
+    fn fold_records(&mut self, text: &str, received: Timestamp) {
+        let mut last_of_type: Vec<Record<'_>> = Vec::new();
+        // The listener accepted this batch, so it parses; a failure could
+        // only leave the batch partly shown, never wrong.
+        let _ = for_each_record(text, |r| {
             let ts = r.ts.unwrap_or(received);
             self.records += 1;
             self.count_type(&r.kind_name, ts);
-            let last = last_of_type
-                .iter()
-                .any(|&(k, at)| at == i && k == r.kind_name);
-            if !last && !feeds_history(r) {
-                continue;
+            if feeds_history(&r) {
+                let view = r.make_view();
+                self.fold_record(&r, &view, ts);
             }
+            match last_of_type.iter_mut().find(|l| l.kind_name == r.kind_name) {
+                Some(slot) => *slot = r,
+                None => last_of_type.push(r),
+            }
+        });
+        for r in &last_of_type {
+            let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
-            self.fold_record(r, &view, ts);
-            if last {
-                if let Some(t) = self
-                    .types
-                    .get_mut(r.kind_name.as_ref())
-                    .filter(|t| t.last_ts == ts)
-                {
-                    t.last_value = summary(r, &view);
-                }
+            if !feeds_history(r) {
+                self.fold_record(r, &view, ts);
+            }
+            if let Some(t) = self
+                .types
+                .get_mut(r.kind_name.as_ref())
+                .filter(|t| t.last_ts == ts)
+            {
+                t.last_value = summary(r, &view);
             }
         }
     }
