@@ -9,9 +9,10 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::canvas::{Canvas, Line as Segment, Map, MapResolution, Points};
+use ratatui::widgets::canvas::{Canvas, Line as Segment, Map, MapResolution};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::app::App;
@@ -120,12 +121,10 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
                     color: t.track,
                 });
             }
-            ctx.layer();
-            if let Some(here) = last {
-                ctx.draw(&Points {
-                    coords: &[here],
-                    color: t.here,
-                });
+            // A whole-cell mark: one braille dot is easily missed.
+            if let Some((x, y)) = last {
+                let mark = Style::default().fg(t.here).add_modifier(Modifier::BOLD);
+                ctx.print(x, y, Span::styled("●", mark));
             }
         })
         .render(area, buf);
@@ -171,5 +170,41 @@ mod tests {
     #[test]
     fn no_track_shows_the_world() {
         assert_eq!(bounds(&[], 40, 10), ([-180.0, 180.0], [-90.0, 90.0]));
+    }
+
+    /// Cells of the map drawn in the world (coastline) colour.
+    fn world_cells(track: &str) -> usize {
+        let mut app = crate::app::App::new(
+            crate::app::Setup::default(),
+            crate::ui::theme::Theme::color(),
+            crate::fixtures::at("2026-11-27T08:10:00Z"),
+        );
+        let e = crate::fixtures::accepted(
+            1,
+            crate::fixtures::at("2026-11-27T08:00:00Z"),
+            Some("u"),
+            track,
+        );
+        app.apply(&e);
+        let area = Rect::new(0, 0, 60, 14);
+        let mut buf = Buffer::empty(area);
+        render(&app, area, &mut buf);
+        // The map's cells: right of the 22 text columns, above the scale.
+        let map = (23..59).flat_map(|x| (1..12).map(move |y| (x, y)));
+        map.filter(|&(x, y)| buf[(x, y)].fg == app.theme.world)
+            .count()
+    }
+
+    #[test]
+    fn coastlines_show_when_the_track_spans_a_country_not_a_street() {
+        let pos = |lat: f64, lon: f64| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":{lat},"lon":{lon}}}}}"#
+            )
+        };
+        let street = format!("[{},{}]", pos(57.0224, 9.8992), pos(57.0231, 9.9004));
+        let country = format!("[{},{}]", pos(57.0224, 9.8992), pos(55.6759, 12.5655));
+        assert_eq!(world_cells(&street), 0);
+        assert!(world_cells(&country) >= 4, "Danish coasts drawn");
     }
 }
