@@ -144,8 +144,13 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
     }
     let dropped = Stats::get(&stats.dropped_events);
     if dropped > 0 {
+        let (what, who) = if headless {
+            ("printed", "stdout")
+        } else {
+            ("shown", "the screen")
+        };
         eprintln!(
-            "warning: {dropped} request events were not printed (stdout was too slow); the capture has every batch"
+            "warning: {dropped} request events were not {what} ({who} was too slow); the capture has every batch"
         );
     }
     Ok(())
