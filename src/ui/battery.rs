@@ -121,3 +121,56 @@ fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
         )
         .render(area, buf);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{accepted, at};
+
+    /// The rows of the chart that hold any plotted dot, top row 0.
+    fn plotted_rows(voltages: &[f64]) -> Vec<u16> {
+        let records: Vec<String> = voltages
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(r#"{{"@t":"obd.bat","@ts":"2026-11-27T08:00:{i:02}Z","voltage":{v},"state":"charging"}}"#)
+            })
+            .collect();
+        let body = format!("[{}]", records.join(","));
+        let mut app = App::new(
+            Default::default(),
+            crate::ui::theme::Theme::color(),
+            at("2026-11-27T08:01:00Z"),
+        );
+        app.apply(&accepted(1, at("2026-11-27T08:01:00Z"), Some("u"), &body));
+        let area = Rect::new(0, 0, 60, 14);
+        let mut buf = Buffer::empty(area);
+        render(&app, area, &mut buf);
+        // Braille cells right of the y axis, below the state and gauge lines.
+        (4..13)
+            .filter(|&y| {
+                (6..59).any(|x| {
+                    buf[(x, y)]
+                        .symbol()
+                        .chars()
+                        .any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+                })
+            })
+            .map(|y| y - 4)
+            .collect()
+    }
+
+    #[test]
+    fn a_cranking_dip_reaches_the_bottom_of_the_chart() {
+        let steady = vec![12.6; 40];
+        let mut cranking = steady.clone();
+        cranking[20] = 9.6;
+        let flat = plotted_rows(&steady);
+        let dip = plotted_rows(&cranking);
+        assert!(flat.len() <= 2, "a steady voltage is a flat line: {flat:?}");
+        assert!(
+            dip.len() >= 6,
+            "the one-sample dip spans the chart: {dip:?}"
+        );
+    }
+}
