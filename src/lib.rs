@@ -5,13 +5,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod demo;
 pub mod event;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod headless;
 pub mod ingest;
 pub mod receive;
 pub mod record;
 pub mod server;
 pub mod simulate;
+pub mod state;
+pub mod tui;
+pub mod ui;

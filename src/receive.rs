@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use crossbeam_channel::{bounded, select};
 
+use crate::app::Setup;
 use crate::capture::Capture;
 use crate::cli::{ReceiveArgs, collect_tokens};
 use crate::demo::{self, Demo};
 use crate::event::Stats;
 use crate::ingest::{Auth, Config};
-use crate::{headless, server};
+use crate::{headless, server, tui};
 
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
@@ -60,7 +61,21 @@ pub fn default_capture_path() -> PathBuf {
     PathBuf::from("captures").join(format!("{stamp}.jsonl"))
 }
 
-/// Runs the receiver until SIGINT or SIGTERM.
+/// Header facts for the dashboard: where to point the device, auth, capture.
+fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
+    let (urls, url_note) = tui::device_urls(running.addr, &tui::interface_addresses());
+    Setup {
+        urls,
+        url_note,
+        tokens,
+        capture_path: running.capture_path().display().to_string(),
+        capture_bytes: None,
+        dropped_events: 0,
+        demo,
+    }
+}
+
+/// Runs the receiver until SIGINT or SIGTERM (or q on the dashboard).
 pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
     let demo_token = args.demo.then(demo::generate_token);
     let auth = match &demo_token {
@@ -119,6 +134,7 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
     })
     .map_err(|e| Fatal::new(1, format!("cannot install the signal handler: {e}")))?;
 
+    let token_count = auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
     let settings = server::Settings {
         listen,
@@ -150,11 +166,6 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
         None => None,
     };
     let stats = running.stats.clone();
-    let printer = std::thread::Builder::new()
-        .name("headless".into())
-        .spawn(move || headless::print(events_rx, std::io::stdout().lock()))
-        .map_err(|e| Fatal::new(1, e.to_string()))?;
-
     // A dead listener stops the run like a signal does, and says why.
     let fatal = running.fatal.clone();
     let (reason_tx, reason) = bounded::<String>(1);
@@ -164,10 +175,24 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
             let _ = stop_tx.try_send(());
         }
     });
-    let _ = signal_rx.recv();
+    let mut printer = None;
+    let shown = if headless {
+        printer = Some(
+            std::thread::Builder::new()
+                .name("headless".into())
+                .spawn(move || headless::print(events_rx, std::io::stdout().lock()))
+                .map_err(|e| Fatal::new(1, e.to_string()))?,
+        );
+        let _ = signal_rx.recv();
+        Ok(())
+    } else {
+        let setup = screen_setup(&running, token_count, demo.is_some());
+        let capture = running.capture_path().to_path_buf();
+        tui::run(setup, events_rx, signal_rx.clone(), capture, stats.clone())
+    };
     let outcome = match reason.try_recv() {
         Ok(why) => Err(Fatal::new(1, why)),
-        Err(_) => Ok(()),
+        Err(_) => shown.map_err(|e| Fatal::new(1, format!("terminal: {e}"))),
     };
     if let Some(demo) = demo {
         demo.stop();
@@ -197,11 +222,18 @@ pub fn run(args: ReceiveArgs) -> Result<(), Fatal> {
             return outcome;
         }
     }
-    let _ = printer.join();
+    if let Some(printer) = printer {
+        let _ = printer.join();
+    }
     let dropped = Stats::get(&stats.dropped_events);
     if dropped > 0 {
+        let (what, who) = if headless {
+            ("printed", "stdout")
+        } else {
+            ("shown", "the screen")
+        };
         eprintln!(
-            "warning: {dropped} request events were not printed (stdout was too slow); the capture has every batch"
+            "warning: {dropped} request events were not {what} ({who} was too slow); the capture has every batch"
         );
     }
     outcome

@@ -7,7 +7,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::ingest::{TimestampKind, parse_timestamp};
@@ -22,6 +22,8 @@ pub struct Record<'a> {
     /// True when `@ts` had no offset (the device's own format).
     pub naive: bool,
     pub view: View<'a>,
+    /// `@tag`, for events.
+    pub tag: Option<Cow<'a, str>>,
     /// Every field but `@t`/`@ts`/`@tag`, as raw JSON text, in arrival order.
     pub fields: Vec<(Cow<'a, str>, &'a str)>,
 }
@@ -108,8 +110,44 @@ impl fmt::Display for Scalar<'_> {
 
 /// Parses a whole batch (a JSON array of objects) into typed views.
 pub fn parse_batch(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
-    let raw: Vec<RawFields<'_>> = serde_json::from_str(json)?;
-    Ok(raw.into_iter().map(Record::from_fields).collect())
+    let mut records = parse_batch_lazy(json)?;
+    for r in &mut records {
+        r.view = r.make_view();
+    }
+    Ok(records)
+}
+
+/// Parses a batch into records whose `view` is left `Other`: `make_view`
+/// builds it for the records that need it (the fold skips superseded ones).
+pub fn parse_batch_lazy(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
+    let mut records = Vec::new();
+    for_each_record(json, |r| records.push(r))?;
+    Ok(records)
+}
+
+/// Calls `f` with each record of a batch in order, view left `Other`,
+/// without collecting them: no batch-sized allocation per call (those went
+/// back to the OS and were faulted in again on every batch).
+pub fn for_each_record<'a>(
+    json: &'a str,
+    mut f: impl FnMut(Record<'a>),
+) -> Result<(), serde_json::Error> {
+    struct Each<'f, F>(&'f mut F);
+    impl<'de, F: FnMut(Record<'de>)> Visitor<'de> for Each<'_, F> {
+        type Value = ();
+        fn expecting(&self, out: &mut fmt::Formatter) -> fmt::Result {
+            out.write_str("an array of records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(raw) = seq.next_element::<RawFields<'de>>()? {
+                (self.0)(Record::from_fields(raw));
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    de.deserialize_seq(Each(&mut f))?;
+    de.end()
 }
 
 impl<'a> Record<'a> {
@@ -117,25 +155,26 @@ impl<'a> Record<'a> {
         let mut kind_name = Cow::Borrowed("");
         let mut ts_text = None;
         let mut tag = None;
-        let mut fields = Vec::with_capacity(raw.0.len());
-        for (key, value) in raw.0 {
+        let mut fields = raw.0;
+        // In place: one allocation per record is most of the parsing cost.
+        fields.retain(|(key, value)| {
             match key.as_ref() {
-                "@t" => kind_name = string(value).unwrap_or_default(),
-                "@ts" => ts_text = string(value),
-                "@tag" => tag = string(value),
-                _ => fields.push((key, value.get())),
+                "@t" => kind_name = json_str(value).unwrap_or_default(),
+                "@ts" => ts_text = json_str(value),
+                "@tag" => tag = json_str(value),
+                _ => return true,
             }
-        }
+            false
+        });
         let parsed = ts_text.as_deref().and_then(parse_timestamp);
-        let mut record = Record {
+        Record {
             ts: parsed.map(|(t, _)| t),
             naive: matches!(parsed, Some((_, TimestampKind::Naive))),
             kind_name,
             view: View::Other,
+            tag,
             fields,
-        };
-        record.view = record.make_view(tag);
-        record
+        }
     }
 
     /// The raw JSON text of field `key`.
@@ -149,8 +188,7 @@ impl<'a> Record<'a> {
     }
 
     fn text(&self, key: &str) -> Option<Cow<'a, str>> {
-        self.field(key)
-            .and_then(|v| serde_json::from_str::<Cow<'a, str>>(v).ok())
+        self.field(key).and_then(json_str)
     }
 
     /// `{"value": 45.2, "unit": "C"}` or a bare number.
@@ -166,7 +204,9 @@ impl<'a> Record<'a> {
             .ok()
     }
 
-    fn make_view(&self, tag: Option<Cow<'a, str>>) -> View<'a> {
+    /// The typed view of this record, from its type and fields.
+    pub fn make_view(&self) -> View<'a> {
+        let tag = self.tag.clone();
         let name = self.kind_name.as_ref();
         match name {
             "track.pos" => {
@@ -238,30 +278,57 @@ impl<'a> Record<'a> {
             }
             out.push_str(k);
             out.push('=');
-            match serde_json::from_str::<Cow<'_, str>>(v) {
-                Ok(s) => out.push_str(&s),
-                Err(_) => out.push_str(v),
+            match json_str(v) {
+                Some(s) => out.push_str(&s),
+                None => out.push_str(v),
             }
         }
         out
     }
 }
 
-fn string(value: &RawValue) -> Option<Cow<'_, str>> {
-    serde_json::from_str::<Cow<'_, str>>(value.get()).ok()
+/// A JSON string literal's text, borrowed unless it holds escapes. (serde's
+/// own `Cow<str>` always allocates, which made parsing twice as slow.)
+fn json_str(raw: &str) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<BorrowedStr<'_>>(raw)
+        .ok()
+        .map(|s| s.0)
+}
+
+/// A string that borrows from the input whenever serde_json allows it.
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = BorrowedStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
 }
 
 fn scalar(raw: &str) -> Option<Scalar<'_>> {
     if let Ok(n) = serde_json::from_str::<f64>(raw) {
         return Some(Scalar::Number(n));
     }
-    serde_json::from_str::<Cow<'_, str>>(raw)
-        .ok()
-        .map(Scalar::Text)
+    json_str(raw).map(Scalar::Text)
 }
 
 /// Every field of one object, values left as raw JSON text.
-struct RawFields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+struct RawFields<'a>(Vec<(Cow<'a, str>, &'a str)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -273,9 +340,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
-                    fields.push((key, value));
+                    fields.push((key, value.get()));
                 }
                 Ok(RawFields(fields))
             }
@@ -345,5 +412,16 @@ mod tests {
         assert_eq!(recs[3].view, View::Other);
         assert_eq!(recs[3].ts, None);
         assert_eq!(recs[3].field("x"), Some("1"));
+    }
+
+    #[test]
+    fn strings_borrow_unless_escaped() {
+        let text =
+            r#"[{"@t":"event.x","@ts":"2026-11-27T08:00:00Z","@tag":"a/b","note":"tab\there"}]"#;
+        let recs = parse_batch(text).unwrap();
+        assert!(matches!(recs[0].kind_name, Cow::Borrowed("event.x")));
+        assert!(matches!(recs[0].fields[0].0, Cow::Borrowed("note")));
+        assert_eq!(recs[0].fields_as_pairs(), "note=tab\there");
+        assert_eq!(recs[0].view, View::Event { tag: "a/b".into() });
     }
 }

@@ -1,0 +1,864 @@
+//! What the screen knows: a pure fold of request events. `State::apply`
+//! never reads the clock and never does I/O, so the same events always give
+//! the same state, and every history is a ring of a fixed size so memory
+//! stays bounded however long the receiver runs.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use jiff::Timestamp;
+
+use crate::event::RequestEvent;
+use crate::record::{Record, View, for_each_record};
+
+/// Requests kept for the Requests tab (all devices together).
+pub const REQUEST_RING: usize = 1_000;
+/// Event records kept per device for the Events panel.
+pub const EVENT_RING: usize = 1_000;
+/// Battery voltage samples kept per device (about an hour at the device's
+/// usual rate of one per second).
+pub const VOLTAGE_RING: usize = 4_096;
+/// Positions kept per device for the map.
+pub const TRACK_RING: usize = 2_048;
+/// Request bodies kept for the detail view, in bytes all together; older
+/// bodies are let go first (the capture file has every accepted batch).
+pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
+/// Devices tracked; records of further `unit-id`s are counted but not shown.
+pub const MAX_DEVICES: usize = 64;
+/// Record types, OBD pids and trouble codes tracked per device; a device
+/// inventing endless new names cannot grow memory past this.
+pub const MAX_KEYS: usize = 256;
+/// Shown for requests that carried no `unit-id` header (very old firmware).
+pub const NO_UNIT_ID: &str = "(no unit-id)";
+/// Longest one-line value kept for the Types tab.
+const SUMMARY_CHARS: usize = 160;
+
+/// A queue that forgets its oldest item once full.
+#[derive(Clone, Debug)]
+pub struct Ring<T> {
+    items: VecDeque<T>,
+    cap: usize,
+}
+
+impl<T> Ring<T> {
+    /// An empty ring holding at most `cap` items.
+    pub fn new(cap: usize) -> Ring<T> {
+        Ring {
+            items: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Adds at the back, returning the item that fell off the front.
+    pub fn push(&mut self, item: T) -> Option<T> {
+        let evicted = (self.items.len() == self.cap)
+            .then(|| self.items.pop_front())
+            .flatten();
+        self.items.push_back(item);
+        evicted
+    }
+
+    /// Items, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
+        self.items.iter()
+    }
+
+    /// Items, oldest first, mutable.
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.items.iter_mut()
+    }
+
+    /// How many items are held.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The most recent item.
+    pub fn last(&self) -> Option<&T> {
+        self.items.back()
+    }
+
+    /// The item at `index`, counted from the oldest.
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.items.get(index)
+    }
+
+    /// The most items this ring holds.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+/// A value and the time it was measured (record `@ts`, or arrival when the
+/// record has none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stamped<T> {
+    pub ts: Timestamp,
+    pub value: T,
+}
+
+/// Counts over every request, as the server counts them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub requests: u64,
+    pub batches: u64,
+    pub records: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub malformed: u64,
+}
+
+/// The latest `track.pos`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fix {
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub alt: Option<f64>,
+    pub sog_kmh: Option<f64>,
+    pub cog: Option<f64>,
+    pub nsat: Option<u32>,
+}
+
+/// The latest `obd.bat`, and since when its state holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatteryNow {
+    pub voltage: Option<f64>,
+    pub level: Option<f64>,
+    pub state: String,
+    pub error: bool,
+    pub state_since: Timestamp,
+}
+
+/// Modem counters from `ec2x.data_usage`, with the change since the first
+/// sample of the session (counter resets are added up, not subtracted).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Usage {
+    pub sent: u64,
+    pub recv: u64,
+    pub sent_change: u64,
+    pub recv_change: u64,
+    pub first_ts: Timestamp,
+}
+
+/// Latest value of one `obd.<pid>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObdValue {
+    pub value: String,
+    pub unit: Option<String>,
+}
+
+/// One line of the Events panel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    pub ts: Timestamp,
+    pub tag: String,
+    pub fields: String,
+    pub failure: bool,
+}
+
+/// What is known of one `@t`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeStats {
+    pub count: u64,
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
+    pub last_value: String,
+}
+
+impl TypeStats {
+    /// Records per minute between the first and the last seen, if they differ.
+    pub fn per_minute(&self) -> Option<f64> {
+        let span = (self.last_ts.as_millisecond() - self.first_ts.as_millisecond()) as f64;
+        (span > 0.0 && self.count > 1).then(|| (self.count - 1) as f64 * 60_000.0 / span)
+    }
+}
+
+/// Everything known about one `unit-id`.
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub unit_id: String,
+    pub last_upload: Timestamp,
+    pub batches: u64,
+    pub records: u64,
+    /// Bytes of this device's new batches as they reached us, and inflated.
+    pub wire_bytes: u64,
+    pub body_bytes: u64,
+    pub position: Option<Stamped<Fix>>,
+    pub track: Ring<(f64, f64)>,
+    pub battery: Option<Stamped<BatteryNow>>,
+    /// (seconds since the Unix epoch, volts), in arrival order.
+    pub voltages: Ring<(f64, f64)>,
+    pub usage: Option<Stamped<Usage>>,
+    pub obd: BTreeMap<String, Stamped<ObdValue>>,
+    pub rpi_temp: Option<Stamped<(Option<f64>, Option<f64>)>>,
+    pub acc: Option<Stamped<[Option<f64>; 3]>>,
+    pub dtcs: BTreeMap<String, Stamped<String>>,
+    pub events: Ring<LogLine>,
+    /// Event lines ever added (the ring forgets; this does not).
+    pub events_seen: u64,
+    pub types: BTreeMap<String, TypeStats>,
+}
+
+/// The whole fold.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub totals: Totals,
+    pub requests: Ring<RequestEvent>,
+    /// Devices in the order they first sent a batch.
+    pub devices: Vec<Device>,
+    pub last_upload: Option<Timestamp>,
+    /// Records of devices beyond `MAX_DEVICES`, not shown.
+    pub untracked_records: u64,
+    body_bytes_kept: usize,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            totals: Totals::default(),
+            requests: Ring::new(REQUEST_RING),
+            devices: Vec::new(),
+            last_upload: None,
+            untracked_records: 0,
+            body_bytes_kept: 0,
+        }
+    }
+}
+
+impl State {
+    /// Folds one request into the state.
+    pub fn apply(&mut self, e: &RequestEvent) {
+        self.count(e);
+        if e.method == "POST" && e.accepted() {
+            self.last_upload = Some(self.last_upload.map_or(e.received, |t| t.max(e.received)));
+            if !e.duplicate() {
+                self.fold_batch(e);
+            }
+        }
+        self.keep_request(e);
+    }
+
+    /// The device with this `unit-id`, if it sent anything.
+    pub fn device(&self, unit_id: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.unit_id == unit_id)
+    }
+
+    /// Bytes of request bodies currently held for the detail view.
+    pub fn body_bytes_kept(&self) -> usize {
+        self.body_bytes_kept
+    }
+
+    /// Adds the request to the totals, as the server counts it.
+    fn count(&mut self, e: &RequestEvent) {
+        let t = &mut self.totals;
+        t.requests += 1;
+        if e.method != "POST" {
+            return;
+        }
+        if !e.accepted() {
+            t.rejected += 1;
+            return;
+        }
+        t.batches += 1;
+        if e.duplicate() {
+            t.duplicates += 1;
+        } else {
+            t.records += e.records as u64;
+            t.malformed += e.malformed as u64;
+        }
+    }
+
+    /// Keeps the request for the Requests tab, letting go of the oldest
+    /// bodies once they take more than `BODY_BUDGET`.
+    fn keep_request(&mut self, e: &RequestEvent) {
+        self.body_bytes_kept += e.body.as_ref().map_or(0, |b| b.len());
+        if let Some(old) = self.requests.push(e.clone()) {
+            self.body_bytes_kept -= old.body.as_ref().map_or(0, |b| b.len());
+        }
+        let newest = self.requests.len() - 1;
+        for (i, r) in self.requests.iter_mut().enumerate() {
+            if self.body_bytes_kept <= BODY_BUDGET || i == newest {
+                break;
+            }
+            if let Some(body) = r.body.take() {
+                self.body_bytes_kept -= body.len();
+            }
+        }
+    }
+
+    /// Folds a new accepted batch into its device's values.
+    fn fold_batch(&mut self, e: &RequestEvent) {
+        let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+        let Some(device) = self.device_mut(unit_id, e.received) else {
+            self.untracked_records += e.records as u64;
+            return;
+        };
+        device.last_upload = device.last_upload.max(e.received);
+        device.batches += 1;
+        device.wire_bytes += e.wire_bytes;
+        device.body_bytes += e.body_bytes;
+        let Some(text) = e.body.as_deref().and_then(|b| std::str::from_utf8(b).ok()) else {
+            return;
+        };
+        device.fold_records(text, e.received);
+    }
+
+    /// The device for `unit_id`, added if new and there is room.
+    fn device_mut(&mut self, unit_id: &str, now: Timestamp) -> Option<&mut Device> {
+        let index = match self.devices.iter().position(|d| d.unit_id == unit_id) {
+            Some(i) => i,
+            None if self.devices.len() < MAX_DEVICES => {
+                self.devices.push(Device::new(unit_id, now));
+                self.devices.len() - 1
+            }
+            None => return None,
+        };
+        self.devices.get_mut(index)
+    }
+}
+
+impl Device {
+    /// A device that has just sent its first batch.
+    fn new(unit_id: &str, now: Timestamp) -> Device {
+        Device {
+            unit_id: unit_id.to_string(),
+            last_upload: now,
+            batches: 0,
+            records: 0,
+            wire_bytes: 0,
+            body_bytes: 0,
+            position: None,
+            track: Ring::new(TRACK_RING),
+            battery: None,
+            voltages: Ring::new(VOLTAGE_RING),
+            usage: None,
+            obd: BTreeMap::new(),
+            rpi_temp: None,
+            acc: None,
+            dtcs: BTreeMap::new(),
+            events: Ring::new(EVENT_RING),
+            events_seen: 0,
+            types: BTreeMap::new(),
+        }
+    }
+
+    /// Folds the records of one new batch as they are parsed; `received`
+    /// stands in for a missing `@ts`. Records that feed a history
+    /// (positions, voltages, modem counters, events, trouble codes) are all
+    /// read; of the others only the last of each type in the batch, as the
+    /// rest would be replaced at once (a batch is in time order). The last
+    /// record of each type also gives the Types tab its value.
+    fn fold_records(&mut self, text: &str, received: Timestamp) {
+        let mut last_of_type: Vec<Record<'_>> = Vec::new();
+        // The listener accepted this batch, so it parses; a failure could
+        // only leave the batch partly shown, never wrong.
+        let _ = for_each_record(text, |r| {
+            let ts = r.ts.unwrap_or(received);
+            self.records += 1;
+            self.count_type(&r.kind_name, ts);
+            if feeds_history(&r) {
+                let view = r.make_view();
+                self.fold_record(&r, &view, ts);
+            }
+            match last_of_type.iter_mut().find(|l| l.kind_name == r.kind_name) {
+                Some(slot) => *slot = r,
+                None => last_of_type.push(r),
+            }
+        });
+        for r in &last_of_type {
+            let ts = r.ts.unwrap_or(received);
+            let view = r.make_view();
+            if !feeds_history(r) {
+                self.fold_record(r, &view, ts);
+            }
+            if let Some(t) = self
+                .types
+                .get_mut(r.kind_name.as_ref())
+                .filter(|t| t.last_ts == ts)
+            {
+                t.last_value = summary(r, &view);
+            }
+        }
+    }
+
+    /// Counts one record of type `kind` at `ts`.
+    fn count_type(&mut self, kind: &str, ts: Timestamp) {
+        if let Some(t) = self.types.get_mut(kind) {
+            t.count += 1;
+            t.first_ts = t.first_ts.min(ts);
+            t.last_ts = t.last_ts.max(ts);
+        } else if self.types.len() < MAX_KEYS {
+            let stats = TypeStats {
+                count: 1,
+                first_ts: ts,
+                last_ts: ts,
+                last_value: String::new(),
+            };
+            self.types.insert(kind.to_string(), stats);
+        }
+    }
+
+    /// Folds one record into the latest values and histories.
+    fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp) {
+        match view {
+            View::Position(p) => {
+                if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
+                    self.track.push((lon, lat));
+                }
+                let fix = Fix {
+                    lat: p.lat,
+                    lon: p.lon,
+                    alt: p.alt,
+                    sog_kmh: p.sog_kmh,
+                    cog: p.cog,
+                    nsat: p.nsat,
+                };
+                set_if_newer(&mut self.position, ts, fix);
+            }
+            View::Battery(b) => self.fold_battery(b, ts),
+            View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts),
+            View::Event { tag } => {
+                self.events_seen += 1;
+                self.events.push(LogLine {
+                    ts,
+                    failure: is_failure(tag),
+                    tag: tag.to_string(),
+                    fields: r.fields_as_pairs(),
+                });
+            }
+            View::Obd { pid, value, unit } => {
+                let room = self.obd.len() < MAX_KEYS || self.obd.contains_key(pid.as_ref());
+                if room && newer(self.obd.get(pid.as_ref()), ts) {
+                    let value = ObdValue {
+                        value: value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                        unit: unit.as_ref().map(|u| u.to_string()),
+                    };
+                    self.obd.insert(pid.to_string(), Stamped { ts, value });
+                }
+            }
+            View::Dtc { code, text } => {
+                let code = code.as_deref().unwrap_or("?").to_string();
+                let text = text.as_deref().unwrap_or("").to_string();
+                let room = self.dtcs.len() < MAX_KEYS || self.dtcs.contains_key(&code);
+                if room && newer(self.dtcs.get(&code), ts) {
+                    self.dtcs.insert(code, Stamped { ts, value: text });
+                }
+            }
+            View::Accelerometer { x, y, z } => set_if_newer(&mut self.acc, ts, [*x, *y, *z]),
+            View::RpiTemp { cpu, gpu } => set_if_newer(&mut self.rpi_temp, ts, (*cpu, *gpu)),
+            View::Other => {}
+        }
+    }
+
+    /// Adds a voltage sample and updates the battery state and its start.
+    fn fold_battery(&mut self, b: &crate::record::Battery<'_>, ts: Timestamp) {
+        if let Some(v) = b.voltage {
+            self.voltages.push((ts.as_millisecond() as f64 / 1000.0, v));
+        }
+        if !newer(self.battery.as_ref(), ts) {
+            return;
+        }
+        let state = b.state.as_deref().unwrap_or("").to_string();
+        let state_since = match &self.battery {
+            Some(old) if old.value.state == state => old.value.state_since,
+            _ => ts,
+        };
+        let value = BatteryNow {
+            voltage: b.voltage,
+            level: b.level,
+            error: b.is_error_state(),
+            state,
+            state_since,
+        };
+        self.battery = Some(Stamped { ts, value });
+    }
+
+    /// Updates the modem counters and their growth this session.
+    fn fold_usage(&mut self, sent: Option<u64>, recv: Option<u64>, ts: Timestamp) {
+        let (Some(sent), Some(recv)) = (sent, recv) else {
+            return;
+        };
+        let value = match &self.usage {
+            None => Usage {
+                sent,
+                recv,
+                sent_change: 0,
+                recv_change: 0,
+                first_ts: ts,
+            },
+            Some(old) if ts >= old.ts => Usage {
+                sent,
+                recv,
+                sent_change: old.value.sent_change + counter_step(old.value.sent, sent),
+                recv_change: old.value.recv_change + counter_step(old.value.recv, recv),
+                first_ts: old.value.first_ts,
+            },
+            Some(_) => return,
+        };
+        self.usage = Some(Stamped { ts, value });
+    }
+
+    /// Bytes per second the modem counters grew since the first sample.
+    pub fn usage_rate(&self) -> Option<(f64, f64)> {
+        let u = self.usage.as_ref()?;
+        let secs = (u.ts.as_millisecond() - u.value.first_ts.as_millisecond()) as f64 / 1000.0;
+        (secs > 0.0).then(|| {
+            (
+                u.value.sent_change as f64 / secs,
+                u.value.recv_change as f64 / secs,
+            )
+        })
+    }
+}
+
+/// Growth of a counter between two samples; a smaller value means the modem
+/// restarted its count from zero.
+fn counter_step(old: u64, new: u64) -> u64 {
+    if new >= old { new - old } else { new }
+}
+
+/// True when a sample taken at `ts` is at least as recent as `old`.
+fn newer<T>(old: Option<&Stamped<T>>, ts: Timestamp) -> bool {
+    old.is_none_or(|o| ts >= o.ts)
+}
+
+/// Replaces `slot` unless it holds a more recent sample (late retries
+/// must not hide newer values).
+fn set_if_newer<T>(slot: &mut Option<Stamped<T>>, ts: Timestamp, value: T) {
+    if newer(slot.as_ref(), ts) {
+        *slot = Some(Stamped { ts, value });
+    }
+}
+
+/// Event tags that mean something went wrong.
+pub fn is_failure(tag: &str) -> bool {
+    tag.ends_with("/failed") || tag.contains("critical_level") || tag.contains("error")
+}
+
+/// True for records every one of which the screen keeps (in a history or
+/// as a counter step), not only the latest.
+fn feeds_history(r: &Record<'_>) -> bool {
+    r.tag.is_some()
+        || matches!(
+            r.kind_name.as_ref(),
+            "track.pos" | "obd.bat" | "ec2x.data_usage" | "obd.dtc"
+        )
+        || r.kind_name.starts_with("event.")
+}
+
+/// A record's value in one line, for the Types tab.
+pub fn summary(r: &Record<'_>, view: &View<'_>) -> String {
+    let mut s = match view {
+        View::Position(p) => format!(
+            "{} {} alt {} m {} km/h {}° {} sat",
+            opt(p.lat),
+            opt(p.lon),
+            opt(p.alt),
+            opt(p.sog_kmh),
+            opt(p.cog),
+            p.nsat.map_or("-".into(), |n| n.to_string())
+        ),
+        View::Battery(b) => format!(
+            "{} V {} % {}",
+            opt(b.voltage),
+            opt(b.level),
+            b.state.as_deref().unwrap_or("-")
+        ),
+        View::Event { tag } => format!("@{tag} {}", r.fields_as_pairs()),
+        View::RpiTemp { cpu, gpu } => format!("cpu {} gpu {}", opt(*cpu), opt(*gpu)),
+        View::Accelerometer { x, y, z } => format!("x {} y {} z {} g", opt(*x), opt(*y), opt(*z)),
+        View::Dtc { code, text } => format!(
+            "{} {}",
+            code.as_deref().unwrap_or("-"),
+            text.as_deref().unwrap_or("")
+        ),
+        View::Obd { value, unit, .. } => format!(
+            "{} {}",
+            value.as_ref().map_or("-".into(), |v| v.to_string()),
+            unit.as_deref().unwrap_or("")
+        ),
+        _ => r.fields_as_pairs(),
+    };
+    if s.chars().count() > SUMMARY_CHARS {
+        s = s.chars().take(SUMMARY_CHARS - 1).collect();
+        s.push('…');
+    }
+    s.trim_end().to_string()
+}
+
+/// An optional number, `-` when missing.
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{accepted, at, duplicate, guide_examples, refused, sample};
+
+    const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
+
+    fn guide_state() -> State {
+        let mut s = State::default();
+        for (i, body) in guide_examples().iter().enumerate() {
+            s.apply(&accepted(
+                i as u64 + 1,
+                at("2026-11-27T09:00:00Z"),
+                Some(UNIT),
+                body,
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn guide_examples_give_latest_values() {
+        let s = guide_state();
+        let d = s.device(UNIT).expect("device");
+        let fix = &d.position.as_ref().unwrap().value;
+        assert_eq!(
+            (fix.lat, fix.lon, fix.nsat),
+            (Some(57.02241), Some(9.89919), Some(9))
+        );
+        let bat = &d.battery.as_ref().unwrap().value;
+        assert_eq!(
+            (bat.voltage, bat.state.as_str(), bat.error),
+            (Some(15.4), "overcharging", true)
+        );
+        let usage = &d.usage.as_ref().unwrap().value;
+        assert_eq!((usage.sent, usage.recv), (2695, 4742));
+        let tags: Vec<_> = d.events.iter().map(|l| l.tag.as_str()).collect();
+        assert_eq!(tags, ["system/minion/online", "system/power/on"]);
+        assert_eq!(
+            d.events.get(1).unwrap().fields,
+            "trigger=stn awaken=sleeping"
+        );
+        assert_eq!(d.types.len(), 5);
+        assert_eq!(s.totals.records, 5);
+        assert_eq!(s.totals.batches, 5);
+    }
+
+    #[test]
+    fn ages_come_from_record_timestamps() {
+        let s = guide_state();
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(
+            d.position.as_ref().unwrap().ts,
+            at("2020-09-03T12:38:24.374314Z")
+        );
+        assert_eq!(
+            d.battery.as_ref().unwrap().ts,
+            at("2021-02-24T09:03:09.310362Z")
+        );
+        assert_eq!(d.last_upload, at("2026-11-27T09:00:00Z"));
+        assert_eq!(s.last_upload, Some(at("2026-11-27T09:00:00Z")));
+    }
+
+    #[test]
+    fn full_batch_folds_every_type() {
+        let mut s = State::default();
+        s.apply(&accepted(
+            1,
+            at("2026-11-27T08:04:00Z"),
+            Some(UNIT),
+            &sample("batch-1000-naive.json"),
+        ));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(d.records, 1000);
+        assert_eq!(d.types["track.pos"].count, 200);
+        assert_eq!(d.track.len(), 200);
+        assert_eq!(d.voltages.len(), 100);
+        assert_eq!(
+            d.obd.keys().collect::<Vec<_>>(),
+            ["coolant_temp", "rpm", "speed"]
+        );
+        assert_eq!(d.events.len(), 100);
+        // The naive `@ts` of the last record of the batch is read as UTC.
+        assert_eq!(
+            d.types["track.pos"].last_ts.to_string().get(..16),
+            Some("2026-11-27T08:03")
+        );
+        let rate = d.types["track.pos"].per_minute().unwrap();
+        assert!((40.0..70.0).contains(&rate), "{rate}");
+        let usage = &d.usage.as_ref().unwrap().value;
+        assert!(usage.sent_change > 0 && usage.recv_change > 0);
+        assert!(d.acc.is_some() && d.rpi_temp.is_some());
+    }
+
+    #[test]
+    fn duplicates_are_not_counted_twice() {
+        let mut s = State::default();
+        let first = accepted(
+            1,
+            at("2026-11-27T08:04:00Z"),
+            Some(UNIT),
+            &sample("batch-1000-naive.json"),
+        );
+        s.apply(&first);
+        s.apply(&duplicate(&first, 2, at("2026-11-27T08:05:10Z")));
+        assert_eq!(s.totals.records, 1000);
+        assert_eq!((s.totals.batches, s.totals.duplicates), (2, 1));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!((d.records, d.batches, d.events.len()), (1000, 1, 100));
+        assert_eq!(s.requests.len(), 2);
+        assert_eq!(s.last_upload, Some(at("2026-11-27T08:05:10Z")));
+    }
+
+    #[test]
+    fn refused_requests_are_listed_but_not_folded() {
+        let mut s = State::default();
+        s.apply(&refused(
+            1,
+            at("2026-11-27T08:00:00Z"),
+            401,
+            "bad token",
+            "[]",
+        ));
+        assert_eq!(
+            (s.totals.requests, s.totals.rejected, s.totals.batches),
+            (1, 1, 0)
+        );
+        assert!(s.devices.is_empty());
+        assert_eq!(s.requests.len(), 1);
+    }
+
+    #[test]
+    fn late_retries_do_not_hide_newer_values() {
+        let mut s = State::default();
+        let new = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:10:00Z","voltage":12.5,"state":"discharging"}]"#;
+        let old =
+            r#"[{"@t":"obd.bat","@ts":"2026-11-27T07:00:00Z","voltage":14.2,"state":"charging"}]"#;
+        s.apply(&accepted(1, at("2026-11-27T08:10:05Z"), Some(UNIT), new));
+        s.apply(&accepted(2, at("2026-11-27T08:11:00Z"), Some(UNIT), old));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(d.battery.as_ref().unwrap().value.voltage, Some(12.5));
+        assert_eq!(d.voltages.len(), 2, "history keeps both samples");
+        assert_eq!(d.types["obd.bat"].last_value, "12.5 V - % discharging");
+    }
+
+    #[test]
+    fn battery_state_since_and_usage_resets() {
+        let mut s = State::default();
+        let body = r#"[
+          {"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.6,"state":"discharging"},
+          {"@t":"obd.bat","@ts":"2026-11-27T08:00:10Z","voltage":14.1,"state":"charging"},
+          {"@t":"obd.bat","@ts":"2026-11-27T08:00:20Z","voltage":14.2,"state":"charging"},
+          {"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:00Z","sent":1000,"recv":5000},
+          {"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:10Z","sent":1500,"recv":6000},
+          {"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:20Z","sent":200,"recv":100}]"#;
+        s.apply(&accepted(1, at("2026-11-27T08:00:30Z"), Some(UNIT), body));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(
+            d.battery.as_ref().unwrap().value.state_since,
+            at("2026-11-27T08:00:10Z")
+        );
+        let u = &d.usage.as_ref().unwrap().value;
+        assert_eq!((u.sent_change, u.recv_change), (700, 1100));
+        let (sent_rate, _) = d.usage_rate().unwrap();
+        assert!((sent_rate - 35.0).abs() < 1e-9, "{sent_rate}");
+    }
+
+    #[test]
+    fn rings_stay_bounded() {
+        let mut s = State::default();
+        let mut body = String::from("[");
+        for i in 0..(EVENT_RING + 10) {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"@t":"event.vehicle.motion","@ts":"2026-11-27T08:00:00Z","@tag":"vehicle/motion/steady","n":{i}}},{{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.0}},{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}}}}"#
+            ));
+        }
+        body.push(']');
+        for _ in 0..5 {
+            let id = s.totals.requests + 1;
+            s.apply(&accepted(id, at("2026-11-27T08:00:01Z"), Some(UNIT), &body));
+        }
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(d.events.len(), EVENT_RING);
+        assert_eq!(
+            d.events.last().unwrap().fields,
+            format!("n={}", EVENT_RING + 9)
+        );
+        assert_eq!(d.voltages.len(), VOLTAGE_RING);
+        assert_eq!(d.track.len(), TRACK_RING);
+        for id in 0..(REQUEST_RING as u64 + 5) {
+            s.apply(&refused(
+                100 + id,
+                at("2026-11-27T08:00:02Z"),
+                401,
+                "bad token",
+                "[]",
+            ));
+        }
+        assert_eq!(s.requests.len(), REQUEST_RING);
+        assert_eq!(s.requests.last().unwrap().id, 100 + REQUEST_RING as u64 + 4);
+    }
+
+    #[test]
+    fn bodies_beyond_the_budget_are_let_go_oldest_first() {
+        let mut s = State::default();
+        let big = "a".repeat(BODY_BUDGET / 3);
+        for id in 1..=4 {
+            s.apply(&refused(
+                id,
+                at("2026-11-27T08:00:00Z"),
+                400,
+                "not JSON",
+                &big,
+            ));
+        }
+        let kept: Vec<bool> = s.requests.iter().map(|r| r.body.is_some()).collect();
+        assert_eq!(kept, [false, true, true, true]);
+        assert!(s.body_bytes_kept() <= BODY_BUDGET);
+    }
+
+    #[test]
+    fn devices_are_kept_apart() {
+        let mut s = State::default();
+        let a = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.1}]"#;
+        let b = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":13.9}]"#;
+        s.apply(&accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), a));
+        s.apply(&accepted(
+            2,
+            at("2026-11-27T08:00:02Z"),
+            Some("0123456789abcdef0123456789abcdef"),
+            b,
+        ));
+        s.apply(&accepted(3, at("2026-11-27T08:00:03Z"), None, a));
+        let ids: Vec<_> = s.devices.iter().map(|d| d.unit_id.as_str()).collect();
+        assert_eq!(ids, [UNIT, "0123456789abcdef0123456789abcdef", NO_UNIT_ID]);
+        assert_eq!(
+            s.devices[1].battery.as_ref().unwrap().value.voltage,
+            Some(13.9)
+        );
+    }
+
+    #[test]
+    fn endless_new_names_are_capped() {
+        let mut s = State::default();
+        let records: Vec<String> = (0..MAX_KEYS + 20)
+            .map(|i| format!(r#"{{"@t":"obd.pid{i}","@ts":"2026-11-27T08:00:00Z","value":{i}}},{{"@t":"obd.dtc","@ts":"2026-11-27T08:00:00Z","code":"P{i:04}"}}"#))
+            .collect();
+        let body = format!("[{}]", records.join(","));
+        s.apply(&accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), &body));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(
+            (d.types.len(), d.obd.len(), d.dtcs.len()),
+            (MAX_KEYS, MAX_KEYS, MAX_KEYS)
+        );
+        assert_eq!(d.records, 2 * (MAX_KEYS as u64 + 20), "still counted");
+    }
+
+    #[test]
+    fn failure_tags() {
+        assert!(is_failure("system/service/modem/failed"));
+        assert!(is_failure("vehicle/battery/critical_level"));
+        assert!(!is_failure("vehicle/battery/charging"));
+    }
+}

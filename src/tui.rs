@@ -1,0 +1,176 @@
+//! The dashboard in the real terminal: raw mode and the alternate screen
+//! (restored on exit and on panic), a thread turning terminal input into
+//! channel messages, and the URLs the device can be pointed at.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use jiff::Timestamp;
+use ratatui::crossterm::event::{self, Event};
+
+use crate::app::{self, App, Outside, Setup};
+use crate::event::{RequestEvent, Stats};
+use crate::ui::theme::Theme;
+
+/// How long the input thread waits for a key before checking it should stop.
+const INPUT_POLL: Duration = Duration::from_millis(100);
+
+/// Shows the dashboard until q, Ctrl-C or `stop`; the terminal is given
+/// back as it was found, whatever happens.
+pub fn run(
+    setup: Setup,
+    events: Receiver<RequestEvent>,
+    stop: Receiver<()>,
+    capture_path: PathBuf,
+    stats: Arc<Stats>,
+) -> io::Result<()> {
+    let mut app = App::new(setup, Theme::from_env(), Timestamp::now());
+    let (input_tx, input_rx) = bounded(256);
+    let quit = Arc::new(AtomicBool::new(false));
+    let reader = spawn_input(input_tx, quit.clone())?;
+    // Installs a panic hook that restores the terminal before the message.
+    let mut terminal = ratatui::try_init()?;
+    let outside = Outside {
+        events,
+        input: input_rx,
+        stop,
+        clock: Box::new(Timestamp::now),
+        probe: Box::new(move || {
+            let size = std::fs::metadata(&capture_path).ok().map(|m| m.len());
+            (size, Stats::get(&stats.dropped_events))
+        }),
+    };
+    let result = app::run(&mut terminal, &mut app, outside);
+    ratatui::restore();
+    // Not joined: after a hang-up (SSH gone) crossterm's poll can spin
+    // inside one call without returning, and the process is ending anyway.
+    quit.store(true, Ordering::Relaxed);
+    drop(reader);
+    result
+}
+
+/// Reads terminal input on its own thread until told to stop.
+fn spawn_input(tx: Sender<Event>, quit: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("input".into())
+        .spawn(move || {
+            while !quit.load(Ordering::Relaxed) {
+                match event::poll(INPUT_POLL) {
+                    Ok(true) => {
+                        let sent = event::read().map(|e| tx.send(e).is_ok());
+                        if !matches!(sent, Ok(true)) {
+                            return;
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+}
+
+/// The URLs to type into the device's Cloud Storage setting for a
+/// listener on `addr`, given the machine's interface addresses, and a note
+/// when the device could not reach any of them.
+pub fn device_urls(addr: SocketAddr, interfaces: &[IpAddr]) -> (Vec<String>, Option<String>) {
+    let url = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{}/", addr.port()),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{}/", addr.port()),
+    };
+    let ip = addr.ip();
+    if ip.is_loopback() {
+        let note = format!(
+            "(loopback: a device cannot reach it; listen on 0.0.0.0:{})",
+            addr.port()
+        );
+        return (vec![url(ip)], Some(note));
+    }
+    if !ip.is_unspecified() {
+        return (vec![url(ip)], None);
+    }
+    // 0.0.0.0 takes IPv4 only; [::] takes both. Link-local IPv6 needs a zone
+    // the device cannot be given, so it is left out.
+    let usable = |i: &&IpAddr| match i {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            ip.is_ipv6()
+                && !v6.is_loopback()
+                && !v6.is_unspecified()
+                && (v6.segments()[0] & 0xffc0) != 0xfe80
+        }
+    };
+    let urls: Vec<String> = interfaces.iter().filter(usable).map(|&i| url(i)).collect();
+    let note = urls
+        .is_empty()
+        .then(|| "(no network address found: is the PC connected?)".to_string());
+    (urls, note)
+}
+
+/// The machine's interface addresses (none if they cannot be listed).
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|list| list.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn any_ipv4_lists_every_outside_ipv4_address() {
+        let found = ips(&[
+            "127.0.0.1",
+            "192.168.1.20",
+            "10.8.0.3",
+            "::1",
+            "2001:db8::5",
+            "fe80::1",
+        ]);
+        let (urls, note) = device_urls("0.0.0.0:8000".parse().unwrap(), &found);
+        assert_eq!(urls, ["http://192.168.1.20:8000/", "http://10.8.0.3:8000/"]);
+        assert_eq!(note, None);
+    }
+
+    #[test]
+    fn any_ipv6_adds_routable_ipv6() {
+        let found = ips(&["127.0.0.1", "192.168.1.20", "::1", "2001:db8::5", "fe80::1"]);
+        let (urls, _) = device_urls("[::]:8123".parse().unwrap(), &found);
+        assert_eq!(
+            urls,
+            ["http://192.168.1.20:8123/", "http://[2001:db8::5]:8123/"]
+        );
+    }
+
+    #[test]
+    fn a_specific_address_is_shown_alone() {
+        let found = ips(&["192.168.1.20", "10.8.0.3"]);
+        let (urls, note) = device_urls("10.8.0.3:9000".parse().unwrap(), &found);
+        assert_eq!(
+            (urls, note),
+            (vec!["http://10.8.0.3:9000/".to_string()], None)
+        );
+    }
+
+    #[test]
+    fn loopback_and_nothing_found_say_so() {
+        let (urls, note) = device_urls("127.0.0.1:8123".parse().unwrap(), &[]);
+        assert_eq!(urls, ["http://127.0.0.1:8123/"]);
+        assert!(note.unwrap().contains("cannot reach"));
+        let (urls, note) = device_urls("0.0.0.0:8000".parse().unwrap(), &ips(&["127.0.0.1"]));
+        assert!(urls.is_empty() && note.is_some());
+    }
+}

@@ -1,0 +1,176 @@
+//! The Battery panel (`obd.bat`): voltage and state (fault states stand
+//! out), level gauge, time in the current state, and the session's voltage
+//! history, where cranking dips show as spikes down.
+//! ```text
+//! ┌ Battery ─────────────────────────────── 3s ago ┐
+//! │ 12.86 V  discharging  for 2m10s                │
+//! │ level ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100 %  │
+//! │ 14.4┤   ⡠⠤⠤⠤⠤⠤⠤⢄⡀   ⣀⠤⠤⠤⠤                     │
+//! └─────────────────────────────────────────────────┘
+//! ```
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Widget};
+
+use crate::app::App;
+use crate::state::{BatteryNow, Device};
+use crate::ui::format::{age, fixed, span};
+use crate::ui::{panel, placeholder};
+
+/// Draws the Battery panel.
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let device = app.device();
+    let battery = device.and_then(|d| d.battery.as_ref());
+    let block = panel(app, "Battery", battery.map(|b| age(app.now(), b.ts)));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let (Some(device), Some(battery)) = (device, battery) else {
+        placeholder(app, "no battery reading yet (obd.bat)", inner, buf);
+        return;
+    };
+    let [state_row, gauge_row, chart_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Fill(1),
+    ])
+    .areas(inner);
+    Paragraph::new(state_line(app, &battery.value)).render(state_row, buf);
+    gauge(app, &battery.value, gauge_row, buf);
+    history(app, device, chart_area, buf);
+}
+
+/// Style of a battery state: faults loud, charging fine, the rest plain.
+pub fn state_style(app: &App, b: &BatteryNow) -> Style {
+    match b.state.as_str() {
+        _ if b.error => app.theme.error,
+        "charging" => app.theme.ok,
+        _ => app.theme.value,
+    }
+}
+
+/// Voltage, state and how long the state has held.
+fn state_line(app: &App, b: &BatteryNow) -> Line<'static> {
+    let t = &app.theme;
+    let held = (app.now().as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
+    let state = if b.state.is_empty() {
+        "state unknown"
+    } else {
+        &b.state
+    };
+    let shown = if b.error {
+        format!(" {state} ")
+    } else {
+        state.to_string()
+    };
+    Line::from(vec![
+        Span::styled(fixed(b.voltage, 2), t.value),
+        Span::styled(" V  ", t.dim),
+        Span::styled(shown, state_style(app, b)),
+        Span::styled(format!("  for {}", span(held)), t.label),
+    ])
+}
+
+/// The charge level as a one-line gauge.
+fn gauge(app: &App, b: &BatteryNow, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let level = b.level.unwrap_or(0.0).clamp(0.0, 100.0);
+    LineGauge::default()
+        .ratio(level / 100.0)
+        .label(Line::from(vec![
+            Span::styled("level ", t.label),
+            Span::styled(format!("{} %", fixed(b.level, 0)), t.value),
+        ]))
+        .filled_style(if b.error { t.error } else { t.chart })
+        .unfilled_style(t.dim)
+        .render(area, buf);
+}
+
+/// The voltage history chart; samples sorted by time so late retries slot
+/// in where they belong.
+fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
+    if area.height < 2 || device.voltages.is_empty() {
+        return;
+    }
+    let mut points: Vec<(f64, f64)> = device.voltages.iter().copied().collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (x0, x1) = (points[0].0, points[points.len() - 1].0);
+    let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    let (lo, hi) = ((lo - 0.1).floor().max(0.0), (hi + 0.1).ceil());
+    let t = &app.theme;
+    let data = Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(t.chart)
+        .data(&points);
+    Chart::new(vec![data])
+        .x_axis(Axis::default().bounds([x0, x1.max(x0 + 1.0)]))
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .labels([
+                    Span::styled(format!("{lo:.0}V"), t.dim),
+                    Span::styled(format!("{hi:.0}V"), t.dim),
+                ])
+                .style(t.border),
+        )
+        .render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{accepted, at};
+
+    /// The rows of the chart that hold any plotted dot, top row 0.
+    fn plotted_rows(voltages: &[f64]) -> Vec<u16> {
+        let records: Vec<String> = voltages
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(r#"{{"@t":"obd.bat","@ts":"2026-11-27T08:00:{i:02}Z","voltage":{v},"state":"charging"}}"#)
+            })
+            .collect();
+        let body = format!("[{}]", records.join(","));
+        let mut app = App::new(
+            Default::default(),
+            crate::ui::theme::Theme::color(),
+            at("2026-11-27T08:01:00Z"),
+        );
+        app.apply(&accepted(1, at("2026-11-27T08:01:00Z"), Some("u"), &body));
+        let area = Rect::new(0, 0, 60, 14);
+        let mut buf = Buffer::empty(area);
+        render(&app, area, &mut buf);
+        // Braille cells right of the y axis, below the state and gauge lines.
+        (4..13)
+            .filter(|&y| {
+                (6..59).any(|x| {
+                    buf[(x, y)]
+                        .symbol()
+                        .chars()
+                        .any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+                })
+            })
+            .map(|y| y - 4)
+            .collect()
+    }
+
+    #[test]
+    fn a_cranking_dip_reaches_the_bottom_of_the_chart() {
+        let steady = vec![12.6; 40];
+        let mut cranking = steady.clone();
+        cranking[20] = 9.6;
+        let flat = plotted_rows(&steady);
+        let dip = plotted_rows(&cranking);
+        assert!(flat.len() <= 2, "a steady voltage is a flat line: {flat:?}");
+        assert!(
+            dip.len() >= 6,
+            "the one-sample dip spans the chart: {dip:?}"
+        );
+    }
+}

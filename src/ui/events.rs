@@ -1,0 +1,113 @@
+//! The Events panel: event records, newest at the bottom, following unless
+//! scrolled; failures stand out; `/` filters by text.
+//! ```text
+//! ┌ Events ───────────────────────── 100 · following ┐
+//! │ 08:00:01  @vehicle/battery/charging               │
+//! │ 08:00:02  @system/power/on trigger=stn            │
+//! └───────────────────────────────────────────────────┘
+//! ```
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use crate::app::App;
+use crate::state::LogLine;
+use crate::ui::format::clock;
+use crate::ui::{panel, placeholder};
+
+/// Draws the Events panel.
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let matching = matching(app);
+    let height = area.height.saturating_sub(2) as usize;
+    let scroll = app
+        .view
+        .events_scroll
+        .min(matching.len().saturating_sub(height));
+    let end = matching.len() - scroll;
+    let start = end.saturating_sub(height);
+    let block = panel(app, "Events", Some(note(app, matching.len(), scroll)));
+    let block = match filter_title(app) {
+        Some(title) => block.title_bottom(title),
+        None => block,
+    };
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if matching.is_empty() {
+        let text = if app.view.filter.is_empty() {
+            "no events yet"
+        } else {
+            "no event matches the filter"
+        };
+        placeholder(app, text, inner, buf);
+        return;
+    }
+    let lines: Vec<Line> = matching[start..end].iter().map(|l| line(app, l)).collect();
+    Paragraph::new(lines).render(inner, buf);
+}
+
+/// The chosen device's event lines that pass the filter, oldest first.
+pub fn matching(app: &App) -> Vec<&LogLine> {
+    let needle = app.view.filter.to_lowercase();
+    let Some(device) = app.device() else {
+        return Vec::new();
+    };
+    device
+        .events
+        .iter()
+        .filter(|l| needle.is_empty() || matches(l, &needle))
+        .collect()
+}
+
+/// True when an event line contains `needle` (already lower case).
+pub fn matches(l: &LogLine, needle: &str) -> bool {
+    l.tag.to_lowercase().contains(needle) || l.fields.to_lowercase().contains(needle)
+}
+
+/// How many lines match and whether the view follows new ones.
+fn note(app: &App, shown: usize, scroll: usize) -> String {
+    let follow = if scroll == 0 {
+        "following".to_string()
+    } else {
+        format!("{scroll} newer below · G follows")
+    };
+    let total = app.device().map_or(0, |d| d.events.len());
+    if shown == total {
+        format!("{shown} · {follow}")
+    } else {
+        format!("{shown} of {total} · {follow}")
+    }
+}
+
+/// The filter as typed, shown at the bottom edge.
+fn filter_title(app: &App) -> Option<Line<'static>> {
+    let t = &app.theme;
+    if app.view.filter_editing {
+        return Some(Line::from(vec![
+            Span::styled(" filter: ", t.key),
+            Span::styled(format!("{}▏", app.view.filter), t.value),
+            Span::styled(" Enter keeps · Esc clears ", t.dim),
+        ]));
+    }
+    (!app.view.filter.is_empty()).then(|| {
+        Line::from(vec![
+            Span::styled(" filter: ", t.label),
+            Span::styled(format!("{} ", app.view.filter), t.value),
+        ])
+    })
+}
+
+/// One event: time, `@tag`, fields; failures loud.
+fn line(app: &App, l: &LogLine) -> Line<'static> {
+    let t = &app.theme;
+    let tag_style = if l.failure { t.error } else { t.value };
+    Line::from(vec![
+        Span::styled(format!("{}  ", clock(l.ts)), t.dim),
+        Span::styled(format!("@{}", l.tag), tag_style),
+        Span::styled(
+            format!(" {}", l.fields),
+            if l.failure { t.warn } else { t.base },
+        ),
+    ])
+}

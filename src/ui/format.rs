@@ -1,0 +1,112 @@
+//! Numbers, sizes and ages as the screen writes them.
+
+use jiff::Timestamp;
+
+/// A length of time in at most two units: `42s`, `4m10s`, `2h05m`, `3d04h`.
+pub fn span(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3_599 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3_600..=86_399 => format!("{}h{:02}m", secs / 3_600, secs % 3_600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3_600),
+    }
+}
+
+/// How long before `now` something happened: `3s ago`, or `2s ahead` for a
+/// device clock running fast.
+pub fn age(now: Timestamp, then: Timestamp) -> String {
+    let ms = now.as_millisecond() - then.as_millisecond();
+    if ms >= 0 {
+        format!("{} ago", span(ms as u64 / 1000))
+    } else {
+        format!("{} ahead", span(ms.unsigned_abs() / 1000))
+    }
+}
+
+/// Bytes in binary units: `850 B`, `12.3 KiB`, `1.50 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let digits = if value < 10.0 { 2 } else { 1 };
+    format!("{value:.digits$} {}", UNITS[unit])
+}
+
+/// A count with thousands separators: `1,000,000`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Time of day in UTC with seconds: `08:00:01`.
+pub fn clock(t: Timestamp) -> String {
+    t.strftime("%H:%M:%S").to_string()
+}
+
+/// Time of day in UTC with milliseconds: `08:00:01.250`.
+pub fn clock_ms(t: Timestamp) -> String {
+    t.strftime("%H:%M:%S%.3f").to_string()
+}
+
+/// An optional number with fixed decimals, `-` when missing.
+pub fn fixed(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// A unit-id shortened to its first and last four characters.
+pub fn short_id(id: &str) -> String {
+    if id.chars().count() <= 12 {
+        return id.to_string();
+    }
+    let head: String = id.chars().take(4).collect();
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{head}…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_and_ages() {
+        assert_eq!(span(42), "42s");
+        assert_eq!(span(250), "4m10s");
+        assert_eq!(span(7_500), "2h05m");
+        assert_eq!(span(2 * 86_400 + 3_600), "2d01h");
+        let now: Timestamp = "2026-11-27T08:00:10Z".parse().unwrap();
+        let then: Timestamp = "2026-11-27T08:00:07.9Z".parse().unwrap();
+        assert_eq!(age(now, then), "2s ago");
+        assert_eq!(age(then, now), "2s ahead");
+    }
+
+    #[test]
+    fn sizes_and_counts() {
+        assert_eq!(bytes(850), "850 B");
+        assert_eq!(bytes(12_595), "12.3 KiB");
+        assert_eq!(bytes(1_572_864), "1.50 MiB");
+        assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(count(999), "999");
+        assert_eq!(short_id("ee3df171ff0f6209a3dbaa00b00e1d05"), "ee3d…1d05");
+    }
+}

@@ -1,0 +1,210 @@
+//! The Position panel (`track.pos`): the last fix beside a map of the
+//! recent track, zoomed to it, over the world's coastlines.
+//! ```text
+//! ┌ Position ─────────────── fix 3s ago ┐
+//! │ lat    57.022424 │      ⠤⠒⠉⠒⠤       │
+//! │ lon     9.899250 │    ⠔⠁     ⠈⠢●    │
+//! └──────────────────┴──── 250 m across ┘
+//! ```
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Line as Segment, Map, MapResolution};
+use ratatui::widgets::{Paragraph, Widget};
+
+use crate::app::App;
+use crate::state::Device;
+use crate::ui::format::{age, fixed};
+use crate::ui::{labelled, panel, placeholder};
+
+/// Narrowest view of the map, in degrees of latitude (about 220 m), so a
+/// standing device is shown in its street rather than in one dot.
+const MIN_SPAN_DEG: f64 = 0.002;
+/// Metres per degree of latitude.
+const M_PER_DEG: f64 = 111_320.0;
+
+/// Draws the Position panel.
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let device = app.device();
+    let fix = device.and_then(|d| d.position.as_ref());
+    let note = fix.map(|f| format!("fix {}", age(app.now(), f.ts)));
+    let block = panel(app, "Position", note);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let (Some(device), Some(fix)) = (device, fix) else {
+        placeholder(app, "no position yet (track.pos)", inner, buf);
+        return;
+    };
+    let [text_area, map_area] =
+        Layout::horizontal([Constraint::Length(22), Constraint::Fill(1)]).areas(inner);
+    let f = &fix.value;
+    let lines = vec![
+        Line::from(labelled(app, "lat   ", fixed(f.lat, 6), "°")),
+        Line::from(labelled(app, "lon   ", fixed(f.lon, 6), "°")),
+        Line::from(labelled(app, "alt   ", fixed(f.alt, 1), " m")),
+        Line::from(labelled(app, "speed ", fixed(f.sog_kmh, 1), " km/h")),
+        Line::from(labelled(
+            app,
+            "course",
+            format!(" {}", fixed(f.cog, 0)),
+            "°",
+        )),
+        Line::from(labelled(
+            app,
+            "sats  ",
+            f.nsat.map_or("-".into(), |n| n.to_string()),
+            "",
+        )),
+    ];
+    Paragraph::new(lines).render(text_area, buf);
+    map(app, device, map_area, buf);
+}
+
+/// Bounds of the map: the track plus a margin, widened so a dot covers the
+/// same distance across and up (terminal cells are twice as high as wide).
+pub fn bounds(track: &[(f64, f64)], cols: u16, rows: u16) -> ([f64; 2], [f64; 2]) {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in track {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if track.is_empty() {
+        return ([-180.0, 180.0], [-90.0, 90.0]);
+    }
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let shrink = cy.to_radians().cos().max(0.05);
+    let dots_x = f64::from(cols.max(1)) * 2.0;
+    let dots_y = f64::from(rows.max(1)) * 4.0;
+    // Degrees of latitude per dot needed to fit the track both ways.
+    let per_dot = ((y1 - y0) * 1.2 / dots_y)
+        .max((x1 - x0) * 1.2 * shrink / dots_x)
+        .max(MIN_SPAN_DEG / dots_y);
+    let half_x = per_dot * dots_x / shrink / 2.0;
+    let half_y = per_dot * dots_y / 2.0;
+    ([cx - half_x, cx + half_x], [cy - half_y, cy + half_y])
+}
+
+/// The map: coastlines, the track as joined segments, the last fix marked.
+fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
+    if area.width < 4 || area.height < 2 {
+        return;
+    }
+    let track: Vec<(f64, f64)> = device.track.iter().copied().collect();
+    let (xb, yb) = bounds(&track, area.width, area.height);
+    let across_m = (xb[1] - xb[0]) * M_PER_DEG * ((yb[0] + yb[1]) / 2.0).to_radians().cos();
+    let t = &app.theme;
+    let resolution = if yb[1] - yb[0] > 20.0 {
+        MapResolution::Low
+    } else {
+        MapResolution::High
+    };
+    let last = track.last().copied();
+    Canvas::default()
+        .marker(Marker::Braille)
+        .x_bounds(xb)
+        .y_bounds(yb)
+        .paint(|ctx| {
+            ctx.draw(&Map {
+                resolution,
+                color: t.world,
+            });
+            ctx.layer();
+            for pair in track.windows(2) {
+                let ((x1, y1), (x2, y2)) = (pair[0], pair[1]);
+                ctx.draw(&Segment {
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                    color: t.track,
+                });
+            }
+            // A whole-cell mark: one braille dot is easily missed.
+            if let Some((x, y)) = last {
+                let mark = Style::default().fg(t.here).add_modifier(Modifier::BOLD);
+                ctx.print(x, y, Span::styled("●", mark));
+            }
+        })
+        .render(area, buf);
+    let scale = Span::styled(format!(" {} across ", distance(across_m)), t.dim);
+    let width = scale.width() as u16;
+    if width < area.width {
+        let spot = Rect::new(area.right() - width, area.bottom() - 1, width, 1);
+        Paragraph::new(Line::from(scale)).render(spot, buf);
+    }
+}
+
+/// A distance in m or km.
+fn distance(m: f64) -> String {
+    if m < 10_000.0 {
+        format!("{m:.0} m")
+    } else {
+        format!("{:.0} km", m / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_hold_the_track_and_keep_dots_square() {
+        let track = [(9.899, 57.022), (9.905, 57.025)];
+        let (x, y) = bounds(&track, 40, 10);
+        for (lon, lat) in track {
+            assert!(x[0] < lon && lon < x[1] && y[0] < lat && lat < y[1]);
+        }
+        let metres_per_dot_x = (x[1] - x[0]) * 57.0235f64.to_radians().cos() / 80.0;
+        let metres_per_dot_y = (y[1] - y[0]) / 40.0;
+        assert!((metres_per_dot_x / metres_per_dot_y - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn one_point_is_shown_in_its_street() {
+        let (_, y) = bounds(&[(9.9, 57.0)], 40, 10);
+        assert!((y[1] - y[0] - MIN_SPAN_DEG).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_track_shows_the_world() {
+        assert_eq!(bounds(&[], 40, 10), ([-180.0, 180.0], [-90.0, 90.0]));
+    }
+
+    /// Cells of the map drawn in the world (coastline) colour.
+    fn world_cells(track: &str) -> usize {
+        let mut app = crate::app::App::new(
+            crate::app::Setup::default(),
+            crate::ui::theme::Theme::color(),
+            crate::fixtures::at("2026-11-27T08:10:00Z"),
+        );
+        let e = crate::fixtures::accepted(
+            1,
+            crate::fixtures::at("2026-11-27T08:00:00Z"),
+            Some("u"),
+            track,
+        );
+        app.apply(&e);
+        let area = Rect::new(0, 0, 60, 14);
+        let mut buf = Buffer::empty(area);
+        render(&app, area, &mut buf);
+        // The map's cells: right of the 22 text columns, above the scale.
+        let map = (23..59).flat_map(|x| (1..12).map(move |y| (x, y)));
+        map.filter(|&(x, y)| buf[(x, y)].fg == app.theme.world)
+            .count()
+    }
+
+    #[test]
+    fn coastlines_show_when_the_track_spans_a_country_not_a_street() {
+        let pos = |lat: f64, lon: f64| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":{lat},"lon":{lon}}}}}"#
+            )
+        };
+        let street = format!("[{},{}]", pos(57.0224, 9.8992), pos(57.0231, 9.9004));
+        let country = format!("[{},{}]", pos(57.0224, 9.8992), pos(55.6759, 12.5655));
+        assert_eq!(world_cells(&street), 0);
+        assert!(world_cells(&country) >= 4, "Danish coasts drawn");
+    }
+}

@@ -1,0 +1,86 @@
+//! The Data usage panel (`ec2x.data_usage`): modem counters, their growth
+//! since the session began and its rate, beside what reached us.
+//! ```text
+//! ┌ Data usage ──────────────────────── 3s ago ┐
+//! │          total    +session        rate │
+//! │ sent  2.63 KiB   +1.17 KiB     5 B/s     │
+//! │ recv  4.63 KiB   +3.03 KiB    12 B/s     │
+//! │ wire  12.3 KiB json  80.1 KiB ×6.5       │
+//! └─────────────────────────────────────────────┘
+//! ```
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use crate::app::App;
+use crate::state::Device;
+use crate::ui::format::{age, bytes};
+use crate::ui::{panel, placeholder};
+
+/// Draws the Data usage panel.
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let device = app.device();
+    let usage = device.and_then(|d| d.usage.as_ref());
+    let block = panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts)));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let Some(device) = device else {
+        placeholder(app, "no upload yet", inner, buf);
+        return;
+    };
+    let mut lines = modem_lines(app, device);
+    lines.push(wire_line(app, device));
+    Paragraph::new(lines).render(inner, buf);
+}
+
+/// The modem counters with their growth and rate.
+fn modem_lines(app: &App, device: &Device) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let Some(u) = &device.usage else {
+        return vec![Line::from(Span::styled(
+            "modem counters: none yet (ec2x.data_usage)",
+            t.dim,
+        ))];
+    };
+    let rate = device.usage_rate();
+    let row = |name: &'static str, total: u64, change: u64, rate: Option<f64>| {
+        let rate = rate.map_or("-".into(), |r| format!("{}/s", bytes(r.round() as u64)));
+        Line::from(vec![
+            Span::styled(name, t.label),
+            Span::styled(format!("{:>10}", bytes(total)), t.value),
+            Span::styled(format!(" {:>11}", format!("+{}", bytes(change))), t.value),
+            Span::styled(format!(" {rate:>10}"), t.value),
+        ])
+    };
+    vec![
+        Line::from(Span::styled(
+            format!("{:<4}{:>10}{:>12}{:>11}", "", "total", "+session", "rate"),
+            t.label,
+        )),
+        row("sent", u.value.sent, u.value.sent_change, rate.map(|r| r.0)),
+        row("recv", u.value.recv, u.value.recv_change, rate.map(|r| r.1)),
+    ]
+}
+
+/// What reached us on the wire, inflated to JSON, and how well gzip did.
+fn wire_line(app: &App, device: &Device) -> Line<'static> {
+    let t = &app.theme;
+    let ratio = if device.wire_bytes > 0 {
+        format!(
+            "×{:.1}",
+            device.body_bytes as f64 / device.wire_bytes as f64
+        )
+    } else {
+        "-".into()
+    };
+    Line::from(vec![
+        Span::styled("wire", t.label),
+        Span::styled(format!("{:>10}", bytes(device.wire_bytes)), t.value),
+        Span::styled(" json", t.label),
+        Span::styled(format!("{:>10}", bytes(device.body_bytes)), t.value),
+        Span::styled(" ", t.label),
+        Span::styled(ratio, t.value),
+    ])
+}

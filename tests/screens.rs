@@ -1,0 +1,93 @@
+//! Whole screens at 80×24 and 120×40, compared with the committed
+//! snapshots in tests/snapshots/ (review changes with `cargo insta review`).
+
+mod ui_support;
+
+use ratatui::crossterm::event::KeyCode;
+use ui_support::*;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+/// Snapshots the app at both sizes.
+fn both_sizes(name: &str, app: &autopi_rx::app::App) {
+    for (w, h) in SIZES {
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), draw(app, w, h).backend());
+    }
+}
+
+#[test]
+fn nothing_received_yet() {
+    both_sizes("empty", &empty());
+}
+
+#[test]
+fn after_the_guide_examples() {
+    both_sizes("guide", &guide());
+}
+
+#[test]
+fn busy_live() {
+    both_sizes("busy_live", &busy());
+}
+
+#[test]
+fn requests_tab() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('2')]);
+    both_sizes("requests", &app);
+}
+
+#[test]
+fn request_detail_of_an_accepted_batch() {
+    let mut app = busy();
+    press(
+        &mut app,
+        &[KeyCode::Char('2'), KeyCode::Char('g'), KeyCode::Enter],
+    );
+    both_sizes("detail_accepted", &app);
+}
+
+#[test]
+fn request_detail_of_broken_json() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('2'), KeyCode::Enter]);
+    both_sizes("detail_400", &app);
+}
+
+#[test]
+fn types_tab() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('3')]);
+    both_sizes("types", &app);
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('?')]);
+    both_sizes("help", &app);
+}
+
+#[test]
+fn too_small() {
+    insta::assert_snapshot!("too_small_79x24", draw(&busy(), 79, 24).backend());
+    insta::assert_snapshot!("too_small_60x15", draw(&busy(), 60, 15).backend());
+}
+
+#[test]
+fn two_devices_second_chosen() {
+    let mut app = two_devices();
+    press(&mut app, &[KeyCode::Char('d')]);
+    both_sizes("two_devices", &app);
+}
+
+#[test]
+fn frozen_with_filter() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('f'), KeyCode::Char('/')]);
+    for c in "power".chars() {
+        press(&mut app, &[KeyCode::Char(c)]);
+    }
+    press(&mut app, &[KeyCode::Enter]);
+    both_sizes("frozen_filtered", &app);
+}

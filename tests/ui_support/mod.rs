@@ -1,0 +1,143 @@
+//! Scenes for the dashboard tests and screenshots: an app fed with the
+//! shared samples at fixed times, so every frame is reproducible.
+
+#![allow(dead_code)]
+
+use autopi_rx::app::{App, Setup};
+use autopi_rx::fixtures::{accepted, at, duplicate, guide_examples, refused, sample};
+use autopi_rx::ui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+
+pub const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
+pub const UNIT2: &str = "7c1e9a0b4d2f48e3a5b6c7d8e9f00112";
+
+/// Header facts as a bench PC would have them.
+pub fn setup() -> Setup {
+    Setup {
+        urls: vec![
+            "http://192.168.1.20:8000/".into(),
+            "http://10.8.0.3:8000/".into(),
+        ],
+        url_note: None,
+        tokens: 1,
+        capture_path: "captures/20261127T075950Z.jsonl".into(),
+        capture_bytes: Some(215_880),
+        dropped_events: 0,
+        demo: false,
+    }
+}
+
+/// A dashboard that has seen nothing yet.
+pub fn empty() -> App {
+    App::new(setup(), Theme::color(), at("2026-11-27T07:59:55Z"))
+}
+
+/// After the five examples of AutoPi's guide, one request each.
+pub fn guide() -> App {
+    let mut app = empty();
+    for (i, body) in guide_examples().iter().enumerate() {
+        app.apply(&accepted(
+            i as u64 + 1,
+            at("2026-11-27T08:00:00Z"),
+            Some(UNIT),
+            body,
+        ));
+    }
+    app.tick(at("2026-11-27T08:00:07Z"));
+    app
+}
+
+/// A device draining a backlog: full 1000-record batches (the second one
+/// shifted 4 minutes on), a re-sent duplicate, a wrong token and broken JSON.
+pub fn busy() -> App {
+    let mut app = empty();
+    let first = sample("batch-1000-naive.json");
+    let second = first
+        .replace("2026-11-27T08:0", "2026-11-27T08:1")
+        .replace("\"sent\":", "\"sent\":1");
+    let e1 = accepted(1, at("2026-11-27T08:03:48.120Z"), Some(UNIT), &first);
+    let mut e1 = with_naive(e1, 1000);
+    e1.elapsed = std::time::Duration::from_micros(4_210);
+    app.apply(&e1);
+    app.apply(&with_naive(
+        accepted(2, at("2026-11-27T08:13:48.480Z"), Some(UNIT), &second),
+        1000,
+    ));
+    app.apply(&duplicate(&e1, 3, at("2026-11-27T08:13:49.010Z")));
+    app.apply(&refused(
+        4,
+        at("2026-11-27T08:13:52.300Z"),
+        401,
+        "token does not match any configured token",
+        "",
+    ));
+    let broken =
+        r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:13:50","voltage":12.6} {"@t":"obd.rpm"}]"#;
+    let error = autopi_rx::ingest::decode(
+        &autopi_rx::ingest::Config {
+            auth: autopi_rx::ingest::Auth::Open,
+            max_body: 1 << 20,
+        },
+        None,
+        broken.as_bytes(),
+    )
+    .unwrap_err()
+    .error;
+    app.apply(&refused(
+        5,
+        at("2026-11-27T08:13:55.700Z"),
+        400,
+        &error,
+        broken,
+    ));
+    app.tick(at("2026-11-27T08:13:58Z"));
+    app
+}
+
+/// Two devices; the second one has a battery fault and a trouble code.
+pub fn two_devices() -> App {
+    let mut app = guide();
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:03Z","voltage":11.2,"level":10,"state":"critical_level"},
+      {"@t":"obd.dtc","@ts":"2026-11-27T08:00:03Z","code":"P0300","text":"Random/multiple cylinder misfire"},
+      {"@t":"event.system.service","@ts":"2026-11-27T08:00:04Z","@tag":"system/service/modem/failed","reason":"timeout"},
+      {"@t":"track.pos","@ts":"2026-11-27T08:00:04Z","loc":{"lat":55.67594,"lon":12.56553},"alt":12,"sog":0,"cog":0,"nsat":7}]"#;
+    app.apply(&accepted(6, at("2026-11-27T08:00:05Z"), Some(UNIT2), body));
+    app.tick(at("2026-11-27T08:00:07Z"));
+    app
+}
+
+fn with_naive(mut e: autopi_rx::event::RequestEvent, n: usize) -> autopi_rx::event::RequestEvent {
+    e.naive_timestamps = n;
+    e
+}
+
+/// Presses the keys in order.
+pub fn press(app: &mut App, keys: &[KeyCode]) {
+    for &k in keys {
+        app.handle_key(KeyEvent::from(k));
+    }
+}
+
+/// Renders one frame at the given size.
+pub fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal
+        .draw(|f| f.render_widget(app, f.area()))
+        .expect("draw");
+    terminal
+}
+
+/// The frame as plain text lines.
+pub fn text(terminal: &Terminal<TestBackend>) -> String {
+    let buf = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
