@@ -1,20 +1,34 @@
 //! `autopi-rx --demo`: the receiver on loopback with a generated token, fed
 //! over real HTTP by the simulated device about once a second.
+//!
+//! Unlike `simulate`, the demo paces the generated session to the wall
+//! clock: each upload carries the records whose time has come, so the
+//! screen shows ages as a real car would produce them. Parked hours between
+//! drives are cut short, so the demo keeps moving.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
 
-use crate::simulate::{Settings, Stamps, Target, run_settings, unit_id_for};
+use crate::ingest::parse_timestamp;
+use crate::simulate::{
+    Answer, Payload, Session, Stamps, Target, Uploader, encode, format_ts, unit_id_for,
+};
 
-/// Records per upload: about one second of the simulated drive, so the
-/// screen moves at the pace of a real car.
-const RECORDS_PER_UPLOAD: usize = 5;
 /// The seed of the demo's drive (any would do; fixed so demos look alike).
 const SEED: u64 = 7;
+/// Time between upload cycles.
+const CYCLE: Duration = Duration::from_secs(1);
+/// A quiet stretch longer than this (the car parked) is skipped.
+const LONGEST_PAUSE: SignedDuration = SignedDuration::from_secs(20);
+/// Most records in one upload (the device's own batch size).
+const BATCH: usize = 100;
 
 /// A fresh random token for this demo run, never shown.
 pub fn generate_token() -> String {
@@ -30,31 +44,16 @@ pub struct Demo {
 impl Demo {
     /// Starts posting to the receiver at `addr` with `token`.
     pub fn start(addr: SocketAddr, token: &str) -> std::io::Result<Demo> {
-        let target = Target::new(
+        let target = Arc::new(Target::new(
             format!("http://{addr}/logbook/storage"),
             format!("token {token}"),
             unit_id_for(SEED),
             Duration::from_secs(10),
-        );
-        let settings = Settings {
-            target: Arc::new(target),
-            gzip: Some(9),
-            batch: RECORDS_PER_UPLOAD,
-            interval: Duration::from_secs(1),
-            count: None,
-            concurrency: 1,
-            seed: SEED,
-            stamps: Stamps::Naive,
-            start: jiff::Timestamp::now(),
-            notes: false,
-        };
+        ));
         let (stop, stopped) = bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("demo-device".into())
-            .spawn(move || {
-                // Its failures show up as refused requests on the receiver.
-                let _ = run_settings(&settings, &stopped);
-            })?;
+            .spawn(move || run(Uploader::new(target), &stopped))?;
         Ok(Demo { stop, thread })
     }
 
@@ -62,5 +61,108 @@ impl Demo {
     pub fn stop(self) {
         drop(self.stop);
         let _ = self.thread.join();
+    }
+}
+
+/// Once a cycle: batch the records that are due and send what is pending,
+/// oldest first; a batch that fails stays for the next cycle, byte for byte.
+fn run(uploader: Uploader, stop: &Receiver<()>) {
+    let mut clock = PacedSession::new(Timestamp::now());
+    let mut pending: VecDeque<Payload> = VecDeque::new();
+    let mut number = 0;
+    loop {
+        select! {
+            recv(stop) -> _ => return,
+            default(CYCLE) => {}
+        }
+        let due = clock.due(Timestamp::now());
+        if !due.is_empty() {
+            pending.push_back(encode(number, &due, Some(9)));
+            number += 1;
+        }
+        while let Some(payload) = pending.front() {
+            match uploader.post(payload) {
+                Answer::Acknowledged { .. } => {
+                    pending.pop_front();
+                }
+                Answer::Refused { .. } | Answer::NoAnswer { .. } => break,
+            }
+        }
+    }
+}
+
+/// The generated session, its timestamps moved so it unfolds in real time.
+struct PacedSession {
+    session: std::iter::Peekable<Session>,
+    /// Parked time cut out so far.
+    skipped: SignedDuration,
+}
+
+impl PacedSession {
+    fn new(start: Timestamp) -> PacedSession {
+        PacedSession {
+            session: Session::new(SEED, start, Stamps::Naive).peekable(),
+            skipped: SignedDuration::ZERO,
+        }
+    }
+
+    /// The records whose (moved) time is not after `now`, at most `BATCH`.
+    fn due(&mut self, now: Timestamp) -> Vec<Value> {
+        let mut due = Vec::new();
+        while due.len() < BATCH {
+            let Some(at) = self.session.peek().and_then(record_time) else {
+                break;
+            };
+            let at = at - self.skipped;
+            let wait = at.duration_since(now);
+            if wait > LONGEST_PAUSE {
+                self.skipped += wait - SignedDuration::from_secs(1);
+            }
+            if wait > SignedDuration::ZERO {
+                break;
+            }
+            let mut record = self.session.next().expect("peeked");
+            record["@ts"] = Value::String(format_ts(at.as_microsecond(), Stamps::Naive));
+            due.push(record);
+        }
+        due
+    }
+}
+
+fn record_time(record: &Value) -> Option<Timestamp> {
+    parse_timestamp(record["@ts"].as_str()?).map(|(t, _)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_come_due_with_the_clock_and_parking_is_cut_short() {
+        let start: Timestamp = "2026-11-27T08:00:00Z".parse().unwrap();
+        let mut paced = PacedSession::new(start);
+        let mut now = start;
+        let mut last = start;
+        let mut seen = 0;
+        // Several simulated hours, one cycle at a time.
+        for _ in 0..3 * 3600 {
+            now += SignedDuration::from_secs(1);
+            for record in paced.due(now) {
+                let at = record_time(&record).unwrap();
+                assert!(at <= now, "a record from the future: {record}");
+                assert!(at >= last, "records out of order");
+                last = at;
+                seen += 1;
+            }
+            assert!(
+                now.duration_since(last) <= LONGEST_PAUSE + SignedDuration::from_secs(2),
+                "the demo went quiet at {now}"
+            );
+        }
+        assert!(seen > 1000, "{seen} records in three hours");
+        assert!(
+            paced.skipped > SignedDuration::ZERO,
+            "no parked time was cut"
+        );
     }
 }

@@ -64,6 +64,8 @@ pub fn default_capture_path() -> PathBuf {
 /// Header facts for the dashboard: where to point the device, auth, capture.
 fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
     let (urls, url_note) = tui::device_urls(running.addr, &tui::interface_addresses());
+    // The demo's device is built in: the loopback warning is beside the point.
+    let url_note = url_note.filter(|_| !demo);
     Setup {
         urls,
         url_note,

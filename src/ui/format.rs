@@ -16,8 +16,10 @@ pub fn span(secs: u64) -> String {
 /// device clock running fast.
 pub fn age(now: Timestamp, then: Timestamp) -> String {
     let ms = now.as_millisecond() - then.as_millisecond();
-    if ms >= 0 {
-        format!("{} ago", span(ms as u64 / 1000))
+    // Under a second ahead is clock jitter between the device and the
+    // screen's tick, not a device clock running fast.
+    if ms > -1000 {
+        format!("{} ago", span(ms.max(0) as u64 / 1000))
     } else {
         format!("{} ahead", span(ms.unsigned_abs() / 1000))
     }
@@ -98,6 +100,10 @@ mod tests {
         let then: Timestamp = "2026-11-27T08:00:07.9Z".parse().unwrap();
         assert_eq!(age(now, then), "2s ago");
         assert_eq!(age(then, now), "2s ahead");
+        let jitter: Timestamp = "2026-11-27T08:00:10.6Z".parse().unwrap();
+        assert_eq!(age(now, jitter), "0s ago", "under a second ahead is jitter");
+        let fast: Timestamp = "2026-11-27T08:00:11.2Z".parse().unwrap();
+        assert_eq!(age(now, fast), "1s ahead");
     }
 
     #[test]
