@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use jiff::Timestamp;
 
 use crate::event::RequestEvent;
-use crate::record::{Record, View, for_each_record};
+use crate::record::{Position, Record, View, for_each_record};
 
 /// Requests kept for the Requests tab (all devices together).
 pub const REQUEST_RING: usize = 1_000;
@@ -112,17 +112,6 @@ pub struct Totals {
     pub malformed: u64,
 }
 
-/// The latest `track.pos`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fix {
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
-    pub alt: Option<f64>,
-    pub sog_kmh: Option<f64>,
-    pub cog: Option<f64>,
-    pub nsat: Option<u32>,
-}
-
 /// The latest `obd.bat`, and since when its state holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatteryNow {
@@ -187,7 +176,8 @@ pub struct Device {
     /// Bytes of this device's new batches as they reached us, and inflated.
     pub wire_bytes: u64,
     pub body_bytes: u64,
-    pub position: Option<Stamped<Fix>>,
+    /// The latest `track.pos`.
+    pub position: Option<Stamped<Position>>,
     pub track: Ring<(f64, f64)>,
     pub battery: Option<Stamped<BatteryNow>>,
     /// (seconds since the Unix epoch, volts), in arrival order.
@@ -409,15 +399,7 @@ impl Device {
                 if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
                     self.track.push((lon, lat));
                 }
-                let fix = Fix {
-                    lat: p.lat,
-                    lon: p.lon,
-                    alt: p.alt,
-                    sog_kmh: p.sog_kmh,
-                    cog: p.cog,
-                    nsat: p.nsat,
-                };
-                set_if_newer(&mut self.position, ts, fix);
+                set_if_newer(&mut self.position, ts, p.clone());
             }
             View::Battery(b) => self.fold_battery(b, ts),
             View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts),
