@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::ingest::parse_timestamp;
 use crate::simulate::{
-    Answer, Payload, Session, Stamps, Target, Uploader, encode, format_ts, unit_id_for,
+    Answer, MAX_FAILURES, Payload, Session, Stamps, Target, Uploader, encode, format_ts,
+    unit_id_for,
 };
 
 /// The seed of the demo's drive (any would do; fixed so demos look alike).
@@ -29,6 +30,8 @@ const CYCLE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: SignedDuration = SignedDuration::from_secs(20);
 /// Most records in one upload (the device's own batch size).
 const BATCH: usize = 100;
+/// Most batches waiting to be sent again (an hour of cycles).
+const MAX_PENDING: usize = 3600;
 
 /// A fresh random token for this demo run, never shown.
 pub fn generate_token() -> String {
@@ -65,10 +68,14 @@ impl Demo {
 }
 
 /// Once a cycle: batch the records that are due and send what is pending,
-/// oldest first; a batch that fails stays for the next cycle, byte for byte.
+/// oldest first. A batch that fails stays for the next cycle, byte for
+/// byte, until it has failed `MAX_FAILURES` times (the device then moves it
+/// to its fail queue, which the demo simply drops); at most `MAX_PENDING`
+/// wait, oldest dropped first, so a receiver refusing for hours costs
+/// bounded memory.
 fn run(uploader: Uploader, stop: &Receiver<()>) {
     let mut clock = PacedSession::new(Timestamp::now());
-    let mut pending: VecDeque<Payload> = VecDeque::new();
+    let mut pending: VecDeque<(Payload, u32)> = VecDeque::new();
     let mut number = 0;
     loop {
         select! {
@@ -77,15 +84,24 @@ fn run(uploader: Uploader, stop: &Receiver<()>) {
         }
         let due = clock.due(Timestamp::now());
         if !due.is_empty() {
-            pending.push_back(encode(number, &due, Some(9)));
+            if pending.len() == MAX_PENDING {
+                pending.pop_front();
+            }
+            pending.push_back((encode(number, &due, Some(9)), 0));
             number += 1;
         }
-        while let Some(payload) = pending.front() {
+        while let Some((payload, failures)) = pending.front_mut() {
             match uploader.post(payload) {
                 Answer::Acknowledged { .. } => {
                     pending.pop_front();
                 }
-                Answer::Refused { .. } | Answer::NoAnswer { .. } => break,
+                Answer::Refused { .. } | Answer::NoAnswer { .. } => {
+                    *failures += 1;
+                    if *failures >= MAX_FAILURES {
+                        pending.pop_front();
+                    }
+                    break;
+                }
             }
         }
     }

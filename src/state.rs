@@ -3,7 +3,7 @@
 //! the same state, and every history is a ring of a fixed size so memory
 //! stays bounded however long the receiver runs.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use jiff::Timestamp;
 
@@ -343,7 +343,9 @@ impl Device {
     /// rest would be replaced at once (a batch is in time order). The last
     /// record of each type also gives the Types tab its value.
     fn fold_records(&mut self, text: &str, received: Timestamp) {
-        let mut last_of_type: Vec<Record<'_>> = Vec::new();
+        // Keyed and capped (four times the type table): a batch of many distinct
+        // `@t`s must not turn this into a quadratic search.
+        let mut last_of_type: HashMap<std::borrow::Cow<'_, str>, Record<'_>> = HashMap::new();
         // The listener accepted this batch, so it parses; a failure could
         // only leave the batch partly shown, never wrong.
         let _ = for_each_record(text, |r| {
@@ -354,12 +356,13 @@ impl Device {
                 let view = r.make_view();
                 self.fold_record(&r, &view, ts);
             }
-            match last_of_type.iter_mut().find(|l| l.kind_name == r.kind_name) {
-                Some(slot) => *slot = r,
-                None => last_of_type.push(r),
+            if let Some(slot) = last_of_type.get_mut(&r.kind_name) {
+                *slot = r;
+            } else if last_of_type.len() < 4 * MAX_KEYS {
+                last_of_type.insert(r.kind_name.clone(), r);
             }
         });
-        for r in &last_of_type {
+        for r in last_of_type.values() {
             let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
             if !feeds_history(r) {
@@ -409,22 +412,25 @@ impl Device {
                     ts,
                     failure: is_failure(tag),
                     tag: tag.to_string(),
-                    fields: r.fields_as_pairs(),
+                    fields: clip(r.fields_as_pairs(), FIELD_CHARS),
                 });
             }
             View::Obd { pid, value, unit } => {
                 let room = self.obd.len() < MAX_KEYS || self.obd.contains_key(pid.as_ref());
                 if room && newer(self.obd.get(pid.as_ref()), ts) {
                     let value = ObdValue {
-                        value: value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-                        unit: unit.as_ref().map(|u| u.to_string()),
+                        value: clip(
+                            value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                            FIELD_CHARS,
+                        ),
+                        unit: unit.as_ref().map(|u| clip(u.to_string(), FIELD_CHARS)),
                     };
                     self.obd.insert(pid.to_string(), Stamped { ts, value });
                 }
             }
             View::Dtc { code, text } => {
                 let code = code.as_deref().unwrap_or("?").to_string();
-                let text = text.as_deref().unwrap_or("").to_string();
+                let text = clip(text.as_deref().unwrap_or("").to_string(), FIELD_CHARS);
                 let room = self.dtcs.len() < MAX_KEYS || self.dtcs.contains_key(&code);
                 if room && newer(self.dtcs.get(&code), ts) {
                     self.dtcs.insert(code, Stamped { ts, value: text });
@@ -475,8 +481,14 @@ impl Device {
             Some(old) if ts >= old.ts => Usage {
                 sent,
                 recv,
-                sent_change: old.value.sent_change + counter_step(old.value.sent, sent),
-                recv_change: old.value.recv_change + counter_step(old.value.recv, recv),
+                sent_change: old
+                    .value
+                    .sent_change
+                    .saturating_add(counter_step(old.value.sent, sent)),
+                recv_change: old
+                    .value
+                    .recv_change
+                    .saturating_add(counter_step(old.value.recv, recv)),
                 first_ts: old.value.first_ts,
             },
             Some(_) => return,
@@ -565,11 +577,23 @@ pub fn summary(r: &Record<'_>, view: &View<'_>) -> String {
         ),
         _ => r.fields_as_pairs(),
     };
-    if s.chars().count() > SUMMARY_CHARS {
-        s = s.chars().take(SUMMARY_CHARS - 1).collect();
+    s = clip(s, SUMMARY_CHARS);
+    s.trim_end().to_string()
+}
+
+/// Longest text kept from a device value for the screen (event fields,
+/// OBD strings, trouble-code text): the rings bound lines, this bounds
+/// their bytes. The capture keeps everything.
+const FIELD_CHARS: usize = 400;
+
+/// `s` cut to `max` characters, marked with `…` when cut.
+fn clip(mut s: String, max: usize) -> String {
+    if let Some((at, _)) = s.char_indices().nth(max) {
+        s.truncate(at);
+        s.pop();
         s.push('…');
     }
-    s.trim_end().to_string()
+    s
 }
 
 /// An optional number, `-` when missing.
@@ -842,5 +866,26 @@ mod tests {
         assert!(is_failure("system/service/modem/failed"));
         assert!(is_failure("vehicle/battery/critical_level"));
         assert!(!is_failure("vehicle/battery/charging"));
+    }
+
+    #[test]
+    fn a_hostile_batch_stays_bounded() {
+        let long = "x".repeat(100_000);
+        let mut records = vec![
+            format!(r#"{{"@t":"event.x","@ts":"2026-11-27T08:00:01","@tag":"a/b","v":"{long}"}}"#),
+            format!(r#"{{"@t":"obd.vin","@ts":"2026-11-27T08:00:01","value":"{long}"}}"#),
+        ];
+        records.extend(
+            (0..50_000).map(|i| format!(r#"{{"@t":"kind.{i}","@ts":"2026-11-27T08:00:00"}}"#)),
+        );
+        let body = format!("[{}]", records.join(","));
+        let mut s = State::default();
+        s.apply(&accepted(1, at("2026-11-27T08:00:02Z"), Some(UNIT), &body));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(d.types.len(), MAX_KEYS);
+        let line = d.events.iter().last().unwrap();
+        assert_eq!(line.fields.chars().count(), FIELD_CHARS);
+        assert!(line.fields.ends_with('…'));
+        assert_eq!(d.obd["vin"].value.value.chars().count(), FIELD_CHARS);
     }
 }

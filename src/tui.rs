@@ -36,6 +36,7 @@ pub fn run(
     let reader = spawn_input(input_tx, quit.clone())?;
     // Installs a panic hook that restores the terminal before the message.
     let mut terminal = ratatui::try_init()?;
+    let held = hold_other_threads_panics();
     let outside = Outside {
         events,
         input: input_rx,
@@ -48,11 +49,37 @@ pub fn run(
     };
     let result = app::run(&mut terminal, &mut app, outside);
     ratatui::restore();
+    // Back to the default hook; then say what panicked meanwhile.
+    drop(std::panic::take_hook());
+    for message in held.lock().map(|m| m.clone()).unwrap_or_default() {
+        eprintln!(
+            "autopi-rx: a thread panicked while the dashboard was up (its request was answered 500): {message}"
+        );
+    }
     // Not joined: after a hang-up (SSH gone) crossterm's poll can spin
     // inside one call without returning, and the process is ending anyway.
     quit.store(true, Ordering::Relaxed);
     drop(reader);
     result
+}
+
+/// Keeps ratatui's restore-then-report hook for this (the UI) thread only.
+/// A panic elsewhere (a worker survives it, answering 500) must not tear
+/// the screen down under a running dashboard: its message is held and
+/// printed once the terminal is back.
+fn hold_other_threads_panics() -> Arc<std::sync::Mutex<Vec<String>>> {
+    let ui_thread = std::thread::current().id();
+    let restore_and_report = std::panic::take_hook();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = held.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui_thread {
+            restore_and_report(info);
+        } else if let Ok(mut messages) = sink.lock() {
+            messages.push(info.to_string());
+        }
+    }));
+    held
 }
 
 /// Reads terminal input on its own thread until told to stop.
