@@ -242,7 +242,13 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
     let screen = text(&terminal);
     assert!(screen.contains("records 5"), "{screen}");
     assert!(screen.contains("last upload 4s ago"));
-    assert!(screen.contains("(1.21 KiB)") && screen.contains("7 events not shown"));
+    assert!(screen.contains("capture 1.21 KiB in ") && screen.contains("7 events not shown"));
+    // On the narrowest screen the warning and the size still show.
+    let narrow = text(&draw(&app, 80, 24));
+    assert!(
+        narrow.contains("7 events not shown") && narrow.contains("1.21 KiB"),
+        "{narrow}"
+    );
 }
 
 #[test]

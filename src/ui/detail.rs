@@ -212,7 +212,9 @@ fn body_title(app: &App, r: &RequestEvent) -> Line<'static> {
     match r.body.as_deref() {
         None => Line::from(Span::styled("Body: not kept (see the capture file)", t.dim)),
         Some(body) => {
-            let what = if is_json(body) {
+            // Accepted bodies were validated by the listener; refused ones
+            // are kept to 64 KiB, so this stays cheap on every frame.
+            let what = if r.accepted() || is_json(body) {
                 "pretty"
             } else {
                 "as received"

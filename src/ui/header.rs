@@ -1,7 +1,7 @@
 //! The header, always on screen:
 //! ```text
 //!  autopi-rx  point the device at http://192.168.1.20:8000/ …     FROZEN
-//!  auth 1 token · capture captures/x.jsonl (1.2 MiB) · devices 1 · last upload 3s ago
+//!  last upload 3s ago · devices 1 · auth 1 token · capture 1.2 MiB in captures/x.jsonl
 //!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2
 //!  1 Live  2 Requests  3 Types     device ◀ ee3d…1d05 (1/2) ▶ d     ? help  q quit
 //! ```
@@ -65,10 +65,11 @@ fn setup_line(app: &App) -> Line<'static> {
         1 => Span::styled("1 token", t.value),
         n => Span::styled(format!("{n} tokens"), t.value),
     };
+    // The size goes first: a narrow screen cuts the long path, not it.
     let size = app
         .setup
         .capture_bytes
-        .map_or(String::new(), |b| format!(" ({})", bytes(b)));
+        .map_or(String::new(), |b| format!("{} in ", bytes(b)));
     let last = match s.last_upload {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
@@ -81,7 +82,7 @@ fn setup_line(app: &App) -> Line<'static> {
         Span::styled(" · auth ", t.label),
         auth,
         Span::styled(" · capture ", t.label),
-        Span::styled(format!("{}{size}", app.setup.capture_path), t.value),
+        Span::styled(format!("{size}{}", app.setup.capture_path), t.value),
     ])
 }
 
@@ -90,6 +91,16 @@ fn totals_line(app: &App) -> Line<'static> {
     let t = &app.theme;
     let tot = &app.shown().totals;
     let mut spans = Vec::new();
+    // First, so that a narrow screen cannot cut it off.
+    if app.setup.dropped_events > 0 {
+        spans.push(Span::styled(
+            format!(
+                " {} events not shown (screen too slow; all saved) ",
+                count(app.setup.dropped_events)
+            ),
+            t.alarm,
+        ));
+    }
     let items = [
         ("requests", tot.requests, t.value),
         ("batches", tot.batches, t.value),
@@ -114,15 +125,6 @@ fn totals_line(app: &App) -> Line<'static> {
         let sep = if i == 0 { " " } else { " · " };
         spans.push(Span::styled(format!("{sep}{name} "), t.label));
         spans.push(Span::styled(count(n), style));
-    }
-    if app.setup.dropped_events > 0 {
-        spans.push(Span::styled(
-            format!(
-                "  {} events not shown (screen too slow; all saved) ",
-                count(app.setup.dropped_events)
-            ),
-            t.alarm,
-        ));
     }
     Line::from(spans)
 }
