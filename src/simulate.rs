@@ -309,8 +309,37 @@ struct Tally {
     records: u64,
     retries: u64,
     resends: u64,
-    latencies: Vec<Duration>,
+    latencies: Latencies,
     unacknowledged: u64,
+}
+
+/// Ack latencies of one uploader: every one while there are few, then a
+/// uniform sample of `LATENCY_SAMPLES` (reservoir sampling), so an endless
+/// load run keeps bounded memory; the maximum is always exact.
+#[derive(Default)]
+struct Latencies {
+    samples: Vec<Duration>,
+    seen: u64,
+    max: Duration,
+}
+
+/// Latencies kept per uploader (16 MiB): exact percentiles up to a million
+/// acknowledgements, sampled beyond.
+const LATENCY_SAMPLES: usize = 1 << 20;
+
+impl Latencies {
+    fn push(&mut self, latency: Duration) {
+        self.seen += 1;
+        self.max = self.max.max(latency);
+        if self.samples.len() < LATENCY_SAMPLES {
+            self.samples.push(latency);
+        } else {
+            let slot = rand::random_range(0..self.seen);
+            if let Some(kept) = self.samples.get_mut(slot as usize) {
+                *kept = latency;
+            }
+        }
+    }
 }
 
 /// State all uploaders share.
@@ -531,6 +560,7 @@ pub struct Summary {
 impl Summary {
     fn from_tallies(tallies: Vec<Tally>, elapsed: Duration, interrupted: bool) -> Summary {
         let mut latencies = Vec::new();
+        let mut max = Duration::ZERO;
         let mut s = Summary {
             batches: 0,
             records: 0,
@@ -547,9 +577,10 @@ impl Summary {
             s.retries += t.retries;
             s.resends += t.resends;
             s.unacknowledged += t.unacknowledged;
-            latencies.extend(t.latencies);
+            max = max.max(t.latencies.max);
+            latencies.extend(t.latencies.samples);
         }
-        s.latency = Latency::of(latencies);
+        s.latency = Latency::of(latencies).map(|l| Latency { max, ..l });
         s
     }
 
@@ -728,6 +759,18 @@ pub fn main(args: SimulateArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_stay_bounded_and_keep_the_true_maximum() {
+        let mut l = Latencies::default();
+        let n = LATENCY_SAMPLES as u64 + 5_000;
+        for i in 0..n {
+            // The largest comes last, after the reservoir is full.
+            l.push(Duration::from_micros(i));
+        }
+        assert_eq!((l.samples.len(), l.seen), (LATENCY_SAMPLES, n));
+        assert_eq!(l.max, Duration::from_micros(n - 1));
+    }
 
     #[test]
     fn latency_percentiles_are_nearest_rank() {
