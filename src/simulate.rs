@@ -109,6 +109,11 @@ pub struct SimulateArgs {
     /// (the device's code: 10).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
+
+    /// Least wait before a cycle that re-sends a failed batch, even with
+    /// --interval 0, so a receiver restarting is not given up on at once.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub retry_wait: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,6 +136,8 @@ pub struct Settings {
     /// One line on stderr per answer (acks only when --interval > 0);
     /// off for callers that own the screen.
     pub notes: bool,
+    /// Least time between cycles while a batch waits to be sent again.
+    pub retry_wait: Duration,
 }
 
 impl Settings {
@@ -169,6 +176,7 @@ impl Settings {
                 None => default_start(args.seed),
             },
             notes: true,
+            retry_wait: seconds("--retry-wait", args.retry_wait, 0.0)?,
         })
     }
 }
@@ -416,7 +424,11 @@ impl Shared<'_> {
                 None if queue.is_empty() => break,
                 None => {}
             }
-            if !self.wait(stop, cycle + self.settings.interval) {
+            let mut pause = self.settings.interval;
+            if !queue.is_empty() {
+                pause = pause.max(self.settings.retry_wait);
+            }
+            if !self.wait(stop, cycle + pause) {
                 break;
             }
         }
@@ -800,6 +812,7 @@ mod tests {
             timestamps: Stamps::Naive,
             start: None,
             timeout: 1.0,
+            retry_wait: 0.0,
         };
         let settings = Settings::from_args(&args).unwrap();
         let live = Source::Live(Box::new(Mutex::new((Batches::new(&settings), Some(2)))));

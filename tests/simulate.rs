@@ -39,6 +39,9 @@ fn args(url: &str, count: u64) -> SimulateArgs {
         timestamps: Stamps::Naive,
         start: None,
         timeout: 10.0,
+        // Tests script their failures; waiting between retries would only
+        // slow them down.
+        retry_wait: 0.0,
     }
 }
 
@@ -717,4 +720,22 @@ fn bad_settings_are_refused_with_the_flag_named() {
     check(&|a| a.interval = f64::NAN, "--interval");
     check(&|a| a.unit_id = Some("has space".into()), "--unit-id");
     check(&|a| a.start = Some("yesterday".into()), "--start");
+}
+
+#[test]
+fn a_failed_batch_waits_at_least_the_retry_wait_even_at_interval_0() {
+    let (server, url, log) = scripted(vec![503]);
+    let mut a = args(&url, 1);
+    a.retry_wait = 0.3;
+    let started = std::time::Instant::now();
+    let summary = run(&a).unwrap();
+    // A lower bound only: a slow machine can make it longer, never shorter.
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    server.unblock();
+    assert_eq!(log.join().unwrap().len(), 2);
+    assert_eq!(summary.retries, 1);
 }
