@@ -17,11 +17,11 @@
 //!    dashboard consuming events (on a TestBackend) and without it, and
 //!    how often the dashboard redrew meanwhile.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use autopi_rx::app::{App, Outside, Setup};
 use autopi_rx::capture::Capture;
@@ -31,6 +31,7 @@ use autopi_rx::ingest::{Auth, Config};
 use autopi_rx::server::{self, Settings};
 use autopi_rx::state::State;
 use autopi_rx::ui::theme::Theme;
+use common::{Conn, request_bytes};
 use crossbeam_channel::{Receiver, bounded};
 use jiff::Timestamp;
 use ratatui::Terminal;
@@ -240,9 +241,9 @@ fn flood(ui: bool) {
     // others close (reported separately), which is not what this measures.
     let streams: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let mut stream = BufReader::new(TcpStream::connect(addr).unwrap());
-            assert_eq!(post(&mut stream, batch(c, 1_000_000).as_bytes()), 200);
-            stream
+            let mut conn = Conn::open(addr);
+            assert_eq!(post(&mut conn, batch(c, 1_000_000).as_bytes()), 200);
+            conn
         })
         .collect();
     let started = Instant::now();
@@ -307,7 +308,7 @@ fn consume(rx: Receiver<RequestEvent>, stop: Receiver<()>, ui: bool, frames: Arc
 /// One keep-alive connection posting its share of the flood for
 /// `SECONDS`, paced to the target rate (at once when behind); returns each
 /// acknowledgement's latency.
-fn client(mut stream: BufReader<TcpStream>, c: usize) -> Vec<Duration> {
+fn client(mut conn: Conn, c: usize) -> Vec<Duration> {
     let interval = Duration::from_secs_f64(CLIENTS as f64 / RATE as f64);
     let start = Instant::now();
     let mut latencies = Vec::new();
@@ -322,7 +323,7 @@ fn client(mut stream: BufReader<TcpStream>, c: usize) -> Vec<Duration> {
         }
         let body = batch(c, i);
         let sent = Instant::now();
-        assert_eq!(post(&mut stream, body.as_bytes()), 200);
+        assert_eq!(post(&mut conn, body.as_bytes()), 200);
         latencies.push(sent.elapsed());
     }
     latencies
@@ -346,32 +347,11 @@ fn batch(c: usize, i: u64) -> String {
 }
 
 /// One POST on a keep-alive connection; returns the status.
-fn post(stream: &mut BufReader<TcpStream>, body: &[u8]) -> u16 {
-    let head = format!(
-        "POST /logbook/storage HTTP/1.1\r\nHost: bench\r\nauthorization: token t\r\nunit-id: {UNIT}\r\ncontent-type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let s = stream.get_mut();
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut status = String::new();
-    stream.read_line(&mut status).unwrap();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-    }
-    let mut rest = vec![0; length];
-    stream.read_exact(&mut rest).unwrap();
-    status
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+fn post(conn: &mut Conn, body: &[u8]) -> u16 {
+    let headers = [
+        ("authorization", "token t"),
+        ("unit-id", UNIT),
+        ("content-type", "application/json"),
+    ];
+    conn.request(&request_bytes("POST", &headers, body)).status
 }
