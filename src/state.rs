@@ -57,6 +57,22 @@ impl<T> Ring<T> {
         evicted
     }
 
+    /// Adds in order of `key` (usually the record time), so a late batch
+    /// takes its place instead of being drawn after newer items. When full,
+    /// the oldest goes; an item older than all of a full ring is not kept.
+    pub fn insert_ordered<K: Ord>(&mut self, item: T, key: impl Fn(&T) -> K) {
+        let k = key(&item);
+        let mut at = self.items.partition_point(|x| key(x) <= k);
+        if self.items.len() == self.cap {
+            if at == 0 {
+                return;
+            }
+            self.items.pop_front();
+            at -= 1;
+        }
+        self.items.insert(at, item);
+    }
+
     /// Items, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
         self.items.iter()
@@ -178,7 +194,8 @@ pub struct Device {
     pub body_bytes: u64,
     /// The latest `track.pos`.
     pub position: Option<Stamped<Position>>,
-    pub track: Ring<(f64, f64)>,
+    /// Recent fixes as (time, lon, lat), in time order.
+    pub track: Ring<(Timestamp, f64, f64)>,
     pub battery: Option<Stamped<BatteryNow>>,
     /// (seconds since the Unix epoch, volts), in arrival order.
     pub voltages: Ring<(f64, f64)>,
@@ -400,7 +417,7 @@ impl Device {
         match view {
             View::Position(p) => {
                 if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
-                    self.track.push((lon, lat));
+                    self.track.insert_ordered((ts, lon, lat), |p| p.0);
                 }
                 set_if_newer(&mut self.position, ts, p.clone());
             }
@@ -887,5 +904,44 @@ mod tests {
         assert_eq!(line.fields.chars().count(), FIELD_CHARS);
         assert!(line.fields.ends_with('…'));
         assert_eq!(d.obd["vin"].value.value.chars().count(), FIELD_CHARS);
+    }
+
+    #[test]
+    fn a_late_batch_takes_its_place_in_the_track() {
+        let pos = |t: &str, lat: f64| {
+            format!(r#"[{{"@t":"track.pos","@ts":"{t}","loc":{{"lat":{lat},"lon":9.9}}}}]"#)
+        };
+        let mut s = State::default();
+        let now = at("2026-11-27T08:10:00Z");
+        s.apply(&accepted(
+            1,
+            now,
+            Some(UNIT),
+            &pos("2026-11-27T08:00:00", 57.1),
+        ));
+        s.apply(&accepted(
+            2,
+            now,
+            Some(UNIT),
+            &pos("2026-11-27T08:02:00", 57.3),
+        ));
+        // Retried later, recorded in between.
+        s.apply(&accepted(
+            3,
+            now,
+            Some(UNIT),
+            &pos("2026-11-27T08:01:00", 57.2),
+        ));
+        let lats: Vec<f64> = s.device(UNIT).unwrap().track.iter().map(|p| p.2).collect();
+        assert_eq!(lats, [57.1, 57.2, 57.3]);
+        let mut ring = Ring::new(2);
+        for k in [5, 7, 6, 1] {
+            ring.insert_ordered(k, |k| *k);
+        }
+        assert_eq!(
+            ring.iter().copied().collect::<Vec<_>>(),
+            [6, 7],
+            "older than a full ring: dropped"
+        );
     }
 }

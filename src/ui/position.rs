@@ -91,7 +91,11 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     if area.width < 4 || area.height < 2 {
         return;
     }
-    let track: Vec<(f64, f64)> = device.track.iter().copied().collect();
+    let track: Vec<(f64, f64)> = device
+        .track
+        .iter()
+        .map(|&(_, lon, lat)| (lon, lat))
+        .collect();
     let (xb, yb) = bounds(&track, area.width, area.height);
     let across_m = (xb[1] - xb[0]) * M_PER_DEG * ((yb[0] + yb[1]) / 2.0).to_radians().cos();
     let t = &app.theme;
