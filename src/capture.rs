@@ -402,11 +402,11 @@ fn sync_parent(path: &Path) {
     }
 }
 
-/// Reads a capture file, skipping an unterminated last line; each complete
-/// line that is not a capture line is an error item.
+/// Reads a capture file line by line; a line that is not a capture line
+/// (such as a torn last line not yet repaired) is an error item.
 pub fn read(path: &Path) -> io::Result<impl Iterator<Item = Result<Line, String>>> {
     let reader = BufReader::new(File::open(path)?);
-    let mut lines = reader.split(b'\n').enumerate().peekable();
+    let mut lines = reader.split(b'\n').enumerate();
     Ok(std::iter::from_fn(move || {
         let (i, line) = lines.next()?;
         let line = match line {

@@ -110,18 +110,11 @@ impl fmt::Display for Scalar<'_> {
 
 /// Parses a whole batch (a JSON array of objects) into typed views.
 pub fn parse_batch(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
-    let mut records = parse_batch_lazy(json)?;
-    for r in &mut records {
-        r.view = r.make_view();
-    }
-    Ok(records)
-}
-
-/// Parses a batch into records whose `view` is left `Other`: `make_view`
-/// builds it for the records that need it (the fold skips superseded ones).
-pub fn parse_batch_lazy(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
     let mut records = Vec::new();
-    for_each_record(json, |r| records.push(r))?;
+    for_each_record(json, |mut r| {
+        r.view = r.make_view();
+        records.push(r);
+    })?;
     Ok(records)
 }
 
