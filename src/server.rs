@@ -44,14 +44,27 @@ pub const MAX_WORKERS: usize = 256;
 /// process for absurd `Content-Length`s.
 const UNREAD_DRAIN_LIMIT: usize = 1 << 30;
 
+/// The file where tiny_http 0.12's accept thread unwraps `try_clone` of
+/// each new socket (upstream issue tiny-http#195). Out of descriptors,
+/// that thread panics: the listening socket is closed, and `recv` never
+/// learns of it.
+const ACCEPT_PANIC_FILE: &str = "refined_tcp_stream.rs";
+/// EMFILE on Linux and macOS.
+const EMFILE: i32 = 24;
+
+/// The `fatal` senders of every receiver started in this process: a panic
+/// cannot tell which server's accept thread it came from.
+static LISTENER_WATCHERS: Mutex<Vec<Sender<String>>> = Mutex::new(Vec::new());
+
 /// A running receiver; `shutdown` stops it cleanly.
 pub struct Running {
     ctx: Arc<Ctx>,
     capture: Capture,
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
-    /// Says why the listener died (tiny_http stops accepting after any
-    /// accept error, e.g. out of file descriptors).
+    /// Says why the listener died: tiny_http stops accepting after any
+    /// accept error, and its accept thread panics when a descriptor runs
+    /// out just after an accept.
     pub fatal: Receiver<String>,
 }
 
@@ -88,6 +101,12 @@ pub fn start(
         Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
     let stats = Arc::new(Stats::default());
     let (fatal_tx, fatal) = bounded(1);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(watch_accept_thread);
+    LISTENER_WATCHERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(fatal_tx.clone());
     let ctx = Arc::new(Ctx {
         server,
         config: settings.ingest,
@@ -113,6 +132,66 @@ pub fn start(
         stats,
         fatal,
     })
+}
+
+/// Wraps the current panic hook: a panic of tiny_http's accept thread ends
+/// the run with a clear reason instead of leaving a receiver that no
+/// longer accepts connections; any other panic goes on as before.
+pub fn watch_accept_thread() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !listener_lost(info) {
+            previous(info);
+        }
+    }));
+}
+
+/// Whether this panic is tiny_http's accept thread dying; if it is, every
+/// receiver of this process is told, and nothing is printed here.
+pub fn listener_lost(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let in_accept_thread = info.location().is_some_and(|l| {
+        let file = l.file().replace('\\', "/");
+        file.contains("/tiny_http-") && file.ends_with(ACCEPT_PANIC_FILE)
+    });
+    if !in_accept_thread {
+        return false;
+    }
+    let payload = info.payload();
+    let what = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    // The payload is `unwrap`'s text around the io::Error's Debug form.
+    let (what, hint) = if what.contains("code: 24,") {
+        (
+            io::Error::from_raw_os_error(EMFILE).to_string(),
+            descriptor_hint(),
+        )
+    } else {
+        (what.to_string(), String::new())
+    };
+    let why = format!(
+        "the listener stopped accepting connections: tiny_http's accept thread failed: {what}{hint}"
+    );
+    for watcher in LISTENER_WATCHERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let _ = watcher.try_send(why.clone());
+    }
+    true
+}
+
+/// What to do when descriptors run out, with the limit in force.
+fn descriptor_hint() -> String {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) => {
+            format!(" (out of file descriptors: the limit is {soft}; raise it with `ulimit -n`)")
+        }
+        Err(_) => " (out of file descriptors; raise the limit with `ulimit -n`)".into(),
+    }
 }
 
 /// Starts one more worker thread.
@@ -174,9 +253,14 @@ fn worker(ctx: &Arc<Ctx>) {
             // Wake-ups come only with `stopping`; any other error means
             // tiny_http's accept loop has ended for good.
             Err(e) if !ctx.stopping.load(Ordering::SeqCst) => {
-                let _ = ctx
-                    .fatal
-                    .try_send(format!("the listener stopped accepting connections: {e}"));
+                let hint = if e.raw_os_error() == Some(EMFILE) {
+                    descriptor_hint()
+                } else {
+                    String::new()
+                };
+                let _ = ctx.fatal.try_send(format!(
+                    "the listener stopped accepting connections: {e}{hint}"
+                ));
                 return;
             }
             Err(_) => {}

@@ -49,8 +49,10 @@ pub fn run(
     };
     let result = app::run(&mut terminal, &mut app, outside);
     ratatui::restore();
-    // Back to the default hook; then say what panicked meanwhile.
+    // Back to the default hook (still watching tiny_http's accept
+    // thread); then say what panicked meanwhile.
     drop(std::panic::take_hook());
+    crate::server::watch_accept_thread();
     for message in held.lock().map(|m| m.clone()).unwrap_or_default() {
         eprintln!(
             "autopi-rx: a thread panicked while the dashboard was up (its request was answered 500): {message}"
@@ -75,6 +77,8 @@ fn hold_other_threads_panics() -> Arc<std::sync::Mutex<Vec<String>>> {
     std::panic::set_hook(Box::new(move |info| {
         if std::thread::current().id() == ui_thread {
             restore_and_report(info);
+        } else if crate::server::listener_lost(info) {
+            // The run ends with its reason once the terminal is back.
         } else if let Ok(mut messages) = sink.lock() {
             messages.push(info.to_string());
         }

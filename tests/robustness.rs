@@ -150,15 +150,16 @@ fn long_json_errors_are_cut_but_keep_the_position() {
     );
 }
 
-#[test]
-fn a_dead_listener_ends_the_run_loudly() {
+/// Runs the receiver under a hard descriptor limit it cannot raise and
+/// opens connections until it runs out: it must exit 1 with a clear reason
+/// (no raw panic), whichever way tiny_http meets the limit.
+fn out_of_descriptors_at(limit: u32) {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("c.jsonl");
-    // A hard limit the receiver cannot raise: accept() soon fails.
     let mut cmd = std::process::Command::new("sh");
     cmd.env_remove("AUTOPI_RX_TOKEN").args([
         "-c",
-        "ulimit -n 40 && exec \"$0\" \"$@\"",
+        &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
         env!("CARGO_BIN_EXE_autopi-rx"),
         "--token",
         TOKEN,
@@ -173,6 +174,25 @@ fn a_dead_listener_ends_the_run_loudly() {
             Err(_) => break,
         }
     }
-    rx.wait_stderr("stopped accepting connections");
+    let line = rx.wait_stderr("stopped accepting connections");
+    assert!(line.contains("ulimit -n"), "{line}");
     assert_eq!(rx.child.wait().unwrap().code(), Some(1));
+    let stderr = rx.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+// Each accepted connection costs tiny_http two descriptors (the socket
+// and its clone), so the parity of the limit decides which call runs out:
+// with one limit `accept` fails (tiny_http reports an error), with the
+// next one the clone fails (tiny_http's accept thread panics). Testing
+// two neighbouring limits covers both, whatever descriptors the receiver
+// inherited.
+#[test]
+fn out_of_descriptors_ends_the_run_loudly_even_limit() {
+    out_of_descriptors_at(40);
+}
+
+#[test]
+fn out_of_descriptors_ends_the_run_loudly_odd_limit() {
+    out_of_descriptors_at(41);
 }
