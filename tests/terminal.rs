@@ -1,0 +1,288 @@
+//! The dashboard in a real pseudo-terminal: the real binary draws into a
+//! pty, and a terminal emulator (vt100) turns what it wrote into the
+//! screen a user would see. Checks what snapshot tests cannot: the
+//! listening line before the UI, nothing else written while it is up, the
+//! terminal given back (main screen, cooked mode) on quit and on a fatal
+//! error, and the token never on the terminal.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroU16;
+use std::time::{Duration, Instant};
+
+use common::{TOKEN, post, samples};
+use crossbeam_channel::{Receiver, unbounded};
+use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
+
+const WAIT: Duration = Duration::from_secs(20);
+const ENTER_ALT: &[u8] = b"\x1b[?1049h";
+const LEAVE_ALT: &[u8] = b"\x1b[?1049l";
+
+/// The binary running in a 120×40 pty, and everything it wrote there.
+struct Tty {
+    master: Box<dyn MasterPty + Send>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn Child + Send + Sync>,
+    output: Receiver<Vec<u8>>,
+    raw: Vec<u8>,
+    screen: vt100::Parser,
+    _dir: tempfile::TempDir,
+}
+
+impl Tty {
+    /// Runs `autopi-rx ARGS` (through `sh -c PREFIX exec ...` when a
+    /// prefix is given) on its own terminal.
+    fn start(prefix: &str, args: &[&str]) -> Tty {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("c.jsonl");
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: 40,
+                cols: 120,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new("sh");
+        cmd.arg("-c");
+        cmd.arg(format!("{prefix} exec \"$0\" \"$@\""));
+        cmd.arg(env!("CARGO_BIN_EXE_autopi-rx"));
+        for a in ["--listen", "127.0.0.1:0", "--capture"] {
+            cmd.arg(a);
+        }
+        cmd.arg(&capture);
+        for a in args {
+            cmd.arg(a);
+        }
+        cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("AUTOPI_RX_TOKEN");
+        cmd.env_remove("NO_COLOR");
+        cmd.cwd(dir.path());
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let (tx, output) = unbounded();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            // Ends at EOF or EIO, once the child and its pty side are gone.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        let writer = pty.master.take_writer().unwrap();
+        Tty {
+            master: pty.master,
+            writer,
+            child,
+            output,
+            raw: Vec::new(),
+            screen: vt100::Parser::new(
+                NonZeroU16::new(40).unwrap(),
+                NonZeroU16::new(120).unwrap(),
+                0,
+            ),
+            _dir: dir,
+        }
+    }
+
+    /// Reads what the binary wrote until `done` holds for it.
+    fn wait_for(&mut self, what: &str, done: impl Fn(&Tty) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => {
+                    self.screen.process(&chunk);
+                    self.raw.extend_from_slice(&chunk);
+                }
+                Err(_) => panic!(
+                    "no {what} on the terminal; it shows:\n{}\nraw tail: {:?}",
+                    self.contents(),
+                    String::from_utf8_lossy(&self.raw[self.raw.len().saturating_sub(600)..])
+                ),
+            }
+        }
+    }
+
+    fn wait_screen(&mut self, text: &str) {
+        self.wait_for(text, |t| t.contents().contains(text));
+    }
+
+    /// Everything written before the dashboard took the screen, as text.
+    fn before_ui(&self) -> String {
+        let end = find(&self.raw, ENTER_ALT).unwrap_or(self.raw.len());
+        String::from_utf8_lossy(&self.raw[..end]).into_owned()
+    }
+
+    fn contents(&self) -> String {
+        self.screen.screen().contents()
+    }
+
+    /// The address from the `listening on` line printed before the UI.
+    fn addr(&mut self) -> SocketAddr {
+        self.wait_for("listening line", |t| {
+            let text = t.before_ui();
+            text.find("listening on http://")
+                .is_some_and(|at| text[at..].contains('\n'))
+        });
+        let text = self.before_ui();
+        let line = text.lines().find(|l| l.contains("listening on")).unwrap();
+        let at = line.find("http://").unwrap() + "http://".len();
+        line[at..].trim().parse().unwrap()
+    }
+
+    fn press(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits for the process to end (the pty closing) and its status.
+    fn exit_code(&mut self) -> u32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Whatever it wrote last is still in the pty.
+                while let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(500)) {
+                    self.screen.process(&chunk);
+                    self.raw.extend_from_slice(&chunk);
+                }
+                return status.exit_code();
+            }
+            assert!(Instant::now() < deadline, "still running");
+            if let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(50)) {
+                self.screen.process(&chunk);
+                self.raw.extend_from_slice(&chunk);
+            }
+        }
+    }
+
+    /// Whether the terminal is back in cooked mode with echo.
+    fn cooked(&self) -> bool {
+        use nix::sys::termios::LocalFlags;
+        let termios = self.master.get_termios().expect("the pty's settings");
+        termios
+            .local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO)
+    }
+
+    /// Bytes written between the UI taking the screen and giving it back.
+    fn during_ui(&self) -> &[u8] {
+        let start = find(&self.raw, ENTER_ALT).expect("the UI took the screen");
+        let end = find(&self.raw[start..], LEAVE_ALT).map_or(self.raw.len(), |e| start + e);
+        &self.raw[start..end]
+    }
+
+    /// Text written after the UI gave the screen back, without the
+    /// control sequences (showing the cursor again, say).
+    fn after_ui(&self) -> String {
+        let end = rfind(&self.raw, LEAVE_ALT).expect("the UI gave the screen back");
+        let mut text = String::new();
+        let mut rest = String::from_utf8_lossy(&self.raw[end + LEAVE_ALT.len()..]).into_owned();
+        while let Some(at) = rest.find("\x1b[") {
+            text.push_str(&rest[..at]);
+            let args = &rest[at + 2..];
+            // A CSI sequence ends with its first byte in @..~.
+            let len = args
+                .find(|c: char| ('@'..='~').contains(&c))
+                .map_or(args.len(), |i| i + 1);
+            rest = args[len..].to_string();
+        }
+        text + &rest
+    }
+}
+
+impl Drop for Tty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    find(hay, needle.as_bytes()).is_some()
+}
+
+#[test]
+fn the_dashboard_draws_in_a_terminal_and_gives_it_back_on_quit() {
+    let mut tty = Tty::start("", &["--token", TOKEN]);
+    let addr = tty.addr();
+    assert!(tty.before_ui().contains("capture: "), "{}", tty.before_ui());
+    tty.wait_screen("Position");
+
+    let body = std::fs::read(samples().join("guide-examples/track-pos.json")).unwrap();
+    let auth = format!("token {TOKEN}");
+    let ok = post(addr, &[("authorization", &auth)], &body);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let refused = post(addr, &[("authorization", "token not-the-token")], &body);
+    assert_eq!(refused.status, 401);
+    // The fix, as the engineer reads it, with the rejected upload counted.
+    tty.wait_screen("57.022410°");
+    tty.wait_screen("rejected 1");
+
+    // The requests tab lists the refused upload.
+    tty.press("2");
+    tty.wait_screen("401");
+    tty.press("q");
+    assert_eq!(tty.exit_code(), 0);
+
+    let ui = tty.during_ui();
+    assert!(
+        !contains(ui, "listening on"),
+        "the listening line came again"
+    );
+    // What the headless printer and warnings would have written.
+    assert!(!contains(ui, "\"status\":"), "a JSON line on the dashboard");
+    assert!(!contains(ui, "autopi-rx:"), "a message on the dashboard");
+    assert!(!contains(&tty.raw, TOKEN), "the token reached the terminal");
+    assert!(!tty.screen.screen().alternate_screen());
+    assert!(tty.cooked(), "raw mode left on");
+    assert!(tty.after_ui().trim().is_empty(), "{:?}", tty.after_ui());
+}
+
+/// A hard descriptor limit the receiver cannot raise, with room for the
+/// dashboard to start; connections then use the rest up.
+fn dead_listener_under_the_dashboard(limit: u32) {
+    let mut tty = Tty::start(&format!("ulimit -n {limit} &&"), &["--token", TOKEN]);
+    let addr = tty.addr();
+    tty.wait_screen("Position");
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        match TcpStream::connect(addr) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(tty.exit_code(), 1);
+    let after = tty.after_ui();
+    assert!(
+        after.contains("stopped accepting connections") && after.contains("ulimit -n"),
+        "{after:?}"
+    );
+    assert!(!after.contains("panicked"), "{after:?}");
+    assert!(!tty.screen.screen().alternate_screen());
+    assert!(tty.cooked(), "raw mode left on");
+}
+
+// Two neighbouring limits: one runs out on tiny_http's `accept`, the
+// other on its clone of the socket, which panics its accept thread (see
+// tests/robustness.rs).
+#[test]
+fn a_dead_listener_under_the_dashboard_gives_the_terminal_back_and_says_why_even() {
+    dead_listener_under_the_dashboard(48);
+}
+
+#[test]
+fn a_dead_listener_under_the_dashboard_gives_the_terminal_back_and_says_why_odd() {
+    dead_listener_under_the_dashboard(49);
+}
