@@ -69,6 +69,36 @@ pub fn fixed(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
+/// A unit as the screen writes it: python-OBD's long names (what the
+/// device sends, e.g. `revolutions_per_minute`) shortened to the usual
+/// symbols; anything else exactly as sent. Only the screen shortens: the
+/// capture and the request detail keep the device's text.
+pub fn unit(sent: &str) -> &str {
+    match sent {
+        "revolutions_per_minute" => "rpm",
+        "kph" | "kilometer_per_hour" | "kilometers_per_hour" => "km/h",
+        "mph" | "mile_per_hour" | "miles_per_hour" => "mph",
+        "degC" | "celsius" | "degree_Celsius" => "°C",
+        "degF" | "fahrenheit" | "degree_Fahrenheit" => "°F",
+        "degree" | "degrees" => "°",
+        "percent" => "%",
+        "volt" | "volts" => "V",
+        "millivolt" => "mV",
+        "ampere" => "A",
+        "milliampere" => "mA",
+        "pascal" => "Pa",
+        "kilopascal" => "kPa",
+        "gram_per_second" | "grams_per_second" => "g/s",
+        "liter_per_hour" | "liters_per_hour" => "L/h",
+        "kilometer" | "kilometers" => "km",
+        "meter" | "meters" => "m",
+        "second" | "seconds" => "s",
+        "minute" | "minutes" => "min",
+        "hour" | "hours" => "h",
+        _ => sent,
+    }
+}
+
 /// A unit-id shortened to its first and last four characters.
 pub fn short_id(id: &str) -> String {
     if id.chars().count() <= 12 {
@@ -89,6 +119,17 @@ pub fn short_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_units_are_shortened_and_others_kept() {
+        assert_eq!(unit("revolutions_per_minute"), "rpm");
+        assert_eq!(unit("kph"), "km/h");
+        assert_eq!(unit("degC"), "°C");
+        assert_eq!(unit("percent"), "%");
+        assert_eq!(unit("kilopascal"), "kPa");
+        assert_eq!(unit("furlongs_per_fortnight"), "furlongs_per_fortnight");
+        assert_eq!(unit(""), "");
+    }
 
     #[test]
     fn spans_and_ages() {

@@ -15,7 +15,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 
 use crate::app::App;
 use crate::state::Device;
-use crate::ui::format::{age, fixed};
+use crate::ui::format::{age, fixed, unit};
 use crate::ui::{panel, placeholder};
 
 /// Inner width from which the values are laid out in two columns.
@@ -108,11 +108,11 @@ pub fn values(app: &App, d: &Device) -> Vec<[String; 4]> {
     let now = app.now();
     let mut out = Vec::new();
     for (pid, stamped) in &d.obd {
-        let unit = stamped.value.unit.as_deref().unwrap_or("");
+        let sent = stamped.value.unit.as_deref().unwrap_or("");
         out.push([
             pid.clone(),
             stamped.value.value.clone(),
-            unit.to_string(),
+            unit(sent).to_string(),
             age(now, stamped.ts),
         ]);
     }
