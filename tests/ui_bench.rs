@@ -47,16 +47,29 @@ fn main() {
         println!("ui_bench: skipped (run with: cargo test --release --test ui_bench -- --run)");
         return;
     }
-    // The dashboard folds on the main thread; glibc's allocator behaves
-    // differently there than on other threads, so both are shown.
-    fold_one_million("main thread");
-    std::thread::spawn(|| fold_one_million("other thread"))
-        .join()
-        .unwrap();
-    render_frames();
-    backlog();
-    flood(false);
-    flood(true);
+    // `-- --run fold render` runs only those parts (for a profiler, say).
+    let picked: Vec<String> = std::env::args()
+        .filter(|a| ["fold", "render", "backlog", "flood"].contains(&a.as_str()))
+        .collect();
+    let part = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
+    if part("fold") {
+        // The dashboard folds on the main thread; glibc's allocator behaves
+        // differently there than on other threads, so both are shown.
+        fold_one_million("main thread");
+        std::thread::spawn(|| fold_one_million("other thread"))
+            .join()
+            .unwrap();
+    }
+    if part("render") {
+        render_frames();
+    }
+    if part("backlog") {
+        backlog();
+    }
+    if part("flood") {
+        flood(false);
+        flood(true);
+    }
 }
 
 /// 1 000 distinct-looking events carrying the 1 000-record sample.
