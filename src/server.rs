@@ -52,9 +52,9 @@ const ACCEPT_PANIC_FILE: &str = "refined_tcp_stream.rs";
 /// EMFILE on Linux and macOS.
 const EMFILE: i32 = 24;
 
-/// The `fatal` senders of every receiver started in this process: a panic
-/// cannot tell which server's accept thread it came from.
-static LISTENER_WATCHERS: Mutex<Vec<Sender<String>>> = Mutex::new(Vec::new());
+/// Every receiver running in this process (a panic cannot tell which
+/// server's accept thread it came from); gone ones are pruned.
+static LISTENER_WATCHERS: Mutex<Vec<std::sync::Weak<Ctx>>> = Mutex::new(Vec::new());
 
 /// A running receiver; `shutdown` stops it cleanly.
 pub struct Running {
@@ -101,12 +101,6 @@ pub fn start(
         Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
     let stats = Arc::new(Stats::default());
     let (fatal_tx, fatal) = bounded(1);
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(watch_accept_thread);
-    LISTENER_WATCHERS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(fatal_tx.clone());
     let ctx = Arc::new(Ctx {
         server,
         config: settings.ingest,
@@ -122,6 +116,13 @@ pub fn start(
         workers: Mutex::new(Vec::new()),
         fatal: fatal_tx,
     });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(watch_accept_thread);
+    {
+        let mut watchers = LISTENER_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
+        watchers.retain(|w| w.strong_count() > 0);
+        watchers.push(Arc::downgrade(&ctx));
+    }
     for _ in 0..settings.workers.clamp(1, MAX_WORKERS) {
         add_worker(&ctx)?;
     }
@@ -147,11 +148,14 @@ pub fn watch_accept_thread() {
 }
 
 /// Whether this panic is tiny_http's accept thread dying; if it is, every
-/// receiver of this process is told, and nothing is printed here.
+/// receiver of this process that is not already stopping is told, and
+/// nothing is printed here.
 pub fn listener_lost(info: &std::panic::PanicHookInfo<'_>) -> bool {
     let in_accept_thread = info.location().is_some_and(|l| {
         let file = l.file().replace('\\', "/");
-        file.contains("/tiny_http-") && file.ends_with(ACCEPT_PANIC_FILE)
+        // Registry, vendored and patched checkouts alike.
+        file.ends_with(ACCEPT_PANIC_FILE)
+            && (file.contains("tiny_http") || file.contains("tiny-http"))
     });
     if !in_accept_thread {
         return false;
@@ -162,26 +166,40 @@ pub fn listener_lost(info: &std::panic::PanicHookInfo<'_>) -> bool {
         .map(String::as_str)
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("a panic");
-    // The payload is `unwrap`'s text around the io::Error's Debug form.
-    let (what, hint) = if what.contains("code: 24,") {
-        (
-            io::Error::from_raw_os_error(EMFILE).to_string(),
-            descriptor_hint(),
-        )
-    } else {
-        (what.to_string(), String::new())
-    };
     let why = format!(
-        "the listener stopped accepting connections: tiny_http's accept thread failed: {what}{hint}"
+        "the listener stopped accepting connections: tiny_http's accept thread failed: {}",
+        unwrapped_os_error(what)
     );
-    for watcher in LISTENER_WATCHERS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
-        let _ = watcher.try_send(why.clone());
+    let watchers = LISTENER_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
+    for ctx in watchers.iter().filter_map(std::sync::Weak::upgrade) {
+        if !ctx.stopping.load(Ordering::SeqCst) {
+            let _ = ctx.fatal.try_send(why.clone());
+        }
     }
     true
+}
+
+/// `unwrap`'s panic text around an io::Error (`... Os { code: 24, ... }`)
+/// as the error's own message, with advice when descriptors ran out; any
+/// other text as it is.
+fn unwrapped_os_error(what: &str) -> String {
+    let code = what.split_once("code: ").and_then(|(_, rest)| {
+        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        digits.parse::<i32>().ok()
+    });
+    match code {
+        Some(code) => os_error_text(&io::Error::from_raw_os_error(code)),
+        None => what.to_string(),
+    }
+}
+
+/// An OS error's message, with advice when descriptors ran out.
+fn os_error_text(e: &io::Error) -> String {
+    if e.raw_os_error() == Some(EMFILE) {
+        format!("{e}{}", descriptor_hint())
+    } else {
+        e.to_string()
+    }
 }
 
 /// What to do when descriptors run out, with the limit in force.
@@ -253,13 +271,9 @@ fn worker(ctx: &Arc<Ctx>) {
             // Wake-ups come only with `stopping`; any other error means
             // tiny_http's accept loop has ended for good.
             Err(e) if !ctx.stopping.load(Ordering::SeqCst) => {
-                let hint = if e.raw_os_error() == Some(EMFILE) {
-                    descriptor_hint()
-                } else {
-                    String::new()
-                };
                 let _ = ctx.fatal.try_send(format!(
-                    "the listener stopped accepting connections: {e}{hint}"
+                    "the listener stopped accepting connections: {}",
+                    os_error_text(&e)
                 ));
                 return;
             }
@@ -606,5 +620,28 @@ pub fn redact_authorization(auth: &ingest::Auth, value: &str) -> (String, Option
             let matched = (!matches!(auth, ingest::Auth::Open)).then_some(false);
             (format!("[redacted, {} bytes]", value.len()), matched)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwrap_panic_text_becomes_the_os_message() {
+        let emfile = r#"called `Result::unwrap()` on an `Err` value: Os { code: 24, kind: Uncategorized, message: "Too many open files" }"#;
+        let text = unwrapped_os_error(emfile);
+        assert!(
+            text.starts_with(
+                "Too many open files (os error 24) (out of file descriptors: the limit is "
+            ),
+            "{text}"
+        );
+        let enfile = r#"called `Result::unwrap()` on an `Err` value: Os { code: 23, kind: Uncategorized, message: "Too many open files in system" }"#;
+        assert_eq!(
+            unwrapped_os_error(enfile),
+            io::Error::from_raw_os_error(23).to_string()
+        );
+        assert_eq!(unwrapped_os_error("something else"), "something else");
     }
 }

@@ -48,9 +48,12 @@ fn main() {
         return;
     }
     // `-- --run fold render` runs only those parts (for a profiler, say).
-    let picked: Vec<String> = std::env::args()
-        .filter(|a| ["fold", "render", "backlog", "flood"].contains(&a.as_str()))
-        .collect();
+    const PARTS: [&str; 4] = ["fold", "render", "backlog", "flood"];
+    let picked: Vec<String> = std::env::args().skip(1).filter(|a| a != "--run").collect();
+    if let Some(unknown) = picked.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        eprintln!("ui_bench: no part {unknown:?}; the parts are {PARTS:?}");
+        std::process::exit(2);
+    }
     let part = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
     if part("fold") {
         // The dashboard folds on the main thread; glibc's allocator behaves

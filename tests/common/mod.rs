@@ -133,6 +133,16 @@ impl Receiver {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits for the process to end on its own; its status and all of
+    /// its stderr.
+    pub fn wait_exit(&mut self) -> (ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        self.stderr_done
+            .recv_timeout(WAIT)
+            .expect("stderr closed after the exit");
+        (status, self.stderr())
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
         signal(&self.child, "TERM");
