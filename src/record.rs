@@ -176,8 +176,7 @@ impl<'a> Record<'a> {
     }
 
     fn num(&self, key: &str) -> Option<f64> {
-        self.field(key)
-            .and_then(|v| serde_json::from_str::<f64>(v).ok())
+        self.field(key).and_then(number)
     }
 
     fn text(&self, key: &str) -> Option<Cow<'a, str>> {
@@ -282,10 +281,28 @@ impl<'a> Record<'a> {
 
 /// A JSON string literal's text, borrowed unless it holds escapes. (serde's
 /// own `Cow<str>` always allocates, which made parsing twice as slow.)
+/// `raw` is one value of a batch serde_json has already validated, so a
+/// literal without a backslash is its own text between the quotes.
 fn json_str(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
+    if let Some(inner) = inner.filter(|i| memchr::memchr(b'\\', i.as_bytes()).is_none()) {
+        return Some(Cow::Borrowed(inner));
+    }
     serde_json::from_str::<BorrowedStr<'_>>(raw)
         .ok()
         .map(|s| s.0)
+}
+
+/// A JSON number's value. `raw` is a validated JSON value, and Rust's
+/// float syntax takes every JSON number; strings, `null` and the rest are
+/// refused as serde_json would.
+fn number(raw: &str) -> Option<f64> {
+    if raw.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
+        // serde_json refuses what overflows; so does the screen.
+        raw.parse::<f64>().ok().filter(|n| n.is_finite())
+    } else {
+        None
+    }
 }
 
 /// A string that borrows from the input whenever serde_json allows it.
@@ -314,7 +331,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
 }
 
 fn scalar(raw: &str) -> Option<Scalar<'_>> {
-    if let Ok(n) = serde_json::from_str::<f64>(raw) {
+    if let Some(n) = number(raw) {
         return Some(Scalar::Number(n));
     }
     json_str(raw).map(Scalar::Text)
@@ -347,6 +364,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_values_read_like_serde_json_reads_them() {
+        for raw in ["12", "-0.5", "1e3", "2.5E-2", "0"] {
+            assert_eq!(number(raw), serde_json::from_str::<f64>(raw).ok(), "{raw}");
+        }
+        for raw in [r#""12""#, "null", "true", "[1]", "1e400"] {
+            assert_eq!(number(raw), None, "{raw}");
+        }
+        assert_eq!(json_str(r#""plain""#), Some(Cow::Borrowed("plain")));
+        assert_eq!(json_str(r#""a\"b""#).as_deref(), Some(r#"a"b"#));
+        assert_eq!(json_str(r#""\u00e6""#).as_deref(), Some("æ"));
+        assert_eq!(json_str(r#""""#).as_deref(), Some(""));
+        assert_eq!(json_str("12"), None);
+        assert_eq!(json_str("\""), None);
+    }
 
     #[test]
     fn guide_position_and_event() {

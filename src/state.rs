@@ -3,7 +3,7 @@
 //! the same state, and every history is a ring of a fixed size so memory
 //! stays bounded however long the receiver runs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use jiff::Timestamp;
 
@@ -360,26 +360,50 @@ impl Device {
     /// rest would be replaced at once (a batch is in time order). The last
     /// record of each type also gives the Types tab its value.
     fn fold_records(&mut self, text: &str, received: Timestamp) {
-        // Keyed and capped (four times the type table): a batch of many distinct
-        // `@t`s must not turn this into a quadratic search.
-        let mut last_of_type: HashMap<std::borrow::Cow<'_, str>, Record<'_>> = HashMap::new();
+        // One entry per `@t` of this batch, in first-seen order: the type
+        // table is updated once per type, not once per record. Keyed, and
+        // capped at four times the type table, so that a batch of many
+        // distinct `@t`s stays linear.
+        struct Seen<'a> {
+            count: u64,
+            first: Timestamp,
+            last: Timestamp,
+            record: Record<'a>,
+        }
+        let mut index: foldhash::HashMap<std::borrow::Cow<'_, str>, usize> =
+            foldhash::HashMap::default();
+        let mut seen: Vec<Seen<'_>> = Vec::new();
         // The listener accepted this batch, so it parses; a failure could
         // only leave the batch partly shown, never wrong.
         let _ = for_each_record(text, |r| {
             let ts = r.ts.unwrap_or(received);
             self.records += 1;
-            self.count_type(&r.kind_name, ts);
             if feeds_history(&r) {
                 let view = r.make_view();
                 self.fold_record(&r, &view, ts);
             }
-            if let Some(slot) = last_of_type.get_mut(&r.kind_name) {
-                *slot = r;
-            } else if last_of_type.len() < 4 * MAX_KEYS {
-                last_of_type.insert(r.kind_name.clone(), r);
+            if let Some(&i) = index.get(&r.kind_name) {
+                let s = &mut seen[i];
+                s.count += 1;
+                s.first = s.first.min(ts);
+                s.last = s.last.max(ts);
+                s.record = r;
+            } else if seen.len() < 4 * MAX_KEYS {
+                index.insert(r.kind_name.clone(), seen.len());
+                seen.push(Seen {
+                    count: 1,
+                    first: ts,
+                    last: ts,
+                    record: r,
+                });
+            } else {
+                self.count_type(&r.kind_name, ts, 1, ts);
             }
         });
-        for r in last_of_type.values() {
+        for s in &seen {
+            self.count_type(&s.record.kind_name, s.first, s.count, s.last);
+        }
+        for Seen { record: r, .. } in &seen {
             let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
             if !feeds_history(r) {
@@ -395,17 +419,17 @@ impl Device {
         }
     }
 
-    /// Counts one record of type `kind` at `ts`.
-    fn count_type(&mut self, kind: &str, ts: Timestamp) {
+    /// Counts `count` records of type `kind`, stamped from `first` to `last`.
+    fn count_type(&mut self, kind: &str, first: Timestamp, count: u64, last: Timestamp) {
         if let Some(t) = self.types.get_mut(kind) {
-            t.count += 1;
-            t.first_ts = t.first_ts.min(ts);
-            t.last_ts = t.last_ts.max(ts);
+            t.count += count;
+            t.first_ts = t.first_ts.min(first);
+            t.last_ts = t.last_ts.max(last);
         } else if self.types.len() < MAX_KEYS {
             let stats = TypeStats {
-                count: 1,
-                first_ts: ts,
-                last_ts: ts,
+                count,
+                first_ts: first,
+                last_ts: last,
                 last_value: String::new(),
             };
             self.types.insert(kind.to_string(), stats);
