@@ -589,6 +589,63 @@ pub fn classify_timestamp(s: &str) -> Option<TimestampKind> {
 
 /// Parses `@ts`: `Z`, `+00:00` and naive (taken as UTC), 0 to 9 fraction digits.
 pub fn parse_timestamp(s: &str) -> Option<(jiff::Timestamp, TimestampKind)> {
+    match device_shaped_timestamp(s) {
+        Some(parsed) => Some(parsed),
+        None => parse_timestamp_with_jiff(s),
+    }
+}
+
+thread_local! {
+    /// The last whole second parsed on this thread, by its text.
+    static LAST_SECOND: std::cell::Cell<Option<([u8; 19], jiff::Timestamp)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The device's own shape, `2026-11-27T08:00:03.158955` (or ending in
+/// `Z`), read fast: consecutive records mostly share their second, so the
+/// date and time up to the second are parsed by jiff once per second and
+/// kept per thread, and only the fraction digits are read here. None for
+/// any other shape or anything in doubt: jiff then reads the whole text.
+fn device_shaped_timestamp(s: &str) -> Option<(jiff::Timestamp, TimestampKind)> {
+    let bytes = s.as_bytes();
+    if bytes.len() < 19 || bytes[10] != b'T' {
+        return None;
+    }
+    let (head, rest) = bytes.split_at(19);
+    let (rest, kind) = match rest.split_last() {
+        Some((b'Z' | b'z', before)) => (before, TimestampKind::Offset),
+        _ => (rest, TimestampKind::Naive),
+    };
+    let nanos = match rest {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let mut n: i32 = 0;
+            for d in digits {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + i32::from(d - b'0');
+            }
+            n * 10_i32.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let head: [u8; 19] = head.try_into().ok()?;
+    let second = match LAST_SECOND.get() {
+        Some((text, second)) if text == head => second,
+        _ => {
+            let text = std::str::from_utf8(&head).ok()?;
+            let (second, _) = parse_timestamp_with_jiff(text)?;
+            LAST_SECOND.set(Some((head, second)));
+            second
+        }
+    };
+    let t = jiff::Timestamp::new(second.as_second(), nanos).ok()?;
+    Some((t, kind))
+}
+
+/// `@ts` read by jiff alone.
+fn parse_timestamp_with_jiff(s: &str) -> Option<(jiff::Timestamp, TimestampKind)> {
     if has_offset(s) {
         s.parse::<jiff::Timestamp>()
             .ok()
@@ -649,6 +706,45 @@ mod tests {
         let (naive, _) = parse_timestamp("2026-11-27T08:00:03.5").unwrap();
         let (zulu, _) = parse_timestamp("2026-11-27T08:00:03.500Z").unwrap();
         assert_eq!(naive, zulu);
+    }
+
+    proptest::proptest! {
+        /// The fast path for the device's shape reads every text exactly as
+        /// jiff alone does, refusals included.
+        #[test]
+        fn fast_timestamps_agree_with_jiff(
+            year in proptest::prop_oneof![0..10_000u32, 2019..2031u32, 9_990..10_000u32],
+            month in 0..14u32,
+            day in 0..33u32,
+            hour in 0..26u32,
+            minute in 0..61u32,
+            second in 0..62u32,
+            sep in proptest::sample::select(vec!["T", "T", "t", " "]),
+            fraction in proptest::sample::select(vec!["", ".", ",5", ".5", ".158955", ".123456789", ".1234567890", ".12a"]),
+            suffix in proptest::sample::select(vec!["", "", "Z", "z", "+00:00", "-02:00", "x", " "]),
+        ) {
+            let s = format!("{year:04}-{month:02}-{day:02}{sep}{hour:02}:{minute:02}:{second:02}{fraction}{suffix}");
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s), "{}", s);
+            // Twice: the second time the cached second is used.
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s), "{}", s);
+        }
+
+        #[test]
+        fn any_text_reads_as_jiff_reads_it(s in "[0-9T:.Zz+ -]{0,32}") {
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s));
+        }
+    }
+
+    #[test]
+    fn timestamps_in_one_second_share_the_cache_and_keep_their_fraction() {
+        let a = parse_timestamp("2026-11-27T08:00:03.1").unwrap().0;
+        let b = parse_timestamp("2026-11-27T08:00:03.000000002").unwrap().0;
+        let c = parse_timestamp("2026-11-27T08:00:04Z").unwrap();
+        assert_eq!(a.subsec_nanosecond(), 100_000_000);
+        assert_eq!(b.subsec_nanosecond(), 2);
+        assert_eq!(b.as_second(), a.as_second());
+        assert_eq!(c.0.as_second(), a.as_second() + 1);
+        assert_eq!(c.1, TimestampKind::Offset);
     }
 
     #[test]
