@@ -71,8 +71,9 @@ pub fn fixed(v: Option<f64>, decimals: usize) -> String {
 
 /// A unit as the screen writes it: python-OBD's long names (what the
 /// device sends, e.g. `revolutions_per_minute`) shortened to the usual
-/// symbols; anything else exactly as sent. Only the screen shortens: the
-/// capture and the request detail keep the device's text.
+/// symbols; anything else exactly as sent. Only the vehicle panel
+/// shortens: the Types tab, the request detail and the capture keep the
+/// device's text.
 pub fn unit(sent: &str) -> &str {
     match sent {
         "revolutions_per_minute" => "rpm",
