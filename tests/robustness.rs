@@ -202,15 +202,5 @@ fn out_of_descriptors_at(limit: u32) -> Death {
 /// raised one by one until both ways have been seen.
 #[test]
 fn out_of_descriptors_ends_the_run_loudly_either_way() {
-    let mut seen = Vec::new();
-    for limit in 40..64 {
-        let death = out_of_descriptors_at(limit);
-        if !seen.contains(&death) {
-            seen.push(death);
-        }
-        if seen.len() == 2 {
-            return;
-        }
-    }
-    panic!("only {seen:?} seen for limits 40 to 63");
+    common::until_both_ways(40..64, out_of_descriptors_at);
 }

@@ -296,15 +296,5 @@ fn dead_listener_under_the_dashboard(limit: u32) -> bool {
 /// free, so limits are raised one by one until both ways have been seen.
 #[test]
 fn a_dead_listener_under_the_dashboard_gives_the_terminal_back_and_says_why() {
-    let mut seen = Vec::new();
-    for limit in 48..72 {
-        let panicked = dead_listener_under_the_dashboard(limit);
-        if !seen.contains(&panicked) {
-            seen.push(panicked);
-        }
-        if seen.len() == 2 {
-            return;
-        }
-    }
-    panic!("only accept-thread panics = {seen:?} seen for limits 48 to 71");
+    common::until_both_ways(48..72, dead_listener_under_the_dashboard);
 }

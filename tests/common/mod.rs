@@ -321,3 +321,24 @@ pub fn http_body(raw: &[u8]) -> &[u8] {
     let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     &raw[at + 4..]
 }
+
+/// Runs `run` at each descriptor limit in turn until it has returned two
+/// different outcomes (tiny_http running out on `accept` or on its clone
+/// of the socket: which one depends on how many descriptors the process
+/// inherited, so no single limit is right on every machine).
+pub fn until_both_ways<T: PartialEq + std::fmt::Debug>(
+    limits: std::ops::Range<u32>,
+    mut run: impl FnMut(u32) -> T,
+) {
+    let mut seen = Vec::new();
+    for limit in limits.clone() {
+        let outcome = run(limit);
+        if !seen.contains(&outcome) {
+            seen.push(outcome);
+        }
+        if seen.len() == 2 {
+            return;
+        }
+    }
+    panic!("only {seen:?} seen for descriptor limits {limits:?}");
+}
