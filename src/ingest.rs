@@ -608,10 +608,21 @@ thread_local! {
 /// any other shape or anything in doubt: jiff then reads the whole text.
 fn device_shaped_timestamp(s: &str) -> Option<(jiff::Timestamp, TimestampKind)> {
     let bytes = s.as_bytes();
-    if bytes.len() < 19 || bytes[10] != b'T' {
+    if bytes.len() < 19 {
         return None;
     }
     let (head, rest) = bytes.split_at(19);
+    // Exactly `DDDD-DD-DDTDD:DD:DD`: jiff also takes other 19-byte texts
+    // (with an offset or no colons), which must be read whole.
+    let shaped = head.iter().enumerate().all(|(i, b)| match i {
+        4 | 7 => *b == b'-',
+        10 => *b == b'T',
+        13 | 16 => *b == b':',
+        _ => b.is_ascii_digit(),
+    });
+    if !shaped {
+        return None;
+    }
     let (rest, kind) = match rest.split_last() {
         Some((b'Z' | b'z', before)) => (before, TimestampKind::Offset),
         _ => (rest, TimestampKind::Naive),
@@ -733,6 +744,34 @@ mod tests {
         fn any_text_reads_as_jiff_reads_it(s in "[0-9T:.Zz+ -]{0,32}") {
             proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s));
         }
+
+        /// Heads of the right length but any layout (offsets, fractions or
+        /// missing colons inside the first 19 bytes).
+        #[test]
+        fn odd_heads_read_as_jiff_reads_them(
+            head in "20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3])(:[0-5][0-9]:[0-5][0-9]|[+-][01][0-9]:[0-5][0-9]|:[0-5][0-9][+-][01][0-9]|[0-5][0-9][0-5][0-9][.][0-9])",
+            tail in "(|[.][0-9]{1,3}|Z|[.][0-9]Z|:00)",
+        ) {
+            let s = format!("{head}{tail}");
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s), "{}", s);
+        }
+    }
+
+    #[test]
+    fn heads_with_offsets_or_without_colons_are_read_whole() {
+        for s in [
+            "2026-11-27T08+05:00",
+            "2026-11-27T08:00-05",
+            "2026-11-27T08+05:00.5",
+            "2026-11-27T08:00-05Z",
+            "2026-11-27T080003.1Z",
+        ] {
+            assert_eq!(parse_timestamp(s), parse_timestamp_with_jiff(s), "{s}");
+        }
+        assert_eq!(
+            classify_timestamp("2026-11-27T08+05:00"),
+            Some(TimestampKind::Offset)
+        );
     }
 
     #[test]

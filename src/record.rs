@@ -293,15 +293,19 @@ fn json_str(raw: &str) -> Option<Cow<'_, str>> {
         .map(|s| s.0)
 }
 
-/// A JSON number's value. `raw` is a validated JSON value, and Rust's
-/// float syntax takes every JSON number; strings, `null` and the rest are
-/// refused as serde_json would.
+/// A JSON number's value, as serde_json reads it. `raw` is a validated
+/// JSON value. Up to 15 digits without an exponent both readers are exact,
+/// so Rust's own parser is used there; longer numbers go to serde_json,
+/// which may round them differently in the last place.
 fn number(raw: &str) -> Option<f64> {
-    if raw.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
-        // serde_json refuses what overflows; so does the screen.
-        raw.parse::<f64>().ok().filter(|n| n.is_finite())
+    if !raw.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
+        return None;
+    }
+    let digits = raw.bytes().filter(u8::is_ascii_digit).count();
+    if digits <= 15 && !raw.contains(['e', 'E']) {
+        raw.parse::<f64>().ok()
     } else {
-        None
+        serde_json::from_str::<f64>(raw).ok()
     }
 }
 
@@ -367,7 +371,19 @@ mod tests {
 
     #[test]
     fn raw_values_read_like_serde_json_reads_them() {
-        for raw in ["12", "-0.5", "1e3", "2.5E-2", "0"] {
+        for raw in [
+            "12",
+            "-0.5",
+            "1e3",
+            "2.5E-2",
+            "0",
+            "-0",
+            "123456789012345",
+            "905848.5486265641",
+            "96666.484773788636",
+            "192e-83",
+            "18446744073709551616",
+        ] {
             assert_eq!(number(raw), serde_json::from_str::<f64>(raw).ok(), "{raw}");
         }
         for raw in [r#""12""#, "null", "true", "[1]", "1e400"] {

@@ -396,8 +396,12 @@ impl Device {
                     last: ts,
                     record: r,
                 });
-            } else {
-                self.count_type(&r.kind_name, ts, 1, ts);
+            } else if let Some(t) = self.types.get_mut(r.kind_name.as_ref()) {
+                // Past the cap: the types merged below fill the table
+                // first (they came first), so only known ones are counted.
+                t.count += 1;
+                t.first_ts = t.first_ts.min(ts);
+                t.last_ts = t.last_ts.max(ts);
             }
         });
         for s in &seen {
@@ -924,6 +928,10 @@ mod tests {
         s.apply(&accepted(1, at("2026-11-27T08:00:02Z"), Some(UNIT), &body));
         let d = s.device(UNIT).unwrap();
         assert_eq!(d.types.len(), MAX_KEYS);
+        // The table keeps the types that came first, with their values.
+        assert!(!d.types["event.x"].last_value.is_empty());
+        assert!(d.types.contains_key("kind.0"));
+        assert!(!d.types.contains_key("kind.40000"));
         let line = d.events.iter().last().unwrap();
         assert_eq!(line.fields.chars().count(), FIELD_CHARS);
         assert!(line.fields.ends_with('…'));
