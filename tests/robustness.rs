@@ -177,13 +177,7 @@ fn out_of_descriptors_at(limit: u32) -> Death {
         capture.to_str().unwrap(),
     ]);
     let mut rx = Receiver::spawn(&mut cmd);
-    let mut held = Vec::new();
-    for _ in 0..200 {
-        match TcpStream::connect(rx.addr) {
-            Ok(s) => held.push(s),
-            Err(_) => break,
-        }
-    }
+    let _held = connect_until_refused(rx.addr);
     let line = rx.wait_stderr("stopped accepting connections");
     assert!(line.contains("ulimit -n"), "{line}");
     let (status, stderr) = rx.wait_exit();

@@ -661,8 +661,17 @@ fn the_command_line_reads_like_the_issue() {
             .command
             .is_none()
     );
-    assert!(
-        parse(&[
+    let base = [
+        "autopi-rx",
+        "simulate",
+        "--url",
+        "http://h/",
+        "--token",
+        "T",
+    ];
+    // A receiver flag before `simulate`, a gzip level past 9, an empty batch.
+    let refused: [&[&str]; 3] = [
+        &[
             "autopi-rx",
             "--token",
             "T",
@@ -670,36 +679,14 @@ fn the_command_line_reads_like_the_issue() {
             "--url",
             "http://h/",
             "--token",
-            "T"
-        ])
-        .is_err()
-    );
-    assert!(
-        parse(&[
-            "autopi-rx",
-            "simulate",
-            "--url",
-            "http://h/",
-            "--token",
             "T",
-            "--gzip",
-            "10"
-        ])
-        .is_err()
-    );
-    assert!(
-        parse(&[
-            "autopi-rx",
-            "simulate",
-            "--url",
-            "http://h/",
-            "--token",
-            "T",
-            "--batch",
-            "0"
-        ])
-        .is_err()
-    );
+        ],
+        &[&base[..], &["--gzip", "10"]].concat(),
+        &[&base[..], &["--batch", "0"]].concat(),
+    ];
+    for args in refused {
+        assert!(parse(args).is_err(), "{args:?}");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
 
@@ -271,13 +271,7 @@ fn dead_listener_under_the_dashboard(limit: u32) -> bool {
     let mut tty = Tty::start(&format!("ulimit -n {limit} &&"), &["--token", TOKEN]);
     let addr = tty.addr();
     tty.wait_screen("Position");
-    let mut held = Vec::new();
-    for _ in 0..200 {
-        match TcpStream::connect(addr) {
-            Ok(s) => held.push(s),
-            Err(_) => break,
-        }
-    }
+    let _held = common::connect_until_refused(addr);
     assert_eq!(tty.exit().exit_code(), 1);
     let after = tty.after_ui();
     assert!(

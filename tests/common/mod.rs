@@ -342,3 +342,16 @@ pub fn until_both_ways<T: PartialEq + std::fmt::Debug>(
     }
     panic!("only {seen:?} seen for descriptor limits {limits:?}");
 }
+
+/// Opens connections to `addr` (at most 200) until one is refused, and
+/// keeps them open: a receiver under a low descriptor limit runs out.
+pub fn connect_until_refused(addr: SocketAddr) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        match TcpStream::connect(addr) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    held
+}
