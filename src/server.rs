@@ -49,6 +49,8 @@ const UNREAD_DRAIN_LIMIT: usize = 1 << 30;
 /// that thread panics: the listening socket is closed, and `recv` never
 /// learns of it.
 const ACCEPT_PANIC_FILE: &str = "refined_tcp_stream.rs";
+/// How a dead listener is reported, before the reason.
+const LISTENER_STOPPED: &str = "the listener stopped accepting connections";
 /// EMFILE on Linux and macOS.
 const EMFILE: i32 = 24;
 
@@ -167,7 +169,7 @@ pub fn listener_lost(info: &std::panic::PanicHookInfo<'_>) -> bool {
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("a panic");
     let why = format!(
-        "the listener stopped accepting connections: tiny_http's accept thread failed: {}",
+        "{LISTENER_STOPPED}: tiny_http's accept thread failed: {}",
         unwrapped_os_error(what)
     );
     let watchers = LISTENER_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,10 +273,9 @@ fn worker(ctx: &Arc<Ctx>) {
             // Wake-ups come only with `stopping`; any other error means
             // tiny_http's accept loop has ended for good.
             Err(e) if !ctx.stopping.load(Ordering::SeqCst) => {
-                let _ = ctx.fatal.try_send(format!(
-                    "the listener stopped accepting connections: {}",
-                    os_error_text(&e)
-                ));
+                let _ = ctx
+                    .fatal
+                    .try_send(format!("{LISTENER_STOPPED}: {}", os_error_text(&e)));
                 return;
             }
             Err(_) => {}

@@ -175,6 +175,13 @@ pub struct TypeStats {
 }
 
 impl TypeStats {
+    /// Adds `count` records stamped from `first` to `last`.
+    fn add(&mut self, first: Timestamp, count: u64, last: Timestamp) {
+        self.count += count;
+        self.first_ts = self.first_ts.min(first);
+        self.last_ts = self.last_ts.max(last);
+    }
+
     /// Records per minute between the first and the last seen, if they differ.
     pub fn per_minute(&self) -> Option<f64> {
         let span = (self.last_ts.as_millisecond() - self.first_ts.as_millisecond()) as f64;
@@ -399,15 +406,12 @@ impl Device {
             } else if let Some(t) = self.types.get_mut(r.kind_name.as_ref()) {
                 // Past the cap: the types merged below fill the table
                 // first (they came first), so only known ones are counted.
-                t.count += 1;
-                t.first_ts = t.first_ts.min(ts);
-                t.last_ts = t.last_ts.max(ts);
+                t.add(ts, 1, ts);
             }
         });
         for s in &seen {
-            self.count_type(&s.record.kind_name, s.first, s.count, s.last);
-        }
-        for Seen { record: r, .. } in &seen {
+            let r = &s.record;
+            self.count_type(&r.kind_name, s.first, s.count, s.last);
             let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
             if !feeds_history(r) {
@@ -426,9 +430,7 @@ impl Device {
     /// Counts `count` records of type `kind`, stamped from `first` to `last`.
     fn count_type(&mut self, kind: &str, first: Timestamp, count: u64, last: Timestamp) {
         if let Some(t) = self.types.get_mut(kind) {
-            t.count += count;
-            t.first_ts = t.first_ts.min(first);
-            t.last_ts = t.last_ts.max(last);
+            t.add(first, count, last);
         } else if self.types.len() < MAX_KEYS {
             let stats = TypeStats {
                 count,
