@@ -1,11 +1,14 @@
 //! Command line: flags, environment, and turning them into settings.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::ingest::DEFAULT_MAX_BODY;
+use crate::receiver::ingest::{Auth, DEFAULT_MAX_BODY};
+use crate::receiver::run::{Fatal, Settings, default_capture_path};
 use crate::simulate::SimulateArgs;
+use crate::simulate::demo;
 
 /// Receives AutoPi uploads on the bench: saves every batch durably before
 /// answering 2xx, and shows each request as it comes.
@@ -115,4 +118,48 @@ pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
         }
     }
     Ok(tokens)
+}
+
+impl ReceiveArgs {
+    /// The main job's settings: auth (or how to give a token), the demo's
+    /// generated token, the listen address, the capture path, and headless
+    /// when asked or when stdout is not a terminal.
+    pub fn settings(self) -> Result<Settings, Fatal> {
+        let demo_token = self.demo.then(demo::generate_token);
+        let auth = match &demo_token {
+            Some(token) => Auth::tokens(&[token]),
+            None => auth_from(&self)?,
+        };
+        let default_listen = if self.demo {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:8000"
+        };
+        Ok(Settings {
+            listen: self.listen.unwrap_or_else(|| default_listen.to_string()),
+            auth,
+            demo_token,
+            capture: self.capture.unwrap_or_else(default_capture_path),
+            max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
+            headless: self.headless || !std::io::stdout().is_terminal(),
+            workers: self.workers,
+        })
+    }
+}
+
+/// Builds the authentication from the flags, or says how to give a token.
+fn auth_from(args: &ReceiveArgs) -> Result<Auth, Fatal> {
+    if args.no_auth {
+        return Ok(Auth::Open);
+    }
+    let tokens = collect_tokens(args).map_err(|m| Fatal::new(2, m))?;
+    if tokens.is_empty() {
+        return Err(Fatal::new(
+            2,
+            "no auth token configured: give the device's Auth Token with --token TOKEN \
+             (or the AUTOPI_RX_TOKEN environment variable, or --token-file FILE), \
+             or pass --no-auth to accept uploads from anyone",
+        ));
+    }
+    Ok(Auth::tokens(&tokens))
 }

@@ -1,5 +1,8 @@
 //! Request events built without a server, for tests, screenshots and
-//! benchmarks: the same shape the listener sends, already redacted.
+//! benchmarks: the same shape the listener sends, already redacted. Test
+//! support only: compiled for unit tests and, through the `test-support`
+//! feature that the tests turn on, for the integration tests; never part
+//! of a release build.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,9 +13,9 @@ use jiff::Timestamp;
 use crate::event::RequestEvent;
 use crate::record::parse_batch;
 
-/// The shared sample files (`shared/samples` beside the work tree).
+/// The sample requests and batches kept with the tests (`tests/fixtures`).
 pub fn samples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// Reads one sample file as text.
@@ -88,7 +91,7 @@ pub fn duplicate(of: &RequestEvent, id: u64, received: Timestamp) -> RequestEven
     let mut e = of.clone();
     e.id = id;
     e.received = received;
-    e.duplicate_of = Some(crate::server::format_received(of.received));
+    e.duplicate_of = Some(crate::time::format_received(of.received));
     e
 }
 

@@ -1,23 +1,25 @@
 //! autopi-rx: a bench receiver for AutoPi telematics uploads.
 //!
-//! `server` takes requests, `ingest` decides on them, `capture` makes
-//! accepted batches durable, and consumers (`headless`) show the events.
+//! Wings, each depending only on the shared vocabulary below it:
+//! - `receiver`: takes requests, decides on them, answers (tiny_http);
+//! - `capture`: makes accepted batches durable and reads them back;
+//! - `dashboard`: folds request events into state and draws it;
+//! - `simulate`: a simulated device (and the demo that runs one).
+//!
+//! The vocabulary every wing shares: `record` (typed records), `event`
+//! (what the receiver reports), `batch` (a decoded batch), `time`.
 
 #![forbid(unsafe_code)]
 
-pub mod app;
+pub mod batch;
 pub mod capture;
 pub mod cli;
-pub mod demo;
+pub mod dashboard;
 pub mod event;
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
-pub mod headless;
-pub mod ingest;
-pub mod receive;
+pub mod panic;
+pub mod receiver;
 pub mod record;
-pub mod server;
 pub mod simulate;
-pub mod state;
-pub mod tui;
-pub mod ui;
+pub mod time;

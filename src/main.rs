@@ -5,11 +5,12 @@ use clap::Parser;
 use autopi_rx::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    autopi_rx::panic::install();
     let cli = Cli::parse();
     if let Some(Command::Simulate(args)) = cli.command {
         return autopi_rx::simulate::main(args);
     }
-    match autopi_rx::receive::run(cli.receive) {
+    match cli.receive.settings().and_then(autopi_rx::receiver::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
             eprintln!("autopi-rx: {}", fatal.message);

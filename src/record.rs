@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::ingest::{TimestampKind, parse_timestamp};
+use crate::time::{TimestampKind, parse_timestamp};
 
 /// One record: its type, its time and what the screen shows of it.
 #[derive(Clone, Debug, PartialEq)]

@@ -13,8 +13,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use autopi_rx::capture::Capture;
-use autopi_rx::ingest::{Auth, Config, decode};
-use autopi_rx::server::{self, Settings};
+use autopi_rx::receiver::ingest::{Auth, Config, decode};
+use autopi_rx::receiver::server::{self, Settings};
 use common::*;
 
 fn batch_gz() -> (Vec<u8>, Vec<u8>) {
@@ -86,7 +86,7 @@ fn acknowledgement_latency_and_throughput() {
         disk_fsync_p50(dir.path())
     );
     let capture = Capture::open(&dir.path().join("bench.jsonl")).unwrap();
-    let (events, drain) = crossbeam_channel::bounded(autopi_rx::receive::EVENT_QUEUE);
+    let (events, drain) = crossbeam_channel::bounded(autopi_rx::receiver::run::EVENT_QUEUE);
     std::thread::spawn(move || for _ in drain {});
     let settings = Settings {
         listen: "127.0.0.1:0".into(),

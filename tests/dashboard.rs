@@ -8,9 +8,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use autopi_rx::app::{Action, Outside, Tab};
+use autopi_rx::dashboard::app::{Action, Outside, Tab};
+use autopi_rx::dashboard::ui::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, guide_examples};
-use autopi_rx::ui::theme::Theme;
 use crossbeam_channel::{bounded, never, unbounded};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -238,7 +238,7 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
     };
     let mut app = empty();
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
-    autopi_rx::app::run(&mut terminal, &mut app, outside).unwrap();
+    autopi_rx::dashboard::app::run(&mut terminal, &mut app, outside).unwrap();
     let screen = text(&terminal);
     assert!(screen.contains("records 5"), "{screen}");
     assert!(screen.contains("last upload 4s ago"));
@@ -265,7 +265,7 @@ fn run_ends_on_a_signal() {
         probe: Box::new(|| (None, 0)),
     };
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
-    autopi_rx::app::run(&mut terminal, &mut empty(), outside).unwrap();
+    autopi_rx::dashboard::app::run(&mut terminal, &mut empty(), outside).unwrap();
     assert!(
         text(&terminal).contains("no upload yet"),
         "drew once before waiting"
@@ -279,7 +279,7 @@ fn battery_faults_stand_out_in_colour_and_in_monochrome() {
         app.theme = theme.clone();
         let area = Rect::new(0, 0, 60, 10);
         let mut buf = Buffer::empty(area);
-        autopi_rx::ui::battery::render(&app, area, &mut buf);
+        autopi_rx::dashboard::ui::battery::render(&app, area, &mut buf);
         let (x, y) = find(&buf, "overcharging").expect("state shown");
         let style = buf[(x, y)].style();
         assert_eq!(style.fg, theme.error.fg.or(Some(Color::Reset)));
@@ -342,7 +342,7 @@ fn failure_events_stand_out() {
     press(&mut app, &[KeyCode::Char('d')]);
     let area = Rect::new(0, 0, 100, 8);
     let mut buf = Buffer::empty(area);
-    autopi_rx::ui::events::render(&app, area, &mut buf);
+    autopi_rx::dashboard::ui::events::render(&app, area, &mut buf);
     let (x, y) = find(&buf, "@system/service/modem/failed").unwrap();
     assert_eq!(buf[(x, y)].style().fg, app.theme.error.fg);
 }
@@ -366,16 +366,16 @@ fn a_real_upload_never_shows_its_token() {
     let dir = tempfile::tempdir().unwrap();
     let capture = autopi_rx::capture::Capture::open(&dir.path().join("c.jsonl")).unwrap();
     let (tx, rx) = bounded(16);
-    let settings = autopi_rx::server::Settings {
+    let settings = autopi_rx::receiver::server::Settings {
         listen: "127.0.0.1:0".into(),
-        ingest: autopi_rx::ingest::Config {
-            auth: autopi_rx::ingest::Auth::tokens(&["sekrit-token-42"]),
+        ingest: autopi_rx::receiver::ingest::Config {
+            auth: autopi_rx::receiver::ingest::Auth::tokens(&["sekrit-token-42"]),
             max_body: 1 << 20,
         },
         workers: 2,
         event_bodies: true,
     };
-    let running = autopi_rx::server::start(settings, capture, tx).unwrap();
+    let running = autopi_rx::receiver::server::start(settings, capture, tx).unwrap();
     let body = &guide_examples()[0];
     assert!(post(running.addr, "token sekrit-token-42", body).contains("200"));
     assert!(post(running.addr, "Bearer wrong-token-99", body).contains("401"));

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use autopi_rx::ingest::{Auth, Config, decode};
+use autopi_rx::receiver::ingest::{Auth, Config, decode};
 use proptest::prelude::*;
 
 fn config() -> Config {
@@ -19,7 +19,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn check(result: Result<autopi_rx::ingest::Batch, autopi_rx::ingest::Rejection>) {
+fn check(result: Result<autopi_rx::batch::Batch, autopi_rx::receiver::ingest::Rejection>) {
     match result {
         Ok(b) => {
             // What is accepted is one line of valid JSON: an array.

@@ -9,7 +9,7 @@ use ui_support::*;
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
 /// Snapshots the app at both sizes.
-fn both_sizes(name: &str, app: &autopi_rx::app::App) {
+fn both_sizes(name: &str, app: &autopi_rx::dashboard::app::App) {
     for (w, h) in SIZES {
         insta::assert_snapshot!(format!("{name}_{w}x{h}"), draw(app, w, h).backend());
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use autopi_rx::capture::{self, Capture};
 use autopi_rx::cli::{Cli, Command};
-use autopi_rx::ingest::{Auth, Config, DEFAULT_MAX_BODY};
-use autopi_rx::server::{self, Running};
+use autopi_rx::receiver::ingest::{Auth, Config, DEFAULT_MAX_BODY};
+use autopi_rx::receiver::server::{self, Running};
 use autopi_rx::simulate::{
     Batches, HOME, Scheme, Session, Settings, SimulateArgs, Stamps, Summary, default_start, run,
     run_until, unit_id_for,
@@ -61,7 +61,7 @@ fn receiver(dir: &Path) -> Running {
     server::start(settings, capture, events).unwrap()
 }
 
-fn captured(path: &Path) -> Vec<capture::Line> {
+fn captured(path: &Path) -> Vec<capture::CapturedBatch> {
     capture::read(path).unwrap().map(Result::unwrap).collect()
 }
 

@@ -23,14 +23,14 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use autopi_rx::app::{App, Outside, Setup};
 use autopi_rx::capture::Capture;
+use autopi_rx::dashboard::app::{App, Outside, Setup};
+use autopi_rx::dashboard::state::State;
+use autopi_rx::dashboard::ui::theme::Theme;
 use autopi_rx::event::RequestEvent;
 use autopi_rx::fixtures::{accepted, at, sample};
-use autopi_rx::ingest::{Auth, Config};
-use autopi_rx::server::{self, Settings};
-use autopi_rx::state::State;
-use autopi_rx::ui::theme::Theme;
+use autopi_rx::receiver::ingest::{Auth, Config};
+use autopi_rx::receiver::server::{self, Settings};
 use common::{Conn, request_bytes};
 use crossbeam_channel::{Receiver, bounded};
 use jiff::Timestamp;
@@ -231,7 +231,7 @@ const RECORDS: usize = 100;
 fn flood(ui: bool) {
     let dir = tempfile::tempdir().unwrap();
     let capture = Capture::open(&dir.path().join("flood.jsonl")).unwrap();
-    let (tx, rx) = bounded(autopi_rx::receive::EVENT_QUEUE);
+    let (tx, rx) = bounded(autopi_rx::receiver::run::EVENT_QUEUE);
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
         ingest: Config {
@@ -318,7 +318,7 @@ fn consume(rx: Receiver<RequestEvent>, stop: Receiver<()>, ui: bool, frames: Arc
     };
     let mut app = App::new(Setup::default(), Theme::color(), Timestamp::now());
     let mut terminal = Terminal::new(Counting(TestBackend::new(120, 40), frames)).unwrap();
-    autopi_rx::app::run(&mut terminal, &mut app, outside).unwrap();
+    autopi_rx::dashboard::app::run(&mut terminal, &mut app, outside).unwrap();
 }
 
 /// One keep-alive connection posting its share of the flood for

@@ -313,7 +313,7 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 pub fn samples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// The body of a captured raw request (after the blank line).

@@ -1,11 +1,11 @@
 //! Scenes for the dashboard tests and screenshots: an app fed with the
-//! shared samples at fixed times, so every frame is reproducible.
+//! sample requests (tests/fixtures) at fixed times, so every frame is reproducible.
 
 #![allow(dead_code)]
 
-use autopi_rx::app::{App, Setup};
+use autopi_rx::dashboard::app::{App, Setup};
+use autopi_rx::dashboard::ui::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, duplicate, guide_examples, refused, sample};
-use autopi_rx::ui::theme::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -75,9 +75,9 @@ pub fn busy() -> App {
     ));
     let broken =
         r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:13:50","voltage":12.6} {"@t":"obd.rpm"}]"#;
-    let error = autopi_rx::ingest::decode(
-        &autopi_rx::ingest::Config {
-            auth: autopi_rx::ingest::Auth::Open,
+    let error = autopi_rx::receiver::ingest::decode(
+        &autopi_rx::receiver::ingest::Config {
+            auth: autopi_rx::receiver::ingest::Auth::Open,
             max_body: 1 << 20,
         },
         None,

@@ -11,8 +11,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use crate::app::{App, Tab};
-use crate::ui::format::{age, bytes, count, short_id};
+use crate::dashboard::app::{App, Tab};
+use crate::dashboard::ui::format::{age, bytes, count, short_id};
 
 /// Lines the header takes.
 pub const HEIGHT: u16 = 4;

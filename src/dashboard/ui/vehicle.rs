@@ -13,10 +13,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 
-use crate::app::App;
-use crate::state::Device;
-use crate::ui::format::{age, fixed, unit};
-use crate::ui::{panel, placeholder};
+use crate::dashboard::app::App;
+use crate::dashboard::state::Device;
+use crate::dashboard::ui::format::{age, fixed, unit};
+use crate::dashboard::ui::{panel, placeholder};
 
 /// Inner width from which the values are laid out in two columns.
 const TWO_COLUMNS: u16 = 70;

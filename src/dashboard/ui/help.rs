@@ -5,9 +5,9 @@ use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Widget};
 
-use crate::app::App;
-use crate::state::{EVENT_RING, REQUEST_RING};
-use crate::ui::panel;
+use crate::dashboard::app::App;
+use crate::dashboard::state::{EVENT_RING, REQUEST_RING};
+use crate::dashboard::ui::panel;
 
 /// Every key and what it does, as shown in the overlay.
 pub const KEYS: &[(&str, &str)] = &[

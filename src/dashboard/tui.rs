@@ -14,9 +14,9 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use jiff::Timestamp;
 use ratatui::crossterm::event::{self, Event};
 
-use crate::app::{self, App, Outside, Setup};
+use crate::dashboard::app::{self, App, Outside, Setup};
+use crate::dashboard::ui::theme::Theme;
 use crate::event::{RequestEvent, Stats};
-use crate::ui::theme::Theme;
 
 /// How long the input thread waits for a key before checking it should stop.
 const INPUT_POLL: Duration = Duration::from_millis(100);
@@ -34,9 +34,10 @@ pub fn run(
     let (input_tx, input_rx) = bounded(256);
     let quit = Arc::new(AtomicBool::new(false));
     let reader = spawn_input(input_tx, quit.clone())?;
-    // Installs a panic hook that restores the terminal before the message.
-    let mut terminal = ratatui::try_init()?;
-    let held = hold_other_threads_panics();
+    // From here a panic on this thread restores the terminal before its
+    // message; other threads' panics are held until the terminal is back.
+    let screen = crate::panic::screen_up(ratatui::restore);
+    let mut terminal = init_terminal()?;
     let outside = Outside {
         events,
         input: input_rx,
@@ -49,11 +50,7 @@ pub fn run(
     };
     let result = app::run(&mut terminal, &mut app, outside);
     ratatui::restore();
-    // Back to the default hook (still watching tiny_http's accept
-    // thread); then say what panicked meanwhile.
-    drop(std::panic::take_hook());
-    crate::server::watch_accept_thread();
-    for message in held.lock().map(|m| m.clone()).unwrap_or_default() {
+    for message in screen.finish() {
         eprintln!(
             "autopi-rx: a thread panicked while the dashboard was up (its request was answered 500): {message}"
         );
@@ -65,25 +62,14 @@ pub fn run(
     result
 }
 
-/// Keeps ratatui's restore-then-report hook for this (the UI) thread only.
-/// A panic elsewhere (a worker survives it, answering 500) must not tear
-/// the screen down under a running dashboard: its message is held and
-/// printed once the terminal is back.
-fn hold_other_threads_panics() -> Arc<std::sync::Mutex<Vec<String>>> {
-    let ui_thread = std::thread::current().id();
-    let restore_and_report = std::panic::take_hook();
-    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = held.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().id() == ui_thread {
-            restore_and_report(info);
-        } else if crate::server::listener_lost(info) {
-            // The run ends with its reason once the terminal is back.
-        } else if let Ok(mut messages) = sink.lock() {
-            messages.push(info.to_string());
-        }
-    }));
-    held
+/// Raw mode and the alternate screen, as `ratatui::try_init` sets them up
+/// but without its panic hook: the process's one hook (`crate::panic`)
+/// restores the terminal.
+fn init_terminal() -> io::Result<ratatui::DefaultTerminal> {
+    use ratatui::crossterm::{execute, terminal};
+    terminal::enable_raw_mode()?;
+    execute!(io::stdout(), terminal::EnterAlternateScreen)?;
+    ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(io::stdout()))
 }
 
 /// Reads terminal input on its own thread until told to stop.

@@ -14,10 +14,10 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use crate::app::App;
-use crate::state::Device;
-use crate::ui::format::{age, bytes};
-use crate::ui::{panel, placeholder};
+use crate::dashboard::app::App;
+use crate::dashboard::state::Device;
+use crate::dashboard::ui::format::{age, bytes};
+use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Data usage panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {

@@ -12,10 +12,10 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 
-use crate::app::App;
+use crate::dashboard::app::App;
+use crate::dashboard::ui::format::{bytes, clock_ms, count, short_id};
+use crate::dashboard::ui::{panel, placeholder};
 use crate::event::RequestEvent;
-use crate::ui::format::{bytes, clock_ms, count, short_id};
-use crate::ui::{panel, placeholder};
 
 /// Width from which the path and inflated size columns are shown.
 const WIDE: u16 = 110;

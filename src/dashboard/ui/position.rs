@@ -15,10 +15,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::canvas::{Canvas, Line as Segment, Map, MapResolution};
 use ratatui::widgets::{Paragraph, Widget};
 
-use crate::app::App;
-use crate::state::Device;
-use crate::ui::format::{age, fixed};
-use crate::ui::{labelled, panel, placeholder};
+use crate::dashboard::app::App;
+use crate::dashboard::state::Device;
+use crate::dashboard::ui::format::{age, fixed};
+use crate::dashboard::ui::{labelled, panel, placeholder};
 
 /// Narrowest view of the map, in degrees of latitude (about 220 m), so a
 /// standing device is shown in its street rather than in one dot.
@@ -178,9 +178,9 @@ mod tests {
 
     /// Cells of the map drawn in the world (coastline) colour.
     fn world_cells(track: &str) -> usize {
-        let mut app = crate::app::App::new(
-            crate::app::Setup::default(),
-            crate::ui::theme::Theme::color(),
+        let mut app = crate::dashboard::app::App::new(
+            crate::dashboard::app::Setup::default(),
+            crate::dashboard::ui::theme::Theme::color(),
             crate::fixtures::at("2026-11-27T08:10:00Z"),
         );
         let e = crate::fixtures::accepted(

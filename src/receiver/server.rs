@@ -15,9 +15,11 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use jiff::Timestamp;
 use tiny_http::{Header, Method, Request, Response};
 
+use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{RequestEvent, Stats};
-use crate::ingest::{self, Config, Rejection};
+use crate::receiver::ingest::{self, Config, Rejection};
+use crate::time::format_received;
 
 /// Seconds the device is asked to wait after a 503.
 const RETRY_AFTER_SECS: u32 = 5;
@@ -118,8 +120,7 @@ pub fn start(
         workers: Mutex::new(Vec::new()),
         fatal: fatal_tx,
     });
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(watch_accept_thread);
+    crate::panic::claim(listener_lost);
     {
         let mut watchers = LISTENER_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
         watchers.retain(|w| w.strong_count() > 0);
@@ -137,22 +138,12 @@ pub fn start(
     })
 }
 
-/// Wraps the current panic hook: a panic of tiny_http's accept thread ends
-/// the run with a clear reason instead of leaving a receiver that no
-/// longer accepts connections; any other panic goes on as before.
-pub fn watch_accept_thread() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !listener_lost(info) {
-            previous(info);
-        }
-    }));
-}
-
-/// Whether this panic is tiny_http's accept thread dying; if it is, every
-/// receiver of this process that is not already stopping is told, and
-/// nothing is printed here.
-pub fn listener_lost(info: &std::panic::PanicHookInfo<'_>) -> bool {
+/// The receiver's claim on panics (see `crate::panic`): whether this panic
+/// is tiny_http's accept thread dying; if it is, every receiver of this
+/// process that is not already stopping is told, so the run ends with a
+/// clear reason instead of leaving a receiver that no longer accepts
+/// connections, and nothing is printed here.
+fn listener_lost(info: &std::panic::PanicHookInfo<'_>) -> bool {
     let in_accept_thread = info.location().is_some_and(|l| {
         let file = l.file().replace('\\', "/");
         // Registry, vendored and patched checkouts alike.
@@ -303,7 +294,7 @@ struct Outcome {
     content_type: &'static str,
     extra_header: Option<(&'static str, String)>,
     error: Option<String>,
-    batch: Option<ingest::Batch>,
+    batch: Option<Batch>,
     duplicate_of: Option<String>,
     wire_bytes: u64,
     kept_body: Option<Arc<[u8]>>,
@@ -483,11 +474,6 @@ fn decode_and_save(
             out
         }
     }
-}
-
-/// `received` in the capture: RFC 3339, UTC, milliseconds.
-pub fn format_received(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 fn peer(request: &Request) -> String {

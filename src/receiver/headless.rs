@@ -6,7 +6,7 @@ use crossbeam_channel::Receiver;
 use serde::Serialize;
 
 use crate::event::RequestEvent;
-use crate::server::format_received;
+use crate::time::format_received;
 
 #[derive(Serialize)]
 struct Line<'a> {

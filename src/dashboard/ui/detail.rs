@@ -17,11 +17,11 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use crate::app::App;
+use crate::dashboard::app::App;
+use crate::dashboard::ui::format::{bytes, count};
+use crate::dashboard::ui::{panel, placeholder};
 use crate::event::RequestEvent;
-use crate::server::format_received;
-use crate::ui::format::{bytes, count};
-use crate::ui::{panel, placeholder};
+use crate::time::format_received;
 
 /// Most body lines shown; the capture file has the whole batch.
 const MAX_BODY_LINES: usize = 50_000;
@@ -338,11 +338,11 @@ mod tests {
     #[test]
     fn broke_at_points_at_the_byte() {
         let body = r#"[{"a":1} {"b":2}]"#;
-        let config = crate::ingest::Config {
-            auth: crate::ingest::Auth::Open,
+        let config = crate::receiver::ingest::Config {
+            auth: crate::receiver::ingest::Auth::Open,
             max_body: 1024,
         };
-        let error = crate::ingest::decode(&config, None, body.as_bytes())
+        let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
             .unwrap_err()
             .error;
         let at = crate::fixtures::at("2026-11-27T08:00:00Z");

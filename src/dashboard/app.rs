@@ -13,9 +13,9 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::dashboard::state::State;
+use crate::dashboard::ui::theme::Theme;
 use crate::event::RequestEvent;
-use crate::state::State;
-use crate::ui::theme::Theme;
 
 /// Lines moved by PgUp/PgDn.
 pub const PAGE: usize = 10;
@@ -173,7 +173,7 @@ impl App {
             .iter()
             .rev()
             .take(new)
-            .filter(|l| needle.is_empty() || crate::ui::events::matches(l, &needle))
+            .filter(|l| needle.is_empty() || crate::dashboard::ui::events::matches(l, &needle))
             .count();
         self.view.events_scroll += matching;
     }
@@ -204,7 +204,7 @@ impl App {
     }
 
     /// The device whose panels are shown, if any sent a batch.
-    pub fn device(&self) -> Option<&crate::state::Device> {
+    pub fn device(&self) -> Option<&crate::dashboard::state::Device> {
         let devices = &self.shown().devices;
         self.view
             .device
@@ -310,7 +310,7 @@ impl App {
         if self.view.tab == Tab::Requests && self.view.detail.is_none() {
             let chosen = self.selected_request();
             let body = chosen
-                .map(crate::ui::detail::body_lines)
+                .map(crate::dashboard::ui::detail::body_lines)
                 .unwrap_or_default();
             let id = chosen.map(|r| r.id);
             self.detail_body = body;
@@ -346,7 +346,7 @@ impl App {
 
     /// Scrolls whatever the arrows, PgUp/PgDn and g/G move on this tab.
     fn scroll_key(&mut self, code: KeyCode) {
-        let pages = crate::ui::pages(self.size.0, self.size.1);
+        let pages = crate::dashboard::ui::pages(self.size.0, self.size.1);
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
         let page_rows = match (self.view.detail, self.view.tab) {
             (Some(_), _) => pages.detail,
@@ -369,7 +369,7 @@ impl App {
             .detail
             .and_then(|id| self.shown().requests.iter().find(|r| r.id == id))
         {
-            let lines = crate::ui::detail::head(self, r).len() + self.detail_body.len();
+            let lines = crate::dashboard::ui::detail::head(self, r).len() + self.detail_body.len();
             let max = lines.saturating_sub(pages.detail);
             self.view.detail_scroll = apply_step(self.view.detail_scroll, step, max);
             return;
@@ -377,7 +377,7 @@ impl App {
         match self.view.tab {
             // Events count up from the newest line: "up" means older.
             Tab::Live => {
-                let max = crate::ui::events::matching(self)
+                let max = crate::dashboard::ui::events::matching(self)
                     .len()
                     .saturating_sub(pages.events);
                 self.view.events_scroll =

@@ -21,7 +21,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Paragraph, Widget, Wrap};
 
-use crate::app::{App, Tab};
+use crate::dashboard::app::{App, Tab};
 
 /// Smallest terminal the dashboard draws in.
 pub const MIN_WIDTH: u16 = 80;

@@ -11,9 +11,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Cell, Row, Table, Widget};
 
-use crate::app::App;
-use crate::ui::format::{age, count};
-use crate::ui::{panel, placeholder};
+use crate::dashboard::app::App;
+use crate::dashboard::ui::format::{age, count};
+use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Types tab.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {

@@ -1,9 +1,10 @@
 //! `autopi-rx simulate`: a simulated AutoPi device, and with
 //! `--interval 0 --concurrency C` a load generator. It uploads a generated
-//! session the way the device's uploader does (../shared/PROTOCOL.md):
+//! session the way the device's uploader (autopi-core's `cloud_cache.py`) does:
 //! an answer below 400 is done, 4xx/5xx puts the batch in a retry queue
 //! for the next cycle, and no answer re-sends the identical bytes.
 
+pub mod demo;
 mod session;
 mod upload;
 

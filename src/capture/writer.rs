@@ -5,15 +5,16 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::ingest::Batch;
+use super::reader::repair_and_index;
+use crate::batch::Batch;
 
 /// Most bytes written in one group before the `fdatasync`.
 const GROUP_BYTES: usize = 16 * 1024 * 1024;
@@ -66,26 +67,6 @@ pub struct Recovered {
     /// never acknowledged: the answer is sent only after the full line and
     /// its newline are synced.
     pub torn_bytes: u64,
-}
-
-/// One line of the capture as written. Records stay raw JSON.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Line {
-    pub received: String,
-    pub peer: String,
-    pub unit_id: Option<String>,
-    pub encoding: String,
-    pub wire_bytes: u64,
-    pub batch_hash: String,
-    pub duplicate_of: Option<String>,
-    pub records: Box<serde_json::value::RawValue>,
-}
-
-/// The fields of a line needed to rebuild the duplicate index.
-#[derive(Deserialize)]
-struct LineHead {
-    received: String,
-    batch_hash: String,
 }
 
 /// Facts about one request that go on its capture line.
@@ -349,49 +330,6 @@ impl<S: Sink> Writer<S> {
     }
 }
 
-/// Cuts a torn last line and indexes the batch hashes already captured.
-fn repair_and_index(
-    file: &mut File,
-    seen: &mut HashMap<[u8; 32], String>,
-) -> io::Result<Recovered> {
-    let mut recovered = Recovered::default();
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = BufReader::new(&*file);
-    let mut line = Vec::new();
-    let mut complete_len = 0u64;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') {
-            recovered.torn_bytes = n as u64;
-            break;
-        }
-        complete_len += n as u64;
-        recovered.lines += 1;
-        match serde_json::from_slice::<LineHead>(&line)
-            .ok()
-            .and_then(|h| {
-                let hash = blake3::Hash::from_hex(&h.batch_hash).ok()?;
-                Some((*hash.as_bytes(), h.received))
-            }) {
-            Some((hash, received)) => {
-                seen.entry(hash).or_insert(received);
-            }
-            None => recovered.unreadable += 1,
-        }
-    }
-    drop(reader);
-    if recovered.torn_bytes > 0 {
-        file.set_len(complete_len)?;
-        file.sync_all()?;
-    }
-    file.seek(SeekFrom::End(0))?;
-    Ok(recovered)
-}
-
 fn sync_parent(path: &Path) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -402,25 +340,10 @@ fn sync_parent(path: &Path) {
     }
 }
 
-/// Reads a capture file line by line; a line that is not a capture line
-/// (such as a torn last line not yet repaired) is an error item.
-pub fn read(path: &Path) -> io::Result<impl Iterator<Item = Result<Line, String>>> {
-    let reader = BufReader::new(File::open(path)?);
-    let mut lines = reader.split(b'\n').enumerate();
-    Ok(std::iter::from_fn(move || {
-        let (i, line) = lines.next()?;
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => return Some(Err(format!("line {}: {e}", i + 1))),
-        };
-        Some(serde_json::from_slice::<Line>(&line).map_err(|e| format!("line {}: {e}", i + 1)))
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{Auth, Config, decode};
+    use crate::receiver::ingest::{Auth, Config, decode};
     use std::sync::{Arc, Mutex};
 
     /// A sink whose writes fail while `failing` is set, keeping what "landed".
@@ -496,7 +419,7 @@ mod tests {
         drop(h);
         cap.close();
         let data = String::from_utf8(sink.data.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Line> = data
+        let lines: Vec<crate::capture::CapturedBatch> = data
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();

@@ -16,11 +16,11 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use crate::ingest::parse_timestamp;
 use crate::simulate::{
     Answer, MAX_FAILURES, Payload, Session, Stamps, Target, Uploader, encode, format_ts,
     unit_id_for,
 };
+use crate::time::parse_timestamp;
 
 /// The seed of the demo's drive (any would do; fixed so demos look alike).
 const SEED: u64 = 7;

@@ -12,10 +12,10 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use crate::app::App;
-use crate::state::LogLine;
-use crate::ui::format::clock;
-use crate::ui::{panel, placeholder};
+use crate::dashboard::app::App;
+use crate::dashboard::state::LogLine;
+use crate::dashboard::ui::format::clock;
+use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Events panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {

@@ -16,10 +16,10 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Widget};
 
-use crate::app::App;
-use crate::state::{BatteryNow, Device};
-use crate::ui::format::{age, fixed, span};
-use crate::ui::{panel, placeholder};
+use crate::dashboard::app::App;
+use crate::dashboard::state::{BatteryNow, Device};
+use crate::dashboard::ui::format::{age, fixed, span};
+use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Battery panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -139,7 +139,7 @@ mod tests {
         let body = format!("[{}]", records.join(","));
         let mut app = App::new(
             Default::default(),
-            crate::ui::theme::Theme::color(),
+            crate::dashboard::ui::theme::Theme::color(),
             at("2026-11-27T08:01:00Z"),
         );
         app.apply(&accepted(1, at("2026-11-27T08:01:00Z"), Some("u"), &body));

@@ -1,0 +1,10 @@
+//! The capture wing: the file that is the record of truth. `writer` owns
+//! the file and commits in groups (write every pending line, one fsync,
+//! then answer every waiter); `reader` reads captures back tolerantly and
+//! rebuilds the duplicate index when a capture is reopened.
+
+mod reader;
+mod writer;
+
+pub use reader::{CapturedBatch, read};
+pub use writer::{Capture, CaptureHandle, Entry, FileSink, Recovered, Saved, Sink};

@@ -1,0 +1,92 @@
+//! Reading captures back: the tolerant line reader and, at open, the scan
+//! that cuts a torn last line and rebuilds the duplicate index.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::Recovered;
+
+/// One line of the capture as written. Records stay raw JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CapturedBatch {
+    pub received: String,
+    pub peer: String,
+    pub unit_id: Option<String>,
+    pub encoding: String,
+    pub wire_bytes: u64,
+    pub batch_hash: String,
+    pub duplicate_of: Option<String>,
+    pub records: Box<serde_json::value::RawValue>,
+}
+
+/// The fields of a line needed to rebuild the duplicate index.
+#[derive(Deserialize)]
+struct LineHead {
+    received: String,
+    batch_hash: String,
+}
+
+/// Cuts a torn last line and indexes the batch hashes already captured.
+pub(super) fn repair_and_index(
+    file: &mut File,
+    seen: &mut HashMap<[u8; 32], String>,
+) -> io::Result<Recovered> {
+    let mut recovered = Recovered::default();
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(&*file);
+    let mut line = Vec::new();
+    let mut complete_len = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            recovered.torn_bytes = n as u64;
+            break;
+        }
+        complete_len += n as u64;
+        recovered.lines += 1;
+        match serde_json::from_slice::<LineHead>(&line)
+            .ok()
+            .and_then(|h| {
+                let hash = blake3::Hash::from_hex(&h.batch_hash).ok()?;
+                Some((*hash.as_bytes(), h.received))
+            }) {
+            Some((hash, received)) => {
+                seen.entry(hash).or_insert(received);
+            }
+            None => recovered.unreadable += 1,
+        }
+    }
+    drop(reader);
+    if recovered.torn_bytes > 0 {
+        file.set_len(complete_len)?;
+        file.sync_all()?;
+    }
+    file.seek(SeekFrom::End(0))?;
+    Ok(recovered)
+}
+
+/// Reads a capture file line by line; a line that is not a capture line
+/// (such as a torn last line not yet repaired) is an error item.
+pub fn read(path: &Path) -> io::Result<impl Iterator<Item = Result<CapturedBatch, String>>> {
+    let reader = BufReader::new(File::open(path)?);
+    let mut lines = reader.split(b'\n').enumerate();
+    Ok(std::iter::from_fn(move || {
+        let (i, line) = lines.next()?;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return Some(Err(format!("line {}: {e}", i + 1))),
+        };
+        Some(
+            serde_json::from_slice::<CapturedBatch>(&line)
+                .map_err(|e| format!("line {}: {e}", i + 1)),
+        )
+    }))
+}

@@ -1,0 +1,114 @@
+//! The process's one panic hook, installed once at start.
+//!
+//! Two things need a say in what a panic does, and they used to swap hooks
+//! in and out (leaving a gap between `take_hook` and `set_hook`):
+//! - a wing may *claim* panics it understands (the receiver claims the
+//!   death of tiny_http's accept thread and ends the run with its reason);
+//!   a claimed panic prints nothing here;
+//! - while the dashboard owns the terminal, a panic on its thread restores
+//!   the terminal before the message, and a panic on any other thread (a
+//!   worker survives it, answering 500) is held and printed once the
+//!   terminal is back, so it cannot tear the screen down.
+//!
+//! Neither side knows the other: this module knows no HTTP and no terminal.
+
+use std::panic::PanicHookInfo;
+use std::sync::{Mutex, Once};
+use std::thread::ThreadId;
+
+/// A function that takes a panic it recognises (returns true) and acts on it.
+pub type Claim = fn(&PanicHookInfo<'_>) -> bool;
+
+/// While a full-screen UI is up: its thread, how to give the terminal back,
+/// and the messages of other threads' panics held until then.
+struct Screen {
+    thread: ThreadId,
+    restore: fn(),
+    held: Vec<String>,
+}
+
+static CLAIMS: Mutex<Vec<Claim>> = Mutex::new(Vec::new());
+static SCREEN: Mutex<Option<Screen>> = Mutex::new(None);
+static INSTALL: Once = Once::new();
+
+/// Installs the hook (once per process; later calls do nothing). The
+/// standard hook it wraps prints what is not claimed or held.
+pub fn install() {
+    INSTALL.call_once(|| {
+        let print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let claims = CLAIMS.lock().map(|c| c.clone()).unwrap_or_default();
+            if claims.iter().any(|claim| claim(info)) {
+                return;
+            }
+            let mut screen = SCREEN.lock().unwrap_or_else(|p| p.into_inner());
+            match screen.as_mut() {
+                Some(s) if s.thread == std::thread::current().id() => {
+                    (s.restore)();
+                    *screen = None;
+                    drop(screen);
+                    print(info);
+                }
+                Some(s) => s.held.push(info.to_string()),
+                None => {
+                    drop(screen);
+                    print(info);
+                }
+            }
+        }));
+    });
+}
+
+/// Adds a claim (once: the same function twice is kept once) and makes
+/// sure the hook is installed.
+pub fn claim(f: Claim) {
+    install();
+    let mut claims = CLAIMS.lock().unwrap_or_else(|p| p.into_inner());
+    if !claims.iter().any(|c| std::ptr::fn_addr_eq(*c, f)) {
+        claims.push(f);
+    }
+}
+
+/// Marks the calling thread as owning the terminal until the guard is
+/// finished or dropped; `restore` gives the terminal back.
+pub fn screen_up(restore: fn()) -> ScreenGuard {
+    install();
+    *SCREEN.lock().unwrap_or_else(|p| p.into_inner()) = Some(Screen {
+        thread: std::thread::current().id(),
+        restore,
+        held: Vec::new(),
+    });
+    ScreenGuard { done: false }
+}
+
+/// The terminal is owned by a UI until this is finished or dropped.
+pub struct ScreenGuard {
+    done: bool,
+}
+
+impl ScreenGuard {
+    /// The terminal is back: returns the messages of panics held meanwhile.
+    pub fn finish(mut self) -> Vec<String> {
+        self.done = true;
+        take_screen()
+    }
+}
+
+impl Drop for ScreenGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            for message in take_screen() {
+                eprintln!("autopi-rx: {message}");
+            }
+        }
+    }
+}
+
+fn take_screen() -> Vec<String> {
+    SCREEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .map(|s| s.held)
+        .unwrap_or_default()
+}

@@ -1,0 +1,302 @@
+//! The `autopi-rx` main job: set up, receive until a signal, shut down.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+
+use crate::capture::Capture;
+use crate::dashboard::app::Setup;
+use crate::dashboard::tui;
+use crate::event::{RequestEvent, Stats};
+use crate::receiver::ingest::{Auth, Config};
+use crate::receiver::{headless, server};
+use crate::simulate::demo::Demo;
+
+/// Events queued for the consumer before new ones are dropped (and counted):
+/// the listener never waits for the screen.
+pub const EVENT_QUEUE: usize = 4096;
+/// How long shutdown waits for requests in flight (a device's timeout is
+/// 10 to 60 s; an upload stalled longer is not coming).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Everything the main job needs, already decided from the command line.
+pub struct Settings {
+    pub listen: String,
+    pub auth: Auth,
+    /// `--demo`: a simulated device posts here with this token.
+    pub demo_token: Option<String>,
+    pub capture: PathBuf,
+    pub max_body: usize,
+    /// One JSON line per request on stdout instead of the dashboard.
+    pub headless: bool,
+    pub workers: usize,
+}
+
+/// A reason to stop, with the process exit status.
+#[derive(Debug)]
+pub struct Fatal {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Fatal {
+    pub fn new(code: u8, message: impl Into<String>) -> Fatal {
+        Fatal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Default capture file: `captures/<start time, UTC>.jsonl`.
+pub fn default_capture_path() -> PathBuf {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    PathBuf::from("captures").join(format!("{stamp}.jsonl"))
+}
+
+/// Runs the receiver until SIGINT or SIGTERM (or q on the dashboard).
+pub fn run(settings: Settings) -> Result<(), Fatal> {
+    // More descriptors than the default 1024: each connection holds two.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    if matches!(settings.auth, Auth::Open) {
+        eprintln!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
+    }
+    let capture = open_capture(&settings.capture)?;
+    let signals = Signals::install()?;
+    let token_count = settings.auth.token_count();
+    let (events_tx, events_rx) = bounded(EVENT_QUEUE);
+    let running = start_server(&settings, capture, events_tx)?;
+    let demo = start_demo(&settings, &running)?;
+    let listener_died = watch_listener(&running, signals.stop.clone());
+    let shown = show(
+        &settings,
+        &running,
+        token_count,
+        demo.is_some(),
+        events_rx,
+        &signals,
+    );
+    let (printer, shown) = match shown {
+        Ok(printer) => (printer, Ok(())),
+        Err(e) => (None, Err(e)),
+    };
+    let outcome = match listener_died.try_recv() {
+        Ok(why) => Err(Fatal::new(1, why)),
+        Err(_) => shown.map_err(|e| Fatal::new(1, format!("terminal: {e}"))),
+    };
+    if let Some(demo) = demo {
+        demo.stop();
+    }
+    let stats = running.stats.clone();
+    if !shut_down(running, &signals.received) {
+        return outcome;
+    }
+    // Every worker is gone, so the printer has had every event.
+    if let Some(printer) = printer {
+        let _ = printer.join();
+    }
+    warn_dropped_events(&stats, settings.headless);
+    outcome
+}
+
+/// Opens (and repairs) the capture, saying what it found there.
+fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
+    let capture = Capture::open(path).map_err(|e| {
+        Fatal::new(
+            1,
+            format!("cannot open capture file {}: {e}", path.display()),
+        )
+    })?;
+    if !capture.regular {
+        eprintln!(
+            "warning: {} is not a regular file: batches are acknowledged once written there, with no fsync",
+            path.display()
+        );
+    }
+    let r = &capture.recovered;
+    if r.torn_bytes > 0 {
+        eprintln!(
+            "warning: {}: cut an unfinished last line of {} bytes (a batch that was never acknowledged)",
+            path.display(),
+            r.torn_bytes
+        );
+    }
+    if r.unreadable > 0 {
+        eprintln!(
+            "warning: {}: {} of {} lines are not capture lines and were skipped",
+            path.display(),
+            r.unreadable,
+            r.lines
+        );
+    }
+    Ok(capture)
+}
+
+/// SIGINT and SIGTERM as channel messages: `received` is what the handler
+/// sends; `stop` sends on the same channel (a dead listener stops the run
+/// as a signal does).
+struct Signals {
+    received: Receiver<()>,
+    stop: Sender<()>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, Fatal> {
+        let (tx, received) = bounded::<()>(1);
+        let stop = tx.clone();
+        ctrlc::set_handler(move || {
+            let _ = tx.try_send(());
+        })
+        .map_err(|e| Fatal::new(1, format!("cannot install the signal handler: {e}")))?;
+        Ok(Signals { received, stop })
+    }
+}
+
+/// Binds and starts the workers, then says where it listens.
+fn start_server(
+    settings: &Settings,
+    capture: Capture,
+    events: Sender<RequestEvent>,
+) -> Result<server::Running, Fatal> {
+    let server_settings = server::Settings {
+        listen: settings.listen.clone(),
+        ingest: Config {
+            auth: settings.auth.clone(),
+            max_body: settings.max_body,
+        },
+        workers: settings.workers,
+        event_bodies: !settings.headless,
+    };
+    let running = server::start(server_settings, capture, events)
+        .map_err(|e| Fatal::new(1, e.to_string()))?;
+    if !settings.headless {
+        eprintln!("capture: {}", running.capture_path().display());
+    }
+    eprintln!("listening on http://{}", running.addr);
+    Ok(running)
+}
+
+/// With `--demo`, starts the simulated device against this receiver.
+fn start_demo(settings: &Settings, running: &server::Running) -> Result<Option<Demo>, Fatal> {
+    let Some(token) = &settings.demo_token else {
+        return Ok(None);
+    };
+    let mut addr = running.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let demo = Demo::start(addr, token).map_err(|e| Fatal::new(1, e.to_string()))?;
+    eprintln!(
+        "DEMO: a simulated device posts to http://{addr}/logbook/storage about once a second"
+    );
+    Ok(Some(demo))
+}
+
+/// A dead listener stops the run like a signal does; the returned channel
+/// then holds why.
+fn watch_listener(running: &server::Running, stop: Sender<()>) -> Receiver<String> {
+    let fatal = running.fatal.clone();
+    let (reason_tx, reason) = bounded::<String>(1);
+    std::thread::spawn(move || {
+        if let Ok(why) = fatal.recv() {
+            let _ = reason_tx.send(why);
+            let _ = stop.try_send(());
+        }
+    });
+    reason
+}
+
+/// Shows the requests until a signal (or q on the dashboard): the JSON-line
+/// printer (headless, returned to be joined once the workers are gone, so
+/// every event is printed) or the dashboard.
+fn show(
+    settings: &Settings,
+    running: &server::Running,
+    token_count: usize,
+    demo: bool,
+    events: Receiver<RequestEvent>,
+    signals: &Signals,
+) -> std::io::Result<Option<JoinHandle<()>>> {
+    if settings.headless {
+        let printer = std::thread::Builder::new()
+            .name("headless".into())
+            .spawn(move || headless::print(events, std::io::stdout().lock()))?;
+        let _ = signals.received.recv();
+        return Ok(Some(printer));
+    }
+    let setup = screen_setup(running, token_count, demo);
+    let capture = running.capture_path().to_path_buf();
+    tui::run(
+        setup,
+        events,
+        signals.received.clone(),
+        capture,
+        running.stats.clone(),
+    )
+    .map(|()| None)
+}
+
+/// Header facts for the dashboard: where to point the device, auth, capture.
+fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
+    let (urls, url_note) = tui::device_urls(running.addr, &tui::interface_addresses());
+    // The demo's device is built in: the loopback warning is beside the point.
+    let url_note = url_note.filter(|_| !demo);
+    Setup {
+        urls,
+        url_note,
+        tokens,
+        capture_path: running.capture_path().display().to_string(),
+        capture_bytes: None,
+        dropped_events: 0,
+        demo,
+    }
+}
+
+/// Finishes the requests in flight and flushes the capture. A second
+/// signal exits at once; after `SHUTDOWN_GRACE` it stops waiting (false).
+fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
+    let in_flight = running.in_flight();
+    if in_flight > 0 {
+        eprintln!(
+            "stopping: finishing {in_flight} request(s) in flight (signal again to exit now)"
+        );
+    }
+    let (done_tx, done) = bounded::<()>(0);
+    std::thread::spawn(move || {
+        running.shutdown();
+        drop(done_tx);
+    });
+    select! {
+        recv(done) -> _ => true,
+        recv(signals) -> _ => {
+            eprintln!("autopi-rx: second signal: exiting without waiting for the requests in flight (none of them was acknowledged)");
+            std::process::exit(1);
+        }
+        default(SHUTDOWN_GRACE) => {
+            eprintln!(
+                "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            false
+        }
+    }
+}
+
+/// Says how many request events the consumer missed (the capture has all).
+fn warn_dropped_events(stats: &Stats, headless: bool) {
+    let dropped = Stats::get(&stats.dropped_events);
+    if dropped > 0 {
+        let (what, who) = if headless {
+            ("printed", "stdout")
+        } else {
+            ("shown", "the screen")
+        };
+        eprintln!(
+            "warning: {dropped} request events were not {what} ({who} was too slow); the capture has every batch"
+        );
+    }
+}

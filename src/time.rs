@@ -1,0 +1,201 @@
+//! Time in the shared vocabulary: the device's `@ts` as it is read, and
+//! `received` as the capture and every output write it.
+
+use jiff::Timestamp;
+
+/// The shapes of `@ts` that are accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampKind {
+    /// Carries `Z` or a numeric offset.
+    Offset,
+    /// No offset: UTC by the device's convention.
+    Naive,
+}
+
+/// Tells whether `s` is a valid `@ts`, and which kind; None when it is not.
+pub fn classify_timestamp(s: &str) -> Option<TimestampKind> {
+    parse_timestamp(s).map(|(_, kind)| kind)
+}
+
+/// Parses `@ts`: `Z`, `+00:00` and naive (taken as UTC), 0 to 9 fraction digits.
+pub fn parse_timestamp(s: &str) -> Option<(Timestamp, TimestampKind)> {
+    match device_shaped_timestamp(s) {
+        Some(parsed) => Some(parsed),
+        None => parse_timestamp_with_jiff(s),
+    }
+}
+
+thread_local! {
+    /// The last whole second parsed on this thread, by its text.
+    static LAST_SECOND: std::cell::Cell<Option<([u8; 19], Timestamp)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The device's own shape, `2026-11-27T08:00:03.158955` (or ending in
+/// `Z`), read fast: consecutive records mostly share their second, so the
+/// date and time up to the second are parsed by jiff once per second and
+/// kept per thread, and only the fraction digits are read here. None for
+/// any other shape or anything in doubt: jiff then reads the whole text.
+fn device_shaped_timestamp(s: &str) -> Option<(Timestamp, TimestampKind)> {
+    let bytes = s.as_bytes();
+    if bytes.len() < 19 {
+        return None;
+    }
+    let (head, rest) = bytes.split_at(19);
+    // Exactly `DDDD-DD-DDTDD:DD:DD`: jiff also takes other 19-byte texts
+    // (with an offset or no colons), which must be read whole.
+    let shaped = head.iter().enumerate().all(|(i, b)| match i {
+        4 | 7 => *b == b'-',
+        10 => *b == b'T',
+        13 | 16 => *b == b':',
+        _ => b.is_ascii_digit(),
+    });
+    if !shaped {
+        return None;
+    }
+    let (rest, kind) = match rest.split_last() {
+        Some((b'Z' | b'z', before)) => (before, TimestampKind::Offset),
+        _ => (rest, TimestampKind::Naive),
+    };
+    let nanos = match rest {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let mut n: i32 = 0;
+            for d in digits {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + i32::from(d - b'0');
+            }
+            n * 10_i32.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let head: [u8; 19] = head.try_into().ok()?;
+    let second = match LAST_SECOND.get() {
+        Some((text, second)) if text == head => second,
+        _ => {
+            let text = std::str::from_utf8(&head).ok()?;
+            let (second, _) = parse_timestamp_with_jiff(text)?;
+            LAST_SECOND.set(Some((head, second)));
+            second
+        }
+    };
+    let t = Timestamp::new(second.as_second(), nanos).ok()?;
+    Some((t, kind))
+}
+
+/// `@ts` read by jiff alone.
+fn parse_timestamp_with_jiff(s: &str) -> Option<(Timestamp, TimestampKind)> {
+    if has_offset(s) {
+        s.parse::<Timestamp>()
+            .ok()
+            .map(|t| (t, TimestampKind::Offset))
+    } else {
+        let dt = s.parse::<jiff::civil::DateTime>().ok()?;
+        let ts = jiff::tz::TimeZone::UTC.to_timestamp(dt).ok()?;
+        Some((ts, TimestampKind::Naive))
+    }
+}
+
+fn has_offset(s: &str) -> bool {
+    s.ends_with(['Z', 'z']) || s.get(10..).is_some_and(|time| time.contains(['+', '-']))
+}
+
+/// `received` in the capture: RFC 3339, UTC, milliseconds.
+pub fn format_received(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_of_every_accepted_shape() {
+        use TimestampKind::*;
+        for (s, kind) in [
+            ("2026-11-27T08:00:03.158955", Some(Naive)),
+            ("2026-11-27T08:00:03", Some(Naive)),
+            ("2026-11-27T08:00:03.123456789", Some(Naive)),
+            ("2020-09-03T12:38:24.374314Z", Some(Offset)),
+            ("2020-09-03T12:38:24+00:00", Some(Offset)),
+            ("2020-09-03T12:38:24.5-02:00", Some(Offset)),
+            ("2020-13-03T12:38:24", None),
+            ("yesterday", None),
+            ("", None),
+        ] {
+            assert_eq!(classify_timestamp(s), kind, "{s}");
+        }
+        let (naive, _) = parse_timestamp("2026-11-27T08:00:03.5").unwrap();
+        let (zulu, _) = parse_timestamp("2026-11-27T08:00:03.500Z").unwrap();
+        assert_eq!(naive, zulu);
+    }
+
+    proptest::proptest! {
+        /// The fast path for the device's shape reads every text exactly as
+        /// jiff alone does, refusals included.
+        #[test]
+        fn fast_timestamps_agree_with_jiff(
+            year in proptest::prop_oneof![0..10_000u32, 2019..2031u32, 9_990..10_000u32],
+            month in 0..14u32,
+            day in 0..33u32,
+            hour in 0..26u32,
+            minute in 0..61u32,
+            second in 0..62u32,
+            sep in proptest::sample::select(vec!["T", "T", "t", " "]),
+            fraction in proptest::sample::select(vec!["", ".", ",5", ".5", ".158955", ".123456789", ".1234567890", ".12a"]),
+            suffix in proptest::sample::select(vec!["", "", "Z", "z", "+00:00", "-02:00", "x", " "]),
+        ) {
+            let s = format!("{year:04}-{month:02}-{day:02}{sep}{hour:02}:{minute:02}:{second:02}{fraction}{suffix}");
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s), "{}", s);
+            // Twice: the second time the cached second is used.
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s), "{}", s);
+        }
+
+        #[test]
+        fn any_text_reads_as_jiff_reads_it(s in "[0-9T:.Zz+ -]{0,32}") {
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s));
+        }
+
+        /// Heads of the right length but any layout (offsets, fractions or
+        /// missing colons inside the first 19 bytes).
+        #[test]
+        fn odd_heads_read_as_jiff_reads_them(
+            head in "20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3])(:[0-5][0-9]:[0-5][0-9]|[+-][01][0-9]:[0-5][0-9]|:[0-5][0-9][+-][01][0-9]|[0-5][0-9][0-5][0-9][.][0-9])",
+            tail in "(|[.][0-9]{1,3}|Z|[.][0-9]Z|:00)",
+        ) {
+            let s = format!("{head}{tail}");
+            proptest::prop_assert_eq!(parse_timestamp(&s), parse_timestamp_with_jiff(&s), "{}", s);
+        }
+    }
+
+    #[test]
+    fn heads_with_offsets_or_without_colons_are_read_whole() {
+        for s in [
+            "2026-11-27T08+05:00",
+            "2026-11-27T08:00-05",
+            "2026-11-27T08+05:00.5",
+            "2026-11-27T08:00-05Z",
+            "2026-11-27T080003.1Z",
+        ] {
+            assert_eq!(parse_timestamp(s), parse_timestamp_with_jiff(s), "{s}");
+        }
+        assert_eq!(
+            classify_timestamp("2026-11-27T08+05:00"),
+            Some(TimestampKind::Offset)
+        );
+    }
+
+    #[test]
+    fn timestamps_in_one_second_share_the_cache_and_keep_their_fraction() {
+        let a = parse_timestamp("2026-11-27T08:00:03.1").unwrap().0;
+        let b = parse_timestamp("2026-11-27T08:00:03.000000002").unwrap().0;
+        let c = parse_timestamp("2026-11-27T08:00:04Z").unwrap();
+        assert_eq!(a.subsec_nanosecond(), 100_000_000);
+        assert_eq!(b.subsec_nanosecond(), 2);
+        assert_eq!(b.as_second(), a.as_second());
+        assert_eq!(c.0.as_second(), a.as_second() + 1);
+        assert_eq!(c.1, TimestampKind::Offset);
+    }
+}
