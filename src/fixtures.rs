@@ -4,12 +4,15 @@
 //! feature that the tests turn on, for the integration tests; never part
 //! of a release build.
 
+use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use crate::capture::Sink;
 use crate::event::RequestEvent;
 use crate::record::parse_batch;
 
@@ -138,4 +141,133 @@ fn one_line(json: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// A call a `RecordingSink` received, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// The bytes written, as text.
+    Write(String),
+    Sync,
+    /// A sync that was made to fail.
+    FailedSync,
+}
+
+/// Counts the calls that reached it and lets through as many as allowed,
+/// so a test can look around while a write or a sync is under way.
+#[derive(Default)]
+pub struct Gate {
+    /// (calls that reached the gate, calls allowed through)
+    counts: Mutex<(usize, usize)>,
+    moved: Condvar,
+}
+
+impl Gate {
+    /// A gate that lets every call through (still counting them).
+    pub fn open() -> Arc<Gate> {
+        let g = Gate::default();
+        g.counts.lock().unwrap().1 = usize::MAX;
+        Arc::new(g)
+    }
+
+    /// A gate that holds every call until `allow`.
+    pub fn closed() -> Arc<Gate> {
+        Arc::new(Gate::default())
+    }
+
+    /// Called by the sink: waits until this call is allowed through.
+    fn pass(&self) {
+        let mut c = self.counts.lock().unwrap();
+        c.0 += 1;
+        self.moved.notify_all();
+        let me = c.0;
+        while c.1 < me {
+            c = self.moved.wait(c).unwrap();
+        }
+    }
+
+    /// Lets `n` more calls through.
+    pub fn allow(&self, n: usize) {
+        let mut c = self.counts.lock().unwrap();
+        c.1 = c.1.saturating_add(n);
+        self.moved.notify_all();
+    }
+
+    /// Waits (10 s at most, then panics) until `n` calls reached the gate.
+    pub fn reached(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut c = self.counts.lock().unwrap();
+        while c.0 < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "only {} of {n} calls came", c.0);
+            c = self.moved.wait_timeout(c, left).unwrap().0;
+        }
+    }
+}
+
+/// A capture sink that logs every call, holds writes and syncs at gates,
+/// can fail the next syncs on demand, and keeps the bytes that landed.
+#[derive(Clone)]
+pub struct RecordingSink {
+    calls: Arc<Mutex<Vec<Call>>>,
+    data: Arc<Mutex<Vec<u8>>>,
+    writes: Arc<Gate>,
+    syncs: Arc<Gate>,
+    failing_syncs: Arc<AtomicUsize>,
+}
+
+impl RecordingSink {
+    pub fn new(writes: Arc<Gate>, syncs: Arc<Gate>) -> RecordingSink {
+        RecordingSink {
+            calls: Arc::default(),
+            data: Arc::default(),
+            writes,
+            syncs,
+            failing_syncs: Arc::default(),
+        }
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The bytes that stayed written (after any cut-back).
+    pub fn data(&self) -> Vec<u8> {
+        self.data.lock().unwrap().clone()
+    }
+
+    /// Makes the next `n` syncs fail with EIO.
+    pub fn fail_syncs(&self, n: usize) {
+        self.failing_syncs.store(n, Ordering::SeqCst);
+    }
+}
+
+impl Sink for RecordingSink {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writes.pass();
+        self.data.lock().unwrap().extend_from_slice(buf);
+        let text = String::from_utf8_lossy(buf).into_owned();
+        self.calls.lock().unwrap().push(Call::Write(text));
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.syncs.pass();
+        let fail = self
+            .failing_syncs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            self.calls.lock().unwrap().push(Call::FailedSync);
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        self.calls.lock().unwrap().push(Call::Sync);
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.data.lock().unwrap().truncate(len as usize);
+        Ok(())
+    }
 }

@@ -7,4 +7,26 @@ mod reader;
 mod writer;
 
 pub use reader::{CapturedBatch, read};
-pub use writer::{Capture, CaptureHandle, Entry, FileSink, Recovered, Saved, Sink};
+pub use writer::{Capture, CaptureHandle, Entry, FileSink, Pending, Recovered, Saved, Sink};
+
+/// The duplicate index's key: a batch's content hash seen from one device.
+/// The same body from two `unit-id`s is two batches (two devices can send
+/// identical records, e.g. an empty power event at the same second).
+pub type DeviceBatch = [u8; 32];
+
+/// The key of `hash` sent by `unit_id` (None: very old firmware sends no
+/// `unit-id`; all such batches share one device).
+pub fn device_batch(unit_id: Option<&str>, hash: &[u8; 32]) -> DeviceBatch {
+    let mut h = blake3::Hasher::new();
+    h.update(hash);
+    match unit_id {
+        Some(id) => {
+            h.update(b"\x01");
+            h.update(id.as_bytes());
+        }
+        None => {
+            h.update(b"\x00");
+        }
+    }
+    *h.finalize().as_bytes()
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Recovered;
+use super::{DeviceBatch, Recovered, device_batch};
 
 /// One line of the capture as written. Records stay raw JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -27,13 +27,15 @@ pub struct CapturedBatch {
 #[derive(Deserialize)]
 struct LineHead {
     received: String,
+    #[serde(default)]
+    unit_id: Option<String>,
     batch_hash: String,
 }
 
 /// Cuts a torn last line and indexes the batch hashes already captured.
 pub(super) fn repair_and_index(
     file: &mut File,
-    seen: &mut HashMap<[u8; 32], String>,
+    seen: &mut HashMap<DeviceBatch, String>,
 ) -> io::Result<Recovered> {
     let mut recovered = Recovered::default();
     file.seek(SeekFrom::Start(0))?;
@@ -56,7 +58,10 @@ pub(super) fn repair_and_index(
             .ok()
             .and_then(|h| {
                 let hash = blake3::Hash::from_hex(&h.batch_hash).ok()?;
-                Some((*hash.as_bytes(), h.received))
+                Some((
+                    device_batch(h.unit_id.as_deref(), hash.as_bytes()),
+                    h.received,
+                ))
             }) {
             Some((hash, received)) => {
                 seen.entry(hash).or_insert(received);

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde::Serialize;
 
 use super::reader::repair_and_index;
+use super::{DeviceBatch, device_batch};
 use crate::batch::Batch;
 
 /// Most bytes written in one group before the `fdatasync`.
@@ -87,7 +88,8 @@ pub struct Saved {
 struct Job {
     /// The line up to and including `"batch_hash":"…"`.
     head: Vec<u8>,
-    hash: [u8; 32],
+    /// The duplicate index's key (content hash and device).
+    key: DeviceBatch,
     received: String,
     records: Arc<[u8]>,
     reply: Sender<io::Result<Saved>>,
@@ -155,7 +157,7 @@ impl Capture {
     }
 
     /// Starts a writer on any sink (tests use failing ones).
-    pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<[u8; 32], String>) -> Capture {
+    pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<DeviceBatch, String>) -> Capture {
         let (tx, rx) = unbounded();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
@@ -197,21 +199,49 @@ impl Capture {
 impl CaptureHandle {
     /// Appends one batch and returns once it is on disk (or failed to be).
     pub fn save(&self, entry: &Entry, batch: &Batch) -> io::Result<Saved> {
+        self.submit(entry, batch)?.wait()
+    }
+
+    /// Hands one batch to the writer; the answer comes once its line is
+    /// written and synced (or failed to be).
+    pub fn submit(&self, entry: &Entry, batch: &Batch) -> io::Result<Pending> {
         let (reply, answer) = bounded(1);
         let job = Job {
             head: line_head(entry, batch),
-            hash: batch.hash,
+            key: device_batch(entry.unit_id.as_deref(), &batch.hash),
             received: entry.received.clone(),
             records: batch.records_json.clone(),
             reply,
         };
-        self.jobs
-            .send(job)
-            .map_err(|_| io::Error::other("capture writer has stopped"))?;
-        answer
-            .recv()
-            .map_err(|_| io::Error::other("capture writer has stopped"))?
+        self.jobs.send(job).map_err(|_| stopped())?;
+        Ok(Pending { answer })
     }
+
+    /// Batches handed in and not yet taken into a group by the writer.
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
+/// A batch handed to the writer, its answer still to come.
+pub struct Pending {
+    answer: Receiver<io::Result<Saved>>,
+}
+
+impl Pending {
+    /// Waits for the answer.
+    pub fn wait(self) -> io::Result<Saved> {
+        self.answer.recv().map_err(|_| stopped())?
+    }
+
+    /// The answer if it has come (None while the line is not yet durable).
+    pub fn try_answer(&self) -> Option<io::Result<Saved>> {
+        self.answer.try_recv().ok()
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("capture writer has stopped")
 }
 
 fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
@@ -240,8 +270,8 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
 
 struct Writer<S> {
     sink: S,
-    /// First `received` of every batch hash in this capture.
-    seen: HashMap<[u8; 32], String>,
+    /// First `received` of every batch (per device) in this capture.
+    seen: HashMap<DeviceBatch, String>,
     /// Bytes known to be complete and synced.
     good_len: u64,
     /// A failed group could not be cut off yet.
@@ -271,17 +301,17 @@ impl<S: Sink> Writer<S> {
         buf.clear();
         // Duplicates are decided against lines that really landed, so a
         // failed group leaves the index as it was.
-        let mut new_hashes: Vec<([u8; 32], String)> = Vec::new();
+        let mut new_hashes: Vec<(DeviceBatch, String)> = Vec::new();
         let mut answers = Vec::with_capacity(group.len());
         for job in &group {
-            let duplicate_of = self.seen.get(&job.hash).cloned().or_else(|| {
+            let duplicate_of = self.seen.get(&job.key).cloned().or_else(|| {
                 new_hashes
                     .iter()
-                    .find(|(h, _)| *h == job.hash)
+                    .find(|(k, _)| *k == job.key)
                     .map(|(_, r)| r.clone())
             });
             if duplicate_of.is_none() {
-                new_hashes.push((job.hash, job.received.clone()));
+                new_hashes.push((job.key, job.received.clone()));
             }
             buf.extend_from_slice(&job.head);
             buf.extend_from_slice(b",\"duplicate_of\":");
@@ -430,5 +460,157 @@ mod tests {
             lines[0].records.get(),
             r#"[{"@t":"a","@ts":"2026-01-01T00:00:00"}]"#
         );
+    }
+}
+
+/// The promise behind every 2xx: an answer comes only after the write and
+/// the sync that cover its line. A recording sink logs each call and holds
+/// each one at a gate until the test lets it through, so the test can look
+/// at the answers while a write or a sync is in progress.
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use crate::fixtures::{Call, Gate, RecordingSink};
+    use crate::receiver::ingest::{Auth, Config, decode};
+    use std::time::{Duration, Instant};
+
+    fn recording(writes: Arc<Gate>, syncs: Arc<Gate>) -> (RecordingSink, Capture) {
+        let sink = RecordingSink::new(writes, syncs);
+        let capture = Capture::with_sink(sink.clone(), 0, HashMap::new());
+        (sink, capture)
+    }
+
+    fn batch(tag: &str) -> Batch {
+        let cfg = Config {
+            auth: Auth::Open,
+            max_body: 1 << 20,
+        };
+        let text = format!(r#"[{{"@t":"{tag}","@ts":"2026-01-01T00:00:00"}}]"#);
+        decode(&cfg, None, text.as_bytes()).unwrap()
+    }
+
+    fn entry(received: &str) -> Entry {
+        Entry {
+            received: received.into(),
+            peer: "127.0.0.1:1".into(),
+            unit_id: Some("ee3df171ff0f6209a3dbaa00b00e1d05".into()),
+            wire_bytes: 3,
+        }
+    }
+
+    /// Whether the write `call` holds the whole line of the batch tagged `tag`.
+    fn holds_line(call: &Call, tag: &str) -> bool {
+        let needle = format!(r#""records":[{{"@t":"{tag}","@ts":"2026-01-01T00:00:00"}}]}}"#);
+        matches!(call, Call::Write(text) if text.lines().any(|l| l.ends_with(&needle)))
+    }
+
+    #[test]
+    fn a_lone_batch_is_answered_after_its_write_and_sync() {
+        let syncs = Gate::closed();
+        let (sink, capture) = recording(Gate::open(), syncs.clone());
+        let pending = capture.handle().submit(&entry("t1"), &batch("a")).unwrap();
+        syncs.reached(1);
+        // The sync is under way: the line is written, nothing is answered.
+        assert!(
+            pending.try_answer().is_none(),
+            "answered before the sync ended"
+        );
+        assert!(holds_line(&sink.calls()[0], "a"));
+        syncs.allow(1);
+        assert_eq!(pending.wait().unwrap(), Saved { duplicate_of: None });
+        let calls = sink.calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1], Call::Sync);
+        capture.close();
+    }
+
+    #[test]
+    fn a_group_is_written_once_synced_once_then_every_batch_answered() {
+        let writes = Gate::closed();
+        let syncs = Gate::closed();
+        let (sink, capture) = recording(writes.clone(), syncs.clone());
+        let h = capture.handle();
+        let first = h.submit(&entry("t1"), &batch("a")).unwrap();
+        writes.reached(1);
+        // While the first group is being written, three more arrive.
+        let group: Vec<Pending> = ["b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, tag)| {
+                h.submit(&entry(&format!("t{}", i + 2)), &batch(tag))
+                    .unwrap()
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while h.queued() < 3 {
+            assert!(Instant::now() < deadline, "the batches never queued");
+            std::thread::yield_now();
+        }
+        writes.allow(usize::MAX / 2);
+        syncs.reached(1);
+        assert!(
+            first.try_answer().is_none(),
+            "answered before the sync ended"
+        );
+        syncs.allow(1);
+        assert!(first.wait().is_ok());
+        syncs.reached(2);
+        {
+            let calls = sink.calls();
+            assert_eq!(calls.len(), 3, "{calls:?}");
+            for tag in ["b", "c", "d"] {
+                assert!(
+                    holds_line(&calls[2], tag),
+                    "{tag} not in the group's one write"
+                );
+            }
+        }
+        for p in &group {
+            assert!(
+                p.try_answer().is_none(),
+                "answered before the group's sync ended"
+            );
+        }
+        syncs.allow(1);
+        for p in group {
+            assert!(p.wait().is_ok());
+        }
+        assert_eq!(sink.calls().len(), 4);
+        assert_eq!(sink.calls()[3], Call::Sync);
+        drop(h);
+        capture.close();
+    }
+
+    #[test]
+    fn the_same_batch_from_two_devices_is_two_batches() {
+        let (_sink, capture) = recording(Gate::open(), Gate::open());
+        let h = capture.handle();
+        let mut other = entry("t2");
+        other.unit_id = Some("0123456789abcdef0123456789abcdef".into());
+        let no_id = Entry {
+            unit_id: None,
+            ..entry("t3")
+        };
+        assert_eq!(
+            h.save(&entry("t1"), &batch("a")).unwrap().duplicate_of,
+            None
+        );
+        assert_eq!(h.save(&other, &batch("a")).unwrap().duplicate_of, None);
+        assert_eq!(h.save(&no_id, &batch("a")).unwrap().duplicate_of, None);
+        assert_eq!(
+            h.save(&entry("t4"), &batch("a"))
+                .unwrap()
+                .duplicate_of
+                .as_deref(),
+            Some("t1")
+        );
+        let mut again = entry("t5");
+        again.unit_id = other.unit_id.clone();
+        assert_eq!(
+            h.save(&again, &batch("a")).unwrap().duplicate_of.as_deref(),
+            Some("t2")
+        );
+        drop(h);
+        capture.close();
     }
 }
