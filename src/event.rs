@@ -54,6 +54,59 @@ impl RequestEvent {
     }
 }
 
+/// Counts over requests. `Totals::of` is the one rule for what a request
+/// adds: the server's status page and the dashboard both count by it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    /// Accepted uploads, duplicates included.
+    pub batches: u64,
+    /// Records of accepted batches that are not duplicates.
+    pub records: u64,
+    pub duplicates: u64,
+    /// Uploads answered 4xx/5xx.
+    pub rejected: u64,
+    /// Malformed records of accepted batches that are not duplicates.
+    pub malformed: u64,
+}
+
+impl Totals {
+    /// What one request adds to the totals: every request counts; an
+    /// upload (POST) is a batch when accepted, else rejected; a duplicate's
+    /// records were counted with its first copy.
+    pub fn of(e: &RequestEvent) -> Totals {
+        let mut t = Totals {
+            requests: 1,
+            ..Totals::default()
+        };
+        if e.method != "POST" {
+            return t;
+        }
+        if !e.accepted() {
+            t.rejected = 1;
+            return t;
+        }
+        t.batches = 1;
+        if e.duplicate() {
+            t.duplicates = 1;
+        } else {
+            t.records = e.records as u64;
+            t.malformed = e.malformed as u64;
+        }
+        t
+    }
+
+    /// Adds another count to this one.
+    pub fn add(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.batches += other.batches;
+        self.records += other.records;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.malformed += other.malformed;
+    }
+}
+
 /// Running totals shared by the workers, read by the status page and the
 /// screen.
 #[derive(Debug, Default)]
@@ -68,6 +121,16 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts one request by the totals rule (`Totals::of`).
+    pub fn count(&self, e: &RequestEvent) {
+        let t = Totals::of(e);
+        Stats::add(&self.requests, t.requests);
+        Stats::add(&self.batches, t.batches);
+        Stats::add(&self.records, t.records);
+        Stats::add(&self.duplicates, t.duplicates);
+        Stats::add(&self.rejected, t.rejected);
+    }
+
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }

@@ -18,6 +18,7 @@ pub mod dashboard;
 pub mod event;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
+pub mod latency;
 pub mod panic;
 pub mod receiver;
 pub mod record;

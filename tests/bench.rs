@@ -13,6 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use autopi_rx::capture::Capture;
+use autopi_rx::latency::Latencies;
 use autopi_rx::receiver::ingest::{Auth, Config, decode};
 use autopi_rx::receiver::server::{self, Settings};
 use common::*;
@@ -20,10 +21,6 @@ use common::*;
 fn batch_gz() -> (Vec<u8>, Vec<u8>) {
     let json = std::fs::read(samples().join("batch-1000-naive.json")).unwrap();
     (gzip(&json), json)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn bench_dir() -> tempfile::TempDir {
@@ -64,7 +61,7 @@ fn decode_a_1000_record_gzip_batch() {
 fn disk_fsync_p50(dir: &std::path::Path) -> Duration {
     let mut f = std::fs::File::create(dir.join("fsync-probe")).unwrap();
     let buf = vec![b'x'; 100_000];
-    let mut times: Vec<Duration> = (0..50)
+    let times: Latencies = (0..50)
         .map(|_| {
             let t = Instant::now();
             f.write_all(&buf).unwrap();
@@ -72,8 +69,7 @@ fn disk_fsync_p50(dir: &std::path::Path) -> Duration {
             t.elapsed()
         })
         .collect();
-    times.sort();
-    percentile(&times, 0.5)
+    times.quantile(0.5)
 }
 
 #[test]
@@ -109,18 +105,16 @@ fn acknowledgement_latency_and_throughput() {
 
     // One device posting in sequence on a keep-alive connection.
     let mut conn = Conn::open(addr);
-    let mut times = Vec::new();
+    let mut times = Latencies::default();
     for _ in 0..1000 {
         let t = Instant::now();
         assert_eq!(conn.request(&request).status, 200);
-        times.push(t.elapsed());
+        times.record(t.elapsed());
     }
-    times.sort();
+    let l = times.summary().unwrap();
     println!(
         "1 connection, 1000-record gzip batches in sequence: p50 {:?}, p99 {:?}, max {:?}",
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        times.last().unwrap()
+        l.p50, l.p99, l.max
     );
 
     // Several connections, each posting as fast as it is acknowledged.
@@ -131,29 +125,29 @@ fn acknowledgement_latency_and_throughput() {
                 let request = request.clone();
                 std::thread::spawn(move || {
                     let mut conn = Conn::open(addr);
-                    let mut times = Vec::new();
+                    let mut times = Latencies::default();
                     while Instant::now() < deadline {
                         let t = Instant::now();
                         assert_eq!(conn.request(&request).status, 200);
-                        times.push(t.elapsed());
+                        times.record(t.elapsed());
                     }
                     times
                 })
             })
             .collect();
         let start = Instant::now();
-        let mut times: Vec<Duration> = threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
+        let mut times = Latencies::default();
+        for t in threads {
+            times.merge(&t.join().unwrap());
+        }
         let secs = start.elapsed().as_secs_f64();
-        times.sort();
+        let n = times.count() as f64;
         println!(
             "{conns} connections: {:.0} batches/s ({:.2} M records/s), ack p50 {:?}, p99 {:?}",
-            times.len() as f64 / secs,
-            times.len() as f64 * 1000.0 / secs / 1e6,
-            percentile(&times, 0.5),
-            percentile(&times, 0.99)
+            n / secs,
+            n * 1000.0 / secs / 1e6,
+            times.quantile(0.5),
+            times.quantile(0.99)
         );
     }
     running.shutdown();

@@ -29,6 +29,7 @@ use autopi_rx::dashboard::state::State;
 use autopi_rx::dashboard::ui::theme::Theme;
 use autopi_rx::event::RequestEvent;
 use autopi_rx::fixtures::{accepted, at, sample};
+use autopi_rx::latency::Latencies;
 use autopi_rx::receiver::ingest::{Auth, Config};
 use autopi_rx::receiver::server::{self, Settings};
 use common::{Conn, request_bytes};
@@ -133,7 +134,7 @@ fn render_frames() {
             app.handle_key(KeyEvent::from(k));
         }
         let frames = 200;
-        let mut times: Vec<Duration> = (0..frames)
+        let times: Latencies = (0..frames)
             .map(|_| {
                 terminal.clear().unwrap();
                 let started = Instant::now();
@@ -141,11 +142,10 @@ fn render_frames() {
                 started.elapsed()
             })
             .collect();
-        times.sort();
         println!(
             "render 120x40 {name}: median {:.2} ms, p99 {:.2} ms",
-            times[frames / 2].as_secs_f64() * 1e3,
-            times[frames * 99 / 100].as_secs_f64() * 1e3
+            times.quantile(0.5).as_secs_f64() * 1e3,
+            times.quantile(0.99).as_secs_f64() * 1e3
         );
     }
 }
@@ -268,7 +268,7 @@ fn flood(ui: bool) {
         .enumerate()
         .map(|(c, stream)| std::thread::spawn(move || client(stream, c)))
         .collect();
-    let mut latencies: Vec<Duration> = clients
+    let latencies: Latencies = clients
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
@@ -277,9 +277,8 @@ fn flood(ui: bool) {
     let _ = stop_tx.send(());
     running.shutdown();
     consumer.join().unwrap();
-    latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let n = latencies.len();
+    let n = latencies.count();
     print!(
         "flood {}: {n} batches of {RECORDS} records in {elapsed:.1} s ({:.0}/s), ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         if ui {
@@ -288,9 +287,9 @@ fn flood(ui: bool) {
             "without dashboard"
         },
         n as f64 / elapsed,
-        ms(latencies[n / 2]),
-        ms(latencies[n * 99 / 100]),
-        ms(latencies[n - 1]),
+        ms(latencies.quantile(0.5)),
+        ms(latencies.quantile(0.99)),
+        ms(latencies.summary().map_or(Duration::ZERO, |l| l.max)),
     );
     if ui {
         print!(

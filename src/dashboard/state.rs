@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use jiff::Timestamp;
 
 use crate::event::RequestEvent;
+pub use crate::event::Totals;
 use crate::record::{Position, Record, View, for_each_record};
 
 /// Requests kept for the Requests tab (all devices together).
@@ -115,17 +116,6 @@ impl<T> Ring<T> {
 pub struct Stamped<T> {
     pub ts: Timestamp,
     pub value: T,
-}
-
-/// Counts over every request, as the server counts them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Totals {
-    pub requests: u64,
-    pub batches: u64,
-    pub records: u64,
-    pub duplicates: u64,
-    pub rejected: u64,
-    pub malformed: u64,
 }
 
 /// The latest `obd.bat`, and since when its state holds.
@@ -246,7 +236,7 @@ impl Default for State {
 impl State {
     /// Folds one request into the state.
     pub fn apply(&mut self, e: &RequestEvent) {
-        self.count(e);
+        self.totals.add(&Totals::of(e));
         if e.method == "POST" && e.accepted() {
             self.last_upload = Some(self.last_upload.map_or(e.received, |t| t.max(e.received)));
             if !e.duplicate() {
@@ -264,26 +254,6 @@ impl State {
     /// Bytes of request bodies currently held for the detail view.
     pub fn body_bytes_kept(&self) -> usize {
         self.body_bytes_kept
-    }
-
-    /// Adds the request to the totals, as the server counts it.
-    fn count(&mut self, e: &RequestEvent) {
-        let t = &mut self.totals;
-        t.requests += 1;
-        if e.method != "POST" {
-            return;
-        }
-        if !e.accepted() {
-            t.rejected += 1;
-            return;
-        }
-        t.batches += 1;
-        if e.duplicate() {
-            t.duplicates += 1;
-        } else {
-            t.records += e.records as u64;
-            t.malformed += e.malformed as u64;
-        }
     }
 
     /// Keeps the request for the Requests tab, letting go of the oldest

@@ -9,7 +9,7 @@ use crate::event::RequestEvent;
 use crate::time::format_received;
 
 #[derive(Serialize)]
-struct Line<'a> {
+struct Printed<'a> {
     id: u64,
     time: String,
     status: u16,
@@ -34,7 +34,7 @@ struct Line<'a> {
 
 /// The JSON line for one event (without the newline).
 pub fn to_line(e: &RequestEvent) -> String {
-    let line = Line {
+    let line = Printed {
         id: e.id,
         time: format_received(e.received),
         status: e.status,

@@ -370,7 +370,7 @@ fn handle(ctx: &Ctx, mut request: Request) {
     }
     // Counted before answering, so a status request sent after this answer
     // already sees it.
-    count(ctx, &event);
+    ctx.stats.count(&event);
     let unread = request.body_length().filter(|_| !outcome.body_read);
     if unread.is_some_and(|n| n > UNREAD_DRAIN_LIMIT) {
         // Answer, then keep tiny_http from draining the absurd remainder:
@@ -511,24 +511,6 @@ fn status_page(ctx: &Ctx) -> Outcome {
     out.body = text.into_bytes();
     out.content_type = "text/plain; charset=utf-8";
     out
-}
-
-fn count(ctx: &Ctx, e: &RequestEvent) {
-    let s = &ctx.stats;
-    Stats::add(&s.requests, 1);
-    if e.method != "POST" {
-        return;
-    }
-    if e.accepted() {
-        Stats::add(&s.batches, 1);
-        if e.duplicate() {
-            Stats::add(&s.duplicates, 1);
-        } else {
-            Stats::add(&s.records, e.records as u64);
-        }
-    } else {
-        Stats::add(&s.rejected, 1);
-    }
 }
 
 fn make_event(

@@ -19,6 +19,8 @@ use clap::{Args, ValueEnum};
 use crossbeam_channel::{Receiver, Sender, select};
 use jiff::Timestamp;
 
+use crate::latency::{Latencies, Latency};
+
 pub use session::{HOME, Session, Stamps, default_start, format_ts};
 pub use upload::{Answer, Payload, Target, Uploader, encode, reason_from};
 
@@ -322,35 +324,6 @@ struct Tally {
     unacknowledged: u64,
 }
 
-/// Ack latencies of one uploader: every one while there are few, then a
-/// uniform sample of `LATENCY_SAMPLES` (reservoir sampling), so an endless
-/// load run keeps bounded memory; the maximum is always exact.
-#[derive(Default)]
-struct Latencies {
-    samples: Vec<Duration>,
-    seen: u64,
-    max: Duration,
-}
-
-/// Latencies kept per uploader (16 MiB): exact percentiles up to a million
-/// acknowledgements, sampled beyond.
-const LATENCY_SAMPLES: usize = 1 << 20;
-
-impl Latencies {
-    fn push(&mut self, latency: Duration) {
-        self.seen += 1;
-        self.max = self.max.max(latency);
-        if self.samples.len() < LATENCY_SAMPLES {
-            self.samples.push(latency);
-        } else {
-            let slot = rand::random_range(0..self.seen);
-            if let Some(kept) = self.samples.get_mut(slot as usize) {
-                *kept = latency;
-            }
-        }
-    }
-}
-
 /// State all uploaders share.
 struct Shared<'a> {
     settings: &'a Settings,
@@ -463,7 +436,7 @@ impl Shared<'_> {
             Answer::Acknowledged { status, latency } => {
                 tally.batches += 1;
                 tally.records += item.payload.records as u64;
-                tally.latencies.push(latency);
+                tally.latencies.record(latency);
                 self.acknowledged(number, status, latency, &item);
                 None
             }
@@ -525,33 +498,6 @@ impl Shared<'_> {
     }
 }
 
-/// Ack latency percentiles.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Latency {
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
-}
-
-impl Latency {
-    /// Nearest-rank percentiles; None without any acknowledgement.
-    pub fn of(mut samples: Vec<Duration>) -> Option<Latency> {
-        if samples.is_empty() {
-            return None;
-        }
-        samples.sort_unstable();
-        let rank = |p: f64| {
-            let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-            samples[i - 1]
-        };
-        Some(Latency {
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: samples[samples.len() - 1],
-        })
-    }
-}
-
 /// What a run achieved.
 #[derive(Clone, Debug)]
 pub struct Summary {
@@ -572,8 +518,7 @@ pub struct Summary {
 
 impl Summary {
     fn from_tallies(tallies: Vec<Tally>, elapsed: Duration, interrupted: bool) -> Summary {
-        let mut latencies = Vec::new();
-        let mut max = Duration::ZERO;
+        let mut latencies = Latencies::default();
         let mut s = Summary {
             batches: 0,
             records: 0,
@@ -590,10 +535,9 @@ impl Summary {
             s.retries += t.retries;
             s.resends += t.resends;
             s.unacknowledged += t.unacknowledged;
-            max = max.max(t.latencies.max);
-            latencies.extend(t.latencies.samples);
+            latencies.merge(&t.latencies);
         }
-        s.latency = Latency::of(latencies).map(|l| Latency { max, ..l });
+        s.latency = latencies.summary();
         s
     }
 
@@ -772,30 +716,6 @@ pub fn main(args: SimulateArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latencies_stay_bounded_and_keep_the_true_maximum() {
-        let mut l = Latencies::default();
-        let n = LATENCY_SAMPLES as u64 + 5_000;
-        for i in 0..n {
-            // The largest comes last, after the reservoir is full.
-            l.push(Duration::from_micros(i));
-        }
-        assert_eq!((l.samples.len(), l.seen), (LATENCY_SAMPLES, n));
-        assert_eq!(l.max, Duration::from_micros(n - 1));
-    }
-
-    #[test]
-    fn latency_percentiles_are_nearest_rank() {
-        let samples = (1..=200).rev().map(Duration::from_millis).collect();
-        let l = Latency::of(samples).unwrap();
-        assert_eq!(l.p50, Duration::from_millis(100));
-        assert_eq!(l.p99, Duration::from_millis(198));
-        assert_eq!(l.max, Duration::from_millis(200));
-        let one = Latency::of(vec![Duration::from_millis(7)]).unwrap();
-        assert_eq!((one.p50, one.p99, one.max), (one.max, one.max, one.max));
-        assert_eq!(Latency::of(Vec::new()), None);
-    }
 
     #[test]
     fn batches_made_on_demand_stop_at_the_count() {
