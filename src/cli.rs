@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::receiver::ingest::{Auth, DEFAULT_MAX_BODY};
-use crate::receiver::run::{Fatal, Settings, default_capture_path};
+use crate::run::{Fatal, Settings, default_capture_path};
 use crate::simulate::SimulateArgs;
 use crate::simulate::demo;
 

@@ -1,5 +1,8 @@
 //! autopi-rx: a bench receiver for AutoPi telematics uploads.
 //!
+//! The entry (`main`, `cli`, `run`) parses the command line and composes
+//! the wings: `run` sets up, receives until a signal, and shuts down.
+//!
 //! Wings, each depending only on the shared vocabulary below it:
 //! - `receiver`: takes requests, decides on them, answers (tiny_http);
 //! - `capture`: makes accepted batches durable and reads them back;
@@ -22,5 +25,6 @@ pub mod latency;
 pub mod panic;
 pub mod receiver;
 pub mod record;
+pub mod run;
 pub mod simulate;
 pub mod time;

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     if let Some(Command::Simulate(args)) = cli.command {
         return autopi_rx::simulate::main(args);
     }
-    match cli.receive.settings().and_then(autopi_rx::receiver::run) {
+    match cli.receive.settings().and_then(autopi_rx::run::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
             eprintln!("autopi-rx: {}", fatal.message);

@@ -82,7 +82,7 @@ fn acknowledgement_latency_and_throughput() {
         disk_fsync_p50(dir.path())
     );
     let capture = Capture::open(&dir.path().join("bench.jsonl")).unwrap();
-    let (events, drain) = crossbeam_channel::bounded(autopi_rx::receiver::run::EVENT_QUEUE);
+    let (events, drain) = crossbeam_channel::bounded(autopi_rx::run::EVENT_QUEUE);
     std::thread::spawn(move || for _ in drain {});
     let settings = Settings {
         listen: "127.0.0.1:0".into(),

@@ -231,7 +231,7 @@ const RECORDS: usize = 100;
 fn flood(ui: bool) {
     let dir = tempfile::tempdir().unwrap();
     let capture = Capture::open(&dir.path().join("flood.jsonl")).unwrap();
-    let (tx, rx) = bounded(autopi_rx::receiver::run::EVENT_QUEUE);
+    let (tx, rx) = bounded(autopi_rx::run::EVENT_QUEUE);
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
         ingest: Config {
