@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use autopi_rx::dashboard::app::{Action, Outside, Tab};
-use autopi_rx::dashboard::ui::theme::Theme;
+use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, guide_examples};
 use crossbeam_channel::{bounded, never, unbounded};
 use ratatui::Terminal;
@@ -38,23 +38,23 @@ fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
 #[test]
 fn tabs_help_and_escape() {
     let mut app = busy();
-    assert_eq!(app.view.tab, Tab::Live);
+    assert_eq!(app.viewer.tab, Tab::Live);
     press(&mut app, &[KeyCode::Tab]);
-    assert_eq!(app.view.tab, Tab::Requests);
+    assert_eq!(app.viewer.tab, Tab::Requests);
     press(&mut app, &[KeyCode::BackTab, KeyCode::BackTab]);
-    assert_eq!(app.view.tab, Tab::Types);
+    assert_eq!(app.viewer.tab, Tab::Types);
     press(
         &mut app,
         &[KeyCode::Char('2'), KeyCode::Enter, KeyCode::Char('?')],
     );
-    assert!(app.view.help && app.view.detail.is_some());
+    assert!(app.viewer.help && app.viewer.detail.is_some());
     press(&mut app, &[KeyCode::Esc]);
     assert!(
-        !app.view.help && app.view.detail.is_some(),
+        !app.viewer.help && app.viewer.detail.is_some(),
         "Esc closes help first"
     );
     press(&mut app, &[KeyCode::Esc]);
-    assert_eq!(app.view.detail, None);
+    assert_eq!(app.viewer.detail, None);
     assert!(text(&draw(&app, 120, 40)).contains("Requests"));
 }
 
@@ -69,11 +69,11 @@ fn q_and_ctrl_c_quit_but_q_types_into_the_filter() {
         app.handle_key(KeyEvent::from(KeyCode::Char('q'))),
         Action::Continue
     );
-    assert_eq!(app.view.filter, "q");
+    assert_eq!(app.viewer.filter.text(), "q");
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(app.handle_key(ctrl_c), Action::Quit);
     press(&mut app, &[KeyCode::Esc]);
-    assert_eq!(app.view.filter, "");
+    assert_eq!(app.viewer.filter.text(), "");
     assert_eq!(
         app.handle_key(KeyEvent::from(KeyCode::Char('q'))),
         Action::Quit
@@ -137,10 +137,14 @@ fn events_scroll_back_and_follow_again() {
     };
     assert_eq!(event_lines(&still), event_lines(&scrolled));
     press(&mut app, &[KeyCode::PageUp, KeyCode::Char('g')]);
-    assert_eq!(app.view.events_scroll, 201 - 11, "g shows the oldest page");
+    assert_eq!(
+        app.viewer.events_scroll,
+        201 - 11,
+        "g shows the oldest page"
+    );
     assert!(text(&draw(&app, 120, 40)).contains("190 newer below"));
     press(&mut app, &[KeyCode::Char('j')]);
-    assert_eq!(app.view.events_scroll, 189, "one key, one line");
+    assert_eq!(app.viewer.events_scroll, 189, "one key, one line");
     press(&mut app, &[KeyCode::Char('G')]);
     let followed = text(&draw(&app, 120, 40));
     assert!(followed.contains("@vehicle/engine/stopped") && followed.contains("following"));
@@ -174,11 +178,14 @@ fn request_detail_scrolls_through_the_body() {
 fn requests_selection_opens_the_chosen_request() {
     let mut app = busy();
     press(&mut app, &[KeyCode::Char('2'), KeyCode::Up, KeyCode::Enter]);
-    assert_eq!(app.view.detail, Some(4));
+    assert_eq!(app.viewer.detail, Some(4));
     let screen = text(&draw(&app, 120, 40));
     assert!(screen.contains("Request #4") && screen.contains("matches a configured token:  no"));
     press(&mut app, &[KeyCode::Esc, KeyCode::Down]);
-    assert_eq!(app.view.selected, None, "back on the newest row: following");
+    assert_eq!(
+        app.viewer.selected, None,
+        "back on the newest row: following"
+    );
 }
 
 #[test]
@@ -392,7 +399,7 @@ fn a_real_upload_never_shows_its_token() {
             .iter()
             .find(|r| r.accepted() == accepted)
             .unwrap();
-        app.view.selected = Some(r.id);
+        app.viewer.selected = Some(r.id);
         press(&mut app, &[KeyCode::Char('2'), KeyCode::Enter]);
         let screen = text(&draw(&app, 120, 40));
         assert!(

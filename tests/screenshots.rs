@@ -11,8 +11,8 @@ mod ui_support;
 use std::path::PathBuf;
 
 use autopi_rx::dashboard::app::App;
+use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::dashboard::ui::svg::to_svg;
-use autopi_rx::dashboard::ui::theme::Theme;
 use ratatui::crossterm::event::KeyCode;
 use ui_support::*;
 

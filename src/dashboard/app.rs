@@ -13,9 +13,16 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::dashboard::state::State;
-use crate::dashboard::ui::theme::Theme;
+use crate::dashboard::app::detail::Detail;
+use crate::dashboard::app::filter::Filter;
+use crate::dashboard::app::layout::pages;
+use crate::dashboard::state::{Device, LogLine, State, TypeStats};
+use crate::dashboard::theme::Theme;
 use crate::event::RequestEvent;
+
+pub mod detail;
+pub mod filter;
+pub mod layout;
 
 /// Lines moved by PgUp/PgDn.
 pub const PAGE: usize = 10;
@@ -84,15 +91,14 @@ pub struct Setup {
 
 /// What the viewer chose to see.
 #[derive(Clone, Debug, Default)]
-pub struct View {
+pub struct Viewer {
     pub tab: Tab,
     pub help: bool,
     /// The chosen device; None shows the first one.
     pub device: Option<String>,
     /// Event lines scrolled up from the newest; 0 follows new ones.
     pub events_scroll: usize,
-    pub filter: String,
-    pub filter_editing: bool,
+    pub filter: Filter,
     /// Selected request id; None follows the newest.
     pub selected: Option<u64>,
     /// Request id whose detail is open.
@@ -116,12 +122,12 @@ pub struct App {
     now: Timestamp,
     pub setup: Setup,
     pub theme: Theme,
-    pub view: View,
+    pub viewer: Viewer,
     /// Terminal size of the last frame, for page sizes and scroll limits.
     size: (u16, u16),
-    /// The open request's body, laid out once when opened rather than in
-    /// every frame (a 1000-record batch is some 12 000 lines).
-    detail_body: Vec<String>,
+    /// The open request, laid out once when opened rather than in every
+    /// frame (a 1000-record batch is some 12 000 lines).
+    detail: Detail,
 }
 
 /// What a key asks of the loop.
@@ -140,9 +146,9 @@ impl App {
             now,
             setup,
             theme,
-            view: View::default(),
+            viewer: Viewer::default(),
             size: (0, 0),
-            detail_body: Vec::new(),
+            detail: Detail::default(),
         }
     }
 
@@ -155,7 +161,7 @@ impl App {
     pub fn apply(&mut self, e: &RequestEvent) {
         let before = self.device().map_or(0, |d| d.events_seen);
         self.live.apply(e);
-        if self.view.events_scroll > 0 && !self.is_frozen() {
+        if self.viewer.events_scroll > 0 && !self.is_frozen() {
             self.keep_events_in_place(before);
         }
     }
@@ -167,15 +173,15 @@ impl App {
             return;
         };
         let new = (device.events_seen - seen_before).min(device.events.len() as u64) as usize;
-        let needle = self.view.filter.to_lowercase();
+        let filter = &self.viewer.filter;
         let matching = device
             .events
             .iter()
             .rev()
             .take(new)
-            .filter(|l| needle.is_empty() || crate::dashboard::ui::events::matches(l, &needle))
+            .filter(|l| filter.event(l))
             .count();
-        self.view.events_scroll += matching;
+        self.viewer.events_scroll += matching;
     }
 
     /// Moves the clock the ages are measured against.
@@ -204,9 +210,9 @@ impl App {
     }
 
     /// The device whose panels are shown, if any sent a batch.
-    pub fn device(&self) -> Option<&crate::dashboard::state::Device> {
+    pub fn device(&self) -> Option<&Device> {
         let devices = &self.shown().devices;
-        self.view
+        self.viewer
             .device
             .as_deref()
             .and_then(|id| devices.iter().find(|d| d.unit_id == id))
@@ -222,19 +228,19 @@ impl App {
         if ctrl && key.code == KeyCode::Char('c') {
             return Action::Quit;
         }
-        if self.view.filter_editing {
+        if self.viewer.filter.editing {
             self.edit_filter(key.code);
             return Action::Continue;
         }
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Char('?') => self.view.help = !self.view.help,
+            KeyCode::Char('?') => self.viewer.help = !self.viewer.help,
             KeyCode::Esc => self.escape(),
-            KeyCode::Tab => self.switch(self.view.tab.next()),
-            KeyCode::BackTab => self.switch(self.view.tab.previous()),
+            KeyCode::Tab => self.switch(self.viewer.tab.next()),
+            KeyCode::BackTab => self.switch(self.viewer.tab.previous()),
             KeyCode::Char(c @ '1'..='3') => self.switch(Tab::ALL[c as usize - '1' as usize]),
             KeyCode::Char('f' | ' ') => self.toggle_freeze(),
-            KeyCode::Char('/') => self.view.filter_editing = true,
+            KeyCode::Char('/') => self.viewer.filter.editing = true,
             KeyCode::Char('d') | KeyCode::Right => self.cycle_device(1),
             KeyCode::Char('D') | KeyCode::Left => self.cycle_device(-1),
             KeyCode::Enter => self.open_detail(),
@@ -246,36 +252,34 @@ impl App {
     /// Types into the filter; Enter keeps it, Esc drops it.
     fn edit_filter(&mut self, code: KeyCode) {
         match code {
-            KeyCode::Char(c) => self.view.filter.push(c),
-            KeyCode::Backspace => {
-                self.view.filter.pop();
-            }
-            KeyCode::Enter => self.view.filter_editing = false,
+            KeyCode::Char(c) => self.viewer.filter.push(c),
+            KeyCode::Backspace => self.viewer.filter.pop(),
+            KeyCode::Enter => self.viewer.filter.editing = false,
             KeyCode::Esc => {
-                self.view.filter.clear();
-                self.view.filter_editing = false;
+                self.viewer.filter.clear();
+                self.viewer.filter.editing = false;
             }
             _ => {}
         }
-        self.view.events_scroll = 0;
-        self.view.types_scroll = 0;
+        self.viewer.events_scroll = 0;
+        self.viewer.types_scroll = 0;
     }
 
     /// Esc closes the innermost thing open: help, detail, then the filter.
     fn escape(&mut self) {
-        if self.view.help {
-            self.view.help = false;
-        } else if self.view.detail.is_some() {
-            self.view.detail = None;
+        if self.viewer.help {
+            self.viewer.help = false;
+        } else if self.viewer.detail.is_some() {
+            self.viewer.detail = None;
         } else {
-            self.view.filter.clear();
+            self.viewer.filter.clear();
         }
     }
 
     /// Shows `tab`, closing an open request.
     fn switch(&mut self, tab: Tab) {
-        self.view.tab = tab;
-        self.view.detail = None;
+        self.viewer.tab = tab;
+        self.viewer.detail = None;
     }
 
     /// Freezes the display on a snapshot of the state, or thaws it.
@@ -300,45 +304,64 @@ impl App {
             .and_then(|d| devices.iter().position(|x| x.unit_id == d.unit_id))
             .unwrap_or(0);
         let next = (current as isize + step).rem_euclid(devices.len() as isize) as usize;
-        self.view.device = Some(devices[next].unit_id.clone());
-        self.view.events_scroll = 0;
-        self.view.types_scroll = 0;
+        self.viewer.device = Some(devices[next].unit_id.clone());
+        self.viewer.events_scroll = 0;
+        self.viewer.types_scroll = 0;
     }
 
     /// Opens the highlighted request on the Requests tab.
     fn open_detail(&mut self) {
-        if self.view.tab == Tab::Requests && self.view.detail.is_none() {
+        if self.viewer.tab == Tab::Requests && self.viewer.detail.is_none() {
             let chosen = self.selected_request();
-            let body = chosen
-                .map(crate::dashboard::ui::detail::body_lines)
-                .unwrap_or_default();
-            let id = chosen.map(|r| r.id);
-            self.detail_body = body;
-            self.view.detail = id;
-            self.view.detail_scroll = 0;
+            let detail = chosen.map(Detail::of).unwrap_or_default();
+            self.viewer.detail = chosen.map(|r| r.id);
+            self.detail = detail;
+            self.viewer.detail_scroll = 0;
         }
     }
 
-    /// The open request's body lines, as laid out when it was opened.
-    pub fn detail_body(&self) -> &[String] {
-        &self.detail_body
+    /// The open request, as laid out when it was opened.
+    pub fn detail(&self) -> &Detail {
+        &self.detail
     }
 
     /// Requests that pass the filter, oldest first.
     pub fn filtered_requests(&self) -> Vec<&RequestEvent> {
-        let needle = self.view.filter.to_lowercase();
+        let filter = &self.viewer.filter;
         self.shown()
             .requests
             .iter()
-            .filter(|r| needle.is_empty() || request_text(r).to_lowercase().contains(&needle))
+            .filter(|r| filter.request(r))
             .collect()
+    }
+
+    /// The chosen device's event lines that pass the filter, oldest first.
+    pub fn matching_events(&self) -> Vec<&LogLine> {
+        let filter = &self.viewer.filter;
+        self.device()
+            .map(|d| d.events.iter().filter(|l| filter.event(l)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The chosen device's record types that pass the filter, by name.
+    pub fn matching_types(&self) -> Vec<(&str, &TypeStats)> {
+        let filter = &self.viewer.filter;
+        self.device()
+            .map(|d| {
+                d.types
+                    .iter()
+                    .filter(|(name, s)| filter.record_type(name, s))
+                    .map(|(name, s)| (name.as_str(), s))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The highlighted request: the chosen one, else the newest.
     pub fn selected_request(&self) -> Option<&RequestEvent> {
         let list = self.filtered_requests();
         let chosen = self
-            .view
+            .viewer
             .selected
             .and_then(|id| list.iter().find(|r| r.id == id));
         chosen.or(list.last()).copied()
@@ -346,9 +369,9 @@ impl App {
 
     /// Scrolls whatever the arrows, PgUp/PgDn and g/G move on this tab.
     fn scroll_key(&mut self, code: KeyCode) {
-        let pages = crate::dashboard::ui::pages(self.size.0, self.size.1);
+        let pages = pages(self.size.0, self.size.1);
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
-        let page_rows = match (self.view.detail, self.view.tab) {
+        let page_rows = match (self.viewer.detail, self.viewer.tab) {
             (Some(_), _) => pages.detail,
             (None, Tab::Live) => pages.events,
             (None, Tab::Requests) => PAGE,
@@ -364,32 +387,22 @@ impl App {
             _ => return,
         };
         // Limits leave the last page full, so scrolling back moves at once.
-        if let Some(r) = self
-            .view
-            .detail
-            .and_then(|id| self.shown().requests.iter().find(|r| r.id == id))
-        {
-            let lines = crate::dashboard::ui::detail::head(self, r).len() + self.detail_body.len();
-            let max = lines.saturating_sub(pages.detail);
-            self.view.detail_scroll = apply_step(self.view.detail_scroll, step, max);
+        if self.viewer.detail.is_some() {
+            let max = self.detail.len().saturating_sub(pages.detail);
+            self.viewer.detail_scroll = apply_step(self.viewer.detail_scroll, step, max);
             return;
         }
-        match self.view.tab {
+        match self.viewer.tab {
             // Events count up from the newest line: "up" means older.
             Tab::Live => {
-                let max = crate::dashboard::ui::events::matching(self)
-                    .len()
-                    .saturating_sub(pages.events);
-                self.view.events_scroll =
-                    apply_step(self.view.events_scroll, step.saturating_neg(), max);
+                let max = self.matching_events().len().saturating_sub(pages.events);
+                self.viewer.events_scroll =
+                    apply_step(self.viewer.events_scroll, step.saturating_neg(), max);
             }
             Tab::Requests => self.move_selection(step),
             Tab::Types => {
-                let max = self
-                    .device()
-                    .map_or(0, |d| d.types.len())
-                    .saturating_sub(pages.types);
-                self.view.types_scroll = apply_step(self.view.types_scroll, step, max);
+                let max = self.matching_types().len().saturating_sub(pages.types);
+                self.viewer.types_scroll = apply_step(self.viewer.types_scroll, step, max);
             }
         }
     }
@@ -401,13 +414,13 @@ impl App {
             return;
         };
         let current = self
-            .view
+            .viewer
             .selected
             .and_then(|id| ids.iter().position(|&x| x == id))
             .unwrap_or(last);
         let next = apply_step(current, step, last);
         // Back on the newest row means following new requests again.
-        self.view.selected = (next != last).then(|| ids[next]);
+        self.viewer.selected = (next != last).then(|| ids[next]);
     }
 }
 
@@ -419,19 +432,6 @@ fn apply_step(value: usize, step: isize, max: usize) -> usize {
         value.saturating_add(step as usize)
     };
     moved.min(max)
-}
-
-/// What the filter matches a request against.
-fn request_text(r: &RequestEvent) -> String {
-    format!(
-        "{} {} {} {} {} {}",
-        r.peer,
-        r.unit_id.as_deref().unwrap_or(""),
-        r.path,
-        r.status,
-        r.method,
-        r.error.as_deref().unwrap_or("")
-    )
 }
 
 /// Everything the loop reads from outside the app.

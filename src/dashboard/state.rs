@@ -149,6 +149,14 @@ pub struct Usage {
     pub first_ts: Timestamp,
 }
 
+/// One fix of the map's track.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrackPoint {
+    pub ts: Timestamp,
+    pub lon: f64,
+    pub lat: f64,
+}
+
 /// Latest value of one `obd.<pid>`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObdValue {
@@ -201,8 +209,8 @@ pub struct Device {
     pub body_bytes: u64,
     /// The latest `track.pos`.
     pub position: Option<Stamped<Position>>,
-    /// Recent fixes as (time, lon, lat), in time order.
-    pub track: Ring<(Timestamp, f64, f64)>,
+    /// Recent fixes, in time order.
+    pub track: Ring<TrackPoint>,
     pub battery: Option<Stamped<BatteryNow>>,
     /// (seconds since the Unix epoch, volts), in arrival order.
     pub voltages: Ring<(f64, f64)>,
@@ -447,7 +455,8 @@ impl Device {
         match view {
             View::Position(p) => {
                 if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
-                    self.track.insert_ordered((ts, lon, lat), |p| p.0);
+                    self.track
+                        .insert_ordered(TrackPoint { ts, lon, lat }, |p| p.ts);
                 }
                 set_if_newer(&mut self.position, ts, p.clone());
             }
@@ -966,7 +975,13 @@ mod tests {
             Some(UNIT),
             &pos("2026-11-27T08:01:00", 57.2),
         ));
-        let lats: Vec<f64> = s.device(UNIT).unwrap().track.iter().map(|p| p.2).collect();
+        let lats: Vec<f64> = s
+            .device(UNIT)
+            .unwrap()
+            .track
+            .iter()
+            .map(|p| p.lat)
+            .collect();
         assert_eq!(lats, [57.1, 57.2, 57.3]);
         let mut ring = Ring::new(2);
         for k in [5, 7, 6, 1] {

@@ -5,13 +5,11 @@
 pub mod battery;
 pub mod detail;
 pub mod events;
-pub mod format;
 pub mod header;
 pub mod help;
 pub mod position;
 pub mod requests;
 pub mod svg;
-pub mod theme;
 pub mod types;
 pub mod usage;
 pub mod vehicle;
@@ -21,11 +19,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Paragraph, Widget, Wrap};
 
+use crate::dashboard::app::layout::{HEADER_HEIGHT, MIN_HEIGHT, MIN_WIDTH, live_rows};
 use crate::dashboard::app::{App, Tab};
-
-/// Smallest terminal the dashboard draws in.
-pub const MIN_WIDTH: u16 = 80;
-pub const MIN_HEIGHT: u16 = 24;
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -35,26 +30,28 @@ impl Widget for &App {
             return;
         }
         let [head, body] =
-            Layout::vertical([Constraint::Length(header::HEIGHT), Constraint::Fill(1)]).areas(area);
+            Layout::vertical([Constraint::Length(HEADER_HEIGHT), Constraint::Fill(1)]).areas(area);
         header::render(self, head, buf);
-        match self.view.tab {
+        match self.viewer.tab {
             Tab::Live => live(self, body, buf),
-            Tab::Requests if self.view.detail.is_some() => detail::render(self, body, buf),
+            Tab::Requests if self.viewer.detail.is_some() => detail::render(self, body, buf),
             Tab::Requests => requests::render(self, body, buf),
             Tab::Types => types::render(self, body, buf),
         }
-        if self.view.help {
+        if self.viewer.help {
             help::render(self, body, buf);
         }
     }
 }
 
-/// The Live tab:
+/// The Live tab, in three rows of panels:
 /// ```text
-/// ┌ Position ──────┬─ map ─┐┌ Battery ────────────┐
-/// │ lat lon alt …  │  ···  ││ V state gauge chart │
-/// ┌ Data usage ───────────┐┌ Vehicle and sensors ┐
-/// ┌ Events ──────────────────────────────────────┐
+/// ╭ Position ──── fix 3s ago ╮╭ Battery ─────── 4s ago ╮
+/// │lat lon alt …   map  ●    ││V state · level · chart │
+/// ╭ Data usage ───── 4s ago ╮╭ Vehicle and sensors ───╮
+/// │modem counters, wire      ││DTCs, obd.<pid>, …      │
+/// ╭ Events ───────────────────────────── 1 · following ╮
+/// │08:00:04  @system/service/modem/failed reason=…     │
 /// ```
 fn live(app: &App, area: Rect, buf: &mut Buffer) {
     let [top, middle, bottom] = live_rows(area);
@@ -66,42 +63,6 @@ fn live(app: &App, area: Rect, buf: &mut Buffer) {
     usage::render(app, usage_area, buf);
     vehicle::render(app, vehicle_area, buf);
     events::render(app, bottom, buf);
-}
-
-/// The Live tab's three rows: position and battery, usage and vehicle,
-/// events.
-fn live_rows(area: Rect) -> [Rect; 3] {
-    let top = (area.height * 2 / 5).max(8);
-    let middle = (area.height / 4).max(6);
-    Layout::vertical([
-        Constraint::Length(top),
-        Constraint::Length(middle),
-        Constraint::Fill(1),
-    ])
-    .areas(area)
-}
-
-/// Lines visible at once in the scrolling views, for a terminal size (0
-/// when unknown or too small).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pages {
-    pub events: usize,
-    pub detail: usize,
-    pub types: usize,
-}
-
-/// The scrolling views' page heights at this terminal size.
-pub fn pages(width: u16, height: u16) -> Pages {
-    if width < MIN_WIDTH || height < MIN_HEIGHT {
-        return Pages::default();
-    }
-    let body = Rect::new(0, 0, width, height - header::HEIGHT);
-    let [_, _, events] = live_rows(body);
-    Pages {
-        events: events.height.saturating_sub(2) as usize,
-        detail: body.height.saturating_sub(2) as usize,
-        types: body.height.saturating_sub(3) as usize,
-    }
 }
 
 /// A bordered panel with a title and, on the right, a note (often an age).

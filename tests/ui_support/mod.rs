@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use autopi_rx::dashboard::app::{App, Setup};
-use autopi_rx::dashboard::ui::theme::Theme;
+use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, duplicate, guide_examples, refused, sample};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;

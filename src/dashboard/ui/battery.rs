@@ -2,11 +2,12 @@
 //! out), level gauge, time in the current state, and the session's voltage
 //! history, where cranking dips show as spikes down.
 //! ```text
-//! ┌ Battery ─────────────────────────────── 3s ago ┐
-//! │ 12.86 V  discharging  for 2m10s                │
-//! │ level ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100 %  │
-//! │ 14.4┤   ⡠⠤⠤⠤⠤⠤⠤⢄⡀   ⣀⠤⠤⠤⠤                     │
-//! └─────────────────────────────────────────────────┘
+//! ╭ Battery ──────────────────── 12s ago ╮
+//! │14.38 V  charging  for 17s            │
+//! │level 100 % ──────────────────────────│
+//! │15V│⡄⢠⢠⢀⣀⣀⣄ ⣤⡤⢄⣀⣀           ⢠⢀⡄⡄⣀⣀⣄⡀⡄⣤│
+//! │11V│ ⠉⠈ ⠈ ⠉ ⠈⠁               ⠈⠈  ⠁⠁⠁⠈⠁│
+//! ╰──────────────────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -17,8 +18,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::{age, fixed, span};
 use crate::dashboard::state::{BatteryNow, Device};
-use crate::dashboard::ui::format::{age, fixed, span};
 use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Battery panel.
@@ -139,7 +140,7 @@ mod tests {
         let body = format!("[{}]", records.join(","));
         let mut app = App::new(
             Default::default(),
-            crate::dashboard::ui::theme::Theme::color(),
+            crate::dashboard::theme::Theme::color(),
             at("2026-11-27T08:01:00Z"),
         );
         app.apply(&accepted(1, at("2026-11-27T08:01:00Z"), Some("u"), &body));

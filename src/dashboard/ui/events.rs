@@ -1,10 +1,10 @@
 //! The Events panel: event records, newest at the bottom, following unless
 //! scrolled; failures stand out; `/` filters by text.
 //! ```text
-//! ┌ Events ───────────────────────── 100 · following ┐
-//! │ 08:00:01  @vehicle/battery/charging               │
-//! │ 08:00:02  @system/power/on trigger=stn            │
-//! └───────────────────────────────────────────────────┘
+//! ╭ Events ─────────────────────────────── 200 · following ╮
+//! │08:13:44  @vehicle/motion/steady                         │
+//! │08:13:47  @vehicle/battery/charging                      │
+//! ╰ filter: power ──────────────────────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -13,16 +13,16 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::clock;
 use crate::dashboard::state::LogLine;
-use crate::dashboard::ui::format::clock;
 use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Events panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let matching = matching(app);
+    let matching = app.matching_events();
     let height = area.height.saturating_sub(2) as usize;
     let scroll = app
-        .view
+        .viewer
         .events_scroll
         .min(matching.len().saturating_sub(height));
     let end = matching.len() - scroll;
@@ -35,7 +35,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     if matching.is_empty() {
-        let text = if app.view.filter.is_empty() {
+        let text = if app.viewer.filter.is_empty() {
             "no events yet"
         } else {
             "no event matches the filter"
@@ -45,24 +45,6 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let lines: Vec<Line> = matching[start..end].iter().map(|l| line(app, l)).collect();
     Paragraph::new(lines).render(inner, buf);
-}
-
-/// The chosen device's event lines that pass the filter, oldest first.
-pub fn matching(app: &App) -> Vec<&LogLine> {
-    let needle = app.view.filter.to_lowercase();
-    let Some(device) = app.device() else {
-        return Vec::new();
-    };
-    device
-        .events
-        .iter()
-        .filter(|l| needle.is_empty() || matches(l, &needle))
-        .collect()
-}
-
-/// True when an event line contains `needle` (already lower case).
-pub fn matches(l: &LogLine, needle: &str) -> bool {
-    l.tag.to_lowercase().contains(needle) || l.fields.to_lowercase().contains(needle)
 }
 
 /// How many lines match and whether the view follows new ones.
@@ -83,17 +65,18 @@ fn note(app: &App, shown: usize, scroll: usize) -> String {
 /// The filter as typed, shown at the bottom edge.
 fn filter_title(app: &App) -> Option<Line<'static>> {
     let t = &app.theme;
-    if app.view.filter_editing {
+    let filter = &app.viewer.filter;
+    if filter.editing {
         return Some(Line::from(vec![
             Span::styled(" filter: ", t.key),
-            Span::styled(format!("{}▏", app.view.filter), t.value),
+            Span::styled(format!("{}▏", filter.text()), t.value),
             Span::styled(" Enter keeps · Esc clears ", t.dim),
         ]));
     }
-    (!app.view.filter.is_empty()).then(|| {
+    (!filter.is_empty()).then(|| {
         Line::from(vec![
             Span::styled(" filter: ", t.label),
-            Span::styled(format!("{} ", app.view.filter), t.value),
+            Span::styled(format!("{} ", filter.text()), t.value),
         ])
     })
 }

@@ -2,8 +2,8 @@
 //! ```text
 //!  autopi-rx  point the device at http://192.168.1.20:8000/ …     FROZEN
 //!  last upload 3s ago · devices 1 · auth 1 token · capture 1.2 MiB in captures/x.jsonl
-//!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2
-//!  1 Live  2 Requests  3 Types     device ◀ ee3d…1d05 (1/2) ▶ d     ? help  q quit
+//!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2 · malformed 0
+//!   1 Live   2 Requests   3 Types     device ◀ ee3d…1d05 (1/2) ▶ d     ? help  q quit
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -12,10 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::{App, Tab};
-use crate::dashboard::ui::format::{age, bytes, count, short_id};
-
-/// Lines the header takes.
-pub const HEIGHT: u16 = 4;
+use crate::dashboard::format::{age, bytes, count, short_id};
 
 /// Draws the header into its four lines.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -134,7 +131,7 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let mut spans = vec![Span::raw(" ")];
     for (i, tab) in Tab::ALL.iter().enumerate() {
-        let style = if *tab == app.view.tab {
+        let style = if *tab == app.viewer.tab {
             t.tab_active
         } else {
             t.tab

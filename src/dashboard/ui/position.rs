@@ -1,10 +1,11 @@
 //! The Position panel (`track.pos`): the last fix beside a map of the
 //! recent track, zoomed to it, over the world's coastlines.
 //! ```text
-//! ┌ Position ─────────────── fix 3s ago ┐
-//! │ lat    57.022424 │      ⠤⠒⠉⠒⠤       │
-//! │ lon     9.899250 │    ⠔⠁     ⠈⠢●    │
-//! └──────────────────┴──── 250 m across ┘
+//! ╭ Position ─────────────── fix 11s ago ╮
+//! │lat   57.022855°              ⢀●⡿     │
+//! │lon   9.900590°             ⣀⢀⣸⠿⠁     │
+//! │sats  9                  297 m across │
+//! ╰──────────────────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -16,8 +17,8 @@ use ratatui::widgets::canvas::{Canvas, Line as Segment, Map, MapResolution};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::{age, fixed};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::format::{age, fixed};
 use crate::dashboard::ui::{labelled, panel, placeholder};
 
 /// Narrowest view of the map, in degrees of latitude (about 220 m), so a
@@ -91,11 +92,7 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     if area.width < 4 || area.height < 2 {
         return;
     }
-    let track: Vec<(f64, f64)> = device
-        .track
-        .iter()
-        .map(|&(_, lon, lat)| (lon, lat))
-        .collect();
+    let track: Vec<(f64, f64)> = device.track.iter().map(|p| (p.lon, p.lat)).collect();
     let (xb, yb) = bounds(&track, area.width, area.height);
     let across_m = (xb[1] - xb[0]) * M_PER_DEG * ((yb[0] + yb[1]) / 2.0).to_radians().cos();
     let t = &app.theme;
@@ -180,7 +177,7 @@ mod tests {
     fn world_cells(track: &str) -> usize {
         let mut app = crate::dashboard::app::App::new(
             crate::dashboard::app::Setup::default(),
-            crate::dashboard::ui::theme::Theme::color(),
+            crate::dashboard::theme::Theme::color(),
             crate::fixtures::at("2026-11-27T08:10:00Z"),
         );
         let e = crate::fixtures::accepted(

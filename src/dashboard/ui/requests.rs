@@ -1,11 +1,12 @@
 //! The Requests tab: every request, accepted or not, newest at the bottom;
 //! Enter opens the highlighted one.
 //! ```text
-//! ┌ Requests ── marks: D duplicate  E encoding  N naive ts  M malformed ┐
-//! │ time          peer              unit       status recs  wire   ms  │
-//! │ 08:04:00.000  192.168.1.57:40522 ee3d…1d05  200   1000  104K  1.9  │
-//! └─────────────────────────────────────────────────────────────────────┘
+//! ╭ Requests ──────────────────────────── 5 · following · Enter opens ╮
+//! │time         peer               unit-id   status recs   wire   ms mark│
+//! │08:03:48.120 192.168.1.57:40522 ee3d…1d05   200    1000 103.9 KiB 4.2 N│
+//! ╰ marks: D duplicate  E encoding mismatch  N naive timestamps  M mal…╯
 //! ```
+//! From 110 columns the path and the inflated size are shown too.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
@@ -13,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::ui::format::{bytes, clock_ms, count, short_id};
+use crate::dashboard::format::{bytes, clock_ms, count, short_id};
 use crate::dashboard::ui::{panel, placeholder};
 use crate::event::RequestEvent;
 
@@ -25,7 +26,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let list = app.filtered_requests();
     let selected = app.selected_request().map(|r| r.id);
-    let follow = if app.view.selected.is_none() {
+    let follow = if app.viewer.selected.is_none() {
         "following"
     } else {
         "G follows"
@@ -42,10 +43,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled("M", t.warn),
         Span::styled(" malformed records ", t.label),
     ]));
-    if !app.view.filter.is_empty() || app.view.filter_editing {
-        let cursor = if app.view.filter_editing { "▏" } else { "" };
+    let filter = &app.viewer.filter;
+    if !filter.is_empty() || filter.editing {
+        let cursor = if filter.editing { "▏" } else { "" };
         block = block.title(Line::from(Span::styled(
-            format!(" filter: {}{cursor} ", app.view.filter),
+            format!(" filter: {}{cursor} ", filter.text()),
             t.key,
         )));
     }

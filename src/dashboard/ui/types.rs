@@ -1,10 +1,10 @@
 //! The Types tab: every `@t` the chosen device sent, with its count, rate,
 //! age of the newest and that record in one line.
 //! ```text
-//! ┌ Types ─────────────────────────────────────────────────────────┐
-//! │ type             count   /min  last seen  last value           │
-//! │ obd.bat            100   26.4  3s ago     12.86 V 100 % charging│
-//! └────────────────────────────────────────────────────────────────┘
+//! ╭ Types ─────────────────────────────── 13 types · 2,000 records ╮
+//! │type                     count    /min last seen     last value│
+//! │obd.bat                    200    14.5 12s ago       14.38 V 10│
+//! ╰────────────────────────────────────────────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -12,26 +12,13 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Cell, Row, Table, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::ui::format::{age, count};
+use crate::dashboard::format::{age, count};
 use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Types tab.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
-    let needle = app.view.filter.to_lowercase();
-    let types: Vec<_> = app
-        .device()
-        .map(|d| {
-            d.types
-                .iter()
-                .filter(|(name, s)| {
-                    needle.is_empty()
-                        || name.to_lowercase().contains(&needle)
-                        || s.last_value.to_lowercase().contains(&needle)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let types = app.matching_types();
     let note = app
         .device()
         .map(|d| format!("{} types · {} records", types.len(), count(d.records)));
@@ -44,7 +31,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let visible = area.height.saturating_sub(3) as usize;
     let scroll = app
-        .view
+        .viewer
         .types_scroll
         .min(types.len().saturating_sub(visible));
     let rows = types.iter().skip(scroll).map(|(name, s)| {

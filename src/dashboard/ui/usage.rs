@@ -1,12 +1,12 @@
 //! The Data usage panel (`ec2x.data_usage`): modem counters, their growth
 //! since the session began and its rate, beside what reached us.
 //! ```text
-//! ┌ Data usage ──────────────────────── 3s ago ┐
-//! │          total    +session        rate │
-//! │ sent  2.63 KiB   +1.17 KiB     5 B/s     │
-//! │ recv  4.63 KiB   +3.03 KiB    12 B/s     │
-//! │ wire  12.3 KiB json  80.1 KiB ×6.5       │
-//! └─────────────────────────────────────────────┘
+//! ╭ Data usage ───────────────── 12s ago ╮
+//! │         total    +session       rate │
+//! │sent  1.10 MiB   +1.24 MiB 1.53 KiB/s │
+//! │recv 266.1 KiB  +526.3 KiB    653 B/s │
+//! │wire 207.8 KiB json 207.8 KiB ×1.0    │
+//! ╰──────────────────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -15,8 +15,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::{age, bytes};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::format::{age, bytes};
 use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Data usage panel.

@@ -2,10 +2,11 @@
 //! latest value of every `obd.<pid>`, `rpi.temp` and `acc.xyz`, each with
 //! its unit and age; two columns when there is room.
 //! ```text
-//! ┌ Vehicle and sensors ─────────────────────────────┐
-//! │ DTC P0300 Random misfire 3s ago                   │
-//! │ rpm 2754.6 revolutions_per_minute 3s ago          │
-//! └───────────────────────────────────────────────────┘
+//! ╭ Vehicle and sensors ──────────────────────╮
+//! │ DTC P0300  Random/multiple cylinder m… 3s ago│
+//! │coolant_temp        50 °C          11s ago│
+//! │rpm              717.1 rpm         12s ago│
+//! ╰──────────────────────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -14,8 +15,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::{age, fixed, unit};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::format::{age, fixed, unit};
 use crate::dashboard::ui::{panel, placeholder};
 
 /// Inner width from which the values are laid out in two columns.
