@@ -137,8 +137,8 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
 }
 
 /// SIGINT and SIGTERM as channel messages: `received` is what the handler
-/// sends; `stop` sends on the same channel (a dead listener stops the run
-/// as a signal does).
+/// sends; `stop` sends on the same channel (a dead listener, or a closed
+/// stdout under `--headless`, stops the run as a signal does).
 struct Signals {
     received: Receiver<()>,
     stop: Sender<()>,
@@ -222,9 +222,10 @@ fn show(
     signals: &Signals,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
     if settings.headless {
+        let stop = signals.stop.clone();
         let printer = std::thread::Builder::new()
             .name("headless".into())
-            .spawn(move || headless::print(events, std::io::stdout().lock()))?;
+            .spawn(move || headless::print(events, std::io::stdout().lock(), stop))?;
         let _ = signals.received.recv();
         return Ok(Some(printer));
     }
