@@ -93,6 +93,9 @@ fn freeze_holds_the_screen_while_receiving_goes_on() {
         &sample_batch(),
     ));
     app.tick(at("2026-11-27T08:00:30Z"));
+    // The probes go on reading too: the capture grows, the screen fell behind.
+    app.setup.capture_bytes = Some(9_999_999);
+    app.setup.dropped_events = 3;
     assert_eq!(
         app.live().totals.records,
         1005,
@@ -102,6 +105,7 @@ fn freeze_holds_the_screen_while_receiving_goes_on() {
     press(&mut app, &[KeyCode::Char('f')]);
     let after = text(&draw(&app, 120, 40));
     assert!(after.contains("records 1,005") && !after.contains("FROZEN"));
+    assert!(after.contains("9.54 MiB") && after.contains("3 events not shown"));
 }
 
 fn sample_batch() -> String {
@@ -412,5 +416,80 @@ fn a_real_upload_never_shows_its_token() {
             "{screen}"
         );
         press(&mut app, &[KeyCode::Esc]);
+    }
+}
+
+/// Both sizes the issue asks the fixes to hold at.
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+#[test]
+fn refused_request_detail_says_what_is_kept_where() {
+    for (w, h) in SIZES {
+        let mut app = busy();
+        app.resize(w, h);
+        // The 401: refused before its body was read.
+        press(&mut app, &[KeyCode::Char('2'), KeyCode::Up, KeyCode::Enter]);
+        press(&mut app, &[KeyCode::Char('G')]);
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("Body: none held"), "{screen}");
+        assert!(
+            screen.contains("refused bodies are never saved to the"),
+            "{screen}"
+        );
+        assert!(!screen.contains("see the capture file"), "{screen}");
+        // The 400: its body is held here, and only here.
+        press(
+            &mut app,
+            &[
+                KeyCode::Esc,
+                KeyCode::Down,
+                KeyCode::Enter,
+                KeyCode::Char('G'),
+            ],
+        );
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("Body (78 B, as received)"), "{screen}");
+        assert!(
+            screen.contains("all 78 B as received, held in memory"),
+            "{screen}"
+        );
+    }
+}
+
+#[test]
+fn time_in_a_battery_state_runs_on_the_device_clock() {
+    // The guide's reading is from 2021: it says nothing of how long since.
+    let screen = text(&draw(&guide(), 120, 40));
+    assert!(screen.contains("overcharging   for 0s"), "{screen}");
+    // A device clock five minutes fast: charging for two minutes by it.
+    let mut app = empty();
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:05:00Z","voltage":14.1,"state":"charging"},
+      {"@t":"obd.bat","@ts":"2026-11-27T08:07:00Z","voltage":14.2,"state":"charging"}]"#;
+    app.apply(&accepted(1, at("2026-11-27T08:00:05Z"), Some(UNIT), body));
+    app.tick(at("2026-11-27T08:00:07Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("charging  for 2m00s"), "{screen}");
+        assert!(screen.contains("6m53s ahead"), "{screen}");
+    }
+}
+
+#[test]
+fn a_modem_counter_reset_is_summed_and_marked() {
+    let mut app = empty();
+    let body = r#"[{"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:00Z","sent":1000,"recv":5000},
+      {"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:10Z","sent":1500,"recv":6000},
+      {"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:20Z","sent":200,"recv":100}]"#;
+    app.apply(&accepted(1, at("2026-11-27T08:00:25Z"), Some(UNIT), body));
+    app.tick(at("2026-11-27T08:00:30Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        // 500 before the reset and 200 after it.
+        assert!(screen.contains("+700 B↺"), "{screen}");
+        assert!(screen.contains("+session↺1"), "{screen}");
+        assert!(
+            screen.contains("↺ counter reset 08:00:20, summed"),
+            "{screen}"
+        );
     }
 }

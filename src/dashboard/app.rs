@@ -107,11 +107,14 @@ pub struct Viewer {
     pub types_scroll: usize,
 }
 
-/// The state as shown while frozen, and the time it was frozen at.
+/// Every figure as shown while frozen: the state, the time, and the
+/// probes' readings (capture size, dropped events) at that moment.
 #[derive(Clone, Debug)]
 struct Frozen {
     state: Box<State>,
     now: Timestamp,
+    capture_bytes: Option<u64>,
+    dropped_events: u64,
 }
 
 /// State plus view: all a frame is drawn from.
@@ -204,6 +207,20 @@ impl App {
         self.frozen.as_ref().map_or(self.now, |f| f.now)
     }
 
+    /// The capture file's size on screen (as read when frozen, if frozen).
+    pub fn capture_bytes(&self) -> Option<u64> {
+        self.frozen
+            .as_ref()
+            .map_or(self.setup.capture_bytes, |f| f.capture_bytes)
+    }
+
+    /// Events the screen missed, as shown (as read when frozen, if frozen).
+    pub fn dropped_events(&self) -> u64 {
+        self.frozen
+            .as_ref()
+            .map_or(self.setup.dropped_events, |f| f.dropped_events)
+    }
+
     /// True while the display is frozen.
     pub fn is_frozen(&self) -> bool {
         self.frozen.is_some()
@@ -289,6 +306,8 @@ impl App {
             None => Some(Frozen {
                 state: Box::new(self.live.clone()),
                 now: self.now,
+                capture_bytes: self.setup.capture_bytes,
+                dropped_events: self.setup.dropped_events,
             }),
         };
     }
@@ -313,7 +332,8 @@ impl App {
     fn open_detail(&mut self) {
         if self.viewer.tab == Tab::Requests && self.viewer.detail.is_none() {
             let chosen = self.selected_request();
-            let detail = chosen.map(Detail::of).unwrap_or_default();
+            let let_go = chosen.is_some_and(|r| self.shown().body_let_go(r.id));
+            let detail = chosen.map(|r| Detail::of(r, let_go)).unwrap_or_default();
             self.viewer.detail = chosen.map(|r| r.id);
             self.detail = detail;
             self.viewer.detail_scroll = 0;

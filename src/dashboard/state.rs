@@ -19,8 +19,9 @@ pub const EVENT_RING: usize = 1_000;
 pub const VOLTAGE_RING: usize = 4_096;
 /// Positions kept per device for the map.
 pub const TRACK_RING: usize = 2_048;
-/// Request bodies kept for the detail view, in bytes all together; older
-/// bodies are let go first (the capture file has every accepted batch).
+/// Request bodies kept for the detail view, in bytes all together. Past
+/// it the oldest accepted bodies are let go first (the capture file has
+/// every accepted batch), refused ones (held nowhere else) only after.
 pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
 /// Devices tracked; records of further `unit-id`s are counted but not shown.
 pub const MAX_DEVICES: usize = 64;
@@ -139,7 +140,9 @@ pub struct BatteryNow {
 }
 
 /// Modem counters from `ec2x.data_usage`, with the change since the first
-/// sample of the session (counter resets are added up, not subtracted).
+/// sample of the session. When the modem restarts its counters from zero
+/// the growth on each side of the reset is added up (so the change can be
+/// larger than the counter), and the reset is counted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Usage {
     pub sent: u64,
@@ -147,6 +150,9 @@ pub struct Usage {
     pub sent_change: u64,
     pub recv_change: u64,
     pub first_ts: Timestamp,
+    /// Counter resets seen this session, and the time of the latest.
+    pub resets: u32,
+    pub last_reset: Option<Timestamp>,
 }
 
 /// One fix of the map's track.
@@ -236,6 +242,8 @@ pub struct State {
     /// Records of devices beyond `MAX_DEVICES`, not shown.
     pub untracked_records: u64,
     body_bytes_kept: usize,
+    /// Requests in the ring whose body was let go for the budget.
+    bodies_let_go: std::collections::BTreeSet<u64>,
 }
 
 impl Default for State {
@@ -247,6 +255,7 @@ impl Default for State {
             last_upload: None,
             untracked_records: 0,
             body_bytes_kept: 0,
+            bodies_let_go: Default::default(),
         }
     }
 }
@@ -294,20 +303,34 @@ impl State {
         }
     }
 
+    /// True when request `id`'s body was let go to stay within
+    /// `BODY_BUDGET` (rather than never kept).
+    pub fn body_let_go(&self, id: u64) -> bool {
+        self.bodies_let_go.contains(&id)
+    }
+
     /// Keeps the request for the Requests tab, letting go of the oldest
-    /// bodies once they take more than `BODY_BUDGET`.
+    /// bodies once they take more than `BODY_BUDGET`: accepted ones first
+    /// (the capture has them), then refused ones.
     fn keep_request(&mut self, e: &RequestEvent) {
         self.body_bytes_kept += e.body.as_ref().map_or(0, |b| b.len());
         if let Some(old) = self.requests.push(e.clone()) {
             self.body_bytes_kept -= old.body.as_ref().map_or(0, |b| b.len());
+            self.bodies_let_go.remove(&old.id);
         }
         let newest = self.requests.len() - 1;
-        for (i, r) in self.requests.iter_mut().enumerate() {
-            if self.body_bytes_kept <= BODY_BUDGET || i == newest {
-                break;
-            }
-            if let Some(body) = r.body.take() {
-                self.body_bytes_kept -= body.len();
+        for refused_too in [false, true] {
+            for (i, r) in self.requests.iter_mut().enumerate() {
+                if self.body_bytes_kept <= BODY_BUDGET || i == newest {
+                    break;
+                }
+                if !refused_too && !r.accepted() {
+                    continue;
+                }
+                if let Some(body) = r.body.take() {
+                    self.body_bytes_kept -= body.len();
+                    self.bodies_let_go.insert(r.id);
+                }
             }
         }
     }
@@ -533,20 +556,22 @@ impl Device {
                 sent_change: 0,
                 recv_change: 0,
                 first_ts: ts,
+                resets: 0,
+                last_reset: None,
             },
-            Some(old) if ts >= old.ts => Usage {
-                sent,
-                recv,
-                sent_change: old
-                    .value
-                    .sent_change
-                    .saturating_add(counter_step(old.value.sent, sent)),
-                recv_change: old
-                    .value
-                    .recv_change
-                    .saturating_add(counter_step(old.value.recv, recv)),
-                first_ts: old.value.first_ts,
-            },
+            Some(old) if ts >= old.ts => {
+                let o = &old.value;
+                let reset = sent < o.sent || recv < o.recv;
+                Usage {
+                    sent,
+                    recv,
+                    sent_change: o.sent_change.saturating_add(counter_step(o.sent, sent)),
+                    recv_change: o.recv_change.saturating_add(counter_step(o.recv, recv)),
+                    first_ts: o.first_ts,
+                    resets: o.resets + u32::from(reset),
+                    last_reset: if reset { Some(ts) } else { o.last_reset },
+                }
+            }
             Some(_) => return,
         };
         self.usage = Some(Stamped { ts, value });
@@ -820,6 +845,10 @@ mod tests {
         );
         let u = &d.usage.as_ref().unwrap().value;
         assert_eq!((u.sent_change, u.recv_change), (700, 1100));
+        assert_eq!(
+            (u.resets, u.last_reset),
+            (1, Some(at("2026-11-27T08:00:20Z")))
+        );
         let (sent_rate, _) = d.usage_rate().unwrap();
         assert!((sent_rate - 35.0).abs() < 1e-9, "{sent_rate}");
     }
@@ -878,6 +907,30 @@ mod tests {
         let kept: Vec<bool> = s.requests.iter().map(|r| r.body.is_some()).collect();
         assert_eq!(kept, [false, true, true, true]);
         assert!(s.body_bytes_kept() <= BODY_BUDGET);
+        assert!(s.body_let_go(1) && !s.body_let_go(2));
+        // An accepted body goes before an older refused one: the capture
+        // has the batch, while a refused body is held nowhere else.
+        let mut s = State::default();
+        let batch = format!(r#"[{{"@t":"x","@ts":"2026-11-27T08:00:00Z","v":"{big}"}}]"#);
+        s.apply(&refused(
+            1,
+            at("2026-11-27T08:00:00Z"),
+            400,
+            "not JSON",
+            &big,
+        ));
+        s.apply(&accepted(2, at("2026-11-27T08:00:01Z"), Some(UNIT), &batch));
+        for id in 3..=4 {
+            s.apply(&refused(
+                id,
+                at("2026-11-27T08:00:02Z"),
+                400,
+                "not JSON",
+                &big,
+            ));
+        }
+        let kept: Vec<bool> = s.requests.iter().map(|r| r.body.is_some()).collect();
+        assert_eq!(kept, [true, false, true, true]);
     }
 
     #[test]

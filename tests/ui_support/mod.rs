@@ -66,13 +66,16 @@ pub fn busy() -> App {
         1000,
     ));
     app.apply(&duplicate(&e1, 3, at("2026-11-27T08:13:49.010Z")));
-    app.apply(&refused(
+    // The listener checks the token before reading a body: none is kept.
+    let mut wrong_token = refused(
         4,
         at("2026-11-27T08:13:52.300Z"),
         401,
         "token does not match any configured token",
         "",
-    ));
+    );
+    wrong_token.body = None;
+    app.apply(&wrong_token);
     let broken =
         r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:13:50","voltage":12.6} {"@t":"obd.rpm"}]"#;
     let error = autopi_rx::receiver::ingest::decode(

@@ -10,6 +10,8 @@ use crate::time::format_received;
 
 /// Most body lines laid out; the capture file has the whole batch.
 const MAX_BODY_LINES: usize = 50_000;
+/// How much of a refused body the listener hands over for this view.
+const REFUSED_BODY_HELD: usize = 64 * 1024;
 /// Characters shown before and after the spot where the JSON broke.
 const CONTEXT: usize = 60;
 
@@ -53,11 +55,12 @@ pub struct Detail {
 }
 
 impl Detail {
-    /// Lays out request `r`.
-    pub fn of(r: &RequestEvent) -> Detail {
+    /// Lays out request `r`; `let_go` when its body was let go for the
+    /// memory budget (rather than never kept).
+    pub fn of(r: &RequestEvent, let_go: bool) -> Detail {
         Detail {
             id: r.id,
-            head: head(r),
+            head: head(r, let_go),
             body: body_lines(r),
         }
     }
@@ -75,7 +78,7 @@ impl Detail {
 
 /// The lines above the body: summary, token match, headers, where the JSON
 /// broke, and the body's title.
-pub fn head(r: &RequestEvent) -> Vec<TextLine> {
+pub fn head(r: &RequestEvent, let_go: bool) -> Vec<TextLine> {
     let mut out = summary(r);
     let matched = match r.token_matched {
         Some(true) => piece(Tone::Ok, "yes"),
@@ -103,7 +106,7 @@ pub fn head(r: &RequestEvent) -> Vec<TextLine> {
         out.extend(spot.into_iter().map(|l| vec![piece(Tone::Warn, l)]));
     }
     out.push(Vec::new());
-    out.push(vec![body_title(r)]);
+    out.extend(body_title(r, let_go));
     out
 }
 
@@ -216,23 +219,59 @@ fn is_json(body: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
-/// The body's title: its size and how it is shown.
-fn body_title(r: &RequestEvent) -> Piece {
-    match r.body.as_deref() {
-        None => piece(Tone::Dim, "Body: not kept (see the capture file)"),
-        Some(body) => {
-            // Accepted bodies were validated by the listener; refused ones
-            // are kept to 64 KiB, so this stays cheap.
-            let what = if r.accepted() || is_json(body) {
+/// The body's title: its size, how it is shown, and exactly what is kept
+/// where (accepted batches are in the capture file; refused bodies never
+/// are, and only their first 64 KiB are held here).
+fn body_title(r: &RequestEvent, let_go: bool) -> Vec<TextLine> {
+    let title = |text: String| vec![piece(Tone::Title, text)];
+    let note = |text: String| vec![piece(Tone::Dim, text)];
+    match (r.body.as_deref(), r.accepted()) {
+        (Some(body), true) => vec![
+            title(format!("Body ({}, pretty)", bytes(body.len() as u64))),
+            note("the batch as saved in the capture file".into()),
+        ],
+        (Some(body), false) => {
+            // Refused bodies are held to 64 KiB, so this check stays cheap.
+            let what = if is_json(body) {
                 "pretty"
             } else {
                 "as received"
             };
-            piece(
-                Tone::Title,
-                format!("Body ({}, {what})", bytes(body.len() as u64)),
-            )
+            let kept = body.len() as u64;
+            let of = if kept < r.wire_bytes {
+                format!("the first {} of {}", bytes(kept), bytes(r.wire_bytes))
+            } else {
+                format!("all {}", bytes(kept))
+            };
+            vec![
+                title(format!("Body ({}, {what})", bytes(kept))),
+                note(format!(
+                    "{of} as received, held in memory for this view only (up to {} of a refused body)",
+                    bytes(REFUSED_BODY_HELD as u64)
+                )),
+                note("refused bodies are never saved to the capture file".into()),
+            ]
         }
+        (None, true) if let_go => vec![
+            title("Body: let go from memory (oldest first past 64 MiB of bodies)".into()),
+            note("the capture file has this batch".into()),
+        ],
+        (None, true) => vec![
+            title("Body: not held by this view".into()),
+            note("the capture file has this batch".into()),
+        ],
+        (None, false) if let_go => vec![
+            title("Body: let go from memory (past 64 MiB of bodies)".into()),
+            note("refused bodies are never saved to the capture file".into()),
+        ],
+        (None, false) => vec![
+            title("Body: none held".into()),
+            note(
+                "refused before its body was read or decoded (token, size, a cut-short body)"
+                    .into(),
+            ),
+            note("refused bodies are never saved to the capture file".into()),
+        ],
     }
 }
 

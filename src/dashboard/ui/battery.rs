@@ -19,7 +19,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Wi
 
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, fixed, span};
-use crate::dashboard::state::{BatteryNow, Device};
+use crate::dashboard::state::{BatteryNow, Device, Stamped};
 use crate::dashboard::ui::{panel, placeholder};
 
 /// Draws the Battery panel.
@@ -39,7 +39,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Fill(1),
     ])
     .areas(inner);
-    Paragraph::new(state_line(app, &battery.value)).render(state_row, buf);
+    Paragraph::new(state_line(app, battery)).render(state_row, buf);
     gauge(app, &battery.value, gauge_row, buf);
     history(app, device, chart_area, buf);
 }
@@ -53,10 +53,13 @@ pub fn state_style(app: &App, b: &BatteryNow) -> Style {
     }
 }
 
-/// Voltage, state and how long the state has held.
-fn state_line(app: &App, b: &BatteryNow) -> Line<'static> {
+/// Voltage, state and how long the state has held, on the device's own
+/// timeline: from the first reading in this state to the latest one (the
+/// panel's title says how old that is, or how far ahead).
+fn state_line(app: &App, reading: &Stamped<BatteryNow>) -> Line<'static> {
     let t = &app.theme;
-    let held = (app.now().as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
+    let b = &reading.value;
+    let held = (reading.ts.as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
     let state = if b.state.is_empty() {
         "state unknown"
     } else {

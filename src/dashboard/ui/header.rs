@@ -64,8 +64,7 @@ fn setup_line(app: &App) -> Line<'static> {
     };
     // The size goes first: a narrow screen cuts the long path, not it.
     let size = app
-        .setup
-        .capture_bytes
+        .capture_bytes()
         .map_or(String::new(), |b| format!("{} in ", bytes(b)));
     let last = match s.last_upload {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
@@ -89,11 +88,11 @@ fn totals_line(app: &App) -> Line<'static> {
     let tot = &app.shown().totals;
     let mut spans = Vec::new();
     // First, so that a narrow screen cannot cut it off.
-    if app.setup.dropped_events > 0 {
+    if app.dropped_events() > 0 {
         spans.push(Span::styled(
             format!(
                 " {} events not shown (screen too slow; all saved) ",
-                count(app.setup.dropped_events)
+                count(app.dropped_events())
             ),
             t.alarm,
         ));

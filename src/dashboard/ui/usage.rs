@@ -15,7 +15,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{age, bytes};
+use crate::dashboard::format::{age, bytes, clock};
 use crate::dashboard::state::Device;
 use crate::dashboard::ui::{panel, placeholder};
 
@@ -23,7 +23,11 @@ use crate::dashboard::ui::{panel, placeholder};
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let usage = device.and_then(|d| d.usage.as_ref());
-    let block = panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts)));
+    let mut block = panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts)));
+    if let Some(at) = usage.and_then(|u| u.value.last_reset) {
+        let mark = format!(" ↺ counter reset {}, summed ", clock(at));
+        block = block.title_bottom(Line::from(Span::styled(mark, app.theme.warn)));
+    }
     let inner = block.inner(area);
     block.render(area, buf);
     let Some(device) = device else {
@@ -45,18 +49,29 @@ fn modem_lines(app: &App, device: &Device) -> Vec<Line<'static>> {
         ))];
     };
     let rate = device.usage_rate();
+    // After a reset the growth is summed across it: marked, as it can
+    // then exceed the counter.
+    let mark = if u.value.resets > 0 { "↺" } else { "" };
     let row = |name: &'static str, total: u64, change: u64, rate: Option<f64>| {
         let rate = rate.map_or("-".into(), |r| format!("{}/s", bytes(r.round() as u64)));
         Line::from(vec![
             Span::styled(name, t.label),
             Span::styled(format!("{:>10}", bytes(total)), t.value),
-            Span::styled(format!(" {:>11}", format!("+{}", bytes(change))), t.value),
+            Span::styled(
+                format!(" {:>11}", format!("+{}{mark}", bytes(change))),
+                t.value,
+            ),
             Span::styled(format!(" {rate:>10}"), t.value),
         ])
     };
+    let session = if u.value.resets > 0 {
+        format!("+session{mark}{}", u.value.resets)
+    } else {
+        "+session".to_string()
+    };
     vec![
         Line::from(Span::styled(
-            format!("{:<4}{:>10}{:>12}{:>11}", "", "total", "+session", "rate"),
+            format!("{:<4}{:>10}{:>12}{:>11}", "", "total", session, "rate"),
             t.label,
         )),
         row("sent", u.value.sent, u.value.sent_change, rate.map(|r| r.0)),
