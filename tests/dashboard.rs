@@ -208,15 +208,35 @@ fn filter_narrows_events_requests_and_types() {
 }
 
 #[test]
-fn device_picker_switches_panels() {
+fn device_picker_follows_the_last_upload_until_one_is_picked() {
     let mut app = two_devices();
-    let first = text(&draw(&app, 120, 40));
-    assert!(first.contains("(1/2)") && first.contains("15.40 V"));
+    // The second device uploaded last: it is in front.
+    let first = text(&draw(&app, 80, 24));
+    assert!(
+        first.contains("11.20 V") && first.contains("(2/2)"),
+        "{first}"
+    );
+    assert!(first.contains("7c1e…0112 2s ago"), "{first}");
+    let wide = text(&draw(&app, 200, 60));
+    assert!(
+        wide.contains("ee3d…1d05 7s ago") && wide.contains("7c1e…0112 2s ago"),
+        "every device with its last upload's age: {wide}"
+    );
+    assert!(wide.contains("last to upload"), "{wide}");
+    // The first one uploads again: followed.
+    let bat =
+        r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:06Z","voltage":12.7,"state":"discharging"}]"#;
+    app.apply(&accepted(7, at("2026-11-27T08:00:06Z"), Some(UNIT), bat));
+    assert!(text(&draw(&app, 120, 40)).contains("12.70 V"));
+    // Picked: stays put whoever uploads.
     press(&mut app, &[KeyCode::Char('d')]);
     let second = text(&draw(&app, 120, 40));
-    assert!(second.contains("(2/2)") && second.contains("11.20 V") && second.contains("P0300"));
+    assert!(second.contains("11.20 V") && second.contains("P0300"));
+    assert!(second.contains("picked"), "{second}");
+    app.apply(&accepted(8, at("2026-11-27T08:00:08Z"), Some(UNIT), bat));
+    assert!(text(&draw(&app, 120, 40)).contains("11.20 V"));
     press(&mut app, &[KeyCode::Left]);
-    assert!(text(&draw(&app, 120, 40)).contains("(1/2)"));
+    assert!(text(&draw(&app, 80, 24)).contains("(1/2)"));
     assert!(
         !text(&draw(&guide(), 120, 40)).contains("(1/"),
         "no picker for one device"
@@ -349,8 +369,7 @@ fn no_auth_is_loud_and_statuses_are_coloured_by_class() {
 
 #[test]
 fn failure_events_stand_out() {
-    let mut app = two_devices();
-    press(&mut app, &[KeyCode::Char('d')]);
+    let app = two_devices();
     let area = Rect::new(0, 0, 100, 8);
     let mut buf = Buffer::empty(area);
     autopi_rx::dashboard::ui::events::render(&app, area, &mut buf);
@@ -491,5 +510,27 @@ fn a_modem_counter_reset_is_summed_and_marked() {
             screen.contains("↺ counter reset 08:00:20, summed"),
             "{screen}"
         );
+    }
+}
+
+#[test]
+fn every_filter_shows_its_prompt_and_says_when_nothing_matches() {
+    for (w, h) in SIZES {
+        let mut app = busy();
+        press(
+            &mut app,
+            &[KeyCode::Char('3'), KeyCode::Char('/'), KeyCode::Char('q')],
+        );
+        let types = text(&draw(&app, w, h));
+        assert!(types.contains("filter: q▏"), "{types}");
+        assert!(types.contains("no match for 'q'"), "{types}");
+        assert!(types.contains("0 of 13 types"), "{types}");
+        press(&mut app, &[KeyCode::Enter, KeyCode::Char('2')]);
+        let requests = text(&draw(&app, w, h));
+        assert!(requests.contains("filter: q"), "{requests}");
+        assert!(requests.contains("no match for 'q'"), "{requests}");
+        press(&mut app, &[KeyCode::Char('1')]);
+        let live = text(&draw(&app, w, h));
+        assert!(live.contains("no match for 'q'"), "{live}");
     }
 }

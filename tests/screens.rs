@@ -75,10 +75,8 @@ fn too_small() {
 }
 
 #[test]
-fn two_devices_second_chosen() {
-    let mut app = two_devices();
-    press(&mut app, &[KeyCode::Char('d')]);
-    both_sizes("two_devices", &app);
+fn two_devices_the_last_to_upload_in_front() {
+    both_sizes("two_devices", &two_devices());
 }
 
 #[test]

@@ -26,10 +26,7 @@ fn scenes() -> Vec<(&'static str, App)> {
     mono.theme = Theme::mono();
     vec![
         ("live", busy()),
-        (
-            "live-two-devices",
-            keys(two_devices(), &[KeyCode::Char('d')]),
-        ),
+        ("live-two-devices", two_devices()),
         ("requests", keys(busy(), &[KeyCode::Char('2'), KeyCode::Up])),
         (
             "request-detail",

@@ -94,7 +94,7 @@ pub struct Setup {
 pub struct Viewer {
     pub tab: Tab,
     pub help: bool,
-    /// The chosen device; None shows the first one.
+    /// The device picked with d/D; None follows the one that uploaded last.
     pub device: Option<String>,
     /// Event lines scrolled up from the newest; 0 follows new ones.
     pub events_scroll: usize,
@@ -226,14 +226,16 @@ impl App {
         self.frozen.is_some()
     }
 
-    /// The device whose panels are shown, if any sent a batch.
+    /// The device whose panels are shown, if any sent a batch: the one the
+    /// viewer picked, else the one that uploaded last (a device coming
+    /// online is shown at once, not behind one that went quiet).
     pub fn device(&self) -> Option<&Device> {
         let devices = &self.shown().devices;
         self.viewer
             .device
             .as_deref()
             .and_then(|id| devices.iter().find(|d| d.unit_id == id))
-            .or_else(|| devices.first())
+            .or_else(|| devices.iter().max_by_key(|d| d.last_upload))
     }
 
     /// Changes the view for one key.

@@ -78,6 +78,37 @@ pub fn panel(app: &App, title: &str, note: Option<String>) -> Block<'static> {
     block
 }
 
+/// The `/` filter where it applies, for a panel's bottom edge: the prompt
+/// and text while typing, the text once kept.
+pub fn filter_title(app: &App) -> Option<Line<'static>> {
+    let t = &app.theme;
+    let filter = &app.viewer.filter;
+    if filter.editing {
+        return Some(Line::from(vec![
+            Span::styled(" filter: ", t.key),
+            Span::styled(format!("{}▏", filter.text()), t.value),
+            Span::styled(" Enter keeps · Esc clears ", t.dim),
+        ]));
+    }
+    (!filter.is_empty()).then(|| {
+        Line::from(vec![
+            Span::styled(" filter: ", t.label),
+            Span::styled(format!("{} ", filter.text()), t.value),
+        ])
+    })
+}
+
+/// What an empty list says: that nothing matches the filter, when one
+/// is set, else `nothing_yet`.
+pub fn nothing_shown(app: &App, nothing_yet: &str) -> String {
+    let filter = &app.viewer.filter;
+    if filter.is_empty() {
+        nothing_yet.to_string()
+    } else {
+        format!("no match for '{}'", filter.text())
+    }
+}
+
 /// Draws `text` as a dim placeholder inside an empty panel.
 pub fn placeholder(app: &App, text: &str, area: Rect, buf: &mut Buffer) {
     Paragraph::new(Line::from(Span::styled(text.to_string(), app.theme.dim)))

@@ -15,7 +15,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::clock;
 use crate::dashboard::state::LogLine;
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder};
 
 /// Draws the Events panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -35,12 +35,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     if matching.is_empty() {
-        let text = if app.viewer.filter.is_empty() {
-            "no events yet"
-        } else {
-            "no event matches the filter"
-        };
-        placeholder(app, text, inner, buf);
+        placeholder(app, &nothing_shown(app, "no events yet"), inner, buf);
         return;
     }
     let lines: Vec<Line> = matching[start..end].iter().map(|l| line(app, l)).collect();
@@ -60,25 +55,6 @@ fn note(app: &App, shown: usize, scroll: usize) -> String {
     } else {
         format!("{shown} of {total} · {follow}")
     }
-}
-
-/// The filter as typed, shown at the bottom edge.
-fn filter_title(app: &App) -> Option<Line<'static>> {
-    let t = &app.theme;
-    let filter = &app.viewer.filter;
-    if filter.editing {
-        return Some(Line::from(vec![
-            Span::styled(" filter: ", t.key),
-            Span::styled(format!("{}▏", filter.text()), t.value),
-            Span::styled(" Enter keeps · Esc clears ", t.dim),
-        ]));
-    }
-    (!filter.is_empty()).then(|| {
-        Line::from(vec![
-            Span::styled(" filter: ", t.label),
-            Span::styled(format!("{} ", filter.text()), t.value),
-        ])
-    })
 }
 
 /// One event: time, `@tag`, fields; failures loud.

@@ -138,25 +138,15 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" {} {} ", i + 1, tab.title()), style));
         spans.push(Span::raw(" "));
     }
-    let devices = &app.shown().devices;
-    if let (true, Some(d)) = (devices.len() > 1, app.device()) {
-        let index = devices
-            .iter()
-            .position(|x| x.unit_id == d.unit_id)
-            .unwrap_or(0);
-        spans.push(Span::styled("   device ◀ ", t.label));
-        spans.push(Span::styled(short_id(&d.unit_id), t.url));
-        spans.push(Span::styled(
-            format!(" ({}/{}) ▶ d", index + 1, devices.len()),
-            t.label,
-        ));
-    }
     let hints = Line::from(vec![
         Span::styled("?", t.key),
         Span::styled(" help  ", t.label),
         Span::styled("q", t.key),
         Span::styled(" quit ", t.label),
     ]);
+    let room =
+        (area.width as usize).saturating_sub(hints.width() + Line::from(spans.clone()).width());
+    spans.extend(picker(app, room));
     let [left, right] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(hints.width() as u16),
@@ -164,4 +154,55 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
     .areas(area);
     Paragraph::new(Line::from(spans)).render(left, buf);
     Paragraph::new(hints).render(right, buf);
+}
+
+/// The device picker (two devices or more) in `room` columns: every
+/// device with the age of its last upload when they fit, else the shown
+/// one with its age, its place and whether it was picked or is followed as
+/// the last to upload.
+fn picker(app: &App, room: usize) -> Vec<Span<'static>> {
+    let t = &app.theme;
+    let devices = &app.shown().devices;
+    let Some(shown) = app.device().filter(|_| devices.len() > 1) else {
+        return Vec::new();
+    };
+    let index = devices
+        .iter()
+        .position(|x| x.unit_id == shown.unit_id)
+        .unwrap_or(0);
+    let how = if app.viewer.device.is_some() {
+        "picked"
+    } else {
+        "last to upload"
+    };
+    let ago = |d: &crate::dashboard::state::Device| age(app.now(), d.last_upload);
+    let mut all = vec![Span::styled("  device ◀ d ▶ ", t.label)];
+    for d in devices {
+        let style = if d.unit_id == shown.unit_id {
+            t.tab_active
+        } else {
+            t.label
+        };
+        all.push(Span::styled(
+            format!(" {} {} ", short_id(&d.unit_id), ago(d)),
+            style,
+        ));
+    }
+    all.push(Span::styled(format!(" {how}"), t.label));
+    let place = format!(" ({}/{})", index + 1, devices.len());
+    let long = vec![
+        Span::styled("  device ◀ ", t.label),
+        Span::styled(short_id(&shown.unit_id), t.url),
+        Span::styled(format!(" {}{place} {how} ▶ d", ago(shown)), t.label),
+    ];
+    let short = vec![
+        Span::styled(" ◀ ", t.label),
+        Span::styled(short_id(&shown.unit_id), t.url),
+        Span::styled(format!(" {}{place} ▶", ago(shown)), t.label),
+    ];
+    let width = |spans: &Vec<Span>| spans.iter().map(Span::width).sum::<usize>();
+    [all, long, short]
+        .into_iter()
+        .find(|v| width(v) <= room)
+        .unwrap_or_default()
 }

@@ -15,7 +15,7 @@ use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 
 use crate::dashboard::app::App;
 use crate::dashboard::format::{bytes, clock_ms, count, short_id};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder};
 use crate::event::RequestEvent;
 
 /// Width from which the path and inflated size columns are shown.
@@ -43,18 +43,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled("M", t.warn),
         Span::styled(" malformed records ", t.label),
     ]));
-    let filter = &app.viewer.filter;
-    if !filter.is_empty() || filter.editing {
-        let cursor = if filter.editing { "▏" } else { "" };
-        block = block.title(Line::from(Span::styled(
-            format!(" filter: {}{cursor} ", filter.text()),
-            t.key,
-        )));
+    if let Some(title) = filter_title(app) {
+        block = block.title(title);
     }
     if list.is_empty() {
         let inner = block.inner(area);
         block.render(area, buf);
-        placeholder(app, "no request yet", inner, buf);
+        placeholder(app, &nothing_shown(app, "no request yet"), inner, buf);
         return;
     }
     let wide = area.width >= WIDE;

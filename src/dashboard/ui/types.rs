@@ -13,20 +13,28 @@ use ratatui::widgets::{Cell, Row, Table, Widget};
 
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, count};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder};
 
 /// Draws the Types tab.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let types = app.matching_types();
-    let note = app
-        .device()
-        .map(|d| format!("{} types · {} records", types.len(), count(d.records)));
-    let block = panel(app, "Types", note);
+    let note = app.device().map(|d| {
+        let shown = if types.len() == d.types.len() {
+            types.len().to_string()
+        } else {
+            format!("{} of {}", types.len(), d.types.len())
+        };
+        format!("{shown} types · {} records", count(d.records))
+    });
+    let mut block = panel(app, "Types", note);
+    if let Some(title) = filter_title(app) {
+        block = block.title_bottom(title);
+    }
     if types.is_empty() {
         let inner = block.inner(area);
         block.render(area, buf);
-        placeholder(app, "no record yet", inner, buf);
+        placeholder(app, &nothing_shown(app, "no record yet"), inner, buf);
         return;
     }
     let visible = area.height.saturating_sub(3) as usize;
