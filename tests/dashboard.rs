@@ -534,3 +534,141 @@ fn every_filter_shows_its_prompt_and_says_when_nothing_matches() {
         assert!(live.contains("no match for 'q'"), "{live}");
     }
 }
+
+/// Names of `many_values`' OBD pids.
+const PIDS: [&str; 10] = [
+    "ambiant_air_temp",
+    "barometric_pressure",
+    "coolant_temp",
+    "engine_load",
+    "fuel_level",
+    "intake_temp",
+    "maf",
+    "rpm",
+    "speed",
+    "throttle_pos",
+];
+
+#[test]
+fn vehicle_values_are_shown_cut_with_a_sign_or_counted() {
+    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        let mut app = many_values();
+        let screen = text(&draw(&app, w, h));
+        let whole = PIDS
+            .iter()
+            .filter(|p| screen.contains(&format!("│{p} ")) || screen.contains(&format!("  {p} ")))
+            .count();
+        let more = screen
+            .split("+")
+            .nth(1)
+            .and_then(|s| s.split(" more").next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        assert_eq!(
+            whole + more,
+            PIDS.len(),
+            "{w}x{h}: {whole} shown whole, {more} counted:\n{screen}"
+        );
+        assert!(
+            screen.contains("Random/multiple c") && screen.contains("4s ago"),
+            "{screen}"
+        );
+        if more > 0 {
+            assert!(screen.contains("v shows all"), "{screen}");
+        }
+        // `v`: the panel over the tab, every name whole.
+        app.resize(w, h);
+        press(&mut app, &[KeyCode::Char('v')]);
+        let all = text(&draw(&app, w, h));
+        for p in PIDS {
+            assert!(all.contains(p), "{w}x{h}: {p} missing:\n{all}");
+        }
+        press(&mut app, &[KeyCode::Esc]);
+        assert!(text(&draw(&app, w, h)).contains("Events"));
+    }
+}
+
+#[test]
+fn requests_say_why_they_were_refused_and_r_lists_only_those() {
+    let why = "token does not match any configured token";
+    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        let mut app = busy();
+        press(&mut app, &[KeyCode::Char('2')]);
+        let screen = text(&draw(&app, w, h));
+        let row = screen
+            .lines()
+            .find(|l| l.contains(" 401 "))
+            .expect("the 401 row");
+        let error = row
+            .trim_end_matches('│')
+            .trim_end()
+            .rsplit("   ")
+            .next()
+            .unwrap()
+            .trim();
+        assert!(
+            error == why || (error.ends_with('…') && why.starts_with(error.trim_end_matches('…'))),
+            "{w}x{h}: {row}"
+        );
+        if w >= 200 {
+            assert!(row.contains(why) && row.contains(UNIT), "{row}");
+        }
+        press(&mut app, &[KeyCode::Char('r')]);
+        let refused = text(&draw(&app, w, h));
+        assert!(refused.contains("refused only"), "{refused}");
+        assert!(refused.contains(" 401 ") && refused.contains(" 400 "));
+        assert!(!refused.contains(" 200 "), "{refused}");
+        press(&mut app, &[KeyCode::Char('r')]);
+        assert!(text(&draw(&app, w, h)).contains(" 200 "));
+    }
+}
+
+#[test]
+fn type_names_take_the_room_the_terminal_gives() {
+    let name = "obd.fuel_rail_pressure_direct_injection";
+    let mut app = busy();
+    let body = format!(r#"[{{"@t":"{name}","@ts":"2026-11-27T08:13:57Z","value":1}}]"#);
+    app.apply(&accepted(6, at("2026-11-27T08:13:57Z"), Some(UNIT), &body));
+    press(&mut app, &[KeyCode::Char('3')]);
+    let wide = text(&draw(&app, 120, 40));
+    assert!(wide.contains(&format!("│{name} ")), "{wide}");
+    let narrow = text(&draw(&app, 80, 24));
+    let row = narrow
+        .lines()
+        .find(|l| l.starts_with("│obd.fuel_rail"))
+        .unwrap();
+    let shown = row
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches('│');
+    assert!(shown.ends_with('…') && shown.len() > 20, "{narrow}");
+    // The value column keeps room too.
+    assert!(narrow.contains("14.38 V 100 % charging"), "{narrow}");
+}
+
+#[test]
+fn the_header_fits_80_columns_and_says_where_it_cut() {
+    let mut app = busy();
+    app.setup.capture_path = "/home/bench/autopi/captures/20261127T075950Z.jsonl".into();
+    for frozen in [false, true] {
+        let screen = text(&draw(&app, 80, 24));
+        let lines: Vec<&str> = screen.lines().take(3).collect();
+        assert!(lines[2].contains("malformed 0"), "{screen}");
+        let path = lines[1].trim_end().rsplit(" in ").next().unwrap();
+        assert!(
+            path.starts_with("…") && path.ends_with("Z.jsonl"),
+            "{screen}"
+        );
+        // An address is shown whole or counted, never cut.
+        assert!(
+            lines[0].contains("http://192.168.1.20:8000/ ") || lines[0].contains("more (?)"),
+            "{screen}"
+        );
+        assert!(!lines[0].contains("8000…"), "{screen}");
+        if frozen {
+            assert!(lines[0].contains("FROZEN"), "{screen}");
+        }
+        press(&mut app, &[KeyCode::Char('f')]);
+    }
+}

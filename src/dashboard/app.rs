@@ -105,6 +105,11 @@ pub struct Viewer {
     pub detail: Option<u64>,
     pub detail_scroll: usize,
     pub types_scroll: usize,
+    /// `r` on the Requests tab: only refused requests are listed.
+    pub refused_only: bool,
+    /// `v`: the Vehicle and sensors panel over the whole Live tab.
+    pub vehicle_focus: bool,
+    pub vehicle_scroll: usize,
 }
 
 /// Every figure as shown while frozen: the state, the time, and the
@@ -155,9 +160,35 @@ impl App {
         }
     }
 
-    /// Tells the app the terminal size it is drawn at.
+    /// Tells the app the terminal size it is drawn at; an open request is
+    /// laid out again for a new width.
     pub fn resize(&mut self, width: u16, height: u16) {
         self.size = (width, height);
+        let new_width = self.detail_width();
+        if let Some(id) = self
+            .viewer
+            .detail
+            .filter(|_| self.detail.width != new_width)
+        {
+            let let_go = self.shown().body_let_go(id);
+            let head = self
+                .shown()
+                .requests
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| detail::head(r, let_go, new_width));
+            // The body is not wrapped: it stays as laid out.
+            if let Some(head) = head {
+                self.detail.head = head;
+                self.detail.width = new_width;
+            }
+        }
+    }
+
+    /// Columns inside the detail's borders (0 before the first frame:
+    /// nothing is wrapped).
+    fn detail_width(&self) -> u16 {
+        self.size.0.saturating_sub(2)
     }
 
     /// Folds one request event (also while frozen: only the display stops).
@@ -263,6 +294,14 @@ impl App {
             KeyCode::Char('d') | KeyCode::Right => self.cycle_device(1),
             KeyCode::Char('D') | KeyCode::Left => self.cycle_device(-1),
             KeyCode::Enter => self.open_detail(),
+            KeyCode::Char('r') if self.viewer.tab == Tab::Requests => {
+                self.viewer.refused_only = !self.viewer.refused_only;
+                self.viewer.selected = None;
+            }
+            KeyCode::Char('v') if self.viewer.tab == Tab::Live => {
+                self.viewer.vehicle_focus = !self.viewer.vehicle_focus;
+                self.viewer.vehicle_scroll = 0;
+            }
             code => self.scroll_key(code),
         }
         Action::Continue
@@ -288,6 +327,8 @@ impl App {
     fn escape(&mut self) {
         if self.viewer.help {
             self.viewer.help = false;
+        } else if self.viewer.vehicle_focus && self.viewer.tab == Tab::Live {
+            self.viewer.vehicle_focus = false;
         } else if self.viewer.detail.is_some() {
             self.viewer.detail = None;
         } else {
@@ -335,7 +376,10 @@ impl App {
         if self.viewer.tab == Tab::Requests && self.viewer.detail.is_none() {
             let chosen = self.selected_request();
             let let_go = chosen.is_some_and(|r| self.shown().body_let_go(r.id));
-            let detail = chosen.map(|r| Detail::of(r, let_go)).unwrap_or_default();
+            let width = self.detail_width();
+            let detail = chosen
+                .map(|r| Detail::of(r, let_go, width))
+                .unwrap_or_default();
             self.viewer.detail = chosen.map(|r| r.id);
             self.detail = detail;
             self.viewer.detail_scroll = 0;
@@ -347,13 +391,15 @@ impl App {
         &self.detail
     }
 
-    /// Requests that pass the filter, oldest first.
+    /// Requests that pass the filter (and, with `r`, were refused), oldest
+    /// first.
     pub fn filtered_requests(&self) -> Vec<&RequestEvent> {
         let filter = &self.viewer.filter;
+        let refused_only = self.viewer.refused_only;
         self.shown()
             .requests
             .iter()
-            .filter(|r| filter.request(r))
+            .filter(|r| filter.request(r) && !(refused_only && r.accepted()))
             .collect()
     }
 
@@ -395,6 +441,7 @@ impl App {
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
         let page_rows = match (self.viewer.detail, self.viewer.tab) {
             (Some(_), _) => pages.detail,
+            (None, Tab::Live) if self.viewer.vehicle_focus => pages.detail,
             (None, Tab::Live) => pages.events,
             (None, Tab::Requests) => PAGE,
             (None, Tab::Types) => pages.types,
@@ -415,6 +462,11 @@ impl App {
             return;
         }
         match self.viewer.tab {
+            Tab::Live if self.viewer.vehicle_focus => {
+                let max = self.device().map_or(0, Device::vehicle_rows);
+                let max = max.saturating_sub(pages.detail);
+                self.viewer.vehicle_scroll = apply_step(self.viewer.vehicle_scroll, step, max);
+            }
             // Events count up from the newest line: "up" means older.
             Tab::Live => {
                 let max = self.matching_events().len().saturating_sub(pages.events);

@@ -577,6 +577,15 @@ impl Device {
         self.usage = Some(Stamped { ts, value });
     }
 
+    /// Rows of the Vehicle and sensors panel: trouble codes, OBD values,
+    /// `rpi.temp` and `acc.xyz`.
+    pub fn vehicle_rows(&self) -> usize {
+        self.dtcs.len()
+            + self.obd.len()
+            + usize::from(self.rpi_temp.is_some())
+            + usize::from(self.acc.is_some())
+    }
+
     /// Bytes per second the modem counters grew since the first sample.
     pub fn usage_rate(&self) -> Option<(f64, f64)> {
         let u = self.usage.as_ref()?;

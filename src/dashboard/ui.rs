@@ -21,6 +21,7 @@ use ratatui::widgets::{Block, BorderType, Paragraph, Widget, Wrap};
 
 use crate::dashboard::app::layout::{HEADER_HEIGHT, MIN_HEIGHT, MIN_WIDTH, live_rows};
 use crate::dashboard::app::{App, Tab};
+use crate::dashboard::format::prefix;
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -54,6 +55,10 @@ impl Widget for &App {
 /// │08:00:04  @system/service/modem/failed reason=…     │
 /// ```
 fn live(app: &App, area: Rect, buf: &mut Buffer) {
+    if app.viewer.vehicle_focus {
+        vehicle::render(app, area, buf);
+        return;
+    }
     let [top, middle, bottom] = live_rows(area);
     let halves = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]);
     let [position_area, battery_area] = halves.areas(top);
@@ -107,6 +112,43 @@ pub fn nothing_shown(app: &App, nothing_yet: &str) -> String {
     } else {
         format!("no match for '{}'", filter.text())
     }
+}
+
+/// `line` in at most `width` columns; when cut, it ends in `…` (styled
+/// as the span it cut).
+pub fn fit_line(line: Line<'static>, width: u16) -> Line<'static> {
+    let width = width as usize;
+    if line.width() <= width {
+        return line;
+    }
+    // Columns for text before the ellipsis.
+    let mut left = width.saturating_sub(1);
+    let mut spans = Vec::new();
+    for span in line.spans {
+        let w = span.width();
+        if w <= left {
+            left -= w;
+            spans.push(span);
+            continue;
+        }
+        if width > 0 {
+            let cut = format!("{}…", prefix(&span.content, left));
+            spans.push(Span::styled(cut, span.style));
+        }
+        break;
+    }
+    Line { spans, ..line }
+}
+
+/// The widths `constraints` give columns in `width` with `spacing`
+/// between them, as a table lays them out.
+pub fn column_widths(constraints: &[Constraint], width: u16, spacing: u16) -> Vec<u16> {
+    Layout::horizontal(constraints.iter().copied())
+        .spacing(spacing)
+        .split(Rect::new(0, 0, width, 1))
+        .iter()
+        .map(|r| r.width)
+        .collect()
 }
 
 /// Draws `text` as a dim placeholder inside an empty panel.

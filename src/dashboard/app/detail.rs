@@ -4,9 +4,10 @@
 //! lines. Each piece of text says what it is (`Tone`); the drawing code
 //! picks its style.
 
-use crate::dashboard::format::{bytes, count};
+use crate::dashboard::format::{bytes, count, prefix};
 use crate::event::RequestEvent;
 use crate::time::format_received;
+use unicode_width::UnicodeWidthStr;
 
 /// Most body lines laid out; the capture file has the whole batch.
 const MAX_BODY_LINES: usize = 50_000;
@@ -50,6 +51,8 @@ fn piece(tone: Tone, text: impl Into<String>) -> Piece {
 #[derive(Clone, Debug, Default)]
 pub struct Detail {
     pub id: u64,
+    /// The width the head was wrapped to.
+    pub width: u16,
     pub head: Vec<TextLine>,
     pub body: Vec<String>,
 }
@@ -57,10 +60,11 @@ pub struct Detail {
 impl Detail {
     /// Lays out request `r`; `let_go` when its body was let go for the
     /// memory budget (rather than never kept).
-    pub fn of(r: &RequestEvent, let_go: bool) -> Detail {
+    pub fn of(r: &RequestEvent, let_go: bool, width: u16) -> Detail {
         Detail {
             id: r.id,
-            head: head(r, let_go),
+            width,
+            head: head(r, let_go, width),
             body: body_lines(r),
         }
     }
@@ -77,8 +81,15 @@ impl Detail {
 }
 
 /// The lines above the body: summary, token match, headers, where the JSON
-/// broke, and the body's title.
-pub fn head(r: &RequestEvent, let_go: bool) -> Vec<TextLine> {
+/// broke, and the body's title; wrapped to `width` columns (except the
+/// lines around the broken byte, whose caret must stay under it).
+pub fn head(r: &RequestEvent, let_go: bool, width: u16) -> Vec<TextLine> {
+    let wrap = |lines: Vec<TextLine>| -> Vec<TextLine> {
+        lines
+            .into_iter()
+            .flat_map(|l| wrap_line(l, width as usize))
+            .collect()
+    };
     let mut out = summary(r);
     let matched = match r.token_matched {
         Some(true) => piece(Tone::Ok, "yes"),
@@ -100,13 +111,51 @@ pub fn head(r: &RequestEvent, let_go: bool) -> Vec<TextLine> {
             piece(Tone::Value, value.clone()),
         ]);
     }
+    let mut out = wrap(out);
     if let Some(spot) = broke_at(r) {
         out.push(Vec::new());
         out.push(vec![piece(Tone::Title, "Where the JSON broke")]);
         out.extend(spot.into_iter().map(|l| vec![piece(Tone::Warn, l)]));
     }
     out.push(Vec::new());
-    out.extend(body_title(r, let_go));
+    out.extend(wrap(body_title(r, let_go)));
+    out
+}
+
+/// `line` broken into lines of at most `width` columns, the following
+/// ones indented by two spaces (0: left whole).
+fn wrap_line(line: TextLine, width: usize) -> Vec<TextLine> {
+    let total: usize = line.iter().map(|p| p.text.width()).sum();
+    if width <= 4 || total <= width {
+        return vec![line];
+    }
+    let mut out = Vec::new();
+    let mut current: TextLine = Vec::new();
+    let mut used = 0;
+    for p in line {
+        let mut text = p.text.as_str();
+        while !text.is_empty() {
+            if used == width {
+                out.push(std::mem::take(&mut current));
+                current.push(piece(Tone::Dim, "  "));
+                used = 2;
+            }
+            let part = prefix(text, width - used);
+            // A character wider than what is left starts the next line.
+            let part = if part.is_empty() && used > 2 {
+                used = width;
+                continue;
+            } else if part.is_empty() {
+                &text[..text.chars().next().map_or(0, char::len_utf8)]
+            } else {
+                part
+            };
+            current.push(piece(p.tone, part));
+            used += part.width();
+            text = &text[part.len()..];
+        }
+    }
+    out.push(current);
     out
 }
 
@@ -374,6 +423,21 @@ mod tests {
                 "]"
             ]
         );
+    }
+
+    #[test]
+    fn long_lines_wrap_with_an_indent() {
+        let line = vec![
+            piece(Tone::Label, "error: "),
+            piece(Tone::Error, "abcdefghij"),
+        ];
+        let lines = wrap_line(line, 8);
+        let texts: Vec<String> = lines
+            .iter()
+            .map(|l| l.iter().map(|p| p.text.as_str()).collect())
+            .collect();
+        assert_eq!(texts, ["error: a", "  bcdefg", "  hij"]);
+        assert_eq!(lines[1][1].tone, Tone::Error);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
 use crate::dashboard::app::detail::{TextLine, Tone};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{fit_line, panel, placeholder};
 
 /// Draws the open request over the tab's area.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -58,6 +58,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .take(height)
         .map(|l| styled(app, l))
         .chain(body[from..to].iter().map(|l| Line::from(format!("  {l}"))))
+        .map(|l| fit_line(l, inner.width))
         .collect();
     Paragraph::new(visible).render(inner, buf);
 }

@@ -15,7 +15,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::clock;
 use crate::dashboard::state::LogLine;
-use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder};
+use crate::dashboard::ui::{filter_title, fit_line, nothing_shown, panel, placeholder};
 
 /// Draws the Events panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -38,7 +38,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         placeholder(app, &nothing_shown(app, "no events yet"), inner, buf);
         return;
     }
-    let lines: Vec<Line> = matching[start..end].iter().map(|l| line(app, l)).collect();
+    let lines: Vec<Line> = matching[start..end]
+        .iter()
+        .map(|l| fit_line(line(app, l), inner.width))
+        .collect();
     Paragraph::new(lines).render(inner, buf);
 }
 

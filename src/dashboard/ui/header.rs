@@ -12,14 +12,16 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::{App, Tab};
-use crate::dashboard::format::{age, bytes, count, short_id};
+use crate::dashboard::format::{age, bytes, count, fit_start, short_id};
+use crate::dashboard::ui::fit_line;
+use unicode_width::UnicodeWidthStr;
 
 /// Draws the header into its four lines.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let rows: [Rect; 4] = Layout::vertical([Constraint::Length(1); 4]).areas(area);
     where_to_point(app, rows[0], buf);
-    Paragraph::new(setup_line(app)).render(rows[1], buf);
-    Paragraph::new(totals_line(app)).render(rows[2], buf);
+    Paragraph::new(setup_line(app, area.width)).render(rows[1], buf);
+    Paragraph::new(totals_line(app, area.width)).render(rows[2], buf);
     tabs_line(app, rows[3], buf);
 }
 
@@ -34,12 +36,24 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     if app.setup.urls.is_empty() {
         spans.push(Span::styled("no network address found", t.warn));
     }
-    for url in &app.setup.urls {
+    // An address is typed into the device: shown whole or not at all
+    // (help lists every one).
+    let badge_width = if app.is_frozen() { 12 } else { 0 };
+    let room = (area.width as usize).saturating_sub(badge_width);
+    for (i, url) in app.setup.urls.iter().enumerate() {
+        let used = Line::from(spans.clone()).width();
+        let rest = app.setup.urls.len() - i;
+        let more = if rest > 1 { 14 } else { 0 };
+        let gap = if i > 0 { "  " } else { "" };
+        if used + gap.len() + url.width() + more > room {
+            spans.push(Span::styled(format!("{gap}+{rest} more (?)"), t.label));
+            break;
+        }
+        spans.push(Span::raw(gap));
         spans.push(Span::styled(url.clone(), t.url));
-        spans.push(Span::raw("  "));
     }
     if let Some(note) = &app.setup.url_note {
-        spans.push(Span::styled(note.clone(), t.warn));
+        spans.push(Span::styled(format!("  {note}"), t.warn));
     }
     let badge = app
         .is_frozen()
@@ -47,14 +61,15 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     let badge_width = badge.as_ref().map_or(0, |b| b.width() as u16);
     let [left, right] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(badge_width)]).areas(area);
-    Paragraph::new(Line::from(spans)).render(left, buf);
+    Paragraph::new(fit_line(Line::from(spans), left.width)).render(left, buf);
     if let Some(badge) = badge {
         Paragraph::new(Line::from(badge)).render(right, buf);
     }
 }
 
-/// Second line: auth, capture file, devices, last upload.
-fn setup_line(app: &App) -> Line<'static> {
+/// Second line: auth, capture file, devices, last upload; a long capture
+/// path gives way from its start, so the file name stays.
+fn setup_line(app: &App, width: u16) -> Line<'static> {
     let t = &app.theme;
     let s = app.shown();
     let auth = match app.setup.tokens {
@@ -70,7 +85,7 @@ fn setup_line(app: &App) -> Line<'static> {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
     };
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled(" ", t.label),
         last,
         Span::styled(" · devices ", t.label),
@@ -78,12 +93,21 @@ fn setup_line(app: &App) -> Line<'static> {
         Span::styled(" · auth ", t.label),
         auth,
         Span::styled(" · capture ", t.label),
-        Span::styled(format!("{size}{}", app.setup.capture_path), t.value),
-    ])
+    ];
+    let room = (width as usize).saturating_sub(Line::from(spans.clone()).width() + size.width());
+    // Too little room for a recognisable end of the path: the size alone.
+    let path = if room >= 8 {
+        fit_start(&app.setup.capture_path, room)
+    } else {
+        String::new()
+    };
+    spans.push(Span::styled(format!("{size}{path}"), t.value));
+    fit_line(Line::from(spans), width)
 }
 
-/// Third line: the totals, and a warning when events were dropped.
-fn totals_line(app: &App) -> Line<'static> {
+/// Third line: the totals, and a warning when events were dropped; the
+/// separators narrow before anything is cut.
+fn totals_line(app: &App, width: u16) -> Line<'static> {
     let t = &app.theme;
     let tot = &app.shown().totals;
     let mut spans = Vec::new();
@@ -117,12 +141,22 @@ fn totals_line(app: &App) -> Line<'static> {
             if tot.malformed > 0 { t.warn } else { t.value },
         ),
     ];
-    for (i, (name, n, style)) in items.into_iter().enumerate() {
-        let sep = if i == 0 { " " } else { " · " };
-        spans.push(Span::styled(format!("{sep}{name} "), t.label));
-        spans.push(Span::styled(count(n), style));
-    }
-    Line::from(spans)
+    let with = |sep: &str| {
+        let mut spans = spans.clone();
+        for (i, (name, n, style)) in items.iter().enumerate() {
+            let sep = if i == 0 { " " } else { sep };
+            spans.push(Span::styled(format!("{sep}{name} "), t.label));
+            spans.push(Span::styled(count(*n), *style));
+        }
+        Line::from(spans)
+    };
+    let wide = with(" · ");
+    let line = if wide.width() <= width as usize {
+        wide
+    } else {
+        with("  ")
+    };
+    fit_line(line, width)
 }
 
 /// Fourth line: tabs, the device picker (two devices or more), key hints.

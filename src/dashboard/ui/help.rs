@@ -40,6 +40,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         })
         .collect();
     lines.push(Line::default());
+    if !app.setup.urls.is_empty() {
+        lines.push(Line::from(Span::styled(" Point the device at:", t.label)));
+        for url in &app.setup.urls {
+            lines.push(Line::from(Span::styled(format!("   {url}"), t.url)));
+        }
+    }
     lines.push(Line::from(Span::styled(
         format!(" Keeps the last {REQUEST_RING} requests and {EVENT_RING} events per device."),
         t.dim,

@@ -17,7 +17,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, bytes, clock};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{fit_line, panel, placeholder};
 
 /// Draws the Data usage panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -36,6 +36,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let mut lines = modem_lines(app, device);
     lines.push(wire_line(app, device));
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|l| fit_line(l, inner.width))
+        .collect();
     Paragraph::new(lines).render(inner, buf);
 }
 
