@@ -164,10 +164,13 @@ fn request_detail_scrolls_through_the_body() {
         &[KeyCode::Char('2'), KeyCode::Char('g'), KeyCode::Enter],
     );
     let top = text(&draw(&app, 80, 24));
-    assert!(top.contains("Headers") && !top.contains("\"@t\": \"obd.coolant_temp\""));
+    assert!(top.contains("Headers") && !top.contains("{\"@t\":\"obd.coolant_temp\""));
     press(&mut app, &[KeyCode::Char('G')]);
     let bottom = text(&draw(&app, 80, 24));
-    assert!(bottom.contains("\"@t\": \"event.vehicle.battery\"") && !bottom.contains("Headers"));
+    assert!(
+        bottom.contains("{\"@t\":\"event.vehicle.battery\"") && !bottom.contains("Headers"),
+        "{bottom}"
+    );
     assert!(
         bottom.contains("│  ]"),
         "ends with the array's close: {bottom}"
@@ -671,4 +674,61 @@ fn the_header_fits_80_columns_and_says_where_it_cut() {
         }
         press(&mut app, &[KeyCode::Char('f')]);
     }
+}
+
+#[test]
+fn a_batch_body_is_one_record_a_line_pretty_on_p_and_saved_on_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = busy();
+    app.setup.capture_path = dir
+        .path()
+        .join("20261127T075950Z.jsonl")
+        .display()
+        .to_string();
+    app.resize(120, 40);
+    press(
+        &mut app,
+        &[KeyCode::Char('2'), KeyCode::Char('g'), KeyCode::Enter],
+    );
+    // 1000 records: 1000 lines and the brackets, not one line per key.
+    assert_eq!(app.detail().body.len(), 1002);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(screen.contains("one record a line · p pretty"), "{screen}");
+    press(&mut app, &[KeyCode::Char('p')]);
+    assert!(app.detail().body.len() > 6000);
+    press(&mut app, &[KeyCode::Char('G')]);
+    let pretty = text(&draw(&app, 120, 40));
+    assert!(
+        pretty.contains("\"@t\": \"event.vehicle.battery\""),
+        "{pretty}"
+    );
+    press(&mut app, &[KeyCode::Char('s')]);
+    let saved = dir.path().join("20261127T075950Z-request-1.json");
+    let first = &app.live().requests.iter().next().unwrap().body;
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        first.as_deref().unwrap(),
+        "the body as held"
+    );
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("body saved to "), "{screen}");
+    }
+    // A refused body is saved as received; a request with none says so.
+    press(
+        &mut app,
+        &[KeyCode::Esc, KeyCode::Char('G'), KeyCode::Char('s')],
+    );
+    let refused = dir.path().join("20261127T075950Z-request-5.bin");
+    assert!(
+        std::fs::read(&refused)
+            .unwrap()
+            .starts_with(b"[{\"@t\":\"obd.bat\"")
+    );
+    press(&mut app, &[KeyCode::Up, KeyCode::Char('s')]);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("request #4: no body held to save"),
+        "{screen}"
+    );
 }

@@ -105,6 +105,9 @@ pub struct Viewer {
     pub detail: Option<u64>,
     pub detail_scroll: usize,
     pub types_scroll: usize,
+    /// What `s` did last: the file a request's body was saved to, or why
+    /// it was not.
+    pub saved: Option<Result<String, String>>,
     /// `r` on the Requests tab: only refused requests are listed.
     pub refused_only: bool,
     /// `v`: the Vehicle and sensors panel over the whole Live tab.
@@ -176,7 +179,7 @@ impl App {
                 .requests
                 .iter()
                 .find(|r| r.id == id)
-                .map(|r| detail::head(r, let_go, new_width));
+                .map(|r| detail::head(r, let_go, new_width, self.detail.pretty));
             // The body is not wrapped: it stays as laid out.
             if let Some(head) = head {
                 self.detail.head = head;
@@ -294,6 +297,10 @@ impl App {
             KeyCode::Char('d') | KeyCode::Right => self.cycle_device(1),
             KeyCode::Char('D') | KeyCode::Left => self.cycle_device(-1),
             KeyCode::Enter => self.open_detail(),
+            KeyCode::Char('p') if self.viewer.detail.is_some() => self.toggle_pretty(),
+            KeyCode::Char('s') if self.viewer.tab == Tab::Requests => {
+                self.viewer.saved = Some(self.save_body());
+            }
             KeyCode::Char('r') if self.viewer.tab == Tab::Requests => {
                 self.viewer.refused_only = !self.viewer.refused_only;
                 self.viewer.selected = None;
@@ -340,6 +347,7 @@ impl App {
     fn switch(&mut self, tab: Tab) {
         self.viewer.tab = tab;
         self.viewer.detail = None;
+        self.viewer.saved = None;
     }
 
     /// Freezes the display on a snapshot of the state, or thaws it.
@@ -378,12 +386,69 @@ impl App {
             let let_go = chosen.is_some_and(|r| self.shown().body_let_go(r.id));
             let width = self.detail_width();
             let detail = chosen
-                .map(|r| Detail::of(r, let_go, width))
+                .map(|r| Detail::of(r, let_go, width, false))
                 .unwrap_or_default();
             self.viewer.detail = chosen.map(|r| r.id);
             self.detail = detail;
             self.viewer.detail_scroll = 0;
         }
+    }
+
+    /// Shows the open batch pretty-printed, or one record a line again.
+    fn toggle_pretty(&mut self) {
+        let Some(id) = self.viewer.detail else {
+            return;
+        };
+        let let_go = self.shown().body_let_go(id);
+        let pretty = !self.detail.pretty;
+        let width = self.detail_width();
+        let laid_out = self
+            .shown()
+            .requests
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| Detail::of(r, let_go, width, pretty));
+        if let Some(d) = laid_out {
+            self.detail = d;
+            self.viewer.detail_scroll = 0;
+        }
+    }
+
+    /// Writes the open (else the highlighted) request's body, as held, next
+    /// to the capture file: `<capture name>-request-<id>.json` (`.bin` when
+    /// it is not JSON). The path written, or why nothing was.
+    fn save_body(&self) -> Result<String, String> {
+        let id = self
+            .viewer
+            .detail
+            .or_else(|| self.selected_request().map(|r| r.id))
+            .ok_or("no request selected")?;
+        let r = self
+            .shown()
+            .requests
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or("this request is no longer kept")?;
+        let body = r
+            .body
+            .as_deref()
+            .ok_or(format!("request #{id}: no body held to save"))?;
+        let capture = std::path::Path::new(&self.setup.capture_path);
+        let stem = capture
+            .file_stem()
+            .map_or("autopi-rx".into(), |s| s.to_string_lossy());
+        let ext = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            "json"
+        } else {
+            "bin"
+        };
+        let path = capture
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join(format!("{stem}-request-{id}.{ext}"));
+        std::fs::write(&path, body)
+            .map(|()| path.display().to_string())
+            .map_err(|e| format!("could not save to {}: {e}", path.display()))
     }
 
     /// The open request, as laid out when it was opened.

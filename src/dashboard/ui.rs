@@ -151,6 +151,18 @@ pub fn column_widths(constraints: &[Constraint], width: u16, spacing: u16) -> Ve
         .collect()
 }
 
+/// What `s` did, for the Requests tab's bottom edge.
+pub fn saved_title(app: &App) -> Option<Line<'static>> {
+    let t = &app.theme;
+    match app.viewer.saved.as_ref()? {
+        Ok(path) => Some(Line::from(vec![
+            Span::styled(" body saved to ", t.label),
+            Span::styled(format!("{path} "), t.ok),
+        ])),
+        Err(why) => Some(Line::from(Span::styled(format!(" {why} "), t.error))),
+    }
+}
+
 /// Draws `text` as a dim placeholder inside an empty panel.
 pub fn placeholder(app: &App, text: &str, area: Rect, buf: &mut Buffer) {
     Paragraph::new(Line::from(Span::styled(text.to_string(), app.theme.dim)))

@@ -55,17 +55,21 @@ pub struct Detail {
     pub width: u16,
     pub head: Vec<TextLine>,
     pub body: Vec<String>,
+    /// `p`: a batch pretty-printed, one key per line, instead of one
+    /// record per line.
+    pub pretty: bool,
 }
 
 impl Detail {
     /// Lays out request `r`; `let_go` when its body was let go for the
     /// memory budget (rather than never kept).
-    pub fn of(r: &RequestEvent, let_go: bool, width: u16) -> Detail {
+    pub fn of(r: &RequestEvent, let_go: bool, width: u16, pretty: bool) -> Detail {
         Detail {
             id: r.id,
             width,
-            head: head(r, let_go, width),
-            body: body_lines(r),
+            head: head(r, let_go, width, pretty),
+            body: body_lines(r, pretty),
+            pretty,
         }
     }
 
@@ -83,7 +87,7 @@ impl Detail {
 /// The lines above the body: summary, token match, headers, where the JSON
 /// broke, and the body's title; wrapped to `width` columns (except the
 /// lines around the broken byte, whose caret must stay under it).
-pub fn head(r: &RequestEvent, let_go: bool, width: u16) -> Vec<TextLine> {
+pub fn head(r: &RequestEvent, let_go: bool, width: u16, pretty: bool) -> Vec<TextLine> {
     let wrap = |lines: Vec<TextLine>| -> Vec<TextLine> {
         lines
             .into_iter()
@@ -118,7 +122,7 @@ pub fn head(r: &RequestEvent, let_go: bool, width: u16) -> Vec<TextLine> {
         out.extend(spot.into_iter().map(|l| vec![piece(Tone::Warn, l)]));
     }
     out.push(Vec::new());
-    out.extend(wrap(body_title(r, let_go)));
+    out.extend(wrap(body_title(r, let_go, pretty)));
     out
 }
 
@@ -271,21 +275,20 @@ fn is_json(body: &[u8]) -> bool {
 /// The body's title: its size, how it is shown, and exactly what is kept
 /// where (accepted batches are in the capture file; refused bodies never
 /// are, and only their first 64 KiB are held here).
-fn body_title(r: &RequestEvent, let_go: bool) -> Vec<TextLine> {
+fn body_title(r: &RequestEvent, let_go: bool, pretty: bool) -> Vec<TextLine> {
     let title = |text: String| vec![piece(Tone::Title, text)];
     let note = |text: String| vec![piece(Tone::Dim, text)];
     match (r.body.as_deref(), r.accepted()) {
         (Some(body), true) => vec![
-            title(format!("Body ({}, pretty)", bytes(body.len() as u64))),
+            title(format!(
+                "Body ({}, {}) · s saves it to a file",
+                bytes(body.len() as u64),
+                shown_as(body, pretty)
+            )),
             note("the batch as saved in the capture file".into()),
         ],
         (Some(body), false) => {
-            // Refused bodies are held to 64 KiB, so this check stays cheap.
-            let what = if is_json(body) {
-                "pretty"
-            } else {
-                "as received"
-            };
+            let what = shown_as(body, pretty);
             let kept = body.len() as u64;
             let of = if kept < r.wire_bytes {
                 format!("the first {} of {}", bytes(kept), bytes(r.wire_bytes))
@@ -293,7 +296,10 @@ fn body_title(r: &RequestEvent, let_go: bool) -> Vec<TextLine> {
                 format!("all {}", bytes(kept))
             };
             vec![
-                title(format!("Body ({}, {what})", bytes(kept))),
+                title(format!(
+                    "Body ({}, {what}) · s saves it to a file",
+                    bytes(kept)
+                )),
                 note(format!(
                     "{of} as received, held in memory for this view only (up to {} of a refused body)",
                     bytes(REFUSED_BODY_HELD as u64)
@@ -324,17 +330,86 @@ fn body_title(r: &RequestEvent, let_go: bool) -> Vec<TextLine> {
     }
 }
 
-/// The body's lines: pretty when it is JSON, else as received.
-pub fn body_lines(r: &RequestEvent) -> Vec<String> {
+/// True when `body` is a JSON array: a batch, shown one record a line.
+fn is_batch(body: &[u8]) -> bool {
+    body.trim_ascii_start().starts_with(b"[") && is_json(body)
+}
+
+/// How a body is shown, for its title.
+fn shown_as(body: &[u8], pretty: bool) -> &'static str {
+    // Accepted bodies were validated by the listener and refused ones are
+    // held to 64 KiB, so checking them stays cheap.
+    match (is_batch(body), pretty, is_json(body)) {
+        (true, false, _) => "one record a line · p pretty",
+        (true, true, _) => "pretty · p one record a line",
+        (false, _, true) => "pretty",
+        (false, _, false) => "as received",
+    }
+}
+
+/// The body's lines: a batch one record a line (or pretty with `pretty`),
+/// other JSON pretty, anything else as received.
+pub fn body_lines(r: &RequestEvent, pretty_batch: bool) -> Vec<String> {
     let Some(body) = r.body.as_deref() else {
         return Vec::new();
     };
     let text = String::from_utf8_lossy(body);
-    if is_json(body) {
+    if is_batch(body) && !pretty_batch {
+        compact(&text, MAX_BODY_LINES)
+    } else if is_json(body) {
         pretty(&text, MAX_BODY_LINES)
     } else {
         raw(&text, MAX_BODY_LINES)
     }
+}
+
+/// A JSON array one element a line, without whitespace between tokens.
+pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
+    let mut lines = vec!["[".to_string()];
+    let mut line = String::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in json.chars() {
+        if in_string {
+            line.push(c);
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+            continue;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth == 1 {
+                    continue;
+                }
+            }
+            ']' | '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                line.push(',');
+                lines.push(format!("  {}", std::mem::take(&mut line)));
+                if lines.len() > max_lines {
+                    lines.push("…".to_string());
+                    return lines;
+                }
+                continue;
+            }
+            '"' => in_string = true,
+            _ => {}
+        }
+        line.push(c);
+    }
+    if !line.is_empty() {
+        lines.push(format!("  {line}"));
+    }
+    lines.push("]".to_string());
+    lines
 }
 
 /// The lines of a non-JSON body, control characters made visible.
@@ -438,6 +513,15 @@ mod tests {
             .collect();
         assert_eq!(texts, ["error: a", "  bcdefg", "  hij"]);
         assert_eq!(lines[1][1].tone, Tone::Error);
+    }
+
+    #[test]
+    fn compact_puts_one_record_on_each_line() {
+        let lines = compact("[ {\"a\": 1, \"b\": [1, 2]},\n {\"c\": \"x, ]\"} ]", 100);
+        assert_eq!(
+            lines,
+            ["[", "  {\"a\":1,\"b\":[1,2]},", "  {\"c\":\"x, ]\"}", "]"]
+        );
     }
 
     #[test]

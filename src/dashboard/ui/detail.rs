@@ -21,16 +21,19 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
 use crate::dashboard::app::detail::{TextLine, Tone};
-use crate::dashboard::ui::{fit_line, panel, placeholder};
+use crate::dashboard::ui::{fit_line, panel, placeholder, saved_title};
 
 /// Draws the open request over the tab's area.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let id = app.viewer.detail.unwrap_or_default();
-    let block = panel(
+    let mut block = panel(
         app,
         &format!("Request #{id}"),
         Some("Esc closes · ↑↓ PgUp PgDn g G scroll".into()),
     );
+    if let Some(saved) = saved_title(app) {
+        block = block.title_bottom(saved);
+    }
     let inner = block.inner(area);
     block.render(area, buf);
     if !app.shown().requests.iter().any(|r| r.id == id) {

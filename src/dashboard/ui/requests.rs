@@ -19,7 +19,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::dashboard::app::App;
 use crate::dashboard::format::{bytes, clock_ms, count, fit, short_id};
-use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder};
+use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder, saved_title};
 use crate::event::RequestEvent;
 
 /// The error column is given at least this much before optional columns
@@ -114,7 +114,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         "{only}{} · {follow} · Enter opens",
         count(list.len() as u64)
     );
-    let mut block = panel(app, "Requests", Some(note)).title_bottom(Line::from(vec![
+    let legend = Line::from(vec![
         Span::styled(" marks: ", t.label),
         Span::styled("D", t.warn),
         Span::styled(" duplicate  ", t.label),
@@ -124,7 +124,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled(" naive timestamps  ", t.label),
         Span::styled("M", t.warn),
         Span::styled(" malformed ", t.label),
-    ]));
+    ]);
+    let mut block =
+        panel(app, "Requests", Some(note)).title_bottom(saved_title(app).unwrap_or(legend));
     if let Some(title) = filter_title(app) {
         block = block.title(title);
     }
