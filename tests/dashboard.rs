@@ -732,3 +732,42 @@ fn a_batch_body_is_one_record_a_line_pretty_on_p_and_saved_on_s() {
         "{screen}"
     );
 }
+
+#[test]
+fn events_in_device_order_late_ones_marked_dates_across_days() {
+    let event = |t: &str, tag: &str| format!(r#"[{{"@t":"event.x","@ts":"{t}","@tag":"{tag}"}}]"#);
+    let mut app = empty();
+    app.apply(&accepted(
+        1,
+        at("2026-11-27T08:10:05Z"),
+        Some(UNIT),
+        &event("2026-11-27T08:10:00Z", "x/new"),
+    ));
+    app.apply(&accepted(
+        2,
+        at("2026-11-27T08:10:30Z"),
+        Some(UNIT),
+        &event("2026-11-27T08:06:00Z", "x/retried"),
+    ));
+    app.tick(at("2026-11-27T08:10:31Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        let retried = screen.find("08:06:00  ↺ +4m @x/retried").expect(&screen);
+        let new = screen.find("08:10:00  @x/new").expect(&screen);
+        assert!(retried < new, "older first: {screen}");
+        assert!(!screen.contains("11-27 08:"), "one day: no date: {screen}");
+    }
+    // A fail-queue batch from the day before, after a reboot.
+    app.apply(&accepted(
+        3,
+        at("2026-11-27T08:11:00Z"),
+        Some(UNIT),
+        &event("2026-11-26T23:59:00Z", "x/yesterday"),
+    ));
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("11-26 23:59:00  ↺ +8h @x/yesterday"),
+        "{screen}"
+    );
+    assert!(screen.contains("11-27 08:10:00  @x/new"), "{screen}");
+}

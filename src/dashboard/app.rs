@@ -196,29 +196,37 @@ impl App {
 
     /// Folds one request event (also while frozen: only the display stops).
     pub fn apply(&mut self, e: &RequestEvent) {
-        let before = self.device().map_or(0, |d| d.events_seen);
+        let anchor = (self.viewer.events_scroll > 0 && !self.is_frozen())
+            .then(|| self.bottom_event())
+            .flatten();
         self.live.apply(e);
-        if self.viewer.events_scroll > 0 && !self.is_frozen() {
-            self.keep_events_in_place(before);
+        if let Some(anchor) = anchor {
+            self.keep_events_in_place(anchor);
         }
     }
 
+    /// The key of the newest event line in view when scrolled back.
+    fn bottom_event(&self) -> Option<(Timestamp, u64)> {
+        let matching = self.matching_events();
+        let page = pages(self.size.0, self.size.1).events;
+        let scroll = self
+            .viewer
+            .events_scroll
+            .min(matching.len().saturating_sub(page));
+        let index = matching.len().checked_sub(scroll + 1)?;
+        Some(matching[index].key())
+    }
+
     /// Scrolled back, the lines in view stay put as new events arrive
-    /// below them (only following shows the newest).
-    fn keep_events_in_place(&mut self, seen_before: u64) {
-        let Some(device) = self.device() else {
-            return;
-        };
-        let new = (device.events_seen - seen_before).min(device.events.len() as u64) as usize;
-        let filter = &self.viewer.filter;
-        let matching = device
-            .events
+    /// (only following shows the newest): the view keeps ending at the same
+    /// line, wherever in device time the new ones landed.
+    fn keep_events_in_place(&mut self, anchor: (Timestamp, u64)) {
+        let below = self
+            .matching_events()
             .iter()
-            .rev()
-            .take(new)
-            .filter(|l| filter.event(l))
+            .filter(|l| l.key() > anchor)
             .count();
-        self.viewer.events_scroll += matching;
+        self.viewer.events_scroll = below;
     }
 
     /// Moves the clock the ages are measured against.

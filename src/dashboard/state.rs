@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use crate::event::RequestEvent;
@@ -177,6 +179,18 @@ pub struct LogLine {
     pub tag: String,
     pub fields: String,
     pub failure: bool,
+    /// Order of arrival on this device (ties between equal `ts` keep it).
+    pub seq: u64,
+    /// Set when the line arrived after newer ones (a retried batch): how
+    /// long after its `@ts` it reached us.
+    pub late: Option<Duration>,
+}
+
+impl LogLine {
+    /// Where the line sorts: device time, then arrival.
+    pub fn key(&self) -> (Timestamp, u64) {
+        (self.ts, self.seq)
+    }
 }
 
 /// What is known of one `@t`.
@@ -418,7 +432,7 @@ impl Device {
             self.records += 1;
             if feeds_history(&r) {
                 let view = r.make_view();
-                self.fold_record(&r, &view, ts);
+                self.fold_record(&r, &view, ts, received);
             }
             if let Some(&i) = index.get(&r.kind_name) {
                 let s = &mut seen[i];
@@ -446,7 +460,7 @@ impl Device {
             let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
             if !feeds_history(r) {
-                self.fold_record(r, &view, ts);
+                self.fold_record(r, &view, ts, received);
             }
             if let Some(t) = self
                 .types
@@ -474,7 +488,9 @@ impl Device {
     }
 
     /// Folds one record into the latest values and histories.
-    fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp) {
+    /// `received` is when the batch reached us (for events that arrive
+    /// late).
+    fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp, received: Timestamp) {
         match view {
             View::Position(p) => {
                 if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
@@ -487,12 +503,20 @@ impl Device {
             View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts),
             View::Event { tag } => {
                 self.events_seen += 1;
-                self.events.push(LogLine {
+                let newer_shown = self.events.last().is_some_and(|l| l.ts > ts);
+                let late = newer_shown.then(|| {
+                    let ms = (received.as_millisecond() - ts.as_millisecond()).max(0);
+                    Duration::from_millis(ms as u64)
+                });
+                let line = LogLine {
                     ts,
                     failure: is_failure(tag),
                     tag: tag.to_string(),
                     fields: clip(r.fields_as_pairs(), FIELD_CHARS),
-                });
+                    seq: self.events_seen,
+                    late,
+                };
+                self.events.insert_ordered(line, LogLine::key);
             }
             View::Obd { pid, value, unit } => {
                 let room = self.obd.len() < MAX_KEYS || self.obd.contains_key(pid.as_ref());
@@ -728,9 +752,10 @@ mod tests {
         let usage = &d.usage.as_ref().unwrap().value;
         assert_eq!((usage.sent, usage.recv), (2695, 4742));
         let tags: Vec<_> = d.events.iter().map(|l| l.tag.as_str()).collect();
-        assert_eq!(tags, ["system/minion/online", "system/power/on"]);
+        // In the device's order (the guide's power/on is the older one).
+        assert_eq!(tags, ["system/power/on", "system/minion/online"]);
         assert_eq!(
-            d.events.get(1).unwrap().fields,
+            d.events.get(0).unwrap().fields,
             "trigger=stn awaken=sleeping"
         );
         assert_eq!(d.types.len(), 5);
@@ -881,6 +906,7 @@ mod tests {
         }
         let d = s.device(UNIT).unwrap();
         assert_eq!(d.events.len(), EVENT_RING);
+        // Equal times keep their order of arrival.
         assert_eq!(
             d.events.last().unwrap().fields,
             format!("n={}", EVENT_RING + 9)
@@ -1009,6 +1035,42 @@ mod tests {
         assert_eq!(line.fields.chars().count(), FIELD_CHARS);
         assert!(line.fields.ends_with('…'));
         assert_eq!(d.obd["vin"].value.value.chars().count(), FIELD_CHARS);
+    }
+
+    #[test]
+    fn events_are_in_device_order_and_late_ones_marked() {
+        let event =
+            |t: &str, tag: &str| format!(r#"[{{"@t":"event.x","@ts":"{t}","@tag":"{tag}"}}]"#);
+        let mut s = State::default();
+        s.apply(&accepted(
+            1,
+            at("2026-11-27T08:10:05Z"),
+            Some(UNIT),
+            &event("2026-11-27T08:10:00Z", "new"),
+        ));
+        // A retried batch, recorded four and a half minutes before it came.
+        s.apply(&accepted(
+            2,
+            at("2026-11-27T08:10:30Z"),
+            Some(UNIT),
+            &event("2026-11-27T08:06:00Z", "retried"),
+        ));
+        s.apply(&accepted(
+            3,
+            at("2026-11-27T08:11:05Z"),
+            Some(UNIT),
+            &event("2026-11-27T08:11:00Z", "newest"),
+        ));
+        let d = s.device(UNIT).unwrap();
+        let lines: Vec<_> = d
+            .events
+            .iter()
+            .map(|l| (l.tag.as_str(), l.late.map(|d| d.as_secs())))
+            .collect();
+        assert_eq!(
+            lines,
+            [("retried", Some(270)), ("new", None), ("newest", None)]
+        );
     }
 
     #[test]

@@ -86,6 +86,8 @@ mod tests {
             tag: "system/power/on".into(),
             fields: "trigger=STN".into(),
             failure: false,
+            seq: 1,
+            late: None,
         };
         assert!(f.event(&line), "empty passes all");
         for c in "stn".chars() {

@@ -1,8 +1,11 @@
-//! The Events panel: event records, newest at the bottom, following unless
-//! scrolled; failures stand out; `/` filters by text.
+//! The Events panel: event records in the device's time order (a retried
+//! batch's events take their place, marked `↺ +4m`: they came 4 minutes
+//! after they happened), newest at the bottom, following unless scrolled;
+//! the date shows when the lines span days; failures stand out; `/`
+//! filters by text.
 //! ```text
 //! ╭ Events ─────────────────────────────── 200 · following ╮
-//! │08:13:44  @vehicle/motion/steady                         │
+//! │08:06:00  ↺ +4m @vehicle/motion/steady                   │
 //! │08:13:47  @vehicle/battery/charging                      │
 //! ╰ filter: power ──────────────────────────────────────────╯
 //! ```
@@ -38,9 +41,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         placeholder(app, &nothing_shown(app, "no events yet"), inner, buf);
         return;
     }
+    // The date shows once the lines kept span more than one day.
+    let day = |l: &LogLine| l.ts.as_second().div_euclid(86_400);
+    let dated = matching.first().map(|l| day(l)) != matching.last().map(|l| day(l));
     let lines: Vec<Line> = matching[start..end]
         .iter()
-        .map(|l| fit_line(line(app, l), inner.width))
+        .map(|l| fit_line(line(app, l, dated), inner.width))
         .collect();
     Paragraph::new(lines).render(inner, buf);
 }
@@ -60,16 +66,38 @@ fn note(app: &App, shown: usize, scroll: usize) -> String {
     }
 }
 
-/// One event: time, `@tag`, fields; failures loud.
-fn line(app: &App, l: &LogLine) -> Line<'static> {
+/// One event: device time (with the date when `dated`), a mark when it
+/// arrived after newer ones (`↺ +4m`: how long after its time it came),
+/// `@tag`, fields; failures loud.
+fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
     let t = &app.theme;
     let tag_style = if l.failure { t.error } else { t.value };
-    Line::from(vec![
-        Span::styled(format!("{}  ", clock(l.ts)), t.dim),
-        Span::styled(format!("@{}", l.tag), tag_style),
-        Span::styled(
-            format!(" {}", l.fields),
-            if l.failure { t.warn } else { t.base },
-        ),
-    ])
+    let time = if dated {
+        l.ts.strftime("%m-%d %H:%M:%S").to_string()
+    } else {
+        clock(l.ts)
+    };
+    let mut spans = vec![Span::styled(format!("{time}  "), t.dim)];
+    if let Some(late) = l.late {
+        spans.push(Span::styled(
+            format!("↺ +{} ", short_span(late.as_secs())),
+            t.warn,
+        ));
+    }
+    spans.push(Span::styled(format!("@{}", l.tag), tag_style));
+    spans.push(Span::styled(
+        format!(" {}", l.fields),
+        if l.failure { t.warn } else { t.base },
+    ));
+    Line::from(spans)
+}
+
+/// A length of time in its largest unit: `40s`, `4m`, `2h`, `3d`.
+fn short_span(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3_599 => format!("{}m", secs / 60),
+        3_600..=86_399 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
 }
