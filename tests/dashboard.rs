@@ -771,3 +771,45 @@ fn events_in_device_order_late_ones_marked_dates_across_days() {
     );
     assert!(screen.contains("11-27 08:10:00  @x/new"), "{screen}");
 }
+
+#[test]
+fn battery_shows_min_max_the_last_crank_and_a_time_axis() {
+    const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
+    let volts = [12.6, 12.6, 12.5, 10.4, 10.1, 14.2, 14.3, 14.2, 14.1, 14.2];
+    let records: Vec<String> = volts
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(r#"{{"@t":"obd.bat","@ts":"2026-11-27T08:00:{:02}Z","voltage":{v},"level":90,"state":"charging"}}"#, i * 5)
+        })
+        .collect();
+    let mut app = empty();
+    let body = format!("[{}]", records.join(","));
+    app.apply(&accepted(1, at("2026-11-27T08:00:50Z"), Some(UNIT), &body));
+    app.tick(at("2026-11-27T08:01:00Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        if w >= 200 {
+            assert!(screen.contains("min 10.10 V · max 14.30 V"), "{screen}");
+            assert!(
+                screen.contains("crank 10.10 V at 08:00:20 (40s ago)"),
+                "{screen}"
+            );
+        } else if w >= 120 {
+            assert!(
+                screen.contains("min 10.10 · max 14.30 V · crank 10.10 V 08:00:20 (40s ago)"),
+                "{screen}"
+            );
+        } else {
+            assert!(
+                screen.contains("10.1–14.3 V · crank 10.10 V 08:00:20"),
+                "{screen}"
+            );
+        }
+        assert!(
+            screen.contains("08:00:00") && screen.contains("08:00:45"),
+            "{screen}"
+        );
+        assert!(screen.contains("level 90 %"), "{screen}");
+    }
+}

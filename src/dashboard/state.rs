@@ -157,6 +157,28 @@ pub struct Usage {
     pub last_reset: Option<Timestamp>,
 }
 
+/// One battery voltage reading.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VoltageSample {
+    pub ts: Timestamp,
+    pub volts: f64,
+}
+
+/// Below this a battery is being cranked: a healthy one rests at 12.4 to
+/// 12.8 V and charges at 13.8 to 14.7 V, and a starter motor pulls it to
+/// about 9.6 to 10.8 V for a second or two.
+pub const CRANK_BELOW_V: f64 = 11.0;
+
+/// What the voltage history says at a glance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VoltageSummary {
+    pub min: VoltageSample,
+    pub max: VoltageSample,
+    /// The lowest reading of the last crank (the last run of readings
+    /// below `CRANK_BELOW_V`), if any is kept.
+    pub last_crank: Option<VoltageSample>,
+}
+
 /// One fix of the map's track.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TrackPoint {
@@ -232,8 +254,8 @@ pub struct Device {
     /// Recent fixes, in time order.
     pub track: Ring<TrackPoint>,
     pub battery: Option<Stamped<BatteryNow>>,
-    /// (seconds since the Unix epoch, volts), in arrival order.
-    pub voltages: Ring<(f64, f64)>,
+    /// Battery voltage samples, in time order.
+    pub voltages: Ring<VoltageSample>,
     pub usage: Option<Stamped<Usage>>,
     pub obd: BTreeMap<String, Stamped<ObdValue>>,
     pub rpi_temp: Option<Stamped<(Option<f64>, Option<f64>)>>,
@@ -548,7 +570,8 @@ impl Device {
     /// Adds a voltage sample and updates the battery state and its start.
     fn fold_battery(&mut self, b: &crate::record::Battery<'_>, ts: Timestamp) {
         if let Some(v) = b.voltage {
-            self.voltages.push((ts.as_millisecond() as f64 / 1000.0, v));
+            self.voltages
+                .insert_ordered(VoltageSample { ts, volts: v }, |s| s.ts);
         }
         if !newer(self.battery.as_ref(), ts) {
             return;
@@ -599,6 +622,36 @@ impl Device {
             Some(_) => return,
         };
         self.usage = Some(Stamped { ts, value });
+    }
+
+    /// Lowest and highest voltage kept, and the last crank's lowest.
+    pub fn voltage_summary(&self) -> Option<VoltageSummary> {
+        let first = *self.voltages.iter().next()?;
+        let (mut min, mut max) = (first, first);
+        let mut last_crank: Option<VoltageSample> = None;
+        let mut in_crank = false;
+        for &s in self.voltages.iter() {
+            if s.volts < min.volts {
+                min = s;
+            }
+            if s.volts > max.volts {
+                max = s;
+            }
+            if s.volts < CRANK_BELOW_V {
+                // A new run starts a new crank; within one, the lowest.
+                if !in_crank || last_crank.is_none_or(|c| s.volts < c.volts) {
+                    last_crank = Some(s);
+                }
+                in_crank = true;
+            } else {
+                in_crank = false;
+            }
+        }
+        Some(VoltageSummary {
+            min,
+            max,
+            last_crank,
+        })
     }
 
     /// Rows of the Vehicle and sensors panel: trouble codes, OBD values,
@@ -858,6 +911,8 @@ mod tests {
         let d = s.device(UNIT).unwrap();
         assert_eq!(d.battery.as_ref().unwrap().value.voltage, Some(12.5));
         assert_eq!(d.voltages.len(), 2, "history keeps both samples");
+        let volts: Vec<f64> = d.voltages.iter().map(|s| s.volts).collect();
+        assert_eq!(volts, [14.2, 12.5], "in time order");
         assert_eq!(d.types["obd.bat"].last_value, "12.5 V - % discharging");
     }
 
@@ -1071,6 +1126,25 @@ mod tests {
             lines,
             [("retried", Some(270)), ("new", None), ("newest", None)]
         );
+    }
+
+    #[test]
+    fn the_last_crank_is_the_lowest_of_the_last_dip() {
+        let volts = [12.6, 10.4, 10.1, 14.2, 14.3, 10.7, 10.5, 10.9, 14.1, 12.7];
+        let records: Vec<String> = volts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(r#"{{"@t":"obd.bat","@ts":"2026-11-27T08:00:{i:02}Z","voltage":{v}}}"#)
+            })
+            .collect();
+        let mut s = State::default();
+        let body = format!("[{}]", records.join(","));
+        s.apply(&accepted(1, at("2026-11-27T08:00:30Z"), Some(UNIT), &body));
+        let sum = s.device(UNIT).unwrap().voltage_summary().unwrap();
+        assert_eq!((sum.min.volts, sum.max.volts), (10.1, 14.3));
+        let crank = sum.last_crank.unwrap();
+        assert_eq!((crank.volts, crank.ts), (10.5, at("2026-11-27T08:00:06Z")));
     }
 
     #[test]
