@@ -813,3 +813,33 @@ fn battery_shows_min_max_the_last_crank_and_a_time_axis() {
         assert!(screen.contains("level 90 %"), "{screen}");
     }
 }
+
+#[test]
+fn the_map_shows_the_last_drive_with_a_scale_bar_and_m_shows_all() {
+    let pos = |t: &str, lat: f64, lon: f64| {
+        format!(r#"{{"@t":"track.pos","@ts":"{t}","loc":{{"lat":{lat},"lon":{lon}}}}}"#)
+    };
+    // A drive in Copenhagen, an hour's gap, then one in Aalborg.
+    let body = format!(
+        "[{},{},{},{}]",
+        pos("2026-11-27T07:00:00Z", 55.6759, 12.5655),
+        pos("2026-11-27T07:01:00Z", 55.6800, 12.5700),
+        pos("2026-11-27T08:00:00Z", 57.0224, 9.8992),
+        pos("2026-11-27T08:01:00Z", 57.0231, 9.9004),
+    );
+    let mut app = empty();
+    app.apply(&accepted(1, at("2026-11-27T08:01:05Z"), Some(UNIT), &body));
+    app.tick(at("2026-11-27T08:01:10Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("drive 2 of 2 · m all"), "{screen}");
+        let bar = screen.lines().find(|l| l.contains('├')).expect(&screen);
+        assert!(bar.contains("┤") && bar.contains(" m "), "a street: {bar}");
+        let mut all = app.clone();
+        press(&mut all, &[KeyCode::Char('m')]);
+        let screen = text(&draw(&all, w, h));
+        assert!(screen.contains("all 2 drives · m the last"), "{screen}");
+        let bar = screen.lines().find(|l| l.contains('├')).expect(&screen);
+        assert!(bar.contains(" km "), "a country: {bar}");
+    }
+}

@@ -110,6 +110,8 @@ pub struct Viewer {
     pub saved: Option<Result<String, String>>,
     /// `r` on the Requests tab: only refused requests are listed.
     pub refused_only: bool,
+    /// `m`: the map shows every drive kept, not only the last.
+    pub all_drives: bool,
     /// `v`: the Vehicle and sensors panel over the whole Live tab.
     pub vehicle_focus: bool,
     pub vehicle_scroll: usize,
@@ -312,6 +314,9 @@ impl App {
             KeyCode::Char('r') if self.viewer.tab == Tab::Requests => {
                 self.viewer.refused_only = !self.viewer.refused_only;
                 self.viewer.selected = None;
+            }
+            KeyCode::Char('m') if self.viewer.tab == Tab::Live => {
+                self.viewer.all_drives = !self.viewer.all_drives;
             }
             KeyCode::Char('v') if self.viewer.tab == Tab::Live => {
                 self.viewer.vehicle_focus = !self.viewer.vehicle_focus;

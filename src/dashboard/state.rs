@@ -179,6 +179,10 @@ pub struct VoltageSummary {
     pub last_crank: Option<VoltageSample>,
 }
 
+/// A gap between fixes longer than this ends a drive: the map shows the
+/// current drive, not every drive of the session piled up.
+pub const DRIVE_GAP_SECS: i64 = 5 * 60;
+
 /// One fix of the map's track.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TrackPoint {
@@ -622,6 +626,21 @@ impl Device {
             Some(_) => return,
         };
         self.usage = Some(Stamped { ts, value });
+    }
+
+    /// Where each drive of the kept track begins (indices into `track`):
+    /// a drive is a run of fixes without a gap over `DRIVE_GAP_SECS`.
+    pub fn drive_starts(&self) -> Vec<usize> {
+        let mut starts = Vec::new();
+        let mut previous: Option<Timestamp> = None;
+        for (i, p) in self.track.iter().enumerate() {
+            let gap = previous.is_none_or(|t| p.ts.as_second() - t.as_second() > DRIVE_GAP_SECS);
+            if gap {
+                starts.push(i);
+            }
+            previous = Some(p.ts);
+        }
+        starts
     }
 
     /// Lowest and highest voltage kept, and the last crank's lowest.
