@@ -54,6 +54,7 @@ impl Widget for &App {
 /// ╭ Events ───────────────────────────── 1 · following ╮
 /// │08:00:04  @system/service/modem/failed reason=…     │
 /// ```
+/// With `v` the Vehicle and sensors panel takes the whole tab instead.
 fn live(app: &App, area: Rect, buf: &mut Buffer) {
     if app.viewer.vehicle_focus {
         vehicle::render(app, area, buf);

@@ -1,14 +1,19 @@
 //! The Battery panel (`obd.bat`): voltage and state (fault states stand
-//! out), level gauge, time in the current state, and the session's voltage
-//! history, where cranking dips show as spikes down.
+//! out), time in the current state on the device's clock, level gauge, the
+//! lowest and highest voltage kept with the last crank's lowest, and the
+//! voltage history over a time axis. At 80×24 (below 8 inner rows):
 //! ```text
-//! ╭ Battery ──────────────────── 12s ago ╮
-//! │14.38 V  charging  for 17s            │
-//! │level 100 % ──────────────────────────│
-//! │15V│⡄⢠⢠⢀⣀⣀⣄ ⣤⡤⢄⣀⣀           ⢠⢀⡄⡄⣀⣀⣄⡀⡄⣤│
-//! │11V│ ⠉⠈ ⠈ ⠉ ⠈⠁               ⠈⠈  ⠁⠁⠁⠈⠁│
+//! ╭ Battery ───────────────────── 3s ago ╮
+//! │14.12 V  charging  for 0s  level 100 %│
+//! │10.5–14.1 V · crank 10.46 V 01:36:23  │
+//! │15V│                              ⢀⣀⡠⠤│
+//! │   │⠒⠒⠤⠤⠤⣀⣀⣀⡀            ⢀⣀⣀⠤⠤⠒⠒⠊⠉⠁   │
+//! │10V│        ⠈⠉⠉⠑⠒⠒⠢⠤⠤⠔⠒⠊⠉⠁            │
+//! │    01:36:22                  01:36:24│
 //! ╰──────────────────────────────────────╯
 //! ```
+//! With more rows the level has its own gauge line and the figures read
+//! `min 10.46 V · max 14.12 V · crank 10.46 V at 01:36:23 (3s ago)`.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -1,9 +1,9 @@
 //! The header, always on screen:
 //! ```text
-//!  autopi-rx  point the device at http://192.168.1.20:8000/ …     FROZEN
-//!  last upload 3s ago · devices 1 · auth 1 token · capture 1.2 MiB in captures/x.jsonl
+//!  autopi-rx  point the device at http://192.168.1.20:8000/  +1 more (?)     FROZEN (f)
+//!  last upload 3s ago · devices 2 · auth 1 token · capture 1.2 MiB in …/20261127T075950Z.jsonl
 //!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2 · malformed 0
-//!   1 Live   2 Requests   3 Types     device ◀ ee3d…1d05 (1/2) ▶ d     ? help  q quit
+//!   1 Live   2 Requests   3 Types   device ◀ 7c1e…0112 2s ago (2/2) last to upload ▶ d   ? help  q quit
 //! ```
 
 use ratatui::buffer::Buffer;

@@ -1,11 +1,12 @@
 //! The Position panel (`track.pos`): the last fix beside a map of the
-//! recent track, zoomed to it, over the world's coastlines.
+//! current drive (or, with `m`, every drive kept), zoomed to it, over the
+//! world's coastlines, with a scale bar.
 //! ```text
 //! ╭ Position ─────────────── fix 11s ago ╮
 //! │lat   57.022855°              ⢀●⡿     │
 //! │lon   9.900590°             ⣀⢀⣸⠿⠁     │
-//! │sats  9                  297 m across │
-//! ╰──────────────────────────────────────╯
+//! │sats  9                   ├───┤ 100 m │
+//! ╰──────────────── drive 2 of 2 · m all ╯
 //! ```
 
 use ratatui::buffer::Buffer;

@@ -1,10 +1,10 @@
 //! The Types tab: every `@t` the chosen device sent, with its count, rate,
 //! age of the newest and that record in one line.
 //! ```text
-//! ╭ Types ─────────────────────────────── 13 types · 2,000 records ╮
-//! │type                     count    /min last seen     last value│
-//! │obd.bat                    200    14.5 12s ago       14.38 V 10│
-//! ╰────────────────────────────────────────────────────────────────╯
+//! ╭ Types ──────────────────────────── 1 of 15 types · 97 records ╮
+//! │type                     count    /min last seen last value    │
+//! │obd.bat                    200    14.5 12s ago   14.38 V 100 % …│
+//! ╰ filter: bat▏ Enter keeps · Esc clears ────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;

@@ -1,12 +1,13 @@
 //! The Data usage panel (`ec2x.data_usage`): modem counters, their growth
-//! since the session began and its rate, beside what reached us.
+//! since the session began and its rate, beside what reached us. After a
+//! counter reset the growth is summed across it and marked `↺`:
 //! ```text
 //! ╭ Data usage ───────────────── 12s ago ╮
-//! │         total    +session       rate │
-//! │sent  1.10 MiB   +1.24 MiB 1.53 KiB/s │
-//! │recv 266.1 KiB  +526.3 KiB    653 B/s │
+//! │         total  +session↺1       rate │
+//! │sent  1.10 MiB  +1.24 MiB↺ 1.53 KiB/s │
+//! │recv 266.1 KiB +526.3 KiB↺    653 B/s │
 //! │wire 207.8 KiB json 207.8 KiB ×1.0    │
-//! ╰──────────────────────────────────────╯
+//! ╰ ↺ counter reset 08:10:00, summed ────╯
 //! ```
 
 use ratatui::buffer::Buffer;
