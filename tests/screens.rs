@@ -89,3 +89,18 @@ fn frozen_with_filter() {
     press(&mut app, &[KeyCode::Enter]);
     both_sizes("frozen_filtered", &app);
 }
+
+#[test]
+fn many_values_counted_then_shown_whole_on_v() {
+    both_sizes("many_values", &many_values());
+    let mut app = many_values();
+    press(&mut app, &[KeyCode::Char('v')]);
+    both_sizes("vehicle_all", &app);
+}
+
+#[test]
+fn refused_requests_only() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('2'), KeyCode::Char('r')]);
+    both_sizes("requests_refused", &app);
+}
