@@ -573,7 +573,7 @@ fn vehicle_values_are_shown_cut_with_a_sign_or_counted() {
             "{w}x{h}: {whole} shown whole, {more} counted:\n{screen}"
         );
         assert!(
-            screen.contains("Random/multiple c") && screen.contains("4s ago"),
+            screen.contains("Random/multiple") && screen.contains("4s ago"),
             "{screen}"
         );
         if more > 0 {

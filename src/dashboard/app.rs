@@ -24,8 +24,6 @@ pub mod detail;
 pub mod filter;
 pub mod layout;
 
-/// Lines moved by PgUp/PgDn.
-pub const PAGE: usize = 10;
 /// How often ages and the capture size are refreshed.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Longest time spent folding queued events before a redraw is due.
@@ -521,7 +519,7 @@ impl App {
             (Some(_), _) => pages.detail,
             (None, Tab::Live) if self.viewer.vehicle_focus => pages.detail,
             (None, Tab::Live) => pages.events,
-            (None, Tab::Requests) => PAGE,
+            (None, Tab::Requests) => pages.requests,
             (None, Tab::Types) => pages.types,
         };
         let step: isize = match code {

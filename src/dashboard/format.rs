@@ -124,6 +124,20 @@ pub fn fit(s: &str, width: usize) -> String {
     }
 }
 
+/// Prose (a trouble code's text, an error) in at most `width` columns:
+/// cut, when it must be, after a whole word if one ends in the last third,
+/// and ending in `…`.
+pub fn fit_words(s: &str, width: usize) -> String {
+    if s.width() <= width || width == 0 {
+        return fit(s, width);
+    }
+    let head = prefix(s, width - 1);
+    match head.rfind(' ') {
+        Some(at) if at >= head.len() * 2 / 3 => format!("{}…", head[..at].trim_end()),
+        _ => format!("{head}…"),
+    }
+}
+
 /// `s` in at most `width` columns, cut at the start (`…` then the end):
 /// for paths, whose end says most.
 pub fn fit_start(s: &str, width: usize) -> String {
@@ -200,6 +214,11 @@ mod tests {
         assert_eq!(fit("ambiant_air_temp", 12), "ambiant_air…");
         assert_eq!(fit("ambiant_air_temp", 1), "…");
         assert_eq!(fit("abc", 0), "");
+        assert_eq!(
+            fit_words("Random/multiple cylinder misfire detected", 30),
+            "Random/multiple cylinder…"
+        );
+        assert_eq!(fit_words("Thermostat", 6), "Therm…");
         assert_eq!(
             fit_start("captures/20261127T075950Z.jsonl", 12),
             "…5950Z.jsonl"

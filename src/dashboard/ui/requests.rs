@@ -18,7 +18,7 @@ use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 use unicode_width::UnicodeWidthStr;
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{bytes, clock_ms, count, fit, short_id};
+use crate::dashboard::format::{bytes, clock_ms, count, fit, fit_words, short_id};
 use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder, saved_title};
 use crate::event::RequestEvent;
 
@@ -200,7 +200,10 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
             Col::Inflated => (format!("{:>9}", bytes(r.body_bytes)), t.base),
             Col::Ms => (format!("{:>7.1}", r.elapsed.as_secs_f64() * 1000.0), t.base),
             Col::Marks => (marks(r), t.warn),
-            Col::Error => (r.error.clone().unwrap_or_default(), t.error),
+            Col::Error => {
+                let error = r.error.as_deref().unwrap_or_default();
+                return Cell::from(fit_words(error, w)).style(t.error);
+            }
         };
         Cell::from(fit(&text, w)).style(style)
     });

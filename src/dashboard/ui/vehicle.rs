@@ -18,7 +18,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{age, fit, fixed, unit};
+use crate::dashboard::format::{age, fit, fit_words, fixed, unit};
 use crate::dashboard::state::Device;
 use crate::dashboard::ui::{fit_line, panel, placeholder};
 use unicode_width::UnicodeWidthStr;
@@ -148,7 +148,7 @@ fn code_line(app: &App, (code, text, age): (String, String, String), width: u16)
     let t = &app.theme;
     let code = format!(" DTC {code} ");
     let room = (width as usize).saturating_sub(code.width() + age.width() + 3);
-    let text = fit(&text, room);
+    let text = fit_words(&text, room);
     let gap = room.saturating_sub(text.width());
     fit_line(
         Line::from(vec![
