@@ -843,3 +843,26 @@ fn the_map_shows_the_last_drive_with_a_scale_bar_and_m_shows_all() {
         assert!(bar.contains(" km "), "a country: {bar}");
     }
 }
+
+#[test]
+fn types_that_do_not_fit_are_counted_and_scroll_into_view() {
+    let records: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"@t":"kind.{i:02}","@ts":"2026-11-27T08:00:00Z","v":{i}}}"#))
+        .collect();
+    let mut app = empty();
+    let body = format!("[{}]", records.join(","));
+    app.apply(&accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), &body));
+    app.resize(80, 24);
+    press(&mut app, &[KeyCode::Char('3')]);
+    // 17 rows under the table's header at 80×24.
+    let top = text(&draw(&app, 80, 24));
+    assert!(top.contains("0 above · +13 more"), "{top}");
+    assert!(top.contains("kind.16") && !top.contains("kind.17"), "{top}");
+    press(&mut app, &[KeyCode::Char('G')]);
+    let bottom = text(&draw(&app, 80, 24));
+    assert!(bottom.contains("13 above · +0 more"), "{bottom}");
+    assert!(
+        bottom.contains("kind.29") && !bottom.contains("kind.12 "),
+        "{bottom}"
+    );
+}
