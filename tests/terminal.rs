@@ -3,7 +3,8 @@
 //! screen a user would see. Checks what snapshot tests cannot: the
 //! listening line before the UI, nothing else written while it is up, the
 //! terminal given back (main screen, cooked mode) on quit and on a fatal
-//! error, and the token never on the terminal.
+//! error, the token never on the terminal, and `--headless | head -2`
+//! ending the receiver once `head` is gone.
 
 mod common;
 
