@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine as _;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde::Serialize;
@@ -99,9 +102,45 @@ pub struct CaptureHandle {
     jobs: Sender<Job>,
 }
 
+/// How far the capture file is complete and synced: every line before this
+/// length was acknowledged (or is about to be). Readers that act on lines
+/// (the forwarders) read no further, so they never pass on a line that a
+/// failed write is about to cut away.
+#[derive(Clone, Debug, Default)]
+pub struct Durable(Arc<(Mutex<u64>, Condvar)>);
+
+impl Durable {
+    fn new(len: u64) -> Durable {
+        Durable(Arc::new((Mutex::new(len), Condvar::new())))
+    }
+
+    /// Bytes known complete and synced.
+    pub fn synced(&self) -> u64 {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until more than `seen` bytes are durable, at most `timeout`;
+    /// returns the durable length either way.
+    pub fn wait_beyond(&self, seen: u64, timeout: Duration) -> u64 {
+        let (len, grown) = &*self.0;
+        let guard = len.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = grown
+            .wait_timeout_while(guard, timeout, |len| *len <= seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+
+    fn set(&self, new_len: u64) {
+        let (len, grown) = &*self.0;
+        *len.lock().unwrap_or_else(|p| p.into_inner()) = new_len;
+        grown.notify_all();
+    }
+}
+
 /// The writer thread itself; `close` waits for it to flush and stop.
 pub struct Capture {
     handle: CaptureHandle,
+    durable: Durable,
     thread: JoinHandle<()>,
     path: PathBuf,
     pub recovered: Recovered,
@@ -157,6 +196,8 @@ impl Capture {
     /// Starts a writer on any sink (tests use failing ones).
     pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<[u8; 32], String>) -> Capture {
         let (tx, rx) = unbounded();
+        let durable = Durable::new(len);
+        let writer_durable = durable.clone();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
             .spawn(move || {
@@ -165,12 +206,14 @@ impl Capture {
                     seen,
                     good_len: len,
                     dirty: false,
+                    durable: writer_durable,
                 }
                 .run(rx)
             })
             .expect("spawn capture writer");
         Capture {
             handle: CaptureHandle { jobs: tx },
+            durable,
             thread,
             path: PathBuf::new(),
             recovered: Recovered::default(),
@@ -184,6 +227,11 @@ impl Capture {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The synced length, for readers that follow the file as it grows.
+    pub fn durable(&self) -> Durable {
+        self.durable.clone()
     }
 
     /// Waits until every line handed in so far is written, then stops.
@@ -222,6 +270,10 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         unit_id: Option<&'a str>,
         encoding: &'a str,
         wire_bytes: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content_encoding: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wire: Option<String>,
         batch_hash: &'a str,
     }
     let hash = blake3::Hash::from_bytes(batch.hash).to_hex();
@@ -231,6 +283,11 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         unit_id: entry.unit_id.as_deref(),
         encoding: batch.encoding.as_str(),
         wire_bytes: entry.wire_bytes,
+        content_encoding: batch.content_encoding.as_deref(),
+        wire: batch
+            .wire
+            .as_ref()
+            .map(|w| base64::engine::general_purpose::STANDARD.encode(w)),
         batch_hash: hash.as_str(),
     })
     .expect("plain struct serializes");
@@ -246,6 +303,8 @@ struct Writer<S> {
     good_len: u64,
     /// A failed group could not be cut off yet.
     dirty: bool,
+    /// `good_len`, published for readers following the file.
+    durable: Durable,
 }
 
 impl<S: Sink> Writer<S> {
@@ -320,6 +379,7 @@ impl<S: Sink> Writer<S> {
         match self.sink.write_all(buf).and_then(|()| self.sink.sync()) {
             Ok(()) => {
                 self.good_len += buf.len() as u64;
+                self.durable.set(self.good_len);
                 Ok(())
             }
             Err(e) => {
