@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::upstream::ForwardBoard;
+
 /// One request and what we answered.
 #[derive(Clone, Debug)]
 pub struct RequestEvent {
@@ -65,6 +67,8 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Events the consumer was too slow to take (the listener never waits).
     pub dropped_events: AtomicU64,
+    /// What each `--forward` target is doing (written by the forwarders).
+    pub forward: Arc<ForwardBoard>,
 }
 
 impl Stats {

@@ -5,6 +5,7 @@
 //! through `Outside`, so tests drive the whole app on a `TestBackend`
 //! without threads.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, after, never, select, tick};
@@ -16,6 +17,7 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModif
 use crate::dashboard::state::State;
 use crate::dashboard::ui::theme::Theme;
 use crate::event::RequestEvent;
+use crate::upstream::{ForwardBoard, ForwardStatus};
 
 /// Lines moved by PgUp/PgDn.
 pub const PAGE: usize = 10;
@@ -80,6 +82,10 @@ pub struct Setup {
     pub dropped_events: u64,
     /// `--demo`: the uploads come from the built-in simulated device.
     pub demo: bool,
+    /// Where the forwarders post their state (read on each tick).
+    pub forward_board: Option<Arc<ForwardBoard>>,
+    /// Each `--forward` target's state as of the last tick.
+    pub forward: Vec<ForwardStatus>,
 }
 
 /// What the viewer chose to see.
@@ -523,4 +529,7 @@ fn refresh(app: &mut App, outside: &mut Outside) {
     let (capture_bytes, dropped) = (outside.probe)();
     app.setup.capture_bytes = capture_bytes;
     app.setup.dropped_events = dropped;
+    if let Some(board) = &app.setup.forward_board {
+        app.setup.forward = board.snapshot();
+    }
 }

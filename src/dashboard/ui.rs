@@ -34,8 +34,11 @@ impl Widget for &App {
             too_small(self, area, buf);
             return;
         }
-        let [head, body] =
-            Layout::vertical([Constraint::Length(header::HEIGHT), Constraint::Fill(1)]).areas(area);
+        let [head, body] = Layout::vertical([
+            Constraint::Length(header::height(self)),
+            Constraint::Fill(1),
+        ])
+        .areas(area);
         header::render(self, head, buf);
         match self.view.tab {
             Tab::Live => live(self, body, buf),

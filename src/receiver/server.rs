@@ -493,6 +493,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          records saved: {rec}\n\
          capture: {path}\n\
          auth: {auth}\n\
+         {forward}\
          Upload with POST to any path here, header 'authorization: token <T>' or 'Bearer <T>'.\n",
         version = env!("CARGO_PKG_VERSION"),
         uptime = ctx.started.elapsed().as_secs(),
@@ -506,6 +507,17 @@ fn status_page(ctx: &Ctx) -> Outcome {
             0 => "OFF (--no-auth)".to_string(),
             n => format!("{n} token(s)"),
         },
+        forward = s
+            .forward
+            .snapshot()
+            .iter()
+            .map(|f| format!(
+                "forward {}: {} ({} forwarded)\n",
+                f.target,
+                f.summary(Timestamp::now()),
+                f.forwarded
+            ))
+            .collect::<String>(),
     );
     let mut out = Outcome::json(200, serde_json::Value::Null);
     out.body = text.into_bytes();

@@ -3,8 +3,10 @@
 //!  autopi-rx  point the device at http://192.168.1.20:8000/ …     FROZEN
 //!  last upload 3s ago · devices 1 · auth 1 token · capture 1.2 MiB in captures/x.jsonl
 //!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2
+//!  forward http://10.0.0.5:8000/logbook/storage catching up 12 batches, lag 40 s
 //!  1 Live  2 Requests  3 Types     device ◀ ee3d…1d05 (1/2) ▶ d     ? help  q quit
 //! ```
+//! (the forward line only with `--forward`)
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -14,16 +16,45 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::{App, Tab};
 use crate::dashboard::ui::format::{age, bytes, count, short_id};
 
-/// Lines the header takes.
+/// Lines the header takes without `--forward`.
 pub const HEIGHT: u16 = 4;
 
-/// Draws the header into its four lines.
+/// Lines the header takes: one more for the forward targets' state.
+pub fn height(app: &App) -> u16 {
+    HEIGHT + u16::from(!app.setup.forward.is_empty())
+}
+
+/// Draws the header into its four (or five) lines.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let rows: [Rect; 4] = Layout::vertical([Constraint::Length(1); 4]).areas(area);
+    let rows = Layout::vertical(vec![Constraint::Length(1); height(app) as usize]).split(area);
     where_to_point(app, rows[0], buf);
     Paragraph::new(setup_line(app)).render(rows[1], buf);
     Paragraph::new(totals_line(app)).render(rows[2], buf);
-    tabs_line(app, rows[3], buf);
+    if !app.setup.forward.is_empty() {
+        Paragraph::new(forward_line(app)).render(rows[3], buf);
+    }
+    tabs_line(app, rows[rows.len() - 1], buf);
+}
+
+/// The forward line: each target and its state (up, catching up, down
+/// since…, parked).
+fn forward_line(app: &App) -> Line<'static> {
+    let t = &app.theme;
+    let mut spans = vec![Span::styled(" forward", t.label)];
+    for (i, f) in app.setup.forward.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" ·", t.label));
+        }
+        let style = match f.kind() {
+            "down" => t.error,
+            "catching_up" => t.warn,
+            _ if f.parked > 0 => t.warn,
+            _ => t.value,
+        };
+        spans.push(Span::styled(format!(" {} ", f.target), t.url));
+        spans.push(Span::styled(f.summary(app.now()), style));
+    }
+    Line::from(spans)
 }
 
 /// First line: the URLs for the device's Cloud Storage setting, and badges.

@@ -1,0 +1,450 @@
+//! The forward wing: the capture is the outbox. One thread per `--forward`
+//! target follows the capture file (never past what the writer synced),
+//! passes each acknowledged batch on in order, retries with backoff while
+//! the target is down, parks what the target refuses for good, and moves
+//! the target's cursor in `<capture>.forward` after each acknowledgement.
+//! Nothing here is on the device's answer path: the receiver never waits
+//! for a forwarder, and a forwarder only reads what is already saved.
+
+pub mod cursor;
+pub mod http;
+pub mod mqtt;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use jiff::Timestamp;
+
+use crate::capture::{Durable, OutboxLine, Tail, count_lines};
+use crate::upstream::{ForwardBoard, ForwardStatus, Link};
+use cursor::{Cursors, Parked};
+
+/// First wait after a failed attempt; doubled after each failure.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+/// Longest wait between attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often an idle forwarder looks for new lines or a stop.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// A backlog younger than this is live traffic (see `noted_kind`).
+const LIVE_LAG: Duration = Duration::from_secs(5);
+
+/// Where to forward, checked.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Http(http::HttpTarget),
+    Mqtt(mqtt::MqttTarget),
+}
+
+impl Target {
+    /// The target as shown everywhere: no credentials, no query.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Http(t) => &t.name,
+            Target::Mqtt(t) => &t.name,
+        }
+    }
+}
+
+/// Everything the forwarders need, already checked.
+pub struct Settings {
+    pub targets: Vec<Target>,
+    /// `--forward-all`: also batches the device was not told were saved,
+    /// and batches it sent twice.
+    pub all: bool,
+}
+
+/// Credentials for the targets, given by flags and the environment.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// `authorization` header value for HTTP targets (`token T`/`Bearer T`).
+    pub authorization: Option<String>,
+    pub mqtt_username: Option<String>,
+    pub mqtt_password: Option<String>,
+}
+
+/// Checks a `--forward` value: `http(s)://…` or `mqtt(s)://HOST[:PORT]/PREFIX`.
+pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, String> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http" | "https") => {
+            http::HttpTarget::parse(url, credentials.authorization.clone()).map(Target::Http)
+        }
+        Some("mqtt" | "mqtts") => mqtt::MqttTarget::parse(url, credentials).map(Target::Mqtt),
+        _ => Err(format!(
+            "--forward {url:?}: give an http://, https://, mqtt:// or mqtts:// URL"
+        )),
+    }
+}
+
+/// What one attempt to pass a batch on came to.
+pub enum Attempt {
+    /// The target acknowledged it.
+    Delivered,
+    /// It may work later (down, slow, busy): try again after a wait, at
+    /// least `after` when the target said so.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// The target refused this batch for good: set it aside.
+    Park { reason: String },
+}
+
+/// A target that batches are passed on to.
+pub trait Deliver: Send {
+    /// Sends one batch and waits for the target's answer.
+    fn deliver(&mut self, line: &OutboxLine) -> Attempt;
+    /// Called while there is nothing to send (an MQTT client keeps its
+    /// connection alive here); returns within about `wait`.
+    fn idle(&mut self, durable: &Durable, seen: u64, wait: Duration) {
+        durable.wait_beyond(seen, wait);
+    }
+}
+
+/// The running forwarders; `stop` ends them and says what is left.
+pub struct Forwarders {
+    threads: Vec<(String, JoinHandle<()>)>,
+    stop: Option<Sender<()>>,
+    done: Receiver<()>,
+    cursors: Arc<Cursors>,
+    capture: PathBuf,
+    durable: Durable,
+    board: Arc<ForwardBoard>,
+    all: bool,
+}
+
+/// What a target still had to send when the run ended.
+pub struct Leftover {
+    pub target: String,
+    pub pending: u64,
+    pub parked: u64,
+}
+
+/// Starts one thread per target. Fails (before anything is sent) when the
+/// cursor file cannot be read or does not match the capture.
+pub fn start(
+    settings: Settings,
+    capture: &Path,
+    durable: Durable,
+    board: Arc<ForwardBoard>,
+    notes: Option<Sender<ForwardStatus>>,
+) -> Result<Forwarders, String> {
+    let cursors = Arc::new(Cursors::open(capture)?);
+    let (stop_tx, stop) = bounded::<()>(0);
+    let (done_tx, done) = bounded::<()>(settings.targets.len().max(1));
+    let mut threads = Vec::new();
+    for target in settings.targets {
+        let name = target.name().to_string();
+        let (offset, parked) = cursors.resume(&name, capture)?;
+        let mut status = ForwardStatus::new(name.clone());
+        status.parked = parked;
+        let job = Job {
+            name: name.clone(),
+            capture: capture.to_path_buf(),
+            durable: durable.clone(),
+            cursors: cursors.clone(),
+            index: board.register(status.clone()),
+            board: board.clone(),
+            notes: notes.clone(),
+            stop: stop.clone(),
+            all: settings.all,
+            status,
+            offset,
+            last_noted: None,
+        };
+        let sink: Box<dyn Deliver> = match target {
+            Target::Http(t) => Box::new(http::Http::new(t)),
+            Target::Mqtt(t) => Box::new(mqtt::Mqtt::new(t)),
+        };
+        let done_tx = done_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("forward-{}", threads.len()))
+            .spawn(move || {
+                job.run(sink);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| format!("cannot start a forwarder: {e}"))?;
+        threads.push((name, thread));
+    }
+    Ok(Forwarders {
+        threads,
+        stop: Some(stop_tx),
+        done,
+        cursors,
+        capture: capture.to_path_buf(),
+        durable,
+        board,
+        all: settings.all,
+    })
+}
+
+impl Forwarders {
+    /// Stops every forwarder, waiting at most `grace` for a batch in
+    /// flight (one not acknowledged by then is sent again on the next
+    /// start), and returns what each target still has to send.
+    pub fn stop(mut self, grace: Duration) -> Vec<Leftover> {
+        drop(self.stop.take());
+        let deadline = Instant::now() + grace;
+        let mut finished = 0;
+        while finished < self.threads.len() {
+            match self.done.recv_deadline(deadline) {
+                Ok(()) => finished += 1,
+                Err(_) => break,
+            }
+        }
+        if finished == self.threads.len() {
+            for (_, t) in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        let _ = self.cursors.flush();
+        let end = self.durable.synced();
+        let statuses = self.board.snapshot();
+        statuses
+            .into_iter()
+            .map(|s| {
+                let from = self.cursors.offset(&s.target);
+                let pending = backlog(&self.capture, from, end, self.all).unwrap_or(s.pending);
+                Leftover {
+                    target: s.target,
+                    pending,
+                    parked: s.parked,
+                }
+            })
+            .collect()
+    }
+
+    pub fn cursor_path(&self) -> &Path {
+        self.cursors.path()
+    }
+}
+
+/// Batches between two offsets that a forwarder would send.
+fn backlog(capture: &Path, from: u64, to: u64, all: bool) -> std::io::Result<u64> {
+    let mut tail = Tail::open(capture, from)?;
+    let mut line = Vec::new();
+    let mut n = 0;
+    while tail.next_line(to, &mut line)?.is_some() {
+        match OutboxLine::parse(&line) {
+            Ok(l) if !all && !wanted(&l) => {}
+            _ => n += 1,
+        }
+    }
+    Ok(n)
+}
+
+/// Whether a line is passed on without `--forward-all`: acknowledged to
+/// the device, and not a re-send of a batch already captured.
+fn wanted(line: &OutboxLine) -> bool {
+    line.acknowledged() && line.duplicate_of.is_none()
+}
+
+/// One target's forwarder.
+struct Job {
+    name: String,
+    capture: PathBuf,
+    durable: Durable,
+    cursors: Arc<Cursors>,
+    board: Arc<ForwardBoard>,
+    index: usize,
+    notes: Option<Sender<ForwardStatus>>,
+    stop: Receiver<()>,
+    all: bool,
+    status: ForwardStatus,
+    offset: u64,
+    /// What the last headless note said: state, parked, error.
+    last_noted: Option<(&'static str, u64, Option<String>)>,
+}
+
+/// The state a headless note names. A batch that arrived within the last
+/// `LIVE_LAG` is live traffic, not a backlog: noting each one as "catching
+/// up" would print two lines per upload.
+fn noted_kind(s: &ForwardStatus) -> &'static str {
+    match s.kind() {
+        "catching_up"
+            if s.link == Link::Up
+                && s.lag_seconds(Timestamp::now()).unwrap_or(0) < LIVE_LAG.as_secs() =>
+        {
+            "up"
+        }
+        kind => kind,
+    }
+}
+
+impl Job {
+    fn run(mut self, mut sink: Box<dyn Deliver>) {
+        let mut tail = match Tail::open(&self.capture, self.offset) {
+            Ok(t) => t,
+            Err(e) => {
+                self.down(format!("cannot read the capture: {e}"));
+                return;
+            }
+        };
+        // Lines counted into `pending` so far end here.
+        let mut counted_to = self.offset;
+        let mut line = Vec::new();
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            if self.stopped() {
+                return;
+            }
+            let limit = self.durable.synced();
+            if limit > counted_to {
+                self.status.pending +=
+                    count_lines(&self.capture, counted_to, limit).unwrap_or_default();
+                counted_to = limit;
+            }
+            let start = match tail.next_line(limit, &mut line) {
+                Ok(Some(start)) => start,
+                Ok(None) => {
+                    if self.status.pending == 0 && self.status.link == Link::Starting {
+                        self.status.link = Link::Up;
+                    }
+                    self.publish();
+                    sink.idle(&self.durable, limit, IDLE_WAIT);
+                    continue;
+                }
+                Err(e) => {
+                    self.down(format!("cannot read the capture: {e}"));
+                    self.wait(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let end = tail.pos();
+            let parsed = OutboxLine::parse(&line);
+            let hash = parsed.as_ref().ok().and_then(|l| l.batch_hash.clone());
+            let hash = hash.as_deref();
+            match parsed {
+                Err(reason) => {
+                    let received = String::new();
+                    if !self.park(start, end, hash, received, reason) {
+                        return;
+                    }
+                }
+                Ok(l) if !self.all && !wanted(&l) => {
+                    self.cursors.skipped(&self.name, start, end, hash)
+                }
+                Ok(l) => {
+                    self.status.oldest_waiting = l.received.parse::<Timestamp>().ok();
+                    self.publish();
+                    loop {
+                        match sink.deliver(&l) {
+                            Attempt::Delivered => {
+                                if let Err(e) = self.cursors.passed(&self.name, start, end, hash) {
+                                    // Delivered, but where we are is not saved:
+                                    // a restart would send it again. Say so.
+                                    self.down(format!("cannot save the cursor: {e}"));
+                                    if !self.wait(BACKOFF_MAX) {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                                self.status.forwarded += 1;
+                                self.status.link = Link::Up;
+                                backoff = BACKOFF_FIRST;
+                                break;
+                            }
+                            Attempt::Retry { error, after } => {
+                                self.down(error);
+                                let wait = backoff.max(after.unwrap_or_default()).min(BACKOFF_MAX);
+                                backoff = (backoff * 2).min(BACKOFF_MAX);
+                                if !self.wait(wait) {
+                                    return;
+                                }
+                            }
+                            Attempt::Park { reason } => {
+                                if !self.park(start, end, hash, l.received.clone(), reason) {
+                                    return;
+                                }
+                                self.status.link = Link::Up;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            self.status.pending = self.status.pending.saturating_sub(1);
+            if self.status.pending == 0 {
+                self.status.oldest_waiting = None;
+            }
+            self.publish();
+        }
+    }
+
+    /// Parks a line and moves past it; false when the cursor cannot be
+    /// saved and a stop came while waiting to try again.
+    fn park(
+        &mut self,
+        start: u64,
+        end: u64,
+        hash: Option<&str>,
+        received: String,
+        reason: String,
+    ) -> bool {
+        let parked = Parked {
+            offset: start,
+            received,
+            reason: reason.clone(),
+        };
+        while let Err(e) = self
+            .cursors
+            .park(&self.name, start, end, hash, parked.clone())
+        {
+            self.down(format!("cannot save the cursor: {e}"));
+            if !self.wait(BACKOFF_MAX) {
+                return false;
+            }
+        }
+        self.status.parked += 1;
+        self.status.last_parked = Some(reason);
+        true
+    }
+
+    /// Marks the target down (keeping the first time it went down).
+    fn down(&mut self, error: String) {
+        let since = match &self.status.link {
+            Link::Down { since, .. } => *since,
+            _ => Timestamp::now(),
+        };
+        self.status.link = Link::Down { since, error };
+        self.publish();
+    }
+
+    /// Shows the state; a change of state, or a new parked batch, is also
+    /// a note for the headless output.
+    fn publish(&mut self) {
+        self.board.set(self.index, &self.status);
+        let Some(notes) = &self.notes else {
+            return;
+        };
+        let noted = (noted_kind(&self.status), self.status.parked, self.error());
+        if self.last_noted.as_ref() != Some(&noted) {
+            self.last_noted = Some(noted);
+            match notes.try_send(self.status.clone()) {
+                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        match &self.status.link {
+            Link::Down { error, .. } => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits `d` unless told to stop (false then).
+    fn wait(&self, d: Duration) -> bool {
+        !matches!(
+            self.stop.recv_timeout(d),
+            Err(RecvTimeoutError::Disconnected) | Ok(())
+        )
+    }
+
+    fn stopped(&self) -> bool {
+        !self.wait(Duration::ZERO)
+    }
+}
