@@ -153,6 +153,7 @@ pub fn start(
             all: settings.all,
             status,
             offset,
+            counted_to: offset,
             last_noted: None,
         };
         let sink: Box<dyn Deliver> = match target {
@@ -255,17 +256,21 @@ struct Job {
     all: bool,
     status: ForwardStatus,
     offset: u64,
+    /// Lines counted into `pending` so far end here.
+    counted_to: u64,
     /// What the last headless note said: state, parked, error.
     last_noted: Option<(&'static str, u64, Option<String>)>,
 }
 
-/// The state a headless note names. A batch that arrived within the last
-/// `LIVE_LAG` is live traffic, not a backlog: noting each one as "catching
-/// up" would print two lines per upload.
-fn noted_kind(s: &ForwardStatus) -> &'static str {
+/// The state a headless note names. Uploads arriving while the target is
+/// up are live traffic, not a backlog: noting each one as "catching up"
+/// would print two lines per upload, so a backlog younger than `LIVE_LAG`
+/// keeps an `up` target noted as up. After a `down`, the catch-up is noted
+/// until it is over.
+fn noted_kind(s: &ForwardStatus, before: Option<&'static str>) -> &'static str {
     match s.kind() {
         "catching_up"
-            if s.link == Link::Up
+            if before == Some("up")
                 && s.lag_seconds(Timestamp::now()).unwrap_or(0) < LIVE_LAG.as_secs() =>
         {
             "up"
@@ -283,20 +288,13 @@ impl Job {
                 return;
             }
         };
-        // Lines counted into `pending` so far end here.
-        let mut counted_to = self.offset;
         let mut line = Vec::new();
         let mut backoff = BACKOFF_FIRST;
         loop {
             if self.stopped() {
                 return;
             }
-            let limit = self.durable.synced();
-            if limit > counted_to {
-                self.status.pending +=
-                    count_lines(&self.capture, counted_to, limit).unwrap_or_default();
-                counted_to = limit;
-            }
+            let limit = self.count_new();
             let start = match tail.next_line(limit, &mut line) {
                 Ok(Some(start)) => start,
                 Ok(None) => {
@@ -413,14 +411,32 @@ impl Job {
         self.publish();
     }
 
+    /// Adds the lines synced since the last count to `pending`; returns
+    /// the synced length.
+    fn count_new(&mut self) -> u64 {
+        let limit = self.durable.synced();
+        if limit > self.counted_to {
+            self.status.pending +=
+                count_lines(&self.capture, self.counted_to, limit).unwrap_or_default();
+            self.counted_to = limit;
+        }
+        limit
+    }
+
     /// Shows the state; a change of state, or a new parked batch, is also
     /// a note for the headless output.
     fn publish(&mut self) {
+        self.count_new();
         self.board.set(self.index, &self.status);
         let Some(notes) = &self.notes else {
             return;
         };
-        let noted = (noted_kind(&self.status), self.status.parked, self.error());
+        let before = self.last_noted.as_ref().map(|n| n.0);
+        let noted = (
+            noted_kind(&self.status, before),
+            self.status.parked,
+            self.error(),
+        );
         if self.last_noted.as_ref() != Some(&noted) {
             self.last_noted = Some(noted);
             match notes.try_send(self.status.clone()) {

@@ -48,8 +48,13 @@ impl Receiver {
     /// Starts `cmd` (to which `--listen 127.0.0.1:0 --headless` is added) and
     /// waits for its `listening on` line.
     pub fn spawn(cmd: &mut Command) -> Receiver {
+        Receiver::spawn_at(cmd, "127.0.0.1:0")
+    }
+
+    /// `spawn` listening on `listen`.
+    pub fn spawn_at(cmd: &mut Command, listen: &str) -> Receiver {
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--headless"])
+            .args(["--listen", listen, "--headless"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,6 +106,13 @@ impl Receiver {
             stderr_lines,
             _dir: None,
         }
+    }
+
+    /// The next JSON line the receiver printed on stdout, whatever it is
+    /// about, or None when none comes within `wait`.
+    pub fn stdout_json(&self, wait: Duration) -> Option<serde_json::Value> {
+        let line = self.stdout.recv_timeout(wait).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
     }
 
     /// The next JSON line the receiver printed for a request.

@@ -1,0 +1,406 @@
+//! `--forward` to an HTTP upstream, end to end: the real binary forwards to
+//! a second real `autopi-rx` (or to a scripted server for refusals), over
+//! real HTTP on 127.0.0.1.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use autopi_rx::capture::CapturedBatch;
+use base64::Engine as _;
+use common::*;
+use serde_json::Value;
+
+const UP_TOKEN: &str = "UPSTREAM-TOKEN-5f2c9e";
+const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
+const DEADLINE: Duration = Duration::from_secs(40);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A second receiver, the upstream, on `port`.
+fn upstream(dir: &Path, port: u16) -> Receiver {
+    let capture = dir.join("upstream.jsonl");
+    let mut r = Receiver::spawn_at(
+        binary().args(["--token", UP_TOKEN, "--capture", capture.to_str().unwrap()]),
+        &format!("127.0.0.1:{port}"),
+    );
+    r.capture = capture;
+    r
+}
+
+/// The receiver under test, forwarding to `url` with the upstream's token
+/// from the environment.
+fn forwarder(capture: &Path, url: &str, extra: &[&str]) -> Receiver {
+    let mut cmd = binary();
+    cmd.env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
+        .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+        .args(["--forward", url])
+        .args(extra);
+    let mut r = Receiver::spawn(&mut cmd);
+    r.capture = capture.to_path_buf();
+    r
+}
+
+/// Polls `check` until it gives a value, failing after `DEADLINE`.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The complete lines of a capture (one being written is left out).
+fn complete_lines(path: &Path) -> Vec<CapturedBatch> {
+    let Ok(text) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    text.split_inclusive(|&b| b == b'\n')
+        .filter(|l| l.ends_with(b"\n"))
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+/// The body a capture line says arrived on the wire.
+fn wire_of(line: &CapturedBatch) -> Vec<u8> {
+    match &line.wire {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+        None => line.records.get().as_bytes().to_vec(),
+    }
+}
+
+fn hashes(lines: &[CapturedBatch]) -> Vec<String> {
+    lines.iter().map(|l| l.batch_hash.clone()).collect()
+}
+
+/// A small batch that differs for each `i`.
+fn batch(i: usize) -> Vec<u8> {
+    format!(
+        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:{:02}:{:02}","loc":{{"lat":57.02,"lon":9.89}},"n":{i}}},{{"@t":"obd.bat","@ts":"2026-11-27T08:00:00","voltage":12.61,"n":{i}}}]"#,
+        (i / 60) % 60,
+        i % 60
+    )
+    .into_bytes()
+}
+
+fn upload(r: &Receiver, body: &[u8]) {
+    let auth = format!("token {TOKEN}");
+    let answer = r.post(
+        &[
+            ("authorization", &auth),
+            ("unit-id", UNIT),
+            ("content-type", "application/json"),
+        ],
+        body,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+fn status_page(r: &Receiver) -> String {
+    let mut c = Conn::open(r.addr);
+    c.request(&request_bytes("GET", &[], b"")).text()
+}
+
+/// The next forward note on the receiver's stdout in state `state` (any
+/// when empty) for which `also` holds.
+fn forward_note(r: &Receiver, state: &str, also: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if let Some(v) = r.stdout_json(Duration::from_millis(200))
+            && v.get("forward").is_some()
+            && (state.is_empty() || v["state"] == state)
+            && also(&v)
+        {
+            return v;
+        }
+    }
+    panic!(
+        "no such forward note in state {state}; stderr: {}",
+        r.stderr()
+    );
+}
+
+type Headers = Vec<(&'static str, &'static str)>;
+
+#[test]
+fn every_batch_arrives_byte_identical_with_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream(dir.path(), 0);
+    let url = format!("http://{}/logbook/storage", up.addr);
+    let mut rx = forwarder(&dir.path().join("capture.jsonl"), &url, &[]);
+
+    // (headers beyond the token, body): every way a device sends a batch.
+    let plain = batch(1);
+    let pretty =
+        b"[\n  {\"@t\": \"obd.rpm\", \"@ts\": \"2026-11-27T08:00:01\", \"value\": 812.0}\n]\n"
+            .to_vec();
+    let gz = gzip(&batch(2));
+    let gz_unlabelled = gzip(&batch(3));
+    let mislabelled = batch(4);
+    let cases: Vec<(Headers, Vec<u8>)> = vec![
+        (vec![("unit-id", UNIT)], plain.clone()),
+        (vec![("unit-id", UNIT)], pretty),
+        (
+            vec![("unit-id", UNIT), ("content-encoding", "gzip")],
+            gz.clone(),
+        ),
+        // Firmware before 2022-03: gzip unlabelled, and no unit-id before that.
+        (vec![], gz_unlabelled),
+        (
+            vec![("unit-id", UNIT), ("content-encoding", "gzip")],
+            mislabelled,
+        ),
+    ];
+    let auth = format!("token {TOKEN}");
+    let mut expected: Vec<(Vec<u8>, Option<String>, Option<String>)> = Vec::new();
+    for (headers, body) in &cases {
+        let mut all = headers.clone();
+        all.push(("authorization", &auth));
+        assert_eq!(rx.post(&all, body).status, 200);
+        let header = |n: &str| headers.iter().find(|h| h.0 == n).map(|h| h.1.to_string());
+        expected.push((body.clone(), header("content-encoding"), header("unit-id")));
+    }
+    // The device's own recorded requests, replayed byte for byte.
+    let mut names: Vec<_> = std::fs::read_dir(samples().join("device-requests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for path in names {
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(Conn::open(rx.addr).request(&raw).status, 200);
+        let head = String::from_utf8_lossy(&raw[..raw.len() - http_body(&raw).len()]).to_string();
+        let header = |n: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{n}: ")).map(str::to_string))
+        };
+        expected.push((
+            http_body(&raw).to_vec(),
+            header("content-encoding"),
+            header("unit-id"),
+        ));
+    }
+    // A re-send of a batch already captured is not passed on again.
+    upload(&rx, &plain);
+    expected.push((plain, None, Some(UNIT.into())));
+    // Nor are the device's recordings that repeat a batch in another
+    // encoding: keep what the capture says was new.
+    let captured = complete_lines(&rx.capture);
+    assert_eq!(captured.len(), expected.len());
+    let expected: Vec<_> = expected
+        .into_iter()
+        .zip(&captured)
+        .filter(|(_, line)| line.duplicate_of.is_none())
+        .map(|(e, _)| e)
+        .collect();
+    assert!(expected.len() >= cases.len(), "too few new batches to test");
+    let n = expected.len();
+    let got = wait_for("every batch upstream", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= n).then_some(lines)
+    });
+    for (i, (line, (body, encoding, unit))) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(wire_of(line), *body, "batch {i}: the body differs");
+        assert_eq!(line.content_encoding, *encoding, "batch {i}");
+        assert_eq!(line.unit_id, *unit, "batch {i}");
+        assert_eq!(line.duplicate_of, None, "batch {i}");
+    }
+    // The status page says so once the re-sends behind them are passed.
+    let page = wait_for("the status page to say up", || {
+        let page = status_page(&rx);
+        page.contains(&format!("forward {url}: up ({n} forwarded)"))
+            .then_some(page)
+    });
+
+    rx.stop();
+    // The duplicate was not sent: still exactly n lines upstream.
+    assert_eq!(complete_lines(&up.capture).len(), n);
+    // The forward token appears nowhere we write.
+    let mut everything = rx.stderr() + &rx.remaining_stdout().join("\n") + &page;
+    for f in ["capture.jsonl", "capture.jsonl.forward"] {
+        everything += &std::fs::read_to_string(dir.path().join(f)).unwrap();
+    }
+    assert!(!everything.contains(UP_TOKEN), "the forward token leaked");
+    assert!(!everything.contains("5f2c9e"));
+}
+
+#[test]
+fn upstream_down_then_up_gets_everything_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let rx = forwarder(&capture, &url, &["--forward-scheme", "bearer"]);
+    // The device is answered at once while nothing listens upstream.
+    for i in 0..20 {
+        upload(&rx, &batch(i));
+    }
+    let down = forward_note(&rx, "down", |_| true);
+    assert!(down["pending"].as_u64().unwrap() > 0, "{down}");
+    let page = status_page(&rx);
+    assert!(page.contains("down since"), "{page}");
+
+    let up = upstream(dir.path(), port);
+    let caught_up = forward_note(&rx, "up", |v| v["forwarded"] != 0);
+    assert_eq!(caught_up["pending"], 0, "{caught_up}");
+    assert_eq!(caught_up["forwarded"], 20, "{caught_up}");
+    let sent = complete_lines(&capture);
+    let got = complete_lines(&up.capture);
+    assert_eq!(
+        hashes(&got),
+        hashes(&sent),
+        "not all delivered, or out of order"
+    );
+}
+
+#[test]
+fn kill_9_mid_catch_up_loses_nothing_and_repeats_at_most_one() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    for i in 0..N {
+        upload(&rx, &batch(i));
+    }
+    let up = upstream(dir.path(), port);
+    let before_kill = wait_for("the catch-up to start", || {
+        let n = complete_lines(&up.capture).len();
+        (n >= 20).then_some(n)
+    });
+    rx.child.kill().unwrap();
+    rx.child.wait().unwrap();
+    let at_kill = complete_lines(&up.capture).len();
+    assert!(
+        at_kill < N,
+        "the catch-up ended before the kill ({before_kill}, {at_kill}): nothing was tested"
+    );
+
+    let _again = forwarder(&capture, &url, &[]);
+    let sent = hashes(&complete_lines(&capture));
+    let got = wait_for("the rest upstream", || {
+        let lines = complete_lines(&up.capture);
+        let distinct: std::collections::HashSet<_> = lines.iter().map(|l| &l.batch_hash).collect();
+        (distinct.len() >= N).then_some(lines)
+    });
+    let twice = got.iter().filter(|l| l.duplicate_of.is_some()).count();
+    assert!(twice <= 1, "{twice} batches delivered twice");
+    let first_seen: Vec<String> = got
+        .iter()
+        .filter(|l| l.duplicate_of.is_none())
+        .map(|l| l.batch_hash.clone())
+        .collect();
+    assert_eq!(first_seen, sent, "lost or out of order");
+}
+
+/// A scripted upstream: answers 413 to bodies holding `TOO-BIG` and 200
+/// to the rest, and reports each body it got.
+fn refusing_upstream() -> (u16, crossbeam_channel::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || serve_scripted(stream, &tx));
+        }
+    });
+    (port, rx)
+}
+
+fn serve_scripted(stream: TcpStream, bodies: &crossbeam_channel::Sender<Vec<u8>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let refused = body.windows(7).any(|w| w == b"TOO-BIG");
+        let _ = bodies.send(body);
+        let answer: &[u8] = if refused {
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 34\r\n\r\n{\"error\":\"request entity too big\"}"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+        };
+        out.write_all(answer).unwrap();
+    }
+}
+
+#[test]
+fn upstream_413_parks_the_batch_shows_it_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, bodies) = refusing_upstream();
+    let url = format!("http://127.0.0.1:{port}/");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    let big = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"TOO-BIG"}]"#.to_vec();
+    for body in [batch(1), big.clone(), batch(2)] {
+        upload(&rx, &body);
+    }
+    let got: Vec<Vec<u8>> = (0..3)
+        .map(|_| bodies.recv_timeout(DEADLINE).expect("a forwarded batch"))
+        .collect();
+    assert_eq!(
+        got,
+        [batch(1), big, batch(2)],
+        "in order, the refused one once"
+    );
+    let note = forward_note(&rx, "", |v| v["parked"] != 0);
+    assert_eq!(note["parked"], 1, "{note}");
+    assert!(
+        note["last_parked"].as_str().unwrap().contains("413"),
+        "{note}"
+    );
+    let page = status_page(&rx);
+    assert!(
+        page.contains("parked 1 (last: 413: request entity too big)"),
+        "{page}"
+    );
+    rx.stop();
+    assert!(
+        rx.stderr().contains("1 batch(es) parked"),
+        "{}",
+        rx.stderr()
+    );
+    let cursor: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("capture.jsonl.forward")).unwrap(),
+    )
+    .unwrap();
+    let parked = &cursor["targets"][url.as_str()]["parked"];
+    assert_eq!(parked.as_array().unwrap().len(), 1, "{cursor}");
+    assert!(
+        parked[0]["reason"].as_str().unwrap().starts_with("413"),
+        "{cursor}"
+    );
+}
