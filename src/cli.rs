@@ -86,8 +86,7 @@ pub struct ReceiveArgs {
         long,
         value_name = "T",
         env = FORWARD_TOKEN_ENV,
-        hide_env_values = true,
-        requires = "forward"
+        hide_env_values = true
     )]
     pub forward_token: Option<String>,
 

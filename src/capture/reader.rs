@@ -231,3 +231,54 @@ pub fn read(path: &Path) -> io::Result<impl Iterator<Item = Result<CapturedBatch
         )
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn tail_returns_whole_lines_and_never_reads_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"one\ntwo\nthr").unwrap();
+        let mut tail = Tail::open(&path, 0).unwrap();
+        let mut line = Vec::new();
+        // Only "one\n" is synced: "two\n" is on disk but may still be cut.
+        assert_eq!(tail.next_line(4, &mut line).unwrap(), Some(0));
+        assert_eq!(line, b"one\n");
+        assert_eq!(tail.next_line(4, &mut line).unwrap(), None);
+        // The writer cut the unsynced group and wrote another in its place.
+        f.set_len(4).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"TWO\nthree\n").unwrap();
+        assert_eq!(tail.next_line(14, &mut line).unwrap(), Some(4));
+        assert_eq!(line, b"TWO\n");
+        assert_eq!(tail.next_line(14, &mut line).unwrap(), Some(8));
+        assert_eq!(line, b"three\n");
+        assert_eq!(tail.pos(), 14);
+        assert_eq!(count_lines(&path, 4, 14).unwrap(), 2);
+    }
+
+    #[test]
+    fn outbox_lines_give_the_wire_body_and_read_unknown_fields() {
+        let gz = base64::engine::general_purpose::STANDARD.encode([0x1f, 0x8b, 1, 2]);
+        let text = format!(
+            r#"{{"received":"t","unit_id":"u","acked":false,"mode":"500","retry_of":null,"content_encoding":"gzip","wire":"{gz}","records":[{{"@t":"a"}}]}}"#
+        );
+        let line = OutboxLine::parse(text.as_bytes()).unwrap();
+        assert!(!line.acknowledged());
+        let (body, encoding) = line.wire_body().unwrap();
+        assert_eq!((&*body, encoding), (&[0x1f, 0x8b, 1, 2][..], Some("gzip")));
+        let plain = OutboxLine::parse(br#"{"received":"t","records":[ {"@t":"a"} ]}"#).unwrap();
+        assert!(plain.acknowledged());
+        assert_eq!(
+            plain.wire_body().unwrap(),
+            (Cow::Borrowed(&br#"[ {"@t":"a"} ]"#[..]), None)
+        );
+    }
+}

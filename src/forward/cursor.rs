@@ -205,3 +205,48 @@ fn read_span(path: &Path, from: u64, to: u64) -> io::Result<Vec<u8>> {
     f.take(to.saturating_sub(from)).read_to_end(&mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumes_where_acknowledged_and_refuses_a_replaced_capture() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("c.jsonl");
+        let line =
+            |h: &str| format!("{{\"received\":\"t\",\"batch_hash\":\"{h}\",\"records\":[]}}\n");
+        let (a, b) = (line("aa"), line("bb"));
+        std::fs::write(&capture, format!("{a}{b}")).unwrap();
+        let end_a = a.len() as u64;
+        let cursors = Cursors::open(&capture).unwrap();
+        assert_eq!(cursors.resume("t1", &capture).unwrap(), (0, 0));
+        cursors.passed("t1", 0, end_a, Some("aa")).unwrap();
+        let parked = Parked {
+            offset: end_a,
+            received: "t".into(),
+            reason: "413".into(),
+        };
+        cursors
+            .park("t1", end_a, end_a + b.len() as u64, Some("bb"), parked)
+            .unwrap();
+        // A restart reads it back.
+        let again = Cursors::open(&capture).unwrap();
+        assert_eq!(
+            again.resume("t1", &capture).unwrap(),
+            ((a.len() + b.len()) as u64, 1)
+        );
+        // The same length, other batches: not the capture it counted in.
+        std::fs::write(&capture, format!("{}{}", line("cc"), line("dd"))).unwrap();
+        let err = again.resume("t1", &capture).unwrap_err();
+        assert!(err.contains("was the capture replaced?"), "{err}");
+        std::fs::write(&capture, "").unwrap();
+        assert!(
+            again
+                .resume("t1", &capture)
+                .unwrap_err()
+                .contains("only 0 bytes")
+        );
+        assert!(!dir.path().join("c.jsonl.forward.tmp").exists());
+    }
+}

@@ -207,3 +207,49 @@ fn reason_from(body: &[u8]) -> String {
         l => l.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: u16) -> &'static str {
+        match judge(status, br#"{"error":"why"}"#, None, None) {
+            Attempt::Delivered => "delivered",
+            Attempt::Retry { .. } => "retry",
+            Attempt::Park { .. } => "park",
+        }
+    }
+
+    #[test]
+    fn statuses_decide_deliver_retry_or_park() {
+        for (status, want) in [
+            (200, "delivered"),
+            (204, "delivered"),
+            (302, "retry"),
+            (400, "park"),
+            (401, "retry"),
+            (404, "retry"),
+            (408, "retry"),
+            (413, "park"),
+            (415, "park"),
+            (422, "park"),
+            (429, "retry"),
+            (500, "retry"),
+            (503, "retry"),
+        ] {
+            assert_eq!(kind(status), want, "{status}");
+        }
+        let Attempt::Park { reason } = judge(413, br#"{"error":"too big"}"#, None, None) else {
+            panic!("413 parks");
+        };
+        assert_eq!(reason, "413: too big");
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_and_names_drop_the_query() {
+        assert!(HttpTarget::parse("http://u:p@h/x", None).is_err());
+        let t = HttpTarget::parse("https://h:8443/a/b?key=SECRET", None).unwrap();
+        assert_eq!(t.name, "https://h:8443/a/b");
+        assert!(!format!("{t:?}").contains("SECRET"));
+    }
+}
