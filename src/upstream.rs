@@ -96,6 +96,46 @@ impl ForwardStatus {
     }
 }
 
+impl ForwardStatus {
+    /// The target in a few characters: `host:port`, with `mqtt ` before a
+    /// broker (the header's narrow line).
+    pub fn short_target(&self) -> String {
+        let (scheme, rest) = self.target.split_once("://").unwrap_or(("", &self.target));
+        let authority = rest.split('/').next().unwrap_or(rest);
+        if scheme.starts_with("mqtt") {
+            format!("{scheme} {authority}")
+        } else {
+            authority.to_string()
+        }
+    }
+
+    /// `summary` without the error texts, for the header: `up`,
+    /// `catching up 12 (lag 40 s)`, `down since 08:01:02, 12 waiting`,
+    /// then `· parked 1`.
+    pub fn brief(&self, now: Timestamp) -> String {
+        let lag = self
+            .lag_seconds(now)
+            .map_or(String::new(), |s| format!(" (lag {s} s)"));
+        let mut text = match &self.link {
+            Link::Down { since, .. } => {
+                // Since when says how old the backlog is.
+                let mut t = format!("down since {}", since.strftime("%H:%M:%S"));
+                if self.pending > 0 {
+                    t.push_str(&format!(", {} waiting", self.pending));
+                }
+                t
+            }
+            _ if self.pending > 0 => format!("catching up {}{lag}", self.pending),
+            Link::Starting => "starting".to_string(),
+            Link::Up => "up".to_string(),
+        };
+        if self.parked > 0 {
+            text.push_str(&format!(" · parked {}", self.parked));
+        }
+        text
+    }
+}
+
 /// Every target's latest state, shared between the forwarders (writing)
 /// and the screen, status page and printer (reading snapshots).
 #[derive(Debug, Default)]
@@ -147,5 +187,12 @@ mod tests {
             "down since 08:00:30 UTC (connection refused), 12 batches waiting, lag 40 s · parked 1 (last: 413: too large)"
         );
         assert_eq!(s.kind(), "down");
+        assert_eq!(
+            s.brief(now),
+            "down since 08:00:30, 12 waiting · parked 1"
+        );
+        assert_eq!(s.short_target(), "up");
+        let m = ForwardStatus::new("mqtt://b:1883/bench".into());
+        assert_eq!(m.short_target(), "mqtt b:1883");
     }
 }

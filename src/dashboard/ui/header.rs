@@ -3,7 +3,7 @@
 //!  autopi-rx  point the device at http://192.168.1.20:8000/ …     FROZEN
 //!  last upload 3s ago · devices 1 · auth 1 token · capture 1.2 MiB in captures/x.jsonl
 //!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2
-//!  forward http://10.0.0.5:8000/logbook/storage catching up 12 batches, lag 40 s
+//!  forward 10.0.0.5:8000 catching up 12 (lag 40 s) · mqtt broker:1883 up
 //!  1 Live  2 Requests  3 Types     device ◀ ee3d…1d05 (1/2) ▶ d     ? help  q quit
 //! ```
 //! (the forward line only with `--forward`)
@@ -37,7 +37,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// The forward line: each target and its state (up, catching up, down
-/// since…, parked).
+/// since…, parked), brief so that two fit in 80 columns; the status page
+/// and headless output give the full URLs and errors.
 fn forward_line(app: &App) -> Line<'static> {
     let t = &app.theme;
     let mut spans = vec![Span::styled(" forward", t.label)];
@@ -51,8 +52,8 @@ fn forward_line(app: &App) -> Line<'static> {
             _ if f.parked > 0 => t.warn,
             _ => t.value,
         };
-        spans.push(Span::styled(format!(" {} ", f.target), t.url));
-        spans.push(Span::styled(f.summary(app.now()), style));
+        spans.push(Span::styled(format!(" {} ", f.short_target()), t.url));
+        spans.push(Span::styled(f.brief(app.now()), style));
     }
     Line::from(spans)
 }
