@@ -187,10 +187,7 @@ mod tests {
             "down since 08:00:30 UTC (connection refused), 12 batches waiting, lag 40 s · parked 1 (last: 413: too large)"
         );
         assert_eq!(s.kind(), "down");
-        assert_eq!(
-            s.brief(now),
-            "down since 08:00:30, 12 waiting · parked 1"
-        );
+        assert_eq!(s.brief(now), "down since 08:00:30, 12 waiting · parked 1");
         assert_eq!(s.short_target(), "up");
         let m = ForwardStatus::new("mqtt://b:1883/bench".into());
         assert_eq!(m.short_target(), "mqtt b:1883");
