@@ -331,14 +331,14 @@ impl Job {
                     loop {
                         match sink.deliver(&l) {
                             Attempt::Delivered => {
-                                if let Err(e) = self.cursors.passed(&self.name, start, end, hash) {
-                                    // Delivered, but where we are is not saved:
-                                    // a restart would send it again. Say so.
+                                // Delivered: only the cursor is retried (a
+                                // restart meanwhile sends this batch again).
+                                while let Err(e) = self.cursors.passed(&self.name, start, end, hash)
+                                {
                                     self.down(format!("cannot save the cursor: {e}"));
                                     if !self.wait(BACKOFF_MAX) {
                                         return;
                                     }
-                                    continue;
                                 }
                                 self.status.forwarded += 1;
                                 self.status.link = Link::Up;
