@@ -173,11 +173,13 @@ fn start_forwarding(
     let notes = settings.headless.then_some(notes);
     let forwarders = forward::start(forward_settings, &capture, durable, board, notes)
         .map_err(|m| Fatal::new(1, m))?;
+    // Headless, stderr keeps to the listening line: the targets' states
+    // are on stdout.
     if !settings.headless {
         eprintln!("forward cursor: {}", forwarders.cursor_path().display());
-    }
-    for name in names {
-        eprintln!("forwarding to {name}");
+        for name in names {
+            eprintln!("forwarding to {name}");
+        }
     }
     Ok(Some(forwarders))
 }
