@@ -3,6 +3,7 @@
 //! real HTTP on 127.0.0.1.
 
 mod common;
+mod ui_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -403,4 +404,37 @@ fn upstream_413_parks_the_batch_shows_it_and_goes_on() {
         parked[0]["reason"].as_str().unwrap().starts_with("413"),
         "{cursor}"
     );
+}
+
+#[test]
+fn the_header_shows_each_target_and_its_state() {
+    use autopi_rx::upstream::{ForwardStatus, Link};
+    let at = autopi_rx::fixtures::at;
+    // The scene's clock reads 07:59:55.
+    let mut app = ui_support::empty();
+    let mut http = ForwardStatus::new("http://10.0.0.5:8000/logbook/storage".into());
+    http.link = Link::Down {
+        since: at("2026-11-27T07:59:40Z"),
+        error: "io: Connection refused (os error 111)".into(),
+    };
+    http.pending = 12;
+    let mut mqtt = ForwardStatus::new("mqtt://broker:1883/bench".into());
+    mqtt.link = Link::Up;
+    mqtt.pending = 3;
+    mqtt.oldest_waiting = Some(at("2026-11-27T07:59:35Z"));
+    mqtt.parked = 1;
+    app.setup.forward = vec![http, mqtt];
+    for (width, height) in [(80, 24), (120, 40)] {
+        let frame = ui_support::text(&ui_support::draw(&app, width, height));
+        let lines: Vec<&str> = frame.lines().collect();
+        let want = " forward 10.0.0.5:8000 down since 07:59:40, 12 waiting · mqtt broker:1883 catching up 3 (lag 20 s) · parked 1";
+        // Cut at the screen's edge, never wrapped.
+        let shown: String = want.chars().take(width as usize).collect();
+        assert_eq!(lines[3].trim_end(), shown.trim_end(), "{width}");
+        assert!(lines[4].contains("1 Live"), "{width}: {}", lines[4]);
+    }
+    // Without --forward the header keeps its four lines.
+    let frame = ui_support::text(&ui_support::draw(&ui_support::empty(), 120, 40));
+    assert!(!frame.contains("forward"));
+    assert!(frame.lines().nth(3).unwrap().contains("1 Live"));
 }
