@@ -438,3 +438,41 @@ fn the_header_shows_each_target_and_its_state() {
     assert!(!frame.contains("forward"));
     assert!(frame.lines().nth(3).unwrap().contains("1 Live"));
 }
+
+#[test]
+fn unusable_forward_urls_exit_2_and_say_why() {
+    for (url, says) in [
+        (
+            "ftp://host/x",
+            "give an http://, https://, mqtt:// or mqtts:// URL",
+        ),
+        ("http://user:pw@host/x", "put no credentials in the URL"),
+        ("mqtt://user:pw@host/x", "put no credentials in the URL"),
+        ("mqtt://host:port/x", "is not a number"),
+        ("mqtt://host/a/#", "may not hold '+', '#' or NUL"),
+    ] {
+        let out = binary()
+            .args(["--token", TOKEN, "--headless", "--forward", url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("pw"), "{url}: {stderr}");
+    }
+    let out = binary()
+        .args(["--token", TOKEN, "--headless"])
+        .args(["--forward", "http://h/x", "--forward", "http://h/x?k=1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is given twice"));
+    // --help names the environment variable, never its value.
+    let help = binary()
+        .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("AUTOPI_RX_FORWARD_TOKEN") && !help.contains(UP_TOKEN));
+}

@@ -135,11 +135,21 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
         mqtt_username: settings.mqtt_username.clone(),
         mqtt_password: settings.mqtt_password.clone(),
     };
-    settings
+    let targets: Vec<forward::Target> = settings
         .forward
         .iter()
         .map(|url| forward::parse_target(url, &credentials).map_err(|m| Fatal::new(2, m)))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Each target keeps its place in the cursor file under its name.
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|o| o.name() == t.name()) {
+            return Err(Fatal::new(
+                2,
+                format!("--forward {} is given twice", t.name()),
+            ));
+        }
+    }
+    Ok(targets)
 }
 
 /// With `--forward`, starts a forwarder per target. They read the capture
