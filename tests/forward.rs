@@ -476,3 +476,31 @@ fn unusable_forward_urls_exit_2_and_say_why() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("AUTOPI_RX_FORWARD_TOKEN") && !help.contains(UP_TOKEN));
 }
+
+#[test]
+fn a_backlog_at_exit_is_told_and_sent_on_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    for i in 0..3 {
+        upload(&rx, &batch(i));
+    }
+    forward_note(&rx, "down", |_| true);
+    rx.stop();
+    let said = rx.stderr();
+    assert!(
+        said.contains(&format!(
+            "forward {url}: 3 batch(es) not yet passed on; they are sent when autopi-rx starts again"
+        )),
+        "{said}"
+    );
+    let up = upstream(dir.path(), port);
+    let _again = forwarder(&capture, &url, &[]);
+    let got = wait_for("the backlog upstream", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 3).then_some(lines)
+    });
+    assert_eq!(hashes(&got), hashes(&complete_lines(&capture)));
+}
