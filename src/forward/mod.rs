@@ -243,6 +243,13 @@ fn wanted(line: &OutboxLine) -> bool {
     line.acknowledged() && line.duplicate_of.is_none()
 }
 
+/// Where a capture line is, and its batch hash.
+struct Span<'a> {
+    start: u64,
+    end: u64,
+    hash: Option<&'a str>,
+}
+
 /// One target's forwarder.
 struct Job {
     name: String,
@@ -280,6 +287,7 @@ fn noted_kind(s: &ForwardStatus, before: Option<&'static str>) -> &'static str {
 }
 
 impl Job {
+    /// Follows the capture until told to stop.
     fn run(mut self, mut sink: Box<dyn Deliver>) {
         let mut tail = match Tail::open(&self.capture, self.offset) {
             Ok(t) => t,
@@ -290,10 +298,7 @@ impl Job {
         };
         let mut line = Vec::new();
         let mut backoff = BACKOFF_FIRST;
-        loop {
-            if self.stopped() {
-                return;
-            }
+        while !self.stopped() {
             let limit = self.count_new();
             let start = match tail.next_line(limit, &mut line) {
                 Ok(Some(start)) => start,
@@ -311,58 +316,24 @@ impl Job {
                     continue;
                 }
             };
-            let end = tail.pos();
             let parsed = OutboxLine::parse(&line);
             let hash = parsed.as_ref().ok().and_then(|l| l.batch_hash.clone());
-            let hash = hash.as_deref();
-            match parsed {
-                Err(reason) => {
-                    let received = String::new();
-                    if !self.park(start, end, hash, received, reason) {
-                        return;
-                    }
-                }
+            let span = Span {
+                start,
+                end: tail.pos(),
+                hash: hash.as_deref(),
+            };
+            let went_on = match parsed {
+                Err(reason) => self.park(&span, String::new(), reason),
                 Ok(l) if !self.all && !wanted(&l) => {
-                    self.cursors.skipped(&self.name, start, end, hash)
+                    self.cursors
+                        .skipped(&self.name, span.start, span.end, span.hash);
+                    true
                 }
-                Ok(l) => {
-                    self.status.oldest_waiting = l.received.parse::<Timestamp>().ok();
-                    self.publish();
-                    loop {
-                        match sink.deliver(&l) {
-                            Attempt::Delivered => {
-                                // Delivered: only the cursor is retried (a
-                                // restart meanwhile sends this batch again).
-                                while let Err(e) = self.cursors.passed(&self.name, start, end, hash)
-                                {
-                                    self.down(format!("cannot save the cursor: {e}"));
-                                    if !self.wait(BACKOFF_MAX) {
-                                        return;
-                                    }
-                                }
-                                self.status.forwarded += 1;
-                                self.status.link = Link::Up;
-                                backoff = BACKOFF_FIRST;
-                                break;
-                            }
-                            Attempt::Retry { error, after } => {
-                                self.down(error);
-                                let wait = backoff.max(after.unwrap_or_default()).min(BACKOFF_MAX);
-                                backoff = (backoff * 2).min(BACKOFF_MAX);
-                                if !self.wait(wait) {
-                                    return;
-                                }
-                            }
-                            Attempt::Park { reason } => {
-                                if !self.park(start, end, hash, l.received.clone(), reason) {
-                                    return;
-                                }
-                                self.status.link = Link::Up;
-                                break;
-                            }
-                        }
-                    }
-                }
+                Ok(l) => self.send(&mut *sink, &l, &span, &mut backoff),
+            };
+            if !went_on {
+                return;
             }
             self.status.pending = self.status.pending.saturating_sub(1);
             if self.status.pending == 0 {
@@ -372,24 +343,67 @@ impl Job {
         }
     }
 
+    /// Sends one batch until the target takes it or parks it, waiting
+    /// between attempts; false when told to stop meanwhile (the batch is
+    /// then sent again on the next start).
+    fn send(
+        &mut self,
+        sink: &mut dyn Deliver,
+        line: &OutboxLine,
+        span: &Span<'_>,
+        backoff: &mut Duration,
+    ) -> bool {
+        self.status.oldest_waiting = line.received.parse::<Timestamp>().ok();
+        self.publish();
+        loop {
+            match sink.deliver(line) {
+                Attempt::Delivered => {
+                    // Only the cursor is retried here: sending again would
+                    // repeat a batch the target has.
+                    while let Err(e) = self
+                        .cursors
+                        .passed(&self.name, span.start, span.end, span.hash)
+                    {
+                        self.down(format!("cannot save the cursor: {e}"));
+                        if !self.wait(BACKOFF_MAX) {
+                            return false;
+                        }
+                    }
+                    self.status.forwarded += 1;
+                    self.status.link = Link::Up;
+                    *backoff = BACKOFF_FIRST;
+                    return true;
+                }
+                Attempt::Retry { error, after } => {
+                    self.down(error);
+                    let wait = (*backoff).max(after.unwrap_or_default()).min(BACKOFF_MAX);
+                    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+                    if !self.wait(wait) {
+                        return false;
+                    }
+                }
+                Attempt::Park { reason } => {
+                    if !self.park(span, line.received.clone(), reason) {
+                        return false;
+                    }
+                    self.status.link = Link::Up;
+                    return true;
+                }
+            }
+        }
+    }
+
     /// Parks a line and moves past it; false when the cursor cannot be
     /// saved and a stop came while waiting to try again.
-    fn park(
-        &mut self,
-        start: u64,
-        end: u64,
-        hash: Option<&str>,
-        received: String,
-        reason: String,
-    ) -> bool {
+    fn park(&mut self, span: &Span<'_>, received: String, reason: String) -> bool {
         let parked = Parked {
-            offset: start,
+            offset: span.start,
             received,
             reason: reason.clone(),
         };
-        while let Err(e) = self
-            .cursors
-            .park(&self.name, start, end, hash, parked.clone())
+        while let Err(e) =
+            self.cursors
+                .park(&self.name, span.start, span.end, span.hash, parked.clone())
         {
             self.down(format!("cannot save the cursor: {e}"));
             if !self.wait(BACKOFF_MAX) {
