@@ -98,6 +98,11 @@ pub struct ReceiveArgs {
     /// it sent twice.
     #[arg(long, requires = "forward")]
     pub forward_all: bool,
+
+    /// Trust the CA certificates in this PEM file (instead of the Mozilla
+    /// roots) for https:// and mqtts:// forward targets.
+    #[arg(long, value_name = "FILE", requires = "forward")]
+    pub forward_ca: Option<PathBuf>,
 }
 
 /// The token for HTTP forward targets, when --forward-token is not given.
@@ -179,6 +184,7 @@ impl ReceiveArgs {
                 self.forward_scheme,
             )?,
             forward_all: self.forward_all,
+            forward_ca: self.forward_ca,
             mqtt_username: std::env::var(MQTT_USERNAME_ENV).ok(),
             mqtt_password: std::env::var(MQTT_PASSWORD_ENV).ok(),
         })

@@ -50,6 +50,11 @@ fn mosquitto() -> PathBuf {
 
 impl Broker {
     fn start(dir: &Path, port: u16) -> Broker {
+        Broker::start_with(dir, port, "", None)
+    }
+
+    /// `start`, with more configuration and another port to wait for.
+    fn start_with(dir: &Path, port: u16, more: &str, also: Option<u16>) -> Broker {
         // Started as root, Mosquitto drops to its own user: let that user
         // keep its sessions here.
         use std::os::unix::fs::PermissionsExt;
@@ -58,7 +63,7 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n",
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n{more}",
                 dir.display(),
                 dir.display()
             ),
@@ -73,7 +78,10 @@ impl Broker {
             .spawn()
             .expect("start mosquitto");
         wait_until("mosquitto to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            [Some(port), also]
+                .into_iter()
+                .flatten()
+                .all(|p| TcpStream::connect(("127.0.0.1", p)).is_ok())
         });
         Broker {
             child,
@@ -312,4 +320,89 @@ fn broker_restart_mid_run_loses_nothing() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM
+/// files in `dir`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
+}
+
+#[test]
+fn mqtts_verifies_the_broker_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (plain, tls) = (free_port(), free_port());
+    let _broker = Broker::start_with(
+        dir.path(),
+        plain,
+        &format!(
+            "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+        Some(tls),
+    );
+    let counts = subscribe(plain);
+    let url = format!("mqtts://127.0.0.1:{tls}/{PREFIX}");
+    let run = |name: &str, ca: Option<&Path>| {
+        let capture = dir.path().join(name);
+        let mut cmd = binary();
+        cmd.args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+            .args(["--forward", &url]);
+        if let Some(ca) = ca {
+            cmd.arg("--forward-ca").arg(ca);
+        }
+        Receiver::spawn(&mut cmd)
+    };
+
+    let trusting = run("trusting.jsonl", Some(&ca));
+    let bodies: Vec<Vec<u8>> = (0..5).map(batch).collect();
+    for b in &bodies {
+        upload(&trusting, b);
+    }
+    let want = tally(bodies);
+    wait_until("every record over TLS", || all_arrived(&counts, &want));
+
+    // Without the CA, the Mozilla roots do not know this broker: down,
+    // saying why, and nothing published.
+    let strict = run("strict.jsonl", None);
+    upload(&strict, &batch(99));
+    let deadline = Instant::now() + DEADLINE;
+    let note = loop {
+        assert!(Instant::now() < deadline, "no down note");
+        if let Some(v) = strict.stdout_json(Duration::from_millis(200))
+            && v["state"] == "down"
+        {
+            break v;
+        }
+    };
+    let error = note["error"].as_str().unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{note}");
+    assert!(
+        !counts
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|(_, payload)| payload.windows(6).any(|w| w == b"\"n\":99")),
+        "published without a trusted certificate"
+    );
 }

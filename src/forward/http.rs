@@ -3,9 +3,11 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::http::{HeaderValue, Uri};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use super::{Attempt, Deliver};
 use crate::capture::OutboxLine;
@@ -23,6 +25,8 @@ pub struct HttpTarget {
     pub name: String,
     /// The whole `authorization` header value; never shown.
     authorization: Option<String>,
+    /// CA certificates (DER) trusted instead of the Mozilla roots.
+    ca: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for HttpTarget {
@@ -34,7 +38,8 @@ impl std::fmt::Debug for HttpTarget {
 }
 
 impl HttpTarget {
-    pub fn parse(url: &str, authorization: Option<String>) -> Result<HttpTarget, String> {
+    pub fn parse(url: &str, credentials: &super::Credentials) -> Result<HttpTarget, String> {
+        let authorization = credentials.authorization.clone();
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("--forward {url:?} is not a URL: {e}"))?;
@@ -58,8 +63,23 @@ impl HttpTarget {
                 uri.path()
             ),
             authorization,
+            ca: credentials.ca.clone(),
         })
     }
+}
+
+/// rustls with the Mozilla roots, or only the `--forward-ca` ones.
+fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfig {
+    let roots = match ca {
+        Some(certs) => RootCerts::new_with_certs(
+            &certs
+                .iter()
+                .map(|der| Certificate::from_der(der).to_owned())
+                .collect::<Vec<_>>(),
+        ),
+        None => RootCerts::WebPki,
+    };
+    TlsConfig::builder().root_certs(roots).build()
 }
 
 /// The HTTP forwarder: one keep-alive agent, redirects not followed.
@@ -80,6 +100,7 @@ impl Http {
                 env!("CARGO_PKG_VERSION"),
                 " (forward)"
             ))
+            .tls_config(tls_config(target.ca.as_deref()))
             .build();
         Http {
             target,
@@ -247,8 +268,9 @@ mod tests {
 
     #[test]
     fn urls_with_credentials_are_refused_and_names_drop_the_query() {
-        assert!(HttpTarget::parse("http://u:p@h/x", None).is_err());
-        let t = HttpTarget::parse("https://h:8443/a/b?key=SECRET", None).unwrap();
+        let none = super::super::Credentials::default();
+        assert!(HttpTarget::parse("http://u:p@h/x", &none).is_err());
+        let t = HttpTarget::parse("https://h:8443/a/b?key=SECRET", &none).unwrap();
         assert_eq!(t.name, "https://h:8443/a/b");
         assert!(!format!("{t:?}").contains("SECRET"));
     }

@@ -63,15 +63,33 @@ pub struct Credentials {
     pub authorization: Option<String>,
     pub mqtt_username: Option<String>,
     pub mqtt_password: Option<String>,
+    /// CA certificates (DER) trusted instead of the Mozilla roots.
+    pub ca: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+/// Reads the CA certificates of a PEM file (`--forward-ca`).
+pub fn load_ca(path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("--forward-ca {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--forward-ca {}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--forward-ca {}: no certificate in it",
+            path.display()
+        ));
+    }
+    Ok(Arc::new(certs))
 }
 
 /// Checks a `--forward` value: `http(s)://…` or `mqtt(s)://HOST[:PORT]/PREFIX`.
 pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, String> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("http" | "https") => {
-            http::HttpTarget::parse(url, credentials.authorization.clone()).map(Target::Http)
-        }
+        Some("http" | "https") => http::HttpTarget::parse(url, credentials).map(Target::Http),
         Some("mqtt" | "mqtts") => mqtt::MqttTarget::parse(url, credentials).map(Target::Mqtt),
         _ => Err(format!(
             "--forward {url:?}: give an http://, https://, mqtt:// or mqtts:// URL"

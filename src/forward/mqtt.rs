@@ -39,6 +39,8 @@ pub struct MqttTarget {
     pub name: String,
     username: Option<String>,
     password: Option<String>,
+    /// CA certificates (DER) trusted instead of the Mozilla roots.
+    ca: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for MqttTarget {
@@ -92,6 +94,7 @@ impl MqttTarget {
             ),
             username: credentials.mqtt_username.clone(),
             password: credentials.mqtt_password.clone(),
+            ca: credentials.ca.clone(),
         })
     }
 
@@ -106,15 +109,27 @@ impl MqttTarget {
             o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
         }
         if self.tls {
-            o.set_transport(Transport::tls_with_config(tls_config()));
+            o.set_transport(Transport::tls_with_config(tls_config(self.ca.as_deref())));
         }
         o
     }
 }
 
-/// rustls with the ring provider (as ureq uses) and the webpki roots.
-fn tls_config() -> TlsConfiguration {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+/// rustls with the ring provider (as ureq uses) and the Mozilla roots, or
+/// only the `--forward-ca` ones.
+fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfiguration {
+    let roots = match ca {
+        Some(certs) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = certs
+                .iter()
+                .map(|der| rustls::pki_types::CertificateDer::from(der.clone()));
+            // Certificates that are not CAs are left out, as curl does.
+            roots.add_parsable_certificates(certs);
+            roots
+        }
+        None => rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -42,6 +42,8 @@ pub struct Settings {
     /// The `authorization` header for HTTP forward targets (never shown).
     pub forward_authorization: Option<String>,
     pub forward_all: bool,
+    /// `--forward-ca`: a PEM file of CAs to trust instead of the Mozilla roots.
+    pub forward_ca: Option<PathBuf>,
     pub mqtt_username: Option<String>,
     pub mqtt_password: Option<String>,
 }
@@ -130,10 +132,15 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
 /// Checks the `--forward` targets before anything starts (exit 2 when one
 /// is wrong).
 fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
+    let ca = match &settings.forward_ca {
+        Some(path) => Some(forward::load_ca(path).map_err(|m| Fatal::new(2, m))?),
+        None => None,
+    };
     let credentials = forward::Credentials {
         authorization: settings.forward_authorization.clone(),
         mqtt_username: settings.mqtt_username.clone(),
         mqtt_password: settings.mqtt_password.clone(),
+        ca,
     };
     let targets: Vec<forward::Target> = settings
         .forward
