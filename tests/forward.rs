@@ -504,3 +504,113 @@ fn a_backlog_at_exit_is_told_and_sent_on_the_next_start() {
     });
     assert_eq!(hashes(&got), hashes(&complete_lines(&capture)));
 }
+
+/// An HTTPS front for `upstream`: terminates TLS with `cert` and `key`
+/// and relays each request unchanged over plain HTTP, and its answer back.
+fn https_front(upstream: std::net::SocketAddr, cert: &Path, key: &Path) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let tls = rustls::StreamOwned::new(connection, stream);
+            std::thread::spawn(move || relay(BufReader::new(tls), upstream));
+        }
+    });
+    port
+}
+
+/// Relays HTTP/1.1 requests read from `client` to `upstream`, one by one.
+fn relay(mut client: BufReader<impl Read + Write>, upstream: std::net::SocketAddr) {
+    loop {
+        let mut raw = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if client.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+            raw.extend_from_slice(line.as_bytes());
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        client.read_exact(&mut body).unwrap();
+        raw.extend_from_slice(&body);
+        let answer = Conn::open(upstream).request(&raw);
+        let head = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n\r\n",
+            answer.status,
+            answer.body.len()
+        );
+        let out = client.get_mut();
+        out.write_all(head.as_bytes()).unwrap();
+        out.write_all(&answer.body).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn https_upstream_gets_the_same_bytes_and_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let up = upstream(dir.path(), 0);
+    let port = https_front(up.addr, &cert, &key);
+    let url = format!("https://127.0.0.1:{port}/logbook/storage");
+    let ca_arg = ca.display().to_string();
+    let rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &url,
+        &["--forward-ca", &ca_arg],
+    );
+    let gz = gzip(&batch(1));
+    let auth = format!("token {TOKEN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("unit-id", UNIT),
+        ("content-encoding", "gzip"),
+    ];
+    assert_eq!(rx.post(&headers, &gz).status, 200);
+    upload(&rx, &batch(2));
+    let got = wait_for("both batches over https", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 2).then_some(lines)
+    });
+    assert_eq!(wire_of(&got[0]), gz);
+    assert_eq!(got[0].content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(wire_of(&got[1]), batch(2));
+
+    // Without the CA the server is not trusted: down, saying why.
+    let strict = forwarder(&dir.path().join("strict.jsonl"), &url, &[]);
+    upload(&strict, &batch(3));
+    let note = forward_note(&strict, "down", |_| true);
+    let error = note["error"].as_str().unwrap().to_lowercase();
+    assert!(
+        error.contains("certificate") || error.contains("issuer"),
+        "{note}"
+    );
+    assert_eq!(complete_lines(&up.capture).len(), 2);
+}
