@@ -94,8 +94,8 @@ pub struct ReceiveArgs {
     #[arg(long, value_enum, value_name = "SCHEME", default_value_t = Scheme::Token)]
     pub forward_scheme: Scheme,
 
-    /// Also forward batches the device was not told were saved and batches
-    /// it sent twice.
+    /// Forward every captured line: also batches the device was not told
+    /// were saved, and re-sends of batches already forwarded.
     #[arg(long, requires = "forward")]
     pub forward_all: bool,
 

@@ -614,3 +614,73 @@ fn https_upstream_gets_the_same_bytes_and_is_verified() {
     );
     assert_eq!(complete_lines(&up.capture).len(), 2);
 }
+
+#[test]
+fn each_batch_goes_once_per_device_and_a_retry_of_an_unacknowledged_one_goes() {
+    // A capture as answer modes leave it: a batch saved but answered 500
+    // on purpose ("acked": false), its re-send (a duplicate, acknowledged),
+    // a late-answer re-send of that, then the same content from another
+    // device, and a last batch.
+    let line = |received: &str,
+                unit: &str,
+                body: &[u8],
+                duplicate_of: Option<&str>,
+                acked: Option<bool>| {
+        let mut v = serde_json::json!({
+            "received": received,
+            "peer": "127.0.0.1:1",
+            "unit_id": unit,
+            "encoding": "identity",
+            "wire_bytes": body.len(),
+            "batch_hash": blake3::hash(body).to_hex().to_string(),
+            "duplicate_of": duplicate_of,
+        });
+        if let Some(acked) = acked {
+            v["acked"] = acked.into();
+            v["mode"] = "500".into();
+        }
+        let mut text = serde_json::to_string(&v).unwrap();
+        text.pop();
+        format!("{text},\"records\":{}}}\n", String::from_utf8_lossy(body))
+    };
+    let t = |s: u32| format!("2026-11-27T08:00:{s:02}.000Z");
+    let capture_text = [
+        line(&t(1), UNIT, &batch(1), None, Some(false)),
+        line(&t(2), UNIT, &batch(1), Some(&t(1)), None),
+        line(&t(3), UNIT, &batch(1), Some(&t(1)), None),
+        line(&t(4), UNIT, &batch(2), None, None),
+        line(
+            &t(5),
+            "7c1e9a0b4d2f48e3a5b6c7d8e9f00112",
+            &batch(2),
+            Some(&t(4)),
+            None,
+        ),
+        line(&t(6), UNIT, &batch(3), None, None),
+    ]
+    .concat();
+    for (extra, want) in [
+        (vec![], vec![batch(1), batch(2), batch(2), batch(3)]),
+        (
+            vec!["--forward-all"],
+            vec![batch(1), batch(1), batch(1), batch(2), batch(2), batch(3)],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("capture.jsonl");
+        std::fs::write(&capture, &capture_text).unwrap();
+        let (port, bodies) = refusing_upstream();
+        let _rx = forwarder(&capture, &format!("http://127.0.0.1:{port}/"), &extra);
+        // The last batch comes last: whatever was to be sent before it has been.
+        let mut got = Vec::new();
+        while got.last() != Some(&batch(3)) {
+            got.push(bodies.recv_timeout(DEADLINE).expect("a forwarded batch"));
+        }
+        let text = |v: &[Vec<u8>]| -> Vec<String> {
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into())
+                .collect()
+        };
+        assert_eq!(text(&got), text(&want), "{extra:?}");
+    }
+}

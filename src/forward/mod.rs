@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod http;
 pub mod mqtt;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -128,10 +129,7 @@ pub struct Forwarders {
     stop: Option<Sender<()>>,
     done: Receiver<()>,
     cursors: Arc<Cursors>,
-    capture: PathBuf,
-    durable: Durable,
     board: Arc<ForwardBoard>,
-    all: bool,
 }
 
 /// What a target still had to send when the run ended.
@@ -168,7 +166,10 @@ pub fn start(
             board: board.clone(),
             notes: notes.clone(),
             stop: stop.clone(),
-            all: settings.all,
+            seen: Seen {
+                all: settings.all,
+                ..Seen::default()
+            },
             status,
             offset,
             counted_to: offset,
@@ -193,10 +194,7 @@ pub fn start(
         stop: Some(stop_tx),
         done,
         cursors,
-        capture: capture.to_path_buf(),
-        durable,
         board,
-        all: settings.all,
     })
 }
 
@@ -220,18 +218,15 @@ impl Forwarders {
             }
         }
         let _ = self.cursors.flush();
-        let end = self.durable.synced();
-        let statuses = self.board.snapshot();
-        statuses
+        // A forwarder that ended counted its backlog exactly; one still
+        // busy with a batch left its last count.
+        self.board
+            .snapshot()
             .into_iter()
-            .map(|s| {
-                let from = self.cursors.offset(&s.target);
-                let pending = backlog(&self.capture, from, end, self.all).unwrap_or(s.pending);
-                Leftover {
-                    target: s.target,
-                    pending,
-                    parked: s.parked,
-                }
+            .map(|s| Leftover {
+                target: s.target,
+                pending: s.pending,
+                parked: s.parked,
             })
             .collect()
     }
@@ -241,24 +236,53 @@ impl Forwarders {
     }
 }
 
-/// Batches between two offsets that a forwarder would send.
-fn backlog(capture: &Path, from: u64, to: u64, all: bool) -> std::io::Result<u64> {
-    let mut tail = Tail::open(capture, from)?;
-    let mut line = Vec::new();
-    let mut n = 0;
-    while tail.next_line(to, &mut line)?.is_some() {
-        match OutboxLine::parse(&line) {
-            Ok(l) if !all && !wanted(&l) => {}
-            _ => n += 1,
-        }
-    }
-    Ok(n)
+/// Which batches a target is sent: without `--forward-all`, those the
+/// device was told were saved, once per device and content. A re-send
+/// goes only when its first copy did not (the first was answered with an
+/// error on purpose, `"acked": false`, so the device sent it again).
+#[derive(Clone, Default)]
+struct Seen {
+    all: bool,
+    /// (unit id, batch hash) of every batch passed on or parked.
+    passed: HashSet<(Option<String>, String)>,
 }
 
-/// Whether a line is passed on without `--forward-all`: acknowledged to
-/// the device, and not a re-send of a batch already captured.
-fn wanted(line: &OutboxLine) -> bool {
-    line.acknowledged() && line.duplicate_of.is_none()
+impl Seen {
+    fn key(line: &OutboxLine) -> Option<(Option<String>, String)> {
+        Some((line.unit_id.clone(), line.batch_hash.clone()?))
+    }
+
+    /// Whether `line` is to be sent.
+    fn wants(&self, line: &OutboxLine) -> bool {
+        self.all
+            || (line.acknowledged() && Seen::key(line).is_none_or(|k| !self.passed.contains(&k)))
+    }
+
+    /// Notes that `line` was passed on (or parked).
+    fn passed(&mut self, line: &OutboxLine) {
+        if let Some(k) = Seen::key(line) {
+            self.passed.insert(k);
+        }
+    }
+
+    /// Replays the decisions over the capture between two offsets,
+    /// returning how many lines there would be sent.
+    fn replay(&mut self, capture: &Path, from: u64, to: u64) -> std::io::Result<u64> {
+        let mut tail = Tail::open(capture, from)?;
+        let mut line = Vec::new();
+        let mut sent = 0;
+        while tail.next_line(to, &mut line)?.is_some() {
+            let Ok(l) = OutboxLine::parse(&line) else {
+                sent += 1; // parked
+                continue;
+            };
+            if self.wants(&l) {
+                self.passed(&l);
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
 }
 
 /// Where a capture line is, and its batch hash.
@@ -278,7 +302,7 @@ struct Job {
     index: usize,
     notes: Option<Sender<ForwardStatus>>,
     stop: Receiver<()>,
-    all: bool,
+    seen: Seen,
     status: ForwardStatus,
     offset: u64,
     /// Lines counted into `pending` so far end here.
@@ -314,9 +338,18 @@ impl Job {
                 return;
             }
         };
+        // What was passed on before the cursor decides what follows.
+        if let Err(e) = self.seen.replay(&self.capture, 0, self.offset) {
+            self.down(format!("cannot read the capture: {e}"));
+            return;
+        }
         let mut line = Vec::new();
         let mut backoff = BACKOFF_FIRST;
-        while !self.stopped() {
+        loop {
+            if self.stopped() {
+                self.count_rest();
+                return;
+            }
             let limit = self.count_new();
             let start = match tail.next_line(limit, &mut line) {
                 Ok(Some(start)) => start,
@@ -343,14 +376,21 @@ impl Job {
             };
             let went_on = match parsed {
                 Err(reason) => self.park(&span, String::new(), reason),
-                Ok(l) if !self.all && !wanted(&l) => {
+                Ok(l) if !self.seen.wants(&l) => {
                     self.cursors
                         .skipped(&self.name, span.start, span.end, span.hash);
                     true
                 }
-                Ok(l) => self.send(&mut *sink, &l, &span, &mut backoff),
+                Ok(l) => {
+                    let went_on = self.send(&mut *sink, &l, &span, &mut backoff);
+                    if went_on {
+                        self.seen.passed(&l);
+                    }
+                    went_on
+                }
             };
             if !went_on {
+                self.count_rest();
                 return;
             }
             self.status.pending = self.status.pending.saturating_sub(1);
@@ -431,6 +471,17 @@ impl Job {
         self.status.parked += 1;
         self.status.last_parked = Some(reason);
         true
+    }
+
+    /// Counts exactly what is left to send (at a stop, once the receiver
+    /// has written its last line) and shows it.
+    fn count_rest(&mut self) {
+        let from = self.cursors.offset(&self.name);
+        let to = self.durable.synced();
+        if let Ok(n) = self.seen.clone().replay(&self.capture, from, to) {
+            self.status.pending = n;
+            self.board.set(self.index, &self.status);
+        }
     }
 
     /// Marks the target down (keeping the first time it went down).
