@@ -52,8 +52,8 @@ impl Target {
 /// Everything the forwarders need, already checked.
 pub struct Settings {
     pub targets: Vec<Target>,
-    /// `--forward-all`: also batches the device was not told were saved,
-    /// and batches it sent twice.
+    /// `--forward-all`: every captured line, also batches the device was
+    /// not told were saved and re-sends of batches already passed on.
     pub all: bool,
 }
 
@@ -125,7 +125,7 @@ pub trait Deliver: Send {
 
 /// The running forwarders; `stop` ends them and says what is left.
 pub struct Forwarders {
-    threads: Vec<(String, JoinHandle<()>)>,
+    threads: Vec<JoinHandle<()>>,
     stop: Option<Sender<()>>,
     done: Receiver<()>,
     cursors: Arc<Cursors>,
@@ -187,7 +187,7 @@ pub fn start(
                 let _ = done_tx.send(());
             })
             .map_err(|e| format!("cannot start a forwarder: {e}"))?;
-        threads.push((name, thread));
+        threads.push(thread);
     }
     Ok(Forwarders {
         threads,
@@ -213,7 +213,7 @@ impl Forwarders {
             }
         }
         if finished == self.threads.len() {
-            for (_, t) in self.threads.drain(..) {
+            for t in self.threads.drain(..) {
                 let _ = t.join();
             }
         }
