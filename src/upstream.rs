@@ -2,7 +2,8 @@
 //! page, the headless output and the exit message all use. The forwarders
 //! write it; every other wing only reads it.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 
@@ -24,6 +25,10 @@ pub struct ForwardStatus {
     pub parked: u64,
     /// Why the latest batch was parked.
     pub last_parked: Option<String>,
+    /// Capture lines the target is done with (passed on, skipped or
+    /// parked): with the capture's synced line count, `pending` is
+    /// counted afresh on each snapshot, also while a batch hangs.
+    pub done_lines: Option<u64>,
 }
 
 /// Whether the target takes what it is sent.
@@ -47,6 +52,7 @@ impl ForwardStatus {
             forwarded: 0,
             parked: 0,
             last_parked: None,
+            done_lines: None,
         }
     }
 
@@ -139,25 +145,51 @@ impl ForwardStatus {
 /// Every target's latest state, shared between the forwarders (writing)
 /// and the screen, status page and printer (reading snapshots).
 #[derive(Debug, Default)]
-pub struct ForwardBoard(Mutex<Vec<ForwardStatus>>);
+pub struct ForwardBoard {
+    statuses: Mutex<Vec<ForwardStatus>>,
+    /// Complete lines synced to the capture, kept by its writer.
+    synced_lines: Mutex<Option<Arc<AtomicU64>>>,
+}
 
 impl ForwardBoard {
     /// Adds a target; its index is what `set` takes.
     pub fn register(&self, status: ForwardStatus) -> usize {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
         all.push(status);
         all.len() - 1
     }
 
+    /// Counts backlogs against this count of synced capture lines.
+    pub fn count_backlog_from(&self, synced_lines: Arc<AtomicU64>) {
+        *self.synced_lines.lock().unwrap_or_else(|p| p.into_inner()) = Some(synced_lines);
+    }
+
     pub fn set(&self, index: usize, status: &ForwardStatus) {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = all.get_mut(index) {
             slot.clone_from(status);
         }
     }
 
+    /// Every target's state, its backlog counted now.
     pub fn snapshot(&self) -> Vec<ForwardStatus> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let synced = self
+            .synced_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|l| l.load(Ordering::SeqCst));
+        let mut all = self
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for s in &mut all {
+            if let (Some(synced), Some(done)) = (synced, s.done_lines) {
+                s.pending = synced.saturating_sub(done);
+            }
+        }
+        all
     }
 }
 
@@ -191,5 +223,19 @@ mod tests {
         assert_eq!(s.short_target(), "up");
         let m = ForwardStatus::new("mqtt://b:1883/bench".into());
         assert_eq!(m.short_target(), "mqtt b:1883");
+    }
+
+    #[test]
+    fn the_backlog_is_counted_at_each_snapshot() {
+        let board = ForwardBoard::default();
+        let lines = Arc::new(AtomicU64::new(10));
+        board.count_backlog_from(lines.clone());
+        let mut s = ForwardStatus::new("t".into());
+        s.done_lines = Some(7);
+        let i = board.register(s);
+        assert_eq!(board.snapshot()[i].pending, 3);
+        // More lines synced while the forwarder is stuck on one batch.
+        lines.store(15, Ordering::SeqCst);
+        assert_eq!(board.snapshot()[i].pending, 8);
     }
 }

@@ -684,3 +684,33 @@ fn each_batch_goes_once_per_device_and_a_retry_of_an_unacknowledged_one_goes() {
         assert_eq!(text(&got), text(&want), "{extra:?}");
     }
 }
+
+#[test]
+fn a_hung_upstream_does_not_hold_the_answers() {
+    // Accepts connections and never answers.
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hung.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hung.incoming() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &format!("http://127.0.0.1:{port}/"),
+        &[],
+    );
+    // Each answer comes while the forwarder waits on the first batch (its
+    // timeout, 30 s, is longer than the client's).
+    for i in 0..5 {
+        upload(&rx, &batch(i));
+    }
+    assert_eq!(complete_lines(&rx.capture).len(), 5);
+    let page = wait_for("the backlog on the status page", || {
+        let page = status_page(&rx);
+        page.contains("catching up 5 batches").then_some(page)
+    });
+    assert!(page.contains("(0 forwarded)"), "{page}");
+}

@@ -7,5 +7,5 @@
 mod reader;
 mod writer;
 
-pub use reader::{CapturedBatch, OutboxLine, Tail, count_lines, read};
+pub use reader::{CapturedBatch, OutboxLine, Tail, read};
 pub use writer::{Capture, CaptureHandle, Durable, Entry, FileSink, Recovered, Saved, Sink};

@@ -145,25 +145,6 @@ impl Tail {
     }
 }
 
-/// Complete lines between two offsets of a capture file.
-pub fn count_lines(path: &Path, from: u64, to: u64) -> io::Result<u64> {
-    if to <= from {
-        return Ok(0);
-    }
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(from))?;
-    let mut rest = (&mut file).take(to - from);
-    let mut chunk = vec![0u8; TAIL_CHUNK as usize];
-    let mut lines = 0u64;
-    loop {
-        let n = rest.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(lines);
-        }
-        lines += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
-    }
-}
-
 /// The fields of a line needed to rebuild the duplicate index.
 #[derive(Deserialize)]
 struct LineHead {
@@ -261,7 +242,6 @@ mod tests {
         assert_eq!(tail.next_line(14, &mut line).unwrap(), Some(8));
         assert_eq!(line, b"three\n");
         assert_eq!(tail.pos(), 14);
-        assert_eq!(count_lines(&path, 4, 14).unwrap(), 2);
     }
 
     #[test]

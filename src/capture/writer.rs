@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -105,24 +106,36 @@ pub struct CaptureHandle {
 /// How far the capture file is complete and synced: every line before this
 /// length was acknowledged (or is about to be). Readers that act on lines
 /// (the forwarders) read no further, so they never pass on a line that a
-/// failed write is about to cut away.
+/// failed write is about to cut away. It also counts those lines.
 #[derive(Clone, Debug, Default)]
-pub struct Durable(Arc<(Mutex<u64>, Condvar)>);
+pub struct Durable {
+    len: Arc<(Mutex<u64>, Condvar)>,
+    lines: Arc<AtomicU64>,
+}
 
 impl Durable {
-    fn new(len: u64) -> Durable {
-        Durable(Arc::new((Mutex::new(len), Condvar::new())))
+    fn new(len: u64, lines: u64) -> Durable {
+        Durable {
+            len: Arc::new((Mutex::new(len), Condvar::new())),
+            lines: Arc::new(AtomicU64::new(lines)),
+        }
     }
 
     /// Bytes known complete and synced.
     pub fn synced(&self) -> u64 {
-        *self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.len.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Complete lines in those bytes, kept up to date by the writer: a
+    /// reader may hold it to count a backlog without reading the file.
+    pub fn lines(&self) -> Arc<AtomicU64> {
+        self.lines.clone()
     }
 
     /// Waits until more than `seen` bytes are durable, at most `timeout`;
     /// returns the durable length either way.
     pub fn wait_beyond(&self, seen: u64, timeout: Duration) -> u64 {
-        let (len, grown) = &*self.0;
+        let (len, grown) = &*self.len;
         let guard = len.lock().unwrap_or_else(|p| p.into_inner());
         let (guard, _) = grown
             .wait_timeout_while(guard, timeout, |len| *len <= seen)
@@ -130,9 +143,12 @@ impl Durable {
         *guard
     }
 
-    fn set(&self, new_len: u64) {
-        let (len, grown) = &*self.0;
-        *len.lock().unwrap_or_else(|p| p.into_inner()) = new_len;
+    fn grew(&self, new_len: u64, new_lines: u64) {
+        let (len, grown) = &*self.len;
+        let mut guard = len.lock().unwrap_or_else(|p| p.into_inner());
+        // Lines first: a reader that sees the length sees them counted.
+        self.lines.fetch_add(new_lines, Ordering::SeqCst);
+        *guard = new_len;
         grown.notify_all();
     }
 }
@@ -186,7 +202,7 @@ impl Capture {
         }
         let len = if regular { file.metadata()?.len() } else { 0 };
         let sink = FileSink { file, regular };
-        let mut capture = Capture::with_sink(sink, len, seen);
+        let mut capture = Capture::start(sink, len, recovered.lines as u64, seen);
         capture.path = path.to_path_buf();
         capture.recovered = recovered;
         capture.regular = regular;
@@ -195,8 +211,14 @@ impl Capture {
 
     /// Starts a writer on any sink (tests use failing ones).
     pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<[u8; 32], String>) -> Capture {
+        Capture::start(sink, len, 0, seen)
+    }
+
+    /// Starts the writer on a sink already holding `lines` lines in `len`
+    /// bytes.
+    fn start<S: Sink>(sink: S, len: u64, lines: u64, seen: HashMap<[u8; 32], String>) -> Capture {
         let (tx, rx) = unbounded();
-        let durable = Durable::new(len);
+        let durable = Durable::new(len, lines);
         let writer_durable = durable.clone();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
@@ -353,7 +375,7 @@ impl<S: Sink> Writer<S> {
             buf.extend_from_slice(b"}\n");
             answers.push(Saved { duplicate_of });
         }
-        let result = self.write_group(buf);
+        let result = self.write_group(buf, group.len() as u64);
         match result {
             Ok(()) => {
                 self.seen.extend(new_hashes);
@@ -369,7 +391,7 @@ impl<S: Sink> Writer<S> {
         }
     }
 
-    fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_group(&mut self, buf: &[u8], lines: u64) -> io::Result<()> {
         if self.dirty {
             // A half-written group is still in the file: nothing may follow
             // it until it is cut away.
@@ -379,7 +401,7 @@ impl<S: Sink> Writer<S> {
         match self.sink.write_all(buf).and_then(|()| self.sink.sync()) {
             Ok(()) => {
                 self.good_len += buf.len() as u64;
-                self.durable.set(self.good_len);
+                self.durable.grew(self.good_len, lines);
                 Ok(())
             }
             Err(e) => {

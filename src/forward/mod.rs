@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use jiff::Timestamp;
 
-use crate::capture::{Durable, OutboxLine, Tail, count_lines};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::capture::{Durable, OutboxLine, Tail};
 use crate::upstream::{ForwardBoard, ForwardStatus, Link};
 use cursor::{Cursors, Parked};
 
@@ -127,7 +129,8 @@ pub trait Deliver: Send {
 pub struct Forwarders {
     threads: Vec<JoinHandle<()>>,
     stop: Option<Sender<()>>,
-    done: Receiver<()>,
+    /// Each forwarder's index and, counted as it ended, its exact backlog.
+    done: Receiver<(usize, Option<u64>)>,
     cursors: Arc<Cursors>,
     board: Arc<ForwardBoard>,
 }
@@ -149,8 +152,9 @@ pub fn start(
     notes: Option<Sender<ForwardStatus>>,
 ) -> Result<Forwarders, String> {
     let cursors = Arc::new(Cursors::open(capture)?);
+    board.count_backlog_from(durable.lines());
     let (stop_tx, stop) = bounded::<()>(0);
-    let (done_tx, done) = bounded::<()>(settings.targets.len().max(1));
+    let (done_tx, done) = bounded::<(usize, Option<u64>)>(settings.targets.len().max(1));
     let mut threads = Vec::new();
     for target in settings.targets {
         let name = target.name().to_string();
@@ -172,9 +176,11 @@ pub fn start(
             },
             status,
             offset,
-            counted_to: offset,
+            synced_lines: durable.lines(),
+            done_lines: 0,
             last_noted: None,
         };
+        let index = job.index;
         let sink: Box<dyn Deliver> = match target {
             Target::Http(t) => Box::new(http::Http::new(t)),
             Target::Mqtt(t) => Box::new(mqtt::Mqtt::new(t)),
@@ -183,8 +189,8 @@ pub fn start(
         let thread = std::thread::Builder::new()
             .name(format!("forward-{}", threads.len()))
             .spawn(move || {
-                job.run(sink);
-                let _ = done_tx.send(());
+                let left = job.run(sink);
+                let _ = done_tx.send((index, left));
             })
             .map_err(|e| format!("cannot start a forwarder: {e}"))?;
         threads.push(thread);
@@ -205,10 +211,16 @@ impl Forwarders {
     pub fn stop(mut self, grace: Duration) -> Vec<Leftover> {
         drop(self.stop.take());
         let deadline = Instant::now() + grace;
+        let mut exact = vec![None; self.threads.len()];
         let mut finished = 0;
         while finished < self.threads.len() {
             match self.done.recv_deadline(deadline) {
-                Ok(()) => finished += 1,
+                Ok((index, left)) => {
+                    finished += 1;
+                    if let Some(slot) = exact.get_mut(index) {
+                        *slot = left;
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -218,14 +230,15 @@ impl Forwarders {
             }
         }
         let _ = self.cursors.flush();
-        // A forwarder that ended counted its backlog exactly; one still
-        // busy with a batch left its last count.
+        // A forwarder still busy with a batch is counted by lines (a
+        // re-send it would skip counts too).
         self.board
             .snapshot()
             .into_iter()
-            .map(|s| Leftover {
+            .enumerate()
+            .map(|(i, s)| Leftover {
+                pending: exact.get(i).copied().flatten().unwrap_or(s.pending),
                 target: s.target,
-                pending: s.pending,
                 parked: s.parked,
             })
             .collect()
@@ -265,13 +278,14 @@ impl Seen {
         }
     }
 
-    /// Replays the decisions over the capture between two offsets,
-    /// returning how many lines there would be sent.
-    fn replay(&mut self, capture: &Path, from: u64, to: u64) -> std::io::Result<u64> {
+    /// Replays the decisions over the capture between two offsets:
+    /// how many lines there are, and how many of them would be sent.
+    fn replay(&mut self, capture: &Path, from: u64, to: u64) -> std::io::Result<(u64, u64)> {
         let mut tail = Tail::open(capture, from)?;
         let mut line = Vec::new();
-        let mut sent = 0;
+        let (mut lines, mut sent) = (0, 0);
         while tail.next_line(to, &mut line)?.is_some() {
+            lines += 1;
             let Ok(l) = OutboxLine::parse(&line) else {
                 sent += 1; // parked
                 continue;
@@ -281,7 +295,7 @@ impl Seen {
                 sent += 1;
             }
         }
-        Ok(sent)
+        Ok((lines, sent))
     }
 }
 
@@ -305,8 +319,10 @@ struct Job {
     seen: Seen,
     status: ForwardStatus,
     offset: u64,
-    /// Lines counted into `pending` so far end here.
-    counted_to: u64,
+    /// Complete lines synced to the capture (kept by its writer).
+    synced_lines: Arc<AtomicU64>,
+    /// Capture lines this target is done with.
+    done_lines: u64,
     /// What the last headless note said: state, parked, error.
     last_noted: Option<(&'static str, u64, Option<String>)>,
 }
@@ -329,28 +345,31 @@ fn noted_kind(s: &ForwardStatus, before: Option<&'static str>) -> &'static str {
 }
 
 impl Job {
-    /// Follows the capture until told to stop.
-    fn run(mut self, mut sink: Box<dyn Deliver>) {
+    /// Follows the capture until told to stop; returns the exact backlog
+    /// left (None when the capture could not be read).
+    fn run(mut self, mut sink: Box<dyn Deliver>) -> Option<u64> {
         let mut tail = match Tail::open(&self.capture, self.offset) {
             Ok(t) => t,
             Err(e) => {
                 self.down(format!("cannot read the capture: {e}"));
-                return;
+                return None;
             }
         };
         // What was passed on before the cursor decides what follows.
-        if let Err(e) = self.seen.replay(&self.capture, 0, self.offset) {
-            self.down(format!("cannot read the capture: {e}"));
-            return;
+        match self.seen.replay(&self.capture, 0, self.offset) {
+            Ok((lines, _)) => self.done_lines = lines,
+            Err(e) => {
+                self.down(format!("cannot read the capture: {e}"));
+                return None;
+            }
         }
         let mut line = Vec::new();
         let mut backoff = BACKOFF_FIRST;
         loop {
             if self.stopped() {
-                self.count_rest();
-                return;
+                return self.count_rest();
             }
-            let limit = self.count_new();
+            let limit = self.durable.synced();
             let start = match tail.next_line(limit, &mut line) {
                 Ok(Some(start)) => start,
                 Ok(None) => {
@@ -390,14 +409,13 @@ impl Job {
                 }
             };
             if !went_on {
-                self.count_rest();
-                return;
+                return self.count_rest();
             }
-            self.status.pending = self.status.pending.saturating_sub(1);
+            self.done_lines += 1;
+            self.publish();
             if self.status.pending == 0 {
                 self.status.oldest_waiting = None;
             }
-            self.publish();
         }
     }
 
@@ -473,15 +491,13 @@ impl Job {
         true
     }
 
-    /// Counts exactly what is left to send (at a stop, once the receiver
-    /// has written its last line) and shows it.
-    fn count_rest(&mut self) {
+    /// Counts exactly what is left to send, at a stop (the receiver has
+    /// written its last line by then).
+    fn count_rest(&mut self) -> Option<u64> {
         let from = self.cursors.offset(&self.name);
         let to = self.durable.synced();
-        if let Ok(n) = self.seen.clone().replay(&self.capture, from, to) {
-            self.status.pending = n;
-            self.board.set(self.index, &self.status);
-        }
+        let (_, sent) = self.seen.clone().replay(&self.capture, from, to).ok()?;
+        Some(sent)
     }
 
     /// Marks the target down (keeping the first time it went down).
@@ -494,22 +510,12 @@ impl Job {
         self.publish();
     }
 
-    /// Adds the lines synced since the last count to `pending`; returns
-    /// the synced length.
-    fn count_new(&mut self) -> u64 {
-        let limit = self.durable.synced();
-        if limit > self.counted_to {
-            self.status.pending +=
-                count_lines(&self.capture, self.counted_to, limit).unwrap_or_default();
-            self.counted_to = limit;
-        }
-        limit
-    }
-
     /// Shows the state; a change of state, or a new parked batch, is also
     /// a note for the headless output.
     fn publish(&mut self) {
-        self.count_new();
+        self.status.done_lines = Some(self.done_lines);
+        let synced = self.synced_lines.load(Ordering::SeqCst);
+        self.status.pending = synced.saturating_sub(self.done_lines);
         self.board.set(self.index, &self.status);
         let Some(notes) = &self.notes else {
             return;
