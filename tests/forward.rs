@@ -467,6 +467,20 @@ fn unusable_forward_urls_exit_2_and_say_why() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is given twice"));
+    // A capture that cannot be read back is no outbox: refused before
+    // listening.
+    let out = binary()
+        .args(["--token", TOKEN, "--headless", "--listen", "127.0.0.1:0"])
+        .args(["--capture", "/dev/full", "--forward", "http://h/x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/dev/full is not a regular file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
     // --help names the environment variable, never its value.
     let help = binary()
         .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)

@@ -81,11 +81,16 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
     }
     let targets = forward_targets(&settings)?;
     let capture = open_capture(&settings.capture)?;
-    let outbox = (
-        capture.path().to_path_buf(),
-        capture.durable(),
-        capture.regular,
-    );
+    if !targets.is_empty() && !capture.regular {
+        return Err(Fatal::new(
+            1,
+            format!(
+                "--forward reads the capture back, and {} is not a regular file",
+                settings.capture.display()
+            ),
+        ));
+    }
+    let outbox = (capture.path().to_path_buf(), capture.durable());
     let signals = Signals::install()?;
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
@@ -165,21 +170,12 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
 fn start_forwarding(
     settings: &Settings,
     targets: Vec<forward::Target>,
-    (capture, durable, regular): (PathBuf, crate::capture::Durable, bool),
+    (capture, durable): (PathBuf, crate::capture::Durable),
     running: &server::Running,
     notes: Sender<ForwardStatus>,
 ) -> Result<Option<Forwarders>, Fatal> {
     if targets.is_empty() {
         return Ok(None);
-    }
-    if !regular {
-        return Err(Fatal::new(
-            1,
-            format!(
-                "--forward reads the capture back, and {} is not a regular file",
-                capture.display()
-            ),
-        ));
     }
     let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
     let forward_settings = forward::Settings {
