@@ -10,9 +10,11 @@ use crate::capture::Capture;
 use crate::dashboard::app::Setup;
 use crate::dashboard::tui;
 use crate::event::{RequestEvent, Stats};
+use crate::forward::{self, Forwarders};
 use crate::receiver::ingest::{Auth, Config};
 use crate::receiver::{headless, server};
 use crate::simulate::demo::Demo;
+use crate::upstream::ForwardStatus;
 
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
@@ -20,6 +22,9 @@ pub const EVENT_QUEUE: usize = 4096;
 /// How long shutdown waits for requests in flight (a device's timeout is
 /// 10 to 60 s; an upload stalled longer is not coming).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long shutdown waits for a batch a forwarder has in flight (one not
+/// acknowledged by then is sent again on the next start).
+const FORWARD_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything the main job needs, already decided from the command line.
 pub struct Settings {
@@ -34,6 +39,15 @@ pub struct Settings {
     pub workers: usize,
     /// Idle or stalled connections are dropped after this long.
     pub read_timeout: Duration,
+    /// `--forward` URLs, as given.
+    pub forward: Vec<String>,
+    /// The `authorization` header for HTTP forward targets (never shown).
+    pub forward_authorization: Option<String>,
+    pub forward_all: bool,
+    /// `--forward-ca`: a PEM file of CAs to trust instead of the Mozilla roots.
+    pub forward_ca: Option<PathBuf>,
+    pub mqtt_username: Option<String>,
+    pub mqtt_password: Option<String>,
 }
 
 /// A reason to stop, with the process exit status.
@@ -67,11 +81,24 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
     if matches!(settings.auth, Auth::Open) {
         eprintln!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
     }
+    let targets = forward_targets(&settings)?;
     let capture = open_capture(&settings.capture)?;
+    if !targets.is_empty() && !capture.regular {
+        return Err(Fatal::new(
+            1,
+            format!(
+                "--forward reads the capture back, and {} is not a regular file",
+                settings.capture.display()
+            ),
+        ));
+    }
+    let outbox = (capture.path().to_path_buf(), capture.durable());
     let signals = Signals::install()?;
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
+    let (notes_tx, notes_rx) = bounded(EVENT_QUEUE);
     let running = start_server(&settings, capture, events_tx)?;
+    let forwarders = start_forwarding(&settings, targets, outbox, &running, notes_tx)?;
     let demo = start_demo(&settings, &running)?;
     let notices = relay_notices(&running, settings.headless);
     let shown = show(
@@ -79,7 +106,7 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         &running,
         token_count,
         demo.is_some(),
-        events_rx,
+        (events_rx, notes_rx),
         &signals,
     );
     let (printer, outcome) = match shown {
@@ -90,7 +117,11 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         demo.stop();
     }
     let stats = running.stats.clone();
-    if !shut_down(running, &signals.received) {
+    let finished = shut_down(running, &signals.received);
+    if let Some(forwarders) = forwarders {
+        stop_forwarding(forwarders);
+    }
+    if !finished {
         return outcome;
     }
     // Every worker is gone, so the printer has had every event.
@@ -103,6 +134,89 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
     }
     warn_dropped_events(&stats, settings.headless);
     outcome
+}
+
+/// Checks the `--forward` targets before anything starts (exit 2 when one
+/// is wrong).
+fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
+    let ca = match &settings.forward_ca {
+        Some(path) => Some(forward::load_ca(path).map_err(|m| Fatal::new(2, m))?),
+        None => None,
+    };
+    let credentials = forward::Credentials {
+        authorization: settings.forward_authorization.clone(),
+        mqtt_username: settings.mqtt_username.clone(),
+        mqtt_password: settings.mqtt_password.clone(),
+        ca,
+    };
+    let targets: Vec<forward::Target> = settings
+        .forward
+        .iter()
+        .map(|url| forward::parse_target(url, &credentials).map_err(|m| Fatal::new(2, m)))
+        .collect::<Result<_, _>>()?;
+    // Each target keeps its place in the cursor file under its name.
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|o| o.name() == t.name()) {
+            return Err(Fatal::new(
+                2,
+                format!("--forward {} is given twice", t.name()),
+            ));
+        }
+    }
+    Ok(targets)
+}
+
+/// With `--forward`, starts a forwarder per target. They read the capture
+/// after the fact (the capture is their outbox), so the device's answers
+/// never wait for them.
+fn start_forwarding(
+    settings: &Settings,
+    targets: Vec<forward::Target>,
+    (capture, durable): (PathBuf, crate::capture::Durable),
+    running: &server::Running,
+    notes: Sender<ForwardStatus>,
+) -> Result<Option<Forwarders>, Fatal> {
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
+    let forward_settings = forward::Settings {
+        targets,
+        all: settings.forward_all,
+    };
+    let board = running.stats.forward.clone();
+    let notes = settings.headless.then_some(notes);
+    let forwarders = forward::start(forward_settings, &capture, durable, board, notes)
+        .map_err(|m| Fatal::new(1, m))?;
+    // Headless, stderr keeps to the listening line: the targets' states
+    // are on stdout.
+    if !settings.headless {
+        eprintln!("forward cursor: {}", forwarders.cursor_path().display());
+        for name in names {
+            eprintln!("forwarding to {name}");
+        }
+    }
+    Ok(Some(forwarders))
+}
+
+/// Stops the forwarders and says what each target still has to get: it
+/// is sent on the next start with the same capture.
+fn stop_forwarding(forwarders: Forwarders) {
+    let cursor = forwarders.cursor_path().display().to_string();
+    for left in forwarders.stop(FORWARD_GRACE) {
+        if left.pending > 0 {
+            eprintln!(
+                "forward {}: {} batch(es) not yet passed on; they are sent when autopi-rx starts again with the same --capture and --forward",
+                left.target, left.pending
+            );
+        }
+        if left.parked > 0 {
+            eprintln!(
+                "forward {}: {} batch(es) parked (refused by the target), listed in {cursor}",
+                left.target, left.parked
+            );
+        }
+    }
 }
 
 /// Opens (and repairs) the capture, saying what it found there.
@@ -226,14 +340,14 @@ fn show(
     running: &server::Running,
     token_count: usize,
     demo: bool,
-    events: Receiver<RequestEvent>,
+    (events, notes): (Receiver<RequestEvent>, Receiver<ForwardStatus>),
     signals: &Signals,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
     if settings.headless {
         let stop = signals.stop.clone();
         let printer = std::thread::Builder::new()
             .name("headless".into())
-            .spawn(move || headless::print(events, std::io::stdout().lock(), stop))?;
+            .spawn(move || headless::print(events, notes, std::io::stdout().lock(), stop))?;
         let _ = signals.received.recv();
         return Ok(Some(printer));
     }
@@ -262,6 +376,10 @@ fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
         capture_bytes: None,
         dropped_events: 0,
         demo,
+        forward_board: Some(running.stats.forward.clone()),
+        // The forwarders are registered already: the header has its
+        // forward line from the first frame.
+        forward: running.stats.forward.snapshot(),
     }
 }
 
