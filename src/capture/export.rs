@@ -740,3 +740,96 @@ mod tests {
         assert_eq!(file_name("", &mut taken), "_.csv");
     }
 }
+
+/// Which format to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Gpx,
+    Geojson,
+    Csv,
+}
+
+/// `autopi-rx export`: writes the file (or stdout, or a CSV folder) and
+/// says on stderr what went in and what was left out.
+pub fn main(
+    paths: &[PathBuf],
+    format: Format,
+    filter: Result<Filter, String>,
+    output: Option<&Path>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let filter = match filter {
+        Ok(f) => f,
+        Err(message) => {
+            eprintln!("autopi-rx export: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    for p in paths {
+        if let Err(e) = std::fs::metadata(p) {
+            eprintln!("autopi-rx export: cannot read {}: {e}", p.display());
+            return ExitCode::from(1);
+        }
+    }
+    let output = output.filter(|o| o.as_os_str() != "-");
+    let result = match (format, output) {
+        (Format::Csv, Some(dir)) if filter.kind.is_none() => {
+            csv(paths, &filter, CsvOut::Folder(dir))
+        }
+        (format, Some(file)) => match std::fs::File::create(file) {
+            Ok(f) => write_one(format, paths, &filter, Box::new(f)),
+            Err(e) => Err(ExportError(format!(
+                "cannot create {}: {e}",
+                file.display()
+            ))),
+        },
+        (format, None) => write_one(format, paths, &filter, Box::new(io::stdout().lock())),
+    };
+    match result {
+        Ok(w) => {
+            eprintln!("{}", describe(format, &w, output));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("autopi-rx export: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn write_one(
+    format: Format,
+    paths: &[PathBuf],
+    filter: &Filter,
+    out: Box<dyn Write + '_>,
+) -> Result<Written, ExportError> {
+    match format {
+        Format::Gpx => gpx(paths, filter, out),
+        Format::Geojson => geojson(paths, filter, out),
+        Format::Csv => csv(paths, filter, CsvOut::One(out)),
+    }
+}
+
+/// The closing line: what went where, and what was left out.
+fn describe(format: Format, w: &Written, output: Option<&Path>) -> String {
+    let what = match format {
+        Format::Csv => format!("{} records", w.records),
+        _ => format!("{} fixes in {} drives", w.records, w.drives),
+    };
+    let to = match (output, w.files.len()) {
+        (Some(dir), n) if n > 0 => format!("{} files in {}", n, dir.display()),
+        (Some(file), _) => file.display().to_string(),
+        (None, _) => "stdout".into(),
+    };
+    let mut line = format!(
+        "exported {what} from {} batches to {to}; left out {} batches (duplicates, retries, unacknowledged)",
+        w.batches, w.left_out
+    );
+    if w.unusable_fixes > 0 {
+        line.push_str(&format!(
+            "; {} positions without a usable latitude/longitude",
+            w.unusable_fixes
+        ));
+    }
+    line
+}

@@ -407,7 +407,7 @@ impl Progress {
         }
         self.last = Some(Instant::now());
         self.shown = true;
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         let mut err = io::stderr().lock();
         let _ = write!(
             err,

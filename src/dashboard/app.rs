@@ -80,6 +80,8 @@ pub struct Setup {
     pub dropped_events: u64,
     /// `--demo`: the uploads come from the built-in simulated device.
     pub demo: bool,
+    /// `autopi-rx view`: captures looked back at, no listener.
+    pub viewing: bool,
 }
 
 /// What the viewer chose to see.
@@ -122,6 +124,8 @@ pub struct App {
     /// The open request's body, laid out once when opened rather than in
     /// every frame (a 1000-record batch is some 12 000 lines).
     detail_body: Vec<String>,
+    /// `autopi-rx view`: where the cursor is, drawn at the bottom.
+    pub timeline: Option<crate::dashboard::timeline::Cursor>,
 }
 
 /// What a key asks of the loop.
@@ -143,7 +147,15 @@ impl App {
             view: View::default(),
             size: (0, 0),
             detail_body: Vec::new(),
+            timeline: None,
         }
+    }
+
+    /// Shows `state` in place of the current one (the view's timeline
+    /// stepping back to a saved state).
+    pub fn replace_state(&mut self, state: State) {
+        self.live = state;
+        self.frozen = None;
     }
 
     /// Tells the app the terminal size it is drawn at.

@@ -266,6 +266,15 @@ impl State {
         self.body_bytes_kept
     }
 
+    /// Lets go of every kept request body (the view's saved states keep
+    /// none: the capture file has them all).
+    pub fn forget_bodies(&mut self) {
+        for r in self.requests.iter_mut() {
+            r.body = None;
+        }
+        self.body_bytes_kept = 0;
+    }
+
     /// Adds the request to the totals, as the server counts it.
     fn count(&mut self, e: &RequestEvent) {
         let t = &mut self.totals;

@@ -37,6 +37,18 @@ impl Widget for &App {
         let [head, body] =
             Layout::vertical([Constraint::Length(header::HEIGHT), Constraint::Fill(1)]).areas(area);
         header::render(self, head, buf);
+        let body = match &self.timeline {
+            Some(cursor) => {
+                let [body, bar] = Layout::vertical([
+                    Constraint::Fill(1),
+                    Constraint::Length(crate::dashboard::timeline::HEIGHT),
+                ])
+                .areas(body);
+                crate::dashboard::timeline::render(self, cursor, bar, buf);
+                body
+            }
+            None => body,
+        };
         match self.view.tab {
             Tab::Live => live(self, body, buf),
             Tab::Requests if self.view.detail.is_some() => detail::render(self, body, buf),

@@ -26,6 +26,7 @@ pub fn setup() -> Setup {
         capture_bytes: Some(215_880),
         dropped_events: 0,
         demo: false,
+        viewing: false,
     }
 }
 

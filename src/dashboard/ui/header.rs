@@ -33,8 +33,16 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     if app.setup.demo {
         spans.push(Span::styled(" DEMO: simulated device ", t.frozen));
     }
-    spans.push(Span::styled(" point the device at ", t.label));
-    if app.setup.urls.is_empty() {
+    if app.setup.viewing {
+        spans.push(Span::styled(" VIEW ", t.frozen));
+        spans.push(Span::styled(
+            " looking back at a capture: no listener",
+            t.label,
+        ));
+    } else {
+        spans.push(Span::styled(" point the device at ", t.label));
+    }
+    if app.setup.urls.is_empty() && !app.setup.viewing {
         spans.push(Span::styled("no network address found", t.warn));
     }
     for url in &app.setup.urls {
