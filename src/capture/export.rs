@@ -193,7 +193,7 @@ fn collect_fixes(
                 };
                 match (p.lat, p.lon) {
                     (Some(lat), Some(lon))
-                        if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+                        if (-90.0..=90.0).contains(&lat) && (-180.0..180.0).contains(&lon) =>
                     {
                         fixes.push(Fix {
                             order: r.ts.unwrap_or(line.received),
@@ -765,13 +765,19 @@ pub fn main(
             return ExitCode::from(2);
         }
     };
+    let output = output.filter(|o| o.as_os_str() != "-");
+    if format == Format::Csv && filter.kind.is_none() && output.is_none() {
+        eprintln!(
+            "autopi-rx export: CSV holds one record type per file: give --type T, or -o FOLDER for a file per type"
+        );
+        return ExitCode::from(2);
+    }
     for p in paths {
         if let Err(e) = std::fs::metadata(p) {
             eprintln!("autopi-rx export: cannot read {}: {e}", p.display());
             return ExitCode::from(1);
         }
     }
-    let output = output.filter(|o| o.as_os_str() != "-");
     let result = match (format, output) {
         (Format::Csv, Some(dir)) if filter.kind.is_none() => {
             csv(paths, &filter, CsvOut::Folder(dir))
