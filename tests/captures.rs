@@ -326,13 +326,13 @@ fn replay_into_a_second_receiver_gives_the_same_records_in_the_same_order() {
     assert_eq!(flagged, 1);
 }
 
+/// A request's body and `unit-id` header.
+type Seen = (Vec<u8>, Option<String>);
+
 /// A server that refuses its first request with 503, holds the answer to
 /// its second past the client's timeout, then answers 200; it records what
 /// it saw.
-fn flaky() -> (
-    String,
-    std::thread::JoinHandle<Vec<(Vec<u8>, Option<String>)>>,
-) {
+fn flaky() -> (String, std::thread::JoinHandle<Vec<Seen>>) {
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
     let port = server.server_addr().to_ip().unwrap().port();
     let handle = std::thread::spawn(move || {
