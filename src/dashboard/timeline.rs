@@ -25,6 +25,13 @@ use crate::dashboard::state::State;
 use crate::dashboard::ui::format::count;
 use crate::event::RequestEvent;
 
+/// The timeline's keys, as the help shows them.
+pub const KEYS: &[(&str, &str)] = &[
+    ("← →", "previous / next batch (d D switch device here)"),
+    ("Home End", "first / last batch"),
+    ("space  + -", "play or pause; faster / slower"),
+];
+
 /// Lines the timeline takes at the bottom of the screen.
 pub const HEIGHT: u16 = 2;
 /// Playing speeds, times the capture's own pace.
@@ -222,6 +229,7 @@ impl<S: Batches> Timeline<S> {
         }
         if self.folded >= self.source.len() {
             self.playing = false;
+            self.play_clock = None;
             self.show_time(app);
             return true;
         }
@@ -244,7 +252,12 @@ impl<S: Batches> Timeline<S> {
             target += 1;
         }
         self.seek(app, target);
-        self.play_clock = Some(clock.max(self.cursor_time().unwrap_or(clock)));
+        if self.folded < self.source.len() {
+            self.play_clock = Some(clock.max(self.cursor_time().unwrap_or(clock)));
+        } else {
+            // The end: the clock stops at the last batch.
+            self.playing = false;
+        }
         self.show_time(app);
         true
     }
@@ -273,7 +286,13 @@ pub fn render(app: &App, c: &Cursor, area: Rect, buf: &mut Buffer) {
         count(c.batches as u64),
         c.speed
     );
-    let used: usize = spans.iter().map(|s| s.width()).sum();
+    let mut used: usize = spans.iter().map(|s| s.width()).sum();
+    if used + right.chars().count() > area.width as usize {
+        // Narrow: where the cursor is matters more than the key hints
+        // (they are in the help).
+        spans.truncate(1);
+        used = 1;
+    }
     let pad = (area.width as usize).saturating_sub(used + right.chars().count());
     spans.push(Span::raw(" ".repeat(pad.max(1))));
     spans.push(Span::styled(
@@ -471,5 +490,9 @@ mod tests {
         tl.play(&mut app, Duration::from_millis(1000));
         assert_eq!(tl.position(), 4);
         assert!(!tl.handle_key(&mut app, key(KeyCode::Char('x'))));
+        // Playing to the end stops there, at the last batch's time.
+        tl.play(&mut app, Duration::from_secs(3600));
+        let c = tl.cursor();
+        assert_eq!((c.position, c.playing, c.at), (10, false, c.last));
     }
 }

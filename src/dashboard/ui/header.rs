@@ -82,7 +82,7 @@ fn setup_line(app: &App) -> Line<'static> {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
     };
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled(" ", t.label),
         last,
         Span::styled(" · devices ", t.label),
@@ -91,7 +91,12 @@ fn setup_line(app: &App) -> Line<'static> {
         auth,
         Span::styled(" · capture ", t.label),
         Span::styled(format!("{size}{}", app.setup.capture_path), t.value),
-    ])
+    ];
+    // Looking back, there is no listener and so no auth to speak of.
+    if app.setup.viewing {
+        spans.drain(4..6);
+    }
+    Line::from(spans)
 }
 
 /// Third line: the totals, and a warning when events were dropped.
