@@ -292,3 +292,56 @@ fn dead_listener_under_the_dashboard(limit: u32) -> bool {
 fn a_dead_listener_under_the_dashboard_gives_the_terminal_back_and_says_why() {
     common::until_both_ways(48..72, dead_listener_under_the_dashboard);
 }
+
+/// A receiver started on a capture that already holds a session shows
+/// that session at once (and goes on counting from there).
+#[test]
+fn a_restarted_receiver_shows_the_session_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = dir.path().join("earlier.jsonl");
+    let mut rx = common::Receiver::spawn(common::binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        earlier.to_str().unwrap(),
+    ]));
+    let body = std::fs::read(samples().join("batch-1000-naive.json")).unwrap();
+    let auth = format!("token {TOKEN}");
+    let fix = std::fs::read(samples().join("guide-examples/track-pos.json")).unwrap();
+    for (unit, body) in [
+        ("ee3df171ff0f6209a3dbaa00b00e1d05", &body),
+        ("0123456789abcdef0123456789abcdef", &fix),
+    ] {
+        let r = rx.post(&[("authorization", &auth), ("unit-id", unit)], body);
+        assert_eq!(r.status, 200);
+    }
+    let again = rx.post(
+        &[
+            ("authorization", &auth),
+            ("unit-id", "ee3df171ff0f6209a3dbaa00b00e1d05"),
+        ],
+        &body,
+    );
+    assert_eq!(again.json()["duplicate"], true);
+    assert!(rx.stop().success());
+
+    let copy = format!("cp '{}' c.jsonl &&", earlier.display());
+    let mut tty = Tty::start(&copy, &["--token", TOKEN]);
+    let addr = tty.addr();
+    tty.wait_screen("batches 3 · records 1,001 · duplicates 1");
+    tty.wait_screen("(1/2)");
+    let battery = std::fs::read(samples().join("guide-examples/obd-bat.json")).unwrap();
+    let r = post(
+        addr,
+        &[
+            ("authorization", &auth),
+            ("unit-id", "aaaa0000aaaa0000aaaa0000aaaa0000"),
+        ],
+        &battery,
+    );
+    assert_eq!(r.status, 200);
+    tty.wait_screen("batches 4 · records 1,002");
+    tty.wait_screen("(1/3)");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+}
