@@ -583,3 +583,70 @@ fn export_filters_by_device_type_and_time() {
     let out = autopi(&["export", p, "--format", "gpx", "--type", "obd.rpm"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Lines that are not a delivered batch (a duplicate, even without a
+/// hash; a retry; one never acknowledged: fields other writers add) are
+/// left out of exports and replays, however their content differs.
+#[test]
+fn export_and_replay_leave_out_what_was_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.jsonl");
+    let line = |n: u32, extra: &str| {
+        format!(
+            r#"{{"received":"2026-11-27T08:00:0{n}.000Z","unit_id":"aa","records":[{{"@t":"track.pos","@ts":"2026-11-27T08:00:0{n}","loc":{{"lat":57.0{n},"lon":9.9}},"sog":{n}}}]{extra}}}"#
+        )
+    };
+    let lines = [
+        line(1, ""),
+        line(2, r#","duplicate_of":"2026-11-27T08:00:01.000Z""#),
+        line(3, r#","retry_of":"2026-11-27T08:00:01.000Z""#),
+        line(4, r#","acked":false,"mode":"reject""#),
+        line(5, r#","acked":true"#),
+    ]
+    .join("\n");
+    std::fs::write(&path, lines + "\n").unwrap();
+    let p = path.to_str().unwrap();
+    let out = autopi(&["export", p, "--format", "csv", "--type", "track.pos"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&out.stdout[..])
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    let speeds: Vec<&str> = rows.iter().map(|r| r.get(r.len() - 1).unwrap()).collect();
+    assert_eq!(speeds, ["1", "5"]);
+    assert!(text(&out.stderr).contains("left out 3 batches"));
+    let out = autopi(&["export", p, "--format", "gpx"]);
+    let gpx = gpx::read(&out.stdout[..]).unwrap();
+    assert_eq!(gpx.tracks[0].segments.iter().map(|s| s.points.len()).sum::<usize>(), 2);
+
+    let (url, server) = flaky_free();
+    let out = binary()
+        .args(["replay", p, "--url", &url, "--token", "t", "--as-fast-as-possible"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("acknowledged: 2 of 2"), "{stdout}");
+    assert!(stdout.contains("skipped: 1 duplicates, 2 never delivered"), "{stdout}");
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].0.ends_with(br#""sog":5}]"#));
+}
+
+/// A server that answers 200 to everything until 2 s pass without a
+/// request; it records what it saw.
+fn flaky_free() -> (String, std::thread::JoinHandle<Vec<Seen>>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while let Ok(Some(mut request)) = server.recv_timeout(Duration::from_secs(2)) {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
+            seen.push((body, None));
+            let _ = request.respond(tiny_http::Response::from_string("{}"));
+        }
+        seen
+    });
+    (format!("http://127.0.0.1:{port}/"), handle)
+}
