@@ -617,17 +617,35 @@ fn export_and_replay_leave_out_what_was_not_delivered() {
     assert!(text(&out.stderr).contains("left out 3 batches"));
     let out = autopi(&["export", p, "--format", "gpx"]);
     let gpx = gpx::read(&out.stdout[..]).unwrap();
-    assert_eq!(gpx.tracks[0].segments.iter().map(|s| s.points.len()).sum::<usize>(), 2);
+    assert_eq!(
+        gpx.tracks[0]
+            .segments
+            .iter()
+            .map(|s| s.points.len())
+            .sum::<usize>(),
+        2
+    );
 
     let (url, server) = flaky_free();
     let out = binary()
-        .args(["replay", p, "--url", &url, "--token", "t", "--as-fast-as-possible"])
+        .args([
+            "replay",
+            p,
+            "--url",
+            &url,
+            "--token",
+            "t",
+            "--as-fast-as-possible",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stdout = text(&out.stdout);
     assert!(stdout.contains("acknowledged: 2 of 2"), "{stdout}");
-    assert!(stdout.contains("skipped: 1 duplicates, 2 never delivered"), "{stdout}");
+    assert!(
+        stdout.contains("skipped: 1 duplicates, 2 never delivered"),
+        "{stdout}"
+    );
     let seen = server.join().unwrap();
     assert_eq!(seen.len(), 2);
     assert!(seen[1].0.ends_with(br#""sog":5}]"#));

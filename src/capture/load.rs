@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::event::RequestEvent;
-use crate::record::for_each_record;
+use crate::time::TimestampKind;
 
 /// Bytes read from the file at a time.
 const CHUNK: usize = 8 * 1024 * 1024;
@@ -167,18 +167,123 @@ pub struct Counts {
     pub naive: usize,
 }
 
-/// Counts the records of a batch the way the listener does.
+/// Counts the records of a batch the way the listener does: a record
+/// lacking `@t` or a readable `@ts` is malformed, one whose `@ts` has no
+/// offset is naive. Only those two keys are looked at, without copying.
 pub fn count_records(text: &str) -> Counts {
-    let mut c = Counts::default();
-    let _ = for_each_record(text, |r| {
-        c.records += 1;
-        let typed = !r.kind_name.is_empty();
-        match r.ts {
-            Some(_) if typed && r.naive => c.naive += 1,
-            Some(_) if typed => {}
-            _ => c.malformed += 1,
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Batch<'c>(&'c mut Counts);
+    impl<'de> Visitor<'de> for Batch<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of records")
         }
-    });
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(head) = seq.next_element_seed(Head)? {
+                self.0.records += 1;
+                match head {
+                    (true, Some(TimestampKind::Naive)) => self.0.naive += 1,
+                    (true, Some(_)) => {}
+                    _ => self.0.malformed += 1,
+                }
+            }
+            Ok(())
+        }
+    }
+    /// (has a string `@t`, the kind of a readable `@ts`).
+    struct Head;
+    impl<'de> DeserializeSeed<'de> for Head {
+        type Value = (bool, Option<TimestampKind>);
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Head {
+        type Value = (bool, Option<TimestampKind>);
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a record")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut typed, mut kind) = (false, None);
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Type => typed = map.next_value::<&'de RawValue>()?.get().starts_with('"'),
+                    Key::Timestamp => {
+                        let raw = map.next_value::<&'de RawValue>()?;
+                        let raw = raw.get();
+                        // A plain literal is its own text between the quotes.
+                        let plain = raw
+                            .strip_prefix('"')
+                            .and_then(|r| r.strip_suffix('"'))
+                            .filter(|t| !t.contains('\\'));
+                        kind = match plain {
+                            Some(t) => crate::time::classify_timestamp(t),
+                            None => serde_json::from_str::<String>(raw)
+                                .ok()
+                                .and_then(|t| crate::time::classify_timestamp(&t)),
+                        };
+                    }
+                    Key::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok((typed, kind))
+        }
+        // Not an object: malformed, but still a record of the batch.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok((false, None))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok((false, None))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok((false, None))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok((false, None))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok((false, None))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok((false, None))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok((false, None))
+        }
+    }
+    /// A record key, told apart without copying it (serde's `Cow<str>`
+    /// always copies, which cost more than the rest of the count).
+    enum Key {
+        Type,
+        Timestamp,
+        Other,
+    }
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_str<E>(self, k: &str) -> Result<Key, E> {
+                    Ok(match k {
+                        "@t" => Key::Type,
+                        "@ts" => Key::Timestamp,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+    let mut c = Counts::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _ = de.deserialize_seq(Batch(&mut c));
     c
 }
 
@@ -465,6 +570,13 @@ mod tests {
         assert_eq!(e.encoding, Some("gzip"));
         assert!(e.accepted() && !e.duplicate());
         assert!(line.delivered());
+    }
+
+    #[test]
+    fn odd_records_are_counted_as_the_listener_counts_them() {
+        let text = r#"[{"@t":5,"@ts":"2026-11-27T08:00:00Z"},7,{"@ts":"bad","@t":"a"},{"x":{"@t":1},"@t":"a","@ts":"2026-11-27T08:00:00"},{"@t":"b","@ts":"2026-11-27T08:00:00+00:00"}]"#;
+        let c = count_records(text);
+        assert_eq!((c.records, c.malformed, c.naive), (5, 3, 1));
     }
 
     #[test]
