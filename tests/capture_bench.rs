@@ -105,6 +105,7 @@ fn all_readers(path: &Path, size: u64) {
     let mut w = export::Written::default();
     let took = timed(|| w = export::gpx(&files, &none, sink()).unwrap());
     report("export gpx (in-process)", took, size, w.records);
+    let fixes = w.records;
     let took = timed(|| w = export::geojson(&files, &none, sink()).unwrap());
     report("export geojson (in-process)", took, size, w.records);
     let pos = Filter {
@@ -118,7 +119,7 @@ fn all_readers(path: &Path, size: u64) {
     report("export csv, every type", took, size, w.records);
     for format in ["gpx", "geojson"] {
         let took = timed(|| binary(&["export", p, "--format", format, "-o", "/dev/null"]));
-        report(&format!("export {format} (binary)"), took, size, w.records);
+        report(&format!("export {format} (binary)"), took, size, fixes);
     }
     let took = timed(|| {
         binary(&[
