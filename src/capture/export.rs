@@ -612,11 +612,50 @@ fn merge(into: &mut Vec<String>, keys: Vec<String>) {
     }
 }
 
-/// The dotted column names of a record's fields.
+/// The dotted column names of a record's fields (as `flatten_record`
+/// names them, without decoding any value).
 fn flat_keys(r: &Record<'_>) -> Vec<String> {
-    let mut values = Vec::new();
-    flatten_record(r, &mut values);
-    values.into_iter().map(|(k, _)| k).collect()
+    let mut keys = Vec::new();
+    if r.tag.is_some() {
+        keys.push("@tag".to_string());
+    }
+    for (k, v) in &r.fields {
+        flatten_keys(k, v, &mut keys);
+    }
+    keys
+}
+
+/// The names `flatten` gives the parts of one value.
+fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>) {
+    let nested = match raw.trim_start().as_bytes().first() {
+        Some(b'{') => serde_json::from_str::<Entries<'_>>(raw)
+            .ok()
+            .filter(|e| !e.0.is_empty())
+            .map(|e| {
+                e.0.into_iter()
+                    .map(|(k, v)| (format!("{prefix}.{k}"), v))
+                    .collect::<Vec<_>>()
+            }),
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(raw)
+            .ok()
+            .filter(|items| !items.is_empty())
+            .map(|items| {
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{prefix}.{i}"), v))
+                    .collect()
+            }),
+        _ => None,
+    };
+    match nested {
+        Some(parts) => {
+            for (name, v) in parts {
+                flatten_keys(&name, v.get(), out);
+            }
+        }
+        None => out.push(prefix.to_string()),
+    }
 }
 
 /// `@tag` and every field, flattened to (dotted name, text).
@@ -728,6 +767,20 @@ mod tests {
                 ("loc.n", "")
             ]
         );
+    }
+
+    #[test]
+    fn column_names_are_the_flattened_names() {
+        let text = r#"[{"@t":"x","@tag":"a/b","loc":{"lat":1,"in":{"deep":[2,{}]}},"e":[],"s":"t"}]"#;
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let _ = for_each_record(text, |r| {
+            keys = flat_keys(&r);
+            flatten_record(&r, &mut values);
+        });
+        let names: Vec<String> = values.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, names);
+        assert_eq!(keys, ["@tag", "loc.lat", "loc.in.deep.0", "loc.in.deep.1", "e", "s"]);
     }
 
     #[test]
