@@ -771,7 +771,8 @@ mod tests {
 
     #[test]
     fn column_names_are_the_flattened_names() {
-        let text = r#"[{"@t":"x","@tag":"a/b","loc":{"lat":1,"in":{"deep":[2,{}]}},"e":[],"s":"t"}]"#;
+        let text =
+            r#"[{"@t":"x","@tag":"a/b","loc":{"lat":1,"in":{"deep":[2,{}]}},"e":[],"s":"t"}]"#;
         let mut keys = Vec::new();
         let mut values = Vec::new();
         let _ = for_each_record(text, |r| {
@@ -780,7 +781,17 @@ mod tests {
         });
         let names: Vec<String> = values.into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, names);
-        assert_eq!(keys, ["@tag", "loc.lat", "loc.in.deep.0", "loc.in.deep.1", "e", "s"]);
+        assert_eq!(
+            keys,
+            [
+                "@tag",
+                "loc.lat",
+                "loc.in.deep.0",
+                "loc.in.deep.1",
+                "e",
+                "s"
+            ]
+        );
     }
 
     #[test]

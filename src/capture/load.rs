@@ -407,6 +407,11 @@ fn read_lines<R: Read, T>(
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let line = &buf[pos..pos + nl];
             report.lines += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                // A blank line (an edit by hand) holds nothing to lose.
+                pos += nl + 1;
+                continue;
+            }
             let at = Located {
                 line: report.lines,
                 offset: start_offset + pos as u64,

@@ -104,7 +104,9 @@ pub fn summarize(paths: &[PathBuf]) -> std::io::Result<Summary> {
     let mut acc = Accumulator::default();
     let mut summary = Summary::default();
     for path in paths {
-        let total = std::fs::metadata(path)?.len();
+        let named =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let total = std::fs::metadata(path).map_err(named)?.len();
         let mut progress = Progress::new(format!("reading {}", path.display()), total);
         let report = load::scan(
             path,
@@ -112,7 +114,8 @@ pub fn summarize(paths: &[PathBuf]) -> std::io::Result<Summary> {
             |_, line| Some(digest(&line)),
             |_, d| acc.add(d),
             |done, total| progress.update(done, total),
-        )?;
+        )
+        .map_err(named)?;
         progress.finish();
         report.warn();
         summary.files.push(facts(&report));
