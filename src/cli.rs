@@ -99,7 +99,7 @@ pub struct ReplayArgs {
     )]
     pub gzip: Option<u32>,
 
-    /// Also send the batches captured as duplicates and retries.
+    /// Also send the batches captured as duplicates.
     #[arg(long)]
     pub include_duplicates: bool,
 

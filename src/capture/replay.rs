@@ -30,7 +30,7 @@ pub struct Settings {
     pub target: Arc<Target>,
     pub pacing: Pacing,
     pub gzip: Option<u32>,
-    /// Send duplicates (and retries) too, as they were received.
+    /// Send the batches captured as duplicates too, as they were received.
     pub include_duplicates: bool,
     /// Wait before sending a failed batch again.
     pub retry_wait: Duration,
@@ -107,9 +107,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
             }
             if !line.acked || line.retry {
                 summary.skipped_undelivered += 1;
-                if !settings.include_duplicates || !line.acked {
-                    return;
-                }
+                return;
             } else if line.duplicate_of.is_some() {
                 summary.skipped_duplicates += 1;
                 if !settings.include_duplicates {
