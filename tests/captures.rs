@@ -468,6 +468,37 @@ fn exports_parse_back_with_their_crates_and_count_every_fix() {
         fixes,
         "a speed for every fix"
     );
+    assert_eq!(text_gpx.matches("<gpxtpx:course>").count(), fixes);
+    // The first point is the device's first fix, its speed in m/s.
+    let first = delivered(&path)
+        .iter()
+        .filter(|l| l["unit_id"] == unit_id_for(1))
+        .flat_map(|l| l["records"].as_array().unwrap().clone())
+        .find(|r| r["@t"] == "track.pos")
+        .unwrap();
+    let track = gpx
+        .tracks
+        .iter()
+        .find(|t| t.name.as_deref() == Some(&unit_id_for(1)))
+        .unwrap();
+    let point = &track.segments[0].points[0];
+    assert_eq!(point.point().y(), first["loc"]["lat"].as_f64().unwrap());
+    assert_eq!(point.point().x(), first["loc"]["lon"].as_f64().unwrap());
+    assert_eq!(point.elevation, first["alt"].as_f64());
+    // Every speed in m/s (the device sends km/h), in order.
+    let speeds: Vec<String> = delivered(&path)
+        .iter()
+        .flat_map(|l| l["records"].as_array().unwrap().clone())
+        .filter(|r| r["@t"] == "track.pos")
+        .map(|r| (r["sog"].as_f64().unwrap() / 3.6).to_string())
+        .collect();
+    let written: Vec<&str> = text_gpx
+        .split("<gpxtpx:speed>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap())
+        .collect();
+    assert_eq!(written, speeds);
+    assert!(speeds.iter().any(|s| s != "0"));
     validate_gpx(&gpx_path);
 
     // GeoJSON: the fixes as Points, the drives as LineStrings over them.
