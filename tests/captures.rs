@@ -699,3 +699,55 @@ fn flaky_free() -> (String, std::thread::JoinHandle<Vec<Seen>>) {
     });
     (format!("http://127.0.0.1:{port}/"), handle)
 }
+
+/// A batch that arrives late (a retry, hours later) takes its place in
+/// time, and a silence of more than five minutes starts a new drive.
+#[test]
+fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.jsonl");
+    let fix = |ts: &str, lat: f64| {
+        format!(
+            r#"{{"@t":"track.pos","@ts":"{ts}","loc":{{"lat":{lat},"lon":9.9}},"sog":36.0,"cog":370.0}}"#
+        )
+    };
+    let line = |received: &str, hash: &str, fixes: &[String]| {
+        format!(
+            r#"{{"received":"{received}","unit_id":"aa","batch_hash":"{hash}","records":[{}]}}"#,
+            fixes.join(",")
+        )
+    };
+    let lines = [
+        line(
+            "2026-11-27T08:20:00.000Z",
+            "h2",
+            &[
+                fix("2026-11-27T08:19:00", 57.3),
+                fix("2026-11-27T08:19:30", 57.4),
+            ],
+        ),
+        line(
+            "2026-11-27T09:00:00.000Z",
+            "h1",
+            &[
+                fix("2026-11-27T08:00:00", 57.1),
+                fix("2026-11-27T08:00:30", 57.2),
+            ],
+        ),
+    ]
+    .join("\n");
+    std::fs::write(&path, lines + "\n").unwrap();
+    let out = autopi(&["export", path.to_str().unwrap(), "--format", "gpx"]);
+    assert!(out.status.success());
+    let gpx = gpx::read(&out.stdout[..]).unwrap();
+    let lats: Vec<Vec<f64>> = gpx.tracks[0]
+        .segments
+        .iter()
+        .map(|s| s.points.iter().map(|p| p.point().y()).collect())
+        .collect();
+    assert_eq!(lats, [vec![57.1, 57.2], vec![57.3, 57.4]]);
+    // Speed 36 km/h is 10 m/s; a course of 370° is 10°.
+    let text_gpx = text(&out.stdout);
+    assert!(text_gpx.contains("<gpxtpx:speed>10</gpxtpx:speed>"));
+    assert!(text_gpx.contains("<gpxtpx:course>10</gpxtpx:course>"));
+}
