@@ -37,6 +37,18 @@ impl Tty {
     fn start(prefix: &str, args: &[&str]) -> Tty {
         let dir = tempfile::tempdir().unwrap();
         let capture = dir.path().join("c.jsonl");
+        let mut all = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--capture",
+            capture.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        Tty::launch(dir, prefix, &all)
+    }
+
+    /// Runs `autopi-rx ARGS` exactly as given, in `dir`.
+    fn launch(dir: tempfile::TempDir, prefix: &str, args: &[&str]) -> Tty {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: 40,
@@ -49,10 +61,6 @@ impl Tty {
         cmd.arg("-c");
         cmd.arg(format!("{prefix} exec \"$0\" \"$@\""));
         cmd.arg(env!("CARGO_BIN_EXE_autopi-rx"));
-        for a in ["--listen", "127.0.0.1:0", "--capture"] {
-            cmd.arg(a);
-        }
-        cmd.arg(&capture);
         for a in args {
             cmd.arg(a);
         }
@@ -344,4 +352,45 @@ fn a_restarted_receiver_shows_the_session_so_far() {
     tty.wait_screen("(1/3)");
     tty.press("q");
     assert_eq!(tty.exit().exit_code(), 0);
+}
+
+/// `autopi-rx view` on a terminal: the dashboard over a capture with its
+/// timeline, no listener, the keys moving the cursor, the terminal given
+/// back on q.
+#[test]
+fn view_shows_a_capture_with_its_timeline_and_no_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("earlier.jsonl");
+    let mut rx = common::Receiver::spawn(common::binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    let auth = format!("token {TOKEN}");
+    for name in ["track-pos", "obd-bat", "ec2x-data-usage"] {
+        let body = std::fs::read(samples().join(format!("guide-examples/{name}.json"))).unwrap();
+        assert_eq!(rx.post(&[("authorization", &auth)], &body).status, 200);
+    }
+    assert!(rx.stop().success());
+    let path = capture.to_str().unwrap().to_string();
+    let mut tty = Tty::launch(dir, "", &["view", &path]);
+    tty.wait_screen("looking back at a capture: no listener");
+    tty.wait_screen("batch 3 of 3");
+    tty.wait_screen("batches 3 · records 3");
+    tty.press("\x1b[H"); // Home
+    tty.wait_screen("batch 1 of 3");
+    tty.wait_screen("batches 1 · records 1");
+    tty.wait_screen("57.022410°");
+    tty.press("\x1b[C"); // →
+    tty.wait_screen("batch 2 of 3");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+    assert!(
+        !contains(&tty.raw, "listening on"),
+        "a listener was started"
+    );
+    assert!(!contains(&tty.raw, "panicked"));
+    assert!(!tty.screen.screen().alternate_screen());
+    assert!(tty.cooked(), "raw mode left on");
 }
