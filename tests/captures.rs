@@ -611,8 +611,18 @@ fn export_filters_by_device_type_and_time() {
     let out = autopi(&["export", p, "--format", "gpx", "--from", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--from \"yesterday\" is not a time"));
-    let out = autopi(&["export", p, "--format", "gpx", "--type", "obd.rpm"]);
+    // A failed export leaves nothing under the name asked for.
+    let target = dir.path().join("rpm.gpx");
+    let t = target.to_str().unwrap();
+    let out = autopi(&["export", p, "--format", "gpx", "--type", "obd.rpm", "-o", t]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--type can only be track.pos"));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("rpm"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Lines that are not a delivered batch (a duplicate, even without a

@@ -846,13 +846,7 @@ pub fn main(
         (Format::Csv, Some(dir)) if filter.kind.is_none() => {
             csv(paths, &filter, CsvOut::Folder(dir))
         }
-        (format, Some(file)) => match std::fs::File::create(file) {
-            Ok(f) => write_one(format, paths, &filter, Box::new(f)),
-            Err(e) => Err(ExportError(format!(
-                "cannot create {}: {e}",
-                file.display()
-            ))),
-        },
+        (format, Some(file)) => write_file(format, paths, &filter, file),
         (format, None) => write_one(format, paths, &filter, Box::new(io::stdout().lock())),
     };
     match result {
@@ -865,6 +859,38 @@ pub fn main(
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes next to `file` first and renames it into place once complete,
+/// so a failed export never leaves half a file under the name asked for.
+fn write_file(
+    format: Format,
+    paths: &[PathBuf],
+    filter: &Filter,
+    file: &Path,
+) -> Result<Written, ExportError> {
+    // Devices and pipes (`-o /dev/null`) are written as they are.
+    if std::fs::metadata(file).is_ok_and(|m| !m.is_file()) {
+        let created = std::fs::File::options()
+            .write(true)
+            .open(file)
+            .map_err(|e| ExportError(format!("cannot open {}: {e}", file.display())))?;
+        return write_one(format, paths, filter, Box::new(created));
+    }
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let created = std::fs::File::create(&partial)
+        .map_err(|e| ExportError(format!("cannot create {}: {e}", partial.display())))?;
+    let written = write_one(format, paths, filter, Box::new(created)).and_then(|w| {
+        std::fs::rename(&partial, file)
+            .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
+        Ok(w)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 fn write_one(
