@@ -134,7 +134,7 @@ fn view_with_the_timeline() {
     app.setup.urls.clear();
     app.setup.capture_path = "captures/20261127T075950Z.jsonl".into();
     let mut timeline = Timeline::new(Capture(events.clone()));
-    timeline.load(&mut app, events.into_iter(), |_| {});
+    timeline.load(&mut app, events.into_iter().map(Some), |_| {});
     timeline.handle_key(&mut app, KeyEvent::from(KeyCode::Left));
     assert_eq!(timeline.position(), 2);
     both_sizes("view_timeline", &app);

@@ -106,16 +106,20 @@ impl<S: Batches> Timeline<S> {
         }
     }
 
-    /// Folds `events` (batch 0 onwards, in order: the fast first pass)
-    /// into `app`, saving states on the way; `progress` hears each count.
+    /// Folds `events` (one per batch from 0 on, in order, None for a batch
+    /// that could not be read: the fast first pass) into `app`, saving
+    /// states on the way; `progress` hears each count.
     pub fn load(
         &mut self,
         app: &mut App,
-        events: impl Iterator<Item = RequestEvent>,
+        events: impl Iterator<Item = Option<RequestEvent>>,
         mut progress: impl FnMut(usize),
     ) {
         for e in events.take(self.source.len() - self.folded) {
-            app.apply(&e);
+            match e {
+                Some(e) => app.apply(&e),
+                None => self.unreadable += 1,
+            }
             self.folded += 1;
             self.save(app);
             progress(self.folded);
@@ -443,7 +447,7 @@ mod tests {
         let events = source.0.clone();
         let mut app = App::new(Setup::default(), Theme::mono(), at("2026-11-27T08:00:00Z"));
         let mut tl = Timeline::new(source);
-        tl.load(&mut app, events.clone().into_iter(), |_| {});
+        tl.load(&mut app, events.clone().into_iter().map(Some), |_| {});
         assert_eq!(tl.position(), 1000);
         assert!(tl.saved.len() > 2);
         for target in [500, 3, 999, 130, 1, 257, 1000] {
@@ -469,7 +473,7 @@ mod tests {
         let events = source.0.clone();
         let mut app = App::new(Setup::default(), Theme::mono(), at("2026-11-27T08:00:00Z"));
         let mut tl = Timeline::new(source);
-        tl.load(&mut app, events.into_iter(), |_| {});
+        tl.load(&mut app, events.into_iter().map(Some), |_| {});
         assert!(tl.handle_key(&mut app, key(KeyCode::Home)));
         assert_eq!((tl.position(), voltage(&app)), (1, Some(10.5)));
         tl.handle_key(&mut app, key(KeyCode::Right));

@@ -162,9 +162,10 @@ impl Batches for Captures {
     }
 }
 
-/// Every batch in order as request events, read on a second thread.
-pub fn all_events(captures: &Captures) -> impl Iterator<Item = RequestEvent> + use<> {
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<RequestEvent>>(8);
+/// Every batch in order as a request event (None if it cannot be read
+/// again), read on a second thread.
+pub fn all_events(captures: &Captures) -> impl Iterator<Item = Option<RequestEvent>> + use<> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Option<RequestEvent>>>(8);
     let files: Vec<File> = captures
         .files
         .iter()
@@ -178,9 +179,8 @@ pub fn all_events(captures: &Captures) -> impl Iterator<Item = RequestEvent> + u
             if !complete {
                 break;
             }
-            if let Ok(line) = load::read_at(&files[mark.file], mark.at) {
-                chunk.push(event_of(i, mark, &line));
-            }
+            let line = load::read_at(&files[mark.file], mark.at).ok();
+            chunk.push(line.map(|line| event_of(i, mark, &line)));
             if chunk.len() == 256 && tx.send(std::mem::take(&mut chunk)).is_err() {
                 return;
             }
