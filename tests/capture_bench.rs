@@ -176,13 +176,33 @@ fn live_load(path: &Path) -> (Duration, u64) {
     (took, state.totals.records)
 }
 
-/// `view`: the capture indexed, then folded into a timeline.
+/// `view`: the capture indexed, then folded into a timeline; then the
+/// time of a step back (←) from 50 places spread over the capture.
 fn view_load(path: &Path) -> (Duration, u64) {
     let mut app = App::new(Setup::default(), Theme::mono(), Timestamp::now());
+    let mut timeline = None;
     let took = timed(|| {
-        autopi_rx::dashboard::view::load(&[path.to_path_buf()], &mut app).unwrap();
+        timeline = Some(autopi_rx::dashboard::view::load(&[path.to_path_buf()], &mut app).unwrap());
     });
-    (took, app.live().totals.records)
+    let records = app.live().totals.records;
+    let mut timeline = timeline.unwrap();
+    let n = timeline.position();
+    let mut steps: Vec<Duration> = (1..=50)
+        .map(|k| {
+            // Spread, and off any saved state's position.
+            timeline.seek(&mut app, n * k / 51 + 7 * k % 97 + 2);
+            let at = timeline.position();
+            timed(|| timeline.seek(&mut app, at - 1))
+        })
+        .collect();
+    steps.sort();
+    println!(
+        "{:<34} median {:.1} ms, max {:.1} ms (50 places)",
+        "view: one step back (←)",
+        steps[25].as_secs_f64() * 1e3,
+        steps[49].as_secs_f64() * 1e3
+    );
+    (took, records)
 }
 
 fn binary(args: &[&str]) {

@@ -42,8 +42,8 @@ const DEFAULT_SPEED: usize = 5;
 const PLAY_TICK: Duration = Duration::from_millis(100);
 /// While playing, a silence longer than this (on screen) is skipped.
 const LONGEST_WAIT: Duration = Duration::from_secs(3);
-/// Fewest batches between saved states.
-const MIN_SPACING: usize = 128;
+/// Fewest batches between saved states, unless the source says otherwise.
+const MIN_SPACING: u64 = 128;
 /// Most saved states kept.
 const MAX_SAVED: usize = 64;
 
@@ -72,6 +72,16 @@ pub trait Batches {
     /// Batch `i` as the listener reported it (None if it cannot be read
     /// again: the file changed under us).
     fn event(&mut self, i: usize) -> Option<RequestEvent>;
+    /// What folding batch `i` costs, in any unit (the default: one per
+    /// batch). Saved states are spaced by it, so stepping back costs about
+    /// the same whatever the batches' sizes.
+    fn weight(&self, _i: usize) -> u64 {
+        1
+    }
+    /// Least weight between two saved states.
+    fn min_spacing(&self) -> u64 {
+        MIN_SPACING
+    }
 }
 
 /// The cursor over a capture's batches and the saved states behind it.
@@ -81,7 +91,9 @@ pub struct Timeline<S: Batches> {
     folded: usize,
     /// (batches folded, the state then, without request bodies).
     saved: Vec<(usize, State)>,
-    spacing: usize,
+    /// Weight folded between two saved states, and since the last one.
+    spacing: u64,
+    since_saved: u64,
     playing: bool,
     speed: usize,
     /// While playing: the time shown, between two batches.
@@ -93,12 +105,14 @@ pub struct Timeline<S: Batches> {
 impl<S: Batches> Timeline<S> {
     /// A timeline over `source`, nothing folded yet.
     pub fn new(source: S) -> Timeline<S> {
-        let spacing = source.len().div_ceil(MAX_SAVED).max(MIN_SPACING);
+        let total: u64 = (0..source.len()).map(|i| source.weight(i)).sum();
+        let spacing = total.div_ceil(MAX_SAVED as u64).max(source.min_spacing());
         Timeline {
             source,
             folded: 0,
             saved: vec![(0, State::default())],
             spacing,
+            since_saved: 0,
             playing: false,
             speed: DEFAULT_SPEED,
             play_clock: None,
@@ -121,16 +135,19 @@ impl<S: Batches> Timeline<S> {
                 None => self.unreadable += 1,
             }
             self.folded += 1;
-            self.save(app);
+            self.save(app, self.folded - 1);
             progress(self.folded);
         }
         self.show_time(app);
     }
 
-    /// Keeps the state after every `spacing` batches.
-    fn save(&mut self, app: &App) {
+    /// Counts batch `i` as folded, keeping the state once `spacing` weight
+    /// has been folded since the last state kept.
+    fn save(&mut self, app: &App, i: usize) {
+        self.since_saved += self.source.weight(i);
         let last = self.saved.last().map_or(0, |s| s.0);
-        if self.folded.is_multiple_of(self.spacing) && self.folded > last {
+        if self.since_saved >= self.spacing && self.folded > last {
+            self.since_saved = 0;
             let mut state = app.live().clone();
             state.forget_bodies();
             self.saved.push((self.folded, state));
@@ -150,6 +167,7 @@ impl<S: Batches> Timeline<S> {
                 .unwrap_or_default();
             app.replace_state(state);
             self.folded = at;
+            self.since_saved = 0;
         }
         while self.folded < target {
             match self.source.event(self.folded) {
@@ -157,7 +175,7 @@ impl<S: Batches> Timeline<S> {
                 None => self.unreadable += 1,
             }
             self.folded += 1;
-            self.save(app);
+            self.save(app, self.folded - 1);
         }
         self.play_clock = None;
         self.show_time(app);
