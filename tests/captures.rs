@@ -761,3 +761,40 @@ fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
     assert!(text_gpx.contains("<gpxtpx:speed>10</gpxtpx:speed>"));
     assert!(text_gpx.contains("<gpxtpx:course>10</gpxtpx:course>"));
 }
+
+/// Several files are one session merged by arrival time: a capture split
+/// in two by device shows as the whole one, and a file given twice counts
+/// its batches once.
+#[test]
+fn view_merges_files_by_arrival_and_counts_a_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_unit = unit_id_for(1);
+    let (mine, theirs): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.contains(&first_unit));
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    // The second device's file first: arrival time decides, not the order given.
+    std::fs::write(&a, theirs.join("\n") + "\n").unwrap();
+    std::fs::write(&b, mine.join("\n") + "\n").unwrap();
+    let view = |paths: &[PathBuf]| {
+        let mut app = App::new(Setup::default(), Theme::mono(), jiff::Timestamp::now());
+        autopi_rx::dashboard::view::load(paths, &mut app).unwrap();
+        app.live().clone()
+    };
+    let whole = view(&[path.clone()]);
+    let split = view(&[a, b]);
+    assert_eq!(split.totals, whole.totals);
+    let (w, s) = (
+        format!("{:?}", whole.devices),
+        format!("{:?}", split.devices),
+    );
+    assert_eq!(first_difference(&w, &s), None);
+    let twice = view(&[path.clone(), path]);
+    assert_eq!(twice.totals.records, whole.totals.records);
+    assert_eq!(
+        twice.totals.duplicates,
+        whole.totals.duplicates + whole.totals.batches
+    );
+}
