@@ -783,7 +783,7 @@ fn view_merges_files_by_arrival_and_counts_a_batch_once() {
         autopi_rx::dashboard::view::load(paths, &mut app).unwrap();
         app.live().clone()
     };
-    let whole = view(&[path.clone()]);
+    let whole = view(std::slice::from_ref(&path));
     let split = view(&[a, b]);
     assert_eq!(split.totals, whole.totals);
     let (w, s) = (
