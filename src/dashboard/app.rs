@@ -358,7 +358,11 @@ impl App {
 
     /// Scrolls whatever the arrows, PgUp/PgDn and g/G move on this tab.
     fn scroll_key(&mut self, code: KeyCode) {
-        let pages = crate::dashboard::ui::pages(self.size.0, self.size.1);
+        let footer = self
+            .timeline
+            .as_ref()
+            .map_or(0, |_| crate::dashboard::timeline::HEIGHT);
+        let pages = crate::dashboard::ui::pages_above(self.size.0, self.size.1, footer);
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
         let page_rows = match (self.view.detail, self.view.tab) {
             (Some(_), _) => pages.detail,

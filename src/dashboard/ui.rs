@@ -104,10 +104,21 @@ pub struct Pages {
 
 /// The scrolling views' page heights at this terminal size.
 pub fn pages(width: u16, height: u16) -> Pages {
+    pages_above(width, height, 0)
+}
+
+/// The page heights when `footer` lines at the bottom are taken (the
+/// view's timeline).
+pub fn pages_above(width: u16, height: u16, footer: u16) -> Pages {
     if width < MIN_WIDTH || height < MIN_HEIGHT {
         return Pages::default();
     }
-    let body = Rect::new(0, 0, width, height - header::HEIGHT);
+    let body = Rect::new(
+        0,
+        0,
+        width,
+        height - header::HEIGHT - footer.min(height - header::HEIGHT),
+    );
     let [_, _, events] = live_rows(body);
     Pages {
         events: events.height.saturating_sub(2) as usize,
