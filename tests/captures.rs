@@ -744,6 +744,12 @@ fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
                 fix("2026-11-27T08:00:30", 57.2),
             ],
         ),
+        // A lone fix an hour later: a drive of its own.
+        line(
+            "2026-11-27T09:30:00.000Z",
+            "h3",
+            &[fix("2026-11-27T09:29:00", 57.5)],
+        ),
     ]
     .join("\n");
     std::fs::write(&path, lines + "\n").unwrap();
@@ -755,11 +761,31 @@ fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
         .iter()
         .map(|s| s.points.iter().map(|p| p.point().y()).collect())
         .collect();
-    assert_eq!(lats, [vec![57.1, 57.2], vec![57.3, 57.4]]);
+    assert_eq!(lats, [vec![57.1, 57.2], vec![57.3, 57.4], vec![57.5]]);
     // Speed 36 km/h is 10 m/s; a course of 370° is 10°.
     let text_gpx = text(&out.stdout);
     assert!(text_gpx.contains("<gpxtpx:speed>10</gpxtpx:speed>"));
     assert!(text_gpx.contains("<gpxtpx:course>10</gpxtpx:course>"));
+    // GeoJSON: a LineString per drive of two fixes or more (RFC 7946
+    // wants two positions), every fix a Point.
+    let out = autopi(&["export", path.to_str().unwrap(), "--format", "geojson"]);
+    let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
+    let kinds: Vec<&str> = fc
+        .features
+        .iter()
+        .map(|f| match &f.geometry.as_ref().unwrap().value {
+            geojson::GeometryValue::Point { .. } => "point",
+            geojson::GeometryValue::LineString { coordinates } => {
+                assert!(coordinates.len() >= 2);
+                "line"
+            }
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["line", "point", "point", "line", "point", "point", "point"]
+    );
 }
 
 /// Several files are one session merged by arrival time: a capture split

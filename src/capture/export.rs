@@ -360,8 +360,8 @@ pub fn gpx(paths: &[PathBuf], filter: &Filter, out: impl Write) -> Result<Writte
     Ok(written)
 }
 
-/// GeoJSON: a FeatureCollection with a LineString per drive (properties:
-/// device, drive number, start, end, points) and a Point per fix whose
+/// GeoJSON: a FeatureCollection with a LineString per drive of two fixes
+/// or more (properties: device, drive number, start, end, points) and a Point per fix whose
 /// properties are the record's fields plus `unit_id` and `time` (UTC).
 pub fn geojson(
     paths: &[PathBuf],
@@ -386,12 +386,16 @@ pub fn geojson(
                 drive[drive.len() - 1].order.to_string().into(),
             );
             props.insert("points".into(), drive.len().into());
-            let feature = Feature {
-                geometry: Some(Geometry::new_line_string(line)),
-                properties: Some(props),
-                ..Feature::default()
-            };
-            fw.write_feature(&feature).map_err(gj_err)?;
+            // A LineString needs two positions (RFC 7946); a lone fix is
+            // only its Point.
+            if line.len() >= 2 {
+                let feature = Feature {
+                    geometry: Some(Geometry::new_line_string(line)),
+                    properties: Some(props),
+                    ..Feature::default()
+                };
+                fw.write_feature(&feature).map_err(gj_err)?;
+            }
             for f in drive {
                 let mut props: JsonObject = f
                     .raw
