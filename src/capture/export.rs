@@ -429,8 +429,8 @@ pub enum CsvOut<'a> {
 /// The columns every CSV starts with.
 const FIXED: [&str; 4] = ["@ts", "@t", "unit_id", "received"];
 
-/// CSV: one record type per file, `@ts` as RFC 3339 UTC (as sent when it
-/// cannot be read), nested fields as dotted columns (`loc.lat`, arrays by
+/// CSV: one record type per file, `@ts` as RFC 3339 UTC (empty when
+/// missing or unreadable), nested fields as dotted columns (`loc.lat`, arrays by
 /// index: `x.0`), in the order first seen. Two passes: the first finds
 /// every column, so the header is complete.
 pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Written, ExportError> {
@@ -532,10 +532,7 @@ pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Writte
                     if !filter.record(&r) {
                         return;
                     }
-                    let ts = match r.ts {
-                        Some(ts) => ts.to_string(),
-                        None => r.field("@ts").map(str::to_string).unwrap_or_default(),
-                    };
+                    let ts = r.ts.map(|ts| ts.to_string()).unwrap_or_default();
                     let mut values = Vec::new();
                     flatten_record(&r, &mut values);
                     rows.push(Row {
