@@ -824,3 +824,104 @@ fn view_merges_files_by_arrival_and_counts_a_batch_once() {
         whole.totals.duplicates + whole.totals.batches
     );
 }
+
+mod damaged {
+    //! Property tests: whatever a capture file holds, every reader counts
+    //! each line once (good, corrupt, blank or torn) and never panics;
+    //! counting records agrees with the listener's decoder.
+
+    use autopi_rx::capture::load::{self, CaptureLine};
+    use autopi_rx::receiver::ingest::{Auth, Config, decode};
+    use proptest::prelude::*;
+
+    const GOOD: &str = r#"{"received":"2026-11-27T08:00:07.412Z","unit_id":"ab","records":[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":900}]}"#;
+
+    /// Good lines, cut and flipped ones, and noise, joined by newlines.
+    fn capture_text() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            Just(GOOD.as_bytes().to_vec()),
+            (0..GOOD.len()).prop_map(|n| GOOD.as_bytes()[..n].to_vec()),
+            (0..GOOD.len(), any::<u8>()).prop_map(|(i, b)| {
+                let mut l = GOOD.as_bytes().to_vec();
+                l[i] = b;
+                l
+            }),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ];
+        (prop::collection::vec(line, 0..12), any::<bool>()).prop_map(|(lines, newline_at_end)| {
+            let mut out = lines.join(&b'\n');
+            if newline_at_end {
+                out.push(b'\n');
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn every_line_is_read_counted_or_said(bytes in capture_text()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.jsonl");
+            std::fs::write(&path, &bytes).unwrap();
+            let mut good = 0u64;
+            let report = load::scan(&path, None, |_, l| Some(l), |_, _| good += 1, |_, _| {}).unwrap();
+            let complete = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            prop_assert_eq!(report.lines, complete);
+            let blank = bytes
+                .split(|&b| b == b'\n')
+                .take(complete as usize)
+                .filter(|l| l.iter().all(u8::is_ascii_whitespace))
+                .count() as u64;
+            prop_assert_eq!(good + report.corrupt + blank, complete);
+            let tail = bytes.rsplit(|&b| b == b'\n').next().unwrap();
+            let torn = if tail.iter().all(u8::is_ascii_whitespace) { 0 } else { tail.len() as u64 };
+            prop_assert_eq!(report.torn_bytes, torn);
+            prop_assert_eq!(report.warnings().is_empty(), report.corrupt == 0 && torn == 0);
+        }
+
+        #[test]
+        fn records_are_counted_as_the_listener_counts_them(
+            records in prop::collection::vec(
+                (
+                    prop::option::of(prop_oneof![Just("\"obd.rpm\"".to_string()), Just("5".to_string()), Just("\"\"".to_string())]),
+                    prop::option::of(prop_oneof![
+                        Just("\"2026-11-27T08:00:00\"".to_string()),
+                        Just("\"2026-11-27T08:00:00.5Z\"".to_string()),
+                        Just("\"2026-11-27T08:00:00+00:00\"".to_string()),
+                        Just("\"2026-11-27T08:00:00\\u005a\"".to_string()),
+                        Just("\"soon\"".to_string()),
+                        Just("null".to_string()),
+                        Just("[1]".to_string()),
+                    ]),
+                ),
+                0..20,
+            )
+        ) {
+            let body = format!(
+                "[{}]",
+                records
+                    .iter()
+                    .map(|(t, ts)| {
+                        let mut fields = vec![r#""x":{"@t":1,"@ts":"no"}"#.to_string()];
+                        if let Some(t) = t { fields.push(format!(r#""@t":{t}"#)); }
+                        if let Some(ts) = ts { fields.push(format!(r#""@ts":{ts}"#)); }
+                        format!("{{{}}}", fields.join(","))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let config = Config { auth: Auth::Open, max_body: 1 << 20 };
+            let batch = decode(&config, None, body.as_bytes()).unwrap();
+            let counts = load::count_records(&body);
+            prop_assert_eq!(
+                (counts.records, counts.malformed, counts.naive),
+                (batch.records, batch.malformed, batch.naive_timestamps)
+            );
+            let line = format!(r#"{{"received":"2026-11-27T08:00:07Z","records":{body}}}"#);
+            let e = CaptureLine::parse(line.as_bytes()).unwrap().to_event(1);
+            prop_assert_eq!(e.records, batch.records);
+        }
+    }
+}

@@ -359,8 +359,12 @@ pub fn scan<T: Send>(
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<(Located, T)>)>(4);
     let mut report = std::thread::scope(|s| {
         let reader = s.spawn(move || {
+            // Small files need no 8 MB block (a file growing meanwhile is
+            // read up to `total` only anyway).
+            let block = usize::try_from(total).map_or(CHUNK, |t| t.clamp(4096, CHUNK));
             read_lines(
                 file.take(total),
+                block,
                 |at, line| CaptureLine::parse(line).map(|l| prepare(at, l)),
                 |done, chunk| tx.send((done, chunk)).is_ok(),
             )
@@ -383,25 +387,28 @@ pub fn scan<T: Send>(
 /// of results to `send` (false: stop reading).
 fn read_lines<R: Read, T>(
     mut input: R,
+    block_size: usize,
     parse: impl Fn(Located, &[u8]) -> Result<Option<T>, String>,
     mut send: impl FnMut(u64, Vec<(Located, T)>) -> bool,
 ) -> io::Result<Report> {
     let mut report = Report::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    // Read into a zeroed block once (zeroing the pending buffer on every
+    // read cost more than the parsing, in debug builds), appended to what
+    // is left of the last one.
+    let mut block = vec![0u8; block_size];
+    let mut buf: Vec<u8> = Vec::with_capacity(block_size);
     let mut start_offset = 0u64; // file offset of buf[0]
     let mut done = 0u64;
     let mut out = Vec::with_capacity(HANDOVER);
     loop {
-        let filled = buf.len();
-        buf.resize(filled + CHUNK, 0);
         let n = loop {
-            match input.read(&mut buf[filled..]) {
+            match input.read(&mut block) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         };
-        buf.truncate(filled + n);
+        buf.extend_from_slice(&block[..n]);
         done += n as u64;
         let mut pos = 0;
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
