@@ -27,6 +27,191 @@ pub struct Cli {
 pub enum Command {
     /// Act as an AutoPi device uploading a generated drive (also a load generator).
     Simulate(SimulateArgs),
+    /// Look back at captures: the dashboard offline with a timeline, or a summary.
+    View(ViewArgs),
+    /// Send a capture's batches to a receiver again, the way the device sent them.
+    Replay(ReplayArgs),
+    /// Write captures as GPX, GeoJSON or CSV.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ViewArgs {
+    /// Capture files (several devices or days are merged by arrival time).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Print a summary per device instead of the dashboard (the default
+    /// when stdout is not a terminal).
+    #[arg(long)]
+    pub summary: bool,
+
+    /// The summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ViewArgs {
+    /// True when the summary, not the dashboard, is wanted.
+    pub fn wants_summary(&self) -> bool {
+        self.summary || self.json || !std::io::stdout().is_terminal()
+    }
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The capture to send again.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Where to POST (nothing is appended).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+
+    /// The receiving side's token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "AUTOPI_RX_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: String,
+
+    /// Replay at X times the capture's pace [default: 1].
+    #[arg(long, value_name = "X", conflicts_with = "as_fast_as_possible")]
+    pub speed: Option<f64>,
+
+    /// Send each batch as soon as the one before is acknowledged.
+    #[arg(long)]
+    pub as_fast_as_possible: bool,
+
+    /// Authorization scheme: `token` (the device's code) or `bearer` (the guide).
+    #[arg(long, value_enum, default_value_t = Scheme::Token)]
+    pub scheme: Scheme,
+
+    /// Gzip every body at LEVEL 0-9 [9 when no level is given].
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        num_args = 0..=1,
+        default_missing_value = "9",
+        value_parser = clap::value_parser!(u32).range(0..=9)
+    )]
+    pub gzip: Option<u32>,
+
+    /// Also send the batches captured as duplicates.
+    #[arg(long)]
+    pub include_duplicates: bool,
+
+    /// Seconds to wait for an answer before sending the same bytes again.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+
+    /// Seconds to wait before sending a failed batch again.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub retry_wait: f64,
+}
+
+impl ReplayArgs {
+    /// Checks the flags; the message names the flag, never the token.
+    pub fn settings(&self) -> Result<crate::capture::replay::Settings, String> {
+        use crate::capture::replay::{Pacing, Settings};
+        use crate::simulate::{Target, authorization, check_url, seconds};
+        let pacing = match (self.as_fast_as_possible, self.speed) {
+            (true, _) => Pacing::AsFastAsPossible,
+            (false, Some(x)) if !(x.is_finite() && x > 0.0 && x <= 1e9) => {
+                return Err(format!("--speed {x} must be a number above 0"));
+            }
+            (false, x) => Pacing::Speed(x.unwrap_or(1.0)),
+        };
+        let target = Target::new(
+            check_url(&self.url)?,
+            authorization(&self.token, self.scheme)?,
+            String::new(),
+            seconds("--timeout", self.timeout, 0.001)?,
+        );
+        Ok(Settings {
+            target: std::sync::Arc::new(target),
+            pacing,
+            gzip: self.gzip,
+            include_duplicates: self.include_duplicates,
+            retry_wait: seconds("--retry-wait", self.retry_wait, 0.0)?,
+            notes: true,
+        })
+    }
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Gpx,
+    Geojson,
+    Csv,
+}
+
+impl From<Format> for crate::capture::export::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Gpx => Self::Gpx,
+            Format::Geojson => Self::Geojson,
+            Format::Csv => Self::Csv,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Capture files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Format,
+
+    /// Only records of this `@t` (CSV: the one type written).
+    #[arg(long = "type", value_name = "T")]
+    pub kind: Option<String>,
+
+    /// Only batches from this unit-id.
+    #[arg(long, value_name = "ID")]
+    pub unit_id: Option<String>,
+
+    /// Only records stamped at or after TIME (RFC 3339, or naive UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+
+    /// Only records stamped before TIME.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+
+    /// Output file, `-` for stdout [default: stdout]; CSV without --type:
+    /// a folder, one file per record type.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// The record filter from the flags.
+    pub fn filter(&self) -> Result<crate::capture::export::Filter, String> {
+        let time = |flag: &str, v: &Option<String>| -> Result<Option<jiff::Timestamp>, String> {
+            v.as_deref()
+                .map(|s| {
+                    crate::time::parse_timestamp(s)
+                        .map(|(t, _)| t)
+                        .ok_or_else(|| {
+                            format!("{flag} {s:?} is not a time: give e.g. 2026-11-27T08:00:00Z")
+                        })
+                })
+                .transpose()
+        };
+        Ok(crate::capture::export::Filter {
+            kind: self.kind.clone(),
+            unit_id: self.unit_id.clone(),
+            from: time("--from", &self.from)?,
+            to: time("--to", &self.to)?,
+        })
+    }
 }
 
 #[derive(Args)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 
 use crate::capture::Capture;
+use crate::capture::load::{self, Progress};
 use crate::dashboard::app::Setup;
+use crate::dashboard::state::State;
 use crate::dashboard::tui;
 use crate::event::{RequestEvent, Stats};
 use crate::forward::{self, Forwarders};
@@ -93,6 +95,12 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         ));
     }
     let outbox = (capture.path().to_path_buf(), capture.durable());
+    // What the file held before this run: the dashboard loads it, and
+    // everything after arrives as events.
+    let held = std::fs::metadata(capture.path())
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len());
     let signals = Signals::install()?;
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
@@ -106,7 +114,7 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         &running,
         token_count,
         demo.is_some(),
-        (events_rx, notes_rx),
+        (events_rx, notes_rx, held),
         &signals,
     );
     let (printer, outcome) = match shown {
@@ -340,7 +348,7 @@ fn show(
     running: &server::Running,
     token_count: usize,
     demo: bool,
-    (events, notes): (Receiver<RequestEvent>, Receiver<ForwardStatus>),
+    (events, notes, held): (Receiver<RequestEvent>, Receiver<ForwardStatus>, u64),
     signals: &Signals,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
     if settings.headless {
@@ -353,7 +361,9 @@ fn show(
     }
     let setup = screen_setup(running, token_count, demo);
     let capture = running.capture_path().to_path_buf();
+    let so_far = load_so_far(&capture, held);
     tui::run(
+        so_far,
         setup,
         events,
         signals.received.clone(),
@@ -361,6 +371,32 @@ fn show(
         running.stats.clone(),
     )
     .map(|()| None)
+}
+
+/// The session so far: what the capture held before this run, folded as
+/// the dashboard folded it live (with progress on stderr for big files).
+fn load_so_far(capture: &std::path::Path, held: u64) -> State {
+    let mut state = State::default();
+    if held == 0 {
+        return state;
+    }
+    let mut progress = Progress::new(format!("loading {}", capture.display()), held);
+    let loaded = load::scan_events(
+        capture,
+        Some(held),
+        0,
+        |e| state.apply(&e),
+        |done, total| progress.update(done, total),
+    );
+    progress.finish();
+    match loaded {
+        Ok(report) => report.warn(),
+        Err(e) => eprintln!(
+            "warning: cannot load what {} holds ({e}); the dashboard starts empty",
+            capture.display()
+        ),
+    }
+    state
 }
 
 /// Header facts for the dashboard: where to point the device, auth, capture.
@@ -380,6 +416,7 @@ fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
         // The forwarders are registered already: the header has its
         // forward line from the first frame.
         forward: running.stats.forward.snapshot(),
+        viewing: false,
     }
 }
 

@@ -104,3 +104,30 @@ fn refused_requests_only() {
     press(&mut app, &[KeyCode::Char('2'), KeyCode::Char('r')]);
     both_sizes("requests_refused", &app);
 }
+
+/// `autopi-rx view` over a capture, stepped back to the second of three
+/// batches (ages count from its arrival), the timeline at the bottom.
+#[test]
+fn view_with_the_timeline() {
+    both_sizes("view_timeline", &viewing());
+}
+
+/// In the view, the timeline takes two lines: the page sizes leave them
+/// out, so one line down from the oldest event shows the second oldest at
+/// the top (not a line further on).
+#[test]
+fn view_scrolls_line_by_line_above_the_timeline() {
+    for (w, h) in SIZES {
+        let mut app = viewing();
+        app.resize(w, h);
+        press(&mut app, &[KeyCode::Char('g'), KeyCode::Char('j')]);
+        let device = app.device().unwrap();
+        let second = device.events.get(1).unwrap();
+        let line = format!("{}  @{}", second.ts.strftime("%H:%M:%S"), second.tag);
+        let drawn = format!("{:?}", draw(&app, w, h).backend());
+        assert!(
+            drawn.contains(&line),
+            "{w}x{h}: {line:?} not shown:\n{drawn}"
+        );
+    }
+}

@@ -44,6 +44,19 @@ impl Tty {
     fn start_script(script: &str, args: &[&str]) -> Tty {
         let dir = tempfile::tempdir().unwrap();
         let capture = dir.path().join("c.jsonl");
+        let mut all = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--capture",
+            capture.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        Tty::launch(dir, script, &all)
+    }
+
+    /// Runs the shell `script` (`$0` the binary, `$@` exactly ARGS) on its
+    /// own terminal, in `dir`.
+    fn launch(dir: tempfile::TempDir, script: &str, args: &[&str]) -> Tty {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: 40,
@@ -56,10 +69,6 @@ impl Tty {
         cmd.arg("-c");
         cmd.arg(script);
         cmd.arg(env!("CARGO_BIN_EXE_autopi-rx"));
-        for a in ["--listen", "127.0.0.1:0", "--capture"] {
-            cmd.arg(a);
-        }
-        cmd.arg(&capture);
         for a in args {
             cmd.arg(a);
         }
@@ -371,4 +380,100 @@ fn headless_ends_when_its_reader_goes_away() {
     assert!(text.contains("receiver exited with 0"), "{text}");
     assert_eq!(text.matches("\"status\":200").count(), 2, "{text}");
     assert!(!text.contains("panicked"), "{text}");
+}
+
+/// A receiver started on a capture that already holds a session shows
+/// that session at once (and goes on counting from there).
+#[test]
+fn a_restarted_receiver_shows_the_session_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = dir.path().join("earlier.jsonl");
+    let mut rx = common::Receiver::spawn(common::binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        earlier.to_str().unwrap(),
+    ]));
+    let body = std::fs::read(samples().join("batch-1000-naive.json")).unwrap();
+    let auth = format!("token {TOKEN}");
+    let fix = std::fs::read(samples().join("guide-examples/track-pos.json")).unwrap();
+    for (unit, body) in [
+        ("ee3df171ff0f6209a3dbaa00b00e1d05", &body),
+        ("0123456789abcdef0123456789abcdef", &fix),
+    ] {
+        let r = rx.post(&[("authorization", &auth), ("unit-id", unit)], body);
+        assert_eq!(r.status, 200);
+    }
+    let again = rx.post(
+        &[
+            ("authorization", &auth),
+            ("unit-id", "ee3df171ff0f6209a3dbaa00b00e1d05"),
+        ],
+        &body,
+    );
+    assert_eq!(again.json()["duplicate"], true);
+    assert!(rx.stop().success());
+
+    let copy = format!("cp '{}' c.jsonl &&", earlier.display());
+    let mut tty = Tty::start(&copy, &["--token", TOKEN]);
+    let addr = tty.addr();
+    tty.wait_screen("batches 3 · records 1,001 · duplicates 1");
+    // The picker lists both devices, the session's, loaded from the file.
+    tty.wait_screen("ee3d…1d05");
+    tty.wait_screen("0123…cdef");
+    let battery = std::fs::read(samples().join("guide-examples/obd-bat.json")).unwrap();
+    let r = post(
+        addr,
+        &[
+            ("authorization", &auth),
+            ("unit-id", "aaaa0000aaaa0000aaaa0000aaaa0000"),
+        ],
+        &battery,
+    );
+    assert_eq!(r.status, 200);
+    tty.wait_screen("batches 4 · records 1,002");
+    tty.wait_screen("aaaa…0000");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+}
+
+/// `autopi-rx view` on a terminal: the dashboard over a capture with its
+/// timeline, no listener, the keys moving the cursor, the terminal given
+/// back on q.
+#[test]
+fn view_shows_a_capture_with_its_timeline_and_no_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("earlier.jsonl");
+    let mut rx = common::Receiver::spawn(common::binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    let auth = format!("token {TOKEN}");
+    for name in ["track-pos", "obd-bat", "ec2x-data-usage"] {
+        let body = std::fs::read(samples().join(format!("guide-examples/{name}.json"))).unwrap();
+        assert_eq!(rx.post(&[("authorization", &auth)], &body).status, 200);
+    }
+    assert!(rx.stop().success());
+    let path = capture.to_str().unwrap().to_string();
+    let mut tty = Tty::launch(dir, "exec \"$0\" \"$@\"", &["view", &path]);
+    tty.wait_screen("looking back at a capture: no listener");
+    tty.wait_screen("batch 3 of 3");
+    tty.wait_screen("batches 3 · records 3");
+    tty.press("\x1b[H"); // Home
+    tty.wait_screen("batch 1 of 3");
+    tty.wait_screen("batches 1 · records 1");
+    tty.wait_screen("57.022410°");
+    tty.press("\x1b[C"); // →
+    tty.wait_screen("batch 2 of 3");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+    assert!(
+        !contains(&tty.raw, "listening on"),
+        "a listener was started"
+    );
+    assert!(!contains(&tty.raw, "panicked"));
+    assert!(!tty.screen.screen().alternate_screen());
+    assert!(tty.cooked(), "raw mode left on");
 }

@@ -2,9 +2,15 @@
 //! the file and commits in groups (write every pending line, one fsync,
 //! then answer every waiter); `reader` reads captures back tolerantly and
 //! rebuilds the duplicate index when a capture is reopened, and follows
-//! the file for the forwarders (`Tail`, up to the writer's `Durable` length).
+//! the file for the forwarders (`Tail`, up to the writer's `Durable` length);
+//! `load` reads captures back tolerantly for the view, the live receiver's
+//! start, `summary`, `export` and `replay`.
 
+pub mod export;
+pub mod load;
 mod reader;
+pub mod replay;
+pub mod summary;
 mod writer;
 
 pub use reader::{CapturedBatch, OutboxLine, Tail, read};

@@ -91,6 +91,8 @@ pub struct Setup {
     pub forward_board: Option<Arc<ForwardBoard>>,
     /// Each `--forward` target's state as of the last tick.
     pub forward: Vec<ForwardStatus>,
+    /// `autopi-rx view`: captures looked back at, no listener.
+    pub viewing: bool,
 }
 
 /// What the viewer chose to see.
@@ -145,6 +147,8 @@ pub struct App {
     /// The open request, laid out once when opened rather than in every
     /// frame (a 1000-record batch is some 12 000 lines).
     detail: Detail,
+    /// `autopi-rx view`: where the cursor is, drawn at the bottom.
+    pub timeline: Option<crate::dashboard::timeline::Cursor>,
 }
 
 /// What a key asks of the loop.
@@ -166,7 +170,15 @@ impl App {
             viewer: Viewer::default(),
             size: (0, 0),
             detail: Detail::default(),
+            timeline: None,
         }
+    }
+
+    /// Shows `state` in place of the current one (the view's timeline
+    /// stepping back to a saved state).
+    pub fn replace_state(&mut self, state: State) {
+        self.live = state;
+        self.frozen = None;
     }
 
     /// Tells the app the terminal size it is drawn at; an open request is
@@ -519,7 +531,15 @@ impl App {
 
     /// Scrolls whatever the arrows, PgUp/PgDn and g/G move on this tab.
     fn scroll_key(&mut self, code: KeyCode) {
-        let pages = pages(self.size.0, self.size.1, header_height(&self.setup));
+        let footer = self
+            .timeline
+            .as_ref()
+            .map_or(0, |_| crate::dashboard::timeline::HEIGHT);
+        let pages = pages(
+            self.size.0,
+            self.size.1,
+            header_height(&self.setup) + footer,
+        );
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
         let page_rows = match (self.viewer.detail, self.viewer.tab) {
             (Some(_), _) => pages.detail,

@@ -4,10 +4,13 @@
 //! `format` (how numbers and ages are written) and `theme` (every style)
 //! are shared by the app and the drawing code. Arrows run ui → app →
 //! state, never back.
+//! `timeline` steps through captures for `view`, which loads them.
 
 pub mod app;
 pub mod format;
 pub mod state;
 pub mod theme;
+pub mod timeline;
 pub mod tui;
 pub mod ui;
+pub mod view;

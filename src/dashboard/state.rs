@@ -319,6 +319,15 @@ impl State {
         self.bodies_let_go.contains(&id)
     }
 
+    /// Lets go of every kept request body (the view's saved states keep
+    /// none: the capture file has them all).
+    pub fn forget_bodies(&mut self) {
+        for r in self.requests.iter_mut() {
+            r.body = None;
+        }
+        self.body_bytes_kept = 0;
+    }
+
     /// Keeps the request for the Requests tab, letting go of the oldest
     /// bodies once they take more than `BODY_BUDGET`: accepted ones first
     /// (the capture has them), then refused ones.

@@ -15,15 +15,17 @@ use jiff::Timestamp;
 use ratatui::crossterm::event::{self, Event};
 
 use crate::dashboard::app::{self, App, Outside, Setup};
+use crate::dashboard::state::State;
 use crate::dashboard::theme::Theme;
 use crate::event::{RequestEvent, Stats};
 
 /// How long the input thread waits for a key before checking it should stop.
 const INPUT_POLL: Duration = Duration::from_millis(100);
 
-/// Shows the dashboard until q, Ctrl-C or `stop`; the terminal is given
-/// back as it was found, whatever happens.
+/// Shows the dashboard, starting from `so_far`, until q, Ctrl-C or `stop`;
+/// the terminal is given back as it was found, whatever happens.
 pub fn run(
+    so_far: State,
     setup: Setup,
     events: Receiver<RequestEvent>,
     stop: Receiver<()>,
@@ -31,6 +33,7 @@ pub fn run(
     stats: Arc<Stats>,
 ) -> io::Result<()> {
     let mut app = App::new(setup, Theme::from_env(), Timestamp::now());
+    app.replace_state(so_far);
     // crossterm opens its input reader (an epoll and a signal pipe) on the
     // first poll, once for the process: done here, before the screen is up,
     // so that a flood of connections holding every descriptor later cannot
@@ -70,7 +73,7 @@ pub fn run(
 /// Raw mode and the alternate screen, as `ratatui::try_init` sets them up
 /// but without its panic hook: the process's one hook (`crate::panic`)
 /// restores the terminal.
-fn init_terminal() -> io::Result<ratatui::DefaultTerminal> {
+pub(crate) fn init_terminal() -> io::Result<ratatui::DefaultTerminal> {
     use ratatui::crossterm::{execute, terminal};
     terminal::enable_raw_mode()?;
     execute!(io::stdout(), terminal::EnterAlternateScreen)?;
@@ -78,7 +81,7 @@ fn init_terminal() -> io::Result<ratatui::DefaultTerminal> {
 }
 
 /// Reads terminal input on its own thread until told to stop.
-fn spawn_input(tx: Sender<Event>, quit: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+pub(crate) fn spawn_input(tx: Sender<Event>, quit: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("input".into())
         .spawn(move || {

@@ -69,6 +69,18 @@ fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     ])
     .areas(area);
     header::render(app, head, buf);
+    let body = match &app.timeline {
+        Some(cursor) => {
+            let [body, bar] = Layout::vertical([
+                Constraint::Fill(1),
+                Constraint::Length(crate::dashboard::timeline::HEIGHT),
+            ])
+            .areas(body);
+            crate::dashboard::timeline::render(app, cursor, bar, buf);
+            body
+        }
+        None => body,
+    };
     match app.viewer.tab {
         Tab::Live => live(app, body, buf),
         Tab::Requests if app.viewer.detail.is_some() => detail::render(app, body, buf),

@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use crate::latency::{Latencies, Latency};
 
 pub use session::{HOME, Session, Stamps, default_start, format_ts};
-pub use upload::{Answer, Payload, Target, Uploader, encode, reason_from};
+pub use upload::{Answer, Payload, Target, Uploader, encode, encode_json, reason_from};
 
 /// Failed attempts after which the device stops trying a batch (MAX RETRY
 /// in its code).
@@ -146,19 +146,7 @@ pub struct Settings {
 impl Settings {
     /// Checks every flag; the message names the flag, never the token.
     pub fn from_args(args: &SimulateArgs) -> Result<Settings, String> {
-        let token = args.token.trim();
-        if token.is_empty() {
-            return Err("an empty --token (or AUTOPI_RX_TOKEN) was given".into());
-        }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "the --token (or AUTOPI_RX_TOKEN) holds spaces or non-ASCII characters".into(),
-            );
-        }
-        let authorization = match args.scheme {
-            Scheme::Token => format!("token {token}"),
-            Scheme::Bearer => format!("Bearer {token}"),
-        };
+        let authorization = authorization(&args.token, args.scheme)?;
         let unit_id = match &args.unit_id {
             Some(id) => check_unit_id(id)?,
             None => unit_id_for(args.seed),
@@ -184,7 +172,24 @@ impl Settings {
     }
 }
 
-fn check_url(url: &str) -> Result<String, String> {
+/// The `authorization` header value for a token, or why the token cannot
+/// be sent (never quoting it).
+pub fn authorization(token: &str, scheme: Scheme) -> Result<String, String> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("an empty --token (or AUTOPI_RX_TOKEN) was given".into());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the --token (or AUTOPI_RX_TOKEN) holds spaces or non-ASCII characters".into());
+    }
+    Ok(match scheme {
+        Scheme::Token => format!("token {token}"),
+        Scheme::Bearer => format!("Bearer {token}"),
+    })
+}
+
+/// The URL if it is one a device could post to (http or https, a host).
+pub fn check_url(url: &str) -> Result<String, String> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
@@ -211,7 +216,8 @@ pub fn unit_id_for(seed: u64) -> String {
     hash.to_hex()[..32].to_string()
 }
 
-fn seconds(flag: &str, value: f64, min: f64) -> Result<Duration, String> {
+/// A number of seconds from a flag, within `min` and a day.
+pub fn seconds(flag: &str, value: f64, min: f64) -> Result<Duration, String> {
     if !value.is_finite() || value < min || value > 86_400.0 {
         return Err(format!(
             "{flag} {value} is out of range: give seconds from {min} to 86400"
@@ -221,7 +227,7 @@ fn seconds(flag: &str, value: f64, min: f64) -> Result<Duration, String> {
 }
 
 /// `now`, an RFC 3339 time, or a naive time taken as UTC.
-fn parse_start(s: &str) -> Result<Timestamp, String> {
+pub fn parse_start(s: &str) -> Result<Timestamp, String> {
     if s == "now" {
         return Ok(Timestamp::now());
     }

@@ -50,6 +50,11 @@ pub struct Payload {
 /// Compact JSON array, gzipped at `gzip` level when asked.
 pub fn encode(number: u64, records: &[Value], gzip: Option<u32>) -> Payload {
     let json = serde_json::to_vec(records).expect("JSON values serialize");
+    encode_json(number, records.len(), json, gzip)
+}
+
+/// A batch already in JSON (`records` of them), gzipped when asked.
+pub fn encode_json(number: u64, records: usize, json: Vec<u8>, gzip: Option<u32>) -> Payload {
     let json_bytes = json.len();
     let body = match gzip {
         Some(level) => {
@@ -62,7 +67,7 @@ pub fn encode(number: u64, records: &[Value], gzip: Option<u32>) -> Payload {
     };
     Payload {
         number,
-        records: records.len(),
+        records,
         json_bytes,
         body,
         gzip: gzip.is_some(),
@@ -104,13 +109,21 @@ impl Uploader {
     }
 
     pub fn post(&self, payload: &Payload) -> Answer {
+        self.post_as(payload, Some(&self.target.unit_id))
+    }
+
+    /// Posts with this `unit-id` (none: the header is left out, as very old
+    /// firmware does); replay sends each batch with the one it came with.
+    pub fn post_as(&self, payload: &Payload, unit_id: Option<&str>) -> Answer {
         let t = &*self.target;
         let mut request = self
             .agent
             .post(&t.url)
             .header("authorization", &t.authorization)
-            .header("content-type", "application/json")
-            .header("unit-id", &t.unit_id);
+            .header("content-type", "application/json");
+        if let Some(unit_id) = unit_id {
+            request = request.header("unit-id", unit_id);
+        }
         if payload.gzip {
             request = request.header("content-encoding", "gzip");
         }

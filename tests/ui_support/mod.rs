@@ -176,3 +176,43 @@ pub fn many_values() -> App {
     app.tick(at("2026-11-27T08:00:05Z"));
     app
 }
+
+/// `autopi-rx view` over a capture: the guide's examples, a full batch and
+/// the examples again from a second device, the cursor stepped back to the
+/// second batch (ages count from its arrival), the timeline at the bottom.
+pub fn viewing() -> App {
+    use autopi_rx::dashboard::timeline::{Batches, Timeline};
+    use autopi_rx::event::RequestEvent;
+
+    struct Capture(Vec<RequestEvent>);
+    impl Batches for Capture {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn received(&self, i: usize) -> jiff::Timestamp {
+            self.0[i].received
+        }
+        fn event(&mut self, i: usize) -> Option<RequestEvent> {
+            self.0.get(i).cloned()
+        }
+    }
+    let records: Vec<serde_json::Value> = guide_examples()
+        .iter()
+        .flat_map(|b| serde_json::from_str::<Vec<serde_json::Value>>(b).unwrap())
+        .collect();
+    let guide = serde_json::to_string(&records).unwrap();
+    let full = sample("batch-1000-naive.json");
+    let events = vec![
+        accepted(1, at("2026-11-27T08:00:02Z"), Some(UNIT), &guide),
+        accepted(2, at("2026-11-27T08:03:48.120Z"), Some(UNIT), &full),
+        accepted(3, at("2026-11-27T09:40:00Z"), Some(UNIT2), &guide),
+    ];
+    let mut app = empty();
+    app.setup.viewing = true;
+    app.setup.urls.clear();
+    let mut timeline = Timeline::new(Capture(events.clone()));
+    timeline.load(&mut app, events.into_iter().map(Some), |_| {});
+    timeline.handle_key(&mut app, KeyEvent::from(KeyCode::Left));
+    assert_eq!(timeline.position(), 2);
+    app
+}

@@ -61,8 +61,16 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     if app.setup.demo {
         spans.push(Span::styled(" DEMO: simulated device ", t.frozen));
     }
-    spans.push(Span::styled(" point the device at ", t.label));
-    if app.setup.urls.is_empty() {
+    if app.setup.viewing {
+        spans.push(Span::styled(" VIEW ", t.frozen));
+        spans.push(Span::styled(
+            " looking back at a capture: no listener",
+            t.label,
+        ));
+    } else {
+        spans.push(Span::styled(" point the device at ", t.label));
+    }
+    if app.setup.urls.is_empty() && !app.setup.viewing {
         spans.push(Span::styled("no network address found", t.warn));
     }
     // An address is typed into the device: shown whole or not at all
@@ -123,6 +131,10 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         auth,
         Span::styled(" · capture ", t.label),
     ];
+    // Looking back, there is no listener and so no auth to speak of.
+    if app.setup.viewing {
+        spans.drain(4..6);
+    }
     let room = (width as usize).saturating_sub(Line::from(spans.clone()).width() + size.width());
     // Too little room for a recognisable end of the path: the size alone.
     let path = if room >= 8 {

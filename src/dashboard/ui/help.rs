@@ -36,8 +36,15 @@ pub const KEYS: &[(&str, &str)] = &[
 /// Draws the help box centred over `area`.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
-    let mut lines: Vec<Line> = KEYS
+    // Looking back at a capture, the timeline's keys come first (and take
+    // the arrows, Home, End and space).
+    let view_keys = app
+        .timeline
+        .as_ref()
+        .map_or(&[][..], |_| crate::dashboard::timeline::KEYS);
+    let mut lines: Vec<Line> = view_keys
         .iter()
+        .chain(KEYS)
         .map(|(keys, what)| {
             Line::from(vec![
                 Span::styled(format!(" {keys:<12}"), t.key),

@@ -1,0 +1,932 @@
+//! `autopi-rx export`: captures into the formats other tools read. GPX
+//! (one track per device, a segment per drive), GeoJSON (a LineString per
+//! drive and a Point per fix) and CSV (one record type per file, nested
+//! fields as dotted columns). Only delivered batches count: duplicates,
+//! retries and unacknowledged lines are left out, also a batch found again
+//! in another file.
+//!
+//! A drive is a run of one device's fixes, in time order, with no silence
+//! longer than `summary::GAP` (five minutes) between two of them.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::load::{self, CaptureLine, Located, Progress};
+use super::summary::GAP;
+use crate::record::{Record, View, for_each_record};
+
+/// The Garmin track point extension: where GPX 1.1 readers look for speed
+/// and course (plain GPX 1.1 has neither).
+const TPX_NS: &str = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2";
+const GPX_NS: &str = "http://www.topografix.com/GPX/1/1";
+/// Record types written to a folder at most (one file each).
+const MAX_TYPE_FILES: usize = 1024;
+
+/// What to keep.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only records of this `@t`.
+    pub kind: Option<String>,
+    pub unit_id: Option<String>,
+    /// Records stamped at or after this time.
+    pub from: Option<Timestamp>,
+    /// Records stamped before this time.
+    pub to: Option<Timestamp>,
+}
+
+impl Filter {
+    fn unit(&self, unit_id: Option<&str>) -> bool {
+        self.unit_id.as_deref().is_none_or(|u| Some(u) == unit_id)
+    }
+
+    fn record(&self, r: &Record<'_>) -> bool {
+        if self.kind.as_deref().is_some_and(|k| k != r.kind_name) {
+            return false;
+        }
+        if self.from.is_none() && self.to.is_none() {
+            return true;
+        }
+        r.ts.is_some_and(|ts| self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts < t))
+    }
+}
+
+/// Why an export failed.
+#[derive(Debug)]
+pub struct ExportError(pub String);
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<io::Error> for ExportError {
+    fn from(e: io::Error) -> Self {
+        ExportError(e.to_string())
+    }
+}
+
+/// What was written, for the closing line on stderr.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub batches: u64,
+    /// Lines left out: duplicates, retries, unacknowledged.
+    pub left_out: u64,
+    /// Records (CSV rows, or fixes for GPX and GeoJSON).
+    pub records: u64,
+    /// Drives (GPX segments, GeoJSON LineStrings).
+    pub drives: u64,
+    /// Positions without a usable latitude/longitude, not drawn.
+    pub unusable_fixes: u64,
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads every delivered batch of `paths` that passes the unit-id filter,
+/// in file order, skipping a batch already read from an earlier line or
+/// file. Warnings about the files go to stderr.
+fn for_each_batch<T: Send>(
+    paths: &[PathBuf],
+    filter: &Filter,
+    written: &mut Written,
+    prepare: impl Fn(Located, CaptureLine) -> T + Sync,
+    mut consume: impl FnMut(T),
+) -> io::Result<()> {
+    let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
+    for path in paths {
+        let total = std::fs::metadata(path)?.len();
+        let mut progress = Progress::new(format!("reading {}", path.display()), total);
+        let report = load::scan(
+            path,
+            None,
+            |at, line| {
+                let keep = line.delivered() && filter.unit(line.unit_id.as_deref());
+                let key = (line.unit_id.clone(), line.batch_hash.clone());
+                Some((keep, key, line.delivered(), keep.then(|| prepare(at, line))))
+            },
+            |_, (keep, (unit, hash), delivered, item)| {
+                if !delivered {
+                    written.left_out += 1;
+                    return;
+                }
+                if let Some(hash) = hash
+                    && !seen.insert((unit, hash))
+                {
+                    written.left_out += 1;
+                    return;
+                }
+                if let (true, Some(item)) = (keep, item) {
+                    written.batches += 1;
+                    consume(item);
+                }
+            },
+            |done, total| progress.update(done, total),
+        )?;
+        progress.finish();
+        report.warn();
+    }
+    Ok(())
+}
+
+/// One position, as exported.
+#[derive(Clone, Debug)]
+struct Fix {
+    /// `@ts`, or when the batch arrived if the record has none.
+    order: Timestamp,
+    ts: Option<Timestamp>,
+    lat: f64,
+    lon: f64,
+    alt: Option<f64>,
+    sog_kmh: Option<f64>,
+    cog: Option<f64>,
+    nsat: Option<u32>,
+    /// The record as sent (for GeoJSON properties).
+    raw: Option<String>,
+}
+
+/// Fixes per device, in time order (late batches take their place).
+struct Tracks {
+    devices: Vec<(Option<String>, Vec<Fix>)>,
+}
+
+fn collect_fixes(
+    paths: &[PathBuf],
+    filter: &Filter,
+    keep_raw: bool,
+    written: &mut Written,
+) -> Result<Tracks, ExportError> {
+    if filter.kind.as_deref().is_some_and(|k| k != "track.pos") {
+        return Err(ExportError(
+            "GPX and GeoJSON hold positions: --type can only be track.pos there".into(),
+        ));
+    }
+    let filter = Filter {
+        kind: Some("track.pos".into()),
+        ..filter.clone()
+    };
+    let mut index: HashMap<Option<String>, usize> = HashMap::new();
+    let mut devices: Vec<(Option<String>, Vec<Fix>)> = Vec::new();
+    let mut unusable = 0;
+    for_each_batch(
+        paths,
+        &filter,
+        written,
+        |_, line| {
+            let mut fixes = Vec::new();
+            let mut bad = 0u64;
+            let Some(text) = line.records_text() else {
+                return (line.unit_id, fixes, bad);
+            };
+            let _ = for_each_record(text, |r| {
+                if !filter.record(&r) {
+                    return;
+                }
+                let View::Position(p) = r.make_view() else {
+                    return;
+                };
+                match (p.lat, p.lon) {
+                    (Some(lat), Some(lon))
+                        if (-90.0..=90.0).contains(&lat) && (-180.0..180.0).contains(&lon) =>
+                    {
+                        fixes.push(Fix {
+                            order: r.ts.unwrap_or(line.received),
+                            ts: r.ts,
+                            lat,
+                            lon,
+                            alt: p.alt,
+                            sog_kmh: p.sog_kmh,
+                            cog: p.cog,
+                            nsat: p.nsat,
+                            raw: keep_raw.then(|| record_text(&r)),
+                        })
+                    }
+                    _ => bad += 1,
+                }
+            });
+            (line.unit_id, fixes, bad)
+        },
+        |(unit, fixes, bad)| {
+            unusable += bad;
+            let i = *index.entry(unit.clone()).or_insert_with(|| {
+                devices.push((unit, Vec::new()));
+                devices.len() - 1
+            });
+            devices[i].1.extend(fixes);
+        },
+    )?;
+    written.unusable_fixes = unusable;
+    for (_, fixes) in &mut devices {
+        fixes.sort_by_key(|f| f.order);
+        written.records += fixes.len() as u64;
+    }
+    Ok(Tracks { devices })
+}
+
+/// The record back as one JSON object, `@t`/`@ts`/`@tag` first.
+fn record_text(r: &Record<'_>) -> String {
+    let mut out = String::from("{");
+    let mut push = |k: &str, v: &str| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        out.push_str(v);
+    };
+    push(
+        "@t",
+        &serde_json::to_string(r.kind_name.as_ref()).unwrap_or_default(),
+    );
+    if let Some(tag) = &r.tag {
+        push(
+            "@tag",
+            &serde_json::to_string(tag.as_ref()).unwrap_or_default(),
+        );
+    }
+    for (k, v) in &r.fields {
+        push(k, v);
+    }
+    out.push('}');
+    out
+}
+
+/// Splits time-ordered fixes into drives.
+fn drives(fixes: &[Fix]) -> Vec<&[Fix]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=fixes.len() {
+        let split = i == fixes.len()
+            || fixes[i].order.as_millisecond() - fixes[i - 1].order.as_millisecond() > GAP;
+        if split {
+            out.push(&fixes[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+fn device_name(unit: &Option<String>) -> &str {
+    unit.as_deref().unwrap_or(super::summary::NO_UNIT_ID)
+}
+
+/// GPX 1.1: a track per device, a segment per drive; each point with its
+/// time, elevation, satellites, and speed (m/s) and course in the Garmin
+/// track point extension. Written with xml-rs: the `gpx` crate's writer
+/// (0.10) drops speed and has no course or extensions.
+pub fn gpx(paths: &[PathBuf], filter: &Filter, out: impl Write) -> Result<Written, ExportError> {
+    use xml::writer::{EmitterConfig, XmlEvent};
+    let mut written = Written::default();
+    let tracks = collect_fixes(paths, filter, false, &mut written)?;
+    let mut w = EmitterConfig::new()
+        .perform_indent(true)
+        .create_writer(io::BufWriter::new(out));
+    let xml_err = |e: xml::writer::Error| ExportError(format!("writing GPX: {e}"));
+    let el = |w: &mut xml::EventWriter<_>, name: &str, text: &str| -> Result<(), ExportError> {
+        w.write(XmlEvent::start_element(name)).map_err(xml_err)?;
+        w.write(XmlEvent::characters(text)).map_err(xml_err)?;
+        w.write(XmlEvent::end_element()).map_err(xml_err)
+    };
+    w.write(
+        XmlEvent::start_element("gpx")
+            .default_ns(GPX_NS)
+            .ns("gpxtpx", TPX_NS)
+            .ns("xsi", "http://www.w3.org/2001/XMLSchema-instance")
+            .attr("version", "1.1")
+            .attr("creator", concat!("autopi-rx ", env!("CARGO_PKG_VERSION")))
+            .attr(
+                "xsi:schemaLocation",
+                "http://www.topografix.com/GPX/1/1 http://www.topografix.com/GPX/1/1/gpx.xsd",
+            ),
+    )
+    .map_err(xml_err)?;
+    for (unit, fixes) in &tracks.devices {
+        w.write(XmlEvent::start_element("trk")).map_err(xml_err)?;
+        el(&mut w, "name", device_name(unit))?;
+        el(&mut w, "src", "AutoPi device, via autopi-rx")?;
+        for drive in drives(fixes) {
+            written.drives += 1;
+            w.write(XmlEvent::start_element("trkseg"))
+                .map_err(xml_err)?;
+            for f in drive {
+                let (lat, lon) = (f.lat.to_string(), f.lon.to_string());
+                w.write(
+                    XmlEvent::start_element("trkpt")
+                        .attr("lat", &lat)
+                        .attr("lon", &lon),
+                )
+                .map_err(xml_err)?;
+                if let Some(alt) = f.alt.filter(|a| a.is_finite()) {
+                    el(&mut w, "ele", &alt.to_string())?;
+                }
+                if let Some(ts) = f.ts {
+                    el(&mut w, "time", &ts.to_string())?;
+                }
+                if let Some(n) = f.nsat {
+                    el(&mut w, "sat", &n.to_string())?;
+                }
+                let speed = f.sog_kmh.filter(|s| s.is_finite() && *s >= 0.0);
+                let course = f.cog.filter(|c| c.is_finite()).map(|c| c.rem_euclid(360.0));
+                if speed.is_some() || course.is_some() {
+                    w.write(XmlEvent::start_element("extensions"))
+                        .map_err(xml_err)?;
+                    w.write(XmlEvent::start_element("gpxtpx:TrackPointExtension"))
+                        .map_err(xml_err)?;
+                    if let Some(s) = speed {
+                        el(&mut w, "gpxtpx:speed", &(s / 3.6).to_string())?;
+                    }
+                    if let Some(c) = course {
+                        el(&mut w, "gpxtpx:course", &c.to_string())?;
+                    }
+                    w.write(XmlEvent::end_element()).map_err(xml_err)?;
+                    w.write(XmlEvent::end_element()).map_err(xml_err)?;
+                }
+                w.write(XmlEvent::end_element()).map_err(xml_err)?;
+            }
+            w.write(XmlEvent::end_element()).map_err(xml_err)?;
+        }
+        w.write(XmlEvent::end_element()).map_err(xml_err)?;
+    }
+    w.write(XmlEvent::end_element()).map_err(xml_err)?;
+    let mut inner = w.into_inner();
+    inner.write_all(b"\n")?;
+    inner.flush()?;
+    Ok(written)
+}
+
+/// GeoJSON: a FeatureCollection with a LineString per drive of two fixes
+/// or more (properties: device, drive number, start, end, points) and a Point per fix whose
+/// properties are the record's fields plus `unit_id` and `time` (UTC).
+pub fn geojson(
+    paths: &[PathBuf],
+    filter: &Filter,
+    out: impl Write,
+) -> Result<Written, ExportError> {
+    use geojson::{Feature, FeatureWriter, Geometry, JsonObject};
+    let mut written = Written::default();
+    let tracks = collect_fixes(paths, filter, true, &mut written)?;
+    let mut fw = FeatureWriter::from_writer(io::BufWriter::new(out));
+    let gj_err = |e: geojson::Error| ExportError(format!("writing GeoJSON: {e}"));
+    for (unit, fixes) in &tracks.devices {
+        for (n, drive) in drives(fixes).into_iter().enumerate() {
+            written.drives += 1;
+            let line: Vec<[f64; 2]> = drive.iter().map(|f| [f.lon, f.lat]).collect();
+            let mut props = JsonObject::new();
+            props.insert("unit_id".into(), unit.clone().into());
+            props.insert("drive".into(), (n + 1).into());
+            props.insert("start".into(), drive[0].order.to_string().into());
+            props.insert(
+                "end".into(),
+                drive[drive.len() - 1].order.to_string().into(),
+            );
+            props.insert("points".into(), drive.len().into());
+            // A LineString needs two positions (RFC 7946); a lone fix is
+            // only its Point.
+            if line.len() >= 2 {
+                let feature = Feature {
+                    geometry: Some(Geometry::new_line_string(line)),
+                    properties: Some(props),
+                    ..Feature::default()
+                };
+                fw.write_feature(&feature).map_err(gj_err)?;
+            }
+            for f in drive {
+                let mut props: JsonObject = f
+                    .raw
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok())
+                    .unwrap_or_default();
+                props.insert("unit_id".into(), unit.clone().into());
+                props.insert("drive".into(), (n + 1).into());
+                if let Some(ts) = f.ts {
+                    props.insert("time".into(), ts.to_string().into());
+                }
+                let feature = Feature {
+                    geometry: Some(Geometry::new_point([f.lon, f.lat])),
+                    properties: Some(props),
+                    ..Feature::default()
+                };
+                fw.write_feature(&feature).map_err(gj_err)?;
+            }
+        }
+    }
+    fw.finish().map_err(gj_err)?;
+    Ok(written)
+}
+
+/// Where CSV goes: one file (or stdout) for one type, or a folder.
+pub enum CsvOut<'a> {
+    One(Box<dyn Write + 'a>),
+    Folder(&'a Path),
+}
+
+/// The columns every CSV starts with.
+const FIXED: [&str; 4] = ["@ts", "@t", "unit_id", "received"];
+
+/// CSV: one record type per file, `@ts` as RFC 3339 UTC (empty when
+/// missing or unreadable), nested fields as dotted columns (`loc.lat`, arrays by
+/// index: `x.0`), in the order first seen. Two passes: the first finds
+/// every column, so the header is complete.
+pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Written, ExportError> {
+    if matches!(out, CsvOut::One(_)) && filter.kind.is_none() {
+        return Err(ExportError(
+            "CSV holds one record type per file: give --type T, or -o FOLDER for a file per type"
+                .into(),
+        ));
+    }
+    // Pass 1: the columns of every type.
+    let mut columns: Vec<(String, Columns)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut ignored = Written::default();
+    for_each_batch(
+        paths,
+        filter,
+        &mut ignored,
+        |_, line| {
+            let mut found: Vec<(String, Vec<String>)> = Vec::new();
+            if let Some(text) = line.records_text() {
+                let _ = for_each_record(text, |r| {
+                    if !filter.record(&r) {
+                        return;
+                    }
+                    let keys = flat_keys(&r);
+                    match found.iter_mut().find(|(k, _)| *k == r.kind_name) {
+                        Some((_, ks)) => merge(ks, keys),
+                        None => found.push((r.kind_name.to_string(), keys)),
+                    }
+                });
+            }
+            found
+        },
+        |found| {
+            for (kind, keys) in found {
+                let i = *index.entry(kind.clone()).or_insert_with(|| {
+                    columns.push((kind, Columns::default()));
+                    columns.len() - 1
+                });
+                for k in keys {
+                    columns[i].1.add(k);
+                }
+            }
+        },
+    )?;
+    if columns.len() > MAX_TYPE_FILES {
+        return Err(ExportError(format!(
+            "the captures hold {} record types, more than the {MAX_TYPE_FILES} files written at most",
+            columns.len()
+        )));
+    }
+    let mut written = Written::default();
+    let mut writers: Vec<csv::Writer<Box<dyn Write + '_>>> = Vec::new();
+    match out {
+        CsvOut::One(w) => {
+            writers.push(csv::Writer::from_writer(w));
+        }
+        CsvOut::Folder(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ExportError(format!("cannot create {}: {e}", dir.display())))?;
+            let mut names = HashSet::new();
+            for (kind, _) in &columns {
+                let path = dir.join(file_name(kind, &mut names));
+                let file = std::fs::File::create(&path)
+                    .map_err(|e| ExportError(format!("cannot create {}: {e}", path.display())))?;
+                written.files.push(path);
+                writers.push(csv::Writer::from_writer(Box::new(io::BufWriter::new(file))));
+            }
+        }
+    }
+    let csv_err = |e: csv::Error| ExportError(format!("writing CSV: {e}"));
+    let single = writers.len() == 1 && columns.len() <= 1;
+    if single && columns.is_empty() {
+        // Nothing of that type: still a header, so the file is a valid CSV.
+        columns.push((filter.kind.clone().unwrap_or_default(), Columns::default()));
+    }
+    for (i, (_, cols)) in columns.iter().enumerate() {
+        let w = &mut writers[if single { 0 } else { i }];
+        w.write_record(
+            FIXED
+                .iter()
+                .copied()
+                .chain(cols.names.iter().map(String::as_str)),
+        )
+        .map_err(csv_err)?;
+    }
+    // Pass 2: the rows.
+    let mut failed: Option<ExportError> = None;
+    let mut rows_written = 0;
+    for_each_batch(
+        paths,
+        filter,
+        &mut written,
+        |_, line| {
+            let mut rows: Vec<Row> = Vec::new();
+            let received = line.received.to_string();
+            if let Some(text) = line.records_text() {
+                let _ = for_each_record(text, |r| {
+                    if !filter.record(&r) {
+                        return;
+                    }
+                    let ts = r.ts.map(|ts| ts.to_string()).unwrap_or_default();
+                    let mut values = Vec::new();
+                    flatten_record(&r, &mut values);
+                    rows.push(Row {
+                        kind: r.kind_name.to_string(),
+                        fixed: [
+                            ts,
+                            r.kind_name.to_string(),
+                            line.unit_id.clone().unwrap_or_default(),
+                            received.clone(),
+                        ],
+                        values,
+                    });
+                });
+            }
+            rows
+        },
+        |rows| {
+            for row in rows {
+                let Some(&i) = index.get(&row.kind) else {
+                    continue;
+                };
+                let cols = &columns[i].1;
+                let mut out = vec![String::new(); FIXED.len() + cols.names.len()];
+                for (slot, cell) in out.iter_mut().zip(row.fixed) {
+                    *slot = cell;
+                }
+                for (k, v) in row.values {
+                    if let Some(&c) = cols.at.get(&k) {
+                        out[FIXED.len() + c] = v;
+                    }
+                }
+                let w = &mut writers[if single { 0 } else { i }];
+                if let Err(e) = w.write_record(&out) {
+                    failed.get_or_insert(csv_err(e));
+                }
+                rows_written += 1;
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    written.records = rows_written;
+    for mut w in writers {
+        w.flush()?;
+    }
+    Ok(written)
+}
+
+/// One CSV row before it is laid out in its type's columns.
+struct Row {
+    kind: String,
+    fixed: [String; 4],
+    values: Vec<(String, String)>,
+}
+
+/// A type's columns beyond the fixed ones, in first-seen order.
+#[derive(Default)]
+struct Columns {
+    names: Vec<String>,
+    at: HashMap<String, usize>,
+}
+
+impl Columns {
+    fn add(&mut self, name: String) {
+        if !self.at.contains_key(&name) {
+            self.at.insert(name.clone(), self.names.len());
+            self.names.push(name);
+        }
+    }
+}
+
+fn merge(into: &mut Vec<String>, keys: Vec<String>) {
+    for k in keys {
+        if !into.contains(&k) {
+            into.push(k);
+        }
+    }
+}
+
+/// The dotted column names of a record's fields (as `flatten_record`
+/// names them, without decoding any value).
+fn flat_keys(r: &Record<'_>) -> Vec<String> {
+    let mut keys = Vec::new();
+    if r.tag.is_some() {
+        keys.push("@tag".to_string());
+    }
+    for (k, v) in &r.fields {
+        flatten_keys(k, v, &mut keys);
+    }
+    keys
+}
+
+/// The names `flatten` gives the parts of one value.
+fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>) {
+    let nested = match raw.trim_start().as_bytes().first() {
+        Some(b'{') => serde_json::from_str::<Entries<'_>>(raw)
+            .ok()
+            .filter(|e| !e.0.is_empty())
+            .map(|e| {
+                e.0.into_iter()
+                    .map(|(k, v)| (format!("{prefix}.{k}"), v))
+                    .collect::<Vec<_>>()
+            }),
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(raw)
+            .ok()
+            .filter(|items| !items.is_empty())
+            .map(|items| {
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{prefix}.{i}"), v))
+                    .collect()
+            }),
+        _ => None,
+    };
+    match nested {
+        Some(parts) => {
+            for (name, v) in parts {
+                flatten_keys(&name, v.get(), out);
+            }
+        }
+        None => out.push(prefix.to_string()),
+    }
+}
+
+/// `@tag` and every field, flattened to (dotted name, text).
+fn flatten_record(r: &Record<'_>, out: &mut Vec<(String, String)>) {
+    if let Some(tag) = &r.tag {
+        out.push(("@tag".into(), tag.to_string()));
+    }
+    for (k, v) in &r.fields {
+        flatten(k, v, out);
+    }
+}
+
+/// Flattens one JSON value: objects by key, arrays by index, strings
+/// unquoted, numbers as spelled, null empty.
+fn flatten(prefix: &str, raw: &str, out: &mut Vec<(String, String)>) {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{') => match serde_json::from_str::<Entries<'_>>(raw) {
+            Ok(Entries(entries)) if !entries.is_empty() => {
+                for (k, v) in entries {
+                    flatten(&format!("{prefix}.{k}"), v.get(), out);
+                }
+            }
+            _ => out.push((prefix.to_string(), String::new())),
+        },
+        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(raw) {
+            Ok(items) if !items.is_empty() => {
+                for (i, v) in items.into_iter().enumerate() {
+                    flatten(&format!("{prefix}.{i}"), v.get(), out);
+                }
+            }
+            _ => out.push((prefix.to_string(), String::new())),
+        },
+        Some(b'"') => out.push((
+            prefix.to_string(),
+            serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_string()),
+        )),
+        Some(b'n') => out.push((prefix.to_string(), String::new())),
+        _ => out.push((prefix.to_string(), raw.trim().to_string())),
+    }
+}
+
+/// An object's entries in their order, values raw.
+struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A file name for a record type: safe characters only, unique.
+fn file_name(kind: &str, taken: &mut HashSet<String>) -> String {
+    let mut base: String = kind
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if base.is_empty() || base.starts_with('.') {
+        base = format!("_{base}");
+    }
+    let mut name = format!("{base}.csv");
+    let mut n = 2;
+    while !taken.insert(name.clone()) {
+        name = format!("{base}-{n}.csv");
+        n += 1;
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_fields_flatten_to_dotted_columns() {
+        let mut out = Vec::new();
+        flatten(
+            "loc",
+            r#"{"lat":57.022410,"lon":9.9,"x":[1,{"y":"a\"b"}],"n":null}"#,
+            &mut out,
+        );
+        let got: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("loc.lat", "57.022410"),
+                ("loc.lon", "9.9"),
+                ("loc.x.0", "1"),
+                ("loc.x.1.y", "a\"b"),
+                ("loc.n", "")
+            ]
+        );
+    }
+
+    #[test]
+    fn column_names_are_the_flattened_names() {
+        let text =
+            r#"[{"@t":"x","@tag":"a/b","loc":{"lat":1,"in":{"deep":[2,{}]}},"e":[],"s":"t"}]"#;
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let _ = for_each_record(text, |r| {
+            keys = flat_keys(&r);
+            flatten_record(&r, &mut values);
+        });
+        let names: Vec<String> = values.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, names);
+        assert_eq!(
+            keys,
+            [
+                "@tag",
+                "loc.lat",
+                "loc.in.deep.0",
+                "loc.in.deep.1",
+                "e",
+                "s"
+            ]
+        );
+    }
+
+    #[test]
+    fn type_names_become_safe_unique_file_names() {
+        let mut taken = HashSet::new();
+        assert_eq!(file_name("obd.rpm", &mut taken), "obd.rpm.csv");
+        assert_eq!(file_name("obd/rpm", &mut taken), "obd_rpm.csv");
+        assert_eq!(file_name("obd_rpm", &mut taken), "obd_rpm-2.csv");
+        assert_eq!(file_name("../x", &mut taken), "_.._x.csv");
+        assert_eq!(file_name("", &mut taken), "_.csv");
+    }
+}
+
+/// Which format to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Gpx,
+    Geojson,
+    Csv,
+}
+
+/// `autopi-rx export`: writes the file (or stdout, or a CSV folder) and
+/// says on stderr what went in and what was left out.
+pub fn main(
+    paths: &[PathBuf],
+    format: Format,
+    filter: Result<Filter, String>,
+    output: Option<&Path>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let filter = match filter {
+        Ok(f) => f,
+        Err(message) => {
+            eprintln!("autopi-rx export: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let output = output.filter(|o| o.as_os_str() != "-");
+    if format == Format::Csv && filter.kind.is_none() && output.is_none() {
+        eprintln!(
+            "autopi-rx export: CSV holds one record type per file: give --type T, or -o FOLDER for a file per type"
+        );
+        return ExitCode::from(2);
+    }
+    for p in paths {
+        if let Err(e) = std::fs::metadata(p) {
+            eprintln!("autopi-rx export: cannot read {}: {e}", p.display());
+            return ExitCode::from(1);
+        }
+    }
+    let result = match (format, output) {
+        (Format::Csv, Some(dir)) if filter.kind.is_none() => {
+            csv(paths, &filter, CsvOut::Folder(dir))
+        }
+        (format, Some(file)) => write_file(format, paths, &filter, file),
+        (format, None) => write_one(format, paths, &filter, Box::new(io::stdout().lock())),
+    };
+    match result {
+        Ok(w) => {
+            eprintln!("{}", describe(format, &w, output));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("autopi-rx export: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes next to `file` first and renames it into place once complete,
+/// so a failed export never leaves half a file under the name asked for.
+fn write_file(
+    format: Format,
+    paths: &[PathBuf],
+    filter: &Filter,
+    file: &Path,
+) -> Result<Written, ExportError> {
+    // Devices and pipes (`-o /dev/null`) are written as they are.
+    if std::fs::metadata(file).is_ok_and(|m| !m.is_file()) {
+        let created = std::fs::File::options()
+            .write(true)
+            .open(file)
+            .map_err(|e| ExportError(format!("cannot open {}: {e}", file.display())))?;
+        return write_one(format, paths, filter, Box::new(created));
+    }
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let created = std::fs::File::create(&partial)
+        .map_err(|e| ExportError(format!("cannot create {}: {e}", partial.display())))?;
+    let written = write_one(format, paths, filter, Box::new(created)).and_then(|w| {
+        std::fs::rename(&partial, file)
+            .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
+        Ok(w)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+fn write_one(
+    format: Format,
+    paths: &[PathBuf],
+    filter: &Filter,
+    out: Box<dyn Write + '_>,
+) -> Result<Written, ExportError> {
+    match format {
+        Format::Gpx => gpx(paths, filter, out),
+        Format::Geojson => geojson(paths, filter, out),
+        Format::Csv => csv(paths, filter, CsvOut::One(out)),
+    }
+}
+
+/// The closing line: what went where, and what was left out.
+fn describe(format: Format, w: &Written, output: Option<&Path>) -> String {
+    let what = match format {
+        Format::Csv => format!("{} records", w.records),
+        _ => format!("{} fixes in {} drives", w.records, w.drives),
+    };
+    let to = match (output, w.files.len()) {
+        (Some(dir), n) if n > 0 => format!("{} files in {}", n, dir.display()),
+        (Some(file), _) => file.display().to_string(),
+        (None, _) => "stdout".into(),
+    };
+    let mut line = format!(
+        "exported {what} from {} batches to {to}; left out {} batches (duplicates, retries, unacknowledged)",
+        w.batches, w.left_out
+    );
+    if w.unusable_fixes > 0 {
+        line.push_str(&format!(
+            "; {} positions without a usable latitude/longitude",
+            w.unusable_fixes
+        ));
+    }
+    line
+}

@@ -1,0 +1,272 @@
+//! `autopi-rx replay`: re-POSTs a capture's batches, in order, to another
+//! receiver the way the device does, with the simulator's uploader: each
+//! batch with the `unit-id` it came with and its records byte for byte, a
+//! refused batch (4xx/5xx) retried, an unanswered one re-sent identically.
+//! Unlike the device, a failed batch is retried before the next is sent,
+//! so the other receiver gets the batches in the capture's order.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, select};
+use jiff::Timestamp;
+
+use super::load::{self, CaptureLine};
+use crate::simulate::{Answer, MAX_FAILURES, Payload, Target, Uploader, encode_json};
+
+/// How fast to send.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pacing {
+    /// The capture's own pace, sped up this many times.
+    Speed(f64),
+    /// Each batch as soon as the one before was acknowledged.
+    AsFastAsPossible,
+}
+
+/// A checked replay.
+pub struct Settings {
+    pub target: Arc<Target>,
+    pub pacing: Pacing,
+    pub gzip: Option<u32>,
+    /// Send the batches captured as duplicates too, as they were received.
+    pub include_duplicates: bool,
+    /// Wait before sending a failed batch again.
+    pub retry_wait: Duration,
+    /// One line on stderr per failure and per long wait.
+    pub notes: bool,
+}
+
+/// What the replay achieved.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Batches in the capture that were to be sent.
+    pub to_send: u64,
+    pub acknowledged: u64,
+    pub records: u64,
+    pub skipped_duplicates: u64,
+    /// Retries and unacknowledged lines: never delivered batches.
+    pub skipped_undelivered: u64,
+    pub retries: u64,
+    pub resends: u64,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "acknowledged: {} of {} batches, {} records in {:.2} s{}",
+            self.acknowledged,
+            self.to_send,
+            self.records,
+            self.elapsed.as_secs_f64(),
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "skipped: {} duplicates, {} never delivered (retries, unacknowledged)",
+            self.skipped_duplicates, self.skipped_undelivered
+        )?;
+        write!(
+            f,
+            "retries: {} after an error answer, resends: {} after no answer",
+            self.retries, self.resends
+        )
+    }
+}
+
+/// Why a replay stopped early.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+    pub summary: Option<Summary>,
+}
+
+/// Replays `path` until its end, a fatal answer, or `stop` disconnecting.
+pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summary, Failure> {
+    let uploader = Uploader::new(settings.target.clone());
+    let mut summary = Summary::default();
+    let mut fatal: Option<String> = None;
+    let started = Instant::now();
+    let mut first: Option<(Timestamp, Instant)> = None;
+    let report = load::scan(
+        path,
+        None,
+        |_, line| Some(line),
+        |_, line: CaptureLine| {
+            if fatal.is_some() || summary.interrupted {
+                return;
+            }
+            if !line.acked || line.retry {
+                summary.skipped_undelivered += 1;
+                return;
+            } else if line.duplicate_of.is_some() {
+                summary.skipped_duplicates += 1;
+                if !settings.include_duplicates {
+                    return;
+                }
+            }
+            summary.to_send += 1;
+            let (t0, w0) = *first.get_or_insert((line.received, Instant::now()));
+            if let Pacing::Speed(x) = settings.pacing {
+                let ahead = (line.received.as_millisecond() - t0.as_millisecond()).max(0) as f64;
+                let due = w0 + Duration::from_secs_f64(ahead / 1000.0 / x);
+                let wait = due.saturating_duration_since(Instant::now());
+                if settings.notes && wait > Duration::from_secs(10) {
+                    eprintln!(
+                        "waiting {:.0} s for the next batch (the capture's pace; --speed or --as-fast-as-possible shorten it)",
+                        wait.as_secs_f64()
+                    );
+                }
+                if !sleep(stop, wait) {
+                    summary.interrupted = true;
+                    return;
+                }
+            }
+            let counts = line
+                .records_text()
+                .map(load::count_records)
+                .unwrap_or_default();
+            let payload = encode_json(
+                summary.to_send,
+                counts.records,
+                line.records.to_vec(),
+                settings.gzip,
+            );
+            match deliver(&uploader, &payload, line.unit_id.as_deref(), settings, stop, &mut summary) {
+                Ok(true) => {
+                    summary.acknowledged += 1;
+                    summary.records += counts.records as u64;
+                }
+                Ok(false) => summary.interrupted = true,
+                Err(why) => fatal = Some(why),
+            }
+        },
+        |_, _| {},
+    )
+    .map_err(|e| Failure {
+        message: format!("cannot read {}: {e}", path.display()),
+        code: 1,
+        summary: None,
+    })?;
+    report.warn();
+    summary.elapsed = started.elapsed();
+    match fatal {
+        Some(message) => Err(Failure {
+            message,
+            code: 1,
+            summary: Some(summary),
+        }),
+        None => Ok(summary),
+    }
+}
+
+/// Sends one batch until it is acknowledged (true), the run is stopped
+/// (false) or given up on (the reason).
+fn deliver(
+    uploader: &Uploader,
+    payload: &Payload,
+    unit_id: Option<&str>,
+    settings: &Settings,
+    stop: &Receiver<()>,
+    summary: &mut Summary,
+) -> Result<bool, String> {
+    let number = payload.number;
+    for attempt in 1..=MAX_FAILURES {
+        if attempt > 1 && !sleep(stop, settings.retry_wait) {
+            return Ok(false);
+        }
+        let (why, unanswered) = match uploader.post_as(payload, unit_id) {
+            Answer::Acknowledged { .. } => return Ok(true),
+            Answer::Refused {
+                status: status @ (401 | 403),
+                reason,
+            } => {
+                return Err(format!(
+                    "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
+                ));
+            }
+            Answer::Refused { status, reason } => (format!("HTTP {status}: {reason}"), false),
+            Answer::NoAnswer { reason } => (reason, true),
+        };
+        if attempt == MAX_FAILURES {
+            return Err(format!(
+                "gave up on batch {number} after {MAX_FAILURES} failed attempts (last: {why})"
+            ));
+        }
+        let next = if unanswered {
+            summary.resends += 1;
+            "re-sending the identical bytes"
+        } else {
+            summary.retries += 1;
+            "retrying it"
+        };
+        if settings.notes {
+            eprintln!(
+                "batch {number}: {why}; {next} (attempt {} of {MAX_FAILURES})",
+                attempt + 1
+            );
+        }
+    }
+    Ok(false)
+}
+
+/// Waits `d` unless stopped first (false).
+fn sleep(stop: &Receiver<()>, d: Duration) -> bool {
+    if matches!(
+        stop.try_recv(),
+        Err(crossbeam_channel::TryRecvError::Disconnected)
+    ) {
+        return false;
+    }
+    if d.is_zero() {
+        return true;
+    }
+    select! {
+        recv(stop) -> _ => false,
+        default(d) => true,
+    }
+}
+
+/// `autopi-rx replay`: Ctrl-C ends it with a summary; the summary goes to
+/// stdout, failures and notes to stderr.
+pub fn main(path: &Path, settings: Result<Settings, String>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let settings = match settings {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("autopi-rx replay: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let stop_tx = std::sync::Mutex::new(Some(stop_tx));
+    let installed = ctrlc::set_handler(move || {
+        stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    });
+    if let Err(e) = installed {
+        eprintln!("autopi-rx replay: cannot install the signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(path, &settings, &stop_rx) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            if let Some(summary) = &failure.summary {
+                println!("{summary}");
+            }
+            eprintln!("autopi-rx replay: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

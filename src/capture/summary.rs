@@ -1,0 +1,409 @@
+//! `autopi-rx view --summary`: per device, what a set of captures holds:
+//! time span, batches, records per `@t`, duplicates, retries, gaps in the
+//! records' time longer than five minutes, first and last position.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::load::{self, CaptureLine, Progress, Report};
+use crate::record::{View, for_each_record};
+
+/// A silence in a device's records longer than this is listed as a gap.
+pub const GAP: i64 = 5 * 60 * 1000;
+/// Shown for batches that came without a `unit-id` header.
+pub const NO_UNIT_ID: &str = "(no unit-id)";
+/// Gaps listed one by one in the text form (the JSON has all).
+const GAPS_SHOWN: usize = 10;
+
+/// Everything the summary says.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub files: Vec<FileFacts>,
+    pub devices: Vec<DeviceSummary>,
+}
+
+/// How a file read.
+#[derive(Debug, Default, Serialize)]
+pub struct FileFacts {
+    pub path: PathBuf,
+    pub lines: u64,
+    pub corrupt_lines: u64,
+    pub torn_bytes: u64,
+}
+
+/// One device's part of the captures.
+#[derive(Debug, Default, Serialize)]
+pub struct DeviceSummary {
+    pub unit_id: String,
+    pub first_received: Option<Timestamp>,
+    pub last_received: Option<Timestamp>,
+    pub first_record: Option<Timestamp>,
+    pub last_record: Option<Timestamp>,
+    /// New batches, delivered once.
+    pub batches: u64,
+    /// The same batch received again (the device's re-send after a late answer).
+    pub duplicates: u64,
+    /// Batches captured as retries of an earlier one (`retry_of`).
+    pub retries: u64,
+    /// Lines saying the batch was never acknowledged (`"acked":false`).
+    pub unacknowledged: u64,
+    /// Records of the new batches.
+    pub records: u64,
+    /// Records lacking `@t` or a readable `@ts`.
+    pub malformed: u64,
+    pub types: BTreeMap<String, u64>,
+    pub gaps: Vec<Gap>,
+    pub first_position: Option<Fix>,
+    pub last_position: Option<Fix>,
+}
+
+/// A silence in the records' time.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Gap {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub seconds: i64,
+}
+
+/// A position at a time.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Fix {
+    pub ts: Timestamp,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// What one line contributes, worked out on the reading thread.
+struct Digest {
+    unit_id: Option<String>,
+    received: Timestamp,
+    hash: Option<String>,
+    kind: LineKind,
+    records: u64,
+    malformed: u64,
+    types: Vec<(String, u64)>,
+    stamps: Vec<i64>,
+    first_fix: Option<Fix>,
+    last_fix: Option<Fix>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    New,
+    Duplicate,
+    Retry,
+    Unacknowledged,
+}
+
+/// Reads every file and sums them up; warnings go to stderr.
+pub fn summarize(paths: &[PathBuf]) -> std::io::Result<Summary> {
+    let mut acc = Accumulator::default();
+    let mut summary = Summary::default();
+    for path in paths {
+        let named =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let total = std::fs::metadata(path).map_err(named)?.len();
+        let mut progress = Progress::new(format!("reading {}", path.display()), total);
+        let report = load::scan(
+            path,
+            None,
+            |_, line| Some(digest(&line)),
+            |_, d| acc.add(d),
+            |done, total| progress.update(done, total),
+        )
+        .map_err(named)?;
+        progress.finish();
+        report.warn();
+        summary.files.push(facts(&report));
+    }
+    summary.devices = acc.finish();
+    Ok(summary)
+}
+
+fn facts(r: &Report) -> FileFacts {
+    FileFacts {
+        path: r.path.clone(),
+        lines: r.lines,
+        corrupt_lines: r.corrupt,
+        torn_bytes: r.torn_bytes,
+    }
+}
+
+/// Reads one line's records once.
+fn digest(line: &CaptureLine) -> Digest {
+    let kind = if !line.acked {
+        LineKind::Unacknowledged
+    } else if line.retry {
+        LineKind::Retry
+    } else if line.duplicate_of.is_some() {
+        LineKind::Duplicate
+    } else {
+        LineKind::New
+    };
+    let mut d = Digest {
+        unit_id: line.unit_id.clone(),
+        received: line.received,
+        hash: line.batch_hash.clone(),
+        kind,
+        records: 0,
+        malformed: 0,
+        types: Vec::new(),
+        stamps: Vec::new(),
+        first_fix: None,
+        last_fix: None,
+    };
+    if kind != LineKind::New {
+        return d;
+    }
+    let Some(text) = line.records_text() else {
+        return d;
+    };
+    let _ = for_each_record(text, |r| {
+        d.records += 1;
+        if r.kind_name.is_empty() || r.ts.is_none() {
+            d.malformed += 1;
+        }
+        match d.types.iter_mut().find(|(t, _)| *t == r.kind_name) {
+            Some((_, n)) => *n += 1,
+            None => d.types.push((r.kind_name.to_string(), 1)),
+        }
+        let Some(ts) = r.ts else {
+            return;
+        };
+        d.stamps.push(ts.as_millisecond());
+        if r.kind_name == "track.pos"
+            && let View::Position(p) = r.make_view()
+            && let (Some(lat), Some(lon)) = (p.lat, p.lon)
+        {
+            let fix = Fix { ts, lat, lon };
+            if d.first_fix.as_ref().is_none_or(|f| ts < f.ts) {
+                d.first_fix = Some(fix.clone());
+            }
+            if d.last_fix.as_ref().is_none_or(|f| ts >= f.ts) {
+                d.last_fix = Some(fix);
+            }
+        }
+    });
+    d
+}
+
+/// Per-device sums over every file, in reading order.
+#[derive(Default)]
+struct Accumulator {
+    devices: Vec<(DeviceSummary, Vec<i64>)>,
+    index: HashMap<Option<String>, usize>,
+    /// Batches already seen per device, so a batch found again in another
+    /// file is a duplicate too.
+    seen: std::collections::HashSet<(Option<String>, String)>,
+}
+
+impl Accumulator {
+    fn add(&mut self, mut d: Digest) {
+        if d.kind == LineKind::New
+            && let Some(hash) = d.hash.take()
+            && !self.seen.insert((d.unit_id.clone(), hash))
+        {
+            d.kind = LineKind::Duplicate;
+        }
+        let i = *self.index.entry(d.unit_id.clone()).or_insert_with(|| {
+            let summary = DeviceSummary {
+                unit_id: d.unit_id.clone().unwrap_or_else(|| NO_UNIT_ID.into()),
+                ..DeviceSummary::default()
+            };
+            self.devices.push((summary, Vec::new()));
+            self.devices.len() - 1
+        });
+        let (s, stamps) = &mut self.devices[i];
+        s.first_received = Some(s.first_received.map_or(d.received, |t| t.min(d.received)));
+        s.last_received = Some(s.last_received.map_or(d.received, |t| t.max(d.received)));
+        match d.kind {
+            LineKind::Duplicate => s.duplicates += 1,
+            LineKind::Retry => s.retries += 1,
+            LineKind::Unacknowledged => s.unacknowledged += 1,
+            LineKind::New => {
+                s.batches += 1;
+                s.records += d.records;
+                s.malformed += d.malformed;
+                for (t, n) in d.types {
+                    *s.types.entry(t).or_default() += n;
+                }
+                stamps.extend(d.stamps);
+                if let Some(f) = d.first_fix
+                    && s.first_position.as_ref().is_none_or(|p| f.ts < p.ts)
+                {
+                    s.first_position = Some(f);
+                }
+                if let Some(f) = d.last_fix
+                    && s.last_position.as_ref().is_none_or(|p| f.ts >= p.ts)
+                {
+                    s.last_position = Some(f);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<DeviceSummary> {
+        self.devices
+            .into_iter()
+            .map(|(mut s, mut stamps)| {
+                stamps.sort_unstable();
+                let at = |ms: i64| Timestamp::from_millisecond(ms).unwrap_or_default();
+                s.first_record = stamps.first().map(|&t| at(t));
+                s.last_record = stamps.last().map(|&t| at(t));
+                s.gaps = stamps
+                    .windows(2)
+                    .filter(|w| w[1] - w[0] > GAP)
+                    .map(|w| Gap {
+                        from: at(w[0]),
+                        to: at(w[1]),
+                        seconds: (w[1] - w[0]) / 1000,
+                    })
+                    .collect();
+                s
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for file in &self.files {
+            write!(f, "{}: {} lines", file.path.display(), file.lines)?;
+            if file.corrupt_lines > 0 {
+                write!(f, ", {} not capture lines (skipped)", file.corrupt_lines)?;
+            }
+            if file.torn_bytes > 0 {
+                write!(f, ", an unfinished last line of {} bytes", file.torn_bytes)?;
+            }
+            writeln!(f)?;
+        }
+        if self.devices.is_empty() {
+            writeln!(f, "no batches")?;
+        }
+        for d in &self.devices {
+            writeln!(f, "\ndevice {}", d.unit_id)?;
+            writeln!(
+                f,
+                "  received   {}",
+                span(d.first_received, d.last_received)
+            )?;
+            writeln!(f, "  records    {}", span(d.first_record, d.last_record))?;
+            writeln!(
+                f,
+                "  batches    {} new, {} duplicates, {} retries, {} not acknowledged",
+                d.batches, d.duplicates, d.retries, d.unacknowledged
+            )?;
+            let mut types = String::new();
+            for (t, n) in &d.types {
+                let name = if t.is_empty() { "(no @t)" } else { t };
+                let _ = write!(types, "\n    {n:>9}  {name}");
+            }
+            writeln!(
+                f,
+                "  records    {} ({} malformed){types}",
+                d.records, d.malformed
+            )?;
+            write!(f, "  gaps over 5 min: {}", d.gaps.len())?;
+            for g in d.gaps.iter().take(GAPS_SHOWN) {
+                write!(f, "\n    {} to {} ({})", g.from, g.to, duration(g.seconds))?;
+            }
+            if d.gaps.len() > GAPS_SHOWN {
+                write!(
+                    f,
+                    "\n    … {} more (--json lists all)",
+                    d.gaps.len() - GAPS_SHOWN
+                )?;
+            }
+            writeln!(f)?;
+            writeln!(f, "  first fix  {}", fix(&d.first_position))?;
+            writeln!(f, "  last fix   {}", fix(&d.last_position))?;
+        }
+        Ok(())
+    }
+}
+
+fn span(a: Option<Timestamp>, b: Option<Timestamp>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!(
+            "{a} to {b} ({})",
+            duration((b.as_millisecond() - a.as_millisecond()) / 1000)
+        ),
+        _ => "none".into(),
+    }
+}
+
+fn fix(p: &Option<Fix>) -> String {
+    match p {
+        Some(p) => format!("{:.5}, {:.5} at {}", p.lat, p.lon, p.ts),
+        None => "none".into(),
+    }
+}
+
+/// `2 h 05 min`, `4 min 10 s`, `12 s`.
+fn duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 {
+        format!("{h} h {m:02} min")
+    } else if m > 0 {
+        format!("{m} min {s:02} s")
+    } else {
+        format!("{s} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(received: &str, unit: &str, hash: &str, dup: bool, records: &str) -> String {
+        format!(
+            r#"{{"received":"{received}","unit_id":"{unit}","batch_hash":"{hash}","duplicate_of":{},"records":{records}}}"#,
+            if dup { "\"x\"" } else { "null" }
+        )
+    }
+
+    #[test]
+    fn counts_gaps_duplicates_and_positions_per_device() {
+        let p = |ts: &str, lat: f64| {
+            format!(r#"{{"@t":"track.pos","@ts":"{ts}","loc":{{"lat":{lat},"lon":9.9}}}}"#)
+        };
+        let b1 = format!(
+            "[{},{}]",
+            p("2026-11-27T08:00:00", 57.1),
+            p("2026-11-27T08:01:00", 57.2)
+        );
+        let b2 = format!(
+            r#"[{},{{"@t":"obd.rpm","@ts":"2026-11-27T08:20:00","value":900}}]"#,
+            p("2026-11-27T08:10:00", 57.3)
+        );
+        let text = [
+            line("2026-11-27T08:01:05Z", "a", "h1", false, &b1),
+            line("2026-11-27T08:01:06Z", "a", "h1", true, &b1),
+            line("2026-11-27T08:20:05Z", "a", "h2", false, &b2),
+            line("2026-11-27T08:20:06Z", "b", "h1", false, &b1),
+        ]
+        .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        std::fs::write(&path, text + "\n").unwrap();
+        let s = summarize(&[path.clone(), path]).unwrap();
+        assert_eq!(s.devices.len(), 2);
+        let a = &s.devices[0];
+        // The second file is the same batches again: all duplicates.
+        assert_eq!((a.batches, a.duplicates, a.records), (2, 4, 4));
+        assert_eq!(a.types.get("track.pos"), Some(&3));
+        assert_eq!(a.gaps.len(), 2);
+        assert_eq!(a.gaps[0].seconds, 540);
+        assert_eq!(a.first_position.as_ref().unwrap().lat, 57.1);
+        assert_eq!(a.last_position.as_ref().unwrap().lat, 57.3);
+        let text = s.to_string();
+        assert!(
+            text.contains("device b") && text.contains("gaps over 5 min: 2"),
+            "{text}"
+        );
+    }
+}

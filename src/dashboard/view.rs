@@ -1,0 +1,255 @@
+//! `autopi-rx view`: captures looked back at. On a terminal the dashboard
+//! with a timeline (no listener); otherwise, or with `--summary`/`--json`,
+//! the per-device summary. The capture's lines become request events
+//! (`capture::load`) and go through the live dashboard's own fold.
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use jiff::Timestamp;
+
+use crate::capture::load::{self, CaptureLine, LOADED_ID_BASE, Located, Progress};
+use crate::capture::summary;
+use crate::cli::ViewArgs;
+use crate::dashboard::app::{App, Setup};
+use crate::dashboard::theme::Theme;
+use crate::dashboard::timeline::{self, Batches, Timeline};
+use crate::dashboard::tui;
+use crate::event::RequestEvent;
+
+/// `autopi-rx view FILE...`.
+pub fn main(args: ViewArgs) -> ExitCode {
+    if args.wants_summary() {
+        return print_summary(&args);
+    }
+    match show(&args.files) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("autopi-rx view: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_summary(args: &ViewArgs) -> ExitCode {
+    match summary::summarize(&args.files) {
+        Ok(s) if args.json => match serde_json::to_string_pretty(&s) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("autopi-rx view: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Ok(s) => {
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("autopi-rx view: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One batch of the merged captures.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    pub received: Timestamp,
+    pub file: usize,
+    pub at: Located,
+    /// Seen before in another file (or unflagged in this one): shown as a
+    /// duplicate, as a single receiver would have.
+    pub repeated: Option<Timestamp>,
+}
+
+/// A batch's identity for duplicates: (unit-id, batch hash).
+type BatchKey = (Option<String>, String);
+
+/// Captures indexed by arrival time, read again line by line on demand.
+pub struct Captures {
+    pub files: Vec<File>,
+    pub marks: Vec<Mark>,
+}
+
+impl Captures {
+    /// Indexes every file: where each batch is and when it arrived, merged
+    /// in arrival order (a file's own order where times tie). Warnings go
+    /// to stderr.
+    pub fn index(paths: &[PathBuf]) -> io::Result<Captures> {
+        let mut files = Vec::new();
+        let mut found: Vec<(Mark, Option<BatchKey>, bool)> = Vec::new();
+        for (n, path) in paths.iter().enumerate() {
+            let file = File::open(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let total = file.metadata()?.len();
+            let mut progress = Progress::new(format!("indexing {}", path.display()), total);
+            let report = load::scan(
+                path,
+                None,
+                |at, line: CaptureLine| {
+                    let key = line.batch_hash.clone().map(|h| (line.unit_id.clone(), h));
+                    let mark = Mark {
+                        received: line.received,
+                        file: n,
+                        at,
+                        repeated: None,
+                    };
+                    Some((mark, key, line.delivered()))
+                },
+                |_, item| found.push(item),
+                |done, total| progress.update(done, total),
+            )?;
+            progress.finish();
+            report.warn();
+            files.push(file);
+        }
+        found.sort_by_key(|(m, _, _)| m.received);
+        let mut seen: std::collections::HashMap<BatchKey, Timestamp> =
+            std::collections::HashMap::new();
+        let marks = found
+            .into_iter()
+            .map(|(mut mark, key, delivered)| {
+                if let Some(key) = key {
+                    match seen.get(&key) {
+                        Some(&first) if delivered => mark.repeated = Some(first),
+                        Some(_) => {}
+                        None => {
+                            seen.insert(key, mark.received);
+                        }
+                    }
+                }
+                mark
+            })
+            .collect();
+        Ok(Captures { files, marks })
+    }
+
+    /// Batch `i` as a request event.
+    fn read(&self, i: usize) -> Option<RequestEvent> {
+        let mark = self.marks.get(i)?;
+        let line = load::read_at(&self.files[mark.file], mark.at).ok()?;
+        Some(event_of(i, mark, &line))
+    }
+}
+
+/// The event for mark `i`; ids are stable however often it is read.
+fn event_of(i: usize, mark: &Mark, line: &CaptureLine) -> RequestEvent {
+    let mut e = line.to_event(LOADED_ID_BASE + i as u64);
+    if e.duplicate_of.is_none()
+        && let Some(first) = mark.repeated
+    {
+        e.duplicate_of = Some(crate::time::format_received(first));
+    }
+    e
+}
+
+impl Batches for Captures {
+    fn len(&self) -> usize {
+        self.marks.len()
+    }
+    fn received(&self, i: usize) -> Timestamp {
+        self.marks[i].received
+    }
+    fn event(&mut self, i: usize) -> Option<RequestEvent> {
+        self.read(i)
+    }
+    /// A batch's line length: what its fold costs, near enough.
+    fn weight(&self, i: usize) -> u64 {
+        self.marks[i].at.len as u64
+    }
+    /// 4 MB of lines (some 40 000 records, a few tens of ms to fold).
+    fn min_spacing(&self) -> u64 {
+        4_000_000
+    }
+}
+
+/// Every batch in order as a request event (None if it cannot be read
+/// again), read on a second thread.
+pub fn all_events(captures: &Captures) -> impl Iterator<Item = Option<RequestEvent>> + use<> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Option<RequestEvent>>>(8);
+    let files: Vec<File> = captures
+        .files
+        .iter()
+        .filter_map(|f| f.try_clone().ok())
+        .collect();
+    let marks: Arc<[Mark]> = captures.marks.clone().into();
+    let complete = files.len() == captures.files.len();
+    std::thread::spawn(move || {
+        let mut chunk = Vec::with_capacity(256);
+        for (i, mark) in marks.iter().enumerate() {
+            if !complete {
+                break;
+            }
+            let line = load::read_at(&files[mark.file], mark.at).ok();
+            chunk.push(line.map(|line| event_of(i, mark, &line)));
+            if chunk.len() == 256 && tx.send(std::mem::take(&mut chunk)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(chunk);
+    });
+    rx.into_iter().flatten()
+}
+
+/// Loads the captures into a timeline positioned at their end.
+pub fn load(paths: &[PathBuf], app: &mut App) -> io::Result<Timeline<Captures>> {
+    let captures = Captures::index(paths)?;
+    let n = captures.marks.len().max(1) as u64;
+    let bytes: u64 = captures.marks.iter().map(|m| m.at.len as u64).sum();
+    let mut progress = Progress::new("loading", bytes);
+    let events = all_events(&captures);
+    let mut timeline = Timeline::new(captures);
+    timeline.load(app, events, |done| {
+        progress.update(done as u64 * bytes / n, bytes)
+    });
+    progress.finish();
+    Ok(timeline)
+}
+
+/// Shows the dashboard over the captures until q.
+fn show(paths: &[PathBuf]) -> io::Result<()> {
+    let total: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let setup = Setup {
+        capture_path: names.join(", "),
+        capture_bytes: Some(total),
+        viewing: true,
+        ..Setup::default()
+    };
+    let mut app = App::new(setup, Theme::from_env(), Timestamp::now());
+    let mut timeline = load(paths, &mut app)?;
+    let (input_tx, input_rx) = crossbeam_channel::bounded(256);
+    let quit = Arc::new(AtomicBool::new(false));
+    let reader = tui::spawn_input(input_tx, quit.clone())?;
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let _ = ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    });
+    let screen = crate::panic::screen_up(ratatui::restore);
+    let mut terminal = tui::init_terminal()?;
+    let result = timeline::run(&mut terminal, &mut app, &mut timeline, input_rx, stop_rx);
+    ratatui::restore();
+    for message in screen.finish() {
+        eprintln!("autopi-rx: a thread panicked while the view was up: {message}");
+    }
+    quit.store(true, Ordering::Relaxed);
+    drop(reader);
+    if timeline.unreadable > 0 {
+        eprintln!(
+            "warning: {} batches could not be read again (did a capture change meanwhile?)",
+            timeline.unreadable
+        );
+    }
+    result
+}

@@ -1,0 +1,928 @@
+//! Captures looked back at: `view` (its state against the live one),
+//! `view --summary`, `replay` into a second receiver (the real binary),
+//! and `export` parsed back with the `gpx`, `geojson` and `csv` crates.
+//! Every reader meets a corrupt line and a torn last line on the way.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use autopi_rx::capture::Capture;
+use autopi_rx::dashboard::app::{App, Setup};
+use autopi_rx::dashboard::state::State;
+use autopi_rx::dashboard::theme::Theme;
+use autopi_rx::receiver::ingest::{Auth, Config, DEFAULT_MAX_BODY};
+use autopi_rx::receiver::server;
+use autopi_rx::simulate::{Scheme, SimulateArgs, Stamps, run, unit_id_for};
+use common::{TOKEN, binary};
+use serde_json::Value;
+
+/// Guards against a hung test, never orders anything.
+const GUARD: Duration = Duration::from_secs(30);
+
+fn sim(url: &str, seed: u64, count: u64, gzip: Option<u32>) -> SimulateArgs {
+    SimulateArgs {
+        url: url.to_string(),
+        token: TOKEN.to_string(),
+        scheme: Scheme::Token,
+        gzip,
+        unit_id: None,
+        batch: 40,
+        interval: 0.0,
+        count: Some(count),
+        concurrency: 1,
+        seed,
+        timestamps: Stamps::Naive,
+        start: None,
+        timeout: 10.0,
+        retry_wait: 0.0,
+    }
+}
+
+/// A bench session into the real binary: two devices, one batch sent
+/// twice (a duplicate). Returns the capture's path (in `dir`).
+fn session(dir: &Path) -> PathBuf {
+    let capture = dir.join("session.jsonl");
+    let mut rx = common::Receiver::spawn(binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    let url = format!("http://{}/logbook/storage", rx.addr);
+    run(&sim(&url, 1, 30, Some(6))).unwrap();
+    run(&sim(&url, 2, 20, None)).unwrap();
+    let first = &lines(&capture)[0];
+    let body = first["records"].to_string();
+    let unit = first["unit_id"].as_str().unwrap().to_string();
+    let answer = rx.post(
+        &[
+            ("authorization", &format!("token {TOKEN}")),
+            ("unit-id", &unit),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(answer.json()["duplicate"], true);
+    assert!(rx.stop().success());
+    capture
+}
+
+/// The capture's lines that are JSON (a damaged file's bad ones left out).
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Where two long texts first differ, with some context (a whole state is
+/// too long to print).
+fn first_difference(a: &str, b: &str) -> Option<String> {
+    let at = a.bytes().zip(b.bytes()).position(|(x, y)| x != y)?;
+    let from = at.saturating_sub(150);
+    let window = |s: &str| {
+        s.get(from..(at + 150).min(s.len()))
+            .unwrap_or("")
+            .to_string()
+    };
+    Some(format!("at byte {at}:\n  {}\n  {}", window(a), window(b)))
+}
+
+/// The lines of new batches (not duplicates).
+fn delivered(path: &Path) -> Vec<Value> {
+    lines(path)
+        .into_iter()
+        .filter(|l| l["duplicate_of"].is_null())
+        .collect()
+}
+
+/// Records of `kind` in the delivered batches, per unit-id.
+fn records_of(path: &Path, kind: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for l in delivered(path) {
+        let n = l["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| kind.is_empty() || r["@t"] == kind)
+            .count();
+        *out.entry(l["unit_id"].as_str().unwrap().to_string())
+            .or_default() += n;
+    }
+    out
+}
+
+/// Appends a corrupt line and an unfinished last line, as a crash and a
+/// stray edit would leave them.
+fn damage(path: &Path) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(b"this is not a capture line\n{\"received\":\"2026-11-27T08:00:00Z\",\"rec")
+        .unwrap();
+}
+
+fn autopi(args: &[&str]) -> Output {
+    binary()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run autopi-rx")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Both warnings of `damage`, with the corrupt line's number.
+fn assert_damage_said(stderr: &str, corrupt_line: usize) {
+    assert!(
+        stderr.contains(&format!("line {corrupt_line} is not a capture line")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("last line is unfinished"), "{stderr}");
+}
+
+#[test]
+fn the_view_state_equals_the_live_state_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.jsonl");
+    let (tx, events) = crossbeam_channel::bounded(16_384);
+    let settings = server::Settings {
+        listen: "127.0.0.1:0".into(),
+        ingest: Config {
+            auth: Auth::tokens(&[TOKEN]),
+            max_body: DEFAULT_MAX_BODY,
+        },
+        workers: 4,
+        event_bodies: true,
+        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
+    };
+    let running = server::start(settings, Capture::open(&path).unwrap(), tx).unwrap();
+    let url = format!("http://{}/", running.addr);
+    run(&sim(&url, 3, 40, Some(1))).unwrap();
+    run(&sim(&url, 4, 25, None)).unwrap();
+    let again = lines(&path)[5]["records"].to_string();
+    let unit = unit_id_for(3);
+    let r = common::post(
+        running.addr,
+        &[
+            ("authorization", &format!("token {TOKEN}")),
+            ("unit-id", &unit),
+        ],
+        again.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    // The live fold, as the dashboard runs it, over the listener's events.
+    let mut live = State::default();
+    let deadline = Instant::now() + GUARD;
+    while live.totals.batches < 66 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut e = events.recv_timeout(left).expect("every event");
+        // The capture keeps the arrival time to the millisecond.
+        e.received = jiff::Timestamp::from_millisecond(e.received.as_millisecond()).unwrap();
+        live.apply(&e);
+    }
+    running.shutdown();
+    assert_eq!(live.totals.duplicates, 1);
+
+    let mut app = App::new(Setup::default(), Theme::mono(), jiff::Timestamp::now());
+    let timeline = autopi_rx::dashboard::view::load(&[path], &mut app).unwrap();
+    assert_eq!(timeline.position(), 66);
+    let viewed = app.live();
+    assert_eq!(viewed.totals, live.totals);
+    assert_eq!(viewed.devices.len(), 2);
+    let (v, l) = (
+        format!("{:?}", viewed.devices),
+        format!("{:?}", live.devices),
+    );
+    assert_eq!(first_difference(&v, &l), None, "every panel's state");
+    assert_eq!(v.len(), l.len());
+    assert_eq!(viewed.last_upload, live.last_upload);
+    // Ages are measured from the last batch's arrival, not from today.
+    assert_eq!(app.now(), live.last_upload.unwrap());
+}
+
+#[test]
+fn view_summary_says_per_device_what_the_capture_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    let good = lines(&path).len();
+    damage(&path);
+    let p = path.to_str().unwrap();
+    // stdout is not a terminal: the summary, not the dashboard.
+    let out = autopi(&["view", p]);
+    assert!(out.status.success());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_damage_said(&stderr, good + 1);
+    assert!(
+        stdout.contains(&format!("device {}", unit_id_for(1))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("30 new, 1 duplicates"), "{stdout}");
+
+    let out = autopi(&["view", "--summary", "--json", p]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["files"][0]["corrupt_lines"], 1);
+    let devices = json["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2);
+    let positions = records_of(&path, "track.pos");
+    let all = records_of(&path, "");
+    for d in devices {
+        let unit = d["unit_id"].as_str().unwrap();
+        assert_eq!(d["types"]["track.pos"], positions[unit] as u64, "{unit}");
+        assert_eq!(d["records"], all[unit] as u64);
+        assert!(d["first_position"]["lat"].as_f64().unwrap() > 56.0);
+    }
+    assert_eq!(devices[0]["duplicates"], 1);
+    assert_eq!(devices[1]["duplicates"], 0);
+}
+
+#[test]
+fn replay_into_a_second_receiver_gives_the_same_records_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    damage(&path);
+    let second = dir.path().join("second.jsonl");
+    let mut rx = common::Receiver::spawn(binary().args([
+        "--token",
+        "OTHER-TOKEN",
+        "--capture",
+        second.to_str().unwrap(),
+    ]));
+    let url = format!("http://{}/logbook/storage", rx.addr);
+    let out = binary()
+        .args([
+            "replay",
+            path.to_str().unwrap(),
+            "--url",
+            &url,
+            "--as-fast-as-possible",
+        ])
+        .args(["--gzip", "--scheme", "bearer"])
+        .env("AUTOPI_RX_TOKEN", "OTHER-TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("acknowledged: 50 of 50 batches"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skipped: 1 duplicates"), "{stdout}");
+    assert!(!stdout.contains("OTHER-TOKEN") && !stderr.contains("OTHER-TOKEN"));
+    assert_damage_said(&stderr, 52);
+    assert!(rx.stop().success());
+    let key = |l: &Value| {
+        (
+            l["unit_id"].clone(),
+            l["batch_hash"].clone(),
+            l["records"].clone(),
+        )
+    };
+    let sent: Vec<_> = delivered(&path).iter().map(key).collect();
+    let got: Vec<_> = lines(&second).iter().map(key).collect();
+    assert_eq!(got.len(), 50);
+    assert!(
+        got == sent,
+        "the same batches, byte for byte (hash), in order"
+    );
+    assert!(lines(&second).iter().all(|l| l["encoding"] == "gzip"));
+
+    // Asked to, the duplicate goes too, and the receiver flags it again.
+    let third = dir.path().join("third.jsonl");
+    let mut rx = common::Receiver::spawn(binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        third.to_str().unwrap(),
+    ]));
+    let url = format!("http://{}/", rx.addr);
+    let out = binary()
+        .args([
+            "replay",
+            path.to_str().unwrap(),
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+        ])
+        .args(["--speed", "1000000", "--include-duplicates"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("acknowledged: 51 of 51"));
+    assert!(rx.stop().success());
+    let flagged = lines(&third)
+        .iter()
+        .filter(|l| !l["duplicate_of"].is_null())
+        .count();
+    assert_eq!(flagged, 1);
+}
+
+/// A request's body and `unit-id` header.
+type Seen = (Vec<u8>, Option<String>);
+
+/// A server that refuses its first request with 503, holds the answer to
+/// its second past the client's timeout, then answers 200; it records what
+/// it saw.
+fn flaky() -> (String, std::thread::JoinHandle<Vec<Seen>>) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut held = None;
+        while let Ok(Some(mut request)) = server.recv_timeout(Duration::from_secs(5)) {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
+            let unit = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("unit-id"))
+                .map(|h| h.value.to_string());
+            seen.push((body, unit));
+            let status = if seen.len() == 1 { 503 } else { 200 };
+            if seen.len() == 2 {
+                held = Some(request);
+                continue;
+            }
+            let _ = request.respond(
+                tiny_http::Response::from_string(r#"{"error":"busy"}"#).with_status_code(status),
+            );
+            if seen.len() == 5 {
+                break;
+            }
+        }
+        drop(held);
+        seen
+    });
+    (format!("http://127.0.0.1:{port}/"), handle)
+}
+
+#[test]
+fn replay_retries_a_refused_batch_and_resends_an_unanswered_one_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.jsonl");
+    let line = |unit: Option<&str>, n: u32| {
+        let unit = unit.map_or("null".into(), |u| format!("\"{u}\""));
+        format!(
+            r#"{{"received":"2026-11-27T08:00:0{n}.000Z","peer":"p","unit_id":{unit},"records":[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:0{n}","value":{n}}}]}}"#
+        )
+    };
+    std::fs::write(
+        &path,
+        [line(Some("aa"), 1), line(None, 2), line(Some("bb"), 3)].join("\n") + "\n",
+    )
+    .unwrap();
+    let (url, server) = flaky();
+    let out = binary()
+        .args([
+            "replay",
+            path.to_str().unwrap(),
+            "--url",
+            &url,
+            "--token",
+            "t",
+        ])
+        .args([
+            "--as-fast-as-possible",
+            "--retry-wait",
+            "0",
+            "--timeout",
+            "0.5",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("acknowledged: 3 of 3"), "{stdout}");
+    assert!(
+        stdout.contains("retries: 1 after an error answer, resends: 1 after no answer"),
+        "{stdout}"
+    );
+    let seen = server.join().unwrap();
+    let bodies: Vec<&[u8]> = seen.iter().map(|(b, _)| &b[..]).collect();
+    assert_eq!(bodies.len(), 5);
+    assert!(
+        bodies[0] == bodies[1] && bodies[1] == bodies[2],
+        "the same bytes each time"
+    );
+    assert_eq!(
+        bodies[2],
+        br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:01","value":1}]"#
+    );
+    let units: Vec<Option<&str>> = seen.iter().map(|(_, u)| u.as_deref()).collect();
+    assert_eq!(
+        units,
+        [Some("aa"), Some("aa"), Some("aa"), None, Some("bb")]
+    );
+}
+
+#[test]
+fn exports_parse_back_with_their_crates_and_count_every_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    let good = lines(&path).len();
+    damage(&path);
+    let p = path.to_str().unwrap();
+    let positions = records_of(&path, "track.pos");
+    let fixes: usize = positions.values().sum();
+    assert!(fixes > 100);
+
+    // GPX: a track per device, every fix a point with its time.
+    let gpx_path = dir.path().join("out.gpx");
+    let out = autopi(&[
+        "export",
+        p,
+        "--format",
+        "gpx",
+        "-o",
+        gpx_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_damage_said(&text(&out.stderr), good + 1);
+    let gpx = gpx::read(std::fs::File::open(&gpx_path).unwrap()).unwrap();
+    assert_eq!(gpx.tracks.len(), 2);
+    for track in &gpx.tracks {
+        let unit = track.name.as_deref().unwrap();
+        let points: usize = track.segments.iter().map(|s| s.points.len()).sum();
+        assert_eq!(points, positions[unit], "{unit}");
+        assert!(
+            track
+                .segments
+                .iter()
+                .flat_map(|s| &s.points)
+                .all(|p| p.time.is_some() && p.elevation.is_some())
+        );
+    }
+    let text_gpx = std::fs::read_to_string(&gpx_path).unwrap();
+    assert_eq!(
+        text_gpx.matches("<gpxtpx:speed>").count(),
+        fixes,
+        "a speed for every fix"
+    );
+    assert_eq!(text_gpx.matches("<gpxtpx:course>").count(), fixes);
+    // The first point is the device's first fix, its speed in m/s.
+    let first = delivered(&path)
+        .iter()
+        .filter(|l| l["unit_id"] == unit_id_for(1))
+        .flat_map(|l| l["records"].as_array().unwrap().clone())
+        .find(|r| r["@t"] == "track.pos")
+        .unwrap();
+    let track = gpx
+        .tracks
+        .iter()
+        .find(|t| t.name.as_deref() == Some(&unit_id_for(1)))
+        .unwrap();
+    let point = &track.segments[0].points[0];
+    assert_eq!(point.point().y(), first["loc"]["lat"].as_f64().unwrap());
+    assert_eq!(point.point().x(), first["loc"]["lon"].as_f64().unwrap());
+    assert_eq!(point.elevation, first["alt"].as_f64());
+    // Every speed in m/s (the device sends km/h), in order.
+    let speeds: Vec<String> = delivered(&path)
+        .iter()
+        .flat_map(|l| l["records"].as_array().unwrap().clone())
+        .filter(|r| r["@t"] == "track.pos")
+        .map(|r| (r["sog"].as_f64().unwrap() / 3.6).to_string())
+        .collect();
+    let written: Vec<&str> = text_gpx
+        .split("<gpxtpx:speed>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap())
+        .collect();
+    assert_eq!(written, speeds);
+    assert!(speeds.iter().any(|s| s != "0"));
+    validate_gpx(&gpx_path);
+
+    // GeoJSON: the fixes as Points, the drives as LineStrings over them.
+    let out = autopi(&["export", p, "--format", "geojson"]);
+    assert!(out.status.success());
+    let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
+    let (mut points, mut on_lines) = (0, 0);
+    for f in &fc.features {
+        match &f.geometry.as_ref().unwrap().value {
+            geojson::GeometryValue::Point { .. } => {
+                points += 1;
+                assert!(f.property("sog").is_some() && f.property("time").is_some());
+            }
+            geojson::GeometryValue::LineString { coordinates } => on_lines += coordinates.len(),
+            other => panic!("unexpected geometry {other:?}"),
+        }
+    }
+    assert_eq!((points, on_lines), (fixes, fixes));
+
+    // CSV, one type: a row per record, dotted columns, @ts in UTC.
+    let out = autopi(&["export", p, "--format", "csv", "--type", "track.pos"]);
+    assert!(out.status.success());
+    let mut csv = csv::Reader::from_reader(&out.stdout[..]);
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(&header[..2], ["@ts", "@t"]);
+    assert!(header.contains(&"loc.lat".to_string()));
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), fixes);
+    for row in &rows {
+        assert!(row[0].ends_with('Z'), "{}", &row[0]);
+        row[0].parse::<jiff::Timestamp>().unwrap();
+    }
+
+    // CSV, every type: a file each, all records once.
+    let folder = dir.path().join("csv");
+    let out = autopi(&[
+        "export",
+        p,
+        "--format",
+        "csv",
+        "-o",
+        folder.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let mut total = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let mut r = csv::Reader::from_path(entry.unwrap().path()).unwrap();
+        total += r.records().map(Result::unwrap).count();
+    }
+    assert_eq!(total, records_of(&path, "").values().sum::<usize>());
+}
+
+/// Validates against the GPX 1.1 subset schema with xmllint, when the
+/// machine has it (`.ci/run` installs it).
+fn validate_gpx(path: &Path) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpx11-tracks.xsd");
+    match std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&schema)
+        .arg(path)
+        .output()
+    {
+        Ok(out) => assert!(out.status.success(), "{}", text(&out.stderr)),
+        Err(e) => eprintln!("note: xmllint not run ({e}); the GPX was only parsed back"),
+    }
+}
+
+#[test]
+fn export_filters_by_device_type_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    let p = path.to_str().unwrap();
+    let unit = unit_id_for(2);
+    let out = autopi(&["export", p, "--format", "gpx", "--unit-id", &unit]);
+    assert!(out.status.success());
+    let gpx = gpx::read(&out.stdout[..]).unwrap();
+    assert_eq!(gpx.tracks.len(), 1);
+    let points: usize = gpx.tracks[0].segments.iter().map(|s| s.points.len()).sum();
+    assert_eq!(points, records_of(&path, "track.pos")[&unit]);
+
+    // A window of record time: only what is stamped inside it.
+    let stamps: Vec<jiff::Timestamp> = delivered(&path)
+        .iter()
+        .flat_map(|l| l["records"].as_array().unwrap().clone())
+        .filter(|r| r["@t"] == "obd.rpm")
+        .map(|r| format!("{}Z", r["@ts"].as_str().unwrap()).parse().unwrap())
+        .collect();
+    let (from, to) = (stamps[10], stamps[40]);
+    let inside = stamps.iter().filter(|&&t| t >= from && t < to).count();
+    let out = autopi(&[
+        "export",
+        p,
+        "--format",
+        "csv",
+        "--type",
+        "obd.rpm",
+        "--from",
+        &from.to_string(),
+        "--to",
+        &to.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = csv::Reader::from_reader(&out.stdout[..]).records().count();
+    assert_eq!(rows, inside);
+
+    // CSV of every type needs a folder; a bad time names its flag.
+    let out = autopi(&["export", p, "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--type"));
+    let out = autopi(&["export", p, "--format", "gpx", "--from", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--from \"yesterday\" is not a time"));
+    // A failed export leaves nothing under the name asked for.
+    let target = dir.path().join("rpm.gpx");
+    let t = target.to_str().unwrap();
+    let out = autopi(&["export", p, "--format", "gpx", "--type", "obd.rpm", "-o", t]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--type can only be track.pos"));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("rpm"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Lines that are not a delivered batch (a duplicate, even without a
+/// hash; a retry; one never acknowledged: fields other writers add) are
+/// left out of exports and replays, however their content differs.
+#[test]
+fn export_and_replay_leave_out_what_was_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.jsonl");
+    let line = |n: u32, extra: &str| {
+        format!(
+            r#"{{"received":"2026-11-27T08:00:0{n}.000Z","unit_id":"aa","records":[{{"@t":"track.pos","@ts":"2026-11-27T08:00:0{n}","loc":{{"lat":57.0{n},"lon":9.9}},"sog":{n}}}]{extra}}}"#
+        )
+    };
+    let lines = [
+        line(1, ""),
+        line(2, r#","duplicate_of":"2026-11-27T08:00:01.000Z""#),
+        line(3, r#","retry_of":"2026-11-27T08:00:01.000Z""#),
+        line(4, r#","acked":false,"mode":"reject""#),
+        line(5, r#","acked":true"#),
+    ]
+    .join("\n");
+    std::fs::write(&path, lines + "\n").unwrap();
+    let p = path.to_str().unwrap();
+    let out = autopi(&["export", p, "--format", "csv", "--type", "track.pos"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&out.stdout[..])
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    let speeds: Vec<&str> = rows.iter().map(|r| r.get(r.len() - 1).unwrap()).collect();
+    assert_eq!(speeds, ["1", "5"]);
+    assert!(text(&out.stderr).contains("left out 3 batches"));
+    let out = autopi(&["export", p, "--format", "gpx"]);
+    let gpx = gpx::read(&out.stdout[..]).unwrap();
+    assert_eq!(
+        gpx.tracks[0]
+            .segments
+            .iter()
+            .map(|s| s.points.len())
+            .sum::<usize>(),
+        2
+    );
+
+    let (url, server) = flaky_free();
+    let out = binary()
+        .args([
+            "replay",
+            p,
+            "--url",
+            &url,
+            "--token",
+            "t",
+            "--as-fast-as-possible",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("acknowledged: 2 of 2"), "{stdout}");
+    assert!(
+        stdout.contains("skipped: 1 duplicates, 2 never delivered"),
+        "{stdout}"
+    );
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].0.ends_with(br#""sog":5}]"#));
+}
+
+/// A server that answers 200 to everything until 2 s pass without a
+/// request; it records what it saw.
+fn flaky_free() -> (String, std::thread::JoinHandle<Vec<Seen>>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while let Ok(Some(mut request)) = server.recv_timeout(Duration::from_secs(2)) {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
+            seen.push((body, None));
+            let _ = request.respond(tiny_http::Response::from_string("{}"));
+        }
+        seen
+    });
+    (format!("http://127.0.0.1:{port}/"), handle)
+}
+
+/// A batch that arrives late (a retry, hours later) takes its place in
+/// time, and a silence of more than five minutes starts a new drive.
+#[test]
+fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.jsonl");
+    let fix = |ts: &str, lat: f64| {
+        format!(
+            r#"{{"@t":"track.pos","@ts":"{ts}","loc":{{"lat":{lat},"lon":9.9}},"sog":36.0,"cog":370.0}}"#
+        )
+    };
+    let line = |received: &str, hash: &str, fixes: &[String]| {
+        format!(
+            r#"{{"received":"{received}","unit_id":"aa","batch_hash":"{hash}","records":[{}]}}"#,
+            fixes.join(",")
+        )
+    };
+    let lines = [
+        line(
+            "2026-11-27T08:20:00.000Z",
+            "h2",
+            &[
+                fix("2026-11-27T08:19:00", 57.3),
+                fix("2026-11-27T08:19:30", 57.4),
+            ],
+        ),
+        line(
+            "2026-11-27T09:00:00.000Z",
+            "h1",
+            &[
+                fix("2026-11-27T08:00:00", 57.1),
+                fix("2026-11-27T08:00:30", 57.2),
+            ],
+        ),
+        // A lone fix an hour later: a drive of its own.
+        line(
+            "2026-11-27T09:30:00.000Z",
+            "h3",
+            &[fix("2026-11-27T09:29:00", 57.5)],
+        ),
+    ]
+    .join("\n");
+    std::fs::write(&path, lines + "\n").unwrap();
+    let out = autopi(&["export", path.to_str().unwrap(), "--format", "gpx"]);
+    assert!(out.status.success());
+    let gpx = gpx::read(&out.stdout[..]).unwrap();
+    let lats: Vec<Vec<f64>> = gpx.tracks[0]
+        .segments
+        .iter()
+        .map(|s| s.points.iter().map(|p| p.point().y()).collect())
+        .collect();
+    assert_eq!(lats, [vec![57.1, 57.2], vec![57.3, 57.4], vec![57.5]]);
+    // Speed 36 km/h is 10 m/s; a course of 370° is 10°.
+    let text_gpx = text(&out.stdout);
+    assert!(text_gpx.contains("<gpxtpx:speed>10</gpxtpx:speed>"));
+    assert!(text_gpx.contains("<gpxtpx:course>10</gpxtpx:course>"));
+    // GeoJSON: a LineString per drive of two fixes or more (RFC 7946
+    // wants two positions), every fix a Point.
+    let out = autopi(&["export", path.to_str().unwrap(), "--format", "geojson"]);
+    let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
+    let kinds: Vec<&str> = fc
+        .features
+        .iter()
+        .map(|f| match &f.geometry.as_ref().unwrap().value {
+            geojson::GeometryValue::Point { .. } => "point",
+            geojson::GeometryValue::LineString { coordinates } => {
+                assert!(coordinates.len() >= 2);
+                "line"
+            }
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["line", "point", "point", "line", "point", "point", "point"]
+    );
+}
+
+/// Several files are one session merged by arrival time: a capture split
+/// in two by device shows as the whole one, and a file given twice counts
+/// its batches once.
+#[test]
+fn view_merges_files_by_arrival_and_counts_a_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_unit = unit_id_for(1);
+    let (mine, theirs): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.contains(&first_unit));
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    // The second device's file first: arrival time decides, not the order given.
+    std::fs::write(&a, theirs.join("\n") + "\n").unwrap();
+    std::fs::write(&b, mine.join("\n") + "\n").unwrap();
+    let view = |paths: &[PathBuf]| {
+        let mut app = App::new(Setup::default(), Theme::mono(), jiff::Timestamp::now());
+        autopi_rx::dashboard::view::load(paths, &mut app).unwrap();
+        app.live().clone()
+    };
+    let whole = view(std::slice::from_ref(&path));
+    let split = view(&[a, b]);
+    assert_eq!(split.totals, whole.totals);
+    let (w, s) = (
+        format!("{:?}", whole.devices),
+        format!("{:?}", split.devices),
+    );
+    assert_eq!(first_difference(&w, &s), None);
+    let twice = view(&[path.clone(), path]);
+    assert_eq!(twice.totals.records, whole.totals.records);
+    assert_eq!(
+        twice.totals.duplicates,
+        whole.totals.duplicates + whole.totals.batches
+    );
+}
+
+mod damaged {
+    //! Property tests: whatever a capture file holds, every reader counts
+    //! each line once (good, corrupt, blank or torn) and never panics;
+    //! counting records agrees with the listener's decoder.
+
+    use autopi_rx::capture::load::{self, CaptureLine};
+    use autopi_rx::receiver::ingest::{Auth, Config, decode};
+    use proptest::prelude::*;
+
+    const GOOD: &str = r#"{"received":"2026-11-27T08:00:07.412Z","unit_id":"ab","records":[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":900}]}"#;
+
+    /// Good lines, cut and flipped ones, and noise, joined by newlines.
+    fn capture_text() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            Just(GOOD.as_bytes().to_vec()),
+            (0..GOOD.len()).prop_map(|n| GOOD.as_bytes()[..n].to_vec()),
+            (0..GOOD.len(), any::<u8>()).prop_map(|(i, b)| {
+                let mut l = GOOD.as_bytes().to_vec();
+                l[i] = b;
+                l
+            }),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ];
+        (prop::collection::vec(line, 0..12), any::<bool>()).prop_map(|(lines, newline_at_end)| {
+            let mut out = lines.join(&b'\n');
+            if newline_at_end {
+                out.push(b'\n');
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn every_line_is_read_counted_or_said(bytes in capture_text()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.jsonl");
+            std::fs::write(&path, &bytes).unwrap();
+            let mut good = 0u64;
+            let report = load::scan(&path, None, |_, l| Some(l), |_, _| good += 1, |_, _| {}).unwrap();
+            let complete = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            prop_assert_eq!(report.lines, complete);
+            let blank = bytes
+                .split(|&b| b == b'\n')
+                .take(complete as usize)
+                .filter(|l| l.iter().all(u8::is_ascii_whitespace))
+                .count() as u64;
+            prop_assert_eq!(good + report.corrupt + blank, complete);
+            let tail = bytes.rsplit(|&b| b == b'\n').next().unwrap();
+            let torn = if tail.iter().all(u8::is_ascii_whitespace) { 0 } else { tail.len() as u64 };
+            prop_assert_eq!(report.torn_bytes, torn);
+            prop_assert_eq!(report.warnings().is_empty(), report.corrupt == 0 && torn == 0);
+        }
+
+        #[test]
+        fn records_are_counted_as_the_listener_counts_them(
+            records in prop::collection::vec(
+                (
+                    prop::option::of(prop_oneof![Just("\"obd.rpm\"".to_string()), Just("5".to_string()), Just("\"\"".to_string())]),
+                    prop::option::of(prop_oneof![
+                        Just("\"2026-11-27T08:00:00\"".to_string()),
+                        Just("\"2026-11-27T08:00:00.5Z\"".to_string()),
+                        Just("\"2026-11-27T08:00:00+00:00\"".to_string()),
+                        Just("\"2026-11-27T08:00:00\\u005a\"".to_string()),
+                        Just("\"soon\"".to_string()),
+                        Just("null".to_string()),
+                        Just("[1]".to_string()),
+                    ]),
+                ),
+                0..20,
+            )
+        ) {
+            let body = format!(
+                "[{}]",
+                records
+                    .iter()
+                    .map(|(t, ts)| {
+                        let mut fields = vec![r#""x":{"@t":1,"@ts":"no"}"#.to_string()];
+                        if let Some(t) = t { fields.push(format!(r#""@t":{t}"#)); }
+                        if let Some(ts) = ts { fields.push(format!(r#""@ts":{ts}"#)); }
+                        format!("{{{}}}", fields.join(","))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let config = Config { auth: Auth::Open, max_body: 1 << 20 };
+            let batch = decode(&config, None, body.as_bytes()).unwrap();
+            let counts = load::count_records(&body);
+            prop_assert_eq!(
+                (counts.records, counts.malformed, counts.naive),
+                (batch.records, batch.malformed, batch.naive_timestamps)
+            );
+            let line = format!(r#"{{"received":"2026-11-27T08:00:07Z","records":{body}}}"#);
+            let e = CaptureLine::parse(line.as_bytes()).unwrap().to_event(1);
+            prop_assert_eq!(e.records, batch.records);
+        }
+    }
+}
