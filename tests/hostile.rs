@@ -6,10 +6,12 @@
 //! - while a probe runs (stalled connections, a pipelined flood never
 //!   read, absurd `Content-Length`s, endless header bytes, endless
 //!   pipelining) a device's upload on a fresh connection is answered 200
-//!   within `DEVICE_ACK`; RSS stays under `RSS_LIMIT_KIB`; the receiver
-//!   never exits; once the probe's connections close, descriptors and
-//!   threads return to what they were when idle (within `FD_TOLERANCE`
-//!   and `THREAD_TOLERANCE`) before `RETURN_WITHIN`;
+//!   within `DEVICE_ACK`; the receiver never exits; once the probe's
+//!   connections close, descriptors and threads return to what they were
+//!   when idle (within `FD_TOLERANCE` and `THREAD_TOLERANCE`) before
+//!   `RETURN_WITHIN`; RSS stays under `RSS_LIMIT_KIB` through the issue's
+//!   probes, while for endless input what memory remains is printed
+//!   (lines starting `REMAINS`) for the README;
 //! - idle or stalled connections are closed after `--read-timeout`, and a
 //!   stalled upload is given back to the worker pool as a refused request;
 //! - out of descriptors, the receiver waits and recovers by itself;
