@@ -71,9 +71,20 @@ pub struct ReceiveArgs {
     #[arg(long)]
     pub headless: bool,
 
-    /// Threads answering requests (each waits for its batch's fsync).
+    /// Threads answering requests at start (each waits for its batch's
+    /// fsync); more are added while all are busy.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub workers: usize,
+
+    /// Idle or stalled connections are dropped after SECS without data
+    /// (a device's own timeout is 10 to 60 s).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub read_timeout: u64,
 }
 
 /// Largest `--max-body` (1 TiB): beyond any upload, and far from overflow.
@@ -143,6 +154,7 @@ impl ReceiveArgs {
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
             headless: self.headless || !std::io::stdout().is_terminal(),
             workers: self.workers,
+            read_timeout: std::time::Duration::from_secs(self.read_timeout),
         })
     }
 }

@@ -118,6 +118,9 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Events the consumer was too slow to take (the listener never waits).
     pub dropped_events: AtomicU64,
+    /// Requests kept because tiny_http 0.12 cannot let go of them (a
+    /// `Content-Length` beyond what the system can map, body unread).
+    pub parked: AtomicU64,
 }
 
 impl Stats {

@@ -32,6 +32,8 @@ pub struct Settings {
     /// One JSON line per request on stdout instead of the dashboard.
     pub headless: bool,
     pub workers: usize,
+    /// Idle or stalled connections are dropped after this long.
+    pub read_timeout: Duration,
 }
 
 /// A reason to stop, with the process exit status.
@@ -71,7 +73,7 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
     let running = start_server(&settings, capture, events_tx)?;
     let demo = start_demo(&settings, &running)?;
-    let listener_died = watch_listener(&running, signals.stop.clone());
+    let notices = relay_notices(&running, settings.headless);
     let shown = show(
         &settings,
         &running,
@@ -80,13 +82,9 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         events_rx,
         &signals,
     );
-    let (printer, shown) = match shown {
+    let (printer, outcome) = match shown {
         Ok(printer) => (printer, Ok(())),
-        Err(e) => (None, Err(e)),
-    };
-    let outcome = match listener_died.try_recv() {
-        Ok(why) => Err(Fatal::new(1, why)),
-        Err(_) => shown.map_err(|e| Fatal::new(1, format!("terminal: {e}"))),
+        Err(e) => (None, Err(Fatal::new(1, format!("terminal: {e}")))),
     };
     if let Some(demo) = demo {
         demo.stop();
@@ -98,6 +96,10 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
     // Every worker is gone, so the printer has had every event.
     if let Some(printer) = printer {
         let _ = printer.join();
+    }
+    // Said again after the dashboard, whose screen hid stderr.
+    for notice in notices.try_iter() {
+        eprintln!("autopi-rx: {notice}");
     }
     warn_dropped_events(&stats, settings.headless);
     outcome
@@ -136,23 +138,19 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
     Ok(capture)
 }
 
-/// SIGINT and SIGTERM as channel messages: `received` is what the handler
-/// sends; `stop` sends on the same channel (a dead listener stops the run
-/// as a signal does).
+/// SIGINT and SIGTERM as channel messages.
 struct Signals {
     received: Receiver<()>,
-    stop: Sender<()>,
 }
 
 impl Signals {
     fn install() -> Result<Signals, Fatal> {
         let (tx, received) = bounded::<()>(1);
-        let stop = tx.clone();
         ctrlc::set_handler(move || {
             let _ = tx.try_send(());
         })
         .map_err(|e| Fatal::new(1, format!("cannot install the signal handler: {e}")))?;
-        Ok(Signals { received, stop })
+        Ok(Signals { received })
     }
 }
 
@@ -170,6 +168,7 @@ fn start_server(
         },
         workers: settings.workers,
         event_bodies: !settings.headless,
+        read_timeout: settings.read_timeout,
     };
     let running = server::start(server_settings, capture, events)
         .map_err(|e| Fatal::new(1, e.to_string()))?;
@@ -196,18 +195,23 @@ fn start_demo(settings: &Settings, running: &server::Running) -> Result<Option<D
     Ok(Some(demo))
 }
 
-/// A dead listener stops the run like a signal does; the returned channel
-/// then holds why.
-fn watch_listener(running: &server::Running, stop: Sender<()>) -> Receiver<String> {
-    let fatal = running.fatal.clone();
-    let (reason_tx, reason) = bounded::<String>(1);
+/// What the receiver says while it runs (accepting failed or recovered,
+/// the capture replaced): on stderr at once when headless; under the
+/// dashboard, kept (the returned channel) to be said once the terminal is
+/// back.
+fn relay_notices(running: &server::Running, headless: bool) -> Receiver<String> {
+    let notices = running.notices.clone();
+    let (kept_tx, kept) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
-        if let Ok(why) = fatal.recv() {
-            let _ = reason_tx.send(why);
-            let _ = stop.try_send(());
+        for notice in notices {
+            if headless {
+                eprintln!("autopi-rx: {notice}");
+            } else if kept_tx.send(notice).is_err() {
+                return;
+            }
         }
     });
-    reason
+    kept
 }
 
 /// Shows the requests until a signal (or q on the dashboard): the JSON-line

@@ -235,6 +235,7 @@ fn acknowledgement_latency_and_throughput() {
         },
         workers: 16,
         event_bodies: false,
+        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     let running = server::start(settings, capture, events).unwrap();
     let addr = running.addr;

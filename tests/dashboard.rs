@@ -374,6 +374,7 @@ fn a_real_upload_never_shows_its_token() {
         },
         workers: 2,
         event_bodies: true,
+        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     let running = autopi_rx::receiver::server::start(settings, capture, tx).unwrap();
     let body = &guide_examples()[0];

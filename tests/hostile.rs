@@ -1126,6 +1126,7 @@ mod in_process {
             },
             workers: 2,
             event_bodies: true,
+            read_timeout: server::DEFAULT_READ_TIMEOUT,
         };
         let running = server::start(settings, capture, events_tx).unwrap();
         // 1 MiB of headers: 128 of 8 KiB.

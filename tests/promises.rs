@@ -30,6 +30,7 @@ fn receiver_on(sink: &RecordingSink) -> (Running, SocketAddr) {
         },
         workers: 2,
         event_bodies: false,
+        read_timeout: std::time::Duration::from_secs(30),
     };
     let capture = Capture::with_sink(sink.clone(), 0, HashMap::new());
     let (events, _) = crossbeam_channel::bounded(16);

@@ -57,6 +57,7 @@ fn receiver(dir: &Path) -> Running {
         },
         workers: 4,
         event_bodies: true,
+        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     server::start(settings, capture, events).unwrap()
 }

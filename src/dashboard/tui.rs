@@ -31,6 +31,11 @@ pub fn run(
     stats: Arc<Stats>,
 ) -> io::Result<()> {
     let mut app = App::new(setup, Theme::from_env(), Timestamp::now());
+    // crossterm opens its input reader (an epoll and a signal pipe) on the
+    // first poll, once for the process: done here, before the screen is up,
+    // so that a flood of connections holding every descriptor later cannot
+    // leave the keys dead for good.
+    event::poll(Duration::ZERO)?;
     let (input_tx, input_rx) = bounded(256);
     let quit = Arc::new(AtomicBool::new(false));
     let reader = spawn_input(input_tx, quit.clone())?;

@@ -104,6 +104,70 @@ impl Rejection {
     }
 }
 
+/// Checks how the request says its body ends, before anything is read:
+/// `Content-Length` and `Transfer-Encoding` together, `Content-Length`s
+/// that disagree or are not plain digits, are 400 (where the body ends is
+/// in doubt, so nothing after it on the connection may be trusted); a
+/// transfer coding other than `chunked` is 501.
+pub fn check_framing<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), Rejection> {
+    let mut lengths: Vec<&str> = Vec::new();
+    let mut codings: Vec<&str> = Vec::new();
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            lengths.extend(value.split(',').map(str::trim));
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            codings.extend(value.split(',').map(str::trim));
+        }
+    }
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Err(Rejection::new(
+            400,
+            "both Content-Length and Transfer-Encoding: where the body ends is ambiguous"
+                .to_string(),
+        ));
+    }
+    if let Some(bad) = lengths.iter().find(|l| {
+        l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) || l.parse::<u64>().is_err()
+    }) {
+        return Err(Rejection::new(
+            400,
+            format!("invalid Content-Length '{}'", clip(bad)),
+        ));
+    }
+    if lengths.len() > 1 {
+        let first = lengths[0].parse::<u64>().ok();
+        if lengths.iter().any(|l| l.parse::<u64>().ok() != first) {
+            return Err(Rejection::new(
+                400,
+                format!("conflicting Content-Lengths: {}", clip(&lengths.join(", "))),
+            ));
+        }
+        // The same length twice is still one tiny_http cannot read.
+        return Err(Rejection::new(
+            400,
+            "Content-Length given more than once".to_string(),
+        ));
+    }
+    match codings.as_slice() {
+        [] => Ok(()),
+        [only] if only.eq_ignore_ascii_case("chunked") => Ok(()),
+        _ => Err(Rejection::new(
+            501,
+            format!(
+                "transfer-encoding '{}' is not supported: send the body with Content-Length (or chunked)",
+                clip(&codings.join(", "))
+            ),
+        )),
+    }
+}
+
+/// A header value quoted in an error: at most 40 characters.
+fn clip(value: &str) -> String {
+    value.chars().take(40).collect()
+}
+
 /// Checks the `authorization` header: `token T` or `Bearer T`, scheme in any
 /// case, T one of the configured tokens.
 pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
@@ -564,6 +628,37 @@ mod tests {
         assert_eq!(byte_offset(body, 3, 2), 12);
         assert_eq!(body[12], b'x');
         assert_eq!(byte_offset(body, 1, 1), 0);
+    }
+
+    #[test]
+    fn framing_is_strict() {
+        let check = |h: &[(&str, &str)]| check_framing(h.iter().copied()).map_err(|r| r.status);
+        assert_eq!(check(&[("Content-Length", "12")]), Ok(()));
+        assert_eq!(check(&[("transfer-encoding", "Chunked")]), Ok(()));
+        assert_eq!(check(&[]), Ok(()));
+        for bad in [
+            &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")][..],
+            &[("Content-Length", "5"), ("content-length", "6")],
+            &[("Content-Length", "5"), ("content-length", "5")],
+            &[("Content-Length", "5, 6")],
+            &[("Content-Length", "+5")],
+            &[("Content-Length", "-1")],
+            &[("Content-Length", "0x10")],
+            &[("Content-Length", "")],
+            &[("Content-Length", "99999999999999999999999")],
+        ] {
+            assert_eq!(check(bad), Err(400), "{bad:?}");
+        }
+        for unsupported in [
+            &[("Transfer-Encoding", "gzip")][..],
+            &[("Transfer-Encoding", "gzip, chunked")],
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+        ] {
+            assert_eq!(check(unsupported), Err(501), "{unsupported:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! → capture → answer → event); `ingest` makes the pure decisions (auth,
 //! decoding, limits); `headless` prints one JSON line per request.
 
+pub mod accept;
 pub mod headless;
 pub mod ingest;
+pub mod listener;
 pub mod server;

@@ -1,219 +1,258 @@
-//! The listener: worker threads on one tiny_http server. Each request is
-//! read (capped), decided by `ingest`, saved by the capture writer when
-//! accepted, answered, and reported as an event that never waits on its
-//! consumer.
+//! The receiver's workers. Requests come from the supervised accept side
+//! (`accept`); each is checked for framing, read (capped), decided by
+//! `ingest`, saved by the capture writer when accepted, answered, and
+//! reported as an event that never waits on its consumer.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, unbounded};
 use jiff::Timestamp;
 use tiny_http::{Header, Method, Request, Response};
 
 use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{RequestEvent, Stats};
+use crate::receiver::accept::{Acceptors, Notice, Work};
 use crate::receiver::ingest::{self, Config, Rejection};
+use crate::receiver::listener;
 use crate::time::format_received;
 
 /// Seconds the device is asked to wait after a 503.
 const RETRY_AFTER_SECS: u32 = 5;
 /// How much of a refused body an event keeps for inspection.
 const REFUSED_BODY_KEPT: usize = 64 * 1024;
+/// Header bytes (names and values) an event keeps; the rest is counted.
+pub const EVENT_HEADER_BYTES: usize = 4096;
+/// Longest header value an event keeps whole.
+const EVENT_HEADER_VALUE: usize = 512;
+/// Longest request path an event keeps.
+const EVENT_PATH: usize = 1024;
+/// Requests a connection may have waiting for their answers (pipelined)
+/// before it is ignored: a device sends one at a time.
+pub const PIPELINE_LIMIT: usize = 8;
+/// An idle worker beyond the initial ones ends after this long.
+const WORKER_IDLE: Duration = Duration::from_secs(5);
+/// Stack of a worker: decoding and validation need little, and thousands
+/// of stalled uploads each hold one.
+const WORKER_STACK: usize = 512 * 1024;
+/// Unread body bytes tiny_http may always drain when it drops a request.
+const ALWAYS_DRAINABLE: usize = 64 * 1024 * 1024;
+/// Default for `--read-timeout`: a device's own timeout is 10 to 60 s.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of a running receiver.
 pub struct Settings {
     pub listen: String,
     pub ingest: Config,
-    /// Workers started at once; more are added while all are busy (a
-    /// device that stalls mid-upload holds one, as tiny_http has no read
-    /// timeout), up to `MAX_WORKERS`.
+    /// Workers started at once; more are added while all are busy, up to
+    /// what the descriptor limit allows.
     pub workers: usize,
     /// Whether events carry the batch text (the screen shows it; the
     /// headless printer does not need it).
     pub event_bodies: bool,
+    /// Idle or stalled connections are dropped after this long.
+    pub read_timeout: Duration,
 }
-
-/// Most worker threads, however many uploads stall.
-pub const MAX_WORKERS: usize = 256;
-/// A declared body this large is never drained: tiny_http 0.12 allocates
-/// the whole unread remainder when it drops a request, which aborts the
-/// process for absurd `Content-Length`s.
-const UNREAD_DRAIN_LIMIT: usize = 1 << 30;
-
-/// The file where tiny_http 0.12's accept thread unwraps `try_clone` of
-/// each new socket (upstream issue tiny-http#195). Out of descriptors,
-/// that thread panics: the listening socket is closed, and `recv` never
-/// learns of it.
-const ACCEPT_PANIC_FILE: &str = "refined_tcp_stream.rs";
-/// How a dead listener is reported, before the reason.
-const LISTENER_STOPPED: &str = "the listener stopped accepting connections";
-/// EMFILE on Linux and macOS.
-const EMFILE: i32 = 24;
-
-/// Every receiver running in this process (a panic cannot tell which
-/// server's accept thread it came from); gone ones are pruned.
-static LISTENER_WATCHERS: Mutex<Vec<std::sync::Weak<Ctx>>> = Mutex::new(Vec::new());
 
 /// A running receiver; `shutdown` stops it cleanly.
 pub struct Running {
     ctx: Arc<Ctx>,
+    acceptors: Acceptors,
     capture: Capture,
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
-    /// Says why the listener died: tiny_http stops accepting after any
-    /// accept error, and its accept thread panics when a descriptor runs
-    /// out just after an accept.
-    pub fatal: Receiver<String>,
+    /// What the operator should know while it runs (accepting failed or
+    /// recovered, the capture file replaced), one line each.
+    pub notices: Receiver<String>,
 }
 
 struct Ctx {
-    server: Arc<tiny_http::Server>,
     config: Config,
     capture: CaptureHandle,
     capture_path: String,
     events: Sender<RequestEvent>,
     stats: Arc<Stats>,
-    stopping: AtomicBool,
-    next_id: std::sync::atomic::AtomicU64,
+    stopping: Arc<AtomicBool>,
+    next_id: AtomicU64,
     started: Instant,
     event_bodies: bool,
+    work: Receiver<Work>,
+    /// Requests taken by a worker whose answer is not yet being written.
+    unanswered: AtomicUsize,
+    /// Workers serving a request now, and alive.
     busy: AtomicUsize,
+    alive: AtomicUsize,
+    min_workers: usize,
+    max_workers: usize,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    fatal: Sender<String>,
+    connections: Connections,
+    /// Requests tiny_http 0.12 cannot drop (see `safe_to_drop`), kept.
+    parked: Mutex<Vec<Box<dyn Send>>>,
 }
 
-/// Binds, starts the workers and returns at once.
+/// Binds, starts the accept side and the workers, and returns at once.
 pub fn start(
     settings: Settings,
     capture: Capture,
     events: Sender<RequestEvent>,
 ) -> io::Result<Running> {
-    let listener = TcpListener::bind(&settings.listen).map_err(|e| {
+    let listener = listener::bind(&settings.listen, settings.read_timeout).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot listen on {}: {e}", settings.listen),
         )
     })?;
-    let addr = listener.local_addr()?;
-    let server =
-        Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
     let stats = Arc::new(Stats::default());
-    let (fatal_tx, fatal) = bounded(1);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (work_tx, work) = unbounded();
+    let (notice_tx, notice_rx) = bounded(64);
+    let min_workers = settings.workers.max(1);
     let ctx = Arc::new(Ctx {
-        server,
         config: settings.ingest,
         capture: capture.handle(),
         capture_path: capture.path().display().to_string(),
         events,
         stats: stats.clone(),
-        stopping: AtomicBool::new(false),
-        next_id: Default::default(),
+        stopping: stopping.clone(),
+        next_id: AtomicU64::new(0),
         started: Instant::now(),
         event_bodies: settings.event_bodies,
+        work,
+        unanswered: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
+        alive: AtomicUsize::new(0),
+        min_workers,
+        max_workers: max_workers().max(min_workers),
         workers: Mutex::new(Vec::new()),
-        fatal: fatal_tx,
+        connections: Connections::default(),
+        parked: Mutex::new(Vec::new()),
     });
-    crate::panic::claim(listener_lost);
-    {
-        let mut watchers = LISTENER_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
-        watchers.retain(|w| w.strong_count() > 0);
-        watchers.push(Arc::downgrade(&ctx));
-    }
-    for _ in 0..settings.workers.clamp(1, MAX_WORKERS) {
+    for _ in 0..min_workers {
         add_worker(&ctx)?;
     }
+    let (accept_notices, notices) = bounded(64);
+    let grow: Weak<Ctx> = Arc::downgrade(&ctx);
+    let acceptors = Acceptors::start(
+        listener,
+        settings.read_timeout,
+        work_tx,
+        stopping,
+        accept_notices,
+        Box::new(move || {
+            if let Some(ctx) = grow.upgrade() {
+                grow_workers(&ctx);
+            }
+        }),
+    )?;
+    // Accept-side notices become lines for the operator.
+    std::thread::Builder::new()
+        .name("accept-notices".into())
+        .spawn(move || {
+            // Once per bout, not once per try: while descriptors are short,
+            // every server that starts fails again at once. The bout is
+            // over after `QUIET` without a failure.
+            const QUIET: Duration = Duration::from_secs(5);
+            let mut failing_since: Option<Instant> = None;
+            loop {
+                match notices.recv_timeout(Duration::from_secs(1)) {
+                    Ok(Notice::AcceptFailed(why)) => {
+                        if failing_since.is_none() {
+                            let line = format!(
+                                "accepting connections failed: {}; new connections wait until it recovers",
+                                with_descriptor_hint(&why)
+                            );
+                            if notice_tx.send(line).is_err() {
+                                return;
+                            }
+                        }
+                        failing_since = Some(Instant::now());
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if failing_since.is_some_and(|t| t.elapsed() > QUIET) {
+                            failing_since = None;
+                            let line = "accepting connections again".to_string();
+                            if notice_tx.send(line).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })?;
+    let addr = acceptors.addr;
     Ok(Running {
         ctx,
+        acceptors,
         capture,
         addr,
         stats,
-        fatal,
+        notices: notice_rx,
     })
 }
 
-/// The receiver's claim on panics (see `crate::panic`): whether this panic
-/// is tiny_http's accept thread dying; if it is, every receiver of this
-/// process that is not already stopping is told, so the run ends with a
-/// clear reason instead of leaving a receiver that no longer accepts
-/// connections, and nothing is printed here.
-fn listener_lost(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    let in_accept_thread = info.location().is_some_and(|l| {
-        let file = l.file().replace('\\', "/");
-        // Registry, vendored and patched checkouts alike.
-        file.ends_with(ACCEPT_PANIC_FILE)
-            && (file.contains("tiny_http") || file.contains("tiny-http"))
-    });
-    if !in_accept_thread {
-        return false;
-    }
-    let payload = info.payload();
-    let what = payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("a panic");
-    let why = format!(
-        "{LISTENER_STOPPED}: tiny_http's accept thread failed: {}",
-        unwrapped_os_error(what)
-    );
-    let watchers = LISTENER_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
-    for ctx in watchers.iter().filter_map(std::sync::Weak::upgrade) {
-        if !ctx.stopping.load(Ordering::SeqCst) {
-            let _ = ctx.fatal.try_send(why.clone());
-        }
-    }
-    true
+/// Workers the descriptor limit can keep busy: each stalled upload holds
+/// one worker and two descriptors.
+fn max_workers() -> usize {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 65_536)
 }
 
-/// `unwrap`'s panic text around an io::Error (`... Os { code: 24, ... }`)
-/// as the error's own message, with advice when descriptors ran out; any
-/// other text as it is.
-fn unwrapped_os_error(what: &str) -> String {
-    let code = what.split_once("code: ").and_then(|(_, rest)| {
-        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-        digits.parse::<i32>().ok()
-    });
-    match code {
-        Some(code) => os_error_text(&io::Error::from_raw_os_error(code)),
-        None => what.to_string(),
+/// `why` with advice when descriptors ran out.
+fn with_descriptor_hint(why: &str) -> String {
+    let emfile = io::Error::from_raw_os_error(24).to_string();
+    if !why.contains(&emfile) {
+        return why.to_string();
     }
-}
-
-/// An OS error's message, with advice when descriptors ran out.
-fn os_error_text(e: &io::Error) -> String {
-    if e.raw_os_error() == Some(EMFILE) {
-        format!("{e}{}", descriptor_hint())
-    } else {
-        e.to_string()
-    }
-}
-
-/// What to do when descriptors run out, with the limit in force.
-fn descriptor_hint() -> String {
     match rlimit::getrlimit(rlimit::Resource::NOFILE) {
         Ok((soft, _)) => {
-            format!(" (out of file descriptors: the limit is {soft}; raise it with `ulimit -n`)")
+            format!(
+                "{why} (out of file descriptors: the limit is {soft}; raise it with `ulimit -n`)"
+            )
         }
-        Err(_) => " (out of file descriptors; raise the limit with `ulimit -n`)".into(),
+        Err(_) => format!("{why} (out of file descriptors; raise the limit with `ulimit -n`)"),
     }
 }
 
 /// Starts one more worker thread.
 fn add_worker(ctx: &Arc<Ctx>) -> io::Result<()> {
     let mut workers = ctx.workers.lock().unwrap_or_else(|p| p.into_inner());
+    workers.retain(|w| !w.is_finished());
     let worker_ctx = ctx.clone();
-    let handle = std::thread::Builder::new()
-        .name(format!("http-{}", workers.len()))
-        .spawn(move || worker(&worker_ctx))?;
-    workers.push(handle);
-    Ok(())
+    ctx.alive.fetch_add(1, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new()
+        .name("http-worker".into())
+        .stack_size(WORKER_STACK)
+        .spawn(move || worker(&worker_ctx));
+    match spawned {
+        Ok(handle) => {
+            workers.push(handle);
+            Ok(())
+        }
+        Err(e) => {
+            ctx.alive.fetch_sub(1, Ordering::SeqCst);
+            Err(e)
+        }
+    }
+}
+
+/// Adds a worker when the request about to be handed out would find none
+/// idle.
+fn grow_workers(ctx: &Arc<Ctx>) {
+    let alive = ctx.alive.load(Ordering::SeqCst);
+    let idle = alive.saturating_sub(ctx.busy.load(Ordering::SeqCst));
+    if ctx.work.len() + 1 > idle && alive < ctx.max_workers && !ctx.stopping.load(Ordering::SeqCst)
+    {
+        let _ = add_worker(ctx);
+    }
 }
 
 impl Running {
@@ -222,16 +261,14 @@ impl Running {
     pub fn shutdown(self) {
         let ctx = self.ctx;
         ctx.stopping.store(true, Ordering::SeqCst);
+        // The pumps hand out what their servers hold, then drop their
+        // senders: the workers end once the channel is empty.
+        self.acceptors.stop();
         loop {
             let workers =
                 std::mem::take(&mut *ctx.workers.lock().unwrap_or_else(|p| p.into_inner()));
             if workers.is_empty() {
                 break;
-            }
-            // Each worker consumes at most two wake-ups: one ends its
-            // `recv`, and `try_recv` while draining swallows at most one more.
-            for _ in 0..2 * workers.len() {
-                ctx.server.unblock();
             }
             for w in workers {
                 let _ = w.join();
@@ -241,52 +278,174 @@ impl Running {
         self.capture.close();
     }
 
-    /// Requests being handled right now.
+    /// Requests being handled whose answer is not yet being written.
     pub fn in_flight(&self) -> usize {
-        self.ctx.busy.load(Ordering::SeqCst)
+        self.ctx.unanswered.load(Ordering::SeqCst)
     }
 
     pub fn capture_path(&self) -> &std::path::Path {
         self.capture.path()
     }
+
+    /// tiny_http servers running (accepting or being drained).
+    pub fn servers(&self) -> usize {
+        self.acceptors.servers()
+    }
 }
 
 fn worker(ctx: &Arc<Ctx>) {
     loop {
-        if ctx.stopping.load(Ordering::SeqCst) {
-            while let Ok(Some(request)) = ctx.server.try_recv() {
-                serve(ctx, request);
+        match ctx.work.recv_timeout(WORKER_IDLE) {
+            Ok(work) => serve(ctx, work),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                // Beyond the initial workers, an idle one ends.
+                let ended = ctx
+                    .alive
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                        (n > ctx.min_workers).then(|| n - 1)
+                    })
+                    .is_ok();
+                if ended {
+                    return;
+                }
             }
-            return;
-        }
-        match ctx.server.recv() {
-            Ok(request) => serve(ctx, request),
-            // Wake-ups come only with `stopping`; any other error means
-            // tiny_http's accept loop has ended for good.
-            Err(e) if !ctx.stopping.load(Ordering::SeqCst) => {
-                let _ = ctx
-                    .fatal
-                    .try_send(format!("{LISTENER_STOPPED}: {}", os_error_text(&e)));
-                return;
-            }
-            Err(_) => {}
         }
     }
+    ctx.alive.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Handles one request on this worker, adding a worker first when this
-/// was the last idle one, and keeping the worker alive through a panic
-/// (tiny_http answers 500 for a request dropped unanswered).
-fn serve(ctx: &Arc<Ctx>, request: Request) {
-    let busy = ctx.busy.fetch_add(1, Ordering::SeqCst) + 1;
-    let total = ctx.workers.lock().map_or(MAX_WORKERS, |w| w.len());
-    if busy >= total && total < MAX_WORKERS && !ctx.stopping.load(Ordering::SeqCst) {
-        let _ = add_worker(ctx);
+/// Handles one request on this worker, keeping the worker alive through a
+/// panic (tiny_http answers 500 for a request dropped unanswered).
+fn serve(ctx: &Arc<Ctx>, work: Work) {
+    ctx.busy.fetch_add(1, Ordering::SeqCst);
+    let peer = work.request.remote_addr().copied();
+    let Work { request, from } = work;
+    let answering = Answering::new(&ctx.unanswered);
+    match ctx.connections.admit(peer) {
+        Admit::Serve => {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle(ctx, request, answering)
+            }));
+        }
+        Admit::Ignore => {
+            drop(answering);
+            ignore(ctx, request);
+        }
     }
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(ctx, request)));
+    ctx.connections.finish(peer);
+    from.finish();
     ctx.busy.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// Lets go of a request without answering it: its connection broke the
+/// rules, and nothing it sends is taken any more.
+fn ignore(ctx: &Ctx, request: Request) {
+    let unread = request.body_length().unwrap_or(0);
+    if safe_to_drop(unread) {
+        // The writer is taken out unused: no answer is written, and
+        // tiny_http then does not answer 500 either.
+        drop(request.into_writer());
+    } else {
+        park(ctx, Box::new(request));
+    }
+}
+
+/// Whether tiny_http 0.12 can drop a request with `unread` body bytes left.
+/// Its body reader drains the remainder on drop, and allocates all of it
+/// at once first: beyond what the system will map, the allocation fails
+/// and the process aborts. A trial reservation of the same size (freed at
+/// once, never touched) tells; small remainders need none.
+fn safe_to_drop(unread: usize) -> bool {
+    unread <= ALWAYS_DRAINABLE || Vec::<u8>::new().try_reserve_exact(unread).is_ok()
+}
+
+/// Keeps what cannot be dropped (see `safe_to_drop`) until the process
+/// ends: its connection and one of tiny_http's threads stay with it.
+fn park(ctx: &Ctx, what: Box<dyn Send>) {
+    let mut parked = ctx.parked.lock().unwrap_or_else(|p| p.into_inner());
+    parked.push(what);
+}
+
+/// What is known of each open connection that has a request in hand or
+/// broke the rules, by peer address (unique while the connection lives).
+#[derive(Default)]
+struct Connections {
+    open: Mutex<HashMap<SocketAddr, Connection>>,
+}
+
+#[derive(Default)]
+struct Connection {
+    /// Requests handed out and not yet answered (more than one: pipelined).
+    outstanding: usize,
+    /// It broke HTTP's framing or pipelined too much: ignored from now on.
+    ignored: bool,
+    /// When it was last seen, to forget ignored ones that went quiet.
+    last: Option<Instant>,
+}
+
+/// Whether a request is served or ignored.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Serve,
+    Ignore,
+}
+
+/// Ignored connections are forgotten after this long without a request
+/// (the read timeout has closed them by then).
+const FORGET_IGNORED: Duration = Duration::from_secs(120);
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Connection>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a request in; says to ignore it when its connection is
+    /// ignored or now has too many requests waiting.
+    fn admit(&self, peer: Option<SocketAddr>) -> Admit {
+        let Some(peer) = peer else {
+            return Admit::Serve;
+        };
+        let mut open = self.lock();
+        let c = open.entry(peer).or_default();
+        c.outstanding += 1;
+        c.last = Some(Instant::now());
+        if c.outstanding > PIPELINE_LIMIT {
+            c.ignored = true;
+        }
+        if c.ignored {
+            Admit::Ignore
+        } else {
+            Admit::Serve
+        }
+    }
+
+    /// A request of `peer` is done with.
+    fn finish(&self, peer: Option<SocketAddr>) {
+        let Some(peer) = peer else {
+            return;
+        };
+        let mut open = self.lock();
+        if let Some(c) = open.get_mut(&peer) {
+            c.outstanding = c.outstanding.saturating_sub(1);
+            if c.outstanding == 0 && !c.ignored {
+                open.remove(&peer);
+            }
+        }
+        if open.len() > 1024 {
+            open.retain(|_, c| {
+                c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < FORGET_IGNORED)
+            });
+        }
+    }
+
+    /// Nothing more `peer` sends is served.
+    fn ignore(&self, peer: Option<SocketAddr>) {
+        if let Some(peer) = peer {
+            self.lock().entry(peer).or_default().ignored = true;
+        }
+    }
+}
 /// What we answer and what we learned, before it becomes an event.
 struct Outcome {
     status: u16,
@@ -341,13 +500,42 @@ fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
         .map(|h| h.value.as_str())
 }
 
-fn handle(ctx: &Ctx, mut request: Request) {
+/// Counts a request as unanswered until dropped: when its answer starts
+/// being written, or if handling it panics.
+struct Answering<'a>(&'a AtomicUsize);
+
+impl<'a> Answering<'a> {
+    fn new(unanswered: &'a AtomicUsize) -> Answering<'a> {
+        unanswered.fetch_add(1, Ordering::SeqCst);
+        Answering(unanswered)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
     let started = Instant::now();
     let received = Timestamp::now();
-    let outcome = match request.method() {
-        Method::Post => post(ctx, &mut request, received),
-        Method::Get | Method::Head => status_page(ctx),
-        _ => {
+    let framing = ingest::check_framing(
+        request
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+    );
+    let outcome = match (framing, request.method()) {
+        (Err(r), _) => {
+            // Where this request ends is in doubt: whatever the connection
+            // sends next is not taken as a request.
+            ctx.connections.ignore(request.remote_addr().copied());
+            Outcome::refused(r)
+        }
+        (Ok(()), Method::Post) => post(ctx, &mut request, received),
+        (Ok(()), Method::Get | Method::Head) => status_page(ctx),
+        (Ok(()), _) => {
             let mut out = Outcome::refused(Rejection {
                 status: 405,
                 error: format!(
@@ -368,21 +556,28 @@ fn handle(ctx: &Ctx, mut request: Request) {
     if let Some((name, value)) = outcome.extra_header {
         response.add_header(Header::from_bytes(name, value).expect("ascii header"));
     }
-    // Counted before answering, so a status request sent after this answer
-    // already sees it.
+    // Counted and reported before answering, so a status request sent
+    // after this answer already sees it, and the consumers see requests in
+    // the order their clients saw the answers (a client's next request
+    // comes after its answer).
     ctx.stats.count(&event);
-    let unread = request.body_length().filter(|_| !outcome.body_read);
-    if unread.is_some_and(|n| n > UNREAD_DRAIN_LIMIT) {
-        // Answer, then keep tiny_http from draining the absurd remainder:
-        // the connection is left to the client to close.
-        std::mem::forget(request.upgrade("close", response));
-    } else {
-        // A client that hung up is its own problem; the batch is saved already.
-        let _ = request.respond(response);
-    }
     match ctx.events.try_send(event) {
         Ok(()) | Err(TrySendError::Disconnected(_)) => {}
         Err(TrySendError::Full(_)) => Stats::add(&ctx.stats.dropped_events, 1),
+    }
+    drop(answering);
+    let unread = request
+        .body_length()
+        .filter(|_| !outcome.body_read)
+        .unwrap_or(0);
+    if safe_to_drop(unread) {
+        // A client that hung up is its own problem; the batch is saved already.
+        let _ = request.respond(response);
+    } else {
+        // Answered, then kept: dropping it would abort (see `safe_to_drop`).
+        ctx.connections.ignore(request.remote_addr().copied());
+        park(ctx, Box::new(request.upgrade("close", response)));
+        Stats::add(&ctx.stats.parked, 1);
     }
 }
 
@@ -520,30 +715,15 @@ fn make_event(
     outcome: &Outcome,
     started: Instant,
 ) -> RequestEvent {
-    let mut token_matched = None;
-    let headers = request
-        .headers()
-        .iter()
-        .map(|h| {
-            let name = h.field.as_str().as_str().to_string();
-            let value = if h.field.equiv("authorization") {
-                let (shown, matched) = redact_authorization(&ctx.config.auth, h.value.as_str());
-                token_matched = matched;
-                shown
-            } else {
-                h.value.as_str().to_string()
-            };
-            (name, value)
-        })
-        .collect();
+    let (headers, token_matched) = event_headers(&ctx.config.auth, request.headers());
     let batch = outcome.batch.as_ref();
     RequestEvent {
         id: ctx.next_id.fetch_add(1, Ordering::Relaxed) + 1,
         received,
         peer: peer(request),
         method: request.method().as_str().to_string(),
-        path: request.url().to_string(),
-        unit_id: header(request, "unit-id").map(str::to_owned),
+        path: clip_chars(request.url(), EVENT_PATH),
+        unit_id: header(request, "unit-id").map(|u| clip_chars(u, EVENT_HEADER_VALUE)),
         status: outcome.status,
         headers,
         token_matched,
@@ -558,6 +738,54 @@ fn make_event(
         error: outcome.error.clone(),
         elapsed: started.elapsed(),
         body: outcome.kept_body.clone(),
+    }
+}
+
+/// The request's headers as an event keeps them: the credential redacted
+/// (and whether it matched), each value cut at `EVENT_HEADER_VALUE`
+/// characters, and no more than `EVENT_HEADER_BYTES` in all; what is left
+/// out is said in one last line. tiny_http caps no header, and the
+/// dashboard keeps the last thousand requests.
+fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, String)>, Option<bool>) {
+    let mut token_matched = None;
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    let mut left_out = (0usize, 0usize);
+    for h in headers {
+        let name = h.field.as_str().as_str();
+        let value = if h.field.equiv("authorization") {
+            let (shown, matched) = redact_authorization(auth, h.value.as_str());
+            token_matched = matched;
+            shown
+        } else {
+            clip_chars(h.value.as_str(), EVENT_HEADER_VALUE)
+        };
+        let size = name.len() + value.len();
+        if left_out.0 > 0 || bytes + size > EVENT_HEADER_BYTES {
+            left_out.0 += 1;
+            left_out.1 += name.len() + h.value.as_str().len();
+            continue;
+        }
+        bytes += size;
+        kept.push((clip_chars(name, EVENT_HEADER_VALUE), value));
+    }
+    if left_out.0 > 0 {
+        kept.push((
+            "…".to_string(),
+            format!(
+                "{} more headers ({} bytes) not kept",
+                left_out.0, left_out.1
+            ),
+        ));
+    }
+    (kept, token_matched)
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when cut.
+fn clip_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
     }
 }
 
@@ -597,20 +825,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unwrap_panic_text_becomes_the_os_message() {
-        let emfile = r#"called `Result::unwrap()` on an `Err` value: Os { code: 24, kind: Uncategorized, message: "Too many open files" }"#;
-        let text = unwrapped_os_error(emfile);
+    fn an_event_keeps_a_few_kib_of_headers_and_says_what_it_left_out() {
+        let mut headers: Vec<Header> = (0..200)
+            .map(|i| Header::from_bytes(format!("x-pad-{i}"), "v".repeat(8 * 1024)).unwrap())
+            .collect();
+        headers.insert(
+            0,
+            Header::from_bytes("authorization", "token secret-1").unwrap(),
+        );
+        let (kept, matched) = event_headers(&ingest::Auth::tokens(&["secret-1"]), &headers);
+        assert_eq!(matched, Some(true));
+        let bytes: usize = kept.iter().map(|(n, v)| n.len() + v.len()).sum();
+        assert!(bytes <= EVENT_HEADER_BYTES + 100, "{bytes}");
+        assert!(kept[0].1.contains("[redacted"), "{:?}", kept[0]);
+        assert!(!kept.iter().any(|(_, v)| v.contains("secret-1")));
+        let (name, last) = kept.last().unwrap();
+        assert_eq!(name, "…");
         assert!(
-            text.starts_with(
-                "Too many open files (os error 24) (out of file descriptors: the limit is "
-            ),
-            "{text}"
+            last.ends_with("more headers (1622400 bytes) not kept")
+                || last.contains("more headers"),
+            "{last}"
         );
-        let enfile = r#"called `Result::unwrap()` on an `Err` value: Os { code: 23, kind: Uncategorized, message: "Too many open files in system" }"#;
-        assert_eq!(
-            unwrapped_os_error(enfile),
-            io::Error::from_raw_os_error(23).to_string()
-        );
-        assert_eq!(unwrapped_os_error("something else"), "something else");
+        assert!(kept[1].1.ends_with('…') && kept[1].1.chars().count() == EVENT_HEADER_VALUE + 1);
+    }
+
+    #[test]
+    fn a_pipelining_or_rule_breaking_connection_is_ignored() {
+        let c = Connections::default();
+        let peer: Option<SocketAddr> = Some("10.0.0.1:4000".parse().unwrap());
+        let other: Option<SocketAddr> = Some("10.0.0.1:4001".parse().unwrap());
+        for _ in 0..PIPELINE_LIMIT {
+            assert_eq!(c.admit(peer), Admit::Serve);
+        }
+        assert_eq!(c.admit(peer), Admit::Ignore);
+        for _ in 0..=PIPELINE_LIMIT {
+            c.finish(peer);
+        }
+        assert_eq!(c.admit(peer), Admit::Ignore, "stays ignored");
+        assert_eq!(c.admit(other), Admit::Serve);
+        c.finish(other);
+        c.ignore(other);
+        assert_eq!(c.admit(other), Admit::Ignore);
+        assert_eq!(c.admit(None), Admit::Serve);
+    }
+
+    #[test]
+    fn only_remainders_the_system_can_map_are_dropped() {
+        assert!(safe_to_drop(0));
+        assert!(safe_to_drop(ALWAYS_DRAINABLE));
+        assert!(!safe_to_drop(usize::MAX / 2));
     }
 }

@@ -434,3 +434,37 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Uploads `body` the way a device does until it is acknowledged: an
+/// upload that gets no answer, or an error answer, is sent again (at most
+/// 200 tries, 30 s in all). Returns the statuses seen, the last one 200
+/// unless it never was.
+pub fn upload_until_acknowledged(addr: SocketAddr, body: &[u8]) -> Vec<u16> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{addr}/logbook/storage");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        let answer = agent
+            .post(&url)
+            .header("authorization", &format!("token {TOKEN}"))
+            .send(body);
+        match answer {
+            Ok(r) => {
+                seen.push(r.status().as_u16());
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            Err(_) => seen.push(0),
+        }
+    }
+    seen
+}

@@ -1,0 +1,386 @@
+//! The accept side, supervised: several tiny_http servers on clones of one
+//! listening socket, each with a pump thread handing its requests to the
+//! shared workers.
+//!
+//! tiny_http 0.12 ends a server's accept thread for good on the first
+//! accept error, and the listener's receive timeout (which accepted
+//! connections inherit: see `listener`) makes an idle `accept` fail every
+//! read timeout. Running out of descriptors ends it too, either through
+//! `accept` or through a panic on its clone of the new socket (upstream
+//! issue tiny-http#195). So the supervisor keeps `ACCEPTING` servers whose
+//! accept thread lives, starting a fresh one whenever one ends (retrying
+//! while descriptors are short: new connections wait in the kernel's
+//! backlog meanwhile), and a server whose accept thread ended keeps being
+//! drained until its connections are gone. Several servers also spread a
+//! burst of new connections over several of tiny_http's connection pools,
+//! each of which leaves a burst larger than its idle threads unserved
+//! (its idle count lags the wake-ups).
+//!
+//! ```text
+//!   listener ──clone──▶ server 1 ── pump ──┐
+//!            ──clone──▶ server 2 ── pump ──┼──▶ work channel ──▶ workers
+//!            ──clone──▶ …        ── pump ──┘
+//!   supervisor: replaces servers whose accept thread ended; retires them
+//!   once drained
+//! ```
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
+use tiny_http::Request;
+
+/// Servers with a live accept thread the supervisor keeps.
+pub const ACCEPTING: usize = 8;
+/// How often a pump looks up from its queue (to stop, or to retire).
+const PUMP_TICK: Duration = Duration::from_millis(200);
+/// How often the supervisor checks its servers and retries failed starts.
+const SUPERVISE_TICK: Duration = Duration::from_millis(500);
+/// Beyond the read timeout, how long a drained server waits before it is
+/// retired: every connection it had is closed by then, or hostile.
+const RETIRE_SLACK: Duration = Duration::from_secs(2);
+
+/// The file where tiny_http 0.12's accept thread unwraps `try_clone` of
+/// each new socket. Out of descriptors, that thread panics without
+/// telling `recv`.
+const ACCEPT_PANIC_FILE: &str = "refined_tcp_stream.rs";
+
+/// A request taken from one of the servers, with the server it came from.
+pub struct Work {
+    pub request: Request,
+    pub from: Arc<Slot>,
+}
+
+impl Slot {
+    /// A request of this server was handled (it may retire once idle).
+    pub fn finish(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One tiny_http server and what the supervisor knows of it.
+pub struct Slot {
+    server: Arc<tiny_http::Server>,
+    /// Its accept thread reported an error and ended.
+    accept_ended: AtomicBool,
+    /// Requests handed to the workers and not yet done.
+    in_flight: AtomicUsize,
+    last_request: Mutex<Instant>,
+    /// The pump has stopped: nothing more comes from this server.
+    retired: AtomicBool,
+}
+
+/// What the accept side tells the rest of the receiver.
+pub enum Notice {
+    /// Accepting connections failed; the supervisor is on it.
+    AcceptFailed(String),
+}
+
+/// Shared by the supervisor and the pumps.
+struct Side {
+    listener: TcpListener,
+    read_timeout: Duration,
+    work: Sender<Work>,
+    stopping: Arc<AtomicBool>,
+    slots: Mutex<Vec<(Arc<Slot>, JoinHandle<()>)>>,
+    /// Wakes the supervisor (an accept thread ended, or panicked).
+    wake: Sender<()>,
+    /// Accept threads that died by panic, not yet retired: they count as
+    /// accepting but are not.
+    zombies: AtomicUsize,
+    notices: Sender<Notice>,
+    /// Called when work is handed out (to grow the workers).
+    on_work: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Every accept side in this process (a panic cannot tell which server's
+/// accept thread it came from); gone ones are pruned.
+static SIDES: Mutex<Vec<Weak<Side>>> = Mutex::new(Vec::new());
+
+/// The running accept side; `stop` ends it.
+pub struct Acceptors {
+    side: Arc<Side>,
+    supervisor: JoinHandle<()>,
+    stop: Sender<()>,
+    pub addr: SocketAddr,
+}
+
+impl Acceptors {
+    /// Starts `ACCEPTING` servers on clones of `listener` and their
+    /// supervisor. Requests go to `work`; `on_work` is called for each.
+    pub fn start(
+        listener: TcpListener,
+        read_timeout: Duration,
+        work: Sender<Work>,
+        stopping: Arc<AtomicBool>,
+        notices: Sender<Notice>,
+        on_work: Box<dyn Fn() + Send + Sync>,
+    ) -> io::Result<Acceptors> {
+        let addr = listener.local_addr()?;
+        let (wake, woken) = bounded(64);
+        let side = Arc::new(Side {
+            listener,
+            read_timeout,
+            work,
+            stopping,
+            slots: Mutex::new(Vec::new()),
+            wake,
+            zombies: AtomicUsize::new(0),
+            notices,
+            on_work,
+        });
+        for _ in 0..ACCEPTING {
+            start_server(&side)?;
+        }
+        crate::panic::claim(accept_thread_died);
+        {
+            let mut sides = SIDES.lock().unwrap_or_else(|p| p.into_inner());
+            sides.retain(|w| w.strong_count() > 0);
+            sides.push(Arc::downgrade(&side));
+        }
+        let (stop, stopped) = bounded(1);
+        let supervised = side.clone();
+        let supervisor = std::thread::Builder::new()
+            .name("accept-supervisor".into())
+            .spawn(move || supervise(&supervised, &woken, &stopped))?;
+        Ok(Acceptors {
+            side,
+            supervisor,
+            stop,
+            addr,
+        })
+    }
+
+    /// Stops the supervisor, then every pump after it has handed out what
+    /// its server already holds; no server accepts any more.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.supervisor.join();
+        let slots = std::mem::take(&mut *lock(&self.side.slots));
+        for (_, pump) in slots {
+            let _ = pump.join();
+        }
+    }
+
+    /// Servers running now (accepting or draining).
+    pub fn servers(&self) -> usize {
+        lock(&self.side.slots).len()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts one more server on a clone of the listener, with its pump.
+fn start_server(side: &Arc<Side>) -> io::Result<()> {
+    let clone = side.listener.try_clone()?;
+    let server = tiny_http::Server::from_listener(clone, None).map_err(io::Error::other)?;
+    let slot = Arc::new(Slot {
+        server: Arc::new(server),
+        accept_ended: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        last_request: Mutex::new(Instant::now()),
+        retired: AtomicBool::new(false),
+    });
+    let pumped = slot.clone();
+    let pump_side = side.clone();
+    let pump = std::thread::Builder::new()
+        .name("accept-pump".into())
+        .spawn(move || pump(&pump_side, &pumped))?;
+    lock(&side.slots).push((slot, pump));
+    Ok(())
+}
+
+/// Hands the server's requests to the workers until it is retired or the
+/// receiver stops.
+fn pump(side: &Side, slot: &Arc<Slot>) {
+    loop {
+        if side.stopping.load(Ordering::SeqCst) {
+            while let Ok(Some(request)) = slot.server.try_recv() {
+                hand_out(side, slot, request);
+            }
+            break;
+        }
+        match slot.server.recv_timeout(PUMP_TICK) {
+            Ok(Some(request)) => hand_out(side, slot, request),
+            Ok(None) => {
+                if retirable(side, slot) {
+                    break;
+                }
+            }
+            Err(e) => {
+                if !slot.accept_ended.swap(true, Ordering::SeqCst) {
+                    // Timeouts are the listener's read timeout on an idle
+                    // server: routine, not worth a word.
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) {
+                        let _ = side.notices.try_send(Notice::AcceptFailed(e.to_string()));
+                    }
+                    let _ = side.wake.try_send(());
+                }
+            }
+        }
+    }
+    slot.retired.store(true, Ordering::SeqCst);
+    let _ = side.wake.try_send(());
+}
+
+fn hand_out(side: &Side, slot: &Arc<Slot>, request: Request) {
+    *lock(&slot.last_request) = Instant::now();
+    slot.in_flight.fetch_add(1, Ordering::SeqCst);
+    (side.on_work)();
+    let work = Work {
+        request,
+        from: slot.clone(),
+    };
+    if let Err(e) = side.work.send(work) {
+        // The workers are gone (shutting down): nothing will answer it.
+        e.into_inner().from.finish();
+    }
+}
+
+/// Whether a server can go: nothing in flight, and quiet long enough that
+/// every connection it had has been closed by the read timeout. One whose
+/// accept thread still runs goes only in place of a panicked one.
+fn retirable(side: &Side, slot: &Slot) -> bool {
+    if slot.in_flight.load(Ordering::SeqCst) > 0 {
+        return false;
+    }
+    let quiet = lock(&slot.last_request).elapsed();
+    if slot.accept_ended.load(Ordering::SeqCst) {
+        return quiet > side.read_timeout + RETIRE_SLACK;
+    }
+    // A panicked accept thread never says so: the longest-quiet server that
+    // never reported an error stands for it.
+    quiet > 2 * side.read_timeout + RETIRE_SLACK
+        && side
+            .zombies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |z| z.checked_sub(1))
+            .is_ok()
+}
+
+/// Keeps `ACCEPTING` servers accepting, and forgets retired ones.
+fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
+    let ticks = tick(SUPERVISE_TICK);
+    let mut failing = false;
+    loop {
+        select! {
+            recv(stop) -> _ => return,
+            recv(woken) -> _ => {}
+            recv(ticks) -> _ => {}
+        }
+        if side.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut slots = lock(&side.slots);
+        let mut finished = Vec::new();
+        slots.retain(|(slot, _)| {
+            !slot.retired.load(Ordering::SeqCst) || {
+                finished.push(slot.clone());
+                false
+            }
+        });
+        let accepting = slots
+            .iter()
+            .filter(|(s, _)| !s.accept_ended.load(Ordering::SeqCst))
+            .count();
+        drop(slots);
+        // Retired pumps have returned or are about to (their handles were
+        // dropped above). Dropping a tiny_http server connects to its own
+        // address to wake its accept thread, which can wait minutes for a
+        // full backlog: never on this thread.
+        if !finished.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("accept-reaper".into())
+                .spawn(move || drop(finished));
+        }
+        let wanted = ACCEPTING + side.zombies.load(Ordering::SeqCst);
+        for _ in accepting..wanted {
+            match start_server(side) {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        failing = true;
+                        let _ = side.notices.try_send(Notice::AcceptFailed(format!(
+                            "cannot start accepting again: {e}; retrying"
+                        )));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The accept side's claim on panics (see `crate::panic`): tiny_http's
+/// accept thread dying on its clone of a new socket. Every accept side of
+/// this process starts a replacement; nothing is printed.
+fn accept_thread_died(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let in_accept_thread = info.location().is_some_and(|l| {
+        let file = l.file().replace('\\', "/");
+        // Registry, vendored and patched checkouts alike.
+        file.ends_with(ACCEPT_PANIC_FILE)
+            && (file.contains("tiny_http") || file.contains("tiny-http"))
+    });
+    if !in_accept_thread {
+        return false;
+    }
+    let what = payload_text(info);
+    for side in lock(&SIDES).iter().filter_map(Weak::upgrade) {
+        if !side.stopping.load(Ordering::SeqCst) {
+            side.zombies.fetch_add(1, Ordering::SeqCst);
+            let _ = side.notices.try_send(Notice::AcceptFailed(format!(
+                "tiny_http's accept thread failed: {what}"
+            )));
+            let _ = side.wake.try_send(());
+        }
+    }
+    true
+}
+
+/// A panic's message: `unwrap`'s text around an io::Error becomes the
+/// error's own message (`Too many open files (os error 24)`).
+fn payload_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let what = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    unwrapped_os_error(what)
+}
+
+/// `unwrap`'s panic text around an io::Error (`... Os { code: 24, ... }`)
+/// as the error's own message; any other text as it is.
+fn unwrapped_os_error(what: &str) -> String {
+    let code = what.split_once("code: ").and_then(|(_, rest)| {
+        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        digits.parse::<i32>().ok()
+    });
+    match code {
+        Some(code) => io::Error::from_raw_os_error(code).to_string(),
+        None => what.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwrap_panic_text_becomes_the_os_message() {
+        let emfile = r#"called `Result::unwrap()` on an `Err` value: Os { code: 24, kind: Uncategorized, message: "Too many open files" }"#;
+        assert_eq!(
+            unwrapped_os_error(emfile),
+            io::Error::from_raw_os_error(24).to_string()
+        );
+        assert_eq!(unwrapped_os_error("something else"), "something else");
+    }
+}

@@ -1,0 +1,104 @@
+//! The listening socket, built by us (socket2) so that its options are
+//! ours: on Linux, accepted sockets inherit them, which is the only way to
+//! set them on the connections tiny_http 0.12 accepts and keeps to itself.
+//!
+//! - a receive timeout: an idle or stalled connection is dropped (tiny_http
+//!   answers 408 to a request that stops mid-head; a body read fails);
+//! - a send timeout and `TCP_USER_TIMEOUT`: a client that never reads its
+//!   answers cannot hold a worker (the kernel aborts the connection once
+//!   written data has waited that long);
+//! - TCP keepalive: a device that vanished mid-upload is noticed in about a
+//!   minute even with no timeout running.
+//!
+//! The receive timeout also bounds `accept`, which ends tiny_http's accept
+//! thread on an idle listener: the server module supervises that.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+/// Pending connections the kernel queues while every accept thread is busy
+/// (or none can accept for want of descriptors).
+const BACKLOG: i32 = 1024;
+/// Keepalive: first probe after this much silence, then every interval,
+/// given up after this many unanswered probes (30 + 3 × 10 s).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Binds `addr` with the options every accepted connection inherits.
+pub fn bind(addr: &str, read_timeout: Duration) -> io::Result<TcpListener> {
+    let target = resolve(addr)?;
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    // As std's TcpListener::bind does on Unix: a restart finds the port
+    // free while old connections linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    set_connection_options(&SockRef::from(&socket), read_timeout)?;
+    socket.bind(&target.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The options a connection needs, set on the listener to be inherited.
+fn set_connection_options(socket: &SockRef<'_>, read_timeout: Duration) -> io::Result<()> {
+    socket.set_read_timeout(Some(read_timeout))?;
+    socket.set_write_timeout(Some(read_timeout))?;
+    socket.set_keepalive(true)?;
+    socket.set_tcp_keepalive(
+        &TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES),
+    )?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(read_timeout))?;
+    Ok(())
+}
+
+fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr} names no address"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    #[test]
+    fn accepted_connections_inherit_the_timeouts_and_keepalive() {
+        let timeout = Duration::from_secs(7);
+        let listener = bind("127.0.0.1:0", timeout).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(accepted.read_timeout().unwrap(), Some(timeout));
+        assert_eq!(accepted.write_timeout().unwrap(), Some(timeout));
+        let s = SockRef::from(&accepted);
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        #[cfg(target_os = "linux")]
+        assert_eq!(s.tcp_user_timeout().unwrap(), Some(timeout));
+    }
+
+    #[test]
+    fn accept_times_out_on_an_idle_listener() {
+        let listener = bind("127.0.0.1:0", Duration::from_millis(50)).unwrap();
+        let e = listener.accept().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+    }
+
+    #[test]
+    fn a_name_without_address_is_an_error() {
+        assert!(bind("no-such-host.invalid:80", Duration::from_secs(1)).is_err());
+    }
+}
