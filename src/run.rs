@@ -138,19 +138,23 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
     Ok(capture)
 }
 
-/// SIGINT and SIGTERM as channel messages.
+/// SIGINT and SIGTERM as channel messages: `received` is what the handler
+/// sends; `stop` sends on the same channel (a closed stdout under
+/// `--headless` stops the run as a signal does).
 struct Signals {
     received: Receiver<()>,
+    stop: Sender<()>,
 }
 
 impl Signals {
     fn install() -> Result<Signals, Fatal> {
         let (tx, received) = bounded::<()>(1);
+        let stop = tx.clone();
         ctrlc::set_handler(move || {
             let _ = tx.try_send(());
         })
         .map_err(|e| Fatal::new(1, format!("cannot install the signal handler: {e}")))?;
-        Ok(Signals { received })
+        Ok(Signals { received, stop })
     }
 }
 
@@ -226,9 +230,10 @@ fn show(
     signals: &Signals,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
     if settings.headless {
+        let stop = signals.stop.clone();
         let printer = std::thread::Builder::new()
             .name("headless".into())
-            .spawn(move || headless::print(events, std::io::stdout().lock()))?;
+            .spawn(move || headless::print(events, std::io::stdout().lock(), stop))?;
         let _ = signals.received.recv();
         return Ok(Some(printer));
     }

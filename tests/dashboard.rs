@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use autopi_rx::dashboard::app::{Action, Outside, Tab};
-use autopi_rx::dashboard::ui::theme::Theme;
+use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, guide_examples};
 use crossbeam_channel::{bounded, never, unbounded};
 use ratatui::Terminal;
@@ -38,23 +38,23 @@ fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
 #[test]
 fn tabs_help_and_escape() {
     let mut app = busy();
-    assert_eq!(app.view.tab, Tab::Live);
+    assert_eq!(app.viewer.tab, Tab::Live);
     press(&mut app, &[KeyCode::Tab]);
-    assert_eq!(app.view.tab, Tab::Requests);
+    assert_eq!(app.viewer.tab, Tab::Requests);
     press(&mut app, &[KeyCode::BackTab, KeyCode::BackTab]);
-    assert_eq!(app.view.tab, Tab::Types);
+    assert_eq!(app.viewer.tab, Tab::Types);
     press(
         &mut app,
         &[KeyCode::Char('2'), KeyCode::Enter, KeyCode::Char('?')],
     );
-    assert!(app.view.help && app.view.detail.is_some());
+    assert!(app.viewer.help && app.viewer.detail.is_some());
     press(&mut app, &[KeyCode::Esc]);
     assert!(
-        !app.view.help && app.view.detail.is_some(),
+        !app.viewer.help && app.viewer.detail.is_some(),
         "Esc closes help first"
     );
     press(&mut app, &[KeyCode::Esc]);
-    assert_eq!(app.view.detail, None);
+    assert_eq!(app.viewer.detail, None);
     assert!(text(&draw(&app, 120, 40)).contains("Requests"));
 }
 
@@ -69,11 +69,11 @@ fn q_and_ctrl_c_quit_but_q_types_into_the_filter() {
         app.handle_key(KeyEvent::from(KeyCode::Char('q'))),
         Action::Continue
     );
-    assert_eq!(app.view.filter, "q");
+    assert_eq!(app.viewer.filter.text(), "q");
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(app.handle_key(ctrl_c), Action::Quit);
     press(&mut app, &[KeyCode::Esc]);
-    assert_eq!(app.view.filter, "");
+    assert_eq!(app.viewer.filter.text(), "");
     assert_eq!(
         app.handle_key(KeyEvent::from(KeyCode::Char('q'))),
         Action::Quit
@@ -93,6 +93,9 @@ fn freeze_holds_the_screen_while_receiving_goes_on() {
         &sample_batch(),
     ));
     app.tick(at("2026-11-27T08:00:30Z"));
+    // The probes go on reading too: the capture grows, the screen fell behind.
+    app.setup.capture_bytes = Some(9_999_999);
+    app.setup.dropped_events = 3;
     assert_eq!(
         app.live().totals.records,
         1005,
@@ -102,6 +105,7 @@ fn freeze_holds_the_screen_while_receiving_goes_on() {
     press(&mut app, &[KeyCode::Char('f')]);
     let after = text(&draw(&app, 120, 40));
     assert!(after.contains("records 1,005") && !after.contains("FROZEN"));
+    assert!(after.contains("9.54 MiB") && after.contains("3 events not shown"));
 }
 
 fn sample_batch() -> String {
@@ -137,10 +141,14 @@ fn events_scroll_back_and_follow_again() {
     };
     assert_eq!(event_lines(&still), event_lines(&scrolled));
     press(&mut app, &[KeyCode::PageUp, KeyCode::Char('g')]);
-    assert_eq!(app.view.events_scroll, 201 - 11, "g shows the oldest page");
+    assert_eq!(
+        app.viewer.events_scroll,
+        201 - 11,
+        "g shows the oldest page"
+    );
     assert!(text(&draw(&app, 120, 40)).contains("190 newer below"));
     press(&mut app, &[KeyCode::Char('j')]);
-    assert_eq!(app.view.events_scroll, 189, "one key, one line");
+    assert_eq!(app.viewer.events_scroll, 189, "one key, one line");
     press(&mut app, &[KeyCode::Char('G')]);
     let followed = text(&draw(&app, 120, 40));
     assert!(followed.contains("@vehicle/engine/stopped") && followed.contains("following"));
@@ -156,10 +164,13 @@ fn request_detail_scrolls_through_the_body() {
         &[KeyCode::Char('2'), KeyCode::Char('g'), KeyCode::Enter],
     );
     let top = text(&draw(&app, 80, 24));
-    assert!(top.contains("Headers") && !top.contains("\"@t\": \"obd.coolant_temp\""));
+    assert!(top.contains("Headers") && !top.contains("{\"@t\":\"obd.coolant_temp\""));
     press(&mut app, &[KeyCode::Char('G')]);
     let bottom = text(&draw(&app, 80, 24));
-    assert!(bottom.contains("\"@t\": \"event.vehicle.battery\"") && !bottom.contains("Headers"));
+    assert!(
+        bottom.contains("{\"@t\":\"event.vehicle.battery\"") && !bottom.contains("Headers"),
+        "{bottom}"
+    );
     assert!(
         bottom.contains("│  ]"),
         "ends with the array's close: {bottom}"
@@ -174,11 +185,14 @@ fn request_detail_scrolls_through_the_body() {
 fn requests_selection_opens_the_chosen_request() {
     let mut app = busy();
     press(&mut app, &[KeyCode::Char('2'), KeyCode::Up, KeyCode::Enter]);
-    assert_eq!(app.view.detail, Some(4));
+    assert_eq!(app.viewer.detail, Some(4));
     let screen = text(&draw(&app, 120, 40));
     assert!(screen.contains("Request #4") && screen.contains("matches a configured token:  no"));
     press(&mut app, &[KeyCode::Esc, KeyCode::Down]);
-    assert_eq!(app.view.selected, None, "back on the newest row: following");
+    assert_eq!(
+        app.viewer.selected, None,
+        "back on the newest row: following"
+    );
 }
 
 #[test]
@@ -197,15 +211,35 @@ fn filter_narrows_events_requests_and_types() {
 }
 
 #[test]
-fn device_picker_switches_panels() {
+fn device_picker_follows_the_last_upload_until_one_is_picked() {
     let mut app = two_devices();
-    let first = text(&draw(&app, 120, 40));
-    assert!(first.contains("(1/2)") && first.contains("15.40 V"));
+    // The second device uploaded last: it is in front.
+    let first = text(&draw(&app, 80, 24));
+    assert!(
+        first.contains("11.20 V") && first.contains("(2/2)"),
+        "{first}"
+    );
+    assert!(first.contains("7c1e…0112 2s ago"), "{first}");
+    let wide = text(&draw(&app, 200, 60));
+    assert!(
+        wide.contains("ee3d…1d05 7s ago") && wide.contains("7c1e…0112 2s ago"),
+        "every device with its last upload's age: {wide}"
+    );
+    assert!(wide.contains("last to upload"), "{wide}");
+    // The first one uploads again: followed.
+    let bat =
+        r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:06Z","voltage":12.7,"state":"discharging"}]"#;
+    app.apply(&accepted(7, at("2026-11-27T08:00:06Z"), Some(UNIT), bat));
+    assert!(text(&draw(&app, 120, 40)).contains("12.70 V"));
+    // Picked: stays put whoever uploads.
     press(&mut app, &[KeyCode::Char('d')]);
     let second = text(&draw(&app, 120, 40));
-    assert!(second.contains("(2/2)") && second.contains("11.20 V") && second.contains("P0300"));
+    assert!(second.contains("11.20 V") && second.contains("P0300"));
+    assert!(second.contains("picked"), "{second}");
+    app.apply(&accepted(8, at("2026-11-27T08:00:08Z"), Some(UNIT), bat));
+    assert!(text(&draw(&app, 120, 40)).contains("11.20 V"));
     press(&mut app, &[KeyCode::Left]);
-    assert!(text(&draw(&app, 120, 40)).contains("(1/2)"));
+    assert!(text(&draw(&app, 80, 24)).contains("(1/2)"));
     assert!(
         !text(&draw(&guide(), 120, 40)).contains("(1/"),
         "no picker for one device"
@@ -338,8 +372,7 @@ fn no_auth_is_loud_and_statuses_are_coloured_by_class() {
 
 #[test]
 fn failure_events_stand_out() {
-    let mut app = two_devices();
-    press(&mut app, &[KeyCode::Char('d')]);
+    let app = two_devices();
     let area = Rect::new(0, 0, 100, 8);
     let mut buf = Buffer::empty(area);
     autopi_rx::dashboard::ui::events::render(&app, area, &mut buf);
@@ -393,7 +426,7 @@ fn a_real_upload_never_shows_its_token() {
             .iter()
             .find(|r| r.accepted() == accepted)
             .unwrap();
-        app.view.selected = Some(r.id);
+        app.viewer.selected = Some(r.id);
         press(&mut app, &[KeyCode::Char('2'), KeyCode::Enter]);
         let screen = text(&draw(&app, 120, 40));
         assert!(
@@ -407,4 +440,430 @@ fn a_real_upload_never_shows_its_token() {
         );
         press(&mut app, &[KeyCode::Esc]);
     }
+}
+
+/// Both sizes the issue asks the fixes to hold at.
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+#[test]
+fn refused_request_detail_says_what_is_kept_where() {
+    for (w, h) in SIZES {
+        let mut app = busy();
+        app.resize(w, h);
+        // The 401: refused before its body was read.
+        press(&mut app, &[KeyCode::Char('2'), KeyCode::Up, KeyCode::Enter]);
+        press(&mut app, &[KeyCode::Char('G')]);
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("Body: none held"), "{screen}");
+        assert!(
+            screen.contains("refused bodies are never saved to the"),
+            "{screen}"
+        );
+        assert!(!screen.contains("see the capture file"), "{screen}");
+        // The 400: its body is held here, and only here.
+        press(
+            &mut app,
+            &[
+                KeyCode::Esc,
+                KeyCode::Down,
+                KeyCode::Enter,
+                KeyCode::Char('G'),
+            ],
+        );
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("Body (78 B, as received)"), "{screen}");
+        assert!(
+            screen.contains("all 78 B as received, held in memory"),
+            "{screen}"
+        );
+    }
+}
+
+#[test]
+fn time_in_a_battery_state_runs_on_the_device_clock() {
+    // The guide's reading is from 2021: it says nothing of how long since.
+    let screen = text(&draw(&guide(), 120, 40));
+    assert!(screen.contains("overcharging   for 0s"), "{screen}");
+    // A device clock five minutes fast: charging for two minutes by it.
+    let mut app = empty();
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:05:00Z","voltage":14.1,"state":"charging"},
+      {"@t":"obd.bat","@ts":"2026-11-27T08:07:00Z","voltage":14.2,"state":"charging"}]"#;
+    app.apply(&accepted(1, at("2026-11-27T08:00:05Z"), Some(UNIT), body));
+    app.tick(at("2026-11-27T08:00:07Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("charging  for 2m00s"), "{screen}");
+        assert!(screen.contains("6m53s ahead"), "{screen}");
+    }
+}
+
+#[test]
+fn a_modem_counter_reset_is_summed_and_marked() {
+    let mut app = empty();
+    let body = r#"[{"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:00Z","sent":1000,"recv":5000},
+      {"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:10Z","sent":1500,"recv":6000},
+      {"@t":"ec2x.data_usage","@ts":"2026-11-27T08:00:20Z","sent":200,"recv":100}]"#;
+    app.apply(&accepted(1, at("2026-11-27T08:00:25Z"), Some(UNIT), body));
+    app.tick(at("2026-11-27T08:00:30Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        // 500 before the reset and 200 after it.
+        assert!(screen.contains("+700 B↺"), "{screen}");
+        assert!(screen.contains("+session↺1"), "{screen}");
+        assert!(
+            screen.contains("↺ counter reset 08:00:20, summed"),
+            "{screen}"
+        );
+    }
+}
+
+#[test]
+fn every_filter_shows_its_prompt_and_says_when_nothing_matches() {
+    for (w, h) in SIZES {
+        let mut app = busy();
+        press(
+            &mut app,
+            &[KeyCode::Char('3'), KeyCode::Char('/'), KeyCode::Char('q')],
+        );
+        let types = text(&draw(&app, w, h));
+        assert!(types.contains("filter: q▏"), "{types}");
+        assert!(types.contains("no match for 'q'"), "{types}");
+        assert!(types.contains("0 of 13 types"), "{types}");
+        press(&mut app, &[KeyCode::Enter, KeyCode::Char('2')]);
+        let requests = text(&draw(&app, w, h));
+        assert!(requests.contains("filter: q"), "{requests}");
+        assert!(requests.contains("no match for 'q'"), "{requests}");
+        press(&mut app, &[KeyCode::Char('1')]);
+        let live = text(&draw(&app, w, h));
+        assert!(live.contains("no match for 'q'"), "{live}");
+    }
+}
+
+/// Names of `many_values`' OBD pids.
+const PIDS: [&str; 10] = [
+    "ambiant_air_temp",
+    "barometric_pressure",
+    "coolant_temp",
+    "engine_load",
+    "fuel_level",
+    "intake_temp",
+    "maf",
+    "rpm",
+    "speed",
+    "throttle_pos",
+];
+
+#[test]
+fn vehicle_values_are_shown_cut_with_a_sign_or_counted() {
+    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        let mut app = many_values();
+        let screen = text(&draw(&app, w, h));
+        let whole = PIDS
+            .iter()
+            .filter(|p| screen.contains(&format!("│{p} ")) || screen.contains(&format!("  {p} ")))
+            .count();
+        let more = screen
+            .split("+")
+            .nth(1)
+            .and_then(|s| s.split(" more").next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        assert_eq!(
+            whole + more,
+            PIDS.len(),
+            "{w}x{h}: {whole} shown whole, {more} counted:\n{screen}"
+        );
+        assert!(
+            screen.contains("Random/multiple") && screen.contains("4s ago"),
+            "{screen}"
+        );
+        if more > 0 {
+            assert!(screen.contains("v shows all"), "{screen}");
+        }
+        // `v`: the panel over the tab, every name whole.
+        app.resize(w, h);
+        press(&mut app, &[KeyCode::Char('v')]);
+        let all = text(&draw(&app, w, h));
+        for p in PIDS {
+            assert!(all.contains(p), "{w}x{h}: {p} missing:\n{all}");
+        }
+        press(&mut app, &[KeyCode::Esc]);
+        assert!(text(&draw(&app, w, h)).contains("Events"));
+    }
+}
+
+#[test]
+fn requests_say_why_they_were_refused_and_r_lists_only_those() {
+    let why = "token does not match any configured token";
+    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        let mut app = busy();
+        press(&mut app, &[KeyCode::Char('2')]);
+        let screen = text(&draw(&app, w, h));
+        let row = screen
+            .lines()
+            .find(|l| l.contains(" 401 "))
+            .expect("the 401 row");
+        let error = row
+            .trim_end_matches('│')
+            .trim_end()
+            .rsplit("   ")
+            .next()
+            .unwrap()
+            .trim();
+        assert!(
+            error == why || (error.ends_with('…') && why.starts_with(error.trim_end_matches('…'))),
+            "{w}x{h}: {row}"
+        );
+        if w >= 200 {
+            assert!(row.contains(why) && row.contains(UNIT), "{row}");
+        }
+        press(&mut app, &[KeyCode::Char('r')]);
+        let refused = text(&draw(&app, w, h));
+        assert!(refused.contains("refused only"), "{refused}");
+        assert!(refused.contains(" 401 ") && refused.contains(" 400 "));
+        assert!(!refused.contains(" 200 "), "{refused}");
+        press(&mut app, &[KeyCode::Char('r')]);
+        assert!(text(&draw(&app, w, h)).contains(" 200 "));
+    }
+}
+
+#[test]
+fn type_names_take_the_room_the_terminal_gives() {
+    let name = "obd.fuel_rail_pressure_direct_injection";
+    let mut app = busy();
+    let body = format!(r#"[{{"@t":"{name}","@ts":"2026-11-27T08:13:57Z","value":1}}]"#);
+    app.apply(&accepted(6, at("2026-11-27T08:13:57Z"), Some(UNIT), &body));
+    press(&mut app, &[KeyCode::Char('3')]);
+    let wide = text(&draw(&app, 120, 40));
+    assert!(wide.contains(&format!("│{name} ")), "{wide}");
+    let narrow = text(&draw(&app, 80, 24));
+    let row = narrow
+        .lines()
+        .find(|l| l.starts_with("│obd.fuel_rail"))
+        .unwrap();
+    let shown = row
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches('│');
+    assert!(shown.ends_with('…') && shown.len() > 20, "{narrow}");
+    // The value column keeps room too.
+    assert!(narrow.contains("14.38 V 100 % charging"), "{narrow}");
+}
+
+#[test]
+fn the_header_fits_80_columns_and_says_where_it_cut() {
+    let mut app = busy();
+    app.setup.capture_path = "/home/bench/autopi/captures/20261127T075950Z.jsonl".into();
+    for frozen in [false, true] {
+        let screen = text(&draw(&app, 80, 24));
+        let lines: Vec<&str> = screen.lines().take(3).collect();
+        assert!(lines[2].contains("malformed 0"), "{screen}");
+        let path = lines[1].trim_end().rsplit(" in ").next().unwrap();
+        assert!(
+            path.starts_with("…") && path.ends_with("Z.jsonl"),
+            "{screen}"
+        );
+        // An address is shown whole or counted, never cut.
+        assert!(
+            lines[0].contains("http://192.168.1.20:8000/ ") || lines[0].contains("more (?)"),
+            "{screen}"
+        );
+        assert!(!lines[0].contains("8000…"), "{screen}");
+        if frozen {
+            assert!(lines[0].contains("FROZEN"), "{screen}");
+        }
+        press(&mut app, &[KeyCode::Char('f')]);
+    }
+}
+
+#[test]
+fn a_batch_body_is_one_record_a_line_pretty_on_p_and_saved_on_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = busy();
+    app.setup.capture_path = dir
+        .path()
+        .join("20261127T075950Z.jsonl")
+        .display()
+        .to_string();
+    app.resize(120, 40);
+    press(
+        &mut app,
+        &[KeyCode::Char('2'), KeyCode::Char('g'), KeyCode::Enter],
+    );
+    // 1000 records: 1000 lines and the brackets, not one line per key.
+    assert_eq!(app.detail().body.len(), 1002);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(screen.contains("one record a line · p pretty"), "{screen}");
+    press(&mut app, &[KeyCode::Char('p')]);
+    assert!(app.detail().body.len() > 6000);
+    press(&mut app, &[KeyCode::Char('G')]);
+    let pretty = text(&draw(&app, 120, 40));
+    assert!(
+        pretty.contains("\"@t\": \"event.vehicle.battery\""),
+        "{pretty}"
+    );
+    press(&mut app, &[KeyCode::Char('s')]);
+    let saved = dir.path().join("20261127T075950Z-request-1.json");
+    let first = &app.live().requests.iter().next().unwrap().body;
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        first.as_deref().unwrap(),
+        "the body as held"
+    );
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("body saved to "), "{screen}");
+    }
+    // A refused body is saved as received; a request with none says so.
+    press(
+        &mut app,
+        &[KeyCode::Esc, KeyCode::Char('G'), KeyCode::Char('s')],
+    );
+    let refused = dir.path().join("20261127T075950Z-request-5.bin");
+    assert!(
+        std::fs::read(&refused)
+            .unwrap()
+            .starts_with(b"[{\"@t\":\"obd.bat\"")
+    );
+    press(&mut app, &[KeyCode::Up, KeyCode::Char('s')]);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("request #4: no body held to save"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn events_in_device_order_late_ones_marked_dates_across_days() {
+    let event = |t: &str, tag: &str| format!(r#"[{{"@t":"event.x","@ts":"{t}","@tag":"{tag}"}}]"#);
+    let mut app = empty();
+    app.apply(&accepted(
+        1,
+        at("2026-11-27T08:10:05Z"),
+        Some(UNIT),
+        &event("2026-11-27T08:10:00Z", "x/new"),
+    ));
+    app.apply(&accepted(
+        2,
+        at("2026-11-27T08:10:30Z"),
+        Some(UNIT),
+        &event("2026-11-27T08:06:00Z", "x/retried"),
+    ));
+    app.tick(at("2026-11-27T08:10:31Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        let retried = screen.find("08:06:00  ↺ +4m @x/retried").expect(&screen);
+        let new = screen.find("08:10:00  @x/new").expect(&screen);
+        assert!(retried < new, "older first: {screen}");
+        assert!(!screen.contains("11-27 08:"), "one day: no date: {screen}");
+    }
+    // A fail-queue batch from the day before, after a reboot.
+    app.apply(&accepted(
+        3,
+        at("2026-11-27T08:11:00Z"),
+        Some(UNIT),
+        &event("2026-11-26T23:59:00Z", "x/yesterday"),
+    ));
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("11-26 23:59:00  ↺ +8h @x/yesterday"),
+        "{screen}"
+    );
+    assert!(screen.contains("11-27 08:10:00  @x/new"), "{screen}");
+}
+
+#[test]
+fn battery_shows_min_max_the_last_crank_and_a_time_axis() {
+    const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
+    let volts = [12.6, 12.6, 12.5, 10.4, 10.1, 14.2, 14.3, 14.2, 14.1, 14.2];
+    let records: Vec<String> = volts
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(r#"{{"@t":"obd.bat","@ts":"2026-11-27T08:00:{:02}Z","voltage":{v},"level":90,"state":"charging"}}"#, i * 5)
+        })
+        .collect();
+    let mut app = empty();
+    let body = format!("[{}]", records.join(","));
+    app.apply(&accepted(1, at("2026-11-27T08:00:50Z"), Some(UNIT), &body));
+    app.tick(at("2026-11-27T08:01:00Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        if w >= 200 {
+            assert!(screen.contains("min 10.10 V · max 14.30 V"), "{screen}");
+            assert!(
+                screen.contains("crank 10.10 V at 08:00:20 (40s ago)"),
+                "{screen}"
+            );
+        } else if w >= 120 {
+            assert!(
+                screen.contains("min 10.10 · max 14.30 V · crank 10.10 V 08:00:20 (40s ago)"),
+                "{screen}"
+            );
+        } else {
+            assert!(
+                screen.contains("10.1–14.3 V · crank 10.10 V 08:00:20"),
+                "{screen}"
+            );
+        }
+        assert!(
+            screen.contains("08:00:00") && screen.contains("08:00:45"),
+            "{screen}"
+        );
+        assert!(screen.contains("level 90 %"), "{screen}");
+    }
+}
+
+#[test]
+fn the_map_shows_the_last_drive_with_a_scale_bar_and_m_shows_all() {
+    let pos = |t: &str, lat: f64, lon: f64| {
+        format!(r#"{{"@t":"track.pos","@ts":"{t}","loc":{{"lat":{lat},"lon":{lon}}}}}"#)
+    };
+    // A drive in Copenhagen, an hour's gap, then one in Aalborg.
+    let body = format!(
+        "[{},{},{},{}]",
+        pos("2026-11-27T07:00:00Z", 55.6759, 12.5655),
+        pos("2026-11-27T07:01:00Z", 55.6800, 12.5700),
+        pos("2026-11-27T08:00:00Z", 57.0224, 9.8992),
+        pos("2026-11-27T08:01:00Z", 57.0231, 9.9004),
+    );
+    let mut app = empty();
+    app.apply(&accepted(1, at("2026-11-27T08:01:05Z"), Some(UNIT), &body));
+    app.tick(at("2026-11-27T08:01:10Z"));
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("drive 2 of 2 · m all"), "{screen}");
+        let bar = screen.lines().find(|l| l.contains('├')).expect(&screen);
+        assert!(bar.contains("┤") && bar.contains(" m "), "a street: {bar}");
+        let mut all = app.clone();
+        press(&mut all, &[KeyCode::Char('m')]);
+        let screen = text(&draw(&all, w, h));
+        assert!(screen.contains("all 2 drives · m the last"), "{screen}");
+        let bar = screen.lines().find(|l| l.contains('├')).expect(&screen);
+        assert!(bar.contains(" km "), "a country: {bar}");
+    }
+}
+
+#[test]
+fn types_that_do_not_fit_are_counted_and_scroll_into_view() {
+    let records: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"@t":"kind.{i:02}","@ts":"2026-11-27T08:00:00Z","v":{i}}}"#))
+        .collect();
+    let mut app = empty();
+    let body = format!("[{}]", records.join(","));
+    app.apply(&accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), &body));
+    app.resize(80, 24);
+    press(&mut app, &[KeyCode::Char('3')]);
+    // 17 rows under the table's header at 80×24.
+    let top = text(&draw(&app, 80, 24));
+    assert!(top.contains("0 above · +13 more"), "{top}");
+    assert!(top.contains("kind.16") && !top.contains("kind.17"), "{top}");
+    press(&mut app, &[KeyCode::Char('G')]);
+    let bottom = text(&draw(&app, 80, 24));
+    assert!(bottom.contains("13 above · +0 more"), "{bottom}");
+    assert!(
+        bottom.contains("kind.29") && !bottom.contains("kind.12 "),
+        "{bottom}"
+    );
 }

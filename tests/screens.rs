@@ -75,10 +75,8 @@ fn too_small() {
 }
 
 #[test]
-fn two_devices_second_chosen() {
-    let mut app = two_devices();
-    press(&mut app, &[KeyCode::Char('d')]);
-    both_sizes("two_devices", &app);
+fn two_devices_the_last_to_upload_in_front() {
+    both_sizes("two_devices", &two_devices());
 }
 
 #[test]
@@ -90,4 +88,19 @@ fn frozen_with_filter() {
     }
     press(&mut app, &[KeyCode::Enter]);
     both_sizes("frozen_filtered", &app);
+}
+
+#[test]
+fn many_values_counted_then_shown_whole_on_v() {
+    both_sizes("many_values", &many_values());
+    let mut app = many_values();
+    press(&mut app, &[KeyCode::Char('v')]);
+    both_sizes("vehicle_all", &app);
+}
+
+#[test]
+fn refused_requests_only() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('2'), KeyCode::Char('r')]);
+    both_sizes("requests_refused", &app);
 }

@@ -11,8 +11,8 @@ mod ui_support;
 use std::path::PathBuf;
 
 use autopi_rx::dashboard::app::App;
+use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::dashboard::ui::svg::to_svg;
-use autopi_rx::dashboard::ui::theme::Theme;
 use ratatui::crossterm::event::KeyCode;
 use ui_support::*;
 
@@ -26,10 +26,7 @@ fn scenes() -> Vec<(&'static str, App)> {
     mono.theme = Theme::mono();
     vec![
         ("live", busy()),
-        (
-            "live-two-devices",
-            keys(two_devices(), &[KeyCode::Char('d')]),
-        ),
+        ("live-two-devices", two_devices()),
         ("requests", keys(busy(), &[KeyCode::Char('2'), KeyCode::Up])),
         (
             "request-detail",

@@ -3,7 +3,8 @@
 //! screen a user would see. Checks what snapshot tests cannot: the
 //! listening line before the UI, nothing else written while it is up, the
 //! terminal given back (main screen, cooked mode) on quit and on a fatal
-//! error, and the token never on the terminal.
+//! error, the token never on the terminal, and `--headless | head -2`
+//! ending the receiver once `head` is gone.
 
 mod common;
 
@@ -35,6 +36,12 @@ impl Tty {
     /// Runs `autopi-rx ARGS` (through `sh -c PREFIX exec ...` when a
     /// prefix is given) on its own terminal.
     fn start(prefix: &str, args: &[&str]) -> Tty {
+        Tty::start_script(&format!("{prefix} exec \"$0\" \"$@\""), args)
+    }
+
+    /// Runs the shell `script` on its own terminal, with `$0` the binary
+    /// and `$@` its arguments (a capture in a fresh directory, then ARGS).
+    fn start_script(script: &str, args: &[&str]) -> Tty {
         let dir = tempfile::tempdir().unwrap();
         let capture = dir.path().join("c.jsonl");
         let pty = native_pty_system()
@@ -47,7 +54,7 @@ impl Tty {
             .expect("a pseudo-terminal (is /dev/ptmx available?)");
         let mut cmd = CommandBuilder::new("sh");
         cmd.arg("-c");
-        cmd.arg(format!("{prefix} exec \"$0\" \"$@\""));
+        cmd.arg(script);
         cmd.arg(env!("CARGO_BIN_EXE_autopi-rx"));
         for a in ["--listen", "127.0.0.1:0", "--capture"] {
             cmd.arg(a);
@@ -115,6 +122,23 @@ impl Tty {
                 ),
             }
         }
+    }
+
+    /// Reads output until `done` holds or a short while has passed.
+    fn wait_for_a_while(&mut self, _what: &str, done: impl Fn(&Tty) -> bool) {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => self.take(&chunk),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Everything written so far, as text.
+    fn raw_text(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
     }
 
     fn wait_screen(&mut self, text: &str) {
@@ -314,4 +338,37 @@ fn out_of_descriptors_under_the_dashboard(limit: u32) -> bool {
 #[test]
 fn out_of_descriptors_under_the_dashboard_it_recovers_and_says_why_after() {
     common::until_both_ways(64..96, out_of_descriptors_under_the_dashboard);
+}
+
+/// `--headless | head -2`: once `head` has its two lines and is gone, the
+/// receiver ends as on Ctrl-C (requests in flight finished, capture
+/// flushed, exit 0) instead of running on with nowhere to print.
+#[test]
+fn headless_ends_when_its_reader_goes_away() {
+    let mut tty = Tty::start_script(
+        r#"("$0" "$@"; echo "receiver exited with $?" >&2) | head -2"#,
+        &["--headless", "--no-auth"],
+    );
+    let addr = tty.addr();
+    let body = std::fs::read(samples().join("guide-examples/track-pos.json")).unwrap();
+    // head leaves after two lines; the first write after that fails. How
+    // many posts that takes depends on when head exits, so post until the
+    // receiver is gone (a bounded number of times).
+    let mut posts = 0;
+    while !tty.raw_text().contains("receiver exited") {
+        assert!(posts < 50, "still running after {posts} uploads");
+        let answer = post(addr, &[], &body);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        posts += 1;
+        if posts >= 2 {
+            tty.wait_for_a_while("the receiver to exit", |t| {
+                t.raw_text().contains("receiver exited")
+            });
+        }
+    }
+    tty.exit();
+    let text = tty.raw_text();
+    assert!(text.contains("receiver exited with 0"), "{text}");
+    assert_eq!(text.matches("\"status\":200").count(), 2, "{text}");
+    assert!(!text.contains("panicked"), "{text}");
 }

@@ -26,7 +26,7 @@ mod common;
 use autopi_rx::capture::Capture;
 use autopi_rx::dashboard::app::{App, Outside, Setup};
 use autopi_rx::dashboard::state::State;
-use autopi_rx::dashboard::ui::theme::Theme;
+use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::event::RequestEvent;
 use autopi_rx::fixtures::{accepted, at, sample};
 use autopi_rx::latency::Latencies;

@@ -13,12 +13,17 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::dashboard::state::State;
-use crate::dashboard::ui::theme::Theme;
+use crate::dashboard::app::detail::Detail;
+use crate::dashboard::app::filter::Filter;
+use crate::dashboard::app::layout::pages;
+use crate::dashboard::state::{Device, LogLine, State, TypeStats};
+use crate::dashboard::theme::Theme;
 use crate::event::RequestEvent;
 
-/// Lines moved by PgUp/PgDn.
-pub const PAGE: usize = 10;
+pub mod detail;
+pub mod filter;
+pub mod layout;
+
 /// How often ages and the capture size are refreshed.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Longest time spent folding queued events before a redraw is due.
@@ -84,28 +89,40 @@ pub struct Setup {
 
 /// What the viewer chose to see.
 #[derive(Clone, Debug, Default)]
-pub struct View {
+pub struct Viewer {
     pub tab: Tab,
     pub help: bool,
-    /// The chosen device; None shows the first one.
+    /// The device picked with d/D; None follows the one that uploaded last.
     pub device: Option<String>,
     /// Event lines scrolled up from the newest; 0 follows new ones.
     pub events_scroll: usize,
-    pub filter: String,
-    pub filter_editing: bool,
+    pub filter: Filter,
     /// Selected request id; None follows the newest.
     pub selected: Option<u64>,
     /// Request id whose detail is open.
     pub detail: Option<u64>,
     pub detail_scroll: usize,
     pub types_scroll: usize,
+    /// What `s` did last: the file a request's body was saved to, or why
+    /// it was not.
+    pub saved: Option<Result<String, String>>,
+    /// `r` on the Requests tab: only refused requests are listed.
+    pub refused_only: bool,
+    /// `m`: the map shows every drive kept, not only the last.
+    pub all_drives: bool,
+    /// `v`: the Vehicle and sensors panel over the whole Live tab.
+    pub vehicle_focus: bool,
+    pub vehicle_scroll: usize,
 }
 
-/// The state as shown while frozen, and the time it was frozen at.
+/// Every figure as shown while frozen: the state, the time, and the
+/// probes' readings (capture size, dropped events) at that moment.
 #[derive(Clone, Debug)]
 struct Frozen {
     state: Box<State>,
     now: Timestamp,
+    capture_bytes: Option<u64>,
+    dropped_events: u64,
 }
 
 /// State plus view: all a frame is drawn from.
@@ -116,12 +133,12 @@ pub struct App {
     now: Timestamp,
     pub setup: Setup,
     pub theme: Theme,
-    pub view: View,
+    pub viewer: Viewer,
     /// Terminal size of the last frame, for page sizes and scroll limits.
     size: (u16, u16),
-    /// The open request's body, laid out once when opened rather than in
-    /// every frame (a 1000-record batch is some 12 000 lines).
-    detail_body: Vec<String>,
+    /// The open request, laid out once when opened rather than in every
+    /// frame (a 1000-record batch is some 12 000 lines).
+    detail: Detail,
 }
 
 /// What a key asks of the loop.
@@ -140,42 +157,76 @@ impl App {
             now,
             setup,
             theme,
-            view: View::default(),
+            viewer: Viewer::default(),
             size: (0, 0),
-            detail_body: Vec::new(),
+            detail: Detail::default(),
         }
     }
 
-    /// Tells the app the terminal size it is drawn at.
+    /// Tells the app the terminal size it is drawn at; an open request is
+    /// laid out again for a new width.
     pub fn resize(&mut self, width: u16, height: u16) {
         self.size = (width, height);
+        let new_width = self.detail_width();
+        if let Some(id) = self
+            .viewer
+            .detail
+            .filter(|_| self.detail.width != new_width)
+        {
+            let let_go = self.shown().body_let_go(id);
+            let head = self
+                .shown()
+                .requests
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| detail::head(r, let_go, new_width, self.detail.pretty));
+            // The body is not wrapped: it stays as laid out.
+            if let Some(head) = head {
+                self.detail.head = head;
+                self.detail.width = new_width;
+            }
+        }
+    }
+
+    /// Columns inside the detail's borders (0 before the first frame:
+    /// nothing is wrapped).
+    fn detail_width(&self) -> u16 {
+        self.size.0.saturating_sub(2)
     }
 
     /// Folds one request event (also while frozen: only the display stops).
     pub fn apply(&mut self, e: &RequestEvent) {
-        let before = self.device().map_or(0, |d| d.events_seen);
+        let anchor = (self.viewer.events_scroll > 0 && !self.is_frozen())
+            .then(|| self.bottom_event())
+            .flatten();
         self.live.apply(e);
-        if self.view.events_scroll > 0 && !self.is_frozen() {
-            self.keep_events_in_place(before);
+        if let Some(anchor) = anchor {
+            self.keep_events_in_place(anchor);
         }
     }
 
+    /// The key of the newest event line in view when scrolled back.
+    fn bottom_event(&self) -> Option<(Timestamp, u64)> {
+        let matching = self.matching_events();
+        let page = pages(self.size.0, self.size.1).events;
+        let scroll = self
+            .viewer
+            .events_scroll
+            .min(matching.len().saturating_sub(page));
+        let index = matching.len().checked_sub(scroll + 1)?;
+        Some(matching[index].key())
+    }
+
     /// Scrolled back, the lines in view stay put as new events arrive
-    /// below them (only following shows the newest).
-    fn keep_events_in_place(&mut self, seen_before: u64) {
-        let Some(device) = self.device() else {
-            return;
-        };
-        let new = (device.events_seen - seen_before).min(device.events.len() as u64) as usize;
-        let needle = self.view.filter.to_lowercase();
-        let matching = device
-            .events
+    /// (only following shows the newest): the view keeps ending at the same
+    /// line, wherever in device time the new ones landed.
+    fn keep_events_in_place(&mut self, anchor: (Timestamp, u64)) {
+        let below = self
+            .matching_events()
             .iter()
-            .rev()
-            .take(new)
-            .filter(|l| needle.is_empty() || crate::dashboard::ui::events::matches(l, &needle))
+            .filter(|l| l.key() > anchor)
             .count();
-        self.view.events_scroll += matching;
+        self.viewer.events_scroll = below;
     }
 
     /// Moves the clock the ages are measured against.
@@ -198,19 +249,35 @@ impl App {
         self.frozen.as_ref().map_or(self.now, |f| f.now)
     }
 
+    /// The capture file's size on screen (as read when frozen, if frozen).
+    pub fn capture_bytes(&self) -> Option<u64> {
+        self.frozen
+            .as_ref()
+            .map_or(self.setup.capture_bytes, |f| f.capture_bytes)
+    }
+
+    /// Events the screen missed, as shown (as read when frozen, if frozen).
+    pub fn dropped_events(&self) -> u64 {
+        self.frozen
+            .as_ref()
+            .map_or(self.setup.dropped_events, |f| f.dropped_events)
+    }
+
     /// True while the display is frozen.
     pub fn is_frozen(&self) -> bool {
         self.frozen.is_some()
     }
 
-    /// The device whose panels are shown, if any sent a batch.
-    pub fn device(&self) -> Option<&crate::dashboard::state::Device> {
+    /// The device whose panels are shown, if any sent a batch: the one the
+    /// viewer picked, else the one that uploaded last (a device coming
+    /// online is shown at once, not behind one that went quiet).
+    pub fn device(&self) -> Option<&Device> {
         let devices = &self.shown().devices;
-        self.view
+        self.viewer
             .device
             .as_deref()
             .and_then(|id| devices.iter().find(|d| d.unit_id == id))
-            .or_else(|| devices.first())
+            .or_else(|| devices.iter().max_by_key(|d| d.last_upload))
     }
 
     /// Changes the view for one key.
@@ -222,22 +289,37 @@ impl App {
         if ctrl && key.code == KeyCode::Char('c') {
             return Action::Quit;
         }
-        if self.view.filter_editing {
+        if self.viewer.filter.editing {
             self.edit_filter(key.code);
             return Action::Continue;
         }
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Char('?') => self.view.help = !self.view.help,
+            KeyCode::Char('?') => self.viewer.help = !self.viewer.help,
             KeyCode::Esc => self.escape(),
-            KeyCode::Tab => self.switch(self.view.tab.next()),
-            KeyCode::BackTab => self.switch(self.view.tab.previous()),
+            KeyCode::Tab => self.switch(self.viewer.tab.next()),
+            KeyCode::BackTab => self.switch(self.viewer.tab.previous()),
             KeyCode::Char(c @ '1'..='3') => self.switch(Tab::ALL[c as usize - '1' as usize]),
             KeyCode::Char('f' | ' ') => self.toggle_freeze(),
-            KeyCode::Char('/') => self.view.filter_editing = true,
+            KeyCode::Char('/') => self.viewer.filter.editing = true,
             KeyCode::Char('d') | KeyCode::Right => self.cycle_device(1),
             KeyCode::Char('D') | KeyCode::Left => self.cycle_device(-1),
             KeyCode::Enter => self.open_detail(),
+            KeyCode::Char('p') if self.viewer.detail.is_some() => self.toggle_pretty(),
+            KeyCode::Char('s') if self.viewer.tab == Tab::Requests => {
+                self.viewer.saved = Some(self.save_body());
+            }
+            KeyCode::Char('r') if self.viewer.tab == Tab::Requests => {
+                self.viewer.refused_only = !self.viewer.refused_only;
+                self.viewer.selected = None;
+            }
+            KeyCode::Char('m') if self.viewer.tab == Tab::Live => {
+                self.viewer.all_drives = !self.viewer.all_drives;
+            }
+            KeyCode::Char('v') if self.viewer.tab == Tab::Live => {
+                self.viewer.vehicle_focus = !self.viewer.vehicle_focus;
+                self.viewer.vehicle_scroll = 0;
+            }
             code => self.scroll_key(code),
         }
         Action::Continue
@@ -246,36 +328,37 @@ impl App {
     /// Types into the filter; Enter keeps it, Esc drops it.
     fn edit_filter(&mut self, code: KeyCode) {
         match code {
-            KeyCode::Char(c) => self.view.filter.push(c),
-            KeyCode::Backspace => {
-                self.view.filter.pop();
-            }
-            KeyCode::Enter => self.view.filter_editing = false,
+            KeyCode::Char(c) => self.viewer.filter.push(c),
+            KeyCode::Backspace => self.viewer.filter.pop(),
+            KeyCode::Enter => self.viewer.filter.editing = false,
             KeyCode::Esc => {
-                self.view.filter.clear();
-                self.view.filter_editing = false;
+                self.viewer.filter.clear();
+                self.viewer.filter.editing = false;
             }
             _ => {}
         }
-        self.view.events_scroll = 0;
-        self.view.types_scroll = 0;
+        self.viewer.events_scroll = 0;
+        self.viewer.types_scroll = 0;
     }
 
     /// Esc closes the innermost thing open: help, detail, then the filter.
     fn escape(&mut self) {
-        if self.view.help {
-            self.view.help = false;
-        } else if self.view.detail.is_some() {
-            self.view.detail = None;
+        if self.viewer.help {
+            self.viewer.help = false;
+        } else if self.viewer.vehicle_focus && self.viewer.tab == Tab::Live {
+            self.viewer.vehicle_focus = false;
+        } else if self.viewer.detail.is_some() {
+            self.viewer.detail = None;
         } else {
-            self.view.filter.clear();
+            self.viewer.filter.clear();
         }
     }
 
     /// Shows `tab`, closing an open request.
     fn switch(&mut self, tab: Tab) {
-        self.view.tab = tab;
-        self.view.detail = None;
+        self.viewer.tab = tab;
+        self.viewer.detail = None;
+        self.viewer.saved = None;
     }
 
     /// Freezes the display on a snapshot of the state, or thaws it.
@@ -285,6 +368,8 @@ impl App {
             None => Some(Frozen {
                 state: Box::new(self.live.clone()),
                 now: self.now,
+                capture_bytes: self.setup.capture_bytes,
+                dropped_events: self.setup.dropped_events,
             }),
         };
     }
@@ -300,45 +385,127 @@ impl App {
             .and_then(|d| devices.iter().position(|x| x.unit_id == d.unit_id))
             .unwrap_or(0);
         let next = (current as isize + step).rem_euclid(devices.len() as isize) as usize;
-        self.view.device = Some(devices[next].unit_id.clone());
-        self.view.events_scroll = 0;
-        self.view.types_scroll = 0;
+        self.viewer.device = Some(devices[next].unit_id.clone());
+        self.viewer.events_scroll = 0;
+        self.viewer.types_scroll = 0;
     }
 
     /// Opens the highlighted request on the Requests tab.
     fn open_detail(&mut self) {
-        if self.view.tab == Tab::Requests && self.view.detail.is_none() {
+        if self.viewer.tab == Tab::Requests && self.viewer.detail.is_none() {
             let chosen = self.selected_request();
-            let body = chosen
-                .map(crate::dashboard::ui::detail::body_lines)
+            let let_go = chosen.is_some_and(|r| self.shown().body_let_go(r.id));
+            let width = self.detail_width();
+            let detail = chosen
+                .map(|r| Detail::of(r, let_go, width, false))
                 .unwrap_or_default();
-            let id = chosen.map(|r| r.id);
-            self.detail_body = body;
-            self.view.detail = id;
-            self.view.detail_scroll = 0;
+            self.viewer.detail = chosen.map(|r| r.id);
+            self.detail = detail;
+            self.viewer.detail_scroll = 0;
         }
     }
 
-    /// The open request's body lines, as laid out when it was opened.
-    pub fn detail_body(&self) -> &[String] {
-        &self.detail_body
+    /// Shows the open batch pretty-printed, or one record a line again.
+    fn toggle_pretty(&mut self) {
+        let Some(id) = self.viewer.detail else {
+            return;
+        };
+        let let_go = self.shown().body_let_go(id);
+        let pretty = !self.detail.pretty;
+        let width = self.detail_width();
+        let laid_out = self
+            .shown()
+            .requests
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| Detail::of(r, let_go, width, pretty));
+        if let Some(d) = laid_out {
+            self.detail = d;
+            self.viewer.detail_scroll = 0;
+        }
     }
 
-    /// Requests that pass the filter, oldest first.
+    /// Writes the open (else the highlighted) request's body, as held, next
+    /// to the capture file: `<capture name>-request-<id>.json` (`.bin` when
+    /// it is not JSON). The path written, or why nothing was.
+    fn save_body(&self) -> Result<String, String> {
+        let id = self
+            .viewer
+            .detail
+            .or_else(|| self.selected_request().map(|r| r.id))
+            .ok_or("no request selected")?;
+        let r = self
+            .shown()
+            .requests
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or("this request is no longer kept")?;
+        let body = r
+            .body
+            .as_deref()
+            .ok_or(format!("request #{id}: no body held to save"))?;
+        let capture = std::path::Path::new(&self.setup.capture_path);
+        let stem = capture
+            .file_stem()
+            .map_or("autopi-rx".into(), |s| s.to_string_lossy());
+        let ext = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            "json"
+        } else {
+            "bin"
+        };
+        let path = capture
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join(format!("{stem}-request-{id}.{ext}"));
+        std::fs::write(&path, body)
+            .map(|()| path.display().to_string())
+            .map_err(|e| format!("could not save to {}: {e}", path.display()))
+    }
+
+    /// The open request, as laid out when it was opened.
+    pub fn detail(&self) -> &Detail {
+        &self.detail
+    }
+
+    /// Requests that pass the filter (and, with `r`, were refused), oldest
+    /// first.
     pub fn filtered_requests(&self) -> Vec<&RequestEvent> {
-        let needle = self.view.filter.to_lowercase();
+        let filter = &self.viewer.filter;
+        let refused_only = self.viewer.refused_only;
         self.shown()
             .requests
             .iter()
-            .filter(|r| needle.is_empty() || request_text(r).to_lowercase().contains(&needle))
+            .filter(|r| filter.request(r) && !(refused_only && r.accepted()))
             .collect()
+    }
+
+    /// The chosen device's event lines that pass the filter, oldest first.
+    pub fn matching_events(&self) -> Vec<&LogLine> {
+        let filter = &self.viewer.filter;
+        self.device()
+            .map(|d| d.events.iter().filter(|l| filter.event(l)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The chosen device's record types that pass the filter, by name.
+    pub fn matching_types(&self) -> Vec<(&str, &TypeStats)> {
+        let filter = &self.viewer.filter;
+        self.device()
+            .map(|d| {
+                d.types
+                    .iter()
+                    .filter(|(name, s)| filter.record_type(name, s))
+                    .map(|(name, s)| (name.as_str(), s))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The highlighted request: the chosen one, else the newest.
     pub fn selected_request(&self) -> Option<&RequestEvent> {
         let list = self.filtered_requests();
         let chosen = self
-            .view
+            .viewer
             .selected
             .and_then(|id| list.iter().find(|r| r.id == id));
         chosen.or(list.last()).copied()
@@ -346,12 +513,13 @@ impl App {
 
     /// Scrolls whatever the arrows, PgUp/PgDn and g/G move on this tab.
     fn scroll_key(&mut self, code: KeyCode) {
-        let pages = crate::dashboard::ui::pages(self.size.0, self.size.1);
+        let pages = pages(self.size.0, self.size.1);
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
-        let page_rows = match (self.view.detail, self.view.tab) {
+        let page_rows = match (self.viewer.detail, self.viewer.tab) {
             (Some(_), _) => pages.detail,
+            (None, Tab::Live) if self.viewer.vehicle_focus => pages.detail,
             (None, Tab::Live) => pages.events,
-            (None, Tab::Requests) => PAGE,
+            (None, Tab::Requests) => pages.requests,
             (None, Tab::Types) => pages.types,
         };
         let step: isize = match code {
@@ -364,32 +532,27 @@ impl App {
             _ => return,
         };
         // Limits leave the last page full, so scrolling back moves at once.
-        if let Some(r) = self
-            .view
-            .detail
-            .and_then(|id| self.shown().requests.iter().find(|r| r.id == id))
-        {
-            let lines = crate::dashboard::ui::detail::head(self, r).len() + self.detail_body.len();
-            let max = lines.saturating_sub(pages.detail);
-            self.view.detail_scroll = apply_step(self.view.detail_scroll, step, max);
+        if self.viewer.detail.is_some() {
+            let max = self.detail.len().saturating_sub(pages.detail);
+            self.viewer.detail_scroll = apply_step(self.viewer.detail_scroll, step, max);
             return;
         }
-        match self.view.tab {
+        match self.viewer.tab {
+            Tab::Live if self.viewer.vehicle_focus => {
+                let max = self.device().map_or(0, Device::vehicle_rows);
+                let max = max.saturating_sub(pages.detail);
+                self.viewer.vehicle_scroll = apply_step(self.viewer.vehicle_scroll, step, max);
+            }
             // Events count up from the newest line: "up" means older.
             Tab::Live => {
-                let max = crate::dashboard::ui::events::matching(self)
-                    .len()
-                    .saturating_sub(pages.events);
-                self.view.events_scroll =
-                    apply_step(self.view.events_scroll, step.saturating_neg(), max);
+                let max = self.matching_events().len().saturating_sub(pages.events);
+                self.viewer.events_scroll =
+                    apply_step(self.viewer.events_scroll, step.saturating_neg(), max);
             }
             Tab::Requests => self.move_selection(step),
             Tab::Types => {
-                let max = self
-                    .device()
-                    .map_or(0, |d| d.types.len())
-                    .saturating_sub(pages.types);
-                self.view.types_scroll = apply_step(self.view.types_scroll, step, max);
+                let max = self.matching_types().len().saturating_sub(pages.types);
+                self.viewer.types_scroll = apply_step(self.viewer.types_scroll, step, max);
             }
         }
     }
@@ -401,13 +564,13 @@ impl App {
             return;
         };
         let current = self
-            .view
+            .viewer
             .selected
             .and_then(|id| ids.iter().position(|&x| x == id))
             .unwrap_or(last);
         let next = apply_step(current, step, last);
         // Back on the newest row means following new requests again.
-        self.view.selected = (next != last).then(|| ids[next]);
+        self.viewer.selected = (next != last).then(|| ids[next]);
     }
 }
 
@@ -419,19 +582,6 @@ fn apply_step(value: usize, step: isize, max: usize) -> usize {
         value.saturating_add(step as usize)
     };
     moved.min(max)
-}
-
-/// What the filter matches a request against.
-fn request_text(r: &RequestEvent) -> String {
-    format!(
-        "{} {} {} {} {} {}",
-        r.peer,
-        r.unit_id.as_deref().unwrap_or(""),
-        r.path,
-        r.status,
-        r.method,
-        r.error.as_deref().unwrap_or("")
-    )
 }
 
 /// Everything the loop reads from outside the app.

@@ -1,8 +1,13 @@
 //! The dashboard wing: `state` is the pure fold of request events, `app`
 //! the view state and keys (`run<B: Backend>`, so tests drive it on a
 //! `TestBackend`), `tui` the real terminal, and `ui` one file per panel.
+//! `format` (how numbers and ages are written) and `theme` (every style)
+//! are shared by the app and the drawing code. Arrows run ui → app →
+//! state, never back.
 
 pub mod app;
+pub mod format;
 pub mod state;
+pub mod theme;
 pub mod tui;
 pub mod ui;

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use crate::event::RequestEvent;
@@ -20,8 +22,9 @@ pub const EVENT_RING: usize = 1_000;
 pub const VOLTAGE_RING: usize = 4_096;
 /// Positions kept per device for the map.
 pub const TRACK_RING: usize = 2_048;
-/// Request bodies kept for the detail view, in bytes all together; older
-/// bodies are let go first (the capture file has every accepted batch).
+/// Request bodies kept for the detail view, in bytes all together. Past
+/// it the oldest accepted bodies are let go first (the capture file has
+/// every accepted batch), refused ones (held nowhere else) only after.
 pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
 /// Devices tracked; records of further `unit-id`s are counted but not shown.
 pub const MAX_DEVICES: usize = 64;
@@ -129,7 +132,9 @@ pub struct BatteryNow {
 }
 
 /// Modem counters from `ec2x.data_usage`, with the change since the first
-/// sample of the session (counter resets are added up, not subtracted).
+/// sample of the session. When the modem restarts its counters from zero
+/// the growth on each side of the reset is added up (so the change can be
+/// larger than the counter), and the reset is counted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Usage {
     pub sent: u64,
@@ -137,6 +142,43 @@ pub struct Usage {
     pub sent_change: u64,
     pub recv_change: u64,
     pub first_ts: Timestamp,
+    /// Counter resets seen this session, and the time of the latest.
+    pub resets: u32,
+    pub last_reset: Option<Timestamp>,
+}
+
+/// One battery voltage reading.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VoltageSample {
+    pub ts: Timestamp,
+    pub volts: f64,
+}
+
+/// Below this a battery is being cranked: a healthy one rests at 12.4 to
+/// 12.8 V and charges at 13.8 to 14.7 V, and a starter motor pulls it to
+/// about 9.6 to 10.8 V for a second or two.
+pub const CRANK_BELOW_V: f64 = 11.0;
+
+/// What the voltage history says at a glance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VoltageSummary {
+    pub min: VoltageSample,
+    pub max: VoltageSample,
+    /// The lowest reading of the last crank (the last run of readings
+    /// below `CRANK_BELOW_V`), if any is kept.
+    pub last_crank: Option<VoltageSample>,
+}
+
+/// A gap between fixes longer than this ends a drive: the map shows the
+/// current drive, not every drive of the session piled up.
+pub const DRIVE_GAP_SECS: i64 = 5 * 60;
+
+/// One fix of the map's track.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrackPoint {
+    pub ts: Timestamp,
+    pub lon: f64,
+    pub lat: f64,
 }
 
 /// Latest value of one `obd.<pid>`.
@@ -153,6 +195,18 @@ pub struct LogLine {
     pub tag: String,
     pub fields: String,
     pub failure: bool,
+    /// Order of arrival on this device (ties between equal `ts` keep it).
+    pub seq: u64,
+    /// Set when the line arrived after newer ones (a retried batch): how
+    /// long after its `@ts` it reached us.
+    pub late: Option<Duration>,
+}
+
+impl LogLine {
+    /// Where the line sorts: device time, then arrival.
+    pub fn key(&self) -> (Timestamp, u64) {
+        (self.ts, self.seq)
+    }
 }
 
 /// What is known of one `@t`.
@@ -191,11 +245,11 @@ pub struct Device {
     pub body_bytes: u64,
     /// The latest `track.pos`.
     pub position: Option<Stamped<Position>>,
-    /// Recent fixes as (time, lon, lat), in time order.
-    pub track: Ring<(Timestamp, f64, f64)>,
+    /// Recent fixes, in time order.
+    pub track: Ring<TrackPoint>,
     pub battery: Option<Stamped<BatteryNow>>,
-    /// (seconds since the Unix epoch, volts), in arrival order.
-    pub voltages: Ring<(f64, f64)>,
+    /// Battery voltage samples, in time order.
+    pub voltages: Ring<VoltageSample>,
     pub usage: Option<Stamped<Usage>>,
     pub obd: BTreeMap<String, Stamped<ObdValue>>,
     pub rpi_temp: Option<Stamped<(Option<f64>, Option<f64>)>>,
@@ -218,6 +272,8 @@ pub struct State {
     /// Records of devices beyond `MAX_DEVICES`, not shown.
     pub untracked_records: u64,
     body_bytes_kept: usize,
+    /// Requests in the ring whose body was let go for the budget.
+    bodies_let_go: std::collections::BTreeSet<u64>,
 }
 
 impl Default for State {
@@ -229,6 +285,7 @@ impl Default for State {
             last_upload: None,
             untracked_records: 0,
             body_bytes_kept: 0,
+            bodies_let_go: Default::default(),
         }
     }
 }
@@ -256,20 +313,34 @@ impl State {
         self.body_bytes_kept
     }
 
+    /// True when request `id`'s body was let go to stay within
+    /// `BODY_BUDGET` (rather than never kept).
+    pub fn body_let_go(&self, id: u64) -> bool {
+        self.bodies_let_go.contains(&id)
+    }
+
     /// Keeps the request for the Requests tab, letting go of the oldest
-    /// bodies once they take more than `BODY_BUDGET`.
+    /// bodies once they take more than `BODY_BUDGET`: accepted ones first
+    /// (the capture has them), then refused ones.
     fn keep_request(&mut self, e: &RequestEvent) {
         self.body_bytes_kept += e.body.as_ref().map_or(0, |b| b.len());
         if let Some(old) = self.requests.push(e.clone()) {
             self.body_bytes_kept -= old.body.as_ref().map_or(0, |b| b.len());
+            self.bodies_let_go.remove(&old.id);
         }
         let newest = self.requests.len() - 1;
-        for (i, r) in self.requests.iter_mut().enumerate() {
-            if self.body_bytes_kept <= BODY_BUDGET || i == newest {
-                break;
-            }
-            if let Some(body) = r.body.take() {
-                self.body_bytes_kept -= body.len();
+        for refused_too in [false, true] {
+            for (i, r) in self.requests.iter_mut().enumerate() {
+                if self.body_bytes_kept <= BODY_BUDGET || i == newest {
+                    break;
+                }
+                if !refused_too && !r.accepted() {
+                    continue;
+                }
+                if let Some(body) = r.body.take() {
+                    self.body_bytes_kept -= body.len();
+                    self.bodies_let_go.insert(r.id);
+                }
             }
         }
     }
@@ -357,7 +428,7 @@ impl Device {
             self.records += 1;
             if feeds_history(&r) {
                 let view = r.make_view();
-                self.fold_record(&r, &view, ts);
+                self.fold_record(&r, &view, ts, received);
             }
             if let Some(&i) = index.get(&r.kind_name) {
                 let s = &mut seen[i];
@@ -385,7 +456,7 @@ impl Device {
             let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
             if !feeds_history(r) {
-                self.fold_record(r, &view, ts);
+                self.fold_record(r, &view, ts, received);
             }
             if let Some(t) = self
                 .types
@@ -413,11 +484,14 @@ impl Device {
     }
 
     /// Folds one record into the latest values and histories.
-    fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp) {
+    /// `received` is when the batch reached us (for events that arrive
+    /// late).
+    fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp, received: Timestamp) {
         match view {
             View::Position(p) => {
                 if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
-                    self.track.insert_ordered((ts, lon, lat), |p| p.0);
+                    self.track
+                        .insert_ordered(TrackPoint { ts, lon, lat }, |p| p.ts);
                 }
                 set_if_newer(&mut self.position, ts, p.clone());
             }
@@ -425,12 +499,20 @@ impl Device {
             View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts),
             View::Event { tag } => {
                 self.events_seen += 1;
-                self.events.push(LogLine {
+                let newer_shown = self.events.last().is_some_and(|l| l.ts > ts);
+                let late = newer_shown.then(|| {
+                    let ms = (received.as_millisecond() - ts.as_millisecond()).max(0);
+                    Duration::from_millis(ms as u64)
+                });
+                let line = LogLine {
                     ts,
                     failure: is_failure(tag),
                     tag: tag.to_string(),
                     fields: clip(r.fields_as_pairs(), FIELD_CHARS),
-                });
+                    seq: self.events_seen,
+                    late,
+                };
+                self.events.insert_ordered(line, LogLine::key);
             }
             View::Obd { pid, value, unit } => {
                 let room = self.obd.len() < MAX_KEYS || self.obd.contains_key(pid.as_ref());
@@ -462,7 +544,8 @@ impl Device {
     /// Adds a voltage sample and updates the battery state and its start.
     fn fold_battery(&mut self, b: &crate::record::Battery<'_>, ts: Timestamp) {
         if let Some(v) = b.voltage {
-            self.voltages.push((ts.as_millisecond() as f64 / 1000.0, v));
+            self.voltages
+                .insert_ordered(VoltageSample { ts, volts: v }, |s| s.ts);
         }
         if !newer(self.battery.as_ref(), ts) {
             return;
@@ -494,23 +577,79 @@ impl Device {
                 sent_change: 0,
                 recv_change: 0,
                 first_ts: ts,
+                resets: 0,
+                last_reset: None,
             },
-            Some(old) if ts >= old.ts => Usage {
-                sent,
-                recv,
-                sent_change: old
-                    .value
-                    .sent_change
-                    .saturating_add(counter_step(old.value.sent, sent)),
-                recv_change: old
-                    .value
-                    .recv_change
-                    .saturating_add(counter_step(old.value.recv, recv)),
-                first_ts: old.value.first_ts,
-            },
+            Some(old) if ts >= old.ts => {
+                let o = &old.value;
+                let reset = sent < o.sent || recv < o.recv;
+                Usage {
+                    sent,
+                    recv,
+                    sent_change: o.sent_change.saturating_add(counter_step(o.sent, sent)),
+                    recv_change: o.recv_change.saturating_add(counter_step(o.recv, recv)),
+                    first_ts: o.first_ts,
+                    resets: o.resets + u32::from(reset),
+                    last_reset: if reset { Some(ts) } else { o.last_reset },
+                }
+            }
             Some(_) => return,
         };
         self.usage = Some(Stamped { ts, value });
+    }
+
+    /// Where each drive of the kept track begins (indices into `track`):
+    /// a drive is a run of fixes without a gap over `DRIVE_GAP_SECS`.
+    pub fn drive_starts(&self) -> Vec<usize> {
+        let mut starts = Vec::new();
+        let mut previous: Option<Timestamp> = None;
+        for (i, p) in self.track.iter().enumerate() {
+            let gap = previous.is_none_or(|t| p.ts.as_second() - t.as_second() > DRIVE_GAP_SECS);
+            if gap {
+                starts.push(i);
+            }
+            previous = Some(p.ts);
+        }
+        starts
+    }
+
+    /// Lowest and highest voltage kept, and the last crank's lowest.
+    pub fn voltage_summary(&self) -> Option<VoltageSummary> {
+        let first = *self.voltages.iter().next()?;
+        let (mut min, mut max) = (first, first);
+        let mut last_crank: Option<VoltageSample> = None;
+        let mut in_crank = false;
+        for &s in self.voltages.iter() {
+            if s.volts < min.volts {
+                min = s;
+            }
+            if s.volts > max.volts {
+                max = s;
+            }
+            if s.volts < CRANK_BELOW_V {
+                // A new run starts a new crank; within one, the lowest.
+                if !in_crank || last_crank.is_none_or(|c| s.volts < c.volts) {
+                    last_crank = Some(s);
+                }
+                in_crank = true;
+            } else {
+                in_crank = false;
+            }
+        }
+        Some(VoltageSummary {
+            min,
+            max,
+            last_crank,
+        })
+    }
+
+    /// Rows of the Vehicle and sensors panel: trouble codes, OBD values,
+    /// `rpi.temp` and `acc.xyz`.
+    pub fn vehicle_rows(&self) -> usize {
+        self.dtcs.len()
+            + self.obd.len()
+            + usize::from(self.rpi_temp.is_some())
+            + usize::from(self.acc.is_some())
     }
 
     /// Bytes per second the modem counters grew since the first sample.
@@ -655,9 +794,10 @@ mod tests {
         let usage = &d.usage.as_ref().unwrap().value;
         assert_eq!((usage.sent, usage.recv), (2695, 4742));
         let tags: Vec<_> = d.events.iter().map(|l| l.tag.as_str()).collect();
-        assert_eq!(tags, ["system/minion/online", "system/power/on"]);
+        // In the device's order (the guide's power/on is the older one).
+        assert_eq!(tags, ["system/power/on", "system/minion/online"]);
         assert_eq!(
-            d.events.get(1).unwrap().fields,
+            d.events.get(0).unwrap().fields,
             "trigger=stn awaken=sleeping"
         );
         assert_eq!(d.types.len(), 5);
@@ -760,6 +900,8 @@ mod tests {
         let d = s.device(UNIT).unwrap();
         assert_eq!(d.battery.as_ref().unwrap().value.voltage, Some(12.5));
         assert_eq!(d.voltages.len(), 2, "history keeps both samples");
+        let volts: Vec<f64> = d.voltages.iter().map(|s| s.volts).collect();
+        assert_eq!(volts, [14.2, 12.5], "in time order");
         assert_eq!(d.types["obd.bat"].last_value, "12.5 V - % discharging");
     }
 
@@ -781,6 +923,10 @@ mod tests {
         );
         let u = &d.usage.as_ref().unwrap().value;
         assert_eq!((u.sent_change, u.recv_change), (700, 1100));
+        assert_eq!(
+            (u.resets, u.last_reset),
+            (1, Some(at("2026-11-27T08:00:20Z")))
+        );
         let (sent_rate, _) = d.usage_rate().unwrap();
         assert!((sent_rate - 35.0).abs() < 1e-9, "{sent_rate}");
     }
@@ -804,6 +950,7 @@ mod tests {
         }
         let d = s.device(UNIT).unwrap();
         assert_eq!(d.events.len(), EVENT_RING);
+        // Equal times keep their order of arrival.
         assert_eq!(
             d.events.last().unwrap().fields,
             format!("n={}", EVENT_RING + 9)
@@ -839,6 +986,30 @@ mod tests {
         let kept: Vec<bool> = s.requests.iter().map(|r| r.body.is_some()).collect();
         assert_eq!(kept, [false, true, true, true]);
         assert!(s.body_bytes_kept() <= BODY_BUDGET);
+        assert!(s.body_let_go(1) && !s.body_let_go(2));
+        // An accepted body goes before an older refused one: the capture
+        // has the batch, while a refused body is held nowhere else.
+        let mut s = State::default();
+        let batch = format!(r#"[{{"@t":"x","@ts":"2026-11-27T08:00:00Z","v":"{big}"}}]"#);
+        s.apply(&refused(
+            1,
+            at("2026-11-27T08:00:00Z"),
+            400,
+            "not JSON",
+            &big,
+        ));
+        s.apply(&accepted(2, at("2026-11-27T08:00:01Z"), Some(UNIT), &batch));
+        for id in 3..=4 {
+            s.apply(&refused(
+                id,
+                at("2026-11-27T08:00:02Z"),
+                400,
+                "not JSON",
+                &big,
+            ));
+        }
+        let kept: Vec<bool> = s.requests.iter().map(|r| r.body.is_some()).collect();
+        assert_eq!(kept, [true, false, true, true]);
     }
 
     #[test]
@@ -911,6 +1082,61 @@ mod tests {
     }
 
     #[test]
+    fn events_are_in_device_order_and_late_ones_marked() {
+        let event =
+            |t: &str, tag: &str| format!(r#"[{{"@t":"event.x","@ts":"{t}","@tag":"{tag}"}}]"#);
+        let mut s = State::default();
+        s.apply(&accepted(
+            1,
+            at("2026-11-27T08:10:05Z"),
+            Some(UNIT),
+            &event("2026-11-27T08:10:00Z", "new"),
+        ));
+        // A retried batch, recorded four and a half minutes before it came.
+        s.apply(&accepted(
+            2,
+            at("2026-11-27T08:10:30Z"),
+            Some(UNIT),
+            &event("2026-11-27T08:06:00Z", "retried"),
+        ));
+        s.apply(&accepted(
+            3,
+            at("2026-11-27T08:11:05Z"),
+            Some(UNIT),
+            &event("2026-11-27T08:11:00Z", "newest"),
+        ));
+        let d = s.device(UNIT).unwrap();
+        let lines: Vec<_> = d
+            .events
+            .iter()
+            .map(|l| (l.tag.as_str(), l.late.map(|d| d.as_secs())))
+            .collect();
+        assert_eq!(
+            lines,
+            [("retried", Some(270)), ("new", None), ("newest", None)]
+        );
+    }
+
+    #[test]
+    fn the_last_crank_is_the_lowest_of_the_last_dip() {
+        let volts = [12.6, 10.4, 10.1, 14.2, 14.3, 10.7, 10.5, 10.9, 14.1, 12.7];
+        let records: Vec<String> = volts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(r#"{{"@t":"obd.bat","@ts":"2026-11-27T08:00:{i:02}Z","voltage":{v}}}"#)
+            })
+            .collect();
+        let mut s = State::default();
+        let body = format!("[{}]", records.join(","));
+        s.apply(&accepted(1, at("2026-11-27T08:00:30Z"), Some(UNIT), &body));
+        let sum = s.device(UNIT).unwrap().voltage_summary().unwrap();
+        assert_eq!((sum.min.volts, sum.max.volts), (10.1, 14.3));
+        let crank = sum.last_crank.unwrap();
+        assert_eq!((crank.volts, crank.ts), (10.5, at("2026-11-27T08:00:06Z")));
+    }
+
+    #[test]
     fn a_late_batch_takes_its_place_in_the_track() {
         let pos = |t: &str, lat: f64| {
             format!(r#"[{{"@t":"track.pos","@ts":"{t}","loc":{{"lat":{lat},"lon":9.9}}}}]"#)
@@ -936,7 +1162,13 @@ mod tests {
             Some(UNIT),
             &pos("2026-11-27T08:01:00", 57.2),
         ));
-        let lats: Vec<f64> = s.device(UNIT).unwrap().track.iter().map(|p| p.2).collect();
+        let lats: Vec<f64> = s
+            .device(UNIT)
+            .unwrap()
+            .track
+            .iter()
+            .map(|p| p.lat)
+            .collect();
         assert_eq!(lats, [57.1, 57.2, 57.3]);
         let mut ring = Ring::new(2);
         for k in [5, 7, 6, 1] {

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use ratatui::crossterm::event::{self, Event};
 
 use crate::dashboard::app::{self, App, Outside, Setup};
-use crate::dashboard::ui::theme::Theme;
+use crate::dashboard::theme::Theme;
 use crate::event::{RequestEvent, Stats};
 
 /// How long the input thread waits for a key before checking it should stop.

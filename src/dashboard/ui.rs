@@ -5,13 +5,11 @@
 pub mod battery;
 pub mod detail;
 pub mod events;
-pub mod format;
 pub mod header;
 pub mod help;
 pub mod position;
 pub mod requests;
 pub mod svg;
-pub mod theme;
 pub mod types;
 pub mod usage;
 pub mod vehicle;
@@ -21,11 +19,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Paragraph, Widget, Wrap};
 
+use crate::dashboard::app::layout::{HEADER_HEIGHT, MIN_HEIGHT, MIN_WIDTH, live_rows};
 use crate::dashboard::app::{App, Tab};
-
-/// Smallest terminal the dashboard draws in.
-pub const MIN_WIDTH: u16 = 80;
-pub const MIN_HEIGHT: u16 = 24;
+use crate::dashboard::format::prefix;
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -35,28 +31,35 @@ impl Widget for &App {
             return;
         }
         let [head, body] =
-            Layout::vertical([Constraint::Length(header::HEIGHT), Constraint::Fill(1)]).areas(area);
+            Layout::vertical([Constraint::Length(HEADER_HEIGHT), Constraint::Fill(1)]).areas(area);
         header::render(self, head, buf);
-        match self.view.tab {
+        match self.viewer.tab {
             Tab::Live => live(self, body, buf),
-            Tab::Requests if self.view.detail.is_some() => detail::render(self, body, buf),
+            Tab::Requests if self.viewer.detail.is_some() => detail::render(self, body, buf),
             Tab::Requests => requests::render(self, body, buf),
             Tab::Types => types::render(self, body, buf),
         }
-        if self.view.help {
+        if self.viewer.help {
             help::render(self, body, buf);
         }
     }
 }
 
-/// The Live tab:
+/// The Live tab, in three rows of panels:
 /// ```text
-/// ┌ Position ──────┬─ map ─┐┌ Battery ────────────┐
-/// │ lat lon alt …  │  ···  ││ V state gauge chart │
-/// ┌ Data usage ───────────┐┌ Vehicle and sensors ┐
-/// ┌ Events ──────────────────────────────────────┐
+/// ╭ Position ──── fix 3s ago ╮╭ Battery ─────── 4s ago ╮
+/// │lat lon alt …   map  ●    ││V state · level · chart │
+/// ╭ Data usage ───── 4s ago ╮╭ Vehicle and sensors ───╮
+/// │modem counters, wire      ││DTCs, obd.<pid>, …      │
+/// ╭ Events ───────────────────────────── 1 · following ╮
+/// │08:00:04  @system/service/modem/failed reason=…     │
 /// ```
+/// With `v` the Vehicle and sensors panel takes the whole tab instead.
 fn live(app: &App, area: Rect, buf: &mut Buffer) {
+    if app.viewer.vehicle_focus {
+        vehicle::render(app, area, buf);
+        return;
+    }
     let [top, middle, bottom] = live_rows(area);
     let halves = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]);
     let [position_area, battery_area] = halves.areas(top);
@@ -66,42 +69,6 @@ fn live(app: &App, area: Rect, buf: &mut Buffer) {
     usage::render(app, usage_area, buf);
     vehicle::render(app, vehicle_area, buf);
     events::render(app, bottom, buf);
-}
-
-/// The Live tab's three rows: position and battery, usage and vehicle,
-/// events.
-fn live_rows(area: Rect) -> [Rect; 3] {
-    let top = (area.height * 2 / 5).max(8);
-    let middle = (area.height / 4).max(6);
-    Layout::vertical([
-        Constraint::Length(top),
-        Constraint::Length(middle),
-        Constraint::Fill(1),
-    ])
-    .areas(area)
-}
-
-/// Lines visible at once in the scrolling views, for a terminal size (0
-/// when unknown or too small).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pages {
-    pub events: usize,
-    pub detail: usize,
-    pub types: usize,
-}
-
-/// The scrolling views' page heights at this terminal size.
-pub fn pages(width: u16, height: u16) -> Pages {
-    if width < MIN_WIDTH || height < MIN_HEIGHT {
-        return Pages::default();
-    }
-    let body = Rect::new(0, 0, width, height - header::HEIGHT);
-    let [_, _, events] = live_rows(body);
-    Pages {
-        events: events.height.saturating_sub(2) as usize,
-        detail: body.height.saturating_sub(2) as usize,
-        types: body.height.saturating_sub(3) as usize,
-    }
 }
 
 /// A bordered panel with a title and, on the right, a note (often an age).
@@ -115,6 +82,86 @@ pub fn panel(app: &App, title: &str, note: Option<String>) -> Block<'static> {
         block = block.title(Line::from(Span::styled(format!(" {note} "), t.dim)).right_aligned());
     }
     block
+}
+
+/// The `/` filter where it applies, for a panel's bottom edge: the prompt
+/// and text while typing, the text once kept.
+pub fn filter_title(app: &App) -> Option<Line<'static>> {
+    let t = &app.theme;
+    let filter = &app.viewer.filter;
+    if filter.editing {
+        return Some(Line::from(vec![
+            Span::styled(" filter: ", t.key),
+            Span::styled(format!("{}▏", filter.text()), t.value),
+            Span::styled(" Enter keeps · Esc clears ", t.dim),
+        ]));
+    }
+    (!filter.is_empty()).then(|| {
+        Line::from(vec![
+            Span::styled(" filter: ", t.label),
+            Span::styled(format!("{} ", filter.text()), t.value),
+        ])
+    })
+}
+
+/// What an empty list says: that nothing matches the filter, when one
+/// is set, else `nothing_yet`.
+pub fn nothing_shown(app: &App, nothing_yet: &str) -> String {
+    let filter = &app.viewer.filter;
+    if filter.is_empty() {
+        nothing_yet.to_string()
+    } else {
+        format!("no match for '{}'", filter.text())
+    }
+}
+
+/// `line` in at most `width` columns; when cut, it ends in `…` (styled
+/// as the span it cut).
+pub fn fit_line(line: Line<'static>, width: u16) -> Line<'static> {
+    let width = width as usize;
+    if line.width() <= width {
+        return line;
+    }
+    // Columns for text before the ellipsis.
+    let mut left = width.saturating_sub(1);
+    let mut spans = Vec::new();
+    for span in line.spans {
+        let w = span.width();
+        if w <= left {
+            left -= w;
+            spans.push(span);
+            continue;
+        }
+        if width > 0 {
+            let cut = format!("{}…", prefix(&span.content, left));
+            spans.push(Span::styled(cut, span.style));
+        }
+        break;
+    }
+    Line { spans, ..line }
+}
+
+/// The widths `constraints` give columns in `width` with `spacing`
+/// between them, as a table lays them out.
+pub fn column_widths(constraints: &[Constraint], width: u16, spacing: u16) -> Vec<u16> {
+    Layout::horizontal(constraints.iter().copied())
+        .spacing(spacing)
+        .split(Rect::new(0, 0, width, 1))
+        .iter()
+        .map(|r| r.width)
+        .collect()
+}
+
+/// What `s` did, for the Requests tab's bottom edge.
+pub fn saved_title(app: &App) -> Option<Line<'static>> {
+    let t = &app.theme;
+    match app.viewer.saved.as_ref()? {
+        Ok(path) => Some(Line::from(vec![
+            Span::styled(" body saved to ", t.label),
+            Span::styled(format!("{path} "), t.ok),
+        ])),
+        Err(why) => Some(Line::from(Span::styled(format!(" {why} "), t.error))),
+    }
 }
 
 /// Draws `text` as a dim placeholder inside an empty panel.

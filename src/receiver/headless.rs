@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
 use crate::event::RequestEvent;
@@ -57,9 +57,11 @@ pub fn to_line(e: &RequestEvent) -> String {
     serde_json::to_string(&line).expect("plain struct serializes")
 }
 
-/// Prints every event until the channel closes. If stdout goes away the
-/// events are still drained, so the listener is never held up.
-pub fn print(events: Receiver<RequestEvent>, mut out: impl Write) {
+/// Prints every event until the channel closes. If stdout goes away
+/// (`| head -2` has read its lines) the run is told to stop, as Ctrl-C
+/// would, through `stop`; the events are still drained meanwhile, so the
+/// listener is never held up while it finishes the requests in flight.
+pub fn print(events: Receiver<RequestEvent>, mut out: impl Write, stop: Sender<()>) {
     let mut broken = false;
     for e in events {
         if broken {
@@ -71,5 +73,8 @@ pub fn print(events: Receiver<RequestEvent>, mut out: impl Write) {
             .write_all(line.as_bytes())
             .and_then(|()| out.flush())
             .is_err();
+        if broken {
+            let _ = stop.try_send(());
+        }
     }
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use autopi_rx::dashboard::app::{App, Setup};
-use autopi_rx::dashboard::ui::theme::Theme;
+use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, duplicate, guide_examples, refused, sample};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -66,13 +66,16 @@ pub fn busy() -> App {
         1000,
     ));
     app.apply(&duplicate(&e1, 3, at("2026-11-27T08:13:49.010Z")));
-    app.apply(&refused(
+    // The listener checks the token before reading a body: none is kept.
+    let mut wrong_token = refused(
         4,
         at("2026-11-27T08:13:52.300Z"),
         401,
         "token does not match any configured token",
         "",
-    ));
+    );
+    wrong_token.body = None;
+    app.apply(&wrong_token);
     let broken =
         r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:13:50","voltage":12.6} {"@t":"obd.rpm"}]"#;
     let error = autopi_rx::receiver::ingest::decode(
@@ -120,11 +123,14 @@ pub fn press(app: &mut App, keys: &[KeyCode]) {
     }
 }
 
-/// Renders one frame at the given size.
+/// Renders one frame at the given size, told to the app first as the run
+/// loop does (on a copy, so the caller's app keeps its own size).
 pub fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut app = app.clone();
+    app.resize(width, height);
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
     terminal
-        .draw(|f| f.render_widget(app, f.area()))
+        .draw(|f| f.render_widget(&app, f.area()))
         .expect("draw");
     terminal
 }
@@ -140,4 +146,32 @@ pub fn text(terminal: &Terminal<TestBackend>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Ten OBD values with long names and a trouble code with a long text.
+pub fn many_values() -> App {
+    let mut app = empty();
+    let pids = [
+        ("ambiant_air_temp", "18", "degC"),
+        ("barometric_pressure", "101", "kilopascal"),
+        ("coolant_temp", "88", "degC"),
+        ("engine_load", "34.5", "percent"),
+        ("fuel_level", "61.2", "percent"),
+        ("intake_temp", "31", "degC"),
+        ("maf", "12.44", "gram_per_second"),
+        ("rpm", "2210.5", "revolutions_per_minute"),
+        ("speed", "64", "kph"),
+        ("throttle_pos", "17.6", "percent"),
+    ];
+    let mut records: Vec<String> = pids
+        .iter()
+        .map(|(pid, v, u)| {
+            format!(r#"{{"@t":"obd.{pid}","@ts":"2026-11-27T08:00:01Z","value":{v},"unit":"{u}"}}"#)
+        })
+        .collect();
+    records.push(r#"{"@t":"obd.dtc","@ts":"2026-11-27T08:00:01Z","code":"P0300","text":"Random/multiple cylinder misfire detected in several cylinders"}"#.into());
+    let body = format!("[{}]", records.join(","));
+    app.apply(&accepted(1, at("2026-11-27T08:00:02Z"), Some(UNIT), &body));
+    app.tick(at("2026-11-27T08:00:05Z"));
+    app
 }

@@ -1,13 +1,19 @@
 //! The Battery panel (`obd.bat`): voltage and state (fault states stand
-//! out), level gauge, time in the current state, and the session's voltage
-//! history, where cranking dips show as spikes down.
+//! out), time in the current state on the device's clock, level gauge, the
+//! lowest and highest voltage kept with the last crank's lowest, and the
+//! voltage history over a time axis. At 80×24 (below 8 inner rows):
 //! ```text
-//! ┌ Battery ─────────────────────────────── 3s ago ┐
-//! │ 12.86 V  discharging  for 2m10s                │
-//! │ level ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100 %  │
-//! │ 14.4┤   ⡠⠤⠤⠤⠤⠤⠤⢄⡀   ⣀⠤⠤⠤⠤                     │
-//! └─────────────────────────────────────────────────┘
+//! ╭ Battery ───────────────────── 3s ago ╮
+//! │14.12 V  charging  for 0s  level 100 %│
+//! │10.5–14.1 V · crank 10.46 V 01:36:23  │
+//! │15V│                              ⢀⣀⡠⠤│
+//! │   │⠒⠒⠤⠤⠤⣀⣀⣀⡀            ⢀⣀⣀⠤⠤⠒⠒⠊⠉⠁   │
+//! │10V│        ⠈⠉⠉⠑⠒⠒⠢⠤⠤⠔⠒⠊⠉⠁            │
+//! │    01:36:22                  01:36:24│
+//! ╰──────────────────────────────────────╯
 //! ```
+//! With more rows the level has its own gauge line and the figures read
+//! `min 10.46 V · max 14.12 V · crank 10.46 V at 01:36:23 (3s ago)`.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -17,11 +23,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::state::{BatteryNow, Device};
-use crate::dashboard::ui::format::{age, fixed, span};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::format::{age, clock, fixed, span};
+use crate::dashboard::state::{BatteryNow, Device, Stamped, VoltageSummary};
+use crate::dashboard::ui::{fit_line, panel, placeholder};
 
-/// Draws the Battery panel.
+/// Draws the Battery panel. Below 8 inner rows the level joins the
+/// state line, so the chart keeps three rows at 80×24.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let battery = device.and_then(|d| d.battery.as_ref());
@@ -32,15 +39,88 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         placeholder(app, "no battery reading yet (obd.bat)", inner, buf);
         return;
     };
-    let [state_row, gauge_row, chart_area] = Layout::vertical([
+    let roomy = inner.height >= 8;
+    let [state_row, gauge_row, stats_row, chart_area] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(u16::from(roomy)),
         Constraint::Length(1),
         Constraint::Fill(1),
     ])
     .areas(inner);
-    Paragraph::new(state_line(app, &battery.value)).render(state_row, buf);
-    gauge(app, &battery.value, gauge_row, buf);
+    let mut state = state_line(app, battery);
+    // Without room for the gauge the level goes on the state line, or
+    // first on the next one when the state line is full.
+    let level = format!("{} %", fixed(battery.value.level, 0));
+    let mut level_first = None;
+    if !roomy && state.width() + 8 + level.len() <= state_row.width as usize {
+        state.spans.push(Span::styled("  level ", app.theme.label));
+        state.spans.push(Span::styled(level, app.theme.value));
+    } else if !roomy {
+        level_first = Some(vec![
+            Span::styled("level ", app.theme.label),
+            Span::styled(level, app.theme.value),
+            Span::styled(" · ", app.theme.label),
+        ]);
+    }
+    Paragraph::new(fit_line(state, state_row.width)).render(state_row, buf);
+    if roomy {
+        gauge(app, &battery.value, gauge_row, buf);
+    }
+    if let Some(summary) = device.voltage_summary() {
+        let first = level_first.unwrap_or_default();
+        let first_width: usize = first.iter().map(Span::width).sum();
+        let width = (stats_row.width as usize).saturating_sub(first_width);
+        let mut line = [
+            stats_line(app, &summary, true),
+            stats_line(app, &summary, false),
+        ]
+        .into_iter()
+        .find(|l| l.width() <= width)
+        .unwrap_or_else(|| short_stats_line(app, &summary));
+        line.spans.splice(0..0, first);
+        Paragraph::new(fit_line(line, stats_row.width)).render(stats_row, buf);
+    }
     history(app, device, chart_area, buf);
+}
+
+/// The same as `stats_line` in some 36 columns.
+fn short_stats_line(app: &App, s: &VoltageSummary) -> Line<'static> {
+    let t = &app.theme;
+    let mut spans = vec![Span::styled(
+        format!("{:.1}–{:.1} V", s.min.volts, s.max.volts),
+        t.value,
+    )];
+    if let Some(c) = s.last_crank {
+        spans.push(Span::styled(" · crank ", t.label));
+        spans.push(Span::styled(format!("{:.2} V", c.volts), t.value));
+        spans.push(Span::styled(format!(" {}", clock(c.ts)), t.label));
+    }
+    Line::from(spans)
+}
+
+/// Lowest and highest voltage shown, and the last crank's lowest and when
+/// (`wide`: with the units and words spelt out).
+fn stats_line(app: &App, s: &VoltageSummary, wide: bool) -> Line<'static> {
+    let t = &app.theme;
+    let (unit, at) = if wide { (" V", " at") } else { ("", "") };
+    let mut spans = vec![
+        Span::styled("min ", t.label),
+        Span::styled(format!("{:.2}{unit}", s.min.volts), t.value),
+        Span::styled(" · max ", t.label),
+        Span::styled(format!("{:.2} V", s.max.volts), t.value),
+    ];
+    match s.last_crank {
+        Some(c) => {
+            spans.push(Span::styled(" · crank ", t.label));
+            spans.push(Span::styled(format!("{:.2} V", c.volts), t.value));
+            spans.push(Span::styled(
+                format!("{at} {} ({})", clock(c.ts), age(app.now(), c.ts)),
+                t.label,
+            ));
+        }
+        None => spans.push(Span::styled(" · no crank kept", t.dim)),
+    }
+    Line::from(spans)
 }
 
 /// Style of a battery state: faults loud, charging fine, the rest plain.
@@ -52,10 +132,13 @@ pub fn state_style(app: &App, b: &BatteryNow) -> Style {
     }
 }
 
-/// Voltage, state and how long the state has held.
-fn state_line(app: &App, b: &BatteryNow) -> Line<'static> {
+/// Voltage, state and how long the state has held, on the device's own
+/// timeline: from the first reading in this state to the latest one (the
+/// panel's title says how old that is, or how far ahead).
+fn state_line(app: &App, reading: &Stamped<BatteryNow>) -> Line<'static> {
     let t = &app.theme;
-    let held = (app.now().as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
+    let b = &reading.value;
+    let held = (reading.ts.as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
     let state = if b.state.is_empty() {
         "state unknown"
     } else {
@@ -89,37 +172,58 @@ fn gauge(app: &App, b: &BatteryNow, area: Rect, buf: &mut Buffer) {
         .render(area, buf);
 }
 
-/// The voltage history chart; samples sorted by time so late retries slot
-/// in where they belong.
+/// The voltage history chart in time order (late retries slot in where
+/// they belong), its y axis labelled with its bounds and a time axis
+/// below: the first and last reading's time of day.
 fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     if area.height < 2 || device.voltages.is_empty() {
         return;
     }
-    let mut points: Vec<(f64, f64)> = device.voltages.iter().copied().collect();
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let points: Vec<(f64, f64)> = device
+        .voltages
+        .iter()
+        .map(|s| (s.ts.as_millisecond() as f64 / 1000.0, s.volts))
+        .collect();
+    let (first, last) = (
+        device.voltages.iter().next().map(|s| s.ts),
+        device.voltages.last().map(|s| s.ts),
+    );
     let (x0, x1) = (points[0].0, points[points.len() - 1].0);
     let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
         (lo.min(p.1), hi.max(p.1))
     });
     let (lo, hi) = ((lo - 0.1).floor().max(0.0), (hi + 0.1).ceil());
     let t = &app.theme;
+    let [plot, axis] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
     let data = Dataset::default()
         .marker(Marker::Braille)
         .graph_type(GraphType::Line)
         .style(t.chart)
         .data(&points);
+    let labels = [format!("{lo:.0}V"), format!("{hi:.0}V")];
+    let label_width = labels.iter().map(|l| l.len()).max().unwrap_or(0) as u16;
     Chart::new(vec![data])
         .x_axis(Axis::default().bounds([x0, x1.max(x0 + 1.0)]))
         .y_axis(
             Axis::default()
                 .bounds([lo, hi])
-                .labels([
-                    Span::styled(format!("{lo:.0}V"), t.dim),
-                    Span::styled(format!("{hi:.0}V"), t.dim),
-                ])
+                .labels(labels.map(|l| Span::styled(l, t.dim)))
                 .style(t.border),
         )
-        .render(area, buf);
+        .render(plot, buf);
+    if let (Some(first), Some(last)) = (first, last) {
+        let [_, times] =
+            Layout::horizontal([Constraint::Length(label_width + 1), Constraint::Fill(1)])
+                .areas(axis);
+        let (from, to) = (clock(first), clock(last));
+        let gap = (times.width as usize).saturating_sub(from.len() + to.len());
+        let line = Line::from(vec![
+            Span::styled(from, t.dim),
+            Span::raw(" ".repeat(gap)),
+            Span::styled(to, t.dim),
+        ]);
+        Paragraph::new(fit_line(line, times.width)).render(times, buf);
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +243,7 @@ mod tests {
         let body = format!("[{}]", records.join(","));
         let mut app = App::new(
             Default::default(),
-            crate::dashboard::ui::theme::Theme::color(),
+            crate::dashboard::theme::Theme::color(),
             at("2026-11-27T08:01:00Z"),
         );
         app.apply(&accepted(1, at("2026-11-27T08:01:00Z"), Some("u"), &body));

@@ -1,10 +1,13 @@
-//! The Events panel: event records, newest at the bottom, following unless
-//! scrolled; failures stand out; `/` filters by text.
+//! The Events panel: event records in the device's time order (a retried
+//! batch's events take their place, marked `↺ +4m`: they came 4 minutes
+//! after they happened), newest at the bottom, following unless scrolled;
+//! the date shows when the lines span days; failures stand out; `/`
+//! filters by text.
 //! ```text
-//! ┌ Events ───────────────────────── 100 · following ┐
-//! │ 08:00:01  @vehicle/battery/charging               │
-//! │ 08:00:02  @system/power/on trigger=stn            │
-//! └───────────────────────────────────────────────────┘
+//! ╭ Events ─────────────────────────────── 200 · following ╮
+//! │08:06:00  ↺ +4m @vehicle/motion/steady                   │
+//! │08:13:47  @vehicle/battery/charging                      │
+//! ╰ filter: power ──────────────────────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -13,16 +16,16 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::clock;
 use crate::dashboard::state::LogLine;
-use crate::dashboard::ui::format::clock;
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{filter_title, fit_line, nothing_shown, panel, placeholder};
 
 /// Draws the Events panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let matching = matching(app);
+    let matching = app.matching_events();
     let height = area.height.saturating_sub(2) as usize;
     let scroll = app
-        .view
+        .viewer
         .events_scroll
         .min(matching.len().saturating_sub(height));
     let end = matching.len() - scroll;
@@ -35,34 +38,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     if matching.is_empty() {
-        let text = if app.view.filter.is_empty() {
-            "no events yet"
-        } else {
-            "no event matches the filter"
-        };
-        placeholder(app, text, inner, buf);
+        placeholder(app, &nothing_shown(app, "no events yet"), inner, buf);
         return;
     }
-    let lines: Vec<Line> = matching[start..end].iter().map(|l| line(app, l)).collect();
-    Paragraph::new(lines).render(inner, buf);
-}
-
-/// The chosen device's event lines that pass the filter, oldest first.
-pub fn matching(app: &App) -> Vec<&LogLine> {
-    let needle = app.view.filter.to_lowercase();
-    let Some(device) = app.device() else {
-        return Vec::new();
-    };
-    device
-        .events
+    // The date shows once the lines kept span more than one day.
+    let day = |l: &LogLine| l.ts.as_second().div_euclid(86_400);
+    let dated = matching.first().map(|l| day(l)) != matching.last().map(|l| day(l));
+    let lines: Vec<Line> = matching[start..end]
         .iter()
-        .filter(|l| needle.is_empty() || matches(l, &needle))
-        .collect()
-}
-
-/// True when an event line contains `needle` (already lower case).
-pub fn matches(l: &LogLine, needle: &str) -> bool {
-    l.tag.to_lowercase().contains(needle) || l.fields.to_lowercase().contains(needle)
+        .map(|l| fit_line(line(app, l, dated), inner.width))
+        .collect();
+    Paragraph::new(lines).render(inner, buf);
 }
 
 /// How many lines match and whether the view follows new ones.
@@ -80,34 +66,38 @@ fn note(app: &App, shown: usize, scroll: usize) -> String {
     }
 }
 
-/// The filter as typed, shown at the bottom edge.
-fn filter_title(app: &App) -> Option<Line<'static>> {
-    let t = &app.theme;
-    if app.view.filter_editing {
-        return Some(Line::from(vec![
-            Span::styled(" filter: ", t.key),
-            Span::styled(format!("{}▏", app.view.filter), t.value),
-            Span::styled(" Enter keeps · Esc clears ", t.dim),
-        ]));
-    }
-    (!app.view.filter.is_empty()).then(|| {
-        Line::from(vec![
-            Span::styled(" filter: ", t.label),
-            Span::styled(format!("{} ", app.view.filter), t.value),
-        ])
-    })
-}
-
-/// One event: time, `@tag`, fields; failures loud.
-fn line(app: &App, l: &LogLine) -> Line<'static> {
+/// One event: device time (with the date when `dated`), a mark when it
+/// arrived after newer ones (`↺ +4m`: how long after its time it came),
+/// `@tag`, fields; failures loud.
+fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
     let t = &app.theme;
     let tag_style = if l.failure { t.error } else { t.value };
-    Line::from(vec![
-        Span::styled(format!("{}  ", clock(l.ts)), t.dim),
-        Span::styled(format!("@{}", l.tag), tag_style),
-        Span::styled(
-            format!(" {}", l.fields),
-            if l.failure { t.warn } else { t.base },
-        ),
-    ])
+    let time = if dated {
+        l.ts.strftime("%m-%d %H:%M:%S").to_string()
+    } else {
+        clock(l.ts)
+    };
+    let mut spans = vec![Span::styled(format!("{time}  "), t.dim)];
+    if let Some(late) = l.late {
+        spans.push(Span::styled(
+            format!("↺ +{} ", short_span(late.as_secs())),
+            t.warn,
+        ));
+    }
+    spans.push(Span::styled(format!("@{}", l.tag), tag_style));
+    spans.push(Span::styled(
+        format!(" {}", l.fields),
+        if l.failure { t.warn } else { t.base },
+    ));
+    Line::from(spans)
+}
+
+/// A length of time in its largest unit: `40s`, `4m`, `2h`, `3d`.
+fn short_span(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3_599 => format!("{}m", secs / 60),
+        3_600..=86_399 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
 }

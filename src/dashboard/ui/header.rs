@@ -1,9 +1,9 @@
 //! The header, always on screen:
 //! ```text
-//!  autopi-rx  point the device at http://192.168.1.20:8000/ …     FROZEN
-//!  last upload 3s ago · devices 1 · auth 1 token · capture 1.2 MiB in captures/x.jsonl
-//!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2
-//!  1 Live  2 Requests  3 Types     device ◀ ee3d…1d05 (1/2) ▶ d     ? help  q quit
+//!  autopi-rx  point the device at http://192.168.1.20:8000/  +1 more (?)     FROZEN (f)
+//!  last upload 3s ago · devices 2 · auth 1 token · capture 1.2 MiB in …/20261127T075950Z.jsonl
+//!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2 · malformed 0
+//!   1 Live   2 Requests   3 Types   device ◀ 7c1e…0112 2s ago (2/2) last to upload ▶ d   ? help  q quit
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -12,17 +12,16 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::{App, Tab};
-use crate::dashboard::ui::format::{age, bytes, count, short_id};
-
-/// Lines the header takes.
-pub const HEIGHT: u16 = 4;
+use crate::dashboard::format::{age, bytes, count, fit_start, short_id};
+use crate::dashboard::ui::fit_line;
+use unicode_width::UnicodeWidthStr;
 
 /// Draws the header into its four lines.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let rows: [Rect; 4] = Layout::vertical([Constraint::Length(1); 4]).areas(area);
     where_to_point(app, rows[0], buf);
-    Paragraph::new(setup_line(app)).render(rows[1], buf);
-    Paragraph::new(totals_line(app)).render(rows[2], buf);
+    Paragraph::new(setup_line(app, area.width)).render(rows[1], buf);
+    Paragraph::new(totals_line(app, area.width)).render(rows[2], buf);
     tabs_line(app, rows[3], buf);
 }
 
@@ -37,12 +36,24 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     if app.setup.urls.is_empty() {
         spans.push(Span::styled("no network address found", t.warn));
     }
-    for url in &app.setup.urls {
+    // An address is typed into the device: shown whole or not at all
+    // (help lists every one).
+    let badge_width = if app.is_frozen() { 12 } else { 0 };
+    let room = (area.width as usize).saturating_sub(badge_width);
+    for (i, url) in app.setup.urls.iter().enumerate() {
+        let used = Line::from(spans.clone()).width();
+        let rest = app.setup.urls.len() - i;
+        let more = if rest > 1 { 14 } else { 0 };
+        let gap = if i > 0 { "  " } else { "" };
+        if used + gap.len() + url.width() + more > room {
+            spans.push(Span::styled(format!("{gap}+{rest} more (?)"), t.label));
+            break;
+        }
+        spans.push(Span::raw(gap));
         spans.push(Span::styled(url.clone(), t.url));
-        spans.push(Span::raw("  "));
     }
     if let Some(note) = &app.setup.url_note {
-        spans.push(Span::styled(note.clone(), t.warn));
+        spans.push(Span::styled(format!("  {note}"), t.warn));
     }
     let badge = app
         .is_frozen()
@@ -50,14 +61,15 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     let badge_width = badge.as_ref().map_or(0, |b| b.width() as u16);
     let [left, right] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(badge_width)]).areas(area);
-    Paragraph::new(Line::from(spans)).render(left, buf);
+    Paragraph::new(fit_line(Line::from(spans), left.width)).render(left, buf);
     if let Some(badge) = badge {
         Paragraph::new(Line::from(badge)).render(right, buf);
     }
 }
 
-/// Second line: auth, capture file, devices, last upload.
-fn setup_line(app: &App) -> Line<'static> {
+/// Second line: auth, capture file, devices, last upload; a long capture
+/// path gives way from its start, so the file name stays.
+fn setup_line(app: &App, width: u16) -> Line<'static> {
     let t = &app.theme;
     let s = app.shown();
     let auth = match app.setup.tokens {
@@ -67,14 +79,13 @@ fn setup_line(app: &App) -> Line<'static> {
     };
     // The size goes first: a narrow screen cuts the long path, not it.
     let size = app
-        .setup
-        .capture_bytes
+        .capture_bytes()
         .map_or(String::new(), |b| format!("{} in ", bytes(b)));
     let last = match s.last_upload {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
     };
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled(" ", t.label),
         last,
         Span::styled(" · devices ", t.label),
@@ -82,21 +93,30 @@ fn setup_line(app: &App) -> Line<'static> {
         Span::styled(" · auth ", t.label),
         auth,
         Span::styled(" · capture ", t.label),
-        Span::styled(format!("{size}{}", app.setup.capture_path), t.value),
-    ])
+    ];
+    let room = (width as usize).saturating_sub(Line::from(spans.clone()).width() + size.width());
+    // Too little room for a recognisable end of the path: the size alone.
+    let path = if room >= 8 {
+        fit_start(&app.setup.capture_path, room)
+    } else {
+        String::new()
+    };
+    spans.push(Span::styled(format!("{size}{path}"), t.value));
+    fit_line(Line::from(spans), width)
 }
 
-/// Third line: the totals, and a warning when events were dropped.
-fn totals_line(app: &App) -> Line<'static> {
+/// Third line: the totals, and a warning when events were dropped; the
+/// separators narrow before anything is cut.
+fn totals_line(app: &App, width: u16) -> Line<'static> {
     let t = &app.theme;
     let tot = &app.shown().totals;
     let mut spans = Vec::new();
     // First, so that a narrow screen cannot cut it off.
-    if app.setup.dropped_events > 0 {
+    if app.dropped_events() > 0 {
         spans.push(Span::styled(
             format!(
                 " {} events not shown (screen too slow; all saved) ",
-                count(app.setup.dropped_events)
+                count(app.dropped_events())
             ),
             t.alarm,
         ));
@@ -121,12 +141,22 @@ fn totals_line(app: &App) -> Line<'static> {
             if tot.malformed > 0 { t.warn } else { t.value },
         ),
     ];
-    for (i, (name, n, style)) in items.into_iter().enumerate() {
-        let sep = if i == 0 { " " } else { " · " };
-        spans.push(Span::styled(format!("{sep}{name} "), t.label));
-        spans.push(Span::styled(count(n), style));
-    }
-    Line::from(spans)
+    let with = |sep: &str| {
+        let mut spans = spans.clone();
+        for (i, (name, n, style)) in items.iter().enumerate() {
+            let sep = if i == 0 { " " } else { sep };
+            spans.push(Span::styled(format!("{sep}{name} "), t.label));
+            spans.push(Span::styled(count(*n), *style));
+        }
+        Line::from(spans)
+    };
+    let wide = with(" · ");
+    let line = if wide.width() <= width as usize {
+        wide
+    } else {
+        with("  ")
+    };
+    fit_line(line, width)
 }
 
 /// Fourth line: tabs, the device picker (two devices or more), key hints.
@@ -134,7 +164,7 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let mut spans = vec![Span::raw(" ")];
     for (i, tab) in Tab::ALL.iter().enumerate() {
-        let style = if *tab == app.view.tab {
+        let style = if *tab == app.viewer.tab {
             t.tab_active
         } else {
             t.tab
@@ -142,25 +172,15 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" {} {} ", i + 1, tab.title()), style));
         spans.push(Span::raw(" "));
     }
-    let devices = &app.shown().devices;
-    if let (true, Some(d)) = (devices.len() > 1, app.device()) {
-        let index = devices
-            .iter()
-            .position(|x| x.unit_id == d.unit_id)
-            .unwrap_or(0);
-        spans.push(Span::styled("   device ◀ ", t.label));
-        spans.push(Span::styled(short_id(&d.unit_id), t.url));
-        spans.push(Span::styled(
-            format!(" ({}/{}) ▶ d", index + 1, devices.len()),
-            t.label,
-        ));
-    }
     let hints = Line::from(vec![
         Span::styled("?", t.key),
         Span::styled(" help  ", t.label),
         Span::styled("q", t.key),
         Span::styled(" quit ", t.label),
     ]);
+    let room =
+        (area.width as usize).saturating_sub(hints.width() + Line::from(spans.clone()).width());
+    spans.extend(picker(app, room));
     let [left, right] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(hints.width() as u16),
@@ -168,4 +188,55 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
     .areas(area);
     Paragraph::new(Line::from(spans)).render(left, buf);
     Paragraph::new(hints).render(right, buf);
+}
+
+/// The device picker (two devices or more) in `room` columns: every
+/// device with the age of its last upload when they fit, else the shown
+/// one with its age, its place and whether it was picked or is followed as
+/// the last to upload.
+fn picker(app: &App, room: usize) -> Vec<Span<'static>> {
+    let t = &app.theme;
+    let devices = &app.shown().devices;
+    let Some(shown) = app.device().filter(|_| devices.len() > 1) else {
+        return Vec::new();
+    };
+    let index = devices
+        .iter()
+        .position(|x| x.unit_id == shown.unit_id)
+        .unwrap_or(0);
+    let how = if app.viewer.device.is_some() {
+        "picked"
+    } else {
+        "last to upload"
+    };
+    let ago = |d: &crate::dashboard::state::Device| age(app.now(), d.last_upload);
+    let mut all = vec![Span::styled("  device ◀ d ▶ ", t.label)];
+    for d in devices {
+        let style = if d.unit_id == shown.unit_id {
+            t.tab_active
+        } else {
+            t.label
+        };
+        all.push(Span::styled(
+            format!(" {} {} ", short_id(&d.unit_id), ago(d)),
+            style,
+        ));
+    }
+    all.push(Span::styled(format!(" {how}"), t.label));
+    let place = format!(" ({}/{})", index + 1, devices.len());
+    let long = vec![
+        Span::styled("  device ◀ ", t.label),
+        Span::styled(short_id(&shown.unit_id), t.url),
+        Span::styled(format!(" {}{place} {how} ▶ d", ago(shown)), t.label),
+    ];
+    let short = vec![
+        Span::styled(" ◀ ", t.label),
+        Span::styled(short_id(&shown.unit_id), t.url),
+        Span::styled(format!(" {}{place} ▶", ago(shown)), t.label),
+    ];
+    let width = |spans: &Vec<Span>| spans.iter().map(Span::width).sum::<usize>();
+    [all, long, short]
+        .into_iter()
+        .find(|v| width(v) <= room)
+        .unwrap_or_default()
 }

@@ -7,7 +7,7 @@ use ratatui::widgets::{Clear, Paragraph, Widget};
 
 use crate::dashboard::app::App;
 use crate::dashboard::state::{EVENT_RING, REQUEST_RING};
-use crate::dashboard::ui::panel;
+use crate::dashboard::ui::{fit_line, panel};
 
 /// Every key and what it does, as shown in the overlay.
 pub const KEYS: &[(&str, &str)] = &[
@@ -21,9 +21,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ("PgUp PgDn", "scroll by a page"),
     ("g  G", "oldest / newest (G follows new lines again)"),
     ("/", "filter events, requests and types by text"),
+    ("v  m", "Live: every vehicle value / every drive on the map"),
+    ("r", "Requests: only the refused ones"),
     ("Enter", "open the selected request (Requests tab)"),
-    ("Esc", "close help or request; clear the filter"),
-    ("d D  → ←", "next / previous device (two devices or more)"),
+    ("p  s", "request: pretty body / save the body to a file"),
+    ("Esc", "close help, request or values; clear the filter"),
+    (
+        "d D  → ←",
+        "pick next / previous device (else: last to upload)",
+    ),
     ("?", "show or hide this help"),
 ];
 
@@ -40,10 +46,20 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         })
         .collect();
     lines.push(Line::default());
+    if !app.setup.urls.is_empty() {
+        lines.push(Line::from(Span::styled(" Point the device at:", t.label)));
+        for url in &app.setup.urls {
+            lines.push(Line::from(Span::styled(format!("   {url}"), t.url)));
+        }
+    }
     lines.push(Line::from(Span::styled(
         format!(" Keeps the last {REQUEST_RING} requests and {EVENT_RING} events per device."),
         t.dim,
     )));
+    // The note on what is kept gives way first on a small screen.
+    if lines.len() + 2 > area.height as usize {
+        lines.pop();
+    }
     let height = (lines.len() as u16 + 2).min(area.height);
     let width = 66.min(area.width);
     let [row] = Layout::vertical([Constraint::Length(height)])
@@ -52,6 +68,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let [spot] = Layout::horizontal([Constraint::Length(width)])
         .flex(Flex::Center)
         .areas(row);
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|l| fit_line(l, width.saturating_sub(2)))
+        .collect();
     Clear.render(spot, buf);
     Paragraph::new(lines)
         .block(panel(app, "Keys", Some("Esc or ? closes".into())))

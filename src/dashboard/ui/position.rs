@@ -1,10 +1,12 @@
 //! The Position panel (`track.pos`): the last fix beside a map of the
-//! recent track, zoomed to it, over the world's coastlines.
+//! current drive (or, with `m`, every drive kept), zoomed to it, over the
+//! world's coastlines, with a scale bar.
 //! ```text
-//! ┌ Position ─────────────── fix 3s ago ┐
-//! │ lat    57.022424 │      ⠤⠒⠉⠒⠤       │
-//! │ lon     9.899250 │    ⠔⠁     ⠈⠢●    │
-//! └──────────────────┴──── 250 m across ┘
+//! ╭ Position ─────────────── fix 11s ago ╮
+//! │lat   57.022855°              ⢀●⡿     │
+//! │lon   9.900590°             ⣀⢀⣸⠿⠁     │
+//! │sats  9                   ├───┤ 100 m │
+//! ╰──────────────── drive 2 of 2 · m all ╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -16,9 +18,9 @@ use ratatui::widgets::canvas::{Canvas, Line as Segment, Map, MapResolution};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::{age, fixed};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::format::{age, fixed};
-use crate::dashboard::ui::{labelled, panel, placeholder};
+use crate::dashboard::ui::{fit_line, labelled, panel, placeholder};
 
 /// Narrowest view of the map, in degrees of latitude (about 220 m), so a
 /// standing device is shown in its street rather than in one dot.
@@ -31,7 +33,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let fix = device.and_then(|d| d.position.as_ref());
     let note = fix.map(|f| format!("fix {}", age(app.now(), f.ts)));
-    let block = panel(app, "Position", note);
+    let mut block = panel(app, "Position", note);
+    let drives = device.map_or(0, |d| d.drive_starts().len());
+    if drives > 1 {
+        let which = if app.viewer.all_drives {
+            format!(" all {drives} drives · m the last ")
+        } else {
+            format!(" drive {drives} of {drives} · m all ")
+        };
+        block =
+            block.title_bottom(Line::from(Span::styled(which, app.theme.label)).right_aligned());
+    }
     let inner = block.inner(area);
     block.render(area, buf);
     let (Some(device), Some(fix)) = (device, fix) else {
@@ -91,12 +103,23 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     if area.width < 4 || area.height < 2 {
         return;
     }
-    let track: Vec<(f64, f64)> = device
-        .track
+    let starts = device.drive_starts();
+    let all = app.viewer.all_drives;
+    let from = if all {
+        0
+    } else {
+        starts.last().copied().unwrap_or(0)
+    };
+    let points: Vec<(f64, f64)> = device.track.iter().map(|p| (p.lon, p.lat)).collect();
+    let track = &points[from..];
+    // Segments join fixes of one drive, never the end of one to the next.
+    let drives: Vec<&[(f64, f64)]> = starts
         .iter()
-        .map(|&(_, lon, lat)| (lon, lat))
+        .zip(starts.iter().skip(1).chain([&points.len()]))
+        .filter(|(start, _)| **start >= from)
+        .map(|(&start, &end)| &points[start..end])
         .collect();
-    let (xb, yb) = bounds(&track, area.width, area.height);
+    let (xb, yb) = bounds(track, area.width, area.height);
     let across_m = (xb[1] - xb[0]) * M_PER_DEG * ((yb[0] + yb[1]) / 2.0).to_radians().cos();
     let t = &app.theme;
     let resolution = if yb[1] - yb[0] > 20.0 {
@@ -115,7 +138,7 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
                 color: t.world,
             });
             ctx.layer();
-            for pair in track.windows(2) {
+            for pair in drives.iter().flat_map(|d| d.windows(2)) {
                 let ((x1, y1), (x2, y2)) = (pair[0], pair[1]);
                 ctx.draw(&Segment {
                     x1,
@@ -132,17 +155,42 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
             }
         })
         .render(area, buf);
-    let scale = Span::styled(format!(" {} across ", distance(across_m)), t.dim);
-    let width = scale.width() as u16;
-    if width < area.width {
-        let spot = Rect::new(area.right() - width, area.bottom() - 1, width, 1);
-        Paragraph::new(Line::from(scale)).render(spot, buf);
+    let scale = scale_bar(across_m / f64::from(area.width), area.width / 2);
+    let line = Line::from(Span::styled(scale, t.dim));
+    let width = (line.width() as u16).min(area.width);
+    let spot = Rect::new(area.right() - width, area.bottom() - 1, width, 1);
+    Paragraph::new(fit_line(line, area.width)).render(spot, buf);
+}
+
+/// A scale bar (`├────┤ 100 m`) for `m_per_cell` metres a column: the
+/// longest round distance (1, 2 or 5 × a power of ten) whose bar takes at
+/// most `max_cells` columns.
+pub fn scale_bar(m_per_cell: f64, max_cells: u16) -> String {
+    if m_per_cell.is_nan() || m_per_cell <= 0.0 || max_cells < 3 {
+        return String::new();
     }
+    let fits = |m: f64| m / m_per_cell <= f64::from(max_cells);
+    let mut best = None;
+    let mut power = 1.0;
+    while power < 1e8 {
+        for step in [1.0, 2.0, 5.0] {
+            let m = step * power;
+            if fits(m) && m / m_per_cell >= 2.0 {
+                best = Some(m);
+            }
+        }
+        power *= 10.0;
+    }
+    let Some(m) = best else {
+        return String::new();
+    };
+    let cells = (m / m_per_cell).round() as usize;
+    format!("├{}┤ {} ", "─".repeat(cells.saturating_sub(2)), distance(m))
 }
 
 /// A distance in m or km.
 fn distance(m: f64) -> String {
-    if m < 10_000.0 {
+    if m < 1_000.0 {
         format!("{m:.0} m")
     } else {
         format!("{:.0} km", m / 1000.0)
@@ -172,6 +220,14 @@ mod tests {
     }
 
     #[test]
+    fn the_scale_bar_is_a_round_distance_that_fits() {
+        // 10 m a column, at most 12 columns: 100 m in 10.
+        assert_eq!(scale_bar(10.0, 12), "├────────┤ 100 m ");
+        assert_eq!(scale_bar(300.0, 12), "├─────┤ 2 km ");
+        assert_eq!(scale_bar(10.0, 2), "");
+    }
+
+    #[test]
     fn no_track_shows_the_world() {
         assert_eq!(bounds(&[], 40, 10), ([-180.0, 180.0], [-90.0, 90.0]));
     }
@@ -180,7 +236,7 @@ mod tests {
     fn world_cells(track: &str) -> usize {
         let mut app = crate::dashboard::app::App::new(
             crate::dashboard::app::Setup::default(),
-            crate::dashboard::ui::theme::Theme::color(),
+            crate::dashboard::theme::Theme::color(),
             crate::fixtures::at("2026-11-27T08:10:00Z"),
         );
         let e = crate::fixtures::accepted(

@@ -1,37 +1,120 @@
 //! The Requests tab: every request, accepted or not, newest at the bottom;
-//! Enter opens the highlighted one.
+//! Enter opens the highlighted one, `r` shows only the refused ones.
+//! Columns take the width the terminal gives: the error (why a request was
+//! refused) takes what is left once the optional columns (handling time,
+//! inflated size, path, whole unit-id) have had theirs, and anything cut
+//! ends in `…`.
 //! ```text
-//! ┌ Requests ── marks: D duplicate  E encoding  N naive ts  M malformed ┐
-//! │ time          peer              unit       status recs  wire   ms  │
-//! │ 08:04:00.000  192.168.1.57:40522 ee3d…1d05  200   1000  104K  1.9  │
-//! └─────────────────────────────────────────────────────────────────────┘
+//! ╭ Requests ───────────────────────────────── 5 · following · Enter opens ╮
+//! │time         peer            unit-id   status recs      wire mark error   │
+//! │08:13:52.300 192.168.1.57:4… ee3d…1d05    401     0       0 B      token d…│
+//! ╰ marks: D duplicate  E encoding mismatch  N naive timestamps  M malformed╯
 //! ```
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
+use unicode_width::UnicodeWidthStr;
 
 use crate::dashboard::app::App;
-use crate::dashboard::ui::format::{bytes, clock_ms, count, short_id};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::format::{bytes, clock_ms, count, fit, fit_words, short_id};
+use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder, saved_title};
 use crate::event::RequestEvent;
 
-/// Width from which the path and inflated size columns are shown.
-const WIDE: u16 = 110;
+/// The error column is given at least this much before optional columns
+/// are added.
+const ERROR_MIN: u16 = 24;
+
+/// The table's columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    Time,
+    Peer,
+    Unit,
+    Path,
+    Status,
+    Records,
+    Wire,
+    Inflated,
+    Ms,
+    Marks,
+    Error,
+}
+
+/// Columns and their widths for `width` columns inside the borders.
+fn layout(list: &[&RequestEvent], width: u16) -> (Vec<Col>, Vec<u16>) {
+    let widest_peer = list.iter().map(|r| r.peer.width()).max().unwrap_or(4) as u16;
+    let peer = widest_peer.clamp(4, if width < 100 { 15 } else { 21 });
+    let mut cols = vec![
+        (Col::Time, 12),
+        (Col::Peer, peer),
+        (Col::Unit, 9),
+        (Col::Status, 6),
+        (Col::Records, 5),
+        (Col::Wire, 9),
+        (Col::Marks, 4),
+    ];
+    let used = |cols: &[(Col, u16)]| cols.iter().map(|c| c.1 + 1).sum::<u16>();
+    let widest_path = list
+        .iter()
+        .map(|r| r.method.width() + 1 + r.path.width())
+        .max()
+        .unwrap_or(4) as u16;
+    let optional = [
+        (Col::Ms, 7),
+        (Col::Inflated, 9),
+        (Col::Path, widest_path.clamp(4, 30)),
+        (Col::Unit, 32),
+    ];
+    for (col, w) in optional {
+        let mut tried = cols.clone();
+        match tried.iter_mut().find(|c| c.0 == col) {
+            Some(c) => c.1 = w,
+            None => tried.push((col, w)),
+        }
+        if used(&tried) + ERROR_MIN <= width {
+            cols = tried;
+        }
+    }
+    let order = [
+        Col::Time,
+        Col::Peer,
+        Col::Unit,
+        Col::Path,
+        Col::Status,
+        Col::Records,
+        Col::Wire,
+        Col::Inflated,
+        Col::Ms,
+        Col::Marks,
+    ];
+    cols.sort_by_key(|c| order.iter().position(|o| *o == c.0));
+    let error = width.saturating_sub(used(&cols));
+    cols.push((Col::Error, error));
+    cols.into_iter().unzip()
+}
 
 /// Draws the Requests tab.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let list = app.filtered_requests();
     let selected = app.selected_request().map(|r| r.id);
-    let follow = if app.view.selected.is_none() {
+    let follow = if app.viewer.selected.is_none() {
         "following"
     } else {
         "G follows"
     };
-    let note = format!("{} · {follow} · Enter opens", count(list.len() as u64));
-    let mut block = panel(app, "Requests", Some(note)).title_bottom(Line::from(vec![
+    let only = if app.viewer.refused_only {
+        "refused only (r) · "
+    } else {
+        ""
+    };
+    let note = format!(
+        "{only}{} · {follow} · Enter opens",
+        count(list.len() as u64)
+    );
+    let legend = Line::from(vec![
         Span::styled(" marks: ", t.label),
         Span::styled("D", t.warn),
         Span::styled(" duplicate  ", t.label),
@@ -40,91 +123,91 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled("N", t.warn),
         Span::styled(" naive timestamps  ", t.label),
         Span::styled("M", t.warn),
-        Span::styled(" malformed records ", t.label),
-    ]));
-    if !app.view.filter.is_empty() || app.view.filter_editing {
-        let cursor = if app.view.filter_editing { "▏" } else { "" };
-        block = block.title(Line::from(Span::styled(
-            format!(" filter: {}{cursor} ", app.view.filter),
-            t.key,
-        )));
+        Span::styled(" malformed ", t.label),
+    ]);
+    let mut block =
+        panel(app, "Requests", Some(note)).title_bottom(saved_title(app).unwrap_or(legend));
+    if let Some(title) = filter_title(app) {
+        block = block.title(title);
     }
     if list.is_empty() {
         let inner = block.inner(area);
         block.render(area, buf);
-        placeholder(app, "no request yet", inner, buf);
+        let nothing = if app.viewer.refused_only {
+            "no refused request (r shows all)"
+        } else {
+            "no request yet"
+        };
+        placeholder(app, &nothing_shown(app, nothing), inner, buf);
         return;
     }
-    let wide = area.width >= WIDE;
-    let rows: Vec<Row> = list.iter().map(|r| row(app, r, wide)).collect();
+    let (cols, widths) = layout(&list, area.width.saturating_sub(2));
+    let rows: Vec<Row> = list.iter().map(|r| row(app, r, &cols, &widths)).collect();
     let mut state =
         TableState::default().with_selected(list.iter().position(|r| Some(r.id) == selected));
-    let table = Table::new(rows, widths(wide))
-        .header(header(app, wide))
+    let header = Row::new(
+        cols.iter()
+            .zip(&widths)
+            .map(|(c, w)| Cell::from(fit(name(*c), *w as usize)).style(t.label)),
+    );
+    let constraints: Vec<Constraint> = widths.iter().map(|w| Constraint::Length(*w)).collect();
+    let table = Table::new(rows, constraints)
+        .header(header)
         .block(block)
         .row_highlight_style(t.selected)
         .column_spacing(1);
     StatefulWidget::render(table, area, buf, &mut state);
 }
 
-/// Column widths; path and inflated size only when wide.
-fn widths(wide: bool) -> Vec<Constraint> {
-    let mut w = vec![
-        Constraint::Length(12), // time
-        Constraint::Length(21), // peer
-        Constraint::Length(9),  // unit-id
-        Constraint::Fill(1),    // path
-        Constraint::Length(6),  // status
-        Constraint::Length(6),  // records
-        Constraint::Length(9),  // wire
-        Constraint::Length(9),  // inflated
-        Constraint::Length(7),  // ms
-        Constraint::Length(4),  // marks
-    ];
-    if !wide {
-        w.remove(7);
-        w.remove(3);
+/// A column's name in the header.
+fn name(col: Col) -> &'static str {
+    match col {
+        Col::Time => "time",
+        Col::Peer => "peer",
+        Col::Unit => "unit-id",
+        Col::Path => "path",
+        Col::Status => "status",
+        Col::Records => " recs",
+        Col::Wire => "     wire",
+        Col::Inflated => " inflated",
+        Col::Ms => "     ms",
+        Col::Marks => "mark",
+        Col::Error => "error",
     }
-    w
 }
 
-/// The column names.
-fn header(app: &App, wide: bool) -> Row<'static> {
-    let mut names = vec![
-        "time", "peer", "unit-id", "path", "status", "recs", "wire", "inflated", "ms", "mark",
-    ];
-    if !wide {
-        names.remove(7);
-        names.remove(3);
-    }
-    Row::new(
-        names
-            .into_iter()
-            .map(|n| Cell::from(n).style(app.theme.label)),
-    )
-}
-
-/// One request as a table row.
-fn row(app: &App, r: &RequestEvent, wide: bool) -> Row<'static> {
+/// One request as a table row, each cell cut to its column with `…`.
+fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static> {
     let t = &app.theme;
-    let unit = r.unit_id.as_deref().map_or("-".to_string(), short_id);
-    let mut cells = vec![
-        Cell::from(clock_ms(r.received)).style(t.dim),
-        Cell::from(r.peer.clone()),
-        Cell::from(unit),
-        Cell::from(format!("{} {}", r.method, r.path)),
-        Cell::from(format!("{:>5}", r.status)).style(app.theme.status(r.status)),
-        Cell::from(format!("{:>6}", r.records)),
-        Cell::from(format!("{:>9}", bytes(r.wire_bytes))),
-        Cell::from(format!("{:>9}", bytes(r.body_bytes))),
-        Cell::from(format!("{:>7.1}", r.elapsed.as_secs_f64() * 1000.0)),
-        Cell::from(marks(r)).style(t.warn),
-    ];
-    if !wide {
-        cells.remove(7);
-        cells.remove(3);
-    }
-    Row::new(cells)
+    let cells = cols.iter().zip(widths).map(|(col, &w)| {
+        let w = w as usize;
+        let (text, style) = match col {
+            Col::Time => (clock_ms(r.received), t.dim),
+            Col::Peer => (r.peer.clone(), t.base),
+            Col::Unit => {
+                let id = r.unit_id.as_deref().unwrap_or("-");
+                let id = if id.width() > w {
+                    short_id(id)
+                } else {
+                    id.to_string()
+                };
+                (id, t.base)
+            }
+            Col::Path => (format!("{} {}", r.method, r.path), t.base),
+            Col::Status => (format!("{:>5}", r.status), t.status(r.status)),
+            Col::Records => (format!("{:>5}", r.records), t.base),
+            Col::Wire => (format!("{:>9}", bytes(r.wire_bytes)), t.base),
+            Col::Inflated => (format!("{:>9}", bytes(r.body_bytes)), t.base),
+            Col::Ms => (format!("{:>7.1}", r.elapsed.as_secs_f64() * 1000.0), t.base),
+            Col::Marks => (marks(r), t.warn),
+            Col::Error => {
+                let error = r.error.as_deref().unwrap_or_default();
+                return Cell::from(fit_words(error, w)).style(t.error);
+            }
+        };
+        Cell::from(fit(&text, w)).style(style)
+    });
+    Row::new(cells.collect::<Vec<_>>())
 }
 
 /// One letter per oddity: Duplicate, Encoding mismatch, Naive timestamps,

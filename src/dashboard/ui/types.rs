@@ -1,10 +1,10 @@
 //! The Types tab: every `@t` the chosen device sent, with its count, rate,
 //! age of the newest and that record in one line.
 //! ```text
-//! ┌ Types ─────────────────────────────────────────────────────────┐
-//! │ type             count   /min  last seen  last value           │
-//! │ obd.bat            100   26.4  3s ago     12.86 V 100 % charging│
-//! └────────────────────────────────────────────────────────────────┘
+//! ╭ Types ──────────────────────────── 1 of 15 types · 97 records ╮
+//! │type                     count    /min last seen last value    │
+//! │obd.bat                    200    14.5 12s ago   14.38 V 100 % …│
+//! ╰ filter: bat▏ Enter keeps · Esc clears ────────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -12,69 +12,81 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Cell, Row, Table, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::ui::format::{age, count};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::format::{age, count, fit};
+use crate::dashboard::state::TypeStats;
+use crate::dashboard::ui::{column_widths, filter_title, nothing_shown, panel, placeholder};
+use ratatui::text::{Line, Span};
+use unicode_width::UnicodeWidthStr;
 
 /// Draws the Types tab.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
-    let needle = app.view.filter.to_lowercase();
-    let types: Vec<_> = app
-        .device()
-        .map(|d| {
-            d.types
-                .iter()
-                .filter(|(name, s)| {
-                    needle.is_empty()
-                        || name.to_lowercase().contains(&needle)
-                        || s.last_value.to_lowercase().contains(&needle)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let note = app
-        .device()
-        .map(|d| format!("{} types · {} records", types.len(), count(d.records)));
-    let block = panel(app, "Types", note);
+    let types = app.matching_types();
+    let note = app.device().map(|d| {
+        let shown = if types.len() == d.types.len() {
+            types.len().to_string()
+        } else {
+            format!("{} of {}", types.len(), d.types.len())
+        };
+        format!("{shown} types · {} records", count(d.records))
+    });
+    let mut block = panel(app, "Types", note);
+    if let Some(title) = filter_title(app) {
+        block = block.title_bottom(title);
+    }
     if types.is_empty() {
         let inner = block.inner(area);
         block.render(area, buf);
-        placeholder(app, "no record yet", inner, buf);
+        placeholder(app, &nothing_shown(app, "no record yet"), inner, buf);
         return;
     }
     let visible = area.height.saturating_sub(3) as usize;
     let scroll = app
-        .view
+        .viewer
         .types_scroll
         .min(types.len().saturating_sub(visible));
-    let rows = types.iter().skip(scroll).map(|(name, s)| {
+    let below = types.len().saturating_sub(scroll + visible);
+    if scroll > 0 || below > 0 {
+        let text = format!(" {scroll} above · +{below} more · ↑↓ PgUp PgDn scroll ");
+        block = block.title_bottom(Line::from(Span::styled(text, t.warn)).right_aligned());
+    }
+    // The name column takes the widest name, up to 45% of the width; the
+    // value the rest. Whatever is cut ends in `…`.
+    let inner_width = area.width.saturating_sub(2);
+    let widest =
+        |w: &dyn Fn(&(&str, &TypeStats)) -> usize| types.iter().map(w).max().unwrap_or(0) as u16;
+    let name_w = widest(&|(n, _)| n.width());
+    let age_w = widest(&|(_, s)| age(app.now(), s.last_ts).width()).max(9);
+    // Name and value share what the numbers leave; the name takes what it
+    // needs up to half of it.
+    let shared = inner_width.saturating_sub(9 + 7 + age_w + 4);
+    let constraints = [
+        Constraint::Length(name_w.clamp(4, (shared / 2).max(16))),
+        Constraint::Length(9),
+        Constraint::Length(7),
+        Constraint::Length(age_w),
+        Constraint::Fill(1),
+    ];
+    let widths = column_widths(&constraints, inner_width, 1);
+    let rows = types.iter().skip(scroll).take(visible).map(|(name, s)| {
         Row::new(vec![
-            Cell::from(name.to_string()).style(t.value),
+            Cell::from(fit(name, widths[0] as usize)).style(t.value),
             Cell::from(format!("{:>9}", count(s.count))),
             Cell::from(format!(
                 "{:>7}",
                 s.per_minute().map_or("-".into(), |r| format!("{r:.1}"))
             )),
-            Cell::from(age(app.now(), s.last_ts)).style(t.dim),
-            Cell::from(s.last_value.clone()),
+            Cell::from(fit(&age(app.now(), s.last_ts), widths[3] as usize)).style(t.dim),
+            Cell::from(fit(&s.last_value, widths[4] as usize)),
         ])
     });
     let header = Row::new(
         ["type", "    count", "   /min", "last seen", "last value"]
             .map(|h| Cell::from(h).style(t.label)),
     );
-    Table::new(
-        rows,
-        [
-            Constraint::Length(24),
-            Constraint::Length(9),
-            Constraint::Length(7),
-            Constraint::Length(13),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header)
-    .block(block)
-    .column_spacing(1)
-    .render(area, buf);
+    Table::new(rows, constraints)
+        .header(header)
+        .block(block)
+        .column_spacing(1)
+        .render(area, buf);
 }

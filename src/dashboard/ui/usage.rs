@@ -1,12 +1,13 @@
 //! The Data usage panel (`ec2x.data_usage`): modem counters, their growth
-//! since the session began and its rate, beside what reached us.
+//! since the session began and its rate, beside what reached us. After a
+//! counter reset the growth is summed across it and marked `↺`:
 //! ```text
-//! ┌ Data usage ──────────────────────── 3s ago ┐
-//! │          total    +session        rate │
-//! │ sent  2.63 KiB   +1.17 KiB     5 B/s     │
-//! │ recv  4.63 KiB   +3.03 KiB    12 B/s     │
-//! │ wire  12.3 KiB json  80.1 KiB ×6.5       │
-//! └─────────────────────────────────────────────┘
+//! ╭ Data usage ───────────────── 12s ago ╮
+//! │         total  +session↺1       rate │
+//! │sent  1.10 MiB  +1.24 MiB↺ 1.53 KiB/s │
+//! │recv 266.1 KiB +526.3 KiB↺    653 B/s │
+//! │wire 207.8 KiB json 207.8 KiB ×1.0    │
+//! ╰ ↺ counter reset 08:10:00, summed ────╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -15,15 +16,19 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::{age, bytes, clock};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::format::{age, bytes};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{fit_line, panel, placeholder};
 
 /// Draws the Data usage panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let usage = device.and_then(|d| d.usage.as_ref());
-    let block = panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts)));
+    let mut block = panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts)));
+    if let Some(at) = usage.and_then(|u| u.value.last_reset) {
+        let mark = format!(" ↺ counter reset {}, summed ", clock(at));
+        block = block.title_bottom(Line::from(Span::styled(mark, app.theme.warn)));
+    }
     let inner = block.inner(area);
     block.render(area, buf);
     let Some(device) = device else {
@@ -32,6 +37,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let mut lines = modem_lines(app, device);
     lines.push(wire_line(app, device));
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|l| fit_line(l, inner.width))
+        .collect();
     Paragraph::new(lines).render(inner, buf);
 }
 
@@ -45,18 +54,29 @@ fn modem_lines(app: &App, device: &Device) -> Vec<Line<'static>> {
         ))];
     };
     let rate = device.usage_rate();
+    // After a reset the growth is summed across it: marked, as it can
+    // then exceed the counter.
+    let mark = if u.value.resets > 0 { "↺" } else { "" };
     let row = |name: &'static str, total: u64, change: u64, rate: Option<f64>| {
         let rate = rate.map_or("-".into(), |r| format!("{}/s", bytes(r.round() as u64)));
         Line::from(vec![
             Span::styled(name, t.label),
             Span::styled(format!("{:>10}", bytes(total)), t.value),
-            Span::styled(format!(" {:>11}", format!("+{}", bytes(change))), t.value),
+            Span::styled(
+                format!(" {:>11}", format!("+{}{mark}", bytes(change))),
+                t.value,
+            ),
             Span::styled(format!(" {rate:>10}"), t.value),
         ])
     };
+    let session = if u.value.resets > 0 {
+        format!("+session{mark}{}", u.value.resets)
+    } else {
+        "+session".to_string()
+    };
     vec![
         Line::from(Span::styled(
-            format!("{:<4}{:>10}{:>12}{:>11}", "", "total", "+session", "rate"),
+            format!("{:<4}{:>10}{:>12}{:>11}", "", "total", session, "rate"),
             t.label,
         )),
         row("sent", u.value.sent, u.value.sent_change, rate.map(|r| r.0)),

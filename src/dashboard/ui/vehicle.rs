@@ -1,38 +1,50 @@
 //! The Vehicle and sensors panel: active trouble codes first, then the
 //! latest value of every `obd.<pid>`, `rpi.temp` and `acc.xyz`, each with
-//! its unit and age; two columns when there is room.
+//! its unit and age; two columns when there is room. Names take the width
+//! they need, cut text ends in `…`, and rows that do not fit are counted
+//! at the bottom edge (`v` shows the panel over the whole tab, where ↑↓
+//! scroll it).
 //! ```text
-//! ┌ Vehicle and sensors ─────────────────────────────┐
-//! │ DTC P0300 Random misfire 3s ago                   │
-//! │ rpm 2754.6 revolutions_per_minute 3s ago          │
-//! └───────────────────────────────────────────────────┘
+//! ╭ Vehicle and sensors ───────────────────────╮
+//! │ DTC P0300  Random/multiple cylinder…  3s ago│
+//! │coolant_temp         50 °C          11s ago │
+//! │ambiant_air_temp     18 °C          11s ago │
+//! ╰ +3 more · v shows all ─────────────────────╯
 //! ```
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
+use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::{age, fit, fit_words, fixed, unit};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::format::{age, fixed, unit};
-use crate::dashboard::ui::{panel, placeholder};
+use crate::dashboard::ui::{fit_line, panel, placeholder};
+use unicode_width::UnicodeWidthStr;
 
 /// Inner width from which the values are laid out in two columns.
 const TWO_COLUMNS: u16 = 70;
 
 /// Draws the Vehicle and sensors panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let block = panel(app, "Vehicle and sensors", None);
-    let inner = block.inner(area);
-    block.render(area, buf);
+    let focused = app.viewer.vehicle_focus;
+    let title_note = focused.then(|| "↑↓ scroll · v or Esc back".to_string());
     let Some(device) = app.device() else {
+        let block = panel(app, "Vehicle and sensors", title_note);
+        let inner = block.inner(area);
+        block.render(area, buf);
         placeholder(app, "no upload yet", inner, buf);
         return;
     };
     let codes = trouble_codes(app, device);
-    let mut rows = values(app, device);
-    if codes.is_empty() && rows.is_empty() {
+    let rows = values(app, device);
+    let total = codes.len() + rows.len();
+    let mut block = panel(app, "Vehicle and sensors", title_note);
+    let inner = block.inner(area);
+    let height = inner.height as usize;
+    if total == 0 {
+        block.render(area, buf);
         placeholder(
             app,
             "no obd.<pid>, obd.dtc, rpi.temp or acc.xyz yet",
@@ -41,64 +53,124 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let [codes_area, values_area] =
-        Layout::vertical([Constraint::Length(codes.len() as u16), Constraint::Fill(1)])
-            .areas(inner);
-    Paragraph::new(codes).render(codes_area, buf);
-    let height = values_area.height as usize;
-    if inner.width < TWO_COLUMNS || rows.len() <= height {
-        rows.truncate(height);
-        table(app, rows).render(values_area, buf);
+    let columns = if inner.width >= TWO_COLUMNS && total > height {
+        2
+    } else {
+        1
+    };
+    // Scrolling (when focused) skips rows from the top, codes first.
+    let scroll = if focused {
+        app.viewer.vehicle_scroll.min(total.saturating_sub(1))
+    } else {
+        0
+    };
+    let codes_shown: Vec<_> = codes.iter().skip(scroll).take(height).cloned().collect();
+    let rows_skipped = scroll.saturating_sub(codes.len());
+    let values_height = height - codes_shown.len();
+    let capacity = values_height * columns;
+    let shown_rows: Vec<_> = rows.iter().skip(rows_skipped).take(capacity).collect();
+    let hidden = total - scroll - codes_shown.len() - shown_rows.len();
+    if hidden > 0 || scroll > 0 {
+        let hint = if focused {
+            "↑↓ scroll"
+        } else {
+            "v shows all"
+        };
+        let above = if scroll > 0 {
+            format!("{scroll} above · ")
+        } else {
+            String::new()
+        };
+        block = block.title_bottom(Line::from(Span::styled(
+            format!(" {above}+{hidden} more · {hint} "),
+            app.theme.warn,
+        )));
+    }
+    block.render(area, buf);
+    let [codes_area, values_area] = Layout::vertical([
+        Constraint::Length(codes_shown.len() as u16),
+        Constraint::Fill(1),
+    ])
+    .areas(inner);
+    let code_lines: Vec<Line> = codes_shown
+        .into_iter()
+        .map(|c| code_line(app, c, codes_area.width))
+        .collect();
+    Paragraph::new(code_lines).render(codes_area, buf);
+    if columns == 1 {
+        draw_values(app, &shown_rows, values_area, buf);
         return;
     }
     let [left, right] = Layout::horizontal([Constraint::Fill(1); 2])
         .spacing(2)
         .areas(values_area);
-    let mut second = rows.split_off(rows.len().div_ceil(2).max(height).min(rows.len()));
-    second.truncate(height);
-    table(app, rows).render(left, buf);
-    table(app, second).render(right, buf);
+    let split = shown_rows.len().min(values_height);
+    draw_values(app, &shown_rows[..split], left, buf);
+    draw_values(app, &shown_rows[split..], right, buf);
 }
 
-/// Values as a table whose unit column gives way first, so ages stay.
-fn table(app: &App, rows: Vec<[String; 4]>) -> Table<'static> {
+/// Value rows in one column of `area`'s width: the age and the value keep
+/// their width, the name takes what it needs of the rest and the unit
+/// what remains; anything cut ends in `…`.
+fn draw_values(app: &App, rows: &[&[String; 4]], area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
-    let widest = |col: usize, min: usize, max: usize| {
-        let w = rows
-            .iter()
-            .map(|r| r[col].chars().count())
-            .max()
-            .unwrap_or(0);
-        w.clamp(min, max) as u16
-    };
-    let widths = [
-        Constraint::Length(12),
-        Constraint::Length(widest(1, 4, 18)),
-        Constraint::Fill(1),
-        Constraint::Length(widest(3, 6, 13)),
-    ];
-    let rows = rows.into_iter().map(|[name, value, unit, age]| {
-        Row::new(vec![
-            Cell::from(name).style(t.label),
-            Cell::from(Line::from(value).right_aligned()).style(t.value),
-            Cell::from(unit).style(t.dim),
-            Cell::from(Line::from(age).right_aligned()).style(t.dim),
-        ])
-    });
-    Table::new(rows, widths).column_spacing(1)
+    let widest = |col: usize| rows.iter().map(|r| r[col].width()).max().unwrap_or(0);
+    let width = area.width as usize;
+    let age_w = widest(3);
+    let value_w = widest(1).min(18);
+    let room = width.saturating_sub(age_w + value_w + 3);
+    let unit_w = widest(2).min(room / 3);
+    let name_w = widest(0).min(room.saturating_sub(unit_w));
+    let unit_w = room.saturating_sub(name_w).min(widest(2));
+    let lines: Vec<Line> = rows
+        .iter()
+        .map(|[name, value, unit, age]| {
+            let gap = width.saturating_sub(name_w + value_w + unit_w + age_w + 3);
+            fit_line(
+                Line::from(vec![
+                    Span::styled(format!("{:<name_w$}", fit(name, name_w)), t.label),
+                    Span::raw(" "),
+                    Span::styled(format!("{:>value_w$}", fit(value, value_w)), t.value),
+                    Span::raw(" "),
+                    Span::styled(format!("{:<unit_w$}", fit(unit, unit_w)), t.dim),
+                    Span::raw(" ".repeat(gap + 1)),
+                    Span::styled(age.clone(), t.dim),
+                ]),
+                area.width,
+            )
+        })
+        .collect();
+    Paragraph::new(lines).render(area, buf);
 }
 
-/// Active trouble codes (`obd.dtc`), loud.
-pub fn trouble_codes(app: &App, d: &Device) -> Vec<Line<'static>> {
+/// One trouble code in `width` columns: code, text (cut with `…`), age.
+fn code_line(app: &App, (code, text, age): (String, String, String), width: u16) -> Line<'static> {
     let t = &app.theme;
+    let code = format!(" DTC {code} ");
+    let room = (width as usize).saturating_sub(code.width() + age.width() + 3);
+    let text = fit_words(&text, room);
+    let gap = room.saturating_sub(text.width());
+    fit_line(
+        Line::from(vec![
+            Span::styled(code, t.error),
+            Span::styled(format!(" {text}"), t.value),
+            Span::raw(" ".repeat(gap + 2)),
+            Span::styled(age, t.dim),
+        ]),
+        width,
+    )
+}
+
+/// Active trouble codes (`obd.dtc`): code, text and age.
+pub fn trouble_codes(app: &App, d: &Device) -> Vec<(String, String, String)> {
     d.dtcs
         .iter()
         .map(|(code, stamped)| {
-            Line::from(vec![
-                Span::styled(format!(" DTC {code} "), t.error),
-                Span::styled(format!(" {} ", stamped.value), t.value),
-                Span::styled(age(app.now(), stamped.ts), t.dim),
-            ])
+            (
+                code.clone(),
+                stamped.value.clone(),
+                age(app.now(), stamped.ts),
+            )
         })
         .collect()
 }

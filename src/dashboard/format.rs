@@ -1,6 +1,7 @@
 //! Numbers, sizes and ages as the screen writes them.
 
 use jiff::Timestamp;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// A length of time in at most two units: `42s`, `4m10s`, `2h05m`, `3d04h`.
 pub fn span(secs: u64) -> String {
@@ -100,6 +101,65 @@ pub fn unit(sent: &str) -> &str {
     }
 }
 
+/// The longest start of `s` that takes at most `cols` columns.
+pub fn prefix(s: &str, cols: usize) -> &str {
+    let mut used = 0;
+    for (at, c) in s.char_indices() {
+        used += c.width().unwrap_or(0);
+        if used > cols {
+            return &s[..at];
+        }
+    }
+    s
+}
+
+/// `s` in at most `width` terminal columns; when cut, it ends in `…`.
+pub fn fit(s: &str, width: usize) -> String {
+    if s.width() <= width {
+        s.to_string()
+    } else if width == 0 {
+        String::new()
+    } else {
+        format!("{}…", prefix(s, width - 1))
+    }
+}
+
+/// Prose (a trouble code's text, an error) in at most `width` columns:
+/// cut, when it must be, after a whole word if one ends in the last third,
+/// and ending in `…`.
+pub fn fit_words(s: &str, width: usize) -> String {
+    if s.width() <= width || width == 0 {
+        return fit(s, width);
+    }
+    let head = prefix(s, width - 1);
+    match head.rfind(' ') {
+        Some(at) if at >= head.len() * 2 / 3 => format!("{}…", head[..at].trim_end()),
+        _ => format!("{head}…"),
+    }
+}
+
+/// `s` in at most `width` columns, cut at the start (`…` then the end):
+/// for paths, whose end says most.
+pub fn fit_start(s: &str, width: usize) -> String {
+    if s.width() <= width {
+        return s.to_string();
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in s.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        tail.push(c);
+        used += w;
+    }
+    if width == 0 {
+        return String::new();
+    }
+    std::iter::once('…').chain(tail.into_iter().rev()).collect()
+}
+
 /// A unit-id shortened to its first and last four characters.
 pub fn short_id(id: &str) -> String {
     if id.chars().count() <= 12 {
@@ -146,6 +206,24 @@ mod tests {
         assert_eq!(age(now, jitter), "0s ago", "under a second ahead is jitter");
         let fast: Timestamp = "2026-11-27T08:00:11.2Z".parse().unwrap();
         assert_eq!(age(now, fast), "1s ahead");
+    }
+
+    #[test]
+    fn cut_text_ends_in_an_ellipsis() {
+        assert_eq!(fit("ambiant_air_temp", 16), "ambiant_air_temp");
+        assert_eq!(fit("ambiant_air_temp", 12), "ambiant_air…");
+        assert_eq!(fit("ambiant_air_temp", 1), "…");
+        assert_eq!(fit("abc", 0), "");
+        assert_eq!(
+            fit_words("Random/multiple cylinder misfire detected", 30),
+            "Random/multiple cylinder…"
+        );
+        assert_eq!(fit_words("Thermostat", 6), "Therm…");
+        assert_eq!(
+            fit_start("captures/20261127T075950Z.jsonl", 12),
+            "…5950Z.jsonl"
+        );
+        assert_eq!(fit_start("c.jsonl", 12), "c.jsonl");
     }
 
     #[test]

@@ -27,7 +27,6 @@ pub struct Theme {
     pub world: Color,
     pub here: Color,
     pub chart: Style,
-    pub gauge: Style,
 }
 
 impl Theme {
@@ -78,7 +77,6 @@ impl Theme {
             world: Color::DarkGray,
             here: Color::LightRed,
             chart: Style::default().fg(Color::LightGreen),
-            gauge: Style::default().fg(Color::Green).bg(Color::Black),
         }
     }
 
@@ -108,7 +106,6 @@ impl Theme {
             world: Color::Reset,
             here: Color::Reset,
             chart: plain,
-            gauge: plain,
         }
     }
 

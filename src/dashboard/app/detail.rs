@@ -1,0 +1,557 @@
+//! The text of one request in full (Enter on the Requests tab), laid out
+//! once when it is opened: the lines above the body (what we answered, the
+//! headers as the event carries them, where the JSON broke) and the body's
+//! lines. Each piece of text says what it is (`Tone`); the drawing code
+//! picks its style.
+
+use crate::dashboard::format::{bytes, count, prefix};
+use crate::event::RequestEvent;
+use crate::time::format_received;
+use unicode_width::UnicodeWidthStr;
+
+/// Most body lines laid out; the capture file has the whole batch.
+const MAX_BODY_LINES: usize = 50_000;
+/// How much of a refused body the listener hands over for this view.
+const REFUSED_BODY_HELD: usize = 64 * 1024;
+/// Characters shown before and after the spot where the JSON broke.
+const CONTEXT: usize = 60;
+
+/// What a piece of text is, for its style.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Title,
+    Label,
+    Value,
+    Dim,
+    Ok,
+    Warn,
+    Error,
+    /// An HTTP status, styled by its class.
+    Status(u16),
+}
+
+/// One run of text in one tone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub tone: Tone,
+    pub text: String,
+}
+
+/// One line of pieces.
+pub type TextLine = Vec<Piece>;
+
+fn piece(tone: Tone, text: impl Into<String>) -> Piece {
+    Piece {
+        tone,
+        text: text.into(),
+    }
+}
+
+/// The open request as laid out when it was opened.
+#[derive(Clone, Debug, Default)]
+pub struct Detail {
+    pub id: u64,
+    /// The width the head was wrapped to.
+    pub width: u16,
+    pub head: Vec<TextLine>,
+    pub body: Vec<String>,
+    /// `p`: a batch pretty-printed, one key per line, instead of one
+    /// record per line.
+    pub pretty: bool,
+}
+
+impl Detail {
+    /// Lays out request `r`; `let_go` when its body was let go for the
+    /// memory budget (rather than never kept).
+    pub fn of(r: &RequestEvent, let_go: bool, width: u16, pretty: bool) -> Detail {
+        Detail {
+            id: r.id,
+            width,
+            head: head(r, let_go, width, pretty),
+            body: body_lines(r, pretty),
+            pretty,
+        }
+    }
+
+    /// Lines in all, head and body.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// True when there is nothing to show.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The lines above the body: summary, token match, headers, where the JSON
+/// broke, and the body's title; wrapped to `width` columns (except the
+/// lines around the broken byte, whose caret must stay under it).
+pub fn head(r: &RequestEvent, let_go: bool, width: u16, pretty: bool) -> Vec<TextLine> {
+    let wrap = |lines: Vec<TextLine>| -> Vec<TextLine> {
+        lines
+            .into_iter()
+            .flat_map(|l| wrap_line(l, width as usize))
+            .collect()
+    };
+    let mut out = summary(r);
+    let matched = match r.token_matched {
+        Some(true) => piece(Tone::Ok, "yes"),
+        Some(false) => piece(Tone::Error, " no "),
+        None => piece(
+            Tone::Dim,
+            "not checked (no authorization header, or --no-auth)",
+        ),
+    };
+    out.push(vec![
+        piece(Tone::Label, "matches a configured token: "),
+        matched,
+    ]);
+    out.push(Vec::new());
+    out.push(vec![piece(Tone::Title, "Headers")]);
+    for (name, value) in &r.headers {
+        out.push(vec![
+            piece(Tone::Label, format!("  {name}: ")),
+            piece(Tone::Value, value.clone()),
+        ]);
+    }
+    let mut out = wrap(out);
+    if let Some(spot) = broke_at(r) {
+        out.push(Vec::new());
+        out.push(vec![piece(Tone::Title, "Where the JSON broke")]);
+        out.extend(spot.into_iter().map(|l| vec![piece(Tone::Warn, l)]));
+    }
+    out.push(Vec::new());
+    out.extend(wrap(body_title(r, let_go, pretty)));
+    out
+}
+
+/// `line` broken into lines of at most `width` columns, the following
+/// ones indented by two spaces (0: left whole).
+fn wrap_line(line: TextLine, width: usize) -> Vec<TextLine> {
+    let total: usize = line.iter().map(|p| p.text.width()).sum();
+    if width <= 4 || total <= width {
+        return vec![line];
+    }
+    let mut out = Vec::new();
+    let mut current: TextLine = Vec::new();
+    let mut used = 0;
+    for p in line {
+        let mut text = p.text.as_str();
+        while !text.is_empty() {
+            if used == width {
+                out.push(std::mem::take(&mut current));
+                current.push(piece(Tone::Dim, "  "));
+                used = 2;
+            }
+            let part = prefix(text, width - used);
+            // A character wider than what is left starts the next line.
+            let part = if part.is_empty() && used > 2 {
+                used = width;
+                continue;
+            } else if part.is_empty() {
+                &text[..text.chars().next().map_or(0, char::len_utf8)]
+            } else {
+                part
+            };
+            current.push(piece(p.tone, part));
+            used += part.width();
+            text = &text[part.len()..];
+        }
+    }
+    out.push(current);
+    out
+}
+
+/// What was asked and answered, and anything odd about it.
+fn summary(r: &RequestEvent) -> Vec<TextLine> {
+    let mut out = vec![
+        vec![
+            piece(Tone::Value, format!("{} {} → ", r.method, r.path)),
+            piece(Tone::Status(r.status), r.status.to_string()),
+            piece(
+                Tone::Value,
+                format!(
+                    " · {} records · handled in {:.1} ms",
+                    count(r.records as u64),
+                    r.elapsed.as_secs_f64() * 1000.0
+                ),
+            ),
+        ],
+        vec![piece(
+            Tone::Label,
+            format!(
+                "received {} from {} · unit-id {}",
+                format_received(r.received),
+                r.peer,
+                r.unit_id.as_deref().unwrap_or("-"),
+            ),
+        )],
+        vec![piece(
+            Tone::Label,
+            match r.encoding {
+                Some(encoding) => format!(
+                    "{} on the wire ({encoding}), {} of JSON",
+                    bytes(r.wire_bytes),
+                    bytes(r.body_bytes)
+                ),
+                None => format!("{} on the wire, not decoded", bytes(r.wire_bytes)),
+            },
+        )],
+    ];
+    let notes = [
+        (
+            r.duplicate_of
+                .as_ref()
+                .map(|d| format!("duplicate of the batch received {d}: not counted again")),
+            Tone::Warn,
+        ),
+        (
+            (r.malformed > 0).then(|| {
+                format!(
+                    "{} malformed records (no @t/@ts, or a bad @ts)",
+                    r.malformed
+                )
+            }),
+            Tone::Warn,
+        ),
+        (
+            (r.naive_timestamps > 0)
+                .then(|| format!("{} naive timestamps (read as UTC)", r.naive_timestamps)),
+            Tone::Dim,
+        ),
+        (
+            r.warning.as_ref().map(|w| format!("warning: {w}")),
+            Tone::Warn,
+        ),
+        (r.error.as_ref().map(|e| format!("error: {e}")), Tone::Error),
+    ];
+    out.extend(
+        notes
+            .into_iter()
+            .filter_map(|(text, tone)| text.map(|s| vec![piece(tone, s)])),
+    );
+    out
+}
+
+/// For a refused body whose error names a byte: the text around it with
+/// a caret under the spot.
+pub fn broke_at(r: &RequestEvent) -> Option<Vec<String>> {
+    let error = r.error.as_deref()?;
+    let offset: usize = error
+        .rsplit_once("(byte ")?
+        .1
+        .strip_suffix(')')?
+        .parse()
+        .ok()?;
+    let body = r.body.as_deref()?;
+    if offset > body.len() || error.starts_with("gzip body") {
+        return None;
+    }
+    let start = offset.saturating_sub(CONTEXT);
+    let end = (offset + CONTEXT / 3).min(body.len());
+    let printable = |bytes: &[u8]| -> String {
+        String::from_utf8_lossy(bytes)
+            .chars()
+            .map(|c| if c.is_control() { '·' } else { c })
+            .collect()
+    };
+    let before = printable(&body[start..offset]);
+    let after = printable(&body[offset..end]);
+    Some(vec![
+        format!("  byte {offset}: {before}{after}"),
+        format!(
+            "  {}^",
+            " ".repeat(format!("byte {offset}: ").len() + before.chars().count())
+        ),
+    ])
+}
+
+/// True when the kept body is JSON (and so is pretty-printed).
+fn is_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
+/// The body's title: its size, how it is shown, and exactly what is kept
+/// where (accepted batches are in the capture file; refused bodies never
+/// are, and only their first 64 KiB are held here).
+fn body_title(r: &RequestEvent, let_go: bool, pretty: bool) -> Vec<TextLine> {
+    let title = |text: String| vec![piece(Tone::Title, text)];
+    let note = |text: String| vec![piece(Tone::Dim, text)];
+    match (r.body.as_deref(), r.accepted()) {
+        (Some(body), true) => vec![
+            title(format!(
+                "Body ({}, {}) · s saves it to a file",
+                bytes(body.len() as u64),
+                shown_as(body, pretty)
+            )),
+            note("the batch as saved in the capture file".into()),
+        ],
+        (Some(body), false) => {
+            let what = shown_as(body, pretty);
+            let kept = body.len() as u64;
+            let of = if kept < r.wire_bytes {
+                format!("the first {} of {}", bytes(kept), bytes(r.wire_bytes))
+            } else {
+                format!("all {}", bytes(kept))
+            };
+            vec![
+                title(format!(
+                    "Body ({}, {what}) · s saves it to a file",
+                    bytes(kept)
+                )),
+                note(format!(
+                    "{of} as received, held in memory for this view only (up to {} of a refused body)",
+                    bytes(REFUSED_BODY_HELD as u64)
+                )),
+                note("refused bodies are never saved to the capture file".into()),
+            ]
+        }
+        (None, true) if let_go => vec![
+            title("Body: let go from memory (oldest first past 64 MiB of bodies)".into()),
+            note("the capture file has this batch".into()),
+        ],
+        (None, true) => vec![
+            title("Body: not held by this view".into()),
+            note("the capture file has this batch".into()),
+        ],
+        (None, false) if let_go => vec![
+            title("Body: let go from memory (past 64 MiB of bodies)".into()),
+            note("refused bodies are never saved to the capture file".into()),
+        ],
+        (None, false) => vec![
+            title("Body: none held".into()),
+            note(
+                "refused before its body was read or decoded (token, size, a cut-short body)"
+                    .into(),
+            ),
+            note("refused bodies are never saved to the capture file".into()),
+        ],
+    }
+}
+
+/// True when `body` is a JSON array: a batch, shown one record a line.
+fn is_batch(body: &[u8]) -> bool {
+    body.trim_ascii_start().starts_with(b"[") && is_json(body)
+}
+
+/// How a body is shown, for its title.
+fn shown_as(body: &[u8], pretty: bool) -> &'static str {
+    // Accepted bodies were validated by the listener and refused ones are
+    // held to 64 KiB, so checking them stays cheap.
+    match (is_batch(body), pretty, is_json(body)) {
+        (true, false, _) => "one record a line · p pretty",
+        (true, true, _) => "pretty · p one record a line",
+        (false, _, true) => "pretty",
+        (false, _, false) => "as received",
+    }
+}
+
+/// The body's lines: a batch one record a line (or pretty with `pretty`),
+/// other JSON pretty, anything else as received.
+pub fn body_lines(r: &RequestEvent, pretty_batch: bool) -> Vec<String> {
+    let Some(body) = r.body.as_deref() else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(body);
+    if is_batch(body) && !pretty_batch {
+        compact(&text, MAX_BODY_LINES)
+    } else if is_json(body) {
+        pretty(&text, MAX_BODY_LINES)
+    } else {
+        raw(&text, MAX_BODY_LINES)
+    }
+}
+
+/// A JSON array one element a line, without whitespace between tokens.
+pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
+    let mut lines = vec!["[".to_string()];
+    let mut line = String::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in json.chars() {
+        if in_string {
+            line.push(c);
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+            continue;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth == 1 {
+                    continue;
+                }
+            }
+            ']' | '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                line.push(',');
+                lines.push(format!("  {}", std::mem::take(&mut line)));
+                if lines.len() > max_lines {
+                    lines.push("…".to_string());
+                    return lines;
+                }
+                continue;
+            }
+            '"' => in_string = true,
+            _ => {}
+        }
+        line.push(c);
+    }
+    if !line.is_empty() {
+        lines.push(format!("  {line}"));
+    }
+    lines.push("]".to_string());
+    lines
+}
+
+/// The lines of a non-JSON body, control characters made visible.
+fn raw(text: &str, max_lines: usize) -> Vec<String> {
+    text.lines()
+        .take(max_lines)
+        .map(|l| {
+            l.chars()
+                .map(|c| if c.is_control() { '·' } else { c })
+                .collect()
+        })
+        .collect()
+}
+
+/// JSON text indented two spaces per level, keys in their original order.
+pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let (mut depth, mut in_string, mut escaped, mut just_opened) = (0usize, false, false, false);
+    for c in json.chars() {
+        if lines.len() >= max_lines {
+            lines.push("…".to_string());
+            return lines;
+        }
+        if in_string {
+            line.push(c);
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+            continue;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        let closing = matches!(c, '}' | ']');
+        if just_opened && !closing {
+            lines.push(std::mem::replace(&mut line, "  ".repeat(depth)));
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+            if !just_opened {
+                lines.push(std::mem::replace(&mut line, "  ".repeat(depth)));
+            }
+        }
+        just_opened = false;
+        match c {
+            '{' | '[' => {
+                line.push(c);
+                depth += 1;
+                just_opened = true;
+            }
+            ',' => {
+                line.push(c);
+                lines.push(std::mem::replace(&mut line, "  ".repeat(depth)));
+            }
+            ':' => line.push_str(": "),
+            '"' => {
+                line.push(c);
+                in_string = true;
+            }
+            _ => line.push(c),
+        }
+    }
+    if !line.trim().is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pretty_keeps_key_order_and_strings() {
+        let lines = pretty(r#"[{"b":1,"a":"x, {y}"},{},[]]"#, 100);
+        assert_eq!(
+            lines,
+            [
+                "[",
+                "  {",
+                "    \"b\": 1,",
+                "    \"a\": \"x, {y}\"",
+                "  },",
+                "  {},",
+                "  []",
+                "]"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_lines_wrap_with_an_indent() {
+        let line = vec![
+            piece(Tone::Label, "error: "),
+            piece(Tone::Error, "abcdefghij"),
+        ];
+        let lines = wrap_line(line, 8);
+        let texts: Vec<String> = lines
+            .iter()
+            .map(|l| l.iter().map(|p| p.text.as_str()).collect())
+            .collect();
+        assert_eq!(texts, ["error: a", "  bcdefg", "  hij"]);
+        assert_eq!(lines[1][1].tone, Tone::Error);
+    }
+
+    #[test]
+    fn compact_puts_one_record_on_each_line() {
+        let lines = compact("[ {\"a\": 1, \"b\": [1, 2]},\n {\"c\": \"x, ]\"} ]", 100);
+        assert_eq!(
+            lines,
+            ["[", "  {\"a\":1,\"b\":[1,2]},", "  {\"c\":\"x, ]\"}", "]"]
+        );
+    }
+
+    #[test]
+    fn pretty_stops_at_the_line_limit() {
+        let lines = pretty("[1,2,3,4,5,6]", 3);
+        assert_eq!(lines.last().map(String::as_str), Some("…"));
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn broke_at_points_at_the_byte() {
+        let body = r#"[{"a":1} {"b":2}]"#;
+        let config = crate::receiver::ingest::Config {
+            auth: crate::receiver::ingest::Auth::Open,
+            max_body: 1024,
+        };
+        let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
+            .unwrap_err()
+            .error;
+        let at = crate::fixtures::at("2026-11-27T08:00:00Z");
+        let mut r = crate::fixtures::refused(1, at, 400, &error, body);
+        let spot = broke_at(&r).unwrap();
+        assert_eq!(spot[0], r#"  byte 9: [{"a":1} {"b":2}]"#);
+        let caret = spot[1].find('^').unwrap();
+        assert_eq!(
+            &spot[0][caret..caret + 1],
+            "{",
+            "caret under the second object"
+        );
+        r.error = Some("gzip body: body is not ... (byte 3)".into());
+        assert_eq!(broke_at(&r), None);
+    }
+}

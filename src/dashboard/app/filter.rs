@@ -1,0 +1,104 @@
+//! The `/` filter: one piece of text, matched case-insensitively against
+//! what each row shows, the same way on every tab (events, requests,
+//! types).
+
+use crate::dashboard::state::{LogLine, TypeStats};
+use crate::event::RequestEvent;
+
+/// The text typed after `/`, and whether it is being typed.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    text: String,
+    /// `text` in lower case, kept so each row is not lowered twice.
+    needle: String,
+    pub editing: bool,
+}
+
+impl Filter {
+    /// The text as typed.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// True when nothing is typed (every row passes).
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Adds a typed character.
+    pub fn push(&mut self, c: char) {
+        self.text.push(c);
+        self.needle = self.text.to_lowercase();
+    }
+
+    /// Drops the last character.
+    pub fn pop(&mut self) {
+        self.text.pop();
+        self.needle = self.text.to_lowercase();
+    }
+
+    /// Empties the filter.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.needle.clear();
+    }
+
+    /// True when any of `fields` contains the text, ignoring case.
+    fn passes(&self, fields: &[&str]) -> bool {
+        self.needle.is_empty()
+            || fields
+                .iter()
+                .any(|f| f.to_lowercase().contains(&self.needle))
+    }
+
+    /// An event line, by its tag and fields.
+    pub fn event(&self, l: &LogLine) -> bool {
+        self.passes(&[&l.tag, &l.fields])
+    }
+
+    /// A request, by peer, unit-id, path, status, method and error.
+    pub fn request(&self, r: &RequestEvent) -> bool {
+        self.passes(&[
+            &r.peer,
+            r.unit_id.as_deref().unwrap_or(""),
+            &r.path,
+            &r.status.to_string(),
+            &r.method,
+            r.error.as_deref().unwrap_or(""),
+        ])
+    }
+
+    /// A record type, by its name and last value.
+    pub fn record_type(&self, name: &str, s: &TypeStats) -> bool {
+        self.passes(&[name, &s.last_value])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_any_field_ignoring_case() {
+        let mut f = Filter::default();
+        let line = LogLine {
+            ts: "2026-11-27T08:00:00Z".parse().unwrap(),
+            tag: "system/power/on".into(),
+            fields: "trigger=STN".into(),
+            failure: false,
+            seq: 1,
+            late: None,
+        };
+        assert!(f.event(&line), "empty passes all");
+        for c in "stn".chars() {
+            f.push(c);
+        }
+        assert!(f.event(&line));
+        f.push('x');
+        assert!(!f.event(&line));
+        f.pop();
+        assert_eq!(f.text(), "stn");
+        f.clear();
+        assert!(f.is_empty() && f.event(&line));
+    }
+}
