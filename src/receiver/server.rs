@@ -150,6 +150,18 @@ pub fn start(
             }
         }),
     )?;
+    // The capture writer's notices go out as they are.
+    let capture_notices = capture.notices.clone();
+    let relay = notice_tx.clone();
+    std::thread::Builder::new()
+        .name("capture-notices".into())
+        .spawn(move || {
+            for line in capture_notices {
+                if relay.send(line).is_err() {
+                    return;
+                }
+            }
+        })?;
     // Accept-side notices become lines for the operator.
     std::thread::Builder::new()
         .name("accept-notices".into())
