@@ -807,7 +807,7 @@ fn a_slow_upload_that_keeps_sending_is_not_cut() {
     }
     let r = conn.read_response(false);
     assert!(started.elapsed() > READ_TIMEOUT);
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 200, "{:?}; receiver's stderr: {}", r, rx.stderr());
 }
 
 #[test]
