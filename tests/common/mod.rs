@@ -2,7 +2,7 @@
 //! and a raw HTTP/1.1 client that sends exactly the bytes a test gives it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -242,25 +242,47 @@ impl Conn {
         self.reader.get_mut().write_all(bytes).unwrap();
     }
 
+    /// A connection whose connect, reads and writes each give up after
+    /// `timeout`.
+    pub fn open_within(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Conn {
+            reader: BufReader::new(stream),
+        })
+    }
+
     /// Reads one response; `head_only` for answers to HEAD.
     pub fn read_response(&mut self, head_only: bool) -> Response {
+        self.try_read_response(head_only).unwrap()
+    }
+
+    /// Reads one response, or the error that stopped it (EOF included).
+    pub fn try_read_response(&mut self, head_only: bool) -> io::Result<Response> {
+        let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
         let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         let status = line
             .split_whitespace()
             .nth(1)
-            .unwrap_or_else(|| panic!("status line: {line:?}"))
-            .parse()
-            .unwrap();
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("status line: {line:?}")))?;
         let mut headers = Vec::new();
         loop {
             line.clear();
-            self.reader.read_line(&mut line).unwrap();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
             let l = line.trim_end();
             if l.is_empty() {
                 break;
             }
-            let (n, v) = l.split_once(':').unwrap();
+            let (n, v) = l
+                .split_once(':')
+                .ok_or_else(|| bad(format!("header line: {l:?}")))?;
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
         let mut r = Response {
@@ -269,11 +291,14 @@ impl Conn {
             body: Vec::new(),
         };
         if head_only || status == 100 {
-            return r;
+            return Ok(r);
         }
         if let Some(len) = r.header("content-length") {
-            let mut body = vec![0; len.parse().unwrap()];
-            self.reader.read_exact(&mut body).unwrap();
+            let len = len
+                .parse()
+                .map_err(|_| bad(format!("content-length {len:?}")))?;
+            let mut body = vec![0; len];
+            self.reader.read_exact(&mut body)?;
             r.body = body;
         } else if r
             .header("transfer-encoding")
@@ -281,17 +306,29 @@ impl Conn {
         {
             loop {
                 line.clear();
-                self.reader.read_line(&mut line).unwrap();
-                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                self.reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|_| bad(format!("chunk size {line:?}")))?;
                 let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk).unwrap();
+                self.reader.read_exact(&mut chunk)?;
                 if size == 0 {
                     break;
                 }
                 r.body.extend_from_slice(&chunk[..size]);
             }
         }
-        r
+        Ok(r)
+    }
+
+    /// Sends `bytes` and reads the answer, or the error that stopped it.
+    pub fn try_request(&mut self, bytes: &[u8]) -> io::Result<Response> {
+        self.reader.get_mut().write_all(bytes)?;
+        let head_only = bytes.starts_with(b"HEAD ");
+        self.try_read_response(head_only)
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
     }
 
     pub fn request(&mut self, bytes: &[u8]) -> Response {
@@ -366,6 +403,48 @@ pub fn connect_until_refused(addr: SocketAddr) -> Vec<TcpStream> {
         }
     }
     held
+}
+
+/// What a process uses right now, from /proc (Linux).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub threads: u64,
+    pub rss_kib: u64,
+    /// Open descriptors (entries of /proc/PID/fd).
+    pub fds: u64,
+}
+
+/// What process `pid` uses now; None once it is gone.
+pub fn usage(pid: u32) -> Option<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some(Usage {
+        threads: field("Threads:")?,
+        rss_kib: field("VmRSS:")?,
+        fds,
+    })
+}
+
+/// Polls `cond` every few milliseconds until it holds (true) or `limit`
+/// has passed (false).
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Uploads `body` the way a device does until it is acknowledged: an
