@@ -232,7 +232,7 @@ fn a_capture_deleted_or_replaced_while_running_is_started_again_at_its_path() {
             .status,
         200
     );
-    let said = rx.wait_stderr("was deleted while running");
+    let said = rx.wait_stderr("was deleted or moved away while running");
     assert!(said.contains(rx.capture.to_str().unwrap()), "{said}");
     let lines = capture_lines(&rx.capture);
     assert_eq!(lines.len(), 1, "{lines:?}");

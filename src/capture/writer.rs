@@ -84,7 +84,7 @@ impl Sink for FileSink {
         let what = match std::fs::metadata(&self.path) {
             Ok(meta) if identity(&meta) == self.identity => return Ok(None),
             Ok(_) => "was replaced by another file",
-            Err(e) if e.kind() == io::ErrorKind::NotFound => "was deleted",
+            Err(e) if e.kind() == io::ErrorKind::NotFound => "was deleted or moved away",
             Err(e) => return Err(e),
         };
         let file = OpenOptions::new()

@@ -35,13 +35,19 @@ use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
 use tiny_http::Request;
 
 /// Servers with a live accept thread the supervisor keeps.
-pub const ACCEPTING: usize = 8;
+pub const ACCEPTING: usize = 32;
 /// How often a pump looks up from its queue (to stop, or to retire).
 const PUMP_TICK: Duration = Duration::from_millis(200);
 /// How often the supervisor checks its servers and retries failed starts.
 const SUPERVISE_TICK: Duration = Duration::from_millis(500);
-/// Beyond the read timeout, how long a drained server waits before it is
-/// retired: every connection it had is closed by then, or hostile.
+/// Read timeouts a server whose accept ended stays quiet before it is
+/// retired. A connection it still serves ends after one read timeout of
+/// silence, but an upload trickling in (each byte restarts the timeout)
+/// can take longer; tiny_http reads bodies of up to 1 KiB itself before
+/// handing the request over, so such a request would find its server
+/// gone. Several timeouts leave room for it; what takes longer is hostile.
+const RETIRE_AFTER_TIMEOUTS: u32 = 4;
+/// Added to that wait.
 const RETIRE_SLACK: Duration = Duration::from_secs(2);
 
 /// The file where tiny_http 0.12's accept thread unwraps `try_clone` of
@@ -254,12 +260,13 @@ fn retirable(side: &Side, slot: &Slot) -> bool {
         return false;
     }
     let quiet = lock(&slot.last_request).elapsed();
+    let wait = RETIRE_AFTER_TIMEOUTS * side.read_timeout + RETIRE_SLACK;
     if slot.accept_ended.load(Ordering::SeqCst) {
-        return quiet > side.read_timeout + RETIRE_SLACK;
+        return quiet > wait;
     }
     // A panicked accept thread never says so: the longest-quiet server that
     // never reported an error stands for it.
-    quiet > 2 * side.read_timeout + RETIRE_SLACK
+    quiet > wait + side.read_timeout
         && side
             .zombies
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |z| z.checked_sub(1))
