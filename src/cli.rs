@@ -85,6 +85,12 @@ pub struct ReceiveArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub read_timeout: u64,
+
+    /// How valid batches are answered (each is captured first): ok, 500,
+    /// 503, 401, 413, late:SECS, hangup or flaky:PCT. Change it live with
+    /// `m` on the dashboard.
+    #[arg(long, value_name = "MODE", default_value = "ok", value_parser = crate::receiver::respond::Mode::parse)]
+    pub respond: crate::receiver::respond::Mode,
 }
 
 /// Largest `--max-body` (1 TiB): beyond any upload, and far from overflow.
@@ -155,6 +161,7 @@ impl ReceiveArgs {
             headless: self.headless || !std::io::stdout().is_terminal(),
             workers: self.workers,
             read_timeout: std::time::Duration::from_secs(self.read_timeout),
+            respond: self.respond,
         })
     }
 }

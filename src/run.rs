@@ -11,8 +11,10 @@ use crate::dashboard::app::Setup;
 use crate::dashboard::tui;
 use crate::event::{RequestEvent, Stats};
 use crate::receiver::ingest::{Auth, Config};
+use crate::receiver::respond::{Control, Mode};
 use crate::receiver::{headless, server};
 use crate::simulate::demo::Demo;
+use std::sync::Arc;
 
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
@@ -34,6 +36,8 @@ pub struct Settings {
     pub workers: usize,
     /// Idle or stalled connections are dropped after this long.
     pub read_timeout: Duration,
+    /// `--respond`: how valid batches are answered at start.
+    pub respond: Mode,
 }
 
 /// A reason to stop, with the process exit status.
@@ -174,8 +178,16 @@ fn start_server(
         event_bodies: !settings.headless,
         read_timeout: settings.read_timeout,
     };
-    let running = server::start(server_settings, capture, events)
+    let respond = Arc::new(Control::new(settings.respond));
+    let running = server::start_with(server_settings, capture, events, respond)
         .map_err(|e| Fatal::new(1, e.to_string()))?;
+    if settings.respond != Mode::Ok {
+        eprintln!(
+            "answer mode {}: every valid batch is captured, then answered as the mode says; {}",
+            settings.respond,
+            settings.respond.consequence()
+        );
+    }
     if !settings.headless {
         eprintln!("capture: {}", running.capture_path().display());
     }

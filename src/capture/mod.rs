@@ -7,7 +7,7 @@ mod reader;
 mod writer;
 
 pub use reader::{CapturedBatch, read};
-pub use writer::{Capture, CaptureHandle, Entry, FileSink, Pending, Recovered, Saved, Sink};
+pub use writer::{Capture, CaptureHandle, Entry, FileSink, Pending, Recovered, Saved, Seen, Sink};
 
 /// The duplicate index's key: a batch's content hash seen from one device.
 /// The same body from two `unit-id`s is two batches (two devices can send

@@ -26,6 +26,12 @@ struct Printed<'a> {
     duplicate: bool,
     duplicate_of: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    retry_of: Option<&'a str>,
+    /// Whether a 2xx was sent.
+    acked: bool,
+    /// The answer mode that decided (null: refused for what it was).
+    mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
@@ -50,6 +56,9 @@ pub fn to_line(e: &RequestEvent) -> String {
         encoding: e.encoding,
         duplicate: e.duplicate(),
         duplicate_of: e.duplicate_of.as_deref(),
+        retry_of: e.retry_of.as_deref(),
+        acked: e.accepted(),
+        mode: e.mode.as_deref(),
         warning: e.warning.as_deref(),
         error: e.error.as_deref(),
         ms: (e.elapsed.as_secs_f64() * 1e6).round() / 1e3,
