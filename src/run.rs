@@ -75,7 +75,8 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
     let signals = Signals::install()?;
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
-    let running = start_server(&settings, capture, events_tx)?;
+    let respond = Arc::new(Control::new(settings.respond));
+    let running = start_server(&settings, capture, events_tx, respond.clone())?;
     let demo = start_demo(&settings, &running)?;
     let notices = relay_notices(&running, settings.headless);
     let shown = show(
@@ -83,6 +84,7 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         &running,
         token_count,
         demo.is_some(),
+        respond,
         events_rx,
         &signals,
     );
@@ -167,6 +169,7 @@ fn start_server(
     settings: &Settings,
     capture: Capture,
     events: Sender<RequestEvent>,
+    respond: Arc<Control>,
 ) -> Result<server::Running, Fatal> {
     let server_settings = server::Settings {
         listen: settings.listen.clone(),
@@ -178,7 +181,6 @@ fn start_server(
         event_bodies: !settings.headless,
         read_timeout: settings.read_timeout,
     };
-    let respond = Arc::new(Control::new(settings.respond));
     let running = server::start_with(server_settings, capture, events, respond)
         .map_err(|e| Fatal::new(1, e.to_string()))?;
     if settings.respond != Mode::Ok {
@@ -238,6 +240,7 @@ fn show(
     running: &server::Running,
     token_count: usize,
     demo: bool,
+    respond: Arc<Control>,
     events: Receiver<RequestEvent>,
     signals: &Signals,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
@@ -249,7 +252,7 @@ fn show(
         let _ = signals.received.recv();
         return Ok(Some(printer));
     }
-    let setup = screen_setup(running, token_count, demo);
+    let setup = screen_setup(running, token_count, demo, respond);
     let capture = running.capture_path().to_path_buf();
     tui::run(
         setup,
@@ -262,7 +265,12 @@ fn show(
 }
 
 /// Header facts for the dashboard: where to point the device, auth, capture.
-fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
+fn screen_setup(
+    running: &server::Running,
+    tokens: usize,
+    demo: bool,
+    respond: Arc<Control>,
+) -> Setup {
     let (urls, url_note) = tui::device_urls(running.addr, &tui::interface_addresses());
     // The demo's device is built in: the loopback warning is beside the point.
     let url_note = url_note.filter(|_| !demo);
@@ -274,6 +282,7 @@ fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
         capture_bytes: None,
         dropped_events: 0,
         demo,
+        respond: Some(respond),
     }
 }
 

@@ -104,3 +104,8 @@ fn refused_requests_only() {
     press(&mut app, &[KeyCode::Char('2'), KeyCode::Char('r')]);
     both_sizes("requests_refused", &app);
 }
+
+#[test]
+fn answer_mode_banner_and_menu() {
+    both_sizes("answer_mode", &answering());
+}

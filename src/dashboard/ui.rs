@@ -7,6 +7,7 @@ pub mod detail;
 pub mod events;
 pub mod header;
 pub mod help;
+pub mod mode_menu;
 pub mod position;
 pub mod requests;
 pub mod svg;
@@ -42,6 +43,7 @@ impl Widget for &App {
         if self.viewer.help {
             help::render(self, body, buf);
         }
+        mode_menu::render(self, body, buf);
     }
 }
 

@@ -146,6 +146,19 @@ impl Answer {
     }
 }
 
+/// The modes the dashboard's menu offers (`--respond` takes any).
+pub const MENU: [Mode; 9] = [
+    Mode::Ok,
+    Mode::Refuse(500),
+    Mode::Refuse(503),
+    Mode::Refuse(401),
+    Mode::Refuse(413),
+    Mode::Late(Duration::from_secs(15)),
+    Mode::Late(Duration::from_secs(70)),
+    Mode::Hangup,
+    Mode::Flaky(50),
+];
+
 /// For how long a mode set while running holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -156,10 +169,12 @@ pub enum Scope {
 }
 
 /// The mode in force, shared between whoever sets it and the workers.
+#[derive(Debug)]
 pub struct Control {
     state: Mutex<State>,
 }
 
+#[derive(Debug)]
 struct State {
     lasting: Mode,
     next: Option<Mode>,

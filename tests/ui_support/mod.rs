@@ -26,6 +26,7 @@ pub fn setup() -> Setup {
         capture_bytes: Some(215_880),
         dropped_events: 0,
         demo: false,
+        respond: None,
     }
 }
 
@@ -173,5 +174,14 @@ pub fn many_values() -> App {
     let body = format!("[{}]", records.join(","));
     app.apply(&accepted(1, at("2026-11-27T08:00:02Z"), Some(UNIT), &body));
     app.tick(at("2026-11-27T08:00:05Z"));
+    app
+}
+
+/// Busy, with the receiver answering 500 and the answer-mode menu open.
+pub fn answering() -> App {
+    use autopi_rx::receiver::respond::{Control, Mode};
+    let mut app = busy();
+    app.setup.respond = Some(std::sync::Arc::new(Control::new(Mode::Refuse(500))));
+    press(&mut app, &[KeyCode::Char('m'), KeyCode::Down]);
     app
 }

@@ -14,6 +14,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::{App, Tab};
 use crate::dashboard::format::{age, bytes, count, fit_start, short_id};
 use crate::dashboard::ui::fit_line;
+use crate::receiver::respond::Mode;
 use unicode_width::UnicodeWidthStr;
 
 /// Draws the header into its four lines.
@@ -29,6 +30,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let mut spans = vec![Span::styled(" autopi-rx ", t.title)];
+    if let Some(banner) = mode_banner(app) {
+        // The device is failing on purpose: that, not the URL, is what
+        // the line is for now (help still lists the URLs).
+        spans.extend(banner);
+        Paragraph::new(fit_line(Line::from(spans), area.width)).render(area, buf);
+        return;
+    }
     if app.setup.demo {
         spans.push(Span::styled(" DEMO: simulated device ", t.frozen));
     }
@@ -65,6 +73,27 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(badge) = badge {
         Paragraph::new(Line::from(badge)).render(right, buf);
     }
+}
+
+/// The answer mode when it is not plain `ok`, and what the device does
+/// about it.
+fn mode_banner(app: &App) -> Option<Vec<Span<'static>>> {
+    let t = &app.theme;
+    let shown = app.mode()?;
+    let upcoming = shown.upcoming();
+    let badge = match shown.next {
+        Some(next) => format!(
+            " ANSWERING {next} (next upload only, then {}) ",
+            shown.lasting
+        ),
+        None if upcoming == Mode::Ok => return None,
+        None => format!(" ANSWERING {upcoming} "),
+    };
+    Some(vec![
+        Span::styled(badge, t.alarm),
+        Span::styled(" m ", t.key),
+        Span::styled(upcoming.consequence(), t.warn),
+    ])
 }
 
 /// Second line: auth, capture file, devices, last upload; a long capture

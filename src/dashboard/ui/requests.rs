@@ -194,6 +194,7 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
                 (id, t.base)
             }
             Col::Path => (format!("{} {}", r.method, r.path), t.base),
+            Col::Status if r.status == crate::event::NO_ANSWER => (" none".to_string(), t.error),
             Col::Status => (format!("{:>5}", r.status), t.status(r.status)),
             Col::Records => (format!("{:>5}", r.records), t.base),
             Col::Wire => (format!("{:>9}", bytes(r.wire_bytes)), t.base),
