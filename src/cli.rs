@@ -118,18 +118,25 @@ pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
         if t.is_empty() {
             return Err("an empty --token (or AUTOPI_RX_TOKEN) was given".into());
         }
+        check_token(t).map_err(|why| format!("--token (or AUTOPI_RX_TOKEN): {why}"))?;
         tokens.push(t.to_string());
     }
     if let Some(path) = &args.token_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        // Editors on Windows start files with a byte-order mark and end
+        // lines with CRLF; neither is part of a token.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let before = tokens.len();
-        tokens.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            check_token(line)
+                .map_err(|why| format!("token file {} line {}: {why}", path.display(), i + 1))?;
+            tokens.push(line.to_string());
+        }
         if tokens.len() == before {
             return Err(format!("token file {} holds no token", path.display()));
         }
@@ -181,4 +188,25 @@ fn auth_from(args: &ReceiveArgs) -> Result<Auth, Fatal> {
         ));
     }
     Ok(Auth::tokens(&tokens))
+}
+
+/// A token must be printable ASCII: a device sends it in an HTTP header,
+/// where anything else either cannot travel or would never match. The
+/// token itself is never quoted back.
+fn check_token(token: &str) -> Result<(), String> {
+    if let Some(c) = token
+        .chars()
+        .find(|c| !c.is_ascii() || c.is_ascii_control())
+    {
+        let what = if c.is_ascii_control() {
+            "a control character"
+        } else {
+            "a non-ASCII character"
+        };
+        return Err(format!(
+            "the token holds {what} (U+{:04X}); a device's Auth Token is printable ASCII",
+            u32::from(c)
+        ));
+    }
+    Ok(())
 }

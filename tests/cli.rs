@@ -218,3 +218,66 @@ fn demo_refuses_a_token() {
     let out = binary().args(["--demo", "--token", "x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_token_file_with_a_byte_order_mark_and_crlf_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(
+        &file,
+        format!("\u{feff}{TOKEN}\r\n# bench two\r\nsecond-token\r\n"),
+    )
+    .unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut rx = Receiver::spawn(binary().args([
+        "--token-file",
+        file.to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        rx.upload(b"[]").status,
+        200,
+        "the first token, after the BOM"
+    );
+    let r = rx.post(&[("authorization", "Bearer second-token")], b"[]");
+    assert_eq!(r.status, 200, "the second token, before a CRLF");
+    rx.stop();
+}
+
+#[test]
+fn a_token_with_control_or_non_ascii_characters_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("control", "good-token\nbad\u{7}token\n"),
+        ("non-ascii", "tök\u{e9}n\n"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = binary()
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--token-file",
+                file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("printable ASCII") && err.contains("line"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("bad\u{7}token") && !err.contains("tök"),
+            "the token is never quoted: {err}"
+        );
+    }
+    let out = binary()
+        .args(["--listen", "127.0.0.1:0", "--token", "tab\there"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("control character"));
+}

@@ -940,3 +940,45 @@ fn m_changes_the_answer_mode_live_until_changed_or_for_one_upload() {
     assert_eq!(control.take(), (Mode::Hangup, Answer::Hangup));
     assert_eq!(control.take().0, Mode::Refuse(500));
 }
+
+/// Bidi overrides, isolates and other invisible controls in what a device
+/// sends (record fields, the unit-id, headers, the path) never reach the
+/// screen: a terminal would reorder or hide text with them.
+#[test]
+fn invisible_and_bidi_controls_are_never_drawn() {
+    const TRICKS: [char; 8] = [
+        '\u{202E}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{200F}', '\u{FEFF}', '\u{061C}',
+        '\u{0007}',
+    ];
+    let unit = "ee3df171ff0f6209a3dbaa00b00e1d05";
+    let body = r#"[{"@t":"event.system.power","@ts":"2026-11-27T08:00:01Z","@tag":"system/power/on","trigger":"\u202egnp.exe\u2066x\u2069"},{"@t":"obd.vin","@ts":"2026-11-27T08:00:02Z","value":"WVW\u200b\u200fZZZ\ufeff\u061c1K\u0007"}]"#;
+    let mut app = empty();
+    let mut e = accepted(1, at("2026-11-27T08:00:05Z"), Some(unit), body);
+    e.path = "/logbook/\u{202E}storage".into();
+    e.headers.push(("x-note".into(), "a\u{2066}b".into()));
+    app.apply(&e);
+    app.tick(at("2026-11-27T08:00:06Z"));
+    let mut screens = vec![draw(&app, 120, 40)];
+    press(&mut app, &[KeyCode::Char('2')]);
+    screens.push(draw(&app, 120, 40));
+    press(&mut app, &[KeyCode::Enter]);
+    screens.push(draw(&app, 120, 40));
+    press(&mut app, &[KeyCode::Esc, KeyCode::Char('3')]);
+    screens.push(draw(&app, 120, 40));
+    for (i, terminal) in screens.iter().enumerate() {
+        let buf = terminal.backend().buffer();
+        for cell in buf.content() {
+            assert!(
+                !cell.symbol().chars().any(|c| TRICKS.contains(&c)),
+                "screen {i} draws {:?}",
+                cell.symbol()
+            );
+        }
+    }
+    // The visible text around them is still there.
+    assert!(
+        text(&screens[0]).contains("gnp.exe"),
+        "{}",
+        text(&screens[0])
+    );
+}

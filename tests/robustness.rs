@@ -214,3 +214,43 @@ fn out_of_descriptors_at(limit: u32) -> Ran {
 fn out_of_descriptors_it_says_so_keeps_running_and_recovers_either_way() {
     common::until_both_ways(64..96, out_of_descriptors_at);
 }
+
+/// The capture file deleted, then replaced, while the receiver runs: each
+/// time it says so on stderr and the next batch lands in a file at the
+/// path; no batch is acknowledged that is only in an unlinked file.
+#[test]
+fn a_capture_deleted_or_replaced_while_running_is_started_again_at_its_path() {
+    let mut rx = Receiver::start(&[]);
+    assert_eq!(
+        rx.upload(br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#)
+            .status,
+        200
+    );
+    std::fs::remove_file(&rx.capture).unwrap();
+    assert_eq!(
+        rx.upload(br#"[{"@t":"b","@ts":"2026-11-27T08:00:01"}]"#)
+            .status,
+        200
+    );
+    let said = rx.wait_stderr("was deleted while running");
+    assert!(said.contains(rx.capture.to_str().unwrap()), "{said}");
+    let lines = capture_lines(&rx.capture);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["records"][0]["@t"], "b");
+    // Replaced (as an editor or a rotation would): the old inode is moved
+    // away and a new file takes the path.
+    let moved = rx.capture.with_extension("old");
+    std::fs::rename(&rx.capture, &moved).unwrap();
+    std::fs::write(&rx.capture, b"").unwrap();
+    assert_eq!(
+        rx.upload(br#"[{"@t":"c","@ts":"2026-11-27T08:00:02"}]"#)
+            .status,
+        200
+    );
+    rx.wait_stderr("was replaced by another file");
+    let lines = capture_lines(&rx.capture);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["records"][0]["@t"], "c");
+    assert_eq!(capture_lines(&moved).len(), 1, "the moved file keeps b");
+    assert_eq!(rx.stop().code(), Some(0));
+}

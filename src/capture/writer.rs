@@ -28,6 +28,13 @@ pub trait Sink: Send + 'static {
     /// Cuts the sink back to `len` bytes after a failed group, so no half
     /// line stays in front of later ones.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Makes sure the sink is still what its path names (a capture file
+    /// deleted or replaced while running would take lines nobody can
+    /// read). When it is not, starts a new one at the path and says so,
+    /// with the new sink's length.
+    fn ensure_at_path(&mut self) -> io::Result<Option<(String, u64)>> {
+        Ok(None)
+    }
 }
 
 /// A capture file opened for appending.
@@ -35,6 +42,16 @@ pub struct FileSink {
     file: File,
     /// False for devices such as `/dev/full`, which cannot be truncated.
     regular: bool,
+    path: PathBuf,
+    /// Device and inode of the open file, to tell it from whatever the
+    /// path names now.
+    identity: (u64, u64),
+}
+
+/// Device and inode of a file.
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 impl Sink for FileSink {
@@ -54,6 +71,40 @@ impl Sink for FileSink {
             self.file.seek(SeekFrom::End(0))?;
         }
         Ok(())
+    }
+
+    fn ensure_at_path(&mut self) -> io::Result<Option<(String, u64)>> {
+        if !self.regular {
+            return Ok(None);
+        }
+        let what = match std::fs::metadata(&self.path) {
+            Ok(meta) if identity(&meta) == self.identity => return Ok(None),
+            Ok(_) => "was replaced by another file",
+            Err(e) if e.kind() == io::ErrorKind::NotFound => "was deleted",
+            Err(e) => return Err(e),
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        let meta = file.metadata()?;
+        // Another autopi-rx may hold what replaced it.
+        file.try_lock().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the new file at the capture path is in use by another autopi-rx (locked)",
+            )
+        })?;
+        sync_parent(&self.path);
+        self.file = file;
+        self.identity = identity(&meta);
+        let message = format!(
+            "capture file {} {what} while running: writing to a new file at that path from now on \
+             (batches acknowledged before are in the old file only if it was moved, not deleted)",
+            self.path.display()
+        );
+        Ok(Some((message, meta.len())))
     }
 }
 
@@ -147,6 +198,9 @@ pub struct Capture {
     /// False for devices and pipes: nothing is synced there (`/dev/full`
     /// still fails every write, which is how a full disk is reproduced).
     pub regular: bool,
+    /// What the operator must hear while it runs, one line each (the
+    /// capture file deleted or replaced).
+    pub notices: Receiver<String>,
 }
 
 impl Capture {
@@ -184,8 +238,14 @@ impl Capture {
                 sync_parent(path);
             }
         }
-        let len = if regular { file.metadata()?.len() } else { 0 };
-        let sink = FileSink { file, regular };
+        let meta = file.metadata()?;
+        let len = if regular { meta.len() } else { 0 };
+        let sink = FileSink {
+            identity: identity(&meta),
+            file,
+            regular,
+            path: path.to_path_buf(),
+        };
         let mut capture = Capture::with_sink(sink, len, seen);
         capture.path = path.to_path_buf();
         capture.recovered = recovered;
@@ -196,11 +256,13 @@ impl Capture {
     /// Starts a writer on any sink (tests use failing ones).
     pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
         let (tx, rx) = unbounded();
+        let (notice_tx, notices) = unbounded();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
             .spawn(move || {
                 Writer {
                     sink,
+                    notices: notice_tx,
                     seen,
                     good_len: len,
                     dirty: false,
@@ -214,6 +276,7 @@ impl Capture {
             path: PathBuf::new(),
             recovered: Recovered::default(),
             regular: true,
+            notices,
         }
     }
 
@@ -315,6 +378,8 @@ fn line_tail(entry: &Entry) -> Vec<u8> {
 
 struct Writer<S> {
     sink: S,
+    /// What the operator must hear (the capture file replaced).
+    notices: Sender<String>,
     /// Every batch (per device) in this capture: its first copy and its
     /// first acknowledged one.
     seen: HashMap<DeviceBatch, Seen>,
@@ -393,7 +458,39 @@ impl<S: Sink> Writer<S> {
         }
     }
 
+    /// Writes and syncs the group where the capture path points: checked
+    /// before, and again after the sync, so no line is acknowledged that
+    /// sits only in a file deleted meanwhile (it is written again to the
+    /// new file at the path).
     fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
+        const TRIES: usize = 3;
+        for _ in 0..TRIES {
+            self.follow_path()?;
+            self.write_here(buf)?;
+            if !self.follow_path()? {
+                return Ok(());
+            }
+        }
+        Err(io::Error::other(
+            "the capture file keeps being deleted or replaced while written",
+        ))
+    }
+
+    /// Starts over in a new file when the path no longer names the sink;
+    /// true when it did.
+    fn follow_path(&mut self) -> io::Result<bool> {
+        match self.sink.ensure_at_path()? {
+            None => Ok(false),
+            Some((message, len)) => {
+                let _ = self.notices.send(message);
+                self.good_len = len;
+                self.dirty = false;
+                Ok(true)
+            }
+        }
+    }
+
+    fn write_here(&mut self, buf: &[u8]) -> io::Result<()> {
         if self.dirty {
             // A half-written group is still in the file: nothing may follow
             // it until it is cut away.
@@ -728,5 +825,82 @@ mod order_tests {
         assert_eq!(acked, [false, false, true, false]);
         assert_eq!(lines[0].mode.as_deref(), Some("500"));
         assert_eq!(lines[1].retry_of.as_deref(), Some("t1"));
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use crate::receiver::ingest::{Auth, Config, decode};
+    use std::sync::Mutex;
+
+    /// Two files in turn: the path switches to the second at the check
+    /// numbered `switch_at` (0 is the first check).
+    #[derive(Clone, Default)]
+    struct Switching {
+        files: Arc<Mutex<[Vec<u8>; 2]>>,
+        current: Arc<Mutex<usize>>,
+        checks: Arc<Mutex<usize>>,
+        switch_at: usize,
+    }
+
+    impl Sink for Switching {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            let at = *self.current.lock().unwrap();
+            self.files.lock().unwrap()[at].extend_from_slice(buf);
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            let at = *self.current.lock().unwrap();
+            self.files.lock().unwrap()[at].truncate(len as usize);
+            Ok(())
+        }
+        fn ensure_at_path(&mut self) -> io::Result<Option<(String, u64)>> {
+            let mut checks = self.checks.lock().unwrap();
+            *checks += 1;
+            if *checks - 1 == self.switch_at {
+                *self.current.lock().unwrap() = 1;
+                return Ok(Some(("switched".into(), 0)));
+            }
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_file_deleted_during_the_write_gets_the_group_again_before_any_answer() {
+        // Checks: 0 before the write, 1 after the sync: the file goes in
+        // between, as if deleted while the group was being written.
+        let sink = Switching {
+            switch_at: 1,
+            ..Switching::default()
+        };
+        let capture = Capture::with_sink(sink.clone(), 0, HashMap::new());
+        let cfg = Config {
+            auth: Auth::Open,
+            max_body: 1 << 20,
+        };
+        let batch = decode(&cfg, None, br#"[{"@t":"a","@ts":"2026-01-01T00:00:00"}]"#).unwrap();
+        let entry = Entry {
+            received: "t1".into(),
+            peer: "127.0.0.1:1".into(),
+            unit_id: None,
+            wire_bytes: 3,
+            acked: true,
+            mode: "ok".into(),
+        };
+        assert!(capture.handle().save(&entry, &batch).is_ok());
+        assert_eq!(capture.notices.try_recv().as_deref(), Ok("switched"));
+        capture.close();
+        let files = sink.files.lock().unwrap();
+        let new = String::from_utf8(files[1].clone()).unwrap();
+        assert_eq!(
+            new.lines().count(),
+            1,
+            "the answered line is in the file at the path"
+        );
+        assert!(new.contains(r#""received":"t1""#), "{new}");
     }
 }

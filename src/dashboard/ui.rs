@@ -26,25 +26,57 @@ use crate::dashboard::format::prefix;
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        buf.set_style(area, self.theme.base);
-        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-            too_small(self, area, buf);
-            return;
-        }
-        let [head, body] =
-            Layout::vertical([Constraint::Length(HEADER_HEIGHT), Constraint::Fill(1)]).areas(area);
-        header::render(self, head, buf);
-        match self.viewer.tab {
-            Tab::Live => live(self, body, buf),
-            Tab::Requests if self.viewer.detail.is_some() => detail::render(self, body, buf),
-            Tab::Requests => requests::render(self, body, buf),
-            Tab::Types => types::render(self, body, buf),
-        }
-        if self.viewer.help {
-            help::render(self, body, buf);
-        }
-        mode_menu::render(self, body, buf);
+        draw(self, area, buf);
+        strip_invisible(area, buf);
     }
+}
+
+/// Removes what a terminal would obey rather than show from every cell
+/// drawn (see `format::is_invisible`): text from a device, a header or a
+/// body can carry bidi overrides and other invisible controls that
+/// reorder or hide what is on screen.
+fn strip_invisible(area: Rect, buf: &mut Buffer) {
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            let Some(cell) = buf.cell_mut((x, y)) else {
+                continue;
+            };
+            if cell
+                .symbol()
+                .chars()
+                .any(crate::dashboard::format::is_invisible)
+            {
+                let kept: String = cell
+                    .symbol()
+                    .chars()
+                    .filter(|c| !crate::dashboard::format::is_invisible(*c))
+                    .collect();
+                cell.set_symbol(if kept.is_empty() { " " } else { &kept });
+            }
+        }
+    }
+}
+
+/// The screen as of the app's state, before invisible characters go.
+fn draw(app: &App, area: Rect, buf: &mut Buffer) {
+    buf.set_style(area, app.theme.base);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        too_small(app, area, buf);
+        return;
+    }
+    let [head, body] =
+        Layout::vertical([Constraint::Length(HEADER_HEIGHT), Constraint::Fill(1)]).areas(area);
+    header::render(app, head, buf);
+    match app.viewer.tab {
+        Tab::Live => live(app, body, buf),
+        Tab::Requests if app.viewer.detail.is_some() => detail::render(app, body, buf),
+        Tab::Requests => requests::render(app, body, buf),
+        Tab::Types => types::render(app, body, buf),
+    }
+    if app.viewer.help {
+        help::render(app, body, buf);
+    }
+    mode_menu::render(app, body, buf);
 }
 
 /// The Live tab, in three rows of panels:

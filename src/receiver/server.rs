@@ -166,6 +166,18 @@ pub fn start_with(
             }
         }),
     )?;
+    // The capture writer's notices go out as they are.
+    let capture_notices = capture.notices.clone();
+    let relay = notice_tx.clone();
+    std::thread::Builder::new()
+        .name("capture-notices".into())
+        .spawn(move || {
+            for line in capture_notices {
+                if relay.send(line).is_err() {
+                    return;
+                }
+            }
+        })?;
     // Accept-side notices become lines for the operator.
     std::thread::Builder::new()
         .name("accept-notices".into())
