@@ -272,3 +272,23 @@ fn a_hang_up_puts_no_byte_on_the_wire_and_leaves_the_connection_open() {
     assert_eq!(lines.len(), 1);
     assert!(!lines[0].acked);
 }
+
+#[test]
+fn the_status_page_shows_the_mode_and_what_the_device_does() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let bench = bench(dir.path(), Mode::Ok);
+    bench.control.set(Mode::Refuse(503), Scope::NextUpload);
+    let mut conn = std::net::TcpStream::connect(bench.rx.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).unwrap();
+    bench.finish();
+    assert!(
+        page.contains("answer mode: 503 for the next upload, then ok (the device keeps"),
+        "{page}"
+    );
+}

@@ -87,3 +87,33 @@ pub fn print(events: Receiver<RequestEvent>, mut out: impl Write, stop: Sender<(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{accepted, answered_by_mode, at};
+
+    #[test]
+    fn a_line_says_the_mode_whether_acked_and_what_it_retries() {
+        let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":900}]"#;
+        let first = answered_by_mode(
+            accepted(1, at("2026-11-27T08:00:01Z"), None, body),
+            "500",
+            500,
+            None,
+        );
+        let line: serde_json::Value = serde_json::from_str(&to_line(&first)).unwrap();
+        assert_eq!(line["mode"], "500");
+        assert_eq!(line["acked"], false);
+        assert!(line.get("retry_of").is_none());
+        let retry = answered_by_mode(
+            accepted(2, at("2026-11-27T08:01:01Z"), None, body),
+            "ok",
+            200,
+            Some(&first),
+        );
+        let line: serde_json::Value = serde_json::from_str(&to_line(&retry)).unwrap();
+        assert_eq!(line["acked"], true);
+        assert_eq!(line["retry_of"], format_received(first.received));
+    }
+}
