@@ -982,3 +982,45 @@ fn invisible_and_bidi_controls_are_never_drawn() {
         text(&screens[0])
     );
 }
+
+#[test]
+fn a_retry_is_marked_r_and_its_detail_says_what_it_repeats() {
+    use autopi_rx::fixtures::answered_by_mode;
+    let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":900}]"#;
+    let first = answered_by_mode(
+        accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), body),
+        "503",
+        503,
+        None,
+    );
+    let retry = answered_by_mode(
+        accepted(2, at("2026-11-27T08:01:01Z"), Some(UNIT), body),
+        "ok",
+        200,
+        Some(&first),
+    );
+    assert_eq!(autopi_rx::dashboard::ui::requests::marks(&retry), "R");
+    assert_eq!(autopi_rx::dashboard::ui::requests::marks(&first), "");
+    let mut app = empty();
+    app.apply(&first);
+    app.apply(&retry);
+    app.tick(at("2026-11-27T08:01:02Z"));
+    press(
+        &mut app,
+        &[KeyCode::Char('2'), KeyCode::Char('g'), KeyCode::Enter],
+    );
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("answer mode 503: captured, not acknowledged"),
+        "{screen}"
+    );
+    press(
+        &mut app,
+        &[KeyCode::Esc, KeyCode::Char('G'), KeyCode::Enter],
+    );
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("retry of the batch received 2026-11-27T08:00:01"),
+        "{screen}"
+    );
+}

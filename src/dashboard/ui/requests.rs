@@ -211,11 +211,14 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
     Row::new(cells.collect::<Vec<_>>())
 }
 
-/// One letter per oddity: Duplicate, Encoding mismatch, Naive timestamps,
-/// Malformed records.
+/// One letter per oddity: Duplicate (or Retry of an unacknowledged
+/// batch), Encoding mismatch, Naive timestamps, Malformed records.
 pub fn marks(r: &RequestEvent) -> String {
     [
-        (r.duplicate(), 'D'),
+        (
+            r.duplicate() || r.retry(),
+            if r.retry() { 'R' } else { 'D' },
+        ),
         (r.warning.is_some(), 'E'),
         (r.naive_timestamps > 0, 'N'),
         (r.malformed > 0, 'M'),
