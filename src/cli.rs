@@ -27,6 +27,28 @@ pub struct Cli {
 pub enum Command {
     /// Act as an AutoPi device uploading a generated drive (also a load generator).
     Simulate(SimulateArgs),
+    /// Read a token on stdin and print the fingerprint refusals show for
+    /// it (never the token), to tell which token a device sent.
+    Fingerprint,
+}
+
+/// `autopi-rx fingerprint`: the fingerprint of the token on the first line
+/// of `input` (surrounding whitespace and a `token `/`Bearer ` scheme
+/// dropped, as the receiver drops them).
+pub fn fingerprint(input: &str) -> Result<String, String> {
+    let line = input.lines().next().unwrap_or("").trim();
+    let token = match crate::receiver::ingest::split_authorization(line) {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") =>
+        {
+            rest.trim()
+        }
+        _ => line,
+    };
+    if token.is_empty() {
+        return Err("no token on stdin: pipe or type the token, then Enter or Ctrl-D".into());
+    }
+    Ok(crate::receiver::ingest::fingerprint(token))
 }
 
 #[derive(Args)]

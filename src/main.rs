@@ -7,8 +7,26 @@ use autopi_rx::cli::{Cli, Command};
 fn main() -> ExitCode {
     autopi_rx::panic::install();
     let cli = Cli::parse();
-    if let Some(Command::Simulate(args)) = cli.command {
-        return autopi_rx::simulate::main(args);
+    match cli.command {
+        Some(Command::Simulate(args)) => return autopi_rx::simulate::main(args),
+        Some(Command::Fingerprint) => {
+            let mut input = String::new();
+            let read = std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input);
+            return match read
+                .map_err(|e| format!("cannot read stdin: {e}"))
+                .and_then(|_| autopi_rx::cli::fingerprint(&input))
+            {
+                Ok(fp) => {
+                    println!("{fp}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("autopi-rx fingerprint: {why}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        None => {}
     }
     match cli.receive.settings().and_then(autopi_rx::run::run) {
         Ok(()) => ExitCode::SUCCESS,

@@ -177,13 +177,17 @@ pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
     let header = header.ok_or_else(|| {
         Rejection::new(
             401,
-            "missing authorization header (expected 'token <T>' or 'Bearer <T>')",
+            format!(
+                "missing authorization header (expected 'token <T>' or 'Bearer <T>'); {WHERE_SET}"
+            ),
         )
     })?;
     let (scheme, credential) = split_authorization(header).ok_or_else(|| {
         Rejection::new(
             401,
-            "malformed authorization header (expected 'token <T>' or 'Bearer <T>')",
+            format!(
+                "malformed authorization header (expected 'token <T>' or 'Bearer <T>'); {WHERE_SET}"
+            ),
         )
     })?;
     if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
@@ -197,15 +201,26 @@ pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
     if auth.matches(credential) {
         Ok(())
     } else {
+        let scheme = if scheme.eq_ignore_ascii_case("token") {
+            "token, as the device's code sends"
+        } else {
+            "Bearer, as AutoPi's guide shows"
+        };
         Err(Rejection::new(
             401,
             format!(
-                "token does not match any configured token (fingerprint {})",
+                "token does not match any configured token (fingerprint {}; scheme {scheme}; \
+                 both schemes are accepted, so the token itself differs: compare fingerprints \
+                 with `autopi-rx fingerprint`); {WHERE_SET}",
                 fingerprint(credential)
             ),
         ))
     }
 }
+
+/// Where a device's token is set, said in every 401.
+const WHERE_SET: &str = "the device's Auth Token is set in AutoPi Cloud under the device's \
+     Advanced Settings > Cloud Storage > Endpoint (older firmware: Cloud API)";
 
 /// Splits `Scheme credential` into its two parts; None when either is missing.
 pub fn split_authorization(header: &str) -> Option<(&str, &str)> {
