@@ -780,6 +780,8 @@ fn status_page(ctx: &Ctx) -> Outcome {
          capture: {path}\n\
          answer mode: {mode}\n\
          auth: {auth}\n\
+         workers: {busy} busy of {alive} (at most {max})\n\
+         {parked}\
          Upload with POST to any path here, header 'authorization: token <T>' or 'Bearer <T>'.\n",
         version = env!("CARGO_PKG_VERSION"),
         uptime = ctx.started.elapsed().as_secs(),
@@ -794,6 +796,15 @@ fn status_page(ctx: &Ctx) -> Outcome {
         auth = match ctx.config.auth.token_count() {
             0 => "OFF (--no-auth)".to_string(),
             n => format!("{n} token(s)"),
+        },
+        busy = ctx.busy.load(Ordering::SeqCst),
+        alive = ctx.alive.load(Ordering::SeqCst),
+        max = ctx.max_workers,
+        parked = match Stats::get(&s.parked) {
+            0 => String::new(),
+            n => format!(
+                "parked: {n} request(s) announcing a body larger than this machine can map, kept until exit (tiny_http 0.12 cannot let go of them)\n"
+            ),
         },
     );
     let mut out = Outcome::json(200, serde_json::Value::Null);
