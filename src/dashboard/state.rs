@@ -774,7 +774,8 @@ mod tests {
     #[test]
     fn a_batch_refused_on_purpose_is_shown_once_and_its_retry_not_again() {
         let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5,"level":80,"state":"discharging"}]"#;
-        let unit = Some("ee3df171ff0f6209a3dbaa00b00e1d05");
+        let id = "ee3df171ff0f6209a3dbaa00b00e1d05";
+        let unit = Some(id);
         let first = crate::fixtures::answered_by_mode(
             accepted(1, at("2026-11-27T08:00:01Z"), unit, body),
             "500",
@@ -791,7 +792,7 @@ mod tests {
         s.apply(&first);
         s.apply(&retry);
         let d = s
-            .device(unit.unwrap())
+            .device(id)
             .expect("the device is known from its refused batch");
         assert_eq!(d.records, 1, "the retry is not folded again");
         assert_eq!(d.last_upload, at("2026-11-27T08:01:01Z"));
