@@ -36,4 +36,6 @@ pub struct Batch {
     pub warning: Option<String>,
     /// Content hash of `records_json`: equal for byte-identical re-sends.
     pub hash: [u8; 32],
+    /// The newest valid `@ts` of the batch (None: no record has one).
+    pub newest_ts: Option<jiff::Timestamp>,
 }

@@ -33,6 +33,8 @@ pub struct RequestEvent {
     pub records: usize,
     pub malformed: usize,
     pub naive_timestamps: usize,
+    /// The newest valid `@ts` of the batch, when decoded.
+    pub newest_ts: Option<Timestamp>,
     /// `received` of the earlier identical batch in the capture that was
     /// acknowledged.
     pub duplicate_of: Option<String>,

@@ -81,6 +81,7 @@ pub fn accepted(id: u64, received: Timestamp, unit_id: Option<&str>, body: &str)
         records,
         malformed: 0,
         naive_timestamps: 0,
+        newest_ts: newest_ts(body),
         duplicate_of: None,
         retry_of: None,
         captured: true,
@@ -90,6 +91,16 @@ pub fn accepted(id: u64, received: Timestamp, unit_id: Option<&str>, body: &str)
         elapsed: Duration::from_micros(1_850),
         body: Some(Arc::from(compact.into_bytes())),
     }
+}
+
+/// The newest valid `@ts` in a batch's text, as the receiver finds it.
+fn newest_ts(body: &str) -> Option<Timestamp> {
+    let records: Vec<serde_json::Value> = serde_json::from_str(body).ok()?;
+    records
+        .iter()
+        .filter_map(|r| r.get("@ts")?.as_str())
+        .filter_map(|ts| crate::time::parse_timestamp(ts).map(|(t, _)| t))
+        .max()
 }
 
 /// The same batch sent again: accepted (2xx) but a duplicate.

@@ -1,6 +1,9 @@
 //! Headless output: one JSON object per request on stdout.
 
+use std::collections::HashMap;
 use std::io::Write;
+
+use jiff::Timestamp;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
@@ -31,6 +34,11 @@ struct Printed<'a> {
     acked: bool,
     /// The answer mode that decided (null: refused for what it was).
     mode: Option<&'a str>,
+    /// Seconds since this device's previous upload (null for its first).
+    gap_s: Option<f64>,
+    /// Arrival minus the newest `@ts` of the batch (null: not decoded, or
+    /// no valid `@ts`). Hours or days: data from a retry or fail queue.
+    lag_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,8 +46,40 @@ struct Printed<'a> {
     ms: f64,
 }
 
-/// The JSON line for one event (without the newline).
+/// Each device's last upload, for `gap_s`.
+#[derive(Default)]
+pub struct Gaps {
+    last: HashMap<Option<String>, Timestamp>,
+}
+
+impl Gaps {
+    /// Seconds since the previous upload of `e`'s device (None for its
+    /// first, or for what is not an upload); remembers this one.
+    pub fn gap(&mut self, e: &RequestEvent) -> Option<f64> {
+        if e.method != "POST" || !(e.captured || e.accepted()) {
+            return None;
+        }
+        let previous = self.last.insert(e.unit_id.clone(), e.received)?;
+        Some(seconds(e.received.duration_since(previous).as_secs_f64()))
+    }
+}
+
+/// Seconds rounded to the millisecond.
+fn seconds(s: f64) -> f64 {
+    (s * 1e3).round() / 1e3
+}
+
+/// The JSON line for one event (without the newline), with no `gap_s`.
 pub fn to_line(e: &RequestEvent) -> String {
+    line(e, None)
+}
+
+/// The JSON line for one event, `gap_s` from `gaps`.
+pub fn to_line_after(e: &RequestEvent, gaps: &mut Gaps) -> String {
+    line(e, gaps.gap(e))
+}
+
+fn line(e: &RequestEvent, gap_s: Option<f64>) -> String {
     let line = Printed {
         id: e.id,
         time: format_received(e.received),
@@ -59,6 +99,10 @@ pub fn to_line(e: &RequestEvent) -> String {
         retry_of: e.retry_of.as_deref(),
         acked: e.accepted(),
         mode: e.mode.as_deref(),
+        gap_s,
+        lag_s: e
+            .newest_ts
+            .map(|ts| seconds(e.received.duration_since(ts).as_secs_f64())),
         warning: e.warning.as_deref(),
         error: e.error.as_deref(),
         ms: (e.elapsed.as_secs_f64() * 1e6).round() / 1e3,
@@ -72,11 +116,12 @@ pub fn to_line(e: &RequestEvent) -> String {
 /// listener is never held up while it finishes the requests in flight.
 pub fn print(events: Receiver<RequestEvent>, mut out: impl Write, stop: Sender<()>) {
     let mut broken = false;
+    let mut gaps = Gaps::default();
     for e in events {
         if broken {
             continue;
         }
-        let mut line = to_line(&e);
+        let mut line = to_line_after(&e, &mut gaps);
         line.push('\n');
         broken = out
             .write_all(line.as_bytes())
@@ -115,5 +160,23 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(&to_line(&retry)).unwrap();
         assert_eq!(line["acked"], true);
         assert_eq!(line["retry_of"], format_received(first.received));
+        assert_eq!(line["lag_s"], 61.0, "arrival minus the newest @ts");
+        let mut gaps = Gaps::default();
+        let line = |e: &RequestEvent, gaps: &mut Gaps| -> serde_json::Value {
+            serde_json::from_str(&to_line_after(e, gaps)).unwrap()
+        };
+        assert_eq!(line(&first, &mut gaps)["gap_s"], serde_json::Value::Null);
+        assert_eq!(line(&retry, &mut gaps)["gap_s"], 60.0);
+        let other = accepted(
+            3,
+            at("2026-11-27T08:01:31Z"),
+            Some("7c1e9a0b4d2f48e3a5b6c7d8e9f00112"),
+            body,
+        );
+        assert_eq!(
+            line(&other, &mut gaps)["gap_s"],
+            serde_json::Value::Null,
+            "per device"
+        );
     }
 }

@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use subtle::ConstantTimeEq;
 
 use crate::batch::{Batch, Encoding};
-use crate::time::{TimestampKind, classify_timestamp};
+use crate::time::TimestampKind;
 
 /// Longest JSON error text passed on (the position is always kept).
 const MAX_ERROR_CHARS: usize = 300;
@@ -382,6 +382,7 @@ fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<
         body_bytes: body.len(),
         warning,
         hash,
+        newest_ts: scan.newest,
     })
 }
 
@@ -465,6 +466,7 @@ struct Scan {
     records: usize,
     malformed: usize,
     naive: usize,
+    newest: Option<jiff::Timestamp>,
 }
 
 struct BatchSeed;
@@ -487,7 +489,11 @@ impl<'de> Visitor<'de> for BatchSeed {
             index: scan.records,
         })? {
             scan.records += 1;
-            match head.timestamp() {
+            let parsed = head.timestamp();
+            if let Some((ts, _)) = parsed {
+                scan.newest = scan.newest.max(Some(ts));
+            }
+            match parsed.map(|(_, kind)| kind) {
                 Some(TimestampKind::Naive) if head.has_type => scan.naive += 1,
                 Some(_) if head.has_type => {}
                 _ => scan.malformed += 1,
@@ -504,8 +510,8 @@ struct RecordHead<'de> {
 }
 
 impl RecordHead<'_> {
-    fn timestamp(&self) -> Option<TimestampKind> {
-        self.ts.as_deref().and_then(classify_timestamp)
+    fn timestamp(&self) -> Option<(jiff::Timestamp, TimestampKind)> {
+        self.ts.as_deref().and_then(crate::time::parse_timestamp)
     }
 }
 

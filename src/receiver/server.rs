@@ -851,6 +851,7 @@ fn make_event(
         records: batch.map_or(0, |b| b.records),
         malformed: batch.map_or(0, |b| b.malformed),
         naive_timestamps: batch.map_or(0, |b| b.naive_timestamps),
+        newest_ts: batch.and_then(|b| b.newest_ts),
         duplicate_of: outcome.duplicate_of.clone(),
         retry_of: outcome.retry_of.clone(),
         captured: outcome.captured,
