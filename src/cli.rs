@@ -51,7 +51,7 @@ pub fn fingerprint(input: &str) -> Result<String, String> {
     Ok(crate::receiver::ingest::fingerprint(token))
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ReceiveArgs {
     /// Address to listen on (port 0 picks a free port) [default: 0.0.0.0:8000,
     /// or 127.0.0.1:0 with --demo].
@@ -172,6 +172,14 @@ impl ReceiveArgs {
     /// when asked or when stdout is not a terminal.
     pub fn settings(self) -> Result<Settings, Fatal> {
         let demo_token = self.demo.then(demo::generate_token);
+        let reload_tokens: Option<crate::run::TokenReload> =
+            match (&self.token_file, self.no_auth || self.demo) {
+                (Some(_), false) => {
+                    let args = self.clone();
+                    Some(Box::new(move || collect_tokens(&args)))
+                }
+                _ => None,
+            };
         let auth = match &demo_token {
             Some(token) => Auth::tokens(&[token]),
             None => auth_from(&self)?,
@@ -191,6 +199,7 @@ impl ReceiveArgs {
             workers: self.workers,
             read_timeout: std::time::Duration::from_secs(self.read_timeout),
             respond: self.respond,
+            reload_tokens,
         })
     }
 }

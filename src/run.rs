@@ -38,7 +38,12 @@ pub struct Settings {
     pub read_timeout: Duration,
     /// `--respond`: how valid batches are answered at start.
     pub respond: Mode,
+    /// With `--token-file`: reads the tokens again (on SIGHUP).
+    pub reload_tokens: Option<TokenReload>,
 }
+
+/// Reads every configured token again (`--token` and `--token-file`).
+pub type TokenReload = Box<dyn Fn() -> Result<Vec<String>, String> + Send>;
 
 /// A reason to stop, with the process exit status.
 #[derive(Debug)]
@@ -65,18 +70,21 @@ pub fn default_capture_path() -> PathBuf {
 }
 
 /// Runs the receiver until SIGINT or SIGTERM (or q on the dashboard).
-pub fn run(settings: Settings) -> Result<(), Fatal> {
+pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     // More descriptors than the default 1024: each connection holds two.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     if matches!(settings.auth, Auth::Open) {
         eprintln!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
     }
     let capture = open_capture(&settings.capture)?;
-    let signals = Signals::install()?;
+    let signals = Signals::install(settings.reload_tokens.is_some())?;
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
     let respond = Arc::new(Control::new(settings.respond));
     let running = start_server(&settings, capture, events_tx, respond.clone())?;
+    if let Some(reload) = settings.reload_tokens.take() {
+        reload_on_sighup(reload, running.auth_switch(), settings.headless)?;
+    }
     let demo = start_demo(&settings, &running)?;
     let notices = relay_notices(&running, settings.headless);
     let shown = show(
@@ -144,22 +152,35 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
     Ok(capture)
 }
 
-/// SIGINT and SIGTERM as channel messages: `received` is what the handler
-/// sends; `stop` sends on the same channel (a closed stdout under
-/// `--headless` stops the run as a signal does).
+/// SIGINT and SIGTERM (and SIGHUP, unless it reads the tokens again) as
+/// channel messages: `received` is what the handler sends; `stop` sends on
+/// the same channel (a closed stdout under `--headless` stops the run as a
+/// signal does).
 struct Signals {
     received: Receiver<()>,
     stop: Sender<()>,
 }
 
 impl Signals {
-    fn install() -> Result<Signals, Fatal> {
+    fn install(hup_reloads: bool) -> Result<Signals, Fatal> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let (tx, received) = bounded::<()>(1);
         let stop = tx.clone();
-        ctrlc::set_handler(move || {
-            let _ = tx.try_send(());
-        })
-        .map_err(|e| Fatal::new(1, format!("cannot install the signal handler: {e}")))?;
+        let mut wanted = vec![SIGINT, SIGTERM];
+        if !hup_reloads {
+            wanted.push(SIGHUP);
+        }
+        let cannot =
+            |e: std::io::Error| Fatal::new(1, format!("cannot install the signal handler: {e}"));
+        let mut signals = signal_hook::iterator::Signals::new(wanted).map_err(cannot)?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    let _ = tx.try_send(());
+                }
+            })
+            .map_err(cannot)?;
         Ok(Signals { received, stop })
     }
 }
@@ -195,6 +216,41 @@ fn start_server(
     }
     eprintln!("listening on http://{}", running.addr);
     Ok(running)
+}
+
+/// On SIGHUP, reads the tokens again (`--token` and `--token-file`) and
+/// says how many are configured; a file that cannot be read or holds no
+/// valid token leaves the tokens in force.
+fn reload_on_sighup(
+    reload: TokenReload,
+    switch: server::AuthSwitch,
+    headless: bool,
+) -> Result<(), Fatal> {
+    let mut hups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|e| Fatal::new(1, format!("cannot install the SIGHUP handler: {e}")))?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in hups.forever() {
+                let line = match reload() {
+                    Ok(tokens) => {
+                        let n = tokens.len();
+                        if !switch.set(Auth::tokens(&tokens)) {
+                            return;
+                        }
+                        format!("SIGHUP: tokens read again: {n} token(s) configured")
+                    }
+                    Err(why) => format!("SIGHUP: tokens kept as they were: {why}"),
+                };
+                // Under the dashboard stderr is hidden; the line is lost
+                // there (the status page shows the count).
+                if headless {
+                    eprintln!("autopi-rx: {line}");
+                }
+            }
+        })
+        .map_err(|e| Fatal::new(1, format!("cannot start the SIGHUP thread: {e}")))?;
+    Ok(())
 }
 
 /// With `--demo`, starts the simulated device against this receiver.

@@ -329,3 +329,38 @@ fn fingerprint_prints_what_a_refusal_shows_and_never_the_token() {
     assert_eq!(empty.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("no token on stdin"));
 }
+
+#[test]
+fn sighup_reads_the_token_file_again_and_says_how_many_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut rx = Receiver::spawn(binary().args([
+        "--token-file",
+        file.to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    let added = "tok-added-later-77";
+    let bearer = format!("Bearer {added}");
+    assert_eq!(rx.post(&[("authorization", &bearer)], b"[]").status, 401);
+    std::fs::write(&file, format!("{TOKEN}\n{added}\n")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &rx.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    rx.wait_stderr("2 token(s) configured");
+    assert_eq!(rx.post(&[("authorization", &bearer)], b"[]").status, 200);
+    // A file that went bad keeps the tokens in force.
+    std::fs::write(&file, "# nothing\n").unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &rx.child.id().to_string()])
+        .status()
+        .unwrap();
+    rx.wait_stderr("tokens kept as they were");
+    assert_eq!(rx.post(&[("authorization", &bearer)], b"[]").status, 200);
+    rx.stop();
+    assert!(!rx.stderr().contains(added), "{}", rx.stderr());
+}

@@ -98,6 +98,9 @@ struct Ctx {
     /// How valid batches are answered (set by `--respond` and the
     /// dashboard).
     respond: Arc<respond::Control>,
+    /// The tokens accepted now (`config.auth` is only the first set):
+    /// SIGHUP replaces them.
+    auth: std::sync::RwLock<ingest::Auth>,
 }
 
 /// Binds, starts the accept side and the workers, and returns at once;
@@ -129,7 +132,7 @@ pub fn start_with(
     let (notice_tx, notice_rx) = bounded(64);
     let min_workers = settings.workers.max(1);
     let ctx = Arc::new(Ctx {
-        config: settings.ingest,
+        config: settings.ingest.clone(),
         capture: capture.handle(),
         capture_path: capture.path().display().to_string(),
         events,
@@ -148,6 +151,7 @@ pub fn start_with(
         connections: Connections::default(),
         parked: Mutex::new(Vec::new()),
         respond,
+        auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
     });
     for _ in 0..min_workers {
         add_worker(&ctx)?;
@@ -306,6 +310,11 @@ impl Running {
         self.capture.close();
     }
 
+    /// What replaces the accepted tokens while it runs (SIGHUP).
+    pub fn auth_switch(&self) -> AuthSwitch {
+        AuthSwitch(Arc::downgrade(&self.ctx))
+    }
+
     /// Requests being handled whose answer is not yet being written.
     pub fn in_flight(&self) -> usize {
         self.ctx.unanswered.load(Ordering::SeqCst)
@@ -318,6 +327,27 @@ impl Running {
     /// tiny_http servers running (accepting or being drained).
     pub fn servers(&self) -> usize {
         self.acceptors.servers()
+    }
+}
+
+/// Replaces the tokens a running receiver accepts.
+pub struct AuthSwitch(Weak<Ctx>);
+
+impl AuthSwitch {
+    /// The tokens accepted from the next request on; false once the
+    /// receiver is gone.
+    pub fn set(&self, auth: ingest::Auth) -> bool {
+        let Some(ctx) = self.0.upgrade() else {
+            return false;
+        };
+        *ctx.auth.write().unwrap_or_else(|p| p.into_inner()) = auth;
+        true
+    }
+}
+
+impl Ctx {
+    fn auth(&self) -> std::sync::RwLockReadGuard<'_, ingest::Auth> {
+        self.auth.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -646,7 +676,7 @@ fn wait_unless_stopping(ctx: &Ctx, delay: Duration) {
 
 fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
     let limit = ctx.config.max_body;
-    if let Err(r) = ingest::authorize(&ctx.config.auth, header(request, "authorization")) {
+    if let Err(r) = ingest::authorize(&ctx.auth(), header(request, "authorization")) {
         return Outcome::refused(r);
     }
     if let Some(len) = request.body_length().filter(|&len| len > limit) {
@@ -793,7 +823,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         mode = mode_line(&ctx.respond.shown()),
         rec = Stats::get(&s.records),
         path = ctx.capture_path,
-        auth = match ctx.config.auth.token_count() {
+        auth = match ctx.auth().token_count() {
             0 => "OFF (--no-auth)".to_string(),
             n => format!("{n} token(s)"),
         },
@@ -833,7 +863,7 @@ fn make_event(
     outcome: &Outcome,
     started: Instant,
 ) -> RequestEvent {
-    let (headers, token_matched) = event_headers(&ctx.config.auth, request.headers());
+    let (headers, token_matched) = event_headers(&ctx.auth(), request.headers());
     let batch = outcome.batch.as_ref();
     RequestEvent {
         id: ctx.next_id.fetch_add(1, Ordering::Relaxed) + 1,
