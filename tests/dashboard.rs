@@ -1024,3 +1024,33 @@ fn a_retry_is_marked_r_and_its_detail_says_what_it_repeats() {
         "{screen}"
     );
 }
+
+#[test]
+fn the_header_says_whether_the_shown_device_keeps_its_cycle() {
+    let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":900}]"#;
+    let mut app = empty();
+    for (i, s) in ["08:00:00", "08:01:00", "08:02:01", "08:03:00"]
+        .iter()
+        .enumerate()
+    {
+        let t = at(&format!("2026-11-27T{s}Z"));
+        app.apply(&accepted(i as u64 + 1, t, Some(UNIT), body));
+    }
+    let header = |app: &autopi_rx::dashboard::app::App| {
+        text(&draw(app, 200, 60))
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    for (now, want) in [
+        ("08:03:30", "uplink on time (cycle 60 s)"),
+        ("08:05:00", "uplink late"),
+        ("08:08:00", "uplink overdue"),
+        ("08:20:00", "uplink silent"),
+    ] {
+        app.tick(at(&format!("2026-11-27T{now}Z")));
+        let line = header(&app);
+        assert!(line.contains(want), "{now}: {line}");
+    }
+}

@@ -11,3 +11,4 @@ pub mod state;
 pub mod theme;
 pub mod tui;
 pub mod ui;
+pub mod uplink;

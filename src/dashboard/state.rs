@@ -238,6 +238,9 @@ impl TypeStats {
 pub struct Device {
     pub unit_id: String,
     pub last_upload: Timestamp,
+    /// When its recent uploads arrived (copies too), oldest first, for the
+    /// cycle and state in `uplink`.
+    pub arrivals: Ring<Timestamp>,
     pub batches: u64,
     pub records: u64,
     /// Bytes of this device's new batches as they reached us, and inflated.
@@ -307,6 +310,10 @@ impl State {
                 if let Some(d) = self.devices.iter_mut().find(|d| d.unit_id == unit_id) {
                     d.last_upload = d.last_upload.max(e.received);
                 }
+            }
+            let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+            if let Some(d) = self.devices.iter_mut().find(|d| d.unit_id == unit_id) {
+                d.arrivals.insert_ordered(e.received, |t| *t);
             }
         }
         self.keep_request(e);
@@ -407,6 +414,7 @@ impl Device {
             events: Ring::new(EVENT_RING),
             events_seen: 0,
             types: BTreeMap::new(),
+            arrivals: Ring::new(crate::dashboard::uplink::ARRIVALS_KEPT),
         }
     }
 

@@ -14,6 +14,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::{App, Tab};
 use crate::dashboard::format::{age, bytes, count, fit_start, short_id};
 use crate::dashboard::ui::fit_line;
+use crate::dashboard::uplink::{self, Keeping};
 use crate::receiver::respond::Mode;
 use unicode_width::UnicodeWidthStr;
 
@@ -114,15 +115,38 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
     };
-    let mut spans = vec![
-        Span::styled(" ", t.label),
-        last,
+    let mut spans = vec![Span::styled(" ", t.label), last];
+    // The device shown (d/D, else the last to upload): is it keeping its
+    // cycle? The last upload above covers every device.
+    // Nothing while its cycle is still being learned.
+    let shown = app
+        .device()
+        .and_then(|d| uplink::of(d, app.now()))
+        .filter(|u| u.keeping != Keeping::Learning);
+    if let Some(u) = shown {
+        let style = match u.keeping {
+            Keeping::OnTime => t.ok,
+            Keeping::Learning => t.value,
+            Keeping::Late => t.warn,
+            Keeping::Overdue | Keeping::Silent => t.error,
+        };
+        spans.push(Span::styled(" · uplink ", t.label));
+        spans.push(Span::styled(u.keeping.as_str(), style));
+        // The cycle gives way on a narrow screen, before the capture path.
+        if let Some(c) = u.cycle.filter(|_| width >= 100) {
+            spans.push(Span::styled(
+                format!(" (cycle {:.0} s)", c.as_secs_f64()),
+                t.label,
+            ));
+        }
+    }
+    spans.extend([
         Span::styled(" · devices ", t.label),
         Span::styled(s.devices.len().to_string(), t.value),
         Span::styled(" · auth ", t.label),
         auth,
         Span::styled(" · capture ", t.label),
-    ];
+    ]);
     let room = (width as usize).saturating_sub(Line::from(spans.clone()).width() + size.width());
     // Too little room for a recognisable end of the path: the size alone.
     let path = if room >= 8 {
