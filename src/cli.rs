@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::receiver::ingest::{Auth, DEFAULT_MAX_BODY};
 use crate::run::{Fatal, Settings, default_capture_path};
-use crate::simulate::SimulateArgs;
 use crate::simulate::demo;
+use crate::simulate::{Scheme, SimulateArgs};
 
 /// Receives AutoPi uploads on the bench: saves every batch durably before
 /// answering 2xx, and shows each request as it comes.
@@ -113,7 +113,41 @@ pub struct ReceiveArgs {
     /// `m` on the dashboard.
     #[arg(long, value_name = "MODE", default_value = "ok", value_parser = crate::receiver::respond::Mode::parse)]
     pub respond: crate::receiver::respond::Mode,
+    /// Pass every acknowledged batch on to URL: http(s)://… (POSTed as the
+    /// device sent it) or mqtt(s)://HOST[:PORT]/PREFIX (one message per
+    /// record). Repeat for several targets.
+    #[arg(long = "forward", value_name = "URL")]
+    pub forward: Vec<String>,
+
+    /// Token for HTTP forward targets (sent as --forward-scheme says).
+    #[arg(
+        long,
+        value_name = "T",
+        env = FORWARD_TOKEN_ENV,
+        hide_env_values = true
+    )]
+    pub forward_token: Option<String>,
+
+    /// How the forward token is sent: `authorization: token T` or `Bearer T`.
+    #[arg(long, value_enum, value_name = "SCHEME", default_value_t = Scheme::Token)]
+    pub forward_scheme: Scheme,
+
+    /// Forward every captured line: also batches the device was not told
+    /// were saved, and re-sends of batches already forwarded.
+    #[arg(long, requires = "forward")]
+    pub forward_all: bool,
+
+    /// Trust the CA certificates in this PEM file (instead of the Mozilla
+    /// roots) for https:// and mqtts:// forward targets.
+    #[arg(long, value_name = "FILE", requires = "forward")]
+    pub forward_ca: Option<PathBuf>,
 }
+
+/// The token for HTTP forward targets, when --forward-token is not given.
+pub const FORWARD_TOKEN_ENV: &str = "AUTOPI_RX_FORWARD_TOKEN";
+/// Credentials for MQTT forward targets.
+pub const MQTT_USERNAME_ENV: &str = "AUTOPI_RX_MQTT_USERNAME";
+pub const MQTT_PASSWORD_ENV: &str = "AUTOPI_RX_MQTT_PASSWORD";
 
 /// Largest `--max-body` (1 TiB): beyond any upload, and far from overflow.
 pub const MAX_BODY_CAP: u64 = 1 << 40;
@@ -200,8 +234,35 @@ impl ReceiveArgs {
             read_timeout: std::time::Duration::from_secs(self.read_timeout),
             respond: self.respond,
             reload_tokens,
+            forward: self.forward,
+            forward_authorization: forward_authorization(
+                self.forward_token.as_deref(),
+                self.forward_scheme,
+            )?,
+            forward_all: self.forward_all,
+            forward_ca: self.forward_ca,
+            mqtt_username: std::env::var(MQTT_USERNAME_ENV).ok(),
+            mqtt_password: std::env::var(MQTT_PASSWORD_ENV).ok(),
         })
     }
+}
+
+/// The `authorization` header for HTTP forward targets; the message names
+/// the flag, never the token.
+fn forward_authorization(token: Option<&str>, scheme: Scheme) -> Result<Option<String>, Fatal> {
+    let Some(token) = token.map(str::trim) else {
+        return Ok(None);
+    };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Fatal::new(
+            2,
+            "the --forward-token (or AUTOPI_RX_FORWARD_TOKEN) is empty or holds spaces or non-ASCII characters",
+        ));
+    }
+    Ok(Some(match scheme {
+        Scheme::Token => format!("token {token}"),
+        Scheme::Bearer => format!("Bearer {token}"),
+    }))
 }
 
 /// Builds the authentication from the flags, or says how to give a token.

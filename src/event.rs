@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::upstream::ForwardBoard;
+
 /// One request and what we answered.
 #[derive(Clone, Debug)]
 pub struct RequestEvent {
@@ -156,6 +158,8 @@ pub struct Stats {
     /// Requests kept because tiny_http 0.12 cannot let go of them (a
     /// `Content-Length` beyond what the system can map, body unread).
     pub parked: AtomicU64,
+    /// What each `--forward` target is doing (written by the forwarders).
+    pub forward: Arc<ForwardBoard>,
 }
 
 impl Stats {

@@ -7,10 +7,12 @@
 //! - `receiver`: takes requests, decides on them, answers (tiny_http);
 //! - `capture`: makes accepted batches durable and reads them back;
 //! - `dashboard`: folds request events into state and draws it;
-//! - `simulate`: a simulated device (and the demo that runs one).
+//! - `simulate`: a simulated device (and the demo that runs one);
+//! - `forward`: passes the capture on to an HTTP upstream or MQTT broker.
 //!
 //! The vocabulary every wing shares: `record` (typed records), `event`
-//! (what the receiver reports), `batch` (a decoded batch), `time`.
+//! (what the receiver reports), `batch` (a decoded batch), `time`,
+//! `upstream` (what each forward target is doing).
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub mod dashboard;
 pub mod event;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
+pub mod forward;
 pub mod latency;
 pub mod panic;
 pub mod receiver;
@@ -28,3 +31,4 @@ pub mod record;
 pub mod run;
 pub mod simulate;
 pub mod time;
+pub mod upstream;

@@ -10,10 +10,12 @@ use crate::capture::Capture;
 use crate::dashboard::app::Setup;
 use crate::dashboard::tui;
 use crate::event::{RequestEvent, Stats};
+use crate::forward::{self, Forwarders};
 use crate::receiver::ingest::{Auth, Config};
 use crate::receiver::respond::{Control, Mode};
 use crate::receiver::{headless, server};
 use crate::simulate::demo::Demo;
+use crate::upstream::ForwardStatus;
 use std::sync::Arc;
 
 /// Events queued for the consumer before new ones are dropped (and counted):
@@ -22,6 +24,9 @@ pub const EVENT_QUEUE: usize = 4096;
 /// How long shutdown waits for requests in flight (a device's timeout is
 /// 10 to 60 s; an upload stalled longer is not coming).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long shutdown waits for a batch a forwarder has in flight (one not
+/// acknowledged by then is sent again on the next start).
+const FORWARD_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything the main job needs, already decided from the command line.
 pub struct Settings {
@@ -40,6 +45,15 @@ pub struct Settings {
     pub respond: Mode,
     /// With `--token-file`: reads the tokens again (on SIGHUP).
     pub reload_tokens: Option<TokenReload>,
+    /// `--forward` URLs, as given.
+    pub forward: Vec<String>,
+    /// The `authorization` header for HTTP forward targets (never shown).
+    pub forward_authorization: Option<String>,
+    pub forward_all: bool,
+    /// `--forward-ca`: a PEM file of CAs to trust instead of the Mozilla roots.
+    pub forward_ca: Option<PathBuf>,
+    pub mqtt_username: Option<String>,
+    pub mqtt_password: Option<String>,
 }
 
 /// Reads every configured token again (`--token` and `--token-file`).
@@ -76,15 +90,28 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     if matches!(settings.auth, Auth::Open) {
         eprintln!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
     }
+    let targets = forward_targets(&settings)?;
     let capture = open_capture(&settings.capture)?;
+    if !targets.is_empty() && !capture.regular {
+        return Err(Fatal::new(
+            1,
+            format!(
+                "--forward reads the capture back, and {} is not a regular file",
+                settings.capture.display()
+            ),
+        ));
+    }
+    let outbox = (capture.path().to_path_buf(), capture.durable());
     let signals = Signals::install(settings.reload_tokens.is_some())?;
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
+    let (notes_tx, notes_rx) = bounded(EVENT_QUEUE);
     let respond = Arc::new(Control::new(settings.respond));
     let running = start_server(&settings, capture, events_tx, respond.clone())?;
     if let Some(reload) = settings.reload_tokens.take() {
         reload_on_sighup(reload, running.auth_switch(), settings.headless)?;
     }
+    let forwarders = start_forwarding(&settings, targets, outbox, &running, notes_tx)?;
     let demo = start_demo(&settings, &running)?;
     let notices = relay_notices(&running, settings.headless);
     let shown = show(
@@ -93,7 +120,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         token_count,
         demo.is_some(),
         respond,
-        events_rx,
+        (events_rx, notes_rx),
         &signals,
     );
     let (printer, outcome) = match shown {
@@ -104,7 +131,11 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         demo.stop();
     }
     let stats = running.stats.clone();
-    if !shut_down(running, &signals.received) {
+    let finished = shut_down(running, &signals.received);
+    if let Some(forwarders) = forwarders {
+        stop_forwarding(forwarders);
+    }
+    if !finished {
         return outcome;
     }
     // Every worker is gone, so the printer has had every event.
@@ -117,6 +148,89 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     }
     warn_dropped_events(&stats, settings.headless);
     outcome
+}
+
+/// Checks the `--forward` targets before anything starts (exit 2 when one
+/// is wrong).
+fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
+    let ca = match &settings.forward_ca {
+        Some(path) => Some(forward::load_ca(path).map_err(|m| Fatal::new(2, m))?),
+        None => None,
+    };
+    let credentials = forward::Credentials {
+        authorization: settings.forward_authorization.clone(),
+        mqtt_username: settings.mqtt_username.clone(),
+        mqtt_password: settings.mqtt_password.clone(),
+        ca,
+    };
+    let targets: Vec<forward::Target> = settings
+        .forward
+        .iter()
+        .map(|url| forward::parse_target(url, &credentials).map_err(|m| Fatal::new(2, m)))
+        .collect::<Result<_, _>>()?;
+    // Each target keeps its place in the cursor file under its name.
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|o| o.name() == t.name()) {
+            return Err(Fatal::new(
+                2,
+                format!("--forward {} is given twice", t.name()),
+            ));
+        }
+    }
+    Ok(targets)
+}
+
+/// With `--forward`, starts a forwarder per target. They read the capture
+/// after the fact (the capture is their outbox), so the device's answers
+/// never wait for them.
+fn start_forwarding(
+    settings: &Settings,
+    targets: Vec<forward::Target>,
+    (capture, durable): (PathBuf, crate::capture::Durable),
+    running: &server::Running,
+    notes: Sender<ForwardStatus>,
+) -> Result<Option<Forwarders>, Fatal> {
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
+    let forward_settings = forward::Settings {
+        targets,
+        all: settings.forward_all,
+    };
+    let board = running.stats.forward.clone();
+    let notes = settings.headless.then_some(notes);
+    let forwarders = forward::start(forward_settings, &capture, durable, board, notes)
+        .map_err(|m| Fatal::new(1, m))?;
+    // Headless, stderr keeps to the listening line: the targets' states
+    // are on stdout.
+    if !settings.headless {
+        eprintln!("forward cursor: {}", forwarders.cursor_path().display());
+        for name in names {
+            eprintln!("forwarding to {name}");
+        }
+    }
+    Ok(Some(forwarders))
+}
+
+/// Stops the forwarders and says what each target still has to get: it
+/// is sent on the next start with the same capture.
+fn stop_forwarding(forwarders: Forwarders) {
+    let cursor = forwarders.cursor_path().display().to_string();
+    for left in forwarders.stop(FORWARD_GRACE) {
+        if left.pending > 0 {
+            eprintln!(
+                "forward {}: {} batch(es) not yet passed on; they are sent when autopi-rx starts again with the same --capture and --forward",
+                left.target, left.pending
+            );
+        }
+        if left.parked > 0 {
+            eprintln!(
+                "forward {}: {} batch(es) parked (refused by the target), listed in {cursor}",
+                left.target, left.parked
+            );
+        }
+    }
 }
 
 /// Opens (and repairs) the capture, saying what it found there.
@@ -297,14 +411,14 @@ fn show(
     token_count: usize,
     demo: bool,
     respond: Arc<Control>,
-    events: Receiver<RequestEvent>,
+    (events, notes): (Receiver<RequestEvent>, Receiver<ForwardStatus>),
     signals: &Signals,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
     if settings.headless {
         let stop = signals.stop.clone();
         let printer = std::thread::Builder::new()
             .name("headless".into())
-            .spawn(move || headless::print(events, std::io::stdout().lock(), stop))?;
+            .spawn(move || headless::print(events, notes, std::io::stdout().lock(), stop))?;
         let _ = signals.received.recv();
         return Ok(Some(printer));
     }
@@ -339,6 +453,10 @@ fn screen_setup(
         dropped_events: 0,
         demo,
         respond: Some(respond),
+        forward_board: Some(running.stats.forward.clone()),
+        // The forwarders are registered already: the header has its
+        // forward line from the first frame.
+        forward: running.stats.forward.snapshot(),
     }
 }
 

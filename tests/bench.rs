@@ -153,3 +153,83 @@ fn acknowledgement_latency_and_throughput() {
     }
     running.shutdown();
 }
+
+/// Sequential ack latency of the real binary, p50/p99/max over `n` posts.
+fn sequential_latency(r: &Receiver, request: &[u8], n: usize) -> (Duration, Duration, Duration) {
+    let mut conn = Conn::open(r.addr);
+    let times: Latencies = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            assert_eq!(conn.request(request).status, 200);
+            t.elapsed()
+        })
+        .collect();
+    let l = times.summary().expect("at least one post");
+    (l.p50, l.p99, l.max)
+}
+
+#[test]
+#[ignore = "benchmark: run with --release --ignored --nocapture"]
+fn answer_latency_with_a_dead_upstream() {
+    let dir = bench_dir();
+    let (gz, _) = batch_gz();
+    let auth = format!("token {TOKEN}");
+    let request = request_bytes(
+        "POST",
+        &[("authorization", &auth), ("content-encoding", "gzip")],
+        &gz,
+    );
+    // Nothing listens on a port that was just free: refused at once.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    // Accepts connections and never answers: a hung upstream.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hung.incoming() {
+            held.push(s);
+        }
+    });
+    let upstream = Receiver::start(&[]);
+    let live = format!("http://{}/", upstream.addr);
+    let setups: Vec<(&str, Vec<String>)> = vec![
+        ("no --forward", vec![]),
+        (
+            "upstream refusing connections",
+            vec![format!("http://127.0.0.1:{dead_port}/")],
+        ),
+        (
+            "upstream accepting, never answering",
+            vec![format!("http://127.0.0.1:{hung_port}/")],
+        ),
+        (
+            "MQTT broker down",
+            vec![format!("mqtt://127.0.0.1:{dead_port}/bench")],
+        ),
+        ("live upstream (a second autopi-rx)", vec![live]),
+    ];
+    println!("1000-record gzip batches in sequence, 1000 per setup, 3 rounds interleaved:");
+    for round in 1..=3 {
+        for (i, (name, forward)) in setups.iter().enumerate() {
+            let capture = dir.path().join(format!("fwd-{round}-{i}.jsonl"));
+            let mut args = vec![
+                "--token".to_string(),
+                TOKEN.into(),
+                "--capture".into(),
+                capture.display().to_string(),
+            ];
+            for f in forward {
+                args.extend(["--forward".to_string(), f.clone()]);
+            }
+            let mut cmd = binary();
+            cmd.env("AUTOPI_RX_FORWARD_TOKEN", TOKEN).args(&args);
+            let mut r = Receiver::spawn(&mut cmd);
+            let (p50, p99, max) = sequential_latency(&r, &request, 1000);
+            println!("  round {round}, {name:38}: p50 {p50:.2?}, p99 {p99:.2?}, max {max:.2?}");
+            r.child.kill().unwrap();
+            r.child.wait().unwrap();
+        }
+    }
+}

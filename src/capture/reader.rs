@@ -1,10 +1,14 @@
-//! Reading captures back: the tolerant line reader and, at open, the scan
-//! that cuts a torn last line and rebuilds the duplicate index.
+//! Reading captures back: the tolerant line reader, at open the scan that
+//! cuts a torn last line and rebuilds the duplicate index, and the tail
+//! that the forwarders follow (the capture is their outbox).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use base64::Engine as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +34,125 @@ pub struct CapturedBatch {
     /// The answer mode in force (absent before answer modes: `ok`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// The `content-encoding` header as sent (absent in older captures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// The wire body in base64, when it differs from `records`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<String>,
     pub records: Box<serde_json::value::RawValue>,
+}
+
+/// What a forwarder needs from one capture line, read tolerantly: fields
+/// other writers add are ignored, and fields older captures lack default.
+#[derive(Debug, Deserialize)]
+pub struct OutboxLine {
+    pub received: String,
+    #[serde(default)]
+    pub unit_id: Option<String>,
+    #[serde(default)]
+    pub batch_hash: Option<String>,
+    #[serde(default)]
+    pub duplicate_of: Option<String>,
+    /// False when the batch was saved but the device was not told so (a
+    /// test answer mode); absent means acknowledged.
+    #[serde(default)]
+    pub acked: Option<bool>,
+    #[serde(default)]
+    pub content_encoding: Option<String>,
+    #[serde(default)]
+    pub wire: Option<String>,
+    pub records: Box<serde_json::value::RawValue>,
+}
+
+impl OutboxLine {
+    /// Parses one capture line (with or without its newline).
+    pub fn parse(line: &[u8]) -> Result<OutboxLine, String> {
+        serde_json::from_slice(line).map_err(|e| format!("not a capture line: {e}"))
+    }
+
+    /// The body as the device sent it and its `content-encoding` header:
+    /// the kept wire bytes, or `records` itself when they were the same.
+    /// Lines from before the wire was kept give the records as plain JSON.
+    pub fn wire_body(&self) -> Result<(Cow<'_, [u8]>, Option<&str>), String> {
+        let body = match &self.wire {
+            Some(b64) => Cow::Owned(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| format!("the kept wire body is not base64: {e}"))?,
+            ),
+            None => Cow::Borrowed(self.records.get().as_bytes()),
+        };
+        Ok((body, self.content_encoding.as_deref()))
+    }
+
+    /// Whether the device was told this batch was saved.
+    pub fn acknowledged(&self) -> bool {
+        self.acked != Some(false)
+    }
+}
+
+/// Follows a capture file from a byte offset, one complete line at a time,
+/// never reading past a limit (the synced length): bytes beyond it may
+/// still be cut away by the writer, so none of them is ever buffered.
+pub struct Tail {
+    file: File,
+    /// File offset of `buf[0]`.
+    buf_at: u64,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already returned.
+    used: usize,
+}
+
+/// Bytes read from the file at a time.
+const TAIL_CHUNK: u64 = 256 * 1024;
+
+impl Tail {
+    /// Opens `path` to read from byte `pos` (a line start).
+    pub fn open(path: &Path, pos: u64) -> io::Result<Tail> {
+        Ok(Tail {
+            file: File::open(path)?,
+            buf_at: pos,
+            buf: Vec::new(),
+            used: 0,
+        })
+    }
+
+    /// Offset of the next line to be returned.
+    pub fn pos(&self) -> u64 {
+        self.buf_at + self.used as u64
+    }
+
+    /// The next complete line ending within the first `limit` bytes of the
+    /// file, newline included, with its start offset; None when there is
+    /// none yet.
+    pub fn next_line(&mut self, limit: u64, line: &mut Vec<u8>) -> io::Result<Option<u64>> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.used..]) {
+                let start = self.pos();
+                line.clear();
+                line.extend_from_slice(&self.buf[self.used..self.used + i + 1]);
+                self.used += i + 1;
+                return Ok(Some(start));
+            }
+            self.buf.drain(..self.used);
+            self.buf_at += self.used as u64;
+            self.used = 0;
+            let end = self.buf_at + self.buf.len() as u64;
+            if end >= limit {
+                return Ok(None);
+            }
+            let want = (limit - end).min(TAIL_CHUNK) as usize;
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            self.file.seek(SeekFrom::Start(end))?;
+            let n = self.file.read(&mut self.buf[old..])?;
+            self.buf.truncate(old + n);
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+    }
 }
 
 fn acked_by_default() -> bool {
@@ -116,4 +238,54 @@ pub fn read(path: &Path) -> io::Result<impl Iterator<Item = Result<CapturedBatch
                 .map_err(|e| format!("line {}: {e}", i + 1)),
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn tail_returns_whole_lines_and_never_reads_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"one\ntwo\nthr").unwrap();
+        let mut tail = Tail::open(&path, 0).unwrap();
+        let mut line = Vec::new();
+        // Only "one\n" is synced: "two\n" is on disk but may still be cut.
+        assert_eq!(tail.next_line(4, &mut line).unwrap(), Some(0));
+        assert_eq!(line, b"one\n");
+        assert_eq!(tail.next_line(4, &mut line).unwrap(), None);
+        // The writer cut the unsynced group and wrote another in its place.
+        f.set_len(4).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"TWO\nthree\n").unwrap();
+        assert_eq!(tail.next_line(14, &mut line).unwrap(), Some(4));
+        assert_eq!(line, b"TWO\n");
+        assert_eq!(tail.next_line(14, &mut line).unwrap(), Some(8));
+        assert_eq!(line, b"three\n");
+        assert_eq!(tail.pos(), 14);
+    }
+
+    #[test]
+    fn outbox_lines_give_the_wire_body_and_read_unknown_fields() {
+        let gz = base64::engine::general_purpose::STANDARD.encode([0x1f, 0x8b, 1, 2]);
+        let text = format!(
+            r#"{{"received":"t","unit_id":"u","acked":false,"mode":"500","retry_of":null,"content_encoding":"gzip","wire":"{gz}","records":[{{"@t":"a"}}]}}"#
+        );
+        let line = OutboxLine::parse(text.as_bytes()).unwrap();
+        assert!(!line.acknowledged());
+        let (body, encoding) = line.wire_body().unwrap();
+        assert_eq!((&*body, encoding), (&[0x1f, 0x8b, 1, 2][..], Some("gzip")));
+        let plain = OutboxLine::parse(br#"{"received":"t","records":[ {"@t":"a"} ]}"#).unwrap();
+        assert!(plain.acknowledged());
+        assert_eq!(
+            plain.wire_body().unwrap(),
+            (Cow::Borrowed(&br#"[ {"@t":"a"} ]"#[..]), None)
+        );
+    }
 }

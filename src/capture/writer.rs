@@ -7,8 +7,12 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine as _;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde::Serialize;
@@ -189,9 +193,60 @@ pub struct CaptureHandle {
     jobs: Sender<Job>,
 }
 
+/// How far the capture file is complete and synced: every line before this
+/// length was acknowledged (or is about to be). Readers that act on lines
+/// (the forwarders) read no further, so they never pass on a line that a
+/// failed write is about to cut away. It also counts those lines.
+#[derive(Clone, Debug, Default)]
+pub struct Durable {
+    len: Arc<(Mutex<u64>, Condvar)>,
+    lines: Arc<AtomicU64>,
+}
+
+impl Durable {
+    fn new(len: u64, lines: u64) -> Durable {
+        Durable {
+            len: Arc::new((Mutex::new(len), Condvar::new())),
+            lines: Arc::new(AtomicU64::new(lines)),
+        }
+    }
+
+    /// Bytes known complete and synced.
+    pub fn synced(&self) -> u64 {
+        *self.len.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Complete lines in those bytes, kept up to date by the writer: a
+    /// reader may hold it to count a backlog without reading the file.
+    pub fn lines(&self) -> Arc<AtomicU64> {
+        self.lines.clone()
+    }
+
+    /// Waits until more than `seen` bytes are durable, at most `timeout`;
+    /// returns the durable length either way.
+    pub fn wait_beyond(&self, seen: u64, timeout: Duration) -> u64 {
+        let (len, grown) = &*self.len;
+        let guard = len.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = grown
+            .wait_timeout_while(guard, timeout, |len| *len <= seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+
+    fn grew(&self, new_len: u64, new_lines: u64) {
+        let (len, grown) = &*self.len;
+        let mut guard = len.lock().unwrap_or_else(|p| p.into_inner());
+        // Lines first: a reader that sees the length sees them counted.
+        self.lines.fetch_add(new_lines, Ordering::SeqCst);
+        *guard = new_len;
+        grown.notify_all();
+    }
+}
+
 /// The writer thread itself; `close` waits for it to flush and stop.
 pub struct Capture {
     handle: CaptureHandle,
+    durable: Durable,
     thread: JoinHandle<()>,
     path: PathBuf,
     pub recovered: Recovered,
@@ -246,7 +301,7 @@ impl Capture {
             regular,
             path: path.to_path_buf(),
         };
-        let mut capture = Capture::with_sink(sink, len, seen);
+        let mut capture = Capture::start(sink, len, recovered.lines as u64, seen);
         capture.path = path.to_path_buf();
         capture.recovered = recovered;
         capture.regular = regular;
@@ -255,8 +310,16 @@ impl Capture {
 
     /// Starts a writer on any sink (tests use failing ones).
     pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
+        Capture::start(sink, len, 0, seen)
+    }
+
+    /// Starts the writer on a sink already holding `lines` lines in `len`
+    /// bytes.
+    fn start<S: Sink>(sink: S, len: u64, lines: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
         let (tx, rx) = unbounded();
         let (notice_tx, notices) = unbounded();
+        let durable = Durable::new(len, lines);
+        let writer_durable = durable.clone();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
             .spawn(move || {
@@ -266,12 +329,14 @@ impl Capture {
                     seen,
                     good_len: len,
                     dirty: false,
+                    durable: writer_durable,
                 }
                 .run(rx)
             })
             .expect("spawn capture writer");
         Capture {
             handle: CaptureHandle { jobs: tx },
+            durable,
             thread,
             path: PathBuf::new(),
             recovered: Recovered::default(),
@@ -286,6 +351,11 @@ impl Capture {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The synced length, for readers that follow the file as it grows.
+    pub fn durable(&self) -> Durable {
+        self.durable.clone()
     }
 
     /// Waits until every line handed in so far is written, then stops.
@@ -354,6 +424,10 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         unit_id: Option<&'a str>,
         encoding: &'a str,
         wire_bytes: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content_encoding: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wire: Option<String>,
         batch_hash: &'a str,
     }
     let hash = blake3::Hash::from_bytes(batch.hash).to_hex();
@@ -363,6 +437,11 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         unit_id: entry.unit_id.as_deref(),
         encoding: batch.encoding.as_str(),
         wire_bytes: entry.wire_bytes,
+        content_encoding: batch.content_encoding.as_deref(),
+        wire: batch
+            .wire
+            .as_ref()
+            .map(|w| base64::engine::general_purpose::STANDARD.encode(w)),
         batch_hash: hash.as_str(),
     })
     .expect("plain struct serializes");
@@ -387,6 +466,8 @@ struct Writer<S> {
     good_len: u64,
     /// A failed group could not be cut off yet.
     dirty: bool,
+    /// `good_len`, published for readers following the file.
+    durable: Durable,
 }
 
 impl<S: Sink> Writer<S> {
@@ -442,7 +523,7 @@ impl<S: Sink> Writer<S> {
                 retry_of,
             });
         }
-        let result = self.write_group(buf);
+        let result = self.write_group(buf, group.len() as u64);
         match result {
             Ok(()) => {
                 self.seen.extend(landing);
@@ -462,11 +543,11 @@ impl<S: Sink> Writer<S> {
     /// before, and again after the sync, so no line is acknowledged that
     /// sits only in a file deleted meanwhile (it is written again to the
     /// new file at the path).
-    fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_group(&mut self, buf: &[u8], lines: u64) -> io::Result<()> {
         const TRIES: usize = 3;
         for _ in 0..TRIES {
             self.follow_path()?;
-            self.write_here(buf)?;
+            self.write_here(buf, lines)?;
             if !self.follow_path()? {
                 return Ok(());
             }
@@ -490,7 +571,7 @@ impl<S: Sink> Writer<S> {
         }
     }
 
-    fn write_here(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_here(&mut self, buf: &[u8], lines: u64) -> io::Result<()> {
         if self.dirty {
             // A half-written group is still in the file: nothing may follow
             // it until it is cut away.
@@ -500,6 +581,7 @@ impl<S: Sink> Writer<S> {
         match self.sink.write_all(buf).and_then(|()| self.sink.sync()) {
             Ok(()) => {
                 self.good_len += buf.len() as u64;
+                self.durable.grew(self.good_len, lines);
                 Ok(())
             }
             Err(e) => {

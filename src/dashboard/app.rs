@@ -5,6 +5,7 @@
 //! through `Outside`, so tests drive the whole app on a `TestBackend`
 //! without threads.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, after, never, select, tick};
@@ -15,12 +16,12 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModif
 
 use crate::dashboard::app::detail::Detail;
 use crate::dashboard::app::filter::Filter;
-use crate::dashboard::app::layout::pages;
+use crate::dashboard::app::layout::{header_height, pages};
 use crate::dashboard::state::{Device, LogLine, State, TypeStats};
 use crate::dashboard::theme::Theme;
 use crate::event::RequestEvent;
 use crate::receiver::respond::{self, MENU, Scope};
-use std::sync::Arc;
+use crate::upstream::{ForwardBoard, ForwardStatus};
 
 pub mod detail;
 pub mod filter;
@@ -90,6 +91,10 @@ pub struct Setup {
     /// The receiver's answer mode, which `m` changes (None: no receiver
     /// behind this screen).
     pub respond: Option<Arc<respond::Control>>,
+    /// Where the forwarders post their state (read on each tick).
+    pub forward_board: Option<Arc<ForwardBoard>>,
+    /// Each `--forward` target's state as of the last tick.
+    pub forward: Vec<ForwardStatus>,
 }
 
 /// What the viewer chose to see.
@@ -222,7 +227,7 @@ impl App {
     /// The key of the newest event line in view when scrolled back.
     fn bottom_event(&self) -> Option<(Timestamp, u64)> {
         let matching = self.matching_events();
-        let page = pages(self.size.0, self.size.1).events;
+        let page = pages(self.size.0, self.size.1, header_height(&self.setup)).events;
         let scroll = self
             .viewer
             .events_scroll
@@ -574,7 +579,7 @@ impl App {
 
     /// Scrolls whatever the arrows, PgUp/PgDn and g/G move on this tab.
     fn scroll_key(&mut self, code: KeyCode) {
-        let pages = pages(self.size.0, self.size.1);
+        let pages = pages(self.size.0, self.size.1, header_height(&self.setup));
         let page = |rows: usize| rows.saturating_sub(1).max(1) as isize;
         let page_rows = match (self.viewer.detail, self.viewer.tab) {
             (Some(_), _) => pages.detail,
@@ -734,4 +739,7 @@ fn refresh(app: &mut App, outside: &mut Outside) {
     let (capture_bytes, dropped) = (outside.probe)();
     app.setup.capture_bytes = capture_bytes;
     app.setup.dropped_events = dropped;
+    if let Some(board) = &app.setup.forward_board {
+        app.setup.forward = board.snapshot();
+    }
 }

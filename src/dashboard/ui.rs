@@ -20,7 +20,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Paragraph, Widget, Wrap};
 
-use crate::dashboard::app::layout::{HEADER_HEIGHT, MIN_HEIGHT, MIN_WIDTH, live_rows};
+use crate::dashboard::app::layout::{MIN_HEIGHT, MIN_WIDTH, header_height, live_rows};
 use crate::dashboard::app::{App, Tab};
 use crate::dashboard::format::prefix;
 
@@ -64,8 +64,11 @@ fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         too_small(app, area, buf);
         return;
     }
-    let [head, body] =
-        Layout::vertical([Constraint::Length(HEADER_HEIGHT), Constraint::Fill(1)]).areas(area);
+    let [head, body] = Layout::vertical([
+        Constraint::Length(header_height(&app.setup)),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
     header::render(app, head, buf);
     match app.viewer.tab {
         Tab::Live => live(app, body, buf),

@@ -1,15 +1,16 @@
-//! Headless output: one JSON object per request on stdout.
+//! Headless output: one JSON object per request on stdout, and one per
+//! change of a forward target's state.
 
 use std::collections::HashMap;
 use std::io::Write;
 
+use crossbeam_channel::{Receiver, Sender, never, select};
 use jiff::Timestamp;
-
-use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
 use crate::event::RequestEvent;
 use crate::time::format_received;
+use crate::upstream::{ForwardStatus, Link};
 
 #[derive(Serialize)]
 struct Printed<'a> {
@@ -110,18 +111,77 @@ fn line(e: &RequestEvent, gap_s: Option<f64>) -> String {
     serde_json::to_string(&line).expect("plain struct serializes")
 }
 
-/// Prints every event until the channel closes. If stdout goes away
-/// (`| head -2` has read its lines) the run is told to stop, as Ctrl-C
-/// would, through `stop`; the events are still drained meanwhile, so the
-/// listener is never held up while it finishes the requests in flight.
-pub fn print(events: Receiver<RequestEvent>, mut out: impl Write, stop: Sender<()>) {
+/// A forward target's state, printed when it changes.
+#[derive(Serialize)]
+struct ForwardLine<'a> {
+    time: String,
+    forward: &'a str,
+    state: &'static str,
+    pending: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    down_since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    forwarded: u64,
+    parked: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_parked: Option<&'a str>,
+}
+
+/// The JSON line for a forward target's state at `now` (no newline).
+pub fn forward_line(s: &ForwardStatus, now: Timestamp) -> String {
+    let (down_since, error) = match &s.link {
+        Link::Down { since, error } => (Some(format_received(*since)), Some(error.as_str())),
+        _ => (None, None),
+    };
+    let line = ForwardLine {
+        time: format_received(now),
+        forward: &s.target,
+        state: s.kind(),
+        pending: s.pending,
+        lag_s: s.lag_seconds(now),
+        down_since,
+        error,
+        forwarded: s.forwarded,
+        parked: s.parked,
+        last_parked: s.last_parked.as_deref(),
+    };
+    serde_json::to_string(&line).expect("plain struct serializes")
+}
+
+/// Prints every event until the channel closes, and each forward state
+/// change meanwhile. If stdout goes away (`| head -2` has read its lines)
+/// the run is told to stop, as Ctrl-C would, through `stop`; the events
+/// are still drained meanwhile, so the listener is never held up while it
+/// finishes the requests in flight.
+pub fn print(
+    events: Receiver<RequestEvent>,
+    forward: Receiver<ForwardStatus>,
+    mut out: impl Write,
+    stop: Sender<()>,
+) {
     let mut broken = false;
+    let mut forward = forward;
     let mut gaps = Gaps::default();
-    for e in events {
+    loop {
+        let mut line = select! {
+            recv(events) -> e => match e {
+                Ok(e) => to_line_after(&e, &mut gaps),
+                Err(_) => return,
+            },
+            recv(forward) -> s => match s {
+                Ok(s) => forward_line(&s, Timestamp::now()),
+                Err(_) => {
+                    forward = never();
+                    continue;
+                }
+            },
+        };
         if broken {
             continue;
         }
-        let mut line = to_line_after(&e, &mut gaps);
         line.push('\n');
         broken = out
             .write_all(line.as_bytes())

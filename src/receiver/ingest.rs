@@ -258,6 +258,20 @@ pub fn decode(
     content_encoding: Option<&str>,
     wire: &[u8],
 ) -> Result<Batch, Rejection> {
+    let mut batch = decode_body(config, content_encoding, wire)?;
+    batch.content_encoding = content_encoding.map(str::to_owned);
+    if *wire != *batch.records_json {
+        batch.wire = Some(wire.into());
+    }
+    Ok(batch)
+}
+
+/// `decode` without the wire facts: inflates, validates, names mismatches.
+fn decode_body(
+    config: &Config,
+    content_encoding: Option<&str>,
+    wire: &[u8],
+) -> Result<Batch, Rejection> {
     if wire.len() > config.max_body {
         return Err(too_large("body", wire.len(), config.max_body));
     }
@@ -383,6 +397,8 @@ fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<
         warning,
         hash,
         newest_ts: scan.newest,
+        wire: None,
+        content_encoding: None,
     })
 }
 

@@ -812,6 +812,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
+         {forward}\
          Upload with POST to any path here, header 'authorization: token <T>' or 'Bearer <T>'.\n",
         version = env!("CARGO_PKG_VERSION"),
         uptime = ctx.started.elapsed().as_secs(),
@@ -836,6 +837,17 @@ fn status_page(ctx: &Ctx) -> Outcome {
                 "parked: {n} request(s) announcing a body larger than this machine can map, kept until exit (tiny_http 0.12 cannot let go of them)\n"
             ),
         },
+        forward = s
+            .forward
+            .snapshot()
+            .iter()
+            .map(|f| format!(
+                "forward {}: {} ({} forwarded)\n",
+                f.target,
+                f.summary(Timestamp::now()),
+                f.forwarded
+            ))
+            .collect::<String>(),
     );
     let mut out = Outcome::json(200, serde_json::Value::Null);
     out.body = text.into_bytes();

@@ -48,8 +48,13 @@ impl Receiver {
     /// Starts `cmd` (to which `--listen 127.0.0.1:0 --headless` is added) and
     /// waits for its `listening on` line.
     pub fn spawn(cmd: &mut Command) -> Receiver {
+        Receiver::spawn_at(cmd, "127.0.0.1:0")
+    }
+
+    /// `spawn` listening on `listen`.
+    pub fn spawn_at(cmd: &mut Command, listen: &str) -> Receiver {
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--headless"])
+            .args(["--listen", listen, "--headless"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,6 +106,13 @@ impl Receiver {
             stderr_lines,
             _dir: None,
         }
+    }
+
+    /// The next JSON line the receiver printed on stdout, whatever it is
+    /// about, or None when none comes within `wait`.
+    pub fn stdout_json(&self, wait: Duration) -> Option<serde_json::Value> {
+        let line = self.stdout.recv_timeout(wait).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
     }
 
     /// The next JSON line the receiver printed for a request.
@@ -388,4 +400,27 @@ pub fn upload_until_acknowledged(addr: SocketAddr, body: &[u8]) -> Vec<u16> {
         }
     }
     seen
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM
+/// files in `dir`.
+pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
 }

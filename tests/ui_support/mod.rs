@@ -26,7 +26,7 @@ pub fn setup() -> Setup {
         capture_bytes: Some(215_880),
         dropped_events: 0,
         demo: false,
-        respond: None,
+        ..Setup::default()
     }
 }
 

@@ -5,10 +5,12 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 
+use crate::dashboard::app::Setup;
+
 /// Smallest terminal the dashboard draws in.
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
-/// Lines the header takes.
+/// Lines the header takes without `--forward`.
 pub const HEADER_HEIGHT: u16 = 4;
 
 /// The Live tab's three rows: position and battery, usage and vehicle,
@@ -34,12 +36,18 @@ pub struct Pages {
     pub types: usize,
 }
 
-/// The scrolling views' page heights at this terminal size.
-pub fn pages(width: u16, height: u16) -> Pages {
+/// Lines the header takes: four, and one more for the `--forward` targets.
+pub fn header_height(setup: &Setup) -> u16 {
+    HEADER_HEIGHT + u16::from(!setup.forward.is_empty())
+}
+
+/// The scrolling views' page heights at this terminal size, under a header
+/// of `header` lines.
+pub fn pages(width: u16, height: u16, header: u16) -> Pages {
     if width < MIN_WIDTH || height < MIN_HEIGHT {
         return Pages::default();
     }
-    let body = Rect::new(0, 0, width, height - HEADER_HEIGHT);
+    let body = Rect::new(0, 0, width, height.saturating_sub(header));
     let [_, _, events] = live_rows(body);
     // Inside the borders; the tables also lose a line to their header.
     Pages {

@@ -3,14 +3,17 @@
 //!  autopi-rx  point the device at http://192.168.1.20:8000/  +1 more (?)     FROZEN (f)
 //!  last upload 3s ago · devices 2 · auth 1 token · capture 1.2 MiB in …/20261127T075950Z.jsonl
 //!  requests 12 · batches 10 · records 5,000 · duplicates 1 · rejected 2 · malformed 0
+//!  forward 10.0.0.5:8000 catching up 12 (lag 40 s) · mqtt broker:1883 up   (with --forward)
 //!   1 Live   2 Requests   3 Types   device ◀ 7c1e…0112 2s ago (2/2) last to upload ▶ d   ? help  q quit
 //! ```
+//! (the forward line only with `--forward`)
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
+use crate::dashboard::app::layout::header_height;
 use crate::dashboard::app::{App, Tab};
 use crate::dashboard::format::{age, bytes, count, fit_start, short_id};
 use crate::dashboard::ui::fit_line;
@@ -18,13 +21,39 @@ use crate::dashboard::uplink::{self, Keeping};
 use crate::receiver::respond::Mode;
 use unicode_width::UnicodeWidthStr;
 
-/// Draws the header into its four lines.
+/// Draws the header into its four (or five) lines.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let rows: [Rect; 4] = Layout::vertical([Constraint::Length(1); 4]).areas(area);
+    let lines = header_height(&app.setup);
+    let rows = Layout::vertical(vec![Constraint::Length(1); lines as usize]).split(area);
     where_to_point(app, rows[0], buf);
     Paragraph::new(setup_line(app, area.width)).render(rows[1], buf);
     Paragraph::new(totals_line(app, area.width)).render(rows[2], buf);
-    tabs_line(app, rows[3], buf);
+    if !app.setup.forward.is_empty() {
+        Paragraph::new(forward_line(app)).render(rows[3], buf);
+    }
+    tabs_line(app, rows[rows.len() - 1], buf);
+}
+
+/// The forward line: each target and its state (up, catching up, down
+/// since…, parked), brief so that two fit in 80 columns; the status page
+/// and headless output give the full URLs and errors.
+fn forward_line(app: &App) -> Line<'static> {
+    let t = &app.theme;
+    let mut spans = vec![Span::styled(" forward", t.label)];
+    for (i, f) in app.setup.forward.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" ·", t.label));
+        }
+        let style = match f.kind() {
+            "down" => t.error,
+            "catching_up" => t.warn,
+            _ if f.parked > 0 => t.warn,
+            _ => t.value,
+        };
+        spans.push(Span::styled(format!(" {} ", f.short_target()), t.url));
+        spans.push(Span::styled(f.brief(app.now()), style));
+    }
+    Line::from(spans)
 }
 
 /// First line: the URLs for the device's Cloud Storage setting, and badges.

@@ -1,0 +1,277 @@
+//! Forwarding to an HTTP upstream (the AutoPi cloud's storage endpoint, or
+//! the user's own server): each batch is POSTed as the device sent it, the
+//! same body bytes with its `content-encoding` and `unit-id`, so the
+//! upstream cannot tell it from the device.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::http::{HeaderValue, Uri};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+use super::{Attempt, Deliver};
+use crate::capture::OutboxLine;
+
+/// How long one POST may take before it counts as failed and is retried.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Most of an upstream's refusal kept as the reason.
+const REASON_CHARS: usize = 200;
+
+/// A checked `--forward http(s)://…` target.
+#[derive(Clone)]
+pub struct HttpTarget {
+    pub url: String,
+    /// The URL without its query (which may hold a key).
+    pub name: String,
+    /// The whole `authorization` header value; never shown.
+    authorization: Option<String>,
+    /// CA certificates (DER) trusted instead of the Mozilla roots.
+    ca: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTarget")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTarget {
+    pub fn parse(url: &str, credentials: &super::Credentials) -> Result<HttpTarget, String> {
+        let authorization = credentials.authorization.clone();
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("--forward {url:?} is not a URL: {e}"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(format!("--forward {url:?} must name a host"));
+        };
+        if authority.as_str().contains('@') {
+            return Err("--forward: put no credentials in the URL (they would show in process lists and on screen); give the token with --forward-token or AUTOPI_RX_FORWARD_TOKEN".into());
+        }
+        if let Some(a) = &authorization
+            && HeaderValue::from_str(a).is_err()
+        {
+            return Err("the --forward-token (or AUTOPI_RX_FORWARD_TOKEN) holds characters a header cannot carry".into());
+        }
+        Ok(HttpTarget {
+            url: url.to_string(),
+            name: format!(
+                "{}://{}{}",
+                scheme.to_ascii_lowercase(),
+                authority,
+                uri.path()
+            ),
+            authorization,
+            ca: credentials.ca.clone(),
+        })
+    }
+}
+
+/// rustls with the Mozilla roots, or only the `--forward-ca` ones.
+fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfig {
+    let roots = match ca {
+        Some(certs) => RootCerts::new_with_certs(
+            &certs
+                .iter()
+                .map(|der| Certificate::from_der(der).to_owned())
+                .collect::<Vec<_>>(),
+        ),
+        None => RootCerts::WebPki,
+    };
+    TlsConfig::builder().root_certs(roots).build()
+}
+
+/// The HTTP forwarder: one keep-alive agent, redirects not followed.
+pub struct Http {
+    target: HttpTarget,
+    agent: ureq::Agent,
+}
+
+impl Http {
+    pub fn new(target: HttpTarget) -> Http {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(concat!(
+                "autopi-rx/",
+                env!("CARGO_PKG_VERSION"),
+                " (forward)"
+            ))
+            .tls_config(tls_config(target.ca.as_deref()))
+            .build();
+        Http {
+            target,
+            agent: config.into(),
+        }
+    }
+}
+
+impl Deliver for Http {
+    fn deliver(&mut self, line: &OutboxLine) -> Attempt {
+        let (body, encoding) = match line.wire_body() {
+            Ok(b) => b,
+            Err(reason) => return Attempt::Park { reason },
+        };
+        let mut request = self
+            .agent
+            .post(&self.target.url)
+            .header("content-type", "application/json");
+        for (name, value) in [
+            ("content-encoding", encoding),
+            ("unit-id", line.unit_id.as_deref()),
+        ] {
+            let Some(value) = value else { continue };
+            if HeaderValue::from_str(value).is_err() {
+                return Attempt::Park {
+                    reason: format!("its {name} cannot be sent as a header"),
+                };
+            }
+            request = request.header(name, value);
+        }
+        if let Some(a) = &self.target.authorization {
+            request = request.header("authorization", a);
+        }
+        let mut response = match request.send(&body[..]) {
+            Ok(r) => r,
+            Err(ureq::Error::Timeout(_)) => {
+                return Attempt::Retry {
+                    error: format!("no answer within {} s", TIMEOUT.as_secs()),
+                    after: None,
+                };
+            }
+            Err(e) => {
+                return Attempt::Retry {
+                    error: e.to_string(),
+                    after: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // Read to the end so the connection is reused.
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        judge(status, &answer, retry_after, location)
+    }
+}
+
+/// What an upstream's status means for the batch:
+/// - 2xx: delivered;
+/// - 408, 429, 5xx: the upstream is busy or broken, try again (after
+///   `Retry-After` when given);
+/// - 401, 403, 404, 405, 407 and 3xx: the target, not the batch, is wrong
+///   (token, URL): every batch would fail alike, so they wait for the
+///   target to be fixed instead of all being parked;
+/// - any other 4xx: this batch is refused for good: parked.
+pub fn judge(
+    status: u16,
+    answer: &[u8],
+    retry_after: Option<Duration>,
+    location: Option<String>,
+) -> Attempt {
+    let reason = || format!("{status}: {}", reason_from(answer));
+    match status {
+        200..=299 => Attempt::Delivered,
+        300..=399 => Attempt::Retry {
+            error: format!(
+                "{status}: redirected to {} (not followed: give the final URL to --forward)",
+                location.as_deref().unwrap_or("nowhere")
+            ),
+            after: Some(super::BACKOFF_MAX),
+        },
+        401 | 403 | 407 => Attempt::Retry {
+            error: format!("{} (check --forward-token and --forward-scheme)", reason()),
+            after: Some(super::BACKOFF_MAX),
+        },
+        404 | 405 => Attempt::Retry {
+            error: format!("{} (check the --forward URL)", reason()),
+            after: Some(super::BACKOFF_MAX),
+        },
+        408 | 429 | 500..=599 => Attempt::Retry {
+            error: reason(),
+            after: retry_after,
+        },
+        _ => Attempt::Park { reason: reason() },
+    }
+}
+
+/// An answer's reason on one line: its `error` field when it is JSON such
+/// as `{"error": …}`, otherwise its start.
+fn reason_from(body: &[u8]) -> String {
+    let from_json = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned));
+    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(REASON_CHARS)
+        .collect();
+    match line.trim() {
+        "" => "no reason given".to_string(),
+        l => l.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: u16) -> &'static str {
+        match judge(status, br#"{"error":"why"}"#, None, None) {
+            Attempt::Delivered => "delivered",
+            Attempt::Retry { .. } => "retry",
+            Attempt::Park { .. } => "park",
+        }
+    }
+
+    #[test]
+    fn statuses_decide_deliver_retry_or_park() {
+        for (status, want) in [
+            (200, "delivered"),
+            (204, "delivered"),
+            (302, "retry"),
+            (400, "park"),
+            (401, "retry"),
+            (404, "retry"),
+            (408, "retry"),
+            (413, "park"),
+            (415, "park"),
+            (422, "park"),
+            (429, "retry"),
+            (500, "retry"),
+            (503, "retry"),
+        ] {
+            assert_eq!(kind(status), want, "{status}");
+        }
+        let Attempt::Park { reason } = judge(413, br#"{"error":"too big"}"#, None, None) else {
+            panic!("413 parks");
+        };
+        assert_eq!(reason, "413: too big");
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_and_names_drop_the_query() {
+        let none = super::super::Credentials::default();
+        assert!(HttpTarget::parse("http://u:p@h/x", &none).is_err());
+        let t = HttpTarget::parse("https://h:8443/a/b?key=SECRET", &none).unwrap();
+        assert_eq!(t.name, "https://h:8443/a/b");
+        assert!(!format!("{t:?}").contains("SECRET"));
+    }
+}

@@ -1,0 +1,555 @@
+//! The forward wing: the capture is the outbox. One thread per `--forward`
+//! target follows the capture file (never past what the writer synced),
+//! passes each acknowledged batch on in order, retries with backoff while
+//! the target is down, parks what the target refuses for good, and moves
+//! the target's cursor in `<capture>.forward` after each acknowledgement.
+//! Nothing here is on the device's answer path: the receiver never waits
+//! for a forwarder, and a forwarder only reads what is already saved.
+
+pub mod cursor;
+pub mod http;
+pub mod mqtt;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use jiff::Timestamp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::capture::{Durable, OutboxLine, Tail};
+use crate::upstream::{ForwardBoard, ForwardStatus, Link};
+use cursor::{Cursors, Parked};
+
+/// First wait after a failed attempt; doubled after each failure.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+/// Longest wait between attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often an idle forwarder looks for new lines or a stop.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// A backlog younger than this is live traffic (see `noted_kind`).
+const LIVE_LAG: Duration = Duration::from_secs(5);
+
+/// Where to forward, checked.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Http(http::HttpTarget),
+    Mqtt(mqtt::MqttTarget),
+}
+
+impl Target {
+    /// The target as shown everywhere: no credentials, no query.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Http(t) => &t.name,
+            Target::Mqtt(t) => &t.name,
+        }
+    }
+}
+
+/// Everything the forwarders need, already checked.
+pub struct Settings {
+    pub targets: Vec<Target>,
+    /// `--forward-all`: every captured line, also batches the device was
+    /// not told were saved and re-sends of batches already passed on.
+    pub all: bool,
+}
+
+/// Credentials for the targets, given by flags and the environment.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// `authorization` header value for HTTP targets (`token T`/`Bearer T`).
+    pub authorization: Option<String>,
+    pub mqtt_username: Option<String>,
+    pub mqtt_password: Option<String>,
+    /// CA certificates (DER) trusted instead of the Mozilla roots.
+    pub ca: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+/// Reads the CA certificates of a PEM file (`--forward-ca`).
+pub fn load_ca(path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("--forward-ca {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--forward-ca {}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--forward-ca {}: no certificate in it",
+            path.display()
+        ));
+    }
+    Ok(Arc::new(certs))
+}
+
+/// Checks a `--forward` value: `http(s)://…` or `mqtt(s)://HOST[:PORT]/PREFIX`.
+pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, String> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http" | "https") => http::HttpTarget::parse(url, credentials).map(Target::Http),
+        Some("mqtt" | "mqtts") => mqtt::MqttTarget::parse(url, credentials).map(Target::Mqtt),
+        _ => Err(format!(
+            "--forward {url:?}: give an http://, https://, mqtt:// or mqtts:// URL"
+        )),
+    }
+}
+
+/// What one attempt to pass a batch on came to.
+pub enum Attempt {
+    /// The target acknowledged it.
+    Delivered,
+    /// It may work later (down, slow, busy): try again after a wait, at
+    /// least `after` when the target said so.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// The target refused this batch for good: set it aside.
+    Park { reason: String },
+}
+
+/// A target that batches are passed on to.
+pub trait Deliver: Send {
+    /// Sends one batch and waits for the target's answer.
+    fn deliver(&mut self, line: &OutboxLine) -> Attempt;
+    /// Called while there is nothing to send (an MQTT client keeps its
+    /// connection alive here); returns within about `wait`.
+    fn idle(&mut self, durable: &Durable, seen: u64, wait: Duration) {
+        durable.wait_beyond(seen, wait);
+    }
+}
+
+/// The running forwarders; `stop` ends them and says what is left.
+pub struct Forwarders {
+    threads: Vec<JoinHandle<()>>,
+    stop: Option<Sender<()>>,
+    /// Each forwarder's index and, counted as it ended, its exact backlog.
+    done: Receiver<(usize, Option<u64>)>,
+    cursors: Arc<Cursors>,
+    board: Arc<ForwardBoard>,
+}
+
+/// What a target still had to send when the run ended.
+pub struct Leftover {
+    pub target: String,
+    pub pending: u64,
+    pub parked: u64,
+}
+
+/// Starts one thread per target. Fails (before anything is sent) when the
+/// cursor file cannot be read or does not match the capture.
+pub fn start(
+    settings: Settings,
+    capture: &Path,
+    durable: Durable,
+    board: Arc<ForwardBoard>,
+    notes: Option<Sender<ForwardStatus>>,
+) -> Result<Forwarders, String> {
+    let cursors = Arc::new(Cursors::open(capture)?);
+    board.count_backlog_from(durable.lines());
+    let (stop_tx, stop) = bounded::<()>(0);
+    let (done_tx, done) = bounded::<(usize, Option<u64>)>(settings.targets.len().max(1));
+    let mut threads = Vec::new();
+    for target in settings.targets {
+        let name = target.name().to_string();
+        let (offset, parked) = cursors.resume(&name, capture)?;
+        let mut status = ForwardStatus::new(name.clone());
+        status.parked = parked;
+        let job = Job {
+            name: name.clone(),
+            capture: capture.to_path_buf(),
+            durable: durable.clone(),
+            cursors: cursors.clone(),
+            index: board.register(status.clone()),
+            board: board.clone(),
+            notes: notes.clone(),
+            stop: stop.clone(),
+            seen: Seen {
+                all: settings.all,
+                ..Seen::default()
+            },
+            status,
+            offset,
+            synced_lines: durable.lines(),
+            done_lines: 0,
+            last_noted: None,
+        };
+        let index = job.index;
+        let sink: Box<dyn Deliver> = match target {
+            Target::Http(t) => Box::new(http::Http::new(t)),
+            Target::Mqtt(t) => Box::new(mqtt::Mqtt::new(t)),
+        };
+        let done_tx = done_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("forward-{}", threads.len()))
+            .spawn(move || {
+                let left = job.run(sink);
+                let _ = done_tx.send((index, left));
+            })
+            .map_err(|e| format!("cannot start a forwarder: {e}"))?;
+        threads.push(thread);
+    }
+    Ok(Forwarders {
+        threads,
+        stop: Some(stop_tx),
+        done,
+        cursors,
+        board,
+    })
+}
+
+impl Forwarders {
+    /// Stops every forwarder, waiting at most `grace` for a batch in
+    /// flight (one not acknowledged by then is sent again on the next
+    /// start), and returns what each target still has to send.
+    pub fn stop(mut self, grace: Duration) -> Vec<Leftover> {
+        drop(self.stop.take());
+        let deadline = Instant::now() + grace;
+        let mut exact = vec![None; self.threads.len()];
+        let mut finished = 0;
+        while finished < self.threads.len() {
+            match self.done.recv_deadline(deadline) {
+                Ok((index, left)) => {
+                    finished += 1;
+                    if let Some(slot) = exact.get_mut(index) {
+                        *slot = left;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if finished == self.threads.len() {
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        let _ = self.cursors.flush();
+        // A forwarder still busy with a batch is counted by lines (a
+        // re-send it would skip counts too).
+        self.board
+            .snapshot()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Leftover {
+                pending: exact.get(i).copied().flatten().unwrap_or(s.pending),
+                target: s.target,
+                parked: s.parked,
+            })
+            .collect()
+    }
+
+    pub fn cursor_path(&self) -> &Path {
+        self.cursors.path()
+    }
+}
+
+/// Which batches a target is sent: without `--forward-all`, those the
+/// device was told were saved, once per device and content. A re-send
+/// goes only when its first copy did not (the first was answered with an
+/// error on purpose, `"acked": false`, so the device sent it again).
+#[derive(Clone, Default)]
+struct Seen {
+    all: bool,
+    /// (unit id, batch hash) of every batch passed on or parked.
+    passed: HashSet<(Option<String>, String)>,
+}
+
+impl Seen {
+    fn key(line: &OutboxLine) -> Option<(Option<String>, String)> {
+        Some((line.unit_id.clone(), line.batch_hash.clone()?))
+    }
+
+    /// Whether `line` is to be sent.
+    fn wants(&self, line: &OutboxLine) -> bool {
+        self.all
+            || (line.acknowledged() && Seen::key(line).is_none_or(|k| !self.passed.contains(&k)))
+    }
+
+    /// Notes that `line` was passed on (or parked).
+    fn passed(&mut self, line: &OutboxLine) {
+        if let Some(k) = Seen::key(line) {
+            self.passed.insert(k);
+        }
+    }
+
+    /// Replays the decisions over the capture between two offsets:
+    /// how many lines there are, and how many of them would be sent.
+    fn replay(&mut self, capture: &Path, from: u64, to: u64) -> std::io::Result<(u64, u64)> {
+        let mut tail = Tail::open(capture, from)?;
+        let mut line = Vec::new();
+        let (mut lines, mut sent) = (0, 0);
+        while tail.next_line(to, &mut line)?.is_some() {
+            lines += 1;
+            let Ok(l) = OutboxLine::parse(&line) else {
+                sent += 1; // parked
+                continue;
+            };
+            if self.wants(&l) {
+                self.passed(&l);
+                sent += 1;
+            }
+        }
+        Ok((lines, sent))
+    }
+}
+
+/// Where a capture line is, and its batch hash.
+struct Span<'a> {
+    start: u64,
+    end: u64,
+    hash: Option<&'a str>,
+}
+
+/// One target's forwarder.
+struct Job {
+    name: String,
+    capture: PathBuf,
+    durable: Durable,
+    cursors: Arc<Cursors>,
+    board: Arc<ForwardBoard>,
+    index: usize,
+    notes: Option<Sender<ForwardStatus>>,
+    stop: Receiver<()>,
+    seen: Seen,
+    status: ForwardStatus,
+    offset: u64,
+    /// Complete lines synced to the capture (kept by its writer).
+    synced_lines: Arc<AtomicU64>,
+    /// Capture lines this target is done with.
+    done_lines: u64,
+    /// What the last headless note said: state, parked, error.
+    last_noted: Option<(&'static str, u64, Option<String>)>,
+}
+
+/// The state a headless note names. Uploads arriving while the target is
+/// up are live traffic, not a backlog: noting each one as "catching up"
+/// would print two lines per upload, so a backlog younger than `LIVE_LAG`
+/// keeps an `up` target noted as up. After a `down`, the catch-up is noted
+/// until it is over.
+fn noted_kind(s: &ForwardStatus, before: Option<&'static str>) -> &'static str {
+    match s.kind() {
+        "catching_up"
+            if before == Some("up")
+                && s.lag_seconds(Timestamp::now()).unwrap_or(0) < LIVE_LAG.as_secs() =>
+        {
+            "up"
+        }
+        kind => kind,
+    }
+}
+
+impl Job {
+    /// Follows the capture until told to stop; returns the exact backlog
+    /// left (None when the capture could not be read).
+    fn run(mut self, mut sink: Box<dyn Deliver>) -> Option<u64> {
+        let mut tail = match Tail::open(&self.capture, self.offset) {
+            Ok(t) => t,
+            Err(e) => {
+                self.down(format!("cannot read the capture: {e}"));
+                return None;
+            }
+        };
+        // What was passed on before the cursor decides what follows.
+        match self.seen.replay(&self.capture, 0, self.offset) {
+            Ok((lines, _)) => self.done_lines = lines,
+            Err(e) => {
+                self.down(format!("cannot read the capture: {e}"));
+                return None;
+            }
+        }
+        let mut line = Vec::new();
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            if self.stopped() {
+                return self.count_rest();
+            }
+            let limit = self.durable.synced();
+            let start = match tail.next_line(limit, &mut line) {
+                Ok(Some(start)) => start,
+                Ok(None) => {
+                    if self.status.pending == 0 && self.status.link == Link::Starting {
+                        self.status.link = Link::Up;
+                    }
+                    self.publish();
+                    sink.idle(&self.durable, limit, IDLE_WAIT);
+                    continue;
+                }
+                Err(e) => {
+                    self.down(format!("cannot read the capture: {e}"));
+                    self.wait(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let parsed = OutboxLine::parse(&line);
+            let hash = parsed.as_ref().ok().and_then(|l| l.batch_hash.clone());
+            let span = Span {
+                start,
+                end: tail.pos(),
+                hash: hash.as_deref(),
+            };
+            let went_on = match parsed {
+                Err(reason) => self.park(&span, String::new(), reason),
+                Ok(l) if !self.seen.wants(&l) => {
+                    self.cursors
+                        .skipped(&self.name, span.start, span.end, span.hash);
+                    true
+                }
+                Ok(l) => {
+                    let went_on = self.send(&mut *sink, &l, &span, &mut backoff);
+                    if went_on {
+                        self.seen.passed(&l);
+                    }
+                    went_on
+                }
+            };
+            if !went_on {
+                return self.count_rest();
+            }
+            self.done_lines += 1;
+            self.publish();
+            if self.status.pending == 0 {
+                self.status.oldest_waiting = None;
+            }
+        }
+    }
+
+    /// Sends one batch until the target takes it or parks it, waiting
+    /// between attempts; false when told to stop meanwhile (the batch is
+    /// then sent again on the next start).
+    fn send(
+        &mut self,
+        sink: &mut dyn Deliver,
+        line: &OutboxLine,
+        span: &Span<'_>,
+        backoff: &mut Duration,
+    ) -> bool {
+        self.status.oldest_waiting = line.received.parse::<Timestamp>().ok();
+        self.publish();
+        loop {
+            match sink.deliver(line) {
+                Attempt::Delivered => {
+                    // Only the cursor is retried here: sending again would
+                    // repeat a batch the target has.
+                    while let Err(e) = self
+                        .cursors
+                        .passed(&self.name, span.start, span.end, span.hash)
+                    {
+                        self.down(format!("cannot save the cursor: {e}"));
+                        if !self.wait(BACKOFF_MAX) {
+                            return false;
+                        }
+                    }
+                    self.status.forwarded += 1;
+                    self.status.link = Link::Up;
+                    *backoff = BACKOFF_FIRST;
+                    return true;
+                }
+                Attempt::Retry { error, after } => {
+                    self.down(error);
+                    let wait = (*backoff).max(after.unwrap_or_default()).min(BACKOFF_MAX);
+                    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+                    if !self.wait(wait) {
+                        return false;
+                    }
+                }
+                Attempt::Park { reason } => {
+                    if !self.park(span, line.received.clone(), reason) {
+                        return false;
+                    }
+                    self.status.link = Link::Up;
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Parks a line and moves past it; false when the cursor cannot be
+    /// saved and a stop came while waiting to try again.
+    fn park(&mut self, span: &Span<'_>, received: String, reason: String) -> bool {
+        let parked = Parked {
+            offset: span.start,
+            received,
+            reason: reason.clone(),
+        };
+        while let Err(e) =
+            self.cursors
+                .park(&self.name, span.start, span.end, span.hash, parked.clone())
+        {
+            self.down(format!("cannot save the cursor: {e}"));
+            if !self.wait(BACKOFF_MAX) {
+                return false;
+            }
+        }
+        self.status.parked += 1;
+        self.status.last_parked = Some(reason);
+        true
+    }
+
+    /// Counts exactly what is left to send, at a stop (the receiver has
+    /// written its last line by then).
+    fn count_rest(&mut self) -> Option<u64> {
+        let from = self.cursors.offset(&self.name);
+        let to = self.durable.synced();
+        let (_, sent) = self.seen.clone().replay(&self.capture, from, to).ok()?;
+        Some(sent)
+    }
+
+    /// Marks the target down (keeping the first time it went down).
+    fn down(&mut self, error: String) {
+        let since = match &self.status.link {
+            Link::Down { since, .. } => *since,
+            _ => Timestamp::now(),
+        };
+        self.status.link = Link::Down { since, error };
+        self.publish();
+    }
+
+    /// Shows the state; a change of state, or a new parked batch, is also
+    /// a note for the headless output.
+    fn publish(&mut self) {
+        self.status.done_lines = Some(self.done_lines);
+        let synced = self.synced_lines.load(Ordering::SeqCst);
+        self.status.pending = synced.saturating_sub(self.done_lines);
+        self.board.set(self.index, &self.status);
+        let Some(notes) = &self.notes else {
+            return;
+        };
+        let before = self.last_noted.as_ref().map(|n| n.0);
+        let noted = (
+            noted_kind(&self.status, before),
+            self.status.parked,
+            self.error(),
+        );
+        if self.last_noted.as_ref() != Some(&noted) {
+            self.last_noted = Some(noted);
+            match notes.try_send(self.status.clone()) {
+                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        match &self.status.link {
+            Link::Down { error, .. } => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits `d` unless told to stop (false then).
+    fn wait(&self, d: Duration) -> bool {
+        !matches!(
+            self.stop.recv_timeout(d),
+            Err(RecvTimeoutError::Disconnected) | Ok(())
+        )
+    }
+
+    fn stopped(&self) -> bool {
+        !self.wait(Duration::ZERO)
+    }
+}

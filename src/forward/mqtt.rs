@@ -1,0 +1,306 @@
+//! Forwarding to an MQTT broker, the fleet path: each record of a batch is
+//! published on `PREFIX/<unit-id>/<@t with '.' as '/'>` (the topic naming
+//! of the device's own MQTT returner, under a prefix and the unit id),
+//! its payload the record's JSON exactly as captured, with QoS 1. A batch
+//! counts as delivered once the broker acknowledged every one of its
+//! records on one connection; any failure drops the connection (and the
+//! client's in-flight state with it) and the whole batch is published
+//! again on a fresh one: at least once, never lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    Client, Connection, Event, MqttOptions, Packet, QoS, RecvTimeoutError, TlsConfiguration,
+    Transport,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Attempt, Deliver};
+use crate::capture::{Durable, OutboxLine};
+
+/// How long a batch may wait for its acknowledgements.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Records published ahead of their acknowledgements.
+const WINDOW: usize = 100;
+/// Largest record published (a broker's own limit may be lower).
+const MAX_PACKET: usize = 16 * 1024 * 1024;
+
+/// A checked `--forward mqtt(s)://HOST[:PORT]/PREFIX` target.
+#[derive(Clone)]
+pub struct MqttTarget {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    /// Topic levels before the unit id; may be empty.
+    pub prefix: String,
+    /// The URL as shown.
+    pub name: String,
+    username: Option<String>,
+    password: Option<String>,
+    /// CA certificates (DER) trusted instead of the Mozilla roots.
+    ca: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for MqttTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttTarget")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttTarget {
+    pub fn parse(url: &str, credentials: &super::Credentials) -> Result<MqttTarget, String> {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let tls = scheme.eq_ignore_ascii_case("mqtts");
+        let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.contains('@') {
+            return Err(
+                "--forward: put no credentials in the URL; give them in AUTOPI_RX_MQTT_USERNAME and AUTOPI_RX_MQTT_PASSWORD"
+                    .into(),
+            );
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("--forward {url:?}: the port {p:?} is not a number"))?,
+            ),
+            _ => (authority, if tls { 8883 } else { 1883 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("--forward {url:?} must name a broker host"));
+        }
+        let prefix = prefix.trim_end_matches('/');
+        if prefix.contains(['+', '#', '\0']) {
+            return Err(format!(
+                "--forward {url:?}: the topic prefix may not hold '+', '#' or NUL"
+            ));
+        }
+        if credentials.mqtt_password.is_some() && credentials.mqtt_username.is_none() {
+            return Err("AUTOPI_RX_MQTT_PASSWORD is set without AUTOPI_RX_MQTT_USERNAME".into());
+        }
+        Ok(MqttTarget {
+            host: host.to_string(),
+            port,
+            tls,
+            prefix: prefix.to_string(),
+            name: format!(
+                "{}://{authority}/{prefix}",
+                if tls { "mqtts" } else { "mqtt" }
+            ),
+            username: credentials.mqtt_username.clone(),
+            password: credentials.mqtt_password.clone(),
+            ca: credentials.ca.clone(),
+        })
+    }
+
+    fn options(&self) -> MqttOptions {
+        let id = format!("autopi-rx-{}-{}", std::process::id(), rand::random::<u32>());
+        let mut o = MqttOptions::new(id, self.host.clone(), self.port);
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_inflight(WINDOW as u16);
+        if let Some(user) = &self.username {
+            o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+        }
+        if self.tls {
+            o.set_transport(Transport::tls_with_config(tls_config(self.ca.as_deref())));
+        }
+        o
+    }
+}
+
+/// rustls with the ring provider (as ureq uses) and the Mozilla roots, or
+/// only the `--forward-ca` ones.
+fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfiguration {
+    let roots = match ca {
+        Some(certs) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = certs
+                .iter()
+                .map(|der| rustls::pki_types::CertificateDer::from(der.clone()));
+            // Certificates that are not CAs are left out, as curl does.
+            roots.add_parsable_certificates(certs);
+            roots
+        }
+        None => rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    TlsConfiguration::Rustls(Arc::new(config))
+}
+
+/// The MQTT forwarder; connects when it first has something to publish.
+pub struct Mqtt {
+    target: MqttTarget,
+    connection: Option<(Client, Connection)>,
+}
+
+impl Mqtt {
+    pub fn new(target: MqttTarget) -> Mqtt {
+        Mqtt {
+            target,
+            connection: None,
+        }
+    }
+}
+
+/// The one field a topic needs from a record.
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "@t", default)]
+    t: Option<serde_json::Value>,
+}
+
+/// `PREFIX/<unit-id>/<@t with '.' as '/'>`; characters a topic cannot
+/// hold (`+`, `#`, NUL) become `_`, as does a `/` in the unit id.
+pub fn topic(prefix: &str, unit_id: Option<&str>, record_type: Option<&str>) -> String {
+    let clean = |s: &str| s.replace(['+', '#', '\0'], "_");
+    let unit = clean(unit_id.unwrap_or("_unknown")).replace('/', "_");
+    let kind = clean(record_type.unwrap_or("_untyped")).replace('.', "/");
+    if prefix.is_empty() {
+        format!("{unit}/{kind}")
+    } else {
+        format!("{prefix}/{unit}/{kind}")
+    }
+}
+
+impl Deliver for Mqtt {
+    fn deliver(&mut self, line: &OutboxLine) -> Attempt {
+        let records: Vec<&RawValue> = match serde_json::from_str(line.records.get()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Park {
+                    reason: format!("its records are not a JSON array: {e}"),
+                };
+            }
+        };
+        let messages: Vec<(String, Vec<u8>)> = records
+            .iter()
+            .map(|r| {
+                let t = serde_json::from_str::<TypeOnly>(r.get())
+                    .ok()
+                    .and_then(|t| t.t);
+                let t = t.as_ref().and_then(|v| v.as_str());
+                let topic = topic(&self.target.prefix, line.unit_id.as_deref(), t);
+                (topic, r.get().as_bytes().to_vec())
+            })
+            .collect();
+        match self.publish_all(messages) {
+            Ok(()) => Attempt::Delivered,
+            Err(error) => {
+                // A fresh client next time: nothing half-sent lingers.
+                self.connection = None;
+                Attempt::Retry { error, after: None }
+            }
+        }
+    }
+
+    fn idle(&mut self, durable: &Durable, seen: u64, wait: Duration) {
+        let Some((_, connection)) = &mut self.connection else {
+            durable.wait_beyond(seen, wait);
+            return;
+        };
+        // Keeps the connection alive (pings) while waiting for lines.
+        let until = Instant::now() + wait;
+        while Instant::now() < until && durable.synced() <= seen {
+            match connection.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(_)) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+                    self.connection = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Mqtt {
+    /// Publishes every message with QoS 1 and returns once the broker
+    /// acknowledged them all.
+    fn publish_all(&mut self, messages: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+        let total = messages.len();
+        let (client, connection) = self
+            .connection
+            .get_or_insert_with(|| Client::new(self.target.options(), WINDOW + 10));
+        let mut queue = messages.into_iter();
+        let (mut sent, mut acked) = (0usize, 0usize);
+        let mut deadline = Instant::now() + ACK_TIMEOUT;
+        while acked < total {
+            while sent < total && sent - acked < WINDOW {
+                let (topic, payload) = queue.next().expect("counted");
+                client
+                    .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                    .map_err(|e| format!("cannot publish: {e}"))?;
+                sent += 1;
+            }
+            match connection.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                    acked += 1;
+                    deadline = Instant::now() + ACK_TIMEOUT;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(describe(&e)),
+                Err(RecvTimeoutError::Disconnected) => return Err("the client stopped".into()),
+                Err(RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                    return Err(format!(
+                        "no acknowledgement from the broker within {} s",
+                        ACK_TIMEOUT.as_secs()
+                    ));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(e: &rumqttc::ConnectionError) -> String {
+    match e {
+        rumqttc::ConnectionError::ConnectionRefused(code) => {
+            format!("the broker refused the connection: {code:?}")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_returner_under_prefix_and_unit() {
+        assert_eq!(
+            topic("bench", Some("ee3d"), Some("track.pos")),
+            "bench/ee3d/track/pos"
+        );
+        assert_eq!(topic("", Some("ee3d"), Some("obd.bat")), "ee3d/obd/bat");
+        assert_eq!(topic("a/b", None, None), "a/b/_unknown/_untyped");
+        assert_eq!(topic("p", Some("x/y+"), Some("odd#.t")), "p/x_y_/odd_/t");
+    }
+
+    #[test]
+    fn urls_give_host_port_prefix_and_never_credentials() {
+        let none = super::super::Credentials::default();
+        let t = MqttTarget::parse("mqtt://127.0.0.1:1884/bench/a/", &none).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("127.0.0.1", 1884, "bench/a")
+        );
+        let t = MqttTarget::parse("mqtts://broker.example", &none).unwrap();
+        assert_eq!((t.port, t.tls, t.prefix.as_str()), (8883, true, ""));
+        assert!(MqttTarget::parse("mqtt://u:p@h/x", &none).is_err());
+        assert!(MqttTarget::parse("mqtt://h:x/x", &none).is_err());
+        assert!(MqttTarget::parse("mqtt://h/a/#", &none).is_err());
+    }
+}

@@ -1,0 +1,730 @@
+//! `--forward` to an HTTP upstream, end to end: the real binary forwards to
+//! a second real `autopi-rx` (or to a scripted server for refusals), over
+//! real HTTP on 127.0.0.1.
+
+mod common;
+mod ui_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use autopi_rx::capture::CapturedBatch;
+use base64::Engine as _;
+use common::*;
+use serde_json::Value;
+
+const UP_TOKEN: &str = "UPSTREAM-TOKEN-5f2c9e";
+const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
+const DEADLINE: Duration = Duration::from_secs(40);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A second receiver, the upstream, on `port`.
+fn upstream(dir: &Path, port: u16) -> Receiver {
+    let capture = dir.join("upstream.jsonl");
+    let mut r = Receiver::spawn_at(
+        binary().args(["--token", UP_TOKEN, "--capture", capture.to_str().unwrap()]),
+        &format!("127.0.0.1:{port}"),
+    );
+    r.capture = capture;
+    r
+}
+
+/// The receiver under test, forwarding to `url` with the upstream's token
+/// from the environment.
+fn forwarder(capture: &Path, url: &str, extra: &[&str]) -> Receiver {
+    let mut cmd = binary();
+    cmd.env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
+        .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+        .args(["--forward", url])
+        .args(extra);
+    let mut r = Receiver::spawn(&mut cmd);
+    r.capture = capture.to_path_buf();
+    r
+}
+
+/// Polls `check` until it gives a value, failing after `DEADLINE`.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The complete lines of a capture (one being written is left out).
+fn complete_lines(path: &Path) -> Vec<CapturedBatch> {
+    let Ok(text) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    text.split_inclusive(|&b| b == b'\n')
+        .filter(|l| l.ends_with(b"\n"))
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+/// The body a capture line says arrived on the wire.
+fn wire_of(line: &CapturedBatch) -> Vec<u8> {
+    match &line.wire {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+        None => line.records.get().as_bytes().to_vec(),
+    }
+}
+
+fn hashes(lines: &[CapturedBatch]) -> Vec<String> {
+    lines.iter().map(|l| l.batch_hash.clone()).collect()
+}
+
+/// A small batch that differs for each `i`.
+fn batch(i: usize) -> Vec<u8> {
+    format!(
+        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:{:02}:{:02}","loc":{{"lat":57.02,"lon":9.89}},"n":{i}}},{{"@t":"obd.bat","@ts":"2026-11-27T08:00:00","voltage":12.61,"n":{i}}}]"#,
+        (i / 60) % 60,
+        i % 60
+    )
+    .into_bytes()
+}
+
+fn upload(r: &Receiver, body: &[u8]) {
+    let auth = format!("token {TOKEN}");
+    let answer = r.post(
+        &[
+            ("authorization", &auth),
+            ("unit-id", UNIT),
+            ("content-type", "application/json"),
+        ],
+        body,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+fn status_page(r: &Receiver) -> String {
+    let mut c = Conn::open(r.addr);
+    c.request(&request_bytes("GET", &[], b"")).text()
+}
+
+/// The next forward note on the receiver's stdout in state `state` (any
+/// when empty) for which `also` holds.
+fn forward_note(r: &Receiver, state: &str, also: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if let Some(v) = r.stdout_json(Duration::from_millis(200))
+            && v.get("forward").is_some()
+            && (state.is_empty() || v["state"] == state)
+            && also(&v)
+        {
+            return v;
+        }
+    }
+    panic!(
+        "no such forward note in state {state}; stderr: {}",
+        r.stderr()
+    );
+}
+
+type Headers = Vec<(&'static str, &'static str)>;
+
+#[test]
+fn every_batch_arrives_byte_identical_with_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream(dir.path(), 0);
+    let url = format!("http://{}/logbook/storage", up.addr);
+    let mut rx = forwarder(&dir.path().join("capture.jsonl"), &url, &[]);
+
+    // (headers beyond the token, body): every way a device sends a batch.
+    let plain = batch(1);
+    let pretty =
+        b"[\n  {\"@t\": \"obd.rpm\", \"@ts\": \"2026-11-27T08:00:01\", \"value\": 812.0}\n]\n"
+            .to_vec();
+    let gz = gzip(&batch(2));
+    let gz_unlabelled = gzip(&batch(3));
+    let mislabelled = batch(4);
+    let cases: Vec<(Headers, Vec<u8>)> = vec![
+        (vec![("unit-id", UNIT)], plain.clone()),
+        (vec![("unit-id", UNIT)], pretty),
+        (
+            vec![("unit-id", UNIT), ("content-encoding", "gzip")],
+            gz.clone(),
+        ),
+        // Firmware before 2022-03: gzip unlabelled, and no unit-id before that.
+        (vec![], gz_unlabelled),
+        (
+            vec![("unit-id", UNIT), ("content-encoding", "gzip")],
+            mislabelled,
+        ),
+    ];
+    let auth = format!("token {TOKEN}");
+    let mut expected: Vec<(Vec<u8>, Option<String>, Option<String>)> = Vec::new();
+    for (headers, body) in &cases {
+        let mut all = headers.clone();
+        all.push(("authorization", &auth));
+        assert_eq!(rx.post(&all, body).status, 200);
+        let header = |n: &str| headers.iter().find(|h| h.0 == n).map(|h| h.1.to_string());
+        expected.push((body.clone(), header("content-encoding"), header("unit-id")));
+    }
+    // The device's own recorded requests, replayed byte for byte.
+    let mut names: Vec<_> = std::fs::read_dir(samples().join("device-requests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for path in names {
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(Conn::open(rx.addr).request(&raw).status, 200);
+        let head = String::from_utf8_lossy(&raw[..raw.len() - http_body(&raw).len()]).to_string();
+        let header = |n: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{n}: ")).map(str::to_string))
+        };
+        expected.push((
+            http_body(&raw).to_vec(),
+            header("content-encoding"),
+            header("unit-id"),
+        ));
+    }
+    // A re-send of a batch already captured is not passed on again.
+    upload(&rx, &plain);
+    expected.push((plain, None, Some(UNIT.into())));
+    // Nor are the device's recordings that repeat a batch in another
+    // encoding: keep what the capture says was new.
+    let captured = complete_lines(&rx.capture);
+    assert_eq!(captured.len(), expected.len());
+    let expected: Vec<_> = expected
+        .into_iter()
+        .zip(&captured)
+        .filter(|(_, line)| line.duplicate_of.is_none())
+        .map(|(e, _)| e)
+        .collect();
+    assert!(expected.len() >= cases.len(), "too few new batches to test");
+    let n = expected.len();
+    let got = wait_for("every batch upstream", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= n).then_some(lines)
+    });
+    for (i, (line, (body, encoding, unit))) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(wire_of(line), *body, "batch {i}: the body differs");
+        assert_eq!(line.content_encoding, *encoding, "batch {i}");
+        assert_eq!(line.unit_id, *unit, "batch {i}");
+        assert_eq!(line.duplicate_of, None, "batch {i}");
+    }
+    // The status page says so once the re-sends behind them are passed.
+    let page = wait_for("the status page to say up", || {
+        let page = status_page(&rx);
+        page.contains(&format!("forward {url}: up ({n} forwarded)"))
+            .then_some(page)
+    });
+
+    rx.stop();
+    // The duplicate was not sent: still exactly n lines upstream.
+    assert_eq!(complete_lines(&up.capture).len(), n);
+    // The forward token appears nowhere we write.
+    let mut everything = rx.stderr() + &rx.remaining_stdout().join("\n") + &page;
+    for f in ["capture.jsonl", "capture.jsonl.forward"] {
+        everything += &std::fs::read_to_string(dir.path().join(f)).unwrap();
+    }
+    assert!(!everything.contains(UP_TOKEN), "the forward token leaked");
+    assert!(!everything.contains("5f2c9e"));
+}
+
+#[test]
+fn upstream_down_then_up_gets_everything_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let rx = forwarder(&capture, &url, &["--forward-scheme", "bearer"]);
+    // The device is answered at once while nothing listens upstream.
+    for i in 0..20 {
+        upload(&rx, &batch(i));
+    }
+    let down = forward_note(&rx, "down", |_| true);
+    assert!(down["pending"].as_u64().unwrap() > 0, "{down}");
+    let page = status_page(&rx);
+    assert!(page.contains("down since"), "{page}");
+
+    let up = upstream(dir.path(), port);
+    let caught_up = forward_note(&rx, "up", |v| v["forwarded"] != 0);
+    assert_eq!(caught_up["pending"], 0, "{caught_up}");
+    assert_eq!(caught_up["forwarded"], 20, "{caught_up}");
+    let sent = complete_lines(&capture);
+    let got = complete_lines(&up.capture);
+    assert_eq!(
+        hashes(&got),
+        hashes(&sent),
+        "not all delivered, or out of order"
+    );
+}
+
+#[test]
+fn kill_9_mid_catch_up_loses_nothing_and_repeats_at_most_one() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    for i in 0..N {
+        upload(&rx, &batch(i));
+    }
+    let up = upstream(dir.path(), port);
+    let before_kill = wait_for("the catch-up to start", || {
+        let n = complete_lines(&up.capture).len();
+        (n >= 20).then_some(n)
+    });
+    rx.child.kill().unwrap();
+    rx.child.wait().unwrap();
+    let at_kill = complete_lines(&up.capture).len();
+    assert!(
+        at_kill < N,
+        "the catch-up ended before the kill ({before_kill}, {at_kill}): nothing was tested"
+    );
+
+    let _again = forwarder(&capture, &url, &[]);
+    let sent = hashes(&complete_lines(&capture));
+    let got = wait_for("the rest upstream", || {
+        let lines = complete_lines(&up.capture);
+        let distinct: std::collections::HashSet<_> = lines.iter().map(|l| &l.batch_hash).collect();
+        (distinct.len() >= N).then_some(lines)
+    });
+    let twice = got.iter().filter(|l| l.duplicate_of.is_some()).count();
+    assert!(twice <= 1, "{twice} batches delivered twice");
+    let first_seen: Vec<String> = got
+        .iter()
+        .filter(|l| l.duplicate_of.is_none())
+        .map(|l| l.batch_hash.clone())
+        .collect();
+    assert_eq!(first_seen, sent, "lost or out of order");
+}
+
+/// A scripted upstream: answers 413 to bodies holding `TOO-BIG` and 200
+/// to the rest, and reports each body it got.
+fn refusing_upstream() -> (u16, crossbeam_channel::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || serve_scripted(stream, &tx));
+        }
+    });
+    (port, rx)
+}
+
+fn serve_scripted(stream: TcpStream, bodies: &crossbeam_channel::Sender<Vec<u8>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let refused = body.windows(7).any(|w| w == b"TOO-BIG");
+        let _ = bodies.send(body);
+        let answer: &[u8] = if refused {
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 34\r\n\r\n{\"error\":\"request entity too big\"}"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+        };
+        out.write_all(answer).unwrap();
+    }
+}
+
+#[test]
+fn upstream_413_parks_the_batch_shows_it_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, bodies) = refusing_upstream();
+    let url = format!("http://127.0.0.1:{port}/");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    let big = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"TOO-BIG"}]"#.to_vec();
+    for body in [batch(1), big.clone(), batch(2)] {
+        upload(&rx, &body);
+    }
+    let got: Vec<Vec<u8>> = (0..3)
+        .map(|_| bodies.recv_timeout(DEADLINE).expect("a forwarded batch"))
+        .collect();
+    assert_eq!(
+        got,
+        [batch(1), big, batch(2)],
+        "in order, the refused one once"
+    );
+    let note = forward_note(&rx, "", |v| v["parked"] != 0);
+    assert_eq!(note["parked"], 1, "{note}");
+    assert!(
+        note["last_parked"].as_str().unwrap().contains("413"),
+        "{note}"
+    );
+    let page = status_page(&rx);
+    assert!(
+        page.contains("parked 1 (last: 413: request entity too big)"),
+        "{page}"
+    );
+    rx.stop();
+    assert!(
+        rx.stderr().contains("1 batch(es) parked"),
+        "{}",
+        rx.stderr()
+    );
+    let cursor: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("capture.jsonl.forward")).unwrap(),
+    )
+    .unwrap();
+    let parked = &cursor["targets"][url.as_str()]["parked"];
+    assert_eq!(parked.as_array().unwrap().len(), 1, "{cursor}");
+    assert!(
+        parked[0]["reason"].as_str().unwrap().starts_with("413"),
+        "{cursor}"
+    );
+}
+
+#[test]
+fn the_header_shows_each_target_and_its_state() {
+    use autopi_rx::upstream::{ForwardStatus, Link};
+    let at = autopi_rx::fixtures::at;
+    // The scene's clock reads 07:59:55.
+    let mut app = ui_support::empty();
+    let mut http = ForwardStatus::new("http://10.0.0.5:8000/logbook/storage".into());
+    http.link = Link::Down {
+        since: at("2026-11-27T07:59:40Z"),
+        error: "io: Connection refused (os error 111)".into(),
+    };
+    http.pending = 12;
+    let mut mqtt = ForwardStatus::new("mqtt://broker:1883/bench".into());
+    mqtt.link = Link::Up;
+    mqtt.pending = 3;
+    mqtt.oldest_waiting = Some(at("2026-11-27T07:59:35Z"));
+    mqtt.parked = 1;
+    app.setup.forward = vec![http, mqtt];
+    for (width, height) in [(80, 24), (120, 40)] {
+        let frame = ui_support::text(&ui_support::draw(&app, width, height));
+        let lines: Vec<&str> = frame.lines().collect();
+        let want = " forward 10.0.0.5:8000 down since 07:59:40, 12 waiting · mqtt broker:1883 catching up 3 (lag 20 s) · parked 1";
+        // Cut at the screen's edge, never wrapped.
+        let shown: String = want.chars().take(width as usize).collect();
+        assert_eq!(lines[3].trim_end(), shown.trim_end(), "{width}");
+        assert!(lines[4].contains("1 Live"), "{width}: {}", lines[4]);
+    }
+    // Without --forward the header keeps its four lines.
+    let frame = ui_support::text(&ui_support::draw(&ui_support::empty(), 120, 40));
+    assert!(!frame.contains("forward"));
+    assert!(frame.lines().nth(3).unwrap().contains("1 Live"));
+}
+
+#[test]
+fn unusable_forward_urls_exit_2_and_say_why() {
+    for (url, says) in [
+        (
+            "ftp://host/x",
+            "give an http://, https://, mqtt:// or mqtts:// URL",
+        ),
+        ("http://user:pw@host/x", "put no credentials in the URL"),
+        ("mqtt://user:pw@host/x", "put no credentials in the URL"),
+        ("mqtt://host:port/x", "is not a number"),
+        ("mqtt://host/a/#", "may not hold '+', '#' or NUL"),
+    ] {
+        let out = binary()
+            .args(["--token", TOKEN, "--headless", "--forward", url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("pw"), "{url}: {stderr}");
+    }
+    let out = binary()
+        .args(["--token", TOKEN, "--headless"])
+        .args(["--forward", "http://h/x", "--forward", "http://h/x?k=1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is given twice"));
+    // A capture that cannot be read back is no outbox: refused before
+    // listening.
+    let out = binary()
+        .args(["--token", TOKEN, "--headless", "--listen", "127.0.0.1:0"])
+        .args(["--capture", "/dev/full", "--forward", "http://h/x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/dev/full is not a regular file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    // --help names the environment variable, never its value.
+    let help = binary()
+        .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("AUTOPI_RX_FORWARD_TOKEN") && !help.contains(UP_TOKEN));
+}
+
+#[test]
+fn a_backlog_at_exit_is_told_and_sent_on_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    for i in 0..3 {
+        upload(&rx, &batch(i));
+    }
+    forward_note(&rx, "down", |_| true);
+    rx.stop();
+    let said = rx.stderr();
+    assert!(
+        said.contains(&format!(
+            "forward {url}: 3 batch(es) not yet passed on; they are sent when autopi-rx starts again"
+        )),
+        "{said}"
+    );
+    let up = upstream(dir.path(), port);
+    let _again = forwarder(&capture, &url, &[]);
+    let got = wait_for("the backlog upstream", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 3).then_some(lines)
+    });
+    assert_eq!(hashes(&got), hashes(&complete_lines(&capture)));
+}
+
+/// An HTTPS front for `upstream`: terminates TLS with `cert` and `key`
+/// and relays each request unchanged over plain HTTP, and its answer back.
+fn https_front(upstream: std::net::SocketAddr, cert: &Path, key: &Path) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let tls = rustls::StreamOwned::new(connection, stream);
+            std::thread::spawn(move || relay(BufReader::new(tls), upstream));
+        }
+    });
+    port
+}
+
+/// Relays HTTP/1.1 requests read from `client` to `upstream`, one by one.
+fn relay(mut client: BufReader<impl Read + Write>, upstream: std::net::SocketAddr) {
+    loop {
+        let mut raw = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if client.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+            raw.extend_from_slice(line.as_bytes());
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        client.read_exact(&mut body).unwrap();
+        raw.extend_from_slice(&body);
+        let answer = Conn::open(upstream).request(&raw);
+        let head = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n\r\n",
+            answer.status,
+            answer.body.len()
+        );
+        let out = client.get_mut();
+        out.write_all(head.as_bytes()).unwrap();
+        out.write_all(&answer.body).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn https_upstream_gets_the_same_bytes_and_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let up = upstream(dir.path(), 0);
+    let port = https_front(up.addr, &cert, &key);
+    let url = format!("https://127.0.0.1:{port}/logbook/storage");
+    let ca_arg = ca.display().to_string();
+    let rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &url,
+        &["--forward-ca", &ca_arg],
+    );
+    let gz = gzip(&batch(1));
+    let auth = format!("token {TOKEN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("unit-id", UNIT),
+        ("content-encoding", "gzip"),
+    ];
+    assert_eq!(rx.post(&headers, &gz).status, 200);
+    upload(&rx, &batch(2));
+    let got = wait_for("both batches over https", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 2).then_some(lines)
+    });
+    assert_eq!(wire_of(&got[0]), gz);
+    assert_eq!(got[0].content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(wire_of(&got[1]), batch(2));
+
+    // Without the CA the server is not trusted: down, saying why.
+    let strict = forwarder(&dir.path().join("strict.jsonl"), &url, &[]);
+    upload(&strict, &batch(3));
+    let note = forward_note(&strict, "down", |_| true);
+    let error = note["error"].as_str().unwrap().to_lowercase();
+    assert!(
+        error.contains("certificate") || error.contains("issuer"),
+        "{note}"
+    );
+    assert_eq!(complete_lines(&up.capture).len(), 2);
+}
+
+#[test]
+fn each_batch_goes_once_per_device_and_a_retry_of_an_unacknowledged_one_goes() {
+    // A capture as answer modes leave it: a batch saved but answered 500
+    // on purpose ("acked": false), its re-send (a duplicate, acknowledged),
+    // a late-answer re-send of that, then the same content from another
+    // device, and a last batch.
+    let line = |received: &str,
+                unit: &str,
+                body: &[u8],
+                duplicate_of: Option<&str>,
+                acked: Option<bool>| {
+        let mut v = serde_json::json!({
+            "received": received,
+            "peer": "127.0.0.1:1",
+            "unit_id": unit,
+            "encoding": "identity",
+            "wire_bytes": body.len(),
+            "batch_hash": blake3::hash(body).to_hex().to_string(),
+            "duplicate_of": duplicate_of,
+        });
+        if let Some(acked) = acked {
+            v["acked"] = acked.into();
+            v["mode"] = "500".into();
+        }
+        let mut text = serde_json::to_string(&v).unwrap();
+        text.pop();
+        format!("{text},\"records\":{}}}\n", String::from_utf8_lossy(body))
+    };
+    let t = |s: u32| format!("2026-11-27T08:00:{s:02}.000Z");
+    let capture_text = [
+        line(&t(1), UNIT, &batch(1), None, Some(false)),
+        line(&t(2), UNIT, &batch(1), Some(&t(1)), None),
+        line(&t(3), UNIT, &batch(1), Some(&t(1)), None),
+        line(&t(4), UNIT, &batch(2), None, None),
+        line(
+            &t(5),
+            "7c1e9a0b4d2f48e3a5b6c7d8e9f00112",
+            &batch(2),
+            Some(&t(4)),
+            None,
+        ),
+        line(&t(6), UNIT, &batch(3), None, None),
+    ]
+    .concat();
+    for (extra, want) in [
+        (vec![], vec![batch(1), batch(2), batch(2), batch(3)]),
+        (
+            vec!["--forward-all"],
+            vec![batch(1), batch(1), batch(1), batch(2), batch(2), batch(3)],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("capture.jsonl");
+        std::fs::write(&capture, &capture_text).unwrap();
+        let (port, bodies) = refusing_upstream();
+        let _rx = forwarder(&capture, &format!("http://127.0.0.1:{port}/"), &extra);
+        // The last batch comes last: whatever was to be sent before it has been.
+        let mut got = Vec::new();
+        while got.last() != Some(&batch(3)) {
+            got.push(bodies.recv_timeout(DEADLINE).expect("a forwarded batch"));
+        }
+        let text = |v: &[Vec<u8>]| -> Vec<String> {
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into())
+                .collect()
+        };
+        assert_eq!(text(&got), text(&want), "{extra:?}");
+    }
+}
+
+#[test]
+fn a_hung_upstream_does_not_hold_the_answers() {
+    // Accepts connections and never answers.
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hung.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hung.incoming() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &format!("http://127.0.0.1:{port}/"),
+        &[],
+    );
+    // Each answer comes while the forwarder waits on the first batch (its
+    // timeout, 30 s, is longer than the client's).
+    for i in 0..5 {
+        upload(&rx, &batch(i));
+    }
+    assert_eq!(complete_lines(&rx.capture).len(), 5);
+    let page = wait_for("the backlog on the status page", || {
+        let page = status_page(&rx);
+        page.contains("catching up 5 batches").then_some(page)
+    });
+    assert!(page.contains("(0 forwarded)"), "{page}");
+}

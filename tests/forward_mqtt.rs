@@ -1,0 +1,385 @@
+//! `--forward mqtt://…` end to end: the real binary publishes to a real
+//! Mosquitto that the test starts on a free loopback port (and stops), and
+//! a subscriber counts what arrives on each topic. Needs the `mosquitto`
+//! binary (Debian package `mosquitto`; `.ci/run` installs it).
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use serde_json::value::RawValue;
+
+const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
+const PREFIX: &str = "bench";
+const DEADLINE: Duration = Duration::from_secs(40);
+
+/// Polls `check` until it holds, failing after `DEADLINE`.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A Mosquitto on `port`, keeping its sessions in `dir` across restarts.
+struct Broker {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn mosquitto() -> PathBuf {
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("the mosquitto broker is needed: apt-get install -y mosquitto")
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16) -> Broker {
+        Broker::start_with(dir, port, "", None)
+    }
+
+    /// `start`, with more configuration and another port to wait for.
+    fn start_with(dir: &Path, port: u16, more: &str, also: Option<u16>) -> Broker {
+        // Started as root, Mosquitto drops to its own user: let that user
+        // keep its sessions here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n{more}",
+                dir.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto())
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        wait_until("mosquitto to listen", || {
+            [Some(port), also]
+                .into_iter()
+                .flatten()
+                .all(|p| TcpStream::connect(("127.0.0.1", p)).is_ok())
+        });
+        Broker {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// SIGTERM (Mosquitto saves its sessions), then wait for the exit.
+    fn stop(&mut self) {
+        signal(&self.child, "TERM");
+        self.child.wait().unwrap();
+    }
+
+    /// Starts it again after `stop`, on the same port with the same sessions.
+    fn start_again(&mut self) {
+        *self = Broker::start(&self.dir.clone(), self.port);
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (topic, payload) → times received.
+type Counts = Arc<Mutex<HashMap<(String, Vec<u8>), usize>>>;
+
+/// A subscriber to `PREFIX/#` with a persistent session (QoS 1), so that
+/// what the broker acknowledged while it was away still reaches it.
+fn subscribe(port: u16) -> Counts {
+    let mut options = MqttOptions::new("autopi-rx-test-counter", "127.0.0.1", port);
+    options
+        .set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = Client::new(options, 16);
+    client
+        .subscribe(format!("{PREFIX}/#"), QoS::AtLeastOnce)
+        .unwrap();
+    let counts: Counts = Arc::default();
+    let (subscribed_tx, subscribed) = crossbeam_channel::bounded(1);
+    let sink = counts.clone();
+    std::thread::spawn(move || {
+        let _client = client;
+        loop {
+            match connection.recv() {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    *sink
+                        .lock()
+                        .unwrap()
+                        .entry((p.topic.clone(), p.payload.to_vec()))
+                        .or_default() += 1;
+                }
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                    let _ = subscribed_tx.try_send(());
+                }
+                Ok(Ok(_)) => {}
+                // The broker is restarting: the next recv reconnects;
+                // pace the attempts.
+                Ok(Err(_)) => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) => return,
+            }
+        }
+    });
+    subscribed
+        .recv_timeout(DEADLINE)
+        .expect("the subscription acknowledged");
+    counts
+}
+
+/// A batch of four record types that differs for each `i`.
+fn batch(i: usize) -> Vec<u8> {
+    batch_of(i, 1)
+}
+
+/// `rounds` times the four record types of `batch`, each record distinct.
+fn batch_of(i: usize, rounds: usize) -> Vec<u8> {
+    let ts = format!("2026-11-27T08:{:02}:{:02}", (i / 60) % 60, i % 60);
+    let records: Vec<String> = (0..rounds)
+        .map(|r| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"{ts}","loc":{{"lat":57.02241,"lon":9.89919}},"sog":1.5e1,"n":{i},"r":{r}}},{{"@t":"obd.bat","@ts":"{ts}","voltage":12.61,"state":"charging","n":{i},"r":{r}}},{{"@t":"event.vehicle.engine","@ts":"{ts}","@tag":"vehicle/engine/running","n":{i},"r":{r}}},{{"@ts":"{ts}","no_type":true,"n":{i},"r":{r}}}"#
+            )
+        })
+        .collect();
+    format!("[{}]", records.join(",")).into_bytes()
+}
+
+/// Messages the subscriber has received in all.
+fn received(counts: &Counts) -> usize {
+    counts.lock().unwrap().values().sum()
+}
+
+/// Each record of `body` as the topic and payload it should arrive with.
+fn expected(body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let records: Vec<&RawValue> = serde_json::from_slice(body).unwrap();
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r.get()).unwrap();
+            let kind = v["@t"].as_str().unwrap_or("_untyped").replace('.', "/");
+            (
+                format!("{PREFIX}/{UNIT}/{kind}"),
+                r.get().as_bytes().to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn forwarder(dir: &Path, port: u16) -> Receiver {
+    let capture = dir.join("capture.jsonl");
+    let mut r = Receiver::spawn(
+        binary()
+            .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+            .args(["--forward", &format!("mqtt://127.0.0.1:{port}/{PREFIX}")]),
+    );
+    r.capture = capture;
+    r
+}
+
+fn upload(r: &Receiver, body: &[u8]) {
+    let auth = format!("token {TOKEN}");
+    let answer = r.post(&[("authorization", &auth), ("unit-id", UNIT)], body);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+/// Whether every expected message arrived at least as often as expected.
+fn all_arrived(counts: &Counts, want: &HashMap<(String, Vec<u8>), usize>) -> bool {
+    let got = counts.lock().unwrap();
+    want.iter()
+        .all(|(k, n)| got.get(k).copied().unwrap_or(0) >= *n)
+}
+
+fn tally(bodies: impl IntoIterator<Item = Vec<u8>>) -> HashMap<(String, Vec<u8>), usize> {
+    let mut want = HashMap::new();
+    for body in bodies {
+        for m in expected(&body) {
+            *want.entry(m).or_default() += 1;
+        }
+    }
+    want
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn every_record_arrives_on_its_topic_with_its_captured_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), free_port());
+    let counts = subscribe(broker.port);
+    let rx = forwarder(dir.path(), broker.port);
+    let bodies: Vec<Vec<u8>> = (0..30).map(batch).collect();
+    for b in &bodies {
+        upload(&rx, b);
+    }
+    let want = tally(bodies);
+    assert_eq!(want.len(), 30 * 4);
+    wait_until("every record at the subscriber", || {
+        all_arrived(&counts, &want)
+    });
+    // Nothing but these topics and payloads was published.
+    let got = counts.lock().unwrap();
+    assert!(
+        got.keys().all(|k| want.contains_key(k)),
+        "unexpected messages"
+    );
+    let topics: std::collections::BTreeSet<&str> = got.keys().map(|k| k.0.as_str()).collect();
+    assert_eq!(
+        topics.into_iter().collect::<Vec<_>>(),
+        [
+            format!("{PREFIX}/{UNIT}/_untyped"),
+            format!("{PREFIX}/{UNIT}/event/vehicle/engine"),
+            format!("{PREFIX}/{UNIT}/obd/bat"),
+            format!("{PREFIX}/{UNIT}/track/pos"),
+        ]
+    );
+}
+
+#[test]
+fn broker_restart_mid_run_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), free_port());
+    let counts = subscribe(broker.port);
+    let rx = forwarder(dir.path(), broker.port);
+    // 40 batches of 100 records: the broker goes away while they are
+    // still being published.
+    let first: Vec<Vec<u8>> = (0..40).map(|i| batch_of(i, 25)).collect();
+    for b in &first {
+        upload(&rx, b);
+    }
+    wait_until("the first messages", || received(&counts) >= 200);
+    broker.stop();
+    let at_stop = received(&counts);
+    assert!(
+        at_stop < 4000,
+        "all published before the broker stopped: nothing was tested"
+    );
+    // The device is answered while the broker is away, and the forward
+    // shows it down.
+    let second: Vec<Vec<u8>> = (40..60).map(batch).collect();
+    for b in &second {
+        upload(&rx, b);
+    }
+    wait_until("the forward to show down", || {
+        let mut c = Conn::open(rx.addr);
+        c.request(&request_bytes("GET", &[], b""))
+            .text()
+            .contains("down since")
+    });
+    broker.start_again();
+    let want = tally(first.into_iter().chain(second));
+    let deadline = Instant::now() + DEADLINE;
+    while !all_arrived(&counts, &want) {
+        if Instant::now() > deadline {
+            let page = Conn::open(rx.addr)
+                .request(&request_bytes("GET", &[], b""))
+                .text();
+            let got = counts.lock().unwrap();
+            let missing = want
+                .iter()
+                .filter(|(k, n)| got.get(*k).copied().unwrap_or(0) < **n)
+                .count();
+            let log = std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default();
+            panic!(
+                "{missing} of {} messages missing after the restart\n{page}\nmosquitto:\n{log}",
+                want.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn mqtts_verifies_the_broker_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (plain, tls) = (free_port(), free_port());
+    let _broker = Broker::start_with(
+        dir.path(),
+        plain,
+        &format!(
+            "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+        Some(tls),
+    );
+    let counts = subscribe(plain);
+    let url = format!("mqtts://127.0.0.1:{tls}/{PREFIX}");
+    let run = |name: &str, ca: Option<&Path>| {
+        let capture = dir.path().join(name);
+        let mut cmd = binary();
+        cmd.args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+            .args(["--forward", &url]);
+        if let Some(ca) = ca {
+            cmd.arg("--forward-ca").arg(ca);
+        }
+        Receiver::spawn(&mut cmd)
+    };
+
+    let trusting = run("trusting.jsonl", Some(&ca));
+    let bodies: Vec<Vec<u8>> = (0..5).map(batch).collect();
+    for b in &bodies {
+        upload(&trusting, b);
+    }
+    let want = tally(bodies);
+    wait_until("every record over TLS", || all_arrived(&counts, &want));
+
+    // Without the CA, the Mozilla roots do not know this broker: down,
+    // saying why, and nothing published.
+    let strict = run("strict.jsonl", None);
+    upload(&strict, &batch(99));
+    let deadline = Instant::now() + DEADLINE;
+    let note = loop {
+        assert!(Instant::now() < deadline, "no down note");
+        if let Some(v) = strict.stdout_json(Duration::from_millis(200))
+            && v["state"] == "down"
+        {
+            break v;
+        }
+    };
+    let error = note["error"].as_str().unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{note}");
+    assert!(
+        !counts
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|(_, payload)| payload.windows(6).any(|w| w == b"\"n\":99")),
+        "published without a trusted certificate"
+    );
+}
