@@ -36,6 +36,8 @@ pub struct Batch {
     pub warning: Option<String>,
     /// Content hash of `records_json`: equal for byte-identical re-sends.
     pub hash: [u8; 32],
+    /// The newest valid `@ts` of the batch (None: no record has one).
+    pub newest_ts: Option<jiff::Timestamp>,
     /// The body exactly as it came over the wire, kept only when it differs
     /// from `records_json` (gzip, or whitespace between tokens): a forward
     /// sends the device's own bytes, and gzip cannot be redone byte for byte.

@@ -33,6 +33,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Write captures as GPX, GeoJSON or CSV.
     Export(ExportArgs),
+    /// Read a token on stdin and print the fingerprint refusals show for
+    /// it (never the token), to tell which token a device sent.
+    Fingerprint,
 }
 
 #[derive(Args)]
@@ -214,7 +217,26 @@ impl ExportArgs {
     }
 }
 
-#[derive(Args)]
+/// `autopi-rx fingerprint`: the fingerprint of the token on the first line
+/// of `input` (surrounding whitespace and a `token `/`Bearer ` scheme
+/// dropped, as the receiver drops them).
+pub fn fingerprint(input: &str) -> Result<String, String> {
+    let line = input.lines().next().unwrap_or("").trim();
+    let token = match crate::receiver::ingest::split_authorization(line) {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") =>
+        {
+            rest.trim()
+        }
+        _ => line,
+    };
+    if token.is_empty() {
+        return Err("no token on stdin: pipe or type the token, then Enter or Ctrl-D".into());
+    }
+    Ok(crate::receiver::ingest::fingerprint(token))
+}
+
+#[derive(Args, Clone)]
 pub struct ReceiveArgs {
     /// Address to listen on (port 0 picks a free port) [default: 0.0.0.0:8000,
     /// or 127.0.0.1:0 with --demo].
@@ -271,6 +293,11 @@ pub struct ReceiveArgs {
     )]
     pub read_timeout: u64,
 
+    /// How valid batches are answered (each is captured first): ok, 500,
+    /// 503, 401, 413, late:SECS, hangup or flaky:PCT. Change it live with
+    /// `m` on the dashboard.
+    #[arg(long, value_name = "MODE", default_value = "ok", value_parser = crate::receiver::respond::Mode::parse)]
+    pub respond: crate::receiver::respond::Mode,
     /// Pass every acknowledged batch on to URL: http(s)://… (POSTed as the
     /// device sent it) or mqtt(s)://HOST[:PORT]/PREFIX (one message per
     /// record). Repeat for several targets.
@@ -364,6 +391,14 @@ impl ReceiveArgs {
     /// when asked or when stdout is not a terminal.
     pub fn settings(self) -> Result<Settings, Fatal> {
         let demo_token = self.demo.then(demo::generate_token);
+        let reload_tokens: Option<crate::run::TokenReload> =
+            match (&self.token_file, self.no_auth || self.demo) {
+                (Some(_), false) => {
+                    let args = self.clone();
+                    Some(Box::new(move || collect_tokens(&args)))
+                }
+                _ => None,
+            };
         let auth = match &demo_token {
             Some(token) => Auth::tokens(&[token]),
             None => auth_from(&self)?,
@@ -382,6 +417,8 @@ impl ReceiveArgs {
             headless: self.headless || !std::io::stdout().is_terminal(),
             workers: self.workers,
             read_timeout: std::time::Duration::from_secs(self.read_timeout),
+            respond: self.respond,
+            reload_tokens,
             forward: self.forward,
             forward_authorization: forward_authorization(
                 self.forward_token.as_deref(),

@@ -19,6 +19,7 @@ pub struct RequestEvent {
     pub method: String,
     pub path: String,
     pub unit_id: Option<String>,
+    /// The status sent; `NO_ANSWER` when nothing was (answer mode `hangup`).
     pub status: u16,
     /// Request headers as received, except `authorization`, whose
     /// credential is replaced by a short fingerprint.
@@ -34,8 +35,22 @@ pub struct RequestEvent {
     pub records: usize,
     pub malformed: usize,
     pub naive_timestamps: usize,
-    /// `received` of the earlier identical batch in the capture.
+    /// The newest valid `@ts` of the batch, when decoded.
+    pub newest_ts: Option<Timestamp>,
+    /// `received` of the earlier identical batch in the capture that was
+    /// acknowledged.
     pub duplicate_of: Option<String>,
+    /// `received` of the earlier identical batch when none of its copies
+    /// was acknowledged: a retry (after a refusal) or re-send (after no
+    /// answer).
+    pub retry_of: Option<String>,
+    /// The batch was decoded and saved to the capture (whatever it was
+    /// answered).
+    pub captured: bool,
+    /// The answer mode that decided the answer (`ok`, `500`, `late:15`,
+    /// ...); None when the request never reached it (refused for what it
+    /// is, or not an upload).
+    pub mode: Option<String>,
     /// The `content-encoding` header disagreed with the body.
     pub warning: Option<String>,
     /// Why the request was refused (one line).
@@ -47,12 +62,20 @@ pub struct RequestEvent {
     pub body: Option<Arc<[u8]>>,
 }
 
+/// `status` of a request that got no answer at all.
+pub const NO_ANSWER: u16 = 0;
+
 impl RequestEvent {
+    /// A 2xx was sent: the device deletes the batch.
     pub fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
     pub fn duplicate(&self) -> bool {
         self.duplicate_of.is_some()
+    }
+    /// An identical batch was captured before, never acknowledged.
+    pub fn retry(&self) -> bool {
+        self.retry_of.is_some()
     }
 }
 
@@ -61,21 +84,26 @@ impl RequestEvent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub requests: u64,
-    /// Accepted uploads, duplicates included.
+    /// Acknowledged uploads (2xx), duplicates and retries included.
     pub batches: u64,
-    /// Records of accepted batches that are not duplicates.
+    /// Records of captured batches that are neither duplicates nor
+    /// retries: each batch's records count once, at its first copy.
     pub records: u64,
+    /// Copies of an acknowledged batch.
     pub duplicates: u64,
-    /// Uploads answered 4xx/5xx.
+    /// Copies of a batch none of whose copies was acknowledged yet.
+    pub retries: u64,
+    /// Uploads answered 4xx/5xx, or not answered.
     pub rejected: u64,
-    /// Malformed records of accepted batches that are not duplicates.
+    /// Malformed records, counted as `records` are.
     pub malformed: u64,
 }
 
 impl Totals {
     /// What one request adds to the totals: every request counts; an
-    /// upload (POST) is a batch when accepted, else rejected; a duplicate's
-    /// records were counted with its first copy.
+    /// upload (POST) is a batch when acknowledged, else rejected; the
+    /// records of a captured batch count at its first copy only (a
+    /// duplicate's or a retry's were counted with it).
     pub fn of(e: &RequestEvent) -> Totals {
         let mut t = Totals {
             requests: 1,
@@ -84,13 +112,18 @@ impl Totals {
         if e.method != "POST" {
             return t;
         }
-        if !e.accepted() {
+        if e.accepted() {
+            t.batches = 1;
+        } else {
             t.rejected = 1;
+        }
+        if !e.captured {
             return t;
         }
-        t.batches = 1;
         if e.duplicate() {
             t.duplicates = 1;
+        } else if e.retry() {
+            t.retries = 1;
         } else {
             t.records = e.records as u64;
             t.malformed = e.malformed as u64;
@@ -104,6 +137,7 @@ impl Totals {
         self.batches += other.batches;
         self.records += other.records;
         self.duplicates += other.duplicates;
+        self.retries += other.retries;
         self.rejected += other.rejected;
         self.malformed += other.malformed;
     }
@@ -117,6 +151,7 @@ pub struct Stats {
     pub batches: AtomicU64,
     pub records: AtomicU64,
     pub duplicates: AtomicU64,
+    pub retries: AtomicU64,
     pub rejected: AtomicU64,
     /// Events the consumer was too slow to take (the listener never waits).
     pub dropped_events: AtomicU64,
@@ -135,6 +170,7 @@ impl Stats {
         Stats::add(&self.batches, t.batches);
         Stats::add(&self.records, t.records);
         Stats::add(&self.duplicates, t.duplicates);
+        Stats::add(&self.retries, t.retries);
         Stats::add(&self.rejected, t.rejected);
     }
 

@@ -81,12 +81,26 @@ pub fn accepted(id: u64, received: Timestamp, unit_id: Option<&str>, body: &str)
         records,
         malformed: 0,
         naive_timestamps: 0,
+        newest_ts: newest_ts(body),
         duplicate_of: None,
+        retry_of: None,
+        captured: true,
+        mode: Some("ok".into()),
         warning: None,
         error: None,
         elapsed: Duration::from_micros(1_850),
         body: Some(Arc::from(compact.into_bytes())),
     }
+}
+
+/// The newest valid `@ts` in a batch's text, as the receiver finds it.
+fn newest_ts(body: &str) -> Option<Timestamp> {
+    let records: Vec<serde_json::Value> = serde_json::from_str(body).ok()?;
+    records
+        .iter()
+        .filter_map(|r| r.get("@ts")?.as_str())
+        .filter_map(|ts| crate::time::parse_timestamp(ts).map(|(t, _)| t))
+        .max()
 }
 
 /// The same batch sent again: accepted (2xx) but a duplicate.
@@ -98,6 +112,21 @@ pub fn duplicate(of: &RequestEvent, id: u64, received: Timestamp) -> RequestEven
     e
 }
 
+/// An upload captured and then answered as `mode` made it (`status`, or
+/// `NO_ANSWER` for a hang-up); `retry_of` links it to an earlier
+/// unacknowledged copy.
+pub fn answered_by_mode(
+    mut e: RequestEvent,
+    mode: &str,
+    status: u16,
+    retry_of: Option<&RequestEvent>,
+) -> RequestEvent {
+    e.mode = Some(mode.to_string());
+    e.status = status;
+    e.retry_of = retry_of.map(|r| crate::time::format_received(r.received));
+    e
+}
+
 /// A refused request with the given status, reason and body start.
 pub fn refused(id: u64, received: Timestamp, status: u16, error: &str, body: &str) -> RequestEvent {
     let mut e = accepted(id, received, Some("ee3df171ff0f6209a3dbaa00b00e1d05"), "[]");
@@ -105,6 +134,8 @@ pub fn refused(id: u64, received: Timestamp, status: u16, error: &str, body: &st
     e.error = Some(error.to_string());
     e.records = 0;
     e.encoding = None;
+    e.captured = false;
+    e.mode = None;
     e.wire_bytes = body.len() as u64;
     e.body_bytes = body.len() as u64;
     e.body = Some(Arc::from(body.as_bytes()));

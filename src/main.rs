@@ -21,6 +21,23 @@ fn main() -> ExitCode {
                 args.output.as_deref(),
             );
         }
+        Some(Command::Fingerprint) => {
+            let mut input = String::new();
+            let read = std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input);
+            return match read
+                .map_err(|e| format!("cannot read stdin: {e}"))
+                .and_then(|_| autopi_rx::cli::fingerprint(&input))
+            {
+                Ok(fp) => {
+                    println!("{fp}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("autopi-rx fingerprint: {why}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         None => {}
     }
     match cli.receive.settings().and_then(autopi_rx::run::run) {

@@ -14,9 +14,11 @@ use crate::dashboard::tui;
 use crate::event::{RequestEvent, Stats};
 use crate::forward::{self, Forwarders};
 use crate::receiver::ingest::{Auth, Config};
+use crate::receiver::respond::{Control, Mode};
 use crate::receiver::{headless, server};
 use crate::simulate::demo::Demo;
 use crate::upstream::ForwardStatus;
+use std::sync::Arc;
 
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
@@ -41,6 +43,10 @@ pub struct Settings {
     pub workers: usize,
     /// Idle or stalled connections are dropped after this long.
     pub read_timeout: Duration,
+    /// `--respond`: how valid batches are answered at start.
+    pub respond: Mode,
+    /// With `--token-file`: reads the tokens again (on SIGHUP).
+    pub reload_tokens: Option<TokenReload>,
     /// `--forward` URLs, as given.
     pub forward: Vec<String>,
     /// The `authorization` header for HTTP forward targets (never shown).
@@ -51,6 +57,9 @@ pub struct Settings {
     pub mqtt_username: Option<String>,
     pub mqtt_password: Option<String>,
 }
+
+/// Reads every configured token again (`--token` and `--token-file`).
+pub type TokenReload = Box<dyn Fn() -> Result<Vec<String>, String> + Send>;
 
 /// A reason to stop, with the process exit status.
 #[derive(Debug)]
@@ -77,7 +86,7 @@ pub fn default_capture_path() -> PathBuf {
 }
 
 /// Runs the receiver until SIGINT or SIGTERM (or q on the dashboard).
-pub fn run(settings: Settings) -> Result<(), Fatal> {
+pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     // More descriptors than the default 1024: each connection holds two.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     if matches!(settings.auth, Auth::Open) {
@@ -101,11 +110,15 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         .ok()
         .filter(|m| m.is_file())
         .map_or(0, |m| m.len());
-    let signals = Signals::install()?;
+    let signals = Signals::install(settings.reload_tokens.is_some())?;
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
     let (notes_tx, notes_rx) = bounded(EVENT_QUEUE);
-    let running = start_server(&settings, capture, events_tx)?;
+    let respond = Arc::new(Control::new(settings.respond));
+    let running = start_server(&settings, capture, events_tx, respond.clone())?;
+    if let Some(reload) = settings.reload_tokens.take() {
+        reload_on_sighup(reload, running.auth_switch(), settings.headless)?;
+    }
     let forwarders = start_forwarding(&settings, targets, outbox, &running, notes_tx)?;
     let demo = start_demo(&settings, &running)?;
     let notices = relay_notices(&running, settings.headless);
@@ -114,6 +127,7 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
         &running,
         token_count,
         demo.is_some(),
+        respond,
         (events_rx, notes_rx, held),
         &signals,
     );
@@ -260,22 +274,35 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
     Ok(capture)
 }
 
-/// SIGINT and SIGTERM as channel messages: `received` is what the handler
-/// sends; `stop` sends on the same channel (a closed stdout under
-/// `--headless` stops the run as a signal does).
+/// SIGINT and SIGTERM (and SIGHUP, unless it reads the tokens again) as
+/// channel messages: `received` is what the handler sends; `stop` sends on
+/// the same channel (a closed stdout under `--headless` stops the run as a
+/// signal does).
 struct Signals {
     received: Receiver<()>,
     stop: Sender<()>,
 }
 
 impl Signals {
-    fn install() -> Result<Signals, Fatal> {
+    fn install(hup_reloads: bool) -> Result<Signals, Fatal> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let (tx, received) = bounded::<()>(1);
         let stop = tx.clone();
-        ctrlc::set_handler(move || {
-            let _ = tx.try_send(());
-        })
-        .map_err(|e| Fatal::new(1, format!("cannot install the signal handler: {e}")))?;
+        let mut wanted = vec![SIGINT, SIGTERM];
+        if !hup_reloads {
+            wanted.push(SIGHUP);
+        }
+        let cannot =
+            |e: std::io::Error| Fatal::new(1, format!("cannot install the signal handler: {e}"));
+        let mut signals = signal_hook::iterator::Signals::new(wanted).map_err(cannot)?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    let _ = tx.try_send(());
+                }
+            })
+            .map_err(cannot)?;
         Ok(Signals { received, stop })
     }
 }
@@ -285,6 +312,7 @@ fn start_server(
     settings: &Settings,
     capture: Capture,
     events: Sender<RequestEvent>,
+    respond: Arc<Control>,
 ) -> Result<server::Running, Fatal> {
     let server_settings = server::Settings {
         listen: settings.listen.clone(),
@@ -296,13 +324,55 @@ fn start_server(
         event_bodies: !settings.headless,
         read_timeout: settings.read_timeout,
     };
-    let running = server::start(server_settings, capture, events)
+    let running = server::start_with(server_settings, capture, events, respond)
         .map_err(|e| Fatal::new(1, e.to_string()))?;
+    if settings.respond != Mode::Ok {
+        eprintln!(
+            "answer mode {}: every valid batch is captured, then answered as the mode says; {}",
+            settings.respond,
+            settings.respond.consequence()
+        );
+    }
     if !settings.headless {
         eprintln!("capture: {}", running.capture_path().display());
     }
     eprintln!("listening on http://{}", running.addr);
     Ok(running)
+}
+
+/// On SIGHUP, reads the tokens again (`--token` and `--token-file`) and
+/// says how many are configured; a file that cannot be read or holds no
+/// valid token leaves the tokens in force.
+fn reload_on_sighup(
+    reload: TokenReload,
+    switch: server::AuthSwitch,
+    headless: bool,
+) -> Result<(), Fatal> {
+    let mut hups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|e| Fatal::new(1, format!("cannot install the SIGHUP handler: {e}")))?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in hups.forever() {
+                let line = match reload() {
+                    Ok(tokens) => {
+                        let n = tokens.len();
+                        if !switch.set(Auth::tokens(&tokens)) {
+                            return;
+                        }
+                        format!("SIGHUP: tokens read again: {n} token(s) configured")
+                    }
+                    Err(why) => format!("SIGHUP: tokens kept as they were: {why}"),
+                };
+                // Under the dashboard stderr is hidden; the line is lost
+                // there (the status page shows the count).
+                if headless {
+                    eprintln!("autopi-rx: {line}");
+                }
+            }
+        })
+        .map_err(|e| Fatal::new(1, format!("cannot start the SIGHUP thread: {e}")))?;
+    Ok(())
 }
 
 /// With `--demo`, starts the simulated device against this receiver.
@@ -348,6 +418,7 @@ fn show(
     running: &server::Running,
     token_count: usize,
     demo: bool,
+    respond: Arc<Control>,
     (events, notes, held): (Receiver<RequestEvent>, Receiver<ForwardStatus>, u64),
     signals: &Signals,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
@@ -359,7 +430,7 @@ fn show(
         let _ = signals.received.recv();
         return Ok(Some(printer));
     }
-    let setup = screen_setup(running, token_count, demo);
+    let setup = screen_setup(running, token_count, demo, respond);
     let capture = running.capture_path().to_path_buf();
     let so_far = load_so_far(&capture, held);
     tui::run(
@@ -400,7 +471,12 @@ fn load_so_far(capture: &std::path::Path, held: u64) -> State {
 }
 
 /// Header facts for the dashboard: where to point the device, auth, capture.
-fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
+fn screen_setup(
+    running: &server::Running,
+    tokens: usize,
+    demo: bool,
+    respond: Arc<Control>,
+) -> Setup {
     let (urls, url_note) = tui::device_urls(running.addr, &tui::interface_addresses());
     // The demo's device is built in: the loopback warning is beside the point.
     let url_note = url_note.filter(|_| !demo);
@@ -412,6 +488,7 @@ fn screen_setup(running: &server::Running, tokens: usize, demo: bool) -> Setup {
         capture_bytes: None,
         dropped_events: 0,
         demo,
+        respond: Some(respond),
         forward_board: Some(running.stats.forward.clone()),
         // The forwarders are registered already: the header has its
         // forward line from the first frame.

@@ -281,3 +281,86 @@ fn a_token_with_control_or_non_ascii_characters_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("control character"));
 }
+
+#[test]
+fn fingerprint_prints_what_a_refusal_shows_and_never_the_token() {
+    let wrong = "tok-device-typo-4411";
+    let mut rx = Receiver::start(&[]);
+    let r = rx.post(&[("authorization", &format!("Bearer {wrong}"))], b"[]");
+    assert_eq!(r.status, 401);
+    let detail = r.text();
+    rx.stop();
+    for want in ["scheme Bearer", "Cloud Storage", "autopi-rx fingerprint"] {
+        assert!(
+            detail.contains(want),
+            "the 401 says what to check: {detail}"
+        );
+    }
+    for input in [format!("{wrong}\n"), format!("  token {wrong}  ")] {
+        let mut child = binary()
+            .arg("fingerprint")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let fp = printed.trim();
+        assert_eq!(fp.len(), 8, "{printed}");
+        assert!(
+            detail.contains(&format!("fingerprint {fp}")),
+            "{fp} in {detail}"
+        );
+        assert!(!printed.contains(wrong) && !String::from_utf8_lossy(&out.stderr).contains(wrong));
+    }
+    let empty = binary()
+        .arg("fingerprint")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no token on stdin"));
+}
+
+#[test]
+fn sighup_reads_the_token_file_again_and_says_how_many_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut rx = Receiver::spawn(binary().args([
+        "--token-file",
+        file.to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    let added = "tok-added-later-77";
+    let bearer = format!("Bearer {added}");
+    assert_eq!(rx.post(&[("authorization", &bearer)], b"[]").status, 401);
+    std::fs::write(&file, format!("{TOKEN}\n{added}\n")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &rx.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    rx.wait_stderr("2 token(s) configured");
+    assert_eq!(rx.post(&[("authorization", &bearer)], b"[]").status, 200);
+    // A file that went bad keeps the tokens in force.
+    std::fs::write(&file, "# nothing\n").unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &rx.child.id().to_string()])
+        .status()
+        .unwrap();
+    rx.wait_stderr("tokens kept as they were");
+    assert_eq!(rx.post(&[("authorization", &bearer)], b"[]").status, 200);
+    rx.stop();
+    assert!(!rx.stderr().contains(added), "{}", rx.stderr());
+}

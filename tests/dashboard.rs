@@ -833,13 +833,13 @@ fn the_map_shows_the_last_drive_with_a_scale_bar_and_m_shows_all() {
     app.tick(at("2026-11-27T08:01:10Z"));
     for (w, h) in SIZES {
         let screen = text(&draw(&app, w, h));
-        assert!(screen.contains("drive 2 of 2 · m all"), "{screen}");
+        assert!(screen.contains("drive 2 of 2 · a all"), "{screen}");
         let bar = screen.lines().find(|l| l.contains('├')).expect(&screen);
         assert!(bar.contains("┤") && bar.contains(" m "), "a street: {bar}");
         let mut all = app.clone();
-        press(&mut all, &[KeyCode::Char('m')]);
+        press(&mut all, &[KeyCode::Char('a')]);
         let screen = text(&draw(&all, w, h));
-        assert!(screen.contains("all 2 drives · m the last"), "{screen}");
+        assert!(screen.contains("all 2 drives · a the last"), "{screen}");
         let bar = screen.lines().find(|l| l.contains('├')).expect(&screen);
         assert!(bar.contains(" km "), "a country: {bar}");
     }
@@ -866,6 +866,79 @@ fn types_that_do_not_fit_are_counted_and_scroll_into_view() {
         bottom.contains("kind.29") && !bottom.contains("kind.12 "),
         "{bottom}"
     );
+}
+
+#[test]
+fn m_changes_the_answer_mode_live_until_changed_or_for_one_upload() {
+    use autopi_rx::receiver::respond::{Answer, Control, Mode};
+    use std::sync::Arc;
+    let control = Arc::new(Control::default());
+    let mut app = guide();
+    app.setup.respond = Some(control.clone());
+    let screen = text(&draw(&app, 120, 40));
+    assert!(!screen.contains("ANSWERING"), "ok is the quiet default");
+
+    // m, one down (500), Enter: until changed.
+    press(&mut app, &[KeyCode::Char('m')]);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("Answer mode") && screen.contains("next upload only"),
+        "{screen}"
+    );
+    press(&mut app, &[KeyCode::Down, KeyCode::Enter]);
+    assert_eq!(control.shown().lasting, Mode::Refuse(500));
+    assert_eq!(app.viewer.mode_menu, None, "Enter closes the menu");
+    for (w, h) in SIZES {
+        let screen = text(&draw(&app, w, h));
+        let first = screen.lines().next().unwrap();
+        assert!(first.contains("ANSWERING 500"), "{first}");
+        assert!(
+            first.contains("retry queue"),
+            "what the device does: {first}"
+        );
+    }
+
+    // m, up to ok... then hangup for the next upload only (Tab).
+    press(&mut app, &[KeyCode::Char('m')]);
+    let hangup = autopi_rx::receiver::respond::MENU
+        .iter()
+        .position(|m| *m == Mode::Hangup)
+        .unwrap();
+    // The menu opens on the mode in force (500, the second line).
+    for _ in 1..hangup {
+        press(&mut app, &[KeyCode::Char('j')]);
+    }
+    press(
+        &mut app,
+        &[KeyCode::Tab, KeyCode::Char('q'), KeyCode::Char('m')],
+    );
+    assert_eq!(control.shown().next, None, "q closed the menu, set nothing");
+    assert_eq!(
+        app.handle_key(KeyEvent::from(KeyCode::Char('q'))),
+        Action::Continue,
+        "q in the menu closes it, it does not quit"
+    );
+    press(&mut app, &[KeyCode::Char('m')]);
+    for _ in 1..hangup {
+        press(&mut app, &[KeyCode::Down]);
+    }
+    press(&mut app, &[KeyCode::Tab, KeyCode::Enter]);
+    let shown = control.shown();
+    assert_eq!(
+        (shown.next, shown.lasting),
+        (Some(Mode::Hangup), Mode::Refuse(500))
+    );
+    let first = text(&draw(&app, 200, 60))
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        first.contains("ANSWERING hangup (next upload only, then 500)"),
+        "{first}"
+    );
+    assert_eq!(control.take(), (Mode::Hangup, Answer::Hangup));
+    assert_eq!(control.take().0, Mode::Refuse(500));
 }
 
 /// Bidi overrides, isolates and other invisible controls in what a device
@@ -908,4 +981,76 @@ fn invisible_and_bidi_controls_are_never_drawn() {
         "{}",
         text(&screens[0])
     );
+}
+
+#[test]
+fn a_retry_is_marked_r_and_its_detail_says_what_it_repeats() {
+    use autopi_rx::fixtures::answered_by_mode;
+    let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":900}]"#;
+    let first = answered_by_mode(
+        accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), body),
+        "503",
+        503,
+        None,
+    );
+    let retry = answered_by_mode(
+        accepted(2, at("2026-11-27T08:01:01Z"), Some(UNIT), body),
+        "ok",
+        200,
+        Some(&first),
+    );
+    assert_eq!(autopi_rx::dashboard::ui::requests::marks(&retry), "R");
+    assert_eq!(autopi_rx::dashboard::ui::requests::marks(&first), "");
+    let mut app = empty();
+    app.apply(&first);
+    app.apply(&retry);
+    app.tick(at("2026-11-27T08:01:02Z"));
+    press(
+        &mut app,
+        &[KeyCode::Char('2'), KeyCode::Char('g'), KeyCode::Enter],
+    );
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("answer mode 503: captured, not acknowledged"),
+        "{screen}"
+    );
+    press(
+        &mut app,
+        &[KeyCode::Esc, KeyCode::Char('G'), KeyCode::Enter],
+    );
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("retry of the batch received 2026-11-27T08:00:01"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn the_header_says_whether_the_shown_device_keeps_its_cycle() {
+    let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":900}]"#;
+    let mut app = empty();
+    for (i, s) in ["08:00:00", "08:01:00", "08:02:01", "08:03:00"]
+        .iter()
+        .enumerate()
+    {
+        let t = at(&format!("2026-11-27T{s}Z"));
+        app.apply(&accepted(i as u64 + 1, t, Some(UNIT), body));
+    }
+    let header = |app: &autopi_rx::dashboard::app::App| {
+        text(&draw(app, 200, 60))
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    for (now, want) in [
+        ("08:03:30", "uplink on time (cycle 60 s)"),
+        ("08:05:00", "uplink late"),
+        ("08:08:00", "uplink overdue"),
+        ("08:20:00", "uplink silent"),
+    ] {
+        app.tick(at(&format!("2026-11-27T{now}Z")));
+        let line = header(&app);
+        assert!(line.contains(want), "{now}: {line}");
+    }
 }

@@ -131,3 +131,8 @@ fn view_scrolls_line_by_line_above_the_timeline() {
         );
     }
 }
+
+#[test]
+fn answer_mode_banner_and_menu() {
+    both_sizes("answer_mode", &answering());
+}

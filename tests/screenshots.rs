@@ -41,6 +41,7 @@ fn scenes() -> Vec<(&'static str, App)> {
         ),
         ("types", keys(busy(), &[KeyCode::Char('3')])),
         ("help", keys(busy(), &[KeyCode::Char('?')])),
+        ("answer-mode", answering()),
         ("live-no-color", mono),
         ("view", viewing()),
     ]

@@ -48,8 +48,12 @@ pub struct CaptureLine {
     pub duplicate_of: Option<String>,
     /// `retry_of` was set: the batch was sent again by us, not delivered anew.
     pub retry: bool,
+    /// `received` of the unacknowledged copy this one repeats.
+    pub retry_of: Option<String>,
     /// False when the line says it was never acknowledged (`"acked":false`).
     pub acked: bool,
+    /// The answer mode in force when it was captured (`ok`, `500`, …).
+    pub mode: Option<String>,
     /// The records array, byte for byte as captured.
     pub records: Arc<[u8]>,
 }
@@ -75,6 +79,8 @@ struct Fields<'a> {
     acked: Option<bool>,
     #[serde(default, borrow)]
     retry_of: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    mode: Option<Cow<'a, str>>,
     #[serde(borrow)]
     records: &'a RawValue,
 }
@@ -100,7 +106,12 @@ impl CaptureLine {
             batch_hash: f.batch_hash.map(Cow::into_owned),
             duplicate_of: f.duplicate_of.map(Cow::into_owned),
             retry: f.retry_of.is_some_and(|r| r.get() != "null"),
+            retry_of: f
+                .retry_of
+                .and_then(|r| serde_json::from_str::<Option<String>>(r.get()).ok())
+                .flatten(),
             acked: f.acked.unwrap_or(true),
+            mode: f.mode.map(Cow::into_owned),
             records: records.as_bytes().into(),
         })
     }
@@ -128,11 +139,15 @@ impl CaptureLine {
             Some("gzip") => Some("gzip"),
             _ => Some("identity"),
         };
-        // A retry is shown like a duplicate: its records are not counted twice.
-        let duplicate_of = self.duplicate_of.clone().or_else(|| {
-            self.retry
-                .then(|| crate::time::format_received(self.received))
-        });
+        let duplicate_of = self.duplicate_of.clone();
+        // What the device was told: the capture keeps whether it was
+        // acknowledged and the mode that decided it.
+        let status = match (self.acked, self.mode.as_deref()) {
+            (true, _) => 200,
+            (false, Some("hangup")) => crate::event::NO_ANSWER,
+            (false, Some(m)) => m.parse().unwrap_or(500),
+            (false, None) => 500,
+        };
         RequestEvent {
             id,
             received: self.received,
@@ -140,8 +155,7 @@ impl CaptureLine {
             method: "POST".into(),
             path: "(from the capture)".into(),
             unit_id: self.unit_id.clone(),
-            // Not acknowledged: the listener had counted it as refused.
-            status: if self.acked { 200 } else { 503 },
+            status,
             headers,
             token_matched: None,
             wire_bytes: self.wire_bytes,
@@ -151,6 +165,13 @@ impl CaptureLine {
             malformed: counts.malformed,
             naive_timestamps: counts.naive,
             duplicate_of,
+            retry_of: self.retry_of.clone().or_else(|| {
+                self.retry
+                    .then(|| crate::time::format_received(self.received))
+            }),
+            captured: true,
+            mode: self.mode.clone(),
+            newest_ts: None,
             warning: None,
             error: None,
             elapsed: Duration::ZERO,

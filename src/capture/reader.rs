@@ -12,7 +12,7 @@ use base64::Engine as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeviceBatch, Recovered, device_batch};
+use super::{DeviceBatch, Recovered, Seen, device_batch};
 
 /// One line of the capture as written. Records stay raw JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,6 +24,16 @@ pub struct CapturedBatch {
     pub wire_bytes: u64,
     pub batch_hash: String,
     pub duplicate_of: Option<String>,
+    /// `received` of the first identical batch when none of its copies
+    /// had been acknowledged yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+    /// Whether a 2xx was sent (lines from before answer modes: always).
+    #[serde(default = "acked_by_default")]
+    pub acked: bool,
+    /// The answer mode in force (absent before answer modes: `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// The `content-encoding` header as sent (absent in older captures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_encoding: Option<String>,
@@ -145,6 +155,10 @@ impl Tail {
     }
 }
 
+fn acked_by_default() -> bool {
+    true
+}
+
 /// The fields of a line needed to rebuild the duplicate index.
 #[derive(Deserialize)]
 struct LineHead {
@@ -152,12 +166,14 @@ struct LineHead {
     #[serde(default)]
     unit_id: Option<String>,
     batch_hash: String,
+    #[serde(default = "acked_by_default")]
+    acked: bool,
 }
 
 /// Cuts a torn last line and indexes the batch hashes already captured.
 pub(super) fn repair_and_index(
     file: &mut File,
-    seen: &mut HashMap<DeviceBatch, String>,
+    seen: &mut HashMap<DeviceBatch, Seen>,
 ) -> io::Result<Recovered> {
     let mut recovered = Recovered::default();
     file.seek(SeekFrom::Start(0))?;
@@ -183,10 +199,16 @@ pub(super) fn repair_and_index(
                 Some((
                     device_batch(h.unit_id.as_deref(), hash.as_bytes()),
                     h.received,
+                    h.acked,
                 ))
             }) {
-            Some((hash, received)) => {
-                seen.entry(hash).or_insert(received);
+            Some((hash, received, acked)) => {
+                seen.entry(hash)
+                    .or_insert_with(|| Seen {
+                        first: received.clone(),
+                        acked: None,
+                    })
+                    .note(&received, acked);
             }
             None => recovered.unreadable += 1,
         }

@@ -131,13 +131,47 @@ pub struct Entry {
     pub peer: String,
     pub unit_id: Option<String>,
     pub wire_bytes: u64,
+    /// Whether a 2xx is sent for it (decided before saving).
+    pub acked: bool,
+    /// The answer mode in force (`ok`, `500`, `late:15`, ...).
+    pub mode: String,
 }
 
 /// The writer's answer once a line is durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Saved {
-    /// `received` of the earlier identical batch, if any.
+    /// `received` of the earlier identical batch that was acknowledged.
     pub duplicate_of: Option<String>,
+    /// `received` of the first identical batch, when none was
+    /// acknowledged yet: a retry after a refusal or no answer.
+    pub retry_of: Option<String>,
+}
+
+/// What the index knows of one batch (per device).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// `received` of its first copy.
+    pub first: String,
+    /// `received` of its first acknowledged copy.
+    pub acked: Option<String>,
+}
+
+impl Seen {
+    /// A copy arriving at `received` (acknowledged or not) is known now.
+    pub fn note(&mut self, received: &str, acked: bool) {
+        if acked && self.acked.is_none() {
+            self.acked = Some(received.to_string());
+        }
+    }
+
+    /// How a new identical copy relates to what was seen: a duplicate of
+    /// the acknowledged one, else a retry of the first one.
+    pub fn relate(&self) -> (Option<String>, Option<String>) {
+        match &self.acked {
+            Some(acked) => (Some(acked.clone()), None),
+            None => (None, Some(self.first.clone())),
+        }
+    }
 }
 
 struct Job {
@@ -146,6 +180,9 @@ struct Job {
     /// The duplicate index's key (content hash and device).
     key: DeviceBatch,
     received: String,
+    acked: bool,
+    /// `,"acked":…,"mode":…` for the line.
+    tail: Vec<u8>,
     records: Arc<[u8]>,
     reply: Sender<io::Result<Saved>>,
 }
@@ -272,18 +309,13 @@ impl Capture {
     }
 
     /// Starts a writer on any sink (tests use failing ones).
-    pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<DeviceBatch, String>) -> Capture {
+    pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
         Capture::start(sink, len, 0, seen)
     }
 
     /// Starts the writer on a sink already holding `lines` lines in `len`
     /// bytes.
-    fn start<S: Sink>(
-        sink: S,
-        len: u64,
-        lines: u64,
-        seen: HashMap<DeviceBatch, String>,
-    ) -> Capture {
+    fn start<S: Sink>(sink: S, len: u64, lines: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
         let (tx, rx) = unbounded();
         let (notice_tx, notices) = unbounded();
         let durable = Durable::new(len, lines);
@@ -348,6 +380,8 @@ impl CaptureHandle {
             head: line_head(entry, batch),
             key: device_batch(entry.unit_id.as_deref(), &batch.hash),
             received: entry.received.clone(),
+            acked: entry.acked,
+            tail: line_tail(entry),
             records: batch.records_json.clone(),
             reply,
         };
@@ -415,12 +449,19 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
     head
 }
 
+fn line_tail(entry: &Entry) -> Vec<u8> {
+    let mut tail = format!(",\"acked\":{},\"mode\":", entry.acked).into_bytes();
+    serde_json::to_writer(&mut tail, &entry.mode).expect("string serializes");
+    tail
+}
+
 struct Writer<S> {
     sink: S,
     /// What the operator must hear (the capture file replaced).
     notices: Sender<String>,
-    /// First `received` of every batch (per device) in this capture.
-    seen: HashMap<DeviceBatch, String>,
+    /// Every batch (per device) in this capture: its first copy and its
+    /// first acknowledged one.
+    seen: HashMap<DeviceBatch, Seen>,
     /// Bytes known to be complete and synced.
     good_len: u64,
     /// A failed group could not be cut off yet.
@@ -452,33 +493,40 @@ impl<S: Sink> Writer<S> {
         buf.clear();
         // Duplicates are decided against lines that really landed, so a
         // failed group leaves the index as it was.
-        let mut new_hashes: Vec<(DeviceBatch, String)> = Vec::new();
+        let mut landing: HashMap<DeviceBatch, Seen> = HashMap::new();
         let mut answers = Vec::with_capacity(group.len());
         for job in &group {
-            let duplicate_of = self.seen.get(&job.key).cloned().or_else(|| {
-                new_hashes
-                    .iter()
-                    .find(|(k, _)| *k == job.key)
-                    .map(|(_, r)| r.clone())
+            let known = landing.get(&job.key).or_else(|| self.seen.get(&job.key));
+            let (duplicate_of, retry_of) = known.map(Seen::relate).unwrap_or_default();
+            let mut seen = known.cloned().unwrap_or_else(|| Seen {
+                first: job.received.clone(),
+                acked: None,
             });
-            if duplicate_of.is_none() {
-                new_hashes.push((job.key, job.received.clone()));
-            }
+            seen.note(&job.received, job.acked);
+            landing.insert(job.key, seen);
             buf.extend_from_slice(&job.head);
             buf.extend_from_slice(b",\"duplicate_of\":");
             match &duplicate_of {
                 Some(r) => serde_json::to_writer(&mut *buf, r).expect("string serializes"),
                 None => buf.extend_from_slice(b"null"),
             }
+            if let Some(r) = &retry_of {
+                buf.extend_from_slice(b",\"retry_of\":");
+                serde_json::to_writer(&mut *buf, r).expect("string serializes");
+            }
+            buf.extend_from_slice(&job.tail);
             buf.extend_from_slice(b",\"records\":");
             buf.extend_from_slice(&job.records);
             buf.extend_from_slice(b"}\n");
-            answers.push(Saved { duplicate_of });
+            answers.push(Saved {
+                duplicate_of,
+                retry_of,
+            });
         }
         let result = self.write_group(buf, group.len() as u64);
         match result {
             Ok(()) => {
-                self.seen.extend(new_hashes);
+                self.seen.extend(landing);
                 for (job, saved) in group.into_iter().zip(answers) {
                     let _ = job.reply.send(Ok(saved));
                 }
@@ -601,6 +649,8 @@ mod tests {
             peer: "127.0.0.1:1".into(),
             unit_id: None,
             wire_bytes: 3,
+            acked: true,
+            mode: "ok".into(),
         }
     }
 
@@ -613,7 +663,10 @@ mod tests {
         let b = batch(r#"[{"@t":"b","@ts":"2026-01-01T00:00:00"}]"#);
         assert_eq!(
             h.save(&entry("t1"), &a).unwrap(),
-            Saved { duplicate_of: None }
+            Saved {
+                duplicate_of: None,
+                retry_of: None
+            }
         );
         *sink.failing.lock().unwrap() = true;
         let err = h.save(&entry("t2"), &b).unwrap_err();
@@ -622,12 +675,16 @@ mod tests {
         // The failed batch was not indexed: its re-send is not a duplicate.
         assert_eq!(
             h.save(&entry("t3"), &b).unwrap(),
-            Saved { duplicate_of: None }
+            Saved {
+                duplicate_of: None,
+                retry_of: None
+            }
         );
         assert_eq!(
             h.save(&entry("t4"), &a).unwrap(),
             Saved {
-                duplicate_of: Some("t1".into())
+                duplicate_of: Some("t1".into()),
+                retry_of: None,
             }
         );
         drop(h);
@@ -679,6 +736,8 @@ mod order_tests {
             peer: "127.0.0.1:1".into(),
             unit_id: Some("ee3df171ff0f6209a3dbaa00b00e1d05".into()),
             wire_bytes: 3,
+            acked: true,
+            mode: "ok".into(),
         }
     }
 
@@ -701,7 +760,13 @@ mod order_tests {
         );
         assert!(holds_line(&sink.calls()[0], "a"));
         syncs.allow(1);
-        assert_eq!(pending.wait().unwrap(), Saved { duplicate_of: None });
+        assert_eq!(
+            pending.wait().unwrap(),
+            Saved {
+                duplicate_of: None,
+                retry_of: None
+            }
+        );
         let calls = sink.calls();
         assert_eq!(calls.len(), 2, "{calls:?}");
         assert_eq!(calls[1], Call::Sync);
@@ -797,6 +862,52 @@ mod order_tests {
         drop(h);
         capture.close();
     }
+
+    #[test]
+    fn a_copy_of_an_unacknowledged_batch_is_a_retry_until_one_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let refused = |r: &str| Entry {
+            acked: false,
+            mode: "500".into(),
+            ..entry(r)
+        };
+        let cap = Capture::open(&path).unwrap();
+        let h = cap.handle();
+        let a = batch("a");
+        let first = h.save(&refused("t1"), &a).unwrap();
+        assert_eq!((first.duplicate_of, first.retry_of), (None, None));
+        let again = h.save(&refused("t2"), &a).unwrap();
+        assert_eq!(
+            (again.duplicate_of, again.retry_of.as_deref()),
+            (None, Some("t1"))
+        );
+        let acked = h.save(&entry("t3"), &a).unwrap();
+        assert_eq!(
+            (acked.duplicate_of, acked.retry_of.as_deref()),
+            (None, Some("t1"))
+        );
+        drop(h);
+        cap.close();
+        // Reopened, the index knows which copy was acknowledged.
+        let cap = Capture::open(&path).unwrap();
+        let h = cap.handle();
+        let after = h.save(&refused("t4"), &a).unwrap();
+        assert_eq!(
+            (after.duplicate_of.as_deref(), after.retry_of),
+            (Some("t3"), None)
+        );
+        drop(h);
+        cap.close();
+        let lines: Vec<_> = crate::capture::read(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let acked: Vec<bool> = lines.iter().map(|l| l.acked).collect();
+        assert_eq!(acked, [false, false, true, false]);
+        assert_eq!(lines[0].mode.as_deref(), Some("500"));
+        assert_eq!(lines[1].retry_of.as_deref(), Some("t1"));
+    }
 }
 
 #[cfg(test)]
@@ -859,6 +970,8 @@ mod path_tests {
             peer: "127.0.0.1:1".into(),
             unit_id: None,
             wire_bytes: 3,
+            acked: true,
+            mode: "ok".into(),
         };
         assert!(capture.handle().save(&entry, &batch).is_ok());
         assert_eq!(capture.notices.try_recv().as_deref(), Ok("switched"));

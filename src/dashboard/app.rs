@@ -20,6 +20,7 @@ use crate::dashboard::app::layout::{header_height, pages};
 use crate::dashboard::state::{Device, LogLine, State, TypeStats};
 use crate::dashboard::theme::Theme;
 use crate::event::RequestEvent;
+use crate::receiver::respond::{self, MENU, Scope};
 use crate::upstream::{ForwardBoard, ForwardStatus};
 
 pub mod detail;
@@ -87,6 +88,9 @@ pub struct Setup {
     pub dropped_events: u64,
     /// `--demo`: the uploads come from the built-in simulated device.
     pub demo: bool,
+    /// The receiver's answer mode, which `m` changes (None: no receiver
+    /// behind this screen).
+    pub respond: Option<Arc<respond::Control>>,
     /// Where the forwarders post their state (read on each tick).
     pub forward_board: Option<Arc<ForwardBoard>>,
     /// Each `--forward` target's state as of the last tick.
@@ -116,11 +120,20 @@ pub struct Viewer {
     pub saved: Option<Result<String, String>>,
     /// `r` on the Requests tab: only refused requests are listed.
     pub refused_only: bool,
-    /// `m`: the map shows every drive kept, not only the last.
+    /// `a`: the map shows every drive kept, not only the last.
     pub all_drives: bool,
+    /// `m`: the answer-mode menu is open.
+    pub mode_menu: Option<ModeMenu>,
     /// `v`: the Vehicle and sensors panel over the whole Live tab.
     pub vehicle_focus: bool,
     pub vehicle_scroll: usize,
+}
+
+/// The answer-mode menu: a line of `MENU` and for how long it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeMenu {
+    pub selected: usize,
+    pub scope: Scope,
 }
 
 /// Every figure as shown while frozen: the state, the time, and the
@@ -311,6 +324,10 @@ impl App {
             self.edit_filter(key.code);
             return Action::Continue;
         }
+        if self.viewer.mode_menu.is_some() {
+            self.mode_menu_key(key.code);
+            return Action::Continue;
+        }
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
             KeyCode::Char('?') => self.viewer.help = !self.viewer.help,
@@ -331,7 +348,8 @@ impl App {
                 self.viewer.refused_only = !self.viewer.refused_only;
                 self.viewer.selected = None;
             }
-            KeyCode::Char('m') if self.viewer.tab == Tab::Live => {
+            KeyCode::Char('m') if self.setup.respond.is_some() => self.open_mode_menu(),
+            KeyCode::Char('a') if self.viewer.tab == Tab::Live => {
                 self.viewer.all_drives = !self.viewer.all_drives;
             }
             KeyCode::Char('v') if self.viewer.tab == Tab::Live => {
@@ -341,6 +359,48 @@ impl App {
             code => self.scroll_key(code),
         }
         Action::Continue
+    }
+
+    /// The answer mode in force and any set for the next upload only.
+    pub fn mode(&self) -> Option<respond::Shown> {
+        self.setup.respond.as_ref().map(|c| c.shown())
+    }
+
+    /// Opens the menu on the mode in force.
+    fn open_mode_menu(&mut self) {
+        let upcoming = self.mode().map(|m| m.upcoming()).unwrap_or_default();
+        self.viewer.mode_menu = Some(ModeMenu {
+            selected: MENU.iter().position(|m| *m == upcoming).unwrap_or(0),
+            scope: Scope::UntilChanged,
+        });
+    }
+
+    /// In the menu: ↑ ↓ pick a mode, Tab switches between "until changed"
+    /// and "next upload only", Enter sets it, Esc or m closes.
+    fn mode_menu_key(&mut self, code: KeyCode) {
+        let Some(menu) = self.viewer.mode_menu.as_mut() else {
+            return;
+        };
+        match code {
+            KeyCode::Up | KeyCode::Char('k') => {
+                menu.selected = menu.selected.checked_sub(1).unwrap_or(MENU.len() - 1);
+            }
+            KeyCode::Down | KeyCode::Char('j') => menu.selected = (menu.selected + 1) % MENU.len(),
+            KeyCode::Tab | KeyCode::BackTab | KeyCode::Char('n') => {
+                menu.scope = match menu.scope {
+                    Scope::UntilChanged => Scope::NextUpload,
+                    Scope::NextUpload => Scope::UntilChanged,
+                };
+            }
+            KeyCode::Enter => {
+                if let Some(control) = &self.setup.respond {
+                    control.set(MENU[menu.selected], menu.scope);
+                }
+                self.viewer.mode_menu = None;
+            }
+            KeyCode::Esc | KeyCode::Char('m' | 'q') => self.viewer.mode_menu = None,
+            _ => {}
+        }
     }
 
     /// Types into the filter; Enter keeps it, Esc drops it.

@@ -13,4 +13,5 @@ pub mod theme;
 pub mod timeline;
 pub mod tui;
 pub mod ui;
+pub mod uplink;
 pub mod view;

@@ -238,6 +238,9 @@ impl TypeStats {
 pub struct Device {
     pub unit_id: String,
     pub last_upload: Timestamp,
+    /// When its recent uploads arrived (copies too), oldest first, for the
+    /// cycle and state in `uplink`.
+    pub arrivals: Ring<Timestamp>,
     pub batches: u64,
     pub records: u64,
     /// Bytes of this device's new batches as they reached us, and inflated.
@@ -294,10 +297,23 @@ impl State {
     /// Folds one request into the state.
     pub fn apply(&mut self, e: &RequestEvent) {
         self.totals.add(&Totals::of(e));
-        if e.method == "POST" && e.accepted() {
+        // A batch captured but not acknowledged (an answer mode) is data
+        // the device sent all the same: shown once, at its first copy.
+        if e.method == "POST" && (e.accepted() || e.captured) {
             self.last_upload = Some(self.last_upload.map_or(e.received, |t| t.max(e.received)));
-            if !e.duplicate() {
+            if !e.duplicate() && !e.retry() {
                 self.fold_batch(e);
+            } else {
+                // A copy's records were folded with the first, but the
+                // device did upload just now.
+                let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+                if let Some(d) = self.devices.iter_mut().find(|d| d.unit_id == unit_id) {
+                    d.last_upload = d.last_upload.max(e.received);
+                }
+            }
+            let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+            if let Some(d) = self.devices.iter_mut().find(|d| d.unit_id == unit_id) {
+                d.arrivals.insert_ordered(e.received, |t| *t);
             }
         }
         self.keep_request(e);
@@ -407,6 +423,7 @@ impl Device {
             events: Ring::new(EVENT_RING),
             events_seen: 0,
             types: BTreeMap::new(),
+            arrivals: Ring::new(crate::dashboard::uplink::ARRIVALS_KEPT),
         }
     }
 
@@ -770,6 +787,37 @@ fn opt(v: Option<f64>) -> String {
 mod tests {
     use super::*;
     use crate::fixtures::{accepted, at, duplicate, guide_examples, refused, sample};
+
+    #[test]
+    fn a_batch_refused_on_purpose_is_shown_once_and_its_retry_not_again() {
+        let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5,"level":80,"state":"discharging"}]"#;
+        let id = "ee3df171ff0f6209a3dbaa00b00e1d05";
+        let unit = Some(id);
+        let first = crate::fixtures::answered_by_mode(
+            accepted(1, at("2026-11-27T08:00:01Z"), unit, body),
+            "500",
+            500,
+            None,
+        );
+        let retry = crate::fixtures::answered_by_mode(
+            accepted(2, at("2026-11-27T08:01:01Z"), unit, body),
+            "ok",
+            200,
+            Some(&first),
+        );
+        let mut s = State::default();
+        s.apply(&first);
+        s.apply(&retry);
+        let d = s
+            .device(id)
+            .expect("the device is known from its refused batch");
+        assert_eq!(d.records, 1, "the retry is not folded again");
+        assert_eq!(d.last_upload, at("2026-11-27T08:01:01Z"));
+        assert_eq!(
+            (s.totals.records, s.totals.retries, s.totals.rejected),
+            (1, 1, 1)
+        );
+    }
 
     const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
 

@@ -7,6 +7,7 @@ pub mod detail;
 pub mod events;
 pub mod header;
 pub mod help;
+pub mod mode_menu;
 pub mod position;
 pub mod requests;
 pub mod svg;
@@ -90,6 +91,7 @@ fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     if app.viewer.help {
         help::render(app, body, buf);
     }
+    mode_menu::render(app, body, buf);
 }
 
 /// The Live tab, in three rows of panels:

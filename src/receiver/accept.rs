@@ -34,8 +34,18 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
 use tiny_http::Request;
 
-/// Servers with a live accept thread the supervisor keeps.
+/// Servers with a live accept thread the supervisor keeps, at most: each
+/// holds a clone of the listener and five threads, so fewer under a low
+/// descriptor limit (one per 64 descriptors).
 pub const ACCEPTING: usize = 32;
+
+/// Servers to keep accepting under the descriptor limit in force.
+fn accepting() -> usize {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 64)
+        .unwrap_or(ACCEPTING)
+        .clamp(1, ACCEPTING)
+}
 /// How often a pump looks up from its queue (to stop, or to retire).
 const PUMP_TICK: Duration = Duration::from_millis(200);
 /// How often the supervisor checks its servers and retries failed starts.
@@ -89,6 +99,8 @@ pub enum Notice {
 /// Shared by the supervisor and the pumps.
 struct Side {
     listener: TcpListener,
+    /// Servers kept accepting (see `accepting`).
+    accepting: usize,
     read_timeout: Duration,
     work: Sender<Work>,
     stopping: Arc<AtomicBool>,
@@ -130,6 +142,7 @@ impl Acceptors {
         let (wake, woken) = bounded(64);
         let side = Arc::new(Side {
             listener,
+            accepting: accepting(),
             read_timeout,
             work,
             stopping,
@@ -139,7 +152,7 @@ impl Acceptors {
             notices,
             on_work,
         });
-        for _ in 0..ACCEPTING {
+        for _ in 0..side.accepting {
             start_server(&side)?;
         }
         crate::panic::claim(accept_thread_died);
@@ -308,7 +321,7 @@ fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
                 .name("accept-reaper".into())
                 .spawn(move || drop(finished));
         }
-        let wanted = ACCEPTING + side.zombies.load(Ordering::SeqCst);
+        let wanted = side.accepting + side.zombies.load(Ordering::SeqCst);
         for _ in accepting..wanted {
             match start_server(side) {
                 Ok(()) => failing = false,

@@ -1,6 +1,7 @@
 //! Headless output: one JSON object per request on stdout, and one per
 //! change of a forward target's state.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use crossbeam_channel::{Receiver, Sender, never, select};
@@ -29,14 +30,57 @@ struct Printed<'a> {
     duplicate: bool,
     duplicate_of: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    retry_of: Option<&'a str>,
+    /// Whether a 2xx was sent.
+    acked: bool,
+    /// The answer mode that decided (null: refused for what it was).
+    mode: Option<&'a str>,
+    /// Seconds since this device's previous upload (null for its first).
+    gap_s: Option<f64>,
+    /// Arrival minus the newest `@ts` of the batch (null: not decoded, or
+    /// no valid `@ts`). Hours or days: data from a retry or fail queue.
+    lag_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     ms: f64,
 }
 
-/// The JSON line for one event (without the newline).
+/// Each device's last upload, for `gap_s`.
+#[derive(Default)]
+pub struct Gaps {
+    last: HashMap<Option<String>, Timestamp>,
+}
+
+impl Gaps {
+    /// Seconds since the previous upload of `e`'s device (None for its
+    /// first, or for what is not an upload); remembers this one.
+    pub fn gap(&mut self, e: &RequestEvent) -> Option<f64> {
+        if e.method != "POST" || !(e.captured || e.accepted()) {
+            return None;
+        }
+        let previous = self.last.insert(e.unit_id.clone(), e.received)?;
+        Some(seconds(e.received.duration_since(previous).as_secs_f64()))
+    }
+}
+
+/// Seconds rounded to the millisecond.
+fn seconds(s: f64) -> f64 {
+    (s * 1e3).round() / 1e3
+}
+
+/// The JSON line for one event (without the newline), with no `gap_s`.
 pub fn to_line(e: &RequestEvent) -> String {
+    line(e, None)
+}
+
+/// The JSON line for one event, `gap_s` from `gaps`.
+pub fn to_line_after(e: &RequestEvent, gaps: &mut Gaps) -> String {
+    line(e, gaps.gap(e))
+}
+
+fn line(e: &RequestEvent, gap_s: Option<f64>) -> String {
     let line = Printed {
         id: e.id,
         time: format_received(e.received),
@@ -53,6 +97,13 @@ pub fn to_line(e: &RequestEvent) -> String {
         encoding: e.encoding,
         duplicate: e.duplicate(),
         duplicate_of: e.duplicate_of.as_deref(),
+        retry_of: e.retry_of.as_deref(),
+        acked: e.accepted(),
+        mode: e.mode.as_deref(),
+        gap_s,
+        lag_s: e
+            .newest_ts
+            .map(|ts| seconds(e.received.duration_since(ts).as_secs_f64())),
         warning: e.warning.as_deref(),
         error: e.error.as_deref(),
         ms: (e.elapsed.as_secs_f64() * 1e6).round() / 1e3,
@@ -113,10 +164,11 @@ pub fn print(
 ) {
     let mut broken = false;
     let mut forward = forward;
+    let mut gaps = Gaps::default();
     loop {
         let mut line = select! {
             recv(events) -> e => match e {
-                Ok(e) => to_line(&e),
+                Ok(e) => to_line_after(&e, &mut gaps),
                 Err(_) => return,
             },
             recv(forward) -> s => match s {
@@ -138,5 +190,53 @@ pub fn print(
         if broken {
             let _ = stop.try_send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{accepted, answered_by_mode, at};
+
+    #[test]
+    fn a_line_says_the_mode_whether_acked_and_what_it_retries() {
+        let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":900}]"#;
+        let first = answered_by_mode(
+            accepted(1, at("2026-11-27T08:00:01Z"), None, body),
+            "500",
+            500,
+            None,
+        );
+        let line: serde_json::Value = serde_json::from_str(&to_line(&first)).unwrap();
+        assert_eq!(line["mode"], "500");
+        assert_eq!(line["acked"], false);
+        assert!(line.get("retry_of").is_none());
+        let retry = answered_by_mode(
+            accepted(2, at("2026-11-27T08:01:01Z"), None, body),
+            "ok",
+            200,
+            Some(&first),
+        );
+        let line: serde_json::Value = serde_json::from_str(&to_line(&retry)).unwrap();
+        assert_eq!(line["acked"], true);
+        assert_eq!(line["retry_of"], format_received(first.received));
+        assert_eq!(line["lag_s"], 61.0, "arrival minus the newest @ts");
+        let mut gaps = Gaps::default();
+        let line = |e: &RequestEvent, gaps: &mut Gaps| -> serde_json::Value {
+            serde_json::from_str(&to_line_after(e, gaps)).unwrap()
+        };
+        assert_eq!(line(&first, &mut gaps)["gap_s"], serde_json::Value::Null);
+        assert_eq!(line(&retry, &mut gaps)["gap_s"], 60.0);
+        let other = accepted(
+            3,
+            at("2026-11-27T08:01:31Z"),
+            Some("7c1e9a0b4d2f48e3a5b6c7d8e9f00112"),
+            body,
+        );
+        assert_eq!(
+            line(&other, &mut gaps)["gap_s"],
+            serde_json::Value::Null,
+            "per device"
+        );
     }
 }

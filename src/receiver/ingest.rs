@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use subtle::ConstantTimeEq;
 
 use crate::batch::{Batch, Encoding};
-use crate::time::{TimestampKind, classify_timestamp};
+use crate::time::TimestampKind;
 
 /// Longest JSON error text passed on (the position is always kept).
 const MAX_ERROR_CHARS: usize = 300;
@@ -177,13 +177,17 @@ pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
     let header = header.ok_or_else(|| {
         Rejection::new(
             401,
-            "missing authorization header (expected 'token <T>' or 'Bearer <T>')",
+            format!(
+                "missing authorization header (expected 'token <T>' or 'Bearer <T>'); {WHERE_SET}"
+            ),
         )
     })?;
     let (scheme, credential) = split_authorization(header).ok_or_else(|| {
         Rejection::new(
             401,
-            "malformed authorization header (expected 'token <T>' or 'Bearer <T>')",
+            format!(
+                "malformed authorization header (expected 'token <T>' or 'Bearer <T>'); {WHERE_SET}"
+            ),
         )
     })?;
     if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
@@ -197,15 +201,26 @@ pub fn authorize(auth: &Auth, header: Option<&str>) -> Result<(), Rejection> {
     if auth.matches(credential) {
         Ok(())
     } else {
+        let scheme = if scheme.eq_ignore_ascii_case("token") {
+            "token, as the device's code sends"
+        } else {
+            "Bearer, as AutoPi's guide shows"
+        };
         Err(Rejection::new(
             401,
             format!(
-                "token does not match any configured token (fingerprint {})",
+                "token does not match any configured token (fingerprint {}; scheme {scheme}; \
+                 both schemes are accepted, so the token itself differs: compare fingerprints \
+                 with `autopi-rx fingerprint`); {WHERE_SET}",
                 fingerprint(credential)
             ),
         ))
     }
 }
+
+/// Where a device's token is set, said in every 401.
+const WHERE_SET: &str = "the device's Auth Token is set in AutoPi Cloud under the device's \
+     Advanced Settings > Cloud Storage > Endpoint (older firmware: Cloud API)";
 
 /// Splits `Scheme credential` into its two parts; None when either is missing.
 pub fn split_authorization(header: &str) -> Option<(&str, &str)> {
@@ -381,6 +396,7 @@ fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<
         body_bytes: body.len(),
         warning,
         hash,
+        newest_ts: scan.newest,
         wire: None,
         content_encoding: None,
     })
@@ -466,6 +482,7 @@ struct Scan {
     records: usize,
     malformed: usize,
     naive: usize,
+    newest: Option<jiff::Timestamp>,
 }
 
 struct BatchSeed;
@@ -488,7 +505,11 @@ impl<'de> Visitor<'de> for BatchSeed {
             index: scan.records,
         })? {
             scan.records += 1;
-            match head.timestamp() {
+            let parsed = head.timestamp();
+            if let Some((ts, _)) = parsed {
+                scan.newest = scan.newest.max(Some(ts));
+            }
+            match parsed.map(|(_, kind)| kind) {
                 Some(TimestampKind::Naive) if head.has_type => scan.naive += 1,
                 Some(_) if head.has_type => {}
                 _ => scan.malformed += 1,
@@ -505,8 +526,8 @@ struct RecordHead<'de> {
 }
 
 impl RecordHead<'_> {
-    fn timestamp(&self) -> Option<TimestampKind> {
-        self.ts.as_deref().and_then(classify_timestamp)
+    fn timestamp(&self) -> Option<(jiff::Timestamp, TimestampKind)> {
+        self.ts.as_deref().and_then(crate::time::parse_timestamp)
     }
 }
 

@@ -6,4 +6,5 @@ pub mod accept;
 pub mod headless;
 pub mod ingest;
 pub mod listener;
+pub mod respond;
 pub mod server;

@@ -17,10 +17,11 @@ use tiny_http::{Header, Method, Request, Response};
 
 use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
-use crate::event::{RequestEvent, Stats};
+use crate::event::{NO_ANSWER, RequestEvent, Stats};
 use crate::receiver::accept::{Acceptors, Notice, Work};
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
+use crate::receiver::respond::{self, Answer, Mode};
 use crate::time::format_received;
 
 /// Seconds the device is asked to wait after a 503.
@@ -94,13 +95,30 @@ struct Ctx {
     connections: Connections,
     /// Requests tiny_http 0.12 cannot drop (see `safe_to_drop`), kept.
     parked: Mutex<Vec<Box<dyn Send>>>,
+    /// How valid batches are answered (set by `--respond` and the
+    /// dashboard).
+    respond: Arc<respond::Control>,
+    /// The tokens accepted now (`config.auth` is only the first set):
+    /// SIGHUP replaces them.
+    auth: std::sync::RwLock<ingest::Auth>,
 }
 
-/// Binds, starts the accept side and the workers, and returns at once.
+/// Binds, starts the accept side and the workers, and returns at once;
+/// every valid batch is answered 200 once saved.
 pub fn start(
     settings: Settings,
     capture: Capture,
     events: Sender<RequestEvent>,
+) -> io::Result<Running> {
+    start_with(settings, capture, events, Arc::default())
+}
+
+/// As `start`, with valid batches answered as `respond` says.
+pub fn start_with(
+    settings: Settings,
+    capture: Capture,
+    events: Sender<RequestEvent>,
+    respond: Arc<respond::Control>,
 ) -> io::Result<Running> {
     let listener = listener::bind(&settings.listen, settings.read_timeout).map_err(|e| {
         io::Error::new(
@@ -114,7 +132,7 @@ pub fn start(
     let (notice_tx, notice_rx) = bounded(64);
     let min_workers = settings.workers.max(1);
     let ctx = Arc::new(Ctx {
-        config: settings.ingest,
+        config: settings.ingest.clone(),
         capture: capture.handle(),
         capture_path: capture.path().display().to_string(),
         events,
@@ -132,6 +150,8 @@ pub fn start(
         workers: Mutex::new(Vec::new()),
         connections: Connections::default(),
         parked: Mutex::new(Vec::new()),
+        respond,
+        auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
     });
     for _ in 0..min_workers {
         add_worker(&ctx)?;
@@ -290,6 +310,11 @@ impl Running {
         self.capture.close();
     }
 
+    /// What replaces the accepted tokens while it runs (SIGHUP).
+    pub fn auth_switch(&self) -> AuthSwitch {
+        AuthSwitch(Arc::downgrade(&self.ctx))
+    }
+
     /// Requests being handled whose answer is not yet being written.
     pub fn in_flight(&self) -> usize {
         self.ctx.unanswered.load(Ordering::SeqCst)
@@ -302,6 +327,27 @@ impl Running {
     /// tiny_http servers running (accepting or being drained).
     pub fn servers(&self) -> usize {
         self.acceptors.servers()
+    }
+}
+
+/// Replaces the tokens a running receiver accepts.
+pub struct AuthSwitch(Weak<Ctx>);
+
+impl AuthSwitch {
+    /// The tokens accepted from the next request on; false once the
+    /// receiver is gone.
+    pub fn set(&self, auth: ingest::Auth) -> bool {
+        let Some(ctx) = self.0.upgrade() else {
+            return false;
+        };
+        *ctx.auth.write().unwrap_or_else(|p| p.into_inner()) = auth;
+        true
+    }
+}
+
+impl Ctx {
+    fn auth(&self) -> std::sync::RwLockReadGuard<'_, ingest::Auth> {
+        self.auth.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -467,6 +513,12 @@ struct Outcome {
     error: Option<String>,
     batch: Option<Batch>,
     duplicate_of: Option<String>,
+    retry_of: Option<String>,
+    /// The batch is in the capture.
+    captured: bool,
+    /// The answer mode that decided, and how: a late answer waits, a
+    /// hang-up sends nothing.
+    mode: Option<(Mode, Answer)>,
     wire_bytes: u64,
     kept_body: Option<Arc<[u8]>>,
     /// The body was read off the socket (so nothing is left to drain).
@@ -483,6 +535,9 @@ impl Outcome {
             error: None,
             batch: None,
             duplicate_of: None,
+            retry_of: None,
+            captured: false,
+            mode: None,
             wire_bytes: 0,
             kept_body: None,
             body_read: false,
@@ -582,6 +637,19 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         .body_length()
         .filter(|_| !outcome.body_read)
         .unwrap_or(0);
+    match outcome.mode {
+        Some((_, Answer::Hangup)) => {
+            // Nothing goes on the wire: the writer is taken out and dropped
+            // unused (tiny_http 0.12 then sends no 500 either), and the
+            // connection stays open, silent, until the read timeout closes
+            // it. The device sees what it sees on a hang-up: no answer
+            // before its own timeout.
+            drop(request.into_writer());
+            return;
+        }
+        Some((_, Answer::Late(delay))) => wait_unless_stopping(ctx, delay),
+        _ => {}
+    }
     if safe_to_drop(unread) {
         // A client that hung up is its own problem; the batch is saved already.
         let _ = request.respond(response);
@@ -593,9 +661,22 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
     }
 }
 
+/// Waits `delay` before a late answer; a receiver shutting down answers
+/// at once rather than holding up the shutdown.
+fn wait_unless_stopping(ctx: &Ctx, delay: Duration) {
+    let until = Instant::now() + delay;
+    while !ctx.stopping.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
 fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
     let limit = ctx.config.max_body;
-    if let Err(r) = ingest::authorize(&ctx.config.auth, header(request, "authorization")) {
+    if let Err(r) = ingest::authorize(&ctx.auth(), header(request, "authorization")) {
         return Outcome::refused(r);
     }
     if let Some(len) = request.body_length().filter(|&len| len > limit) {
@@ -654,20 +735,47 @@ fn decode_and_save(
             return out;
         }
     };
+    let (mode, answer) = ctx.respond.take();
     let entry = Entry {
         received: format_received(received),
         peer: peer(request),
         unit_id: header(request, "unit-id").map(str::to_owned),
         wire_bytes,
+        acked: answer.acked(),
+        mode: mode.to_string(),
     };
     match ctx.capture.save(&entry, &batch) {
         Ok(saved) => {
-            let mut out = Outcome::json(
-                200,
-                serde_json::json!({ "accepted": batch.records, "duplicate": saved.duplicate_of.is_some() }),
-            );
+            let mut out = match answer {
+                Answer::Ack | Answer::Late(_) => Outcome::json(
+                    200,
+                    serde_json::json!({ "accepted": batch.records, "duplicate": saved.duplicate_of.is_some() }),
+                ),
+                Answer::Refuse(status) => {
+                    let mut out = Outcome::refused(Rejection {
+                        status,
+                        error: format!(
+                            "answer mode {mode}: batch saved, answered {status} on purpose"
+                        ),
+                    });
+                    // The device is not told the batch was saved: the
+                    // body says only what a refusal would.
+                    out.body = serde_json::json!({ "error": format!("answer mode {mode}") })
+                        .to_string()
+                        .into_bytes();
+                    out
+                }
+                Answer::Hangup => {
+                    let mut out = Outcome::json(NO_ANSWER, serde_json::Value::Null);
+                    out.error = Some(format!("answer mode {mode}: batch saved, no answer sent"));
+                    out
+                }
+            };
             out.wire_bytes = wire_bytes;
             out.duplicate_of = saved.duplicate_of;
+            out.retry_of = saved.retry_of;
+            out.captured = true;
+            out.mode = Some((mode, answer));
             out.kept_body = ctx.event_bodies.then(|| batch.records_json.clone());
             out.batch = Some(batch);
             out
@@ -697,8 +805,10 @@ fn status_page(ctx: &Ctx) -> Outcome {
          uptime: {uptime} s\n\
          requests: {req} ({rej} refused)\n\
          batches saved: {bat} ({dup} duplicates)\n\
+         retries: {ret} (copies of a batch not yet acknowledged)\n\
          records saved: {rec}\n\
          capture: {path}\n\
+         answer mode: {mode}\n\
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
@@ -710,9 +820,11 @@ fn status_page(ctx: &Ctx) -> Outcome {
         rej = Stats::get(&s.rejected),
         bat = Stats::get(&s.batches),
         dup = Stats::get(&s.duplicates),
+        ret = Stats::get(&s.retries),
+        mode = mode_line(&ctx.respond.shown()),
         rec = Stats::get(&s.records),
         path = ctx.capture_path,
-        auth = match ctx.config.auth.token_count() {
+        auth = match ctx.auth().token_count() {
             0 => "OFF (--no-auth)".to_string(),
             n => format!("{n} token(s)"),
         },
@@ -743,6 +855,19 @@ fn status_page(ctx: &Ctx) -> Outcome {
     out
 }
 
+/// The status page's mode line: the mode and what the device does.
+fn mode_line(shown: &respond::Shown) -> String {
+    let mut line = match shown.next {
+        Some(next) => format!("{next} for the next upload, then {}", shown.lasting),
+        None => shown.lasting.to_string(),
+    };
+    let upcoming = shown.upcoming();
+    if upcoming != Mode::Ok {
+        line.push_str(&format!(" ({})", upcoming.consequence()));
+    }
+    line
+}
+
 fn make_event(
     ctx: &Ctx,
     request: &Request,
@@ -750,7 +875,7 @@ fn make_event(
     outcome: &Outcome,
     started: Instant,
 ) -> RequestEvent {
-    let (headers, token_matched) = event_headers(&ctx.config.auth, request.headers());
+    let (headers, token_matched) = event_headers(&ctx.auth(), request.headers());
     let batch = outcome.batch.as_ref();
     RequestEvent {
         id: ctx.next_id.fetch_add(1, Ordering::Relaxed) + 1,
@@ -768,7 +893,11 @@ fn make_event(
         records: batch.map_or(0, |b| b.records),
         malformed: batch.map_or(0, |b| b.malformed),
         naive_timestamps: batch.map_or(0, |b| b.naive_timestamps),
+        newest_ts: batch.and_then(|b| b.newest_ts),
         duplicate_of: outcome.duplicate_of.clone(),
+        retry_of: outcome.retry_of.clone(),
+        captured: outcome.captured,
+        mode: outcome.mode.map(|(m, _)| m.to_string()),
         warning: batch.and_then(|b| b.warning.clone()),
         error: outcome.error.clone(),
         elapsed: started.elapsed(),

@@ -216,3 +216,12 @@ pub fn viewing() -> App {
     assert_eq!(timeline.position(), 2);
     app
 }
+
+/// Busy, with the receiver answering 500 and the answer-mode menu open.
+pub fn answering() -> App {
+    use autopi_rx::receiver::respond::{Control, Mode};
+    let mut app = busy();
+    app.setup.respond = Some(std::sync::Arc::new(Control::new(Mode::Refuse(500))));
+    press(&mut app, &[KeyCode::Char('m'), KeyCode::Down]);
+    app
+}

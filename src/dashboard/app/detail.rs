@@ -207,6 +207,25 @@ fn summary(r: &RequestEvent) -> Vec<TextLine> {
             Tone::Warn,
         ),
         (
+            r.retry_of.as_ref().map(|d| {
+                format!(
+                    "retry of the batch received {d}, which was not acknowledged: not counted again"
+                )
+            }),
+            Tone::Warn,
+        ),
+        (
+            r.mode.as_ref().filter(|m| *m != "ok").map(|m| {
+                let what = if r.accepted() {
+                    "acknowledged"
+                } else {
+                    "captured, not acknowledged"
+                };
+                format!("answer mode {m}: {what}")
+            }),
+            Tone::Warn,
+        ),
+        (
             (r.malformed > 0).then(|| {
                 format!(
                     "{} malformed records (no @t/@ts, or a bad @ts)",

@@ -17,6 +17,8 @@ use crate::dashboard::app::layout::header_height;
 use crate::dashboard::app::{App, Tab};
 use crate::dashboard::format::{age, bytes, count, fit_start, short_id};
 use crate::dashboard::ui::fit_line;
+use crate::dashboard::uplink::{self, Keeping};
+use crate::receiver::respond::Mode;
 use unicode_width::UnicodeWidthStr;
 
 /// Draws the header into its four (or five) lines.
@@ -58,6 +60,13 @@ fn forward_line(app: &App) -> Line<'static> {
 fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let mut spans = vec![Span::styled(" autopi-rx ", t.title)];
+    if let Some(banner) = mode_banner(app) {
+        // The device is failing on purpose: that, not the URL, is what
+        // the line is for now (help still lists the URLs).
+        spans.extend(banner);
+        Paragraph::new(fit_line(Line::from(spans), area.width)).render(area, buf);
+        return;
+    }
     if app.setup.demo {
         spans.push(Span::styled(" DEMO: simulated device ", t.frozen));
     }
@@ -104,6 +113,27 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
+/// The answer mode when it is not plain `ok`, and what the device does
+/// about it.
+fn mode_banner(app: &App) -> Option<Vec<Span<'static>>> {
+    let t = &app.theme;
+    let shown = app.mode()?;
+    let upcoming = shown.upcoming();
+    let badge = match shown.next {
+        Some(next) => format!(
+            " ANSWERING {next} (next upload only, then {}) ",
+            shown.lasting
+        ),
+        None if upcoming == Mode::Ok => return None,
+        None => format!(" ANSWERING {upcoming} "),
+    };
+    Some(vec![
+        Span::styled(badge, t.alarm),
+        Span::styled(" m ", t.key),
+        Span::styled(upcoming.consequence(), t.warn),
+    ])
+}
+
 /// Second line: auth, capture file, devices, last upload; a long capture
 /// path gives way from its start, so the file name stays.
 fn setup_line(app: &App, width: u16) -> Line<'static> {
@@ -122,19 +152,40 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
     };
-    let mut spans = vec![
-        Span::styled(" ", t.label),
-        last,
+    let mut spans = vec![Span::styled(" ", t.label), last];
+    // The device shown (d/D, else the last to upload): is it keeping its
+    // cycle? The last upload above covers every device.
+    // Nothing while its cycle is still being learned.
+    let shown = app
+        .device()
+        .and_then(|d| uplink::of(d, app.now()))
+        .filter(|u| u.keeping != Keeping::Learning);
+    if let Some(u) = shown {
+        let style = match u.keeping {
+            Keeping::OnTime => t.ok,
+            Keeping::Learning => t.value,
+            Keeping::Late => t.warn,
+            Keeping::Overdue | Keeping::Silent => t.error,
+        };
+        spans.push(Span::styled(" · uplink ", t.label));
+        spans.push(Span::styled(u.keeping.as_str(), style));
+        // The cycle gives way on a narrow screen, before the capture path.
+        if let Some(c) = u.cycle.filter(|_| width >= 100) {
+            spans.push(Span::styled(
+                format!(" (cycle {:.0} s)", c.as_secs_f64()),
+                t.label,
+            ));
+        }
+    }
+    spans.extend([
         Span::styled(" · devices ", t.label),
         Span::styled(s.devices.len().to_string(), t.value),
-        Span::styled(" · auth ", t.label),
-        auth,
-        Span::styled(" · capture ", t.label),
-    ];
+    ]);
     // Looking back, there is no listener and so no auth to speak of.
-    if app.setup.viewing {
-        spans.drain(4..6);
+    if !app.setup.viewing {
+        spans.extend([Span::styled(" · auth ", t.label), auth]);
     }
+    spans.push(Span::styled(" · capture ", t.label));
     let room = (width as usize).saturating_sub(Line::from(spans.clone()).width() + size.width());
     // Too little room for a recognisable end of the path: the size alone.
     let path = if room >= 8 {

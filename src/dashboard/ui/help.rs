@@ -21,7 +21,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("PgUp PgDn", "scroll by a page"),
     ("g  G", "oldest / newest (G follows new lines again)"),
     ("/", "filter events, requests and types by text"),
-    ("v  m", "Live: every vehicle value / every drive on the map"),
+    ("v  a", "Live: every vehicle value / every drive on the map"),
+    ("m", "answer mode: refuse, answer late or hang up"),
     ("r", "Requests: only the refused ones"),
     ("Enter", "open the selected request (Requests tab)"),
     ("p  s", "request: pretty body / save the body to a file"),
@@ -30,7 +31,6 @@ pub const KEYS: &[(&str, &str)] = &[
         "d D  → ←",
         "pick next / previous device (else: last to upload)",
     ),
-    ("?", "show or hide this help"),
 ];
 
 /// Draws the help box centred over `area`.

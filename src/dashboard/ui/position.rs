@@ -37,9 +37,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let drives = device.map_or(0, |d| d.drive_starts().len());
     if drives > 1 {
         let which = if app.viewer.all_drives {
-            format!(" all {drives} drives · m the last ")
+            format!(" all {drives} drives · a the last ")
         } else {
-            format!(" drive {drives} of {drives} · m all ")
+            format!(" drive {drives} of {drives} · a all ")
         };
         block =
             block.title_bottom(Line::from(Span::styled(which, app.theme.label)).right_aligned());

@@ -194,6 +194,7 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
                 (id, t.base)
             }
             Col::Path => (format!("{} {}", r.method, r.path), t.base),
+            Col::Status if r.status == crate::event::NO_ANSWER => (" none".to_string(), t.error),
             Col::Status => (format!("{:>5}", r.status), t.status(r.status)),
             Col::Records => (format!("{:>5}", r.records), t.base),
             Col::Wire => (format!("{:>9}", bytes(r.wire_bytes)), t.base),
@@ -210,11 +211,14 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
     Row::new(cells.collect::<Vec<_>>())
 }
 
-/// One letter per oddity: Duplicate, Encoding mismatch, Naive timestamps,
-/// Malformed records.
+/// One letter per oddity: Duplicate (or Retry of an unacknowledged
+/// batch), Encoding mismatch, Naive timestamps, Malformed records.
 pub fn marks(r: &RequestEvent) -> String {
     [
-        (r.duplicate(), 'D'),
+        (
+            r.duplicate() || r.retry(),
+            if r.retry() { 'R' } else { 'D' },
+        ),
         (r.warning.is_some(), 'E'),
         (r.naive_timestamps > 0, 'N'),
         (r.malformed > 0, 'M'),

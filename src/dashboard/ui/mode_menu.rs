@@ -1,0 +1,90 @@
+//! The answer-mode menu (`m`): how the receiver answers valid batches,
+//! for the next upload only or until changed. Every batch is captured
+//! first, whatever the mode.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Widget};
+
+use crate::dashboard::app::App;
+use crate::dashboard::ui::{fit_line, panel};
+use crate::receiver::respond::{MENU, Mode, Scope};
+
+/// What each line of the menu says of its mode.
+fn what(mode: &Mode) -> String {
+    match mode {
+        Mode::Ok => "200 once saved".into(),
+        Mode::Refuse(code) => format!("saved, answered {code}"),
+        Mode::Late(d) => format!("saved, 200 after {} s", d.as_secs()),
+        Mode::Hangup => "saved, no answer at all".into(),
+        Mode::Flaky(pct) => format!("{pct} % answered 500, the rest 200"),
+    }
+}
+
+/// Draws the menu centred over `area`.
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let Some(menu) = app.viewer.mode_menu else {
+        return;
+    };
+    let t = &app.theme;
+    let in_force = app.mode().map(|m| m.upcoming()).unwrap_or_default();
+    let mut lines: Vec<Line> = MENU
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| {
+            let mark = if *mode == in_force { "●" } else { " " };
+            let style = if i == menu.selected {
+                t.selected
+            } else {
+                t.base
+            };
+            Line::from(vec![
+                Span::styled(format!(" {mark} {:<9}", mode.to_string()), style),
+                Span::styled(
+                    what(mode),
+                    if i == menu.selected {
+                        t.selected
+                    } else {
+                        t.dim
+                    },
+                ),
+            ])
+        })
+        .collect();
+    lines.push(Line::default());
+    let (until, next) = match menu.scope {
+        Scope::UntilChanged => (t.selected, t.dim),
+        Scope::NextUpload => (t.dim, t.selected),
+    };
+    lines.push(Line::from(vec![
+        Span::styled(" Tab ", t.key),
+        Span::styled(" until changed ", until),
+        Span::raw(" "),
+        Span::styled(" next upload only ", next),
+    ]));
+    lines.push(Line::from(Span::styled(
+        format!(" {}", MENU[menu.selected].consequence()),
+        t.warn,
+    )));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = 60.min(area.width);
+    let [row] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [spot] = Layout::horizontal([Constraint::Length(width)])
+        .flex(Flex::Center)
+        .areas(row);
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|l| fit_line(l, width.saturating_sub(2)))
+        .collect();
+    Clear.render(spot, buf);
+    Paragraph::new(lines)
+        .block(panel(
+            app,
+            "Answer mode",
+            Some("↑↓ pick · Enter set · Esc".into()),
+        ))
+        .render(spot, buf);
+}
