@@ -69,6 +69,9 @@ const ACCEPT_PANIC_FILE: &str = "refined_tcp_stream.rs";
 pub struct Work {
     pub request: Request,
     pub from: Arc<Slot>,
+    /// What `on_work` decided, in the order the connection sent its
+    /// requests (one server's pump sees them in that order).
+    pub serve: bool,
 }
 
 impl Slot {
@@ -112,7 +115,7 @@ struct Side {
     zombies: AtomicUsize,
     notices: Sender<Notice>,
     /// Called when work is handed out (to grow the workers).
-    on_work: Box<dyn Fn() + Send + Sync>,
+    on_work: Box<dyn Fn(&Request) -> bool + Send + Sync>,
 }
 
 /// Every accept side in this process (a panic cannot tell which server's
@@ -129,14 +132,15 @@ pub struct Acceptors {
 
 impl Acceptors {
     /// Starts `ACCEPTING` servers on clones of `listener` and their
-    /// supervisor. Requests go to `work`; `on_work` is called for each.
+    /// supervisor. Requests go to `work`; `on_work` is called for each, in
+    /// order, and says whether it is to be served.
     pub fn start(
         listener: TcpListener,
         read_timeout: Duration,
         work: Sender<Work>,
         stopping: Arc<AtomicBool>,
         notices: Sender<Notice>,
-        on_work: Box<dyn Fn() + Send + Sync>,
+        on_work: Box<dyn Fn(&Request) -> bool + Send + Sync>,
     ) -> io::Result<Acceptors> {
         let addr = listener.local_addr()?;
         let (wake, woken) = bounded(64);
@@ -254,10 +258,11 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
 fn hand_out(side: &Side, slot: &Arc<Slot>, request: Request) {
     *lock(&slot.last_request) = Instant::now();
     slot.in_flight.fetch_add(1, Ordering::SeqCst);
-    (side.on_work)();
+    let serve = (side.on_work)(&request);
     let work = Work {
         request,
         from: slot.clone(),
+        serve,
     };
     if let Err(e) = side.work.send(work) {
         // The workers are gone (shutting down): nothing will answer it.

@@ -164,10 +164,20 @@ pub fn start_with(
         work_tx,
         stopping,
         accept_notices,
-        Box::new(move || {
-            if let Some(ctx) = grow.upgrade() {
-                grow_workers(&ctx);
-            }
+        Box::new(move |request: &Request| {
+            let Some(ctx) = grow.upgrade() else {
+                return true;
+            };
+            grow_workers(&ctx);
+            let framing = ingest::check_framing(
+                request
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+            );
+            ctx.connections
+                .admit(request.remote_addr().copied(), framing.is_ok())
+                == Admit::Serve
         }),
     )?;
     // The capture writer's notices go out as they are.
@@ -378,9 +388,17 @@ fn worker(ctx: &Arc<Ctx>) {
 fn serve(ctx: &Arc<Ctx>, work: Work) {
     ctx.busy.fetch_add(1, Ordering::SeqCst);
     let peer = work.request.remote_addr().copied();
-    let Work { request, from } = work;
+    let Work {
+        request,
+        from,
+        serve: admitted,
+    } = work;
     let answering = Answering::new(&ctx.unanswered);
-    match ctx.connections.admit(peer) {
+    match if admitted {
+        Admit::Serve
+    } else {
+        Admit::Ignore
+    } {
         Admit::Serve => {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 handle(ctx, request, answering)
@@ -458,9 +476,11 @@ impl Connections {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a request in; says to ignore it when its connection is
-    /// ignored or now has too many requests waiting.
-    fn admit(&self, peer: Option<SocketAddr>) -> Admit {
+    /// Counts a request in, in the order its connection sent it; says to
+    /// ignore it when its connection is ignored or now has too many
+    /// requests waiting. A request whose framing is broken is still served
+    /// (answered 400/501), and its connection ignored from then on.
+    fn admit(&self, peer: Option<SocketAddr>, framing_ok: bool) -> Admit {
         let Some(peer) = peer else {
             return Admit::Serve;
         };
@@ -472,10 +492,10 @@ impl Connections {
             c.ignored = true;
         }
         if c.ignored {
-            Admit::Ignore
-        } else {
-            Admit::Serve
+            return Admit::Ignore;
         }
+        c.ignored = !framing_ok;
+        Admit::Serve
     }
 
     /// A request of `peer` is done with.
@@ -1019,18 +1039,25 @@ mod tests {
         let peer: Option<SocketAddr> = Some("10.0.0.1:4000".parse().unwrap());
         let other: Option<SocketAddr> = Some("10.0.0.1:4001".parse().unwrap());
         for _ in 0..PIPELINE_LIMIT {
-            assert_eq!(c.admit(peer), Admit::Serve);
+            assert_eq!(c.admit(peer, true), Admit::Serve);
         }
-        assert_eq!(c.admit(peer), Admit::Ignore);
+        assert_eq!(c.admit(peer, true), Admit::Ignore);
         for _ in 0..=PIPELINE_LIMIT {
             c.finish(peer);
         }
-        assert_eq!(c.admit(peer), Admit::Ignore, "stays ignored");
-        assert_eq!(c.admit(other), Admit::Serve);
+        assert_eq!(c.admit(peer, true), Admit::Ignore, "stays ignored");
+        assert_eq!(
+            c.admit(other, false),
+            Admit::Serve,
+            "a broken request is answered"
+        );
         c.finish(other);
-        c.ignore(other);
-        assert_eq!(c.admit(other), Admit::Ignore);
-        assert_eq!(c.admit(None), Admit::Serve);
+        assert_eq!(
+            c.admit(other, true),
+            Admit::Ignore,
+            "what follows it is not"
+        );
+        assert_eq!(c.admit(None, true), Admit::Serve);
     }
 
     #[test]
