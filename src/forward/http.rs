@@ -3,6 +3,7 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
+use crate::simulate::reason_from;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,6 @@ use crate::capture::OutboxLine;
 
 /// How long one POST may take before it counts as failed and is retried.
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// Most of an upstream's refusal kept as the reason.
-const REASON_CHARS: usize = 200;
 
 /// A checked `--forward http(s)://…` target.
 #[derive(Clone)]
@@ -208,24 +207,6 @@ pub fn judge(
             after: retry_after,
         },
         _ => Attempt::Park { reason: reason() },
-    }
-}
-
-/// An answer's reason on one line: its `error` field when it is JSON such
-/// as `{"error": …}`, otherwise its start.
-fn reason_from(body: &[u8]) -> String {
-    let from_json = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error")?.as_str().map(str::to_owned));
-    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(REASON_CHARS)
-        .collect();
-    match line.trim() {
-        "" => "no reason given".to_string(),
-        l => l.to_string(),
     }
 }
 
