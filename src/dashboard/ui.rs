@@ -16,9 +16,9 @@ pub mod usage;
 pub mod vehicle;
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Widget, Wrap};
 
 use crate::dashboard::app::layout::{MIN_HEIGHT, MIN_WIDTH, header_height, live_rows};
 use crate::dashboard::app::{App, Tab};
@@ -162,6 +162,36 @@ pub fn nothing_shown(app: &App, nothing_yet: &str) -> String {
     } else {
         format!("no match for '{}'", filter.text())
     }
+}
+
+/// A box of `lines` centred over `area` (help, the answer-mode menu): at
+/// most `width` columns, as tall as its lines, cleared beneath, each line
+/// cut to fit.
+pub fn overlay(
+    app: &App,
+    title: &str,
+    note: &str,
+    lines: Vec<Line<'static>>,
+    width: u16,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = width.min(area.width);
+    let [row] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [spot] = Layout::horizontal([Constraint::Length(width)])
+        .flex(Flex::Center)
+        .areas(row);
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|l| fit_line(l, width.saturating_sub(2)))
+        .collect();
+    Clear.render(spot, buf);
+    Paragraph::new(lines)
+        .block(panel(app, title, Some(note.to_string())))
+        .render(spot, buf);
 }
 
 /// `line` in at most `width` columns; when cut, it ends in `…` (styled

@@ -1,13 +1,12 @@
 //! The help overlay (`?`): every key.
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Widget};
 
 use crate::dashboard::app::App;
 use crate::dashboard::state::{EVENT_RING, REQUEST_RING};
-use crate::dashboard::ui::{fit_line, panel};
+use crate::dashboard::ui::overlay;
 
 /// Every key and what it does, as shown in the overlay.
 pub const KEYS: &[(&str, &str)] = &[
@@ -67,20 +66,5 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if lines.len() + 2 > area.height as usize {
         lines.pop();
     }
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let width = 66.min(area.width);
-    let [row] = Layout::vertical([Constraint::Length(height)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [spot] = Layout::horizontal([Constraint::Length(width)])
-        .flex(Flex::Center)
-        .areas(row);
-    let lines: Vec<Line> = lines
-        .into_iter()
-        .map(|l| fit_line(l, width.saturating_sub(2)))
-        .collect();
-    Clear.render(spot, buf);
-    Paragraph::new(lines)
-        .block(panel(app, "Keys", Some("Esc or ? closes".into())))
-        .render(spot, buf);
+    overlay(app, "Keys", "Esc or ? closes", lines, 66, area, buf);
 }

@@ -3,12 +3,11 @@
 //! first, whatever the mode.
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::ui::{fit_line, panel};
+use crate::dashboard::ui::overlay;
 use crate::receiver::respond::{MENU, Mode, Scope};
 
 /// What each line of the menu says of its mode.
@@ -67,24 +66,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         format!(" {}", MENU[menu.selected].consequence()),
         t.warn,
     )));
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let width = 60.min(area.width);
-    let [row] = Layout::vertical([Constraint::Length(height)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [spot] = Layout::horizontal([Constraint::Length(width)])
-        .flex(Flex::Center)
-        .areas(row);
-    let lines: Vec<Line> = lines
-        .into_iter()
-        .map(|l| fit_line(l, width.saturating_sub(2)))
-        .collect();
-    Clear.render(spot, buf);
-    Paragraph::new(lines)
-        .block(panel(
-            app,
-            "Answer mode",
-            Some("↑↓ pick · Enter set · Esc".into()),
-        ))
-        .render(spot, buf);
+    overlay(
+        app,
+        "Answer mode",
+        "↑↓ pick · Enter set · Esc",
+        lines,
+        60,
+        area,
+        buf,
+    );
 }
