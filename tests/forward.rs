@@ -6,7 +6,7 @@ mod common;
 mod ui_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -309,53 +309,21 @@ fn kill_9_mid_catch_up_loses_nothing_and_repeats_at_most_one() {
     assert_eq!(first_seen, sent, "lost or out of order");
 }
 
-/// A scripted upstream: answers 413 to bodies holding `TOO-BIG` and 200
-/// to the rest, and reports each body it got.
-fn refusing_upstream() -> (u16, crossbeam_channel::Receiver<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || serve_scripted(stream, &tx));
-        }
-    });
-    (port, rx)
-}
-
-fn serve_scripted(stream: TcpStream, bodies: &crossbeam_channel::Sender<Vec<u8>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut out = stream;
-    loop {
-        let mut length = 0usize;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let refused = body.windows(7).any(|w| w == b"TOO-BIG");
-        let _ = bodies.send(body);
-        let answer: &[u8] = if refused {
-            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 34\r\n\r\n{\"error\":\"request entity too big\"}"
-        } else {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
-        };
-        out.write_all(answer).unwrap();
-    }
+/// A scripted upstream that refuses batches holding `TOO-BIG` with 413
+/// and batches holding `NO-AUTH` with 401.
+fn refusing_upstream() -> (u16, crossbeam_channel::Receiver<Got>) {
+    scripted_upstream(vec![
+        (
+            "TOO-BIG",
+            "413 Payload Too Large",
+            r#"{"error":"request entity too big"}"#,
+        ),
+        (
+            "NO-AUTH",
+            "401 Unauthorized",
+            r#"{"error":"invalid token"}"#,
+        ),
+    ])
 }
 
 #[test]
@@ -370,7 +338,12 @@ fn upstream_413_parks_the_batch_shows_it_and_goes_on() {
         upload(&rx, &body);
     }
     let got: Vec<Vec<u8>> = (0..3)
-        .map(|_| bodies.recv_timeout(DEADLINE).expect("a forwarded batch"))
+        .map(|_| {
+            bodies
+                .recv_timeout(DEADLINE)
+                .expect("a forwarded batch")
+                .body
+        })
         .collect();
     assert_eq!(
         got,
@@ -404,6 +377,58 @@ fn upstream_413_parks_the_batch_shows_it_and_goes_on() {
         parked[0]["reason"].as_str().unwrap().starts_with("413"),
         "{cursor}"
     );
+}
+
+/// The issue's rule: every 4xx but 408/429 parks the batch with the
+/// reason, 401 included (the token is wrong for this batch as for any:
+/// the outbox is never held, each refused batch is listed), and the
+/// batches after it go on.
+#[test]
+fn upstream_401_parks_the_batch_with_the_reason_and_the_next_ones_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests) = refusing_upstream();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    let refused = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"NO-AUTH"}]"#.to_vec();
+    for body in [batch(1), refused.clone(), batch(2), batch(3)] {
+        upload(&rx, &body);
+    }
+    let got: Vec<Vec<u8>> = (0..4)
+        .map(|_| {
+            requests
+                .recv_timeout(DEADLINE)
+                .expect("a forwarded batch")
+                .body
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [batch(1), refused, batch(2), batch(3)],
+        "each once, in order"
+    );
+    let why = "401: invalid token (check --forward-token and --forward-scheme)";
+    let note = forward_note(&rx, "", |v| v["parked"] != 0);
+    assert_eq!(note["parked"], 1, "{note}");
+    assert_eq!(note["last_parked"], why, "{note}");
+    let page = wait_for("the status page to say up with 3 forwarded", || {
+        let page = status_page(&rx);
+        page.contains(&format!(
+            "forward {url}: up · parked 1 (last: {why}) (3 forwarded)"
+        ))
+        .then_some(page)
+    });
+    assert!(!page.contains("down"), "{page}");
+    rx.stop();
+    // Nothing is tried again by itself: the refused batch went once.
+    assert!(requests.try_recv().is_err());
+    let cursor: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("capture.jsonl.forward")).unwrap(),
+    )
+    .unwrap();
+    let parked = &cursor["targets"][url.as_str()]["parked"];
+    assert_eq!(parked.as_array().unwrap().len(), 1, "{cursor}");
+    assert_eq!(parked[0]["reason"], why, "{cursor}");
 }
 
 #[test]
@@ -688,7 +713,12 @@ fn each_batch_goes_once_per_device_and_a_retry_of_an_unacknowledged_one_goes() {
         // The last batch comes last: whatever was to be sent before it has been.
         let mut got = Vec::new();
         while got.last() != Some(&batch(3)) {
-            got.push(bodies.recv_timeout(DEADLINE).expect("a forwarded batch"));
+            got.push(
+                bodies
+                    .recv_timeout(DEADLINE)
+                    .expect("a forwarded batch")
+                    .body,
+            );
         }
         let text = |v: &[Vec<u8>]| -> Vec<String> {
             v.iter()

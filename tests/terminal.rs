@@ -477,3 +477,29 @@ fn view_shows_a_capture_with_its_timeline_and_no_listener() {
     assert!(!tty.screen.screen().alternate_screen());
     assert!(tty.cooked(), "raw mode left on");
 }
+
+/// An upstream answering 401 to one batch: the header shows the target
+/// up with the batch parked, while the next batches go on.
+#[test]
+fn the_header_shows_a_batch_the_upstream_refused_as_parked() {
+    let (port, requests) = common::scripted_upstream(vec![(
+        "NO-AUTH",
+        "401 Unauthorized",
+        r#"{"error":"invalid token"}"#,
+    )]);
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let mut tty = Tty::start("", &["--token", TOKEN, "--forward", &url]);
+    let addr = tty.addr();
+    let auth = format!("token {TOKEN}");
+    for value in ["NO-AUTH", "fine-1", "fine-2"] {
+        let body = format!(r#"[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"{value}"}}]"#);
+        let r = post(addr, &[("authorization", &auth)], body.as_bytes());
+        assert_eq!(r.status, 200);
+    }
+    for _ in 0..3 {
+        requests.recv_timeout(WAIT).expect("a forwarded batch");
+    }
+    tty.wait_screen(&format!("forward 127.0.0.1:{port} up · parked 1"));
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+}

@@ -174,10 +174,12 @@ impl Deliver for Http {
 /// - 2xx: delivered;
 /// - 408, 429, 5xx: the upstream is busy or broken, try again (after
 ///   `Retry-After` when given);
-/// - 401, 403, 404, 405, 407 and 3xx: the target, not the batch, is wrong
-///   (token, URL): every batch would fail alike, so they wait for the
-///   target to be fixed instead of all being parked;
-/// - any other 4xx: this batch is refused for good: parked.
+/// - 3xx: the URL is not the final one, and a redirect is not followed:
+///   nobody has judged the batch, so the target is down with the reason
+///   (tried every 30 s) until `--forward` names the final URL;
+/// - any other 4xx (401, 403, 404, 413, …): the upstream refused this
+///   batch: parked with the reason (a hint added for the statuses that
+///   usually mean the token or the URL), and the next batch goes on.
 pub fn judge(
     status: u16,
     answer: &[u8],
@@ -194,19 +196,22 @@ pub fn judge(
             ),
             after: Some(super::BACKOFF_MAX),
         },
-        401 | 403 | 407 => Attempt::Retry {
-            error: format!("{} (check --forward-token and --forward-scheme)", reason()),
-            after: Some(super::BACKOFF_MAX),
-        },
-        404 | 405 => Attempt::Retry {
-            error: format!("{} (check the --forward URL)", reason()),
-            after: Some(super::BACKOFF_MAX),
-        },
         408 | 429 | 500..=599 => Attempt::Retry {
             error: reason(),
             after: retry_after,
         },
-        _ => Attempt::Park { reason: reason() },
+        401 | 403 | 407 => Attempt::Park {
+            reason: format!("{} (check --forward-token and --forward-scheme)", reason()),
+        },
+        404 | 405 => Attempt::Park {
+            reason: format!("{} (check the --forward URL)", reason()),
+        },
+        400..=499 => Attempt::Park { reason: reason() },
+        // Not a status HTTP defines: a broken upstream.
+        _ => Attempt::Retry {
+            error: reason(),
+            after: None,
+        },
     }
 }
 
@@ -229,8 +234,13 @@ mod tests {
             (204, "delivered"),
             (302, "retry"),
             (400, "park"),
-            (401, "retry"),
-            (404, "retry"),
+            (301, "retry"),
+            (308, "retry"),
+            (401, "park"),
+            (403, "park"),
+            (404, "park"),
+            (405, "park"),
+            (407, "park"),
             (408, "retry"),
             (413, "park"),
             (415, "park"),

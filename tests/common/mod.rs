@@ -503,3 +503,95 @@ pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     (paths.0, paths.1, paths.2)
 }
+
+/// One request a scripted upstream got: its head lines (request line
+/// first, then each header as sent, without CRLF) and its body.
+#[derive(Clone, Debug)]
+pub struct Got {
+    pub head: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+impl Got {
+    /// The value of header `name` (case-insensitive), as sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.iter().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The names of every header sent, lowercased.
+    pub fn header_names(&self) -> Vec<String> {
+        self.head
+            .iter()
+            .skip(1)
+            .filter_map(|l| Some(l.split_once(':')?.0.to_ascii_lowercase()))
+            .collect()
+    }
+}
+
+/// A scripted HTTP upstream on 127.0.0.1:0: answers each request with the
+/// first `(marker, status line, body)` whose marker is in its body, 200
+/// `{}` to the rest, and reports every request it got. Returns its port.
+pub fn scripted_upstream(
+    script: Vec<(&'static str, &'static str, &'static str)>,
+) -> (u16, Rx<Got>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = unbounded();
+    let script = Arc::new(script);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (tx, script) = (tx.clone(), script.clone());
+            std::thread::spawn(move || serve_scripted(stream, &script, &tx));
+        }
+    });
+    (port, rx)
+}
+
+fn serve_scripted(
+    stream: TcpStream,
+    script: &[(&'static str, &'static str, &'static str)],
+    got: &crossbeam_channel::Sender<Got>,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut head = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+            head.push(line);
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, answer) = script
+            .iter()
+            .find(|(marker, _, _)| body.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            .map_or(("200 OK", "{}"), |&(_, status, answer)| (status, answer));
+        let _ = got.send(Got { head, body });
+        let reply = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if out.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
