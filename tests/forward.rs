@@ -309,6 +309,91 @@ fn kill_9_mid_catch_up_loses_nothing_and_repeats_at_most_one() {
     assert_eq!(first_seen, sent, "lost or out of order");
 }
 
+/// The device's recorded requests, and requests with unusual headers,
+/// reach the upstream with the same body bytes and the same headers that
+/// matter (user-agent, unit-id, content-encoding, content-type, each
+/// absent when the device sent none): the upstream cannot tell the
+/// forward from the device.
+#[test]
+fn the_upstream_gets_the_devices_own_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests) = scripted_upstream(vec![]);
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let mut rx = forwarder(&dir.path().join("capture.jsonl"), &url, &[]);
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(samples().join("device-requests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for path in names {
+        sent.push(std::fs::read(path).unwrap());
+    }
+    let auth = format!("token {TOKEN}");
+    let odd_type = "application/json; charset=utf-8";
+    for (headers, body) in [
+        // No user-agent, no content-type, no unit-id.
+        (vec![("authorization", auth.as_str())], batch(1)),
+        (
+            vec![
+                ("authorization", auth.as_str()),
+                ("User-Agent", "python-requests/2.31.0 (bench 7)"),
+                ("content-type", odd_type),
+                ("unit-id", UNIT),
+            ],
+            batch(2),
+        ),
+    ] {
+        sent.push(request_bytes("POST", &headers, &body));
+    }
+    let mut device = Vec::new();
+    for raw in &sent {
+        assert_eq!(Conn::open(rx.addr).request(raw).status, 200);
+        let head = String::from_utf8_lossy(&raw[..raw.len() - http_body(raw).len()]);
+        device.push(Got {
+            head: head
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect(),
+            body: http_body(raw).to_vec(),
+        });
+    }
+    // The recordings repeat a batch in another encoding: only the first
+    // copy goes on.
+    let captured = complete_lines(&rx.capture);
+    assert_eq!(captured.len(), device.len());
+    let device: Vec<Got> = device
+        .into_iter()
+        .zip(&captured)
+        .filter(|(_, line)| line.duplicate_of.is_none())
+        .map(|(d, _)| d)
+        .collect();
+    assert!(device.len() >= 4, "too few new batches to test");
+    for (i, want) in device.iter().enumerate() {
+        let got = requests.recv_timeout(DEADLINE).expect("a forwarded batch");
+        assert_eq!(got.body, want.body, "request {i}: the body differs");
+        for name in ["user-agent", "unit-id", "content-encoding", "content-type"] {
+            assert_eq!(got.header(name), want.header(name), "request {i}: {name}");
+        }
+        // Nothing of ours is added beyond what HTTP needs (the client's
+        // accept headers are the negotiation of its answer) and the token.
+        let http = ["host", "content-length", "accept", "accept-encoding"];
+        for name in got.header_names() {
+            assert!(
+                want.header(&name).is_some() || http.contains(&name.as_str()),
+                "request {i}: {name} was added: {:?}",
+                got.head
+            );
+        }
+        assert_eq!(
+            got.header("authorization"),
+            Some(&*format!("token {UP_TOKEN}"))
+        );
+    }
+    rx.stop();
+}
+
 /// A scripted upstream that refuses batches holding `TOO-BIG` with 413
 /// and batches holding `NO-AUTH` with 401.
 fn refusing_upstream() -> (u16, crossbeam_channel::Receiver<Got>) {

@@ -37,6 +37,13 @@ pub struct CapturedBatch {
     /// The `content-encoding` header as sent (absent in older captures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_encoding: Option<String>,
+    /// The `user-agent` header as sent (None when none was sent, or in
+    /// captures from before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The `content-type` header as sent (as `user_agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
     /// The wire body in base64, when it differs from `records`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wire: Option<String>,
@@ -60,9 +67,21 @@ pub struct OutboxLine {
     pub acked: Option<bool>,
     #[serde(default)]
     pub content_encoding: Option<String>,
+    /// The device's `user-agent` and `content-type` headers: `Some(None)`
+    /// when it sent none, `None` in lines from before they were kept.
+    #[serde(default, deserialize_with = "present")]
+    pub user_agent: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub content_type: Option<Option<String>>,
     #[serde(default)]
     pub wire: Option<String>,
     pub records: Box<serde_json::value::RawValue>,
+}
+
+/// A field that is there, null or not (a missing one is `None` by
+/// `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 impl OutboxLine {
@@ -84,6 +103,26 @@ impl OutboxLine {
             None => Cow::Borrowed(self.records.get().as_bytes()),
         };
         Ok((body, self.content_encoding.as_deref()))
+    }
+
+    /// The headers to send with the body, as the device sent them:
+    /// `user-agent` (none when it sent none; none for lines from before
+    /// it was kept) and `content-type` (`application/json`, what every
+    /// device sends, for lines from before it was kept).
+    pub fn device_headers(&self) -> [(&'static str, Option<&str>); 2] {
+        [
+            (
+                "user-agent",
+                self.user_agent.as_ref().and_then(|v| v.as_deref()),
+            ),
+            (
+                "content-type",
+                match &self.content_type {
+                    Some(sent) => sent.as_deref(),
+                    None => Some("application/json"),
+                },
+            ),
+        ]
     }
 
     /// Whether the device was told this batch was saved.
@@ -287,5 +326,34 @@ mod tests {
             plain.wire_body().unwrap(),
             (Cow::Borrowed(&br#"[ {"@t":"a"} ]"#[..]), None)
         );
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::OutboxLine;
+
+    #[test]
+    fn device_headers_as_captured_and_for_lines_from_before_they_were_kept() {
+        let line = |extra: &str| {
+            OutboxLine::parse(
+                format!(r#"{{"received":"t","unit_id":null,{extra}"records":[]}}"#).as_bytes(),
+            )
+            .unwrap()
+            .device_headers()
+            .map(|(_, v)| v.map(str::to_owned))
+        };
+        let kept = line(r#""user_agent":"python-requests/2.27.1","content_type":"text/x","#);
+        assert_eq!(
+            kept,
+            [Some("python-requests/2.27.1".into()), Some("text/x".into())]
+        );
+        // The device sent neither.
+        assert_eq!(
+            line(r#""user_agent":null,"content_type":null,"#),
+            [None, None]
+        );
+        // Written before they were kept: what every device sends as type.
+        assert_eq!(line(""), [None, Some("application/json".into())]);
     }
 }

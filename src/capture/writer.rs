@@ -130,6 +130,10 @@ pub struct Entry {
     pub received: String,
     pub peer: String,
     pub unit_id: Option<String>,
+    /// The `user-agent` and `content-type` headers as the device sent
+    /// them (None when it sent none): a forward sends them again.
+    pub user_agent: Option<String>,
+    pub content_type: Option<String>,
     pub wire_bytes: u64,
     /// Whether a 2xx is sent for it (decided before saving).
     pub acked: bool,
@@ -426,6 +430,10 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         wire_bytes: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         content_encoding: Option<&'a str>,
+        // Always written, null when the device sent none: a line without
+        // the fields is from before they were kept.
+        user_agent: Option<&'a str>,
+        content_type: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         wire: Option<String>,
         batch_hash: &'a str,
@@ -438,6 +446,8 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         encoding: batch.encoding.as_str(),
         wire_bytes: entry.wire_bytes,
         content_encoding: batch.content_encoding.as_deref(),
+        user_agent: entry.user_agent.as_deref(),
+        content_type: entry.content_type.as_deref(),
         wire: batch
             .wire
             .as_ref()
@@ -648,6 +658,8 @@ mod tests {
             received: received.into(),
             peer: "127.0.0.1:1".into(),
             unit_id: None,
+            user_agent: None,
+            content_type: None,
             wire_bytes: 3,
             acked: true,
             mode: "ok".into(),
@@ -735,6 +747,8 @@ mod order_tests {
             received: received.into(),
             peer: "127.0.0.1:1".into(),
             unit_id: Some("ee3df171ff0f6209a3dbaa00b00e1d05".into()),
+            user_agent: None,
+            content_type: None,
             wire_bytes: 3,
             acked: true,
             mode: "ok".into(),
@@ -969,6 +983,8 @@ mod path_tests {
             received: "t1".into(),
             peer: "127.0.0.1:1".into(),
             unit_id: None,
+            user_agent: None,
+            content_type: None,
             wire_bytes: 3,
             acked: true,
             mode: "ok".into(),

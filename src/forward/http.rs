@@ -94,11 +94,8 @@ impl Http {
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
-            .user_agent(concat!(
-                "autopi-rx/",
-                env!("CARGO_PKG_VERSION"),
-                " (forward)"
-            ))
+            // The device's own user-agent is sent, or none.
+            .user_agent("")
             .tls_config(tls_config(target.ca.as_deref()))
             .build();
         Http {
@@ -114,11 +111,11 @@ impl Deliver for Http {
             Ok(b) => b,
             Err(reason) => return Attempt::Park { reason },
         };
-        let mut request = self
-            .agent
-            .post(&self.target.url)
-            .header("content-type", "application/json");
+        let mut request = self.agent.post(&self.target.url);
+        let [user_agent, content_type] = line.device_headers();
         for (name, value) in [
+            user_agent,
+            content_type,
             ("content-encoding", encoding),
             ("unit-id", line.unit_id.as_deref()),
         ] {

@@ -760,6 +760,8 @@ fn decode_and_save(
         received: format_received(received),
         peer: peer(request),
         unit_id: header(request, "unit-id").map(str::to_owned),
+        user_agent: header(request, "user-agent").map(str::to_owned),
+        content_type: header(request, "content-type").map(str::to_owned),
         wire_bytes,
         acked: answer.acked(),
         mode: mode.to_string(),
