@@ -150,6 +150,9 @@ pub enum Format {
     Gpx,
     Geojson,
     Csv,
+    /// JSON Lines, a batch a line as the device sent it (what the
+    /// dashboard's save key writes).
+    Batches,
 }
 
 impl From<Format> for crate::capture::export::Format {
@@ -158,6 +161,7 @@ impl From<Format> for crate::capture::export::Format {
             Format::Gpx => Self::Gpx,
             Format::Geojson => Self::Geojson,
             Format::Csv => Self::Csv,
+            Format::Batches => Self::Batches,
         }
     }
 }
@@ -188,6 +192,11 @@ pub struct ExportArgs {
     #[arg(long, value_name = "TIME")]
     pub to: Option<String>,
 
+    /// Only the batch received at TIME (as the capture's `received` and the
+    /// request detail show it).
+    #[arg(long, value_name = "TIME")]
+    pub received: Option<String>,
+
     /// Output file, `-` for stdout [default: stdout]; CSV without --type:
     /// a folder, one file per record type.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
@@ -213,6 +222,7 @@ impl ExportArgs {
             unit_id: self.unit_id.clone(),
             from: time("--from", &self.from)?,
             to: time("--to", &self.to)?,
+            received: time("--received", &self.received)?,
         })
     }
 }

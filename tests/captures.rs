@@ -926,3 +926,132 @@ mod damaged {
         }
     }
 }
+
+/// The dashboard's save key `s` and `export --format batches` write a batch
+/// the same way (one writer): for every request of a live session (plain,
+/// pretty-printed over several lines, spaced on one line, gzip), the file
+/// `s` saves equals what `export --format batches --received T` writes for
+/// the batch received at T, and each line of it parses as the records.
+#[test]
+fn the_save_key_writes_a_batch_as_export_batches_does() {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.jsonl");
+    let (tx, events) = crossbeam_channel::bounded(1024);
+    let settings = server::Settings {
+        listen: "127.0.0.1:0".into(),
+        ingest: Config {
+            auth: Auth::tokens(&[TOKEN]),
+            max_body: DEFAULT_MAX_BODY,
+        },
+        workers: 2,
+        event_bodies: true,
+        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
+    };
+    let running = server::start(settings, Capture::open(&path).unwrap(), tx).unwrap();
+    let plain = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":812.0}]"#.to_vec();
+    let pretty =
+        b"[\n  {\"@t\": \"obd.speed\", \"@ts\": \"2026-11-27T08:00:01\", \"value\": 40}\n]\n"
+            .to_vec();
+    let spaced = br#"[{"@t": "obd.bat", "@ts": "2026-11-27T08:00:02", "voltage": 12.61}, {"@t": "x", "@ts": "2026-11-27T08:00:03"}]"#.to_vec();
+    let big = std::fs::read(common::samples().join("batch-1000-naive.json")).unwrap();
+    let auth = format!("token {TOKEN}");
+    for (body, gz) in [
+        (&plain, false),
+        (&pretty, false),
+        (&spaced, false),
+        (&big, true),
+    ] {
+        let (body, mut headers) = match gz {
+            true => (common::gzip(body), vec![("content-encoding", "gzip")]),
+            false => (body.clone(), vec![]),
+        };
+        headers.push(("authorization", &auth));
+        assert_eq!(common::post(running.addr, &headers, &body).status, 200);
+    }
+    let mut app = App::new(
+        Setup {
+            capture_path: path.display().to_string(),
+            ..Setup::default()
+        },
+        Theme::mono(),
+        jiff::Timestamp::now(),
+    );
+    for _ in 0..4 {
+        app.apply(&events.recv_timeout(GUARD).expect("every event"));
+    }
+    running.shutdown();
+    app.resize(120, 40);
+    let key = |app: &mut App, k: KeyCode| {
+        app.handle_key(KeyEvent::from(k));
+    };
+    key(&mut app, KeyCode::Char('2'));
+    let mut compared = 0;
+    for down in 0..4 {
+        key(&mut app, KeyCode::Char('g'));
+        for _ in 0..down {
+            key(&mut app, KeyCode::Down);
+        }
+        let r = app.selected_request().unwrap().clone();
+        key(&mut app, KeyCode::Char('s'));
+        let saved = std::fs::read(dir.path().join(format!("bench-request-{}.json", r.id)))
+            .expect("s saved the request");
+        let received = autopi_rx::time::format_received(r.received);
+        let out = autopi(&[
+            "export",
+            path.to_str().unwrap(),
+            "--format",
+            "batches",
+            "--received",
+            &received,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&saved),
+            text(&out.stdout),
+            "request {} received {received}",
+            r.id
+        );
+        let line = lines(&path)
+            .into_iter()
+            .find(|l| l["received"] == received.as_str())
+            .unwrap();
+        let saved: Value = serde_json::from_slice(&saved).unwrap();
+        assert_eq!(saved, line["records"]);
+        compared += 1;
+    }
+    assert_eq!(compared, 4);
+    // One line per batch for the whole capture, each the records as captured.
+    let out = autopi(&["export", path.to_str().unwrap(), "--format", "batches"]);
+    let exported: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let captured: Vec<Value> = lines(&path)
+        .into_iter()
+        .map(|l| l["records"].clone())
+        .collect();
+    assert_eq!(exported, captured);
+    assert!(
+        text(&out.stderr).contains("1004 records from 4 batches"),
+        "{}",
+        text(&out.stderr)
+    );
+    // --type keeps the chosen records of each batch, as captured.
+    let out = autopi(&[
+        "export",
+        path.to_str().unwrap(),
+        "--format",
+        "batches",
+        "--type",
+        "obd.bat",
+        "--from",
+        "2026-11-27T08:00:02Z",
+        "--to",
+        "2026-11-27T08:00:02.100Z",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "[{\"@t\": \"obd.bat\", \"@ts\": \"2026-11-27T08:00:02\", \"voltage\": 12.61}]\n"
+    );
+}

@@ -706,10 +706,12 @@ fn a_batch_body_is_one_record_a_line_pretty_on_p_and_saved_on_s() {
     press(&mut app, &[KeyCode::Char('s')]);
     let saved = dir.path().join("20261127T075950Z-request-1.json");
     let first = &app.live().requests.iter().next().unwrap().body;
-    assert_eq!(
-        std::fs::read(&saved).unwrap(),
-        first.as_deref().unwrap(),
-        "the body as held"
+    // A batch: its records as held, a line, as `export --format batches`.
+    let mut want = first.as_deref().unwrap().to_vec();
+    want.push(b'\n');
+    assert!(
+        std::fs::read(&saved).unwrap() == want,
+        "the body as held, a line"
     );
     for (w, h) in SIZES {
         let screen = text(&draw(&app, w, h));

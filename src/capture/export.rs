@@ -1,7 +1,9 @@
 //! `autopi-rx export`: captures into the formats other tools read. GPX
 //! (one track per device, a segment per drive), GeoJSON (a LineString per
 //! drive and a Point per fix) and CSV (one record type per file, nested
-//! fields as dotted columns). Only delivered batches count: duplicates,
+//! fields as dotted columns), and `batches` (JSON Lines, a batch a line,
+//! as the device sent it: the format of the dashboard's save key too, both
+//! written by `write_batch`). Only delivered batches count: duplicates,
 //! retries and unacknowledged lines are left out, also a batch found again
 //! in another file.
 //!
@@ -13,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -40,11 +43,22 @@ pub struct Filter {
     pub from: Option<Timestamp>,
     /// Records stamped before this time.
     pub to: Option<Timestamp>,
+    /// Only the batch received at this time (its capture line's
+    /// `received`, as the request detail shows it).
+    pub received: Option<Timestamp>,
 }
 
 impl Filter {
-    fn unit(&self, unit_id: Option<&str>) -> bool {
-        self.unit_id.as_deref().is_none_or(|u| Some(u) == unit_id)
+    fn batch(&self, line: &CaptureLine) -> bool {
+        self.unit_id
+            .as_deref()
+            .is_none_or(|u| Some(u) == line.unit_id.as_deref())
+            && self.received.is_none_or(|r| r == line.received)
+    }
+
+    /// Whether any record is left out by type or time.
+    fn picks_records(&self) -> bool {
+        self.kind.is_some() || self.from.is_some() || self.to.is_some()
     }
 
     fn record(&self, r: &Record<'_>) -> bool {
@@ -107,7 +121,7 @@ fn for_each_batch<T: Send>(
             path,
             None,
             |at, line| {
-                let keep = line.delivered() && filter.unit(line.unit_id.as_deref());
+                let keep = line.delivered() && filter.batch(&line);
                 let key = (line.unit_id.clone(), line.batch_hash.clone());
                 Some((keep, key, line.delivered(), keep.then(|| prepare(at, line))))
             },
@@ -806,12 +820,78 @@ mod tests {
     }
 }
 
+/// Writes one batch as a line of the `batches` format, which is also what
+/// the dashboard's save key writes for a batch: its records array exactly
+/// as captured (the body the device sent, decompressed; a body that
+/// spanned several lines without the whitespace between tokens), then a
+/// newline. Each line can be POSTed again as it is.
+pub fn write_batch(out: &mut dyn Write, records: &[u8]) -> io::Result<()> {
+    out.write_all(records)?;
+    out.write_all(b"\n")
+}
+
+/// The part of a batch's records array that passes the record filter:
+/// the array itself when nothing is left out, else the kept records as
+/// captured, joined into a new array; None when none is kept. With how
+/// many records it holds.
+fn picked(records: &Arc<[u8]>, filter: &Filter) -> Option<(Arc<[u8]>, u64)> {
+    let text = std::str::from_utf8(records).ok()?;
+    let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+    if !filter.picks_records() {
+        return (!items.is_empty()).then(|| (records.clone(), items.len() as u64));
+    }
+    let mut kept = Vec::new();
+    for item in items {
+        let one = format!("[{}]", item.get());
+        let mut keep = false;
+        let _ = for_each_record(&one, |r| keep = filter.record(&r));
+        if keep {
+            kept.push(item.get());
+        }
+    }
+    let n = kept.len() as u64;
+    (n > 0).then(|| (format!("[{}]", kept.join(",")).into_bytes().into(), n))
+}
+
+/// `batches`: a delivered batch a line, as `write_batch` writes it.
+fn batches(
+    paths: &[PathBuf],
+    filter: &Filter,
+    mut out: Box<dyn Write + '_>,
+) -> Result<Written, ExportError> {
+    let mut written = Written::default();
+    let mut failed: Option<io::Error> = None;
+    let mut records = 0;
+    for_each_batch(
+        paths,
+        filter,
+        &mut written,
+        |_, line| picked(&line.records, filter),
+        |item| {
+            let Some((bytes, n)) = item else { return };
+            if failed.is_none() {
+                match write_batch(&mut out, &bytes) {
+                    Ok(()) => records += n,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    out.flush()?;
+    written.records = records;
+    Ok(written)
+}
+
 /// Which format to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Gpx,
     Geojson,
     Csv,
+    Batches,
 }
 
 /// `autopi-rx export`: writes the file (or stdout, or a CSV folder) and
@@ -904,13 +984,14 @@ fn write_one(
         Format::Gpx => gpx(paths, filter, out),
         Format::Geojson => geojson(paths, filter, out),
         Format::Csv => csv(paths, filter, CsvOut::One(out)),
+        Format::Batches => batches(paths, filter, out),
     }
 }
 
 /// The closing line: what went where, and what was left out.
 fn describe(format: Format, w: &Written, output: Option<&Path>) -> String {
     let what = match format {
-        Format::Csv => format!("{} records", w.records),
+        Format::Csv | Format::Batches => format!("{} records", w.records),
         _ => format!("{} fixes in {} drives", w.records, w.drives),
     };
     let to = match (output, w.files.len()) {

@@ -503,9 +503,14 @@ impl App {
         }
     }
 
-    /// Writes the open (else the highlighted) request's body, as held, next
-    /// to the capture file: `<capture name>-request-<id>.json` (`.bin` when
-    /// it is not JSON). The path written, or why nothing was.
+    /// Writes the open (else the highlighted) request's body next to the
+    /// capture file: `<capture name>-request-<id>.json`. A batch in the
+    /// capture is written as `export --format batches` writes it (one
+    /// shared writer, `capture::export::write_batch`: its records array as
+    /// captured, then a newline), so the file equals
+    /// `export --format batches --received <its received>`. A refused body
+    /// is not a batch: it is written as received (`.bin` when it is not
+    /// JSON). The path written, or why nothing was.
     fn save_body(&self) -> Result<String, String> {
         let id = self
             .viewer
@@ -526,7 +531,7 @@ impl App {
         let stem = capture
             .file_stem()
             .map_or("autopi-rx".into(), |s| s.to_string_lossy());
-        let ext = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        let ext = if r.captured || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
             "json"
         } else {
             "bin"
@@ -535,7 +540,16 @@ impl App {
             .parent()
             .unwrap_or(std::path::Path::new(""))
             .join(format!("{stem}-request-{id}.{ext}"));
-        std::fs::write(&path, body)
+        let write = |path: &std::path::Path| -> std::io::Result<()> {
+            if r.captured {
+                let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                crate::capture::export::write_batch(&mut file, body)?;
+                std::io::Write::flush(&mut file)
+            } else {
+                std::fs::write(path, body)
+            }
+        };
+        write(&path)
             .map(|()| path.display().to_string())
             .map_err(|e| format!("could not save to {}: {e}", path.display()))
     }
