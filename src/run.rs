@@ -23,6 +23,11 @@ use std::sync::Arc;
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
 pub const EVENT_QUEUE: usize = 4096;
+/// Bodies of events held while a capture loads at start, at most: the
+/// listener is up meanwhile, and what arrives is folded after the load.
+/// Beyond it, events wait in the queue (and past that are dropped and
+/// counted, as always).
+const HELD_DURING_LOAD: u64 = 512 * 1024 * 1024;
 /// How long shutdown waits for requests in flight (a device's timeout is
 /// 10 to 60 s; an upload stalled longer is not coming).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -432,7 +437,7 @@ fn show(
     }
     let setup = screen_setup(running, token_count, demo, respond);
     let capture = running.capture_path().to_path_buf();
-    let so_far = load_so_far(&capture, held);
+    let so_far = load_so_far(&capture, held, &events);
     tui::run(
         so_far,
         setup,
@@ -445,12 +450,21 @@ fn show(
 }
 
 /// The session so far: what the capture held before this run, folded as
-/// the dashboard folded it live (with progress on stderr for big files).
-fn load_so_far(capture: &std::path::Path, held: u64) -> State {
+/// the dashboard folded it live (with progress on stderr for big files),
+/// then the events that arrived during the load. They are taken off the
+/// queue while the file is read (a big file takes seconds, and the queue
+/// holds 4096), and folded after it, in arrival order: every event that
+/// arrives later is newer, so the order the live fold sees is kept.
+fn load_so_far(capture: &std::path::Path, held: u64, events: &Receiver<RequestEvent>) -> State {
     let mut state = State::default();
     if held == 0 {
         return state;
     }
+    let (done_tx, done) = bounded::<()>(0);
+    let arriving = events.clone();
+    let holder = std::thread::Builder::new()
+        .name("held-events".into())
+        .spawn(move || hold_events(&arriving, &done));
     let mut progress = Progress::new(format!("loading {}", capture.display()), held);
     let loaded = load::scan_events(
         capture,
@@ -467,7 +481,34 @@ fn load_so_far(capture: &std::path::Path, held: u64) -> State {
             capture.display()
         ),
     }
+    drop(done_tx);
+    if let Ok(holder) = holder {
+        for e in holder.join().unwrap_or_default() {
+            state.apply(&e);
+        }
+    }
     state
+}
+
+/// Takes events off the queue until `done` closes (at most
+/// `HELD_DURING_LOAD` bytes of bodies), and gives them back in order.
+fn hold_events(events: &Receiver<RequestEvent>, done: &Receiver<()>) -> Vec<RequestEvent> {
+    let mut held = Vec::new();
+    let mut bytes = 0u64;
+    while bytes < HELD_DURING_LOAD {
+        select! {
+            recv(events) -> e => match e {
+                Ok(e) => {
+                    bytes += e.body.as_ref().map_or(0, |b| b.len() as u64);
+                    held.push(e);
+                }
+                Err(_) => break,
+            },
+            recv(done) -> _ => return held,
+        }
+    }
+    let _ = done.recv();
+    held
 }
 
 /// Header facts for the dashboard: where to point the device, auth, capture.

@@ -503,3 +503,77 @@ fn the_header_shows_a_batch_the_upstream_refused_as_parked() {
     tty.press("q");
     assert_eq!(tty.exit().exit_code(), 0);
 }
+
+/// Requests that arrive while a big capture loads at start are all shown
+/// once it is loaded: more than the event queue holds (4096) arrive during
+/// the load, and none is dropped.
+#[test]
+fn requests_arriving_while_a_big_capture_loads_are_all_shown() {
+    const SENT: usize = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let records = std::fs::read_to_string(samples().join("batch-1000-naive.json")).unwrap();
+    let records = records.trim();
+    let lines = 400;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&capture).unwrap());
+    for i in 0..lines {
+        writeln!(
+            file,
+            r#"{{"received":"2026-11-27T08:00:00.000Z","peer":"127.0.0.1:1","unit_id":"ee3df171ff0f6209a3dbaa00b00e1d05","encoding":"identity","wire_bytes":{},"batch_hash":"{i:064x}","duplicate_of":null,"acked":true,"mode":"ok","records":{records}}}"#,
+            records.len()
+        )
+        .unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    // Big enough for the progress line (32 MB).
+    assert!(std::fs::metadata(&capture).unwrap().len() > 32_000_000);
+    let mut tty = Tty::launch(
+        dir,
+        "exec \"$0\" \"$@\"",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--capture",
+            capture.to_str().unwrap(),
+            "--token",
+            TOKEN,
+        ],
+    );
+    let addr = tty.addr();
+    tty.wait_for("the load's progress", |t| t.raw_text().contains("loading "));
+    let mut conn = common::Conn::open(addr);
+    let wrong = common::request_bytes("POST", &[("authorization", "token WRONG")], b"[]");
+    for _ in 0..SENT {
+        assert_eq!(conn.request(&wrong).status, 401);
+    }
+    drop(conn);
+    // All of them arrived while the file was still loading (else this
+    // tests nothing): the load had not said it was done.
+    tty.wait_for_a_while("more output", |_| false);
+    assert!(
+        !tty.raw_text().contains("done in"),
+        "the load ended before the requests did; make the capture bigger"
+    );
+    tty.wait_screen(&format!("requests {}", fmt_count(SENT + lines)));
+    assert!(
+        !tty.contents().contains("events not shown"),
+        "{}",
+        tty.contents()
+    );
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+}
+
+/// A count as the header writes it (thousands separated by commas).
+fn fmt_count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
