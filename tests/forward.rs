@@ -268,6 +268,64 @@ fn upstream_down_then_up_gets_everything_in_order() {
     );
 }
 
+/// The capture deleted while forwarding (the writer starts a new file at
+/// its path): what the old file still had to send goes first, then the new
+/// file from its start, in order; the cursor then counts in the new file,
+/// so a restart resumes there without sending anything twice.
+#[test]
+fn a_capture_deleted_while_forwarding_is_drained_then_the_new_one_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    // The upstream is down: these wait in the first file.
+    for i in 0..4 {
+        upload(&rx, &batch(i));
+    }
+    forward_note(&rx, "down", |_| true);
+    let old = hashes(&complete_lines(&capture));
+    std::fs::remove_file(&capture).unwrap();
+    for i in 4..7 {
+        upload(&rx, &batch(i));
+    }
+    rx.wait_stderr("was deleted or moved away");
+    let new = hashes(&complete_lines(&capture));
+    assert_eq!(new.len(), 3, "the new file holds the later batches");
+    let up = upstream(dir.path(), port);
+    let want: Vec<String> = old.iter().chain(&new).cloned().collect();
+    let got = wait_for("every batch of both files upstream", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= want.len()).then_some(lines)
+    });
+    assert_eq!(hashes(&got), want, "lost, repeated or out of order");
+    let note = forward_note(&rx, "up", |v| v["pending"] == 0);
+    assert_eq!(note["forwarded"], 7, "{note}");
+    rx.stop();
+    // The cursor is in the new file: a restart resumes there.
+    let cursor: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("capture.jsonl.forward")).unwrap(),
+    )
+    .unwrap();
+    let len = std::fs::metadata(&capture).unwrap().len();
+    assert_eq!(cursor["targets"][url.as_str()]["offset"], len, "{cursor}");
+    let again = forwarder(&capture, &url, &[]);
+    upload(&again, &batch(7));
+    let got = wait_for("the batch after the restart", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() > want.len()).then_some(lines)
+    });
+    let last = hashes(&complete_lines(&capture)).last().unwrap().clone();
+    assert_eq!(got.last().unwrap().batch_hash, last);
+    let mut again = again;
+    again.stop();
+    assert_eq!(
+        complete_lines(&up.capture).len(),
+        want.len() + 1,
+        "nothing sent twice"
+    );
+}
+
 #[test]
 fn kill_9_mid_catch_up_loses_nothing_and_repeats_at_most_one() {
     const N: usize = 300;

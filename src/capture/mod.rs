@@ -15,7 +15,8 @@ mod writer;
 
 pub use reader::{CapturedBatch, OutboxLine, Tail, read};
 pub use writer::{
-    Capture, CaptureHandle, Durable, Entry, FileSink, Pending, Recovered, Saved, Seen, Sink,
+    Bound, Capture, CaptureHandle, Durable, Entry, FileSink, Pending, Recovered, Saved, Seen, Sink,
+    Switched,
 };
 
 /// The duplicate index's key: a batch's content hash seen from one device.

@@ -157,6 +157,16 @@ impl Tail {
         })
     }
 
+    /// Reads `file` (already open) from byte `pos` (a line start).
+    pub fn from_file(file: File, pos: u64) -> Tail {
+        Tail {
+            file,
+            buf_at: pos,
+            buf: Vec::new(),
+            used: 0,
+        }
+    }
+
     /// Offset of the next line to be returned.
     pub fn pos(&self) -> u64 {
         self.buf_at + self.used as u64

@@ -34,11 +34,20 @@ pub trait Sink: Send + 'static {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// Makes sure the sink is still what its path names (a capture file
     /// deleted or replaced while running would take lines nobody can
-    /// read). When it is not, starts a new one at the path and says so,
-    /// with the new sink's length.
-    fn ensure_at_path(&mut self) -> io::Result<Option<(String, u64)>> {
+    /// read). When it is not, starts a new one at the path and says so.
+    fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
         Ok(None)
     }
+}
+
+/// A new file started at the capture path.
+pub struct Switched {
+    /// What the operator is told.
+    pub message: String,
+    /// Its length when taken over: the writer appends from there.
+    pub len: u64,
+    /// A handle to read it with (None for sinks that are not files).
+    pub file: Option<File>,
 }
 
 /// A capture file opened for appending.
@@ -77,7 +86,7 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    fn ensure_at_path(&mut self) -> io::Result<Option<(String, u64)>> {
+    fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
         if !self.regular {
             return Ok(None);
         }
@@ -101,6 +110,7 @@ impl Sink for FileSink {
             )
         })?;
         sync_parent(&self.path);
+        let reader = file.try_clone().ok();
         self.file = file;
         self.identity = identity(&meta);
         let message = format!(
@@ -108,7 +118,11 @@ impl Sink for FileSink {
              (batches acknowledged before are in the old file only if it was moved, not deleted)",
             self.path.display()
         );
-        Ok(Some((message, meta.len())))
+        Ok(Some(Switched {
+            message,
+            len: meta.len(),
+            file: reader,
+        }))
     }
 }
 
@@ -201,23 +215,90 @@ pub struct CaptureHandle {
 /// length was acknowledged (or is about to be). Readers that act on lines
 /// (the forwarders) read no further, so they never pass on a line that a
 /// failed write is about to cut away. It also counts those lines.
+///
+/// When the capture path is deleted or replaced while running, the writer
+/// goes on in a new file at the path: the files are numbered from 0 (the
+/// one opened at start), and for each earlier file this keeps where its
+/// synced lines end and a handle to read it, so a reader finishes a file
+/// (also one deleted meanwhile) and then goes on where the writer started
+/// the next.
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
-    len: Arc<(Mutex<u64>, Condvar)>,
+    state: Arc<(Mutex<Files>, Condvar)>,
     lines: Arc<AtomicU64>,
 }
 
+#[derive(Debug, Default)]
+struct Files {
+    /// Synced length of the current file.
+    len: u64,
+    /// Number of the current file.
+    current: usize,
+    /// For each file: where the writer started in it, where its synced
+    /// lines end (None for the current one) and a handle to read it.
+    files: Vec<(u64, Option<u64>, Option<Arc<File>>)>,
+}
+
+/// Where a reader of file `n` may read to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// Synced bytes of that file: read no further.
+    pub limit: u64,
+    /// When a newer file is written to, where the writer started in it:
+    /// go on there once `limit` is reached.
+    pub next: Option<u64>,
+}
+
 impl Durable {
-    fn new(len: u64, lines: u64) -> Durable {
+    fn new(len: u64, lines: u64, file: Option<File>) -> Durable {
         Durable {
-            len: Arc::new((Mutex::new(len), Condvar::new())),
+            state: Arc::new((
+                Mutex::new(Files {
+                    len,
+                    current: 0,
+                    files: vec![(0, None, file.map(Arc::new))],
+                }),
+                Condvar::new(),
+            )),
             lines: Arc::new(AtomicU64::new(lines)),
         }
     }
 
-    /// Bytes known complete and synced.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Files> {
+        self.state.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes known complete and synced in the current file.
     pub fn synced(&self) -> u64 {
-        *self.len.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock().len
+    }
+
+    /// The number of the file the writer writes to now.
+    pub fn current(&self) -> usize {
+        self.lock().current
+    }
+
+    /// How far file `n` may be read, and where to go on after it.
+    pub fn bound(&self, n: usize) -> Bound {
+        let files = self.lock();
+        if n >= files.current {
+            return Bound {
+                limit: files.len,
+                next: None,
+            };
+        }
+        Bound {
+            limit: files.files[n].1.unwrap_or(0),
+            next: Some(files.files[n + 1].0),
+        }
+    }
+
+    /// A handle to read file `n` (the writer's own, so it reads a file
+    /// deleted since); None when the writer has none (test sinks).
+    pub fn file(&self, n: usize) -> Option<io::Result<File>> {
+        let files = self.lock();
+        let handle = files.files.get(n)?.2.as_ref()?;
+        Some(handle.try_clone())
     }
 
     /// Complete lines in those bytes, kept up to date by the writer: a
@@ -226,24 +307,36 @@ impl Durable {
         self.lines.clone()
     }
 
-    /// Waits until more than `seen` bytes are durable, at most `timeout`;
-    /// returns the durable length either way.
+    /// Waits until more than `seen` bytes are durable (or the writer moved
+    /// to a new file), at most `timeout`; returns the durable length.
     pub fn wait_beyond(&self, seen: u64, timeout: Duration) -> u64 {
-        let (len, grown) = &*self.len;
-        let guard = len.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, grown) = &*self.state;
+        let guard = self.lock();
+        let file = guard.current;
         let (guard, _) = grown
-            .wait_timeout_while(guard, timeout, |len| *len <= seen)
+            .wait_timeout_while(guard, timeout, |f| f.len <= seen && f.current == file)
             .unwrap_or_else(|p| p.into_inner());
-        *guard
+        guard.len
     }
 
     fn grew(&self, new_len: u64, new_lines: u64) {
-        let (len, grown) = &*self.len;
-        let mut guard = len.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock();
         // Lines first: a reader that sees the length sees them counted.
         self.lines.fetch_add(new_lines, Ordering::SeqCst);
-        *guard = new_len;
-        grown.notify_all();
+        guard.len = new_len;
+        self.state.1.notify_all();
+    }
+
+    /// The writer goes on in a new file, from `start`.
+    fn switched(&self, start: u64, file: Option<File>) {
+        let mut guard = self.lock();
+        let end = guard.len;
+        let current = guard.current;
+        guard.files[current].1 = Some(end);
+        guard.files.push((start, None, file.map(Arc::new)));
+        guard.current += 1;
+        guard.len = start;
+        self.state.1.notify_all();
     }
 }
 
@@ -305,7 +398,12 @@ impl Capture {
             regular,
             path: path.to_path_buf(),
         };
-        let mut capture = Capture::start(sink, len, recovered.lines as u64, seen);
+        let reader = if regular {
+            sink.file.try_clone().ok()
+        } else {
+            None
+        };
+        let mut capture = Capture::start(sink, len, recovered.lines as u64, seen, reader);
         capture.path = path.to_path_buf();
         capture.recovered = recovered;
         capture.regular = regular;
@@ -314,15 +412,21 @@ impl Capture {
 
     /// Starts a writer on any sink (tests use failing ones).
     pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
-        Capture::start(sink, len, 0, seen)
+        Capture::start(sink, len, 0, seen, None)
     }
 
     /// Starts the writer on a sink already holding `lines` lines in `len`
     /// bytes.
-    fn start<S: Sink>(sink: S, len: u64, lines: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
+    fn start<S: Sink>(
+        sink: S,
+        len: u64,
+        lines: u64,
+        seen: HashMap<DeviceBatch, Seen>,
+        reader: Option<File>,
+    ) -> Capture {
         let (tx, rx) = unbounded();
         let (notice_tx, notices) = unbounded();
-        let durable = Durable::new(len, lines);
+        let durable = Durable::new(len, lines, reader);
         let writer_durable = durable.clone();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
@@ -557,8 +661,11 @@ impl<S: Sink> Writer<S> {
         const TRIES: usize = 3;
         for _ in 0..TRIES {
             self.follow_path()?;
-            self.write_here(buf, lines)?;
+            self.write_here(buf)?;
             if !self.follow_path()? {
+                // Readers see the group only now: a group left behind in
+                // a file that went away is never passed on from there.
+                self.durable.grew(self.good_len, lines);
                 return Ok(());
             }
         }
@@ -572,16 +679,17 @@ impl<S: Sink> Writer<S> {
     fn follow_path(&mut self) -> io::Result<bool> {
         match self.sink.ensure_at_path()? {
             None => Ok(false),
-            Some((message, len)) => {
-                let _ = self.notices.send(message);
-                self.good_len = len;
+            Some(switched) => {
+                let _ = self.notices.send(switched.message);
+                self.good_len = switched.len;
                 self.dirty = false;
+                self.durable.switched(switched.len, switched.file);
                 Ok(true)
             }
         }
     }
 
-    fn write_here(&mut self, buf: &[u8], lines: u64) -> io::Result<()> {
+    fn write_here(&mut self, buf: &[u8]) -> io::Result<()> {
         if self.dirty {
             // A half-written group is still in the file: nothing may follow
             // it until it is cut away.
@@ -591,7 +699,6 @@ impl<S: Sink> Writer<S> {
         match self.sink.write_all(buf).and_then(|()| self.sink.sync()) {
             Ok(()) => {
                 self.good_len += buf.len() as u64;
-                self.durable.grew(self.good_len, lines);
                 Ok(())
             }
             Err(e) => {
@@ -954,12 +1061,16 @@ mod path_tests {
             self.files.lock().unwrap()[at].truncate(len as usize);
             Ok(())
         }
-        fn ensure_at_path(&mut self) -> io::Result<Option<(String, u64)>> {
+        fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
             let mut checks = self.checks.lock().unwrap();
             *checks += 1;
             if *checks - 1 == self.switch_at {
                 *self.current.lock().unwrap() = 1;
-                return Ok(Some(("switched".into(), 0)));
+                return Ok(Some(Switched {
+                    message: "switched".into(),
+                    len: 0,
+                    file: None,
+                }));
             }
             Ok(None)
         }
@@ -991,6 +1102,26 @@ mod path_tests {
         };
         assert!(capture.handle().save(&entry, &batch).is_ok());
         assert_eq!(capture.notices.try_recv().as_deref(), Ok("switched"));
+        // Readers never see the group in the file that went away: it ends
+        // before it, and they go on in the new file, where it is.
+        let durable = capture.durable();
+        assert_eq!(durable.current(), 1);
+        assert_eq!(
+            durable.bound(0),
+            Bound {
+                limit: 0,
+                next: Some(0)
+            }
+        );
+        let written = sink.files.lock().unwrap()[1].len() as u64;
+        assert_eq!(
+            durable.bound(1),
+            Bound {
+                limit: written,
+                next: None
+            }
+        );
+        assert_eq!(durable.lines().load(Ordering::SeqCst), 1);
         capture.close();
         let files = sink.files.lock().unwrap();
         let new = String::from_utf8(files[1].clone()).unwrap();

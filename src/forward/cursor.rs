@@ -141,6 +141,19 @@ impl Cursors {
         c.last_hash = hash.map(str::to_owned);
     }
 
+    /// Records that the capture path names a new file (the old one was
+    /// deleted or replaced while running) and that `target` is done with
+    /// the old one: from now on its offset is in the new file, from
+    /// where the writer started it. Saves the file.
+    pub fn moved(&self, target: &str, offset: u64) -> io::Result<()> {
+        let mut doc = self.lock();
+        let c = doc.targets.entry(target.to_string()).or_default();
+        c.offset = offset;
+        c.last_line = None;
+        c.last_hash = None;
+        self.save(&doc)
+    }
+
     /// Records a batch `target` refused for good, moves past it and saves.
     pub fn park(
         &self,

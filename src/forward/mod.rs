@@ -176,6 +176,7 @@ pub fn start(
             },
             status,
             offset,
+            file: durable.current(),
             synced_lines: durable.lines(),
             done_lines: 0,
             last_noted: None,
@@ -319,6 +320,9 @@ struct Job {
     seen: Seen,
     status: ForwardStatus,
     offset: u64,
+    /// The number of the capture file being read (see `Durable`): a new
+    /// one when the path was deleted or replaced while running.
+    file: usize,
     /// Complete lines synced to the capture (kept by its writer).
     synced_lines: Arc<AtomicU64>,
     /// Capture lines this target is done with.
@@ -369,9 +373,23 @@ impl Job {
             if self.stopped() {
                 return self.count_rest();
             }
-            let limit = self.durable.synced();
+            let bound = self.durable.bound(self.file);
+            let limit = bound.limit;
             let start = match tail.next_line(limit, &mut line) {
                 Ok(Some(start)) => start,
+                Ok(None) if bound.next.is_some() => {
+                    // Every synced line of a file the writer left is done:
+                    // go on in the one at the path now.
+                    let next = bound.next.unwrap_or(0);
+                    match self.next_file(next) {
+                        Ok(t) => tail = t,
+                        Err(e) => {
+                            self.down(format!("cannot read the capture: {e}"));
+                            self.wait(BACKOFF_MAX);
+                        }
+                    }
+                    continue;
+                }
                 Ok(None) => {
                     if self.status.pending == 0 && self.status.link == Link::Starting {
                         self.status.link = Link::Up;
@@ -417,6 +435,23 @@ impl Job {
                 self.status.oldest_waiting = None;
             }
         }
+    }
+
+    /// Moves to the capture file after the current one, from `start`
+    /// (where the writer started it), and moves the cursor there.
+    fn next_file(&mut self, start: u64) -> std::io::Result<Tail> {
+        let tail = match self.durable.file(self.file + 1) {
+            Some(file) => Tail::from_file(file?, start),
+            None => Tail::open(&self.capture, start)?,
+        };
+        while let Err(e) = self.cursors.moved(&self.name, start) {
+            self.down(format!("cannot save the cursor: {e}"));
+            if !self.wait(BACKOFF_MAX) {
+                return Err(e);
+            }
+        }
+        self.file += 1;
+        Ok(tail)
     }
 
     /// Sends one batch until the target takes it or parks it, waiting
@@ -494,6 +529,9 @@ impl Job {
     /// Counts exactly what is left to send, at a stop (the receiver has
     /// written its last line by then).
     fn count_rest(&mut self) -> Option<u64> {
+        if self.file != self.durable.current() {
+            return None;
+        }
         let from = self.cursors.offset(&self.name);
         let to = self.durable.synced();
         let (_, sent) = self.seen.clone().replay(&self.capture, from, to).ok()?;
