@@ -12,7 +12,8 @@
 //!
 //! The vocabulary every wing shares: `record` (typed records), `event`
 //! (what the receiver reports), `batch` (a decoded batch), `time`,
-//! `upstream` (what each forward target is doing).
+//! `upload` (one POST the way the device makes it, and what its answer
+//! means), `upstream` (what each forward target is doing).
 
 #![forbid(unsafe_code)]
 
@@ -31,4 +32,5 @@ pub mod record;
 pub mod run;
 pub mod simulate;
 pub mod time;
+pub mod upload;
 pub mod upstream;

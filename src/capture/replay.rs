@@ -1,5 +1,5 @@
 //! `autopi-rx replay`: re-POSTs a capture's batches, in order, to another
-//! receiver the way the device does, with the simulator's uploader: each
+//! receiver the way the device does, with the device's uploader (`upload`): each
 //! batch with the `unit-id` it came with and its records byte for byte, a
 //! refused batch (4xx/5xx) retried, an unanswered one re-sent identically.
 //! Unlike the device, a failed batch is retried before the next is sent,
@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, select};
 use jiff::Timestamp;
 
 use super::load::{self, CaptureLine};
-use crate::simulate::{Answer, MAX_FAILURES, Payload, Target, Uploader, encode_json};
+use crate::upload::{Answer, MAX_FAILURES, Payload, Target, Uploader, encode_json};
 
 /// How fast to send.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -3,7 +3,7 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
-use crate::simulate::reason_from;
+use crate::upload::reason_from;
 use std::sync::Arc;
 use std::time::Duration;
 

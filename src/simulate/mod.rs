@@ -6,7 +6,6 @@
 
 pub mod demo;
 mod session;
-mod upload;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -21,12 +20,11 @@ use jiff::Timestamp;
 
 use crate::latency::{Latencies, Latency};
 
+pub use crate::upload::{
+    Answer, MAX_FAILURES, Payload, Target, Uploader, encode, encode_json, reason_from,
+};
 pub use session::{HOME, Session, Stamps, default_start, format_ts};
-pub use upload::{Answer, Payload, Target, Uploader, encode, encode_json, reason_from};
 
-/// Failed attempts after which the device stops trying a batch (MAX RETRY
-/// in its code).
-pub const MAX_FAILURES: u32 = 10;
 /// Above this many records, batches are made while sending instead of
 /// beforehand, to bound memory (about 100 bytes of JSON per record).
 pub const PREPARE_LIMIT_RECORDS: u64 = 2_000_000;

@@ -1,5 +1,6 @@
 //! One POST the way the device's uploader makes it, and what its answer
-//! means to the device.
+//! means to the device: shared by the simulator (and its demo), `replay`,
+//! and the HTTP forward (which reads refusals the same way).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -11,6 +12,9 @@ use serde_json::Value;
 
 /// Says who is talking in the receiver's request view: not a real device.
 const USER_AGENT: &str = concat!("autopi-rx-simulate/", env!("CARGO_PKG_VERSION"));
+/// Failed attempts after which the device stops trying a batch (MAX RETRY
+/// in its code).
+pub const MAX_FAILURES: u32 = 10;
 /// How much of a refusal's body is kept to explain it.
 const REASON_CHARS: usize = 200;
 
