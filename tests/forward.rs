@@ -326,6 +326,50 @@ fn a_capture_deleted_while_forwarding_is_drained_then_the_new_one_followed() {
     );
 }
 
+/// The capture replaced by another file while forwarding (moved over it):
+/// the writer appends to that file, and the forward goes on from where the
+/// writer started in it; the lines the file already held are not ours and
+/// are not sent.
+#[test]
+fn a_capture_replaced_while_forwarding_is_followed_from_where_the_writer_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests) = scripted_upstream(vec![]);
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let rx = forwarder(&capture, &url, &[]);
+    for i in 0..2 {
+        upload(&rx, &batch(i));
+    }
+    for i in 0..2 {
+        let got = requests.recv_timeout(DEADLINE).expect("a forwarded batch");
+        assert_eq!(got.body, batch(i));
+    }
+    // Another capture, with a batch of its own, moved over ours.
+    let foreign = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T07:00:00","value":1}]"#;
+    let other = dir.path().join("other.jsonl");
+    let line = format!(
+        r#"{{"received":"2026-11-27T07:00:00.000Z","peer":"x","unit_id":null,"encoding":"identity","wire_bytes":{},"batch_hash":"ff","duplicate_of":null,"records":{}}}"#,
+        foreign.len(),
+        String::from_utf8_lossy(foreign)
+    );
+    std::fs::write(&other, format!("{line}\n")).unwrap();
+    std::fs::rename(&other, &capture).unwrap();
+    for i in 2..4 {
+        upload(&rx, &batch(i));
+    }
+    rx.wait_stderr("was replaced by another file");
+    for i in 2..4 {
+        let got = requests.recv_timeout(DEADLINE).expect("a forwarded batch");
+        assert_eq!(got.body, batch(i), "the foreign batch is not sent");
+    }
+    wait_for("the status page to say up with 4 forwarded", || {
+        status_page(&rx)
+            .contains(&format!("forward {url}: up (4 forwarded)"))
+            .then_some(())
+    });
+    assert!(requests.try_recv().is_err(), "nothing more was sent");
+}
+
 #[test]
 fn kill_9_mid_catch_up_loses_nothing_and_repeats_at_most_one() {
     const N: usize = 300;

@@ -377,20 +377,19 @@ impl Job {
             let limit = bound.limit;
             let start = match tail.next_line(limit, &mut line) {
                 Ok(Some(start)) => start,
-                Ok(None) if bound.next.is_some() => {
-                    // Every synced line of a file the writer left is done:
-                    // go on in the one at the path now.
-                    let next = bound.next.unwrap_or(0);
-                    match self.next_file(next) {
-                        Ok(t) => tail = t,
-                        Err(e) => {
-                            self.down(format!("cannot read the capture: {e}"));
-                            self.wait(BACKOFF_MAX);
-                        }
-                    }
-                    continue;
-                }
                 Ok(None) => {
+                    if let Some(next) = bound.next {
+                        // Every synced line of a file the writer left is
+                        // done: go on in the one at the path now.
+                        match self.next_file(next) {
+                            Ok(t) => tail = t,
+                            Err(e) => {
+                                self.down(format!("cannot read the capture: {e}"));
+                                self.wait(BACKOFF_MAX);
+                            }
+                        }
+                        continue;
+                    }
                     if self.status.pending == 0 && self.status.link == Link::Starting {
                         self.status.link = Link::Up;
                     }
