@@ -31,7 +31,7 @@ pub enum Command {
     View(ViewArgs),
     /// Send a capture's batches to a receiver again, the way the device sent them.
     Replay(ReplayArgs),
-    /// Write captures as GPX, GeoJSON or CSV.
+    /// Write captures as GPX, GeoJSON, CSV or batches (JSON Lines).
     Export(ExportArgs),
     /// Read a token on stdin and print the fingerprint refusals show for
     /// it (never the token), to tell which token a device sent.
