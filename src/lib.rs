@@ -11,9 +11,10 @@
 //! - `forward`: passes the capture on to an HTTP upstream or MQTT broker.
 //!
 //! The vocabulary every wing shares: `record` (typed records), `event`
-//! (what the receiver reports), `batch` (a decoded batch), `time`,
-//! `upload` (one POST the way the device makes it, and what its answer
-//! means), `upstream` (what each forward target is doing).
+//! (what the receiver reports), `batch` (a decoded batch), `time`, `text`
+//! (what a terminal must not obey), `upload` (one POST the way the device
+//! makes it, and what its answer means), `upstream` (what each forward
+//! target is doing).
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,14 @@
 /// with this allocator that costs address space, not memory.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Lets jemalloc give freed memory back to the system on a thread of its
+/// own, on its usual decay (about ten seconds): without it, pages freed
+/// after a burst (a pipelined flood) stay with the process until the
+/// next allocations come. Nothing depends on it succeeding.
+pub fn tune_allocator() {
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
+}
 
 pub mod batch;
 pub mod capture;
@@ -39,6 +48,7 @@ pub mod receiver;
 pub mod record;
 pub mod run;
 pub mod simulate;
+pub mod text;
 pub mod time;
 pub mod upload;
 pub mod upstream;
