@@ -231,7 +231,19 @@ fn start_forwarding(
 fn stop_forwarding(forwarders: Forwarders) {
     let cursor = forwarders.cursor_path().display().to_string();
     for left in forwarders.stop(FORWARD_GRACE) {
-        if left.pending > 0 {
+        if left.in_replaced_file {
+            let next = if left.cursor_in_replaced_file {
+                format!(
+                    "{cursor} points into that file, so the next start with --forward refuses it: move {cursor} away to forward the new file from its start"
+                )
+            } else {
+                "the next start forwards the new file from its start".to_string()
+            };
+            eprintln!(
+                "forward {}: {} batch(es) not yet passed on, some of them in a capture file that was deleted or replaced while running, which is not at the capture path any more; {next}",
+                left.target, left.pending
+            );
+        } else if left.pending > 0 {
             eprintln!(
                 "forward {}: {} batch(es) not yet passed on; they are sent when autopi-rx starts again with the same --capture and --forward",
                 left.target, left.pending

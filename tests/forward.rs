@@ -326,6 +326,46 @@ fn a_capture_deleted_while_forwarding_is_drained_then_the_new_one_followed() {
     );
 }
 
+/// Stopped while batches of a deleted capture file were still to go: the
+/// exit says that they are gone from the capture path and that the next
+/// start refuses the cursor, and it does.
+#[test]
+fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut up = upstream(dir.path(), port);
+    let mut rx = forwarder(&capture, &url, &[]);
+    upload(&rx, &batch(0));
+    wait_for("the first batch upstream", || {
+        (complete_lines(&up.capture).len() == 1).then_some(())
+    });
+    up.stop();
+    upload(&rx, &batch(1));
+    forward_note(&rx, "down", |_| true);
+    std::fs::remove_file(&capture).unwrap();
+    upload(&rx, &batch(2));
+    rx.wait_stderr("was deleted or moved away");
+    rx.stop();
+    let said = rx.stderr();
+    assert!(
+        said.contains("in a capture file that was deleted or replaced while running")
+            && said.contains("refuses it: move"),
+        "{said}"
+    );
+    let out = binary()
+        .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
+        .args(["--headless", "--listen", "127.0.0.1:0", "--token", TOKEN])
+        .args(["--capture", capture.to_str().unwrap(), "--forward", &url])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("was the capture replaced?"), "{stderr}");
+}
+
 /// The capture replaced by another file while forwarding (moved over it):
 /// the writer appends to that file, and the forward goes on from where the
 /// writer started in it; the lines the file already held are not ours and

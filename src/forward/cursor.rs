@@ -172,6 +172,11 @@ impl Cursors {
         self.save(&doc)
     }
 
+    /// Whether `target` has a place in the file yet.
+    pub fn has(&self, target: &str) -> bool {
+        self.lock().targets.contains_key(target)
+    }
+
     /// The offset `target` has reached (what a restart resumes from).
     pub fn offset(&self, target: &str) -> u64 {
         self.lock().targets.get(target).map_or(0, |c| c.offset)

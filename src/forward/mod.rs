@@ -129,8 +129,8 @@ pub trait Deliver: Send {
 pub struct Forwarders {
     threads: Vec<JoinHandle<()>>,
     stop: Option<Sender<()>>,
-    /// Each forwarder's index and, counted as it ended, its exact backlog.
-    done: Receiver<(usize, Option<u64>)>,
+    /// Each forwarder's index and how it ended.
+    done: Receiver<(usize, Ended)>,
     cursors: Arc<Cursors>,
     board: Arc<ForwardBoard>,
 }
@@ -140,6 +140,21 @@ pub struct Leftover {
     pub target: String,
     pub pending: u64,
     pub parked: u64,
+    /// It was still sending a capture file that was deleted or replaced
+    /// while running: the rest of that file is not at the capture path
+    /// any more.
+    pub in_replaced_file: bool,
+    /// And its cursor points into that file, so the next start refuses it.
+    pub cursor_in_replaced_file: bool,
+}
+
+/// How a forwarder ended.
+#[derive(Clone, Copy, Default)]
+struct Ended {
+    /// The exact backlog left (None when it could not be counted).
+    pending: Option<u64>,
+    in_replaced_file: bool,
+    cursor_in_replaced_file: bool,
 }
 
 /// Starts one thread per target. Fails (before anything is sent) when the
@@ -154,7 +169,7 @@ pub fn start(
     let cursors = Arc::new(Cursors::open(capture)?);
     board.count_backlog_from(durable.lines());
     let (stop_tx, stop) = bounded::<()>(0);
-    let (done_tx, done) = bounded::<(usize, Option<u64>)>(settings.targets.len().max(1));
+    let (done_tx, done) = bounded::<(usize, Ended)>(settings.targets.len().max(1));
     let mut threads = Vec::new();
     for target in settings.targets {
         let name = target.name().to_string();
@@ -212,13 +227,13 @@ impl Forwarders {
     pub fn stop(mut self, grace: Duration) -> Vec<Leftover> {
         drop(self.stop.take());
         let deadline = Instant::now() + grace;
-        let mut exact = vec![None; self.threads.len()];
+        let mut ended = vec![Ended::default(); self.threads.len()];
         let mut finished = 0;
         while finished < self.threads.len() {
             match self.done.recv_deadline(deadline) {
                 Ok((index, left)) => {
                     finished += 1;
-                    if let Some(slot) = exact.get_mut(index) {
+                    if let Some(slot) = ended.get_mut(index) {
                         *slot = left;
                     }
                 }
@@ -237,10 +252,15 @@ impl Forwarders {
             .snapshot()
             .into_iter()
             .enumerate()
-            .map(|(i, s)| Leftover {
-                pending: exact.get(i).copied().flatten().unwrap_or(s.pending),
-                target: s.target,
-                parked: s.parked,
+            .map(|(i, s)| {
+                let ended = ended.get(i).copied().unwrap_or_default();
+                Leftover {
+                    pending: ended.pending.unwrap_or(s.pending),
+                    target: s.target,
+                    parked: s.parked,
+                    in_replaced_file: ended.in_replaced_file,
+                    cursor_in_replaced_file: ended.cursor_in_replaced_file,
+                }
             })
             .collect()
     }
@@ -349,9 +369,20 @@ fn noted_kind(s: &ForwardStatus, before: Option<&'static str>) -> &'static str {
 }
 
 impl Job {
+    /// Follows the capture until told to stop; says how it ended.
+    fn run(mut self, sink: Box<dyn Deliver>) -> Ended {
+        let pending = self.follow(sink);
+        let in_replaced_file = self.file != self.durable.current();
+        Ended {
+            pending,
+            in_replaced_file,
+            cursor_in_replaced_file: in_replaced_file && self.cursors.has(&self.name),
+        }
+    }
+
     /// Follows the capture until told to stop; returns the exact backlog
     /// left (None when the capture could not be read).
-    fn run(mut self, mut sink: Box<dyn Deliver>) -> Option<u64> {
+    fn follow(&mut self, mut sink: Box<dyn Deliver>) -> Option<u64> {
         let mut tail = match Tail::open(&self.capture, self.offset) {
             Ok(t) => t,
             Err(e) => {
