@@ -649,6 +649,10 @@ fn a_length_beyond_the_address_space_is_answered_and_parked() {
     assert!(status, "the status page does not count them");
     device_upload(rx.addr).expect("a device after them");
     assert!(!rx.stderr().contains("panicked"), "{}", rx.stderr());
+    // Stopping leaves them to the process's exit instead of dropping them.
+    let mut rx = rx;
+    let status = rx.stop();
+    assert!(status.success(), "{status:?}; stderr: {}", rx.stderr());
 }
 
 /// Sends a request head whose one header line never ends, in 64 KiB

@@ -81,6 +81,16 @@ pub struct Drains {
     parked: Mutex<Vec<Box<dyn Send>>>,
 }
 
+/// At the end of a run, what was kept is left to the process's exit:
+/// dropping it would abort (the reason it was kept), and the system
+/// closes its connections when the process ends.
+impl Drop for Drains {
+    fn drop(&mut self) {
+        let kept = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|p| p.into_inner()));
+        std::mem::forget(kept);
+    }
+}
+
 /// How a request with `unread` bytes left will be let go of.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Way {
