@@ -158,7 +158,8 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
     // Nothing while its cycle is still being learned.
     let shown = app
         .device()
-        .and_then(|d| uplink::of(d, app.now()))
+        .and_then(|d| s.uplink(&d.unit_id))
+        .and_then(|log| uplink::of(log, app.now()))
         .filter(|u| u.keeping != Keeping::Learning);
     if let Some(u) = shown {
         let style = match u.keeping {
