@@ -42,6 +42,10 @@ fn tabs_help_and_escape() {
     press(&mut app, &[KeyCode::Tab]);
     assert_eq!(app.viewer.tab, Tab::Requests);
     press(&mut app, &[KeyCode::BackTab, KeyCode::BackTab]);
+    assert_eq!(app.viewer.tab, Tab::Uplink, "Shift-Tab goes round");
+    press(&mut app, &[KeyCode::Tab]);
+    assert_eq!(app.viewer.tab, Tab::Live);
+    press(&mut app, &[KeyCode::Char('4'), KeyCode::BackTab]);
     assert_eq!(app.viewer.tab, Tab::Types);
     press(
         &mut app,
@@ -326,7 +330,7 @@ fn battery_faults_stand_out_in_colour_and_in_monochrome() {
 fn monochrome_uses_no_colour_at_all() {
     let mut app = busy();
     app.theme = Theme::mono();
-    for tab in ['1', '2', '3'] {
+    for tab in ['1', '2', '3', '4'] {
         press(&mut app, &[KeyCode::Char(tab)]);
         let terminal = draw(&app, 120, 40);
         for cell in terminal.backend().buffer().content() {

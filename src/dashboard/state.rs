@@ -717,6 +717,15 @@ impl Device {
         })
     }
 
+    /// True when a value of the Vehicle and sensors panel came in a batch
+    /// of old data.
+    pub fn has_old_vehicle_values(&self) -> bool {
+        self.dtcs.values().any(|s| s.old)
+            || self.obd.values().any(|s| s.old)
+            || self.rpi_temp.as_ref().is_some_and(|s| s.old)
+            || self.acc.as_ref().is_some_and(|s| s.old)
+    }
+
     /// Rows of the Vehicle and sensors panel: trouble codes, OBD values,
     /// `rpi.temp` and `acc.xyz`.
     pub fn vehicle_rows(&self) -> usize {

@@ -227,13 +227,10 @@ pub enum ClockFlag {
 
 impl ClockFlag {
     /// The flag in a word or two, for tables.
-    pub fn short(&self) -> String {
+    pub fn short(&self) -> &'static str {
         match self {
-            ClockFlag::Ahead(by) => format!(
-                "ahead {}",
-                crate::dashboard::format::span(by.as_secs().unsigned_abs())
-            ),
-            ClockFlag::Mixed { .. } => "naive+Z".into(),
+            ClockFlag::Ahead(_) => "ahead",
+            ClockFlag::Mixed { .. } => "naive+Z",
         }
     }
 
@@ -241,11 +238,11 @@ impl ClockFlag {
     pub fn hint(&self) -> String {
         match self {
             ClockFlag::Ahead(by) => format!(
-                "clock ahead: records stamped up to {} after they arrived; check the device's time (GPS/NTP sync after boot)",
+                "clock ahead: stamped up to {} after arrival; check its time sync",
                 crate::dashboard::format::span(by.as_secs().unsigned_abs())
             ),
             ClockFlag::Mixed { naive, zoned } => format!(
-                "mixed timestamps: {naive} naive (read as UTC) and {zoned} with Z or an offset; a naive clock on local time is off by its UTC offset"
+                "{naive} naive @ts (read as UTC) beside {zoned} with Z: is one clock local?"
             ),
         }
     }
@@ -255,7 +252,10 @@ impl ClockFlag {
 #[derive(Clone, Debug)]
 pub struct Log {
     pub unit_id: String,
-    /// Every upload from it, copies and refusals too, in time order.
+    /// Its uploads that were captured (copies too, whatever they were
+    /// answered), in time order: the cycle is learned from them. Requests
+    /// refused before their body was read are only counted as refusals
+    /// (a wrong token may be someone else).
     arrivals: Ring<Timestamp>,
     /// Its new batches, in order of arrival.
     pub batches: Ring<Seen>,
@@ -293,7 +293,6 @@ impl Log {
 
     /// Folds one upload (a POST) from this device.
     pub fn add(&mut self, e: &RequestEvent) {
-        self.arrivals.insert_ordered(e.received, |t| *t);
         let answered = Answered::of(e);
         if let Answered::Refused(status) = answered {
             *self.refusals.entry(status).or_default() += 1;
@@ -303,6 +302,7 @@ impl Log {
         if !e.captured {
             return;
         }
+        self.arrivals.insert_ordered(e.received, |t| *t);
         let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
         if let Some(first) = first {
             let slot = self.answers.iter_mut().find(|(r, _)| r == first);
@@ -411,12 +411,12 @@ impl Log {
             .collect()
     }
 
-    /// Refusals in one short text: `500×3 503×1 none×2`.
+    /// Refusals in one short text: `hangup×2 500×3 503×1`.
     pub fn refusals_text(&self) -> String {
         self.refusals
             .iter()
             .map(|(status, n)| match *status {
-                NO_ANSWER => format!("none×{n}"),
+                NO_ANSWER => format!("hangup×{n}"),
                 s => format!("{s}×{n}"),
             })
             .collect::<Vec<_>>()
@@ -437,8 +437,8 @@ pub struct Summary {
     pub worst: Option<(String, Uplink)>,
     /// New batches of old data, all devices.
     pub old_batches: u64,
-    /// Some device's newest batch was old data.
-    pub old_now: bool,
+    /// A device whose newest batch was old data.
+    pub old_now: Option<String>,
 }
 
 /// The summary of `logs` at `now`.
@@ -446,7 +446,9 @@ pub fn summary(logs: &[Log], now: Timestamp) -> Summary {
     let mut s = Summary::default();
     for log in logs {
         s.old_batches += log.old_batches;
-        s.old_now |= log.batches.last().is_some_and(Seen::old);
+        if log.batches.last().is_some_and(Seen::old) && s.old_now.is_none() {
+            s.old_now = Some(log.unit_id.clone());
+        }
         let Some(u) = of(log, now) else {
             continue;
         };
@@ -572,17 +574,18 @@ mod tests {
         // A reboot: its fail queue from the day before, then a live batch.
         let stale = upload(2, 60.0, &batch(3, "2026-11-26T07:10:00Z"));
         assert!(old_data(&stale));
-        let mut log = log_of(&[stale.clone()]);
+        let mut log = log_of(std::slice::from_ref(&stale));
         assert_eq!(
             log.lag(),
             Some(jiff::SignedDuration::from_secs(86_400 + 51 * 60))
         );
         assert!(log.batches.last().unwrap().old());
-        assert!(summary(std::slice::from_ref(&log), t(61.0)).old_now);
+        let s = summary(std::slice::from_ref(&log), t(61.0));
+        assert_eq!(s.old_now.as_deref(), Some(UNIT));
         log.add(&upload(3, 61.0, &batch(3, "2026-11-27T08:00:59Z")));
         assert_eq!(log.old_batches, 1);
         let s = summary(&[log], t(62.0));
-        assert_eq!((s.old_batches, s.old_now), (1, false));
+        assert_eq!((s.old_batches, s.old_now), (1, None));
         // The threshold: an hour is still current, a second more is not.
         let hour = upload(4, 3600.0, &batch(1, "2026-11-27T08:00:00Z"));
         let over = upload(5, 3601.0, &batch(1, "2026-11-27T08:00:00Z"));
@@ -601,7 +604,7 @@ mod tests {
         let flag = log.clock_flag().unwrap();
         assert_eq!(flag, ClockFlag::Ahead(jiff::SignedDuration::from_secs(180)));
         assert!(
-            flag.hint().contains("3m00s after they arrived"),
+            flag.hint().contains("up to 3m00s after arrival"),
             "{}",
             flag.hint()
         );
@@ -644,7 +647,7 @@ mod tests {
             refused, retried, unanswered, resent, late, after_late, wrong_size,
         ]);
         assert_eq!((log.retries, log.resends), (1, 2));
-        assert_eq!(log.refusals_text(), "none×1 413×1 500×1");
+        assert_eq!(log.refusals_text(), "hangup×1 413×1 500×1");
         assert_eq!(log.batches.len(), 3, "copies are not new batches");
     }
 

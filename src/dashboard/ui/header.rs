@@ -265,15 +265,25 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" {} {} ", i + 1, tab.title()), style));
         spans.push(Span::raw(" "));
     }
-    let hints = Line::from(vec![
+    let mut hints = Line::from(vec![
         Span::styled("?", t.key),
         Span::styled(" help  ", t.label),
         Span::styled("q", t.key),
         Span::styled(" quit ", t.label),
     ]);
-    let room =
-        (area.width as usize).saturating_sub(hints.width() + Line::from(spans.clone()).width());
-    spans.extend(picker(app, room));
+    let tabs = Line::from(spans.clone()).width();
+    let room = (area.width as usize).saturating_sub(hints.width() + tabs);
+    let mut chosen = picker(app, room);
+    if chosen.is_empty() {
+        // The picker before the hints: `?` alone still says where help is.
+        let brief = Line::from(vec![Span::styled("? ", t.key)]);
+        let room = (area.width as usize).saturating_sub(brief.width() + tabs);
+        chosen = picker(app, room);
+        if !chosen.is_empty() {
+            hints = brief;
+        }
+    }
+    spans.extend(chosen);
     let [left, right] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(hints.width() as u16),
