@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use autopi_rx::dashboard::app::{Action, Outside, Tab};
+use autopi_rx::dashboard::app::{Action, Outside, Probed, Tab};
 use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, guide_examples};
 use crossbeam_channel::{bounded, never, unbounded};
@@ -272,7 +272,12 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
         input,
         stop: never(),
         clock: Box::new(|| at("2026-11-27T08:00:04Z")),
-        probe: Box::new(|| (Some(1_234), 7)),
+        probe: Box::new(|| Probed {
+            capture_bytes: Some(1_234),
+            dropped_events: 7,
+            // Three tokens now, where the setup said one (a SIGHUP).
+            tokens: Some(3),
+        }),
     };
     let mut app = empty();
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
@@ -281,6 +286,7 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
     assert!(screen.contains("records 5"), "{screen}");
     assert!(screen.contains("last upload 4s ago"));
     assert!(screen.contains("capture 1.21 KiB in ") && screen.contains("7 events not shown"));
+    assert!(screen.contains("auth 3 tokens"), "{screen}");
     // On the narrowest screen the warning and the size still show.
     let narrow = text(&draw(&app, 80, 24));
     assert!(
@@ -300,7 +306,7 @@ fn run_ends_on_a_signal() {
         input,
         stop,
         clock: Box::new(|| at("2026-11-27T08:00:04Z")),
-        probe: Box::new(|| (None, 0)),
+        probe: Box::new(Probed::default),
     };
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     autopi_rx::dashboard::app::run(&mut terminal, &mut empty(), outside).unwrap();

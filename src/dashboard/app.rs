@@ -689,8 +689,20 @@ pub struct Outside {
     /// SIGINT/SIGTERM.
     pub stop: Receiver<()>,
     pub clock: Box<dyn FnMut() -> Timestamp>,
-    /// The capture file's size and the listener's dropped-event count.
-    pub probe: Box<dyn FnMut() -> (Option<u64>, u64)>,
+    /// Readings taken on each tick.
+    pub probe: Box<dyn FnMut() -> Probed>,
+}
+
+/// What the loop reads on each tick besides the clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Probed {
+    /// The capture file's size.
+    pub capture_bytes: Option<u64>,
+    /// Events the listener dropped because the screen was too slow.
+    pub dropped_events: u64,
+    /// Tokens configured now (SIGHUP reads `--token-file` again); None
+    /// when no receiver can say.
+    pub tokens: Option<usize>,
 }
 
 /// Runs the dashboard until q, Ctrl-C, a signal, or the input closing.
@@ -768,9 +780,12 @@ fn drain(app: &mut App, events: &Receiver<RequestEvent>) -> bool {
 /// Reads the clock and the probes (never done inside render).
 fn refresh(app: &mut App, outside: &mut Outside) {
     app.tick((outside.clock)());
-    let (capture_bytes, dropped) = (outside.probe)();
-    app.setup.capture_bytes = capture_bytes;
-    app.setup.dropped_events = dropped;
+    let probed = (outside.probe)();
+    app.setup.capture_bytes = probed.capture_bytes;
+    app.setup.dropped_events = probed.dropped_events;
+    if let Some(tokens) = probed.tokens {
+        app.setup.tokens = tokens;
+    }
     if let Some(board) = &app.setup.forward_board {
         app.setup.forward = board.snapshot();
     }
