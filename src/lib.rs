@@ -16,6 +16,14 @@
 
 #![forbid(unsafe_code)]
 
+/// jemalloc maps large blocks without reserving memory for them, where the
+/// kernel's default overcommit heuristic would refuse a block larger than
+/// memory and swap. tiny_http 0.12 allocates a request's whole unread body
+/// when it drops the request (`receiver::drain` says why that matters);
+/// with this allocator that costs address space, not memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 pub mod batch;
 pub mod capture;
 pub mod cli;

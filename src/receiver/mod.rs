@@ -1,8 +1,10 @@
 //! The receiver wing: `server` is the tiny_http workers (body → `ingest`
 //! → capture → answer → event); `ingest` makes the pure decisions (auth,
-//! decoding, limits); `headless` prints one JSON line per request.
+//! decoding, limits); `headless` prints one JSON line per request;
+//! `drain` lets go of requests with a large unread body.
 
 pub mod accept;
+pub mod drain;
 pub mod headless;
 pub mod ingest;
 pub mod listener;

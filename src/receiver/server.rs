@@ -19,6 +19,7 @@ use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
 use crate::receiver::accept::{Acceptors, Notice, Work};
+use crate::receiver::drain::{Answered, Drains};
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
@@ -42,8 +43,6 @@ const WORKER_IDLE: Duration = Duration::from_secs(5);
 /// Stack of a worker: decoding and validation need little, and thousands
 /// of stalled uploads each hold one.
 const WORKER_STACK: usize = 512 * 1024;
-/// Unread body bytes tiny_http may always drain when it drops a request.
-const ALWAYS_DRAINABLE: usize = 64 * 1024 * 1024;
 /// Default for `--read-timeout`: a device's own timeout is 10 to 60 s.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -93,8 +92,8 @@ struct Ctx {
     max_workers: usize,
     workers: Mutex<Vec<JoinHandle<()>>>,
     connections: Connections,
-    /// Requests tiny_http 0.12 cannot drop (see `safe_to_drop`), kept.
-    parked: Mutex<Vec<Box<dyn Send>>>,
+    /// Requests with a large unread body, let go of safely.
+    drains: Arc<Drains>,
     /// How valid batches are answered (set by `--respond` and the
     /// dashboard).
     respond: Arc<respond::Control>,
@@ -149,7 +148,7 @@ pub fn start_with(
         max_workers: max_workers().max(min_workers),
         workers: Mutex::new(Vec::new()),
         connections: Connections::default(),
-        parked: Mutex::new(Vec::new()),
+        drains: Arc::default(),
         respond,
         auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
     });
@@ -424,29 +423,8 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
 /// rules, and nothing it sends is taken any more.
 fn ignore(ctx: &Ctx, request: Request) {
     let unread = request.body_length().unwrap_or(0);
-    if safe_to_drop(unread) {
-        // The writer is taken out unused: no answer is written, and
-        // tiny_http then does not answer 500 either.
-        drop(request.into_writer());
-    } else {
-        park(ctx, Box::new(request));
-    }
-}
-
-/// Whether tiny_http 0.12 can drop a request with `unread` body bytes left.
-/// Its body reader drains the remainder on drop, and allocates all of it
-/// at once first: beyond what the system will map, the allocation fails
-/// and the process aborts. A trial reservation of the same size (freed at
-/// once, never touched) tells; small remainders need none.
-fn safe_to_drop(unread: usize) -> bool {
-    unread <= ALWAYS_DRAINABLE || Vec::<u8>::new().try_reserve_exact(unread).is_ok()
-}
-
-/// Keeps what cannot be dropped (see `safe_to_drop`) until the process
-/// ends: its connection and one of tiny_http's threads stay with it.
-fn park(ctx: &Ctx, what: Box<dyn Send>) {
-    let mut parked = ctx.parked.lock().unwrap_or_else(|p| p.into_inner());
-    parked.push(what);
+    ctx.drains
+        .let_go(unread, &ctx.stats, Answered(request, None));
 }
 
 /// What is known of each open connection that has a request in hand or
@@ -676,15 +654,8 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         Some((_, Answer::Late(delay))) => wait_unless_stopping(ctx, delay),
         _ => {}
     }
-    if safe_to_drop(unread) {
-        // A client that hung up is its own problem; the batch is saved already.
-        let _ = request.respond(response);
-    } else {
-        // Answered, then kept: dropping it would abort (see `safe_to_drop`).
-        ctx.connections.ignore(request.remote_addr().copied());
-        park(ctx, Box::new(request.upgrade("close", response)));
-        Stats::add(&ctx.stats.parked, 1);
-    }
+    ctx.drains
+        .let_go(unread, &ctx.stats, Answered(request, Some(response)));
 }
 
 /// Waits `delay` before a late answer; a receiver shutting down answers
@@ -860,7 +831,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         parked = match Stats::get(&s.parked) {
             0 => String::new(),
             n => format!(
-                "parked: {n} request(s) announcing a body larger than this machine can map, kept until exit (tiny_http 0.12 cannot let go of them)\n"
+                "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)\n"
             ),
         },
         forward = s
@@ -1064,12 +1035,5 @@ mod tests {
             "what follows it is not"
         );
         assert_eq!(c.admit(None, true), Admit::Serve);
-    }
-
-    #[test]
-    fn only_remainders_the_system_can_map_are_dropped() {
-        assert!(safe_to_drop(0));
-        assert!(safe_to_drop(ALWAYS_DRAINABLE));
-        assert!(!safe_to_drop(usize::MAX / 2));
     }
 }
