@@ -1064,3 +1064,32 @@ fn the_header_says_whether_the_shown_device_keeps_its_cycle() {
         assert!(line.contains(want), "{now}: {line}");
     }
 }
+
+/// A batch of old data is marked `O` in the Requests tab; the device's
+/// Live panels carry it as old, and the Uplink tab says so.
+#[test]
+fn old_data_is_marked_in_requests_and_uplink() {
+    // The guide's examples are from 2020 and 2021.
+    let live = text(&draw(&guide(), 120, 40));
+    assert!(live.contains("OLD DATA · not the current state"), "{live}");
+    let mut app = bench();
+    press(&mut app, &[KeyCode::Char('2')]);
+    let requests = text(&draw(&app, 120, 40));
+    let row = requests
+        .lines()
+        .find(|l| l.contains("08:03:10.000"))
+        .expect("the fail-queue batch is listed");
+    assert!(row.contains(" O "), "{row}");
+    let fresh = requests
+        .lines()
+        .find(|l| l.contains("08:02:10.000"))
+        .unwrap();
+    assert!(!fresh.contains(" O "), "{fresh}");
+    press(&mut app, &[KeyCode::Char('4')]);
+    let uplink = text(&draw(&app, 120, 40));
+    assert!(uplink.contains("OLD 1d02h"), "{uplink}");
+    assert!(
+        uplink.contains("old data: 1 batch(es) over 1h00m late"),
+        "{uplink}"
+    );
+}

@@ -272,12 +272,13 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled(" quit ", t.label),
     ]);
     let tabs = Line::from(spans.clone()).width();
-    let room = (area.width as usize).saturating_sub(hints.width() + tabs);
+    // A column kept free before the hints.
+    let room = (area.width as usize).saturating_sub(hints.width() + tabs + 1);
     let mut chosen = picker(app, room);
     if chosen.is_empty() {
         // The picker before the hints: `?` alone still says where help is.
         let brief = Line::from(vec![Span::styled("? ", t.key)]);
-        let room = (area.width as usize).saturating_sub(brief.width() + tabs);
+        let room = (area.width as usize).saturating_sub(brief.width() + tabs + 1);
         chosen = picker(app, room);
         if !chosen.is_empty() {
             hints = brief;
