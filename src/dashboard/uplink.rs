@@ -559,6 +559,9 @@ mod tests {
         events.push(upload(9, 241.0, &batch(20, fresh)));
         let log = log_of(&events);
         assert_eq!((log.fill(), log.draining()), (Some((20, 100)), 0));
+        // Batches that are not full, back to back, are no backlog either.
+        events.push(upload(10, 241.5, &batch(25, fresh)));
+        assert_eq!(log_of(&events).draining(), 0);
         // Full batches a cycle apart are a busy device, not a backlog.
         let steady: Vec<RequestEvent> = (0..5)
             .map(|i| upload(i, 60.0 * i as f64, &batch(100, fresh)))
