@@ -6,6 +6,7 @@ use autopi_rx::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     autopi_rx::panic::install();
+    autopi_rx::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Simulate(args)) => return autopi_rx::simulate::main(args),
