@@ -338,8 +338,10 @@ fn picker(app: &App, room: usize) -> Vec<Span<'static>> {
         Span::styled(short_id(&shown.unit_id), t.url),
         Span::styled(format!(" {}{place} ▶", ago(shown)), t.label),
     ];
+    // Every device still, without saying how the shown one was chosen.
+    let all_brief = all[..all.len() - 1].to_vec();
     let width = |spans: &Vec<Span>| spans.iter().map(Span::width).sum::<usize>();
-    [all, long, short]
+    [all, all_brief, long, short]
         .into_iter()
         .find(|v| width(v) <= room)
         .unwrap_or_default()
