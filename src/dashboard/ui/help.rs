@@ -11,7 +11,7 @@ use crate::dashboard::ui::overlay;
 /// Every key and what it does, as shown in the overlay.
 pub const KEYS: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit (the capture is flushed first)"),
-    ("Tab  1 2 3 4", "switch tab: Live, Requests, Types, Uplink"),
+    ("Tab 1 2 3 4", "switch tab: Live, Requests, Types, Uplink"),
     (
         "f  space",
         "freeze the display (receiving and saving go on)",
