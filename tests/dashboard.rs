@@ -1093,3 +1093,41 @@ fn old_data_is_marked_in_requests_and_uplink() {
         "{uplink}"
     );
 }
+
+/// More devices than the Uplink tab holds: counted, and every step of the
+/// arrows moves the rows.
+#[test]
+fn the_uplink_tab_scrolls_device_by_device() {
+    let mut app = empty();
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5}]"#;
+    for i in 0..20u64 {
+        let unit = format!("{i:02}aa00000000000000000000000000bb");
+        app.apply(&accepted(
+            i + 1,
+            at("2026-11-27T08:00:01Z"),
+            Some(&unit),
+            body,
+        ));
+    }
+    app.tick(at("2026-11-27T08:00:05Z"));
+    press(&mut app, &[KeyCode::Char('4')]);
+    let row = |screen: &str, n: u32| {
+        let id = format!("│{n:02}aa…00bb");
+        screen.lines().any(|l| l.starts_with(&id))
+    };
+    for (w, h) in [(80, 24), (120, 24)] {
+        let screen = text(&draw(&app, w, h));
+        assert!(row(&screen, 0) && screen.contains("more"), "{screen}");
+        assert!(!row(&screen, 19), "{screen}");
+    }
+    press(&mut app, &[KeyCode::Down, KeyCode::Down]);
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("2 above") && !row(&screen, 1), "{screen}");
+    assert!(row(&screen, 2), "{screen}");
+    press(&mut app, &[KeyCode::End]);
+    let screen = text(&draw(&app, 80, 24));
+    assert!(row(&screen, 19) && screen.contains("19 above"), "{screen}");
+    press(&mut app, &[KeyCode::Up]);
+    let screen = text(&draw(&app, 80, 24));
+    assert!(row(&screen, 18), "one step back shows one more: {screen}");
+}

@@ -129,11 +129,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Layout::vertical([Constraint::Fill(1), Constraint::Length(notes_height)]).areas(inner);
     heading(app, &layout, table, buf);
     let per_device = layout.lines;
-    let fits = (table.height.saturating_sub(per_device) / per_device).max(1) as usize;
-    let scroll = app
-        .viewer
-        .uplink_scroll
-        .min(logs.len().saturating_sub(fits));
+    // Below the headings; a line is kept for "+N more" when not all fit.
+    let room = table.height.saturating_sub(per_device);
+    let mut fits = (room / per_device) as usize;
+    if logs.len() > fits {
+        fits = (room.saturating_sub(1) / per_device) as usize;
+    }
+    let fits = fits.max(1);
+    // The first device shown: every step moves the view, to the last
+    // device alone at the end.
+    let scroll = app.viewer.uplink_scroll.min(logs.len() - 1);
     for (i, log) in logs.iter().skip(scroll).take(fits).enumerate() {
         let y = table.y + (i as u16 + 1) * per_device;
         if y + per_device > table.bottom() {
