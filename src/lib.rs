@@ -11,7 +11,8 @@
 //! - `forward`: passes the capture on to an HTTP upstream or MQTT broker.
 //!
 //! The vocabulary every wing shares: `record` (typed records), `event`
-//! (what the receiver reports), `batch` (a decoded batch), `time`,
+//! (what the receiver reports), `batch` (a decoded batch), `time`, `text`
+//! (what a terminal must not obey),
 //! `upstream` (what each forward target is doing).
 
 #![forbid(unsafe_code)]
@@ -46,5 +47,6 @@ pub mod receiver;
 pub mod record;
 pub mod run;
 pub mod simulate;
+pub mod text;
 pub mod time;
 pub mod upstream;

@@ -906,6 +906,48 @@ fn idle_and_stalled_connections_are_closed_after_the_read_timeout() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
+/// An upload stalled mid-body holds a worker for one read timeout, not
+/// two: tiny_http's drain of the rest (one more timeout on a silent
+/// socket) happens elsewhere. The status page counts the busy workers.
+#[test]
+fn a_stalled_upload_frees_its_worker_at_the_read_timeout() {
+    const T: Duration = Duration::from_secs(4);
+    let rx = receiver(&secs(T));
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let held: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let mut s = TcpStream::connect(rx.addr).unwrap();
+            write!(
+                s,
+                "POST /stall/{i} HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 5000\r\n\r\n[{{\"@t\":"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let mut events = Vec::new();
+    let refused = wait_until(T + SLACK, || {
+        events.extend(rx.remaining_stdout());
+        events
+            .iter()
+            .filter(|l| l.contains(r#""path":"/stall/"#))
+            .count()
+            == 3
+    });
+    assert!(refused, "the stalled uploads were not given up: {events:?}");
+    // Half a read timeout later every worker but the one answering the
+    // status request is free; before, each stayed held for another timeout.
+    let mut status = String::new();
+    let freed = wait_until(T / 2, || {
+        status = Conn::open(rx.addr)
+            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .text();
+        status.contains("workers: 1 busy")
+    });
+    assert!(freed, "workers still held: {status}");
+    drop(held);
+}
+
 #[test]
 fn a_slow_upload_that_keeps_sending_is_not_cut() {
     let rx = receiver(&secs(READ_TIMEOUT));

@@ -177,37 +177,7 @@ pub fn short_id(id: &str) -> String {
     format!("{head}…{tail}")
 }
 
-/// Whether a terminal would obey `c` rather than show it: control
-/// characters, bidi embeddings, overrides and isolates (U+202A–U+202E,
-/// U+2066–U+2069, marks U+200E/U+200F/U+061C), zero-width and other
-/// format characters, line and paragraph separators. None of them is ever
-/// drawn.
-pub fn is_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{0600}'..='\u{0605}'
-                | '\u{061C}'
-                | '\u{06DD}'
-                | '\u{070F}'
-                | '\u{0890}'..='\u{0891}'
-                | '\u{08E2}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-                | '\u{110BD}'
-                | '\u{110CD}'
-                | '\u{13430}'..='\u{1343F}'
-                | '\u{1BCA0}'..='\u{1BCA3}'
-                | '\u{1D173}'..='\u{1D17A}'
-                | '\u{E0001}'
-                | '\u{E0020}'..='\u{E007F}'
-        )
-}
+pub use crate::text::is_invisible;
 
 #[cfg(test)]
 mod tests {

@@ -108,7 +108,7 @@ fn line(e: &RequestEvent, gap_s: Option<f64>) -> String {
         error: e.error.as_deref(),
         ms: (e.elapsed.as_secs_f64() * 1e6).round() / 1e3,
     };
-    serde_json::to_string(&line).expect("plain struct serializes")
+    crate::text::escape_invisible(serde_json::to_string(&line).expect("plain struct serializes"))
 }
 
 /// A forward target's state, printed when it changes.
@@ -148,7 +148,7 @@ pub fn forward_line(s: &ForwardStatus, now: Timestamp) -> String {
         parked: s.parked,
         last_parked: s.last_parked.as_deref(),
     };
-    serde_json::to_string(&line).expect("plain struct serializes")
+    crate::text::escape_invisible(serde_json::to_string(&line).expect("plain struct serializes"))
 }
 
 /// Prints every event until the channel closes, and each forward state

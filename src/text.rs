@@ -1,0 +1,76 @@
+//! Text from the network shown to a person: which characters a terminal
+//! would obey rather than show, and how JSON output keeps them harmless.
+
+/// Whether a terminal would obey `c` rather than show it: control
+/// characters, bidi embeddings, overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069, marks U+200E/U+200F/U+061C), zero-width and other
+/// format characters, line and paragraph separators. None of them is ever
+/// drawn.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
+        )
+}
+
+/// `json` (serialized JSON) with every invisible character (see
+/// `is_invisible`) written as a `\uXXXX` escape: the same JSON value, but a
+/// terminal showing the line shows the escape instead of obeying it.
+/// Outside strings JSON is ASCII, so only string contents change.
+pub fn escape_invisible(json: String) -> String {
+    if !json.chars().any(|c| c > '\u{7f}' && is_invisible(c)) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c > '\u{7f}' && is_invisible(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invisible_characters_become_escapes_of_the_same_value() {
+        let value =
+            serde_json::json!({"error": "bad \u{202E}gnp.exe \u{2066}x\u{2069} \u{E0041} é"});
+        let line = escape_invisible(serde_json::to_string(&value).unwrap());
+        assert!(!line.chars().any(is_invisible), "{line}");
+        assert!(
+            line.contains("\\u202e") && line.contains("\\udb40\\udc41"),
+            "{line}"
+        );
+        assert!(line.contains('é'), "visible text is left as it is: {line}");
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, value);
+    }
+}
