@@ -352,6 +352,12 @@ impl AuthSwitch {
         *ctx.auth.write().unwrap_or_else(|p| p.into_inner()) = auth;
         true
     }
+
+    /// Tokens accepted now (0 for `--no-auth`); None once the receiver
+    /// is gone.
+    pub fn token_count(&self) -> Option<usize> {
+        Some(self.0.upgrade()?.auth().token_count())
+    }
 }
 
 impl Ctx {
