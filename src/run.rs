@@ -381,8 +381,8 @@ fn reload_on_sighup(
                     }
                     Err(why) => format!("SIGHUP: tokens kept as they were: {why}"),
                 };
-                // Under the dashboard stderr is hidden; the line is lost
-                // there (the status page shows the count).
+                // Under the dashboard stderr is hidden: the header's
+                // token count changes instead (and the status page's).
                 if headless {
                     eprintln!("autopi-rx: {line}");
                 }
@@ -457,8 +457,16 @@ fn show(
         signals.received.clone(),
         capture,
         running.stats.clone(),
+        tokens_now(running),
     )
     .map(|()| None)
+}
+
+/// How many tokens the receiver accepts now, for the header: SIGHUP
+/// changes it (`--no-auth` stays 0).
+fn tokens_now(running: &server::Running) -> Box<dyn Fn() -> Option<usize> + Send> {
+    let switch = running.auth_switch();
+    Box::new(move || switch.token_count())
 }
 
 /// The session so far: what the capture held before this run, folded as

@@ -7,19 +7,19 @@
 //! `AUTOPI_RX_BENCH_DIR=/some/dir` puts the capture there (default: a
 //! temporary folder under `target/`, on the same disk as the project).
 //!
-//! The acknowledgement benchmark also runs the Express peer (a minimal
-//! correct Express receiver, the issue's reference) side by side, when it
-//! is installed; node and express stay out of the build and of `cargo
-//! test`. To install it where the benchmark looks by default:
+//! The acknowledgement benchmark also runs the Express peer
+//! (`tests/peers/express_receiver.js`, a minimal correct Express receiver)
+//! side by side, when express is installed; node and express stay out of
+//! the build and of `cargo test`. To install express where the benchmark
+//! looks by default:
 //!
 //! ```text
 //! npm install --prefix /tmp/express-peer express@4
-//! cp /work/notes/bench/express_baseline.js /tmp/express-peer/
 //! ```
 //!
 //! (`AUTOPI_RX_EXPRESS_PEER=/other/dir` to look elsewhere; the folder must
-//! hold `express_baseline.js` and `node_modules/express`, and `node` must
-//! be on the PATH.) Without it, that part is skipped with a message.
+//! hold `node_modules/express`, and `node` must be on the PATH.) Without
+//! it, that part is skipped with a message.
 
 mod common;
 
@@ -157,11 +157,10 @@ fn express_peer() -> Result<std::path::PathBuf, String> {
     let dir = std::env::var_os("AUTOPI_RX_EXPRESS_PEER")
         .map(Into::into)
         .unwrap_or_else(|| std::path::PathBuf::from("/tmp/express-peer"));
-    let script = dir.join("express_baseline.js");
-    if !script.is_file() || !dir.join("node_modules/express").is_dir() {
+    if !dir.join("node_modules/express").is_dir() {
         return Err(format!(
-            "no {} with node_modules/express (see the top of tests/bench.rs to install it)",
-            script.display()
+            "no {}/node_modules/express (see the top of tests/bench.rs to install it)",
+            dir.display()
         ));
     }
     match std::process::Command::new("node").arg("--version").output() {
@@ -181,8 +180,13 @@ impl Express {
             .local_addr()
             .unwrap()
             .port();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/express_receiver.js"
+        );
         let mut child = std::process::Command::new("node")
-            .arg(peer.join("express_baseline.js"))
+            .env("NODE_PATH", peer.join("node_modules"))
+            .arg(script)
             .arg(port.to_string())
             .arg(dir.join("express.jsonl"))
             .arg(TOKEN)

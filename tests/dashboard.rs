@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use autopi_rx::dashboard::app::{Action, Outside, Tab};
+use autopi_rx::dashboard::app::{Action, Outside, Probed, Tab};
 use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, guide_examples};
 use crossbeam_channel::{bounded, never, unbounded};
@@ -42,6 +42,10 @@ fn tabs_help_and_escape() {
     press(&mut app, &[KeyCode::Tab]);
     assert_eq!(app.viewer.tab, Tab::Requests);
     press(&mut app, &[KeyCode::BackTab, KeyCode::BackTab]);
+    assert_eq!(app.viewer.tab, Tab::Uplink, "Shift-Tab goes round");
+    press(&mut app, &[KeyCode::Tab]);
+    assert_eq!(app.viewer.tab, Tab::Live);
+    press(&mut app, &[KeyCode::Char('4'), KeyCode::BackTab]);
     assert_eq!(app.viewer.tab, Tab::Types);
     press(
         &mut app,
@@ -268,7 +272,12 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
         input,
         stop: never(),
         clock: Box::new(|| at("2026-11-27T08:00:04Z")),
-        probe: Box::new(|| (Some(1_234), 7)),
+        probe: Box::new(|| Probed {
+            capture_bytes: Some(1_234),
+            dropped_events: 7,
+            // Three tokens now, where the setup said one (a SIGHUP).
+            tokens: Some(3),
+        }),
     };
     let mut app = empty();
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
@@ -277,6 +286,7 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
     assert!(screen.contains("records 5"), "{screen}");
     assert!(screen.contains("last upload 4s ago"));
     assert!(screen.contains("capture 1.21 KiB in ") && screen.contains("7 events not shown"));
+    assert!(screen.contains("auth 3 tokens"), "{screen}");
     // On the narrowest screen the warning and the size still show.
     let narrow = text(&draw(&app, 80, 24));
     assert!(
@@ -296,7 +306,7 @@ fn run_ends_on_a_signal() {
         input,
         stop,
         clock: Box::new(|| at("2026-11-27T08:00:04Z")),
-        probe: Box::new(|| (None, 0)),
+        probe: Box::new(Probed::default),
     };
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     autopi_rx::dashboard::app::run(&mut terminal, &mut empty(), outside).unwrap();
@@ -326,7 +336,7 @@ fn battery_faults_stand_out_in_colour_and_in_monochrome() {
 fn monochrome_uses_no_colour_at_all() {
     let mut app = busy();
     app.theme = Theme::mono();
-    for tab in ['1', '2', '3'] {
+    for tab in ['1', '2', '3', '4'] {
         press(&mut app, &[KeyCode::Char(tab)]);
         let terminal = draw(&app, 120, 40);
         for cell in terminal.backend().buffer().content() {
@@ -1055,4 +1065,71 @@ fn the_header_says_whether_the_shown_device_keeps_its_cycle() {
         let line = header(&app);
         assert!(line.contains(want), "{now}: {line}");
     }
+}
+
+/// A batch of old data is marked `O` in the Requests tab; the device's
+/// Live panels carry it as old, and the Uplink tab says so.
+#[test]
+fn old_data_is_marked_in_requests_and_uplink() {
+    // The guide's examples are from 2020 and 2021.
+    let live = text(&draw(&guide(), 120, 40));
+    assert!(live.contains("OLD DATA · not the current state"), "{live}");
+    let mut app = bench();
+    press(&mut app, &[KeyCode::Char('2')]);
+    let requests = text(&draw(&app, 120, 40));
+    let row = requests
+        .lines()
+        .find(|l| l.contains("08:03:10.000"))
+        .expect("the fail-queue batch is listed");
+    assert!(row.contains(" O "), "{row}");
+    let fresh = requests
+        .lines()
+        .find(|l| l.contains("08:02:10.000"))
+        .unwrap();
+    assert!(!fresh.contains(" O "), "{fresh}");
+    press(&mut app, &[KeyCode::Char('4')]);
+    let uplink = text(&draw(&app, 120, 40));
+    assert!(uplink.contains("OLD 1d02h"), "{uplink}");
+    assert!(
+        uplink.contains("old data: 1 batch(es) over 1h00m late"),
+        "{uplink}"
+    );
+}
+
+/// More devices than the Uplink tab holds: counted, and every step of the
+/// arrows moves the rows.
+#[test]
+fn the_uplink_tab_scrolls_device_by_device() {
+    let mut app = empty();
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5}]"#;
+    for i in 0..20u64 {
+        let unit = format!("{i:02}aa00000000000000000000000000bb");
+        app.apply(&accepted(
+            i + 1,
+            at("2026-11-27T08:00:01Z"),
+            Some(&unit),
+            body,
+        ));
+    }
+    app.tick(at("2026-11-27T08:00:05Z"));
+    press(&mut app, &[KeyCode::Char('4')]);
+    let row = |screen: &str, n: u32| {
+        let id = format!("│{n:02}aa…00bb");
+        screen.lines().any(|l| l.starts_with(&id))
+    };
+    for (w, h) in [(80, 24), (120, 24)] {
+        let screen = text(&draw(&app, w, h));
+        assert!(row(&screen, 0) && screen.contains("more"), "{screen}");
+        assert!(!row(&screen, 19), "{screen}");
+    }
+    press(&mut app, &[KeyCode::Down, KeyCode::Down]);
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("2 above") && !row(&screen, 1), "{screen}");
+    assert!(row(&screen, 2), "{screen}");
+    press(&mut app, &[KeyCode::End]);
+    let screen = text(&draw(&app, 80, 24));
+    assert!(row(&screen, 19) && screen.contains("19 above"), "{screen}");
+    press(&mut app, &[KeyCode::Up]);
+    let screen = text(&draw(&app, 80, 24));
+    assert!(row(&screen, 18), "one step back shows one more: {screen}");
 }

@@ -468,8 +468,20 @@ fn probe_pipelined_flood_never_read() {
 /// One hostile request announcing a 1 TiB body; `read` waits for the
 /// status line before closing.
 fn absurd_length(addr: SocketAddr, with_token: bool, read: bool) -> io::Result<()> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    let mut s = absurd_head(addr, "1099511627776", with_token)?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"[]")?;
+    if read {
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+    }
+    Ok(())
+}
+
+/// Opens a connection and sends a request head announcing `length` body
+/// bytes; the connection is returned open.
+fn absurd_head(addr: SocketAddr, length: &str, with_token: bool) -> io::Result<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     let auth = if with_token {
         format!("authorization: token {TOKEN}\r\n")
     } else {
@@ -477,13 +489,9 @@ fn absurd_length(addr: SocketAddr, with_token: bool, read: bool) -> io::Result<(
     };
     write!(
         s,
-        "POST /absurd HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 1099511627776\r\n\r\n[]"
+        "POST /absurd HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {length}\r\n\r\n"
     )?;
-    if read {
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head)?;
-    }
-    Ok(())
+    Ok(s)
 }
 
 #[test]
@@ -537,23 +545,6 @@ fn probe_10000_absurd_content_lengths() {
     p.finish();
 }
 
-/// Opens a connection announcing `length` body bytes and sends none of
-/// them; the connection is returned open.
-fn absurd_length_held(addr: SocketAddr, length: &str, with_token: bool) -> TcpStream {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    let auth = if with_token {
-        format!("authorization: token {TOKEN}\r\n")
-    } else {
-        String::new()
-    };
-    write!(
-        s,
-        "POST /absurd/held HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {length}\r\n\r\n"
-    )
-    .unwrap();
-    s
-}
-
 /// Absurd lengths whose connections stay open: more tebibyte drains than
 /// the address space holds at once, and lengths beyond `isize::MAX`.
 #[test]
@@ -578,7 +569,7 @@ fn absurd_lengths_held_open_are_let_go() {
             } else {
                 u64::MAX.to_string()
             };
-            absurd_length_held(addr, &length, i % 2 == 0)
+            absurd_head(addr, &length, i % 2 == 0).unwrap()
         })
         .collect();
     // Every one is answered (in its turn: 32 TiB of drains at a time,
@@ -634,7 +625,7 @@ fn absurd_lengths_held_open_are_let_go() {
 fn a_length_beyond_the_address_space_is_answered_and_parked() {
     let rx = receiver(&secs(READ_TIMEOUT));
     for with_token in [false, true] {
-        let mut s = absurd_length_held(rx.addr, &(1u64 << 50).to_string(), with_token);
+        let mut s = absurd_head(rx.addr, &(1u64 << 50).to_string(), with_token).unwrap();
         s.set_read_timeout(Some(SLACK)).unwrap();
         let mut head = [0u8; 12];
         s.read_exact(&mut head).unwrap();
@@ -649,6 +640,10 @@ fn a_length_beyond_the_address_space_is_answered_and_parked() {
     assert!(status, "the status page does not count them");
     device_upload(rx.addr).expect("a device after them");
     assert!(!rx.stderr().contains("panicked"), "{}", rx.stderr());
+    // Stopping leaves them to the process's exit instead of dropping them.
+    let mut rx = rx;
+    let status = rx.stop();
+    assert!(status.success(), "{status:?}; stderr: {}", rx.stderr());
 }
 
 /// Sends a request head whose one header line never ends, in 64 KiB
@@ -904,6 +899,48 @@ fn idle_and_stalled_connections_are_closed_after_the_read_timeout() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// An upload stalled mid-body holds a worker for one read timeout, not
+/// two: tiny_http's drain of the rest (one more timeout on a silent
+/// socket) happens elsewhere. The status page counts the busy workers.
+#[test]
+fn a_stalled_upload_frees_its_worker_at_the_read_timeout() {
+    const T: Duration = Duration::from_secs(4);
+    let rx = receiver(&secs(T));
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let held: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let mut s = TcpStream::connect(rx.addr).unwrap();
+            write!(
+                s,
+                "POST /stall/{i} HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 5000\r\n\r\n[{{\"@t\":"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let mut events = Vec::new();
+    let refused = wait_until(T + SLACK, || {
+        events.extend(rx.remaining_stdout());
+        events
+            .iter()
+            .filter(|l| l.contains(r#""path":"/stall/"#))
+            .count()
+            == 3
+    });
+    assert!(refused, "the stalled uploads were not given up: {events:?}");
+    // Half a read timeout later every worker but the one answering the
+    // status request is free; before, each stayed held for another timeout.
+    let mut status = String::new();
+    let freed = wait_until(T / 2, || {
+        status = Conn::open(rx.addr)
+            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .text();
+        status.contains("workers: 1 busy")
+    });
+    assert!(freed, "workers still held: {status}");
+    drop(held);
 }
 
 #[test]

@@ -42,6 +42,7 @@ fn scenes() -> Vec<(&'static str, App)> {
         ("types", keys(busy(), &[KeyCode::Char('3')])),
         ("help", keys(busy(), &[KeyCode::Char('?')])),
         ("answer-mode", answering()),
+        ("uplink", keys(bench(), &[KeyCode::Char('4')])),
         ("live-no-color", mono),
         ("view", viewing()),
     ]

@@ -593,3 +593,43 @@ fn fmt_count(n: usize) -> String {
     }
     out
 }
+
+/// SIGHUP under the dashboard: the token file is read again and the
+/// header's token count follows (stderr, where headless says it, is hidden
+/// behind the screen); nothing is written over the dashboard.
+#[test]
+fn sighup_under_the_dashboard_refreshes_the_token_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.txt");
+    std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
+    let capture = dir.path().join("c.jsonl").display().to_string();
+    let tokens_arg = tokens.display().to_string();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--capture",
+        &capture,
+        "--token-file",
+        &tokens_arg,
+    ];
+    let mut tty = Tty::launch(dir, "exec \"$0\" \"$@\"", &args);
+    tty.wait_screen("auth 1 token ·");
+    std::fs::write(&tokens, format!("{TOKEN}\nanother-bench-token\n")).unwrap();
+    let pid = tty.child.process_id().expect("the receiver's pid");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tty.wait_screen("auth 2 tokens ·");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+    assert!(
+        !contains(tty.during_ui(), "SIGHUP"),
+        "a message on the dashboard"
+    );
+    assert!(
+        !contains(&tty.raw, "another-bench-token"),
+        "a token reached the terminal"
+    );
+}

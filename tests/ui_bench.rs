@@ -314,7 +314,7 @@ fn consume(rx: Receiver<RequestEvent>, stop: Receiver<()>, ui: bool, frames: Arc
         input,
         stop,
         clock: Box::new(Timestamp::now),
-        probe: Box::new(|| (None, 0)),
+        probe: Box::new(autopi_rx::dashboard::app::Probed::default),
     };
     let mut app = App::new(Setup::default(), Theme::color(), Timestamp::now());
     let mut terminal = Terminal::new(Counting(TestBackend::new(120, 40), frames)).unwrap();

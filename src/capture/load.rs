@@ -171,7 +171,7 @@ impl CaptureLine {
             }),
             captured: true,
             mode: self.mode.clone(),
-            newest_ts: None,
+            newest_ts: counts.newest,
             warning: None,
             error: None,
             elapsed: Duration::ZERO,
@@ -186,6 +186,9 @@ pub struct Counts {
     pub records: usize,
     pub malformed: usize,
     pub naive: usize,
+    /// The newest readable `@ts` (the dashboard judges a batch's data lag
+    /// by it).
+    pub newest: Option<jiff::Timestamp>,
 }
 
 /// Counts the records of a batch the way the listener does: a record
@@ -204,24 +207,26 @@ pub fn count_records(text: &str) -> Counts {
             while let Some(head) = seq.next_element_seed(Head)? {
                 self.0.records += 1;
                 match head {
-                    (true, Some(TimestampKind::Naive)) => self.0.naive += 1,
-                    (true, Some(_)) => {}
+                    (true, Some((ts, kind))) => {
+                        self.0.naive += usize::from(kind == TimestampKind::Naive);
+                        self.0.newest = self.0.newest.max(Some(ts));
+                    }
                     _ => self.0.malformed += 1,
                 }
             }
             Ok(())
         }
     }
-    /// (has a string `@t`, the kind of a readable `@ts`).
+    /// (has a string `@t`, a readable `@ts` and its kind).
     struct Head;
     impl<'de> DeserializeSeed<'de> for Head {
-        type Value = (bool, Option<TimestampKind>);
+        type Value = (bool, Option<(jiff::Timestamp, TimestampKind)>);
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_any(self)
         }
     }
     impl<'de> Visitor<'de> for Head {
-        type Value = (bool, Option<TimestampKind>);
+        type Value = (bool, Option<(jiff::Timestamp, TimestampKind)>);
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a record")
         }
@@ -239,10 +244,10 @@ pub fn count_records(text: &str) -> Counts {
                             .and_then(|r| r.strip_suffix('"'))
                             .filter(|t| !t.contains('\\'));
                         kind = match plain {
-                            Some(t) => crate::time::classify_timestamp(t),
+                            Some(t) => crate::time::parse_timestamp(t),
                             None => serde_json::from_str::<String>(raw)
                                 .ok()
-                                .and_then(|t| crate::time::classify_timestamp(&t)),
+                                .and_then(|t| crate::time::parse_timestamp(&t)),
                         };
                     }
                     Key::Other => {
@@ -607,9 +612,10 @@ mod tests {
 
     #[test]
     fn odd_records_are_counted_as_the_listener_counts_them() {
-        let text = r#"[{"@t":5,"@ts":"2026-11-27T08:00:00Z"},7,{"@ts":"bad","@t":"a"},{"x":{"@t":1},"@t":"a","@ts":"2026-11-27T08:00:00"},{"@t":"b","@ts":"2026-11-27T08:00:00+00:00"}]"#;
+        let text = r#"[{"@t":5,"@ts":"2026-11-27T08:00:00Z"},7,{"@ts":"bad","@t":"a"},{"x":{"@t":1},"@t":"a","@ts":"2026-11-27T08:00:00"},{"@t":"b","@ts":"2026-11-27T08:00:09+00:00"}]"#;
         let c = count_records(text);
         assert_eq!((c.records, c.malformed, c.naive), (5, 3, 1));
+        assert_eq!(c.newest, Some(crate::fixtures::at("2026-11-27T08:00:09Z")));
     }
 
     #[test]

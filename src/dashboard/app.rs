@@ -35,18 +35,19 @@ pub const DRAIN_BUDGET: Duration = Duration::from_millis(40);
 /// uploads is shown 20 times a second, not once per request.
 pub const MIN_REDRAW: Duration = Duration::from_millis(50);
 
-/// The three tabs.
+/// The four tabs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Tab {
     #[default]
     Live,
     Requests,
     Types,
+    Uplink,
 }
 
 impl Tab {
-    /// Every tab in key order.
-    pub const ALL: [Tab; 3] = [Tab::Live, Tab::Requests, Tab::Types];
+    /// Every tab in key order (keys 1 to 4).
+    pub const ALL: [Tab; 4] = [Tab::Live, Tab::Requests, Tab::Types, Tab::Uplink];
 
     /// The tab's name on screen.
     pub fn title(self) -> &'static str {
@@ -54,21 +55,23 @@ impl Tab {
             Tab::Live => "Live",
             Tab::Requests => "Requests",
             Tab::Types => "Types",
+            Tab::Uplink => "Uplink",
         }
+    }
+
+    /// Where the tab is in `ALL`.
+    fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
     }
 
     /// The tab Tab moves to.
     fn next(self) -> Tab {
-        match self {
-            Tab::Live => Tab::Requests,
-            Tab::Requests => Tab::Types,
-            Tab::Types => Tab::Live,
-        }
+        Tab::ALL[(self.index() + 1) % Tab::ALL.len()]
     }
 
     /// The tab Shift-Tab moves to.
     fn previous(self) -> Tab {
-        self.next().next()
+        Tab::ALL[(self.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
     }
 }
 
@@ -115,6 +118,8 @@ pub struct Viewer {
     pub detail: Option<u64>,
     pub detail_scroll: usize,
     pub types_scroll: usize,
+    /// Devices scrolled past at the top of the Uplink tab.
+    pub uplink_scroll: usize,
     /// What `s` did last: the file a request's body was saved to, or why
     /// it was not.
     pub saved: Option<Result<String, String>>,
@@ -334,7 +339,7 @@ impl App {
             KeyCode::Esc => self.escape(),
             KeyCode::Tab => self.switch(self.viewer.tab.next()),
             KeyCode::BackTab => self.switch(self.viewer.tab.previous()),
-            KeyCode::Char(c @ '1'..='3') => self.switch(Tab::ALL[c as usize - '1' as usize]),
+            KeyCode::Char(c @ '1'..='4') => self.switch(Tab::ALL[c as usize - '1' as usize]),
             KeyCode::Char('f' | ' ') => self.toggle_freeze(),
             KeyCode::Char('/') => self.viewer.filter.editing = true,
             KeyCode::Char('d') | KeyCode::Right => self.cycle_device(1),
@@ -621,6 +626,7 @@ impl App {
             (None, Tab::Live) => pages.events,
             (None, Tab::Requests) => pages.requests,
             (None, Tab::Types) => pages.types,
+            (None, Tab::Uplink) => pages.types,
         };
         let step: isize = match code {
             KeyCode::Up | KeyCode::Char('k') => -1,
@@ -653,6 +659,12 @@ impl App {
             Tab::Types => {
                 let max = self.matching_types().len().saturating_sub(pages.types);
                 self.viewer.types_scroll = apply_step(self.viewer.types_scroll, step, max);
+            }
+            // One device at a time (a device takes one line or two).
+            Tab::Uplink => {
+                let max = self.shown().uplinks.len().saturating_sub(1);
+                let step = step.clamp(-(max as isize) - 1, max as isize + 1);
+                self.viewer.uplink_scroll = apply_step(self.viewer.uplink_scroll, step, max);
             }
         }
     }
@@ -691,8 +703,20 @@ pub struct Outside {
     /// SIGINT/SIGTERM.
     pub stop: Receiver<()>,
     pub clock: Box<dyn FnMut() -> Timestamp>,
-    /// The capture file's size and the listener's dropped-event count.
-    pub probe: Box<dyn FnMut() -> (Option<u64>, u64)>,
+    /// Readings taken on each tick.
+    pub probe: Box<dyn FnMut() -> Probed>,
+}
+
+/// What the loop reads on each tick besides the clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Probed {
+    /// The capture file's size.
+    pub capture_bytes: Option<u64>,
+    /// Events the listener dropped because the screen was too slow.
+    pub dropped_events: u64,
+    /// Tokens configured now (SIGHUP reads `--token-file` again); None
+    /// when no receiver can say.
+    pub tokens: Option<usize>,
 }
 
 /// Runs the dashboard until q, Ctrl-C, a signal, or the input closing.
@@ -770,9 +794,12 @@ fn drain(app: &mut App, events: &Receiver<RequestEvent>) -> bool {
 /// Reads the clock and the probes (never done inside render).
 fn refresh(app: &mut App, outside: &mut Outside) {
     app.tick((outside.clock)());
-    let (capture_bytes, dropped) = (outside.probe)();
-    app.setup.capture_bytes = capture_bytes;
-    app.setup.dropped_events = dropped;
+    let probed = (outside.probe)();
+    app.setup.capture_bytes = probed.capture_bytes;
+    app.setup.dropped_events = probed.dropped_events;
+    if let Some(tokens) = probed.tokens {
+        app.setup.tokens = tokens;
+    }
     if let Some(board) = &app.setup.forward_board {
         app.setup.forward = board.snapshot();
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::dashboard::uplink::Log;
 use crate::event::RequestEvent;
 pub use crate::event::Totals;
 use crate::record::{Position, Record, View, for_each_record};
@@ -119,6 +120,9 @@ impl<T> Ring<T> {
 pub struct Stamped<T> {
     pub ts: Timestamp,
     pub value: T,
+    /// It came in a batch of old data (`uplink::OLD_DATA`): the newest
+    /// known, but not the device's current state.
+    pub old: bool,
 }
 
 /// The latest `obd.bat`, and since when its state holds.
@@ -238,9 +242,6 @@ impl TypeStats {
 pub struct Device {
     pub unit_id: String,
     pub last_upload: Timestamp,
-    /// When its recent uploads arrived (copies too), oldest first, for the
-    /// cycle and state in `uplink`.
-    pub arrivals: Ring<Timestamp>,
     pub batches: u64,
     pub records: u64,
     /// Bytes of this device's new batches as they reached us, and inflated.
@@ -262,6 +263,8 @@ pub struct Device {
     /// Event lines ever added (the ring forgets; this does not).
     pub events_seen: u64,
     pub types: BTreeMap<String, TypeStats>,
+    /// Set while a batch of old data is folded.
+    folding_old: bool,
 }
 
 /// The whole fold.
@@ -274,6 +277,10 @@ pub struct State {
     pub last_upload: Option<Timestamp>,
     /// Records of devices beyond `MAX_DEVICES`, not shown.
     pub untracked_records: u64,
+    /// Each device's uplink, in the order they first uploaded: also
+    /// devices none of whose batches was captured yet (refused for what
+    /// they are, by a device whose token matched).
+    pub uplinks: Vec<Log>,
     body_bytes_kept: usize,
     /// Requests in the ring whose body was let go for the budget.
     bodies_let_go: std::collections::BTreeSet<u64>,
@@ -287,6 +294,7 @@ impl Default for State {
             devices: Vec::new(),
             last_upload: None,
             untracked_records: 0,
+            uplinks: Vec::new(),
             body_bytes_kept: 0,
             bodies_let_go: Default::default(),
         }
@@ -311,12 +319,33 @@ impl State {
                     d.last_upload = d.last_upload.max(e.received);
                 }
             }
-            let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
-            if let Some(d) = self.devices.iter_mut().find(|d| d.unit_id == unit_id) {
-                d.arrivals.insert_ordered(e.received, |t| *t);
-            }
+        }
+        if e.method == "POST" {
+            self.log_uplink(e);
         }
         self.keep_request(e);
+    }
+
+    /// Adds an upload to its device's uplink log. A device is added by a
+    /// batch captured, or a refusal when its token matched (or none is
+    /// asked): a stranger's wrong token adds no row.
+    fn log_uplink(&mut self, e: &RequestEvent) {
+        let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+        if let Some(log) = self.uplinks.iter_mut().find(|l| l.unit_id == unit_id) {
+            log.add(e);
+            return;
+        }
+        let known = e.captured || e.token_matched != Some(false);
+        if known && self.uplinks.len() < MAX_DEVICES {
+            let mut log = Log::new(unit_id);
+            log.add(e);
+            self.uplinks.push(log);
+        }
+    }
+
+    /// The uplink log of the device with this `unit-id`.
+    pub fn uplink(&self, unit_id: &str) -> Option<&Log> {
+        self.uplinks.iter().find(|l| l.unit_id == unit_id)
     }
 
     /// The device with this `unit-id`, if it sent anything.
@@ -384,7 +413,11 @@ impl State {
         let Some(text) = e.body.as_deref().and_then(|b| std::str::from_utf8(b).ok()) else {
             return;
         };
+        // Old data is folded (counted, listed, kept in the histories) but
+        // every value it sets is marked as not current.
+        device.folding_old = crate::dashboard::uplink::old_data(e);
         device.fold_records(text, e.received);
+        device.folding_old = false;
     }
 
     /// The device for `unit_id`, added if new and there is room.
@@ -423,7 +456,7 @@ impl Device {
             events: Ring::new(EVENT_RING),
             events_seen: 0,
             types: BTreeMap::new(),
-            arrivals: Ring::new(crate::dashboard::uplink::ARRIVALS_KEPT),
+            folding_old: false,
         }
     }
 
@@ -519,14 +552,14 @@ impl Device {
                     self.track
                         .insert_ordered(TrackPoint { ts, lon, lat }, |p| p.ts);
                 }
-                set_if_newer(&mut self.position, ts, p.clone());
+                set_if_newer(&mut self.position, ts, p.clone(), self.folding_old);
             }
             View::Battery(b) => self.fold_battery(b, ts),
             View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts),
             View::Event { tag } => {
                 self.events_seen += 1;
                 let newer_shown = self.events.last().is_some_and(|l| l.ts > ts);
-                let late = newer_shown.then(|| {
+                let late = (newer_shown || self.folding_old).then(|| {
                     let ms = (received.as_millisecond() - ts.as_millisecond()).max(0);
                     Duration::from_millis(ms as u64)
                 });
@@ -550,7 +583,8 @@ impl Device {
                         ),
                         unit: unit.as_ref().map(|u| clip(u.to_string(), FIELD_CHARS)),
                     };
-                    self.obd.insert(pid.to_string(), Stamped { ts, value });
+                    let old = self.folding_old;
+                    self.obd.insert(pid.to_string(), Stamped { ts, value, old });
                 }
             }
             View::Dtc { code, text } => {
@@ -558,11 +592,23 @@ impl Device {
                 let text = clip(text.as_deref().unwrap_or("").to_string(), FIELD_CHARS);
                 let room = self.dtcs.len() < MAX_KEYS || self.dtcs.contains_key(&code);
                 if room && newer(self.dtcs.get(&code), ts) {
-                    self.dtcs.insert(code, Stamped { ts, value: text });
+                    let old = self.folding_old;
+                    self.dtcs.insert(
+                        code,
+                        Stamped {
+                            ts,
+                            value: text,
+                            old,
+                        },
+                    );
                 }
             }
-            View::Accelerometer { x, y, z } => set_if_newer(&mut self.acc, ts, [*x, *y, *z]),
-            View::RpiTemp { cpu, gpu } => set_if_newer(&mut self.rpi_temp, ts, (*cpu, *gpu)),
+            View::Accelerometer { x, y, z } => {
+                set_if_newer(&mut self.acc, ts, [*x, *y, *z], self.folding_old);
+            }
+            View::RpiTemp { cpu, gpu } => {
+                set_if_newer(&mut self.rpi_temp, ts, (*cpu, *gpu), self.folding_old);
+            }
             View::Other => {}
         }
     }
@@ -588,7 +634,8 @@ impl Device {
             state,
             state_since,
         };
-        self.battery = Some(Stamped { ts, value });
+        let old = self.folding_old;
+        self.battery = Some(Stamped { ts, value, old });
     }
 
     /// Updates the modem counters and their growth this session.
@@ -621,7 +668,8 @@ impl Device {
             }
             Some(_) => return,
         };
-        self.usage = Some(Stamped { ts, value });
+        let old = self.folding_old;
+        self.usage = Some(Stamped { ts, value, old });
     }
 
     /// Where each drive of the kept track begins (indices into `track`):
@@ -669,6 +717,15 @@ impl Device {
         })
     }
 
+    /// True when a value of the Vehicle and sensors panel came in a batch
+    /// of old data.
+    pub fn has_old_vehicle_values(&self) -> bool {
+        self.dtcs.values().any(|s| s.old)
+            || self.obd.values().any(|s| s.old)
+            || self.rpi_temp.as_ref().is_some_and(|s| s.old)
+            || self.acc.as_ref().is_some_and(|s| s.old)
+    }
+
     /// Rows of the Vehicle and sensors panel: trouble codes, OBD values,
     /// `rpi.temp` and `acc.xyz`.
     pub fn vehicle_rows(&self) -> usize {
@@ -704,9 +761,9 @@ fn newer<T>(old: Option<&Stamped<T>>, ts: Timestamp) -> bool {
 
 /// Replaces `slot` unless it holds a more recent sample (late retries
 /// must not hide newer values).
-fn set_if_newer<T>(slot: &mut Option<Stamped<T>>, ts: Timestamp, value: T) {
+fn set_if_newer<T>(slot: &mut Option<Stamped<T>>, ts: Timestamp, value: T, old: bool) {
     if newer(slot.as_ref(), ts) {
-        *slot = Some(Stamped { ts, value });
+        *slot = Some(Stamped { ts, value, old });
     }
 }
 
@@ -820,6 +877,84 @@ mod tests {
     }
 
     const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
+
+    #[test]
+    fn old_data_is_marked_and_never_stands_for_the_current_state() {
+        let bat = |ts: &str, v: f64| {
+            format!(
+                r#"[{{"@t":"obd.bat","@ts":"{ts}","voltage":{v},"state":"charging"}},{{"@t":"event.system.power","@ts":"{ts}","@tag":"system/power/on"}}]"#
+            )
+        };
+        let mut s = State::default();
+        // After a reboot: yesterday's fail queue comes first.
+        s.apply(&accepted(
+            1,
+            at("2026-11-27T08:00:05Z"),
+            Some(UNIT),
+            &bat("2026-11-26T17:00:00Z", 11.9),
+        ));
+        let d = s.device(UNIT).unwrap();
+        let reading = d.battery.as_ref().unwrap();
+        assert!(reading.old, "the only reading is old data, and says so");
+        assert_eq!(
+            d.events.last().unwrap().late.map(|l| l.as_secs()),
+            Some(15 * 3600 + 5)
+        );
+        // Then the live batch: current, whatever came before.
+        s.apply(&accepted(
+            2,
+            at("2026-11-27T08:00:10Z"),
+            Some(UNIT),
+            &bat("2026-11-27T08:00:08Z", 12.6),
+        ));
+        // And an older batch still, after it.
+        s.apply(&accepted(
+            3,
+            at("2026-11-27T08:00:15Z"),
+            Some(UNIT),
+            &bat("2026-11-25T09:00:00Z", 12.1),
+        ));
+        let d = s.device(UNIT).unwrap();
+        let reading = d.battery.as_ref().unwrap();
+        assert_eq!((reading.value.voltage, reading.old), (Some(12.6), false));
+        assert_eq!(d.records, 6, "old records are counted all the same");
+        assert_eq!(s.uplink(UNIT).unwrap().old_batches, 2);
+    }
+
+    #[test]
+    fn uplink_rows_come_from_devices_not_from_strangers() {
+        let mut s = State::default();
+        // A wrong token with some unit-id: no row.
+        s.apply(&refused(
+            1,
+            at("2026-11-27T08:00:00Z"),
+            401,
+            "bad token",
+            "",
+        ));
+        assert!(s.uplinks.is_empty());
+        // A batch too large from a device whose token matched: a row,
+        // before any of its batches was captured.
+        let mut too_big = refused(2, at("2026-11-27T08:00:01Z"), 413, "too large", "");
+        too_big.token_matched = Some(true);
+        s.apply(&too_big);
+        assert_eq!(s.uplink(UNIT).unwrap().refusals_text(), "413×1");
+        assert!(s.devices.is_empty(), "no device panels without data");
+        // Once it has a row, its wrong tokens count there too.
+        s.apply(&refused(
+            3,
+            at("2026-11-27T08:00:02Z"),
+            401,
+            "bad token",
+            "",
+        ));
+        assert_eq!(s.uplink(UNIT).unwrap().refusals_text(), "401×1 413×1");
+        // GETs are not uploads.
+        let mut get = accepted(4, at("2026-11-27T08:00:03Z"), Some("other"), "[]");
+        get.method = "GET".into();
+        s.apply(&get);
+        assert_eq!(s.uplinks.len(), 1);
+    }
 
     fn guide_state() -> State {
         let mut s = State::default();

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use jiff::Timestamp;
 use ratatui::crossterm::event::{self, Event};
 
-use crate::dashboard::app::{self, App, Outside, Setup};
+use crate::dashboard::app::{self, App, Outside, Probed, Setup};
 use crate::dashboard::state::State;
 use crate::dashboard::theme::Theme;
 use crate::event::{RequestEvent, Stats};
@@ -31,6 +31,7 @@ pub fn run(
     stop: Receiver<()>,
     capture_path: PathBuf,
     stats: Arc<Stats>,
+    tokens: Box<dyn Fn() -> Option<usize> + Send>,
 ) -> io::Result<()> {
     let mut app = App::new(setup, Theme::from_env(), Timestamp::now());
     app.replace_state(so_far);
@@ -51,9 +52,10 @@ pub fn run(
         input: input_rx,
         stop,
         clock: Box::new(Timestamp::now),
-        probe: Box::new(move || {
-            let size = std::fs::metadata(&capture_path).ok().map(|m| m.len());
-            (size, Stats::get(&stats.dropped_events))
+        probe: Box::new(move || Probed {
+            capture_bytes: std::fs::metadata(&capture_path).ok().map(|m| m.len()),
+            dropped_events: Stats::get(&stats.dropped_events),
+            tokens: tokens(),
         }),
     };
     let result = app::run(&mut terminal, &mut app, outside);

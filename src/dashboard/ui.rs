@@ -12,6 +12,7 @@ pub mod position;
 pub mod requests;
 pub mod svg;
 pub mod types;
+pub mod uplink;
 pub mod usage;
 pub mod vehicle;
 
@@ -87,6 +88,7 @@ fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         Tab::Requests if app.viewer.detail.is_some() => detail::render(app, body, buf),
         Tab::Requests => requests::render(app, body, buf),
         Tab::Types => types::render(app, body, buf),
+        Tab::Uplink => uplink::render(app, body, buf),
     }
     if app.viewer.help {
         help::render(app, body, buf);
@@ -241,6 +243,21 @@ pub fn saved_title(app: &App) -> Option<Line<'static>> {
         ])),
         Err(why) => Some(Line::from(Span::styled(format!(" {why} "), t.error))),
     }
+}
+
+/// A panel's bottom edge when what it shows came in a batch of old data
+/// (`uplink::OLD_DATA`): the newest known, not the current state.
+pub fn old_data_title(app: &App) -> Line<'static> {
+    Line::from(Span::styled(
+        " OLD DATA · not the current state ",
+        app.theme.alarm,
+    ))
+}
+
+/// The age of a value, `OLD` in front when it came in a batch of old data.
+pub fn value_age(app: &App, ts: jiff::Timestamp, old: bool) -> String {
+    let a = crate::dashboard::format::age(app.now(), ts);
+    if old { format!("OLD {a}") } else { a }
 }
 
 /// Draws `text` as a dim placeholder inside an empty panel.

@@ -1,14 +1,19 @@
-//! Uplink health of one device, from when its uploads arrived: the cycle
-//! it keeps (learned, not configured) and whether it is keeping it now.
-//! Pure: the clock is an argument.
+//! Uplink health of each device, from its requests as they arrived: the
+//! cycle it keeps (learned, not configured) and whether it is keeping it
+//! now, how full its batches are and whether a backlog is draining, how
+//! old its data is when it arrives, what its clock looks like, and how
+//! often it had to send a batch again. Pure: the clock is an argument, and
+//! `Log::add` is the whole fold.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
-use crate::dashboard::state::Device;
+use crate::dashboard::state::Ring;
+use crate::event::{NO_ANSWER, RequestEvent};
 
-/// Arrivals kept per device.
+/// Arrivals (and new batches) kept per device.
 pub const ARRIVALS_KEPT: usize = 32;
 /// Gaps shorter than this are uploads within one cycle (a retry next to
 /// the new batch, a backlog draining), not a cycle.
@@ -16,9 +21,21 @@ pub const SAME_CYCLE: Duration = Duration::from_secs(1);
 /// Slack on top of the cycle before an upload counts as late (a device
 /// adds up to 10 s of random splay to its 60 s).
 const SLACK: Duration = Duration::from_secs(2);
+/// A batch whose newest record is older than this when it arrives is old
+/// data: a batch from the device's fail queue after a reboot (hours or
+/// days old), not what the device sees now. A batch in its retry queue
+/// waits 30 cycles at most (about 30 to 40 minutes) before it is parked,
+/// so retries stay under it.
+pub const OLD_DATA: Duration = Duration::from_secs(60 * 60);
+/// Records stamped more than this after their batch arrived: the device's
+/// clock runs ahead (a few seconds are the two clocks' difference).
+pub const CLOCK_AHEAD: Duration = Duration::from_secs(5);
+/// How the first copies of recent batches were answered, per device, to
+/// tell a retry from a re-send.
+const ANSWERS_KEPT: usize = 64;
 
 /// Whether the device keeps its cycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Keeping {
     /// Too few uploads yet to know its cycle.
     Learning,
@@ -40,6 +57,14 @@ impl Keeping {
             Keeping::Late => "late",
             Keeping::Overdue => "overdue",
             Keeping::Silent => "silent",
+        }
+    }
+
+    /// The state in a word, for tables.
+    pub fn short(self) -> &'static str {
+        match self {
+            Keeping::Learning => "learning",
+            other => other.as_str(),
         }
     }
 }
@@ -88,10 +113,361 @@ pub fn of_arrivals(arrivals: &[Timestamp], now: Timestamp) -> Option<Uplink> {
     })
 }
 
-/// How `device` is doing at `now`.
-pub fn of(device: &Device, now: Timestamp) -> Option<Uplink> {
-    let arrivals: Vec<Timestamp> = device.arrivals.iter().copied().collect();
-    of_arrivals(&arrivals, now)
+/// How `log`'s device is doing at `now`.
+pub fn of(log: &Log, now: Timestamp) -> Option<Uplink> {
+    of_arrivals(&log.arrival_times(), now)
+}
+
+/// Arrival minus the newest `@ts` of the batch: seconds for a live
+/// device, hours or days for a batch from its fail queue, negative when
+/// its clock is ahead. None when no record had a readable `@ts`.
+pub fn lag(e: &RequestEvent) -> Option<SignedDuration> {
+    e.newest_ts.map(|newest| e.received.duration_since(newest))
+}
+
+/// True when the batch's newest data is older than `OLD_DATA` when it
+/// arrives: it is never shown as the device's current state.
+pub fn old_data(e: &RequestEvent) -> bool {
+    lag(e).is_some_and(too_old)
+}
+
+/// A lag beyond `OLD_DATA`.
+fn too_old(lag: SignedDuration) -> bool {
+    lag > SignedDuration::from_secs(OLD_DATA.as_secs() as i64)
+}
+
+/// What one copy of a batch was told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// A 2xx at once.
+    Acked,
+    /// A 2xx held back by `late:SECS`, past the device's timeout.
+    AckedLate,
+    /// A 4xx or 5xx.
+    Refused(u16),
+    /// Nothing (`hangup`).
+    NoAnswer,
+}
+
+impl Answered {
+    pub fn of(e: &RequestEvent) -> Answered {
+        if e.status == NO_ANSWER {
+            Answered::NoAnswer
+        } else if !e.accepted() {
+            Answered::Refused(e.status)
+        } else if e.mode.as_deref().is_some_and(|m| m.starts_with("late:")) {
+            Answered::AckedLate
+        } else {
+            Answered::Acked
+        }
+    }
+}
+
+/// Why a device sent a batch again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Again {
+    /// After a refusal (4xx/5xx): from its retry queue.
+    Retry,
+    /// After no answer in time (none at all, a late one, or an
+    /// acknowledgement that did not reach it): the identical bytes.
+    Resend,
+}
+
+/// Why a copy came, from how the copy before it was answered (None when
+/// that is not known: a copy of an acknowledged batch is a re-send, the
+/// device having missed the answer; of an unacknowledged one, a retry).
+pub fn again(before: Option<Answered>, duplicate: bool) -> Again {
+    match before {
+        Some(Answered::Refused(_)) => Again::Retry,
+        Some(_) => Again::Resend,
+        None if duplicate => Again::Resend,
+        None => Again::Retry,
+    }
+}
+
+/// A new batch (not a copy) as it arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub received: Timestamp,
+    pub records: usize,
+    /// Arrival minus its newest `@ts`.
+    pub lag: Option<SignedDuration>,
+    /// As many records as the largest batch from the device so far.
+    pub full: bool,
+}
+
+impl Seen {
+    /// Its data was old when it came (see `OLD_DATA`).
+    pub fn old(&self) -> bool {
+        self.lag.is_some_and(too_old)
+    }
+}
+
+/// What the device's timestamps say about its clock, flagged once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    /// The furthest a batch's newest record was ahead of its arrival,
+    /// beyond `CLOCK_AHEAD`, and when that was first seen.
+    pub ahead: Option<(SignedDuration, Timestamp)>,
+    /// Records stamped without an offset (naive, read as UTC) and with one.
+    pub naive: u64,
+    pub zoned: u64,
+    /// When both kinds were first seen from the device.
+    pub mixed_since: Option<Timestamp>,
+}
+
+/// A flag on the device's clock, with its one-line hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockFlag {
+    /// Timestamps up to this far after their arrival.
+    Ahead(SignedDuration),
+    /// Both naive and `Z`/offset timestamps.
+    Mixed { naive: u64, zoned: u64 },
+}
+
+impl ClockFlag {
+    /// The flag in a word or two, for tables.
+    pub fn short(&self) -> &'static str {
+        match self {
+            ClockFlag::Ahead(_) => "ahead",
+            ClockFlag::Mixed { .. } => "naive+Z",
+        }
+    }
+
+    /// What it means and what to check, in one line.
+    pub fn hint(&self) -> String {
+        match self {
+            ClockFlag::Ahead(by) => format!(
+                "clock ahead: stamped up to {} after arrival; check its time sync",
+                crate::dashboard::format::span(by.as_secs().unsigned_abs())
+            ),
+            ClockFlag::Mixed { naive, zoned } => format!(
+                "{naive} naive @ts (read as UTC) beside {zoned} with Z: is one clock local?"
+            ),
+        }
+    }
+}
+
+/// Everything the Uplink tab knows of one device (by `unit-id`).
+#[derive(Clone, Debug)]
+pub struct Log {
+    pub unit_id: String,
+    /// Its uploads that were captured (copies too, whatever they were
+    /// answered), in time order: the cycle is learned from them. Requests
+    /// refused before their body was read are only counted as refusals
+    /// (a wrong token may be someone else).
+    arrivals: Ring<Timestamp>,
+    /// Its new batches, in order of arrival.
+    pub batches: Ring<Seen>,
+    /// Records of its largest batch so far.
+    pub largest: usize,
+    /// New batches whose data was old when they came (see `OLD_DATA`).
+    pub old_batches: u64,
+    pub clock: Clock,
+    /// Copies sent after a refusal.
+    pub retries: u64,
+    /// Copies sent after no answer in time.
+    pub resends: u64,
+    /// Its uploads refused, by status (`NO_ANSWER`, 0, for none at all).
+    pub refusals: BTreeMap<u16, u64>,
+    /// `received` of recent first copies, and how their latest copy was
+    /// answered.
+    answers: VecDeque<(String, Answered)>,
+}
+
+impl Log {
+    pub fn new(unit_id: &str) -> Log {
+        Log {
+            unit_id: unit_id.to_string(),
+            arrivals: Ring::new(ARRIVALS_KEPT),
+            batches: Ring::new(ARRIVALS_KEPT),
+            largest: 0,
+            old_batches: 0,
+            clock: Clock::default(),
+            retries: 0,
+            resends: 0,
+            refusals: BTreeMap::new(),
+            answers: VecDeque::new(),
+        }
+    }
+
+    /// Folds one upload (a POST) from this device.
+    pub fn add(&mut self, e: &RequestEvent) {
+        let answered = Answered::of(e);
+        if let Answered::Refused(status) = answered {
+            *self.refusals.entry(status).or_default() += 1;
+        } else if answered == Answered::NoAnswer {
+            *self.refusals.entry(NO_ANSWER).or_default() += 1;
+        }
+        if !e.captured {
+            return;
+        }
+        self.arrivals.insert_ordered(e.received, |t| *t);
+        let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
+        if let Some(first) = first {
+            let slot = self.answers.iter_mut().find(|(r, _)| r == first);
+            match again(slot.as_ref().map(|(_, a)| *a), e.duplicate()) {
+                Again::Retry => self.retries += 1,
+                Again::Resend => self.resends += 1,
+            }
+            if let Some(slot) = slot {
+                slot.1 = answered;
+            }
+            return;
+        }
+        if self.answers.len() == ANSWERS_KEPT {
+            self.answers.pop_front();
+        }
+        self.answers
+            .push_back((crate::time::format_received(e.received), answered));
+        self.largest = self.largest.max(e.records);
+        let seen = Seen {
+            received: e.received,
+            records: e.records,
+            lag: lag(e),
+            full: self.largest > 1 && e.records == self.largest,
+        };
+        self.old_batches += u64::from(seen.old());
+        self.batches.push(seen);
+        let ahead_by_more = -SignedDuration::from_secs(CLOCK_AHEAD.as_secs() as i64);
+        if let Some(l) = seen.lag.filter(|l| *l < ahead_by_more) {
+            let by = -l;
+            self.clock.ahead = match self.clock.ahead {
+                Some((was, since)) => Some((was.max(by), since)),
+                None => Some((by, e.received)),
+            };
+        }
+        let naive = e.naive_timestamps as u64;
+        let zoned = e.records.saturating_sub(e.malformed + e.naive_timestamps) as u64;
+        self.clock.naive += naive;
+        self.clock.zoned += zoned;
+        if self.clock.naive > 0 && self.clock.zoned > 0 && self.clock.mixed_since.is_none() {
+            self.clock.mixed_since = Some(e.received);
+        }
+    }
+
+    /// Arrival times, oldest first.
+    pub fn arrival_times(&self) -> Vec<Timestamp> {
+        self.arrivals.iter().copied().collect()
+    }
+
+    /// The newest upload.
+    pub fn last_arrival(&self) -> Option<Timestamp> {
+        self.arrivals.last().copied()
+    }
+
+    /// The newest batch's records and the largest seen.
+    pub fn fill(&self) -> Option<(usize, usize)> {
+        self.batches.last().map(|b| (b.records, self.largest))
+    }
+
+    /// Full batches arriving back to back up to the newest (less than
+    /// `SAME_CYCLE` apart, or at most half the learned cycle): a backlog
+    /// draining, as the device sends the next batch at once while its
+    /// batches come out full. The length of that run, 0 when there is none
+    /// (a single full batch is not a run).
+    pub fn draining(&self) -> usize {
+        let cycle = cycle(&self.arrival_times());
+        let back_to_back = |gap: Duration| gap < SAME_CYCLE || cycle.is_some_and(|c| gap <= c / 2);
+        let batches: Vec<&Seen> = self.batches.iter().collect();
+        let mut run = 0;
+        for w in batches.windows(2).rev() {
+            let gap: Duration = w[1]
+                .received
+                .duration_since(w[0].received)
+                .try_into()
+                .unwrap_or_default();
+            if !(w[0].full && w[1].full && back_to_back(gap)) {
+                break;
+            }
+            run = if run == 0 { 2 } else { run + 1 };
+        }
+        run
+    }
+
+    /// The newest batch's data lag.
+    pub fn lag(&self) -> Option<SignedDuration> {
+        self.batches.last().and_then(|b| b.lag)
+    }
+
+    /// The clock flag, once there is one (ahead first).
+    pub fn clock_flag(&self) -> Option<ClockFlag> {
+        if let Some((by, _)) = self.clock.ahead {
+            return Some(ClockFlag::Ahead(by));
+        }
+        self.clock.mixed_since.map(|_| ClockFlag::Mixed {
+            naive: self.clock.naive,
+            zoned: self.clock.zoned,
+        })
+    }
+
+    /// Gaps between its uploads in milliseconds, oldest first, for the
+    /// inter-arrival sparkline.
+    pub fn gaps_ms(&self) -> Vec<u64> {
+        let times = self.arrival_times();
+        times
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]).as_millis().max(0) as u64)
+            .collect()
+    }
+
+    /// Refusals in one short text: `hangup×2 500×3 503×1`.
+    pub fn refusals_text(&self) -> String {
+        self.refusals
+            .iter()
+            .map(|(status, n)| match *status {
+                NO_ANSWER => format!("hangup×{n}"),
+                s => format!("{s}×{n}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Every device's uplink at a glance, for the Live tab's summary line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Devices by state, in `Keeping`'s order.
+    pub learning: usize,
+    pub on_time: usize,
+    pub late: usize,
+    pub overdue: usize,
+    pub silent: usize,
+    /// The device doing worst (past on time), and how.
+    pub worst: Option<(String, Uplink)>,
+    /// New batches of old data, all devices.
+    pub old_batches: u64,
+    /// A device whose newest batch was old data.
+    pub old_now: Option<String>,
+}
+
+/// The summary of `logs` at `now`.
+pub fn summary(logs: &[Log], now: Timestamp) -> Summary {
+    let mut s = Summary::default();
+    for log in logs {
+        s.old_batches += log.old_batches;
+        if log.batches.last().is_some_and(Seen::old) && s.old_now.is_none() {
+            s.old_now = Some(log.unit_id.clone());
+        }
+        let Some(u) = of(log, now) else {
+            continue;
+        };
+        match u.keeping {
+            Keeping::Learning => s.learning += 1,
+            Keeping::OnTime => s.on_time += 1,
+            Keeping::Late => s.late += 1,
+            Keeping::Overdue => s.overdue += 1,
+            Keeping::Silent => s.silent += 1,
+        }
+        let worse = s
+            .worst
+            .as_ref()
+            .is_none_or(|(_, w)| (u.keeping, u.age) > (w.keeping, w.age));
+        if u.keeping > Keeping::OnTime && worse {
+            s.worst = Some((log.unit_id.clone(), u));
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -129,6 +505,205 @@ mod tests {
         // A retry right after the new batch, and a backlog of three.
         let arrivals = [0, 60, 60, 120, 120, 120, 180];
         assert_eq!(keeping(&arrivals, 185), (Some(60), Keeping::OnTime));
+    }
+
+    const UNIT: &str = "ee3df171ff0f6209a3dbaa00b00e1d05";
+
+    /// 08:00:00 plus `secs` (fractions allowed).
+    fn t(secs: f64) -> Timestamp {
+        at("2026-11-27T08:00:00Z") + jiff::SignedDuration::from_secs_f64(secs)
+    }
+
+    /// A batch of `n` battery records, the newest stamped `newest` (`Z`
+    /// or naive as given).
+    fn batch(n: usize, newest: &str) -> String {
+        let records: Vec<String> = (0..n)
+            .map(|_| format!(r#"{{"@t":"obd.bat","@ts":"{newest}","voltage":12.5}}"#))
+            .collect();
+        format!("[{}]", records.join(","))
+    }
+
+    /// An upload of `body` arriving at `secs`, answered 200.
+    fn upload(id: u64, secs: f64, body: &str) -> RequestEvent {
+        let mut e = crate::fixtures::accepted(id, t(secs), Some(UNIT), body);
+        e.naive_timestamps = crate::capture::load::count_records(body).naive;
+        e
+    }
+
+    fn log_of(events: &[RequestEvent]) -> Log {
+        let mut log = Log::new(UNIT);
+        for e in events {
+            log.add(e);
+        }
+        log
+    }
+
+    #[test]
+    fn batch_fill_and_a_backlog_draining_then_drained() {
+        let fresh = "2026-11-27T08:00:00Z";
+        let mut events = vec![
+            upload(1, 0.0, &batch(40, fresh)),
+            upload(2, 60.0, &batch(30, fresh)),
+            upload(3, 120.0, &batch(35, fresh)),
+        ];
+        assert_eq!(log_of(&events).fill(), Some((35, 40)));
+        assert_eq!(log_of(&events).draining(), 0);
+        // The device fell behind: full batches, each sent as soon as the
+        // one before was answered.
+        for (i, secs) in [180.0, 180.4, 180.9, 181.3].iter().enumerate() {
+            events.push(upload(4 + i as u64, *secs, &batch(100, fresh)));
+        }
+        let log = log_of(&events);
+        assert_eq!((log.fill(), log.draining()), (Some((100, 100)), 4));
+        // The next cycle's batch is not full: drained.
+        events.push(upload(9, 241.0, &batch(20, fresh)));
+        let log = log_of(&events);
+        assert_eq!((log.fill(), log.draining()), (Some((20, 100)), 0));
+        // Batches that are not full, back to back, are no backlog either.
+        events.push(upload(10, 241.5, &batch(25, fresh)));
+        assert_eq!(log_of(&events).draining(), 0);
+        // Full batches a cycle apart are a busy device, not a backlog.
+        let steady: Vec<RequestEvent> = (0..5)
+            .map(|i| upload(i, 60.0 * i as f64, &batch(100, fresh)))
+            .collect();
+        assert_eq!(log_of(&steady).draining(), 0);
+    }
+
+    #[test]
+    fn data_lag_and_old_data() {
+        let log = log_of(&[upload(1, 7.5, &batch(3, "2026-11-27T08:00:02.5Z"))]);
+        assert_eq!(log.lag(), Some(jiff::SignedDuration::from_secs(5)));
+        assert_eq!(log.old_batches, 0);
+        // A reboot: its fail queue from the day before, then a live batch.
+        let stale = upload(2, 60.0, &batch(3, "2026-11-26T07:10:00Z"));
+        assert!(old_data(&stale));
+        let mut log = log_of(std::slice::from_ref(&stale));
+        assert_eq!(
+            log.lag(),
+            Some(jiff::SignedDuration::from_secs(86_400 + 51 * 60))
+        );
+        assert!(log.batches.last().unwrap().old());
+        let s = summary(std::slice::from_ref(&log), t(61.0));
+        assert_eq!(s.old_now.as_deref(), Some(UNIT));
+        log.add(&upload(3, 61.0, &batch(3, "2026-11-27T08:00:59Z")));
+        assert_eq!(log.old_batches, 1);
+        let s = summary(&[log], t(62.0));
+        assert_eq!((s.old_batches, s.old_now), (1, None));
+        // The threshold: an hour is still current, a second more is not.
+        let hour = upload(4, 3600.0, &batch(1, "2026-11-27T08:00:00Z"));
+        let over = upload(5, 3601.0, &batch(1, "2026-11-27T08:00:00Z"));
+        assert!(!old_data(&hour) && old_data(&over));
+    }
+
+    #[test]
+    fn a_clock_ahead_or_mixed_timestamps_are_flagged_once_with_a_hint() {
+        // Two seconds ahead is the two clocks' difference.
+        let log = log_of(&[upload(1, 10.0, &batch(2, "2026-11-27T08:00:12Z"))]);
+        assert_eq!(log.clock_flag(), None);
+        let mut log = log_of(&[
+            upload(1, 10.0, &batch(2, "2026-11-27T08:03:10Z")),
+            upload(2, 70.0, &batch(2, "2026-11-27T08:02:10Z")),
+        ]);
+        let flag = log.clock_flag().unwrap();
+        assert_eq!(flag, ClockFlag::Ahead(jiff::SignedDuration::from_secs(180)));
+        assert!(
+            flag.hint().contains("up to 3m00s after arrival"),
+            "{}",
+            flag.hint()
+        );
+        let since = log.clock.ahead.unwrap().1;
+        log.add(&upload(3, 130.0, &batch(2, "2026-11-27T08:04:10Z")));
+        assert_eq!(
+            log.clock.ahead.unwrap().1,
+            since,
+            "flagged once, when first seen"
+        );
+        // Naive stamps beside `Z` ones.
+        let log = log_of(&[
+            upload(1, 10.0, &batch(2, "2026-11-27T08:00:05Z")),
+            upload(2, 70.0, &batch(3, "2026-11-27T08:01:05")),
+        ]);
+        let flag = log.clock_flag().unwrap();
+        assert_eq!(flag, ClockFlag::Mixed { naive: 3, zoned: 2 });
+        assert!(flag.hint().contains("3 naive"), "{}", flag.hint());
+        let naive_only = log_of(&[upload(1, 10.0, &batch(2, "2026-11-27T08:00:05"))]);
+        assert_eq!(naive_only.clock_flag(), None);
+    }
+
+    #[test]
+    fn retries_re_sends_and_refusals_are_counted_apart() {
+        use crate::fixtures::answered_by_mode;
+        let body = batch(2, "2026-11-27T08:00:00Z");
+        let refused = answered_by_mode(upload(1, 1.0, &body), "500", 500, None);
+        let retried = answered_by_mode(upload(2, 61.0, &body), "ok", 200, Some(&refused));
+        let other = batch(3, "2026-11-27T08:02:00Z");
+        let unanswered = answered_by_mode(upload(3, 121.0, &other), "hangup", NO_ANSWER, None);
+        let resent = answered_by_mode(upload(4, 181.0, &other), "ok", 200, Some(&unanswered));
+        let third = batch(4, "2026-11-27T08:03:00Z");
+        let late = answered_by_mode(upload(5, 241.0, &third), "late:70", 200, None);
+        let mut after_late = upload(6, 301.0, &third);
+        after_late.duplicate_of = Some(crate::time::format_received(late.received));
+        let mut wrong_size = upload(7, 361.0, &body);
+        wrong_size.status = 413;
+        wrong_size.captured = false;
+        let log = log_of(&[
+            refused, retried, unanswered, resent, late, after_late, wrong_size,
+        ]);
+        assert_eq!((log.retries, log.resends), (1, 2));
+        assert_eq!(log.refusals_text(), "hangup×1 413×1 500×1");
+        assert_eq!(log.batches.len(), 3, "copies are not new batches");
+    }
+
+    #[test]
+    fn a_retry_after_a_refusal_then_no_answer_is_a_re_send() {
+        use crate::fixtures::answered_by_mode;
+        let body = batch(2, "2026-11-27T08:00:00Z");
+        let first = answered_by_mode(upload(1, 1.0, &body), "503", 503, None);
+        let second = answered_by_mode(upload(2, 61.0, &body), "hangup", NO_ANSWER, Some(&first));
+        let third = answered_by_mode(upload(3, 121.0, &body), "ok", 200, Some(&first));
+        let log = log_of(&[first, second, third]);
+        assert_eq!((log.retries, log.resends), (1, 1));
+    }
+
+    #[test]
+    fn the_sparkline_gets_the_gaps_between_uploads() {
+        let body = batch(1, "2026-11-27T08:00:00Z");
+        let log = log_of(&[
+            upload(1, 0.0, &body),
+            upload(2, 60.0, &body),
+            upload(3, 60.25, &body),
+            upload(4, 125.0, &body),
+        ]);
+        assert_eq!(log.gaps_ms(), [60_000, 250, 64_750]);
+    }
+
+    #[test]
+    fn the_summary_counts_states_and_names_the_worst() {
+        let body = batch(1, "2026-11-27T08:00:00Z");
+        let keeping = |unit: &str, arrivals: &[f64]| {
+            let mut log = Log::new(unit);
+            for (i, secs) in arrivals.iter().enumerate() {
+                log.add(&upload(i as u64, *secs, &body));
+            }
+            log
+        };
+        let logs = [
+            keeping("a", &[0.0, 60.0, 120.0, 180.0]),
+            keeping("b", &[0.0, 60.0, 120.0, 170.0]),
+            keeping("c", &[0.0, 60.0, 120.0, 175.0]),
+            keeping("d", &[0.0, 30.0, 60.0]),
+        ];
+        // At 260 s the 30 s device is overdue; at 330 s the others are late.
+        let s = summary(&logs, t(260.0));
+        assert_eq!((s.on_time, s.late, s.overdue), (3, 0, 1), "{s:?}");
+        assert_eq!(s.worst.as_ref().map(|(u, _)| u.as_str()), Some("d"));
+        let s = summary(&logs[..3], t(330.0));
+        assert_eq!((s.on_time, s.late), (0, 3));
+        assert_eq!(
+            s.worst.as_ref().map(|(u, _)| u.as_str()),
+            Some("b"),
+            "the longest silent of equally late devices"
+        );
     }
 
     #[test]

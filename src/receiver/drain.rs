@@ -81,6 +81,16 @@ pub struct Drains {
     parked: Mutex<Vec<Box<dyn Send>>>,
 }
 
+/// At the end of a run, what was kept is left to the process's exit:
+/// dropping it would abort (the reason it was kept), and the system
+/// closes its connections when the process ends.
+impl Drop for Drains {
+    fn drop(&mut self) {
+        let kept = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|p| p.into_inner()));
+        std::mem::forget(kept);
+    }
+}
+
 /// How a request with `unread` bytes left will be let go of.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Way {
@@ -106,10 +116,19 @@ pub fn way(unread: usize) -> Way {
 impl Drains {
     /// Runs `finish` for a request that still has `unread` body bytes so
     /// that the process survives it: at once when little is left, else on
-    /// a drain thread. `stats.parked` counts what has to be kept instead.
-    pub fn let_go(self: &Arc<Self>, unread: usize, stats: &Arc<Stats>, finish: impl Finish) {
+    /// a drain thread. `stalled` (its body stopped coming) sends it to a
+    /// drain thread whatever is left, since tiny_http's drain then waits
+    /// for one more read timeout. `stats.parked` counts what has to be
+    /// kept instead.
+    pub fn let_go(
+        self: &Arc<Self>,
+        unread: usize,
+        stalled: bool,
+        stats: &Arc<Stats>,
+        finish: impl Finish,
+    ) {
         let way = way(unread);
-        if way == Way::Here {
+        if way == Way::Here && !stalled {
             finish.run();
             return;
         }
@@ -234,7 +253,7 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         for unread in [0, ALWAYS_DRAINABLE + 1, 1 << 40] {
             let tx = tx.clone();
-            drains.let_go(unread, &stats, Sends(tx.clone(), unread));
+            drains.let_go(unread, unread == 0, &stats, Sends(tx.clone(), unread));
         }
         drop(tx);
         let mut got: Vec<usize> = rx.iter().collect();

@@ -352,6 +352,12 @@ impl AuthSwitch {
         *ctx.auth.write().unwrap_or_else(|p| p.into_inner()) = auth;
         true
     }
+
+    /// Tokens accepted now (0 for `--no-auth`); None once the receiver
+    /// is gone.
+    pub fn token_count(&self) -> Option<usize> {
+        Some(self.0.upgrade()?.auth().token_count())
+    }
 }
 
 impl Ctx {
@@ -418,7 +424,7 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
 fn ignore(ctx: &Ctx, request: Request) {
     let unread = request.body_length().unwrap_or(0);
     ctx.drains
-        .let_go(unread, &ctx.stats, Answered(request, None));
+        .let_go(unread, false, &ctx.stats, Answered(request, None));
 }
 
 /// What is known of each open connection that has a request in hand or
@@ -521,6 +527,10 @@ struct Outcome {
     kept_body: Option<Arc<[u8]>>,
     /// The body was read off the socket (so nothing is left to drain).
     body_read: bool,
+    /// Reading the body failed (a stall past the read timeout, a reset):
+    /// dropping the request may wait another read timeout in tiny_http's
+    /// drain, so that is not done on a worker.
+    body_cut: bool,
 }
 
 impl Outcome {
@@ -539,6 +549,7 @@ impl Outcome {
             wire_bytes: 0,
             kept_body: None,
             body_read: false,
+            body_cut: false,
         }
     }
 
@@ -648,8 +659,12 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         Some((_, Answer::Late(delay))) => wait_unless_stopping(ctx, delay),
         _ => {}
     }
-    ctx.drains
-        .let_go(unread, &ctx.stats, Answered(request, Some(response)));
+    ctx.drains.let_go(
+        unread,
+        outcome.body_cut,
+        &ctx.stats,
+        Answered(request, Some(response)),
+    );
 }
 
 /// Waits `delay` before a late answer; a receiver shutting down answers
@@ -680,6 +695,7 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
         Err((rejection, read)) => {
             let mut out = Outcome::refused(rejection);
             out.wire_bytes = read;
+            out.body_cut = true;
             out
         }
     };

@@ -225,3 +225,110 @@ pub fn answering() -> App {
     press(&mut app, &[KeyCode::Char('m'), KeyCode::Down]);
     app
 }
+
+/// A bench session for the Uplink tab, at fixed times: one device keeping
+/// its 60 s cycle that was refused (500), retried, hung up on and re-sent,
+/// then drained a backlog of full batches; a second one whose clock runs
+/// ahead, which sent naive and `Z` timestamps, then its fail queue from the
+/// day before after a reboot, and went silent; a third whose batches were
+/// all too large (413).
+pub fn bench() -> App {
+    use autopi_rx::event::NO_ANSWER;
+    use autopi_rx::fixtures::answered_by_mode;
+    let base = at("2026-11-27T08:00:00Z");
+    let t = |secs: f64| base + jiff::SignedDuration::from_secs_f64(secs);
+    let stamp = |secs: f64, zulu: bool| {
+        let s = t(secs).strftime("%Y-%m-%dT%H:%M:%S%.3f").to_string();
+        if zulu { s + "Z" } else { s }
+    };
+    let batch = |n: usize, newest: &str| {
+        let records: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"@t":"obd.bat","@ts":"{newest}","voltage":12.{}}}"#,
+                    i % 10
+                )
+            })
+            .collect();
+        format!("[{}]", records.join(","))
+    };
+    let naive = |mut e: autopi_rx::event::RequestEvent, body: &str| {
+        e.naive_timestamps = autopi_rx::capture::load::count_records(body).naive;
+        e
+    };
+    let mut app = empty();
+    let mut id = 0;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    // The first device: a 60 s cycle with a little splay.
+    let send = |app: &mut App, e: autopi_rx::event::RequestEvent| app.apply(&e);
+    for (i, secs) in [0.0, 62.0, 121.0].iter().enumerate() {
+        let body = batch(40 + i * 5, &stamp(secs - 1.5, true));
+        send(&mut app, accepted(next(), t(*secs), Some(UNIT), &body));
+    }
+    let refused_body = batch(50, &stamp(181.0, true));
+    let refused = answered_by_mode(
+        accepted(next(), t(183.0), Some(UNIT), &refused_body),
+        "500",
+        500,
+        None,
+    );
+    send(&mut app, refused.clone());
+    let retry = answered_by_mode(
+        accepted(next(), t(244.0), Some(UNIT), &refused_body),
+        "ok",
+        200,
+        Some(&refused),
+    );
+    send(&mut app, retry);
+    let hung_body = batch(45, &stamp(302.0, true));
+    let hung = answered_by_mode(
+        accepted(next(), t(304.0), Some(UNIT), &hung_body),
+        "hangup",
+        NO_ANSWER,
+        None,
+    );
+    send(&mut app, hung.clone());
+    let resent = answered_by_mode(
+        accepted(next(), t(365.0), Some(UNIT), &hung_body),
+        "ok",
+        200,
+        Some(&hung),
+    );
+    send(&mut app, resent);
+    // Behind: full batches of 100, each sent once the last was answered.
+    for (i, secs) in [425.0, 425.6, 426.1, 426.7].iter().enumerate() {
+        let body = batch(100, &stamp(secs - 60.0 + i as f64 * 10.0, true));
+        send(&mut app, accepted(next(), t(*secs), Some(UNIT), &body));
+    }
+    // The second device: its clock 3 minutes ahead, naive stamps, then a
+    // `Z` batch, then yesterday's fail queue; silent since.
+    for (i, secs) in [10.0, 71.0, 130.0].iter().enumerate() {
+        let zulu = i == 2;
+        let body = batch(12, &stamp(secs + 180.0, zulu));
+        send(
+            &mut app,
+            naive(accepted(next(), t(*secs), Some(UNIT2), &body), &body),
+        );
+    }
+    let stale = batch(30, &stamp(-26.0 * 3600.0, true));
+    send(&mut app, accepted(next(), t(190.0), Some(UNIT2), &stale));
+    // The third: a batch too large, refused before it was read, three times.
+    for secs in [20.0, 80.0, 140.0] {
+        let mut e = accepted(
+            next(),
+            t(secs),
+            Some("0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+            "[]",
+        );
+        e.status = 413;
+        e.captured = false;
+        e.records = 0;
+        e.error = Some("body larger than --max-body".into());
+        send(&mut app, e);
+    }
+    app.tick(t(428.0));
+    app
+}

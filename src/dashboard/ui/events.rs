@@ -35,6 +35,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Some(title) => block.title_bottom(title),
         None => block,
     };
+    // Every device's uplink in one line, on the bottom edge.
+    let block = match crate::dashboard::ui::uplink::summary_line(app, area.width.saturating_sub(4))
+    {
+        Some(line) => block.title_bottom(line.right_aligned()),
+        None => block,
+    };
     let inner = block.inner(area);
     block.render(area, buf);
     if matching.is_empty() {

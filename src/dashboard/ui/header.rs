@@ -158,7 +158,8 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
     // Nothing while its cycle is still being learned.
     let shown = app
         .device()
-        .and_then(|d| uplink::of(d, app.now()))
+        .and_then(|d| s.uplink(&d.unit_id))
+        .and_then(|log| uplink::of(log, app.now()))
         .filter(|u| u.keeping != Keeping::Learning);
     if let Some(u) = shown {
         let style = match u.keeping {
@@ -264,15 +265,26 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" {} {} ", i + 1, tab.title()), style));
         spans.push(Span::raw(" "));
     }
-    let hints = Line::from(vec![
+    let mut hints = Line::from(vec![
         Span::styled("?", t.key),
         Span::styled(" help  ", t.label),
         Span::styled("q", t.key),
         Span::styled(" quit ", t.label),
     ]);
-    let room =
-        (area.width as usize).saturating_sub(hints.width() + Line::from(spans.clone()).width());
-    spans.extend(picker(app, room));
+    let tabs = Line::from(spans.clone()).width();
+    // A column kept free before the hints.
+    let room = (area.width as usize).saturating_sub(hints.width() + tabs + 1);
+    let mut chosen = picker(app, room);
+    if chosen.is_empty() {
+        // The picker before the hints: `?` alone still says where help is.
+        let brief = Line::from(vec![Span::styled("? ", t.key)]);
+        let room = (area.width as usize).saturating_sub(brief.width() + tabs + 1);
+        chosen = picker(app, room);
+        if !chosen.is_empty() {
+            hints = brief;
+        }
+    }
+    spans.extend(chosen);
     let [left, right] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(hints.width() as u16),
@@ -326,8 +338,10 @@ fn picker(app: &App, room: usize) -> Vec<Span<'static>> {
         Span::styled(short_id(&shown.unit_id), t.url),
         Span::styled(format!(" {}{place} ▶", ago(shown)), t.label),
     ];
+    // Every device still, without saying how the shown one was chosen.
+    let all_brief = all[..all.len() - 1].to_vec();
     let width = |spans: &Vec<Span>| spans.iter().map(Span::width).sum::<usize>();
-    [all, long, short]
+    [all, all_brief, long, short]
         .into_iter()
         .find(|v| width(v) <= room)
         .unwrap_or_default()

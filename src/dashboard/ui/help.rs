@@ -11,12 +11,15 @@ use crate::dashboard::ui::overlay;
 /// Every key and what it does, as shown in the overlay.
 pub const KEYS: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit (the capture is flushed first)"),
-    ("Tab  1 2 3", "switch tab: Live, Requests, Types"),
+    ("Tab 1 2 3 4", "switch tab: Live, Requests, Types, Uplink"),
     (
         "f  space",
         "freeze the display (receiving and saving go on)",
     ),
-    ("↑ ↓  j k", "scroll events / select a request / scroll"),
+    (
+        "↑ ↓  j k",
+        "scroll events / select a request / scroll a tab",
+    ),
     ("PgUp PgDn", "scroll by a page"),
     ("g  G", "oldest / newest (G follows new lines again)"),
     ("/", "filter events, requests and types by text"),

@@ -20,7 +20,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, fixed};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::{fit_line, labelled, panel, placeholder};
+use crate::dashboard::ui::{fit_line, labelled, old_data_title, panel, placeholder};
 
 /// Narrowest view of the map, in degrees of latitude (about 220 m), so a
 /// standing device is shown in its street rather than in one dot.
@@ -34,6 +34,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let fix = device.and_then(|d| d.position.as_ref());
     let note = fix.map(|f| format!("fix {}", age(app.now(), f.ts)));
     let mut block = panel(app, "Position", note);
+    if fix.is_some_and(|f| f.old) {
+        block = block.title_bottom(old_data_title(app));
+    }
     let drives = device.map_or(0, |d| d.drive_starts().len());
     if drives > 1 {
         let which = if app.viewer.all_drives {

@@ -53,7 +53,7 @@ fn layout(list: &[&RequestEvent], width: u16) -> (Vec<Col>, Vec<u16>) {
         (Col::Status, 6),
         (Col::Records, 5),
         (Col::Wire, 9),
-        (Col::Marks, 4),
+        (Col::Marks, 5),
     ];
     let used = |cols: &[(Col, u16)]| cols.iter().map(|c| c.1 + 1).sum::<u16>();
     let widest_path = list
@@ -118,6 +118,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled(" marks: ", t.label),
         Span::styled("D", t.warn),
         Span::styled(" duplicate  ", t.label),
+        Span::styled("O", t.warn),
+        Span::styled(" old data  ", t.label),
         Span::styled("E", t.warn),
         Span::styled(" encoding mismatch  ", t.label),
         Span::styled("N", t.warn),
@@ -212,13 +214,15 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
 }
 
 /// One letter per oddity: Duplicate (or Retry of an unacknowledged
-/// batch), Encoding mismatch, Naive timestamps, Malformed records.
+/// batch), Old data, Encoding mismatch, Naive timestamps, Malformed
+/// records.
 pub fn marks(r: &RequestEvent) -> String {
     [
         (
             r.duplicate() || r.retry(),
             if r.retry() { 'R' } else { 'D' },
         ),
+        (r.captured && crate::dashboard::uplink::old_data(r), 'O'),
         (r.warning.is_some(), 'E'),
         (r.naive_timestamps > 0, 'N'),
         (r.malformed > 0, 'M'),

@@ -18,9 +18,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{age, fit, fit_words, fixed, unit};
+use crate::dashboard::format::{fit, fit_words, fixed, unit};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::{fit_line, panel, placeholder};
+use crate::dashboard::ui::{fit_line, old_data_title, panel, placeholder, value_age};
 use unicode_width::UnicodeWidthStr;
 
 /// Inner width from which the values are laid out in two columns.
@@ -41,6 +41,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let rows = values(app, device);
     let total = codes.len() + rows.len();
     let mut block = panel(app, "Vehicle and sensors", title_note);
+    if device.has_old_vehicle_values() {
+        block = block.title_bottom(old_data_title(app));
+    }
     let inner = block.inner(area);
     let height = inner.height as usize;
     if total == 0 {
@@ -169,7 +172,7 @@ pub fn trouble_codes(app: &App, d: &Device) -> Vec<(String, String, String)> {
             (
                 code.clone(),
                 stamped.value.clone(),
-                age(app.now(), stamped.ts),
+                value_age(app, stamped.ts, stamped.old),
             )
         })
         .collect()
@@ -177,7 +180,6 @@ pub fn trouble_codes(app: &App, d: &Device) -> Vec<(String, String, String)> {
 
 /// One row per `obd.<pid>`, then `rpi.temp` and `acc.xyz`.
 pub fn values(app: &App, d: &Device) -> Vec<[String; 4]> {
-    let now = app.now();
     let mut out = Vec::new();
     for (pid, stamped) in &d.obd {
         let sent = stamped.value.unit.as_deref().unwrap_or("");
@@ -185,7 +187,7 @@ pub fn values(app: &App, d: &Device) -> Vec<[String; 4]> {
             pid.clone(),
             stamped.value.value.clone(),
             unit(sent).to_string(),
-            age(now, stamped.ts),
+            value_age(app, stamped.ts, stamped.old),
         ]);
     }
     if let Some(temp) = &d.rpi_temp {
@@ -195,13 +197,18 @@ pub fn values(app: &App, d: &Device) -> Vec<[String; 4]> {
             "rpi.temp".into(),
             text,
             "°C cpu/gpu".into(),
-            age(now, temp.ts),
+            value_age(app, temp.ts, temp.old),
         ]);
     }
     if let Some(acc) = &d.acc {
         let [x, y, z] = acc.value;
         let text = format!("{}/{}/{}", fixed(x, 2), fixed(y, 2), fixed(z, 2));
-        out.push(["acc.xyz".into(), text, "g x/y/z".into(), age(now, acc.ts)]);
+        out.push([
+            "acc.xyz".into(),
+            text,
+            "g x/y/z".into(),
+            value_age(app, acc.ts, acc.old),
+        ]);
     }
     out
 }
