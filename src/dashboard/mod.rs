@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod format;
+pub mod ring;
 pub mod state;
 pub mod theme;
 pub mod timeline;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::dashboard::state::Ring;
+use crate::dashboard::ring::Ring;
 use crate::event::{NO_ANSWER, RequestEvent};
 
 /// Arrivals (and new batches) kept per device.
