@@ -515,12 +515,18 @@ fn the_upstream_gets_the_devices_own_headers() {
     for (i, want) in device.iter().enumerate() {
         let got = requests.recv_timeout(DEADLINE).expect("a forwarded batch");
         assert_eq!(got.body, want.body, "request {i}: the body differs");
-        for name in ["user-agent", "unit-id", "content-encoding", "content-type"] {
+        for name in [
+            "user-agent",
+            "unit-id",
+            "content-encoding",
+            "content-type",
+            "accept",
+            "accept-encoding",
+        ] {
             assert_eq!(got.header(name), want.header(name), "request {i}: {name}");
         }
-        // Nothing of ours is added beyond what HTTP needs (the client's
-        // accept headers are the negotiation of its answer) and the token.
-        let http = ["host", "content-length", "accept", "accept-encoding"];
+        // Nothing of ours is added beyond what HTTP needs, and the token.
+        let http = ["host", "content-length"];
         for name in got.header_names() {
             assert!(
                 want.header(&name).is_some() || http.contains(&name.as_str()),

@@ -44,6 +44,11 @@ pub struct CapturedBatch {
     /// The `content-type` header as sent (as `user_agent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// The `accept` and `accept-encoding` headers as sent (as `user_agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_encoding: Option<String>,
     /// The wire body in base64, when it differs from `records`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wire: Option<String>,
@@ -67,12 +72,17 @@ pub struct OutboxLine {
     pub acked: Option<bool>,
     #[serde(default)]
     pub content_encoding: Option<String>,
-    /// The device's `user-agent` and `content-type` headers: `Some(None)`
-    /// when it sent none, `None` in lines from before they were kept.
+    /// The device's `user-agent`, `content-type`, `accept` and
+    /// `accept-encoding` headers: `Some(None)` when it sent none, `None` in
+    /// lines from before they were kept.
     #[serde(default, deserialize_with = "present")]
     pub user_agent: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub content_type: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub accept: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub accept_encoding: Option<Option<String>>,
     #[serde(default)]
     pub wire: Option<String>,
     pub records: Box<serde_json::value::RawValue>,
@@ -106,15 +116,16 @@ impl OutboxLine {
     }
 
     /// The headers to send with the body, as the device sent them:
-    /// `user-agent` (none when it sent none; none for lines from before
-    /// it was kept) and `content-type` (`application/json`, what every
-    /// device sends, for lines from before it was kept).
-    pub fn device_headers(&self) -> [(&'static str, Option<&str>); 2] {
+    /// `user-agent`, `accept` and `accept-encoding` (none when it sent
+    /// none; none for lines from before they were kept) and `content-type`
+    /// (`application/json`, what every device sends, for lines from before
+    /// it was kept).
+    pub fn device_headers(&self) -> [(&'static str, Option<&str>); 4] {
+        fn sent(h: &Option<Option<String>>) -> Option<&str> {
+            h.as_ref().and_then(|v| v.as_deref())
+        }
         [
-            (
-                "user-agent",
-                self.user_agent.as_ref().and_then(|v| v.as_deref()),
-            ),
+            ("user-agent", sent(&self.user_agent)),
             (
                 "content-type",
                 match &self.content_type {
@@ -122,6 +133,8 @@ impl OutboxLine {
                     None => Some("application/json"),
                 },
             ),
+            ("accept", sent(&self.accept)),
+            ("accept-encoding", sent(&self.accept_encoding)),
         ]
     }
 
@@ -353,17 +366,27 @@ mod outbox_tests {
             .device_headers()
             .map(|(_, v)| v.map(str::to_owned))
         };
-        let kept = line(r#""user_agent":"python-requests/2.27.1","content_type":"text/x","#);
+        let kept = line(
+            r#""user_agent":"python-requests/2.27.1","content_type":"text/x","accept":"*/*","accept_encoding":"gzip, deflate","#,
+        );
         assert_eq!(
             kept,
-            [Some("python-requests/2.27.1".into()), Some("text/x".into())]
+            [
+                Some("python-requests/2.27.1".into()),
+                Some("text/x".into()),
+                Some("*/*".into()),
+                Some("gzip, deflate".into())
+            ]
         );
-        // The device sent neither.
+        // The device sent none.
         assert_eq!(
-            line(r#""user_agent":null,"content_type":null,"#),
-            [None, None]
+            line(r#""user_agent":null,"content_type":null,"accept":null,"accept_encoding":null,"#),
+            [None, None, None, None]
         );
         // Written before they were kept: what every device sends as type.
-        assert_eq!(line(""), [None, Some("application/json".into())]);
+        assert_eq!(
+            line(""),
+            [None, Some("application/json".into()), None, None]
+        );
     }
 }

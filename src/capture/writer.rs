@@ -144,10 +144,13 @@ pub struct Entry {
     pub received: String,
     pub peer: String,
     pub unit_id: Option<String>,
-    /// The `user-agent` and `content-type` headers as the device sent
-    /// them (None when it sent none): a forward sends them again.
+    /// The `user-agent`, `content-type`, `accept` and `accept-encoding`
+    /// headers as the device sent them (None when it sent none): a forward
+    /// sends them again.
     pub user_agent: Option<String>,
     pub content_type: Option<String>,
+    pub accept: Option<String>,
+    pub accept_encoding: Option<String>,
     pub wire_bytes: u64,
     /// Whether a 2xx is sent for it (decided before saving).
     pub acked: bool,
@@ -538,6 +541,8 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         // the fields is from before they were kept.
         user_agent: Option<&'a str>,
         content_type: Option<&'a str>,
+        accept: Option<&'a str>,
+        accept_encoding: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         wire: Option<String>,
         batch_hash: &'a str,
@@ -552,6 +557,8 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         content_encoding: batch.content_encoding.as_deref(),
         user_agent: entry.user_agent.as_deref(),
         content_type: entry.content_type.as_deref(),
+        accept: entry.accept.as_deref(),
+        accept_encoding: entry.accept_encoding.as_deref(),
         wire: batch
             .wire
             .as_ref()
@@ -767,6 +774,8 @@ mod tests {
             unit_id: None,
             user_agent: None,
             content_type: None,
+            accept: None,
+            accept_encoding: None,
             wire_bytes: 3,
             acked: true,
             mode: "ok".into(),
@@ -856,6 +865,8 @@ mod order_tests {
             unit_id: Some("ee3df171ff0f6209a3dbaa00b00e1d05".into()),
             user_agent: None,
             content_type: None,
+            accept: None,
+            accept_encoding: None,
             wire_bytes: 3,
             acked: true,
             mode: "ok".into(),
@@ -1096,6 +1107,8 @@ mod path_tests {
             unit_id: None,
             user_agent: None,
             content_type: None,
+            accept: None,
+            accept_encoding: None,
             wire_bytes: 3,
             acked: true,
             mode: "ok".into(),

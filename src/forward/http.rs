@@ -94,8 +94,11 @@ impl Http {
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
-            // The device's own user-agent is sent, or none.
+            // The device's own user-agent and accept headers are sent, or
+            // none: nothing of the client's own.
             .user_agent("")
+            .accept("")
+            .accept_encoding("")
             .tls_config(tls_config(target.ca.as_deref()))
             .build();
         Http {
@@ -112,10 +115,12 @@ impl Deliver for Http {
             Err(reason) => return Attempt::Park { reason },
         };
         let mut request = self.agent.post(&self.target.url);
-        let [user_agent, content_type] = line.device_headers();
+        let [user_agent, content_type, accept, accept_encoding] = line.device_headers();
         for (name, value) in [
             user_agent,
             content_type,
+            accept,
+            accept_encoding,
             ("content-encoding", encoding),
             ("unit-id", line.unit_id.as_deref()),
         ] {

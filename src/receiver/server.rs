@@ -749,6 +749,8 @@ fn decode_and_save(
         unit_id: header(request, "unit-id").map(str::to_owned),
         user_agent: header(request, "user-agent").map(str::to_owned),
         content_type: header(request, "content-type").map(str::to_owned),
+        accept: header(request, "accept").map(str::to_owned),
+        accept_encoding: header(request, "accept-encoding").map(str::to_owned),
         wire_bytes,
         acked: answer.acked(),
         mode: mode.to_string(),
