@@ -956,17 +956,24 @@ fn the_save_key_writes_a_batch_as_export_batches_does() {
     let spaced = br#"[{"@t": "obd.bat", "@ts": "2026-11-27T08:00:02", "voltage": 12.61}, {"@t": "x", "@ts": "2026-11-27T08:00:03"}]"#.to_vec();
     let big = std::fs::read(common::samples().join("batch-1000-naive.json")).unwrap();
     let auth = format!("token {TOKEN}");
-    for (body, gz) in [
+    // Four devices: uploads in the same millisecond share `received`,
+    // and `--unit-id` tells them apart, as for a user.
+    let units = ["d0", "d1", "d2", "d3"];
+    for ((body, gz), unit) in [
         (&plain, false),
         (&pretty, false),
         (&spaced, false),
         (&big, true),
-    ] {
+    ]
+    .into_iter()
+    .zip(units)
+    {
         let (body, mut headers) = match gz {
             true => (common::gzip(body), vec![("content-encoding", "gzip")]),
             false => (body.clone(), vec![]),
         };
         headers.push(("authorization", &auth));
+        headers.push(("unit-id", unit));
         assert_eq!(common::post(running.addr, &headers, &body).status, 200);
     }
     let mut app = App::new(
@@ -1004,6 +1011,8 @@ fn the_save_key_writes_a_batch_as_export_batches_does() {
             "batches",
             "--received",
             &received,
+            "--unit-id",
+            r.unit_id.as_deref().expect("each upload names its device"),
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(
