@@ -550,7 +550,8 @@ fn probe_10000_absurd_content_lengths() {
 #[test]
 fn absurd_lengths_held_open_are_let_go() {
     let _heavy = heavy();
-    let probe = "150 held connections announcing 1 TiB, 20 announcing 2^64-1";
+    let probe =
+        "150 held connections announcing 1 TiB, 20 announcing 2^64-1 with a request after the head";
     let mut p = Probed::start(&secs(READ_TIMEOUT));
     let watch = Watch::start(p.pid());
     let addr = p.rx.addr;
@@ -564,12 +565,15 @@ fn absurd_lengths_held_open_are_let_go() {
     let held: Vec<TcpStream> = (0..170)
         .map(|i| {
             std::thread::sleep(Duration::from_millis(10));
-            let length = if i < 150 {
-                "1099511627776".to_string()
+            if i < 150 {
+                absurd_head(addr, "1099511627776", i % 2 == 0).unwrap()
             } else {
-                u64::MAX.to_string()
-            };
-            absurd_head(addr, &length, i % 2 == 0).unwrap()
+                // What follows the head must never be taken as a request.
+                let mut s = absurd_head(addr, &u64::MAX.to_string(), i % 2 == 0).unwrap();
+                s.write_all(b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .unwrap();
+                s
+            }
         })
         .collect();
     // Every one is answered (in its turn: 32 TiB of drains at a time,
@@ -584,10 +588,14 @@ fn absurd_lengths_held_open_are_let_go() {
                 .max(Duration::from_millis(10)),
         ))
         .unwrap();
+        // Answered, then closed by the receiver (not by the deadline).
         let mut all = Vec::new();
-        let _ = s.read_to_end(&mut all);
+        let closed = s.read_to_end(&mut all).is_ok();
         let text = String::from_utf8_lossy(&all);
-        if !(text.starts_with("HTTP/1.1 401") || text.starts_with("HTTP/1.1 413")) {
+        if !closed
+            || !(text.starts_with("HTTP/1.1 401") || text.starts_with("HTTP/1.1 413"))
+            || text.matches("HTTP/1.1").count() != 1
+        {
             unanswered += 1;
         }
     }
@@ -607,6 +615,23 @@ fn absurd_lengths_held_open_are_let_go() {
     }
     drop(held);
     p.alive(probe);
+    let smuggled: Vec<String> =
+        p.rx.remaining_stdout()
+            .into_iter()
+            .filter(|l| l.contains("/smuggled"))
+            .collect();
+    if !smuggled.is_empty() {
+        p.failures.push(format!(
+            "{probe}: a request inside an announced body was taken: {smuggled:?}"
+        ));
+    }
+    let status = Conn::open(p.rx.addr)
+        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .text();
+    if status.contains("parked:") {
+        p.failures
+            .push(format!("{probe}: requests were kept for good: {status}"));
+    }
     let stderr = p.rx.stderr();
     if stderr.contains("panicked") || stderr.contains("overflow") {
         p.failures

@@ -14,8 +14,10 @@
 //!   for one read timeout), while the address space all such drains hold
 //!   stays under a budget: beyond it, the next waits for one to end.
 //! - beyond `isize::MAX`: the allocation panics (capacity overflow) before
-//!   anything is read; the panic is caught and claimed, and unwinding
-//!   drops the reader and with it the connection.
+//!   anything is read; the panic is caught and claimed. Unwinding drops the
+//!   reader, and tiny_http hands the socket on to the next request at
+//!   once, so the server ignores the connection first: nothing sent after
+//!   the head is taken as a request.
 //! - in between (more than the address space, no more than `isize::MAX`):
 //!   the allocation would fail and abort the process. Such a request is
 //!   kept, unanswered or answered, until the process ends ("parked").
@@ -79,6 +81,18 @@ pub struct Drains {
     freed: Condvar,
     /// What could not be dropped without aborting the process, kept.
     parked: Mutex<Vec<Box<dyn Send>>>,
+}
+
+/// Gives `size` back to the budget when dropped.
+struct Returned<'a>(&'a Drains, u128);
+
+impl Drop for Returned<'_> {
+    fn drop(&mut self) {
+        let mut held = self.0.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held -= self.1;
+        drop(held);
+        self.0.freed.notify_all();
+    }
 }
 
 /// At the end of a run, what was kept is left to the process's exit:
@@ -150,7 +164,10 @@ impl Drains {
         if spawned.is_err()
             && let Some(finish) = take(&slot)
         {
-            self.park(finish.keep(), stats);
+            // No thread to be had: the caller waits for the drain itself
+            // (one read timeout at most for a stalled client), rather than
+            // keeping the request for good.
+            self.drain(unread, stats, finish);
         }
     }
 
@@ -175,11 +192,10 @@ impl Drains {
                 }
                 *held += size;
                 drop(held);
+                // Given back however `finish` ends (a panic included), so
+                // the budget never shrinks for good.
+                let _returned = Returned(self, size);
                 finish.run();
-                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-                *held -= size;
-                drop(held);
-                self.freed.notify_all();
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
 use crate::receiver::accept::{Acceptors, Notice, Work};
-use crate::receiver::drain::{Answered, Drains};
+use crate::receiver::drain::{self, Answered, Drains};
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
@@ -659,9 +659,18 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         Some((_, Answer::Late(delay))) => wait_unless_stopping(ctx, delay),
         _ => {}
     }
+    if drain::way(unread) != drain::Way::Here {
+        // Whatever tiny_http reads off this connection after the body it
+        // drains (or fails to) is not taken as a request: with a length
+        // beyond `isize::MAX` it hands the socket on at once.
+        ctx.connections.ignore(request.remote_addr().copied());
+    }
+    // A body never read may be a stalled one: tiny_http's drain would
+    // then wait a read timeout on the worker.
+    let stalled = outcome.body_cut || unread > 0;
     ctx.drains.let_go(
         unread,
-        outcome.body_cut,
+        stalled,
         &ctx.stats,
         Answered(request, Some(response)),
     );
