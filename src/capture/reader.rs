@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
 use base64::Engine as _;
@@ -207,8 +207,10 @@ impl Tail {
             let want = (limit - end).min(TAIL_CHUNK) as usize;
             let old = self.buf.len();
             self.buf.resize(old + want, 0);
-            self.file.seek(SeekFrom::Start(end))?;
-            let n = self.file.read(&mut self.buf[old..])?;
+            // Positioned read: the handle may be a clone of the writer's (a
+            // capture re-created at its path), whose file offset every clone
+            // shares; seeking it would race other readers.
+            let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut self.buf[old..], end)?;
             self.buf.truncate(old + n);
             if n == 0 {
                 return Ok(None);
