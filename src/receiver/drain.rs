@@ -245,9 +245,26 @@ mod tests {
     #[test]
     fn a_tebibyte_remainder_can_be_allocated_and_freed() {
         for _ in 0..3 {
-            let mut buf = vec![0u8; 1 << 40];
+            let mut buf = Vec::<u8>::new();
+            assert!(buf.try_reserve_exact(1 << 40).is_ok(), "1 TiB not mapped");
+            buf.resize(12346, 0);
             buf[12345] = 1;
             assert_eq!(buf[12345], 1);
+        }
+    }
+
+    /// Address space freed by a drain goes back to the system (jemalloc
+    /// built with `retain:false`, see `.cargo/config.toml`): remainders of
+    /// growing sizes, one after another, do not add up until the next
+    /// cannot be mapped.
+    #[test]
+    fn address_space_of_drains_is_given_back() {
+        for tib in [1usize, 2, 3, 5, 8, 13, 21, 30, 60] {
+            let mut buf = Vec::<u8>::new();
+            assert!(
+                buf.try_reserve_exact(tib << 40).is_ok(),
+                "{tib} TiB could not be mapped after the smaller ones were freed"
+            );
         }
     }
 
