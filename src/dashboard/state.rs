@@ -253,14 +253,15 @@ impl State {
 
     /// Adds an upload to its device's uplink log. A device is added by a
     /// batch captured, or a refusal when its token matched (or none is
-    /// asked): a stranger's wrong token adds no row.
+    /// asked): a stranger's wrong or missing token adds no row.
     fn log_uplink(&mut self, e: &RequestEvent) {
         let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
         if let Some(log) = self.uplinks.iter_mut().find(|l| l.unit_id == unit_id) {
             log.add(e);
             return;
         }
-        let known = e.captured || e.token_matched != Some(false);
+        // 401: no token, or not one of ours (with `--no-auth` there are none).
+        let known = e.captured || (e.token_matched != Some(false) && e.status != 401);
         if known && self.uplinks.len() < MAX_DEVICES {
             let mut log = Log::new(unit_id);
             log.add(e);
@@ -858,6 +859,12 @@ mod tests {
             "",
         ));
         assert!(s.uplinks.is_empty());
+        // No authorization header at all (nothing to match): no row either.
+        let mut no_header = refused(1, at("2026-11-27T08:00:00Z"), 401, "no token", "");
+        no_header.token_matched = None;
+        no_header.unit_id = Some("anyone".into());
+        s.apply(&no_header);
+        assert!(s.uplinks.is_empty(), "a client without a token made a row");
         // A batch too large from a device whose token matched: a row,
         // before any of its batches was captured.
         let mut too_big = refused(2, at("2026-11-27T08:00:01Z"), 413, "too large", "");
