@@ -168,7 +168,34 @@ impl Deliver for Http {
             .limit(64 * 1024)
             .read_to_vec()
             .unwrap_or_default();
-        judge(status, &answer, retry_after, location)
+        let credential = self
+            .target
+            .authorization
+            .as_deref()
+            .and_then(|a| a.split_once(' '))
+            .map(|(_, credential)| credential);
+        without_credential(judge(status, &answer, retry_after, location), credential)
+    }
+}
+
+/// The attempt with our forward credential taken out of its text: an
+/// upstream that echoes the request's headers in its answer would
+/// otherwise put it in the reason, which the status page, the headless
+/// output and the cursor file show.
+fn without_credential(attempt: Attempt, credential: Option<&str>) -> Attempt {
+    let Some(credential) = credential.filter(|c| !c.is_empty()) else {
+        return attempt;
+    };
+    let clean = |text: String| text.replace(credential, "[forward token]");
+    match attempt {
+        Attempt::Delivered => Attempt::Delivered,
+        Attempt::Retry { error, after } => Attempt::Retry {
+            error: clean(error),
+            after,
+        },
+        Attempt::Park { reason } => Attempt::Park {
+            reason: clean(reason),
+        },
     }
 }
 
@@ -220,6 +247,24 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_echoing_our_token_does_not_put_it_in_the_reason() {
+        for (status, echo) in [
+            (401, &br#"{"error":"bad token: token s3cret-forward"}"#[..]),
+            (500, b"Authorization: token s3cret-forward"),
+        ] {
+            let attempt =
+                without_credential(judge(status, echo, None, None), Some("s3cret-forward"));
+            let text = match attempt {
+                Attempt::Park { reason } => reason,
+                Attempt::Retry { error, .. } => error,
+                Attempt::Delivered => unreachable!("refused"),
+            };
+            assert!(!text.contains("s3cret-forward"), "{status}: {text}");
+            assert!(text.contains("[forward token]"), "{status}: {text}");
+        }
+    }
 
     fn kind(status: u16) -> &'static str {
         match judge(status, br#"{"error":"why"}"#, None, None) {
