@@ -510,8 +510,13 @@ fn load_so_far(capture: &std::path::Path, held: u64, events: &Receiver<RequestEv
     state
 }
 
+/// What one held event counts for beside its body.
+const EVENT_OVERHEAD: u64 = 8 * 1024;
+
 /// Takes events off the queue until `done` closes (at most
-/// `HELD_DURING_LOAD` bytes of bodies), and gives them back in order.
+/// `HELD_DURING_LOAD` bytes, bodies plus `EVENT_OVERHEAD` each), and gives
+/// them back in order.
+
 fn hold_events(events: &Receiver<RequestEvent>, done: &Receiver<()>) -> Vec<RequestEvent> {
     let mut held = Vec::new();
     let mut bytes = 0u64;
@@ -519,7 +524,10 @@ fn hold_events(events: &Receiver<RequestEvent>, done: &Receiver<()>) -> Vec<Requ
         select! {
             recv(events) -> e => match e {
                 Ok(e) => {
-                    bytes += e.body.as_ref().map_or(0, |b| b.len() as u64);
+                    // Each event also costs its own fields (headers are
+                    // capped at 4 KiB): counted at a fixed size, so bodiless
+                    // events cannot pile up without bound either.
+                    bytes += EVENT_OVERHEAD + e.body.as_ref().map_or(0, |b| b.len() as u64);
                     held.push(e);
                 }
                 Err(_) => break,
