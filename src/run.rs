@@ -516,7 +516,6 @@ const EVENT_OVERHEAD: u64 = 8 * 1024;
 /// Takes events off the queue until `done` closes (at most
 /// `HELD_DURING_LOAD` bytes, bodies plus `EVENT_OVERHEAD` each), and gives
 /// them back in order.
-
 fn hold_events(events: &Receiver<RequestEvent>, done: &Receiver<()>) -> Vec<RequestEvent> {
     let mut held = Vec::new();
     let mut bytes = 0u64;
