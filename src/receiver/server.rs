@@ -429,9 +429,22 @@ fn ignore(ctx: &Ctx, request: Request) {
 
 /// What is known of each open connection that has a request in hand or
 /// broke the rules, by peer address (unique while the connection lives).
-#[derive(Default)]
 struct Connections {
     open: Mutex<HashMap<SocketAddr, Connection>>,
+    /// Size of `open` beyond which the next finish sweeps it.
+    sweep_at: AtomicUsize,
+}
+
+/// Connections known before the first sweep.
+const SWEEP_FIRST: usize = 1024;
+
+impl Default for Connections {
+    fn default() -> Connections {
+        Connections {
+            open: Mutex::default(),
+            sweep_at: AtomicUsize::new(SWEEP_FIRST),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -494,10 +507,15 @@ impl Connections {
                 open.remove(&peer);
             }
         }
-        if open.len() > 1024 {
+        // Ignored connections that went quiet are forgotten now and then:
+        // each time the map has doubled since the last sweep, so a flood
+        // of ignored connections costs each request O(1), not a scan.
+        if open.len() > self.sweep_at.load(Ordering::Relaxed) {
             open.retain(|_, c| {
                 c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < FORGET_IGNORED)
             });
+            self.sweep_at
+                .store((2 * open.len()).max(SWEEP_FIRST), Ordering::Relaxed);
         }
     }
 
@@ -659,10 +677,10 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         Some((_, Answer::Late(delay))) => wait_unless_stopping(ctx, delay),
         _ => {}
     }
-    if drain::way(unread) != drain::Way::Here {
-        // Whatever tiny_http reads off this connection after the body it
-        // drains (or fails to) is not taken as a request: with a length
-        // beyond `isize::MAX` it hands the socket on at once.
+    if drain::way(unread) == drain::Way::Overflowing {
+        // tiny_http cannot drain a length beyond `isize::MAX` and hands the
+        // socket on at once: what the client sends after the head must not
+        // be taken as a request.
         ctx.connections.ignore(request.remote_addr().copied());
     }
     // A body never read may be a stalled one: tiny_http's drain would
