@@ -1,7 +1,9 @@
 //! The capture file: JSON Lines, one line per accepted batch, the record of
-//! truth. One writer thread owns the file and commits in groups: it writes
-//! every pending line, calls `fdatasync` once, then answers every waiter, so
-//! concurrent uploads share the cost of durability.
+//! truth. Lines are committed in groups: a committer writes every pending
+//! line, calls `fdatasync` once, then answers every waiter, so concurrent
+//! uploads share the cost of durability. The committer is the worker
+//! saving a batch when nobody else is committing (no hand-off for a lone
+//! upload), else the writer thread, which takes over whatever is queued.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -208,10 +210,138 @@ struct Job {
     reply: Sender<io::Result<Saved>>,
 }
 
-/// Handle to the writer thread; cheap to clone for every worker.
-#[derive(Clone)]
+/// Handle to the writer; cheap to clone for every worker.
 pub struct CaptureHandle {
-    jobs: Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Clone for CaptureHandle {
+    fn clone(&self) -> CaptureHandle {
+        self.shared.handles.fetch_add(1, Ordering::SeqCst);
+        CaptureHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The last handle gone, the writer thread writes what is queued and ends.
+impl Drop for CaptureHandle {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
+            lock(&self.shared.queue).closed = true;
+            self.shared.more.notify_all();
+        }
+    }
+}
+
+/// What the handles and the writer thread share. Whoever holds `writer`
+/// commits: the writer thread, or a worker in `save` that found it free
+/// (two hand-offs fewer for an upload that does not meet another). A
+/// committer that lets go of `writer` with jobs still queued wakes the
+/// writer thread, so no job waits for a committer that is not coming.
+struct Shared {
+    writer: Mutex<Committer>,
+    queue: Mutex<Queue>,
+    /// Signalled when jobs are queued for the writer thread, or closed.
+    more: Condvar,
+    /// Live handles: the writer thread ends after the last.
+    handles: AtomicU64,
+}
+
+struct Committer {
+    writer: Writer<Box<dyn Sink>>,
+    buf: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: std::collections::VecDeque<Job>,
+    closed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Sink for Box<dyn Sink> {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        (**self).write_all(buf)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        (**self).sync()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        (**self).truncate(len)
+    }
+    fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
+        (**self).ensure_at_path()
+    }
+}
+
+impl Shared {
+    /// The next group: queued jobs up to `GROUP_BYTES`, oldest first.
+    fn take_group(&self) -> Vec<Job> {
+        let mut queue = lock(&self.queue);
+        let mut group = Vec::new();
+        let mut bytes = 0;
+        while bytes < GROUP_BYTES {
+            let Some(job) = queue.jobs.pop_front() else {
+                break;
+            };
+            bytes += job.head.len() + job.records.len();
+            group.push(job);
+        }
+        group
+    }
+
+    /// Commits the queued jobs, group by group, while holding `committer`.
+    fn commit_queued(&self, committer: &mut Committer) {
+        loop {
+            let group = self.take_group();
+            if group.is_empty() {
+                return;
+            }
+            let Committer { writer, buf } = committer;
+            writer.commit(group, buf);
+        }
+    }
+
+    /// Commits now if nobody else is (the caller's own job among the
+    /// queued ones), then hands what arrived meanwhile to the writer
+    /// thread. When someone else is committing, they see the job.
+    fn commit_if_free(&self) {
+        let mut committer = match self.writer.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        let group = self.take_group();
+        if !group.is_empty() {
+            let Committer { writer, buf } = &mut *committer;
+            writer.commit(group, buf);
+        }
+        drop(committer);
+        if !lock(&self.queue).jobs.is_empty() {
+            self.more.notify_one();
+        }
+    }
+
+    /// The writer thread: commits whatever is queued and not taken by a
+    /// worker, until the last handle is gone and the queue is empty.
+    fn run(&self) {
+        loop {
+            {
+                let mut queue = lock(&self.queue);
+                while queue.jobs.is_empty() && !queue.closed {
+                    queue = self.more.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+                if queue.jobs.is_empty() {
+                    return;
+                }
+            }
+            self.commit_queued(&mut lock(&self.writer));
+        }
+    }
 }
 
 /// How far the capture file is complete and synced: every line before this
@@ -427,26 +557,31 @@ impl Capture {
         seen: HashMap<DeviceBatch, Seen>,
         reader: Option<File>,
     ) -> Capture {
-        let (tx, rx) = unbounded();
         let (notice_tx, notices) = unbounded();
         let durable = Durable::new(len, lines, reader);
-        let writer_durable = durable.clone();
-        let thread = std::thread::Builder::new()
-            .name("capture-writer".into())
-            .spawn(move || {
-                Writer {
-                    sink,
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(Committer {
+                writer: Writer {
+                    sink: Box::new(sink) as Box<dyn Sink>,
                     notices: notice_tx,
                     seen,
                     good_len: len,
                     dirty: false,
-                    durable: writer_durable,
-                }
-                .run(rx)
-            })
+                    durable: durable.clone(),
+                },
+                buf: Vec::new(),
+            }),
+            queue: Mutex::default(),
+            more: Condvar::new(),
+            handles: AtomicU64::new(1),
+        });
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("capture-writer".into())
+            .spawn(move || theirs.run())
             .expect("spawn capture writer");
         Capture {
-            handle: CaptureHandle { jobs: tx },
+            handle: CaptureHandle { shared },
             durable,
             thread,
             path: PathBuf::new(),
@@ -479,13 +614,23 @@ impl Capture {
 
 impl CaptureHandle {
     /// Appends one batch and returns once it is on disk (or failed to be).
+    /// When no group is being committed, the caller commits its own (and
+    /// whatever else is queued) without waking the writer thread.
     pub fn save(&self, entry: &Entry, batch: &Batch) -> io::Result<Saved> {
-        self.submit(entry, batch)?.wait()
+        let pending = self.queue(entry, batch)?;
+        self.shared.commit_if_free();
+        pending.wait()
     }
 
-    /// Hands one batch to the writer; the answer comes once its line is
-    /// written and synced (or failed to be).
+    /// Hands one batch to the writer thread; the answer comes once its
+    /// line is written and synced (or failed to be).
     pub fn submit(&self, entry: &Entry, batch: &Batch) -> io::Result<Pending> {
+        let pending = self.queue(entry, batch)?;
+        self.shared.more.notify_one();
+        Ok(pending)
+    }
+
+    fn queue(&self, entry: &Entry, batch: &Batch) -> io::Result<Pending> {
         let (reply, answer) = bounded(1);
         let job = Job {
             head: line_head(entry, batch),
@@ -496,13 +641,17 @@ impl CaptureHandle {
             records: batch.records_json.clone(),
             reply,
         };
-        self.jobs.send(job).map_err(|_| stopped())?;
+        let mut queue = lock(&self.shared.queue);
+        if queue.closed {
+            return Err(stopped());
+        }
+        queue.jobs.push_back(job);
         Ok(Pending { answer })
     }
 
     /// Batches handed in and not yet taken into a group by the writer.
     pub fn queued(&self) -> usize {
-        self.jobs.len()
+        lock(&self.shared.queue).jobs.len()
     }
 }
 
@@ -592,24 +741,6 @@ struct Writer<S> {
 }
 
 impl<S: Sink> Writer<S> {
-    fn run(mut self, jobs: Receiver<Job>) {
-        let mut buf = Vec::new();
-        while let Ok(first) = jobs.recv() {
-            let mut group = vec![first];
-            let mut bytes = group[0].head.len() + group[0].records.len();
-            while bytes < GROUP_BYTES {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        bytes += job.head.len() + job.records.len();
-                        group.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.commit(group, &mut buf);
-        }
-    }
-
     fn commit(&mut self, group: Vec<Job>, buf: &mut Vec<u8>) {
         buf.clear();
         // Duplicates are decided against lines that really landed, so a
@@ -1144,5 +1275,117 @@ mod path_tests {
             "the answered line is in the file at the path"
         );
         assert!(new.contains(r#""received":"t1""#), "{new}");
+    }
+}
+
+#[cfg(test)]
+mod committer_tests {
+    use super::*;
+    use crate::receiver::ingest::{Auth, Config, decode};
+    use std::time::Duration;
+
+    /// A sink that notes which thread wrote each group.
+    #[derive(Clone, Default)]
+    struct ThreadNames(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<u8>>>);
+
+    impl Sink for ThreadNames {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            self.0.lock().unwrap().push(name);
+            self.1.lock().unwrap().extend_from_slice(buf);
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.1.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    fn batch(n: usize) -> Batch {
+        let cfg = Config {
+            auth: Auth::Open,
+            max_body: 1 << 20,
+        };
+        let text = format!(r#"[{{"@t":"x","@ts":"2026-01-01T00:00:00","n":{n}}}]"#);
+        decode(&cfg, None, text.as_bytes()).unwrap()
+    }
+
+    fn entry(n: usize) -> Entry {
+        Entry {
+            received: format!("t{n}"),
+            peer: "127.0.0.1:1".into(),
+            unit_id: None,
+            user_agent: None,
+            content_type: None,
+            accept: None,
+            accept_encoding: None,
+            wire_bytes: 3,
+            acked: true,
+            mode: "ok".into(),
+        }
+    }
+
+    /// An upload that meets no other is committed by the thread saving it:
+    /// no hand-off to the writer thread and back.
+    #[test]
+    fn a_lone_save_is_committed_by_its_own_thread() {
+        let sink = ThreadNames::default();
+        let capture = Capture::with_sink(sink.clone(), 0, HashMap::new());
+        let handle = capture.handle();
+        std::thread::Builder::new()
+            .name("saver".into())
+            .spawn(move || {
+                for n in 0..20 {
+                    handle.save(&entry(n), &batch(n)).unwrap();
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        capture.close();
+        let names = sink.0.lock().unwrap().clone();
+        assert_eq!(names.len(), 20);
+        assert!(names.iter().all(|n| n == "saver"), "{names:?}");
+    }
+
+    /// Many savers at once: each is answered (whoever commits its line),
+    /// and every line lands once.
+    #[test]
+    fn concurrent_saves_are_all_answered_and_written_once() {
+        let sink = ThreadNames::default();
+        let capture = Capture::with_sink(sink.clone(), 0, HashMap::new());
+        let (done, answers) = crossbeam_channel::unbounded();
+        for t in 0..8 {
+            let handle = capture.handle();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    let n = t * 100 + i;
+                    done.send(handle.save(&entry(n), &batch(n)).is_ok())
+                        .unwrap();
+                }
+            });
+        }
+        drop(done);
+        for _ in 0..800 {
+            let ok = answers
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a save was never answered");
+            assert!(ok);
+        }
+        capture.close();
+        let data = sink.1.lock().unwrap().clone();
+        let text = String::from_utf8(data).unwrap();
+        let mut received: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["received"].to_string())
+            .collect();
+        assert_eq!(received.len(), 800);
+        received.sort();
+        received.dedup();
+        assert_eq!(received.len(), 800, "a line was written twice");
     }
 }
