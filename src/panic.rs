@@ -112,3 +112,11 @@ fn take_screen() -> Vec<String> {
         .map(|s| s.held)
         .unwrap_or_default()
 }
+
+/// Locks `m`, taking over a lock whose holder panicked: every lock the
+/// process shares guards state that stays consistent between statements
+/// (counters, queues, maps), and a worker's panic is answered 500 and
+/// survived, so its locks must stay usable.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -5,6 +5,7 @@
 //! saving a batch when nobody else is committing (no hand-off for a lone
 //! upload), else the writer thread, which takes over whatever is queued.
 
+use crate::panic::lock;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -259,10 +260,6 @@ struct Queue {
     closed: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Sink for Box<dyn Sink> {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         (**self).write_all(buf)
@@ -398,7 +395,7 @@ impl Durable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Files> {
-        self.state.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state.0)
     }
 
     /// Bytes known complete and synced in the current file.
@@ -890,7 +887,7 @@ mod tests {
         }
     }
 
-    fn batch(text: &str) -> Batch {
+    pub(super) fn batch(text: &str) -> Batch {
         let cfg = Config {
             auth: Auth::Open,
             max_body: 1 << 20,
@@ -898,7 +895,7 @@ mod tests {
         decode(&cfg, None, text.as_bytes()).unwrap()
     }
 
-    fn entry(received: &str) -> Entry {
+    pub(super) fn entry(received: &str) -> Entry {
         Entry {
             received: received.into(),
             peer: "127.0.0.1:1".into(),
@@ -1281,7 +1278,6 @@ mod path_tests {
 #[cfg(test)]
 mod committer_tests {
     use super::*;
-    use crate::receiver::ingest::{Auth, Config, decode};
     use std::time::Duration;
 
     /// A sink that notes which thread wrote each group.
@@ -1305,27 +1301,13 @@ mod committer_tests {
     }
 
     fn batch(n: usize) -> Batch {
-        let cfg = Config {
-            auth: Auth::Open,
-            max_body: 1 << 20,
-        };
-        let text = format!(r#"[{{"@t":"x","@ts":"2026-01-01T00:00:00","n":{n}}}]"#);
-        decode(&cfg, None, text.as_bytes()).unwrap()
+        super::tests::batch(&format!(
+            r#"[{{"@t":"x","@ts":"2026-01-01T00:00:00","n":{n}}}]"#
+        ))
     }
 
     fn entry(n: usize) -> Entry {
-        Entry {
-            received: format!("t{n}"),
-            peer: "127.0.0.1:1".into(),
-            unit_id: None,
-            user_agent: None,
-            content_type: None,
-            accept: None,
-            accept_encoding: None,
-            wire_bytes: 3,
-            acked: true,
-            mode: "ok".into(),
-        }
+        super::tests::entry(&format!("t{n}"))
     }
 
     /// An upload that meets no other is committed by the thread saving it:

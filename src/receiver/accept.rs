@@ -24,6 +24,7 @@
 //!   once drained
 //! ```
 
+use crate::panic::lock;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -161,7 +162,7 @@ impl Acceptors {
         }
         crate::panic::claim(accept_thread_died);
         {
-            let mut sides = SIDES.lock().unwrap_or_else(|p| p.into_inner());
+            let mut sides = lock(&SIDES);
             sides.retain(|w| w.strong_count() > 0);
             sides.push(Arc::downgrade(&side));
         }
@@ -193,10 +194,6 @@ impl Acceptors {
     pub fn servers(&self) -> usize {
         lock(&self.side.slots).len()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Starts one more server on a clone of the listener, with its pump.

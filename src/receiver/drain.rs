@@ -25,6 +25,7 @@
 //! The change tiny_http would need is in the README (Hostile networks, 1).
 
 use crate::event::Stats;
+use crate::panic::lock;
 use std::io::Cursor;
 use std::sync::{Arc, Condvar, Mutex};
 use tiny_http::{Request, Response};
@@ -88,7 +89,7 @@ struct Returned<'a>(&'a Drains, u128);
 
 impl Drop for Returned<'_> {
     fn drop(&mut self) {
-        let mut held = self.0.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = lock(&self.0.held);
         *held -= self.1;
         drop(held);
         self.0.freed.notify_all();
@@ -100,7 +101,7 @@ impl Drop for Returned<'_> {
 /// closes its connections when the process ends.
 impl Drop for Drains {
     fn drop(&mut self) {
-        let kept = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|p| p.into_inner()));
+        let kept = std::mem::take(&mut *lock(&self.parked));
         std::mem::forget(kept);
     }
 }
@@ -179,7 +180,7 @@ impl Drains {
             }
             Way::Drained => {
                 let size = unread as u128;
-                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                let mut held = lock(&self.held);
                 while *held > 0 && *held + size > BUDGET {
                     held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
                 }
@@ -201,16 +202,13 @@ impl Drains {
     }
 
     fn park(&self, what: Box<dyn Send>, stats: &Stats) {
-        self.parked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(what);
+        lock(&self.parked).push(what);
         Stats::add(&stats.parked, 1);
     }
 }
 
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
-    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    lock(slot).take()
 }
 
 fn thread_name(way: &Way) -> &'static str {
