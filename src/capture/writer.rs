@@ -254,6 +254,12 @@ struct Committer {
     buf: Vec<u8>,
 }
 
+impl Committer {
+    fn commit(&mut self, group: Vec<Job>) {
+        self.writer.commit(group, &mut self.buf);
+    }
+}
+
 #[derive(Default)]
 struct Queue {
     jobs: std::collections::VecDeque<Job>,
@@ -298,8 +304,7 @@ impl Shared {
             if group.is_empty() {
                 return;
             }
-            let Committer { writer, buf } = committer;
-            writer.commit(group, buf);
+            committer.commit(group);
         }
     }
 
@@ -314,8 +319,7 @@ impl Shared {
         };
         let group = self.take_group();
         if !group.is_empty() {
-            let Committer { writer, buf } = &mut *committer;
-            writer.commit(group, buf);
+            committer.commit(group);
         }
         drop(committer);
         if !lock(&self.queue).jobs.is_empty() {
