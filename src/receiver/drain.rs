@@ -65,7 +65,7 @@ impl Finish for Answered {
 
 /// Unread bytes a worker drains itself when it drops a request: a
 /// request's own answer path handles these at once.
-pub const ALWAYS_DRAINABLE: usize = 64 * 1024 * 1024;
+const ALWAYS_DRAINABLE: usize = 64 * 1024 * 1024;
 /// Address space that drains in progress may hold at once (x86-64 and
 /// AArch64 give a process 128 TiB or more).
 const BUDGET: u128 = 32 << 40;

@@ -43,6 +43,8 @@ const WORKER_IDLE: Duration = Duration::from_secs(5);
 /// Stack of a worker: decoding and validation need little, and thousands
 /// of stalled uploads each hold one.
 const WORKER_STACK: usize = 512 * 1024;
+/// Bodies tiny_http 0.12 reads whole before handing a request over.
+const READ_AHEAD_BY_TINY_HTTP: usize = 1024;
 /// Default for `--read-timeout`: a device's own timeout is 10 to 60 s.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -684,8 +686,9 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         ctx.connections.ignore(request.remote_addr().copied());
     }
     // A body never read may be a stalled one: tiny_http's drain would
-    // then wait a read timeout on the worker.
-    let stalled = outcome.body_cut || unread > 0;
+    // then wait a read timeout on the worker. Bodies of up to 1 KiB it
+    // has read whole before handing the request over: nothing to wait for.
+    let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP;
     ctx.drains.let_go(
         unread,
         stalled,
