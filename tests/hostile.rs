@@ -375,7 +375,6 @@ fn probe_1000_stalled_connections() {
 fn malformed_requests() -> Vec<(&'static str, Vec<u8>)> {
     let auth = format!("authorization: token {TOKEN}\r\n");
     vec![
-        ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n".to_vec()),
         ("LF only", b"GET / HTTP/1.1\nHost: t\n\n".to_vec()),
         (
             "Content-Length with Transfer-Encoding",
@@ -398,12 +397,28 @@ fn malformed_requests() -> Vec<(&'static str, Vec<u8>)> {
 /// once: once they are gone nothing of theirs may stay (descriptors,
 /// threads), whatever tiny_http made of their bytes.
 #[test]
-#[ignore = "known failure: an HTTP/2.0 request line deadlocks tiny_http 0.12 (README, Hostile networks, 2)"]
 fn probe_malformed_requests_leave_nothing_behind() {
+    leave_nothing_behind(malformed_requests());
+}
+
+/// The same for `HTTP/2.0` request lines. Their clients get a close (see
+/// `other_http_versions_and_bare_lf_are_answered_or_closed_never_hung`),
+/// but the thread tiny_http deadlocks on each keeps its two descriptors.
+#[test]
+#[ignore = "known failure: an HTTP/2.0 request line deadlocks a tiny_http 0.12 thread, which keeps 2 descriptors until exit (README, Hostile networks, 2)"]
+fn probe_http2_request_lines_leave_nothing_behind() {
+    leave_nothing_behind(vec![(
+        "HTTP/2.0",
+        b"GET / HTTP/2.0\r\nHost: t\r\n\r\n".to_vec(),
+    )]);
+}
+
+fn leave_nothing_behind(requests: Vec<(&'static str, Vec<u8>)>) {
     let _heavy = heavy();
     let mut p = Probed::start(&secs(READ_TIMEOUT));
     let watch = Watch::start(p.pid());
-    for (name, bytes) in malformed_requests() {
+    let count = 40 * requests.len();
+    for (name, bytes) in requests {
         let mut sent = 0;
         for _ in 0..40 {
             if let Ok(mut s) = TcpStream::connect_timeout(&p.rx.addr, Duration::from_secs(2)) {
@@ -413,7 +428,8 @@ fn probe_malformed_requests_leave_nothing_behind() {
         let now = usage(p.pid());
         println!("{name}: {sent} sent and closed; receiver now {now:?}");
     }
-    let probe = "200 malformed requests";
+    let probe = format!("{count} malformed requests");
+    let probe = probe.as_str();
     Devices::now(p.rx.addr, 3).check(probe, &mut p.failures);
     let peak = watch.stop();
     p.check_peak(probe, peak);
@@ -872,7 +888,6 @@ fn exchanges(addr: SocketAddr, cases: Vec<(String, Vec<u8>)>) -> Vec<(String, Ex
 }
 
 #[test]
-#[ignore = "known failure: a stall mid-body closes one drain later than the bound (README, Hostile networks, 1 and 4)"]
 fn idle_and_stalled_connections_are_closed_after_the_read_timeout() {
     let rx = receiver(&secs(READ_TIMEOUT));
     let mut cases: Vec<(String, Vec<u8>)> = (0..6)
@@ -1236,7 +1251,6 @@ fn unsupported_transfer_codings_are_501_and_chunked_still_works() {
 }
 
 #[test]
-#[ignore = "known failure: an HTTP/2.0 request line deadlocks tiny_http 0.12 (README, Hostile networks, 2)"]
 fn other_http_versions_and_bare_lf_are_answered_or_closed_never_hung() {
     let rx = receiver(&secs(READ_TIMEOUT));
     let auth = format!("authorization: token {TOKEN}\r\n");

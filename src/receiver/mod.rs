@@ -1,9 +1,11 @@
 //! The receiver wing: `server` is the tiny_http workers (body → `ingest`
 //! → capture → answer → event); `ingest` makes the pure decisions (auth,
 //! decoding, limits); `headless` prints one JSON line per request;
-//! `drain` lets go of requests with a large unread body.
+//! `drain` lets go of requests with a large unread body; `closer` shuts
+//! the connections tiny_http would hold on to.
 
 pub mod accept;
+pub mod closer;
 pub mod drain;
 pub mod headless;
 pub mod ingest;

@@ -19,7 +19,8 @@ use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
 use crate::receiver::accept::{Acceptors, Notice, Work};
-use crate::receiver::drain::{self, Answered, Drains};
+use crate::receiver::closer::{self, Activity, Closer};
+use crate::receiver::drain::{self, Answered, Drains, Finish};
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
@@ -94,6 +95,8 @@ struct Ctx {
     max_workers: usize,
     workers: Mutex<Vec<JoinHandle<()>>>,
     connections: Connections,
+    /// Shuts connections tiny_http would keep open.
+    closer: Closer,
     /// Requests with a large unread body, let go of safely.
     drains: Arc<Drains>,
     /// How valid batches are answered (set by `--respond` and the
@@ -132,6 +135,8 @@ pub fn start_with(
     let (work_tx, work) = unbounded();
     let (notice_tx, notice_rx) = bounded(64);
     let min_workers = settings.workers.max(1);
+    let (close_tx, close_rx) = unbounded();
+    let closer = Closer::new(close_tx);
     let ctx = Arc::new(Ctx {
         config: settings.ingest.clone(),
         capture: capture.handle(),
@@ -150,6 +155,7 @@ pub fn start_with(
         max_workers: max_workers().max(min_workers),
         workers: Mutex::new(Vec::new()),
         connections: Connections::default(),
+        closer: closer.clone(),
         drains: Arc::default(),
         respond,
         auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
@@ -176,11 +182,39 @@ pub fn start_with(
                     .iter()
                     .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
             );
-            ctx.connections
-                .admit(request.remote_addr().copied(), framing.is_ok())
-                == Admit::Serve
+            let peer = request.remote_addr().copied();
+            let (admit, close) = ctx.connections.admit(peer, framing.is_ok());
+            if close {
+                // It broke the framing or pipelined past the limit: its
+                // reading side is shut now, so tiny_http stops parsing
+                // what it sends; an answer due still goes out.
+                ctx.closer.close(peer);
+            }
+            admit == Admit::Serve
         }),
     )?;
+    let quiet: Weak<Ctx> = Arc::downgrade(&ctx);
+    let (port, read_timeout, stop) = (
+        acceptors.addr.port(),
+        settings.read_timeout,
+        ctx.stopping.clone(),
+    );
+    let unavailable = notice_tx.clone();
+    std::thread::Builder::new()
+        .name("closer".into())
+        .spawn(move || {
+            let ran = closer::run(port, read_timeout, close_rx, closer.closed, stop, |peer| {
+                quiet
+                    .upgrade()
+                    .map_or(Activity::Busy, |ctx| ctx.connections.activity(peer))
+            });
+            if let Err(why) = ran {
+                let _ = unavailable.send(format!(
+                    "connections tiny_http hangs on are left to it ({why}): a connection it \
+                     deadlocks on stays open, and one that broke the rules waits for the read timeout"
+                ));
+            }
+        })?;
     // The capture writer's notices go out as they are.
     let capture_notices = capture.notices.clone();
     let relay = notice_tx.clone();
@@ -401,6 +435,10 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
         serve: admitted,
     } = work;
     let answering = Answering::new(&ctx.unanswered);
+    let held = InHand {
+        ctx: ctx.clone(),
+        peer,
+    };
     match if admitted {
         Admit::Serve
     } else {
@@ -408,29 +446,66 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
     } {
         Admit::Serve => {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle(ctx, request, answering)
+                handle(ctx, request, answering, held)
             }));
         }
         Admit::Ignore => {
             drop(answering);
-            ignore(ctx, request);
+            ignore(ctx, request, held);
         }
     }
-    ctx.connections.finish(peer);
     from.finish();
     ctx.busy.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Lets go of a request without answering it: its connection broke the
 /// rules, and nothing it sends is taken any more.
-fn ignore(ctx: &Ctx, request: Request) {
+fn ignore(ctx: &Ctx, request: Request, held: InHand) {
     let unread = request.body_length().unwrap_or(0);
-    ctx.drains
-        .let_go(unread, false, &ctx.stats, Answered(request, None));
+    ctx.drains.let_go(
+        unread,
+        false,
+        &ctx.stats,
+        Release(Answered(request, None), held),
+    );
 }
 
-/// What is known of each open connection that has a request in hand or
-/// broke the rules, by peer address (unique while the connection lives).
+/// A request in hand until dropped: its connection counts as busy, so the
+/// closer leaves it alone, until its answer is out (which for a large
+/// unread body may be on a drain thread, after the worker is done).
+struct InHand {
+    ctx: Arc<Ctx>,
+    peer: Option<SocketAddr>,
+}
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        self.ctx.connections.finish(self.peer);
+    }
+}
+
+/// A request let go of, its connection's hold released once it is done
+/// with, or once it is kept for good (the closer may then close it).
+struct Release(Answered, InHand);
+
+impl Finish for Release {
+    fn run(self) {
+        let Release(answered, held) = self;
+        answered.run();
+        drop(held);
+    }
+
+    fn keep(self) -> Box<dyn Send> {
+        let Release(answered, held) = self;
+        let kept = answered.keep();
+        drop(held);
+        kept
+    }
+}
+
+/// What is known of each connection that has a request in hand, broke
+/// the rules, or was active lately, by peer address (unique while the
+/// connection lives).
 struct Connections {
     open: Mutex<HashMap<SocketAddr, Connection>>,
     /// Size of `open` beyond which the next finish sweeps it.
@@ -455,7 +530,8 @@ struct Connection {
     outstanding: usize,
     /// It broke HTTP's framing or pipelined too much: ignored from now on.
     ignored: bool,
-    /// When it was last seen, to forget ignored ones that went quiet.
+    /// When a request of it last came or was done with: the closer leaves
+    /// alone a connection active within a read timeout.
     last: Option<Instant>,
 }
 
@@ -466,9 +542,9 @@ enum Admit {
     Ignore,
 }
 
-/// Ignored connections are forgotten after this long without a request
-/// (the read timeout has closed them by then).
-const FORGET_IGNORED: Duration = Duration::from_secs(120);
+/// Connections are forgotten after this long without a request (the read
+/// timeout has closed them by then).
+const FORGET: Duration = Duration::from_secs(120);
 
 impl Connections {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Connection>> {
@@ -478,23 +554,26 @@ impl Connections {
     /// Counts a request in, in the order its connection sent it; says to
     /// ignore it when its connection is ignored or now has too many
     /// requests waiting. A request whose framing is broken is still served
-    /// (answered 400/501), and its connection ignored from then on.
-    fn admit(&self, peer: Option<SocketAddr>, framing_ok: bool) -> Admit {
+    /// (answered 400/501), and its connection ignored from then on. The
+    /// flag is true once, when the connection turns ignored: it is to be
+    /// closed.
+    fn admit(&self, peer: Option<SocketAddr>, framing_ok: bool) -> (Admit, bool) {
         let Some(peer) = peer else {
-            return Admit::Serve;
+            return (Admit::Serve, false);
         };
         let mut open = self.lock();
         let c = open.entry(peer).or_default();
+        let was_ignored = c.ignored;
         c.outstanding += 1;
         c.last = Some(Instant::now());
-        if c.outstanding > PIPELINE_LIMIT {
+        let admit = if c.ignored || c.outstanding > PIPELINE_LIMIT {
             c.ignored = true;
-        }
-        if c.ignored {
-            return Admit::Ignore;
-        }
-        c.ignored = !framing_ok;
-        Admit::Serve
+            Admit::Ignore
+        } else {
+            c.ignored = !framing_ok;
+            Admit::Serve
+        };
+        (admit, c.ignored && !was_ignored)
     }
 
     /// A request of `peer` is done with.
@@ -505,19 +584,24 @@ impl Connections {
         let mut open = self.lock();
         if let Some(c) = open.get_mut(&peer) {
             c.outstanding = c.outstanding.saturating_sub(1);
-            if c.outstanding == 0 && !c.ignored {
-                open.remove(&peer);
-            }
+            c.last = Some(Instant::now());
         }
-        // Ignored connections that went quiet are forgotten now and then:
-        // each time the map has doubled since the last sweep, so a flood
-        // of ignored connections costs each request O(1), not a scan.
+        // Connections that went quiet are forgotten now and then: each
+        // time the map has doubled since the last sweep, so a flood of
+        // connections costs each request O(1), not a scan.
         if open.len() > self.sweep_at.load(Ordering::Relaxed) {
-            open.retain(|_, c| {
-                c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < FORGET_IGNORED)
-            });
+            open.retain(|_, c| c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < FORGET));
             self.sweep_at
                 .store((2 * open.len()).max(SWEEP_FIRST), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `peer` has a request in hand, or how long it has been quiet.
+    fn activity(&self, peer: SocketAddr) -> Activity {
+        match self.lock().get(&peer) {
+            Some(c) if c.outstanding > 0 => Activity::Busy,
+            Some(Connection { last: Some(t), .. }) => Activity::Quiet(t.elapsed()),
+            _ => Activity::Quiet(Duration::MAX),
         }
     }
 
@@ -613,7 +697,7 @@ impl Drop for Answering<'_> {
     }
 }
 
-fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
+fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHand) {
     let started = Instant::now();
     let received = Timestamp::now();
     let framing = ingest::check_framing(
@@ -625,7 +709,8 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
     let outcome = match (framing, request.method()) {
         (Err(r), _) => {
             // Where this request ends is in doubt: whatever the connection
-            // sends next is not taken as a request.
+            // sends next is not taken as a request (admitting it asked for
+            // the connection to be closed).
             ctx.connections.ignore(request.remote_addr().copied());
             Outcome::refused(r)
         }
@@ -684,6 +769,13 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         // socket on at once: what the client sends after the head must not
         // be taken as a request.
         ctx.connections.ignore(request.remote_addr().copied());
+        ctx.closer.close(request.remote_addr().copied());
+    }
+    if outcome.body_cut {
+        // The body stalled past the read timeout (or broke off): the
+        // answer goes out and the connection closes, rather than tiny_http
+        // draining a silent socket for one more read timeout.
+        ctx.closer.close(request.remote_addr().copied());
     }
     // A body never read may be a stalled one: tiny_http's drain would
     // then wait a read timeout on the worker. Bodies of up to 1 KiB it
@@ -693,7 +785,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>) {
         unread,
         stalled,
         &ctx.stats,
-        Answered(request, Some(response)),
+        Release(Answered(request, Some(response)), held),
     );
 }
 
@@ -853,6 +945,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
+         {closed}\
          {forward}\
          Upload with POST to any path here, header 'authorization: token <T>' or 'Bearer <T>'.\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -876,6 +969,12 @@ fn status_page(ctx: &Ctx) -> Outcome {
             0 => String::new(),
             n => format!(
                 "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)\n"
+            ),
+        },
+        closed = match ctx.closer.closed.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, or hung)\n"
             ),
         },
         forward = s
@@ -1060,24 +1159,48 @@ mod tests {
         let peer: Option<SocketAddr> = Some("10.0.0.1:4000".parse().unwrap());
         let other: Option<SocketAddr> = Some("10.0.0.1:4001".parse().unwrap());
         for _ in 0..PIPELINE_LIMIT {
-            assert_eq!(c.admit(peer, true), Admit::Serve);
+            assert_eq!(c.admit(peer, true), (Admit::Serve, false));
         }
-        assert_eq!(c.admit(peer, true), Admit::Ignore);
+        assert_eq!(c.admit(peer, true), (Admit::Ignore, true), "closed");
         for _ in 0..=PIPELINE_LIMIT {
             c.finish(peer);
         }
-        assert_eq!(c.admit(peer, true), Admit::Ignore, "stays ignored");
+        assert_eq!(
+            c.admit(peer, true),
+            (Admit::Ignore, false),
+            "stays ignored, closed once"
+        );
         assert_eq!(
             c.admit(other, false),
-            Admit::Serve,
-            "a broken request is answered"
+            (Admit::Serve, true),
+            "a broken request is answered, and its connection closed"
         );
         c.finish(other);
         assert_eq!(
             c.admit(other, true),
-            Admit::Ignore,
+            (Admit::Ignore, false),
             "what follows it is not"
         );
-        assert_eq!(c.admit(None, true), Admit::Serve);
+        assert_eq!(c.admit(None, true), (Admit::Serve, false));
+    }
+
+    /// What the closer is told: a connection with a request in hand is
+    /// busy; once done, quiet since then; never seen, quiet for ever.
+    #[test]
+    fn a_connection_is_busy_while_a_request_is_in_hand() {
+        let c = Connections::default();
+        let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        assert_eq!(c.activity(peer), Activity::Quiet(Duration::MAX));
+        c.admit(Some(peer), true);
+        c.admit(Some(peer), true);
+        assert_eq!(c.activity(peer), Activity::Busy);
+        c.finish(Some(peer));
+        assert_eq!(c.activity(peer), Activity::Busy, "one still in hand");
+        c.finish(Some(peer));
+        assert!(
+            matches!(c.activity(peer), Activity::Quiet(q) if q < Duration::from_secs(60)),
+            "{:?}",
+            c.activity(peer)
+        );
     }
 }

@@ -1,0 +1,425 @@
+//! Closing connections that tiny_http 0.12 holds on to.
+//!
+//! tiny_http owns every accepted socket and gives a handler no way to close
+//! one: keep-alive is decided from the request alone, and some connections
+//! never reach a handler at all (an `HTTP/2.0` request line deadlocks its
+//! thread, a connection left in a pool's queue by its race is never read).
+//! The lever left is the process's own descriptor table: on Linux,
+//! `pidfd_getfd` on our own pid gives a duplicate of any descriptor, and
+//! `shutdown` on the duplicate acts on the socket tiny_http holds. After a
+//! `shutdown` of the reading side, tiny_http's reads return end-of-file at
+//! once, so it answers what it has in hand, stops parsing and drops the
+//! connection itself. The duplicate is closed at once: holding it would
+//! keep the socket open after tiny_http let go of it.
+//!
+//! One thread does this, on request and on a sweep every quarter read
+//! timeout:
+//!
+//! - `close(peer)`: a connection that broke HTTP's framing, pipelined past
+//!   the limit, stalled mid-body, or announced a body no drain can take
+//!   has its reading side shut: its answer still goes out, nothing after
+//!   it is read, and tiny_http closes it instead of waiting a read timeout.
+//! - the sweep: a connection open at least one read timeout, with no
+//!   request in hand and none seen for one read timeout, that no thread
+//!   has been reading at two sweeps in a row, is shut both ways. A
+//!   connection tiny_http reads (an idle keep-alive, a head or a small
+//!   body still coming) is left to its own read timeout; one nobody reads
+//!   is one it hung on (the `HTTP/2.0` deadlock, a connection left in a
+//!   pool's queue, a request kept for good), and its client gets a close.
+//!   Which descriptors threads are blocked reading comes from
+//!   `/proc/self/task/*/syscall`.
+//!
+//! Without `pidfd_getfd` (kernels before 5.6, a seccomp filter) the thread
+//! says so once and ends; everything else works as before.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+/// What the receiver knows of a peer's connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// A request of it is in hand (being read, decided or answered).
+    Busy,
+    /// Nothing in hand; its last request came or was done this long ago
+    /// (`Duration::MAX` for a peer never seen).
+    Quiet(Duration),
+}
+
+/// Asks the closing thread to shut connections by their peer address.
+#[derive(Clone)]
+pub struct Closer {
+    requests: Sender<SocketAddr>,
+    /// Connections shut so far (on request and by the sweep).
+    pub closed: Arc<AtomicU64>,
+}
+
+impl Closer {
+    /// A closer whose requests go to `requests` (the thread is started by
+    /// `run` on the other end).
+    pub fn new(requests: Sender<SocketAddr>) -> Closer {
+        Closer {
+            requests,
+            closed: Arc::default(),
+        }
+    }
+
+    /// Shuts the reading side of `peer`'s connection: its answers still go
+    /// out, nothing more of it is read, and tiny_http closes it.
+    pub fn close(&self, peer: Option<SocketAddr>) {
+        if let Some(peer) = peer {
+            let _ = self.requests.send(peer);
+        }
+    }
+}
+
+/// How often the sweep looks for hung connections.
+pub fn sweep_every(read_timeout: Duration) -> Duration {
+    (read_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(2))
+}
+
+/// A socket of this process, as the sweep knows it.
+enum Known {
+    /// Accepted on our port, from `peer`, first seen at `since`; `unread`
+    /// counts the sweeps in a row that found nobody reading it.
+    Ours {
+        fd: RawFd,
+        peer: SocketAddr,
+        since: Instant,
+        shut: bool,
+        unread: u8,
+    },
+    /// A listener, an outgoing connection, another server's socket.
+    Other,
+}
+
+/// The closing thread: serves `requests` and sweeps until `stopping` or
+/// until every `Closer` is gone. `activity` says what the receiver knows
+/// of a peer. Returns why it cannot run, if it cannot.
+pub fn run(
+    port: u16,
+    read_timeout: Duration,
+    requests: Receiver<SocketAddr>,
+    closed: Arc<AtomicU64>,
+    stopping: Arc<AtomicBool>,
+    activity: impl Fn(SocketAddr) -> Activity,
+) -> Result<(), String> {
+    let me = rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map_err(|e| format!("pidfd_open: {e}"))?;
+    // One probe up front, on a descriptor we know: if the kernel or a
+    // seccomp filter refuses, say so now rather than sweep for nothing.
+    let probe = File::open("/proc/self/fd").map_err(|e| format!("/proc/self/fd: {e}"))?;
+    {
+        use std::os::fd::AsRawFd;
+        rustix::process::pidfd_getfd(
+            &me,
+            probe.as_raw_fd(),
+            rustix::process::PidfdGetfdFlags::empty(),
+        )
+        .map_err(|e| format!("pidfd_getfd: {e}"))?;
+    }
+    drop(probe);
+    let every = sweep_every(read_timeout);
+    let mut known: HashMap<u64, Known> = HashMap::new();
+    let mut inodes: HashMap<RawFd, u64> = HashMap::new();
+    let mut asked: Vec<SocketAddr> = Vec::new();
+    let mut next_sweep = Instant::now() + every;
+    loop {
+        let wait = next_sweep.saturating_duration_since(Instant::now());
+        match requests.recv_timeout(wait) {
+            Ok(peer) => asked.push(peer),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        asked.extend(requests.try_iter());
+        if stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let sweeping = now >= next_sweep;
+        if asked.is_empty() && !sweeping {
+            continue;
+        }
+        refresh(&me, port, &mut known, &mut inodes, now);
+        let asked_now: HashSet<SocketAddr> = asked.drain(..).collect();
+        // Read only when some connection may be hung: a file per thread.
+        let mut read_now: Option<HashSet<u64>> = None;
+        for (inode, k) in known.iter_mut() {
+            let Known::Ours {
+                fd,
+                peer,
+                since,
+                shut,
+                unread,
+            } = k
+            else {
+                continue;
+            };
+            let how = if asked_now.contains(peer) {
+                Shutdown::Read
+            } else if sweeping
+                && !*shut
+                && now.duration_since(*since) >= read_timeout
+                && matches!(activity(*peer), Activity::Quiet(q) if q >= read_timeout)
+            {
+                let read = read_now.get_or_insert_with(|| being_read(&inodes));
+                if read.contains(inode) {
+                    *unread = 0;
+                    continue;
+                }
+                *unread += 1;
+                if *unread < 2 {
+                    continue;
+                }
+                Shutdown::Both
+            } else {
+                continue;
+            };
+            if shut_down(&me, *fd, *peer, how) {
+                *shut = true;
+                closed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if sweeping {
+            next_sweep = now + every;
+        }
+    }
+}
+
+/// Brings `known` up to date with the descriptor table: new sockets are
+/// looked at once, closed ones forgotten.
+fn refresh(
+    me: &OwnedFd,
+    port: u16,
+    known: &mut HashMap<u64, Known>,
+    inodes: &mut HashMap<RawFd, u64>,
+    now: Instant,
+) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    inodes.clear();
+    let mut present = HashSet::with_capacity(known.len());
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        let Some(inode) = std::fs::read_link(entry.path())
+            .ok()
+            .and_then(|l| socket_inode(l.to_str()?))
+        else {
+            continue;
+        };
+        present.insert(inode);
+        inodes.insert(fd, inode);
+        known.entry(inode).or_insert_with(|| {
+            match duplicate(me, fd, inode)
+                .and_then(|s| Some((s.local_addr().ok()?, s.peer_addr().ok()?)))
+            {
+                Some((local, peer)) if local.port() == port => Known::Ours {
+                    fd,
+                    peer,
+                    since: now,
+                    shut: false,
+                    unread: 0,
+                },
+                _ => Known::Other,
+            }
+        });
+    }
+    known.retain(|inode, _| present.contains(inode));
+}
+
+/// The sockets (by inode) some thread of this process is blocked reading
+/// now. On an architecture whose system call numbers are not known here,
+/// every socket counts as read, so the sweep closes nothing.
+fn being_read(inodes: &HashMap<RawFd, u64>) -> HashSet<u64> {
+    let Some(reads) = READ_CALLS else {
+        return inodes.values().copied().collect();
+    };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return inodes.values().copied().collect();
+    };
+    let mut read = HashSet::new();
+    for task in tasks.flatten() {
+        let Ok(line) = std::fs::read_to_string(task.path().join("syscall")) else {
+            continue;
+        };
+        // "<number> <arg1> ...", "running", or "-1 ..." outside a call.
+        let mut words = line.split_whitespace();
+        let (Some(Ok(nr)), Some(fd)) = (words.next().map(str::parse::<i64>), words.next()) else {
+            continue;
+        };
+        let fd = fd
+            .strip_prefix("0x")
+            .and_then(|h| RawFd::from_str_radix(h, 16).ok());
+        if let Some(inode) = fd
+            .filter(|_| reads.contains(&nr))
+            .and_then(|fd| inodes.get(&fd))
+        {
+            read.insert(*inode);
+        }
+    }
+    read
+}
+
+/// The system calls that read a socket, whose first argument is its
+/// descriptor: read, readv, recvfrom, recvmsg.
+#[cfg(target_arch = "x86_64")]
+const READ_CALLS: Option<&[i64]> = Some(&[0, 19, 45, 47]);
+#[cfg(target_arch = "aarch64")]
+const READ_CALLS: Option<&[i64]> = Some(&[63, 65, 207, 212]);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const READ_CALLS: Option<&[i64]> = None;
+
+/// The inode in a descriptor link `socket:[12345]`.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// A duplicate of our descriptor `fd`, if it still names socket `inode`
+/// (a descriptor number is reused once closed).
+fn duplicate(me: &OwnedFd, fd: RawFd, inode: u64) -> Option<TcpStream> {
+    let dup =
+        rustix::process::pidfd_getfd(me.as_fd(), fd, rustix::process::PidfdGetfdFlags::empty())
+            .ok()?;
+    let file = File::from(dup);
+    (file.metadata().ok()?.ino() == inode).then(|| TcpStream::from(OwnedFd::from(file)))
+}
+
+/// Shuts `peer`'s connection on descriptor `fd`, if it still is that one.
+fn shut_down(me: &OwnedFd, fd: RawFd, peer: SocketAddr, how: Shutdown) -> bool {
+    let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+        return false;
+    };
+    let Some(inode) = link.to_str().and_then(socket_inode) else {
+        return false;
+    };
+    match duplicate(me, fd, inode) {
+        Some(s) if s.peer_addr().ok() == Some(peer) => s.shutdown(how).is_ok(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_socket_link_names_its_inode() {
+        assert_eq!(socket_inode("socket:[4026]"), Some(4026));
+        assert_eq!(socket_inode("pipe:[4026]"), None);
+        assert_eq!(socket_inode("/dev/null"), None);
+    }
+
+    /// The thread, on a listener of its own: a connection asked for is
+    /// shut for reading (its peer reads our last words, then the end); a
+    /// quiet one nobody reads is shut by the sweep after the read timeout;
+    /// a busy one, one a thread is reading and an outgoing one are left
+    /// alone.
+    #[test]
+    fn asked_and_quiet_connections_are_shut_and_busy_ones_left() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let read_timeout = Duration::from_millis(400);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let closer = Closer::new(tx);
+        let closed = closer.closed.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let busy_peer = Arc::new(std::sync::Mutex::new(None));
+        let thread = {
+            let stopping = stopping.clone();
+            let busy_peer = busy_peer.clone();
+            std::thread::spawn(move || {
+                run(port, read_timeout, rx, closed, stopping, |peer| {
+                    if *busy_peer.lock().unwrap() == Some(peer) {
+                        Activity::Busy
+                    } else {
+                        Activity::Quiet(Duration::MAX)
+                    }
+                })
+            })
+        };
+        let asked_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut asked_server, asked_peer) = listener.accept().unwrap();
+        let mut quiet_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_quiet_server, _) = listener.accept().unwrap();
+        let mut busy_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_busy_server, busy) = listener.accept().unwrap();
+        *busy_peer.lock().unwrap() = Some(busy);
+        let mut read_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut read_server, _) = listener.accept().unwrap();
+        let reading = std::thread::spawn(move || {
+            read_server
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut buf = [0u8; 4];
+            read_server.read(&mut buf).map(|n| buf[..n].to_vec())
+        });
+
+        closer.close(Some(asked_peer));
+        // Its reading side ends at once; writing still works.
+        asked_server
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let started = Instant::now();
+        assert_eq!(asked_server.read(&mut buf).unwrap(), 0, "read side shut");
+        assert!(
+            started.elapsed() < read_timeout,
+            "shut on request, not by the sweep"
+        );
+        asked_server.write_all(b"last words").unwrap();
+        drop(asked_server);
+        let mut got = Vec::new();
+        let mut asked_client = asked_client;
+        asked_client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"last words");
+
+        // The quiet one: closed by the sweep, after the read timeout.
+        quiet_client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = Instant::now();
+        assert_eq!(quiet_client.read(&mut buf).unwrap_or(0), 0);
+        assert!(started.elapsed() >= read_timeout / 2, "not before its time");
+        // The busy one is still open well after that.
+        busy_client
+            .set_read_timeout(Some(read_timeout * 3))
+            .unwrap();
+        let e = busy_client.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        );
+        // The one being read is still open too: what it is sent arrives.
+        read_client.write_all(b"late").unwrap();
+        assert_eq!(reading.join().unwrap().unwrap(), b"late");
+        assert_eq!(closer.closed.load(Ordering::Relaxed), 2);
+        stopping.store(true, Ordering::SeqCst);
+        drop(closer);
+        thread.join().unwrap().unwrap();
+    }
+}
