@@ -466,7 +466,7 @@ fn ignore(ctx: &Ctx, request: Request, held: InHand) {
         unread,
         false,
         &ctx.stats,
-        Release(Answered(request, None), held),
+        Release(Answered(request, None), held, false),
     );
 }
 
@@ -485,18 +485,24 @@ impl Drop for InHand {
 }
 
 /// A request let go of, its connection's hold released once it is done
-/// with, or once it is kept for good (the closer may then close it).
-struct Release(Answered, InHand);
+/// with, or once it is kept for good (the closer may then close it). With
+/// the flag, its connection is closed once it is done with: tiny_http has
+/// drained a body we did not read, which may have stalled, and would
+/// otherwise wait one more read timeout for a next request.
+struct Release(Answered, InHand, bool);
 
 impl Finish for Release {
     fn run(self) {
-        let Release(answered, held) = self;
+        let Release(answered, held, close) = self;
         answered.run();
+        if close {
+            held.ctx.closer.close(held.peer);
+        }
         drop(held);
     }
 
     fn keep(self) -> Box<dyn Send> {
-        let Release(answered, held) = self;
+        let Release(answered, held, _) = self;
         let kept = answered.keep();
         drop(held);
         kept
@@ -785,7 +791,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
         unread,
         stalled,
         &ctx.stats,
-        Release(Answered(request, Some(response)), held),
+        Release(Answered(request, Some(response)), held, stalled),
     );
 }
 
