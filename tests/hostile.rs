@@ -778,7 +778,6 @@ fn endless(p: &mut Probed, probe: &str, run: impl FnOnce() -> String) {
 /// header line, and the heads of pipelined requests, before the receiver
 /// sees them).
 #[test]
-#[ignore = "measurement, flaky on its 1 s device bound under endless pipelining (README, Hostile networks, 7)"]
 fn endless_header_bytes_and_endless_pipelining_measured() {
     let _heavy = heavy();
     let mut p = Probed::start(&secs(READ_TIMEOUT));
