@@ -100,57 +100,91 @@ enum Known {
     Other,
 }
 
-/// The closing thread: serves `requests` and sweeps until `stopping` or
-/// until every `Closer` is gone. `activity` says what the receiver knows
-/// of a peer. Returns why it cannot run, if it cannot.
+/// Where the closing thread watches, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct Watch {
+    /// The listener's own address (its port names our connections; a
+    /// nudge connects to it, on loopback if it is unspecified).
+    pub listening: SocketAddr,
+    pub read_timeout: Duration,
+    /// Connections one nudge makes: one per tiny_http server.
+    pub nudges: usize,
+}
+
+/// How often the thread looks for connections left in a pool's queue.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How soon it looks again after a nudge.
+const LOOK_AGAIN: Duration = Duration::from_millis(20);
+/// Rounds of connections one nudge makes at most, looking in between.
+const NUDGE_ROUNDS: usize = 4;
+/// Nudging connections made per `LOOK_EVERY` at most (about 100 µs of
+/// CPU each), however many connections look stuck.
+const NUDGE_BUDGET: usize = 256;
+/// Nudges given for one stuck connection before it is left to the sweep.
+const MAX_NUDGES: u32 = 20;
+
+/// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
+/// pools, until `stopping` or until every `Closer` is gone. `activity`
+/// says what the receiver knows of a peer. When descriptors cannot be
+/// duplicated, `unavailable` is told why once, and only the nudges run.
 pub fn run(
-    port: u16,
-    read_timeout: Duration,
+    watch: Watch,
     requests: Receiver<SocketAddr>,
     closed: Arc<AtomicU64>,
     stopping: Arc<AtomicBool>,
     activity: impl Fn(SocketAddr) -> Activity,
-) -> Result<(), String> {
-    let me = rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty(),
-    )
-    .map_err(|e| format!("pidfd_open: {e}"))?;
-    // One probe up front, on a descriptor we know: if the kernel or a
-    // seccomp filter refuses, say so now rather than sweep for nothing.
-    let probe = File::open("/proc/self/fd").map_err(|e| format!("/proc/self/fd: {e}"))?;
-    {
-        use std::os::fd::AsRawFd;
-        rustix::process::pidfd_getfd(
-            &me,
-            probe.as_raw_fd(),
-            rustix::process::PidfdGetfdFlags::empty(),
-        )
-        .map_err(|e| format!("pidfd_getfd: {e}"))?;
-    }
-    drop(probe);
-    let every = sweep_every(read_timeout);
+    unavailable: impl FnOnce(String),
+) {
+    let me = match duplicating() {
+        Ok(me) => Some(me),
+        Err(why) => {
+            unavailable(why);
+            None
+        }
+    };
+    let port = watch.listening.port();
+    let every = sweep_every(watch.read_timeout);
     let mut known: HashMap<u64, Known> = HashMap::new();
     let mut inodes: HashMap<RawFd, u64> = HashMap::new();
     let mut asked: Vec<SocketAddr> = Vec::new();
+    let mut waiting: HashMap<SocketAddr, u32> = HashMap::new();
     let mut next_sweep = Instant::now() + every;
+    let mut next_look = Instant::now() + LOOK_EVERY;
+    let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
     loop {
-        let wait = next_sweep.saturating_duration_since(Instant::now());
+        let wait = next_sweep
+            .min(next_look)
+            .saturating_duration_since(Instant::now());
         match requests.recv_timeout(wait) {
             Ok(peer) => asked.push(peer),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => return,
         }
         asked.extend(requests.try_iter());
         if stopping.load(Ordering::SeqCst) {
-            return Ok(());
+            return;
         }
         let now = Instant::now();
+        if now >= next_budget {
+            (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
+        }
+        if now >= next_look {
+            next_look = now + LOOK_EVERY;
+            if look_for_stuck(port, &mut waiting, &activity) && budget > 0 {
+                nudge(watch, &waiting, &mut budget);
+                // Look again soon: a nudge may not reach every pool.
+                next_look = now + LOOK_AGAIN;
+            }
+        }
+        let Some(me) = &me else {
+            asked.clear();
+            continue;
+        };
         let sweeping = now >= next_sweep;
         if asked.is_empty() && !sweeping {
             continue;
         }
-        refresh(&me, port, &mut known, &mut inodes, now);
+        refresh(me, port, &mut known, &mut inodes, now);
         let asked_now: HashSet<SocketAddr> = asked.drain(..).collect();
         // Read only when some connection may be hung: a file per thread.
         let mut read_now: Option<HashSet<u64>> = None;
@@ -169,8 +203,8 @@ pub fn run(
                 Shutdown::Read
             } else if sweeping
                 && !*shut
-                && now.duration_since(*since) >= read_timeout
-                && matches!(activity(*peer), Activity::Quiet(q) if q >= read_timeout)
+                && now.duration_since(*since) >= watch.read_timeout
+                && matches!(activity(*peer), Activity::Quiet(q) if q >= watch.read_timeout)
             {
                 let read = read_now.get_or_insert_with(|| being_read(&inodes));
                 if read.contains(inode) {
@@ -185,7 +219,7 @@ pub fn run(
             } else {
                 continue;
             };
-            if shut_down(&me, *fd, *peer, how) {
+            if shut_down(me, *fd, *peer, how) {
                 *shut = true;
                 closed.fetch_add(1, Ordering::Relaxed);
             }
@@ -194,6 +228,139 @@ pub fn run(
             next_sweep = now + every;
         }
     }
+}
+
+/// A pidfd of this process through which its descriptors can be
+/// duplicated, after one try on a descriptor we know: if the kernel or a
+/// seccomp filter refuses, that is known at once.
+fn duplicating() -> Result<OwnedFd, String> {
+    use std::os::fd::AsRawFd;
+    let me = rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map_err(|e| format!("pidfd_open: {e}"))?;
+    let probe = File::open("/proc/self/fd").map_err(|e| format!("/proc/self/fd: {e}"))?;
+    rustix::process::pidfd_getfd(
+        &me,
+        probe.as_raw_fd(),
+        rustix::process::PidfdGetfdFlags::empty(),
+    )
+    .map_err(|e| format!("pidfd_getfd: {e}"))?;
+    Ok(me)
+}
+
+/// Connections left in a tiny_http pool's queue (README, Hostile
+/// networks, 5): what a client sent waits unread, and no request of it is
+/// in hand. Seen so at two looks in a row, a connection counts as stuck.
+/// `waiting` carries, per peer, the nudges given so far (or `u32::MAX`
+/// for one seen at the last look only). True when a nudge is due.
+fn look_for_stuck(
+    port: u16,
+    waiting: &mut HashMap<SocketAddr, u32>,
+    activity: &impl Fn(SocketAddr) -> Activity,
+) -> bool {
+    nudge_due(unread_connections(port), waiting, activity)
+}
+
+/// `look_for_stuck` given the peers with unread bytes now.
+fn nudge_due(
+    unread: impl IntoIterator<Item = SocketAddr>,
+    waiting: &mut HashMap<SocketAddr, u32>,
+    activity: &dyn Fn(SocketAddr) -> Activity,
+) -> bool {
+    let mut now_waiting = HashMap::new();
+    let mut due = false;
+    for peer in unread {
+        if activity(peer) == Activity::Busy {
+            continue;
+        }
+        let nudged = match waiting.get(&peer) {
+            None => u32::MAX,
+            Some(&u32::MAX) => 0,
+            Some(&n) => n,
+        };
+        if nudged != u32::MAX && nudged < MAX_NUDGES {
+            due = true;
+            now_waiting.insert(peer, nudged + 1);
+        } else {
+            now_waiting.insert(peer, nudged);
+        }
+    }
+    *waiting = now_waiting;
+    due
+}
+
+/// Connects to our own listener once per server and hangs up at once,
+/// for up to `NUDGE_ROUNDS` rounds while a stuck connection in `waiting`
+/// still waits. tiny_http hands each such connection to the pool of the
+/// server that accepted it: a pool with an idle thread wakes it, and the
+/// thread takes the oldest connection in the queue, the stuck one; a pool
+/// without one starts a thread, which reads our end-of-file, then takes
+/// the queue's oldest. The kernel wakes the waiting accept threads in
+/// turn, but one that is running takes several connections in a row, so
+/// a round does not always reach every server.
+fn nudge(watch: Watch, waiting: &HashMap<SocketAddr, u32>, budget: &mut usize) {
+    let mut to = watch.listening;
+    if to.ip().is_unspecified() {
+        to.set_ip(match to {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    for _ in 0..NUDGE_ROUNDS {
+        let n = watch.nudges.min(*budget);
+        *budget -= n;
+        for _ in 0..n {
+            drop(TcpStream::connect_timeout(&to, Duration::from_millis(200)));
+        }
+        let still: HashSet<SocketAddr> = unread_connections(watch.listening.port())
+            .into_iter()
+            .collect();
+        if !waiting.keys().any(|p| still.contains(p)) {
+            return;
+        }
+    }
+}
+
+/// Peers of established connections on our port with bytes waiting
+/// unread, from the kernel's table (`/proc/self/net/tcp` and `tcp6`).
+fn unread_connections(port: u16) -> Vec<SocketAddr> {
+    let mut peers = Vec::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        peers.extend(text.lines().skip(1).filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state, queues) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?);
+            let rx = u64::from_str_radix(queues.split_once(':')?.1, 16).ok()?;
+            // 01: ESTABLISHED.
+            if *state != "01" || rx == 0 || table_address(local)?.port() != port {
+                return None;
+            }
+            table_address(remote)
+        }));
+    }
+    peers
+}
+
+/// An address as the kernel's TCP table writes it: the address as 32-bit
+/// words in the machine's byte order, in hex, then `:` and the port.
+fn table_address(text: &str) -> Option<SocketAddr> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for word in addr.as_bytes().chunks(8) {
+        let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip: std::net::IpAddr = match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok()?.into(),
+        16 => <[u8; 16]>::try_from(bytes).ok()?.into(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Brings `known` up to date with the descriptor table: new sockets are
@@ -350,13 +517,23 @@ mod tests {
             let stopping = stopping.clone();
             let busy_peer = busy_peer.clone();
             std::thread::spawn(move || {
-                run(port, read_timeout, rx, closed, stopping, |peer| {
+                let watch = Watch {
+                    listening: SocketAddr::from(([127, 0, 0, 1], port)),
+                    read_timeout,
+                    nudges: 0,
+                };
+                let activity = |peer| {
                     if *busy_peer.lock().unwrap() == Some(peer) {
                         Activity::Busy
                     } else {
                         Activity::Quiet(Duration::MAX)
                     }
-                })
+                };
+                let mut refused = None;
+                run(watch, rx, closed, stopping, activity, |why| {
+                    refused = Some(why)
+                });
+                refused
             })
         };
         let asked_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -420,6 +597,69 @@ mod tests {
         assert_eq!(closer.closed.load(Ordering::Relaxed), 2);
         stopping.store(true, Ordering::SeqCst);
         drop(closer);
-        thread.join().unwrap().unwrap();
+        assert_eq!(thread.join().unwrap(), None);
+    }
+
+    #[test]
+    fn the_kernel_table_addresses_are_read() {
+        let v4 = if cfg!(target_endian = "little") {
+            "0100007F:1F90"
+        } else {
+            "7F000001:1F90"
+        };
+        assert_eq!(table_address(v4), Some("127.0.0.1:8080".parse().unwrap()));
+        let mapped = if cfg!(target_endian = "little") {
+            "0000000000000000FFFF00000100007F:0050"
+        } else {
+            "00000000000000000000FFFF7F000001:0050"
+        };
+        assert_eq!(
+            table_address(mapped),
+            Some("[::ffff:127.0.0.1]:80".parse().unwrap())
+        );
+        assert_eq!(table_address("zz:1"), None);
+    }
+
+    /// A connection whose bytes nobody reads is found in the kernel's
+    /// table by its peer; once read, it is not.
+    #[test]
+    fn connections_with_unread_bytes_are_found() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, peer) = listener.accept().unwrap();
+        assert!(!unread_connections(port).contains(&peer));
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !unread_connections(port).contains(&peer) {
+            assert!(Instant::now() < deadline, "never seen waiting");
+            std::thread::yield_now();
+        }
+        let mut buf = [0u8; 64];
+        let _ = server.read(&mut buf).unwrap();
+        assert!(!unread_connections(port).contains(&peer));
+    }
+
+    /// Stuck at two looks in a row, a nudge is due, at most `MAX_NUDGES`
+    /// times; a busy connection never counts.
+    #[test]
+    fn a_connection_waiting_at_two_looks_is_nudged_a_bounded_number_of_times() {
+        let mut waiting = HashMap::new();
+        let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let quiet = |_| Activity::Quiet(Duration::MAX);
+        let busy = |_| Activity::Busy;
+        let found = |w: &mut HashMap<SocketAddr, u32>, a: &dyn Fn(SocketAddr) -> Activity| {
+            nudge_due([peer], w, a)
+        };
+        assert!(!found(&mut waiting, &busy));
+        assert!(!found(&mut waiting, &busy), "busy: never");
+        assert!(!found(&mut waiting, &quiet), "first look");
+        for _ in 0..MAX_NUDGES {
+            assert!(found(&mut waiting, &quiet));
+        }
+        assert!(!found(&mut waiting, &quiet), "given up");
+        assert!(!nudge_due([], &mut waiting, &quiet));
+        assert!(!found(&mut waiting, &quiet), "seen anew: first look again");
+        assert!(found(&mut waiting, &quiet));
     }
 }

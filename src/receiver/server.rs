@@ -18,7 +18,7 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
-use crate::receiver::accept::{Acceptors, Notice, Work};
+use crate::receiver::accept::{self, Acceptors, Notice, Work};
 use crate::receiver::closer::{self, Activity, Closer};
 use crate::receiver::drain::{self, Answered, Drains, Finish};
 use crate::receiver::ingest::{self, Config, Rejection};
@@ -194,26 +194,27 @@ pub fn start_with(
         }),
     )?;
     let quiet: Weak<Ctx> = Arc::downgrade(&ctx);
-    let (port, read_timeout, stop) = (
-        acceptors.addr.port(),
-        settings.read_timeout,
-        ctx.stopping.clone(),
-    );
+    let watch = closer::Watch {
+        listening: acceptors.addr,
+        read_timeout: settings.read_timeout,
+        nudges: accept::ACCEPTING,
+    };
+    let stop = ctx.stopping.clone();
     let unavailable = notice_tx.clone();
     std::thread::Builder::new()
         .name("closer".into())
         .spawn(move || {
-            let ran = closer::run(port, read_timeout, close_rx, closer.closed, stop, |peer| {
+            let activity = |peer| {
                 quiet
                     .upgrade()
                     .map_or(Activity::Busy, |ctx| ctx.connections.activity(peer))
-            });
-            if let Err(why) = ran {
+            };
+            closer::run(watch, close_rx, closer.closed, stop, activity, |why| {
                 let _ = unavailable.send(format!(
                     "connections tiny_http hangs on are left to it ({why}): a connection it \
                      deadlocks on stays open, and one that broke the rules waits for the read timeout"
                 ));
-            }
+            });
         })?;
     // The capture writer's notices go out as they are.
     let capture_notices = capture.notices.clone();
