@@ -992,6 +992,38 @@ fn a_stalled_upload_frees_its_worker_at_the_read_timeout() {
     drop(held);
 }
 
+/// A refused upload whose body was sent whole (tiny_http drains it) leaves
+/// its keep-alive connection open for the next request: only a drain that
+/// stalls makes the receiver close it.
+#[test]
+fn a_refusal_with_a_drained_body_keeps_the_connection() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let padding = "x".repeat(2048);
+    let refused = request_bytes(
+        "POST",
+        &[("authorization", "token wrong")],
+        format!("[{{\"@t\":\"{padding}\"}}]").as_bytes(),
+    );
+    let mut conn = Conn::open(rx.addr);
+    for i in 0..40 {
+        let r = conn.request(&refused);
+        assert_eq!(r.status, 401, "refusal {i}");
+        let r = conn.request(&upload_request(&format!("after.refusal.{i}")));
+        assert_eq!(r.status, 200, "upload {i} after a refusal: {}", r.text());
+    }
+}
+
+/// A late answer (`--respond late:SECS`) longer than the read timeout is
+/// still given: the connection is busy while its answer waits.
+#[test]
+fn a_late_answer_beyond_the_read_timeout_is_given() {
+    let rx = Receiver::start(&["--read-timeout", "1", "--respond", "late:3"]);
+    let started = Instant::now();
+    let r = Conn::open(rx.addr).request(&upload_request("late.answer"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
 #[test]
 fn a_slow_upload_that_keeps_sending_is_not_cut() {
     let rx = receiver(&secs(READ_TIMEOUT));

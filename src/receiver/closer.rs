@@ -1,4 +1,5 @@
-//! Closing connections that tiny_http 0.12 holds on to.
+//! Closing connections that tiny_http 0.12 holds on to, and nudging its
+//! connection pools past their race.
 //!
 //! tiny_http owns every accepted socket and gives a handler no way to close
 //! one: keep-alive is decided from the request alone, and some connections
@@ -7,30 +8,35 @@
 //! The lever left is the process's own descriptor table: on Linux,
 //! `pidfd_getfd` on our own pid gives a duplicate of any descriptor, and
 //! `shutdown` on the duplicate acts on the socket tiny_http holds. After a
-//! `shutdown` of the reading side, tiny_http's reads return end-of-file at
-//! once, so it answers what it has in hand, stops parsing and drops the
-//! connection itself. The duplicate is closed at once: holding it would
-//! keep the socket open after tiny_http let go of it.
+//! `shutdown` of the reading side, tiny_http's reads return end-of-file
+//! once what is already queued is consumed (Linux still hands over bytes
+//! that were queued or keep arriving while the queue is not empty), so it
+//! answers what it has in hand and drops the connection itself. The
+//! duplicate is closed at once: holding it would keep the socket open
+//! after tiny_http let go of it.
 //!
 //! One thread does this, on request and on a sweep every quarter read
-//! timeout:
+//! timeout (every 2 s at most):
 //!
 //! - `close(peer)`: a connection that broke HTTP's framing, pipelined past
 //!   the limit, stalled mid-body, or announced a body no drain can take
-//!   has its reading side shut: its answer still goes out, nothing after
-//!   it is read, and tiny_http closes it instead of waiting a read timeout.
+//!   has its reading side shut: its answer still goes out, and tiny_http
+//!   closes it instead of waiting a read timeout.
 //! - the sweep: a connection open at least one read timeout, with no
-//!   request in hand and none seen for one read timeout, that no thread
-//!   has been reading at two sweeps in a row, is shut both ways. A
-//!   connection tiny_http reads (an idle keep-alive, a head or a small
-//!   body still coming) is left to its own read timeout; one nobody reads
-//!   is one it hung on (the `HTTP/2.0` deadlock, a connection left in a
-//!   pool's queue, a request kept for good), and its client gets a close.
-//!   Which descriptors threads are blocked reading comes from
-//!   `/proc/self/task/*/syscall`.
+//!   request in hand and none seen for one read timeout, found by two
+//!   sweeps of its life with nothing in hand and no thread reading it, is
+//!   shut both ways. A connection tiny_http reads from the start (an idle
+//!   keep-alive, a head or a small body still coming) is left to its own
+//!   read timeout; one nobody reads, or read only after a wait, is one it
+//!   hung on (the `HTTP/2.0` deadlock, a connection left in a pool's
+//!   queue, a request kept for good), and its client gets a close. Which
+//!   descriptors threads are blocked reading comes from
+//!   `/proc/self/task/*/syscall`; where that cannot be read, every
+//!   connection counts as read and the sweep closes nothing.
+//! - the nudge (every 100 ms): see `look_for_stuck` and `nudge`.
 //!
 //! Without `pidfd_getfd` (kernels before 5.6, a seccomp filter) the thread
-//! says so once and ends; everything else works as before.
+//! says so once and only nudges.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -72,7 +78,7 @@ impl Closer {
     }
 
     /// Shuts the reading side of `peer`'s connection: its answers still go
-    /// out, nothing more of it is read, and tiny_http closes it.
+    /// out, and tiny_http closes it once it has read what is queued.
     pub fn close(&self, peer: Option<SocketAddr>) {
         if let Some(peer) = peer {
             let _ = self.requests.send(peer);
@@ -87,13 +93,16 @@ pub fn sweep_every(read_timeout: Duration) -> Duration {
 
 /// A socket of this process, as the sweep knows it.
 enum Known {
-    /// Accepted on our port, from `peer`, first seen at `since`; `unread`
-    /// counts the sweeps in a row that found nobody reading it.
+    /// Accepted on our listener, from `peer`, first seen at `since`, now
+    /// on descriptor `fd` (one of tiny_http's two); `shut` both ways
+    /// already, `counted` on the status page; `unread` counts the sweeps
+    /// that found nobody reading it and nothing of it in hand.
     Ours {
         fd: RawFd,
         peer: SocketAddr,
         since: Instant,
         shut: bool,
+        counted: bool,
         unread: u8,
     },
     /// A listener, an outgoing connection, another server's socket.
@@ -145,7 +154,6 @@ pub fn run(
     let port = watch.listening.port();
     let every = sweep_every(watch.read_timeout);
     let mut known: HashMap<u64, Known> = HashMap::new();
-    let mut inodes: HashMap<RawFd, u64> = HashMap::new();
     let mut asked: Vec<SocketAddr> = Vec::new();
     let mut waiting: HashMap<SocketAddr, u32> = HashMap::new();
     let mut next_sweep = Instant::now() + every;
@@ -184,16 +192,27 @@ pub fn run(
         if asked.is_empty() && !sweeping {
             continue;
         }
-        refresh(me, port, &mut known, &mut inodes, now);
         let asked_now: HashSet<SocketAddr> = asked.drain(..).collect();
-        // Read only when some connection may be hung: a file per thread.
-        let mut read_now: Option<HashSet<u64>> = None;
+        // A requested close looks at the descriptor table only when its
+        // connection is not known yet: a walk costs a few ms per 10 000.
+        let known_peers: HashSet<SocketAddr> = known
+            .values()
+            .filter_map(|k| match k {
+                Known::Ours { peer, .. } => Some(*peer),
+                Known::Other => None,
+            })
+            .collect();
+        if sweeping || !asked_now.is_subset(&known_peers) {
+            refresh(me, watch.listening, &mut known, now);
+        }
+        let read_now = sweeping.then(|| being_read(&known));
         for (inode, k) in known.iter_mut() {
             let Known::Ours {
                 fd,
                 peer,
                 since,
                 shut,
+                counted,
                 unread,
             } = k
             else {
@@ -201,27 +220,30 @@ pub fn run(
             };
             let how = if asked_now.contains(peer) {
                 Shutdown::Read
-            } else if sweeping
-                && !*shut
-                && now.duration_since(*since) >= watch.read_timeout
-                && matches!(activity(*peer), Activity::Quiet(q) if q >= watch.read_timeout)
-            {
-                let read = read_now.get_or_insert_with(|| being_read(&inodes));
-                if read.contains(inode) {
-                    *unread = 0;
-                    continue;
+            } else if let Some(read) = &read_now {
+                let activity = activity(*peer);
+                // Counted at every sweep while nothing of it is in hand,
+                // from its first: a connection tiny_http never read, or
+                // read only after a wait in a pool's queue.
+                if activity != Activity::Busy && !read.contains(inode) {
+                    *unread = unread.saturating_add(1);
                 }
-                *unread += 1;
-                if *unread < 2 {
+                let due = !*shut
+                    && *unread >= 2
+                    && now.duration_since(*since) >= watch.read_timeout
+                    && matches!(activity, Activity::Quiet(q) if q >= watch.read_timeout);
+                if !due {
                     continue;
                 }
                 Shutdown::Both
             } else {
                 continue;
             };
-            if shut_down(me, *fd, *peer, how) {
-                *shut = true;
-                closed.fetch_add(1, Ordering::Relaxed);
+            if shut_down(me, *fd, *inode, *peer, how) {
+                *shut |= how == Shutdown::Both;
+                if !std::mem::replace(counted, true) {
+                    closed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         if sweeping {
@@ -364,18 +386,12 @@ fn table_address(text: &str) -> Option<SocketAddr> {
 }
 
 /// Brings `known` up to date with the descriptor table: new sockets are
-/// looked at once, closed ones forgotten.
-fn refresh(
-    me: &OwnedFd,
-    port: u16,
-    known: &mut HashMap<u64, Known>,
-    inodes: &mut HashMap<RawFd, u64>,
-    now: Instant,
-) {
+/// looked at once, closed ones forgotten, and each of ours is given a
+/// descriptor that names it now.
+fn refresh(me: &OwnedFd, listening: SocketAddr, known: &mut HashMap<u64, Known>, now: Instant) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
     };
-    inodes.clear();
     let mut present = HashSet::with_capacity(known.len());
     for entry in dir.flatten() {
         let Some(fd) = entry
@@ -392,39 +408,70 @@ fn refresh(
             continue;
         };
         present.insert(inode);
-        inodes.insert(fd, inode);
-        known.entry(inode).or_insert_with(|| {
+        let k = known.entry(inode).or_insert_with(|| {
             match duplicate(me, fd, inode)
                 .and_then(|s| Some((s.local_addr().ok()?, s.peer_addr().ok()?)))
             {
-                Some((local, peer)) if local.port() == port => Known::Ours {
+                Some((local, peer)) if accepted_on(local, listening) => Known::Ours {
                     fd,
                     peer,
                     since: now,
                     shut: false,
+                    counted: false,
                     unread: 0,
                 },
                 _ => Known::Other,
             }
         });
+        if let Known::Ours { fd: current, .. } = k {
+            *current = fd;
+        }
     }
     known.retain(|inode, _| present.contains(inode));
+}
+
+/// Whether a connection whose local end is `local` was accepted on our
+/// listener: same port, and same address unless it listens on all.
+fn accepted_on(local: SocketAddr, listening: SocketAddr) -> bool {
+    local.port() == listening.port()
+        && (listening.ip().is_unspecified() || local.ip() == listening.ip())
 }
 
 /// The sockets (by inode) some thread of this process is blocked reading
 /// now. On an architecture whose system call numbers are not known here,
 /// every socket counts as read, so the sweep closes nothing.
-fn being_read(inodes: &HashMap<RawFd, u64>) -> HashSet<u64> {
+fn being_read(known: &HashMap<u64, Known>) -> HashSet<u64> {
+    let all = || known.keys().copied().collect();
     let Some(reads) = READ_CALLS else {
-        return inodes.values().copied().collect();
+        return all();
     };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return inodes.values().copied().collect();
+        return all();
     };
+    // Every descriptor of ours, not only the one `known` keeps: tiny_http
+    // reads a connection through a clone of it.
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return all();
+    };
+    let inodes: HashMap<RawFd, u64> = fds
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            Some((
+                fd,
+                socket_inode(std::fs::read_link(e.path()).ok()?.to_str()?)?,
+            ))
+        })
+        .collect();
     let mut read = HashSet::new();
     for task in tasks.flatten() {
-        let Ok(line) = std::fs::read_to_string(task.path().join("syscall")) else {
-            continue;
+        let line = match std::fs::read_to_string(task.path().join("syscall")) {
+            Ok(line) => line,
+            // The thread ended meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Not readable here (a sandbox, a security module): nothing
+            // can be told apart, so nothing counts as unread.
+            Err(_) => return all(),
         };
         // "<number> <arg1> ...", "running", or "-1 ..." outside a call.
         let mut words = line.split_whitespace();
@@ -471,14 +518,9 @@ fn duplicate(me: &OwnedFd, fd: RawFd, inode: u64) -> Option<TcpStream> {
     (file.metadata().ok()?.ino() == inode).then(|| TcpStream::from(OwnedFd::from(file)))
 }
 
-/// Shuts `peer`'s connection on descriptor `fd`, if it still is that one.
-fn shut_down(me: &OwnedFd, fd: RawFd, peer: SocketAddr, how: Shutdown) -> bool {
-    let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
-        return false;
-    };
-    let Some(inode) = link.to_str().and_then(socket_inode) else {
-        return false;
-    };
+/// Shuts `peer`'s connection, socket `inode`, through descriptor `fd`, if
+/// that still names it.
+fn shut_down(me: &OwnedFd, fd: RawFd, inode: u64, peer: SocketAddr, how: Shutdown) -> bool {
     match duplicate(me, fd, inode) {
         Some(s) if s.peer_addr().ok() == Some(peer) => s.shutdown(how).is_ok(),
         _ => false,

@@ -97,6 +97,7 @@ struct Ctx {
     connections: Connections,
     /// Shuts connections tiny_http would keep open.
     closer: Closer,
+    read_timeout: Duration,
     /// Requests with a large unread body, let go of safely.
     drains: Arc<Drains>,
     /// How valid batches are answered (set by `--respond` and the
@@ -156,6 +157,7 @@ pub fn start_with(
         workers: Mutex::new(Vec::new()),
         connections: Connections::default(),
         closer: closer.clone(),
+        read_timeout: settings.read_timeout,
         drains: Arc::default(),
         respond,
         auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
@@ -487,16 +489,20 @@ impl Drop for InHand {
 
 /// A request let go of, its connection's hold released once it is done
 /// with, or once it is kept for good (the closer may then close it). With
-/// the flag, its connection is closed once it is done with: tiny_http has
-/// drained a body we did not read, which may have stalled, and would
-/// otherwise wait one more read timeout for a next request.
+/// the flag, tiny_http drains a body we did not read: if that took a read
+/// timeout, the body stalled and its connection is closed, rather than
+/// left to tiny_http, which would wait one more read timeout for a next
+/// request. A drain that ends sooner leaves a keep-alive connection be.
 struct Release(Answered, InHand, bool);
 
 impl Finish for Release {
     fn run(self) {
-        let Release(answered, held, close) = self;
+        let Release(answered, held, drained) = self;
+        let started = Instant::now();
         answered.run();
-        if close {
+        // tiny_http's drain gives up on a silent socket at the read
+        // timeout (the socket's own receive timeout), not before it.
+        if drained && started.elapsed() >= held.ctx.read_timeout {
             held.ctx.closer.close(held.peer);
         }
         drop(held);
