@@ -120,8 +120,14 @@ pub struct Watch {
     pub nudges: usize,
 }
 
-/// How often the thread looks for connections left in a pool's queue.
+/// How often the thread looks for connections left in a pool's queue,
+/// while it looks: reading the kernel's TCP table walks all of its hash
+/// buckets (about 2 ms here, whatever the connections), so it looks only
+/// for `LOOK_WINDOW` after the process gained descriptors (new
+/// connections, where the race happens), while a connection waits, and
+/// at each sweep.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
+const LOOK_WINDOW: Duration = Duration::from_secs(2);
 /// How soon it looks again after a nudge.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 /// Rounds of connections one nudge makes at most, looking in between.
@@ -159,6 +165,7 @@ pub fn run(
     let mut next_sweep = Instant::now() + every;
     let mut next_look = Instant::now() + LOOK_EVERY;
     let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
+    let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
     loop {
         let wait = next_sweep
             .min(next_look)
@@ -178,7 +185,13 @@ pub fn run(
         }
         if now >= next_look {
             next_look = now + LOOK_EVERY;
-            if look_for_stuck(port, &mut waiting, &activity) && budget > 0 {
+            let count = open_descriptors();
+            if count > descriptors {
+                look_until = now + LOOK_WINDOW;
+            }
+            descriptors = count;
+            let worth = now < look_until || !waiting.is_empty() || now >= next_sweep;
+            if worth && look_for_stuck(port, &mut waiting, &activity) && budget > 0 {
                 nudge(watch, &waiting, &mut budget);
                 // Look again soon: a nudge may not reach every pool.
                 next_look = now + LOOK_AGAIN;
@@ -205,7 +218,8 @@ pub fn run(
         if sweeping || !asked_now.is_subset(&known_peers) {
             refresh(me, watch.listening, &mut known, now);
         }
-        let read_now = sweeping.then(|| being_read(&known));
+        let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
+        let read_now = (sweeping && ours).then(|| being_read(&known));
         for (inode, k) in known.iter_mut() {
             let Known::Ours {
                 fd,
@@ -311,6 +325,15 @@ fn nudge_due(
     }
     *waiting = now_waiting;
     due
+}
+
+/// Descriptors this process has open: the size Linux (6.2 and later)
+/// gives `/proc/self/fd`, else a count of its entries.
+fn open_descriptors() -> u64 {
+    match std::fs::metadata("/proc/self/fd") {
+        Ok(m) if m.len() > 0 => m.len(),
+        _ => std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
+    }
 }
 
 /// Connects to our own listener once per server and hangs up at once,
