@@ -54,9 +54,21 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 pub enum Activity {
     /// A request of it is in hand (being read, decided or answered).
     Busy,
-    /// Nothing in hand; its last request came or was done this long ago
-    /// (`Duration::MAX` for a peer never seen).
+    /// Nothing in hand; its last request came or was done this long ago.
     Quiet(Duration),
+    /// No request of it seen (lately: see `Connections`).
+    Unseen,
+}
+
+impl Activity {
+    /// Quiet for at least `d`.
+    fn quiet_for(self, d: Duration) -> bool {
+        match self {
+            Activity::Busy => false,
+            Activity::Quiet(q) => q >= d,
+            Activity::Unseen => true,
+        }
+    }
 }
 
 /// Asks the closing thread to shut connections by their peer address.
@@ -134,7 +146,7 @@ const LOOK_AGAIN: Duration = Duration::from_millis(20);
 const NUDGE_ROUNDS: usize = 4;
 /// Nudging connections made per `LOOK_EVERY` at most (about 100 µs of
 /// CPU each), however many connections look stuck.
-const NUDGE_BUDGET: usize = 256;
+const NUDGE_BUDGET: usize = 512;
 /// Nudges given for one stuck connection before it is left to the sweep.
 const MAX_NUDGES: u32 = 20;
 
@@ -161,7 +173,7 @@ pub fn run(
     let every = sweep_every(watch.read_timeout);
     let mut known: HashMap<u64, Known> = HashMap::new();
     let mut asked: Vec<SocketAddr> = Vec::new();
-    let mut waiting: HashMap<SocketAddr, u32> = HashMap::new();
+    let mut waiting: HashMap<SocketAddr, Waiting> = HashMap::new();
     let mut next_sweep = Instant::now() + every;
     let mut next_look = Instant::now() + LOOK_EVERY;
     let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
@@ -180,28 +192,34 @@ pub fn run(
             return;
         }
         let now = Instant::now();
+        let sweeping = now >= next_sweep;
         if now >= next_budget {
             (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
         }
-        if now >= next_look {
+        if now >= next_look || sweeping {
             next_look = now + LOOK_EVERY;
             let count = open_descriptors();
             if count > descriptors {
                 look_until = now + LOOK_WINDOW;
             }
             descriptors = count;
-            let worth = now < look_until || !waiting.is_empty() || now >= next_sweep;
-            if worth && look_for_stuck(port, &mut waiting, &activity) && budget > 0 {
-                nudge(watch, &waiting, &mut budget);
-                // Look again soon: a nudge may not reach every pool.
-                next_look = now + LOOK_AGAIN;
+            let worth = now < look_until || sweeping || waiting.values().any(Waiting::may_nudge);
+            if worth && budget > 0 {
+                let due = look_for_stuck(port, &mut waiting, &activity);
+                if !due.is_empty() {
+                    nudge(watch, &due, &mut budget);
+                    // Look again soon: a nudge may not reach every pool.
+                    next_look = now + LOOK_AGAIN;
+                }
             }
         }
         let Some(me) = &me else {
             asked.clear();
+            if sweeping {
+                next_sweep = now + every;
+            }
             continue;
         };
-        let sweeping = now >= next_sweep;
         if asked.is_empty() && !sweeping {
             continue;
         }
@@ -242,10 +260,15 @@ pub fn run(
                 if activity != Activity::Busy && !read.contains(inode) {
                     *unread = unread.saturating_add(1);
                 }
+                // One that made requests is left to tiny_http while a thread
+                // reads it (a slow next request); one that never made any
+                // and waited unread is not (tiny_http would give it a whole
+                // read timeout from when it picked it up late).
                 let due = !*shut
                     && *unread >= 2
                     && now.duration_since(*since) >= watch.read_timeout
-                    && matches!(activity, Activity::Quiet(q) if q >= watch.read_timeout);
+                    && activity.quiet_for(watch.read_timeout)
+                    && (activity == Activity::Unseen || !read.contains(inode));
                 if !due {
                     continue;
                 }
@@ -286,42 +309,60 @@ fn duplicating() -> Result<OwnedFd, String> {
     Ok(me)
 }
 
+/// What the thread knows of a connection whose bytes wait unread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiting {
+    /// Seen so at the last look only.
+    Seen,
+    /// Seen so at looks in a row, and nudged for this many of them.
+    Nudged(u32),
+}
+
+impl Waiting {
+    /// Whether another look may still nudge it.
+    fn may_nudge(&self) -> bool {
+        match self {
+            Waiting::Seen => true,
+            Waiting::Nudged(n) => *n < MAX_NUDGES,
+        }
+    }
+}
+
 /// Connections left in a tiny_http pool's queue (README, Hostile
 /// networks, 5): what a client sent waits unread, and no request of it is
-/// in hand. Seen so at two looks in a row, a connection counts as stuck.
-/// `waiting` carries, per peer, the nudges given so far (or `u32::MAX`
-/// for one seen at the last look only). True when a nudge is due.
+/// in hand. Seen so at two looks in a row, a connection counts as stuck
+/// and is due a nudge, at most `MAX_NUDGES` times. Brings `waiting` up to
+/// date and returns the peers due a nudge now.
 fn look_for_stuck(
     port: u16,
-    waiting: &mut HashMap<SocketAddr, u32>,
+    waiting: &mut HashMap<SocketAddr, Waiting>,
     activity: &impl Fn(SocketAddr) -> Activity,
-) -> bool {
+) -> Vec<SocketAddr> {
     nudge_due(unread_connections(port), waiting, activity)
 }
 
 /// `look_for_stuck` given the peers with unread bytes now.
 fn nudge_due(
     unread: impl IntoIterator<Item = SocketAddr>,
-    waiting: &mut HashMap<SocketAddr, u32>,
+    waiting: &mut HashMap<SocketAddr, Waiting>,
     activity: &dyn Fn(SocketAddr) -> Activity,
-) -> bool {
+) -> Vec<SocketAddr> {
     let mut now_waiting = HashMap::new();
-    let mut due = false;
+    let mut due = Vec::new();
     for peer in unread {
         if activity(peer) == Activity::Busy {
             continue;
         }
-        let nudged = match waiting.get(&peer) {
-            None => u32::MAX,
-            Some(&u32::MAX) => 0,
-            Some(&n) => n,
+        let next = match waiting.get(&peer) {
+            None => Waiting::Seen,
+            Some(Waiting::Seen) => Waiting::Nudged(1),
+            Some(Waiting::Nudged(n)) if *n < MAX_NUDGES => Waiting::Nudged(n + 1),
+            Some(w) => *w,
         };
-        if nudged != u32::MAX && nudged < MAX_NUDGES {
-            due = true;
-            now_waiting.insert(peer, nudged + 1);
-        } else {
-            now_waiting.insert(peer, nudged);
+        if next != Waiting::Seen && waiting.get(&peer).is_some_and(Waiting::may_nudge) {
+            due.push(peer);
         }
+        now_waiting.insert(peer, next);
     }
     *waiting = now_waiting;
     due
@@ -337,7 +378,7 @@ fn open_descriptors() -> u64 {
 }
 
 /// Connects to our own listener once per server and hangs up at once,
-/// for up to `NUDGE_ROUNDS` rounds while a stuck connection in `waiting`
+/// for up to `NUDGE_ROUNDS` rounds while a connection `due` a nudge
 /// still waits. tiny_http hands each such connection to the pool of the
 /// server that accepted it: a pool with an idle thread wakes it, and the
 /// thread takes the oldest connection in the queue, the stuck one; a pool
@@ -345,7 +386,7 @@ fn open_descriptors() -> u64 {
 /// the queue's oldest. The kernel wakes the waiting accept threads in
 /// turn, but one that is running takes several connections in a row, so
 /// a round does not always reach every server.
-fn nudge(watch: Watch, waiting: &HashMap<SocketAddr, u32>, budget: &mut usize) {
+fn nudge(watch: Watch, due: &[SocketAddr], budget: &mut usize) {
     let mut to = watch.listening;
     if to.ip().is_unspecified() {
         to.set_ip(match to {
@@ -354,15 +395,28 @@ fn nudge(watch: Watch, waiting: &HashMap<SocketAddr, u32>, budget: &mut usize) {
         });
     }
     for _ in 0..NUDGE_ROUNDS {
-        let n = watch.nudges.min(*budget);
+        // One per server, and one more per stuck connection: each nudge
+        // that reaches a pool frees the oldest connection of its queue,
+        // and a burst can leave dozens in one queue.
+        let n = (watch.nudges + due.len()).min(*budget);
         *budget -= n;
         for _ in 0..n {
-            drop(TcpStream::connect_timeout(&to, Duration::from_millis(200)));
+            // A full accept queue drops our handshake: stop rather than
+            // wait out a timeout per connection.
+            let Ok(s) = TcpStream::connect_timeout(&to, Duration::from_millis(50)) else {
+                return;
+            };
+            // Hung up with a reset: no TIME_WAIT left on our side for
+            // each nudge; tiny_http takes the reset like an end-of-file.
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+        if *budget == 0 {
+            return;
         }
         let still: HashSet<SocketAddr> = unread_connections(watch.listening.port())
             .into_iter()
             .collect();
-        if !waiting.keys().any(|p| still.contains(p)) {
+        if !due.iter().any(|p| still.contains(p)) {
             return;
         }
     }
@@ -487,9 +541,13 @@ fn being_read(known: &HashMap<u64, Known>) -> HashSet<u64> {
         })
         .collect();
     let mut read = HashSet::new();
+    let mut seen = 0;
     for task in tasks.flatten() {
         let line = match std::fs::read_to_string(task.path().join("syscall")) {
-            Ok(line) => line,
+            Ok(line) => {
+                seen += 1;
+                line
+            }
             // The thread ended meanwhile.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             // Not readable here (a sandbox, a security module): nothing
@@ -510,6 +568,10 @@ fn being_read(known: &HashMap<u64, Known>) -> HashSet<u64> {
         {
             read.insert(*inode);
         }
+    }
+    // Not one thread's file (this one's included) could be read.
+    if seen == 0 {
+        return all();
     }
     read
 }
@@ -591,7 +653,7 @@ mod tests {
                     if *busy_peer.lock().unwrap() == Some(peer) {
                         Activity::Busy
                     } else {
-                        Activity::Quiet(Duration::MAX)
+                        Activity::Unseen
                     }
                 };
                 let mut refused = None;
@@ -711,19 +773,21 @@ mod tests {
     fn a_connection_waiting_at_two_looks_is_nudged_a_bounded_number_of_times() {
         let mut waiting = HashMap::new();
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        let quiet = |_| Activity::Quiet(Duration::MAX);
+        let quiet = |_| Activity::Unseen;
         let busy = |_| Activity::Busy;
-        let found = |w: &mut HashMap<SocketAddr, u32>, a: &dyn Fn(SocketAddr) -> Activity| {
-            nudge_due([peer], w, a)
+        let found = |w: &mut HashMap<SocketAddr, Waiting>, a: &dyn Fn(SocketAddr) -> Activity| {
+            nudge_due([peer], w, a) == [peer]
         };
         assert!(!found(&mut waiting, &busy));
         assert!(!found(&mut waiting, &busy), "busy: never");
         assert!(!found(&mut waiting, &quiet), "first look");
+        assert!(waiting[&peer].may_nudge());
         for _ in 0..MAX_NUDGES {
             assert!(found(&mut waiting, &quiet));
         }
         assert!(!found(&mut waiting, &quiet), "given up");
-        assert!(!nudge_due([], &mut waiting, &quiet));
+        assert!(!waiting[&peer].may_nudge(), "and no reason to look for it");
+        assert!(nudge_due([], &mut waiting, &quiet).is_empty());
         assert!(!found(&mut waiting, &quiet), "seen anew: first look again");
         assert!(found(&mut waiting, &quiet));
     }

@@ -18,7 +18,7 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
-use crate::receiver::accept::{self, Acceptors, Notice, Work};
+use crate::receiver::accept::{Acceptors, Notice, Work};
 use crate::receiver::closer::{self, Activity, Closer};
 use crate::receiver::drain::{self, Answered, Drains, Finish};
 use crate::receiver::ingest::{self, Config, Rejection};
@@ -155,7 +155,7 @@ pub fn start_with(
         min_workers,
         max_workers: max_workers().max(min_workers),
         workers: Mutex::new(Vec::new()),
-        connections: Connections::default(),
+        connections: Connections::forgetting_after(settings.read_timeout),
         closer: closer.clone(),
         read_timeout: settings.read_timeout,
         drains: Arc::default(),
@@ -199,7 +199,7 @@ pub fn start_with(
     let watch = closer::Watch {
         listening: acceptors.addr,
         read_timeout: settings.read_timeout,
-        nudges: accept::ACCEPTING,
+        nudges: acceptors.servers().max(1),
     };
     let stop = ctx.stopping.clone();
     let unavailable = notice_tx.clone();
@@ -521,6 +521,9 @@ impl Finish for Release {
 /// connection lives).
 struct Connections {
     open: Mutex<HashMap<SocketAddr, Connection>>,
+    /// How long a quiet connection is remembered: longer than the read
+    /// timeout, after which tiny_http has closed it.
+    forget: Duration,
     /// Size of `open` beyond which the next finish sweeps it.
     sweep_at: AtomicUsize,
 }
@@ -530,7 +533,16 @@ const SWEEP_FIRST: usize = 1024;
 
 impl Default for Connections {
     fn default() -> Connections {
+        Connections::forgetting_after(DEFAULT_READ_TIMEOUT)
+    }
+}
+
+impl Connections {
+    /// Remembering quiet connections for `FORGET`, or twice the read
+    /// timeout when that is longer.
+    fn forgetting_after(read_timeout: Duration) -> Connections {
         Connections {
+            forget: FORGET.max(2 * read_timeout),
             open: Mutex::default(),
             sweep_at: AtomicUsize::new(SWEEP_FIRST),
         }
@@ -603,7 +615,8 @@ impl Connections {
         // time the map has doubled since the last sweep, so a flood of
         // connections costs each request O(1), not a scan.
         if open.len() > self.sweep_at.load(Ordering::Relaxed) {
-            open.retain(|_, c| c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < FORGET));
+            let forget = self.forget;
+            open.retain(|_, c| c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < forget));
             self.sweep_at
                 .store((2 * open.len()).max(SWEEP_FIRST), Ordering::Relaxed);
         }
@@ -614,7 +627,7 @@ impl Connections {
         match self.lock().get(&peer) {
             Some(c) if c.outstanding > 0 => Activity::Busy,
             Some(Connection { last: Some(t), .. }) => Activity::Quiet(t.elapsed()),
-            _ => Activity::Quiet(Duration::MAX),
+            _ => Activity::Unseen,
         }
     }
 
@@ -1198,12 +1211,12 @@ mod tests {
     }
 
     /// What the closer is told: a connection with a request in hand is
-    /// busy; once done, quiet since then; never seen, quiet for ever.
+    /// busy; once done, quiet since then; never seen, unseen.
     #[test]
     fn a_connection_is_busy_while_a_request_is_in_hand() {
         let c = Connections::default();
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        assert_eq!(c.activity(peer), Activity::Quiet(Duration::MAX));
+        assert_eq!(c.activity(peer), Activity::Unseen);
         c.admit(Some(peer), true);
         c.admit(Some(peer), true);
         assert_eq!(c.activity(peer), Activity::Busy);
