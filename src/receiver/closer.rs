@@ -233,11 +233,12 @@ pub fn run(
                 Known::Other => None,
             })
             .collect();
-        if sweeping || !asked_now.is_subset(&known_peers) {
-            refresh(me, watch.listening, &mut known, now);
-        }
+        // A sweep always walks it, and `being_read` uses what it saw.
+        let sockets = (sweeping || !asked_now.is_subset(&known_peers))
+            .then(|| refresh(me, watch.listening, &mut known, now))
+            .flatten();
         let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
-        let read_now = (sweeping && ours).then(|| being_read(&known));
+        let read_now = (sweeping && ours).then(|| being_read(&known, sockets.as_ref()));
         for (inode, k) in known.iter_mut() {
             let Known::Ours {
                 fd,
@@ -464,12 +465,16 @@ fn table_address(text: &str) -> Option<SocketAddr> {
 
 /// Brings `known` up to date with the descriptor table: new sockets are
 /// looked at once, closed ones forgotten, and each of ours is given a
-/// descriptor that names it now.
-fn refresh(me: &OwnedFd, listening: SocketAddr, known: &mut HashMap<u64, Known>, now: Instant) {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let mut present = HashSet::with_capacity(known.len());
+/// descriptor that names it now. Returns every socket descriptor seen,
+/// with its inode (None when the table cannot be read).
+fn refresh(
+    me: &OwnedFd,
+    listening: SocketAddr,
+    known: &mut HashMap<u64, Known>,
+    now: Instant,
+) -> Option<HashMap<RawFd, u64>> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    let mut sockets = HashMap::with_capacity(known.len());
     for entry in dir.flatten() {
         let Some(fd) = entry
             .file_name()
@@ -484,7 +489,7 @@ fn refresh(me: &OwnedFd, listening: SocketAddr, known: &mut HashMap<u64, Known>,
         else {
             continue;
         };
-        present.insert(inode);
+        sockets.insert(fd, inode);
         let k = known.entry(inode).or_insert_with(|| {
             match duplicate(me, fd, inode)
                 .and_then(|s| Some((s.local_addr().ok()?, s.peer_addr().ok()?)))
@@ -504,7 +509,9 @@ fn refresh(me: &OwnedFd, listening: SocketAddr, known: &mut HashMap<u64, Known>,
             *current = fd;
         }
     }
+    let present: HashSet<u64> = sockets.values().copied().collect();
     known.retain(|inode, _| present.contains(inode));
+    Some(sockets)
 }
 
 /// Whether a connection whose local end is `local` was accepted on our
@@ -517,29 +524,17 @@ fn accepted_on(local: SocketAddr, listening: SocketAddr) -> bool {
 /// The sockets (by inode) some thread of this process is blocked reading
 /// now. On an architecture whose system call numbers are not known here,
 /// every socket counts as read, so the sweep closes nothing.
-fn being_read(known: &HashMap<u64, Known>) -> HashSet<u64> {
+/// `sockets` is every socket descriptor of ours with its inode (as
+/// `refresh` saw them), not only the one `known` keeps: tiny_http reads a
+/// connection through a clone of it.
+fn being_read(known: &HashMap<u64, Known>, sockets: Option<&HashMap<RawFd, u64>>) -> HashSet<u64> {
     let all = || known.keys().copied().collect();
-    let Some(reads) = READ_CALLS else {
+    let (Some(reads), Some(inodes)) = (READ_CALLS, sockets) else {
         return all();
     };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return all();
     };
-    // Every descriptor of ours, not only the one `known` keeps: tiny_http
-    // reads a connection through a clone of it.
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
-        return all();
-    };
-    let inodes: HashMap<RawFd, u64> = fds
-        .flatten()
-        .filter_map(|e| {
-            let fd = e.file_name().to_str()?.parse().ok()?;
-            Some((
-                fd,
-                socket_inode(std::fs::read_link(e.path()).ok()?.to_str()?)?,
-            ))
-        })
-        .collect();
     let mut read = HashSet::new();
     let mut seen = 0;
     for task in tasks.flatten() {
