@@ -353,7 +353,6 @@ fn open_stalls(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 }
 
 #[test]
-#[ignore = "flaky under CPU load: the burst leaves hundreds of stalled connections in tiny_http 0.12 pool queues, and a device queued behind them waits 1.4-3 s while they are nudged through (README, Hostile networks, 5)"]
 fn probe_1000_stalled_connections() {
     let _heavy = heavy();
     let probe = "1000 stalled connections";

@@ -428,21 +428,32 @@ fn nudge(watch: Watch, due: &[SocketAddr], budget: &mut usize) {
 fn unread_connections(port: u16) -> Vec<SocketAddr> {
     let mut peers = Vec::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        peers.extend(text.lines().skip(1).filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (local, remote, state, queues) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?);
-            let rx = u64::from_str_radix(queues.split_once(':')?.1, 16).ok()?;
-            // 01: ESTABLISHED.
-            if *state != "01" || rx == 0 || table_address(local)?.port() != port {
-                return None;
-            }
-            table_address(remote)
-        }));
+        if let Ok(text) = std::fs::read_to_string(table) {
+            peers.extend(unread_in_table(&text, port));
+        }
     }
     peers
+}
+
+/// `unread_connections` in one table's text. The table lists both ends of
+/// every connection in the namespace (thousands under a burst), so a line
+/// is split only as far as its local address unless that names our port.
+fn unread_in_table(text: &str, port: u16) -> impl Iterator<Item = SocketAddr> + '_ {
+    let ours = format!(":{port:04X}");
+    text.lines().skip(1).filter_map(move |line| {
+        let mut f = line.split_ascii_whitespace();
+        let local = f.nth(1)?;
+        if !local.ends_with(ours.as_str()) {
+            return None;
+        }
+        let (remote, state, queues) = (f.next()?, f.next()?, f.next()?);
+        let rx = u64::from_str_radix(queues.split_once(':')?.1, 16).ok()?;
+        // 01: ESTABLISHED.
+        if state != "01" || rx == 0 {
+            return None;
+        }
+        table_address(remote)
+    })
 }
 
 /// An address as the kernel's TCP table writes it: the address as 32-bit
@@ -760,6 +771,27 @@ mod tests {
         let mut buf = [0u8; 64];
         let _ = server.read(&mut buf).unwrap();
         assert!(!unread_connections(port).contains(&peer));
+    }
+
+    /// Only established connections on our port (as their local end) with
+    /// bytes waiting count: not the client ends of the same connections,
+    /// not the listener, not other ports.
+    #[test]
+    fn only_our_ends_with_unread_bytes_are_taken_from_a_table() {
+        // 127.0.0.1:8080 (1F90) is ours; 127.0.0.1:40000 (9C40) a client.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000005 00:00000000 00000000     0        0 11 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:9C40 01 00000000:0000002A 00:00000000 00000000     0        0 12 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:9C40 0100007F:1F90 01 00000000:00000010 00:00000000 00000000     0        0 13 1 0000000000000000 20 4 30 10 -1
+   3: 0100007F:1F90 0100007F:9C41 01 00000000:00000000 00:00000000 00000000     0        0 14 1 0000000000000000 20 4 30 10 -1
+   4: 0100007F:1F90 0100007F:9C42 08 00000000:00000003 00:00000000 00000000     0        0 15 1 0000000000000000 20 4 30 10 -1
+   5: 0100007F:1F91 0100007F:9C43 01 00000000:00000003 00:00000000 00000000     0        0 16 1 0000000000000000 20 4 30 10 -1
+";
+        let found: Vec<SocketAddr> = unread_in_table(table, 8080).collect();
+        assert_eq!(
+            found,
+            vec!["127.0.0.1:40000".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     /// Stuck at two looks in a row, a nudge is due, at most `MAX_NUDGES`
