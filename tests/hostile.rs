@@ -767,6 +767,69 @@ fn endless(p: &mut Probed, probe: &str, run: impl FnOnce() -> String) {
     );
 }
 
+/// An endless head is cut: once tiny_http has read 1 MiB of a head with
+/// no request of the connection in hand, the receiver closes it (the
+/// client reads end-of-file), memory stays far under what the client
+/// sent, and devices are served meanwhile.
+#[test]
+fn an_endless_head_is_cut_past_its_cap() {
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let (addr, pid) = (p.rx.addr, p.pid());
+    let watch = Watch::start(pid);
+    let done = Arc::new(AtomicBool::new(false));
+    let devices = {
+        let done = done.clone();
+        std::thread::spawn(move || Devices::during(addr, 3, &done))
+    };
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_write_timeout(Some(SLACK)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Endless: ")
+        .unwrap();
+    let piece = vec![b'a'; 64 * 1024];
+    let mut sent = 0usize;
+    // 256 MiB would be held whole without the cap (and stops at the RSS
+    // limit first).
+    while sent < 256 << 20 && usage(pid).is_some_and(|u| u.rss_kib < RSS_LIMIT_KIB) {
+        if s.write_all(&piece).is_err() {
+            break;
+        }
+        sent += piece.len();
+    }
+    s.set_read_timeout(Some(SLACK)).unwrap();
+    let mut one = [0u8; 1];
+    // End-of-file or a reset is the receiver's close; a timeout is not.
+    let closed = match s.read(&mut one) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+    };
+    done.store(true, Ordering::SeqCst);
+    devices
+        .join()
+        .unwrap()
+        .check("endless head", &mut p.failures);
+    let peak = watch.stop();
+    let grew_mib = peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024;
+    println!(
+        "endless head: {} MiB sent before the writer stopped; closed by the receiver: {closed}; RSS grew by {grew_mib} MiB",
+        sent >> 20
+    );
+    if !closed {
+        p.failures.push("endless head: never closed".into());
+    }
+    if grew_mib >= 64 {
+        p.failures
+            .push(format!("endless head: RSS grew by {grew_mib} MiB"));
+    }
+    drop(s);
+    p.alive("endless head");
+    p.check_return("endless head");
+    p.finish();
+}
+
 /// What the levers reach for endless input: devices are served and
 /// nothing is left behind. How much memory one client can still make the
 /// receiver hold is printed for the README (tiny_http 0.12 reads a whole

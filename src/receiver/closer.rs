@@ -49,6 +49,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::heads;
+
 /// What the receiver knows of a peer's connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activity {
@@ -140,6 +142,15 @@ pub struct Watch {
 /// at each sweep.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 const LOOK_WINDOW: Duration = Duration::from_secs(2);
+/// How often the thread counts what tiny_http has read of each connection
+/// between requests (see `heads`): one `sock_diag` dump of the established
+/// sockets. A client sending an endless head at loopback speed (about
+/// 90 MB/s into tiny_http here) gets this long past the cap.
+const HEAD_LOOK_EVERY: Duration = Duration::from_millis(100);
+/// Connections of ours beyond which it counts only every
+/// `HEAD_LOOK_IN_A_CROWD`.
+const HEAD_CROWD: usize = 256;
+const HEAD_LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
 /// How soon it looks again after a nudge.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 /// Rounds of connections one nudge makes at most, looking in between.
@@ -178,9 +189,16 @@ pub fn run(
     let mut next_look = Instant::now() + LOOK_EVERY;
     let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
     let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
+    // Heads over the cap (see `heads`); without socket diagnostics there is
+    // no cap.
+    let diag = heads::Diag::open().ok();
+    let mut head_watch = heads::HeadWatch::default();
+    let mut next_head_look = Instant::now() + HEAD_LOOK_EVERY;
+    let mut fewest = u64::MAX;
     loop {
         let wait = next_sweep
             .min(next_look)
+            .min(next_head_look)
             .saturating_duration_since(Instant::now());
         match requests.recv_timeout(wait) {
             Ok(peer) => asked.push(peer),
@@ -213,6 +231,25 @@ pub fn run(
                 }
             }
         }
+        let mut over_cap: Vec<heads::Counted> = Vec::new();
+        if now >= next_head_look {
+            next_head_look = now + HEAD_LOOK_EVERY;
+            // A dump walks the kernel's whole connection table (about
+            // 1.5 ms here): none while the process holds no more
+            // descriptors than it ever did idle, i.e. no connection.
+            let count = open_descriptors();
+            fewest = fewest.min(count);
+            if count > fewest
+                && let Some(counted) = diag.as_ref().and_then(|d| d.counted(watch.listening))
+            {
+                over_cap = head_watch.look(now, &counted, &activity);
+                // Under a crowd of connections a dump costs more, and the
+                // nudges need the CPU: look less often.
+                if counted.len() > HEAD_CROWD {
+                    next_head_look = now + HEAD_LOOK_IN_A_CROWD;
+                }
+            }
+        }
         let Some(me) = &me else {
             asked.clear();
             if sweeping {
@@ -220,7 +257,7 @@ pub fn run(
             }
             continue;
         };
-        if asked.is_empty() && !sweeping {
+        if asked.is_empty() && !sweeping && over_cap.is_empty() {
             continue;
         }
         let asked_now: HashSet<SocketAddr> = asked.drain(..).collect();
@@ -234,9 +271,12 @@ pub fn run(
             })
             .collect();
         // A sweep always walks it, and `being_read` uses what it saw.
-        let sockets = (sweeping || !asked_now.is_subset(&known_peers))
-            .then(|| refresh(me, watch.listening, &mut known, now))
-            .flatten();
+        let capped: HashSet<u64> = over_cap.iter().map(|c| c.inode).collect();
+        let sockets = (sweeping
+            || !asked_now.is_subset(&known_peers)
+            || !capped.iter().all(|i| known.contains_key(i)))
+        .then(|| refresh(me, watch.listening, &mut known, now))
+        .flatten();
         let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
         let read_now = (sweeping && ours).then(|| being_read(&known, sockets.as_ref()));
         for (inode, k) in known.iter_mut() {
@@ -251,7 +291,9 @@ pub fn run(
             else {
                 continue;
             };
-            let how = if asked_now.contains(peer) {
+            let how = if capped.contains(inode) && !*shut {
+                Shutdown::Both
+            } else if asked_now.contains(peer) {
                 Shutdown::Read
             } else if let Some(read) = &read_now {
                 let activity = activity(*peer);

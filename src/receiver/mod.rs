@@ -8,6 +8,7 @@ pub mod accept;
 pub mod closer;
 pub mod drain;
 pub mod headless;
+pub mod heads;
 pub mod ingest;
 pub mod listener;
 pub mod respond;
