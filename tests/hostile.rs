@@ -18,6 +18,7 @@
 //! - framing is strict (400/501/505 and a close, never a hang);
 //! - 64 keep-alive clients arriving at once are all answered;
 //! - a listed request keeps a few KiB of headers at most;
+//! - a head tiny_http reads without end is cut past 1 MiB;
 //! - a deleted capture is noticed and a new one started at its path;
 //! - token files with a BOM and CRLF work; unprintable tokens are refused.
 //!
