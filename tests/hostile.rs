@@ -831,6 +831,45 @@ fn an_endless_head_is_cut_past_its_cap() {
     p.finish();
 }
 
+/// The head cap never cuts a healthy keep-alive client: large uploads,
+/// each sent in pieces over several of the closer's looks, with pauses
+/// between them, all answered on one connection.
+#[test]
+fn large_uploads_on_one_keep_alive_connection_are_never_cut_by_the_head_cap() {
+    let _heavy = heavy();
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let mut c = Conn::open(rx.addr);
+    let auth = format!("token {TOKEN}");
+    for i in 0..4 {
+        let body = format!(
+            r#"[{{"@t":"big","@ts":"2026-12-02T01:00:0{i}","blob":"{}"}}]"#,
+            "a".repeat(3 << 20)
+        );
+        let bytes = request_bytes(
+            "POST",
+            &[
+                ("authorization", &auth),
+                ("unit-id", "ee3df171ff0f6209a3dbaa00b00e1d05"),
+            ],
+            body.as_bytes(),
+        );
+        // In pieces 40 ms apart: the upload spans several looks.
+        for piece in bytes.chunks(bytes.len() / 8 + 1) {
+            c.send(piece);
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let r = c
+            .try_read_response(false)
+            .unwrap_or_else(|e| panic!("upload {i}: no answer: {e}"));
+        assert_eq!(r.status, 200, "upload {i}: {}", r.text());
+        // Quiet between uploads, over several looks.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The same connection still serves, and the receiver closed nothing.
+    let status = c.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(!status.text().contains("closed: "), "{}", status.text());
+}
+
 /// What the levers reach for endless input: devices are served and
 /// nothing is left behind. How much memory one client can still make the
 /// receiver hold is printed for the README (tiny_http 0.12 reads a whole

@@ -56,8 +56,9 @@ use super::heads;
 pub enum Activity {
     /// A request of it is in hand (being read, decided or answered).
     Busy,
-    /// Nothing in hand; its last request came or was done this long ago.
-    Quiet(Duration),
+    /// Nothing in hand; its last request came or was done `ago`, and
+    /// `done` of its requests have been done with so far.
+    Quiet { ago: Duration, done: u64 },
     /// No request of it seen (lately: see `Connections`).
     Unseen,
 }
@@ -67,7 +68,7 @@ impl Activity {
     fn quiet_for(self, d: Duration) -> bool {
         match self {
             Activity::Busy => false,
-            Activity::Quiet(q) => q >= d,
+            Activity::Quiet { ago, .. } => ago >= d,
             Activity::Unseen => true,
         }
     }
@@ -147,6 +148,8 @@ const LOOK_WINDOW: Duration = Duration::from_secs(2);
 /// sockets. A client sending an endless head at loopback speed (about
 /// 90 MB/s into tiny_http here) gets this long past the cap.
 const HEAD_LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How often it counts while it seems to hold no connection.
+const HEAD_LOOK_IDLE: Duration = Duration::from_secs(1);
 /// Connections of ours beyond which it counts only every
 /// `HEAD_LOOK_IN_A_CROWD`.
 const HEAD_CROWD: usize = 256;
@@ -191,10 +194,15 @@ pub fn run(
     let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
     // Heads over the cap (see `heads`); without socket diagnostics there is
     // no cap.
-    let diag = heads::Diag::open().ok();
+    let mut diag = heads::Diag::open().ok();
+    let diag_here = diag.is_some();
+    // Inodes over the cap that are not among our descriptors (another
+    // process's connection on the same port): not looked up again.
+    let mut foreign: HashSet<u64> = HashSet::new();
     let mut head_watch = heads::HeadWatch::default();
     let mut next_head_look = Instant::now() + HEAD_LOOK_EVERY;
     let mut fewest = u64::MAX;
+    let mut next_slow_head_look = Instant::now();
     loop {
         let wait = next_sweep
             .min(next_look)
@@ -235,14 +243,35 @@ pub fn run(
         if now >= next_head_look {
             next_head_look = now + HEAD_LOOK_EVERY;
             // A dump walks the kernel's whole connection table (about
-            // 1.5 ms here): none while the process holds no more
-            // descriptors than it ever did idle, i.e. no connection.
+            // 1.5 ms here): every `HEAD_LOOK_EVERY` only while the process
+            // holds more descriptors than when a dump last found none of
+            // our connections (or than it ever held), else once a second.
             let count = open_descriptors();
             fewest = fewest.min(count);
-            if count > fewest
-                && let Some(counted) = diag.as_ref().and_then(|d| d.counted(watch.listening))
-            {
-                over_cap = head_watch.look(now, &counted, &activity);
+            let slow = now >= next_slow_head_look;
+            if slow {
+                next_slow_head_look = now + HEAD_LOOK_IDLE;
+            }
+            let counted = if count > fewest || slow {
+                diag.as_ref().map(|d| d.counted(watch.listening))
+            } else {
+                None
+            };
+            // After any failure a new socket is opened: the rest of a dump
+            // cut short must not pass for the next one.
+            if matches!(counted, Some(None)) || (diag.is_none() && diag_here) {
+                diag = heads::Diag::open().ok();
+            }
+            if let Some(Some(counted)) = counted {
+                // Hold the floor to what this dump shows: with none of our
+                // connections, this count is idle; with some, idle is less.
+                if counted.is_empty() {
+                    fewest = count;
+                } else if count <= fewest {
+                    fewest = count.saturating_sub(1);
+                }
+                over_cap = head_watch.look(&counted, &activity);
+                over_cap.retain(|c| !foreign.contains(&c.inode));
                 // Under a crowd of connections a dump costs more, and the
                 // nudges need the CPU: look less often.
                 if counted.len() > HEAD_CROWD {
@@ -277,6 +306,7 @@ pub fn run(
             || !capped.iter().all(|i| known.contains_key(i)))
         .then(|| refresh(me, watch.listening, &mut known, now))
         .flatten();
+        foreign.extend(capped.iter().filter(|i| !known.contains_key(i)));
         let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
         let read_now = (sweeping && ours).then(|| being_read(&known, sockets.as_ref()));
         for (inode, k) in known.iter_mut() {
@@ -291,7 +321,9 @@ pub fn run(
             else {
                 continue;
             };
-            let how = if capped.contains(inode) && !*shut {
+            // Asked again by the address tiny_http has for it, in case the
+            // kernel's differs: never cut one with a request in hand.
+            let how = if capped.contains(inode) && !*shut && activity(*peer) != Activity::Busy {
                 Shutdown::Both
             } else if asked_now.contains(peer) {
                 Shutdown::Read

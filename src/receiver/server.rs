@@ -558,6 +558,9 @@ struct Connection {
     /// When a request of it last came or was done with: the closer leaves
     /// alone a connection active within a read timeout.
     last: Option<Instant>,
+    /// Requests of it done with so far (the closer's head cap starts a new
+    /// head when this moves).
+    done: u64,
 }
 
 /// Whether a request is served or ignored.
@@ -610,6 +613,7 @@ impl Connections {
         if let Some(c) = open.get_mut(&peer) {
             c.outstanding = c.outstanding.saturating_sub(1);
             c.last = Some(Instant::now());
+            c.done += 1;
         }
         // Connections that went quiet are forgotten now and then: each
         // time the map has doubled since the last sweep, so a flood of
@@ -626,7 +630,14 @@ impl Connections {
     fn activity(&self, peer: SocketAddr) -> Activity {
         match self.lock().get(&peer) {
             Some(c) if c.outstanding > 0 => Activity::Busy,
-            Some(Connection { last: Some(t), .. }) => Activity::Quiet(t.elapsed()),
+            Some(Connection {
+                last: Some(t),
+                done,
+                ..
+            }) => Activity::Quiet {
+                ago: t.elapsed(),
+                done: *done,
+            },
             _ => Activity::Unseen,
         }
     }
@@ -1224,7 +1235,7 @@ mod tests {
         assert_eq!(c.activity(peer), Activity::Busy, "one still in hand");
         c.finish(Some(peer));
         assert!(
-            matches!(c.activity(peer), Activity::Quiet(q) if q < Duration::from_secs(60)),
+            matches!(c.activity(peer), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
             "{:?}",
             c.activity(peer)
         );
