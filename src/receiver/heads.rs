@@ -26,7 +26,7 @@ use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, Stat
 use netlink_packet_sock_diag::{AF_INET, AF_INET6, IPPROTO_TCP, SockDiagMessage};
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
-use super::closer::Activity;
+use super::activity::Activity;
 
 /// Bytes tiny_http may read for one head (request line and headers)
 /// before the connection is shut. A device's head is under 1 KiB.

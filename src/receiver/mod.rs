@@ -5,6 +5,7 @@
 //! the connections tiny_http would hold on to.
 
 pub mod accept;
+pub mod activity;
 pub mod closer;
 pub mod drain;
 pub mod headless;
