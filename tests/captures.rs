@@ -1021,9 +1021,13 @@ fn the_save_key_writes_a_batch_as_export_batches_does() {
             "request {} received {received}",
             r.id
         );
+        // By time and device, as the export above: two uploads can share
+        // a millisecond.
         let line = lines(&path)
             .into_iter()
-            .find(|l| l["received"] == received.as_str())
+            .find(|l| {
+                l["received"] == received.as_str() && l["unit_id"] == r.unit_id.as_deref().unwrap()
+            })
             .unwrap();
         let saved: Value = serde_json::from_slice(&saved).unwrap();
         assert_eq!(saved, line["records"]);
