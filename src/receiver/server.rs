@@ -1012,7 +1012,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         closed = match ctx.closer.closed.load(Ordering::Relaxed) {
             0 => String::new(),
             n => format!(
-                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, or hung)\n"
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, sent a head over 1 MiB, or hung)\n"
             ),
         },
         forward = s
