@@ -121,17 +121,6 @@ pub struct Watch {
 /// at each sweep.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 const LOOK_WINDOW: Duration = Duration::from_secs(2);
-/// How often the thread counts what tiny_http has read of each connection
-/// between requests (see `heads`): one `sock_diag` dump of the established
-/// sockets. A client sending an endless head at loopback speed (about
-/// 90 MB/s into tiny_http here) gets this long past the cap.
-const HEAD_LOOK_EVERY: Duration = Duration::from_millis(100);
-/// How often it counts while it seems to hold no connection.
-const HEAD_LOOK_IDLE: Duration = Duration::from_secs(1);
-/// Connections of ours beyond which it counts only every
-/// `HEAD_LOOK_IN_A_CROWD`.
-const HEAD_CROWD: usize = 256;
-const HEAD_LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
 /// How soon it looks again after a nudge.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 /// Rounds of connections one nudge makes at most, looking in between.
@@ -170,21 +159,14 @@ pub fn run(
     let mut next_look = Instant::now() + LOOK_EVERY;
     let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
     let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
-    // Heads over the cap (see `heads`); without socket diagnostics there is
-    // no cap.
-    let mut diag = heads::Diag::open().ok();
-    let diag_here = diag.is_some();
+    let mut head_cap = heads::HeadCap::new(watch.listening);
     // Inodes over the cap that are not among our descriptors (another
     // process's connection on the same port): not looked up again.
     let mut foreign: HashSet<u64> = HashSet::new();
-    let mut head_watch = heads::HeadWatch::default();
-    let mut next_head_look = Instant::now() + HEAD_LOOK_EVERY;
-    let mut fewest = u64::MAX;
-    let mut next_slow_head_look = Instant::now();
     loop {
         let wait = next_sweep
             .min(next_look)
-            .min(next_head_look)
+            .min(head_cap.next())
             .saturating_duration_since(Instant::now());
         match requests.recv_timeout(wait) {
             Ok(peer) => asked.push(peer),
@@ -200,9 +182,12 @@ pub fn run(
         if now >= next_budget {
             (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
         }
+        // Both the looks and the head cap go by the descriptor count.
+        let mut count = None;
+        let mut descriptors_now = || *count.get_or_insert_with(open_descriptors);
         if now >= next_look || sweeping {
             next_look = now + LOOK_EVERY;
-            let count = open_descriptors();
+            let count = descriptors_now();
             if count > descriptors {
                 look_until = now + LOOK_WINDOW;
             }
@@ -217,46 +202,8 @@ pub fn run(
                 }
             }
         }
-        let mut over_cap: Vec<heads::Counted> = Vec::new();
-        if now >= next_head_look {
-            next_head_look = now + HEAD_LOOK_EVERY;
-            // A dump walks the kernel's whole connection table (about
-            // 1.5 ms here): every `HEAD_LOOK_EVERY` only while the process
-            // holds more descriptors than when a dump last found none of
-            // our connections (or than it ever held), else once a second.
-            let count = open_descriptors();
-            fewest = fewest.min(count);
-            let slow = now >= next_slow_head_look;
-            if slow {
-                next_slow_head_look = now + HEAD_LOOK_IDLE;
-            }
-            let counted = if count > fewest || slow {
-                diag.as_ref().map(|d| d.counted(watch.listening))
-            } else {
-                None
-            };
-            // After any failure a new socket is opened: the rest of a dump
-            // cut short must not pass for the next one.
-            if matches!(counted, Some(None)) || (diag.is_none() && diag_here) {
-                diag = heads::Diag::open().ok();
-            }
-            if let Some(Some(counted)) = counted {
-                // Hold the floor to what this dump shows: with none of our
-                // connections, this count is idle; with some, idle is less.
-                if counted.is_empty() {
-                    fewest = count;
-                } else if count <= fewest {
-                    fewest = count.saturating_sub(1);
-                }
-                over_cap = head_watch.look(&counted, &activity);
-                over_cap.retain(|c| !foreign.contains(&c.inode));
-                // Under a crowd of connections a dump costs more, and the
-                // nudges need the CPU: look less often.
-                if counted.len() > HEAD_CROWD {
-                    next_head_look = now + HEAD_LOOK_IN_A_CROWD;
-                }
-            }
-        }
+        let mut over_cap = head_cap.look(now, &mut descriptors_now, &activity);
+        over_cap.retain(|c| !foreign.contains(&c.inode));
         let Some(me) = &me else {
             asked.clear();
             if sweeping {

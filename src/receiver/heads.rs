@@ -12,11 +12,12 @@
 //!
 //! The counts come from the kernel's socket diagnostics (`sock_diag`
 //! netlink, as `ss` reads them): one dump of the established TCP sockets
-//! per look, filtered to our port here.
+//! per look, filtered to our port here. `HeadCap` is the cap as the
+//! closing thread runs it; `HeadWatch` its bookkeeping.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -32,6 +33,98 @@ use super::activity::Activity;
 /// before the connection is shut. A device's head is under 1 KiB.
 pub const HEAD_LIMIT: u64 = 1024 * 1024;
 
+/// How often the cap counts what tiny_http has read of each connection:
+/// one dump walks the kernel's whole connection table (about 1.5 ms
+/// here). A client sending an endless head at loopback speed (about
+/// 90 MB/s into tiny_http here) gets this long past the cap.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How often it counts while the process seems to hold no connection.
+const LOOK_IDLE: Duration = Duration::from_secs(1);
+/// Connections of ours beyond which it counts only every `LOOK_IN_A_CROWD`:
+/// a dump costs more, and the nudges need the CPU.
+const CROWD: usize = 256;
+const LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
+
+/// The cap as the closing thread runs it: when to count, and the socket
+/// to count with. Without socket diagnostics there is no cap.
+pub struct HeadCap {
+    listening: SocketAddr,
+    diag: Option<Diag>,
+    /// Diagnostics opened at start: a failed socket is opened again.
+    available: bool,
+    watch: HeadWatch,
+    next: Instant,
+    next_idle: Instant,
+    /// The descriptors the process holds with none of our connections:
+    /// the fewest it ever held, or held when a dump found none of ours.
+    idle_descriptors: u64,
+}
+
+impl HeadCap {
+    pub fn new(listening: SocketAddr) -> HeadCap {
+        let diag = Diag::open().ok();
+        let now = Instant::now();
+        HeadCap {
+            listening,
+            available: diag.is_some(),
+            diag,
+            watch: HeadWatch::default(),
+            next: now + LOOK_EVERY,
+            next_idle: now,
+            idle_descriptors: u64::MAX,
+        }
+    }
+
+    /// When the next count may be due.
+    pub fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// At `now`, the connections whose head passed `HEAD_LIMIT`, if a
+    /// count was due: every `LOOK_EVERY` while the process holds more
+    /// `descriptors` than idle, once every `LOOK_IDLE` otherwise.
+    pub fn look(
+        &mut self,
+        now: Instant,
+        descriptors: &mut dyn FnMut() -> u64,
+        activity: &dyn Fn(SocketAddr) -> Activity,
+    ) -> Vec<Counted> {
+        if now < self.next {
+            return Vec::new();
+        }
+        self.next = now + LOOK_EVERY;
+        let count = descriptors();
+        self.idle_descriptors = self.idle_descriptors.min(count);
+        let idle_due = now >= self.next_idle;
+        if idle_due {
+            self.next_idle = now + LOOK_IDLE;
+        }
+        if count <= self.idle_descriptors && !idle_due {
+            return Vec::new();
+        }
+        let counted = self.diag.as_mut().map(|d| d.counted(self.listening));
+        // After any failure a new socket is opened: the rest of a dump cut
+        // short must not pass for the next one.
+        if matches!(counted, Some(None)) || (self.diag.is_none() && self.available) {
+            self.diag = Diag::open().ok();
+        }
+        let Some(Some(counted)) = counted else {
+            return Vec::new();
+        };
+        // The idle count as this dump shows it: with none of our
+        // connections, this count; with some, less.
+        if counted.is_empty() {
+            self.idle_descriptors = count;
+        } else if count <= self.idle_descriptors {
+            self.idle_descriptors = count.saturating_sub(1);
+        }
+        if counted.len() > CROWD {
+            self.next = now + LOOK_IN_A_CROWD;
+        }
+        self.watch.look(&counted, activity)
+    }
+}
+
 /// One of our connections as the kernel counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counted {
@@ -42,12 +135,14 @@ pub struct Counted {
 }
 
 /// A socket for the kernel's socket diagnostics.
-pub struct Diag {
+struct Diag {
     socket: netlink_sys::Socket,
+    /// Where replies are received (kept between dumps).
+    buf: Vec<u8>,
 }
 
 impl Diag {
-    pub fn open() -> std::io::Result<Diag> {
+    fn open() -> std::io::Result<Diag> {
         let mut socket = netlink_sys::Socket::new(NETLINK_SOCK_DIAG)?;
         socket.bind_auto()?;
         socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
@@ -56,7 +151,10 @@ impl Diag {
         // socket after any failure, so a dump cut short leaves nothing
         // behind to be read as the next one.
         socket2::SockRef::from(&socket).set_read_timeout(Some(Duration::from_secs(1)))?;
-        Ok(Diag { socket })
+        Ok(Diag {
+            socket,
+            buf: vec![0; 64 * 1024],
+        })
     }
 
     /// Our established connections accepted on `listening` (by its port,
@@ -64,25 +162,15 @@ impl Diag {
     /// when the kernel did not answer as expected. Only the listener's
     /// family is asked: an IPv6 listener's IPv4 clients are IPv6 sockets
     /// with mapped addresses.
-    pub fn counted(&self, listening: SocketAddr) -> Option<Vec<Counted>> {
-        let mut found = Vec::new();
-        let family = if listening.is_ipv4() {
-            AF_INET
+    fn counted(&mut self, listening: SocketAddr) -> Option<Vec<Counted>> {
+        let port = listening.port();
+        let (family, socket_id) = if listening.is_ipv4() {
+            (AF_INET, SocketId::new_v4())
         } else {
-            AF_INET6
+            (AF_INET6, SocketId::new_v6())
         };
-        self.dump(family, listening.port(), &mut found)?;
-        Some(found)
-    }
-
-    fn dump(&self, family: u8, port: u16, found: &mut Vec<Counted>) -> Option<()> {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        let socket_id = if family == AF_INET {
-            SocketId::new_v4()
-        } else {
-            SocketId::new_v6()
-        };
         let mut request = NetlinkMessage::new(
             header,
             SockDiagMessage::InetRequest(InetRequest {
@@ -98,7 +186,8 @@ impl Diag {
         let mut out = vec![0; request.buffer_len()];
         request.serialize(&mut out);
         self.socket.send(&out, 0).ok()?;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut found = Vec::new();
+        let buf = &mut self.buf;
         loop {
             let size = self.socket.recv(&mut &mut buf[..], 0).ok()?;
             let mut at = 0;
@@ -122,7 +211,7 @@ impl Diag {
                             });
                         }
                     }
-                    NetlinkPayload::Done(_) => return Some(()),
+                    NetlinkPayload::Done(_) => return Some(found),
                     NetlinkPayload::Error(_) | NetlinkPayload::Overrun(_) => return None,
                     _ => {}
                 }
@@ -294,7 +383,7 @@ mod tests {
     /// connections on our port as their local end.
     #[test]
     fn the_kernel_counts_what_we_read() {
-        let Ok(diag) = Diag::open() else {
+        let Ok(mut diag) = Diag::open() else {
             eprintln!("no sock_diag here: skipped");
             return;
         };
