@@ -33,7 +33,7 @@
 //!   descriptors threads are blocked reading comes from
 //!   `/proc/self/task/*/syscall`; where that cannot be read, every
 //!   connection counts as read and the sweep closes nothing.
-//! - the nudge (every 100 ms): see `look_for_stuck` and `nudge`.
+//! - the nudge (every 100 ms): see `nudge_due` and `nudge`.
 //!
 //! Without `pidfd_getfd` (kernels before 5.6, a seccomp filter) the thread
 //! says so once and only nudges.
@@ -86,12 +86,13 @@ pub fn sweep_every(read_timeout: Duration) -> Duration {
 
 /// A socket of this process, as the sweep knows it.
 enum Known {
-    /// Accepted on our listener, from `peer`, first seen at `since`, now
+    /// Accepted on our listener at `local`, from `peer`, first seen at `since`, now
     /// on descriptor `fd` (one of tiny_http's two); `shut` both ways
     /// already, `counted` on the status page; `unread` counts the sweeps
     /// that found nobody reading it and nothing of it in hand.
     Ours {
         fd: RawFd,
+        local: SocketAddr,
         peer: SocketAddr,
         since: Instant,
         shut: bool,
@@ -114,13 +115,19 @@ pub struct Watch {
 }
 
 /// How often the thread looks for connections left in a pool's queue,
-/// while it looks: reading the kernel's TCP table walks all of its hash
-/// buckets (about 2 ms here, whatever the connections), so it looks only
-/// for `LOOK_WINDOW` after the process gained descriptors (new
-/// connections, where the race happens), while a connection waits, and
-/// at each sweep.
+/// while it looks: only for `LOOK_WINDOW` after the process gained
+/// descriptors (new connections, where the race happens), while a
+/// connection waits, and at each sweep. A look counts our connections as
+/// the head cap does (`heads`): a microsecond or so per connection, or one
+/// dump of the kernel's table in a crowd. (Without duplicates or socket
+/// diagnostics it reads the kernel's TCP table as text, which walks all
+/// of its hash buckets: 5 ms per table here, whatever the connections.)
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 const LOOK_WINDOW: Duration = Duration::from_secs(2);
+/// Descriptors up to which a look (and a count of heads) reads our own
+/// descriptor table and looks each connection up, rather than dumping
+/// the kernel's: reading 512 descriptors costs about as much as one dump.
+const LOOK_UP_BELOW: u64 = 512;
 /// How soon it looks again after a nudge.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 /// Rounds of connections one nudge makes at most, looking in between.
@@ -159,7 +166,7 @@ pub fn run(
     let mut next_look = Instant::now() + LOOK_EVERY;
     let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
     let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
-    let mut head_cap = heads::HeadCap::new(watch.listening);
+    let mut head_cap = heads::HeadCap::start();
     // Inodes over the cap that are not among our descriptors (another
     // process's connection on the same port): not looked up again.
     let mut foreign: HashSet<u64> = HashSet::new();
@@ -182,7 +189,8 @@ pub fn run(
         if now >= next_budget {
             (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
         }
-        // Both the looks and the head cap go by the descriptor count.
+        let mut look = false;
+        // Both the look and the head cap go by the descriptor count.
         let mut count = None;
         let mut descriptors_now = || *count.get_or_insert_with(open_descriptors);
         if now >= next_look || sweeping {
@@ -192,31 +200,73 @@ pub fn run(
                 look_until = now + LOOK_WINDOW;
             }
             descriptors = count;
-            let worth = now < look_until || sweeping || waiting.values().any(Waiting::may_nudge);
-            if worth && budget > 0 {
-                let due = look_for_stuck(port, &mut waiting, &activity);
-                if !due.is_empty() {
-                    nudge(watch, &due, &mut budget);
-                    // Look again soon: a nudge may not reach every pool.
-                    next_look = now + LOOK_AGAIN;
-                }
+            look = budget > 0
+                && (now < look_until || sweeping || waiting.values().any(Waiting::may_nudge));
+        }
+        let count_heads = me.is_some() && head_cap.due(now);
+        let asked_now: HashSet<SocketAddr> = asked.drain(..).collect();
+        // One count serves the head cap and the look. With few
+        // descriptors, our connections are read from the descriptor table
+        // (about a microsecond each) and looked up; with many, a dump
+        // walks the kernel's table once. Without socket diagnostics the
+        // look reads the kernel's TCP table.
+        let few = (look || count_heads) && descriptors_now() <= LOOK_UP_BELOW;
+        let mut sockets = match &me {
+            Some(me) if few => refresh(me, watch.listening, &mut known, now),
+            _ => None,
+        };
+        let counts = (me.is_some() && (look || count_heads))
+            .then(|| {
+                let ours: Vec<heads::Ours>;
+                let which = if few {
+                    ours = known
+                        .iter()
+                        .filter_map(|(inode, k)| match k {
+                            Known::Ours { local, peer, .. } => Some(heads::Ours {
+                                inode: *inode,
+                                local: *local,
+                                peer: *peer,
+                            }),
+                            Known::Other => None,
+                        })
+                        .collect();
+                    heads::Which::These(&ours)
+                } else {
+                    heads::Which::AllOn(watch.listening)
+                };
+                head_cap.count(now, which, &activity)
+            })
+            .flatten();
+        if look {
+            let unread = match &counts {
+                Some((all, _)) => all
+                    .iter()
+                    .filter(|c| c.unread > 0)
+                    .map(|c| c.peer)
+                    .collect(),
+                None => unread_connections(port),
+            };
+            let due = nudge_due(unread, &mut waiting, &activity);
+            if !due.is_empty() {
+                nudge(watch, &due, &mut budget);
+                // Look again soon: a nudge may not reach every pool.
+                next_look = now + LOOK_AGAIN;
             }
         }
-        let mut over_cap = head_cap.look(now, &mut descriptors_now, &activity);
+        let mut over_cap = counts.map(|(_, over)| over).unwrap_or_default();
         over_cap.retain(|c| !foreign.contains(&c.inode));
         let Some(me) = &me else {
-            asked.clear();
             if sweeping {
                 next_sweep = now + every;
             }
             continue;
         };
-        if asked.is_empty() && !sweeping && over_cap.is_empty() {
+        if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
             continue;
         }
-        let asked_now: HashSet<SocketAddr> = asked.drain(..).collect();
-        // A requested close looks at the descriptor table only when its
-        // connection is not known yet: a walk costs a few ms per 10 000.
+        // A requested close, or one over the cap, looks at the descriptor
+        // table only when its connection is not known yet; a sweep always
+        // does, and `being_read` uses what it saw.
         let known_peers: HashSet<SocketAddr> = known
             .values()
             .filter_map(|k| match k {
@@ -224,14 +274,20 @@ pub fn run(
                 Known::Other => None,
             })
             .collect();
-        // A sweep always walks it, and `being_read` uses what it saw.
+        if sockets.is_none()
+            && (sweeping
+                || !asked_now.is_subset(&known_peers)
+                || !over_cap.iter().all(|c| known.contains_key(&c.inode)))
+        {
+            sockets = refresh(me, watch.listening, &mut known, now);
+        }
+        foreign.extend(
+            over_cap
+                .iter()
+                .map(|c| c.inode)
+                .filter(|i| !known.contains_key(i)),
+        );
         let capped: HashSet<u64> = over_cap.iter().map(|c| c.inode).collect();
-        let sockets = (sweeping
-            || !asked_now.is_subset(&known_peers)
-            || !capped.iter().all(|i| known.contains_key(i)))
-        .then(|| refresh(me, watch.listening, &mut known, now))
-        .flatten();
-        foreign.extend(capped.iter().filter(|i| !known.contains_key(i)));
         let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
         let read_now = (sweeping && ours).then(|| being_read(&known, sockets.as_ref()));
         for (inode, k) in known.iter_mut() {
@@ -242,12 +298,13 @@ pub fn run(
                 shut,
                 counted,
                 unread,
+                ..
             } = k
             else {
                 continue;
             };
-            // Asked again by the address tiny_http has for it, in case the
-            // kernel's differs: never cut one with a request in hand.
+            // Asked again, in case a request came since the count: never
+            // cut one with a request in hand.
             let how = if capped.contains(inode) && !*shut && activity(*peer) != Activity::Busy {
                 Shutdown::Both
             } else if asked_now.contains(peer) {
@@ -329,19 +386,11 @@ impl Waiting {
 }
 
 /// Connections left in a tiny_http pool's queue (README, Hostile
-/// networks, 5): what a client sent waits unread, and no request of it is
-/// in hand. Seen so at two looks in a row, a connection counts as stuck
-/// and is due a nudge, at most `MAX_NUDGES` times. Brings `waiting` up to
-/// date and returns the peers due a nudge now.
-fn look_for_stuck(
-    port: u16,
-    waiting: &mut HashMap<SocketAddr, Waiting>,
-    activity: &impl Fn(SocketAddr) -> Activity,
-) -> Vec<SocketAddr> {
-    nudge_due(unread_connections(port), waiting, activity)
-}
-
-/// `look_for_stuck` given the peers with unread bytes now.
+/// networks, 5): what a client sent waits unread, and no request of it was
+/// ever seen. Seen so at two looks in a row, a connection counts as stuck
+/// and is due a nudge, at most `MAX_NUDGES` times. Given the peers with
+/// unread bytes now, brings `waiting` up to date and returns the peers
+/// due a nudge now.
 fn nudge_due(
     unread: impl IntoIterator<Item = SocketAddr>,
     waiting: &mut HashMap<SocketAddr, Waiting>,
@@ -350,7 +399,13 @@ fn nudge_due(
     let mut now_waiting = HashMap::new();
     let mut due = Vec::new();
     for peer in unread {
-        if activity(peer) == Activity::Busy {
+        // Only a connection that never made a request can wait in a
+        // pool's queue: tiny_http serves a connection on one thread from
+        // its first request to its end, so a keep-alive with its next
+        // request queued (every busy device, between two uploads) is
+        // being read, and looking again for it would walk the kernel's
+        // table all the time.
+        if activity(peer) != Activity::Unseen {
             continue;
         }
         let next = match waiting.get(&peer) {
@@ -423,7 +478,8 @@ fn nudge(watch: Watch, due: &[SocketAddr], budget: &mut usize) {
 }
 
 /// Peers of established connections on our port with bytes waiting
-/// unread, from the kernel's table (`/proc/self/net/tcp` and `tcp6`).
+/// unread, from the kernel's table (`/proc/self/net/tcp` and `tcp6`):
+/// the looks' way when descriptors cannot be duplicated.
 fn unread_connections(port: u16) -> Vec<SocketAddr> {
     let mut peers = Vec::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
@@ -506,6 +562,7 @@ fn refresh(
             {
                 Some((local, peer)) if accepted_on(local, listening) => Known::Ours {
                     fd,
+                    local,
                     peer,
                     since: now,
                     shut: false,
@@ -794,7 +851,8 @@ mod tests {
     }
 
     /// Stuck at two looks in a row, a nudge is due, at most `MAX_NUDGES`
-    /// times; a busy connection never counts.
+    /// times; a connection with a request in hand, or one that made
+    /// requests (its thread reads it), never counts.
     #[test]
     fn a_connection_waiting_at_two_looks_is_nudged_a_bounded_number_of_times() {
         let mut waiting = HashMap::new();
@@ -806,6 +864,13 @@ mod tests {
         };
         assert!(!found(&mut waiting, &busy));
         assert!(!found(&mut waiting, &busy), "busy: never");
+        let served = |_| Activity::Quiet {
+            ago: Duration::from_secs(5),
+            done: 3,
+        };
+        assert!(!found(&mut waiting, &served));
+        assert!(!found(&mut waiting, &served), "made requests: never");
+        assert!(waiting.is_empty(), "and not looked for again");
         assert!(!found(&mut waiting, &quiet), "first look");
         assert!(waiting[&peer].may_nudge());
         for _ in 0..MAX_NUDGES {
