@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -382,10 +383,12 @@ fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<
         .deserialize(&mut de)
         .and_then(|s| de.end().map(|()| s));
     let scan = scan.map_err(|e| Invalid(describe_json_error(body, &e)))?;
-    let records_json = one_line(body);
+    // Copied once, straight into the shared buffer the capture, the
+    // dashboard and the forwards read.
+    let records_json: Arc<[u8]> = Arc::from(&*one_line(body));
     let hash = *blake3::hash(&records_json).as_bytes();
     Ok(Batch {
-        records_json: records_json.into(),
+        records_json,
         records: scan.records,
         malformed: scan.malformed,
         naive_timestamps: scan.naive,
@@ -436,8 +439,9 @@ pub fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
 /// The body on one line, trimmed. Compact bodies (what the device sends) are
 /// kept byte for byte; bodies that span lines lose the whitespace between
 /// tokens, which JSON does not give meaning to. Strings cannot contain raw
-/// newlines, so a body without one is already a single line.
-fn one_line(body: &[u8]) -> Vec<u8> {
+/// newlines, so a body without one is already a single line (and is
+/// returned as it is, not copied).
+fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
     let start = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -448,7 +452,7 @@ fn one_line(body: &[u8]) -> Vec<u8> {
         .map_or(start, |i| i + 1);
     let body = &body[start..end];
     if memchr::memchr2(b'\n', b'\r', body).is_none() {
-        return body.to_vec();
+        return Cow::Borrowed(body);
     }
     let mut out = Vec::with_capacity(body.len());
     let mut in_string = false;
@@ -470,7 +474,7 @@ fn one_line(body: &[u8]) -> Vec<u8> {
             out.push(b);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Counts gathered while validating a batch in one pass.
@@ -652,8 +656,8 @@ mod tests {
     #[test]
     fn one_line_keeps_strings_and_drops_layout() {
         let body = b"[\n  {\"a b\": \"x\\\" \\n y\",\n \"c\": 1}\n]\n";
-        assert_eq!(one_line(body), br#"[{"a b":"x\" \n y","c":1}]"#.to_vec());
-        assert_eq!(one_line(b" [1, 2] "), b"[1, 2]".to_vec());
+        assert_eq!(&*one_line(body), br#"[{"a b":"x\" \n y","c":1}]"#);
+        assert_eq!(&*one_line(b" [1, 2] "), b"[1, 2]");
     }
 
     #[test]
