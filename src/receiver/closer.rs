@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::activity::Activity;
-use super::heads;
+use super::heads::{self, Counted};
 
 /// Asks the closing thread to shut connections by their peer address.
 #[derive(Clone)]
@@ -171,9 +171,11 @@ pub fn run(
     // process's connection on the same port): not looked up again.
     let mut foreign: HashSet<u64> = HashSet::new();
     loop {
+        // The head cap's time counts only where it can count.
+        let cap_next = me.as_ref().and(head_cap.next()).unwrap_or(next_sweep);
         let wait = next_sweep
             .min(next_look)
-            .min(head_cap.next())
+            .min(cap_next)
             .saturating_duration_since(Instant::now());
         match requests.recv_timeout(wait) {
             Ok(peer) => asked.push(peer),
@@ -215,40 +217,50 @@ pub fn run(
             Some(me) if few => refresh(me, watch.listening, &mut known, now),
             _ => None,
         };
+        let ours: Option<Vec<heads::Ours>> = few.then(|| {
+            known
+                .iter()
+                .filter_map(|(inode, k)| match k {
+                    Known::Ours { local, peer, .. } => Some(heads::Ours {
+                        inode: *inode,
+                        local: *local,
+                        peer: *peer,
+                    }),
+                    Known::Other => None,
+                })
+                .collect()
+        });
+        let count_now = |head_cap: &mut heads::HeadCap| {
+            let which = match &ours {
+                Some(ours) => heads::Which::These(ours),
+                None => heads::Which::AllOn(watch.listening),
+            };
+            head_cap.count(Instant::now(), which, &activity)
+        };
         let counts = (me.is_some() && (look || count_heads))
-            .then(|| {
-                let ours: Vec<heads::Ours>;
-                let which = if few {
-                    ours = known
-                        .iter()
-                        .filter_map(|(inode, k)| match k {
-                            Known::Ours { local, peer, .. } => Some(heads::Ours {
-                                inode: *inode,
-                                local: *local,
-                                peer: *peer,
-                            }),
-                            Known::Other => None,
-                        })
-                        .collect();
-                    heads::Which::These(&ours)
-                } else {
-                    heads::Which::AllOn(watch.listening)
-                };
-                head_cap.count(now, which, &activity)
-            })
+            .then(|| count_now(&mut head_cap))
             .flatten();
         if look {
-            let unread = match &counts {
-                Some((all, _)) => all
-                    .iter()
-                    .filter(|c| c.unread > 0)
-                    .map(|c| c.peer)
-                    .collect(),
-                None => unread_connections(port),
-            };
+            let unread_now =
+                |head_cap: &mut heads::HeadCap, counted: Option<Vec<Counted>>| match counted
+                    .or_else(|| {
+                        me.is_some()
+                            .then(|| count_now(head_cap).map(|(all, _)| all))
+                            .flatten()
+                    }) {
+                    Some(all) => all
+                        .iter()
+                        .filter(|c| c.unread > 0)
+                        .map(|c| c.peer)
+                        .collect(),
+                    None => unread_connections(port),
+                };
+            let unread = unread_now(&mut head_cap, counts.as_ref().map(|(all, _)| all.clone()));
             let due = nudge_due(unread, &mut waiting, &activity);
             if !due.is_empty() {
-                nudge(watch, &due, &mut budget);
+                nudge(watch, &due, &mut budget, &mut || {
+                    unread_now(&mut head_cap, None)
+                });
                 // Look again soon: a nudge may not reach every pool.
                 next_look = now + LOOK_AGAIN;
             }
@@ -281,12 +293,15 @@ pub fn run(
         {
             sockets = refresh(me, watch.listening, &mut known, now);
         }
-        foreign.extend(
-            over_cap
-                .iter()
-                .map(|c| c.inode)
-                .filter(|i| !known.contains_key(i)),
-        );
+        // Only a table read whole tells ours from another's.
+        if sockets.is_some() {
+            foreign.extend(
+                over_cap
+                    .iter()
+                    .map(|c| c.inode)
+                    .filter(|i| !known.contains_key(i)),
+            );
+        }
         let capped: HashSet<u64> = over_cap.iter().map(|c| c.inode).collect();
         let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
         let read_now = (sweeping && ours).then(|| being_read(&known, sockets.as_ref()));
@@ -441,7 +456,12 @@ fn open_descriptors() -> u64 {
 /// the queue's oldest. The kernel wakes the waiting accept threads in
 /// turn, but one that is running takes several connections in a row, so
 /// a round does not always reach every server.
-fn nudge(watch: Watch, due: &[SocketAddr], budget: &mut usize) {
+fn nudge(
+    watch: Watch,
+    due: &[SocketAddr],
+    budget: &mut usize,
+    unread_now: &mut dyn FnMut() -> Vec<SocketAddr>,
+) {
     let mut to = watch.listening;
     if to.ip().is_unspecified() {
         to.set_ip(match to {
@@ -468,9 +488,7 @@ fn nudge(watch: Watch, due: &[SocketAddr], budget: &mut usize) {
         if *budget == 0 {
             return;
         }
-        let still: HashSet<SocketAddr> = unread_connections(watch.listening.port())
-            .into_iter()
-            .collect();
+        let still: HashSet<SocketAddr> = unread_now().into_iter().collect();
         if !due.iter().any(|p| still.contains(p)) {
             return;
         }

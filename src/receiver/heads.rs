@@ -29,7 +29,9 @@ use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_sock_diag::inet::nlas::Nla;
-use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::inet::{
+    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags,
+};
 use netlink_packet_sock_diag::{AF_INET, AF_INET6, IPPROTO_TCP, SockDiagMessage};
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
@@ -43,13 +45,18 @@ pub const HEAD_LIMIT: u64 = 1024 * 1024;
 /// A client sending an endless head at loopback speed (about 90 MB/s into
 /// tiny_http here) gets this long past the cap.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
-/// Connections of ours beyond which it counts only every `LOOK_IN_A_CROWD`:
-/// each costs two system calls, and the nudges need the CPU.
+/// Connections of ours beyond which it counts only every `LOOK_IN_A_CROWD`
+/// (in a dump: fewer than 512 descriptors never hold so many): a dump
+/// costs more with each, and the nudges need the CPU.
 const CROWD: usize = 256;
 const LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
 /// Lookups sent in one message: their answers (about 300 bytes each)
 /// must fit the socket's receive buffer.
 const LOOKUPS_AT_ONCE: usize = 32;
+/// The kernel's number for an established TCP connection.
+const TCP_ESTABLISHED: u8 = 1;
+/// The kernel's error for a lookup that found no socket.
+const ENOENT: i32 = 2;
 
 /// One of our connections, as the closing thread found it among our
 /// descriptors.
@@ -88,9 +95,10 @@ impl HeadCap {
         self.available && now >= self.next
     }
 
-    /// When the next count for the cap is due.
-    pub fn next(&self) -> Instant {
-        self.next
+    /// When the next count for the cap is due; None without socket
+    /// diagnostics.
+    pub fn next(&self) -> Option<Instant> {
+        self.available.then_some(self.next)
     }
 
     /// Counts our connections at `now` (when due, or sooner for the
@@ -102,6 +110,9 @@ impl HeadCap {
         which: Which,
         activity: &dyn Fn(SocketAddr) -> Activity,
     ) -> Option<(Vec<Counted>, Vec<Counted>)> {
+        // Due again in any case: a socket that cannot be opened (out of
+        // descriptors) must not make the closing thread spin.
+        self.next = now + LOOK_EVERY;
         if self.diag.is_none() && self.available {
             self.diag = Diag::open().ok();
         }
@@ -116,12 +127,9 @@ impl HeadCap {
             self.diag = None;
             return None;
         };
-        self.next = now
-            + if counted.len() > CROWD {
-                LOOK_IN_A_CROWD
-            } else {
-                LOOK_EVERY
-            };
+        if counted.len() > CROWD {
+            self.next = now + LOOK_IN_A_CROWD;
+        }
         let over = self.watch.look(&counted, activity);
         Some((counted, over))
     }
@@ -170,8 +178,8 @@ impl Diag {
     }
 
     /// What the process has read of each of `ours` that is still
-    /// established (one that closed meanwhile is left out); None when the
-    /// kernel did not answer as expected.
+    /// established (one closing or closed meanwhile is left out); None
+    /// when the kernel did not answer as expected.
     fn looked_up(&mut self, ours: &[Ours]) -> Option<Vec<Counted>> {
         let mut found = Vec::with_capacity(ours.len());
         for chunk in ours.chunks(LOOKUPS_AT_ONCE) {
@@ -186,42 +194,34 @@ impl Diag {
             self.socket.send(&out, 0).ok()?;
             // One answer per lookup: the socket, or an error (gone).
             let mut answered = 0;
-            while answered < chunk.len() {
-                let buf = &mut self.buf;
-                let size = self.socket.recv(&mut &mut buf[..], 0).ok()?;
-                let mut at = 0;
-                while at < size {
-                    let message =
-                        NetlinkMessage::<SockDiagMessage>::deserialize(&buf[at..size]).ok()?;
-                    let length = message.header.length as usize;
-                    let c = chunk.get(message.header.sequence_number as usize)?;
-                    answered += 1;
-                    match message.payload {
-                        NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r))
-                            if u64::from(r.header.inode) == c.inode =>
-                        {
-                            if let Some(received) = r.nlas.iter().find_map(|n| match n {
-                                Nla::TcpInfo(info) => Some(info.bytes_received),
-                                _ => None,
-                            }) {
-                                found.push(Counted {
-                                    peer: c.peer,
-                                    inode: c.inode,
-                                    read: received.saturating_sub(u64::from(r.header.recv_queue)),
-                                    unread: u64::from(r.header.recv_queue),
-                                });
-                            }
+            self.receive(|message| {
+                let c = chunk.get(message.header.sequence_number as usize)?;
+                answered += 1;
+                match message.payload {
+                    // The lookup ignores the state asked for: a connection
+                    // closing or closed is not counted.
+                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r))
+                        if u64::from(r.header.inode) == c.inode
+                            && r.header.state == TCP_ESTABLISHED =>
+                    {
+                        if let Some((read, unread)) = counts(&r) {
+                            found.push(Counted {
+                                peer: c.peer,
+                                inode: c.inode,
+                                read,
+                                unread,
+                            });
                         }
-                        // Closed, or its addresses now name another socket.
-                        NetlinkPayload::InnerMessage(_) | NetlinkPayload::Error(_) => {}
-                        _ => return None,
                     }
-                    if length == 0 {
-                        break;
-                    }
-                    at += length;
+                    // Closing, or its addresses now name another socket.
+                    NetlinkPayload::InnerMessage(_) => {}
+                    // Gone. Any other error says the lookups do not work
+                    // here: no count, rather than every connection gone.
+                    NetlinkPayload::Error(e) if e.code.map(|c| c.get()) == Some(-ENOENT) => {}
+                    _ => return None,
                 }
-            }
+                Some(answered < chunk.len())
+            })?;
         }
         Some(found)
     }
@@ -256,34 +256,45 @@ impl Diag {
         request.serialize(&mut out);
         self.socket.send(&out, 0).ok()?;
         let mut found = Vec::new();
-        let buf = &mut self.buf;
+        self.receive(|message| match message.payload {
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                let id = &r.header.socket_id;
+                // Not ours: a client end, another service.
+                if id.source_port == port
+                    && let Some((read, unread)) = counts(&r)
+                {
+                    found.push(Counted {
+                        peer: peer_of(id),
+                        inode: u64::from(r.header.inode),
+                        read,
+                        unread,
+                    });
+                }
+                Some(true)
+            }
+            NetlinkPayload::Done(_) => Some(false),
+            NetlinkPayload::Error(_) | NetlinkPayload::Overrun(_) => None,
+            _ => Some(true),
+        })?;
+        Some(found)
+    }
+
+    /// Receives the kernel's answers, handing each message to `each` until
+    /// it says there is no more to come; None when a receive fails, a
+    /// message cannot be read, or `each` says so.
+    fn receive(
+        &mut self,
+        mut each: impl FnMut(NetlinkMessage<SockDiagMessage>) -> Option<bool>,
+    ) -> Option<()> {
         loop {
-            let size = self.socket.recv(&mut &mut buf[..], 0).ok()?;
+            let size = self.socket.recv(&mut &mut self.buf[..], 0).ok()?;
             let mut at = 0;
             while at < size {
                 let message =
-                    NetlinkMessage::<SockDiagMessage>::deserialize(&buf[at..size]).ok()?;
+                    NetlinkMessage::<SockDiagMessage>::deserialize(&self.buf[at..size]).ok()?;
                 let length = message.header.length as usize;
-                match message.payload {
-                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                        let id = &r.header.socket_id;
-                        if id.source_port != port {
-                            // Not ours (a client end, another service).
-                        } else if let Some(received) = r.nlas.iter().find_map(|n| match n {
-                            Nla::TcpInfo(info) => Some(info.bytes_received),
-                            _ => None,
-                        }) {
-                            found.push(Counted {
-                                peer: peer_of(id),
-                                inode: u64::from(r.header.inode),
-                                read: received.saturating_sub(u64::from(r.header.recv_queue)),
-                                unread: u64::from(r.header.recv_queue),
-                            });
-                        }
-                    }
-                    NetlinkPayload::Done(_) => return Some(found),
-                    NetlinkPayload::Error(_) | NetlinkPayload::Overrun(_) => return None,
-                    _ => {}
+                if !each(message)? {
+                    return Some(());
                 }
                 if length == 0 {
                     break;
@@ -292,6 +303,17 @@ impl Diag {
             }
         }
     }
+}
+
+/// What the process has read of a socket, and what waits unread, from
+/// the kernel's answer about it.
+fn counts(r: &InetResponse) -> Option<(u64, u64)> {
+    let received = r.nlas.iter().find_map(|n| match n {
+        Nla::TcpInfo(info) => Some(info.bytes_received),
+        _ => None,
+    })?;
+    let unread = u64::from(r.header.recv_queue);
+    Some((received.saturating_sub(unread), unread))
 }
 
 /// The peer's address as `getpeername` gives it to tiny_http: an IPv6
@@ -462,6 +484,28 @@ mod tests {
             w.look(&[at(4, 1000 + 2 * HEAD_LIMIT)], &quiet(1))
                 .is_empty()
         );
+    }
+
+    /// A count that cannot be made (no diagnostics socket: out of
+    /// descriptors, say) is still due only `LOOK_EVERY` later, so the
+    /// closing thread, which waits until `next`, never spins.
+    #[test]
+    fn a_count_that_cannot_be_made_is_not_due_again_at_once() {
+        let now = Instant::now();
+        let mut cap = HeadCap {
+            diag: None,
+            available: false,
+            watch: HeadWatch::default(),
+            next: now,
+        };
+        assert!(
+            cap.count(now, Which::These(&[]), &|_| Activity::Unseen)
+                .is_none()
+        );
+        assert_eq!(cap.next, now + LOOK_EVERY);
+        // Nor does a cap without diagnostics give the thread a time to
+        // wake for.
+        assert_eq!(cap.next(), None);
     }
 
     /// Link-local IPv6 peers in a dump carry their interface, as tiny_http
