@@ -789,10 +789,12 @@ fn an_endless_head_is_cut_past_its_cap() {
         .unwrap();
     let piece = vec![b'a'; 64 * 1024];
     let mut sent = 0usize;
+    let mut stopped = None;
     // 256 MiB would be held whole without the cap (and stops at the RSS
     // limit first).
     while sent < 256 << 20 && usage(pid).is_some_and(|u| u.rss_kib < RSS_LIMIT_KIB) {
-        if s.write_all(&piece).is_err() {
+        if let Err(e) = s.write_all(&piece) {
+            stopped = Some(e.kind());
             break;
         }
         sent += piece.len();
@@ -815,11 +817,21 @@ fn an_endless_head_is_cut_past_its_cap() {
     let peak = watch.stop();
     let grew_mib = peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024;
     println!(
-        "endless head: {} MiB sent before the writer stopped; closed by the receiver: {closed}; RSS grew by {grew_mib} MiB",
+        "endless head: {} MiB sent before the writer stopped ({stopped:?}); closed by the receiver: {closed}; RSS grew by {grew_mib} MiB",
         sent >> 20
     );
     if !closed {
         p.failures.push("endless head: never closed".into());
+    }
+    // Reset, not left to stall: a write that times out means the sender
+    // was left waiting on a closed window.
+    if matches!(
+        stopped,
+        None | Some(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    ) {
+        p.failures.push(format!(
+            "endless head: the writer was not reset (it stopped with {stopped:?})"
+        ));
     }
     if grew_mib >= 64 {
         p.failures
