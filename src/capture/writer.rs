@@ -694,7 +694,10 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
         accept: Option<&'a str>,
         accept_encoding: Option<&'a str>,
     }
-    let wire_len = batch.wire.as_ref().map_or(0, |w| w.len() * 4 / 3 + 16);
+    let wire_len = batch
+        .wire
+        .as_ref()
+        .map_or(0, |w| base64::encoded_len(w.len(), true).unwrap_or(0));
     let mut head = Vec::with_capacity(512 + wire_len);
     serde_json::to_writer(
         &mut head,
@@ -718,7 +721,7 @@ fn line_head(entry: &Entry, batch: &Batch) -> Vec<u8> {
     if let Some(w) = &batch.wire {
         head.extend_from_slice(b",\"wire\":\"");
         let at = head.len();
-        head.resize(at + base64::encoded_len(w.len(), true).unwrap_or(0), 0);
+        head.resize(at + wire_len, 0);
         let written = base64::engine::general_purpose::STANDARD
             .encode_slice(w, &mut head[at..])
             .expect("sized by encoded_len");

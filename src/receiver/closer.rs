@@ -241,26 +241,29 @@ pub fn run(
             .then(|| count_now(&mut head_cap))
             .flatten();
         if look {
-            let unread_now =
-                |head_cap: &mut heads::HeadCap, counted: Option<Vec<Counted>>| match counted
-                    .or_else(|| {
-                        me.is_some()
-                            .then(|| count_now(head_cap).map(|(all, _)| all))
-                            .flatten()
-                    }) {
-                    Some(all) => all
-                        .iter()
-                        .filter(|c| c.unread > 0)
-                        .map(|c| c.peer)
-                        .collect(),
-                    None => unread_connections(port),
-                };
-            let unread = unread_now(&mut head_cap, counts.as_ref().map(|(all, _)| all.clone()));
+            // Peers with bytes waiting, by a count (this round's first,
+            // then fresh ones after each nudge), or by the kernel's table
+            // where there is no count to be had.
+            let waiting_in = |all: &[Counted]| -> Vec<SocketAddr> {
+                all.iter()
+                    .filter(|c| c.unread > 0)
+                    .map(|c| c.peer)
+                    .collect()
+            };
+            let unread = match &counts {
+                Some((all, _)) => waiting_in(all),
+                None => unread_connections(port),
+            };
             let due = nudge_due(unread, &mut waiting, &activity);
             if !due.is_empty() {
-                nudge(watch, &due, &mut budget, &mut || {
-                    unread_now(&mut head_cap, None)
-                });
+                let mut recount = || {
+                    let counted = me.is_some().then(|| count_now(&mut head_cap));
+                    match counted.flatten() {
+                        Some((all, _)) => waiting_in(&all),
+                        None => unread_connections(port),
+                    }
+                };
+                nudge(watch, &due, &mut budget, &mut recount);
                 // Look again soon: a nudge may not reach every pool.
                 next_look = now + LOOK_AGAIN;
             }
