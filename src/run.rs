@@ -280,6 +280,14 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
             r.torn_bytes
         );
     }
+    if r.unchecked_bytes > 0 {
+        eprintln!(
+            "warning: {}: cut a last line of {} bytes whose records are not a batch (it was being \
+             refused when the receiver stopped, and was never acknowledged)",
+            path.display(),
+            r.unchecked_bytes
+        );
+    }
     if r.unreadable > 0 {
         eprintln!(
             "warning: {}: {} of {} lines are not capture lines and were skipped",

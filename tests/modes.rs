@@ -292,3 +292,52 @@ fn the_status_page_shows_the_mode_and_what_the_device_does() {
         "{page}"
     );
 }
+
+/// A mode set for the next upload waits for the next valid one: the
+/// receiver chooses its answer before the records are read (they are
+/// read while the line is written), and takes that choice back when they
+/// fail. The refused body leaves nothing in the capture.
+#[test]
+fn an_invalid_upload_does_not_use_up_the_next_uploads_mode() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let bench = bench(dir.path(), Mode::Ok);
+    bench.control.set(Mode::Refuse(500), Scope::NextUpload);
+    let post = |body: &[u8]| {
+        let mut conn = std::net::TcpStream::connect(bench.rx.addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            conn,
+            "POST /logbook/storage HTTP/1.1\r\nHost: x\r\nauthorization: token {TOKEN}\r\n\
+             connection: close\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        conn.write_all(body).unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    // Valid JSON, long enough to be written before it is read, but not an
+    // array of records.
+    let not_records = format!(r#"{{"@t":"obd.rpm","pad":"{}"}}"#, "x".repeat(200_000));
+    for body in [not_records.as_bytes(), b"[{\"@t\":1},2]", b"[{\"a\":1}"] {
+        let answer = post(body);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert_eq!(size(&bench.path), 0, "a refused body left bytes behind");
+    }
+    assert_eq!(
+        bench.control.shown().next,
+        Some(Mode::Refuse(500)),
+        "an invalid upload used up the next upload's mode"
+    );
+    let answer = post(br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":900}]"#);
+    assert!(answer.starts_with("HTTP/1.1 500 "), "{answer}");
+    let answer = post(br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:01","value":901}]"#);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let (lines, _, _) = bench.finish();
+    let acked: Vec<bool> = lines.iter().map(|l| l.acked).collect();
+    assert_eq!(acked, [false, true]);
+}

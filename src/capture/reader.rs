@@ -234,7 +234,13 @@ struct LineHead {
     acked: bool,
 }
 
-/// Cuts a torn last line and indexes the batch hashes already captured.
+/// Cuts a torn last line, and a last line whose records are not a batch,
+/// and indexes the batch hashes already captured.
+///
+/// A line is written while its records are still being checked, and cut
+/// off again when they fail (`CaptureHandle::save_checking`); only ever
+/// the last line, alone. A crash between the two leaves it complete at
+/// the end: it was never acknowledged or passed on, so it goes.
 pub(super) fn repair_and_index(
     file: &mut File,
     seen: &mut HashMap<DeviceBatch, Seen>,
@@ -243,7 +249,22 @@ pub(super) fn repair_and_index(
     file.seek(SeekFrom::Start(0))?;
     let mut reader = BufReader::new(&*file);
     let mut line = Vec::new();
+    // The last complete line, indexed only once another follows it or its
+    // records passed.
+    let mut last = Vec::new();
+    let mut last_head = None;
     let mut complete_len = 0u64;
+    let index = |seen: &mut HashMap<DeviceBatch, Seen>,
+                 head: Option<(DeviceBatch, String, bool)>| {
+        if let Some((key, received, acked)) = head {
+            seen.entry(key)
+                .or_insert_with(|| Seen {
+                    first: received.clone(),
+                    acked: None,
+                })
+                .note(&received, acked);
+        }
+    };
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line)?;
@@ -256,7 +277,8 @@ pub(super) fn repair_and_index(
         }
         complete_len += n as u64;
         recovered.lines += 1;
-        match serde_json::from_slice::<LineHead>(&line)
+        index(seen, last_head.take());
+        let head = serde_json::from_slice::<LineHead>(&line)
             .ok()
             .and_then(|h| {
                 let hash = blake3::Hash::from_hex(&h.batch_hash).ok()?;
@@ -265,25 +287,59 @@ pub(super) fn repair_and_index(
                     h.received,
                     h.acked,
                 ))
-            }) {
-            Some((hash, received, acked)) => {
-                seen.entry(hash)
-                    .or_insert_with(|| Seen {
-                        first: received.clone(),
-                        acked: None,
-                    })
-                    .note(&received, acked);
-            }
-            None => recovered.unreadable += 1,
+            });
+        if head.is_none() {
+            recovered.unreadable += 1;
         }
+        last_head = head;
+        std::mem::swap(&mut line, &mut last);
     }
     drop(reader);
-    if recovered.torn_bytes > 0 {
-        file.set_len(complete_len)?;
+    let mut keep = complete_len;
+    if recovered.lines > 0 && !records_are_a_batch(&last) {
+        keep -= last.len() as u64;
+        recovered.lines -= 1;
+        recovered.unchecked_bytes = last.len() as u64;
+        if last_head.take().is_none() {
+            recovered.unreadable -= 1;
+        }
+    }
+    index(seen, last_head);
+    if keep < complete_len + recovered.torn_bytes {
+        file.set_len(keep)?;
         file.sync_all()?;
     }
     file.seek(SeekFrom::End(0))?;
     Ok(recovered)
+}
+
+/// Whether a capture line's records are what the receiver accepts: a JSON
+/// array of objects (the check `ingest` makes, without its counts).
+fn records_are_a_batch(line: &[u8]) -> bool {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Object;
+    impl<'de> Deserialize<'de> for Object {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Object, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Object;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a record object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Object)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Records {
+        #[allow(dead_code)]
+        records: Vec<Object>,
+    }
+    serde_json::from_slice::<Records>(line).is_ok()
 }
 
 /// Reads a capture file line by line; a line that is not a capture line

@@ -41,6 +41,11 @@ pub trait Sink: Send + 'static {
     fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
         Ok(None)
     }
+    /// Whether a line written can be taken back (`truncate` really cuts):
+    /// only then is a line written before its records are checked.
+    fn retractable(&self) -> bool {
+        false
+    }
 }
 
 /// A new file started at the capture path.
@@ -87,6 +92,9 @@ impl Sink for FileSink {
             self.file.seek(SeekFrom::End(0))?;
         }
         Ok(())
+    }
+    fn retractable(&self) -> bool {
+        self.regular
     }
 
     fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
@@ -140,6 +148,10 @@ pub struct Recovered {
     /// never acknowledged: the answer is sent only after the full line and
     /// its newline are synced.
     pub torn_bytes: u64,
+    /// Bytes of a complete last line whose records are not a batch, cut
+    /// off: written while its records were checked, and not yet cut off
+    /// again when the receiver stopped. Never acknowledged either.
+    pub unchecked_bytes: u64,
 }
 
 /// Facts about one request that go on its capture line.
@@ -209,6 +221,10 @@ struct Job {
     tail: Vec<u8>,
     records: Arc<[u8]>,
     reply: Sender<io::Result<Saved>>,
+    /// Whether the records are a batch, for a line queued before its
+    /// records were checked (None: checked before). A sender dropped
+    /// without a word counts as no.
+    verdict: Option<Receiver<bool>>,
 }
 
 /// Handle to the writer; cheap to clone for every worker.
@@ -278,6 +294,9 @@ impl Sink for Box<dyn Sink> {
     }
     fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
         (**self).ensure_at_path()
+    }
+    fn retractable(&self) -> bool {
+        (**self).retractable()
     }
 }
 
@@ -631,7 +650,50 @@ impl CaptureHandle {
         Ok(pending)
     }
 
+    /// Saves a batch whose records are checked by `check` on this thread
+    /// while the writer writes and syncs its line; the line is published
+    /// (to readers, the duplicate index, the answer) only once `check`
+    /// passed. A line that fails is cut off the file again. When other
+    /// lines wait in the same group, the writer waits for the check before
+    /// writing, so a line that fails is only ever written alone, last.
+    ///
+    /// Returns `check`'s error once the line is gone again, or its value
+    /// with the save's result.
+    pub fn save_checking<T, E>(
+        &self,
+        entry: &Entry,
+        batch: &Batch,
+        check: impl FnOnce() -> Result<T, E>,
+    ) -> Result<(T, io::Result<Saved>), E> {
+        let (said, verdict) = bounded(1);
+        let queued = self.queue_job(entry, batch, Some(verdict));
+        if queued.is_ok() {
+            self.shared.more.notify_one();
+        }
+        let checked = check();
+        let _ = said.send(checked.is_ok());
+        match checked {
+            Ok(value) => Ok((value, queued.and_then(Pending::wait))),
+            Err(e) => {
+                // The writer lets go of the job once its line is cut off
+                // again (or left out): after the answer, the file holds no
+                // trace of it.
+                let _ = queued.map(Pending::wait);
+                Err(e)
+            }
+        }
+    }
+
     fn queue(&self, entry: &Entry, batch: &Batch) -> io::Result<Pending> {
+        self.queue_job(entry, batch, None)
+    }
+
+    fn queue_job(
+        &self,
+        entry: &Entry,
+        batch: &Batch,
+        verdict: Option<Receiver<bool>>,
+    ) -> io::Result<Pending> {
         let (reply, answer) = bounded(1);
         let job = Job {
             head: line_head(entry, batch),
@@ -641,6 +703,7 @@ impl CaptureHandle {
             tail: line_tail(entry),
             records: batch.records_json.clone(),
             reply,
+            verdict,
         };
         let mut queue = lock(&self.shared.queue);
         if queue.closed {
@@ -756,8 +819,23 @@ struct Writer<S> {
 }
 
 impl<S: Sink> Writer<S> {
-    fn commit(&mut self, group: Vec<Job>, buf: &mut Vec<u8>) {
+    fn commit(&mut self, mut group: Vec<Job>, buf: &mut Vec<u8>) {
         buf.clear();
+        // A lone line is written while its records are checked; in a
+        // group, every check is awaited first and failed lines left out,
+        // so the lines of others are never written next to one that has
+        // to be cut off again. Where nothing can be cut off (a pipe or a
+        // device), every check is awaited.
+        let unchecked = match group.as_mut_slice() {
+            [job] if self.sink.retractable() => job.verdict.take(),
+            _ => {
+                group.retain_mut(|job| job.verdict.take().is_none_or(|v| v.recv() == Ok(true)));
+                None
+            }
+        };
+        if group.is_empty() {
+            return;
+        }
         // Duplicates are decided against lines that really landed, so a
         // failed group leaves the index as it was.
         let mut landing: HashMap<DeviceBatch, Seen> = HashMap::new();
@@ -790,7 +868,19 @@ impl<S: Sink> Writer<S> {
                 retry_of,
             });
         }
-        let result = self.write_group(buf, group.len() as u64);
+        let result = self.write_group(buf);
+        if let (Ok(()), Some(verdict)) = (&result, unchecked)
+            && verdict.recv() != Ok(true)
+        {
+            // Its worker answers the records' error; nobody hears of the line.
+            self.retract(buf.len() as u64);
+            return;
+        }
+        if result.is_ok() {
+            // Readers see the group only now: a group left behind in a
+            // file that went away, or cut off again, is never passed on.
+            self.durable.grew(self.good_len, group.len() as u64);
+        }
         match result {
             Ok(()) => {
                 self.seen.extend(landing);
@@ -810,15 +900,12 @@ impl<S: Sink> Writer<S> {
     /// before, and again after the sync, so no line is acknowledged that
     /// sits only in a file deleted meanwhile (it is written again to the
     /// new file at the path).
-    fn write_group(&mut self, buf: &[u8], lines: u64) -> io::Result<()> {
+    fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
         const TRIES: usize = 3;
         for _ in 0..TRIES {
             self.follow_path()?;
             self.write_here(buf)?;
             if !self.follow_path()? {
-                // Readers see the group only now: a group left behind in
-                // a file that went away is never passed on from there.
-                self.durable.grew(self.good_len, lines);
                 return Ok(());
             }
         }
@@ -840,6 +927,18 @@ impl<S: Sink> Writer<S> {
                 Ok(true)
             }
         }
+    }
+
+    /// Cuts off the last `len` bytes written (one line whose records
+    /// failed their check), synced, so a crash cannot bring it back; when
+    /// that fails, the next write cuts it first.
+    fn retract(&mut self, len: u64) {
+        self.good_len -= len;
+        self.dirty = self
+            .sink
+            .truncate(self.good_len)
+            .and_then(|()| self.sink.sync())
+            .is_err();
     }
 
     fn write_here(&mut self, buf: &[u8]) -> io::Result<()> {
@@ -975,6 +1074,160 @@ mod tests {
             lines[0].records.get(),
             r#"[{"@t":"a","@ts":"2026-01-01T00:00:00"}]"#
         );
+    }
+}
+
+/// Lines written while their records are checked (`save_checking`).
+#[cfg(test)]
+mod checking_tests {
+    use super::tests::{batch, entry};
+    use super::*;
+    use crate::receiver::ingest::{Auth, Config, prepare};
+    use std::time::{Duration, Instant};
+
+    fn cfg() -> Config {
+        Config {
+            auth: Auth::Open,
+            max_body: 1 << 20,
+        }
+    }
+
+    fn size(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// Waits (bounded) for the file to hold more than `len` bytes.
+    fn grew_past(path: &Path, len: u64) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if size(path) > len {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn a_line_whose_records_fail_is_written_then_cut_off_and_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let cap = Capture::open(&path).unwrap();
+        let durable = cap.durable();
+        let h = cap.handle();
+        h.save(&entry("t1"), &batch(r#"[{"@t":"a"}]"#)).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let len = before.len() as u64;
+        assert_eq!(durable.synced(), len);
+
+        let body = br#"{"@t":"not a list"}"#;
+        let unchecked = prepare(&cfg(), None, body).unwrap();
+        let mut written = false;
+        let out = h.save_checking(&entry("t2"), unchecked.batch(), || {
+            // The line goes to the file while the records are read.
+            written = grew_past(&path, len);
+            unchecked.check()
+        });
+        assert!(
+            written,
+            "the line was not written while its records were read"
+        );
+        let Err(err) = out else {
+            panic!("records that are not a list were accepted")
+        };
+        assert_eq!(err.status, 400);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the line was not cut off"
+        );
+        assert_eq!(durable.synced(), len, "readers were shown the line");
+
+        // The next line follows the first, and the index knows nothing of
+        // the refused one.
+        let b = batch(r#"[{"@t":"b"}]"#);
+        let saved = h
+            .save_checking(&entry("t3"), &b, || Ok::<_, ()>(()))
+            .unwrap()
+            .1
+            .unwrap();
+        assert_eq!(saved.duplicate_of, None);
+        assert!(durable.synced() > len);
+        drop((h, durable));
+        cap.close();
+        let reopened = Capture::open(&path).unwrap();
+        assert_eq!(reopened.recovered.lines, 2);
+        assert_eq!(reopened.recovered.unchecked_bytes, 0);
+        assert_eq!(reopened.recovered.unreadable, 0);
+    }
+
+    #[test]
+    fn in_a_group_a_line_whose_records_fail_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let cap = Capture::open(&path).unwrap();
+        let h = cap.handle();
+        // Holding the committer keeps the lines queued until both are in,
+        // so they are taken as one group.
+        let committer = lock(&h.shared.writer);
+        let good = batch(r#"[{"@t":"good"}]"#);
+        let first = h.submit(&entry("t1"), &good).unwrap();
+        let unchecked = prepare(&cfg(), None, br#"[1,2]"#).unwrap();
+        let (tell, told) = bounded(1);
+        let bad = std::thread::scope(|s| {
+            let bad = s.spawn(|| {
+                h.save_checking(&entry("t2"), unchecked.batch(), || {
+                    tell.send(()).unwrap();
+                    unchecked.check()
+                })
+            });
+            told.recv().unwrap();
+            assert_eq!(h.queued(), 2);
+            drop(committer);
+            h.shared.more.notify_one();
+            bad.join().unwrap()
+        });
+        assert_eq!(bad.err().unwrap().status, 400);
+        first.wait().unwrap();
+        drop(h);
+        cap.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(r#""records":[{"@t":"good"}]"#), "{text}");
+        assert!(!text.contains("[1,2]"), "{text}");
+    }
+
+    #[test]
+    fn a_last_line_whose_records_are_not_a_batch_is_cut_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let cap = Capture::open(&path).unwrap();
+        let h = cap.handle();
+        let a = batch(r#"[{"@t":"a"}]"#);
+        let b = batch(r#"[{"@t":"b"}]"#);
+        h.save(&entry("t1"), &a).unwrap();
+        h.save(&entry("t2"), &b).unwrap();
+        drop(h);
+        cap.close();
+        // What a stop between the write and the cut leaves: the second
+        // line with records that are not a batch.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (first, second) = text.split_once('\n').unwrap();
+        let second = second.replace(r#""records":[{"@t":"b"}]"#, r#""records":{"@t":"b"}"#);
+        assert_ne!(second, text.split_once('\n').unwrap().1);
+        std::fs::write(&path, format!("{first}\n{second}")).unwrap();
+
+        let cap = Capture::open(&path).unwrap();
+        assert_eq!(cap.recovered.lines, 1);
+        assert_eq!(cap.recovered.unchecked_bytes, second.len() as u64);
+        assert_eq!(size(&path), first.len() as u64 + 1);
+        // Its batch was not indexed: sent again, it is no duplicate.
+        let saved = cap.handle().save(&entry("t3"), &b).unwrap();
+        assert_eq!(saved.duplicate_of, None);
+        cap.close();
+        // A last line that is a batch stays.
+        let cap = Capture::open(&path).unwrap();
+        assert_eq!((cap.recovered.lines, cap.recovered.unchecked_bytes), (2, 0));
     }
 }
 

@@ -259,25 +259,44 @@ pub fn decode(
     content_encoding: Option<&str>,
     wire: &[u8],
 ) -> Result<Batch, Rejection> {
-    let mut batch = decode_body(config, content_encoding, wire)?;
-    batch.content_encoding = content_encoding.map(str::to_owned);
-    if *wire != *batch.records_json {
-        batch.wire = Some(wire.into());
-    }
-    Ok(batch)
+    let unchecked = prepare(config, content_encoding, wire)?;
+    let counts = unchecked.check()?;
+    Ok(unchecked.finish(counts))
 }
 
-/// `decode` without the wire facts: inflates, validates, names mismatches.
-fn decode_body(
+/// A body inflated, on one line and hashed: everything its capture line
+/// needs. Whether its records are what a batch must be (`check`) is still
+/// to be found out, which the receiver does while the line is written.
+pub struct Unchecked<'a> {
+    /// The batch as it will be, its counts still zero.
+    batch: Batch,
+    /// The body as JSON text (inflated when it came as gzip).
+    text: Cow<'a, str>,
+    declared: Declared,
+}
+
+/// What checking the records found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Counts {
+    records: usize,
+    malformed: usize,
+    naive: usize,
+    newest: Option<jiff::Timestamp>,
+}
+
+/// `decode` up to the records check: inflates, checks size and UTF-8, lays
+/// the body on one line and hashes it. Fails only for what the check would
+/// never see (too large, bad gzip, not UTF-8, empty).
+pub fn prepare<'a>(
     config: &Config,
     content_encoding: Option<&str>,
-    wire: &[u8],
-) -> Result<Batch, Rejection> {
+    wire: &'a [u8],
+) -> Result<Unchecked<'a>, Rejection> {
     if wire.len() > config.max_body {
         return Err(too_large("body", wire.len(), config.max_body));
     }
     let declared = Declared::from_header(content_encoding);
-    if wire.starts_with(&[0x1f, 0x8b]) {
+    let (body, encoding, warning): (Cow<'a, [u8]>, _, _) = if wire.starts_with(&[0x1f, 0x8b]) {
         let inflated = inflate(wire, config.max_body)?;
         let warning = match &declared {
             Declared::Gzip => None,
@@ -288,12 +307,61 @@ fn decode_body(
                 "body is gzip but content-encoding says '{name}'; inflated anyway"
             )),
         };
-        return validate(&inflated, Encoding::Gzip, warning)
-            .map_err(|e| e.with_prefix("gzip body: "));
+        (Cow::Owned(inflated), Encoding::Gzip, warning)
+    } else {
+        (Cow::Borrowed(wire), Encoding::Identity, None)
+    };
+    let text = as_text(body).map_err(|e| reject(encoding, &declared, e))?;
+    // Copied once, straight into the shared buffer the capture, the
+    // dashboard and the forwards read.
+    let records_json: Arc<[u8]> = Arc::from(&*one_line(text.as_bytes()));
+    let hash = *blake3::hash(&records_json).as_bytes();
+    let wire = (*wire != *records_json).then(|| wire.into());
+    Ok(Unchecked {
+        batch: Batch {
+            records_json,
+            records: 0,
+            malformed: 0,
+            naive_timestamps: 0,
+            encoding,
+            body_bytes: text.len(),
+            warning,
+            hash,
+            newest_ts: None,
+            wire,
+            content_encoding: content_encoding.map(str::to_owned),
+        },
+        text,
+        declared,
+    })
+}
+
+impl Unchecked<'_> {
+    /// The batch its capture line is made from (counts not yet known).
+    pub fn batch(&self) -> &Batch {
+        &self.batch
     }
-    match validate(wire, Encoding::Identity, None) {
-        Ok(mut batch) => {
-            batch.warning = match &declared {
+
+    /// Reads every record: the body must be a JSON array of objects.
+    pub fn check(&self) -> Result<Counts, Rejection> {
+        scan(&self.text).map_err(|e| {
+            reject(
+                self.batch.encoding,
+                &self.declared,
+                Invalid(describe_json_error(self.text.as_bytes(), &e)),
+            )
+        })
+    }
+
+    /// The checked batch.
+    pub fn finish(self, counts: Counts) -> Batch {
+        let mut batch = self.batch;
+        batch.records = counts.records;
+        batch.malformed = counts.malformed;
+        batch.naive_timestamps = counts.naive;
+        batch.newest_ts = counts.newest;
+        if batch.encoding == Encoding::Identity {
+            batch.warning = match &self.declared {
                 Declared::Identity => None,
                 Declared::Gzip => {
                     Some("content-encoding says gzip but the body is plain JSON".to_string())
@@ -302,24 +370,60 @@ fn decode_body(
                     "content-encoding says '{name}' but the body is plain JSON"
                 )),
             };
-            Ok(batch)
         }
-        Err(e) => Err(match &declared {
-            Declared::Other(name) => Rejection::new(
-                415,
-                format!(
-                    "unsupported content-encoding '{name}': only gzip is decoded, and the body is not plain JSON"
-                ),
+        batch
+    }
+}
+
+fn scan(text: &str) -> Result<Counts, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    BatchSeed
+        .deserialize(&mut de)
+        .and_then(|s| de.end().map(|()| s))
+}
+
+/// The body as text, checked once here (the device sends ASCII, which the
+/// standard library checks a word at a time), so the JSON reader works on
+/// a str and does not check every string again.
+fn as_text(body: Cow<'_, [u8]>) -> Result<Cow<'_, str>, Invalid> {
+    let text = match body {
+        Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).map_err(|e| not_utf8(&e))?),
+        Cow::Owned(b) => Cow::Owned(String::from_utf8(b).map_err(|e| not_utf8(&e.utf8_error()))?),
+    };
+    if text.trim_ascii().is_empty() {
+        return Err(Invalid(
+            "empty body: expected a JSON array of records".into(),
+        ));
+    }
+    Ok(text)
+}
+
+fn not_utf8(e: &std::str::Utf8Error) -> Invalid {
+    Invalid(format!(
+        "body is not valid UTF-8 at byte {}",
+        e.valid_up_to()
+    ))
+}
+
+/// The answer to a body that is not a batch, from how it came and what its
+/// `content-encoding` said.
+fn reject(encoding: Encoding, declared: &Declared, e: Invalid) -> Rejection {
+    match (encoding, declared) {
+        (Encoding::Gzip, _) => e.with_prefix("gzip body: "),
+        (Encoding::Identity, Declared::Other(name)) => Rejection::new(
+            415,
+            format!(
+                "unsupported content-encoding '{name}': only gzip is decoded, and the body is not plain JSON"
             ),
-            Declared::Gzip => Rejection::new(
-                400,
-                format!(
-                    "content-encoding says gzip but the body is neither gzip nor JSON: {}",
-                    e.0
-                ),
+        ),
+        (Encoding::Identity, Declared::Gzip) => Rejection::new(
+            400,
+            format!(
+                "content-encoding says gzip but the body is neither gzip nor JSON: {}",
+                e.0
             ),
-            Declared::Identity => Rejection::new(400, e.0),
-        }),
+        ),
+        (Encoding::Identity, Declared::Identity) => Rejection::new(400, e.0),
     }
 }
 
@@ -361,45 +465,6 @@ impl Invalid {
     fn with_prefix(self, prefix: &str) -> Rejection {
         Rejection::new(400, format!("{prefix}{}", self.0))
     }
-}
-
-fn validate(body: &[u8], encoding: Encoding, warning: Option<String>) -> Result<Batch, Invalid> {
-    // Checked once here (the device sends ASCII, which the standard
-    // library checks a word at a time), so the JSON reader works on a str
-    // and does not check every string again.
-    let text = std::str::from_utf8(body).map_err(|e| {
-        Invalid(format!(
-            "body is not valid UTF-8 at byte {}",
-            e.valid_up_to()
-        ))
-    })?;
-    if text.trim_ascii().is_empty() {
-        return Err(Invalid(
-            "empty body: expected a JSON array of records".into(),
-        ));
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let scan = BatchSeed
-        .deserialize(&mut de)
-        .and_then(|s| de.end().map(|()| s));
-    let scan = scan.map_err(|e| Invalid(describe_json_error(body, &e)))?;
-    // Copied once, straight into the shared buffer the capture, the
-    // dashboard and the forwards read.
-    let records_json: Arc<[u8]> = Arc::from(&*one_line(body));
-    let hash = *blake3::hash(&records_json).as_bytes();
-    Ok(Batch {
-        records_json,
-        records: scan.records,
-        malformed: scan.malformed,
-        naive_timestamps: scan.naive,
-        encoding,
-        body_bytes: body.len(),
-        warning,
-        hash,
-        newest_ts: scan.newest,
-        wire: None,
-        content_encoding: None,
-    })
 }
 
 /// Names what broke and where: serde's message (cut when long, since it
@@ -477,31 +542,22 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Counts gathered while validating a batch in one pass.
-#[derive(Default)]
-struct Scan {
-    records: usize,
-    malformed: usize,
-    naive: usize,
-    newest: Option<jiff::Timestamp>,
-}
-
 struct BatchSeed;
 
 impl<'de> DeserializeSeed<'de> for BatchSeed {
-    type Value = Scan;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scan, D::Error> {
+    type Value = Counts;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Counts, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for BatchSeed {
-    type Value = Scan;
+    type Value = Counts;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON array of record objects")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scan, A::Error> {
-        let mut scan = Scan::default();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Counts, A::Error> {
+        let mut scan = Counts::default();
         while let Some(head) = seq.next_element_seed(RecordSeed {
             index: scan.records,
         })? {
@@ -645,7 +701,6 @@ impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     fn cfg() -> Config {
         Config {
             auth: Auth::tokens(&["secret-1", "secret-2"]),

@@ -178,6 +178,8 @@ pub struct Control {
 struct State {
     lasting: Mode,
     next: Option<Mode>,
+    /// Answers taken so far: an undo applies only to the last one.
+    taken: u64,
     /// Seeded: the same sequence of uploads gets the same flaky answers
     /// every run, so a bench run can be repeated.
     rng: ChaCha8Rng,
@@ -210,6 +212,7 @@ impl Control {
             state: Mutex::new(State {
                 lasting: mode,
                 next: None,
+                taken: 0,
                 rng: ChaCha8Rng::seed_from_u64(0x6175_746f_7069),
             }),
         }
@@ -241,11 +244,47 @@ impl Control {
     /// The mode in force for one valid upload and its answer; a mode set
     /// for the next upload only is used up.
     pub fn take(&self) -> (Mode, Answer) {
+        let (mode, answer, _) = self.take_undoable();
+        (mode, answer)
+    }
+
+    /// `take`, for an upload whose records are checked after its answer
+    /// was chosen: when they fail, `undo` puts the control back as it was,
+    /// so the mode meant for the next upload meets the next valid one and
+    /// the flaky sequence stays what it would have been.
+    pub fn take_undoable(&self) -> (Mode, Answer, Undo) {
         let mut s = self.lock();
+        let undo = Undo {
+            next: s.next,
+            rng: s.rng.clone(),
+            taken: s.taken,
+        };
         let mode = s.next.take().unwrap_or(s.lasting);
         let roll = s.rng.random_range(0..100u8);
-        (mode, mode.decide(roll))
+        s.taken += 1;
+        (mode, mode.decide(roll), undo)
     }
+
+    /// Takes back the last answer taken, unless another was taken since
+    /// (then only the mode for the next upload is put back, if none was
+    /// set meanwhile).
+    pub fn undo(&self, undo: Undo) {
+        let mut s = self.lock();
+        if s.taken == undo.taken + 1 {
+            s.rng = undo.rng;
+            s.taken = undo.taken;
+        }
+        if s.next.is_none() {
+            s.next = undo.next;
+        }
+    }
+}
+
+/// How to take back one `take_undoable`.
+pub struct Undo {
+    next: Option<Mode>,
+    rng: ChaCha8Rng,
+    taken: u64,
 }
 
 #[cfg(test)]
@@ -276,6 +315,23 @@ mod tests {
         ] {
             let err = Mode::parse(bad).unwrap_err();
             assert!(!err.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_undone_take_leaves_the_next_upload_and_the_flaky_sequence_as_they_were() {
+        let control = Control::new(Mode::Flaky(50));
+        let first: Vec<Answer> = (0..20).map(|_| control.take().1).collect();
+        let control = Control::new(Mode::Flaky(50));
+        control.set(Mode::Refuse(503), Scope::NextUpload);
+        let (mode, _, undo) = control.take_undoable();
+        assert_eq!(mode, Mode::Refuse(503));
+        control.undo(undo);
+        assert_eq!(control.take().0, Mode::Refuse(503));
+        for want in &first[1..] {
+            let (_, _, undo) = control.take_undoable();
+            control.undo(undo);
+            assert_eq!(control.take().1, *want);
         }
     }
 

@@ -884,25 +884,20 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, (Rejection,
     Err((Rejection { status: 400, error }, wire.len() as u64))
 }
 
-fn decode_and_save(
-    ctx: &Ctx,
-    request: &Request,
-    received: Timestamp,
-    mut wire: Vec<u8>,
-) -> Outcome {
+fn decode_and_save(ctx: &Ctx, request: &Request, received: Timestamp, wire: Vec<u8>) -> Outcome {
     let wire_bytes = wire.len() as u64;
-    let decided = ingest::decode(&ctx.config, header(request, "content-encoding"), &wire);
-    let batch = match decided {
-        Ok(batch) => batch,
-        Err(r) => {
-            let mut out = Outcome::refused(r);
-            out.wire_bytes = wire_bytes;
-            wire.truncate(REFUSED_BODY_KEPT);
-            out.kept_body = ctx.event_bodies.then(|| wire.into());
-            return out;
-        }
+    let refused = |r: Rejection, mut wire: Vec<u8>| {
+        let mut out = Outcome::refused(r);
+        out.wire_bytes = wire_bytes;
+        wire.truncate(REFUSED_BODY_KEPT);
+        out.kept_body = ctx.event_bodies.then(|| wire.into());
+        out
     };
-    let (mode, answer) = ctx.respond.take();
+    let unchecked = match ingest::prepare(&ctx.config, header(request, "content-encoding"), &wire) {
+        Ok(unchecked) => unchecked,
+        Err(r) => return refused(r, wire),
+    };
+    let (mode, answer, undo) = ctx.respond.take_undoable();
     let entry = Entry {
         received: format_received(received),
         peer: peer(request),
@@ -915,7 +910,20 @@ fn decode_and_save(
         acked: answer.acked(),
         mode: mode.to_string(),
     };
-    match ctx.capture.save(&entry, &batch) {
+    // The records are read while the line is written and synced: the
+    // line counts (and the device hears 2xx) only once both are done.
+    let checked = ctx
+        .capture
+        .save_checking(&entry, unchecked.batch(), || unchecked.check());
+    let (batch, saved) = match checked {
+        Ok((counts, saved)) => (unchecked.finish(counts), saved),
+        Err(r) => {
+            ctx.respond.undo(undo);
+            drop(unchecked);
+            return refused(r, wire);
+        }
+    };
+    match saved {
         Ok(saved) => {
             let mut out = match answer {
                 Answer::Ack | Answer::Late(_) => Outcome::json(
