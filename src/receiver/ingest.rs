@@ -344,6 +344,15 @@ impl Unchecked<'_> {
 
     /// Reads every record: the body must be a JSON array of objects.
     pub fn check(&self) -> Result<Counts, Rejection> {
+        self.check_on(None)
+    }
+
+    /// `check`, a large body read in two halves at once, one of them on
+    /// `helper` (for a lone upload, which leaves a core idle).
+    pub fn check_on(&self, helper: Option<&rayon::ThreadPool>) -> Result<Counts, Rejection> {
+        if let Some(counts) = helper.and_then(|pool| scan_halves(&self.text, pool, HALVES_FROM)) {
+            return Ok(counts);
+        }
         scan(&self.text).map_err(|e| {
             reject(
                 self.batch.encoding,
@@ -375,11 +384,59 @@ impl Unchecked<'_> {
     }
 }
 
+/// Bodies at least this long are worth reading in two halves at once.
+const HALVES_FROM: usize = 64 * 1024;
+
+/// A thread that reads the second half of a lone upload's records (None
+/// when it cannot be started: everything is then read in one pass).
+pub fn helper() -> Option<&'static rayon::ThreadPool> {
+    static HELPER: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    HELPER
+        .get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(|_| "check-helper".into())
+                .build()
+                .ok()
+        })
+        .as_ref()
+}
+
 fn scan(text: &str) -> Result<Counts, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     BatchSeed
         .deserialize(&mut de)
         .and_then(|s| de.end().map(|()| s))
+}
+
+/// Reads the records in two halves at once, split after a record near the
+/// middle (`},{`). Each half is read as an array of its own: the first
+/// closed with `]`, the second opened with `[`. Both pass only when the
+/// split lies between two records of the top-level array (a split inside
+/// a string or a nested value leaves a bracket or a quote open in the
+/// first half), and then the whole passes. None when the body is short,
+/// has no such place, or a half fails: the caller then reads it in one
+/// pass, which also names the error exactly.
+fn scan_halves(text: &str, pool: &rayon::ThreadPool, shortest: usize) -> Option<Counts> {
+    if text.len() < shortest {
+        return None;
+    }
+    let middle = text.len() / 2;
+    let at = middle + memchr::memmem::find(&text.as_bytes()[middle..], b"},{")?;
+    let first = format!("{}]", &text[..=at]);
+    let second = format!("[{}", &text[at + 2..]);
+    let (mut a, mut b) = (None, None);
+    pool.in_place_scope(|s| {
+        s.spawn(|_| b = Some(scan(&second)));
+        a = Some(scan(&first));
+    });
+    let (a, b) = (a?.ok()?, b?.ok()?);
+    Some(Counts {
+        records: a.records + b.records,
+        malformed: a.malformed + b.malformed,
+        naive: a.naive + b.naive,
+        newest: a.newest.max(b.newest),
+    })
 }
 
 /// The body as text, checked once here (the device sends ASCII, which the
@@ -701,6 +758,92 @@ impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn unchecked(body: &str) -> Unchecked<'_> {
+        prepare(&cfg_open(), None, body.as_bytes()).unwrap()
+    }
+
+    fn cfg_open() -> Config {
+        Config {
+            auth: Auth::Open,
+            max_body: 32 << 20,
+        }
+    }
+
+    fn pool() -> &'static rayon::ThreadPool {
+        helper().expect("a helper thread")
+    }
+
+    #[test]
+    fn a_large_batch_read_in_halves_counts_what_one_pass_counts() {
+        let body = include_str!("../../tests/fixtures/batch-1000-naive.json");
+        let halves = scan_halves(body, pool(), HALVES_FROM).expect("split and read in halves");
+        let whole = unchecked(body).check().unwrap();
+        assert_eq!(whole.records, 1000);
+        assert_eq!(halves, whole);
+        assert_eq!(unchecked(body).check_on(Some(pool())).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_split_inside_a_string_or_a_nested_value_falls_back_to_one_pass() {
+        let small = r#"{"@t":"a","@ts":"2026-01-01T00:00:00"}"#;
+        let pad = |n: usize| vec![small; n].join(",");
+        // The first `},{` after the middle is inside a string, then inside
+        // a nested array of objects.
+        let in_string = format!(
+            r#"[{},{{"@t":"s","note":"{}}},{{x"}},{}]"#,
+            pad(10),
+            "y".repeat(2000),
+            pad(1)
+        );
+        let nested = format!(
+            r#"[{},{{"@t":"n","v":[{}, {{"k":1}},{{"k":2}}]}},{}]"#,
+            pad(40),
+            "1,".repeat(1000) + "1",
+            pad(1)
+        );
+        for body in [&in_string, &nested] {
+            let whole = unchecked(body).check().unwrap();
+            assert_eq!(scan_halves(body, pool(), 0), None, "{body:.80}");
+            assert_eq!(unchecked(body).check_on(Some(pool())).unwrap(), whole);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Read in halves or in one pass, a body gets the same verdict:
+        /// the same counts, or the same error.
+        #[test]
+        fn halves_and_one_pass_agree(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(r#"{"@t":"a","@ts":"2026-01-01T00:00:00"}"#.to_string()),
+                    Just(r#"{"@t":"b","@ts":"2026-01-01T00:00:00+02:00"}"#.to_string()),
+                    Just(r#"{"@t":"c"}"#.to_string()),
+                    Just(r#"{"s":"},{"}"#.to_string()),
+                    Just(r#"{"v":[{"a":1},{"b":2}]}"#.to_string()),
+                    Just(r#"{"o":{"p":{}},"q":"]"}"#.to_string()),
+                    Just("[]".to_string()),
+                    Just("1".to_string()),
+                    Just(r#"{"x":"#.to_string()),
+                    Just("}".to_string()),
+                ],
+                1..40,
+            ),
+            sep in prop_oneof![Just(","), Just(", "), Just("},{")],
+        ) {
+            let body = format!("[{}]", parts.join(sep));
+            let one = unchecked(&body).check().map_err(|r| r.error);
+            let halves = scan_halves(&body, pool(), 0);
+            if let Some(h) = &halves {
+                prop_assert_eq!(Ok(h), one.as_ref(), "{}", body);
+            }
+            let checked = unchecked(&body).check_on(Some(pool())).map_err(|r| r.error);
+            prop_assert_eq!(checked, one, "{}", body);
+        }
+    }
+
     fn cfg() -> Config {
         Config {
             auth: Auth::tokens(&["secret-1", "secret-2"]),

@@ -912,9 +912,13 @@ fn decode_and_save(ctx: &Ctx, request: &Request, received: Timestamp, wire: Vec<
     };
     // The records are read while the line is written and synced: the
     // line counts (and the device hears 2xx) only once both are done.
+    // A lone upload has a core to spare: its records are read in two halves.
+    let helper = (ctx.busy.load(Ordering::SeqCst) <= 1)
+        .then(ingest::helper)
+        .flatten();
     let checked = ctx
         .capture
-        .save_checking(&entry, unchecked.batch(), || unchecked.check());
+        .save_checking(&entry, unchecked.batch(), || unchecked.check_on(helper));
     let (batch, saved) = match checked {
         Ok((counts, saved)) => (unchecked.finish(counts), saved),
         Err(r) => {
