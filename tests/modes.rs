@@ -323,7 +323,12 @@ fn an_invalid_upload_does_not_use_up_the_next_uploads_mode() {
     // Valid JSON, long enough to be written before it is read, but not an
     // array of records.
     let not_records = format!(r#"{{"@t":"obd.rpm","pad":"{}"}}"#, "x".repeat(200_000));
-    for body in [not_records.as_bytes(), b"[{\"@t\":1},2]", b"[{\"a\":1}"] {
+    for body in [
+        not_records.as_bytes(),
+        b"[{\"@t\":1},2]",
+        b"[{\"a\":1}",
+        b"[{\"@t\":\"a\nb\"}]",
+    ] {
         let answer = post(body);
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
         assert_eq!(size(&bench.path), 0, "a refused body left bytes behind");

@@ -296,7 +296,9 @@ pub(super) fn repair_and_index(
     }
     drop(reader);
     let mut keep = complete_len;
-    if recovered.lines > 0 && !records_are_a_batch(&last) {
+    // Only a line of ours (the writer's lines start with their time
+    // received); a line put there by anything else stays, as unreadable.
+    if recovered.lines > 0 && last.starts_with(b"{\"received\":\"") && !records_are_a_batch(&last) {
         keep -= last.len() as u64;
         recovered.lines -= 1;
         recovered.unchecked_bytes = last.len() as u64;

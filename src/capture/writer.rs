@@ -227,6 +227,19 @@ struct Job {
     verdict: Option<Receiver<bool>>,
 }
 
+impl Job {
+    /// Whether this job, alone in its group, is written before its check
+    /// ends: only when a line can be cut off again, its check is still
+    /// running, and its records hold no newline (never valid JSON on one
+    /// line: they would be written as several lines, and the repair at
+    /// start looks at the last one only).
+    fn written_unchecked(&self, retractable: bool) -> bool {
+        retractable
+            && self.verdict.as_ref().is_some_and(Receiver::is_empty)
+            && memchr::memchr(b'\n', &self.records).is_none()
+    }
+}
+
 /// Handle to the writer; cheap to clone for every worker.
 pub struct CaptureHandle {
     shared: Arc<Shared>,
@@ -672,12 +685,15 @@ impl CaptureHandle {
         }
         let checked = check();
         let _ = said.send(checked.is_ok());
+        // Should the writer thread be gone (it never ends while handles
+        // live, but a panic would end it), this worker commits.
+        self.shared.commit_if_free();
         match checked {
             Ok(value) => Ok((value, queued.and_then(Pending::wait))),
             Err(e) => {
                 // The writer lets go of the job once its line is cut off
                 // again (or left out): after the answer, the file holds no
-                // trace of it.
+                // trace of it (unless the cut itself failed: see `retract`).
                 let _ = queued.map(Pending::wait);
                 Err(e)
             }
@@ -827,12 +843,10 @@ impl<S: Sink> Writer<S> {
         // to be cut off again. Where nothing can be cut off (a pipe or a
         // device), every check is awaited.
         let unchecked = match group.as_mut_slice() {
-            [job] if self.sink.retractable() => job.verdict.take(),
-            _ => {
-                group.retain_mut(|job| job.verdict.take().is_none_or(|v| v.recv() == Ok(true)));
-                None
-            }
+            [job] if job.written_unchecked(self.sink.retractable()) => job.verdict.take(),
+            _ => None,
         };
+        group.retain_mut(|job| job.verdict.take().is_none_or(|v| v.recv() == Ok(true)));
         if group.is_empty() {
             return;
         }
@@ -868,13 +882,24 @@ impl<S: Sink> Writer<S> {
                 retry_of,
             });
         }
-        let result = self.write_group(buf);
-        if let (Ok(()), Some(verdict)) = (&result, unchecked)
-            && verdict.recv() != Ok(true)
-        {
-            // Its worker answers the records' error; nobody hears of the line.
-            self.retract(buf.len() as u64);
-            return;
+        let mut result = self.write_group(buf);
+        if let (Ok(()), Some(verdict)) = (&result, unchecked) {
+            if verdict.recv() != Ok(true) {
+                // Its worker answers the records' error; nobody hears of
+                // the line.
+                self.retract(buf.len() as u64);
+                return;
+            }
+            // The check took a while: the path is looked at again, so no
+            // line is acknowledged that is only in a file deleted meanwhile.
+            result = match self.follow_path() {
+                Ok(false) => Ok(()),
+                Ok(true) => self.write_group(buf),
+                Err(e) => {
+                    self.unwrite(buf.len() as u64);
+                    Err(e)
+                }
+            };
         }
         if result.is_ok() {
             // Readers see the group only now: a group left behind in a
@@ -905,8 +930,13 @@ impl<S: Sink> Writer<S> {
         for _ in 0..TRIES {
             self.follow_path()?;
             self.write_here(buf)?;
-            if !self.follow_path()? {
-                return Ok(());
+            match self.follow_path() {
+                Ok(false) => return Ok(()),
+                Ok(true) => {}
+                Err(e) => {
+                    self.unwrite(buf.len() as u64);
+                    return Err(e);
+                }
             }
         }
         Err(io::Error::other(
@@ -929,9 +959,18 @@ impl<S: Sink> Writer<S> {
         }
     }
 
+    /// Takes back the last `len` bytes written when whether they are
+    /// where the path points cannot be told (the group fails): the next
+    /// write cuts them off first, and readers never see them.
+    fn unwrite(&mut self, len: u64) {
+        self.good_len -= len;
+        self.dirty = true;
+    }
+
     /// Cuts off the last `len` bytes written (one line whose records
-    /// failed their check), synced, so a crash cannot bring it back; when
-    /// that fails, the next write cuts it first.
+    /// failed their check), synced, so a crash cannot bring it back. When
+    /// the cut or its sync fails, the line stays past what readers are
+    /// shown until the next write cuts it first (or a start's repair).
     fn retract(&mut self, len: u64) {
         self.good_len -= len;
         self.dirty = self
@@ -978,10 +1017,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// A sink whose writes fail while `failing` is set, keeping what "landed".
+    /// With `lost_after_write`, looking at the path fails right after the
+    /// next write (its bytes landed, where is not known).
     #[derive(Clone, Default)]
     struct Flaky {
         data: Arc<Mutex<Vec<u8>>>,
         failing: Arc<Mutex<bool>>,
+        lost_after_write: Arc<Mutex<bool>>,
+        written: Arc<Mutex<bool>>,
     }
 
     impl Sink for Flaky {
@@ -993,6 +1036,7 @@ mod tests {
                 return Err(io::Error::from_raw_os_error(28));
             }
             data.extend_from_slice(buf);
+            *self.written.lock().unwrap() = true;
             Ok(())
         }
         fn sync(&mut self) -> io::Result<()> {
@@ -1002,6 +1046,41 @@ mod tests {
             self.data.lock().unwrap().truncate(len as usize);
             Ok(())
         }
+        fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
+            let written = std::mem::take(&mut *self.written.lock().unwrap());
+            if written && std::mem::take(&mut *self.lost_after_write.lock().unwrap()) {
+                return Err(io::Error::from_raw_os_error(13));
+            }
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_group_whose_place_is_lost_after_its_write_is_cut_off_by_the_next() {
+        let sink = Flaky::default();
+        let cap = Capture::with_sink(sink.clone(), 0, HashMap::new());
+        let h = cap.handle();
+        h.save(&entry("t1"), &batch(r#"[{"@t":"a"}]"#)).unwrap();
+        *sink.lost_after_write.lock().unwrap() = true;
+        let err = h.save(&entry("t2"), &batch(r#"[{"@t":"b"}]"#)).unwrap_err();
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+        h.save(&entry("t3"), &batch(r#"[{"@t":"c"}]"#)).unwrap();
+        drop(h);
+        cap.close();
+        let data = String::from_utf8(sink.data.lock().unwrap().clone()).unwrap();
+        let received: Vec<String> = data
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<crate::capture::CapturedBatch>(l)
+                    .unwrap()
+                    .received
+            })
+            .collect();
+        assert_eq!(
+            received,
+            ["t1", "t3"],
+            "a group answered 503 stayed in the file"
+        );
     }
 
     pub(super) fn batch(text: &str) -> Batch {
@@ -1162,6 +1241,68 @@ mod checking_tests {
     }
 
     #[test]
+    fn a_capture_deleted_while_the_records_are_read_gets_the_line_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let cap = Capture::open(&path).unwrap();
+        let h = cap.handle();
+        let b = batch(r#"[{"@t":"b"}]"#);
+        let mut written = false;
+        let (_, saved) = h
+            .save_checking(&entry("t1"), &b, || {
+                written = grew_past(&path, 0);
+                std::fs::remove_file(&path).unwrap();
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        assert!(
+            written,
+            "the line was not written while its records were read"
+        );
+        saved.unwrap();
+        // Acknowledged: so it is in the file at the path now.
+        let text = std::fs::read_to_string(&path).expect("a new file at the path");
+        assert!(text.contains(r#""records":[{"@t":"b"}]"#), "{text:?}");
+        assert!(cap.notices.try_recv().unwrap().contains("deleted"));
+        drop(h);
+        cap.close();
+    }
+
+    #[test]
+    fn only_a_line_that_can_be_cut_off_whole_is_written_before_its_check() {
+        let job = |records: &[u8]| {
+            let (reply, _) = bounded(1);
+            let (said, verdict) = bounded(1);
+            let job = Job {
+                head: Vec::new(),
+                key: device_batch(None, &[0; 32]),
+                received: String::new(),
+                acked: true,
+                tail: Vec::new(),
+                records: records.into(),
+                reply,
+                verdict: Some(verdict),
+            };
+            (job, said)
+        };
+        let (plain, _said) = job(br#"[{"@t":"a"}]"#);
+        assert!(plain.written_unchecked(true));
+        assert!(!plain.written_unchecked(false), "a pipe cannot cut");
+        // An invalid body with a raw newline in a "string" stays so on its
+        // one line: written, it would be two lines.
+        let (split, _said) = job(b"[{\"@t\":\"a\nb\"}]");
+        assert!(!split.written_unchecked(true));
+        let (told, said) = job(br#"[{"@t":"a"}]"#);
+        said.send(false).unwrap();
+        assert!(!told.written_unchecked(true), "the verdict is in: no need");
+        let checked = Job {
+            verdict: None,
+            ..job(br#"[{"@t":"a"}]"#).0
+        };
+        assert!(!checked.written_unchecked(true));
+    }
+
+    #[test]
     fn in_a_group_a_line_whose_records_fail_is_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.jsonl");
@@ -1228,6 +1369,15 @@ mod checking_tests {
         // A last line that is a batch stays.
         let cap = Capture::open(&path).unwrap();
         assert_eq!((cap.recovered.lines, cap.recovered.unchecked_bytes), (2, 0));
+        cap.close();
+        // So does a last line that is not one of ours, as unreadable.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"note\":\"added by hand\"}\n").unwrap();
+        drop(f);
+        let cap = Capture::open(&path).unwrap();
+        assert_eq!(cap.recovered.lines, 3);
+        assert_eq!(cap.recovered.unreadable, 1);
+        assert_eq!(cap.recovered.unchecked_bytes, 0);
     }
 }
 

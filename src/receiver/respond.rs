@@ -180,6 +180,9 @@ struct State {
     next: Option<Mode>,
     /// Answers taken so far: an undo applies only to the last one.
     taken: u64,
+    /// Times the operator set a mode: an undo does not bring back a mode
+    /// for the next upload that the operator has replaced since.
+    sets: u64,
     /// Seeded: the same sequence of uploads gets the same flaky answers
     /// every run, so a bench run can be repeated.
     rng: ChaCha8Rng,
@@ -213,6 +216,7 @@ impl Control {
                 lasting: mode,
                 next: None,
                 taken: 0,
+                sets: 0,
                 rng: ChaCha8Rng::seed_from_u64(0x6175_746f_7069),
             }),
         }
@@ -224,6 +228,7 @@ impl Control {
 
     pub fn set(&self, mode: Mode, scope: Scope) {
         let mut s = self.lock();
+        s.sets += 1;
         match scope {
             Scope::NextUpload => s.next = Some(mode),
             Scope::UntilChanged => {
@@ -258,6 +263,7 @@ impl Control {
             next: s.next,
             rng: s.rng.clone(),
             taken: s.taken,
+            sets: s.sets,
         };
         let mode = s.next.take().unwrap_or(s.lasting);
         let roll = s.rng.random_range(0..100u8);
@@ -266,15 +272,15 @@ impl Control {
     }
 
     /// Takes back the last answer taken, unless another was taken since
-    /// (then only the mode for the next upload is put back, if none was
-    /// set meanwhile).
+    /// (then only the mode for the next upload is put back, unless the
+    /// operator set a mode meanwhile).
     pub fn undo(&self, undo: Undo) {
         let mut s = self.lock();
         if s.taken == undo.taken + 1 {
             s.rng = undo.rng;
             s.taken = undo.taken;
         }
-        if s.next.is_none() {
+        if s.next.is_none() && s.sets == undo.sets {
             s.next = undo.next;
         }
     }
@@ -285,6 +291,7 @@ pub struct Undo {
     next: Option<Mode>,
     rng: ChaCha8Rng,
     taken: u64,
+    sets: u64,
 }
 
 #[cfg(test)]
@@ -328,6 +335,14 @@ mod tests {
         assert_eq!(mode, Mode::Refuse(503));
         control.undo(undo);
         assert_eq!(control.take().0, Mode::Refuse(503));
+        // A mode the operator set meanwhile is not overridden.
+        control.set(Mode::Refuse(500), Scope::NextUpload);
+        let (_, _, undo) = control.take_undoable();
+        control.set(Mode::Flaky(50), Scope::UntilChanged);
+        control.undo(undo);
+        assert_eq!(control.shown().next, None);
+        let control = Control::new(Mode::Flaky(50));
+        control.take();
         for want in &first[1..] {
             let (_, _, undo) = control.take_undoable();
             control.undo(undo);
