@@ -1171,6 +1171,14 @@ mod checking_tests {
         }
     }
 
+    /// A capture in a folder of its own (kept while the folder lives).
+    fn fresh() -> (tempfile::TempDir, PathBuf, Capture) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let cap = Capture::open(&path).unwrap();
+        (dir, path, cap)
+    }
+
     fn size(path: &Path) -> u64 {
         std::fs::metadata(path).unwrap().len()
     }
@@ -1189,9 +1197,7 @@ mod checking_tests {
 
     #[test]
     fn a_line_whose_records_fail_is_written_then_cut_off_and_never_published() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.jsonl");
-        let cap = Capture::open(&path).unwrap();
+        let (_dir, path, cap) = fresh();
         let durable = cap.durable();
         let h = cap.handle();
         h.save(&entry("t1"), &batch(r#"[{"@t":"a"}]"#)).unwrap();
@@ -1242,9 +1248,7 @@ mod checking_tests {
 
     #[test]
     fn a_capture_deleted_while_the_records_are_read_gets_the_line_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.jsonl");
-        let cap = Capture::open(&path).unwrap();
+        let (_dir, path, cap) = fresh();
         let h = cap.handle();
         let b = batch(r#"[{"@t":"b"}]"#);
         let mut written = false;
@@ -1304,9 +1308,7 @@ mod checking_tests {
 
     #[test]
     fn in_a_group_a_line_whose_records_fail_is_never_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.jsonl");
-        let cap = Capture::open(&path).unwrap();
+        let (_dir, path, cap) = fresh();
         let h = cap.handle();
         // Holding the committer keeps the lines queued until both are in,
         // so they are taken as one group.
@@ -1340,9 +1342,7 @@ mod checking_tests {
 
     #[test]
     fn a_last_line_whose_records_are_not_a_batch_is_cut_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.jsonl");
-        let cap = Capture::open(&path).unwrap();
+        let (_dir, path, cap) = fresh();
         let h = cap.handle();
         let a = batch(r#"[{"@t":"a"}]"#);
         let b = batch(r#"[{"@t":"b"}]"#);
