@@ -198,7 +198,11 @@ fn out_of_descriptors_at(limit: u32) -> Ran {
     let stderr = rx.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(rx.stop().code(), Some(0));
-    assert_eq!(capture_lines(&capture).len(), 1, "tries: {tries:?}\n{stderr}");
+    assert_eq!(
+        capture_lines(&capture).len(),
+        1,
+        "tries: {tries:?}\n{stderr}"
+    );
     if line.contains("accept thread failed") {
         Ran::OutOnClone
     } else {
