@@ -834,6 +834,14 @@ struct Writer<S> {
     durable: Durable,
 }
 
+/// How a group's write ended.
+enum Landed {
+    /// Written, synced and where the path points.
+    Kept,
+    /// A lone line whose records failed their check, cut off again.
+    Retracted,
+}
+
 impl<S: Sink> Writer<S> {
     fn commit(&mut self, mut group: Vec<Job>, buf: &mut Vec<u8>) {
         buf.clear();
@@ -882,32 +890,14 @@ impl<S: Sink> Writer<S> {
                 retry_of,
             });
         }
-        let mut result = self.write_group(buf);
-        if let (Ok(()), Some(verdict)) = (&result, unchecked) {
-            if verdict.recv() != Ok(true) {
-                // Its worker answers the records' error; nobody hears of
-                // the line.
-                self.retract(buf.len() as u64);
-                return;
-            }
-            // The check took a while: the path is looked at again, so no
-            // line is acknowledged that is only in a file deleted meanwhile.
-            result = match self.follow_path() {
-                Ok(false) => Ok(()),
-                Ok(true) => self.write_group(buf),
-                Err(e) => {
-                    self.unwrite(buf.len() as u64);
-                    Err(e)
-                }
-            };
-        }
-        if result.is_ok() {
-            // Readers see the group only now: a group left behind in a
-            // file that went away, or cut off again, is never passed on.
-            self.durable.grew(self.good_len, group.len() as u64);
-        }
-        match result {
-            Ok(()) => {
+        match self.write_group(buf, unchecked) {
+            // Its worker answers the records' error; nobody hears of the
+            // line.
+            Ok(Landed::Retracted) => {}
+            Ok(Landed::Kept) => {
+                // Readers see the group only now: a group left behind in a
+                // file that went away, or cut off again, is never passed on.
+                self.durable.grew(self.good_len, group.len() as u64);
                 self.seen.extend(landing);
                 for (job, saved) in group.into_iter().zip(answers) {
                     let _ = job.reply.send(Ok(saved));
@@ -925,13 +915,28 @@ impl<S: Sink> Writer<S> {
     /// before, and again after the sync, so no line is acknowledged that
     /// sits only in a file deleted meanwhile (it is written again to the
     /// new file at the path).
-    fn write_group(&mut self, buf: &[u8]) -> io::Result<()> {
+    ///
+    /// A lone line written before its records' check ended (`verdict`)
+    /// waits for it after the sync: cut off again when the check failed,
+    /// else the path is looked at as after any write (the check took a
+    /// while, and the file may have gone meanwhile).
+    fn write_group(
+        &mut self,
+        buf: &[u8],
+        mut verdict: Option<Receiver<bool>>,
+    ) -> io::Result<Landed> {
         const TRIES: usize = 3;
         for _ in 0..TRIES {
             self.follow_path()?;
             self.write_here(buf)?;
+            if let Some(verdict) = verdict.take()
+                && verdict.recv() != Ok(true)
+            {
+                self.retract(buf.len() as u64);
+                return Ok(Landed::Retracted);
+            }
             match self.follow_path() {
-                Ok(false) => return Ok(()),
+                Ok(false) => return Ok(Landed::Kept),
                 Ok(true) => {}
                 Err(e) => {
                     self.unwrite(buf.len() as u64);
@@ -972,7 +977,7 @@ impl<S: Sink> Writer<S> {
     /// the cut or its sync fails, the line stays past what readers are
     /// shown until the next write cuts it first (or a start's repair).
     fn retract(&mut self, len: u64) {
-        self.good_len -= len;
+        self.unwrite(len);
         self.dirty = self
             .sink
             .truncate(self.good_len)
