@@ -683,14 +683,20 @@ impl CaptureHandle {
         if queued.is_ok() {
             self.shared.more.notify_one();
         }
-        let checked = check();
-        let _ = said.send(checked.is_ok());
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+        let _ = said.send(matches!(checked, Ok(Ok(_))));
         // Should the writer thread be gone (it never ends while handles
         // live, but a panic would end it), this worker commits.
         self.shared.commit_if_free();
         match checked {
-            Ok(value) => Ok((value, queued.and_then(Pending::wait))),
-            Err(e) => {
+            Ok(Ok(value)) => Ok((value, queued.and_then(Pending::wait))),
+            // A check that panics fails like one that says no: the line
+            // is cut off before the panic goes on to answer the request.
+            Err(panic) => {
+                let _ = queued.map(Pending::wait);
+                std::panic::resume_unwind(panic)
+            }
+            Ok(Err(e)) => {
                 // The writer lets go of the job once its line is cut off
                 // again (or left out): after the answer, the file holds no
                 // trace of it (unless the cut itself failed: see `retract`).
@@ -1249,6 +1255,27 @@ mod checking_tests {
         assert_eq!(reopened.recovered.lines, 2);
         assert_eq!(reopened.recovered.unchecked_bytes, 0);
         assert_eq!(reopened.recovered.unreadable, 0);
+    }
+
+    #[test]
+    fn a_check_that_panics_has_its_line_cut_off_before_the_panic_goes_on() {
+        let (_dir, path, cap) = fresh();
+        let durable = cap.durable();
+        let h = cap.handle();
+        let b = batch(r#"[{"@t":"b"}]"#);
+        let mut written = false;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            h.save_checking(&entry("t1"), &b, || -> Result<(), ()> {
+                written = grew_past(&path, 0);
+                panic!("a check that breaks")
+            })
+        }));
+        assert!(written, "the line was not written while it was checked");
+        assert!(out.is_err(), "the panic goes on to the caller");
+        assert_eq!(size(&path), 0, "the line was not cut off first");
+        assert_eq!(durable.synced(), 0, "readers were shown the line");
+        drop(h);
+        cap.close();
     }
 
     #[test]
