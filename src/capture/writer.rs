@@ -107,14 +107,34 @@ impl CacheRelease {
             .name("capture-cache".into())
             .stack_size(64 * 1024)
             .spawn(move || {
-                for (file, from, to) in asks {
-                    // Advice: nothing to do when it is not taken.
-                    let _ = rustix::fs::fadvise(
-                        &*file,
-                        from,
-                        std::num::NonZeroU64::new(to - from),
-                        rustix::fs::Advice::DontNeed,
-                    );
+                // The lowest priority: pages are let go when a core has
+                // nothing better to do (a lone device's answer is not held
+                // up by it), or later, when it has.
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                let mut next = asks.recv().ok();
+                while let Some((file, from, mut to)) = next.take() {
+                    // What queued meanwhile for the same file, at once.
+                    for ask in asks.try_iter() {
+                        if Arc::ptr_eq(&ask.0, &file) {
+                            to = to.max(ask.2);
+                        } else {
+                            next = Some(ask);
+                            break;
+                        }
+                    }
+                    // (A length of None would mean "to the end".) Advice:
+                    // nothing to do when it is not taken.
+                    if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
+                        let _ = rustix::fs::fadvise(
+                            &*file,
+                            from,
+                            Some(len),
+                            rustix::fs::Advice::DontNeed,
+                        );
+                    }
+                    if next.is_none() {
+                        next = asks.recv().ok();
+                    }
                 }
             })
             .ok()?;
