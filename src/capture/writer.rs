@@ -96,14 +96,27 @@ struct CacheRelease {
     file: Arc<File>,
     /// Pages before this offset were let go (or asked to be).
     released: u64,
-    to: Sender<(Arc<File>, u64, u64)>,
+    to: Option<Sender<(Arc<File>, u64, u64)>>,
+    /// Joined when the sink goes: its copies of the file share the
+    /// file's lock, which a capture opened again must find released.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for CacheRelease {
+    fn drop(&mut self) {
+        drop(self.to.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl CacheRelease {
     /// None when the thread cannot be started (nothing is let go then).
     fn start(file: &File) -> Option<CacheRelease> {
         let (to, asks) = unbounded::<(Arc<File>, u64, u64)>();
-        std::thread::Builder::new()
+        let file = Arc::new(file.try_clone().ok()?);
+        let thread = std::thread::Builder::new()
             .name("capture-cache".into())
             .stack_size(64 * 1024)
             .spawn(move || {
@@ -139,9 +152,10 @@ impl CacheRelease {
             })
             .ok()?;
         Some(CacheRelease {
-            file: Arc::new(file.try_clone().ok()?),
+            file,
             released: 0,
-            to,
+            to: Some(to),
+            thread: Some(thread),
         })
     }
 
@@ -154,7 +168,9 @@ impl CacheRelease {
 
     fn synced_to(&mut self, len: u64) {
         if let Some((from, until)) = CacheRelease::next(self.released, len) {
-            let _ = self.to.send((self.file.clone(), from, until));
+            if let Some(to) = &self.to {
+                let _ = to.send((self.file.clone(), from, until));
+            }
             self.released = until;
         }
     }
