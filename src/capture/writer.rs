@@ -124,8 +124,10 @@ impl CacheRelease {
                 // nothing better to do (a lone device's answer is not held
                 // up by it), or later, when it has.
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
-                let mut next = asks.recv().ok();
-                while let Some((file, from, mut to)) = next.take() {
+                let mut next = None;
+                // Each ask's copy of the file is let go before waiting for
+                // the next: a file deleted and replaced is not kept open.
+                while let Some((file, from, mut to)) = next.take().or_else(|| asks.recv().ok()) {
                     // What queued meanwhile for the same file, at once.
                     for ask in asks.try_iter() {
                         if Arc::ptr_eq(&ask.0, &file) {
@@ -144,9 +146,6 @@ impl CacheRelease {
                             Some(len),
                             rustix::fs::Advice::DontNeed,
                         );
-                    }
-                    if next.is_none() {
-                        next = asks.recv().ok();
                     }
                 }
             })
@@ -1995,7 +1994,8 @@ mod cache_tests {
 
     #[test]
     fn a_long_capture_keeps_only_its_last_bytes_cached_and_every_line() {
-        let dir = tempfile::tempdir().unwrap();
+        // On the disk under the build (a tmpfs /tmp has no pages to let go).
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
         let path = dir.path().join("c.jsonl");
         let cap = Capture::open(&path).unwrap();
         let h = cap.handle();
