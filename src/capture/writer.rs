@@ -350,12 +350,29 @@ struct Job {
     records: Arc<[u8]>,
     reply: Sender<io::Result<Saved>>,
     /// Whether the records are a batch, for a line queued before its
-    /// records were checked (None: checked before). A sender dropped
-    /// without a word counts as no.
+    /// records were checked (None: checked before, or heard). A sender
+    /// dropped without a word counts as no.
     verdict: Option<Receiver<bool>>,
+    /// The verdict heard was no: the line is never written.
+    refused: bool,
 }
 
 impl Job {
+    /// Whether the verdict is in (or none is awaited); heard now if it
+    /// just came.
+    fn settled(&mut self) -> bool {
+        let Some(verdict) = &self.verdict else {
+            return true;
+        };
+        match verdict.try_recv() {
+            Ok(passed) => self.refused = !passed,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => self.refused = true,
+            Err(crossbeam_channel::TryRecvError::Empty) => return false,
+        }
+        self.verdict = None;
+        true
+    }
+
     /// Whether this job, alone in its group, is written before its check
     /// ends: only when a line can be cut off again, its check is still
     /// running, and its records hold no newline (never valid JSON on one
@@ -445,17 +462,31 @@ impl Sink for Box<dyn Sink> {
 }
 
 impl Shared {
-    /// The next group: queued jobs up to `GROUP_BYTES`, oldest first.
+    /// The next group, oldest first: the queued jobs whose records are
+    /// known to be a batch (or not), up to `GROUP_BYTES` and up to the
+    /// first one whose check is still running. Lines that are ready are
+    /// not held back by a check behind them: their answers go out while
+    /// it runs, and their connections send again. When the oldest job's
+    /// check is still running, it is the group alone (its line is then
+    /// written while the check ends).
     fn take_group(&self) -> Vec<Job> {
         let mut queue = lock(&self.queue);
         let mut group = Vec::new();
         let mut bytes = 0;
         while bytes < GROUP_BYTES {
-            let Some(job) = queue.jobs.pop_front() else {
+            let Some(job) = queue.jobs.front_mut() else {
                 break;
             };
+            if !job.settled() && !group.is_empty() {
+                break;
+            }
+            let job = queue.jobs.pop_front().expect("a front job");
             bytes += job.head.len() + job.records.len();
+            let alone = job.verdict.is_some();
             group.push(job);
+            if alone {
+                break;
+            }
         }
         group
     }
@@ -858,6 +889,7 @@ impl CaptureHandle {
             records: batch.records_json.clone(),
             reply,
             verdict,
+            refused: false,
         };
         let mut queue = lock(&self.shared.queue);
         if queue.closed {
@@ -992,7 +1024,9 @@ impl<S: Sink> Writer<S> {
             [job] if job.written_unchecked(self.sink.retractable()) => job.verdict.take(),
             _ => None,
         };
-        group.retain_mut(|job| job.verdict.take().is_none_or(|v| v.recv() == Ok(true)));
+        group.retain_mut(|job| {
+            !job.refused && job.verdict.take().is_none_or(|v| v.recv() == Ok(true))
+        });
         if group.is_empty() {
             return;
         }
@@ -1451,6 +1485,7 @@ mod checking_tests {
                 records: records.into(),
                 reply,
                 verdict: Some(verdict),
+                refused: false,
             };
             (job, said)
         };
@@ -1491,6 +1526,17 @@ mod checking_tests {
             });
             told.recv().unwrap();
             assert_eq!(h.queued(), 2);
+            // Its verdict is in before the group is taken (a check still
+            // running would keep it out of the group).
+            let until = Instant::now() + Duration::from_secs(10);
+            while lock(&h.shared.queue).jobs[1]
+                .verdict
+                .as_ref()
+                .is_some_and(Receiver::is_empty)
+            {
+                assert!(Instant::now() < until, "no verdict in 10 s");
+                std::thread::sleep(Duration::from_millis(1));
+            }
             drop(committer);
             h.shared.more.notify_one();
             bad.join().unwrap()
@@ -1503,6 +1549,41 @@ mod checking_tests {
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains(r#""records":[{"@t":"good"}]"#), "{text}");
         assert!(!text.contains("[1,2]"), "{text}");
+    }
+
+    #[test]
+    fn a_ready_line_is_answered_while_a_check_behind_it_still_runs() {
+        let (_dir, path, cap) = fresh();
+        let h = cap.handle();
+        // Both queued before anyone commits: the ready line first.
+        let committer = lock(&h.shared.writer);
+        let first = h.submit(&entry("t1"), &batch(r#"[{"@t":"a"}]"#)).unwrap();
+        let b = batch(r#"[{"@t":"b"}]"#);
+        let (queued, running) = bounded(1);
+        let (go, release) = bounded::<()>(1);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                h.save_checking(&entry("t2"), &b, || {
+                    queued.send(()).unwrap();
+                    release.recv().unwrap();
+                    Ok::<_, ()>(())
+                })
+            });
+            running.recv().unwrap();
+            drop(committer);
+            h.shared.more.notify_one();
+            let answer = first.answer.recv_timeout(Duration::from_secs(10));
+            go.send(()).unwrap();
+            assert!(
+                matches!(answer, Ok(Ok(_))),
+                "the ready line waited for the check behind it: {answer:?}"
+            );
+            second.join().unwrap().unwrap().1.unwrap();
+        });
+        drop(h);
+        cap.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[test]
