@@ -140,14 +140,19 @@ const MAX_NUDGES: u32 = 20;
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
 /// pools, until `stopping` or until every `Closer` is gone. `activity`
-/// says what the receiver knows of a peer. When descriptors cannot be
-/// duplicated, `unavailable` is told why once, and only the nudges run.
+/// says what the receiver knows of a peer; `claim` is asked right before
+/// a connection is shut both ways, and says no when a request of it came
+/// in hand meanwhile (the receiver then ignores whatever request of it
+/// comes later, so none is saved and left unanswered by the shutdown).
+/// When descriptors cannot be duplicated, `unavailable` is told why once,
+/// and only the nudges run.
 pub fn run(
     watch: Watch,
     requests: Receiver<SocketAddr>,
     closed: Arc<AtomicU64>,
     stopping: Arc<AtomicBool>,
     activity: impl Fn(SocketAddr) -> Activity,
+    claim: impl Fn(SocketAddr) -> bool,
     unavailable: impl FnOnce(String),
 ) {
     let me = match duplicating() {
@@ -352,6 +357,12 @@ pub fn run(
             } else {
                 continue;
             };
+            // What was quiet a moment ago may have a request in hand now:
+            // shut both ways, it could be read and saved, and never
+            // answered.
+            if how == Shutdown::Both && !claim(*peer) {
+                continue;
+            }
             // A head over the cap is reset when tiny_http lets go of it,
             // rather than left to stall its sender until the kernel gives
             // up on the orphan.
@@ -741,9 +752,11 @@ mod tests {
         let closed = closer.closed.clone();
         let stopping = Arc::new(AtomicBool::new(false));
         let busy_peer = Arc::new(std::sync::Mutex::new(None));
+        let kept_peer = Arc::new(std::sync::Mutex::new(None));
         let thread = {
             let stopping = stopping.clone();
             let busy_peer = busy_peer.clone();
+            let kept_peer = kept_peer.clone();
             std::thread::spawn(move || {
                 let watch = Watch {
                     listening: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -757,8 +770,10 @@ mod tests {
                         Activity::Unseen
                     }
                 };
+                // Quiet when looked at, busy by the time it is claimed.
+                let claim = |peer| *kept_peer.lock().unwrap() != Some(peer);
                 let mut refused = None;
-                run(watch, rx, closed, stopping, activity, |why| {
+                run(watch, rx, closed, stopping, activity, claim, |why| {
                     refused = Some(why)
                 });
                 refused
@@ -771,6 +786,9 @@ mod tests {
         let mut busy_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_busy_server, busy) = listener.accept().unwrap();
         *busy_peer.lock().unwrap() = Some(busy);
+        let mut kept_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_kept_server, kept) = listener.accept().unwrap();
+        *kept_peer.lock().unwrap() = Some(kept);
         let mut read_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut read_server, _) = listener.accept().unwrap();
         let reading = std::thread::spawn(move || {
@@ -818,6 +836,16 @@ mod tests {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ),
             "{e}"
+        );
+        // So is the one whose claim was refused.
+        kept_client.set_read_timeout(Some(read_timeout)).unwrap();
+        let e = kept_client.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "a connection was shut although its claim was refused: {e}"
         );
         // The one being read is still open too: what it is sent arrives.
         read_client.write_all(b"late").unwrap();

@@ -212,7 +212,12 @@ pub fn start_with(
                     .upgrade()
                     .map_or(Activity::Busy, |ctx| ctx.connections.activity(peer))
             };
-            closer::run(watch, close_rx, closer.closed, stop, activity, |why| {
+            let claim = |peer| {
+                quiet
+                    .upgrade()
+                    .is_some_and(|ctx| ctx.connections.claim(peer))
+            };
+            closer::run(watch, close_rx, closer.closed, stop, activity, claim, |why| {
                 let _ = unavailable.send(format!(
                     "connections tiny_http hangs on are left to it ({why}): a connection it \
                      deadlocks on stays open, and one that broke the rules waits for the read timeout"
@@ -525,6 +530,10 @@ struct Connections {
     /// How long a quiet connection is remembered: longer than the read
     /// timeout, after which tiny_http has closed it.
     forget: Duration,
+    /// How long after the closer claimed a connection its requests are
+    /// ignored: the read timeout (tiny_http has let go of it by then; a
+    /// new connection from the same address and port is served).
+    claimed_for: Duration,
     /// Size of `open` beyond which the next finish sweeps it.
     sweep_at: AtomicUsize,
 }
@@ -544,6 +553,7 @@ impl Connections {
     fn forgetting_after(read_timeout: Duration) -> Connections {
         Connections {
             forget: FORGET.max(2 * read_timeout),
+            claimed_for: read_timeout,
             open: Mutex::default(),
             sweep_at: AtomicUsize::new(SWEEP_FIRST),
         }
@@ -562,6 +572,8 @@ struct Connection {
     /// Requests of it done with so far (the closer's head cap starts a new
     /// head when this moves).
     done: u64,
+    /// When the closer claimed it, to shut it both ways.
+    claimed: Option<Instant>,
 }
 
 /// Whether a request is served or ignored.
@@ -595,7 +607,12 @@ impl Connections {
         let was_ignored = c.ignored;
         c.outstanding += 1;
         c.last = Some(Instant::now());
-        let admit = if c.ignored || c.outstanding > PIPELINE_LIMIT {
+        let claimed = c.claimed.is_some_and(|t| t.elapsed() < self.claimed_for);
+        let admit = if claimed {
+            // Being shut: nothing to close, and not ignored for good (the
+            // address will be a new connection's).
+            Admit::Ignore
+        } else if c.ignored || c.outstanding > PIPELINE_LIMIT {
             c.ignored = true;
             Admit::Ignore
         } else {
@@ -621,7 +638,11 @@ impl Connections {
         // connections costs each request O(1), not a scan.
         if open.len() > self.sweep_at.load(Ordering::Relaxed) {
             let forget = self.forget;
-            open.retain(|_, c| c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < forget));
+            open.retain(|_, c| {
+                c.outstanding > 0
+                    || c.last.is_some_and(|t| t.elapsed() < forget)
+                    || c.claimed.is_some_and(|t| t.elapsed() < forget)
+            });
             self.sweep_at
                 .store((2 * open.len()).max(SWEEP_FIRST), Ordering::Relaxed);
         }
@@ -641,6 +662,20 @@ impl Connections {
             },
             _ => Activity::Unseen,
         }
+    }
+
+    /// The closer is about to shut `peer`'s connection both ways: agreed
+    /// only while none of its requests is in hand. A request of it that
+    /// still comes (tiny_http reads what was queued before the shutdown)
+    /// is ignored, not saved: its answer could not reach the device.
+    fn claim(&self, peer: SocketAddr) -> bool {
+        let mut open = self.lock();
+        let c = open.entry(peer).or_default();
+        if c.outstanding > 0 {
+            return false;
+        }
+        c.claimed = Some(Instant::now());
+        true
     }
 
     /// Nothing more `peer` sends is served.
@@ -1201,6 +1236,33 @@ mod tests {
             "{last}"
         );
         assert!(kept[1].1.ends_with('…') && kept[1].1.chars().count() == EVENT_HEADER_VALUE + 1);
+    }
+
+    #[test]
+    fn a_connection_the_closer_claims_is_never_served_and_a_busy_one_is_not_claimed() {
+        let c = Connections::forgetting_after(Duration::from_millis(300));
+        let busy: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let quiet: SocketAddr = "10.0.0.2:4001".parse().unwrap();
+        assert_eq!(c.admit(Some(busy), true), (Admit::Serve, false));
+        assert!(!c.claim(busy), "a request of it is in hand");
+        c.finish(Some(busy));
+        assert!(c.claim(busy), "done with: it may be shut");
+        // What tiny_http still reads from it after the claim is ignored.
+        assert_eq!(c.admit(Some(busy), true), (Admit::Ignore, false));
+        c.finish(Some(busy));
+        assert!(c.claim(quiet), "never seen: it may be shut");
+        assert_eq!(c.admit(Some(quiet), true), (Admit::Ignore, false));
+        c.finish(Some(quiet));
+        // A read timeout later, the address is a new connection's.
+        let until = Instant::now() + Duration::from_secs(10);
+        while c.lock()[&quiet]
+            .claimed
+            .is_some_and(|t| t.elapsed() < c.claimed_for)
+        {
+            assert!(Instant::now() < until);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(c.admit(Some(quiet), true), (Admit::Serve, false));
     }
 
     #[test]
