@@ -825,27 +825,25 @@ mod tests {
         let started = Instant::now();
         assert_eq!(quiet_client.read(&mut buf).unwrap_or(0), 0);
         assert!(started.elapsed() >= read_timeout / 2, "not before its time");
+        // Nothing arrives on `client` for `wait`: its connection is open.
+        let still_open = |client: &mut TcpStream, wait: Duration, what: &str| {
+            client.set_read_timeout(Some(wait)).unwrap();
+            let e = client.read(&mut [0u8; 16]).unwrap_err();
+            assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{what}: {e}"
+            );
+        };
         // The busy one is still open well after that.
-        busy_client
-            .set_read_timeout(Some(read_timeout * 3))
-            .unwrap();
-        let e = busy_client.read(&mut buf).unwrap_err();
-        assert!(
-            matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
-            "{e}"
-        );
+        still_open(&mut busy_client, read_timeout * 3, "the busy one was shut");
         // So is the one whose claim was refused.
-        kept_client.set_read_timeout(Some(read_timeout)).unwrap();
-        let e = kept_client.read(&mut buf).unwrap_err();
-        assert!(
-            matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
-            "a connection was shut although its claim was refused: {e}"
+        still_open(
+            &mut kept_client,
+            read_timeout,
+            "a connection was shut although its claim was refused",
         );
         // The one being read is still open too: what it is sent arrives.
         read_client.write_all(b"late").unwrap();
