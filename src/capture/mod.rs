@@ -4,8 +4,10 @@
 //! rebuilds the duplicate index when a capture is reopened, and follows
 //! the file for the forwarders (`Tail`, up to the writer's `Durable` length);
 //! `load` reads captures back tolerantly for the view, the live receiver's
-//! start, `summary`, `export` and `replay`.
+//! start, `summary`, `export` and `replay`; `cache` lets the page cache of
+//! the capture's synced past go.
 
+mod cache;
 pub mod export;
 pub mod load;
 mod reader;
