@@ -138,21 +138,31 @@ const NUDGE_BUDGET: usize = 512;
 /// Nudges given for one stuck connection before it is left to the sweep.
 const MAX_NUDGES: u32 = 20;
 
+/// The receiver's side of a shutdown both ways.
+pub trait Claims {
+    /// Asked right before `peer`'s connection is shut both ways: no when
+    /// a request of it is in hand. Once yes, the receiver ignores every
+    /// request of it (one tiny_http still reads from what was queued,
+    /// however late), so none is saved and left unanswered by the
+    /// shutdown.
+    fn claim(&self, peer: SocketAddr) -> bool;
+    /// The claimed connection was not shut after all, or is gone (the
+    /// address may be a new connection's).
+    fn unclaim(&self, peer: SocketAddr);
+}
+
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
 /// pools, until `stopping` or until every `Closer` is gone. `activity`
-/// says what the receiver knows of a peer; `claim` is asked right before
-/// a connection is shut both ways, and says no when a request of it came
-/// in hand meanwhile (the receiver then ignores whatever request of it
-/// comes later, so none is saved and left unanswered by the shutdown).
-/// When descriptors cannot be duplicated, `unavailable` is told why once,
-/// and only the nudges run.
+/// says what the receiver knows of a peer, and `claims` is asked before
+/// a shutdown both ways. When descriptors cannot be duplicated,
+/// `unavailable` is told why once, and only the nudges run.
 pub fn run(
     watch: Watch,
     requests: Receiver<SocketAddr>,
     closed: Arc<AtomicU64>,
     stopping: Arc<AtomicBool>,
     activity: impl Fn(SocketAddr) -> Activity,
-    claim: impl Fn(SocketAddr) -> bool,
+    claims: &impl Claims,
     unavailable: impl FnOnce(String),
 ) {
     let me = match duplicating() {
@@ -219,7 +229,7 @@ pub fn run(
         // look reads the kernel's TCP table.
         let few = (look || count_heads) && descriptors_now() <= LOOK_UP_BELOW;
         let mut sockets = match &me {
-            Some(me) if few => refresh(me, watch.listening, &mut known, now),
+            Some(me) if few => refresh(me, watch.listening, &mut known, now, claims),
             _ => None,
         };
         let ours: Option<Vec<heads::Ours>> = few.then(|| {
@@ -299,7 +309,7 @@ pub fn run(
                 || !asked_now.is_subset(&known_peers)
                 || !over_cap.iter().all(|c| known.contains_key(&c.inode)))
         {
-            sockets = refresh(me, watch.listening, &mut known, now);
+            sockets = refresh(me, watch.listening, &mut known, now, claims);
         }
         // Only a table read whole tells ours from another's.
         if sockets.is_some() {
@@ -360,7 +370,7 @@ pub fn run(
             // What was quiet a moment ago may have a request in hand now:
             // shut both ways, it could be read and saved, and never
             // answered.
-            if how == Shutdown::Both && !claim(*peer) {
+            if how == Shutdown::Both && !claims.claim(*peer) {
                 continue;
             }
             // A head over the cap is reset when tiny_http lets go of it,
@@ -371,6 +381,8 @@ pub fn run(
                 if !std::mem::replace(counted, true) {
                     closed.fetch_add(1, Ordering::Relaxed);
                 }
+            } else if how == Shutdown::Both && !*shut {
+                claims.unclaim(*peer);
             }
         }
         if sweeping {
@@ -568,13 +580,15 @@ fn table_address(text: &str) -> Option<SocketAddr> {
 
 /// Brings `known` up to date with the descriptor table: new sockets are
 /// looked at once, closed ones forgotten, and each of ours is given a
-/// descriptor that names it now. Returns every socket descriptor seen,
-/// with its inode (None when the table cannot be read).
+/// descriptor that names it now. A connection shut both ways that is
+/// gone is unclaimed. Returns every socket descriptor seen, with its
+/// inode (None when the table cannot be read).
 fn refresh(
     me: &OwnedFd,
     listening: SocketAddr,
     known: &mut HashMap<u64, Known>,
     now: Instant,
+    claims: &impl Claims,
 ) -> Option<HashMap<RawFd, u64>> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut sockets = HashMap::with_capacity(known.len());
@@ -614,7 +628,19 @@ fn refresh(
         }
     }
     let present: HashSet<u64> = sockets.values().copied().collect();
-    known.retain(|inode, _| present.contains(inode));
+    known.retain(|inode, k| {
+        let here = present.contains(inode);
+        if let (
+            false,
+            Known::Ours {
+                peer, shut: true, ..
+            },
+        ) = (here, &k)
+        {
+            claims.unclaim(*peer);
+        }
+        here
+    });
     Some(sockets)
 }
 
@@ -753,10 +779,12 @@ mod tests {
         let stopping = Arc::new(AtomicBool::new(false));
         let busy_peer = Arc::new(std::sync::Mutex::new(None));
         let kept_peer = Arc::new(std::sync::Mutex::new(None));
+        let unclaimed = Arc::new(std::sync::Mutex::new(Vec::new()));
         let thread = {
             let stopping = stopping.clone();
             let busy_peer = busy_peer.clone();
             let kept_peer = kept_peer.clone();
+            let unclaimed = unclaimed.clone();
             std::thread::spawn(move || {
                 let watch = Watch {
                     listening: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -770,19 +798,35 @@ mod tests {
                         Activity::Unseen
                     }
                 };
-                // Quiet when looked at, busy by the time it is claimed.
-                let claim = |peer| *kept_peer.lock().unwrap() != Some(peer);
+                // `kept_peer` is quiet when looked at, busy by the time it
+                // is claimed; the unclaimed are noted.
+                type Shared<T> = Arc<std::sync::Mutex<T>>;
+                struct Refusing(Shared<Option<SocketAddr>>, Shared<Vec<SocketAddr>>);
+                impl Claims for Refusing {
+                    fn claim(&self, peer: SocketAddr) -> bool {
+                        *self.0.lock().unwrap() != Some(peer)
+                    }
+                    fn unclaim(&self, peer: SocketAddr) {
+                        self.1.lock().unwrap().push(peer);
+                    }
+                }
                 let mut refused = None;
-                run(watch, rx, closed, stopping, activity, claim, |why| {
-                    refused = Some(why)
-                });
+                run(
+                    watch,
+                    rx,
+                    closed,
+                    stopping,
+                    activity,
+                    &Refusing(kept_peer, unclaimed),
+                    |why| refused = Some(why),
+                );
                 refused
             })
         };
         let asked_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut asked_server, asked_peer) = listener.accept().unwrap();
         let mut quiet_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_quiet_server, _) = listener.accept().unwrap();
+        let (quiet_server, quiet) = listener.accept().unwrap();
         let mut busy_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_busy_server, busy) = listener.accept().unwrap();
         *busy_peer.lock().unwrap() = Some(busy);
@@ -825,6 +869,14 @@ mod tests {
         let started = Instant::now();
         assert_eq!(quiet_client.read(&mut buf).unwrap_or(0), 0);
         assert!(started.elapsed() >= read_timeout / 2, "not before its time");
+        // Claimed until its socket is gone, then unclaimed (by a sweep).
+        assert!(unclaimed.lock().unwrap().is_empty());
+        drop(quiet_server);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !unclaimed.lock().unwrap().contains(&quiet) {
+            assert!(Instant::now() < until, "never unclaimed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // Nothing arrives on `client` for `wait`: its connection is open.
         let still_open = |client: &mut TcpStream, wait: Duration, what: &str| {
             client.set_read_timeout(Some(wait)).unwrap();

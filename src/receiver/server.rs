@@ -212,12 +212,7 @@ pub fn start_with(
                     .upgrade()
                     .map_or(Activity::Busy, |ctx| ctx.connections.activity(peer))
             };
-            let claim = |peer| {
-                quiet
-                    .upgrade()
-                    .is_some_and(|ctx| ctx.connections.claim(peer))
-            };
-            closer::run(watch, close_rx, closer.closed, stop, activity, claim, |why| {
+            closer::run(watch, close_rx, closer.closed, stop, activity, &Books(quiet.clone()), |why| {
                 let _ = unavailable.send(format!(
                     "connections tiny_http hangs on are left to it ({why}): a connection it \
                      deadlocks on stays open, and one that broke the rules waits for the read timeout"
@@ -522,6 +517,22 @@ impl Finish for Release {
     }
 }
 
+/// The closer's claims, on the receiver's books (none once it is gone).
+struct Books(Weak<Ctx>);
+
+impl closer::Claims for Books {
+    fn claim(&self, peer: SocketAddr) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|ctx| ctx.connections.claim(peer))
+    }
+    fn unclaim(&self, peer: SocketAddr) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.connections.unclaim(peer);
+        }
+    }
+}
+
 /// What is known of each connection that has a request in hand, broke
 /// the rules, or was active lately, by peer address (unique while the
 /// connection lives).
@@ -530,10 +541,7 @@ struct Connections {
     /// How long a quiet connection is remembered: longer than the read
     /// timeout, after which tiny_http has closed it.
     forget: Duration,
-    /// How long after the closer claimed a connection its requests are
-    /// ignored: the read timeout (tiny_http has let go of it by then; a
-    /// new connection from the same address and port is served).
-    claimed_for: Duration,
+
     /// Size of `open` beyond which the next finish sweeps it.
     sweep_at: AtomicUsize,
 }
@@ -553,7 +561,6 @@ impl Connections {
     fn forgetting_after(read_timeout: Duration) -> Connections {
         Connections {
             forget: FORGET.max(2 * read_timeout),
-            claimed_for: read_timeout,
             open: Mutex::default(),
             sweep_at: AtomicUsize::new(SWEEP_FIRST),
         }
@@ -572,8 +579,9 @@ struct Connection {
     /// Requests of it done with so far (the closer's head cap starts a new
     /// head when this moves).
     done: u64,
-    /// When the closer claimed it, to shut it both ways.
-    claimed: Option<Instant>,
+    /// The closer claimed it, to shut it both ways (until its socket is
+    /// gone: the address is then free for a new connection).
+    claimed: bool,
 }
 
 /// Whether a request is served or ignored.
@@ -607,8 +615,7 @@ impl Connections {
         let was_ignored = c.ignored;
         c.outstanding += 1;
         c.last = Some(Instant::now());
-        let claimed = c.claimed.is_some_and(|t| t.elapsed() < self.claimed_for);
-        let admit = if claimed {
+        let admit = if c.claimed {
             // Being shut: nothing to close, and not ignored for good (the
             // address will be a new connection's).
             Admit::Ignore
@@ -639,9 +646,7 @@ impl Connections {
         if open.len() > self.sweep_at.load(Ordering::Relaxed) {
             let forget = self.forget;
             open.retain(|_, c| {
-                c.outstanding > 0
-                    || c.last.is_some_and(|t| t.elapsed() < forget)
-                    || c.claimed.is_some_and(|t| t.elapsed() < forget)
+                c.outstanding > 0 || c.last.is_some_and(|t| t.elapsed() < forget) || c.claimed
             });
             self.sweep_at
                 .store((2 * open.len()).max(SWEEP_FIRST), Ordering::Relaxed);
@@ -674,8 +679,15 @@ impl Connections {
         if c.outstanding > 0 {
             return false;
         }
-        c.claimed = Some(Instant::now());
+        c.claimed = true;
         true
+    }
+
+    /// `peer`'s claimed connection is gone, or was not shut after all.
+    fn unclaim(&self, peer: SocketAddr) {
+        if let Some(c) = self.lock().get_mut(&peer) {
+            c.claimed = false;
+        }
     }
 
     /// Nothing more `peer` sends is served.
@@ -1240,7 +1252,7 @@ mod tests {
 
     #[test]
     fn a_connection_the_closer_claims_is_never_served_and_a_busy_one_is_not_claimed() {
-        let c = Connections::forgetting_after(Duration::from_millis(300));
+        let c = Connections::default();
         let busy: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let quiet: SocketAddr = "10.0.0.2:4001".parse().unwrap();
         assert_eq!(c.admit(Some(busy), true), (Admit::Serve, false));
@@ -1253,15 +1265,11 @@ mod tests {
         assert!(c.claim(quiet), "never seen: it may be shut");
         assert_eq!(c.admit(Some(quiet), true), (Admit::Ignore, false));
         c.finish(Some(quiet));
-        // A read timeout later, the address is a new connection's.
-        let until = Instant::now() + Duration::from_secs(10);
-        while c.lock()[&quiet]
-            .claimed
-            .is_some_and(|t| t.elapsed() < c.claimed_for)
-        {
-            assert!(Instant::now() < until);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // However late: claimed until the closer says its socket is gone.
+        assert_eq!(c.admit(Some(quiet), true), (Admit::Ignore, false));
+        c.finish(Some(quiet));
+        c.unclaim(quiet);
+        // The address is a new connection's now.
         assert_eq!(c.admit(Some(quiet), true), (Admit::Serve, false));
     }
 
