@@ -720,9 +720,10 @@ impl CaptureHandle {
     /// Saves a batch whose records are checked by `check` on this thread
     /// while the writer writes and syncs its line; the line is published
     /// (to readers, the duplicate index, the answer) only once `check`
-    /// passed. A line that fails is cut off the file again. When other
-    /// lines wait in the same group, the writer waits for the check before
-    /// writing, so a line that fails is only ever written alone, last.
+    /// passed. A line that fails is cut off the file again. A line whose
+    /// check still runs is only ever taken into a group alone (the ready
+    /// lines before it go first), so a line that fails is only ever
+    /// written alone, last.
     ///
     /// Returns `check`'s error once the line is gone again, or its value
     /// with the save's result.
