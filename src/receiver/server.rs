@@ -541,7 +541,6 @@ struct Connections {
     /// How long a quiet connection is remembered: longer than the read
     /// timeout, after which tiny_http has closed it.
     forget: Duration,
-
     /// Size of `open` beyond which the next finish sweeps it.
     sweep_at: AtomicUsize,
 }
