@@ -315,33 +315,16 @@ pub(super) fn repair_and_index(
     Ok(recovered)
 }
 
-/// Whether a capture line's records are what the receiver accepts: a JSON
-/// array of objects (the check `ingest` makes, without its counts).
+/// Whether a capture line's records are what the receiver accepts: the
+/// same rule (`batch::scan`), its counts unused.
 fn records_are_a_batch(line: &[u8]) -> bool {
-    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-    struct Object;
-    impl<'de> Deserialize<'de> for Object {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Object, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Object;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a record object")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
-                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                    Ok(Object)
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
     #[derive(Deserialize)]
-    struct Records {
-        #[allow(dead_code)]
-        records: Vec<Object>,
+    struct Records<'a> {
+        #[serde(borrow)]
+        records: &'a serde_json::value::RawValue,
     }
-    serde_json::from_slice::<Records>(line).is_ok()
+    serde_json::from_slice::<Records>(line)
+        .is_ok_and(|line| crate::batch::scan(line.records.get()).is_ok())
 }
 
 /// Reads a capture file line by line; a line that is not a capture line

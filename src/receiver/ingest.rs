@@ -8,11 +8,9 @@ use std::io::Read;
 use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use subtle::ConstantTimeEq;
 
-use crate::batch::{Batch, Encoding};
-use crate::time::TimestampKind;
+use crate::batch::{Batch, Counts, Encoding, scan};
 
 /// Longest JSON error text passed on (the position is always kept).
 const MAX_ERROR_CHARS: usize = 300;
@@ -275,15 +273,6 @@ pub struct Unchecked<'a> {
     declared: Declared,
 }
 
-/// What checking the records found.
-#[derive(Debug, Default, PartialEq)]
-pub struct Counts {
-    records: usize,
-    malformed: usize,
-    naive: usize,
-    newest: Option<jiff::Timestamp>,
-}
-
 /// `decode` up to the records check: inflates, checks size and UTF-8, lays
 /// the body on one line and hashes it. Fails only for what the check would
 /// never see (too large, bad gzip, not UTF-8, empty).
@@ -400,13 +389,6 @@ pub fn helper() -> Option<&'static rayon::ThreadPool> {
                 .ok()
         })
         .as_ref()
-}
-
-fn scan(text: &str) -> Result<Counts, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    BatchSeed
-        .deserialize(&mut de)
-        .and_then(|s| de.end().map(|()| s))
 }
 
 /// Reads the records in two halves at once, split after a record near the
@@ -654,162 +636,6 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
         }
     }
     Cow::Owned(out)
-}
-
-struct BatchSeed;
-
-impl<'de> DeserializeSeed<'de> for BatchSeed {
-    type Value = Counts;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Counts, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BatchSeed {
-    type Value = Counts;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON array of record objects")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Counts, A::Error> {
-        let mut scan = Counts::default();
-        while let Some(head) = seq.next_element_seed(RecordSeed {
-            index: scan.records,
-        })? {
-            scan.records += 1;
-            let parsed = head.timestamp();
-            if let Some((ts, _)) = parsed {
-                scan.newest = scan.newest.max(Some(ts));
-            }
-            match parsed.map(|(_, kind)| kind) {
-                Some(TimestampKind::Naive) if head.has_type => scan.naive += 1,
-                Some(_) if head.has_type => {}
-                _ => scan.malformed += 1,
-            }
-        }
-        Ok(scan)
-    }
-}
-
-/// The two fields every record should have, read without copying.
-struct RecordHead<'de> {
-    has_type: bool,
-    ts: Option<Cow<'de, str>>,
-}
-
-impl RecordHead<'_> {
-    fn timestamp(&self) -> Option<(jiff::Timestamp, TimestampKind)> {
-        self.ts.as_deref().and_then(crate::time::parse_timestamp)
-    }
-}
-
-struct RecordSeed {
-    index: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for RecordSeed {
-    type Value = RecordHead<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordSeed {
-    type Value = RecordHead<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "record {} (0-based) to be a JSON object", self.index)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut head = RecordHead {
-            has_type: false,
-            ts: None,
-        };
-        while let Some(key) = map.next_key::<HeadKey>()? {
-            match key {
-                HeadKey::Type => head.has_type = map.next_value::<MaybeStr<'de>>()?.0.is_some(),
-                HeadKey::Timestamp => head.ts = map.next_value::<MaybeStr<'de>>()?.0,
-                HeadKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(head)
-    }
-}
-
-/// A record key, told apart without allocating (serde's `Cow<str>` always
-/// copies, which cost more than the rest of the scan).
-enum HeadKey {
-    Type,
-    Timestamp,
-    Other,
-}
-
-impl<'de> serde::Deserialize<'de> for HeadKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = HeadKey;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeadKey, E> {
-                Ok(match v {
-                    "@t" => HeadKey::Type,
-                    "@ts" => HeadKey::Timestamp,
-                    _ => HeadKey::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(V)
-    }
-}
-
-/// A value that is kept when it is a string and skipped otherwise.
-pub(crate) struct MaybeStr<'de>(pub(crate) Option<Cow<'de, str>>);
-
-impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MaybeStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(MaybeStr(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(MaybeStr(Some(Cow::Owned(v))))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(MaybeStr(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(MaybeStr(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 #[cfg(test)]
