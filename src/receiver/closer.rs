@@ -138,8 +138,10 @@ const NUDGE_BUDGET: usize = 512;
 /// Nudges given for one stuck connection before it is left to the sweep.
 const MAX_NUDGES: u32 = 20;
 
-/// The receiver's side of a shutdown both ways.
-pub trait Claims {
+/// What the closer asks of the receiver's books.
+pub trait Books {
+    /// What the receiver knows of `peer`'s connection.
+    fn activity(&self, peer: SocketAddr) -> Activity;
     /// Asked right before `peer`'s connection is shut both ways: no when
     /// a request of it is in hand. Once yes, the receiver ignores every
     /// request of it (one tiny_http still reads from what was queued,
@@ -152,19 +154,19 @@ pub trait Claims {
 }
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
-/// pools, until `stopping` or until every `Closer` is gone. `activity`
-/// says what the receiver knows of a peer, and `claims` is asked before
-/// a shutdown both ways. When descriptors cannot be duplicated,
+/// pools, until `stopping` or until every `Closer` is gone. `books` says
+/// what the receiver knows of a peer, and is asked before a shutdown both
+/// ways. When descriptors cannot be duplicated,
 /// `unavailable` is told why once, and only the nudges run.
 pub fn run(
     watch: Watch,
     requests: Receiver<SocketAddr>,
     closed: Arc<AtomicU64>,
     stopping: Arc<AtomicBool>,
-    activity: impl Fn(SocketAddr) -> Activity,
-    claims: &impl Claims,
+    books: &impl Books,
     unavailable: impl FnOnce(String),
 ) {
+    let activity = |peer| books.activity(peer);
     let me = match duplicating() {
         Ok(me) => Some(me),
         Err(why) => {
@@ -229,7 +231,7 @@ pub fn run(
         // look reads the kernel's TCP table.
         let few = (look || count_heads) && descriptors_now() <= LOOK_UP_BELOW;
         let mut sockets = match &me {
-            Some(me) if few => refresh(me, watch.listening, &mut known, now, claims),
+            Some(me) if few => refresh(me, watch.listening, &mut known, now, books),
             _ => None,
         };
         let ours: Option<Vec<heads::Ours>> = few.then(|| {
@@ -309,7 +311,7 @@ pub fn run(
                 || !asked_now.is_subset(&known_peers)
                 || !over_cap.iter().all(|c| known.contains_key(&c.inode)))
         {
-            sockets = refresh(me, watch.listening, &mut known, now, claims);
+            sockets = refresh(me, watch.listening, &mut known, now, books);
         }
         // Only a table read whole tells ours from another's.
         if sockets.is_some() {
@@ -370,7 +372,7 @@ pub fn run(
             // What was quiet a moment ago may have a request in hand now:
             // shut both ways, it could be read and saved, and never
             // answered.
-            if how == Shutdown::Both && !claims.claim(*peer) {
+            if how == Shutdown::Both && !books.claim(*peer) {
                 continue;
             }
             // A head over the cap is reset when tiny_http lets go of it,
@@ -382,7 +384,7 @@ pub fn run(
                     closed.fetch_add(1, Ordering::Relaxed);
                 }
             } else if how == Shutdown::Both && !*shut {
-                claims.unclaim(*peer);
+                books.unclaim(*peer);
             }
         }
         if sweeping {
@@ -588,7 +590,7 @@ fn refresh(
     listening: SocketAddr,
     known: &mut HashMap<u64, Known>,
     now: Instant,
-    claims: &impl Claims,
+    books: &impl Books,
 ) -> Option<HashMap<RawFd, u64>> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut sockets = HashMap::with_capacity(known.len());
@@ -637,7 +639,7 @@ fn refresh(
             },
         ) = (here, &k)
         {
-            claims.unclaim(*peer);
+            books.unclaim(*peer);
         }
         here
     });
@@ -791,35 +793,39 @@ mod tests {
                     read_timeout,
                     nudges: 0,
                 };
-                let activity = |peer| {
-                    if *busy_peer.lock().unwrap() == Some(peer) {
-                        Activity::Busy
-                    } else {
-                        Activity::Unseen
-                    }
-                };
-                // `kept_peer` is quiet when looked at, busy by the time it
-                // is claimed; the unclaimed are noted.
+                // `busy` has a request in hand; `kept` is quiet when looked
+                // at, busy by the time it is claimed; the unclaimed are
+                // noted.
                 type Shared<T> = Arc<std::sync::Mutex<T>>;
-                struct Refusing(Shared<Option<SocketAddr>>, Shared<Vec<SocketAddr>>);
-                impl Claims for Refusing {
+                struct Scripted {
+                    busy: Shared<Option<SocketAddr>>,
+                    kept: Shared<Option<SocketAddr>>,
+                    unclaimed: Shared<Vec<SocketAddr>>,
+                }
+                impl Books for Scripted {
+                    fn activity(&self, peer: SocketAddr) -> Activity {
+                        if *self.busy.lock().unwrap() == Some(peer) {
+                            Activity::Busy
+                        } else {
+                            Activity::Unseen
+                        }
+                    }
                     fn claim(&self, peer: SocketAddr) -> bool {
-                        *self.0.lock().unwrap() != Some(peer)
+                        *self.kept.lock().unwrap() != Some(peer)
                     }
                     fn unclaim(&self, peer: SocketAddr) {
-                        self.1.lock().unwrap().push(peer);
+                        self.unclaimed.lock().unwrap().push(peer);
                     }
                 }
+                let books = Scripted {
+                    busy: busy_peer,
+                    kept: kept_peer,
+                    unclaimed,
+                };
                 let mut refused = None;
-                run(
-                    watch,
-                    rx,
-                    closed,
-                    stopping,
-                    activity,
-                    &Refusing(kept_peer, unclaimed),
-                    |why| refused = Some(why),
-                );
+                run(watch, rx, closed, stopping, &books, |why| {
+                    refused = Some(why)
+                });
                 refused
             })
         };

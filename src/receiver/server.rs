@@ -207,12 +207,7 @@ pub fn start_with(
     std::thread::Builder::new()
         .name("closer".into())
         .spawn(move || {
-            let activity = |peer| {
-                quiet
-                    .upgrade()
-                    .map_or(Activity::Busy, |ctx| ctx.connections.activity(peer))
-            };
-            closer::run(watch, close_rx, closer.closed, stop, activity, &Books(quiet.clone()), |why| {
+            closer::run(watch, close_rx, closer.closed, stop, &Books(quiet), |why| {
                 let _ = unavailable.send(format!(
                     "connections tiny_http hangs on are left to it ({why}): a connection it \
                      deadlocks on stays open, and one that broke the rules waits for the read timeout"
@@ -517,10 +512,16 @@ impl Finish for Release {
     }
 }
 
-/// The closer's claims, on the receiver's books (none once it is gone).
+/// The receiver's books as the closer asks them (a connection is busy,
+/// and none is claimed, once the receiver is gone).
 struct Books(Weak<Ctx>);
 
-impl closer::Claims for Books {
+impl closer::Books for Books {
+    fn activity(&self, peer: SocketAddr) -> Activity {
+        self.0
+            .upgrade()
+            .map_or(Activity::Busy, |ctx| ctx.connections.activity(peer))
+    }
     fn claim(&self, peer: SocketAddr) -> bool {
         self.0
             .upgrade()
