@@ -907,11 +907,12 @@ enum Landed {
 impl<S: Sink> Writer<S> {
     fn commit(&mut self, mut group: Vec<Job>, buf: &mut Vec<u8>) {
         buf.clear();
-        // A lone line is written while its records are checked; in a
-        // group, every check is awaited first and failed lines left out,
-        // so the lines of others are never written next to one that has
-        // to be cut off again. Where nothing can be cut off (a pipe or a
-        // device), every check is awaited.
+        // A group holds lines whose checks are over, or one line still
+        // being checked (`take_group`). That one is written while its
+        // check ends, unless nothing can be cut off (a pipe or a device):
+        // then its check is awaited. Failed lines are left out, so the
+        // lines of others are never written next to one that has to be
+        // cut off again.
         let unchecked = match group.as_mut_slice() {
             [job] if job.written_unchecked(self.sink.retractable()) => job.verdict.take(),
             _ => None,
