@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::read::MultiGzDecoder;
 use subtle::ConstantTimeEq;
@@ -399,6 +400,13 @@ pub fn helper() -> Option<&'static rayon::ThreadPool> {
 /// first half), and then the whole passes. None when the body is short,
 /// has no such place, or a half fails: the caller then reads it in one
 /// pass, which also names the error exactly.
+///
+/// On two shared cores the helper's may be busy, or taken by the host:
+/// the helper gets the second half only if it starts on it before this
+/// thread is done with the first, and once started it has half as long
+/// again as the first half took here. Otherwise this thread reads the
+/// second half too (the helper's late answer is dropped): at worst about
+/// a quarter slower than one pass, never waiting on a stalled core.
 fn scan_halves(text: &str, pool: &rayon::ThreadPool, shortest: usize) -> Option<Counts> {
     if text.len() < shortest {
         return None;
@@ -406,13 +414,30 @@ fn scan_halves(text: &str, pool: &rayon::ThreadPool, shortest: usize) -> Option<
     let middle = text.len() / 2;
     let at = middle + memchr::memmem::find(&text.as_bytes()[middle..], b"},{")?;
     let first = format!("{}]", &text[..=at]);
-    let second = format!("[{}", &text[at + 2..]);
-    let (mut a, mut b) = (None, None);
-    pool.in_place_scope(|s| {
-        s.spawn(|_| b = Some(scan(&second)));
-        a = Some(scan(&first));
-    });
-    let (a, b) = (a?.ok()?, b?.ok()?);
+    let second = Arc::new(format!("[{}", &text[at + 2..]));
+    let taken = Arc::new(AtomicBool::new(false));
+    let (said, answer) = crossbeam_channel::bounded(1);
+    {
+        let (second, taken) = (second.clone(), taken.clone());
+        pool.spawn(move || {
+            if !taken.swap(true, Ordering::AcqRel) {
+                let _ = said.send(scan(&second));
+            }
+        });
+    }
+    let started = std::time::Instant::now();
+    let a = scan(&first).ok()?;
+    let b = if taken.swap(true, Ordering::AcqRel) {
+        // Started: it has half as long again as the first half took, then
+        // its half is read here as well and the first answer taken.
+        match answer.recv_timeout(started.elapsed() / 2) {
+            Ok(b) => b,
+            Err(_) => scan(&second),
+        }
+    } else {
+        scan(&second)
+    }
+    .ok()?;
     Some(Counts {
         records: a.records + b.records,
         malformed: a.malformed + b.malformed,
@@ -666,6 +691,35 @@ mod tests {
         assert_eq!(whole.records, 1000);
         assert_eq!(halves, whole);
         assert_eq!(unchecked(body).check_on(Some(pool())).unwrap(), whole);
+    }
+
+    /// With the helper's thread held elsewhere, both halves are read here,
+    /// without waiting for it (the old scope waited until it was free).
+    #[test]
+    fn a_busy_helper_is_not_waited_for() {
+        let body = include_str!("../../tests/fixtures/batch-1000-naive.json");
+        let whole = unchecked(body).check().unwrap();
+        let busy = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let (release, held) = crossbeam_channel::bounded::<()>(0);
+        let (started, running) = crossbeam_channel::bounded(0);
+        busy.spawn(move || {
+            started.send(()).unwrap();
+            let _ = held.recv();
+        });
+        running.recv().unwrap();
+        let (done, result) = crossbeam_channel::bounded(1);
+        std::thread::scope(|s| {
+            s.spawn(|| done.send(scan_halves(body, &busy, HALVES_FROM)).unwrap());
+            let got = result.recv_timeout(std::time::Duration::from_secs(10));
+            drop(release);
+            assert_eq!(
+                got.expect("scan_halves waited for a helper that was busy"),
+                Some(whole)
+            );
+        });
     }
 
     #[test]
