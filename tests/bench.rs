@@ -328,11 +328,11 @@ fn acknowledgement_latency_and_throughput() {
     }
     running.shutdown();
     let ours_rate = ours.count() as f64 / ours_secs;
-    print_throughput("autopi-rx", 8, &(ours_rate, ours));
+    print_throughput("autopi-rx, rounds pooled", 8, &(ours_rate, ours));
     if let Some(express) = express {
         drop(express);
         let theirs_rate = theirs.count() as f64 / theirs_secs;
-        print_throughput("express", 8, &(theirs_rate, theirs.clone()));
+        print_throughput("express, rounds pooled", 8, &(theirs_rate, theirs.clone()));
         let saved = std::fs::metadata(dir.path().join("express.jsonl")).map_or(0, |m| m.len());
         println!(
             "express saved {} MB ({} kB per batch: the records were parsed and written)",
