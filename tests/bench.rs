@@ -131,6 +131,17 @@ fn device_request(gz: &[u8]) -> Vec<u8> {
 /// Posts `request` on `conns` keep-alive connections, each as fast as it
 /// is answered, for `secs`; the batches per second and the latencies.
 fn throughput(addr: SocketAddr, request: &[u8], conns: usize, secs: u64) -> (f64, Latencies) {
+    let (rate, times, _) = throughput_with_cpu(addr, request, conns, secs);
+    (rate, times)
+}
+
+/// `throughput`, and the CPU time its client threads used.
+fn throughput_with_cpu(
+    addr: SocketAddr,
+    request: &[u8],
+    conns: usize,
+    secs: u64,
+) -> (f64, Latencies, Duration) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let threads: Vec<_> = (0..conns)
         .map(|_| {
@@ -144,16 +155,62 @@ fn throughput(addr: SocketAddr, request: &[u8], conns: usize, secs: u64) -> (f64
                     assert_eq!(r.status, 200, "{}", r.text());
                     times.record(t.elapsed());
                 }
-                times
+                drop(conn);
+                (times, cpu_time(rustix::time::ClockId::ThreadCPUTime))
             })
         })
         .collect();
     let start = Instant::now();
     let mut times = Latencies::default();
+    let mut clients = Duration::ZERO;
     for t in threads {
-        times.merge(&t.join().unwrap());
+        let (got, cpu) = t.join().unwrap();
+        times.merge(&got);
+        clients += cpu;
     }
-    (times.count() as f64 / start.elapsed().as_secs_f64(), times)
+    (
+        times.count() as f64 / start.elapsed().as_secs_f64(),
+        times,
+        clients,
+    )
+}
+
+/// A CPU clock of this process (the whole process, or the calling thread).
+fn cpu_time(clock: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(clock);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The CPU time another process has used so far, all its threads (user and
+/// system, from `/proc`, in clock ticks).
+fn cpu_time_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the peer's /proc stat");
+    // Fields after the command name (which may hold spaces), from the
+    // state (field 3): utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+}
+
+/// CPU per upload over a side's rounds: the server's, and its clients'.
+#[derive(Default)]
+struct CpuUse {
+    server: Duration,
+    clients: Duration,
+    wall: Duration,
+}
+
+impl CpuUse {
+    fn print(&self, who: &str, uploads: u64) {
+        let per = |d: Duration| d.as_secs_f64() * 1e3 / uploads.max(1) as f64;
+        println!(
+            "{who}: {:.3} ms of CPU per upload ({:.2} cores), its clients {:.3} ms",
+            per(self.server),
+            self.server.as_secs_f64() / self.wall.as_secs_f64(),
+            per(self.clients),
+        );
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -309,15 +366,30 @@ fn acknowledgement_latency_and_throughput() {
     let (mut ours, mut theirs) = (Latencies::default(), Latencies::default());
     let (mut ours_secs, mut theirs_secs) = (0.0, 0.0);
     let mut ratios = Vec::new();
+    // CPU time: ours is this process's less its client threads' (the
+    // receiver runs in-process); Express's is the node process's own.
+    let (mut ours_cpu, mut theirs_cpu) = (CpuUse::default(), CpuUse::default());
     for round in 1..=ROUNDS {
-        let (rate, got) = throughput(addr, &request, 8, ROUND_SECS);
+        let (t, cpu) = (
+            Instant::now(),
+            cpu_time(rustix::time::ClockId::ProcessCPUTime),
+        );
+        let (rate, got, clients) = throughput_with_cpu(addr, &request, 8, ROUND_SECS);
+        let process = cpu_time(rustix::time::ClockId::ProcessCPUTime) - cpu;
+        ours_cpu.server += process.saturating_sub(clients);
+        ours_cpu.clients += clients;
+        ours_cpu.wall += t.elapsed();
         ours_secs += got.count() as f64 / rate;
         ours.merge(&got);
         let Some(express) = &express else {
             println!("  round {round}: autopi-rx {rate:.0}/s");
             continue;
         };
-        let (their_rate, got) = throughput(express.1, &request, 8, ROUND_SECS);
+        let (t, cpu) = (Instant::now(), cpu_time_of(express.0.id()));
+        let (their_rate, got, clients) = throughput_with_cpu(express.1, &request, 8, ROUND_SECS);
+        theirs_cpu.server += cpu_time_of(express.0.id()) - cpu;
+        theirs_cpu.clients += clients;
+        theirs_cpu.wall += t.elapsed();
         theirs_secs += got.count() as f64 / their_rate;
         theirs.merge(&got);
         ratios.push(rate / their_rate);
@@ -328,11 +400,14 @@ fn acknowledgement_latency_and_throughput() {
     }
     running.shutdown();
     let ours_rate = ours.count() as f64 / ours_secs;
+    let ours_count = ours.count();
     print_throughput("autopi-rx, rounds pooled", 8, &(ours_rate, ours));
+    ours_cpu.print("autopi-rx, 8 connections", ours_count);
     if let Some(express) = express {
         drop(express);
         let theirs_rate = theirs.count() as f64 / theirs_secs;
         print_throughput("express, rounds pooled", 8, &(theirs_rate, theirs.clone()));
+        theirs_cpu.print("express, 8 connections", theirs.count());
         let saved = std::fs::metadata(dir.path().join("express.jsonl")).map_or(0, |m| m.len());
         println!(
             "express saved {} MB ({} kB per batch: the records were parsed and written)",
