@@ -202,6 +202,13 @@ struct CpuUse {
 }
 
 impl CpuUse {
+    /// One round that began at `began`: the server's CPU and its clients'.
+    fn add(&mut self, server: Duration, clients: Duration, began: Instant) {
+        self.server += server;
+        self.clients += clients;
+        self.wall += began.elapsed();
+    }
+
     fn print(&self, who: &str, uploads: u64) {
         let per = |d: Duration| d.as_secs_f64() * 1e3 / uploads.max(1) as f64;
         println!(
@@ -370,26 +377,22 @@ fn acknowledgement_latency_and_throughput() {
     // receiver runs in-process); Express's is the node process's own.
     let (mut ours_cpu, mut theirs_cpu) = (CpuUse::default(), CpuUse::default());
     for round in 1..=ROUNDS {
-        let (t, cpu) = (
+        let (began, cpu) = (
             Instant::now(),
             cpu_time(rustix::time::ClockId::ProcessCPUTime),
         );
         let (rate, got, clients) = throughput_with_cpu(addr, &request, 8, ROUND_SECS);
         let process = cpu_time(rustix::time::ClockId::ProcessCPUTime) - cpu;
-        ours_cpu.server += process.saturating_sub(clients);
-        ours_cpu.clients += clients;
-        ours_cpu.wall += t.elapsed();
+        ours_cpu.add(process.saturating_sub(clients), clients, began);
         ours_secs += got.count() as f64 / rate;
         ours.merge(&got);
         let Some(express) = &express else {
             println!("  round {round}: autopi-rx {rate:.0}/s");
             continue;
         };
-        let (t, cpu) = (Instant::now(), cpu_time_of(express.0.id()));
+        let (began, cpu) = (Instant::now(), cpu_time_of(express.0.id()));
         let (their_rate, got, clients) = throughput_with_cpu(express.1, &request, 8, ROUND_SECS);
-        theirs_cpu.server += cpu_time_of(express.0.id()) - cpu;
-        theirs_cpu.clients += clients;
-        theirs_cpu.wall += t.elapsed();
+        theirs_cpu.add(cpu_time_of(express.0.id()) - cpu, clients, began);
         theirs_secs += got.count() as f64 / their_rate;
         theirs.merge(&got);
         ratios.push(rate / their_rate);
@@ -400,9 +403,8 @@ fn acknowledgement_latency_and_throughput() {
     }
     running.shutdown();
     let ours_rate = ours.count() as f64 / ours_secs;
-    let ours_count = ours.count();
-    print_throughput("autopi-rx, rounds pooled", 8, &(ours_rate, ours));
-    ours_cpu.print("autopi-rx, 8 connections", ours_count);
+    print_throughput("autopi-rx, rounds pooled", 8, &(ours_rate, ours.clone()));
+    ours_cpu.print("autopi-rx, 8 connections", ours.count());
     if let Some(express) = express {
         drop(express);
         let theirs_rate = theirs.count() as f64 / theirs_secs;
