@@ -1373,6 +1373,76 @@ fn conflicting_or_invalid_content_lengths_are_400_and_a_close() {
     assert_nothing_smuggled_saved(rx);
 }
 
+/// A client goes through its ports in some thousands of connections (a
+/// busy device, a probe), and a port is used again once its connection is
+/// gone. A connection from it is a new one, and is served whatever the
+/// connection before it did: here that one broke the framing, which has
+/// the receiver ignore whatever else its connection sends.
+#[test]
+fn a_client_port_used_again_is_served_as_a_new_connection() {
+    use socket2::{Domain, SockRef, Socket, Type};
+    // Long enough that the first look at the status page comes well
+    // before two sweeps (half a second apart) can have forgotten it.
+    let read_timeout = READ_TIMEOUT;
+    let rx = receiver(&secs(read_timeout));
+    let from = |port: u16| -> io::Result<TcpStream> {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+        s.connect_timeout(&rx.addr.into(), DEVICE_GIVES_UP)?;
+        s.set_read_timeout(Some(read_timeout + SLACK))?;
+        Ok(s.into())
+    };
+    // Answered 400 and closed by the receiver; the client hangs up with
+    // a reset, so that no TIME_WAIT keeps the port.
+    let mut first = from(0).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut broken =
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]".to_vec();
+    broken.extend_from_slice(&upload_request("after.broken.framing"));
+    first.write_all(&broken).unwrap();
+    let mut answer = Vec::new();
+    first.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    SockRef::from(&first)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(first);
+    // Ignored, as long as it lasts. Once it is gone, the receiver's sweep
+    // (every quarter read timeout) finds no connection from its address
+    // twice in a row and forgets it; until this was fixed it remembered
+    // it for 120 s.
+    let status = || {
+        Conn::open(rx.addr)
+            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .text()
+    };
+    let ignored = status();
+    assert!(ignored.contains("ignored: 1 connection(s)"), "{ignored}");
+    let closed = Instant::now();
+    let forgotten = wait_until(3 * read_timeout + SLACK, || !status().contains("ignored:"));
+    assert!(forgotten, "still ignored: {}", status());
+    println!("forgotten {:?} after the close", closed.elapsed());
+    // A device whose new connection happens to come from the same port.
+    let answer = from(port)
+        .map(Conn::on)
+        .and_then(|mut c| c.try_request(&upload_request("port.used.again")));
+    match answer {
+        Ok(r) => assert_eq!(r.status, 200, "{}", r.text()),
+        Err(e) => panic!("no answer to a connection from port {port} again: {e}"),
+    }
+    let mut rx = rx;
+    rx.stop();
+    let saved = std::fs::read_to_string(&rx.capture).unwrap();
+    assert!(saved.contains("port.used.again"), "not saved");
+    assert!(
+        !saved.contains("after.broken.framing"),
+        "smuggled in: {saved}"
+    );
+}
+
 #[test]
 fn unsupported_transfer_codings_are_501_and_chunked_still_works() {
     let rx = receiver(LONG_READ_TIMEOUT);

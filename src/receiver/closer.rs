@@ -151,6 +151,16 @@ pub trait Books {
     /// The claimed connection was not shut after all, or is gone (the
     /// address may be a new connection's).
     fn unclaim(&self, peer: SocketAddr);
+    /// At a sweep at `now`: no connection of ours came from an address
+    /// outside `open` when the descriptor table was read. What is known of
+    /// an address found so at two sweeps in a row, and quiet since the
+    /// first, belonged to a connection that is gone and is forgotten: a
+    /// new connection from the same address (its client's port used
+    /// again) must not inherit it, above all not its being ignored. (A
+    /// connection reset by its client has no address to read, while
+    /// tiny_http may still hand over requests it had read of it: these
+    /// come at once, and the second sweep waits for them.)
+    fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant);
 }
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
@@ -312,6 +322,16 @@ pub fn run(
                 || !over_cap.iter().all(|c| known.contains_key(&c.inode)))
         {
             sockets = refresh(me, watch.listening, &mut known, now, books);
+        }
+        if sweeping && sockets.is_some() {
+            let open = known
+                .values()
+                .filter_map(|k| match k {
+                    Known::Ours { peer, .. } => Some(*peer),
+                    Known::Other => None,
+                })
+                .collect();
+            books.forget_gone(&open, now);
         }
         // Only a table read whole tells ours from another's.
         if sockets.is_some() {
@@ -782,11 +802,13 @@ mod tests {
         let busy_peer = Arc::new(std::sync::Mutex::new(None));
         let kept_peer = Arc::new(std::sync::Mutex::new(None));
         let unclaimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let forgetting = Arc::new(std::sync::Mutex::new(Vec::new()));
         let thread = {
             let stopping = stopping.clone();
             let busy_peer = busy_peer.clone();
             let kept_peer = kept_peer.clone();
             let unclaimed = unclaimed.clone();
+            let forgetting = forgetting.clone();
             std::thread::spawn(move || {
                 let watch = Watch {
                     listening: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -801,6 +823,7 @@ mod tests {
                     busy: Shared<Option<SocketAddr>>,
                     kept: Shared<Option<SocketAddr>>,
                     unclaimed: Shared<Vec<SocketAddr>>,
+                    forgetting: Shared<Vec<(HashSet<SocketAddr>, Instant)>>,
                 }
                 impl Books for Scripted {
                     fn activity(&self, peer: SocketAddr) -> Activity {
@@ -816,11 +839,15 @@ mod tests {
                     fn unclaim(&self, peer: SocketAddr) {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
+                    fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
+                        self.forgetting.lock().unwrap().push((open.clone(), now));
+                    }
                 }
                 let books = Scripted {
                     busy: busy_peer,
                     kept: kept_peer,
                     unclaimed,
+                    forgetting,
                 };
                 let mut refused = None;
                 run(watch, rx, closed, stopping, &books, |why| {
@@ -883,6 +910,20 @@ mod tests {
             assert!(Instant::now() < until, "never unclaimed");
             std::thread::sleep(Duration::from_millis(10));
         }
+        // A sweep after it is gone counts the connections still open, and
+        // not it.
+        let gone = Instant::now();
+        let until = gone + Duration::from_secs(10);
+        let open = loop {
+            let last = forgetting.lock().unwrap().last().cloned();
+            if let Some((open, _)) = last.filter(|(_, swept)| *swept > gone) {
+                break open;
+            }
+            assert!(Instant::now() < until, "no sweep after it was gone");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(!open.contains(&quiet), "{open:?}");
+        assert!(open.contains(&busy) && open.contains(&kept), "{open:?}");
         // Nothing arrives on `client` for `wait`: its connection is open.
         let still_open = |client: &mut TcpStream, wait: Duration, what: &str| {
             client.set_read_timeout(Some(wait)).unwrap();

@@ -3,7 +3,7 @@
 //! `ingest`, saved by the capture writer when accepted, answered, and
 //! reported as an event that never waits on its consumer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -532,6 +532,11 @@ impl closer::Books for Books {
             ctx.connections.unclaim(peer);
         }
     }
+    fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.connections.forget_gone(open, now);
+        }
+    }
 }
 
 /// What is known of each connection that has a request in hand, broke
@@ -582,6 +587,9 @@ struct Connection {
     /// The closer claimed it, to shut it both ways (until its socket is
     /// gone: the address is then free for a new connection).
     claimed: bool,
+    /// The closer's sweep found no connection open from its address, first
+    /// at this time and at every sweep since (see `forget_gone`).
+    absent_since: Option<Instant>,
 }
 
 /// Whether a request is served or ignored.
@@ -688,6 +696,30 @@ impl Connections {
         if let Some(c) = self.lock().get_mut(&peer) {
             c.claimed = false;
         }
+    }
+
+    /// Forgets every address found without a connection `open` at two
+    /// sweeps in a row, with no request in hand and nothing of it since
+    /// the first (see `Books::forget_gone`).
+    fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
+        self.lock().retain(|peer, c| {
+            if open.contains(peer) || c.outstanding > 0 {
+                c.absent_since = None;
+                return true;
+            }
+            match c.absent_since {
+                Some(first) if c.last.is_none_or(|t| t < first) => false,
+                _ => {
+                    c.absent_since = Some(now);
+                    true
+                }
+            }
+        });
+    }
+
+    /// Connections ignored now (for the status page).
+    fn ignored(&self) -> usize {
+        self.lock().values().filter(|c| c.ignored).count()
     }
 
     /// Nothing more `peer` sends is served.
@@ -1043,6 +1075,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
          {closed}\
+         {ignored}\
          {forward}\
          Upload with POST to any path here, header 'authorization: token <T>' or 'Bearer <T>'.\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -1072,6 +1105,12 @@ fn status_page(ctx: &Ctx) -> Outcome {
             0 => String::new(),
             n => format!(
                 "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, sent a head over 1 MiB, or hung)\n"
+            ),
+        },
+        ignored = match ctx.connections.ignored() {
+            0 => String::new(),
+            n => format!(
+                "ignored: {n} connection(s) that broke the framing or pipelined too much: nothing more they send is taken, until they are gone\n"
             ),
         },
         forward = s
@@ -1271,6 +1310,41 @@ mod tests {
         c.unclaim(quiet);
         // The address is a new connection's now.
         assert_eq!(c.admit(Some(quiet), true), (Admit::Serve, false));
+    }
+
+    /// An ignored connection's address is forgotten once no connection
+    /// from it is open and it has been quiet since the time given: a new
+    /// connection from the same client port is served. Never while one is
+    /// open from it, a request of it is in hand, or it was active since.
+    #[test]
+    fn a_gone_connection_is_forgotten_and_its_address_served_again() {
+        let c = Connections::default();
+        let peer: SocketAddr = "10.0.0.3:4000".parse().unwrap();
+        let busy: SocketAddr = "10.0.0.3:4001".parse().unwrap();
+        let late: SocketAddr = "10.0.0.3:4002".parse().unwrap();
+        for p in [peer, busy] {
+            assert_eq!(c.admit(Some(p), false), (Admit::Serve, true));
+        }
+        c.finish(Some(peer));
+        assert_eq!(c.admit(Some(late), false), (Admit::Serve, true));
+        c.finish(Some(late));
+        assert_eq!(c.ignored(), 3);
+        // `peer` is open at the first sweep, gone at the next two; `late`
+        // is gone at all three, but sends one more request after the
+        // first (tiny_http had read it): still ignored, and forgotten a
+        // sweep later.
+        let sweep =
+            |open: &[SocketAddr]| c.forget_gone(&open.iter().copied().collect(), Instant::now());
+        sweep(&[peer]);
+        assert_eq!(c.admit(Some(late), true), (Admit::Ignore, false), "late");
+        c.finish(Some(late));
+        sweep(&[]);
+        assert_eq!(c.ignored(), 3);
+        sweep(&[]);
+        assert_eq!(c.admit(Some(peer), true), (Admit::Serve, false), "gone");
+        assert_eq!(c.admit(Some(late), true), (Admit::Serve, false), "gone");
+        assert_eq!(c.admit(Some(busy), true), (Admit::Ignore, false), "in hand");
+        assert_eq!(c.ignored(), 1);
     }
 
     #[test]

@@ -242,6 +242,13 @@ impl Conn {
         self.reader.get_mut().write_all(bytes).unwrap();
     }
 
+    /// A connection on a stream connected already.
+    pub fn on(stream: TcpStream) -> Conn {
+        Conn {
+            reader: BufReader::new(stream),
+        }
+    }
+
     /// A connection whose connect, reads and writes each give up after
     /// `timeout`.
     pub fn open_within(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
