@@ -1382,8 +1382,8 @@ fn conflicting_or_invalid_content_lengths_are_400_and_a_close() {
 fn a_client_port_used_again_is_served_as_a_new_connection() {
     use socket2::{Domain, SockRef, Socket, Type};
     // Long enough that the first look at the status page comes well
-    // before two sweeps (half a second apart) can have forgotten it.
-    let read_timeout = READ_TIMEOUT;
+    // before two sweeps (a second apart) can have forgotten it.
+    let read_timeout = Duration::from_secs(4);
     let rx = receiver(&secs(read_timeout));
     let from = |port: u16| -> io::Result<TcpStream> {
         let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
@@ -1393,8 +1393,9 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
         s.set_read_timeout(Some(read_timeout + SLACK))?;
         Ok(s.into())
     };
-    // Answered 400 and closed by the receiver; the client hangs up with
-    // a reset, so that no TIME_WAIT keeps the port.
+    // Answered 400 and closed by the receiver first; the client hangs up
+    // with a reset, so that the receiver's end of the pair of addresses
+    // is gone at once (no FIN_WAIT_2 or TIME_WAIT left for it).
     let mut first = from(0).unwrap();
     let port = first.local_addr().unwrap().port();
     let mut broken =
@@ -1410,6 +1411,7 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(first);
+    let closed = Instant::now();
     // Ignored, as long as it lasts. Once it is gone, the receiver's sweep
     // (every quarter read timeout) finds no connection from its address
     // twice in a row and forgets it; until this was fixed it remembered
@@ -1421,7 +1423,6 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
     };
     let ignored = status();
     assert!(ignored.contains("ignored: 1 connection(s)"), "{ignored}");
-    let closed = Instant::now();
     let forgotten = wait_until(3 * read_timeout + SLACK, || !status().contains("ignored:"));
     assert!(forgotten, "still ignored: {}", status());
     println!("forgotten {:?} after the close", closed.elapsed());

@@ -151,15 +151,18 @@ pub trait Books {
     /// The claimed connection was not shut after all, or is gone (the
     /// address may be a new connection's).
     fn unclaim(&self, peer: SocketAddr);
-    /// At a sweep at `now`: no connection of ours came from an address
-    /// outside `open` when the descriptor table was read. What is known of
-    /// an address found so at two sweeps in a row, and quiet since the
-    /// first, belonged to a connection that is gone and is forgotten: a
-    /// new connection from the same address (its client's port used
-    /// again) must not inherit it, above all not its being ignored. (A
-    /// connection reset by its client has no address to read, while
-    /// tiny_http may still hand over requests it had read of it: these
-    /// come at once, and the second sweep waits for them.)
+    /// At a sweep at `now`, after a read of the whole descriptor table:
+    /// `open` are the addresses of the connections of ours found in it.
+    /// What is known of an address found without one at two sweeps in a
+    /// row, and quiet since the first, belonged to a connection that is
+    /// gone and is forgotten: a new connection from the same address (its
+    /// client's port used again) must not inherit it, above all not its
+    /// being ignored. Not in `open` although still there: a connection
+    /// accepted after the read (any request of it is newer than `now`),
+    /// and one its client reset, whose address can no longer be read.
+    /// tiny_http may still hand over requests it had read of the latter,
+    /// each as soon as the one before it is dropped: that they all come
+    /// within a sweep (50 ms to 2 s) of each other is assumed, not known.
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant);
 }
 
@@ -323,7 +326,8 @@ pub fn run(
         {
             sockets = refresh(me, watch.listening, &mut known, now, books);
         }
-        if sweeping && sockets.is_some() {
+        let whole = sockets.as_ref().is_some_and(|t| t.whole);
+        if sweeping && whole {
             let open = known
                 .values()
                 .filter_map(|k| match k {
@@ -334,7 +338,7 @@ pub fn run(
             books.forget_gone(&open, now);
         }
         // Only a table read whole tells ours from another's.
-        if sockets.is_some() {
+        if whole {
             foreign.extend(
                 over_cap
                     .iter()
@@ -344,7 +348,8 @@ pub fn run(
         }
         let capped: HashSet<u64> = over_cap.iter().map(|c| c.inode).collect();
         let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
-        let read_now = (sweeping && ours).then(|| being_read(&known, sockets.as_ref()));
+        let read_now =
+            (sweeping && ours).then(|| being_read(&known, sockets.as_ref().map(|t| &t.sockets)));
         for (inode, k) in known.iter_mut() {
             let Known::Ours {
                 fd,
@@ -600,21 +605,34 @@ fn table_address(text: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// The socket descriptors `refresh` saw.
+struct Table {
+    /// Every socket descriptor, with its inode.
+    sockets: HashMap<RawFd, u64>,
+    /// Each of them is known as ours or not: none was left unlooked at
+    /// because it could not be duplicated (out of descriptors, say).
+    whole: bool,
+}
+
 /// Brings `known` up to date with the descriptor table: new sockets are
 /// looked at once, closed ones forgotten, and each of ours is given a
 /// descriptor that names it now. A connection shut both ways that is
-/// gone is unclaimed. Returns every socket descriptor seen, with its
-/// inode (None when the table cannot be read).
+/// gone is unclaimed. A socket that cannot be duplicated while its
+/// descriptor still names it is looked at again next time. None when the
+/// table cannot be read.
 fn refresh(
     me: &OwnedFd,
     listening: SocketAddr,
     known: &mut HashMap<u64, Known>,
     now: Instant,
     books: &impl Books,
-) -> Option<HashMap<RawFd, u64>> {
+) -> Option<Table> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut sockets = HashMap::with_capacity(known.len());
-    for entry in dir.flatten() {
+    let mut whole = true;
+    for entry in dir {
+        // A listing cut short would leave connections out.
+        let entry = entry.ok()?;
         let Some(fd) = entry
             .file_name()
             .to_str()
@@ -629,22 +647,33 @@ fn refresh(
             continue;
         };
         sockets.insert(fd, inode);
-        let k = known.entry(inode).or_insert_with(|| {
-            match duplicate(me, fd, inode)
-                .and_then(|s| Some((s.local_addr().ok()?, s.peer_addr().ok()?)))
-            {
-                Some((local, peer)) if accepted_on(local, listening) => Known::Ours {
-                    fd,
-                    local,
-                    peer,
-                    since: now,
-                    shut: false,
-                    counted: false,
-                    unread: 0,
-                },
-                _ => Known::Other,
+        let k = match known.entry(inode) {
+            std::collections::hash_map::Entry::Occupied(k) => k.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let Some(s) = duplicate(me, fd, inode) else {
+                    // Closed meanwhile, or not to be had now.
+                    let still = std::fs::read_link(entry.path())
+                        .ok()
+                        .and_then(|l| socket_inode(l.to_str()?));
+                    whole &= still != Some(inode);
+                    continue;
+                };
+                // Neither address of a connection its client reset can be
+                // read: it counts as another's.
+                v.insert(match (s.local_addr(), s.peer_addr()) {
+                    (Ok(local), Ok(peer)) if accepted_on(local, listening) => Known::Ours {
+                        fd,
+                        local,
+                        peer,
+                        since: now,
+                        shut: false,
+                        counted: false,
+                        unread: 0,
+                    },
+                    _ => Known::Other,
+                })
             }
-        });
+        };
         if let Known::Ours { fd: current, .. } = k {
             *current = fd;
         }
@@ -663,7 +692,7 @@ fn refresh(
         }
         here
     });
-    Some(sockets)
+    Some(Table { sockets, whole })
 }
 
 /// Whether a connection whose local end is `local` was accepted on our
