@@ -1444,6 +1444,60 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
     );
 }
 
+/// A chunked body that breaks its own framing (a chunk size that is not
+/// hex, overflows, or has a sign or a space; a bad size after a good
+/// chunk) leaves where the request ends in doubt: 400 and a close, and
+/// what came after it never taken as a request. So does a chunked body the
+/// receiver never reads (refused without the token, or too large): tiny_http
+/// would otherwise drain it on its own and parse what follows a break as
+/// the next request.
+#[test]
+fn a_broken_or_unread_chunked_body_is_answered_once_and_closed() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let chunked = |auth: &str, body: &[u8]| {
+        let mut r =
+            format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Transfer-Encoding: chunked\r\n\r\n")
+                .into_bytes();
+        r.extend_from_slice(body);
+        r.extend_from_slice(&smuggled());
+        r
+    };
+    let breaks: [(&str, &[u8]); 6] = [
+        ("not hex", b"zz\r\n"),
+        ("overflowing", b"10000000000000000\r\n"),
+        ("negative", b"-1\r\n"),
+        ("0x prefix", b"0x5\r\n"),
+        ("space inside", b"5 5\r\n"),
+        ("bad size after a good chunk", b"3\r\n[1,\r\nq\r\n"),
+    ];
+    let mut cases = Vec::new();
+    for (name, body) in breaks {
+        cases.push((format!("{name}, token"), chunked(&auth, body), 400));
+        cases.push((format!("{name}, no token"), chunked("", body), 401));
+    }
+    // Whole and well framed, but never read: refused before its body.
+    cases.push((
+        "whole chunked body, no token".into(),
+        chunked("", b"2\r\n[]\r\n0\r\n\r\n"),
+        401,
+    ));
+    let mut failures = Vec::new();
+    for status in [400, 401] {
+        let these: Vec<(String, Vec<u8>)> = cases
+            .iter()
+            .filter(|c| c.2 == status)
+            .map(|(n, b, _)| (n.clone(), b.clone()))
+            .collect();
+        // Without the token, tiny_http drains the body itself and answers
+        // the bytes after the break with a 400 of its own: never a 2xx.
+        let results = exchanges_within(rx.addr, these, CLOSED_BY_US);
+        refused_and_closed(results, &[status], &mut failures);
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_nothing_smuggled_saved(rx);
+}
+
 #[test]
 fn unsupported_transfer_codings_are_501_and_chunked_still_works() {
     let rx = receiver(LONG_READ_TIMEOUT);

@@ -748,10 +748,13 @@ struct Outcome {
     kept_body: Option<Arc<[u8]>>,
     /// The body was read off the socket (so nothing is left to drain).
     body_read: bool,
-    /// Reading the body failed (a stall past the read timeout, a reset):
-    /// dropping the request may wait another read timeout in tiny_http's
-    /// drain, so that is not done on a worker.
+    /// Reading the body failed (a stall past the read timeout, a reset, a
+    /// chunked body breaking its framing): dropping the request may wait
+    /// another read timeout in tiny_http's drain, so that is not done on a
+    /// worker.
     body_cut: bool,
+    /// The body was read to its end (a chunked one: up to its last chunk).
+    body_whole: bool,
 }
 
 impl Outcome {
@@ -771,6 +774,7 @@ impl Outcome {
             kept_body: None,
             body_read: false,
             body_cut: false,
+            body_whole: false,
         }
     }
 
@@ -888,10 +892,18 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
         ctx.connections.ignore(request.remote_addr().copied());
         ctx.closer.close(request.remote_addr().copied());
     }
-    if outcome.body_cut {
-        // The body stalled past the read timeout (or broke off): the
-        // answer goes out and the connection closes, rather than tiny_http
-        // draining a silent socket for one more read timeout.
+    // A chunked body not read to its end is left to tiny_http's drain,
+    // which stops at a break in its framing and then parses what follows
+    // as the next request.
+    let chunked = header(&request, "transfer-encoding").is_some();
+    if outcome.body_cut || (chunked && !outcome.body_whole) {
+        // The body stalled past the read timeout, broke off or broke its
+        // framing, or is not read: where this request ends is in doubt.
+        // The answer goes out and the connection closes (rather than
+        // tiny_http draining a silent socket for one more read timeout),
+        // and whatever tiny_http already read past the break is not taken
+        // as a request.
+        ctx.connections.ignore(request.remote_addr().copied());
         ctx.closer.close(request.remote_addr().copied());
     }
     // A body never read may be a stalled one: tiny_http's drain would
@@ -930,7 +942,13 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
         return out;
     }
     let mut out = match read_body(request, limit) {
-        Ok(wire) => decode_and_save(ctx, request, received, wire),
+        Ok(wire) => {
+            // One byte past the limit was read to tell a body too large.
+            let whole = wire.len() <= limit;
+            let mut out = decode_and_save(ctx, request, received, wire);
+            out.body_whole = whole;
+            out
+        }
         Err((rejection, read)) => {
             let mut out = Outcome::refused(rejection);
             out.wire_bytes = read;
