@@ -403,8 +403,9 @@ fn acknowledgement_latency_and_throughput() {
     }
     running.shutdown();
     let ours_rate = ours.count() as f64 / ours_secs;
-    print_throughput("autopi-rx, rounds pooled", 8, &(ours_rate, ours.clone()));
-    ours_cpu.print("autopi-rx, 8 connections", ours.count());
+    let ours_count = ours.count();
+    print_throughput("autopi-rx, rounds pooled", 8, &(ours_rate, ours));
+    ours_cpu.print("autopi-rx, 8 connections", ours_count);
     if let Some(express) = express {
         drop(express);
         let theirs_rate = theirs.count() as f64 / theirs_secs;

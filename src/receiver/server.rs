@@ -885,24 +885,22 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
         Some((_, Answer::Late(delay))) => wait_unless_stopping(ctx, delay),
         _ => {}
     }
-    if drain::way(unread) == drain::Way::Overflowing {
-        // tiny_http cannot drain a length beyond `isize::MAX` and hands the
-        // socket on at once: what the client sends after the head must not
-        // be taken as a request.
-        ctx.connections.ignore(request.remote_addr().copied());
-        ctx.closer.close(request.remote_addr().copied());
-    }
-    // A chunked body not read to its end is left to tiny_http's drain,
-    // which stops at a break in its framing and then parses what follows
-    // as the next request.
+    // Where this request ends is in doubt, and nothing more its
+    // connection sends is taken as a request (whatever tiny_http already
+    // read past this one included); the answer goes out and the
+    // connection closes:
+    // - a length beyond `isize::MAX`: tiny_http cannot drain it and hands
+    //   the socket on at once;
+    // - a body that stalled past the read timeout (rather than tiny_http
+    //   draining a silent socket for one more), broke off, or broke its
+    //   chunked framing;
+    // - a chunked body not read to its end: tiny_http's own drain stops
+    //   at a break in its framing and parses what follows as a request.
     let chunked = header(&request, "transfer-encoding").is_some();
-    if outcome.body_cut || (chunked && !outcome.body_whole) {
-        // The body stalled past the read timeout, broke off or broke its
-        // framing, or is not read: where this request ends is in doubt.
-        // The answer goes out and the connection closes (rather than
-        // tiny_http draining a silent socket for one more read timeout),
-        // and whatever tiny_http already read past the break is not taken
-        // as a request.
+    if drain::way(unread) == drain::Way::Overflowing
+        || outcome.body_cut
+        || (chunked && !outcome.body_whole)
+    {
         ctx.connections.ignore(request.remote_addr().copied());
         ctx.closer.close(request.remote_addr().copied());
     }
