@@ -1269,9 +1269,14 @@ fn refused_and_closed(
     }
 }
 
-fn assert_nothing_smuggled_saved(mut rx: Receiver) {
+/// The capture once the receiver has stopped (empty if it has none).
+fn saved_after_stop(mut rx: Receiver) -> String {
     rx.stop();
-    let saved = std::fs::read_to_string(&rx.capture).unwrap_or_default();
+    std::fs::read_to_string(&rx.capture).unwrap_or_default()
+}
+
+fn assert_nothing_smuggled_saved(rx: Receiver) {
+    let saved = saved_after_stop(rx);
     assert!(
         !saved.contains("smuggled"),
         "a smuggled batch was saved: {saved}"
@@ -1434,9 +1439,7 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
         Ok(r) => assert_eq!(r.status, 200, "{}", r.text()),
         Err(e) => panic!("no answer to a connection from port {port} again: {e}"),
     }
-    let mut rx = rx;
-    rx.stop();
-    let saved = std::fs::read_to_string(&rx.capture).unwrap();
+    let saved = saved_after_stop(rx);
     assert!(saved.contains("port.used.again"), "not saved");
     assert!(
         !saved.contains("after.broken.framing"),

@@ -233,9 +233,7 @@ impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        Conn {
-            reader: BufReader::new(stream),
-        }
+        Conn::on(stream)
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -255,9 +253,7 @@ impl Conn {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        Ok(Conn {
-            reader: BufReader::new(stream),
-        })
+        Ok(Conn::on(stream))
     }
 
     /// Reads one response; `head_only` for answers to HEAD.
