@@ -843,6 +843,104 @@ fn an_endless_head_is_cut_past_its_cap() {
     p.finish();
 }
 
+/// A chunked upload whose chunk-size line never ends (tiny_http's
+/// decoder would keep it whole) is cut: once tiny_http has read 64 KiB of
+/// framing with nothing handed over, the receiver shuts the connection for
+/// reading, answers 400 saying why, and closes it. Memory stays far under
+/// what the client sent, devices are served meanwhile, and nothing of the
+/// upload is saved.
+#[test]
+fn an_endless_chunk_size_line_is_cut_past_its_cap() {
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let (addr, pid) = (p.rx.addr, p.pid());
+    let watch = Watch::start(pid);
+    let done = Arc::new(AtomicBool::new(false));
+    let devices = {
+        let done = done.clone();
+        std::thread::spawn(move || Devices::during(addr, 3, &done))
+    };
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_write_timeout(Some(SLACK)).unwrap();
+    // A good first chunk, then a size line of hex digits without end.
+    let first = b"[{\"@t\":\"smuggled\",\"@ts\":\"2026-12-02T01:00:00\"},";
+    let mut head = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        first.len()
+    )
+    .into_bytes();
+    head.extend_from_slice(first);
+    head.extend_from_slice(b"\r\n");
+    s.write_all(&head).unwrap();
+    let piece = vec![b'1'; 64 * 1024];
+    let mut sent = 0usize;
+    let mut stopped = None;
+    // 256 MiB would be held whole without the cap (and stops at the RSS
+    // limit first).
+    while sent < 256 << 20 && usage(pid).is_some_and(|u| u.rss_kib < RSS_LIMIT_KIB) {
+        if let Err(e) = s.write_all(&piece) {
+            stopped = Some(e.kind());
+            break;
+        }
+        sent += piece.len();
+    }
+    // Its answer and the close (a reset may come first: the answer is
+    // then lost, and the close still counts).
+    s.set_read_timeout(Some(SLACK)).unwrap();
+    let mut answer = Vec::new();
+    let end = s.read_to_end(&mut answer);
+    let closed = match &end {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+    };
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    done.store(true, Ordering::SeqCst);
+    devices
+        .join()
+        .unwrap()
+        .check("endless chunk-size line", &mut p.failures);
+    let peak = watch.stop();
+    let grew_mib = peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024;
+    println!(
+        "endless chunk-size line: {} MiB sent before the writer stopped ({stopped:?}); \
+         closed by the receiver: {closed} ({end:?}); RSS grew by {grew_mib} MiB; answer: {}",
+        sent >> 20,
+        answer.lines().next().unwrap_or("")
+    );
+    if !closed {
+        p.failures
+            .push("endless chunk-size line: never closed".into());
+    }
+    let answered = answer.starts_with("HTTP/1.1 400") && answer.contains("framing");
+    if !answer.is_empty() && !answered {
+        p.failures.push(format!(
+            "endless chunk-size line: answered {answer:?}, not a 400 about its framing"
+        ));
+    }
+    if sent >= 256 << 20 || stopped.is_none() {
+        p.failures.push(format!(
+            "endless chunk-size line: the receiver read all {} MiB",
+            sent >> 20
+        ));
+    }
+    if grew_mib >= 64 {
+        p.failures.push(format!(
+            "endless chunk-size line: RSS grew by {grew_mib} MiB"
+        ));
+    }
+    drop(s);
+    p.alive("endless chunk-size line");
+    p.check_return("endless chunk-size line");
+    let failures = std::mem::take(&mut p.failures);
+    let saved = saved_after_stop(p.rx);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(!saved.contains("smuggled"), "the cut upload was saved");
+}
+
 /// The head cap never cuts a healthy keep-alive client: large uploads,
 /// each sent in pieces over several of the closer's looks, with pauses
 /// between them, all answered on one connection.
@@ -878,6 +976,62 @@ fn large_uploads_on_one_keep_alive_connection_are_never_cut_by_the_head_cap() {
         std::thread::sleep(Duration::from_millis(300));
     }
     // The same connection still serves, and the receiver closed nothing.
+    let status = c.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(!status.text().contains("closed: "), "{}", status.text());
+}
+
+/// The framing cap never cuts a healthy chunked upload: bodies in 1-byte
+/// chunks (five bytes of framing to each byte of body), in chunks of 1 MiB,
+/// and with a short extension on every chunk, each sent in pieces 40 ms
+/// apart over several of the closer's looks, all answered 200 on one
+/// connection.
+#[test]
+fn chunked_uploads_in_tiny_or_large_chunks_are_never_cut_by_the_framing_cap() {
+    let _heavy = heavy();
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let mut c = Conn::open(rx.addr);
+    let chunked = |body: &[u8], sizes: &dyn Fn(usize) -> usize, extension: &str| {
+        let mut r = format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        let mut at = 0;
+        while at < body.len() {
+            let n = sizes(at).min(body.len() - at);
+            r.extend_from_slice(format!("{n:x}{extension}\r\n").as_bytes());
+            r.extend_from_slice(&body[at..at + n]);
+            r.extend_from_slice(b"\r\n");
+            at += n;
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+        r
+    };
+    let body = |i: usize, size: usize| {
+        format!(
+            r#"[{{"@t":"chunked","@ts":"2026-12-02T01:00:0{i}","blob":"{}"}}]"#,
+            "a".repeat(size)
+        )
+        .into_bytes()
+    };
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("1-byte chunks", chunked(&body(1, 200_000), &|_| 1, "")),
+        ("1 MiB chunks", chunked(&body(2, 3 << 20), &|_| 1 << 20, "")),
+        (
+            "a short extension on every chunk",
+            chunked(&body(3, 300_000), &|_| 1000, ";name=value"),
+        ),
+    ];
+    for (name, bytes) in cases {
+        for piece in bytes.chunks(bytes.len() / 8 + 1) {
+            c.send(piece);
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let r = c
+            .try_read_response(false)
+            .unwrap_or_else(|e| panic!("{name}: no answer: {e}"));
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+    }
     let status = c.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(!status.text().contains("closed: "), "{}", status.text());
 }

@@ -6,8 +6,12 @@ use std::time::Duration;
 /// What the receiver knows of a peer's connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activity {
-    /// A request of it is in hand (being read, decided or answered).
-    Busy,
+    /// A request of it is in hand (being read, decided or answered);
+    /// `done` of its requests were done with before it. While its body is
+    /// chunked and being read, `chunked` counts the body bytes tiny_http
+    /// has handed over so far (the closer's cap on chunk framing sees the
+    /// body go on by this moving).
+    Busy { done: u64, chunked: Option<u64> },
     /// Nothing in hand; its last request came or was done `ago`, and
     /// `done` of its requests have been done with so far.
     Quiet { ago: Duration, done: u64 },
@@ -19,9 +23,14 @@ impl Activity {
     /// Quiet for at least `d`.
     pub fn quiet_for(self, d: Duration) -> bool {
         match self {
-            Activity::Busy => false,
+            Activity::Busy { .. } => false,
             Activity::Quiet { ago, .. } => ago >= d,
             Activity::Unseen => true,
         }
+    }
+
+    /// A request of it is in hand.
+    pub fn busy(self) -> bool {
+        matches!(self, Activity::Busy { .. })
     }
 }

@@ -164,6 +164,10 @@ pub trait Books {
     /// each as soon as the one before it is dropped: that they all come
     /// within a sweep (50 ms to 2 s) of each other is assumed, not known.
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant);
+    /// `peer`'s connection is about to be shut for reading in the middle
+    /// of a chunked body whose framing went past the cap: the body's read
+    /// fails, and its refusal says why.
+    fn cut_framing(&self, peer: SocketAddr);
 }
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
@@ -299,7 +303,7 @@ pub fn run(
             }
         }
         let mut over_cap = counts.map(|(_, over)| over).unwrap_or_default();
-        over_cap.retain(|c| !foreign.contains(&c.inode));
+        over_cap.retain(|(c, _)| !foreign.contains(&c.inode));
         let Some(me) = &me else {
             if sweeping {
                 next_sweep = now + every;
@@ -322,7 +326,7 @@ pub fn run(
         if sockets.is_none()
             && (sweeping
                 || !asked_now.is_subset(&known_peers)
-                || !over_cap.iter().all(|c| known.contains_key(&c.inode)))
+                || !over_cap.iter().all(|(c, _)| known.contains_key(&c.inode)))
         {
             sockets = refresh(me, watch.listening, &mut known, now, books);
         }
@@ -342,11 +346,12 @@ pub fn run(
             foreign.extend(
                 over_cap
                     .iter()
-                    .map(|c| c.inode)
+                    .map(|(c, _)| c.inode)
                     .filter(|i| !known.contains_key(i)),
             );
         }
-        let capped: HashSet<u64> = over_cap.iter().map(|c| c.inode).collect();
+        let capped: HashMap<u64, heads::Over> =
+            over_cap.iter().map(|(c, over)| (c.inode, *over)).collect();
         let ours = known.values().any(|k| matches!(k, Known::Ours { .. }));
         let read_now =
             (sweeping && ours).then(|| being_read(&known, sockets.as_ref().map(|t| &t.sockets)));
@@ -364,8 +369,32 @@ pub fn run(
                 continue;
             };
             // Asked again, in case a request came since the count: never
-            // cut one with a request in hand.
-            let over_cap = capped.contains(inode) && !*shut && activity(*peer) != Activity::Busy;
+            // cut a head's connection with a request in hand. Framing is
+            // cut only in the middle of a chunked body (its read fails:
+            // nothing of it is saved, and its refusal can still go out).
+            let over_cap = match capped.get(inode) {
+                Some(heads::Over::Head) => !*shut && !activity(*peer).busy(),
+                Some(heads::Over::Framing) => {
+                    if !*shut
+                        && matches!(
+                            activity(*peer),
+                            Activity::Busy {
+                                chunked: Some(_),
+                                ..
+                            }
+                        )
+                    {
+                        books.cut_framing(*peer);
+                        if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false)
+                            && !std::mem::replace(counted, true)
+                        {
+                            closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    continue;
+                }
+                None => false,
+            };
             let how = if over_cap {
                 Shutdown::Both
             } else if asked_now.contains(peer) {
@@ -375,7 +404,7 @@ pub fn run(
                 // Counted at every sweep while nothing of it is in hand,
                 // from its first: a connection tiny_http never read, or
                 // read only after a wait in a pool's queue.
-                if activity != Activity::Busy && !read.contains(inode) {
+                if !activity.busy() && !read.contains(inode) {
                     *unread = unread.saturating_add(1);
                 }
                 // One that made requests is left to tiny_http while a thread
@@ -478,7 +507,7 @@ fn nudge_due(
         // new connection from an address used again looks served. So
         // only one with a request in hand is passed over; a busy device
         // between two uploads may draw a needless nudge.
-        if activity(peer) == Activity::Busy {
+        if activity(peer).busy() {
             continue;
         }
         let next = match waiting.get(&peer) {
@@ -857,7 +886,10 @@ mod tests {
                 impl Books for Scripted {
                     fn activity(&self, peer: SocketAddr) -> Activity {
                         if *self.busy.lock().unwrap() == Some(peer) {
-                            Activity::Busy
+                            Activity::Busy {
+                                done: 0,
+                                chunked: None,
+                            }
                         } else {
                             Activity::Unseen
                         }
@@ -868,6 +900,7 @@ mod tests {
                     fn unclaim(&self, peer: SocketAddr) {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
+                    fn cut_framing(&self, _: SocketAddr) {}
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
                         self.forgetting.lock().unwrap().push((open.clone(), now));
                     }
@@ -1050,7 +1083,10 @@ mod tests {
         let mut waiting = HashMap::new();
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let quiet = |_| Activity::Unseen;
-        let busy = |_| Activity::Busy;
+        let busy = |_| Activity::Busy {
+            done: 0,
+            chunked: None,
+        };
         let found = |w: &mut HashMap<SocketAddr, Waiting>, a: &dyn Fn(SocketAddr) -> Activity| {
             nudge_due([peer], w, a) == [peer]
         };

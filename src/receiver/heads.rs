@@ -10,6 +10,15 @@
 //! body is read while its request is in hand). Past `HEAD_LIMIT`, the
 //! connection is due to be shut.
 //!
+//! The same count caps chunk framing. `chunked_transfer`, tiny_http's
+//! decoder, collects a chunk's size line into a growing `Vec` as well,
+//! inside the worker's read of the body. While a chunked body is read,
+//! the worker counts what it is handed; what tiny_http reads beyond that
+//! is framing (size lines, extensions, line ends). Past `FRAMING_LIMIT`
+//! read with nothing handed over, the connection is due to be shut for
+//! reading: the worker's read fails, the upload is refused, and nothing
+//! of it is saved.
+//!
 //! The counts come from the kernel's socket diagnostics (`sock_diag`
 //! netlink, as `ss` reads them), in one of two ways. With few
 //! connections, each is asked for by its two addresses (the closing
@@ -102,14 +111,15 @@ impl HeadCap {
     }
 
     /// Counts our connections at `now` (when due, or sooner for the
-    /// closing thread's looks): every one's counts, and those whose head
-    /// passed `HEAD_LIMIT`; None without socket diagnostics.
+    /// closing thread's looks): every one's counts, and those over a cap
+    /// (a head past `HEAD_LIMIT`, chunk framing past `FRAMING_LIMIT`);
+    /// None without socket diagnostics.
     pub fn count(
         &mut self,
         now: Instant,
         which: Which,
         activity: &dyn Fn(SocketAddr) -> Activity,
-    ) -> Option<(Vec<Counted>, Vec<Counted>)> {
+    ) -> Option<(Vec<Counted>, Vec<Overs>)> {
         // Due again in any case: a socket that cannot be opened (out of
         // descriptors) must not make the closing thread spin.
         self.next = now + LOOK_EVERY;
@@ -366,14 +376,47 @@ fn lookup(c: &Ours) -> SockDiagMessage {
 /// What the watch remembers of a connection.
 #[derive(Clone, Copy, Debug)]
 struct Head {
-    /// Read when its current head began (as far as the watch saw).
+    /// Read when its current stretch began (as far as the watch saw): a
+    /// head, or the framing since the body last moved.
     from: u64,
-    /// Its requests done with when the head began; None while one is in
-    /// hand.
-    done: Option<u64>,
+    /// What the connection was doing then: the stretch goes on while
+    /// this stays the same.
+    mark: Mark,
 }
 
-/// Follows what tiny_http reads of each connection between requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    /// Between requests, after `done` of them: reading a head.
+    Head { done: u64 },
+    /// A request in hand, after `done` of them, with `chunked` bytes of
+    /// its chunked body handed over while one is read (None otherwise: a
+    /// body of known length has no framing to count).
+    Body { done: u64, chunked: Option<u64> },
+    /// No request seen: reading its first head.
+    First,
+}
+
+/// A connection over a cap, and which.
+pub type Overs = (Counted, Over);
+
+/// Which cap a connection went past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Over {
+    /// A head longer than `HEAD_LIMIT`, read with no request in hand.
+    Head,
+    /// More than `FRAMING_LIMIT` read of a request in hand without a byte
+    /// of its body handed over: a chunk's size line or extension without
+    /// end (`chunked_transfer` keeps the size line in a growing `Vec`).
+    Framing,
+}
+
+/// Bytes tiny_http may read of a request in hand without handing over
+/// any of its body: a chunk's size line, extensions and line ends. A
+/// device sends no extensions and a size line of a few bytes.
+pub const FRAMING_LIMIT: u64 = 64 * 1024;
+
+/// Follows what tiny_http reads of each connection that it does not hand
+/// over: heads between requests, and chunk framing within a body.
 #[derive(Default)]
 pub struct HeadWatch {
     heads: HashMap<u64, Head>,
@@ -381,39 +424,39 @@ pub struct HeadWatch {
 
 impl HeadWatch {
     /// Brings the watch up to date with `counted` and returns the
-    /// connections whose head passed `HEAD_LIMIT`. A connection with a
-    /// request in hand, or with more requests done than the watch knew,
-    /// starts a new head at what it has read now; one never seen before,
+    /// connections over a cap. A stretch starts at what a connection has
+    /// read now whenever what it is doing changes: a request taken in
+    /// hand or done with, or body handed over. One never seen before,
     /// with no request yet, started its head with its first byte.
     pub fn look(
         &mut self,
         counted: &[Counted],
         activity: &dyn Fn(SocketAddr) -> Activity,
-    ) -> Vec<Counted> {
+    ) -> Vec<Overs> {
         let mut heads = HashMap::with_capacity(counted.len());
         let mut over = Vec::new();
         for c in counted {
             let seen = self.heads.get(&c.inode).copied();
-            let head = match activity(c.peer) {
-                Activity::Busy => Head {
-                    from: c.read,
-                    done: None,
-                },
-                Activity::Quiet { done, .. } => match seen {
-                    // No request came or went since: the head goes on.
-                    Some(h) if h.done == Some(done) => h,
-                    _ => Head {
-                        from: c.read,
-                        done: Some(done),
-                    },
-                },
-                Activity::Unseen => seen.unwrap_or(Head {
-                    from: 0,
-                    done: None,
-                }),
+            let mark = match activity(c.peer) {
+                Activity::Busy { done, chunked } => Mark::Body { done, chunked },
+                Activity::Quiet { done, .. } => Mark::Head { done },
+                // What was seen goes on.
+                Activity::Unseen => seen.map_or(Mark::First, |h| h.mark),
             };
-            if c.read.saturating_sub(head.from) > HEAD_LIMIT {
-                over.push(*c);
+            let head = match seen {
+                Some(h) if h.mark == mark => h,
+                _ if mark == Mark::First => Head { from: 0, mark },
+                _ => Head { from: c.read, mark },
+            };
+            let stretch = c.read.saturating_sub(head.from);
+            match mark {
+                Mark::Body {
+                    chunked: Some(_), ..
+                } if stretch > FRAMING_LIMIT => over.push((*c, Over::Framing)),
+                Mark::Head { .. } | Mark::First if stretch > HEAD_LIMIT => {
+                    over.push((*c, Over::Head))
+                }
+                _ => {}
             }
             heads.insert(c.inode, head);
         }
@@ -454,13 +497,16 @@ mod tests {
         assert!(w.look(&[at(1, 1000)], &unseen).is_empty());
         assert_eq!(
             w.look(&[at(1, HEAD_LIMIT + 1)], &unseen),
-            vec![at(1, HEAD_LIMIT + 1)]
+            vec![(at(1, HEAD_LIMIT + 1), Over::Head)]
         );
 
         // A 30 MiB upload read while in hand, then a small next head, then
         // an endless one after the same request.
         let mut w = HeadWatch::default();
-        let busy = |_: SocketAddr| Activity::Busy;
+        let busy = |_: SocketAddr| Activity::Busy {
+            done: 0,
+            chunked: None,
+        };
         w.look(&[at(2, 500)], &busy);
         assert!(w.look(&[at(2, 30 << 20)], &busy).is_empty());
         assert!(w.look(&[at(2, (30 << 20) + 2000)], &quiet(1)).is_empty());
@@ -482,6 +528,55 @@ mod tests {
         w.look(&[at(4, 1000)], &busy);
         assert!(
             w.look(&[at(4, 1000 + 2 * HEAD_LIMIT)], &quiet(1))
+                .is_empty()
+        );
+    }
+
+    /// Within a chunked body, what tiny_http reads with nothing handed over
+    /// counts toward the framing cap, from the last look at which the body
+    /// moved; a body of known length, and a body that keeps moving, never
+    /// do.
+    #[test]
+    fn only_framing_read_with_nothing_handed_over_counts_toward_its_cap() {
+        let busy =
+            |done: u64, chunked: Option<u64>| move |_: SocketAddr| Activity::Busy { done, chunked };
+        // An endless size line: the body stops moving at 10 bytes.
+        let mut w = HeadWatch::default();
+        assert!(w.look(&[at(1, 300)], &busy(0, Some(0))).is_empty());
+        assert!(w.look(&[at(1, 320)], &busy(0, Some(10))).is_empty());
+        assert!(
+            w.look(&[at(1, 320 + FRAMING_LIMIT)], &busy(0, Some(10)))
+                .is_empty()
+        );
+        assert_eq!(
+            w.look(&[at(1, 321 + FRAMING_LIMIT)], &busy(0, Some(10))),
+            vec![(at(1, 321 + FRAMING_LIMIT), Over::Framing)]
+        );
+
+        // A large chunked body handed over between every two looks.
+        let mut w = HeadWatch::default();
+        for n in 0..10 {
+            let read = 300 + n * 4 * FRAMING_LIMIT;
+            assert!(w.look(&[at(2, read)], &busy(0, Some(read))).is_empty());
+        }
+        // A body of known length is not counted (it has no framing).
+        let mut w = HeadWatch::default();
+        w.look(&[at(3, 300)], &busy(0, None));
+        assert!(w.look(&[at(3, 30 << 20)], &busy(0, None)).is_empty());
+        // The next request's chunked body starts a new count, even at the
+        // same count handed over.
+        let mut w = HeadWatch::default();
+        w.look(&[at(4, 300)], &busy(0, Some(0)));
+        assert!(
+            w.look(&[at(4, 300 + FRAMING_LIMIT)], &busy(1, Some(0)))
+                .is_empty()
+        );
+        // Nor does framing count toward a head, or a head toward framing:
+        // a head of most of the cap, then a body that does not move.
+        let mut w = HeadWatch::default();
+        w.look(&[at(5, HEAD_LIMIT - 10)], &|_| Activity::Unseen);
+        assert!(
+            w.look(&[at(5, HEAD_LIMIT + 10)], &busy(0, Some(0)))
                 .is_empty()
         );
     }

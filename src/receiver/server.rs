@@ -22,6 +22,7 @@ use crate::receiver::accept::{Acceptors, Notice, Work};
 use crate::receiver::activity::Activity;
 use crate::receiver::closer::{self, Closer};
 use crate::receiver::drain::{self, Answered, Drains, Finish};
+use crate::receiver::heads;
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
@@ -518,9 +519,13 @@ struct Books(Weak<Ctx>);
 
 impl closer::Books for Books {
     fn activity(&self, peer: SocketAddr) -> Activity {
-        self.0
-            .upgrade()
-            .map_or(Activity::Busy, |ctx| ctx.connections.activity(peer))
+        self.0.upgrade().map_or(
+            Activity::Busy {
+                done: 0,
+                chunked: None,
+            },
+            |ctx| ctx.connections.activity(peer),
+        )
     }
     fn claim(&self, peer: SocketAddr) -> bool {
         self.0
@@ -535,6 +540,11 @@ impl closer::Books for Books {
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
         if let Some(ctx) = self.0.upgrade() {
             ctx.connections.forget_gone(open, now);
+        }
+    }
+    fn cut_framing(&self, peer: SocketAddr) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.connections.cut_framing(peer);
         }
     }
 }
@@ -590,6 +600,12 @@ struct Connection {
     /// The closer's sweep found no connection open from its address, first
     /// at this time and at every sweep since (see `forget_gone`).
     absent_since: Option<Instant>,
+    /// Bytes handed over so far of the chunked body being read (the
+    /// closer caps the framing read beyond them).
+    chunked: Option<u64>,
+    /// The closer cut the chunked body being read: its framing went past
+    /// the cap.
+    framing_cut: bool,
 }
 
 /// Whether a request is served or ignored.
@@ -647,6 +663,8 @@ impl Connections {
             c.outstanding = c.outstanding.saturating_sub(1);
             c.last = Some(Instant::now());
             c.done += 1;
+            c.chunked = None;
+            c.framing_cut = false;
         }
         // Connections that went quiet are forgotten now and then: each
         // time the map has doubled since the last sweep, so a flood of
@@ -664,7 +682,10 @@ impl Connections {
     /// Whether `peer` has a request in hand, or how long it has been quiet.
     fn activity(&self, peer: SocketAddr) -> Activity {
         match self.lock().get(&peer) {
-            Some(c) if c.outstanding > 0 => Activity::Busy,
+            Some(c) if c.outstanding > 0 => Activity::Busy {
+                done: c.done,
+                chunked: c.chunked,
+            },
             Some(Connection {
                 last: Some(t),
                 done,
@@ -715,6 +736,32 @@ impl Connections {
                 }
             }
         });
+    }
+
+    /// `peer`'s request in hand handed over `n` more bytes of its chunked
+    /// body.
+    fn handed(&self, peer: SocketAddr, n: usize) {
+        if let Some(c) = self.lock().get_mut(&peer) {
+            let handed = c.chunked.unwrap_or(0);
+            c.chunked = Some(handed.saturating_add(n as u64));
+        }
+    }
+
+    /// The closer cut `peer`'s chunked body: its framing went past the cap.
+    fn cut_framing(&self, peer: SocketAddr) {
+        if let Some(c) = self.lock().get_mut(&peer) {
+            c.framing_cut = true;
+        }
+    }
+
+    /// Whether the closer cut `peer`'s chunked body (asked once).
+    fn framing_was_cut(&self, peer: Option<SocketAddr>) -> bool {
+        peer.and_then(|p| {
+            self.lock()
+                .get_mut(&p)
+                .map(|c| std::mem::take(&mut c.framing_cut))
+        })
+        .unwrap_or(false)
     }
 
     /// Connections ignored now (for the status page).
@@ -939,7 +986,7 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
         out.wire_bytes = len as u64;
         return out;
     }
-    let mut out = match read_body(request, limit) {
+    let mut out = match read_body(ctx, request, limit) {
         Ok(wire) => {
             // One byte past the limit was read to tell a body too large.
             let whole = wire.len() <= limit;
@@ -959,16 +1006,36 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp) -> Outcome {
 }
 
 /// Reads at most `limit` + 1 bytes of body, refusing a body cut short
-/// (with how many bytes did arrive).
-fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, (Rejection, u64)> {
+/// (with how many bytes did arrive). What a chunked body hands over is
+/// counted in the books as it comes, for the closer's cap on its framing.
+fn read_body(ctx: &Ctx, request: &mut Request, limit: usize) -> Result<Vec<u8>, (Rejection, u64)> {
     let declared = request.body_length();
+    let peer = request.remote_addr().copied();
+    let chunked = header(request, "transfer-encoding").is_some();
     let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(limit));
-    let read = request
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut wire);
+    let read = match peer.filter(|_| chunked) {
+        Some(peer) => {
+            ctx.connections.handed(peer, 0);
+            Handing {
+                inner: request.as_reader(),
+                books: &ctx.connections,
+                peer,
+            }
+            .take(limit as u64 + 1)
+            .read_to_end(&mut wire)
+        }
+        None => request
+            .as_reader()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut wire),
+    };
     let short = declared.filter(|&len| wire.len() < len);
     let error = match (read, short) {
+        (Err(_), _) if ctx.connections.framing_was_cut(peer) => format!(
+            "chunk framing (size lines, extensions) went past {} KiB with no body \
+             between: the receiver cut the body off",
+            heads::FRAMING_LIMIT / 1024
+        ),
         (Err(e), _) => format!("could not read the whole body: {e}"),
         (Ok(_), Some(len)) => format!(
             "the body ended after {} of the {len} bytes its Content-Length announced",
@@ -977,6 +1044,21 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, (Rejection,
         (Ok(_), None) => return Ok(wire),
     };
     Err((Rejection { status: 400, error }, wire.len() as u64))
+}
+
+/// A chunked body's reader, counting in the books what it hands over.
+struct Handing<'a> {
+    inner: &'a mut dyn Read,
+    books: &'a Connections,
+    peer: SocketAddr,
+}
+
+impl Read for Handing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.books.handed(self.peer, n);
+        Ok(n)
+    }
 }
 
 fn decode_and_save(ctx: &Ctx, request: &Request, received: Timestamp, wire: Vec<u8>) -> Outcome {
@@ -1403,9 +1485,26 @@ mod tests {
         assert_eq!(c.activity(peer), Activity::Unseen);
         c.admit(Some(peer), true);
         c.admit(Some(peer), true);
-        assert_eq!(c.activity(peer), Activity::Busy);
+        let busy = |chunked| Activity::Busy { done: 0, chunked };
+        assert_eq!(c.activity(peer), busy(None));
+        // A chunked body being read counts what it hands over.
+        c.handed(peer, 0);
+        assert_eq!(c.activity(peer), busy(Some(0)));
+        c.handed(peer, 700);
+        c.handed(peer, 24);
+        assert_eq!(c.activity(peer), busy(Some(724)));
+        c.cut_framing(peer);
+        assert!(c.framing_was_cut(Some(peer)));
+        assert!(!c.framing_was_cut(Some(peer)), "told once");
         c.finish(Some(peer));
-        assert_eq!(c.activity(peer), Activity::Busy, "one still in hand");
+        assert_eq!(
+            c.activity(peer),
+            Activity::Busy {
+                done: 1,
+                chunked: None
+            },
+            "one still in hand, its body not read yet"
+        );
         c.finish(Some(peer));
         assert!(
             matches!(c.activity(peer), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
