@@ -980,6 +980,67 @@ fn large_uploads_on_one_keep_alive_connection_are_never_cut_by_the_head_cap() {
     assert!(!status.text().contains("closed: "), "{}", status.text());
 }
 
+/// Gzip bodies of a few kilobytes that each inflate to 31 MiB (line ends
+/// around one record, under `--max-body`), 24 at once with the token: large
+/// bodies are decoded one at a time, so RSS stays under the limit; each is
+/// answered 200, or 503 with `Retry-After` when it waited too long for its
+/// turn; devices are served meanwhile, and everything returns.
+#[test]
+fn bodies_that_inflate_large_are_decoded_one_at_a_time() {
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let (addr, pid) = (p.rx.addr, p.pid());
+    let record = r#"{"@t":"inflated","@ts":"2026-12-02T01:00:00"}"#;
+    let bomb = gzip(format!("[{}{record}]", "\n".repeat(31 << 20)).as_bytes());
+    let auth = format!("token {TOKEN}");
+    let request = request_bytes("POST", &[("authorization", &auth)], &bomb);
+    let watch = Watch::start(pid);
+    let done = Arc::new(AtomicBool::new(false));
+    let devices = {
+        let done = done.clone();
+        std::thread::spawn(move || Devices::during(addr, 3, &done))
+    };
+    let answers: Vec<Result<(u16, bool), String>> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..24)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = Conn::open(addr);
+                    c.send(&request);
+                    c.try_read_response(false)
+                        .map(|r| (r.status, r.header("retry-after").is_some()))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        senders.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    done.store(true, Ordering::SeqCst);
+    devices
+        .join()
+        .unwrap()
+        .check("inflating bodies", &mut p.failures);
+    let peak = watch.stop();
+    let saved = answers.iter().filter(|a| matches!(a, Ok((200, _)))).count();
+    let busy = answers
+        .iter()
+        .filter(|a| matches!(a, Ok((503, true))))
+        .count();
+    println!(
+        "24 bodies inflating to 31 MiB each, at once: {saved} answered 200, {busy} 503 (wait for their turn); \
+         RSS grew by {} MiB",
+        peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024
+    );
+    if saved == 0 || saved + busy != answers.len() {
+        p.failures.push(format!(
+            "inflating bodies: wanted 200s and 503s with Retry-After, got {answers:?}"
+        ));
+    }
+    p.check_peak("inflating bodies", peak);
+    p.alive("inflating bodies");
+    p.check_return("inflating bodies");
+    p.finish();
+}
+
 /// The framing cap never cuts a healthy chunked upload: bodies in 1-byte
 /// chunks (five bytes of framing to each byte of body), in chunks of 1 MiB,
 /// and with a short extension on every chunk, each sent in pieces 40 ms

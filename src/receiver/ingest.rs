@@ -12,6 +12,7 @@ use flate2::read::MultiGzDecoder;
 use subtle::ConstantTimeEq;
 
 use crate::batch::{Batch, Counts, Encoding, scan};
+use crate::receiver::turns::{LARGE_BODY, Turn, Turns};
 
 /// Longest JSON error text passed on (the position is always kept).
 const MAX_ERROR_CHARS: usize = 300;
@@ -272,6 +273,9 @@ pub struct Unchecked<'a> {
     /// The body as JSON text (inflated when it came as gzip).
     text: Cow<'a, str>,
     declared: Declared,
+    /// Its turn at decoding, for a large body: given back when the batch
+    /// is finished (its records checked and its line saved) or dropped.
+    _turn: Option<Turn>,
 }
 
 /// `decode` up to the records check: inflates, checks size and UTF-8, lays
@@ -282,12 +286,39 @@ pub fn prepare<'a>(
     content_encoding: Option<&str>,
     wire: &'a [u8],
 ) -> Result<Unchecked<'a>, Rejection> {
+    prepare_in_turn(config, content_encoding, wire, None)
+}
+
+/// `prepare`, a body over `LARGE_BODY` (inflated) decoded only in its turn
+/// from `turns`, held until the batch is finished or dropped. A gzip body
+/// is first inflated up to `LARGE_BODY`; past it, that output is let go
+/// of while the turn is waited for, and the body inflated again.
+pub fn prepare_in_turn<'a>(
+    config: &Config,
+    content_encoding: Option<&str>,
+    wire: &'a [u8],
+    turns: Option<&Arc<Turns>>,
+) -> Result<Unchecked<'a>, Rejection> {
     if wire.len() > config.max_body {
         return Err(too_large("body", wire.len(), config.max_body));
     }
+    let large = |size: usize| size > LARGE_BODY && turns.is_some();
+    let mut turn = None;
+    if large(wire.len()) {
+        turn = turns.map(Turns::take).transpose()?;
+    }
     let declared = Declared::from_header(content_encoding);
     let (body, encoding, warning): (Cow<'a, [u8]>, _, _) = if wire.starts_with(&[0x1f, 0x8b]) {
-        let inflated = inflate(wire, config.max_body)?;
+        let inflated = match turns.filter(|_| turn.is_none() && large(config.max_body)) {
+            Some(turns) => match inflate(wire, LARGE_BODY) {
+                Err(r) if r.status == 413 => {
+                    turn = Some(turns.take()?);
+                    inflate(wire, config.max_body)?
+                }
+                done => done?,
+            },
+            None => inflate(wire, config.max_body)?,
+        };
         let warning = match &declared {
             Declared::Gzip => None,
             Declared::Identity => {
@@ -323,6 +354,7 @@ pub fn prepare<'a>(
         },
         text,
         declared,
+        _turn: turn,
     })
 }
 
@@ -330,6 +362,14 @@ impl Unchecked<'_> {
     /// The batch its capture line is made from (counts not yet known).
     pub fn batch(&self) -> &Batch {
         &self.batch
+    }
+
+    /// Over `LARGE_BODY` as JSON text: decoded in its turn, and checked
+    /// before its line is queued rather than while it is written (a line
+    /// being checked is committed alone, and the devices' lines queued
+    /// after it would wait for its check).
+    pub fn large(&self) -> bool {
+        self.text.len() > LARGE_BODY
     }
 
     /// Reads every record: the body must be a JSON array of objects.
@@ -899,6 +939,53 @@ mod tests {
         assert!(e.error.starts_with("empty body"), "{}", e.error);
         let e = decode(&cfg(), None, b"[] x").unwrap_err();
         assert!(e.error.contains("trailing characters"), "{}", e.error);
+    }
+
+    /// A body over `LARGE_BODY` once inflated is decoded only in its turn,
+    /// held until its batch is finished; a small one never waits, whatever
+    /// its gzip claims; a large one that cannot get its turn is 503.
+    #[test]
+    fn large_bodies_are_decoded_in_turn_and_small_ones_never_wait() {
+        let turns = Arc::new(Turns::new(std::time::Duration::ZERO));
+        let cfg = cfg_open();
+        let record = r#"{"@t":"x","@ts":"2026-12-02T01:00:00"}"#;
+        let small = format!("[{record}]");
+        let spaced = format!("[{}{record}]", "\n".repeat(2 * LARGE_BODY));
+        fn turn_of<'a>(
+            cfg: &Config,
+            body: &'a [u8],
+            turns: &Arc<Turns>,
+        ) -> Result<Unchecked<'a>, Rejection> {
+            prepare_in_turn(cfg, None, body, Some(turns))
+        }
+        let held = turns.take().unwrap();
+        // Taken by another: a small body, plain or gzip, goes ahead.
+        assert!(turn_of(&cfg, small.as_bytes(), &turns).is_ok());
+        assert!(turn_of(&cfg, &gz(small.as_bytes(), None), &turns).is_ok());
+        // A large one, plain or gzip (2 MiB from a few KB), waits, here
+        // not at all: 503.
+        for body in [spaced.as_bytes().to_vec(), gz(spaced.as_bytes(), None)] {
+            let refused = turn_of(&cfg, &body, &turns).err().expect("no turn");
+            assert_eq!(refused.status, 503, "{}", refused.error);
+        }
+        drop(held);
+        // Free: decoded, and the turn is its own until it is finished.
+        let wire = gz(spaced.as_bytes(), None);
+        let unchecked = turn_of(&cfg, &wire, &turns).expect("its turn");
+        assert!(turns.take().is_err(), "held while it is decoded");
+        let counts = unchecked.check().unwrap();
+        let batch = unchecked.finish(counts);
+        assert_eq!(batch.records, 1);
+        assert!(turns.take().is_ok(), "given back once finished");
+        // Past `--max-body` inflated, still 413.
+        let tight = Config {
+            max_body: LARGE_BODY + 10,
+            ..cfg_open()
+        };
+        let refused = prepare_in_turn(&tight, None, &gz(spaced.as_bytes(), None), Some(&turns))
+            .err()
+            .expect("too large");
+        assert_eq!(refused.status, 413, "{}", refused.error);
     }
 
     fn gz(data: &[u8], name: Option<&str>) -> Vec<u8> {

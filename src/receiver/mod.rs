@@ -14,3 +14,4 @@ pub mod ingest;
 pub mod listener;
 pub mod respond;
 pub mod server;
+pub mod turns;

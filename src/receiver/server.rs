@@ -26,6 +26,7 @@ use crate::receiver::heads;
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
+use crate::receiver::turns::{TURN_WAIT, Turns};
 use crate::time::format_received;
 
 /// Seconds the device is asked to wait after a 503.
@@ -108,6 +109,8 @@ struct Ctx {
     /// The tokens accepted now (`config.auth` is only the first set):
     /// SIGHUP replaces them.
     auth: std::sync::RwLock<ingest::Auth>,
+    /// Large bodies are decoded one at a time.
+    turns: Arc<Turns>,
 }
 
 /// Binds, starts the accept side and the workers, and returns at once;
@@ -163,6 +166,7 @@ pub fn start_with(
         drains: Arc::default(),
         respond,
         auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
+        turns: Arc::new(Turns::new(TURN_WAIT)),
     });
     for _ in 0..min_workers {
         add_worker(&ctx)?;
@@ -1070,7 +1074,13 @@ fn decode_and_save(ctx: &Ctx, request: &Request, received: Timestamp, wire: Vec<
         out.kept_body = ctx.event_bodies.then(|| wire.into());
         out
     };
-    let unchecked = match ingest::prepare(&ctx.config, header(request, "content-encoding"), &wire) {
+    let prepared = ingest::prepare_in_turn(
+        &ctx.config,
+        header(request, "content-encoding"),
+        &wire,
+        Some(&ctx.turns),
+    );
+    let unchecked = match prepared {
         Ok(unchecked) => unchecked,
         Err(r) => return refused(r, wire),
     };
@@ -1093,9 +1103,14 @@ fn decode_and_save(ctx: &Ctx, request: &Request, received: Timestamp, wire: Vec<
     let helper = (ctx.busy.load(Ordering::SeqCst) <= 1)
         .then(ingest::helper)
         .flatten();
-    let checked = ctx
-        .capture
-        .save_checking(&entry, unchecked.batch(), || unchecked.check_on(helper));
+    let checked = if unchecked.large() {
+        unchecked
+            .check_on(helper)
+            .map(|counts| (counts, ctx.capture.save(&entry, unchecked.batch())))
+    } else {
+        ctx.capture
+            .save_checking(&entry, unchecked.batch(), || unchecked.check_on(helper))
+    };
     let (batch, saved) = match checked {
         Ok((counts, saved)) => (unchecked.finish(counts), saved),
         Err(r) => {
