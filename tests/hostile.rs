@@ -1356,6 +1356,162 @@ fn a_late_answer_beyond_the_read_timeout_is_given() {
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
 
+/// How a trickle went: when the receiver closed it (None: it never did
+/// within the trickle's time), and what it answered.
+struct Trickled {
+    closed_after: Option<Duration>,
+    answer: String,
+}
+
+/// Sends `start`, then one byte of `each` every `pace` (under the read
+/// timeout: every read is in time) for at most `for_how_long`, reading
+/// whatever comes back meanwhile, until the receiver closes.
+fn trickle(
+    addr: SocketAddr,
+    start: &[u8],
+    each: u8,
+    pace: Duration,
+    for_how_long: Duration,
+) -> Trickled {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut closed_after = None;
+    if s.write_all(start).is_ok() {
+        s.set_read_timeout(Some(pace)).unwrap();
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < for_how_long {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    closed_after = Some(started.elapsed());
+                    break;
+                }
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if s.write_all(&[each]).is_err() {
+                        closed_after = Some(started.elapsed());
+                        break;
+                    }
+                }
+                Err(_) => {
+                    closed_after = Some(started.elapsed());
+                    break;
+                }
+            }
+        }
+    } else {
+        closed_after = Some(started.elapsed());
+    }
+    Trickled {
+        closed_after,
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+    }
+}
+
+/// A trickle to cut: its first bytes, the byte trickled, and what its
+/// answer must say (None: no answer).
+struct TrickleCase {
+    name: &'static str,
+    start: Vec<u8>,
+    each: u8,
+    answer: Option<&'static str>,
+}
+
+/// Trickles (a byte every quarter of the read timeout, each read in time)
+/// are cut at their deadline, four read timeouts after they began (a byte
+/// at a time earns no more): a head, and a body with or without the
+/// token, drained or read, chunked or not; a body read by a worker is
+/// answered 400 saying why. Devices are served meanwhile and everything
+/// returns.
+#[test]
+fn slow_trickles_are_cut_at_their_deadlines() {
+    let _heavy = heavy();
+    let mut p = Probed::start(&secs(READ_TIMEOUT));
+    let addr = p.rx.addr;
+    let pace = READ_TIMEOUT / 4;
+    let deadline = READ_TIMEOUT * 4;
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let post = |auth: &str, framing: &str| {
+        format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}{framing}\r\n\r\n").into_bytes()
+    };
+    let case = |name, start, each, answer| TrickleCase {
+        name,
+        start,
+        each,
+        answer,
+    };
+    let cases = [
+        case("head", b"POST / HTTP/1.1\r\nX-Slow: ".to_vec(), b'a', None),
+        case(
+            "body with the token",
+            post(&auth, "Content-Length: 100000"),
+            b' ',
+            Some("still coming"),
+        ),
+        case(
+            "chunk-size line with the token",
+            post(&auth, "Transfer-Encoding: chunked"),
+            b'1',
+            Some("still coming"),
+        ),
+        case(
+            "body without the token (drained)",
+            post("", "Content-Length: 100000"),
+            b' ',
+            Some("401"),
+        ),
+    ];
+    let done = Arc::new(AtomicBool::new(false));
+    let devices = {
+        let done = done.clone();
+        std::thread::spawn(move || Devices::during(addr, 3, &done))
+    };
+    let longest = deadline * 3;
+    let results: Vec<Trickled> = std::thread::scope(|s| {
+        let threads: Vec<_> = cases
+            .iter()
+            .map(|c| s.spawn(move || trickle(addr, &c.start, c.each, pace, longest)))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    done.store(true, Ordering::SeqCst);
+    devices.join().unwrap().check("trickles", &mut p.failures);
+    for (c, t) in cases.iter().zip(results) {
+        println!(
+            "trickle, {}: closed after {:?} (deadline {deadline:?}); answer: {:?}",
+            c.name,
+            t.closed_after,
+            t.answer.lines().next().unwrap_or("")
+        );
+        // Cut no sooner than its deadline, and within the closer's look
+        // and the slack after it.
+        let in_time = t
+            .closed_after
+            .is_some_and(|after| after >= deadline && after <= deadline + SLACK);
+        let answered = c.answer.is_none_or(|e| t.answer.contains(e));
+        if !in_time || !answered {
+            p.failures.push(format!(
+                "trickle, {}: wanted a close between {deadline:?} and {:?} after it began{}, got {:?} and {:?}",
+                c.name,
+                deadline + SLACK,
+                c.answer
+                    .map(|e| format!(" and an answer with {e:?}"))
+                    .unwrap_or_default(),
+                t.closed_after,
+                t.answer
+            ));
+        }
+    }
+    p.alive("trickles");
+    p.check_return("trickles");
+    p.finish();
+}
+
 #[test]
 fn a_slow_upload_that_keeps_sending_is_not_cut() {
     let rx = receiver(&secs(READ_TIMEOUT));

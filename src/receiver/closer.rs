@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::activity::Activity;
+use super::activity::{Activity, Cut};
 use super::heads::{self, Counted};
 
 /// Asks the closing thread to shut connections by their peer address.
@@ -165,9 +165,9 @@ pub trait Books {
     /// within a sweep (50 ms to 2 s) of each other is assumed, not known.
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant);
     /// `peer`'s connection is about to be shut for reading in the middle
-    /// of a chunked body whose framing went past the cap: the body's read
-    /// fails, and its refusal says why.
-    fn cut_framing(&self, peer: SocketAddr);
+    /// of a body (chunk framing past the cap, or past its deadline): the
+    /// body's read fails, and its refusal says why.
+    fn cut(&self, peer: SocketAddr, why: Cut);
 }
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
@@ -200,7 +200,7 @@ pub fn run(
     let mut next_look = Instant::now() + LOOK_EVERY;
     let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
     let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
-    let mut head_cap = heads::HeadCap::start();
+    let mut head_cap = heads::HeadCap::start(watch.read_timeout);
     // Inodes over the cap that are not among our descriptors (another
     // process's connection on the same port): not looked up again.
     let mut foreign: HashSet<u64> = HashSet::new();
@@ -373,18 +373,26 @@ pub fn run(
             // cut only in the middle of a chunked body (its read fails:
             // nothing of it is saved, and its refusal can still go out).
             let over_cap = match capped.get(inode) {
-                Some(heads::Over::Head) => !*shut && !activity(*peer).busy(),
-                Some(heads::Over::Framing) => {
-                    if !*shut
-                        && matches!(
-                            activity(*peer),
+                Some(over) if over.between_requests() => !*shut && !activity(*peer).busy(),
+                Some(over) => {
+                    // Still in the middle of the body it was counted in.
+                    let (why, still) = match (over, activity(*peer)) {
+                        (
+                            heads::Over::Framing,
                             Activity::Busy {
-                                chunked: Some(_),
-                                ..
-                            }
-                        )
-                    {
-                        books.cut_framing(*peer);
+                                chunked: Some(_), ..
+                            },
+                        ) => (Cut::Framing, true),
+                        (
+                            _,
+                            Activity::Busy {
+                                body_for: Some(_), ..
+                            },
+                        ) => (Cut::Slow, true),
+                        _ => (Cut::Slow, false),
+                    };
+                    if !*shut && still {
+                        books.cut(*peer, why);
                         if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false)
                             && !std::mem::replace(counted, true)
                         {
@@ -889,6 +897,7 @@ mod tests {
                             Activity::Busy {
                                 done: 0,
                                 chunked: None,
+                                body_for: None,
                             }
                         } else {
                             Activity::Unseen
@@ -900,7 +909,7 @@ mod tests {
                     fn unclaim(&self, peer: SocketAddr) {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
-                    fn cut_framing(&self, _: SocketAddr) {}
+                    fn cut(&self, _: SocketAddr, _: Cut) {}
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
                         self.forgetting.lock().unwrap().push((open.clone(), now));
                     }
@@ -1086,6 +1095,7 @@ mod tests {
         let busy = |_| Activity::Busy {
             done: 0,
             chunked: None,
+            body_for: None,
         };
         let found = |w: &mut HashMap<SocketAddr, Waiting>, a: &dyn Fn(SocketAddr) -> Activity| {
             nudge_due([peer], w, a) == [peer]

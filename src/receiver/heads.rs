@@ -88,12 +88,13 @@ pub struct HeadCap {
 }
 
 impl HeadCap {
-    pub fn start() -> HeadCap {
+    /// The cap, with deadlines on heads and bodies by `read_timeout`.
+    pub fn start(read_timeout: Duration) -> HeadCap {
         let diag = Diag::open().ok();
         HeadCap {
             available: diag.is_some(),
             diag,
-            watch: HeadWatch::default(),
+            watch: HeadWatch::with_deadlines(read_timeout),
             next: Instant::now() + LOOK_EVERY,
         }
     }
@@ -140,7 +141,7 @@ impl HeadCap {
         if counted.len() > CROWD {
             self.next = now + LOOK_IN_A_CROWD;
         }
-        let over = self.watch.look(&counted, activity);
+        let over = self.watch.look_at(now, &counted, activity);
         Some((counted, over))
     }
 }
@@ -382,6 +383,10 @@ struct Head {
     /// What the connection was doing then: the stretch goes on while
     /// this stays the same.
     mark: Mark,
+    /// The first look that saw bytes of the current head.
+    began: Option<Instant>,
+    /// Read when the body being read was first seen.
+    body_from: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,10 +409,22 @@ pub type Overs = (Counted, Over);
 pub enum Over {
     /// A head longer than `HEAD_LIMIT`, read with no request in hand.
     Head,
+    /// A head still coming past its deadline (`arrival_deadline`).
+    SlowHead,
     /// More than `FRAMING_LIMIT` read of a request in hand without a byte
     /// of its body handed over: a chunk's size line or extension without
     /// end (`chunked_transfer` keeps the size line in a growing `Vec`).
     Framing,
+    /// A body still coming past its deadline (`arrival_deadline`).
+    SlowBody,
+}
+
+impl Over {
+    /// Cut between requests (shut both ways, once claimed), rather than
+    /// in the middle of a body (shut for reading: the body's read fails).
+    pub fn between_requests(self) -> bool {
+        matches!(self, Over::Head | Over::SlowHead)
+    }
 }
 
 /// Bytes tiny_http may read of a request in hand without handing over
@@ -415,21 +432,60 @@ pub enum Over {
 /// device sends no extensions and a size line of a few bytes.
 pub const FRAMING_LIMIT: u64 = 64 * 1024;
 
+/// Read timeouts a head, or a body, may take to arrive, before the time
+/// its bytes earn (`ARRIVAL_RATE`).
+pub const ARRIVAL_TIMEOUTS: u32 = 4;
+/// Bytes that earn a head or a body one more second: one that keeps
+/// coming at this rate or faster is never cut, however large.
+pub const ARRIVAL_RATE: u64 = 64 * 1024;
+
+/// How long a head, or a body, may take to arrive once `came` bytes of it
+/// came: `ARRIVAL_TIMEOUTS` read timeouts, plus a second per
+/// `ARRIVAL_RATE` bytes. One that stalls is cut by the read timeout; one
+/// that trickles (a byte now and then, each read in time) by this. A head
+/// and a body tiny_http reads whole before handing the request over (up
+/// to 1 KiB) count as one head.
+pub fn arrival_deadline(read_timeout: Duration, came: u64) -> Duration {
+    read_timeout.saturating_mul(ARRIVAL_TIMEOUTS) + Duration::from_secs(came / ARRIVAL_RATE)
+}
+
 /// Follows what tiny_http reads of each connection that it does not hand
-/// over: heads between requests, and chunk framing within a body.
+/// over (heads between requests, chunk framing within a body) and how
+/// long heads and bodies take; deadlines only with a read timeout.
 #[derive(Default)]
 pub struct HeadWatch {
     heads: HashMap<u64, Head>,
+    read_timeout: Option<Duration>,
 }
 
 impl HeadWatch {
-    /// Brings the watch up to date with `counted` and returns the
-    /// connections over a cap. A stretch starts at what a connection has
-    /// read now whenever what it is doing changes: a request taken in
-    /// hand or done with, or body handed over. One never seen before,
-    /// with no request yet, started its head with its first byte.
+    /// A watch with deadlines: a head, and a body, must come whole within
+    /// `arrival_deadline` of its first byte.
+    pub fn with_deadlines(read_timeout: Duration) -> HeadWatch {
+        HeadWatch {
+            heads: HashMap::new(),
+            read_timeout: Some(read_timeout),
+        }
+    }
+
+    /// `look_at` now.
     pub fn look(
         &mut self,
+        counted: &[Counted],
+        activity: &dyn Fn(SocketAddr) -> Activity,
+    ) -> Vec<Overs> {
+        self.look_at(Instant::now(), counted, activity)
+    }
+
+    /// Brings the watch up to date with `counted` at `now` and returns the
+    /// connections over a cap or past a deadline. A stretch starts at what
+    /// a connection has read now whenever what it is doing changes: a
+    /// request taken in hand or done with, or body handed over. One never
+    /// seen before, with no request yet, started its head with its first
+    /// byte.
+    pub fn look_at(
+        &mut self,
+        now: Instant,
         counted: &[Counted],
         activity: &dyn Fn(SocketAddr) -> Activity,
     ) -> Vec<Overs> {
@@ -437,25 +493,61 @@ impl HeadWatch {
         let mut over = Vec::new();
         for c in counted {
             let seen = self.heads.get(&c.inode).copied();
-            let mark = match activity(c.peer) {
-                Activity::Busy { done, chunked } => Mark::Body { done, chunked },
+            let activity = activity(c.peer);
+            let mark = match activity {
+                Activity::Busy { done, chunked, .. } => Mark::Body { done, chunked },
                 Activity::Quiet { done, .. } => Mark::Head { done },
                 // What was seen goes on.
                 Activity::Unseen => seen.map_or(Mark::First, |h| h.mark),
             };
-            let head = match seen {
+            let mut head = match seen {
                 Some(h) if h.mark == mark => h,
-                _ if mark == Mark::First => Head { from: 0, mark },
-                _ => Head { from: c.read, mark },
+                Some(h) => Head {
+                    from: c.read,
+                    mark,
+                    began: None,
+                    // The same request's body goes on.
+                    body_from: h.body_from.filter(|_| same_request(h.mark, mark)),
+                },
+                None if mark == Mark::First => Head {
+                    from: 0,
+                    mark,
+                    began: None,
+                    body_from: None,
+                },
+                None => Head {
+                    from: c.read,
+                    mark,
+                    began: None,
+                    body_from: None,
+                },
             };
             let stretch = c.read.saturating_sub(head.from);
+            let in_head = matches!(mark, Mark::Head { .. } | Mark::First);
+            if in_head && stretch > 0 {
+                head.began.get_or_insert(now);
+            }
+            let body_for = match activity {
+                Activity::Busy { body_for, .. } => body_for,
+                _ => None,
+            };
+            head.body_from = body_for.map(|_| head.body_from.unwrap_or(c.read));
+            let late_head = self.read_timeout.zip(head.began).is_some_and(|(t, began)| {
+                in_head && now.duration_since(began) > arrival_deadline(t, stretch)
+            });
+            let late_body = self.read_timeout.zip(body_for).is_some_and(|(t, took)| {
+                let came = c.read.saturating_sub(head.body_from.unwrap_or(c.read));
+                took > arrival_deadline(t, came)
+            });
             match mark {
                 Mark::Body {
                     chunked: Some(_), ..
                 } if stretch > FRAMING_LIMIT => over.push((*c, Over::Framing)),
+                Mark::Body { .. } if late_body => over.push((*c, Over::SlowBody)),
                 Mark::Head { .. } | Mark::First if stretch > HEAD_LIMIT => {
                     over.push((*c, Over::Head))
                 }
+                Mark::Head { .. } | Mark::First if late_head => over.push((*c, Over::SlowHead)),
                 _ => {}
             }
             heads.insert(c.inode, head);
@@ -463,6 +555,11 @@ impl HeadWatch {
         self.heads = heads;
         over
     }
+}
+
+/// Both marks are of the same request in hand.
+fn same_request(a: Mark, b: Mark) -> bool {
+    matches!((a, b), (Mark::Body { done: x, .. }, Mark::Body { done: y, .. }) if x == y)
 }
 
 #[cfg(test)]
@@ -506,6 +603,7 @@ mod tests {
         let busy = |_: SocketAddr| Activity::Busy {
             done: 0,
             chunked: None,
+            body_for: None,
         };
         w.look(&[at(2, 500)], &busy);
         assert!(w.look(&[at(2, 30 << 20)], &busy).is_empty());
@@ -538,8 +636,13 @@ mod tests {
     /// do.
     #[test]
     fn only_framing_read_with_nothing_handed_over_counts_toward_its_cap() {
-        let busy =
-            |done: u64, chunked: Option<u64>| move |_: SocketAddr| Activity::Busy { done, chunked };
+        let busy = |done: u64, chunked: Option<u64>| {
+            move |_: SocketAddr| Activity::Busy {
+                done,
+                chunked,
+                body_for: None,
+            }
+        };
         // An endless size line: the body stops moving at 10 bytes.
         let mut w = HeadWatch::default();
         assert!(w.look(&[at(1, 300)], &busy(0, Some(0))).is_empty());
@@ -577,6 +680,78 @@ mod tests {
         w.look(&[at(5, HEAD_LIMIT - 10)], &|_| Activity::Unseen);
         assert!(
             w.look(&[at(5, HEAD_LIMIT + 10)], &busy(0, Some(0)))
+                .is_empty()
+        );
+    }
+
+    /// A head must come whole within its deadline from the first look that
+    /// saw its bytes; an idle connection has no head to time. A body must
+    /// come within its deadline from when it began to be read; a request
+    /// in hand whose body is not being read is never timed. Deadlines
+    /// grow with what came.
+    #[test]
+    fn slow_heads_and_slow_bodies_are_past_their_deadlines() {
+        let t = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let quiet = |_: SocketAddr| Activity::Quiet {
+            ago: Duration::from_secs(1),
+            done: 1,
+        };
+        // Idle: no bytes, never late.
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(1, 500)], &quiet);
+        assert!(w.look_at(t0 + 60 * t, &[at(1, 500)], &quiet).is_empty());
+        let deadline = t * ARRIVAL_TIMEOUTS;
+        let late = deadline + Duration::from_millis(1);
+        // A head trickling in: late past its deadline from its first byte.
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(2, 500)], &quiet);
+        w.look_at(t0 + t / 2, &[at(2, 501)], &quiet);
+        assert!(
+            w.look_at(t0 + t / 2 + deadline, &[at(2, 510)], &quiet)
+                .is_empty()
+        );
+        assert_eq!(
+            w.look_at(t0 + t / 2 + late, &[at(2, 520)], &quiet),
+            vec![(at(2, 520), Over::SlowHead)]
+        );
+        // The same without deadlines: never.
+        let mut w = HeadWatch::default();
+        w.look_at(t0, &[at(3, 500)], &quiet);
+        w.look_at(t0 + t / 2, &[at(3, 501)], &quiet);
+        assert!(w.look_at(t0 + 10 * t, &[at(3, 520)], &quiet).is_empty());
+
+        let body = |body_for: Option<Duration>| {
+            move |_: SocketAddr| Activity::Busy {
+                done: 1,
+                chunked: None,
+                body_for,
+            }
+        };
+        // A body trickling: late past its deadline.
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(4, 500)], &body(Some(Duration::ZERO)));
+        assert!(
+            w.look_at(t0 + deadline, &[at(4, 530)], &body(Some(deadline)))
+                .is_empty()
+        );
+        assert_eq!(
+            w.look_at(t0 + late, &[at(4, 531)], &body(Some(late))),
+            vec![(at(4, 531), Over::SlowBody)]
+        );
+        // One that came at `BODY_RATE` a second is not.
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(5, 500)], &body(Some(Duration::ZERO)));
+        let came = 500 + ARRIVAL_RATE * (late.as_secs() + 1);
+        assert!(
+            w.look_at(t0 + late, &[at(5, came)], &body(Some(late)))
+                .is_empty()
+        );
+        // In hand but not being read (answered late, say): never.
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(6, 500)], &body(None));
+        assert!(
+            w.look_at(t0 + 10 * deadline, &[at(6, 500)], &body(None))
                 .is_empty()
         );
     }

@@ -19,7 +19,7 @@ use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
 use crate::receiver::accept::{Acceptors, Notice, Work};
-use crate::receiver::activity::Activity;
+use crate::receiver::activity::{Activity, Cut};
 use crate::receiver::closer::{self, Closer};
 use crate::receiver::drain::{self, Answered, Drains, Finish};
 use crate::receiver::heads;
@@ -466,6 +466,9 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
 /// rules, and nothing it sends is taken any more.
 fn ignore(ctx: &Ctx, request: Request, held: InHand) {
     let unread = request.body_length().unwrap_or(0);
+    if unread > 0 {
+        ctx.connections.reading(request.remote_addr().copied());
+    }
     ctx.drains.let_go(
         unread,
         false,
@@ -527,6 +530,7 @@ impl closer::Books for Books {
             Activity::Busy {
                 done: 0,
                 chunked: None,
+                body_for: None,
             },
             |ctx| ctx.connections.activity(peer),
         )
@@ -546,9 +550,9 @@ impl closer::Books for Books {
             ctx.connections.forget_gone(open, now);
         }
     }
-    fn cut_framing(&self, peer: SocketAddr) {
+    fn cut(&self, peer: SocketAddr, why: Cut) {
         if let Some(ctx) = self.0.upgrade() {
-            ctx.connections.cut_framing(peer);
+            ctx.connections.cut(peer, why);
         }
     }
 }
@@ -607,9 +611,10 @@ struct Connection {
     /// Bytes handed over so far of the chunked body being read (the
     /// closer caps the framing read beyond them).
     chunked: Option<u64>,
-    /// The closer cut the chunked body being read: its framing went past
-    /// the cap.
-    framing_cut: bool,
+    /// Since when its body is being read (by a worker, or drained).
+    reading: Option<Instant>,
+    /// The closer cut the body being read, and why.
+    cut: Option<Cut>,
 }
 
 /// Whether a request is served or ignored.
@@ -668,7 +673,8 @@ impl Connections {
             c.last = Some(Instant::now());
             c.done += 1;
             c.chunked = None;
-            c.framing_cut = false;
+            c.reading = None;
+            c.cut = None;
         }
         // Connections that went quiet are forgotten now and then: each
         // time the map has doubled since the last sweep, so a flood of
@@ -689,6 +695,7 @@ impl Connections {
             Some(c) if c.outstanding > 0 => Activity::Busy {
                 done: c.done,
                 chunked: c.chunked,
+                body_for: c.reading.map(|t| t.elapsed()),
             },
             Some(Connection {
                 last: Some(t),
@@ -751,21 +758,26 @@ impl Connections {
         }
     }
 
-    /// The closer cut `peer`'s chunked body: its framing went past the cap.
-    fn cut_framing(&self, peer: SocketAddr) {
-        if let Some(c) = self.lock().get_mut(&peer) {
-            c.framing_cut = true;
+    /// `peer`'s request in hand has its body read from now on (by a
+    /// worker, or drained), for the closer's deadline on slow bodies.
+    fn reading(&self, peer: Option<SocketAddr>) {
+        if let Some(peer) = peer
+            && let Some(c) = self.lock().get_mut(&peer)
+        {
+            c.reading.get_or_insert_with(Instant::now);
         }
     }
 
-    /// Whether the closer cut `peer`'s chunked body (asked once).
-    fn framing_was_cut(&self, peer: Option<SocketAddr>) -> bool {
-        peer.and_then(|p| {
-            self.lock()
-                .get_mut(&p)
-                .map(|c| std::mem::take(&mut c.framing_cut))
-        })
-        .unwrap_or(false)
+    /// The closer cut `peer`'s body being read, for `why`.
+    fn cut(&self, peer: SocketAddr, why: Cut) {
+        if let Some(c) = self.lock().get_mut(&peer) {
+            c.cut = Some(why);
+        }
+    }
+
+    /// Why the closer cut `peer`'s body, if it did (told once).
+    fn was_cut(&self, peer: Option<SocketAddr>) -> Option<Cut> {
+        peer.and_then(|p| self.lock().get_mut(&p).and_then(|c| c.cut.take()))
     }
 
     /// Connections ignored now (for the status page).
@@ -959,6 +971,10 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     // then wait a read timeout on the worker. Bodies of up to 1 KiB it
     // has read whole before handing the request over: nothing to wait for.
     let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP;
+    // A body drained is read all the same: under the same deadline.
+    if unread > 0 {
+        ctx.connections.reading(request.remote_addr().copied());
+    }
     ctx.drains.let_go(
         unread,
         stalled,
@@ -1017,6 +1033,7 @@ fn read_body(ctx: &Ctx, request: &mut Request, limit: usize) -> Result<Vec<u8>, 
     let peer = request.remote_addr().copied();
     let chunked = header(request, "transfer-encoding").is_some();
     let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(limit));
+    ctx.connections.reading(peer);
     let read = match peer.filter(|_| chunked) {
         Some(peer) => {
             ctx.connections.handed(peer, 0);
@@ -1034,18 +1051,27 @@ fn read_body(ctx: &Ctx, request: &mut Request, limit: usize) -> Result<Vec<u8>, 
             .read_to_end(&mut wire),
     };
     let short = declared.filter(|&len| wire.len() < len);
-    let error = match (read, short) {
-        (Err(_), _) if ctx.connections.framing_was_cut(peer) => format!(
+    let cut = ctx.connections.was_cut(peer);
+    let error = match (read, short, cut) {
+        // Whole after all (the cut came as its last bytes did): taken.
+        (Ok(_), None, _) => return Ok(wire),
+        (_, _, Some(Cut::Framing)) => format!(
             "chunk framing (size lines, extensions) went past {} KiB with no body \
              between: the receiver cut the body off",
             heads::FRAMING_LIMIT / 1024
         ),
-        (Err(e), _) => format!("could not read the whole body: {e}"),
-        (Ok(_), Some(len)) => format!(
+        (_, _, Some(Cut::Slow)) => format!(
+            "the body was still coming {} s after it began (a body gets {} read timeouts, \
+             plus a second per {} KiB that came): the receiver cut it off",
+            heads::arrival_deadline(ctx.read_timeout, wire.len() as u64).as_secs(),
+            heads::ARRIVAL_TIMEOUTS,
+            heads::ARRIVAL_RATE / 1024
+        ),
+        (Err(e), _, None) => format!("could not read the whole body: {e}"),
+        (Ok(_), Some(len), None) => format!(
             "the body ended after {} of the {len} bytes its Content-Length announced",
             wire.len()
         ),
-        (Ok(_), None) => return Ok(wire),
     };
     Err((Rejection { status: 400, error }, wire.len() as u64))
 }
@@ -1500,7 +1526,11 @@ mod tests {
         assert_eq!(c.activity(peer), Activity::Unseen);
         c.admit(Some(peer), true);
         c.admit(Some(peer), true);
-        let busy = |chunked| Activity::Busy { done: 0, chunked };
+        let busy = |chunked| Activity::Busy {
+            done: 0,
+            chunked,
+            body_for: None,
+        };
         assert_eq!(c.activity(peer), busy(None));
         // A chunked body being read counts what it hands over.
         c.handed(peer, 0);
@@ -1508,15 +1538,26 @@ mod tests {
         c.handed(peer, 700);
         c.handed(peer, 24);
         assert_eq!(c.activity(peer), busy(Some(724)));
-        c.cut_framing(peer);
-        assert!(c.framing_was_cut(Some(peer)));
-        assert!(!c.framing_was_cut(Some(peer)), "told once");
+        // A body being read says for how long.
+        c.reading(Some(peer));
+        assert!(matches!(
+            c.activity(peer),
+            Activity::Busy {
+                chunked: Some(724),
+                body_for: Some(_),
+                ..
+            }
+        ));
+        c.cut(peer, Cut::Slow);
+        assert_eq!(c.was_cut(Some(peer)), Some(Cut::Slow));
+        assert_eq!(c.was_cut(Some(peer)), None, "told once");
         c.finish(Some(peer));
         assert_eq!(
             c.activity(peer),
             Activity::Busy {
                 done: 1,
-                chunked: None
+                chunked: None,
+                body_for: None,
             },
             "one still in hand, its body not read yet"
         );
