@@ -294,7 +294,8 @@ pub struct ReceiveArgs {
     pub workers: usize,
 
     /// Idle or stalled connections are dropped after SECS without data
-    /// (a device's own timeout is 10 to 60 s).
+    /// (a device's own timeout is 10 to 60 s); a head or body still coming
+    /// 4 × SECS after its first byte (plus 1 s per 64 KiB) is cut.
     #[arg(
         long,
         value_name = "SECS",
