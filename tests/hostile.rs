@@ -1654,6 +1654,44 @@ fn assert_nothing_smuggled_saved(rx: Receiver) {
     );
 }
 
+/// `Connection: upgrade` makes tiny_http hand the rest of the connection
+/// over as the body: refused 400 and closed at once (it was a 400 after the
+/// read timeout, with the bytes after it read as body), with and without
+/// the token, whatever the method, and nothing after it is taken.
+#[test]
+fn connection_upgrade_is_400_and_a_close() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let body = batch("upgrade");
+    let upgrade = |method: &str, auth: &str, connection: &str| {
+        let mut r = format!(
+            "{method} / HTTP/1.1\r\nHost: t\r\n{auth}Connection: {connection}\r\nUpgrade: websocket\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r.extend_from_slice(&smuggled());
+        r
+    };
+    let mut failures = Vec::new();
+    let results = exchanges_within(
+        rx.addr,
+        vec![
+            ("POST, token".into(), upgrade("POST", &auth, "Upgrade")),
+            (
+                "POST, token, upgrade among others".into(),
+                upgrade("POST", &auth, "keep-alive, Upgrade"),
+            ),
+            ("POST, no token".into(), upgrade("POST", "", "upgrade")),
+            ("GET".into(), upgrade("GET", "", "upgrade")),
+        ],
+        CLOSED_BY_US,
+    );
+    refused_and_closed(results, &[400], &mut failures);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_nothing_smuggled_saved(rx);
+}
+
 #[test]
 fn content_length_with_transfer_encoding_is_400_and_a_close() {
     let rx = receiver(LONG_READ_TIMEOUT);

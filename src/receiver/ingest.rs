@@ -109,18 +109,33 @@ impl Rejection {
 /// `Content-Length` and `Transfer-Encoding` together, `Content-Length`s
 /// that disagree or are not plain digits, are 400 (where the body ends is
 /// in doubt, so nothing after it on the connection may be trusted); a
-/// transfer coding other than `chunked` is 501.
+/// transfer coding other than `chunked` is 501. So is a request whose
+/// first `Connection` header mentions `upgrade` anywhere, as tiny_http 0.12
+/// reads it: it then hands the rest of the connection over as the body
+/// (a POST's read would run into the next request, or wait for the read
+/// timeout), and the receiver upgrades to nothing.
 pub fn check_framing<'a>(
     headers: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), Rejection> {
     let mut lengths: Vec<&str> = Vec::new();
     let mut codings: Vec<&str> = Vec::new();
+    let mut connection: Option<&str> = None;
     for (name, value) in headers {
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("connection") {
+            connection.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("content-length") {
             lengths.extend(value.split(',').map(str::trim));
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             codings.extend(value.split(',').map(str::trim));
         }
+    }
+    if connection.is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")) {
+        return Err(Rejection::new(
+            400,
+            "Connection: upgrade is not supported: the receiver upgrades to nothing, and \
+             tiny_http would take the rest of the connection as this request's body"
+                .to_string(),
+        ));
     }
     if !lengths.is_empty() && !codings.is_empty() {
         return Err(Rejection::new(
@@ -865,6 +880,11 @@ mod tests {
         assert_eq!(check(&[("Content-Length", "12")]), Ok(()));
         assert_eq!(check(&[("transfer-encoding", "Chunked")]), Ok(()));
         assert_eq!(check(&[]), Ok(()));
+        // Only the first Connection header counts, as for tiny_http.
+        assert_eq!(
+            check(&[("Connection", "keep-alive"), ("Connection", "upgrade")]),
+            Ok(())
+        );
         for bad in [
             &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")][..],
             &[("Content-Length", "5"), ("content-length", "6")],
@@ -875,6 +895,9 @@ mod tests {
             &[("Content-Length", "0x10")],
             &[("Content-Length", "")],
             &[("Content-Length", "99999999999999999999999")],
+            &[("Connection", "Upgrade"), ("Upgrade", "websocket")],
+            &[("connection", "keep-alive, x-upgraded")],
+            &[("connection", "upgrade"), ("connection", "close")],
         ] {
             assert_eq!(check(bad), Err(400), "{bad:?}");
         }
