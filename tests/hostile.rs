@@ -768,14 +768,23 @@ fn endless(p: &mut Probed, probe: &str, run: impl FnOnce() -> String) {
     );
 }
 
-/// An endless head is cut: once tiny_http has read 1 MiB of a head with
-/// no request of the connection in hand, the receiver closes it (the
-/// client reads end-of-file), memory stays far under what the client
-/// sent, and devices are served meanwhile.
-#[test]
-fn an_endless_head_is_cut_past_its_cap() {
-    let _heavy = heavy();
-    let mut p = Probed::start(LONG_READ_TIMEOUT);
+/// How an endless sender fared: what it sent before its writes stopped
+/// (and how they stopped), whether the receiver closed the connection,
+/// what it answered, and how much the receiver's RSS grew.
+struct EndlessCut {
+    sent_mib: usize,
+    stopped: Option<io::ErrorKind>,
+    closed: bool,
+    answer: String,
+    grew_mib: u64,
+}
+
+/// Sends `start`, then `each` without end in 64 KiB pieces, until 256 MiB
+/// went out (what the receiver would hold whole without a cap), its RSS
+/// reached the limit, or a write failed; then reads what comes back until
+/// the receiver closes, or `SLACK` passes. Devices upload meanwhile and
+/// are checked as `probe`.
+fn endless_cut(p: &mut Probed, probe: &str, start: &[u8], each: u8) -> EndlessCut {
     let (addr, pid) = (p.rx.addr, p.pid());
     let watch = Watch::start(pid);
     let done = Arc::new(AtomicBool::new(false));
@@ -785,13 +794,10 @@ fn an_endless_head_is_cut_past_its_cap() {
     };
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_write_timeout(Some(SLACK)).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Endless: ")
-        .unwrap();
-    let piece = vec![b'a'; 64 * 1024];
+    s.write_all(start).unwrap();
+    let piece = vec![each; 64 * 1024];
     let mut sent = 0usize;
     let mut stopped = None;
-    // 256 MiB would be held whole without the cap (and stops at the RSS
-    // limit first).
     while sent < 256 << 20 && usage(pid).is_some_and(|u| u.rss_kib < RSS_LIMIT_KIB) {
         if let Err(e) = s.write_all(&piece) {
             stopped = Some(e.kind());
@@ -799,47 +805,74 @@ fn an_endless_head_is_cut_past_its_cap() {
         }
         sent += piece.len();
     }
+    // End-of-file or a reset is the receiver's close (a reset may come
+    // before an answer, which is then lost); a timeout is not.
     s.set_read_timeout(Some(SLACK)).unwrap();
-    let mut one = [0u8; 1];
-    // End-of-file or a reset is the receiver's close; a timeout is not.
-    let closed = match s.read(&mut one) {
-        Ok(n) => n == 0,
+    let mut answer = Vec::new();
+    let closed = match s.read_to_end(&mut answer) {
+        Ok(_) => true,
         Err(e) => !matches!(
             e.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
         ),
     };
     done.store(true, Ordering::SeqCst);
-    devices
-        .join()
-        .unwrap()
-        .check("endless head", &mut p.failures);
+    devices.join().unwrap().check(probe, &mut p.failures);
     let peak = watch.stop();
-    let grew_mib = peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024;
+    let cut = EndlessCut {
+        sent_mib: sent >> 20,
+        stopped,
+        closed,
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+        grew_mib: peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024,
+    };
     println!(
-        "endless head: {} MiB sent before the writer stopped ({stopped:?}); closed by the receiver: {closed}; RSS grew by {grew_mib} MiB",
-        sent >> 20
+        "{probe}: {} MiB sent before the writer stopped ({:?}); closed by the receiver: {}; \
+         RSS grew by {} MiB; answer: {:?}",
+        cut.sent_mib,
+        cut.stopped,
+        cut.closed,
+        cut.grew_mib,
+        cut.answer.lines().next().unwrap_or("")
     );
-    if !closed {
-        p.failures.push("endless head: never closed".into());
+    if !cut.closed {
+        p.failures.push(format!("{probe}: never closed"));
     }
+    if cut.grew_mib >= 64 {
+        p.failures
+            .push(format!("{probe}: RSS grew by {} MiB", cut.grew_mib));
+    }
+    drop(s);
+    p.alive(probe);
+    p.check_return(probe);
+    cut
+}
+
+/// An endless head is cut: once tiny_http has read 1 MiB of a head with
+/// no request of the connection in hand, the receiver closes it (the
+/// client reads end-of-file) and resets it, memory stays far under what
+/// the client sent, and devices are served meanwhile.
+#[test]
+fn an_endless_head_is_cut_past_its_cap() {
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let cut = endless_cut(
+        &mut p,
+        "endless head",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Endless: ",
+        b'a',
+    );
     // Reset, not left to stall: a write that times out means the sender
     // was left waiting on a closed window.
     if matches!(
-        stopped,
+        cut.stopped,
         None | Some(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
     ) {
         p.failures.push(format!(
-            "endless head: the writer was not reset (it stopped with {stopped:?})"
+            "endless head: the writer was not reset (it stopped with {:?})",
+            cut.stopped
         ));
     }
-    if grew_mib >= 64 {
-        p.failures
-            .push(format!("endless head: RSS grew by {grew_mib} MiB"));
-    }
-    drop(s);
-    p.alive("endless head");
-    p.check_return("endless head");
     p.finish();
 }
 
@@ -853,88 +886,30 @@ fn an_endless_head_is_cut_past_its_cap() {
 fn an_endless_chunk_size_line_is_cut_past_its_cap() {
     let _heavy = heavy();
     let mut p = Probed::start(LONG_READ_TIMEOUT);
-    let (addr, pid) = (p.rx.addr, p.pid());
-    let watch = Watch::start(pid);
-    let done = Arc::new(AtomicBool::new(false));
-    let devices = {
-        let done = done.clone();
-        std::thread::spawn(move || Devices::during(addr, 3, &done))
-    };
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_write_timeout(Some(SLACK)).unwrap();
     // A good first chunk, then a size line of hex digits without end.
     let first = b"[{\"@t\":\"smuggled\",\"@ts\":\"2026-12-02T01:00:00\"},";
-    let mut head = format!(
+    let mut start = format!(
         "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\n\
          Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
         first.len()
     )
     .into_bytes();
-    head.extend_from_slice(first);
-    head.extend_from_slice(b"\r\n");
-    s.write_all(&head).unwrap();
-    let piece = vec![b'1'; 64 * 1024];
-    let mut sent = 0usize;
-    let mut stopped = None;
-    // 256 MiB would be held whole without the cap (and stops at the RSS
-    // limit first).
-    while sent < 256 << 20 && usage(pid).is_some_and(|u| u.rss_kib < RSS_LIMIT_KIB) {
-        if let Err(e) = s.write_all(&piece) {
-            stopped = Some(e.kind());
-            break;
-        }
-        sent += piece.len();
-    }
-    // Its answer and the close (a reset may come first: the answer is
-    // then lost, and the close still counts).
-    s.set_read_timeout(Some(SLACK)).unwrap();
-    let mut answer = Vec::new();
-    let end = s.read_to_end(&mut answer);
-    let closed = match &end {
-        Ok(_) => true,
-        Err(e) => !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ),
-    };
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    done.store(true, Ordering::SeqCst);
-    devices
-        .join()
-        .unwrap()
-        .check("endless chunk-size line", &mut p.failures);
-    let peak = watch.stop();
-    let grew_mib = peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024;
-    println!(
-        "endless chunk-size line: {} MiB sent before the writer stopped ({stopped:?}); \
-         closed by the receiver: {closed} ({end:?}); RSS grew by {grew_mib} MiB; answer: {}",
-        sent >> 20,
-        answer.lines().next().unwrap_or("")
-    );
-    if !closed {
-        p.failures
-            .push("endless chunk-size line: never closed".into());
-    }
-    let answered = answer.starts_with("HTTP/1.1 400") && answer.contains("framing");
-    if !answer.is_empty() && !answered {
+    start.extend_from_slice(first);
+    start.extend_from_slice(b"\r\n");
+    let cut = endless_cut(&mut p, "endless chunk-size line", &start, b'1');
+    let answered = cut.answer.starts_with("HTTP/1.1 400") && cut.answer.contains("framing");
+    if !cut.answer.is_empty() && !answered {
         p.failures.push(format!(
-            "endless chunk-size line: answered {answer:?}, not a 400 about its framing"
+            "endless chunk-size line: answered {:?}, not a 400 about its framing",
+            cut.answer
         ));
     }
-    if sent >= 256 << 20 || stopped.is_none() {
+    if cut.stopped.is_none() {
         p.failures.push(format!(
             "endless chunk-size line: the receiver read all {} MiB",
-            sent >> 20
+            cut.sent_mib
         ));
     }
-    if grew_mib >= 64 {
-        p.failures.push(format!(
-            "endless chunk-size line: RSS grew by {grew_mib} MiB"
-        ));
-    }
-    drop(s);
-    p.alive("endless chunk-size line");
-    p.check_return("endless chunk-size line");
     let failures = std::mem::take(&mut p.failures);
     let saved = saved_after_stop(p.rx);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
