@@ -1320,15 +1320,23 @@ fn a_refusal_with_a_drained_body_keeps_the_connection() {
     }
 }
 
-/// A late answer (`--respond late:SECS`) longer than the read timeout is
-/// still given: the connection is busy while its answer waits.
+/// A late answer (`--respond late:SECS`) longer than the read timeout,
+/// and longer than the time a body gets to arrive (4 read timeouts), is
+/// still given, and the receiver does not cut its connection meanwhile:
+/// the connection is busy while its answer waits, and its body, read long
+/// ago, is no longer timed. (tiny_http itself then ends the keep-alive
+/// connection: it reads ahead for the next request while the answer
+/// waits, and that read times out.)
 #[test]
 fn a_late_answer_beyond_the_read_timeout_is_given() {
-    let rx = Receiver::start(&["--read-timeout", "1", "--respond", "late:3"]);
+    let rx = Receiver::start(&["--read-timeout", "1", "--respond", "late:5"]);
     let started = Instant::now();
     let r = Conn::open(rx.addr).request(&upload_request("late.answer"));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let status = Conn::open(rx.addr).request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(status.status, 200);
+    assert!(!status.text().contains("closed: "), "{}", status.text());
 }
 
 /// How a trickle went: when the receiver closed it (None: it never did
@@ -1434,6 +1442,20 @@ fn slow_trickles_are_cut_at_their_deadlines() {
             b'1',
             Some("still coming"),
         ),
+        // A whole batch, then spaces, inside one chunk: tiny_http's decoder
+        // ends a chunk cut short as if the body had ended, so only the cut
+        // tells it from a whole body.
+        case(
+            "inside a chunk, after a whole batch, with the token",
+            [
+                post(&auth, "Transfer-Encoding: chunked"),
+                b"186a0\r\n".to_vec(),
+                batch("smuggled"),
+            ]
+            .concat(),
+            b' ',
+            Some("still coming"),
+        ),
         case(
             "body without the token (drained)",
             post("", "Content-Length: 100000"),
@@ -1484,7 +1506,10 @@ fn slow_trickles_are_cut_at_their_deadlines() {
     }
     p.alive("trickles");
     p.check_return("trickles");
-    p.finish();
+    let failures = std::mem::take(&mut p.failures);
+    let saved = saved_after_stop(p.rx);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(!saved.contains("smuggled"), "a cut body was saved");
 }
 
 #[test]

@@ -7,17 +7,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activity {
     /// A request of it is in hand (being read, decided or answered);
-    /// `done` of its requests were done with before it. While its body is
-    /// chunked and being read, `chunked` counts the body bytes tiny_http
-    /// has handed over so far (the closer's cap on chunk framing sees the
-    /// body go on by this moving). While its body is being read (by a
-    /// worker, or drained), `body_for` says for how long (the closer's
-    /// deadline on slow bodies).
-    Busy {
-        done: u64,
-        chunked: Option<u64>,
-        body_for: Option<Duration>,
-    },
+    /// `done` of its requests were done with before it, and `body` is the
+    /// body being read now, if one is (by a worker, or drained).
+    Busy { done: u64, body: Option<Body> },
     /// Nothing in hand; its last request came or was done `ago`, and
     /// `done` of its requests have been done with so far.
     Quiet { ago: Duration, done: u64 },
@@ -39,6 +31,19 @@ impl Activity {
     pub fn busy(self) -> bool {
         matches!(self, Activity::Busy { .. })
     }
+}
+
+/// A body being read, as the closer's cap and deadline see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Body {
+    /// Which of the connection's requests it belongs to (they are numbered
+    /// as workers take them): a cut is for this one only.
+    pub seq: u64,
+    /// For a chunked body read by a worker, the bytes handed over so far
+    /// (the cap on chunk framing sees the body go on by this moving).
+    pub chunked: Option<u64>,
+    /// How long it has been read.
+    pub took: Duration,
 }
 
 /// Why the closer cut a body in the middle (its refusal says so).

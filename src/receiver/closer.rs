@@ -165,9 +165,9 @@ pub trait Books {
     /// within a sweep (50 ms to 2 s) of each other is assumed, not known.
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant);
     /// `peer`'s connection is about to be shut for reading in the middle
-    /// of a body (chunk framing past the cap, or past its deadline): the
-    /// body's read fails, and its refusal says why.
-    fn cut(&self, peer: SocketAddr, why: Cut);
+    /// of the body of its request `seq` (chunk framing past the cap, or
+    /// past its deadline): the body's read fails, and its refusal says why.
+    fn cut(&self, peer: SocketAddr, seq: u64, why: Cut);
 }
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
@@ -368,31 +368,21 @@ pub fn run(
             else {
                 continue;
             };
-            // Asked again, in case a request came since the count: never
-            // cut a head's connection with a request in hand. Framing is
-            // cut only in the middle of a chunked body (its read fails:
-            // nothing of it is saved, and its refusal can still go out).
+            // Asked again, in case it moved on since the count: a head is
+            // cut only while it is still the head that was measured (never
+            // with a request in hand), a body only while the same body is
+            // still being read (its read fails: nothing of it is saved,
+            // and its refusal can still go out).
             let over_cap = match capped.get(inode) {
-                Some(over) if over.between_requests() => !*shut && !activity(*peer).busy(),
+                Some(over) if over.between_requests() => !*shut && over.still(activity(*peer)),
                 Some(over) => {
-                    // Still in the middle of the body it was counted in.
-                    let (why, still) = match (over, activity(*peer)) {
-                        (
-                            heads::Over::Framing,
-                            Activity::Busy {
-                                chunked: Some(_), ..
-                            },
-                        ) => (Cut::Framing, true),
-                        (
-                            _,
-                            Activity::Busy {
-                                body_for: Some(_), ..
-                            },
-                        ) => (Cut::Slow, true),
-                        _ => (Cut::Slow, false),
+                    let (seq, why) = match *over {
+                        heads::Over::Framing { seq } => (seq, Cut::Framing),
+                        heads::Over::SlowBody { seq } => (seq, Cut::Slow),
+                        _ => continue,
                     };
-                    if !*shut && still {
-                        books.cut(*peer, why);
+                    if !*shut && over.still(activity(*peer)) {
+                        books.cut(*peer, seq, why);
                         if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false)
                             && !std::mem::replace(counted, true)
                         {
@@ -896,8 +886,7 @@ mod tests {
                         if *self.busy.lock().unwrap() == Some(peer) {
                             Activity::Busy {
                                 done: 0,
-                                chunked: None,
-                                body_for: None,
+                                body: None,
                             }
                         } else {
                             Activity::Unseen
@@ -909,7 +898,7 @@ mod tests {
                     fn unclaim(&self, peer: SocketAddr) {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
-                    fn cut(&self, _: SocketAddr, _: Cut) {}
+                    fn cut(&self, _: SocketAddr, _: u64, _: Cut) {}
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
                         self.forgetting.lock().unwrap().push((open.clone(), now));
                     }
@@ -1094,8 +1083,7 @@ mod tests {
         let quiet = |_| Activity::Unseen;
         let busy = |_| Activity::Busy {
             done: 0,
-            chunked: None,
-            body_for: None,
+            body: None,
         };
         let found = |w: &mut HashMap<SocketAddr, Waiting>, a: &dyn Fn(SocketAddr) -> Activity| {
             nudge_due([peer], w, a) == [peer]

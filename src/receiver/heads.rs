@@ -387,16 +387,23 @@ struct Head {
     began: Option<Instant>,
     /// Read when the body being read was first seen.
     body_from: Option<u64>,
+    /// Read at the first look that found the framing over its cap.
+    framing_over: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mark {
     /// Between requests, after `done` of them: reading a head.
     Head { done: u64 },
-    /// A request in hand, after `done` of them, with `chunked` bytes of
-    /// its chunked body handed over while one is read (None otherwise: a
-    /// body of known length has no framing to count).
-    Body { done: u64, chunked: Option<u64> },
+    /// A request in hand, after `done` of them; with the number of its
+    /// body being read, and `chunked` bytes of it handed over while it is
+    /// a chunked one (None otherwise: a body of known length has no
+    /// framing to count).
+    Body {
+        done: u64,
+        seq: Option<u64>,
+        chunked: Option<u64>,
+    },
     /// No request seen: reading its first head.
     First,
 }
@@ -404,40 +411,67 @@ enum Mark {
 /// A connection over a cap, and which.
 pub type Overs = (Counted, Over);
 
-/// Which cap a connection went past.
+/// Which cap or deadline a connection went past, and what it was doing
+/// when measured (the closer cuts only if it still is).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Over {
-    /// A head longer than `HEAD_LIMIT`, read with no request in hand.
-    Head,
+    /// A head longer than `HEAD_LIMIT`, read with no request in hand,
+    /// after `done` requests (None: before any).
+    Head { done: Option<u64> },
     /// A head still coming past its deadline (`arrival_deadline`).
-    SlowHead,
-    /// More than `FRAMING_LIMIT` read of a request in hand without a byte
-    /// of its body handed over: a chunk's size line or extension without
-    /// end (`chunked_transfer` keeps the size line in a growing `Vec`).
-    Framing,
-    /// A body still coming past its deadline (`arrival_deadline`).
-    SlowBody,
+    SlowHead { done: Option<u64> },
+    /// More than `FRAMING_LIMIT` read of body `seq` without a byte of it
+    /// handed over, and more again at the next look: a chunk's size line
+    /// or extension without end (`chunked_transfer` keeps the size line
+    /// in a growing `Vec`).
+    Framing { seq: u64 },
+    /// Body `seq` still coming past its deadline (`arrival_deadline`).
+    SlowBody { seq: u64 },
 }
 
 impl Over {
     /// Cut between requests (shut both ways, once claimed), rather than
     /// in the middle of a body (shut for reading: the body's read fails).
     pub fn between_requests(self) -> bool {
-        matches!(self, Over::Head | Over::SlowHead)
+        matches!(self, Over::Head { .. } | Over::SlowHead { .. })
+    }
+
+    /// The connection is still doing what it was measured doing: the
+    /// same head, or the same body being read.
+    pub fn still(self, now: Activity) -> bool {
+        match (self, now) {
+            (Over::Head { done } | Over::SlowHead { done }, Activity::Quiet { done: d, .. }) => {
+                done == Some(d)
+            }
+            (Over::Head { .. } | Over::SlowHead { .. }, Activity::Unseen) => true,
+            (Over::Framing { seq }, Activity::Busy { body: Some(b), .. }) => {
+                b.seq == seq && b.chunked.is_some()
+            }
+            (Over::SlowBody { seq }, Activity::Busy { body: Some(b), .. }) => b.seq == seq,
+            _ => false,
+        }
     }
 }
 
-/// Bytes tiny_http may read of a request in hand without handing over
-/// any of its body: a chunk's size line, extensions and line ends. A
-/// device sends no extensions and a size line of a few bytes.
+/// Bytes tiny_http may read of a body without handing any of it over: a
+/// chunk's size line, extensions and line ends. A device sends no
+/// extensions and a size line of a few bytes. Over it at one look, the
+/// body is cut if the next look finds `FRAMING_GROWTH` more read still
+/// with nothing handed over (what one look counts may be stale by the
+/// reads handed over while it asked; a worker's read takes at most
+/// `HANDED_AT_ONCE`).
 pub const FRAMING_LIMIT: u64 = 64 * 1024;
+/// See `FRAMING_LIMIT`.
+pub const FRAMING_GROWTH: u64 = 32 * 1024;
+/// The most a worker asks of a chunked body in one read.
+pub const HANDED_AT_ONCE: usize = 16 * 1024;
 
 /// Read timeouts a head, or a body, may take to arrive, before the time
 /// its bytes earn (`ARRIVAL_RATE`).
 pub const ARRIVAL_TIMEOUTS: u32 = 4;
 /// Bytes that earn a head or a body one more second: one that keeps
 /// coming at this rate or faster is never cut, however large.
-pub const ARRIVAL_RATE: u64 = 64 * 1024;
+pub const ARRIVAL_RATE: u64 = 8 * 1024;
 
 /// How long a head, or a body, may take to arrive once `came` bytes of it
 /// came: `ARRIVAL_TIMEOUTS` read timeouts, plus a second per
@@ -459,8 +493,9 @@ pub struct HeadWatch {
 }
 
 impl HeadWatch {
-    /// A watch with deadlines: a head, and a body, must come whole within
-    /// `arrival_deadline` of its first byte.
+    /// A watch with deadlines: a head must come whole within
+    /// `arrival_deadline` from the first look that saw its bytes, a body
+    /// from when it began to be read.
     pub fn with_deadlines(read_timeout: Duration) -> HeadWatch {
         HeadWatch {
             heads: HashMap::new(),
@@ -495,60 +530,71 @@ impl HeadWatch {
             let seen = self.heads.get(&c.inode).copied();
             let activity = activity(c.peer);
             let mark = match activity {
-                Activity::Busy { done, chunked, .. } => Mark::Body { done, chunked },
+                Activity::Busy { done, body } => Mark::Body {
+                    done,
+                    seq: body.map(|b| b.seq),
+                    chunked: body.and_then(|b| b.chunked),
+                },
                 Activity::Quiet { done, .. } => Mark::Head { done },
                 // What was seen goes on.
                 Activity::Unseen => seen.map_or(Mark::First, |h| h.mark),
             };
+            let fresh = |from| Head {
+                from,
+                mark,
+                began: None,
+                body_from: None,
+                framing_over: None,
+            };
             let mut head = match seen {
                 Some(h) if h.mark == mark => h,
-                Some(h) => Head {
-                    from: c.read,
-                    mark,
-                    began: None,
-                    // The same request's body goes on.
-                    body_from: h.body_from.filter(|_| same_request(h.mark, mark)),
+                // The same body goes on: when it began stays.
+                Some(h) if same_body(h.mark, mark) => Head {
+                    body_from: h.body_from,
+                    ..fresh(c.read)
                 },
-                None if mark == Mark::First => Head {
-                    from: 0,
-                    mark,
-                    began: None,
-                    body_from: None,
-                },
-                None => Head {
-                    from: c.read,
-                    mark,
-                    began: None,
-                    body_from: None,
-                },
+                None if mark == Mark::First => fresh(0),
+                _ => fresh(c.read),
             };
             let stretch = c.read.saturating_sub(head.from);
-            let in_head = matches!(mark, Mark::Head { .. } | Mark::First);
-            if in_head && stretch > 0 {
-                head.began.get_or_insert(now);
-            }
-            let body_for = match activity {
-                Activity::Busy { body_for, .. } => body_for,
+            let body = match activity {
+                Activity::Busy { body, .. } => body,
                 _ => None,
             };
-            head.body_from = body_for.map(|_| head.body_from.unwrap_or(c.read));
+            let head_done = match mark {
+                Mark::Head { done } => Some(Some(done)),
+                Mark::First => Some(None),
+                Mark::Body { .. } => None,
+            };
+            if head_done.is_some() && stretch > 0 {
+                head.began.get_or_insert(now);
+            }
+            head.body_from = body.map(|_| head.body_from.unwrap_or(c.read));
+            let deadline = |t, came| arrival_deadline(t, came);
             let late_head = self.read_timeout.zip(head.began).is_some_and(|(t, began)| {
-                in_head && now.duration_since(began) > arrival_deadline(t, stretch)
+                head_done.is_some() && now.duration_since(began) > deadline(t, stretch)
             });
-            let late_body = self.read_timeout.zip(body_for).is_some_and(|(t, took)| {
+            let late_body = self.read_timeout.zip(body).is_some_and(|(t, b)| {
                 let came = c.read.saturating_sub(head.body_from.unwrap_or(c.read));
-                took > arrival_deadline(t, came)
+                b.took > deadline(t, came)
             });
-            match mark {
-                Mark::Body {
-                    chunked: Some(_), ..
-                } if stretch > FRAMING_LIMIT => over.push((*c, Over::Framing)),
-                Mark::Body { .. } if late_body => over.push((*c, Over::SlowBody)),
-                Mark::Head { .. } | Mark::First if stretch > HEAD_LIMIT => {
-                    over.push((*c, Over::Head))
+            let framing = match body {
+                Some(b) if b.chunked.is_some() && stretch > FRAMING_LIMIT => {
+                    let first_over = *head.framing_over.get_or_insert(c.read);
+                    (c.read.saturating_sub(first_over) > FRAMING_GROWTH).then_some(b.seq)
                 }
-                Mark::Head { .. } | Mark::First if late_head => over.push((*c, Over::SlowHead)),
-                _ => {}
+                _ => None,
+            };
+            let this = match (head_done, body) {
+                (Some(done), _) if stretch > HEAD_LIMIT => Some(Over::Head { done }),
+                (Some(done), _) if late_head => Some(Over::SlowHead { done }),
+                (None, Some(b)) => framing
+                    .map(|seq| Over::Framing { seq })
+                    .or(late_body.then_some(Over::SlowBody { seq: b.seq })),
+                _ => None,
+            };
+            if let Some(o) = this {
+                over.push((*c, o));
             }
             heads.insert(c.inode, head);
         }
@@ -557,9 +603,12 @@ impl HeadWatch {
     }
 }
 
-/// Both marks are of the same request in hand.
-fn same_request(a: Mark, b: Mark) -> bool {
-    matches!((a, b), (Mark::Body { done: x, .. }, Mark::Body { done: y, .. }) if x == y)
+/// Both marks are of the same body being read.
+fn same_body(a: Mark, b: Mark) -> bool {
+    matches!(
+        (a, b),
+        (Mark::Body { seq: Some(x), .. }, Mark::Body { seq: Some(y), .. }) if x == y
+    )
 }
 
 #[cfg(test)]
@@ -594,7 +643,7 @@ mod tests {
         assert!(w.look(&[at(1, 1000)], &unseen).is_empty());
         assert_eq!(
             w.look(&[at(1, HEAD_LIMIT + 1)], &unseen),
-            vec![(at(1, HEAD_LIMIT + 1), Over::Head)]
+            vec![(at(1, HEAD_LIMIT + 1), Over::Head { done: None })]
         );
 
         // A 30 MiB upload read while in hand, then a small next head, then
@@ -602,8 +651,7 @@ mod tests {
         let mut w = HeadWatch::default();
         let busy = |_: SocketAddr| Activity::Busy {
             done: 0,
-            chunked: None,
-            body_for: None,
+            body: None,
         };
         w.look(&[at(2, 500)], &busy);
         assert!(w.look(&[at(2, 30 << 20)], &busy).is_empty());
@@ -630,56 +678,80 @@ mod tests {
         );
     }
 
+    /// A body being read, as the books would give it.
+    fn reading(done: u64, seq: u64, chunked: Option<u64>, took: Duration) -> Activity {
+        Activity::Busy {
+            done,
+            body: Some(crate::receiver::activity::Body { seq, chunked, took }),
+        }
+    }
+
     /// Within a chunked body, what tiny_http reads with nothing handed over
     /// counts toward the framing cap, from the last look at which the body
-    /// moved; a body of known length, and a body that keeps moving, never
-    /// do.
+    /// moved; over it, the body is cut once `FRAMING_GROWTH` more came at a
+    /// later look, still with nothing handed over. A body of known length,
+    /// a body that keeps moving, and one that only pauses past the cap (a
+    /// look made while a read was handed over) never are.
     #[test]
     fn only_framing_read_with_nothing_handed_over_counts_toward_its_cap() {
-        let busy = |done: u64, chunked: Option<u64>| {
-            move |_: SocketAddr| Activity::Busy {
-                done,
-                chunked,
-                body_for: None,
-            }
+        let busy = |done: u64, seq: u64, chunked: Option<u64>| {
+            move |_: SocketAddr| reading(done, seq, chunked, Duration::ZERO)
         };
         // An endless size line: the body stops moving at 10 bytes.
         let mut w = HeadWatch::default();
-        assert!(w.look(&[at(1, 300)], &busy(0, Some(0))).is_empty());
-        assert!(w.look(&[at(1, 320)], &busy(0, Some(10))).is_empty());
+        assert!(w.look(&[at(1, 300)], &busy(0, 1, Some(0))).is_empty());
+        assert!(w.look(&[at(1, 320)], &busy(0, 1, Some(10))).is_empty());
+        let over = 321 + FRAMING_LIMIT;
+        assert!(w.look(&[at(1, over)], &busy(0, 1, Some(10))).is_empty());
         assert!(
-            w.look(&[at(1, 320 + FRAMING_LIMIT)], &busy(0, Some(10)))
+            w.look(&[at(1, over + FRAMING_GROWTH)], &busy(0, 1, Some(10)))
                 .is_empty()
         );
         assert_eq!(
-            w.look(&[at(1, 321 + FRAMING_LIMIT)], &busy(0, Some(10))),
-            vec![(at(1, 321 + FRAMING_LIMIT), Over::Framing)]
+            w.look(&[at(1, over + FRAMING_GROWTH + 1)], &busy(0, 1, Some(10))),
+            vec![(at(1, over + FRAMING_GROWTH + 1), Over::Framing { seq: 1 })]
         );
+
+        // A look that counted the connection before a large read was
+        // handed over, then a pause: over the cap at once, but nothing more
+        // comes, so it is never cut.
+        let mut w = HeadWatch::default();
+        w.look(&[at(2, 300)], &busy(0, 1, Some(0)));
+        assert!(w.look(&[at(2, 400)], &busy(0, 1, Some(200_000))).is_empty());
+        for _ in 0..5 {
+            let paused = 400 + 200_000;
+            assert!(
+                w.look(&[at(2, paused)], &busy(0, 1, Some(200_000)))
+                    .is_empty()
+            );
+        }
 
         // A large chunked body handed over between every two looks.
         let mut w = HeadWatch::default();
         for n in 0..10 {
             let read = 300 + n * 4 * FRAMING_LIMIT;
-            assert!(w.look(&[at(2, read)], &busy(0, Some(read))).is_empty());
+            assert!(w.look(&[at(3, read)], &busy(0, 1, Some(read))).is_empty());
         }
         // A body of known length is not counted (it has no framing).
         let mut w = HeadWatch::default();
-        w.look(&[at(3, 300)], &busy(0, None));
-        assert!(w.look(&[at(3, 30 << 20)], &busy(0, None)).is_empty());
+        w.look(&[at(4, 300)], &busy(0, 1, None));
+        assert!(w.look(&[at(4, 30 << 20)], &busy(0, 1, None)).is_empty());
+        assert!(w.look(&[at(4, 60 << 20)], &busy(0, 1, None)).is_empty());
         // The next request's chunked body starts a new count, even at the
         // same count handed over.
         let mut w = HeadWatch::default();
-        w.look(&[at(4, 300)], &busy(0, Some(0)));
+        w.look(&[at(5, 300)], &busy(0, 1, Some(0)));
+        w.look(&[at(5, 300 + FRAMING_LIMIT + 1)], &busy(0, 1, Some(0)));
         assert!(
-            w.look(&[at(4, 300 + FRAMING_LIMIT)], &busy(1, Some(0)))
+            w.look(&[at(5, 400 + 2 * FRAMING_LIMIT)], &busy(1, 2, Some(0)))
                 .is_empty()
         );
-        // Nor does framing count toward a head, or a head toward framing:
-        // a head of most of the cap, then a body that does not move.
+        // Nor does a head count toward framing: a head of most of the cap,
+        // then a body that does not move.
         let mut w = HeadWatch::default();
-        w.look(&[at(5, HEAD_LIMIT - 10)], &|_| Activity::Unseen);
+        w.look(&[at(6, HEAD_LIMIT - 10)], &|_| Activity::Unseen);
         assert!(
-            w.look(&[at(5, HEAD_LIMIT + 10)], &busy(0, Some(0)))
+            w.look(&[at(6, HEAD_LIMIT + 10)], &busy(0, 1, Some(0)))
                 .is_empty()
         );
     }
@@ -713,7 +785,7 @@ mod tests {
         );
         assert_eq!(
             w.look_at(t0 + t / 2 + late, &[at(2, 520)], &quiet),
-            vec![(at(2, 520), Over::SlowHead)]
+            vec![(at(2, 520), Over::SlowHead { done: Some(1) })]
         );
         // The same without deadlines: never.
         let mut w = HeadWatch::default();
@@ -721,11 +793,13 @@ mod tests {
         w.look_at(t0 + t / 2, &[at(3, 501)], &quiet);
         assert!(w.look_at(t0 + 10 * t, &[at(3, 520)], &quiet).is_empty());
 
-        let body = |body_for: Option<Duration>| {
-            move |_: SocketAddr| Activity::Busy {
-                done: 1,
-                chunked: None,
-                body_for,
+        let body = |took: Option<Duration>| {
+            move |_: SocketAddr| match took {
+                Some(took) => reading(1, 2, None, took),
+                None => Activity::Busy {
+                    done: 1,
+                    body: None,
+                },
             }
         };
         // A body trickling: late past its deadline.
@@ -737,9 +811,9 @@ mod tests {
         );
         assert_eq!(
             w.look_at(t0 + late, &[at(4, 531)], &body(Some(late))),
-            vec![(at(4, 531), Over::SlowBody)]
+            vec![(at(4, 531), Over::SlowBody { seq: 2 })]
         );
-        // One that came at `BODY_RATE` a second is not.
+        // One that came at `ARRIVAL_RATE` a second is not.
         let mut w = HeadWatch::with_deadlines(t);
         w.look_at(t0, &[at(5, 500)], &body(Some(Duration::ZERO)));
         let came = 500 + ARRIVAL_RATE * (late.as_secs() + 1);
@@ -747,7 +821,15 @@ mod tests {
             w.look_at(t0 + late, &[at(5, came)], &body(Some(late)))
                 .is_empty()
         );
-        // In hand but not being read (answered late, say): never.
+        // In hand but no longer being read (answered late, say): never, however
+        // long ago its body began.
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(7, 500)], &body(Some(Duration::ZERO)));
+        assert!(
+            w.look_at(t0 + 10 * deadline, &[at(7, 600)], &body(None))
+                .is_empty()
+        );
+        // In hand and never read: never.
         let mut w = HeadWatch::with_deadlines(t);
         w.look_at(t0, &[at(6, 500)], &body(None));
         assert!(

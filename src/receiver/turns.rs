@@ -6,6 +6,7 @@
 //! waits. One that waited `wait` without its turn is refused 503, to be
 //! sent again: nothing is lost, since nothing was acknowledged.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,8 @@ pub struct Turns {
     taken: Mutex<bool>,
     freed: Condvar,
     wait: Duration,
+    /// Bodies waiting for the turn now.
+    waiting: AtomicUsize,
 }
 
 /// A large body's turn, given back when dropped.
@@ -33,6 +36,7 @@ impl Turns {
             taken: Mutex::new(false),
             freed: Condvar::new(),
             wait,
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -44,6 +48,11 @@ impl Turns {
     pub fn take(self: &Arc<Self>) -> Result<Turn, Rejection> {
         let until = Instant::now() + self.wait;
         let mut taken = self.lock();
+        if *taken {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        let waited = *taken;
+        let _counted = Waited(&self.waiting, waited);
         while *taken {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -65,6 +74,22 @@ impl Turns {
         }
         *taken = true;
         Ok(Turn(self.clone()))
+    }
+
+    /// Bodies waiting for the turn now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a body out of the waiting ones when it stops waiting.
+struct Waited<'a>(&'a AtomicUsize, bool);
+
+impl Drop for Waited<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -93,9 +118,14 @@ mod tests {
             let turns = &patient;
             let held = turns.take().unwrap();
             let waiting = s.spawn(|| turns.take().map(|_| ()).is_ok());
+            // Given back only once the other is seen waiting for it.
+            while turns.waiting() == 0 {
+                std::thread::yield_now();
+            }
             drop(held);
             assert!(waiting.join().unwrap(), "given once the first is back");
         });
+        assert_eq!(patient.waiting(), 0);
         drop(first);
         assert!(turns.take().is_ok());
     }
