@@ -485,6 +485,58 @@ fn probe_pipelined_flood_never_read() {
     p.finish();
 }
 
+/// 30 connections at once, each pipelining 20 000 GETs it never reads:
+/// the requests past each connection's pipelining limit are let go of as
+/// tiny_http hands them over, without a worker woken or added for each
+/// (threads stay within tiny_http's one per connection and a margin), and
+/// devices are served. What tiny_http parses ahead of the close (it keeps
+/// reading what the socket had buffered) is printed, not judged.
+#[test]
+fn pipelined_floods_on_many_connections_add_no_worker_per_request() {
+    let _heavy = heavy();
+    let probe = "30 connections pipelining 20 000 GETs each, never read";
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let watch = Watch::start(p.pid());
+    let floods: Vec<_> = (0..30)
+        .map(|_| {
+            let written = Arc::new(AtomicBool::new(false));
+            let (flood, writer) = pipelined_flood(p.rx.addr, 20_000, written.clone());
+            (flood, writer, written)
+        })
+        .collect();
+    for (_, _, written) in &floods {
+        wait_until(Duration::from_secs(20), || written.load(Ordering::SeqCst));
+    }
+    Devices::now(p.rx.addr, 5).check(probe, &mut p.failures);
+    p.alive(probe);
+    let mut sent = 0;
+    for (flood, writer, _) in floods {
+        drop(flood);
+        sent += writer.join().unwrap();
+    }
+    let peak = watch.stop();
+    println!(
+        "{probe}: {sent} requests written; peak RSS {} MiB (idle {} MiB), threads {} (idle {})",
+        peak.rss_kib / 1024,
+        p.idle.rss_kib / 1024,
+        peak.threads,
+        p.idle.threads
+    );
+    // tiny_http's threads for the connections, the closer's nudges, a
+    // worker or two per connection's served requests: 121-133 at the peak
+    // here, where a worker woken or added per request let go of made it
+    // 905-912.
+    let most = p.idle.threads + 200;
+    if peak.threads > most {
+        p.failures.push(format!(
+            "{probe}: {} threads at the peak, more than {most}",
+            peak.threads
+        ));
+    }
+    p.check_return(probe);
+    p.finish();
+}
+
 /// One hostile request announcing a 1 TiB body; `read` waits for the
 /// status line before closing.
 fn absurd_length(addr: SocketAddr, with_token: bool, read: bool) -> io::Result<()> {

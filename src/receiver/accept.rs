@@ -125,8 +125,23 @@ struct Side {
     /// accepting but are not.
     zombies: AtomicUsize,
     notices: Sender<Notice>,
-    /// Called when work is handed out (to grow the workers).
-    on_work: Box<dyn Fn(&Request) -> bool + Send + Sync>,
+    /// Called when work is handed out: what becomes of it.
+    on_work: Box<dyn Fn(&Request) -> Handout + Send + Sync>,
+}
+
+/// What becomes of a request taken from a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handout {
+    /// To a worker, to be served.
+    Serve,
+    /// To a worker, to be let go of unanswered (its body may need a
+    /// drain).
+    Ignore,
+    /// Let go of unanswered here and now: nothing of it is left to read
+    /// (tiny_http read its body with its head, or never drains it), so it
+    /// costs neither a worker nor a wait. A connection pipelining a flood
+    /// is dropped as fast as tiny_http parses it.
+    LetGo,
 }
 
 /// Every accept side in this process (a panic cannot tell which server's
@@ -144,14 +159,14 @@ pub struct Acceptors {
 impl Acceptors {
     /// Starts `ACCEPTING` servers on clones of `listener` and their
     /// supervisor. Requests go to `work`; `on_work` is called for each, in
-    /// order, and says whether it is to be served.
+    /// order, and says what becomes of it.
     pub fn start(
         listener: TcpListener,
         read_timeout: Duration,
         work: Sender<Work>,
         stopping: Arc<AtomicBool>,
         notices: Sender<Notice>,
-        on_work: Box<dyn Fn(&Request) -> bool + Send + Sync>,
+        on_work: Box<dyn Fn(&Request) -> Handout + Send + Sync>,
     ) -> io::Result<Acceptors> {
         let addr = listener.local_addr()?;
         let (wake, woken) = bounded(64);
@@ -265,7 +280,17 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
 fn hand_out(side: &Side, slot: &Arc<Slot>, request: Request) {
     *lock(&slot.last_request) = Instant::now();
     slot.in_flight.fetch_add(1, Ordering::SeqCst);
-    let serve = (side.on_work)(&request);
+    let serve = match (side.on_work)(&request) {
+        Handout::Serve => true,
+        Handout::Ignore => false,
+        Handout::LetGo => {
+            // The writer is taken out unused: no answer, and no 500 from
+            // tiny_http either.
+            drop(request.into_writer());
+            slot.finish();
+            return;
+        }
+    };
     let work = Work {
         request,
         from: slot.clone(),

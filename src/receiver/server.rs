@@ -18,7 +18,7 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
-use crate::receiver::accept::{Acceptors, Notice, Work};
+use crate::receiver::accept::{Acceptors, Handout, Notice, Work};
 use crate::receiver::activity::{Activity, Body, Cut};
 use crate::receiver::closer::{self, Closer};
 use crate::receiver::drain::{self, Answered, Drains, Finish};
@@ -181,9 +181,8 @@ pub fn start_with(
         accept_notices,
         Box::new(move |request: &Request| {
             let Some(ctx) = grow.upgrade() else {
-                return true;
+                return Handout::Serve;
             };
-            grow_workers(&ctx);
             let framing = ingest::check_framing(
                 request
                     .headers()
@@ -198,7 +197,23 @@ pub fn start_with(
                 // what it sends; an answer due still goes out.
                 ctx.closer.close(peer);
             }
-            admit == Admit::Serve
+            if admit == Admit::Ignore
+                && request
+                    .body_length()
+                    .is_none_or(|n| n <= READ_AHEAD_BY_TINY_HTTP)
+            {
+                // Nothing of it left to read (a chunked body is never
+                // drained by tiny_http): let go of at once, no worker woken
+                // or added for it.
+                ctx.connections.finish(peer, 0);
+                return Handout::LetGo;
+            }
+            grow_workers(&ctx);
+            if admit == Admit::Serve {
+                Handout::Serve
+            } else {
+                Handout::Ignore
+            }
         }),
     )?;
     let quiet: Weak<Ctx> = Arc::downgrade(&ctx);
