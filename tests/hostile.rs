@@ -1068,6 +1068,59 @@ fn bodies_that_inflate_large_are_decoded_one_at_a_time() {
     p.finish();
 }
 
+/// A body announced over 1 MiB takes its turn before it is read, so the
+/// wire holds no more large bodies at once than decoding does: while one
+/// large upload is being read (half sent, its turn held), a second one is
+/// answered 503 with `Retry-After` once it has waited 5 s for its turn,
+/// without a byte of its body read (it sends none; read first, it would
+/// wait for its body until the read timeout, 30 s). The first is then
+/// sent whole and saved.
+#[test]
+fn a_large_body_waits_for_its_turn_before_it_is_read() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let body = format!(
+        r#"[{{"@t":"large.first","@ts":"2026-12-02T01:00:00","blob":"{}"}}]"#,
+        "a".repeat(2 << 20)
+    );
+    let head =
+        |len: usize| format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {len}\r\n\r\n");
+    let mut first = Conn::open(rx.addr);
+    first.send(head(body.len()).as_bytes());
+    let (sent, rest) = body.as_bytes().split_at(body.len() / 2);
+    first.send(sent);
+    // Its worker holds the turn while it reads (the status request is
+    // the other busy one).
+    let busy = wait_until(Duration::from_secs(10), || {
+        Conn::open(rx.addr)
+            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .text()
+            .contains("workers: 2 busy")
+    });
+    assert!(busy, "the first upload was never taken by a worker");
+    let started = Instant::now();
+    let mut second = Conn::open_within(rx.addr, Duration::from_secs(15)).unwrap();
+    second.send(head(body.len()).as_bytes());
+    let refused = second
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("no answer after {:?}: {e}", started.elapsed()));
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.header("retry-after").is_some());
+    assert!(
+        refused.text().contains("one at a time"),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    first.send(rest);
+    let saved = first.read_response(false);
+    assert_eq!(saved.status, 200, "{}", saved.text());
+}
+
 /// The framing cap never cuts a healthy chunked upload: bodies in 1-byte
 /// chunks (five bytes of framing to each byte of body), in chunks of 1 MiB,
 /// and with a short extension on every chunk, each sent in pieces 40 ms

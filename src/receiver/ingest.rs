@@ -301,25 +301,27 @@ pub fn prepare<'a>(
     content_encoding: Option<&str>,
     wire: &'a [u8],
 ) -> Result<Unchecked<'a>, Rejection> {
-    prepare_in_turn(config, content_encoding, wire, None)
+    prepare_in_turn(config, content_encoding, wire, None, None)
 }
 
 /// `prepare`, a body over `LARGE_BODY` (inflated) decoded only in its turn
 /// from `turns`, held until the batch is finished or dropped. A gzip body
 /// is first inflated up to `LARGE_BODY`; past it, that output is let go
-/// of while the turn is waited for, and the body inflated again.
+/// of while the turn is waited for, and the body inflated again. `held`
+/// is a turn taken already (before a large body was read).
 pub fn prepare_in_turn<'a>(
     config: &Config,
     content_encoding: Option<&str>,
     wire: &'a [u8],
     turns: Option<&Arc<Turns>>,
+    held: Option<Turn>,
 ) -> Result<Unchecked<'a>, Rejection> {
     if wire.len() > config.max_body {
         return Err(too_large("body", wire.len(), config.max_body));
     }
     let large = |size: usize| size > LARGE_BODY && turns.is_some();
-    let mut turn = None;
-    if large(wire.len()) {
+    let mut turn = held;
+    if turn.is_none() && large(wire.len()) {
         turn = turns.map(Turns::take).transpose()?;
     }
     let declared = Declared::from_header(content_encoding);
@@ -979,7 +981,7 @@ mod tests {
             body: &'a [u8],
             turns: &Arc<Turns>,
         ) -> Result<Unchecked<'a>, Rejection> {
-            prepare_in_turn(cfg, None, body, Some(turns))
+            prepare_in_turn(cfg, None, body, Some(turns), None)
         }
         let held = turns.take().unwrap();
         // Taken by another: a small body, plain or gzip, goes ahead.
@@ -1005,9 +1007,15 @@ mod tests {
             max_body: LARGE_BODY + 10,
             ..cfg_open()
         };
-        let refused = prepare_in_turn(&tight, None, &gz(spaced.as_bytes(), None), Some(&turns))
-            .err()
-            .expect("too large");
+        let refused = prepare_in_turn(
+            &tight,
+            None,
+            &gz(spaced.as_bytes(), None),
+            Some(&turns),
+            None,
+        )
+        .err()
+        .expect("too large");
         assert_eq!(refused.status, 413, "{}", refused.error);
     }
 

@@ -26,7 +26,7 @@ use crate::receiver::heads;
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
-use crate::receiver::turns::{TURN_WAIT, Turns};
+use crate::receiver::turns::{self, TURN_WAIT, Turn, Turns};
 use crate::time::format_received;
 
 /// Seconds the device is asked to wait after a 503.
@@ -1062,11 +1062,20 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
         out.wire_bytes = len as u64;
         return out;
     }
+    // A large body takes its turn before it is read: the wire holds no
+    // more of them at once than decoding does.
+    let turn = match request.body_length().filter(|&len| len > turns::LARGE_BODY) {
+        Some(_) => match ctx.turns.take() {
+            Ok(turn) => Some(turn),
+            Err(r) => return Outcome::refused(r),
+        },
+        None => None,
+    };
     let mut out = match read_body(ctx, request, limit, seq) {
         Ok(wire) => {
             // One byte past the limit was read to tell a body too large.
             let whole = wire.len() <= limit;
-            let mut out = decode_and_save(ctx, request, received, wire);
+            let mut out = decode_and_save(ctx, request, received, wire, turn);
             out.body_whole = whole;
             out
         }
@@ -1159,7 +1168,13 @@ impl Read for Handing<'_> {
     }
 }
 
-fn decode_and_save(ctx: &Ctx, request: &Request, received: Timestamp, wire: Vec<u8>) -> Outcome {
+fn decode_and_save(
+    ctx: &Ctx,
+    request: &Request,
+    received: Timestamp,
+    wire: Vec<u8>,
+    turn: Option<Turn>,
+) -> Outcome {
     let wire_bytes = wire.len() as u64;
     let refused = |r: Rejection, mut wire: Vec<u8>| {
         let mut out = Outcome::refused(r);
@@ -1173,6 +1188,7 @@ fn decode_and_save(ctx: &Ctx, request: &Request, received: Timestamp, wire: Vec<
         header(request, "content-encoding"),
         &wire,
         Some(&ctx.turns),
+        turn,
     );
     let unchecked = match prepared {
         Ok(unchecked) => unchecked,
