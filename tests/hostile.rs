@@ -968,6 +968,19 @@ fn an_endless_chunk_size_line_is_cut_past_its_cap() {
     assert!(!saved.contains("smuggled"), "the cut upload was saved");
 }
 
+/// Sends an upload on `c` in 8 pieces 40 ms apart (it spans several of
+/// the closer's looks), and checks it is answered 200.
+fn paced_upload(c: &mut Conn, bytes: &[u8], what: &str) {
+    for piece in bytes.chunks(bytes.len() / 8 + 1) {
+        c.send(piece);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let r = c
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+}
+
 /// The head cap never cuts a healthy keep-alive client: large uploads,
 /// each sent in pieces over several of the closer's looks, with pauses
 /// between them, all answered on one connection.
@@ -990,15 +1003,7 @@ fn large_uploads_on_one_keep_alive_connection_are_never_cut_by_the_head_cap() {
             ],
             body.as_bytes(),
         );
-        // In pieces 40 ms apart: the upload spans several looks.
-        for piece in bytes.chunks(bytes.len() / 8 + 1) {
-            c.send(piece);
-            std::thread::sleep(Duration::from_millis(40));
-        }
-        let r = c
-            .try_read_response(false)
-            .unwrap_or_else(|e| panic!("upload {i}: no answer: {e}"));
-        assert_eq!(r.status, 200, "upload {i}: {}", r.text());
+        paced_upload(&mut c, &bytes, &format!("upload {i}"));
         // Quiet between uploads, over several looks.
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -1164,14 +1169,7 @@ fn chunked_uploads_in_tiny_or_large_chunks_are_never_cut_by_the_framing_cap() {
         ),
     ];
     for (name, bytes) in cases {
-        for piece in bytes.chunks(bytes.len() / 8 + 1) {
-            c.send(piece);
-            std::thread::sleep(Duration::from_millis(40));
-        }
-        let r = c
-            .try_read_response(false)
-            .unwrap_or_else(|e| panic!("{name}: no answer: {e}"));
-        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        paced_upload(&mut c, &bytes, name);
     }
     let status = c.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(!status.text().contains("closed: "), "{}", status.text());
