@@ -1449,13 +1449,13 @@ struct Trickled {
     answer: String,
 }
 
-/// Sends `start`, then one byte of `each` every `pace` (under the read
-/// timeout: every read is in time) for at most `for_how_long`, reading
-/// whatever comes back meanwhile, until the receiver closes.
+/// Sends `start`, then `each` every `pace` (under the read timeout: every
+/// read is in time) for at most `for_how_long`, reading whatever comes
+/// back meanwhile, until the receiver closes.
 fn trickle(
     addr: SocketAddr,
     start: &[u8],
-    each: u8,
+    each: &[u8],
     pace: Duration,
     for_how_long: Duration,
 ) -> Trickled {
@@ -1479,7 +1479,7 @@ fn trickle(
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    if s.write_all(&[each]).is_err() {
+                    if s.write_all(each).is_err() {
                         closed_after = Some(started.elapsed());
                         break;
                     }
@@ -1499,12 +1499,12 @@ fn trickle(
     }
 }
 
-/// A trickle to cut: its first bytes, the byte trickled, and what its
+/// A trickle to cut: its first bytes, the bytes trickled, and what its
 /// answer must say (None: no answer).
 struct TrickleCase {
     name: &'static str,
     start: Vec<u8>,
-    each: u8,
+    each: Vec<u8>,
     answer: Option<&'static str>,
 }
 
@@ -1532,17 +1532,22 @@ fn slow_trickles_are_cut_at_their_deadlines() {
         answer,
     };
     let cases = [
-        case("head", b"POST / HTTP/1.1\r\nX-Slow: ".to_vec(), b'a', None),
+        case(
+            "head",
+            b"POST / HTTP/1.1\r\nX-Slow: ".to_vec(),
+            b"a".to_vec(),
+            None,
+        ),
         case(
             "body with the token",
             post(&auth, "Content-Length: 100000"),
-            b' ',
+            b" ".to_vec(),
             Some("still coming"),
         ),
         case(
             "chunk-size line with the token",
             post(&auth, "Transfer-Encoding: chunked"),
-            b'1',
+            b"1".to_vec(),
             Some("still coming"),
         ),
         // A whole batch, then spaces, inside one chunk: tiny_http's decoder
@@ -1556,13 +1561,26 @@ fn slow_trickles_are_cut_at_their_deadlines() {
                 batch("smuggled"),
             ]
             .concat(),
-            b' ',
+            b" ".to_vec(),
+            Some("still coming"),
+        ),
+        // 1-byte chunks, each with a 30 KB extension (under the framing
+        // cap between two bytes handed over): 60 KB/s of framing earns no
+        // time, only the bytes handed over do.
+        case(
+            "1-byte chunks with 30 KB extensions, with the token",
+            [
+                post(&auth, "Transfer-Encoding: chunked"),
+                b"1\r\n[\r\n".to_vec(),
+            ]
+            .concat(),
+            [b"1;x=".to_vec(), vec![b'x'; 30_000], b"\r\n \r\n".to_vec()].concat(),
             Some("still coming"),
         ),
         case(
             "body without the token (drained)",
             post("", "Content-Length: 100000"),
-            b' ',
+            b" ".to_vec(),
             Some("401"),
         ),
     ];
@@ -1575,7 +1593,7 @@ fn slow_trickles_are_cut_at_their_deadlines() {
     let results: Vec<Trickled> = std::thread::scope(|s| {
         let threads: Vec<_> = cases
             .iter()
-            .map(|c| s.spawn(move || trickle(addr, &c.start, c.each, pace, longest)))
+            .map(|c| s.spawn(move || trickle(addr, &c.start, &c.each, pace, longest)))
             .collect();
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     });

@@ -574,8 +574,13 @@ impl HeadWatch {
             let late_head = self.read_timeout.zip(head.began).is_some_and(|(t, began)| {
                 head_done.is_some() && now.duration_since(began) > deadline(t, stretch)
             });
+            // A chunked body earns time by what it hands over, not by its
+            // framing (1-byte chunks with long extensions would earn time
+            // without end); one of known length by what was read of it.
             let late_body = self.read_timeout.zip(body).is_some_and(|(t, b)| {
-                let came = c.read.saturating_sub(head.body_from.unwrap_or(c.read));
+                let came = b
+                    .chunked
+                    .unwrap_or_else(|| c.read.saturating_sub(head.body_from.unwrap_or(c.read)));
                 b.took > deadline(t, came)
             });
             let framing = match body {
@@ -820,6 +825,19 @@ mod tests {
         assert!(
             w.look_at(t0 + late, &[at(5, came)], &body(Some(late)))
                 .is_empty()
+        );
+        // A chunked body earns time by what it hands over only: much read,
+        // little handed over, late all the same.
+        let chunked = |took| move |_: SocketAddr| reading(1, 2, Some(10), took);
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(8, 500)], &chunked(Duration::ZERO));
+        assert_eq!(
+            w.look_at(
+                t0 + late,
+                &[at(8, 500 + 1000 * ARRIVAL_RATE)],
+                &chunked(late)
+            ),
+            vec![(at(8, 500 + 1000 * ARRIVAL_RATE), Over::SlowBody { seq: 2 })]
         );
         // In hand but no longer being read (answered late, say): never, however
         // long ago its body began.
