@@ -373,13 +373,15 @@ pub fn run(
             // with a request in hand), a body only while the same body is
             // still being read (its read fails: nothing of it is saved,
             // and its refusal can still go out).
-            let over_cap = match capped.get(inode) {
-                Some(over) if over.between_requests() => !*shut && over.still(activity(*peer)),
-                Some(over) => {
-                    let (seq, why) = match *over {
-                        heads::Over::Framing { seq } => (seq, Cut::Framing),
-                        heads::Over::SlowBody { seq } => (seq, Cut::Slow),
-                        _ => continue,
+            let over_cap = match capped.get(inode).copied() {
+                None => false,
+                Some(over @ (heads::Over::Head { .. } | heads::Over::SlowHead { .. })) => {
+                    !*shut && over.still(activity(*peer))
+                }
+                Some(over @ (heads::Over::Framing { seq } | heads::Over::SlowBody { seq })) => {
+                    let why = match over {
+                        heads::Over::Framing { .. } => Cut::Framing,
+                        _ => Cut::Slow,
                     };
                     if !*shut && over.still(activity(*peer)) {
                         books.cut(*peer, seq, why);
@@ -391,7 +393,6 @@ pub fn run(
                     }
                     continue;
                 }
-                None => false,
             };
             let how = if over_cap {
                 Shutdown::Both

@@ -430,12 +430,6 @@ pub enum Over {
 }
 
 impl Over {
-    /// Cut between requests (shut both ways, once claimed), rather than
-    /// in the middle of a body (shut for reading: the body's read fails).
-    pub fn between_requests(self) -> bool {
-        matches!(self, Over::Head { .. } | Over::SlowHead { .. })
-    }
-
     /// The connection is still doing what it was measured doing: the
     /// same head, or the same body being read.
     pub fn still(self, now: Activity) -> bool {
@@ -570,10 +564,11 @@ impl HeadWatch {
                 head.began.get_or_insert(now);
             }
             head.body_from = body.map(|_| head.body_from.unwrap_or(c.read));
-            let deadline = |t, came| arrival_deadline(t, came);
-            let late_head = self.read_timeout.zip(head.began).is_some_and(|(t, began)| {
-                head_done.is_some() && now.duration_since(began) > deadline(t, stretch)
-            });
+            // Only a head has a time it began (see `began`).
+            let late_head = self
+                .read_timeout
+                .zip(head.began)
+                .is_some_and(|(t, began)| now.duration_since(began) > arrival_deadline(t, stretch));
             // A chunked body earns time by what it hands over, not by its
             // framing (1-byte chunks with long extensions would earn time
             // without end); one of known length by what was read of it.
@@ -581,7 +576,7 @@ impl HeadWatch {
                 let came = b
                     .chunked
                     .unwrap_or_else(|| c.read.saturating_sub(head.body_from.unwrap_or(c.read)));
-                b.took > deadline(t, came)
+                b.took > arrival_deadline(t, came)
             });
             let framing = match body {
                 Some(b) if b.chunked.is_some() && stretch > FRAMING_LIMIT => {

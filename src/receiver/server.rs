@@ -1106,20 +1106,20 @@ fn read_body(
     let chunked = header(request, "transfer-encoding").is_some();
     let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(limit));
     ctx.connections.reading(peer, seq, chunked);
-    let read = match peer.filter(|_| chunked) {
-        Some(peer) => Handing {
-            inner: request.as_reader(),
-            books: &ctx.connections,
-            peer,
-            seq,
+    let mut handing;
+    let reader: &mut dyn Read = match peer.filter(|_| chunked) {
+        Some(peer) => {
+            handing = Handing {
+                inner: request.as_reader(),
+                books: &ctx.connections,
+                peer,
+                seq,
+            };
+            &mut handing
         }
-        .take(limit as u64 + 1)
-        .read_to_end(&mut wire),
-        None => request
-            .as_reader()
-            .take(limit as u64 + 1)
-            .read_to_end(&mut wire),
+        None => request.as_reader(),
     };
+    let read = reader.take(limit as u64 + 1).read_to_end(&mut wire);
     let short = declared.filter(|&len| wire.len() < len);
     let cut = ctx.connections.read_done(peer, seq);
     let error = match (read, short, cut) {
