@@ -489,8 +489,11 @@ fn probe_pipelined_flood_never_read() {
 /// the requests past each connection's pipelining limit are let go of as
 /// tiny_http hands them over, without a worker woken or added for each
 /// (threads stay within tiny_http's one per connection and a margin), and
-/// devices are served. What tiny_http parses ahead of the close (it keeps
-/// reading what the socket had buffered) is printed, not judged.
+/// devices are served. Memory is printed, not judged: a connection past
+/// the limit is shut and what it had queued thrown away (the closer's unit
+/// test checks that), but how much tiny_http parsed before that depends on
+/// how far behind its queue the pump was (29-65 MiB over idle here; 82-98
+/// when nothing was thrown away).
 #[test]
 fn pipelined_floods_on_many_connections_add_no_worker_per_request() {
     let _heavy = heavy();
@@ -523,7 +526,7 @@ fn pipelined_floods_on_many_connections_add_no_worker_per_request() {
         p.idle.threads
     );
     // tiny_http's threads for the connections, the closer's nudges, a
-    // worker or two per connection's served requests: 121-133 at the peak
+    // worker or two per connection's served requests: 64-169 at the peak
     // here, where a worker woken or added per request let go of made it
     // 905-912.
     let most = p.idle.threads + 200;

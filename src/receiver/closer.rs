@@ -8,12 +8,12 @@
 //! The lever left is the process's own descriptor table: on Linux,
 //! `pidfd_getfd` on our own pid gives a duplicate of any descriptor, and
 //! `shutdown` on the duplicate acts on the socket tiny_http holds. After a
-//! `shutdown` of the reading side, tiny_http's reads return end-of-file
-//! once what is already queued is consumed (Linux still hands over bytes
-//! that were queued or keep arriving while the queue is not empty), so it
-//! answers what it has in hand and drops the connection itself. The
-//! duplicate is closed at once: holding it would keep the socket open
-//! after tiny_http let go of it.
+//! `shutdown` of the reading side, Linux still hands over bytes that were
+//! queued (or keep arriving while the queue is not empty), so what is
+//! queued is thrown away too (`discard_queued`): tiny_http's next read
+//! returns end-of-file, it answers what it has in hand and drops the
+//! connection itself. The duplicate is closed at once: holding it would
+//! keep the socket open after tiny_http let go of it.
 //!
 //! One thread does this, on request and on a sweep every quarter read
 //! timeout (every 2 s at most):
@@ -823,10 +823,48 @@ fn shut_down(
             if reset {
                 let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
             }
-            s.shutdown(how).is_ok()
+            let shut = s.shutdown(how).is_ok();
+            if shut && how != Shutdown::Write {
+                discard_queued(&s);
+            }
+            shut
         }
         _ => false,
     }
+}
+
+/// At most this much is discarded from one connection at one shutdown
+/// (a sender faster than that meets the next look, or its reset once
+/// tiny_http lets go).
+const DISCARD_AT_MOST: usize = 64 << 20;
+
+/// Throws away what a connection shut for reading still has queued, so
+/// that tiny_http's next read is its end. Linux keeps handing queued
+/// bytes to `read` after `shutdown(SHUT_RD)`, and tiny_http would parse
+/// all of them: a client that pipelined a flood before its connection
+/// was shut had every request of it parsed and queued (150 such
+/// connections: over 400 MB). `recv` with `MSG_TRUNC` on TCP drops the
+/// bytes in the kernel without copying them; `MSG_DONTWAIT` keeps this
+/// thread from waiting (the flag is per call: the socket tiny_http reads
+/// stays blocking). Nothing of what is discarded is taken anyway: these
+/// connections are ignored from now on.
+fn discard_queued(s: &TcpStream) -> usize {
+    use rustix::net::RecvFlags;
+    // Never written to (the kernel copies nothing with `TRUNC`), so never
+    // touched: it takes no memory.
+    let mut room: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut gone = 0;
+    while gone < DISCARD_AT_MOST {
+        match rustix::net::recv(
+            s,
+            room.spare_capacity_mut(),
+            RecvFlags::TRUNC | RecvFlags::DONTWAIT,
+        ) {
+            Ok((_, 0)) | Err(_) => break,
+            Ok((_, n)) => gone += n,
+        }
+    }
+    gone
 }
 
 #[cfg(test)]
@@ -843,7 +881,8 @@ mod tests {
     }
 
     /// The thread, on a listener of its own: a connection asked for is
-    /// shut for reading (its peer reads our last words, then the end); a
+    /// shut for reading, what it had queued thrown away (its peer reads
+    /// our last words, then the end); a
     /// quiet one nobody reads is shut by the sweep after the read timeout;
     /// a busy one, one a thread is reading and an outgoing one are left
     /// alone.
@@ -937,22 +976,29 @@ mod tests {
             read_server.read(&mut buf).map(|n| buf[..n].to_vec())
         });
 
-        closer.close(Some(asked_peer));
-        // Its reading side ends at once; writing still works.
+        // What it sent before it was shut is queued, unread.
+        let mut asked_client = asked_client;
+        asked_client.write_all(&[b'x'; 64 * 1024]).unwrap();
         asked_server
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut buf = [0u8; 16];
+        assert!(asked_server.peek(&mut buf).unwrap() > 0);
         let started = Instant::now();
+        closer.close(Some(asked_peer));
+        while closer.closed.load(Ordering::Relaxed) == 0 {
+            assert!(
+                started.elapsed() < read_timeout,
+                "shut on request, not by the sweep"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Its reading side has ended, what was queued thrown away; writing
+        // still works.
         assert_eq!(asked_server.read(&mut buf).unwrap(), 0, "read side shut");
-        assert!(
-            started.elapsed() < read_timeout,
-            "shut on request, not by the sweep"
-        );
         asked_server.write_all(b"last words").unwrap();
         drop(asked_server);
         let mut got = Vec::new();
-        let mut asked_client = asked_client;
         asked_client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"last words");
 
