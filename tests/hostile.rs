@@ -1081,8 +1081,10 @@ fn bodies_that_inflate_large_are_decoded_one_at_a_time() {
 /// large upload is being read (half sent, its turn held), a second one is
 /// answered 503 with `Retry-After` once it has waited 5 s for its turn,
 /// without a byte of its body read (it sends none; read first, it would
-/// wait for its body until the read timeout, 30 s). The first is then
-/// sent whole and saved.
+/// wait for its body until the read timeout, 30 s). A chunked one, which
+/// announces no length, waits for its turn once 1 MiB of it has come, and
+/// once refused has the rest of its body thrown away, its connection kept.
+/// The first is then sent whole and saved.
 #[test]
 fn a_large_body_waits_for_its_turn_before_it_is_read() {
     let rx = receiver(LONG_READ_TIMEOUT);
@@ -1124,6 +1126,33 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
         "{:?}",
         started.elapsed()
     );
+    // A chunked body announces no length: it takes its turn once 1 MiB of
+    // it has come. This one sends 1.5 MiB of a 2 MiB chunk and waits: the
+    // status page shows it waiting for its turn (read first, its worker
+    // would be reading it, and nothing would wait). Sent whole then, the
+    // rest is thrown away: it is answered 503, and its connection goes on.
+    let mut chunked = Conn::open_within(rx.addr, Duration::from_secs(15)).unwrap();
+    chunked.send(
+        format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Transfer-Encoding: chunked\r\n\r\n")
+            .as_bytes(),
+    );
+    chunked.send(format!("{:x}\r\n", body.len()).as_bytes());
+    let (sent, unsent) = body.as_bytes().split_at(body.len() * 3 / 4);
+    chunked.send(sent);
+    let waiting = wait_until(Duration::from_secs(10), || {
+        Conn::open(rx.addr)
+            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .text()
+            .contains("large bodies: 1 waiting for their turn")
+    });
+    assert!(waiting, "the chunked upload never waited for its turn");
+    chunked.send(unsent);
+    chunked.send(b"\r\n0\r\n\r\n");
+    let refused = chunked.read_response(false);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.header("retry-after").is_some());
+    let next = chunked.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(next.status, 200, "{}", next.text());
     first.send(rest);
     let saved = first.read_response(false);
     assert_eq!(saved.status, 200, "{}", saved.text());

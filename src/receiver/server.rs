@@ -1063,15 +1063,16 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
         return out;
     }
     // A large body takes its turn before it is read: the wire holds no
-    // more of them at once than decoding does.
-    let turn = match request.body_length().filter(|&len| len > turns::LARGE_BODY) {
+    // more of them at once than decoding does. (A chunked one, of no
+    // length announced, takes it once its first 1 MiB has come.)
+    let mut turn = match request.body_length().filter(|&len| len > turns::LARGE_BODY) {
         Some(_) => match ctx.turns.take() {
             Ok(turn) => Some(turn),
             Err(r) => return Outcome::refused(r),
         },
         None => None,
     };
-    let mut out = match read_body(ctx, request, limit, seq) {
+    let mut out = match read_body(ctx, request, limit, seq, &mut turn) {
         Ok(wire) => {
             // One byte past the limit was read to tell a body too large.
             let whole = wire.len() <= limit;
@@ -1079,10 +1080,15 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
             out.body_whole = whole;
             out
         }
-        Err((rejection, read)) => {
+        Err(Unread {
+            rejection,
+            read,
+            drained,
+        }) => {
             let mut out = Outcome::refused(rejection);
             out.wire_bytes = read;
-            out.body_cut = true;
+            out.body_cut = !drained;
+            out.body_whole = drained;
             out
         }
     };
@@ -1090,17 +1096,33 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
     out
 }
 
+/// A body refused while it was read: the refusal, the bytes that came,
+/// and whether the rest was read to its end and thrown away (the
+/// connection can then go on).
+struct Unread {
+    rejection: Rejection,
+    read: u64,
+    drained: bool,
+}
+
 /// Reads at most `limit` + 1 bytes of body, refusing a body cut short
 /// (with how many bytes did arrive). The books time it (request `seq`),
 /// and count what a chunked body hands over as it comes, for the closer's
 /// deadline and its cap on chunk framing; a body the closer cut is
-/// refused saying why.
+/// refused saying why. A body of no announced length that goes on past
+/// `LARGE_BODY` takes its `turn` there before the rest is read. Refused
+/// 503 when it waited too long, its rest is read and thrown away (within
+/// the limit and the closer's deadline), as tiny_http drains a refused
+/// body of known length: a client sending its whole body before it reads
+/// gets the refusal, where a close would leave it waiting on a window
+/// nobody opens.
 fn read_body(
     ctx: &Ctx,
     request: &mut Request,
     limit: usize,
     seq: u64,
-) -> Result<Vec<u8>, (Rejection, u64)> {
+    turn: &mut Option<Turn>,
+) -> Result<Vec<u8>, Unread> {
     let declared = request.body_length();
     let peer = request.remote_addr().copied();
     let chunked = header(request, "transfer-encoding").is_some();
@@ -1119,7 +1141,31 @@ fn read_body(
         }
         None => request.as_reader(),
     };
-    let read = reader.take(limit as u64 + 1).read_to_end(&mut wire);
+    let most = limit + 1;
+    let first = match declared {
+        None if turn.is_none() => most.min(turns::LARGE_BODY + 1),
+        _ => most,
+    };
+    let mut read = (&mut *reader).take(first as u64).read_to_end(&mut wire);
+    if read.is_ok() && wire.len() == first && first < most {
+        match ctx.turns.take() {
+            Ok(taken) => *turn = Some(taken),
+            Err(rejection) => {
+                let left = (most - wire.len()) as u64;
+                let rest = io::copy(&mut reader.take(left), &mut io::sink());
+                let cut = ctx.connections.read_done(peer, seq);
+                let read = wire.len() as u64 + rest.as_ref().map_or(0, |n| *n);
+                return Err(Unread {
+                    rejection,
+                    read,
+                    drained: rest.is_ok_and(|n| n < left) && cut.is_none(),
+                });
+            }
+        }
+        read = reader
+            .take((most - wire.len()) as u64)
+            .read_to_end(&mut wire);
+    }
     let short = declared.filter(|&len| wire.len() < len);
     let cut = ctx.connections.read_done(peer, seq);
     let error = match (read, short, cut) {
@@ -1146,7 +1192,11 @@ fn read_body(
             wire.len()
         ),
     };
-    Err((Rejection { status: 400, error }, wire.len() as u64))
+    Err(Unread {
+        rejection: Rejection { status: 400, error },
+        read: wire.len() as u64,
+        drained: false,
+    })
 }
 
 /// A chunked body's reader, counting in the books what it hands over, at
@@ -1297,6 +1347,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
+         {large}\
          {closed}\
          {ignored}\
          {forward}\
@@ -1322,6 +1373,13 @@ fn status_page(ctx: &Ctx) -> Outcome {
             0 => String::new(),
             n => format!(
                 "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)\n"
+            ),
+        },
+        large = match ctx.turns.waiting() {
+            0 => String::new(),
+            n => format!(
+                "large bodies: {n} waiting for their turn (bodies over {} MiB are read and decoded one at a time)\n",
+                turns::LARGE_BODY >> 20
             ),
         },
         closed = match ctx.closer.closed.load(Ordering::Relaxed) {
