@@ -88,14 +88,16 @@ pub fn sweep_every(read_timeout: Duration) -> Duration {
 enum Known {
     /// Accepted on our listener at `local`, from `peer`, first seen at `since`, now
     /// on descriptor `fd` (one of tiny_http's two); `shut` both ways
-    /// already, `counted` on the status page; `unread` counts the sweeps
-    /// that found nobody reading it and nothing of it in hand.
+    /// already, or its reading side (`read_shut`), `counted` on the
+    /// status page; `unread` counts the sweeps that found nobody reading
+    /// it and nothing of it in hand.
     Ours {
         fd: RawFd,
         local: SocketAddr,
         peer: SocketAddr,
         since: Instant,
         shut: bool,
+        read_shut: bool,
         counted: bool,
         unread: u8,
     },
@@ -148,9 +150,20 @@ pub trait Books {
     /// however late), so none is saved and left unanswered by the
     /// shutdown.
     fn claim(&self, peer: SocketAddr) -> bool;
-    /// The claimed connection was not shut after all, or is gone (the
-    /// address may be a new connection's).
+    /// The claimed connection was not shut after all (the address may be a
+    /// new connection's).
     fn unclaim(&self, peer: SocketAddr);
+    /// A connection from `peer` that was shut (both ways, or its reading
+    /// side: broke the framing, pipelined too much, stalled) is gone from
+    /// our descriptors, so no request of it is left anywhere (each holds a
+    /// clone of its socket to answer through): what is known of the
+    /// address is forgotten, unless a request from it is in hand (a new
+    /// connection's), so that a new connection from the same port is not
+    /// taken for it. Seen at the next read of the descriptor table: every
+    /// 100 ms with the head cap's counts (up to 512 descriptors), at the
+    /// next sweep otherwise; forgetting an address by the sweeps alone
+    /// takes two.
+    fn gone(&self, peer: SocketAddr);
     /// At a sweep at `now`, after a read of the whole descriptor table:
     /// `open` are the addresses of the connections of ours found in it.
     /// What is known of an address found without one at two sweeps in a
@@ -361,6 +374,7 @@ pub fn run(
                 peer,
                 since,
                 shut,
+                read_shut,
                 counted,
                 unread,
                 ..
@@ -385,10 +399,11 @@ pub fn run(
                     };
                     if !*shut && over.still(activity(*peer)) {
                         books.cut(*peer, seq, why);
-                        if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false)
-                            && !std::mem::replace(counted, true)
-                        {
-                            closed.fetch_add(1, Ordering::Relaxed);
+                        if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
+                            *read_shut = true;
+                            if !std::mem::replace(counted, true) {
+                                closed.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     continue;
@@ -433,6 +448,7 @@ pub fn run(
             // up on the orphan.
             if shut_down(me, *fd, *inode, *peer, how, over_cap) {
                 *shut |= how == Shutdown::Both;
+                *read_shut = true;
                 if !std::mem::replace(counted, true) {
                     closed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -695,6 +711,7 @@ fn refresh(
                         peer,
                         since: now,
                         shut: false,
+                        read_shut: false,
                         counted: false,
                         unread: 0,
                     },
@@ -712,11 +729,15 @@ fn refresh(
         if let (
             false,
             Known::Ours {
-                peer, shut: true, ..
+                peer,
+                shut,
+                read_shut,
+                ..
             },
         ) = (here, &k)
+            && (*shut || *read_shut)
         {
-            books.unclaim(*peer);
+            books.gone(*peer);
         }
         here
     });
@@ -898,12 +919,14 @@ mod tests {
         let busy_peer = Arc::new(std::sync::Mutex::new(None));
         let kept_peer = Arc::new(std::sync::Mutex::new(None));
         let unclaimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gone = Arc::new(std::sync::Mutex::new(Vec::new()));
         let forgetting = Arc::new(std::sync::Mutex::new(Vec::new()));
         let thread = {
             let stopping = stopping.clone();
             let busy_peer = busy_peer.clone();
             let kept_peer = kept_peer.clone();
             let unclaimed = unclaimed.clone();
+            let gone = gone.clone();
             let forgetting = forgetting.clone();
             std::thread::spawn(move || {
                 let watch = Watch {
@@ -919,6 +942,7 @@ mod tests {
                     busy: Shared<Option<SocketAddr>>,
                     kept: Shared<Option<SocketAddr>>,
                     unclaimed: Shared<Vec<SocketAddr>>,
+                    gone: Shared<Vec<(SocketAddr, Instant)>>,
                     forgetting: Shared<Vec<(HashSet<SocketAddr>, Instant)>>,
                 }
                 impl Books for Scripted {
@@ -938,6 +962,9 @@ mod tests {
                     fn unclaim(&self, peer: SocketAddr) {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
+                    fn gone(&self, peer: SocketAddr) {
+                        self.gone.lock().unwrap().push((peer, Instant::now()));
+                    }
                     fn cut(&self, _: SocketAddr, _: u64, _: Cut) {}
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
                         self.forgetting.lock().unwrap().push((open.clone(), now));
@@ -947,6 +974,7 @@ mod tests {
                     busy: busy_peer,
                     kept: kept_peer,
                     unclaimed,
+                    gone,
                     forgetting,
                 };
                 let mut refused = None;
@@ -1001,6 +1029,13 @@ mod tests {
         let mut got = Vec::new();
         asked_client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"last words");
+        // Gone: the books hear of it.
+        let has_gone = |peer: SocketAddr| gone.lock().unwrap().iter().any(|(p, _)| *p == peer);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !has_gone(asked_peer) {
+            assert!(Instant::now() < until, "the asked one never reported gone");
+            std::thread::sleep(Duration::from_millis(10));
+        }
 
         // The quiet one: closed by the sweep, after the read timeout.
         quiet_client
@@ -1009,14 +1044,15 @@ mod tests {
         let started = Instant::now();
         assert_eq!(quiet_client.read(&mut buf).unwrap_or(0), 0);
         assert!(started.elapsed() >= read_timeout / 2, "not before its time");
-        // Claimed until its socket is gone, then unclaimed (by a sweep).
-        assert!(unclaimed.lock().unwrap().is_empty());
+        // Claimed until its socket is gone, then reported gone.
+        assert!(!has_gone(quiet));
         drop(quiet_server);
         let until = Instant::now() + Duration::from_secs(10);
-        while !unclaimed.lock().unwrap().contains(&quiet) {
-            assert!(Instant::now() < until, "never unclaimed");
+        while !has_gone(quiet) {
+            assert!(Instant::now() < until, "never reported gone");
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert!(unclaimed.lock().unwrap().is_empty());
         // A sweep after it is gone counts the connections still open, and
         // not it.
         let gone = Instant::now();

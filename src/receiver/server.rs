@@ -564,6 +564,11 @@ impl closer::Books for Books {
             ctx.connections.unclaim(peer);
         }
     }
+    fn gone(&self, peer: SocketAddr) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.connections.gone(peer);
+        }
+    }
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
         if let Some(ctx) = self.0.upgrade() {
             ctx.connections.forget_gone(open, now);
@@ -765,10 +770,24 @@ impl Connections {
         true
     }
 
-    /// `peer`'s claimed connection is gone, or was not shut after all.
+    /// `peer`'s claimed connection was not shut after all.
     fn unclaim(&self, peer: SocketAddr) {
         if let Some(c) = self.lock().get_mut(&peer) {
             c.claimed = false;
+        }
+    }
+
+    /// `peer`'s shut connection is gone (see `Books::gone`): forgotten,
+    /// unless a request from the address is in hand (a new connection's,
+    /// which is then no longer claimed).
+    fn gone(&self, peer: SocketAddr) {
+        let mut open = self.lock();
+        match open.get_mut(&peer) {
+            Some(c) if c.outstanding > 0 => c.claimed = false,
+            Some(_) => {
+                open.remove(&peer);
+            }
+            None => {}
         }
     }
 
