@@ -696,9 +696,7 @@ fn absurd_lengths_held_open_are_let_go() {
             "{probe}: a request inside an announced body was taken: {smuggled:?}"
         ));
     }
-    let status = Conn::open(p.rx.addr)
-        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        .text();
+    let status = status_page(p.rx.addr);
     if status.contains("parked:") {
         p.failures
             .push(format!("{probe}: requests were kept for good: {status}"));
@@ -728,10 +726,7 @@ fn a_length_beyond_the_address_space_is_answered_and_parked() {
         assert!(head.starts_with(b"HTTP/1.1 4"), "{head:?}");
     }
     let status = wait_until(SLACK, || {
-        Conn::open(rx.addr)
-            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            .text()
-            .contains("parked: 2 request(s)")
+        status_page(rx.addr).contains("parked: 2 request(s)")
     });
     assert!(status, "the status page does not count them");
     device_upload(rx.addr).expect("a device after them");
@@ -1102,10 +1097,7 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
     // Its worker holds the turn while it reads (the status request is
     // the other busy one).
     let busy = wait_until(Duration::from_secs(10), || {
-        Conn::open(rx.addr)
-            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            .text()
-            .contains("workers: 2 busy")
+        status_page(rx.addr).contains("workers: 2 busy")
     });
     assert!(busy, "the first upload was never taken by a worker");
     let started = Instant::now();
@@ -1140,10 +1132,7 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
     let (sent, unsent) = body.as_bytes().split_at(body.len() * 3 / 4);
     chunked.send(sent);
     let waiting = wait_until(Duration::from_secs(10), || {
-        Conn::open(rx.addr)
-            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            .text()
-            .contains("large bodies: 1 waiting for their turn")
+        status_page(rx.addr).contains("large bodies: 1 waiting for their turn")
     });
     assert!(waiting, "the chunked upload never waited for its turn");
     chunked.send(unsent);
@@ -1282,6 +1271,13 @@ fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Exchange {
         end,
         after: started.elapsed(),
     }
+}
+
+/// The receiver's status page, on a connection of its own.
+fn status_page(addr: SocketAddr) -> String {
+    Conn::open(addr)
+        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .text()
 }
 
 /// The status of each response in `raw`, in order.
@@ -1425,9 +1421,7 @@ fn a_stalled_upload_frees_its_worker_at_the_read_timeout() {
     // status request is free; before, each stayed held for another timeout.
     let mut status = String::new();
     let freed = wait_until(T / 2, || {
-        status = Conn::open(rx.addr)
-            .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            .text();
+        status = status_page(rx.addr);
         status.contains("workers: 1 busy")
     });
     assert!(freed, "workers still held: {status}");
