@@ -1996,6 +1996,67 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
     );
 }
 
+/// A port used again while the connection before it is still open in the
+/// receiver (its client reset it, and the receiver holds it for a late
+/// answer): the new connection is taken for the old one and ignored with
+/// it, so when it breaks the framing itself nothing closes it. When the
+/// old one's socket goes, the address is not forgotten at once (a request
+/// came from it since the old one was shut): what the new connection sends
+/// after its own broken request is still never taken. (Found by a review:
+/// forgetting at once served it 200 and saved it.)
+#[test]
+fn an_address_is_not_forgotten_while_another_connection_from_it_is_ignored() {
+    use socket2::{Domain, SockRef, Socket, Type};
+    let rx = Receiver::start(&["--read-timeout", "8", "--respond", "late:3"]);
+    let from = |port: u16| -> TcpStream {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        s.connect_timeout(&rx.addr.into(), DEVICE_GIVES_UP).unwrap();
+        // A late answer (3 s) and some.
+        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        s.into()
+    };
+    // The old one: an upload whose answer waits 3 s, then a broken
+    // request; its client resets it.
+    let mut old = from(0);
+    let port = old.local_addr().unwrap().port();
+    let mut sent = upload_request("old.late");
+    sent.extend_from_slice(
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]",
+    );
+    old.write_all(&sent).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    SockRef::from(&old)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(old);
+    // The new one, from the same port, breaks the framing at once.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut new = from(port);
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    new.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 0\r\nContent-Length: 5\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // Once the old one's late answer is out, its socket is gone.
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = new.write_all(&upload_request("after.its.own.broken.framing"));
+    let mut answers = Vec::new();
+    let _ = new.read_to_end(&mut answers);
+    let answers = String::from_utf8_lossy(&answers).into_owned();
+    assert!(!answers.contains("HTTP/1.1 200"), "{answers}");
+    let saved = saved_after_stop(rx);
+    assert!(
+        !saved.contains("after.its.own.broken.framing"),
+        "taken after a broken request: {saved}"
+    );
+}
+
 /// A chunked body that breaks its own framing (a chunk size that is not
 /// hex, overflows, or has a sign or a space; a bad size after a good
 /// chunk) leaves where the request ends in doubt: 400 and a close, and

@@ -88,7 +88,7 @@ pub fn sweep_every(read_timeout: Duration) -> Duration {
 enum Known {
     /// Accepted on our listener at `local`, from `peer`, first seen at `since`, now
     /// on descriptor `fd` (one of tiny_http's two); `shut` both ways
-    /// already, or its reading side (`read_shut`), `counted` on the
+    /// already, its reading side shut since `shut_at`, `counted` on the
     /// status page; `unread` counts the sweeps that found nobody reading
     /// it and nothing of it in hand.
     Ours {
@@ -97,7 +97,7 @@ enum Known {
         peer: SocketAddr,
         since: Instant,
         shut: bool,
-        read_shut: bool,
+        shut_at: Option<Instant>,
         counted: bool,
         unread: u8,
     },
@@ -153,17 +153,19 @@ pub trait Books {
     /// The claimed connection was not shut after all (the address may be a
     /// new connection's).
     fn unclaim(&self, peer: SocketAddr);
-    /// A connection from `peer` that was shut (both ways, or its reading
-    /// side: broke the framing, pipelined too much, stalled) is gone from
-    /// our descriptors, so no request of it is left anywhere (each holds a
-    /// clone of its socket to answer through): what is known of the
-    /// address is forgotten, unless a request from it is in hand (a new
-    /// connection's), so that a new connection from the same port is not
-    /// taken for it. Seen at the next read of the descriptor table: every
-    /// 100 ms with the head cap's counts (up to 512 descriptors), at the
-    /// next sweep otherwise; forgetting an address by the sweeps alone
-    /// takes two.
-    fn gone(&self, peer: SocketAddr);
+    /// A connection from `peer` shut at `shut_at` (both ways, or its
+    /// reading side: broke the framing, pipelined too much, stalled) is
+    /// gone from our descriptors, so no request of it is left anywhere
+    /// (each holds a clone of its socket to answer through). What is known
+    /// of the address is forgotten, so that a new connection from the same
+    /// port is not taken for it, unless a request from the address came
+    /// since `shut_at`: that one may be another connection's from the same
+    /// port, accepted while this one was still open (its own client may
+    /// have reset it, so its address cannot be read), which the books
+    /// ignore as they did this one; it is left to the sweeps. Seen at the
+    /// next read of the descriptor table: every 100 ms with the head cap's
+    /// counts (up to 512 descriptors), at the next sweep otherwise.
+    fn gone(&self, peer: SocketAddr, shut_at: Instant);
     /// At a sweep at `now`, after a read of the whole descriptor table:
     /// `open` are the addresses of the connections of ours found in it.
     /// What is known of an address found without one at two sweeps in a
@@ -374,7 +376,7 @@ pub fn run(
                 peer,
                 since,
                 shut,
-                read_shut,
+                shut_at,
                 counted,
                 unread,
                 ..
@@ -400,7 +402,7 @@ pub fn run(
                     if !*shut && over.still(activity(*peer)) {
                         books.cut(*peer, seq, why);
                         if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
-                            *read_shut = true;
+                            shut_at.get_or_insert(now);
                             if !std::mem::replace(counted, true) {
                                 closed.fetch_add(1, Ordering::Relaxed);
                             }
@@ -448,7 +450,7 @@ pub fn run(
             // up on the orphan.
             if shut_down(me, *fd, *inode, *peer, how, over_cap) {
                 *shut |= how == Shutdown::Both;
-                *read_shut = true;
+                shut_at.get_or_insert(now);
                 if !std::mem::replace(counted, true) {
                     closed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -711,7 +713,7 @@ fn refresh(
                         peer,
                         since: now,
                         shut: false,
-                        read_shut: false,
+                        shut_at: None,
                         counted: false,
                         unread: 0,
                     },
@@ -730,14 +732,12 @@ fn refresh(
             false,
             Known::Ours {
                 peer,
-                shut,
-                read_shut,
+                shut_at: Some(shut_at),
                 ..
             },
         ) = (here, &k)
-            && (*shut || *read_shut)
         {
-            books.gone(*peer);
+            books.gone(*peer, *shut_at);
         }
         here
     });
@@ -962,7 +962,7 @@ mod tests {
                     fn unclaim(&self, peer: SocketAddr) {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
-                    fn gone(&self, peer: SocketAddr) {
+                    fn gone(&self, peer: SocketAddr, _: Instant) {
                         self.gone.lock().unwrap().push((peer, Instant::now()));
                     }
                     fn cut(&self, _: SocketAddr, _: u64, _: Cut) {}
