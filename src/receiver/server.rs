@@ -525,8 +525,15 @@ impl Finish for Release {
         // A body drained is read: no longer timed.
         held.ctx.connections.read_done(held.peer, held.seq);
         // tiny_http's drain gives up on a silent socket at the read
-        // timeout (the socket's own receive timeout), not before it.
-        if drained && started.elapsed() >= held.ctx.read_timeout {
+        // timeout (the socket's own receive timeout), not before it. A
+        // drain that slow may still have ended well, with the next request
+        // already taken: that one is left to go on (shut now, its body
+        // would be cut and refused 400). Otherwise the connection is
+        // ignored from now on, then shut: what comes next is never taken.
+        if drained
+            && started.elapsed() >= held.ctx.read_timeout
+            && held.ctx.connections.ignore_if_alone(held.peer)
+        {
             held.ctx.closer.close(held.peer);
         }
         drop(held);
@@ -871,6 +878,21 @@ impl Connections {
         if let Some(peer) = peer {
             self.lock().entry(peer).or_default().ignored = true;
         }
+    }
+
+    /// Ignores `peer`'s connection from now on, unless a request of it
+    /// other than the one in hand was taken already; says whether it did.
+    fn ignore_if_alone(&self, peer: Option<SocketAddr>) -> bool {
+        let Some(peer) = peer else {
+            return false;
+        };
+        let mut open = self.lock();
+        let c = open.entry(peer).or_default();
+        if c.outstanding > 1 {
+            return false;
+        }
+        c.ignored = true;
+        true
     }
 }
 /// What we answer and what we learned, before it becomes an event.
