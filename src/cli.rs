@@ -295,7 +295,7 @@ pub struct ReceiveArgs {
 
     /// Idle or stalled connections are dropped after SECS without data
     /// (a device's own timeout is 10 to 60 s); a head or body still coming
-    /// 4 × SECS after its first byte (plus 1 s per 64 KiB) is cut.
+    /// 4 × SECS after its first byte (plus 1 s per 8 KiB that came) is cut.
     #[arg(
         long,
         value_name = "SECS",
