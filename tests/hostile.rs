@@ -1449,6 +1449,34 @@ fn a_refusal_with_a_drained_body_keeps_the_connection() {
     }
 }
 
+/// Clients that send a request and reset their connection at once:
+/// tiny_http 0.12 panics on each one it had not yet read the address of
+/// (`client.rs` unwraps it). Those panics are claimed: counted on the
+/// status page, never printed (2 000 resets printed 1 793 panics with
+/// their backtraces), and the receiver serves on.
+#[test]
+fn connections_reset_at_once_print_no_panic() {
+    use socket2::SockRef;
+    let rx = receiver("5");
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(rx.addr).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    }
+    // Asked on a connection of its own each time: one in about ten runs
+    // here, a connection made right after the resets went unanswered until
+    // the read timeout (not looked into yet; see the README).
+    let counted = wait_until(Duration::from_secs(20), || {
+        Conn::open_within(rx.addr, SLACK)
+            .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+            .is_ok_and(|r| r.text().contains("reset early: "))
+    });
+    assert!(counted, "the resets were not counted");
+    assert_eq!(rx.upload(&batch("after.resets")).status, 200);
+    let stderr = rx.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// A refused body drained slowly (over a read timeout, each piece in
 /// time) and a valid upload right after it on the same connection: the
 /// upload is answered 200 and saved, or not taken at all (the connection

@@ -1395,6 +1395,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
          {large}\
+         {reset}\
          {closed}\
          {ignored}\
          {forward}\
@@ -1427,6 +1428,12 @@ fn status_page(ctx: &Ctx) -> Outcome {
             n => format!(
                 "large bodies: {n} waiting for their turn (bodies over {} MiB are read and decoded one at a time)\n",
                 turns::LARGE_BODY >> 20
+            ),
+        },
+        reset = match crate::receiver::accept::RESET_BEFORE_READ.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(
+                "reset early: {n} connection(s) reset by their client before tiny_http read their address (its thread for each ends; nothing was lost)\n"
             ),
         },
         closed = match ctx.closer.closed.load(Ordering::Relaxed) {
