@@ -2081,9 +2081,9 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
 /// receiver (its client reset it, and the receiver holds it for a late
 /// answer): the new connection is taken for the old one and ignored with
 /// it, so when it breaks the framing itself nothing closes it. When the
-/// old one's socket goes, the address is not forgotten at once (a request
-/// came from it since the old one was shut): what the new connection sends
-/// after its own broken request is still never taken. (Found by a review:
+/// old one's socket goes, the address is not forgotten at once (a
+/// connection from it is still open): what the new connection sends after
+/// its own broken request is still never taken. (Found by a review:
 /// forgetting at once served it 200 and saved it.)
 #[test]
 fn an_address_is_not_forgotten_while_another_connection_from_it_is_ignored() {

@@ -153,19 +153,19 @@ pub trait Books {
     /// The claimed connection was not shut after all (the address may be a
     /// new connection's).
     fn unclaim(&self, peer: SocketAddr);
-    /// A connection from `peer` shut at `shut_at` (both ways, or its
-    /// reading side: broke the framing, pipelined too much, stalled) is
-    /// gone from our descriptors, so no request of it is left anywhere
-    /// (each holds a clone of its socket to answer through). What is known
-    /// of the address is forgotten, so that a new connection from the same
-    /// port is not taken for it, unless a request from the address came
-    /// since `shut_at`: that one may be another connection's from the same
-    /// port, accepted while this one was still open (its own client may
-    /// have reset it, so its address cannot be read), which the books
-    /// ignore as they did this one; it is left to the sweeps. Seen at the
-    /// next read of the descriptor table: every 100 ms with the head cap's
-    /// counts (up to 512 descriptors), at the next sweep otherwise.
-    fn gone(&self, peer: SocketAddr, shut_at: Instant);
+    /// A connection from `peer` that was shut (both ways, or its reading
+    /// side: broke the framing, pipelined too much, stalled) is gone from
+    /// our descriptors, so no request of it is left anywhere (each holds a
+    /// clone of its socket to answer through), and no other connection
+    /// from the address is open (one accepted while this one was still
+    /// held is ignored with it, and stays so: it is left to the sweeps).
+    /// What is known of the address is forgotten, so that a new connection
+    /// from the same port is not taken for it. Seen at the next read of the
+    /// descriptor table: every 100 ms with the head cap's counts (up to 512
+    /// descriptors), at the next sweep otherwise. Not told apart: such
+    /// another connection that its own client reset (its address cannot be
+    /// read), whose requests tiny_http may still hand over.
+    fn gone(&self, peer: SocketAddr);
     /// At a sweep at `now`, after a read of the whole descriptor table:
     /// `open` are the addresses of the connections of ours found in it.
     /// What is known of an address found without one at two sweeps in a
@@ -726,18 +726,33 @@ fn refresh(
         }
     }
     let present: HashSet<u64> = sockets.values().copied().collect();
+    // Addresses with a connection still open (a port used again while the
+    // connection before it was still held).
+    let live: HashSet<SocketAddr> = known
+        .iter()
+        .filter(|(inode, _)| present.contains(inode))
+        .filter_map(|(_, k)| match k {
+            Known::Ours { peer, .. } => Some(*peer),
+            Known::Other => None,
+        })
+        .collect();
     known.retain(|inode, k| {
         let here = present.contains(inode);
         if let (
             false,
             Known::Ours {
                 peer,
-                shut_at: Some(shut_at),
+                shut,
+                shut_at: Some(_),
                 ..
             },
         ) = (here, &k)
         {
-            books.gone(*peer, *shut_at);
+            if !live.contains(peer) {
+                books.gone(*peer);
+            } else if *shut {
+                books.unclaim(*peer);
+            }
         }
         here
     });
@@ -962,7 +977,7 @@ mod tests {
                     fn unclaim(&self, peer: SocketAddr) {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
-                    fn gone(&self, peer: SocketAddr, _: Instant) {
+                    fn gone(&self, peer: SocketAddr) {
                         self.gone.lock().unwrap().push((peer, Instant::now()));
                     }
                     fn cut(&self, _: SocketAddr, _: u64, _: Cut) {}

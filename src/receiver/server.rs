@@ -571,9 +571,9 @@ impl closer::Books for Books {
             ctx.connections.unclaim(peer);
         }
     }
-    fn gone(&self, peer: SocketAddr, shut_at: Instant) {
+    fn gone(&self, peer: SocketAddr) {
         if let Some(ctx) = self.0.upgrade() {
-            ctx.connections.gone(peer, shut_at);
+            ctx.connections.gone(peer);
         }
     }
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
@@ -630,8 +630,6 @@ struct Connection {
     /// When a request of it last came or was done with: the closer leaves
     /// alone a connection active within a read timeout.
     last: Option<Instant>,
-    /// When a request of it last came.
-    admitted: Option<Instant>,
     /// Requests of it done with so far (the closer's head cap starts a new
     /// head when this moves).
     done: u64,
@@ -690,7 +688,6 @@ impl Connections {
         let was_ignored = c.ignored;
         c.outstanding += 1;
         c.last = Some(Instant::now());
-        c.admitted = c.last;
         let admit = if c.claimed {
             // Being shut: nothing to close, and not ignored for good (the
             // address will be a new connection's).
@@ -787,14 +784,13 @@ impl Connections {
         }
     }
 
-    /// `peer`'s connection, shut at `shut_at`, is gone (see
-    /// `Books::gone`): forgotten, unless a request from the address is in
-    /// hand or came since (another connection's, which is then no longer
-    /// claimed: it is left to the sweeps).
-    fn gone(&self, peer: SocketAddr, shut_at: Instant) {
+    /// `peer`'s shut connection is gone, and no other from the address is
+    /// open (see `Books::gone`): forgotten, unless a request from the
+    /// address is in hand (which is then no longer claimed).
+    fn gone(&self, peer: SocketAddr) {
         let mut open = self.lock();
         match open.get_mut(&peer) {
-            Some(c) if c.outstanding > 0 || c.admitted.is_some_and(|t| t > shut_at) => {
+            Some(c) if c.outstanding > 0 => {
                 c.claimed = false;
             }
             Some(_) => {
