@@ -381,13 +381,7 @@ fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
 /// accept thread dying on its clone of a new socket. Every accept side of
 /// this process starts a replacement; nothing is printed.
 fn accept_thread_died(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    let in_accept_thread = info.location().is_some_and(|l| {
-        let file = l.file().replace('\\', "/");
-        // Registry, vendored and patched checkouts alike.
-        file.ends_with(ACCEPT_PANIC_FILE)
-            && (file.contains("tiny_http") || file.contains("tiny-http"))
-    });
-    if !in_accept_thread {
+    if !in_tiny_http(info, ACCEPT_PANIC_FILE) {
         return false;
     }
     let what = payload_text(info);
@@ -420,20 +414,24 @@ pub static RESET_BEFORE_READ: AtomicUsize = AtomicUsize::new(0);
 /// backtrace flooded stderr (2 000 such resets: 1 793 panics), and with
 /// the dashboard up each was held in memory until it closed.
 fn reset_before_its_request(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    let in_client = info.location().is_some_and(|l| {
-        let file = l.file().replace('\\', "/");
-        file.ends_with(CLIENT_PANIC_FILE)
-            && (file.contains("tiny_http") || file.contains("tiny-http"))
-    });
-    let payload = info.payload();
-    let not_connected = payload
+    let not_connected = info
+        .payload()
         .downcast_ref::<String>()
         .is_some_and(|what| what.contains("NotConnected"));
-    if !(in_client && not_connected) {
+    if !(in_tiny_http(info, CLIENT_PANIC_FILE) && not_connected) {
         return false;
     }
     RESET_BEFORE_READ.fetch_add(1, Ordering::Relaxed);
     true
+}
+
+/// Whether a panic comes from tiny_http's source file `file` (registry,
+/// vendored and patched checkouts alike).
+fn in_tiny_http(info: &std::panic::PanicHookInfo<'_>, file: &str) -> bool {
+    info.location().is_some_and(|l| {
+        let path = l.file().replace('\\', "/");
+        path.ends_with(file) && (path.contains("tiny_http") || path.contains("tiny-http"))
+    })
 }
 
 /// A panic's message: `unwrap`'s text around an io::Error becomes the

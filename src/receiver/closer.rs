@@ -88,16 +88,15 @@ pub fn sweep_every(read_timeout: Duration) -> Duration {
 enum Known {
     /// Accepted on our listener at `local`, from `peer`, first seen at `since`, now
     /// on descriptor `fd` (one of tiny_http's two); `shut` both ways
-    /// already, its reading side shut since `shut_at`, `counted` on the
-    /// status page; `unread` counts the sweeps that found nobody reading
-    /// it and nothing of it in hand.
+    /// already; `counted` on the status page, as shut here (both ways or
+    /// its reading side); `unread` counts the sweeps that found nobody
+    /// reading it and nothing of it in hand.
     Ours {
         fd: RawFd,
         local: SocketAddr,
         peer: SocketAddr,
         since: Instant,
         shut: bool,
-        shut_at: Option<Instant>,
         counted: bool,
         unread: u8,
     },
@@ -376,7 +375,6 @@ pub fn run(
                 peer,
                 since,
                 shut,
-                shut_at,
                 counted,
                 unread,
                 ..
@@ -401,11 +399,10 @@ pub fn run(
                     };
                     if !*shut && over.still(activity(*peer)) {
                         books.cut(*peer, seq, why);
-                        if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
-                            shut_at.get_or_insert(now);
-                            if !std::mem::replace(counted, true) {
-                                closed.fetch_add(1, Ordering::Relaxed);
-                            }
+                        if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false)
+                            && !std::mem::replace(counted, true)
+                        {
+                            closed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     continue;
@@ -450,7 +447,6 @@ pub fn run(
             // up on the orphan.
             if shut_down(me, *fd, *inode, *peer, how, over_cap) {
                 *shut |= how == Shutdown::Both;
-                shut_at.get_or_insert(now);
                 if !std::mem::replace(counted, true) {
                     closed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -713,7 +709,6 @@ fn refresh(
                         peer,
                         since: now,
                         shut: false,
-                        shut_at: None,
                         counted: false,
                         unread: 0,
                     },
@@ -743,7 +738,7 @@ fn refresh(
             Known::Ours {
                 peer,
                 shut,
-                shut_at: Some(_),
+                counted: true,
                 ..
             },
         ) = (here, &k)
@@ -957,7 +952,7 @@ mod tests {
                     busy: Shared<Option<SocketAddr>>,
                     kept: Shared<Option<SocketAddr>>,
                     unclaimed: Shared<Vec<SocketAddr>>,
-                    gone: Shared<Vec<(SocketAddr, Instant)>>,
+                    gone: Shared<Vec<SocketAddr>>,
                     forgetting: Shared<Vec<(HashSet<SocketAddr>, Instant)>>,
                 }
                 impl Books for Scripted {
@@ -978,7 +973,7 @@ mod tests {
                         self.unclaimed.lock().unwrap().push(peer);
                     }
                     fn gone(&self, peer: SocketAddr) {
-                        self.gone.lock().unwrap().push((peer, Instant::now()));
+                        self.gone.lock().unwrap().push(peer);
                     }
                     fn cut(&self, _: SocketAddr, _: u64, _: Cut) {}
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
@@ -1045,7 +1040,7 @@ mod tests {
         asked_client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"last words");
         // Gone: the books hear of it.
-        let has_gone = |peer: SocketAddr| gone.lock().unwrap().iter().any(|(p, _)| *p == peer);
+        let has_gone = |peer: SocketAddr| gone.lock().unwrap().contains(&peer);
         let until = Instant::now() + Duration::from_secs(10);
         while !has_gone(asked_peer) {
             assert!(Instant::now() < until, "the asked one never reported gone");

@@ -1191,10 +1191,10 @@ fn read_body(
     };
     let mut read = (&mut *reader).take(first as u64).read_to_end(&mut wire);
     if read.is_ok() && wire.len() == first && first < most {
+        let left = (most - wire.len()) as u64;
         match ctx.turns.take() {
             Ok(taken) => *turn = Some(taken),
             Err(rejection) => {
-                let left = (most - wire.len()) as u64;
                 let rest = io::copy(&mut reader.take(left), &mut io::sink());
                 let cut = ctx.connections.read_done(peer, seq);
                 let read = wire.len() as u64 + rest.as_ref().map_or(0, |n| *n);
@@ -1205,9 +1205,7 @@ fn read_body(
                 });
             }
         }
-        read = reader
-            .take((most - wire.len()) as u64)
-            .read_to_end(&mut wire);
+        read = reader.take(left).read_to_end(&mut wire);
     }
     let short = declared.filter(|&len| wire.len() < len);
     let cut = ctx.connections.read_done(peer, seq);
