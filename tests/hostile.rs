@@ -536,8 +536,33 @@ fn pipelined_floods_on_many_connections_add_no_worker_per_request() {
             peak.threads
         ));
     }
+    // A flooding connection is being read, however far behind tiny_http's
+    // queue the pumps are: it is never taken for one stuck in a pool's
+    // queue. Taken so, every one of them drew nudges, each a connection to
+    // ourselves and often a thread: thousands on 260 connections.
+    let nudges = nudges(&status_page(p.rx.addr));
+    println!("{probe}: {nudges} nudges");
+    if nudges > NUDGES_FOR_DEVICES {
+        p.failures.push(format!(
+            "{probe}: {nudges} nudges, more than the devices' {NUDGES_FOR_DEVICES}"
+        ));
+    }
     p.check_return(probe);
     p.finish();
+}
+
+/// Nudges a few devices' connections may draw, each left in a pool's
+/// queue by the burst around it: a round is one per server and one per
+/// stuck connection, and a connection gets a handful of rounds at most.
+const NUDGES_FOR_DEVICES: u64 = 100;
+
+/// The closer's nudges so far, from the status page (no line: none).
+fn nudges(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("nudges: "))
+        .and_then(|rest| rest.split(' ').next())
+        .map_or(0, |n| n.parse().unwrap())
 }
 
 /// One hostile request announcing a 1 TiB body; `read` waits for the

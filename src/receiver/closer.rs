@@ -56,8 +56,17 @@ use super::heads::{self, Counted};
 #[derive(Clone)]
 pub struct Closer {
     requests: Sender<SocketAddr>,
+    pub tally: Arc<Tally>,
+}
+
+/// What the closing thread did, for the status page.
+#[derive(Debug, Default)]
+pub struct Tally {
     /// Connections shut so far (on request and by the sweep).
-    pub closed: Arc<AtomicU64>,
+    pub closed: AtomicU64,
+    /// Connections made to our own listener to free ones stuck in a
+    /// tiny_http pool's queue.
+    pub nudges: AtomicU64,
 }
 
 impl Closer {
@@ -66,7 +75,7 @@ impl Closer {
     pub fn new(requests: Sender<SocketAddr>) -> Closer {
         Closer {
             requests,
-            closed: Arc::default(),
+            tally: Arc::default(),
         }
     }
 
@@ -192,7 +201,7 @@ pub trait Books {
 pub fn run(
     watch: Watch,
     requests: Receiver<SocketAddr>,
-    closed: Arc<AtomicU64>,
+    tally: Arc<Tally>,
     stopping: Arc<AtomicBool>,
     books: &impl Books,
     unavailable: impl FnOnce(String),
@@ -289,12 +298,17 @@ pub fn run(
             .then(|| count_now(&mut head_cap))
             .flatten();
         if look {
-            // Peers with bytes waiting, by a count (this round's first,
-            // then fresh ones after each nudge), or by the kernel's table
-            // where there is no count to be had.
+            // Peers with bytes waiting and none ever read, by a count
+            // (this round's first, then fresh ones after each nudge), or
+            // by the kernel's table where there is no count to be had. A
+            // connection waits in a pool's queue only before its first
+            // read: tiny_http reads it on one thread from then on. One
+            // that was read is being served, however far behind the
+            // pumps are: a pipelining flood looked stuck on every
+            // connection and drew thousands of nudges.
             let waiting_in = |all: &[Counted]| -> Vec<SocketAddr> {
                 all.iter()
-                    .filter(|c| c.unread > 0)
+                    .filter(|c| c.unread > 0 && c.read == 0)
                     .map(|c| c.peer)
                     .collect()
             };
@@ -311,7 +325,8 @@ pub fn run(
                         None => unread_connections(port),
                     }
                 };
-                nudge(watch, &due, &mut budget, &mut recount);
+                let made = nudge(watch, &due, &mut budget, &mut recount);
+                tally.nudges.fetch_add(made, Ordering::Relaxed);
                 // Look again soon: a nudge may not reach every pool.
                 next_look = now + LOOK_AGAIN;
             }
@@ -402,7 +417,7 @@ pub fn run(
                         if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false)
                             && !std::mem::replace(counted, true)
                         {
-                            closed.fetch_add(1, Ordering::Relaxed);
+                            tally.closed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     continue;
@@ -448,7 +463,7 @@ pub fn run(
             if shut_down(me, *fd, *inode, *peer, how, over_cap) {
                 *shut |= how == Shutdown::Both;
                 if !std::mem::replace(counted, true) {
-                    closed.fetch_add(1, Ordering::Relaxed);
+                    tally.closed.fetch_add(1, Ordering::Relaxed);
                 }
             } else if how == Shutdown::Both && !*shut {
                 books.unclaim(*peer);
@@ -513,13 +528,13 @@ fn nudge_due(
     let mut now_waiting = HashMap::new();
     let mut due = Vec::new();
     for peer in unread {
-        // Only a connection that never made a request can wait in a
-        // pool's queue (tiny_http serves a connection on one thread from
-        // its first request to its end), but what the receiver knows is
-        // kept by peer address, for a while after a connection ends: a
-        // new connection from an address used again looks served. So
-        // only one with a request in hand is passed over; a busy device
-        // between two uploads may draw a needless nudge.
+        // Only a connection never read can wait in a pool's queue
+        // (tiny_http serves a connection on one thread from its first
+        // read to its end; the caller passes only those), but what the
+        // receiver knows is kept by peer address, for a while after a
+        // connection ends: a new connection from an address used again
+        // looks served. So only one with a request in hand is passed
+        // over.
         if activity(peer).busy() {
             continue;
         }
@@ -555,13 +570,15 @@ fn open_descriptors() -> u64 {
 /// without one starts a thread, which reads our end-of-file, then takes
 /// the queue's oldest. The kernel wakes the waiting accept threads in
 /// turn, but one that is running takes several connections in a row, so
-/// a round does not always reach every server.
+/// a round does not always reach every server. Returns the connections
+/// made.
 fn nudge(
     watch: Watch,
     due: &[SocketAddr],
     budget: &mut usize,
     unread_now: &mut dyn FnMut() -> Vec<SocketAddr>,
-) {
+) -> u64 {
+    let mut made = 0;
     let mut to = watch.listening;
     if to.ip().is_unspecified() {
         to.set_ip(match to {
@@ -579,20 +596,22 @@ fn nudge(
             // A full accept queue drops our handshake: stop rather than
             // wait out a timeout per connection.
             let Ok(s) = TcpStream::connect_timeout(&to, Duration::from_millis(50)) else {
-                return;
+                return made;
             };
+            made += 1;
             // Hung up with a reset: no TIME_WAIT left on our side for
             // each nudge; tiny_http takes the reset like an end-of-file.
             let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
         }
         if *budget == 0 {
-            return;
+            return made;
         }
         let still: HashSet<SocketAddr> = unread_now().into_iter().collect();
         if !due.iter().any(|p| still.contains(p)) {
-            return;
+            return made;
         }
     }
+    made
 }
 
 /// Peers of established connections on our port with bytes waiting
@@ -924,7 +943,7 @@ mod tests {
         let read_timeout = Duration::from_millis(400);
         let (tx, rx) = crossbeam_channel::unbounded();
         let closer = Closer::new(tx);
-        let closed = closer.closed.clone();
+        let tally = closer.tally.clone();
         let stopping = Arc::new(AtomicBool::new(false));
         let busy_peer = Arc::new(std::sync::Mutex::new(None));
         let kept_peer = Arc::new(std::sync::Mutex::new(None));
@@ -988,7 +1007,7 @@ mod tests {
                     forgetting,
                 };
                 let mut refused = None;
-                run(watch, rx, closed, stopping, &books, |why| {
+                run(watch, rx, tally, stopping, &books, |why| {
                     refused = Some(why)
                 });
                 refused
@@ -1024,7 +1043,7 @@ mod tests {
         assert!(asked_server.peek(&mut buf).unwrap() > 0);
         let started = Instant::now();
         closer.close(Some(asked_peer));
-        while closer.closed.load(Ordering::Relaxed) == 0 {
+        while closer.tally.closed.load(Ordering::Relaxed) == 0 {
             assert!(
                 started.elapsed() < read_timeout,
                 "shut on request, not by the sweep"
@@ -1100,7 +1119,7 @@ mod tests {
         // The one being read is still open too: what it is sent arrives.
         read_client.write_all(b"late").unwrap();
         assert_eq!(reading.join().unwrap().unwrap(), b"late");
-        assert_eq!(closer.closed.load(Ordering::Relaxed), 2);
+        assert_eq!(closer.tally.closed.load(Ordering::Relaxed), 2);
         stopping.store(true, Ordering::SeqCst);
         drop(closer);
         assert_eq!(thread.join().unwrap(), None);

@@ -227,7 +227,7 @@ pub fn start_with(
     std::thread::Builder::new()
         .name("closer".into())
         .spawn(move || {
-            closer::run(watch, close_rx, closer.closed, stop, &Books(quiet), |why| {
+            closer::run(watch, close_rx, closer.tally, stop, &Books(quiet), |why| {
                 let _ = unavailable.send(format!(
                     "connections tiny_http hangs on are left to it ({why}): a connection it \
                      deadlocks on stays open, and one that broke the rules waits for the read timeout"
@@ -1391,6 +1391,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          {large}\
          {reset}\
          {closed}\
+         {nudges}\
          {ignored}\
          {forward}\
          Upload with POST to any path here, header 'authorization: token <T>' or 'Bearer <T>'.\n",
@@ -1411,37 +1412,34 @@ fn status_page(ctx: &Ctx) -> Outcome {
         busy = ctx.busy.load(Ordering::SeqCst),
         alive = ctx.alive.load(Ordering::SeqCst),
         max = ctx.max_workers,
-        parked = match Stats::get(&s.parked) {
-            0 => String::new(),
-            n => format!(
-                "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)\n"
-            ),
-        },
-        large = match ctx.turns.waiting() {
-            0 => String::new(),
-            n => format!(
-                "large bodies: {n} waiting for their turn (bodies over {} MiB are read and decoded one at a time)\n",
-                turns::LARGE_BODY >> 20
-            ),
-        },
-        reset = match crate::receiver::accept::RESET_BEFORE_READ.load(Ordering::Relaxed) {
-            0 => String::new(),
-            n => format!(
-                "reset early: {n} connection(s) reset by their client before tiny_http read their address (its thread for each ends; nothing was lost)\n"
-            ),
-        },
-        closed = match ctx.closer.closed.load(Ordering::Relaxed) {
-            0 => String::new(),
-            n => format!(
-                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, sent a head over 1 MiB, or hung)\n"
-            ),
-        },
-        ignored = match ctx.connections.ignored() {
-            0 => String::new(),
-            n => format!(
-                "ignored: {n} connection(s) that broke the framing or pipelined too much: nothing more they send is taken, until they are gone\n"
-            ),
-        },
+        parked = count_line(Stats::get(&s.parked), |n| format!(
+            "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)"
+        )),
+        large = count_line(ctx.turns.waiting() as u64, |n| format!(
+            "large bodies: {n} waiting for their turn (bodies over {} MiB are read and decoded one at a time)",
+            turns::LARGE_BODY >> 20
+        )),
+        reset = count_line(
+            crate::receiver::accept::RESET_BEFORE_READ.load(Ordering::Relaxed) as u64,
+            |n| format!(
+                "reset early: {n} connection(s) reset by their client before tiny_http read their address (its thread for each ends; nothing was lost)"
+            )
+        ),
+        closed = count_line(
+            ctx.closer.tally.closed.load(Ordering::Relaxed),
+            |n| format!(
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, sent a head over 1 MiB, or hung)"
+            )
+        ),
+        nudges = count_line(
+            ctx.closer.tally.nudges.load(Ordering::Relaxed),
+            |n| format!(
+                "nudges: {n} connection(s) to ourselves, to free connections left in a tiny_http pool's queue"
+            )
+        ),
+        ignored = count_line(ctx.connections.ignored() as u64, |n| format!(
+            "ignored: {n} connection(s) that broke the framing or pipelined too much: nothing more they send is taken, until they are gone"
+        )),
         forward = s
             .forward
             .snapshot()
@@ -1461,6 +1459,14 @@ fn status_page(ctx: &Ctx) -> Outcome {
 }
 
 /// The status page's mode line: the mode and what the device does.
+/// A status line shown only while its count is not zero.
+fn count_line(n: u64, line: impl FnOnce(u64) -> String) -> String {
+    match n {
+        0 => String::new(),
+        n => line(n) + "\n",
+    }
+}
+
 fn mode_line(shown: &respond::Shown) -> String {
     let mut line = match shown.next {
         Some(next) => format!("{next} for the next upload, then {}", shown.lasting),
