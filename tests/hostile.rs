@@ -488,8 +488,9 @@ fn probe_pipelined_flood_never_read() {
 /// 30 connections at once, each pipelining 20 000 GETs it never reads:
 /// the requests past each connection's pipelining limit are let go of as
 /// tiny_http hands them over, without a worker woken or added for each
-/// (threads stay within tiny_http's one per connection and a margin), and
-/// devices are served. Memory is printed, not judged: a connection past
+/// (threads stay within tiny_http's one per connection and a margin), no
+/// flooding connection is taken for one stuck in a pool's queue (nudged),
+/// and devices are served. Memory is printed, not judged: a connection past
 /// the limit is shut and what it had queued thrown away (the closer's unit
 /// test checks that), but how much tiny_http parsed before that depends on
 /// how far behind its queue the pump was (29-65 MiB over idle here; 82-98
