@@ -1116,10 +1116,17 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
     );
     let head =
         |len: usize| format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {len}\r\n\r\n");
-    let mut first = Conn::open(rx.addr);
+    let stream = TcpStream::connect(rx.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut first = Conn::on(stream.try_clone().unwrap());
     first.send(head(body.len()).as_bytes());
     let (sent, rest) = body.as_bytes().split_at(body.len() / 2);
     first.send(sent);
+    // It keeps coming while the others wait (one that stopped would lose
+    // the turn to them: see the test after this one).
+    let coming = Pacer::start(stream, rest.to_vec());
     // Its worker holds the turn while it reads (the status request is
     // the other busy one).
     let busy = wait_until(Duration::from_secs(10), || {
@@ -1168,9 +1175,145 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
     assert!(refused.header("retry-after").is_some());
     let next = chunked.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(next.status, 200, "{}", next.text());
-    first.send(rest);
+    coming.finish();
     let saved = first.read_response(false);
     assert_eq!(saved.status, 200, "{}", saved.text());
+}
+
+/// Sends `bytes` on a stream of its own, 8 KiB every 100 ms (faster than
+/// a body holding the turn for large bodies must come on), until told to
+/// finish, then the rest at once.
+struct Pacer {
+    finish: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Pacer {
+    fn start(mut stream: TcpStream, bytes: Vec<u8>) -> Pacer {
+        let finish = Arc::new(AtomicBool::new(false));
+        let told = finish.clone();
+        let thread = std::thread::spawn(move || {
+            let mut pieces = bytes.chunks(8 << 10);
+            for piece in pieces.by_ref() {
+                stream.write_all(piece).unwrap();
+                if told.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for piece in pieces {
+                stream.write_all(piece).unwrap();
+            }
+        });
+        Pacer { finish, thread }
+    }
+
+    fn finish(self) {
+        self.finish.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
+}
+
+/// How long a body holding the turn for large bodies may go without
+/// coming on while another waits (the receiver's `TURN_LAPSE`).
+const TURN_LAPSE: Duration = Duration::from_secs(2);
+
+/// A large body that stops coming on while it holds the turn for large
+/// bodies loses it to one waiting. The first sends half its body, then a
+/// byte every half second: each read is in time, and its deadline is
+/// minutes away (4 read timeouts, plus a second per 8 KiB that came).
+/// Another large upload, sent whole, waits for the turn: the first is
+/// cut (less than 8 KiB in 2 s while another waited) and refused 503,
+/// nothing of it saved; the second gets the turn within its 5 s wait and
+/// is saved. (Holding the turn, the first left every other large upload
+/// refused 503 for as long as its deadline allowed: a review saw 49 s.)
+#[test]
+fn a_large_body_that_stops_coming_loses_its_turn_to_one_waiting() {
+    for chunked in [false, true] {
+        let rx = receiver(LONG_READ_TIMEOUT);
+        stalled_turn(&rx, chunked);
+        let saved = saved_after_stop(rx);
+        assert!(saved.contains("large.whole"), "chunked: {chunked}");
+        assert!(!saved.contains("large.stalled"), "chunked: {chunked}");
+    }
+}
+
+/// The test above, the stalled body with a length or chunked (one chunk,
+/// its turn taken once 1 MiB of it has come).
+fn stalled_turn(rx: &Receiver, chunked: bool) {
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let body = |tag: &str| {
+        format!(
+            r#"[{{"@t":"{tag}","@ts":"2026-12-02T01:00:00","blob":"{}"}}]"#,
+            "a".repeat(2 << 20)
+        )
+    };
+    let head =
+        |len: usize| format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {len}\r\n\r\n");
+    let stalled = body("large.stalled");
+    let stream = TcpStream::connect(rx.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut first = Conn::on(stream.try_clone().unwrap());
+    if chunked {
+        first.send(
+            format!(
+                "POST / HTTP/1.1\r\nHost: t\r\n{auth}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+                stalled.len()
+            )
+            .as_bytes(),
+        );
+    } else {
+        first.send(head(stalled.len()).as_bytes());
+    }
+    let (sent, rest) = stalled.as_bytes().split_at(stalled.len() * 3 / 4);
+    first.send(sent);
+    let busy = wait_until(Duration::from_secs(10), || {
+        status_page(rx.addr).contains("workers: 2 busy")
+    });
+    assert!(busy, "the first upload was never taken by a worker");
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let (mut stream, stop) = (stream, stop.clone());
+        let rest = rest.to_vec();
+        std::thread::spawn(move || {
+            for byte in rest.chunks(1) {
+                if stop.load(Ordering::SeqCst) || stream.write_all(byte).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    // With nothing waiting for the turn, the trickle keeps it past the
+    // lapse (a slow link is not cut for being slow alone).
+    std::thread::sleep(TURN_LAPSE + Duration::from_secs(1));
+    assert!(
+        status_page(rx.addr).contains("workers: 2 busy"),
+        "the first upload (chunked: {chunked}) lost its turn with nothing waiting for it"
+    );
+    let whole = body("large.whole");
+    let started = Instant::now();
+    let mut second = Conn::open_within(rx.addr, Duration::from_secs(15)).unwrap();
+    second.send(head(whole.len()).as_bytes());
+    second.send(whole.as_bytes());
+    let saved = second
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("no answer after {:?}: {e}", started.elapsed()));
+    assert_eq!(
+        saved.status,
+        200,
+        "chunked: {chunked}, after {:?}: {}",
+        started.elapsed(),
+        saved.text()
+    );
+    let cut = first.read_response(false);
+    assert_eq!(cut.status, 503, "chunked: {chunked}: {}", cut.text());
+    assert!(cut.header("retry-after").is_some());
+    assert!(cut.text().contains("held the turn"), "{}", cut.text());
+    stop.store(true, Ordering::SeqCst);
+    trickle.join().unwrap();
 }
 
 /// The framing cap never cuts a healthy chunked upload: bodies in 1-byte

@@ -44,6 +44,9 @@ pub struct Body {
     pub chunked: Option<u64>,
     /// How long it has been read.
     pub took: Duration,
+    /// It holds the turn for large bodies (see `turns`), and another body
+    /// waits for that turn now.
+    pub turn_wanted: bool,
 }
 
 /// Why the closer cut a body in the middle (its refusal says so).
@@ -53,4 +56,7 @@ pub enum Cut {
     Framing,
     /// Still coming past its deadline.
     Slow,
+    /// Holding the turn for large bodies without coming on, while another
+    /// body waited for the turn.
+    Lapsed,
 }

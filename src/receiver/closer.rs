@@ -407,9 +407,14 @@ pub fn run(
                 Some(over @ (heads::Over::Head { .. } | heads::Over::SlowHead { .. })) => {
                     !*shut && over.still(activity(*peer))
                 }
-                Some(over @ (heads::Over::Framing { seq } | heads::Over::SlowBody { seq })) => {
+                Some(
+                    over @ (heads::Over::Framing { seq }
+                    | heads::Over::SlowBody { seq }
+                    | heads::Over::TurnLapsed { seq }),
+                ) => {
                     let why = match over {
                         heads::Over::Framing { .. } => Cut::Framing,
+                        heads::Over::TurnLapsed { .. } => Cut::Lapsed,
                         _ => Cut::Slow,
                     };
                     if !*shut && over.still(activity(*peer)) {

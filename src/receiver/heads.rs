@@ -389,6 +389,9 @@ struct Head {
     body_from: Option<u64>,
     /// Read at the first look that found the framing over its cap.
     framing_over: Option<u64>,
+    /// The body being read: when it last came on by `ARRIVAL_RATE`, and
+    /// what had come of it then.
+    progress: Option<(Instant, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -427,6 +430,9 @@ pub enum Over {
     Framing { seq: u64 },
     /// Body `seq` still coming past its deadline (`arrival_deadline`).
     SlowBody { seq: u64 },
+    /// Body `seq` holds the turn for large bodies, another waits for it,
+    /// and less than `ARRIVAL_RATE` of it came in `TURN_LAPSE`.
+    TurnLapsed { seq: u64 },
 }
 
 impl Over {
@@ -442,6 +448,9 @@ impl Over {
                 b.seq == seq && b.chunked.is_some()
             }
             (Over::SlowBody { seq }, Activity::Busy { body: Some(b), .. }) => b.seq == seq,
+            (Over::TurnLapsed { seq }, Activity::Busy { body: Some(b), .. }) => {
+                b.seq == seq && b.turn_wanted
+            }
             _ => false,
         }
     }
@@ -466,6 +475,13 @@ pub const ARRIVAL_TIMEOUTS: u32 = 4;
 /// Bytes that earn a head or a body one more second: one that keeps
 /// coming at this rate or faster is never cut, however large.
 pub const ARRIVAL_RATE: u64 = 8 * 1024;
+/// A body holding the turn for large bodies while another waits for it
+/// must bring `ARRIVAL_RATE` in this long, or it is cut (and refused 503,
+/// to be sent again): a body sent fast and then trickled would otherwise
+/// hold the turn for the time its first bytes earned (minutes), every
+/// other large body refused meanwhile. Shorter than the turn's wait
+/// (`turns::TURN_WAIT`), so the one waiting gets the turn.
+pub const TURN_LAPSE: Duration = Duration::from_secs(2);
 
 /// How long a head, or a body, may take to arrive once `came` bytes of it
 /// came: `ARRIVAL_TIMEOUTS` read timeouts, plus a second per
@@ -539,12 +555,14 @@ impl HeadWatch {
                 began: None,
                 body_from: None,
                 framing_over: None,
+                progress: None,
             };
             let mut head = match seen {
                 Some(h) if h.mark == mark => h,
                 // The same body goes on: when it began stays.
                 Some(h) if same_body(h.mark, mark) => Head {
                     body_from: h.body_from,
+                    progress: h.progress,
                     ..fresh(c.read)
                 },
                 None if mark == Mark::First => fresh(0),
@@ -572,12 +590,23 @@ impl HeadWatch {
             // A chunked body earns time by what it hands over, not by its
             // framing (1-byte chunks with long extensions would earn time
             // without end); one of known length by what was read of it.
-            let late_body = self.read_timeout.zip(body).is_some_and(|(t, b)| {
-                let came = b
-                    .chunked
-                    .unwrap_or_else(|| c.read.saturating_sub(head.body_from.unwrap_or(c.read)));
-                b.took > arrival_deadline(t, came)
+            let came = body.map(|b| {
+                b.chunked
+                    .unwrap_or_else(|| c.read.saturating_sub(head.body_from.unwrap_or(c.read)))
             });
+            let late_body = self
+                .read_timeout
+                .zip(body.zip(came))
+                .is_some_and(|(t, (b, came))| b.took > arrival_deadline(t, came));
+            head.progress = came.map(|came| match head.progress {
+                Some((_, then)) if came >= then.saturating_add(ARRIVAL_RATE) => (now, came),
+                Some(p) => p,
+                None => (now, came),
+            });
+            let lapsed = body.is_some_and(|b| b.turn_wanted)
+                && head
+                    .progress
+                    .is_some_and(|(then, _)| now.duration_since(then) > TURN_LAPSE);
             let framing = match body {
                 Some(b) if b.chunked.is_some() && stretch > FRAMING_LIMIT => {
                     let first_over = *head.framing_over.get_or_insert(c.read);
@@ -590,7 +619,8 @@ impl HeadWatch {
                 (Some(done), _) if late_head => Some(Over::SlowHead { done }),
                 (None, Some(b)) => framing
                     .map(|seq| Over::Framing { seq })
-                    .or(late_body.then_some(Over::SlowBody { seq: b.seq })),
+                    .or(late_body.then_some(Over::SlowBody { seq: b.seq }))
+                    .or(lapsed.then_some(Over::TurnLapsed { seq: b.seq })),
                 _ => None,
             };
             if let Some(o) = this {
@@ -678,11 +708,94 @@ mod tests {
         );
     }
 
+    /// A body holding the turn for large bodies lapses once it stops
+    /// coming on while another waits for the turn: less than
+    /// `ARRIVAL_RATE` in `TURN_LAPSE`. Not while nothing waits, nor while
+    /// it comes on, however long it takes (its deadline is another rule).
+    #[test]
+    fn a_body_holding_the_turn_lapses_when_it_stops_coming_while_another_waits() {
+        let t0 = Instant::now();
+        let holding = |wanted: bool, chunked: Option<u64>| {
+            move |_: SocketAddr| Activity::Busy {
+                done: 1,
+                body: Some(crate::receiver::activity::Body {
+                    seq: 2,
+                    chunked,
+                    took: Duration::ZERO,
+                    turn_wanted: wanted,
+                }),
+            }
+        };
+        let lapse = TURN_LAPSE + Duration::from_millis(1);
+        // A trickle (a byte a look), another waiting: cut past the lapse.
+        let mut w = HeadWatch::default();
+        w.look_at(t0, &[at(1, 1 << 20)], &holding(true, None));
+        assert!(
+            w.look_at(
+                t0 + TURN_LAPSE,
+                &[at(1, (1 << 20) + 1)],
+                &holding(true, None)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            w.look_at(t0 + lapse, &[at(1, (1 << 20) + 2)], &holding(true, None)),
+            vec![(at(1, (1 << 20) + 2), Over::TurnLapsed { seq: 2 })]
+        );
+        // The same trickle with nothing waiting: kept.
+        let mut w = HeadWatch::default();
+        w.look_at(t0, &[at(2, 1 << 20)], &holding(false, None));
+        assert!(
+            w.look_at(
+                t0 + 10 * lapse,
+                &[at(2, (1 << 20) + 2)],
+                &holding(false, None)
+            )
+            .is_empty()
+        );
+        // Coming on by `ARRIVAL_RATE` at each look, another waiting: kept
+        // however long it takes.
+        let mut w = HeadWatch::default();
+        for i in 0..10u64 {
+            let read = (1 << 20) + i * ARRIVAL_RATE;
+            let now = t0 + TURN_LAPSE * u32::try_from(i).unwrap();
+            assert!(
+                w.look_at(now, &[at(3, read)], &holding(true, None))
+                    .is_empty(),
+                "look {i}"
+            );
+        }
+        // A chunked body comes on by what it hands over, not by what is
+        // read (framing): much read, nothing handed over, cut all the same.
+        let mut w = HeadWatch::default();
+        w.look_at(t0, &[at(4, 1 << 20)], &holding(true, Some(1 << 20)));
+        assert_eq!(
+            w.look_at(
+                t0 + lapse,
+                &[at(4, (1 << 20) + 1000 * ARRIVAL_RATE)],
+                &holding(true, Some(1 << 20))
+            ),
+            vec![(
+                at(4, (1 << 20) + 1000 * ARRIVAL_RATE),
+                Over::TurnLapsed { seq: 2 }
+            )]
+        );
+        // Asked again before the cut: still holding the turn, still wanted.
+        let over = Over::TurnLapsed { seq: 2 };
+        assert!(over.still(holding(true, None)(at(1, 0).peer)));
+        assert!(!over.still(holding(false, None)(at(1, 0).peer)));
+    }
+
     /// A body being read, as the books would give it.
     fn reading(done: u64, seq: u64, chunked: Option<u64>, took: Duration) -> Activity {
         Activity::Busy {
             done,
-            body: Some(crate::receiver::activity::Body { seq, chunked, took }),
+            body: Some(crate::receiver::activity::Body {
+                seq,
+                chunked,
+                took,
+                turn_wanted: false,
+            }),
         }
     }
 

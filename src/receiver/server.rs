@@ -483,7 +483,7 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
 fn ignore(ctx: &Ctx, request: Request, held: InHand) {
     let unread = request.body_length().unwrap_or(0);
     if unread > 0 {
-        ctx.connections.reading(held.peer, held.seq, false);
+        ctx.connections.reading(held.peer, held.seq, false, false);
     }
     ctx.drains.let_go(
         unread,
@@ -558,7 +558,13 @@ impl closer::Books for Books {
                 done: 0,
                 body: None,
             },
-            |ctx| ctx.connections.activity(peer),
+            |ctx| {
+                let mut activity = ctx.connections.activity(peer);
+                if let Activity::Busy { body: Some(b), .. } = &mut activity {
+                    b.turn_wanted &= ctx.turns.waiting() > 0;
+                }
+                activity
+            },
         )
     }
     fn claim(&self, peer: SocketAddr) -> bool {
@@ -655,6 +661,8 @@ struct BodyRead {
     chunked: Option<u64>,
     /// The closer cut it, and why.
     cut: Option<Cut>,
+    /// It holds the turn for large bodies.
+    turn: bool,
 }
 
 /// Whether a request is served or ignored.
@@ -749,6 +757,9 @@ impl Connections {
                     seq: b.seq,
                     chunked: b.chunked,
                     took: b.since.elapsed(),
+                    // Whether another body waits is the turns' to say
+                    // (`Books::activity`).
+                    turn_wanted: b.turn,
                 }),
             },
             Some(Connection {
@@ -821,7 +832,7 @@ impl Connections {
 
     /// Request `seq` of `peer` has its body read from now on (by a worker,
     /// or drained), chunked or not, for the closer's cap and deadline.
-    fn reading(&self, peer: Option<SocketAddr>, seq: u64, chunked: bool) {
+    fn reading(&self, peer: Option<SocketAddr>, seq: u64, chunked: bool, turn: bool) {
         if let Some(peer) = peer
             && let Some(c) = self.lock().get_mut(&peer)
         {
@@ -830,7 +841,19 @@ impl Connections {
                 since: Instant::now(),
                 chunked: chunked.then_some(0),
                 cut: None,
+                turn,
             });
+        }
+    }
+
+    /// The body of request `seq` of `peer` took the turn for large bodies
+    /// while it was read.
+    fn took_turn(&self, peer: Option<SocketAddr>, seq: u64) {
+        if let Some(peer) = peer
+            && let Some(c) = self.lock().get_mut(&peer)
+            && let Some(b) = c.body.as_mut().filter(|b| b.seq == seq)
+        {
+            b.turn = true;
         }
     }
 
@@ -1072,7 +1095,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP;
     // A body drained is read all the same: under the same deadline.
     if unread > 0 {
-        ctx.connections.reading(held.peer, held.seq, false);
+        ctx.connections.reading(held.peer, held.seq, false, false);
     }
     ctx.drains.let_go(
         unread,
@@ -1170,7 +1193,7 @@ fn read_body(
     let peer = request.remote_addr().copied();
     let chunked = header(request, "transfer-encoding").is_some();
     let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(limit));
-    ctx.connections.reading(peer, seq, chunked);
+    ctx.connections.reading(peer, seq, chunked, turn.is_some());
     let mut handing;
     let reader: &mut dyn Read = match peer.filter(|_| chunked) {
         Some(peer) => {
@@ -1193,7 +1216,10 @@ fn read_body(
     if read.is_ok() && wire.len() == first && first < most {
         let left = (most - wire.len()) as u64;
         match ctx.turns.take() {
-            Ok(taken) => *turn = Some(taken),
+            Ok(taken) => {
+                *turn = Some(taken);
+                ctx.connections.took_turn(peer, seq);
+            }
             Err(rejection) => {
                 let rest = io::copy(&mut reader.take(left), &mut io::sink());
                 let cut = ctx.connections.read_done(peer, seq);
@@ -1209,12 +1235,25 @@ fn read_body(
     }
     let short = declared.filter(|&len| wire.len() < len);
     let cut = ctx.connections.read_done(peer, seq);
+    let mut status = 400;
     let error = match (read, short, cut) {
         // A body of known length that came whole as the cut came: taken. A
         // chunked one cut is refused whatever its read said: tiny_http's
         // decoder ends a chunk cut short as if the body had ended.
         (Ok(_), None, None) => return Ok(wire),
         (Ok(_), None, Some(_)) if !chunked => return Ok(wire),
+        (_, _, Some(Cut::Lapsed)) => {
+            // Nothing wrong with the body: it is to come again.
+            status = 503;
+            format!(
+                "the body held the turn for bodies over {} MiB while less than {} KiB of it \
+                 came in {} s, and another large body was waiting: the receiver cut it off; \
+                 send it again",
+                turns::LARGE_BODY >> 20,
+                heads::ARRIVAL_RATE / 1024,
+                heads::TURN_LAPSE.as_secs()
+            )
+        }
         (_, _, Some(Cut::Framing)) => format!(
             "chunk framing (size lines, extensions) went past {} KiB with no body \
              between: the receiver cut the body off",
@@ -1234,7 +1273,7 @@ fn read_body(
         ),
     };
     Err(Unread {
-        rejection: Rejection { status: 400, error },
+        rejection: Rejection { status, error },
         read: wire.len() as u64,
         drained: false,
     })
@@ -1734,7 +1773,7 @@ mod tests {
         assert_eq!(body(0), None);
         // A chunked body being read counts what it hands over, and says
         // for how long it has been read.
-        c.reading(Some(peer), first, true);
+        c.reading(Some(peer), first, true, false);
         c.handed(peer, first, 700);
         c.handed(peer, first, 24);
         assert!(matches!(body(0), Some(Body { seq, chunked: Some(724), .. }) if seq == first));
@@ -1755,7 +1794,7 @@ mod tests {
         // The next (pipelined) request begins and reads its body before
         // the first is done with: the first's end leaves it be.
         let second = c.begin(Some(peer));
-        c.reading(Some(peer), second, false);
+        c.reading(Some(peer), second, false, false);
         c.finish(Some(peer), first);
         assert!(matches!(body(1), Some(Body { seq, chunked: None, .. }) if seq == second));
         c.finish(Some(peer), second);
