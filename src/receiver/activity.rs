@@ -44,8 +44,10 @@ pub struct Body {
     pub chunked: Option<u64>,
     /// How long it has been read.
     pub took: Duration,
-    /// It holds the turn for large bodies (see `turns`), and another body
-    /// waits for that turn now.
+    /// It holds the turn for large bodies (see `turns`).
+    pub holds_turn: bool,
+    /// It holds that turn and another body waits for it now (the books
+    /// know the first, the turns the second: `server::Books` asks both).
     pub turn_wanted: bool,
 }
 

@@ -188,9 +188,11 @@ pub trait Books {
     /// within a sweep (50 ms to 2 s) of each other is assumed, not known.
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant);
     /// `peer`'s connection is about to be shut for reading in the middle
-    /// of the body of its request `seq` (chunk framing past the cap, or
-    /// past its deadline): the body's read fails, and its refusal says why.
-    fn cut(&self, peer: SocketAddr, seq: u64, why: Cut);
+    /// of the body of its request `seq` (chunk framing past the cap, past
+    /// its deadline, or holding the turn for large bodies without coming
+    /// on): the body's read fails, and its refusal says why. None: the
+    /// shutdown failed after all, and the body goes on as if never cut.
+    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>);
 }
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
@@ -418,10 +420,11 @@ pub fn run(
                         _ => Cut::Slow,
                     };
                     if !*shut && over.still(activity(*peer)) {
-                        books.cut(*peer, seq, why);
-                        if shut_down(me, *fd, *inode, *peer, Shutdown::Read, false)
-                            && !std::mem::replace(counted, true)
-                        {
+                        books.cut(*peer, seq, Some(why));
+                        if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
+                            // Not cut: a body that then comes whole is taken.
+                            books.cut(*peer, seq, None);
+                        } else if !std::mem::replace(counted, true) {
                             tally.closed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -999,7 +1002,7 @@ mod tests {
                     fn gone(&self, peer: SocketAddr) {
                         self.gone.lock().unwrap().push(peer);
                     }
-                    fn cut(&self, _: SocketAddr, _: u64, _: Cut) {}
+                    fn cut(&self, _: SocketAddr, _: u64, _: Option<Cut>) {}
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
                         self.forgetting.lock().unwrap().push((open.clone(), now));
                     }

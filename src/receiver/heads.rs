@@ -481,7 +481,7 @@ pub const ARRIVAL_RATE: u64 = 8 * 1024;
 /// hold the turn for the time its first bytes earned (minutes), every
 /// other large body refused meanwhile. Shorter than the turn's wait
 /// (`turns::TURN_WAIT`), so the one waiting gets the turn.
-pub const TURN_LAPSE: Duration = Duration::from_secs(2);
+pub const TURN_LAPSE: Duration = Duration::from_secs(3);
 
 /// How long a head, or a body, may take to arrive once `came` bytes of it
 /// came: `ARRIVAL_TIMEOUTS` read timeouts, plus a second per
@@ -598,12 +598,20 @@ impl HeadWatch {
                 .read_timeout
                 .zip(body.zip(came))
                 .is_some_and(|(t, (b, came))| b.took > arrival_deadline(t, came));
-            head.progress = came.map(|came| match head.progress {
-                Some((_, then)) if came >= then.saturating_add(ARRIVAL_RATE) => (now, came),
-                Some(p) => p,
-                None => (now, came),
-            });
+            // Followed from the first look that sees the body holding the
+            // turn: time it waited for the turn does not count.
+            head.progress =
+                body.zip(came)
+                    .filter(|(b, _)| b.holds_turn)
+                    .map(|(_, came)| match head.progress {
+                        Some((_, then)) if came >= then.saturating_add(ARRIVAL_RATE) => (now, came),
+                        Some(p) => p,
+                        None => (now, came),
+                    });
+            // Bytes of it waiting unread: the worker is behind, not the
+            // client.
             let lapsed = body.is_some_and(|b| b.turn_wanted)
+                && c.unread < ARRIVAL_RATE
                 && head
                     .progress
                     .is_some_and(|(then, _)| now.duration_since(then) > TURN_LAPSE);
@@ -715,17 +723,19 @@ mod tests {
     #[test]
     fn a_body_holding_the_turn_lapses_when_it_stops_coming_while_another_waits() {
         let t0 = Instant::now();
-        let holding = |wanted: bool, chunked: Option<u64>| {
+        let body = |holds: bool, wanted: bool, chunked: Option<u64>| {
             move |_: SocketAddr| Activity::Busy {
                 done: 1,
                 body: Some(crate::receiver::activity::Body {
                     seq: 2,
                     chunked,
                     took: Duration::ZERO,
-                    turn_wanted: wanted,
+                    holds_turn: holds,
+                    turn_wanted: holds && wanted,
                 }),
             }
         };
+        let holding = |wanted: bool, chunked: Option<u64>| body(true, wanted, chunked);
         let lapse = TURN_LAPSE + Duration::from_millis(1);
         // A trickle (a byte a look), another waiting: cut past the lapse.
         let mut w = HeadWatch::default();
@@ -780,6 +790,59 @@ mod tests {
                 Over::TurnLapsed { seq: 2 }
             )]
         );
+        // A chunked body trickling a byte a look (each look a new mark of
+        // the same body): cut all the same.
+        let mut w = HeadWatch::default();
+        for i in 0..3u32 {
+            let handed = Some((1 << 20) + u64::from(i));
+            let over = w.look_at(
+                t0 + TURN_LAPSE / 2 * i,
+                &[at(5, (1 << 20) + u64::from(i) * 6)],
+                &holding(true, handed),
+            );
+            assert!(over.is_empty(), "look {i}");
+        }
+        assert_eq!(
+            w.look_at(
+                t0 + lapse,
+                &[at(5, (1 << 20) + 30)],
+                &holding(true, Some((1 << 20) + 5))
+            ),
+            vec![(at(5, (1 << 20) + 30), Over::TurnLapsed { seq: 2 })]
+        );
+        // Time waiting for the turn does not count: a body seen still
+        // without it, then holding it with another waiting, starts its
+        // clock when first seen holding it.
+        let mut w = HeadWatch::default();
+        w.look_at(t0, &[at(6, 1 << 20)], &body(false, false, Some(1 << 20)));
+        assert!(
+            w.look_at(
+                t0 + 2 * lapse,
+                &[at(6, 1 << 20)],
+                &holding(true, Some(1 << 20))
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            w.look_at(
+                t0 + 3 * lapse,
+                &[at(6, 1 << 20)],
+                &holding(true, Some(1 << 20))
+            )
+            .len(),
+            1
+        );
+        // Its bytes waiting unread (the worker behind): not the client's doing.
+        let mut w = HeadWatch::default();
+        let unread = |read| Counted {
+            unread: ARRIVAL_RATE,
+            ..at(7, read)
+        };
+        w.look_at(t0, &[unread(1 << 20)], &holding(true, None));
+        assert!(
+            w.look_at(t0 + lapse, &[unread(1 << 20)], &holding(true, None))
+                .is_empty()
+        );
         // Asked again before the cut: still holding the turn, still wanted.
         let over = Over::TurnLapsed { seq: 2 };
         assert!(over.still(holding(true, None)(at(1, 0).peer)));
@@ -794,6 +857,7 @@ mod tests {
                 seq,
                 chunked,
                 took,
+                holds_turn: false,
                 turn_wanted: false,
             }),
         }

@@ -561,7 +561,7 @@ impl closer::Books for Books {
             |ctx| {
                 let mut activity = ctx.connections.activity(peer);
                 if let Activity::Busy { body: Some(b), .. } = &mut activity {
-                    b.turn_wanted &= ctx.turns.waiting() > 0;
+                    b.turn_wanted = b.holds_turn && ctx.turns.waiting() > 0;
                 }
                 activity
             },
@@ -587,7 +587,7 @@ impl closer::Books for Books {
             ctx.connections.forget_gone(open, now);
         }
     }
-    fn cut(&self, peer: SocketAddr, seq: u64, why: Cut) {
+    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) {
         if let Some(ctx) = self.0.upgrade() {
             ctx.connections.cut(peer, seq, why);
         }
@@ -757,9 +757,10 @@ impl Connections {
                     seq: b.seq,
                     chunked: b.chunked,
                     took: b.since.elapsed(),
+                    holds_turn: b.turn,
                     // Whether another body waits is the turns' to say
                     // (`Books::activity`).
-                    turn_wanted: b.turn,
+                    turn_wanted: false,
                 }),
             },
             Some(Connection {
@@ -867,12 +868,13 @@ impl Connections {
         }
     }
 
-    /// The closer cut the body of request `seq` of `peer`, for `why`.
-    fn cut(&self, peer: SocketAddr, seq: u64, why: Cut) {
+    /// The closer cut the body of request `seq` of `peer`, for `why`
+    /// (None: it could not, after all).
+    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) {
         if let Some(c) = self.lock().get_mut(&peer)
             && let Some(b) = c.body.as_mut().filter(|b| b.seq == seq)
         {
-            b.cut = Some(why);
+            b.cut = why;
         }
     }
 
@@ -1467,7 +1469,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         closed = count_line(
             ctx.closer.tally.closed.load(Ordering::Relaxed),
             |n| format!(
-                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, sent a head over 1 MiB, or hung)"
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies without coming on, sent a head over 1 MiB, or hung)"
             )
         ),
         nudges = count_line(
@@ -1497,7 +1499,6 @@ fn status_page(ctx: &Ctx) -> Outcome {
     out
 }
 
-/// The status page's mode line: the mode and what the device does.
 /// A status line shown only while its count is not zero.
 fn count_line(n: u64, line: impl FnOnce(u64) -> String) -> String {
     match n {
@@ -1506,6 +1507,7 @@ fn count_line(n: u64, line: impl FnOnce(u64) -> String) -> String {
     }
 }
 
+/// The status page's mode line: the mode and what the device does.
 fn mode_line(shown: &respond::Shown) -> String {
     let mut line = match shown.next {
         Some(next) => format!("{next} for the next upload, then {}", shown.lasting),
@@ -1779,7 +1781,7 @@ mod tests {
         assert!(matches!(body(0), Some(Body { seq, chunked: Some(724), .. }) if seq == first));
         // Another request's count and cut do not touch it.
         c.handed(peer, first + 1, 5);
-        c.cut(peer, first + 1, Cut::Framing);
+        c.cut(peer, first + 1, Some(Cut::Framing));
         assert!(matches!(
             body(0),
             Some(Body {
@@ -1787,7 +1789,7 @@ mod tests {
                 ..
             })
         ));
-        c.cut(peer, first, Cut::Slow);
+        c.cut(peer, first, Some(Cut::Slow));
         assert_eq!(c.read_done(Some(peer), first), Some(Cut::Slow), "told once");
         assert_eq!(body(0), None, "read: no longer timed");
         assert_eq!(c.read_done(Some(peer), first), None);
