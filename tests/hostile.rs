@@ -1636,7 +1636,7 @@ fn connections_reset_at_once_print_no_panic() {
     }
     // Asked on a connection of its own each time: one in about ten runs
     // here, a connection made right after the resets went unanswered until
-    // the read timeout (not looked into yet; see the README).
+    // the read timeout (looked into, not explained; see the README).
     let counted = wait_until(Duration::from_secs(20), || {
         Conn::open_within(rx.addr, SLACK)
             .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
