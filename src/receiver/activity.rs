@@ -46,8 +46,7 @@ pub struct Body {
     pub took: Duration,
     /// It holds the turn for large bodies (see `turns`).
     pub holds_turn: bool,
-    /// It holds that turn and another body waits for it now (the books
-    /// know the first, the turns the second: `server::Books` asks both).
+    /// It holds that turn and another body waits for it now.
     pub turn_wanted: bool,
 }
 

@@ -558,13 +558,7 @@ impl closer::Books for Books {
                 done: 0,
                 body: None,
             },
-            |ctx| {
-                let mut activity = ctx.connections.activity(peer);
-                if let Activity::Busy { body: Some(b), .. } = &mut activity {
-                    b.turn_wanted = b.holds_turn && ctx.turns.waiting() > 0;
-                }
-                activity
-            },
+            |ctx| ctx.connections.activity(peer, ctx.turns.waiting() > 0),
         )
     }
     fn claim(&self, peer: SocketAddr) -> bool {
@@ -748,8 +742,9 @@ impl Connections {
         }
     }
 
-    /// Whether `peer` has a request in hand, or how long it has been quiet.
-    fn activity(&self, peer: SocketAddr) -> Activity {
+    /// Whether `peer` has a request in hand, or how long it has been quiet;
+    /// `turn_waited`: another body waits for the turn for large bodies.
+    fn activity(&self, peer: SocketAddr, turn_waited: bool) -> Activity {
         match self.lock().get(&peer) {
             Some(c) if c.outstanding > 0 => Activity::Busy {
                 done: c.done,
@@ -758,9 +753,7 @@ impl Connections {
                     chunked: b.chunked,
                     took: b.since.elapsed(),
                     holds_turn: b.turn,
-                    // Whether another body waits is the turns' to say
-                    // (`Books::activity`).
-                    turn_wanted: false,
+                    turn_wanted: b.turn && turn_waited,
                 }),
             },
             Some(Connection {
@@ -1764,11 +1757,11 @@ mod tests {
     fn a_connection_is_busy_while_a_request_is_in_hand() {
         let c = Connections::default();
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        assert_eq!(c.activity(peer), Activity::Unseen);
+        assert_eq!(c.activity(peer, false), Activity::Unseen);
         c.admit(Some(peer), true);
         c.admit(Some(peer), true);
         let first = c.begin(Some(peer));
-        let body = |done| match c.activity(peer) {
+        let body = |done| match c.activity(peer, false) {
             Activity::Busy { done: d, body } if d == done => body,
             other => panic!("not busy after {done}: {other:?}"),
         };
@@ -1801,9 +1794,9 @@ mod tests {
         assert!(matches!(body(1), Some(Body { seq, chunked: None, .. }) if seq == second));
         c.finish(Some(peer), second);
         assert!(
-            matches!(c.activity(peer), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
+            matches!(c.activity(peer, false), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
             "{:?}",
-            c.activity(peer)
+            c.activity(peer, false)
         );
     }
 }
