@@ -1115,24 +1115,16 @@ fn bodies_that_inflate_large_are_decoded_one_at_a_time() {
 #[test]
 fn a_large_body_waits_for_its_turn_before_it_is_read() {
     let rx = receiver(LONG_READ_TIMEOUT);
-    let auth = format!("authorization: token {TOKEN}\r\n");
-    let body = format!(
-        r#"[{{"@t":"large.first","@ts":"2026-12-02T01:00:00","blob":"{}"}}]"#,
-        "a".repeat(2 << 20)
-    );
-    let head =
-        |len: usize| format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {len}\r\n\r\n");
-    let stream = TcpStream::connect(rx.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut first = Conn::on(stream.try_clone().unwrap());
-    first.send(head(body.len()).as_bytes());
+    let body = large_batch("large.first");
+    let (mut first, stream) = paced_conn(rx.addr);
+    first.send(large_post(body.len()).as_bytes());
     let (sent, rest) = body.as_bytes().split_at(body.len() / 2);
     first.send(sent);
     // It keeps coming while the others wait (one that stopped would lose
-    // the turn to them: see the test after this one).
-    let coming = Pacer::start(stream, rest.to_vec());
+    // the turn to them: see the test after this one): 8 KiB every 500 ms,
+    // six times what a body holding the turn must bring, and the 1 MiB
+    // left lasts a minute.
+    let coming = Pacer::start(stream, rest.to_vec(), 8 << 10);
     // Its worker holds the turn while it reads (the status request is
     // the other busy one).
     let busy = wait_until(Duration::from_secs(10), || {
@@ -1141,7 +1133,7 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
     assert!(busy, "the first upload was never taken by a worker");
     let started = Instant::now();
     let mut second = Conn::open_within(rx.addr, Duration::from_secs(15)).unwrap();
-    second.send(head(body.len()).as_bytes());
+    second.send(large_post(body.len()).as_bytes());
     let refused = second
         .try_read_response(false)
         .unwrap_or_else(|e| panic!("no answer after {:?}: {e}", started.elapsed()));
@@ -1163,10 +1155,7 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
     // would be reading it, and nothing would wait). Sent whole then, the
     // rest is thrown away: it is answered 503, and its connection goes on.
     let mut chunked = Conn::open_within(rx.addr, Duration::from_secs(15)).unwrap();
-    chunked.send(
-        format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Transfer-Encoding: chunked\r\n\r\n")
-            .as_bytes(),
-    );
+    chunked.send(large_chunked_post().as_bytes());
     chunked.send(format!("{:x}\r\n", body.len()).as_bytes());
     let (sent, unsent) = body.as_bytes().split_at(body.len() * 3 / 4);
     chunked.send(sent);
@@ -1186,46 +1175,97 @@ fn a_large_body_waits_for_its_turn_before_it_is_read() {
     assert_eq!(saved.status, 200, "{}", saved.text());
 }
 
-/// Sends `bytes` on a stream of its own, 8 KiB every 500 ms (six times
-/// what a body holding the turn for large bodies must bring, and 1 MiB
-/// lasts a minute), until told to finish, then the rest at once.
+/// A 2 MiB batch (a body over the 1 MiB of a large one) tagged `tag`.
+fn large_batch(tag: &str) -> String {
+    format!(
+        r#"[{{"@t":"{tag}","@ts":"2026-12-02T01:00:00","blob":"{}"}}]"#,
+        "a".repeat(2 << 20)
+    )
+}
+
+/// The head of an upload with the token and a `Content-Length` of `len`.
+fn large_post(len: usize) -> String {
+    format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+/// The head of a chunked upload with the token.
+fn large_chunked_post() -> String {
+    format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+}
+
+/// A connection to read answers on (patient: 30 s), and a clone of its
+/// stream for a `Pacer` to write on.
+fn paced_conn(addr: SocketAddr) -> (Conn, TcpStream) {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    (Conn::on(stream.try_clone().unwrap()), stream)
+}
+
+/// Sends `bytes` on a stream of its own, `piece` bytes every 500 ms, until
+/// told to `finish` (the rest at once) or to `stop`, or a write fails.
 struct Pacer {
     finish: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
 impl Pacer {
-    fn start(mut stream: TcpStream, bytes: Vec<u8>) -> Pacer {
-        let finish = Arc::new(AtomicBool::new(false));
-        let told = finish.clone();
+    fn start(mut stream: TcpStream, bytes: Vec<u8>, piece: usize) -> Pacer {
+        let (finish, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (told_finish, told_stop) = (finish.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let mut pieces = bytes.chunks(8 << 10);
+            let mut pieces = bytes.chunks(piece);
             for piece in pieces.by_ref() {
-                stream.write_all(piece).unwrap();
-                if told.load(Ordering::SeqCst) {
+                if told_stop.load(Ordering::SeqCst) || stream.write_all(piece).is_err() {
+                    return;
+                }
+                if told_finish.load(Ordering::SeqCst) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
             for piece in pieces {
-                stream.write_all(piece).unwrap();
+                if stream.write_all(piece).is_err() {
+                    return;
+                }
             }
         });
-        Pacer { finish, thread }
+        Pacer {
+            finish,
+            stop,
+            thread,
+        }
     }
 
+    /// The rest at once.
     fn finish(self) {
         self.finish.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
+
+    /// Nothing more.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
         self.thread.join().unwrap();
     }
 }
 
 /// A large body that stops coming on while it holds the turn for large
-/// bodies loses it to one waiting. The first sends half its body, then a
-/// byte every half second: each read is in time, and its deadline is
-/// minutes away (4 read timeouts, plus a second per 8 KiB that came).
-/// Another large upload, sent whole, waits for the turn: the first is
-/// cut (less than 8 KiB in 2 s while another waited) and refused 503,
+/// bodies loses it to one waiting. The first sends three quarters of its
+/// body, then a byte every half second: each read is in time, and its
+/// deadline is minutes away (4 read timeouts, plus a second per 8 KiB that
+/// came). With nothing waiting it keeps the turn past the lapse. Another
+/// large upload, sent whole, then waits for the turn: the first is cut
+/// (less than 8 KiB in 3 s while another waited) and refused 503,
 /// nothing of it saved; the second gets the turn within its 5 s wait and
 /// is saved. (Holding the turn, the first left every other large upload
 /// refused 503 for as long as its deadline allowed: a review saw 49 s.)
@@ -1243,31 +1283,13 @@ fn a_large_body_that_stops_coming_loses_its_turn_to_one_waiting() {
 /// The test above, the stalled body with a length or chunked (one chunk,
 /// its turn taken once 1 MiB of it has come).
 fn stalled_turn(rx: &Receiver, chunked: bool) {
-    let auth = format!("authorization: token {TOKEN}\r\n");
-    let body = |tag: &str| {
-        format!(
-            r#"[{{"@t":"{tag}","@ts":"2026-12-02T01:00:00","blob":"{}"}}]"#,
-            "a".repeat(2 << 20)
-        )
-    };
-    let head =
-        |len: usize| format!("POST / HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {len}\r\n\r\n");
-    let stalled = body("large.stalled");
-    let stream = TcpStream::connect(rx.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut first = Conn::on(stream.try_clone().unwrap());
+    let stalled = large_batch("large.stalled");
+    let (mut first, stream) = paced_conn(rx.addr);
     if chunked {
-        first.send(
-            format!(
-                "POST / HTTP/1.1\r\nHost: t\r\n{auth}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
-                stalled.len()
-            )
-            .as_bytes(),
-        );
+        first.send(large_chunked_post().as_bytes());
+        first.send(format!("{:x}\r\n", stalled.len()).as_bytes());
     } else {
-        first.send(head(stalled.len()).as_bytes());
+        first.send(large_post(stalled.len()).as_bytes());
     }
     let (sent, rest) = stalled.as_bytes().split_at(stalled.len() * 3 / 4);
     first.send(sent);
@@ -1275,19 +1297,7 @@ fn stalled_turn(rx: &Receiver, chunked: bool) {
         status_page(rx.addr).contains("workers: 2 busy")
     });
     assert!(busy, "the first upload was never taken by a worker");
-    let stop = Arc::new(AtomicBool::new(false));
-    let trickle = {
-        let (mut stream, stop) = (stream, stop.clone());
-        let rest = rest.to_vec();
-        std::thread::spawn(move || {
-            for byte in rest.chunks(1) {
-                if stop.load(Ordering::SeqCst) || stream.write_all(byte).is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        })
-    };
+    let trickle = Pacer::start(stream, rest.to_vec(), 1);
     // With nothing waiting for the turn, the trickle keeps it past the
     // lapse (a slow link is not cut for being slow alone).
     std::thread::sleep(autopi_rx::receiver::heads::TURN_LAPSE + Duration::from_secs(1));
@@ -1295,10 +1305,10 @@ fn stalled_turn(rx: &Receiver, chunked: bool) {
         status_page(rx.addr).contains("workers: 2 busy"),
         "the first upload (chunked: {chunked}) lost its turn with nothing waiting for it"
     );
-    let whole = body("large.whole");
+    let whole = large_batch("large.whole");
     let started = Instant::now();
     let mut second = Conn::open_within(rx.addr, Duration::from_secs(15)).unwrap();
-    second.send(head(whole.len()).as_bytes());
+    second.send(large_post(whole.len()).as_bytes());
     second.send(whole.as_bytes());
     let saved = second
         .try_read_response(false)
@@ -1314,8 +1324,7 @@ fn stalled_turn(rx: &Receiver, chunked: bool) {
     assert_eq!(cut.status, 503, "chunked: {chunked}: {}", cut.text());
     assert!(cut.header("retry-after").is_some());
     assert!(cut.text().contains("held the turn"), "{}", cut.text());
-    stop.store(true, Ordering::SeqCst);
-    trickle.join().unwrap();
+    trickle.stop();
 }
 
 /// The framing cap never cuts a healthy chunked upload: bodies in 1-byte
