@@ -1633,19 +1633,36 @@ fn a_refusal_with_a_drained_body_keeps_the_connection() {
 /// tiny_http 0.12 panics on each one it had not yet read the address of
 /// (`client.rs` unwraps it). Those panics are claimed: counted on the
 /// status page, never printed (2 000 resets printed 1 793 panics with
-/// their backtraces), and the receiver serves on.
+/// their backtraces), and the receiver serves on. A device right after
+/// them is answered within half the read timeout (10 s here): each panic
+/// ends its pool thread, so a connection can wait in a pool's queue behind
+/// hundreds of them, and the nudges for it used to stop after 20 looks
+/// however fast the queue drained, leaving it to the sweep at the read
+/// timeout (1 run in 60 under two busy loops; the rule that keeps them
+/// going is checked in `closer`'s unit tests). 40 runs of this test under
+/// two busy loops: 13 ms to 2.4 s.
 #[test]
 fn connections_reset_at_once_print_no_panic() {
     use socket2::SockRef;
-    let rx = receiver("5");
-    for _ in 0..300 {
+    const AFTER_RESETS: Duration = Duration::from_secs(5);
+    let rx = receiver("10");
+    for _ in 0..1000 {
         let mut s = TcpStream::connect(rx.addr).unwrap();
         let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
     }
-    // Asked on a connection of its own each time: one in about ten runs
-    // here, a connection made right after the resets went unanswered until
-    // the read timeout (looked into, not explained; see the README).
+    let asked = Instant::now();
+    let device = Conn::open_within(rx.addr, AFTER_RESETS)
+        .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .map(|r| r.status);
+    let took = asked.elapsed();
+    assert_eq!(
+        device.as_ref().ok(),
+        Some(&200),
+        "a device after the resets: {device:?} after {took:?}"
+    );
+    println!("a device after 1 000 resets answered in {took:?}");
+    // The count may trail the answer: resets queued in other pools.
     let counted = wait_until(Duration::from_secs(20), || {
         Conn::open_within(rx.addr, SLACK)
             .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))

@@ -145,7 +145,9 @@ const NUDGE_ROUNDS: usize = 4;
 /// Nudging connections made per `LOOK_EVERY` at most (about 100 µs of
 /// CPU each), however many connections look stuck.
 const NUDGE_BUDGET: usize = 512;
-/// Nudges given for one stuck connection before it is left to the sweep.
+/// Looks at which one stuck connection is nudged and nothing is freed,
+/// before it is left to the sweep. Looks whose nudges freed something do
+/// not count (see `nudge_due`).
 const MAX_NUDGES: u32 = 20;
 
 /// What the closer asks of the receiver's books.
@@ -250,7 +252,7 @@ pub fn run(
         if now >= next_budget {
             (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
         }
-        let mut look = false;
+        let (mut look, mut freed) = (false, false);
         // Both the look and the head cap go by the descriptor count.
         let mut count = None;
         let mut descriptors_now = || *count.get_or_insert_with(open_descriptors);
@@ -260,6 +262,7 @@ pub fn run(
             if count > descriptors {
                 look_until = now + LOOK_WINDOW;
             }
+            freed = count < descriptors;
             descriptors = count;
             look = budget > 0
                 && (now < look_until || sweeping || waiting.values().any(Waiting::may_nudge));
@@ -318,7 +321,7 @@ pub fn run(
                 Some((all, _)) => waiting_in(all),
                 None => unread_connections(port),
             };
-            let due = nudge_due(unread, &mut waiting, &activity);
+            let due = nudge_due(unread, &mut waiting, &activity, freed);
             if !due.is_empty() {
                 let mut recount = || {
                     let counted = me.is_some().then(|| count_now(&mut head_cap));
@@ -508,7 +511,8 @@ fn duplicating() -> Result<OwnedFd, String> {
 enum Waiting {
     /// Seen so at the last look only.
     Seen,
-    /// Seen so at looks in a row, and nudged for this many of them.
+    /// Seen so at looks in a row, and nudged for this many of them that
+    /// freed nothing.
     Nudged(u32),
 }
 
@@ -525,13 +529,20 @@ impl Waiting {
 /// Connections left in a tiny_http pool's queue (README, Hostile
 /// networks, 5): what a client sent waits unread, and no request of it is
 /// in hand. Seen so at two looks in a row, a connection counts as stuck
-/// and is due a nudge, at most `MAX_NUDGES` times. Given the peers with
-/// unread bytes now, brings `waiting` up to date and returns the peers
-/// due a nudge now.
+/// and is due a nudge, at most `MAX_NUDGES` times without `freed`: the
+/// process's descriptors fell since the previous look. A connection can
+/// wait behind hundreds of others in one queue, each of which ends the
+/// thread that takes it (a client that reset it before tiny_http read its
+/// address: `accept::reset_before_its_request`), so that each nudge
+/// landing in that pool frees one of them; they are gone from the
+/// descriptors as they go, and while they go the nudges go on. Given the
+/// peers with unread bytes now, brings `waiting` up to date and returns
+/// the peers due a nudge now.
 fn nudge_due(
     unread: impl IntoIterator<Item = SocketAddr>,
     waiting: &mut HashMap<SocketAddr, Waiting>,
     activity: &dyn Fn(SocketAddr) -> Activity,
+    freed: bool,
 ) -> Vec<SocketAddr> {
     let mut now_waiting = HashMap::new();
     let mut due = Vec::new();
@@ -549,6 +560,7 @@ fn nudge_due(
         let next = match waiting.get(&peer) {
             None => Waiting::Seen,
             Some(Waiting::Seen) => Waiting::Nudged(1),
+            Some(Waiting::Nudged(n)) if freed => Waiting::Nudged(*n),
             Some(Waiting::Nudged(n)) if *n < MAX_NUDGES => Waiting::Nudged(n + 1),
             Some(w) => *w,
         };
@@ -1206,7 +1218,7 @@ mod tests {
             body: None,
         };
         let found = |w: &mut HashMap<SocketAddr, Waiting>, a: &dyn Fn(SocketAddr) -> Activity| {
-            nudge_due([peer], w, a) == [peer]
+            nudge_due([peer], w, a, false) == [peer]
         };
         assert!(!found(&mut waiting, &busy));
         assert!(!found(&mut waiting, &busy), "busy: never");
@@ -1217,8 +1229,30 @@ mod tests {
         }
         assert!(!found(&mut waiting, &quiet), "given up");
         assert!(!waiting[&peer].may_nudge(), "and no reason to look for it");
-        assert!(nudge_due([], &mut waiting, &quiet).is_empty());
+        assert!(nudge_due([], &mut waiting, &quiet, false).is_empty());
         assert!(!found(&mut waiting, &quiet), "seen anew: first look again");
         assert!(found(&mut waiting, &quiet));
+    }
+
+    /// Looks whose nudges freed descriptors do not count against
+    /// `MAX_NUDGES`: a connection behind hundreds of others that each end
+    /// their thread (a storm of resets) is nudged for as long as the
+    /// queue drains, and given up once it stops draining.
+    #[test]
+    fn a_stuck_connection_is_nudged_while_the_nudges_free_descriptors() {
+        let mut waiting = HashMap::new();
+        let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let quiet = |_| Activity::Unseen;
+        let mut due = |freed| nudge_due([peer], &mut waiting, &quiet, freed) == [peer];
+        assert!(!due(true), "first look: seen only");
+        for look in 0..10 * MAX_NUDGES {
+            assert!(due(true), "look {look}: draining");
+        }
+        // The first of those looks was its first nudge.
+        for look in 1..MAX_NUDGES {
+            assert!(due(false), "look {look} without a descriptor freed");
+        }
+        assert!(!due(false), "given up");
+        assert!(!due(true), "and not taken up again");
     }
 }
