@@ -1633,19 +1633,23 @@ fn a_refusal_with_a_drained_body_keeps_the_connection() {
 /// tiny_http 0.12 panics on each one it had not yet read the address of
 /// (`client.rs` unwraps it). Those panics are claimed: counted on the
 /// status page, never printed (2 000 resets printed 1 793 panics with
-/// their backtraces), and the receiver serves on. A device right after
-/// them is answered within half the read timeout (10 s here): each panic
-/// ends its pool thread, so a connection can wait in a pool's queue behind
-/// hundreds of them, and the nudges for it used to stop after 20 looks
-/// however fast the queue drained, leaving it to the sweep at the read
-/// timeout (1 run in 60 under two busy loops; the rule that keeps them
-/// going is checked in `closer`'s unit tests). 40 runs of this test under
-/// two busy loops: 13 ms to 2.4 s.
+/// their backtraces), and the receiver serves on.
+///
+/// A device right after them is answered long before the sweep would
+/// free it (the read timeout, 30 s). The pools' race can queue hundreds
+/// of the resets, each of which ends the thread that takes it, so the
+/// device's connection can wait behind them while the nudges free one
+/// each; the nudges for it used to stop after 20 looks however fast the
+/// queue drained (this test as it was, 300 resets and asked again on
+/// failure: about one run in ten; a Python client against the release
+/// build: 1 run in about 670). This test can fail that way but rarely
+/// does; the rule that keeps the nudges going is checked in `closer`'s
+/// unit tests. 40 runs of this test under two busy loops: 13 ms to 2.4 s.
 #[test]
 fn connections_reset_at_once_print_no_panic() {
     use socket2::SockRef;
-    const AFTER_RESETS: Duration = Duration::from_secs(5);
-    let rx = receiver("10");
+    const AFTER_RESETS: Duration = Duration::from_secs(15);
+    let rx = receiver(LONG_READ_TIMEOUT);
     for _ in 0..1000 {
         let mut s = TcpStream::connect(rx.addr).unwrap();
         let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -1656,11 +1660,12 @@ fn connections_reset_at_once_print_no_panic() {
         .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
         .map(|r| r.status);
     let took = asked.elapsed();
-    assert_eq!(
-        device.as_ref().ok(),
-        Some(&200),
-        "a device after the resets: {device:?} after {took:?}"
-    );
+    if device.as_ref().ok() != Some(&200) || took > AFTER_RESETS {
+        let status = Conn::open_within(rx.addr, SLACK)
+            .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+            .map(|r| r.text());
+        panic!("a device after the resets: {device:?} after {took:?}; status page: {status:?}");
+    }
     println!("a device after 1 000 resets answered in {took:?}");
     // The count may trail the answer: resets queued in other pools.
     let counted = wait_until(Duration::from_secs(20), || {

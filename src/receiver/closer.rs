@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::accept::RESET_BEFORE_READ;
 use super::activity::{Activity, Cut};
 use super::heads::{self, Counted};
 
@@ -145,9 +146,9 @@ const NUDGE_ROUNDS: usize = 4;
 /// Nudging connections made per `LOOK_EVERY` at most (about 100 µs of
 /// CPU each), however many connections look stuck.
 const NUDGE_BUDGET: usize = 512;
-/// Looks at which one stuck connection is nudged and nothing is freed,
-/// before it is left to the sweep. Looks whose nudges freed something do
-/// not count (see `nudge_due`).
+/// Looks at which one stuck connection is nudged and no dead task was
+/// freed, before it is left to the sweep. Looks after which a dead task
+/// was freed do not count (see `nudge_due`).
 const MAX_NUDGES: u32 = 20;
 
 /// What the closer asks of the receiver's books.
@@ -227,6 +228,7 @@ pub fn run(
     let mut next_look = Instant::now() + LOOK_EVERY;
     let (mut budget, mut next_budget) = (NUDGE_BUDGET, Instant::now() + LOOK_EVERY);
     let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
+    let mut resets_seen = RESET_BEFORE_READ.load(Ordering::Relaxed);
     let mut head_cap = heads::HeadCap::start(watch.read_timeout);
     // Inodes over the cap that are not among our descriptors (another
     // process's connection on the same port): not looked up again.
@@ -252,7 +254,7 @@ pub fn run(
         if now >= next_budget {
             (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
         }
-        let (mut look, mut freed) = (false, false);
+        let mut look = false;
         // Both the look and the head cap go by the descriptor count.
         let mut count = None;
         let mut descriptors_now = || *count.get_or_insert_with(open_descriptors);
@@ -262,7 +264,6 @@ pub fn run(
             if count > descriptors {
                 look_until = now + LOOK_WINDOW;
             }
-            freed = count < descriptors;
             descriptors = count;
             look = budget > 0
                 && (now < look_until || sweeping || waiting.values().any(Waiting::may_nudge));
@@ -321,6 +322,10 @@ pub fn run(
                 Some((all, _)) => waiting_in(all),
                 None => unread_connections(port),
             };
+            // Dead tasks freed since the last look that asked.
+            let resets = RESET_BEFORE_READ.load(Ordering::Relaxed);
+            let freed = resets > resets_seen;
+            resets_seen = resets;
             let due = nudge_due(unread, &mut waiting, &activity, freed);
             if !due.is_empty() {
                 let mut recount = || {
@@ -511,8 +516,8 @@ fn duplicating() -> Result<OwnedFd, String> {
 enum Waiting {
     /// Seen so at the last look only.
     Seen,
-    /// Seen so at looks in a row, and nudged for this many of them that
-    /// freed nothing.
+    /// Seen so at looks in a row, and nudged for this many of them after
+    /// which no dead task was freed.
     Nudged(u32),
 }
 
@@ -529,15 +534,15 @@ impl Waiting {
 /// Connections left in a tiny_http pool's queue (README, Hostile
 /// networks, 5): what a client sent waits unread, and no request of it is
 /// in hand. Seen so at two looks in a row, a connection counts as stuck
-/// and is due a nudge, at most `MAX_NUDGES` times without `freed`: the
-/// process's descriptors fell since the previous look. A connection can
-/// wait behind hundreds of others in one queue, each of which ends the
-/// thread that takes it (a client that reset it before tiny_http read its
-/// address: `accept::reset_before_its_request`), so that each nudge
-/// landing in that pool frees one of them; they are gone from the
-/// descriptors as they go, and while they go the nudges go on. Given the
-/// peers with unread bytes now, brings `waiting` up to date and returns
-/// the peers due a nudge now.
+/// and is due a nudge, at most `MAX_NUDGES` times in all without `freed`.
+///
+/// `freed`: a dead task was freed since the last look, that is, a pool
+/// thread ended on a connection its client had reset before tiny_http
+/// read its address (`accept::reset_before_its_request`). Such a task
+/// ends the thread that takes it, so a queue that the pools' race filled
+/// with them during a storm of resets does not drain by itself: each
+/// nudge landing in that pool starts one thread, which frees one. While
+/// they are being freed the nudges go on, however many it takes.
 fn nudge_due(
     unread: impl IntoIterator<Item = SocketAddr>,
     waiting: &mut HashMap<SocketAddr, Waiting>,
@@ -1234,12 +1239,13 @@ mod tests {
         assert!(found(&mut waiting, &quiet));
     }
 
-    /// Looks whose nudges freed descriptors do not count against
+    /// Looks after which a dead task was freed do not count against
     /// `MAX_NUDGES`: a connection behind hundreds of others that each end
     /// their thread (a storm of resets) is nudged for as long as the
-    /// queue drains, and given up once it stops draining.
+    /// queue drains, and given up after `MAX_NUDGES` looks in all at which
+    /// it did not.
     #[test]
-    fn a_stuck_connection_is_nudged_while_the_nudges_free_descriptors() {
+    fn a_stuck_connection_is_nudged_while_the_queue_ahead_drains() {
         let mut waiting = HashMap::new();
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let quiet = |_| Activity::Unseen;
@@ -1250,7 +1256,7 @@ mod tests {
         }
         // The first of those looks was its first nudge.
         for look in 1..MAX_NUDGES {
-            assert!(due(false), "look {look} without a descriptor freed");
+            assert!(due(false), "look {look} with nothing freed");
         }
         assert!(!due(false), "given up");
         assert!(!due(true), "and not taken up again");
