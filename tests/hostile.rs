@@ -2438,6 +2438,7 @@ fn unsupported_transfer_codings_are_501_and_chunked_still_works() {
 
 #[test]
 fn other_http_versions_and_bare_lf_are_answered_or_closed_never_hung() {
+    const CLOSE_ROOM: Duration = Duration::from_millis(250);
     let rx = receiver(&secs(READ_TIMEOUT));
     let auth = format!("authorization: token {TOKEN}\r\n");
     let body = String::from_utf8(batch("bare.lf")).unwrap();
@@ -2467,9 +2468,13 @@ fn other_http_versions_and_bare_lf_are_answered_or_closed_never_hung() {
         let version = name.contains("HTTP/");
         // A version we do not speak: 505, or a close (tiny_http may say 408
         // when it gives up reading). Bare LF: any answer, or a close.
+        // The close within the read timeout of the request (the sweep
+        // goes by how long nothing came; it used to come up to a sweep
+        // after, 2.5 s here), with a little room for two busy cores.
         let ok = if version {
             x.statuses.iter().all(|&s| s == 505 || s == 408)
-                && (x.statuses.contains(&505) || x.end == End::Closed)
+                && (x.statuses.contains(&505)
+                    || (x.end == End::Closed && x.after <= READ_TIMEOUT + CLOSE_ROOM))
         } else {
             !x.statuses.is_empty() || x.end == End::Closed
         };

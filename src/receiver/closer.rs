@@ -22,8 +22,10 @@
 //!   the limit, stalled mid-body, or announced a body no drain can take
 //!   has its reading side shut: its answer still goes out, and tiny_http
 //!   closes it instead of waiting a read timeout.
-//! - the sweep: a connection open at least one read timeout, with no
-//!   request in hand and none seen for one read timeout, found by two
+//! - the sweep: a connection open at least one read timeout, or on which
+//!   nothing came for all but a sweep of one (so that it is closed within
+//!   the read timeout of its last bytes), with no request in hand and
+//!   none seen for one read timeout, found by two
 //!   sweeps of its life with nothing in hand and no thread reading it, is
 //!   shut both ways. A connection tiny_http reads from the start (an idle
 //!   keep-alive, a head or a small body still coming) is left to its own
@@ -341,6 +343,11 @@ pub fn run(
                 next_look = now + LOOK_AGAIN;
             }
         }
+        // How long nothing came on each connection, for the sweep.
+        let silent: HashMap<u64, Duration> = match (&counts, sweeping) {
+            (Some((all, _)), true) => all.iter().map(|c| (c.inode, c.silent)).collect(),
+            _ => HashMap::new(),
+        };
         let mut over_cap = counts.map(|(_, over)| over).unwrap_or_default();
         over_cap.retain(|(c, _)| !foreign.contains(&c.inode));
         let Some(me) = &me else {
@@ -455,9 +462,17 @@ pub fn run(
                 // reads it (a slow next request); one that never made any
                 // and waited unread is not (tiny_http would give it a whole
                 // read timeout from when it picked it up late).
+                // Hung for a read timeout: open that long, or with nothing
+                // come for all but a sweep of it, so that the close comes
+                // within the read timeout of its last bytes (a connection
+                // is first seen up to a sweep after it began).
+                let hung_long = now.duration_since(*since) >= watch.read_timeout
+                    || silent
+                        .get(inode)
+                        .is_some_and(|s| *s + every >= watch.read_timeout);
                 let due = !*shut
                     && *unread >= 2
-                    && now.duration_since(*since) >= watch.read_timeout
+                    && hung_long
                     && activity.quiet_for(watch.read_timeout)
                     && (activity == Activity::Unseen || !read.contains(inode));
                 if !due {
@@ -1042,6 +1057,7 @@ mod tests {
         let (mut asked_server, asked_peer) = listener.accept().unwrap();
         let mut quiet_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (quiet_server, quiet) = listener.accept().unwrap();
+        let quiet_since = Instant::now();
         let mut busy_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_busy_server, busy) = listener.accept().unwrap();
         *busy_peer.lock().unwrap() = Some(busy);
@@ -1091,13 +1107,18 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
 
-        // The quiet one: closed by the sweep, after the read timeout.
+        // The quiet one: closed by the sweep, once nothing came for all
+        // but a sweep of the read timeout (it has sent nothing since it
+        // was made).
         quiet_client
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let started = Instant::now();
         assert_eq!(quiet_client.read(&mut buf).unwrap_or(0), 0);
-        assert!(started.elapsed() >= read_timeout / 2, "not before its time");
+        assert!(
+            quiet_since.elapsed() >= read_timeout - sweep_every(read_timeout),
+            "not before its time: {:?}",
+            quiet_since.elapsed()
+        );
         // Claimed until its socket is gone, then reported gone.
         assert!(!has_gone(quiet));
         drop(quiet_server);

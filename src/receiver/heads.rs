@@ -163,6 +163,8 @@ pub struct Counted {
     pub read: u64,
     /// Bytes that came and wait unread.
     pub unread: u64,
+    /// Since the last bytes came (the kernel's `last_data_recv`).
+    pub silent: Duration,
 }
 
 /// A socket for the kernel's socket diagnostics.
@@ -215,12 +217,13 @@ impl Diag {
                         if u64::from(r.header.inode) == c.inode
                             && r.header.state == TCP_ESTABLISHED =>
                     {
-                        if let Some((read, unread)) = counts(&r) {
+                        if let Some((read, unread, silent)) = counts(&r) {
                             found.push(Counted {
                                 peer: c.peer,
                                 inode: c.inode,
                                 read,
                                 unread,
+                                silent,
                             });
                         }
                     }
@@ -272,13 +275,14 @@ impl Diag {
                 let id = &r.header.socket_id;
                 // Not ours: a client end, another service.
                 if id.source_port == port
-                    && let Some((read, unread)) = counts(&r)
+                    && let Some((read, unread, silent)) = counts(&r)
                 {
                     found.push(Counted {
                         peer: peer_of(id),
                         inode: u64::from(r.header.inode),
                         read,
                         unread,
+                        silent,
                     });
                 }
                 Some(true)
@@ -316,15 +320,19 @@ impl Diag {
     }
 }
 
-/// What the process has read of a socket, and what waits unread, from
-/// the kernel's answer about it.
-fn counts(r: &InetResponse) -> Option<(u64, u64)> {
-    let received = r.nlas.iter().find_map(|n| match n {
-        Nla::TcpInfo(info) => Some(info.bytes_received),
+/// What the process has read of a socket, what waits unread, and how long
+/// nothing came, from the kernel's answer about it.
+fn counts(r: &InetResponse) -> Option<(u64, u64, Duration)> {
+    let (received, silent_ms) = r.nlas.iter().find_map(|n| match n {
+        Nla::TcpInfo(info) => Some((info.bytes_received, info.last_data_recv)),
         _ => None,
     })?;
     let unread = u64::from(r.header.recv_queue);
-    Some((received.saturating_sub(unread), unread))
+    Some((
+        received.saturating_sub(unread),
+        unread,
+        Duration::from_millis(silent_ms.into()),
+    ))
 }
 
 /// The peer's address as `getpeername` gives it to tiny_http: an IPv6
@@ -662,6 +670,7 @@ mod tests {
             inode,
             read,
             unread: 0,
+            silent: Duration::ZERO,
         }
     }
 
@@ -1137,6 +1146,11 @@ mod tests {
             },
         ];
         let counted = diag.looked_up(&asked).expect("the kernel answers");
+        let silent = counted.first().map(|c| c.silent).unwrap_or_default();
+        assert!(
+            silent < Duration::from_secs(5),
+            "its bytes just came: {silent:?}"
+        );
         assert_eq!(
             counted,
             vec![Counted {
@@ -1144,6 +1158,7 @@ mod tests {
                 inode,
                 read: 3000,
                 unread: 2000,
+                silent,
             }]
         );
         // Many at once: answered in several rounds.
@@ -1152,8 +1167,13 @@ mod tests {
         // A dump finds the same, and only connections on our port as their
         // local end (not the client's ends).
         let dumped = diag.dumped(local).expect("the kernel answers");
-        let ours: Vec<&Counted> = dumped.iter().filter(|c| c.peer == peer).collect();
-        assert_eq!(ours, [&counted[0]], "{dumped:?}");
+        // (How long nothing came moves between the two answers.)
+        let ours: Vec<Counted> = dumped
+            .iter()
+            .filter(|c| c.peer == peer)
+            .map(|c| Counted { silent, ..*c })
+            .collect();
+        assert_eq!(ours, [counted[0]], "{dumped:?}");
         assert!(
             dumped.iter().all(|c| c.peer.port() != local.port()),
             "{dumped:?}"
