@@ -2439,6 +2439,7 @@ fn unsupported_transfer_codings_are_501_and_chunked_still_works() {
 #[test]
 fn other_http_versions_and_bare_lf_are_answered_or_closed_never_hung() {
     const CLOSE_ROOM: Duration = Duration::from_millis(250);
+    let _heavy = heavy();
     let rx = receiver(&secs(READ_TIMEOUT));
     let auth = format!("authorization: token {TOKEN}\r\n");
     let body = String::from_utf8(batch("bare.lf")).unwrap();
