@@ -1649,6 +1649,9 @@ fn a_refusal_with_a_drained_body_keeps_the_connection() {
 fn connections_reset_at_once_print_no_panic() {
     use socket2::SockRef;
     const AFTER_RESETS: Duration = Duration::from_secs(15);
+    // 1 000 connections and as many panics: a probe that loads both cores
+    // for a second or two, never beside one that measures time.
+    let _heavy = heavy();
     let rx = receiver(LONG_READ_TIMEOUT);
     for _ in 0..1000 {
         let mut s = TcpStream::connect(rx.addr).unwrap();
