@@ -1658,23 +1658,22 @@ fn connections_reset_at_once_print_no_panic() {
         let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
     }
+    // The status page on a connection of its own, each step within `within`.
+    let ask = |within| {
+        Conn::open_within(rx.addr, within)
+            .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+    };
     let asked = Instant::now();
-    let device = Conn::open_within(rx.addr, AFTER_RESETS)
-        .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
-        .map(|r| r.status);
+    let device = ask(AFTER_RESETS).map(|r| r.status);
     let took = asked.elapsed();
     if device.as_ref().ok() != Some(&200) || took > AFTER_RESETS {
-        let status = Conn::open_within(rx.addr, SLACK)
-            .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
-            .map(|r| r.text());
+        let status = ask(SLACK).map(|r| r.text());
         panic!("a device after the resets: {device:?} after {took:?}; status page: {status:?}");
     }
     println!("a device after 1 000 resets answered in {took:?}");
     // The count may trail the answer: resets queued in other pools.
     let counted = wait_until(Duration::from_secs(20), || {
-        Conn::open_within(rx.addr, SLACK)
-            .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
-            .is_ok_and(|r| r.text().contains("reset early: "))
+        ask(SLACK).is_ok_and(|r| r.text().contains("reset early: "))
     });
     assert!(counted, "the resets were not counted");
     assert_eq!(rx.upload(&batch("after.resets")).status, 200);

@@ -458,10 +458,6 @@ pub fn run(
                 if !activity.busy() && !read.contains(inode) {
                     *unread = unread.saturating_add(1);
                 }
-                // One that made requests is left to tiny_http while a thread
-                // reads it (a slow next request); one that never made any
-                // and waited unread is not (tiny_http would give it a whole
-                // read timeout from when it picked it up late).
                 // Hung for a read timeout: open that long, or with nothing
                 // come for all but a sweep of it, so that the close comes
                 // within the read timeout of its last bytes rather than at
@@ -475,6 +471,10 @@ pub fn run(
                     || silent
                         .get(inode)
                         .is_some_and(|s| (*s).min(age + every) + every >= watch.read_timeout);
+                // One that made requests is left to tiny_http while a thread
+                // reads it (a slow next request); one that never made any
+                // and waited unread is not (tiny_http would give it a whole
+                // read timeout from when it picked it up late).
                 let due = !*shut
                     && *unread >= 2
                     && hung_long
