@@ -8,7 +8,8 @@
 //! is what tiny_http has read from the socket. Read while no request of the
 //! connection is in hand and none came since, that can only be a head (a
 //! body is read while its request is in hand). Past `HEAD_LIMIT`, the
-//! connection is due to be shut.
+//! connection is due to be shut; so is every head past `HEAD_FLOOR` while
+//! heads hold more than `HEADS_BUDGET` across all connections.
 //!
 //! The same count caps chunk framing. `chunked_transfer`, tiny_http's
 //! decoder, collects a chunk's size line into a growing `Vec` as well,
@@ -49,6 +50,18 @@ use super::activity::Activity;
 /// Bytes tiny_http may read for one head (request line and headers)
 /// before the connection is shut. A device's head is under 1 KiB.
 pub const HEAD_LIMIT: u64 = 1024 * 1024;
+
+/// Head bytes tiny_http may hold across all connections at once. tiny_http
+/// keeps every header line of a head as two heap strings in a `Vec`, so a
+/// head of tiny lines (`a:b` and its line end, 5 bytes) costs about 20
+/// times its size in memory: 50 connections each a little under
+/// `HEAD_LIMIT` took the receiver to 1 GB. Past this budget, every head
+/// longer than `HEAD_FLOOR` is cut.
+pub const HEADS_BUDGET: u64 = 4 * 1024 * 1024;
+/// Heads this long or shorter are never cut for the budget: a device's
+/// head is about 300 bytes, and tiny_http reads at most 1 KiB of a body
+/// along with its head.
+pub const HEAD_FLOOR: u64 = 2 * 1024;
 
 /// How often the cap counts what tiny_http has read of each connection.
 /// A client sending an endless head at loopback speed (about 90 MB/s into
@@ -544,6 +557,8 @@ impl HeadWatch {
     ) -> Vec<Overs> {
         let mut heads = HashMap::with_capacity(counted.len());
         let mut over = Vec::new();
+        // Heads under their own cap, for the budget across them all.
+        let mut under = Vec::new();
         for c in counted {
             let seen = self.heads.get(&c.inode).copied();
             let activity = activity(c.peer);
@@ -639,14 +654,34 @@ impl HeadWatch {
                     .or(lapsed.then_some(Over::TurnLapsed { seq: b.seq })),
                 _ => None,
             };
-            if let Some(o) = this {
-                over.push((*c, o));
+            match (this, head_done) {
+                (Some(o), _) => over.push((*c, o)),
+                (None, Some(done)) if stretch > 0 => under.push((stretch, *c, done)),
+                _ => {}
             }
             heads.insert(c.inode, head);
         }
         self.heads = heads;
+        over.extend(over_budget(under));
         over
     }
+}
+
+/// The heads to cut when `heads` (each its length, its connection, and the
+/// requests done before it) hold more than `HEADS_BUDGET` in all: every
+/// one longer than `HEAD_FLOOR`. Not only the largest down to the budget:
+/// tiny_http parses a head of tiny lines faster than the looks come, and
+/// what is left would be past the budget again at the next look.
+fn over_budget(heads: Vec<(u64, Counted, Option<u64>)>) -> Vec<Overs> {
+    let all: u64 = heads.iter().map(|(len, ..)| len).sum();
+    if all <= HEADS_BUDGET {
+        return Vec::new();
+    }
+    heads
+        .into_iter()
+        .filter(|&(len, ..)| len > HEAD_FLOOR)
+        .map(|(_, c, done)| (c, Over::Head { done }))
+        .collect()
 }
 
 /// Both marks are of the same body being read.
@@ -723,6 +758,62 @@ mod tests {
             w.look(&[at(4, 1000 + 2 * HEAD_LIMIT)], &quiet(1))
                 .is_empty()
         );
+    }
+
+    /// Heads under their own cap are cut together once they hold more
+    /// than `HEADS_BUDGET` in all: every one over `HEAD_FLOOR`, the largest
+    /// and the smallest alike; a device's head (a few hundred bytes) and
+    /// bytes read while a request is in hand never.
+    #[test]
+    fn heads_past_the_budget_for_all_are_cut_down_to_the_floor() {
+        let unseen = |_: SocketAddr| Activity::Unseen;
+        let each = HEAD_LIMIT / 2;
+        let n = HEADS_BUDGET / each;
+        // Exactly the budget: nothing cut.
+        let mut w = HeadWatch::default();
+        let heads: Vec<Counted> = (1..=n).map(|i| at(i, each)).collect();
+        assert!(w.look(&heads, &unseen).is_empty());
+        // One byte more, from a head just over the floor, with a device's
+        // head and an upload in hand beside them.
+        let mut crowd = heads.clone();
+        crowd.push(at(100, HEAD_FLOOR + 1));
+        crowd.push(at(101, 300));
+        crowd.push(at(102, HEAD_FLOOR));
+        let upload = at(103, 30 << 20);
+        crowd.push(upload);
+        let activity = move |peer: SocketAddr| {
+            if peer == upload.peer {
+                Activity::Busy {
+                    done: 0,
+                    body: None,
+                }
+            } else {
+                Activity::Unseen
+            }
+        };
+        let mut w = HeadWatch::default();
+        let mut cut: Vec<u64> = w
+            .look(&crowd, &activity)
+            .into_iter()
+            .map(|(c, over)| {
+                assert_eq!(over, Over::Head { done: None });
+                c.inode
+            })
+            .collect();
+        cut.sort_unstable();
+        let mut expected: Vec<u64> = (1..=n).collect();
+        expected.push(100);
+        assert_eq!(cut, expected);
+        // Counted from where each head began: the same connections after
+        // a request each are within the budget again.
+        let quiet = |_: SocketAddr| Activity::Quiet {
+            ago: Duration::from_millis(5),
+            done: 1,
+        };
+        let mut w = HeadWatch::default();
+        w.look(&heads, &unseen);
+        let after: Vec<Counted> = heads.iter().map(|c| at(c.inode, c.read + 10)).collect();
+        assert!(w.look(&after, &quiet).is_empty());
     }
 
     /// A body holding the turn for large bodies lapses once it stops
