@@ -958,6 +958,70 @@ fn an_endless_head_is_cut_past_its_cap() {
     p.finish();
 }
 
+/// Heads of tiny header lines on many connections at once, each under the
+/// 1 MiB cap: tiny_http keeps every line as two strings in a `Vec`, about
+/// 20 times the line's 5 bytes, so 30 such heads of 900 KiB would hold
+/// about 600 MiB. Past the budget for all heads (4 MiB) every head over
+/// 2 KiB is cut, and closed within `CLOSED_BY_US` (the read timeout is
+/// 30 s); heads that tiny_http had not read yet at that look may go on
+/// while they hold no more than the budget together (at most 4 of these).
+/// Memory stays under the bound, and devices are served meanwhile.
+#[test]
+fn heads_of_tiny_lines_on_many_connections_are_cut_past_the_budget() {
+    const CONNECTIONS: usize = 30;
+    const EACH: usize = 900 * 1024;
+    const BUDGET: usize = 4 << 20;
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let (addr, pid) = (p.rx.addr, p.pid());
+    let watch = Watch::start(pid);
+    let done = Arc::new(AtomicBool::new(false));
+    let devices = {
+        let done = done.clone();
+        std::thread::spawn(move || Devices::during(addr, 3, &done))
+    };
+    let senders: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_write_timeout(Some(SLACK)).unwrap();
+                let lines = b"a:b\r\n".repeat(EACH / 5);
+                let sent = s
+                    .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+                    .and_then(|()| s.write_all(&lines));
+                // End-of-file or a reset is the receiver's close; a
+                // timeout is not.
+                s.set_read_timeout(Some(CLOSED_BY_US)).unwrap();
+                let closed = match sent.and_then(|()| s.read_to_end(&mut Vec::new())) {
+                    Ok(_) => true,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ),
+                };
+                (closed, s)
+            })
+        })
+        .collect();
+    let ended: Vec<(bool, TcpStream)> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    let open = ended.iter().filter(|(closed, _)| !closed).count();
+    done.store(true, Ordering::SeqCst);
+    let probe = "heads of tiny lines on 30 connections";
+    devices.join().unwrap().check(probe, &mut p.failures);
+    let peak = watch.stop();
+    p.check_peak(probe, peak);
+    println!("{probe}: {open} of {CONNECTIONS} left open");
+    if open > BUDGET / EACH {
+        p.failures.push(format!(
+            "{probe}: {open} of {CONNECTIONS} not closed within {CLOSED_BY_US:?}"
+        ));
+    }
+    drop(ended);
+    p.alive(probe);
+    p.check_return(probe);
+    p.finish();
+}
+
 /// A chunked upload whose chunk-size line never ends (tiny_http's
 /// decoder would keep it whole) is cut: once tiny_http has read 64 KiB of
 /// framing with nothing handed over, the receiver shuts the connection for
