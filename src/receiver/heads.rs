@@ -57,7 +57,7 @@ pub const HEAD_LIMIT: u64 = 1024 * 1024;
 /// times its size in memory: 50 connections each a little under
 /// `HEAD_LIMIT` took the receiver to 1 GB. Past this budget, every head
 /// longer than `HEAD_FLOOR` is cut.
-pub const HEADS_BUDGET: u64 = 4 * 1024 * 1024;
+pub const HEADS_BUDGET: u64 = 2 * 1024 * 1024;
 /// Heads this long or shorter are never cut for the budget: a device's
 /// head is about 300 bytes, and tiny_http reads at most 1 KiB of a body
 /// along with its head.
@@ -126,8 +126,9 @@ impl HeadCap {
 
     /// Counts our connections at `now` (when due, or sooner for the
     /// closing thread's looks): every one's counts, and those over a cap
-    /// (a head past `HEAD_LIMIT`, chunk framing past `FRAMING_LIMIT`);
-    /// None without socket diagnostics.
+    /// (a head past `HEAD_LIMIT`, or past `HEAD_FLOOR` while all heads
+    /// hold more than `HEADS_BUDGET`; chunk framing past `FRAMING_LIMIT`)
+    /// or past a deadline; None without socket diagnostics.
     pub fn count(
         &mut self,
         now: Instant,
@@ -406,6 +407,13 @@ struct Head {
     mark: Mark,
     /// The first look that saw bytes of the current head.
     began: Option<Instant>,
+    /// Read at the first look after this mark was first seen (0 for a
+    /// connection's first head, seen from its start): what the budget for
+    /// all heads counts from. A look counts first and asks what each
+    /// connection is doing after, so a request that ended in between
+    /// leaves `from` short of where its head began, by the end of its
+    /// body: the next look's count comes after it for sure.
+    settled: Option<u64>,
     /// Read when the body being read was first seen.
     body_from: Option<u64>,
     /// Read at the first look that found the framing over its cap.
@@ -439,7 +447,8 @@ pub type Overs = (Counted, Over);
 /// when measured (the closer cuts only if it still is).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Over {
-    /// A head longer than `HEAD_LIMIT`, read with no request in hand,
+    /// A head longer than `HEAD_LIMIT` (or than `HEAD_FLOOR` while all
+    /// heads hold more than `HEADS_BUDGET`), read with no request in hand,
     /// after `done` requests (None: before any).
     Head { done: Option<u64> },
     /// A head still coming past its deadline (`arrival_deadline`).
@@ -548,7 +557,8 @@ impl HeadWatch {
     /// a connection has read now whenever what it is doing changes: a
     /// request taken in hand or done with, or body handed over. One never
     /// seen before, with no request yet, started its head with its first
-    /// byte.
+    /// byte. Heads under their own cap go on to the budget for all heads
+    /// (`over_budget`), each counted from its `settled` point.
     pub fn look_at(
         &mut self,
         now: Instant,
@@ -576,19 +586,26 @@ impl HeadWatch {
                 from,
                 mark,
                 began: None,
+                settled: None,
                 body_from: None,
                 framing_over: None,
                 progress: None,
             };
             let mut head = match seen {
-                Some(h) if h.mark == mark => h,
+                Some(h) if h.mark == mark => Head {
+                    settled: h.settled.or(Some(c.read)),
+                    ..h
+                },
                 // The same body goes on: when it began stays.
                 Some(h) if same_body(h.mark, mark) => Head {
                     body_from: h.body_from,
                     progress: h.progress,
                     ..fresh(c.read)
                 },
-                None if mark == Mark::First => fresh(0),
+                None if mark == Mark::First => Head {
+                    settled: Some(0),
+                    ..fresh(0)
+                },
                 _ => fresh(c.read),
             };
             let stretch = c.read.saturating_sub(head.from);
@@ -654,9 +671,10 @@ impl HeadWatch {
                     .or(lapsed.then_some(Over::TurnLapsed { seq: b.seq })),
                 _ => None,
             };
+            let settled = head.settled.map_or(0, |from| c.read.saturating_sub(from));
             match (this, head_done) {
                 (Some(o), _) => over.push((*c, o)),
-                (None, Some(done)) if stretch > 0 => under.push((stretch, *c, done)),
+                (None, Some(done)) if settled > 0 => under.push((settled, *c, done)),
                 _ => {}
             }
             heads.insert(c.inode, head);
@@ -762,26 +780,19 @@ mod tests {
 
     /// Heads under their own cap are cut together once they hold more
     /// than `HEADS_BUDGET` in all: every one over `HEAD_FLOOR`, the largest
-    /// and the smallest alike; a device's head (a few hundred bytes) and
-    /// bytes read while a request is in hand never.
+    /// and the smallest alike; never one of `HEAD_FLOOR` or less (a
+    /// device's head is a few hundred bytes), and bytes read while a
+    /// request is in hand never count.
     #[test]
     fn heads_past_the_budget_for_all_are_cut_down_to_the_floor() {
         let unseen = |_: SocketAddr| Activity::Unseen;
         let each = HEAD_LIMIT / 2;
         let n = HEADS_BUDGET / each;
-        // Exactly the budget: nothing cut.
-        let mut w = HeadWatch::default();
         let heads: Vec<Counted> = (1..=n).map(|i| at(i, each)).collect();
-        assert!(w.look(&heads, &unseen).is_empty());
-        // One byte more, from a head just over the floor, with a device's
-        // head and an upload in hand beside them.
-        let mut crowd = heads.clone();
-        crowd.push(at(100, HEAD_FLOOR + 1));
-        crowd.push(at(101, 300));
-        crowd.push(at(102, HEAD_FLOOR));
-        let upload = at(103, 30 << 20);
-        crowd.push(upload);
-        let activity = move |peer: SocketAddr| {
+        // Exactly the budget, with an upload in hand under its own cap
+        // beside it: nothing cut.
+        let upload = at(100, each);
+        let in_hand = move |peer: SocketAddr| {
             if peer == upload.peer {
                 Activity::Busy {
                     done: 0,
@@ -791,9 +802,21 @@ mod tests {
                 Activity::Unseen
             }
         };
+        let mut with_upload = heads.clone();
+        with_upload.push(upload);
+        assert!(HeadWatch::default().look(&with_upload, &in_hand).is_empty());
+        // One byte more, from a head of exactly the floor: every head over
+        // the floor is cut, and only those.
+        let mut crowd = heads.clone();
+        crowd.push(at(101, 300));
+        crowd.push(at(102, HEAD_FLOOR));
+        crowd.push(at(103, HEAD_FLOOR + 1));
+        crowd[0].read -= 300 + HEAD_FLOOR + HEAD_FLOOR + 1;
         let mut w = HeadWatch::default();
+        assert!(w.look(&crowd, &unseen).is_empty());
+        crowd[0].read += 1;
         let mut cut: Vec<u64> = w
-            .look(&crowd, &activity)
+            .look(&crowd, &unseen)
             .into_iter()
             .map(|(c, over)| {
                 assert_eq!(over, Over::Head { done: None });
@@ -802,18 +825,71 @@ mod tests {
             .collect();
         cut.sort_unstable();
         let mut expected: Vec<u64> = (1..=n).collect();
-        expected.push(100);
+        expected.push(103);
         assert_eq!(cut, expected);
-        // Counted from where each head began: the same connections after
-        // a request each are within the budget again.
-        let quiet = |_: SocketAddr| Activity::Quiet {
-            ago: Duration::from_millis(5),
-            done: 1,
+    }
+
+    /// The budget counts a head from the look after its request was seen
+    /// done. A look counts first and asks what each connection is doing
+    /// after: an upload that ended in between (the worker read the end of
+    /// its body and answered) must not leave that end of its body counted
+    /// as a head while the device waits idle on its keep-alive connection.
+    #[test]
+    fn the_budget_never_counts_the_end_of_a_body_read_during_a_look() {
+        let each = HEAD_LIMIT / 2;
+        let n = HEADS_BUDGET / each + 1;
+        // Attack heads past the budget, all the time.
+        let attack =
+            |grown: u64| -> Vec<Counted> { (1..=n).map(|i| at(i, each + grown)).collect() };
+        let device = |read: u64| at(100, read);
+        let busy = Activity::Busy {
+            done: 0,
+            body: None,
         };
+        let quiet = |done: u64| Activity::Quiet {
+            ago: Duration::from_millis(5),
+            done,
+        };
+        let ask = |device_now: Activity| {
+            move |peer: SocketAddr| {
+                if peer == device(0).peer {
+                    device_now
+                } else {
+                    Activity::Unseen
+                }
+            }
+        };
+        let cut_device = |overs: Vec<Overs>| overs.iter().any(|(c, _)| c.inode == 100);
         let mut w = HeadWatch::default();
-        w.look(&heads, &unseen);
-        let after: Vec<Counted> = heads.iter().map(|c| at(c.inode, c.read + 10)).collect();
-        assert!(w.look(&after, &quiet).is_empty());
+        // The upload is read: 1 000 bytes of it at the first look.
+        assert!(!cut_device(
+            w.look(&[attack(0), vec![device(1000)]].concat(), &ask(busy))
+        ));
+        // Counted with 1 000 read; by the time it is asked, the worker has
+        // read the last 20 000 bytes and answered.
+        assert!(!cut_device(w.look(
+            &[attack(1), vec![device(1000)]].concat(),
+            &ask(quiet(1))
+        )));
+        // Then idle: those 20 000 bytes were body, not head.
+        for grown in 2..5 {
+            let overs = w.look(
+                &[attack(grown), vec![device(21_000)]].concat(),
+                &ask(quiet(1)),
+            );
+            assert!(!overs.is_empty(), "the attack is cut");
+            assert!(!cut_device(overs), "the device's idle connection was cut");
+        }
+        // A head that does come after the request counts from the look
+        // after it was seen done: past the floor, it is cut with the rest.
+        let overs = w.look(
+            &[attack(5), vec![device(21_000 + HEAD_FLOOR + 1)]].concat(),
+            &ask(quiet(1)),
+        );
+        assert!(overs.contains(&(
+            device(21_000 + HEAD_FLOOR + 1),
+            Over::Head { done: Some(1) }
+        )));
     }
 
     /// A body holding the turn for large bodies lapses once it stops

@@ -1462,7 +1462,10 @@ fn status_page(ctx: &Ctx) -> Outcome {
         closed = count_line(
             ctx.closer.tally.closed.load(Ordering::Relaxed),
             |n| format!(
-                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies without coming on, sent a head over 1 MiB or over 2 KiB while heads held more than 4 MiB in all, or hung)"
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies without coming on, sent a head over {} KiB or over {} KiB while heads held more than {} KiB in all, or hung)",
+                heads::HEAD_LIMIT / 1024,
+                heads::HEAD_FLOOR / 1024,
+                heads::HEADS_BUDGET / 1024,
             )
         ),
         nudges = count_line(
