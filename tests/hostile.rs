@@ -959,6 +959,46 @@ fn an_endless_head_is_cut_past_its_cap() {
     p.finish();
 }
 
+/// Uploads with the token whose bodies never come each hold a worker
+/// until the read timeout. A device that comes after a burst of them must
+/// find a worker: workers are added as requests are handed out, counted
+/// when handed out rather than when a worker starts on one (a worker that
+/// had taken a request but not yet counted itself busy passed for idle,
+/// so the request behind a burst could find every worker held and wait
+/// for a read timeout: 1 to 3 runs in 4 of such a burst here, found by a
+/// hostile-client probe). Six bursts of 30, each followed by a device.
+#[test]
+fn a_device_after_a_burst_of_stalled_uploads_finds_a_worker() {
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let addr = p.rx.addr;
+    let held = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nContent-Length: 5000\r\n\r\n"
+    );
+    let mut stalled = Vec::new();
+    for burst in 1..=6 {
+        for _ in 0..30 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(held.as_bytes()).unwrap();
+            stalled.push(s);
+        }
+        match device_upload(addr) {
+            Ok(took) if took <= DEVICE_ACK => {}
+            Ok(took) => p.failures.push(format!(
+                "burst {burst}: the device was answered after {took:?}\n{}",
+                status_page(addr)
+            )),
+            Err(e) => p
+                .failures
+                .push(format!("burst {burst}: {e}\n{}", status_page(addr))),
+        }
+    }
+    drop(stalled);
+    p.alive("stalled uploads");
+    p.check_return("stalled uploads");
+    p.finish();
+}
+
 /// Heads of tiny header lines on many connections at once, each under the
 /// 1 MiB cap: tiny_http keeps every line as two strings in a `Vec`, 20 to
 /// 30 times the line's 5 bytes (30 such heads of 900 KiB took the

@@ -94,6 +94,9 @@ struct Ctx {
     /// Workers serving a request now, and alive.
     busy: AtomicUsize,
     alive: AtomicUsize,
+    /// Requests handed to the workers and not yet done with (taken or
+    /// still queued): what the workers must cover.
+    handed: AtomicUsize,
     min_workers: usize,
     max_workers: usize,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -157,6 +160,7 @@ pub fn start_with(
         unanswered: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
         alive: AtomicUsize::new(0),
+        handed: AtomicUsize::new(0),
         min_workers,
         max_workers: max_workers().max(min_workers),
         workers: Mutex::new(Vec::new()),
@@ -340,13 +344,17 @@ fn add_worker(ctx: &Arc<Ctx>) -> io::Result<()> {
     }
 }
 
-/// Adds a worker when the request about to be handed out would find none
-/// idle.
+/// Counts the request about to be handed out, and adds a worker when the
+/// workers alive would not cover every request handed out. Counted here
+/// and done with by the worker after it served it, not by the workers'
+/// own busy count: a worker between taking a request and counting itself
+/// busy passed for idle, so in a burst of uploads whose bodies stall the
+/// request behind them found every worker held by one and waited for a
+/// read timeout (a hostile-client probe, December 3).
 fn grow_workers(ctx: &Arc<Ctx>) {
+    let handed = ctx.handed.fetch_add(1, Ordering::SeqCst) + 1;
     let alive = ctx.alive.load(Ordering::SeqCst);
-    let idle = alive.saturating_sub(ctx.busy.load(Ordering::SeqCst));
-    if ctx.work.len() + 1 > idle && alive < ctx.max_workers && !ctx.stopping.load(Ordering::SeqCst)
-    {
+    if handed > alive && alive < ctx.max_workers && !ctx.stopping.load(Ordering::SeqCst) {
         let _ = add_worker(ctx);
     }
 }
@@ -427,11 +435,13 @@ fn worker(ctx: &Arc<Ctx>) {
             Ok(work) => serve(ctx, work),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                // Beyond the initial workers, an idle one ends.
+                // Beyond the initial workers, an idle one ends, unless a
+                // request handed out meanwhile counts on it.
                 let ended = ctx
                     .alive
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                        (n > ctx.min_workers).then(|| n - 1)
+                        (n > ctx.min_workers && ctx.handed.load(Ordering::SeqCst) < n)
+                            .then(|| n - 1)
                     })
                     .is_ok();
                 if ended {
@@ -476,6 +486,7 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
     }
     from.finish();
     ctx.busy.fetch_sub(1, Ordering::SeqCst);
+    ctx.handed.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Lets go of a request without answering it: its connection broke the
