@@ -121,6 +121,17 @@ fn device_upload(addr: SocketAddr) -> Result<Duration, String> {
     }
 }
 
+/// Devices uploading one after another, at least three, until `done` is
+/// set: join the handle for how they fared.
+fn devices_meanwhile(addr: SocketAddr) -> (Arc<AtomicBool>, JoinHandle<Devices>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    (
+        done,
+        std::thread::spawn(move || Devices::during(addr, 3, &flag)),
+    )
+}
+
 /// Device uploads one after another while a probe runs.
 #[derive(Debug, Default)]
 struct Devices {
@@ -830,11 +841,7 @@ fn endless_pipeline(addr: SocketAddr, pid: u32, for_how_long: Duration) -> (usiz
 fn endless(p: &mut Probed, probe: &str, run: impl FnOnce() -> String) {
     let addr = p.rx.addr;
     let watch = Watch::start(p.pid());
-    let done = Arc::new(AtomicBool::new(false));
-    let devices = {
-        let done = done.clone();
-        std::thread::spawn(move || Devices::during(addr, 3, &done))
-    };
+    let (done, devices) = devices_meanwhile(addr);
     let how = run();
     done.store(true, Ordering::SeqCst);
     devices.join().unwrap().check(probe, &mut p.failures);
@@ -870,11 +877,7 @@ struct EndlessCut {
 fn endless_cut(p: &mut Probed, probe: &str, start: &[u8], each: u8) -> EndlessCut {
     let (addr, pid) = (p.rx.addr, p.pid());
     let watch = Watch::start(pid);
-    let done = Arc::new(AtomicBool::new(false));
-    let devices = {
-        let done = done.clone();
-        std::thread::spawn(move || Devices::during(addr, 3, &done))
-    };
+    let (done, devices) = devices_meanwhile(addr);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_write_timeout(Some(SLACK)).unwrap();
     s.write_all(start).unwrap();
@@ -1016,11 +1019,7 @@ fn heads_of_tiny_lines_on_many_connections_are_cut_past_the_budget() {
     let mut p = Probed::start(LONG_READ_TIMEOUT);
     let (addr, pid) = (p.rx.addr, p.pid());
     let watch = Watch::start(pid);
-    let done = Arc::new(AtomicBool::new(false));
-    let devices = {
-        let done = done.clone();
-        std::thread::spawn(move || Devices::during(addr, 3, &done))
-    };
+    let (done, devices) = devices_meanwhile(addr);
     let senders: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
             std::thread::spawn(move || {
@@ -1162,11 +1161,7 @@ fn bodies_that_inflate_large_are_decoded_one_at_a_time() {
     let auth = format!("token {TOKEN}");
     let request = request_bytes("POST", &[("authorization", &auth)], &bomb);
     let watch = Watch::start(pid);
-    let done = Arc::new(AtomicBool::new(false));
-    let devices = {
-        let done = done.clone();
-        std::thread::spawn(move || Devices::during(addr, 3, &done))
-    };
+    let (done, devices) = devices_meanwhile(addr);
     let answers: Vec<Result<(u16, bool), String>> = std::thread::scope(|s| {
         let senders: Vec<_> = (0..24)
             .map(|_| {
@@ -2000,11 +1995,7 @@ fn slow_trickles_are_cut_at_their_deadlines() {
             Some("401"),
         ),
     ];
-    let done = Arc::new(AtomicBool::new(false));
-    let devices = {
-        let done = done.clone();
-        std::thread::spawn(move || Devices::during(addr, 3, &done))
-    };
+    let (done, devices) = devices_meanwhile(addr);
     let longest = deadline * 3;
     let results: Vec<Trickled> = std::thread::scope(|s| {
         let threads: Vec<_> = cases
