@@ -968,21 +968,20 @@ fn an_endless_head_is_cut_past_its_cap() {
 /// when handed out rather than when a worker starts on one (a worker that
 /// had taken a request but not yet counted itself busy passed for idle,
 /// so the request behind a burst could find every worker held and wait
-/// for a read timeout: 1 to 3 runs in 4 of such a burst here, found by a
-/// hostile-client probe). Six bursts of 30, each followed by a device.
+/// for a read timeout: about half the runs of such a burst here, found by
+/// a hostile-client probe). Six bursts of 30, each followed by a device.
 #[test]
 fn a_device_after_a_burst_of_stalled_uploads_finds_a_worker() {
     let _heavy = heavy();
     let mut p = Probed::start(LONG_READ_TIMEOUT);
     let addr = p.rx.addr;
-    let held = format!(
-        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nContent-Length: 5000\r\n\r\n"
-    );
+    // An upload with the token, cut mid-body (`stall_bytes`' third kind).
+    let held = stall_bytes(2);
     let mut stalled = Vec::new();
     for burst in 1..=6 {
         for _ in 0..30 {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(held.as_bytes()).unwrap();
+            s.write_all(&held).unwrap();
             stalled.push(s);
         }
         match device_upload(addr) {

@@ -53,7 +53,7 @@ pub const HEAD_LIMIT: u64 = 1024 * 1024;
 
 /// Head bytes tiny_http may hold across all connections at once. tiny_http
 /// keeps every header line of a head as two heap strings in a `Vec`, so a
-/// head of tiny lines (`a:b` and its line end, 5 bytes) costs about 20
+/// head of tiny lines (`a:b` and its line end, 5 bytes) costs 20 to 30
 /// times its size in memory: 50 connections each a little under
 /// `HEAD_LIMIT` took the receiver to 1 GB. Past this budget, every head
 /// longer than `HEAD_FLOOR` is cut.
