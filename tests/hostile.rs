@@ -1202,6 +1202,79 @@ fn bodies_that_inflate_large_are_decoded_one_at_a_time() {
     p.finish();
 }
 
+/// Bodies under 1 MiB once inflated share a budget of bytes being decoded
+/// (`DECODE_BUDGET`): 150 connections with the token, each sending gzip
+/// bodies of about 1 KiB that inflate to just under 1 MiB, as fast as they
+/// are answered, for 3 s. Every one of them used to be inflated at once
+/// (a release build peaked at 431 MiB; 303 MiB with 100 connections),
+/// and a device's batch waited behind them (0.4 s at the median). Within
+/// the budget RSS stays under the limit, each is answered 200 or 503 with
+/// `Retry-After`, devices are served meanwhile, and everything returns.
+#[test]
+fn bodies_that_inflate_under_1_mib_share_a_budget_for_decoding() {
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let (addr, pid) = (p.rx.addr, p.pid());
+    let record = r#"{"@t":"inflated","@ts":"2026-12-02T01:00:00"}"#;
+    let text = format!("[{}{record}]", " ".repeat(1_000_000));
+    let bomb = gzip(text.as_bytes());
+    let auth = format!("token {TOKEN}");
+    let request = request_bytes("POST", &[("authorization", &auth)], &bomb);
+    let watch = Watch::start(pid);
+    let (done, devices) = devices_meanwhile(addr);
+    let until = Instant::now() + Duration::from_secs(3);
+    let answers: Vec<Result<u16, String>> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..150)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = Conn::open(addr);
+                    let mut answers = Vec::new();
+                    while Instant::now() < until {
+                        c.send(&request);
+                        let answer = c.try_read_response(false).map_err(|e| e.to_string());
+                        answers.push(answer.and_then(|r| match r.status {
+                            200 => Ok(200),
+                            503 if r.header("retry-after").is_some() => Ok(503),
+                            status => Err(format!("{status}: {}", r.text())),
+                        }));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        senders
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    done.store(true, Ordering::SeqCst);
+    devices
+        .join()
+        .unwrap()
+        .check("bodies inflating under 1 MiB", &mut p.failures);
+    let peak = watch.stop();
+    let saved = answers.iter().filter(|a| matches!(a, Ok(200))).count();
+    let busy = answers.iter().filter(|a| matches!(a, Ok(503))).count();
+    println!(
+        "150 connections of {} B bodies inflating to {} B, 3 s: {saved} answered 200, {busy} 503 \
+         (waited for a share); RSS grew by {} MiB",
+        bomb.len(),
+        text.len(),
+        peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024
+    );
+    let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    if saved == 0 || !failed.is_empty() {
+        p.failures.push(format!(
+            "bodies inflating under 1 MiB: wanted 200s (and 503s with Retry-After), \
+             {saved} saved, failures {failed:?}"
+        ));
+    }
+    p.check_peak("bodies inflating under 1 MiB", peak);
+    p.alive("bodies inflating under 1 MiB");
+    p.check_return("bodies inflating under 1 MiB");
+    p.finish();
+}
+
 /// A body announced over 1 MiB takes its turn before it is read, so the
 /// wire holds no more large bodies at once than decoding does: while one
 /// large upload is being read (half sent, its turn held), a second one is

@@ -12,7 +12,7 @@ use flate2::read::MultiGzDecoder;
 use subtle::ConstantTimeEq;
 
 use crate::batch::{Batch, Counts, Encoding, scan};
-use crate::receiver::turns::{LARGE_BODY, Turn, Turns};
+use crate::receiver::turns::{Budget, LARGE_BODY, Share, Turn, Turns};
 
 /// Longest JSON error text passed on (the position is always kept).
 const MAX_ERROR_CHARS: usize = 300;
@@ -291,6 +291,8 @@ pub struct Unchecked<'a> {
     /// Its turn at decoding, for a large body: given back when the batch
     /// is finished (its records checked and its line saved) or dropped.
     _turn: Option<Turn>,
+    /// Its share of the budget for smaller bodies, held as long.
+    _share: Option<Share>,
 }
 
 /// `decode` up to the records check: inflates, checks size and UTF-8, lays
@@ -308,14 +310,16 @@ pub fn prepare<'a>(
 /// from `turns`, held until the batch is finished or dropped. A gzip body
 /// is first inflated up to `LARGE_BODY`; past it, that output is let go
 /// of while the turn is waited for, and the body inflated again. `held`
-/// is a turn taken already (before a large body was read).
+/// is a turn taken already (before a large body was read). A smaller body
+/// holds a share of `budget` as long: see `inflate_in_share`.
 pub fn prepare_in_turn<'a>(
     config: &Config,
     content_encoding: Option<&str>,
     wire: &'a [u8],
-    turns: Option<&Arc<Turns>>,
+    gates: Option<(&Arc<Turns>, &Arc<Budget>)>,
     held: Option<Turn>,
 ) -> Result<Unchecked<'a>, Rejection> {
+    let turns = gates.map(|(turns, _)| turns);
     if wire.len() > config.max_body {
         return Err(too_large("body", wire.len(), config.max_body));
     }
@@ -325,16 +329,19 @@ pub fn prepare_in_turn<'a>(
         turn = turns.map(Turns::take).transpose()?;
     }
     let declared = Declared::from_header(content_encoding);
+    let budget = gates.filter(|_| turn.is_none()).map(|(_, budget)| budget);
+    let mut share = None;
     let (body, encoding, warning): (Cow<'a, [u8]>, _, _) = if wire.starts_with(&[0x1f, 0x8b]) {
         let inflated = match turns.filter(|_| turn.is_none() && large(config.max_body)) {
-            Some(turns) => match inflate(wire, LARGE_BODY) {
+            Some(turns) => match inflate_in_share(wire, LARGE_BODY, budget, &mut share) {
                 Err(r) if r.status == 413 => {
+                    share = None;
                     turn = Some(turns.take()?);
                     inflate(wire, config.max_body)?
                 }
                 done => done?,
             },
-            None => inflate(wire, config.max_body)?,
+            None => inflate_in_share(wire, config.max_body, budget, &mut share)?,
         };
         let warning = match &declared {
             Declared::Gzip => None,
@@ -347,8 +354,12 @@ pub fn prepare_in_turn<'a>(
         };
         (Cow::Owned(inflated), Encoding::Gzip, warning)
     } else {
+        share = budget.map(|budget| budget.take(wire.len())).transpose()?;
         (Cow::Borrowed(wire), Encoding::Identity, None)
     };
+    if let Some(share) = share.as_mut() {
+        share.shrink(wire.len() + body.len());
+    }
     let text = as_text(body).map_err(|e| reject(encoding, &declared, e))?;
     // Copied once, straight into the shared buffer the capture, the
     // dashboard and the forwards read.
@@ -372,6 +383,7 @@ pub fn prepare_in_turn<'a>(
         text,
         declared,
         _turn: turn,
+        _share: share,
     })
 }
 
@@ -575,6 +587,36 @@ pub(crate) fn too_large(what: &str, size: usize, limit: usize) -> Rejection {
     )
 }
 
+/// `inflate`, holding a share of `budget` (when there is one) for what
+/// came and what inflating may give: first what the gzip trailer says the
+/// body gives (what one member gives: the device's case, so a device's
+/// batch of 100 kB waits only for that much), inflating no further; past
+/// that (several members, or a trailer that lies), a share of `limit` and
+/// once more up to it. Whatever a body says, it never holds more than its
+/// share.
+fn inflate_in_share(
+    wire: &[u8],
+    limit: usize,
+    budget: Option<&Arc<Budget>>,
+    share: &mut Option<Share>,
+) -> Result<Vec<u8>, Rejection> {
+    let Some(budget) = budget else {
+        return inflate(wire, limit);
+    };
+    let said = wire.last_chunk::<4>().map_or(limit, |size| {
+        (u32::from_le_bytes(*size) as usize).min(limit)
+    });
+    *share = Some(budget.take(wire.len() + said + 1)?);
+    match inflate(wire, said) {
+        Err(r) if r.status == 413 && said < limit => {
+            *share = None;
+            *share = Some(budget.take(wire.len() + said + 1)?);
+            inflate(wire, limit)
+        }
+        done => done,
+    }
+}
+
 /// Inflates gzip, never holding more than `limit` + 1 bytes of output.
 fn inflate(wire: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     match inflate_lone_member(wire, limit) {
@@ -736,6 +778,7 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receiver::turns::DECODE_BUDGET;
     use proptest::prelude::*;
 
     fn unchecked(body: &str) -> Unchecked<'_> {
@@ -981,7 +1024,8 @@ mod tests {
             body: &'a [u8],
             turns: &Arc<Turns>,
         ) -> Result<Unchecked<'a>, Rejection> {
-            prepare_in_turn(cfg, None, body, Some(turns), None)
+            let budget = Arc::new(Budget::new(DECODE_BUDGET, std::time::Duration::ZERO));
+            prepare_in_turn(cfg, None, body, Some((turns, &budget)), None)
         }
         let held = turns.take().unwrap();
         // Taken by another: a small body, plain or gzip, goes ahead.
@@ -1007,16 +1051,66 @@ mod tests {
             max_body: LARGE_BODY + 10,
             ..cfg_open()
         };
-        let refused = prepare_in_turn(
-            &tight,
-            None,
-            &gz(spaced.as_bytes(), None),
-            Some(&turns),
-            None,
-        )
-        .err()
-        .expect("too large");
+        let refused = turn_of(&tight, &gz(spaced.as_bytes(), None), &turns)
+            .err()
+            .expect("too large");
         assert_eq!(refused.status, 413, "{}", refused.error);
+    }
+
+    /// A body below the large ones holds a share of the budget from before
+    /// it is inflated until its batch is finished: what its gzip trailer
+    /// says while it inflates, what came and what it gave after. One that
+    /// does not fit waits (here not at all: 503), while a device's batch
+    /// fits beside what a larger one would need.
+    #[test]
+    fn smaller_bodies_hold_a_share_of_the_budget_while_decoded() {
+        let no_wait = std::time::Duration::ZERO;
+        let turns = Arc::new(Turns::new(no_wait));
+        let cfg = cfg_open();
+        let device = include_bytes!("../../tests/fixtures/batch-1000-naive.json");
+        let wire = gz(device, None);
+        let share = wire.len() + device.len();
+        let budget = Arc::new(Budget::new(share + 1, no_wait));
+        let gates = Some((&turns, &budget));
+        let unchecked = prepare_in_turn(&cfg, None, &wire, gates, None).expect("fits");
+        assert_eq!(budget.held(), share);
+        // Nothing left for a second one meanwhile.
+        let refused = prepare_in_turn(&cfg, None, &wire, gates, None)
+            .err()
+            .expect("full");
+        assert_eq!(refused.status, 503, "{}", refused.error);
+        assert!(refused.error.contains("share"), "{}", refused.error);
+        let counts = unchecked.check().unwrap();
+        drop(unchecked.finish(counts));
+        assert_eq!(budget.held(), 0, "given back once finished");
+        // A plain body holds what came.
+        let unchecked = prepare_in_turn(&cfg, None, device, gates, None).expect("fits");
+        assert_eq!(budget.held(), device.len());
+        drop(unchecked);
+        // Whitespace that inflates to 1 MiB from a hundredth of that asks
+        // for a share of 1 MiB: with 200 kB left, a device's batch fits and
+        // it does not.
+        let record = r#"{"@t":"x","@ts":"2026-12-02T01:00:00"}"#;
+        let spaced = format!("[{}{record}]", " ".repeat(LARGE_BODY - 100));
+        let bomb = gz(spaced.as_bytes(), None);
+        assert!(bomb.len() < spaced.len() / 100, "{} bytes", bomb.len());
+        let roomy = Arc::new(Budget::new(DECODE_BUDGET, no_wait));
+        let gates = Some((&turns, &roomy));
+        let others = roomy.take(DECODE_BUDGET - 200_000).unwrap();
+        let refused = prepare_in_turn(&cfg, None, &bomb, gates, None)
+            .err()
+            .expect("no share");
+        assert_eq!(refused.status, 503, "{}", refused.error);
+        assert!(prepare_in_turn(&cfg, None, &wire, gates, None).is_ok());
+        drop(others);
+        assert!(prepare_in_turn(&cfg, None, &bomb, gates, None).is_ok());
+        // Two members, the last one small: its trailer says too little, so
+        // the first inflating stops there, and the body is inflated again
+        // in a share of the limit.
+        let two = [gz(b"[", None), gz(&device[1..], None)].concat();
+        let unchecked = prepare_in_turn(&cfg, None, &two, gates, None).expect("inflated again");
+        assert_eq!(unchecked.batch().body_bytes, device.len());
+        assert_eq!(roomy.held(), two.len() + device.len());
     }
 
     fn gz(data: &[u8], name: Option<&str>) -> Vec<u8> {

@@ -26,7 +26,7 @@ use crate::receiver::heads;
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
-use crate::receiver::turns::{self, TURN_WAIT, Turn, Turns};
+use crate::receiver::turns::{self, Budget, DECODE_BUDGET, TURN_WAIT, Turn, Turns};
 use crate::time::format_received;
 
 /// Seconds the device is asked to wait after a 503.
@@ -114,6 +114,8 @@ struct Ctx {
     auth: std::sync::RwLock<ingest::Auth>,
     /// Large bodies are decoded one at a time.
     turns: Arc<Turns>,
+    /// The bytes smaller bodies hold while they are decoded.
+    budget: Arc<Budget>,
 }
 
 /// Binds, starts the accept side and the workers, and returns at once;
@@ -171,6 +173,7 @@ pub fn start_with(
         respond,
         auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
         turns: Arc::new(Turns::new(TURN_WAIT)),
+        budget: Arc::new(Budget::new(DECODE_BUDGET, TURN_WAIT)),
     });
     for _ in 0..min_workers {
         add_worker(&ctx)?;
@@ -1323,7 +1326,7 @@ fn decode_and_save(
         &ctx.config,
         header(request, "content-encoding"),
         &wire,
-        Some(&ctx.turns),
+        Some((&ctx.turns, &ctx.budget)),
         turn,
     );
     let unchecked = match prepared {
@@ -1434,6 +1437,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
          {large}\
+         {budget}\
          {reset}\
          {closed}\
          {nudges}\
@@ -1463,6 +1467,10 @@ fn status_page(ctx: &Ctx) -> Outcome {
         large = count_line(ctx.turns.waiting() as u64, |n| format!(
             "large bodies: {n} waiting for their turn (bodies over {} MiB are read and decoded one at a time)",
             turns::LARGE_BODY >> 20
+        )),
+        budget = count_line(ctx.budget.waiting() as u64, |n| format!(
+            "decoding: {n} upload(s) waiting for a share of the {} MiB that smaller bodies hold while they are decoded",
+            DECODE_BUDGET >> 20
         )),
         reset = count_line(
             crate::receiver::accept::RESET_BEFORE_READ.load(Ordering::Relaxed) as u64,
