@@ -333,6 +333,12 @@ pub fn prepare_in_turn<'a>(
     let mut share = None;
     let (body, encoding, warning): (Cow<'a, [u8]>, _, _) = if wire.starts_with(&[0x1f, 0x8b]) {
         let inflated = match turns.filter(|_| turn.is_none() && large(config.max_body)) {
+            // A body whose trailer says it is large asks for the turn at once
+            // rather than for a share it would not use.
+            Some(turns) if trailer_size(wire).is_some_and(|size| size > LARGE_BODY) => {
+                turn = Some(turns.take()?);
+                inflate(wire, config.max_body)?
+            }
             Some(turns) => match inflate_in_share(wire, LARGE_BODY, budget, &mut share) {
                 Err(r) if r.status == 413 => {
                     share = None;
@@ -592,8 +598,8 @@ pub(crate) fn too_large(what: &str, size: usize, limit: usize) -> Rejection {
 /// body gives (what one member gives: the device's case, so a device's
 /// batch of 100 kB waits only for that much), inflating no further; past
 /// that (several members, or a trailer that lies), a share of `limit` and
-/// once more up to it. Whatever a body says, it never holds more than its
-/// share.
+/// once more up to it. Whatever its trailer says, a body never inflates
+/// past what its share counts.
 fn inflate_in_share(
     wire: &[u8],
     limit: usize,
@@ -603,18 +609,23 @@ fn inflate_in_share(
     let Some(budget) = budget else {
         return inflate(wire, limit);
     };
-    let said = wire.last_chunk::<4>().map_or(limit, |size| {
-        (u32::from_le_bytes(*size) as usize).min(limit)
-    });
+    let said = trailer_size(wire).map_or(limit, |size| size.min(limit));
     *share = Some(budget.take(wire.len() + said + 1)?);
     match inflate(wire, said) {
         Err(r) if r.status == 413 && said < limit => {
             *share = None;
-            *share = Some(budget.take(wire.len() + said + 1)?);
+            *share = Some(budget.take(wire.len() + limit + 1)?);
             inflate(wire, limit)
         }
         done => done,
     }
+}
+
+/// The length a gzip body's trailer gives (of its last member, modulo
+/// 2^32): what it inflates to when it is one member that tells the truth.
+fn trailer_size(wire: &[u8]) -> Option<usize> {
+    let size = wire.last_chunk::<4>()?;
+    Some(u32::from_le_bytes(*size) as usize)
 }
 
 /// Inflates gzip, never holding more than `limit` + 1 bytes of output.
@@ -1104,10 +1115,11 @@ mod tests {
         assert!(prepare_in_turn(&cfg, None, &wire, gates, None).is_ok());
         drop(others);
         assert!(prepare_in_turn(&cfg, None, &bomb, gates, None).is_ok());
-        // Two members, the last one small: its trailer says too little, so
-        // the first inflating stops there, and the body is inflated again
-        // in a share of the limit.
-        let two = [gz(b"[", None), gz(&device[1..], None)].concat();
+        // Two members, the last one of one byte: its trailer says too
+        // little, so the first inflating stops there, and the body is
+        // inflated again in a share of the limit.
+        let last = device.len() - 1;
+        let two = [gz(&device[..last], None), gz(&device[last..], None)].concat();
         let unchecked = prepare_in_turn(&cfg, None, &two, gates, None).expect("inflated again");
         assert_eq!(unchecked.batch().body_bytes, device.len());
         assert_eq!(roomy.held(), two.len() + device.len());

@@ -106,13 +106,15 @@ impl Drop for Turn {
 /// Bytes of body held by the uploads being decoded at once, below
 /// `LARGE_BODY` each (a large one has its turn instead): what came, and
 /// what inflating may give (what the gzip trailer says while it inflates,
-/// what it gave after), until the batch is saved or refused. Without it,
-/// a client with the token could have every worker inflate a kilobyte into
-/// 1 MiB at once: 300 connections doing so took a release build to 790–807
-/// MiB, and a device's batch waited 0.7–0.8 s behind them; with it, 192
-/// MiB and 0.02 s. About 70 of the benchmark's batches (106 kB of records
-/// from 15 kB of gzip) fit at once. An upload that waited `TURN_WAIT` for
-/// its share is refused 503, to be sent again.
+/// what it gave after), until the batch is saved or refused. The copies
+/// decoding makes (the line, the records' buffer) come on top: 8 MiB of
+/// shares hold about 16–24 MiB. Without it, a client with the token could
+/// have every worker inflate a kilobyte into 1 MiB at once: 300
+/// connections doing so took a release build to 786–807 MiB, and a
+/// device's batch waited 0.7–0.8 s behind them; with it, 192 MiB and
+/// 0.02 s. About 70 of the benchmark's batches (106 kB of records from
+/// 15 kB of gzip) fit at once. An upload that waited `TURN_WAIT` for its
+/// share is refused 503, to be sent again.
 pub const DECODE_BUDGET: usize = 8 << 20;
 
 /// The budget of body bytes being decoded (`DECODE_BUDGET`). Shares are
