@@ -613,6 +613,8 @@ fn inflate_in_share(
     *share = Some(budget.take(wire.len() + said + 1)?);
     match inflate(wire, said) {
         Err(r) if r.status == 413 && said < limit => {
+            // Given back before the larger one is waited for: no upload
+            // holds a share while it waits for another.
             *share = None;
             *share = Some(budget.take(wire.len() + limit + 1)?);
             inflate(wire, limit)

@@ -120,8 +120,9 @@ pub const DECODE_BUDGET: usize = 8 << 20;
 /// The budget of body bytes being decoded (`DECODE_BUDGET`). Shares are
 /// given first come, first served among those that fit: when bytes come
 /// back, the oldest waiter they cover gets them, then the next, and so on,
-/// each woken alone (a waiter that does not fit yet stays where it is, so
-/// a device's batch is not held behind a body ten times its size).
+/// each woken alone (a waiter that does not fit yet keeps its place and
+/// is passed over, so a device's batch is not held back by a larger body
+/// ahead of it that needs more than is free).
 pub struct Budget {
     ledger: Mutex<Ledger>,
     size: usize,
