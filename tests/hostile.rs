@@ -1282,6 +1282,175 @@ fn bodies_that_inflate_under_1_mib_share_a_budget_for_decoding() {
     p.finish();
 }
 
+/// Bodies read past their first 128 KiB hold a share of a 16 MiB budget
+/// while they are read: 300 connections with the token, each sending the
+/// head of a 1 MB upload and as much of its body as the receiver takes
+/// (all but its last byte), then stopping, hold the receiver under
+/// `RSS_LIMIT_KIB` while devices are answered within `DEVICE_ACK`. (Read
+/// before any share was asked, such bodies took a release build to 347 MB
+/// on 300 connections, 906–911 MB on 800, until the read timeout.) Those
+/// that got no share are refused 503 after their wait; those holding one
+/// lose it as they stop coming while others wait.
+#[test]
+fn bodies_read_past_128_kib_share_a_budget_while_read() {
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let (addr, pid) = (p.rx.addr, p.pid());
+    let len = 1_000_000;
+    let head = large_post(len);
+    let body = vec![b' '; len - 1];
+    let watch = Watch::start(pid);
+    let (done, devices) = devices_meanwhile(addr);
+    let held_until = Instant::now() + Duration::from_secs(7);
+    let stalls: Vec<(TcpStream, usize)> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..300)
+            .map(|_| {
+                let (head, body) = (&head, &body);
+                s.spawn(move || {
+                    let mut stream =
+                        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+                    stream
+                        .set_write_timeout(Some(Duration::from_secs(2)))
+                        .ok()?;
+                    stream.write_all(head.as_bytes()).ok()?;
+                    let mut sent = 0;
+                    for piece in body.chunks(64 * 1024) {
+                        if stream.write_all(piece).is_err() {
+                            break;
+                        }
+                        sent += piece.len();
+                    }
+                    Some((stream, sent))
+                })
+            })
+            .collect();
+        senders
+            .into_iter()
+            .filter_map(|t| t.join().unwrap())
+            .collect()
+    });
+    // Held while the waiting ones are refused and the holders lapse.
+    std::thread::sleep(held_until.saturating_duration_since(Instant::now()));
+    done.store(true, Ordering::SeqCst);
+    devices
+        .join()
+        .unwrap()
+        .check("bodies stalled past 128 KiB", &mut p.failures);
+    let peak = watch.stop();
+    let sent: usize = stalls.iter().map(|(_, n)| n).sum();
+    println!(
+        "{} connections stalled in 1 MB bodies after sending {} MiB in all (whole 64 KiB \
+         pieces the receiver or the kernel took); RSS grew by {} MiB",
+        stalls.len(),
+        sent >> 20,
+        peak.rss_kib.saturating_sub(p.idle.rss_kib) / 1024
+    );
+    if stalls.len() < 250 {
+        p.failures.push(format!(
+            "bodies stalled past 128 KiB: only {} of 300 connections opened",
+            stalls.len()
+        ));
+    }
+    p.check_peak("bodies stalled past 128 KiB", peak);
+    drop(stalls);
+    p.alive("bodies stalled past 128 KiB");
+    p.check_return("bodies stalled past 128 KiB");
+    p.finish();
+}
+
+/// A body that stops coming while it holds a share of the wire budget
+/// loses it to one waiting, as a large body loses its turn. 19 uploads of
+/// 1 MB send all but their last byte and stop: each holds a share of
+/// what follows its first 128 KiB (849 KiB), and the 19 hold all but
+/// 260 KiB of the 16 MiB. With nothing waiting, they keep their shares past the lapse.
+/// A 20th upload, sent whole, then waits for a share: those of the 19
+/// the closer finds lapsed before the share is freed (at least one) are
+/// cut (less than 8 KiB in 3 s while another waited) and refused 503,
+/// nothing of them saved; the 20th gets its share within its 5 s wait and is
+/// saved (without the lapse it would be refused 503 after its wait).
+#[test]
+fn a_body_that_stops_coming_loses_its_share_to_one_waiting() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let len = 1_000_000;
+    let stalled = sized_batch("share.stalled", len);
+    let mut holders: Vec<Conn> = (0..19)
+        .map(|_| {
+            let mut c = Conn::open(rx.addr);
+            c.send(large_post(len).as_bytes());
+            c.send(&stalled.as_bytes()[..len - 1]);
+            c
+        })
+        .collect();
+    let busy = wait_until(Duration::from_secs(10), || {
+        status_page(rx.addr).contains("workers: 20 busy")
+    });
+    assert!(busy, "the 19 uploads were never all taken by workers");
+    // With nothing waiting for a share, they keep theirs past the lapse.
+    std::thread::sleep(autopi_rx::receiver::heads::TURN_LAPSE + Duration::from_secs(1));
+    let page = status_page(rx.addr);
+    assert!(
+        page.contains("workers: 20 busy") && !page.contains("waiting for a share"),
+        "a stalled upload lost its share with nothing waiting for it, or one waits: {page}"
+    );
+    let whole = sized_batch("share.whole", len);
+    let started = Instant::now();
+    let mut last = Conn::open(rx.addr);
+    last.send(large_post(len).as_bytes());
+    last.send(whole.as_bytes());
+    let saved = last
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("no answer after {:?}: {e}", started.elapsed()));
+    assert_eq!(
+        saved.status,
+        200,
+        "after {:?}: {}",
+        started.elapsed(),
+        saved.text()
+    );
+    // As many are cut as lapsed at the look that freed the share; the
+    // others, nothing waiting any more, keep theirs.
+    let answers: Vec<Response> = std::thread::scope(|s| {
+        let readers: Vec<_> = holders
+            .iter_mut()
+            .map(|holder| {
+                s.spawn(move || {
+                    holder
+                        .stream()
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    holder.try_read_response(false).ok()
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .filter_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert!(!answers.is_empty(), "no stalled upload was cut");
+    for cut in &answers {
+        assert_eq!(cut.status, 503, "{}", cut.text());
+        assert!(cut.header("retry-after").is_some());
+        assert!(cut.text().contains("held a share"), "{}", cut.text());
+    }
+    println!("{} of the 19 stalled uploads cut", answers.len());
+    drop(holders);
+    let saved = saved_after_stop(rx);
+    assert!(saved.contains("share.whole"));
+    assert!(!saved.contains("share.stalled"));
+}
+
+/// A batch of one record whose JSON is `len` bytes long.
+fn sized_batch(tag: &str, len: usize) -> String {
+    let frame = format!(r#"[{{"@t":"{tag}","@ts":"2026-12-02T01:00:00","blob":""}}]"#);
+    let batch = format!(
+        r#"[{{"@t":"{tag}","@ts":"2026-12-02T01:00:00","blob":"{}"}}]"#,
+        "a".repeat(len - frame.len())
+    );
+    assert_eq!(batch.len(), len);
+    batch
+}
+
 /// A body announced over 1 MiB takes its turn before it is read, so the
 /// wire holds no more large bodies at once than decoding does: while one
 /// large upload is being read (half sent, its turn held), a second one is

@@ -44,10 +44,11 @@ pub struct Body {
     pub chunked: Option<u64>,
     /// How long it has been read.
     pub took: Duration,
-    /// It holds the turn for large bodies (see `turns`).
-    pub holds_turn: bool,
-    /// It holds that turn and another body waits for it now.
-    pub turn_wanted: bool,
+    /// It holds what another body may wait for: the turn for large
+    /// bodies, or a share of the wire budget (see `turns`).
+    pub holds: bool,
+    /// Another body waits now for what it holds.
+    pub wanted: bool,
 }
 
 /// Why the closer cut a body in the middle (its refusal says so).
@@ -57,7 +58,7 @@ pub enum Cut {
     Framing,
     /// Still coming past its deadline.
     Slow,
-    /// Holding the turn for large bodies without coming on, while another
-    /// body waited for the turn.
+    /// Holding the turn for large bodies, or a share of the wire budget,
+    /// without coming on, while another body waited for it.
     Lapsed,
 }

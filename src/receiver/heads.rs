@@ -460,8 +460,9 @@ pub enum Over {
     Framing { seq: u64 },
     /// Body `seq` still coming past its deadline (`arrival_deadline`).
     SlowBody { seq: u64 },
-    /// Body `seq` holds the turn for large bodies, another waits for it,
-    /// and less than `ARRIVAL_RATE` of it came in `TURN_LAPSE`.
+    /// Body `seq` holds the turn for large bodies or a share of the wire
+    /// budget, another waits for it, and less than `ARRIVAL_RATE` of it
+    /// came in `TURN_LAPSE`.
     TurnLapsed { seq: u64 },
 }
 
@@ -479,7 +480,7 @@ impl Over {
             }
             (Over::SlowBody { seq }, Activity::Busy { body: Some(b), .. }) => b.seq == seq,
             (Over::TurnLapsed { seq }, Activity::Busy { body: Some(b), .. }) => {
-                b.seq == seq && b.turn_wanted
+                b.seq == seq && b.wanted
             }
             _ => false,
         }
@@ -510,7 +511,8 @@ pub const ARRIVAL_RATE: u64 = 8 * 1024;
 /// to be sent again): a body sent fast and then trickled would otherwise
 /// hold the turn for the time its first bytes earned (minutes), every
 /// other large body refused meanwhile. Shorter than the turn's wait
-/// (`turns::TURN_WAIT`), so the one waiting gets the turn.
+/// (`turns::TURN_WAIT`), so the one waiting gets the turn. A share of the
+/// wire budget (`turns::WIRE_BUDGET`) lapses the same way.
 pub const TURN_LAPSE: Duration = Duration::from_secs(3);
 
 /// How long a head, or a body, may take to arrive once `came` bytes of it
@@ -639,10 +641,10 @@ impl HeadWatch {
                 .zip(body.zip(came))
                 .is_some_and(|(t, (b, came))| b.took > arrival_deadline(t, came));
             // Followed from the first look that sees the body holding the
-            // turn: time it waited for the turn does not count.
+            // turn (or a share): time it waited for it does not count.
             head.progress =
                 body.zip(came)
-                    .filter(|(b, _)| b.holds_turn)
+                    .filter(|(b, _)| b.holds)
                     .map(|(_, came)| match head.progress {
                         Some((_, then)) if came >= then.saturating_add(ARRIVAL_RATE) => (now, came),
                         Some(p) => p,
@@ -650,7 +652,7 @@ impl HeadWatch {
                     });
             // Bytes of it waiting unread: the worker is behind, not the
             // client.
-            let lapsed = body.is_some_and(|b| b.turn_wanted)
+            let lapsed = body.is_some_and(|b| b.wanted)
                 && c.unread < ARRIVAL_RATE
                 && head
                     .progress
@@ -906,8 +908,8 @@ mod tests {
                     seq: 2,
                     chunked,
                     took: Duration::ZERO,
-                    holds_turn: holds,
-                    turn_wanted: holds && wanted,
+                    holds,
+                    wanted: holds && wanted,
                 }),
             }
         };
@@ -1033,8 +1035,8 @@ mod tests {
                 seq,
                 chunked,
                 took,
-                holds_turn: false,
-                turn_wanted: false,
+                holds: false,
+                wanted: false,
             }),
         }
     }

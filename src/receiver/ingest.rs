@@ -1037,7 +1037,11 @@ mod tests {
             body: &'a [u8],
             turns: &Arc<Turns>,
         ) -> Result<Unchecked<'a>, Rejection> {
-            let budget = Arc::new(Budget::new(DECODE_BUDGET, std::time::Duration::ZERO));
+            let budget = Arc::new(Budget::new(
+                DECODE_BUDGET,
+                std::time::Duration::ZERO,
+                "uploads",
+            ));
             prepare_in_turn(cfg, None, body, Some((turns, &budget)), None)
         }
         let held = turns.take().unwrap();
@@ -1083,7 +1087,7 @@ mod tests {
         let device = include_bytes!("../../tests/fixtures/batch-1000-naive.json");
         let wire = gz(device, None);
         let share = wire.len() + device.len();
-        let budget = Arc::new(Budget::new(share + 1, no_wait));
+        let budget = Arc::new(Budget::new(share + 1, no_wait, "uploads"));
         let gates = Some((&turns, &budget));
         let unchecked = prepare_in_turn(&cfg, None, &wire, gates, None).expect("fits");
         assert_eq!(budget.held(), share);
@@ -1107,7 +1111,7 @@ mod tests {
         let spaced = format!("[{}{record}]", " ".repeat(LARGE_BODY - 100));
         let bomb = gz(spaced.as_bytes(), None);
         assert!(bomb.len() < spaced.len() / 100, "{} bytes", bomb.len());
-        let roomy = Arc::new(Budget::new(DECODE_BUDGET, no_wait));
+        let roomy = Arc::new(Budget::new(DECODE_BUDGET, no_wait, "uploads"));
         let gates = Some((&turns, &roomy));
         let others = roomy.take(DECODE_BUDGET - 200_000).unwrap();
         let refused = prepare_in_turn(&cfg, None, &bomb, gates, None)

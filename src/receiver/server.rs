@@ -26,7 +26,9 @@ use crate::receiver::heads;
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
-use crate::receiver::turns::{self, Budget, DECODE_BUDGET, TURN_WAIT, Turn, Turns};
+use crate::receiver::turns::{
+    self, Budget, DECODE_BUDGET, Share, TURN_WAIT, Turn, Turns, WIRE_BUDGET, WIRE_FREE,
+};
 use crate::time::format_received;
 
 /// Seconds the device is asked to wait after a 503.
@@ -116,6 +118,8 @@ struct Ctx {
     turns: Arc<Turns>,
     /// The bytes smaller bodies hold while they are decoded.
     budget: Arc<Budget>,
+    /// The bytes bodies hold past their first `WIRE_FREE` while read.
+    wire: Arc<Budget>,
 }
 
 /// Binds, starts the accept side and the workers, and returns at once;
@@ -173,7 +177,16 @@ pub fn start_with(
         respond,
         auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
         turns: Arc::new(Turns::new(TURN_WAIT)),
-        budget: Arc::new(Budget::new(DECODE_BUDGET, TURN_WAIT)),
+        budget: Arc::new(Budget::new(
+            DECODE_BUDGET,
+            TURN_WAIT,
+            "uploads being decoded",
+        )),
+        wire: Arc::new(Budget::new(
+            WIRE_BUDGET,
+            TURN_WAIT,
+            "bodies being read past their first 128 KiB",
+        )),
     });
     for _ in 0..min_workers {
         add_worker(&ctx)?;
@@ -497,7 +510,8 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
 fn ignore(ctx: &Ctx, request: Request, held: InHand) {
     let unread = request.body_length().unwrap_or(0);
     if unread > 0 {
-        ctx.connections.reading(held.peer, held.seq, false, false);
+        ctx.connections
+            .reading(held.peer, held.seq, false, Holds::default());
     }
     ctx.drains.let_go(
         unread,
@@ -572,7 +586,10 @@ impl closer::Books for Books {
                 done: 0,
                 body: None,
             },
-            |ctx| ctx.connections.activity(peer, ctx.turns.waiting() > 0),
+            |ctx| {
+                ctx.connections
+                    .activity(peer, ctx.turns.waiting() > 0, ctx.wire.waiting() > 0)
+            },
         )
     }
     fn claim(&self, peer: SocketAddr) -> bool {
@@ -669,8 +686,18 @@ struct BodyRead {
     chunked: Option<u64>,
     /// The closer cut it, and why.
     cut: Option<Cut>,
-    /// It holds the turn for large bodies.
+    /// What it holds that another body may wait for.
+    holds: Holds,
+}
+
+/// What a body being read holds that another may wait for: the turn for
+/// large bodies, a share of the wire budget (`WIRE_BUDGET`), or both (a
+/// chunked body that went on past 1 MiB). Either lapses if the body stops
+/// coming while another waits for it (`heads::TURN_LAPSE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Holds {
     turn: bool,
+    share: bool,
 }
 
 /// Whether a request is served or ignored.
@@ -757,8 +784,9 @@ impl Connections {
     }
 
     /// Whether `peer` has a request in hand, or how long it has been quiet;
-    /// `turn_waited`: another body waits for the turn for large bodies.
-    fn activity(&self, peer: SocketAddr, turn_waited: bool) -> Activity {
+    /// `turn_waited`: another body waits for the turn for large bodies;
+    /// `share_waited`: another waits for a share of the wire budget.
+    fn activity(&self, peer: SocketAddr, turn_waited: bool, share_waited: bool) -> Activity {
         match self.lock().get(&peer) {
             Some(c) if c.outstanding > 0 => Activity::Busy {
                 done: c.done,
@@ -766,8 +794,8 @@ impl Connections {
                     seq: b.seq,
                     chunked: b.chunked,
                     took: b.since.elapsed(),
-                    holds_turn: b.turn,
-                    turn_wanted: b.turn && turn_waited,
+                    holds: b.holds.turn || b.holds.share,
+                    wanted: (b.holds.turn && turn_waited) || (b.holds.share && share_waited),
                 }),
             },
             Some(Connection {
@@ -840,7 +868,7 @@ impl Connections {
 
     /// Request `seq` of `peer` has its body read from now on (by a worker,
     /// or drained), chunked or not, for the closer's cap and deadline.
-    fn reading(&self, peer: Option<SocketAddr>, seq: u64, chunked: bool, turn: bool) {
+    fn reading(&self, peer: Option<SocketAddr>, seq: u64, chunked: bool, holds: Holds) {
         if let Some(peer) = peer
             && let Some(c) = self.lock().get_mut(&peer)
         {
@@ -849,19 +877,19 @@ impl Connections {
                 since: Instant::now(),
                 chunked: chunked.then_some(0),
                 cut: None,
-                turn,
+                holds,
             });
         }
     }
 
-    /// The body of request `seq` of `peer` took the turn for large bodies
-    /// while it was read.
-    fn took_turn(&self, peer: Option<SocketAddr>, seq: u64) {
+    /// The body of request `seq` of `peer` took what it `holds` now while
+    /// it was read.
+    fn took(&self, peer: Option<SocketAddr>, seq: u64, holds: Holds) {
         if let Some(peer) = peer
             && let Some(c) = self.lock().get_mut(&peer)
             && let Some(b) = c.body.as_mut().filter(|b| b.seq == seq)
         {
-            b.turn = true;
+            b.holds = holds;
         }
     }
 
@@ -1104,7 +1132,8 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP;
     // A body drained is read all the same: under the same deadline.
     if unread > 0 {
-        ctx.connections.reading(held.peer, held.seq, false, false);
+        ctx.connections
+            .reading(held.peer, held.seq, false, Holds::default());
     }
     ctx.drains.let_go(
         unread,
@@ -1148,10 +1177,12 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
         None => None,
     };
     let mut out = match read_body(ctx, request, limit, seq, &mut turn) {
-        Ok(wire) => {
+        Ok((wire, share)) => {
             // One byte past the limit was read to tell a body too large.
             let whole = wire.len() <= limit;
             let mut out = decode_and_save(ctx, request, received, wire, turn);
+            // The wire's share is held until the wire itself is let go.
+            drop(share);
             out.body_whole = whole;
             out
         }
@@ -1184,25 +1215,30 @@ struct Unread {
 /// (with how many bytes did arrive). The books time it (request `seq`),
 /// and count what a chunked body hands over as it comes, for the closer's
 /// deadline and its cap on chunk framing; a body the closer cut is
-/// refused saying why. A body of no announced length that goes on past
-/// `LARGE_BODY` takes its `turn` there before the rest is read. Refused
-/// 503 when it waited too long, its rest is read and thrown away (within
-/// the limit and the closer's deadline), as tiny_http drains a refused
-/// body of known length: a client sending its whole body before it reads
-/// gets the refusal, where a close would leave it waiting on a window
-/// nobody opens.
+/// refused saying why. A body that goes on past `WIRE_FREE` without its
+/// turn takes a share of the wire budget for the rest (up to `LARGE_BODY`)
+/// there, returned with the body; one of no announced length that goes
+/// on past `LARGE_BODY` takes its `turn` there before the rest is read.
+/// Refused 503 when it waited too long for either, its rest is read and
+/// thrown away (within the limit and the closer's deadline), as tiny_http
+/// drains a refused body of known length: a client sending its whole body
+/// before it reads gets the refusal, where a close would leave it waiting
+/// on a window nobody opens.
 fn read_body(
     ctx: &Ctx,
     request: &mut Request,
     limit: usize,
     seq: u64,
     turn: &mut Option<Turn>,
-) -> Result<Vec<u8>, Unread> {
+) -> Result<(Vec<u8>, Option<Share>), Unread> {
     let declared = request.body_length();
     let peer = request.remote_addr().copied();
     let chunked = header(request, "transfer-encoding").is_some();
-    let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(limit));
-    ctx.connections.reading(peer, seq, chunked, turn.is_some());
+    let mut holds = Holds {
+        turn: turn.is_some(),
+        share: false,
+    };
+    ctx.connections.reading(peer, seq, chunked, holds);
     let mut handing;
     let reader: &mut dyn Read = match peer.filter(|_| chunked) {
         Some(peer) => {
@@ -1221,26 +1257,64 @@ fn read_body(
         None if turn.is_none() => most.min(turns::LARGE_BODY + 1),
         _ => most,
     };
-    let mut read = (&mut *reader).take(first as u64).read_to_end(&mut wire);
+    // A body with its turn holds the wire alone; any other reads its
+    // first `WIRE_FREE` before it asks for a share.
+    let free = match turn {
+        Some(_) => first,
+        None => first.min(WIRE_FREE),
+    };
+    let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(free));
+    let mut read = (&mut *reader).take(free as u64).read_to_end(&mut wire);
+    let mut share = None;
+    let rest = declared
+        .map_or(first, |len| len.min(first))
+        .saturating_sub(free);
+    if read.is_ok() && wire.len() == free && free < first && rest > 0 {
+        match ctx.wire.take(rest) {
+            Ok(taken) => {
+                share = Some(taken);
+                holds.share = true;
+                ctx.connections.took(peer, seq, holds);
+            }
+            Err(rejection) => {
+                return Err(refused_while_read(
+                    ctx,
+                    reader,
+                    rejection,
+                    wire.len(),
+                    most,
+                    peer,
+                    seq,
+                ));
+            }
+        }
+        wire.reserve_exact(rest);
+        read = (&mut *reader)
+            .take((first - free) as u64)
+            .read_to_end(&mut wire);
+    }
     if read.is_ok() && wire.len() == first && first < most {
-        let left = (most - wire.len()) as u64;
         match ctx.turns.take() {
             Ok(taken) => {
                 *turn = Some(taken);
-                ctx.connections.took_turn(peer, seq);
+                holds.turn = true;
+                ctx.connections.took(peer, seq, holds);
             }
             Err(rejection) => {
-                let rest = io::copy(&mut reader.take(left), &mut io::sink());
-                let cut = ctx.connections.read_done(peer, seq);
-                let read = wire.len() as u64 + rest.as_ref().map_or(0, |n| *n);
-                return Err(Unread {
+                return Err(refused_while_read(
+                    ctx,
+                    reader,
                     rejection,
-                    read,
-                    drained: rest.is_ok_and(|n| n < left) && cut.is_none(),
-                });
+                    wire.len(),
+                    most,
+                    peer,
+                    seq,
+                ));
             }
         }
-        read = reader.take(left).read_to_end(&mut wire);
+        read = reader
+            .take((most - wire.len()) as u64)
+            .read_to_end(&mut wire);
     }
     let short = declared.filter(|&len| wire.len() < len);
     let cut = ctx.connections.read_done(peer, seq);
@@ -1249,16 +1323,31 @@ fn read_body(
         // A body of known length that came whole as the cut came: taken. A
         // chunked one cut is refused whatever its read said: tiny_http's
         // decoder ends a chunk cut short as if the body had ended.
-        (Ok(_), None, None) => return Ok(wire),
-        (Ok(_), None, Some(_)) if !chunked => return Ok(wire),
+        (Ok(_), None, None) => return Ok((wire, share)),
+        (Ok(_), None, Some(_)) if !chunked => return Ok((wire, share)),
         (_, _, Some(Cut::Lapsed)) => {
             // Nothing wrong with the body: it is to come again.
             status = 503;
+            let held = match (holds.turn, holds.share) {
+                (true, false) => {
+                    format!("the turn for bodies over {} MiB", turns::LARGE_BODY >> 20)
+                }
+                (false, _) => format!(
+                    "a share of the {} MiB that bodies hold past their first {} KiB while read",
+                    WIRE_BUDGET >> 20,
+                    WIRE_FREE / 1024
+                ),
+                (true, true) => format!(
+                    "the turn for bodies over {} MiB and a share of the {} MiB that bodies \
+                     hold past their first {} KiB while read",
+                    turns::LARGE_BODY >> 20,
+                    WIRE_BUDGET >> 20,
+                    WIRE_FREE / 1024
+                ),
+            };
             format!(
-                "the body held the turn for bodies over {} MiB while less than {} KiB of it \
-                 came in {} s, and another large body was waiting: the receiver cut it off; \
-                 send it again",
-                turns::LARGE_BODY >> 20,
+                "the body held {held} while less than {} KiB of it came in {} s, and another \
+                 upload was waiting for it: the receiver cut it off; send it again",
                 heads::ARRIVAL_RATE / 1024,
                 heads::TURN_LAPSE.as_secs()
             )
@@ -1286,6 +1375,28 @@ fn read_body(
         read: wire.len() as u64,
         drained: false,
     })
+}
+
+/// A body refused (503) after `came` bytes of it were read, for want of
+/// its turn or its share: the rest, up to `most` in all, is read and
+/// thrown away.
+fn refused_while_read(
+    ctx: &Ctx,
+    reader: &mut dyn Read,
+    rejection: Rejection,
+    came: usize,
+    most: usize,
+    peer: Option<SocketAddr>,
+    seq: u64,
+) -> Unread {
+    let left = (most - came) as u64;
+    let rest = io::copy(&mut reader.take(left), &mut io::sink());
+    let cut = ctx.connections.read_done(peer, seq);
+    Unread {
+        rejection,
+        read: came as u64 + rest.as_ref().map_or(0, |n| *n),
+        drained: rest.is_ok_and(|n| n < left) && cut.is_none(),
+    }
 }
 
 /// A chunked body's reader, counting in the books what it hands over, at
@@ -1437,6 +1548,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
          {large}\
+         {wire}\
          {budget}\
          {reset}\
          {closed}\
@@ -1468,6 +1580,11 @@ fn status_page(ctx: &Ctx) -> Outcome {
             "large bodies: {n} waiting for their turn (bodies over {} MiB are read and decoded one at a time)",
             turns::LARGE_BODY >> 20
         )),
+        wire = count_line(ctx.wire.waiting() as u64, |n| format!(
+            "reading: {n} upload(s) waiting for a share of the {} MiB that bodies hold past their first {} KiB while they are read",
+            WIRE_BUDGET >> 20,
+            WIRE_FREE / 1024
+        )),
         budget = count_line(ctx.budget.waiting() as u64, |n| format!(
             "decoding: {n} upload(s) waiting for a share of the {} MiB that smaller bodies hold while they are decoded",
             DECODE_BUDGET >> 20
@@ -1481,7 +1598,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         closed = count_line(
             ctx.closer.tally.closed.load(Ordering::Relaxed),
             |n| format!(
-                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies without coming on, sent a head over {} KiB or over {} KiB while heads held more than {} KiB in all, or hung)",
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies or a share of the wire budget without coming on, sent a head over {} KiB or over {} KiB while heads held more than {} KiB in all, or hung)",
                 heads::HEAD_LIMIT / 1024,
                 heads::HEAD_FLOOR / 1024,
                 heads::HEADS_BUDGET / 1024,
@@ -1779,18 +1896,18 @@ mod tests {
     fn a_connection_is_busy_while_a_request_is_in_hand() {
         let c = Connections::default();
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        assert_eq!(c.activity(peer, false), Activity::Unseen);
+        assert_eq!(c.activity(peer, false, false), Activity::Unseen);
         c.admit(Some(peer), true);
         c.admit(Some(peer), true);
         let first = c.begin(Some(peer));
-        let body = |done| match c.activity(peer, false) {
+        let body = |done| match c.activity(peer, false, false) {
             Activity::Busy { done: d, body } if d == done => body,
             other => panic!("not busy after {done}: {other:?}"),
         };
         assert_eq!(body(0), None);
         // A chunked body being read counts what it hands over, and says
         // for how long it has been read.
-        c.reading(Some(peer), first, true, false);
+        c.reading(Some(peer), first, true, Holds::default());
         c.handed(peer, first, 700);
         c.handed(peer, first, 24);
         assert!(matches!(body(0), Some(Body { seq, chunked: Some(724), .. }) if seq == first));
@@ -1804,6 +1921,29 @@ mod tests {
                 ..
             })
         ));
+        // What it holds is wanted only while another waits for that.
+        let share = Holds {
+            turn: false,
+            share: true,
+        };
+        c.took(Some(peer), first, share);
+        let wanted = |turn_waited, share_waited| match c.activity(peer, turn_waited, share_waited) {
+            Activity::Busy { body: Some(b), .. } => (b.holds, b.wanted),
+            other => panic!("no body: {other:?}"),
+        };
+        assert_eq!(wanted(true, false), (true, false));
+        assert_eq!(wanted(false, true), (true, true));
+        c.took(
+            Some(peer),
+            first,
+            Holds {
+                turn: true,
+                share: true,
+            },
+        );
+        assert_eq!(wanted(true, false), (true, true));
+        c.took(Some(peer), first + 1, Holds::default());
+        assert_eq!(wanted(false, true), (true, true), "another request's hold");
         c.cut(peer, first, Some(Cut::Slow));
         assert_eq!(c.read_done(Some(peer), first), Some(Cut::Slow), "told once");
         assert_eq!(body(0), None, "read: no longer timed");
@@ -1811,14 +1951,14 @@ mod tests {
         // The next (pipelined) request begins and reads its body before
         // the first is done with: the first's end leaves it be.
         let second = c.begin(Some(peer));
-        c.reading(Some(peer), second, false, false);
+        c.reading(Some(peer), second, false, Holds::default());
         c.finish(Some(peer), first);
         assert!(matches!(body(1), Some(Body { seq, chunked: None, .. }) if seq == second));
         c.finish(Some(peer), second);
         assert!(
-            matches!(c.activity(peer, false), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
+            matches!(c.activity(peer, false, false), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
             "{:?}",
-            c.activity(peer, false)
+            c.activity(peer, false, false)
         );
     }
 }

@@ -117,6 +117,22 @@ impl Drop for Turn {
 /// share is refused 503, to be sent again.
 pub const DECODE_BUDGET: usize = 8 << 20;
 
+/// Bytes of every body read before it asks for a share of `WIRE_BUDGET`:
+/// a device's batch, even plain (1 000 records, about 106 kB; 15 kB
+/// gzipped), never asks.
+pub const WIRE_FREE: usize = 128 * 1024;
+
+/// Bytes of body held while they are read, past the first `WIRE_FREE` of
+/// each body and below `LARGE_BODY` (a large one has its turn before it
+/// is read): a body going on past `WIRE_FREE` takes a share of what is
+/// left of it (of `LARGE_BODY` for a chunked one) before it reads on, and
+/// holds it until its batch is saved or refused. Without it, a client
+/// with the token could have every worker hold a body of just under
+/// 1 MiB: 800 connections each sending one and stopping held 906–911 MB
+/// until the read timeout. A share held by a body that stops coming while
+/// another upload waits lapses as the turn does (`heads::TURN_LAPSE`).
+pub const WIRE_BUDGET: usize = 16 << 20;
+
 /// The budget of body bytes being decoded (`DECODE_BUDGET`). Shares are
 /// given first come, first served among those that fit: when bytes come
 /// back, the oldest waiter they cover gets them, then the next, and so on,
@@ -127,6 +143,8 @@ pub struct Budget {
     ledger: Mutex<Ledger>,
     size: usize,
     wait: Duration,
+    /// Who holds the budget, as a refusal names them.
+    holders: &'static str,
 }
 
 struct Ledger {
@@ -148,7 +166,9 @@ pub struct Share {
 }
 
 impl Budget {
-    pub fn new(size: usize, wait: Duration) -> Budget {
+    /// A budget of `size` bytes, a share waited for at most `wait`, held
+    /// by `holders` (as a refusal says: "uploads being decoded").
+    pub fn new(size: usize, wait: Duration, holders: &'static str) -> Budget {
         Budget {
             ledger: Mutex::new(Ledger {
                 left: size,
@@ -156,6 +176,7 @@ impl Budget {
             }),
             size,
             wait,
+            holders,
         }
     }
 
@@ -204,8 +225,9 @@ impl Budget {
         Err(Rejection {
             status: 503,
             error: format!(
-                "busy: uploads being decoded hold the {} MiB the receiver gives them at \
-                 once, and this one waited {} s for its share; send it again",
+                "busy: {} hold the {} MiB the receiver gives them at once, and this one \
+                 waited {} s for its share; send it again",
+                self.holders,
                 self.size >> 20,
                 self.wait.as_secs_f64()
             ),
@@ -265,7 +287,11 @@ mod tests {
     /// its wait.
     #[test]
     fn shares_of_the_budget_wait_until_they_fit() {
-        let budget = Arc::new(Budget::new(100, Duration::from_millis(50)));
+        let budget = Arc::new(Budget::new(
+            100,
+            Duration::from_millis(50),
+            "uploads being decoded",
+        ));
         let mut first = budget.take(60).expect("fits");
         let refused = budget.take(41).err().expect("does not fit");
         assert_eq!(refused.status, 503);
@@ -281,7 +307,7 @@ mod tests {
         assert_eq!(budget.held(), 100);
         drop(all);
         assert_eq!(budget.held(), 0);
-        let patient = Arc::new(Budget::new(100, Duration::from_secs(60)));
+        let patient = Arc::new(Budget::new(100, Duration::from_secs(60), "uploads"));
         std::thread::scope(|s| {
             let budget = &patient;
             let mut held = budget.take(100).unwrap();
@@ -301,7 +327,7 @@ mod tests {
     #[test]
     fn bytes_given_back_go_to_the_oldest_waiter_they_cover() {
         // Waiting longer than a test should: a share not given fails it.
-        let budget = Arc::new(Budget::new(100, Duration::from_secs(10)));
+        let budget = Arc::new(Budget::new(100, Duration::from_secs(10), "uploads"));
         let mut held = budget.take(100).unwrap();
         std::thread::scope(|s| {
             let wait_for = |n| {
