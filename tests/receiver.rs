@@ -151,6 +151,52 @@ fn guide_examples_are_accepted_with_bearer() {
     }
 }
 
+/// A body of spaces costs its client nothing once gzipped: 1 KiB inflates
+/// to 1 MB around one record. The capture keeps the gzip as it came and
+/// the records without the spaces, not the megabyte, so a client with the
+/// token cannot grow the capture a thousand times faster than it sends.
+/// Spaces in a string are kept.
+#[test]
+fn a_body_of_spaces_is_captured_without_them() {
+    let mut rx = Receiver::start(&[]);
+    let record = r#"{"@t":"spaced","@ts":"2026-12-02T01:00:00","s":"a        b"}"#;
+    let text = format!("[{}{record}{}]", " ".repeat(500_000), " ".repeat(500_000));
+    let wire = gzip(text.as_bytes());
+    let r = rx.post(
+        &[
+            ("authorization", &format!("token {TOKEN}")),
+            ("content-encoding", "gzip"),
+        ],
+        &wire,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    rx.stop();
+    let capture = std::fs::read(&rx.capture).unwrap();
+    let lines = rx.capture_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0]["records"],
+        serde_json::from_str::<Value>(&format!("[{record}]")).unwrap()
+    );
+    use base64::Engine as _;
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(lines[0]["wire"].as_str().expect("the wire kept"))
+        .unwrap();
+    assert_eq!(kept, wire, "the gzip kept as it came");
+    println!(
+        "{} bytes sent, inflating to {}: {} bytes of capture",
+        wire.len(),
+        text.len(),
+        capture.len()
+    );
+    assert!(
+        capture.len() < 4 * wire.len() + 2048,
+        "{} bytes of capture for {} bytes sent",
+        capture.len(),
+        wire.len()
+    );
+}
+
 #[test]
 fn several_tokens_schemes_in_any_case() {
     let dir = tempfile::tempdir().unwrap();

@@ -747,11 +747,18 @@ pub fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
     (line_start + column.saturating_sub(1)).min(body.len())
 }
 
-/// The body on one line, trimmed. Compact bodies (what the device sends) are
-/// kept byte for byte; bodies that span lines lose the whitespace between
-/// tokens, which JSON does not give meaning to. Strings cannot contain raw
-/// newlines, so a body without one is already a single line (and is
-/// returned as it is, not copied).
+/// Spaces in a row that make a body's whitespace layout (`one_line`).
+const SPACE_RUN: usize = 8;
+
+/// The body on one line, trimmed. Compact bodies (what the device sends,
+/// single spaces after its commas and colons) are kept byte for byte;
+/// bodies with layout lose the whitespace between tokens, which JSON does
+/// not give meaning to. Layout is a line end or a tab (strings cannot hold
+/// either raw) or a run of `SPACE_RUN` spaces (in a string too: it is
+/// kept there). A run of spaces is layout too because a body of spaces
+/// costs its client nothing once gzipped: 1 KiB inflates to 1 MB, which
+/// the capture line would keep whole. The wire itself is kept beside the
+/// line whenever they differ.
 fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
     let start = body
         .iter()
@@ -762,7 +769,9 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |i| i + 1);
     let body = &body[start..end];
-    if memchr::memchr2(b'\n', b'\r', body).is_none() {
+    if memchr::memchr3(b'\n', b'\r', b'\t', body).is_none()
+        && memchr::memmem::find(body, &[b' '; SPACE_RUN]).is_none()
+    {
         return Cow::Borrowed(body);
     }
     let mut out = Vec::with_capacity(body.len());
@@ -922,6 +931,16 @@ mod tests {
         let body = b"[\n  {\"a b\": \"x\\\" \\n y\",\n \"c\": 1}\n]\n";
         assert_eq!(&*one_line(body), br#"[{"a b":"x\" \n y","c":1}]"#);
         assert_eq!(&*one_line(b" [1, 2] "), b"[1, 2]");
+        // What a device sends is kept as it came, not copied.
+        let device = br#"[{"@t": "pos", "v": "a   b", "n": 1}]"#;
+        assert!(matches!(one_line(device), Cow::Borrowed(b) if b == device));
+        // A run of spaces or a tab is layout; a run in a string is kept.
+        let spaced = format!("[{}{{\"s\": \"{}\"}}]", " ".repeat(1_000), " ".repeat(8));
+        let compact = format!(r#"[{{"s":"{}"}}]"#, " ".repeat(8));
+        assert_eq!(&*one_line(spaced.as_bytes()), compact.as_bytes());
+        assert_eq!(&*one_line(b"[1,\t2]"), b"[1,2]");
+        let seven = format!("[1,{}2]", " ".repeat(7));
+        assert_eq!(&*one_line(seven.as_bytes()), seven.as_bytes());
     }
 
     #[test]
