@@ -1288,9 +1288,11 @@ fn bodies_that_inflate_under_1_mib_share_a_budget_for_decoding() {
 /// (all but its last byte), then stopping, hold the receiver under
 /// `RSS_LIMIT_KIB` while devices are answered within `DEVICE_ACK`. (Read
 /// before any share was asked, such bodies took a release build to 347 MB
-/// on 300 connections, 906–911 MB on 800, until the read timeout.) Those
-/// that got no share are refused 503 after their wait; those holding one
-/// lose it as they stop coming while others wait.
+/// on 300 connections, 906–930 MB on 800, until the read timeout.) Those
+/// that got no share stop waiting after 5 s and throw away what comes of
+/// their body (their 503 would go out once it ended; here the test closes
+/// them first); those holding one lose it as they stop coming while
+/// others wait.
 #[test]
 fn bodies_read_past_128_kib_share_a_budget_while_read() {
     let _heavy = heavy();
@@ -1362,7 +1364,8 @@ fn bodies_read_past_128_kib_share_a_budget_while_read() {
 /// loses it to one waiting, as a large body loses its turn. 19 uploads of
 /// 1 MB send all but their last byte and stop: each holds a share of
 /// what follows its first 128 KiB (849 KiB), and the 19 hold all but
-/// 260 KiB of the 16 MiB. With nothing waiting, they keep their shares past the lapse.
+/// 260 KiB of the 16 MiB. With nothing waiting, they keep their shares
+/// past the lapse, and a body of 128 KiB, chunked or not, needs none.
 /// A 20th upload, sent whole, then waits for a share: those of the 19
 /// the closer finds lapsed before the share is freed (at least one) are
 /// cut (less than 8 KiB in 3 s while another waited) and refused 503,
@@ -1391,6 +1394,20 @@ fn a_body_that_stops_coming_loses_its_share_to_one_waiting() {
     assert!(
         page.contains("workers: 20 busy") && !page.contains("waiting for a share"),
         "a stalled upload lost its share with nothing waiting for it, or one waits: {page}"
+    );
+    // A body of 128 KiB, chunked or not, never asks: answered at once, and
+    // no share lapses for it.
+    let free = sized_batch("share.free", 128 * 1024);
+    let mut c = Conn::open(rx.addr);
+    let chunked = format!("{:x}\r\n{free}\r\n0\r\n\r\n", free.len());
+    let answer = c.request(format!("{}{chunked}", large_chunked_post()).as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = c.request(format!("{}{free}", large_post(free.len())).as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let page = status_page(rx.addr);
+    assert!(
+        page.contains("workers: 20 busy"),
+        "a stalled upload lost its share to a body that needs none: {page}"
     );
     let whole = sized_batch("share.whole", len);
     let started = Instant::now();
@@ -1438,6 +1455,77 @@ fn a_body_that_stops_coming_loses_its_share_to_one_waiting() {
     let saved = saved_after_stop(rx);
     assert!(saved.contains("share.whole"));
     assert!(!saved.contains("share.stalled"));
+}
+
+/// A chunked body that has its share and then waits for the turn for
+/// large bodies reads nothing while it waits, and is not cut as lapsed for
+/// it, even while another upload waits for a share. A large upload holds
+/// the turn, coming on at 8 KiB/s; 18 uploads of 1 MB hold shares, coming
+/// on as fast (none lapses), and leave 1.1 MB of the budget; a chunked
+/// body of 1 MiB and 4 KiB, sent whole, takes 896 KiB of it and waits for
+/// the turn; a 1 MB upload then waits for a share. The chunked body is
+/// refused once its 5 s wait for the turn is over (503, "waited"), the
+/// rest of it read and thrown away, and its connection goes on. It was
+/// cut 3 s into its wait (as a review found): closed after its answer,
+/// and, had it got the turn, refused for having "held the turn … and a
+/// share", a turn it never had.
+#[test]
+fn a_chunked_body_waiting_for_the_turn_keeps_its_share() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let large = large_batch("turn.holder");
+    let (mut holder, stream) = paced_conn(rx.addr);
+    holder.send(large_post(large.len()).as_bytes());
+    let (sent, rest) = large.as_bytes().split_at(large.len() / 2);
+    holder.send(sent);
+    let mut pacers = vec![Pacer::start(stream, rest.to_vec(), 4096)];
+    let len = 1_000_000;
+    let paced = sized_batch("share.paced", len);
+    let (sent, rest) = paced.as_bytes().split_at(200 * 1024);
+    let mut sharing = Vec::new();
+    for _ in 0..18 {
+        let (mut c, stream) = paced_conn(rx.addr);
+        c.send(large_post(len).as_bytes());
+        c.send(sent);
+        pacers.push(Pacer::start(stream, rest.to_vec(), 4096));
+        sharing.push(c);
+    }
+    let busy = wait_until(Duration::from_secs(10), || {
+        status_page(rx.addr).contains("workers: 20 busy")
+    });
+    assert!(busy, "the 19 uploads were never all taken by workers");
+    let body = sized_batch("chunked.waiting", (1 << 20) + 4096);
+    let mut chunked = Conn::open(rx.addr);
+    chunked.send(large_chunked_post().as_bytes());
+    chunked.send(format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes());
+    let waits = wait_until(Duration::from_secs(3), || {
+        status_page(rx.addr).contains("large bodies: 1 waiting")
+    });
+    assert!(waits, "the chunked body never waited for the turn");
+    let mut last = Conn::open(rx.addr);
+    last.send(large_post(len).as_bytes());
+    last.send(&paced.as_bytes()[..200 * 1024]);
+    let waits = wait_until(Duration::from_secs(3), || {
+        status_page(rx.addr).contains("reading: 1 upload(s) waiting for a share")
+    });
+    assert!(waits, "the last upload never waited for a share");
+    let refused = chunked.read_response(false);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("waited 5 s for its turn") && !refused.text().contains("held"),
+        "{}",
+        refused.text()
+    );
+    // Not cut: its body was read to its end and thrown away, and its
+    // connection goes on (a cut one is closed after its answer).
+    let next = chunked.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        next.as_ref().is_ok_and(|r| r.status == 200),
+        "the chunked body's connection did not go on: {:?}",
+        next.map(|r| r.status)
+    );
+    for pacer in pacers {
+        pacer.stop();
+    }
 }
 
 /// A batch of one record whose JSON is `len` bytes long.

@@ -694,7 +694,7 @@ struct BodyRead {
 /// large bodies, a share of the wire budget (`WIRE_BUDGET`), or both (a
 /// chunked body that went on past 1 MiB). Either lapses if the body stops
 /// coming while another waits for it (`heads::TURN_LAPSE`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Holds {
     turn: bool,
     share: bool,
@@ -1259,13 +1259,18 @@ fn read_body(
     };
     // A body with its turn holds the wire alone; any other reads its
     // first `WIRE_FREE` before it asks for a share.
+    // A body with its turn holds the wire alone; any other reads its
+    // first `WIRE_FREE`, and a byte more to tell whether it goes on,
+    // before it asks for a share.
     let free = match turn {
         Some(_) => first,
-        None => first.min(WIRE_FREE),
+        None => first.min(WIRE_FREE + 1),
     };
     let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(free));
     let mut read = (&mut *reader).take(free as u64).read_to_end(&mut wire);
     let mut share = None;
+    // All the rest of a body of known length; for a chunked one, as far as
+    // its turn (the share shrinks to what came once it is read).
     let rest = declared
         .map_or(first, |len| len.min(first))
         .saturating_sub(free);
@@ -1277,23 +1282,27 @@ fn read_body(
                 ctx.connections.took(peer, seq, holds);
             }
             Err(rejection) => {
+                let came = wire.len();
+                drop(wire);
                 return Err(refused_while_read(
-                    ctx,
-                    reader,
-                    rejection,
-                    wire.len(),
-                    most,
-                    peer,
-                    seq,
+                    ctx, reader, rejection, came, most, peer, seq,
                 ));
             }
         }
-        wire.reserve_exact(rest);
+        if declared.is_some() {
+            wire.reserve_exact(rest);
+        }
         read = (&mut *reader)
             .take((first - free) as u64)
             .read_to_end(&mut wire);
+        if let Some(share) = share.as_mut() {
+            share.shrink(wire.len() - free);
+        }
     }
     if read.is_ok() && wire.len() == first && first < most {
+        // Waiting for the turn, it reads nothing: what it holds does not
+        // lapse meanwhile (the wait has its own end).
+        ctx.connections.took(peer, seq, Holds::default());
         match ctx.turns.take() {
             Ok(taken) => {
                 *turn = Some(taken);
@@ -1301,14 +1310,12 @@ fn read_body(
                 ctx.connections.took(peer, seq, holds);
             }
             Err(rejection) => {
+                // Neither the wire nor its share is held while the rest is
+                // thrown away.
+                let came = wire.len();
+                drop((wire, share));
                 return Err(refused_while_read(
-                    ctx,
-                    reader,
-                    rejection,
-                    wire.len(),
-                    most,
-                    peer,
-                    seq,
+                    ctx, reader, rejection, came, most, peer, seq,
                 ));
             }
         }

@@ -5,7 +5,9 @@
 //! therefore decoded one at a time; a device's batch (about 100 kB) never
 //! waits. One that waited `wait` without its turn is refused 503, to be
 //! sent again: nothing is lost, since nothing was acknowledged. Bodies
-//! under it share a budget of bytes being decoded, the same way.
+//! under it share a budget of bytes being decoded, the same way, and
+//! bodies going on past their first bytes another for the wire while
+//! they are read (`WIRE_BUDGET`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -125,15 +127,18 @@ pub const WIRE_FREE: usize = 128 * 1024;
 /// Bytes of body held while they are read, past the first `WIRE_FREE` of
 /// each body and below `LARGE_BODY` (a large one has its turn before it
 /// is read): a body going on past `WIRE_FREE` takes a share of what is
-/// left of it (of `LARGE_BODY` for a chunked one) before it reads on, and
+/// left of it before it reads on (a chunked one, of no known length, of
+/// what is left of `LARGE_BODY`, shrunk to what came once read), and
 /// holds it until its batch is saved or refused. Without it, a client
 /// with the token could have every worker hold a body of just under
-/// 1 MiB: 800 connections each sending one and stopping held 906–911 MB
-/// until the read timeout. A share held by a body that stops coming while
-/// another upload waits lapses as the turn does (`heads::TURN_LAPSE`).
+/// 1 MiB: 800 connections each sending one and stopping held 906–930 MB
+/// until the read timeout (250 MB with it). A share held by a body that
+/// stops coming while another upload waits lapses as the turn does
+/// (`heads::TURN_LAPSE`), but not while the body itself waits for the
+/// turn.
 pub const WIRE_BUDGET: usize = 16 << 20;
 
-/// The budget of body bytes being decoded (`DECODE_BUDGET`). Shares are
+/// A budget of body bytes (`DECODE_BUDGET`, `WIRE_BUDGET`). Shares are
 /// given first come, first served among those that fit: when bytes come
 /// back, the oldest waiter they cover gets them, then the next, and so on,
 /// each woken alone (a waiter that does not fit yet keeps its place and
@@ -145,6 +150,9 @@ pub struct Budget {
     wait: Duration,
     /// Who holds the budget, as a refusal names them.
     holders: &'static str,
+    /// The waiters' count, set under the ledger's lock whenever it
+    /// changes, read without it (the closer asks at every connection).
+    waiters: AtomicUsize,
 }
 
 struct Ledger {
@@ -177,6 +185,7 @@ impl Budget {
             size,
             wait,
             holders,
+            waiters: AtomicUsize::new(0),
         }
     }
 
@@ -204,6 +213,7 @@ impl Budget {
                 given: given.clone(),
                 thread: std::thread::current(),
             });
+            self.count_waiters(&ledger);
         }
         let until = Instant::now() + self.wait;
         loop {
@@ -222,6 +232,7 @@ impl Budget {
             return Ok(share());
         }
         ledger.waiting.retain(|w| !Arc::ptr_eq(&w.given, &given));
+        self.count_waiters(&ledger);
         Err(Rejection {
             status: 503,
             error: format!(
@@ -249,11 +260,16 @@ impl Budget {
             w.thread.unpark();
             false
         });
+        self.count_waiters(&ledger);
+    }
+
+    fn count_waiters(&self, ledger: &Ledger) {
+        self.waiters.store(ledger.waiting.len(), Ordering::SeqCst);
     }
 
     /// Uploads waiting for a share now.
     pub fn waiting(&self) -> usize {
-        self.lock().waiting.len()
+        self.waiters.load(Ordering::SeqCst)
     }
 
     /// Bytes given out now.
