@@ -1161,6 +1161,9 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
     if let Err(r) = ingest::authorize(&ctx.auth(), header(request, "authorization")) {
         return Outcome::refused(r);
     }
+    if let Err(r) = ingest::check_kept_headers(|name| header(request, name)) {
+        return Outcome::refused(r);
+    }
     if let Some(len) = request.body_length().filter(|&len| len > limit) {
         let mut out = Outcome::refused(ingest::too_large("body", len, limit));
         out.wire_bytes = len as u64;
