@@ -1472,12 +1472,8 @@ fn a_body_that_stops_coming_loses_its_share_to_one_waiting() {
 #[test]
 fn a_chunked_body_waiting_for_the_turn_keeps_its_share() {
     let rx = receiver(LONG_READ_TIMEOUT);
-    let large = large_batch("turn.holder");
-    let (mut holder, stream) = paced_conn(rx.addr);
-    holder.send(large_post(large.len()).as_bytes());
-    let (sent, rest) = large.as_bytes().split_at(large.len() / 2);
-    holder.send(sent);
-    let mut pacers = vec![Pacer::start(stream, rest.to_vec(), 4096)];
+    let (_holder, coming) = large_coming(rx.addr, "turn.holder", 4096);
+    let mut pacers = vec![coming];
     let len = 1_000_000;
     let paced = sized_batch("share.paced", len);
     let (sent, rest) = paced.as_bytes().split_at(200 * 1024);
@@ -1551,16 +1547,13 @@ fn sized_batch(tag: &str, len: usize) -> String {
 #[test]
 fn a_large_body_waits_for_its_turn_before_it_is_read() {
     let rx = receiver(LONG_READ_TIMEOUT);
-    let body = large_batch("large.first");
-    let (mut first, stream) = paced_conn(rx.addr);
-    first.send(large_post(body.len()).as_bytes());
-    let (sent, rest) = body.as_bytes().split_at(body.len() / 2);
-    first.send(sent);
     // It keeps coming while the others wait (one that stopped would lose
     // the turn to them: see the test after this one): 8 KiB every 500 ms,
     // six times what a body holding the turn must bring, and the 1 MiB
     // left lasts a minute.
-    let coming = Pacer::start(stream, rest.to_vec(), 8 << 10);
+    let (mut first, coming) = large_coming(rx.addr, "large.first", 8 << 10);
+    // The others send a body of the same size.
+    let body = large_batch("large.first");
     // Its worker holds the turn while it reads (the status request is
     // the other busy one).
     let busy = wait_until(Duration::from_secs(10), || {
@@ -1617,6 +1610,19 @@ fn large_batch(tag: &str) -> String {
         r#"[{{"@t":"{tag}","@ts":"2026-12-02T01:00:00","blob":"{}"}}]"#,
         "a".repeat(2 << 20)
     )
+}
+
+/// A large upload (`large_batch(tag)`) with half its body sent and the
+/// rest coming `piece` bytes every 500 ms: it takes the turn for large
+/// bodies, and keeps it while `piece` is 4 KiB or more. Its connection
+/// reads the answer.
+fn large_coming(addr: SocketAddr, tag: &str, piece: usize) -> (Conn, Pacer) {
+    let body = large_batch(tag);
+    let (mut conn, stream) = paced_conn(addr);
+    conn.send(large_post(body.len()).as_bytes());
+    let (sent, rest) = body.as_bytes().split_at(body.len() / 2);
+    conn.send(sent);
+    (conn, Pacer::start(stream, rest.to_vec(), piece))
 }
 
 /// The head of an upload with the token and a `Content-Length` of `len`.
