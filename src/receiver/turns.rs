@@ -132,7 +132,7 @@ pub const WIRE_FREE: usize = 128 * 1024;
 /// holds it until its batch is saved or refused. Without it, a client
 /// with the token could have every worker hold a body of just under
 /// 1 MiB: 800 connections each sending one and stopping held 906–930 MB
-/// until the read timeout (250 MB with it). A share held by a body that
+/// until the read timeout (236–250 MB with it). A share held by a body that
 /// stops coming while another upload waits lapses as the turn does
 /// (`heads::TURN_LAPSE`), but not while the body itself waits for the
 /// turn.
