@@ -212,6 +212,7 @@ fn kept_headers_past_1_kib_are_refused() {
         "unit-id",
         "user-agent",
         "content-type",
+        "content-encoding",
         "accept",
         "accept-encoding",
     ] {

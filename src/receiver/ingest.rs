@@ -185,10 +185,11 @@ fn clip(value: &str) -> String {
 }
 
 /// The headers a capture line keeps (and a forward sends again).
-pub const KEPT_HEADERS: [&str; 5] = [
+pub const KEPT_HEADERS: [&str; 6] = [
     "unit-id",
     "user-agent",
     "content-type",
+    "content-encoding",
     "accept",
     "accept-encoding",
 ];
@@ -790,11 +791,10 @@ const SPACE_RUN: usize = 8;
 /// single spaces after its commas and colons) are kept byte for byte;
 /// bodies with layout lose the whitespace between tokens, which JSON does
 /// not give meaning to. Layout is a line end or a tab (strings cannot hold
-/// either raw) or a run of `SPACE_RUN` spaces (in a string too: it is
-/// kept there). A run of spaces is layout too because a body of spaces
-/// costs its client nothing once gzipped: 1 KiB inflates to 1 MB, which
-/// the capture line would keep whole. The wire itself is kept beside the
-/// line whenever they differ.
+/// either raw), or a run of `SPACE_RUN` spaces outside strings: a body of
+/// spaces costs its client nothing once gzipped (1 KiB inflates to 1 MB,
+/// which the capture line would keep whole). The wire itself is kept
+/// beside the line whenever they differ.
 fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
     let start = body
         .iter()
@@ -806,13 +806,17 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
         .map_or(start, |i| i + 1);
     let body = &body[start..end];
     if memchr::memchr3(b'\n', b'\r', b'\t', body).is_none()
-        && memchr::memmem::find(body, &[b' '; SPACE_RUN]).is_none()
+        && (memchr::memmem::find(body, &[b' '; SPACE_RUN]).is_none() || !spaced_out(body))
     {
         return Cow::Borrowed(body);
     }
     let mut out = Vec::with_capacity(body.len());
     let mut in_string = false;
     let mut escaped = false;
+    // Whitespace was dropped since the last byte kept: kept as one space
+    // between two bytes that would otherwise join into one token (`1 2`,
+    // `tr ue`), so a body that is not JSON does not become JSON.
+    let mut dropped = false;
     for &b in body {
         if in_string {
             out.push(b);
@@ -823,14 +827,44 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
             } else if b == b'"' {
                 in_string = false;
             }
-        } else if b == b'"' {
-            in_string = true;
-            out.push(b);
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            dropped = true;
+        } else {
+            let apart = |c: u8| matches!(c, b'[' | b']' | b'{' | b'}' | b':' | b',' | b'"');
+            if dropped && !apart(b) && out.last().is_some_and(|&c| !apart(c)) {
+                out.push(b' ');
+            }
+            dropped = false;
+            in_string = b == b'"';
             out.push(b);
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether `body` has a run of `SPACE_RUN` spaces outside its strings.
+fn spaced_out(body: &[u8]) -> bool {
+    let (mut in_string, mut escaped, mut run) = (false, false, 0);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b' ' {
+            run += 1;
+            if run == SPACE_RUN {
+                return true;
+            }
+        } else {
+            run = 0;
+            in_string = b == b'"';
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -962,6 +996,30 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        /// What `one_line` gives is JSON exactly when the body is, and
+        /// the same JSON: whitespace between tokens goes, nothing joins.
+        #[test]
+        fn one_line_keeps_what_is_json_and_what_is_not(
+            pieces in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "1", "2", "tr", "ue", "[", "]", "{", "}", ",", ":", r#""a""#, r#""a \" b""#,
+                    ]),
+                    proptest::sample::select(vec!["", " ", "\t", "\n", "        "]),
+                ),
+                0..8,
+            )
+        ) {
+            let body: String = pieces.iter().flat_map(|(token, ws)| [*token, *ws]).collect();
+            let original = serde_json::from_str::<serde_json::Value>(&body).ok();
+            let compact = one_line(body.as_bytes());
+            let compacted = serde_json::from_slice::<serde_json::Value>(&compact).ok();
+            prop_assert_eq!(original, compacted, "{:?} -> {:?}", body, String::from_utf8_lossy(&compact));
+        }
+    }
+
     #[test]
     fn one_line_keeps_strings_and_drops_layout() {
         let body = b"[\n  {\"a b\": \"x\\\" \\n y\",\n \"c\": 1}\n]\n";
@@ -977,6 +1035,17 @@ mod tests {
         assert_eq!(&*one_line(b"[1,\t2]"), b"[1,2]");
         let seven = format!("[1,{}2]", " ".repeat(7));
         assert_eq!(&*one_line(seven.as_bytes()), seven.as_bytes());
+        // A run inside a string alone is not layout: kept as it came.
+        let padded = format!(
+            r#"[{{"a": 1, "s": "x{}y\"{}"}}]"#,
+            " ".repeat(8),
+            " ".repeat(8)
+        );
+        assert!(matches!(one_line(padded.as_bytes()), Cow::Borrowed(_)));
+        // What is not JSON stays not JSON: tokens are not joined.
+        assert_eq!(&*one_line(b"[{\"a\":1\t2}]"), b"[{\"a\":1 2}]");
+        let split = format!("[tr{}ue, \"a\"\n\"b\"]", " ".repeat(8));
+        assert_eq!(&*one_line(split.as_bytes()), br#"[tr ue,"a""b"]"#);
     }
 
     #[test]

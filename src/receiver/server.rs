@@ -1261,8 +1261,6 @@ fn read_body(
         _ => most,
     };
     // A body with its turn holds the wire alone; any other reads its
-    // first `WIRE_FREE` before it asks for a share.
-    // A body with its turn holds the wire alone; any other reads its
     // first `WIRE_FREE`, and a byte more to tell whether it goes on,
     // before it asks for a share.
     let free = match turn {
