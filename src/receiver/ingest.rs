@@ -811,31 +811,23 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(body);
     }
     let mut out = Vec::with_capacity(body.len());
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     // Whitespace was dropped since the last byte kept: kept as one space
     // between two bytes that would otherwise join into one token (`1 2`,
     // `tr ue`), so a body that is not JSON does not become JSON.
     let mut dropped = false;
+    let apart = |c: u8| matches!(c, b'[' | b']' | b'{' | b'}' | b':' | b',' | b'"');
     for &b in body {
-        if in_string {
+        if strings.step(b) {
+            dropped = false;
             out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
         } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
             dropped = true;
         } else {
-            let apart = |c: u8| matches!(c, b'[' | b']' | b'{' | b'}' | b':' | b',' | b'"');
             if dropped && !apart(b) && out.last().is_some_and(|&c| !apart(c)) {
                 out.push(b' ');
             }
             dropped = false;
-            in_string = b == b'"';
             out.push(b);
         }
     }
@@ -844,27 +836,46 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
 
 /// Whether `body` has a run of `SPACE_RUN` spaces outside its strings.
 fn spaced_out(body: &[u8]) -> bool {
-    let (mut in_string, mut escaped, mut run) = (false, false, 0);
+    let mut strings = Strings::default();
+    let mut run = 0;
     for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b' ' {
+        if strings.step(b) || b != b' ' {
+            run = 0;
+        } else {
             run += 1;
             if run == SPACE_RUN {
                 return true;
             }
-        } else {
-            run = 0;
-            in_string = b == b'"';
         }
     }
     false
+}
+
+/// Follows a JSON text byte by byte, telling which bytes belong to its
+/// strings (their quotes included), escapes followed.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Whether `b`, the next byte, belongs to a string.
+    fn step(&mut self, b: u8) -> bool {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.inside = false;
+            }
+            true
+        } else {
+            self.inside = b == b'"';
+            self.inside
+        }
+    }
 }
 
 #[cfg(test)]
