@@ -1175,7 +1175,7 @@ mod tests {
             let budget = Arc::new(Budget::new(
                 DECODE_BUDGET,
                 std::time::Duration::ZERO,
-                "uploads",
+                "uploads".into(),
             ));
             prepare_in_turn(cfg, None, body, Some((turns, &budget)), None)
         }
@@ -1222,7 +1222,7 @@ mod tests {
         let device = include_bytes!("../../tests/fixtures/batch-1000-naive.json");
         let wire = gz(device, None);
         let share = wire.len() + device.len();
-        let budget = Arc::new(Budget::new(share + 1, no_wait, "uploads"));
+        let budget = Arc::new(Budget::new(share + 1, no_wait, "uploads".into()));
         let gates = Some((&turns, &budget));
         let unchecked = prepare_in_turn(&cfg, None, &wire, gates, None).expect("fits");
         assert_eq!(budget.held(), share);
@@ -1246,7 +1246,7 @@ mod tests {
         let spaced = format!("[{}{record}]", " ".repeat(LARGE_BODY - 100));
         let bomb = gz(spaced.as_bytes(), None);
         assert!(bomb.len() < spaced.len() / 100, "{} bytes", bomb.len());
-        let roomy = Arc::new(Budget::new(DECODE_BUDGET, no_wait, "uploads"));
+        let roomy = Arc::new(Budget::new(DECODE_BUDGET, no_wait, "uploads".into()));
         let gates = Some((&turns, &roomy));
         let others = roomy.take(DECODE_BUDGET - 200_000).unwrap();
         let refused = prepare_in_turn(&cfg, None, &bomb, gates, None)

@@ -180,12 +180,15 @@ pub fn start_with(
         budget: Arc::new(Budget::new(
             DECODE_BUDGET,
             TURN_WAIT,
-            "uploads being decoded",
+            "uploads being decoded".into(),
         )),
         wire: Arc::new(Budget::new(
             WIRE_BUDGET,
             TURN_WAIT,
-            "bodies being read past their first 128 KiB",
+            format!(
+                "bodies being read past their first {} KiB",
+                WIRE_FREE / 1024
+            ),
         )),
     });
     for _ in 0..min_workers {
@@ -1336,22 +1339,16 @@ fn read_body(
         (_, _, Some(Cut::Lapsed)) => {
             // Nothing wrong with the body: it is to come again.
             status = 503;
+            let turn = format!("the turn for bodies over {} MiB", turns::LARGE_BODY >> 20);
+            let share = format!(
+                "a share of the {} MiB that bodies hold past their first {} KiB while read",
+                WIRE_BUDGET >> 20,
+                WIRE_FREE / 1024
+            );
             let held = match (holds.turn, holds.share) {
-                (true, false) => {
-                    format!("the turn for bodies over {} MiB", turns::LARGE_BODY >> 20)
-                }
-                (false, _) => format!(
-                    "a share of the {} MiB that bodies hold past their first {} KiB while read",
-                    WIRE_BUDGET >> 20,
-                    WIRE_FREE / 1024
-                ),
-                (true, true) => format!(
-                    "the turn for bodies over {} MiB and a share of the {} MiB that bodies \
-                     hold past their first {} KiB while read",
-                    turns::LARGE_BODY >> 20,
-                    WIRE_BUDGET >> 20,
-                    WIRE_FREE / 1024
-                ),
+                (true, false) => turn,
+                (true, true) => format!("{turn} and {share}"),
+                (false, _) => share,
             };
             format!(
                 "the body held {held} while less than {} KiB of it came in {} s, and another \

@@ -149,7 +149,7 @@ pub struct Budget {
     size: usize,
     wait: Duration,
     /// Who holds the budget, as a refusal names them.
-    holders: &'static str,
+    holders: String,
     /// The waiters' count, set under the ledger's lock whenever it
     /// changes, read without it (the closer asks at every connection).
     waiters: AtomicUsize,
@@ -176,7 +176,7 @@ pub struct Share {
 impl Budget {
     /// A budget of `size` bytes, a share waited for at most `wait`, held
     /// by `holders` (as a refusal says: "uploads being decoded").
-    pub fn new(size: usize, wait: Duration, holders: &'static str) -> Budget {
+    pub fn new(size: usize, wait: Duration, holders: String) -> Budget {
         Budget {
             ledger: Mutex::new(Ledger {
                 left: size,
@@ -306,7 +306,7 @@ mod tests {
         let budget = Arc::new(Budget::new(
             100,
             Duration::from_millis(50),
-            "uploads being decoded",
+            "uploads being decoded".into(),
         ));
         let mut first = budget.take(60).expect("fits");
         let refused = budget.take(41).err().expect("does not fit");
@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(budget.held(), 100);
         drop(all);
         assert_eq!(budget.held(), 0);
-        let patient = Arc::new(Budget::new(100, Duration::from_secs(60), "uploads"));
+        let patient = Arc::new(Budget::new(100, Duration::from_secs(60), "uploads".into()));
         std::thread::scope(|s| {
             let budget = &patient;
             let mut held = budget.take(100).unwrap();
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn bytes_given_back_go_to_the_oldest_waiter_they_cover() {
         // Waiting longer than a test should: a share not given fails it.
-        let budget = Arc::new(Budget::new(100, Duration::from_secs(10), "uploads"));
+        let budget = Arc::new(Budget::new(100, Duration::from_secs(10), "uploads".into()));
         let mut held = budget.take(100).unwrap();
         std::thread::scope(|s| {
             let wait_for = |n| {
