@@ -195,9 +195,11 @@ pub trait Books {
     /// `peer`'s connection is about to be shut for reading in the middle
     /// of the body of its request `seq` (chunk framing past the cap, past
     /// its deadline, or holding the turn for large bodies without coming
-    /// on): the body's read fails, and its refusal says why. None: the
-    /// shutdown failed after all, and the body goes on as if never cut.
-    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>);
+    /// on): the body's read fails, and its refusal says why. Says whether
+    /// to go on and shut it: not when that body is no longer read, nor
+    /// when one found lapsed holds nothing now. Told `None` when the
+    /// shutdown failed after all: the body goes on as if never cut.
+    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool;
 }
 
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
@@ -434,8 +436,7 @@ pub fn run(
                         heads::Over::TurnLapsed { .. } => Cut::Lapsed,
                         _ => Cut::Slow,
                     };
-                    if !*shut && over.still(activity(*peer)) {
-                        books.cut(*peer, seq, Some(why));
+                    if !*shut && over.still(activity(*peer)) && books.cut(*peer, seq, Some(why)) {
                         if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
                             // Not cut: a body that then comes whole is taken.
                             books.cut(*peer, seq, None);
@@ -1040,7 +1041,9 @@ mod tests {
                     fn gone(&self, peer: SocketAddr) {
                         self.gone.lock().unwrap().push(peer);
                     }
-                    fn cut(&self, _: SocketAddr, _: u64, _: Option<Cut>) {}
+                    fn cut(&self, _: SocketAddr, _: u64, _: Option<Cut>) -> bool {
+                        true
+                    }
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
                         self.forgetting.lock().unwrap().push((open.clone(), now));
                     }

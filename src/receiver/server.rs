@@ -615,10 +615,10 @@ impl closer::Books for Books {
             ctx.connections.forget_gone(open, now);
         }
     }
-    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) {
-        if let Some(ctx) = self.0.upgrade() {
-            ctx.connections.cut(peer, seq, why);
-        }
+    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|ctx| ctx.connections.cut(peer, seq, why))
     }
 }
 
@@ -687,8 +687,8 @@ struct BodyRead {
     /// Bytes handed over so far, for a chunked body read by a worker (the
     /// closer caps the framing read beyond them).
     chunked: Option<u64>,
-    /// The closer cut it, and why.
-    cut: Option<Cut>,
+    /// The closer cut it, why, and what it held then.
+    cut: Option<(Cut, Holds)>,
     /// What it holds that another body may wait for.
     holds: Holds,
 }
@@ -697,7 +697,7 @@ struct BodyRead {
 /// large bodies, a share of the wire budget (`WIRE_BUDGET`), or both (a
 /// chunked body that went on past 1 MiB). Either lapses if the body stops
 /// coming while another waits for it (`heads::TURN_LAPSE`).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Holds {
     turn: bool,
     share: bool,
@@ -906,19 +906,30 @@ impl Connections {
         }
     }
 
-    /// The closer cut the body of request `seq` of `peer`, for `why`
-    /// (None: it could not, after all).
-    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) {
-        if let Some(c) = self.lock().get_mut(&peer)
-            && let Some(b) = c.body.as_mut().filter(|b| b.seq == seq)
-        {
-            b.cut = why;
+    /// The closer cuts the body of request `seq` of `peer`, for `why`
+    /// (None: it could not, after all); says whether it may. A lapse is
+    /// not cut once the body holds nothing: the closer's look found it
+    /// holding what another waited for, but the body may have let go of it
+    /// since (to wait for the turn, holding nothing meanwhile).
+    fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool {
+        let mut open = self.lock();
+        let Some(b) = open
+            .get_mut(&peer)
+            .and_then(|c| c.body.as_mut())
+            .filter(|b| b.seq == seq)
+        else {
+            return false;
+        };
+        if why == Some(Cut::Lapsed) && !(b.holds.turn || b.holds.share) {
+            return false;
         }
+        b.cut = why.map(|why| (why, b.holds));
+        true
     }
 
     /// The body of request `seq` of `peer` is read (or drained): no longer
-    /// timed; why the closer cut it, if it did.
-    fn read_done(&self, peer: Option<SocketAddr>, seq: u64) -> Option<Cut> {
+    /// timed; why the closer cut it, if it did, and what it held then.
+    fn read_done(&self, peer: Option<SocketAddr>, seq: u64) -> Option<(Cut, Holds)> {
         let mut open = self.lock();
         let c = open.get_mut(&peer?)?;
         if c.body.as_ref().is_some_and(|b| b.seq == seq) {
@@ -1336,7 +1347,7 @@ fn read_body(
         // decoder ends a chunk cut short as if the body had ended.
         (Ok(_), None, None) => return Ok((wire, share)),
         (Ok(_), None, Some(_)) if !chunked => return Ok((wire, share)),
-        (_, _, Some(Cut::Lapsed)) => {
+        (_, _, Some((Cut::Lapsed, held))) => {
             // Nothing wrong with the body: it is to come again.
             status = 503;
             let turn = format!("the turn for bodies over {} MiB", turns::LARGE_BODY >> 20);
@@ -1345,7 +1356,9 @@ fn read_body(
                 WIRE_BUDGET >> 20,
                 WIRE_FREE / 1024
             );
-            let held = match (holds.turn, holds.share) {
+            // What it held when it was cut: it may have taken the turn
+            // since, as the cut came while it began to wait for it.
+            let held = match (held.turn, held.share) {
                 (true, false) => turn,
                 (true, true) => format!("{turn} and {share}"),
                 (false, _) => share,
@@ -1357,12 +1370,12 @@ fn read_body(
                 heads::TURN_LAPSE.as_secs()
             )
         }
-        (_, _, Some(Cut::Framing)) => format!(
+        (_, _, Some((Cut::Framing, _))) => format!(
             "chunk framing (size lines, extensions) went past {} KiB with no body \
              between: the receiver cut the body off",
             heads::FRAMING_LIMIT / 1024
         ),
-        (_, _, Some(Cut::Slow)) => format!(
+        (_, _, Some((Cut::Slow, _))) => format!(
             "the body was still coming {} s after it began (a body gets {} read timeouts, \
              plus a second per {} KiB that came): the receiver cut it off",
             heads::arrival_deadline(ctx.read_timeout, wire.len() as u64).as_secs(),
@@ -1949,8 +1962,16 @@ mod tests {
         assert_eq!(wanted(true, false), (true, true));
         c.took(Some(peer), first + 1, Holds::default());
         assert_eq!(wanted(false, true), (true, true), "another request's hold");
-        c.cut(peer, first, Some(Cut::Slow));
-        assert_eq!(c.read_done(Some(peer), first), Some(Cut::Slow), "told once");
+        assert!(c.cut(peer, first, Some(Cut::Slow)));
+        let held = Holds {
+            turn: true,
+            share: true,
+        };
+        assert_eq!(
+            c.read_done(Some(peer), first),
+            Some((Cut::Slow, held)),
+            "told once"
+        );
         assert_eq!(body(0), None, "read: no longer timed");
         assert_eq!(c.read_done(Some(peer), first), None);
         // The next (pipelined) request begins and reads its body before
@@ -1965,5 +1986,45 @@ mod tests {
             "{:?}",
             c.activity(peer, false, false)
         );
+    }
+
+    /// A lapse is cut only while the body still holds what another waited
+    /// for, and its refusal names what it held when cut. The closer's look
+    /// and its cut are apart: between them the body may let go of its
+    /// share to wait for the turn (holding nothing, it cannot lapse), or
+    /// take the turn after the cut (the cut was for its share alone).
+    #[test]
+    fn a_lapse_is_cut_for_what_the_body_held_then() {
+        let c = Connections::default();
+        let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let share = Holds {
+            turn: false,
+            share: true,
+        };
+        c.admit(Some(peer), true);
+        let first = c.begin(Some(peer));
+        c.reading(Some(peer), first, true, share);
+        // It lets go of its share to wait for the turn: not cut.
+        c.took(Some(peer), first, Holds::default());
+        assert!(!c.cut(peer, first, Some(Cut::Lapsed)));
+        assert_eq!(c.read_done(Some(peer), first), None);
+        c.finish(Some(peer), first);
+        // Cut while it held its share, then it takes the turn: the cut
+        // says the share.
+        c.admit(Some(peer), true);
+        let second = c.begin(Some(peer));
+        c.reading(Some(peer), second, true, share);
+        assert!(c.cut(peer, second, Some(Cut::Lapsed)));
+        c.took(
+            Some(peer),
+            second,
+            Holds {
+                turn: true,
+                share: true,
+            },
+        );
+        assert_eq!(c.read_done(Some(peer), second), Some((Cut::Lapsed, share)));
+        // Another request's body is never cut.
+        assert!(!c.cut(peer, second + 1, Some(Cut::Slow)));
     }
 }
