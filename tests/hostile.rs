@@ -2035,6 +2035,107 @@ fn exchanges_within(
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
+/// Each thread of a process by name, with its nice value (from
+/// `/proc/PID/task/*/stat`).
+fn thread_nice(pid: u32) -> Vec<(String, i64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+            let name = stat[open + 1..close].to_string();
+            // After the name: state is field 3, nice field 19.
+            let nice = stat[close + 2..].split(' ').nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+/// Whether this process may lower a nice value to `nice`: it has
+/// `CAP_SYS_NICE`, or its `RLIMIT_NICE` reaches that far (the receiver,
+/// started by it, has the same).
+fn may_take_nice(nice: i64) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let rlimit: i64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max nice priority"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    caps & (1 << 23) != 0 || 20 - rlimit <= nice
+}
+
+/// The closer and the pumps, which cut hostile connections and let go of
+/// what they sent, run 10 nice values ahead of the receiver's other
+/// threads where the system allows (here as root: CI's machines are), and
+/// as the rest where it does not; workers (also those the pumps start)
+/// and tiny_http's threads (named as the process) keep the process's own. Hundreds of connections parsing
+/// without end would otherwise share the cores equally with the closer
+/// (README: "The closer and the pumps ahead").
+#[test]
+fn the_closer_and_pumps_run_ahead_where_the_system_allows() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    device_upload(rx.addr).expect("an upload");
+    // Uploads whose bodies stall hold a worker each: past the 16 started
+    // with the receiver, the pumps start more, which must not keep the
+    // pumps' priority.
+    let stalls: Vec<TcpStream> = (0..24)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect_timeout(&rx.addr, Duration::from_secs(2)).ok()?;
+            s.write_all(large_post(5000).as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect();
+    let pid = rx.child.id();
+    let workers = || {
+        thread_nice(pid)
+            .iter()
+            .filter(|(n, _)| n == "http-worker")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || workers() > 20),
+        "workers: {}",
+        workers()
+    );
+    let threads = thread_nice(pid);
+    drop(stalls);
+    let nice_of = |name: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    let base = nice_of("http-worker");
+    assert!(!base.is_empty(), "{threads:?}");
+    let base = base[0];
+    let ahead = (base - 10).max(-20);
+    let expected = if may_take_nice(ahead) { ahead } else { base };
+    println!("receiver's threads at {base}; the closer and pumps expected at {expected}");
+    for (name, want) in [
+        ("closer", expected),
+        ("accept-pump", expected),
+        ("http-worker", base),
+        ("autopi-rx", base),
+    ] {
+        let seen = nice_of(name);
+        assert!(
+            !seen.is_empty() && seen.iter().all(|&n| n == want),
+            "{name} expected at {want}: {threads:?}"
+        );
+    }
+}
+
 #[test]
 fn idle_and_stalled_connections_are_closed_after_the_read_timeout() {
     // Timed: not beside another heavy probe on two cores.

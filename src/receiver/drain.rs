@@ -158,6 +158,7 @@ impl Drains {
             .name(thread_name(&way).into())
             .stack_size(DRAIN_STACK)
             .spawn(move || {
+                crate::receiver::accept::keep_pace();
                 if let Some(finish) = take(&theirs) {
                     drains.drain(unread, &their_stats, finish);
                 }

@@ -18,7 +18,7 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::batch::Batch;
 use crate::capture::{Capture, CaptureHandle, Entry};
 use crate::event::{NO_ANSWER, RequestEvent, Stats};
-use crate::receiver::accept::{Acceptors, Handout, Notice, Work};
+use crate::receiver::accept::{self, Acceptors, Handout, Notice, Work};
 use crate::receiver::activity::{Activity, Body, Cut};
 use crate::receiver::closer::{self, Closer};
 use crate::receiver::drain::{self, Answered, Drains, Finish};
@@ -250,6 +250,7 @@ pub fn start_with(
     std::thread::Builder::new()
         .name("closer".into())
         .spawn(move || {
+            accept::step_ahead();
             closer::run(watch, close_rx, closer.tally, stop, &Books(quiet), |why| {
                 let _ = unavailable.send(format!(
                     "connections tiny_http hangs on are left to it ({why}): a connection it \
@@ -350,7 +351,10 @@ fn add_worker(ctx: &Arc<Ctx>) -> io::Result<()> {
     let spawned = std::thread::Builder::new()
         .name("http-worker".into())
         .stack_size(WORKER_STACK)
-        .spawn(move || worker(&worker_ctx));
+        .spawn(move || {
+            accept::keep_pace();
+            worker(&worker_ctx)
+        });
     match spawned {
         Ok(handle) => {
             workers.push(handle);
