@@ -252,8 +252,8 @@ pub const AHEAD: i32 = 10;
 /// connection: hundreds of connections parsing heads or pipelined requests
 /// without end share the cores equally with the one closer that cuts them,
 /// and what they send piles up in memory meanwhile (300 connections of
-/// tiny header lines: 221–561 MiB, against 112–116 MiB with the closer
-/// and pumps ahead). Not allowed, nothing changes. (Lowering tiny_http's
+/// tiny header lines, release build: 284–560 MiB, against 119–297 MiB
+/// with the closer and pumps ahead). Not allowed, nothing changes. (Lowering tiny_http's
 /// threads instead needs no privilege, but a device's head is parsed on
 /// them: with two busy loops beside the receiver, devices then missed the
 /// 1 s bound.)
