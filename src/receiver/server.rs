@@ -914,7 +914,8 @@ impl Connections {
     /// (None: it could not, after all); says whether it may. A lapse is
     /// not cut once the body holds nothing: the closer's look found it
     /// holding what another waited for, but the body may have let go of it
-    /// since (to wait for the turn, holding nothing meanwhile).
+    /// since (to wait for the turn, holding nothing meanwhile). A body cut
+    /// already is not cut again.
     fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool {
         let mut open = self.lock();
         let Some(b) = open
@@ -925,6 +926,13 @@ impl Connections {
             return false;
         };
         if why == Some(Cut::Lapsed) && !(b.holds.turn || b.holds.share) {
+            return false;
+        }
+        // Cut once: its reading side is shut, so a second look finds it
+        // still over, and a second cut would relabel it with what it holds
+        // by then, or, if that shutdown failed, be undone and erase the
+        // first.
+        if why.is_some() && b.cut.is_some() {
             return false;
         }
         b.cut = why.map(|why| (why, b.holds));
@@ -2030,5 +2038,33 @@ mod tests {
         assert_eq!(c.read_done(Some(peer), second), Some((Cut::Lapsed, share)));
         // Another request's body is never cut.
         assert!(!c.cut(peer, second + 1, Some(Cut::Slow)));
+    }
+
+    #[test]
+    fn a_body_is_cut_once() {
+        let c = Connections::default();
+        let peer: SocketAddr = "10.0.0.3:4000".parse().unwrap();
+        let share = Holds {
+            turn: false,
+            share: true,
+        };
+        c.admit(Some(peer), true);
+        let seq = c.begin(Some(peer));
+        c.reading(Some(peer), seq, true, share);
+        assert!(c.cut(peer, seq, Some(Cut::Lapsed)));
+        c.took(
+            Some(peer),
+            seq,
+            Holds {
+                turn: true,
+                share: true,
+            },
+        );
+        // The closer's next look finds it still over: no second cut, so
+        // neither a new label nor an undo (after a failed shutdown) that
+        // would erase the first.
+        assert!(!c.cut(peer, seq, Some(Cut::Lapsed)));
+        assert!(!c.cut(peer, seq, Some(Cut::Slow)));
+        assert_eq!(c.read_done(Some(peer), seq), Some((Cut::Lapsed, share)));
     }
 }
