@@ -921,6 +921,14 @@ fn shut_down(
             }
             let shut = s.shutdown(how).is_ok();
             if shut && how != Shutdown::Write {
+                // Bytes that come after the shutdown are queued and read
+                // like the rest: throwing away the queue opens the window,
+                // and a pipelining client's kernel fills it again from its
+                // send buffer at once. With the receive buffer at the
+                // kernel's minimum (it rounds 0 up) they are dropped on
+                // arrival instead, and its sender retransmits into a closed
+                // window until tiny_http lets go.
+                let _ = socket2::SockRef::from(&s).set_recv_buffer_size(0);
                 discard_queued(&s);
             }
             shut
@@ -1103,6 +1111,12 @@ mod tests {
         // Its reading side has ended, what was queued thrown away; writing
         // still works.
         assert_eq!(asked_server.read(&mut buf).unwrap(), 0, "read side shut");
+        // And what it sends from now on finds no room (the kernel's least
+        // receive buffer is a few KiB; it was 128 KiB or more).
+        let room = socket2::SockRef::from(&asked_server)
+            .recv_buffer_size()
+            .unwrap();
+        assert!(room <= 8 * 1024, "{room} bytes of room left to queue");
         asked_server.write_all(b"last words").unwrap();
         drop(asked_server);
         let mut got = Vec::new();
