@@ -255,9 +255,10 @@ pub const AHEAD: i32 = 20;
 /// pipelined requests without end share the cores equally with the one
 /// closer that cuts them, and what they send piles up in memory meanwhile
 /// (300 connections of tiny header lines, release build: 284–560 MiB,
-/// against 119–297 MiB with the closer and pumps 10 ahead; medians of
-/// eight runs each, 208 MiB at 10 ahead and 131 at 20). Not allowed,
-/// nothing changes. (Lowering tiny_http's
+/// against 119–297 MiB with the closer and pumps 10 ahead; 20 ahead made
+/// no further difference there, but devices beside 260 connections
+/// pipelining without end were answered within 1 s in six runs of six,
+/// against one of six at 10). Not allowed, nothing changes. (Lowering tiny_http's
 /// threads instead needs no privilege, but a device's head is parsed on
 /// them: with two busy loops beside the receiver, devices then missed the
 /// 1 s bound.)

@@ -2066,5 +2066,13 @@ mod tests {
         assert!(!c.cut(peer, seq, Some(Cut::Lapsed)));
         assert!(!c.cut(peer, seq, Some(Cut::Slow)));
         assert_eq!(c.read_done(Some(peer), seq), Some((Cut::Lapsed, share)));
+        // A cut undone (its shutdown failed) may be made again.
+        c.admit(Some(peer), true);
+        let next = c.begin(Some(peer));
+        c.reading(Some(peer), next, true, share);
+        assert!(c.cut(peer, next, Some(Cut::Slow)));
+        assert!(c.cut(peer, next, None));
+        assert!(c.cut(peer, next, Some(Cut::Slow)));
+        assert_eq!(c.read_done(Some(peer), next), Some((Cut::Slow, share)));
     }
 }
