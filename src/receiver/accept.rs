@@ -243,10 +243,11 @@ fn start_server(side: &Arc<Side>) -> io::Result<()> {
 }
 
 /// How many nice values the threads that cut hostile connections and let
-/// go of what they sent (the closer, the pumps) take ahead of the rest,
-/// where the system allows (root, `CAP_SYS_NICE`, or `RLIMIT_NICE`), or
-/// as many as it allows. From a process at 0 that is -20, the most there
-/// is: 87 times a thread at 0's share of a busy core, where 10 gave 9.
+/// go of what they sent (the closer, the pumps) take ahead of the rest at
+/// most; they take as many of them as the system allows (root,
+/// `CAP_SYS_NICE`, or `RLIMIT_NICE`). From a process at 0 that is -20, the
+/// most there is: 87 times a thread at 0's share of a busy core, where 10
+/// ahead gave 9.
 pub const AHEAD: i32 = 20;
 
 /// Puts the calling thread up to `AHEAD` of the process's other threads,

@@ -2000,6 +2000,25 @@ mod tests {
         );
     }
 
+    /// Holding a share of the wire budget; and that and the turn.
+    const SHARE: Holds = Holds {
+        turn: false,
+        share: true,
+    };
+    const BOTH: Holds = Holds {
+        turn: true,
+        share: true,
+    };
+
+    /// A request of `peer` taken and reading its body, holding `holds`:
+    /// its number.
+    fn reading_body(c: &Connections, peer: SocketAddr, holds: Holds) -> u64 {
+        c.admit(Some(peer), true);
+        let seq = c.begin(Some(peer));
+        c.reading(Some(peer), seq, true, holds);
+        seq
+    }
+
     /// A lapse is cut only while the body still holds what another waited
     /// for, and its refusal names what it held when cut. The closer's look
     /// and its cut are apart: between them the body may let go of its
@@ -2009,13 +2028,7 @@ mod tests {
     fn a_lapse_is_cut_for_what_the_body_held_then() {
         let c = Connections::default();
         let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
-        let share = Holds {
-            turn: false,
-            share: true,
-        };
-        c.admit(Some(peer), true);
-        let first = c.begin(Some(peer));
-        c.reading(Some(peer), first, true, share);
+        let first = reading_body(&c, peer, SHARE);
         // It lets go of its share to wait for the turn: not cut.
         c.took(Some(peer), first, Holds::default());
         assert!(!c.cut(peer, first, Some(Cut::Lapsed)));
@@ -2023,56 +2036,32 @@ mod tests {
         c.finish(Some(peer), first);
         // Cut while it held its share, then it takes the turn: the cut
         // says the share.
-        c.admit(Some(peer), true);
-        let second = c.begin(Some(peer));
-        c.reading(Some(peer), second, true, share);
+        let second = reading_body(&c, peer, SHARE);
         assert!(c.cut(peer, second, Some(Cut::Lapsed)));
-        c.took(
-            Some(peer),
-            second,
-            Holds {
-                turn: true,
-                share: true,
-            },
-        );
-        assert_eq!(c.read_done(Some(peer), second), Some((Cut::Lapsed, share)));
+        c.took(Some(peer), second, BOTH);
+        assert_eq!(c.read_done(Some(peer), second), Some((Cut::Lapsed, SHARE)));
         // Another request's body is never cut.
         assert!(!c.cut(peer, second + 1, Some(Cut::Slow)));
     }
 
+    /// Its reading side shut at the first cut, a body is found still over
+    /// at the closer's next look: it is not cut again, which would give it
+    /// a new label, or, after a failed shutdown, undo the first cut.
     #[test]
     fn a_body_is_cut_once() {
         let c = Connections::default();
         let peer: SocketAddr = "10.0.0.3:4000".parse().unwrap();
-        let share = Holds {
-            turn: false,
-            share: true,
-        };
-        c.admit(Some(peer), true);
-        let seq = c.begin(Some(peer));
-        c.reading(Some(peer), seq, true, share);
+        let seq = reading_body(&c, peer, SHARE);
         assert!(c.cut(peer, seq, Some(Cut::Lapsed)));
-        c.took(
-            Some(peer),
-            seq,
-            Holds {
-                turn: true,
-                share: true,
-            },
-        );
-        // The closer's next look finds it still over: no second cut, so
-        // neither a new label nor an undo (after a failed shutdown) that
-        // would erase the first.
+        c.took(Some(peer), seq, BOTH);
         assert!(!c.cut(peer, seq, Some(Cut::Lapsed)));
         assert!(!c.cut(peer, seq, Some(Cut::Slow)));
-        assert_eq!(c.read_done(Some(peer), seq), Some((Cut::Lapsed, share)));
+        assert_eq!(c.read_done(Some(peer), seq), Some((Cut::Lapsed, SHARE)));
         // A cut undone (its shutdown failed) may be made again.
-        c.admit(Some(peer), true);
-        let next = c.begin(Some(peer));
-        c.reading(Some(peer), next, true, share);
+        let next = reading_body(&c, peer, SHARE);
         assert!(c.cut(peer, next, Some(Cut::Slow)));
         assert!(c.cut(peer, next, None));
         assert!(c.cut(peer, next, Some(Cut::Slow)));
-        assert_eq!(c.read_done(Some(peer), next), Some((Cut::Slow, share)));
+        assert_eq!(c.read_done(Some(peer), next), Some((Cut::Slow, SHARE)));
     }
 }
