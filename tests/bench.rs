@@ -42,7 +42,10 @@ fn bench_dir() -> tempfile::TempDir {
     match std::env::var_os("AUTOPI_RX_BENCH_DIR") {
         Some(d) => tempfile::tempdir_in(d).unwrap(),
         None => {
+            // The project's disk, as a capture would be. `target` is not
+            // there when the build went elsewhere (`CARGO_TARGET_DIR`).
             let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+            std::fs::create_dir_all(&base).unwrap();
             tempfile::tempdir_in(base).unwrap()
         }
     }
