@@ -2083,12 +2083,12 @@ fn may_take_nice(nice: i64) -> bool {
 /// The closer and the pumps, which cut hostile connections and let go of
 /// what they sent, run up to 20 nice values ahead of the receiver's other
 /// threads, as far as the system allows (`CAP_SYS_NICE`, which root has on
-/// CI's machines, or `RLIMIT_NICE`; elsewhere the test checks only that
-/// nothing moved), and
-/// as the rest where it does not; workers (also those the pumps start)
-/// and tiny_http's threads (named as the process) keep the process's own. Hundreds of connections parsing
-/// without end would otherwise share the cores equally with the closer
-/// (README: "The closer and the pumps ahead").
+/// CI's machines, or `RLIMIT_NICE`; where nothing is allowed the test
+/// checks only that nothing moved); workers (also those the pumps start)
+/// and tiny_http's threads (named as the process) keep the process's own.
+/// Hundreds of connections parsing without end would otherwise share the
+/// cores equally with the closer (README: "The closer and the pumps
+/// ahead").
 #[test]
 fn the_closer_and_pumps_run_ahead_where_the_system_allows() {
     let rx = receiver(LONG_READ_TIMEOUT);

@@ -251,29 +251,28 @@ fn start_server(side: &Arc<Side>) -> io::Result<()> {
 pub const AHEAD: i32 = 20;
 
 /// Puts the calling thread up to `AHEAD` of the process's other threads,
-/// as far as the system allows; says whether it moved at all. tiny_http
-/// runs a thread per connection: hundreds of connections parsing heads or
-/// pipelined requests without end share the cores equally with the one
-/// closer that cuts them, and what they send piles up in memory meanwhile
-/// (300 connections of tiny header lines, release build: 284–560 MiB,
-/// against 119–297 MiB with the closer and pumps 10 ahead; 20 ahead made
-/// no further difference there, but devices beside 260 connections
-/// pipelining without end were answered within 1 s in six runs of six,
-/// against one of six at 10). Not allowed, nothing changes. (Lowering tiny_http's
-/// threads instead needs no privilege, but a device's head is parsed on
-/// them: with two busy loops beside the receiver, devices then missed the
-/// 1 s bound.)
-pub fn step_ahead() -> bool {
+/// as far as the system allows. tiny_http runs a thread per connection:
+/// hundreds of connections parsing heads or pipelined requests without end
+/// share the cores equally with the one closer that cuts them, and what
+/// they send piles up in memory meanwhile (300 connections of tiny header
+/// lines, release build: 284–560 MiB, against 119–297 MiB with the closer
+/// and pumps 10 ahead; 20 ahead made no further difference there, but
+/// devices beside 260 connections pipelining without end were answered
+/// within 1 s in six runs of six, against one of six at 10). Not allowed,
+/// nothing changes. (Lowering tiny_http's threads instead needs no
+/// privilege, but a device's head is parsed on them: with two busy loops
+/// beside the receiver, devices then missed the 1 s bound.)
+pub fn step_ahead() {
     // Linux: the calling thread's nice value alone.
-    rustix::process::getpriority_process(None).is_ok_and(|now| {
+    if let Ok(now) = rustix::process::getpriority_process(None) {
         // Taken from the first thread to step ahead, started at the
         // process's own (threads start with their creator's).
         BASE_NICE.get_or_init(|| now);
         // The furthest the system allows: an `RLIMIT_NICE` may reach part
         // of the way (each refusal is one system call, once per thread).
-        ((now - AHEAD).max(-20)..now)
-            .any(|nice| rustix::process::setpriority_process(None, nice).is_ok())
-    })
+        let _ = ((now - AHEAD).max(-20)..now)
+            .any(|nice| rustix::process::setpriority_process(None, nice).is_ok());
+    }
 }
 
 /// The process's nice value, as the first thread to step ahead found it.
