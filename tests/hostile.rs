@@ -2094,8 +2094,8 @@ fn the_closer_and_pumps_run_ahead_where_the_system_allows() {
     let rx = receiver(LONG_READ_TIMEOUT);
     device_upload(rx.addr).expect("an upload");
     // Uploads whose bodies stall hold a worker each: past the 16 started
-    // with the receiver, the pumps start more, which must not keep the
-    // pumps' priority.
+    // with the receiver, the spawning thread starts more, which must not
+    // keep its priority (the pumps').
     let stalls: Vec<TcpStream> = (0..24)
         .filter_map(|_| {
             let mut s = TcpStream::connect_timeout(&rx.addr, Duration::from_secs(2)).ok()?;
@@ -2131,10 +2131,11 @@ fn the_closer_and_pumps_run_ahead_where_the_system_allows() {
     let expected = ((base - 20).max(-20)..base)
         .find(|&nice| may_take_nice(nice))
         .unwrap_or(base);
-    println!("receiver's threads at {base}; the closer and pumps expected at {expected}");
+    println!("receiver's threads at {base}; the closer, pumps and spawner expected at {expected}");
     for (name, want) in [
         ("closer", expected),
         ("accept-pump", expected),
+        ("worker-spawner", expected),
         ("http-worker", base),
         ("autopi-rx", base),
     ] {

@@ -2,7 +2,8 @@
 //! → capture → answer → event); `ingest` makes the pure decisions (auth,
 //! decoding, limits); `headless` prints one JSON line per request;
 //! `drain` lets go of requests with a large unread body; `closer` shuts
-//! the connections tiny_http would hold on to.
+//! the connections tiny_http would hold on to; `spawner` starts workers
+//! off the pumps.
 
 pub mod accept;
 pub mod activity;
@@ -14,4 +15,5 @@ pub mod ingest;
 pub mod listener;
 pub mod respond;
 pub mod server;
+pub mod spawner;
 pub mod turns;

@@ -26,6 +26,7 @@ use crate::receiver::heads;
 use crate::receiver::ingest::{self, Config, Rejection};
 use crate::receiver::listener;
 use crate::receiver::respond::{self, Answer, Mode};
+use crate::receiver::spawner::Spawner;
 use crate::receiver::turns::{
     self, Budget, DECODE_BUDGET, Share, TURN_WAIT, Turn, Turns, WIRE_BUDGET, WIRE_FREE,
 };
@@ -102,6 +103,8 @@ struct Ctx {
     min_workers: usize,
     max_workers: usize,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Starts workers when the pumps find them short (not on a pump).
+    spawner: Spawner,
     connections: Connections,
     /// Shuts connections tiny_http would keep open.
     closer: Closer,
@@ -152,6 +155,7 @@ pub fn start_with(
     let min_workers = settings.workers.max(1);
     let (close_tx, close_rx) = unbounded();
     let closer = Closer::new(close_tx);
+    let (spawner, spawning) = Spawner::new();
     let ctx = Arc::new(Ctx {
         config: settings.ingest.clone(),
         capture: capture.handle(),
@@ -170,6 +174,7 @@ pub fn start_with(
         min_workers,
         max_workers: max_workers().max(min_workers),
         workers: Mutex::new(Vec::new()),
+        spawner,
         connections: Connections::forgetting_after(settings.read_timeout),
         closer: closer.clone(),
         read_timeout: settings.read_timeout,
@@ -194,6 +199,7 @@ pub fn start_with(
     for _ in 0..min_workers {
         add_worker(&ctx)?;
     }
+    spawning.run(Arc::downgrade(&ctx), add_workers)?;
     let (accept_notices, notices) = bounded(64);
     let grow: Weak<Ctx> = Arc::downgrade(&ctx);
     let acceptors = Acceptors::start(
@@ -342,9 +348,13 @@ fn with_descriptor_hint(why: &str) -> String {
     }
 }
 
-/// Starts one more worker thread.
+/// Starts one more worker thread, unless the receiver is stopping (checked
+/// under the lock `shutdown` takes the workers with, so none is missed).
 fn add_worker(ctx: &Arc<Ctx>) -> io::Result<()> {
     let mut workers = ctx.workers.lock().unwrap_or_else(|p| p.into_inner());
+    if ctx.stopping.load(Ordering::SeqCst) {
+        return Err(io::Error::other("the receiver is stopping"));
+    }
     workers.retain(|w| !w.is_finished());
     let worker_ctx = ctx.clone();
     ctx.alive.fetch_add(1, Ordering::SeqCst);
@@ -367,18 +377,33 @@ fn add_worker(ctx: &Arc<Ctx>) -> io::Result<()> {
     }
 }
 
-/// Counts the request about to be handed out, and adds a worker when the
-/// workers alive would not cover every request handed out. Counted here
-/// and done with by the worker after it served it, not by the workers'
-/// own busy count: a worker between taking a request and counting itself
-/// busy passed for idle, so in a burst of uploads whose bodies stall the
+/// Counts the request about to be handed out, and has workers added when
+/// those alive would not cover every request handed out. Counted here and
+/// done with by the worker after it served it, not by the workers' own
+/// busy count: a worker between taking a request and counting itself busy
+/// passed for idle, so in a burst of uploads whose bodies stall the
 /// request behind them found every worker held by one and waited for a
-/// read timeout (a hostile-client probe, December 3).
+/// read timeout (a hostile-client probe, December 3). Called on a pump,
+/// which only wakes the spawning thread (see `spawner`).
 fn grow_workers(ctx: &Arc<Ctx>) {
     let handed = ctx.handed.fetch_add(1, Ordering::SeqCst) + 1;
+    if short_of_workers(ctx, handed) {
+        ctx.spawner.wake();
+    }
+}
+
+fn short_of_workers(ctx: &Ctx, handed: usize) -> bool {
     let alive = ctx.alive.load(Ordering::SeqCst);
-    if handed > alive && alive < ctx.max_workers && !ctx.stopping.load(Ordering::SeqCst) {
-        let _ = add_worker(ctx);
+    handed > alive && alive < ctx.max_workers && !ctx.stopping.load(Ordering::SeqCst)
+}
+
+/// On the spawning thread: adds workers until they cover what is handed
+/// out (or none can be started now; the next request wakes it again).
+fn add_workers(ctx: &Arc<Ctx>) {
+    while short_of_workers(ctx, ctx.handed.load(Ordering::SeqCst)) {
+        if add_worker(ctx).is_err() {
+            break;
+        }
     }
 }
 
