@@ -2115,6 +2115,17 @@ fn the_closer_and_pumps_run_ahead_where_the_system_allows() {
         "workers: {}",
         workers()
     );
+    // A worker just started has its creator's priority until its first
+    // step: looked at once every worker has taken it (or the test fails
+    // below, naming them).
+    wait_until(Duration::from_secs(10), || {
+        let mut nice = thread_nice(pid)
+            .into_iter()
+            .filter(|(n, _)| n == "http-worker")
+            .map(|(_, nice)| nice);
+        let first = nice.next();
+        nice.all(|n| Some(n) == first)
+    });
     let threads = thread_nice(pid);
     drop(stalls);
     let nice_of = |name: &str| -> Vec<i64> {

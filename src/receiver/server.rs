@@ -493,6 +493,13 @@ fn worker(ctx: &Arc<Ctx>) {
                     })
                     .is_ok();
                 if ended {
+                    // A request counted between the look at `handed` and
+                    // the decrement found this worker still alive and woke
+                    // nobody: it is woken here (whichever of the two looks
+                    // last sees the other's count).
+                    if short_of_workers(ctx, ctx.handed.load(Ordering::SeqCst)) {
+                        ctx.spawner.wake();
+                    }
                     return;
                 }
             }

@@ -71,7 +71,7 @@ mod tests {
     /// What a test's `grow` sees and holds.
     struct Target {
         spawner: Spawner,
-        grown: AtomicUsize,
+        grown: Arc<AtomicUsize>,
         /// `grow` waits for this before it returns.
         hold: Mutex<Option<Receiver<()>>>,
         entered: Sender<()>,
@@ -93,7 +93,7 @@ mod tests {
         let (entered, entering) = bounded(16);
         let target = Arc::new(Target {
             spawner,
-            grown: AtomicUsize::new(0),
+            grown: Arc::default(),
             hold: Mutex::new(Some(hold)),
             entered,
         });
@@ -122,9 +122,19 @@ mod tests {
         entering
             .recv_timeout(Duration::from_secs(10))
             .expect("woken again");
-        assert!(entering.try_recv().is_err());
-        assert_eq!(target.grown.load(Ordering::SeqCst), 2);
+        let looks = target.grown.clone();
         drop(target);
-        thread.join().expect("the spawning thread ended");
+        // The thread ends once its target is gone; counted after it has.
+        let (joined, join) = bounded(1);
+        std::thread::spawn(move || {
+            let _ = joined.send(thread.join().is_ok());
+        });
+        assert_eq!(
+            join.recv_timeout(Duration::from_secs(10)),
+            Ok(true),
+            "the spawning thread did not end with its target"
+        );
+        let looks = looks.load(Ordering::SeqCst);
+        assert_eq!(looks, 2, "one look, then one for all the wakes meanwhile");
     }
 }
