@@ -279,7 +279,8 @@ pub fn step_ahead() {
 static BASE_NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
 
 /// Puts the calling thread back at the process's own priority: a thread
-/// starts with its creator's, and a pump starts workers and drains.
+/// starts with its creator's, and the spawning thread (as far ahead as
+/// the pumps) starts workers; drains call it too, as a safeguard.
 pub fn keep_pace() {
     if let Some(&base) = BASE_NICE.get()
         && rustix::process::getpriority_process(None).is_ok_and(|now| now != base)
