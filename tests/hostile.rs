@@ -2084,11 +2084,11 @@ fn may_take_nice(nice: i64) -> bool {
 /// what they sent, run up to 20 nice values ahead of the receiver's other
 /// threads, as far as the system allows (`CAP_SYS_NICE`, which root has on
 /// CI's machines, or `RLIMIT_NICE`; where nothing is allowed the test
-/// checks only that nothing moved); workers (also those the pumps start)
-/// and tiny_http's threads (named as the process) keep the process's own.
-/// Hundreds of connections parsing without end would otherwise share the
-/// cores equally with the closer (README: "The closer and the pumps
-/// ahead").
+/// checks only that nothing moved), and so does the thread that starts
+/// workers; workers (also those it starts) and tiny_http's threads (named
+/// as the process) keep the process's own. Hundreds of connections
+/// parsing without end would otherwise share the cores equally with the
+/// closer (README: "The closer and the pumps ahead").
 #[test]
 fn the_closer_and_pumps_run_ahead_where_the_system_allows() {
     let rx = receiver(LONG_READ_TIMEOUT);
