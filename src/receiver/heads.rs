@@ -72,6 +72,17 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// costs more with each, and the nudges need the CPU.
 const CROWD: usize = 256;
 const LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
+/// How soon the next count comes, outside a crowd, after one that found
+/// a connection reading what it does not hand over fast (`GROWING` since
+/// the count before, the same head or the same chunked body with nothing
+/// handed over), or a chunked body begun: an endless chunk-size line is
+/// cut at the third look that sees its body (see `FRAMING_LIMIT`), and
+/// at `LOOK_EVERY` apart tiny_http read 23-36 MiB of it first.
+const LOOK_SOON: Duration = Duration::from_millis(10);
+/// Bytes read between two counts, not handed over, that make the next
+/// one come `LOOK_SOON`. A device's head is under 1 KiB, and tiny_http
+/// reads at most its buffer (8 KiB) ahead of a request waiting its turn.
+const GROWING: u64 = 64 * 1024;
 /// Lookups sent in one message: their answers (about 300 bytes each)
 /// must fit the socket's receive buffer.
 const LOOKUPS_AT_ONCE: usize = 32;
@@ -152,10 +163,12 @@ impl HeadCap {
             self.diag = None;
             return None;
         };
+        let over = self.watch.look_at(now, &counted, activity);
         if counted.len() > CROWD {
             self.next = now + LOOK_IN_A_CROWD;
+        } else if self.watch.soon {
+            self.next = now + LOOK_SOON;
         }
-        let over = self.watch.look_at(now, &counted, activity);
         Some((counted, over))
     }
 }
@@ -418,6 +431,8 @@ struct Head {
     body_from: Option<u64>,
     /// Read at the first look that found the framing over its cap.
     framing_over: Option<u64>,
+    /// Read at the last look.
+    read: u64,
     /// The body being read: when it last came on by `ARRIVAL_RATE`, and
     /// what had come of it then.
     progress: Option<(Instant, u64)>,
@@ -532,6 +547,9 @@ pub fn arrival_deadline(read_timeout: Duration, came: u64) -> Duration {
 pub struct HeadWatch {
     heads: HashMap<u64, Head>,
     read_timeout: Option<Duration>,
+    /// The last look found a head or a chunk's framing growing fast, or
+    /// a chunked body begun: the next look should come soon.
+    soon: bool,
 }
 
 impl HeadWatch {
@@ -542,6 +560,7 @@ impl HeadWatch {
         HeadWatch {
             heads: HashMap::new(),
             read_timeout: Some(read_timeout),
+            soon: false,
         }
     }
 
@@ -568,6 +587,7 @@ impl HeadWatch {
         activity: &dyn Fn(SocketAddr) -> Activity,
     ) -> Vec<Overs> {
         let mut heads = HashMap::with_capacity(counted.len());
+        self.soon = false;
         let mut over = Vec::new();
         // Heads under their own cap, for the budget across them all.
         let mut under = Vec::new();
@@ -591,6 +611,7 @@ impl HeadWatch {
                 settled: None,
                 body_from: None,
                 framing_over: None,
+                read: c.read,
                 progress: None,
             };
             let mut head = match seen {
@@ -610,6 +631,28 @@ impl HeadWatch {
                 },
                 _ => fresh(c.read),
             };
+            // Read fast since the last look and not handed over: the same
+            // head, or the same chunked body with nothing more handed over
+            // (a connection's first head from its start). A chunked body
+            // just begun is looked at again soon as well.
+            let chunked = matches!(
+                mark,
+                Mark::Body {
+                    chunked: Some(_),
+                    ..
+                }
+            );
+            let head_like = matches!(mark, Mark::Head { .. } | Mark::First);
+            let growing = match seen {
+                Some(h) if h.mark == mark && (chunked || head_like) => {
+                    c.read.saturating_sub(h.read) > GROWING
+                }
+                _ if chunked => !seen.is_some_and(|h| same_body(h.mark, mark)),
+                None => mark == Mark::First && c.read > GROWING,
+                _ => false,
+            };
+            self.soon |= growing;
+            head.read = c.read;
             let stretch = c.read.saturating_sub(head.from);
             let body = match activity {
                 Activity::Busy { body, .. } => body,
@@ -1039,6 +1082,53 @@ mod tests {
                 wanted: false,
             }),
         }
+    }
+
+    /// The next look comes soon after one that found a head, or a chunked
+    /// body's framing, read fast with nothing handed over, or a chunked
+    /// body begun; never for a body of known length, a chunked body that
+    /// hands over what it reads, a head that only trickles, or requests
+    /// that follow one another, however fast.
+    #[test]
+    fn a_look_comes_soon_only_after_unhanded_bytes_read_fast() {
+        let body = |done: u64, seq: u64, chunked: Option<u64>| {
+            move |_: SocketAddr| reading(done, seq, chunked, Duration::ZERO)
+        };
+        let quiet = |done: u64| {
+            move |_: SocketAddr| Activity::Quiet {
+                ago: Duration::ZERO,
+                done,
+            }
+        };
+        let unseen = |_: SocketAddr| Activity::Unseen;
+        let mut w = HeadWatch::default();
+        // A connection first seen with a large head, then one growing.
+        w.look(&[at(1, GROWING + 1)], &unseen);
+        assert!(w.soon);
+        w.look(&[at(1, GROWING + 1)], &unseen);
+        assert!(!w.soon, "a head that stopped");
+        w.look(&[at(1, 2 * GROWING + 2)], &unseen);
+        assert!(w.soon);
+        // A trickling head after a request.
+        let mut w = HeadWatch::default();
+        w.look(&[at(2, 500)], &quiet(1));
+        w.look(&[at(2, 500 + GROWING)], &quiet(1));
+        assert!(!w.soon, "a head that grew by no more than GROWING");
+        // Requests that follow one another: the mark changes each time.
+        w.look(&[at(2, 10 * GROWING)], &quiet(5));
+        assert!(!w.soon, "requests done in between");
+        // A body of known length read fast.
+        w.look(&[at(2, 20 * GROWING)], &body(5, 6, None));
+        w.look(&[at(2, 40 * GROWING)], &body(5, 6, None));
+        assert!(!w.soon, "a body of known length");
+        // A chunked body begun, then handing over what it reads.
+        w.look(&[at(2, 41 * GROWING)], &body(6, 7, Some(0)));
+        assert!(w.soon, "a chunked body begun");
+        w.look(&[at(2, 60 * GROWING)], &body(6, 7, Some(19 * GROWING)));
+        assert!(!w.soon, "a chunked body handing over what it reads");
+        // Then its framing read fast with nothing handed over.
+        w.look(&[at(2, 62 * GROWING)], &body(6, 7, Some(19 * GROWING)));
+        assert!(w.soon, "framing read fast");
     }
 
     /// Within a chunked body, what tiny_http reads with nothing handed over
