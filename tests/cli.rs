@@ -165,9 +165,46 @@ fn the_token_never_appears_in_any_output_or_file() {
             .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             .text(),
     );
+    // The token sent where it does not belong: in the URL (as a query
+    // string, as a path segment), in other headers, with and without the
+    // token where it belongs. Each is shown and kept with `[token]`.
+    let misplaced = [
+        (format!("/upload?token={secret}"), "", 200),
+        (
+            format!("/{secret}{secret}/x"),
+            "x-api-key: {s}\r\nunit-id: {s}\r\nuser-agent: dev/{s}\r\n",
+            200,
+        ),
+        (format!("/?access_token={secret}"), "", 401),
+    ];
+    for (path, extra, status) in &misplaced {
+        let auth = if *status == 200 {
+            format!("authorization: token {secret}\r\n")
+        } else {
+            String::new()
+        };
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\n{auth}{}Content-Length: {}\r\n\r\n",
+            extra.replace("{s}", secret),
+            body.len()
+        );
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        let r = Conn::open(rx.addr).request(&bytes);
+        assert_eq!(r.status, *status, "{path}");
+        answers.push_str(&r.text());
+    }
     rx.stop();
     let stdout = rx.remaining_stdout().join("\n");
-    assert_eq!(stdout.lines().count(), 6);
+    assert_eq!(stdout.lines().count(), 9);
+    for shown in [
+        "\"path\":\"/upload?token=[token]\"",
+        "\"path\":\"/[token][token]/x\"",
+        "\"unit_id\":\"[token]\"",
+        "\"path\":\"/?access_token=[token]\"",
+    ] {
+        assert!(stdout.contains(shown), "{shown} not in {stdout}");
+    }
     let file = std::fs::read_to_string(&capture).unwrap();
     for (what, text) in [
         ("stdout", &stdout),

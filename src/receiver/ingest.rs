@@ -28,13 +28,35 @@ pub enum Auth {
     /// Accept requests whose token hashes to one of these digests. Only
     /// digests are kept, so comparisons take the same time whatever the
     /// lengths and the token itself is never stored twice.
-    Tokens(Vec<[u8; 32]>),
+    Tokens(Vec<Known>),
+}
+
+/// A configured token as it is kept: its digest, for the check and to
+/// confirm a find, and its length and rolling hash, for `Auth::scrub` to
+/// find it in text without keeping the token itself.
+#[derive(Clone)]
+pub struct Known {
+    digest: [u8; 32],
+    len: usize,
+    rolled: u64,
 }
 
 impl Auth {
     /// Builds the token set from the configured tokens.
     pub fn tokens<S: AsRef<str>>(tokens: &[S]) -> Auth {
-        Auth::Tokens(tokens.iter().map(|t| digest(t.as_ref())).collect())
+        Auth::Tokens(
+            tokens
+                .iter()
+                .map(|t| {
+                    let t = t.as_ref().as_bytes();
+                    Known {
+                        digest: digest(t),
+                        len: t.len(),
+                        rolled: rolled(t),
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// How many tokens are configured (0 for `--no-auth`).
@@ -51,15 +73,117 @@ impl Auth {
         match self {
             Auth::Open => true,
             Auth::Tokens(known) => {
-                let presented = digest(credential);
+                let presented = digest(credential.as_bytes());
                 let mut hit = subtle::Choice::from(0);
                 for k in known {
-                    hit |= k.ct_eq(&presented);
+                    hit |= k.digest.ct_eq(&presented);
                 }
                 hit.into()
             }
         }
     }
+
+    /// The longest configured token, in bytes (0 for none).
+    pub fn longest(&self) -> usize {
+        match self {
+            Auth::Open => 0,
+            Auth::Tokens(known) => known.iter().map(|k| k.len).max().unwrap_or(0),
+        }
+    }
+
+    /// `text` with every configured token in it replaced by `[token]`:
+    /// for what a client sent that is shown or kept beside its batch (the
+    /// path, header values), where a token sent in the wrong place (a
+    /// query string, another header) would otherwise be printed. Each
+    /// window of a token's length is compared by its rolling hash (keyed
+    /// per process), and a hit confirmed by the digest, so the token is
+    /// found without being kept; a few nanoseconds a byte.
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let Auth::Tokens(known) = self else {
+            return Cow::Borrowed(text);
+        };
+        let bytes = text.as_bytes();
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut lengths: Vec<usize> = known.iter().map(|k| k.len).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        for len in lengths.into_iter().filter(|&l| l > 0 && l <= bytes.len()) {
+            let top = power(len - 1);
+            let mut h = rolled(&bytes[..len]);
+            for start in 0..=bytes.len() - len {
+                if start > 0 {
+                    let out = mul(u64::from(bytes[start - 1]), top);
+                    h = add(
+                        mul(add(h, ROLL_PRIME - out), base()),
+                        u64::from(bytes[start + len - 1]),
+                    );
+                }
+                let window = &bytes[start..start + len];
+                if known
+                    .iter()
+                    .any(|k| k.len == len && k.rolled == h && k.digest == digest(window))
+                {
+                    found.push((start, start + len));
+                }
+            }
+        }
+        if found.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        found.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in found {
+            if end <= at {
+                continue;
+            }
+            // Tokens are ASCII (refused otherwise at start), so a window
+            // that matched starts and ends on character boundaries.
+            if start >= at {
+                out.push_str(&text[at..start]);
+                out.push_str("[token]");
+            }
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        Cow::Owned(out)
+    }
+}
+
+/// The rolling hash's modulus, a Mersenne prime: sums of two residues fit
+/// in 64 bits.
+const ROLL_PRIME: u64 = (1 << 61) - 1;
+
+/// The rolling hash's base, drawn once per process from the standard
+/// library's random hasher keys.
+fn base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(b"autopi-rx scrub base");
+        256 + h.finish() % (ROLL_PRIME - 256)
+    })
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    (a + b) % ROLL_PRIME
+}
+
+fn mul(a: u64, b: u64) -> u64 {
+    ((u128::from(a) * u128::from(b)) % u128::from(ROLL_PRIME)) as u64
+}
+
+/// `base()` to the power `n`.
+fn power(n: usize) -> u64 {
+    (0..n).fold(1, |p, _| mul(p, base()))
+}
+
+/// The rolling hash of `bytes`, as `scrub` slides it.
+fn rolled(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0, |h, &b| add(mul(h, base()), u64::from(b)))
 }
 
 impl fmt::Debug for Auth {
@@ -71,8 +195,8 @@ impl fmt::Debug for Auth {
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    *blake3::keyed_hash(b"autopi-rx token digest, v1......", token.as_bytes()).as_bytes()
+fn digest(token: &[u8]) -> [u8; 32] {
+    *blake3::keyed_hash(b"autopi-rx token digest, v1......", token).as_bytes()
 }
 
 /// A short, non-reversible fingerprint of a credential for screens and logs
@@ -1104,6 +1228,35 @@ mod tests {
         ] {
             assert_eq!(check(unsupported), Err(501), "{unsupported:?}");
         }
+    }
+
+    /// Every configured token is replaced wherever it stands, whole and
+    /// only whole: at either end, twice in a row, overlapping itself, two
+    /// tokens of different lengths, beside other characters; a near miss
+    /// and text shorter than a token are left as they are, and with no
+    /// tokens nothing is touched.
+    #[test]
+    fn scrub_replaces_every_configured_token_and_nothing_else() {
+        let auth = Auth::tokens(&["s3cret-token", "ab", "aaaa"]);
+        let cases = [
+            ("/x?token=s3cret-token", "/x?token=[token]"),
+            ("s3cret-token/", "[token]/"),
+            ("s3cret-tokens3cret-token", "[token][token]"),
+            ("é s3cret-token é", "é [token] é"),
+            ("s3cret-tokeN", "s3cret-tokeN"),
+            ("3cret-token", "3cret-token"),
+            ("xabx", "x[token]x"),
+            // Overlapping finds are replaced as one.
+            ("aaaaa", "[token]"),
+            ("a", "a"),
+            ("", ""),
+        ];
+        for (text, scrubbed) in cases {
+            assert_eq!(auth.scrub(text), scrubbed, "{text:?}");
+        }
+        assert!(matches!(auth.scrub("nothing here"), Cow::Borrowed(_)));
+        assert_eq!(Auth::Open.scrub("s3cret-token"), "s3cret-token");
+        assert_eq!(auth.longest(), 12);
     }
 
     #[test]

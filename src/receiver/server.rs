@@ -1507,14 +1507,16 @@ fn decode_and_save(
         Err(r) => return refused(r, wire),
     };
     let (mode, answer, undo) = ctx.respond.take_undoable();
+    // Headers kept beside the batch, any token in them replaced.
+    let kept = |name: &'static str| header(request, name).map(|v| ctx.auth().scrub(v).into_owned());
     let entry = Entry {
         received: format_received(received),
         peer: peer(request),
-        unit_id: header(request, "unit-id").map(str::to_owned),
-        user_agent: header(request, "user-agent").map(str::to_owned),
-        content_type: header(request, "content-type").map(str::to_owned),
-        accept: header(request, "accept").map(str::to_owned),
-        accept_encoding: header(request, "accept-encoding").map(str::to_owned),
+        unit_id: kept("unit-id"),
+        user_agent: kept("user-agent"),
+        content_type: kept("content-type"),
+        accept: kept("accept"),
+        accept_encoding: kept("accept-encoding"),
         wire_bytes,
         acked: answer.acked(),
         mode: mode.to_string(),
@@ -1721,15 +1723,17 @@ fn make_event(
     outcome: &Outcome,
     started: Instant,
 ) -> RequestEvent {
-    let (headers, token_matched) = event_headers(&ctx.auth(), request.headers());
+    let auth = ctx.auth();
+    let (headers, token_matched) = event_headers(&auth, request.headers());
     let batch = outcome.batch.as_ref();
+    let scrubbed = |text: &String| auth.scrub(text).into_owned();
     RequestEvent {
         id: ctx.next_id.fetch_add(1, Ordering::Relaxed) + 1,
         received,
         peer: peer(request),
         method: request.method().as_str().to_string(),
-        path: clip_chars(request.url(), EVENT_PATH),
-        unit_id: header(request, "unit-id").map(|u| clip_chars(u, EVENT_HEADER_VALUE)),
+        path: shown(&auth, request.url(), EVENT_PATH),
+        unit_id: header(request, "unit-id").map(|u| shown(&auth, u, EVENT_HEADER_VALUE)),
         status: outcome.status,
         headers,
         token_matched,
@@ -1744,8 +1748,8 @@ fn make_event(
         retry_of: outcome.retry_of.clone(),
         captured: outcome.captured,
         mode: outcome.mode.map(|(m, _)| m.to_string()),
-        warning: batch.and_then(|b| b.warning.clone()),
-        error: outcome.error.clone(),
+        warning: batch.and_then(|b| b.warning.as_ref().map(scrubbed)),
+        error: outcome.error.as_ref().map(scrubbed),
         elapsed: started.elapsed(),
         body: outcome.kept_body.clone(),
     }
@@ -1768,7 +1772,7 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
             token_matched = matched;
             shown
         } else {
-            clip_chars(h.value.as_str(), EVENT_HEADER_VALUE)
+            shown(auth, h.value.as_str(), EVENT_HEADER_VALUE)
         };
         let size = name.len() + value.len();
         if left_out.0 > 0 || bytes + size > EVENT_HEADER_BYTES {
@@ -1777,7 +1781,7 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
             continue;
         }
         bytes += size;
-        kept.push((clip_chars(name, EVENT_HEADER_VALUE), value));
+        kept.push((shown(auth, name, EVENT_HEADER_VALUE), value));
     }
     if left_out.0 > 0 {
         kept.push((
@@ -1789,6 +1793,18 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
         ));
     }
     (kept, token_matched)
+}
+
+/// What a client sent, as an event shows it: any configured token in it
+/// replaced (`Auth::scrub`), cut to at most `max` characters. Scrubbed
+/// past the cut by a token's length first, so a token across the cut is
+/// not shown in part.
+fn shown(auth: &ingest::Auth, text: &str, max: usize) -> String {
+    let near = match text.char_indices().nth(max + auth.longest()) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    };
+    clip_chars(&auth.scrub(near), max)
 }
 
 /// `text` cut to at most `max` characters, ending in `…` when cut.
@@ -1857,6 +1873,21 @@ mod tests {
             "{last}"
         );
         assert!(kept[1].1.ends_with('…') && kept[1].1.chars().count() == EVENT_HEADER_VALUE + 1);
+    }
+
+    /// A token across the cut of a shown path or header value is replaced
+    /// before the cut, so no part of it is shown; one past the cut by more
+    /// than its length is cut off anyway.
+    #[test]
+    fn a_token_across_the_cut_is_not_shown_in_part() {
+        let auth = ingest::Auth::tokens(&["s3cret-token"]);
+        for before in [EVENT_PATH - 12, EVENT_PATH - 5, EVENT_PATH - 1, EVENT_PATH] {
+            let text = format!("/{}s3cret-token/x", "p".repeat(before - 1));
+            let path = shown(&auth, &text, EVENT_PATH);
+            assert!(!path.contains("s3c"), "{before}: {path}");
+            assert!(path.chars().count() <= EVENT_PATH + 1, "{before}: {path}");
+        }
+        assert_eq!(shown(&auth, "/?t=s3cret-token", 10), "/?t=[token…");
     }
 
     #[test]
