@@ -71,6 +71,38 @@ fn a_body_cut_short_is_refused_not_saved() {
     assert!(rx.capture_lines().is_empty());
 }
 
+/// A body that stops coming is answered 400 after the read timeout,
+/// saying so and how much came (it said "Resource temporarily
+/// unavailable (os error 11)" until a hostile-client probe found it); the
+/// same for a client that asked for "100 Continue" and sent nothing.
+#[test]
+fn a_body_that_stops_coming_is_answered_saying_so() {
+    let mut rx = Receiver::start(&["--read-timeout", "1"]);
+    let mut s = TcpStream::connect(rx.addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nContent-Length: 5000\r\n\r\n"
+    )
+    .unwrap();
+    s.write_all(&[b' '; 1500]).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains(
+            "the body stopped coming: nothing came for 1 s (the read timeout) \
+             after 1500 bytes of the 5000 bytes its Content-Length announced"
+        ),
+        "{answer}"
+    );
+    let mut s = stalled_upload(&rx);
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("after 0 bytes of the 5000"), "{answer}");
+    rx.stop();
+    assert!(rx.capture_lines().is_empty());
+}
+
 #[test]
 fn stalled_uploads_do_not_starve_the_others() {
     let rx = Receiver::start(&["--workers", "1"]);

@@ -1426,6 +1426,24 @@ fn read_body(
             heads::ARRIVAL_TIMEOUTS,
             heads::ARRIVAL_RATE / 1024
         ),
+        // The socket's receive timeout: nothing came for a read timeout.
+        (Err(e), _, None)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            let announced = match declared {
+                Some(len) => format!(" of the {len} bytes its Content-Length announced"),
+                None => String::new(),
+            };
+            format!(
+                "the body stopped coming: nothing came for {} s (the read timeout) after {} \
+                 bytes{announced}",
+                ctx.read_timeout.as_secs_f64(),
+                wire.len()
+            )
+        }
         (Err(e), _, None) => format!("could not read the whole body: {e}"),
         (Ok(_), Some(len), None) => format!(
             "the body ended after {} of the {len} bytes its Content-Length announced",
