@@ -103,6 +103,35 @@ fn a_body_that_stops_coming_is_answered_saying_so() {
     assert!(rx.capture_lines().is_empty());
 }
 
+/// A chunked body whose framing breaks is answered 400 naming what can
+/// break it (it said "Error while decoding chunks"): trailer fields after
+/// the last chunk, which tiny_http's decoder does not take, and a chunk
+/// size that is not hex. Nothing is saved.
+#[test]
+fn a_chunked_body_with_broken_framing_is_answered_saying_what_breaks_it() {
+    let mut rx = Receiver::start(&[]);
+    for chunks in ["2\r\n[]\r\n0\r\nX-Trailer: 1\r\n\r\n", "2\r\n[]\r\nzz\r\n"] {
+        let mut s = TcpStream::connect(rx.addr).unwrap();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{chunks}"
+        )
+        .unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(
+            answer.contains("chunked framing could not be decoded after the body's first 2 bytes")
+                && answer.contains("trailer fields"),
+            "{answer}"
+        );
+    }
+    rx.stop();
+    assert!(rx.capture_lines().is_empty());
+}
+
 #[test]
 fn stalled_uploads_do_not_starve_the_others() {
     let rx = Receiver::start(&["--workers", "1"]);

@@ -1444,6 +1444,15 @@ fn read_body(
                 wire.len()
             )
         }
+        // `chunked_transfer`'s one error for any break in the framing.
+        (Err(e), _, None) if chunked && e.kind() == io::ErrorKind::InvalidInput => {
+            format!(
+                "the chunked framing could not be decoded after the body's first {} bytes: \
+                 a chunk size that is not hex, a chunk not followed by CRLF, or trailer \
+                 fields after the last chunk (the receiver's HTTP library takes none)",
+                wire.len()
+            )
+        }
         (Err(e), _, None) => format!("could not read the whole body: {e}"),
         (Ok(_), Some(len), None) => format!(
             "the body ended after {} of the {len} bytes its Content-Length announced",
