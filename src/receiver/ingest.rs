@@ -510,6 +510,20 @@ pub fn prepare_in_turn<'a>(
             },
             None => inflate_in_share(wire, config.max_body, budget, &mut share)?,
         };
+        if inflated.starts_with(&[0x1f, 0x8b]) {
+            return Err(Rejection::new(
+                415,
+                format!(
+                    "the body inflated to another gzip stream (content-encoding '{}'): it \
+                     was coded twice, and the receiver inflates one gzip layer",
+                    content_encoding
+                        .unwrap_or("")
+                        .chars()
+                        .take(40)
+                        .collect::<String>()
+                ),
+            ));
+        }
         let warning = match &declared {
             Declared::Gzip => None,
             Declared::Identity => {
@@ -796,7 +810,21 @@ fn inflate(wire: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     match inflate_lone_member(wire, limit) {
         Lone::Whole(out) => return Ok(out),
         Lone::TooLarge => return Err(inflated_too_large(limit)),
-        Lone::Other => {}
+        Lone::Other(first_end) => {
+            // Bytes after a whole first member that cannot start another
+            // (`gzip -d` takes trailing zeros; this says what they are).
+            if let Some(end) = first_end.filter(|&end| !wire[end..].starts_with(&[0x1f, 0x8b])) {
+                return Err(Rejection::new(
+                    400,
+                    format!(
+                        "gzip body has {} bytes of trailing data after its gzip member, which \
+                         ends at byte {end} (the first of them 0x{:02x}): send the member alone",
+                        wire.len() - end,
+                        wire[end]
+                    ),
+                ));
+            }
+        }
     }
     let mut out = Vec::with_capacity((wire.len() * 8).min(limit) + 1);
     let mut decoder = MultiGzDecoder::new(wire).take(limit as u64 + 1);
@@ -824,8 +852,9 @@ enum Lone {
     /// The first member alone inflates past the limit.
     TooLarge,
     /// Anything else (more members, trailing bytes, truncated, corrupt):
-    /// read again by `MultiGzDecoder`, which says what is wrong.
-    Other,
+    /// read again by `MultiGzDecoder`, which says what is wrong; with
+    /// where a whole first member ended when more came after it.
+    Other(Option<usize>),
 }
 
 /// The device's case (one gzip member, the whole body) inflated in one
@@ -849,17 +878,17 @@ fn inflate_lone_member(wire: &[u8], limit: usize) -> Lone {
             }
             // Input used up, or no progress, short of the member's end.
             Ok(_) if (zlib.total_in(), zlib.total_out()) == (read, written) => {
-                return Lone::Other;
+                return Lone::Other(None);
             }
             Ok(_) => {}
-            Err(_) => return Lone::Other,
+            Err(_) => return Lone::Other(None),
         }
     }
     if out.len() > limit {
         return Lone::TooLarge;
     }
     if zlib.total_in() != wire.len() as u64 {
-        return Lone::Other;
+        return Lone::Other(usize::try_from(zlib.total_in()).ok());
     }
     Lone::Whole(out)
 }
@@ -877,6 +906,11 @@ impl Invalid {
 /// Names what broke and where: serde's message (cut when long, since it
 /// quotes offending values) with line, column and byte offset.
 fn describe_json_error(body: &[u8], e: &serde_json::Error) -> String {
+    if body.starts_with(b"\xef\xbb\xbf") && (e.line(), e.column()) == (1, 1) {
+        return "body starts with a UTF-8 byte-order mark (bytes EF BB BF), which JSON text \
+                must not (RFC 8259, 8.1): send the array without it"
+            .to_string();
+    }
     let full = e.to_string();
     let position = format!(" at line {} column {}", e.line(), e.column());
     let mut what = full.strip_suffix(&position).unwrap_or(&full).to_string();
@@ -1452,7 +1486,10 @@ mod tests {
         // Two equal members: the trailer at the end of the body is the
         // first member's too, so only the input count tells them apart.
         let twice = [&member[..], &member[..]].concat();
-        assert_eq!(inflate_lone_member(&twice, 32 << 20), Lone::Other);
+        assert_eq!(
+            inflate_lone_member(&twice, 32 << 20),
+            Lone::Other(Some(member.len()))
+        );
         assert_eq!(
             inflate(&twice, 32 << 20).unwrap(),
             [&body[..], &body[..]].concat()
@@ -1461,12 +1498,56 @@ mod tests {
         assert!(e.error.contains("trailing characters"), "{}", e.error);
         // Bytes after the member, a cut member.
         let trailing = [&member[..], b"x"].concat();
-        assert_eq!(inflate_lone_member(&trailing, 32 << 20), Lone::Other);
-        assert_eq!(inflate(&trailing, 32 << 20).unwrap_err().status, 400);
+        assert_eq!(
+            inflate_lone_member(&trailing, 32 << 20),
+            Lone::Other(Some(member.len()))
+        );
+        let e = inflate(&trailing, 32 << 20).unwrap_err();
+        assert_eq!(e.status, 400);
+        let said = format!(
+            "gzip body has 1 bytes of trailing data after its gzip member, which ends at byte {} \
+             (the first of them 0x78)",
+            member.len()
+        );
+        assert!(e.error.starts_with(&said), "{}", e.error);
+        // Zeros after it (which `gzip -d` takes) are named the same way.
+        let zeros = [&member[..], &[0u8; 10]].concat();
+        let e = inflate(&zeros, 32 << 20).unwrap_err();
+        assert!(e.error.contains("10 bytes of trailing data"), "{}", e.error);
+        // A second member cut short is the reader's to name.
+        let second = [&member[..], &member[..member.len() - 1]].concat();
+        let e = inflate(&second, 32 << 20).unwrap_err();
+        assert!(e.error.starts_with("gzip body is truncated"), "{}", e.error);
         let cut = &member[..member.len() - 1];
-        assert_eq!(inflate_lone_member(cut, 32 << 20), Lone::Other);
+        assert_eq!(inflate_lone_member(cut, 32 << 20), Lone::Other(None));
         let e = inflate(cut, 32 << 20).unwrap_err();
         assert!(e.error.starts_with("gzip body is truncated"), "{}", e.error);
+    }
+
+    /// A body with a byte-order mark, and one gzipped twice, are refused
+    /// saying so (a hostile-client probe found "expected value at line 1
+    /// column 1" and "body is not valid UTF-8 at byte 1").
+    #[test]
+    fn a_byte_order_mark_and_a_body_gzipped_twice_are_named() {
+        let json = br#"[{"@t":"a","@ts":"2026-12-04T01:00:00"}]"#;
+        let bom = [&b"\xef\xbb\xbf"[..], json].concat();
+        let e = decode(&cfg_open(), None, &bom).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.error.contains("byte-order mark"), "{}", e.error);
+        // Past the first byte, a mark is the JSON reader's to name.
+        let late = [&b" "[..], &bom].concat();
+        let e = decode(&cfg_open(), None, &late).unwrap_err();
+        assert!(!e.error.contains("byte-order mark"), "{}", e.error);
+        let twice = gz(&gz(json, None), None);
+        let e = decode(&cfg_open(), Some("gzip, gzip"), &twice).unwrap_err();
+        assert_eq!(e.status, 415);
+        assert!(
+            e.error
+                .contains("inflated to another gzip stream (content-encoding 'gzip, gzip')"),
+            "{}",
+            e.error
+        );
+        assert!(decode(&cfg_open(), Some("gzip"), &gz(json, None)).is_ok());
     }
 
     #[test]
@@ -1509,7 +1590,7 @@ mod tests {
             match inflate_lone_member(&wire, limit) {
                 Lone::Whole(out) => prop_assert_eq!(Some(out), reference),
                 Lone::TooLarge => prop_assert!(reference.is_some_and(|r| r.len() > limit)),
-                Lone::Other => {
+                Lone::Other(_) => {
                     // Only a body that is not one whole member within the
                     // limit is left to the reader.
                     let untouched = members == 1 && damage.is_none() && cut.is_none();
