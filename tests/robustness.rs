@@ -132,6 +132,31 @@ fn a_chunked_body_with_broken_framing_is_answered_saying_what_breaks_it() {
     assert!(rx.capture_lines().is_empty());
 }
 
+/// A second `Authorization` (or `unit-id`) header is refused 400, in
+/// either order, and nothing is saved: the first used to win silently.
+#[test]
+fn a_header_read_once_given_twice_is_refused() {
+    let mut rx = Receiver::start(&[]);
+    let good = format!("token {TOKEN}");
+    let body = br#"[{"@t":"a","@ts":"2026-12-04T01:00:00"}]"#;
+    for headers in [
+        [("authorization", good.as_str()), ("authorization", "token wrong")],
+        [("authorization", "token wrong"), ("authorization", good.as_str())],
+        [("authorization", good.as_str()), ("unit-id", "a")],
+    ] {
+        let mut all = headers.to_vec();
+        if headers[1].0 == "unit-id" {
+            all.push(("unit-id", "b"));
+        }
+        let r = rx.post(&all, body);
+        assert_eq!(r.status, 400, "{all:?}: {}", r.text());
+        assert!(r.text().contains("given more than once"), "{}", r.text());
+    }
+    assert_eq!(rx.upload(body).status, 200);
+    rx.stop();
+    assert_eq!(rx.capture_lines().len(), 1);
+}
+
 #[test]
 fn stalled_uploads_do_not_starve_the_others() {
     let rx = Receiver::start(&["--workers", "1"]);

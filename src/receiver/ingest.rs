@@ -303,6 +303,36 @@ pub fn check_framing<'a>(
     }
 }
 
+/// Headers the receiver reads one of (the credential, the device's
+/// unit, the coding): given more than once, the first would win without
+/// a word (a hostile-client probe: a good token then a bad one was 200,
+/// the other way round 401), so a second is refused.
+pub const ONCE_HEADERS: [&str; 3] = ["authorization", "unit-id", "content-encoding"];
+
+/// 400 when a header of `ONCE_HEADERS` is among `names` more than once.
+pub fn check_once<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), Rejection> {
+    let mut seen = [0usize; ONCE_HEADERS.len()];
+    for name in names {
+        if let Some(i) = ONCE_HEADERS
+            .iter()
+            .position(|o| name.eq_ignore_ascii_case(o))
+        {
+            seen[i] += 1;
+            if seen[i] > 1 {
+                return Err(Rejection::new(
+                    400,
+                    format!(
+                        "the {} header is given more than once: which one counts would be a \
+                         guess; send it once",
+                        ONCE_HEADERS[i]
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A header value quoted in an error: at most 40 characters.
 fn clip(value: &str) -> String {
     value.chars().take(40).collect()
@@ -1223,6 +1253,35 @@ mod tests {
         assert_eq!(byte_offset(body, 3, 2), 12);
         assert_eq!(body[12], b'x');
         assert_eq!(byte_offset(body, 1, 1), 0);
+    }
+
+    #[test]
+    fn headers_read_once_are_refused_when_given_twice() {
+        let once = |names: &[&str]| check_once(names.iter().copied());
+        assert!(
+            once(&[
+                "Authorization",
+                "unit-id",
+                "Content-Encoding",
+                "accept",
+                "accept"
+            ])
+            .is_ok()
+        );
+        for twice in [
+            ["authorization", "Authorization"],
+            ["unit-id", "UNIT-ID"],
+            ["content-encoding", "Content-Encoding"],
+        ] {
+            let e = once(&[twice[0], "host", twice[1]]).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(
+                e.error
+                    .contains(&format!("the {} header is given more than once", twice[0])),
+                "{}",
+                e.error
+            );
+        }
     }
 
     #[test]

@@ -1216,6 +1216,10 @@ fn wait_unless_stopping(ctx: &Ctx, delay: Duration) {
 
 fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outcome {
     let limit = ctx.config.max_body;
+    let names = request.headers().iter().map(|h| h.field.as_str().as_str());
+    if let Err(r) = ingest::check_once(names) {
+        return Outcome::refused(r);
+    }
     if let Err(r) = ingest::authorize(&ctx.auth(), header(request, "authorization")) {
         return Outcome::refused(r);
     }
