@@ -404,6 +404,60 @@ fn post(addr: std::net::SocketAddr, authorization: &str, body: &str) -> String {
     answer.lines().next().unwrap_or_default().to_string()
 }
 
+/// While the events waiting for the screen carry `QUEUED_BODIES` of
+/// batches, the next goes without its body (the screen counts it; the
+/// capture has it all), and once the screen has taken them bodies go with
+/// their events again. Bodies of 14 MiB: two fit in the 32 MiB, a third
+/// does not.
+#[test]
+fn events_waiting_for_the_screen_carry_a_bounded_amount_of_bodies() {
+    use autopi_rx::receiver::server::QUEUED_BODIES;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let capture = autopi_rx::capture::Capture::open(&path).unwrap();
+    let (tx, rx) = bounded(16);
+    let settings = autopi_rx::receiver::server::Settings {
+        listen: "127.0.0.1:0".into(),
+        ingest: autopi_rx::receiver::ingest::Config {
+            auth: autopi_rx::receiver::ingest::Auth::tokens(&["t"]),
+            max_body: 32 << 20,
+        },
+        workers: 2,
+        event_bodies: true,
+        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
+    };
+    let running = autopi_rx::receiver::server::start(settings, capture, tx).unwrap();
+    let size = 14 << 20;
+    assert!(2 * size <= QUEUED_BODIES as usize && 3 * size > QUEUED_BODIES as usize);
+    let batch = |i: usize| {
+        let head = format!(r#"[{{"@t":"big","@ts":"2026-12-04T01:00:0{i}","blob":""#);
+        let pad = size - head.len() - 3;
+        format!("{head}{}\"}}]", "a".repeat(pad))
+    };
+    let mut events = Vec::new();
+    for i in 0..3 {
+        assert!(post(running.addr, "token t", &batch(i)).contains("200"));
+    }
+    for _ in 0..3 {
+        events.push(rx.recv_timeout(Duration::from_secs(30)).expect("event"));
+    }
+    assert!(post(running.addr, "token t", &batch(3)).contains("200"));
+    events.push(rx.recv_timeout(Duration::from_secs(30)).expect("event"));
+    running.shutdown();
+    let carried: Vec<Option<usize>> = events
+        .iter()
+        .map(|e| e.body.as_ref().map(|b| b.len()))
+        .collect();
+    assert_eq!(carried, [Some(size), Some(size), None, Some(size)]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.accepted() && e.captured && e.records == 1)
+    );
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert_eq!(lines, 4);
+}
+
 #[test]
 fn a_real_upload_never_shows_its_token() {
     let dir = tempfile::tempdir().unwrap();

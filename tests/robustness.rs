@@ -140,8 +140,14 @@ fn a_header_read_once_given_twice_is_refused() {
     let good = format!("token {TOKEN}");
     let body = br#"[{"@t":"a","@ts":"2026-12-04T01:00:00"}]"#;
     for headers in [
-        [("authorization", good.as_str()), ("authorization", "token wrong")],
-        [("authorization", "token wrong"), ("authorization", good.as_str())],
+        [
+            ("authorization", good.as_str()),
+            ("authorization", "token wrong"),
+        ],
+        [
+            ("authorization", "token wrong"),
+            ("authorization", good.as_str()),
+        ],
         [("authorization", good.as_str()), ("unit-id", "a")],
     ] {
         let mut all = headers.to_vec();

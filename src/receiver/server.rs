@@ -3,7 +3,7 @@
 //! `ingest`, saved by the capture writer when accepted, answered, and
 //! reported as an event that never waits on its consumer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -91,6 +91,8 @@ struct Ctx {
     next_id: AtomicU64,
     started: Instant,
     event_bodies: bool,
+    /// What the events queued for the consumer carry (`QUEUED_BODIES`).
+    queued: Mutex<Queued>,
     work: Receiver<Work>,
     /// Requests taken by a worker whose answer is not yet being written.
     unanswered: AtomicUsize,
@@ -166,6 +168,7 @@ pub fn start_with(
         next_id: AtomicU64::new(0),
         started: Instant::now(),
         event_bodies: settings.event_bodies,
+        queued: Mutex::default(),
         work,
         unanswered: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
@@ -1143,10 +1146,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     // the order their clients saw the answers (a client's next request
     // comes after its answer).
     ctx.stats.count(&event);
-    match ctx.events.try_send(event) {
-        Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-        Err(TrySendError::Full(_)) => Stats::add(&ctx.stats.dropped_events, 1),
-    }
+    send_event(ctx, event);
     drop(answering);
     let unread = request
         .body_length()
@@ -1747,6 +1747,69 @@ fn mode_line(shown: &respond::Shown) -> String {
     line
 }
 
+/// Bytes of bodies the events waiting for the consumer may carry: past
+/// them, the next event goes without its body (the screen counts the batch
+/// but does not fold its records; the capture has it), unless nothing
+/// waits. The screen folds a batch's records as it takes it, so behind a
+/// batch of millions of records, events waited holding theirs: 41 batches
+/// of 31 MB (2.8 million records each, from four clients) took a fresh
+/// dashboard to 743-830 MiB (a hostile-client probe, December 4).
+pub const QUEUED_BODIES: u64 = 32 * 1024 * 1024;
+
+/// Body bytes of the events sent, newest last, as running totals: the
+/// channel is first in, first out, so the events still waiting are the
+/// last `len()` sent.
+#[derive(Default)]
+struct Queued {
+    /// The running total after each of the latest sends (at most the
+    /// channel's capacity of them).
+    after: VecDeque<u64>,
+    /// The running total before the oldest of `after`.
+    before: u64,
+}
+
+impl Queued {
+    /// Body bytes of the last `n` events sent.
+    fn last(&self, n: usize) -> u64 {
+        let total = self.after.back().copied().unwrap_or(self.before);
+        let from = match self.after.len().checked_sub(n + 1) {
+            Some(i) => self.after[i],
+            None => self.before,
+        };
+        total - from
+    }
+
+    /// Counts an event sent with `bytes` of body, keeping at most `keep`.
+    fn sent(&mut self, bytes: u64, keep: usize) {
+        let total = self.after.back().copied().unwrap_or(self.before) + bytes;
+        self.after.push_back(total);
+        while self.after.len() > keep.max(1) {
+            self.before = self.after.pop_front().unwrap_or(self.before);
+        }
+    }
+}
+
+/// Sends `event` to the consumer without waiting, its body left out when
+/// the events waiting already carry `QUEUED_BODIES`; counted as dropped
+/// when the queue is full.
+fn send_event(ctx: &Ctx, mut event: RequestEvent) {
+    let mut queued = crate::panic::lock(&ctx.queued);
+    let waiting = ctx.events.len();
+    let mut bytes = event.body.as_ref().map_or(0, |b| b.len() as u64);
+    if waiting > 0 && queued.last(waiting) + bytes > QUEUED_BODIES {
+        event.body = None;
+        bytes = 0;
+    }
+    match ctx.events.try_send(event) {
+        Ok(()) => queued.sent(
+            bytes,
+            ctx.events.capacity().unwrap_or(crate::run::EVENT_QUEUE),
+        ),
+        Err(TrySendError::Disconnected(_)) => {}
+        Err(TrySendError::Full(_)) => Stats::add(&ctx.stats.dropped_events, 1),
+    }
+}
+
 fn make_event(
     ctx: &Ctx,
     request: &Request,
@@ -1909,6 +1972,26 @@ mod tests {
     /// A token across the cut of a shown path or header value is replaced
     /// before the cut, so no part of it is shown; one past the cut by more
     /// than its length is cut off anyway.
+    /// The bytes of the last n events sent, over the running totals kept
+    /// for at most the channel's capacity of them.
+    #[test]
+    fn queued_bodies_are_the_last_sent() {
+        let mut q = Queued::default();
+        assert_eq!(q.last(0), 0);
+        assert_eq!(q.last(3), 0);
+        for bytes in [10, 0, 5, 100] {
+            q.sent(bytes, 3);
+        }
+        // Kept: 0, 5, 100 (the 10 fell out of the window of 3).
+        assert_eq!(q.last(0), 0);
+        assert_eq!(q.last(1), 100);
+        assert_eq!(q.last(2), 105);
+        assert_eq!(q.last(3), 105);
+        assert_eq!(q.last(10), 105);
+        q.sent(7, 3);
+        assert_eq!((q.last(1), q.last(3)), (7, 112));
+    }
+
     #[test]
     fn a_token_across_the_cut_is_not_shown_in_part() {
         let auth = ingest::Auth::tokens(&["s3cret-token"]);

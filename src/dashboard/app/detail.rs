@@ -332,6 +332,10 @@ fn body_title(r: &RequestEvent, let_go: bool, pretty: bool) -> Vec<TextLine> {
         ],
         (None, true) => vec![
             title("Body: not held by this view".into()),
+            note(
+                "not passed to the screen while 32 MiB of batches waited for it, or let go since"
+                    .into(),
+            ),
             note("the capture file has this batch".into()),
         ],
         (None, false) if let_go => vec![
