@@ -404,6 +404,32 @@ fn post(addr: std::net::SocketAddr, authorization: &str, body: &str) -> String {
     answer.lines().next().unwrap_or_default().to_string()
 }
 
+/// A receiver on 127.0.0.1 whose events carry bodies, as the screen's do,
+/// capturing to `path`; with the channel its events come on.
+fn receiver_for_the_screen(
+    path: &std::path::Path,
+    token: &str,
+    max_body: usize,
+) -> (
+    autopi_rx::receiver::server::Running,
+    crossbeam_channel::Receiver<autopi_rx::event::RequestEvent>,
+) {
+    let capture = autopi_rx::capture::Capture::open(path).unwrap();
+    let (tx, rx) = bounded(16);
+    let settings = autopi_rx::receiver::server::Settings {
+        listen: "127.0.0.1:0".into(),
+        ingest: autopi_rx::receiver::ingest::Config {
+            auth: autopi_rx::receiver::ingest::Auth::tokens(&[token]),
+            max_body,
+        },
+        workers: 2,
+        event_bodies: true,
+        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
+    };
+    let running = autopi_rx::receiver::server::start(settings, capture, tx).unwrap();
+    (running, rx)
+}
+
 /// While the events waiting for the screen carry `QUEUED_BODIES` of
 /// batches, the next goes without its body (the screen counts it; the
 /// capture has it all), and once the screen has taken them bodies go with
@@ -414,19 +440,7 @@ fn events_waiting_for_the_screen_carry_a_bounded_amount_of_bodies() {
     use autopi_rx::receiver::server::QUEUED_BODIES;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.jsonl");
-    let capture = autopi_rx::capture::Capture::open(&path).unwrap();
-    let (tx, rx) = bounded(16);
-    let settings = autopi_rx::receiver::server::Settings {
-        listen: "127.0.0.1:0".into(),
-        ingest: autopi_rx::receiver::ingest::Config {
-            auth: autopi_rx::receiver::ingest::Auth::tokens(&["t"]),
-            max_body: 32 << 20,
-        },
-        workers: 2,
-        event_bodies: true,
-        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
-    };
-    let running = autopi_rx::receiver::server::start(settings, capture, tx).unwrap();
+    let (running, rx) = receiver_for_the_screen(&path, "t", 32 << 20);
     let size = 14 << 20;
     assert!(2 * size <= QUEUED_BODIES as usize && 3 * size > QUEUED_BODIES as usize);
     let batch = |i: usize| {
@@ -461,19 +475,8 @@ fn events_waiting_for_the_screen_carry_a_bounded_amount_of_bodies() {
 #[test]
 fn a_real_upload_never_shows_its_token() {
     let dir = tempfile::tempdir().unwrap();
-    let capture = autopi_rx::capture::Capture::open(&dir.path().join("c.jsonl")).unwrap();
-    let (tx, rx) = bounded(16);
-    let settings = autopi_rx::receiver::server::Settings {
-        listen: "127.0.0.1:0".into(),
-        ingest: autopi_rx::receiver::ingest::Config {
-            auth: autopi_rx::receiver::ingest::Auth::tokens(&["sekrit-token-42"]),
-            max_body: 1 << 20,
-        },
-        workers: 2,
-        event_bodies: true,
-        read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
-    };
-    let running = autopi_rx::receiver::server::start(settings, capture, tx).unwrap();
+    let (running, rx) =
+        receiver_for_the_screen(&dir.path().join("c.jsonl"), "sekrit-token-42", 1 << 20);
     let body = &guide_examples()[0];
     assert!(post(running.addr, "token sekrit-token-42", body).contains("200"));
     assert!(post(running.addr, "Bearer wrong-token-99", body).contains("401"));
