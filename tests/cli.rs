@@ -168,23 +168,34 @@ fn the_token_never_appears_in_any_output_or_file() {
     // The token sent where it does not belong: in the URL (as a query
     // string, as a path segment), in other headers, with and without the
     // token where it belongs. Each is shown and kept with `[token]`.
+    let encoded = secret.replace('-', "%2D");
     let misplaced = [
-        (format!("/upload?token={secret}"), "", 200),
+        ("POST", format!("/upload?token={secret}"), "", 200),
         (
+            "POST",
             format!("/{secret}{secret}/x"),
             "x-api-key: {s}\r\nunit-id: {s}\r\nuser-agent: dev/{s}\r\n",
             200,
         ),
-        (format!("/?access_token={secret}"), "", 401),
+        ("POST", format!("/?access_token={secret}"), "", 401),
+        // Percent-encoded, in the content coding (quoted in the warning and
+        // kept in the capture), and as the method.
+        (
+            "POST",
+            format!("/p?t={encoded}"),
+            "content-encoding: {s}\r\n",
+            200,
+        ),
+        (secret, "/".to_string(), "", 405),
     ];
-    for (path, extra, status) in &misplaced {
-        let auth = if *status == 200 {
+    for (method, path, extra, status) in &misplaced {
+        let auth = if *status != 401 {
             format!("authorization: token {secret}\r\n")
         } else {
             String::new()
         };
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: t\r\n{auth}{}Content-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}{}Content-Length: {}\r\n\r\n",
             extra.replace("{s}", secret),
             body.len()
         );
@@ -196,12 +207,15 @@ fn the_token_never_appears_in_any_output_or_file() {
     }
     rx.stop();
     let stdout = rx.remaining_stdout().join("\n");
-    assert_eq!(stdout.lines().count(), 9);
+    assert_eq!(stdout.lines().count(), 11);
     for shown in [
         "\"path\":\"/upload?token=[token]\"",
         "\"path\":\"/[token][token]/x\"",
         "\"unit_id\":\"[token]\"",
         "\"path\":\"/?access_token=[token]\"",
+        "\"path\":\"/p?t=[token]\"",
+        "content-encoding says '[token]'",
+        "\"method\":\"[token]\"",
     ] {
         assert!(stdout.contains(shown), "{shown} not in {stdout}");
     }

@@ -100,8 +100,28 @@ impl Auth {
     /// found without being kept; about 8 ns a byte here (release build, a
     /// 32-byte token over a 1 KiB path).
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let Auth::Tokens(known) = self else {
+        let found = self.found(text);
+        if found.is_empty() {
             return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in found {
+            out.push_str(&text[at..start]);
+            out.push_str("[token]");
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        Cow::Owned(out)
+    }
+
+    /// Where configured tokens stand in `text`, as byte ranges in order,
+    /// overlapping finds merged into one. Tokens are ASCII (refused
+    /// otherwise at start), so each range starts and ends on character
+    /// boundaries.
+    pub fn found(&self, text: &str) -> Vec<(usize, usize)> {
+        let Auth::Tokens(known) = self else {
+            return Vec::new();
         };
         let bytes = text.as_bytes();
         let mut found: Vec<(usize, usize)> = Vec::new();
@@ -128,26 +148,15 @@ impl Auth {
                 }
             }
         }
-        if found.is_empty() {
-            return Cow::Borrowed(text);
-        }
         found.sort_unstable();
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(found.len());
         for (start, end) in found {
-            if end <= at {
-                continue;
+            match merged.last_mut() {
+                Some(last) if start < last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
             }
-            // Tokens are ASCII (refused otherwise at start), so a window
-            // that matched starts and ends on character boundaries.
-            if start >= at {
-                out.push_str(&text[at..start]);
-                out.push_str("[token]");
-            }
-            at = end;
         }
-        out.push_str(&text[at..]);
-        Cow::Owned(out)
+        merged
     }
 }
 
@@ -247,8 +256,12 @@ impl Rejection {
 /// reads it: it then hands the rest of the connection over as the body
 /// (a POST's read would run into the next request, or wait for the read
 /// timeout), and the receiver upgrades to nothing.
+///
+/// Values quoted in an error go through `quote` (the receiver's own takes
+/// any token out before it cuts them: `clip` alone could cut one in part).
 pub fn check_framing<'a>(
     headers: impl Iterator<Item = (&'a str, &'a str)>,
+    quote: impl Fn(&str) -> String,
 ) -> Result<(), Rejection> {
     let mut lengths: Vec<&str> = Vec::new();
     let mut codings: Vec<&str> = Vec::new();
@@ -282,7 +295,7 @@ pub fn check_framing<'a>(
     }) {
         return Err(Rejection::new(
             400,
-            format!("invalid Content-Length '{}'", clip(bad)),
+            format!("invalid Content-Length '{}'", quote(bad)),
         ));
     }
     if lengths.len() > 1 {
@@ -290,7 +303,10 @@ pub fn check_framing<'a>(
         if lengths.iter().any(|l| l.parse::<u64>().ok() != first) {
             return Err(Rejection::new(
                 400,
-                format!("conflicting Content-Lengths: {}", clip(&lengths.join(", "))),
+                format!(
+                    "conflicting Content-Lengths: {}",
+                    quote(&lengths.join(", "))
+                ),
             ));
         }
         // The same length twice is still one tiny_http cannot read.
@@ -306,7 +322,7 @@ pub fn check_framing<'a>(
             501,
             format!(
                 "transfer-encoding '{}' is not supported: send the body with Content-Length (or chunked)",
-                clip(&codings.join(", "))
+                quote(&codings.join(", "))
             ),
         )),
     }
@@ -343,7 +359,7 @@ pub fn check_once<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), Reject
 }
 
 /// A header value quoted in an error: at most 40 characters.
-fn clip(value: &str) -> String {
+pub fn clip(value: &str) -> String {
     value.chars().take(40).collect()
 }
 
@@ -1295,7 +1311,8 @@ mod tests {
 
     #[test]
     fn framing_is_strict() {
-        let check = |h: &[(&str, &str)]| check_framing(h.iter().copied()).map_err(|r| r.status);
+        let check =
+            |h: &[(&str, &str)]| check_framing(h.iter().copied(), clip).map_err(|r| r.status);
         assert_eq!(check(&[("Content-Length", "12")]), Ok(()));
         assert_eq!(check(&[("transfer-encoding", "Chunked")]), Ok(()));
         assert_eq!(check(&[]), Ok(()));
@@ -1332,11 +1349,6 @@ mod tests {
         }
     }
 
-    /// Every configured token is replaced wherever it stands, whole and
-    /// only whole: at either end, twice in a row, overlapping itself, two
-    /// tokens of different lengths, beside other characters; a near miss
-    /// and text shorter than a token are left as they are, and with no
-    /// tokens nothing is touched.
     /// The shift-and-add reduction agrees with a division, at the edges
     /// and across the range.
     #[test]
@@ -1369,6 +1381,11 @@ mod tests {
         }
     }
 
+    /// Every configured token is replaced wherever it stands, whole and
+    /// only whole: at either end, twice in a row, overlapping itself, two
+    /// tokens of different lengths, beside other characters; a near miss
+    /// and text shorter than a token are left as they are, and with no
+    /// tokens nothing is touched.
     #[test]
     fn scrub_replaces_every_configured_token_and_nothing_else() {
         let auth = Auth::tokens(&["s3cret-token", "ab", "aaaa"]);

@@ -215,11 +215,13 @@ pub fn start_with(
             let Some(ctx) = grow.upgrade() else {
                 return Handout::Serve;
             };
+            // Only whether it passes is used here.
             let framing = ingest::check_framing(
                 request
                     .headers()
                     .iter()
                     .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+                |_| String::new(),
             );
             let peer = request.remote_addr().copied();
             let (admit, close) = ctx.connections.admit(peer, framing.is_ok());
@@ -1109,6 +1111,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
             .headers()
             .iter()
             .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+        |value| ingest::clip(&ctx.auth().scrub(value)),
     );
     let outcome = match (framing, request.method()) {
         (Err(r), _) => {
@@ -1125,7 +1128,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
                 status: 405,
                 error: format!(
                     "method {} not allowed: the device uploads with POST",
-                    request.method()
+                    shown(&ctx.auth(), request.method().as_str(), 40)
                 ),
             });
             out.extra_header = Some(("Allow", "GET, HEAD, POST".into()));
@@ -1526,9 +1529,12 @@ fn decode_and_save(
         out.kept_body = ctx.event_bodies.then(|| wire.into());
         out
     };
+    // Quoted in warnings and errors, and kept in the capture: any token
+    // in it taken out first (before it is cut or lowercased).
+    let coding = header(request, "content-encoding").map(|v| ctx.auth().scrub(v).into_owned());
     let prepared = ingest::prepare_in_turn(
         &ctx.config,
-        header(request, "content-encoding"),
+        coding.as_deref(),
         &wire,
         Some((&ctx.turns, &ctx.budget)),
         turn,
@@ -1825,8 +1831,8 @@ fn make_event(
         id: ctx.next_id.fetch_add(1, Ordering::Relaxed) + 1,
         received,
         peer: peer(request),
-        method: request.method().as_str().to_string(),
-        path: shown(&auth, request.url(), EVENT_PATH),
+        method: shown(&auth, request.method().as_str(), EVENT_HEADER_VALUE),
+        path: shown_path(&auth, request.url(), EVENT_PATH),
         unit_id: header(request, "unit-id").map(|u| shown(&auth, u, EVENT_HEADER_VALUE)),
         status: outcome.status,
         headers,
@@ -1894,19 +1900,40 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
 /// past the cut by a token's length first, so a token across the cut is
 /// not shown in part.
 fn shown(auth: &ingest::Auth, text: &str, max: usize) -> String {
-    let near = match text.char_indices().nth(max + auth.longest()) {
-        Some((at, _)) => &text[..at],
-        None => text,
-    };
-    clip_chars(&auth.scrub(near), max)
+    let at_char = |n: usize| text.char_indices().nth(n).map_or(text.len(), |(at, _)| at);
+    let (cut, near) = (at_char(max), at_char(max + auth.longest()));
+    // A token that begins before the cut ends within `near`: found whole,
+    // and replaced whole; what follows the cut is not shown.
+    let mut out = String::with_capacity(cut + 8);
+    let mut at = 0;
+    for (start, end) in auth.found(&text[..near]) {
+        if start >= cut {
+            break;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str("[token]");
+        at = end;
+    }
+    if at < cut {
+        out.push_str(&text[at..cut]);
+    }
+    if cut < text.len() {
+        out.push('…');
+    }
+    out
 }
 
-/// `text` cut to at most `max` characters, ending in `…` when cut.
-fn clip_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some((at, _)) => format!("{}…", &text[..at]),
+/// A request's path as an event shows it (`shown`). A token sent
+/// percent-encoded (`%2B` for `+` in a query string) is found in the
+/// decoded path, which is then what is shown.
+fn shown_path(auth: &ingest::Auth, path: &str, max: usize) -> String {
+    if path.contains('%') {
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        if !auth.found(&decoded).is_empty() {
+            return shown(auth, &decoded, max);
+        }
     }
+    shown(auth, path, max)
 }
 
 /// `token 1a2b3c4d…` in place of the credential, and whether it matched.
@@ -1969,9 +1996,6 @@ mod tests {
         assert!(kept[1].1.ends_with('…') && kept[1].1.chars().count() == EVENT_HEADER_VALUE + 1);
     }
 
-    /// A token across the cut of a shown path or header value is replaced
-    /// before the cut, so no part of it is shown; one past the cut by more
-    /// than its length is cut off anyway.
     /// The bytes of the last n events sent, over the running totals kept
     /// for at most the channel's capacity of them.
     #[test]
@@ -1992,6 +2016,10 @@ mod tests {
         assert_eq!((q.last(1), q.last(3)), (7, 112));
     }
 
+    /// A token across the cut of a shown path or header value is replaced
+    /// whole, so no part of it is shown (the text may then run past the
+    /// cut by what `[token]` adds); one that begins past the cut is cut
+    /// off with the rest.
     #[test]
     fn a_token_across_the_cut_is_not_shown_in_part() {
         let auth = ingest::Auth::tokens(&["s3cret-token"]);
@@ -1999,9 +2027,34 @@ mod tests {
             let text = format!("/{}s3cret-token/x", "p".repeat(before - 1));
             let path = shown(&auth, &text, EVENT_PATH);
             assert!(!path.contains("s3c"), "{before}: {path}");
-            assert!(path.chars().count() <= EVENT_PATH + 1, "{before}: {path}");
+            assert!(path.chars().count() <= EVENT_PATH + 8, "{before}: {path}");
+            assert!(path.ends_with('…'), "{before}: {path}");
         }
-        assert_eq!(shown(&auth, "/?t=s3cret-token", 10), "/?t=[token…");
+        assert_eq!(shown(&auth, "/?t=s3cret-token", 10), "/?t=[token]…");
+        // Tokens in a row: each replaced whole, none in part at the cut,
+        // however much shorter `[token]` is than what it replaces.
+        let many = "s3cret-token".repeat(3);
+        assert_eq!(shown(&auth, &many, 10), "[token]…");
+        let path = format!("/{}", "s3cret-token".repeat(200));
+        let long = shown(&auth, &path, EVENT_PATH);
+        assert!(
+            !long.contains("s3c") && long.ends_with("[token]…"),
+            "{long}"
+        );
+        assert_eq!(shown(&auth, "short", 10), "short");
+        assert_eq!(shown(&auth, "0123456789abc", 10), "0123456789…");
+    }
+
+    /// A token sent percent-encoded is found in the decoded path, which is
+    /// then shown; a path with no token in it is shown as sent.
+    #[test]
+    fn a_percent_encoded_token_is_found() {
+        let auth = ingest::Auth::tokens(&["a+b/c=d"]);
+        assert_eq!(
+            shown_path(&auth, "/x?token=a%2Bb%2Fc%3Dd&y=%20", 100),
+            "/x?token=[token]&y= "
+        );
+        assert_eq!(shown_path(&auth, "/x?y=%20", 100), "/x?y=%20");
     }
 
     #[test]
