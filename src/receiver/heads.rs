@@ -79,10 +79,15 @@ const LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
 /// cut at the third look that sees its body (see `FRAMING_LIMIT`), and
 /// at `LOOK_EVERY` apart tiny_http read 23-36 MiB of it first.
 const LOOK_SOON: Duration = Duration::from_millis(10);
-/// Bytes read between two counts, not handed over, that make the next
-/// one come `LOOK_SOON`. A device's head is under 1 KiB, and tiny_http
-/// reads at most its buffer (8 KiB) ahead of a request waiting its turn.
+/// Bytes read between two counts `LOOK_EVERY` apart, not handed over,
+/// that make the next one come `LOOK_SOON`; as a rate, for counts closer
+/// together (the closer's own looks and its recounts after nudges come in
+/// between), but never less than `GROWING_FLOOR`. A device's head is
+/// under 1 KiB, and tiny_http reads at most its buffer (8 KiB) ahead of a
+/// request waiting its turn.
 const GROWING: u64 = 64 * 1024;
+/// See `GROWING`.
+const GROWING_FLOOR: u64 = 8 * 1024;
 /// Lookups sent in one message: their answers (about 300 bytes each)
 /// must fit the socket's receive buffer.
 const LOOKUPS_AT_ONCE: usize = 32;
@@ -550,6 +555,8 @@ pub struct HeadWatch {
     /// The last look found a head or a chunk's framing growing fast, or
     /// a chunked body begun: the next look should come soon.
     soon: bool,
+    /// When the last look was.
+    looked: Option<Instant>,
 }
 
 impl HeadWatch {
@@ -561,6 +568,7 @@ impl HeadWatch {
             heads: HashMap::new(),
             read_timeout: Some(read_timeout),
             soon: false,
+            looked: None,
         }
     }
 
@@ -588,6 +596,16 @@ impl HeadWatch {
     ) -> Vec<Overs> {
         let mut heads = HashMap::with_capacity(counted.len());
         self.soon = false;
+        // What counts as growing fast since the last look, by the time
+        // since it.
+        let since = self
+            .looked
+            .replace(now)
+            .map_or(LOOK_EVERY, |then| now.saturating_duration_since(then));
+        let fast =
+            u64::try_from(u128::from(GROWING) * since.as_micros() / LOOK_EVERY.as_micros().max(1))
+                .unwrap_or(GROWING)
+                .clamp(GROWING_FLOOR, GROWING);
         let mut over = Vec::new();
         // Heads under their own cap, for the budget across them all.
         let mut under = Vec::new();
@@ -645,7 +663,7 @@ impl HeadWatch {
             let head_like = matches!(mark, Mark::Head { .. } | Mark::First);
             let growing = match seen {
                 Some(h) if h.mark == mark && (chunked || head_like) => {
-                    c.read.saturating_sub(h.read) > GROWING
+                    c.read.saturating_sub(h.read) > fast
                 }
                 _ if chunked => !seen.is_some_and(|h| same_body(h.mark, mark)),
                 None => mark == Mark::First && c.read > GROWING,
@@ -1085,10 +1103,11 @@ mod tests {
     }
 
     /// The next look comes soon after one that found a head, or a chunked
-    /// body's framing, read fast with nothing handed over, or a chunked
-    /// body begun; never for a body of known length, a chunked body that
-    /// hands over what it reads, a head that only trickles, or requests
-    /// that follow one another, however fast.
+    /// body's framing, read fast with nothing handed over (by the time
+    /// since the last look: a look that comes early sees less), or a
+    /// chunked body begun; never for a body of known length, a chunked
+    /// body that hands over what it reads, a head that only trickles, or
+    /// requests that follow one another, however fast.
     #[test]
     fn a_look_comes_soon_only_after_unhanded_bytes_read_fast() {
         let body = |done: u64, seq: u64, chunked: Option<u64>| {
@@ -1101,33 +1120,57 @@ mod tests {
             }
         };
         let unseen = |_: SocketAddr| Activity::Unseen;
+        let t0 = Instant::now();
+        let at_ms = |ms: u64| t0 + Duration::from_millis(ms);
         let mut w = HeadWatch::default();
         // A connection first seen with a large head, then one growing.
-        w.look(&[at(1, GROWING + 1)], &unseen);
+        w.look_at(at_ms(0), &[at(1, GROWING + 1)], &unseen);
         assert!(w.soon);
-        w.look(&[at(1, GROWING + 1)], &unseen);
+        w.look_at(at_ms(100), &[at(1, GROWING + 1)], &unseen);
         assert!(!w.soon, "a head that stopped");
-        w.look(&[at(1, 2 * GROWING + 2)], &unseen);
+        w.look_at(at_ms(200), &[at(1, 2 * GROWING + 2)], &unseen);
         assert!(w.soon);
+        // A look 20 ms later: a fifth of that is fast; 1 ms later, under
+        // `GROWING_FLOOR` is not.
+        w.look_at(
+            at_ms(220),
+            &[at(1, 2 * GROWING + 2 + GROWING / 5 + 1)],
+            &unseen,
+        );
+        assert!(w.soon, "an early look at the same rate");
+        w.look_at(
+            at_ms(221),
+            &[at(1, 2 * GROWING + 2 + GROWING / 5 + 4000)],
+            &unseen,
+        );
+        assert!(!w.soon, "under the floor");
         // A trickling head after a request.
         let mut w = HeadWatch::default();
-        w.look(&[at(2, 500)], &quiet(1));
-        w.look(&[at(2, 500 + GROWING)], &quiet(1));
+        w.look_at(at_ms(0), &[at(2, 500)], &quiet(1));
+        w.look_at(at_ms(100), &[at(2, 500 + GROWING)], &quiet(1));
         assert!(!w.soon, "a head that grew by no more than GROWING");
         // Requests that follow one another: the mark changes each time.
-        w.look(&[at(2, 10 * GROWING)], &quiet(5));
+        w.look_at(at_ms(200), &[at(2, 10 * GROWING)], &quiet(5));
         assert!(!w.soon, "requests done in between");
         // A body of known length read fast.
-        w.look(&[at(2, 20 * GROWING)], &body(5, 6, None));
-        w.look(&[at(2, 40 * GROWING)], &body(5, 6, None));
+        w.look_at(at_ms(300), &[at(2, 20 * GROWING)], &body(5, 6, None));
+        w.look_at(at_ms(400), &[at(2, 40 * GROWING)], &body(5, 6, None));
         assert!(!w.soon, "a body of known length");
         // A chunked body begun, then handing over what it reads.
-        w.look(&[at(2, 41 * GROWING)], &body(6, 7, Some(0)));
+        w.look_at(at_ms(500), &[at(2, 41 * GROWING)], &body(6, 7, Some(0)));
         assert!(w.soon, "a chunked body begun");
-        w.look(&[at(2, 60 * GROWING)], &body(6, 7, Some(19 * GROWING)));
+        w.look_at(
+            at_ms(510),
+            &[at(2, 60 * GROWING)],
+            &body(6, 7, Some(19 * GROWING)),
+        );
         assert!(!w.soon, "a chunked body handing over what it reads");
         // Then its framing read fast with nothing handed over.
-        w.look(&[at(2, 62 * GROWING)], &body(6, 7, Some(19 * GROWING)));
+        w.look_at(
+            at_ms(520),
+            &[at(2, 61 * GROWING)],
+            &body(6, 7, Some(19 * GROWING)),
+        );
         assert!(w.soon, "framing read fast");
     }
 
