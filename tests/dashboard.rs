@@ -449,27 +449,39 @@ fn events_waiting_for_the_screen_carry_a_bounded_amount_of_bodies() {
         format!("{head}{}\"}}]", "a".repeat(pad))
     };
     let mut events = Vec::new();
+    let mut take = |n: usize| {
+        for _ in 0..n {
+            events.push(rx.recv_timeout(Duration::from_secs(30)).expect("event"));
+        }
+    };
+    // Three waiting: the third goes without.
     for i in 0..3 {
         assert!(post(running.addr, "token t", &batch(i)).contains("200"));
     }
-    for _ in 0..3 {
-        events.push(rx.recv_timeout(Duration::from_secs(30)).expect("event"));
+    // One taken: the two still waiting carry one body between them, so
+    // the next goes with its own, and the one after that without.
+    take(1);
+    for i in 3..5 {
+        assert!(post(running.addr, "token t", &batch(i)).contains("200"));
     }
-    assert!(post(running.addr, "token t", &batch(3)).contains("200"));
-    events.push(rx.recv_timeout(Duration::from_secs(30)).expect("event"));
+    take(4);
+    // None waiting: a body goes with its event again.
+    assert!(post(running.addr, "token t", &batch(5)).contains("200"));
+    take(1);
     running.shutdown();
     let carried: Vec<Option<usize>> = events
         .iter()
         .map(|e| e.body.as_ref().map(|b| b.len()))
         .collect();
-    assert_eq!(carried, [Some(size), Some(size), None, Some(size)]);
+    let (with, without) = (Some(size), None);
+    assert_eq!(carried, [with, with, without, with, without, with]);
     assert!(
         events
             .iter()
             .all(|e| e.accepted() && e.captured && e.records == 1)
     );
     let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-    assert_eq!(lines, 4);
+    assert_eq!(lines, 6);
 }
 
 #[test]

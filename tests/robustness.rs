@@ -78,7 +78,10 @@ fn a_body_cut_short_is_refused_not_saved() {
 #[test]
 fn a_body_that_stops_coming_is_answered_saying_so() {
     let mut rx = Receiver::start(&["--read-timeout", "1"]);
+    // A regression fails here rather than hangs.
+    let within = Some(std::time::Duration::from_secs(10));
     let mut s = TcpStream::connect(rx.addr).unwrap();
+    s.set_read_timeout(within).unwrap();
     write!(
         s,
         "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nContent-Length: 5000\r\n\r\n"
@@ -96,6 +99,7 @@ fn a_body_that_stops_coming_is_answered_saying_so() {
         "{answer}"
     );
     let mut s = stalled_upload(&rx);
+    s.set_read_timeout(within).unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.contains("after 0 bytes of the 5000"), "{answer}");
@@ -112,6 +116,8 @@ fn a_chunked_body_with_broken_framing_is_answered_saying_what_breaks_it() {
     let mut rx = Receiver::start(&[]);
     for chunks in ["2\r\n[]\r\n0\r\nX-Trailer: 1\r\n\r\n", "2\r\n[]\r\nzz\r\n"] {
         let mut s = TcpStream::connect(rx.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         write!(
             s,
             "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\n\

@@ -1455,8 +1455,9 @@ fn read_body(
         (Err(e), _, None) if chunked && e.kind() == io::ErrorKind::InvalidInput => {
             format!(
                 "the chunked framing could not be decoded after the body's first {} bytes: \
-                 a chunk size that is not hex, a chunk not followed by CRLF, or trailer \
-                 fields after the last chunk (the receiver's HTTP library takes none)",
+                 a chunk size that is not hex, a chunk not followed by CRLF, trailer fields \
+                 after the last chunk (the receiver's HTTP library takes none), or the body \
+                 stopped coming or was closed inside its framing",
                 wire.len()
             )
         }

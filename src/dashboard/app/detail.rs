@@ -345,7 +345,8 @@ fn body_title(r: &RequestEvent, let_go: bool, pretty: bool) -> Vec<TextLine> {
         (None, false) => vec![
             title("Body: none held".into()),
             note(
-                "refused before its body was read or decoded (token, size, a cut-short body)"
+                "refused before its body was read or decoded (token, size, a cut-short body), \
+                 or not passed to the screen while 32 MiB of batches waited for it"
                     .into(),
             ),
             note("refused bodies are never saved to the capture file".into()),
