@@ -991,3 +991,75 @@ fn a_hung_upstream_does_not_hold_the_answers() {
     });
     assert!(page.contains("(0 forwarded)"), "{page}");
 }
+
+/// An upstream that answers each batch 200 with a body it never finishes
+/// (`content-length: 100`, 10 bytes sent), holding the connection; sends
+/// when each batch arrived.
+fn stalling_upstream() -> (u16, crossbeam_channel::Receiver<Instant>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let _ = tx.send(Instant::now());
+                let mut out = stream;
+                let _ = out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789");
+                // Held until the forwarder gives up on it.
+                let _ = reader.read_to_end(&mut Vec::new());
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// A 2xx whose body never ends counts as delivered once the answer's body
+/// has had `ANSWER_BODY_TIMEOUT` (2 s), not the whole request's 30 s: a
+/// hostile-upstream probe saw 2 batches a minute go out this way while the
+/// device posted 300.
+#[test]
+fn a_2xx_whose_body_stalls_holds_each_batch_for_seconds_not_the_timeout() {
+    let (port, arrived) = stalling_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &format!("http://127.0.0.1:{port}/"),
+        &[],
+    );
+    for i in 0..3 {
+        upload(&rx, &batch(i));
+    }
+    let at: Vec<Instant> = (0..3)
+        .map(|_| arrived.recv_timeout(DEADLINE).expect("a forwarded batch"))
+        .collect();
+    for pair in at.windows(2) {
+        let apart = pair[1] - pair[0];
+        assert!(
+            apart < Duration::from_secs(10),
+            "{apart:?} between two batches"
+        );
+    }
+}

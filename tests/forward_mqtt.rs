@@ -383,3 +383,72 @@ fn mqtts_verifies_the_broker_against_the_given_ca() {
         "published without a trusted certificate"
     );
 }
+
+/// A relay to `broker` on a port of its own that holds the broker's first
+/// answer on each connection (the CONNACK) for `delay`; counts the
+/// connections it took.
+fn slow_to_answer(broker: u16, delay: Duration) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Ok(upstream) = TcpStream::connect(("127.0.0.1", broker)) else {
+                return;
+            };
+            let (mut c_in, mut u_out) =
+                (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut u_out);
+                let _ = u_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut u_in, mut c_out) = (upstream, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                let mut first = true;
+                loop {
+                    let n = match u_in.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if std::mem::take(&mut first) {
+                        std::thread::sleep(delay);
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, taken)
+}
+
+/// A broker that takes 600 ms to answer a connection is connected to once
+/// and gets every record. It used to be never connected to: the forwarder
+/// waited 200 ms at a time, and rumqttc starts connecting again from the
+/// start when a wait ends while it connects (a hostile-upstream probe saw 5
+/// connections a second and nothing published).
+#[test]
+fn a_broker_slow_to_answer_a_connection_is_connected_to_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), free_port());
+    let counts = subscribe(broker.port);
+    let (slow, taken) = slow_to_answer(broker.port, Duration::from_millis(600));
+    let rx = forwarder(dir.path(), slow);
+    let bodies: Vec<Vec<u8>> = (0..3).map(batch).collect();
+    for b in &bodies {
+        upload(&rx, b);
+    }
+    let want = tally(bodies);
+    wait_until("every record at the subscriber", || {
+        all_arrived(&counts, &want)
+    });
+    let connections = taken.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(connections, 1, "connections to the slow broker");
+}

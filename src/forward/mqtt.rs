@@ -144,6 +144,8 @@ fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfiguration {
 pub struct Mqtt {
     target: MqttTarget,
     connection: Option<(Client, Connection)>,
+    /// The broker's CONNACK came on this connection.
+    connected: bool,
 }
 
 impl Mqtt {
@@ -151,6 +153,7 @@ impl Mqtt {
         Mqtt {
             target,
             connection: None,
+            connected: false,
         }
     }
 }
@@ -230,6 +233,9 @@ impl Mqtt {
     /// acknowledged them all.
     fn publish_all(&mut self, messages: Vec<(String, Vec<u8>)>) -> Result<(), String> {
         let total = messages.len();
+        if self.connection.is_none() {
+            self.connected = false;
+        }
         let (client, connection) = self
             .connection
             .get_or_insert_with(|| Client::new(self.target.options(), WINDOW + 10));
@@ -244,7 +250,20 @@ impl Mqtt {
                     .map_err(|e| format!("cannot publish: {e}"))?;
                 sent += 1;
             }
-            match connection.recv_timeout(Duration::from_millis(200)) {
+            // rumqttc starts connecting again from the start when a wait
+            // ends while it connects: until the CONNACK, one wait runs to
+            // the deadline (with 200 ms, a broker slower than that to
+            // answer was never connected to, and was connected to again 5
+            // times a second; a hostile-upstream probe found it).
+            let wait = if self.connected {
+                Duration::from_millis(200)
+            } else {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            };
+            match connection.recv_timeout(wait) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => self.connected = true,
                 Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
                     acked += 1;
                     deadline = Instant::now() + ACK_TIMEOUT;
@@ -253,8 +272,13 @@ impl Mqtt {
                 Ok(Err(e)) => return Err(describe(&e)),
                 Err(RecvTimeoutError::Disconnected) => return Err("the client stopped".into()),
                 Err(RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                    let what = if self.connected {
+                        "acknowledgement"
+                    } else {
+                        "CONNACK (the answer to connecting)"
+                    };
                     return Err(format!(
-                        "no acknowledgement from the broker within {} s",
+                        "no {what} from the broker within {} s",
                         ACK_TIMEOUT.as_secs()
                     ));
                 }
