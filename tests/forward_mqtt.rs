@@ -398,7 +398,7 @@ fn slow_to_answer(broker: u16, delay: Duration) -> (u16, Arc<std::sync::atomic::
             let Ok(client) = client else { return };
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let Ok(upstream) = TcpStream::connect(("127.0.0.1", broker)) else {
-                return;
+                continue;
             };
             let (mut c_in, mut u_out) =
                 (client.try_clone().unwrap(), upstream.try_clone().unwrap());
@@ -441,6 +441,11 @@ fn a_broker_slow_to_answer_a_connection_is_connected_to_once() {
     let counts = subscribe(broker.port);
     let (slow, taken) = slow_to_answer(broker.port, Duration::from_millis(600));
     let rx = forwarder(dir.path(), slow);
+    // A batch of no records first, then a second of quiet: it makes no
+    // connection (one made for it and kept alive by short waits was
+    // dialled again every 50 ms).
+    upload(&rx, b"[]");
+    std::thread::sleep(Duration::from_secs(1));
     let bodies: Vec<Vec<u8>> = (0..3).map(batch).collect();
     for b in &bodies {
         upload(&rx, b);

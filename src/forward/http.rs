@@ -3,7 +3,7 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
-use crate::upload::reason_from;
+use crate::upload::reason_from_cleaned;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,7 +198,16 @@ fn judged(
     let answer = echo_taken_out(answer, credential);
     let location = location
         .map(|l| String::from_utf8_lossy(&echo_taken_out(l.as_bytes(), credential)).into_owned());
-    without_credential(judge(status, &answer, retry_after, location), credential)
+    // The reason's text decoded (a JSON `error` string may spell it with
+    // any escapes), then taken out again before it is cut.
+    let clean = |text: String| match credential.filter(|c| !c.is_empty()) {
+        Some(c) => text.replace(c, "[forward token]"),
+        None => text,
+    };
+    without_credential(
+        judge_cleaned(status, &answer, retry_after, location, clean),
+        credential,
+    )
 }
 
 /// `text` with our forward credential taken out, as sent and as JSON
@@ -266,7 +275,19 @@ pub fn judge(
     retry_after: Option<Duration>,
     location: Option<String>,
 ) -> Attempt {
-    let reason = || format!("{status}: {}", reason_from(answer));
+    judge_cleaned(status, answer, retry_after, location, |text| text)
+}
+
+/// `judge`, with `clean` applied to the answer's text before the reason
+/// is cut from it.
+fn judge_cleaned(
+    status: u16,
+    answer: &[u8],
+    retry_after: Option<Duration>,
+    location: Option<String>,
+    clean: impl Fn(String) -> String,
+) -> Attempt {
+    let reason = || format!("{status}: {}", reason_from_cleaned(answer, &clean));
     match status {
         200..=299 => Attempt::Delivered,
         300..=399 => Attempt::Retry {
@@ -305,10 +326,17 @@ mod tests {
     #[test]
     fn an_answer_echoing_our_token_does_not_put_it_in_the_reason() {
         let near_the_cut = format!(r#"{{"error":"{}token s3cret/forward"}}"#, "x".repeat(181));
+        // With escapes that are decoded only when the reason is made
+        // (`\u0073` for `s`, as some JSON writers spell characters).
+        let near_the_cut_escaped = format!(
+            r#"{{"error":"{}token \u0073\u0033cret/forward"}}"#,
+            "x".repeat(181)
+        );
         for (status, echo) in [
             (401, &br#"{"error":"bad token: token s3cret/forward"}"#[..]),
             (500, b"Authorization: token s3cret/forward"),
             (401, near_the_cut.as_bytes()),
+            (401, near_the_cut_escaped.as_bytes()),
             (
                 401,
                 br#"{"headers":{"authorization":"token s3cret\/forward"}}"#,

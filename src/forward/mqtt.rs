@@ -210,7 +210,9 @@ impl Deliver for Mqtt {
     }
 
     fn idle(&mut self, durable: &Durable, seen: u64, wait: Duration) {
-        let Some((_, connection)) = &mut self.connection else {
+        // Only a connection the broker answered is kept alive here: short
+        // waits would start a connect in progress over and over.
+        let Some((_, connection)) = self.connection.as_mut().filter(|_| self.connected) else {
             durable.wait_beyond(seen, wait);
             return;
         };
@@ -233,6 +235,12 @@ impl Mqtt {
     /// acknowledged them all.
     fn publish_all(&mut self, messages: Vec<(String, Vec<u8>)>) -> Result<(), String> {
         let total = messages.len();
+        // A batch of no records (`[]`) has nothing to publish: no
+        // connection is made for it (one made and never polled would be
+        // connected by `idle`'s short waits, each starting over).
+        if total == 0 {
+            return Ok(());
+        }
         if self.connection.is_none() {
             self.connected = false;
         }
@@ -269,6 +277,9 @@ impl Mqtt {
                     deadline = Instant::now() + ACK_TIMEOUT;
                 }
                 Ok(Ok(_)) => {}
+                Ok(Err(e)) if !self.connected => {
+                    return Err(format!("connecting to the broker: {}", describe(&e)));
+                }
                 Ok(Err(e)) => return Err(describe(&e)),
                 Err(RecvTimeoutError::Disconnected) => return Err("the client stopped".into()),
                 Err(RecvTimeoutError::Timeout) if Instant::now() > deadline => {
