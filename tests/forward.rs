@@ -992,10 +992,13 @@ fn a_hung_upstream_does_not_hold_the_answers() {
     assert!(page.contains("(0 forwarded)"), "{page}");
 }
 
-/// An upstream that answers each batch 200 with a body it never finishes
-/// (`content-length: 100`, 10 bytes sent), holding the connection; sends
-/// when each batch arrived.
-fn stalling_upstream() -> (u16, crossbeam_channel::Receiver<Instant>) {
+/// An upstream that answers each batch with `status` and a body it never
+/// finishes (`content-length: 100`, `start` sent), holding the
+/// connection; sends when each batch arrived.
+fn stalling_upstream(
+    status: &'static str,
+    start: &'static str,
+) -> (u16, crossbeam_channel::Receiver<Instant>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -1027,7 +1030,8 @@ fn stalling_upstream() -> (u16, crossbeam_channel::Receiver<Instant>) {
                 }
                 let _ = tx.send(Instant::now());
                 let mut out = stream;
-                let _ = out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789");
+                let head = format!("HTTP/1.1 {status}\r\ncontent-length: 100\r\n\r\n{start}");
+                let _ = out.write_all(head.as_bytes());
                 // Held until the forwarder gives up on it.
                 let _ = reader.read_to_end(&mut Vec::new());
             });
@@ -1042,7 +1046,7 @@ fn stalling_upstream() -> (u16, crossbeam_channel::Receiver<Instant>) {
 /// device posted 300.
 #[test]
 fn a_2xx_whose_body_stalls_holds_each_batch_for_seconds_not_the_timeout() {
-    let (port, arrived) = stalling_upstream();
+    let (port, arrived) = stalling_upstream("200 OK", "0123456789");
     let dir = tempfile::tempdir().unwrap();
     let rx = forwarder(
         &dir.path().join("capture.jsonl"),
@@ -1062,4 +1066,22 @@ fn a_2xx_whose_body_stalls_holds_each_batch_for_seconds_not_the_timeout() {
             "{apart:?} between two batches"
         );
     }
+}
+
+/// A refusal whose body stalls keeps what came of it as its reason (it
+/// said "no reason given" once the body's 2 s were up).
+#[test]
+fn a_refusal_whose_body_stalls_keeps_what_came_as_its_reason() {
+    let (port, arrived) = stalling_upstream("401 Unauthorized", "bad forward token");
+    let dir = tempfile::tempdir().unwrap();
+    let rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &format!("http://127.0.0.1:{port}/"),
+        &[],
+    );
+    upload(&rx, &batch(0));
+    arrived.recv_timeout(DEADLINE).expect("a forwarded batch");
+    let note = forward_note(&rx, "", |v| v["parked"] != 0);
+    let reason = note["last_parked"].as_str().unwrap_or_default();
+    assert!(reason.contains("401: bad forward token"), "{note}");
 }

@@ -4,6 +4,7 @@
 //! upstream cannot tell it from the device.
 
 use crate::upload::reason_from_cleaned;
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +87,8 @@ fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfig {
 /// hold each batch for the whole `TIMEOUT` (a hostile-upstream probe saw 2
 /// batches a minute go out). It is judged by its status once this passes.
 pub const ANSWER_BODY_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most of an upstream's answer that is read.
+const ANSWER_BODY_MOST: u64 = 64 * 1024;
 
 /// The HTTP forwarder: one keep-alive agent, redirects not followed.
 pub struct Http {
@@ -174,13 +177,14 @@ impl Deliver for Http {
             .get("location")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        // Read to the end so the connection is reused.
-        let answer = response
+        // Read to the end so the connection is reused; what came is kept
+        // when the rest does not (its time or its size ran out).
+        let mut answer = Vec::new();
+        let _ = response
             .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_vec()
-            .unwrap_or_default();
+            .as_reader()
+            .take(ANSWER_BODY_MOST)
+            .read_to_end(&mut answer);
         judged(status, &answer, retry_after, location, credential)
     }
 }
