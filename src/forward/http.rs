@@ -190,8 +190,11 @@ impl Deliver for Http {
 }
 
 /// `judge`, with our forward credential taken out of what the upstream
-/// said before the reason is made from it (cut first, a credential near
-/// the cut would be left in part), and out of the reason after.
+/// said: the answer's text (decoded from a JSON `error`, which may spell it
+/// with any escapes) before the reason is cut from it (cut first, a
+/// credential near the cut was left in part), and the `Location` quoted in
+/// a redirect's reason. The status page, the headless output and the
+/// cursor file show the reason.
 fn judged(
     status: u16,
     answer: &[u8],
@@ -199,68 +202,21 @@ fn judged(
     location: Option<String>,
     credential: Option<&str>,
 ) -> Attempt {
-    let answer = echo_taken_out(answer, credential);
-    let location = location
-        .map(|l| String::from_utf8_lossy(&echo_taken_out(l.as_bytes(), credential)).into_owned());
-    // The reason's text decoded (a JSON `error` string may spell it with
-    // any escapes), then taken out again before it is cut.
-    let clean = |text: String| match credential.filter(|c| !c.is_empty()) {
-        Some(c) => text.replace(c, "[forward token]"),
-        None => text,
-    };
-    without_credential(
-        judge_cleaned(status, &answer, retry_after, location, clean),
-        credential,
-    )
+    let clean = |text: String| taken_out(text, credential);
+    judge_cleaned(status, answer, retry_after, location.map(clean), clean)
 }
 
 /// `text` with our forward credential taken out, as sent and as JSON
 /// writes it with `/` escaped (`\/`, PHP's default): an upstream that
 /// echoes the request's headers in its answer would otherwise have it
 /// quoted in the reason.
-fn echo_taken_out(text: &[u8], credential: Option<&str>) -> Vec<u8> {
+fn taken_out(text: String, credential: Option<&str>) -> String {
     let Some(credential) = credential.filter(|c| !c.is_empty()) else {
-        return text.to_vec();
+        return text;
     };
     let escaped = credential.replace('/', "\\/");
-    let mut out = text.to_vec();
-    for form in [credential, escaped.as_str()] {
-        let finder = memchr::memmem::Finder::new(form.as_bytes());
-        if finder.find(&out).is_none() {
-            continue;
-        }
-        let mut replaced = Vec::with_capacity(out.len());
-        let mut at = 0;
-        for found in finder.find_iter(&out) {
-            replaced.extend_from_slice(&out[at..found]);
-            replaced.extend_from_slice(b"[forward token]");
-            at = found + form.len();
-        }
-        replaced.extend_from_slice(&out[at..]);
-        out = replaced;
-    }
-    out
-}
-
-/// The attempt with our forward credential taken out of its text: an
-/// upstream that echoes the request's headers in its answer would
-/// otherwise put it in the reason, which the status page, the headless
-/// output and the cursor file show.
-fn without_credential(attempt: Attempt, credential: Option<&str>) -> Attempt {
-    let Some(credential) = credential.filter(|c| !c.is_empty()) else {
-        return attempt;
-    };
-    let clean = |text: String| text.replace(credential, "[forward token]");
-    match attempt {
-        Attempt::Delivered => Attempt::Delivered,
-        Attempt::Retry { error, after } => Attempt::Retry {
-            error: clean(error),
-            after,
-        },
-        Attempt::Park { reason } => Attempt::Park {
-            reason: clean(reason),
-        },
-    }
+    text.replace(credential, "[forward token]")
+        .replace(&escaped, "[forward token]")
 }
 
 /// What an upstream's status means for the batch:
@@ -355,6 +311,13 @@ mod tests {
             assert!(!text.contains("s3cret"), "{status}: {text}");
             assert!(text.contains("[forward tok"), "{status}: {text}");
         }
+        // In a redirect's `Location`.
+        let location = Some("https://up.example/?t=s3cret/forward".to_string());
+        let Attempt::Retry { error, .. } = judged(302, b"", None, location, Some("s3cret/forward"))
+        else {
+            panic!("a redirect is tried again");
+        };
+        assert!(error.contains("?t=[forward token]"), "{error}");
     }
 
     fn kind(status: u16) -> &'static str {
