@@ -143,9 +143,9 @@ fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfiguration {
 /// The MQTT forwarder; connects when it first has something to publish.
 pub struct Mqtt {
     target: MqttTarget,
-    connection: Option<(Client, Connection)>,
-    /// The broker's CONNACK came on this connection.
-    connected: bool,
+    /// The client, its events, and whether the broker's CONNACK came on
+    /// this connection.
+    connection: Option<(Client, Connection, bool)>,
 }
 
 impl Mqtt {
@@ -153,7 +153,6 @@ impl Mqtt {
         Mqtt {
             target,
             connection: None,
-            connected: false,
         }
     }
 }
@@ -212,7 +211,7 @@ impl Deliver for Mqtt {
     fn idle(&mut self, durable: &Durable, seen: u64, wait: Duration) {
         // Only a connection the broker answered is kept alive here: short
         // waits would start a connect in progress over and over.
-        let Some((_, connection)) = self.connection.as_mut().filter(|_| self.connected) else {
+        let Some((_, connection, true)) = &mut self.connection else {
             durable.wait_beyond(seen, wait);
             return;
         };
@@ -241,12 +240,10 @@ impl Mqtt {
         if total == 0 {
             return Ok(());
         }
-        if self.connection.is_none() {
-            self.connected = false;
-        }
-        let (client, connection) = self
-            .connection
-            .get_or_insert_with(|| Client::new(self.target.options(), WINDOW + 10));
+        let (client, connection, connected) = self.connection.get_or_insert_with(|| {
+            let (client, connection) = Client::new(self.target.options(), WINDOW + 10);
+            (client, connection, false)
+        });
         let mut queue = messages.into_iter();
         let (mut sent, mut acked) = (0usize, 0usize);
         let mut deadline = Instant::now() + ACK_TIMEOUT;
@@ -263,7 +260,7 @@ impl Mqtt {
             // the deadline (with 200 ms, a broker slower than that to
             // answer was never connected to, and was connected to again 5
             // times a second; a hostile-upstream probe found it).
-            let wait = if self.connected {
+            let wait = if *connected {
                 Duration::from_millis(200)
             } else {
                 deadline
@@ -271,19 +268,19 @@ impl Mqtt {
                     .max(Duration::from_millis(1))
             };
             match connection.recv_timeout(wait) {
-                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => self.connected = true,
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => *connected = true,
                 Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
                     acked += 1;
                     deadline = Instant::now() + ACK_TIMEOUT;
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) if !self.connected => {
+                Ok(Err(e)) if !*connected => {
                     return Err(format!("connecting to the broker: {}", describe(&e)));
                 }
                 Ok(Err(e)) => return Err(describe(&e)),
                 Err(RecvTimeoutError::Disconnected) => return Err("the client stopped".into()),
                 Err(RecvTimeoutError::Timeout) if Instant::now() > deadline => {
-                    let what = if self.connected {
+                    let what = if *connected {
                         "acknowledgement"
                     } else {
                         "CONNACK (the answer to connecting)"
