@@ -39,6 +39,9 @@ pub struct Known {
     digest: [u8; 32],
     len: usize,
     rolled: u64,
+    /// `base()` to the power `len - 1`: what the byte leaving a window
+    /// of this length weighs.
+    top: u64,
 }
 
 impl Auth {
@@ -53,6 +56,7 @@ impl Auth {
                         digest: digest(t),
                         len: t.len(),
                         rolled: rolled(t),
+                        top: power(t.len().saturating_sub(1)),
                     }
                 })
                 .collect(),
@@ -125,11 +129,12 @@ impl Auth {
         };
         let bytes = text.as_bytes();
         let mut found: Vec<(usize, usize)> = Vec::new();
-        let mut lengths: Vec<usize> = known.iter().map(|k| k.len).collect();
-        lengths.sort_unstable();
-        lengths.dedup();
-        for len in lengths.into_iter().filter(|&l| l > 0 && l <= bytes.len()) {
-            let top = power(len - 1);
+        // One pass per length: tokens of a length already passed over
+        // were looked for then.
+        for (i, &Known { len, top, .. }) in known.iter().enumerate() {
+            if len == 0 || len > bytes.len() || known[..i].iter().any(|k| k.len == len) {
+                continue;
+            }
             let mut h = rolled(&bytes[..len]);
             for start in 0..=bytes.len() - len {
                 if start > 0 {
@@ -1408,6 +1413,9 @@ mod tests {
         assert!(matches!(auth.scrub("nothing here"), Cow::Borrowed(_)));
         assert_eq!(Auth::Open.scrub("s3cret-token"), "s3cret-token");
         assert_eq!(auth.longest(), 12);
+        // Two tokens of one length: found in the same pass.
+        let two = Auth::tokens(&["ab", "cd", "abc"]);
+        assert_eq!(two.scrub("xcdxabx"), "x[token]x[token]x");
     }
 
     #[test]
