@@ -1530,12 +1530,12 @@ fn decode_and_save(
         out.kept_body = ctx.event_bodies.then(|| wire.into());
         out
     };
-    // Quoted in warnings and errors, and kept in the capture: any token
-    // in it taken out first (before it is cut or lowercased).
-    let coding = header(request, "content-encoding").map(|v| ctx.auth().scrub(v).into_owned());
+    // A header as quoted in warnings and errors and kept beside the batch:
+    // any token in it taken out first (before it is cut or lowercased).
+    let kept = |name: &'static str| header(request, name).map(|v| ctx.auth().scrub(v).into_owned());
     let prepared = ingest::prepare_in_turn(
         &ctx.config,
-        coding.as_deref(),
+        kept("content-encoding").as_deref(),
         &wire,
         Some((&ctx.turns, &ctx.budget)),
         turn,
@@ -1545,8 +1545,6 @@ fn decode_and_save(
         Err(r) => return refused(r, wire),
     };
     let (mode, answer, undo) = ctx.respond.take_undoable();
-    // Headers kept beside the batch, any token in them replaced.
-    let kept = |name: &'static str| header(request, name).map(|v| ctx.auth().scrub(v).into_owned());
     let entry = Entry {
         received: format_received(received),
         peer: peer(request),
