@@ -962,6 +962,18 @@ fn each_batch_goes_once_per_device_and_a_retry_of_an_unacknowledged_one_goes() {
     }
 }
 
+/// A receiver in a folder of its own, forwarding to an upstream on
+/// 127.0.0.1 at `port`; the folder goes when it is dropped.
+fn forwarding_to(port: u16) -> (tempfile::TempDir, Receiver) {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &format!("http://127.0.0.1:{port}/"),
+        &[],
+    );
+    (dir, rx)
+}
+
 #[test]
 fn a_hung_upstream_does_not_hold_the_answers() {
     // Accepts connections and never answers.
@@ -973,12 +985,7 @@ fn a_hung_upstream_does_not_hold_the_answers() {
             held.push(s);
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    let rx = forwarder(
-        &dir.path().join("capture.jsonl"),
-        &format!("http://127.0.0.1:{port}/"),
-        &[],
-    );
+    let (_dir, rx) = forwarding_to(port);
     // Each answer comes while the forwarder waits on the first batch (its
     // timeout, 30 s, is longer than the client's).
     for i in 0..5 {
@@ -1008,24 +1015,7 @@ fn stalling_upstream(
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
+                if read_request(&mut reader).is_none() {
                     return;
                 }
                 let _ = tx.send(Instant::now());
@@ -1047,12 +1037,7 @@ fn stalling_upstream(
 #[test]
 fn a_2xx_whose_body_stalls_holds_each_batch_for_seconds_not_the_timeout() {
     let (port, arrived) = stalling_upstream("200 OK", "0123456789");
-    let dir = tempfile::tempdir().unwrap();
-    let rx = forwarder(
-        &dir.path().join("capture.jsonl"),
-        &format!("http://127.0.0.1:{port}/"),
-        &[],
-    );
+    let (_dir, rx) = forwarding_to(port);
     for i in 0..3 {
         upload(&rx, &batch(i));
     }
@@ -1073,12 +1058,7 @@ fn a_2xx_whose_body_stalls_holds_each_batch_for_seconds_not_the_timeout() {
 #[test]
 fn a_refusal_whose_body_stalls_keeps_what_came_as_its_reason() {
     let (port, arrived) = stalling_upstream("401 Unauthorized", "bad forward token");
-    let dir = tempfile::tempdir().unwrap();
-    let rx = forwarder(
-        &dir.path().join("capture.jsonl"),
-        &format!("http://127.0.0.1:{port}/"),
-        &[],
-    );
+    let (_dir, rx) = forwarding_to(port);
     upload(&rx, &batch(0));
     arrived.recv_timeout(DEADLINE).expect("a forwarded batch");
     let note = forward_note(&rx, "", |v| v["parked"] != 0);

@@ -554,6 +554,33 @@ pub fn scripted_upstream(
     (port, rx)
 }
 
+/// Reads one request from `reader`: its head lines (without their line
+/// ends) and its body, as long as its `Content-Length` says; None at the
+/// end of the connection or when the body is cut short.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Got> {
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+        head.push(line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Got { head, body })
+}
+
 fn serve_scripted(
     stream: TcpStream,
     script: &[(&'static str, &'static str, &'static str)],
@@ -561,29 +588,7 @@ fn serve_scripted(
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
-    loop {
-        let mut head = Vec::new();
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-            head.push(line);
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(Got { head, body }) = read_request(&mut reader) {
         let (status, answer) = script
             .iter()
             .find(|(marker, _, _)| body.windows(marker.len()).any(|w| w == marker.as_bytes()))
