@@ -230,6 +230,7 @@ fn start_forwarding(
 /// is sent on the next start with the same capture.
 fn stop_forwarding(forwarders: Forwarders) {
     let cursor = forwarders.cursor_path().display().to_string();
+    let parked = forwarders.parked_path().display().to_string();
     for left in forwarders.stop(FORWARD_GRACE) {
         if left.in_replaced_file {
             let next = if left.cursor_in_replaced_file {
@@ -251,7 +252,7 @@ fn stop_forwarding(forwarders: Forwarders) {
         }
         if left.parked > 0 {
             eprintln!(
-                "forward {}: {} batch(es) parked (refused by the target), listed in {cursor}",
+                "forward {}: {} batch(es) parked (refused by the target), listed in {parked}",
                 left.target, left.parked
             );
         }

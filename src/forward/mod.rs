@@ -268,6 +268,11 @@ impl Forwarders {
     pub fn cursor_path(&self) -> &Path {
         self.cursors.path()
     }
+
+    /// Where the batches the targets refused for good are listed.
+    pub fn parked_path(&self) -> PathBuf {
+        self.cursors.parked_path()
+    }
 }
 
 /// Which batches a target is sent: without `--forward-all`, those the
