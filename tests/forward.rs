@@ -1068,3 +1068,52 @@ fn a_refusal_whose_body_stalls_keeps_what_came_as_its_reason() {
     let reason = note["last_parked"].as_str().unwrap_or_default();
     assert!(reason.contains("401: bad forward token"), "{note}");
 }
+
+/// An upstream busy until a date: its 503's `Retry-After` is an HTTP date
+/// 3 s after its own `Date`, and the batch is not tried again before it
+/// (the date was ignored, and the retry came after the first backoff,
+/// 0.25 s). Answers 200 once tried again; sends when each attempt came.
+#[test]
+fn a_retry_after_date_is_waited_for() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, arrived) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut out = stream;
+            while read_request(&mut reader).is_some() {
+                let _ = tx.send(Instant::now());
+                let reply = if std::mem::take(&mut first) {
+                    // A clock a day behind ours: only its own Date tells
+                    // how far ahead it means.
+                    let date = std::time::SystemTime::now() - Duration::from_secs(86_400);
+                    format!(
+                        "HTTP/1.1 503 Service Unavailable\r\ndate: {}\r\nretry-after: {}\r\ncontent-length: 4\r\n\r\nbusy",
+                        httpdate::fmt_http_date(date),
+                        httpdate::fmt_http_date(date + Duration::from_secs(3)),
+                    )
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_string()
+                };
+                if out.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let (_dir, rx) = forwarding_to(port);
+    upload(&rx, &batch(0));
+    let refused = arrived.recv_timeout(DEADLINE).expect("the first attempt");
+    let again = arrived
+        .recv_timeout(DEADLINE)
+        .expect("the batch tried again");
+    let apart = again - refused;
+    assert!(
+        apart >= Duration::from_millis(2_900),
+        "tried again after {apart:?}"
+    );
+    forward_note(&rx, "up", |v| v["forwarded"] == 1);
+}

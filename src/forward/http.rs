@@ -6,7 +6,7 @@
 use crate::upload::reason_from_cleaned;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ureq::http::{HeaderValue, Uri};
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
@@ -161,11 +161,9 @@ impl Deliver for Http {
             }
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let header = |name| response.headers().get(name)?.to_str().ok();
+        let retry_after =
+            header("retry-after").and_then(|v| retry_after(v, header("date"), SystemTime::now()));
         let credential = self
             .target
             .authorization
@@ -187,6 +185,24 @@ impl Deliver for Http {
             .read_to_end(&mut answer);
         judged(status, &answer, retry_after, location, credential)
     }
+}
+
+/// How long `Retry-After` asks to wait: seconds, or an HTTP date (any of
+/// the three forms RFC 9110 has a recipient read). A date counts from the
+/// answer's own `Date` when it has a readable one, so the upstream's clock
+/// and ours need not agree, else from `now`; a date already past asks for
+/// no wait. Anything else (a negative number, a date in no HTTP form) is
+/// not a wait.
+fn retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let until = httpdate::parse_http_date(value).ok()?;
+    let from = date
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+        .unwrap_or(now);
+    Some(until.duration_since(from).unwrap_or_default())
 }
 
 /// `judge`, with our forward credential taken out of what the upstream
@@ -279,6 +295,45 @@ fn judge_cleaned(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Retry-After` in seconds, and as a date in each of HTTP's three
+    /// forms, counted from the answer's `Date` (the upstream's clock) when
+    /// it has one, else from ours.
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let at = |s: &str| httpdate::parse_http_date(s).unwrap();
+        let now = at("Sun, 06 Nov 1994 08:49:37 GMT");
+        let wait = |v: &str, date: Option<&str>| retry_after(v, date, now);
+        assert_eq!(wait("7", None), Some(Duration::from_secs(7)));
+        assert_eq!(wait(" 0 ", None), Some(Duration::ZERO));
+        for ahead in [
+            "Sun, 06 Nov 1994 08:49:49 GMT",
+            "Sunday, 06-Nov-94 08:49:49 GMT",
+            "Sun Nov  6 08:49:49 1994",
+        ] {
+            assert_eq!(wait(ahead, None), Some(Duration::from_secs(12)), "{ahead}");
+        }
+        // The upstream's clock is an hour behind ours: its own Date says
+        // how far ahead it means.
+        let date = Some("Sun, 06 Nov 1994 07:49:37 GMT");
+        assert_eq!(
+            wait("Sun, 06 Nov 1994 07:49:40 GMT", date),
+            Some(Duration::from_secs(3))
+        );
+        // An unreadable Date: ours.
+        assert_eq!(
+            wait("Sun, 06 Nov 1994 08:49:40 GMT", Some("yesterday")),
+            Some(Duration::from_secs(3))
+        );
+        // A date already past: no wait beyond the backoff.
+        assert_eq!(
+            wait("Sun, 06 Nov 1994 08:00:00 GMT", None),
+            Some(Duration::ZERO)
+        );
+        for not_a_wait in ["-5", "soon", "", "1.5", "Sun, 06 Nov 1994 08:49:49 CET"] {
+            assert_eq!(wait(not_a_wait, None), None, "{not_a_wait:?}");
+        }
+    }
 
     /// An echo of our token, anywhere in the answer: also where the reason
     /// is cut (it was left there in part, found by a hostile-upstream
