@@ -146,9 +146,13 @@ fn the_token_never_appears_in_any_output_or_file() {
             .args(["--capture", capture.to_str().unwrap()]),
     );
     let body: &[u8] = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
-    let cases: [(String, &[u8], u16); 5] = [
+    // A refusal quotes the string that is not a record, cut at 300
+    // characters: here the token stands across the cut.
+    let quoting = format!(r#"["{}{secret}"]"#, "9".repeat(268));
+    let cases: [(String, &[u8], u16); 6] = [
         (format!("token {secret}"), body, 200),
         (format!("Bearer {secret}"), b"nope", 400),
+        (format!("token {secret}"), quoting.as_bytes(), 400),
         (format!("token {wrong}"), body, 401),
         (format!("Weird {secret}"), body, 401),
         // A device set up with the token where the scheme goes.
@@ -207,7 +211,7 @@ fn the_token_never_appears_in_any_output_or_file() {
     }
     rx.stop();
     let stdout = rx.remaining_stdout().join("\n");
-    assert_eq!(stdout.lines().count(), 11);
+    assert_eq!(stdout.lines().count(), 12);
     for shown in [
         "\"path\":\"/upload?token=[token]\"",
         "\"path\":\"/[token][token]/x\"",
@@ -227,6 +231,10 @@ fn the_token_never_appears_in_any_output_or_file() {
         ("answers and status page", &answers),
     ] {
         assert!(!text.contains(secret), "{what} shows the token: {text}");
+        assert!(
+            !text.contains(&secret[..6]),
+            "{what} shows part of the token: {text}"
+        );
         assert!(
             !text.contains(wrong),
             "{what} shows the wrong token: {text}"

@@ -119,6 +119,35 @@ impl Auth {
         Cow::Owned(out)
     }
 
+    /// `text` scrubbed and cut to at most `max` characters, `…` marking a
+    /// cut. Scrubbed past the cut by a token's length first, so a token
+    /// across the cut is replaced whole, not shown in part (`[token]` is
+    /// shorter than a token: scrubbed and then cut, a token just past the
+    /// cut slid into view).
+    pub fn shown(&self, text: &str, max: usize) -> String {
+        let at_char = |n: usize| text.char_indices().nth(n).map_or(text.len(), |(at, _)| at);
+        let (cut, near) = (at_char(max), at_char(max + self.longest()));
+        // A token that begins before the cut ends within `near`: found
+        // whole, and replaced whole; what follows the cut is not shown.
+        let mut out = String::with_capacity(cut + 8);
+        let mut at = 0;
+        for (start, end) in self.found(&text[..near]) {
+            if start >= cut {
+                break;
+            }
+            out.push_str(&text[at..start]);
+            out.push_str("[token]");
+            at = end;
+        }
+        if at < cut {
+            out.push_str(&text[at..cut]);
+        }
+        if cut < text.len() {
+            out.push('…');
+        }
+        out
+    }
+
     /// Where configured tokens stand in `text`, as byte ranges in order,
     /// overlapping finds merged into one. Tokens are ASCII (refused
     /// otherwise at start), so each range starts and ends on character
@@ -644,12 +673,18 @@ impl Unchecked<'_> {
 
     /// Reads every record: the body must be a JSON array of objects.
     pub fn check(&self) -> Result<Counts, Rejection> {
-        self.check_on(None)
+        self.check_on(None, &plain)
     }
 
     /// `check`, a large body read in two halves at once, one of them on
-    /// `helper` (for a lone upload, which leaves a core idle).
-    pub fn check_on(&self, helper: Option<&rayon::ThreadPool>) -> Result<Counts, Rejection> {
+    /// `helper` (for a lone upload, which leaves a core idle). A refusal
+    /// that quotes the body is cut by `cut(text, max)`: `Auth::shown`, so
+    /// that a token quoted across the cut is not left in part.
+    pub fn check_on(
+        &self,
+        helper: Option<&rayon::ThreadPool>,
+        cut: &dyn Fn(&str, usize) -> String,
+    ) -> Result<Counts, Rejection> {
         if let Some(counts) = helper.and_then(|pool| scan_halves(&self.text, pool, HALVES_FROM)) {
             return Ok(counts);
         }
@@ -657,7 +692,7 @@ impl Unchecked<'_> {
             reject(
                 self.batch.encoding,
                 &self.declared,
-                Invalid(describe_json_error(self.text.as_bytes(), &e)),
+                Invalid(describe_json_error(self.text.as_bytes(), &e, cut)),
             )
         })
     }
@@ -963,9 +998,18 @@ impl Invalid {
     }
 }
 
+/// A cut with no token to look for.
+fn plain(text: &str, max: usize) -> String {
+    Auth::Open.shown(text, max)
+}
+
 /// Names what broke and where: serde's message (cut when long, since it
-/// quotes offending values) with line, column and byte offset.
-fn describe_json_error(body: &[u8], e: &serde_json::Error) -> String {
+/// quotes offending values, by `cut`) with line, column and byte offset.
+fn describe_json_error(
+    body: &[u8],
+    e: &serde_json::Error,
+    cut: &dyn Fn(&str, usize) -> String,
+) -> String {
     if body.starts_with(b"\xef\xbb\xbf") && (e.line(), e.column()) == (1, 1) {
         return "body starts with a UTF-8 byte-order mark (bytes EF BB BF), which JSON text \
                 must not (RFC 8259, 8.1): send the array without it"
@@ -973,13 +1017,11 @@ fn describe_json_error(body: &[u8], e: &serde_json::Error) -> String {
     }
     let full = e.to_string();
     let position = format!(" at line {} column {}", e.line(), e.column());
-    let mut what = full.strip_suffix(&position).unwrap_or(&full).to_string();
-    if what.len() > MAX_ERROR_CHARS {
-        let cut = (0..=MAX_ERROR_CHARS)
-            .rev()
-            .find(|&i| what.is_char_boundary(i))
-            .unwrap_or(0);
-        what = format!("{}… (cut)", &what[..cut]);
+    let what = full.strip_suffix(&position).unwrap_or(&full);
+    let long = what.chars().nth(MAX_ERROR_CHARS).is_some();
+    let mut what = cut(what, MAX_ERROR_CHARS);
+    if long {
+        what.push_str(" (cut)");
     }
     if e.line() == 0 {
         return format!("body is not a JSON array of records: {what}");
@@ -1124,7 +1166,10 @@ mod tests {
         let whole = unchecked(body).check().unwrap();
         assert_eq!(whole.records, 1000);
         assert_eq!(halves, whole);
-        assert_eq!(unchecked(body).check_on(Some(pool())).unwrap(), whole);
+        assert_eq!(
+            unchecked(body).check_on(Some(pool()), &plain).unwrap(),
+            whole
+        );
     }
 
     /// With the helper's thread held elsewhere, both halves are read here,
@@ -1180,7 +1225,10 @@ mod tests {
         for body in [&in_string, &nested] {
             let whole = unchecked(body).check().unwrap();
             assert_eq!(scan_halves(body, pool(), 0), None, "{body:.80}");
-            assert_eq!(unchecked(body).check_on(Some(pool())).unwrap(), whole);
+            assert_eq!(
+                unchecked(body).check_on(Some(pool()), &plain).unwrap(),
+                whole
+            );
         }
     }
 
@@ -1213,7 +1261,7 @@ mod tests {
             if let Some(h) = &halves {
                 prop_assert_eq!(Ok(h), one.as_ref(), "{}", body);
             }
-            let checked = unchecked(&body).check_on(Some(pool())).map_err(|r| r.error);
+            let checked = unchecked(&body).check_on(Some(pool()), &plain).map_err(|r| r.error);
             prop_assert_eq!(checked, one, "{}", body);
         }
     }
@@ -1416,6 +1464,26 @@ mod tests {
         // Two tokens of one length: found in the same pass.
         let two = Auth::tokens(&["ab", "cd", "abc"]);
         assert_eq!(two.scrub("xcdxabx"), "x[token]x[token]x");
+    }
+
+    /// A refusal quotes the value that broke the batch, cut at 300
+    /// characters: a token quoted across the cut is replaced whole, where
+    /// the cut left its first characters in view.
+    #[test]
+    fn a_token_quoted_in_a_refusal_is_not_shown_in_part() {
+        let auth = Auth::tokens(&["s3cret-token"]);
+        let mut quoted = 0;
+        for pad in 250..320 {
+            let body = format!(r#"[{{"@t":"x"}}, "{}s3cret-token"]"#, "9".repeat(pad));
+            let unchecked = prepare(&cfg_open(), None, body.as_bytes()).unwrap();
+            let error = unchecked
+                .check_on(None, &|text, max| auth.shown(text, max))
+                .unwrap_err()
+                .error;
+            assert!(!error.contains("s3c"), "{error}");
+            quoted += usize::from(error.contains("[token]"));
+        }
+        assert!(quoted > 0, "no refusal quoted the value");
     }
 
     #[test]

@@ -1128,7 +1128,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
                 status: 405,
                 error: format!(
                     "method {} not allowed: the device uploads with POST",
-                    shown(&ctx.auth(), request.method().as_str(), 40)
+                    ctx.auth().shown(request.method().as_str(), 40)
                 ),
             });
             out.extra_header = Some(("Allow", "GET, HEAD, POST".into()));
@@ -1563,13 +1563,17 @@ fn decode_and_save(
     let helper = (ctx.busy.load(Ordering::SeqCst) <= 1)
         .then(ingest::helper)
         .flatten();
+    // A refusal quoting the body is cut with any token in it replaced
+    // whole (the lock is taken only then).
+    let cut = |text: &str, max: usize| ctx.auth().shown(text, max);
     let checked = if unchecked.large() {
         unchecked
-            .check_on(helper)
+            .check_on(helper, &cut)
             .map(|counts| (counts, ctx.capture.save(&entry, unchecked.batch())))
     } else {
-        ctx.capture
-            .save_checking(&entry, unchecked.batch(), || unchecked.check_on(helper))
+        ctx.capture.save_checking(&entry, unchecked.batch(), || {
+            unchecked.check_on(helper, &cut)
+        })
     };
     let (batch, saved) = match checked {
         Ok((counts, saved)) => (unchecked.finish(counts), saved),
@@ -1830,9 +1834,9 @@ fn make_event(
         id: ctx.next_id.fetch_add(1, Ordering::Relaxed) + 1,
         received,
         peer: peer(request),
-        method: shown(&auth, request.method().as_str(), EVENT_HEADER_VALUE),
+        method: auth.shown(request.method().as_str(), EVENT_HEADER_VALUE),
         path: shown_path(&auth, request.url(), EVENT_PATH),
-        unit_id: header(request, "unit-id").map(|u| shown(&auth, u, EVENT_HEADER_VALUE)),
+        unit_id: header(request, "unit-id").map(|u| auth.shown(u, EVENT_HEADER_VALUE)),
         status: outcome.status,
         headers,
         token_matched,
@@ -1871,7 +1875,7 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
             token_matched = matched;
             shown
         } else {
-            shown(auth, h.value.as_str(), EVENT_HEADER_VALUE)
+            auth.shown(h.value.as_str(), EVENT_HEADER_VALUE)
         };
         let size = name.len() + value.len();
         if left_out.0 > 0 || bytes + size > EVENT_HEADER_BYTES {
@@ -1880,7 +1884,7 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
             continue;
         }
         bytes += size;
-        kept.push((shown(auth, name, EVENT_HEADER_VALUE), value));
+        kept.push((auth.shown(name, EVENT_HEADER_VALUE), value));
     }
     if left_out.0 > 0 {
         kept.push((
@@ -1894,45 +1898,17 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
     (kept, token_matched)
 }
 
-/// What a client sent, as an event shows it: any configured token in it
-/// replaced (`Auth::scrub`), cut to at most `max` characters. Scrubbed
-/// past the cut by a token's length first, so a token across the cut is
-/// not shown in part.
-fn shown(auth: &ingest::Auth, text: &str, max: usize) -> String {
-    let at_char = |n: usize| text.char_indices().nth(n).map_or(text.len(), |(at, _)| at);
-    let (cut, near) = (at_char(max), at_char(max + auth.longest()));
-    // A token that begins before the cut ends within `near`: found whole,
-    // and replaced whole; what follows the cut is not shown.
-    let mut out = String::with_capacity(cut + 8);
-    let mut at = 0;
-    for (start, end) in auth.found(&text[..near]) {
-        if start >= cut {
-            break;
-        }
-        out.push_str(&text[at..start]);
-        out.push_str("[token]");
-        at = end;
-    }
-    if at < cut {
-        out.push_str(&text[at..cut]);
-    }
-    if cut < text.len() {
-        out.push('…');
-    }
-    out
-}
-
-/// A request's path as an event shows it (`shown`). A token sent
+/// A request's path as an event shows it (`Auth::shown`). A token sent
 /// percent-encoded (`%2B` for `+` in a query string) is found in the
 /// decoded path, which is then what is shown.
 fn shown_path(auth: &ingest::Auth, path: &str, max: usize) -> String {
     if path.contains('%') {
         let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
         if !auth.found(&decoded).is_empty() {
-            return shown(auth, &decoded, max);
+            return auth.shown(&decoded, max);
         }
     }
-    shown(auth, path, max)
+    auth.shown(path, max)
 }
 
 /// `token 1a2b3c4d…` in place of the credential, and whether it matched.
@@ -2024,24 +2000,24 @@ mod tests {
         let auth = ingest::Auth::tokens(&["s3cret-token"]);
         for before in [EVENT_PATH - 12, EVENT_PATH - 5, EVENT_PATH - 1, EVENT_PATH] {
             let text = format!("/{}s3cret-token/x", "p".repeat(before - 1));
-            let path = shown(&auth, &text, EVENT_PATH);
+            let path = auth.shown(&text, EVENT_PATH);
             assert!(!path.contains("s3c"), "{before}: {path}");
             assert!(path.chars().count() <= EVENT_PATH + 8, "{before}: {path}");
             assert!(path.ends_with('…'), "{before}: {path}");
         }
-        assert_eq!(shown(&auth, "/?t=s3cret-token", 10), "/?t=[token]…");
+        assert_eq!(auth.shown("/?t=s3cret-token", 10), "/?t=[token]…");
         // Tokens in a row: each replaced whole, none in part at the cut,
         // however much shorter `[token]` is than what it replaces.
         let many = "s3cret-token".repeat(3);
-        assert_eq!(shown(&auth, &many, 10), "[token]…");
+        assert_eq!(auth.shown(&many, 10), "[token]…");
         let path = format!("/{}", "s3cret-token".repeat(200));
-        let long = shown(&auth, &path, EVENT_PATH);
+        let long = auth.shown(&path, EVENT_PATH);
         assert!(
             !long.contains("s3c") && long.ends_with("[token]…"),
             "{long}"
         );
-        assert_eq!(shown(&auth, "short", 10), "short");
-        assert_eq!(shown(&auth, "0123456789abc", 10), "0123456789…");
+        assert_eq!(auth.shown("short", 10), "short");
+        assert_eq!(auth.shown("0123456789abc", 10), "0123456789…");
     }
 
     /// A token sent percent-encoded is found in the decoded path, which is
