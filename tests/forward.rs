@@ -1117,3 +1117,45 @@ fn a_retry_after_date_is_waited_for() {
     );
     forward_note(&rx, "up", |v| v["forwarded"] == 1);
 }
+
+/// A crash between the parked log's line and the cursor's save: the next
+/// start sends the batch again, and the upstream refusing it again lists
+/// and counts it once (the count shown said 2 while the log listed 1).
+#[test]
+fn a_batch_parked_again_after_a_crash_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests) = refusing_upstream();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &url, &[]);
+    let refused = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"NO-AUTH"}]"#.to_vec();
+    for body in [batch(1), refused.clone()] {
+        upload(&rx, &body);
+    }
+    for _ in 0..2 {
+        requests.recv_timeout(DEADLINE).expect("a forwarded batch");
+    }
+    forward_note(&rx, "", |v| v["parked"] == 1);
+    rx.stop();
+    // The cursor as the crash left it: past the first batch only.
+    let lines = complete_lines(&capture);
+    let listed = parked_list(dir.path());
+    let cursor = serde_json::json!({"targets": {url.as_str(): {
+        "offset": listed[0]["offset"], "last_line": 0, "last_hash": lines[0].batch_hash,
+    }}});
+    std::fs::write(dir.path().join("capture.jsonl.forward"), cursor.to_string()).unwrap();
+    let mut rx = forwarder(&capture, &url, &[]);
+    let again = requests
+        .recv_timeout(DEADLINE)
+        .expect("the batch sent again");
+    assert_eq!(again.body, refused);
+    let note = forward_note(&rx, "", |v| v["pending"] == 0);
+    assert_eq!(note["parked"], 1, "{note}");
+    rx.stop();
+    assert_eq!(parked_list(dir.path()).len(), 1);
+    assert!(
+        rx.stderr().contains("1 batch(es) parked"),
+        "{}",
+        rx.stderr()
+    );
+}

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -78,9 +78,8 @@ struct ParkedLine {
     reason: String,
 }
 
-/// What tells one parked batch from another (a batch parked again after a
-/// crash between its line and the cursor has the same): offset, batch
-/// hash, time received.
+/// What tells a batch parked again after a crash (between its line and
+/// the cursor) from the batch before it: offset, batch hash, time received.
 type Key = (u64, Option<String>, String);
 
 /// A target and the key of a batch it parked.
@@ -97,9 +96,14 @@ struct ParkedLog {
     path: PathBuf,
     /// Opened at the first append.
     file: Option<File>,
+    /// Whether the folder is known to hold the file after a crash: false
+    /// from its creation until a sync of the folder succeeds (a failed one
+    /// is tried again at the next append, not skipped because the file is
+    /// there by then).
+    in_folder: bool,
     /// Its length after the last whole line.
     len: u64,
-    /// Parked batches per target, each counted once.
+    /// Lines per target (`append` never lists a batch twice in a row).
     count: HashMap<String, u64>,
     /// The key of each target's last line: parking that batch again
     /// (after a crash before the cursor moved, or a retry after the
@@ -108,77 +112,118 @@ struct ParkedLog {
 }
 
 impl ParkedLog {
-    /// Reads the log: counts each target's batches once and cuts a last
-    /// line a crash left unfinished (its batch was never moved past).
-    fn open(path: PathBuf) -> Result<(ParkedLog, HashSet<Listed>), String> {
+    /// Reads the log a line at a time and counts each target's lines. A
+    /// last line without its line end is kept if it is a whole entry (an
+    /// editor may leave it so) and cut off if not (a crash left it
+    /// unfinished, and its batch was never moved past). `keys`: also gives
+    /// every line's key, to move an old cursor's list without repeating
+    /// what a start before moved.
+    fn open(path: PathBuf, keys: bool) -> Result<(ParkedLog, HashSet<Listed>), String> {
         let mut log = ParkedLog {
             path,
             file: None,
+            in_folder: true,
             len: 0,
             count: HashMap::new(),
             last: HashMap::new(),
         };
-        let bytes = match std::fs::read(&log.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((log, HashSet::new())),
+        let mut listed = HashSet::new();
+        let file = match File::open(&log.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                log.in_folder = false;
+                return Ok((log, listed));
+            }
             Err(e) => return Err(format!("cannot read {}: {e}", log.path.display())),
         };
-        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let mut seen = HashSet::new();
-        for (n, line) in bytes[..whole].split(|&b| b == b'\n').enumerate() {
+        let shown = log.path.display().to_string();
+        let cannot_read = |e: io::Error| format!("cannot read {shown}: {e}");
+        let mut reader = io::BufReader::new(file);
+        let mut line = Vec::new();
+        let mut n = 0;
+        let mut unended = false;
+        loop {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).map_err(cannot_read)?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+            let ended = line.last() == Some(&b'\n');
             if line.iter().all(u8::is_ascii_whitespace) {
+                if ended {
+                    log.len += read as u64;
+                }
                 continue;
             }
-            let entry: ParkedLine = serde_json::from_slice(line).map_err(|e| {
-                format!(
-                    "line {} of {} is not a parked batch ({e}); move the file away to start a new list",
-                    n + 1,
-                    log.path.display()
-                )
-            })?;
-            log.note(&mut seen, entry);
+            let entry = match serde_json::from_slice::<ParkedLine>(&line) {
+                Ok(entry) => entry,
+                Err(_) if !ended => break,
+                Err(e) => {
+                    return Err(format!(
+                        "line {n} of {shown} is not a parked batch ({e}); move the file away to start a new list"
+                    ));
+                }
+            };
+            if keys {
+                listed.insert((entry.target.clone(), entry.key()));
+            }
+            log.note(entry);
+            log.len += read as u64;
+            unended = !ended;
         }
-        log.len = whole as u64;
-        if whole < bytes.len() {
-            let f = OpenOptions::new()
+        let on_disk = std::fs::metadata(&log.path).map_err(cannot_read)?.len();
+        if unended || on_disk > log.len {
+            let mended = OpenOptions::new()
                 .write(true)
                 .open(&log.path)
-                .and_then(|f| f.set_len(log.len).and_then(|()| f.sync_all()));
-            f.map_err(|e| format!("cannot cut {}: {e}", log.path.display()))?;
+                .and_then(|mut f| {
+                    f.set_len(log.len)?;
+                    if unended {
+                        f.seek(SeekFrom::End(0))?;
+                        f.write_all(b"\n")?;
+                        log.len += 1;
+                    }
+                    f.sync_all()
+                });
+            mended.map_err(|e| format!("cannot mend the end of {shown}: {e}"))?;
         }
-        Ok((log, seen))
+        Ok((log, listed))
     }
 
-    /// Counts `entry` unless it is already counted.
-    fn note(&mut self, seen: &mut HashSet<Listed>, entry: ParkedLine) {
-        let key = entry.key();
-        if seen.insert((entry.target.clone(), key.clone())) {
-            *self.count.entry(entry.target.clone()).or_default() += 1;
-        }
-        self.last.insert(entry.target, key);
+    /// Counts `entry` for its target, and keeps its key as the last.
+    fn note(&mut self, entry: ParkedLine) {
+        *self.count.entry(entry.target.clone()).or_default() += 1;
+        self.last.insert(entry.target.clone(), entry.key());
     }
 
     /// Appends the entries of a cursor written before the log, in one
-    /// write and one sync, leaving out any an earlier start moved already.
-    fn migrate(&mut self, seen: &mut HashSet<Listed>, entries: Vec<ParkedLine>) -> io::Result<()> {
+    /// write and one sync, leaving out any a start before this one moved.
+    fn migrate(
+        &mut self,
+        listed: &mut HashSet<Listed>,
+        entries: Vec<ParkedLine>,
+    ) -> io::Result<()> {
         let new = entries
             .into_iter()
-            .filter(|e| seen.insert((e.target.clone(), e.key())))
+            .filter(|e| listed.insert((e.target.clone(), e.key())))
             .collect();
         self.write(new)
     }
 
     /// Appends `entry` and syncs it; a batch already last in the log for
-    /// its target is not listed twice.
-    fn append(&mut self, entry: ParkedLine) -> io::Result<()> {
-        if self.last.get(&entry.target) == Some(&entry.key()) {
-            return Ok(());
+    /// its target is not listed twice. Gives the target's count.
+    fn append(&mut self, entry: ParkedLine) -> io::Result<u64> {
+        let target = entry.target.clone();
+        if self.last.get(&target) != Some(&entry.key()) {
+            self.write(vec![entry])?;
         }
-        self.write(vec![entry])
+        Ok(self.count.get(&target).copied().unwrap_or(0))
     }
 
     /// Appends `entries` and syncs them. A failed write is cut off again,
-    /// so a retry writes whole lines after whole lines.
+    /// and whatever of it a failed cut left is cut before the next one, so
+    /// whole lines follow whole lines.
     fn write(&mut self, entries: Vec<ParkedLine>) -> io::Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -188,27 +233,34 @@ impl ParkedLog {
             serde_json::to_writer(&mut text, entry).expect("plain struct serializes");
             text.push(b'\n');
         }
-        if self.file.is_none() {
-            let created = !self.path.exists();
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            if created {
-                sync_folder(&self.path)?;
-            }
-            self.file = Some(f);
+        let f = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            ),
+        };
+        if !self.in_folder {
+            sync_folder(&self.path)?;
+            self.in_folder = true;
         }
-        let f = self.file.as_mut().expect("opened above");
+        let on_disk = f.metadata()?.len();
+        if on_disk > self.len {
+            f.set_len(self.len)?;
+        } else if on_disk < self.len {
+            // Shortened by someone else while running: appended after
+            // what is there.
+            self.len = on_disk;
+        }
         if let Err(e) = f.write_all(&text).and_then(|()| f.sync_data()) {
             let _ = f.set_len(self.len);
             return Err(e);
         }
         self.len += text.len() as u64;
         for entry in entries {
-            let key = entry.key();
-            *self.count.entry(entry.target.clone()).or_default() += 1;
-            self.last.insert(entry.target, key);
+            self.note(entry);
         }
         Ok(())
     }
@@ -237,7 +289,8 @@ impl Cursors {
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
         let mut doc: Doc = doc;
-        let (mut parked, mut seen) = ParkedLog::open(parked_path_for(capture))?;
+        let old_list = doc.targets.values().any(|c| !c.parked.is_empty());
+        let (mut parked, mut listed) = ParkedLog::open(parked_path_for(capture), old_list)?;
         // A cursor from before the log: its list goes to the log first
         // (each batch once, also when a start before this one moved it
         // and stopped before the cursor was saved without it).
@@ -256,7 +309,7 @@ impl Cursors {
             );
         }
         parked
-            .migrate(&mut seen, old)
+            .migrate(&mut listed, old)
             .map_err(|e| format!("cannot write {}: {e}", parked.path.display()))?;
         Ok(Cursors {
             path,
@@ -273,16 +326,18 @@ impl Cursors {
     /// checking that its last acknowledged line is still where it was.
     pub fn resume(&self, target: &str, capture: &Path) -> Result<(u64, u64), String> {
         let doc = self.lock();
+        let parked = self.parked_count(target);
         let Some(c) = doc.targets.get(target) else {
-            return Ok((0, 0));
+            return Ok((0, parked));
         };
         let mismatch = |why: String| {
             format!(
-                "{} says {target} has the capture {} up to byte {}, but {why}: was the capture replaced? Move {} away to forward it from its start",
+                "{} says {target} has the capture {} up to byte {}, but {why}: was the capture replaced? Move {} away to forward it from its start (and {} with it, to start the list of parked batches afresh)",
                 self.path.display(),
                 capture.display(),
                 c.offset,
-                self.path.display()
+                self.path.display(),
+                self.parked().path.display()
             )
         };
         let len = std::fs::metadata(capture)
@@ -303,7 +358,6 @@ impl Cursors {
                 )));
             }
         }
-        let parked = self.parked().count.get(target).copied().unwrap_or(0);
         Ok((c.offset, parked))
     }
 
@@ -344,7 +398,8 @@ impl Cursors {
 
     /// Records a batch `target` refused for good in the parked log, then
     /// moves past it and saves the cursor: a crash between the two sends
-    /// the batch again, and parking it again lists it once.
+    /// the batch again, and parking it again lists it once. Gives how many
+    /// batches the log lists for `target`.
     pub fn park(
         &self,
         target: &str,
@@ -352,9 +407,9 @@ impl Cursors {
         end: u64,
         hash: Option<&str>,
         parked: Parked,
-    ) -> io::Result<()> {
+    ) -> io::Result<u64> {
         let mut doc = self.lock();
-        self.parked().append(ParkedLine {
+        let count = self.parked().append(ParkedLine {
             target: target.to_string(),
             offset: parked.offset,
             batch_hash: hash.map(str::to_owned),
@@ -365,7 +420,13 @@ impl Cursors {
         c.offset = end;
         c.last_line = Some(start);
         c.last_hash = hash.map(str::to_owned);
-        self.save(&doc)
+        self.save(&doc)?;
+        Ok(count)
+    }
+
+    /// How many batches the parked log lists for `target`.
+    pub fn parked_count(&self, target: &str) -> u64 {
+        self.parked().count.get(target).copied().unwrap_or(0)
     }
 
     /// Where the parked batches are listed.
@@ -555,8 +616,8 @@ mod tests {
         let again = Cursors::open(&capture).unwrap();
         assert_eq!(again.offset("t1"), 10, "the cursor did not move past b");
         assert_eq!(again.parked().count["t1"], 2);
-        again.park("t1", 10, 20, Some("b"), parked(10)).unwrap();
-        assert_eq!(again.parked().count["t1"], 2);
+        // The count the status shows comes from the log.
+        assert_eq!(again.park("t1", 10, 20, Some("b"), parked(10)).unwrap(), 2);
         assert_eq!(lines(&parked_path_for(&capture)).len(), 2);
         assert_eq!(again.offset("t1"), 20);
         // A crash inside a line: cut off at the next start.
@@ -567,9 +628,34 @@ mod tests {
         drop((f, again));
         let third = Cursors::open(&capture).unwrap();
         assert_eq!(std::fs::metadata(&log).unwrap().len(), whole);
-        third.park("t1", 20, 30, Some("c"), parked(20)).unwrap();
+        assert_eq!(third.park("t1", 20, 30, Some("c"), parked(20)).unwrap(), 3);
         assert_eq!(lines(&log).len(), 3);
-        assert_eq!(third.parked().count["t1"], 3);
+        // A failed write whose cut failed too left part of a line: cut
+        // before the next line is written.
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(br#"{"target":"t1","off"#).unwrap();
+        drop(f);
+        assert_eq!(third.park("t1", 30, 40, Some("d"), parked(30)).unwrap(), 4);
+        assert_eq!(lines(&log).len(), 4);
+        drop(third);
+        // A whole last line without its line end (an editor's save) is
+        // kept, and given its line end.
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::write(&log, text.trim_end()).unwrap();
+        let fourth = Cursors::open(&capture).unwrap();
+        assert_eq!(fourth.parked_count("t1"), 4);
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), text);
+        // A target the cursor does not know (moved away) still has the
+        // log's count.
+        std::fs::remove_file(path_for(&capture)).unwrap();
+        drop(fourth);
+        assert_eq!(
+            Cursors::open(&capture)
+                .unwrap()
+                .resume("t1", &capture)
+                .unwrap(),
+            (0, 4)
+        );
         // A line that is not a parked batch stops the start, naming it.
         std::fs::write(&log, "{}\n").unwrap();
         let err = Cursors::open(&capture).err().unwrap();

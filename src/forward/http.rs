@@ -191,12 +191,14 @@ impl Deliver for Http {
 /// the three forms RFC 9110 has a recipient read). A date counts from the
 /// answer's own `Date` when it has a readable one, so the upstream's clock
 /// and ours need not agree, else from `now`; a date already past asks for
-/// no wait. Anything else (a negative number, a date in no HTTP form) is
-/// not a wait.
+/// no wait. Anything else (a sign, a fraction, a date in no HTTP form or
+/// with the wrong weekday) is not a wait.
 fn retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds is still a long wait (capped by
+        // the caller), not none.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
     let until = httpdate::parse_http_date(value).ok()?;
     let from = date
@@ -306,6 +308,10 @@ mod tests {
         let wait = |v: &str, date: Option<&str>| retry_after(v, date, now);
         assert_eq!(wait("7", None), Some(Duration::from_secs(7)));
         assert_eq!(wait(" 0 ", None), Some(Duration::ZERO));
+        assert_eq!(
+            wait("99999999999999999999999", None),
+            Some(Duration::from_secs(u64::MAX))
+        );
         for ahead in [
             "Sun, 06 Nov 1994 08:49:49 GMT",
             "Sunday, 06-Nov-94 08:49:49 GMT",
@@ -330,7 +336,14 @@ mod tests {
             wait("Sun, 06 Nov 1994 08:00:00 GMT", None),
             Some(Duration::ZERO)
         );
-        for not_a_wait in ["-5", "soon", "", "1.5", "Sun, 06 Nov 1994 08:49:49 CET"] {
+        for not_a_wait in [
+            "-5",
+            "+5",
+            "soon",
+            "",
+            "1.5",
+            "Sun, 06 Nov 1994 08:49:49 CET",
+        ] {
             assert_eq!(wait(not_a_wait, None), None, "{not_a_wait:?}");
         }
     }

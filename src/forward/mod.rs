@@ -547,16 +547,27 @@ impl Job {
             received,
             reason: reason.clone(),
         };
-        while let Err(e) =
-            self.cursors
+        loop {
+            match self
+                .cursors
                 .park(&self.name, span.start, span.end, span.hash, parked.clone())
-        {
-            self.down(format!("cannot save the cursor: {e}"));
-            if !self.wait(BACKOFF_MAX) {
-                return false;
+            {
+                Ok(count) => {
+                    // The log's count: a batch parked again after a crash
+                    // is listed, and counted, once.
+                    self.status.parked = count;
+                    break;
+                }
+                Err(e) => {
+                    // The log may list it already (the cursor failed).
+                    self.status.parked = self.cursors.parked_count(&self.name);
+                    self.down(format!("cannot save the cursor: {e}"));
+                    if !self.wait(BACKOFF_MAX) {
+                        return false;
+                    }
+                }
             }
         }
-        self.status.parked += 1;
         self.status.last_parked = Some(reason);
         true
     }
