@@ -479,9 +479,17 @@ fn auth_from(args: &ReceiveArgs) -> Result<Auth, Fatal> {
 }
 
 /// A token must be printable ASCII: a device sends it in an HTTP header,
-/// where anything else either cannot travel or would never match. The
-/// token itself is never quoted back.
+/// where anything else either cannot travel or would never match. Nor
+/// may it hold `"` or `\`: a refusal that quotes what a client sent
+/// escapes them (`\"`, `\\`), and the token so spelt is out of reach of
+/// the scrub that keeps it out of every output. The token itself is never
+/// quoted back.
 fn check_token(token: &str) -> Result<(), String> {
+    if let Some(c) = token.chars().find(|c| matches!(c, '"' | '\\')) {
+        return Err(format!(
+            "the token holds {c:?}, which a quoted text would escape out of reach of the scrub that keeps the token out of every output; a device's Auth Token is letters and digits"
+        ));
+    }
     if let Some(c) = token
         .chars()
         .find(|c| !c.is_ascii() || c.is_ascii_control())

@@ -339,6 +339,18 @@ fn a_token_with_control_or_non_ascii_characters_is_refused_at_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("control character"));
+    // A quote or a backslash: escaped where a refusal quotes a value, so
+    // the scrub would not find the token there.
+    for token in ["quote\"d-token", "back\\slash-token"] {
+        let out = binary()
+            .args(["--listen", "127.0.0.1:0", "--token", token])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{token}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("out of reach of the scrub"), "{err}");
+        assert!(!err.contains(token), "the token is never quoted: {err}");
+    }
 }
 
 #[test]
