@@ -175,6 +175,9 @@ fn gauge(app: &App, b: &BatteryNow, area: Rect, buf: &mut Buffer) {
         .render(area, buf);
 }
 
+/// Volts past which the chart draws a reading at its end.
+const OFF_THE_SCALE: f64 = 1000.0;
+
 /// The voltage history chart in time order (late retries slot in where
 /// they belong), its y axis labelled with its bounds and a time axis
 /// below: the first and last reading's time of day.
@@ -182,10 +185,17 @@ fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     if area.height < 2 || device.voltages.is_empty() {
         return;
     }
+    // A reading beyond any vehicle's battery is drawn at the scale's end:
+    // near f64's limit, ratatui's line drawing overflows to infinity and
+    // never returns (1e307 V hung the screen, and a restart on that
+    // capture hung again).
     let points: Vec<(f64, f64)> = device
         .voltages
         .iter()
-        .map(|s| (s.ts.as_millisecond() as f64 / 1000.0, s.volts))
+        .map(|s| {
+            let volts = s.volts.clamp(-OFF_THE_SCALE, OFF_THE_SCALE);
+            (s.ts.as_millisecond() as f64 / 1000.0, volts)
+        })
         .collect();
     let (first, last) = (
         device.voltages.iter().next().map(|s| s.ts),
@@ -265,6 +275,22 @@ mod tests {
             })
             .map(|y| y - 4)
             .collect()
+    }
+
+    /// An absurd reading (1e307 V) once hung the screen for good:
+    /// ratatui's line drawing overflowed to infinity and never ended, and
+    /// a restart on the capture hung again. Each is drawn, off the scale.
+    #[test]
+    fn an_absurd_voltage_is_drawn_off_the_scale_not_hung_on() {
+        for v in [1e307, 1.7e308, -1.7e308, 5e3] {
+            // On a thread of its own, so that a hang fails the test.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(plotted_rows(&[12.5, v, 12.4])));
+            let rows = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("drawing {v:e} V did not end"));
+            assert!(!rows.is_empty(), "{v:e}: {rows:?}");
+        }
     }
 
     #[test]
