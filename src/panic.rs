@@ -104,6 +104,28 @@ impl Drop for ScreenGuard {
     }
 }
 
+/// Gives the terminal back from another thread, if a UI has it, and
+/// prints the panics held meanwhile: for an exit while the UI's own thread
+/// is stuck. The restore runs on a thread of its own and gets at most
+/// `within`, so a terminal that takes no output cannot hold the exit.
+pub fn give_screen_back(within: std::time::Duration) {
+    let Some(screen) = SCREEN.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return;
+    };
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let restore = screen.restore;
+    let _ = std::thread::Builder::new()
+        .name("give-screen-back".into())
+        .spawn(move || {
+            restore();
+            let _ = done_tx.send(());
+        });
+    let _ = done.recv_timeout(within);
+    for message in screen.held {
+        eprintln!("autopi-rx: {message}");
+    }
+}
+
 fn take_screen() -> Vec<String> {
     SCREEN
         .lock()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
 
 use crate::capture::Capture;
 use crate::capture::load::{self, Progress};
@@ -325,7 +325,17 @@ impl Signals {
             .name("signals".into())
             .spawn(move || {
                 for _ in signals.forever() {
-                    let _ = tx.try_send(());
+                    if let Err(TrySendError::Full(())) = tx.try_send(()) {
+                        // The one before was never taken: what should
+                        // take it is stuck (a hung screen once ignored
+                        // every signal and q alike). As a second signal
+                        // does, exit now.
+                        crate::panic::give_screen_back(Duration::from_millis(500));
+                        eprintln!(
+                            "autopi-rx: a second signal while the first was still not taken (the screen or the shutdown is stuck): exiting now; any request in flight was not acknowledged, so its device sends it again"
+                        );
+                        std::process::exit(1);
+                    }
                 }
             })
             .map_err(cannot)?;
