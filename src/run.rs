@@ -108,6 +108,17 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
             ),
         ));
     }
+    // The cursor and its parked log are read, and each target's place
+    // checked, before anything listens.
+    let opened = if targets.is_empty() {
+        None
+    } else {
+        let settings = forward::Settings {
+            targets,
+            all: settings.forward_all,
+        };
+        Some(forward::open(settings, capture.path()).map_err(|m| Fatal::new(1, m))?)
+    };
     let outbox = (capture.path().to_path_buf(), capture.durable());
     // What the file held before this run: the dashboard loads it, and
     // everything after arrives as events.
@@ -124,7 +135,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     if let Some(reload) = settings.reload_tokens.take() {
         reload_on_sighup(reload, running.auth_switch(), settings.headless)?;
     }
-    let forwarders = start_forwarding(&settings, targets, outbox, &running, notes_tx)?;
+    let forwarders = start_forwarding(&settings, opened, outbox, &running, notes_tx)?;
     let demo = start_demo(&settings, &running)?;
     let notices = relay_notices(&running, settings.headless);
     let shown = show(
@@ -198,23 +209,19 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
 /// never wait for them.
 fn start_forwarding(
     settings: &Settings,
-    targets: Vec<forward::Target>,
+    opened: Option<forward::Opened>,
     (capture, durable): (PathBuf, crate::capture::Durable),
     running: &server::Running,
     notes: Sender<ForwardStatus>,
 ) -> Result<Option<Forwarders>, Fatal> {
-    if targets.is_empty() {
+    let Some(opened) = opened else {
         return Ok(None);
-    }
-    let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
-    let forward_settings = forward::Settings {
-        targets,
-        all: settings.forward_all,
     };
+    let names = opened.names();
     let board = running.stats.forward.clone();
     let notes = settings.headless.then_some(notes);
-    let forwarders = forward::start(forward_settings, &capture, durable, board, notes)
-        .map_err(|m| Fatal::new(1, m))?;
+    let forwarders =
+        forward::start(opened, &capture, durable, board, notes).map_err(|m| Fatal::new(1, m))?;
     // Headless, stderr keeps to the listening line: the targets' states
     // are on stdout.
     if !settings.headless {

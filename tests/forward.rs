@@ -742,6 +742,39 @@ fn unusable_forward_urls_exit_2_and_say_why() {
         "{stderr}"
     );
     assert!(!stderr.contains("listening on"), "{stderr}");
+    // A parked log or a cursor that stops the start stops it before any
+    // device is answered (25 uploads were acknowledged by a receiver about
+    // to exit); a replaced capture too.
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let log = dir.path().join("c.jsonl.forward.parked");
+    let cursor = dir.path().join("c.jsonl.forward");
+    let cases = [
+        (&log, "garbage\n", "line 1 of"),
+        (
+            &cursor,
+            r#"{"targets":{"http://h/x":{"offset":99}}}"#,
+            "was the capture replaced?",
+        ),
+    ];
+    for (file, text, says) in cases {
+        std::fs::write(file, text).unwrap();
+        let out = binary()
+            .args(["--token", TOKEN, "--headless", "--listen", "127.0.0.1:0"])
+            .args([
+                "--capture",
+                capture.to_str().unwrap(),
+                "--forward",
+                "http://h/x",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+        std::fs::remove_file(file).unwrap();
+    }
     // --help names the environment variable, never its value.
     let help = binary()
         .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)

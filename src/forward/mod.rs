@@ -157,23 +157,64 @@ struct Ended {
     cursor_in_replaced_file: bool,
 }
 
-/// Starts one thread per target. Fails (before anything is sent) when the
-/// cursor file cannot be read or does not match the capture.
-pub fn start(
+/// The cursor file read and each target's place in the capture checked,
+/// before anything is sent: what `start` starts from.
+pub struct Opened {
     settings: Settings,
+    cursors: Arc<Cursors>,
+    /// Per target: where it resumes and how many batches it parked.
+    places: Vec<(u64, u64)>,
+}
+
+/// Reads the cursor file and its parked log and checks each target's
+/// place in the capture. Done before the receiver listens, so that a
+/// cursor or log that stops the start does so before any device is
+/// answered (a hostile probe saw 25 uploads acknowledged by a receiver
+/// about to exit).
+pub fn open(settings: Settings, capture: &Path) -> Result<Opened, String> {
+    let cursors = Arc::new(Cursors::open(capture)?);
+    let places = settings
+        .targets
+        .iter()
+        .map(|t| cursors.resume(t.name(), capture))
+        .collect::<Result<_, _>>()?;
+    Ok(Opened {
+        settings,
+        cursors,
+        places,
+    })
+}
+
+impl Opened {
+    /// The targets' names, in the order given.
+    pub fn names(&self) -> Vec<String> {
+        self.settings
+            .targets
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+}
+
+/// Starts one thread per target.
+pub fn start(
+    opened: Opened,
     capture: &Path,
     durable: Durable,
     board: Arc<ForwardBoard>,
     notes: Option<Sender<ForwardStatus>>,
 ) -> Result<Forwarders, String> {
-    let cursors = Arc::new(Cursors::open(capture)?);
+    let Opened {
+        settings,
+        cursors,
+        places,
+    } = opened;
     board.count_backlog_from(durable.lines());
     let (stop_tx, stop) = bounded::<()>(0);
     let (done_tx, done) = bounded::<(usize, Ended)>(settings.targets.len().max(1));
     let mut threads = Vec::new();
-    for target in settings.targets {
+    for (target, (offset, parked)) in settings.targets.into_iter().zip(places) {
         let name = target.name().to_string();
-        let (offset, parked) = cursors.resume(&name, capture)?;
         let mut status = ForwardStatus::new(name.clone());
         status.parked = parked;
         let job = Job {
