@@ -214,6 +214,34 @@ fn filter_narrows_events_requests_and_types() {
     assert!(types.contains("event.system.minion") && !types.contains("obd.rpm"));
 }
 
+/// Past the 64 devices the screen tracks, the header, the picker and the
+/// Uplink tab say so: the header said `devices 64` with 66 uploading and
+/// the picker followed a device that was not the last to upload.
+#[test]
+fn devices_past_the_tracked_ones_are_said_to_be_there() {
+    let mut app = empty();
+    let bat = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5}]"#;
+    for i in 0..66u64 {
+        let unit = format!("{i:032x}");
+        app.apply(&accepted(
+            i + 1,
+            at("2026-11-27T08:00:01Z"),
+            Some(&unit),
+            bat,
+        ));
+    }
+    app.tick(at("2026-11-27T08:00:02Z"));
+    let live = text(&draw(&app, 200, 60));
+    assert!(live.contains("devices 64+"), "{live}");
+    assert!(live.contains("(64/64+) last shown to upload"), "{live}");
+    press(&mut app, &[KeyCode::Char('4')]);
+    let uplink = text(&draw(&app, 200, 60));
+    assert!(
+        uplink.contains("64+ devices (2 batches of further devices not shown)"),
+        "{uplink}"
+    );
+}
+
 #[test]
 fn device_picker_follows_the_last_upload_until_one_is_picked() {
     let mut app = two_devices();

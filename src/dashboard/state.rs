@@ -200,7 +200,8 @@ pub struct State {
     /// Devices in the order they first sent a batch.
     pub devices: Vec<Device>,
     pub last_upload: Option<Timestamp>,
-    /// Records of devices beyond `MAX_DEVICES`, not shown.
+    /// Batches and records of devices beyond `MAX_DEVICES`, not shown.
+    pub untracked_batches: u64,
     pub untracked_records: u64,
     /// Each device's uplink, in the order they first uploaded: also
     /// devices none of whose batches was captured yet (refused for what
@@ -218,6 +219,7 @@ impl Default for State {
             requests: Ring::new(REQUEST_RING),
             devices: Vec::new(),
             last_upload: None,
+            untracked_batches: 0,
             untracked_records: 0,
             uplinks: Vec::new(),
             body_bytes_kept: 0,
@@ -267,6 +269,13 @@ impl State {
             log.add(e);
             self.uplinks.push(log);
         }
+    }
+
+    /// How many devices are shown: `64+` once a device beyond
+    /// `MAX_DEVICES` sent a batch (its records are counted, not shown).
+    pub fn devices_shown(&self) -> String {
+        let more = if self.untracked_batches > 0 { "+" } else { "" };
+        format!("{}{more}", self.devices.len())
     }
 
     /// The uplink log of the device with this `unit-id`.
@@ -329,6 +338,7 @@ impl State {
     fn fold_batch(&mut self, e: &RequestEvent) {
         let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
         let Some(device) = self.device_mut(unit_id, e.received) else {
+            self.untracked_batches += 1;
             self.untracked_records += e.records as u64;
             return;
         };

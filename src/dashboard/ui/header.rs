@@ -180,7 +180,7 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
     }
     spans.extend([
         Span::styled(" · devices ", t.label),
-        Span::styled(s.devices.len().to_string(), t.value),
+        Span::styled(s.devices_shown(), t.value),
     ]);
     // Looking back, there is no listener and so no auth to speak of.
     if !app.setup.viewing {
@@ -310,6 +310,9 @@ fn picker(app: &App, room: usize) -> Vec<Span<'static>> {
         .unwrap_or(0);
     let how = if app.viewer.device.is_some() {
         "picked"
+    } else if app.shown().untracked_batches > 0 {
+        // The last to upload may be one of the devices not shown.
+        "last shown to upload"
     } else {
         "last to upload"
     };
@@ -327,7 +330,7 @@ fn picker(app: &App, room: usize) -> Vec<Span<'static>> {
         ));
     }
     all.push(Span::styled(format!(" {how}"), t.label));
-    let place = format!(" ({}/{})", index + 1, devices.len());
+    let place = format!(" ({}/{})", index + 1, app.shown().devices_shown());
     let long = vec![
         Span::styled("  device ◀ ", t.label),
         Span::styled(short_id(&shown.unit_id), t.url),

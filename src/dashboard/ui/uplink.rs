@@ -90,13 +90,27 @@ fn flow(width: u16) -> Flow {
 /// Draws the Uplink tab.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
-    let logs = &app.shown().uplinks;
-    let note = format!(
-        "{} device{} · old data: over {} late",
-        logs.len(),
+    let shown = app.shown();
+    let logs = &shown.uplinks;
+    let mut note = format!(
+        "{} device{}",
+        if shown.untracked_batches > 0 {
+            format!("{}+", logs.len())
+        } else {
+            logs.len().to_string()
+        },
         if logs.len() == 1 { "" } else { "s" },
-        span(OLD_DATA.as_secs())
     );
+    if shown.untracked_batches > 0 {
+        note.push_str(&format!(
+            " ({} batches of further devices not shown)",
+            shown.untracked_batches
+        ));
+    }
+    note.push_str(&format!(
+        " · old data: over {} late",
+        span(OLD_DATA.as_secs())
+    ));
     let legend = Line::from(Span::styled(
         " on time: last upload within 1.5 cycles + 2 s · late: 3 cycles · overdue: 10 · then silent ",
         t.label,
