@@ -1092,6 +1092,41 @@ fn invisible_and_bidi_controls_are_never_drawn() {
     );
 }
 
+/// The screen as a terminal shows it: each cell's symbol, and the cells
+/// a wide one covers skipped (as ratatui's diff skips them).
+fn as_shown(terminal: &ratatui::Terminal<ratatui::backend::TestBackend>) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let buf = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut x = 0;
+        while x < buf.area.width {
+            let symbol = buf[(x, y)].symbol();
+            out.push_str(symbol);
+            x += symbol.width().max(1) as u16;
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A zero-width joiner holds a cluster together (a family emoji, laid
+/// out 2 columns wide); removed from the laid-out cell, the four emoji it
+/// joined took 8 columns and covered the text after them.
+#[test]
+fn a_joined_cluster_keeps_its_width_once_its_joiners_go() {
+    let body = "[{\"@t\":\"event.x\",\"@ts\":\"2026-11-27T08:00:01Z\",\"@tag\":\"fam\",\
+        \"msg\":\"A\\u200dB \\ud83d\\udc68\\u200d\\ud83d\\udc69\\u200d\\ud83d\\udc67\\u200d\\ud83d\\udc66 then normal text\"}]";
+    let mut app = empty();
+    app.apply(&accepted(1, at("2026-11-27T08:00:05Z"), Some(UNIT), body));
+    app.tick(at("2026-11-27T08:00:06Z"));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let screen = as_shown(&draw(&app, w, h));
+        assert!(screen.contains("then normal text"), "{w}x{h}:\n{screen}");
+        assert!(!screen.contains('\u{200d}'), "{screen}");
+    }
+}
+
 #[test]
 fn a_retry_is_marked_r_and_its_detail_says_what_it_repeats() {
     use autopi_rx::fixtures::answered_by_mode;

@@ -35,8 +35,13 @@ impl Widget for &App {
 /// Removes what a terminal would obey rather than show from every cell
 /// drawn (see `format::is_invisible`): text from a device, a header or a
 /// body can carry bidi overrides and other invisible controls that
-/// reorder or hide what is on screen.
+/// reorder or hide what is on screen. A cell holds a whole grapheme as
+/// laid out, at its width then: what is left must fit that width, so a
+/// cluster held together by a zero-width joiner (a family emoji, 2
+/// columns) keeps what fits of it (one emoji), where all of it (four, 8
+/// columns) pushed the text after it out of place and over its neighbours.
 fn strip_invisible(area: Rect, buf: &mut Buffer) {
+    use unicode_width::UnicodeWidthStr;
     for y in area.top()..area.bottom() {
         for x in area.left()..area.right() {
             let Some(cell) = buf.cell_mut((x, y)) else {
@@ -47,11 +52,19 @@ fn strip_invisible(area: Rect, buf: &mut Buffer) {
                 .chars()
                 .any(crate::dashboard::format::is_invisible)
             {
-                let kept: String = cell
+                let room = cell.symbol().width().max(1);
+                let mut kept = String::new();
+                for c in cell
                     .symbol()
                     .chars()
                     .filter(|c| !crate::dashboard::format::is_invisible(*c))
-                    .collect();
+                {
+                    kept.push(c);
+                    if kept.width() > room {
+                        kept.pop();
+                        break;
+                    }
+                }
                 cell.set_symbol(if kept.is_empty() { " " } else { &kept });
             }
         }
