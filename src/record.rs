@@ -216,7 +216,12 @@ impl<'a> Record<'a> {
                     alt: self.num("alt"),
                     sog_kmh: self.num("sog"),
                     cog: self.num("cog"),
-                    nsat: self.num("nsat").map(|n| n as u32),
+                    // A count: anything that is not one is no count
+                    // (`as` would saturate 2^80 to 4294967295).
+                    nsat: self
+                        .num("nsat")
+                        .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+                        .map(|n| n as u32),
                     utc: self.text("utc").map(Cow::into_owned),
                 })
             }
@@ -411,6 +416,15 @@ mod tests {
         );
         assert_eq!(p.utc.as_deref(), Some("06:02:24"));
         assert!(!recs[0].naive);
+        // A satellite count that is no count is none, not clamped.
+        for nsat in ["1208925819614629174706176", "-1", "2.5"] {
+            let one =
+                format!(r#"[{{"@t":"track.pos","@ts":"2020-09-03T12:38:24Z","nsat":{nsat}}}]"#);
+            let View::Position(p) = &parse_batch(&one).unwrap()[0].view else {
+                panic!()
+            };
+            assert_eq!(p.nsat, None, "{nsat}");
+        }
         assert_eq!(
             recs[1].view,
             View::Event {

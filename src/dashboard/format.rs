@@ -65,9 +65,21 @@ pub fn clock_ms(t: Timestamp) -> String {
     t.strftime("%H:%M:%S%.3f").to_string()
 }
 
-/// An optional number with fixed decimals, `-` when missing.
+/// An optional number with fixed decimals, `-` when missing; one past
+/// any reading's size (a device's or a hostile client's `1e308`) in
+/// scientific notation, where fixed decimals wrote 309 digits over two
+/// lines of a panel.
 pub fn fixed(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
+    v.map_or_else(
+        || "-".to_string(),
+        |v| {
+            if v.abs() >= 1e12 {
+                format!("{v:.3e}")
+            } else {
+                format!("{v:.decimals$}")
+            }
+        },
+    )
 }
 
 /// A unit as the screen writes it: python-OBD's long names (what the
@@ -192,6 +204,15 @@ mod tests {
         assert_eq!(unit("kilopascal"), "kPa");
         assert_eq!(unit("furlongs_per_fortnight"), "furlongs_per_fortnight");
         assert_eq!(unit(""), "");
+    }
+
+    #[test]
+    fn numbers_past_any_reading_are_written_short() {
+        assert_eq!(fixed(Some(12.456), 2), "12.46");
+        assert_eq!(fixed(None, 2), "-");
+        assert_eq!(fixed(Some(999_999_999_999.0), 0), "999999999999");
+        assert_eq!(fixed(Some(1e308), 2), "1.000e308");
+        assert_eq!(fixed(Some(-1.7e308), 6), "-1.700e308");
     }
 
     #[test]
