@@ -484,7 +484,12 @@ impl Device {
     fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp, received: Timestamp) {
         match view {
             View::Position(p) => {
-                if let (Some(lat), Some(lon)) = (p.lat, p.lon) {
+                // Coordinates no place has are no fix to draw (near f64's
+                // limit they hung the map: see `ui::position`).
+                if let (Some(lat), Some(lon)) = (p.lat, p.lon)
+                    && lat.abs() <= 90.0
+                    && lon.abs() <= 180.0
+                {
                     self.track
                         .insert_ordered(TrackPoint { ts, lon, lat }, |p| p.ts);
                 }

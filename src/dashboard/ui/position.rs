@@ -258,6 +258,31 @@ mod tests {
             .count()
     }
 
+    /// Coordinates no place has (a latitude of 1e307) are no track: near
+    /// f64's limit ratatui's canvas overflows and its line drawing never
+    /// returns (see the battery chart).
+    #[test]
+    fn coordinates_no_place_has_are_not_drawn_and_do_not_hang() {
+        let pos = |lat: f64, lon: f64| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":{lat},"lon":{lon}}}}}"#
+            )
+        };
+        for (lat, lon) in [
+            (1e307, 9.9),
+            (57.0, -1e307),
+            (1e308, 1e308),
+            (-1e308, 9.9),
+            (91.0, 9.9),
+        ] {
+            let track = format!("[{},{}]", pos(57.0224, 9.8992), pos(lat, lon));
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(world_cells(&track)));
+            rx.recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("drawing {lat:e}, {lon:e} did not end"));
+        }
+    }
+
     #[test]
     fn coastlines_show_when_the_track_spans_a_country_not_a_street() {
         let pos = |lat: f64, lon: f64| {
