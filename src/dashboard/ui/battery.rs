@@ -90,12 +90,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 fn short_stats_line(app: &App, s: &VoltageSummary) -> Line<'static> {
     let t = &app.theme;
     let mut spans = vec![Span::styled(
-        format!("{:.1}–{:.1} V", s.min.volts, s.max.volts),
+        format!(
+            "{}–{} V",
+            fixed(Some(s.min.volts), 1),
+            fixed(Some(s.max.volts), 1)
+        ),
         t.value,
     )];
     if let Some(c) = s.last_crank {
         spans.push(Span::styled(" · crank ", t.label));
-        spans.push(Span::styled(format!("{:.2} V", c.volts), t.value));
+        spans.push(Span::styled(
+            format!("{} V", fixed(Some(c.volts), 2)),
+            t.value,
+        ));
         spans.push(Span::styled(format!(" {}", clock(c.ts)), t.label));
     }
     Line::from(spans)
@@ -108,14 +115,17 @@ fn stats_line(app: &App, s: &VoltageSummary, wide: bool) -> Line<'static> {
     let (unit, at) = if wide { (" V", " at") } else { ("", "") };
     let mut spans = vec![
         Span::styled("min ", t.label),
-        Span::styled(format!("{:.2}{unit}", s.min.volts), t.value),
+        Span::styled(format!("{}{unit}", fixed(Some(s.min.volts), 2)), t.value),
         Span::styled(" · max ", t.label),
-        Span::styled(format!("{:.2} V", s.max.volts), t.value),
+        Span::styled(format!("{} V", fixed(Some(s.max.volts), 2)), t.value),
     ];
     match s.last_crank {
         Some(c) => {
             spans.push(Span::styled(" · crank ", t.label));
-            spans.push(Span::styled(format!("{:.2} V", c.volts), t.value));
+            spans.push(Span::styled(
+                format!("{} V", fixed(Some(c.volts), 2)),
+                t.value,
+            ));
             spans.push(Span::styled(
                 format!("{at} {} ({})", clock(c.ts), age(app.now(), c.ts)),
                 t.label,
