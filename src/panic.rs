@@ -44,9 +44,12 @@ pub fn install() {
             let mut screen = SCREEN.lock().unwrap_or_else(|p| p.into_inner());
             match screen.as_mut() {
                 Some(s) if s.thread == std::thread::current().id() => {
-                    (s.restore)();
+                    // Given back outside the lock: a terminal that takes
+                    // no output must not hold `give_screen_back` too.
+                    let restore = s.restore;
                     *screen = None;
                     drop(screen);
+                    restore();
                     print(info);
                 }
                 Some(s) => s.held.push(info.to_string()),
@@ -126,6 +129,40 @@ pub fn give_screen_back(within: std::time::Duration) {
     }
 }
 
+/// When a signal should end the process at once, from the thread that
+/// receives signals: when the one it delivered before has waited untaken
+/// for `STUCK`, whatever should take it (a screen's loop, a start reading
+/// a capture) is stuck, or too busy to be waited for. A signal that finds
+/// the one before it untaken sooner (the two SIGHUPs of a dropped SSH
+/// session) is let go.
+#[derive(Debug, Default)]
+pub struct Untaken {
+    delivered_at: Option<std::time::Instant>,
+}
+
+/// How long a delivered signal may wait untaken before the next one ends
+/// the process.
+pub const STUCK: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Untaken {
+    /// Notes a signal at `now`: `delivered` when the channel took it, false
+    /// when the one before is still there (the channel holds one, and only
+    /// this thread sends on it). How long that one has waited, when that
+    /// is `STUCK` or more.
+    pub fn stuck(
+        &mut self,
+        delivered: bool,
+        now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        if delivered {
+            self.delivered_at = Some(now);
+            return None;
+        }
+        let waited = now.saturating_duration_since(self.delivered_at?);
+        (waited >= STUCK).then_some(waited)
+    }
+}
+
 fn take_screen() -> Vec<String> {
     SCREEN
         .lock()
@@ -141,4 +178,33 @@ fn take_screen() -> Vec<String> {
 /// survived, so its locks must stay usable.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A signal that finds the one before untaken ends the process only
+    /// once that one has waited `STUCK`; one taken in time resets it.
+    #[test]
+    fn a_signal_ends_the_process_only_when_the_one_before_waited_too_long() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut u = Untaken::default();
+        // Nothing delivered yet (a full channel it did not fill): no.
+        assert_eq!(u.stuck(false, at(0)), None);
+        assert_eq!(u.stuck(true, at(0)), None);
+        // The two SIGHUPs of a dropped session, 10 ms apart: let go.
+        assert_eq!(u.stuck(false, at(10)), None);
+        assert_eq!(u.stuck(false, at(1_999)), None);
+        assert_eq!(
+            u.stuck(false, at(2_500)),
+            Some(Duration::from_millis(2_500))
+        );
+        // Taken meanwhile: the next one is delivered and waits afresh.
+        assert_eq!(u.stuck(true, at(10_000)), None);
+        assert_eq!(u.stuck(false, at(11_000)), None);
+        assert_eq!(u.stuck(false, at(12_000)), Some(STUCK));
+    }
 }

@@ -117,7 +117,8 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
             targets,
             all: settings.forward_all,
         };
-        Some(forward::open(settings, capture.path()).map_err(|m| Fatal::new(1, m))?)
+        let opened = forward::open(settings, capture.path(), &capture.durable());
+        Some(opened.map_err(|m| Fatal::new(1, m))?)
     };
     let outbox = (capture.path().to_path_buf(), capture.durable());
     // What the file held before this run: the dashboard loads it, and
@@ -308,19 +309,21 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
 }
 
 /// SIGINT and SIGTERM (and SIGHUP, unless it reads the tokens again) as
-/// channel messages: `received` is what the handler sends; `stop` sends on
-/// the same channel (a closed stdout under `--headless` stops the run as a
-/// signal does).
+/// channel messages: `received` is what the handler sends. `stop` and
+/// `stopped` are a channel of their own for a closed stdout under
+/// `--headless`, which stops the run as a signal does (it shared the
+/// signals' channel, where it could pass for a second signal).
 struct Signals {
     received: Receiver<()>,
     stop: Sender<()>,
+    stopped: Receiver<()>,
 }
 
 impl Signals {
     fn install(hup_reloads: bool) -> Result<Signals, Fatal> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let (tx, received) = bounded::<()>(1);
-        let stop = tx.clone();
+        let (stop, stopped) = bounded::<()>(1);
         let mut wanted = vec![SIGINT, SIGTERM];
         if !hup_reloads {
             wanted.push(SIGHUP);
@@ -331,22 +334,28 @@ impl Signals {
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
+                let mut untaken = crate::panic::Untaken::default();
                 for _ in signals.forever() {
-                    if let Err(TrySendError::Full(())) = tx.try_send(()) {
-                        // The one before was never taken: what should
-                        // take it is stuck (a hung screen once ignored
-                        // every signal and q alike). As a second signal
-                        // does, exit now.
+                    let delivered = !matches!(tx.try_send(()), Err(TrySendError::Full(())));
+                    if let Some(waited) = untaken.stuck(delivered, std::time::Instant::now()) {
+                        // What should take it is stuck (a hung screen
+                        // once ignored every signal and q alike). As a
+                        // second signal does, exit now.
                         crate::panic::give_screen_back(Duration::from_millis(500));
                         eprintln!(
-                            "autopi-rx: a second signal while the first was still not taken (the screen or the shutdown is stuck): exiting now; any request in flight was not acknowledged, so its device sends it again"
+                            "autopi-rx: a signal while the one before has waited {:.1} s untaken (the screen or the start is stuck or busy): exiting now; any request in flight was not acknowledged, so its device sends it again",
+                            waited.as_secs_f64()
                         );
                         std::process::exit(1);
                     }
                 }
             })
             .map_err(cannot)?;
-        Ok(Signals { received, stop })
+        Ok(Signals {
+            received,
+            stop,
+            stopped,
+        })
     }
 }
 
@@ -470,7 +479,10 @@ fn show(
         let printer = std::thread::Builder::new()
             .name("headless".into())
             .spawn(move || headless::print(events, notes, std::io::stdout().lock(), stop))?;
-        let _ = signals.received.recv();
+        select! {
+            recv(signals.received) -> _ => {}
+            recv(signals.stopped) -> _ => {}
+        }
         return Ok(Some(printer));
     }
     let setup = screen_setup(running, token_count, demo, respond);

@@ -342,8 +342,10 @@ fn a_token_with_control_or_non_ascii_characters_is_refused_at_start() {
     // A quote or a backslash: escaped where a refusal quotes a value, so
     // the scrub would not find the token there.
     for token in ["quote\"d-token", "back\\slash-token"] {
+        // An address that cannot be listened on: with the token taken, the
+        // run ends there rather than listening for ever.
         let out = binary()
-            .args(["--listen", "127.0.0.1:0", "--token", token])
+            .args(["--listen", "not-an-address", "--token", token])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{token}");
@@ -434,4 +436,63 @@ fn sighup_reads_the_token_file_again_and_says_how_many_tokens() {
     assert_eq!(rx.post(&[("authorization", &bearer)], b"[]").status, 200);
     rx.stop();
     assert!(!rx.stderr().contains(added), "{}", rx.stderr());
+}
+
+/// Headless, a closed stdout (the reader of its lines gone) stops the run
+/// as a signal does; it has a channel of its own since the signals' one
+/// lets a signal that waits untaken end the process at once.
+#[test]
+fn a_closed_stdout_stops_a_headless_run() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut child = binary()
+        .args([
+            "--headless",
+            "--token",
+            "tok-stdout-1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--capture", capture.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+        if let Some(a) = line.trim().strip_prefix("listening on http://") {
+            break a.to_string();
+        }
+    };
+    drop(child.stdout.take());
+    let body = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00Z"}]"#;
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nAuthorization: token tok-stdout-1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = [0u8; 12];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 20 s after its stdout closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
 }

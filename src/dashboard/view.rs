@@ -233,8 +233,22 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
     let quit = Arc::new(AtomicBool::new(false));
     let reader = tui::spawn_input(input_tx, quit.clone())?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    // As for the receiver: a signal while the one before has waited
+    // untaken for 2 s exits at once (a hung screen ignored every one).
+    let mut untaken = crate::panic::Untaken::default();
     let _ = ctrlc::set_handler(move || {
-        let _ = stop_tx.try_send(());
+        let delivered = !matches!(
+            stop_tx.try_send(()),
+            Err(crossbeam_channel::TrySendError::Full(()))
+        );
+        if let Some(waited) = untaken.stuck(delivered, std::time::Instant::now()) {
+            crate::panic::give_screen_back(std::time::Duration::from_millis(500));
+            eprintln!(
+                "autopi-rx view: a signal while the one before has waited {:.1} s untaken (the screen is stuck): exiting now",
+                waited.as_secs_f64()
+            );
+            std::process::exit(1);
+        }
     });
     let screen = crate::panic::screen_up(ratatui::restore);
     let mut terminal = tui::init_terminal()?;

@@ -164,6 +164,9 @@ pub struct Opened {
     cursors: Arc<Cursors>,
     /// Per target: where it resumes and how many batches it parked.
     places: Vec<(u64, u64)>,
+    /// The capture file those places are in (the writer may move to a
+    /// new one before `start`, if the file is deleted or replaced).
+    file: usize,
 }
 
 /// Reads the cursor file and its parked log and checks each target's
@@ -171,7 +174,8 @@ pub struct Opened {
 /// cursor or log that stops the start does so before any device is
 /// answered (a hostile probe saw 25 uploads acknowledged by a receiver
 /// about to exit).
-pub fn open(settings: Settings, capture: &Path) -> Result<Opened, String> {
+pub fn open(settings: Settings, capture: &Path, durable: &Durable) -> Result<Opened, String> {
+    let file = durable.current();
     let cursors = Arc::new(Cursors::open(capture)?);
     let places = settings
         .targets
@@ -182,6 +186,7 @@ pub fn open(settings: Settings, capture: &Path) -> Result<Opened, String> {
         settings,
         cursors,
         places,
+        file,
     })
 }
 
@@ -208,6 +213,7 @@ pub fn start(
         settings,
         cursors,
         places,
+        file,
     } = opened;
     board.count_backlog_from(durable.lines());
     let (stop_tx, stop) = bounded::<()>(0);
@@ -232,7 +238,7 @@ pub fn start(
             },
             status,
             offset,
-            file: durable.current(),
+            file,
             synced_lines: durable.lines(),
             done_lines: 0,
             last_noted: None,
