@@ -215,7 +215,14 @@ fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
         (lo.min(p.1), hi.max(p.1))
     });
-    let (lo, hi) = ((lo - 0.1).floor().max(0.0), (hi + 0.1).ceil());
+    // From 0 V up unless a reading is below it, and never upside down
+    // (readings all below -0.1 V made the axis run from 0 down).
+    let lo = if lo < 0.0 {
+        (lo - 0.1).floor()
+    } else {
+        (lo - 0.1).floor().max(0.0)
+    };
+    let hi = (hi + 0.1).ceil().max(lo + 1.0);
     let t = &app.theme;
     let [plot, axis] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
     let data = Dataset::default()
@@ -292,6 +299,9 @@ mod tests {
     /// a restart on the capture hung again. Each is drawn, off the scale.
     #[test]
     fn an_absurd_voltage_is_drawn_off_the_scale_not_hung_on() {
+        // Every reading below 0 V (a probe's wiring backwards): drawn, on
+        // an axis that runs the right way.
+        assert!(!plotted_rows(&[-3.0, -2.5, -3.2]).is_empty());
         for v in [1e307, 1.7e308, -1.7e308, 5e3] {
             // On a thread of its own, so that a hang fails the test.
             let (tx, rx) = std::sync::mpsc::channel();
