@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use autopi_rx::dashboard::app::{Action, Outside, Probed, Tab};
+use autopi_rx::dashboard::app::{Action, App, Outside, Probed, Tab};
 use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::fixtures::{accepted, at, guide_examples};
 use crossbeam_channel::{bounded, never, unbounded};
@@ -214,22 +214,24 @@ fn filter_narrows_events_requests_and_types() {
     assert!(types.contains("event.system.minion") && !types.contains("obd.rpm"));
 }
 
+/// `n` devices, each uploading one battery reading at 08:00:01, their
+/// `unit-id`s made by `unit`.
+fn devices_uploading(n: u64, unit: impl Fn(u64) -> String) -> App {
+    let mut app = empty();
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5}]"#;
+    for i in 0..n {
+        let e = accepted(i + 1, at("2026-11-27T08:00:01Z"), Some(&unit(i)), body);
+        app.apply(&e);
+    }
+    app
+}
+
 /// Past the 64 devices the screen tracks, the header, the picker and the
 /// Uplink tab say so: the header said `devices 64` with 66 uploading and
 /// the picker followed a device that was not the last to upload.
 #[test]
 fn devices_past_the_tracked_ones_are_said_to_be_there() {
-    let mut app = empty();
-    let bat = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5}]"#;
-    for i in 0..66u64 {
-        let unit = format!("{i:032x}");
-        app.apply(&accepted(
-            i + 1,
-            at("2026-11-27T08:00:01Z"),
-            Some(&unit),
-            bat,
-        ));
-    }
+    let mut app = devices_uploading(66, |i| format!("{i:032x}"));
     app.tick(at("2026-11-27T08:00:02Z"));
     let live = text(&draw(&app, 200, 60));
     assert!(live.contains("devices 64+"), "{live}");
@@ -1232,17 +1234,7 @@ fn old_data_is_marked_in_requests_and_uplink() {
 /// arrows moves the rows.
 #[test]
 fn the_uplink_tab_scrolls_device_by_device() {
-    let mut app = empty();
-    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.5}]"#;
-    for i in 0..20u64 {
-        let unit = format!("{i:02}aa00000000000000000000000000bb");
-        app.apply(&accepted(
-            i + 1,
-            at("2026-11-27T08:00:01Z"),
-            Some(&unit),
-            body,
-        ));
-    }
+    let mut app = devices_uploading(20, |i| format!("{i:02}aa00000000000000000000000000bb"));
     app.tick(at("2026-11-27T08:00:05Z"));
     press(&mut app, &[KeyCode::Char('4')]);
     let row = |screen: &str, n: u32| {

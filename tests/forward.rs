@@ -559,30 +559,45 @@ fn refusing_upstream() -> (u16, crossbeam_channel::Receiver<Got>) {
     ])
 }
 
-#[test]
-fn upstream_413_parks_the_batch_shows_it_and_goes_on() {
+/// A batch `refusing_upstream` answers 401, and one it answers 413.
+const NO_AUTH: &[u8] = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"NO-AUTH"}]"#;
+const TOO_BIG: &[u8] = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"TOO-BIG"}]"#;
+
+/// A forwarder to `refusing_upstream` at `path`, `bodies` uploaded in
+/// order and each taken by the upstream: the folder, the receiver, the
+/// target's URL and the upstream's requests (later ones still to come).
+fn forwarding_to_a_refuser(
+    path: &str,
+    bodies: &[&[u8]],
+) -> (
+    tempfile::TempDir,
+    Receiver,
+    String,
+    crossbeam_channel::Receiver<Got>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let (port, bodies) = refusing_upstream();
-    let url = format!("http://127.0.0.1:{port}/");
-    let capture = dir.path().join("capture.jsonl");
-    let mut rx = forwarder(&capture, &url, &[]);
-    let big = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"TOO-BIG"}]"#.to_vec();
-    for body in [batch(1), big.clone(), batch(2)] {
-        upload(&rx, &body);
+    let (port, requests) = refusing_upstream();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let rx = forwarder(&dir.path().join("capture.jsonl"), &url, &[]);
+    for body in bodies {
+        upload(&rx, body);
     }
-    let got: Vec<Vec<u8>> = (0..3)
+    let got: Vec<Vec<u8>> = bodies
+        .iter()
         .map(|_| {
-            bodies
+            requests
                 .recv_timeout(DEADLINE)
                 .expect("a forwarded batch")
                 .body
         })
         .collect();
-    assert_eq!(
-        got,
-        [batch(1), big, batch(2)],
-        "in order, the refused one once"
-    );
+    assert_eq!(got, bodies, "each once, in order");
+    (dir, rx, url, requests)
+}
+
+#[test]
+fn upstream_413_parks_the_batch_shows_it_and_goes_on() {
+    let (dir, mut rx, url, _) = forwarding_to_a_refuser("/", &[&batch(1), TOO_BIG, &batch(2)]);
     let note = forward_note(&rx, "", |v| v["parked"] != 0);
     assert_eq!(note["parked"], 1, "{note}");
     assert!(
@@ -625,27 +640,9 @@ fn parked_list(dir: &Path) -> Vec<Value> {
 /// batches after it go on.
 #[test]
 fn upstream_401_parks_the_batch_with_the_reason_and_the_next_ones_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, requests) = refusing_upstream();
-    let url = format!("http://127.0.0.1:{port}/logbook/storage");
-    let capture = dir.path().join("capture.jsonl");
-    let mut rx = forwarder(&capture, &url, &[]);
-    let refused = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"NO-AUTH"}]"#.to_vec();
-    for body in [batch(1), refused.clone(), batch(2), batch(3)] {
-        upload(&rx, &body);
-    }
-    let got: Vec<Vec<u8>> = (0..4)
-        .map(|_| {
-            requests
-                .recv_timeout(DEADLINE)
-                .expect("a forwarded batch")
-                .body
-        })
-        .collect();
-    assert_eq!(
-        got,
-        [batch(1), refused, batch(2), batch(3)],
-        "each once, in order"
+    let (dir, mut rx, url, requests) = forwarding_to_a_refuser(
+        "/logbook/storage",
+        &[&batch(1), NO_AUTH, &batch(2), &batch(3)],
     );
     let why = "401: invalid token (check --forward-token and --forward-scheme)";
     let note = forward_note(&rx, "", |v| v["parked"] != 0);
@@ -1156,18 +1153,9 @@ fn a_retry_after_date_is_waited_for() {
 /// and counts it once (the count shown said 2 while the log listed 1).
 #[test]
 fn a_batch_parked_again_after_a_crash_is_counted_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, requests) = refusing_upstream();
-    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let (dir, mut rx, url, requests) =
+        forwarding_to_a_refuser("/logbook/storage", &[&batch(1), NO_AUTH]);
     let capture = dir.path().join("capture.jsonl");
-    let mut rx = forwarder(&capture, &url, &[]);
-    let refused = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":"NO-AUTH"}]"#.to_vec();
-    for body in [batch(1), refused.clone()] {
-        upload(&rx, &body);
-    }
-    for _ in 0..2 {
-        requests.recv_timeout(DEADLINE).expect("a forwarded batch");
-    }
     forward_note(&rx, "", |v| v["parked"] == 1);
     rx.stop();
     // The cursor as the crash left it: past the first batch only.
@@ -1181,7 +1169,7 @@ fn a_batch_parked_again_after_a_crash_is_counted_once() {
     let again = requests
         .recv_timeout(DEADLINE)
         .expect("the batch sent again");
-    assert_eq!(again.body, refused);
+    assert_eq!(again.body, NO_AUTH);
     let note = forward_note(&rx, "", |v| v["pending"] == 0);
     assert_eq!(note["parked"], 1, "{note}");
     rx.stop();
