@@ -170,11 +170,7 @@ impl Deliver for Http {
             .as_deref()
             .and_then(|a| a.split_once(' '))
             .map(|(_, credential)| credential);
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let location = header("location").map(str::to_owned);
         // Read to the end so the connection is reused; what came is kept
         // when the rest does not (its time or its size ran out).
         let mut answer = Vec::new();

@@ -108,15 +108,7 @@ impl Auth {
         if found.is_empty() {
             return Cow::Borrowed(text);
         }
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for (start, end) in found {
-            out.push_str(&text[at..start]);
-            out.push_str("[token]");
-            at = end;
-        }
-        out.push_str(&text[at..]);
-        Cow::Owned(out)
+        Cow::Owned(replaced(text, &found, text.len()))
     }
 
     /// `text` scrubbed and cut to at most `max` characters, `…` marking a
@@ -129,19 +121,7 @@ impl Auth {
         let (cut, near) = (at_char(max), at_char(max + self.longest()));
         // A token that begins before the cut ends within `near`: found
         // whole, and replaced whole; what follows the cut is not shown.
-        let mut out = String::with_capacity(cut + 8);
-        let mut at = 0;
-        for (start, end) in self.found(&text[..near]) {
-            if start >= cut {
-                break;
-            }
-            out.push_str(&text[at..start]);
-            out.push_str("[token]");
-            at = end;
-        }
-        if at < cut {
-            out.push_str(&text[at..cut]);
-        }
+        let mut out = replaced(text, &self.found(&text[..near]), cut);
         if cut < text.len() {
             out.push('…');
         }
@@ -192,6 +172,22 @@ impl Auth {
         }
         merged
     }
+}
+
+/// `text` up to `cut` with each of `found` (byte ranges, in order) that
+/// begins before `cut` replaced by `[token]`, whole even past `cut`.
+fn replaced(text: &str, found: &[(usize, usize)], cut: usize) -> String {
+    let mut out = String::with_capacity(cut + 8);
+    let mut at = 0;
+    for &(start, end) in found.iter().take_while(|&&(start, _)| start < cut) {
+        out.push_str(&text[at..start]);
+        out.push_str("[token]");
+        at = end;
+    }
+    if at < cut {
+        out.push_str(&text[at..cut]);
+    }
+    out
 }
 
 /// The rolling hash's modulus, a Mersenne prime: sums of two residues fit
@@ -605,11 +601,7 @@ pub fn prepare_in_turn<'a>(
                 format!(
                     "the body inflated to another gzip stream (content-encoding '{}'): it \
                      was coded twice, and the receiver inflates one gzip layer",
-                    content_encoding
-                        .unwrap_or("")
-                        .chars()
-                        .take(40)
-                        .collect::<String>()
+                    clip(content_encoding.unwrap_or(""))
                 ),
             ));
         }
