@@ -487,7 +487,19 @@ fn show(
     }
     let setup = screen_setup(running, token_count, demo, respond);
     let capture = running.capture_path().to_path_buf();
-    let so_far = load_so_far(&capture, held, &events);
+    let so_far = match load_so_far(&capture, held, &events, &signals.received) {
+        Ok(state) => state,
+        Err(read) => {
+            // Taken here, so the shutdown does not count it as a second one.
+            let _ = signals.received.try_recv();
+            eprintln!(
+                "stopping: a signal while the dashboard was loading what {} held ({} % read); the file is untouched",
+                capture.display(),
+                read * 100 / held.max(1)
+            );
+            return Ok(None);
+        }
+    };
     tui::run(
         so_far,
         setup,
@@ -512,11 +524,18 @@ fn tokens_now(running: &server::Running) -> Box<dyn Fn() -> Option<usize> + Send
 /// then the events that arrived during the load. They are taken off the
 /// queue while the file is read (a big file takes seconds, and the queue
 /// holds 4096), and folded after it, in arrival order: every event that
-/// arrives later is newer, so the order the live fold sees is kept.
-fn load_so_far(capture: &std::path::Path, held: u64, events: &Receiver<RequestEvent>) -> State {
+/// arrives later is newer, so the order the live fold sees is kept. When
+/// a signal comes during the load (a big file takes seconds), the load
+/// stops there: the bytes read by then, the signal left in `signals`.
+fn load_so_far(
+    capture: &std::path::Path,
+    held: u64,
+    events: &Receiver<RequestEvent>,
+    signals: &Receiver<()>,
+) -> Result<State, u64> {
     let mut state = State::default();
     if held == 0 {
-        return state;
+        return Ok(state);
     }
     let (done_tx, done) = bounded::<()>(0);
     let arriving = events.clone();
@@ -524,13 +543,22 @@ fn load_so_far(capture: &std::path::Path, held: u64, events: &Receiver<RequestEv
         .name("held-events".into())
         .spawn(move || hold_events(&arriving, &done));
     let mut progress = Progress::new(format!("loading {}", capture.display()), held);
+    let mut read = 0;
     let loaded = load::scan_events(
         capture,
         Some(held),
         0,
         |e| state.apply(&e),
-        |done, total| progress.update(done, total),
+        |done, total| {
+            read = done;
+            progress.update(done, total);
+        },
+        || !signals.is_empty(),
     );
+    if !signals.is_empty() {
+        progress.stopped();
+        return Err(read);
+    }
     progress.finish();
     match loaded {
         Ok(report) => report.warn(),
@@ -545,7 +573,7 @@ fn load_so_far(capture: &std::path::Path, held: u64, events: &Receiver<RequestEv
             state.apply(&e);
         }
     }
-    state
+    Ok(state)
 }
 
 /// What one held event counts for beside its body.

@@ -161,7 +161,7 @@ fn parts(path: &Path, size: u64) {
     });
     report("lines parsed, records counted", took, size, n / 2);
     let mut events = Vec::new();
-    load::scan_events(path, None, 0, |e| events.push(e), |_, _| {}).unwrap();
+    load::scan_events(path, None, 0, |e| events.push(e), |_, _| {}, || false).unwrap();
     let mut state = State::default();
     let took = timed(|| events.iter().for_each(|e| state.apply(e)));
     report("fold alone", took, size, state.totals.records);
@@ -171,7 +171,7 @@ fn parts(path: &Path, size: u64) {
 fn live_load(path: &Path) -> (Duration, u64) {
     let mut state = State::default();
     let took = timed(|| {
-        load::scan_events(path, None, 0, |e| state.apply(&e), |_, _| {}).unwrap();
+        load::scan_events(path, None, 0, |e| state.apply(&e), |_, _| {}, || false).unwrap();
     });
     (took, state.totals.records)
 }

@@ -504,42 +504,14 @@ fn the_header_shows_a_batch_the_upstream_refused_as_parked() {
     assert_eq!(tty.exit().exit_code(), 0);
 }
 
-/// Requests that arrive while a big capture (50 MB) loads at start are
+/// Requests that arrive while a big capture (127 MB) loads at start are
 /// all shown once it is loaded: more than the event queue holds (4096)
 /// arrive during the load, and none is dropped.
 #[test]
 fn requests_arriving_while_a_big_capture_loads_are_all_shown() {
     const SENT: usize = 5000;
-    let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("c.jsonl");
-    let records = std::fs::read_to_string(samples().join("batch-1000-naive.json")).unwrap();
-    let records = records.trim();
-    let lines = 500;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&capture).unwrap());
-    for i in 0..lines {
-        writeln!(
-            file,
-            r#"{{"received":"2026-11-27T08:00:00.000Z","peer":"127.0.0.1:1","unit_id":"ee3df171ff0f6209a3dbaa00b00e1d05","encoding":"identity","wire_bytes":{},"batch_hash":"{i:064x}","duplicate_of":null,"acked":true,"mode":"ok","records":{records}}}"#,
-            records.len()
-        )
-        .unwrap();
-    }
-    file.flush().unwrap();
-    drop(file);
-    // Big enough for the progress line (32 MB).
-    assert!(std::fs::metadata(&capture).unwrap().len() > 32_000_000);
-    let mut tty = Tty::launch(
-        dir,
-        "exec \"$0\" \"$@\"",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--capture",
-            capture.to_str().unwrap(),
-            "--token",
-            TOKEN,
-        ],
-    );
+    let lines = 1200;
+    let mut tty = loading_a_big_capture(lines);
     let addr = tty.addr();
     tty.wait_for("the load's progress", |t| t.raw_text().contains("loading "));
     // Four connections at once, to be done well within the load.
@@ -560,6 +532,7 @@ fn requests_arriving_while_a_big_capture_loads_are_all_shown() {
         s.join().unwrap();
     }
     let sent_in = sending.elapsed();
+    eprintln!("sent in {sent_in:?}");
     // All of them arrived while the file was still loading (else this
     // tests nothing): the load had not said it was done.
     tty.wait_for_a_while("more output", |_| false);
@@ -579,6 +552,76 @@ fn requests_arriving_while_a_big_capture_loads_are_all_shown() {
     );
     tty.press("q");
     assert_eq!(tty.exit().exit_code(), 0);
+}
+
+/// The receiver under the dashboard, started on a capture of `lines`
+/// lines of the 1000-record sample (106 kB each: from 302 lines, enough
+/// for the load's progress line; a debug build loads 50 MB in 2 to 4 s).
+fn loading_a_big_capture(lines: usize) -> Tty {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let records = std::fs::read_to_string(samples().join("batch-1000-naive.json")).unwrap();
+    let records = records.trim();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&capture).unwrap());
+    for i in 0..lines {
+        writeln!(
+            file,
+            r#"{{"received":"2026-11-27T08:00:00.000Z","peer":"127.0.0.1:1","unit_id":"ee3df171ff0f6209a3dbaa00b00e1d05","encoding":"identity","wire_bytes":{},"batch_hash":"{i:064x}","duplicate_of":null,"acked":true,"mode":"ok","records":{records}}}"#,
+            records.len()
+        )
+        .unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    // Big enough for the progress line (32 MB).
+    assert!(std::fs::metadata(&capture).unwrap().len() > 32_000_000);
+    Tty::launch(
+        dir,
+        "exec \"$0\" \"$@\"",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--capture",
+            capture.to_str().unwrap(),
+            "--token",
+            TOKEN,
+        ],
+    )
+}
+
+/// A signal while a big capture loads at start stops the run there, as
+/// it would under the dashboard: the load goes no further, the screen is
+/// never taken, and the run ends gracefully (0), without waiting for the
+/// rest of the file or for a second signal.
+#[test]
+fn a_signal_while_a_big_capture_loads_stops_the_run_there() {
+    let mut tty = loading_a_big_capture(350);
+    tty.addr();
+    tty.wait_for("the load's progress", |t| t.raw_text().contains("loading "));
+    let pid = tty.child.process_id().expect("the receiver's pid");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert_eq!(tty.exit().exit_code(), 0, "{}", tty.raw_text());
+    let text = tty.raw_text();
+    assert!(
+        text.contains("stopped after") && !text.contains("done in"),
+        "the load went on: {text}"
+    );
+    let said = text
+        .split("stopping: a signal while the dashboard was loading")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no word of the stop: {text}"));
+    let read: u64 = said
+        .split(" % read")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no share read: {said}"));
+    assert!(read < 100, "the whole file was read first: {said}");
+    assert!(find(&tty.raw, ENTER_ALT).is_none(), "the screen was taken");
 }
 
 /// A count as the header writes it (thousands separated by commas).

@@ -377,8 +377,22 @@ pub fn scan<T: Send>(
     path: &Path,
     limit: Option<u64>,
     prepare: impl Fn(Located, CaptureLine) -> Option<T> + Send,
+    consume: impl FnMut(Located, T),
+    progress: impl FnMut(u64, u64),
+) -> io::Result<Report> {
+    scan_until(path, limit, prepare, consume, progress, || false)
+}
+
+/// `scan`, stopped early (between two chunks of lines, each up to a block
+/// of the file) once `stop` says so: what was consumed until then stays
+/// consumed, and the report covers the lines read.
+pub fn scan_until<T: Send>(
+    path: &Path,
+    limit: Option<u64>,
+    prepare: impl Fn(Located, CaptureLine) -> Option<T> + Send,
     mut consume: impl FnMut(Located, T),
     mut progress: impl FnMut(u64, u64),
+    stop: impl Fn() -> bool,
 ) -> io::Result<Report> {
     let file = File::open(path)?;
     let total = file.metadata()?.len().min(limit.unwrap_or(u64::MAX));
@@ -396,6 +410,10 @@ pub fn scan<T: Send>(
             )
         });
         for (done, chunk) in rx {
+            if stop() {
+                // The reader's next hand-over fails, and it ends.
+                break;
+            }
             for (at, item) in chunk {
                 consume(at, item);
             }
@@ -495,16 +513,18 @@ pub fn read_at(file: &File, at: Located) -> Result<CaptureLine, String> {
 }
 
 /// Scans a capture into request events for the dashboard's fold, in file
-/// order; ids start at `LOADED_ID_BASE + first_id`.
+/// order; ids start at `LOADED_ID_BASE + first_id`. Stops early once
+/// `stop` says so (see `scan_until`).
 pub fn scan_events(
     path: &Path,
     limit: Option<u64>,
     first_id: u64,
     mut consume: impl FnMut(RequestEvent),
     progress: impl FnMut(u64, u64),
+    stop: impl Fn() -> bool,
 ) -> io::Result<Report> {
     let mut next = LOADED_ID_BASE + first_id;
-    scan(
+    scan_until(
         path,
         limit,
         |_, line| Some(line.to_event(0)),
@@ -514,6 +534,7 @@ pub fn scan_events(
             consume(event);
         },
         progress,
+        stop,
     )
 }
 
@@ -568,6 +589,18 @@ impl Progress {
         if self.shown {
             eprintln!(
                 "\r{}: done in {:.1} s\x1b[K",
+                self.what,
+                self.started.elapsed().as_secs_f64()
+            );
+            self.shown = false;
+        }
+    }
+
+    /// Ends the line, saying the read stopped short.
+    pub fn stopped(&mut self) {
+        if self.shown {
+            eprintln!(
+                "\r{}: stopped after {:.1} s\x1b[K",
                 self.what,
                 self.started.elapsed().as_secs_f64()
             );
