@@ -264,11 +264,22 @@ impl State {
         }
         // 401: no token, or not one of ours (with `--no-auth` there are none).
         let known = e.captured || (e.token_matched != Some(false) && e.status != 401);
-        if known && self.uplinks.len() < MAX_DEVICES {
-            let mut log = Log::new(unit_id);
-            log.add(e);
-            self.uplinks.push(log);
+        if !known {
+            return;
         }
+        if self.uplinks.len() >= MAX_DEVICES {
+            // A device with a batch captured takes the row of the first
+            // whose uploads were all refused, so that the devices shown
+            // elsewhere are on Uplink too.
+            let refused_only = || self.uplinks.iter().position(|l| !l.captured_any());
+            let Some(at) = e.captured.then(refused_only).flatten() else {
+                return;
+            };
+            self.uplinks.remove(at);
+        }
+        let mut log = Log::new(unit_id);
+        log.add(e);
+        self.uplinks.push(log);
     }
 
     /// How many devices are shown: `64+` once a device beyond
@@ -901,6 +912,32 @@ mod tests {
         get.method = "GET".into();
         s.apply(&get);
         assert_eq!(s.uplinks.len(), 1);
+    }
+
+    #[test]
+    fn a_device_with_a_batch_takes_the_row_of_one_only_refused() {
+        let mut s = State::default();
+        // Every row taken by devices whose token matched and whose
+        // batches were all refused (not JSON, say).
+        for i in 0..MAX_DEVICES {
+            let mut bad = refused(i as u64, at("2026-11-27T08:00:00Z"), 400, "not JSON", "");
+            bad.token_matched = Some(true);
+            bad.unit_id = Some(format!("refused-{i}"));
+            s.apply(&bad);
+        }
+        assert_eq!(s.uplinks.len(), MAX_DEVICES);
+        // One more refused only: no room.
+        let mut late = refused(99, at("2026-11-27T08:00:01Z"), 400, "not JSON", "");
+        late.token_matched = Some(true);
+        late.unit_id = Some("refused-late".into());
+        s.apply(&late);
+        assert!(s.uplink("refused-late").is_none());
+        // A device with a batch captured: shown, in the first one's place.
+        s.apply(&accepted(100, at("2026-11-27T08:00:02Z"), Some(UNIT), "[]"));
+        assert_eq!(s.uplinks.len(), MAX_DEVICES);
+        assert!(s.uplink(UNIT).is_some(), "the device with data has no row");
+        assert!(s.uplink("refused-0").is_none() && s.uplink("refused-1").is_some());
+        assert_eq!(s.devices_shown(), "1");
     }
 
     fn guide_state() -> State {
