@@ -457,3 +457,50 @@ fn a_broker_slow_to_answer_a_connection_is_connected_to_once() {
     let connections = taken.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(connections, 1, "connections to the slow broker");
 }
+
+/// Records MQTT cannot carry as they are hold back none of the batches
+/// after them (each did, for ever, until a hostile-client probe found it):
+/// a control character in `@t` goes to a topic with `_` in its place
+/// (mosquitto closes the connection for one), and a record whose topic
+/// would be over 65 535 bytes parks its batch, the reason in the log.
+#[test]
+fn records_mqtt_cannot_carry_hold_nothing_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), free_port());
+    let counts = subscribe(broker.port);
+    let rx = forwarder(dir.path(), broker.port);
+    let control = r#"{"@t":"obd.\u0001x","@ts":"2026-11-27T08:00:00","n":1}"#;
+    upload(&rx, format!("[{control}]").as_bytes());
+    let long = format!(
+        r#"[{{"@t":"{}","@ts":"2026-11-27T08:00:00","n":2}}]"#,
+        "a".repeat(70_000)
+    );
+    upload(&rx, long.as_bytes());
+    let after = batch(3);
+    upload(&rx, &after);
+    let mut want = tally([after]);
+    want.insert(
+        (
+            format!("{PREFIX}/{UNIT}/obd/_x"),
+            control.as_bytes().to_vec(),
+        ),
+        1,
+    );
+    wait_until("the batches around the long one at the subscriber", || {
+        all_arrived(&counts, &want)
+    });
+    assert!(
+        counts
+            .lock()
+            .unwrap()
+            .keys()
+            .all(|(topic, _)| topic.len() < 1_000),
+        "a part of the long record was published"
+    );
+    let parked = std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
+    assert_eq!(parked.lines().count(), 1, "{parked}");
+    assert!(
+        parked.contains("record 0 (0-based) would go to a topic of 70"),
+        "{parked}"
+    );
+}

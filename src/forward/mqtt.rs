@@ -165,9 +165,18 @@ struct TypeOnly {
 }
 
 /// `PREFIX/<unit-id>/<@t with '.' as '/'>`; characters a topic cannot
-/// hold (`+`, `#`, NUL) become `_`, as does a `/` in the unit id.
+/// hold become `_`, as does a `/` in the unit id: `+` and `#`, and what
+/// MQTT 3.1.1 lets a broker close the connection for (NUL, the control
+/// characters U+0001–U+001F and U+007F–U+009F, the noncharacters).
+/// mosquitto does close it, so one such `@t` held every later batch back.
 pub fn topic(prefix: &str, unit_id: Option<&str>, record_type: Option<&str>) -> String {
-    let clean = |s: &str| s.replace(['+', '#', '\0'], "_");
+    let unfit = |c: char| {
+        matches!(c, '+' | '#') || c.is_control() || {
+            let n = u32::from(c);
+            (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
+        }
+    };
+    let clean = |s: &str| s.replace(unfit, "_");
     let unit = clean(unit_id.unwrap_or("_unknown")).replace('/', "_");
     let kind = clean(record_type.unwrap_or("_untyped")).replace('.', "/");
     if prefix.is_empty() {
@@ -198,6 +207,15 @@ impl Deliver for Mqtt {
                 (topic, r.get().as_bytes().to_vec())
             })
             .collect();
+        // A record MQTT cannot carry would fail every time, holding back
+        // every batch after it: the batch is set aside, as a refusal is.
+        if let Some(reason) = messages
+            .iter()
+            .enumerate()
+            .find_map(|(i, (topic, payload))| unpublishable(i, topic, payload))
+        {
+            return Attempt::Park { reason };
+        }
         match self.publish_all(messages) {
             Ok(()) => Attempt::Delivered,
             Err(error) => {
@@ -297,6 +315,30 @@ impl Mqtt {
     }
 }
 
+/// Longest topic MQTT can name (its length is written in two bytes).
+const MAX_TOPIC: usize = u16::MAX as usize;
+
+/// Why record `index` (0-based) cannot be published, if it cannot: its
+/// topic is over `MAX_TOPIC` bytes (rumqttc writes the length's low two
+/// bytes without a check, and the broker read the rest of the topic as
+/// the packet id and the payload), or the message is over `MAX_PACKET`.
+fn unpublishable(index: usize, topic: &str, payload: &[u8]) -> Option<String> {
+    if topic.len() > MAX_TOPIC {
+        return Some(format!(
+            "record {index} (0-based) would go to a topic of {} bytes (its @t, unit id and the prefix), over the {MAX_TOPIC} an MQTT topic can hold",
+            topic.len()
+        ));
+    }
+    // The fixed header (at most 5 bytes), the topic's length and the
+    // packet id (2 each), then the topic and the record.
+    let size = 5 + 2 + topic.len() + 2 + payload.len();
+    (size > MAX_PACKET).then(|| {
+        format!(
+            "record {index} (0-based) is a message of {size} bytes, over the {MAX_PACKET} this forwarder publishes in one packet"
+        )
+    })
+}
+
 fn describe(e: &rumqttc::ConnectionError) -> String {
     match e {
         rumqttc::ConnectionError::ConnectionRefused(code) => {
@@ -319,6 +361,34 @@ mod tests {
         assert_eq!(topic("", Some("ee3d"), Some("obd.bat")), "ee3d/obd/bat");
         assert_eq!(topic("a/b", None, None), "a/b/_unknown/_untyped");
         assert_eq!(topic("p", Some("x/y+"), Some("odd#.t")), "p/x_y_/odd_/t");
+        // What a broker may close the connection for.
+        assert_eq!(
+            topic(
+                "p",
+                Some("u\u{1b}1"),
+                Some("a\u{1}b\u{7f}\u{85}\t.\u{fdd0}\u{fffe}\u{1ffff}é😀")
+            ),
+            "p/u_1/a_b___/___é😀"
+        );
+    }
+
+    #[test]
+    fn a_record_mqtt_cannot_carry_is_named() {
+        let long = "t".repeat(MAX_TOPIC);
+        assert_eq!(unpublishable(0, &long, b"{}"), None);
+        let over = unpublishable(3, &format!("{long}x"), b"{}").unwrap();
+        assert!(
+            over.starts_with("record 3 (0-based)") && over.contains("65536 bytes"),
+            "{over}"
+        );
+        let at_limit = vec![b'x'; MAX_PACKET - 5 - 2 - 1 - 2];
+        assert_eq!(unpublishable(0, "t", &at_limit), None);
+        let too_big = vec![b'x'; MAX_PACKET];
+        assert!(
+            unpublishable(1, "t", &too_big)
+                .unwrap()
+                .contains("16777226 bytes")
+        );
     }
 
     #[test]
