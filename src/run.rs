@@ -289,6 +289,13 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
             r.torn_bytes
         );
     }
+    if r.ended_bytes > 0 {
+        eprintln!(
+            "warning: {}: its last line ({} bytes) had no line end and was not written by autopi-rx: given one, and kept as a line that is not a capture line",
+            path.display(),
+            r.ended_bytes
+        );
+    }
     if r.unchecked_bytes > 0 {
         eprintln!(
             "warning: {}: cut a last line of {} bytes whose records are not a batch (it was being \

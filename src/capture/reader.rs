@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use base64::Engine as _;
@@ -254,6 +254,9 @@ pub(super) fn repair_and_index(
     let mut last = Vec::new();
     let mut last_head = None;
     let mut complete_len = 0u64;
+    let mut torn_ours = false;
+    // Whether the file holds anything but whitespace.
+    let mut anything = false;
     let index = |seen: &mut HashMap<DeviceBatch, Seen>,
                  head: Option<(DeviceBatch, String, bool)>| {
         if let Some((key, received, acked)) = head {
@@ -272,10 +275,12 @@ pub(super) fn repair_and_index(
             break;
         }
         if line.last() != Some(&b'\n') {
+            torn_ours = starts_ours(&line);
             recovered.torn_bytes = n as u64;
             break;
         }
         complete_len += n as u64;
+        anything |= !line.iter().all(u8::is_ascii_whitespace);
         recovered.lines += 1;
         index(seen, last_head.take());
         let head = serde_json::from_slice::<LineHead>(&line)
@@ -295,10 +300,38 @@ pub(super) fn repair_and_index(
         std::mem::swap(&mut line, &mut last);
     }
     drop(reader);
+    let foreign_tail = recovered.torn_bytes > 0 && !torn_ours;
+    if recovered.unreadable == recovered.lines && (anything || foreign_tail) && !torn_ours {
+        // Not one line of ours: the wrong file (a typo, a completion), and
+        // its last line is not ours to cut.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it holds {} bytes and not one capture line, so it is not a capture (nothing \
+                 was changed): give --capture a new file or the capture you meant",
+                complete_len + recovered.torn_bytes
+            ),
+        ));
+    }
+    if foreign_tail {
+        // A last line without its line end that the receiver did not
+        // write (added by hand): ended, so the next line is a line of its
+        // own, and kept, unread, as lines that are not ours are.
+        recovered.ended_bytes = std::mem::take(&mut recovered.torn_bytes);
+        recovered.lines += 1;
+        recovered.unreadable += 1;
+        if !last.starts_with(OURS) || records_are_a_batch(&last) {
+            index(seen, last_head.take());
+        }
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        file.seek(SeekFrom::End(0))?;
+        return Ok(recovered);
+    }
     let mut keep = complete_len;
     // Only a line of ours (the writer's lines start with their time
     // received); a line put there by anything else stays, as unreadable.
-    if recovered.lines > 0 && last.starts_with(b"{\"received\":\"") && !records_are_a_batch(&last) {
+    if recovered.lines > 0 && last.starts_with(OURS) && !records_are_a_batch(&last) {
         keep -= last.len() as u64;
         recovered.lines -= 1;
         recovered.unchecked_bytes = last.len() as u64;
@@ -313,6 +346,15 @@ pub(super) fn repair_and_index(
     }
     file.seek(SeekFrom::End(0))?;
     Ok(recovered)
+}
+
+/// What every line the writer writes starts with.
+const OURS: &[u8] = b"{\"received\":\"";
+
+/// Whether `line` (perhaps cut short anywhere) may be one the writer
+/// wrote: it starts as they do, or is the start of that start.
+fn starts_ours(line: &[u8]) -> bool {
+    line.starts_with(OURS) || OURS.starts_with(line)
 }
 
 /// Whether a capture line's records are what the receiver accepts: the

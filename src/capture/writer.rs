@@ -171,6 +171,9 @@ pub struct Recovered {
     /// off: written while its records were checked, and not yet cut off
     /// again when the receiver stopped. Never acknowledged either.
     pub unchecked_bytes: u64,
+    /// Bytes of an unterminated last line the writer did not write (added
+    /// by hand): given its line end and kept, as an unreadable line.
+    pub ended_bytes: u64,
 }
 
 /// Facts about one request that go on its capture line.
@@ -591,7 +594,20 @@ impl Capture {
             .append(true)
             .create(true)
             .open(path)?;
-        let regular = file.metadata()?.is_file();
+        let kind = file.metadata()?.file_type();
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if kind.is_fifo() || kind.is_socket() {
+                // A reader that stops (or never came) would leave every
+                // upload unanswered once the pipe is full.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "it is a pipe or a socket: a capture must be a file, or a device such as \
+                     /dev/null",
+                ));
+            }
+        }
+        let regular = kind.is_file();
         let mut seen = HashMap::new();
         let mut recovered = Recovered::default();
         if regular {
@@ -1517,6 +1533,67 @@ mod checking_tests {
         assert_eq!(cap.recovered.lines, 3);
         assert_eq!(cap.recovered.unreadable, 1);
         assert_eq!(cap.recovered.unchecked_bytes, 0);
+        cap.close();
+        // A last line added by hand without its line end: ended, kept.
+        let before = std::fs::read(&path).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"a note").unwrap();
+        drop(f);
+        let cap = Capture::open(&path).unwrap();
+        assert_eq!(cap.recovered.ended_bytes, 6);
+        assert_eq!((cap.recovered.lines, cap.recovered.unreadable), (4, 2));
+        assert_eq!(cap.recovered.torn_bytes, 0);
+        cap.close();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            [&before[..], b"a note\n"].concat()
+        );
+    }
+
+    /// `--capture` naming the wrong file (a typo, a completion) leaves it
+    /// as it was: it used to lose its last line, as a torn line of ours.
+    #[test]
+    fn a_file_with_no_capture_line_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let gzip = dir.path().join("archive.gz");
+        let mut bytes = vec![0x1f, 0x8b, 8, 0];
+        bytes.extend((0..3_000u32).map(|i| (i * 7 % 251) as u8));
+        std::fs::write(&gzip, &bytes).unwrap();
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, "first line\nlast line without an end").unwrap();
+        for (path, content) in [
+            (&gzip, bytes.clone()),
+            (&notes, std::fs::read(&notes).unwrap()),
+        ] {
+            let e = Capture::open(path).err().expect("refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            assert!(e.to_string().contains("not one capture line"), "{e}");
+            assert_eq!(std::fs::read(path).unwrap(), content, "{}", path.display());
+        }
+        // Empty, or blank: a capture to be.
+        for blank in ["", "\n\n"] {
+            std::fs::write(&notes, blank).unwrap();
+            Capture::open(&notes).unwrap().close();
+        }
+        // A first line of ours cut anywhere, even in its first bytes: cut.
+        for torn in [&b"{"[..], b"{\"rece", b"{\"received\":\"2026-11-27T08"] {
+            std::fs::write(&notes, torn).unwrap();
+            let cap = Capture::open(&notes).unwrap();
+            assert_eq!(cap.recovered.torn_bytes, torn.len() as u64);
+            cap.close();
+            assert_eq!(size(&notes), 0);
+        }
+        // A pipe: refused (a reader that stops would hold every upload).
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = Capture::open(&fifo).err().expect("refused");
+        assert!(e.to_string().contains("a pipe or a socket"), "{e}");
     }
 }
 
