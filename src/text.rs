@@ -55,9 +55,57 @@ pub fn escape_invisible(json: String) -> String {
     out
 }
 
+/// `s` for plain text on a terminal: every invisible character (see
+/// `is_invisible`: escapes, bidi controls, line ends) written as `\u{..}`,
+/// so that a device's `unit-id` or `@t` is shown, never obeyed.
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_invisible) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| {
+            if is_invisible(c) {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `s` as XML 1.0 can hold it: the characters it cannot (controls other
+/// than tab and line ends, U+FFFE and U+FFFF) written as `\u{..}`.
+pub fn xml_text(s: &str) -> std::borrow::Cow<'_, str> {
+    let unfit = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
+    if !s.chars().any(unfit) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| {
+            if unfit(c) {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_for_a_terminal_or_xml_shows_what_would_be_obeyed() {
+        assert!(matches!(shown("ee3d…1d05"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            shown("dev\u{1b}]0;PWNED\u{7}\u{1b}[2J\u{202e}x\n"),
+            "dev\\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\\u{202e}x\\u{a}"
+        );
+        assert_eq!(xml_text("a\tb\u{1b}c\u{ffff}é"), "a\tb\\u{1b}c\\u{ffff}é");
+    }
 
     #[test]
     fn invisible_characters_become_escapes_of_the_same_value() {

@@ -1068,3 +1068,96 @@ fn the_save_key_writes_a_batch_as_export_batches_does() {
         "[{\"@t\": \"obd.bat\", \"@ts\": \"2026-11-27T08:00:02\", \"voltage\": 12.61}]\n"
     );
 }
+
+/// What a device (or anyone with the token) can put in a capture that the
+/// readers once mishandled (a hostile-client probe, December 4, seventh
+/// session): a field nested 10 000 deep made CSV export overflow its stack
+/// and GeoJSON drop the whole fix's properties; escape sequences in the
+/// `unit-id` or an `@t` reached the terminal through `view --summary`, and
+/// made the GPX invalid XML.
+#[test]
+fn readers_take_what_the_receiver_accepted_however_odd() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("odd.jsonl");
+    let rx = common::Receiver::spawn(binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let body = format!(
+        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}}]"#
+    );
+    let auth = format!("token {TOKEN}");
+    let unit = "dev\x1b]0;PWNED\x07\x1b[2J";
+    let answer = rx.post(
+        &[("authorization", &auth), ("unit-id", unit)],
+        body.as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    drop(rx);
+    let p = capture.to_str().unwrap();
+    let no_escape = |out: &Output, what: &str| {
+        assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        assert!(
+            !out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07),
+            "{what} wrote a control character: {}",
+            text(&out.stdout)
+        );
+    };
+
+    let out = autopi(&["view", "--summary", p]);
+    no_escape(&out, "view --summary");
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains(r"device dev\u{1b}]0;PWNED\u{7}\u{1b}[2J"),
+        "{summary}"
+    );
+    assert!(summary.contains(r"odd\u{1b}]0;TITLE\u{7}"), "{summary}");
+
+    let out = autopi(&["export", p, "--format", "csv", "--type", "track.pos"]);
+    assert!(out.status.success(), "csv: {}", text(&out.stderr));
+    let mut csv = csv::Reader::from_reader(&out.stdout[..]);
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    let row = csv.records().next().unwrap().unwrap();
+    let deep_column = header.iter().position(|h| h.starts_with("deep.")).unwrap();
+    assert!(
+        row[deep_column].starts_with("[[") && row[deep_column].contains("[1]]"),
+        "the part past the depth kept as JSON: {:.40}",
+        &row[deep_column]
+    );
+    assert!(header.contains(&"loc.lat".to_string()));
+
+    let out = autopi(&["export", p, "--format", "geojson"]);
+    assert!(out.status.success(), "geojson: {}", text(&out.stderr));
+    let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
+    let point = fc
+        .features
+        .iter()
+        .find(|f| {
+            matches!(
+                f.geometry.as_ref().unwrap().value,
+                geojson::GeometryValue::Point { .. }
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        point.property("@t").and_then(|v| v.as_str()),
+        Some("track.pos")
+    );
+    assert!(point.property("loc").is_some());
+    assert!(
+        point
+            .property("deep")
+            .and_then(|v| v.as_str())
+            .is_some_and(|d| d == deep)
+    );
+
+    let gpx = dir.path().join("odd.gpx");
+    let out = autopi(&["export", p, "--format", "gpx", "-o", gpx.to_str().unwrap()]);
+    assert!(out.status.success(), "gpx: {}", text(&out.stderr));
+    let written = std::fs::read(&gpx).unwrap();
+    assert!(!written.contains(&0x1b), "a control character in the GPX");
+    validate_gpx(&gpx);
+}

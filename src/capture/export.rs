@@ -322,7 +322,8 @@ pub fn gpx(paths: &[PathBuf], filter: &Filter, out: impl Write) -> Result<Writte
     .map_err(xml_err)?;
     for (unit, fixes) in &tracks.devices {
         w.write(XmlEvent::start_element("trk")).map_err(xml_err)?;
-        el(&mut w, "name", device_name(unit))?;
+        // XML 1.0 holds no control characters, which a unit-id may.
+        el(&mut w, "name", &crate::text::xml_text(device_name(unit)))?;
         el(&mut w, "src", "AutoPi device, via autopi-rx")?;
         for drive in drives(fixes) {
             written.drives += 1;
@@ -411,11 +412,7 @@ pub fn geojson(
                 fw.write_feature(&feature).map_err(gj_err)?;
             }
             for f in drive {
-                let mut props: JsonObject = f
-                    .raw
-                    .as_deref()
-                    .and_then(|r| serde_json::from_str(r).ok())
-                    .unwrap_or_default();
+                let mut props = f.raw.as_deref().map(properties).unwrap_or_default();
                 props.insert("unit_id".into(), unit.clone().into());
                 props.insert("drive".into(), (n + 1).into());
                 if let Some(ts) = f.ts {
@@ -432,6 +429,24 @@ pub fn geojson(
     }
     fw.finish().map_err(gj_err)?;
     Ok(written)
+}
+
+/// A fix's record as GeoJSON properties, field by field: a field nested
+/// deeper than serde_json reads into a `Value` (128 levels; the receiver
+/// accepts any depth) is its JSON text, where the whole record's
+/// properties used to be left out.
+fn properties(raw: &str) -> geojson::JsonObject {
+    let Ok(Entries(entries)) = serde_json::from_str::<Entries<'_>>(raw) else {
+        return geojson::JsonObject::new();
+    };
+    entries
+        .into_iter()
+        .map(|(k, v)| {
+            let value = serde_json::from_str(v.get())
+                .unwrap_or_else(|_| serde_json::Value::String(v.get().to_string()));
+            (k.into_owned(), value)
+        })
+        .collect()
 }
 
 /// Where CSV goes: one file (or stdout) for one type, or a folder.
@@ -635,13 +650,23 @@ fn flat_keys(r: &Record<'_>) -> Vec<String> {
         keys.push("@tag".to_string());
     }
     for (k, v) in &r.fields {
-        flatten_keys(k, v, &mut keys);
+        flatten_keys(k, v, &mut keys, 1);
     }
     keys
 }
 
-/// The names `flatten` gives the parts of one value.
-fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>) {
+/// How deep `flatten` goes into nested objects and arrays; a value deeper
+/// than that is one column holding its JSON. The receiver accepts any
+/// depth (10 000 nested arrays overflowed the stack here, and each level
+/// was read again by the next).
+const FLAT_DEPTH: usize = 32;
+
+/// The names `flatten` gives the parts of one value, `depth` levels down.
+fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>, depth: usize) {
+    if depth >= FLAT_DEPTH {
+        out.push(prefix.to_string());
+        return;
+    }
     let nested = match raw.trim_start().as_bytes().first() {
         Some(b'{') => serde_json::from_str::<Entries<'_>>(raw)
             .ok()
@@ -666,7 +691,7 @@ fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>) {
     match nested {
         Some(parts) => {
             for (name, v) in parts {
-                flatten_keys(&name, v.get(), out);
+                flatten_keys(&name, v.get(), out, depth + 1);
             }
         }
         None => out.push(prefix.to_string()),
@@ -679,18 +704,24 @@ fn flatten_record(r: &Record<'_>, out: &mut Vec<(String, String)>) {
         out.push(("@tag".into(), tag.to_string()));
     }
     for (k, v) in &r.fields {
-        flatten(k, v, out);
+        flatten(k, v, out, 1);
     }
 }
 
-/// Flattens one JSON value: objects by key, arrays by index, strings
-/// unquoted, numbers as spelled, null empty.
-fn flatten(prefix: &str, raw: &str, out: &mut Vec<(String, String)>) {
-    match raw.trim_start().as_bytes().first() {
+/// Flattens one JSON value, `depth` levels down: objects by key, arrays
+/// by index, strings unquoted, numbers as spelled, null empty; at
+/// `FLAT_DEPTH`, an object or array as its JSON.
+fn flatten(prefix: &str, raw: &str, out: &mut Vec<(String, String)>, depth: usize) {
+    let first = raw.trim_start().as_bytes().first();
+    if depth >= FLAT_DEPTH && matches!(first, Some(b'{' | b'[')) {
+        out.push((prefix.to_string(), raw.trim().to_string()));
+        return;
+    }
+    match first {
         Some(b'{') => match serde_json::from_str::<Entries<'_>>(raw) {
             Ok(Entries(entries)) if !entries.is_empty() => {
                 for (k, v) in entries {
-                    flatten(&format!("{prefix}.{k}"), v.get(), out);
+                    flatten(&format!("{prefix}.{k}"), v.get(), out, depth + 1);
                 }
             }
             _ => out.push((prefix.to_string(), String::new())),
@@ -698,7 +729,7 @@ fn flatten(prefix: &str, raw: &str, out: &mut Vec<(String, String)>) {
         Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(raw) {
             Ok(items) if !items.is_empty() => {
                 for (i, v) in items.into_iter().enumerate() {
-                    flatten(&format!("{prefix}.{i}"), v.get(), out);
+                    flatten(&format!("{prefix}.{i}"), v.get(), out, depth + 1);
                 }
             }
             _ => out.push((prefix.to_string(), String::new())),
@@ -770,6 +801,7 @@ mod tests {
             "loc",
             r#"{"lat":57.022410,"lon":9.9,"x":[1,{"y":"a\"b"}],"n":null}"#,
             &mut out,
+            1,
         );
         let got: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(

@@ -285,7 +285,8 @@ impl fmt::Display for Summary {
             writeln!(f, "no batches")?;
         }
         for d in &self.devices {
-            writeln!(f, "\ndevice {}", d.unit_id)?;
+            // What a device sent is shown, never obeyed by the terminal.
+            writeln!(f, "\ndevice {}", crate::text::shown(&d.unit_id))?;
             writeln!(
                 f,
                 "  received   {}",
@@ -299,7 +300,11 @@ impl fmt::Display for Summary {
             )?;
             let mut types = String::new();
             for (t, n) in &d.types {
-                let name = if t.is_empty() { "(no @t)" } else { t };
+                let name = if t.is_empty() {
+                    "(no @t)".into()
+                } else {
+                    crate::text::shown(t)
+                };
                 let _ = write!(types, "\n    {n:>9}  {name}");
             }
             writeln!(
