@@ -1161,3 +1161,87 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     assert!(!written.contains(&0x1b), "a control character in the GPX");
     validate_gpx(&gpx);
 }
+
+/// A replay whose receiver answers with a redirect stops at the first
+/// batch and says so: it was counted as delivered, and a replay to a URL
+/// that redirects (http to https, a moved path) claimed every batch sent
+/// while nothing was stored (a hostile-client probe, December 4, seventh
+/// session). The redirect is not followed: the token stays here.
+#[test]
+fn replay_takes_no_redirect_for_a_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.jsonl");
+    let line = |n: u32| {
+        format!(
+            r#"{{"received":"2026-11-27T08:00:0{n}.000Z","peer":"p","unit_id":"aa","records":[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:0{n}","value":{n}}}]}}"#
+        )
+    };
+    std::fs::write(&path, [line(1), line(2)].join("\n") + "\n").unwrap();
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let redirects = std::thread::spawn(move || {
+        let mut asked = 0;
+        while let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(2)) {
+            asked += 1;
+            let location =
+                tiny_http::Header::from_bytes("location", "https://elsewhere.invalid/").unwrap();
+            let _ = request.respond(tiny_http::Response::empty(307).with_header(location));
+        }
+        asked
+    });
+    let out = binary()
+        .args(["replay", path.to_str().unwrap(), "--url"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .args(["--token", "t", "--as-fast-as-possible", "--retry-wait", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("HTTP 307, a redirect (not followed)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("acknowledged: 0 of 2 batches") && stdout.contains("; 1 not sent"),
+        "{stdout}"
+    );
+    assert_eq!(redirects.join().unwrap(), 1, "asked again after a redirect");
+}
+
+/// A capture given as a pipe (`<(zcat c.jsonl.gz)`) is refused by name:
+/// its length said 0, and view, export and replay each read it as empty
+/// and said so with exit 0 (a hostile-client probe, December 4, seventh
+/// session).
+#[test]
+fn a_pipe_for_a_capture_is_refused_not_read_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.jsonl");
+    std::fs::write(
+        &path,
+        r#"{"received":"2026-11-27T08:00:01.000Z","peer":"p","unit_id":"aa","records":[{"@t":"x","@ts":"2026-11-27T08:00:01"}]}
+"#,
+    )
+    .unwrap();
+    for command in [
+        "view --summary",
+        "export --format batches",
+        "replay --url http://127.0.0.1:9/ --token t",
+    ] {
+        let (verb, rest) = command.split_once(' ').unwrap();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("\"$0\" {verb} <(cat \"$1\") {rest}"))
+            .arg(env!("CARGO_BIN_EXE_autopi-rx"))
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("/dev/fd/") && stderr.contains("not a regular file (a pipe"),
+            "{command}: {stderr}"
+        );
+    }
+}

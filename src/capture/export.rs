@@ -142,7 +142,8 @@ fn for_each_batch<T: Send>(
                 }
             },
             |done, total| progress.update(done, total),
-        )?;
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         progress.finish();
         report.warn();
     }

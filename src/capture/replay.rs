@@ -44,6 +44,8 @@ pub struct Summary {
     /// Batches in the capture that were to be sent.
     pub to_send: u64,
     pub acknowledged: u64,
+    /// Of `to_send`, those after a failure or a stop, never sent.
+    pub not_sent: u64,
     pub records: u64,
     pub skipped_duplicates: u64,
     /// Retries and unacknowledged lines: never delivered batches.
@@ -58,7 +60,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "acknowledged: {} of {} batches, {} records in {:.2} s{}",
+            "acknowledged: {} of {} batches, {} records in {:.2} s{}{}",
             self.acknowledged,
             self.to_send,
             self.records,
@@ -67,6 +69,10 @@ impl fmt::Display for Summary {
                 " (interrupted)"
             } else {
                 ""
+            },
+            match self.not_sent {
+                0 => String::new(),
+                n => format!("; {n} not sent (stopped before them)"),
             }
         )?;
         writeln!(
@@ -102,9 +108,6 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
         None,
         |_, line| Some(line),
         |_, line: CaptureLine| {
-            if fatal.is_some() || summary.interrupted {
-                return;
-            }
             if !line.acked || line.retry {
                 summary.skipped_undelivered += 1;
                 return;
@@ -115,6 +118,10 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 }
             }
             summary.to_send += 1;
+            if fatal.is_some() || summary.interrupted {
+                summary.not_sent += 1;
+                return;
+            }
             let (t0, w0) = *first.get_or_insert((line.received, Instant::now()));
             if let Pacing::Speed(x) = settings.pacing {
                 let ahead = (line.received.as_millisecond() - t0.as_millisecond()).max(0) as f64;
@@ -185,6 +192,14 @@ fn deliver(
             return Ok(false);
         }
         let (why, unanswered) = match uploader.post_as(payload, unit_id) {
+            // A device takes a 3xx for success; a replay fills a receiver,
+            // and a redirect (not followed) stored nothing: it was counted
+            // as delivered, and a URL that redirects would "deliver" all.
+            Answer::Acknowledged { status, .. } if status >= 300 => {
+                return Err(format!(
+                    "the receiver answered batch {number} with HTTP {status}, a redirect (not followed): nothing was stored there; give --url the address it leads to"
+                ));
+            }
             Answer::Acknowledged { .. } => return Ok(true),
             Answer::Refused {
                 status: status @ (401 | 403),
