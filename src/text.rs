@@ -59,38 +59,31 @@ pub fn escape_invisible(json: String) -> String {
 /// `is_invisible`: escapes, bidi controls, line ends) written as `\u{..}`,
 /// so that a device's `unit-id` or `@t` is shown, never obeyed.
 pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(is_invisible) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    s.chars()
-        .map(|c| {
-            if is_invisible(c) {
-                format!("\\u{{{:x}}}", u32::from(c))
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    escaped(s, is_invisible)
 }
 
 /// `s` as XML 1.0 can hold it: the characters it cannot (controls other
 /// than tab and line ends, U+FFFE and U+FFFF) written as `\u{..}`.
 pub fn xml_text(s: &str) -> std::borrow::Cow<'_, str> {
-    let unfit = |c: char| {
+    escaped(s, |c| {
         (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
-    };
-    if !s.chars().any(unfit) {
+    })
+}
+
+/// `s` with each character `unfit` holds for written as `\u{..}`.
+fn escaped(s: &str, unfit: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(&unfit) {
         return std::borrow::Cow::Borrowed(s);
     }
-    s.chars()
-        .map(|c| {
-            if unfit(c) {
-                format!("\\u{{{:x}}}", u32::from(c))
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if unfit(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -595,21 +595,18 @@ impl Progress {
 
     /// Ends the line, if one was shown.
     pub fn finish(&mut self) {
-        if self.shown {
-            eprintln!(
-                "\r{}: done in {:.1} s\x1b[K",
-                self.what,
-                self.started.elapsed().as_secs_f64()
-            );
-            self.shown = false;
-        }
+        self.end("done in");
     }
 
     /// Ends the line, saying the read stopped short.
     pub fn stopped(&mut self) {
+        self.end("stopped after");
+    }
+
+    fn end(&mut self, how: &str) {
         if self.shown {
             eprintln!(
-                "\r{}: stopped after {:.1} s\x1b[K",
+                "\r{}: {how} {:.1} s\x1b[K",
                 self.what,
                 self.started.elapsed().as_secs_f64()
             );
