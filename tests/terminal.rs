@@ -595,7 +595,7 @@ fn loading_a_big_capture(lines: usize) -> Tty {
 /// rest of the file or for a second signal.
 #[test]
 fn a_signal_while_a_big_capture_loads_stops_the_run_there() {
-    let mut tty = loading_a_big_capture(350);
+    let mut tty = loading_a_big_capture(500);
     tty.addr();
     tty.wait_for("the load's progress", |t| t.raw_text().contains("loading "));
     let pid = tty.child.process_id().expect("the receiver's pid");

@@ -385,7 +385,8 @@ pub fn scan<T: Send>(
 
 /// `scan`, stopped early (between two chunks of lines, each up to a block
 /// of the file) once `stop` says so: what was consumed until then stays
-/// consumed, and the report covers the lines read.
+/// consumed, and the report counts what the reading thread had read by
+/// then (a few chunks more than were consumed).
 pub fn scan_until<T: Send>(
     path: &Path,
     limit: Option<u64>,

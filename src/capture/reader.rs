@@ -255,8 +255,11 @@ pub(super) fn repair_and_index(
     let mut last_head = None;
     let mut complete_len = 0u64;
     let mut torn_ours = false;
-    // Whether the file holds anything but whitespace.
+    // Whether the file holds anything but whitespace, and a complete line
+    // that starts as the writer's do (read or not: a line being checked
+    // holds a body that may not be JSON).
     let mut anything = false;
+    let mut ours = false;
     let index = |seen: &mut HashMap<DeviceBatch, Seen>,
                  head: Option<(DeviceBatch, String, bool)>| {
         if let Some((key, received, acked)) = head {
@@ -281,6 +284,7 @@ pub(super) fn repair_and_index(
         }
         complete_len += n as u64;
         anything |= !line.iter().all(u8::is_ascii_whitespace);
+        ours |= line.starts_with(OURS);
         recovered.lines += 1;
         index(seen, last_head.take());
         let head = serde_json::from_slice::<LineHead>(&line)
@@ -301,7 +305,7 @@ pub(super) fn repair_and_index(
     }
     drop(reader);
     let foreign_tail = recovered.torn_bytes > 0 && !torn_ours;
-    if recovered.unreadable == recovered.lines && (anything || foreign_tail) && !torn_ours {
+    if !ours && (anything || foreign_tail) && !torn_ours {
         // Not one line of ours: the wrong file (a typo, a completion), and
         // its last line is not ours to cut.
         return Err(io::Error::new(
@@ -352,9 +356,11 @@ pub(super) fn repair_and_index(
 const OURS: &[u8] = b"{\"received\":\"";
 
 /// Whether `line` (perhaps cut short anywhere) may be one the writer
-/// wrote: it starts as they do, or is the start of that start.
+/// wrote: it starts as they do, or is the start of that start, or is
+/// NUL bytes only (what some file systems show of a write a power loss
+/// cut, the length saved and the data not).
 fn starts_ours(line: &[u8]) -> bool {
-    line.starts_with(OURS) || OURS.starts_with(line)
+    line.starts_with(OURS) || OURS.starts_with(line) || line.iter().all(|&b| b == 0)
 }
 
 /// Whether a capture line's records are what the receiver accepts: the

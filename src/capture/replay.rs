@@ -44,7 +44,8 @@ pub struct Summary {
     /// Batches in the capture that were to be sent.
     pub to_send: u64,
     pub acknowledged: u64,
-    /// Of `to_send`, those after a failure or a stop, never sent.
+    /// Of `to_send`, those never sent: after a failure, or from a stop
+    /// on (one stopped between its attempts is neither this nor acknowledged).
     pub not_sent: u64,
     pub records: u64,
     pub skipped_duplicates: u64,
@@ -134,7 +135,9 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                     );
                 }
                 if !sleep(stop, wait) {
+                    // Stopped before it was sent.
                     summary.interrupted = true;
+                    summary.not_sent += 1;
                     return;
                 }
             }

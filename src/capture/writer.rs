@@ -1583,6 +1583,29 @@ mod checking_tests {
             cap.close();
             assert_eq!(size(&notes), 0);
         }
+        // A first line of ours whose records were being refused when the
+        // receiver stopped (its body not even JSON): ours, and cut.
+        let refused = r#"{"received":"2026-11-27T08:00:00.000Z","peer":"p","unit_id":"u","batch_hash":"00","records":[{"@t":"a",}]}"#;
+        std::fs::write(&notes, format!("\n{refused}\n")).unwrap();
+        let cap = Capture::open(&notes).unwrap();
+        assert_eq!(cap.recovered.unchecked_bytes, refused.len() as u64 + 1);
+        cap.close();
+        // What a power loss may leave of an unsynced write: NUL bytes,
+        // alone or after a good line. Cut, as a torn line of ours.
+        let (_d, good_path, cap) = fresh();
+        cap.handle().save(&entry("t1"), &batch("[]")).unwrap();
+        cap.close();
+        let good = std::fs::read(&good_path).unwrap();
+        for (path, before) in [(&notes, Vec::new()), (&good_path, good.clone())] {
+            std::fs::write(path, [&before[..], &[0u8; 16]].concat()).unwrap();
+            let cap = Capture::open(path).unwrap();
+            assert_eq!(
+                (cap.recovered.torn_bytes, cap.recovered.ended_bytes),
+                (16, 0)
+            );
+            cap.close();
+            assert_eq!(std::fs::read(path).unwrap(), before);
+        }
         // A pipe: refused (a reader that stops would hold every upload).
         let fifo = dir.path().join("fifo");
         assert!(

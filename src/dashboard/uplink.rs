@@ -291,12 +291,12 @@ impl Log {
         }
     }
 
-    /// Folds one upload (a POST) from this device.
     /// Whether any of its uploads was captured (its others all refused).
     pub fn captured_any(&self) -> bool {
         !self.arrivals.is_empty()
     }
 
+    /// Folds one upload (a POST) from this device.
     pub fn add(&mut self, e: &RequestEvent) {
         let answered = Answered::of(e);
         if let Answered::Refused(status) = answered {
