@@ -256,8 +256,8 @@ pub(super) fn repair_and_index(
     let mut complete_len = 0u64;
     let mut torn_ours = false;
     // Whether the file holds anything but whitespace, and a complete line
-    // that starts as the writer's do (read or not: a line being checked
-    // holds a body that may not be JSON).
+    // that is a capture line or starts as the writer's do (a line being
+    // checked holds a body that may not be JSON, so it may not parse).
     let mut anything = false;
     let mut ours = false;
     let index = |seen: &mut HashMap<DeviceBatch, Seen>,
@@ -299,6 +299,9 @@ pub(super) fn repair_and_index(
             });
         if head.is_none() {
             recovered.unreadable += 1;
+        } else {
+            // Written by another program, or in another key order.
+            ours = true;
         }
         last_head = head;
         std::mem::swap(&mut line, &mut last);

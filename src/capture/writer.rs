@@ -1590,6 +1590,13 @@ mod checking_tests {
         let cap = Capture::open(&notes).unwrap();
         assert_eq!(cap.recovered.unchecked_bytes, refused.len() as u64 + 1);
         cap.close();
+        // A capture line in another key order (another program's, a
+        // test's): a capture.
+        let reordered = r#"{"batch_hash":"0000000000000000000000000000000000000000000000000000000000000000","received":"2026-11-27T08:00:00.000Z","records":[]}"#;
+        std::fs::write(&notes, format!("{reordered}\n")).unwrap();
+        let cap = Capture::open(&notes).unwrap();
+        assert_eq!((cap.recovered.lines, cap.recovered.unreadable), (1, 0));
+        cap.close();
         // What a power loss may leave of an unsynced write: NUL bytes,
         // alone or after a good line. Cut, as a torn line of ours.
         let (_d, good_path, cap) = fresh();
