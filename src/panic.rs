@@ -161,6 +161,16 @@ impl Untaken {
         let waited = now.saturating_duration_since(self.delivered_at?);
         (waited >= STUCK).then_some(waited)
     }
+
+    /// `stuck` now; when it is, gives the terminal back (at most 500 ms),
+    /// says `why(waited)` on stderr and exits 1.
+    pub fn exit_if_stuck(&mut self, delivered: bool, why: impl FnOnce(f64) -> String) {
+        if let Some(waited) = self.stuck(delivered, std::time::Instant::now()) {
+            give_screen_back(std::time::Duration::from_millis(500));
+            eprintln!("{}", why(waited.as_secs_f64()));
+            std::process::exit(1);
+        }
+    }
 }
 
 fn take_screen() -> Vec<String> {

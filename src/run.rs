@@ -344,17 +344,12 @@ impl Signals {
                 let mut untaken = crate::panic::Untaken::default();
                 for _ in signals.forever() {
                     let delivered = !matches!(tx.try_send(()), Err(TrySendError::Full(())));
-                    if let Some(waited) = untaken.stuck(delivered, std::time::Instant::now()) {
-                        // What should take it is stuck (a hung screen
-                        // once ignored every signal and q alike). As a
-                        // second signal does, exit now.
-                        crate::panic::give_screen_back(Duration::from_millis(500));
-                        eprintln!(
-                            "autopi-rx: a signal while the one before has waited {:.1} s untaken (the screen or the start is stuck or busy): exiting now; any request in flight was not acknowledged, so its device sends it again",
-                            waited.as_secs_f64()
-                        );
-                        std::process::exit(1);
-                    }
+                    // What should take it is stuck (a hung screen once
+                    // ignored every signal and q alike). As a second
+                    // signal does, exit now.
+                    untaken.exit_if_stuck(delivered, |waited| format!(
+                        "autopi-rx: a signal while the one before has waited {waited:.1} s untaken (the screen or the start is stuck or busy): exiting now; any request in flight was not acknowledged, so its device sends it again"
+                    ));
                 }
             })
             .map_err(cannot)?;

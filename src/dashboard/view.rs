@@ -241,14 +241,11 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
             stop_tx.try_send(()),
             Err(crossbeam_channel::TrySendError::Full(()))
         );
-        if let Some(waited) = untaken.stuck(delivered, std::time::Instant::now()) {
-            crate::panic::give_screen_back(std::time::Duration::from_millis(500));
-            eprintln!(
-                "autopi-rx view: a signal while the one before has waited {:.1} s untaken (the screen is stuck): exiting now",
-                waited.as_secs_f64()
-            );
-            std::process::exit(1);
-        }
+        untaken.exit_if_stuck(delivered, |waited| {
+            format!(
+                "autopi-rx view: a signal while the one before has waited {waited:.1} s untaken (the screen is stuck): exiting now"
+            )
+        });
     });
     let screen = crate::panic::screen_up(ratatui::restore);
     let mut terminal = tui::init_terminal()?;

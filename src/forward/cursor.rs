@@ -337,7 +337,7 @@ impl Cursors {
                 capture.display(),
                 c.offset,
                 self.path.display(),
-                self.parked().path.display()
+                self.parked_path().display()
             )
         };
         let len = std::fs::metadata(capture)

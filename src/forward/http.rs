@@ -217,7 +217,7 @@ fn judged(
     credential: Option<&str>,
 ) -> Attempt {
     let clean = |text: String| taken_out(text, credential);
-    judge_cleaned(status, answer, retry_after, location.map(clean), clean)
+    judge(status, answer, retry_after, location.map(clean), clean)
 }
 
 /// `text` with our forward credential taken out, as sent and as JSON
@@ -243,18 +243,10 @@ fn taken_out(text: String, credential: Option<&str>) -> String {
 /// - any other 4xx (401, 403, 404, 413, …): the upstream refused this
 ///   batch: parked with the reason (a hint added for the statuses that
 ///   usually mean the token or the URL), and the next batch goes on.
-pub fn judge(
-    status: u16,
-    answer: &[u8],
-    retry_after: Option<Duration>,
-    location: Option<String>,
-) -> Attempt {
-    judge_cleaned(status, answer, retry_after, location, |text| text)
-}
-
-/// `judge`, with `clean` applied to the answer's text before the reason
-/// is cut from it.
-fn judge_cleaned(
+///
+/// `clean` is applied to the answer's text before the reason is cut from
+/// it.
+fn judge(
     status: u16,
     answer: &[u8],
     retry_after: Option<Duration>,
@@ -385,7 +377,7 @@ mod tests {
     }
 
     fn kind(status: u16) -> &'static str {
-        match judge(status, br#"{"error":"why"}"#, None, None) {
+        match judged(status, br#"{"error":"why"}"#, None, None, None) {
             Attempt::Delivered => "delivered",
             Attempt::Retry { .. } => "retry",
             Attempt::Park { .. } => "park",
@@ -416,7 +408,8 @@ mod tests {
         ] {
             assert_eq!(kind(status), want, "{status}");
         }
-        let Attempt::Park { reason } = judge(413, br#"{"error":"too big"}"#, None, None) else {
+        let Attempt::Park { reason } = judged(413, br#"{"error":"too big"}"#, None, None, None)
+        else {
             panic!("413 parks");
         };
         assert_eq!(reason, "413: too big");
