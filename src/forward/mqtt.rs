@@ -75,9 +75,9 @@ impl MqttTarget {
             return Err(format!("--forward {url:?} must name a broker host"));
         }
         let prefix = prefix.trim_end_matches('/');
-        if prefix.contains(['+', '#', '\0']) {
+        if prefix.contains(unfit_in_topic) {
             return Err(format!(
-                "--forward {url:?}: the topic prefix may not hold '+', '#' or NUL"
+                "--forward {url:?}: the topic prefix may not hold '+', '#' or NUL, nor another control character or a noncharacter"
             ));
         }
         if credentials.mqtt_password.is_some() && credentials.mqtt_username.is_none() {
@@ -170,13 +170,7 @@ struct TypeOnly {
 /// characters U+0001–U+001F and U+007F–U+009F, the noncharacters).
 /// mosquitto does close it, so one such `@t` held every later batch back.
 pub fn topic(prefix: &str, unit_id: Option<&str>, record_type: Option<&str>) -> String {
-    let unfit = |c: char| {
-        matches!(c, '+' | '#') || c.is_control() || {
-            let n = u32::from(c);
-            (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
-        }
-    };
-    let clean = |s: &str| s.replace(unfit, "_");
+    let clean = |s: &str| s.replace(unfit_in_topic, "_");
     let unit = clean(unit_id.unwrap_or("_unknown")).replace('/', "_");
     let kind = clean(record_type.unwrap_or("_untyped")).replace('.', "/");
     if prefix.is_empty() {
@@ -315,6 +309,16 @@ impl Mqtt {
     }
 }
 
+/// What a topic cannot hold: the wildcards `+` and `#`, and what MQTT
+/// lets a broker close the connection for (control characters, NUL among
+/// them, and Unicode's noncharacters).
+fn unfit_in_topic(c: char) -> bool {
+    matches!(c, '+' | '#') || c.is_control() || {
+        let n = u32::from(c);
+        (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
+    }
+}
+
 /// Longest topic MQTT can name (its length is written in two bytes).
 const MAX_TOPIC: usize = u16::MAX as usize;
 
@@ -404,5 +408,6 @@ mod tests {
         assert!(MqttTarget::parse("mqtt://u:p@h/x", &none).is_err());
         assert!(MqttTarget::parse("mqtt://h:x/x", &none).is_err());
         assert!(MqttTarget::parse("mqtt://h/a/#", &none).is_err());
+        assert!(MqttTarget::parse("mqtt://h/a\u{1}b", &none).is_err());
     }
 }
