@@ -64,7 +64,77 @@ pub struct Counts {
 /// Reads every record: the text must be a JSON array of objects. The one
 /// rule for what the receiver accepts (`ingest`) and what a capture's
 /// repair keeps as a batch.
+///
+/// A lone UTF-16 surrogate escape (`"\udc80"`, no partner) is JSON by its
+/// grammar, and Python's `json.dumps` writes one for a string holding a
+/// surrogate, but serde_json refuses it wherever a string is read as text
+/// (a key, `@t`, `@ts`): such a body is read again as `readable` gives it,
+/// so that it is not refused, and retried by the device for ever, for one
+/// character. Only a body that failed is looked at again.
 pub fn scan(text: &str) -> Result<Counts, serde_json::Error> {
+    scan_as_is(text).or_else(|e| match readable(text) {
+        Cow::Owned(read) => scan_as_is(&read),
+        Cow::Borrowed(_) => Err(e),
+    })
+}
+
+/// `text` as readers of records take it: each `\u` escape of a lone
+/// surrogate written `\ufffd` (the replacement character) in place, so
+/// the text keeps its length and an error its position. Escapes of a
+/// surrogate pair, and everything else, are left as they are; borrowed
+/// when there is nothing to replace. What is captured, hashed and
+/// forwarded is the text as it came; only reading goes through this.
+pub fn readable(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    if memchr::memmem::find(b, b"\\u").is_none() {
+        return Cow::Borrowed(text);
+    }
+    let hex = |at: usize| -> Option<u32> {
+        let digits = b.get(at..at + 4)?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let (high, low) = (0xD800..0xDC00, 0xDC00..0xE000);
+    // Where the four hex digits of each lone surrogate's escape begin.
+    let mut lone = Vec::new();
+    let mut at = 0;
+    // Backslashes are walked from the start, each escape skipped whole, so
+    // that `\\u` (an escaped backslash, then `u`) is not taken for one.
+    while let Some(found) = b.get(at..).and_then(|rest| memchr::memchr(b'\\', rest)) {
+        let i = at + found;
+        at = i + 2;
+        if b.get(i + 1) != Some(&b'u') {
+            continue;
+        }
+        let Some(unit) = hex(i + 2) else {
+            continue;
+        };
+        at = i + 6;
+        if high.contains(&unit) {
+            let paired = b.get(i + 6..i + 8) == Some(&b"\\u"[..])
+                && hex(i + 8).is_some_and(|next| low.contains(&next));
+            if paired {
+                at = i + 12;
+            } else {
+                lone.push(i + 2);
+            }
+        } else if low.contains(&unit) {
+            lone.push(i + 2);
+        }
+    }
+    if lone.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut read = text.to_owned();
+    for at in lone {
+        read.replace_range(at..at + 4, "fffd");
+    }
+    Cow::Owned(read)
+}
+
+fn scan_as_is(text: &str) -> Result<Counts, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     BatchSeed
         .deserialize(&mut de)
@@ -224,5 +294,79 @@ impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn readable_replaces_lone_surrogates_only() {
+        let cases = [
+            (r#""a\udc80b""#, r#""a\ufffdb""#),
+            (r#""\ud800""#, r#""\ufffd""#),
+            (r#""\uD83D\uDE00""#, r#""\uD83D\uDE00""#),
+            (r#""\ud83d\ud83d\ude00""#, r#""\ufffd\ud83d\ude00""#),
+            (r#""\ude00\ud83d""#, r#""\ufffd\ufffd""#),
+            (r#""\\ud800""#, r#""\\ud800""#),
+            (r#""\\\ud800""#, r#""\\\ufffd""#),
+            (r#""\u00e6\n\"""#, r#""\u00e6\n\"""#),
+            ("\"\\ud8", "\"\\ud8"),
+            ("\\", "\\"),
+            ("", ""),
+        ];
+        for (given, read) in cases {
+            assert_eq!(readable(given), read, "{given}");
+        }
+        assert!(matches!(readable(r#""\u00e6""#), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_read_not_refused() {
+        let body = r#"[{"@t":"obd.\udc80x","@ts":"2026-12-05T00:00:00Z","k\ud800":"\udfff"},{"@t":"obd.rpm","@ts":"2026-12-05T00:00:01Z"}]"#;
+        let counts = scan(body).unwrap();
+        assert_eq!(counts.records, 2);
+        assert_eq!(counts.malformed, 0);
+        // A timestamp with a lone surrogate is read, and is no timestamp.
+        let bad_ts = r#"[{"@t":"x","@ts":"2026-12-05\udc80"}]"#;
+        assert_eq!(scan(bad_ts).unwrap().malformed, 1);
+        // A body wrong for another reason is refused where serde_json says.
+        let wrong = r#"[{"@t":"\udc80"},]"#;
+        let as_is = serde_json::from_str::<serde_json::Value>(&readable(wrong)).unwrap_err();
+        let e = scan(wrong).unwrap_err();
+        assert_eq!((e.line(), e.column()), (as_is.line(), as_is.column()));
+    }
+
+    proptest! {
+        /// Any UTF-16 string, lone surrogates included, written as
+        /// Python's json.dumps writes it (every unit past ASCII as `\u`),
+        /// reads back as its lossy decoding: each lone unit one U+FFFD.
+        #[test]
+        fn readable_reads_what_python_writes(units in proptest::collection::vec(
+            prop_oneof![
+                Just(u16::from(b'\\')),
+                Just(u16::from(b'"')),
+                Just(u16::from(b'u')),
+                0x20u16..0x7f,
+                0xd800u16..0xe000,
+                0x80u16..0xffff,
+            ],
+            0..24,
+        )) {
+            let mut json = String::from("\"");
+            for &u in &units {
+                match u {
+                    0x5c => json.push_str("\\\\"),
+                    0x22 => json.push_str("\\\""),
+                    0x20..0x7f => json.push(char::from(u as u8)),
+                    _ => json.push_str(&format!("\\u{u:04x}")),
+                }
+            }
+            json.push('"');
+            let read: String = serde_json::from_str(&readable(&json)).unwrap();
+            prop_assert_eq!(read, String::from_utf16_lossy(&units));
+        }
     }
 }

@@ -153,7 +153,7 @@ fn parts(path: &Path, size: u64) {
         load::scan(
             path,
             None,
-            |_, l| Some(load::count_records(l.records_text().unwrap()).records),
+            |_, l| Some(load::count_records(&l.records_text().unwrap()).records),
             |_, r| n += r as u64,
             |_, _| {},
         )

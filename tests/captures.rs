@@ -1162,6 +1162,54 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     validate_gpx(&gpx);
 }
 
+/// A lone UTF-16 surrogate escape, as Python's `json.dumps` writes a
+/// string holding one, in a key, in `@t` and in a value: JSON by its
+/// grammar, so taken (a refusal would be retried by the device for ever),
+/// kept byte for byte, and read back with the replacement character.
+#[test]
+fn a_lone_surrogate_is_taken_kept_as_sent_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("lone.jsonl");
+    let rx = common::Receiver::spawn(binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    let body = r#"[{"@t":"obd.\udc80x","@ts":"2026-12-05T08:00:00Z","k\ud800":"\udfff","ok":1}]"#;
+    let auth = format!("token {TOKEN}");
+    let answer = rx.post(&[("authorization", &auth)], body.as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.text().contains(r#""accepted":1"#),
+        "{}",
+        answer.text()
+    );
+    drop(rx);
+    let kept = std::fs::read_to_string(&capture).unwrap();
+    assert!(
+        kept.contains(&format!(r#""records":{body}"#)),
+        "the records kept as sent: {kept}"
+    );
+    let p = capture.to_str().unwrap();
+
+    let out = autopi(&["view", "--summary", p]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(summary.contains("records    1 (0 malformed)"), "{summary}");
+    assert!(summary.contains("obd.\u{fffd}x"), "{summary}");
+
+    let out = autopi(&["export", p, "--format", "csv", "--type", "obd.\u{fffd}x"]);
+    assert!(out.status.success(), "csv: {}", text(&out.stderr));
+    let mut csv = csv::Reader::from_reader(&out.stdout[..]);
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    let row = csv.records().next().unwrap().unwrap();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(&row[at("@t")], "obd.\u{fffd}x");
+    assert_eq!(&row[at("k\u{fffd}")], "\u{fffd}");
+    assert_eq!(&row[at("ok")], "1");
+}
+
 /// A replay whose receiver answers with a redirect stops at the first
 /// batch and says so: it was counted as delivered, and a replay to a URL
 /// that redirects (http to https, a moved path) claimed every batch sent

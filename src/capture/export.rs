@@ -199,7 +199,7 @@ fn collect_fixes(
             let Some(text) = line.records_text() else {
                 return (line.unit_id, fixes, bad);
             };
-            let _ = for_each_record(text, |r| {
+            let _ = for_each_record(&text, |r| {
                 if !filter.record(&r) {
                     return;
                 }
@@ -481,7 +481,7 @@ pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Writte
         |_, line| {
             let mut found: Vec<(String, Vec<String>)> = Vec::new();
             if let Some(text) = line.records_text() {
-                let _ = for_each_record(text, |r| {
+                let _ = for_each_record(&text, |r| {
                     if !filter.record(&r) {
                         return;
                     }
@@ -558,7 +558,7 @@ pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Writte
             let mut rows: Vec<Row> = Vec::new();
             let received = line.received.to_string();
             if let Some(text) = line.records_text() {
-                let _ = for_each_record(text, |r| {
+                let _ = for_each_record(&text, |r| {
                     if !filter.record(&r) {
                         return;
                     }
@@ -877,7 +877,7 @@ fn picked(records: &Arc<[u8]>, filter: &Filter) -> Option<(Arc<[u8]>, u64)> {
     for item in items {
         let one = format!("[{}]", item.get());
         let mut keep = false;
-        let _ = for_each_record(&one, |r| keep = filter.record(&r));
+        let _ = for_each_record(&crate::batch::readable(&one), |r| keep = filter.record(&r));
         if keep {
             kept.push(item.get());
         }

@@ -122,15 +122,23 @@ impl CaptureLine {
         self.acked && !self.retry && self.duplicate_of.is_none()
     }
 
-    /// The records as text (captures hold JSON, which is UTF-8).
-    pub fn records_text(&self) -> Option<&str> {
-        std::str::from_utf8(&self.records).ok()
+    /// The records as text to read (captures hold JSON, which is UTF-8),
+    /// lone surrogate escapes as the replacement character
+    /// (`batch::readable`), as the receiver read them when it took them.
+    pub fn records_text(&self) -> Option<Cow<'_, str>> {
+        std::str::from_utf8(&self.records)
+            .ok()
+            .map(crate::batch::readable)
     }
 
     /// The request event the listener would have reported for this line,
     /// so the dashboard's fold is fed exactly what it was fed live.
     pub fn to_event(&self, id: u64) -> RequestEvent {
-        let counts = self.records_text().map(count_records).unwrap_or_default();
+        let counts = self
+            .records_text()
+            .as_deref()
+            .map(count_records)
+            .unwrap_or_default();
         let mut headers = Vec::new();
         if let Some(u) = &self.unit_id {
             headers.push(("unit-id".to_string(), u.clone()));

@@ -143,6 +143,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
             }
             let counts = line
                 .records_text()
+                .as_deref()
                 .map(load::count_records)
                 .unwrap_or_default();
             let payload = encode_json(

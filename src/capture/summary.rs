@@ -162,7 +162,7 @@ fn digest(line: &CaptureLine) -> Digest {
     let Some(text) = line.records_text() else {
         return d;
     };
-    let _ = for_each_record(text, |r| {
+    let _ = for_each_record(&text, |r| {
         d.records += 1;
         if r.kind_name.is_empty() || r.ts.is_none() {
             d.malformed += 1;

@@ -536,7 +536,7 @@ impl App {
         let stem = capture
             .file_stem()
             .map_or("autopi-rx".into(), |s| s.to_string_lossy());
-        let ext = if r.captured || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        let ext = if r.captured || detail::is_json(body) {
             "json"
         } else {
             "bin"

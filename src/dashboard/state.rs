@@ -427,9 +427,11 @@ impl Device {
         let mut index: foldhash::HashMap<std::borrow::Cow<'_, str>, usize> =
             foldhash::HashMap::default();
         let mut seen: Vec<Seen<'_>> = Vec::new();
-        // The listener accepted this batch, so it parses; a failure could
-        // only leave the batch partly shown, never wrong.
-        let _ = for_each_record(text, |r| {
+        // The listener accepted this batch, so it parses (read as the
+        // listener read it); a failure could only leave the batch partly
+        // shown, never wrong.
+        let text = crate::batch::readable(text);
+        let _ = for_each_record(&text, |r| {
             let ts = r.ts.unwrap_or(received);
             self.records += 1;
             if feeds_history(&r) {
@@ -995,6 +997,16 @@ mod tests {
         );
         assert_eq!(d.last_upload, at("2026-11-27T09:00:00Z"));
         assert_eq!(s.last_upload, Some(at("2026-11-27T09:00:00Z")));
+    }
+
+    #[test]
+    fn a_lone_surrogate_shows_as_the_replacement_character() {
+        let mut s = State::default();
+        let body = r#"[{"@t":"obd.\udc80x","@ts":"2026-12-05T08:00:00Z","k\ud800":1}]"#;
+        s.apply(&accepted(1, at("2026-12-05T08:00:01Z"), Some(UNIT), body));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(d.records, 1);
+        assert_eq!(d.types["obd.\u{fffd}x"].count, 1);
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Deliver for Mqtt {
         let messages: Vec<(String, Vec<u8>)> = records
             .iter()
             .map(|r| {
-                let t = serde_json::from_str::<TypeOnly>(r.get())
+                let t = serde_json::from_str::<TypeOnly>(&crate::batch::readable(r.get()))
                     .ok()
                     .and_then(|t| t.t);
                 let t = t.as_ref().and_then(|v| v.as_str());

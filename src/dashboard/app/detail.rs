@@ -286,9 +286,12 @@ pub fn broke_at(r: &RequestEvent) -> Option<Vec<String>> {
     ])
 }
 
-/// True when the kept body is JSON (and so is pretty-printed).
-fn is_json(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+/// True when the kept body is JSON (and so is pretty-printed), lone
+/// surrogate escapes included, as the receiver reads them.
+pub(super) fn is_json(body: &[u8]) -> bool {
+    std::str::from_utf8(body).is_ok_and(|text| {
+        serde_json::from_str::<serde::de::IgnoredAny>(&crate::batch::readable(text)).is_ok()
+    })
 }
 
 /// The body's title: its size, how it is shown, and exactly what is kept
