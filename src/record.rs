@@ -102,6 +102,12 @@ pub enum Scalar<'a> {
 impl fmt::Display for Scalar<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Past any reading's size, or below its precision, in
+            // exponent form: `1e308` written out is 309 digits, and a
+            // number beyond f64's precision looks exact when it is not.
+            Scalar::Number(n) if n.abs() >= 1e15 || (*n != 0.0 && n.abs() < 1e-6) => {
+                write!(f, "{n:e}")
+            }
             Scalar::Number(n) => write!(f, "{n}"),
             Scalar::Text(t) => f.write_str(t),
         }
@@ -373,6 +379,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_past_a_reading_are_shown_in_exponent_form() {
+        let shown = |n: f64| Scalar::Number(n).to_string();
+        assert_eq!(shown(1500.0), "1500");
+        assert_eq!(shown(-12.25), "-12.25");
+        assert_eq!(shown(0.0), "0");
+        assert_eq!(shown(1e308), "1e308");
+        assert_eq!(
+            shown(123456789012345678901234567890.0),
+            "1.2345678901234568e29"
+        );
+        assert_eq!(shown(1e-7), "1e-7");
+    }
 
     #[test]
     fn raw_values_read_like_serde_json_reads_them() {

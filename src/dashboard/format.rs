@@ -55,6 +55,54 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// A number in at most `width` columns: as `plain` writes it when that
+/// fits, else with an SI suffix (`12.3M`), else in exponent form. Never
+/// cut: a cut number reads as another number.
+pub fn fitted_number(n: f64, width: usize, plain: impl Fn(f64) -> String) -> String {
+    let text = plain(n);
+    if text.len() <= width {
+        return text;
+    }
+    for (scale, suffix) in [(1e3, 'k'), (1e6, 'M'), (1e9, 'G'), (1e12, 'T')] {
+        let scaled = n / scale;
+        if scaled.abs() >= 1000.0 {
+            continue;
+        }
+        for decimals in [1, 0] {
+            let text = format!("{scaled:.decimals$}{suffix}");
+            if text.len() <= width {
+                return text;
+            }
+        }
+    }
+    for decimals in [1, 0] {
+        let text = format!("{n:.decimals$e}");
+        if text.len() <= width {
+            return text;
+        }
+    }
+    "…".to_string()
+}
+
+/// `s` cut to `width` columns (`fit`) and padded with spaces to exactly
+/// `width` columns, after it (`Left`) or before it: `format!`'s padding
+/// counts characters, which wide and combining characters are not.
+pub fn padded(s: &str, width: usize, side: Side) -> String {
+    let text = fit(s, width);
+    let pad = " ".repeat(width.saturating_sub(text.width()));
+    match side {
+        Side::Left => text + &pad,
+        Side::Right => pad + &text,
+    }
+}
+
+/// Which side of its column a padded text keeps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Left,
+    Right,
+}
+
 /// Time of day in UTC with seconds: `08:00:01`.
 pub fn clock(t: Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
@@ -194,6 +242,39 @@ pub use crate::text::is_invisible;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_fit_their_column_without_being_cut() {
+        let rate = |r: f64| fitted_number(r, 7, |r| format!("{r:.1}"));
+        assert_eq!(rate(12.5), "12.5");
+        assert_eq!(rate(99_999.94), "99999.9");
+        assert_eq!(rate(599_940_000.0), "599.9M");
+        assert_eq!(rate(297_255.4), "297.3k");
+        assert_eq!(rate(1e300), "1.0e300");
+        assert_eq!(rate(-1e300), "-1e300");
+        let counted = |n: u64| fitted_number(n as f64, 9, |n| count(n as u64));
+        assert_eq!(counted(9_999_999), "9,999,999");
+        assert_eq!(counted(10_000_000), "10.0M");
+        assert_eq!(counted(u64::MAX), "1.8e19");
+    }
+
+    #[test]
+    fn padding_counts_columns() {
+        for s in [
+            "rpm",
+            "燃料",
+            "e\u{301}\u{301}x",
+            "zw\u{200b}sp",
+            "a-name-too-long",
+        ] {
+            for side in [Side::Left, Side::Right] {
+                assert_eq!(padded(s, 8, side).width(), 8, "{s:?}");
+            }
+        }
+        assert_eq!(padded("燃料", 6, Side::Left), "燃料  ");
+        assert_eq!(padded("1500", 6, Side::Right), "  1500");
+        assert_eq!(padded("a-name-too-long", 8, Side::Left), "a-name-…");
+    }
 
     #[test]
     fn device_units_are_shortened_and_others_kept() {

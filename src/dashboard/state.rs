@@ -32,6 +32,12 @@ pub const MAX_DEVICES: usize = 64;
 /// Record types, OBD pids and trouble codes tracked per device; a device
 /// inventing endless new names cannot grow memory past this.
 pub const MAX_KEYS: usize = 256;
+/// Longest name kept (a record type, an event's tag, an OBD pid, a
+/// trouble code, a battery state); longer ones are cut, ending in `…`, so
+/// a device sending 100 000-character tags holds a few hundred bytes per
+/// event, not the tag. Two names alike in their first 200 characters
+/// count as one.
+pub const NAME_CHARS: usize = 200;
 /// Shown for requests that carried no `unit-id` header (very old firmware).
 pub const NO_UNIT_ID: &str = "(no unit-id)";
 /// Longest one-line value kept for the Types tab.
@@ -452,7 +458,7 @@ impl Device {
                     last: ts,
                     record: r,
                 });
-            } else if let Some(t) = self.types.get_mut(r.kind_name.as_ref()) {
+            } else if let Some(t) = self.types.get_mut(name(&r.kind_name).as_ref()) {
                 // Past the cap: the types merged below fill the table
                 // first (they came first), so only known ones are counted.
                 t.add(ts, 1, ts);
@@ -468,7 +474,7 @@ impl Device {
             }
             if let Some(t) = self
                 .types
-                .get_mut(r.kind_name.as_ref())
+                .get_mut(name(&r.kind_name).as_ref())
                 .filter(|t| t.last_ts == ts)
             {
                 t.last_value = summary(r, &view);
@@ -478,6 +484,7 @@ impl Device {
 
     /// Counts `count` records of type `kind`, stamped from `first` to `last`.
     fn count_type(&mut self, kind: &str, first: Timestamp, count: u64, last: Timestamp) {
+        let kind = &*name(kind);
         if let Some(t) = self.types.get_mut(kind) {
             t.add(first, count, last);
         } else if self.types.len() < MAX_KEYS {
@@ -520,7 +527,7 @@ impl Device {
                 let line = LogLine {
                     ts,
                     failure: is_failure(tag),
-                    tag: tag.to_string(),
+                    tag: name(tag).into_owned(),
                     fields: clip(r.fields_as_pairs(), FIELD_CHARS),
                     seq: self.events_seen,
                     late,
@@ -528,6 +535,7 @@ impl Device {
                 self.events.insert_ordered(line, LogLine::key);
             }
             View::Obd { pid, value, unit } => {
+                let pid = name(pid);
                 let room = self.obd.len() < MAX_KEYS || self.obd.contains_key(pid.as_ref());
                 if room && newer(self.obd.get(pid.as_ref()), ts) {
                     let value = ObdValue {
@@ -538,11 +546,12 @@ impl Device {
                         unit: unit.as_ref().map(|u| clip(u.to_string(), FIELD_CHARS)),
                     };
                     let old = self.folding_old;
-                    self.obd.insert(pid.to_string(), Stamped { ts, value, old });
+                    self.obd
+                        .insert(pid.into_owned(), Stamped { ts, value, old });
                 }
             }
             View::Dtc { code, text } => {
-                let code = code.as_deref().unwrap_or("?").to_string();
+                let code = name(code.as_deref().unwrap_or("?")).into_owned();
                 let text = clip(text.as_deref().unwrap_or("").to_string(), FIELD_CHARS);
                 let room = self.dtcs.len() < MAX_KEYS || self.dtcs.contains_key(&code);
                 if room && newer(self.dtcs.get(&code), ts) {
@@ -576,7 +585,7 @@ impl Device {
         if !newer(self.battery.as_ref(), ts) {
             return;
         }
-        let state = b.state.as_deref().unwrap_or("").to_string();
+        let state = name(b.state.as_deref().unwrap_or("")).into_owned();
         let state_since = match &self.battery {
             Some(old) if old.value.state == state => old.value.state_since,
             _ => ts,
@@ -779,14 +788,31 @@ pub fn summary(r: &Record<'_>, view: &View<'_>) -> String {
 /// their bytes. The capture keeps everything.
 const FIELD_CHARS: usize = 400;
 
-/// `s` cut to `max` characters, marked with `…` when cut.
-fn clip(mut s: String, max: usize) -> String {
-    if let Some((at, _)) = s.char_indices().nth(max) {
-        s.truncate(at);
-        s.pop();
-        s.push('…');
+/// A name as kept: its invisible characters written as `\u{..}`
+/// (`text::shown`), so that `rpm` and `rpm` with a zero-width space are
+/// two rows that look different, not two alike (the screen drops what
+/// it cannot show); cut to `NAME_CHARS` characters, ending in `…` when cut.
+fn name(s: &str) -> std::borrow::Cow<'_, str> {
+    let shown = crate::text::shown(s);
+    match shown.char_indices().nth(NAME_CHARS) {
+        None => shown,
+        Some(_) => std::borrow::Cow::Owned(clip(shown.into_owned(), NAME_CHARS)),
     }
-    s
+}
+
+/// `s` cut to `max` characters, marked with `…` when cut. A cut one is a
+/// new string: `truncate` keeps the capacity, and a 100 000-character tag
+/// cut to 200 held its 100 000 bytes for as long as the line was kept.
+fn clip(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s,
+        Some((at, _)) => {
+            let mut cut = s[..at].to_owned();
+            cut.pop();
+            cut.push('…');
+            cut
+        }
+    }
 }
 
 /// An optional number, `-` when missing.
@@ -1007,6 +1033,46 @@ mod tests {
         let d = s.device(UNIT).unwrap();
         assert_eq!(d.records, 1);
         assert_eq!(d.types["obd.\u{fffd}x"].count, 1);
+    }
+
+    #[test]
+    fn long_names_are_kept_cut() {
+        let long = "x".repeat(100_000);
+        let body = format!(
+            r#"[{{"@t":"event.{long}","@ts":"2026-12-05T08:00:00Z","@tag":"a/{long}"}},{{"@t":"obd.{long}","@ts":"2026-12-05T08:00:01Z","value":1}},{{"@t":"obd.bat","@ts":"2026-12-05T08:00:02Z","voltage":12.5,"state":"{long}"}},{{"@t":"obd.{long}","@ts":"2026-12-05T08:00:03Z","value":2}}]"#
+        );
+        let mut s = State::default();
+        s.apply(&accepted(1, at("2026-12-05T08:00:04Z"), Some(UNIT), &body));
+        let d = s.device(UNIT).unwrap();
+        let fits = |n: &str| n.chars().count() <= NAME_CHARS && n.ends_with('…');
+        assert!(d.types.keys().all(|k| k.len() < 300), "type names cut");
+        assert!(d.types.keys().filter(|k| k.len() > 100).all(|k| fits(k)));
+        let obd = d
+            .types
+            .iter()
+            .find(|(k, _)| k.starts_with("obd.x"))
+            .unwrap();
+        assert_eq!(obd.1.count, 2, "one type for the two records");
+        assert!(d.obd.keys().all(|k| fits(k)), "{:?}", d.obd.len());
+        assert_eq!(d.obd.values().next().unwrap().value.value, "2");
+        assert!(d.events.iter().all(|e| fits(&e.tag)));
+        assert!(fits(&d.battery.as_ref().unwrap().value.state));
+        assert!(
+            d.events.iter().all(|e| e.tag.capacity() < 1_000),
+            "what was cut is not held"
+        );
+
+        // Names alike but for an invisible character are told apart.
+        let twins = r#"[{"@t":"obd.rpm","@ts":"2026-12-05T08:00:05Z","value":850},{"@t":"obd.rpm\u200b","@ts":"2026-12-05T08:00:05Z","value":6500}]"#;
+        s.apply(&accepted(2, at("2026-12-05T08:00:06Z"), Some(UNIT), twins));
+        let d = s.device(UNIT).unwrap();
+        assert!(d.types.contains_key("obd.rpm"));
+        assert!(
+            d.types.contains_key("obd.rpm\\u{200b}"),
+            "{:?}",
+            d.types.keys()
+        );
+        assert!(d.obd.contains_key("rpm\\u{200b}"));
     }
 
     #[test]

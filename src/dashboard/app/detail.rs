@@ -15,6 +15,42 @@ const MAX_BODY_LINES: usize = 50_000;
 const REFUSED_BODY_HELD: usize = 64 * 1024;
 /// Characters shown before and after the spot where the JSON broke.
 const CONTEXT: usize = 60;
+/// Most characters kept of one body line (a 30 MB string is one line),
+/// past any terminal's width; the rest is `…`.
+const LINE_CHARS: usize = 2_000;
+/// Levels indented in a pretty body; deeper ones stay at this indentation
+/// (a body nested 25 000 deep made lines of 50 000 spaces each).
+const MAX_INDENT: usize = 64;
+
+/// One body line being laid out, kept to `LINE_CHARS` characters.
+#[derive(Default)]
+struct Laid {
+    text: String,
+    chars: usize,
+}
+
+impl Laid {
+    fn indented(depth: usize) -> Laid {
+        let mut line = Laid::default();
+        line.push_str(&"  ".repeat(depth.min(MAX_INDENT)));
+        line
+    }
+    fn push(&mut self, c: char) {
+        if self.chars < LINE_CHARS {
+            self.text.push(c);
+        } else if self.chars == LINE_CHARS {
+            self.text.push('…');
+        }
+        self.chars += 1;
+    }
+    fn push_str(&mut self, s: &str) {
+        s.chars().for_each(|c| self.push(c));
+    }
+    /// The line so far, a new one (indented `depth` levels) in its place.
+    fn next(&mut self, depth: usize) -> String {
+        std::mem::replace(self, Laid::indented(depth)).text
+    }
+}
 
 /// What a piece of text is, for its style.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,7 +317,7 @@ pub fn broke_at(r: &RequestEvent) -> Option<Vec<String>> {
         format!("  byte {offset}: {before}{after}"),
         format!(
             "  {}^",
-            " ".repeat(format!("byte {offset}: ").len() + before.chars().count())
+            " ".repeat(format!("byte {offset}: ").len() + before.width())
         ),
     ])
 }
@@ -393,7 +429,7 @@ pub fn body_lines(r: &RequestEvent, pretty_batch: bool) -> Vec<String> {
 /// A JSON array one element a line, without whitespace between tokens.
 pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
     let mut lines = vec!["[".to_string()];
-    let mut line = String::new();
+    let mut line = Laid::default();
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for c in json.chars() {
         if in_string {
@@ -420,7 +456,7 @@ pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
             }
             ',' if depth == 1 => {
                 line.push(',');
-                lines.push(format!("  {}", std::mem::take(&mut line)));
+                lines.push(format!("  {}", line.next(0)));
                 if lines.len() > max_lines {
                     lines.push("…".to_string());
                     return lines;
@@ -432,8 +468,8 @@ pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
         }
         line.push(c);
     }
-    if !line.is_empty() {
-        lines.push(format!("  {line}"));
+    if !line.text.is_empty() {
+        lines.push(format!("  {}", line.text));
     }
     lines.push("]".to_string());
     lines
@@ -444,17 +480,20 @@ fn raw(text: &str, max_lines: usize) -> Vec<String> {
     text.lines()
         .take(max_lines)
         .map(|l| {
-            l.chars()
-                .map(|c| if c.is_control() { '·' } else { c })
-                .collect()
+            let mut line = Laid::default();
+            for c in l.chars().take(LINE_CHARS + 1) {
+                line.push(if c.is_control() { '·' } else { c });
+            }
+            line.text
         })
         .collect()
 }
 
-/// JSON text indented two spaces per level, keys in their original order.
+/// JSON text indented two spaces per level (up to `MAX_INDENT` levels),
+/// keys in their original order, each line kept to `LINE_CHARS`.
 pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut line = String::new();
+    let mut line = Laid::default();
     let (mut depth, mut in_string, mut escaped, mut just_opened) = (0usize, false, false, false);
     for c in json.chars() {
         if lines.len() >= max_lines {
@@ -472,12 +511,12 @@ pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
         }
         let closing = matches!(c, '}' | ']');
         if just_opened && !closing {
-            lines.push(std::mem::replace(&mut line, "  ".repeat(depth)));
+            lines.push(line.next(depth));
         }
         if closing {
             depth = depth.saturating_sub(1);
             if !just_opened {
-                lines.push(std::mem::replace(&mut line, "  ".repeat(depth)));
+                lines.push(line.next(depth));
             }
         }
         just_opened = false;
@@ -489,7 +528,7 @@ pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
             }
             ',' => {
                 line.push(c);
-                lines.push(std::mem::replace(&mut line, "  ".repeat(depth)));
+                lines.push(line.next(depth));
             }
             ':' => line.push_str(": "),
             '"' => {
@@ -499,8 +538,8 @@ pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
             _ => line.push(c),
         }
     }
-    if !line.trim().is_empty() {
-        lines.push(line);
+    if !line.text.trim().is_empty() {
+        lines.push(line.text);
     }
     lines
 }
@@ -580,5 +619,49 @@ mod tests {
         );
         r.error = Some("gzip body: body is not ... (byte 3)".into());
         assert_eq!(broke_at(&r), None);
+
+        // Wide and combining characters before the spot: the caret counts
+        // terminal columns, not characters.
+        let body = "[{\"note\":\"燃料燃料 e\u{301}\"} {\"b\":2}]";
+        let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
+            .unwrap_err()
+            .error;
+        let r = crate::fixtures::refused(2, at, 400, &error, body);
+        let spot = broke_at(&r).unwrap();
+        let caret = spot[1].find('^').unwrap();
+        let (mut cols, mut under) = (0, None);
+        for c in spot[0].chars() {
+            if cols == caret {
+                under = Some(c);
+            }
+            cols += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        }
+        assert_eq!(under, Some('{'), "{spot:?}");
+    }
+
+    #[test]
+    fn lines_stay_short_however_deep_or_long_the_body() {
+        let deep = format!("{}1{}", "[".repeat(25_000), "]".repeat(25_000));
+        let lines = pretty(&deep, MAX_BODY_LINES);
+        assert_eq!(
+            lines.len(),
+            MAX_BODY_LINES + 1,
+            "the line limit still holds"
+        );
+        let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
+        assert_eq!(
+            widest,
+            2 * MAX_INDENT + 1,
+            "indentation stops at MAX_INDENT"
+        );
+
+        let long = format!(r#"[{{"s":"{}"}},{{"a":1}}]"#, "x".repeat(1_000_000));
+        for lines in [pretty(&long, 100), compact(&long, 100), raw(&long, 100)] {
+            let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
+            assert!(widest <= LINE_CHARS + 3, "{widest}");
+            assert!(lines.iter().any(|l| l.ends_with('…')));
+        }
+        let kept = compact(&long, 100);
+        assert_eq!(kept[2], r#"  {"a":1}"#, "the next record is whole");
     }
 }

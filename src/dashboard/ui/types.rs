@@ -12,7 +12,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Cell, Row, Table, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{age, count, fit};
+use crate::dashboard::format::{age, count, fit, fitted_number};
 use crate::dashboard::state::TypeStats;
 use crate::dashboard::ui::{column_widths, filter_title, nothing_shown, panel, placeholder};
 use ratatui::text::{Line, Span};
@@ -71,10 +71,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let rows = types.iter().skip(scroll).take(visible).map(|(name, s)| {
         Row::new(vec![
             Cell::from(fit(name, widths[0] as usize)).style(t.value),
-            Cell::from(format!("{:>9}", count(s.count))),
+            Cell::from(format!(
+                "{:>9}",
+                fitted_number(s.count as f64, 9, |n| count(n as u64))
+            )),
             Cell::from(format!(
                 "{:>7}",
-                s.per_minute().map_or("-".into(), |r| format!("{r:.1}"))
+                s.per_minute()
+                    .map_or("-".into(), |r| fitted_number(r, 7, |r| format!("{r:.1}")))
             )),
             Cell::from(fit(&age(app.now(), s.last_ts), widths[3] as usize)).style(t.dim),
             Cell::from(fit(&s.last_value, widths[4] as usize)),

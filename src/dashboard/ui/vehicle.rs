@@ -18,7 +18,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{fit, fit_words, fixed, unit};
+use crate::dashboard::format::{Side, fit_words, fixed, padded, unit};
 use crate::dashboard::state::Device;
 use crate::dashboard::ui::{fit_line, old_data_title, panel, placeholder, value_age};
 use unicode_width::UnicodeWidthStr;
@@ -131,11 +131,11 @@ fn draw_values(app: &App, rows: &[&[String; 4]], area: Rect, buf: &mut Buffer) {
             let gap = width.saturating_sub(name_w + value_w + unit_w + age_w + 3);
             fit_line(
                 Line::from(vec![
-                    Span::styled(format!("{:<name_w$}", fit(name, name_w)), t.label),
+                    Span::styled(padded(name, name_w, Side::Left), t.label),
                     Span::raw(" "),
-                    Span::styled(format!("{:>value_w$}", fit(value, value_w)), t.value),
+                    Span::styled(padded(value, value_w, Side::Right), t.value),
                     Span::raw(" "),
-                    Span::styled(format!("{:<unit_w$}", fit(unit, unit_w)), t.dim),
+                    Span::styled(padded(unit, unit_w, Side::Left), t.dim),
                     Span::raw(" ".repeat(gap + 1)),
                     Span::styled(age.clone(), t.dim),
                 ]),
