@@ -1077,14 +1077,7 @@ fn the_save_key_writes_a_batch_as_export_batches_does() {
 /// made the GPX invalid XML.
 #[test]
 fn readers_take_what_the_receiver_accepted_however_odd() {
-    let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("odd.jsonl");
-    let rx = common::Receiver::spawn(binary().args([
-        "--token",
-        TOKEN,
-        "--capture",
-        capture.to_str().unwrap(),
-    ]));
+    let mut rx = common::Receiver::start(&[]);
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let body = format!(
         r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}}]"#
@@ -1096,8 +1089,8 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
         body.as_bytes(),
     );
     assert_eq!(answer.status, 200, "{}", answer.text());
-    drop(rx);
-    let p = capture.to_str().unwrap();
+    assert!(rx.stop().success());
+    let p = rx.capture.to_str().unwrap();
     let no_escape = |out: &Output, what: &str| {
         assert!(out.status.success(), "{what}: {}", text(&out.stderr));
         assert!(
@@ -1154,7 +1147,7 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
             .is_some_and(|d| d == deep)
     );
 
-    let gpx = dir.path().join("odd.gpx");
+    let gpx = rx.capture.with_extension("gpx");
     let out = autopi(&["export", p, "--format", "gpx", "-o", gpx.to_str().unwrap()]);
     assert!(out.status.success(), "gpx: {}", text(&out.stderr));
     let written = std::fs::read(&gpx).unwrap();
@@ -1168,30 +1161,22 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
 /// kept byte for byte, and read back with the replacement character.
 #[test]
 fn a_lone_surrogate_is_taken_kept_as_sent_and_read_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("lone.jsonl");
-    let rx = common::Receiver::spawn(binary().args([
-        "--token",
-        TOKEN,
-        "--capture",
-        capture.to_str().unwrap(),
-    ]));
+    let mut rx = common::Receiver::start(&[]);
     let body = r#"[{"@t":"obd.\udc80x","@ts":"2026-12-05T08:00:00Z","k\ud800":"\udfff","ok":1}]"#;
-    let auth = format!("token {TOKEN}");
-    let answer = rx.post(&[("authorization", &auth)], body.as_bytes());
+    let answer = rx.upload(body.as_bytes());
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(
         answer.text().contains(r#""accepted":1"#),
         "{}",
         answer.text()
     );
-    drop(rx);
-    let kept = std::fs::read_to_string(&capture).unwrap();
+    assert!(rx.stop().success());
+    let kept = std::fs::read_to_string(&rx.capture).unwrap();
     assert!(
         kept.contains(&format!(r#""records":{body}"#)),
         "the records kept as sent: {kept}"
     );
-    let p = capture.to_str().unwrap();
+    let p = rx.capture.to_str().unwrap();
 
     let out = autopi(&["view", "--summary", p]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -291,8 +291,14 @@ impl State {
     /// How many devices are shown: `64+` once a device beyond
     /// `MAX_DEVICES` sent a batch (its records are counted, not shown).
     pub fn devices_shown(&self) -> String {
+        self.and_more(self.devices.len())
+    }
+
+    /// `n` (of devices, of rows), with `+` once a device beyond
+    /// `MAX_DEVICES` sent a batch.
+    pub fn and_more(&self, n: usize) -> String {
         let more = if self.untracked_batches > 0 { "+" } else { "" };
-        format!("{}{more}", self.devices.len())
+        format!("{n}{more}")
     }
 
     /// The uplink log of the device with this `unit-id`.
@@ -466,7 +472,8 @@ impl Device {
         });
         for s in &seen {
             let r = &s.record;
-            self.count_type(&r.kind_name, s.first, s.count, s.last);
+            let kind = name(&r.kind_name);
+            self.count_type(&kind, s.first, s.count, s.last);
             let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
             if !feeds_history(r) {
@@ -474,7 +481,7 @@ impl Device {
             }
             if let Some(t) = self
                 .types
-                .get_mut(name(&r.kind_name).as_ref())
+                .get_mut(kind.as_ref())
                 .filter(|t| t.last_ts == ts)
             {
                 t.last_value = summary(r, &view);
@@ -482,9 +489,9 @@ impl Device {
         }
     }
 
-    /// Counts `count` records of type `kind`, stamped from `first` to `last`.
+    /// Counts `count` records of type `kind` (a name as kept, see `name`),
+    /// stamped from `first` to `last`.
     fn count_type(&mut self, kind: &str, first: Timestamp, count: u64, last: Timestamp) {
-        let kind = &*name(kind);
         if let Some(t) = self.types.get_mut(kind) {
             t.add(first, count, last);
         } else if self.types.len() < MAX_KEYS {

@@ -94,11 +94,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let logs = &shown.uplinks;
     let mut note = format!(
         "{} device{}",
-        if shown.untracked_batches > 0 {
-            format!("{}+", logs.len())
-        } else {
-            logs.len().to_string()
-        },
+        shown.and_more(logs.len()),
         if logs.len() == 1 { "" } else { "s" },
     );
     if shown.untracked_batches > 0 {
