@@ -1257,3 +1257,56 @@ fn the_uplink_tab_scrolls_device_by_device() {
     let screen = text(&draw(&app, 80, 24));
     assert!(row(&screen, 18), "one step back shows one more: {screen}");
 }
+
+/// Text whose width a terminal could count otherwise than the layout did
+/// (a flag: two regional indicators in one 2-column cluster, drawn by tmux
+/// as two cells; a Devanagari conjunct; an emoji variation selector;
+/// characters the width tables disagree on) is drawn one character that
+/// takes room a cell: the columns a terminal uses are then the ones laid
+/// out, and ratatui redraws every cell it covered (a flag left its second
+/// half on screen after a tab change).
+#[test]
+fn every_cell_holds_one_character_of_the_width_laid_out() {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    let text = "\\ud83c\\udde9\\ud83c\\uddf0 \u{915}\u{94d}\u{937}\u{924}\u{94d}\u{930}\u{93f}\u{92f} \
+        \u{2764}\\ufe0f \u{2630} \u{3248} \u{995}\u{9be} |END";
+    let body = format!(
+        "[{{\"@t\":\"event.x\",\"@ts\":\"2026-11-27T08:00:01Z\",\"@tag\":\"flag/{text}\",\"msg\":\"{text}\"}},\
+         {{\"@t\":\"obd.{text}\",\"@ts\":\"2026-11-27T08:00:02Z\",\"value\":\"{text}\"}}]"
+    );
+    let mut app = empty();
+    app.apply(&accepted(1, at("2026-11-27T08:00:05Z"), Some(UNIT), &body));
+    app.tick(at("2026-11-27T08:00:06Z"));
+    let mut screens = vec![];
+    for (w, h) in [(80, 24), (120, 40)] {
+        screens.push(draw(&app, w, h));
+        press(&mut app, &[KeyCode::Char('3')]);
+        screens.push(draw(&app, w, h));
+        press(&mut app, &[KeyCode::Char('1')]);
+    }
+    for terminal in &screens {
+        let buf = terminal.backend().buffer();
+        for y in 0..buf.area.height {
+            let mut x = 0;
+            while x < buf.area.width {
+                let symbol = buf[(x, y)].symbol();
+                let mut chars = symbol.chars();
+                let first = chars.next().unwrap();
+                assert_eq!(first.width(), Some(symbol.width()), "{symbol:?} at {x},{y}");
+                assert!(chars.all(|c| c.width() == Some(0)), "{symbol:?}");
+                assert!(
+                    !symbol.chars().any(|c| matches!(
+                        c,
+                        '\u{1F1E6}'
+                            ..='\u{1F1FF}' | '\u{FE0F}' | '\u{2630}' | '\u{3248}' | '\u{9BE}'
+                    )),
+                    "{symbol:?} at {x},{y}"
+                );
+                x += symbol.width().max(1) as u16;
+            }
+        }
+        let screen = as_shown(terminal);
+        assert!(screen.contains("DK"), "{screen}");
+        assert!(screen.contains("|END"), "{screen}");
+    }
+}

@@ -807,10 +807,18 @@ fn name(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `s` cut to `max` characters, marked with `…` when cut. A cut one is a
-/// new string: `truncate` keeps the capacity, and a 100 000-character tag
-/// cut to 200 held its 100 000 bytes for as long as the line was kept.
+/// `s` on one line (a tab or line end is a space: the screen drops them,
+/// and `tab\there` read `tabhere`), cut to `max` characters, marked with
+/// `…` when cut. A cut one is a new string: `truncate` keeps the
+/// capacity, and a 100 000-character tag cut to 200 held its 100 000
+/// bytes for as long as the line was kept.
 fn clip(s: String, max: usize) -> String {
+    const BREAKS: [char; 3] = ['\t', '\n', '\r'];
+    let s = if s.contains(BREAKS) {
+        s.replace(BREAKS, " ")
+    } else {
+        s
+    };
     match s.char_indices().nth(max) {
         None => s,
         Some((at, _)) => {
@@ -1040,6 +1048,20 @@ mod tests {
         let d = s.device(UNIT).unwrap();
         assert_eq!(d.records, 1);
         assert_eq!(d.types["obd.\u{fffd}x"].count, 1);
+    }
+
+    #[test]
+    fn tabs_and_line_ends_in_values_are_spaces() {
+        let mut s = State::default();
+        let body = r#"[{"@t":"event.x","@ts":"2026-12-05T08:00:00Z","@tag":"a/b","note":"tab\there\r\nnext"},{"@t":"obd.vin","@ts":"2026-12-05T08:00:01Z","value":"WVW\tZZZ"}]"#;
+        s.apply(&accepted(1, at("2026-12-05T08:00:02Z"), Some(UNIT), body));
+        let d = s.device(UNIT).unwrap();
+        assert_eq!(
+            d.events.iter().last().unwrap().fields,
+            "note=tab here  next"
+        );
+        assert_eq!(d.obd["vin"].value.value, "WVW ZZZ");
+        assert_eq!(d.types["event.x"].last_value, "@a/b note=tab here  next");
     }
 
     #[test]

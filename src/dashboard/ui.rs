@@ -3,6 +3,7 @@
 //! the clock: ages are measured against `App::now`.
 
 pub mod battery;
+pub mod cells;
 pub mod detail;
 pub mod events;
 pub mod header;
@@ -28,50 +29,12 @@ use crate::dashboard::format::prefix;
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         draw(self, area, buf);
-        strip_invisible(area, buf);
+        cells::settle(area, buf);
     }
 }
 
-/// Removes what a terminal would obey rather than show from every cell
-/// drawn (see `format::is_invisible`): text from a device, a header or a
-/// body can carry bidi overrides and other invisible controls that
-/// reorder or hide what is on screen. A cell holds a whole grapheme as
-/// laid out, at its width then: what is left must fit that width, so a
-/// cluster held together by a zero-width joiner (a family emoji, 2
-/// columns) keeps what fits of it (one emoji), where all of it (four, 8
-/// columns) pushed the text after it out of place and over its neighbours.
-fn strip_invisible(area: Rect, buf: &mut Buffer) {
-    use unicode_width::UnicodeWidthStr;
-    for y in area.top()..area.bottom() {
-        for x in area.left()..area.right() {
-            let Some(cell) = buf.cell_mut((x, y)) else {
-                continue;
-            };
-            if cell
-                .symbol()
-                .chars()
-                .any(crate::dashboard::format::is_invisible)
-            {
-                let room = cell.symbol().width().max(1);
-                let mut kept = String::new();
-                for c in cell
-                    .symbol()
-                    .chars()
-                    .filter(|c| !crate::dashboard::format::is_invisible(*c))
-                {
-                    kept.push(c);
-                    if kept.width() > room {
-                        kept.pop();
-                        break;
-                    }
-                }
-                cell.set_symbol(if kept.is_empty() { " " } else { &kept });
-            }
-        }
-    }
-}
-
-/// The screen as of the app's state, before invisible characters go.
+/// The screen as of the app's state, before its cells are settled
+/// (`cells::settle`).
 fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     buf.set_style(area, app.theme.base);
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
