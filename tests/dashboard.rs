@@ -760,6 +760,47 @@ fn type_names_take_the_room_the_terminal_gives() {
     assert!(narrow.contains("14.38 V 100 % charging"), "{narrow}");
 }
 
+/// Past a device's first 256 types, the records of later ones are
+/// counted in the Types tab's title rather than silently left out.
+#[test]
+fn types_past_the_listed_ones_are_counted_in_the_title() {
+    let records: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"@t":"obd.pid{i}","@ts":"2026-11-27T08:00:00Z","value":{i}}}"#))
+        .collect();
+    let body = format!("[{}]", records.join(","));
+    let mut app = empty();
+    app.apply(&accepted(1, at("2026-11-27T08:00:05Z"), Some(UNIT), &body));
+    press(&mut app, &[KeyCode::Char('3')]);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("256 types · 300 records · 44 in types past 256 unlisted"),
+        "{screen}"
+    );
+}
+
+/// With no room left for the capture's file name, the header shows its
+/// size alone, not a size followed by a dangling `in`.
+#[test]
+fn the_capture_item_never_ends_in_a_dangling_in() {
+    let mut app = busy();
+    app.setup.capture_path = "/home/bench/autopi/captures/20261127T075950Z.jsonl".into();
+    let mut sizes_alone = 0;
+    for tokens in [0, 1, 3] {
+        app.setup.tokens = tokens;
+        for width in 80..=130 {
+            let screen = text(&draw(&app, width, 24));
+            let line = screen.lines().nth(1).unwrap().trim_end();
+            assert!(!line.ends_with(" in"), "{width}:\n{screen}");
+            sizes_alone += usize::from(line.ends_with(" KiB"));
+            assert!(
+                line.ends_with(" KiB") || line.ends_with('…') || line.ends_with("Z.jsonl"),
+                "{width}:\n{screen}"
+            );
+        }
+    }
+    assert!(sizes_alone > 0, "no width left room for the size alone");
+}
+
 #[test]
 fn the_header_fits_80_columns_and_says_where_it_cut() {
     let mut app = busy();

@@ -69,7 +69,12 @@ pub fn fitted_number(n: f64, width: usize, plain: impl Fn(f64) -> String) -> Str
             continue;
         }
         for decimals in [1, 0] {
-            let text = format!("{scaled:.decimals$}{suffix}");
+            let digits = format!("{scaled:.decimals$}");
+            // 999 960 rounds to `1000.0k`: the next suffix says it.
+            if digits.parse::<f64>().is_ok_and(|d| d.abs() >= 1000.0) {
+                continue;
+            }
+            let text = format!("{digits}{suffix}");
             if text.len() <= width {
                 return text;
             }
@@ -250,6 +255,8 @@ mod tests {
         assert_eq!(rate(99_999.94), "99999.9");
         assert_eq!(rate(599_940_000.0), "599.9M");
         assert_eq!(rate(297_255.4), "297.3k");
+        assert_eq!(rate(999_960.0), "1.0M");
+        assert_eq!(rate(-999_960.0), "-1.0M");
         assert_eq!(rate(1e300), "1.0e300");
         assert_eq!(rate(-1e300), "-1e300");
         let counted = |n: u64| fitted_number(n as f64, 9, |n| count(n as u64));

@@ -194,6 +194,8 @@ pub struct Device {
     /// Event lines ever added (the ring forgets; this does not).
     pub events_seen: u64,
     pub types: BTreeMap<String, TypeStats>,
+    /// Records of types past the first `MAX_KEYS`, which are not listed.
+    pub unlisted: u64,
     /// Set while a batch of old data is folded.
     folding_old: bool,
 }
@@ -415,6 +417,7 @@ impl Device {
             events: Ring::new(EVENT_RING),
             events_seen: 0,
             types: BTreeMap::new(),
+            unlisted: 0,
             folding_old: false,
         }
     }
@@ -502,6 +505,8 @@ impl Device {
                 last_value: String::new(),
             };
             self.types.insert(kind.to_string(), stats);
+        } else {
+            self.unlisted += count;
         }
     }
 
@@ -1330,6 +1335,9 @@ mod tests {
             (MAX_KEYS, MAX_KEYS, MAX_KEYS)
         );
         assert_eq!(d.records, 2 * (MAX_KEYS as u64 + 20), "still counted");
+        // The 255 pids after the first and the trouble codes' type are
+        // listed; the 21 pids past them are counted.
+        assert_eq!(d.unlisted, 21);
     }
 
     #[test]

@@ -145,9 +145,7 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         n => Span::styled(format!("{n} tokens"), t.value),
     };
     // The size goes first: a narrow screen cuts the long path, not it.
-    let size = app
-        .capture_bytes()
-        .map_or(String::new(), |b| format!("{} in ", bytes(b)));
+    let size = app.capture_bytes().map_or(String::new(), bytes);
     let last = match s.last_upload {
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
@@ -187,14 +185,21 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         spans.extend([Span::styled(" · auth ", t.label), auth]);
     }
     spans.push(Span::styled(" · capture ", t.label));
-    let room = (width as usize).saturating_sub(Line::from(spans.clone()).width() + size.width());
-    // Too little room for a recognisable end of the path: the size alone.
-    let path = if room >= 8 {
-        fit_start(&app.setup.capture_path, room)
+    let joint = if size.is_empty() { "" } else { " in " };
+    let room = (width as usize)
+        .saturating_sub(Line::from(spans.clone()).width() + size.width() + joint.len());
+    // Too little room for a recognisable end of the path: the size alone
+    // (`capture 3.54 KiB`, not `capture 3.54 KiB in`).
+    let shown = if room >= 8 {
+        format!("{size}{joint}{}", fit_start(&app.setup.capture_path, room))
     } else {
-        String::new()
+        size
     };
-    spans.push(Span::styled(format!("{size}{path}"), t.value));
+    if shown.is_empty() {
+        spans.pop();
+    } else {
+        spans.push(Span::styled(shown, t.value));
+    }
     fit_line(Line::from(spans), width)
 }
 

@@ -13,7 +13,7 @@ use ratatui::widgets::{Cell, Row, Table, Widget};
 
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, count, fit, fitted_number};
-use crate::dashboard::state::TypeStats;
+use crate::dashboard::state::{MAX_KEYS, TypeStats};
 use crate::dashboard::ui::{column_widths, filter_title, nothing_shown, panel, placeholder};
 use ratatui::text::{Line, Span};
 use unicode_width::UnicodeWidthStr;
@@ -28,7 +28,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             format!("{} of {}", types.len(), d.types.len())
         };
-        format!("{shown} types · {} records", count(d.records))
+        let mut note = format!("{shown} types · {} records", count(d.records));
+        if d.unlisted > 0 {
+            note += &format!(" · {} in types past {MAX_KEYS} unlisted", count(d.unlisted));
+        }
+        note
     });
     let mut block = panel(app, "Types", note);
     if let Some(title) = filter_title(app) {
