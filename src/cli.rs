@@ -475,7 +475,33 @@ fn auth_from(args: &ReceiveArgs) -> Result<Auth, Fatal> {
              or pass --no-auth to accept uploads from anyone",
         ));
     }
+    if let Some(line) = short_tokens_warning(&tokens) {
+        eprintln!("{line}");
+    }
     Ok(Auth::tokens(&tokens))
+}
+
+/// Shorter than this, a token is easy to guess, and the scrub that keeps
+/// it out of every output hides ordinary text as well.
+const SHORT_TOKEN: usize = 16;
+
+/// The start-time warning for tokens under `SHORT_TOKEN` characters, or
+/// None. It says how many, never which or how long.
+pub fn short_tokens_warning(tokens: &[String]) -> Option<String> {
+    let short = tokens.iter().filter(|t| t.len() < SHORT_TOKEN).count();
+    (short > 0).then(|| {
+        let which = if tokens.len() == 1 {
+            "the token is".to_string()
+        } else {
+            format!("{short} of the {} tokens are", tokens.len())
+        };
+        format!(
+            "warning: {which} shorter than {SHORT_TOKEN} characters: easy to guess on a shared \
+             network, and wherever one appears in what a client sends (the method, the path, a \
+             header) it is shown as [token], so a short one hides ordinary text too (with a \
+             one-letter token, every POST shows as POS[token]). A device's Auth Token is longer"
+        )
+    })
 }
 
 /// A token must be printable ASCII: a device sends it in an HTTP header,

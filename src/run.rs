@@ -414,7 +414,12 @@ fn reload_on_sighup(
                         if !switch.set(Auth::tokens(&tokens)) {
                             return;
                         }
-                        format!("SIGHUP: tokens read again: {n} token(s) configured")
+                        let mut line =
+                            format!("SIGHUP: tokens read again: {n} token(s) configured");
+                        if let Some(warning) = crate::cli::short_tokens_warning(&tokens) {
+                            line = format!("{line}\nautopi-rx: {warning}");
+                        }
+                        line
                     }
                     Err(why) => format!("SIGHUP: tokens kept as they were: {why}"),
                 };

@@ -438,6 +438,50 @@ fn sighup_reads_the_token_file_again_and_says_how_many_tokens() {
     assert!(!rx.stderr().contains(added), "{}", rx.stderr());
 }
 
+/// A token under 16 characters is easy to guess, and hiding it in what
+/// clients send hides ordinary text too: said at start (and when a
+/// SIGHUP reads a short one), never saying which token or how long.
+#[test]
+fn a_short_token_is_warned_about_at_start_and_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let short = "q7Zx9";
+    let mut rx =
+        Receiver::spawn(binary().args(["--token", short, "--capture", capture.to_str().unwrap()]));
+    assert_eq!(
+        rx.upload(b"[]").status,
+        401,
+        "the sample token is not given"
+    );
+    assert_eq!(
+        rx.post(&[("authorization", &format!("token {short}"))], b"[]")
+            .status,
+        200
+    );
+    rx.stop();
+    let said = rx.stderr();
+    assert!(
+        said.starts_with("warning: the token is shorter than 16 characters"),
+        "{said}"
+    );
+    assert!(!said.contains(short) && !said.contains(" 5 "), "{said}");
+
+    let mut rx = Receiver::spawn(binary().args([
+        "--token-file",
+        file.to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+    ]));
+    assert!(!rx.stderr().contains("warning"), "{}", rx.stderr());
+    std::fs::write(&file, format!("{TOKEN}\n{short}\n")).unwrap();
+    common::signal(&rx.child, "HUP");
+    rx.wait_stderr("1 of the 2 tokens are shorter than 16 characters");
+    rx.stop();
+    assert!(!rx.stderr().contains(short), "{}", rx.stderr());
+}
+
 /// Headless, a closed stdout (the reader of its lines gone) stops the run
 /// as a signal does; it has a channel of its own since the signals' one
 /// lets a signal that waits untaken end the process at once.
