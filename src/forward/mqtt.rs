@@ -180,6 +180,17 @@ pub fn topic(prefix: &str, unit_id: Option<&str>, record_type: Option<&str>) -> 
     }
 }
 
+/// One record's message: its topic (`topic`, from its `@t` read as the
+/// dashboard reads it, a lone surrogate escape as U+FFFD) and the record's
+/// JSON exactly as captured.
+fn message(prefix: &str, unit_id: Option<&str>, record: &RawValue) -> (String, Vec<u8>) {
+    let t = serde_json::from_str::<TypeOnly>(&crate::batch::readable(record.get()))
+        .ok()
+        .and_then(|t| t.t);
+    let t = t.as_ref().and_then(|v| v.as_str());
+    (topic(prefix, unit_id, t), record.get().as_bytes().to_vec())
+}
+
 impl Deliver for Mqtt {
     fn deliver(&mut self, line: &OutboxLine) -> Attempt {
         let records: Vec<&RawValue> = match serde_json::from_str(line.records.get()) {
@@ -192,14 +203,7 @@ impl Deliver for Mqtt {
         };
         let messages: Vec<(String, Vec<u8>)> = records
             .iter()
-            .map(|r| {
-                let t = serde_json::from_str::<TypeOnly>(&crate::batch::readable(r.get()))
-                    .ok()
-                    .and_then(|t| t.t);
-                let t = t.as_ref().and_then(|v| v.as_str());
-                let topic = topic(&self.target.prefix, line.unit_id.as_deref(), t);
-                (topic, r.get().as_bytes().to_vec())
-            })
+            .map(|r| message(&self.target.prefix, line.unit_id.as_deref(), r))
             .collect();
         // A record MQTT cannot carry would fail every time, holding back
         // every batch after it: the batch is set aside, as a refusal is.
@@ -374,6 +378,15 @@ mod tests {
             ),
             "p/u_1/a_b___/___é😀"
         );
+    }
+
+    #[test]
+    fn a_lone_surrogate_in_the_type_is_read_for_the_topic_and_kept_in_the_payload() {
+        let record: Box<RawValue> =
+            serde_json::from_str(r#"{"@t":"obd.\udc80x","@ts":"2026-12-05T08:00:00Z"}"#).unwrap();
+        let (topic, payload) = message("p", Some("ee3d"), &record);
+        assert_eq!(topic, "p/ee3d/obd/\u{fffd}x");
+        assert_eq!(payload, record.get().as_bytes());
     }
 
     #[test]
