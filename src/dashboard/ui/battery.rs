@@ -245,7 +245,7 @@ fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
         let [_, times] =
             Layout::horizontal([Constraint::Length(label_width + 1), Constraint::Fill(1)])
                 .areas(axis);
-        let (from, to) = (clock(first), clock(last));
+        let (from, to) = axis_ends(first, last);
         let gap = (times.width as usize).saturating_sub(from.len() + to.len());
         let line = Line::from(vec![
             Span::styled(from, t.dim),
@@ -256,10 +256,47 @@ fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     }
 }
 
+/// The time axis's two ends: the time of day when the readings are of
+/// one day (UTC), the date and time when they span days, the date when
+/// they span years (the time of day alone read as one day's readings).
+fn axis_ends(first: jiff::Timestamp, last: jiff::Timestamp) -> (String, String) {
+    let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
+    let year = |t: jiff::Timestamp| t.strftime("%Y").to_string();
+    if day(first) == day(last) {
+        return (clock(first), clock(last));
+    }
+    let format = if year(first) == year(last) {
+        "%m-%d %H:%M"
+    } else {
+        "%Y-%m-%d"
+    };
+    (
+        first.strftime(format).to_string(),
+        last.strftime(format).to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::{accepted, at};
+
+    #[test]
+    fn the_time_axis_says_the_date_when_readings_span_days() {
+        let ends = |a, b| axis_ends(at(a), at(b));
+        assert_eq!(
+            ends("2026-11-27T08:00:00Z", "2026-11-27T09:30:05Z"),
+            ("08:00:00".into(), "09:30:05".into())
+        );
+        assert_eq!(
+            ends("2026-11-26T23:00:00Z", "2026-11-27T01:00:00Z"),
+            ("11-26 23:00".into(), "11-27 01:00".into())
+        );
+        assert_eq!(
+            ends("2024-02-01T08:00:00Z", "2026-11-27T08:00:00Z"),
+            ("2024-02-01".into(), "2026-11-27".into())
+        );
+    }
 
     /// The rows of the chart that hold any plotted dot, top row 0.
     fn plotted_rows(voltages: &[f64]) -> Vec<u16> {
