@@ -1,12 +1,12 @@
 //! The Position panel (`track.pos`): the last fix beside a map of the
-//! current drive (or, with `m`, every drive kept), zoomed to it, over the
+//! current drive (or, with `a`, every drive kept), zoomed to it, over the
 //! world's coastlines, with a scale bar.
 //! ```text
 //! ╭ Position ─────────────── fix 11s ago ╮
 //! │lat   57.022855°              ⢀●⡿     │
 //! │lon   9.900590°             ⣀⢀⣸⠿⠁     │
 //! │sats  9                   ├───┤ 100 m │
-//! ╰──────────────── drive 2 of 2 · m all ╯
+//! ╰──────────────── drive 2 of 2 · a all ╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -113,7 +113,7 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     } else {
         starts.last().copied().unwrap_or(0)
     };
-    let points: Vec<(f64, f64)> = device.track.iter().map(|p| (p.lon, p.lat)).collect();
+    let points = unwrapped(device.track.iter().map(|p| (p.lon, p.lat)));
     let track = &points[from..];
     // Segments join fixes of one drive, never the end of one to the next.
     let drives: Vec<&[(f64, f64)]> = starts
@@ -131,6 +131,24 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
         MapResolution::High
     };
     let last = track.last().copied();
+    // A view past the antimeridian (a track across it) shows the world's
+    // coasts there too: the map drawn again 360° over, under the rest.
+    for shift in [-360.0, 360.0] {
+        let (from, to) = (xb[0] + shift, xb[1] + shift);
+        if to > -180.0 && from < 180.0 {
+            Canvas::default()
+                .marker(Marker::Braille)
+                .x_bounds([from, to])
+                .y_bounds(yb)
+                .paint(|ctx| {
+                    ctx.draw(&Map {
+                        resolution,
+                        color: t.world,
+                    })
+                })
+                .render(area, buf);
+        }
+    }
     Canvas::default()
         .marker(Marker::Braille)
         .x_bounds(xb)
@@ -163,6 +181,24 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     let width = (line.width() as u16).min(area.width);
     let spot = Rect::new(area.right() - width, area.bottom() - 1, width, 1);
     Paragraph::new(fit_line(line, area.width)).render(spot, buf);
+}
+
+/// The track's (longitude, latitude) points with each longitude moved by
+/// whole turns so that it is within 180° of the one before: a track that
+/// crosses the antimeridian (179.9° to -179.9°, 0.2° east) stays one short
+/// line, where it was drawn across the world and the map zoomed out to it.
+fn unwrapped(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut before: Option<f64> = None;
+    points
+        .map(|(lon, lat)| {
+            let lon = match before {
+                Some(b) => lon - ((lon - b) / 360.0).round() * 360.0,
+                None => lon,
+            };
+            before = Some(lon);
+            (lon, lat)
+        })
+        .collect()
 }
 
 /// A scale bar (`├────┤ 100 m`) for `m_per_cell` metres a column: the
@@ -237,6 +273,11 @@ mod tests {
 
     /// Cells of the map drawn in the world (coastline) colour.
     fn world_cells(track: &str) -> usize {
+        world_cells_at(track).len()
+    }
+
+    /// The map's cells drawn in the world colour (column, row).
+    fn world_cells_at(track: &str) -> Vec<(u16, u16)> {
         let mut app = crate::dashboard::app::App::new(
             crate::dashboard::app::Setup::default(),
             crate::dashboard::theme::Theme::color(),
@@ -255,7 +296,7 @@ mod tests {
         // The map's cells: right of the 22 text columns, above the scale.
         let map = (23..59).flat_map(|x| (1..12).map(move |y| (x, y)));
         map.filter(|&(x, y)| buf[(x, y)].fg == app.theme.world)
-            .count()
+            .collect()
     }
 
     /// Coordinates no place has (a latitude of 1e307) are no track: near
@@ -281,6 +322,39 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("drawing {lat:e}, {lon:e} did not end"));
         }
+    }
+
+    #[test]
+    fn a_track_across_the_antimeridian_is_short_and_shown_with_its_coasts() {
+        let track = unwrapped([(179.95, -16.8), (-179.95, -16.8), (-179.85, -16.9)].into_iter());
+        assert!((track[1].0 - 180.05).abs() < 1e-9 && (track[2].0 - 180.15).abs() < 1e-9);
+        let (x, _) = bounds(&track, 36, 11);
+        assert!(x[1] - x[0] < 1.0, "zoomed to the track: {x:?}");
+        // Chukotka, from Anadyr (177.5° E) to Provideniya (173.2° W):
+        // its coasts on both sides of the line.
+        let pos = |lat: f64, lon: f64| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":{lat},"lon":{lon}}}}}"#
+            )
+        };
+        let (from, to) = ((177.5, 64.73), (-173.23, 64.42));
+        let track = format!("[{},{}]", pos(from.1, from.0), pos(to.1, to.0));
+        let (x, _) = bounds(&unwrapped([from, to].into_iter()), 36, 12);
+        assert!(x[0] < 180.0 && 180.0 < x[1], "{x:?}");
+        let meridian = 23.0 + (180.0 - x[0]) / (x[1] - x[0]) * 36.0;
+        let cells = world_cells_at(&track);
+        let east = cells
+            .iter()
+            .filter(|(c, _)| f64::from(*c) > meridian + 1.0)
+            .count();
+        let west = cells
+            .iter()
+            .filter(|(c, _)| f64::from(*c) < meridian - 1.0)
+            .count();
+        assert!(
+            east >= 4 && west >= 4,
+            "{west} cells west of 180°, {east} east"
+        );
     }
 
     #[test]
