@@ -122,8 +122,10 @@ impl ReplayArgs {
         use crate::simulate::{Target, authorization, check_url, seconds};
         let pacing = match (self.as_fast_as_possible, self.speed) {
             (true, _) => Pacing::AsFastAsPossible,
-            (false, Some(x)) if !(x.is_finite() && x > 0.0 && x <= 1e9) => {
-                return Err(format!("--speed {x} must be a number above 0"));
+            (false, Some(x)) if !(x.is_finite() && (1e-6..=1e9).contains(&x)) => {
+                return Err(format!(
+                    "--speed {x:?} is out of range: give a number from 0.000001 to 1000000000"
+                ));
             }
             (false, x) => Pacing::Speed(x.unwrap_or(1.0)),
         };

@@ -2,7 +2,7 @@
 //! means to the device: shared by the simulator (and its demo), `replay`,
 //! and the HTTP forward (which reads refusals the same way).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,25 @@ pub enum Answer {
     NoAnswer { reason: String },
 }
 
+/// Refuses a URL whose port is not one (`:80000`, `:99999`): the `http`
+/// crate takes such an authority, its port reads as none, and the request
+/// went to the scheme's default port (a typo for 8000 sent the batches
+/// and the token to port 80).
+pub fn check_port(flag: &str, url: &str, uri: &ureq::http::Uri) -> Result<(), String> {
+    let Some(authority) = uri.authority() else {
+        return Ok(());
+    };
+    let text = authority.as_str();
+    let host = text.rsplit_once('@').map_or(text, |(_, host)| host);
+    let after_host = host.rsplit_once(']').map_or(host, |(_, rest)| rest);
+    match after_host.rsplit_once(':') {
+        Some((_, port)) if !port.is_empty() && port.parse::<u16>().is_err() => Err(format!(
+            "{flag} {url:?}: the port {port:?} is not a port (0 to 65535)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A device's HTTP client: one keep-alive connection, reused.
 pub struct Uploader {
     agent: ureq::Agent,
@@ -137,26 +156,42 @@ impl Uploader {
             Err(e) => return no_answer(&e, t.timeout),
         };
         let status = response.status().as_u16();
-        // Reading the answer to its end keeps the connection reusable.
-        let body = response
+        // The answer is read to its end when it is short (the connection is
+        // then used again); past `ANSWER_BYTES`, or when the rest does not
+        // come in time, what came is enough: the status decides, as for the
+        // device. A refusal's large page (a proxy's login form) was taken
+        // for no answer, and a 2xx whose body dripped for a re-send.
+        let mut body = Vec::new();
+        let _ = response
             .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_vec();
+            .as_reader()
+            .take(ANSWER_BYTES)
+            .read_to_end(&mut body);
         let latency = started.elapsed();
-        match body {
-            // The device judges a success by its status alone.
-            Err(ureq::Error::BodyExceedsLimit(_)) if status < 400 => {
-                Answer::Acknowledged { status, latency }
-            }
-            Err(e) => no_answer(&e, t.timeout),
-            Ok(_) if status < 400 => Answer::Acknowledged { status, latency },
-            Ok(body) => Answer::Refused {
-                status,
-                reason: reason_from(&body),
-            },
+        if status < 400 {
+            return Answer::Acknowledged { status, latency };
+        }
+        let secret = t.authorization.split_once(' ').map(|(_, s)| s);
+        Answer::Refused {
+            status,
+            reason: reason_from_cleaned(&body, |text| taken_out(text, secret, "[token]")),
         }
     }
+}
+
+/// The most of an answer's body read to explain it.
+const ANSWER_BYTES: u64 = 64 * 1024;
+
+/// `text` with `secret` taken out, as sent and as JSON writes it with `/`
+/// escaped (`\/`, PHP's default), written as `label`: a receiver or an
+/// upstream that echoes the request's headers in its answer would
+/// otherwise have the credential quoted where the answer's reason is shown.
+pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
+    let Some(secret) = secret.filter(|c| !c.is_empty()) else {
+        return text;
+    };
+    let escaped = secret.replace('/', "\\/");
+    text.replace(secret, label).replace(&escaped, label)
 }
 
 fn no_answer(e: &ureq::Error, timeout: Duration) -> Answer {
@@ -183,11 +218,43 @@ pub fn reason_from_cleaned(body: &[u8], clean: impl Fn(String) -> String) -> Str
     let text = clean(from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()));
     let line: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if crate::text::is_invisible(c) { ' ' } else { c })
         .take(REASON_CHARS)
         .collect();
     match line.trim() {
         "" => "no reason given".to_string(),
         l => l.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_that_is_not_one_is_refused() {
+        let check = |url: &str| check_port("--url", url, &url.parse().unwrap());
+        assert!(check("http://127.0.0.1:8000/x").is_ok());
+        assert!(check("http://[::1]:8000/x").is_ok());
+        assert!(check("http://bench.lan/x").is_ok());
+        assert!(check("http://[::1]/x").is_ok());
+        assert!(check("http://u:pw@h:8000/x").is_ok());
+        for bad in [
+            "http://127.0.0.1:80080/",
+            "http://h:99999",
+            "http://[::1]:65536/",
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains("is not a port"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_reason_shows_no_invisible_character_and_no_token() {
+        let body = "{\"error\":\"bad \u{202e}token s3/cret \\u001b[2J token s3\\\\/cret\"}";
+        let reason = reason_from_cleaned(body.as_bytes(), |t| {
+            taken_out(t, Some("s3/cret"), "[token]")
+        });
+        assert_eq!(reason, "bad  token [token]  [2J token [token]");
     }
 }

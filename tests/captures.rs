@@ -1278,3 +1278,224 @@ fn a_pipe_for_a_capture_is_refused_not_read_as_empty() {
         );
     }
 }
+
+/// A capture of `n` one-record batches from device `aa`, for replays.
+fn small_capture(dir: &Path, n: u32) -> PathBuf {
+    let path = dir.join("small.jsonl");
+    let lines: Vec<String> = (1..=n)
+        .map(|i| {
+            format!(
+                r#"{{"received":"2026-11-27T08:00:0{i}.000Z","peer":"p","unit_id":"aa","records":[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:0{i}","value":{i}}}]}}"#
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// `replay` of `capture` to `url` with the token `token`, as fast as it
+/// can, no wait between attempts, `timeout` seconds for an answer.
+fn replay(capture: &Path, url: &str, token: &str, timeout: &str) -> std::process::Command {
+    let mut c = binary();
+    c.args(["replay", capture.to_str().unwrap(), "--url", url])
+        .args(["--token", token, "--as-fast-as-possible"])
+        .args(["--retry-wait", "0", "--timeout", timeout])
+        .stdin(Stdio::null());
+    c
+}
+
+/// Receivers that answer oddly (a hostile-server probe of `replay` and
+/// `simulate`, December 5): each answer is judged by its status, the
+/// token never shown, a port that is not one refused.
+#[test]
+fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
+    use common::{Scripted, ScriptedServer, answer};
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 1);
+    let token = "s3cret/replay-token-77";
+    // A refusal that quotes our token back, plain and JSON-escaped.
+    let echo = format!(
+        r#"{{"error":"bad token: authorization: token {token} or token s3cret\/replay-token-77"}}"#
+    );
+    let server = ScriptedServer::start(vec![Scripted::Answer(answer(
+        "401 Unauthorized",
+        echo.as_bytes(),
+    ))]);
+    let out = replay(&capture, &server.url, token, "5").output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("token rejected") && stderr.contains("[token]"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret") && !stdout.contains("s3cret"),
+        "{stderr}"
+    );
+
+    // A refusal with a page over 64 KiB is a refusal (retried), not no
+    // answer; then a 200.
+    let page = vec![b'x'; 100_000];
+    let server = ScriptedServer::start(vec![
+        Scripted::Answer(answer("500 Internal Server Error", &page)),
+        Scripted::Answer(answer("200 OK", b"{}")),
+    ]);
+    let out = replay(&capture, &server.url, token, "5").output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("acknowledged: 1 of 1")
+            && stdout.contains("retries: 1 after an error answer, resends: 0 after no answer"),
+        "{stdout}"
+    );
+
+    // A 200 whose body drips: the status says it was stored, so it is
+    // not sent again.
+    let server = ScriptedServer::start(vec![Scripted::Hold(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{".to_vec(),
+    )]);
+    let out = replay(&capture, &server.url, token, "1").output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("acknowledged: 1 of 1"), "{stdout}");
+    assert_eq!(server.requests.try_iter().count(), 1, "sent once");
+
+    // A 101 stored nothing.
+    let server = ScriptedServer::start(vec![Scripted::Answer(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n".to_vec(),
+    )]);
+    let out = replay(&capture, &server.url, token, "5").output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("HTTP 101, not a 2xx"), "{stderr}");
+    assert!(stdout.contains("acknowledged: 0 of 1"), "{stdout}");
+
+    // A port over 65535 went to port 80.
+    let out = replay(&capture, "http://127.0.0.1:80080/", token, "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("the port \"80080\" is not a port"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A pace so slow its wait overflowed a Duration (exit 101).
+    let out = binary()
+        .args(["replay", capture.to_str().unwrap(), "--url", &server.url])
+        .args(["--token", token, "--speed", "1e-300"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--speed 1e-300 is out of range"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Ctrl-C while an answer is awaited: nothing is said to be sent again,
+/// the summary counts no re-send and says it was interrupted, exit 130;
+/// a second Ctrl-C quits at once instead of waiting out `--timeout`.
+#[test]
+fn ctrl_c_during_a_replay_sends_nothing_more_and_a_second_quits_now() {
+    use common::{Scripted, ScriptedServer, signal};
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 3);
+    let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
+    let mut child = replay(&capture, &silent.url, "t", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    silent
+        .requests
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap();
+    signal(&child, "INT");
+    let out = wait_output(&mut child, Duration::from_secs(20));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(!stderr.contains("re-sending"), "{stderr}");
+    assert!(
+        stdout.contains("acknowledged: 0 of 3") && stdout.contains("(interrupted)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("resends: 0 after no answer"), "{stdout}");
+    assert_eq!(silent.requests.try_iter().count(), 0, "nothing sent after");
+
+    let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
+    let started = Instant::now();
+    let mut child = replay(&capture, &silent.url, "t", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    silent
+        .requests
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap();
+    signal(&child, "INT");
+    // The note that it waits comes a second later; then the second one.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("Ctrl-C again quits now"), "{line}");
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "did not wait the 60 s"
+    );
+}
+
+/// Waits for `child` to end (killing it past `limit`) and collects what it
+/// wrote.
+fn wait_output(child: &mut std::process::Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    std::io::Read::read_to_end(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}
+
+/// A reader of the summary that went away (`replay … | head -0`) ends the
+/// replay quietly; printing the summary panicked (exit 101).
+#[test]
+fn a_closed_stdout_does_not_make_replay_panic() {
+    use common::{Scripted, ScriptedServer};
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 1);
+    // The 200's body never ends: the answer is taken after the 1 s
+    // timeout, by which time stdout is closed.
+    let server = ScriptedServer::start(vec![Scripted::Hold(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n".to_vec(),
+    )]);
+    let mut child = replay(&capture, &server.url, "t", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    server
+        .requests
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

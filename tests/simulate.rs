@@ -1,6 +1,8 @@
 //! The simulator against real HTTP on 127.0.0.1: the receiver itself, and
 //! small scripted servers that refuse or answer too late.
 
+mod common;
+
 use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 use std::path::Path;
@@ -726,4 +728,43 @@ fn a_failed_batch_waits_at_least_the_retry_wait_even_at_interval_0() {
     server.unblock();
     assert_eq!(log.join().unwrap().len(), 2);
     assert_eq!(summary.retries, 1);
+}
+
+/// Ctrl-C stops the simulator from starting any upload: a receiver that
+/// never answers had it send its whole retry queue after the signal (each
+/// batch waiting out `--timeout`), and say each was to be sent again.
+#[test]
+fn ctrl_c_starts_no_upload_after_it() {
+    use common::{Scripted, ScriptedServer, binary, signal};
+    let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
+    let child = binary()
+        .args(["simulate", "--url", &silent.url, "--token", "t"])
+        .args(["--interval", "0", "--timeout", "0.5", "--retry-wait", "0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Cycle 1 sends batch 0; cycle 2 batch 0 again and batch 1; cycle 3
+    // batches 0 and 1 again, then 2: the signal comes while the queue is
+    // being sent, with another batch behind the one in flight.
+    for _ in 0..4 {
+        silent
+            .requests
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap();
+    }
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        silent.requests.try_iter().count(),
+        0,
+        "an upload after Ctrl-C:\n{stderr}"
+    );
+    assert!(stdout.contains("interrupted"), "{stdout}");
 }

@@ -25,6 +25,10 @@ pub enum Pacing {
     AsFastAsPossible,
 }
 
+/// The longest wait for a batch's time at `--speed` (a century: longer
+/// is the same to a person, and an `Instant` cannot hold any time).
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A checked replay.
 pub struct Settings {
     pub target: Arc<Target>,
@@ -126,8 +130,13 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
             let (t0, w0) = *first.get_or_insert((line.received, Instant::now()));
             if let Pacing::Speed(x) = settings.pacing {
                 let ahead = (line.received.as_millisecond() - t0.as_millisecond()).max(0) as f64;
-                let due = w0 + Duration::from_secs_f64(ahead / 1000.0 / x);
-                let wait = due.saturating_duration_since(Instant::now());
+                // However far apart the capture's times (a line edited by
+                // hand to the year 9999), the wait is a Duration and an
+                // Instant can hold (at the slowest speed it panicked).
+                let delay = Duration::try_from_secs_f64(ahead / 1000.0 / x)
+                    .unwrap_or(Duration::MAX)
+                    .min(LONGEST_WAIT);
+                let wait = (w0 + delay).saturating_duration_since(Instant::now());
                 if settings.notes && wait > Duration::from_secs(10) {
                     eprintln!(
                         "waiting {:.0} s for the next batch (the capture's pace; --speed or --as-fast-as-possible shorten it)",
@@ -195,13 +204,25 @@ fn deliver(
         if attempt > 1 && !sleep(stop, settings.retry_wait) {
             return Ok(false);
         }
-        let (why, unanswered) = match uploader.post_as(payload, unit_id) {
-            // A device takes a 3xx for success; a replay fills a receiver,
-            // and a redirect (not followed) stored nothing: it was counted
-            // as delivered, and a URL that redirects would "deliver" all.
-            Answer::Acknowledged { status, .. } if status >= 300 => {
+        let answer = uploader.post_as(payload, unit_id);
+        if stopped(stop) && !matches!(answer, Answer::Acknowledged { .. }) {
+            // Ended while this attempt was out: it is not counted, nor
+            // said to be sent again.
+            return Ok(false);
+        }
+        let (why, unanswered) = match answer {
+            // A device takes a 3xx (or a 1xx) for success; a replay fills
+            // a receiver, and a redirect (not followed) stored nothing: it
+            // was counted as delivered, and a URL that redirects would
+            // "deliver" all.
+            Answer::Acknowledged { status, .. } if !(200..300).contains(&status) => {
+                let what = if (300..400).contains(&status) {
+                    "a redirect (not followed)"
+                } else {
+                    "not a 2xx"
+                };
                 return Err(format!(
-                    "the receiver answered batch {number} with HTTP {status}, a redirect (not followed): nothing was stored there; give --url the address it leads to"
+                    "the receiver answered batch {number} with HTTP {status}, {what}: nothing was stored there; give --url the address of a receiver"
                 ));
             }
             Answer::Acknowledged { .. } => return Ok(true),
@@ -238,12 +259,17 @@ fn deliver(
     Ok(false)
 }
 
-/// Waits `d` unless stopped first (false).
-fn sleep(stop: &Receiver<()>, d: Duration) -> bool {
-    if matches!(
+/// Whether the run was told to end (`stop` disconnected).
+fn stopped(stop: &Receiver<()>) -> bool {
+    matches!(
         stop.try_recv(),
         Err(crossbeam_channel::TryRecvError::Disconnected)
-    ) {
+    )
+}
+
+/// Waits `d` unless stopped first (false).
+fn sleep(stop: &Receiver<()>, d: Duration) -> bool {
+    if stopped(stop) {
         return false;
     }
     if d.is_zero() {
@@ -256,7 +282,8 @@ fn sleep(stop: &Receiver<()>, d: Duration) -> bool {
 }
 
 /// `autopi-rx replay`: Ctrl-C ends it with a summary; the summary goes to
-/// stdout, failures and notes to stderr.
+/// stdout, failures and notes to stderr. Ended by Ctrl-C (or SIGTERM)
+/// before its end, it exits 130.
 pub fn main(path: &Path, settings: Result<Settings, String>) -> std::process::ExitCode {
     use std::process::ExitCode;
     let settings = match settings {
@@ -266,23 +293,25 @@ pub fn main(path: &Path, settings: Result<Settings, String>) -> std::process::Ex
             return ExitCode::from(2);
         }
     };
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let stop_tx = std::sync::Mutex::new(Some(stop_tx));
-    let installed = ctrlc::set_handler(move || {
-        stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-    });
-    if let Err(e) = installed {
-        eprintln!("autopi-rx replay: cannot install the signal handler: {e}");
-        return ExitCode::FAILURE;
-    }
+    let stop_rx = match crate::simulate::stop_on_signals("replay", settings.target.timeout) {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("autopi-rx replay: cannot install the signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(path, &settings, &stop_rx) {
         Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
+            crate::simulate::print_summary(&summary);
+            if summary.interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(failure) => {
             if let Some(summary) = &failure.summary {
-                println!("{summary}");
+                crate::simulate::print_summary(summary);
             }
             eprintln!("autopi-rx replay: {}", failure.message);
             ExitCode::from(failure.code)

@@ -3,7 +3,7 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
-use crate::upload::reason_from_cleaned;
+use crate::upload::{reason_from_cleaned, taken_out};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -49,6 +49,7 @@ impl HttpTarget {
         if authority.as_str().contains('@') {
             return Err("--forward: put no credentials in the URL (they would show in process lists and on screen); give the token with --forward-token or AUTOPI_RX_FORWARD_TOKEN".into());
         }
+        crate::upload::check_port("--forward", url, &uri)?;
         if let Some(a) = &authorization
             && HeaderValue::from_str(a).is_err()
         {
@@ -216,21 +217,8 @@ fn judged(
     location: Option<String>,
     credential: Option<&str>,
 ) -> Attempt {
-    let clean = |text: String| taken_out(text, credential);
+    let clean = |text: String| taken_out(text, credential, "[forward token]");
     judge(status, answer, retry_after, location.map(clean), clean)
-}
-
-/// `text` with our forward credential taken out, as sent and as JSON
-/// writes it with `/` escaped (`\/`, PHP's default): an upstream that
-/// echoes the request's headers in its answer would otherwise have it
-/// quoted in the reason.
-fn taken_out(text: String, credential: Option<&str>) -> String {
-    let Some(credential) = credential.filter(|c| !c.is_empty()) else {
-        return text;
-    };
-    let escaped = credential.replace('/', "\\/");
-    text.replace(credential, "[forward token]")
-        .replace(&escaped, "[forward token]")
 }
 
 /// What an upstream's status means for the batch:
@@ -419,6 +407,8 @@ mod tests {
     fn urls_with_credentials_are_refused_and_names_drop_the_query() {
         let none = super::super::Credentials::default();
         assert!(HttpTarget::parse("http://u:p@h/x", &none).is_err());
+        let port = HttpTarget::parse("http://127.0.0.1:80080/x", &none).unwrap_err();
+        assert!(port.contains("is not a port"), "{port}");
         let t = HttpTarget::parse("https://h:8443/a/b?key=SECRET", &none).unwrap();
         assert_eq!(t.name, "https://h:8443/a/b");
         assert!(!format!("{t:?}").contains("SECRET"));

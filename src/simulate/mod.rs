@@ -191,6 +191,7 @@ pub fn check_url(url: &str) -> Result<String, String> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
+    crate::upload::check_port("--url", url, &uri)?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(url.to_string()),
         _ => Err(format!(
@@ -338,6 +339,7 @@ struct Shared<'a> {
     halted: AtomicBool,
     fatal: Mutex<Option<String>>,
     redirect_warned: AtomicBool,
+    informational_warned: AtomicBool,
 }
 
 impl Shared<'_> {
@@ -358,14 +360,18 @@ impl Shared<'_> {
         self.halted.load(Ordering::SeqCst)
     }
 
-    /// Waits until `until`; false when the run is to end instead.
-    fn wait(&self, stop: &Receiver<()>, until: Instant) -> bool {
-        if self.halted()
+    /// Whether no upload may start now: halted, or told to stop.
+    fn ending(&self, stop: &Receiver<()>) -> bool {
+        self.halted()
             || matches!(
                 stop.try_recv(),
                 Err(crossbeam_channel::TryRecvError::Disconnected)
             )
-        {
+    }
+
+    /// Waits until `until`; false when the run is to end instead.
+    fn wait(&self, stop: &Receiver<()>, until: Instant) -> bool {
+        if self.ending(stop) {
             return false;
         }
         let left = until.saturating_duration_since(Instant::now());
@@ -386,8 +392,8 @@ impl Shared<'_> {
         let mut queue: VecDeque<Queued> = VecDeque::new();
         loop {
             let cycle = Instant::now();
-            self.send_queued(&uploader, &mut queue, &mut tally);
-            if self.halted() {
+            self.send_queued(&uploader, &mut queue, &mut tally, stop);
+            if self.ending(stop) {
                 break;
             }
             match self.source.next() {
@@ -397,7 +403,7 @@ impl Shared<'_> {
                         failures: 0,
                         unanswered: false,
                     };
-                    queue.extend(self.attempt(&uploader, item, &mut tally));
+                    queue.extend(self.attempt(&uploader, item, &mut tally, stop));
                 }
                 None if queue.is_empty() => break,
                 None => {}
@@ -416,9 +422,17 @@ impl Shared<'_> {
 
     /// The retry queue goes first in a cycle, each batch once, as on the
     /// device.
-    fn send_queued(&self, uploader: &Uploader, queue: &mut VecDeque<Queued>, tally: &mut Tally) {
+    /// Once told to stop, none is sent (it sent the whole queue first,
+    /// each batch waiting up to `--timeout`).
+    fn send_queued(
+        &self,
+        uploader: &Uploader,
+        queue: &mut VecDeque<Queued>,
+        tally: &mut Tally,
+        stop: &Receiver<()>,
+    ) {
         for _ in 0..queue.len() {
-            if self.halted() {
+            if self.ending(stop) {
                 return;
             }
             let Some(item) = queue.pop_front() else {
@@ -429,14 +443,26 @@ impl Shared<'_> {
             } else {
                 tally.retries += 1;
             }
-            queue.extend(self.attempt(uploader, item, tally));
+            queue.extend(self.attempt(uploader, item, tally, stop));
         }
     }
 
-    /// Sends one batch; gives it back when it must go again.
-    fn attempt(&self, uploader: &Uploader, item: Queued, tally: &mut Tally) -> Option<Queued> {
+    /// Sends one batch; gives it back when it must go again. A failure
+    /// that ends while the run is told to stop is not said to be sent
+    /// again (it will not be).
+    fn attempt(
+        &self,
+        uploader: &Uploader,
+        item: Queued,
+        tally: &mut Tally,
+        stop: &Receiver<()>,
+    ) -> Option<Queued> {
         let number = item.payload.number;
-        match uploader.post(&item.payload) {
+        let answer = uploader.post(&item.payload);
+        if self.ending(stop) && !matches!(answer, Answer::Acknowledged { .. }) {
+            return Some(item);
+        }
+        match answer {
             Answer::Acknowledged { status, latency } => {
                 tally.batches += 1;
                 tally.records += item.payload.records as u64;
@@ -468,6 +494,12 @@ impl Shared<'_> {
             eprintln!(
                 "warning: batch {number}: HTTP {status} counts as success for the device, \
                  which then follows the redirect with a body-less GET and loses the batch"
+            );
+        }
+        if status < 200 && !self.informational_warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "warning: batch {number}: HTTP {status} (not a final answer) counts as success \
+                 for the device, which deletes the batch though nothing says it was stored"
             );
         }
         if !self.settings.interval.is_zero() {
@@ -649,6 +681,7 @@ pub fn run_settings(settings: &Settings, stop: &Receiver<()>) -> Result<Summary,
         halted: AtomicBool::new(false),
         fatal: Mutex::new(None),
         redirect_warned: AtomicBool::new(false),
+        informational_warned: AtomicBool::new(false),
     };
     let started = Instant::now();
     let tallies = std::thread::scope(|scope| {
@@ -690,31 +723,69 @@ fn note_preparation(source: &Source, took: Duration) {
     }
 }
 
-/// `autopi-rx simulate`: Ctrl-C ends the run with a summary; the summary
-/// goes to stdout, progress and errors to stderr.
+/// `autopi-rx simulate`: Ctrl-C ends the run with a summary (exit 0: it
+/// is how a run without `--count` ends); the summary goes to stdout,
+/// progress and errors to stderr.
 pub fn main(args: SimulateArgs) -> ExitCode {
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let stop_tx = Mutex::new(Some(stop_tx));
-    let installed = ctrlc::set_handler(move || {
-        stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-    });
-    if let Err(e) = installed {
-        eprintln!("autopi-rx simulate: cannot install the signal handler: {e}");
-        return ExitCode::FAILURE;
-    }
+    let timeout = Duration::try_from_secs_f64(args.timeout).unwrap_or_default();
+    let stop_rx = match stop_on_signals("simulate", timeout) {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("autopi-rx simulate: cannot install the signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run_until(&args, &stop_rx) {
         Ok(summary) => {
-            println!("{summary}");
+            print_summary(&summary);
             ExitCode::SUCCESS
         }
         Err(failure) => {
             if let Some(summary) = &failure.summary {
-                println!("{summary}");
+                print_summary(summary);
             }
             eprintln!("autopi-rx simulate: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// A channel disconnected by the first Ctrl-C (or SIGTERM, SIGHUP): no
+/// upload starts after it, and the run ends once the answers in flight
+/// came (at most `timeout`), which is said if it has not ended a second
+/// later. A second one exits 130 at once, without the summary.
+pub fn stop_on_signals(
+    command: &'static str,
+    timeout: Duration,
+) -> Result<Receiver<()>, ctrlc::Error> {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let stop_tx = Mutex::new(Some(stop_tx));
+    ctrlc::set_handler(move || {
+        let first = stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if first.is_some() {
+            drop(first);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                eprintln!(
+                    "autopi-rx {command}: stopping once the answers in flight come (at most {:.0} s more, --timeout); Ctrl-C again quits now",
+                    timeout.as_secs_f64()
+                );
+            });
+        } else {
+            eprintln!(
+                "autopi-rx {command}: quitting without waiting for the answers in flight (their batches may have been stored, or not)"
+            );
+            std::process::exit(130);
+        }
+    })?;
+    Ok(stop_rx)
+}
+
+/// Prints a run's summary on stdout; a stdout that was closed is let be
+/// (`println!` panicked on it).
+pub fn print_summary(summary: &impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{summary}");
 }
 
 #[cfg(test)]

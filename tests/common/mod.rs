@@ -603,3 +603,135 @@ fn serve_scripted(
         }
     }
 }
+
+/// What a scripted server does with one request.
+#[derive(Clone)]
+pub enum Scripted {
+    /// Writes these bytes (a whole answer, or the start of one) and goes on
+    /// reading the connection's next request.
+    Answer(Vec<u8>),
+    /// Writes these bytes (nothing, or a head and part of a body), then
+    /// holds the connection open without another byte until the server
+    /// is dropped.
+    Hold(Vec<u8>),
+}
+
+/// A server on 127.0.0.1:0 that reads each request (head and
+/// `Content-Length` body) and answers it with the next step of its
+/// script, the last step repeating; it tells of every request it read.
+pub struct ScriptedServer {
+    pub url: String,
+    /// One item per request read: its head.
+    pub requests: Rx<String>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ScriptedServer {
+    pub fn start(script: Vec<Scripted>) -> ScriptedServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let (tx, requests) = unbounded();
+        let stop = Arc::new(AtomicBool::new(false));
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                let stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let (tx, script, stopped) = (tx.clone(), script.clone(), stopped.clone());
+                std::thread::spawn(move || serve_script(stream, &tx, &script, &stopped));
+            }
+        });
+        ScriptedServer {
+            url,
+            requests,
+            stop,
+        }
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One connection of a `ScriptedServer`.
+fn serve_script(
+    stream: TcpStream,
+    told: &crossbeam_channel::Sender<String>,
+    script: &Mutex<std::collections::VecDeque<Scripted>>,
+    stopped: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    stream.set_nonblocking(false).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let step = {
+            let mut script = script.lock().unwrap();
+            if script.len() > 1 {
+                script.pop_front().unwrap()
+            } else {
+                script.front().cloned().unwrap()
+            }
+        };
+        let _ = told.send(head);
+        match step {
+            Scripted::Answer(bytes) => {
+                if writer.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Scripted::Hold(bytes) => {
+                let _ = writer.write_all(&bytes);
+                while !stopped.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A whole HTTP/1.1 answer with this status line and body.
+pub fn answer(status_line: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!(
+        "HTTP/1.1 {status_line}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
