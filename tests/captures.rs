@@ -1403,15 +1403,7 @@ fn ctrl_c_during_a_replay_sends_nothing_more_and_a_second_quits_now() {
     let dir = tempfile::tempdir().unwrap();
     let capture = small_capture(dir.path(), 3);
     let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
-    let mut child = replay(&capture, &silent.url, "t", "2")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    silent
-        .requests
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap();
+    let mut child = replay_until_asked(&capture, &silent, "2");
     signal(&child, "INT");
     let out = wait_output(&mut child, Duration::from_secs(20));
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -1426,15 +1418,7 @@ fn ctrl_c_during_a_replay_sends_nothing_more_and_a_second_quits_now() {
 
     let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
     let started = Instant::now();
-    let mut child = replay(&capture, &silent.url, "t", "60")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    silent
-        .requests
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap();
+    let mut child = replay_until_asked(&capture, &silent, "60");
     signal(&child, "INT");
     // The note that it waits comes a second later; then the second one.
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
@@ -1448,6 +1432,26 @@ fn ctrl_c_during_a_replay_sends_nothing_more_and_a_second_quits_now() {
         started.elapsed() < Duration::from_secs(30),
         "did not wait the 60 s"
     );
+}
+
+/// `replay` (token `t`, `timeout` seconds) of `capture` to `server`,
+/// once the server has read its first request: the replay then waits
+/// for the answer.
+fn replay_until_asked(
+    capture: &Path,
+    server: &common::ScriptedServer,
+    timeout: &str,
+) -> std::process::Child {
+    let child = replay(capture, &server.url, "t", timeout)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    server
+        .requests
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap();
+    child
 }
 
 /// Waits for `child` to end (killing it past `limit`) and collects what it
@@ -1484,15 +1488,7 @@ fn a_closed_stdout_does_not_make_replay_panic() {
     let server = ScriptedServer::start(vec![Scripted::Hold(
         b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n".to_vec(),
     )]);
-    let mut child = replay(&capture, &server.url, "t", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    server
-        .requests
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap();
+    let mut child = replay_until_asked(&capture, &server, "1");
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
