@@ -113,6 +113,11 @@ pub struct ReplayArgs {
     /// Seconds to wait before sending a failed batch again.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub retry_wait: f64,
+
+    /// Trust the CA certificates in this PEM file (instead of the Mozilla
+    /// roots) for an https:// URL.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 impl ReplayArgs {
@@ -134,6 +139,12 @@ impl ReplayArgs {
             authorization(&self.token, self.scheme)?,
             String::new(),
             seconds("--timeout", self.timeout, 0.001)?,
+        )
+        .trusting(
+            self.ca
+                .as_deref()
+                .map(|path| crate::forward::load_ca_of("--ca", path))
+                .transpose()?,
         );
         Ok(Settings {
             target: std::sync::Arc::new(target),

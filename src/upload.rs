@@ -25,6 +25,8 @@ pub struct Target {
     authorization: String,
     pub unit_id: String,
     pub timeout: Duration,
+    /// CA certificates (DER) trusted instead of the Mozilla roots (`--ca`).
+    pub ca: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl Target {
@@ -35,7 +37,14 @@ impl Target {
             authorization,
             unit_id,
             timeout,
+            ca: None,
         }
+    }
+
+    /// Trusts only these CA certificates for an `https://` URL.
+    pub fn trusting(mut self, ca: Option<Arc<Vec<Vec<u8>>>>) -> Target {
+        self.ca = ca;
+        self
     }
 }
 
@@ -124,6 +133,7 @@ impl Uploader {
             .max_redirects(0)
             .max_redirects_will_error(false)
             .user_agent(USER_AGENT)
+            .tls_config(crate::forward::http::tls_config(target.ca.as_deref()))
             .build();
         Uploader {
             agent: config.into(),

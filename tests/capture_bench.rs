@@ -254,6 +254,7 @@ fn write_capture(path: &Path, records: u64, copies: u64) -> (u64, u64) {
             start: None,
             timeout: 10.0,
             retry_wait: 0.0,
+            ca: None,
         };
         let settings = Settings::from_args(&args).unwrap();
         for p in Batches::new(&settings).take(per_device as usize) {

@@ -41,6 +41,7 @@ fn sim(url: &str, seed: u64, count: u64, gzip: Option<u32>) -> SimulateArgs {
         start: None,
         timeout: 10.0,
         retry_wait: 0.0,
+        ca: None,
     }
 }
 

@@ -920,6 +920,84 @@ fn https_upstream_gets_the_same_bytes_and_is_verified() {
     assert_eq!(complete_lines(&up.capture).len(), 2);
 }
 
+/// `replay` and `simulate` to an HTTPS receiver with a CA of its own:
+/// trusted with `--ca`; without it the certificate is named and the run
+/// gives up.
+#[test]
+fn replay_and_simulate_trust_an_https_receiver_by_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let up = upstream(dir.path(), 0);
+    let port = https_front(up.addr, &cert, &key);
+    let url = format!("https://127.0.0.1:{port}/logbook/storage");
+    // A capture of two batches to replay.
+    let capture = dir.path().join("capture.jsonl");
+    let rx = Receiver::spawn(binary().args(["--no-auth", "--capture", capture.to_str().unwrap()]));
+    upload(&rx, &batch(1));
+    upload(&rx, &batch(2));
+    drop(rx);
+    let run = |args: &[&str]| {
+        binary()
+            .args(args)
+            .args([
+                "--url",
+                &url,
+                "--token",
+                UP_TOKEN,
+                "--retry-wait",
+                "0",
+                "--timeout",
+                "5",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ca_arg = ca.to_str().unwrap();
+    let replayed = run(&[
+        "replay",
+        capture.to_str().unwrap(),
+        "--as-fast-as-possible",
+        "--ca",
+        ca_arg,
+    ]);
+    let said = String::from_utf8_lossy(&replayed.stdout);
+    assert!(
+        replayed.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert!(said.contains("acknowledged: 2 of 2"), "{said}");
+    let simulated = run(&[
+        "simulate",
+        "--count",
+        "1",
+        "--interval",
+        "0",
+        "--ca",
+        ca_arg,
+    ]);
+    assert!(
+        simulated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&simulated.stderr)
+    );
+    let got = wait_for("three batches over https", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 3).then_some(lines)
+    });
+    assert_eq!(wire_of(&got[0]), batch(1));
+
+    let strict = run(&["replay", capture.to_str().unwrap(), "--as-fast-as-possible"]);
+    let said = String::from_utf8_lossy(&strict.stderr).to_lowercase();
+    assert_eq!(strict.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("certificate") || said.contains("issuer"),
+        "{said}"
+    );
+    assert_eq!(complete_lines(&up.capture).len(), 3);
+}
+
 #[test]
 fn each_batch_goes_once_per_device_and_a_retry_of_an_unacknowledged_one_goes() {
     // A capture as answer modes leave it: a batch saved but answered 500

@@ -33,6 +33,7 @@ fn args(url: &str, count: u64) -> SimulateArgs {
         start: None,
         timeout: 10.0,
         retry_wait: 0.0,
+        ca: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn args(url: &str, count: u64) -> SimulateArgs {
         // Tests script their failures; waiting between retries would only
         // slow them down.
         retry_wait: 0.0,
+        ca: None,
     }
 }
 

@@ -69,8 +69,9 @@ impl HttpTarget {
     }
 }
 
-/// rustls with the Mozilla roots, or only the `--forward-ca` ones.
-fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfig {
+/// rustls with the Mozilla roots, or only the given CA's (`--forward-ca`,
+/// and `--ca` of `replay` and `simulate`).
+pub fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfig {
     let roots = match ca {
         Some(certs) => RootCerts::new_with_certs(
             &certs

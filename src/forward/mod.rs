@@ -72,18 +72,20 @@ pub struct Credentials {
 
 /// Reads the CA certificates of a PEM file (`--forward-ca`).
 pub fn load_ca(path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
+    load_ca_of("--forward-ca", path)
+}
+
+/// Reads the CA certificates of a PEM file given with `flag`.
+pub fn load_ca_of(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(path).map_err(|e| format!("--forward-ca {}: {e}", path.display()))?;
+    let pem = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("--forward-ca {}: not PEM certificates: {e}", path.display()))?;
+        .map_err(|e| format!("{flag} {}: not PEM certificates: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!(
-            "--forward-ca {}: no certificate in it",
-            path.display()
-        ));
+        return Err(format!("{flag} {}: no certificate in it", path.display()));
     }
     Ok(Arc::new(certs))
 }

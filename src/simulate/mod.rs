@@ -115,6 +115,11 @@ pub struct SimulateArgs {
     /// --interval 0, so a receiver restarting is not given up on at once.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub retry_wait: f64,
+
+    /// Trust the CA certificates in this PEM file (instead of the Mozilla
+    /// roots) for an https:// URL.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -150,7 +155,13 @@ impl Settings {
             None => unit_id_for(args.seed),
         };
         let timeout = seconds("--timeout", args.timeout, 0.001)?;
-        let target = Target::new(check_url(&args.url)?, authorization, unit_id, timeout);
+        let ca = args
+            .ca
+            .as_deref()
+            .map(|path| crate::forward::load_ca_of("--ca", path))
+            .transpose()?;
+        let target =
+            Target::new(check_url(&args.url)?, authorization, unit_id, timeout).trusting(ca);
         Ok(Settings {
             target: Arc::new(target),
             gzip: args.gzip,
@@ -809,6 +820,7 @@ mod tests {
             start: None,
             timeout: 1.0,
             retry_wait: 0.0,
+            ca: None,
         };
         let settings = Settings::from_args(&args).unwrap();
         let live = Source::Live(Box::new(Mutex::new((Batches::new(&settings), Some(2)))));
