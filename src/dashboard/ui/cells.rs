@@ -28,10 +28,12 @@ use crate::dashboard::format::is_invisible;
 ///   join them draws it; what does not fit is dropped (a family emoji
 ///   keeps its first person);
 /// - a regional indicator is written as its letter (🇩🇰 is `DK`);
-/// - the emoji variation selector U+FE0F is dropped (the character is
-///   drawn as text, 1 column, then a space);
+/// - a variation selector (U+FE00–FE0F) is dropped (`❤️`: the character
+///   is drawn as text, 1 column, then a space);
 /// - a character whose width the tables disagree on (see `CONTESTED`)
-///   becomes U+FFFD, and a combining one is dropped.
+///   becomes U+FFFD, and a combining one is dropped;
+/// - a piece ratatui itself would count at another width than laid out
+///   here becomes U+FFFD (its diff steps over cells by its own count).
 pub fn settle(area: Rect, buf: &mut Buffer) {
     let area = area.intersection(buf.area);
     for y in area.top()..area.bottom() {
@@ -82,7 +84,14 @@ fn is_settled(symbol: &str) -> bool {
         return true;
     };
     taken(first).is_some_and(|w| w == usize::from(symbol.cell_width()))
-        && chars.all(|c| c != '\u{FE0F}' && taken(c) == Some(0))
+        && chars.all(|c| !is_selector(c) && taken(c) == Some(0))
+}
+
+/// A variation selector (U+FE00–FE0F): it changes how the character
+/// before it is drawn, and with it the width tables give the pair (`❤️`
+/// is 2 columns for ratatui, 1 for glibc).
+fn is_selector(c: char) -> bool {
+    ('\u{FE00}'..='\u{FE0F}').contains(&c)
 }
 
 /// The width `c` takes wherever it is drawn alone, when every terminal
@@ -107,7 +116,7 @@ fn pieces(symbol: &str, room: usize) -> Vec<(String, u16)> {
     let mut used = 0;
     let mut full = false;
     for c in symbol.chars() {
-        if is_invisible(c) || c == '\u{FE0F}' {
+        if is_invisible(c) || is_selector(c) {
             continue;
         }
         let (c, width) = match regional_letter(c) {
@@ -133,6 +142,15 @@ fn pieces(symbol: &str, room: usize) -> Vec<(String, u16)> {
     }
     if pieces.is_empty() {
         pieces.push((" ".to_string(), 1));
+    }
+    // What ratatui's diff steps over is its own count of a cell
+    // (`cell_width`): a piece it counts otherwise than laid out here would
+    // leave a column undrawn.
+    for (piece, width) in &mut pieces {
+        if piece.cell_width() != *width {
+            *piece = "\u{FFFD}".to_string();
+            *width = 1;
+        }
     }
     pieces
 }
@@ -162,19 +180,22 @@ fn contested(c: char) -> bool {
 
 /// Characters whose width unicode-width 0.2 (Unicode 16, what ratatui lays
 /// out by) and glibc 2.36's `wcwidth` (Unicode 14, what tmux and most
-/// Linux terminals draw by) count differently, found by asking both for
-/// every code point: spacing vowel signs one counts 0 and the other 1,
-/// symbols made wide in Unicode 16 (trigrams, tetragrams), circled numbers
-/// on black squares and Hangul fillers one counts 2 and the other 1 or 0.
+/// Linux terminals draw by; a character it does not know, `-1`, is drawn 1
+/// column wide) count differently, found by asking both for every code
+/// point outside `is_invisible`: spacing vowel signs one counts 0 and the
+/// other 1, symbols made wide in Unicode 16 (trigrams, tetragrams),
+/// circled numbers on black squares, Hangul fillers, emoji and ideographs
+/// newer than glibc's tables (2 columns for ratatui, 1 for tmux). The
+/// halfwidth sound marks U+FF9E and U+FF9F are added: both tables count
+/// them 1, but ratatui counts one alone 2 (its `cell_width` adds a column
+/// for each, on top of unicode-width's).
 const CONTESTED: &[(u32, u32)] = &[
-    (0x00AD, 0x00AD),
-    (0x0605, 0x0605),
-    (0x070F, 0x070F),
-    (0x0890, 0x0891),
-    (0x08E2, 0x08E2),
+    (0x05C8, 0x05C9),
+    (0x0897, 0x0897),
     (0x09BE, 0x09BE),
     (0x09D7, 0x09D7),
     (0x0B3E, 0x0B3E),
+    (0x0B53, 0x0B54),
     (0x0B57, 0x0B57),
     (0x0BBE, 0x0BBE),
     (0x0BD7, 0x0BD7),
@@ -188,10 +209,12 @@ const CONTESTED: &[(u32, u32)] = &[
     (0x0D57, 0x0D57),
     (0x0DCF, 0x0DCF),
     (0x0DDF, 0x0DDF),
+    (0x0ECE, 0x0ECE),
     (0x1715, 0x1715),
     (0x1734, 0x1734),
     (0x17A4, 0x17A4),
     (0x17D8, 0x17D8),
+    (0x1ACF, 0x1AF0),
     (0x1B35, 0x1B35),
     (0x1B3B, 0x1B3B),
     (0x1B3D, 0x1B3D),
@@ -201,20 +224,37 @@ const CONTESTED: &[(u32, u32)] = &[
     (0x2630, 0x2637),
     (0x268A, 0x268F),
     (0x2D7F, 0x2D7F),
+    (0x2FFC, 0x2FFF),
     (0x302E, 0x302F),
     (0x3164, 0x3164),
+    (0x31E4, 0x31E5),
+    (0x31EF, 0x31EF),
     (0x3248, 0x324F),
     (0xA8FA, 0xA8FA),
     (0xA953, 0xA953),
     (0xA9C0, 0xA9C0),
+    (0xFA6E, 0xFA6F),
+    (0xFADA, 0xFAFF),
+    (0xFF9E, 0xFF9F),
     (0xFFA0, 0xFFA0),
-    (0xFFF9, 0xFFFB),
+    (0xFFF0, 0xFFF8),
+    (0x10D69, 0x10D6D),
+    (0x10ECB, 0x10ECF),
+    (0x10EF0, 0x10EFF),
     (0x111C0, 0x111C0),
     (0x111C2, 0x111C3),
     (0x11235, 0x11235),
+    (0x11241, 0x11241),
     (0x1133E, 0x1133E),
     (0x1134D, 0x1134D),
     (0x11357, 0x11357),
+    (0x113B8, 0x113B8),
+    (0x113BB, 0x113C0),
+    (0x113C2, 0x113C2),
+    (0x113C5, 0x113C5),
+    (0x113C7, 0x113C9),
+    (0x113CE, 0x113D2),
+    (0x113E1, 0x113E2),
     (0x114B0, 0x114B0),
     (0x114BD, 0x114BD),
     (0x115AF, 0x115AF),
@@ -225,13 +265,74 @@ const CONTESTED: &[(u32, u32)] = &[
     (0x1193F, 0x1193F),
     (0x11941, 0x11941),
     (0x11A84, 0x11A89),
+    (0x11B60, 0x11B60),
+    (0x11B62, 0x11B64),
+    (0x11B66, 0x11B66),
     (0x11D46, 0x11D46),
-    (0x13430, 0x13438),
-    (0x16FF0, 0x16FF1),
+    (0x11DF0, 0x11DF0),
+    (0x11F00, 0x11F02),
+    (0x11F36, 0x11F3A),
+    (0x11F40, 0x11F42),
+    (0x11F5A, 0x11F5A),
+    (0x13440, 0x13440),
+    (0x13447, 0x13455),
+    (0x1611E, 0x16129),
+    (0x1612D, 0x1612F),
+    (0x16FF0, 0x16FF6),
+    (0x187F8, 0x187FF),
+    (0x18CD6, 0x18CDA),
+    (0x18CFF, 0x18CFF),
+    (0x18D09, 0x18D20),
+    (0x18D80, 0x18DF2),
+    (0x18E00, 0x19191),
+    (0x191A0, 0x191D2),
+    (0x1B123, 0x1B128),
+    (0x1B132, 0x1B132),
+    (0x1B155, 0x1B155),
+    (0x1B168, 0x1B168),
+    (0x1D127, 0x1D128),
     (0x1D165, 0x1D166),
     (0x1D16D, 0x1D172),
+    (0x1D250, 0x1D252),
+    (0x1D25B, 0x1D25C),
+    (0x1D25F, 0x1D25F),
+    (0x1D280, 0x1D281),
     (0x1D300, 0x1D356),
     (0x1D360, 0x1D376),
+    (0x1E08F, 0x1E08F),
+    (0x1E4EC, 0x1E4EF),
+    (0x1E5EE, 0x1E5EF),
+    (0x1E6E3, 0x1E6E3),
+    (0x1E6E6, 0x1E6E6),
+    (0x1E6EE, 0x1E6EF),
+    (0x1E6F5, 0x1E6F5),
+    (0x1F1AE, 0x1F1AE),
+    (0x1F6D8, 0x1F6D9),
+    (0x1F6DC, 0x1F6DC),
+    (0x1F7DA, 0x1F7DA),
+    (0x1FA75, 0x1FA77),
+    (0x1FA87, 0x1FA8F),
+    (0x1FAAD, 0x1FAAF),
+    (0x1FABB, 0x1FABF),
+    (0x1FAC6, 0x1FAC6),
+    (0x1FAC8, 0x1FAC8),
+    (0x1FACC, 0x1FACF),
+    (0x1FADA, 0x1FADD),
+    (0x1FADF, 0x1FADF),
+    (0x1FAE8, 0x1FAEB),
+    (0x1FAEF, 0x1FAEF),
+    (0x1FAF7, 0x1FAFA),
+    (0x2A6E0, 0x2A6FF),
+    (0x2B739, 0x2B73F),
+    (0x2B81E, 0x2B81F),
+    (0x2CEA2, 0x2CEAF),
+    (0x2EBE1, 0x2F7FF),
+    (0x2FA1E, 0x2FFFD),
+    (0x3134B, 0x3FFFD),
+    (0xE0000, 0xE0000),
+    (0xE0002, 0xE001F),
+    (0xE0080, 0xE00FF),
+    (0xE01F0, 0xE0FFF),
 ];
 
 #[cfg(test)]
@@ -265,11 +366,17 @@ mod tests {
         assert_eq!(settled_row("😀|", 3), ["😀", " ", "|"]);
         assert_eq!(settled_row("ab", 2), ["a", "b"]);
         // A halfwidth sound mark: ratatui counts its cluster 3 columns
-        // (unicode-width's 2, and 1 more for the mark); drawn in 2.
+        // (unicode-width's 2, and 1 more for the mark), and the mark alone
+        // 2; terminals draw it in 1.
         assert_eq!(
             settled_row("\u{FF76}\u{FF9E}|", 4),
-            ["\u{FF76}", "\u{FF9E}", " ", "|"]
+            ["\u{FF76}", "\u{FFFD}", " ", "|"]
         );
+        // A selector other than U+FE0F: `‘` with it is 2 columns for
+        // unicode-width, 1 for glibc.
+        assert_eq!(settled_row("\u{2018}\u{FE01}|", 3), ["\u{2018}", " ", "|"]);
+        // Newer than glibc's tables: drawn 1 column wide by tmux.
+        assert_eq!(settled_row("\u{1FA77}|", 3), ["\u{FFFD}", " ", "|"]);
     }
 
     #[test]
