@@ -140,12 +140,7 @@ impl ReplayArgs {
             String::new(),
             seconds("--timeout", self.timeout, 0.001)?,
         )
-        .trusting(
-            self.ca
-                .as_deref()
-                .map(|path| crate::forward::load_ca_of("--ca", path))
-                .transpose()?,
-        );
+        .trusting(crate::forward::load_ca_of("--ca", self.ca.as_deref())?);
         Ok(Settings {
             target: std::sync::Arc::new(target),
             pacing,

@@ -192,16 +192,34 @@ impl Uploader {
 /// The most of an answer's body read to explain it.
 const ANSWER_BYTES: u64 = 64 * 1024;
 
-/// `text` with `secret` taken out, as sent and as JSON writes it with `/`
-/// escaped (`\/`, PHP's default), written as `label`: a receiver or an
-/// upstream that echoes the request's headers in its answer would
+/// `text` with `secret` taken out, written as `label`: as sent, and as a
+/// JSON writer quoting it would spell it (`"` and `\` escaped; `/` as
+/// `\/`, PHP's default; `&`, `<`, `>` as `\u0026`…, Go's). A receiver or
+/// an upstream that echoes the request's headers in its answer would
 /// otherwise have the credential quoted where the answer's reason is shown.
 pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
     let Some(secret) = secret.filter(|c| !c.is_empty()) else {
         return text;
     };
-    let escaped = secret.replace('/', "\\/");
-    text.replace(secret, label).replace(&escaped, label)
+    let quoted = serde_json::to_string(secret).unwrap_or_default();
+    let json = quoted[1..quoted.len() - 1].to_string();
+    let html = |s: &str| {
+        s.replace('&', "\\u0026")
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+    };
+    let slashed = json.replace('/', "\\/");
+    let mut text = text;
+    for spelling in [
+        secret.to_string(),
+        html(&slashed),
+        html(&json),
+        slashed,
+        json,
+    ] {
+        text = text.replace(&spelling, label);
+    }
+    text
 }
 
 fn no_answer(e: &ureq::Error, timeout: Duration) -> Answer {
@@ -266,5 +284,20 @@ mod tests {
             taken_out(t, Some("s3/cret"), "[token]")
         });
         assert_eq!(reason, "bad  token [token]  [2J token [token]");
+        // Quoted back inside other JSON, as writers escape it.
+        let secret = r#"a"b\c&d/e"#;
+        for echo in [
+            r#"{"headers":{"authorization":"token a\"b\\c&d/e"}}"#,
+            r#"{"headers":{"authorization":"token a\"b\\c&d\/e"}}"#,
+            r#"{"headers":{"authorization":"token a\"b\\c\u0026d/e"}}"#,
+        ] {
+            let reason =
+                reason_from_cleaned(echo.as_bytes(), |t| taken_out(t, Some(secret), "[token]"));
+            assert!(
+                reason.contains("token [token]") && !reason.contains("c&d"),
+                "{reason}"
+            );
+            assert!(!reason.contains("u0026d"), "{reason}");
+        }
     }
 }

@@ -1381,6 +1381,17 @@ fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
         "{}",
         text(&out.stderr)
     );
+    // Credentials in the URL, never echoed.
+    let out = replay(&capture, "http://u:pw-77@127.0.0.1:8000/", token, "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("put no credentials in the URL")
+            && !text(&out.stderr).contains("pw-77"),
+        "{}",
+        text(&out.stderr)
+    );
     // A pace so slow its wait overflowed a Duration (exit 101).
     let out = binary()
         .args(["replay", capture.to_str().unwrap(), "--url", &server.url])
@@ -1395,40 +1406,71 @@ fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
     );
 }
 
-/// Ctrl-C while an answer is awaited: nothing is said to be sent again,
-/// the summary counts no re-send and says it was interrupted, exit 130;
-/// a second Ctrl-C quits at once instead of waiting out `--timeout`.
+/// Ctrl-C while an answer is awaited: no batch is sent after it, an
+/// attempt that then fails is neither counted nor said to be sent again
+/// (a refusal's reason is still said), the summary says it was
+/// interrupted, exit 130; a second Ctrl-C quits at once instead of
+/// waiting out `--timeout`.
 #[test]
 fn ctrl_c_during_a_replay_sends_nothing_more_and_a_second_quits_now() {
-    use common::{Scripted, ScriptedServer, signal};
+    use common::{
+        Scripted, ScriptedServer, answer, lines_until, signal, stderr_lines, wait_output,
+    };
     let dir = tempfile::tempdir().unwrap();
     let capture = small_capture(dir.path(), 3);
-    let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
-    let mut child = replay_until_asked(&capture, &silent, "2");
-    signal(&child, "INT");
-    let out = wait_output(&mut child, Duration::from_secs(20));
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
-    assert!(!stderr.contains("re-sending"), "{stderr}");
-    assert!(
-        stdout.contains("acknowledged: 0 of 3") && stdout.contains("(interrupted)"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("resends: 0 after no answer"), "{stdout}");
-    assert_eq!(silent.requests.try_iter().count(), 0, "nothing sent after");
+    let limit = Duration::from_secs(20);
+    // Each answer is let go only once the replay has taken the signal
+    // (its note a second later says so): a 200, a 500, no answer.
+    for (script, acknowledged) in [
+        (Scripted::Gated(answer("200 OK", b"{}")), 1),
+        (
+            Scripted::Gated(answer("500 Internal Server Error", br#"{"error":"down"}"#)),
+            0,
+        ),
+        (Scripted::Hold(Vec::new()), 0),
+    ] {
+        let server = ScriptedServer::start(vec![script]);
+        let mut child = replay_until_asked(&capture, &server, "3");
+        let lines = stderr_lines(&mut child);
+        signal(&child, "INT");
+        lines_until(&lines, "Ctrl-C again quits now", limit);
+        server.release();
+        let out = wait_output(&mut child, limit);
+        let stdout = text(&out.stdout);
+        let stderr: String = lines.iter().collect();
+        assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+        assert!(
+            !stderr.contains("re-sending") && !stderr.contains("retrying"),
+            "{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!("acknowledged: {acknowledged} of 3"))
+                && stdout.contains("(interrupted)")
+                && stdout.contains("; 2 not sent"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("retries: 0 after an error answer, resends: 0 after no answer"),
+            "{stdout}"
+        );
+        if acknowledged == 0 && stderr.contains("HTTP") {
+            assert!(
+                stderr.contains("HTTP 500: down; not sent again (stopping)"),
+                "{stderr}"
+            );
+        }
+        assert_eq!(server.requests.try_iter().count(), 0, "sent after Ctrl-C");
+    }
 
     let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
     let started = Instant::now();
     let mut child = replay_until_asked(&capture, &silent, "60");
+    let lines = stderr_lines(&mut child);
     signal(&child, "INT");
-    // The note that it waits comes a second later; then the second one.
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    assert!(line.contains("Ctrl-C again quits now"), "{line}");
+    lines_until(&lines, "Ctrl-C again quits now", limit);
     signal(&child, "INT");
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let out = wait_output(&mut child, limit);
+    assert_eq!(out.status.code(), Some(130));
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "did not wait the 60 s"
@@ -1453,28 +1495,6 @@ fn replay_until_asked(
         .recv_timeout(Duration::from_secs(20))
         .unwrap();
     child
-}
-
-/// Waits for `child` to end (killing it past `limit`) and collects what it
-/// wrote.
-fn wait_output(child: &mut std::process::Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    std::io::Read::read_to_end(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    std::io::Read::read_to_end(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    Output {
-        status: child.wait().unwrap(),
-        stdout,
-        stderr,
-    }
 }
 
 /// A reader of the summary that went away (`replay … | head -0`) ends the

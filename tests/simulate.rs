@@ -732,40 +732,52 @@ fn a_failed_batch_waits_at_least_the_retry_wait_even_at_interval_0() {
 }
 
 /// Ctrl-C stops the simulator from starting any upload: a receiver that
-/// never answers had it send its whole retry queue after the signal (each
-/// batch waiting out `--timeout`), and say each was to be sent again.
+/// refused had it send its whole retry queue after the signal, and say
+/// each was to be sent again.
 #[test]
 fn ctrl_c_starts_no_upload_after_it() {
-    use common::{Scripted, ScriptedServer, binary, signal};
-    let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
-    let child = binary()
-        .args(["simulate", "--url", &silent.url, "--token", "t"])
-        .args(["--interval", "0", "--timeout", "0.5", "--retry-wait", "0"])
+    use common::{
+        Scripted, ScriptedServer, answer, binary, lines_until, signal, stderr_lines, wait_output,
+    };
+    let refusal = answer("500 Internal Server Error", br#"{"error":"down"}"#);
+    // Cycle 1 sends batch 0 (refused); cycle 2 batch 0 again and batch 1
+    // (both refused); cycle 3 batch 0 again, whose answer waits for the
+    // signal to be taken: batch 1 is behind it in the queue, and batch 2
+    // after that.
+    let server = ScriptedServer::start(vec![
+        Scripted::Answer(refusal.clone()),
+        Scripted::Answer(refusal.clone()),
+        Scripted::Answer(refusal.clone()),
+        Scripted::Gated(refusal),
+    ]);
+    let mut child = binary()
+        .args(["simulate", "--url", &server.url, "--token", "t"])
+        .args(["--interval", "0", "--timeout", "10", "--retry-wait", "0"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Cycle 1 sends batch 0; cycle 2 batch 0 again and batch 1; cycle 3
-    // batches 0 and 1 again, then 2: the signal comes while the queue is
-    // being sent, with another batch behind the one in flight.
+    let limit = Duration::from_secs(20);
     for _ in 0..4 {
-        silent
-            .requests
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap();
+        server.requests.recv_timeout(limit).unwrap();
     }
+    let lines = stderr_lines(&mut child);
     signal(&child, "INT");
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    lines_until(&lines, "Ctrl-C again quits now", limit);
+    server.release();
+    let out = wait_output(&mut child, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr: String = lines.iter().collect();
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(
-        silent.requests.try_iter().count(),
+        server.requests.try_iter().count(),
         0,
         "an upload after Ctrl-C:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("batch 0: HTTP 500: down; not sent again (stopping)"),
+        "{stderr}"
     );
     assert!(stdout.contains("interrupted"), "{stdout}");
 }

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, select};
 use jiff::Timestamp;
 
 use super::load::{self, CaptureLine};
+use crate::simulate::stopped;
 use crate::upload::{Answer, MAX_FAILURES, Payload, Target, Uploader, encode_json};
 
 /// How fast to send.
@@ -150,6 +151,12 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                     return;
                 }
             }
+            // Stopped (Ctrl-C) while the one before was out: not sent.
+            if stopped(stop) {
+                summary.interrupted = true;
+                summary.not_sent += 1;
+                return;
+            }
             let counts = line
                 .records_text()
                 .as_deref()
@@ -204,13 +211,7 @@ fn deliver(
         if attempt > 1 && !sleep(stop, settings.retry_wait) {
             return Ok(false);
         }
-        let answer = uploader.post_as(payload, unit_id);
-        if stopped(stop) && !matches!(answer, Answer::Acknowledged { .. }) {
-            // Ended while this attempt was out: it is not counted, nor
-            // said to be sent again.
-            return Ok(false);
-        }
-        let (why, unanswered) = match answer {
+        let (why, unanswered) = match uploader.post_as(payload, unit_id) {
             // A device takes a 3xx (or a 1xx) for success; a replay fills
             // a receiver, and a redirect (not followed) stored nothing: it
             // was counted as delivered, and a URL that redirects would
@@ -237,6 +238,15 @@ fn deliver(
             Answer::Refused { status, reason } => (format!("HTTP {status}: {reason}"), false),
             Answer::NoAnswer { reason } => (reason, true),
         };
+        if stopped(stop) {
+            // Told to stop while this attempt was out: it is not sent
+            // again, so not counted as a retry or re-send; a refusal's
+            // reason is still said.
+            if settings.notes && !unanswered {
+                eprintln!("batch {number}: {why}; not sent again (stopping)");
+            }
+            return Ok(false);
+        }
         if attempt == MAX_FAILURES {
             return Err(format!(
                 "gave up on batch {number} after {MAX_FAILURES} failed attempts (last: {why})"
@@ -257,14 +267,6 @@ fn deliver(
         }
     }
     Ok(false)
-}
-
-/// Whether the run was told to end (`stop` disconnected).
-fn stopped(stop: &Receiver<()>) -> bool {
-    matches!(
-        stop.try_recv(),
-        Err(crossbeam_channel::TryRecvError::Disconnected)
-    )
 }
 
 /// Waits `d` unless stopped first (false).

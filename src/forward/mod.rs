@@ -72,11 +72,16 @@ pub struct Credentials {
 
 /// Reads the CA certificates of a PEM file (`--forward-ca`).
 pub fn load_ca(path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
-    load_ca_of("--forward-ca", path)
+    read_ca("--forward-ca", path)
+}
+
+/// The CA certificates of the PEM file given with `flag`, if one was.
+pub fn load_ca_of(flag: &str, path: Option<&Path>) -> Result<Option<Arc<Vec<Vec<u8>>>>, String> {
+    path.map(|path| read_ca(flag, path)).transpose()
 }
 
 /// Reads the CA certificates of a PEM file given with `flag`.
-pub fn load_ca_of(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
+fn read_ca(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let pem = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;

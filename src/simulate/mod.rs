@@ -155,11 +155,7 @@ impl Settings {
             None => unit_id_for(args.seed),
         };
         let timeout = seconds("--timeout", args.timeout, 0.001)?;
-        let ca = args
-            .ca
-            .as_deref()
-            .map(|path| crate::forward::load_ca_of("--ca", path))
-            .transpose()?;
+        let ca = crate::forward::load_ca_of("--ca", args.ca.as_deref())?;
         let target =
             Target::new(check_url(&args.url)?, authorization, unit_id, timeout).trusting(ca);
         Ok(Settings {
@@ -202,6 +198,9 @@ pub fn check_url(url: &str) -> Result<String, String> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("--url: put no credentials in the URL (they would show in process lists and in messages); give the token with --token or AUTOPI_RX_TOKEN".into());
+    }
     crate::upload::check_port("--url", url, &uri)?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(url.to_string()),
@@ -373,11 +372,7 @@ impl Shared<'_> {
 
     /// Whether no upload may start now: halted, or told to stop.
     fn ending(&self, stop: &Receiver<()>) -> bool {
-        self.halted()
-            || matches!(
-                stop.try_recv(),
-                Err(crossbeam_channel::TryRecvError::Disconnected)
-            )
+        self.halted() || stopped(stop)
     }
 
     /// Waits until `until`; false when the run is to end instead.
@@ -469,11 +464,7 @@ impl Shared<'_> {
         stop: &Receiver<()>,
     ) -> Option<Queued> {
         let number = item.payload.number;
-        let answer = uploader.post(&item.payload);
-        if self.ending(stop) && !matches!(answer, Answer::Acknowledged { .. }) {
-            return Some(item);
-        }
-        match answer {
+        match uploader.post(&item.payload) {
             Answer::Acknowledged { status, latency } => {
                 tally.batches += 1;
                 tally.records += item.payload.records as u64;
@@ -490,6 +481,15 @@ impl Shared<'_> {
                 ));
                 Some(item)
             }
+            // Told to stop while it was out: it is not sent again, so
+            // not counted as failed; a refusal's reason is still said.
+            Answer::Refused { status, reason } if self.ending(stop) => {
+                if self.settings.notes {
+                    eprintln!("batch {number}: HTTP {status}: {reason}; not sent again (stopping)");
+                }
+                Some(item)
+            }
+            Answer::NoAnswer { .. } if self.ending(stop) => Some(item),
             Answer::Refused { status, reason } => {
                 self.failed(item, format!("HTTP {status}: {reason}"), false)
             }
@@ -778,7 +778,7 @@ pub fn stop_on_signals(
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(1));
                 eprintln!(
-                    "autopi-rx {command}: stopping once the answers in flight come (at most {:.0} s more, --timeout); Ctrl-C again quits now",
+                    "autopi-rx {command}: stopping once the answers in flight come (at most {:.1} s more, --timeout); Ctrl-C again quits now",
                     timeout.as_secs_f64()
                 );
             });
@@ -790,6 +790,14 @@ pub fn stop_on_signals(
         }
     })?;
     Ok(stop_rx)
+}
+
+/// Whether the run was told to end (`stop` disconnected).
+pub fn stopped(stop: &Receiver<()>) -> bool {
+    matches!(
+        stop.try_recv(),
+        Err(crossbeam_channel::TryRecvError::Disconnected)
+    )
 }
 
 /// Prints a run's summary on stdout; a stdout that was closed is let be

@@ -614,6 +614,9 @@ pub enum Scripted {
     /// holds the connection open without another byte until the server
     /// is dropped.
     Hold(Vec<u8>),
+    /// Writes these bytes once `ScriptedServer::release` lets it (one
+    /// release, one gated answer), then goes on as `Answer`.
+    Gated(Vec<u8>),
 }
 
 /// A server on 127.0.0.1:0 that reads each request (head and
@@ -624,6 +627,7 @@ pub struct ScriptedServer {
     /// One item per request read: its head.
     pub requests: Rx<String>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    gate: crossbeam_channel::Sender<()>,
 }
 
 impl ScriptedServer {
@@ -633,6 +637,7 @@ impl ScriptedServer {
         let url = format!("http://{}/", listener.local_addr().unwrap());
         listener.set_nonblocking(true).unwrap();
         let (tx, requests) = unbounded();
+        let (gate, gated) = unbounded::<()>();
         let stop = Arc::new(AtomicBool::new(false));
         let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
         let stopped = stop.clone();
@@ -647,14 +652,21 @@ impl ScriptedServer {
                     Err(_) => return,
                 };
                 let (tx, script, stopped) = (tx.clone(), script.clone(), stopped.clone());
-                std::thread::spawn(move || serve_script(stream, &tx, &script, &stopped));
+                let gated = gated.clone();
+                std::thread::spawn(move || serve_script(stream, &tx, &script, &stopped, &gated));
             }
         });
         ScriptedServer {
             url,
             requests,
             stop,
+            gate,
         }
+    }
+
+    /// Lets one `Gated` answer go.
+    pub fn release(&self) {
+        self.gate.send(()).unwrap();
     }
 }
 
@@ -670,6 +682,7 @@ fn serve_script(
     told: &crossbeam_channel::Sender<String>,
     script: &Mutex<std::collections::VecDeque<Scripted>>,
     stopped: &std::sync::atomic::AtomicBool,
+    gated: &Rx<()>,
 ) {
     use std::sync::atomic::Ordering;
     stream.set_nonblocking(false).unwrap();
@@ -709,6 +722,11 @@ fn serve_script(
         };
         let _ = told.send(head);
         match step {
+            Scripted::Gated(bytes) => {
+                if gated.recv().is_err() || writer.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
             Scripted::Answer(bytes) => {
                 if writer.write_all(&bytes).is_err() {
                     return;
@@ -734,4 +752,66 @@ pub fn answer(status_line: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+/// Waits for `child` to end, killing it past `limit` (and failing), and
+/// collects what it wrote (stdout and stderr still piped).
+pub fn wait_output(child: &mut Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(out) = child.stdout.as_mut() {
+        out.read_to_end(&mut stdout).unwrap();
+    }
+    if let Some(err) = child.stderr.as_mut() {
+        err.read_to_end(&mut stderr).unwrap();
+    }
+    std::process::Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}
+
+/// `child`'s stderr, line by line as it comes (each with its line end),
+/// until it ends.
+pub fn stderr_lines(child: &mut Child) -> Rx<String> {
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = unbounded();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(err);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The lines of `lines` up to the first holding `needle`; fails when they
+/// end or `limit` passes first.
+pub fn lines_until(lines: &Rx<String>, needle: &str, limit: Duration) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    let mut said = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                said.push_str(&line);
+                if line.contains(needle) {
+                    return said;
+                }
+            }
+            Err(_) => panic!("no {needle:?} within {limit:?}:\n{said}"),
+        }
+    }
 }

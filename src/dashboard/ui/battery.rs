@@ -258,14 +258,15 @@ fn history(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
 
 /// The time axis's two ends: the time of day when the readings are of
 /// one day (UTC), the date and time when they span days, the date when
-/// they span years (the time of day alone read as one day's readings).
+/// they span a year or more (the time of day alone read as one day's
+/// readings).
 fn axis_ends(first: jiff::Timestamp, last: jiff::Timestamp) -> (String, String) {
     let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
-    let year = |t: jiff::Timestamp| t.strftime("%Y").to_string();
     if day(first) == day(last) {
         return (clock(first), clock(last));
     }
-    let format = if year(first) == year(last) {
+    let year = jiff::SignedDuration::from_hours(365 * 24);
+    let format = if last.duration_since(first) < year {
         "%m-%d %H:%M"
     } else {
         "%Y-%m-%d"
@@ -295,6 +296,11 @@ mod tests {
         assert_eq!(
             ends("2024-02-01T08:00:00Z", "2026-11-27T08:00:00Z"),
             ("2024-02-01".into(), "2026-11-27".into())
+        );
+        // Over new year, two hours apart: still the times.
+        assert_eq!(
+            ends("2025-12-31T23:00:00Z", "2026-01-01T01:00:00Z"),
+            ("12-31 23:00".into(), "01-01 01:00".into())
         );
     }
 
