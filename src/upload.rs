@@ -202,7 +202,11 @@ pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
         return text;
     };
     let quoted = serde_json::to_string(secret).unwrap_or_default();
-    let json = quoted[1..quoted.len() - 1].to_string();
+    let json = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(secret)
+        .to_string();
     let html = |s: &str| {
         s.replace('&', "\\u0026")
             .replace('<', "\\u003c")

@@ -9,6 +9,7 @@ mod session;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -777,13 +778,15 @@ pub fn stop_on_signals(
             drop(first);
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(1));
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "autopi-rx {command}: stopping once the answers in flight come (at most {:.1} s more, --timeout); Ctrl-C again quits now",
                     timeout.as_secs_f64()
                 );
             });
         } else {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "autopi-rx {command}: quitting without waiting for the answers in flight (their batches may have been stored, or not)"
             );
             std::process::exit(130);
@@ -803,7 +806,6 @@ pub fn stopped(stop: &Receiver<()>) -> bool {
 /// Prints a run's summary on stdout; a stdout that was closed is let be
 /// (`println!` panicked on it).
 pub fn print_summary(summary: &impl fmt::Display) {
-    use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{summary}");
 }
 
