@@ -235,14 +235,10 @@ fn no_answer(e: &ureq::Error, timeout: Duration) -> Answer {
 }
 
 /// A refusal's reason on one line: the receiver's `error` field when the
-/// body is `{"error": ...}`, otherwise the start of the body.
-pub fn reason_from(body: &[u8]) -> String {
-    reason_from_cleaned(body, |text| text)
-}
-
-/// `reason_from`, with `clean` applied to the text before it is put on one
-/// line and cut (a forwarder takes its own credential out there: cut
-/// first, a credential near the cut would be left in part).
+/// body is `{"error": ...}`, otherwise the start of the body; `clean` is
+/// applied to the text before it is put on one line and cut (the token
+/// is taken out there: cut first, a token near the cut would be left in
+/// part).
 pub fn reason_from_cleaned(body: &[u8], clean: impl Fn(String) -> String) -> String {
     let from_json = serde_json::from_slice::<Value>(body)
         .ok()

@@ -129,30 +129,28 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 return;
             }
             let (t0, w0) = *first.get_or_insert((line.received, Instant::now()));
-            if let Pacing::Speed(x) = settings.pacing {
-                let ahead = (line.received.as_millisecond() - t0.as_millisecond()).max(0) as f64;
+            let wait = match settings.pacing {
+                Pacing::AsFastAsPossible => Duration::ZERO,
+                Pacing::Speed(x) => {
+                    let ahead = (line.received.as_millisecond() - t0.as_millisecond()).max(0) as f64;
                 // However far apart the capture's times (a line edited by
                 // hand to the year 9999), the wait is a Duration and an
                 // Instant can hold (at the slowest speed it panicked).
-                let delay = Duration::try_from_secs_f64(ahead / 1000.0 / x)
-                    .unwrap_or(Duration::MAX)
-                    .min(LONGEST_WAIT);
-                let wait = (w0 + delay).saturating_duration_since(Instant::now());
-                if settings.notes && wait > Duration::from_secs(10) {
-                    eprintln!(
-                        "waiting {:.0} s for the next batch (the capture's pace; --speed or --as-fast-as-possible shorten it)",
-                        wait.as_secs_f64()
-                    );
+                    let delay = Duration::try_from_secs_f64(ahead / 1000.0 / x)
+                        .unwrap_or(Duration::MAX)
+                        .min(LONGEST_WAIT);
+                    (w0 + delay).saturating_duration_since(Instant::now())
                 }
-                if !sleep(stop, wait) {
-                    // Stopped before it was sent.
-                    summary.interrupted = true;
-                    summary.not_sent += 1;
-                    return;
-                }
+            };
+            if settings.notes && wait > Duration::from_secs(10) {
+                eprintln!(
+                    "waiting {:.0} s for the next batch (the capture's pace; --speed or --as-fast-as-possible shorten it)",
+                    wait.as_secs_f64()
+                );
             }
-            // Stopped (Ctrl-C) while the one before was out: not sent.
-            if stopped(stop) {
+            // Stopped while waiting for its time, or (Ctrl-C) while the
+            // one before was out: not sent.
+            if !sleep(stop, wait) {
                 summary.interrupted = true;
                 summary.not_sent += 1;
                 return;

@@ -21,9 +21,7 @@ use jiff::Timestamp;
 
 use crate::latency::{Latencies, Latency};
 
-pub use crate::upload::{
-    Answer, MAX_FAILURES, Payload, Target, Uploader, encode, encode_json, reason_from,
-};
+pub use crate::upload::{Answer, MAX_FAILURES, Payload, Target, Uploader, encode, encode_json};
 pub use session::{HOME, Session, Stamps, default_start, format_ts};
 
 /// Above this many records, batches are made while sending instead of
