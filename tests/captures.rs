@@ -790,6 +790,65 @@ fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
     );
 }
 
+/// A drive across the antimeridian (Anadyr to Provideniya and back) is
+/// cut there in the GeoJSON (RFC 7946, 3.1.9): a MultiLineString whose
+/// parts each stay on one side, meeting at +180 and -180; a map that draws
+/// each part then shows no line across the world.
+#[test]
+fn geojson_cuts_a_drive_where_it_crosses_the_antimeridian() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chukotka.jsonl");
+    let lons = [177.5, 179.0, -178.0, -173.2, -179.5, 179.5];
+    let fixes: Vec<String> = lons
+        .iter()
+        .enumerate()
+        .map(|(i, lon)| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:{:02}","loc":{{"lat":{},"lon":{lon}}}}}"#,
+                i * 10,
+                64.0 + i as f64 * 0.1
+            )
+        })
+        .collect();
+    let line = format!(
+        r#"{{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h","records":[{}]}}"#,
+        fixes.join(",")
+    );
+    std::fs::write(&path, line + "\n").unwrap();
+    let out = autopi(&["export", path.to_str().unwrap(), "--format", "geojson"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
+    let mut points = 0;
+    let mut parts = Vec::new();
+    for f in &fc.features {
+        match &f.geometry.as_ref().unwrap().value {
+            geojson::GeometryValue::Point { .. } => points += 1,
+            geojson::GeometryValue::MultiLineString { coordinates } => {
+                assert_eq!(f.property("points").unwrap(), 6);
+                parts.clone_from(coordinates);
+            }
+            other => panic!("unexpected geometry {other:?}"),
+        }
+    }
+    assert_eq!(points, 6);
+    // Two crossings, three parts; none steps across the world.
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    for part in &parts {
+        assert!(part.len() >= 2);
+        for w in part.windows(2) {
+            assert!((w[1][0] - w[0][0]).abs() <= 180.0, "{part:?}");
+        }
+        assert!(part.iter().all(|p| (-180.0..=180.0).contains(&p[0])));
+    }
+    // Each part ends on the line where the next starts, on the other side.
+    for w in parts.windows(2) {
+        let (end, start) = (w[0].last().unwrap(), &w[1][0]);
+        assert_eq!(end[0].abs(), 180.0);
+        assert_eq!(start[0], -end[0]);
+        assert_eq!(start[1], end[1]);
+    }
+}
+
 /// Several files are one session merged by arrival time: a capture split
 /// in two by device shows as the whole one, and a file given twice counts
 /// its batches once.

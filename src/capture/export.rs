@@ -1,11 +1,11 @@
 //! `autopi-rx export`: captures into the formats other tools read. GPX
 //! (one track per device, a segment per drive), GeoJSON (a LineString per
-//! drive and a Point per fix) and CSV (one record type per file, nested
-//! fields as dotted columns), and `batches` (JSON Lines, a batch a line,
-//! as the device sent it: the format of the dashboard's save key too, both
-//! written by `write_batch`). Only delivered batches count: duplicates,
-//! retries and unacknowledged lines are left out, also a batch found again
-//! in another file.
+//! drive, cut at the antimeridian, and a Point per fix) and CSV (one record
+//! type per file, nested fields as dotted columns), and `batches` (JSON
+//! Lines, a batch a line, as the device sent it: the format of the
+//! dashboard's save key too, both written by `write_batch`). Only delivered
+//! batches count: duplicates, retries and unacknowledged lines are left
+//! out, also a batch found again in another file.
 //!
 //! A drive is a run of one device's fixes, in time order, with no silence
 //! longer than `summary::GAP` (five minutes) between two of them.
@@ -377,7 +377,8 @@ pub fn gpx(paths: &[PathBuf], filter: &Filter, out: impl Write) -> Result<Writte
 }
 
 /// GeoJSON: a FeatureCollection with a LineString per drive of two fixes
-/// or more (properties: device, drive number, start, end, points) and a Point per fix whose
+/// or more (a MultiLineString when it crosses the antimeridian; properties:
+/// device, drive number, start, end, points) and a Point per fix whose
 /// properties are the record's fields plus `unit_id` and `time` (UTC).
 pub fn geojson(
     paths: &[PathBuf],
@@ -392,7 +393,7 @@ pub fn geojson(
     for (unit, fixes) in &tracks.devices {
         for (n, drive) in drives(fixes).into_iter().enumerate() {
             written.drives += 1;
-            let line: Vec<[f64; 2]> = drive.iter().map(|f| [f.lon, f.lat]).collect();
+            let parts = split_at_antimeridian(drive.iter().map(|f| [f.lon, f.lat]));
             let mut props = JsonObject::new();
             props.insert("unit_id".into(), unit.clone().into());
             props.insert("drive".into(), (n + 1).into());
@@ -403,10 +404,16 @@ pub fn geojson(
             );
             props.insert("points".into(), drive.len().into());
             // A LineString needs two positions (RFC 7946); a lone fix is
-            // only its Point.
-            if line.len() >= 2 {
+            // only its Point. A drive across the antimeridian is cut there
+            // (RFC 7946, 3.1.9): a MultiLineString of its parts.
+            let geometry = match <[_; 1]>::try_from(parts) {
+                Ok([line]) => Some(Geometry::new_line_string(line)),
+                Err(parts) if parts.is_empty() => None,
+                Err(parts) => Some(Geometry::new_multi_line_string(parts)),
+            };
+            if let Some(geometry) = geometry {
                 let feature = Feature {
-                    geometry: Some(Geometry::new_line_string(line)),
+                    geometry: Some(geometry),
                     properties: Some(props),
                     ..Feature::default()
                 };
@@ -430,6 +437,42 @@ pub fn geojson(
     }
     fw.finish().map_err(gj_err)?;
     Ok(written)
+}
+
+/// A drive's positions (`[lon, lat]`) as lines that never cross the
+/// antimeridian (RFC 7946, 3.1.9). Two fixes more than 180 degrees of
+/// longitude apart are taken the short way, across the line: the first
+/// part ends at the crossing (latitude interpolated along the step) on its
+/// side, +180 or -180, and the next starts there on the other side. A part
+/// left with fewer than two positions (a drive that leaves from a fix
+/// exactly on the line) is dropped. Without a crossing, one part: the drive as it is.
+fn split_at_antimeridian(fixes: impl IntoIterator<Item = [f64; 2]>) -> Vec<Vec<[f64; 2]>> {
+    let mut parts = Vec::new();
+    let mut part: Vec<[f64; 2]> = Vec::new();
+    for p @ [lon, lat] in fixes {
+        if let Some(&last @ [last_lon, last_lat]) = part.last()
+            && (lon - last_lon).abs() > 180.0
+        {
+            // The side left from, the step taken the short way.
+            let side = if last_lon > 0.0 { 180.0 } else { -180.0 };
+            let unwrapped = lon + 2.0 * side;
+            let t = (side - last_lon) / (unwrapped - last_lon);
+            let cross = last_lat + t * (lat - last_lat);
+            // A fix on the line is not written twice.
+            if last != [side, cross] {
+                part.push([side, cross]);
+            }
+            parts.push(std::mem::take(&mut part));
+            part.push([-side, cross]);
+            if p == [-side, cross] {
+                continue;
+            }
+        }
+        part.push(p);
+    }
+    parts.push(part);
+    parts.retain(|p| p.len() >= 2);
+    parts
 }
 
 /// A fix's record as GeoJSON properties, field by field: a field nested
@@ -850,6 +893,46 @@ mod tests {
         assert_eq!(file_name("obd_rpm", &mut taken), "obd_rpm-2.csv");
         assert_eq!(file_name("../x", &mut taken), "_.._x.csv");
         assert_eq!(file_name("", &mut taken), "_.csv");
+    }
+
+    #[test]
+    fn a_drive_is_cut_where_it_crosses_the_antimeridian() {
+        // No crossing: the drive as it is, a step of exactly 180 and a
+        // fix given twice included.
+        let plain = [[9.9, 57.0], [10.0, 57.1], [10.0, 57.1], [-170.0, 57.2]];
+        assert_eq!(split_at_antimeridian(plain), [plain.to_vec()]);
+        // Eastwards over the line, 179 to -179: the crossing halfway.
+        assert_eq!(
+            split_at_antimeridian([[178.0, 64.0], [179.0, 65.0], [-179.0, 66.0]]),
+            [
+                vec![[178.0, 64.0], [179.0, 65.0], [180.0, 65.5]],
+                vec![[-180.0, 65.5], [-179.0, 66.0]],
+            ]
+        );
+        // Westwards, a quarter of the step before the line, and back.
+        assert_eq!(
+            split_at_antimeridian([[-179.5, 10.0], [178.5, 14.0], [-178.5, 10.0]]),
+            [
+                vec![[-179.5, 10.0], [-180.0, 11.0]],
+                vec![[180.0, 11.0], [178.5, 14.0], [180.0, 12.0]],
+                vec![[-180.0, 12.0], [-178.5, 10.0]],
+            ]
+        );
+        // A fix on the line (-180) going west: no part of one position.
+        assert_eq!(
+            split_at_antimeridian([[-180.0, 1.0], [179.0, 2.0]]),
+            [vec![[180.0, 1.0], [179.0, 2.0]]]
+        );
+        // Eastwards onto the line (-180): the fix is the next part's start.
+        assert_eq!(
+            split_at_antimeridian([[179.0, 1.0], [-180.0, 2.0], [-179.0, 3.0]]),
+            [
+                vec![[179.0, 1.0], [180.0, 2.0]],
+                vec![[-180.0, 2.0], [-179.0, 3.0]]
+            ]
+        );
+        // One fix: no line at all.
+        assert!(split_at_antimeridian([[1.0, 2.0]]).is_empty());
     }
 }
 
