@@ -1465,6 +1465,35 @@ fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
     );
 }
 
+/// A hand-edited capture whose unit_id holds a line end: `replay` stops
+/// at that line, naming it, with nothing of it sent (it was tried ten
+/// times as a failed connection).
+#[test]
+fn replay_stops_at_a_unit_id_no_header_can_carry() {
+    use common::{Scripted, ScriptedServer, answer};
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 3);
+    let text_of = std::fs::read_to_string(&capture).unwrap();
+    let mut lines: Vec<String> = text_of.lines().map(String::from).collect();
+    lines[1] = lines[1].replace(r#""unit_id":"aa""#, r#""unit_id":"aa\r\nx-evil: 1""#);
+    std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
+    let server = ScriptedServer::start(vec![
+        Scripted::Answer(answer("200 OK", b"{}")),
+        Scripted::Answer(answer("200 OK", b"{}")),
+        Scripted::Answer(answer("200 OK", b"{}")),
+    ]);
+    let out = replay(&capture, &server.url, "t", "5").output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("line 2 of") && stderr.contains("its unit_id holds a character"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("attempt"), "not retried: {stderr}");
+    assert!(stdout.contains("acknowledged: 1 of 3"), "{stdout}");
+    assert_eq!(server.requests.try_iter().count(), 1, "only the first sent");
+}
+
 /// Ctrl-C while an answer is awaited: no batch is sent after it, an
 /// attempt that then fails is neither counted nor said to be sent again
 /// (a refusal's reason is still said), the summary says it was

@@ -113,7 +113,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
         path,
         None,
         |_, line| Some(line),
-        |_, line: CaptureLine| {
+        |at, line: CaptureLine| {
             if !line.acked || line.retry {
                 summary.skipped_undelivered += 1;
                 return;
@@ -152,6 +152,20 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
             // one before was out: not sent.
             if !sleep(stop, wait) {
                 summary.interrupted = true;
+                summary.not_sent += 1;
+                return;
+            }
+            // The receiver only ever writes a unit-id that came as a
+            // header; one a hand edit gave a line end cannot go as one
+            // (it failed ten times as "connection failed", then stopped).
+            if let Some(unit) = line.unit_id.as_deref()
+                && ureq::http::HeaderValue::from_str(unit).is_err()
+            {
+                fatal = Some(format!(
+                    "line {} of {}: its unit_id holds a character a header cannot carry (a line end, another control character, or one beyond ASCII), so it cannot be sent as the device would; was the capture edited?",
+                    at.line,
+                    path.display()
+                ));
                 summary.not_sent += 1;
                 return;
             }
@@ -252,7 +266,7 @@ fn deliver(
         }
         let next = if unanswered {
             summary.resends += 1;
-            "re-sending the identical bytes"
+            "trying the identical bytes again"
         } else {
             summary.retries += 1;
             "retrying it"

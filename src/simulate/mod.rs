@@ -531,7 +531,7 @@ impl Shared<'_> {
             ));
         } else if self.settings.notes {
             let next = if unanswered {
-                "re-sending the identical bytes"
+                "trying the identical bytes again"
             } else {
                 "retrying it"
             };
