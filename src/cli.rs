@@ -110,7 +110,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
 
-    /// Seconds to wait before sending a failed batch again.
+    /// Seconds to wait before sending a failed batch again (longer when a
+    /// refusal's Retry-After asks, up to 300).
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub retry_wait: f64,
 

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -92,8 +92,14 @@ pub fn encode_json(number: u64, records: usize, json: Vec<u8>, gzip: Option<u32>
 pub enum Answer {
     /// Status below 400: the device deletes the batch.
     Acknowledged { status: u16, latency: Duration },
-    /// 4xx or 5xx: the batch goes to the retry queue.
-    Refused { status: u16, reason: String },
+    /// 4xx or 5xx: the batch goes to the retry queue. `retry_after`: how
+    /// long the answer's `Retry-After` asked to wait (the device ignores
+    /// it; `replay` waits that long).
+    Refused {
+        status: u16,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// Timeout or broken connection: the same bytes go again.
     NoAnswer { reason: String },
 }
@@ -166,6 +172,9 @@ impl Uploader {
             Err(e) => return no_answer(&e, t.timeout),
         };
         let status = response.status().as_u16();
+        let header = |name| response.headers().get(name)?.to_str().ok();
+        let retry_after =
+            header("retry-after").and_then(|v| retry_after(v, header("date"), SystemTime::now()));
         // The answer is read to its end when it is short (the connection is
         // then used again); past `ANSWER_BYTES`, or when the rest does not
         // come in time, what came is enough: the status decides, as for the
@@ -185,6 +194,7 @@ impl Uploader {
         Answer::Refused {
             status,
             reason: reason_from_cleaned(&body, |text| taken_out(text, secret, "[token]")),
+            retry_after,
         }
     }
 }
@@ -224,6 +234,26 @@ pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
         text = text.replace(&spelling, label);
     }
     text
+}
+
+/// How long `Retry-After` asks to wait: seconds, or an HTTP date (any of
+/// the three forms RFC 9110 has a recipient read). A date counts from the
+/// answer's own `Date` when it has a readable one, so the upstream's clock
+/// and ours need not agree, else from `now`; a date already past asks for
+/// no wait. Anything else (a sign, a fraction, a date in no HTTP form or
+/// with the wrong weekday) is not a wait.
+pub fn retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds is still a long wait (capped by
+        // the caller), not none.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let until = httpdate::parse_http_date(value).ok()?;
+    let from = date
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+        .unwrap_or(now);
+    Some(until.duration_since(from).unwrap_or_default())
 }
 
 fn no_answer(e: &ureq::Error, timeout: Duration) -> Answer {

@@ -1465,6 +1465,59 @@ fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
     );
 }
 
+/// A receiver that asks to be left alone for a while (`503` with
+/// `Retry-After`) is: `replay` waits that long before it tries the batch
+/// again, at most 300 s, and says so (a device ignores it, and `replay`
+/// did: ten attempts `--retry-wait` apart, then it gave up).
+#[test]
+fn replay_waits_as_long_as_retry_after_asks() {
+    use common::{Scripted, ScriptedServer};
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 1);
+    let busy = |after: &str| {
+        Scripted::Answer(
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nretry-after: {after}\r\ncontent-length: 4\r\n\r\nbusy"
+            )
+            .into_bytes(),
+        )
+    };
+    let server = ScriptedServer::start(vec![
+        busy("1"),
+        Scripted::Answer(common::answer("200 OK", b"{}")),
+    ]);
+    let started = Instant::now();
+    let out = replay(&capture, &server.url, "t", "5").output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("retrying it in 1 s, as the receiver asked (Retry-After: 1 s)"),
+        "{stderr}"
+    );
+    // --retry-wait is 0: only the answer's wait can make it this long.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(stdout.contains("acknowledged: 1 of 1"), "{stdout}");
+
+    // An hour is cut to 300 s; Ctrl-C (SIGINT) ends the wait at once.
+    let server = ScriptedServer::start(vec![busy("3600")]);
+    let mut child = replay(&capture, &server.url, "t", "5")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = common::stderr_lines(&mut child);
+    let said = common::lines_until(&lines, "asked", Duration::from_secs(30));
+    assert!(
+        said.contains(
+            "retrying it in 300 s, as the receiver asked (Retry-After: 3600 s, cut to 300 s)"
+        ),
+        "{said}"
+    );
+    common::signal(&child, "INT");
+    let out = common::wait_output(&mut child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(130));
+}
+
 /// A hand-edited capture whose unit_id holds a line end: `replay` stops
 /// at that line, naming it, with nothing of it sent (it was tried ten
 /// times as a failed connection).

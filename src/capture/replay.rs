@@ -26,6 +26,8 @@ pub enum Pacing {
     AsFastAsPossible,
 }
 
+/// The longest wait a `Retry-After` gets between two attempts.
+const RETRY_AFTER_MOST: Duration = Duration::from_secs(300);
 /// The longest wait for a batch's time at `--speed` (a century: longer
 /// is the same to a person, and an `Instant` cannot hold any time).
 const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -37,7 +39,8 @@ pub struct Settings {
     pub gzip: Option<u32>,
     /// Send the batches captured as duplicates too, as they were received.
     pub include_duplicates: bool,
-    /// Wait before sending a failed batch again.
+    /// Wait before sending a failed batch again (at least: a refusal's
+    /// Retry-After can ask for longer).
     pub retry_wait: Duration,
     /// One line on stderr per failure and per long wait.
     pub notes: bool,
@@ -219,11 +222,12 @@ fn deliver(
     summary: &mut Summary,
 ) -> Result<bool, String> {
     let number = payload.number;
+    let mut wait = settings.retry_wait;
     for attempt in 1..=MAX_FAILURES {
-        if attempt > 1 && !sleep(stop, settings.retry_wait) {
+        if attempt > 1 && !sleep(stop, wait) {
             return Ok(false);
         }
-        let (why, unanswered) = match uploader.post_as(payload, unit_id) {
+        let (why, unanswered, asked) = match uploader.post_as(payload, unit_id) {
             // A device takes a 3xx (or a 1xx) for success; a replay fills
             // a receiver, and a redirect (not followed) stored nothing: it
             // was counted as delivered, and a URL that redirects would
@@ -242,13 +246,18 @@ fn deliver(
             Answer::Refused {
                 status: status @ (401 | 403),
                 reason,
+                ..
             } => {
                 return Err(format!(
                     "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
                 ));
             }
-            Answer::Refused { status, reason } => (format!("HTTP {status}: {reason}"), false),
-            Answer::NoAnswer { reason } => (reason, true),
+            Answer::Refused {
+                status,
+                reason,
+                retry_after,
+            } => (format!("HTTP {status}: {reason}"), false, retry_after),
+            Answer::NoAnswer { reason } => (reason, true, None),
         };
         if stopped(stop) {
             // Told to stop while this attempt was out: it is not sent
@@ -264,12 +273,29 @@ fn deliver(
                 "gave up on batch {number} after {MAX_FAILURES} failed attempts (last: {why})"
             ));
         }
+        // Unlike the device, a replay waits as long as the receiver asked
+        // (`Retry-After`), up to `RETRY_AFTER_MOST`.
+        wait = settings
+            .retry_wait
+            .max(asked.unwrap_or_default().min(RETRY_AFTER_MOST));
         let next = if unanswered {
             summary.resends += 1;
-            "trying the identical bytes again"
+            "trying the identical bytes again".to_string()
         } else {
             summary.retries += 1;
-            "retrying it"
+            match asked {
+                Some(asked) if wait > settings.retry_wait => format!(
+                    "retrying it in {} s, as the receiver asked (Retry-After: {} s{})",
+                    wait.as_secs(),
+                    asked.as_secs(),
+                    if asked > wait {
+                        format!(", cut to {} s", RETRY_AFTER_MOST.as_secs())
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => "retrying it".to_string(),
+            }
         };
         if settings.notes {
             eprintln!(

@@ -3,7 +3,7 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
-use crate::upload::{reason_from_cleaned, taken_out};
+use crate::upload::{reason_from_cleaned, retry_after, taken_out};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -183,26 +183,6 @@ impl Deliver for Http {
             .read_to_end(&mut answer);
         judged(status, &answer, retry_after, location, credential)
     }
-}
-
-/// How long `Retry-After` asks to wait: seconds, or an HTTP date (any of
-/// the three forms RFC 9110 has a recipient read). A date counts from the
-/// answer's own `Date` when it has a readable one, so the upstream's clock
-/// and ours need not agree, else from `now`; a date already past asks for
-/// no wait. Anything else (a sign, a fraction, a date in no HTTP form or
-/// with the wrong weekday) is not a wait.
-fn retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // More seconds than a u64 holds is still a long wait (capped by
-        // the caller), not none.
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let until = httpdate::parse_http_date(value).ok()?;
-    let from = date
-        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
-        .unwrap_or(now);
-    Some(until.duration_since(from).unwrap_or_default())
 }
 
 /// `judge`, with our forward credential taken out of what the upstream

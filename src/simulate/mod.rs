@@ -474,6 +474,7 @@ impl Shared<'_> {
             Answer::Refused {
                 status: status @ (401 | 403),
                 reason,
+                ..
             } => {
                 self.halt(format!(
                     "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
@@ -482,14 +483,16 @@ impl Shared<'_> {
             }
             // Told to stop while it was out: it is not sent again, so
             // not counted as failed; a refusal's reason is still said.
-            Answer::Refused { status, reason } if self.ending(stop) => {
+            Answer::Refused { status, reason, .. } if self.ending(stop) => {
                 if self.settings.notes {
                     eprintln!("batch {number}: HTTP {status}: {reason}; not sent again (stopping)");
                 }
                 Some(item)
             }
             Answer::NoAnswer { .. } if self.ending(stop) => Some(item),
-            Answer::Refused { status, reason } => {
+            // The device's uploader ignores `Retry-After`: so does its
+            // imitation.
+            Answer::Refused { status, reason, .. } => {
                 self.failed(item, format!("HTTP {status}: {reason}"), false)
             }
             Answer::NoAnswer { reason } => self.failed(item, reason, true),
