@@ -340,10 +340,11 @@ fn a_capture_deleted_or_replaced_while_running_is_started_again_at_its_path() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["records"][0]["@t"], "b");
     // Replaced (as an editor or a rotation would): the old inode is moved
-    // away and a new file takes the path.
+    // away and a new file takes the path, here one whose last line has no
+    // line end (the next line was glued to it).
     let moved = rx.capture.with_extension("old");
     std::fs::rename(&rx.capture, &moved).unwrap();
-    std::fs::write(&rx.capture, b"").unwrap();
+    std::fs::write(&rx.capture, br#"{"note":"by hand"}"#).unwrap();
     assert_eq!(
         rx.upload(br#"[{"@t":"c","@ts":"2026-11-27T08:00:02"}]"#)
             .status,
@@ -351,8 +352,36 @@ fn a_capture_deleted_or_replaced_while_running_is_started_again_at_its_path() {
     );
     rx.wait_stderr("was replaced by another file");
     let lines = capture_lines(&rx.capture);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["records"][0]["@t"], "c");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["note"], "by hand");
+    assert_eq!(lines[1]["records"][0]["@t"], "c");
     assert_eq!(capture_lines(&moved).len(), 1, "the moved file keeps b");
+    // Replaced by a pipe nobody reads (every upload hung once it was
+    // full), then by a link to /dev/null (every upload acknowledged and
+    // thrown away): 503 and said, nothing saved, until a file is back.
+    std::fs::remove_file(&rx.capture).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&rx.capture)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let big = format!(
+        r#"[{{"@t":"d","@ts":"2026-11-27T08:00:03","pad":"{}"}}]"#,
+        "x".repeat(200_000)
+    );
+    assert_eq!(rx.upload(big.as_bytes()).status, 503);
+    rx.wait_stderr("no longer names a file");
+    std::fs::remove_file(&rx.capture).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &rx.capture).unwrap();
+    assert_eq!(rx.upload(big.as_bytes()).status, 503);
+    std::fs::remove_file(&rx.capture).unwrap();
+    assert_eq!(
+        rx.upload(br#"[{"@t":"e","@ts":"2026-11-27T08:00:04"}]"#)
+            .status,
+        200
+    );
+    let lines = capture_lines(&rx.capture);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["records"][0]["@t"], "e");
     assert_eq!(rx.stop().code(), Some(0));
 }

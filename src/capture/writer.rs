@@ -117,6 +117,7 @@ impl Sink for FileSink {
         }
         let what = match std::fs::metadata(&self.path) {
             Ok(meta) if identity(&meta) == self.identity => return Ok(None),
+            Ok(meta) if !meta.is_file() => return Err(not_a_file(&self.path)),
             Ok(_) => "was replaced by another file",
             Err(e) if e.kind() == io::ErrorKind::NotFound => "was deleted or moved away",
             Err(e) => return Err(e),
@@ -126,7 +127,10 @@ impl Sink for FileSink {
             .append(true)
             .create(true)
             .open(&self.path)?;
-        let meta = file.metadata()?;
+        let mut meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(not_a_file(&self.path));
+        }
         // Another autopi-rx may hold what replaced it.
         file.try_lock().map_err(|_| {
             io::Error::new(
@@ -134,6 +138,19 @@ impl Sink for FileSink {
                 "the new file at the capture path is in use by another autopi-rx (locked)",
             )
         })?;
+        // A file put there by hand whose last line has no line end: it is
+        // given one (as a start's repair does), so the next line is not
+        // glued to it (both were unreadable).
+        let mut last = [0u8];
+        if meta.len() > 0 {
+            use std::os::unix::fs::FileExt;
+            file.read_exact_at(&mut last, meta.len() - 1)?;
+            if last != *b"\n" {
+                (&file).write_all(b"\n")?;
+                file.sync_data()?;
+                meta = file.metadata()?;
+            }
+        }
         sync_parent(&self.path);
         let reader = file.try_clone().ok();
         if let Some(cache) = &mut self.cache
@@ -154,6 +171,22 @@ impl Sink for FileSink {
             file: reader,
         }))
     }
+}
+
+/// The capture path replaced by what is not a file (a pipe, a device, a
+/// folder): nothing is written there, so nothing is acknowledged, until a
+/// file (or nothing) is at the path again. A pipe nobody reads held every
+/// upload unanswered once full; `/dev/null` acknowledged lines it threw
+/// away.
+fn not_a_file(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "the capture path {} no longer names a file (it was replaced by a pipe, a device or \
+             a folder): nothing is saved until a file, or nothing, is there again",
+            path.display()
+        ),
+    )
 }
 
 /// What a capture file held when it was opened.
@@ -671,6 +704,7 @@ impl Capture {
                     good_len: len,
                     dirty: false,
                     durable: durable.clone(),
+                    path_failing: false,
                 },
                 buf: Vec::new(),
             }),
@@ -910,6 +944,9 @@ struct Writer<S> {
     dirty: bool,
     /// `good_len`, published for readers following the file.
     durable: Durable,
+    /// The path could not be looked at or opened, and the operator was
+    /// told (once, until it works again).
+    path_failing: bool,
 }
 
 /// How a group's write ended.
@@ -1034,9 +1071,23 @@ impl<S: Sink> Writer<S> {
     /// Starts over in a new file when the path no longer names the sink;
     /// true when it did.
     fn follow_path(&mut self) -> io::Result<bool> {
-        match self.sink.ensure_at_path()? {
-            None => Ok(false),
+        let looked = self.sink.ensure_at_path();
+        if let Err(e) = &looked
+            && !std::mem::replace(&mut self.path_failing, true)
+        {
+            // Each upload's 503 says it too; this is the line the operator
+            // sees once.
+            let _ = self.notices.send(format!(
+                "capture not writable, uploads answered 503 until it is: {e}"
+            ));
+        }
+        match looked? {
+            None => {
+                self.path_failing = false;
+                Ok(false)
+            }
             Some(switched) => {
+                self.path_failing = false;
                 let _ = self.notices.send(switched.message);
                 self.good_len = switched.len;
                 self.dirty = false;
