@@ -210,6 +210,11 @@ pub struct ExportArgs {
     /// a folder, one file per record type.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+
+    /// CSV: a cell a spreadsheet would take for a formula (starting with
+    /// =, +, -, @, a tab or a CR, and not a number) gets a leading '.
+    #[arg(long)]
+    pub spreadsheet_safe: bool,
 }
 
 impl ExportArgs {

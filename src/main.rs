@@ -20,6 +20,11 @@ fn main() -> ExitCode {
                 args.format.into(),
                 args.filter(),
                 args.output.as_deref(),
+                if args.spreadsheet_safe {
+                    autopi_rx::capture::export::Cells::SpreadsheetSafe
+                } else {
+                    autopi_rx::capture::export::Cells::AsCaptured
+                },
             );
         }
         Some(Command::Fingerprint) => {

@@ -112,10 +112,19 @@ fn all_readers(path: &Path, size: u64) {
         kind: Some("track.pos".into()),
         ..Filter::default()
     };
-    let took = timed(|| w = export::csv(&files, &pos, CsvOut::One(sink())).unwrap());
+    let took =
+        timed(|| w = export::csv(&files, &pos, CsvOut::One(sink()), Default::default()).unwrap());
     report("export csv --type track.pos", took, size, w.records);
     let out = tempfile::tempdir().unwrap();
-    let took = timed(|| w = export::csv(&files, &none, CsvOut::Folder(out.path())).unwrap());
+    let took = timed(|| {
+        w = export::csv(
+            &files,
+            &none,
+            CsvOut::Folder(out.path()),
+            Default::default(),
+        )
+        .unwrap()
+    });
     report("export csv, every type", took, size, w.records);
     for format in ["gpx", "geojson"] {
         let took = timed(|| binary(&["export", p, "--format", format, "-o", "/dev/null"]));

@@ -849,6 +849,56 @@ fn geojson_cuts_a_drive_where_it_crosses_the_antimeridian() {
     }
 }
 
+/// `--spreadsheet-safe`: no cell of the CSV, header included, starts as a
+/// formula does, and numbers stay numbers; without it, cells are as
+/// captured.
+#[test]
+fn spreadsheet_safe_csv_holds_no_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("formulas.jsonl");
+    let line = r#"{"received":"2026-11-27T08:01:00.000Z","unit_id":"@aa","batch_hash":"h","records":[{"@t":"x","@ts":"2026-11-27T08:00:00","note":"=HYPERLINK(\"http://x\",\"y\")","=k":1,"temp":-5.5,"plus":"+cmd"}]}"#;
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", path.to_str().unwrap(), "--format", "csv"];
+        args.extend_from_slice(&["--type", "x"]);
+        args.extend_from_slice(extra);
+        let out = autopi(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut csv = csv::Reader::from_reader(&out.stdout[..]);
+        let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+        let row: Vec<String> = csv
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(String::from)
+            .collect();
+        (header, row)
+    };
+    let (header, row) = export(&["--spreadsheet-safe"]);
+    for cell in header.iter().chain(&row) {
+        assert!(!cell.starts_with(['=', '+', '@']), "{cell}");
+    }
+    let at = |name: &str| row[header.iter().position(|h| h == name).unwrap()].clone();
+    assert_eq!(at("note"), r#"'=HYPERLINK("http://x","y")"#);
+    assert_eq!(at("'=k"), "1");
+    assert_eq!(at("temp"), "-5.5");
+    assert_eq!(at("unit_id"), "'@aa");
+    let (header, row) = export(&[]);
+    assert!(header.contains(&"=k".to_string()));
+    assert!(row.contains(&"+cmd".to_string()));
+    let out = autopi(&[
+        "export",
+        path.to_str().unwrap(),
+        "--format",
+        "gpx",
+        "--spreadsheet-safe",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("for --format csv only"));
+}
+
 /// Several files are one session merged by arrival time: a capture split
 /// in two by device shows as the whole one, and a file given twice counts
 /// its batches once.

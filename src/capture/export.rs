@@ -502,11 +502,45 @@ pub enum CsvOut<'a> {
 /// The columns every CSV starts with.
 const FIXED: [&str; 4] = ["@ts", "@t", "unit_id", "received"];
 
+/// How CSV cells are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cells {
+    /// As captured.
+    #[default]
+    AsCaptured,
+    /// A cell a spreadsheet would take for a formula gets a leading `'`
+    /// (`--spreadsheet-safe`).
+    SpreadsheetSafe,
+}
+
+impl Cells {
+    /// `cell`, with a `'` before it when it is to be spreadsheet-safe and
+    /// starts as a formula does (`=`, `+`, `-`, `@`, a tab or a carriage
+    /// return: OWASP's list for CSV injection) without being a JSON
+    /// number (`-5.2` stays a number; `-inf` does not).
+    fn written<'a>(self, cell: &'a str) -> Cow<'a, [u8]> {
+        let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+            && serde_json::from_str::<serde_json::Number>(cell).is_err();
+        if self == Cells::SpreadsheetSafe && formula {
+            Cow::Owned(format!("'{cell}").into_bytes())
+        } else {
+            Cow::Borrowed(cell.as_bytes())
+        }
+    }
+}
+
 /// CSV: one record type per file, `@ts` as RFC 3339 UTC (empty when
 /// missing or unreadable), nested fields as dotted columns (`loc.lat`, arrays by
 /// index: `x.0`), in the order first seen. Two passes: the first finds
-/// every column, so the header is complete.
-pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Written, ExportError> {
+/// every column, so the header is complete. With `Cells::SpreadsheetSafe`
+/// every cell, the header's too (a field's name comes from the device),
+/// goes through `Cells::written`.
+pub fn csv(
+    paths: &[PathBuf],
+    filter: &Filter,
+    out: CsvOut<'_>,
+    cells: Cells,
+) -> Result<Written, ExportError> {
     if matches!(out, CsvOut::One(_)) && filter.kind.is_none() {
         return Err(ExportError(
             "CSV holds one record type per file: give --type T, or -o FOLDER for a file per type"
@@ -586,7 +620,8 @@ pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Writte
             FIXED
                 .iter()
                 .copied()
-                .chain(cols.names.iter().map(String::as_str)),
+                .chain(cols.names.iter().map(String::as_str))
+                .map(|name| cells.written(name)),
         )
         .map_err(csv_err)?;
     }
@@ -638,7 +673,7 @@ pub fn csv(paths: &[PathBuf], filter: &Filter, out: CsvOut<'_>) -> Result<Writte
                     }
                 }
                 let w = &mut writers[if single { 0 } else { i }];
-                if let Err(e) = w.write_record(&out) {
+                if let Err(e) = w.write_record(out.iter().map(|cell| cells.written(cell))) {
                     failed.get_or_insert(csv_err(e));
                 }
                 rows_written += 1;
@@ -934,6 +969,34 @@ mod tests {
         // One fix: no line at all.
         assert!(split_at_antimeridian([[1.0, 2.0]]).is_empty());
     }
+
+    #[test]
+    fn spreadsheet_safe_cells_are_never_formulas_and_numbers_stay_numbers() {
+        let safe = |c| String::from_utf8(Cells::SpreadsheetSafe.written(c).into_owned()).unwrap();
+        for formula in [
+            "=1+1",
+            "+cmd",
+            "-2+3+cmd|' /C calc'!A0",
+            "@SUM(A1)",
+            "\t=x",
+            "\r=x",
+            "-inf",
+        ] {
+            assert_eq!(safe(formula), format!("'{formula}"));
+        }
+        for kept in [
+            "-5.2",
+            "-1e3",
+            "57.1",
+            "",
+            "a=b",
+            "obd.rpm",
+            "2026-11-27T08:00:00Z",
+        ] {
+            assert_eq!(safe(kept), kept);
+        }
+        assert_eq!(&*Cells::AsCaptured.written("=1+1"), b"=1+1");
+    }
 }
 
 /// Writes one batch as a line of the `batches` format, which is also what
@@ -1017,6 +1080,7 @@ pub fn main(
     format: Format,
     filter: Result<Filter, String>,
     output: Option<&Path>,
+    cells: Cells,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
     let filter = match filter {
@@ -1026,6 +1090,10 @@ pub fn main(
             return ExitCode::from(2);
         }
     };
+    if cells == Cells::SpreadsheetSafe && format != Format::Csv {
+        eprintln!("autopi-rx export: --spreadsheet-safe is for --format csv only");
+        return ExitCode::from(2);
+    }
     let output = output.filter(|o| o.as_os_str() != "-");
     if format == Format::Csv && filter.kind.is_none() && output.is_none() {
         eprintln!(
@@ -1041,10 +1109,10 @@ pub fn main(
     }
     let result = match (format, output) {
         (Format::Csv, Some(dir)) if filter.kind.is_none() => {
-            csv(paths, &filter, CsvOut::Folder(dir))
+            csv(paths, &filter, CsvOut::Folder(dir), cells)
         }
-        (format, Some(file)) => write_file(format, paths, &filter, file),
-        (format, None) => write_one(format, paths, &filter, Box::new(io::stdout().lock())),
+        (format, Some(file)) => write_file(format, paths, &filter, file, cells),
+        (format, None) => write_one(format, paths, &filter, Box::new(io::stdout().lock()), cells),
     };
     match result {
         Ok(w) => {
@@ -1065,6 +1133,7 @@ fn write_file(
     paths: &[PathBuf],
     filter: &Filter,
     file: &Path,
+    cells: Cells,
 ) -> Result<Written, ExportError> {
     // Devices and pipes (`-o /dev/null`) are written as they are.
     if std::fs::metadata(file).is_ok_and(|m| !m.is_file()) {
@@ -1072,14 +1141,14 @@ fn write_file(
             .write(true)
             .open(file)
             .map_err(|e| ExportError(format!("cannot open {}: {e}", file.display())))?;
-        return write_one(format, paths, filter, Box::new(created));
+        return write_one(format, paths, filter, Box::new(created), cells);
     }
     let mut partial = file.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let created = std::fs::File::create(&partial)
         .map_err(|e| ExportError(format!("cannot create {}: {e}", partial.display())))?;
-    let written = write_one(format, paths, filter, Box::new(created)).and_then(|w| {
+    let written = write_one(format, paths, filter, Box::new(created), cells).and_then(|w| {
         std::fs::rename(&partial, file)
             .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
         Ok(w)
@@ -1095,11 +1164,12 @@ fn write_one(
     paths: &[PathBuf],
     filter: &Filter,
     out: Box<dyn Write + '_>,
+    cells: Cells,
 ) -> Result<Written, ExportError> {
     match format {
         Format::Gpx => gpx(paths, filter, out),
         Format::Geojson => geojson(paths, filter, out),
-        Format::Csv => csv(paths, filter, CsvOut::One(out)),
+        Format::Csv => csv(paths, filter, CsvOut::One(out), cells),
         Format::Batches => batches(paths, filter, out),
     }
 }
