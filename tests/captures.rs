@@ -319,7 +319,13 @@ fn replay_into_a_second_receiver_gives_the_same_records_in_the_same_order() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("acknowledged: 51 of 51"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("acknowledged: 51 of 51"), "{stdout}");
+    // Sent, so not said to be skipped (it was: "skipped: 1 duplicates").
+    assert!(
+        stdout.contains("skipped: 0 duplicates (1 sent: --include-duplicates)"),
+        "{stdout}"
+    );
     assert!(rx.stop().success());
     let flagged = lines(&third)
         .iter()
@@ -1706,4 +1712,33 @@ fn a_closed_stdout_does_not_make_replay_panic() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `view … | head` and `export … | head`: a reader that went away ends
+/// them quietly. `view` panicked (exit 101), `export` said `writing CSV:
+/// Broken pipe` and exited 1. Their stdout is a pipe whose reading end is
+/// closed before they start, so every write fails.
+#[test]
+fn view_and_export_end_quietly_when_their_reader_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 3);
+    let p = capture.to_str().unwrap();
+    for args in [
+        vec!["view", p, "--summary"],
+        vec!["view", p, "--json"],
+        vec!["export", p, "--format", "csv", "--type", "obd.rpm"],
+        vec!["export", p, "--format", "batches"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = binary()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }

@@ -1095,6 +1095,7 @@ pub fn main(
         return ExitCode::from(2);
     }
     let output = output.filter(|o| o.as_os_str() != "-");
+    let reader_gone = std::cell::Cell::new(false);
     if format == Format::Csv && filter.kind.is_none() && output.is_none() {
         eprintln!(
             "autopi-rx export: CSV holds one record type per file: give --type T, or -o FOLDER for a file per type"
@@ -1112,8 +1113,18 @@ pub fn main(
             csv(paths, &filter, CsvOut::Folder(dir), cells)
         }
         (format, Some(file)) => write_file(format, paths, &filter, file, cells),
-        (format, None) => write_one(format, paths, &filter, Box::new(io::stdout().lock()), cells),
+        (format, None) => {
+            let out = Watched {
+                inner: io::stdout().lock(),
+                gone: &reader_gone,
+            };
+            write_one(format, paths, &filter, Box::new(out), cells)
+        }
     };
+    if result.is_err() && reader_gone.get() {
+        // The reader went away (`export … | head`): nothing to say.
+        return ExitCode::SUCCESS;
+    }
     match result {
         Ok(w) => {
             eprintln!("{}", describe(format, &w, output));
@@ -1123,6 +1134,34 @@ pub fn main(
             eprintln!("autopi-rx export: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Stdout, noting when its reader went away (a broken pipe).
+struct Watched<'a, W> {
+    inner: W,
+    gone: &'a std::cell::Cell<bool>,
+}
+
+impl<W: Write> Watched<'_, W> {
+    fn noted<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            self.gone.set(true);
+        }
+        r
+    }
+}
+
+impl<W: Write> Write for Watched<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.noted(r)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.noted(r)
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Summary {
     pub not_sent: u64,
     pub records: u64,
     pub skipped_duplicates: u64,
+    /// Duplicates sent (`--include-duplicates`), counted in `to_send`.
+    pub sent_duplicates: u64,
     /// Retries and unacknowledged lines: never delivered batches.
     pub skipped_undelivered: u64,
     pub retries: u64,
@@ -86,8 +88,13 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "skipped: {} duplicates, {} never delivered (retries, unacknowledged)",
-            self.skipped_duplicates, self.skipped_undelivered
+            "skipped: {} duplicates{}, {} never delivered (retries, unacknowledged)",
+            self.skipped_duplicates,
+            match self.sent_duplicates {
+                0 => String::new(),
+                n => format!(" ({n} sent: --include-duplicates)"),
+            },
+            self.skipped_undelivered
         )?;
         write!(
             f,
@@ -102,7 +109,7 @@ impl fmt::Display for Summary {
 pub struct Failure {
     pub message: String,
     pub code: u8,
-    pub summary: Option<Summary>,
+    pub summary: Option<Box<Summary>>,
 }
 
 /// Replays `path` until its end, a fatal answer, or `stop` disconnecting.
@@ -121,10 +128,11 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 summary.skipped_undelivered += 1;
                 return;
             } else if line.duplicate_of.is_some() {
-                summary.skipped_duplicates += 1;
                 if !settings.include_duplicates {
+                    summary.skipped_duplicates += 1;
                     return;
                 }
+                summary.sent_duplicates += 1;
             }
             summary.to_send += 1;
             if fatal.is_some() || summary.interrupted {
@@ -205,7 +213,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
         Some(message) => Err(Failure {
             message,
             code: 1,
-            summary: Some(summary),
+            summary: Some(Box::new(summary)),
         }),
         None => Ok(summary),
     }

@@ -38,21 +38,31 @@ pub fn main(args: ViewArgs) -> ExitCode {
 fn print_summary(args: &ViewArgs) -> ExitCode {
     match summary::summarize(&args.files) {
         Ok(s) if args.json => match serde_json::to_string_pretty(&s) {
-            Ok(text) => {
-                println!("{text}");
-                ExitCode::SUCCESS
-            }
+            Ok(text) => written(&(text + "\n")),
             Err(e) => {
                 eprintln!("autopi-rx view: {e}");
                 ExitCode::from(1)
             }
         },
-        Ok(s) => {
-            print!("{s}");
-            ExitCode::SUCCESS
-        }
+        Ok(s) => written(&s.to_string()),
         Err(e) => {
             eprintln!("autopi-rx view: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes `text` on stdout: a reader that went away (`view … | head`) is
+/// let be (`print!` panicked, exit 101); any other failure (a full disk)
+/// is said.
+fn written(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("autopi-rx view: cannot write the summary: {e}");
             ExitCode::from(1)
         }
     }
