@@ -8,7 +8,7 @@
 //! ╭ Requests ───────────────────────────────── 5 · following · Enter opens ╮
 //! │time         peer            unit-id   status recs      wire mark error   │
 //! │08:13:52.300 192.168.1.57:4… ee3d…1d05    401     0       0 B      token d…│
-//! ╰ marks: D duplicate  E encoding mismatch  N naive timestamps  M malformed╯
+//! ╰ marks: D duplicate  R retry  O old  E encoding  N naive  M malformed ──╯
 //! ```
 
 use ratatui::buffer::Buffer;
@@ -114,19 +114,32 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         "{only}{} · {follow} · Enter opens",
         count(list.len() as u64)
     );
-    let legend = Line::from(vec![
-        Span::styled(" marks: ", t.label),
-        Span::styled("D", t.warn),
-        Span::styled(" duplicate  ", t.label),
-        Span::styled("O", t.warn),
-        Span::styled(" old data  ", t.label),
-        Span::styled("E", t.warn),
-        Span::styled(" encoding mismatch  ", t.label),
-        Span::styled("N", t.warn),
-        Span::styled(" naive timestamps  ", t.label),
-        Span::styled("M", t.warn),
-        Span::styled(" malformed ", t.label),
-    ]);
+    // Each mark's long name, and the short one used when the long ones do
+    // not fit the border (at 80 columns the last was cut: "M ma"). R was
+    // missing.
+    let marks = [
+        ("D", " duplicate  ", " duplicate  "),
+        ("R", " retry  ", " retry  "),
+        ("O", " old data  ", " old  "),
+        ("E", " encoding mismatch  ", " encoding  "),
+        ("N", " naive timestamps  ", " naive  "),
+        ("M", " malformed ", " malformed "),
+    ];
+    let long: usize = 8 + marks
+        .iter()
+        .map(|(m, l, _)| m.len() + l.len())
+        .sum::<usize>();
+    let fits = long <= usize::from(area.width.saturating_sub(2));
+    let legend = Line::from(
+        std::iter::once(Span::styled(" marks: ", t.label))
+            .chain(marks.iter().flat_map(|&(mark, long, short)| {
+                [
+                    Span::styled(mark, t.warn),
+                    Span::styled(if fits { long } else { short }, t.label),
+                ]
+            }))
+            .collect::<Vec<_>>(),
+    );
     let mut block =
         panel(app, "Requests", Some(note)).title_bottom(saved_title(app).unwrap_or(legend));
     if let Some(title) = filter_title(app) {
