@@ -11,7 +11,7 @@
 //! │ee3d…1d05 3s ago     on time   60 s  100/100   draining 4 2.1 s      ok        … │
 //! │                                                                                  │
 //! │ee3d…1d05 backlog draining: 4 full batches of 100 records back to back            │
-//! ╰ on time: within 1.5 cycles + 2 s · late: 3 cycles · overdue: 10 · then silent ──╯
+//! ╰ on time: ≤ 1.5 cycles + 2 s · late: 3 · overdue: 10 cycles · then silent ───────╯
 //! ```
 //! The Live tab's summary line (`summary_line`) comes from here too.
 
@@ -107,10 +107,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         " · old data: over {} late",
         span(OLD_DATA.as_secs())
     ));
-    let legend = Line::from(Span::styled(
-        " on time: last upload within 1.5 cycles + 2 s · late: 3 cycles · overdue: 10 · then silent ",
-        t.label,
-    ));
+    // The short form where the long one does not fit the border (at 80
+    // columns it was cut after "overdue: 10 ·").
+    let long = " on time: last upload within 1.5 cycles + 2 s · late: 3 cycles · overdue: 10 · then silent ";
+    let short = " on time: ≤ 1.5 cycles + 2 s · late: 3 · overdue: 10 cycles · then silent ";
+    let fits = long.chars().count() <= usize::from(area.width.saturating_sub(2));
+    let legend = Line::from(Span::styled(if fits { long } else { short }, t.label));
     let block = panel(app, "Uplink", Some(note)).title_bottom(legend);
     let inner = block.inner(area);
     block.render(area, buf);
