@@ -7,8 +7,8 @@
 //! ```text
 //! ╭ Vehicle and sensors ───────────────────────╮
 //! │ DTC P0300  Random/multiple cylinder…  3s ago│
-//! │coolant_temp         50 °C          11s ago │
-//! │ambiant_air_temp     18 °C          11s ago │
+//! │coolant_temp         50 °C           11s ago│
+//! │ambiant_air_temp     18 °C            9s ago│
 //! ╰ +3 more · v shows all ─────────────────────╯
 //! ```
 
@@ -137,7 +137,9 @@ fn draw_values(app: &App, rows: &[&[String; 4]], area: Rect, buf: &mut Buffer) {
                     Span::raw(" "),
                     Span::styled(padded(unit, unit_w, Side::Left), t.dim),
                     Span::raw(" ".repeat(gap + 1)),
-                    Span::styled(age.clone(), t.dim),
+                    // Right-aligned, as a trouble code's: `1s ago` and
+                    // `56s ago` end at the same column.
+                    Span::styled(padded(age, age_w, Side::Right), t.dim),
                 ]),
                 area.width,
             )
