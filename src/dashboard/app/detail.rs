@@ -216,12 +216,13 @@ fn summary(r: &RequestEvent) -> Vec<TextLine> {
         ],
         vec![piece(
             Tone::Label,
-            format!(
-                "received {} from {} · unit-id {}",
-                format_received(r.received),
-                r.peer,
-                r.unit_id.as_deref().unwrap_or("-"),
-            ),
+            format!("received {} from {}", format_received(r.received), r.peer),
+        )],
+        // A line of its own: after the time and peer, a 32-digit unit-id
+        // was broken in the middle at 80 columns.
+        vec![piece(
+            Tone::Label,
+            format!("unit-id {}", r.unit_id.as_deref().unwrap_or("-")),
         )],
         vec![piece(
             Tone::Label,
