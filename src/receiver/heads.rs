@@ -83,8 +83,8 @@ const LOOK_SOON: Duration = Duration::from_millis(10);
 /// that make the next one come `LOOK_SOON`; as a rate, for counts closer
 /// together (the closer's own looks and its recounts after nudges come in
 /// between), but never less than `GROWING_FLOOR`. A device's head is
-/// under 1 KiB, and tiny_http reads at most its buffer (8 KiB) ahead of a
-/// request waiting its turn.
+/// under 1 KiB, and tiny_http reads at most its buffer (1 KiB in 0.12)
+/// ahead of a request waiting its turn.
 const GROWING: u64 = 64 * 1024;
 /// See `GROWING`.
 const GROWING_FLOOR: u64 = 8 * 1024;

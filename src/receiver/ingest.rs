@@ -407,7 +407,8 @@ pub const KEPT_HEADERS: [&str; 6] = [
 /// longer one is refused rather than cut, so a line holds what came; kept
 /// whole, a client with the token could have each line carry as much as
 /// tiny_http reads of a head (1 MiB), six times over once control bytes
-/// are escaped (`\u0001`): 1.77 GB of capture in 10 s from four clients.
+/// are escaped (`\u0001`): gigabytes of capture in 10 s from four clients
+/// (README, Hostile networks).
 pub const KEPT_HEADER_LIMIT: usize = 1024;
 
 /// Checks that each header a capture line keeps (`KEPT_HEADERS`), as
