@@ -212,7 +212,7 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 
     /// CSV: a cell a spreadsheet would take for a formula (starting with
-    /// =, +, -, @, a tab or a CR, and not a number) gets a leading '.
+    /// =, +, -, @, a tab or a CR, and not a plain number) gets a leading '.
     #[arg(long)]
     pub spreadsheet_safe: bool,
 }

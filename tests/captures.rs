@@ -1585,13 +1585,22 @@ fn replay_stops_at_a_unit_id_no_header_can_carry() {
     let text_of = std::fs::read_to_string(&capture).unwrap();
     let mut lines: Vec<String> = text_of.lines().map(String::from).collect();
     lines[1] = lines[1].replace(r#""unit_id":"aa""#, r#""unit_id":"aa\r\nx-evil: 1""#);
+    // The third a duplicate, asked to be sent: never sent, so not said to
+    // be (the summary counted it when it was only to be sent).
+    lines[2] = lines[2].replace(
+        r#""peer":"p""#,
+        r#""peer":"p","duplicate_of":"2026-11-27T08:00:01.000Z""#,
+    );
     std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
     let server = ScriptedServer::start(vec![
         Scripted::Answer(answer("200 OK", b"{}")),
         Scripted::Answer(answer("200 OK", b"{}")),
         Scripted::Answer(answer("200 OK", b"{}")),
     ]);
-    let out = replay(&capture, &server.url, "t", "5").output().unwrap();
+    let out = replay(&capture, &server.url, "t", "5")
+        .arg("--include-duplicates")
+        .output()
+        .unwrap();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(
@@ -1600,6 +1609,10 @@ fn replay_stops_at_a_unit_id_no_header_can_carry() {
     );
     assert!(!stderr.contains("attempt"), "not retried: {stderr}");
     assert!(stdout.contains("acknowledged: 1 of 3"), "{stdout}");
+    assert!(
+        stdout.contains("skipped: 0 duplicates, 0 never"),
+        "{stdout}"
+    );
     assert_eq!(server.requests.try_iter().count(), 1, "only the first sent");
 }
 
@@ -1714,6 +1727,43 @@ fn a_closed_stdout_does_not_make_replay_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// An export whose output cannot be written (a full disk: `/dev/full`)
+/// says so with exit 1, whatever the format: GeoJSON left its last bytes
+/// to a drop that lost the error, and said it had exported them.
+#[test]
+fn an_export_that_cannot_be_written_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixes.jsonl");
+    let fixes: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:0{i}","loc":{{"lat":57.{i},"lon":9.9}}}}"#
+            )
+        })
+        .collect();
+    let line = format!(
+        r#"{{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h","records":[{}]}}"#,
+        fixes.join(",")
+    );
+    std::fs::write(&path, line + "\n").unwrap();
+    let p = path.to_str().unwrap();
+    for format in [
+        &["--format", "gpx"][..],
+        &["--format", "geojson"],
+        &["--format", "csv", "--type", "track.pos"],
+        &["--format", "batches"],
+    ] {
+        let out = binary()
+            .args(["export", p, "-o", "/dev/full"])
+            .args(format)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{format:?}: {stderr}");
+        assert!(stderr.contains("No space left"), "{format:?}: {stderr}");
+    }
+}
+
 /// `view … | head` and `export … | head`: a reader that went away ends
 /// them quietly. `view` panicked (exit 101), `export` said `writing CSV:
 /// Broken pipe` and exited 1. Their stdout is a pipe whose reading end is
@@ -1728,6 +1778,8 @@ fn view_and_export_end_quietly_when_their_reader_is_gone() {
         vec!["view", p, "--json"],
         vec!["export", p, "--format", "csv", "--type", "obd.rpm"],
         vec!["export", p, "--format", "batches"],
+        vec!["export", p, "--format", "gpx"],
+        vec!["export", p, "--format", "geojson"],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);

@@ -380,6 +380,10 @@ fn a_capture_deleted_or_replaced_while_running_is_started_again_at_its_path() {
             .status,
         200
     );
+    // Said once for the bout, not once per refused upload; the notice of
+    // the new file comes after it.
+    rx.wait_stderr("was deleted or moved away");
+    assert_eq!(rx.stderr().matches("capture not writable").count(), 1);
     let lines = capture_lines(&rx.capture);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["records"][0]["@t"], "e");

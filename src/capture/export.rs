@@ -436,6 +436,9 @@ pub fn geojson(
         }
     }
     fw.finish().map_err(gj_err)?;
+    // `finish` leaves what is buffered to the drop, which drops a write
+    // error too: `-o /dev/full` said "exported" with exit 0.
+    fw.flush().map_err(gj_err)?;
     Ok(written)
 }
 
@@ -445,7 +448,9 @@ pub fn geojson(
 /// part ends at the crossing (latitude interpolated along the step) on its
 /// side, +180 or -180, and the next starts there on the other side. A part
 /// left with fewer than two positions (a drive that leaves from a fix
-/// exactly on the line) is dropped. Without a crossing, one part: the drive as it is.
+/// exactly on the line) is dropped. Without a crossing, one part: the
+/// drive as it is. Longitudes are in [-180, 180) (`collect_fixes` keeps no
+/// other): a step from +180 itself would divide by zero.
 fn split_at_antimeridian(fixes: impl IntoIterator<Item = [f64; 2]>) -> Vec<Vec<[f64; 2]>> {
     let mut parts = Vec::new();
     let mut part: Vec<[f64; 2]> = Vec::new();
@@ -519,8 +524,11 @@ impl Cells {
     /// return: OWASP's list for CSV injection) without being a JSON
     /// number (`-5.2` stays a number; `-inf` does not).
     fn written<'a>(self, cell: &'a str) -> Cow<'a, [u8]> {
-        let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
-            && serde_json::from_str::<serde_json::Number>(cell).is_err();
+        // serde_json takes whitespace around a number: `\t1` is not one
+        // here.
+        let number =
+            cell.trim() == cell && serde_json::from_str::<serde_json::Number>(cell).is_ok();
+        let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number;
         if self == Cells::SpreadsheetSafe && formula {
             Cow::Owned(format!("'{cell}").into_bytes())
         } else {
@@ -981,6 +989,9 @@ mod tests {
             "\t=x",
             "\r=x",
             "-inf",
+            "\t1",
+            "\r-1",
+            "-1\n",
         ] {
             assert_eq!(safe(formula), format!("'{formula}"));
         }

@@ -57,7 +57,8 @@ pub struct Summary {
     pub not_sent: u64,
     pub records: u64,
     pub skipped_duplicates: u64,
-    /// Duplicates sent (`--include-duplicates`), counted in `to_send`.
+    /// Duplicates sent and acknowledged (`--include-duplicates`), also
+    /// counted in `acknowledged`.
     pub sent_duplicates: u64,
     /// Retries and unacknowledged lines: never delivered batches.
     pub skipped_undelivered: u64,
@@ -127,12 +128,9 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
             if !line.acked || line.retry {
                 summary.skipped_undelivered += 1;
                 return;
-            } else if line.duplicate_of.is_some() {
-                if !settings.include_duplicates {
-                    summary.skipped_duplicates += 1;
-                    return;
-                }
-                summary.sent_duplicates += 1;
+            } else if line.duplicate_of.is_some() && !settings.include_duplicates {
+                summary.skipped_duplicates += 1;
+                return;
             }
             summary.to_send += 1;
             if fatal.is_some() || summary.interrupted {
@@ -166,14 +164,15 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 summary.not_sent += 1;
                 return;
             }
-            // The receiver only ever writes a unit-id that came as a
-            // header; one a hand edit gave a line end cannot go as one
-            // (it failed ten times as "connection failed", then stopped).
+            // A unit-id no HTTP client can send as a header: a hand edit's
+            // line end, or a control character tiny_http let through and
+            // the receiver captured as it came. Stopped at, as a batch
+            // given up on is (it failed ten times as "connection failed").
             if let Some(unit) = line.unit_id.as_deref()
                 && ureq::http::HeaderValue::from_str(unit).is_err()
             {
                 fatal = Some(format!(
-                    "line {} of {}: its unit_id holds a character a header cannot carry (a line end, another control character, or one beyond ASCII), so it cannot be sent as the device would; was the capture edited?",
+                    "line {} of {}: its unit_id holds a character a header cannot carry (a control character such as a line end, or one beyond ASCII), so it cannot be sent as it came",
                     at.line,
                     path.display()
                 ));
@@ -195,6 +194,9 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 Ok(true) => {
                     summary.acknowledged += 1;
                     summary.records += counts.records as u64;
+                    if line.duplicate_of.is_some() {
+                        summary.sent_duplicates += 1;
+                    }
                 }
                 Ok(false) => summary.interrupted = true,
                 Err(why) => fatal = Some(why),
@@ -293,9 +295,9 @@ fn deliver(
             summary.retries += 1;
             match asked {
                 Some(asked) if wait > settings.retry_wait => format!(
-                    "retrying it in {} s, as the receiver asked (Retry-After: {} s{})",
-                    wait.as_secs(),
-                    asked.as_secs(),
+                    "retrying it in {:.0} s, as the receiver asked (Retry-After: {:.0} s{})",
+                    wait.as_secs_f64(),
+                    asked.as_secs_f64(),
                     if asked > wait {
                         format!(", cut to {} s", RETRY_AFTER_MOST.as_secs())
                     } else {

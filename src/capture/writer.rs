@@ -127,8 +127,7 @@ impl Sink for FileSink {
             .append(true)
             .create(true)
             .open(&self.path)?;
-        let mut meta = file.metadata()?;
-        if !meta.is_file() {
+        if !file.metadata()?.is_file() {
             return Err(not_a_file(&self.path));
         }
         // Another autopi-rx may hold what replaced it.
@@ -138,6 +137,9 @@ impl Sink for FileSink {
                 "the new file at the capture path is in use by another autopi-rx (locked)",
             )
         })?;
+        // Its length once locked: one that held it may have written until
+        // it let go.
+        let mut meta = file.metadata()?;
         // A file put there by hand whose last line has no line end: it is
         // given one (as a start's repair does), so the next line is not
         // glued to it (both were unreadable).
