@@ -241,6 +241,23 @@ impl ExportArgs {
     }
 }
 
+/// Writes `text` on stdout for a command whose whole output it is: a
+/// reader that went away (`view --summary | head`, `fingerprint | true`)
+/// is let be, exit 0 (`print!` panicked on it, exit 101); any other
+/// failure (a full disk) is said after `failed`, exit 1.
+pub fn written(text: &str, failed: &str) -> std::process::ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            crate::say!("{failed}: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 /// `autopi-rx fingerprint`: the fingerprint of the token on the first line
 /// of `input` (surrounding whitespace and a `token `/`Bearer ` scheme
 /// dropped, as the receiver drops them).
@@ -490,7 +507,7 @@ fn auth_from(args: &ReceiveArgs) -> Result<Auth, Fatal> {
         ));
     }
     if let Some(line) = short_tokens_warning(&tokens) {
-        eprintln!("{line}");
+        crate::say!("{line}");
     }
     Ok(Auth::tokens(&tokens))
 }

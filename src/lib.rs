@@ -17,6 +17,22 @@
 //! target is doing).
 
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
+/// `eprintln!` that cannot panic. `eprintln!` panics when stderr is a
+/// pipe whose reader has gone (`autopi-rx --headless 2>&1 | grep -m1
+/// listening` in a script), and the thread that said it ended with it: the
+/// SIGHUP thread (and with it the handler, so the next SIGHUP ended the
+/// run), the notices, a worker. Here the line is lost and the thread goes
+/// on. Every message on stderr goes through it (the lints in `lib.rs` and
+/// `main.rs` refuse `eprintln!`).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// jemalloc maps large blocks without reserving memory for them, where the
 /// kernel's default overcommit heuristic would refuse a block larger than

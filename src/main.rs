@@ -1,3 +1,5 @@
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -34,12 +36,12 @@ fn main() -> ExitCode {
                 .map_err(|e| format!("cannot read stdin: {e}"))
                 .and_then(|_| autopi_rx::cli::fingerprint(&input))
             {
-                Ok(fp) => {
-                    println!("{fp}");
-                    ExitCode::SUCCESS
-                }
+                Ok(fp) => autopi_rx::cli::written(
+                    &format!("{fp}\n"),
+                    "autopi-rx fingerprint: cannot write the fingerprint",
+                ),
                 Err(why) => {
-                    eprintln!("autopi-rx fingerprint: {why}");
+                    autopi_rx::say!("autopi-rx fingerprint: {why}");
                     ExitCode::from(2)
                 }
             };
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
     match cli.receive.settings().and_then(autopi_rx::run::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
-            eprintln!("autopi-rx: {}", fatal.message);
+            autopi_rx::say!("autopi-rx: {}", fatal.message);
             ExitCode::from(fatal.code)
         }
     }

@@ -101,7 +101,7 @@ impl Drop for ScreenGuard {
     fn drop(&mut self) {
         if !self.done {
             for message in take_screen() {
-                eprintln!("autopi-rx: {message}");
+                crate::say!("autopi-rx: {message}");
             }
         }
     }
@@ -125,7 +125,7 @@ pub fn give_screen_back(within: std::time::Duration) {
         });
     let _ = done.recv_timeout(within);
     for message in screen.held {
-        eprintln!("autopi-rx: {message}");
+        crate::say!("autopi-rx: {message}");
     }
 }
 
@@ -167,7 +167,7 @@ impl Untaken {
     pub fn exit_if_stuck(&mut self, delivered: bool, why: impl FnOnce(f64) -> String) {
         if let Some(waited) = self.stuck(delivered, std::time::Instant::now()) {
             give_screen_back(std::time::Duration::from_millis(500));
-            eprintln!("{}", why(waited.as_secs_f64()));
+            crate::say!("{}", why(waited.as_secs_f64()));
             std::process::exit(1);
         }
     }

@@ -95,7 +95,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     // More descriptors than the default 1024: each connection holds two.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     if matches!(settings.auth, Auth::Open) {
-        eprintln!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
+        crate::say!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
     }
     let targets = forward_targets(&settings)?;
     let capture = open_capture(&settings.capture)?;
@@ -169,7 +169,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     }
     // Said again after the dashboard, whose screen hid stderr.
     for notice in notices.try_iter() {
-        eprintln!("autopi-rx: {notice}");
+        crate::say!("autopi-rx: {notice}");
     }
     warn_dropped_events(&stats, settings.headless);
     outcome
@@ -226,9 +226,9 @@ fn start_forwarding(
     // Headless, stderr keeps to the listening line: the targets' states
     // are on stdout.
     if !settings.headless {
-        eprintln!("forward cursor: {}", forwarders.cursor_path().display());
+        crate::say!("forward cursor: {}", forwarders.cursor_path().display());
         for name in names {
-            eprintln!("forwarding to {name}");
+            crate::say!("forwarding to {name}");
         }
     }
     Ok(Some(forwarders))
@@ -248,20 +248,23 @@ fn stop_forwarding(forwarders: Forwarders) {
             } else {
                 "the next start forwards the new file from its start".to_string()
             };
-            eprintln!(
+            crate::say!(
                 "forward {}: {} batch(es) not yet passed on, some of them in a capture file that was deleted or replaced while running, which is not at the capture path any more; {next}",
-                left.target, left.pending
+                left.target,
+                left.pending
             );
         } else if left.pending > 0 {
-            eprintln!(
+            crate::say!(
                 "forward {}: {} batch(es) not yet passed on; they are sent when autopi-rx starts again with the same --capture and --forward",
-                left.target, left.pending
+                left.target,
+                left.pending
             );
         }
         if left.parked > 0 {
-            eprintln!(
+            crate::say!(
                 "forward {}: {} batch(es) parked (refused by the target), listed in {parked}",
-                left.target, left.parked
+                left.target,
+                left.parked
             );
         }
     }
@@ -276,28 +279,28 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
         )
     })?;
     if !capture.regular {
-        eprintln!(
+        crate::say!(
             "warning: {} is not a regular file: batches are acknowledged once written there, with no fsync",
             path.display()
         );
     }
     let r = &capture.recovered;
     if r.torn_bytes > 0 {
-        eprintln!(
+        crate::say!(
             "warning: {}: cut an unfinished last line of {} bytes (a batch that was never acknowledged)",
             path.display(),
             r.torn_bytes
         );
     }
     if r.ended_bytes > 0 {
-        eprintln!(
+        crate::say!(
             "warning: {}: its last line ({} bytes) had no line end and was not written by autopi-rx: given one, and kept as a line that is not a capture line",
             path.display(),
             r.ended_bytes
         );
     }
     if r.unchecked_bytes > 0 {
-        eprintln!(
+        crate::say!(
             "warning: {}: cut a last line of {} bytes whose records are not a batch (it was being \
              refused when the receiver stopped, and was never acknowledged)",
             path.display(),
@@ -305,7 +308,7 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
         );
     }
     if r.unreadable > 0 {
-        eprintln!(
+        crate::say!(
             "warning: {}: {} of {} lines are not capture lines and were skipped",
             path.display(),
             r.unreadable,
@@ -381,16 +384,16 @@ fn start_server(
     let running = server::start_with(server_settings, capture, events, respond)
         .map_err(|e| Fatal::new(1, e.to_string()))?;
     if settings.respond != Mode::Ok {
-        eprintln!(
+        crate::say!(
             "answer mode {}: every valid batch is captured, then answered as the mode says; {}",
             settings.respond,
             settings.respond.consequence()
         );
     }
     if !settings.headless {
-        eprintln!("capture: {}", running.capture_path().display());
+        crate::say!("capture: {}", running.capture_path().display());
     }
-    eprintln!("listening on http://{}", running.addr);
+    crate::say!("listening on http://{}", running.addr);
     Ok(running)
 }
 
@@ -426,7 +429,7 @@ fn reload_on_sighup(
                 // Under the dashboard stderr is hidden: the header's
                 // token count changes instead (and the status page's).
                 if headless {
-                    eprintln!("autopi-rx: {line}");
+                    crate::say!("autopi-rx: {line}");
                 }
             }
         })
@@ -444,7 +447,7 @@ fn start_demo(settings: &Settings, running: &server::Running) -> Result<Option<D
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let demo = Demo::start(addr, token).map_err(|e| Fatal::new(1, e.to_string()))?;
-    eprintln!(
+    crate::say!(
         "DEMO: a simulated device posts to http://{addr}/logbook/storage about once a second"
     );
     Ok(Some(demo))
@@ -460,7 +463,7 @@ fn relay_notices(running: &server::Running, headless: bool) -> Receiver<String> 
     std::thread::spawn(move || {
         for notice in notices {
             if headless {
-                eprintln!("autopi-rx: {notice}");
+                crate::say!("autopi-rx: {notice}");
             } else if kept_tx.send(notice).is_err() {
                 return;
             }
@@ -499,7 +502,7 @@ fn show(
         Err(read) => {
             // Taken here, so the shutdown does not count it as a second one.
             let _ = signals.received.try_recv();
-            eprintln!(
+            crate::say!(
                 "stopping: a signal while the dashboard was loading what {} held ({} % read); the file is untouched",
                 capture.display(),
                 read * 100 / held.max(1)
@@ -569,7 +572,7 @@ fn load_so_far(
     progress.finish();
     match loaded {
         Ok(report) => report.warn(),
-        Err(e) => eprintln!(
+        Err(e) => crate::say!(
             "warning: cannot load what {} holds ({e}); the dashboard starts empty",
             capture.display()
         ),
@@ -643,7 +646,7 @@ fn screen_setup(
 fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
     let in_flight = running.in_flight();
     if in_flight > 0 {
-        eprintln!(
+        crate::say!(
             "stopping: finishing {in_flight} request(s) in flight (signal again to exit now)"
         );
     }
@@ -655,11 +658,11 @@ fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
     select! {
         recv(done) -> _ => true,
         recv(signals) -> _ => {
-            eprintln!("autopi-rx: second signal: exiting without waiting for the requests in flight (none of them was acknowledged)");
+            crate::say!("autopi-rx: second signal: exiting without waiting for the requests in flight (none of them was acknowledged)");
             std::process::exit(1);
         }
         default(SHUTDOWN_GRACE) => {
-            eprintln!(
+            crate::say!(
                 "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
                 SHUTDOWN_GRACE.as_secs()
             );
@@ -677,7 +680,7 @@ fn warn_dropped_events(stats: &Stats, headless: bool) {
         } else {
             ("shown", "the screen")
         };
-        eprintln!(
+        crate::say!(
             "warning: {dropped} request events were not {what} ({who} was too slow); the capture has every batch"
         );
     }

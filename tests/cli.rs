@@ -540,3 +540,70 @@ fn a_closed_stdout_stops_a_headless_run() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// A stderr whose reader has gone (a script's `2>&1 | grep -m1 listening`)
+/// loses what is said, not the threads that say it: `eprintln!` panicked
+/// on it, and the SIGHUP thread died with its first line, so a second
+/// SIGHUP read nothing (or, its handler gone with it, ended the run).
+/// `fingerprint` to a stdout nobody reads ends quietly too.
+#[test]
+fn a_closed_stderr_loses_lines_not_the_threads_that_say_them() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut child = binary()
+        .args(["--headless", "--listen", "127.0.0.1:0"])
+        .args(["--token-file", file.to_str().unwrap()])
+        .args(["--capture", capture.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr: std::net::SocketAddr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+        if let Some(a) = line.trim().strip_prefix("listening on http://") {
+            break a.parse().unwrap();
+        }
+    };
+    drop(stderr);
+    let mut tokens = vec![TOKEN.to_string()];
+    for added in ["tok-after-stderr-closed-1", "tok-after-stderr-closed-2"] {
+        tokens.push(added.to_string());
+        std::fs::write(&file, tokens.join("\n") + "\n").unwrap();
+        signal(&child, "HUP");
+        let accepted = wait_until(std::time::Duration::from_secs(20), || {
+            if let Some(ended) = child.try_wait().unwrap() {
+                panic!("the receiver ended after a SIGHUP: {ended}");
+            }
+            post(addr, &[("authorization", &format!("token {added}"))], b"[]").status == 200
+        });
+        assert!(accepted, "{added} never accepted after SIGHUP");
+    }
+    assert_eq!(child.try_wait().unwrap(), None, "the receiver ended");
+    signal(&child, "TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(capture_lines(&capture).len(), 2);
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut fp = binary()
+        .arg("fingerprint")
+        .stdin(Stdio::piped())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    fp.stdin.take().unwrap().write_all(b"tok-x\n").unwrap();
+    let out = fp.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.is_empty(), "{said}");
+}

@@ -1097,25 +1097,25 @@ pub fn main(
     let filter = match filter {
         Ok(f) => f,
         Err(message) => {
-            eprintln!("autopi-rx export: {message}");
+            crate::say!("autopi-rx export: {message}");
             return ExitCode::from(2);
         }
     };
     if cells == Cells::SpreadsheetSafe && format != Format::Csv {
-        eprintln!("autopi-rx export: --spreadsheet-safe is for --format csv only");
+        crate::say!("autopi-rx export: --spreadsheet-safe is for --format csv only");
         return ExitCode::from(2);
     }
     let output = output.filter(|o| o.as_os_str() != "-");
     let reader_gone = std::cell::Cell::new(false);
     if format == Format::Csv && filter.kind.is_none() && output.is_none() {
-        eprintln!(
+        crate::say!(
             "autopi-rx export: CSV holds one record type per file: give --type T, or -o FOLDER for a file per type"
         );
         return ExitCode::from(2);
     }
     for p in paths {
         if let Err(e) = std::fs::metadata(p) {
-            eprintln!("autopi-rx export: cannot read {}: {e}", p.display());
+            crate::say!("autopi-rx export: cannot read {}: {e}", p.display());
             return ExitCode::from(1);
         }
     }
@@ -1138,11 +1138,11 @@ pub fn main(
     }
     match result {
         Ok(w) => {
-            eprintln!("{}", describe(format, &w, output));
+            crate::say!("{}", describe(format, &w, output));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("autopi-rx export: {e}");
+            crate::say!("autopi-rx export: {e}");
             ExitCode::from(1)
         }
     }

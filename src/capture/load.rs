@@ -372,7 +372,7 @@ impl Report {
     /// Prints the warnings on stderr.
     pub fn warn(&self) {
         for w in self.warnings() {
-            eprintln!("{w}");
+            crate::say!("{w}");
         }
     }
 }
@@ -614,7 +614,7 @@ impl Progress {
 
     fn end(&mut self, how: &str) {
         if self.shown {
-            eprintln!(
+            crate::say!(
                 "\r{}: {how} {:.1} s\x1b[K",
                 self.what,
                 self.started.elapsed().as_secs_f64()

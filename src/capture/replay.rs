@@ -152,7 +152,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 }
             };
             if settings.notes && wait > Duration::from_secs(10) {
-                eprintln!(
+                crate::say!(
                     "waiting {:.0} s for the next batch (the capture's pace; --speed or --as-fast-as-possible shorten it)",
                     wait.as_secs_f64()
                 );
@@ -274,7 +274,7 @@ fn deliver(
             // again, so not counted as a retry or re-send; a refusal's
             // reason is still said.
             if settings.notes && !unanswered {
-                eprintln!("batch {number}: {why}; not sent again (stopping)");
+                crate::say!("batch {number}: {why}; not sent again (stopping)");
             }
             return Ok(false);
         }
@@ -308,7 +308,7 @@ fn deliver(
             }
         };
         if settings.notes {
-            eprintln!(
+            crate::say!(
                 "batch {number}: {why}; {next} (attempt {} of {MAX_FAILURES})",
                 attempt + 1
             );
@@ -339,14 +339,14 @@ pub fn main(path: &Path, settings: Result<Settings, String>) -> std::process::Ex
     let settings = match settings {
         Ok(s) => s,
         Err(message) => {
-            eprintln!("autopi-rx replay: {message}");
+            crate::say!("autopi-rx replay: {message}");
             return ExitCode::from(2);
         }
     };
     let stop_rx = match crate::simulate::stop_on_signals("replay", settings.target.timeout) {
         Ok(stop) => stop,
         Err(e) => {
-            eprintln!("autopi-rx replay: cannot install the signal handler: {e}");
+            crate::say!("autopi-rx replay: cannot install the signal handler: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -363,7 +363,7 @@ pub fn main(path: &Path, settings: Result<Settings, String>) -> std::process::Ex
             if let Some(summary) = &failure.summary {
                 crate::simulate::print_summary(summary);
             }
-            eprintln!("autopi-rx replay: {}", failure.message);
+            crate::say!("autopi-rx replay: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }

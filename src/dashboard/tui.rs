@@ -61,7 +61,7 @@ pub fn run(
     let result = app::run(&mut terminal, &mut app, outside);
     ratatui::restore();
     for message in screen.finish() {
-        eprintln!(
+        crate::say!(
             "autopi-rx: a thread panicked while the dashboard was up (its request was answered 500): {message}"
         );
     }

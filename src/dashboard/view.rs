@@ -29,7 +29,7 @@ pub fn main(args: ViewArgs) -> ExitCode {
     match show(&args.files) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("autopi-rx view: {e}");
+            crate::say!("autopi-rx view: {e}");
             ExitCode::from(1)
         }
     }
@@ -38,31 +38,17 @@ pub fn main(args: ViewArgs) -> ExitCode {
 fn print_summary(args: &ViewArgs) -> ExitCode {
     match summary::summarize(&args.files) {
         Ok(s) if args.json => match serde_json::to_string_pretty(&s) {
-            Ok(text) => written(&(text + "\n")),
+            Ok(text) => {
+                crate::cli::written(&(text + "\n"), "autopi-rx view: cannot write the summary")
+            }
             Err(e) => {
-                eprintln!("autopi-rx view: {e}");
+                crate::say!("autopi-rx view: {e}");
                 ExitCode::from(1)
             }
         },
-        Ok(s) => written(&s.to_string()),
+        Ok(s) => crate::cli::written(&s.to_string(), "autopi-rx view: cannot write the summary"),
         Err(e) => {
-            eprintln!("autopi-rx view: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Writes `text` on stdout: a reader that went away (`view … | head`) is
-/// let be (`print!` panicked, exit 101); any other failure (a full disk)
-/// is said.
-fn written(text: &str) -> ExitCode {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("autopi-rx view: cannot write the summary: {e}");
+            crate::say!("autopi-rx view: {e}");
             ExitCode::from(1)
         }
     }
@@ -262,12 +248,12 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
     let result = timeline::run(&mut terminal, &mut app, &mut timeline, input_rx, stop_rx);
     ratatui::restore();
     for message in screen.finish() {
-        eprintln!("autopi-rx: a thread panicked while the view was up: {message}");
+        crate::say!("autopi-rx: a thread panicked while the view was up: {message}");
     }
     quit.store(true, Ordering::Relaxed);
     drop(reader);
     if timeline.unreadable > 0 {
-        eprintln!(
+        crate::say!(
             "warning: {} batches could not be read again (did a capture change meanwhile?)",
             timeline.unreadable
         );

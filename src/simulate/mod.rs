@@ -485,7 +485,9 @@ impl Shared<'_> {
             // not counted as failed; a refusal's reason is still said.
             Answer::Refused { status, reason, .. } if self.ending(stop) => {
                 if self.settings.notes {
-                    eprintln!("batch {number}: HTTP {status}: {reason}; not sent again (stopping)");
+                    crate::say!(
+                        "batch {number}: HTTP {status}: {reason}; not sent again (stopping)"
+                    );
                 }
                 Some(item)
             }
@@ -504,19 +506,19 @@ impl Shared<'_> {
             return;
         }
         if (300..400).contains(&status) && !self.redirect_warned.swap(true, Ordering::Relaxed) {
-            eprintln!(
+            crate::say!(
                 "warning: batch {number}: HTTP {status} counts as success for the device, \
                  which then follows the redirect with a body-less GET and loses the batch"
             );
         }
         if status < 200 && !self.informational_warned.swap(true, Ordering::Relaxed) {
-            eprintln!(
+            crate::say!(
                 "warning: batch {number}: HTTP {status} (not a final answer) counts as success \
                  for the device, which deletes the batch though nothing says it was stored"
             );
         }
         if !self.settings.interval.is_zero() {
-            eprintln!(
+            crate::say!(
                 "batch {number}: {} records, HTTP {status} in {:.1} ms",
                 item.payload.records,
                 latency.as_secs_f64() * 1e3
@@ -538,7 +540,7 @@ impl Shared<'_> {
             } else {
                 "retrying it"
             };
-            eprintln!(
+            crate::say!(
                 "batch {number}: {why}; {next} at the next cycle (attempt {} of {MAX_FAILURES})",
                 item.failures + 1
             );
@@ -724,11 +726,11 @@ pub fn run_settings(settings: &Settings, stop: &Receiver<()>) -> Result<Summary,
 
 fn note_preparation(source: &Source, took: Duration) {
     match source {
-        Source::Prepared { .. } if took > Duration::from_secs(1) => eprintln!(
+        Source::Prepared { .. } if took > Duration::from_secs(1) => crate::say!(
             "prepared the batches in {:.1} s (not counted in the rates)",
             took.as_secs_f64()
         ),
-        Source::Live(live) if live.lock().is_ok_and(|l| l.1.is_some()) => eprintln!(
+        Source::Live(live) if live.lock().is_ok_and(|l| l.1.is_some()) => crate::say!(
             "note: more than {PREPARE_LIMIT_RECORDS} records: batches are made while sending, \
              so the rates include making them"
         ),
@@ -744,7 +746,7 @@ pub fn main(args: SimulateArgs) -> ExitCode {
     let stop_rx = match stop_on_signals("simulate", timeout) {
         Ok(stop) => stop,
         Err(e) => {
-            eprintln!("autopi-rx simulate: cannot install the signal handler: {e}");
+            crate::say!("autopi-rx simulate: cannot install the signal handler: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -757,7 +759,7 @@ pub fn main(args: SimulateArgs) -> ExitCode {
             if let Some(summary) = &failure.summary {
                 print_summary(summary);
             }
-            eprintln!("autopi-rx simulate: {}", failure.message);
+            crate::say!("autopi-rx simulate: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }
