@@ -1780,6 +1780,7 @@ fn view_and_export_end_quietly_when_their_reader_is_gone() {
         vec!["export", p, "--format", "batches"],
         vec!["export", p, "--format", "gpx"],
         vec!["export", p, "--format", "geojson"],
+        vec!["export", p, "--format", "batches", "-o", "/dev/stdout"],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
@@ -1793,4 +1794,45 @@ fn view_and_export_end_quietly_when_their_reader_is_gone() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+}
+
+/// `-o` naming a symbolic link writes the export into the link's target
+/// and leaves the link a link. The partial file was renamed over the link
+/// itself: `-o /dev/stdout` with stdout sent to a file made /dev/stdout a
+/// regular file holding the export (for every later program on the
+/// machine), and left the file stdout went to empty.
+#[test]
+fn an_export_through_a_link_goes_to_its_target_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 3);
+    let target = dir.path().join("drive.csv");
+    std::fs::write(
+        &target,
+        "older export, longer than the new one\n".repeat(20),
+    )
+    .unwrap();
+    let link = dir.path().join("latest.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = binary()
+        .arg("export")
+        .arg(&capture)
+        .args(["--format", "csv", "--type", "obd.rpm", "-o"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().is_symlink(),
+        "the link was replaced"
+    );
+    let written = std::fs::read_to_string(&target).unwrap();
+    let rows: Vec<&str> = written.lines().collect();
+    assert_eq!(
+        rows.len(),
+        4,
+        "a header and 3 records, nothing older: {written}"
+    );
+    assert!(rows[3].ends_with(",3"), "{written}");
+    assert!(!written.contains("older export"), "{written}");
 }

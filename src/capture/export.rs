@@ -1105,7 +1105,10 @@ pub fn main(
         crate::say!("autopi-rx export: --spreadsheet-safe is for --format csv only");
         return ExitCode::from(2);
     }
-    let output = output.filter(|o| o.as_os_str() != "-");
+    // `-o /dev/stdout` is stdout itself, written where it already points
+    // (a file opened for appending keeps its lines; a reader that left is
+    // let be as below).
+    let output = output.filter(|o| o.as_os_str() != "-" && o.as_os_str() != "/dev/stdout");
     let reader_gone = std::cell::Cell::new(false);
     if format == Format::Csv && filter.kind.is_none() && output.is_none() {
         crate::say!(
@@ -1185,10 +1188,23 @@ fn write_file(
     file: &Path,
     cells: Cells,
 ) -> Result<Written, ExportError> {
-    // Devices and pipes (`-o /dev/null`) are written as they are.
-    if std::fs::metadata(file).is_ok_and(|m| !m.is_file()) {
+    // A file (or nothing yet) at the path is replaced whole, by a partial
+    // file renamed over it once complete. Anything else is written
+    // through as it is: a device or a pipe (`-o /dev/null`), and a
+    // symbolic link, whose target gets the export and which stays a link.
+    // Renaming over a link replaced the link itself: `-o /dev/stdout` with
+    // stdout sent to a file (a link to /proc/self/fd/1, and to that file)
+    // made /dev/stdout a regular file holding the export, and the file
+    // stdout went to was left empty.
+    let replaced = match std::fs::symlink_metadata(file) {
+        Ok(m) => m.is_file(),
+        Err(_) => true,
+    };
+    if !replaced {
         let created = std::fs::File::options()
             .write(true)
+            .create(true)
+            .truncate(true)
             .open(file)
             .map_err(|e| ExportError(format!("cannot open {}: {e}", file.display())))?;
         return write_one(format, paths, filter, Box::new(created), cells);
