@@ -164,6 +164,17 @@ fn the_token_never_appears_in_any_output_or_file() {
         assert_eq!(r.status, *status, "{header}");
         answers.push_str(&r.text());
     }
+    // The token in upper case where the coding goes: the 415 quotes the
+    // coding as sent (it quoted it lowered, which spelt the token again).
+    let r = rx.post(
+        &[
+            ("authorization", &format!("token {secret}")),
+            ("content-encoding", &secret.to_uppercase()),
+        ],
+        b"xx",
+    );
+    assert_eq!(r.status, 415);
+    answers.push_str(&r.text());
     answers.push_str(
         &Conn::open(rx.addr)
             .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -211,7 +222,7 @@ fn the_token_never_appears_in_any_output_or_file() {
     }
     rx.stop();
     let stdout = rx.remaining_stdout().join("\n");
-    assert_eq!(stdout.lines().count(), 12);
+    assert_eq!(stdout.lines().count(), 13);
     for shown in [
         "\"path\":\"/upload?token=[token]\"",
         "\"path\":\"/[token][token]/x\"",

@@ -506,10 +506,15 @@ enum Declared {
 
 impl Declared {
     fn from_header(header: Option<&str>) -> Declared {
-        match header.map(|h| h.trim().to_ascii_lowercase()) {
+        match header.map(str::trim) {
             None => Declared::Identity,
-            Some(h) if h.is_empty() || h == "identity" => Declared::Identity,
-            Some(h) if h == "gzip" || h == "x-gzip" => Declared::Gzip,
+            Some(h) if h.is_empty() || h.eq_ignore_ascii_case("identity") => Declared::Identity,
+            Some(h) if h.eq_ignore_ascii_case("gzip") || h.eq_ignore_ascii_case("x-gzip") => {
+                Declared::Gzip
+            }
+            // Quoted as sent: the value has had any token taken out, and
+            // one lowered after that could spell a token again (a client
+            // sending it in upper case had it quoted back as configured).
             Some(h) => Declared::Other(h.chars().take(40).collect()),
         }
     }
