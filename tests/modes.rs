@@ -46,6 +46,11 @@ struct Bench {
 
 /// The receiver on a free port with its mode control.
 fn bench(dir: &Path, mode: Mode) -> Bench {
+    bench_timing_out(dir, mode, server::DEFAULT_READ_TIMEOUT)
+}
+
+/// `bench` with `read_timeout`.
+fn bench_timing_out(dir: &Path, mode: Mode, read_timeout: Duration) -> Bench {
     let capture = Capture::open(&dir.join("capture.jsonl")).unwrap();
     let (events_tx, events) = crossbeam_channel::bounded(1024);
     let control = Arc::new(Control::new(mode));
@@ -57,7 +62,7 @@ fn bench(dir: &Path, mode: Mode) -> Bench {
         },
         workers: 4,
         event_bodies: false,
-        read_timeout: server::DEFAULT_READ_TIMEOUT,
+        read_timeout,
     };
     let rx = server::start_with(settings, capture, events_tx, control.clone()).unwrap();
     let path = rx.capture_path().to_path_buf();
@@ -272,6 +277,57 @@ fn a_hang_up_puts_no_byte_on_the_wire_and_leaves_the_connection_open() {
     let (lines, _, _) = bench.finish();
     assert_eq!(lines.len(), 1);
     assert!(!lines[0].acked);
+}
+
+/// After a hang-up nothing more comes on its connection until the read
+/// timeout: not the answer to a request sent after it (which an HTTP/1.1
+/// client takes for the hung-up one's), and not a close when the request
+/// asked for one (`Connection: close`): both came at once. The next
+/// request goes once the hang-up is reported (one pipelined behind it and
+/// taken before is still answered: README, the hang-up mode).
+#[test]
+fn a_hang_up_answers_nothing_more_and_holds_its_connection_for_the_read_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let read_timeout = Duration::from_secs(2);
+    let bench = bench_timing_out(dir.path(), Mode::Hangup, read_timeout);
+    let body = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":900}]"#;
+    for (after, connection) in [
+        ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "keep-alive"),
+        ("", "close"),
+    ] {
+        let started = std::time::Instant::now();
+        let mut conn = std::net::TcpStream::connect(bench.rx.addr).unwrap();
+        write!(
+            conn,
+            "POST /logbook/storage HTTP/1.1\r\nHost: x\r\nauthorization: token {TOKEN}\r\n\
+             connection: {connection}\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        conn.write_all(body).unwrap();
+        let event = bench.events.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(event.mode.as_deref(), Some("hangup"));
+        conn.write_all(after.as_bytes()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        let took = started.elapsed();
+        assert!(
+            got.is_empty(),
+            "{connection}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(
+            took >= read_timeout,
+            "{connection}: closed after {took:?}, before the read timeout"
+        );
+    }
+    let (lines, events, _) = bench.finish();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| !l.acked));
+    assert!(events.is_empty(), "the GET after the hang-up is not served");
 }
 
 #[test]

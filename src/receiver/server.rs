@@ -1135,6 +1135,16 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
             out
         }
     };
+    if matches!(outcome.mode, Some((_, Answer::Hangup))) {
+        // A request this connection sends after a hang-up got its answer,
+        // which an HTTP/1.1 client reads as the hung-up one's: nothing it
+        // sends is served from now on, from before the event is reported
+        // (one sent after the event is seen is not). One pipelined behind
+        // it and taken before this point is still answered, once the
+        // hang-up's hold ends: tiny_http orders the answers, and gives a
+        // handler no way to close a connection's writing side.
+        ctx.connections.ignore(request.remote_addr().copied());
+    }
     let event = make_event(ctx, &request, received, &outcome, started);
     let mut response = Response::from_data(outcome.body)
         .with_status_code(outcome.status)
@@ -1158,10 +1168,16 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     match outcome.mode {
         Some((_, Answer::Hangup)) => {
             // Nothing goes on the wire: the writer is taken out and dropped
-            // unused (tiny_http 0.12 then sends no 500 either), and the
-            // connection stays open, silent, until the read timeout closes
-            // it. The device sees what it sees on a hang-up: no answer
-            // before its own timeout.
+            // unused (tiny_http 0.12 then sends no 500 either). The device
+            // sees what it sees on a hang-up: no answer before its own
+            // timeout. Nothing sent after it on this connection is answered
+            // either (ignored above, before the event). And the request is held for a read timeout, as a late answer
+            // holds its worker: dropping it at once closed a connection
+            // that asked to be closed (`Connection: close`, HTTP/1.0)
+            // there and then, a close rather than a silence. Held, the
+            // answer's side of the socket stays open (tiny_http shuts only
+            // the reading side when its connection ends).
+            wait_unless_stopping(ctx, ctx.read_timeout);
             drop(request.into_writer());
             return;
         }
@@ -1715,7 +1731,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
             )
         ),
         ignored = count_line(ctx.connections.ignored() as u64, |n| format!(
-            "ignored: {n} connection(s) that broke the framing or pipelined too much: nothing more they send is taken, until they are gone"
+            "ignored: {n} connection(s) that broke the framing, pipelined too much or were hung up on: nothing more they send is taken, until they are gone"
         )),
         forward = s
             .forward
