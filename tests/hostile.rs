@@ -3096,6 +3096,15 @@ fn other_http_versions_and_bare_lf_are_answered_or_closed_never_hung() {
             "POST HTTP/2.0".into(),
             format!("POST / HTTP/2.0\r\nHost: t\r\n{auth}Content-Length: 2\r\n\r\n[]").into_bytes(),
         ),
+        ("GET HTTP/0.9".into(), b"GET / HTTP/0.9\r\nHost: t\r\n\r\n".to_vec()),
+        (
+            "POST HTTP/0.9, a GET behind it".into(),
+            format!(
+                "POST / HTTP/0.9\r\nHost: t\r\n{auth}Content-Length: 2\r\n\r\n[]\
+                 GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            .into_bytes(),
+        ),
         ("GET, LF only".into(), b"GET / HTTP/1.1\nHost: t\n\n".to_vec()),
         (
             "POST, LF only".into(),
@@ -3118,7 +3127,12 @@ fn other_http_versions_and_bare_lf_are_answered_or_closed_never_hung() {
         // The close within the read timeout of the request (the sweep
         // goes by how long nothing came; it used to come up to a sweep
         // after, 2.5 s here), with a little room for two busy cores.
-        let ok = if version {
+        // HTTP/0.9, which tiny_http hands over (it kept the connection
+        // alive and served it, the GET behind a POST too): 505 and a close,
+        // nothing after it taken.
+        let ok = if name.contains("HTTP/0.9") {
+            x.statuses == [505] && x.end == End::Closed && x.after < READ_TIMEOUT
+        } else if version {
             x.statuses.iter().all(|&s| s == 505 || s == 408)
                 && (x.statuses.contains(&505)
                     || (x.end == End::Closed && x.after <= READ_TIMEOUT + CLOSE_ROOM))

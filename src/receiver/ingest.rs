@@ -358,6 +358,21 @@ pub fn check_framing<'a>(
     }
 }
 
+/// 505 for a request line whose version is not HTTP/1.0 or HTTP/1.1.
+/// tiny_http 0.12 hands over `HTTP/0.9` (which it then kept alive and
+/// answered with an `HTTP/0.9 200` status line, which that version does
+/// not have), answers `HTTP/2.0` and `HTTP/3.0` itself, and refuses any
+/// other.
+pub fn check_version(major: u8, minor: u8) -> Result<(), Rejection> {
+    if (major, minor) == (1, 0) || (major, minor) == (1, 1) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        505,
+        format!("HTTP/{major}.{minor} is not supported: send HTTP/1.1 (or 1.0)"),
+    ))
+}
+
 /// Headers the receiver reads one of (the credential, the device's
 /// unit, the coding): given more than once, the first would win without
 /// a word (a hostile-client probe: a good token then a bad one was 200,
@@ -1357,6 +1372,15 @@ mod tests {
                 "{}",
                 e.error
             );
+        }
+    }
+
+    #[test]
+    fn versions_other_than_1_0_and_1_1_are_505() {
+        assert_eq!(check_version(1, 1), Ok(()));
+        assert_eq!(check_version(1, 0), Ok(()));
+        for (major, minor) in [(0, 9), (1, 2), (2, 0)] {
+            assert_eq!(check_version(major, minor).map_err(|r| r.status), Err(505));
         }
     }
 

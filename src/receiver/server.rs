@@ -216,13 +216,7 @@ pub fn start_with(
                 return Handout::Serve;
             };
             // Only whether it passes is used here.
-            let framing = ingest::check_framing(
-                request
-                    .headers()
-                    .iter()
-                    .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
-                |_| String::new(),
-            );
+            let framing = framing(request, |_| String::new());
             let peer = request.remote_addr().copied();
             let (admit, close) = ctx.connections.admit(peer, framing.is_ok());
             if close {
@@ -1086,6 +1080,21 @@ fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
         .map(|h| h.value.as_str())
 }
 
+/// Whether `request` can be trusted to end where it says: its version,
+/// then its framing headers (`ingest::check_framing`). A request that
+/// fails is answered, and nothing more its connection sends is taken.
+fn framing(request: &Request, quote: impl Fn(&str) -> String) -> Result<(), Rejection> {
+    let version = request.http_version();
+    ingest::check_version(version.0, version.1)?;
+    ingest::check_framing(
+        request
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+        quote,
+    )
+}
+
 /// Counts a request as unanswered until dropped: when its answer starts
 /// being written, or if handling it panics.
 struct Answering<'a>(&'a AtomicUsize);
@@ -1106,13 +1115,7 @@ impl Drop for Answering<'_> {
 fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHand) {
     let started = Instant::now();
     let received = Timestamp::now();
-    let framing = ingest::check_framing(
-        request
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
-        |value| ingest::clip(&ctx.auth().scrub(value)),
-    );
+    let framing = framing(&request, |value| ingest::clip(&ctx.auth().scrub(value)));
     let outcome = match (framing, request.method()) {
         (Err(r), _) => {
             // Where this request ends is in doubt: whatever the connection
