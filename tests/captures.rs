@@ -1835,4 +1835,75 @@ fn an_export_through_a_link_goes_to_its_target_and_keeps_the_link() {
     );
     assert!(rows[3].ends_with(",3"), "{written}");
     assert!(!written.contains("older export"), "{written}");
+
+    // A failed export leaves the link's target as it was (it was emptied
+    // when the export was written through the link).
+    let out = binary()
+        .arg("export")
+        .arg(dir.path())
+        .args(["--format", "csv", "--type", "obd.rpm", "-o"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), written);
+    assert!(!dir.path().join("drive.csv.partial").exists());
+
+    // An output that is one of the inputs, through a link or as stdout
+    // appending to it, is refused, and the capture kept (through a link
+    // it was emptied before it was read).
+    let before = std::fs::read(&capture).unwrap();
+    let to_input = dir.path().join("to-input.jsonl");
+    std::os::unix::fs::symlink(&capture, &to_input).unwrap();
+    let appending = std::fs::File::options()
+        .append(true)
+        .open(&capture)
+        .unwrap();
+    for (output, stdout) in [
+        (Some(to_input.as_path()), Stdio::null()),
+        (None, Stdio::from(appending)),
+    ] {
+        let out = binary()
+            .arg("export")
+            .arg(&capture)
+            .args(["--format", "batches"])
+            .args(
+                output
+                    .map(|o| vec!["-o".as_ref(), o.as_os_str()])
+                    .unwrap_or_default(),
+            )
+            .stdout(stdout)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{output:?}: {stderr}");
+        assert!(stderr.contains("one of the captures it reads"), "{stderr}");
+        assert_eq!(std::fs::read(&capture).unwrap(), before);
+    }
+}
+
+/// `-o /dev/fd/1` (or /proc/self/fd/1, /dev/stderr) is the descriptor the
+/// shell gave: a file opened for appending keeps what it held (it was
+/// opened again with truncation, and lost it).
+#[test]
+fn an_export_to_a_descriptor_name_appends_to_what_the_shell_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 2);
+    for name in ["/dev/fd/1", "/proc/self/fd/1"] {
+        let log = dir.path().join("log.txt");
+        std::fs::write(&log, "earlier\n").unwrap();
+        let appending = std::fs::File::options().append(true).open(&log).unwrap();
+        let out = binary()
+            .arg("export")
+            .arg(&capture)
+            .args(["--format", "batches", "-o", name])
+            .stdout(appending)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let held = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = held.lines().collect();
+        assert_eq!(lines.len(), 3, "{name}: {held}");
+        assert_eq!(lines[0], "earlier", "{name}: {held}");
+    }
 }

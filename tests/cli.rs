@@ -565,14 +565,17 @@ fn a_closed_stderr_loses_lines_not_the_threads_that_say_them() {
     let file = dir.path().join("tokens.txt");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
     let capture = dir.path().join("c.jsonl");
-    let mut child = binary()
-        .args(["--headless", "--listen", "127.0.0.1:0"])
-        .args(["--token-file", file.to_str().unwrap()])
-        .args(["--capture", capture.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut rx = Reaped(
+        binary()
+            .args(["--headless", "--listen", "127.0.0.1:0"])
+            .args(["--token-file", file.to_str().unwrap()])
+            .args(["--capture", capture.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut rx.0;
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let addr: std::net::SocketAddr = loop {
         let mut line = String::new();
@@ -589,7 +592,7 @@ fn a_closed_stderr_loses_lines_not_the_threads_that_say_them() {
     for added in ["tok-after-stderr-closed-1", "tok-after-stderr-closed-2"] {
         tokens.push(added.to_string());
         std::fs::write(&file, tokens.join("\n") + "\n").unwrap();
-        signal(&child, "HUP");
+        signal(child, "HUP");
         let accepted = wait_until(std::time::Duration::from_secs(20), || {
             if let Some(ended) = child.try_wait().unwrap() {
                 panic!("the receiver ended after a SIGHUP: {ended}");
@@ -599,7 +602,7 @@ fn a_closed_stderr_loses_lines_not_the_threads_that_say_them() {
         assert!(accepted, "{added} never accepted after SIGHUP");
     }
     assert_eq!(child.try_wait().unwrap(), None, "the receiver ended");
-    signal(&child, "TERM");
+    signal(child, "TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(capture_lines(&capture).len(), 2);
 

@@ -882,6 +882,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn descriptor_names_are_told_from_files() {
+        for alias in [
+            "/dev/stdout",
+            "/dev/stderr",
+            "/dev/fd/1",
+            "/proc/self/fd/2",
+            "/proc/thread-self/fd/1",
+            "/proc/1234/fd/9",
+        ] {
+            assert!(is_descriptor_alias(Path::new(alias)), "{alias}");
+        }
+        for file in ["/proc/self/status", "/tmp/fd/1", "drive.gpx", "/dev/null"] {
+            assert!(!is_descriptor_alias(Path::new(file)), "{file}");
+        }
+    }
+
+    #[test]
+    fn links_are_followed_to_what_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.gpx");
+        std::fs::write(&file, "x").unwrap();
+        let near = dir.path().join("near");
+        std::os::unix::fs::symlink("a.gpx", &near).unwrap();
+        let far = dir.path().join("far");
+        std::os::unix::fs::symlink(&near, &far).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink("none/b.gpx", &dangling).unwrap();
+        let to_fd = dir.path().join("to-fd");
+        std::os::unix::fs::symlink("/dev/stdout", &to_fd).unwrap();
+        assert_eq!(
+            destination(&file).unwrap(),
+            Destination::Replace(file.clone())
+        );
+        assert_eq!(
+            destination(&far).unwrap(),
+            Destination::Replace(dir.path().join("a.gpx"))
+        );
+        assert_eq!(
+            destination(&dangling).unwrap(),
+            Destination::Replace(dir.path().join("none/b.gpx"))
+        );
+        assert_eq!(
+            destination(&to_fd).unwrap(),
+            Destination::Descriptor("/dev/stdout".into())
+        );
+        assert_eq!(
+            destination(Path::new("/dev/null")).unwrap(),
+            Destination::Through("/dev/null".into())
+        );
+        let looped = dir.path().join("loop");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        assert!(destination(&looped).is_err());
+    }
+
+    #[test]
     fn nested_fields_flatten_to_dotted_columns() {
         let mut out = Vec::new();
         flatten(
@@ -1122,6 +1177,14 @@ pub fn main(
             return ExitCode::from(1);
         }
     }
+    let folder = format == Format::Csv && filter.kind.is_none();
+    if !folder && let Some(input) = output_among_inputs(paths, output) {
+        crate::say!(
+            "autopi-rx export: the output is {}, one of the captures it reads: write it elsewhere",
+            input.display()
+        );
+        return ExitCode::from(2);
+    }
     let result = match (format, output) {
         (Format::Csv, Some(dir)) if filter.kind.is_none() => {
             csv(paths, &filter, CsvOut::Folder(dir), cells)
@@ -1179,8 +1242,65 @@ impl<W: Write> Write for Watched<'_, W> {
     }
 }
 
-/// Writes next to `file` first and renames it into place once complete,
-/// so a failed export never leaves half a file under the name asked for.
+/// Where `-o` sends an export, once symbolic links are followed.
+#[derive(Debug, PartialEq, Eq)]
+enum Destination {
+    /// A regular file or nothing: written next to it first and renamed
+    /// over it once complete (at the link's target, for a link).
+    Replace(PathBuf),
+    /// Another name for a descriptor this process holds (`/dev/fd/1`,
+    /// `/proc/self/fd/2`, `/dev/stderr`): appended to, so a file the shell
+    /// opened for appending keeps what it held.
+    Descriptor(PathBuf),
+    /// A device or a pipe (`-o /dev/null`): written as it is.
+    Through(PathBuf),
+}
+
+/// Whether `path` names one of a process's open descriptors.
+fn is_descriptor_alias(path: &Path) -> bool {
+    use std::path::Component;
+    let parts: Vec<Component<'_>> = path.components().collect();
+    let proc_fd = parts.len() == 5
+        && parts[1] == Component::Normal("proc".as_ref())
+        && parts[3] == Component::Normal("fd".as_ref());
+    proc_fd
+        || path.starts_with("/dev/fd")
+        || path == Path::new("/dev/stdout")
+        || path == Path::new("/dev/stderr")
+}
+
+/// Follows `file`'s symbolic links (40 at most, as the kernel does) to
+/// what the export replaces or writes into. Renaming over a link replaced
+/// the link itself (`-o /dev/stdout`, stdout sent to a file, made the
+/// machine's /dev/stdout a regular file); writing through a link with
+/// truncation emptied its target before the export read it (a link to
+/// the input) or when the export then failed.
+fn destination(file: &Path) -> io::Result<Destination> {
+    let mut at = file.to_path_buf();
+    for _ in 0..40 {
+        if is_descriptor_alias(&at) {
+            return Ok(Destination::Descriptor(at));
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&at)?;
+                at = match at.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            Ok(m) if m.is_file() => return Ok(Destination::Replace(at)),
+            Ok(_) => return Ok(Destination::Through(at)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Destination::Replace(at)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("too many levels of symbolic links"))
+}
+
+/// Writes the export to `file` (see `Destination`): a regular file is
+/// written next to it first and renamed into place once complete, so a
+/// failed export never leaves half a file under the name asked for.
 fn write_file(
     format: Format,
     paths: &[PathBuf],
@@ -1188,34 +1308,31 @@ fn write_file(
     file: &Path,
     cells: Cells,
 ) -> Result<Written, ExportError> {
-    // A file (or nothing yet) at the path is replaced whole, by a partial
-    // file renamed over it once complete. Anything else is written
-    // through as it is: a device or a pipe (`-o /dev/null`), and a
-    // symbolic link, whose target gets the export and which stays a link.
-    // Renaming over a link replaced the link itself: `-o /dev/stdout` with
-    // stdout sent to a file (a link to /proc/self/fd/1, and to that file)
-    // made /dev/stdout a regular file holding the export, and the file
-    // stdout went to was left empty.
-    let replaced = match std::fs::symlink_metadata(file) {
-        Ok(m) => m.is_file(),
-        Err(_) => true,
+    let cannot_open = |e: io::Error| ExportError(format!("cannot open {}: {e}", file.display()));
+    let target = match destination(file).map_err(cannot_open)? {
+        Destination::Replace(target) => target,
+        Destination::Descriptor(at) => {
+            let opened = std::fs::File::options()
+                .append(true)
+                .open(&at)
+                .map_err(cannot_open)?;
+            return write_one(format, paths, filter, Box::new(opened), cells);
+        }
+        Destination::Through(at) => {
+            let opened = std::fs::File::options()
+                .write(true)
+                .open(&at)
+                .map_err(cannot_open)?;
+            return write_one(format, paths, filter, Box::new(opened), cells);
+        }
     };
-    if !replaced {
-        let created = std::fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(file)
-            .map_err(|e| ExportError(format!("cannot open {}: {e}", file.display())))?;
-        return write_one(format, paths, filter, Box::new(created), cells);
-    }
-    let mut partial = file.as_os_str().to_owned();
+    let mut partial = target.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let created = std::fs::File::create(&partial)
         .map_err(|e| ExportError(format!("cannot create {}: {e}", partial.display())))?;
     let written = write_one(format, paths, filter, Box::new(created), cells).and_then(|w| {
-        std::fs::rename(&partial, file)
+        std::fs::rename(&partial, &target)
             .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
         Ok(w)
     });
@@ -1223,6 +1340,24 @@ fn write_file(
         let _ = std::fs::remove_file(&partial);
     }
     written
+}
+
+/// The input that `output` (stdout when None) is, if it is one: the
+/// export would replace a capture with itself, or read what it appends.
+fn output_among_inputs(paths: &[PathBuf], output: Option<&Path>) -> Option<PathBuf> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let out = match output {
+        Some(file) => std::fs::metadata(file).ok()?,
+        None => {
+            let fd = io::stdout().as_fd().try_clone_to_owned().ok()?;
+            std::fs::File::from(fd).metadata().ok()?
+        }
+    };
+    paths
+        .iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (out.dev(), out.ino())))
+        .cloned()
 }
 
 fn write_one(

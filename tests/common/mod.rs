@@ -184,6 +184,17 @@ impl Drop for Receiver {
     }
 }
 
+/// A child killed (and reaped) when dropped: a test that fails midway
+/// leaves no receiver running.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn signal(child: &Child, name: &str) {
     let ok = Command::new("kill")
         .args([format!("-{name}"), child.id().to_string()])
