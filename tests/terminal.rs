@@ -676,3 +676,84 @@ fn sighup_under_the_dashboard_refreshes_the_token_count() {
         "a token reached the terminal"
     );
 }
+
+/// The terminal closing under a dashboard whose stderr is a pipe nobody
+/// reads any more (the listening line taken by `sed … q`): giving the
+/// terminal back fails, and ratatui said so with `eprintln!`, which
+/// panicked on the closed pipe, then again in the panic hook: the process
+/// aborted (SIGABRT). It now ends by itself, killed by no signal.
+#[test]
+fn a_terminal_closing_under_a_closed_stderr_ends_the_run_without_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 40,
+            cols: 120,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new("sh");
+    cmd.arg("-c");
+    // The shell outlives the hang-up to write down how the receiver ended.
+    cmd.arg(
+        "trap '' HUP; exec 3>&1; { \"$0\" \"$@\" 2>&1 >&3; echo \"$?\" >status; } \
+         | sed '/listening on/q' >&3",
+    );
+    cmd.arg(env!("CARGO_BIN_EXE_autopi-rx"));
+    for a in [
+        "--listen",
+        "127.0.0.1:0",
+        "--capture",
+        "c.jsonl",
+        "--token",
+        TOKEN,
+    ] {
+        cmd.arg(a);
+    }
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("AUTOPI_RX_TOKEN");
+    cmd.cwd(dir.path());
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    // Read on a thread of its own until the dashboard is drawn; the thread
+    // then ends, and its copy of the terminal's master side with it.
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let (drawn_tx, drawn) = unbounded();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if contains(&seen, "Position") {
+                let _ = drawn_tx.send(());
+                return;
+            }
+        }
+    });
+    let up = drawn.recv_timeout(WAIT);
+    if up.is_err() {
+        let _ = child.kill();
+        panic!("the dashboard was not drawn");
+    }
+    // The terminal goes away: its master side closed.
+    drop(pty.master);
+    let status = dir.path().join("status");
+    let ended = common::wait_until(WAIT, || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s.ends_with('\n'))
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(ended, "the receiver did not end once its terminal closed");
+    let code: i32 = std::fs::read_to_string(&status)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(code < 128, "ended by signal {}", code - 128);
+    let _ = child.wait();
+}

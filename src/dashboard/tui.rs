@@ -45,7 +45,7 @@ pub fn run(
     let reader = spawn_input(input_tx, quit.clone())?;
     // From here a panic on this thread restores the terminal before its
     // message; other threads' panics are held until the terminal is back.
-    let screen = crate::panic::screen_up(ratatui::restore);
+    let screen = crate::panic::screen_up(restore);
     let mut terminal = init_terminal()?;
     let outside = Outside {
         events,
@@ -59,7 +59,7 @@ pub fn run(
         }),
     };
     let result = app::run(&mut terminal, &mut app, outside);
-    ratatui::restore();
+    restore();
     for message in screen.finish() {
         crate::say!(
             "autopi-rx: a thread panicked while the dashboard was up (its request was answered 500): {message}"
@@ -75,11 +75,52 @@ pub fn run(
 /// Raw mode and the alternate screen, as `ratatui::try_init` sets them up
 /// but without its panic hook: the process's one hook (`crate::panic`)
 /// restores the terminal.
-pub(crate) fn init_terminal() -> io::Result<ratatui::DefaultTerminal> {
+pub(crate) fn init_terminal() -> io::Result<Screen> {
     use ratatui::crossterm::{execute, terminal};
     terminal::enable_raw_mode()?;
     execute!(io::stdout(), terminal::EnterAlternateScreen)?;
     ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(io::stdout()))
+        .map(|t| Screen(Some(t)))
+}
+
+/// `ratatui::restore`, saying a failure through `say!`: ratatui says it
+/// with `eprintln!`, which panics on a stderr whose reader has gone, and
+/// in the panic hook (which restores too) that second panic aborted the
+/// process (SIGABRT when the terminal closed under a receiver whose
+/// stderr was a pipe nobody read any more).
+pub(crate) fn restore() {
+    if let Err(e) = ratatui::try_restore() {
+        crate::say!("autopi-rx: cannot give the terminal back: {e}");
+    }
+}
+
+/// The dashboard's terminal. Dropping a ratatui `Terminal` whose cursor
+/// is hidden shows it again and says a failure with `eprintln!` (see
+/// `restore`): here the cursor is shown first, and a terminal that cannot
+/// show it any more (it is gone) is let go of without its drop.
+pub(crate) struct Screen(Option<ratatui::DefaultTerminal>);
+
+impl std::ops::Deref for Screen {
+    type Target = ratatui::DefaultTerminal;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("a screen until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Screen {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut().expect("a screen until dropped")
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        if let Some(mut terminal) = self.0.take()
+            && terminal.show_cursor().is_err()
+        {
+            std::mem::forget(terminal);
+        }
+    }
 }
 
 /// Reads terminal input on its own thread until told to stop.

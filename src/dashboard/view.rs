@@ -243,10 +243,10 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
             )
         });
     });
-    let screen = crate::panic::screen_up(ratatui::restore);
+    let screen = crate::panic::screen_up(tui::restore);
     let mut terminal = tui::init_terminal()?;
     let result = timeline::run(&mut terminal, &mut app, &mut timeline, input_rx, stop_rx);
-    ratatui::restore();
+    tui::restore();
     for message in screen.finish() {
         crate::say!("autopi-rx: a thread panicked while the view was up: {message}");
     }
