@@ -621,3 +621,56 @@ fn a_closed_stderr_loses_lines_not_the_threads_that_say_them() {
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.is_empty(), "{said}");
 }
+
+/// Headless with a stdout that fails for another reason than a reader
+/// gone (a full disk: /dev/full) keeps receiving: the failure is said
+/// once, the lines are lost, every batch is captured. It stopped the run
+/// with exit 0 and no word.
+#[test]
+fn a_stdout_that_fails_loses_lines_not_the_run() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut rx = Reaped(
+        binary()
+            .args(["--headless", "--listen", "127.0.0.1:0", "--token", TOKEN])
+            .args(["--capture", capture.to_str().unwrap()])
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = stderr_lines(&mut rx.0);
+    let said = lines_until(&lines, "listening on", Duration::from_secs(20));
+    let addr: std::net::SocketAddr = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("listening on http://"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let auth = format!("token {TOKEN}");
+    for i in 0..3 {
+        let body = format!(r#"[{{"@t":"a","@ts":"2026-11-27T08:00:0{i}"}}]"#);
+        let r = post(addr, &[("authorization", &auth)], body.as_bytes());
+        assert_eq!(r.status, 200, "upload {i}");
+    }
+    lines_until(
+        &lines,
+        "cannot write a request line on stdout",
+        Duration::from_secs(20),
+    );
+    assert_eq!(rx.0.try_wait().unwrap(), None, "the receiver ended");
+    signal(&rx.0, "TERM");
+    assert_eq!(rx.0.wait().unwrap().code(), Some(0));
+    assert_eq!(capture_lines(&capture).len(), 3);
+    let rest: String = lines.iter().collect();
+    assert!(
+        !rest.contains("cannot write a request line"),
+        "said more than once: {rest}"
+    );
+}

@@ -183,7 +183,10 @@ pub fn forward_line(s: &ForwardStatus, now: Timestamp) -> String {
 /// change meanwhile. If stdout goes away (`| head -2` has read its lines)
 /// the run is told to stop, as Ctrl-C would, through `stop`; the events
 /// are still drained meanwhile, so the listener is never held up while it
-/// finishes the requests in flight.
+/// finishes the requests in flight. Any other failure to write (a full
+/// disk under `> log`) stopped the run too, without a word and with exit
+/// 0; now it is said once on stderr, those lines are lost, and the run
+/// goes on (the capture has every batch), trying each next line.
 pub fn print(
     events: Receiver<RequestEvent>,
     forward: Receiver<ForwardStatus>,
@@ -191,6 +194,7 @@ pub fn print(
     stop: Sender<()>,
 ) {
     let mut broken = false;
+    let mut failing = false;
     let mut forward = forward;
     let mut gaps = Gaps::default();
     loop {
@@ -211,12 +215,24 @@ pub fn print(
             continue;
         }
         line.push('\n');
-        broken = out
-            .write_all(line.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err();
-        if broken {
-            let _ = stop.try_send(());
+        match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) if failing => {
+                failing = false;
+                crate::say!("autopi-rx: stdout writable again: request lines printed again");
+            }
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                broken = true;
+                let _ = stop.try_send(());
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    crate::say!(
+                        "autopi-rx: cannot write a request line on stdout ({e}): lines are lost \
+                         until it can be written again; every batch is still captured"
+                    );
+                }
+            }
         }
     }
 }
