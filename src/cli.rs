@@ -320,9 +320,14 @@ pub struct ReceiveArgs {
     pub headless: bool,
 
     /// Threads answering requests at start (each waits for its batch's
-    /// fsync); more are added while all are busy.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub workers: usize,
+    /// fsync), 1 to 1024; more are added while all are busy.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u64).range(1..=1024)
+    )]
+    pub workers: u64,
 
     /// Idle or stalled connections are dropped after SECS without data
     /// (a device's own timeout is 10 to 60 s); a head or body still coming
@@ -457,7 +462,7 @@ impl ReceiveArgs {
             capture: self.capture.unwrap_or_else(default_capture_path),
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
             headless: self.headless || !std::io::stdout().is_terminal(),
-            workers: self.workers,
+            workers: self.workers as usize,
             read_timeout: std::time::Duration::from_secs(self.read_timeout),
             respond: self.respond,
             reload_tokens,

@@ -674,3 +674,21 @@ fn a_stdout_that_fails_loses_lines_not_the_run() {
         "said more than once: {rest}"
     );
 }
+
+/// `--workers` past what a machine can start at once aborted the process
+/// (20 000: a thread's guard page could not be set up, exit 134) or ended
+/// it with only "Resource temporarily unavailable": refused by the
+/// command line now, as `--concurrency` is.
+#[test]
+fn workers_beyond_1024_are_refused_before_anything_starts() {
+    for n in ["0", "1025", "20000"] {
+        let out = binary()
+            .args(["--listen", "127.0.0.1:0", "--headless", "--token", TOKEN])
+            .args(["--workers", n])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{n}: {err}");
+        assert!(err.contains("1..=1024"), "{n}: {err}");
+    }
+}
