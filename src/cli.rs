@@ -258,6 +258,25 @@ pub fn written(text: &str, failed: &str) -> std::process::ExitCode {
     }
 }
 
+/// The first line of `input`, at most 64 KiB: read up to its line end,
+/// so a token typed on a terminal is taken at Enter, and whatever follows
+/// (a second line that is not UTF-8, `yes` piped in for ever) is never
+/// read. All of stdin was read (up to Ctrl-D, and into memory without
+/// bound).
+pub fn first_line(input: &mut impl std::io::BufRead) -> Result<String, String> {
+    use std::io::{BufRead, Read};
+    const MOST: u64 = 64 * 1024;
+    let mut line = Vec::new();
+    input
+        .take(MOST + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    if line.len() as u64 > MOST {
+        return Err("the first line of stdin is over 64 KiB: that is no token".into());
+    }
+    String::from_utf8(line).map_err(|_| "the first line of stdin is not UTF-8".to_string())
+}
+
 /// `autopi-rx fingerprint`: the fingerprint of the token on the first line
 /// of `input` (surrounding whitespace and a `token `/`Bearer ` scheme
 /// dropped, as the receiver drops them).

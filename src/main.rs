@@ -30,11 +30,8 @@ fn main() -> ExitCode {
             );
         }
         Some(Command::Fingerprint) => {
-            let mut input = String::new();
-            let read = std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input);
-            return match read
-                .map_err(|e| format!("cannot read stdin: {e}"))
-                .and_then(|_| autopi_rx::cli::fingerprint(&input))
+            return match autopi_rx::cli::first_line(&mut std::io::stdin().lock())
+                .and_then(|input| autopi_rx::cli::fingerprint(&input))
             {
                 Ok(fp) => autopi_rx::cli::written(
                     &format!("{fp}\n"),

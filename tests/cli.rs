@@ -412,6 +412,34 @@ fn fingerprint_prints_what_a_refusal_shows_and_never_the_token() {
         .unwrap();
     assert_eq!(empty.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("no token on stdin"));
+
+    // The first line is taken at its line end, as typed on a terminal:
+    // stdin stays open (it was read to its end, so nothing came until
+    // Ctrl-D), and what follows is never read (a line that is not UTF-8
+    // failed it).
+    let mut child = binary()
+        .arg("fingerprint")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{wrong}\n").as_bytes()).unwrap();
+    stdin.write_all(b"\xff\xfe\n").unwrap();
+    let out = wait_output(&mut child, std::time::Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fp = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        detail.contains(&format!("fingerprint {}", fp.trim())),
+        "{fp}"
+    );
 }
 
 #[test]
