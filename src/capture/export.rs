@@ -1165,7 +1165,9 @@ pub fn main(
     // let be as below).
     let output = output.filter(|o| o.as_os_str() != "-" && o.as_os_str() != "/dev/stdout");
     let reader_gone = std::cell::Cell::new(false);
-    if format == Format::Csv && filter.kind.is_none() && output.is_none() {
+    // CSV of every type: a file per type, in the folder `-o` names.
+    let folder = format == Format::Csv && filter.kind.is_none();
+    if folder && output.is_none() {
         crate::say!(
             "autopi-rx export: CSV holds one record type per file: give --type T, or -o FOLDER for a file per type"
         );
@@ -1177,7 +1179,6 @@ pub fn main(
             return ExitCode::from(1);
         }
     }
-    let folder = format == Format::Csv && filter.kind.is_none();
     if !folder && let Some(input) = output_among_inputs(paths, output) {
         crate::say!(
             "autopi-rx export: the output is {}, one of the captures it reads: write it elsewhere",
@@ -1186,9 +1187,7 @@ pub fn main(
         return ExitCode::from(2);
     }
     let result = match (format, output) {
-        (Format::Csv, Some(dir)) if filter.kind.is_none() => {
-            csv(paths, &filter, CsvOut::Folder(dir), cells)
-        }
+        (Format::Csv, Some(dir)) if folder => csv(paths, &filter, CsvOut::Folder(dir), cells),
         (format, Some(file)) => write_file(format, paths, &filter, file, cells),
         (format, None) => {
             let out = Watched {
@@ -1309,30 +1308,38 @@ fn write_file(
     cells: Cells,
 ) -> Result<Written, ExportError> {
     let cannot_open = |e: io::Error| ExportError(format!("cannot open {}: {e}", file.display()));
-    let target = match destination(file).map_err(cannot_open)? {
-        Destination::Replace(target) => target,
-        Destination::Descriptor(at) => {
-            let opened = std::fs::File::options()
-                .append(true)
-                .open(&at)
-                .map_err(cannot_open)?;
-            return write_one(format, paths, filter, Box::new(opened), cells);
+    let (at, append) = match destination(file).map_err(cannot_open)? {
+        Destination::Replace(target) => {
+            return replace_whole(format, paths, filter, file, &target, cells);
         }
-        Destination::Through(at) => {
-            let opened = std::fs::File::options()
-                .write(true)
-                .open(&at)
-                .map_err(cannot_open)?;
-            return write_one(format, paths, filter, Box::new(opened), cells);
-        }
+        Destination::Descriptor(at) => (at, true),
+        Destination::Through(at) => (at, false),
     };
+    let opened = std::fs::File::options()
+        .write(true)
+        .append(append)
+        .open(&at)
+        .map_err(cannot_open)?;
+    write_one(format, paths, filter, Box::new(opened), cells)
+}
+
+/// Writes the export next to `target` (a regular file, or nothing yet),
+/// renamed over it once complete; `file` is the name asked for (`-o`).
+fn replace_whole(
+    format: Format,
+    paths: &[PathBuf],
+    filter: &Filter,
+    file: &Path,
+    target: &Path,
+    cells: Cells,
+) -> Result<Written, ExportError> {
     let mut partial = target.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let created = std::fs::File::create(&partial)
         .map_err(|e| ExportError(format!("cannot create {}: {e}", partial.display())))?;
     let written = write_one(format, paths, filter, Box::new(created), cells).and_then(|w| {
-        std::fs::rename(&partial, &target)
+        std::fs::rename(&partial, target)
             .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
         Ok(w)
     });
