@@ -408,6 +408,10 @@ pub const MAX_BODY_CAP: u64 = 1 << 40;
 /// instead of clashing with a token nobody typed.
 pub const TOKEN_ENV: &str = "AUTOPI_RX_TOKEN";
 
+/// The most of a `--token-file` read (a thousand tokens take 64 KiB):
+/// `/dev/zero` given by mistake was read until memory ran out.
+const TOKEN_FILE_MOST: u64 = 1 << 20;
+
 /// Collects tokens from `--token` (or `AUTOPI_RX_TOKEN`) and `--token-file`.
 pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
     let mut tokens: Vec<String> = Vec::new();
@@ -429,8 +433,14 @@ pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
         tokens.push(t.to_string());
     }
     if let Some(path) = &args.token_file {
-        let text = std::fs::read_to_string(path)
+        let text = crate::input::read_at_most(path, TOKEN_FILE_MOST)
             .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        let text = String::from_utf8(text).map_err(|_| {
+            format!(
+                "cannot read token file {}: it is not UTF-8 text",
+                path.display()
+            )
+        })?;
         // Editors on Windows start files with a byte-order mark and end
         // lines with CRLF; neither is part of a token.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);

@@ -58,6 +58,7 @@ pub mod event;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 pub mod forward;
+pub mod input;
 pub mod latency;
 pub mod panic;
 pub mod receiver;

@@ -4,6 +4,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
 
@@ -719,4 +721,104 @@ fn workers_beyond_1024_are_refused_before_anything_starts() {
         assert_eq!(out.status.code(), Some(2), "{n}: {err}");
         assert!(err.contains("1..=1024"), "{n}: {err}");
     }
+}
+
+/// What is named as an input never leaves a command waiting for ever or
+/// reading without end: a named pipe with no writer made `view`, `export`
+/// and `replay` wait in `open` (and `replay` ignore its first SIGTERM),
+/// and `/dev/zero` as a token or CA file was read until memory ran out.
+/// Each now ends with its reason; a token file that is a pipe with a
+/// writer (`--token-file <(pass show bench)`) is still read.
+#[test]
+fn inputs_that_are_pipes_or_endless_devices_end_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let f = fifo.to_str().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let c = capture.to_str().unwrap();
+    let reads = "not a regular file (a pipe): captures are read from files";
+    let listen = ["--listen", "127.0.0.1:0", "--headless"];
+    for (args, code, says) in [
+        (vec!["view", f], 1, reads),
+        (vec!["view", f, "--summary"], 1, reads),
+        (vec!["export", f, "--format", "batches"], 1, reads),
+        (
+            vec![
+                "replay",
+                f,
+                "--url",
+                "http://127.0.0.1:9/",
+                "--token",
+                TOKEN,
+            ],
+            1,
+            reads,
+        ),
+        (
+            vec!["--token-file", "/dev/zero", "--capture", c],
+            2,
+            "cannot read token file /dev/zero: it holds more than 1 MiB",
+        ),
+        (vec!["--token-file", f, "--capture", c], 2, "holds no token"),
+        (
+            vec![
+                "--token",
+                TOKEN,
+                "--capture",
+                c,
+                "--forward",
+                "https://127.0.0.1:9/",
+                "--forward-ca",
+                "/dev/zero",
+            ],
+            2,
+            "--forward-ca /dev/zero: it holds more than 16 MiB",
+        ),
+    ] {
+        let receiver = args[0].starts_with("--");
+        let mut child = binary()
+            .args(&args)
+            .args(if receiver { &listen[..] } else { &[] })
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_output(&mut child, Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+
+    // A token file that is a pipe holding the token, as `<(…)` gives.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(format!("{TOKEN}\n").as_bytes()).unwrap();
+    drop(writer);
+    let mut child = binary()
+        .args(["--token-file", "/dev/stdin", "--capture", c])
+        .args(listen)
+        .stdin(reader)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let child = Reaped(child);
+    let said = lines_until(&lines, "listening on http://", Duration::from_secs(20));
+    let addr: std::net::SocketAddr = said
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = post(addr, &[("authorization", &format!("token {TOKEN}"))], b"[]");
+    assert_eq!(r.status, 200);
+    signal(&child.0, "TERM");
+    drop(child);
 }

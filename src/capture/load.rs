@@ -403,16 +403,10 @@ pub fn scan_until<T: Send>(
     mut progress: impl FnMut(u64, u64),
     stop: impl Fn() -> bool,
 ) -> io::Result<Report> {
-    let file = File::open(path)?;
+    // Not a regular file: its length says 0, and it was read as empty
+    // without a word (`view <(zcat c.jsonl.gz)` said "no batches").
+    let file = crate::input::open_file(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        // Its length says 0, and it was read as empty without a word
-        // (`view <(zcat c.jsonl.gz)` said "no batches").
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (a pipe or a device): captures are read from files; save it to one first",
-        ));
-    }
     let total = meta.len().min(limit.unwrap_or(u64::MAX));
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<(Located, T)>)>(4);
     let mut report = std::thread::scope(|s| {

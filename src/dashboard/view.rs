@@ -82,7 +82,7 @@ impl Captures {
         let mut files = Vec::new();
         let mut found: Vec<(Mark, Option<BatchKey>, bool)> = Vec::new();
         for (n, path) in paths.iter().enumerate() {
-            let file = File::open(path)
+            let file = crate::input::open_file(path)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             let total = file.metadata()?.len();
             let mut progress = Progress::new(format!("indexing {}", path.display()), total);

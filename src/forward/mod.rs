@@ -80,11 +80,15 @@ pub fn load_ca_of(flag: &str, path: Option<&Path>) -> Result<Option<Arc<Vec<Vec<
     path.map(|path| read_ca(flag, path)).transpose()
 }
 
+/// The most of a CA file read: Mozilla's whole bundle is about 200 KiB.
+const CA_FILE_MOST: u64 = 16 << 20;
+
 /// Reads the CA certificates of a PEM file given with `flag`.
 fn read_ca(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    let pem = crate::input::read_at_most(path, CA_FILE_MOST)
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<Result<Vec<_>, _>>()
