@@ -1847,7 +1847,7 @@ fn an_export_through_a_link_goes_to_its_target_and_keeps_the_link() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), written);
-    assert!(!dir.path().join("drive.csv.partial").exists());
+    assert_eq!(partial_files(dir.path()), Vec::<String>::new());
 
     // An output that is one of the inputs, through a link or as stdout
     // appending to it, is refused, and the capture kept (through a link
@@ -1906,4 +1906,49 @@ fn an_export_to_a_descriptor_name_appends_to_what_the_shell_opened() {
         assert_eq!(lines.len(), 3, "{name}: {held}");
         assert_eq!(lines[0], "earlier", "{name}: {held}");
     }
+}
+
+/// The partial files an export left in `dir`.
+fn partial_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect()
+}
+
+/// An export to a file is written under a name of its own, created new,
+/// then renamed: the fixed `OUT.partial` it used was shared by two exports
+/// to one OUT (each truncating and renaming the other's file), and a link
+/// left at that name was written through (here into `victim`). The file
+/// gets the mode a plain create gives (0666 less the umask), not the 0600
+/// of a temporary file.
+#[test]
+fn an_export_is_written_under_a_name_of_its_own_and_renamed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 3);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "kept\n").unwrap();
+    let out_path = dir.path().join("rpm.csv");
+    std::os::unix::fs::symlink(&victim, dir.path().join("rpm.csv.partial")).unwrap();
+    let out = binary()
+        .arg("export")
+        .arg(&capture)
+        .args(["--format", "csv", "--type", "obd.rpm", "-o"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "kept\n");
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(written.lines().count(), 4, "{written}");
+    assert_eq!(
+        partial_files(dir.path()),
+        vec!["rpm.csv.partial".to_string()]
+    );
+    let plain = dir.path().join("plain");
+    std::fs::File::create(&plain).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out_path), mode(&plain));
 }

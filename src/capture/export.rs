@@ -1333,20 +1333,32 @@ fn replace_whole(
     target: &Path,
     cells: Cells,
 ) -> Result<Written, ExportError> {
-    let mut partial = target.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let created = std::fs::File::create(&partial)
-        .map_err(|e| ExportError(format!("cannot create {}: {e}", partial.display())))?;
-    let written = write_one(format, paths, filter, Box::new(created), cells).and_then(|w| {
-        std::fs::rename(&partial, target)
-            .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
-        Ok(w)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    written
+    use std::os::unix::fs::PermissionsExt;
+    // A name of its own each time, created new (never through a link
+    // someone left at a fixed name), as a plain `create` would make it
+    // (0666 less the umask); deleted when dropped unless renamed. A fixed
+    // `OUT.partial` was shared by two exports to the same OUT, each
+    // truncating and renaming the other's file.
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| ExportError(format!("cannot create a file in {}: {e}", dir.display())))?;
+    let writer = partial
+        .as_file()
+        .try_clone()
+        .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
+    let written = write_one(format, paths, filter, Box::new(writer), cells)?;
+    partial
+        .persist(target)
+        .map_err(|e| ExportError(format!("cannot write {}: {}", file.display(), e.error)))?;
+    Ok(written)
 }
 
 /// The input that `output` (stdout when None) is, if it is one: the
