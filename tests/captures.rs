@@ -1952,3 +1952,60 @@ fn an_export_is_written_under_a_name_of_its_own_and_renamed() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out_path), mode(&plain));
 }
+
+/// CSV to a folder with record types and fields a device may well send:
+/// a 300-character `@t` (its file name was too long, and the whole export
+/// stopped), a key `a.b` beside `a: {b}` and a field called `unit_id` (one
+/// value of each pair was lost without a word, and `unit_id` was a column
+/// twice). Every value is in a column of its own, every header unique.
+#[test]
+fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.jsonl");
+    let long = "t".repeat(300);
+    let records = format!(
+        r#"[{{"@t":"{long}","@ts":"2026-11-27T08:00:01","v":1}},{{"@t":"odd","@ts":"2026-11-27T08:00:02","a.b":"dotted","a":{{"b":"nested"}},"unit_id":"own"}}]"#
+    );
+    let line = format!(
+        r#"{{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h","records":{records}}}"#
+    );
+    std::fs::write(&path, line + "\n").unwrap();
+    let folder = dir.path().join("csv");
+    let out = binary()
+        .arg("export")
+        .arg(&path)
+        .args(["--format", "csv", "-o"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["odd.csv".into(), format!("{}.csv", "t".repeat(200))]
+    );
+    let mut read = csv::Reader::from_path(folder.join("odd.csv")).unwrap();
+    let header: Vec<String> = read.headers().unwrap().iter().map(String::from).collect();
+    let unique: std::collections::HashSet<&String> = header.iter().collect();
+    assert_eq!(unique.len(), header.len(), "{header:?}");
+    let row: Vec<String> = read
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(String::from)
+        .collect();
+    let cell = |name: &str| row[header.iter().position(|h| h == name).expect(name)].clone();
+    assert_eq!(cell("unit_id"), "aa");
+    for value in ["dotted", "nested", "own"] {
+        assert!(
+            row.contains(&value.to_string()),
+            "{value}: {header:?} {row:?}"
+        );
+    }
+}

@@ -739,7 +739,29 @@ fn flat_keys(r: &Record<'_>) -> Vec<String> {
     for (k, v) in &r.fields {
         flatten_keys(k, v, &mut keys, 1);
     }
+    make_unique(keys.iter_mut());
     keys
+}
+
+/// Gives each of a record's column names that is taken already (by a
+/// fixed column, or by an earlier field that flattens to the same name:
+/// a key `"a.b"` beside `"a":{"b":…}`, a key given twice, a field called
+/// `unit_id`) a `#2`, `#3`… of its own, the same way in both passes, so
+/// no value overwrites another or lands in a fixed column. Until December
+/// 5 the later value won and the earlier was lost without a word, and a
+/// `unit_id` field made a second `unit_id` column.
+fn make_unique<'a>(names: impl Iterator<Item = &'a mut String>) {
+    let mut taken: HashSet<String> = FIXED.iter().map(|f| f.to_string()).collect();
+    for name in names {
+        if taken.contains(name.as_str()) {
+            let mut n = 2;
+            while taken.contains(&format!("{name}#{n}")) {
+                n += 1;
+            }
+            *name = format!("{name}#{n}");
+        }
+        taken.insert(name.clone());
+    }
 }
 
 /// How deep `flatten` goes into nested objects and arrays; a value deeper
@@ -790,9 +812,11 @@ fn flatten_record(r: &Record<'_>, out: &mut Vec<(String, String)>) {
     if let Some(tag) = &r.tag {
         out.push(("@tag".into(), tag.to_string()));
     }
+    let from = out.len();
     for (k, v) in &r.fields {
         flatten(k, v, out, 1);
     }
+    make_unique(out[from..].iter_mut().map(|(k, _)| k));
 }
 
 /// Flattens one JSON value, `depth` levels down: objects by key, arrays
@@ -853,6 +877,10 @@ impl<'de> Deserialize<'de> for Entries<'de> {
     }
 }
 
+/// The most of a type's name kept in its file's name (ASCII by then),
+/// leaving room for `-NNNN.csv` within the 255 bytes a name may have.
+const FILE_BASE_MOST: usize = 200;
+
 /// A file name for a record type: safe characters only, unique.
 fn file_name(kind: &str, taken: &mut HashSet<String>) -> String {
     let mut base: String = kind
@@ -868,6 +896,10 @@ fn file_name(kind: &str, taken: &mut HashSet<String>) -> String {
     if base.is_empty() || base.starts_with('.') {
         base = format!("_{base}");
     }
+    // A name is at most 255 bytes: a 300-character `@t` stopped the whole
+    // export ("File name too long"). What is cut is still told apart by
+    // the number added below.
+    base.truncate(FILE_BASE_MOST);
     let mut name = format!("{base}.csv");
     let mut n = 2;
     while !taken.insert(name.clone()) {
@@ -991,6 +1023,39 @@ mod tests {
         assert_eq!(file_name("obd_rpm", &mut taken), "obd_rpm-2.csv");
         assert_eq!(file_name("../x", &mut taken), "_.._x.csv");
         assert_eq!(file_name("", &mut taken), "_.csv");
+        let long = "x".repeat(300);
+        let first = file_name(&long, &mut taken);
+        assert_eq!(first, format!("{}.csv", "x".repeat(FILE_BASE_MOST)));
+        let second = file_name(&format!("{long}y"), &mut taken);
+        assert_eq!(second, format!("{}-2.csv", "x".repeat(FILE_BASE_MOST)));
+    }
+
+    #[test]
+    fn names_that_flatten_alike_get_columns_of_their_own() {
+        let text = r#"[{"@t":"x","a.b":1,"a":{"b":2},"v":3,"v":4,"unit_id":"u","a.b#2":5}]"#;
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let _ = for_each_record(text, |r| {
+            keys = flat_keys(&r);
+            flatten_record(&r, &mut values);
+        });
+        let got: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.b", "1"),
+                ("a.b#2", "2"),
+                ("v", "3"),
+                ("v#2", "4"),
+                ("unit_id#2", "u"),
+                ("a.b#2#2", "5"),
+            ]
+        );
+        let names: Vec<&str> = got.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, names);
     }
 
     #[test]
