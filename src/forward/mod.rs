@@ -99,6 +99,21 @@ fn read_ca(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
     Ok(Arc::new(certs))
 }
 
+/// A target as the status page names it to anyone on the network: its
+/// scheme and host, the path left out (`https://hooks.example/…`): a
+/// webhook's path may hold its key, and the page asks for no token. The
+/// operator's own screen and output keep the path (the query is never
+/// shown anywhere).
+pub fn public_name(target: &str) -> String {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target.to_string();
+    };
+    match rest.split_once('/') {
+        Some((host, path)) if !path.is_empty() => format!("{scheme}://{host}/…"),
+        _ => target.to_string(),
+    }
+}
+
 /// Checks a `--forward` value: `http(s)://…` or `mqtt(s)://HOST[:PORT]/PREFIX`.
 pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, String> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
