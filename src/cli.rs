@@ -231,11 +231,22 @@ impl ExportArgs {
                 })
                 .transpose()
         };
+        let from = time("--from", &self.from)?;
+        let to = time("--to", &self.to)?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            // Nothing could match: it exported nothing and said so as if
+            // the captures held nothing then.
+            return Err(format!(
+                "--from {f} is not before --to {t}: no record could be in between"
+            ));
+        }
         Ok(crate::capture::export::Filter {
             kind: self.kind.clone(),
             unit_id: self.unit_id.clone(),
-            from: time("--from", &self.from)?,
-            to: time("--to", &self.to)?,
+            from,
+            to,
             received: time("--received", &self.received)?,
         })
     }

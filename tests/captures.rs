@@ -616,9 +616,30 @@ fn export_filters_by_device_type_and_time() {
     let out = autopi(&["export", p, "--format", "csv"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--type"));
+    // ... and a folder it is not is named as what it is (it said "cannot
+    // create /dev/null: File exists").
+    let out = autopi(&["export", p, "--format", "csv", "-o", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("-o /dev/null is a device, not a folder"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = autopi(&["export", p, "--format", "gpx", "--from", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--from \"yesterday\" is not a time"));
+    // A window that ends before it starts is refused (it exported nothing,
+    // exit 0, as if the captures held nothing then).
+    let (later, earlier) = (to.to_string(), from.to_string());
+    let out = autopi(&[
+        "export", p, "--format", "gpx", "--from", &later, "--to", &earlier,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is not before --to"),
+        "{}",
+        text(&out.stderr)
+    );
     // A failed export leaves nothing under the name asked for.
     let target = dir.path().join("rpm.gpx");
     let t = target.to_str().unwrap();

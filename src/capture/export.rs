@@ -1238,6 +1238,19 @@ pub fn main(
         );
         return ExitCode::from(2);
     }
+    if folder
+        && let Some(dir) = output
+        && let Ok(m) = std::fs::metadata(dir)
+        && !m.is_dir()
+    {
+        // It said "cannot create /dev/null: File exists".
+        crate::say!(
+            "autopi-rx export: -o {} is {}, not a folder: CSV of every type is a file per type in a folder; give --type T for one file",
+            dir.display(),
+            crate::input::what_it_is(m.file_type())
+        );
+        return ExitCode::from(2);
+    }
     for p in paths {
         if let Err(e) = std::fs::metadata(p) {
             crate::say!("autopi-rx export: cannot read {}: {e}", p.display());
