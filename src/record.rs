@@ -74,6 +74,22 @@ pub struct Position {
     pub utc: Option<String>,
 }
 
+impl Position {
+    /// Latitude and longitude when both name a place on Earth (latitude
+    /// -90 to 90, longitude -180 up to 180, GPX's ranges): what a map or a
+    /// summary can show. `1e308` was a summary's first fix, 309 digits.
+    pub fn on_earth(&self) -> Option<(f64, f64)> {
+        match (self.lat, self.lon) {
+            (Some(lat), Some(lon))
+                if (-90.0..=90.0).contains(&lat) && (-180.0..180.0).contains(&lon) =>
+            {
+                Some((lat, lon))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `obd.bat`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Battery<'a> {
@@ -126,35 +142,44 @@ pub fn parse_batch(json: &str) -> Result<Vec<Record<'_>>, serde_json::Error> {
 
 /// Calls `f` with each record of a batch in order, view left `Other`,
 /// without collecting them: no batch-sized allocation per call (those went
-/// back to the OS and were faulted in again on every batch).
+/// back to the OS and were faulted in again on every batch). An item that
+/// is not an object (`"a"`, `1`, `null`: the receiver refuses such a
+/// batch, but a capture edited by hand or written by another tool may
+/// hold one) is passed over and counted: the count is returned. Until December 5 the first such item ended the walk, and every
+/// record after it was missing from the summary, the exports and the
+/// dashboard.
 pub fn for_each_record<'a>(
     json: &'a str,
     mut f: impl FnMut(Record<'a>),
-) -> Result<(), serde_json::Error> {
+) -> Result<u64, serde_json::Error> {
     struct Each<'f, F>(&'f mut F);
     impl<'de, F: FnMut(Record<'de>)> Visitor<'de> for Each<'_, F> {
-        type Value = ();
+        type Value = u64;
         fn expecting(&self, out: &mut fmt::Formatter) -> fmt::Result {
             out.write_str("an array of records")
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(raw) = seq.next_element::<RawFields<'de>>()? {
-                (self.0)(Record::from_fields(raw));
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+            let mut passed_over = 0;
+            while let Some(item) = seq.next_element::<RawFields<'de>>()? {
+                match item.0 {
+                    Some(fields) => (self.0)(Record::from_fields(fields)),
+                    None => passed_over += 1,
+                }
             }
-            Ok(())
+            Ok(passed_over)
         }
     }
     let mut de = serde_json::Deserializer::from_str(json);
-    de.deserialize_seq(Each(&mut f))?;
-    de.end()
+    let passed_over = de.deserialize_seq(Each(&mut f))?;
+    de.end()?;
+    Ok(passed_over)
 }
 
 impl<'a> Record<'a> {
-    fn from_fields(raw: RawFields<'a>) -> Record<'a> {
+    fn from_fields(mut fields: Vec<(Cow<'a, str>, &'a str)>) -> Record<'a> {
         let mut kind_name = Cow::Borrowed("");
         let mut ts_text = None;
         let mut tag = None;
-        let mut fields = raw.0;
         // In place: one allocation per record is most of the parsing cost.
         fields.retain(|(key, value)| {
             match key.as_ref() {
@@ -352,8 +377,9 @@ fn scalar(raw: &str) -> Option<Scalar<'_>> {
     json_str(raw).map(Scalar::Text)
 }
 
-/// Every field of one object, values left as raw JSON text.
-struct RawFields<'a>(Vec<(Cow<'a, str>, &'a str)>);
+/// Every field of one object, values left as raw JSON text; None for an
+/// item of a batch that is not an object (read past, not kept).
+struct RawFields<'a>(Option<Vec<(Cow<'a, str>, &'a str)>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -369,16 +395,54 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
                     let value: &'de RawValue = map.next_value()?;
                     fields.push((key, value.get()));
                 }
-                Ok(RawFields(fields))
+                Ok(RawFields(Some(fields)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(RawFields(None))
+            }
+            fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+                Ok(RawFields(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RawFields(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RawFields(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawFields(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RawFields(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RawFields(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(RawFields(None))
             }
         }
-        d.deserialize_map(V(std::marker::PhantomData))
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn items_that_are_not_objects_are_passed_over_and_counted() {
+        let mut kinds = Vec::new();
+        let passed = for_each_record(
+            r#"[{"@t":"a"},"s",1,-2,3.5,true,null,[{"@t":"x"}],{"@t":"b"},{}]"#,
+            |r| kinds.push(r.kind_name.to_string()),
+        )
+        .unwrap();
+        assert_eq!(kinds, ["a", "b", ""]);
+        assert_eq!(passed, 7);
+        assert!(for_each_record(r#"[{"@t":"a"},"#, |_| {}).is_err());
+    }
 
     #[test]
     fn numbers_past_a_reading_are_shown_in_exponent_form() {

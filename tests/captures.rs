@@ -2030,3 +2030,46 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
         );
     }
 }
+
+/// A capture line whose records array holds items that are not objects
+/// (the receiver refuses such a batch, 400, but a capture edited by hand
+/// or written by another tool may hold one): every record after such an
+/// item was missing from `view --summary` and every export, as the walk
+/// over the records stopped at it. A position off the Earth (`1e308`) is
+/// not a summary's fix (it was shown as 309 digits).
+#[test]
+fn records_after_an_item_that_is_not_an_object_are_all_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edited.jsonl");
+    let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:01","value":1},"a",{"@t":"track.pos","@ts":"2026-11-27T08:00:02","loc":{"lat":1e308,"lon":9.9}},null,{"@t":"obd.rpm","@ts":"2026-11-27T08:00:03","value":3},{"@t":"track.pos","@ts":"2026-11-27T08:00:04","loc":{"lat":57.5,"lon":9.9}}]"#;
+    let line = format!(
+        r#"{{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h","records":{body}}}"#
+    );
+    std::fs::write(&path, line + "\n").unwrap();
+    let p = path.to_str().unwrap();
+    let out = autopi(&["view", p, "--summary"]);
+    let summary = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(summary.contains("records    6 (2 malformed)"), "{summary}");
+    assert!(
+        summary.contains("first fix  57.50000, 9.90000"),
+        "{summary}"
+    );
+    let out = autopi(&["export", p, "--format", "csv", "--type", "obd.rpm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let values: Vec<String> = csv::Reader::from_reader(&out.stdout[..])
+        .records()
+        .map(|r| r.unwrap()[4].to_string())
+        .collect();
+    assert_eq!(values, ["1", "3"]);
+    let out = autopi(&["export", p, "--format", "gpx"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let gpx = gpx::read(&out.stdout[..]).unwrap();
+    let points: usize = gpx.tracks[0].segments.iter().map(|s| s.points.len()).sum();
+    assert_eq!(points, 1);
+    assert!(
+        text(&out.stderr).contains("1 positions without a usable"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -206,22 +206,18 @@ fn collect_fixes(
                 let View::Position(p) = r.make_view() else {
                     return;
                 };
-                match (p.lat, p.lon) {
-                    (Some(lat), Some(lon))
-                        if (-90.0..=90.0).contains(&lat) && (-180.0..180.0).contains(&lon) =>
-                    {
-                        fixes.push(Fix {
-                            order: r.ts.unwrap_or(line.received),
-                            ts: r.ts,
-                            lat,
-                            lon,
-                            alt: p.alt,
-                            sog_kmh: p.sog_kmh,
-                            cog: p.cog,
-                            nsat: p.nsat,
-                            raw: keep_raw.then(|| record_text(&r)),
-                        })
-                    }
+                match p.on_earth() {
+                    Some((lat, lon)) => fixes.push(Fix {
+                        order: r.ts.unwrap_or(line.received),
+                        ts: r.ts,
+                        lat,
+                        lon,
+                        alt: p.alt,
+                        sog_kmh: p.sog_kmh,
+                        cog: p.cog,
+                        nsat: p.nsat,
+                        raw: keep_raw.then(|| record_text(&r)),
+                    }),
                     _ => bad += 1,
                 }
             });

@@ -162,7 +162,7 @@ fn digest(line: &CaptureLine) -> Digest {
     let Some(text) = line.records_text() else {
         return d;
     };
-    let _ = for_each_record(&text, |r| {
+    let passed_over = for_each_record(&text, |r| {
         d.records += 1;
         if r.kind_name.is_empty() || r.ts.is_none() {
             d.malformed += 1;
@@ -177,7 +177,7 @@ fn digest(line: &CaptureLine) -> Digest {
         d.stamps.push(ts.as_millisecond());
         if r.kind_name == "track.pos"
             && let View::Position(p) = r.make_view()
-            && let (Some(lat), Some(lon)) = (p.lat, p.lon)
+            && let Some((lat, lon)) = p.on_earth()
         {
             let fix = Fix { ts, lat, lon };
             if d.first_fix.as_ref().is_none_or(|f| ts < f.ts) {
@@ -187,7 +187,12 @@ fn digest(line: &CaptureLine) -> Digest {
                 d.last_fix = Some(fix);
             }
         }
-    });
+    })
+    .unwrap_or(0);
+    // Counted as loading a capture counts them (`count_records`):
+    // records, and malformed.
+    d.records += passed_over;
+    d.malformed += passed_over;
     d
 }
 

@@ -446,7 +446,7 @@ impl Device {
         // listener read it); a failure could only leave the batch partly
         // shown, never wrong.
         let text = crate::batch::readable(text);
-        let _ = for_each_record(&text, |r| {
+        let passed_over = for_each_record(&text, |r| {
             let ts = r.ts.unwrap_or(received);
             self.records += 1;
             if feeds_history(&r) {
@@ -472,7 +472,12 @@ impl Device {
                 // first (they came first), so only known ones are counted.
                 t.add(ts, 1, ts);
             }
-        });
+        })
+        .unwrap_or(0);
+        // Items that are not objects (only in a capture edited by hand:
+        // the receiver refuses them) count as records, as loading a
+        // capture counts them (malformed ones).
+        self.records += passed_over;
         for s in &seen {
             let r = &s.record;
             let kind = name(&r.kind_name);
