@@ -1004,8 +1004,23 @@ mod damaged {
             let path = dir.path().join("c.jsonl");
             std::fs::write(&path, &bytes).unwrap();
             let mut good = 0u64;
-            let report = load::scan(&path, None, |_, l| Some(l), |_, _| good += 1, |_, _| {}).unwrap();
+            let scanned = load::scan(&path, None, |_, l| Some(l), |_, _| good += 1, |_, _| {});
             let complete = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                prop_assert!(scanned.unwrap_err().to_string().contains("gzip"));
+                return Ok(());
+            }
+            let report = match scanned {
+                Ok(report) => report,
+                // Lines, and not one a capture line: refused as no capture.
+                Err(e) => {
+                    prop_assert_eq!(good, 0);
+                    prop_assert!(e.to_string().contains("so it is not a capture"), "{}", e);
+                    prop_assert!(complete > 0);
+                    return Ok(());
+                }
+            };
+            prop_assert!(good > 0 || report.corrupt == 0);
             prop_assert_eq!(report.lines, complete);
             let blank = bytes
                 .split(|&b| b == b'\n')
@@ -2072,4 +2087,55 @@ fn records_after_an_item_that_is_not_an_object_are_all_read_back() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The wrong file given to a reader (notes, a capture gzipped to keep)
+/// is said to be no capture, exit 1, as the receiver refuses it as its
+/// capture: each was read as lines that were not capture lines, "no
+/// batches", exit 0 (an empty GPX for `export`).
+#[test]
+fn a_file_that_is_no_capture_is_refused_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "bench notes\nsecond line\n").unwrap();
+    let capture = small_capture(dir.path(), 3);
+    let packed = dir.path().join("small.jsonl.gz");
+    std::fs::write(&packed, common::gzip(&std::fs::read(&capture).unwrap())).unwrap();
+    for (file, says) in [
+        (
+            &notes,
+            "not one of its 2 lines is a capture line, so it is not a capture",
+        ),
+        (&packed, "it is gzip-compressed"),
+    ] {
+        let f = file.to_str().unwrap();
+        for args in [
+            vec!["view", f, "--summary"],
+            vec!["view", f, "--json"],
+            vec!["export", f, "--format", "gpx"],
+            vec!["export", f, "--format", "batches"],
+            vec![
+                "replay",
+                f,
+                "--url",
+                "http://127.0.0.1:9/",
+                "--token",
+                TOKEN,
+            ],
+        ] {
+            let out = autopi(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            assert!(out.stdout.is_empty(), "{args:?}");
+        }
+    }
+    // One capture line among others is a capture with damage, read as before.
+    let mixed = dir.path().join("mixed.jsonl");
+    let mut bytes = std::fs::read(&capture).unwrap();
+    bytes.extend_from_slice(b"a note added by hand\n");
+    std::fs::write(&mixed, bytes).unwrap();
+    let out = autopi(&["view", mixed.to_str().unwrap(), "--summary"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("line 4 is not a capture line"));
 }

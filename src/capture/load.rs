@@ -342,6 +342,8 @@ pub struct Report {
     pub examples: Vec<(u64, String)>,
     /// Bytes of an unfinished last line (left out).
     pub torn_bytes: u64,
+    /// Complete lines that were capture lines.
+    pub good: u64,
 }
 
 impl Report {
@@ -407,6 +409,15 @@ pub fn scan_until<T: Send>(
     // without a word (`view <(zcat c.jsonl.gz)` said "no batches").
     let file = crate::input::open_file(path)?;
     let meta = file.metadata()?;
+    let mut magic = [0u8; 2];
+    if file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b] {
+        // A capture gzipped to keep: read as 36 lines that were not
+        // capture lines, "no batches", exit 0.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "it is gzip-compressed: captures are read as written; unpack it first (gunzip -k)",
+        ));
+    }
     let total = meta.len().min(limit.unwrap_or(u64::MAX));
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<(Located, T)>)>(4);
     let mut report = std::thread::scope(|s| {
@@ -436,6 +447,22 @@ pub fn scan_until<T: Send>(
             .unwrap_or_else(|_| Err(io::Error::other("the capture reader panicked")))
     })?;
     report.path = path.to_path_buf();
+    if report.good == 0 && report.corrupt > 0 {
+        // The wrong file (notes, a typo): the receiver refuses it as its
+        // capture the same way; the readers warned about each line and
+        // ended with "no batches", exit 0.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "not one of its {} lines is a capture line, so it is not a capture ({})",
+                report.lines,
+                report
+                    .examples
+                    .first()
+                    .map_or(String::new(), |(n, why)| { format!("line {n}: {why}") })
+            ),
+        ));
+    }
     Ok(report)
 }
 
@@ -481,8 +508,11 @@ fn read_lines<R: Read, T>(
                 len: nl,
             };
             match parse(at, line) {
-                Ok(Some(item)) => out.push((at, item)),
-                Ok(None) => {}
+                Ok(Some(item)) => {
+                    report.good += 1;
+                    out.push((at, item));
+                }
+                Ok(None) => report.good += 1,
                 Err(why) => {
                     report.corrupt += 1;
                     if report.examples.len() < EXAMPLES {
