@@ -37,13 +37,16 @@ pub fn is_invisible(c: char) -> bool {
 /// `is_invisible`) written as a `\uXXXX` escape: the same JSON value, but a
 /// terminal showing the line shows the escape instead of obeying it.
 /// Outside strings JSON is ASCII, so only string contents change.
+/// serde_json escapes the controls below U+0020 already, DEL (U+007F) not:
+/// it is escaped here with the rest (it reached terminals raw until
+/// December 5, found by a probe).
 pub fn escape_invisible(json: String) -> String {
-    if !json.chars().any(|c| c > '\u{7f}' && is_invisible(c)) {
+    if !json.chars().any(|c| c >= '\u{7f}' && is_invisible(c)) {
         return json;
     }
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
-        if c > '\u{7f}' && is_invisible(c) {
+        if c >= '\u{7f}' && is_invisible(c) {
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
                 out.push_str(&format!("\\u{unit:04x}"));
@@ -102,12 +105,11 @@ mod tests {
 
     #[test]
     fn invisible_characters_become_escapes_of_the_same_value() {
-        let value =
-            serde_json::json!({"error": "bad \u{202E}gnp.exe \u{2066}x\u{2069} \u{E0041} é"});
+        let value = serde_json::json!({"error": "bad \u{202E}gnp.exe \u{2066}x\u{2069} \u{E0041} \u{7f}\u{9b} é"});
         let line = escape_invisible(serde_json::to_string(&value).unwrap());
         assert!(!line.chars().any(is_invisible), "{line}");
         assert!(
-            line.contains("\\u202e") && line.contains("\\udb40\\udc41"),
+            line.contains("\\u202e") && line.contains("\\udb40\\udc41") && line.contains("\\u007f"),
             "{line}"
         );
         assert!(line.contains('é'), "visible text is left as it is: {line}");

@@ -259,7 +259,12 @@ pub fn retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option<D
 fn no_answer(e: &ureq::Error, timeout: Duration) -> Answer {
     let reason = match e {
         ureq::Error::Timeout(_) => format!("no answer within {:.3} s", timeout.as_secs_f64()),
-        other => format!("connection failed: {other}"),
+        // A TLS failure names the certificate's names, which the server
+        // chose: escape sequences in them reached the terminal (a probe).
+        other => format!(
+            "connection failed: {}",
+            crate::text::shown(&other.to_string())
+        ),
     };
     Answer::NoAnswer { reason }
 }

@@ -1232,31 +1232,44 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     let mut rx = common::Receiver::start(&[]);
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let body = format!(
-        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}}]"#
+        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}},{{"@t":"bidi\u202e\u009b2J\u007f","@ts":"2026-11-27T08:00:02Z"}}]"#
     );
     let auth = format!("token {TOKEN}");
-    let unit = "dev\x1b]0;PWNED\x07\x1b[2J";
+    let unit = "dev\x1b]0;PWNED\x07\x1b[2J\x7f";
     let answer = rx.post(
         &[("authorization", &auth), ("unit-id", unit)],
         body.as_bytes(),
     );
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(rx.stop().success());
+    // DEL, bidi and C1 controls too (DEL reached headless lines raw, and
+    // all three `view --json`, until a probe found them).
+    let raw = |t: &str| t.contains(['\x1b', '\x07', '\x7f', '\u{202e}', '\u{9b}']);
+    let headless = rx.remaining_stdout().join("\n");
+    assert!(headless.contains("dev\\u001b"), "{headless}");
+    assert!(
+        !raw(&headless),
+        "headless wrote a control character: {headless}"
+    );
     let p = rx.capture.to_str().unwrap();
     let no_escape = |out: &Output, what: &str| {
         assert!(out.status.success(), "{what}: {}", text(&out.stderr));
         assert!(
-            !out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07),
+            !raw(&text(&out.stdout)),
             "{what} wrote a control character: {}",
             text(&out.stdout)
         );
     };
+    let out = autopi(&["view", "--json", p]);
+    no_escape(&out, "view --json");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.to_string().contains("bidi\u{202e}"), "{json}");
 
     let out = autopi(&["view", "--summary", p]);
     no_escape(&out, "view --summary");
     let summary = text(&out.stdout);
     assert!(
-        summary.contains(r"device dev\u{1b}]0;PWNED\u{7}\u{1b}[2J"),
+        summary.contains(r"device dev\u{1b}]0;PWNED\u{7}\u{1b}[2J\u{7f}"),
         "{summary}"
     );
     assert!(summary.contains(r"odd\u{1b}]0;TITLE\u{7}"), "{summary}");

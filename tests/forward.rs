@@ -1264,3 +1264,50 @@ fn a_batch_parked_again_after_a_crash_is_counted_once() {
         rx.stderr()
     );
 }
+
+/// A TLS failure names the certificate's names, which the server chose:
+/// escape sequences in them (a title change, here) reached the terminal
+/// through `replay`'s and `simulate`'s stderr, and anyone's through the
+/// status page of a forwarding receiver (found by a probe). They are
+/// written as escapes now, wherever the failure is shown.
+#[test]
+fn certificate_names_a_server_chose_are_shown_never_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "ev\x1b]0;PWNED\x07il\x7f.example";
+    let (ca, cert, key) = certificates_for(dir.path(), name);
+    let up = upstream(dir.path(), 0);
+    let port = https_front(up.addr, &cert, &key);
+    let url = format!("https://127.0.0.1:{port}/logbook/storage");
+    let raw = |t: &str| t.contains(['\x1b', '\x07', '\x7f']);
+    let ca_arg = ca.to_str().unwrap();
+    let capture = dir.path().join("capture.jsonl");
+    let rx = forwarder(&capture, &url, &["--forward-ca", ca_arg]);
+    upload(&rx, &batch(1));
+    let note = forward_note(&rx, "down", |_| true);
+    let error = note["error"].as_str().unwrap();
+    assert!(
+        error.contains(r"ev\u{1b}]0;PWNED\u{7}il\u{7f}.example"),
+        "{note}"
+    );
+    let page = status_page(&rx);
+    assert!(page.contains("down since"), "{page}");
+    assert!(!raw(&page), "{page}");
+    drop(rx);
+    for command in [
+        &["replay", capture.to_str().unwrap(), "--as-fast-as-possible"][..],
+        &["simulate", "--count", "1"],
+    ] {
+        let out = binary()
+            .args(command)
+            .args(["--url", &url, "--token", UP_TOKEN, "--ca", ca_arg])
+            .args(["--retry-wait", "0", "--timeout", "5"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{command:?}: {said}");
+        assert!(said.contains(r"PWNED\u{7}"), "{command:?}: {said}");
+        assert!(!raw(&said), "{command:?}: {said}");
+    }
+}

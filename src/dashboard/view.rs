@@ -37,10 +37,13 @@ pub fn main(args: ViewArgs) -> ExitCode {
 
 fn print_summary(args: &ViewArgs) -> ExitCode {
     match summary::summarize(&args.files) {
+        // A device's `unit-id` and `@t`s are in it: their bidi controls,
+        // C1 controls and DEL were written raw (a probe found it).
         Ok(s) if args.json => match serde_json::to_string_pretty(&s) {
-            Ok(text) => {
-                crate::cli::written(&(text + "\n"), "autopi-rx view: cannot write the summary")
-            }
+            Ok(text) => crate::cli::written(
+                &(crate::text::escape_invisible(text) + "\n"),
+                "autopi-rx view: cannot write the summary",
+            ),
             Err(e) => {
                 crate::say!("autopi-rx view: {e}");
                 ExitCode::from(1)

@@ -663,6 +663,10 @@ impl Job {
             Link::Down { since, .. } => *since,
             _ => Timestamp::now(),
         };
+        // Shown on the screen, the status page and headless lines; a TLS
+        // failure names the certificate's names, chosen by the server
+        // (escape sequences in them reached terminals, found by a probe).
+        let error = crate::text::shown(&error).into_owned();
         self.status.link = Link::Down { since, error };
         self.publish();
     }

@@ -498,12 +498,17 @@ pub fn upload_until_acknowledged(addr: SocketAddr, body: &[u8]) -> Vec<u16> {
 /// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM
 /// files in `dir`.
 pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    certificates_for(dir, "127.0.0.1")
+}
+
+/// `certificates`, the certificate made out to `name`.
+pub fn certificates_for(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+    let cert = CertificateParams::new(vec![name.to_string()])
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
