@@ -233,6 +233,15 @@ pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
     ] {
         text = text.replace(&spelling, label);
     }
+    // Percent-encoded (an upstream echoing our request as a URL would, a
+    // probe's `FWDSECRET%2Fabc`): found in the decoded text, which is then
+    // what is shown, as the receiver does with a request's path.
+    if text.contains('%') {
+        let decoded = percent_encoding::percent_decode_str(&text).decode_utf8_lossy();
+        if decoded.contains(secret) {
+            text = decoded.replace(secret, label);
+        }
+    }
     text
 }
 
@@ -333,6 +342,17 @@ mod tests {
                 "{reason}"
             );
             assert!(!reason.contains("u0026d"), "{reason}");
+        }
+        // Percent-encoded, in either case of hex digit.
+        for echo in [
+            "echo: FWD%2Fabc%2Bxyz",
+            "echo: FWD%2fabc%2bxyz",
+            "echo: FWD/abc%2Bxyz",
+        ] {
+            let reason = reason_from_cleaned(echo.as_bytes(), |t| {
+                taken_out(t, Some("FWD/abc+xyz"), "[forward token]")
+            });
+            assert_eq!(reason, "echo: [forward token]");
         }
     }
 }
