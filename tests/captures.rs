@@ -1013,14 +1013,21 @@ mod damaged {
             let report = match scanned {
                 Ok(report) => report,
                 // Lines, and not one a capture line: refused as no capture.
+                // Lines, and not one a capture line or a damaged one of
+                // the receiver's: refused as no capture.
                 Err(e) => {
                     prop_assert_eq!(good, 0);
                     prop_assert!(e.to_string().contains("so it is not a capture"), "{}", e);
                     prop_assert!(complete > 0);
+                    let ours = bytes
+                        .split(|&b| b == b'\n')
+                        .take(complete as usize)
+                        .any(|l| l.starts_with(br#"{"received":""#));
+                    prop_assert!(!ours);
                     return Ok(());
                 }
             };
-            prop_assert!(good > 0 || report.corrupt == 0);
+            prop_assert!(good > 0 || report.corrupt == 0 || report.damaged_ours > 0);
             prop_assert_eq!(report.lines, complete);
             let blank = bytes
                 .split(|&b| b == b'\n')
@@ -2143,6 +2150,15 @@ fn a_file_that_is_no_capture_is_refused_by_every_reader() {
             assert!(out.stdout.is_empty(), "{args:?}");
         }
     }
+    // Lines the receiver wrote, all damaged (a disk's fault), are a damaged
+    // capture, read with warnings as before.
+    let damaged = dir.path().join("damaged.jsonl");
+    let line = std::fs::read_to_string(&capture).unwrap();
+    let cut: String = line.lines().map(|l| format!("{}\n", &l[..40])).collect();
+    std::fs::write(&damaged, cut).unwrap();
+    let out = autopi(&["view", damaged.to_str().unwrap(), "--summary"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("line 1 is not a capture line"));
     // One capture line among others is a capture with damage, read as before.
     let mixed = dir.path().join("mixed.jsonl");
     let mut bytes = std::fs::read(&capture).unwrap();

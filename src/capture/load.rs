@@ -344,6 +344,9 @@ pub struct Report {
     pub torn_bytes: u64,
     /// Complete lines that were capture lines.
     pub good: u64,
+    /// Of the corrupt lines, those that start as the receiver writes a
+    /// line (damaged, not foreign).
+    pub damaged_ours: u64,
 }
 
 impl Report {
@@ -447,10 +450,11 @@ pub fn scan_until<T: Send>(
             .unwrap_or_else(|_| Err(io::Error::other("the capture reader panicked")))
     })?;
     report.path = path.to_path_buf();
-    if report.good == 0 && report.corrupt > 0 {
+    if report.good == 0 && report.corrupt > 0 && report.damaged_ours == 0 {
         // The wrong file (notes, a typo): the receiver refuses it as its
-        // capture the same way; the readers warned about each line and
-        // ended with "no batches", exit 0.
+        // capture the same way (a file whose lines start as its own do is
+        // a damaged capture, read with warnings); the readers warned about
+        // each line and ended with "no batches", exit 0.
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -515,6 +519,9 @@ fn read_lines<R: Read, T>(
                 Ok(None) => report.good += 1,
                 Err(why) => {
                     report.corrupt += 1;
+                    if line.starts_with(super::reader::OURS) {
+                        report.damaged_ours += 1;
+                    }
                     if report.examples.len() < EXAMPLES {
                         report.examples.push((at.line, clip(&why)));
                     }

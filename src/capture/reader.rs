@@ -356,7 +356,7 @@ pub(super) fn repair_and_index(
 }
 
 /// What every line the writer writes starts with.
-const OURS: &[u8] = b"{\"received\":\"";
+pub(crate) const OURS: &[u8] = b"{\"received\":\"";
 
 /// Whether `line` (perhaps cut short anywhere) may be one the writer
 /// wrote: it starts as they do, or is the start of that start, or is
