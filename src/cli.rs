@@ -466,7 +466,19 @@ pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
             tokens.push(line.to_string());
         }
         if tokens.len() == before {
-            return Err(format!("token file {} holds no token", path.display()));
+            use std::os::unix::fs::FileTypeExt;
+            // A named pipe is read at once, not waited on: a writer that
+            // comes later finds nobody reading.
+            let pipe = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+            return Err(format!(
+                "token file {} holds no token{}",
+                path.display(),
+                if pipe {
+                    " (a pipe nobody had written to yet: start the writer first, or use <(…))"
+                } else {
+                    ""
+                }
+            ));
         }
     }
     Ok(tokens)

@@ -2003,6 +2003,18 @@ fn an_export_is_written_under_a_name_of_its_own_and_renamed() {
         partial_files(dir.path()),
         vec!["rpm.csv.partial".to_string()]
     );
+    // An OUT name near the 255 bytes a name may have: the partial name
+    // does not grow with it.
+    let long = dir.path().join(format!("{}.csv", "y".repeat(251)));
+    let out = binary()
+        .arg("export")
+        .arg(&capture)
+        .args(["--format", "csv", "--type", "obd.rpm", "-o"])
+        .arg(&long)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&long).unwrap(), written);
     let plain = dir.path().join("plain");
     std::fs::File::create(&plain).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

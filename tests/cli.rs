@@ -764,7 +764,11 @@ fn inputs_that_are_pipes_or_endless_devices_end_with_a_reason() {
             2,
             "cannot read token file /dev/zero: it holds more than 1 MiB",
         ),
-        (vec!["--token-file", f, "--capture", c], 2, "holds no token"),
+        (
+            vec!["--token-file", f, "--capture", c],
+            2,
+            "holds no token (a pipe nobody had written to yet",
+        ),
         (
             vec![
                 "--token",
@@ -795,10 +799,9 @@ fn inputs_that_are_pipes_or_endless_devices_end_with_a_reason() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 
-    // A token file that is a pipe holding the token, as `<(…)` gives.
+    // A token file that is a pipe, as `<(…)` gives, written to only once
+    // the receiver waits for it.
     let (reader, mut writer) = std::io::pipe().unwrap();
-    writer.write_all(format!("{TOKEN}\n").as_bytes()).unwrap();
-    drop(writer);
     let mut child = binary()
         .args(["--token-file", "/dev/stdin", "--capture", c])
         .args(listen)
@@ -808,6 +811,45 @@ fn inputs_that_are_pipes_or_endless_devices_end_with_a_reason() {
         .spawn()
         .unwrap();
     let lines = stderr_lines(&mut child);
+    // The receiver waits in `read` for the token (the pipe is opened
+    // without waiting, then read waiting); the token is written once one
+    // of its threads is seen there, so a read that did not wait (a pipe
+    // left non-blocking: "Resource temporarily unavailable") fails.
+    let read_syscall = if cfg!(target_arch = "aarch64") {
+        "63 "
+    } else {
+        "0 "
+    };
+    let pid = child.id();
+    let pipe = {
+        use std::os::unix::fs::MetadataExt;
+        let fd = std::os::fd::AsFd::as_fd(&writer)
+            .try_clone_to_owned()
+            .unwrap();
+        format!(
+            "pipe:[{}]",
+            std::fs::File::from(fd).metadata().unwrap().ino()
+        )
+    };
+    let reading_the_pipe = |syscall: String| {
+        let mut parts = syscall.split(' ');
+        parts.next() == Some(read_syscall.trim())
+            && parts
+                .next()
+                .and_then(|fd| u32::from_str_radix(fd.trim_start_matches("0x"), 16).ok())
+                .and_then(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok())
+                .is_some_and(|to| to.to_string_lossy() == pipe)
+    };
+    let _ = wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("syscall")).ok())
+            .any(reading_the_pipe)
+    });
+    writer.write_all(format!("{TOKEN}\n").as_bytes()).unwrap();
+    drop(writer);
     let child = Reaped(child);
     let said = lines_until(&lines, "listening on http://", Duration::from_secs(20));
     let addr: std::net::SocketAddr = said

@@ -1417,13 +1417,20 @@ fn replace_whole(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    // A name of fixed length: one built from OUT's failed for an OUT
+    // within 16 bytes of the 255 a name may have (a reviewer's finding).
     let partial = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        .prefix(".autopi-rx-export-")
         .suffix(".partial")
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
-        .map_err(|e| ExportError(format!("cannot create a file in {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            ExportError(format!(
+                "cannot write {}: cannot create a file beside it: {}",
+                file.display(),
+                e.kind()
+            ))
+        })?;
     let writer = partial
         .as_file()
         .try_clone()

@@ -519,7 +519,7 @@ fn read_lines<R: Read, T>(
                 Ok(None) => report.good += 1,
                 Err(why) => {
                     report.corrupt += 1;
-                    if line.starts_with(super::reader::OURS) {
+                    if super::reader::written_as_a_capture(line) {
                         report.damaged_ours += 1;
                     }
                     if report.examples.len() < EXAMPLES {

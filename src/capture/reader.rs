@@ -356,7 +356,16 @@ pub(super) fn repair_and_index(
 }
 
 /// What every line the writer writes starts with.
-pub(crate) const OURS: &[u8] = b"{\"received\":\"";
+const OURS: &[u8] = b"{\"received\":\"";
+
+/// Whether `line`, read back and found no capture line, was still one a
+/// receiver wrote (damaged, or in another key order): the rule by which
+/// the receiver takes a file as a capture, for the readers to share.
+pub(crate) fn written_as_a_capture(line: &[u8]) -> bool {
+    line.starts_with(OURS)
+        || serde_json::from_slice::<LineHead>(line)
+            .is_ok_and(|h| blake3::Hash::from_hex(&h.batch_hash).is_ok())
+}
 
 /// Whether `line` (perhaps cut short anywhere) may be one the writer
 /// wrote: it starts as they do, or is the start of that start, or is

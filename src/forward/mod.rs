@@ -114,6 +114,21 @@ pub fn public_name(target: &str) -> String {
     }
 }
 
+/// `text` (a target's state, with the reasons an upstream gave) as the
+/// status page shows it: the target's path written `/…` wherever it is
+/// quoted (a 404's "Cannot POST /hooks/KEY", a redirect's location), as in
+/// `public_name` (a reviewer's finding).
+pub fn public_text(target: &str, text: &str) -> String {
+    let path = target
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]))
+        .filter(|p| p.len() > 1);
+    match path {
+        Some(p) => text.replace(p, "/…"),
+        None => text.to_string(),
+    }
+}
+
 /// Checks a `--forward` value: `http(s)://…` or `mqtt(s)://HOST[:PORT]/PREFIX`.
 pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, String> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
@@ -712,5 +727,36 @@ impl Job {
 
     fn stopped(&self) -> bool {
         !self.wait(Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_page_shows_no_target_path_even_where_a_reason_quotes_it() {
+        let target = "https://hooks.example:8443/hooks/KEY123";
+        assert_eq!(public_name(target), "https://hooks.example:8443/…");
+        assert_eq!(
+            public_text(
+                target,
+                "up · parked 1 (last: 404: Cannot POST /hooks/KEY123 (check the --forward URL))"
+            ),
+            "up · parked 1 (last: 404: Cannot POST /… (check the --forward URL))"
+        );
+        assert_eq!(
+            public_text(
+                target,
+                "down (301: redirected to https://b.example/hooks/KEY123/)"
+            ),
+            "down (301: redirected to https://b.example/…/)"
+        );
+        assert_eq!(public_name("http://h:1/"), "http://h:1/");
+        assert_eq!(public_text("http://h:1/", "a / b"), "a / b");
+        assert_eq!(
+            public_name("mqtt://broker:1883/bench"),
+            "mqtt://broker:1883/…"
+        );
     }
 }

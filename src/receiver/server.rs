@@ -1743,7 +1743,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
             .map(|f| format!(
                 "forward {}: {} ({} forwarded)\n",
                 crate::forward::public_name(&f.target),
-                f.summary(Timestamp::now()),
+                crate::forward::public_text(&f.target, &f.summary(Timestamp::now())),
                 f.forwarded
             ))
             .collect::<String>(),
