@@ -99,25 +99,13 @@ fn read_ca(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
     Ok(Arc::new(certs))
 }
 
-/// A target as the status page names it to anyone on the network: its
-/// scheme and host, the path left out (`https://hooks.example/…`): a
-/// webhook's path may hold its key, and the page asks for no token. The
-/// operator's own screen and output keep the path (the query is never
-/// shown anywhere).
-pub fn public_name(target: &str) -> String {
-    let Some((scheme, rest)) = target.split_once("://") else {
-        return target.to_string();
-    };
-    match rest.split_once('/') {
-        Some((host, path)) if !path.is_empty() => format!("{scheme}://{host}/…"),
-        _ => target.to_string(),
-    }
-}
-
-/// `text` (a target's state, with the reasons an upstream gave) as the
-/// status page shows it: the target's path written `/…` wherever it is
-/// quoted (a 404's "Cannot POST /hooks/KEY", a redirect's location), as in
-/// `public_name` (a reviewer's finding).
+/// `text` as the status page shows it to anyone on the network (it asks
+/// for no token): `target`'s path written `/…` wherever it is quoted, a
+/// webhook's path may hold its key. Given the target itself, its name
+/// (`https://hooks.example/…`); given its state, the reasons an upstream
+/// gave (a 404's "Cannot POST /hooks/KEY", a redirect's location: a
+/// reviewer's finding). The operator's own screen and output keep the path
+/// (the query is never shown anywhere).
 pub fn public_text(target: &str, text: &str) -> String {
     let path = target
         .split_once("://")
@@ -737,7 +725,7 @@ mod tests {
     #[test]
     fn the_status_page_shows_no_target_path_even_where_a_reason_quotes_it() {
         let target = "https://hooks.example:8443/hooks/KEY123";
-        assert_eq!(public_name(target), "https://hooks.example:8443/…");
+        assert_eq!(public_text(target, target), "https://hooks.example:8443/…");
         assert_eq!(
             public_text(
                 target,
@@ -752,10 +740,10 @@ mod tests {
             ),
             "down (301: redirected to https://b.example/…/)"
         );
-        assert_eq!(public_name("http://h:1/"), "http://h:1/");
+        assert_eq!(public_text("http://h:1/", "http://h:1/"), "http://h:1/");
         assert_eq!(public_text("http://h:1/", "a / b"), "a / b");
         assert_eq!(
-            public_name("mqtt://broker:1883/bench"),
+            public_text("mqtt://broker:1883/bench", "mqtt://broker:1883/bench"),
             "mqtt://broker:1883/…"
         );
     }

@@ -1742,7 +1742,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
             .iter()
             .map(|f| format!(
                 "forward {}: {} ({} forwarded)\n",
-                crate::forward::public_name(&f.target),
+                crate::forward::public_text(&f.target, &f.target),
                 crate::forward::public_text(&f.target, &f.summary(Timestamp::now())),
                 f.forwarded
             ))
