@@ -445,11 +445,11 @@ pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
     }
     if let Some(path) = &args.token_file {
         let text = crate::input::read_at_most(path, TOKEN_FILE_MOST)
-            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot read token file {}: {e}", crate::text::path(&path)))?;
         let text = String::from_utf8(text).map_err(|_| {
             format!(
                 "cannot read token file {}: it is not UTF-8 text",
-                path.display()
+                crate::text::path(&path)
             )
         })?;
         // Editors on Windows start files with a byte-order mark and end
@@ -461,8 +461,13 @@ pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            check_token(line)
-                .map_err(|why| format!("token file {} line {}: {why}", path.display(), i + 1))?;
+            check_token(line).map_err(|why| {
+                format!(
+                    "token file {} line {}: {why}",
+                    crate::text::path(&path),
+                    i + 1
+                )
+            })?;
             tokens.push(line.to_string());
         }
         if tokens.len() == before {
@@ -472,7 +477,7 @@ pub fn collect_tokens(args: &ReceiveArgs) -> Result<Vec<String>, String> {
             let pipe = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
             return Err(format!(
                 "token file {} holds no token{}",
-                path.display(),
+                crate::text::path(&path),
                 if pipe {
                     " (a pipe nobody had written to yet: start the writer first, or use <(…))"
                 } else {

@@ -104,7 +104,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
             1,
             format!(
                 "--forward reads the capture back, and {} is not a regular file",
-                settings.capture.display()
+                crate::text::path(&settings.capture)
             ),
         ));
     }
@@ -226,7 +226,10 @@ fn start_forwarding(
     // Headless, stderr keeps to the listening line: the targets' states
     // are on stdout.
     if !settings.headless {
-        crate::say!("forward cursor: {}", forwarders.cursor_path().display());
+        crate::say!(
+            "forward cursor: {}",
+            crate::text::path(&forwarders.cursor_path())
+        );
         for name in names {
             crate::say!("forwarding to {name}");
         }
@@ -237,8 +240,8 @@ fn start_forwarding(
 /// Stops the forwarders and says what each target still has to get: it
 /// is sent on the next start with the same capture.
 fn stop_forwarding(forwarders: Forwarders) {
-    let cursor = forwarders.cursor_path().display().to_string();
-    let parked = forwarders.parked_path().display().to_string();
+    let cursor = crate::text::path(&forwarders.cursor_path()).to_string();
+    let parked = crate::text::path(&forwarders.parked_path()).to_string();
     for left in forwarders.stop(FORWARD_GRACE) {
         if left.in_replaced_file {
             let next = if left.cursor_in_replaced_file {
@@ -275,27 +278,27 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
     let capture = Capture::open(path).map_err(|e| {
         Fatal::new(
             1,
-            format!("cannot open capture file {}: {e}", path.display()),
+            format!("cannot open capture file {}: {e}", crate::text::path(&path)),
         )
     })?;
     if !capture.regular {
         crate::say!(
             "warning: {} is not a regular file: batches are acknowledged once written there, with no fsync",
-            path.display()
+            crate::text::path(&path)
         );
     }
     let r = &capture.recovered;
     if r.torn_bytes > 0 {
         crate::say!(
             "warning: {}: cut an unfinished last line of {} bytes (a batch that was never acknowledged)",
-            path.display(),
+            crate::text::path(&path),
             r.torn_bytes
         );
     }
     if r.ended_bytes > 0 {
         crate::say!(
             "warning: {}: its last line ({} bytes) had no line end and was not written by autopi-rx: given one, and kept as a line that is not a capture line",
-            path.display(),
+            crate::text::path(&path),
             r.ended_bytes
         );
     }
@@ -303,14 +306,14 @@ fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
         crate::say!(
             "warning: {}: cut a last line of {} bytes whose records are not a batch (it was being \
              refused when the receiver stopped, and was never acknowledged)",
-            path.display(),
+            crate::text::path(&path),
             r.unchecked_bytes
         );
     }
     if r.unreadable > 0 {
         crate::say!(
             "warning: {}: {} of {} lines are not capture lines and were skipped",
-            path.display(),
+            crate::text::path(&path),
             r.unreadable,
             r.lines
         );
@@ -391,7 +394,7 @@ fn start_server(
         );
     }
     if !settings.headless {
-        crate::say!("capture: {}", running.capture_path().display());
+        crate::say!("capture: {}", crate::text::path(&running.capture_path()));
     }
     crate::say!("listening on http://{}", running.addr);
     Ok(running)
@@ -504,7 +507,7 @@ fn show(
             let _ = signals.received.try_recv();
             crate::say!(
                 "stopping: a signal while the dashboard was loading what {} held ({} % read); the file is untouched",
-                capture.display(),
+                crate::text::path(&capture),
                 read * 100 / held.max(1)
             );
             return Ok(None);
@@ -552,7 +555,7 @@ fn load_so_far(
     let holder = std::thread::Builder::new()
         .name("held-events".into())
         .spawn(move || hold_events(&arriving, &done));
-    let mut progress = Progress::new(format!("loading {}", capture.display()), held);
+    let mut progress = Progress::new(format!("loading {}", crate::text::path(&capture)), held);
     let mut read = 0;
     let loaded = load::scan_events(
         capture,
@@ -574,7 +577,7 @@ fn load_so_far(
         Ok(report) => report.warn(),
         Err(e) => crate::say!(
             "warning: cannot load what {} holds ({e}); the dashboard starts empty",
-            capture.display()
+            crate::text::path(&capture)
         ),
     }
     drop(done_tx);
@@ -628,7 +631,7 @@ fn screen_setup(
         urls,
         url_note,
         tokens,
-        capture_path: running.capture_path().display().to_string(),
+        capture_path: crate::text::path(&running.capture_path()).to_string(),
         capture_bytes: None,
         dropped_events: 0,
         demo,

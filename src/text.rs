@@ -65,6 +65,23 @@ pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
     escaped(s, is_invisible)
 }
 
+/// A file name for a message on a terminal: as `Path::display` writes it,
+/// with every invisible character written as `\u{..}` (see `shown`). A
+/// name given on the command line (or made from one) can hold an escape
+/// sequence as well as any text from the network can.
+pub fn path(path: &(impl AsRef<std::path::Path> + ?Sized)) -> ShownPath<'_> {
+    ShownPath(path.as_ref())
+}
+
+/// A path written for a terminal: see `path`.
+pub struct ShownPath<'a>(&'a std::path::Path);
+
+impl std::fmt::Display for ShownPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&shown(&self.0.to_string_lossy()))
+    }
+}
+
 /// `s` as XML 1.0 can hold it: the characters it cannot (controls other
 /// than tab and line ends, U+FFFE and U+FFFF) written as `\u{..}`.
 pub fn xml_text(s: &str) -> std::borrow::Cow<'_, str> {

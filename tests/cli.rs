@@ -864,3 +864,83 @@ fn inputs_that_are_pipes_or_endless_devices_end_with_a_reason() {
     signal(&child.0, "TERM");
     drop(child);
 }
+
+/// A file name given on the command line is written in every message as a
+/// name, never as what a terminal obeys: an escape sequence or a bidi
+/// override in it comes out as `\u{..}`.
+#[test]
+fn file_names_in_messages_are_shown_never_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = "a\u{1b}]0;PWNED\u{7}\u{202e}b";
+    let seen = r"a\u{1b}]0;PWNED\u{7}\u{202e}b";
+    let missing = dir.path().join(format!("{odd}.jsonl"));
+    let m = missing.to_str().unwrap();
+    let capture = dir.path().join(format!("{odd}-capture.jsonl"));
+    let c = capture.to_str().unwrap();
+    let plain = dir.path().join("plain.jsonl");
+    let p = plain.to_str().unwrap();
+    let obeyed = |text: &str| text.contains('\u{1b}') || text.contains('\u{202e}');
+
+    for (args, code) in [
+        (vec!["view", m], 1),
+        (vec!["view", m, "--summary"], 1),
+        (vec!["export", m, "--format", "gpx"], 1),
+        (
+            vec![
+                "replay",
+                m,
+                "--url",
+                "http://127.0.0.1:9/",
+                "--token",
+                TOKEN,
+            ],
+            1,
+        ),
+        (vec!["--token-file", m, "--capture", p], 2),
+        (
+            vec![
+                "--token",
+                TOKEN,
+                "--capture",
+                p,
+                "--forward",
+                "https://127.0.0.1:9/",
+                "--forward-ca",
+                m,
+            ],
+            2,
+        ),
+    ] {
+        let out = binary()
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(seen), "{args:?}: {stderr}");
+        assert!(!obeyed(&stderr), "{args:?}: {stderr}");
+    }
+
+    // A capture under such a name is written, and read back naming it.
+    let mut rx = Receiver::spawn(binary().args(["--token", TOKEN, "--capture", c]));
+    assert_eq!(rx.upload(b"[]").status, 200);
+    rx.stop();
+    let out = binary().args(["view", c, "--summary"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(seen), "{stdout}");
+    assert!(!obeyed(&stdout), "{stdout}");
+
+    // An export whose output cannot be created says which.
+    let out_path = dir.path().join(odd).join("out.gpx");
+    let out = binary()
+        .args(["export", c, "--format", "gpx", "-o"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(seen), "{stderr}");
+    assert!(!obeyed(&stderr), "{stderr}");
+}

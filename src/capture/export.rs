@@ -116,7 +116,7 @@ fn for_each_batch<T: Send>(
     let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
     for path in paths {
         let total = std::fs::metadata(path)?.len();
-        let mut progress = Progress::new(format!("reading {}", path.display()), total);
+        let mut progress = Progress::new(format!("reading {}", crate::text::path(&path)), total);
         let report = load::scan(
             path,
             None,
@@ -143,7 +143,7 @@ fn for_each_batch<T: Send>(
             },
             |done, total| progress.update(done, total),
         )
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", crate::text::path(&path))))?;
         progress.finish();
         report.warn();
     }
@@ -600,13 +600,15 @@ pub fn csv(
             writers.push(csv::Writer::from_writer(w));
         }
         CsvOut::Folder(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ExportError(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ExportError(format!("cannot create {}: {e}", crate::text::path(&dir)))
+            })?;
             let mut names = HashSet::new();
             for (kind, _) in &columns {
                 let path = dir.join(file_name(kind, &mut names));
-                let file = std::fs::File::create(&path)
-                    .map_err(|e| ExportError(format!("cannot create {}: {e}", path.display())))?;
+                let file = std::fs::File::create(&path).map_err(|e| {
+                    ExportError(format!("cannot create {}: {e}", crate::text::path(&path)))
+                })?;
                 written.files.push(path);
                 writers.push(csv::Writer::from_writer(Box::new(io::BufWriter::new(file))));
             }
@@ -1242,21 +1244,24 @@ pub fn main(
         // It said "cannot create /dev/null: File exists".
         crate::say!(
             "autopi-rx export: -o {} is {}, not a folder: CSV of every type is a file per type in a folder; give --type T for one file",
-            dir.display(),
+            crate::text::path(&dir),
             crate::input::what_it_is(m.file_type())
         );
         return ExitCode::from(2);
     }
     for p in paths {
         if let Err(e) = std::fs::metadata(p) {
-            crate::say!("autopi-rx export: cannot read {}: {e}", p.display());
+            crate::say!(
+                "autopi-rx export: cannot read {}: {e}",
+                crate::text::path(&p)
+            );
             return ExitCode::from(1);
         }
     }
     if !folder && let Some(input) = output_among_inputs(paths, output) {
         crate::say!(
             "autopi-rx export: the output is {}, one of the captures it reads: write it elsewhere",
-            input.display()
+            crate::text::path(&input)
         );
         return ExitCode::from(2);
     }
@@ -1381,7 +1386,8 @@ fn write_file(
     file: &Path,
     cells: Cells,
 ) -> Result<Written, ExportError> {
-    let cannot_open = |e: io::Error| ExportError(format!("cannot open {}: {e}", file.display()));
+    let cannot_open =
+        |e: io::Error| ExportError(format!("cannot open {}: {e}", crate::text::path(&file)));
     let (at, append) = match destination(file).map_err(cannot_open)? {
         Destination::Replace(target) => {
             return replace_whole(format, paths, filter, file, &target, cells);
@@ -1427,18 +1433,22 @@ fn replace_whole(
         .map_err(|e| {
             ExportError(format!(
                 "cannot write {}: cannot create a file beside it: {}",
-                file.display(),
+                crate::text::path(&file),
                 e.kind()
             ))
         })?;
     let writer = partial
         .as_file()
         .try_clone()
-        .map_err(|e| ExportError(format!("cannot write {}: {e}", file.display())))?;
+        .map_err(|e| ExportError(format!("cannot write {}: {e}", crate::text::path(&file))))?;
     let written = write_one(format, paths, filter, Box::new(writer), cells)?;
-    partial
-        .persist(target)
-        .map_err(|e| ExportError(format!("cannot write {}: {}", file.display(), e.error)))?;
+    partial.persist(target).map_err(|e| {
+        ExportError(format!(
+            "cannot write {}: {}",
+            crate::text::path(&file),
+            e.error
+        ))
+    })?;
     Ok(written)
 }
 
@@ -1482,8 +1492,8 @@ fn describe(format: Format, w: &Written, output: Option<&Path>) -> String {
         _ => format!("{} fixes in {} drives", w.records, w.drives),
     };
     let to = match (output, w.files.len()) {
-        (Some(dir), n) if n > 0 => format!("{} files in {}", n, dir.display()),
-        (Some(file), _) => file.display().to_string(),
+        (Some(dir), n) if n > 0 => format!("{} files in {}", n, crate::text::path(&dir)),
+        (Some(file), _) => crate::text::path(&file).to_string(),
         (None, _) => "stdout".into(),
     };
     let mut line = format!(

@@ -352,7 +352,7 @@ pub struct Report {
 impl Report {
     /// The warnings to print, one per line; none when the file was clean.
     pub fn warnings(&self) -> Vec<String> {
-        let name = self.path.display();
+        let name = crate::text::path(&self.path);
         let mut out = Vec::new();
         for (line, why) in &self.examples {
             out.push(format!(

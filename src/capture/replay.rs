@@ -174,7 +174,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 fatal = Some(format!(
                     "line {} of {}: its unit_id holds a character a header cannot carry (a control character such as a line end, or one beyond ASCII), so it cannot be sent as it came",
                     at.line,
-                    path.display()
+                    crate::text::path(&path)
                 ));
                 summary.not_sent += 1;
                 return;
@@ -205,7 +205,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
         |_, _| {},
     )
     .map_err(|e| Failure {
-        message: format!("cannot read {}: {e}", path.display()),
+        message: format!("cannot read {}: {e}", crate::text::path(&path)),
         code: 1,
         summary: None,
     })?;

@@ -104,10 +104,11 @@ pub fn summarize(paths: &[PathBuf]) -> std::io::Result<Summary> {
     let mut acc = Accumulator::default();
     let mut summary = Summary::default();
     for path in paths {
-        let named =
-            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let named = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", crate::text::path(&path)))
+        };
         let total = std::fs::metadata(path).map_err(named)?.len();
-        let mut progress = Progress::new(format!("reading {}", path.display()), total);
+        let mut progress = Progress::new(format!("reading {}", crate::text::path(&path)), total);
         let report = load::scan(
             path,
             None,
@@ -277,7 +278,7 @@ impl Accumulator {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for file in &self.files {
-            write!(f, "{}: {} lines", file.path.display(), file.lines)?;
+            write!(f, "{}: {} lines", crate::text::path(&file.path), file.lines)?;
             if file.corrupt_lines > 0 {
                 write!(f, ", {} not capture lines (skipped)", file.corrupt_lines)?;
             }

@@ -165,7 +165,7 @@ impl Sink for FileSink {
         let message = format!(
             "capture file {} {what} while running: writing to a new file at that path from now on \
              (batches acknowledged before are in the old file only if it was moved, not deleted)",
-            self.path.display()
+            crate::text::path(&self.path)
         );
         Ok(Some(Switched {
             message,
@@ -186,7 +186,7 @@ fn not_a_file(path: &Path) -> io::Error {
         format!(
             "the capture path {} no longer names a file (it was replaced by a pipe, a device or \
              a folder): nothing is saved until a file, or nothing, is there again",
-            path.display()
+            crate::text::path(&path)
         ),
     )
 }

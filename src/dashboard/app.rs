@@ -555,8 +555,8 @@ impl App {
             }
         };
         write(&path)
-            .map(|()| path.display().to_string())
-            .map_err(|e| format!("could not save to {}: {e}", path.display()))
+            .map(|()| crate::text::path(&path).to_string())
+            .map_err(|e| format!("could not save to {}: {e}", crate::text::path(&path)))
     }
 
     /// The open request, as laid out when it was opened.

@@ -85,10 +85,12 @@ impl Captures {
         let mut files = Vec::new();
         let mut found: Vec<(Mark, Option<BatchKey>, bool)> = Vec::new();
         for (n, path) in paths.iter().enumerate() {
-            let file = crate::input::open_file(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let file = crate::input::open_file(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", crate::text::path(&path)))
+            })?;
             let total = file.metadata()?.len();
-            let mut progress = Progress::new(format!("indexing {}", path.display()), total);
+            let mut progress =
+                Progress::new(format!("indexing {}", crate::text::path(&path)), total);
             let report = load::scan(
                 path,
                 None,
@@ -219,7 +221,10 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| crate::text::path(&p).to_string())
+        .collect();
     let setup = Setup {
         capture_path: names.join(", "),
         capture_bytes: Some(total),

@@ -134,9 +134,9 @@ impl ParkedLog {
                 log.in_folder = false;
                 return Ok((log, listed));
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", log.path.display())),
+            Err(e) => return Err(format!("cannot read {}: {e}", crate::text::path(&log.path))),
         };
-        let shown = log.path.display().to_string();
+        let shown = crate::text::path(&log.path).to_string();
         let cannot_read = |e: io::Error| format!("cannot read {shown}: {e}");
         let mut reader = io::BufReader::new(file);
         let mut line = Vec::new();
@@ -282,11 +282,11 @@ impl Cursors {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 format!(
                     "{} is not a forward cursor ({e}); move it away to forward the capture from its start",
-                    path.display()
+                    crate::text::path(&path)
                 )
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Doc::default(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(format!("cannot read {}: {e}", crate::text::path(&path))),
         };
         let mut doc: Doc = doc;
         let old_list = doc.targets.values().any(|c| !c.parked.is_empty());
@@ -310,7 +310,7 @@ impl Cursors {
         }
         parked
             .migrate(&mut listed, old)
-            .map_err(|e| format!("cannot write {}: {e}", parked.path.display()))?;
+            .map_err(|e| format!("cannot write {}: {e}", crate::text::path(&parked.path)))?;
         Ok(Cursors {
             path,
             doc: Mutex::new(doc),
@@ -333,22 +333,22 @@ impl Cursors {
         let mismatch = |why: String| {
             format!(
                 "{} says {target} has the capture {} up to byte {}, but {why}: was the capture replaced? Move {} away to forward it from its start (and {} with it, to start the list of parked batches afresh)",
-                self.path.display(),
-                capture.display(),
+                crate::text::path(&self.path),
+                crate::text::path(&capture),
                 c.offset,
-                self.path.display(),
-                self.parked_path().display()
+                crate::text::path(&self.path),
+                crate::text::path(&self.parked_path())
             )
         };
         let len = std::fs::metadata(capture)
-            .map_err(|e| format!("cannot read {}: {e}", capture.display()))?
+            .map_err(|e| format!("cannot read {}: {e}", crate::text::path(&capture)))?
             .len();
         if c.offset > len {
             return Err(mismatch(format!("the file has only {len} bytes")));
         }
         if let (Some(start), Some(hash)) = (c.last_line, &c.last_hash) {
             let line = read_span(capture, start, c.offset)
-                .map_err(|e| format!("cannot read {}: {e}", capture.display()))?;
+                .map_err(|e| format!("cannot read {}: {e}", crate::text::path(&capture)))?;
             let found = (line.last() == Some(&b'\n'))
                 .then(|| OutboxLine::parse(&line).ok()?.batch_hash)
                 .flatten();

@@ -88,13 +88,21 @@ fn read_ca(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let pem = crate::input::read_at_most(path, CA_FILE_MOST)
-        .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        .map_err(|e| format!("{flag} {}: {e}", crate::text::path(&path)))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{flag} {}: not PEM certificates: {e}", path.display()))?;
+        .map_err(|e| {
+            format!(
+                "{flag} {}: not PEM certificates: {e}",
+                crate::text::path(&path)
+            )
+        })?;
     if certs.is_empty() {
-        return Err(format!("{flag} {}: no certificate in it", path.display()));
+        return Err(format!(
+            "{flag} {}: no certificate in it",
+            crate::text::path(&path)
+        ));
     }
     Ok(Arc::new(certs))
 }

@@ -161,7 +161,7 @@ pub fn start_with(
     let ctx = Arc::new(Ctx {
         config: settings.ingest.clone(),
         capture: capture.handle(),
-        capture_path: capture.path().display().to_string(),
+        capture_path: crate::text::path(&capture.path()).to_string(),
         events,
         stats: stats.clone(),
         stopping: stopping.clone(),
