@@ -911,11 +911,7 @@ fn file_names_in_messages_are_shown_never_obeyed() {
             2,
         ),
     ] {
-        let out = binary()
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = binary().args(&args).stdin(Stdio::null()).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(seen), "{args:?}: {stderr}");

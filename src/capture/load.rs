@@ -347,6 +347,10 @@ pub struct Report {
     /// Of the corrupt lines, those that start as the receiver writes a
     /// line (damaged, not foreign).
     pub damaged_ours: u64,
+    /// The unfinished last line does not start as the receiver writes a
+    /// line (notes saved without a last line end), so it is no line of
+    /// the receiver's cut short.
+    pub torn_foreign: bool,
 }
 
 impl Report {
@@ -450,21 +454,26 @@ pub fn scan_until<T: Send>(
             .unwrap_or_else(|_| Err(io::Error::other("the capture reader panicked")))
     })?;
     report.path = path.to_path_buf();
-    if report.good == 0 && report.corrupt > 0 && report.damaged_ours == 0 {
-        // The wrong file (notes, a typo): the receiver refuses it as its
-        // capture the same way (a file whose lines start as its own do is
-        // a damaged capture, read with warnings); the readers warned about
-        // each line and ended with "no batches", exit 0.
+    if report.good == 0 && (report.corrupt > 0 || report.torn_foreign) && report.damaged_ours == 0 {
+        // The wrong file (notes, a typo, even one line without a line
+        // end): the receiver refuses it as its capture the same way (a
+        // file whose lines start as its own do is a damaged capture, read
+        // with warnings); the readers warned about each line and ended
+        // with "no batches", exit 0.
+        let lines = report.lines + u64::from(report.torn_foreign);
+        let why = match report.examples.first() {
+            Some((n, why)) => format!("line {n}: {why}"),
+            None => format!("line {lines} has no line end and does not start as a capture line"),
+        };
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
-                "not one of its {} lines is a capture line, so it is not a capture ({})",
-                report.lines,
-                report
-                    .examples
-                    .first()
-                    .map_or(String::new(), |(n, why)| { format!("line {n}: {why}") })
-            ),
+            if lines == 1 {
+                format!("its one line is not a capture line, so it is not a capture ({why})")
+            } else {
+                format!(
+                    "not one of its {lines} lines is a capture line, so it is not a capture ({why})"
+                )
+            },
         ));
     }
     Ok(report)
@@ -545,6 +554,8 @@ fn read_lines<R: Read, T>(
             report.torn_bytes = buf.len() as u64;
             if buf.iter().all(u8::is_ascii_whitespace) {
                 report.torn_bytes = 0;
+            } else {
+                report.torn_foreign = !super::reader::starts_ours(&buf);
             }
             send(done, Vec::new());
             return Ok(report);

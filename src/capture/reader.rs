@@ -371,7 +371,7 @@ pub(crate) fn written_as_a_capture(line: &[u8]) -> bool {
 /// wrote: it starts as they do, or is the start of that start, or is
 /// NUL bytes only (what some file systems show of a write a power loss
 /// cut, the length saved and the data not).
-fn starts_ours(line: &[u8]) -> bool {
+pub(crate) fn starts_ours(line: &[u8]) -> bool {
     line.starts_with(OURS) || OURS.starts_with(line) || line.iter().all(|&b| b == 0)
 }
 
