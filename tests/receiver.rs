@@ -376,7 +376,26 @@ fn bad_bodies_are_400_with_the_place_named() {
         );
         g[..g.len() - 12].to_vec()
     };
+    // A gzip trailer that lies, each way: flate2's reader calls both "does
+    // not have a matching checksum".
+    let inflated = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+    let altered = |at_end: usize| {
+        let mut g = gzip(inflated);
+        let at = g.len() - at_end;
+        g[at] ^= 1;
+        g
+    };
+    let length_said = format!(
+        "the length its trailer gives is not the {} bytes it inflates to",
+        inflated.len()
+    );
+    let crc_said = format!(
+        "the CRC-32 its trailer gives is not that of the {} bytes it inflates to",
+        inflated.len()
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("gzip length check", altered(1), &length_said),
+        ("gzip data check", altered(5), &crc_said),
         ("not json", b"hello".to_vec(), "line 1 column 1"),
         (
             "broken json",

@@ -918,6 +918,7 @@ fn inflate(wire: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     match inflate_lone_member(wire, limit) {
         Lone::Whole(out) => return Ok(out),
         Lone::TooLarge => return Err(inflated_too_large(limit)),
+        Lone::Corrupt(why) => return Err(Rejection::new(400, why)),
         Lone::Other(first_end) => {
             // Bytes after a whole first member that cannot start another
             // (`gzip -d` takes trailing zeros; this says what they are).
@@ -959,10 +960,35 @@ enum Lone {
     Whole(Vec<u8>),
     /// The first member alone inflates past the limit.
     TooLarge,
-    /// Anything else (more members, trailing bytes, truncated, corrupt):
-    /// read again by `MultiGzDecoder`, which says what is wrong; with
-    /// where a whole first member ended when more came after it.
+    /// The first member is corrupt, as zlib's reason says.
+    Corrupt(String),
+    /// Anything else (more members, trailing bytes, truncated): read
+    /// again by `MultiGzDecoder`, which says what is wrong; with where a
+    /// whole first member ended when more came after it.
     Other(Option<usize>),
+}
+
+impl Lone {
+    /// A first member zlib found corrupt, with its reason (`message`) and
+    /// the bytes inflated until then. The checks of the trailer are said
+    /// as what they compare: flate2's reader calls a length that is wrong
+    /// and a CRC that is wrong alike "does not have a matching checksum".
+    fn corrupt(message: Option<&str>, inflated: usize) -> Lone {
+        let Some(message) = message else {
+            return Lone::Other(None);
+        };
+        Lone::Corrupt(match message {
+            "incorrect length check" => format!(
+                "gzip body is corrupt: the length its trailer gives is not the {inflated} bytes \
+                 it inflates to (zlib: {message})"
+            ),
+            "incorrect data check" => format!(
+                "gzip body is corrupt: the CRC-32 its trailer gives is not that of the \
+                 {inflated} bytes it inflates to (zlib: {message})"
+            ),
+            _ => format!("gzip body is corrupt: {message}, after {inflated} bytes inflated"),
+        })
+    }
 }
 
 /// The device's case (one gzip member, the whole body) inflated in one
@@ -989,7 +1015,7 @@ fn inflate_lone_member(wire: &[u8], limit: usize) -> Lone {
                 return Lone::Other(None);
             }
             Ok(_) => {}
-            Err(_) => return Lone::Other(None),
+            Err(e) => return Lone::corrupt(e.message(), out.len()),
         }
     }
     if out.len() > limit {
@@ -1805,6 +1831,11 @@ mod tests {
             match inflate_lone_member(&wire, limit) {
                 Lone::Whole(out) => prop_assert_eq!(Some(out), reference),
                 Lone::TooLarge => prop_assert!(reference.is_some_and(|r| r.len() > limit)),
+                // Only a damaged body is corrupt, and the reader refuses it
+                // too (unless it stopped at the limit first).
+                Lone::Corrupt(_) => prop_assert!(
+                    damage.is_some() && reference.is_none_or(|r| r.len() > limit)
+                ),
                 Lone::Other(_) => {
                     // Only a body that is not one whole member within the
                     // limit is left to the reader.
