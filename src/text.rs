@@ -58,6 +58,94 @@ pub fn escape_invisible(json: String) -> String {
     out
 }
 
+/// A writer of JSON text that writes every invisible character (see
+/// `is_invisible`; DEL and above, serde_json escaping the rest) as a
+/// `\uXXXX` escape on its way to `inner`, as `escape_invisible` does for
+/// a whole line: the same JSON values, shown rather than obeyed where the
+/// text reaches a terminal. A character split between two writes is held
+/// until its last byte comes. What it is given must be UTF-8, as JSON is.
+pub struct JsonEscaper<W: std::io::Write> {
+    inner: W,
+    /// The first bytes of a character whose last ones are still to come.
+    held: Vec<u8>,
+}
+
+impl<W: std::io::Write> JsonEscaper<W> {
+    pub fn new(inner: W) -> Self {
+        JsonEscaper {
+            inner,
+            held: Vec::new(),
+        }
+    }
+
+    /// Writes `text`, whole characters only, escaping what it must.
+    fn pass(&mut self, text: &str) -> std::io::Result<()> {
+        let bytes = text.as_bytes();
+        // Written from `from`; looked at from `next` (ASCII below DEL is
+        // passed over at a byte's cost: most of what a GeoJSON holds).
+        let (mut from, mut next) = (0, 0);
+        while let Some(skip) = bytes[next..].iter().position(|&b| b >= 0x7f) {
+            let at = next + skip;
+            // A character's first byte: every one before it was passed
+            // over whole.
+            let Some(c) = text[at..].chars().next() else {
+                break;
+            };
+            next = at + c.len_utf8();
+            if is_invisible(c) {
+                self.inner.write_all(&bytes[from..at])?;
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(self.inner, "\\u{unit:04x}")?;
+                }
+                from = next;
+            }
+        }
+        self.inner.write_all(&bytes[from..])
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for JsonEscaper<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let joined;
+        let bytes = if self.held.is_empty() {
+            buf
+        } else {
+            joined = [std::mem::take(&mut self.held).as_slice(), buf].concat();
+            &joined[..]
+        };
+        let whole = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            // Cut inside a character: the rest of it comes with the next
+            // write.
+            Err(e) if e.error_len().is_none() => {
+                let (text, rest) = bytes.split_at(e.valid_up_to());
+                self.held = rest.to_vec();
+                // Checked by `from_utf8` up to here.
+                std::str::from_utf8(text).unwrap_or_default()
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("JSON output is not UTF-8: {e}"),
+                ));
+            }
+        };
+        self.pass(whole)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.held.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "JSON output ends inside a character",
+            ));
+        }
+        self.inner.flush()
+    }
+}
+
 /// `s` for plain text on a terminal: every invisible character (see
 /// `is_invisible`: escapes, bidi controls, line ends) written as `\u{..}`,
 /// so that a device's `unit-id` or `@t` is shown, never obeyed.
@@ -82,11 +170,15 @@ impl std::fmt::Display for ShownPath<'_> {
     }
 }
 
-/// `s` as XML 1.0 can hold it: the characters it cannot (controls other
-/// than tab and line ends, U+FFFE and U+FFFF) written as `\u{..}`.
+/// `s` for a name in XML 1.0: the characters it cannot hold (controls
+/// other than tab and line ends, U+FFFE and U+FFFF) and those a terminal
+/// showing the file would obey (DEL, C1 and bidi controls: see
+/// `is_invisible`) written as `\u{..}`, as `shown` writes a name.
 pub fn xml_text(s: &str) -> std::borrow::Cow<'_, str> {
     escaped(s, |c| {
-        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
+            || (c >= '\u{7f}' && is_invisible(c))
+            || matches!(c, '\u{FFFE}' | '\u{FFFF}')
     })
 }
 
@@ -118,6 +210,10 @@ mod tests {
             "dev\\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\\u{202e}x\\u{a}"
         );
         assert_eq!(xml_text("a\tb\u{1b}c\u{ffff}é"), "a\tb\\u{1b}c\\u{ffff}é");
+        assert_eq!(
+            xml_text("u\u{7f}\u{9b}\u{202e}1"),
+            "u\\u{7f}\\u{9b}\\u{202e}1"
+        );
     }
 
     #[test]
@@ -132,5 +228,32 @@ mod tests {
         assert!(line.contains('é'), "visible text is left as it is: {line}");
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back, value);
+    }
+
+    /// The writer escapes as `escape_invisible` does, however its input is
+    /// cut into writes, characters cut in two included.
+    #[test]
+    fn the_escaping_writer_gives_the_same_line_in_pieces() {
+        use std::io::Write;
+        let value = serde_json::json!({"a\u{9b}": "x\u{202E}y \u{E0041}\u{7f} é 燃料 \u{1b}"});
+        let text = serde_json::to_string(&value).unwrap();
+        let whole = escape_invisible(text.clone());
+        for size in 1..=7 {
+            let mut w = JsonEscaper::new(Vec::new());
+            for piece in text.as_bytes().chunks(size) {
+                assert_eq!(w.write(piece).unwrap(), piece.len());
+            }
+            w.flush().unwrap();
+            assert_eq!(
+                String::from_utf8(w.inner).unwrap(),
+                whole,
+                "pieces of {size}"
+            );
+        }
+        // Output that ends inside a character, or is not UTF-8, is an error.
+        let mut w = JsonEscaper::new(Vec::new());
+        w.write_all(&"é".as_bytes()[..1]).unwrap();
+        assert!(w.flush().is_err());
+        assert!(JsonEscaper::new(Vec::new()).write(b"\xff\xfe").is_err());
     }
 }

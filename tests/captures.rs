@@ -1249,7 +1249,7 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     let mut rx = common::Receiver::start(&[]);
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let body = format!(
-        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}},{{"@t":"bidi\u202e\u009b2J\u007f","@ts":"2026-11-27T08:00:02Z"}}]"#
+        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"note":"r\u202el\u009b\u007f","deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}},{{"@t":"bidi\u202e\u009b2J\u007f","@ts":"2026-11-27T08:00:02Z"}}]"#
     );
     let auth = format!("token {TOKEN}");
     let unit = "dev\x1b]0;PWNED\x07\x1b[2J\x7f";
@@ -1304,8 +1304,11 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     );
     assert!(header.contains(&"loc.lat".to_string()));
 
+    // GeoJSON writes them as JSON escapes (the same strings): DEL, bidi
+    // and C1 controls in the unit-id and a fix's fields were written raw
+    // until December 5.
     let out = autopi(&["export", p, "--format", "geojson"]);
-    assert!(out.status.success(), "geojson: {}", text(&out.stderr));
+    no_escape(&out, "geojson");
     let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
     let point = fc
         .features
@@ -1322,6 +1325,14 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
         Some("track.pos")
     );
     assert!(point.property("loc").is_some());
+    assert_eq!(
+        point.property("note").and_then(|v| v.as_str()),
+        Some("r\u{202e}l\u{9b}\u{7f}")
+    );
+    assert_eq!(
+        point.property("unit_id").and_then(|v| v.as_str()),
+        Some(unit)
+    );
     assert!(
         point
             .property("deep")
@@ -1332,8 +1343,12 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     let gpx = rx.capture.with_extension("gpx");
     let out = autopi(&["export", p, "--format", "gpx", "-o", gpx.to_str().unwrap()]);
     assert!(out.status.success(), "gpx: {}", text(&out.stderr));
-    let written = std::fs::read(&gpx).unwrap();
-    assert!(!written.contains(&0x1b), "a control character in the GPX");
+    let written = std::fs::read_to_string(&gpx).unwrap();
+    assert!(!raw(&written), "a control character in the GPX: {written}");
+    assert!(
+        written.contains(r"<name>dev\u{1b}]0;PWNED\u{7}\u{1b}[2J\u{7f}</name>"),
+        "{written}"
+    );
     validate_gpx(&gpx);
 }
 

@@ -319,7 +319,8 @@ pub fn gpx(paths: &[PathBuf], filter: &Filter, out: impl Write) -> Result<Writte
     .map_err(xml_err)?;
     for (unit, fixes) in &tracks.devices {
         w.write(XmlEvent::start_element("trk")).map_err(xml_err)?;
-        // XML 1.0 holds no control characters, which a unit-id may.
+        // XML 1.0 holds no control characters, which a unit-id may; nor
+        // is a bidi control shown as it is.
         el(&mut w, "name", &crate::text::xml_text(device_name(unit)))?;
         el(&mut w, "src", "AutoPi device, via autopi-rx")?;
         for drive in drives(fixes) {
@@ -384,7 +385,9 @@ pub fn geojson(
     use geojson::{Feature, FeatureWriter, Geometry, JsonObject};
     let mut written = Written::default();
     let tracks = collect_fixes(paths, filter, true, &mut written)?;
-    let mut fw = FeatureWriter::from_writer(io::BufWriter::new(out));
+    // Bidi, C1 and DEL in a device's strings written as JSON escapes (the
+    // same values): the file may be shown on a terminal (stdout).
+    let mut fw = FeatureWriter::from_writer(io::BufWriter::new(crate::text::JsonEscaper::new(out)));
     let gj_err = |e: geojson::Error| ExportError(format!("writing GeoJSON: {e}"));
     for (unit, fixes) in &tracks.devices {
         for (n, drive) in drives(fixes).into_iter().enumerate() {
