@@ -64,6 +64,7 @@ pub mod panic;
 pub mod receiver;
 pub mod record;
 pub mod run;
+pub mod scrub;
 pub mod simulate;
 pub mod text;
 pub mod time;

@@ -10,6 +10,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::Value;
 
+use crate::scrub::taken_out;
+
 /// Says who is talking in the receiver's request view: not a real device.
 const USER_AGENT: &str = concat!("autopi-rx-simulate/", env!("CARGO_PKG_VERSION"));
 /// Failed attempts after which the device stops trying a batch (MAX RETRY
@@ -153,6 +155,11 @@ impl Uploader {
 
     /// Posts with this `unit-id` (none: the header is left out, as very old
     /// firmware does); replay sends each batch with the one it came with.
+    /// The token: what follows the scheme in `authorization`.
+    fn secret(&self) -> Option<&str> {
+        self.target.authorization.split_once(' ').map(|(_, s)| s)
+    }
+
     pub fn post_as(&self, payload: &Payload, unit_id: Option<&str>) -> Answer {
         let t = &*self.target;
         let mut request = self
@@ -169,7 +176,7 @@ impl Uploader {
         let started = Instant::now();
         let mut response = match request.send(&payload.body[..]) {
             Ok(r) => r,
-            Err(e) => return no_answer(&e, t.timeout),
+            Err(e) => return no_answer(&e, t.timeout, self.secret()),
         };
         let status = response.status().as_u16();
         let header = |name| response.headers().get(name)?.to_str().ok();
@@ -190,7 +197,7 @@ impl Uploader {
         if status < 400 {
             return Answer::Acknowledged { status, latency };
         }
-        let secret = t.authorization.split_once(' ').map(|(_, s)| s);
+        let secret = self.secret();
         Answer::Refused {
             status,
             reason: reason_from_cleaned(&body, |text| taken_out(text, secret, "[token]")),
@@ -201,49 +208,6 @@ impl Uploader {
 
 /// The most of an answer's body read to explain it.
 const ANSWER_BYTES: u64 = 64 * 1024;
-
-/// `text` with `secret` taken out, written as `label`: as sent, and as a
-/// JSON writer quoting it would spell it (`"` and `\` escaped; `/` as
-/// `\/`, PHP's default; `&`, `<`, `>` as `\u0026`…, Go's). A receiver or
-/// an upstream that echoes the request's headers in its answer would
-/// otherwise have the credential quoted where the answer's reason is shown.
-pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
-    let Some(secret) = secret.filter(|c| !c.is_empty()) else {
-        return text;
-    };
-    let quoted = serde_json::to_string(secret).unwrap_or_default();
-    let json = quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or(secret)
-        .to_string();
-    let html = |s: &str| {
-        s.replace('&', "\\u0026")
-            .replace('<', "\\u003c")
-            .replace('>', "\\u003e")
-    };
-    let slashed = json.replace('/', "\\/");
-    let mut text = text;
-    for spelling in [
-        secret.to_string(),
-        html(&slashed),
-        html(&json),
-        slashed,
-        json,
-    ] {
-        text = text.replace(&spelling, label);
-    }
-    // Percent-encoded (an upstream echoing our request as a URL would, a
-    // probe's `FWDSECRET%2Fabc`): found in the decoded text, which is then
-    // what is shown, as the receiver does with a request's path.
-    if text.contains('%') {
-        let decoded = percent_encoding::percent_decode_str(&text).decode_utf8_lossy();
-        if decoded.contains(secret) {
-            text = decoded.replace(secret, label);
-        }
-    }
-    text
-}
 
 /// How long `Retry-After` asks to wait: seconds, or an HTTP date (any of
 /// the three forms RFC 9110 has a recipient read). A date counts from the
@@ -265,14 +229,15 @@ pub fn retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option<D
     Some(until.duration_since(from).unwrap_or_default())
 }
 
-fn no_answer(e: &ureq::Error, timeout: Duration) -> Answer {
+fn no_answer(e: &ureq::Error, timeout: Duration, secret: Option<&str>) -> Answer {
     let reason = match e {
         ureq::Error::Timeout(_) => format!("no answer within {:.3} s", timeout.as_secs_f64()),
         // A TLS failure names the certificate's names, which the server
-        // chose: escape sequences in them reached the terminal (a probe).
+        // chose: escape sequences in them reached the terminal (a probe),
+        // and a name may spell the token it was sent before (another).
         other => format!(
             "connection failed: {}",
-            crate::text::shown(&other.to_string())
+            crate::text::shown(&taken_out(other.to_string(), secret, "[token]"))
         ),
     };
     Answer::NoAnswer { reason }

@@ -1311,3 +1311,111 @@ fn certificate_names_a_server_chose_are_shown_never_obeyed() {
         assert!(!raw(&said), "{command:?}: {said}");
     }
 }
+
+/// A forward credential is never shown however it comes back (a
+/// hostile-upstream probe, December 5): an HTTPS upstream's certificate
+/// made out to the token (a TLS failure quotes its names; the token was on
+/// the status page, which asks for no token), an MQTT broker's made out to
+/// the password, and a refusal echoing the token percent-encoded twice, as
+/// a JSON escape outside an `error` field, in base64, and the URL's query.
+#[test]
+fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let dir = tempfile::tempdir().unwrap();
+    let token = "fwdsecret0123456789abcdef";
+    let password = "mqttpw-secret-4242";
+    let (http_dir, mqtt_dir) = (dir.path().join("http"), dir.path().join("mqtt"));
+    std::fs::create_dir(&http_dir).unwrap();
+    std::fs::create_dir(&mqtt_dir).unwrap();
+    let (http_ca, cert, key) = certificates_for(&http_dir, &format!("{token}.example"));
+    let (mqtt_ca, mqtt_cert, mqtt_key) =
+        certificates_for(&mqtt_dir, &format!("{password}.example"));
+    // Both CAs trusted: each failure is the name's, quoting it.
+    let ca = dir.path().join("cas.pem");
+    let both =
+        std::fs::read_to_string(&http_ca).unwrap() + &std::fs::read_to_string(&mqtt_ca).unwrap();
+    std::fs::write(&ca, both).unwrap();
+    let up = upstream(dir.path(), 0);
+    let https = https_front(up.addr, &cert, &key);
+    let mqtts = https_front(up.addr, &mqtt_cert, &mqtt_key);
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = Receiver::spawn(
+        binary()
+            .env("AUTOPI_RX_FORWARD_TOKEN", token)
+            .env("AUTOPI_RX_MQTT_USERNAME", "bench")
+            .env("AUTOPI_RX_MQTT_PASSWORD", password)
+            .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+            .args(["--forward", &format!("https://127.0.0.1:{https}/in")])
+            .args(["--forward", &format!("mqtts://127.0.0.1:{mqtts}/fleet")])
+            .args(["--forward-ca", ca.to_str().unwrap()]),
+    );
+    upload(&rx, &batch(1));
+    let shown = |t: &str| {
+        t.contains(token) || t.contains(password) || t.contains(&b64(token)) || t.contains("4242")
+    };
+    // Each target's first note of being down, in whichever order they come.
+    let mut down = std::collections::BTreeMap::new();
+    while down.len() < 2 {
+        let note = forward_note(&rx, "down", |v| {
+            !down.contains_key(&v["forward"].as_str().unwrap_or("")[..5])
+        });
+        let target = note["forward"].as_str().unwrap()[..5].to_string();
+        down.insert(target, note);
+    }
+    for note in down.values() {
+        let error = note["error"].as_str().unwrap();
+        assert!(!shown(error), "{note}");
+        assert!(
+            error.contains(".example"),
+            "the names are still said: {note}"
+        );
+    }
+    let page = status_page(&rx);
+    assert!(page.contains("[forward token].example"), "{page}");
+    assert!(page.contains("[mqtt password].example"), "{page}");
+    assert!(!shown(&page), "{page}");
+    rx.stop();
+    assert!(!shown(&rx.stderr()));
+    assert!(!shown(&rx.remaining_stdout().join("\n")));
+    drop(up);
+
+    // An upstream echoing the token and the query in a refusal.
+    let secret = "Fw0rdT0ken/Secret+xyz9876";
+    let query = "key=QUERYSECRET42";
+    let echo = format!(
+        r#"{{"headers":{{"authorization":"token Fw0rdT0ken/Secret\u002Bxyz9876","basic":"{}"}},"url":"/in?{query}","twice":"Fw0rdT0ken%252FSecret%252Bxyz9876"}}"#,
+        b64(&format!("token {secret}"))
+    );
+    let answer = format!(
+        "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n{echo}",
+        echo.len()
+    );
+    let refuser = ScriptedServer::start(vec![Scripted::Answer(answer.into_bytes())]);
+    let capture = dir.path().join("echoed.jsonl");
+    let mut rx = Receiver::spawn(
+        binary()
+            .env("AUTOPI_RX_FORWARD_TOKEN", secret)
+            .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+            .args(["--forward", &format!("{}in?{query}", refuser.url)]),
+    );
+    upload(&rx, &batch(2));
+    let note = forward_note(&rx, "", |v| v["parked"] != 0);
+    let shown = |t: &str| {
+        t.contains("Fw0rd")
+            || t.contains("xyz9876")
+            || t.contains("QUERYSECRET")
+            || t.contains(&b64(&format!("token {secret}")))
+    };
+    let reason = note["last_parked"].as_str().unwrap();
+    assert!(reason.starts_with("401: "), "{note}");
+    assert!(reason.contains("[forward token]"), "{note}");
+    assert!(!shown(reason), "{note}");
+    let page = status_page(&rx);
+    assert!(!shown(&page), "{page}");
+    rx.stop();
+    let log = std::fs::read_to_string(dir.path().join("echoed.jsonl.forward.parked")).unwrap();
+    assert!(log.contains("[forward token]"), "{log}");
+    assert!(!shown(&log), "{log}");
+    assert!(!shown(&rx.stderr()));
+    assert!(!shown(&rx.remaining_stdout().join("\n")));
+}

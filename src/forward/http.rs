@@ -3,7 +3,8 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
-use crate::upload::{reason_from_cleaned, retry_after, taken_out};
+use crate::scrub::taken_out;
+use crate::upload::{reason_from_cleaned, retry_after};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,8 @@ pub struct HttpTarget {
     pub name: String,
     /// The whole `authorization` header value; never shown.
     authorization: Option<String>,
+    /// The URL's query (which may hold a key); never shown.
+    query: Option<String>,
     /// CA certificates (DER) trusted instead of the Mozilla roots.
     ca: Option<Arc<Vec<Vec<u8>>>>,
 }
@@ -56,6 +59,7 @@ impl HttpTarget {
             return Err("the --forward-token (or AUTOPI_RX_FORWARD_TOKEN) holds characters a header cannot carry".into());
         }
         Ok(HttpTarget {
+            query: uri.query().filter(|q| !q.is_empty()).map(str::to_owned),
             url: url.to_string(),
             name: format!(
                 "{}://{}{}",
@@ -66,6 +70,20 @@ impl HttpTarget {
             authorization,
             ca: credentials.ca.clone(),
         })
+    }
+}
+
+impl HttpTarget {
+    /// What is never shown, with what is shown in its place: the token,
+    /// and the URL's query, where an answer quotes them.
+    pub fn secrets(&self) -> Vec<(String, &'static str)> {
+        let token = self
+            .authorization
+            .as_deref()
+            .and_then(|a| a.split_once(' '))
+            .map(|(_, credential)| (credential.to_string(), "[forward token]"));
+        let query = self.query.clone().map(|q| (q, "[query]"));
+        token.into_iter().chain(query).collect()
     }
 }
 

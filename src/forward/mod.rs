@@ -49,6 +49,15 @@ impl Target {
             Target::Mqtt(t) => &t.name,
         }
     }
+
+    /// What is never shown (credentials, a URL's query), with what is
+    /// shown in its place.
+    fn secrets(&self) -> Vec<(String, &'static str)> {
+        match self {
+            Target::Http(t) => t.secrets(),
+            Target::Mqtt(t) => t.secrets(),
+        }
+    }
 }
 
 /// Everything the forwarders need, already checked.
@@ -279,6 +288,7 @@ pub fn start(
             synced_lines: durable.lines(),
             done_lines: 0,
             last_noted: None,
+            secrets: target.secrets(),
         };
         let index = job.index;
         let sink: Box<dyn Deliver> = match target {
@@ -438,6 +448,9 @@ struct Job {
     done_lines: u64,
     /// What the last headless note said: state, parked, error.
     last_noted: Option<(&'static str, u64, Option<String>)>,
+    /// The target's credentials and query, taken out of every reason
+    /// before it is kept or shown, with what is shown in their place.
+    secrets: Vec<(String, &'static str)>,
 }
 
 /// The state a headless note names. Uploads arriving while the target is
@@ -626,6 +639,7 @@ impl Job {
     /// Parks a line and moves past it; false when the cursor cannot be
     /// saved and a stop came while waiting to try again.
     fn park(&mut self, span: &Span<'_>, received: String, reason: String) -> bool {
+        let reason = self.scrubbed(reason);
         let parked = Parked {
             offset: span.start,
             received,
@@ -677,9 +691,20 @@ impl Job {
         // Shown on the screen, the status page and headless lines; a TLS
         // failure names the certificate's names, chosen by the server
         // (escape sequences in them reached terminals, found by a probe).
-        let error = crate::text::shown(&error).into_owned();
+        let error = crate::text::shown(&self.scrubbed(error)).into_owned();
         self.status.link = Link::Down { since, error };
         self.publish();
+    }
+
+    /// `text` without the target's secrets, in any spelling (see
+    /// `scrub::taken_out`): every reason passes here, also those made from
+    /// no answer of the upstream's (a TLS failure quotes the certificate's
+    /// names, which the server chose, and may spell the token it was sent
+    /// earlier: a probe's finding).
+    fn scrubbed(&self, text: String) -> String {
+        self.secrets.iter().fold(text, |text, (secret, label)| {
+            crate::scrub::taken_out(text, Some(secret), label)
+        })
     }
 
     /// Shows the state; a change of state, or a new parked batch, is also

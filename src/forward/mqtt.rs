@@ -52,6 +52,16 @@ impl std::fmt::Debug for MqttTarget {
 }
 
 impl MqttTarget {
+    /// What is never shown, with what is shown in its place: the password,
+    /// where a broker's answer (or its certificate) quotes it.
+    pub fn secrets(&self) -> Vec<(String, &'static str)> {
+        self.password
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| (p.clone(), "[mqtt password]"))
+            .collect()
+    }
+
     pub fn parse(url: &str, credentials: &super::Credentials) -> Result<MqttTarget, String> {
         let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
         let tls = scheme.eq_ignore_ascii_case("mqtts");
