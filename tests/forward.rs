@@ -1329,7 +1329,7 @@ fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
     std::fs::create_dir(&mqtt_dir).unwrap();
     let (http_ca, cert, key) = certificates_for(&http_dir, &format!("{token}.example"));
     let (mqtt_ca, mqtt_cert, mqtt_key) =
-        certificates_for(&mqtt_dir, &format!("{password}.example"));
+        certificates_for(&mqtt_dir, &format!("{password}.benchuser77.example"));
     // Both CAs trusted: each failure is the name's, quoting it.
     let ca = dir.path().join("cas.pem");
     let both =
@@ -1342,7 +1342,7 @@ fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
     let mut rx = Receiver::spawn(
         binary()
             .env("AUTOPI_RX_FORWARD_TOKEN", token)
-            .env("AUTOPI_RX_MQTT_USERNAME", "bench")
+            .env("AUTOPI_RX_MQTT_USERNAME", "benchuser77")
             .env("AUTOPI_RX_MQTT_PASSWORD", password)
             .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
             .args(["--forward", &format!("https://127.0.0.1:{https}/in")])
@@ -1351,7 +1351,11 @@ fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
     );
     upload(&rx, &batch(1));
     let shown = |t: &str| {
-        t.contains(token) || t.contains(password) || t.contains(&b64(token)) || t.contains("4242")
+        t.contains(token)
+            || t.contains(password)
+            || t.contains(&b64(token))
+            || t.contains("4242")
+            || t.contains("benchuser77")
     };
     // Each target's first note of being down, in whichever order they come.
     let mut down = std::collections::BTreeMap::new();
@@ -1372,7 +1376,10 @@ fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
     }
     let page = status_page(&rx);
     assert!(page.contains("[forward token].example"), "{page}");
-    assert!(page.contains("[mqtt password].example"), "{page}");
+    assert!(
+        page.contains("[mqtt password].[mqtt username].example"),
+        "{page}"
+    );
     assert!(!shown(&page), "{page}");
     rx.stop();
     assert!(!shown(&rx.stderr()));
