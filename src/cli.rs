@@ -403,6 +403,19 @@ pub struct ReceiveArgs {
     /// roots) for https:// and mqtts:// forward targets.
     #[arg(long, value_name = "FILE", requires = "forward")]
     pub forward_ca: Option<PathBuf>,
+
+    /// How long an HTTP forward target may keep us waiting at any one step
+    /// (connecting, taking each piece of the body, answering once it has
+    /// it); a large batch to a slow upstream has all the time it needs as
+    /// long as it keeps taking it.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        requires = "forward",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub forward_timeout: u64,
 }
 
 /// The token for HTTP forward targets, when --forward-token is not given.
@@ -530,6 +543,7 @@ impl ReceiveArgs {
             )?,
             forward_all: self.forward_all,
             forward_ca: self.forward_ca,
+            forward_timeout: std::time::Duration::from_secs(self.forward_timeout),
             mqtt_username: std::env::var(MQTT_USERNAME_ENV).ok(),
             mqtt_password: std::env::var(MQTT_PASSWORD_ENV).ok(),
         })

@@ -59,6 +59,8 @@ pub struct Settings {
     pub forward_all: bool,
     /// `--forward-ca`: a PEM file of CAs to trust instead of the Mozilla roots.
     pub forward_ca: Option<PathBuf>,
+    /// `--forward-timeout`: the longest wait on an HTTP target at any step.
+    pub forward_timeout: std::time::Duration,
     pub mqtt_username: Option<String>,
     pub mqtt_password: Option<String>,
 }
@@ -187,6 +189,7 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
         mqtt_username: settings.mqtt_username.clone(),
         mqtt_password: settings.mqtt_password.clone(),
         ca,
+        timeout: Some(settings.forward_timeout),
     };
     let targets: Vec<forward::Target> = settings
         .forward

@@ -1426,3 +1426,93 @@ fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
     assert!(!shown(&rx.stderr()));
     assert!(!shown(&rx.remaining_stdout().join("\n")));
 }
+
+/// A large batch reaches an upstream that takes it slowly but steadily: one
+/// timeout for the whole POST (30 s) never let a 3 MB batch reach an
+/// upstream taking 64 KiB a second, tried again for ever with every later
+/// batch waiting behind it, the upstream given the whole batch at each try
+/// (a hostile-upstream probe, December 5). Here at `--forward-timeout 2`,
+/// a 400 kB batch taken at 64 KiB a second (about 6 s), and small ones
+/// after it: each delivered once, in order.
+#[test]
+fn a_large_batch_reaches_an_upstream_that_takes_it_slowly() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (got, bodies) = crossbeam_channel::unbounded::<usize>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let got = got.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::with_capacity(1024, stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    // A slow link: 16 KiB each quarter of a second.
+                    let mut body = vec![0u8; length];
+                    for piece in body.chunks_mut(16 * 1024) {
+                        if reader.read_exact(piece).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    let _ = got.send(length);
+                    if out
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.jsonl");
+    let rx = forwarder(
+        &capture,
+        &format!("http://127.0.0.1:{port}/in"),
+        &["--forward-timeout", "2"],
+    );
+    let records: Vec<String> = (0..2_000)
+        .map(|i| {
+            format!(
+                r#"{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":{i},"pad":"{}"}}"#,
+                "x".repeat(150)
+            )
+        })
+        .collect();
+    let large = format!("[{}]", records.join(","));
+    assert!(large.len() > 350_000);
+    upload(&rx, large.as_bytes());
+    upload(&rx, &batch(1));
+    upload(&rx, &batch(2));
+    let first = bodies
+        .recv_timeout(DEADLINE)
+        .expect("the large batch taken");
+    assert_eq!(first, large.len());
+    for _ in 0..2 {
+        let small = bodies
+            .recv_timeout(DEADLINE)
+            .expect("the small ones after it");
+        assert!(small < 1_000, "{small}");
+    }
+    let note = forward_note(&rx, "up", |v| v["forwarded"] == 3);
+    assert_eq!(note["pending"], 0, "{note}");
+    // Nothing was sent twice.
+    assert!(bodies.recv_timeout(Duration::from_millis(500)).is_err());
+}

@@ -15,8 +15,16 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use super::{Attempt, Deliver};
 use crate::capture::OutboxLine;
 
-/// How long one POST may take before it counts as failed and is retried.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an upstream may keep a POST waiting at any one step (see
+/// `Http::new`) before it counts as failed and is retried, unless
+/// `--forward-timeout` says otherwise.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest an upstream may read a body, in bytes a second (256 kbit/s):
+/// a body of N bytes has `timeout` + N / this to be taken, and as long
+/// again for the answer once it was all sent (the socket buffers take a
+/// few MB at once, so the upstream may still be reading it then): 33 s for
+/// a device's 100 kB, about 17 min for 32 MiB, each at the default.
+const SLOWEST_TAKE: u64 = 32 * 1024;
 
 /// A checked `--forward http(s)://…` target.
 #[derive(Clone)]
@@ -28,6 +36,8 @@ pub struct HttpTarget {
     authorization: Option<String>,
     /// The URL's query (which may hold a key); never shown.
     query: Option<String>,
+    /// `--forward-timeout`.
+    timeout: Duration,
     /// CA certificates (DER) trusted instead of the Mozilla roots.
     ca: Option<Arc<Vec<Vec<u8>>>>,
 }
@@ -60,6 +70,7 @@ impl HttpTarget {
         }
         Ok(HttpTarget {
             query: uri.query().filter(|q| !q.is_empty()).map(str::to_owned),
+            timeout: credentials.timeout.unwrap_or(TIMEOUT),
             url: url.to_string(),
             name: format!(
                 "{}://{}{}",
@@ -117,9 +128,21 @@ pub struct Http {
 }
 
 impl Http {
+    /// Each step of a POST has `target.timeout`: resolving, connecting
+    /// (TLS included), sending the head, each write of the body; the body
+    /// in the whole, and the answer's head once it is sent, have more the
+    /// larger the body is (`body_timeout`), and the answer's body
+    /// `ANSWER_BODY_TIMEOUT`. One timeout for the whole POST (until
+    /// December 5) never let a 3 MB batch reach an upstream taking 64 KiB
+    /// a second: tried again for ever, everything behind it waiting, and
+    /// the upstream given the whole batch at each try (a probe's finding).
     pub fn new(target: HttpTarget) -> Http {
+        let step = Some(target.timeout);
         let config = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
+            .timeout_resolve(step)
+            .timeout_connect(step)
+            .timeout_send_request(step)
+            .timeout_per_write(step)
             .timeout_recv_body(Some(ANSWER_BODY_TIMEOUT))
             .http_status_as_error(false)
             .max_redirects(0)
@@ -165,11 +188,17 @@ impl Deliver for Http {
         if let Some(a) = &self.target.authorization {
             request = request.header("authorization", a);
         }
+        let whole = body_timeout(self.target.timeout, body.len());
+        let request = request
+            .config()
+            .timeout_send_body(Some(whole))
+            .timeout_recv_response(Some(whole))
+            .build();
         let mut response = match request.send(&body[..]) {
             Ok(r) => r,
-            Err(ureq::Error::Timeout(_)) => {
+            Err(ureq::Error::Timeout(which)) => {
                 return Attempt::Retry {
-                    error: format!("no answer within {} s", TIMEOUT.as_secs()),
+                    error: timed_out(which, self.target.timeout, whole, body.len()),
                     after: None,
                 };
             }
@@ -200,6 +229,32 @@ impl Deliver for Http {
             .take(ANSWER_BODY_MOST)
             .read_to_end(&mut answer);
         judged(status, &answer, retry_after, location, credential)
+    }
+}
+
+/// The most time a body of `len` bytes has to be taken, and then to be
+/// answered (see `SLOWEST_TAKE`).
+fn body_timeout(step: Duration, len: usize) -> Duration {
+    step + Duration::from_secs(len as u64 / SLOWEST_TAKE)
+}
+
+/// What a timeout of step `which` says: which step the upstream kept us
+/// waiting at.
+fn timed_out(which: ureq::Timeout, step: Duration, whole: Duration, len: usize) -> String {
+    let (step, whole) = (step.as_secs(), whole.as_secs());
+    match which {
+        ureq::Timeout::Resolve => format!("its name not resolved within {step} s"),
+        ureq::Timeout::Connect => format!("not connected within {step} s"),
+        ureq::Timeout::PerWrite | ureq::Timeout::SendRequest => {
+            format!("it took nothing more of the request for {step} s")
+        }
+        ureq::Timeout::SendBody => {
+            format!("the {len}-byte body not taken within {whole} s ({step} s, and 1 s per 32 KiB)")
+        }
+        ureq::Timeout::RecvResponse if whole > step => format!(
+            "no answer within {whole} s of the {len}-byte body ({step} s, and 1 s per 32 KiB)"
+        ),
+        _ => format!("no answer within {step} s"),
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Credentials {
     pub mqtt_password: Option<String>,
     /// CA certificates (DER) trusted instead of the Mozilla roots.
     pub ca: Option<Arc<Vec<Vec<u8>>>>,
+    /// `--forward-timeout` (HTTP targets); none given: `http::TIMEOUT`.
+    pub timeout: Option<Duration>,
 }
 
 /// Reads the CA certificates of a PEM file (`--forward-ca`).
