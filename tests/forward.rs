@@ -1446,22 +1446,7 @@ fn a_large_batch_reaches_an_upstream_that_takes_it_slowly() {
             std::thread::spawn(move || {
                 let mut reader = BufReader::with_capacity(1024, stream.try_clone().unwrap());
                 let mut out = stream;
-                loop {
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some((name, value)) = line.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().unwrap();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
+                while let Some((_, length)) = read_head(&mut reader) {
                     // A slow link: 16 KiB each quarter of a second.
                     let mut body = vec![0u8; length];
                     for piece in body.chunks_mut(16 * 1024) {

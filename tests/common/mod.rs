@@ -574,6 +574,16 @@ pub fn scripted_upstream(
 /// ends) and its body, as long as its `Content-Length` says; None at the
 /// end of the connection or when the body is cut short.
 pub fn read_request(reader: &mut impl BufRead) -> Option<Got> {
+    let (head, length) = read_head(reader)?;
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Got { head, body })
+}
+
+/// Reads a request's head from `reader`: its lines (without their line
+/// ends) and what its `Content-Length` says (0 without one); None at the
+/// end of the connection.
+pub fn read_head(reader: &mut impl BufRead) -> Option<(Vec<String>, usize)> {
     let mut head = Vec::new();
     let mut length = 0usize;
     loop {
@@ -583,7 +593,7 @@ pub fn read_request(reader: &mut impl BufRead) -> Option<Got> {
         }
         let line = line.trim_end_matches(['\r', '\n']).to_string();
         if line.is_empty() {
-            break;
+            return Some((head, length));
         }
         if let Some((name, value)) = line.split_once(':')
             && name.eq_ignore_ascii_case("content-length")
@@ -592,9 +602,6 @@ pub fn read_request(reader: &mut impl BufRead) -> Option<Got> {
         }
         head.push(line);
     }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Got { head, body })
 }
 
 fn serve_scripted(
