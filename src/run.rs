@@ -634,7 +634,9 @@ fn screen_setup(
         urls,
         url_note,
         tokens,
-        capture_path: crate::text::path(&running.capture_path()).to_string(),
+        // The path itself (the save key `s` writes beside it); the screen
+        // draws no invisible character of it.
+        capture_path: running.capture_path().display().to_string(),
         capture_bytes: None,
         dropped_events: 0,
         demo,

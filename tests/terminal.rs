@@ -757,3 +757,43 @@ fn a_terminal_closing_under_a_closed_stderr_ends_the_run_without_abort() {
     assert!(code < 128, "ended by signal {}", code - 128);
     let _ = child.wait();
 }
+
+/// The save key `s` writes beside the capture whatever its folder is
+/// called: the capture's path was kept written for a terminal (`\u{9}` for
+/// a tab) for a day, and saving then looked for a folder of that name (a
+/// reviewer's finding, December 5).
+#[test]
+fn a_body_is_saved_beside_a_capture_in_a_folder_with_a_tab_in_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("cap\tdir");
+    std::fs::create_dir(&folder).unwrap();
+    let capture = folder.join("c.jsonl");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--capture",
+        capture.to_str().unwrap(),
+        "--token",
+        TOKEN,
+    ];
+    let mut tty = Tty::launch(dir, "exec \"$0\" \"$@\"", &args);
+    let addr = tty.addr();
+    tty.wait_screen("Position");
+    let body = std::fs::read(samples().join("guide-examples/track-pos.json")).unwrap();
+    let ok = post(addr, &[("authorization", &format!("token {TOKEN}"))], &body);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    tty.wait_screen("57.022410°");
+    tty.press("2");
+    tty.wait_screen("Enter opens");
+    tty.press("\r");
+    tty.press("s");
+    tty.wait_screen("body saved to");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+    let saved: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(saved, ["c-request-1.json"], "{saved:?}");
+}
