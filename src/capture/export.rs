@@ -387,7 +387,9 @@ pub fn geojson(
     let tracks = collect_fixes(paths, filter, true, &mut written)?;
     // Bidi, C1 and DEL in a device's strings written as JSON escapes (the
     // same values): the file may be shown on a terminal (stdout).
-    let mut fw = FeatureWriter::from_writer(io::BufWriter::new(crate::text::JsonEscaper::new(out)));
+    let mut fw = FeatureWriter::from_writer(io::BufWriter::new(crate::text::JsonEscaper::new(
+        io::BufWriter::new(out),
+    )));
     let gj_err = |e: geojson::Error| ExportError(format!("writing GeoJSON: {e}"));
     for (unit, fixes) in &tracks.devices {
         for (n, drive) in drives(fixes).into_iter().enumerate() {
