@@ -9,56 +9,108 @@
 
 use base64::Engine as _;
 
-/// Rounds of decoding tried (percent-encoding of percent-encoding, JSON
-/// escapes inside percent-encoding, and so on).
+/// Decodings applied one after another, each of the three at each step
+/// (percent-encoding of percent-encoding, JSON escapes inside
+/// percent-encoding, base64 behind a JSON escape, and so on).
 const DECODINGS: usize = 4;
+/// Times the search starts over on what it took the secret out of, for
+/// a text that spells it several ways.
+const SEARCHES: usize = 8;
+/// Secrets shorter than this are not looked for once whitespace and
+/// invisible characters are taken out (found in too much ordinary text).
+const SPLIT_SECRET_LEAST: usize = 8;
 
 /// `text` with `secret` taken out, written as `label`. Found:
 /// - as it is, and as a JSON writer quoting it spells it (`"` and `\`
 ///   escaped; `/` as `\/`, PHP's default; `&`, `<`, `>` as `\u0026`…,
 ///   Go's): replaced in place;
-/// - after percent-decoding, JSON escapes (`\u002F`, .NET's default for
-///   `+`) and HTML character references, in any mix and up to four deep:
-///   the decoded text is then what is shown, with the secret replaced (as
-///   the receiver shows a request's decoded path);
 /// - inside base64 (standard or URL-safe, any alignment: `token T` and
 ///   `Basic`-like echoes): the base64 run is replaced;
+/// - after percent-decoding, JSON escapes (`\u002F`, .NET's default for
+///   `+`) and HTML character references, one after another in any order
+///   up to four deep, base64 included at each step: the decoded text is
+///   then what is shown, with the secret replaced (as the receiver shows a
+///   request's decoded path);
 /// - split by whitespace or invisible characters (a line folded in the
-///   middle of it): the whole text is withheld, saying why.
+///   middle of it), for a secret of 8 characters or more: the whole text
+///   is withheld, saying why.
+///
+/// The text it gives back may hold what a decoding made of escapes (line
+/// ends, controls): the caller shows it as it shows any answer's text.
 pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
     let Some(secret) = secret.filter(|c| !c.is_empty()) else {
         return text;
     };
     let spellings = spellings(secret);
     let replaced = |text: String| {
-        spellings
+        let text = spellings
             .iter()
-            .fold(text, |text, spelling| text.replace(spelling, label))
+            .fold(text, |text, spelling| text.replace(spelling, label));
+        without_base64_of(text, secret, label)
     };
     let mut text = replaced(text);
-    let mut probe = text.clone();
-    for _ in 0..DECODINGS {
-        let next = decoded_once(&probe);
-        if next == probe {
-            break;
-        }
-        probe = next;
-        if spellings.iter().any(|s| probe.contains(s.as_str())) {
-            text = replaced(probe);
-            probe = text.clone();
+    for _ in 0..SEARCHES {
+        match decoded_holding(&text, &spellings, secret) {
+            Some(decoded) => text = replaced(decoded),
+            None => break,
         }
     }
-    let text = without_base64_of(text, secret, label);
-    let compact: String = text
-        .chars()
-        .filter(|&c| !c.is_whitespace() && !crate::text::is_invisible(c))
-        .collect();
-    if compact.contains(secret) {
-        return format!(
-            "(not shown: it quotes {label} split across lines or by invisible characters)"
-        );
+    if secret.chars().count() >= SPLIT_SECRET_LEAST {
+        // Its own label, where it replaced the secret, is no secret.
+        let compact: String = text
+            .replace(label, " ")
+            .chars()
+            .filter(|&c| !c.is_whitespace() && !crate::text::is_invisible(c))
+            .collect();
+        if compact.contains(secret) {
+            return format!(
+                "(not shown: it quotes {label} split across lines or by invisible characters)"
+            );
+        }
     }
     text
+}
+
+/// `text` with each of `secrets` taken out, the longest first (a query
+/// holding the token is taken out whole, not left with the token's label
+/// inside it).
+pub fn all_taken_out(text: String, secrets: &[(String, &str)]) -> String {
+    let mut order: Vec<&(String, &str)> = secrets.iter().collect();
+    order.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
+    order.into_iter().fold(text, |text, (secret, label)| {
+        taken_out(text, Some(secret), label)
+    })
+}
+
+/// The first of `text`'s decodings (each of the three, one after another
+/// up to `DECODINGS` deep) that holds the secret, in a spelling or in
+/// base64; None when none does.
+fn decoded_holding(text: &str, spellings: &[String], secret: &str) -> Option<String> {
+    let decoders: [fn(&str) -> String; 3] = [percent_decoded, json_unescaped, html_decoded];
+    let mut seen = std::collections::HashSet::new();
+    let mut step = vec![text.to_string()];
+    for _ in 0..DECODINGS {
+        let mut next = Vec::new();
+        for candidate in &step {
+            for decode in decoders {
+                let decoded = decode(candidate);
+                if decoded == *candidate || !seen.insert(decoded.clone()) {
+                    continue;
+                }
+                if spellings.iter().any(|s| decoded.contains(s.as_str()))
+                    || base64_holds(&decoded, secret)
+                {
+                    return Some(decoded);
+                }
+                next.push(decoded);
+            }
+        }
+        if next.is_empty() {
+            return None;
+        }
+        step = next;
+    }
+    None
 }
 
 /// The secret as sent and as JSON writers quote it.
@@ -86,12 +138,14 @@ fn spellings(secret: &str) -> Vec<String> {
     all
 }
 
-/// One round of the decodings an echo may have gone through: percent-
-/// encoding, JSON string escapes, HTML character references.
-fn decoded_once(text: &str) -> String {
-    let text = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
-    let text = json_unescaped(&text);
-    html_escape::decode_html_entities(&text).into_owned()
+fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn html_decoded(text: &str) -> String {
+    html_escape::decode_html_entities(text).into_owned()
 }
 
 /// `text` with JSON's backslash escapes read (`\uXXXX`, surrogate pairs
@@ -151,60 +205,78 @@ fn json_unescaped(text: &str) -> String {
 
 /// `text` with each run of base64 characters whose decoding holds `secret`
 /// (at any of the four places a run may be cut into groups, in either
-/// alphabet) replaced by `label`.
+/// alphabet) replaced by `label`, its padding with it.
 fn without_base64_of(text: String, secret: &str, label: &str) -> String {
-    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_');
-    // Base64 of the secret alone is a third longer than it.
-    let shortest = secret.len() * 4 / 3;
-    let mut runs = Vec::new();
-    let mut start = None;
-    for (at, c) in text.char_indices().chain([(text.len(), ' ')]) {
-        match (start, is_b64(c)) {
-            (None, true) => start = Some(at),
-            (Some(from), false) => {
-                if at - from >= shortest {
-                    runs.push(from..at);
-                }
-                start = None;
-            }
-            _ => {}
-        }
+    let holding: Vec<_> = base64_runs(&text, secret)
+        .filter(|run| run_holds(&text[run.clone()], secret))
+        .collect();
+    if holding.is_empty() {
+        return text;
     }
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    // A run cut at any place ends in bits that belong to no whole byte.
-    let lenient = GeneralPurposeConfig::new()
-        .with_decode_allow_trailing_bits(true)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    let engines = [
-        GeneralPurpose::new(&base64::alphabet::STANDARD, lenient),
-        GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient),
-    ];
-    let holds = |run: &str| {
-        (0..4).any(|skip| {
-            let Some(part) = run.get(skip..) else {
-                return false;
-            };
-            // Whole groups only, and a tail of two or three characters.
-            let usable = match part.len() % 4 {
-                1 => part.len() - 1,
-                _ => part.len(),
-            };
-            engines.iter().any(|engine| {
-                engine
-                    .decode(&part[..usable])
-                    .is_ok_and(|bytes| contains(&bytes, secret.as_bytes()))
-            })
-        })
-    };
     let mut out = text.clone();
-    for run in runs.into_iter().rev() {
-        if holds(&text[run.clone()]) {
-            // Its padding goes with it.
-            let padding = text[run.end..].bytes().take_while(|&b| b == b'=').count();
-            out.replace_range(run.start..run.end + padding, label);
-        }
+    for run in holding.into_iter().rev() {
+        let padding = text[run.end..].bytes().take_while(|&b| b == b'=').count();
+        out.replace_range(run.start..run.end + padding, label);
     }
     out
+}
+
+/// Whether a run of base64 in `text` decodes to what holds `secret`.
+fn base64_holds(text: &str, secret: &str) -> bool {
+    base64_runs(text, secret).any(|run| run_holds(&text[run], secret))
+}
+
+/// The runs of base64 characters in `text` long enough to hold `secret`
+/// (its base64 is a third longer than it).
+fn base64_runs<'a>(
+    text: &'a str,
+    secret: &str,
+) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_');
+    let shortest = secret.len() * 4 / 3;
+    let mut start = None;
+    text.char_indices()
+        .chain([(text.len(), ' ')])
+        .filter_map(move |(at, c)| match (start, is_b64(c)) {
+            (None, true) => {
+                start = Some(at);
+                None
+            }
+            (Some(from), false) => {
+                start = None;
+                (at - from >= shortest).then_some(from..at)
+            }
+            _ => None,
+        })
+}
+
+/// Whether `run` (base64 characters only) decodes to what holds `secret`,
+/// cut into groups at any of the four places, in either alphabet.
+fn run_holds(run: &str, secret: &str) -> bool {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // A run cut at any place ends in bits that belong to no whole byte.
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const ENGINES: [GeneralPurpose; 2] = [
+        GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT),
+        GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT),
+    ];
+    (0..4).any(|skip| {
+        let Some(part) = run.get(skip..) else {
+            return false;
+        };
+        // Whole groups only, and a tail of two or three characters.
+        let usable = match part.len() % 4 {
+            1 => part.len() - 1,
+            _ => part.len(),
+        };
+        ENGINES.iter().any(|engine| {
+            engine
+                .decode(&part[..usable])
+                .is_ok_and(|bytes| contains(&bytes, secret.as_bytes()))
+        })
+    })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -258,6 +330,48 @@ mod tests {
         assert_eq!(out(&format!("x {SECRET} y")), "x [forward token] y");
         let padded = format!("b64 {} end", STANDARD.encode(format!("token {SECRET}")));
         assert_eq!(out(&padded), "b64 [forward token] end");
+        // A secret holding `%XX` as well as `&` or `+`, HTML- or
+        // JSON-escaped: each decoding is tried on its own (percent-decoding
+        // first took the secret's own `%2F` away).
+        let mixed = |text: &str, secret: &str| taken_out(text.into(), Some(secret), "[query]");
+        assert_eq!(
+            mixed("<p>Not found: /x?key=a%2Fb&amp;v=1</p>", "key=a%2Fb&v=1"),
+            "<p>Not found: /x?[query]</p>"
+        );
+        for written in [r"p%41ss\u002Bword", "p%41ss&#43;word"] {
+            assert_eq!(mixed(written, "p%41ss+word"), "[query]", "{written}");
+        }
+        // Base64 behind a JSON escape (.NET's `\u002B`, PHP's `\/`).
+        for written in [
+            r#"{"echo":"token dG9rZW4gRncwcmQ/VDBrZW5\u002BU2VjcmV0PjA="}"#,
+            r#"{"echo":"dG9rZW4gRncwcmQ\/VDBrZW5+U2VjcmV0PjA="}"#,
+        ] {
+            let shown = taken_out(written.into(), Some("Fw0rd?T0ken~Secret>0"), "[t]");
+            assert!(shown.contains("[t]") && !shown.contains("dG9r"), "{shown}");
+        }
+        // A secret inside its own label is no echo of it; a short one is
+        // not looked for split.
+        let label = "[mqtt username]";
+        assert_eq!(
+            taken_out("no mqtt.lan".into(), Some("mqtt"), label),
+            "no [mqtt username].lan"
+        );
+        assert_eq!(
+            taken_out("bad username given".into(), Some("username"), label),
+            "bad [mqtt username] given"
+        );
+        // Several secrets, one inside another: the longest first.
+        let secrets = [
+            ("T0kenXYZ123".to_string(), "[forward token]"),
+            ("token=T0kenXYZ123&key=SECRETK99".to_string(), "[query]"),
+        ];
+        assert_eq!(
+            all_taken_out(
+                "Cannot POST /x?token=T0kenXYZ123&key=SECRETK99".into(),
+                &secrets
+            ),
+            "Cannot POST /x?[query]"
+        );
         // Split across lines: withheld.
         let folded = "Authorization: token Fw0rdT0ken\r\n /Secret+xyz9876";
         let shown = out(folded);
@@ -270,7 +384,9 @@ mod tests {
     }
 
     fn decoded_fully(text: &str) -> String {
-        (0..DECODINGS).fold(text.to_string(), |t, _| decoded_once(&t))
+        (0..DECODINGS).fold(text.to_string(), |t, _| {
+            html_decoded(&json_unescaped(&percent_decoded(&t)))
+        })
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! same body bytes with its `content-encoding` and `unit-id`, so the
 //! upstream cannot tell it from the device.
 
-use crate::scrub::taken_out;
+use crate::scrub::all_taken_out;
 use crate::upload::{reason_from_cleaned, retry_after};
 use std::io::Read;
 use std::sync::Arc;
@@ -86,14 +86,23 @@ impl HttpTarget {
 
 impl HttpTarget {
     /// What is never shown, with what is shown in its place: the token,
-    /// and the URL's query, where an answer quotes them.
+    /// and the URL's query, whole and each of its values of 8 characters
+    /// or more (a key quoted on its own), where an answer quotes them.
     pub fn secrets(&self) -> Vec<(String, &'static str)> {
         let token = self
             .authorization
             .as_deref()
             .and_then(|a| a.split_once(' '))
             .map(|(_, credential)| (credential.to_string(), "[forward token]"));
-        let query = self.query.clone().map(|q| (q, "[query]"));
+        let query = self.query.iter().flat_map(|q| {
+            let values = q
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').map(|(_, v)| v))
+                .filter(|v| v.chars().count() >= 8);
+            std::iter::once(q.as_str())
+                .chain(values)
+                .map(|s| (s.to_string(), "[query]"))
+        });
         token.into_iter().chain(query).collect()
     }
 }
@@ -213,12 +222,7 @@ impl Deliver for Http {
         let header = |name| response.headers().get(name)?.to_str().ok();
         let retry_after =
             header("retry-after").and_then(|v| retry_after(v, header("date"), SystemTime::now()));
-        let credential = self
-            .target
-            .authorization
-            .as_deref()
-            .and_then(|a| a.split_once(' '))
-            .map(|(_, credential)| credential);
+        let secrets = self.target.secrets();
         let location = header("location").map(str::to_owned);
         // Read to the end so the connection is reused; what came is kept
         // when the rest does not (its time or its size ran out).
@@ -228,7 +232,7 @@ impl Deliver for Http {
             .as_reader()
             .take(ANSWER_BODY_MOST)
             .read_to_end(&mut answer);
-        judged(status, &answer, retry_after, location, credential)
+        judged(status, &answer, retry_after, location, &secrets)
     }
 }
 
@@ -258,20 +262,21 @@ fn timed_out(which: ureq::Timeout, step: Duration, whole: Duration, len: usize) 
     }
 }
 
-/// `judge`, with our forward credential taken out of what the upstream
-/// said: the answer's text (decoded from a JSON `error`, which may spell it
-/// with any escapes) before the reason is cut from it (cut first, a
-/// credential near the cut was left in part), and the `Location` quoted in
-/// a redirect's reason. The status page, the headless output and the
-/// cursor file show the reason.
+/// `judge`, with the target's secrets (our forward credential, the URL's
+/// query) taken out of what the upstream said: the answer's text (decoded
+/// from a JSON `error`, which may spell it with any escapes) before the
+/// reason is cut from it (cut first, a secret near the cut was left in
+/// part: the query was, for a day), and the `Location` quoted in a
+/// redirect's reason. The status page, the headless output and the cursor
+/// file show the reason.
 fn judged(
     status: u16,
     answer: &[u8],
     retry_after: Option<Duration>,
     location: Option<String>,
-    credential: Option<&str>,
+    secrets: &[(String, &str)],
 ) -> Attempt {
-    let clean = |text: String| taken_out(text, credential, "[forward token]");
+    let clean = |text: String| all_taken_out(text, secrets);
     judge(status, answer, retry_after, location.map(clean), clean)
 }
 
@@ -383,6 +388,7 @@ mod tests {
     /// probe), and JSON-escaped as PHP writes it.
     #[test]
     fn an_answer_echoing_our_token_does_not_put_it_in_the_reason() {
+        let ours = [("s3cret/forward".to_string(), "[forward token]")];
         let near_the_cut = format!(r#"{{"error":"{}token s3cret/forward"}}"#, "x".repeat(181));
         // With escapes that are decoded only when the reason is made
         // (`\u0073` for `s`, as some JSON writers spell characters).
@@ -400,7 +406,7 @@ mod tests {
                 br#"{"headers":{"authorization":"token s3cret\/forward"}}"#,
             ),
         ] {
-            let attempt = judged(status, echo, None, None, Some("s3cret/forward"));
+            let attempt = judged(status, echo, None, None, &ours);
             let text = match attempt {
                 Attempt::Park { reason } => reason,
                 Attempt::Retry { error, .. } => error,
@@ -409,17 +415,32 @@ mod tests {
             assert!(!text.contains("s3cret"), "{status}: {text}");
             assert!(text.contains("[forward tok"), "{status}: {text}");
         }
+        // The URL's query, near the cut and quoted on its own: taken out
+        // before the cut, as the token is (a reviewer's finding).
+        let target = HttpTarget::parse(
+            "http://up.example/x?key=SUPERSECRETKEY1234",
+            &crate::forward::Credentials::default(),
+        )
+        .unwrap();
+        let echo = format!("{} key=SUPERSECRETKEY1234 trailing", "x".repeat(185));
+        for answer in [echo.as_str(), "invalid api key SUPERSECRETKEY1234"] {
+            let Attempt::Park { reason } =
+                judged(401, answer.as_bytes(), None, None, &target.secrets())
+            else {
+                panic!("parked");
+            };
+            assert!(!reason.contains("SUPERSEC"), "{reason}");
+        }
         // In a redirect's `Location`.
         let location = Some("https://up.example/?t=s3cret/forward".to_string());
-        let Attempt::Retry { error, .. } = judged(302, b"", None, location, Some("s3cret/forward"))
-        else {
+        let Attempt::Retry { error, .. } = judged(302, b"", None, location, &ours) else {
             panic!("a redirect is tried again");
         };
         assert!(error.contains("?t=[forward token]"), "{error}");
     }
 
     fn kind(status: u16) -> &'static str {
-        match judged(status, br#"{"error":"why"}"#, None, None, None) {
+        match judged(status, br#"{"error":"why"}"#, None, None, &[]) {
             Attempt::Delivered => "delivered",
             Attempt::Retry { .. } => "retry",
             Attempt::Park { .. } => "park",
@@ -450,7 +471,7 @@ mod tests {
         ] {
             assert_eq!(kind(status), want, "{status}");
         }
-        let Attempt::Park { reason } = judged(413, br#"{"error":"too big"}"#, None, None, None)
+        let Attempt::Park { reason } = judged(413, br#"{"error":"too big"}"#, None, None, &[])
         else {
             panic!("413 parks");
         };

@@ -641,7 +641,14 @@ impl Job {
     /// Parks a line and moves past it; false when the cursor cannot be
     /// saved and a stop came while waiting to try again.
     fn park(&mut self, span: &Span<'_>, received: String, reason: String) -> bool {
-        let reason = self.scrubbed(reason);
+        // On one line and with no control, as the reason was made: what
+        // the scrub decoded may hold them (a probe's `%1B]0;…` reached the
+        // status page raw, for a day).
+        let reason: String = self
+            .scrubbed(reason)
+            .chars()
+            .map(|c| if crate::text::is_invisible(c) { ' ' } else { c })
+            .collect();
         let parked = Parked {
             offset: span.start,
             received,
@@ -704,9 +711,7 @@ impl Job {
     /// names, which the server chose, and may spell the token it was sent
     /// earlier: a probe's finding).
     fn scrubbed(&self, text: String) -> String {
-        self.secrets.iter().fold(text, |text, (secret, label)| {
-            crate::scrub::taken_out(text, Some(secret), label)
-        })
+        crate::scrub::all_taken_out(text, &self.secrets)
     }
 
     /// Shows the state; a change of state, or a new parked batch, is also
