@@ -41,27 +41,55 @@ pub fn is_invisible(c: char) -> bool {
 /// it is escaped here with the rest (it reached terminals raw until
 /// December 5, found by a probe).
 pub fn escape_invisible(json: String) -> String {
-    if !json.chars().any(|c| c >= '\u{7f}' && is_invisible(c)) {
-        return json;
+    match json_escaped(&json) {
+        std::borrow::Cow::Borrowed(_) => json,
+        std::borrow::Cow::Owned(escaped) => escaped,
     }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if c >= '\u{7f}' && is_invisible(c) {
+}
+
+/// `text` (JSON, or a piece of it cut between characters) with every
+/// invisible character from DEL up written as a `\uXXXX` escape; borrowed
+/// when there is none.
+fn json_escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    // Copied up to `from`; looked at up to `next` (ASCII below DEL is
+    // passed over at a byte's cost: nearly all of what JSON holds).
+    let (mut from, mut next) = (0, 0);
+    while let Some(skip) = bytes[next..].iter().position(|&b| b >= 0x7f) {
+        let at = next + skip;
+        // A character's first byte: every one before it was passed over
+        // whole.
+        let Some(c) = text[at..].chars().next() else {
+            break;
+        };
+        next = at + c.len_utf8();
+        if is_invisible(c) {
+            out.push_str(&text[from..at]);
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
                 out.push_str(&format!("\\u{unit:04x}"));
             }
-        } else {
-            out.push(c);
+            from = next;
         }
     }
-    out
+    if from == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// `s`'s characters for one line of plain text: each invisible one (see
+/// `is_invisible`: controls, line ends, bidi controls) a space.
+pub fn on_one_line(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().map(|c| if is_invisible(c) { ' ' } else { c })
 }
 
 /// A writer of JSON text that writes every invisible character (see
 /// `is_invisible`; DEL and above, serde_json escaping the rest) as a
 /// `\uXXXX` escape on its way to `inner`, as `escape_invisible` does for
-/// a whole line: the same JSON values, shown rather than obeyed where the
+/// a whole line (the same `json_escaped`): the same JSON values, shown rather than obeyed where the
 /// text reaches a terminal. A character split between two writes is held
 /// until its last byte comes. What it is given must be UTF-8, as JSON is.
 pub struct JsonEscaper<W: std::io::Write> {
@@ -76,32 +104,6 @@ impl<W: std::io::Write> JsonEscaper<W> {
             inner,
             held: Vec::new(),
         }
-    }
-
-    /// Writes `text`, whole characters only, escaping what it must.
-    fn pass(&mut self, text: &str) -> std::io::Result<()> {
-        let bytes = text.as_bytes();
-        // Written from `from`; looked at from `next` (ASCII below DEL is
-        // passed over at a byte's cost: most of what a GeoJSON holds).
-        let (mut from, mut next) = (0, 0);
-        while let Some(skip) = bytes[next..].iter().position(|&b| b >= 0x7f) {
-            let at = next + skip;
-            // A character's first byte: every one before it was passed
-            // over whole.
-            let Some(c) = text[at..].chars().next() else {
-                break;
-            };
-            next = at + c.len_utf8();
-            if is_invisible(c) {
-                self.inner.write_all(&bytes[from..at])?;
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    write!(self.inner, "\\u{unit:04x}")?;
-                }
-                from = next;
-            }
-        }
-        self.inner.write_all(&bytes[from..])
     }
 }
 
@@ -131,7 +133,7 @@ impl<W: std::io::Write> std::io::Write for JsonEscaper<W> {
                 ));
             }
         };
-        self.pass(whole)?;
+        self.inner.write_all(json_escaped(whole).as_bytes())?;
         Ok(buf.len())
     }
 

@@ -253,11 +253,7 @@ pub fn reason_from_cleaned(body: &[u8], clean: impl Fn(String) -> String) -> Str
         .ok()
         .and_then(|v| v.get("error")?.as_str().map(str::to_owned));
     let text = clean(from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()));
-    let line: String = text
-        .chars()
-        .map(|c| if crate::text::is_invisible(c) { ' ' } else { c })
-        .take(REASON_CHARS)
-        .collect();
+    let line: String = crate::text::on_one_line(&text).take(REASON_CHARS).collect();
     match line.trim() {
         "" => "no reason given".to_string(),
         l => l.to_string(),

@@ -134,6 +134,8 @@ const ANSWER_BODY_MOST: u64 = 64 * 1024;
 pub struct Http {
     target: HttpTarget,
     agent: ureq::Agent,
+    /// `target.secrets()`, made once: taken out of every answer.
+    secrets: Vec<(String, &'static str)>,
 }
 
 impl Http {
@@ -164,6 +166,7 @@ impl Http {
             .tls_config(tls_config(target.ca.as_deref()))
             .build();
         Http {
+            secrets: target.secrets(),
             target,
             agent: config.into(),
         }
@@ -222,7 +225,6 @@ impl Deliver for Http {
         let header = |name| response.headers().get(name)?.to_str().ok();
         let retry_after =
             header("retry-after").and_then(|v| retry_after(v, header("date"), SystemTime::now()));
-        let secrets = self.target.secrets();
         let location = header("location").map(str::to_owned);
         // Read to the end so the connection is reused; what came is kept
         // when the rest does not (its time or its size ran out).
@@ -232,7 +234,7 @@ impl Deliver for Http {
             .as_reader()
             .take(ANSWER_BODY_MOST)
             .read_to_end(&mut answer);
-        judged(status, &answer, retry_after, location, &secrets)
+        judged(status, &answer, retry_after, location, &self.secrets)
     }
 }
 

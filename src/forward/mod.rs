@@ -644,11 +644,7 @@ impl Job {
         // On one line and with no control, as the reason was made: what
         // the scrub decoded may hold them (a probe's `%1B]0;…` reached the
         // status page raw, for a day).
-        let reason: String = self
-            .scrubbed(reason)
-            .chars()
-            .map(|c| if crate::text::is_invisible(c) { ' ' } else { c })
-            .collect();
+        let reason: String = crate::text::on_one_line(&self.scrubbed(reason)).collect();
         let parked = Parked {
             offset: span.start,
             received,
