@@ -65,10 +65,15 @@ fn json_escaped(text: &str) -> std::borrow::Cow<'_, str> {
         };
         next = at + c.len_utf8();
         if is_invisible(c) {
+            use std::fmt::Write as _;
+            if out.is_empty() {
+                out.reserve(text.len() + 16);
+            }
             out.push_str(&text[from..at]);
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{unit:04x}");
             }
             from = next;
         }
