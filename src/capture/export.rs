@@ -754,6 +754,17 @@ fn flat_keys(r: &Record<'_>) -> Vec<String> {
 /// 5 the later value won and the earlier was lost without a word, and a
 /// `unit_id` field made a second `unit_id` column.
 fn make_unique<'a>(names: impl Iterator<Item = &'a mut String>) {
+    let names: Vec<&mut String> = names.collect();
+    // Nearly every record has no name twice: told by borrowed names,
+    // without a copy of each.
+    let mut seen = HashSet::with_capacity(names.len());
+    if !names
+        .iter()
+        .any(|n| FIXED.contains(&n.as_str()) || !seen.insert(n.as_str()))
+    {
+        return;
+    }
+    drop(seen);
     let mut taken: HashSet<String> = FIXED.iter().map(|f| f.to_string()).collect();
     for name in names {
         if taken.contains(name.as_str()) {
