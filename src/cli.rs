@@ -23,6 +23,150 @@ pub struct Cli {
     pub receive: ReceiveArgs,
 }
 
+/// The flags whose value is a credential, and the label a refusal shows
+/// in its place.
+const CREDENTIAL_FLAGS: [(&str, &str); 2] = [
+    ("--token", "[token]"),
+    ("--forward-token", "[forward token]"),
+];
+
+/// The command line parsed as clap parses it, with two differences for a
+/// credential: one starting with `-` given after its flag (`--token
+/// -x9…`) is that flag's value, where clap would refuse it as an unknown
+/// flag and quote it; and a refusal that quotes a credential from the
+/// command line shows its label
+/// instead. Exits as clap does on a refusal, `--help` or `--version`.
+pub fn parse() -> Cli {
+    let args = credentials_as_values(std::env::args_os().collect());
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(refused) => {
+            if refused.use_stderr() {
+                let plain = refused.render().to_string();
+                let shown = words_taken_out(&plain, &credentials_in(&args));
+                if shown != plain {
+                    crate::say!("{}", shown.trim_end());
+                    std::process::exit(refused.exit_code());
+                }
+            }
+            refused.exit()
+        }
+    }
+}
+
+/// `text` with each of `credentials` replaced by its label where it stands
+/// as a word, as clap quotes an argument (`'…'`, after `=` or a space):
+/// a short credential inside a word of clap's own is left.
+fn words_taken_out(text: &str, credentials: &[(String, &str)]) -> String {
+    let mut order: Vec<&(String, &str)> = credentials.iter().collect();
+    order.sort_by_key(|(credential, _)| std::cmp::Reverse(credential.len()));
+    let bound = |c: Option<char>| c.is_none_or(|c| c.is_whitespace() || "'\"=,".contains(c));
+    let mut text = text.to_string();
+    for (credential, label) in order {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(credential.as_str()) {
+            let end = at + credential.len();
+            let before = rest[..at].chars().last().or_else(|| out.chars().last());
+            let word = bound(before) && bound(rest[end..].chars().next());
+            out.push_str(&rest[..at]);
+            out.push_str(if word { label } else { credential });
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        text = out;
+    }
+    text
+}
+
+/// Every flag of every command, as typed (`--listen`, `-h`).
+fn known_flags() -> Vec<String> {
+    fn walk(command: &clap::Command, into: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            into.extend(
+                arg.get_long_and_visible_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| format!("--{l}")),
+            );
+            into.extend(
+                arg.get_short_and_visible_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| format!("-{s}")),
+            );
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, into);
+        }
+    }
+    let mut flags: Vec<String> = ["--help", "-h", "--version", "-V"].map(String::from).into();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut flags);
+    flags
+}
+
+/// Whether `word` is one of `known` flags, alone or as `--flag=value`.
+fn names_a_flag(known: &[String], word: &str) -> bool {
+    let name = word.split('=').next().unwrap_or(word);
+    known.iter().any(|k| k == name)
+}
+
+/// `args` with a credential flag followed by a word starting with `-` that
+/// is no flag of ours written as `--token=-word`, so clap takes it as the
+/// value (a forgotten value followed by a flag stays a forgotten value).
+fn credentials_as_values(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let known = known_flags();
+    let mut out = Vec::with_capacity(args.len());
+    let mut words = args.into_iter();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            out.push(word);
+            out.extend(words);
+            break;
+        }
+        let credential_flag = CREDENTIAL_FLAGS.iter().any(|(flag, _)| word == *flag);
+        match words.as_slice().first().and_then(|next| next.to_str()) {
+            Some(next)
+                if credential_flag
+                    && next.starts_with('-')
+                    && next != "--"
+                    && !names_a_flag(&known, next) =>
+            {
+                let mut joined = word;
+                joined.push("=");
+                joined.push(next);
+                out.push(joined);
+                words.next();
+            }
+            _ => out.push(word),
+        }
+    }
+    out
+}
+
+/// The credentials given on the command line `args`, with their labels:
+/// the word after a credential flag and the value in `--token=…`.
+fn credentials_in(args: &[std::ffi::OsString]) -> Vec<(String, &'static str)> {
+    let mut found = Vec::new();
+    for (i, word) in args.iter().enumerate() {
+        let Some(word) = word.to_str() else { continue };
+        for (flag, label) in CREDENTIAL_FLAGS {
+            let value = if word == flag {
+                args.get(i + 1)
+                    .and_then(|next| next.to_str())
+                    .filter(|next| !next.starts_with('-'))
+            } else {
+                word.strip_prefix(flag)
+                    .and_then(|rest| rest.strip_prefix('='))
+            };
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                found.push((value.to_string(), label));
+            }
+        }
+    }
+    found
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Act as an AutoPi device uploading a generated drive (also a load generator).
@@ -638,4 +782,55 @@ fn check_token(token: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_is_taken_out_where_it_stands_as_a_word() {
+        let credentials = [
+            ("a".to_string(), "[token]"),
+            ("x9-long".to_string(), "[forward token]"),
+        ];
+        assert_eq!(
+            words_taken_out(
+                "error: invalid value 'a' for '--scheme': a value, x9-longer, =x9-long",
+                &credentials
+            ),
+            "error: invalid value '[token]' for '--scheme': [token] value, x9-longer, =[forward token]"
+        );
+    }
+
+    #[test]
+    fn a_dashed_credential_becomes_its_flags_value_and_a_flag_stays_a_flag() {
+        let args = |words: &[&str]| words.iter().map(std::ffi::OsString::from).collect();
+        assert_eq!(
+            credentials_as_values(args(&["x", "--token", "-t1", "--forward-token", "--t2"])),
+            args(&["x", "--token=-t1", "--forward-token=--t2"])
+        );
+        let kept = args(&[
+            "x",
+            "--token",
+            "--demo",
+            "--token",
+            "--listen=1",
+            "--",
+            "--token",
+            "-t",
+        ]);
+        assert_eq!(credentials_as_values(kept.clone()), kept);
+        assert_eq!(
+            credentials_in(&args(&[
+                "x",
+                "--token",
+                "t1",
+                "--token=t2",
+                "--token",
+                "--demo"
+            ])),
+            [("t1".to_string(), "[token]"), ("t2".to_string(), "[token]")]
+        );
+    }
 }

@@ -2,14 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use autopi_rx::cli::{Cli, Command};
+use autopi_rx::cli::Command;
 
 fn main() -> ExitCode {
     autopi_rx::panic::install();
     autopi_rx::tune_allocator();
-    let cli = Cli::parse();
+    let cli = autopi_rx::cli::parse();
     match cli.command {
         Some(Command::Simulate(args)) => return autopi_rx::simulate::main(args),
         Some(Command::View(args)) => return autopi_rx::dashboard::view::main(args),

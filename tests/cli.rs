@@ -292,6 +292,65 @@ fn demo_refuses_a_token() {
 }
 
 #[test]
+fn a_token_starting_with_a_dash_is_taken_and_no_refusal_quotes_a_token() {
+    // Written after its flag as its own word, a token starting with `-`
+    // is that flag's value (clap alone refused it as a flag it did not
+    // know, quoting the token's start).
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let dashed = "-Dk3f9-dash-token";
+    let mut rx =
+        Receiver::spawn(binary().args(["--token", dashed, "--capture", capture.to_str().unwrap()]));
+    let body: &[u8] = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+    let r = rx.post(&[("authorization", &format!("token {dashed}"))], body);
+    assert_eq!(r.status, 200);
+    assert_eq!(rx.post(&[("authorization", "token x")], body).status, 401);
+    rx.stop();
+    // A refusal of the command line never quotes a token given on it,
+    // however it was mistyped: pasted again where another flag's value
+    // goes, given twice, or starting with dashes before a word clap
+    // refuses.
+    let secret = "Sekr3t-9f8e7d6c";
+    let cases: [&[&str]; 7] = [
+        &["--token", secret, "--respond", secret],
+        &[
+            "--token=--Sekr3t-9f8e7d6c",
+            "--respond",
+            "--Sekr3t-9f8e7d6c",
+        ],
+        &["--token", "--Sekr3t-9f8e7d6c", "stray"],
+        &["--token", "-Sekr3t-9f8e7d6c", "--no-auth"],
+        &["--forward-token", secret, "--workers", secret],
+        &[
+            "simulate",
+            "--url",
+            "http://127.0.0.1:9/",
+            "--token",
+            secret,
+            secret,
+        ],
+        &[
+            "replay",
+            "--token",
+            "--Sekr3t-9f8e7d6c",
+            "--speed",
+            "--Sekr3t-9f8e7d6c",
+        ],
+    ];
+    for args in cases {
+        let out = binary().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(
+            !err.contains("Sekr3t") && !err.contains("'-S'") && !err.contains("'--S"),
+            "{args:?} quotes the token: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
 fn a_token_file_with_a_byte_order_mark_and_crlf_works() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.txt");
