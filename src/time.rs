@@ -102,6 +102,9 @@ fn device_shaped_timestamp(s: &str) -> Option<(Timestamp, TimestampKind)> {
 /// `@ts` read by jiff alone.
 fn parse_timestamp_with_jiff(s: &str) -> Option<(Timestamp, TimestampKind)> {
     if has_offset(s) {
+        if !offset_hour_in_range(s) {
+            return None;
+        }
         s.parse::<Timestamp>()
             .ok()
             .map(|t| (t, TimestampKind::Offset))
@@ -110,6 +113,15 @@ fn parse_timestamp_with_jiff(s: &str) -> Option<(Timestamp, TimestampKind)> {
         let ts = jiff::tz::TimeZone::UTC.to_timestamp(dt).ok()?;
         Some((ts, TimestampKind::Naive))
     }
+}
+
+/// RFC 3339 offsets run to ±23:59, where jiff reads up to ±25:59:59.
+fn offset_hour_in_range(s: &str) -> bool {
+    let time = s.get(10..).unwrap_or_default();
+    time.rfind(['+', '-'])
+        .and_then(|at| time.get(at + 1..at + 3))
+        .and_then(|hour| hour.parse::<u8>().ok())
+        .is_none_or(|hour| hour <= 23)
 }
 
 fn has_offset(s: &str) -> bool {
@@ -135,6 +147,9 @@ mod tests {
             ("2020-09-03T12:38:24.374314Z", Some(Offset)),
             ("2020-09-03T12:38:24+00:00", Some(Offset)),
             ("2020-09-03T12:38:24.5-02:00", Some(Offset)),
+            ("2020-09-03T12:38:24+23:59", Some(Offset)),
+            ("2020-09-03T12:38:24+24:00", None),
+            ("2020-09-03T12:38:24-25:00", None),
             ("2020-13-03T12:38:24", None),
             ("yesterday", None),
             ("", None),
