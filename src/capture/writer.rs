@@ -624,23 +624,32 @@ impl Capture {
             sync_parent(dir);
         }
         let existed = path.exists();
+        let stream = |kind: std::fs::FileType| {
+            use std::os::unix::fs::FileTypeExt;
+            kind.is_fifo() || kind.is_socket()
+        };
+        // A reader that stops (or never came) would leave every upload
+        // unanswered once the pipe is full. A socket is not opened at all
+        // (ENXIO, "No such device or address"), so it is told by its type
+        // first.
+        let refused = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a pipe or a socket: a capture must be a file, or a device such as \
+                 /dev/null",
+            )
+        };
+        if std::fs::metadata(path).is_ok_and(|m| stream(m.file_type())) {
+            return Err(refused());
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
         let kind = file.metadata()?.file_type();
-        {
-            use std::os::unix::fs::FileTypeExt;
-            if kind.is_fifo() || kind.is_socket() {
-                // A reader that stops (or never came) would leave every
-                // upload unanswered once the pipe is full.
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "it is a pipe or a socket: a capture must be a file, or a device such as \
-                     /dev/null",
-                ));
-            }
+        if stream(kind) {
+            return Err(refused());
         }
         let regular = kind.is_file();
         let mut seen = HashMap::new();
@@ -1676,6 +1685,12 @@ mod checking_tests {
                 .success()
         );
         let e = Capture::open(&fifo).err().expect("refused");
+        assert!(e.to_string().contains("a pipe or a socket"), "{e}");
+        // A socket: refused the same way (its open failed with "No such
+        // device or address").
+        let socket = dir.path().join("socket");
+        let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let e = Capture::open(&socket).err().expect("refused");
         assert!(e.to_string().contains("a pipe or a socket"), "{e}");
     }
 }
