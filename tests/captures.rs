@@ -661,17 +661,26 @@ fn export_filters_by_device_type_and_time() {
 fn export_and_replay_leave_out_what_was_not_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mixed.jsonl");
-    let line = |n: u32, extra: &str| {
+    // Line `at`, holding batch `n` (its one record's `sog`).
+    let line = |at: u32, n: u32, extra: &str| {
         format!(
-            r#"{{"received":"2026-11-27T08:00:0{n}.000Z","unit_id":"aa","records":[{{"@t":"track.pos","@ts":"2026-11-27T08:00:0{n}","loc":{{"lat":57.0{n},"lon":9.9}},"sog":{n}}}]{extra}}}"#
+            r#"{{"received":"2026-11-27T08:00:0{at}.000Z","unit_id":"aa","records":[{{"@t":"track.pos","@ts":"2026-11-27T08:00:0{n}","loc":{{"lat":57.0{n},"lon":9.9}},"sog":{n}}}]{extra}}}"#
         )
     };
     let lines = [
-        line(1, ""),
-        line(2, r#","duplicate_of":"2026-11-27T08:00:01.000Z""#),
-        line(3, r#","retry_of":"2026-11-27T08:00:01.000Z""#),
-        line(4, r#","acked":false,"mode":"reject""#),
-        line(5, r#","acked":true"#),
+        line(1, 1, ""),
+        line(2, 1, r#","duplicate_of":"2026-11-27T08:00:01.000Z""#),
+        // Refused, then acknowledged when the device tried again: the
+        // retry is the batch's delivery (until December 5 both copies
+        // were left out, and the batch was in no export or replay).
+        line(3, 3, r#","acked":false,"mode":"500""#),
+        line(
+            4,
+            3,
+            r#","retry_of":"2026-11-27T08:00:03.000Z","acked":true"#,
+        ),
+        line(5, 4, r#","acked":false,"mode":"reject""#),
+        line(6, 5, r#","acked":true"#),
     ]
     .join("\n");
     std::fs::write(&path, lines + "\n").unwrap();
@@ -683,8 +692,31 @@ fn export_and_replay_leave_out_what_was_not_delivered() {
         .map(Result::unwrap)
         .collect();
     let speeds: Vec<&str> = rows.iter().map(|r| r.get(r.len() - 1).unwrap()).collect();
-    assert_eq!(speeds, ["1", "5"]);
-    assert!(text(&out.stderr).contains("left out 3 batches"));
+    assert_eq!(speeds, ["1", "3", "5"]);
+    assert!(
+        text(&out.stderr).contains("from 3 batches to stdout; left out 3 batches"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The closing line counts the batches that gave the output something,
+    // not every batch read (it said "from 3 batches" for 1 line out).
+    for format in ["batches", "csv", "gpx"] {
+        let out = autopi(&[
+            "export",
+            p,
+            "--format",
+            format,
+            "--type",
+            "track.pos",
+            "--from",
+            "2026-11-27T08:00:05Z",
+        ]);
+        assert!(
+            text(&out.stderr).contains(" from 1 batches to stdout"),
+            "{format}: {}",
+            text(&out.stderr)
+        );
+    }
     let out = autopi(&["export", p, "--format", "gpx"]);
     let gpx = gpx::read(&out.stdout[..]).unwrap();
     assert_eq!(
@@ -693,7 +725,14 @@ fn export_and_replay_leave_out_what_was_not_delivered() {
             .iter()
             .map(|s| s.points.len())
             .sum::<usize>(),
-        2
+        3
+    );
+    // The summary counts it once, as a new batch and as a retry.
+    let out = autopi(&["view", "--summary", p]);
+    assert!(
+        text(&out.stdout).contains("3 new, 1 duplicates, 1 retries, 2 not acknowledged"),
+        "{}",
+        text(&out.stdout)
     );
 
     let (url, server) = flaky_free();
@@ -711,14 +750,15 @@ fn export_and_replay_leave_out_what_was_not_delivered() {
         .output()
         .unwrap();
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("acknowledged: 2 of 2"), "{stdout}");
+    assert!(stdout.contains("acknowledged: 3 of 3"), "{stdout}");
     assert!(
         stdout.contains("skipped: 1 duplicates, 2 never delivered"),
         "{stdout}"
     );
     let seen = server.join().unwrap();
-    assert_eq!(seen.len(), 2);
-    assert!(seen[1].0.ends_with(br#""sog":5}]"#));
+    assert_eq!(seen.len(), 3);
+    assert!(seen[1].0.ends_with(br#""sog":3}]"#));
+    assert!(seen[2].0.ends_with(br#""sog":5}]"#));
 }
 
 /// A server that answers 200 to everything until 2 s pass without a

@@ -4,8 +4,9 @@
 //! type per file, nested fields as dotted columns), and `batches` (JSON
 //! Lines, a batch a line, as the device sent it: the format of the
 //! dashboard's save key too, both written by `write_batch`). Only delivered
-//! batches count: duplicates, retries and unacknowledged lines are left
-//! out, also a batch found again in another file.
+//! batches count (a batch's first acknowledged copy, a retry's
+//! included): duplicates and unacknowledged lines are left out, also a
+//! batch found again in another file.
 //!
 //! A drive is a run of one device's fixes, in time order, with no silence
 //! longer than `summary::GAP` (five minutes) between two of them.
@@ -92,7 +93,7 @@ impl From<io::Error> for ExportError {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Written {
     pub batches: u64,
-    /// Lines left out: duplicates, retries, unacknowledged.
+    /// Lines left out: duplicates, unacknowledged.
     pub left_out: u64,
     /// Records (CSV rows, or fixes for GPX and GeoJSON).
     pub records: u64,
@@ -105,13 +106,15 @@ pub struct Written {
 
 /// Reads every delivered batch of `paths` that passes the unit-id filter,
 /// in file order, skipping a batch already read from an earlier line or
-/// file. Warnings about the files go to stderr.
+/// file; `consume` says whether the batch gave the output anything (a
+/// batch with no record of the filter's type or times counts in no
+/// closing line). Warnings about the files go to stderr.
 fn for_each_batch<T: Send>(
     paths: &[PathBuf],
     filter: &Filter,
     written: &mut Written,
     prepare: impl Fn(Located, CaptureLine) -> T + Sync,
-    mut consume: impl FnMut(T),
+    mut consume: impl FnMut(T) -> bool,
 ) -> io::Result<()> {
     let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
     for path in paths {
@@ -136,9 +139,10 @@ fn for_each_batch<T: Send>(
                     written.left_out += 1;
                     return;
                 }
-                if let (true, Some(item)) = (keep, item) {
+                if let (true, Some(item)) = (keep, item)
+                    && consume(item)
+                {
                     written.batches += 1;
-                    consume(item);
                 }
             },
             |done, total| progress.update(done, total),
@@ -225,11 +229,15 @@ fn collect_fixes(
         },
         |(unit, fixes, bad)| {
             unusable += bad;
+            if fixes.is_empty() {
+                return false;
+            }
             let i = *index.entry(unit.clone()).or_insert_with(|| {
                 devices.push((unit, Vec::new()));
                 devices.len() - 1
             });
             devices[i].1.extend(fixes);
+            true
         },
     )?;
     written.unusable_fixes = unusable;
@@ -590,6 +598,7 @@ pub fn csv(
                     columns[i].1.add(k);
                 }
             }
+            true
         },
     )?;
     if columns.len() > MAX_TYPE_FILES {
@@ -669,6 +678,7 @@ pub fn csv(
             rows
         },
         |rows| {
+            let some = !rows.is_empty();
             for row in rows {
                 let Some(&i) = index.get(&row.kind) else {
                     continue;
@@ -689,6 +699,7 @@ pub fn csv(
                 }
                 rows_written += 1;
             }
+            some
         },
     )?;
     if let Some(e) = failed {
@@ -1192,13 +1203,16 @@ fn batches(
         &mut written,
         |_, line| picked(&line.records, filter),
         |item| {
-            let Some((bytes, n)) = item else { return };
+            let Some((bytes, n)) = item else {
+                return false;
+            };
             if failed.is_none() {
                 match write_batch(&mut out, &bytes) {
                     Ok(()) => records += n,
                     Err(e) => failed = Some(e),
                 }
             }
+            true
         },
     )?;
     if let Some(e) = failed {
@@ -1513,7 +1527,7 @@ fn describe(format: Format, w: &Written, output: Option<&Path>) -> String {
         (None, _) => "stdout".into(),
     };
     let mut line = format!(
-        "exported {what} from {} batches to {to}; left out {} batches (duplicates, retries, unacknowledged)",
+        "exported {what} from {} batches to {to}; left out {} batches (duplicates, unacknowledged)",
         w.batches, w.left_out
     );
     if w.unusable_fixes > 0 {

@@ -116,10 +116,12 @@ impl CaptureLine {
         })
     }
 
-    /// A new batch the device delivered: acknowledged, neither a duplicate
-    /// nor a retry of one already captured. Export and replay take only these.
+    /// A new batch the device delivered: the first acknowledged copy of a
+    /// batch, a retry of refused or unanswered copies included (the
+    /// receiver marks a copy after an acknowledged one `duplicate_of`).
+    /// Export and replay take only these.
     pub fn delivered(&self) -> bool {
-        self.acked && !self.retry && self.duplicate_of.is_none()
+        self.acked && self.duplicate_of.is_none()
     }
 
     /// The records as text to read (captures hold JSON, which is UTF-8),

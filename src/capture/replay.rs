@@ -60,7 +60,7 @@ pub struct Summary {
     /// Duplicates sent and acknowledged (`--include-duplicates`), also
     /// counted in `acknowledged`.
     pub sent_duplicates: u64,
-    /// Retries and unacknowledged lines: never delivered batches.
+    /// Unacknowledged lines: batches the device was not told were saved.
     pub skipped_undelivered: u64,
     pub retries: u64,
     pub resends: u64,
@@ -89,7 +89,7 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "skipped: {} duplicates{}, {} never delivered (retries, unacknowledged)",
+            "skipped: {} duplicates{}, {} never delivered (unacknowledged)",
             self.skipped_duplicates,
             match self.sent_duplicates {
                 0 => String::new(),
@@ -125,7 +125,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
         None,
         |_, line| Some(line),
         |at, line: CaptureLine| {
-            if !line.acked || line.retry {
+            if !line.acked {
                 summary.skipped_undelivered += 1;
                 return;
             } else if line.duplicate_of.is_some() && !settings.include_duplicates {

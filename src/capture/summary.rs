@@ -47,7 +47,8 @@ pub struct DeviceSummary {
     pub batches: u64,
     /// The same batch received again (the device's re-send after a late answer).
     pub duplicates: u64,
-    /// Batches captured as retries of an earlier one (`retry_of`).
+    /// Of the new batches, those acknowledged only on a retry (`retry_of`:
+    /// earlier copies were refused or went unanswered).
     pub retries: u64,
     /// Lines saying the batch was never acknowledged (`"acked":false`).
     pub unacknowledged: u64,
@@ -157,7 +158,7 @@ fn digest(line: &CaptureLine) -> Digest {
         first_fix: None,
         last_fix: None,
     };
-    if kind != LineKind::New {
+    if !matches!(kind, LineKind::New | LineKind::Retry) {
         return d;
     }
     let Some(text) = line.records_text() else {
@@ -209,7 +210,7 @@ struct Accumulator {
 
 impl Accumulator {
     fn add(&mut self, mut d: Digest) {
-        if d.kind == LineKind::New
+        if matches!(d.kind, LineKind::New | LineKind::Retry)
             && let Some(hash) = d.hash.take()
             && !self.seen.insert((d.unit_id.clone(), hash))
         {
@@ -228,10 +229,10 @@ impl Accumulator {
         s.last_received = Some(s.last_received.map_or(d.received, |t| t.max(d.received)));
         match d.kind {
             LineKind::Duplicate => s.duplicates += 1,
-            LineKind::Retry => s.retries += 1,
             LineKind::Unacknowledged => s.unacknowledged += 1,
-            LineKind::New => {
+            LineKind::New | LineKind::Retry => {
                 s.batches += 1;
+                s.retries += u64::from(d.kind == LineKind::Retry);
                 s.records += d.records;
                 s.malformed += d.malformed;
                 for (t, n) in d.types {
