@@ -1695,46 +1695,55 @@ fn replay_waits_as_long_as_retry_after_asks() {
     assert_eq!(out.status.code(), Some(130));
 }
 
-/// A hand-edited capture whose unit_id holds a line end: `replay` stops
-/// at that line, naming it, with nothing of it sent (it was tried ten
-/// times as a failed connection).
+/// A hand-edited capture whose unit_id holds a line end, or a character
+/// beyond ASCII (which no receiver of ours can have captured: tiny_http
+/// closes a connection whose headers are not ASCII): `replay` stops at
+/// that line, naming it, with nothing of it sent (a line end was tried
+/// ten times as a failed connection; the other was sent as raw UTF-8, and
+/// another autopi-rx hung up on it ten times).
 #[test]
 fn replay_stops_at_a_unit_id_no_header_can_carry() {
     use common::{Scripted, ScriptedServer, answer};
-    let dir = tempfile::tempdir().unwrap();
-    let capture = small_capture(dir.path(), 3);
-    let text_of = std::fs::read_to_string(&capture).unwrap();
-    let mut lines: Vec<String> = text_of.lines().map(String::from).collect();
-    lines[1] = lines[1].replace(r#""unit_id":"aa""#, r#""unit_id":"aa\r\nx-evil: 1""#);
-    // The third a duplicate, asked to be sent: never sent, so not said to
-    // be (the summary counted it when it was only to be sent).
-    lines[2] = lines[2].replace(
-        r#""peer":"p""#,
-        r#""peer":"p","duplicate_of":"2026-11-27T08:00:01.000Z""#,
-    );
-    std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
-    let server = ScriptedServer::start(vec![
-        Scripted::Answer(answer("200 OK", b"{}")),
-        Scripted::Answer(answer("200 OK", b"{}")),
-        Scripted::Answer(answer("200 OK", b"{}")),
-    ]);
-    let out = replay(&capture, &server.url, "t", "5")
-        .arg("--include-duplicates")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(
-        stderr.contains("line 2 of") && stderr.contains("its unit_id holds a character"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("attempt"), "not retried: {stderr}");
-    assert!(stdout.contains("acknowledged: 1 of 3"), "{stdout}");
-    assert!(
-        stdout.contains("skipped: 0 duplicates, 0 never"),
-        "{stdout}"
-    );
-    assert_eq!(server.requests.try_iter().count(), 1, "only the first sent");
+    for unit in [r#"aa\r\nx-evil: 1"#, r#"aa\u00e9"#, "a\u{e9}"] {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = small_capture(dir.path(), 3);
+        let text_of = std::fs::read_to_string(&capture).unwrap();
+        let mut lines: Vec<String> = text_of.lines().map(String::from).collect();
+        lines[1] = lines[1].replace(r#""unit_id":"aa""#, &format!(r#""unit_id":"{unit}""#));
+        // The third a duplicate, asked to be sent: never sent, so not said
+        // to be (the summary counted it when it was only to be sent).
+        lines[2] = lines[2].replace(
+            r#""peer":"p""#,
+            r#""peer":"p","duplicate_of":"2026-11-27T08:00:01.000Z""#,
+        );
+        std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
+        let server = ScriptedServer::start(vec![
+            Scripted::Answer(answer("200 OK", b"{}")),
+            Scripted::Answer(answer("200 OK", b"{}")),
+            Scripted::Answer(answer("200 OK", b"{}")),
+        ]);
+        let out = replay(&capture, &server.url, "t", "5")
+            .arg("--include-duplicates")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{unit}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("line 2 of") && stderr.contains("its unit_id holds a character"),
+            "{unit}: {stderr}"
+        );
+        assert!(!stderr.contains("attempt"), "not retried: {stderr}");
+        assert!(stdout.contains("acknowledged: 1 of 3"), "{stdout}");
+        assert!(
+            stdout.contains("skipped: 0 duplicates, 0 never"),
+            "{stdout}"
+        );
+        assert_eq!(
+            server.requests.try_iter().count(),
+            1,
+            "{unit}: only the first sent"
+        );
+    }
 }
 
 /// Ctrl-C while an answer is awaited: no batch is sent after it, an
