@@ -640,12 +640,37 @@ fn export_filters_by_device_type_and_time() {
         "{}",
         text(&out.stderr)
     );
-    // A failed export leaves nothing under the name asked for.
+    // A type GPX cannot hold is refused before anything is read, as other
+    // misuse of the flags is (exit 1 after the output was begun, until
+    // December 5).
     let target = dir.path().join("rpm.gpx");
     let t = target.to_str().unwrap();
-    let out = autopi(&["export", p, "--format", "gpx", "--type", "obd.rpm", "-o", t]);
+    for format in ["gpx", "geojson"] {
+        let out = autopi(&[
+            "export", p, "--format", format, "--type", "obd.rpm", "-o", t,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{format}");
+        assert!(text(&out.stderr).contains("--type can only be track.pos"));
+    }
+    // A failed export leaves nothing under the name asked for: here the
+    // second file is notes, not a capture.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "bench notes\nnothing here\n").unwrap();
+    let out = autopi(&[
+        "export",
+        p,
+        notes.to_str().unwrap(),
+        "--format",
+        "gpx",
+        "-o",
+        t,
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--type can only be track.pos"));
+    assert!(
+        text(&out.stderr).contains("not a capture"),
+        "{}",
+        text(&out.stderr)
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -175,6 +175,9 @@ struct Tracks {
     devices: Vec<(Option<String>, Vec<Fix>)>,
 }
 
+/// The refusal of `--type` other than `track.pos` with GPX or GeoJSON.
+const POSITIONS_ONLY: &str = "GPX and GeoJSON hold positions: --type can only be track.pos there";
+
 fn collect_fixes(
     paths: &[PathBuf],
     filter: &Filter,
@@ -182,9 +185,7 @@ fn collect_fixes(
     written: &mut Written,
 ) -> Result<Tracks, ExportError> {
     if filter.kind.as_deref().is_some_and(|k| k != "track.pos") {
-        return Err(ExportError(
-            "GPX and GeoJSON hold positions: --type can only be track.pos there".into(),
-        ));
+        return Err(ExportError(POSITIONS_ONLY.into()));
     }
     let filter = Filter {
         kind: Some("track.pos".into()),
@@ -1251,6 +1252,14 @@ pub fn main(
     };
     if cells == Cells::SpreadsheetSafe && format != Format::Csv {
         crate::say!("autopi-rx export: --spreadsheet-safe is for --format csv only");
+        return ExitCode::from(2);
+    }
+    // Said before any file is read, as other misuse of the flags is (it
+    // came after the output was made, exit 1).
+    if matches!(format, Format::Gpx | Format::Geojson)
+        && filter.kind.as_deref().is_some_and(|k| k != "track.pos")
+    {
+        crate::say!("autopi-rx export: {POSITIONS_ONLY}");
         return ExitCode::from(2);
     }
     // `-o /dev/stdout` is stdout itself, written where it already points
