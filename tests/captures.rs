@@ -1889,10 +1889,14 @@ fn a_closed_stdout_does_not_make_replay_panic() {
 fn an_export_that_cannot_be_written_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fixes.jsonl");
-    let fixes: Vec<String> = (0..3)
+    // Enough fixes that the writers' buffers fill and a write fails
+    // before the last flush.
+    let fixes: Vec<String> = (0..2000)
         .map(|i| {
             format!(
-                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:0{i}","loc":{{"lat":57.{i},"lon":9.9}}}}"#
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:{:02}:{:02}","loc":{{"lat":57.{i},"lon":9.9}}}}"#,
+                i / 60,
+                i % 60
             )
         })
         .collect();
@@ -1916,6 +1920,9 @@ fn an_export_that_cannot_be_written_says_so() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{format:?}: {stderr}");
         assert!(stderr.contains("No space left"), "{format:?}: {stderr}");
+        // Said as the write it is (the geojson crate's wrapper read
+        // "Error while deserializing GeoJSON").
+        assert!(!stderr.contains("deserializ"), "{format:?}: {stderr}");
     }
 }
 

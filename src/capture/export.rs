@@ -399,7 +399,16 @@ pub fn geojson(
     let mut fw = FeatureWriter::from_writer(io::BufWriter::new(crate::text::JsonEscaper::new(
         io::BufWriter::new(out),
     )));
-    let gj_err = |e: geojson::Error| ExportError(format!("writing GeoJSON: {e}"));
+    // The geojson crate wraps every serde_json error, a failed write
+    // included, as "Error while deserializing GeoJSON: …": a full disk is
+    // said as the write error it is.
+    let gj_err = |e: geojson::Error| {
+        ExportError(match e {
+            geojson::Error::MalformedGeoJson(e) if e.is_io() => format!("writing GeoJSON: {e}"),
+            geojson::Error::Io(e) => format!("writing GeoJSON: {e}"),
+            e => format!("writing GeoJSON: {e}"),
+        })
+    };
     for (unit, fixes) in &tracks.devices {
         for (n, drive) in drives(fixes).into_iter().enumerate() {
             written.drives += 1;
