@@ -582,6 +582,32 @@ fn a_short_token_is_warned_about_at_start_and_on_sighup() {
     assert!(!rx.stderr().contains(short), "{}", rx.stderr());
 }
 
+/// A one-letter token stands inside `POST`: the method is shown as it is,
+/// so every upload is still counted as one. It was scrubbed to
+/// `POS[token]`, and the dashboard's counts and the headless lines' device
+/// figures (`gap_s`, `lag_s`) took no upload as one.
+#[test]
+fn a_token_inside_the_method_leaves_uploads_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut rx =
+        Receiver::spawn(binary().args(["--token", "T", "--capture", capture.to_str().unwrap()]));
+    let body: &[u8] = br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+    for n in 0..2 {
+        let r = rx.post(&[("authorization", "token T"), ("unit-id", "dev1")], body);
+        assert_eq!(r.status, 200, "upload {n}");
+    }
+    let first = rx.event();
+    let second = rx.event();
+    rx.stop();
+    assert_eq!(first["method"], "POST", "{first}");
+    assert!(first["lag_s"].is_number(), "{first}");
+    assert!(
+        second["gap_s"].is_number(),
+        "counted as the device's second upload: {second}"
+    );
+}
+
 /// Headless, a closed stdout (the reader of its lines gone) stops the run
 /// as a signal does; it has a channel of its own since the signals' one
 /// lets a signal that waits untaken end the process at once.

@@ -1131,7 +1131,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
                 status: 405,
                 error: format!(
                     "method {} not allowed: the device uploads with POST",
-                    ctx.auth().shown(request.method().as_str(), 40)
+                    shown_method(&ctx.auth(), request.method(), 40)
                 ),
             });
             out.extra_header = Some(("Allow", "GET, HEAD, POST".into()));
@@ -1838,6 +1838,20 @@ fn send_event(ctx: &Ctx, mut event: RequestEvent) {
     }
 }
 
+/// A request's method as shown: one of HTTP's own (`POST`, `GET`…) is a
+/// word of the protocol, not the client's, so it is shown as it is, even
+/// with a short token inside it (a token `T` or `OS` turned every upload's
+/// method into `POS[token]`, which the dashboard and the headless lines
+/// then did not count as an upload); a method of the client's own making
+/// may be the token, and is scrubbed as a header's value is (cut at
+/// `max` characters).
+fn shown_method(auth: &ingest::Auth, method: &Method, max: usize) -> String {
+    match method {
+        Method::NonStandard(_) => auth.shown(method.as_str(), max),
+        known => known.as_str().to_string(),
+    }
+}
+
 fn make_event(
     ctx: &Ctx,
     request: &Request,
@@ -1853,7 +1867,7 @@ fn make_event(
         id: ctx.next_id.fetch_add(1, Ordering::Relaxed) + 1,
         received,
         peer: peer(request),
-        method: auth.shown(request.method().as_str(), EVENT_HEADER_VALUE),
+        method: shown_method(&auth, request.method(), EVENT_HEADER_VALUE),
         path: shown_path(&auth, request.url(), EVENT_PATH),
         unit_id: header(request, "unit-id").map(|u| auth.shown(u, EVENT_HEADER_VALUE)),
         status: outcome.status,
