@@ -35,6 +35,20 @@ const PROGRESS_FROM: u64 = 32 * 1024 * 1024;
 /// (which count up from 1), so both can share the Requests tab.
 pub const LOADED_ID_BASE: u64 = 1 << 63;
 
+/// How a request is named on screen and in a saved body's file name: the
+/// listener's own by its number (`#12`, `request-12`), a loaded one by its
+/// place among the loaded, from 1 (`#12 from the capture`, `captured-12`).
+/// The loaded ones' ids were shown raw: `Request #9223372036854775923`.
+pub fn request_names(id: u64) -> (String, String) {
+    match id.checked_sub(LOADED_ID_BASE) {
+        Some(n) => (
+            format!("#{} from the capture", n + 1),
+            format!("captured-{}", n + 1),
+        ),
+        None => (format!("#{id}"), format!("request-{id}")),
+    }
+}
+
 /// One capture line, as every reader sees it.
 #[derive(Clone, Debug)]
 pub struct CaptureLine {
@@ -679,6 +693,15 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loaded_requests_are_named_by_their_place_among_the_loaded() {
+        assert_eq!(request_names(12), ("#12".into(), "request-12".into()));
+        assert_eq!(
+            request_names(LOADED_ID_BASE + 11),
+            ("#12 from the capture".into(), "captured-12".into())
+        );
+    }
 
     const GOOD: &str = r#"{"received":"2026-11-27T08:00:07.412Z","peer":"1.2.3.4:5","unit_id":"ab","encoding":"gzip","wire_bytes":9,"batch_hash":"00","duplicate_of":null,"records":[{"@t":"track.pos","@ts":"2026-11-27T08:00:00","loc":{"lat":1,"lon":2}},{"@t":"x"}]}"#;
 

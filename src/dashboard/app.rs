@@ -509,7 +509,8 @@ impl App {
     }
 
     /// Writes the open (else the highlighted) request's body next to the
-    /// capture file: `<capture name>-request-<id>.json`. A batch in the
+    /// capture file: `<capture name>-request-<id>.json` (`-captured-<n>`
+    /// for one loaded from the capture, `load::request_names`). A batch in the
     /// capture is written as `export --format batches` writes it (one
     /// shared writer, `capture::export::write_batch`: its records array as
     /// captured, then a newline), so the file equals
@@ -528,10 +529,10 @@ impl App {
             .iter()
             .find(|r| r.id == id)
             .ok_or("this request is no longer kept")?;
-        let body = r
-            .body
-            .as_deref()
-            .ok_or(format!("request #{id}: no body held to save"))?;
+        let body = r.body.as_deref().ok_or(format!(
+            "request {}: no body held to save",
+            crate::capture::load::request_names(id).0
+        ))?;
         let capture = std::path::Path::new(&self.setup.capture_path);
         let stem = capture
             .file_stem()
@@ -544,7 +545,10 @@ impl App {
         let path = capture
             .parent()
             .unwrap_or(std::path::Path::new(""))
-            .join(format!("{stem}-request-{id}.{ext}"));
+            .join(format!(
+                "{stem}-{}.{ext}",
+                crate::capture::load::request_names(id).1
+            ));
         let write = |path: &std::path::Path| -> std::io::Result<()> {
             if r.captured {
                 let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);

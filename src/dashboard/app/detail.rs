@@ -332,12 +332,15 @@ pub(super) fn is_json(body: &[u8]) -> bool {
 }
 
 /// The body's title: its size, how it is shown, and exactly what is kept
-/// where (accepted batches are in the capture file; refused bodies never
-/// are, and only their first 64 KiB are held here).
+/// where (captured batches, those an answer mode refused included, are in
+/// the capture file; refused bodies never are, and only their first 64 KiB
+/// are held here).
 fn body_title(r: &RequestEvent, let_go: bool, pretty: bool) -> Vec<TextLine> {
     let title = |text: String| vec![piece(Tone::Title, text)];
     let note = |text: String| vec![piece(Tone::Dim, text)];
-    match (r.body.as_deref(), r.accepted()) {
+    // A batch an answer mode refused is in the capture all the same: its
+    // body was said to be held for this view only and never saved.
+    match (r.body.as_deref(), r.accepted() || r.captured) {
         (Some(body), true) => vec![
             title(format!(
                 "Body ({}, {}) · s saves it to a file",
@@ -548,6 +551,23 @@ pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_an_answer_mode_refused_is_said_to_be_in_the_capture() {
+        let at = crate::fixtures::at("2026-11-27T08:00:00Z");
+        let body = r#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+        let batch = crate::fixtures::accepted(1, at, Some("u"), body);
+        let refused = crate::fixtures::answered_by_mode(batch, "503", 503, None);
+        let said: Vec<String> = body_title(&refused, false, false)
+            .iter()
+            .map(|l| l.iter().map(|p| p.text.as_str()).collect())
+            .collect();
+        assert_eq!(
+            said[1], "the batch as saved in the capture file",
+            "{said:?}"
+        );
+        assert!(!said.iter().any(|l| l.contains("never saved")), "{said:?}");
+    }
 
     #[test]
     fn pretty_keeps_key_order_and_strings() {

@@ -28,7 +28,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let id = app.viewer.detail.unwrap_or_default();
     let mut block = panel(
         app,
-        &format!("Request #{id}"),
+        &format!("Request {}", crate::capture::load::request_names(id).0),
         Some("Esc closes · ↑↓ PgUp PgDn g G scroll".into()),
     );
     if let Some(saved) = saved_title(app) {
