@@ -796,6 +796,15 @@ fn the_capture_item_never_ends_in_a_dangling_in() {
                 line.ends_with(" KiB") || line.ends_with('…') || line.ends_with("Z.jsonl"),
                 "{width}:\n{screen}"
             );
+            // The file name stays whole as long as there is room for it
+            // (as wide as the room, it lost its first character to `…`).
+            let name = "20261127T075950Z.jsonl";
+            if let Some((_, path)) = line.rsplit_once(" in ") {
+                assert!(
+                    path.chars().count() < name.len() || path.ends_with(name),
+                    "{width}:\n{screen}"
+                );
+            }
         }
     }
     assert!(sizes_alone > 0, "no width left room for the size alone");

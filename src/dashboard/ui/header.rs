@@ -191,7 +191,7 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
     // Too little room for a recognisable end of the path: the size alone
     // (`capture 3.54 KiB`, not `capture 3.54 KiB in`).
     let shown = if room >= 8 {
-        format!("{size}{joint}{}", fit_start(&app.setup.capture_path, room))
+        format!("{size}{joint}{}", path_in(&app.setup.capture_path, room))
     } else {
         size
     };
@@ -201,6 +201,20 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         spans.push(Span::styled(shown, t.value));
     }
     fit_line(Line::from(spans), width)
+}
+
+/// `path` in `room` columns, cut from its start, the file name kept whole
+/// while it fits: alone when it fits only without the `…` (cut from the
+/// start, a file name as wide as the room lost its first character).
+fn path_in(path: &str, room: usize) -> String {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map_or(path, |n| n.to_str().unwrap_or(path));
+    if path.width() > room && name.width() == room {
+        name.to_string()
+    } else {
+        fit_start(path, room)
+    }
 }
 
 /// Third line: the totals, and a warning when events were dropped; the
