@@ -1,13 +1,13 @@
 //! The Requests tab: every request, accepted or not, newest at the bottom;
 //! Enter opens the highlighted one, `r` shows only the refused ones.
 //! Columns take the width the terminal gives: the error (why a request was
-//! refused) takes what is left once the optional columns (handling time,
-//! inflated size, path, whole unit-id) have had theirs, and anything cut
-//! ends in `…`.
+//! refused) takes what is left once the optional columns (peer, handling
+//! time, inflated size, path, whole unit-id) have had theirs, each added
+//! only while the error keeps 24 columns, and anything cut ends in `…`.
 //! ```text
 //! ╭ Requests ───────────────────────────────── 5 · following · Enter opens ╮
-//! │time         peer            unit-id   status recs      wire mark error   │
-//! │08:13:52.300 192.168.1.57:4… ee3d…1d05    401     0       0 B      token d…│
+//! │time         unit-id   status recs      wire mark error                   │
+//! │08:13:52.300 ee3d…1d05    401     0       0 B      token does not match a…│
 //! ╰ marks: D duplicate  R retry  O old  E encoding  N naive  M malformed ──╯
 //! ```
 
@@ -48,7 +48,6 @@ fn layout(list: &[&RequestEvent], width: u16) -> (Vec<Col>, Vec<u16>) {
     let peer = widest_peer.clamp(4, if width < 100 { 15 } else { 21 });
     let mut cols = vec![
         (Col::Time, 12),
-        (Col::Peer, peer),
         (Col::Unit, 9),
         (Col::Status, 6),
         (Col::Records, 5),
@@ -61,7 +60,10 @@ fn layout(list: &[&RequestEvent], width: u16) -> (Vec<Col>, Vec<u16>) {
         .map(|r| r.method.width() + 1 + r.path.width())
         .max()
         .unwrap_or(4) as u16;
+    // The peer is the first to go (the detail has it): at 80 columns the
+    // error, why a request was refused, had 9 columns beside it.
     let optional = [
+        (Col::Peer, peer),
         (Col::Ms, 7),
         (Col::Inflated, 9),
         (Col::Path, widest_path.clamp(4, 30)),
