@@ -1256,8 +1256,20 @@ fn the_header_says_whether_the_shown_device_keeps_its_cycle() {
 #[test]
 fn old_data_is_marked_in_requests_and_uplink() {
     // The guide's examples are from 2020 and 2021.
-    let live = text(&draw(&guide(), 120, 40));
+    let mut guide = guide();
+    let live = text(&draw(&guide, 120, 40));
     assert!(live.contains("OLD DATA · not the current state"), "{live}");
+    // Years old: said in years, whole in the data lag column (it was cut,
+    // `OLD 2110…`, at every width).
+    press(&mut guide, &[KeyCode::Char('4')]);
+    let uplink = text(&draw(&guide, 120, 40));
+    assert!(
+        uplink
+            .lines()
+            .any(|l| l.contains("OLD ") && l.contains("y ")),
+        "{uplink}"
+    );
+    assert!(!uplink.contains("OLD 2"), "{uplink}");
     let mut app = bench();
     press(&mut app, &[KeyCode::Char('2')]);
     let requests = text(&draw(&app, 120, 40));

@@ -3,13 +3,27 @@
 use jiff::Timestamp;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-/// A length of time in at most two units: `42s`, `4m10s`, `2h05m`, `3d04h`.
+/// A length of time in at most two units: `42s`, `4m10s`, `2h05m`, `3d04h`;
+/// from 100 days in days alone (`123d`), from 1000 days in years of 365.25
+/// days (`5.8y`, `56y`): the guide's examples, stamped 2020, were
+/// `2110d04h` old, cut in the Uplink tab's data lag column, and a device
+/// whose clock starts at 1970 is twenty thousand days behind.
 pub fn span(secs: u64) -> String {
+    const DAY: u64 = 86_400;
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3_599 => format!("{}m{:02}s", secs / 60, secs % 60),
         3_600..=86_399 => format!("{}h{:02}m", secs / 3_600, secs % 3_600 / 60),
-        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3_600),
+        _ if secs < 100 * DAY => format!("{}d{:02}h", secs / DAY, secs % DAY / 3_600),
+        _ if secs < 1000 * DAY => format!("{}d", secs / DAY),
+        _ => {
+            let years = secs as f64 / (365.25 * DAY as f64);
+            if years < 99.95 {
+                format!("{years:.1}y")
+            } else {
+                format!("{years:.0}y")
+            }
+        }
     }
 }
 
@@ -309,6 +323,13 @@ mod tests {
         assert_eq!(span(250), "4m10s");
         assert_eq!(span(7_500), "2h05m");
         assert_eq!(span(2 * 86_400 + 3_600), "2d01h");
+        assert_eq!(span(99 * 86_400 + 23 * 3_600), "99d23h");
+        assert_eq!(span(123 * 86_400 + 5), "123d");
+        // The guide's examples, seen in December 2026.
+        assert_eq!(span(2110 * 86_400 + 4 * 3_600), "5.8y");
+        // A clock that started at 1970.
+        assert_eq!(span(1_796_000_000), "56.9y");
+        assert_eq!(span(u64::MAX), "584542046091y");
         let now: Timestamp = "2026-11-27T08:00:10Z".parse().unwrap();
         let then: Timestamp = "2026-11-27T08:00:07.9Z".parse().unwrap();
         assert_eq!(age(now, then), "2s ago");
