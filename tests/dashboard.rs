@@ -1385,3 +1385,63 @@ fn every_cell_holds_one_character_of_the_width_laid_out() {
         as_shown(&screens[3])
     );
 }
+
+/// The text between a panel's bottom corners on the line holding `mark`.
+fn bottom_edge_holding(screen: &str, mark: &str) -> String {
+    let line = screen
+        .lines()
+        .find(|l| l.contains(mark) && l.contains('╰'))
+        .unwrap_or_else(|| panic!("no bottom edge holds {mark}:\n{screen}"));
+    let start = line.find('╰').unwrap();
+    let end = line[start..].find('╯').map_or(line.len(), |e| start + e);
+    line[start..end].to_string()
+}
+
+/// Two titles on one bottom edge are both whole or cut with `…`, never
+/// drawn over each other (`OLD DATA · not the current sta all 2 drives`).
+#[test]
+fn titles_on_a_bottom_edge_are_whole_or_cut_never_overlaid() {
+    let pos = |t: &str, lat: f64, lon: f64| {
+        format!(r#"{{"@t":"track.pos","@ts":"{t}","loc":{{"lat":{lat},"lon":{lon}}}}}"#)
+    };
+    // Two drives, two days before they arrived: old data.
+    let body = format!(
+        "[{},{},{},{}]",
+        pos("2026-11-25T07:00:00Z", 55.6759, 12.5655),
+        pos("2026-11-25T07:01:00Z", 55.6800, 12.5700),
+        pos("2026-11-25T08:00:00Z", 57.0224, 9.8992),
+        pos("2026-11-25T08:01:00Z", 57.0231, 9.9004),
+    );
+    let mut app = empty();
+    app.apply(&accepted(1, at("2026-11-27T08:01:05Z"), Some(UNIT), &body));
+    app.tick(at("2026-11-27T08:01:10Z"));
+    let mut whole = 0;
+    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        let screen = text(&draw(&app, w, h));
+        let edge = bottom_edge_holding(&screen, "OLD");
+        // OLD DATA in its full wording or its short one, whole.
+        let old = edge.contains(" OLD DATA · not the current state ")
+            || (edge.contains(" OLD DATA ") && !edge.contains("OLD DATA ·"));
+        let both = old && edge.contains(" drive 2 of 2 · a all ");
+        assert!(both || edge.contains('…'), "{w}x{h}: {edge}");
+        whole += usize::from(both && edge.contains("the current state"));
+    }
+    assert!(whole > 0, "no size had room for both titles in full");
+}
+
+/// `s` with a long path at 80 columns: the path gives way from its start,
+/// so the file name stays (it ran into the corner, its name lost).
+#[test]
+fn a_saved_body_keeps_its_file_name_on_a_narrow_edge() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('2')]);
+    let path =
+        "/tmp/a_very_long_directory_name_for_checking/another_long_folder/bench-request-3.json";
+    app.viewer.saved = Some(Ok(path.into()));
+    let screen = text(&draw(&app, 80, 24));
+    let edge = bottom_edge_holding(&screen, "body saved to");
+    assert!(
+        edge.contains("…") && edge.contains("/bench-request-3.json "),
+        "{edge}"
+    );
+}

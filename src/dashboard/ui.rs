@@ -24,7 +24,8 @@ use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Widget, Wrap};
 
 use crate::dashboard::app::layout::{MIN_HEIGHT, MIN_WIDTH, header_height, live_rows};
 use crate::dashboard::app::{App, Tab};
-use crate::dashboard::format::prefix;
+use crate::dashboard::format::{fit_start, prefix};
+use unicode_width::UnicodeWidthStr as _;
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -209,25 +210,96 @@ pub fn column_widths(constraints: &[Constraint], width: u16, spacing: u16) -> Ve
         .collect()
 }
 
-/// What `s` did, for the Requests tab's bottom edge.
-pub fn saved_title(app: &App) -> Option<Line<'static>> {
+/// What `s` did, for the bottom edge of a panel `width` columns wide
+/// (corners included): a long path cut from its start, so the file name
+/// stays, a long reason cut with `…` (the path ran into the corner, its
+/// file name lost).
+pub fn saved_title(app: &App, width: u16) -> Option<Line<'static>> {
     let t = &app.theme;
+    let room = width.saturating_sub(2);
     match app.viewer.saved.as_ref()? {
-        Ok(path) => Some(Line::from(vec![
-            Span::styled(" body saved to ", t.label),
-            Span::styled(format!("{path} "), t.ok),
-        ])),
-        Err(why) => Some(Line::from(Span::styled(format!(" {why} "), t.error))),
+        Ok(path) => {
+            let said = " body saved to ";
+            let left = (room as usize).saturating_sub(said.width() + 1);
+            Some(Line::from(vec![
+                Span::styled(said, t.label),
+                Span::styled(format!("{} ", fit_start(path, left)), t.ok),
+            ]))
+        }
+        Err(why) => Some(fit_line(
+            Line::from(Span::styled(format!(" {why} "), t.error)),
+            room,
+        )),
     }
+}
+
+/// One title of a bottom edge: its wordings, the fullest first.
+pub type EdgePiece = Vec<Line<'static>>;
+
+/// A panel's bottom edge, `width` columns wide (corners included): the
+/// `left` pieces one after another at the left and `right` at the right,
+/// each in its fullest wording that lets all fit between the corners
+/// (pieces are shortened in the order given); when even the shortest do
+/// not fit, one line of them, cut with `…` before the corner. Two titles
+/// were drawn over each other (`OLD DATA · not the current sta all 2
+/// drives`), and one too long ran into the corner uncut.
+pub fn bottom_edge(
+    mut block: Block<'static>,
+    width: u16,
+    left: Vec<EdgePiece>,
+    right: Option<EdgePiece>,
+) -> Block<'static> {
+    let room = width.saturating_sub(2) as usize;
+    let has_right = right.is_some();
+    let pieces: Vec<EdgePiece> = left
+        .into_iter()
+        .chain(right)
+        .filter(|p| !p.is_empty())
+        .collect();
+    // Titles side by side on one edge are a column apart.
+    let wanted = |choice: &[usize]| {
+        pieces
+            .iter()
+            .zip(choice)
+            .map(|(p, &c)| p[c].width())
+            .sum::<usize>()
+            + pieces.len().saturating_sub(1)
+    };
+    let mut choice = vec![0; pieces.len()];
+    for i in 0..pieces.len() {
+        while wanted(&choice) > room && choice[i] + 1 < pieces[i].len() {
+            choice[i] += 1;
+        }
+    }
+    let mut chosen: Vec<Line<'static>> = pieces
+        .into_iter()
+        .zip(&choice)
+        .map(|(mut p, &c)| p.swap_remove(c))
+        .collect();
+    if chosen.is_empty() {
+        return block;
+    }
+    let total = chosen.iter().map(Line::width).sum::<usize>() + chosen.len().saturating_sub(1);
+    if total <= room {
+        let right = if has_right { chosen.pop() } else { None };
+        for piece in chosen {
+            block = block.title_bottom(piece);
+        }
+        if let Some(piece) = right {
+            block = block.title_bottom(piece.right_aligned());
+        }
+        return block;
+    }
+    let spans: Vec<Span<'static>> = chosen.into_iter().flat_map(|l| l.spans).collect();
+    block.title_bottom(fit_line(Line::from(spans), room as u16))
 }
 
 /// A panel's bottom edge when what it shows came in a batch of old data
 /// (`uplink::OLD_DATA`): the newest known, not the current state.
-pub fn old_data_title(app: &App) -> Line<'static> {
-    Line::from(Span::styled(
-        " OLD DATA · not the current state ",
-        app.theme.alarm,
-    ))
+pub fn old_data_title(app: &App) -> EdgePiece {
+    [" OLD DATA · not the current state ", " OLD DATA "]
+        .map(|text| Line::from(Span::styled(text, app.theme.alarm)))
+        .into()
 }
 
 /// The age of a value, `OLD` in front when it came in a batch of old data.

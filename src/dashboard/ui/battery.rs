@@ -25,17 +25,23 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Wi
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, clock, fixed, span};
 use crate::dashboard::state::{BatteryNow, Device, Stamped, VoltageSummary};
-use crate::dashboard::ui::{fit_line, old_data_title, panel, placeholder};
+use crate::dashboard::ui::{bottom_edge, fit_line, old_data_title, panel, placeholder};
 
 /// Draws the Battery panel. Below 8 inner rows the level joins the
-/// state line, so the chart keeps three rows at 80×24.
+/// minimum and maximum line, so the chart keeps three rows at 80×24.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let battery = device.and_then(|d| d.battery.as_ref());
-    let mut block = panel(app, "Battery", battery.map(|b| age(app.now(), b.ts)));
-    if battery.is_some_and(|b| b.old) {
-        block = block.title_bottom(old_data_title(app));
-    }
+    let block = bottom_edge(
+        panel(app, "Battery", battery.map(|b| age(app.now(), b.ts))),
+        area.width,
+        battery
+            .is_some_and(|b| b.old)
+            .then(|| old_data_title(app))
+            .into_iter()
+            .collect(),
+        None,
+    );
     let inner = block.inner(area);
     block.render(area, buf);
     let (Some(device), Some(battery)) = (device, battery) else {

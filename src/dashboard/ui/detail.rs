@@ -31,7 +31,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         &format!("Request {}", crate::capture::load::request_names(id).0),
         Some("Esc closes · ↑↓ PgUp PgDn g G scroll".into()),
     );
-    if let Some(saved) = saved_title(app) {
+    if let Some(saved) = saved_title(app, area.width) {
         block = block.title_bottom(saved);
     }
     let inner = block.inner(area);

@@ -20,7 +20,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, fixed};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::{fit_line, labelled, old_data_title, panel, placeholder};
+use crate::dashboard::ui::{bottom_edge, fit_line, labelled, old_data_title, panel, placeholder};
 
 /// Narrowest view of the map, in degrees of latitude (about 220 m), so a
 /// standing device is shown in its street rather than in one dot.
@@ -33,20 +33,22 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let fix = device.and_then(|d| d.position.as_ref());
     let note = fix.map(|f| format!("fix {}", age(app.now(), f.ts)));
-    let mut block = panel(app, "Position", note);
-    if fix.is_some_and(|f| f.old) {
-        block = block.title_bottom(old_data_title(app));
-    }
+    let old = fix.is_some_and(|f| f.old).then(|| old_data_title(app));
     let drives = device.map_or(0, |d| d.drive_starts().len());
-    if drives > 1 {
+    let which = (drives > 1).then(|| {
         let which = if app.viewer.all_drives {
             format!(" all {drives} drives · a the last ")
         } else {
             format!(" drive {drives} of {drives} · a all ")
         };
-        block =
-            block.title_bottom(Line::from(Span::styled(which, app.theme.label)).right_aligned());
-    }
+        vec![Line::from(Span::styled(which, app.theme.label))]
+    });
+    let block = bottom_edge(
+        panel(app, "Position", note),
+        area.width,
+        old.into_iter().collect(),
+        which,
+    );
     let inner = block.inner(area);
     block.render(area, buf);
     let (Some(device), Some(fix)) = (device, fix) else {

@@ -142,8 +142,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             }))
             .collect::<Vec<_>>(),
     );
-    let mut block =
-        panel(app, "Requests", Some(note)).title_bottom(saved_title(app).unwrap_or(legend));
+    let mut block = panel(app, "Requests", Some(note))
+        .title_bottom(saved_title(app, area.width).unwrap_or(legend));
     if let Some(title) = filter_title(app) {
         block = block.title(title);
     }

@@ -18,20 +18,34 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, bytes, clock};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::{fit_line, old_data_title, panel, placeholder};
+use crate::dashboard::ui::{bottom_edge, fit_line, old_data_title, panel, placeholder};
 
 /// Draws the Data usage panel.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let usage = device.and_then(|d| d.usage.as_ref());
-    let mut block = panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts)));
+    let mut edge = Vec::new();
     if usage.is_some_and(|u| u.old) {
-        block = block.title_bottom(old_data_title(app));
+        edge.push(old_data_title(app));
     }
     if let Some(at) = usage.and_then(|u| u.value.last_reset) {
-        let mark = format!(" ↺ counter reset {}, summed ", clock(at));
-        block = block.title_bottom(Line::from(Span::styled(mark, app.theme.warn)));
+        let marks = [
+            format!(" ↺ counter reset {}, summed ", clock(at)),
+            format!(" ↺ reset {} ", clock(at)),
+            " ↺ ".to_string(),
+        ];
+        edge.push(
+            marks
+                .map(|mark| Line::from(Span::styled(mark, app.theme.warn)))
+                .into(),
+        );
     }
+    let block = bottom_edge(
+        panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts))),
+        area.width,
+        edge,
+        None,
+    );
     let inner = block.inner(area);
     block.render(area, buf);
     let Some(device) = device else {

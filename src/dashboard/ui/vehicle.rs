@@ -20,7 +20,9 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::{Side, fit_words, fixed, padded, unit};
 use crate::dashboard::state::Device;
-use crate::dashboard::ui::{fit_line, old_data_title, panel, placeholder, value_age};
+use crate::dashboard::ui::{
+    EdgePiece, bottom_edge, fit_line, old_data_title, panel, placeholder, value_age,
+};
 use unicode_width::UnicodeWidthStr;
 
 /// Inner width from which the values are laid out in two columns.
@@ -40,14 +42,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let codes = trouble_codes(app, device);
     let rows = values(app, device);
     let total = codes.len() + rows.len();
-    let mut block = panel(app, "Vehicle and sensors", title_note);
-    if device.has_old_vehicle_values() {
-        block = block.title_bottom(old_data_title(app));
-    }
+    let block = panel(app, "Vehicle and sensors", title_note);
+    let mut edge: Vec<EdgePiece> = device
+        .has_old_vehicle_values()
+        .then(|| old_data_title(app))
+        .into_iter()
+        .collect();
     let inner = block.inner(area);
     let height = inner.height as usize;
     if total == 0 {
-        block.render(area, buf);
+        bottom_edge(block, area.width, edge, None).render(area, buf);
         placeholder(
             app,
             "no obd.<pid>, obd.dtc, rpi.temp or acc.xyz yet",
@@ -84,12 +88,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             String::new()
         };
-        block = block.title_bottom(Line::from(Span::styled(
-            format!(" {above}+{hidden} more · {hint} "),
-            app.theme.warn,
-        )));
+        edge.push(
+            [
+                format!(" {above}+{hidden} more · {hint} "),
+                format!(" +{hidden} more · v "),
+                format!(" +{hidden} "),
+            ]
+            .map(|text| Line::from(Span::styled(text, app.theme.warn)))
+            .into(),
+        );
     }
-    block.render(area, buf);
+    bottom_edge(block, area.width, edge, None).render(area, buf);
     let [codes_area, values_area] = Layout::vertical([
         Constraint::Length(codes_shown.len() as u16),
         Constraint::Fill(1),
