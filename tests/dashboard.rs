@@ -1445,3 +1445,35 @@ fn a_saved_body_keeps_its_file_name_on_a_narrow_edge() {
         "{edge}"
     );
 }
+
+/// The help lists only keys that do something where it is opened: looking
+/// back, no freeze, answer mode or device arrows (the timeline has them);
+/// Home and End are listed with g and G.
+#[test]
+fn help_lists_the_keys_that_work_here() {
+    let mut live = answering();
+    press(&mut live, &[KeyCode::Esc, KeyCode::Char('?')]);
+    let screen = text(&draw(&live, 120, 40));
+    for key in ["f  space", "m ", "d D  → ←", "g G Home End"] {
+        assert!(screen.contains(key), "live lacks {key}:\n{screen}");
+    }
+    let mut view = viewing();
+    press(&mut view, &[KeyCode::Char('?')]);
+    for (w, h) in [(80, 24), (120, 40)] {
+        let screen = text(&draw(&view, w, h));
+        assert!(
+            screen.contains("Home End     first / last batch"),
+            "{screen}"
+        );
+        assert!(screen.contains("g G Home End"), "{screen}");
+        for key in [
+            "freeze the display",
+            "answer mode: refuse",
+            "pick next / previous device",
+        ] {
+            assert!(!screen.contains(key), "view lists {key}:\n{screen}");
+        }
+        // Every key line fits: the last one is shown.
+        assert!(screen.contains("p  s "), "{w}x{h}:\n{screen}");
+    }
+}

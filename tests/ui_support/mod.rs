@@ -26,6 +26,10 @@ pub fn setup() -> Setup {
         capture_bytes: Some(215_880),
         dropped_events: 0,
         demo: false,
+        // The listener's answer mode, at `ok` as it starts.
+        respond: Some(std::sync::Arc::new(
+            autopi_rx::receiver::respond::Control::new(autopi_rx::receiver::respond::Mode::Ok),
+        )),
         ..Setup::default()
     }
 }
@@ -210,6 +214,7 @@ pub fn viewing() -> App {
     let mut app = empty();
     app.setup.viewing = true;
     app.setup.urls.clear();
+    app.setup.respond = None;
     let mut timeline = Timeline::new(Capture(events.clone()));
     timeline.load(&mut app, events.into_iter().map(Some), |_| {});
     timeline.handle_key(&mut app, KeyEvent::from(KeyCode::Left));

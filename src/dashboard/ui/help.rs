@@ -21,7 +21,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "scroll events / select a request / scroll a tab",
     ),
     ("PgUp PgDn", "scroll by a page"),
-    ("g  G", "oldest / newest (G follows new lines again)"),
+    (
+        "g G Home End",
+        "oldest / newest (G follows new lines again)",
+    ),
     ("/", "filter events, requests and types by text"),
     ("v  a", "Live: every vehicle value / every drive on the map"),
     ("m", "answer mode: refuse, answer late or hang up"),
@@ -44,12 +47,20 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .timeline
         .as_ref()
         .map_or(&[][..], |_| crate::dashboard::timeline::KEYS);
+    // Keys that do nothing here are left out: looking back, nothing is
+    // received (freezing, the answer mode) and the arrows are the
+    // timeline's; without a listener there is no answer mode.
+    let here = |keys: &str| match keys {
+        "f  space" | "d D  → ←" => app.timeline.is_none(),
+        "m" => app.setup.respond.is_some(),
+        _ => true,
+    };
     let mut lines: Vec<Line> = view_keys
         .iter()
-        .chain(KEYS)
+        .chain(KEYS.iter().filter(|(keys, _)| here(keys)))
         .map(|(keys, what)| {
             Line::from(vec![
-                Span::styled(format!(" {keys:<12}"), t.key),
+                Span::styled(format!(" {keys:<13}"), t.key),
                 Span::styled(*what, t.base),
             ])
         })
@@ -69,5 +80,5 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if lines.len() + 2 > area.height as usize {
         lines.pop();
     }
-    overlay(app, "Keys", "Esc or ? closes", lines, 66, area, buf);
+    overlay(app, "Keys", "Esc or ? closes", lines, 68, area, buf);
 }
