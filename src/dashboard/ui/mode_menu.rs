@@ -69,7 +69,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     overlay(
         app,
         "Answer mode",
-        "↑↓ pick · Enter set · Esc",
+        "↑↓ pick · Enter set · Esc closes",
         lines,
         60,
         area,
