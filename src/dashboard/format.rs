@@ -217,6 +217,27 @@ pub fn fit_words(s: &str, width: usize) -> String {
     }
 }
 
+/// `text` in lines of at most `width` columns, broken between words (a
+/// word wider than a line is cut with `…`).
+pub fn wrapped(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let word = fit(word, width);
+        if !line.is_empty() && line.width() + 1 + word.width() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// `s` in at most `width` columns, cut at the start (`…` then the end):
 /// for paths, whose end says most.
 pub fn fit_start(s: &str, width: usize) -> String {
@@ -320,6 +341,12 @@ mod tests {
     #[test]
     fn spans_and_ages() {
         assert_eq!(span(42), "42s");
+        assert_eq!(
+            wrapped("no answer: the device waits for its timeout", 16),
+            ["no answer: the", "device waits for", "its timeout"]
+        );
+        assert_eq!(wrapped("abcdefghij xy", 5), ["abcd…", "xy"]);
+        assert!(wrapped("", 5).is_empty());
         assert_eq!(span(250), "4m10s");
         assert_eq!(span(7_500), "2h05m");
         assert_eq!(span(2 * 86_400 + 3_600), "2d01h");

@@ -7,8 +7,12 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 
 use crate::dashboard::app::App;
+use crate::dashboard::format::wrapped;
 use crate::dashboard::ui::overlay;
 use crate::receiver::respond::{MENU, Mode, Scope};
+
+/// The menu's width, borders included.
+const WIDTH: u16 = 60;
 
 /// What each line of the menu says of its mode.
 fn what(mode: &Mode) -> String {
@@ -62,16 +66,26 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Span::raw(" "),
         Span::styled(" next upload only ", next),
     ]));
-    lines.push(Line::from(Span::styled(
-        format!(" {}", MENU[menu.selected].consequence()),
-        t.warn,
-    )));
+    // What the device does, on as many lines as the longest of them takes,
+    // so the box keeps its size while the cursor moves (it was one line,
+    // cut: `no answer: the device waits for its timeout, then re-sen…`).
+    let room = usize::from(WIDTH.min(area.width)).saturating_sub(4);
+    let said = wrapped(MENU[menu.selected].consequence(), room);
+    let most = MENU
+        .iter()
+        .map(|m| wrapped(m.consequence(), room).len())
+        .max()
+        .unwrap_or(1);
+    for n in 0..most {
+        let text = said.get(n).map_or("", String::as_str);
+        lines.push(Line::from(Span::styled(format!(" {text}"), t.warn)));
+    }
     overlay(
         app,
         "Answer mode",
         "↑↓ pick · Enter set · Esc closes",
         lines,
-        60,
+        WIDTH,
         area,
         buf,
     );
