@@ -976,22 +976,28 @@ fn battery_shows_min_max_the_last_crank_and_a_time_axis() {
     }
 }
 
-#[test]
-fn the_map_shows_the_last_drive_with_a_scale_bar_and_m_shows_all() {
+/// A drive in Copenhagen, an hour's gap, then one in Aalborg, on `day`,
+/// in one batch that arrived on 2026-11-27 at 08:01:05.
+fn two_drives_on(day: &str) -> App {
     let pos = |t: &str, lat: f64, lon: f64| {
-        format!(r#"{{"@t":"track.pos","@ts":"{t}","loc":{{"lat":{lat},"lon":{lon}}}}}"#)
+        format!(r#"{{"@t":"track.pos","@ts":"{day}T{t}Z","loc":{{"lat":{lat},"lon":{lon}}}}}"#)
     };
-    // A drive in Copenhagen, an hour's gap, then one in Aalborg.
     let body = format!(
         "[{},{},{},{}]",
-        pos("2026-11-27T07:00:00Z", 55.6759, 12.5655),
-        pos("2026-11-27T07:01:00Z", 55.6800, 12.5700),
-        pos("2026-11-27T08:00:00Z", 57.0224, 9.8992),
-        pos("2026-11-27T08:01:00Z", 57.0231, 9.9004),
+        pos("07:00:00", 55.6759, 12.5655),
+        pos("07:01:00", 55.6800, 12.5700),
+        pos("08:00:00", 57.0224, 9.8992),
+        pos("08:01:00", 57.0231, 9.9004),
     );
     let mut app = empty();
     app.apply(&accepted(1, at("2026-11-27T08:01:05Z"), Some(UNIT), &body));
     app.tick(at("2026-11-27T08:01:10Z"));
+    app
+}
+
+#[test]
+fn the_map_shows_the_last_drive_with_a_scale_bar_and_m_shows_all() {
+    let app = two_drives_on("2026-11-27");
     for (w, h) in SIZES {
         let screen = text(&draw(&app, w, h));
         assert!(screen.contains("drive 2 of 2 · a all"), "{screen}");
@@ -1401,20 +1407,8 @@ fn bottom_edge_holding(screen: &str, mark: &str) -> String {
 /// drawn over each other (`OLD DATA · not the current sta all 2 drives`).
 #[test]
 fn titles_on_a_bottom_edge_are_whole_or_cut_never_overlaid() {
-    let pos = |t: &str, lat: f64, lon: f64| {
-        format!(r#"{{"@t":"track.pos","@ts":"{t}","loc":{{"lat":{lat},"lon":{lon}}}}}"#)
-    };
     // Two drives, two days before they arrived: old data.
-    let body = format!(
-        "[{},{},{},{}]",
-        pos("2026-11-25T07:00:00Z", 55.6759, 12.5655),
-        pos("2026-11-25T07:01:00Z", 55.6800, 12.5700),
-        pos("2026-11-25T08:00:00Z", 57.0224, 9.8992),
-        pos("2026-11-25T08:01:00Z", 57.0231, 9.9004),
-    );
-    let mut app = empty();
-    app.apply(&accepted(1, at("2026-11-27T08:01:05Z"), Some(UNIT), &body));
-    app.tick(at("2026-11-27T08:01:10Z"));
+    let app = two_drives_on("2026-11-25");
     let mut whole = 0;
     for (w, h) in [(80, 24), (120, 40), (200, 60)] {
         let screen = text(&draw(&app, w, h));
