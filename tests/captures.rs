@@ -163,25 +163,40 @@ fn the_view_state_equals_the_live_state_it_came_from() {
         event_bodies: true,
         read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
-    let running = server::start(settings, Capture::open(&path).unwrap(), tx).unwrap();
+    let control = Arc::new(autopi_rx::receiver::respond::Control::default());
+    let running =
+        server::start_with(settings, Capture::open(&path).unwrap(), tx, control.clone()).unwrap();
     let url = format!("http://{}/", running.addr);
     run(&sim(&url, 3, 40, Some(1))).unwrap();
     run(&sim(&url, 4, 25, None)).unwrap();
     let again = lines(&path)[5]["records"].to_string();
     let unit = unit_id_for(3);
-    let r = common::post(
-        running.addr,
-        &[
-            ("authorization", &format!("token {TOKEN}")),
-            ("unit-id", &unit),
-        ],
-        again.as_bytes(),
+    let upload = |body: &[u8]| {
+        common::post(
+            running.addr,
+            &[
+                ("authorization", &format!("token {TOKEN}")),
+                ("unit-id", &unit),
+            ],
+            body,
+        )
+        .status
+    };
+    assert_eq!(upload(again.as_bytes()), 200);
+    // A new batch refused once (500), then acknowledged on the retry: a
+    // retry, not a duplicate (view took it for one of the refused copy).
+    let fresh = again.replace("\"@t\"", "\"x\":1,\"@t\"");
+    control.set(
+        autopi_rx::receiver::respond::Mode::Refuse(500),
+        autopi_rx::receiver::respond::Scope::NextUpload,
     );
-    assert_eq!(r.status, 200);
-    // The live fold, as the dashboard runs it, over the listener's events.
+    assert_eq!(upload(fresh.as_bytes()), 500);
+    assert_eq!(upload(fresh.as_bytes()), 200);
+    // The live fold, as the dashboard runs it, over the listener's events:
+    // one per captured line.
     let mut live = State::default();
     let deadline = Instant::now() + GUARD;
-    while live.totals.batches < 66 {
+    for _ in 0..lines(&path).len() {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut e = events.recv_timeout(left).expect("every event");
         // The capture keeps the arrival time to the millisecond.
@@ -190,10 +205,11 @@ fn the_view_state_equals_the_live_state_it_came_from() {
     }
     running.shutdown();
     assert_eq!(live.totals.duplicates, 1);
+    assert_eq!(live.totals.retries, 1);
 
     let mut app = App::new(Setup::default(), Theme::mono(), jiff::Timestamp::now());
     let timeline = autopi_rx::dashboard::view::load(&[path], &mut app).unwrap();
-    assert_eq!(timeline.position(), 66);
+    assert_eq!(timeline.position(), 68);
     let viewed = app.live();
     assert_eq!(viewed.totals, live.totals);
     assert_eq!(viewed.devices.len(), 2);

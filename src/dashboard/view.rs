@@ -112,17 +112,21 @@ impl Captures {
             files.push(file);
         }
         found.sort_by_key(|(m, _, _)| m.received);
-        let mut seen: std::collections::HashMap<BatchKey, Timestamp> =
+        // A delivered copy after an earlier delivered one (in another file,
+        // or unflagged in this one) is a duplicate of it, as the receiver
+        // marks one after an acknowledged copy; copies never acknowledged
+        // make none (a retry acknowledged after a refusal was shown as a
+        // duplicate of the refused copy).
+        let mut delivered_first: std::collections::HashMap<BatchKey, Timestamp> =
             std::collections::HashMap::new();
         let marks = found
             .into_iter()
             .map(|(mut mark, key, delivered)| {
-                if let Some(key) = key {
-                    match seen.get(&key) {
-                        Some(&first) if delivered => mark.repeated = Some(first),
-                        Some(_) => {}
+                if let (Some(key), true) = (key, delivered) {
+                    match delivered_first.get(&key) {
+                        Some(&first) => mark.repeated = Some(first),
                         None => {
-                            seen.insert(key, mark.received);
+                            delivered_first.insert(key, mark.received);
                         }
                     }
                 }
