@@ -1,5 +1,6 @@
 //! Command line: flags, environment, and turning them into settings.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -32,76 +33,106 @@ const CREDENTIAL_FLAGS: [(&str, &str); 2] = [
 
 /// The command line parsed as clap parses it, with two differences for a
 /// credential: one starting with `-` given after its flag (`--token
-/// -x9…`) is that flag's value, where clap would refuse it as an unknown
-/// flag and quote it; and a refusal that quotes a credential from the
-/// command line shows its label
-/// instead. Exits as clap does on a refusal, `--help` or `--version`.
+/// -x9…`, or `--token -- -x9…` as clap's tip has it) is that flag's value,
+/// where clap would refuse it as an unknown flag and quote it; and a
+/// refusal never quotes a credential given on the command line. Exits as
+/// clap does on a refusal, `--help` or `--version`.
 pub fn parse() -> Cli {
     let args = credentials_as_values(std::env::args_os().collect());
-    match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
-        Err(refused) => {
-            if refused.use_stderr() {
-                let plain = refused.render().to_string();
-                let shown = words_taken_out(&plain, &credentials_in(&args));
-                if shown != plain {
-                    crate::say!("{}", shown.trim_end());
-                    std::process::exit(refused.exit_code());
-                }
+    let refused = match Cli::try_parse_from(&args) {
+        Ok(cli) => return cli,
+        Err(refused) => refused,
+    };
+    let credentials = credentials_in(&args);
+    if !refused.use_stderr() || credentials.is_empty() {
+        refused.exit()
+    }
+    // The same refusal made from the command line with each credential
+    // replaced by a marker wherever it stands in a value: the message
+    // quotes the marker where it would quote the credential (also inside
+    // a value, or lowered), and the marker is then replaced by the label.
+    // clap's own words are left as they are (replacing the credential in
+    // the text replaced a short token inside them, and so showed it).
+    match Cli::try_parse_from(masked(&args, &credentials)) {
+        Err(again) if again.kind() == refused.kind() => {
+            let mut shown = again.render().to_string();
+            for (n, (credential, label)) in credentials.iter().enumerate() {
+                shown = shown.replace(&marker(n, credential), label);
             }
-            refused.exit()
+            crate::say!("{}", shown.trim_end());
+            std::process::exit(again.exit_code())
+        }
+        _ => {
+            crate::say!(
+                "error: the command line was refused, in words that would quote a token given \
+                 on it, so they are not shown; check the flags and their values (--help)"
+            );
+            std::process::exit(2)
         }
     }
 }
 
-/// `text` with each of `credentials` replaced by its label where it stands
-/// as a word, as clap quotes an argument (`'…'`, after `=` or a space):
-/// a short credential inside a word of clap's own is left.
-fn words_taken_out(text: &str, credentials: &[(String, &str)]) -> String {
-    let mut order: Vec<&(String, &str)> = credentials.iter().collect();
-    order.sort_by_key(|(credential, _)| std::cmp::Reverse(credential.len()));
-    let bound = |c: Option<char>| c.is_none_or(|c| c.is_whitespace() || "'\"=,".contains(c));
-    let mut text = text.to_string();
-    for (credential, label) in order {
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find(credential.as_str()) {
-            let end = at + credential.len();
-            let before = rest[..at].chars().last().or_else(|| out.chars().last());
-            let word = bound(before) && bound(rest[end..].chars().next());
-            out.push_str(&rest[..at]);
-            out.push_str(if word { label } else { credential });
-            rest = &rest[end..];
-        }
-        out.push_str(rest);
-        text = out;
-    }
-    text
+/// What stands for credential `n` in the masked command line: lower-case
+/// letters and digits, so a value parser that lowers what it quotes
+/// quotes it unchanged, after the dashes the credential starts with (so a
+/// word that was taken for a flag still is).
+fn marker(n: usize, credential: &str) -> String {
+    let dashes = credential.len() - credential.trim_start_matches('-').len();
+    format!("{}zqxcredential{n}zqx", "-".repeat(dashes))
 }
 
-/// Every flag of every command, as typed (`--listen`, `-h`).
-fn known_flags() -> Vec<String> {
-    fn walk(command: &clap::Command, into: &mut Vec<String>) {
-        for arg in command.get_arguments() {
-            into.extend(
-                arg.get_long_and_visible_aliases()
-                    .into_iter()
-                    .flatten()
-                    .map(|l| format!("--{l}")),
-            );
-            into.extend(
-                arg.get_short_and_visible_aliases()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| format!("-{s}")),
-            );
+/// `args` with every credential in a value replaced by its marker,
+/// matched without regard to ASCII case; flags' names are left.
+fn masked(args: &[OsString], credentials: &[(String, &str)]) -> Vec<OsString> {
+    let known = known_flags(args);
+    let mut order: Vec<(usize, &String)> = credentials.iter().map(|(c, _)| c).enumerate().collect();
+    order.sort_by_key(|(_, c)| std::cmp::Reverse(c.len()));
+    let mask = |text: &str| -> String {
+        let mut text = text.to_string();
+        for &(n, credential) in &order {
+            let wanted = credential.to_ascii_lowercase();
+            // ASCII lowering keeps every byte where it was; the search goes
+            // on after each marker put in (a marker may hold the credential).
+            let mut from = 0;
+            while let Some(at) = text.to_ascii_lowercase()[from..].find(&wanted) {
+                let at = from + at;
+                let mark = marker(n, credential);
+                text.replace_range(at..at + wanted.len(), &mark);
+                from = at + mark.len();
+            }
         }
-        for sub in command.get_subcommands() {
-            walk(sub, into);
-        }
-    }
+        text
+    };
+    args.iter()
+        .enumerate()
+        .map(|(i, word)| match word.to_str() {
+            Some(w) if i == 0 || w == "--" => word.clone(),
+            Some(w) if names_a_flag(&known, w) => match w.split_once('=') {
+                Some((flag, value)) => format!("{flag}={}", mask(value)).into(),
+                None => word.clone(),
+            },
+            Some(w) => mask(w).into(),
+            None => word.clone(),
+        })
+        .collect()
+}
+
+/// The flags of the command `args` name (the subcommand given first, else
+/// the receiver's own), as typed (`--listen`, `-h`).
+fn known_flags(args: &[OsString]) -> Vec<String> {
+    let root = <Cli as clap::CommandFactory>::command();
+    let command = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|name| root.find_subcommand(name))
+        .unwrap_or(&root);
     let mut flags: Vec<String> = ["--help", "-h", "--version", "-V"].map(String::from).into();
-    walk(&<Cli as clap::CommandFactory>::command(), &mut flags);
+    for arg in command.get_arguments() {
+        let longs = arg.get_long_and_visible_aliases().into_iter().flatten();
+        flags.extend(longs.map(|l| format!("--{l}")));
+        let shorts = arg.get_short_and_visible_aliases().into_iter().flatten();
+        flags.extend(shorts.map(|c| format!("-{c}")));
+    }
     flags
 }
 
@@ -112,12 +143,14 @@ fn names_a_flag(known: &[String], word: &str) -> bool {
 }
 
 /// `args` with a credential flag followed by a word starting with `-` that
-/// is no flag of ours written as `--token=-word`, so clap takes it as the
-/// value (a forgotten value followed by a flag stays a forgotten value).
-fn credentials_as_values(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let known = known_flags();
+/// is no flag of the command written as `--token=-word`, so clap takes it
+/// as the value (a forgotten value followed by a flag stays a forgotten
+/// value); and `--token -- WORD` (clap's tip for a value starting with
+/// `-`, which it does not take for a flag's value) as `--token=WORD`.
+fn credentials_as_values(args: Vec<OsString>) -> Vec<OsString> {
+    let known = known_flags(&args);
     let mut out = Vec::with_capacity(args.len());
-    let mut words = args.into_iter();
+    let mut words = args.into_iter().peekable();
     while let Some(word) = words.next() {
         if word == "--" {
             out.push(word);
@@ -125,28 +158,39 @@ fn credentials_as_values(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
             break;
         }
         let credential_flag = CREDENTIAL_FLAGS.iter().any(|(flag, _)| word == *flag);
-        match words.as_slice().first().and_then(|next| next.to_str()) {
+        let next = words
+            .peek()
+            .and_then(|next| next.to_str())
+            .map(String::from);
+        let value = match next.as_deref() {
+            Some("--") if credential_flag => {
+                words.next();
+                words.next()
+            }
             Some(next)
-                if credential_flag
-                    && next.starts_with('-')
-                    && next != "--"
-                    && !names_a_flag(&known, next) =>
+                if credential_flag && next.starts_with('-') && !names_a_flag(&known, next) =>
             {
+                words.next()
+            }
+            _ => None,
+        };
+        match value {
+            Some(value) => {
                 let mut joined = word;
                 joined.push("=");
-                joined.push(next);
+                joined.push(value);
                 out.push(joined);
-                words.next();
             }
-            _ => out.push(word),
+            None => out.push(word),
         }
     }
     out
 }
 
-/// The credentials given on the command line `args`, with their labels:
-/// the word after a credential flag and the value in `--token=…`.
-fn credentials_in(args: &[std::ffi::OsString]) -> Vec<(String, &'static str)> {
+/// The credentials given on the command line `args` (as
+/// `credentials_as_values` left it), with their labels: the word after a
+/// credential flag and the value in `--token=…`.
+fn credentials_in(args: &[OsString]) -> Vec<(String, &'static str)> {
     let mut found = Vec::new();
     for (i, word) in args.iter().enumerate() {
         let Some(word) = word.to_str() else { continue };
@@ -789,26 +833,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_credential_is_taken_out_where_it_stands_as_a_word() {
+    fn credentials_are_masked_in_values_and_flags_are_left() {
+        let args = |words: &[&str]| -> Vec<OsString> { words.iter().map(OsString::from).collect() };
         let credentials = [
-            ("a".to_string(), "[token]"),
+            ("Token".to_string(), "[token]"),
             ("x9-long".to_string(), "[forward token]"),
         ];
         assert_eq!(
-            words_taken_out(
-                "error: invalid value 'a' for '--scheme': a value, x9-longer, =x9-long",
+            masked(
+                &args(&[
+                    "x",
+                    "--token",
+                    "Token",
+                    "--respond",
+                    "late:TOKEN",
+                    "--forward-token=x9-long"
+                ]),
                 &credentials
             ),
-            "error: invalid value '[token]' for '--scheme': [token] value, x9-longer, =[forward token]"
+            args(&[
+                "x",
+                "--token",
+                &marker(0, "Token"),
+                "--respond",
+                &format!("late:{}", marker(0, "Token")),
+                &format!("--forward-token={}", marker(1, "x9-long")),
+            ])
         );
     }
 
     #[test]
     fn a_dashed_credential_becomes_its_flags_value_and_a_flag_stays_a_flag() {
-        let args = |words: &[&str]| words.iter().map(std::ffi::OsString::from).collect();
+        let args = |words: &[&str]| words.iter().map(OsString::from).collect();
         assert_eq!(
             credentials_as_values(args(&["x", "--token", "-t1", "--forward-token", "--t2"])),
             args(&["x", "--token=-t1", "--forward-token=--t2"])
+        );
+        // clap's tip for a value starting with `-`.
+        assert_eq!(
+            credentials_as_values(args(&["x", "--token", "--", "-t3", "--demo"])),
+            args(&["x", "--token=-t3", "--demo"])
+        );
+        // A flag of another command is a value here.
+        assert_eq!(
+            credentials_as_values(args(&["x", "--token", "-o"])),
+            args(&["x", "--token=-o"])
         );
         let kept = args(&[
             "x",

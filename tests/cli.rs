@@ -311,7 +311,7 @@ fn a_token_starting_with_a_dash_is_taken_and_no_refusal_quotes_a_token() {
     // goes, given twice, or starting with dashes before a word clap
     // refuses.
     let secret = "Sekr3t-9f8e7d6c";
-    let cases: [&[&str]; 7] = [
+    let cases: [&[&str]; 9] = [
         &["--token", secret, "--respond", secret],
         &[
             "--token=--Sekr3t-9f8e7d6c",
@@ -336,6 +336,17 @@ fn a_token_starting_with_a_dash_is_taken_and_no_refusal_quotes_a_token() {
             "--speed",
             "--Sekr3t-9f8e7d6c",
         ],
+        // Quoted lowered, inside a value.
+        &["--token", secret, "--respond", "late:Sekr3t-9f8e7d6c"],
+        // After `--`, as clap's own tip writes a value starting with `-`.
+        &[
+            "replay",
+            "f",
+            "--token",
+            "--",
+            "-Sekr3t-9f8e7d6c",
+            "-Sekr3t-9f8e7d6c",
+        ],
     ];
     for args in cases {
         let out = binary().args(args).output().unwrap();
@@ -347,7 +358,33 @@ fn a_token_starting_with_a_dash_is_taken_and_no_refusal_quotes_a_token() {
             "{args:?} quotes the token: {err}"
         );
         assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            !err.to_lowercase().contains("sekr3t"),
+            "{args:?} quotes it lowered: {err}"
+        );
     }
+    // A short token that is a word of the refusal's own leaves the words
+    // as they are (they were replaced, which showed what the token was).
+    let out = binary()
+        .args(["--token", "found", "--bogus"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: unexpected argument '--bogus' found"),
+        "{err}"
+    );
+    // A token given after `--`, as clap's tip has it, is taken.
+    let mut rx = Receiver::spawn(binary().args([
+        "--capture",
+        capture.to_str().unwrap(),
+        "--token",
+        "--",
+        "-Dk3f9-after-separator",
+    ]));
+    let r = rx.post(&[("authorization", "token -Dk3f9-after-separator")], body);
+    assert_eq!(r.status, 200);
+    rx.stop();
 }
 
 #[test]
