@@ -240,7 +240,10 @@ fn view_summary_says_per_device_what_the_capture_holds() {
         stdout.contains(&format!("device {}", unit_id_for(1))),
         "{stdout}"
     );
-    assert!(stdout.contains("30 new, 1 duplicates"), "{stdout}");
+    assert!(
+        stdout.contains("30 new (0 acknowledged on a retry), 1 duplicates"),
+        "{stdout}"
+    );
 
     let out = autopi(&["view", "--summary", "--json", p]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -771,7 +774,8 @@ fn export_and_replay_leave_out_what_was_not_delivered() {
     // The summary counts it once, as a new batch and as a retry.
     let out = autopi(&["view", "--summary", p]);
     assert!(
-        text(&out.stdout).contains("3 new, 1 duplicates, 1 retries, 2 not acknowledged"),
+        text(&out.stdout)
+            .contains("3 new (1 acknowledged on a retry), 1 duplicates, 2 not acknowledged"),
         "{}",
         text(&out.stdout)
     );

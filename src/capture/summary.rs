@@ -302,8 +302,8 @@ impl fmt::Display for Summary {
             writeln!(f, "  records    {}", span(d.first_record, d.last_record))?;
             writeln!(
                 f,
-                "  batches    {} new, {} duplicates, {} retries, {} not acknowledged",
-                d.batches, d.duplicates, d.retries, d.unacknowledged
+                "  batches    {} new ({} acknowledged on a retry), {} duplicates, {} not acknowledged",
+                d.batches, d.retries, d.duplicates, d.unacknowledged
             )?;
             let mut types = String::new();
             for (t, n) in &d.types {

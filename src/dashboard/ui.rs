@@ -237,10 +237,11 @@ pub fn saved_title(app: &App, width: u16) -> Option<Line<'static>> {
 pub type EdgePiece = Vec<Line<'static>>;
 
 /// A panel's bottom edge, `width` columns wide (corners included): the
-/// `left` pieces one after another at the left and `right` at the right,
-/// each in its fullest wording that lets all fit between the corners
-/// (pieces are shortened in the order given); when even the shortest do
-/// not fit, one line of them, cut with `…` before the corner. Two titles
+/// `left` pieces one after another at the left and `right` at the right;
+/// while they do not fit between the corners, pieces are shortened in the
+/// order given, each as far as needed (the first is shortened before the
+/// others are touched); when even the shortest do not fit, one line of
+/// them, cut with `…` before the corner. Two titles
 /// were drawn over each other (`OLD DATA · not the current sta all 2
 /// drives`), and one too long ran into the corner uncut.
 pub fn bottom_edge(
@@ -250,7 +251,7 @@ pub fn bottom_edge(
     right: Option<EdgePiece>,
 ) -> Block<'static> {
     let room = width.saturating_sub(2) as usize;
-    let has_right = right.is_some();
+    let has_right = right.as_ref().is_some_and(|p| !p.is_empty());
     let pieces: Vec<EdgePiece> = left
         .into_iter()
         .chain(right)
@@ -346,4 +347,72 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
         .centered()
         .wrap(Wrap { trim: true })
         .render(middle, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bottom edge of `block` drawn `width` columns wide.
+    fn edge(block: Block<'static>, width: u16) -> String {
+        let area = Rect::new(0, 0, width, 3);
+        let mut buf = Buffer::empty(area);
+        block.render(area, &mut buf);
+        (0..width)
+            .map(|x| buf[(x, 2)].symbol().to_string())
+            .collect()
+    }
+
+    fn piece(words: &[&'static str]) -> EdgePiece {
+        words.iter().map(|w| Line::from(*w)).collect()
+    }
+
+    #[test]
+    fn a_bottom_edge_keeps_its_pieces_apart() {
+        let old = || piece(&[" OLD DATA · not the current state ", " OLD DATA "]);
+        // Room for both: one at each end.
+        let wide = edge(
+            bottom_edge(
+                Block::bordered(),
+                60,
+                vec![old()],
+                Some(piece(&[" drive 2 "])),
+            ),
+            60,
+        );
+        assert!(
+            wide.starts_with("└ OLD DATA · not the current state ─"),
+            "{wide}"
+        );
+        assert!(wide.ends_with("─ drive 2 ┘"), "{wide}");
+        // Less room: the first piece in its short wording.
+        let narrow = edge(
+            bottom_edge(
+                Block::bordered(),
+                30,
+                vec![old()],
+                Some(piece(&[" drive 2 "])),
+            ),
+            30,
+        );
+        assert!(narrow.starts_with("└ OLD DATA ─"), "{narrow}");
+        assert!(narrow.ends_with("─ drive 2 ┘"), "{narrow}");
+        // Too little even then: one line, cut.
+        let cut = edge(
+            bottom_edge(
+                Block::bordered(),
+                14,
+                vec![old()],
+                Some(piece(&[" drive 2 "])),
+            ),
+            14,
+        );
+        assert!(cut.contains('…'), "{cut}");
+        // An empty right piece leaves the left one at the left.
+        let alone = edge(
+            bottom_edge(Block::bordered(), 40, vec![old()], Some(vec![])),
+            40,
+        );
+        assert!(alone.starts_with("└ OLD DATA"), "{alone}");
+    }
 }

@@ -55,13 +55,23 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         "m" => app.setup.respond.is_some(),
         _ => true,
     };
+    // Looking back, Home and End are the timeline's.
+    let named = |keys: &'static str| match keys {
+        "g G Home End" if app.timeline.is_some() => "g  G",
+        keys => keys,
+    };
     let mut lines: Vec<Line> = view_keys
         .iter()
-        .chain(KEYS.iter().filter(|(keys, _)| here(keys)))
+        .copied()
+        .chain(
+            KEYS.iter()
+                .filter(|(keys, _)| here(keys))
+                .map(|&(keys, what)| (named(keys), what)),
+        )
         .map(|(keys, what)| {
             Line::from(vec![
                 Span::styled(format!(" {keys:<13}"), t.key),
-                Span::styled(*what, t.base),
+                Span::styled(what, t.base),
             ])
         })
         .collect();

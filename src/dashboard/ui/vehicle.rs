@@ -91,7 +91,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         edge.push(
             [
                 format!(" {above}+{hidden} more · {hint} "),
-                format!(" +{hidden} more · v "),
+                format!(" {above}+{hidden} more "),
                 format!(" +{hidden} "),
             ]
             .map(|text| Line::from(Span::styled(text, app.theme.warn)))
