@@ -134,6 +134,13 @@ pub fn head(r: &RequestEvent, let_go: bool, width: u16, pretty: bool) -> Vec<Tex
     let matched = match r.token_matched {
         Some(true) => piece(Tone::Ok, "yes"),
         Some(false) => piece(Tone::Error, " no "),
+        // Read back from the capture, which keeps no authorization: a line
+        // is only written for an upload that passed the check (it said
+        // "not checked (no authorization header, or --no-auth)").
+        None if r.id >= crate::capture::load::LOADED_ID_BASE => piece(
+            Tone::Dim,
+            "yes, or --no-auth (the capture keeps only uploads that passed)",
+        ),
         None => piece(
             Tone::Dim,
             "not checked (no authorization header, or --no-auth)",
@@ -551,6 +558,27 @@ pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_read_back_from_the_capture_passed_the_token_check() {
+        let at = crate::fixtures::at("2026-11-27T08:00:00Z");
+        let body = r#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#;
+        let mut e = crate::fixtures::accepted(1, at, Some("u"), body);
+        e.token_matched = None;
+        let said = |e: &RequestEvent| -> String {
+            head(e, false, 200, false)
+                .iter()
+                .flat_map(|l| l.iter().map(|p| p.text.clone()))
+                .collect()
+        };
+        assert!(said(&e).contains("not checked"), "{}", said(&e));
+        e.id = crate::capture::load::LOADED_ID_BASE + 3;
+        assert!(
+            said(&e).contains("token: yes, or --no-auth"),
+            "{}",
+            said(&e)
+        );
+    }
 
     #[test]
     fn a_batch_an_answer_mode_refused_is_said_to_be_in_the_capture() {
