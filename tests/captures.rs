@@ -220,6 +220,20 @@ fn the_view_state_equals_the_live_state_it_came_from() {
     assert_eq!(first_difference(&v, &l), None, "every panel's state");
     assert_eq!(v.len(), l.len());
     assert_eq!(viewed.last_upload, live.last_upload);
+    // The Uplink tab's logs too, and what they say at the same instant.
+    let (v, l) = (
+        format!("{:?}", viewed.uplinks),
+        format!("{:?}", live.uplinks),
+    );
+    assert_eq!(first_difference(&v, &l), None, "every uplink log");
+    let now = live.last_upload.unwrap();
+    for log in &live.uplinks {
+        let seen = viewed.uplink(&log.unit_id).expect("the device's log");
+        assert_eq!(
+            format!("{:?}", autopi_rx::dashboard::uplink::of(seen, now)),
+            format!("{:?}", autopi_rx::dashboard::uplink::of(log, now)),
+        );
+    }
     // Ages are measured from the last batch's arrival, not from today.
     assert_eq!(app.now(), live.last_upload.unwrap());
 }
