@@ -54,6 +54,21 @@ impl Tty {
         Tty::launch(dir, script, &all)
     }
 
+    /// Runs the receiver with the sample token on its own terminal,
+    /// capturing to `capture` (a file under `dir`).
+    fn receiving(dir: tempfile::TempDir, capture: &std::path::Path) -> Tty {
+        let capture = capture.to_str().unwrap();
+        let args = [
+            "--listen",
+            "127.0.0.1:0",
+            "--capture",
+            capture,
+            "--token",
+            TOKEN,
+        ];
+        Tty::launch(dir, "exec \"$0\" \"$@\"", &args)
+    }
+
     /// Runs the shell `script` (`$0` the binary, `$@` exactly ARGS) on its
     /// own terminal, in `dir`.
     fn launch(dir: tempfile::TempDir, script: &str, args: &[&str]) -> Tty {
@@ -575,18 +590,7 @@ fn loading_a_big_capture(lines: usize) -> Tty {
     drop(file);
     // Big enough for the progress line (32 MB).
     assert!(std::fs::metadata(&capture).unwrap().len() > 32_000_000);
-    Tty::launch(
-        dir,
-        "exec \"$0\" \"$@\"",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--capture",
-            capture.to_str().unwrap(),
-            "--token",
-            TOKEN,
-        ],
-    )
+    Tty::receiving(dir, &capture)
 }
 
 /// A signal while a big capture loads at start stops the run there, as
@@ -768,15 +772,7 @@ fn a_body_is_saved_beside_a_capture_in_a_folder_with_a_tab_in_its_name() {
     let folder = dir.path().join("cap\tdir");
     std::fs::create_dir(&folder).unwrap();
     let capture = folder.join("c.jsonl");
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--capture",
-        capture.to_str().unwrap(),
-        "--token",
-        TOKEN,
-    ];
-    let mut tty = Tty::launch(dir, "exec \"$0\" \"$@\"", &args);
+    let mut tty = Tty::receiving(dir, &capture);
     let addr = tty.addr();
     tty.wait_screen("Position");
     let body = std::fs::read(samples().join("guide-examples/track-pos.json")).unwrap();

@@ -370,43 +370,29 @@ mod tests {
     #[test]
     fn a_bottom_edge_keeps_its_pieces_apart() {
         let old = || piece(&[" OLD DATA · not the current state ", " OLD DATA "]);
-        // Room for both: one at each end.
-        let wide = edge(
-            bottom_edge(
+        // Old data at the left and the drive at the right, `width` wide.
+        let drawn = |width: u16| {
+            let block = bottom_edge(
                 Block::bordered(),
-                60,
+                width,
                 vec![old()],
                 Some(piece(&[" drive 2 "])),
-            ),
-            60,
-        );
+            );
+            edge(block, width)
+        };
+        // Room for both: one at each end.
+        let wide = drawn(60);
         assert!(
             wide.starts_with("└ OLD DATA · not the current state ─"),
             "{wide}"
         );
         assert!(wide.ends_with("─ drive 2 ┘"), "{wide}");
         // Less room: the first piece in its short wording.
-        let narrow = edge(
-            bottom_edge(
-                Block::bordered(),
-                30,
-                vec![old()],
-                Some(piece(&[" drive 2 "])),
-            ),
-            30,
-        );
+        let narrow = drawn(30);
         assert!(narrow.starts_with("└ OLD DATA ─"), "{narrow}");
         assert!(narrow.ends_with("─ drive 2 ┘"), "{narrow}");
         // Too little even then: one line, cut.
-        let cut = edge(
-            bottom_edge(
-                Block::bordered(),
-                14,
-                vec![old()],
-                Some(piece(&[" drive 2 "])),
-            ),
-            14,
-        );
+        let cut = drawn(14);
         assert!(cut.contains('…'), "{cut}");
         // An empty right piece leaves the left one at the left.
         let alone = edge(
