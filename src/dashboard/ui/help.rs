@@ -8,31 +8,68 @@ use crate::dashboard::app::App;
 use crate::dashboard::state::{EVENT_RING, REQUEST_RING};
 use crate::dashboard::ui::overlay;
 
+/// One line of the help: the keys, what they do, and where they do it.
+pub struct Key {
+    /// The keys, live.
+    pub keys: &'static str,
+    /// The keys looking back at a capture (the timeline takes the arrows,
+    /// Home, End and space there); None where they do nothing there.
+    pub looking_back: Option<&'static str>,
+    /// Only with a listener's answer mode.
+    pub answer_mode: bool,
+    pub what: &'static str,
+}
+
+impl Key {
+    const fn everywhere(keys: &'static str, what: &'static str) -> Key {
+        Key {
+            keys,
+            looking_back: Some(keys),
+            answer_mode: false,
+            what,
+        }
+    }
+
+    /// Keys that act on what is being received: nothing is, looking back.
+    const fn live(keys: &'static str, what: &'static str) -> Key {
+        Key {
+            looking_back: None,
+            ..Key::everywhere(keys, what)
+        }
+    }
+}
+
 /// Every key and what it does, as shown in the overlay.
-pub const KEYS: &[(&str, &str)] = &[
-    ("q  Ctrl-C", "quit (the capture is flushed first)"),
-    ("Tab 1 2 3 4", "switch tab: Live, Requests, Types, Uplink"),
-    (
+pub const KEYS: &[Key] = &[
+    Key::everywhere("q  Ctrl-C", "quit (the capture is flushed first)"),
+    Key::everywhere("Tab 1 2 3 4", "switch tab: Live, Requests, Types, Uplink"),
+    Key::live(
         "f  space",
         "freeze the display (receiving and saving go on)",
     ),
-    (
+    Key::everywhere(
         "↑ ↓  j k",
         "scroll events / select a request / scroll a tab",
     ),
-    ("PgUp PgDn", "scroll by a page"),
-    (
-        "g G Home End",
-        "oldest / newest (G follows new lines again)",
-    ),
-    ("/", "filter events, requests and types by text"),
-    ("v  a", "Live: every vehicle value / every drive on the map"),
-    ("m", "answer mode: refuse, answer late or hang up"),
-    ("r", "Requests: only the refused ones"),
-    ("Enter", "open the selected request (Requests tab)"),
-    ("p  s", "request: pretty body / save the body to a file"),
-    ("Esc", "close help, request or values; clear the filter"),
-    (
+    Key::everywhere("PgUp PgDn", "scroll by a page"),
+    Key {
+        looking_back: Some("g  G"),
+        ..Key::everywhere(
+            "g G Home End",
+            "oldest / newest (G follows new lines again)",
+        )
+    },
+    Key::everywhere("/", "filter events, requests and types by text"),
+    Key::everywhere("v  a", "Live: every vehicle value / every drive on the map"),
+    Key {
+        answer_mode: true,
+        ..Key::live("m", "answer mode: refuse, answer late or hang up")
+    },
+    Key::everywhere("r", "Requests: only the refused ones"),
+    Key::everywhere("Enter", "open the selected request (Requests tab)"),
+    Key::everywhere("p  s", "request: pretty body / save the body to a file"),
+    Key::everywhere("Esc", "close help, request or values; clear the filter"),
+    Key::live(
         "d D  → ←",
         "pick next / previous device (else: last to upload)",
     ),
@@ -47,27 +84,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .timeline
         .as_ref()
         .map_or(&[][..], |_| crate::dashboard::timeline::KEYS);
-    // Keys that do nothing here are left out: looking back, nothing is
-    // received (freezing, the answer mode) and the arrows are the
-    // timeline's; without a listener there is no answer mode.
-    let here = |keys: &str| match keys {
-        "f  space" | "d D  → ←" => app.timeline.is_none(),
-        "m" => app.setup.respond.is_some(),
-        _ => true,
-    };
-    // Looking back, Home and End are the timeline's.
-    let named = |keys: &'static str| match keys {
-        "g G Home End" if app.timeline.is_some() => "g  G",
-        keys => keys,
-    };
+    // Keys that do nothing here are left out.
+    let ours = KEYS.iter().filter_map(|k| {
+        let keys = match app.timeline {
+            Some(_) => k.looking_back?,
+            None => k.keys,
+        };
+        (!k.answer_mode || app.setup.respond.is_some()).then_some((keys, k.what))
+    });
     let mut lines: Vec<Line> = view_keys
         .iter()
         .copied()
-        .chain(
-            KEYS.iter()
-                .filter(|(keys, _)| here(keys))
-                .map(|&(keys, what)| (named(keys), what)),
-        )
+        .chain(ours)
         .map(|(keys, what)| {
             Line::from(vec![
                 Span::styled(format!(" {keys:<13}"), t.key),
