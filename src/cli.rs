@@ -148,6 +148,13 @@ fn names_a_flag(known: &[String], word: &str) -> bool {
 /// value); and `--token -- WORD` (clap's tip for a value starting with
 /// `-`, which it does not take for a flag's value) as `--token=WORD`.
 fn credentials_as_values(args: Vec<OsString>) -> Vec<OsString> {
+    // Most command lines hold no credential flag: clap's description of
+    // the commands is not built for them.
+    let is_credential_flag =
+        |word: &OsString| CREDENTIAL_FLAGS.iter().any(|(flag, _)| word == *flag);
+    if !args.iter().any(is_credential_flag) {
+        return args;
+    }
     let known = known_flags(&args);
     let mut out = Vec::with_capacity(args.len());
     let mut words = args.into_iter().peekable();
@@ -157,7 +164,7 @@ fn credentials_as_values(args: Vec<OsString>) -> Vec<OsString> {
             out.extend(words);
             break;
         }
-        let credential_flag = CREDENTIAL_FLAGS.iter().any(|(flag, _)| word == *flag);
+        let credential_flag = is_credential_flag(&word);
         let next = words
             .peek()
             .and_then(|next| next.to_str())
