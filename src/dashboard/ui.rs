@@ -266,22 +266,22 @@ pub fn bottom_edge(
             .sum::<usize>()
             + pieces.len().saturating_sub(1)
     };
+    if pieces.is_empty() {
+        return block;
+    }
     let mut choice = vec![0; pieces.len()];
     for i in 0..pieces.len() {
         while wanted(&choice) > room && choice[i] + 1 < pieces[i].len() {
             choice[i] += 1;
         }
     }
+    let fits = wanted(&choice) <= room;
     let mut chosen: Vec<Line<'static>> = pieces
         .into_iter()
         .zip(&choice)
         .map(|(mut p, &c)| p.swap_remove(c))
         .collect();
-    if chosen.is_empty() {
-        return block;
-    }
-    let total = chosen.iter().map(Line::width).sum::<usize>() + chosen.len().saturating_sub(1);
-    if total <= room {
+    if fits {
         let right = if has_right { chosen.pop() } else { None };
         for piece in chosen {
             block = block.title_bottom(piece);
