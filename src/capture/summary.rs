@@ -84,6 +84,8 @@ struct Digest {
     received: Timestamp,
     hash: Option<String>,
     kind: LineKind,
+    /// A new batch acknowledged only on a retry (`retry_of`).
+    retried: bool,
     records: u64,
     malformed: u64,
     types: Vec<(String, u64)>,
@@ -96,7 +98,6 @@ struct Digest {
 enum LineKind {
     New,
     Duplicate,
-    Retry,
     Unacknowledged,
 }
 
@@ -140,7 +141,7 @@ fn digest(line: &CaptureLine) -> Digest {
     let kind = if !line.acked {
         LineKind::Unacknowledged
     } else if line.retry {
-        LineKind::Retry
+        LineKind::New
     } else if line.duplicate_of.is_some() {
         LineKind::Duplicate
     } else {
@@ -151,6 +152,7 @@ fn digest(line: &CaptureLine) -> Digest {
         received: line.received,
         hash: line.batch_hash.clone(),
         kind,
+        retried: kind == LineKind::New && line.retry,
         records: 0,
         malformed: 0,
         types: Vec::new(),
@@ -158,7 +160,7 @@ fn digest(line: &CaptureLine) -> Digest {
         first_fix: None,
         last_fix: None,
     };
-    if !matches!(kind, LineKind::New | LineKind::Retry) {
+    if kind != LineKind::New {
         return d;
     }
     let Some(text) = line.records_text() else {
@@ -210,7 +212,7 @@ struct Accumulator {
 
 impl Accumulator {
     fn add(&mut self, mut d: Digest) {
-        if matches!(d.kind, LineKind::New | LineKind::Retry)
+        if d.kind == LineKind::New
             && let Some(hash) = d.hash.take()
             && !self.seen.insert((d.unit_id.clone(), hash))
         {
@@ -230,9 +232,9 @@ impl Accumulator {
         match d.kind {
             LineKind::Duplicate => s.duplicates += 1,
             LineKind::Unacknowledged => s.unacknowledged += 1,
-            LineKind::New | LineKind::Retry => {
+            LineKind::New => {
                 s.batches += 1;
-                s.retries += u64::from(d.kind == LineKind::Retry);
+                s.retries += u64::from(d.retried);
                 s.records += d.records;
                 s.malformed += d.malformed;
                 for (t, n) in d.types {
