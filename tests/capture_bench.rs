@@ -151,6 +151,7 @@ fn parts(path: &Path, size: u64) {
         load::scan(
             path,
             None,
+            load::Packed::Refused("not in this benchmark"),
             |_, l| Some(l.records.len()),
             |_, _| n += 1,
             |_, _| {},
@@ -162,6 +163,7 @@ fn parts(path: &Path, size: u64) {
         load::scan(
             path,
             None,
+            load::Packed::Refused("not in this benchmark"),
             |_, l| Some(load::count_records(&l.records_text().unwrap()).records),
             |_, r| n += r as u64,
             |_, _| {},

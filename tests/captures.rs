@@ -1103,7 +1103,7 @@ mod damaged {
             let path = dir.path().join("c.jsonl");
             std::fs::write(&path, &bytes).unwrap();
             let mut good = 0u64;
-            let scanned = load::scan(&path, None, |_, l| Some(l), |_, _| good += 1, |_, _| {});
+            let scanned = load::scan(&path, None, load::Packed::Inflated, |_, l| Some(l), |_, _| good += 1, |_, _| {});
             let complete = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             if bytes.starts_with(&[0x1f, 0x8b]) {
                 prop_assert!(scanned.unwrap_err().to_string().contains("gzip"));
@@ -2261,10 +2261,10 @@ fn records_after_an_item_that_is_not_an_object_are_all_read_back() {
     );
 }
 
-/// The wrong file given to a reader (notes, a capture gzipped to keep)
-/// is said to be no capture, exit 1, as the receiver refuses it as its
-/// capture: each was read as lines that were not capture lines, "no
-/// batches", exit 0 (an empty GPX for `export`).
+/// The wrong file given to a reader (notes) is said to be no capture,
+/// exit 1, as the receiver refuses it as its capture: each was read as
+/// lines that were not capture lines, "no batches", exit 0 (an empty GPX
+/// for `export`).
 #[test]
 fn a_file_that_is_no_capture_is_refused_by_every_reader() {
     let dir = tempfile::tempdir().unwrap();
@@ -2275,14 +2275,11 @@ fn a_file_that_is_no_capture_is_refused_by_every_reader() {
     let note = dir.path().join("note.txt");
     std::fs::write(&note, "bench notes").unwrap();
     let capture = small_capture(dir.path(), 3);
-    let packed = dir.path().join("small.jsonl.gz");
-    std::fs::write(&packed, common::gzip(&std::fs::read(&capture).unwrap())).unwrap();
     for (file, says) in [
         (
             &notes,
             "not one of its 2 lines is a capture line, so it is not a capture",
         ),
-        (&packed, "it is gzip-compressed"),
         (
             &note,
             "its one line is not a capture line, so it is not a capture (line 1 has no line end",
@@ -2334,4 +2331,116 @@ fn a_file_that_is_no_capture_is_refused_by_every_reader() {
     let out = autopi(&["view", mixed.to_str().unwrap(), "--summary"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("line 4 is not a capture line"));
+}
+
+/// A capture gzipped to keep (`gzip -k`, or two such files joined with
+/// `cat`) is read as it is by every reader that goes through it once: the
+/// summary, each export and replay give what the unpacked file gives.
+/// Until December 5 each refused it ("unpack it first"). A damaged or cut
+/// gzip stream is said, exit 1, and an export leaves nothing behind.
+#[test]
+fn a_capture_gzipped_to_keep_is_read_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = session(dir.path());
+    let bytes = std::fs::read(&plain).unwrap();
+    let half = bytes[..bytes.len() / 2]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let packed = dir.path().join("session.jsonl.gz");
+    let mut two = common::gzip(&bytes[..half]);
+    two.extend(common::gzip(&bytes[half..]));
+    std::fs::write(&packed, &two).unwrap();
+    let (p, z) = (plain.to_str().unwrap(), packed.to_str().unwrap());
+
+    let summary = |f: &str| {
+        let out = autopi(&["view", f, "--summary", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let lines = v["files"][0]["lines"].take();
+        (lines, v["devices"].take())
+    };
+    let (count, devices) = summary(z);
+    assert_eq!(count, 51);
+    assert_eq!(devices.as_array().unwrap().len(), 2);
+    assert_eq!((count, devices), summary(p));
+    for format in ["batches", "csv", "gpx", "geojson"] {
+        let export = |f: &str| {
+            let out = autopi(&["export", f, "--format", format, "--type", "track.pos"]);
+            assert!(out.status.success(), "{format}: {}", text(&out.stderr));
+            (out.stdout, text(&out.stderr))
+        };
+        let (got, said) = export(z);
+        assert!(!got.is_empty(), "{format}");
+        assert!(said.contains("from 50 batches"), "{format}: {said}");
+        assert_eq!((got, said), export(p), "{format}");
+    }
+
+    let second = dir.path().join("second.jsonl");
+    let mut rx = common::Receiver::spawn(binary().args([
+        "--token",
+        TOKEN,
+        "--capture",
+        second.to_str().unwrap(),
+    ]));
+    let url = format!("http://{}/logbook/storage", rx.addr);
+    let out = replay(&packed, &url, TOKEN, "10").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("acknowledged: 50 of 50 batches"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(rx.stop().success());
+    let key = |l: &Value| (l["unit_id"].clone(), l["batch_hash"].clone());
+    let sent: Vec<_> = delivered(&plain).iter().map(key).collect();
+    let got: Vec<_> = lines(&second).iter().map(key).collect();
+    assert_eq!(got, sent);
+
+    // Cut short, as an interrupted copy leaves it; or one byte changed.
+    let cut = dir.path().join("cut.jsonl.gz");
+    std::fs::write(&cut, &two[..two.len() - 100]).unwrap();
+    let changed = dir.path().join("changed.jsonl.gz");
+    let mut flipped = two.clone();
+    let last = flipped.len() - 12;
+    flipped[last] ^= 0x55;
+    std::fs::write(&changed, flipped).unwrap();
+    let damaged = "it is gzip-compressed, and its gzip stream does not inflate to its end";
+    for bad in [&cut, &changed] {
+        let f = bad.to_str().unwrap();
+        let to = dir.path().join("out.csv");
+        let to = to.to_str().unwrap();
+        for args in [
+            vec!["view", f, "--summary"],
+            vec!["export", f, "--format", "csv", "-o", to],
+        ] {
+            let out = autopi(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(stderr.contains(damaged), "{args:?}: {stderr}");
+        }
+        assert!(!Path::new(to).exists(), "nothing left behind");
+        // Replay sends what inflates before the damage, and says so.
+        let third = dir.path().join("third.jsonl");
+        let _ = std::fs::remove_file(&third);
+        let mut rx = common::Receiver::spawn(binary().args([
+            "--token",
+            TOKEN,
+            "--capture",
+            third.to_str().unwrap(),
+        ]));
+        let url = format!("http://{}/logbook/storage", rx.addr);
+        let out = replay(bad, &url, TOKEN, "10").output().unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(damaged), "{stderr}");
+        assert!(rx.stop().success());
+        let got = lines(&third).len();
+        assert!(got >= 25, "the first member's batches were sent: {got}");
+        assert!(
+            stdout.contains(&format!("acknowledged: {got} of {got} batches")),
+            "{stdout}"
+        );
+    }
 }

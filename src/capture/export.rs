@@ -123,6 +123,7 @@ fn for_each_batch<T: Send>(
         let report = load::scan(
             path,
             None,
+            load::Packed::Inflated,
             |at, line| {
                 let keep = line.delivered() && filter.batch(&line);
                 let key = (line.unit_id.clone(), line.batch_hash.clone());

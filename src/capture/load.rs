@@ -409,11 +409,23 @@ impl Report {
 pub fn scan<T: Send>(
     path: &Path,
     limit: Option<u64>,
+    packed: Packed,
     prepare: impl Fn(Located, CaptureLine) -> Option<T> + Send,
     consume: impl FnMut(Located, T),
     progress: impl FnMut(u64, u64),
 ) -> io::Result<Report> {
-    scan_until(path, limit, prepare, consume, progress, || false)
+    scan_until(path, limit, packed, prepare, consume, progress, || false)
+}
+
+/// What a reader does with a capture gzipped to keep (`gzip -k`).
+#[derive(Clone, Copy, Debug)]
+pub enum Packed {
+    /// Inflated as it is read: for readers that go through a file once,
+    /// from its start to its end. Offsets are then the inflated text's.
+    Inflated,
+    /// Refused with the reason, for readers that go back to a line by
+    /// its offset in the file.
+    Refused(&'static str),
 }
 
 /// `scan`, stopped early (between two chunks of lines, each up to a block
@@ -423,6 +435,7 @@ pub fn scan<T: Send>(
 pub fn scan_until<T: Send>(
     path: &Path,
     limit: Option<u64>,
+    packed: Packed,
     prepare: impl Fn(Located, CaptureLine) -> Option<T> + Send,
     mut consume: impl FnMut(Located, T),
     mut progress: impl FnMut(u64, u64),
@@ -433,28 +446,54 @@ pub fn scan_until<T: Send>(
     let file = crate::input::open_file(path)?;
     let meta = file.metadata()?;
     let mut magic = [0u8; 2];
-    if file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b] {
+    let gzip = file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b];
+    if let (true, Packed::Refused(why)) = (gzip, packed) {
         // A capture gzipped to keep: read as 36 lines that were not
-        // capture lines, "no batches", exit 0.
+        // capture lines, "no batches", exit 0, until December 5.
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "it is gzip-compressed: captures are read as written; unpack it first (gunzip -k)",
+            format!("it is gzip-compressed: {why}"),
         ));
     }
     let total = meta.len().min(limit.unwrap_or(u64::MAX));
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<(Located, T)>)>(4);
     let mut report = std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            // Small files need no 8 MB block (a file growing meanwhile is
-            // read up to `total` only anyway).
-            let block = usize::try_from(total).map_or(CHUNK, |t| t.clamp(4096, CHUNK));
-            read_lines(
-                file.take(total),
-                block,
-                |at, line| CaptureLine::parse(line).map(|l| prepare(at, l)),
-                |done, chunk| tx.send((done, chunk)).is_ok(),
-            )
-        });
+        let reader =
+            s.spawn(move || {
+                // Small files need no 8 MB block (a file growing meanwhile is
+                // read up to `total` only anyway).
+                let block = usize::try_from(total).map_or(CHUNK, |t| t.clamp(4096, CHUNK));
+                let parse = |at, line: &[u8]| CaptureLine::parse(line).map(|l| prepare(at, l));
+                if !gzip {
+                    return read_lines(
+                        file.take(total),
+                        block,
+                        |n| n,
+                        parse,
+                        |done, chunk| tx.send((done, chunk)).is_ok(),
+                    );
+                }
+                // Progress is told in bytes of the file (the packed ones read
+                // so far, up to a buffer ahead), its only known length.
+                let packed_read = std::cell::Cell::new(0u64);
+                let counted = Counted {
+                    inner: file.take(total),
+                    count: &packed_read,
+                };
+                let inflated = flate2::read::MultiGzDecoder::new(io::BufReader::new(counted));
+                read_lines(inflated, block, |_| packed_read.get(), parse, |done, chunk| {
+                tx.send((done, chunk)).is_ok()
+            })
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "it is gzip-compressed, and its gzip stream does not inflate to its end \
+                         (damaged or cut short): {e}"
+                    ),
+                )
+            })
+            });
         for (done, chunk) in rx {
             if stop() {
                 // The reader's next hand-over fails, and it ends.
@@ -500,6 +539,7 @@ pub fn scan_until<T: Send>(
 fn read_lines<R: Read, T>(
     mut input: R,
     block_size: usize,
+    done_of: impl Fn(u64) -> u64,
     parse: impl Fn(Located, &[u8]) -> Result<Option<T>, String>,
     mut send: impl FnMut(u64, Vec<(Located, T)>) -> bool,
 ) -> io::Result<Report> {
@@ -556,7 +596,7 @@ fn read_lines<R: Read, T>(
         }
         if !out.is_empty()
             && !send(
-                done,
+                done_of(done),
                 std::mem::replace(&mut out, Vec::with_capacity(HANDOVER)),
             )
         {
@@ -573,9 +613,23 @@ fn read_lines<R: Read, T>(
             } else {
                 report.torn_foreign = !super::reader::starts_ours(&buf);
             }
-            send(done, Vec::new());
+            send(done_of(done), Vec::new());
             return Ok(report);
         }
+    }
+}
+
+/// Counts the bytes read through it (a gzip capture's progress).
+struct Counted<'a, R> {
+    inner: R,
+    count: &'a std::cell::Cell<u64>,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
     }
 }
 
@@ -603,6 +657,9 @@ pub fn scan_events(
     scan_until(
         path,
         limit,
+        Packed::Refused(
+            "the receiver appends to its capture as written; unpack it first (gunzip -k)",
+        ),
         |_, line| Some(line.to_event(0)),
         |_, mut event| {
             event.id = next;
@@ -710,7 +767,15 @@ mod tests {
         let path = dir.path().join("c.jsonl");
         std::fs::write(&path, text).unwrap();
         let mut got = Vec::new();
-        let report = scan(&path, None, |_, l| Some(l), |_, l| got.push(l), |_, _| {}).unwrap();
+        let report = scan(
+            &path,
+            None,
+            Packed::Inflated,
+            |_, l| Some(l),
+            |_, l| got.push(l),
+            |_, _| {},
+        )
+        .unwrap();
         (got, report)
     }
 
@@ -775,7 +840,15 @@ mod tests {
         let path = dir.path().join("c.jsonl");
         std::fs::write(&path, &text).unwrap();
         let mut at = Vec::new();
-        let report = scan(&path, None, |_, l| Some(l), |a, _| at.push(a), |_, _| {}).unwrap();
+        let report = scan(
+            &path,
+            None,
+            Packed::Inflated,
+            |_, l| Some(l),
+            |a, _| at.push(a),
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!((report.lines, report.corrupt), (3, 0));
         let file = File::open(&path).unwrap();
         let again = read_at(&file, at[1]).unwrap();
@@ -792,7 +865,15 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let mut n = 0;
         let limit = Some(GOOD.len() as u64 + 1);
-        let report = scan(&path, limit, |_, l| Some(l), |_, _| n += 1, |_, _| {}).unwrap();
+        let report = scan(
+            &path,
+            limit,
+            Packed::Inflated,
+            |_, l| Some(l),
+            |_, _| n += 1,
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!((n, report.torn_bytes), (1, 0));
     }
 }

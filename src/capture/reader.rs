@@ -311,11 +311,21 @@ pub(super) fn repair_and_index(
     if !ours && (anything || foreign_tail) && !torn_ours {
         // Not one line of ours: the wrong file (a typo, a completion), and
         // its last line is not ours to cut.
+        let mut magic = [0u8; 2];
+        let gzip = std::os::unix::fs::FileExt::read_exact_at(&*file, &mut magic, 0).is_ok()
+            && magic == [0x1f, 0x8b];
+        let hint = if gzip {
+            // A capture gzipped to keep, given to go on with it.
+            "; it is gzip-compressed: the receiver appends to a capture as written, so unpack \
+             one to go on with it (gunzip -k); view --summary, export and replay read it as it is"
+        } else {
+            ""
+        };
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
                 "it holds {} bytes and not one capture line, so it is not a capture (nothing \
-                 was changed): give --capture a new file or the capture you meant",
+                 was changed): give --capture a new file or the capture you meant{hint}",
                 complete_len + recovered.torn_bytes
             ),
         ));

@@ -123,6 +123,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
     let report = load::scan(
         path,
         None,
+        load::Packed::Inflated,
         |_, line| Some(line),
         |at, line: CaptureLine| {
             if !line.acked {
@@ -207,13 +208,25 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
         },
         |_, _| {},
     )
-    .map_err(|e| Failure {
-        message: format!("cannot read {}: {e}", crate::text::path(&path)),
-        code: 1,
-        summary: None,
-    })?;
-    report.warn();
+    .map_err(|e| format!("cannot read {}: {e}", crate::text::path(&path)));
     summary.elapsed = started.elapsed();
+    let report = match report {
+        Ok(report) => report,
+        // A gzip stream damaged further on: what was sent before it is
+        // said (it was not: only "cannot read").
+        Err(unread) => {
+            let sent = summary.to_send > 0;
+            return Err(Failure {
+                message: match fatal {
+                    Some(first) => format!("{first}; then {unread}"),
+                    None => unread,
+                },
+                code: 1,
+                summary: sent.then(|| Box::new(summary)),
+            });
+        }
+    };
+    report.warn();
     match fatal {
         Some(message) => Err(Failure {
             message,

@@ -114,6 +114,7 @@ pub fn summarize(paths: &[PathBuf]) -> std::io::Result<Summary> {
         let report = load::scan(
             path,
             None,
+            load::Packed::Inflated,
             |_, line| Some(digest(&line)),
             |_, d| acc.add(d),
             |done, total| progress.update(done, total),

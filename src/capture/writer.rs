@@ -1630,6 +1630,8 @@ mod checking_tests {
             let e = Capture::open(path).err().expect("refused");
             assert_eq!(e.kind(), io::ErrorKind::InvalidData);
             assert!(e.to_string().contains("not one capture line"), "{e}");
+            let packed = e.to_string().contains("it is gzip-compressed");
+            assert_eq!(packed, path == &gzip, "{e}");
             assert_eq!(std::fs::read(path).unwrap(), content, "{}", path.display());
         }
         // Empty, or blank: a capture to be.

@@ -21,6 +21,11 @@ use crate::dashboard::timeline::{self, Batches, Timeline};
 use crate::dashboard::tui;
 use crate::event::RequestEvent;
 
+/// Why the dashboard cannot show a capture gzipped to keep.
+const VIEW_PACKED: &str = "the dashboard reads batches again by their place in the file, \
+     which a gzip stream does not allow; unpack it (gunzip -k), or give it as it is to \
+     view --summary, export or replay";
+
 /// `autopi-rx view FILE...`.
 pub fn main(args: ViewArgs) -> ExitCode {
     if args.wants_summary() {
@@ -94,6 +99,7 @@ impl Captures {
             let report = load::scan(
                 path,
                 None,
+                load::Packed::Refused(VIEW_PACKED),
                 |at, line: CaptureLine| {
                     let key = line.batch_hash.clone().map(|h| (line.unit_id.clone(), h));
                     let mark = Mark {
@@ -106,7 +112,8 @@ impl Captures {
                 },
                 |_, item| found.push(item),
                 |done, total| progress.update(done, total),
-            )?;
+            )
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", crate::text::path(&path))))?;
             progress.finish();
             report.warn();
             files.push(file);
@@ -268,4 +275,33 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
         );
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The dashboard goes back to a batch by its offset in the file, which
+    /// a gzip stream has not: it says so and names the readers that take
+    /// the file as it is.
+    #[test]
+    fn the_dashboard_refuses_a_gzipped_capture_saying_who_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl.gz");
+        let line = br#"{"received":"2026-12-05T08:00:00.000Z","unit_id":"u","batch_hash":"aa","records":[{"@t":"x"}]}
+"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(line).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let Err(e) = Captures::index(std::slice::from_ref(&path)) else {
+            panic!("indexed a gzip stream");
+        };
+        let said = e.to_string();
+        let named = format!("{}: it is gzip-compressed: ", path.display());
+        assert!(said.starts_with(&named), "{said}");
+        assert!(said.contains("view --summary, export or replay"), "{said}");
+        std::fs::write(&path, line).unwrap();
+        assert!(Captures::index(&[path]).is_ok());
+    }
 }
