@@ -599,6 +599,17 @@ pub struct ReceiveArgs {
     #[arg(long, value_name = "FILE", requires = "forward")]
     pub forward_ca: Option<PathBuf>,
 
+    /// Present this client certificate (PEM, the certificate first, then
+    /// any intermediates) to https:// and mqtts:// forward targets that
+    /// ask for one (mutual TLS, as AWS IoT Core does). Needs --forward-key.
+    #[arg(long, value_name = "FILE", requires_all = ["forward", "forward_key"])]
+    pub forward_cert: Option<PathBuf>,
+
+    /// The private key of --forward-cert (PEM: PKCS#8, PKCS#1 or SEC1, not
+    /// encrypted). Never shown.
+    #[arg(long, value_name = "FILE", requires_all = ["forward", "forward_cert"])]
+    pub forward_key: Option<PathBuf>,
+
     /// How long an HTTP forward target may keep us waiting at any one step
     /// (connecting, taking each piece of the body, answering once it has
     /// it); a large batch to a slow upstream has all the time it needs as
@@ -738,6 +749,7 @@ impl ReceiveArgs {
             )?,
             forward_all: self.forward_all,
             forward_ca: self.forward_ca,
+            forward_identity: self.forward_cert.zip(self.forward_key),
             forward_timeout: std::time::Duration::from_secs(self.forward_timeout),
             mqtt_username: std::env::var(MQTT_USERNAME_ENV).ok(),
             mqtt_password: std::env::var(MQTT_PASSWORD_ENV).ok(),

@@ -59,6 +59,9 @@ pub struct Settings {
     pub forward_all: bool,
     /// `--forward-ca`: a PEM file of CAs to trust instead of the Mozilla roots.
     pub forward_ca: Option<PathBuf>,
+    /// `--forward-cert` and `--forward-key`: the client certificate and
+    /// its key, for TLS targets that ask for one.
+    pub forward_identity: Option<(PathBuf, PathBuf)>,
     /// `--forward-timeout`: the longest wait on an HTTP target at any step.
     pub forward_timeout: std::time::Duration,
     pub mqtt_username: Option<String>,
@@ -184,11 +187,18 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
         Some(path) => Some(forward::load_ca(path).map_err(|m| Fatal::new(2, m))?),
         None => None,
     };
+    let identity = match &settings.forward_identity {
+        Some((cert, key)) => Some(Arc::new(
+            forward::ClientIdentity::load(cert, key).map_err(|m| Fatal::new(2, m))?,
+        )),
+        None => None,
+    };
     let credentials = forward::Credentials {
         authorization: settings.forward_authorization.clone(),
         mqtt_username: settings.mqtt_username.clone(),
         mqtt_password: settings.mqtt_password.clone(),
         ca,
+        identity,
         timeout: Some(settings.forward_timeout),
     };
     let targets: Vec<forward::Target> = settings
@@ -196,6 +206,27 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
         .iter()
         .map(|url| forward::parse_target(url, &credentials).map_err(|m| Fatal::new(2, m)))
         .collect::<Result<_, _>>()?;
+    let tls = |t: &forward::Target| {
+        ["https://", "mqtts://"]
+            .iter()
+            .any(|s| t.name().starts_with(s))
+    };
+    let unused: Vec<&str> = [
+        (settings.forward_ca.is_some(), "--forward-ca"),
+        (
+            settings.forward_identity.is_some(),
+            "--forward-cert and --forward-key",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !unused.is_empty() && !targets.iter().any(tls) {
+        crate::say!(
+            "warning: {}: for https:// and mqtts:// targets only, and no --forward target is one (unused)",
+            unused.join(", and ")
+        );
+    }
     // Each target keeps its place in the cursor file under its name.
     for (i, t) in targets.iter().enumerate() {
         if targets[..i].iter().any(|o| o.name() == t.name()) {

@@ -819,21 +819,46 @@ fn a_backlog_at_exit_is_told_and_sent_on_the_next_start() {
 /// An HTTPS front for `upstream`: terminates TLS with `cert` and `key`
 /// and relays each request unchanged over plain HTTP, and its answer back.
 fn https_front(upstream: std::net::SocketAddr, cert: &Path, key: &Path) -> u16 {
+    https_front_asking(upstream, cert, key, None)
+}
+
+/// `https_front`; given `clients`, a CA, it asks every client for a
+/// certificate that CA signed and refuses a client without one.
+fn https_front_asking(
+    upstream: std::net::SocketAddr,
+    cert: &Path,
+    key: &Path,
+    clients: Option<&Path>,
+) -> u16 {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let read = |path: &Path| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(path)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let certs = read(cert);
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match clients {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read(ca) {
+                roots.add(c).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(certs, key).unwrap();
     let config = std::sync::Arc::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -924,6 +949,105 @@ fn https_upstream_gets_the_same_bytes_and_is_verified() {
         "{note}"
     );
     assert_eq!(complete_lines(&up.capture).len(), 2);
+}
+
+/// An upstream asking for a client certificate (mutual TLS) gets the
+/// batches when `--forward-cert` and `--forward-key` name one its CA
+/// signed; without them the forwarder is down saying why, and nothing
+/// reaches it. A key that is not the certificate's, an encrypted key or a
+/// file with no key is refused at start (exit 2), naming the file and
+/// never the key; the key is in no output.
+#[test]
+fn an_upstream_asking_for_a_client_certificate_gets_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key, client, client_key) = certificates_and_client(dir.path());
+    let up = upstream(dir.path(), 0);
+    let port = https_front_asking(up.addr, &cert, &key, Some(&ca));
+    let url = format!("https://127.0.0.1:{port}/logbook/storage");
+    let (ca, client, client_key) = (
+        ca.to_str().unwrap(),
+        client.to_str().unwrap(),
+        client_key.to_str().unwrap(),
+    );
+    let mut rx = forwarder(
+        &dir.path().join("capture.jsonl"),
+        &url,
+        &[
+            "--forward-ca",
+            ca,
+            "--forward-cert",
+            client,
+            "--forward-key",
+            client_key,
+        ],
+    );
+    upload(&rx, &batch(1));
+    upload(&rx, &batch(2));
+    let got = wait_for("both batches over mutual TLS", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 2).then_some(lines)
+    });
+    assert_eq!(wire_of(&got[0]), batch(1));
+    assert_eq!(wire_of(&got[1]), batch(2));
+    let page = status_page(&rx);
+    assert!(rx.stop().success());
+    let (out, err) = (rx.remaining_stdout().join("\n"), rx.stderr());
+    let key_pem = std::fs::read_to_string(client_key).unwrap();
+    let secret: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!secret.is_empty());
+    for text in [&page, &out, &err] {
+        assert!(!secret.iter().any(|l| text.contains(l)), "{text}");
+    }
+
+    // Without a client certificate: refused by the upstream, down.
+    let bare = forwarder(&dir.path().join("bare.jsonl"), &url, &["--forward-ca", ca]);
+    upload(&bare, &batch(3));
+    let note = forward_note(&bare, "down", |_| true);
+    let error = note["error"].as_str().unwrap();
+    assert!(error.contains("client certificate"), "{note}");
+    assert!(error.contains("--forward-cert"), "{note}");
+    assert_eq!(complete_lines(&up.capture).len(), 2);
+
+    // Files that cannot be a client identity: exit 2 before listening.
+    let server_key = key.to_str().unwrap();
+    let encrypted = dir.path().join("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let encrypted = encrypted.to_str().unwrap();
+    for (cert, key, says) in [
+        (client, server_key, "the key is not the certificate's"),
+        (client, encrypted, "the key is encrypted with a passphrase"),
+        (client, client, "no private key in it"),
+        (client_key, client_key, "no certificate in it"),
+    ] {
+        let out = binary()
+            .args(["--token", TOKEN, "--listen", "127.0.0.1:0", "--headless"])
+            .args([
+                "--capture",
+                dir.path().join("never.jsonl").to_str().unwrap(),
+            ])
+            .args([
+                "--forward",
+                &url,
+                "--forward-cert",
+                cert,
+                "--forward-key",
+                key,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{says}: {stderr}");
+        assert!(!secret.iter().any(|l| stderr.contains(l)), "{stderr}");
+    }
 }
 
 /// `replay` and `simulate` to an HTTPS receiver with a CA of its own:

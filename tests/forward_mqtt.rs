@@ -384,6 +384,76 @@ fn mqtts_verifies_the_broker_against_the_given_ca() {
     );
 }
 
+/// A broker that requires a client certificate (Mosquitto's
+/// `require_certificate`, as AWS IoT Core always does) takes the records
+/// from a forwarder given `--forward-cert` and `--forward-key`; without
+/// them the forwarder is down and nothing is published.
+#[test]
+fn mqtts_presents_the_client_certificate_a_broker_requires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key, client, client_key) = certificates_and_client(dir.path());
+    let (plain, tls) = (free_port(), free_port());
+    let _broker = Broker::start_with(
+        dir.path(),
+        plain,
+        &format!(
+            "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+        Some(tls),
+    );
+    let counts = subscribe(plain);
+    let url = format!("mqtts://127.0.0.1:{tls}/{PREFIX}");
+    let run = |name: &str, identity: bool| {
+        let capture = dir.path().join(name);
+        let mut cmd = binary();
+        cmd.args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+            .args(["--forward", &url])
+            .arg("--forward-ca")
+            .arg(&ca);
+        if identity {
+            cmd.arg("--forward-cert")
+                .arg(&client)
+                .arg("--forward-key")
+                .arg(&client_key);
+        }
+        Receiver::spawn(&mut cmd)
+    };
+    let presenting = run("presenting.jsonl", true);
+    let bodies: Vec<Vec<u8>> = (0..3).map(batch).collect();
+    for b in &bodies {
+        upload(&presenting, b);
+    }
+    let want = tally(bodies);
+    wait_until("every record over mutual TLS", || {
+        all_arrived(&counts, &want)
+    });
+
+    let bare = run("bare.jsonl", false);
+    upload(&bare, &batch(99));
+    let deadline = Instant::now() + DEADLINE;
+    let note = loop {
+        assert!(Instant::now() < deadline, "no down note");
+        if let Some(v) = bare.stdout_json(Duration::from_millis(200))
+            && v["state"] == "down"
+        {
+            break v;
+        }
+    };
+    let error = note["error"].as_str().unwrap();
+    assert!(error.contains("CertificateRequired"), "{note}");
+    assert!(
+        !counts
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|(_, payload)| payload.windows(6).any(|w| w == b"\"n\":99")),
+        "published without a client certificate"
+    );
+}
+
 /// A relay to `broker` on a port of its own that holds the broker's first
 /// answer on each connection (the CONNACK) for `delay`; counts the
 /// connections it took.

@@ -40,6 +40,8 @@ pub struct HttpTarget {
     timeout: Duration,
     /// CA certificates (DER) trusted instead of the Mozilla roots.
     ca: Option<Arc<Vec<Vec<u8>>>>,
+    /// The client certificate, for an upstream that asks for one.
+    identity: Option<Arc<super::ClientIdentity>>,
 }
 
 impl std::fmt::Debug for HttpTarget {
@@ -80,6 +82,7 @@ impl HttpTarget {
             ),
             authorization,
             ca: credentials.ca.clone(),
+            identity: credentials.identity.clone(),
         })
     }
 }
@@ -110,6 +113,15 @@ impl HttpTarget {
 /// rustls with the Mozilla roots, or only the given CA's (`--forward-ca`,
 /// and `--ca` of `replay` and `simulate`).
 pub fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfig {
+    tls_config_with(ca, None)
+}
+
+/// `tls_config`, presenting `identity` to a server that asks for a client
+/// certificate (mutual TLS).
+pub fn tls_config_with(
+    ca: Option<&Vec<Vec<u8>>>,
+    identity: Option<&super::ClientIdentity>,
+) -> TlsConfig {
     let roots = match ca {
         Some(certs) => RootCerts::new_with_certs(
             &certs
@@ -119,7 +131,11 @@ pub fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfig {
         ),
         None => RootCerts::WebPki,
     };
-    TlsConfig::builder().root_certs(roots).build()
+    let client = identity.map(|id| id.http.clone());
+    TlsConfig::builder()
+        .root_certs(roots)
+        .client_cert(client)
+        .build()
 }
 
 /// How long the upstream's answer may take to send its body (at most
@@ -163,7 +179,10 @@ impl Http {
             .user_agent("")
             .accept("")
             .accept_encoding("")
-            .tls_config(tls_config(target.ca.as_deref()))
+            .tls_config(tls_config_with(
+                target.ca.as_deref(),
+                target.identity.as_deref(),
+            ))
             .build();
         Http {
             secrets: target.secrets(),
@@ -216,7 +235,7 @@ impl Deliver for Http {
             }
             Err(e) => {
                 return Attempt::Retry {
-                    error: e.to_string(),
+                    error: self.with_hint(e),
                     after: None,
                 };
             }
@@ -235,6 +254,35 @@ impl Deliver for Http {
             .take(ANSWER_BODY_MOST)
             .read_to_end(&mut answer);
         judged(status, &answer, retry_after, location, &self.secrets)
+    }
+}
+
+impl Http {
+    /// `e` as a reason, with a hint where it may be a missing client
+    /// certificate: over TLS 1.3 a server that requires one finishes the
+    /// handshake and then closes, so the client sees only a broken pipe
+    /// or a reset, and ureq leaves no way to learn that it was asked.
+    fn with_hint(&self, e: ureq::Error) -> String {
+        let closed = matches!(&e, ureq::Error::Io(io) if matches!(
+            io.kind(),
+            std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::UnexpectedEof
+        ));
+        let mut reason = e.to_string();
+        if self.target.identity.is_some() || !self.target.name.starts_with("https://") {
+            return reason;
+        }
+        if reason.contains("CertificateRequired") {
+            // The alert, when it is read before the write fails.
+            reason.push_str(" (the upstream requires a client certificate: see --forward-cert)");
+        } else if closed {
+            reason.push_str(
+                " (an upstream that requires a client certificate closes so when none is given: \
+                 see --forward-cert)",
+            );
+        }
+        reason
     }
 }
 

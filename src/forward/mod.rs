@@ -77,6 +77,9 @@ pub struct Credentials {
     pub mqtt_password: Option<String>,
     /// CA certificates (DER) trusted instead of the Mozilla roots.
     pub ca: Option<Arc<Vec<Vec<u8>>>>,
+    /// `--forward-cert` and `--forward-key`: presented to TLS targets
+    /// that ask for a client certificate.
+    pub identity: Option<Arc<ClientIdentity>>,
     /// `--forward-timeout` (HTTP targets); none given: `http::TIMEOUT`.
     pub timeout: Option<Duration>,
 }
@@ -116,6 +119,88 @@ fn read_ca(flag: &str, path: &Path) -> Result<Arc<Vec<Vec<u8>>>, String> {
         ));
     }
     Ok(Arc::new(certs))
+}
+
+/// A client certificate chain and its private key (`--forward-cert`,
+/// `--forward-key`), checked at start to be usable and to belong
+/// together: ureq builds its TLS configuration with `expect` on them, so
+/// a key that does not fit would otherwise panic the forwarder at its
+/// first connection.
+pub struct ClientIdentity {
+    /// The chain and the loaded key, as rustls presents them (MQTT).
+    pub certified: Arc<rustls::sign::CertifiedKey>,
+    /// The same, as ureq takes them (HTTP): made from the PEM text, since
+    /// ureq 3 gives no way to name a DER key's kind (`KeyKind` is not
+    /// exported).
+    pub http: ureq::tls::ClientCert,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("chain", &self.certified.cert.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most of a key file read (a 16 384-bit RSA key is 13 KiB of PEM).
+const KEY_FILE_MOST: u64 = 1 << 20;
+
+impl ClientIdentity {
+    /// Reads `cert` (PEM certificates, the client's own first) and `key`
+    /// (one PEM private key: PKCS#8, PKCS#1 or SEC1, not encrypted).
+    /// Messages name the files and what is wrong, never the key's bytes.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<ClientIdentity, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = read_ca("--forward-cert", cert_path)?
+            .iter()
+            .map(|der| CertificateDer::from(der.clone()))
+            .collect();
+        let named = |what: &str| format!("--forward-key {}: {what}", crate::text::path(&key_path));
+        let pem = crate::input::read_at_most(key_path, KEY_FILE_MOST)
+            .map_err(|e| named(&e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+            named(&match e {
+                _ if memchr::memmem::find(&pem, b"ENCRYPTED").is_some() => {
+                    "the key is encrypted with a passphrase: give it decrypted \
+                     (openssl pkey -in KEY -out PLAIN), readable by this user only"
+                        .to_string()
+                }
+                rustls::pki_types::pem::Error::NoItemsFound => "no private key in it (PEM: \
+                     BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)"
+                    .to_string(),
+                // What the PEM parser says names a line or a position,
+                // never the key's own bytes.
+                e => format!("not a PEM private key: {e}"),
+            })
+        })?;
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = rustls::sign::CertifiedKey::from_der(chain.clone(), key, &provider)
+            .map_err(|e| {
+                format!(
+                    "--forward-cert {} and --forward-key {}: {}",
+                    crate::text::path(&cert_path),
+                    crate::text::path(&key_path),
+                    match e {
+                        rustls::Error::InconsistentKeys(_) => "the key is not the \
+                                certificate's (the first certificate holds another public key)"
+                            .to_string(),
+                        e => format!("the key cannot be used: {e}"),
+                    }
+                )
+            })?;
+        let http_key = ureq::tls::PrivateKey::from_pem(&pem)
+            .map_err(|e| named(&format!("not a private key ureq takes: {e}")))?;
+        let http_chain: Vec<ureq::tls::Certificate<'static>> = chain
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+            .collect();
+        Ok(ClientIdentity {
+            certified: Arc::new(certified),
+            http: ureq::tls::ClientCert::new_with_certs(&http_chain, http_key),
+        })
+    }
 }
 
 /// `text` as the status page shows it to anyone on the network (it asks

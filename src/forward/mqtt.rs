@@ -41,6 +41,8 @@ pub struct MqttTarget {
     password: Option<String>,
     /// CA certificates (DER) trusted instead of the Mozilla roots.
     ca: Option<Arc<Vec<Vec<u8>>>>,
+    /// The client certificate, for a broker that asks for one.
+    identity: Option<Arc<super::ClientIdentity>>,
 }
 
 impl std::fmt::Debug for MqttTarget {
@@ -108,6 +110,7 @@ impl MqttTarget {
             username: credentials.mqtt_username.clone(),
             password: credentials.mqtt_password.clone(),
             ca: credentials.ca.clone(),
+            identity: credentials.identity.clone(),
         })
     }
 
@@ -122,15 +125,22 @@ impl MqttTarget {
             o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
         }
         if self.tls {
-            o.set_transport(Transport::tls_with_config(tls_config(self.ca.as_deref())));
+            o.set_transport(Transport::tls_with_config(tls_config(
+                self.ca.as_deref(),
+                self.identity.as_deref(),
+            )));
         }
         o
     }
 }
 
 /// rustls with the ring provider (as ureq uses) and the Mozilla roots, or
-/// only the `--forward-ca` ones.
-fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfiguration {
+/// only the `--forward-ca` ones; `identity` is presented to a broker that
+/// asks for a client certificate (AWS IoT Core always does).
+fn tls_config(
+    ca: Option<&Vec<Vec<u8>>>,
+    identity: Option<&super::ClientIdentity>,
+) -> TlsConfiguration {
     let roots = match ca {
         Some(certs) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -148,8 +158,13 @@ fn tls_config(ca: Option<&Vec<Vec<u8>>>) -> TlsConfiguration {
     ))
     .with_safe_default_protocol_versions()
     .expect("ring supports the default TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some(id) => config.with_client_cert_resolver(Arc::new(
+            rustls::sign::SingleCertAndKey::from(id.certified.clone()),
+        )),
+        None => config.with_no_client_auth(),
+    };
     TlsConfiguration::Rustls(Arc::new(config))
 }
 

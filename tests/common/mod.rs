@@ -503,6 +503,21 @@ pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// `certificates`, the certificate made out to `name`.
 pub fn certificates_for(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, cert, key, _, _) = certificates_and_client_for(dir, name);
+    (ca, cert, key)
+}
+
+/// `certificates`, and a client's certificate and key (`client.pem`,
+/// `client-key.pem`, PKCS#8) signed by the same CA: (CA, server
+/// certificate, server key, client certificate, client key).
+pub fn certificates_and_client(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf) {
+    certificates_and_client_for(dir, "127.0.0.1")
+}
+
+fn certificates_and_client_for(
+    dir: &Path,
+    name: &str,
+) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -512,15 +527,28 @@ pub fn certificates_for(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(vec!["bench-client".to_string()]).unwrap();
+    // A subject of its own: with rcgen's default, the CA's, OpenSSL (the
+    // broker's) takes the certificate for a self-signed one.
+    client.distinguished_name = rcgen::DistinguishedName::new();
+    client
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench-client");
+    let client = client.signed_by(&client_key, &ca).unwrap();
     let paths = (
         dir.join("ca.pem"),
         dir.join("cert.pem"),
         dir.join("key.pem"),
+        dir.join("client.pem"),
+        dir.join("client-key.pem"),
     );
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    (paths.0, paths.1, paths.2)
+    std::fs::write(&paths.3, client.pem()).unwrap();
+    std::fs::write(&paths.4, client_key.serialize_pem()).unwrap();
+    paths
 }
 
 /// One request a scripted upstream got: its head lines (request line
