@@ -224,7 +224,7 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
     if !unused.is_empty() && !targets.iter().any(tls) {
         crate::say!(
             "warning: {}: for https:// and mqtts:// targets only, and no --forward target is one (unused)",
-            unused.join(", and ")
+            unused.join(" and ")
         );
     }
     // Each target keeps its place in the cursor file under its name.

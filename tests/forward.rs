@@ -1048,6 +1048,27 @@ fn an_upstream_asking_for_a_client_certificate_gets_one() {
         assert!(stderr.contains(says), "{says}: {stderr}");
         assert!(!secret.iter().any(|l| stderr.contains(l)), "{stderr}");
     }
+
+    // No TLS target: the TLS flags are said to be unused.
+    let plain = format!("http://{}/logbook/storage", up.addr);
+    let mut rx = forwarder(
+        &dir.path().join("plain.jsonl"),
+        &plain,
+        &[
+            "--forward-ca",
+            ca,
+            "--forward-cert",
+            client,
+            "--forward-key",
+            client_key,
+        ],
+    );
+    assert!(rx.stop().success());
+    let said = rx.stderr();
+    assert!(
+        said.contains("warning: --forward-ca and --forward-cert/--forward-key: for https:// and mqtts:// targets only"),
+        "{said}"
+    );
 }
 
 /// `replay` and `simulate` to an HTTPS receiver with a CA of its own:
