@@ -215,7 +215,7 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
         (settings.forward_ca.is_some(), "--forward-ca"),
         (
             settings.forward_identity.is_some(),
-            "--forward-cert and --forward-key",
+            "--forward-cert/--forward-key",
         ),
     ]
     .into_iter()
