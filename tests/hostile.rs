@@ -2677,6 +2677,123 @@ fn out_of_descriptors_it_waits_and_recovers_by_itself() {
     rx.stop();
 }
 
+/// Threads of the user `uid` in the whole system (what `ulimit -u`
+/// counts).
+fn threads_of_user(uid: u32) -> u64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("status")).ok())
+        .filter(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next()?.parse::<u32>().ok())
+                == Some(uid)
+        })
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Out of threads (a limit of the user's threads: systemd's `TasksMax`
+/// does the same with a cgroup), tiny_http panicked on its accept thread
+/// while holding its pool's lock: each server stopped accepting, every
+/// thread of its pool panicked on the poisoned lock (thousands of
+/// backtraces on stderr), and the receiver never accepted again (a
+/// hostile-client probe, December 5). Now the panics are claimed, said in
+/// one line, and servers are started again once threads are free. Run as
+/// `nobody` when the tests run as root (root ignores `ulimit -u`).
+#[test]
+fn out_of_threads_it_waits_and_recovers_by_itself() {
+    use std::os::unix::fs::PermissionsExt;
+    let _heavy = heavy();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let root = rustix::process::getuid().is_root();
+    let uid = if root {
+        65534
+    } else {
+        rustix::process::getuid().as_raw()
+    };
+    // Room for the receiver at rest (about 50 threads) and a couple of
+    // hundred connections, whatever else the user runs.
+    let limit = threads_of_user(uid) + 250;
+    let as_user = if root {
+        "setpriv --reuid=65534 --regid=65534 --clear-groups"
+    } else {
+        ""
+    };
+    let mut cmd = std::process::Command::new("bash");
+    cmd.env_remove("AUTOPI_RX_TOKEN").args([
+        "-c",
+        &format!("ulimit -u {limit} && exec {as_user} \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_autopi-rx"),
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+        "--read-timeout",
+        LONG_READ_TIMEOUT,
+    ]);
+    let mut rx = Receiver::spawn(&mut cmd);
+    device_upload(rx.addr).expect("a first upload");
+    let idle = usage(rx.child.id()).unwrap();
+    // Heads begun and never finished, without a token: each holds one of
+    // tiny_http's threads until the read timeout.
+    let held: Vec<TcpStream> = (0..600)
+        .map_while(|_| {
+            let mut s = TcpStream::connect_timeout(&rx.addr, Duration::from_secs(1)).ok()?;
+            s.write_all(b"GET / HTTP/1.1\r\nX-Begun: ").ok()?;
+            Some(s)
+        })
+        .collect();
+    let said = rx.wait_stderr("could not start a thread");
+    assert!(said.contains("out of threads"), "{said}");
+    let meanwhile = device_upload(rx.addr);
+    println!(
+        "{} connections held under a limit of {limit} threads; a device meanwhile: {meanwhile:?}",
+        held.len()
+    );
+    assert!(
+        rx.child.try_wait().unwrap().is_none(),
+        "exited with the connections held: {}",
+        rx.stderr()
+    );
+    drop(held);
+    let started = Instant::now();
+    let mut last = Err(String::new());
+    let recovered = wait_until(RETURN_WITHIN, || {
+        last = device_upload(rx.addr);
+        last.is_ok()
+    });
+    assert!(
+        recovered,
+        "no upload answered {RETURN_WITHIN:?} after the connections closed: {last:?}; exited: {:?}; stderr: {}",
+        rx.child.try_wait(),
+        rx.stderr()
+    );
+    println!("recovered {:?} after they closed", started.elapsed());
+    let mut now = None;
+    let back = wait_until(RETURN_WITHIN, || {
+        now = usage(rx.child.id());
+        now.is_some_and(|u| u.threads <= idle.threads + THREAD_TOLERANCE)
+    });
+    assert!(back, "threads not back to idle: {now:?}, idle {idle:?}");
+    assert!(rx.stop().success());
+    let stderr = rx.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.len() < 4096, "{} bytes on stderr", stderr.len());
+}
+
 /// A request smuggled inside another: an upload with the token whose
 /// record is tagged `smuggled`.
 fn smuggled() -> Vec<u8> {

@@ -76,6 +76,32 @@ const RETIRE_SLACK: Duration = Duration::from_secs(2);
 /// telling `recv`.
 const ACCEPT_PANIC_FILE: &str = "refined_tcp_stream.rs";
 
+/// The file of tiny_http 0.12's connection pool. It starts a thread per
+/// connection with `thread::spawn`, which panics when the system refuses
+/// a thread (a thread limit: systemd's `TasksMax`, `ulimit -u`, a cgroup's
+/// `pids.max`), on the accept thread and while holding the pool's lock:
+/// that accept thread is gone, as `ACCEPT_PANIC_FILE`'s, and each thread
+/// of that pool panics on the poisoned lock once its connection is done.
+/// The refusal's panic is std's own (its location is in std), so it is
+/// told by its message and its thread: tiny_http's threads have no name,
+/// and every thread of ours has one.
+/// A hostile-client probe found it (December 5): 5 500 connections without
+/// a token under a limit of 4 915 threads printed 4 881 panics with their
+/// backtraces (5 MB on stderr), and the receiver never accepted again.
+const POOL_PANIC_FILE: &str = "task_pool.rs";
+
+/// The supervisor's thread, where `Server::from_listener` starts the
+/// accept thread with `thread::spawn`: refused a thread, it panics there
+/// (caught: see `start_server`).
+const SUPERVISOR: &str = "accept-supervisor";
+
+/// What `thread::spawn` panics with when the system refuses a thread.
+const SPAWN_FAILED: &str = "failed to spawn thread";
+
+/// Threads of tiny_http's pools that ended on a lock poisoned by a refused
+/// thread (see `POOL_PANIC_FILE`), in this process: counted, not printed.
+pub static POOL_THREADS_LOST: AtomicUsize = AtomicUsize::new(0);
+
 /// A request taken from one of the servers, with the server it came from.
 pub struct Work {
     pub request: Request,
@@ -95,6 +121,9 @@ impl Slot {
 /// One tiny_http server and what the supervisor knows of it.
 pub struct Slot {
     server: Arc<tiny_http::Server>,
+    /// The number of its clone of the listener, which its accept thread
+    /// owns: closed when that thread ends, by an error or a panic.
+    listener_fd: i32,
     /// Its accept thread reported an error and ended.
     accept_ended: AtomicBool,
     /// Requests handed to the workers and not yet done.
@@ -113,6 +142,9 @@ pub enum Notice {
 /// Shared by the supervisor and the pumps.
 struct Side {
     listener: TcpListener,
+    /// What `/proc/self/fd/N` names for the listening socket (every clone
+    /// names the same: `socket:[INODE]`); None where /proc cannot say.
+    listener_target: Option<std::path::PathBuf>,
     /// Servers kept accepting (see `accepting`).
     accepting: usize,
     read_timeout: Duration,
@@ -170,8 +202,10 @@ impl Acceptors {
     ) -> io::Result<Acceptors> {
         let addr = listener.local_addr()?;
         let (wake, woken) = bounded(64);
+        let listener_target = fd_target(std::os::fd::AsRawFd::as_raw_fd(&listener)).ok();
         let side = Arc::new(Side {
             listener,
+            listener_target,
             accepting: accepting(),
             read_timeout,
             work,
@@ -187,6 +221,8 @@ impl Acceptors {
         }
         crate::panic::claim(accept_thread_died);
         crate::panic::claim(reset_before_its_request);
+        crate::panic::claim(pool_thread_poisoned);
+        crate::panic::claim(no_thread_for_a_server);
         {
             let mut sides = lock(&SIDES);
             sides.retain(|w| w.strong_count() > 0);
@@ -195,7 +231,7 @@ impl Acceptors {
         let (stop, stopped) = bounded(1);
         let supervised = side.clone();
         let supervisor = std::thread::Builder::new()
-            .name("accept-supervisor".into())
+            .name(SUPERVISOR.into())
             .spawn(move || supervise(&supervised, &woken, &stopped))?;
         Ok(Acceptors {
             side,
@@ -223,21 +259,50 @@ impl Acceptors {
 }
 
 /// Starts one more server on a clone of the listener, with its pump.
+///
+/// The pump's thread is started first, and given its server once there is
+/// one: a server dropped on this thread (the supervisor's) connects to its
+/// own address to wake its accept thread, which waits minutes while the
+/// backlog is full and nothing accepts. Started the other way round, a
+/// pump refused a thread (out of threads) dropped its new server here and
+/// held the supervisor there: the receiver never accepted again.
 fn start_server(side: &Arc<Side>) -> io::Result<()> {
-    let clone = side.listener.try_clone()?;
-    let server = tiny_http::Server::from_listener(clone, None).map_err(io::Error::other)?;
+    let (give, given) = bounded::<Arc<Slot>>(1);
+    let pump_side = side.clone();
+    let pump = std::thread::Builder::new()
+        .name("accept-pump".into())
+        .spawn(move || {
+            if let Ok(slot) = given.recv() {
+                pump(&pump_side, &slot);
+            }
+        })?;
+    let mut listener_fd = -1;
+    let made = side.listener.try_clone().and_then(|clone| {
+        listener_fd = std::os::fd::AsRawFd::as_raw_fd(&clone);
+        // Refused a thread for its accept thread, `from_listener` panics
+        // (claimed by `no_thread_for_a_server`), before any server exists.
+        std::panic::catch_unwind(move || tiny_http::Server::from_listener(clone, None))
+            .map_err(|_| io::Error::other("tiny_http could not start its accept thread"))?
+            .map_err(io::Error::other)
+    });
+    let server = match made {
+        Ok(server) => server,
+        Err(e) => {
+            drop(give);
+            let _ = pump.join();
+            return Err(e);
+        }
+    };
     let slot = Arc::new(Slot {
         server: Arc::new(server),
+        listener_fd,
         accept_ended: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
         last_request: Mutex::new(Instant::now()),
         retired: AtomicBool::new(false),
     });
-    let pumped = slot.clone();
-    let pump_side = side.clone();
-    let pump = std::thread::Builder::new()
-        .name("accept-pump".into())
-        .spawn(move || pump(&pump_side, &pumped))?;
+    // Never waits: room for one, and the pump waits for it.
+    let _ = give.send(slot.clone());
     lock(&side.slots).push((slot, pump));
     Ok(())
 }
@@ -309,17 +374,19 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
                 }
             }
             Err(e) => {
-                if !slot.accept_ended.swap(true, Ordering::SeqCst) {
-                    // Timeouts are the listener's read timeout on an idle
-                    // server: routine, not worth a word.
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) {
-                        let _ = side.notices.try_send(Notice::AcceptFailed(e.to_string()));
-                    }
-                    let _ = side.wake.try_send(());
+                // An accept thread reports one error, then ends (and the
+                // supervisor may have seen it end first: see
+                // `mark_dead_accept_threads`).
+                slot.accept_ended.store(true, Ordering::SeqCst);
+                // Timeouts are the listener's read timeout on an idle
+                // server: routine, not worth a word.
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    let _ = side.notices.try_send(Notice::AcceptFailed(e.to_string()));
                 }
+                let _ = side.wake.try_send(());
             }
         }
     }
@@ -377,6 +444,7 @@ fn retirable(side: &Side, slot: &Slot) -> bool {
 fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
     let ticks = tick(SUPERVISE_TICK);
     let mut failing = false;
+    let mut unreaped: Vec<Arc<Slot>> = Vec::new();
     loop {
         select! {
             recv(stop) -> _ => return,
@@ -394,6 +462,7 @@ fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
                 false
             }
         });
+        mark_dead_accept_threads(side, &slots);
         let accepting = slots
             .iter()
             .filter(|(s, _)| !s.accept_ended.load(Ordering::SeqCst))
@@ -402,11 +471,13 @@ fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
         // Retired pumps have returned or are about to (their handles were
         // dropped above). Dropping a tiny_http server connects to its own
         // address to wake its accept thread, which can wait minutes for a
-        // full backlog: never on this thread.
-        if !finished.is_empty() {
-            let _ = std::thread::Builder::new()
-                .name("accept-reaper".into())
-                .spawn(move || drop(finished));
+        // full backlog: never on this thread. Out of threads, they wait
+        // here for the next look.
+        unreaped.append(&mut finished);
+        if !unreaped.is_empty() {
+            unreaped = reap(std::mem::take(&mut unreaped))
+                .err()
+                .unwrap_or_default();
         }
         let wanted = side.accepting + side.zombies.load(Ordering::SeqCst);
         for _ in accepting..wanted {
@@ -426,24 +497,106 @@ fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
     }
 }
 
+/// What the descriptor `fd` of this process names (`socket:[INODE]`).
+fn fd_target(fd: i32) -> io::Result<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+}
+
+/// Marks as ended the servers whose accept thread is gone without a word
+/// (a panic: see `accept_thread_died`), each one a zombie fewer: its clone
+/// of the listener, which that thread owned, is closed, or its number now
+/// names something else, or a later server's clone (numbers are reused
+/// lowest first). A panicked accept thread used to be stood for by the
+/// longest-quiet server, retired only after several read timeouts: out of
+/// threads, every server died at once, and their replacements came on
+/// top, 8 servers instead of 4 for minutes after the probe had ended.
+fn mark_dead_accept_threads(side: &Side, slots: &[(Arc<Slot>, JoinHandle<()>)]) {
+    let Some(listener) = &side.listener_target else {
+        return;
+    };
+    for (i, (slot, _)) in slots.iter().enumerate() {
+        if slot.accept_ended.load(Ordering::SeqCst) {
+            continue;
+        }
+        let reused = slots[i + 1..]
+            .iter()
+            .any(|(later, _)| later.listener_fd == slot.listener_fd);
+        let gone = reused
+            || match fd_target(slot.listener_fd) {
+                Ok(target) => &target != listener,
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            };
+        if gone && !slot.accept_ended.swap(true, Ordering::SeqCst) {
+            let _ = side
+                .zombies
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |z| z.checked_sub(1));
+        }
+    }
+}
+
+/// Drops `servers` on a thread of their own (see `supervise`); refused a
+/// thread, gives them back untouched: a closure handed to a thread that
+/// cannot start is dropped by the caller, so they go over a channel.
+fn reap(servers: Vec<Arc<Slot>>) -> Result<(), Vec<Arc<Slot>>> {
+    let (give, given) = bounded::<Vec<Arc<Slot>>>(1);
+    match std::thread::Builder::new()
+        .name("accept-reaper".into())
+        .spawn(move || drop(given.recv()))
+    {
+        Ok(_) => {
+            // Never waits: room for one.
+            let _ = give.send(servers);
+            Ok(())
+        }
+        Err(_) => Err(servers),
+    }
+}
+
 /// The accept side's claim on panics (see `crate::panic`): tiny_http's
 /// accept thread dying on its clone of a new socket. Every accept side of
 /// this process starts a replacement; nothing is printed.
 fn accept_thread_died(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    if !in_tiny_http(info, ACCEPT_PANIC_FILE) {
+    let no_thread =
+        payload(info).starts_with(SPAWN_FAILED) && std::thread::current().name().is_none();
+    if !(in_tiny_http(info, ACCEPT_PANIC_FILE) || no_thread) {
         return false;
     }
     let what = payload_text(info);
+    let what = if no_thread {
+        format!(
+            "tiny_http could not start a thread for a connection ({what}): out of threads (a \
+             limit such as `ulimit -u`, systemd's TasksMax or a cgroup's pids.max); that \
+             server stopped accepting, and another starts once threads are free"
+        )
+    } else {
+        format!("tiny_http's accept thread failed: {what}")
+    };
     for side in lock(&SIDES).iter().filter_map(Weak::upgrade) {
         if !side.stopping.load(Ordering::SeqCst) {
             side.zombies.fetch_add(1, Ordering::SeqCst);
-            let _ = side.notices.try_send(Notice::AcceptFailed(format!(
-                "tiny_http's accept thread failed: {what}"
-            )));
+            let _ = side.notices.try_send(Notice::AcceptFailed(what.clone()));
             let _ = side.wake.try_send(());
         }
     }
     true
+}
+
+/// The accept side's claim on panics: a thread of tiny_http's pool ending
+/// on the lock a refused thread poisoned (see `POOL_PANIC_FILE`). Its
+/// connection was done; counted, nothing printed.
+fn pool_thread_poisoned(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    if !(in_tiny_http(info, POOL_PANIC_FILE) && payload(info).contains("PoisonError")) {
+        return false;
+    }
+    POOL_THREADS_LOST.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// The accept side's claim on panics: `Server::from_listener` refused a
+/// thread, on the supervisor's thread, which catches it and tries again
+/// later (see `start_server`); nothing printed.
+fn no_thread_for_a_server(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    payload(info).starts_with(SPAWN_FAILED) && std::thread::current().name() == Some(SUPERVISOR)
 }
 
 /// The file of tiny_http 0.12 that builds a request, unwrapping the peer's
@@ -483,16 +636,20 @@ fn in_tiny_http(info: &std::panic::PanicHookInfo<'_>, file: &str) -> bool {
     })
 }
 
-/// A panic's message: `unwrap`'s text around an io::Error becomes the
-/// error's own message (`Too many open files (os error 24)`).
-fn payload_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+/// A panic's message as it was given.
+fn payload<'a>(info: &'a std::panic::PanicHookInfo<'_>) -> &'a str {
     let payload = info.payload();
-    let what = payload
+    payload
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("a panic");
-    unwrapped_os_error(what)
+        .unwrap_or("a panic")
+}
+
+/// A panic's message: `unwrap`'s text around an io::Error becomes the
+/// error's own message (`Too many open files (os error 24)`).
+fn payload_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    unwrapped_os_error(payload(info))
 }
 
 /// `unwrap`'s panic text around an io::Error (`... Os { code: 24, ... }`)
