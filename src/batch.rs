@@ -253,47 +253,22 @@ impl<'de> serde::Deserialize<'de> for HeadKey {
 struct MaybeStr<'de>(Option<Cow<'de, str>>);
 
 impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
+    /// Taken as its raw text. Through `deserialize_any`, a number became
+    /// an f64 first, and one too large for it (`"@ts":1e400`) failed the
+    /// whole batch ("number out of range"): a 400 the device would meet
+    /// again at every try, where any other field takes such a number (a
+    /// hostile-client probe, December 5).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MaybeStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(MaybeStr(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(MaybeStr(Some(Cow::Owned(v))))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(MaybeStr(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(MaybeStr(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(MaybeStr(None))
-            }
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?.get();
+        let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+            return Ok(MaybeStr(None));
+        };
+        if !inner.contains('\\') {
+            return Ok(MaybeStr(Some(Cow::Borrowed(inner))));
         }
-        d.deserialize_any(V)
+        serde_json::from_str::<String>(raw)
+            .map(|s| MaybeStr(Some(Cow::Owned(s))))
+            .map_err(de::Error::custom)
     }
 }
 
@@ -321,6 +296,14 @@ mod tests {
             assert_eq!(readable(given), read, "{given}");
         }
         assert!(matches!(readable(r#""\u00e6""#), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn numbers_beyond_an_f64_in_the_head_are_malformed_not_refused() {
+        let body = r#"[{"@t":"x","@ts":1e400},{"@t":-1e400,"@ts":"2026-12-05T00:00:00Z"},{"@t":"y","@ts":"2026-12-05T00:00:0\u0031Z","v":1e400}]"#;
+        let counts = scan(body).unwrap();
+        assert_eq!((counts.records, counts.malformed), (3, 2));
+        assert_eq!(counts.newest, Some("2026-12-05T00:00:01Z".parse().unwrap()));
     }
 
     #[test]

@@ -1348,7 +1348,7 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     let mut rx = common::Receiver::start(&[]);
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let body = format!(
-        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"note":"r\u202el\u009b\u007f","deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}},{{"@t":"bidi\u202e\u009b2J\u007f","@ts":"2026-11-27T08:00:02Z"}}]"#
+        r#"[{{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{{"lat":57.0,"lon":9.9}},"note":"r\u202el\u009b\u007f","deep":{deep}}},{{"@t":"odd\u001b]0;TITLE\u0007","@ts":"2026-11-27T08:00:01Z"}},{{"@t":"bidi\u202e\u009b2J\u007f","@ts":"2026-11-27T08:00:02Z"}},{{"@t":"huge","@ts":1e400,"v":-1e400}},{{"@t":1e400}}]"#
     );
     let auth = format!("token {TOKEN}");
     let unit = "dev\x1b]0;PWNED\x07\x1b[2J\x7f";
@@ -1363,6 +1363,13 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     let raw = |t: &str| t.contains(['\x1b', '\x07', '\x7f', '\u{202e}', '\u{9b}']);
     let headless = rx.remaining_stdout().join("\n");
     assert!(headless.contains("dev\\u001b"), "{headless}");
+    // A number too large for an f64 in `@ts` or `@t` is no timestamp and
+    // no type: malformed, not a refusal of the batch (a 400 until December
+    // 5, which the device would have met at every try).
+    assert!(
+        headless.contains(r#""records":5,"malformed":2"#),
+        "{headless}"
+    );
     assert!(
         !raw(&headless),
         "headless wrote a control character: {headless}"
