@@ -109,6 +109,9 @@ pub struct Work {
     /// What `on_work` decided, in the order the connection sent its
     /// requests (one server's pump sees them in that order).
     pub serve: bool,
+    /// Its number among its connection's requests to be served, from 1
+    /// (0: none), given in that order (see `Handout::Serve`).
+    pub order: u64,
 }
 
 impl Slot {
@@ -164,8 +167,9 @@ struct Side {
 /// What becomes of a request taken from a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handout {
-    /// To a worker, to be served.
-    Serve,
+    /// To a worker, to be served, with its number among its connection's
+    /// requests to be served (0: none): the worker takes its turn by it.
+    Serve(u64),
     /// To a worker, to be let go of unanswered (its body may need a
     /// drain).
     Ignore,
@@ -397,9 +401,9 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
 fn hand_out(side: &Side, slot: &Arc<Slot>, request: Request) {
     *lock(&slot.last_request) = Instant::now();
     slot.in_flight.fetch_add(1, Ordering::SeqCst);
-    let serve = match (side.on_work)(&request) {
-        Handout::Serve => true,
-        Handout::Ignore => false,
+    let (serve, order) = match (side.on_work)(&request) {
+        Handout::Serve(order) => (true, order),
+        Handout::Ignore => (false, 0),
         Handout::LetGo => {
             // The writer is taken out unused: no answer, and no 500 from
             // tiny_http either.
@@ -412,6 +416,7 @@ fn hand_out(side: &Side, slot: &Arc<Slot>, request: Request) {
         request,
         from: slot.clone(),
         serve,
+        order,
     };
     if let Err(e) = side.work.send(work) {
         // The workers are gone (shutting down): nothing will answer it.
