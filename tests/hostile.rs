@@ -2980,6 +2980,58 @@ fn conflicting_or_invalid_content_lengths_are_400_and_a_close() {
     assert_nothing_smuggled_saved(rx);
 }
 
+/// A bare line feed, carriage return or NUL inside a header, and a header
+/// line with no name: 400 and a close, nothing after them taken. tiny_http
+/// ends a line at CRLF only, so `unit-id: dev\nTransfer-Encoding:
+/// chunked` was one header to it (answered 200, captured with that
+/// unit-id) and two to a proxy in front that ends lines at LF (a
+/// hostile-client probe, December 5).
+#[test]
+fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let inner = smuggled();
+    let body = batch("inside.header");
+    let with = |extra: &str| {
+        let mut r = format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\n{extra}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r.extend_from_slice(&inner);
+        r
+    };
+    let cases = vec![
+        (
+            "bare LF in unit-id".to_string(),
+            with("unit-id: dev\nTransfer-Encoding: chunked"),
+        ),
+        (
+            "bare LF before a length".to_string(),
+            with("X-A: a\nContent-Length: 9999"),
+        ),
+        ("bare CR".to_string(), with("X-A: a\rb")),
+        ("NUL".to_string(), with("X-A: a\0b")),
+        ("no name".to_string(), with(": value")),
+    ];
+    let mut failures = Vec::new();
+    refused_and_closed(
+        exchanges_within(rx.addr, cases, CLOSED_BY_US),
+        &[400],
+        &mut failures,
+    );
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    let saved = saved_after_stop(rx);
+    assert!(
+        !saved.contains("inside.header"),
+        "a refused batch was saved: {saved}"
+    );
+    assert!(
+        !saved.contains("smuggled"),
+        "a smuggled batch was saved: {saved}"
+    );
+}
+
 /// A client goes through its ports in some thousands of connections (a
 /// busy device, a probe), and a port is used again once its connection is
 /// gone. A connection from it is a new one, and is served whatever the

@@ -297,6 +297,36 @@ pub fn check_framing<'a>(
     let mut codings: Vec<&str> = Vec::new();
     let mut connection: Option<&str> = None;
     for (name, value) in headers {
+        if name.is_empty() {
+            return Err(Rejection::new(
+                400,
+                "a header line with no name (': value'): every header is NAME: VALUE".to_string(),
+            ));
+        }
+        // tiny_http ends a line at CRLF only: a bare LF or CR (or a NUL)
+        // stayed inside the value, where a proxy in front may have ended
+        // the header and read the rest as another (`unit-id: dev\n
+        // Transfer-Encoding: chunked`). RFC 9110 (5.5) has a recipient
+        // refuse them or make them spaces; the value was captured as sent.
+        if let Some(&bad) = name
+            .as_bytes()
+            .iter()
+            .chain(value.as_bytes())
+            .find(|b| matches!(b, b'\r' | b'\n' | b'\0'))
+        {
+            let what = match bad {
+                b'\n' => "a line feed without its carriage return",
+                b'\r' => "a carriage return without its line feed",
+                _ => "a NUL byte",
+            };
+            return Err(Rejection::new(
+                400,
+                format!(
+                    "the {} header holds {what}: where it ends is ambiguous",
+                    quote(&clip(&name.escape_debug().to_string()))
+                ),
+            ));
+        }
         if name.eq_ignore_ascii_case("connection") {
             connection.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -1435,9 +1465,22 @@ mod tests {
             &[("Connection", "Upgrade"), ("Upgrade", "websocket")],
             &[("connection", "keep-alive, x-upgraded")],
             &[("connection", "upgrade"), ("connection", "close")],
+            &[("unit-id", "dev\nTransfer-Encoding: chunked")],
+            &[("x-a", "a\rb")],
+            &[("x-a", "a\0b")],
+            &[("x\na", "b")],
+            &[("", "value")],
         ] {
             assert_eq!(check(bad), Err(400), "{bad:?}");
         }
+        // A tab is part of a value; the message shows a name escaped.
+        assert_eq!(check(&[("x-a", "a\tb")]), Ok(()));
+        let said = check_framing([("x\na", "b")].into_iter(), clip).unwrap_err();
+        assert!(
+            said.error.starts_with("the x\\na header holds a line feed"),
+            "{}",
+            said.error
+        );
         for unsupported in [
             &[("Transfer-Encoding", "gzip")][..],
             &[("Transfer-Encoding", "gzip, chunked")],
