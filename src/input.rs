@@ -44,6 +44,13 @@ pub fn open_file(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Whether `file` starts with gzip's magic bytes (a capture gzipped to
+/// keep, given where a capture is read or written).
+pub fn gzipped(file: &File) -> bool {
+    let mut magic = [0u8; 2];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut magic, 0).is_ok() && magic == [0x1f, 0x8b]
+}
+
 /// What a file that is not a regular one is, in words.
 pub fn what_it_is(kind: std::fs::FileType) -> &'static str {
     if kind.is_dir() {

@@ -445,8 +445,7 @@ pub fn scan_until<T: Send>(
     // without a word (`view <(zcat c.jsonl.gz)` said "no batches").
     let file = crate::input::open_file(path)?;
     let meta = file.metadata()?;
-    let mut magic = [0u8; 2];
-    let gzip = file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b];
+    let gzip = crate::input::gzipped(&file);
     if let (true, Packed::Refused(why)) = (gzip, packed) {
         // A capture gzipped to keep: read as 36 lines that were not
         // capture lines, "no batches", exit 0, until December 5.
@@ -458,42 +457,40 @@ pub fn scan_until<T: Send>(
     let total = meta.len().min(limit.unwrap_or(u64::MAX));
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<(Located, T)>)>(4);
     let mut report = std::thread::scope(|s| {
-        let reader =
-            s.spawn(move || {
-                // Small files need no 8 MB block (a file growing meanwhile is
-                // read up to `total` only anyway).
-                let block = usize::try_from(total).map_or(CHUNK, |t| t.clamp(4096, CHUNK));
-                let parse = |at, line: &[u8]| CaptureLine::parse(line).map(|l| prepare(at, l));
-                if !gzip {
-                    return read_lines(
-                        file.take(total),
-                        block,
-                        |n| n,
-                        parse,
-                        |done, chunk| tx.send((done, chunk)).is_ok(),
-                    );
-                }
-                // Progress is told in bytes of the file (the packed ones read
-                // so far, up to a buffer ahead), its only known length.
-                let packed_read = std::cell::Cell::new(0u64);
-                let counted = Counted {
-                    inner: file.take(total),
-                    count: &packed_read,
-                };
-                let inflated = flate2::read::MultiGzDecoder::new(io::BufReader::new(counted));
-                read_lines(inflated, block, |_| packed_read.get(), parse, |done, chunk| {
-                tx.send((done, chunk)).is_ok()
-            })
-            .map_err(|e| {
-                io::Error::new(
+        let reader = s.spawn(move || {
+            // Small files need no 8 MB block (a file growing meanwhile is
+            // read up to `total` only anyway).
+            let block = usize::try_from(total).map_or(CHUNK, |t| t.clamp(4096, CHUNK));
+            let parse = |at, line: &[u8]| CaptureLine::parse(line).map(|l| prepare(at, l));
+            // Progress is told in bytes of the file read so far (for a
+            // gzip capture, the packed ones, up to a buffer ahead of
+            // the inflating): its only known length.
+            let read = std::cell::Cell::new(0u64);
+            let counted = Counted {
+                inner: file.take(total),
+                count: &read,
+            };
+            let input: Box<dyn Read + '_> = if gzip {
+                Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
+                    counted,
+                )))
+            } else {
+                Box::new(counted)
+            };
+            let lines = read_lines(input, block, parse, |chunk| {
+                tx.send((read.get(), chunk)).is_ok()
+            });
+            lines.map_err(|e| match gzip {
+                true => io::Error::new(
                     e.kind(),
                     format!(
-                        "it is gzip-compressed, and its gzip stream does not inflate to its end \
-                         (damaged or cut short): {e}"
+                        "it is gzip-compressed, and its gzip stream does not inflate to its \
+                             end (damaged or cut short): {e}"
                     ),
-                )
+                ),
+                false => e,
             })
-            });
+        });
         for (done, chunk) in rx {
             if stop() {
                 // The reader's next hand-over fails, and it ends.
@@ -539,9 +536,8 @@ pub fn scan_until<T: Send>(
 fn read_lines<R: Read, T>(
     mut input: R,
     block_size: usize,
-    done_of: impl Fn(u64) -> u64,
     parse: impl Fn(Located, &[u8]) -> Result<Option<T>, String>,
-    mut send: impl FnMut(u64, Vec<(Located, T)>) -> bool,
+    mut send: impl FnMut(Vec<(Located, T)>) -> bool,
 ) -> io::Result<Report> {
     let mut report = Report::default();
     // Read into a zeroed block once (zeroing the pending buffer on every
@@ -550,7 +546,6 @@ fn read_lines<R: Read, T>(
     let mut block = vec![0u8; block_size];
     let mut buf: Vec<u8> = Vec::with_capacity(block_size);
     let mut start_offset = 0u64; // file offset of buf[0]
-    let mut done = 0u64;
     let mut out = Vec::with_capacity(HANDOVER);
     loop {
         let n = loop {
@@ -561,7 +556,6 @@ fn read_lines<R: Read, T>(
             }
         };
         buf.extend_from_slice(&block[..n]);
-        done += n as u64;
         let mut pos = 0;
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let line = &buf[pos..pos + nl];
@@ -594,12 +588,7 @@ fn read_lines<R: Read, T>(
             }
             pos += nl + 1;
         }
-        if !out.is_empty()
-            && !send(
-                done_of(done),
-                std::mem::replace(&mut out, Vec::with_capacity(HANDOVER)),
-            )
-        {
+        if !out.is_empty() && !send(std::mem::replace(&mut out, Vec::with_capacity(HANDOVER))) {
             return Ok(report);
         }
         buf.drain(..pos);
@@ -613,13 +602,13 @@ fn read_lines<R: Read, T>(
             } else {
                 report.torn_foreign = !super::reader::starts_ours(&buf);
             }
-            send(done_of(done), Vec::new());
+            send(Vec::new());
             return Ok(report);
         }
     }
 }
 
-/// Counts the bytes read through it (a gzip capture's progress).
+/// Counts the bytes read through it (the progress in the file).
 struct Counted<'a, R> {
     inner: R,
     count: &'a std::cell::Cell<u64>,

@@ -311,10 +311,7 @@ pub(super) fn repair_and_index(
     if !ours && (anything || foreign_tail) && !torn_ours {
         // Not one line of ours: the wrong file (a typo, a completion), and
         // its last line is not ours to cut.
-        let mut magic = [0u8; 2];
-        let gzip = std::os::unix::fs::FileExt::read_exact_at(&*file, &mut magic, 0).is_ok()
-            && magic == [0x1f, 0x8b];
-        let hint = if gzip {
+        let hint = if crate::input::gzipped(file) {
             // A capture gzipped to keep, given to go on with it.
             "; it is gzip-compressed: the receiver appends to a capture as written, so unpack \
              one to go on with it (gunzip -k); view --summary, export and replay read it as it is"
