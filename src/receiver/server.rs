@@ -728,6 +728,8 @@ struct Connection {
     served: u64,
     turns_done: u64,
     turns_ahead: Vec<u64>,
+    /// Requests of it waiting for their turn now.
+    turn_waiters: u32,
     /// The body being read now, if any.
     body: Option<BodyRead>,
 }
@@ -777,17 +779,23 @@ impl Drop for InOrder<'_> {
             return;
         };
         let mut open = self.books.lock();
-        if let Some(c) = open.get_mut(&peer) {
-            c.turns_ahead.push(self.order);
-            // Turns end in order but for one given up waiting: the count
-            // moves over every number ended so far without a gap.
-            while let Some(at) = c.turns_ahead.iter().position(|&n| n == c.turns_done + 1) {
-                c.turns_ahead.swap_remove(at);
-                c.turns_done += 1;
-            }
+        let Some(c) = open.get_mut(&peer) else {
+            return;
+        };
+        c.turns_ahead.push(self.order);
+        // Turns end in order but for one given up waiting: the count
+        // moves over every number ended so far without a gap.
+        while let Some(at) = c.turns_ahead.iter().position(|&n| n == c.turns_done + 1) {
+            c.turns_ahead.swap_remove(at);
+            c.turns_done += 1;
         }
+        // Woken only when a request waits: a notify is a system call,
+        // and nearly every request is its connection's only one.
+        let waited = c.turn_waiters > 0;
         drop(open);
-        self.books.turned.notify_all();
+        if waited {
+            self.books.turned.notify_all();
+        }
     }
 }
 
@@ -855,19 +863,29 @@ impl Connections {
         let Some(peer) = turn.peer else {
             return turn;
         };
-        let deadline = Instant::now() + longest;
         let mut open = self.lock();
+        let mut deadline = None;
         loop {
-            let done = open.get(&peer).map_or(u64::MAX, |c| c.turns_done);
-            let now = Instant::now();
-            if done.saturating_add(1) >= order || now >= deadline {
+            let Some(c) = open.get_mut(&peer) else {
+                return turn;
+            };
+            if c.turns_done.saturating_add(1) >= order {
                 return turn;
             }
+            let end = *deadline.get_or_insert_with(|| Instant::now() + longest);
+            let now = Instant::now();
+            if now >= end {
+                return turn;
+            }
+            c.turn_waiters += 1;
             open = self
                 .turned
-                .wait_timeout(open, deadline - now)
+                .wait_timeout(open, end - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            if let Some(c) = open.get_mut(&peer) {
+                c.turn_waiters = c.turn_waiters.saturating_sub(1);
+            }
         }
     }
 
