@@ -969,18 +969,15 @@ fn an_upstream_asking_for_a_client_certificate_gets_one() {
         client.to_str().unwrap(),
         client_key.to_str().unwrap(),
     );
-    let mut rx = forwarder(
-        &dir.path().join("capture.jsonl"),
-        &url,
-        &[
-            "--forward-ca",
-            ca,
-            "--forward-cert",
-            client,
-            "--forward-key",
-            client_key,
-        ],
-    );
+    let tls_flags = [
+        "--forward-ca",
+        ca,
+        "--forward-cert",
+        client,
+        "--forward-key",
+        client_key,
+    ];
+    let mut rx = forwarder(&dir.path().join("capture.jsonl"), &url, &tls_flags);
     upload(&rx, &batch(1));
     upload(&rx, &batch(2));
     let got = wait_for("both batches over mutual TLS", || {
@@ -1051,18 +1048,7 @@ fn an_upstream_asking_for_a_client_certificate_gets_one() {
 
     // No TLS target: the TLS flags are said to be unused.
     let plain = format!("http://{}/logbook/storage", up.addr);
-    let mut rx = forwarder(
-        &dir.path().join("plain.jsonl"),
-        &plain,
-        &[
-            "--forward-ca",
-            ca,
-            "--forward-cert",
-            client,
-            "--forward-key",
-            client_key,
-        ],
-    );
+    let mut rx = forwarder(&dir.path().join("plain.jsonl"), &plain, &tls_flags);
     assert!(rx.stop().success());
     let said = rx.stderr();
     assert!(

@@ -322,22 +322,52 @@ fn broker_restart_mid_run_loses_nothing() {
     }
 }
 
-#[test]
-fn mqtts_verifies_the_broker_against_the_given_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(dir.path());
+/// A broker with a plain listener and a TLS one (`ca`, `cert`, `key`, and
+/// `more` configuration for it): the broker and both ports.
+fn tls_broker(dir: &Path, ca: &Path, cert: &Path, key: &Path, more: &str) -> (Broker, u16, u16) {
     let (plain, tls) = (free_port(), free_port());
-    let _broker = Broker::start_with(
-        dir.path(),
+    let broker = Broker::start_with(
+        dir,
         plain,
         &format!(
-            "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n{more}",
             ca.display(),
             cert.display(),
             key.display()
         ),
         Some(tls),
     );
+    (broker, plain, tls)
+}
+
+/// The first headless line saying the forward target is down.
+fn down_note(r: &Receiver) -> serde_json::Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < deadline, "no down note");
+        if let Some(v) = r.stdout_json(Duration::from_millis(200))
+            && v["state"] == "down"
+        {
+            return v;
+        }
+    }
+}
+
+/// Whether a record of `batch(n)` reached the subscriber.
+fn published(counts: &Counts, n: usize) -> bool {
+    let tag = format!("\"n\":{n}");
+    counts
+        .lock()
+        .unwrap()
+        .keys()
+        .any(|(_, payload)| payload.windows(tag.len()).any(|w| w == tag.as_bytes()))
+}
+
+#[test]
+fn mqtts_verifies_the_broker_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (_broker, plain, tls) = tls_broker(dir.path(), &ca, &cert, &key, "");
     let counts = subscribe(plain);
     let url = format!("mqtts://127.0.0.1:{tls}/{PREFIX}");
     let run = |name: &str, ca: Option<&Path>| {
@@ -363,23 +393,11 @@ fn mqtts_verifies_the_broker_against_the_given_ca() {
     // saying why, and nothing published.
     let strict = run("strict.jsonl", None);
     upload(&strict, &batch(99));
-    let deadline = Instant::now() + DEADLINE;
-    let note = loop {
-        assert!(Instant::now() < deadline, "no down note");
-        if let Some(v) = strict.stdout_json(Duration::from_millis(200))
-            && v["state"] == "down"
-        {
-            break v;
-        }
-    };
+    let note = down_note(&strict);
     let error = note["error"].as_str().unwrap();
     assert!(error.to_lowercase().contains("certificate"), "{note}");
     assert!(
-        !counts
-            .lock()
-            .unwrap()
-            .keys()
-            .any(|(_, payload)| payload.windows(6).any(|w| w == b"\"n\":99")),
+        !published(&counts, 99),
         "published without a trusted certificate"
     );
 }
@@ -392,18 +410,8 @@ fn mqtts_verifies_the_broker_against_the_given_ca() {
 fn mqtts_presents_the_client_certificate_a_broker_requires() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key, client, client_key) = certificates_and_client(dir.path());
-    let (plain, tls) = (free_port(), free_port());
-    let _broker = Broker::start_with(
-        dir.path(),
-        plain,
-        &format!(
-            "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
-            ca.display(),
-            cert.display(),
-            key.display()
-        ),
-        Some(tls),
-    );
+    let (_broker, plain, tls) =
+        tls_broker(dir.path(), &ca, &cert, &key, "require_certificate true\n");
     let counts = subscribe(plain);
     let url = format!("mqtts://127.0.0.1:{tls}/{PREFIX}");
     let run = |name: &str, identity: bool| {
@@ -433,23 +441,11 @@ fn mqtts_presents_the_client_certificate_a_broker_requires() {
 
     let bare = run("bare.jsonl", false);
     upload(&bare, &batch(99));
-    let deadline = Instant::now() + DEADLINE;
-    let note = loop {
-        assert!(Instant::now() < deadline, "no down note");
-        if let Some(v) = bare.stdout_json(Duration::from_millis(200))
-            && v["state"] == "down"
-        {
-            break v;
-        }
-    };
+    let note = down_note(&bare);
     let error = note["error"].as_str().unwrap();
     assert!(error.contains("CertificateRequired"), "{note}");
     assert!(
-        !counts
-            .lock()
-            .unwrap()
-            .keys()
-            .any(|(_, payload)| payload.windows(6).any(|w| w == b"\"n\":99")),
+        !published(&counts, 99),
         "published without a client certificate"
     );
 }

@@ -2610,44 +2610,9 @@ fn a_slow_upload_that_keeps_sending_is_not_cut() {
     assert_eq!(r.status, 200, "{:?}; receiver's stderr: {}", r, rx.stderr());
 }
 
-#[test]
-fn out_of_descriptors_it_waits_and_recovers_by_itself() {
-    let _heavy = heavy();
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("c.jsonl");
-    let mut cmd = std::process::Command::new("sh");
-    cmd.env_remove("AUTOPI_RX_TOKEN").args([
-        "-c",
-        "ulimit -n 256 && exec \"$0\" \"$@\"",
-        env!("CARGO_BIN_EXE_autopi-rx"),
-        "--token",
-        TOKEN,
-        "--capture",
-        capture.to_str().unwrap(),
-        "--read-timeout",
-        LONG_READ_TIMEOUT,
-    ]);
-    let mut rx = Receiver::spawn(&mut cmd);
-    device_upload(rx.addr).expect("a first upload");
-    let idle = usage(rx.child.id()).unwrap();
-    // More than fit; stops at the first connection that does not complete
-    // within a second (the backlog is full: new connections wait).
-    let held: Vec<TcpStream> = (0..400)
-        .map_while(|_| TcpStream::connect_timeout(&rx.addr, Duration::from_secs(1)).ok())
-        .collect();
-    let mut peak = usage(rx.child.id());
-    wait_until(Duration::from_secs(2), || {
-        peak = usage(rx.child.id());
-        peak.is_some_and(|u| u.fds >= 250)
-    });
-    // Whatever a device gets meanwhile (a wait, a refusal), the receiver
-    // must not end.
-    let meanwhile = device_upload(rx.addr);
-    println!(
-        "{} idle connections held under 256 descriptors (receiver: {peak:?}); a device meanwhile: {meanwhile:?}",
-        held.len()
-    );
+/// With `held` open the receiver must still run; once they close, a
+/// device's upload is answered within `RETURN_WITHIN`.
+fn recovers_once_released(rx: &mut Receiver, held: Vec<TcpStream>) {
     assert!(
         rx.child.try_wait().unwrap().is_none(),
         "exited with the connections held: {}",
@@ -2667,6 +2632,35 @@ fn out_of_descriptors_it_waits_and_recovers_by_itself() {
         rx.stderr()
     );
     println!("recovered {:?} after they closed", started.elapsed());
+}
+
+#[test]
+fn out_of_descriptors_it_waits_and_recovers_by_itself() {
+    let _heavy = heavy();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut rx = limited_receiver("ulimit -n 256", "", &capture, LONG_READ_TIMEOUT);
+    device_upload(rx.addr).expect("a first upload");
+    let idle = usage(rx.child.id()).unwrap();
+    // More than fit; stops at the first connection that does not complete
+    // within a second (the backlog is full: new connections wait).
+    let held: Vec<TcpStream> = (0..400)
+        .map_while(|_| TcpStream::connect_timeout(&rx.addr, Duration::from_secs(1)).ok())
+        .collect();
+    let mut peak = usage(rx.child.id());
+    wait_until(Duration::from_secs(2), || {
+        peak = usage(rx.child.id());
+        peak.is_some_and(|u| u.fds >= 250)
+    });
+    // Whatever a device gets meanwhile (a wait, a refusal), the receiver
+    // must not end.
+    let meanwhile = device_upload(rx.addr);
+    println!(
+        "{} idle connections held under 256 descriptors (receiver: {peak:?}); a device meanwhile: {meanwhile:?}",
+        held.len()
+    );
+    recovers_once_released(&mut rx, held);
     let mut now = None;
     let back = wait_until(RETURN_WITHIN, || {
         now = usage(rx.child.id());
@@ -2732,19 +2726,12 @@ fn out_of_threads_it_waits_and_recovers_by_itself() {
     } else {
         ""
     };
-    let mut cmd = std::process::Command::new("bash");
-    cmd.env_remove("AUTOPI_RX_TOKEN").args([
-        "-c",
-        &format!("ulimit -u {limit} && exec {as_user} \"$0\" \"$@\""),
-        env!("CARGO_BIN_EXE_autopi-rx"),
-        "--token",
-        TOKEN,
-        "--capture",
-        capture.to_str().unwrap(),
-        "--read-timeout",
+    let mut rx = limited_receiver(
+        &format!("ulimit -u {limit}"),
+        as_user,
+        &capture,
         LONG_READ_TIMEOUT,
-    ]);
-    let mut rx = Receiver::spawn(&mut cmd);
+    );
     device_upload(rx.addr).expect("a first upload");
     let idle = usage(rx.child.id()).unwrap();
     // Heads begun and never finished, without a token: each holds one of
@@ -2763,25 +2750,7 @@ fn out_of_threads_it_waits_and_recovers_by_itself() {
         "{} connections held under a limit of {limit} threads; a device meanwhile: {meanwhile:?}",
         held.len()
     );
-    assert!(
-        rx.child.try_wait().unwrap().is_none(),
-        "exited with the connections held: {}",
-        rx.stderr()
-    );
-    drop(held);
-    let started = Instant::now();
-    let mut last = Err(String::new());
-    let recovered = wait_until(RETURN_WITHIN, || {
-        last = device_upload(rx.addr);
-        last.is_ok()
-    });
-    assert!(
-        recovered,
-        "no upload answered {RETURN_WITHIN:?} after the connections closed: {last:?}; exited: {:?}; stderr: {}",
-        rx.child.try_wait(),
-        rx.stderr()
-    );
-    println!("recovered {:?} after they closed", started.elapsed());
+    recovers_once_released(&mut rx, held);
     let mut now = None;
     let back = wait_until(RETURN_WITHIN, || {
         now = usage(rx.child.id());

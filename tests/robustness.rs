@@ -266,19 +266,7 @@ enum Ran {
 fn out_of_descriptors_at(limit: u32) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("c.jsonl");
-    let mut cmd = std::process::Command::new("sh");
-    cmd.env_remove("AUTOPI_RX_TOKEN").args([
-        "-c",
-        &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
-        env!("CARGO_BIN_EXE_autopi-rx"),
-        "--token",
-        TOKEN,
-        "--capture",
-        capture.to_str().unwrap(),
-        "--read-timeout",
-        "1",
-    ]);
-    let mut rx = Receiver::spawn(&mut cmd);
+    let mut rx = limited_receiver(&format!("ulimit -n {limit}"), "", &capture, "1");
     let held: Vec<TcpStream> = (0..limit)
         .map(|_| TcpStream::connect(rx.addr).unwrap())
         .collect();

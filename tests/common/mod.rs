@@ -184,6 +184,25 @@ impl Drop for Receiver {
     }
 }
 
+/// The receiver (the sample token, `capture`, `read_timeout`) started by
+/// bash after `setup` (a limit: `ulimit -n 256`), through `run_as` (a
+/// command that runs it as another user, or nothing).
+pub fn limited_receiver(setup: &str, run_as: &str, capture: &Path, read_timeout: &str) -> Receiver {
+    let mut cmd = Command::new("bash");
+    cmd.env_remove("AUTOPI_RX_TOKEN").args([
+        "-c",
+        &format!("{setup} && exec {run_as} \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_autopi-rx"),
+        "--token",
+        TOKEN,
+        "--capture",
+        capture.to_str().unwrap(),
+        "--read-timeout",
+        read_timeout,
+    ]);
+    Receiver::spawn(&mut cmd)
+}
+
 /// A child killed (and reaped) when dropped: a test that fails midway
 /// leaves no receiver running.
 pub struct Reaped(pub Child);
