@@ -98,10 +98,6 @@ const SUPERVISOR: &str = "accept-supervisor";
 /// What `thread::spawn` panics with when the system refuses a thread.
 const SPAWN_FAILED: &str = "failed to spawn thread";
 
-/// Threads of tiny_http's pools that ended on a lock poisoned by a refused
-/// thread (see `POOL_PANIC_FILE`), in this process: counted, not printed.
-pub static POOL_THREADS_LOST: AtomicUsize = AtomicUsize::new(0);
-
 /// A request taken from one of the servers, with the server it came from.
 pub struct Work {
     pub request: Request,
@@ -588,13 +584,9 @@ fn accept_thread_died(info: &std::panic::PanicHookInfo<'_>) -> bool {
 
 /// The accept side's claim on panics: a thread of tiny_http's pool ending
 /// on the lock a refused thread poisoned (see `POOL_PANIC_FILE`). Its
-/// connection was done; counted, nothing printed.
+/// connection was done; nothing printed (the refusal was said once).
 fn pool_thread_poisoned(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    if !(in_tiny_http(info, POOL_PANIC_FILE) && payload(info).contains("PoisonError")) {
-        return false;
-    }
-    POOL_THREADS_LOST.fetch_add(1, Ordering::Relaxed);
-    true
+    in_tiny_http(info, POOL_PANIC_FILE) && payload(info).contains("PoisonError")
 }
 
 /// The accept side's claim on panics: `Server::from_listener` refused a
