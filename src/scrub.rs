@@ -207,52 +207,61 @@ fn json_unescaped(text: &str) -> String {
 /// (at any of the four places a run may be cut into groups, in either
 /// alphabet) replaced by `label`, its padding with it.
 fn without_base64_of(text: String, secret: &str, label: &str) -> String {
-    let holding: Vec<_> = base64_runs(&text, secret)
-        .filter(|run| run_holds(&text[run.clone()], secret))
-        .collect();
+    let holding = base64_holding(&text, secret.len(), |bytes| {
+        contains(bytes, secret.as_bytes())
+    });
     if holding.is_empty() {
         return text;
     }
-    let mut out = text.clone();
+    let mut out = text;
     for run in holding.into_iter().rev() {
-        let padding = text[run.end..].bytes().take_while(|&b| b == b'=').count();
-        out.replace_range(run.start..run.end + padding, label);
+        out.replace_range(run, label);
     }
     out
 }
 
 /// Whether a run of base64 in `text` decodes to what holds `secret`.
 fn base64_holds(text: &str, secret: &str) -> bool {
-    base64_runs(text, secret).any(|run| run_holds(&text[run], secret))
+    !base64_holding(text, secret.len(), |bytes| {
+        contains(bytes, secret.as_bytes())
+    })
+    .is_empty()
 }
 
-/// The runs of base64 characters in `text` long enough to hold `secret`
-/// (its base64 is a third longer than it).
-fn base64_runs<'a>(
-    text: &'a str,
-    secret: &str,
-) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
-    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_');
-    let shortest = secret.len() * 4 / 3;
-    let mut start = None;
-    text.char_indices()
-        .chain([(text.len(), ' ')])
-        .filter_map(move |(at, c)| match (start, is_b64(c)) {
-            (None, true) => {
-                start = Some(at);
-                None
-            }
-            (Some(from), false) => {
-                start = None;
-                (at - from >= shortest).then_some(from..at)
-            }
-            _ => None,
-        })
+/// The runs of base64 characters in `text` (either alphabet) long enough
+/// to spell `least` bytes (base64 is a third longer) whose decoding, cut
+/// into groups at any of the four places, `holds`: each with the `=`
+/// padding after it, in order. For a secret of `least` bytes or more.
+pub fn base64_holding(
+    text: &str,
+    least: usize,
+    holds: impl Fn(&[u8]) -> bool,
+) -> Vec<std::ops::Range<usize>> {
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+    let shortest = (least * 4 / 3).max(1);
+    let bytes = text.as_bytes();
+    let mut runs = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        if !is_b64(bytes[at]) {
+            at += 1;
+            continue;
+        }
+        let from = at;
+        while at < bytes.len() && is_b64(bytes[at]) {
+            at += 1;
+        }
+        if at - from >= shortest && run_holds(&text[from..at], &holds) {
+            let padding = bytes[at..].iter().take_while(|&&b| b == b'=').count();
+            runs.push(from..at + padding);
+        }
+    }
+    runs
 }
 
-/// Whether `run` (base64 characters only) decodes to what holds `secret`,
-/// cut into groups at any of the four places, in either alphabet.
-fn run_holds(run: &str, secret: &str) -> bool {
+/// Whether `run` (base64 characters only) decodes to what `holds`, cut
+/// into groups at any of the four places, in either alphabet.
+fn run_holds(run: &str, holds: impl Fn(&[u8]) -> bool) -> bool {
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     // A run cut at any place ends in bits that belong to no whole byte.
     const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
@@ -274,7 +283,7 @@ fn run_holds(run: &str, secret: &str) -> bool {
         ENGINES.iter().any(|engine| {
             engine
                 .decode(&part[..usable])
-                .is_ok_and(|bytes| contains(&bytes, secret.as_bytes()))
+                .is_ok_and(|bytes| holds(&bytes))
         })
     })
 }

@@ -204,7 +204,17 @@ fn the_token_never_appears_in_any_output_or_file() {
             200,
         ),
         (secret, "/".to_string(), "", 405),
+        // Spelt otherwise: percent-encoded in the unit id (shown on
+        // stdout), inside base64 in the user agent (kept in the capture).
+        (
+            "POST",
+            "/".to_string(),
+            "unit-id: {p}\r\nuser-agent: dev {b}\r\n",
+            200,
+        ),
     ];
+    use base64::Engine as _;
+    let packed = base64::engine::general_purpose::STANDARD.encode(format!("key:{secret}"));
     for (method, path, extra, status) in &misplaced {
         let auth = if *status != 401 {
             format!("authorization: token {secret}\r\n")
@@ -213,7 +223,10 @@ fn the_token_never_appears_in_any_output_or_file() {
         };
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}{}Content-Length: {}\r\n\r\n",
-            extra.replace("{s}", secret),
+            extra
+                .replace("{s}", secret)
+                .replace("{p}", &encoded)
+                .replace("{b}", &packed),
             body.len()
         );
         let mut bytes = request.into_bytes();
@@ -224,7 +237,7 @@ fn the_token_never_appears_in_any_output_or_file() {
     }
     rx.stop();
     let stdout = rx.remaining_stdout().join("\n");
-    assert_eq!(stdout.lines().count(), 13);
+    assert_eq!(stdout.lines().count(), 14);
     for shown in [
         "\"path\":\"/upload?token=[token]\"",
         "\"path\":\"/[token][token]/x\"",
@@ -237,6 +250,7 @@ fn the_token_never_appears_in_any_output_or_file() {
         assert!(stdout.contains(shown), "{shown} not in {stdout}");
     }
     let file = std::fs::read_to_string(&capture).unwrap();
+    assert!(file.contains("\"user_agent\":\"dev [token]\""), "{file}");
     for (what, text) in [
         ("stdout", &stdout),
         ("stderr", &rx.stderr()),
@@ -244,6 +258,10 @@ fn the_token_never_appears_in_any_output_or_file() {
         ("answers and status page", &answers),
     ] {
         assert!(!text.contains(secret), "{what} shows the token: {text}");
+        assert!(
+            !text.contains(&encoded) && !text.contains(&packed[..12]),
+            "{what} shows the token spelt otherwise: {text}"
+        );
         assert!(
             !text.contains(&secret[..6]),
             "{what} shows part of the token: {text}"

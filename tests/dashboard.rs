@@ -422,9 +422,14 @@ fn failure_events_stand_out() {
 
 /// Posts `body` over a real socket and returns the status line.
 fn post(addr: std::net::SocketAddr, authorization: &str, body: &str) -> String {
+    post_with(addr, authorization, "", body)
+}
+
+/// `post` with `extra` header lines (each ending in CRLF).
+fn post_with(addr: std::net::SocketAddr, authorization: &str, extra: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     let head = format!(
-        "POST /logbook/storage HTTP/1.1\r\nHost: bench\r\nauthorization: {authorization}\r\nunit-id: {UNIT}\r\ncontent-type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /logbook/storage HTTP/1.1\r\nHost: bench\r\nauthorization: {authorization}\r\nunit-id: {UNIT}\r\ncontent-type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -520,7 +525,19 @@ fn a_real_upload_never_shows_its_token() {
     let (running, rx) =
         receiver_for_the_screen(&dir.path().join("c.jsonl"), "sekrit-token-42", 1 << 20);
     let body = &guide_examples()[0];
-    assert!(post(running.addr, "token sekrit-token-42", body).contains("200"));
+    // The token spelt otherwise in other headers too: inside base64 (a
+    // proxy's Basic credentials, a key packed with a name) and
+    // percent-encoded.
+    use base64::Engine as _;
+    let packed = [
+        base64::engine::general_purpose::STANDARD.encode("u:sekrit-token-42"),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("key=sekrit-token-42;v=2"),
+    ];
+    let extra = format!(
+        "proxy-authorization: Basic {}\r\nx-api-key: {}\r\ncookie: sid=sekrit%2Dtoken%2D42; a=1\r\n",
+        packed[0], packed[1]
+    );
+    assert!(post_with(running.addr, "token sekrit-token-42", &extra, body).contains("200"));
     assert!(post(running.addr, "Bearer wrong-token-99", body).contains("401"));
     let mut app = empty();
     for _ in 0..2 {
@@ -547,6 +564,18 @@ fn a_real_upload_never_shows_its_token() {
             !screen.contains("sekrit") && !screen.contains("wrong-token"),
             "{screen}"
         );
+        if accepted {
+            for shown in [
+                "proxy-authorization: Basic [token]",
+                "x-api-key: [token]",
+                "cookie: sid=[token]; a=1",
+            ] {
+                assert!(screen.contains(shown), "{shown} not in {screen}");
+            }
+        }
+        for spelling in &packed {
+            assert!(!screen.contains(&spelling[..12]), "{screen}");
+        }
         press(&mut app, &[KeyCode::Esc]);
     }
 }

@@ -103,12 +103,48 @@ impl Auth {
     /// per process), and a hit confirmed by the digest, so the token is
     /// found without being kept; about 8 ns a byte here (release build, a
     /// 32-byte token over a 1 KiB path).
+    ///
+    /// A token spelt otherwise is found too (`unwrapped`): percent-encoded,
+    /// or inside base64 (`Basic`-like credentials in another header).
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let found = self.found(text);
+        let text = self.unwrapped(text);
+        let found = self.found(&text);
         if found.is_empty() {
-            return Cow::Borrowed(text);
+            return text;
         }
-        Cow::Owned(replaced(text, &found, text.len()))
+        Cow::Owned(replaced(&text, &found, text.len()))
+    }
+
+    /// `text` as it is shown when a token is spelt in it otherwise than
+    /// as it is: percent-decoded when the decoding holds a token (what is
+    /// shown is then the decoded text, as a browser shows a URL), and each
+    /// run of base64 whose decoding holds one (`Basic` credentials, a
+    /// key packed with a user name) replaced by `[token]` whole.
+    fn unwrapped<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let least = match self {
+            Auth::Tokens(known) if !known.is_empty() => known.iter().map(|k| k.len).min(),
+            _ => None,
+        };
+        let Some(least) = least.filter(|&l| l > 0) else {
+            return Cow::Borrowed(text);
+        };
+        let mut text = Cow::Borrowed(text);
+        if text.contains('%') {
+            let decoded = percent_encoding::percent_decode_str(&text).decode_utf8_lossy();
+            if !self.found(&decoded).is_empty() {
+                text = Cow::Owned(decoded.into_owned());
+            }
+        }
+        let runs =
+            crate::scrub::base64_holding(&text, least, |bytes| !self.found_in(bytes).is_empty());
+        if runs.is_empty() {
+            return text;
+        }
+        let mut out = text.into_owned();
+        for run in runs.into_iter().rev() {
+            out.replace_range(run, "[token]");
+        }
+        Cow::Owned(out)
     }
 
     /// `text` scrubbed and cut to at most `max` characters, `…` marking a
@@ -117,15 +153,33 @@ impl Auth {
     /// shorter than a token: scrubbed and then cut, a token just past the
     /// cut slid into view).
     pub fn shown(&self, text: &str, max: usize) -> String {
-        let at_char = |n: usize| text.char_indices().nth(n).map_or(text.len(), |(at, _)| at);
-        let (cut, near) = (at_char(max), at_char(max + self.longest()));
-        // A token that begins before the cut ends within `near`: found
-        // whole, and replaced whole; what follows the cut is not shown.
-        let mut out = replaced(text, &self.found(&text[..near]), cut);
-        if cut < text.len() {
+        let (mut out, more) = self.cut(text, max);
+        if more {
             out.push('…');
         }
         out
+    }
+
+    /// `shown` without the mark: a value quoted in an error.
+    pub fn clipped(&self, text: &str, max: usize) -> String {
+        self.cut(text, max).0
+    }
+
+    /// `text` scrubbed and cut to at most `max` characters, and whether
+    /// anything was cut. Only what can spell a token beginning before the
+    /// cut is looked at (percent-encoded, three characters a byte), so a
+    /// long value costs no more than a short one.
+    fn cut(&self, text: &str, max: usize) -> (String, bool) {
+        let at_char =
+            |text: &str, n: usize| text.char_indices().nth(n).map_or(text.len(), |(at, _)| at);
+        let reach = at_char(text, max + 3 * self.longest() + 4);
+        let text_cut = reach < text.len();
+        let text = self.unwrapped(&text[..reach]);
+        let (cut, near) = (at_char(&text, max), at_char(&text, max + self.longest()));
+        // A token that begins before the cut ends within `near`: found
+        // whole, and replaced whole; what follows the cut is not shown.
+        let out = replaced(&text, &self.found(&text[..near]), cut);
+        (out, text_cut || cut < text.len())
     }
 
     /// Where configured tokens stand in `text`, as byte ranges in order,
@@ -133,10 +187,14 @@ impl Auth {
     /// otherwise at start), so each range starts and ends on character
     /// boundaries.
     pub fn found(&self, text: &str) -> Vec<(usize, usize)> {
+        self.found_in(text.as_bytes())
+    }
+
+    /// `found` over bytes (a decoding that need not be UTF-8).
+    fn found_in(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
         let Auth::Tokens(known) = self else {
             return Vec::new();
         };
-        let bytes = text.as_bytes();
         let mut found: Vec<(usize, usize)> = Vec::new();
         // One pass per length: tokens of a length already passed over
         // were looked for then.

@@ -1226,7 +1226,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     // a backlog draining).
     let now = Timestamp::now();
     let received = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
-    let framing = framing(&request, |value| ingest::clip(&ctx.auth().scrub(value)));
+    let framing = framing(&request, |value| ctx.auth().clipped(value, 40));
     let outcome = match (framing, request.method()) {
         (Err(r), _) => {
             // Where this request ends is in doubt: whatever the connection
@@ -1979,7 +1979,7 @@ fn make_event(
         received,
         peer: peer(request),
         method: shown_method(&auth, request.method(), EVENT_HEADER_VALUE),
-        path: shown_path(&auth, request.url(), EVENT_PATH),
+        path: auth.shown(request.url(), EVENT_PATH),
         unit_id: header(request, "unit-id").map(|u| auth.shown(u, EVENT_HEADER_VALUE)),
         status: outcome.status,
         headers,
@@ -2040,19 +2040,6 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
         ));
     }
     (kept, token_matched)
-}
-
-/// A request's path as an event shows it (`Auth::shown`). A token sent
-/// percent-encoded (`%2B` for `+` in a query string) is found in the
-/// decoded path, which is then what is shown.
-fn shown_path(auth: &ingest::Auth, path: &str, max: usize) -> String {
-    if path.contains('%') {
-        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-        if !auth.found(&decoded).is_empty() {
-            return auth.shown(&decoded, max);
-        }
-    }
-    auth.shown(path, max)
 }
 
 /// `token 1a2b3c4d…` in place of the credential, and whether it matched.
@@ -2170,10 +2157,41 @@ mod tests {
     fn a_percent_encoded_token_is_found() {
         let auth = ingest::Auth::tokens(&["a+b/c=d"]);
         assert_eq!(
-            shown_path(&auth, "/x?token=a%2Bb%2Fc%3Dd&y=%20", 100),
+            auth.shown("/x?token=a%2Bb%2Fc%3Dd&y=%20", 100),
             "/x?token=[token]&y= "
         );
-        assert_eq!(shown_path(&auth, "/x?y=%20", 100), "/x?y=%20");
+        assert_eq!(auth.shown("/x?y=%20", 100), "/x?y=%20");
+        // In a header value, quoted in an error.
+        assert_eq!(
+            auth.clipped("sid=a%2Bb%2Fc%3Dd; x=1", 40),
+            "sid=[token]; x=1"
+        );
+    }
+
+    /// A token inside base64 (`Basic` credentials in a header of a proxy,
+    /// a key packed with a user name) is taken out with the whole run, at
+    /// whatever place in the run it begins, in either alphabet; base64
+    /// that holds no token is shown as sent.
+    #[test]
+    fn a_token_inside_base64_is_found() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let token = "s3cret-token?>>";
+        let auth = ingest::Auth::tokens(&[token]);
+        for user in ["", "u", "us", "use", "user:"] {
+            for encoded in [
+                STANDARD.encode(format!("{user}{token}")),
+                URL_SAFE_NO_PAD.encode(format!("{user}{token}!")),
+            ] {
+                let value = format!("Basic {encoded}, realm=x");
+                let shown = auth.shown(&value, 200);
+                assert_eq!(shown, "Basic [token], realm=x", "{value}");
+                assert_eq!(auth.scrub(&value), shown, "{value}");
+            }
+        }
+        let other = format!("Basic {}", STANDARD.encode("user:not-the-token-at-all"));
+        assert_eq!(auth.shown(&other, 200), other);
+        assert_eq!(ingest::Auth::Open.shown(&other, 200), other);
     }
 
     #[test]
