@@ -1228,6 +1228,91 @@ fn large_uploads_on_one_keep_alive_connection_are_never_cut_by_the_head_cap() {
     assert!(!status.text().contains("closed: "), "{}", status.text());
 }
 
+/// Requests pipelined behind a slow one wait for their turn (their
+/// connection's order), each holding a worker: a turn's end wakes its own
+/// connection's waiters, not every connection's. A large upload coming
+/// slowly holds the turn for large bodies; 400 connections with the token
+/// each pipeline 8 gzip uploads whose trailers claim 2 MiB inflated, so
+/// the first of each waits for that turn (then 503) and 7 wait behind it,
+/// while 60 connections pipeline status requests 8 at a time, each ending
+/// a turn. Devices are answered within 1 s. (With one wake-up shared by
+/// all connections, a probe saw devices wait 1.6 to 4.9 s.)
+#[test]
+fn requests_waiting_their_turn_on_many_connections_do_not_delay_devices() {
+    const PROBE: &str = "requests waiting their turn";
+    let _heavy = heavy();
+    let mut p = Probed::start(LONG_READ_TIMEOUT);
+    let (addr, pid) = (p.rx.addr, p.pid());
+    let (mut holder, coming) = large_coming(addr, "large.holder", 8 << 10);
+    let mut claiming = gzip(&batch("turn.waiter"));
+    let at = claiming.len() - 4;
+    claiming[at..].copy_from_slice(&(2u32 << 20).to_le_bytes());
+    let auth = format!("token {TOKEN}");
+    let uploads = request_bytes(
+        "POST",
+        &[("authorization", &auth), ("content-encoding", "gzip")],
+        &claiming,
+    )
+    .repeat(8);
+    let watch = Watch::start(pid);
+    let waiting: Vec<TcpStream> = (0..400)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&uploads).unwrap();
+            s
+        })
+        .collect();
+    // Until most of them wait, each on a worker of its own.
+    let piled = wait_until(Duration::from_secs(20), || {
+        usage(pid).is_some_and(|u| u.threads >= p.idle.threads + 2000)
+    });
+    assert!(
+        piled,
+        "the pipelined uploads never waited: {:?}",
+        usage(pid)
+    );
+    let (done, devices) = devices_meanwhile(addr);
+    let until = Instant::now() + Duration::from_secs(6);
+    let statuses = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(8);
+    let answered: usize = std::thread::scope(|s| {
+        let pipeliners: Vec<_> = (0..60)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = Conn::open(addr);
+                    let mut answered = 0;
+                    while Instant::now() < until {
+                        c.send(&statuses);
+                        for _ in 0..8 {
+                            match c.try_read_response(false) {
+                                Ok(r) if r.status == 200 => answered += 1,
+                                _ => return answered,
+                            }
+                        }
+                    }
+                    answered
+                })
+            })
+            .collect();
+        pipeliners.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    done.store(true, Ordering::SeqCst);
+    devices.join().unwrap().check(PROBE, &mut p.failures);
+    let peak = watch.stop();
+    println!(
+        "{PROBE}: 400 connections with 8 uploads pipelined, 60 pipelining status requests: \
+         {answered} status answers in 6 s"
+    );
+    // The large upload ends: the turn for large bodies goes to each
+    // waiting upload in turn (small, once inflated), and their workers
+    // return.
+    coming.finish();
+    assert_eq!(holder.read_response(false).status, 200);
+    drop(waiting);
+    p.check_peak(PROBE, peak);
+    p.check_return(PROBE);
+    p.finish();
+}
+
 /// Gzip bodies of a few kilobytes that each inflate to 31 MiB (line ends
 /// around one record, under `--max-body`), 24 at once with the token: large
 /// bodies are decoded one at a time, so RSS stays under the limit; each is

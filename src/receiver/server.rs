@@ -671,8 +671,6 @@ impl closer::Books for Books {
 /// connection lives).
 struct Connections {
     open: Mutex<HashMap<SocketAddr, Connection>>,
-    /// Woken when a connection's request ends its turn.
-    turned: std::sync::Condvar,
     /// How long a quiet connection is remembered: longer than the read
     /// timeout, after which tiny_http has closed it.
     forget: Duration,
@@ -696,7 +694,6 @@ impl Connections {
         Connections {
             forget: FORGET.max(2 * read_timeout),
             open: Mutex::default(),
-            turned: std::sync::Condvar::new(),
             sweep_at: AtomicUsize::new(SWEEP_FIRST),
         }
     }
@@ -728,8 +725,18 @@ struct Connection {
     served: u64,
     turns_done: u64,
     turns_ahead: Vec<u64>,
-    /// Requests of it waiting for their turn now.
+    /// Requests of it waiting for their turn now, and what wakes them
+    /// when one of its requests ends its turn (made when the first
+    /// waits; used with `Connections::open`'s lock). One per connection:
+    /// a turn's end wakes its own connection's waiters, not every
+    /// connection's (one shared by all woke thousands of waiting workers
+    /// at each turn's end under a pipelining crowd, found by a probe).
     turn_waiters: u32,
+    turned: Option<Arc<std::sync::Condvar>>,
+    /// Times a waiter of it woke (for the test that no other
+    /// connection's turn wakes them).
+    #[cfg(test)]
+    turn_wakes: u32,
     /// The body being read now, if any.
     body: Option<BodyRead>,
 }
@@ -791,10 +798,10 @@ impl Drop for InOrder<'_> {
         }
         // Woken only when a request waits: a notify is a system call,
         // and nearly every request is its connection's only one.
-        let waited = c.turn_waiters > 0;
+        let waiting = c.turned.as_ref().filter(|_| c.turn_waiters > 0).cloned();
         drop(open);
-        if waited {
-            self.books.turned.notify_all();
+        if let Some(turned) = waiting {
+            turned.notify_all();
         }
     }
 }
@@ -878,13 +885,17 @@ impl Connections {
                 return turn;
             }
             c.turn_waiters += 1;
-            open = self
-                .turned
+            let turned = Arc::clone(c.turned.get_or_insert_with(Default::default));
+            open = turned
                 .wait_timeout(open, end - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
             if let Some(c) = open.get_mut(&peer) {
                 c.turn_waiters = c.turn_waiters.saturating_sub(1);
+                #[cfg(test)]
+                {
+                    c.turn_wakes += 1;
+                }
             }
         }
     }
@@ -2262,6 +2273,39 @@ mod tests {
         drop(c.in_order(Some(peer), 0, Duration::from_secs(60)));
         drop(c.in_order(None, 9, Duration::from_secs(60)));
         assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    /// A turn's end wakes the waiters of its own connection only: many
+    /// turns ending on one connection while a request of another waits
+    /// wake it once, when its own turn comes.
+    #[test]
+    fn a_turn_ending_wakes_only_its_own_connections_waiters() {
+        let c = Connections::default();
+        let (busy, waiting): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:4000".parse().unwrap(),
+            "127.0.0.1:4001".parse().unwrap(),
+        );
+        for _ in 0..2 {
+            c.admit(Some(waiting), true);
+            c.number(Some(waiting));
+        }
+        let first = c.in_order(Some(waiting), 1, Duration::ZERO);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| drop(c.in_order(Some(waiting), 2, Duration::from_secs(60))));
+            // Until it waits (not a sleep: the books say so).
+            while c.lock()[&waiting].turn_waiters == 0 {
+                std::thread::yield_now();
+            }
+            for n in 1..=200 {
+                c.admit(Some(busy), true);
+                assert_eq!(c.number(Some(busy)), n);
+                drop(c.in_order(Some(busy), n, Duration::ZERO));
+            }
+            assert_eq!(c.lock()[&busy].turns_done, 200);
+            drop(first);
+            second.join().unwrap();
+        });
+        assert_eq!(c.lock()[&waiting].turn_wakes, 1);
     }
 
     #[test]
