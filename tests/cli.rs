@@ -212,9 +212,18 @@ fn the_token_never_appears_in_any_output_or_file() {
             "unit-id: {p}\r\nuser-agent: dev {b}\r\n",
             200,
         ),
+        // Percent-encoded twice in the path; base64 percent-encoded in the
+        // user agent.
+        (
+            "POST",
+            format!("/d?t={}", encoded.replace('%', "%25")),
+            "user-agent: dev {q}\r\n",
+            200,
+        ),
     ];
     use base64::Engine as _;
     let packed = base64::engine::general_purpose::STANDARD.encode(format!("key:{secret}"));
+    let quoted: String = packed.bytes().map(|b| format!("%{b:02X}")).collect();
     for (method, path, extra, status) in &misplaced {
         let auth = if *status != 401 {
             format!("authorization: token {secret}\r\n")
@@ -226,7 +235,8 @@ fn the_token_never_appears_in_any_output_or_file() {
             extra
                 .replace("{s}", secret)
                 .replace("{p}", &encoded)
-                .replace("{b}", &packed),
+                .replace("{b}", &packed)
+                .replace("{q}", &quoted),
             body.len()
         );
         let mut bytes = request.into_bytes();
@@ -237,20 +247,25 @@ fn the_token_never_appears_in_any_output_or_file() {
     }
     rx.stop();
     let stdout = rx.remaining_stdout().join("\n");
-    assert_eq!(stdout.lines().count(), 14);
+    assert_eq!(stdout.lines().count(), 15);
     for shown in [
         "\"path\":\"/upload?token=[token]\"",
         "\"path\":\"/[token][token]/x\"",
         "\"unit_id\":\"[token]\"",
         "\"path\":\"/?access_token=[token]\"",
         "\"path\":\"/p?t=[token]\"",
+        "\"path\":\"/d?t=[token]\"",
         "content-encoding says '[token]'",
         "\"method\":\"[token]\"",
     ] {
         assert!(stdout.contains(shown), "{shown} not in {stdout}");
     }
     let file = std::fs::read_to_string(&capture).unwrap();
-    assert!(file.contains("\"user_agent\":\"dev [token]\""), "{file}");
+    assert_eq!(
+        file.matches("\"user_agent\":\"dev [token]\"").count(),
+        2,
+        "{file}"
+    );
     for (what, text) in [
         ("stdout", &stdout),
         ("stderr", &rx.stderr()),
@@ -259,7 +274,9 @@ fn the_token_never_appears_in_any_output_or_file() {
     ] {
         assert!(!text.contains(secret), "{what} shows the token: {text}");
         assert!(
-            !text.contains(&encoded) && !text.contains(&packed[..12]),
+            !text.contains(&encoded)
+                && !text.contains(&packed[..12])
+                && !text.contains(&quoted[..12]),
             "{what} shows the token spelt otherwise: {text}"
         );
         assert!(

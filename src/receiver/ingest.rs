@@ -31,6 +31,12 @@ pub enum Auth {
     Tokens(Vec<Known>),
 }
 
+/// Percent-decodings looked through for a token, one inside another.
+const PERCENT_DEPTH: usize = 4;
+/// The most characters a token's byte takes in any spelling looked for
+/// (see `Auth::cut`).
+const SPELT: usize = 12;
+
 /// A configured token as it is kept: its digest, for the check and to
 /// confirm a find, and its length and rolling hash, for `Auth::scrub` to
 /// find it in text without keeping the token itself.
@@ -116,10 +122,13 @@ impl Auth {
     }
 
     /// `text` as it is shown when a token is spelt in it otherwise than
-    /// as it is: percent-decoded when the decoding holds a token (what is
-    /// shown is then the decoded text, as a browser shows a URL), and each
-    /// run of base64 whose decoding holds one (`Basic` credentials, a
-    /// key packed with a user name) replaced by `[token]` whole.
+    /// as it is: each run of base64 whose decoding holds one (`Basic`
+    /// credentials, a key packed with a user name) replaced by `[token]`
+    /// whole; and percent-decoded, up to `PERCENT_DEPTH` times over
+    /// (`%252B` is `+` encoded twice), when a decoding holds one, plainly
+    /// or in base64 (what is shown is then that decoding, as a browser
+    /// shows a URL). A token found as it is before a decoding is replaced
+    /// first, so that only what the decoding reveals leads to it.
     fn unwrapped<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let least = match self {
             Auth::Tokens(known) if !known.is_empty() => known.iter().map(|k| k.len).min(),
@@ -128,15 +137,46 @@ impl Auth {
         let Some(least) = least.filter(|&l| l > 0) else {
             return Cow::Borrowed(text);
         };
-        let mut text = Cow::Borrowed(text);
-        if text.contains('%') {
-            let decoded = percent_encoding::percent_decode_str(&text).decode_utf8_lossy();
-            if !self.found(&decoded).is_empty() {
-                text = Cow::Owned(decoded.into_owned());
+        let mut text = self.without_base64(Cow::Borrowed(text), least);
+        for _ in 0..PERCENT_DEPTH {
+            let plain = self.found(&text);
+            let labelled = match plain.is_empty() {
+                true => Cow::Borrowed(&*text),
+                false => Cow::Owned(replaced(&text, &plain, text.len())),
+            };
+            match self.decoding_holding(&labelled, least) {
+                Some(decoded) => text = self.without_base64(Cow::Owned(decoded), least),
+                None => break,
             }
         }
-        let runs =
-            crate::scrub::base64_holding(&text, least, |bytes| !self.found_in(bytes).is_empty());
+        text
+    }
+
+    /// The first of `text`'s percent-decodings, one inside another, that
+    /// holds a token as it is or in base64.
+    fn decoding_holding(&self, text: &str, least: usize) -> Option<String> {
+        let mut text = Cow::Borrowed(text);
+        for _ in 0..PERCENT_DEPTH {
+            if !text.contains('%') {
+                return None;
+            }
+            let decoded = percent_encoding::percent_decode_str(&text)
+                .decode_utf8_lossy()
+                .into_owned();
+            if decoded == *text {
+                return None;
+            }
+            if !self.found(&decoded).is_empty() || !self.base64_runs(&decoded, least).is_empty() {
+                return Some(decoded);
+            }
+            text = Cow::Owned(decoded);
+        }
+        None
+    }
+
+    /// `text` with each run of base64 holding a token replaced whole.
+    fn without_base64<'a>(&self, text: Cow<'a, str>, least: usize) -> Cow<'a, str> {
+        let runs = self.base64_runs(&text, least);
         if runs.is_empty() {
             return text;
         }
@@ -145,6 +185,11 @@ impl Auth {
             out.replace_range(run, "[token]");
         }
         Cow::Owned(out)
+    }
+
+    /// The runs of base64 in `text` whose decoding holds a token.
+    fn base64_runs(&self, text: &str, least: usize) -> Vec<std::ops::Range<usize>> {
+        crate::scrub::base64_holding(text, least, |bytes| !self.found_in(bytes).is_empty())
     }
 
     /// `text` scrubbed and cut to at most `max` characters, `…` marking a
@@ -167,12 +212,17 @@ impl Auth {
 
     /// `text` scrubbed and cut to at most `max` characters, and whether
     /// anything was cut. Only what can spell a token beginning before the
-    /// cut is looked at (percent-encoded, three characters a byte), so a
-    /// long value costs no more than a short one.
+    /// cut is looked at (up to `SPELT` characters a byte), so a long value
+    /// costs no more than a short one.
     fn cut(&self, text: &str, max: usize) -> (String, bool) {
         let at_char =
             |text: &str, n: usize| text.char_indices().nth(n).map_or(text.len(), |(at, _)| at);
-        let reach = at_char(text, max + 3 * self.longest() + 4);
+        // A token's byte takes at most `SPELT` characters in any spelling
+        // looked for (`%25252541`, `A` percent-encoded four times over, is
+        // 9; in base64, a third more), so a token beginning before the
+        // cut in what is shown ends within this reach, and no character
+        // shown comes from past it.
+        let reach = at_char(text, SPELT * (max + self.longest()) + 16);
         let text_cut = reach < text.len();
         let text = self.unwrapped(&text[..reach]);
         let (cut, near) = (at_char(&text, max), at_char(&text, max + self.longest()));

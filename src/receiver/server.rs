@@ -2177,6 +2177,52 @@ mod tests {
             auth.clipped("sid=a%2Bb%2Fc%3Dd; x=1", 40),
             "sid=[token]; x=1"
         );
+        // Encoded twice, three and four times over (`%25` is `%`): the
+        // decoding that shows it is what is shown.
+        assert_eq!(auth.shown("/x?t=a%252Bb%252Fc%253Dd", 100), "/x?t=[token]");
+        assert_eq!(
+            auth.shown("/x?t=a%25252Bb%25252Fc%25253Dd", 100),
+            "/x?t=[token]"
+        );
+        assert_eq!(
+            auth.shown("/x?t=a%2525252Bb%2525252Fc%2525253Dd", 100),
+            "/x?t=[token]"
+        );
+        // Found as it is too: it leads to no decoding on its own.
+        assert_eq!(auth.shown("/x?t=a+b/c=d&y=%20", 100), "/x?t=[token]&y=%20");
+        assert_eq!(
+            auth.shown("/x?t=a+b/c=d&u=a%252Bb%252Fc%253Dd", 100),
+            "/x?t=[token]&u=[token]"
+        );
+    }
+
+    /// A token in base64 whose `+` and `/` were percent-encoded (a query
+    /// string), and one that looks like base64 itself, encoded twice.
+    #[test]
+    fn a_token_in_base64_under_percent_encoding_is_found() {
+        use base64::Engine as _;
+        let token = "pr0b?e~t0ken1234567890";
+        let auth = ingest::Auth::tokens(&[token]);
+        let packed = base64::engine::general_purpose::STANDARD.encode(format!("user:{token}"));
+        assert!(packed.contains('+') || packed.contains('/'), "{packed}");
+        let query = packed.replace('+', "%2B").replace('/', "%2F");
+        let shown = auth.shown(&format!("/?auth={query}"), 200);
+        assert_eq!(shown, "/?auth=[token]");
+        assert_eq!(auth.scrub(&format!("agent {query}")), "agent [token]");
+        let keyish = ingest::Auth::tokens(&["++8Ba5oRIjP/ECAwQFBg"]);
+        assert_eq!(
+            keyish.shown("/x?t=%252B%252B8Ba5oRIjP%252FECAwQFBg", 100),
+            "/x?t=[token]"
+        );
+        // A long value: only its beginning is decoded, and nothing past
+        // the cut is shown.
+        let long = format!("{}{query}", "%2541".repeat(10_000));
+        let shown = auth.shown(&long, 40);
+        assert!(
+            shown.ends_with('…') && !shown.contains("[token]"),
+            "{shown}"
+        );
+        assert!(shown.chars().count() <= 41, "{shown}");
     }
 
     /// A token inside base64 (`Basic` credentials in a header of a proxy,
