@@ -31,11 +31,18 @@ pub enum Auth {
     Tokens(Vec<Known>),
 }
 
-/// Percent-decodings looked through for a token, one inside another.
+/// Percent-decodings looked through for a token, one inside another, in
+/// all.
 const PERCENT_DEPTH: usize = 4;
-/// The most characters a token's byte takes in any spelling looked for
-/// (see `Auth::cut`).
+/// The most characters of a text a token's byte takes in the spellings
+/// looked for (`%25252541`, `A` percent-encoded four times over, is 9; in
+/// base64, a third more): how far past a cut `Auth::cut` looks.
 const SPELT: usize = 12;
+/// Tokens shorter than this are looked for only as sent: in base64 or in
+/// a decoding a short one stands in too much ordinary text (a 1-byte
+/// token in the base64 reading of about a third of 32-digit hex unit ids,
+/// which would then be kept as `[token]`).
+const ENCODED_LEAST: usize = 8;
 
 /// A configured token as it is kept: its digest, for the check and to
 /// confirm a find, and its length and rolling hash, for `Auth::scrub` to
@@ -108,10 +115,11 @@ impl Auth {
     /// window of a token's length is compared by its rolling hash (keyed
     /// per process), and a hit confirmed by the digest, so the token is
     /// found without being kept; about 8 ns a byte here (release build, a
-    /// 32-byte token over a 1 KiB path).
+    /// 32-byte token over a 1 KiB path) for the token as sent.
     ///
     /// A token spelt otherwise is found too (`unwrapped`): percent-encoded,
-    /// or inside base64 (`Basic`-like credentials in another header).
+    /// or inside base64 (`Basic`-like credentials in another header), at
+    /// several times that cost for text that looks encoded.
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let text = self.unwrapped(text);
         let found = self.found(&text);
@@ -123,40 +131,52 @@ impl Auth {
 
     /// `text` as it is shown when a token is spelt in it otherwise than
     /// as it is: each run of base64 whose decoding holds one (`Basic`
-    /// credentials, a key packed with a user name) replaced by `[token]`
-    /// whole; and percent-decoded, up to `PERCENT_DEPTH` times over
+    /// credentials, a key packed with a user name; tokens of
+    /// `ENCODED_LEAST` bytes or more) replaced by `[token]` whole; and
+    /// percent-decoded, up to `PERCENT_DEPTH` times over
     /// (`%252B` is `+` encoded twice), when a decoding holds one, plainly
     /// or in base64 (what is shown is then that decoding, as a browser
     /// shows a URL). A token found as it is before a decoding is replaced
     /// first, so that only what the decoding reveals leads to it.
     fn unwrapped<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let least = match self {
-            Auth::Tokens(known) if !known.is_empty() => known.iter().map(|k| k.len).min(),
-            _ => None,
-        };
-        let Some(least) = least.filter(|&l| l > 0) else {
-            return Cow::Borrowed(text);
+            Auth::Tokens(known) if !known.is_empty() => known
+                .iter()
+                .map(|k| k.len)
+                .filter(|&len| len >= ENCODED_LEAST)
+                .min(),
+            _ => return Cow::Borrowed(text),
         };
         let mut text = self.without_base64(Cow::Borrowed(text), least);
-        for _ in 0..PERCENT_DEPTH {
+        let mut depth = 0;
+        while depth < PERCENT_DEPTH {
             let plain = self.found(&text);
             let labelled = match plain.is_empty() {
                 true => Cow::Borrowed(&*text),
                 false => Cow::Owned(replaced(&text, &plain, text.len())),
             };
-            match self.decoding_holding(&labelled, least) {
-                Some(decoded) => text = self.without_base64(Cow::Owned(decoded), least),
+            match self.decoding_holding(&labelled, least, PERCENT_DEPTH - depth) {
+                Some((decoded, levels)) => {
+                    depth += levels;
+                    text = self.without_base64(Cow::Owned(decoded), least);
+                }
                 None => break,
             }
         }
         text
     }
 
-    /// The first of `text`'s percent-decodings, one inside another, that
-    /// holds a token as it is or in base64.
-    fn decoding_holding(&self, text: &str, least: usize) -> Option<String> {
+    /// The first of `text`'s percent-decodings, one inside another and at
+    /// most `levels` deep, that holds a token as it is or in base64, and
+    /// how deep it is.
+    fn decoding_holding(
+        &self,
+        text: &str,
+        least: Option<usize>,
+        levels: usize,
+    ) -> Option<(String, usize)> {
         let mut text = Cow::Borrowed(text);
-        for _ in 0..PERCENT_DEPTH {
+        for level in 1..=levels {
             if !text.contains('%') {
                 return None;
             }
@@ -166,8 +186,10 @@ impl Auth {
             if decoded == *text {
                 return None;
             }
-            if !self.found(&decoded).is_empty() || !self.base64_runs(&decoded, least).is_empty() {
-                return Some(decoded);
+            let holds =
+                !self.found(&decoded).is_empty() || !self.base64_runs(&decoded, least).is_empty();
+            if holds {
+                return Some((decoded, level));
             }
             text = Cow::Owned(decoded);
         }
@@ -175,7 +197,7 @@ impl Auth {
     }
 
     /// `text` with each run of base64 holding a token replaced whole.
-    fn without_base64<'a>(&self, text: Cow<'a, str>, least: usize) -> Cow<'a, str> {
+    fn without_base64<'a>(&self, text: Cow<'a, str>, least: Option<usize>) -> Cow<'a, str> {
         let runs = self.base64_runs(&text, least);
         if runs.is_empty() {
             return text;
@@ -188,8 +210,15 @@ impl Auth {
     }
 
     /// The runs of base64 in `text` whose decoding holds a token.
-    fn base64_runs(&self, text: &str, least: usize) -> Vec<std::ops::Range<usize>> {
-        crate::scrub::base64_holding(text, least, |bytes| !self.found_in(bytes).is_empty())
+    /// Only tokens of `ENCODED_LEAST` bytes or more, the shortest `least`
+    /// (none: nothing looked for).
+    fn base64_runs(&self, text: &str, least: Option<usize>) -> Vec<std::ops::Range<usize>> {
+        let Some(least) = least else {
+            return Vec::new();
+        };
+        crate::scrub::base64_holding(text, least, |bytes| {
+            !self.found_in(bytes, ENCODED_LEAST).is_empty()
+        })
     }
 
     /// `text` scrubbed and cut to at most `max` characters, `…` marking a
@@ -211,21 +240,32 @@ impl Auth {
     }
 
     /// `text` scrubbed and cut to at most `max` characters, and whether
-    /// anything was cut. Only what can spell a token beginning before the
-    /// cut is looked at (up to `SPELT` characters a byte), so a long value
-    /// costs no more than a short one.
+    /// anything was cut. Only the beginning of a long text is looked at
+    /// (enough to spell `max` characters and a token after them, `SPELT`
+    /// characters a byte), so a long value costs no more than a short one.
     fn cut(&self, text: &str, max: usize) -> (String, bool) {
         let at_char =
             |text: &str, n: usize| text.char_indices().nth(n).map_or(text.len(), |(at, _)| at);
-        // A token's byte takes at most `SPELT` characters in any spelling
-        // looked for (`%25252541`, `A` percent-encoded four times over, is
-        // 9; in base64, a third more), so a token beginning before the
-        // cut in what is shown ends within this reach, and no character
-        // shown comes from past it.
         let reach = at_char(text, SPELT * (max + self.longest()) + 16);
         let text_cut = reach < text.len();
         let text = self.unwrapped(&text[..reach]);
-        let (cut, near) = (at_char(&text, max), at_char(&text, max + self.longest()));
+        // A spelling of a token across `reach` was decoded in part: it ends
+        // what was decoded, within a token's length (its base64 a third
+        // more) and a few characters of escapes cut in the middle. Those
+        // last characters are never shown.
+        let unseen = 2 * self.longest() + 16;
+        let end = match text_cut {
+            true => text
+                .char_indices()
+                .rev()
+                .nth(unseen - 1)
+                .map_or(0, |(at, _)| at),
+            false => text.len(),
+        };
+        let (cut, near) = (
+            at_char(&text, max).min(end),
+            at_char(&text, max + self.longest()),
+        );
         // A token that begins before the cut ends within `near`: found
         // whole, and replaced whole; what follows the cut is not shown.
         let out = replaced(&text, &self.found(&text[..near]), cut);
@@ -237,11 +277,12 @@ impl Auth {
     /// otherwise at start), so each range starts and ends on character
     /// boundaries.
     pub fn found(&self, text: &str) -> Vec<(usize, usize)> {
-        self.found_in(text.as_bytes())
+        self.found_in(text.as_bytes(), 0)
     }
 
-    /// `found` over bytes (a decoding that need not be UTF-8).
-    fn found_in(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
+    /// `found` over bytes (a decoding that need not be UTF-8), for tokens
+    /// of at least `least` bytes.
+    fn found_in(&self, bytes: &[u8], least: usize) -> Vec<(usize, usize)> {
         let Auth::Tokens(known) = self else {
             return Vec::new();
         };
@@ -249,7 +290,11 @@ impl Auth {
         // One pass per length: tokens of a length already passed over
         // were looked for then.
         for (i, &Known { len, top, .. }) in known.iter().enumerate() {
-            if len == 0 || len > bytes.len() || known[..i].iter().any(|k| k.len == len) {
+            if len == 0
+                || len < least
+                || len > bytes.len()
+                || known[..i].iter().any(|k| k.len == len)
+            {
                 continue;
             }
             let mut h = rolled(&bytes[..len]);

@@ -40,6 +40,11 @@ const REFUSED_BODY_KEPT: usize = 64 * 1024;
 pub const EVENT_HEADER_BYTES: usize = 4096;
 /// Longest header value an event keeps whole.
 const EVENT_HEADER_VALUE: usize = 512;
+/// Header bytes looked through for what a request's event shows: searching
+/// a value for a token spelt otherwise (decoded, in base64) costs tens of
+/// nanoseconds a byte, and a head can hold a megabyte before the token is
+/// checked.
+const EVENT_HEADER_EXAMINED: usize = 64 << 10;
 /// Longest request path an event keeps.
 const EVENT_PATH: usize = 1024;
 /// Requests a connection may have waiting for their answers (pipelined)
@@ -2022,23 +2027,31 @@ fn event_headers(auth: &ingest::Auth, headers: &[Header]) -> (Vec<(String, Strin
     let mut token_matched = None;
     let mut kept = Vec::new();
     let mut bytes = 0;
+    let mut examined = 0;
     let mut left_out = (0usize, 0usize);
     for h in headers {
         let name = h.field.as_str().as_str();
         let value = if h.field.equiv("authorization") {
+            // Always read, for whether it matched.
             let (shown, matched) = redact_authorization(auth, h.value.as_str());
             token_matched = matched;
-            shown
+            Some(shown)
         } else {
-            auth.shown(h.value.as_str(), EVENT_HEADER_VALUE)
+            // What showing it looks through (a long value only as far as
+            // the shown part and a token after it may be spelt): past the
+            // bound, the rest are left out unlooked at.
+            examined += name.len() + h.value.as_str().len().min(EVENT_HEADER_EXAMINED / 8);
+            (left_out.0 == 0 && examined <= EVENT_HEADER_EXAMINED)
+                .then(|| auth.shown(h.value.as_str(), EVENT_HEADER_VALUE))
         };
-        let size = name.len() + value.len();
-        if left_out.0 > 0 || bytes + size > EVENT_HEADER_BYTES {
+        let kept_whole =
+            value.filter(|v| left_out.0 == 0 && bytes + name.len() + v.len() <= EVENT_HEADER_BYTES);
+        let Some(value) = kept_whole else {
             left_out.0 += 1;
             left_out.1 += name.len() + h.value.as_str().len();
             continue;
-        }
-        bytes += size;
+        };
+        bytes += name.len() + value.len();
         kept.push((auth.shown(name, EVENT_HEADER_VALUE), value));
     }
     if left_out.0 > 0 {
@@ -2214,15 +2227,72 @@ mod tests {
             keyish.shown("/x?t=%252B%252B8Ba5oRIjP%252FECAwQFBg", 100),
             "/x?t=[token]"
         );
-        // A long value: only its beginning is decoded, and nothing past
-        // the cut is shown.
-        let long = format!("{}{query}", "%2541".repeat(10_000));
-        let shown = auth.shown(&long, 40);
+        // Base64 is not searched for a token under 8 bytes: it would be
+        // found in too much (here `ab` in the reading of `eHhhYg`).
+        let short = ingest::Auth::tokens(&["ab"]);
+        assert_eq!(short.shown("id eHhhYg", 100), "id eHhhYg");
+    }
+
+    /// Headers are looked through for a token spelt otherwise up to a
+    /// bound: values that each show short (`[token]` for 4 KiB of base64)
+    /// cannot make a request's event look through a whole head. The
+    /// authorization header is read wherever it stands.
+    #[test]
+    fn headers_past_the_bound_are_left_out_unlooked_at() {
+        use base64::Engine as _;
+        let token = "sekrit-token-4242";
+        let auth = ingest::Auth::tokens(&[token]);
+        let packed = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}{token}", "x".repeat(3000)));
+        let mut headers: Vec<Header> = (0..50)
+            .map(|i| Header::from_bytes(format!("x-{i}"), packed.as_bytes()).unwrap())
+            .collect();
+        headers.push(Header::from_bytes("authorization", format!("token {token}")).unwrap());
+        let (kept, matched) = event_headers(&auth, &headers);
+        assert_eq!(matched, Some(true));
+        let (shown, more) = kept.split_at(kept.len() - 1);
         assert!(
-            shown.ends_with('…') && !shown.contains("[token]"),
-            "{shown}"
+            (12..=16).contains(&shown.len()) && shown.iter().all(|(_, v)| v == "[token]"),
+            "{shown:?}"
         );
-        assert!(shown.chars().count() <= 41, "{shown}");
+        assert_eq!(more[0].0, "…");
+        assert!(
+            more[0]
+                .1
+                .starts_with(&format!("{} more headers", 51 - shown.len())),
+            "{more:?}"
+        );
+    }
+
+    /// A long value is looked at only as far as it can spell what is
+    /// shown and a token after it; a token spelt across that end, decoded
+    /// in part, is never shown in part. Here a token encoded four times
+    /// over leads to the decoding, and a second one, after a dozen emoji
+    /// encoded as deep (36 characters each), crosses the end.
+    #[test]
+    fn a_token_decoded_in_part_at_the_end_of_what_is_looked_at_is_not_shown() {
+        let token = "Zq7-partial-secret-01";
+        let auth = ingest::Auth::tokens(&[token]);
+        let four_times = |text: &str| {
+            let mut t: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+            for _ in 0..3 {
+                t = t.replace('%', "%25");
+            }
+            t
+        };
+        let value = format!(
+            "{}{}{}",
+            four_times(token),
+            four_times(&"\u{1F600}".repeat(12)),
+            four_times(token)
+        );
+        for max in [10, 20, 40, 60] {
+            let shown = auth.shown(&value, max);
+            for part in token.as_bytes().windows(4) {
+                let part = std::str::from_utf8(part).unwrap();
+                assert!(!shown.contains(part), "{max}: {part} in {shown}");
+            }
+        }
     }
 
     /// A token inside base64 (`Basic` credentials in a header of a proxy,
@@ -2321,12 +2391,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(30));
     }
 
-    /// A turn's end wakes the waiters of its own connection only: many
-    /// turns ending on one connection while a request of another waits
-    /// wake it once, when its own turn comes.
+    /// A turn's end wakes the waiters of its own connection only: 100
+    /// turns ending on one connection, each with the next request of it
+    /// waiting, while a request of another connection waits, wake that
+    /// one once, when its own turn comes.
     #[test]
     fn a_turn_ending_wakes_only_its_own_connections_waiters() {
-        let c = Connections::default();
+        let books = Connections::default();
+        let c = &books;
         let (busy, waiting): (SocketAddr, SocketAddr) = (
             "127.0.0.1:4000".parse().unwrap(),
             "127.0.0.1:4001".parse().unwrap(),
@@ -2335,19 +2407,30 @@ mod tests {
             c.admit(Some(waiting), true);
             c.number(Some(waiting));
         }
+        // Until `peer` has a request waiting (not a sleep: the books say so).
+        let until_waiting = |peer: SocketAddr| {
+            while c.lock()[&peer].turn_waiters == 0 {
+                std::thread::yield_now();
+            }
+        };
         let first = c.in_order(Some(waiting), 1, Duration::ZERO);
         std::thread::scope(|s| {
             let second = s.spawn(|| drop(c.in_order(Some(waiting), 2, Duration::from_secs(60))));
-            // Until it waits (not a sleep: the books say so).
-            while c.lock()[&waiting].turn_waiters == 0 {
-                std::thread::yield_now();
-            }
-            for n in 1..=200 {
+            until_waiting(waiting);
+            c.admit(Some(busy), true);
+            assert_eq!(c.number(Some(busy)), 1);
+            let mut held = c.in_order(Some(busy), 1, Duration::ZERO);
+            for n in 2..=100 {
                 c.admit(Some(busy), true);
                 assert_eq!(c.number(Some(busy)), n);
-                drop(c.in_order(Some(busy), n, Duration::ZERO));
+                let next = s.spawn(move || c.in_order(Some(busy), n, Duration::from_secs(60)));
+                until_waiting(busy);
+                drop(held);
+                held = next.join().unwrap();
             }
-            assert_eq!(c.lock()[&busy].turns_done, 200);
+            drop(held);
+            assert_eq!(c.lock()[&busy].turns_done, 100);
+            assert_eq!(c.lock()[&busy].turn_wakes, 99);
             drop(first);
             second.join().unwrap();
         });
