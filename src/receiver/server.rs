@@ -2190,23 +2190,21 @@ mod tests {
             auth.clipped("sid=a%2Bb%2Fc%3Dd; x=1", 40),
             "sid=[token]; x=1"
         );
-        // Encoded twice, three and four times over (`%25` is `%`): the
-        // decoding that shows it is what is shown.
-        assert_eq!(auth.shown("/x?t=a%252Bb%252Fc%253Dd", 100), "/x?t=[token]");
-        assert_eq!(
-            auth.shown("/x?t=a%25252Bb%25252Fc%25253Dd", 100),
-            "/x?t=[token]"
-        );
-        assert_eq!(
-            auth.shown("/x?t=a%2525252Bb%2525252Fc%2525253Dd", 100),
-            "/x?t=[token]"
-        );
-        // Found as it is too: it leads to no decoding on its own.
-        assert_eq!(auth.shown("/x?t=a+b/c=d&y=%20", 100), "/x?t=[token]&y=%20");
-        assert_eq!(
-            auth.shown("/x?t=a+b/c=d&u=a%252Bb%252Fc%253Dd", 100),
-            "/x?t=[token]&u=[token]"
-        );
+        for (path, shown) in [
+            // Encoded twice, three and four times over (`%25` is `%`): the
+            // decoding that shows it is what is shown.
+            ("/x?t=a%252Bb%252Fc%253Dd", "/x?t=[token]"),
+            ("/x?t=a%25252Bb%25252Fc%25253Dd", "/x?t=[token]"),
+            ("/x?t=a%2525252Bb%2525252Fc%2525253Dd", "/x?t=[token]"),
+            // Found as it is too: it leads to no decoding on its own.
+            ("/x?t=a+b/c=d&y=%20", "/x?t=[token]&y=%20"),
+            (
+                "/x?t=a+b/c=d&u=a%252Bb%252Fc%253Dd",
+                "/x?t=[token]&u=[token]",
+            ),
+        ] {
+            assert_eq!(auth.shown(path, 100), shown, "{path}");
+        }
     }
 
     /// A token in base64 whose `+` and `/` were percent-encoded (a query
