@@ -1159,6 +1159,26 @@ fn sync_parent(path: &Path) {
     }
 }
 
+/// `Capture::open` in a test of a file a test opened before: a child
+/// process another test starts (`mkfifo`, `fincore`) holds a copy of every
+/// descriptor of the test process between its fork and its exec, and with
+/// it the file's lock, for a moment after this test let it go. Waited out
+/// for up to 10 s; any other failure, or the lock held longer, fails.
+#[cfg(test)]
+fn open_again(path: &Path) -> Capture {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Capture::open(path) {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock && std::time::Instant::now() < until =>
+            {
+                std::thread::yield_now();
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1324,7 +1344,7 @@ mod checking_tests {
     fn fresh() -> (tempfile::TempDir, PathBuf, Capture) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.jsonl");
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         (dir, path, cap)
     }
 
@@ -1389,7 +1409,7 @@ mod checking_tests {
         assert!(durable.synced() > len);
         drop((h, durable));
         cap.close();
-        let reopened = Capture::open(&path).unwrap();
+        let reopened = super::open_again(&path);
         assert_eq!(reopened.recovered.lines, 2);
         assert_eq!(reopened.recovered.unchecked_bytes, 0);
         assert_eq!(reopened.recovered.unreadable, 0);
@@ -1575,7 +1595,7 @@ mod checking_tests {
         assert_ne!(second, text.split_once('\n').unwrap().1);
         std::fs::write(&path, format!("{first}\n{second}")).unwrap();
 
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         assert_eq!(cap.recovered.lines, 1);
         assert_eq!(cap.recovered.unchecked_bytes, second.len() as u64);
         assert_eq!(size(&path), first.len() as u64 + 1);
@@ -1584,14 +1604,14 @@ mod checking_tests {
         assert_eq!(saved.duplicate_of, None);
         cap.close();
         // A last line that is a batch stays.
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         assert_eq!((cap.recovered.lines, cap.recovered.unchecked_bytes), (2, 0));
         cap.close();
         // So does a last line that is not one of ours, as unreadable.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"note\":\"added by hand\"}\n").unwrap();
         drop(f);
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         assert_eq!(cap.recovered.lines, 3);
         assert_eq!(cap.recovered.unreadable, 1);
         assert_eq!(cap.recovered.unchecked_bytes, 0);
@@ -1601,7 +1621,7 @@ mod checking_tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"a note").unwrap();
         drop(f);
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         assert_eq!(cap.recovered.ended_bytes, 6);
         assert_eq!((cap.recovered.lines, cap.recovered.unreadable), (4, 2));
         assert_eq!(cap.recovered.torn_bytes, 0);
@@ -1637,12 +1657,12 @@ mod checking_tests {
         // Empty, or blank: a capture to be.
         for blank in ["", "\n\n"] {
             std::fs::write(&notes, blank).unwrap();
-            Capture::open(&notes).unwrap().close();
+            super::open_again(&notes).close();
         }
         // A first line of ours cut anywhere, even in its first bytes: cut.
         for torn in [&b"{"[..], b"{\"rece", b"{\"received\":\"2026-11-27T08"] {
             std::fs::write(&notes, torn).unwrap();
-            let cap = Capture::open(&notes).unwrap();
+            let cap = super::open_again(&notes);
             assert_eq!(cap.recovered.torn_bytes, torn.len() as u64);
             cap.close();
             assert_eq!(size(&notes), 0);
@@ -1651,14 +1671,14 @@ mod checking_tests {
         // receiver stopped (its body not even JSON): ours, and cut.
         let refused = r#"{"received":"2026-11-27T08:00:00.000Z","peer":"p","unit_id":"u","batch_hash":"00","records":[{"@t":"a",}]}"#;
         std::fs::write(&notes, format!("\n{refused}\n")).unwrap();
-        let cap = Capture::open(&notes).unwrap();
+        let cap = super::open_again(&notes);
         assert_eq!(cap.recovered.unchecked_bytes, refused.len() as u64 + 1);
         cap.close();
         // A capture line in another key order (another program's, a
         // test's): a capture.
         let reordered = r#"{"batch_hash":"0000000000000000000000000000000000000000000000000000000000000000","received":"2026-11-27T08:00:00.000Z","records":[]}"#;
         std::fs::write(&notes, format!("{reordered}\n")).unwrap();
-        let cap = Capture::open(&notes).unwrap();
+        let cap = super::open_again(&notes);
         assert_eq!((cap.recovered.lines, cap.recovered.unreadable), (1, 0));
         cap.close();
         // What a power loss may leave of an unsynced write: NUL bytes,
@@ -1669,7 +1689,7 @@ mod checking_tests {
         let good = std::fs::read(&good_path).unwrap();
         for (path, before) in [(&notes, Vec::new()), (&good_path, good.clone())] {
             std::fs::write(path, [&before[..], &[0u8; 16]].concat()).unwrap();
-            let cap = Capture::open(path).unwrap();
+            let cap = super::open_again(path);
             assert_eq!(
                 (cap.recovered.torn_bytes, cap.recovered.ended_bytes),
                 (16, 0)
@@ -1869,7 +1889,7 @@ mod order_tests {
             mode: "500".into(),
             ..entry(r)
         };
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         let h = cap.handle();
         let a = batch("a");
         let first = h.save(&refused("t1"), &a).unwrap();
@@ -1887,7 +1907,7 @@ mod order_tests {
         drop(h);
         cap.close();
         // Reopened, the index knows which copy was acknowledged.
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         let h = cap.handle();
         let after = h.save(&refused("t4"), &a).unwrap();
         assert_eq!(
@@ -2133,7 +2153,7 @@ mod cache_tests {
         // On the disk under the build (a tmpfs /tmp has no pages to let go).
         let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
         let path = dir.path().join("c.jsonl");
-        let cap = Capture::open(&path).unwrap();
+        let cap = super::open_again(&path);
         let h = cap.handle();
         // About 120 kB of records per line, 80 MiB in all.
         let records = format!(
@@ -2160,7 +2180,7 @@ mod cache_tests {
         );
         drop(h);
         cap.close();
-        let reopened = Capture::open(&path).unwrap();
+        let reopened = super::open_again(&path);
         assert_eq!(reopened.recovered.lines, lines);
         assert_eq!(reopened.recovered.unreadable, 0);
     }
