@@ -2708,8 +2708,15 @@ fn a_slow_upload_that_keeps_sending_is_not_cut() {
 }
 
 /// With `held` open the receiver must still run; once they close, a
-/// device's upload is answered within `RETURN_WITHIN`.
-fn recovers_once_released(rx: &mut Receiver, held: Vec<TcpStream>) {
+/// device's upload is answered within `RETURN_WITHIN`, and its `what` is
+/// back to `idle` (as `back` tells) within `RETURN_WITHIN` after that.
+fn recovers_once_released(
+    rx: &mut Receiver,
+    held: Vec<TcpStream>,
+    idle: Usage,
+    what: &str,
+    back: fn(Usage, Usage) -> bool,
+) {
     assert!(
         rx.child.try_wait().unwrap().is_none(),
         "exited with the connections held: {}",
@@ -2729,6 +2736,12 @@ fn recovers_once_released(rx: &mut Receiver, held: Vec<TcpStream>) {
         rx.stderr()
     );
     println!("recovered {:?} after they closed", started.elapsed());
+    let mut now = None;
+    let returned = wait_until(RETURN_WITHIN, || {
+        now = usage(rx.child.id());
+        now.is_some_and(|u| back(u, idle))
+    });
+    assert!(returned, "{what} not back to idle: {now:?}, idle {idle:?}");
 }
 
 #[test]
@@ -2757,13 +2770,9 @@ fn out_of_descriptors_it_waits_and_recovers_by_itself() {
         "{} idle connections held under 256 descriptors (receiver: {peak:?}); a device meanwhile: {meanwhile:?}",
         held.len()
     );
-    recovers_once_released(&mut rx, held);
-    let mut now = None;
-    let back = wait_until(RETURN_WITHIN, || {
-        now = usage(rx.child.id());
-        now.is_some_and(|u| u.fds <= idle.fds + FD_TOLERANCE)
+    recovers_once_released(&mut rx, held, idle, "descriptors", |now, idle| {
+        now.fds <= idle.fds + FD_TOLERANCE
     });
-    assert!(back, "descriptors not back to idle: {now:?}, idle {idle:?}");
     assert!(rx.child.try_wait().unwrap().is_none(), "{}", rx.stderr());
     rx.stop();
 }
@@ -2847,13 +2856,9 @@ fn out_of_threads_it_waits_and_recovers_by_itself() {
         "{} connections held under a limit of {limit} threads; a device meanwhile: {meanwhile:?}",
         held.len()
     );
-    recovers_once_released(&mut rx, held);
-    let mut now = None;
-    let back = wait_until(RETURN_WITHIN, || {
-        now = usage(rx.child.id());
-        now.is_some_and(|u| u.threads <= idle.threads + THREAD_TOLERANCE)
+    recovers_once_released(&mut rx, held, idle, "threads", |now, idle| {
+        now.threads <= idle.threads + THREAD_TOLERANCE
     });
-    assert!(back, "threads not back to idle: {now:?}, idle {idle:?}");
     assert!(rx.stop().success());
     let stderr = rx.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");

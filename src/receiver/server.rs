@@ -853,13 +853,19 @@ impl Connections {
     /// in the order the connection sent them (called by its server's
     /// pump, which sees them in that order).
     fn number(&self, peer: Option<SocketAddr>) -> u64 {
+        self.count(peer, |c| &mut c.served)
+    }
+
+    /// One more on the counter `of` `peer`'s connection: the new count (0
+    /// for no peer).
+    fn count(&self, peer: Option<SocketAddr>, of: fn(&mut Connection) -> &mut u64) -> u64 {
         let Some(peer) = peer else {
             return 0;
         };
         let mut open = self.lock();
-        let c = open.entry(peer).or_default();
-        c.served += 1;
-        c.served
+        let n = of(open.entry(peer).or_default());
+        *n += 1;
+        *n
     }
 
     /// Waits until every request of `peer` numbered before `order` has
@@ -907,13 +913,7 @@ impl Connections {
 
     /// A worker takes a request of `peer`: its number among them.
     fn begin(&self, peer: Option<SocketAddr>) -> u64 {
-        let Some(peer) = peer else {
-            return 0;
-        };
-        let mut open = self.lock();
-        let c = open.entry(peer).or_default();
-        c.begun += 1;
-        c.begun
+        self.count(peer, |c| &mut c.begun)
     }
 
     /// Request `seq` of `peer` is done with.
