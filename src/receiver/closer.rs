@@ -166,6 +166,13 @@ pub trait Books {
     /// The claimed connection was not shut after all (the address may be a
     /// new connection's).
     fn unclaim(&self, peer: SocketAddr);
+    /// `peer`'s connection, the socket `inode` accepted at `local`, is
+    /// about to be shut (both ways, or its reading side): what the receiver
+    /// holds against the address (ignored, claimed) holds against this
+    /// socket only, and a request from the address on another socket (its
+    /// client's port used again before the next read of the descriptor
+    /// table sees this one gone) is that new connection's.
+    fn shut(&self, _peer: SocketAddr, _inode: u64, _local: SocketAddr) {}
     /// A connection from `peer` that was shut (both ways, or its reading
     /// side: broke the framing, pipelined too much, stalled) is gone from
     /// our descriptors, so no request of it is left anywhere (each holds a
@@ -406,12 +413,12 @@ pub fn run(
         for (inode, k) in known.iter_mut() {
             let Known::Ours {
                 fd,
+                local,
                 peer,
                 since,
                 shut,
                 counted,
                 unread,
-                ..
             } = k
             else {
                 continue;
@@ -437,6 +444,7 @@ pub fn run(
                         _ => Cut::Slow,
                     };
                     if !*shut && over.still(activity(*peer)) && books.cut(*peer, seq, Some(why)) {
+                        books.shut(*peer, *inode, *local);
                         if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
                             // Not cut: a body that then comes whole is taken.
                             books.cut(*peer, seq, None);
@@ -497,6 +505,9 @@ pub fn run(
             // A head over the cap is reset when tiny_http lets go of it,
             // rather than left to stall its sender until the kernel gives
             // up on the orphan.
+            // Told before: its client may see the close and connect again
+            // from the same port at once.
+            books.shut(*peer, *inode, *local);
             if shut_down(me, *fd, *inode, *peer, how, over_cap) {
                 *shut |= how == Shutdown::Both;
                 if !std::mem::replace(counted, true) {

@@ -272,6 +272,35 @@ impl Diag {
         Some(found)
     }
 
+    /// The inode of the socket from `peer` to `local` now, in any state
+    /// (0 for one in `TIME_WAIT`); `Ok(None)` when there is none, `Err`
+    /// when the kernel did not answer as expected.
+    fn socket_at(&mut self, local: SocketAddr, peer: SocketAddr) -> Result<Option<u64>, ()> {
+        let ours = Ours {
+            inode: 0,
+            local,
+            peer,
+        };
+        let mut request = NetlinkMessage::new(lookup_header(0), lookup(&ours).into());
+        request.finalize();
+        let mut out = vec![0; request.buffer_len()];
+        request.serialize(&mut out);
+        self.socket.send(&out, 0).map_err(|_| ())?;
+        let mut found = Err(());
+        self.receive(|message| {
+            found = match message.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                    Ok(Some(u64::from(r.header.inode)))
+                }
+                NetlinkPayload::Error(e) if e.code.map(|c| c.get()) == Some(-ENOENT) => Ok(None),
+                _ => Err(()),
+            };
+            Some(false)
+        })
+        .ok_or(())?;
+        found
+    }
+
     /// Our established connections accepted on `listening` (by its port,
     /// as their local end), with what the process has read of each; None
     /// when the kernel did not answer as expected. Only the listener's
@@ -350,6 +379,28 @@ impl Diag {
             }
         }
     }
+}
+
+/// The inode of the socket connected from `peer` to `local` now, whatever
+/// its state (0 for one in `TIME_WAIT`), from the kernel's socket
+/// diagnostics: a connection accepted from an address that an earlier one
+/// had is told from it by this (see `Connections::admit`). None when there
+/// is none, or the diagnostics do not answer. Each thread asking keeps a
+/// socket for it, opened at its first ask (and again after a failure).
+pub fn socket_at(local: SocketAddr, peer: SocketAddr) -> Option<u64> {
+    thread_local! {
+        static DIAG: std::cell::RefCell<Option<Diag>> = const { std::cell::RefCell::new(None) };
+    }
+    DIAG.with_borrow_mut(|diag| {
+        if diag.is_none() {
+            *diag = Diag::open().ok();
+        }
+        let found = diag.as_mut()?.socket_at(local, peer);
+        if found.is_err() {
+            *diag = None;
+        }
+        found.ok().flatten()
+    })
 }
 
 /// What the process has read of a socket, what waits unread, and how long

@@ -238,7 +238,7 @@ pub fn start_with(
                 // Nothing of it left to read (a chunked body is never
                 // drained by tiny_http): let go of at once, no worker woken
                 // or added for it.
-                ctx.connections.finish(peer, 0);
+                ctx.connections.finish(peer, 0, false);
                 return Handout::LetGo;
             }
             grow_workers(&ctx);
@@ -528,6 +528,7 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
         ctx: ctx.clone(),
         peer,
         seq: ctx.connections.begin(peer),
+        unanswered: admitted,
     };
     match if admitted {
         Admit::Serve
@@ -581,11 +582,24 @@ struct InHand {
     peer: Option<SocketAddr>,
     /// The request's number among its connection's (`Connections::begin`).
     seq: u64,
+    /// Served, and its answer not yet going out.
+    unanswered: bool,
+}
+
+impl InHand {
+    /// Its answer starts going out.
+    fn answering(&mut self) {
+        if std::mem::take(&mut self.unanswered) {
+            self.ctx.connections.answering(self.peer);
+        }
+    }
 }
 
 impl Drop for InHand {
     fn drop(&mut self) {
-        self.ctx.connections.finish(self.peer, self.seq);
+        self.ctx
+            .connections
+            .finish(self.peer, self.seq, self.unanswered);
     }
 }
 
@@ -599,8 +613,11 @@ struct Release(Answered, InHand, bool);
 
 impl Finish for Release {
     fn run(self) {
-        let Release(answered, held, drained) = self;
+        let Release(answered, mut held, drained) = self;
         let started = Instant::now();
+        // Counted off before the answer can reach the client: one that
+        // sends more once it has it finds room for them.
+        held.answering();
         answered.run();
         // A body drained is read: no longer timed.
         held.ctx.connections.read_done(held.peer, held.seq);
@@ -620,7 +637,8 @@ impl Finish for Release {
     }
 
     fn keep(self) -> Box<dyn Send> {
-        let Release(answered, held, _) = self;
+        let Release(answered, mut held, _) = self;
+        held.answering();
         let kept = answered.keep();
         drop(held);
         kept
@@ -652,6 +670,11 @@ impl closer::Books for Books {
     fn unclaim(&self, peer: SocketAddr) {
         if let Some(ctx) = self.0.upgrade() {
             ctx.connections.unclaim(peer);
+        }
+    }
+    fn shut(&self, peer: SocketAddr, inode: u64, local: SocketAddr) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.connections.shut(peer, inode, local);
         }
     }
     fn gone(&self, peer: SocketAddr) {
@@ -706,8 +729,17 @@ impl Connections {
 
 #[derive(Default)]
 struct Connection {
-    /// Requests handed out and not yet answered (more than one: pipelined).
+    /// Requests handed out and not yet done with (more than one:
+    /// pipelined); one is done with once its answer is out.
     outstanding: usize,
+    /// Requests of it to be served whose answer has not started going
+    /// out: past `PIPELINE_LIMIT` it pipelined too much. Not
+    /// `outstanding`, which lasts until an answer is out: a client that
+    /// read all eight answers and sent eight more could find the last of
+    /// the first eight still counted, and its connection ignored (most of
+    /// the pipelining status clients of a hostile-network test were; a
+    /// device that then connected from one's port got no answer).
+    unanswered: usize,
     /// It broke HTTP's framing or pipelined too much: ignored from now on.
     ignored: bool,
     /// When a request of it last came or was done with: the closer leaves
@@ -744,6 +776,10 @@ struct Connection {
     turn_wakes: u32,
     /// The body being read now, if any.
     body: Option<BodyRead>,
+    /// The socket the closer shut, by inode, and its local address, while
+    /// the connection is ignored or claimed: a request from the address
+    /// on another socket is a new connection's (see `admit`).
+    shut_socket: Option<(u64, SocketAddr)>,
 }
 
 /// A body being read, by a worker or drained, as the books keep it.
@@ -831,6 +867,31 @@ impl Connections {
             return (Admit::Serve, false);
         };
         let mut open = self.lock();
+        // Ignored or claimed, and its socket known: asked whether this
+        // request came on that socket, outside the lock (a system call).
+        if let Some((inode, local)) = open
+            .get(&peer)
+            .filter(|c| c.ignored || c.claimed)
+            .and_then(|c| c.shut_socket)
+        {
+            drop(open);
+            let now = heads::socket_at(local, peer);
+            open = self.lock();
+            if let Some(c) = open.get_mut(&peer)
+                && c.shut_socket == Some((inode, local))
+                && now.is_some_and(|now| now != inode && now != 0)
+            {
+                // Another socket from the same port: its client closed the
+                // shut one and connected again before the closer's next
+                // look saw it gone. What the shut one held is not held
+                // against this one; its requests still in hand count on
+                // as they were (their answers and turns come).
+                c.ignored = false;
+                c.claimed = false;
+                c.shut_socket = None;
+                c.absent_since = None;
+            }
+        }
         let c = open.entry(peer).or_default();
         let was_ignored = c.ignored;
         c.outstanding += 1;
@@ -839,13 +900,18 @@ impl Connections {
             // Being shut: nothing to close, and not ignored for good (the
             // address will be a new connection's).
             Admit::Ignore
-        } else if c.ignored || c.outstanding > PIPELINE_LIMIT {
+        } else if c.ignored || c.unanswered >= PIPELINE_LIMIT {
             c.ignored = true;
             Admit::Ignore
         } else {
             c.ignored = !framing_ok;
+            c.unanswered += 1;
             Admit::Serve
         };
+        if c.ignored && !was_ignored {
+            // The socket is the one the closer shuts next.
+            c.shut_socket = None;
+        }
         (admit, c.ignored && !was_ignored)
     }
 
@@ -916,14 +982,27 @@ impl Connections {
         self.count(peer, |c| &mut c.begun)
     }
 
-    /// Request `seq` of `peer` is done with.
-    fn finish(&self, peer: Option<SocketAddr>, seq: u64) {
+    /// The answer of a request of `peer` that was served starts going out.
+    fn answering(&self, peer: Option<SocketAddr>) {
+        if let Some(peer) = peer
+            && let Some(c) = self.lock().get_mut(&peer)
+        {
+            c.unanswered = c.unanswered.saturating_sub(1);
+        }
+    }
+
+    /// Request `seq` of `peer` is done with; `unanswered`: it was served
+    /// and no answer of it went out (`answering` was not called).
+    fn finish(&self, peer: Option<SocketAddr>, seq: u64, unanswered: bool) {
         let Some(peer) = peer else {
             return;
         };
         let mut open = self.lock();
         if let Some(c) = open.get_mut(&peer) {
             c.outstanding = c.outstanding.saturating_sub(1);
+            if unanswered {
+                c.unanswered = c.unanswered.saturating_sub(1);
+            }
             c.last = Some(Instant::now());
             c.done += 1;
             if c.body.as_ref().is_some_and(|b| b.seq == seq) {
@@ -980,14 +1059,29 @@ impl Connections {
         if c.outstanding > 0 {
             return false;
         }
+        if !c.claimed {
+            c.shut_socket = None;
+        }
         c.claimed = true;
         true
+    }
+
+    /// `peer`'s connection, on socket `inode` at `local`, is being shut
+    /// (see `Books::shut`). One in `TIME_WAIT` (inode 0) is no new one:
+    /// what tiny_http still hands over of it is the shut one's.
+    fn shut(&self, peer: SocketAddr, inode: u64, local: SocketAddr) {
+        if let Some(c) = self.lock().get_mut(&peer) {
+            c.shut_socket = Some((inode, local));
+        }
     }
 
     /// `peer`'s claimed connection was not shut after all.
     fn unclaim(&self, peer: SocketAddr) {
         if let Some(c) = self.lock().get_mut(&peer) {
             c.claimed = false;
+            if !c.ignored {
+                c.shut_socket = None;
+            }
         }
     }
 
@@ -1111,7 +1205,12 @@ impl Connections {
     /// Nothing more `peer` sends is served.
     fn ignore(&self, peer: Option<SocketAddr>) {
         if let Some(peer) = peer {
-            self.lock().entry(peer).or_default().ignored = true;
+            let mut open = self.lock();
+            let c = open.entry(peer).or_default();
+            if !c.ignored {
+                c.shut_socket = None;
+            }
+            c.ignored = true;
         }
     }
 
@@ -1125,6 +1224,9 @@ impl Connections {
         let c = open.entry(peer).or_default();
         if c.outstanding > 1 {
             return false;
+        }
+        if !c.ignored {
+            c.shut_socket = None;
         }
         c.ignored = true;
         true
@@ -2326,17 +2428,17 @@ mod tests {
         let quiet: SocketAddr = "10.0.0.2:4001".parse().unwrap();
         assert_eq!(c.admit(Some(busy), true), (Admit::Serve, false));
         assert!(!c.claim(busy), "a request of it is in hand");
-        c.finish(Some(busy), 0);
+        c.finish(Some(busy), 0, true);
         assert!(c.claim(busy), "done with: it may be shut");
         // What tiny_http still reads from it after the claim is ignored.
         assert_eq!(c.admit(Some(busy), true), (Admit::Ignore, false));
-        c.finish(Some(busy), 0);
+        c.finish(Some(busy), 0, true);
         assert!(c.claim(quiet), "never seen: it may be shut");
         assert_eq!(c.admit(Some(quiet), true), (Admit::Ignore, false));
-        c.finish(Some(quiet), 0);
+        c.finish(Some(quiet), 0, true);
         // However late: claimed until the closer says its socket is gone.
         assert_eq!(c.admit(Some(quiet), true), (Admit::Ignore, false));
-        c.finish(Some(quiet), 0);
+        c.finish(Some(quiet), 0, true);
         c.unclaim(quiet);
         // The address is a new connection's now.
         assert_eq!(c.admit(Some(quiet), true), (Admit::Serve, false));
@@ -2444,9 +2546,9 @@ mod tests {
         for p in [peer, busy] {
             assert_eq!(c.admit(Some(p), false), (Admit::Serve, true));
         }
-        c.finish(Some(peer), 0);
+        c.finish(Some(peer), 0, true);
         assert_eq!(c.admit(Some(late), false), (Admit::Serve, true));
-        c.finish(Some(late), 0);
+        c.finish(Some(late), 0, true);
         assert_eq!(c.ignored(), 3);
         // `peer` is open at the first sweep, gone at the next two; `late`
         // is gone at all three, but sends one more request after the
@@ -2456,7 +2558,7 @@ mod tests {
             |open: &[SocketAddr]| c.forget_gone(&open.iter().copied().collect(), Instant::now());
         sweep(&[peer]);
         assert_eq!(c.admit(Some(late), true), (Admit::Ignore, false), "late");
-        c.finish(Some(late), 0);
+        c.finish(Some(late), 0, true);
         sweep(&[]);
         assert_eq!(c.ignored(), 3);
         sweep(&[]);
@@ -2475,8 +2577,8 @@ mod tests {
             assert_eq!(c.admit(peer, true), (Admit::Serve, false));
         }
         assert_eq!(c.admit(peer, true), (Admit::Ignore, true), "closed");
-        for _ in 0..=PIPELINE_LIMIT {
-            c.finish(peer, 0);
+        for n in 0..=PIPELINE_LIMIT {
+            c.finish(peer, 0, n < PIPELINE_LIMIT);
         }
         assert_eq!(
             c.admit(peer, true),
@@ -2488,13 +2590,40 @@ mod tests {
             (Admit::Serve, true),
             "a broken request is answered, and its connection closed"
         );
-        c.finish(other, 0);
+        c.finish(other, 0, true);
         assert_eq!(
             c.admit(other, true),
             (Admit::Ignore, false),
             "what follows it is not"
         );
         assert_eq!(c.admit(None, true), (Admit::Serve, false));
+    }
+
+    /// The limit counts requests whose answer has not started going out:
+    /// a client that read all eight answers may send eight more at once,
+    /// though the receiver is not yet done with the last of the first
+    /// (a pipelining client was ignored for it, and a device that then
+    /// reused its port got no answer).
+    #[test]
+    fn a_client_that_read_every_answer_may_pipeline_the_limit_again() {
+        let c = Connections::default();
+        let addr: SocketAddr = "10.0.0.1:4002".parse().unwrap();
+        let peer = Some(addr);
+        for round in 0..3 {
+            for _ in 0..PIPELINE_LIMIT {
+                assert_eq!(c.admit(peer, true), (Admit::Serve, false), "round {round}");
+            }
+            // Every answer is going out; none is done with yet.
+            for _ in 0..PIPELINE_LIMIT {
+                c.answering(peer);
+            }
+        }
+        assert_eq!(c.lock()[&addr].outstanding, 3 * PIPELINE_LIMIT);
+        // One more than the limit unanswered is pipelining too much.
+        for _ in 0..PIPELINE_LIMIT {
+            assert_eq!(c.admit(peer, true), (Admit::Serve, false));
+        }
+        assert_eq!(c.admit(peer, true), (Admit::Ignore, true));
     }
 
     /// What the closer is told: a connection with a request in hand is
@@ -2571,9 +2700,9 @@ mod tests {
         // the first is done with: the first's end leaves it be.
         let second = c.begin(Some(peer));
         c.reading(Some(peer), second, false, Holds::default());
-        c.finish(Some(peer), first);
+        c.finish(Some(peer), first, true);
         assert!(matches!(body(1), Some(Body { seq, chunked: None, .. }) if seq == second));
-        c.finish(Some(peer), second);
+        c.finish(Some(peer), second, true);
         assert!(
             matches!(c.activity(peer, false, false), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
             "{:?}",
@@ -2614,7 +2743,7 @@ mod tests {
         c.took(Some(peer), first, Holds::default());
         assert!(!c.cut(peer, first, Some(Cut::Lapsed)));
         assert_eq!(c.read_done(Some(peer), first), None);
-        c.finish(Some(peer), first);
+        c.finish(Some(peer), first, true);
         // Cut while it held its share, then it takes the turn: the cut
         // says the share.
         let second = reading_body(&c, peer, SHARE);
