@@ -1238,9 +1238,10 @@ fn large_uploads_on_one_keep_alive_connection_are_never_cut_by_the_head_cap() {
 /// a turn, and reading the 8 answers before sending 8 more: none of them is
 /// cut for pipelining too much. Devices are answered within 1 s. (With one
 /// wake-up shared by all connections, a probe saw devices wait 1.6 to 4.9
-/// s. Until December 5, about one run in 13 under two busy loops had a
-/// status client cut, a moment before its last answer was done with, and
-/// then a device that connected from the same port got no answer.)
+/// s. Until December 5, most status clients were cut in every run, each
+/// a moment before its last answer was done with, and in about one run in
+/// 13 under two busy loops a device that connected from such a client's
+/// port got no answer.)
 #[test]
 fn requests_waiting_their_turn_on_many_connections_do_not_delay_devices() {
     const PROBE: &str = "requests waiting their turn";
@@ -3162,7 +3163,7 @@ fn a_client_port_used_again_is_served_as_a_new_connection() {
         drop(first);
         // Ignored, as long as it lasts. A new socket from the address is
         // told from it by the kernel's socket diagnostics when a request
-        // comes (since December 2026: before, at once, the address was
+        // comes (since December 5, 2026: before, at once, the address was
         // still ignored until the closing thread's next read of our
         // descriptors, every 100 ms with the head cap's counts, and a
         // device got no answer). Half a second later the address has also

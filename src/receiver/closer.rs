@@ -444,8 +444,8 @@ pub fn run(
                         _ => Cut::Slow,
                     };
                     if !*shut && over.still(activity(*peer)) && books.cut(*peer, seq, Some(why)) {
-                        books.shut(*peer, *inode, *local);
-                        if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
+                        let named = || books.shut(*peer, *inode, *local);
+                        if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false, named) {
                             // Not cut: a body that then comes whole is taken.
                             books.cut(*peer, seq, None);
                         } else if !std::mem::replace(counted, true) {
@@ -505,10 +505,8 @@ pub fn run(
             // A head over the cap is reset when tiny_http lets go of it,
             // rather than left to stall its sender until the kernel gives
             // up on the orphan.
-            // Told before: its client may see the close and connect again
-            // from the same port at once.
-            books.shut(*peer, *inode, *local);
-            if shut_down(me, *fd, *inode, *peer, how, over_cap) {
+            let named = || books.shut(*peer, *inode, *local);
+            if shut_down(me, *fd, *inode, *peer, how, over_cap, named) {
                 *shut |= how == Shutdown::Both;
                 if !std::mem::replace(counted, true) {
                     tally.closed.fetch_add(1, Ordering::Relaxed);
@@ -916,7 +914,9 @@ fn duplicate(me: &OwnedFd, fd: RawFd, inode: u64) -> Option<TcpStream> {
 
 /// Shuts `peer`'s connection, socket `inode`, through descriptor `fd`, if
 /// that still names it; with `reset`, its close (tiny_http's, once it
-/// lets go) is a reset.
+/// lets go) is a reset. `named` is called once the descriptor is found to
+/// name it, right before the shutdown (the books are told which socket is
+/// shut before its client can see it and connect again).
 fn shut_down(
     me: &OwnedFd,
     fd: RawFd,
@@ -924,9 +924,11 @@ fn shut_down(
     peer: SocketAddr,
     how: Shutdown,
     reset: bool,
+    named: impl FnOnce(),
 ) -> bool {
     match duplicate(me, fd, inode) {
         Some(s) if s.peer_addr().ok() == Some(peer) => {
+            named();
             if reset {
                 let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
             }

@@ -93,6 +93,10 @@ const GROWING_FLOOR: u64 = 8 * 1024;
 const LOOKUPS_AT_ONCE: usize = 32;
 /// The kernel's number for an established TCP connection.
 const TCP_ESTABLISHED: u8 = 1;
+/// The states of an accepted connection a process may hold: established,
+/// `FIN_WAIT1`, `FIN_WAIT2`, `CLOSE_WAIT`, `LAST_ACK`, `CLOSING` (not
+/// `TIME_WAIT`, `CLOSE`, `LISTEN`, nor the handshake's).
+const CONNECTED: [u8; 6] = [TCP_ESTABLISHED, 4, 5, 8, 9, 11];
 /// The kernel's error for a lookup that found no socket.
 const ENOENT: i32 = 2;
 
@@ -272,9 +276,12 @@ impl Diag {
         Some(found)
     }
 
-    /// The inode of the socket from `peer` to `local` now, in any state
-    /// (0 for one in `TIME_WAIT`); `Ok(None)` when there is none, `Err`
-    /// when the kernel did not answer as expected.
+    /// The inode of the connection from `peer` to `local` now;
+    /// `Ok(None)` when there is none, `Err` when the kernel did not answer
+    /// as expected. The kernel's exact lookup answers with the listening
+    /// socket when no connection has the pair (or with one in
+    /// `TIME_WAIT`): only a connection of that very pair, in a state of
+    /// one a process holds, counts.
     fn socket_at(&mut self, local: SocketAddr, peer: SocketAddr) -> Result<Option<u64>, ()> {
         let ours = Ours {
             inode: 0,
@@ -290,7 +297,11 @@ impl Diag {
         self.receive(|message| {
             found = match message.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    Ok(Some(u64::from(r.header.inode)))
+                    let id = &r.header.socket_id;
+                    Ok((CONNECTED.contains(&r.header.state)
+                        && id.source_port == local.port()
+                        && id.destination_port == peer.port())
+                    .then_some(u64::from(r.header.inode)))
                 }
                 NetlinkPayload::Error(e) if e.code.map(|c| c.get()) == Some(-ENOENT) => Ok(None),
                 _ => Err(()),
@@ -381,11 +392,11 @@ impl Diag {
     }
 }
 
-/// The inode of the socket connected from `peer` to `local` now, whatever
-/// its state (0 for one in `TIME_WAIT`), from the kernel's socket
-/// diagnostics: a connection accepted from an address that an earlier one
-/// had is told from it by this (see `Connections::admit`). None when there
-/// is none, or the diagnostics do not answer. Each thread asking keeps a
+/// The inode of the connection from `peer` to `local` now, from the
+/// kernel's socket diagnostics: a connection accepted from an address that
+/// an earlier one had is told from it by this (see `Connections::admit`).
+/// None when there is none (the earlier one reset and nothing new, or in
+/// `TIME_WAIT`), or the diagnostics do not answer. Each thread asking keeps a
 /// socket for it, opened at its first ask (and again after a failure).
 pub fn socket_at(local: SocketAddr, peer: SocketAddr) -> Option<u64> {
     thread_local! {
