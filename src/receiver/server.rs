@@ -784,6 +784,17 @@ struct Connection {
     shut_lookups: u8,
 }
 
+impl Connection {
+    /// Ignored from now on; a socket the closer shut before this (when it
+    /// was claimed) is forgotten: the closer names the one it shuts next.
+    fn ignore(&mut self) {
+        if !self.ignored {
+            self.shut_socket = None;
+        }
+        self.ignored = true;
+    }
+}
+
 /// Requests from an ignored or claimed address checked against its shut
 /// socket, at most, per shut: tiny_http may still hand over dozens that a
 /// shut connection had pipelined (each check is a system call on a pump);
@@ -876,25 +887,18 @@ impl Connections {
             return (Admit::Serve, false);
         };
         let mut open = self.lock();
+        let mut c = open.entry(peer).or_default();
         // Ignored or claimed, and its socket known: asked whether this
         // request came on that socket, outside the lock (a system call),
         // at most `SHUT_LOOKUPS` times per shut socket.
-        if let Some((inode, local)) = open
-            .get_mut(&peer)
-            .filter(|c| c.ignored || c.claimed)
-            .filter(|c| c.shut_lookups < SHUT_LOOKUPS)
-            .and_then(|c| {
-                c.shut_lookups += 1;
-                c.shut_socket
-            })
-        {
+        let due = (c.ignored || c.claimed) && c.shut_lookups < SHUT_LOOKUPS;
+        if let Some((inode, local)) = c.shut_socket.filter(|_| due) {
+            c.shut_lookups += 1;
             drop(open);
             let now = heads::socket_at(local, peer);
             open = self.lock();
-            if let Some(c) = open.get_mut(&peer)
-                && c.shut_socket == Some((inode, local))
-                && now.is_some_and(|now| now != inode)
-            {
+            c = open.entry(peer).or_default();
+            if c.shut_socket == Some((inode, local)) && now.is_some_and(|now| now != inode) {
                 // Another socket from the same port: its client closed the
                 // shut one and connected again before the closer's next
                 // look saw it gone. What the shut one held is not held
@@ -909,7 +913,6 @@ impl Connections {
                 c.absent_since = None;
             }
         }
-        let c = open.entry(peer).or_default();
         let was_ignored = c.ignored;
         c.outstanding += 1;
         c.last = Some(Instant::now());
@@ -918,17 +921,15 @@ impl Connections {
             // address will be a new connection's).
             Admit::Ignore
         } else if c.ignored || c.unanswered >= PIPELINE_LIMIT {
-            c.ignored = true;
+            c.ignore();
             Admit::Ignore
         } else {
-            c.ignored = !framing_ok;
+            if !framing_ok {
+                c.ignore();
+            }
             c.unanswered += 1;
             Admit::Serve
         };
-        if c.ignored && !was_ignored {
-            // The socket is the one the closer shuts next.
-            c.shut_socket = None;
-        }
         (admit, c.ignored && !was_ignored)
     }
 
@@ -1222,12 +1223,7 @@ impl Connections {
     /// Nothing more `peer` sends is served.
     fn ignore(&self, peer: Option<SocketAddr>) {
         if let Some(peer) = peer {
-            let mut open = self.lock();
-            let c = open.entry(peer).or_default();
-            if !c.ignored {
-                c.shut_socket = None;
-            }
-            c.ignored = true;
+            self.lock().entry(peer).or_default().ignore();
         }
     }
 
@@ -1242,10 +1238,7 @@ impl Connections {
         if c.outstanding > 1 {
             return false;
         }
-        if !c.ignored {
-            c.shut_socket = None;
-        }
-        c.ignored = true;
+        c.ignore();
         true
     }
 }
