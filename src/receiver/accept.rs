@@ -115,6 +115,20 @@ impl Slot {
     pub fn finish(&self) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
+
+    /// A slot of a server on 127.0.0.1 that no pump drains, for the
+    /// workers' unit tests to hand requests of.
+    #[cfg(test)]
+    pub fn unpumped() -> Arc<Slot> {
+        Arc::new(Slot {
+            server: Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("a server")),
+            listener_fd: -1,
+            accept_ended: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_request: Mutex::new(Instant::now()),
+            retired: AtomicBool::new(false),
+        })
+    }
 }
 
 /// One tiny_http server and what the supervisor knows of it.

@@ -439,9 +439,11 @@ impl Running {
         AuthSwitch(Arc::downgrade(&self.ctx))
     }
 
-    /// Requests being handled whose answer is not yet being written.
+    /// Requests being handled whose answer is not yet being written, and
+    /// requests waiting their turn behind one of them.
     pub fn in_flight(&self) -> usize {
         self.ctx.unanswered.load(Ordering::SeqCst)
+            + self.ctx.connections.parked.load(Ordering::SeqCst)
     }
 
     pub fn capture_path(&self) -> &std::path::Path {
@@ -512,9 +514,34 @@ fn worker(ctx: &Arc<Ctx>) {
     ctx.alive.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Handles one request on this worker, keeping the worker alive through a
-/// panic (tiny_http answers 500 for a request dropped unanswered).
+/// Handles one request on this worker, once its turn among its
+/// connection's requests has come, then each request of that connection
+/// parked behind it in turn. Requests pipelined on one connection are
+/// handled one at a time, in the order it sent them: tiny_http reads a
+/// body of up to 1 KiB with its head, so such requests reached the
+/// workers together, their lines were captured out of order (8 of 20 runs
+/// of 8 pipelined uploads), and of four copies of one batch the first was
+/// answered as the duplicate (a hostile-client probe, December 5). One
+/// whose turn has not come is parked in the books and holds no worker.
 fn serve(ctx: &Arc<Ctx>, work: Work) {
+    let Some(mut now) = ctx.connections.take_turn(work) else {
+        // No worker counts on it while it is parked: the one that ends the
+        // turn before it takes it up.
+        ctx.handed.fetch_sub(1, Ordering::SeqCst);
+        return;
+    };
+    // One request done, the next taken up on this worker: still handed.
+    while let Some(next) = serve_in_turn(ctx, now) {
+        now = next;
+    }
+    ctx.handed.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Handles a request whose turn has come, keeping the worker alive through
+/// a panic (tiny_http answers 500 for a request dropped unanswered), and
+/// ends its turn: the next request of its connection, if that one is
+/// parked.
+fn serve_in_turn(ctx: &Arc<Ctx>, work: Work) -> Option<Work> {
     ctx.busy.fetch_add(1, Ordering::SeqCst);
     let peer = work.request.remote_addr().copied();
     let Work {
@@ -523,39 +550,26 @@ fn serve(ctx: &Arc<Ctx>, work: Work) {
         serve: admitted,
         order,
     } = work;
-    let answering = Answering::new(&ctx.unanswered);
     let held = InHand {
         ctx: ctx.clone(),
         peer,
         seq: ctx.connections.begin(peer),
         unanswered: admitted,
     };
-    match if admitted {
-        Admit::Serve
+    if admitted {
+        let answering = Answering::new(&ctx.unanswered);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handle(ctx, request, answering, held);
+        }));
     } else {
-        Admit::Ignore
-    } {
-        Admit::Serve => {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                // Requests pipelined on one connection are handled one at
-                // a time, in the order it sent them. tiny_http reads a
-                // body of up to 1 KiB with its head, so such requests
-                // reached the workers together: their lines were captured
-                // out of order (8 of 20 runs of 8 pipelined uploads), and
-                // of four copies of one batch the first was answered as
-                // the duplicate (a hostile-client probe, December 5).
-                let _in_order = ctx.connections.in_order(peer, order, ctx.read_timeout);
-                handle(ctx, request, answering, held)
-            }));
-        }
-        Admit::Ignore => {
-            drop(answering);
-            ignore(ctx, request, held);
-        }
+        ignore(ctx, request, held);
     }
+    // After the catch: a turn ends even when its handling panicked, and
+    // the requests parked behind it are not stranded.
+    let next = ctx.connections.end_turn(peer, order);
     from.finish();
     ctx.busy.fetch_sub(1, Ordering::SeqCst);
-    ctx.handed.fetch_sub(1, Ordering::SeqCst);
+    next
 }
 
 /// Lets go of a request without answering it: its connection broke the
@@ -704,6 +718,8 @@ struct Connections {
     forget: Duration,
     /// Size of `open` beyond which the next finish sweeps it.
     sweep_at: AtomicUsize,
+    /// Requests parked until their turn, on every connection.
+    parked: AtomicUsize,
 }
 
 /// Connections known before the first sweep.
@@ -723,6 +739,7 @@ impl Connections {
             forget: FORGET.max(2 * read_timeout),
             open: Mutex::default(),
             sweep_at: AtomicUsize::new(SWEEP_FIRST),
+            parked: AtomicUsize::new(0),
         }
     }
 }
@@ -758,22 +775,17 @@ struct Connection {
     begun: u64,
     /// Requests of it to be served, numbered in the order it sent them
     /// (the last one's number), and how many of them have had their turn
-    /// (see `Connections::in_order`); turns ended out of order wait here.
+    /// (see `Connections::take_turn`).
     served: u64,
     turns_done: u64,
-    turns_ahead: Vec<u64>,
-    /// Requests of it waiting for their turn now, and what wakes them
-    /// when one of its requests ends its turn (made when the first
-    /// waits; used with `Connections::open`'s lock). One per connection:
-    /// a turn's end wakes its own connection's waiters, not every
-    /// connection's (one shared by all woke thousands of waiting workers
-    /// at each turn's end under a pipelining crowd, found by a probe).
-    turn_waiters: u32,
-    turned: Option<Arc<std::sync::Condvar>>,
-    /// Times a waiter of it woke (for the test that no other
-    /// connection's turn wakes them).
-    #[cfg(test)]
-    turn_wakes: u32,
+    /// Requests of it whose turn has not come, parked here rather than
+    /// each holding a worker: the worker that ends a turn takes up the
+    /// next (`Connections::end_turn`). A client pipelining without reading
+    /// its answers held a worker for each request waiting behind the
+    /// one whose answer could not be written, 9 per connection for the
+    /// send timeout (a hostile-client probe: 1 250 such connections, 7 858
+    /// workers and 292 MB).
+    parked: Vec<Work>,
     /// The body being read now, if any.
     body: Option<BodyRead>,
     /// The socket the closer shut, by inode, and its local address, while
@@ -831,40 +843,6 @@ struct Holds {
 enum Admit {
     Serve,
     Ignore,
-}
-
-/// A request's turn among its connection's (see `Connections::in_order`),
-/// ended when dropped.
-struct InOrder<'a> {
-    books: &'a Connections,
-    peer: Option<SocketAddr>,
-    order: u64,
-}
-
-impl Drop for InOrder<'_> {
-    fn drop(&mut self) {
-        let Some(peer) = self.peer else {
-            return;
-        };
-        let mut open = self.books.lock();
-        let Some(c) = open.get_mut(&peer) else {
-            return;
-        };
-        c.turns_ahead.push(self.order);
-        // Turns end in order but for one given up waiting: the count
-        // moves over every number ended so far without a gap.
-        while let Some(at) = c.turns_ahead.iter().position(|&n| n == c.turns_done + 1) {
-            c.turns_ahead.swap_remove(at);
-            c.turns_done += 1;
-        }
-        // Woken only when a request waits: a notify is a system call,
-        // and nearly every request is its connection's only one.
-        let waiting = c.turned.as_ref().filter(|_| c.turn_waiters > 0).cloned();
-        drop(open);
-        if let Some(turned) = waiting {
-            turned.notify_all();
-        }
-    }
 }
 
 /// Connections are forgotten after this long without a request (the read
@@ -952,47 +930,42 @@ impl Connections {
         *n
     }
 
-    /// Waits until every request of `peer` numbered before `order` has
-    /// had its turn, or `longest` has passed (a request stuck in another
-    /// worker holds the next one no longer; they are then handled side by
-    /// side, as before); the turn ends when the result is dropped.
-    fn in_order(&self, peer: Option<SocketAddr>, order: u64, longest: Duration) -> InOrder<'_> {
-        let turn = InOrder {
-            books: self,
-            peer: peer.filter(|_| order > 0),
-            order,
-        };
-        let Some(peer) = turn.peer else {
-            return turn;
+    /// `work` if its turn among its connection's requests has come (every
+    /// request of it numbered before has had its turn); otherwise it is
+    /// parked until then, holding no worker (None). A request not
+    /// numbered, or of no known peer, has its turn at once.
+    fn take_turn(&self, work: Work) -> Option<Work> {
+        let peer = work.request.remote_addr().copied();
+        let Some(peer) = peer.filter(|_| work.order > 0) else {
+            return Some(work);
         };
         let mut open = self.lock();
-        let mut deadline = None;
-        loop {
-            let Some(c) = open.get_mut(&peer) else {
-                return turn;
-            };
-            if c.turns_done.saturating_add(1) >= order {
-                return turn;
-            }
-            let end = *deadline.get_or_insert_with(|| Instant::now() + longest);
-            let now = Instant::now();
-            if now >= end {
-                return turn;
-            }
-            c.turn_waiters += 1;
-            let turned = Arc::clone(c.turned.get_or_insert_with(Default::default));
-            open = turned
-                .wait_timeout(open, end - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            if let Some(c) = open.get_mut(&peer) {
-                c.turn_waiters = c.turn_waiters.saturating_sub(1);
-                #[cfg(test)]
-                {
-                    c.turn_wakes += 1;
-                }
-            }
+        let Some(c) = open.get_mut(&peer) else {
+            return Some(work);
+        };
+        if c.turns_done.saturating_add(1) >= work.order {
+            return Some(work);
         }
+        c.parked.push(work);
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// The turn of `peer`'s request numbered `order` ends: the next request
+    /// of it, if it is parked, to be served now on the same worker. Turns
+    /// end in the order of their numbers: each waits for the one before.
+    fn end_turn(&self, peer: Option<SocketAddr>, order: u64) -> Option<Work> {
+        let peer = peer.filter(|_| order > 0)?;
+        let mut open = self.lock();
+        let c = open.get_mut(&peer)?;
+        c.turns_done = c.turns_done.max(order);
+        let at = c
+            .parked
+            .iter()
+            .position(|w| w.order <= c.turns_done.saturating_add(1))?;
+        let next = c.parked.swap_remove(at);
+        self.parked.fetch_sub(1, Ordering::Relaxed);
+        Some(next)
     }
 
     /// A worker takes a request of `peer`: its number among them.
@@ -1909,6 +1882,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
+         {turns}\
          {large}\
          {wire}\
          {budget}\
@@ -1938,6 +1912,12 @@ fn status_page(ctx: &Ctx) -> Outcome {
         parked = count_line(Stats::get(&s.parked), |n| format!(
             "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)"
         )),
+        turns = count_line(
+            ctx.connections.parked.load(Ordering::Relaxed) as u64,
+            |n| format!(
+                "pipelined: {n} request(s) waiting for the one before them on their connection to be done (they hold no worker)"
+            )
+        ),
         large = count_line(ctx.turns.waiting() as u64, |n| format!(
             "large bodies: {n} waiting for their turn (bodies over {} MiB are read and decoded one at a time)",
             turns::LARGE_BODY >> 20
@@ -2454,99 +2434,78 @@ mod tests {
         assert_eq!(c.admit(Some(quiet), true), (Admit::Serve, false));
     }
 
+    /// Request number `order` of `peer`, as a pump hands it out.
+    fn work_of(peer: SocketAddr, order: u64, slot: &Arc<accept::Slot>) -> Work {
+        Work {
+            request: tiny_http::TestRequest::new()
+                .with_remote_addr(peer)
+                .with_path(&format!("/{order}"))
+                .into(),
+            from: slot.clone(),
+            serve: true,
+            order,
+        }
+    }
+
+    /// A connection's requests take their turns by number: one whose turn
+    /// has not come is parked, holding no worker, and handed back by the
+    /// end of the turn before it, in order, whatever order they were
+    /// parked in; another connection's turns never hand it out. Not
+    /// numbered, or of no peer: its turn at once.
+    #[test]
+    fn requests_of_one_connection_take_their_turns_by_number() {
+        let c = Connections::default();
+        let slot = accept::Slot::unpumped();
+        let (peer, other): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:4000".parse().unwrap(),
+            "127.0.0.1:4001".parse().unwrap(),
+        );
+        for p in [peer, other] {
+            for _ in 0..4 {
+                assert_eq!(c.admit(Some(p), true), (Admit::Serve, false));
+            }
+        }
+        let numbers: Vec<u64> = (0..4).map(|_| c.number(Some(peer))).collect();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        for _ in 0..4 {
+            c.number(Some(other));
+        }
+        let order = |w: Option<Work>| w.map(|w| w.order);
+        let first = c.take_turn(work_of(peer, 1, &slot));
+        assert_eq!(order(first), Some(1), "the first has its turn");
+        // The others come while it is served, the fourth first.
+        for n in [4, 2, 3] {
+            assert!(c.take_turn(work_of(peer, n, &slot)).is_none(), "{n} parked");
+        }
+        assert_eq!(c.parked.load(Ordering::SeqCst), 3);
+        // The other connection's turns hand out none of them.
+        assert_eq!(order(c.take_turn(work_of(other, 1, &slot))), Some(1));
+        assert!(c.take_turn(work_of(other, 2, &slot)).is_none());
+        assert_eq!(order(c.end_turn(Some(other), 1)), Some(2));
+        assert_eq!(order(c.end_turn(Some(other), 2)), None);
+        assert_eq!(c.parked.load(Ordering::SeqCst), 3);
+        // Each turn's end hands over the next, in order.
+        assert_eq!(order(c.end_turn(Some(peer), 1)), Some(2));
+        assert_eq!(order(c.end_turn(Some(peer), 2)), Some(3));
+        assert_eq!(order(c.end_turn(Some(peer), 3)), Some(4));
+        assert_eq!(order(c.end_turn(Some(peer), 4)), None);
+        assert_eq!(c.parked.load(Ordering::SeqCst), 0);
+        assert_eq!(c.lock()[&peer].turns_done, 4);
+        // The next one comes after its turn came: served at once.
+        c.admit(Some(peer), true);
+        assert_eq!(c.number(Some(peer)), 5);
+        assert_eq!(order(c.take_turn(work_of(peer, 5, &slot))), Some(5));
+        // Not numbered, or of no known connection: at once.
+        assert_eq!(order(c.take_turn(work_of(peer, 0, &slot))), Some(0));
+        let unknown = "127.0.0.1:4002".parse().unwrap();
+        assert_eq!(order(c.take_turn(work_of(unknown, 7, &slot))), Some(7));
+        assert_eq!(order(c.end_turn(None, 7)), None);
+    }
+
     /// An ignored connection's address is forgotten once no connection
     /// from it is open and it has been quiet since the time given: a new
     /// connection from the same client port is served. Never while one is
     /// open from it, a request of it is in hand, or it was active since.
-    /// A connection's requests take their turns by number: one waits for
-    /// those before it (at most its longest wait), and turns ended out of
-    /// order count only once the gap is filled.
-    #[test]
-    fn requests_of_one_connection_take_their_turns_by_number() {
-        let c = Connections::default();
-        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        for _ in 0..3 {
-            c.admit(Some(peer), true);
-        }
-        let numbers: Vec<u64> = (0..3).map(|_| c.number(Some(peer))).collect();
-        assert_eq!(numbers, [1, 2, 3]);
-        let done = |c: &Connections| c.lock()[&peer].turns_done;
-        let first = c.in_order(Some(peer), 1, Duration::ZERO);
-        // The second waits for the first; given up after its longest wait.
-        let wait = Duration::from_millis(50);
-        let started = Instant::now();
-        let second = c.in_order(Some(peer), 2, wait);
-        assert!(started.elapsed() >= wait);
-        drop(second);
-        assert_eq!(done(&c), 0, "the second ended before the first");
-        std::thread::scope(|s| {
-            let third = s.spawn(|| {
-                let t = c.in_order(Some(peer), 3, Duration::from_secs(60));
-                let waited = done(&c);
-                drop(t);
-                waited
-            });
-            drop(first);
-            assert_eq!(
-                third.join().unwrap(),
-                2,
-                "the third went once both were done"
-            );
-        });
-        assert_eq!(done(&c), 3);
-        // No number, or no peer: no wait.
-        let started = Instant::now();
-        drop(c.in_order(Some(peer), 0, Duration::from_secs(60)));
-        drop(c.in_order(None, 9, Duration::from_secs(60)));
-        assert!(started.elapsed() < Duration::from_secs(30));
-    }
-
-    /// A turn's end wakes the waiters of its own connection only: 100
-    /// turns ending on one connection, each with the next request of it
-    /// waiting, while a request of another connection waits, wake that
-    /// one once, when its own turn comes.
-    #[test]
-    fn a_turn_ending_wakes_only_its_own_connections_waiters() {
-        let books = Connections::default();
-        let c = &books;
-        let (busy, waiting): (SocketAddr, SocketAddr) = (
-            "127.0.0.1:4000".parse().unwrap(),
-            "127.0.0.1:4001".parse().unwrap(),
-        );
-        for _ in 0..2 {
-            c.admit(Some(waiting), true);
-            c.number(Some(waiting));
-        }
-        // Until `peer` has a request waiting (not a sleep: the books say so).
-        let until_waiting = |peer: SocketAddr| {
-            while c.lock()[&peer].turn_waiters == 0 {
-                std::thread::yield_now();
-            }
-        };
-        let first = c.in_order(Some(waiting), 1, Duration::ZERO);
-        std::thread::scope(|s| {
-            let second = s.spawn(|| drop(c.in_order(Some(waiting), 2, Duration::from_secs(60))));
-            until_waiting(waiting);
-            c.admit(Some(busy), true);
-            assert_eq!(c.number(Some(busy)), 1);
-            let mut held = c.in_order(Some(busy), 1, Duration::ZERO);
-            for n in 2..=100 {
-                c.admit(Some(busy), true);
-                assert_eq!(c.number(Some(busy)), n);
-                let next = s.spawn(move || c.in_order(Some(busy), n, Duration::from_secs(60)));
-                until_waiting(busy);
-                drop(held);
-                held = next.join().unwrap();
-            }
-            drop(held);
-            assert_eq!(c.lock()[&busy].turns_done, 100);
-            assert_eq!(c.lock()[&busy].turn_wakes, 99);
-            drop(first);
-            second.join().unwrap();
-        });
-        assert_eq!(c.lock()[&waiting].turn_wakes, 1);
-    }
-
     #[test]
     fn a_gone_connection_is_forgotten_and_its_address_served_again() {
         let c = Connections::default();
