@@ -954,11 +954,17 @@ impl Connections {
     /// The turn of `peer`'s request numbered `order` ends: the next request
     /// of it, if it is parked, to be served now on the same worker. Turns
     /// end in the order of their numbers: each waits for the one before.
+    /// An end that is not the next is not counted: the entry it was
+    /// numbered in was forgotten while it was handled (nothing parked, and
+    /// its hold on the entry let go before its turn ended), and this one is
+    /// a new connection's from the same address.
     fn end_turn(&self, peer: Option<SocketAddr>, order: u64) -> Option<Work> {
         let peer = peer.filter(|_| order > 0)?;
         let mut open = self.lock();
         let c = open.get_mut(&peer)?;
-        c.turns_done = c.turns_done.max(order);
+        if order == c.turns_done.saturating_add(1) {
+            c.turns_done = order;
+        }
         let at = c
             .parked
             .iter()
@@ -2500,6 +2506,23 @@ mod tests {
         let unknown = "127.0.0.1:4002".parse().unwrap();
         assert_eq!(order(c.take_turn(work_of(unknown, 7, &slot))), Some(7));
         assert_eq!(order(c.end_turn(None, 7)), None);
+        assert_eq!(order(c.end_turn(Some(peer), 5)), None);
+        // A turn's end from an entry since forgotten (a number not next
+        // here) is not counted: the one behind the request in hand here
+        // still waits for it.
+        for n in 6..=8 {
+            c.admit(Some(peer), true);
+            assert_eq!(c.number(Some(peer)), n);
+        }
+        assert_eq!(order(c.take_turn(work_of(peer, 6, &slot))), Some(6));
+        assert_eq!(order(c.end_turn(Some(peer), 9)), None);
+        assert!(
+            c.take_turn(work_of(peer, 7, &slot)).is_none(),
+            "7 waits for 6"
+        );
+        assert_eq!(order(c.end_turn(Some(peer), 6)), Some(7));
+        assert_eq!(order(c.end_turn(Some(peer), 7)), None);
+        assert_eq!(order(c.take_turn(work_of(peer, 8, &slot))), Some(8));
     }
 
     /// An ignored connection's address is forgotten once no connection
