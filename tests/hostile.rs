@@ -16,6 +16,8 @@
 //!   stalled upload is given back to the worker pool as a refused request;
 //! - out of descriptors, the receiver waits and recovers by itself;
 //! - framing is strict (400/501/505 and a close, never a hang);
+//! - a connection pipelining without reading its answers holds one worker
+//!   at most (requests waiting their turn are parked, holding none);
 //! - 64 keep-alive clients arriving at once are all answered;
 //! - a listed request keeps a few KiB of headers at most;
 //! - a head tiny_http reads without end is cut past 1 MiB, and heads on
