@@ -663,22 +663,24 @@ fn slow_reader(addr: SocketAddr) -> TcpStream {
 
 /// Workers busy now, from the status page (the status request's own
 /// included).
-fn busy_workers(addr: SocketAddr) -> usize {
+fn busy_workers(addr: SocketAddr) -> u64 {
     busy_of(&status_page(addr))
 }
 
-/// Requests parked until their turn, as a status page says.
-fn parked_of(page: &str) -> u64 {
-    let line = page.lines().find_map(|l| l.strip_prefix("pipelined: "));
-    line.and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+/// Workers busy, as a status page says.
+fn busy_of(page: &str) -> u64 {
+    status_count(page, "workers: ").unwrap_or_else(|| panic!("no workers line: {page}"))
 }
 
-/// Workers busy, as a status page says.
-fn busy_of(page: &str) -> usize {
-    let line = page.lines().find_map(|l| l.strip_prefix("workers: "));
-    line.and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no workers line: {page}"))
+/// The count a status page's line starting with `label` begins with; None
+/// without such a line (a count of 0 is not shown).
+fn status_count(page: &str, label: &str) -> Option<u64> {
+    let rest = page.lines().find_map(|l| l.strip_prefix(label))?;
+    let n = rest.split(' ').next().unwrap_or_default();
+    Some(
+        n.parse()
+            .unwrap_or_else(|_| panic!("not a count: {label}{rest}")),
+    )
 }
 
 /// 40 connections pipelining status requests (no token) and never reading
@@ -691,7 +693,7 @@ fn busy_of(page: &str) -> usize {
 #[test]
 fn pipelining_clients_that_never_read_hold_one_worker_each_at_most() {
     const PROBE: &str = "40 connections pipelining status requests, never reading";
-    const CONNECTIONS: usize = 40;
+    const CONNECTIONS: u64 = 40;
     let _heavy = heavy();
     // The send timeout is the read timeout: a write blocked stays so for
     // the whole probe.
@@ -772,11 +774,7 @@ fn nudges(status: &str) -> u64 {
         status.contains("workers: "),
         "not the status page: {status}"
     );
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("nudges: "))
-        .and_then(|rest| rest.split(' ').next())
-        .map_or(0, |n| n.parse().unwrap())
+    status_count(status, "nudges: ").unwrap_or(0)
 }
 
 /// One hostile request announcing a 1 TiB body; `read` waits for the
@@ -1384,7 +1382,7 @@ fn requests_waiting_their_turn_on_many_connections_do_not_delay_devices() {
     let mut page = String::new();
     let piled = wait_until(Duration::from_secs(20), || {
         page = status_page(addr);
-        parked_of(&page) >= 2000
+        status_count(&page, "pipelined: ").unwrap_or(0) >= 2000
     });
     assert!(piled, "the pipelined uploads never waited:\n{page}");
     let (done, devices) = devices_meanwhile(addr);

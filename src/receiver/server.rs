@@ -1888,7 +1888,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
          {parked}\
-         {turns}\
+         {pipelined}\
          {large}\
          {wire}\
          {budget}\
@@ -1918,7 +1918,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         parked = count_line(Stats::get(&s.parked), |n| format!(
             "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)"
         )),
-        turns = count_line(
+        pipelined = count_line(
             ctx.connections.parked.load(Ordering::Relaxed) as u64,
             |n| format!(
                 "pipelined: {n} request(s) waiting for the one before them on their connection to be done (they hold no worker)"
