@@ -723,9 +723,12 @@ fn pipelining_clients_that_never_read_hold_one_worker_each_at_most() {
     done.store(true, Ordering::SeqCst);
     devices.join().unwrap().check(PROBE, &mut p.failures);
     println!("{PROBE}: {most} workers busy at the most");
-    // Most connections held up by an answer they do not read, else the
-    // probe did not probe.
-    if most < CONNECTIONS / 2 {
+    // Enough connections held up by an answer they do not read that the
+    // bound below tells: 6 or more (one busy each, and a device's and the
+    // status request's) would have held 54 workers or more when each
+    // waiting request held one. Fewer, and the probe did not probe. How
+    // many fill at once depends on the machine's load (19-38 here).
+    if most < 8 {
         p.failures.push(format!(
             "{PROBE}: {most} workers busy at the most: the answers never filled the send buffers"
         ));
