@@ -112,8 +112,12 @@ enum Known {
         counted: bool,
         unread: u8,
     },
-    /// A listener, an outgoing connection, another server's socket.
-    Other,
+    /// A listener, an outgoing connection, another server's socket; or,
+    /// `unnamed`, a TCP connection whose peer could not be read: one its
+    /// client reset before we first saw it (which may be ours, with
+    /// requests tiny_http still holds), or an outgoing one still
+    /// connecting. Looked at again at each read of the table.
+    Other { unnamed: bool },
 }
 
 /// Where the closing thread watches, and how.
@@ -199,6 +203,17 @@ pub trait Books {
     /// each as soon as the one before it is dropped: that they all come
     /// within a sweep (50 ms to 2 s) of each other is assumed, not known.
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant);
+    /// After a read of the whole descriptor table begun at `since`, in
+    /// which every connection's peer could be read: `open` are the
+    /// addresses of the connections of ours found in it. An address
+    /// without one, with no request in hand and nothing of it since
+    /// `since`, belonged to connections that are gone with all their
+    /// requests, and is forgotten at once (without waiting for two
+    /// sweeps): a new connection from its port is served, even when
+    /// tiny_http closed the last one by itself before the closer could
+    /// shut it and name its socket. A connection accepted during the read
+    /// is left out of `open`; any request of it is newer than `since`.
+    fn forget_absent(&self, open: &HashSet<SocketAddr>, since: Instant);
     /// `peer`'s connection is about to be shut for reading in the middle
     /// of the body of its request `seq` (chunk framing past the cap, past
     /// its deadline, or holding the turn for large bodies without coming
@@ -300,7 +315,7 @@ pub fn run(
                         local: *local,
                         peer: *peer,
                     }),
-                    Known::Other => None,
+                    Known::Other { .. } => None,
                 })
                 .collect()
         });
@@ -375,7 +390,7 @@ pub fn run(
             .values()
             .filter_map(|k| match k {
                 Known::Ours { peer, .. } => Some(*peer),
-                Known::Other => None,
+                Known::Other { .. } => None,
             })
             .collect();
         if sockets.is_none()
@@ -391,7 +406,7 @@ pub fn run(
                 .values()
                 .filter_map(|k| match k {
                     Known::Ours { peer, .. } => Some(*peer),
-                    Known::Other => None,
+                    Known::Other { .. } => None,
                 })
                 .collect();
             books.forget_gone(&open, now);
@@ -763,34 +778,40 @@ fn refresh(
             continue;
         };
         sockets.insert(fd, inode);
-        let k = match known.entry(inode) {
-            std::collections::hash_map::Entry::Occupied(k) => k.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let Some(s) = duplicate(me, fd, inode) else {
-                    // Closed meanwhile, or not to be had now.
-                    let still = std::fs::read_link(entry.path())
-                        .ok()
-                        .and_then(|l| socket_inode(l.to_str()?));
-                    whole &= still != Some(inode);
-                    continue;
-                };
-                // Neither address of a connection its client reset can be
-                // read: it counts as another's.
-                v.insert(match (s.local_addr(), s.peer_addr()) {
-                    (Ok(local), Ok(peer)) if accepted_on(local, listening) => Known::Ours {
-                        fd,
-                        local,
-                        peer,
-                        since: now,
-                        shut: false,
-                        counted: false,
-                        unread: 0,
-                    },
-                    _ => Known::Other,
-                })
-            }
-        };
-        if let Known::Ours { fd: current, .. } = k {
+        // A socket is looked at when new, and again while its peer cannot
+        // be read (an outgoing connection may be connecting still).
+        let settled = known
+            .get(&inode)
+            .is_some_and(|k| !matches!(k, Known::Other { unnamed: true }));
+        if !settled {
+            let Some(s) = duplicate(me, fd, inode) else {
+                // Closed meanwhile, or not to be had now.
+                let still = std::fs::read_link(entry.path())
+                    .ok()
+                    .and_then(|l| socket_inode(l.to_str()?));
+                whole &= still != Some(inode);
+                continue;
+            };
+            // Neither address of a connection its client reset can be
+            // read: it counts as another's, unnamed.
+            let k = match (s.local_addr(), s.peer_addr()) {
+                (Ok(local), Ok(peer)) if accepted_on(local, listening) => Known::Ours {
+                    fd,
+                    local,
+                    peer,
+                    since: now,
+                    shut: false,
+                    counted: false,
+                    unread: 0,
+                },
+                (Ok(_), Ok(_)) => Known::Other { unnamed: false },
+                _ => Known::Other {
+                    unnamed: unnamed_connection(&s),
+                },
+            };
+            known.insert(inode, k);
+        }
+        if let Some(Known::Ours { fd: current, .. }) = known.get_mut(&inode) {
             *current = fd;
         }
     }
@@ -802,7 +823,7 @@ fn refresh(
         .filter(|(inode, _)| present.contains(inode))
         .filter_map(|(_, k)| match k {
             Known::Ours { peer, .. } => Some(*peer),
-            Known::Other => None,
+            Known::Other { .. } => None,
         })
         .collect();
     known.retain(|inode, k| {
@@ -825,7 +846,32 @@ fn refresh(
         }
         here
     });
+    // Every socket of ours was named: one not among them is gone, with
+    // every request of it (each holds a clone of its socket). A connection
+    // its client reset before we first saw it cannot be named, and
+    // tiny_http may still hand over what it read of it; while one such
+    // socket is open, the sweeps decide (`forget_gone`).
+    let unnamed = known
+        .values()
+        .any(|k| matches!(k, Known::Other { unnamed: true }));
+    if whole && !unnamed {
+        books.forget_absent(&live, now);
+    }
     Some(Table { sockets, whole })
+}
+
+/// Whether a socket whose peer cannot be read may be a connection (TCP,
+/// not listening): one its client reset, or an outgoing one connecting.
+/// Netlink, Unix and listening sockets are not. In doubt, it may.
+fn unnamed_connection(s: impl AsFd) -> bool {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let s = s.as_fd();
+    let inet = sockopt::socket_domain(s).map_or(true, |d| {
+        d == AddressFamily::INET || d == AddressFamily::INET6
+    });
+    let stream = sockopt::socket_type(s).map_or(true, |t| t == SocketType::STREAM);
+    let listening = sockopt::socket_acceptconn(s).unwrap_or(false);
+    inet && stream && !listening
 }
 
 /// Whether a connection whose local end is `local` was accepted on our
@@ -992,6 +1038,99 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
+    /// Of the sockets whose peer cannot be read, only a TCP connection
+    /// (reset by its client, or still connecting) may be one of ours: a
+    /// listener, a UDP socket and a Unix one are not.
+    #[test]
+    fn only_a_tcp_connection_without_a_peer_may_be_ours() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        // The reset has come once a read says so.
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let read = (&accepted).read(&mut buf);
+        assert!(
+            read.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{read:?}"
+        );
+        assert!(accepted.peer_addr().is_err());
+        assert!(unnamed_connection(&accepted));
+        assert!(!unnamed_connection(&listener));
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(!unnamed_connection(&udp));
+        let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!unnamed_connection(&unix));
+    }
+
+    /// Books that note each time the closer forgets absent addresses.
+    #[derive(Default)]
+    struct Forgets(std::sync::Mutex<Vec<HashSet<SocketAddr>>>);
+
+    impl Books for Forgets {
+        fn activity(&self, _: SocketAddr) -> Activity {
+            Activity::Unseen
+        }
+        fn claim(&self, _: SocketAddr) -> bool {
+            false
+        }
+        fn unclaim(&self, _: SocketAddr) {}
+        fn gone(&self, _: SocketAddr) {}
+        fn forget_gone(&self, _: &HashSet<SocketAddr>, _: Instant) {}
+        fn forget_absent(&self, open: &HashSet<SocketAddr>, _: Instant) {
+            self.0.lock().unwrap().push(open.clone());
+        }
+        fn cut(&self, _: SocketAddr, _: u64, _: Option<Cut>) -> bool {
+            false
+        }
+    }
+
+    /// Absent addresses are forgotten at a read of the table only when
+    /// every connection in it was named: not while a connection its client
+    /// reset before it was first seen is open (tiny_http may still hand
+    /// over what it read of it), and again once it is closed. Other tests
+    /// of this process hold sockets too, so the second is waited for.
+    #[test]
+    fn absent_addresses_wait_while_a_reset_connection_is_open() {
+        let me = duplicating().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listening = listener.local_addr().unwrap();
+        let client = TcpStream::connect(listening).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let read = (&accepted).read(&mut [0u8; 1]);
+        assert!(read.is_err(), "{read:?}");
+        let books = Forgets::default();
+        let mut known = HashMap::new();
+        for _ in 0..3 {
+            refresh(&me, listening, &mut known, Instant::now(), &books).unwrap();
+        }
+        assert!(
+            books.0.lock().unwrap().is_empty(),
+            "forgotten while a reset connection was open"
+        );
+        drop(accepted);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while books.0.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "never forgotten after it closed");
+            refresh(&me, listening, &mut known, Instant::now(), &books).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn a_socket_link_names_its_inode() {
         assert_eq!(socket_inode("socket:[4026]"), Some(4026));
@@ -1070,6 +1209,7 @@ mod tests {
                     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
                         self.forgetting.lock().unwrap().push((open.clone(), now));
                     }
+                    fn forget_absent(&self, _: &HashSet<SocketAddr>, _: Instant) {}
                 }
                 let books = Scripted {
                     busy: busy_peer,

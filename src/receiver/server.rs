@@ -701,6 +701,11 @@ impl closer::Books for Books {
             ctx.connections.forget_gone(open, now);
         }
     }
+    fn forget_absent(&self, open: &HashSet<SocketAddr>, since: Instant) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.connections.forget_absent(open, since);
+        }
+    }
     fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool {
         self.0
             .upgrade()
@@ -1114,6 +1119,16 @@ impl Connections {
                     true
                 }
             }
+        });
+    }
+
+    /// Forgets every address without a connection `open` in a read of the
+    /// descriptor table begun at `since` that named every connection, with
+    /// no request in hand and nothing of it since (see
+    /// `Books::forget_absent`).
+    fn forget_absent(&self, open: &HashSet<SocketAddr>, since: Instant) {
+        self.lock().retain(|peer, c| {
+            open.contains(peer) || c.outstanding > 0 || c.last.is_some_and(|t| t >= since)
         });
     }
 
@@ -2558,6 +2573,37 @@ mod tests {
         assert_eq!(c.admit(Some(late), true), (Admit::Serve, false), "gone");
         assert_eq!(c.admit(Some(busy), true), (Admit::Ignore, false), "in hand");
         assert_eq!(c.ignored(), 1);
+    }
+
+    /// After a read of the table that named every connection, an ignored
+    /// address with none open is forgotten at once: not while one is open
+    /// from it, a request of it is in hand, or one came since the read
+    /// began.
+    #[test]
+    fn an_absent_address_is_forgotten_at_one_whole_read() {
+        let c = Connections::default();
+        let [gone, open, busy, late]: [SocketAddr; 4] = [
+            "10.0.0.4:4000",
+            "10.0.0.4:4001",
+            "10.0.0.4:4002",
+            "10.0.0.4:4003",
+        ]
+        .map(|a| a.parse().unwrap());
+        for p in [gone, open, busy, late] {
+            assert_eq!(c.admit(Some(p), false), (Admit::Serve, true));
+        }
+        for p in [gone, open, late] {
+            c.finish(Some(p), 0, true);
+        }
+        let since = Instant::now();
+        // Handed over by tiny_http after the read began (read of it before).
+        assert_eq!(c.admit(Some(late), true), (Admit::Ignore, false));
+        c.finish(Some(late), 0, true);
+        c.forget_absent(&[open].into_iter().collect(), since);
+        assert_eq!(c.admit(Some(gone), true), (Admit::Serve, false), "gone");
+        assert_eq!(c.admit(Some(open), true), (Admit::Ignore, false), "open");
+        assert_eq!(c.admit(Some(busy), true), (Admit::Ignore, false), "in hand");
+        assert_eq!(c.admit(Some(late), true), (Admit::Ignore, false), "since");
     }
 
     #[test]
