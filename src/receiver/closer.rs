@@ -113,10 +113,10 @@ enum Known {
         unread: u8,
     },
     /// A listener, an outgoing connection, another server's socket; or,
-    /// `unnamed`, a TCP connection whose peer could not be read: one its
-    /// client reset before we first saw it (which may be ours, with
-    /// requests tiny_http still holds), or an outgoing one still
-    /// connecting. Looked at again at each read of the table.
+    /// `unnamed`, a connection accepted on our listener whose peer could
+    /// not be read when we first saw it (its client had reset it): ours,
+    /// and tiny_http may still hand over requests it read of it, but not
+    /// under its address.
     Other { unnamed: bool },
 }
 
@@ -778,40 +778,21 @@ fn refresh(
             continue;
         };
         sockets.insert(fd, inode);
-        // A socket is looked at when new, and again while its peer cannot
-        // be read (an outgoing connection may be connecting still).
-        let settled = known
-            .get(&inode)
-            .is_some_and(|k| !matches!(k, Known::Other { unnamed: true }));
-        if !settled {
-            let Some(s) = duplicate(me, fd, inode) else {
-                // Closed meanwhile, or not to be had now.
-                let still = std::fs::read_link(entry.path())
-                    .ok()
-                    .and_then(|l| socket_inode(l.to_str()?));
-                whole &= still != Some(inode);
-                continue;
-            };
-            // Neither address of a connection its client reset can be
-            // read: it counts as another's, unnamed.
-            let k = match (s.local_addr(), s.peer_addr()) {
-                (Ok(local), Ok(peer)) if accepted_on(local, listening) => Known::Ours {
-                    fd,
-                    local,
-                    peer,
-                    since: now,
-                    shut: false,
-                    counted: false,
-                    unread: 0,
-                },
-                (Ok(_), Ok(_)) => Known::Other { unnamed: false },
-                _ => Known::Other {
-                    unnamed: unnamed_connection(&s),
-                },
-            };
-            known.insert(inode, k);
-        }
-        if let Some(Known::Ours { fd: current, .. }) = known.get_mut(&inode) {
+        let k = match known.entry(inode) {
+            std::collections::hash_map::Entry::Occupied(k) => k.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let Some(s) = duplicate(me, fd, inode) else {
+                    // Closed meanwhile, or not to be had now.
+                    let still = std::fs::read_link(entry.path())
+                        .ok()
+                        .and_then(|l| socket_inode(l.to_str()?));
+                    whole &= still != Some(inode);
+                    continue;
+                };
+                v.insert(classify(&s, fd, listening, now))
+            }
+        };
+        if let Known::Ours { fd: current, .. } = k {
             *current = fd;
         }
     }
@@ -860,9 +841,40 @@ fn refresh(
     Some(Table { sockets, whole })
 }
 
-/// Whether a socket whose peer cannot be read may be a connection (TCP,
-/// not listening): one its client reset, or an outgoing one connecting.
-/// Netlink, Unix and listening sockets are not. In doubt, it may.
+/// What socket `s`, first seen at `now` on our descriptor `fd`, is to the
+/// closer.
+fn classify(s: &TcpStream, fd: RawFd, listening: SocketAddr, now: Instant) -> Known {
+    match (s.local_addr(), s.peer_addr()) {
+        (Ok(local), Ok(peer)) if accepted_on(local, listening) => Known::Ours {
+            fd,
+            local,
+            peer,
+            since: now,
+            shut: false,
+            counted: false,
+            unread: 0,
+        },
+        // A connection its client reset keeps its own address, not its
+        // peer's; so does our listener (and each clone a tiny_http server
+        // accepts on).
+        (Ok(local), Err(_)) if accepted_on(local, listening) => {
+            let listener = rustix::net::sockopt::socket_acceptconn(s).unwrap_or(false);
+            Known::Other { unnamed: !listener }
+        }
+        // Outgoing, or on another port: never one of ours, whatever comes
+        // of it (an outgoing one may be connecting still).
+        (Ok(_), _) => Known::Other { unnamed: false },
+        // No address of its own that reads as one: netlink and Unix
+        // sockets; an internet TCP socket, in doubt, may be ours.
+        (Err(_), _) => Known::Other {
+            unnamed: unnamed_connection(s),
+        },
+    }
+}
+
+/// Whether a socket may be a connection (TCP, not listening): one that
+/// would be ours but for addresses that cannot be read. Netlink, Unix and
+/// listening sockets are not. In doubt, it may.
 fn unnamed_connection(s: impl AsFd) -> bool {
     use rustix::net::{AddressFamily, SocketType, sockopt};
     let s = s.as_fd();
@@ -1038,14 +1050,25 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
-    /// Of the sockets whose peer cannot be read, only a TCP connection
-    /// (reset by its client, or still connecting) may be one of ours: a
-    /// listener, a UDP socket and a Unix one are not.
+    /// How the closer takes each kind of socket at first sight: a
+    /// connection accepted on our listener is ours by its peer; one its
+    /// client reset before that is ours unnamed; the listener, an outgoing
+    /// connection, a UDP and a Unix socket are another's, and never hold a
+    /// forget back.
     #[test]
-    fn only_a_tcp_connection_without_a_peer_may_be_ours() {
+    fn sockets_are_told_apart_at_first_sight() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
+        let listening = listener.local_addr().unwrap();
+        let now = Instant::now();
+        let as_tcp = |fd: OwnedFd| TcpStream::from(fd);
+        let kind = |s: &TcpStream| match classify(s, 7, listening, now) {
+            Known::Ours { peer, fd, .. } => format!("ours {peer} on {fd}"),
+            Known::Other { unnamed } => format!("other, unnamed {unnamed}"),
+        };
+        let client = TcpStream::connect(listening).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        assert_eq!(kind(&accepted), format!("ours {peer} on 7"));
+        assert_eq!(kind(&client), "other, unnamed false", "outgoing");
         socket2::SockRef::from(&client)
             .set_linger(Some(Duration::ZERO))
             .unwrap();
@@ -1054,20 +1077,23 @@ mod tests {
         accepted
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let mut buf = [0u8; 1];
-        let read = (&accepted).read(&mut buf);
+        let read = (&accepted).read(&mut [0u8; 1]);
         assert!(
             read.as_ref()
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
             "{read:?}"
         );
-        assert!(accepted.peer_addr().is_err());
+        assert_eq!(kind(&accepted), "other, unnamed true", "reset");
+        let listener = as_tcp(listener.into());
+        assert_eq!(kind(&listener), "other, unnamed false", "listener");
+        let udp = as_tcp(std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into());
+        assert_eq!(kind(&udp), "other, unnamed false", "udp");
+        let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(kind(&as_tcp(unix.into())), "other, unnamed false", "unix");
+        // Where its own address cannot be read either, a TCP socket that
+        // is not listening may be a connection of ours.
         assert!(unnamed_connection(&accepted));
         assert!(!unnamed_connection(&listener));
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert!(!unnamed_connection(&udp));
-        let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(!unnamed_connection(&unix));
     }
 
     /// Books that note each time the closer forgets absent addresses.
