@@ -856,11 +856,10 @@ fn classify(s: &TcpStream, fd: RawFd, listening: SocketAddr, now: Instant) -> Kn
         },
         // A connection its client reset keeps its own address, not its
         // peer's; so does our listener (and each clone a tiny_http server
-        // accepts on).
-        (Ok(local), Err(_)) if accepted_on(local, listening) => {
-            let listener = rustix::net::sockopt::socket_acceptconn(s).unwrap_or(false);
-            Known::Other { unnamed: !listener }
-        }
+        // accepts on), or a UDP socket on the same port.
+        (Ok(local), Err(_)) if accepted_on(local, listening) => Known::Other {
+            unnamed: unnamed_connection(s),
+        },
         // Outgoing, or on another port: never one of ours, whatever comes
         // of it (an outgoing one may be connecting still).
         (Ok(_), _) => Known::Other { unnamed: false },
@@ -1053,8 +1052,8 @@ mod tests {
     /// How the closer takes each kind of socket at first sight: a
     /// connection accepted on our listener is ours by its peer; one its
     /// client reset before that is ours unnamed; the listener, an outgoing
-    /// connection, a UDP and a Unix socket are another's, and never hold a
-    /// forget back.
+    /// connection, a UDP socket on our port and a Unix socket are
+    /// another's, and never hold a forget back.
     #[test]
     fn sockets_are_told_apart_at_first_sight() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1086,8 +1085,8 @@ mod tests {
         assert_eq!(kind(&accepted), "other, unnamed true", "reset");
         let listener = as_tcp(listener.into());
         assert_eq!(kind(&listener), "other, unnamed false", "listener");
-        let udp = as_tcp(std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into());
-        assert_eq!(kind(&udp), "other, unnamed false", "udp");
+        let udp = as_tcp(std::net::UdpSocket::bind(listening).unwrap().into());
+        assert_eq!(kind(&udp), "other, unnamed false", "udp on our port");
         let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
         assert_eq!(kind(&as_tcp(unix.into())), "other, unnamed false", "unix");
         // Where its own address cannot be read either, a TCP socket that

@@ -1093,7 +1093,10 @@ impl Connections {
     fn gone(&self, peer: SocketAddr) {
         let mut open = self.lock();
         match open.get_mut(&peer) {
-            Some(c) if c.outstanding > 0 => {
+            // A request done with whose turn has not ended yet (`finish`
+            // comes first): forgotten now, a new connection's entry from
+            // the same port would count that end as its own first.
+            Some(c) if c.outstanding > 0 || c.turns_done < c.served => {
                 c.claimed = false;
             }
             Some(_) => {
@@ -1124,11 +1127,16 @@ impl Connections {
 
     /// Forgets every address without a connection `open` in a read of the
     /// descriptor table begun at `since` that named every connection, with
-    /// no request in hand and nothing of it since (see
-    /// `Books::forget_absent`).
+    /// no request in hand, every turn of it ended (a request is done with
+    /// a moment before its turn ends: a new connection's entry from the
+    /// same port would take that end for its own first) and nothing of it
+    /// since (see `Books::forget_absent`).
     fn forget_absent(&self, open: &HashSet<SocketAddr>, since: Instant) {
         self.lock().retain(|peer, c| {
-            open.contains(peer) || c.outstanding > 0 || c.last.is_some_and(|t| t >= since)
+            open.contains(peer)
+                || c.outstanding > 0
+                || c.turns_done < c.served
+                || c.last.is_some_and(|t| t >= since)
         });
     }
 
@@ -2577,8 +2585,9 @@ mod tests {
 
     /// After a read of the table that named every connection, an ignored
     /// address with none open is forgotten at once: not while one is open
-    /// from it, a request of it is in hand, or one came since the read
-    /// began.
+    /// from it, a request of it is in hand, one came since the read began,
+    /// or a turn of it has not ended (nor, for that, when a shut
+    /// connection is found gone).
     #[test]
     fn an_absent_address_is_forgotten_at_one_whole_read() {
         let c = Connections::default();
@@ -2604,6 +2613,29 @@ mod tests {
         assert_eq!(c.admit(Some(open), true), (Admit::Ignore, false), "open");
         assert_eq!(c.admit(Some(busy), true), (Admit::Ignore, false), "in hand");
         assert_eq!(c.admit(Some(late), true), (Admit::Ignore, false), "since");
+        // A request served and done with whose turn has not ended: its
+        // entry stays until the end, which counts there.
+        let turn: SocketAddr = "10.0.0.4:4004".parse().unwrap();
+        assert_eq!(c.admit(Some(turn), true), (Admit::Serve, false));
+        assert_eq!(c.number(Some(turn)), 1);
+        c.finish(Some(turn), 0, true);
+        c.forget_absent(&HashSet::new(), Instant::now());
+        assert_eq!(c.number(Some(turn)), 2, "its entry was forgotten");
+        c.end_turn(Some(turn), 1);
+        c.end_turn(Some(turn), 2);
+        c.forget_absent(&HashSet::new(), Instant::now());
+        assert_eq!(c.number(Some(turn)), 1, "its entry was kept");
+        // The same for a shut connection found gone.
+        let shut: SocketAddr = "10.0.0.4:4005".parse().unwrap();
+        assert_eq!(c.admit(Some(shut), true), (Admit::Serve, false));
+        assert_eq!(c.number(Some(shut)), 1);
+        c.finish(Some(shut), 0, true);
+        c.gone(shut);
+        assert_eq!(c.number(Some(shut)), 2, "gone before its turn ended");
+        c.end_turn(Some(shut), 1);
+        c.end_turn(Some(shut), 2);
+        c.gone(shut);
+        assert_eq!(c.number(Some(shut)), 1, "gone");
     }
 
     #[test]
