@@ -1043,6 +1043,25 @@ fn discard_queued(s: &TcpStream) -> usize {
     gone
 }
 
+/// Resets `client`'s connection from its side and waits until `accepted`,
+/// our end of it, has seen the reset (a read fails with it).
+#[cfg(test)]
+pub(crate) fn reset_by_its_client(client: TcpStream, accepted: &TcpStream) {
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    accepted
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let read = std::io::Read::read(&mut &*accepted, &mut [0u8; 1]);
+    assert!(
+        read.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{read:?}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1068,20 +1087,7 @@ mod tests {
         let (accepted, peer) = listener.accept().unwrap();
         assert_eq!(kind(&accepted), format!("ours {peer} on 7"));
         assert_eq!(kind(&client), "other, unnamed false", "outgoing");
-        socket2::SockRef::from(&client)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(client);
-        // The reset has come once a read says so.
-        accepted
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let read = (&accepted).read(&mut [0u8; 1]);
-        assert!(
-            read.as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-            "{read:?}"
-        );
+        reset_by_its_client(client, &accepted);
         assert_eq!(kind(&accepted), "other, unnamed true", "reset");
         let listener = as_tcp(listener.into());
         assert_eq!(kind(&listener), "other, unnamed false", "listener");
@@ -1129,15 +1135,7 @@ mod tests {
         let listening = listener.local_addr().unwrap();
         let client = TcpStream::connect(listening).unwrap();
         let (accepted, _) = listener.accept().unwrap();
-        socket2::SockRef::from(&client)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(client);
-        accepted
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let read = (&accepted).read(&mut [0u8; 1]);
-        assert!(read.is_err(), "{read:?}");
+        reset_by_its_client(client, &accepted);
         let books = Forgets::default();
         let mut known = HashMap::new();
         for _ in 0..3 {

@@ -2711,10 +2711,9 @@ mod tests {
     /// another socket, a new connection's, served.
     #[test]
     fn an_ignored_address_is_told_from_a_new_connection_by_its_socket() {
-        use std::io::Read;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut accepted, peer) = listener.accept().unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
         let local = accepted.local_addr().unwrap();
         let inode = rustix::fs::fstat(&accepted).unwrap().st_ino;
         if heads::socket_at(local, peer) != Some(inode) {
@@ -2746,20 +2745,7 @@ mod tests {
         // connects: the pair names no connection now.
         c.ignore(Some(peer));
         c.shut(peer, inode, local);
-        socket2::SockRef::from(&client)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(client);
-        accepted
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let reset = accepted.read(&mut [0; 8]);
-        assert!(
-            reset
-                .as_ref()
-                .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
-            "{reset:?}"
-        );
+        crate::receiver::closer::reset_by_its_client(client, &accepted);
         assert_eq!(heads::socket_at(local, peer), None);
         assert_eq!(
             c.admit(Some(peer), true),
