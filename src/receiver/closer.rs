@@ -170,13 +170,6 @@ pub trait Books {
     /// The claimed connection was not shut after all (the address may be a
     /// new connection's).
     fn unclaim(&self, peer: SocketAddr);
-    /// `peer`'s connection, the socket `inode` accepted at `local`, is
-    /// about to be shut (both ways, or its reading side): what the receiver
-    /// holds against the address (ignored, claimed) holds against this
-    /// socket only, and a request from the address on another socket (its
-    /// client's port used again before the next read of the descriptor
-    /// table sees this one gone) is that new connection's.
-    fn shut(&self, _peer: SocketAddr, _inode: u64, _local: SocketAddr) {}
     /// A connection from `peer` that was shut (both ways, or its reading
     /// side: broke the framing, pipelined too much, stalled) is gone from
     /// our descriptors, so no request of it is left anywhere (each holds a
@@ -428,12 +421,12 @@ pub fn run(
         for (inode, k) in known.iter_mut() {
             let Known::Ours {
                 fd,
-                local,
                 peer,
                 since,
                 shut,
                 counted,
                 unread,
+                ..
             } = k
             else {
                 continue;
@@ -459,8 +452,7 @@ pub fn run(
                         _ => Cut::Slow,
                     };
                     if !*shut && over.still(activity(*peer)) && books.cut(*peer, seq, Some(why)) {
-                        let named = || books.shut(*peer, *inode, *local);
-                        if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false, named) {
+                        if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
                             // Not cut: a body that then comes whole is taken.
                             books.cut(*peer, seq, None);
                         } else if !std::mem::replace(counted, true) {
@@ -520,8 +512,7 @@ pub fn run(
             // A head over the cap is reset when tiny_http lets go of it,
             // rather than left to stall its sender until the kernel gives
             // up on the orphan.
-            let named = || books.shut(*peer, *inode, *local);
-            if shut_down(me, *fd, *inode, *peer, how, over_cap, named) {
+            if shut_down(me, *fd, *inode, *peer, how, over_cap) {
                 *shut |= how == Shutdown::Both;
                 if !std::mem::replace(counted, true) {
                     tally.closed.fetch_add(1, Ordering::Relaxed);
@@ -807,6 +798,17 @@ fn refresh(
             Known::Other { .. } => None,
         })
         .collect();
+    // Every socket of ours was named: one not among them is gone, with
+    // every request of it (each holds a clone of its socket). A connection
+    // its client reset before we first saw it cannot be named, and
+    // tiny_http may still hand over what it read of it, under an address
+    // that no longer shows in `live`; while one such socket is open (or
+    // one could not be looked at), no address is forgotten here, and the
+    // sweeps decide (`forget_gone`).
+    let unnamed = known
+        .iter()
+        .any(|(inode, k)| present.contains(inode) && matches!(k, Known::Other { unnamed: true }));
+    let named_all = whole && !unnamed;
     known.retain(|inode, k| {
         let here = present.contains(inode);
         if let (
@@ -819,7 +821,15 @@ fn refresh(
             },
         ) = (here, &k)
         {
-            if !live.contains(peer) {
+            // A shut connection gone; the address is forgotten unless
+            // another from it is open, named or not. (A client that
+            // pipelined uploads after breaking the framing, reset, and
+            // connected again from the same port: the closer shut the new
+            // connection, the only one with the address; once that one
+            // closed, forgetting the address let the reset one's uploads
+            // that tiny_http still handed over be served and saved, eight
+            // at a time.)
+            if !live.contains(peer) && named_all {
                 books.gone(*peer);
             } else if *shut {
                 books.unclaim(*peer);
@@ -827,15 +837,7 @@ fn refresh(
         }
         here
     });
-    // Every socket of ours was named: one not among them is gone, with
-    // every request of it (each holds a clone of its socket). A connection
-    // its client reset before we first saw it cannot be named, and
-    // tiny_http may still hand over what it read of it; while one such
-    // socket is open, the sweeps decide (`forget_gone`).
-    let unnamed = known
-        .values()
-        .any(|k| matches!(k, Known::Other { unnamed: true }));
-    if whole && !unnamed {
+    if named_all {
         books.forget_absent(&live, now);
     }
     Some(Table { sockets, whole })
@@ -971,9 +973,7 @@ fn duplicate(me: &OwnedFd, fd: RawFd, inode: u64) -> Option<TcpStream> {
 
 /// Shuts `peer`'s connection, socket `inode`, through descriptor `fd`, if
 /// that still names it; with `reset`, its close (tiny_http's, once it
-/// lets go) is a reset. `named` is called once the descriptor is found to
-/// name it, right before the shutdown (the books are told which socket is
-/// shut before its client can see it and connect again).
+/// lets go) is a reset.
 fn shut_down(
     me: &OwnedFd,
     fd: RawFd,
@@ -981,11 +981,9 @@ fn shut_down(
     peer: SocketAddr,
     how: Shutdown,
     reset: bool,
-    named: impl FnOnce(),
 ) -> bool {
     match duplicate(me, fd, inode) {
         Some(s) if s.peer_addr().ok() == Some(peer) => {
-            named();
             if reset {
                 let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
             }

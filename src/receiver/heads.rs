@@ -93,10 +93,6 @@ const GROWING_FLOOR: u64 = 8 * 1024;
 const LOOKUPS_AT_ONCE: usize = 32;
 /// The kernel's number for an established TCP connection.
 const TCP_ESTABLISHED: u8 = 1;
-/// The states of an accepted connection a process may hold: established,
-/// `FIN_WAIT1`, `FIN_WAIT2`, `CLOSE_WAIT`, `LAST_ACK`, `CLOSING` (not
-/// `TIME_WAIT`, `CLOSE`, `LISTEN`, nor the handshake's).
-const CONNECTED: [u8; 6] = [TCP_ESTABLISHED, 4, 5, 8, 9, 11];
 /// The kernel's error for a lookup that found no socket.
 const ENOENT: i32 = 2;
 
@@ -276,42 +272,6 @@ impl Diag {
         Some(found)
     }
 
-    /// The inode of the connection from `peer` to `local` now;
-    /// `Ok(None)` when there is none, `Err` when the kernel did not answer
-    /// as expected. The kernel's exact lookup answers with the listening
-    /// socket when no connection has the pair (or with one in
-    /// `TIME_WAIT`): only a connection of that very pair, in a state of
-    /// one a process holds, counts.
-    fn socket_at(&mut self, local: SocketAddr, peer: SocketAddr) -> Result<Option<u64>, ()> {
-        let ours = Ours {
-            inode: 0,
-            local,
-            peer,
-        };
-        let mut request = NetlinkMessage::new(lookup_header(0), lookup(&ours).into());
-        request.finalize();
-        let mut out = vec![0; request.buffer_len()];
-        request.serialize(&mut out);
-        self.socket.send(&out, 0).map_err(|_| ())?;
-        let mut found = Err(());
-        self.receive(|message| {
-            found = match message.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    let id = &r.header.socket_id;
-                    Ok((CONNECTED.contains(&r.header.state)
-                        && id.source_port == local.port()
-                        && id.destination_port == peer.port())
-                    .then_some(u64::from(r.header.inode)))
-                }
-                NetlinkPayload::Error(e) if e.code.map(|c| c.get()) == Some(-ENOENT) => Ok(None),
-                _ => Err(()),
-            };
-            Some(false)
-        })
-        .ok_or(())?;
-        found
-    }
-
     /// Our established connections accepted on `listening` (by its port,
     /// as their local end), with what the process has read of each; None
     /// when the kernel did not answer as expected. Only the listener's
@@ -390,28 +350,6 @@ impl Diag {
             }
         }
     }
-}
-
-/// The inode of the connection from `peer` to `local` now, from the
-/// kernel's socket diagnostics: a connection accepted from an address that
-/// an earlier one had is told from it by this (see `Connections::admit`).
-/// None when there is none (the earlier one reset and nothing new, or in
-/// `TIME_WAIT`), or the diagnostics do not answer. Each thread asking keeps a
-/// socket for it, opened at its first ask (and again after a failure).
-pub fn socket_at(local: SocketAddr, peer: SocketAddr) -> Option<u64> {
-    thread_local! {
-        static DIAG: std::cell::RefCell<Option<Diag>> = const { std::cell::RefCell::new(None) };
-    }
-    DIAG.with_borrow_mut(|diag| {
-        if diag.is_none() {
-            *diag = Diag::open().ok();
-        }
-        let found = diag.as_mut()?.socket_at(local, peer);
-        if found.is_err() {
-            *diag = None;
-        }
-        found.ok().flatten()
-    })
 }
 
 /// What the process has read of a socket, what waits unread, and how long

@@ -686,11 +686,6 @@ impl closer::Books for Books {
             ctx.connections.unclaim(peer);
         }
     }
-    fn shut(&self, peer: SocketAddr, inode: u64, local: SocketAddr) {
-        if let Some(ctx) = self.0.upgrade() {
-            ctx.connections.shut(peer, inode, local);
-        }
-    }
     fn gone(&self, peer: SocketAddr) {
         if let Some(ctx) = self.0.upgrade() {
             ctx.connections.gone(peer);
@@ -793,31 +788,14 @@ struct Connection {
     parked: Vec<Work>,
     /// The body being read now, if any.
     body: Option<BodyRead>,
-    /// The socket the closer shut, by inode, and its local address, while
-    /// the connection is ignored or claimed: a request from the address
-    /// on another socket is a new connection's (see `admit`).
-    shut_socket: Option<(u64, SocketAddr)>,
-    /// Requests checked against it so far (see `SHUT_LOOKUPS`).
-    shut_lookups: u8,
 }
 
 impl Connection {
-    /// Ignored from now on; a socket the closer shut before this (when it
-    /// was claimed) is forgotten: the closer names the one it shuts next.
+    /// Ignored from now on.
     fn ignore(&mut self) {
-        if !self.ignored {
-            self.shut_socket = None;
-        }
         self.ignored = true;
     }
 }
-
-/// Requests from an ignored or claimed address checked against its shut
-/// socket, at most, per shut: tiny_http may still hand over dozens that a
-/// shut connection had pipelined (each check is a system call on a pump);
-/// past these, the address is left to the closing thread's looks, as it
-/// was before such checks. A device sends one request per connection.
-const SHUT_LOOKUPS: u8 = 16;
 
 /// A body being read, by a worker or drained, as the books keep it.
 struct BodyRead {
@@ -870,32 +848,17 @@ impl Connections {
             return (Admit::Serve, false);
         };
         let mut open = self.lock();
-        let mut c = open.entry(peer).or_default();
-        // Ignored or claimed, and its socket known: asked whether this
-        // request came on that socket, outside the lock (a system call),
-        // at most `SHUT_LOOKUPS` times per shut socket.
-        let due = (c.ignored || c.claimed) && c.shut_lookups < SHUT_LOOKUPS;
-        if let Some((inode, local)) = c.shut_socket.filter(|_| due) {
-            c.shut_lookups += 1;
-            drop(open);
-            let now = heads::socket_at(local, peer);
-            open = self.lock();
-            c = open.entry(peer).or_default();
-            if c.shut_socket == Some((inode, local)) && now.is_some_and(|now| now != inode) {
-                // Another socket from the same port: its client closed the
-                // shut one and connected again before the closer's next
-                // look saw it gone. What the shut one held is not held
-                // against this one; its requests still in hand count on
-                // as they were (their answers and turns come). Not told
-                // apart: a request of the shut one that tiny_http hands
-                // over after this (read before the shutdown, and queued in
-                // tiny_http or behind a slow pump): it is served too.
-                c.ignored = false;
-                c.claimed = false;
-                c.shut_socket = None;
-                c.absent_since = None;
-            }
-        }
+        let c = open.entry(peer).or_default();
+        // Ignored or claimed: whatever socket this request came on, it may
+        // be one the connection had pipelined and tiny_http read before it
+        // was shut, or reset (tiny_http names a request by its peer
+        // address alone). Until December 6 a request on another socket at
+        // the same pair of addresses (the kernel's socket diagnostics) was
+        // taken for a new connection's and served at once: a probe's client
+        // that pipelined uploads after breaking the framing, reset, and
+        // connected again from its port had them served and saved. The
+        // address is free once the closer finds every connection from it
+        // gone (`forget_absent`, `gone`).
         let was_ignored = c.ignored;
         c.outstanding += 1;
         c.last = Some(Instant::now());
@@ -1061,29 +1024,14 @@ impl Connections {
         if c.outstanding > 0 {
             return false;
         }
-        if !c.claimed {
-            c.shut_socket = None;
-        }
         c.claimed = true;
         true
-    }
-
-    /// `peer`'s connection, on socket `inode` at `local`, is being shut
-    /// (see `Books::shut`).
-    fn shut(&self, peer: SocketAddr, inode: u64, local: SocketAddr) {
-        if let Some(c) = self.lock().get_mut(&peer) {
-            c.shut_socket = Some((inode, local));
-            c.shut_lookups = 0;
-        }
     }
 
     /// `peer`'s claimed connection was not shut after all.
     fn unclaim(&self, peer: SocketAddr) {
         if let Some(c) = self.lock().get_mut(&peer) {
             c.claimed = false;
-            if !c.ignored {
-                c.shut_socket = None;
-            }
         }
     }
 
@@ -2702,56 +2650,6 @@ mod tests {
             assert_eq!(c.admit(peer, true), (Admit::Serve, false));
         }
         assert_eq!(c.admit(peer, true), (Admit::Ignore, true));
-    }
-
-    /// A request from an ignored address is checked against the socket the
-    /// closer shut, by the kernel's own answer: on that socket, or with
-    /// none at that pair of addresses (its client reset it; the kernel's
-    /// lookup then answers with the listening socket), still ignored; on
-    /// another socket, a new connection's, served.
-    #[test]
-    fn an_ignored_address_is_told_from_a_new_connection_by_its_socket() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, peer) = listener.accept().unwrap();
-        let local = accepted.local_addr().unwrap();
-        let inode = rustix::fs::fstat(&accepted).unwrap().st_ino;
-        if heads::socket_at(local, peer) != Some(inode) {
-            crate::say!("no sock_diag here: skipped");
-            return;
-        }
-        let c = Connections::default();
-        assert_eq!(
-            c.admit(Some(peer), false),
-            (Admit::Serve, true),
-            "broke the framing"
-        );
-        c.shut(peer, inode, local);
-        assert_eq!(
-            c.admit(Some(peer), true),
-            (Admit::Ignore, false),
-            "its own socket"
-        );
-        // As though the shut one had been another socket: this is a new
-        // connection, served, and no longer ignored.
-        c.shut(peer, inode + 1, local);
-        assert_eq!(
-            c.admit(Some(peer), true),
-            (Admit::Serve, false),
-            "a new socket"
-        );
-        assert_eq!(c.admit(Some(peer), true), (Admit::Serve, false));
-        // Ignored again and shut; its client resets it, nothing else
-        // connects: the pair names no connection now.
-        c.ignore(Some(peer));
-        c.shut(peer, inode, local);
-        crate::receiver::closer::reset_by_its_client(client, &accepted);
-        assert_eq!(heads::socket_at(local, peer), None);
-        assert_eq!(
-            c.admit(Some(peer), true),
-            (Admit::Ignore, false),
-            "reset, none new"
-        );
     }
 
     /// What the closer is told: a connection with a request in hand is
