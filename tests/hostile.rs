@@ -3233,6 +3233,19 @@ fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
     );
 }
 
+/// A connection to `to` from 127.0.0.1's `port` (0: any), the port
+/// taken even while an earlier connection from it lingers, reads giving
+/// up after `read_timeout`.
+fn connect_from(to: SocketAddr, port: u16, read_timeout: Duration) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    s.connect_timeout(&to.into(), DEVICE_GIVES_UP)?;
+    s.set_read_timeout(Some(read_timeout))?;
+    Ok(s.into())
+}
+
 /// A client goes through its ports in some thousands of connections (a
 /// busy device, a probe), and a port is used again once its connection is
 /// gone. A connection from it is a new one, and is served whatever the
@@ -3242,19 +3255,12 @@ fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
 /// ignore whatever else its connection sends.
 #[test]
 fn a_client_port_used_again_is_served_as_a_new_connection() {
-    use socket2::{Domain, SockRef, Socket, Type};
+    use socket2::SockRef;
     // Sweeps come every quarter read timeout, 2 s apart here: forgetting
     // an address by two sweeps without it takes 2 s at least.
     let read_timeout = Duration::from_secs(8);
     let rx = receiver(&secs(read_timeout));
-    let from = |port: u16| -> io::Result<TcpStream> {
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-        s.set_reuse_address(true)?;
-        s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
-        s.connect_timeout(&rx.addr.into(), DEVICE_GIVES_UP)?;
-        s.set_read_timeout(Some(read_timeout + SLACK))?;
-        Ok(s.into())
-    };
+    let from = |port: u16| connect_from(rx.addr, port, read_timeout + SLACK);
     // The port used again as soon as the address is free (three times:
     // the closing thread's look every 100 ms could fall anywhere), then
     // half a second later with nothing else connecting meanwhile.
@@ -3326,15 +3332,9 @@ fn ignored_now(addr: SocketAddr) -> u64 {
 /// Waits until the status page counts `n` ignored connections, until
 /// `deadline`: whether it did.
 fn ignored_becomes(addr: SocketAddr, n: u64, deadline: Instant) -> bool {
-    loop {
-        if ignored_now(addr) == n {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(deadline.saturating_duration_since(Instant::now()), || {
+        ignored_now(addr) == n
+    })
 }
 
 /// An ignored address whose last connection is gone is forgotten at the
@@ -3350,22 +3350,14 @@ fn ignored_becomes(addr: SocketAddr, n: u64, deadline: Instant) -> bool {
 /// ignored a whole sweep (1 s here) after its hold ends.
 #[test]
 fn an_address_whose_connections_are_gone_is_forgotten_at_the_next_look() {
-    use socket2::{Domain, SockRef, Socket, Type};
+    use socket2::SockRef;
     let _guard = heavy();
     // Sweeps every second: two of them after the hold are 1 s at least.
     let read_timeout = Duration::from_secs(4);
     let sweep = read_timeout / 4;
     let mut rx = Receiver::start(&["--read-timeout", &secs(read_timeout), "--respond", "hangup"]);
     let addr = rx.addr;
-    let from = |addr: SocketAddr, port: u16| -> TcpStream {
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        s.set_reuse_address(true).unwrap();
-        s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())
-            .unwrap();
-        s.connect_timeout(&addr.into(), DEVICE_GIVES_UP).unwrap();
-        s.set_read_timeout(Some(read_timeout + SLACK)).unwrap();
-        s.into()
-    };
+    let from = |addr, port| connect_from(addr, port, read_timeout + SLACK).unwrap();
     // Hung up on: captured, no answer, the connection ignored and held.
     let mut hung = from(addr, 0);
     let port = hung.local_addr().unwrap().port();
@@ -3461,30 +3453,23 @@ fn an_address_whose_connections_are_gone_is_forgotten_at_the_next_look() {
 /// take them for the new connection's.)
 #[test]
 fn uploads_pipelined_before_a_reset_are_never_taken_for_a_reconnects() {
-    use socket2::{Domain, SockRef, Socket, Type};
+    use socket2::SockRef;
     let rx = receiver(LONG_READ_TIMEOUT);
     let addr = rx.addr;
-    let from = |port: u16| -> io::Result<Socket> {
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-        s.set_reuse_address(true)?;
-        s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
-        s.connect_timeout(&addr.into(), DEVICE_GIVES_UP)?;
-        Ok(s)
-    };
+    let from = |port| connect_from(addr, port, SLACK);
     for round in 0..60 {
-        let first = from(0).unwrap();
-        let port = TcpStream::from(first.try_clone().unwrap())
-            .local_addr()
-            .unwrap()
-            .port();
+        let mut first = from(0).unwrap();
+        let port = first.local_addr().unwrap().port();
         let mut sent =
             b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]"
                 .to_vec();
         for n in 0..60 {
             sent.extend_from_slice(&upload_request(&format!("smuggled.{round}.{n}")));
         }
-        (&first).write_all(&sent).unwrap();
-        first.set_linger(Some(Duration::ZERO)).unwrap();
+        first.write_all(&sent).unwrap();
+        SockRef::from(&first)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
         drop(first);
         // Its client connects again from the port, sends nothing, and
         // closes a moment later.
@@ -3510,18 +3495,10 @@ fn uploads_pipelined_before_a_reset_are_never_taken_for_a_reconnects() {
 /// forgetting at once served it 200 and saved it.)
 #[test]
 fn an_address_is_not_forgotten_while_another_connection_from_it_is_ignored() {
-    use socket2::{Domain, SockRef, Socket, Type};
+    use socket2::SockRef;
     let rx = Receiver::start(&["--read-timeout", "8", "--respond", "late:3"]);
-    let from = |port: u16| -> TcpStream {
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        s.set_reuse_address(true).unwrap();
-        s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())
-            .unwrap();
-        s.connect_timeout(&rx.addr.into(), DEVICE_GIVES_UP).unwrap();
-        // A late answer (3 s) and some.
-        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
-        s.into()
-    };
+    // Reads wait for a late answer (3 s) and some.
+    let from = |port| connect_from(rx.addr, port, Duration::from_secs(6)).unwrap();
     // The old one: an upload whose answer waits 3 s, then a broken
     // request; its client resets it.
     let mut old = from(0);

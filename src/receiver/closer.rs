@@ -847,7 +847,10 @@ fn refresh(
 /// closer.
 fn classify(s: &TcpStream, fd: RawFd, listening: SocketAddr, now: Instant) -> Known {
     match (s.local_addr(), s.peer_addr()) {
-        (Ok(local), Ok(peer)) if accepted_on(local, listening) => Known::Ours {
+        // Outgoing, or on another port: never one of ours, whatever comes
+        // of it (an outgoing one may be connecting still).
+        (Ok(local), _) if !accepted_on(local, listening) => Known::Other { unnamed: false },
+        (Ok(local), Ok(peer)) => Known::Ours {
             fd,
             local,
             peer,
@@ -856,18 +859,13 @@ fn classify(s: &TcpStream, fd: RawFd, listening: SocketAddr, now: Instant) -> Kn
             counted: false,
             unread: 0,
         },
-        // A connection its client reset keeps its own address, not its
-        // peer's; so does our listener (and each clone a tiny_http server
-        // accepts on), or a UDP socket on the same port.
-        (Ok(local), Err(_)) if accepted_on(local, listening) => Known::Other {
-            unnamed: unnamed_connection(s),
-        },
-        // Outgoing, or on another port: never one of ours, whatever comes
-        // of it (an outgoing one may be connecting still).
-        (Ok(_), _) => Known::Other { unnamed: false },
-        // No address of its own that reads as one: netlink and Unix
-        // sockets; an internet TCP socket, in doubt, may be ours.
-        (Err(_), _) => Known::Other {
+        // On our port without a peer: a connection its client reset (it
+        // keeps its own address, not its peer's), or our listener (and
+        // each clone a tiny_http server accepts on), or a UDP socket on
+        // the same port. No address of its own that reads as one: netlink
+        // and Unix sockets, or an internet TCP socket that, in doubt, may
+        // be ours.
+        _ => Known::Other {
             unnamed: unnamed_connection(s),
         },
     }
@@ -1041,30 +1039,29 @@ fn discard_queued(s: &TcpStream) -> usize {
     gone
 }
 
-/// Resets `client`'s connection from its side and waits until `accepted`,
-/// our end of it, has seen the reset (a read fails with it).
-#[cfg(test)]
-pub(crate) fn reset_by_its_client(client: TcpStream, accepted: &TcpStream) {
-    socket2::SockRef::from(&client)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(client);
-    accepted
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let read = std::io::Read::read(&mut &*accepted, &mut [0u8; 1]);
-    assert!(
-        read.as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-        "{read:?}"
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+
+    /// Resets `client`'s connection from its side and waits until `accepted`,
+    /// our end of it, has seen the reset (a read fails with it).
+    fn reset_by_its_client(client: TcpStream, accepted: &TcpStream) {
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let read = std::io::Read::read(&mut &*accepted, &mut [0u8; 1]);
+        assert!(
+            read.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{read:?}"
+        );
+    }
 
     /// How the closer takes each kind of socket at first sight: a
     /// connection accepted on our listener is ours by its peer; one its
