@@ -36,6 +36,9 @@
 //!   `/proc/self/task/*/syscall`; where that cannot be read, every
 //!   connection counts as read and the sweep closes nothing.
 //! - the nudge (every 100 ms): see `nudge_due` and `nudge`.
+//! - resets: a connection its client reset before tiny_http read its
+//!   address has what was queued on it thrown away when first found, and
+//!   the pools are nudged while one is still held: see `clear_resets`.
 //!
 //! Without `pidfd_getfd` (kernels before 5.6, a seccomp filter) the thread
 //! says so once and only nudges.
@@ -112,12 +115,26 @@ enum Known {
         counted: bool,
         unread: u8,
     },
-    /// A listener, an outgoing connection, another server's socket; or,
-    /// `unnamed`, a connection accepted on our listener whose peer could
-    /// not be read when we first saw it (its client had reset it): ours,
-    /// and tiny_http may still hand over requests it read of it, but not
-    /// under its address.
-    Other { unnamed: bool },
+    /// A connection accepted on our listener whose peer could not be read
+    /// when we first saw it (its client had reset it), now on descriptor
+    /// `fd`: ours, and tiny_http may still hand over requests it read of
+    /// it, but not under its address. `cleared` once what was queued on it
+    /// was thrown away; `nudged` counts the looks that found it held after
+    /// that, and nudged (see `clear_resets`).
+    Reset {
+        fd: RawFd,
+        cleared: bool,
+        nudged: u32,
+    },
+    /// A listener, an outgoing connection, another server's socket.
+    Other,
+}
+
+impl Known {
+    /// A reset connection that a look may still nudge for.
+    fn may_nudge(&self) -> bool {
+        matches!(self, Known::Reset { nudged, .. } if *nudged < MAX_NUDGES)
+    }
 }
 
 /// Where the closing thread watches, and how.
@@ -274,6 +291,9 @@ pub fn run(
             (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
         }
         let mut look = false;
+        // Reset connections that may be held: each look reads the table,
+        // however many descriptors, for `MAX_NUDGES` looks at most.
+        let mut resets = false;
         // Both the look and the head cap go by the descriptor count.
         let mut count = None;
         let mut descriptors_now = || *count.get_or_insert_with(open_descriptors);
@@ -284,8 +304,12 @@ pub fn run(
                 look_until = now + LOOK_WINDOW;
             }
             descriptors = count;
+            resets = known.values().any(Known::may_nudge);
             look = budget > 0
-                && (now < look_until || sweeping || waiting.values().any(Waiting::may_nudge));
+                && (now < look_until
+                    || sweeping
+                    || resets
+                    || waiting.values().any(Waiting::may_nudge));
         }
         let count_heads = me.is_some() && head_cap.due(now);
         let asked_now: HashSet<SocketAddr> = asked.drain(..).collect();
@@ -294,7 +318,7 @@ pub fn run(
         // (about a microsecond each) and looked up; with many, a dump
         // walks the kernel's table once. Without socket diagnostics the
         // look reads the kernel's TCP table.
-        let few = (look || count_heads) && descriptors_now() <= LOOK_UP_BELOW;
+        let few = (look || count_heads) && (resets || descriptors_now() <= LOOK_UP_BELOW);
         let mut sockets = match &me {
             Some(me) if few => refresh(me, watch.listening, &mut known, now, books),
             _ => None,
@@ -308,7 +332,7 @@ pub fn run(
                         local: *local,
                         peer: *peer,
                     }),
-                    Known::Other { .. } => None,
+                    Known::Reset { .. } | Known::Other => None,
                 })
                 .collect()
         });
@@ -373,9 +397,6 @@ pub fn run(
             }
             continue;
         };
-        if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
-            continue;
-        }
         // A requested close, or one over the cap, looks at the descriptor
         // table only when its connection is not known yet; a sweep always
         // does, and `being_read` uses what it saw.
@@ -383,7 +404,7 @@ pub fn run(
             .values()
             .filter_map(|k| match k {
                 Known::Ours { peer, .. } => Some(*peer),
-                Known::Other { .. } => None,
+                Known::Reset { .. } | Known::Other => None,
             })
             .collect();
         if sockets.is_none()
@@ -393,13 +414,23 @@ pub fn run(
         {
             sockets = refresh(me, watch.listening, &mut known, now, books);
         }
+        // Connections reset before their address was read, held still: at
+        // a look or a sweep that read the table.
+        if sockets.is_some() && clear_resets(me, &mut known) && budget > 0 {
+            let made = nudge(watch, &[], &mut budget, &mut Vec::new);
+            tally.nudges.fetch_add(made, Ordering::Relaxed);
+            next_look = now + LOOK_AGAIN;
+        }
+        if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
+            continue;
+        }
         let whole = sockets.as_ref().is_some_and(|t| t.whole);
         if sweeping && whole {
             let open = known
                 .values()
                 .filter_map(|k| match k {
                     Known::Ours { peer, .. } => Some(*peer),
-                    Known::Other { .. } => None,
+                    Known::Reset { .. } | Known::Other => None,
                 })
                 .collect();
             books.forget_gone(&open, now);
@@ -614,6 +645,44 @@ fn nudge_due(
     due
 }
 
+/// Connections their clients reset before tiny_http read their address
+/// (`Known::Reset`), as the last read of the descriptor table found them.
+/// Each has what was queued on it thrown away when first found: tiny_http
+/// would build a request of it, unwrap the address it could not read
+/// (`client.rs`) and end the pool thread that took it, and no request of
+/// it is ever served. A reset connection found again after that is not
+/// being read: it waits in a pool's queue that no thread takes from,
+/// stranded there when the threads it woke ended on such tasks (README,
+/// Hostile networks). Says whether one is, at most `MAX_NUDGES` looks
+/// each: a nudge then wakes a thread of that pool, or starts one, and it
+/// takes the whole queue, none of it ending it now. (One may also be held
+/// by a request of it in hand, under `--respond hangup` say: the nudges
+/// for it stop.)
+fn clear_resets(me: &OwnedFd, known: &mut HashMap<u64, Known>) -> bool {
+    let mut held = false;
+    for (inode, k) in known.iter_mut() {
+        let Known::Reset {
+            fd,
+            cleared,
+            nudged,
+        } = k
+        else {
+            continue;
+        };
+        if !*cleared {
+            // Still the reset socket: a descriptor number is used again.
+            if let Some(s) = duplicate(me, *fd, *inode).filter(|s| s.peer_addr().is_err()) {
+                discard_queued(&s);
+            }
+            *cleared = true;
+        } else if *nudged < MAX_NUDGES {
+            *nudged += 1;
+            held = true;
+        }
+    }
+    held
+}
+
 /// Descriptors this process has open: the size Linux (6.2 and later)
 /// gives `/proc/self/fd`, else a count of its entries.
 fn open_descriptors() -> u64 {
@@ -783,7 +852,7 @@ fn refresh(
                 v.insert(classify(&s, fd, listening, now))
             }
         };
-        if let Known::Ours { fd: current, .. } = k {
+        if let Known::Ours { fd: current, .. } | Known::Reset { fd: current, .. } = k {
             *current = fd;
         }
     }
@@ -795,7 +864,7 @@ fn refresh(
         .filter(|(inode, _)| present.contains(inode))
         .filter_map(|(_, k)| match k {
             Known::Ours { peer, .. } => Some(*peer),
-            Known::Other { .. } => None,
+            Known::Reset { .. } | Known::Other => None,
         })
         .collect();
     // Every socket of ours was named: one not among them is gone, with
@@ -807,7 +876,7 @@ fn refresh(
     // sweeps decide (`forget_gone`).
     let unnamed = known
         .iter()
-        .any(|(inode, k)| present.contains(inode) && matches!(k, Known::Other { unnamed: true }));
+        .any(|(inode, k)| present.contains(inode) && matches!(k, Known::Reset { .. }));
     let named_all = whole && !unnamed;
     known.retain(|inode, k| {
         let here = present.contains(inode);
@@ -849,7 +918,7 @@ fn classify(s: &TcpStream, fd: RawFd, listening: SocketAddr, now: Instant) -> Kn
     match (s.local_addr(), s.peer_addr()) {
         // Outgoing, or on another port: never one of ours, whatever comes
         // of it (an outgoing one may be connecting still).
-        (Ok(local), _) if !accepted_on(local, listening) => Known::Other { unnamed: false },
+        (Ok(local), _) if !accepted_on(local, listening) => Known::Other,
         (Ok(local), Ok(peer)) => Known::Ours {
             fd,
             local,
@@ -865,9 +934,12 @@ fn classify(s: &TcpStream, fd: RawFd, listening: SocketAddr, now: Instant) -> Kn
         // the same port. No address of its own that reads as one: netlink
         // and Unix sockets, or an internet TCP socket that, in doubt, may
         // be ours.
-        _ => Known::Other {
-            unnamed: unnamed_connection(s),
+        _ if unnamed_connection(s) => Known::Reset {
+            fd,
+            cleared: false,
+            nudged: 0,
         },
+        _ => Known::Other,
     }
 }
 
@@ -1076,20 +1148,21 @@ mod tests {
         let as_tcp = |fd: OwnedFd| TcpStream::from(fd);
         let kind = |s: &TcpStream| match classify(s, 7, listening, now) {
             Known::Ours { peer, fd, .. } => format!("ours {peer} on {fd}"),
-            Known::Other { unnamed } => format!("other, unnamed {unnamed}"),
+            Known::Reset { fd, .. } => format!("reset on {fd}"),
+            Known::Other => "other".to_string(),
         };
         let client = TcpStream::connect(listening).unwrap();
         let (accepted, peer) = listener.accept().unwrap();
         assert_eq!(kind(&accepted), format!("ours {peer} on 7"));
-        assert_eq!(kind(&client), "other, unnamed false", "outgoing");
+        assert_eq!(kind(&client), "other", "outgoing");
         reset_by_its_client(client, &accepted);
-        assert_eq!(kind(&accepted), "other, unnamed true", "reset");
+        assert_eq!(kind(&accepted), "reset on 7", "reset");
         let listener = as_tcp(listener.into());
-        assert_eq!(kind(&listener), "other, unnamed false", "listener");
+        assert_eq!(kind(&listener), "other", "listener");
         let udp = as_tcp(std::net::UdpSocket::bind(listening).unwrap().into());
-        assert_eq!(kind(&udp), "other, unnamed false", "udp on our port");
+        assert_eq!(kind(&udp), "other", "udp on our port");
         let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert_eq!(kind(&as_tcp(unix.into())), "other, unnamed false", "unix");
+        assert_eq!(kind(&as_tcp(unix.into())), "other", "unix");
         // Where its own address cannot be read either, a TCP socket that
         // is not listening may be a connection of ours.
         assert!(unnamed_connection(&accepted));
@@ -1147,6 +1220,50 @@ mod tests {
             refresh(&me, listening, &mut known, Instant::now(), &books).unwrap();
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A connection its client reset before it was accepted, a request
+    /// queued on it, as a tiny_http pool finds hundreds in a storm of
+    /// resets: at the first read of the table that finds it, what was
+    /// queued is thrown away (no pool thread ends on it then); found held
+    /// at later reads, it is stranded in a queue and due a nudge, at most
+    /// `MAX_NUDGES` times; closed, it is forgotten.
+    #[test]
+    fn a_held_reset_connection_is_cleared_then_nudged_a_bounded_number_of_times() {
+        let me = duplicating().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listening = listener.local_addr().unwrap();
+        let client = TcpStream::connect(listening).unwrap();
+        (&client)
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.peer_addr().is_err(), "accepted after its reset");
+        let mut buf = [0u8; 64];
+        assert!(accepted.peek(&mut buf).unwrap() > 0, "its request queued");
+        let books = Forgets::default();
+        let mut known = HashMap::new();
+        let read_again = |known: &mut HashMap<u64, Known>| {
+            refresh(&me, listening, known, Instant::now(), &books).unwrap();
+            clear_resets(&me, known)
+        };
+        assert!(!read_again(&mut known), "first found: cleared, not due");
+        let left = accepted.peek(&mut buf);
+        assert!(!matches!(left, Ok(n) if n > 0), "still queued: {left:?}");
+        for look in 0..MAX_NUDGES {
+            assert!(read_again(&mut known), "held at look {look}");
+        }
+        assert!(!read_again(&mut known), "given up");
+        let reset =
+            |known: &HashMap<u64, Known>| known.values().any(|k| matches!(k, Known::Reset { .. }));
+        assert!(reset(&known) && !known.values().any(Known::may_nudge));
+        drop(accepted);
+        read_again(&mut known);
+        assert!(!reset(&known), "forgotten once closed");
     }
 
     #[test]
