@@ -2562,16 +2562,17 @@ fn connections_reset_at_once_print_no_panic() {
 /// connection reset before it read its address, and in such a burst the
 /// tasks a pool queued behind that thread were left with none to take
 /// them: their reset sockets were held, two descriptors each, until new
-/// connections came to that pool (the README's Hostile networks, "reset
-/// sockets held"), and their clients' ports stayed ignored. With nothing
-/// else coming, 187 to 965 descriptors were still held 6 s after the
-/// burst in 6 of 6 runs of a Python probe against the release build, and
-/// uploads from the burst's 200 ports were answered 125 to 180 of 200.
+/// connections came to that pool (the README's *Reset connections held
+/// after a burst*), and their clients' ports stayed ignored. With nothing
+/// else coming, 55 to 965 descriptors were still held 2 to 6 s after the
+/// burst in 12 of 12 runs of a Python probe against the release build,
+/// and uploads from the burst's 200 ports were answered 125 to 180 of 200.
 /// The closer now throws away what was queued on each reset connection
 /// it finds, and nudges the pools while one is held: descriptors and
-/// threads are back to idle with no other connection made (0.05 to 0.25
-/// s in that probe), the ports are free again, and an upload from each
-/// is answered and saved.
+/// threads are back to idle with no other connection made, the ports are
+/// free again, and an upload from each is answered and saved. Each
+/// client's port is held by a bound socket of the test's throughout, so
+/// that no other test's connection takes it meanwhile.
 #[test]
 fn connections_pipelining_then_reset_are_not_held() {
     use socket2::SockRef;
@@ -2582,24 +2583,23 @@ fn connections_pipelining_then_reset_are_not_held() {
     let pipelined = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(30);
     let next = AtomicU64::new(0);
     let addr = p.rx.addr;
-    let ports: Vec<u16> = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..64)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut port = 0;
-                    while next.fetch_add(1, Ordering::Relaxed) < 2000 {
-                        let Ok(mut s) = connect_from(addr, port, SLACK) else {
-                            continue;
-                        };
-                        port = s.local_addr().map_or(port, |a| a.port());
-                        let _ = s.write_all(&pipelined);
-                        let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
-                    }
-                    port
-                })
-            })
-            .collect();
-        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    let reserved: Vec<socket2::Socket> = (0..64).map(|_| bound_with_reuse(0).unwrap()).collect();
+    let ports: Vec<u16> = reserved
+        .iter()
+        .map(|s| s.local_addr().unwrap().as_socket().unwrap().port())
+        .collect();
+    std::thread::scope(|scope| {
+        for port in &ports {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < 2000 {
+                    let Ok(mut s) = connect_from(addr, *port, SLACK) else {
+                        continue;
+                    };
+                    let _ = s.write_all(&pipelined);
+                    let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                }
+            });
+        }
     });
     p.alive(probe);
     // Nothing else connects until the descriptors are back: a new
@@ -2628,6 +2628,7 @@ fn connections_pipelining_then_reset_are_not_held() {
             Err(e) => panic!("{probe}: port {port}: no answer: {e}"),
         }
     }
+    drop(reserved);
     let saved = saved_after_stop(p.rx);
     for n in 0..ports.len() {
         assert!(
@@ -3314,14 +3315,22 @@ fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
     );
 }
 
-/// A connection to `to` from 127.0.0.1's `port` (0: any), the port
-/// taken even while an earlier connection from it lingers, reads giving
-/// up after `read_timeout`.
-fn connect_from(to: SocketAddr, port: u16, read_timeout: Duration) -> io::Result<TcpStream> {
+/// A TCP socket bound to 127.0.0.1's `port` (0: any) with `SO_REUSEADDR`:
+/// another such socket may take the same port while it is open, unless
+/// one of them listens.
+fn bound_with_reuse(port: u16) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     s.set_reuse_address(true)?;
     s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(s)
+}
+
+/// A connection to `to` from 127.0.0.1's `port` (0: any), the port
+/// taken even while an earlier connection from it lingers, reads giving
+/// up after `read_timeout`.
+fn connect_from(to: SocketAddr, port: u16, read_timeout: Duration) -> io::Result<TcpStream> {
+    let s = bound_with_reuse(port)?;
     s.connect_timeout(&to.into(), DEVICE_GIVES_UP)?;
     s.set_read_timeout(Some(read_timeout))?;
     Ok(s.into())
