@@ -119,9 +119,9 @@ enum Known {
     /// when we first saw it (its client had reset it), now on descriptor
     /// `fd`: ours, and tiny_http may still hand over requests it read of
     /// it, but not under its address. `cleared` once what was queued on it
-    /// was thrown away; `nudged` counts the looks that found it held after
-    /// that, and nudged; `next` is when it may be nudged for again (see
-    /// `clear_resets`).
+    /// was thrown away; `nudged` counts the nudges made for it since, each
+    /// at a look that found it held; `next` is when it may be nudged for
+    /// again (see `clear_resets`).
     Reset {
         fd: RawFd,
         cleared: bool,
@@ -294,8 +294,8 @@ pub fn run(
             (budget, next_budget) = (NUDGE_BUDGET, now + LOOK_EVERY);
         }
         let mut look = false;
-        // Reset connections that may be held: each look reads the table,
-        // however many descriptors, for `MAX_NUDGES` looks at most.
+        // Reset connections that may still be nudged for: the looks go on
+        // while there are any (see `clear_resets`).
         let mut resets = false;
         // Both the look and the head cap go by the descriptor count.
         let mut count = None;
