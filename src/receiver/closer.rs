@@ -133,6 +133,14 @@ enum Known {
 }
 
 impl Known {
+    /// The peer of a connection of ours that has one.
+    fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Known::Ours { peer, .. } => Some(*peer),
+            Known::Reset { .. } | Known::Other => None,
+        }
+    }
+
     /// A reset connection that a look may still nudge for.
     fn may_nudge(&self) -> bool {
         matches!(self, Known::Reset { nudged, .. } if *nudged < MAX_NUDGES)
@@ -403,16 +411,13 @@ pub fn run(
         // A requested close, or one over the cap, looks at the descriptor
         // table only when its connection is not known yet; a sweep always
         // does, and `being_read` uses what it saw.
-        let known_peers: HashSet<SocketAddr> = known
-            .values()
-            .filter_map(|k| match k {
-                Known::Ours { peer, .. } => Some(*peer),
-                Known::Reset { .. } | Known::Other => None,
-            })
-            .collect();
+        let unknown_asked = || {
+            let known_peers: HashSet<SocketAddr> = known.values().filter_map(Known::peer).collect();
+            !asked_now.is_subset(&known_peers)
+        };
         if sockets.is_none()
             && (sweeping
-                || !asked_now.is_subset(&known_peers)
+                || (!asked_now.is_empty() && unknown_asked())
                 || !over_cap.iter().all(|(c, _)| known.contains_key(&c.inode)))
         {
             sockets = refresh(me, watch.listening, &mut known, now, books);
@@ -436,13 +441,7 @@ pub fn run(
         }
         let whole = sockets.as_ref().is_some_and(|t| t.whole);
         if sweeping && whole {
-            let open = known
-                .values()
-                .filter_map(|k| match k {
-                    Known::Ours { peer, .. } => Some(*peer),
-                    Known::Reset { .. } | Known::Other => None,
-                })
-                .collect();
+            let open = known.values().filter_map(Known::peer).collect();
             books.forget_gone(&open, now);
         }
         // Only a table read whole tells ours from another's.
@@ -688,7 +687,11 @@ fn clear_resets(me: &OwnedFd, known: &mut HashMap<u64, Known>, now: Instant, due
                 discard_before_the_reset(&s);
             }
             *cleared = true;
-        } else if due && *nudged < MAX_NUDGES && now >= *next && names(*fd, *inode) {
+        } else if due
+            && *nudged < MAX_NUDGES
+            && now >= *next
+            && linked_socket(format!("/proc/self/fd/{fd}")) == Some(*inode)
+        {
             *nudged += 1;
             *next = now + (LOOK_AGAIN * (1 << (*nudged).min(16))).min(RESET_NUDGES_APART);
             held = true;
@@ -729,14 +732,6 @@ fn discard_before_the_reset(s: &TcpStream) {
             _ => break,
         }
     }
-}
-
-/// Whether our descriptor `fd` names socket `inode` still.
-fn names(fd: RawFd, inode: u64) -> bool {
-    std::fs::read_link(format!("/proc/self/fd/{fd}"))
-        .ok()
-        .and_then(|l| socket_inode(l.to_str()?))
-        == Some(inode)
 }
 
 /// Descriptors this process has open: the size Linux (6.2 and later)
@@ -887,10 +882,7 @@ fn refresh(
         else {
             continue;
         };
-        let Some(inode) = std::fs::read_link(entry.path())
-            .ok()
-            .and_then(|l| socket_inode(l.to_str()?))
-        else {
+        let Some(inode) = linked_socket(entry.path()) else {
             continue;
         };
         sockets.insert(fd, inode);
@@ -899,10 +891,7 @@ fn refresh(
             std::collections::hash_map::Entry::Vacant(v) => {
                 let Some(s) = duplicate(me, fd, inode) else {
                     // Closed meanwhile, or not to be had now.
-                    let still = std::fs::read_link(entry.path())
-                        .ok()
-                        .and_then(|l| socket_inode(l.to_str()?));
-                    whole &= still != Some(inode);
+                    whole &= linked_socket(entry.path()) != Some(inode);
                     continue;
                 };
                 v.insert(classify(&s, fd, listening, now))
@@ -918,10 +907,7 @@ fn refresh(
     let live: HashSet<SocketAddr> = known
         .iter()
         .filter(|(inode, _)| present.contains(inode))
-        .filter_map(|(_, k)| match k {
-            Known::Ours { peer, .. } => Some(*peer),
-            Known::Reset { .. } | Known::Other => None,
-        })
+        .filter_map(|(_, k)| k.peer())
         .collect();
     // Every socket of ours was named: one not among them is gone, with
     // every request of it (each holds a clone of its socket). A connection
@@ -1079,6 +1065,11 @@ const READ_CALLS: Option<&[i64]> = Some(&[0, 19, 45, 47]);
 const READ_CALLS: Option<&[i64]> = Some(&[63, 65, 207, 212]);
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const READ_CALLS: Option<&[i64]> = None;
+
+/// The socket a descriptor's link (`/proc/self/fd/N`) names, by inode.
+fn linked_socket(link: impl AsRef<std::path::Path>) -> Option<u64> {
+    socket_inode(std::fs::read_link(link).ok()?.to_str()?)
+}
 
 /// The inode in a descriptor link `socket:[12345]`.
 fn socket_inode(link: &str) -> Option<u64> {
