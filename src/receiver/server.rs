@@ -795,6 +795,14 @@ impl Connection {
     fn ignore(&mut self) {
         self.ignored = true;
     }
+
+    /// A request of it in hand, or one done with whose turn has not ended
+    /// yet (`finish` comes a moment before `end_turn`): its entry must not
+    /// be forgotten, or a new connection's entry from the same port would
+    /// count that end as its own first.
+    fn unfinished(&self) -> bool {
+        self.outstanding > 0 || self.turns_done < self.served
+    }
 }
 
 /// A body being read, by a worker or drained, as the books keep it.
@@ -1041,10 +1049,7 @@ impl Connections {
     fn gone(&self, peer: SocketAddr) {
         let mut open = self.lock();
         match open.get_mut(&peer) {
-            // A request done with whose turn has not ended yet (`finish`
-            // comes first): forgotten now, a new connection's entry from
-            // the same port would count that end as its own first.
-            Some(c) if c.outstanding > 0 || c.turns_done < c.served => {
+            Some(c) if c.unfinished() => {
                 c.claimed = false;
             }
             Some(_) => {
@@ -1081,10 +1086,7 @@ impl Connections {
     /// since (see `Books::forget_absent`).
     fn forget_absent(&self, open: &HashSet<SocketAddr>, since: Instant) {
         self.lock().retain(|peer, c| {
-            open.contains(peer)
-                || c.outstanding > 0
-                || c.turns_done < c.served
-                || c.last.is_some_and(|t| t >= since)
+            open.contains(peer) || c.unfinished() || c.last.is_some_and(|t| t >= since)
         });
     }
 
