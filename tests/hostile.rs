@@ -2581,24 +2581,16 @@ fn connections_pipelining_then_reset_are_not_held() {
     let mut p = Probed::start(LONG_READ_TIMEOUT);
     let watch = Watch::start(p.pid());
     let pipelined = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(30);
-    let next = AtomicU64::new(0);
     let addr = p.rx.addr;
     let reserved: Vec<socket2::Socket> = (0..64).map(|_| bound_with_reuse(0).unwrap()).collect();
     let ports: Vec<u16> = reserved
         .iter()
         .map(|s| s.local_addr().unwrap().as_socket().unwrap().port())
         .collect();
-    std::thread::scope(|scope| {
-        for port in &ports {
-            scope.spawn(|| {
-                while next.fetch_add(1, Ordering::Relaxed) < 2000 {
-                    let Ok(mut s) = connect_from(addr, *port, SLACK) else {
-                        continue;
-                    };
-                    let _ = s.write_all(&pipelined);
-                    let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
-                }
-            });
+    from_clients(ports.len(), 2000, |client, _| {
+        if let Ok(mut s) = connect_from(addr, ports[client], SLACK) {
+            let _ = s.write_all(&pipelined);
+            let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
         }
     });
     p.alive(probe);
@@ -2654,41 +2646,30 @@ fn chunked_uploads_cut_by_a_reset_are_never_saved() {
     let _heavy = heavy();
     let rx = receiver(LONG_READ_TIMEOUT);
     let addr = rx.addr;
-    let next = AtomicU64::new(0);
     let auth = format!("token {TOKEN}");
-    std::thread::scope(|scope| {
-        for _ in 0..32 {
-            scope.spawn(|| {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= 1200 {
-                        return;
-                    }
-                    let first = batch(&format!("cut.chunked.{n}."));
-                    let mut sent = format!(
-                        "POST / HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\n\
-                         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
-                        first.len()
-                    )
-                    .into_bytes();
-                    sent.extend_from_slice(&first);
-                    sent.extend_from_slice(b"\r\n30d40\r\n");
-                    sent.resize(
-                        sent.len() + (n as usize * 7919) % 150_000 * (n as usize % 2),
-                        b' ',
-                    );
-                    let Ok(mut s) = TcpStream::connect_timeout(&addr, SLACK) else {
-                        continue;
-                    };
-                    let _ = s.write_all(&sent);
-                    // Spread over the moments a reset can meet the body:
-                    // before tiny_http takes the connection, while the
-                    // head is read, while the body is.
-                    std::thread::sleep(Duration::from_millis(n % 4 * 5));
-                    let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
-                }
-            });
-        }
+    from_clients(32, 1200, |_, n| {
+        let first = batch(&format!("cut.chunked.{n}."));
+        let mut sent = format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            first.len()
+        )
+        .into_bytes();
+        sent.extend_from_slice(&first);
+        sent.extend_from_slice(b"\r\n30d40\r\n");
+        sent.resize(
+            sent.len() + (n as usize * 7919) % 150_000 * (n as usize % 2),
+            b' ',
+        );
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, SLACK) else {
+            return;
+        };
+        let _ = s.write_all(&sent);
+        // Spread over the moments a reset can meet the body: before
+        // tiny_http takes the connection, while the head is read, while
+        // the body is.
+        std::thread::sleep(Duration::from_millis(n % 4 * 5));
+        let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
     });
     assert_eq!(rx.upload(&batch("after.the.cut.uploads")).status, 200);
     let saved = saved_after_stop(rx);
@@ -3372,6 +3353,27 @@ fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
         !saved.contains("smuggled"),
         "a smuggled batch was saved: {saved}"
     );
+}
+
+/// Makes `total` connections from `clients` threads at once, each taking
+/// the next number: `each(client, n)` makes connection `n` as client
+/// `client` (its thread's index).
+fn from_clients(clients: usize, total: u64, each: impl Fn(usize, u64) + Sync) {
+    let next = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for client in 0..clients {
+            let (next, each) = (&next, &each);
+            scope.spawn(move || {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        return;
+                    }
+                    each(client, n);
+                }
+            });
+        }
+    });
 }
 
 /// A TCP socket bound to 127.0.0.1's `port` (0: any) with `SO_REUSEADDR`:
