@@ -9,6 +9,22 @@ use jiff::Timestamp;
 
 use crate::upstream::ForwardBoard;
 
+/// Shown for requests that carried no `unit-id` header (very old firmware).
+pub const NO_UNIT_ID: &str = "(no unit-id)";
+/// Shown for a `unit-id` header sent empty (a device whose id is not set).
+pub const EMPTY_UNIT_ID: &str = "(empty unit-id)";
+
+/// What a device is called on screen, in summaries and in exports' names:
+/// its `unit-id`, or a label saying that it sent none or an empty one (an
+/// empty name would draw as a blank row and title a GPX track with "").
+pub fn device_name(unit_id: Option<&str>) -> &str {
+    match unit_id {
+        None => NO_UNIT_ID,
+        Some("") => EMPTY_UNIT_ID,
+        Some(u) => u,
+    }
+}
+
 /// One request and what we answered.
 #[derive(Clone, Debug)]
 pub struct RequestEvent {

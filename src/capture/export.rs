@@ -294,7 +294,7 @@ fn drives(fixes: &[Fix]) -> Vec<&[Fix]> {
 }
 
 fn device_name(unit: &Option<String>) -> &str {
-    unit.as_deref().unwrap_or(super::summary::NO_UNIT_ID)
+    crate::event::device_name(unit.as_deref())
 }
 
 /// GPX 1.1: a track per device, a segment per drive; each point with its

@@ -14,8 +14,6 @@ use crate::record::{View, for_each_record};
 
 /// A silence in a device's records longer than this is listed as a gap.
 pub const GAP: i64 = 5 * 60 * 1000;
-/// Shown for batches that came without a `unit-id` header.
-pub const NO_UNIT_ID: &str = "(no unit-id)";
 /// Gaps listed one by one in the text form (the JSON has all).
 const GAPS_SHOWN: usize = 10;
 
@@ -221,7 +219,7 @@ impl Accumulator {
         }
         let i = *self.index.entry(d.unit_id.clone()).or_insert_with(|| {
             let summary = DeviceSummary {
-                unit_id: d.unit_id.clone().unwrap_or_else(|| NO_UNIT_ID.into()),
+                unit_id: crate::event::device_name(d.unit_id.as_deref()).into(),
                 ..DeviceSummary::default()
             };
             self.devices.push((summary, Vec::new()));

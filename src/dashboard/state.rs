@@ -10,8 +10,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::dashboard::uplink::Log;
-use crate::event::RequestEvent;
 pub use crate::event::Totals;
+use crate::event::{RequestEvent, device_name};
 use crate::record::{Position, Record, View, for_each_record};
 
 /// Requests kept for the Requests tab (all devices together).
@@ -38,8 +38,6 @@ pub const MAX_KEYS: usize = 256;
 /// event, not the tag. Two names alike in their first 200 characters
 /// count as one.
 pub const NAME_CHARS: usize = 200;
-/// Shown for requests that carried no `unit-id` header (very old firmware).
-pub const NO_UNIT_ID: &str = "(no unit-id)";
 /// Longest one-line value kept for the Types tab.
 const SUMMARY_CHARS: usize = 160;
 
@@ -249,7 +247,7 @@ impl State {
             } else {
                 // A copy's records were folded with the first, but the
                 // device did upload just now.
-                let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+                let unit_id = device_name(e.unit_id.as_deref());
                 if let Some(d) = self.devices.iter_mut().find(|d| d.unit_id == unit_id) {
                     d.last_upload = d.last_upload.max(e.received);
                 }
@@ -265,7 +263,7 @@ impl State {
     /// batch captured, or a refusal when its token matched (or none is
     /// asked): a stranger's wrong or missing token adds no row.
     fn log_uplink(&mut self, e: &RequestEvent) {
-        let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+        let unit_id = device_name(e.unit_id.as_deref());
         if let Some(log) = self.uplinks.iter_mut().find(|l| l.unit_id == unit_id) {
             log.add(e);
             return;
@@ -361,7 +359,7 @@ impl State {
 
     /// Folds a new accepted batch into its device's values.
     fn fold_batch(&mut self, e: &RequestEvent) {
-        let unit_id = e.unit_id.as_deref().unwrap_or(NO_UNIT_ID);
+        let unit_id = device_name(e.unit_id.as_deref());
         let Some(device) = self.device_mut(unit_id, e.received) else {
             self.untracked_batches += 1;
             self.untracked_records += e.records as u64;
@@ -1318,8 +1316,19 @@ mod tests {
             b,
         ));
         s.apply(&accepted(3, at("2026-11-27T08:00:03Z"), None, a));
+        s.apply(&accepted(4, at("2026-11-27T08:00:04Z"), Some(""), a));
         let ids: Vec<_> = s.devices.iter().map(|d| d.unit_id.as_str()).collect();
-        assert_eq!(ids, [UNIT, "0123456789abcdef0123456789abcdef", NO_UNIT_ID]);
+        assert_eq!(
+            ids,
+            [
+                UNIT,
+                "0123456789abcdef0123456789abcdef",
+                crate::event::NO_UNIT_ID,
+                crate::event::EMPTY_UNIT_ID
+            ]
+        );
+        let uplinks: Vec<_> = s.uplinks.iter().map(|l| l.unit_id.as_str()).collect();
+        assert_eq!(uplinks, ids);
         assert_eq!(
             s.devices[1].battery.as_ref().unwrap().value.voltage,
             Some(13.9)
