@@ -1061,7 +1061,11 @@ impl Connections {
 
     /// Forgets every address found without a connection `open` at two
     /// sweeps in a row, with no request in hand and nothing of it since
-    /// the first (see `Books::forget_gone`).
+    /// the first (see `Books::forget_gone`). Unlike `forget_absent` it
+    /// does not wait for every turn to end (`Connection::unfinished`): a
+    /// turn ends a moment after its request is done with, so an entry
+    /// absent at two sweeps with a turn still open is one whose end was
+    /// missed, and this is the backstop that lets it go.
     fn forget_gone(&self, open: &HashSet<SocketAddr>, now: Instant) {
         self.lock().retain(|peer, c| {
             if open.contains(peer) || c.outstanding > 0 {
