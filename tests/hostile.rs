@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use autopi_rx::receiver::accept::ACCEPTING;
 use common::*;
 
 /// The read timeout of receivers whose timeouts a test waits out.
@@ -2959,9 +2960,27 @@ fn a_slow_upload_that_keeps_sending_is_not_cut() {
     assert_eq!(r.status, 200, "{:?}; receiver's stderr: {}", r, rx.stderr());
 }
 
+/// Threads of process `pid` named `name` (a name of 15 bytes at most).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.trim_end() == name)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// With `held` open the receiver must still run; once they close, a
 /// device's upload is answered within `RETURN_WITHIN`, and its `what` is
-/// back to `idle` (as `back` tells) within `RETURN_WITHIN` after that.
+/// back to `idle` (as `back` tells) within `RETURN_WITHIN` after that, as
+/// are its servers: those whose accept thread ended in the probe retired
+/// once their threads are gone (until December 6 each stayed 4 read
+/// timeouts and 2 s, two minutes here, with its pump: 8 and 142 of them
+/// here 15 s after the threads and the descriptors came back). One more is
+/// allowed: in one run of 36 one was left, with the threads back to idle
+/// (the README's suspect: a lost wake-up in tiny_http's pool).
 fn recovers_once_released(
     rx: &mut Receiver,
     held: Vec<TcpStream>,
@@ -2994,6 +3013,12 @@ fn recovers_once_released(
         now.is_some_and(|u| back(u, idle))
     });
     assert!(returned, "{what} not back to idle: {now:?}, idle {idle:?}");
+    let mut pumps = 0;
+    let retired = wait_until(RETURN_WITHIN, || {
+        pumps = threads_named(rx.child.id(), "accept-pump");
+        pumps <= ACCEPTING + 1
+    });
+    assert!(retired, "{pumps} servers still pumped, {ACCEPTING} kept");
 }
 
 #[test]

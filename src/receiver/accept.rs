@@ -62,11 +62,13 @@ const PUMP_TICK: Duration = Duration::from_millis(200);
 /// How often the supervisor checks its servers and retries failed starts.
 const SUPERVISE_TICK: Duration = Duration::from_millis(500);
 /// Read timeouts a server whose accept ended stays quiet before it is
-/// retired. A connection it still serves ends after one read timeout of
-/// silence, but an upload trickling in (each byte restarts the timeout)
-/// can take longer; tiny_http reads bodies of up to 1 KiB itself before
-/// handing the request over, so such a request would find its server
-/// gone. Several timeouts leave room for it; what takes longer is hostile.
+/// retired, when it cannot be told that its threads are gone (see
+/// `ServerName`; no /proc, or naming refused). A connection it still
+/// serves ends after one read timeout of silence, but an upload trickling
+/// in (each byte restarts the timeout) can take longer; tiny_http reads
+/// bodies of up to 1 KiB itself before handing the request over, so such
+/// a request would find its server gone. Several timeouts leave room for
+/// it; what takes longer is hostile.
 const RETIRE_AFTER_TIMEOUTS: u32 = 4;
 /// Added to that wait.
 const RETIRE_SLACK: Duration = Duration::from_secs(2);
@@ -98,6 +100,43 @@ const SUPERVISOR: &str = "accept-supervisor";
 /// What `thread::spawn` panics with when the system refuses a thread.
 const SPAWN_FAILED: &str = "failed to spawn thread";
 
+/// How the threads of each tiny_http server are named: this and a number
+/// of five digits (a thread's name on Linux is 15 bytes at most).
+const SERVER_NAME: &str = "tiny-http-";
+/// Servers named so far, for the next one's number.
+static SERVERS_NAMED: AtomicUsize = AtomicUsize::new(0);
+
+/// The calling thread renamed, for as long as this lives, to a name of its
+/// own for the next tiny_http server. tiny_http names none of its threads,
+/// and Linux gives a new thread its creator's name: the accept thread
+/// started meanwhile takes this name, and every pool thread it starts
+/// takes it from there. A server whose accept thread has ended can then be
+/// told done once no thread of the process has its name: nothing is left
+/// that could hand over another of its requests (see `mark_threadless`).
+/// `top -H` shows the names too.
+struct ServerName {
+    name: String,
+    before: std::ffi::CString,
+}
+
+impl ServerName {
+    /// None where the names cannot be read or set: the server is then
+    /// retired by the time rule (`RETIRE_AFTER_TIMEOUTS`).
+    fn take() -> Option<ServerName> {
+        let n = SERVERS_NAMED.fetch_add(1, Ordering::Relaxed) % 100_000;
+        let name = format!("{SERVER_NAME}{n:05}");
+        let before = rustix::thread::name().ok()?;
+        rustix::thread::set_name(&std::ffi::CString::new(name.clone()).ok()?).ok()?;
+        Some(ServerName { name, before })
+    }
+}
+
+impl Drop for ServerName {
+    fn drop(&mut self) {
+        let _ = rustix::thread::set_name(&self.before);
+    }
+}
+
 /// A request taken from one of the servers, with the server it came from.
 pub struct Work {
     pub request: Request,
@@ -127,6 +166,8 @@ impl Slot {
             in_flight: AtomicUsize::new(0),
             last_request: Mutex::new(Instant::now()),
             retired: AtomicBool::new(false),
+            name: None,
+            threadless: AtomicBool::new(false),
         })
     }
 }
@@ -144,6 +185,11 @@ pub struct Slot {
     last_request: Mutex<Instant>,
     /// The pump has stopped: nothing more comes from this server.
     retired: AtomicBool,
+    /// The name its threads have (see `ServerName`).
+    name: Option<String>,
+    /// Its accept thread had ended and no thread had its name: nothing
+    /// more can come from it but what its queue holds.
+    threadless: AtomicBool,
 }
 
 /// What the accept side tells the rest of the receiver.
@@ -291,12 +337,16 @@ fn start_server(side: &Arc<Side>) -> io::Result<()> {
             }
         })?;
     let mut listener_fd = -1;
+    let mut name = None;
     let made = side.listener.try_clone().and_then(|clone| {
         listener_fd = std::os::fd::AsRawFd::as_raw_fd(&clone);
+        let named = ServerName::take();
+        name = named.as_ref().map(|n| n.name.clone());
         // Refused a thread for its accept thread, `from_listener` panics
         // (claimed by `no_thread_for_a_server`), before any server exists.
-        std::panic::catch_unwind(move || tiny_http::Server::from_listener(clone, None))
-            .map_err(|_| io::Error::other("tiny_http could not start its accept thread"))?
+        let made = std::panic::catch_unwind(move || tiny_http::Server::from_listener(clone, None));
+        drop(named);
+        made.map_err(|_| io::Error::other("tiny_http could not start its accept thread"))?
             .map_err(io::Error::other)
     });
     let server = match made {
@@ -314,6 +364,8 @@ fn start_server(side: &Arc<Side>) -> io::Result<()> {
         in_flight: AtomicUsize::new(0),
         last_request: Mutex::new(Instant::now()),
         retired: AtomicBool::new(false),
+        name,
+        threadless: AtomicBool::new(false),
     });
     // Never waits: room for one, and the pump waits for it.
     let _ = give.send(slot.clone());
@@ -383,7 +435,9 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
         match slot.server.recv_timeout(PUMP_TICK) {
             Ok(Some(request)) => hand_out(side, slot, request),
             Ok(None) => {
-                if retirable(side, slot) {
+                // A request may have come after the wait and before the
+                // last of the server's threads ended: handed out first.
+                if retirable(side, slot) && !drain(side, slot) {
                     break;
                 }
             }
@@ -406,6 +460,17 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
     }
     slot.retired.store(true, Ordering::SeqCst);
     let _ = side.wake.try_send(());
+}
+
+/// Hands out what the server's queue holds now, without waiting: whether
+/// there was any.
+fn drain(side: &Side, slot: &Arc<Slot>) -> bool {
+    let mut any = false;
+    while let Ok(Some(request)) = slot.server.try_recv() {
+        hand_out(side, slot, request);
+        any = true;
+    }
+    any
 }
 
 fn hand_out(side: &Side, slot: &Arc<Slot>, request: Request) {
@@ -434,9 +499,20 @@ fn hand_out(side: &Side, slot: &Arc<Slot>, request: Request) {
     }
 }
 
-/// Whether a server can go: nothing in flight, and quiet long enough that
-/// every connection it had has been closed by the read timeout. One whose
-/// accept thread still runs goes only in place of a panicked one.
+/// Whether a server can go: nothing in flight, its accept thread ended,
+/// and either none of its threads left (`mark_threadless`) or, where that
+/// cannot be told, quiet long enough that every connection it had has
+/// been closed by the read timeout. One whose accept thread still runs
+/// goes only in place of a panicked one.
+///
+/// Until December 6 every server waited out the time rule, with the
+/// default read timeout 2 minutes and 2 s of quiet: an idle receiver's
+/// servers end by accept's timeout every read timeout and are replaced,
+/// so it ran up to 20 pumps of servers long done where 4 are needed, and
+/// out of threads each failed start left one more (11 with a test's
+/// limit of 250 threads, which then saw threads over idle 15 s after).
+/// Their threads gone, they go a supervisor's look later: tiny_http's
+/// pool threads end 5 s after their last connection.
 fn retirable(side: &Side, slot: &Slot) -> bool {
     if slot.in_flight.load(Ordering::SeqCst) > 0 {
         return false;
@@ -444,7 +520,7 @@ fn retirable(side: &Side, slot: &Slot) -> bool {
     let quiet = lock(&slot.last_request).elapsed();
     let wait = RETIRE_AFTER_TIMEOUTS * side.read_timeout + RETIRE_SLACK;
     if slot.accept_ended.load(Ordering::SeqCst) {
-        return quiet > wait;
+        return slot.threadless.load(Ordering::SeqCst) || quiet > wait;
     }
     // A panicked accept thread never says so: the longest-quiet server that
     // never reported an error stands for it.
@@ -478,6 +554,7 @@ fn supervise(side: &Arc<Side>, woken: &Receiver<()>, stop: &Receiver<()>) {
             }
         });
         mark_dead_accept_threads(side, &slots);
+        mark_threadless(&slots);
         let accepting = slots
             .iter()
             .filter(|(s, _)| !s.accept_ended.load(Ordering::SeqCst))
@@ -547,6 +624,59 @@ fn mark_dead_accept_threads(side: &Side, slots: &[(Arc<Slot>, JoinHandle<()>)]) 
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |z| z.checked_sub(1));
         }
     }
+}
+
+/// Marks the servers whose accept thread had ended before this look and
+/// no thread of which is left: their pumps then hand out what their
+/// queue holds and retire. No thread can join them later: only the
+/// accept thread starts a server's threads, and it had ended before the
+/// look began. Where the process's threads cannot all be named (no /proc,
+/// or out of descriptors), nothing is marked.
+fn mark_threadless(slots: &[(Arc<Slot>, JoinHandle<()>)]) {
+    let waiting: Vec<&Slot> = slots
+        .iter()
+        .map(|(slot, _)| &**slot)
+        .filter(|s| {
+            s.name.is_some()
+                && s.accept_ended.load(Ordering::SeqCst)
+                && !s.threadless.load(Ordering::SeqCst)
+        })
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    let Some(names) = server_thread_names() else {
+        return;
+    };
+    for slot in waiting {
+        if slot.name.as_ref().is_some_and(|n| !names.contains(n)) {
+            slot.threadless.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The names of this process's threads that are tiny_http servers' (see
+/// `ServerName`); None unless every thread's name could be read or the
+/// thread was gone.
+fn server_thread_names() -> Option<std::collections::HashSet<String>> {
+    let mut names = std::collections::HashSet::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let task = task.ok()?;
+        match std::fs::read_to_string(task.path().join("comm")) {
+            Ok(name) => {
+                let name = name.trim_end_matches('\n');
+                if name.starts_with(SERVER_NAME) {
+                    names.insert(name.to_string());
+                }
+            }
+            // Ended meanwhile.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error()) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(names)
 }
 
 /// Drops `servers` on a thread of their own (see `supervise`); refused a
