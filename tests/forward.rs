@@ -304,6 +304,17 @@ fn a_capture_deleted_while_forwarding_is_drained_then_the_new_one_followed() {
     assert_eq!(hashes(&got), want, "lost, repeated or out of order");
     let note = forward_note(&rx, "up", |v| v["pending"] == 0);
     assert_eq!(note["forwarded"], 7, "{note}");
+    // The deleted file was kept open for the forwarder until it moved on,
+    // then let go (it was held until exit before December 6).
+    let deleted = format!("{} (deleted)", capture.display());
+    let fds = format!("/proc/{}/fd", rx.child.id());
+    let let_go = wait_until(Duration::from_secs(5), || {
+        std::fs::read_dir(&fds)
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .all(|to| to.to_str() != Some(deleted.as_str()))
+    });
+    assert!(let_go, "the deleted capture is still open");
     rx.stop();
     // The cursor is in the new file: a restart resumes there.
     let cursor: Value = serde_json::from_str(

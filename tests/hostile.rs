@@ -4009,36 +4009,59 @@ mod in_process {
     }
 }
 
-/// Checks that after `lose` takes the capture away from its path, the
-/// receiver says so and the next uploads' lines land in a new file at
-/// the path.
-fn capture_taken_away(lose: impl FnOnce(&std::path::Path)) {
+/// Checks that after `lose` takes the capture away from its path, three
+/// times, the receiver says so and the next uploads' lines land in a new
+/// file at the path, and that it holds no descriptor of the files taken
+/// away: with no forward target nothing reads them again. Until December
+/// 6 each stayed open until exit (a capture deleted to free a full disk
+/// kept it full, every upload answered 503; a hostile-client probe).
+fn capture_taken_away(lose: impl Fn(&std::path::Path, usize)) {
     let rx = receiver(&secs(READ_TIMEOUT));
-    assert_eq!(rx.upload(&batch("before")).status, 200);
-    lose(&rx.capture);
-    for tag in ["after.first", "after.second"] {
-        let r = rx.upload(&batch(tag));
-        let at_path = std::fs::read_to_string(&rx.capture).unwrap_or_default();
-        assert!(
-            r.status != 200 || at_path.contains(tag),
-            "{tag}: answered 200 but its line is not in the file at {}: {at_path:?}",
-            rx.capture.display()
-        );
-        assert_eq!(r.status, 200, "{tag}: {}", r.text());
+    for round in 0..3 {
+        assert_eq!(rx.upload(&batch(&format!("before.{round}"))).status, 200);
+        lose(&rx.capture, round);
+        for tag in ["after.first", "after.second"].map(|t| format!("{t}.{round}")) {
+            let r = rx.upload(&batch(&tag));
+            let at_path = std::fs::read_to_string(&rx.capture).unwrap_or_default();
+            assert!(
+                r.status != 200 || at_path.contains(&tag),
+                "{tag}: answered 200 but its line is not in the file at {}: {at_path:?}",
+                rx.capture.display()
+            );
+            assert_eq!(r.status, 200, "{tag}: {}", r.text());
+        }
     }
     let name = rx.capture.file_name().unwrap().to_str().unwrap();
     let said = rx.wait_stderr(name);
     println!("stderr: {said}");
+    // The descriptors of the receiver's that name a file in the capture's
+    // folder other than the capture itself.
+    let dir = rx.capture.parent().unwrap();
+    let others = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(format!("/proc/{}/fd", rx.child.id()))
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|to| to.starts_with(dir) && *to != rx.capture)
+            .collect()
+    };
+    let mut held = Vec::new();
+    let let_go = wait_until(SLACK, || {
+        held = others();
+        held.is_empty()
+    });
+    assert!(let_go, "the files taken away are still open: {held:?}");
 }
 
 #[test]
 fn a_deleted_capture_is_reported_and_started_again_at_its_path() {
-    capture_taken_away(|path| std::fs::remove_file(path).unwrap());
+    capture_taken_away(|path, _| std::fs::remove_file(path).unwrap());
 }
 
 #[test]
 fn a_capture_moved_away_is_reported_and_started_again_at_its_path() {
-    capture_taken_away(|path| std::fs::rename(path, path.with_extension("moved")).unwrap());
+    capture_taken_away(|path, round| {
+        std::fs::rename(path, path.with_extension(format!("moved.{round}"))).unwrap()
+    });
 }
 
 /// Starts the receiver on `args`: Some(exit status, stderr) when it

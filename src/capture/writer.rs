@@ -476,9 +476,15 @@ impl Shared {
 /// When the capture path is deleted or replaced while running, the writer
 /// goes on in a new file at the path: the files are numbered from 0 (the
 /// one opened at start), and for each earlier file this keeps where its
-/// synced lines end and a handle to read it, so a reader finishes a file
-/// (also one deleted meanwhile) and then goes on where the writer started
-/// the next.
+/// synced lines end, so a reader finishes a file and then goes on where
+/// the writer started the next. It keeps a handle to read each file after
+/// the first for as long as a registered reader (`Durable::reader`) has not
+/// moved there yet, so that one finds it even when it was deleted since,
+/// and no longer: a deleted capture's space is the disk's again, and its
+/// descriptor is closed, once no reader needs it. (Until December 6 every
+/// file's handle was kept until exit, even with no reader at all: a
+/// capture deleted to free a full disk kept the disk full and every upload
+/// answered 503, and each rotation of the file held one more descriptor.)
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
     state: Arc<(Mutex<Files>, Condvar)>,
@@ -492,8 +498,51 @@ struct Files {
     /// Number of the current file.
     current: usize,
     /// For each file: where the writer started in it, where its synced
-    /// lines end (None for the current one) and a handle to read it.
+    /// lines end (None for the current one) and a handle to read it, while
+    /// a reader may still need it.
     files: Vec<(u64, Option<u64>, Option<Arc<File>>)>,
+    /// The file each registered reader reads now, by its number.
+    readers: HashMap<u64, usize>,
+    next_reader: u64,
+}
+
+impl Files {
+    /// Lets go of the handles no reader needs: a reader of file `n` opens
+    /// the files after it by their handles, never `n` itself or earlier.
+    fn prune(&mut self) {
+        let first = self.readers.values().min().copied();
+        for (n, file) in self.files.iter_mut().enumerate() {
+            if first.is_none_or(|first| n <= first) {
+                file.2 = None;
+            }
+        }
+    }
+}
+
+/// A reader of the capture that goes on into newer files as the writer
+/// moves to them (a forwarder): the handles of the files it has not moved
+/// to yet are kept for it. Dropped, it needs none.
+#[derive(Debug)]
+pub struct Reader {
+    durable: Durable,
+    id: u64,
+}
+
+impl Reader {
+    /// It reads file `n` now.
+    pub fn moved_to(&self, n: usize) {
+        let mut files = self.durable.lock();
+        files.readers.insert(self.id, n);
+        files.prune();
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut files = self.durable.lock();
+        files.readers.remove(&self.id);
+        files.prune();
+    }
 }
 
 /// Where a reader of file `n` may read to.
@@ -507,13 +556,15 @@ pub struct Bound {
 }
 
 impl Durable {
-    fn new(len: u64, lines: u64, file: Option<File>) -> Durable {
+    fn new(len: u64, lines: u64) -> Durable {
         Durable {
             state: Arc::new((
                 Mutex::new(Files {
                     len,
                     current: 0,
-                    files: vec![(0, None, file.map(Arc::new))],
+                    files: vec![(0, None, None)],
+                    readers: HashMap::new(),
+                    next_reader: 0,
                 }),
                 Condvar::new(),
             )),
@@ -550,8 +601,24 @@ impl Durable {
         }
     }
 
+    /// A reader that reads file `n` now, registered so that the handles of
+    /// the files after it are kept for it (see `Reader`).
+    pub fn reader(&self, n: usize) -> Reader {
+        let mut files = self.lock();
+        let id = files.next_reader;
+        files.next_reader += 1;
+        files.readers.insert(id, n);
+        files.prune();
+        Reader {
+            durable: self.clone(),
+            id,
+        }
+    }
+
     /// A handle to read file `n` (the writer's own, so it reads a file
-    /// deleted since); None when the writer has none (test sinks).
+    /// deleted since); None when the writer has none (test sinks), or no
+    /// registered reader was before file `n` when it came (the first file
+    /// has none: it is opened by its path).
     pub fn file(&self, n: usize) -> Option<io::Result<File>> {
         let files = self.lock();
         let handle = files.files.get(n)?.2.as_ref()?;
@@ -593,6 +660,7 @@ impl Durable {
         guard.files.push((start, None, file.map(Arc::new)));
         guard.current += 1;
         guard.len = start;
+        guard.prune();
         self.state.1.notify_all();
     }
 }
@@ -678,12 +746,7 @@ impl Capture {
             regular,
             path: path.to_path_buf(),
         };
-        let reader = if regular {
-            sink.file.try_clone().ok()
-        } else {
-            None
-        };
-        let mut capture = Capture::start(sink, len, recovered.lines as u64, seen, reader);
+        let mut capture = Capture::start(sink, len, recovered.lines as u64, seen);
         capture.path = path.to_path_buf();
         capture.recovered = recovered;
         capture.regular = regular;
@@ -692,20 +755,14 @@ impl Capture {
 
     /// Starts a writer on any sink (tests use failing ones).
     pub fn with_sink<S: Sink>(sink: S, len: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
-        Capture::start(sink, len, 0, seen, None)
+        Capture::start(sink, len, 0, seen)
     }
 
     /// Starts the writer on a sink already holding `lines` lines in `len`
     /// bytes.
-    fn start<S: Sink>(
-        sink: S,
-        len: u64,
-        lines: u64,
-        seen: HashMap<DeviceBatch, Seen>,
-        reader: Option<File>,
-    ) -> Capture {
+    fn start<S: Sink>(sink: S, len: u64, lines: u64, seen: HashMap<DeviceBatch, Seen>) -> Capture {
         let (notice_tx, notices) = unbounded();
-        let durable = Durable::new(len, lines, reader);
+        let durable = Durable::new(len, lines);
         let shared = Arc::new(Shared {
             writer: Mutex::new(Committer {
                 writer: Writer {
@@ -1970,6 +2027,34 @@ mod path_tests {
             }
             Ok(None)
         }
+    }
+
+    /// The handles of the files after the first are kept while a
+    /// registered reader has not moved there, and only then: none with no
+    /// reader, and each let go once every reader is past it.
+    #[test]
+    fn old_files_are_held_for_the_readers_behind_them_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: usize| Some(File::create(dir.path().join(format!("{n}"))).unwrap());
+        let held =
+            |d: &Durable| -> Vec<bool> { (0..=d.current()).map(|n| d.file(n).is_some()).collect() };
+        let durable = Durable::new(0, 0);
+        durable.switched(0, file(1));
+        assert_eq!(held(&durable), [false, false], "no reader: none kept");
+        let (behind, ahead) = (durable.reader(1), durable.reader(1));
+        durable.switched(0, file(2));
+        durable.switched(0, file(3));
+        assert_eq!(held(&durable), [false, false, true, true]);
+        behind.moved_to(2);
+        assert_eq!(held(&durable), [false, false, true, true], "one still at 1");
+        ahead.moved_to(3);
+        assert_eq!(held(&durable), [false, false, false, true], "both past 2");
+        drop(ahead);
+        behind.moved_to(3);
+        assert_eq!(held(&durable), [false, false, false, false]);
+        drop(behind);
+        durable.switched(0, file(4));
+        assert_eq!(held(&durable), [false; 5], "no reader left");
     }
 
     #[test]

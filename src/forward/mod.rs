@@ -21,7 +21,7 @@ use jiff::Timestamp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::capture::{Durable, OutboxLine, Tail};
+use crate::capture::{Durable, OutboxLine, Reader, Tail};
 use crate::upstream::{ForwardBoard, ForwardStatus, Link};
 use cursor::{Cursors, Parked};
 
@@ -300,6 +300,9 @@ pub struct Opened {
     /// The capture file those places are in (the writer may move to a
     /// new one before `start`, if the file is deleted or replaced).
     file: usize,
+    /// Per target, registered as a reader of that file, so that the files
+    /// the writer moves to are kept for it until it gets there.
+    readers: Vec<Reader>,
 }
 
 /// Reads the cursor file and its parked log and checks each target's
@@ -309,6 +312,11 @@ pub struct Opened {
 /// about to exit).
 pub fn open(settings: Settings, capture: &Path, durable: &Durable) -> Result<Opened, String> {
     let file = durable.current();
+    let readers = settings
+        .targets
+        .iter()
+        .map(|_| durable.reader(file))
+        .collect();
     let cursors = Arc::new(Cursors::open(capture)?);
     let places = settings
         .targets
@@ -320,6 +328,7 @@ pub fn open(settings: Settings, capture: &Path, durable: &Durable) -> Result<Ope
         cursors,
         places,
         file,
+        readers,
     })
 }
 
@@ -347,12 +356,15 @@ pub fn start(
         cursors,
         places,
         file,
+        readers,
     } = opened;
     board.count_backlog_from(durable.lines());
     let (stop_tx, stop) = bounded::<()>(0);
     let (done_tx, done) = bounded::<(usize, Ended)>(settings.targets.len().max(1));
     let mut threads = Vec::new();
-    for (target, (offset, parked)) in settings.targets.into_iter().zip(places) {
+    for ((target, (offset, parked)), reader) in
+        settings.targets.into_iter().zip(places).zip(readers)
+    {
         let name = target.name().to_string();
         let mut status = ForwardStatus::new(name.clone());
         status.parked = parked;
@@ -372,6 +384,7 @@ pub fn start(
             status,
             offset,
             file,
+            reader,
             synced_lines: durable.lines(),
             done_lines: 0,
             last_noted: None,
@@ -529,6 +542,8 @@ struct Job {
     /// The number of the capture file being read (see `Durable`): a new
     /// one when the path was deleted or replaced while running.
     file: usize,
+    /// Its registration as a reader of that file (see `Durable::reader`).
+    reader: Reader,
     /// Complete lines synced to the capture (kept by its writer).
     synced_lines: Arc<AtomicU64>,
     /// Capture lines this target is done with.
@@ -670,6 +685,7 @@ impl Job {
             }
         }
         self.file += 1;
+        self.reader.moved_to(self.file);
         Ok(tail)
     }
 
