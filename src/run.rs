@@ -1,7 +1,6 @@
 //! The `autopi-rx` main job: set up, receive until a signal, shut down.
 
 use std::path::PathBuf;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
@@ -169,8 +168,8 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         return outcome;
     }
     // Every worker is gone, so the printer has had every event.
-    if let Some(printer) = printer {
-        let _ = printer.join();
+    if let Some(printed) = printer {
+        wait_for_printer(&printed, &signals.received);
     }
     // Said again after the dashboard, whose screen hid stderr.
     for notice in notices.try_iter() {
@@ -510,8 +509,9 @@ fn relay_notices(running: &server::Running, headless: bool) -> Receiver<String> 
 }
 
 /// Shows the requests until a signal (or q on the dashboard): the JSON-line
-/// printer (headless, returned to be joined once the workers are gone, so
-/// every event is printed) or the dashboard.
+/// printer (headless: what is returned closes when it is done, to be
+/// waited for once the workers are gone, so every event is printed) or the
+/// dashboard.
 fn show(
     settings: &Settings,
     running: &server::Running,
@@ -520,17 +520,21 @@ fn show(
     respond: Arc<Control>,
     (events, notes, held): (Receiver<RequestEvent>, Receiver<ForwardStatus>, u64),
     signals: &Signals,
-) -> std::io::Result<Option<JoinHandle<()>>> {
+) -> std::io::Result<Option<Receiver<()>>> {
     if settings.headless {
         let stop = signals.stop.clone();
-        let printer = std::thread::Builder::new()
+        let (done, printed) = bounded::<()>(0);
+        std::thread::Builder::new()
             .name("headless".into())
-            .spawn(move || headless::print(events, notes, std::io::stdout().lock(), stop))?;
+            .spawn(move || {
+                headless::print(events, notes, std::io::stdout().lock(), stop);
+                drop(done);
+            })?;
         select! {
             recv(signals.received) -> _ => {}
             recv(signals.stopped) -> _ => {}
         }
-        return Ok(Some(printer));
+        return Ok(Some(printed));
     }
     let setup = screen_setup(running, token_count, demo, respond);
     let capture = running.capture_path().to_path_buf();
@@ -706,6 +710,27 @@ fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
                 SHUTDOWN_GRACE.as_secs()
             );
             false
+        }
+    }
+}
+
+/// Waits for the headless printer to print the last events (`printed`
+/// closes then). Stdout may take none: a pipe nobody reads (a `| less`
+/// left alone) blocks the printer in its write. A second signal, or
+/// `SHUTDOWN_GRACE`, stops the wait then: the capture has every batch.
+/// (Until December 6 it waited for ever, deaf to signals: a hostile-client
+/// probe had to `kill -9` it.)
+fn wait_for_printer(printed: &Receiver<()>, signals: &Receiver<()>) {
+    select! {
+        recv(printed) -> _ => {}
+        recv(signals) -> _ => {
+            crate::say!("autopi-rx: second signal: exiting without printing the last request events (the capture has every batch)");
+        }
+        default(SHUTDOWN_GRACE) => {
+            crate::say!(
+                "warning: stdout took no request event for {} s (a pipe nobody reads?): exiting without printing the rest; the capture has every batch",
+                SHUTDOWN_GRACE.as_secs()
+            );
         }
     }
 }

@@ -189,6 +189,91 @@ fn a_second_signal_exits_at_once_when_an_upload_hangs() {
     rx.wait_stderr("second signal");
 }
 
+/// Headless, with stdout a pipe nobody reads (a `| less` left alone): once
+/// the pipe is full the printer blocks in its write, and a signal must
+/// still stop the receiver, a second one at once, a first one after the
+/// shutdown grace. Until December 6 it waited for the printer for ever,
+/// deaf to signals (a hostile-client probe had to `kill -9` it).
+#[test]
+fn a_signal_stops_it_while_nobody_reads_stdout() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    for signals in [2, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("c.jsonl");
+        let mut child = Reaped(
+            binary()
+                .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+                .args(["--listen", "127.0.0.1:0", "--headless"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        // Held, never read.
+        let _stdout = child.0.stdout.take().unwrap();
+        let mut err = std::io::BufReader::new(child.0.stderr.take().unwrap());
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "no listening line");
+            if let Some(a) = line.trim().strip_prefix("listening on http://") {
+                break a.parse().unwrap();
+            }
+        };
+        // Each printed event is several hundred bytes: far more than a
+        // pipe holds (64 KiB).
+        let mut conn = Conn::open(addr);
+        for n in 0..600 {
+            let body = format!(r#"[{{"@t":"filler","@ts":"2026-12-02T01:00:00","n":{n}}}]"#);
+            let auth = format!("token {TOKEN}");
+            let r = conn.request(&request_bytes(
+                "POST",
+                &[("authorization", &auth)],
+                body.as_bytes(),
+            ));
+            assert_eq!(r.status, 200);
+        }
+        drop(conn);
+        let asked = Instant::now();
+        signal(&child.0, "TERM");
+        if signals == 2 {
+            // The second once the shutdown is done (it closes the
+            // listener), while the printer is waited for.
+            let closed = wait_until(Duration::from_secs(5), || {
+                std::net::TcpStream::connect(addr).is_err()
+            });
+            assert!(closed, "still listening after a signal");
+            signal(&child.0, "TERM");
+        }
+        let limit = if signals == 2 {
+            Duration::from_secs(5)
+        } else {
+            autopi_rx::run::SHUTDOWN_GRACE + Duration::from_secs(10)
+        };
+        let exited = wait_until(limit, || child.0.try_wait().unwrap().is_some());
+        assert!(exited, "{signals} signal(s): still running {limit:?} after");
+        let mut said = String::new();
+        let _ = err.read_to_string(&mut said);
+        println!(
+            "{signals} signal(s): exited after {:?}: {said}",
+            asked.elapsed()
+        );
+        let want = if signals == 2 {
+            "second signal: exiting without printing"
+        } else {
+            "stdout took no request event"
+        };
+        assert!(said.contains(want), "{said}");
+        assert_eq!(
+            capture_lines(&capture).len(),
+            600,
+            "the capture has every batch"
+        );
+    }
+}
+
 #[test]
 fn a_capture_file_in_use_is_refused() {
     let rx = Receiver::start(&[]);
