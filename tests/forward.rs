@@ -271,6 +271,58 @@ fn upstream_down_then_up_gets_everything_in_order() {
     );
 }
 
+/// The capture cut short in place while forwarding (`: > capture`,
+/// logrotate's `copytruncate`): the writer goes on at the file's new end,
+/// and the forwarder follows it there, so every batch acknowledged after
+/// the cut is sent, and a restart resumes. Until December 6 the forwarder
+/// read on at its old offsets: none of the later batches was sent, the
+/// target still said "up", and the next start exited 1 (its cursor was
+/// past the file's end).
+#[test]
+fn a_capture_cut_short_in_place_is_followed_to_its_new_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let up = upstream(dir.path(), port);
+    let mut rx = forwarder(&capture, &url, &[]);
+    for i in 0..3 {
+        upload(&rx, &batch(i));
+    }
+    wait_for("the first batches upstream", || {
+        (complete_lines(&up.capture).len() == 3).then_some(())
+    });
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&capture)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    for i in 3..6 {
+        upload(&rx, &batch(i));
+    }
+    rx.wait_stderr("was cut short while running");
+    let after = hashes(&complete_lines(&capture));
+    assert_eq!(after.len(), 3, "the file holds the batches after the cut");
+    let got = wait_for("the batches after the cut upstream", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 6).then_some(lines)
+    });
+    assert_eq!(
+        hashes(&got)[3..],
+        after[..],
+        "lost, repeated or out of order"
+    );
+    assert!(rx.stop().success());
+    let again = forwarder(&capture, &url, &[]);
+    upload(&again, &batch(6));
+    let got = wait_for("the batch after the restart", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() > 6).then_some(lines)
+    });
+    assert_eq!(got.len(), 7, "nothing sent twice");
+}
+
 /// The capture deleted while forwarding (the writer starts a new file at
 /// its path): what the old file still had to send goes first, then the new
 /// file from its start, in order; the cursor then counts in the new file,

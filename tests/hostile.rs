@@ -4052,6 +4052,54 @@ fn capture_taken_away(lose: impl Fn(&std::path::Path, usize)) {
     assert!(let_go, "the files taken away are still open: {held:?}");
 }
 
+/// The capture cut short in place while running (`: > capture`,
+/// logrotate's `copytruncate`), then a large upload that is refused after
+/// its line was written (its records are checked while it is saved), then
+/// more: the file must hold exactly the batches answered 200 after the cut,
+/// each line readable. Until December 6 the writer went by its own count of
+/// the file's length: the refused line's cut-back grew the file with a run
+/// of NUL bytes back to the old length (or left part of the line), and the
+/// next batch answered 200 was glued to it, unreadable (a hostile-client
+/// probe, logrotate's copytruncate: 1 of 84 acknowledged batches lost).
+#[test]
+fn a_capture_cut_short_in_place_is_written_on_at_its_end() {
+    let rx = receiver(&secs(READ_TIMEOUT));
+    for n in 0..3 {
+        assert_eq!(rx.upload(&batch(&format!("before.{n}"))).status, 200);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&rx.capture)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // About 900 kB of records, then one that is not a record.
+    let records: Vec<String> = (0..9000)
+        .map(|n| format!(r#"{{"@t":"filler","@ts":"2026-12-02T01:00:00","pad":"{n:0>60}"}}"#))
+        .collect();
+    let refused = format!("[{},1.5]", records.join(","));
+    assert_eq!(rx.upload(refused.as_bytes()).status, 400);
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        let tag = format!("after.{n}");
+        assert_eq!(rx.upload(&batch(&tag)).status, 200);
+        acked.push(tag);
+    }
+    let text = std::fs::read(&rx.capture).unwrap();
+    assert!(!text.contains(&0), "NUL bytes in the capture");
+    let lines: Vec<serde_json::Value> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("a readable capture line"))
+        .collect();
+    let tags: Vec<&str> = lines
+        .iter()
+        .map(|l| l["records"][0]["@t"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, acked, "the file after the cut");
+    rx.wait_stderr("was cut short while running");
+}
+
 #[test]
 fn a_deleted_capture_is_reported_and_started_again_at_its_path() {
     capture_taken_away(|path, _| std::fs::remove_file(path).unwrap());

@@ -38,8 +38,11 @@ pub trait Sink: Send + 'static {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// Makes sure the sink is still what its path names (a capture file
     /// deleted or replaced while running would take lines nobody can
-    /// read). When it is not, starts a new one at the path and says so.
-    fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
+    /// read), at least `len` bytes long as the writer left it (a file cut
+    /// short in place, `: > capture` or logrotate's `copytruncate`, lost
+    /// them). When it is not, goes on in what the path names, from its
+    /// end, and says so.
+    fn ensure_at_path(&mut self, _len: u64) -> io::Result<Option<Switched>> {
         Ok(None)
     }
     /// Whether a line written can be taken back (`truncate` really cuts):
@@ -60,6 +63,9 @@ pub struct Switched {
     pub len: u64,
     /// A handle to read it with (None for sinks that are not files).
     pub file: Option<File>,
+    /// The same file, cut short in place: it ends at `len` now, and the
+    /// lines after that in it are gone.
+    pub cut_short: bool,
 }
 
 /// A capture file opened for appending.
@@ -94,6 +100,14 @@ impl Sink for FileSink {
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         if self.regular {
+            // Never longer: a file cut short meanwhile (see
+            // `ensure_at_path`) would grow a run of NUL bytes to `len`,
+            // and the next line would be glued to it.
+            if self.file.metadata()?.len() < len {
+                return Err(io::Error::other(
+                    "the capture file was cut short while a line was taken back",
+                ));
+            }
             if let Some(cache) = &mut self.cache {
                 cache.cut(len);
             }
@@ -111,12 +125,13 @@ impl Sink for FileSink {
         }
     }
 
-    fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
+    fn ensure_at_path(&mut self, len: u64) -> io::Result<Option<Switched>> {
         if !self.regular {
             return Ok(None);
         }
         let what = match std::fs::metadata(&self.path) {
-            Ok(meta) if identity(&meta) == self.identity => return Ok(None),
+            Ok(meta) if identity(&meta) == self.identity && meta.len() >= len => return Ok(None),
+            Ok(meta) if identity(&meta) == self.identity => return self.cut_short(len, meta.len()),
             Ok(meta) if !meta.is_file() => return Err(not_a_file(&self.path)),
             Ok(_) => "was replaced by another file",
             Err(e) if e.kind() == io::ErrorKind::NotFound => "was deleted or moved away",
@@ -171,6 +186,43 @@ impl Sink for FileSink {
             message,
             len: meta.len(),
             file: reader,
+            cut_short: false,
+        }))
+    }
+}
+
+impl FileSink {
+    /// The open file was cut short in place, from `was` to `now` bytes: the
+    /// writer goes on at its end. A last line left without its line end is
+    /// given one first (as for a file put at the path), so that the next
+    /// line is not glued to it.
+    fn cut_short(&mut self, was: u64, now: u64) -> io::Result<Option<Switched>> {
+        let mut len = now;
+        if len > 0 {
+            use std::os::unix::fs::FileExt;
+            let mut last = [0u8];
+            self.file.read_exact_at(&mut last, len - 1)?;
+            if last != *b"\n" {
+                (&self.file).write_all(b"\n")?;
+                self.file.sync_data()?;
+                len = self.file.metadata()?.len();
+            }
+        }
+        if let Some(cache) = &mut self.cache {
+            cache.cut(len);
+        }
+        let message = format!(
+            "capture file {} was cut short while running, from {was} to {now} bytes (`: >`, \
+             `truncate`, logrotate's copytruncate?): writing on at its end; the batches acknowledged \
+             in the bytes cut away are gone from it, and forward targets that had not sent them \
+             yet never will",
+            crate::text::path(&self.path)
+        );
+        Ok(Some(Switched {
+            message,
+            len,
+            file: self.file.try_clone().ok(),
+            cut_short: true,
         }))
     }
 }
@@ -379,8 +431,8 @@ impl Sink for Box<dyn Sink> {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         (**self).truncate(len)
     }
-    fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
-        (**self).ensure_at_path()
+    fn ensure_at_path(&mut self, len: u64) -> io::Result<Option<Switched>> {
+        (**self).ensure_at_path(len)
     }
     fn retractable(&self) -> bool {
         (**self).retractable()
@@ -651,10 +703,15 @@ impl Durable {
         self.state.1.notify_all();
     }
 
-    /// The writer goes on in a new file, from `start`.
-    fn switched(&self, start: u64, file: Option<File>) {
+    /// The writer goes on in a new file, from `start`; or in the same one,
+    /// `cut_short` to `start` in place: its synced lines then end there.
+    fn switched(&self, start: u64, file: Option<File>, cut_short: bool) {
         let mut guard = self.lock();
-        let end = guard.len;
+        let end = if cut_short {
+            guard.len.min(start)
+        } else {
+            guard.len
+        };
         let current = guard.current;
         guard.files[current].1 = Some(end);
         guard.files.push((start, None, file.map(Arc::new)));
@@ -1139,7 +1196,7 @@ impl<S: Sink> Writer<S> {
     /// Starts over in a new file when the path no longer names the sink;
     /// true when it did.
     fn follow_path(&mut self) -> io::Result<bool> {
-        let looked = self.sink.ensure_at_path();
+        let looked = self.sink.ensure_at_path(self.good_len);
         if let Err(e) = &looked
             && !std::mem::replace(&mut self.path_failing, true)
         {
@@ -1159,7 +1216,8 @@ impl<S: Sink> Writer<S> {
                 let _ = self.notices.send(switched.message);
                 self.good_len = switched.len;
                 self.dirty = false;
-                self.durable.switched(switched.len, switched.file);
+                self.durable
+                    .switched(switched.len, switched.file, switched.cut_short);
                 Ok(true)
             }
         }
@@ -1272,7 +1330,7 @@ mod tests {
             self.data.lock().unwrap().truncate(len as usize);
             Ok(())
         }
-        fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
+        fn ensure_at_path(&mut self, _len: u64) -> io::Result<Option<Switched>> {
             let written = std::mem::take(&mut *self.written.lock().unwrap());
             if written && std::mem::take(&mut *self.lost_after_write.lock().unwrap()) {
                 return Err(io::Error::from_raw_os_error(13));
@@ -2014,7 +2072,7 @@ mod path_tests {
             self.files.lock().unwrap()[at].truncate(len as usize);
             Ok(())
         }
-        fn ensure_at_path(&mut self) -> io::Result<Option<Switched>> {
+        fn ensure_at_path(&mut self, _len: u64) -> io::Result<Option<Switched>> {
             let mut checks = self.checks.lock().unwrap();
             *checks += 1;
             if *checks - 1 == self.switch_at {
@@ -2023,10 +2081,38 @@ mod path_tests {
                     message: "switched".into(),
                     len: 0,
                     file: None,
+                    cut_short: false,
                 }));
             }
             Ok(None)
         }
+    }
+
+    /// A file cut short in place: its synced lines end where it was cut,
+    /// so a reader of it stops there (what the writer adds after the cut is
+    /// the next file's), and goes on from there; a file replaced keeps its
+    /// end.
+    #[test]
+    fn a_file_cut_short_ends_its_lines_where_it_was_cut() {
+        let durable = Durable::new(0, 0);
+        durable.grew(1000, 4);
+        durable.switched(120, None, true);
+        assert_eq!(
+            durable.bound(0),
+            Bound {
+                limit: 120,
+                next: Some(120)
+            }
+        );
+        durable.grew(300, 1);
+        durable.switched(40, None, false);
+        assert_eq!(
+            durable.bound(1),
+            Bound {
+                limit: 300,
+                next: Some(40)
+            }
+        );
     }
 
     /// The handles of the files after the first are kept while a
@@ -2039,11 +2125,11 @@ mod path_tests {
         let held =
             |d: &Durable| -> Vec<bool> { (0..=d.current()).map(|n| d.file(n).is_some()).collect() };
         let durable = Durable::new(0, 0);
-        durable.switched(0, file(1));
+        durable.switched(0, file(1), false);
         assert_eq!(held(&durable), [false, false], "no reader: none kept");
         let (behind, ahead) = (durable.reader(1), durable.reader(1));
-        durable.switched(0, file(2));
-        durable.switched(0, file(3));
+        durable.switched(0, file(2), false);
+        durable.switched(0, file(3), false);
         assert_eq!(held(&durable), [false, false, true, true]);
         behind.moved_to(2);
         assert_eq!(held(&durable), [false, false, true, true], "one still at 1");
@@ -2053,7 +2139,7 @@ mod path_tests {
         behind.moved_to(3);
         assert_eq!(held(&durable), [false, false, false, false]);
         drop(behind);
-        durable.switched(0, file(4));
+        durable.switched(0, file(4), false);
         assert_eq!(held(&durable), [false; 5], "no reader left");
     }
 

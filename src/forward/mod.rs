@@ -610,9 +610,19 @@ impl Job {
             }
             let bound = self.durable.bound(self.file);
             let limit = bound.limit;
-            let start = match tail.next_line(limit, &mut line) {
+            let read = tail.next_line(limit, &mut line);
+            // A line read past where this file's synced lines end now is
+            // none of its own: the file was cut short in place meanwhile,
+            // and the writer has gone on at its new end (published before
+            // it wrote there), where the next file's lines begin.
+            let read = match read {
+                Ok(Some(_)) if tail.pos() > self.durable.bound(self.file).limit => Ok(None),
+                read => read,
+            };
+            let start = match read {
                 Ok(Some(start)) => start,
                 Ok(None) => {
+                    let bound = self.durable.bound(self.file);
                     if let Some(next) = bound.next {
                         // Every synced line of a file the writer left is
                         // done: go on in the one at the path now.
