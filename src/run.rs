@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
 
 use crate::capture::Capture;
 use crate::capture::load::{self, Progress};
-use crate::dashboard::app::Setup;
+use crate::dashboard::app::{Probed, Setup};
 use crate::dashboard::state::State;
 use crate::dashboard::tui;
 use crate::event::{RequestEvent, Stats};
@@ -142,14 +142,14 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     }
     let forwarders = start_forwarding(&settings, opened, outbox, &running, notes_tx)?;
     let demo = start_demo(&settings, &running)?;
-    let notices = relay_notices(&running, settings.headless);
+    let (notices, capture_taken) = relay_notices(&running, settings.headless);
     let shown = show(
         &settings,
         &running,
         token_count,
         demo.is_some(),
         respond,
-        (events_rx, notes_rx, held),
+        (events_rx, notes_rx, held, capture_taken),
         &signals,
     );
     let (printer, outcome) = match shown {
@@ -493,11 +493,17 @@ fn start_demo(settings: &Settings, running: &server::Running) -> Result<Option<D
 /// the capture replaced): on stderr at once when headless; under the
 /// dashboard, kept (the returned channel) to be said once the terminal is
 /// back.
-fn relay_notices(running: &server::Running, headless: bool) -> Receiver<String> {
+fn relay_notices(running: &server::Running, headless: bool) -> (Receiver<String>, CaptureTaken) {
     let notices = running.notices.clone();
     let (kept_tx, kept) = crossbeam_channel::unbounded();
+    let taken = CaptureTaken::default();
+    let shown = taken.clone();
     std::thread::spawn(move || {
         for notice in notices {
+            if let Some(what) = crate::capture::taken_away(&notice) {
+                let at = crate::dashboard::format::clock(jiff::Timestamp::now());
+                *crate::panic::lock(&shown) = Some(format!("{what} {at}"));
+            }
             if headless {
                 crate::say!("autopi-rx: {notice}");
             } else if kept_tx.send(notice).is_err() {
@@ -505,8 +511,12 @@ fn relay_notices(running: &server::Running, headless: bool) -> Receiver<String> 
             }
         }
     });
-    kept
+    (kept, taken)
 }
+
+/// What became of the capture file while running, for the header (see
+/// `capture::taken_away`), with the time (UTC, as the dashboard's).
+type CaptureTaken = Arc<std::sync::Mutex<Option<String>>>;
 
 /// Shows the requests until a signal (or q on the dashboard): the JSON-line
 /// printer (headless: what is returned closes when it is done, to be
@@ -518,7 +528,12 @@ fn show(
     token_count: usize,
     demo: bool,
     respond: Arc<Control>,
-    (events, notes, held): (Receiver<RequestEvent>, Receiver<ForwardStatus>, u64),
+    (events, notes, held, capture_taken): (
+        Receiver<RequestEvent>,
+        Receiver<ForwardStatus>,
+        u64,
+        CaptureTaken,
+    ),
     signals: &Signals,
 ) -> std::io::Result<Option<Receiver<()>>> {
     if settings.headless {
@@ -556,18 +571,27 @@ fn show(
         setup,
         events,
         signals.received.clone(),
-        capture,
-        running.stats.clone(),
-        tokens_now(running),
+        readings(running, capture, capture_taken),
     )
     .map(|()| None)
 }
 
-/// How many tokens the receiver accepts now, for the header: SIGHUP
-/// changes it (`--no-auth` stays 0).
-fn tokens_now(running: &server::Running) -> Box<dyn Fn() -> Option<usize> + Send> {
+/// What the dashboard reads on each tick: the capture's size, the events
+/// it missed, the tokens accepted now (SIGHUP changes the count; `--no-auth`
+/// stays 0), and what became of the capture file.
+fn readings(
+    running: &server::Running,
+    capture: PathBuf,
+    taken: CaptureTaken,
+) -> Box<dyn FnMut() -> Probed + Send> {
     let switch = running.auth_switch();
-    Box::new(move || switch.token_count())
+    let stats = running.stats.clone();
+    Box::new(move || Probed {
+        capture_bytes: std::fs::metadata(&capture).ok().map(|m| m.len()),
+        dropped_events: Stats::get(&stats.dropped_events),
+        tokens: switch.token_count(),
+        capture_taken: crate::panic::lock(&taken).clone(),
+    })
 }
 
 /// The session so far: what the capture held before this run, folded as
@@ -674,6 +698,7 @@ fn screen_setup(
         capture_path: running.capture_path().display().to_string(),
         capture_bytes: None,
         dropped_events: 0,
+        capture_taken: None,
         demo,
         respond: Some(respond),
         forward_board: Some(running.stats.forward.clone()),

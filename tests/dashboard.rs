@@ -307,6 +307,7 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
             dropped_events: 7,
             // Three tokens now, where the setup said one (a SIGHUP).
             tokens: Some(3),
+            capture_taken: Some("REPLACED 08:00:03".into()),
         }),
     };
     let mut app = empty();
@@ -315,12 +316,18 @@ fn run_folds_everything_queued_before_drawing_and_quits_on_q() {
     let screen = text(&terminal);
     assert!(screen.contains("records 5"), "{screen}");
     assert!(screen.contains("last upload 4s ago"));
-    assert!(screen.contains("capture 1.21 KiB in ") && screen.contains("7 events not shown"));
+    // What became of the capture file, before its size and path.
+    assert!(
+        screen.contains("capture  REPLACED 08:00:03  1.21 KiB in ")
+            && screen.contains("7 events not shown"),
+        "{screen}"
+    );
     assert!(screen.contains("auth 3 tokens"), "{screen}");
-    // On the narrowest screen the warning and the size still show.
+    // On the narrowest screen the warning and the size still show, and
+    // what became of the capture without its time.
     let narrow = text(&draw(&app, 80, 24));
     assert!(
-        narrow.contains("7 events not shown") && narrow.contains("1.21 KiB"),
+        narrow.contains("7 events not shown") && narrow.contains("capture  REPLACED  1.21 KiB"),
         "{narrow}"
     );
 }

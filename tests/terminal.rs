@@ -697,6 +697,34 @@ fn sighup_under_the_dashboard_refreshes_the_token_count() {
     );
 }
 
+/// The capture file taken away under the dashboard: the header says so for
+/// the rest of the run (stderr, which the screen hides, says it only at
+/// the exit); until December 6 nothing on screen did.
+#[test]
+fn the_header_says_when_the_capture_was_taken_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let mut tty = Tty::receiving(dir, &capture);
+    let addr = tty.addr();
+    let auth = format!("token {TOKEN}");
+    let body = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":800}]"#;
+    assert_eq!(post(addr, &[("authorization", &auth)], body).status, 200);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&capture)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(post(addr, &[("authorization", &auth)], body).status, 200);
+    tty.wait_screen("CUT SHORT");
+    std::fs::remove_file(&capture).unwrap();
+    assert_eq!(post(addr, &[("authorization", &auth)], body).status, 200);
+    tty.wait_screen("DELETED OR MOVED");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+    assert!(tty.after_ui().contains("was deleted or moved away"));
+}
+
 /// The terminal closing under a dashboard whose stderr is a pipe nobody
 /// reads any more (the listening line taken by `sed … q`): giving the
 /// terminal back fails, and ratatui said so with `eprintln!`, which

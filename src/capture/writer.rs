@@ -68,6 +68,24 @@ pub struct Switched {
     pub cut_short: bool,
 }
 
+/// How the writer's notices say what became of the capture file.
+const DELETED: &str = "was deleted or moved away";
+const REPLACED: &str = "was replaced by another file";
+const CUT_SHORT: &str = "was cut short while running";
+
+/// What became of the capture file, in a word or two, when `notice` (one of
+/// the writer's) says the file at its path was taken away or cut short:
+/// the dashboard's header shows it for the rest of the run.
+pub fn taken_away(notice: &str) -> Option<&'static str> {
+    [
+        (DELETED, "DELETED OR MOVED"),
+        (REPLACED, "REPLACED"),
+        (CUT_SHORT, "CUT SHORT"),
+    ]
+    .into_iter()
+    .find_map(|(said, word)| notice.contains(said).then_some(word))
+}
+
 /// A capture file opened for appending.
 pub struct FileSink {
     file: File,
@@ -133,8 +151,8 @@ impl Sink for FileSink {
             Ok(meta) if identity(&meta) == self.identity && meta.len() >= len => return Ok(None),
             Ok(meta) if identity(&meta) == self.identity => return self.cut_short(len, meta.len()),
             Ok(meta) if !meta.is_file() => return Err(not_a_file(&self.path)),
-            Ok(_) => "was replaced by another file",
-            Err(e) if e.kind() == io::ErrorKind::NotFound => "was deleted or moved away",
+            Ok(_) => REPLACED,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => DELETED,
             Err(e) => return Err(e),
         };
         let file = OpenOptions::new()
@@ -212,7 +230,7 @@ impl FileSink {
             cache.cut(len);
         }
         let message = format!(
-            "capture file {} was cut short while running, from {was} to {now} bytes (`: >`, \
+            "capture file {} {CUT_SHORT}, from {was} to {now} bytes (`: >`, \
              `truncate`, logrotate's copytruncate?): writing on at its end; the batches acknowledged \
              in the bytes cut away are gone from it, and forward targets that had not sent them \
              yet never will",

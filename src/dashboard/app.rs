@@ -89,6 +89,9 @@ pub struct Setup {
     pub capture_bytes: Option<u64>,
     /// Events the listener dropped because the screen was too slow.
     pub dropped_events: u64,
+    /// What became of the capture file while running (deleted, replaced,
+    /// cut short) and when, the latest: shown for the rest of the run.
+    pub capture_taken: Option<String>,
     /// `--demo`: the uploads come from the built-in simulated device.
     pub demo: bool,
     /// The receiver's answer mode, which `m` changes (None: no receiver
@@ -712,7 +715,7 @@ pub struct Outside {
 }
 
 /// What the loop reads on each tick besides the clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Probed {
     /// The capture file's size.
     pub capture_bytes: Option<u64>,
@@ -721,6 +724,8 @@ pub struct Probed {
     /// Tokens configured now (SIGHUP reads `--token-file` again); None
     /// when no receiver can say.
     pub tokens: Option<usize>,
+    /// What became of the capture file while running, if anything.
+    pub capture_taken: Option<String>,
 }
 
 /// Runs the dashboard until q, Ctrl-C, a signal, or the input closing.
@@ -801,6 +806,9 @@ fn refresh(app: &mut App, outside: &mut Outside) {
     let probed = (outside.probe)();
     app.setup.capture_bytes = probed.capture_bytes;
     app.setup.dropped_events = probed.dropped_events;
+    if probed.capture_taken.is_some() {
+        app.setup.capture_taken = probed.capture_taken;
+    }
     if let Some(tokens) = probed.tokens {
         app.setup.tokens = tokens;
     }

@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -17,7 +16,7 @@ use ratatui::crossterm::event::{self, Event};
 use crate::dashboard::app::{self, App, Outside, Probed, Setup};
 use crate::dashboard::state::State;
 use crate::dashboard::theme::Theme;
-use crate::event::{RequestEvent, Stats};
+use crate::event::RequestEvent;
 
 /// How long the input thread waits for a key before checking it should stop.
 const INPUT_POLL: Duration = Duration::from_millis(100);
@@ -29,9 +28,7 @@ pub fn run(
     setup: Setup,
     events: Receiver<RequestEvent>,
     stop: Receiver<()>,
-    capture_path: PathBuf,
-    stats: Arc<Stats>,
-    tokens: Box<dyn Fn() -> Option<usize> + Send>,
+    probe: Box<dyn FnMut() -> Probed + Send>,
 ) -> io::Result<()> {
     let mut app = App::new(setup, Theme::from_env(), Timestamp::now());
     app.replace_state(so_far);
@@ -52,11 +49,7 @@ pub fn run(
         input: input_rx,
         stop,
         clock: Box::new(Timestamp::now),
-        probe: Box::new(move || Probed {
-            capture_bytes: std::fs::metadata(&capture_path).ok().map(|m| m.len()),
-            dropped_events: Stats::get(&stats.dropped_events),
-            tokens: tokens(),
-        }),
+        probe,
     };
     let result = app::run(&mut terminal, &mut app, outside);
     restore();

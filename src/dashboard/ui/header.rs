@@ -185,6 +185,16 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         spans.extend([Span::styled(" · auth ", t.label), auth]);
     }
     spans.push(Span::styled(" · capture ", t.label));
+    // What became of the capture file, before its size: the time it
+    // happened gives way on a narrow screen.
+    if let Some(taken) = &app.setup.capture_taken {
+        let taken = match taken.rsplit_once(' ') {
+            Some((what, _)) if width < 100 => what,
+            _ => taken,
+        };
+        spans.push(Span::styled(format!(" {taken} "), t.alarm));
+        spans.push(Span::raw(" "));
+    }
     let joint = if size.is_empty() { "" } else { " in " };
     let room = (width as usize)
         .saturating_sub(Line::from(spans.clone()).width() + size.width() + joint.len());
