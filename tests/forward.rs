@@ -292,12 +292,7 @@ fn a_capture_cut_short_in_place_is_followed_to_its_new_end() {
     wait_for("the first batches upstream", || {
         (complete_lines(&up.capture).len() == 3).then_some(())
     });
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&capture)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    cut_short_in_place(&capture);
     for i in 3..6 {
         upload(&rx, &batch(i));
     }

@@ -4067,12 +4067,7 @@ fn a_capture_cut_short_in_place_is_written_on_at_its_end() {
     for n in 0..3 {
         assert_eq!(rx.upload(&batch(&format!("before.{n}"))).status, 200);
     }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&rx.capture)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    cut_short_in_place(&rx.capture);
     // About 900 kB of records, then one that is not a record.
     let records: Vec<String> = (0..9000)
         .map(|n| format!(r#"{{"@t":"filler","@ts":"2026-12-02T01:00:00","pad":"{n:0>60}"}}"#))

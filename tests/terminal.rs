@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
 
-use common::{TOKEN, post, samples};
+use common::{TOKEN, cut_short_in_place, post, samples};
 use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
 use portable_pty::{Child, CommandBuilder, ExitStatus, MasterPty, PtySize, native_pty_system};
 
@@ -709,12 +709,7 @@ fn the_header_says_when_the_capture_was_taken_away() {
     let auth = format!("token {TOKEN}");
     let body = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":800}]"#;
     assert_eq!(post(addr, &[("authorization", &auth)], body).status, 200);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&capture)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    cut_short_in_place(&capture);
     assert_eq!(post(addr, &[("authorization", &auth)], body).status, 200);
     tty.wait_screen("CUT SHORT");
     std::fs::remove_file(&capture).unwrap();

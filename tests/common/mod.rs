@@ -223,6 +223,17 @@ pub fn signal(child: &Child, name: &str) {
     assert!(ok, "kill -{name}");
 }
 
+/// Empties the file at `path` in place, as `: > path` or logrotate's
+/// `copytruncate` does: the same file, cut to nothing.
+pub fn cut_short_in_place(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 pub fn capture_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
