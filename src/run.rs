@@ -750,10 +750,11 @@ fn wait_for_printer(printed: &Receiver<()>, signals: &Receiver<()>) {
         recv(printed) -> _ => {}
         recv(signals) -> _ => {
             crate::say!("autopi-rx: second signal: exiting without printing the last request events (the capture has every batch)");
+            std::process::exit(1);
         }
         default(SHUTDOWN_GRACE) => {
             crate::say!(
-                "warning: stdout took no request event for {} s (a pipe nobody reads?): exiting without printing the rest; the capture has every batch",
+                "warning: stdout did not take the last request events within {} s (a pipe nobody reads?): exiting without printing them; the capture has every batch",
                 SHUTDOWN_GRACE.as_secs()
             );
         }

@@ -45,6 +45,13 @@ pub trait Sink: Send + 'static {
     fn ensure_at_path(&mut self, _len: u64) -> io::Result<Option<Switched>> {
         Ok(None)
     }
+    /// After a write of `len` bytes that the writer expected at `at`: the
+    /// file it went to if it landed elsewhere (the file was cut short, or
+    /// written to, between the look at the path and the write); None when
+    /// it landed there or where cannot be told.
+    fn landed(&mut self, _len: u64, _at: u64) -> Option<Switched> {
+        None
+    }
     /// Whether a line written can be taken back (`truncate` really cuts):
     /// only then is a line written before its records are checked.
     fn retractable(&self) -> bool {
@@ -63,15 +70,35 @@ pub struct Switched {
     pub len: u64,
     /// A handle to read it with (None for sinks that are not files).
     pub file: Option<File>,
-    /// The same file, cut short in place: it ends at `len` now, and the
-    /// lines after that in it are gone.
-    pub cut_short: bool,
+    /// The same file, cut short in place to this many bytes: its lines
+    /// end there (what was after is gone), and the writer goes on at `len`.
+    pub cut_at: Option<u64>,
+}
+
+/// Gives the last line of `file`, `len` bytes long, its line end if it has
+/// none (as a start's repair does), so that the next line is not glued to
+/// it (both were unreadable); the length then.
+fn end_last_line(file: &File, len: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8];
+    if len == 0 {
+        return Ok(0);
+    }
+    file.read_exact_at(&mut last, len - 1)?;
+    if last == *b"\n" {
+        return Ok(len);
+    }
+    let mut file = file;
+    file.write_all(b"\n")?;
+    file.sync_data()?;
+    Ok(file.metadata()?.len())
 }
 
 /// How the writer's notices say what became of the capture file.
 const DELETED: &str = "was deleted or moved away";
 const REPLACED: &str = "was replaced by another file";
 const CUT_SHORT: &str = "was cut short while running";
+const CHANGED: &str = "changed under the receiver while running";
 
 /// What became of the capture file, in a word or two, when `notice` (one of
 /// the writer's) says the file at its path was taken away or cut short:
@@ -81,6 +108,7 @@ pub fn taken_away(notice: &str) -> Option<&'static str> {
         (DELETED, "DELETED OR MOVED"),
         (REPLACED, "REPLACED"),
         (CUT_SHORT, "CUT SHORT"),
+        (CHANGED, "CUT SHORT"),
     ]
     .into_iter()
     .find_map(|(said, word)| notice.contains(said).then_some(word))
@@ -170,22 +198,10 @@ impl Sink for FileSink {
                 "the new file at the capture path is in use by another autopi-rx (locked)",
             )
         })?;
-        // Its length once locked: one that held it may have written until
-        // it let go.
-        let mut meta = file.metadata()?;
-        // A file put there by hand whose last line has no line end: it is
-        // given one (as a start's repair does), so the next line is not
-        // glued to it (both were unreadable).
-        let mut last = [0u8];
-        if meta.len() > 0 {
-            use std::os::unix::fs::FileExt;
-            file.read_exact_at(&mut last, meta.len() - 1)?;
-            if last != *b"\n" {
-                (&file).write_all(b"\n")?;
-                file.sync_data()?;
-                meta = file.metadata()?;
-            }
-        }
+        // Its length once locked (one that held it may have written until
+        // it let go), its last line ended (a file put there by hand).
+        let meta = file.metadata()?;
+        let len = end_last_line(&file, meta.len())?;
         sync_parent(&self.path);
         let reader = file.try_clone().ok();
         if let Some(cache) = &mut self.cache
@@ -202,10 +218,30 @@ impl Sink for FileSink {
         );
         Ok(Some(Switched {
             message,
-            len: meta.len(),
+            len,
             file: reader,
-            cut_short: false,
+            cut_at: None,
         }))
+    }
+
+    fn landed(&mut self, len: u64, at: u64) -> Option<Switched> {
+        // Appending, the file's offset is where the write ended.
+        let end = self.file.stream_position().ok()?;
+        let landed = end.checked_sub(len)?;
+        if !self.regular || landed == at {
+            return None;
+        }
+        let message = format!(
+            "capture file {} {CHANGED}, {at} bytes long where {landed} were found (cut short, or \
+             written to by another program): writing on at its end",
+            crate::text::path(&self.path)
+        );
+        Some(Switched {
+            message,
+            len: landed,
+            file: self.file.try_clone().ok(),
+            cut_at: Some(landed),
+        })
     }
 }
 
@@ -215,17 +251,7 @@ impl FileSink {
     /// given one first (as for a file put at the path), so that the next
     /// line is not glued to it.
     fn cut_short(&mut self, was: u64, now: u64) -> io::Result<Option<Switched>> {
-        let mut len = now;
-        if len > 0 {
-            use std::os::unix::fs::FileExt;
-            let mut last = [0u8];
-            self.file.read_exact_at(&mut last, len - 1)?;
-            if last != *b"\n" {
-                (&self.file).write_all(b"\n")?;
-                self.file.sync_data()?;
-                len = self.file.metadata()?.len();
-            }
-        }
+        let len = end_last_line(&self.file, now)?;
         if let Some(cache) = &mut self.cache {
             cache.cut(len);
         }
@@ -240,7 +266,7 @@ impl FileSink {
             message,
             len,
             file: self.file.try_clone().ok(),
-            cut_short: true,
+            cut_at: Some(now),
         }))
     }
 }
@@ -452,6 +478,9 @@ impl Sink for Box<dyn Sink> {
     fn ensure_at_path(&mut self, len: u64) -> io::Result<Option<Switched>> {
         (**self).ensure_at_path(len)
     }
+    fn landed(&mut self, len: u64, at: u64) -> Option<Switched> {
+        (**self).landed(len, at)
+    }
     fn retractable(&self) -> bool {
         (**self).retractable()
     }
@@ -571,6 +600,9 @@ struct Files {
     /// lines end (None for the current one) and a handle to read it, while
     /// a reader may still need it.
     files: Vec<(u64, Option<u64>, Option<Arc<File>>)>,
+    /// For each file the writer left: the lines counted up to its end (all
+    /// files so far), those cut away with it included.
+    lines_through: Vec<u64>,
     /// The file each registered reader reads now, by its number.
     readers: HashMap<u64, usize>,
     next_reader: u64,
@@ -633,6 +665,7 @@ impl Durable {
                     len,
                     current: 0,
                     files: vec![(0, None, None)],
+                    lines_through: Vec::new(),
                     readers: HashMap::new(),
                     next_reader: 0,
                 }),
@@ -669,6 +702,14 @@ impl Durable {
             limit: files.files[n].1.unwrap_or(0),
             next: Some(files.files[n + 1].0),
         }
+    }
+
+    /// The lines counted up to the end of file `n` once the writer has left
+    /// it (every earlier file's included): a reader that moves on from it
+    /// is done with that many, also those a cut took away before it read
+    /// them (which it would otherwise count as a backlog for ever).
+    pub fn lines_through(&self, n: usize) -> Option<u64> {
+        self.lock().lines_through.get(n).copied()
     }
 
     /// A reader that reads file `n` now, registered so that the handles of
@@ -722,16 +763,14 @@ impl Durable {
     }
 
     /// The writer goes on in a new file, from `start`; or in the same one,
-    /// `cut_short` to `start` in place: its synced lines then end there.
-    fn switched(&self, start: u64, file: Option<File>, cut_short: bool) {
+    /// cut short in place `cut_at` bytes: its synced lines then end there.
+    fn switched(&self, start: u64, file: Option<File>, cut_at: Option<u64>) {
         let mut guard = self.lock();
-        let end = if cut_short {
-            guard.len.min(start)
-        } else {
-            guard.len
-        };
+        let end = cut_at.map_or(guard.len, |cut| guard.len.min(cut));
         let current = guard.current;
         guard.files[current].1 = Some(end);
+        let lines = self.lines.load(Ordering::SeqCst);
+        guard.lines_through.push(lines);
         guard.files.push((start, None, file.map(Arc::new)));
         guard.current += 1;
         guard.len = start;
@@ -1231,14 +1270,19 @@ impl<S: Sink> Writer<S> {
             }
             Some(switched) => {
                 self.path_failing = false;
-                let _ = self.notices.send(switched.message);
-                self.good_len = switched.len;
-                self.dirty = false;
-                self.durable
-                    .switched(switched.len, switched.file, switched.cut_short);
+                self.switch(switched);
                 Ok(true)
             }
         }
+    }
+
+    /// Goes on where `switched` says, and tells the operator and readers.
+    fn switch(&mut self, switched: Switched) {
+        let _ = self.notices.send(switched.message);
+        self.good_len = switched.len;
+        self.dirty = false;
+        self.durable
+            .switched(switched.len, switched.file, switched.cut_at);
     }
 
     /// Takes back the last `len` bytes written when whether they are
@@ -1271,7 +1315,15 @@ impl<S: Sink> Writer<S> {
         }
         match self.sink.write_all(buf).and_then(|()| self.sink.sync()) {
             Ok(()) => {
-                self.good_len += buf.len() as u64;
+                // A file cut short (or written to) between the look at the
+                // path and the write took the group at its end, not where
+                // the writer expected it: readers are told before the
+                // group counts, and a take-back cuts where it landed.
+                let len = buf.len() as u64;
+                if let Some(moved) = self.sink.landed(len, self.good_len) {
+                    self.switch(moved);
+                }
+                self.good_len += len;
                 Ok(())
             }
             Err(e) => {
@@ -1382,6 +1434,81 @@ mod tests {
             received,
             ["t1", "t3"],
             "a group answered 503 stayed in the file"
+        );
+    }
+
+    /// A sink that can be cut short between the writer's look at it and
+    /// its next write (a `truncate` by another program in that moment):
+    /// the write then lands at the cut, and `landed` says where.
+    #[derive(Clone, Default)]
+    struct CutBeforeWrite {
+        data: Arc<Mutex<Vec<u8>>>,
+        cut_to: Arc<Mutex<Option<usize>>>,
+    }
+
+    impl Sink for CutBeforeWrite {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            let mut data = self.data.lock().unwrap();
+            if let Some(cut) = self.cut_to.lock().unwrap().take() {
+                data.truncate(cut);
+            }
+            data.extend_from_slice(buf);
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.data.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+        fn landed(&mut self, len: u64, at: u64) -> Option<Switched> {
+            let landed = self.data.lock().unwrap().len() as u64 - len;
+            (landed != at).then(|| Switched {
+                message: "moved".into(),
+                len: landed,
+                file: None,
+                cut_at: Some(landed),
+            })
+        }
+        fn retractable(&self) -> bool {
+            true
+        }
+    }
+
+    /// Cut short between the look and the write: the line lands at the
+    /// cut, and the writer goes on from there, telling readers that the
+    /// file's lines now end at the cut (its own length count said 2 lines
+    /// further, and a take-back of the next line cut there: NUL bytes in a
+    /// real file, or half a line).
+    #[test]
+    fn a_line_that_landed_at_a_cut_is_where_the_writer_goes_on() {
+        let sink = CutBeforeWrite::default();
+        let cap = Capture::with_sink(sink.clone(), 0, HashMap::new());
+        let durable = cap.durable();
+        let h = cap.handle();
+        h.save(&entry("t1"), &batch(r#"[{"@t":"a"}]"#)).unwrap();
+        h.save(&entry("t2"), &batch(r#"[{"@t":"b"}]"#)).unwrap();
+        let first = sink.data.lock().unwrap().len();
+        let one = first / 2;
+        *sink.cut_to.lock().unwrap() = Some(one);
+        h.save(&entry("t3"), &batch(r#"[{"@t":"c"}]"#)).unwrap();
+        assert_eq!(
+            durable.bound(0),
+            Bound {
+                limit: one as u64,
+                next: Some(one as u64)
+            }
+        );
+        assert_eq!(durable.lines_through(0), Some(2));
+        let len = sink.data.lock().unwrap().len() as u64;
+        assert_eq!(durable.bound(1).limit, len, "the line that landed counts");
+        drop(h);
+        cap.close();
+        let data = String::from_utf8(sink.data.lock().unwrap().clone()).unwrap();
+        assert!(
+            data.ends_with('\n') && data[one..].starts_with('{'),
+            "{data}"
         );
     }
 
@@ -2099,7 +2226,7 @@ mod path_tests {
                     message: "switched".into(),
                     len: 0,
                     file: None,
-                    cut_short: false,
+                    cut_at: None,
                 }));
             }
             Ok(None)
@@ -2114,16 +2241,16 @@ mod path_tests {
     fn a_file_cut_short_ends_its_lines_where_it_was_cut() {
         let durable = Durable::new(0, 0);
         durable.grew(1000, 4);
-        durable.switched(120, None, true);
+        durable.switched(121, None, Some(120));
         assert_eq!(
             durable.bound(0),
             Bound {
                 limit: 120,
-                next: Some(120)
+                next: Some(121)
             }
         );
         durable.grew(300, 1);
-        durable.switched(40, None, false);
+        durable.switched(40, None, None);
         assert_eq!(
             durable.bound(1),
             Bound {
@@ -2143,11 +2270,11 @@ mod path_tests {
         let held =
             |d: &Durable| -> Vec<bool> { (0..=d.current()).map(|n| d.file(n).is_some()).collect() };
         let durable = Durable::new(0, 0);
-        durable.switched(0, file(1), false);
+        durable.switched(0, file(1), None);
         assert_eq!(held(&durable), [false, false], "no reader: none kept");
         let (behind, ahead) = (durable.reader(1), durable.reader(1));
-        durable.switched(0, file(2), false);
-        durable.switched(0, file(3), false);
+        durable.switched(0, file(2), None);
+        durable.switched(0, file(3), None);
         assert_eq!(held(&durable), [false, false, true, true]);
         behind.moved_to(2);
         assert_eq!(held(&durable), [false, false, true, true], "one still at 1");
@@ -2157,7 +2284,7 @@ mod path_tests {
         behind.moved_to(3);
         assert_eq!(held(&durable), [false, false, false, false]);
         drop(behind);
-        durable.switched(0, file(4), false);
+        durable.switched(0, file(4), None);
         assert_eq!(held(&durable), [false; 5], "no reader left");
     }
 

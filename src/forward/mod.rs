@@ -694,6 +694,9 @@ impl Job {
                 return Err(e);
             }
         }
+        if let Some(lines) = self.durable.lines_through(self.file) {
+            self.done_lines = lines;
+        }
         self.file += 1;
         self.reader.moved_to(self.file);
         Ok(tail)
