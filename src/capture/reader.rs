@@ -180,6 +180,14 @@ impl Tail {
         }
     }
 
+    /// Goes on in the same file from `pos` (a file cut short in place,
+    /// where the writer went on), what was read ahead let go.
+    pub fn move_to(&mut self, pos: u64) {
+        self.buf.clear();
+        self.buf_at = pos;
+        self.used = 0;
+    }
+
     /// Offset of the next line to be returned.
     pub fn pos(&self) -> u64 {
         self.buf_at + self.used as u64

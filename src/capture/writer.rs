@@ -68,7 +68,8 @@ pub struct Switched {
     pub message: String,
     /// Its length when taken over: the writer appends from there.
     pub len: u64,
-    /// A handle to read it with (None for sinks that are not files).
+    /// A handle to read it with (None for sinks that are not files, and
+    /// for the same file cut short: a reader goes on with its own).
     pub file: Option<File>,
     /// The same file, cut short in place to this many bytes: its lines
     /// end there (what was after is gone), and the writer goes on at `len`.
@@ -239,7 +240,7 @@ impl Sink for FileSink {
         Some(Switched {
             message,
             len: landed,
-            file: self.file.try_clone().ok(),
+            file: None,
             cut_at: Some(landed),
         })
     }
@@ -265,7 +266,7 @@ impl FileSink {
         Ok(Some(Switched {
             message,
             len,
-            file: self.file.try_clone().ok(),
+            file: None,
             cut_at: Some(now),
         }))
     }
@@ -603,6 +604,9 @@ struct Files {
     /// For each file the writer left: the lines counted up to its end (all
     /// files so far), those cut away with it included.
     lines_through: Vec<u64>,
+    /// For each file after the first: the one before it, cut short in
+    /// place, and not another file.
+    same_as_before: Vec<bool>,
     /// The file each registered reader reads now, by its number.
     readers: HashMap<u64, usize>,
     next_reader: u64,
@@ -666,6 +670,7 @@ impl Durable {
                     current: 0,
                     files: vec![(0, None, None)],
                     lines_through: Vec::new(),
+                    same_as_before: Vec::new(),
                     readers: HashMap::new(),
                     next_reader: 0,
                 }),
@@ -702,6 +707,15 @@ impl Durable {
             limit: files.files[n].1.unwrap_or(0),
             next: Some(files.files[n + 1].0),
         }
+    }
+
+    /// Whether file `n` is the one before it, cut short in place: a reader
+    /// goes on in it with the handle it has (each cut took a descriptor
+    /// of its own until December 6, kept while a forwarder was behind: a
+    /// hostile-client probe's cuts held 912 of them, and out of
+    /// descriptors the forwarder could not move on).
+    pub fn same_file(&self, n: usize) -> bool {
+        n > 0 && self.lock().same_as_before.get(n - 1) == Some(&true)
     }
 
     /// The lines counted up to the end of file `n` once the writer has left
@@ -771,6 +785,7 @@ impl Durable {
         guard.files[current].1 = Some(end);
         let lines = self.lines.load(Ordering::SeqCst);
         guard.lines_through.push(lines);
+        guard.same_as_before.push(cut_at.is_some());
         guard.files.push((start, None, file.map(Arc::new)));
         guard.current += 1;
         guard.len = start;
@@ -2249,8 +2264,10 @@ mod path_tests {
                 next: Some(121)
             }
         );
+        assert!(durable.same_file(1), "cut short: the same file");
         durable.grew(300, 1);
         durable.switched(40, None, None);
+        assert!(!durable.same_file(2), "replaced: another");
         assert_eq!(
             durable.bound(1),
             Bound {

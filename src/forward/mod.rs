@@ -626,8 +626,8 @@ impl Job {
                     if let Some(next) = bound.next {
                         // Every synced line of a file the writer left is
                         // done: go on in the one at the path now.
-                        match self.next_file(next) {
-                            Ok(t) => tail = t,
+                        match self.next_file(next, &mut tail) {
+                            Ok(()) => {}
                             Err(e) => {
                                 self.down(format!("cannot read the capture: {e}"));
                                 self.wait(BACKOFF_MAX);
@@ -683,10 +683,15 @@ impl Job {
 
     /// Moves to the capture file after the current one, from `start`
     /// (where the writer started it), and moves the cursor there.
-    fn next_file(&mut self, start: u64) -> std::io::Result<Tail> {
-        let tail = match self.durable.file(self.file + 1) {
-            Some(file) => Tail::from_file(file?, start),
-            None => Tail::open(&self.capture, start)?,
+    fn next_file(&mut self, start: u64, tail: &mut Tail) -> std::io::Result<()> {
+        // The same file cut short in place: its own handle goes on there.
+        let other = if self.durable.same_file(self.file + 1) {
+            None
+        } else {
+            Some(match self.durable.file(self.file + 1) {
+                Some(file) => Tail::from_file(file?, start),
+                None => Tail::open(&self.capture, start)?,
+            })
         };
         while let Err(e) = self.cursors.moved(&self.name, start) {
             self.down(format!("cannot save the cursor: {e}"));
@@ -694,12 +699,16 @@ impl Job {
                 return Err(e);
             }
         }
+        match other {
+            Some(other) => *tail = other,
+            None => tail.move_to(start),
+        }
         if let Some(lines) = self.durable.lines_through(self.file) {
             self.done_lines = lines;
         }
         self.file += 1;
         self.reader.moved_to(self.file);
-        Ok(tail)
+        Ok(())
     }
 
     /// Sends one batch until the target takes it or parks it, waiting
