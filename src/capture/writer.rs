@@ -1387,18 +1387,25 @@ mod tests {
 
     /// A sink whose writes fail while `failing` is set, keeping what "landed".
     /// With `lost_after_write`, looking at the path fails right after the
-    /// next write (its bytes landed, where is not known).
+    /// next write (its bytes landed, where is not known). With `cut_to`, it
+    /// is cut short there between the writer's look and its next write (a
+    /// `truncate` by another program in that moment): the write lands at
+    /// the cut, and `landed` says where.
     #[derive(Clone, Default)]
     struct Flaky {
         data: Arc<Mutex<Vec<u8>>>,
         failing: Arc<Mutex<bool>>,
         lost_after_write: Arc<Mutex<bool>>,
         written: Arc<Mutex<bool>>,
+        cut_to: Arc<Mutex<Option<usize>>>,
     }
 
     impl Sink for Flaky {
         fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
             let mut data = self.data.lock().unwrap();
+            if let Some(cut) = self.cut_to.lock().unwrap().take() {
+                data.truncate(cut);
+            }
             if *self.failing.lock().unwrap() {
                 // A partial write, as a full disk leaves behind.
                 data.extend_from_slice(&buf[..buf.len() / 2]);
@@ -1421,6 +1428,15 @@ mod tests {
                 return Err(io::Error::from_raw_os_error(13));
             }
             Ok(None)
+        }
+        fn landed(&mut self, len: u64, at: u64) -> Option<Switched> {
+            let landed = self.data.lock().unwrap().len() as u64 - len;
+            (landed != at).then(|| Switched {
+                message: "moved".into(),
+                len: landed,
+                file: None,
+                cut_at: Some(landed),
+            })
         }
     }
 
@@ -1452,45 +1468,6 @@ mod tests {
         );
     }
 
-    /// A sink that can be cut short between the writer's look at it and
-    /// its next write (a `truncate` by another program in that moment):
-    /// the write then lands at the cut, and `landed` says where.
-    #[derive(Clone, Default)]
-    struct CutBeforeWrite {
-        data: Arc<Mutex<Vec<u8>>>,
-        cut_to: Arc<Mutex<Option<usize>>>,
-    }
-
-    impl Sink for CutBeforeWrite {
-        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-            let mut data = self.data.lock().unwrap();
-            if let Some(cut) = self.cut_to.lock().unwrap().take() {
-                data.truncate(cut);
-            }
-            data.extend_from_slice(buf);
-            Ok(())
-        }
-        fn sync(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-        fn truncate(&mut self, len: u64) -> io::Result<()> {
-            self.data.lock().unwrap().truncate(len as usize);
-            Ok(())
-        }
-        fn landed(&mut self, len: u64, at: u64) -> Option<Switched> {
-            let landed = self.data.lock().unwrap().len() as u64 - len;
-            (landed != at).then(|| Switched {
-                message: "moved".into(),
-                len: landed,
-                file: None,
-                cut_at: Some(landed),
-            })
-        }
-        fn retractable(&self) -> bool {
-            true
-        }
-    }
-
     /// Cut short between the look and the write: the line lands at the
     /// cut, and the writer goes on from there, telling readers that the
     /// file's lines now end at the cut (its own length count said 2 lines
@@ -1498,7 +1475,7 @@ mod tests {
     /// real file, or half a line).
     #[test]
     fn a_line_that_landed_at_a_cut_is_where_the_writer_goes_on() {
-        let sink = CutBeforeWrite::default();
+        let sink = Flaky::default();
         let cap = Capture::with_sink(sink.clone(), 0, HashMap::new());
         let durable = cap.durable();
         let h = cap.handle();
