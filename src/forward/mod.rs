@@ -608,21 +608,21 @@ impl Job {
             if self.stopped() {
                 return self.count_rest();
             }
-            let bound = self.durable.bound(self.file);
-            let limit = bound.limit;
+            let limit = self.durable.bound(self.file).limit;
             let read = tail.next_line(limit, &mut line);
-            // A line read past where this file's synced lines end now is
-            // none of its own: the file was cut short in place meanwhile,
-            // and the writer has gone on at its new end (published before
-            // it wrote there), where the next file's lines begin.
+            // Where this file's synced lines end now, after the read: a line
+            // read past it is none of its own (the file was cut short in
+            // place meanwhile, and the writer has gone on at its new end,
+            // published before it wrote there, where the next file's lines
+            // begin).
+            let bound = self.durable.bound(self.file);
             let read = match read {
-                Ok(Some(_)) if tail.pos() > self.durable.bound(self.file).limit => Ok(None),
+                Ok(Some(_)) if tail.pos() > bound.limit => Ok(None),
                 read => read,
             };
             let start = match read {
                 Ok(Some(start)) => start,
                 Ok(None) => {
-                    let bound = self.durable.bound(self.file);
                     if let Some(next) = bound.next {
                         // Every synced line of a file the writer left is
                         // done: go on in the one at the path now.
