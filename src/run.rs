@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
 
-use crate::capture::Capture;
 use crate::capture::load::{self, Progress};
+use crate::capture::{Capture, Durable};
 use crate::dashboard::app::{Probed, Setup};
 use crate::dashboard::state::State;
 use crate::dashboard::tui;
@@ -124,7 +124,8 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         let opened = forward::open(settings, capture.path(), &capture.durable());
         Some(opened.map_err(|m| Fatal::new(1, m))?)
     };
-    let outbox = (capture.path().to_path_buf(), capture.durable());
+    let durable = capture.durable();
+    let outbox = (capture.path().to_path_buf(), durable.clone());
     // What the file held before this run: the dashboard loads it, and
     // everything after arrives as events.
     let held = std::fs::metadata(capture.path())
@@ -142,14 +143,14 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     }
     let forwarders = start_forwarding(&settings, opened, outbox, &running, notes_tx)?;
     let demo = start_demo(&settings, &running)?;
-    let (notices, capture_taken) = relay_notices(&running, settings.headless);
+    let notices = relay_notices(&running, settings.headless);
     let shown = show(
         &settings,
         &running,
         token_count,
         demo.is_some(),
         respond,
-        (events_rx, notes_rx, held, capture_taken),
+        (events_rx, notes_rx, held, durable),
         &signals,
     );
     let (printer, outcome) = match shown {
@@ -493,17 +494,11 @@ fn start_demo(settings: &Settings, running: &server::Running) -> Result<Option<D
 /// the capture replaced): on stderr at once when headless; under the
 /// dashboard, kept (the returned channel) to be said once the terminal is
 /// back.
-fn relay_notices(running: &server::Running, headless: bool) -> (Receiver<String>, CaptureTaken) {
+fn relay_notices(running: &server::Running, headless: bool) -> Receiver<String> {
     let notices = running.notices.clone();
     let (kept_tx, kept) = crossbeam_channel::unbounded();
-    let taken = CaptureTaken::default();
-    let shown = taken.clone();
     std::thread::spawn(move || {
         for notice in notices {
-            if let Some(what) = crate::capture::taken_away(&notice) {
-                let at = crate::dashboard::format::clock(jiff::Timestamp::now());
-                *crate::panic::lock(&shown) = Some(format!("{what} {at}"));
-            }
             if headless {
                 crate::say!("autopi-rx: {notice}");
             } else if kept_tx.send(notice).is_err() {
@@ -511,12 +506,8 @@ fn relay_notices(running: &server::Running, headless: bool) -> (Receiver<String>
             }
         }
     });
-    (kept, taken)
+    kept
 }
-
-/// What became of the capture file while running, for the header (see
-/// `capture::taken_away`), with the time (UTC, as the dashboard's).
-type CaptureTaken = Arc<std::sync::Mutex<Option<String>>>;
 
 /// Shows the requests until a signal (or q on the dashboard): the JSON-line
 /// printer (headless: what is returned closes when it is done, to be
@@ -528,11 +519,11 @@ fn show(
     token_count: usize,
     demo: bool,
     respond: Arc<Control>,
-    (events, notes, held, capture_taken): (
+    (events, notes, held, durable): (
         Receiver<RequestEvent>,
         Receiver<ForwardStatus>,
         u64,
-        CaptureTaken,
+        Durable,
     ),
     signals: &Signals,
 ) -> std::io::Result<Option<Receiver<()>>> {
@@ -571,7 +562,7 @@ fn show(
         setup,
         events,
         signals.received.clone(),
-        readings(running, capture, capture_taken),
+        readings(running, capture, durable),
     )
     .map(|()| None)
 }
@@ -582,7 +573,7 @@ fn show(
 fn readings(
     running: &server::Running,
     capture: PathBuf,
-    taken: CaptureTaken,
+    durable: Durable,
 ) -> Box<dyn FnMut() -> Probed + Send> {
     let switch = running.auth_switch();
     let stats = running.stats.clone();
@@ -590,7 +581,9 @@ fn readings(
         capture_bytes: std::fs::metadata(&capture).ok().map(|m| m.len()),
         dropped_events: Stats::get(&stats.dropped_events),
         tokens: switch.token_count(),
-        capture_taken: crate::panic::lock(&taken).clone(),
+        capture_taken: durable
+            .taken()
+            .map(|(at, what)| format!("{what} {}", crate::dashboard::format::clock(at))),
     })
 }
 

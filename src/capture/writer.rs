@@ -74,6 +74,9 @@ pub struct Switched {
     /// The same file, cut short in place to this many bytes: its lines
     /// end there (what was after is gone), and the writer goes on at `len`.
     pub cut_at: Option<u64>,
+    /// What became of the file, in a word or two (`CUT SHORT`): the
+    /// dashboard's header shows it for the rest of the run.
+    pub what: &'static str,
 }
 
 /// Gives the last line of `file`, `len` bytes long, its line end if it has
@@ -93,26 +96,6 @@ fn end_last_line(file: &File, len: u64) -> io::Result<u64> {
     file.write_all(b"\n")?;
     file.sync_data()?;
     Ok(file.metadata()?.len())
-}
-
-/// How the writer's notices say what became of the capture file.
-const DELETED: &str = "was deleted or moved away";
-const REPLACED: &str = "was replaced by another file";
-const CUT_SHORT: &str = "was cut short while running";
-const CHANGED: &str = "changed under the receiver while running";
-
-/// What became of the capture file, in a word or two, when `notice` (one of
-/// the writer's) says the file at its path was taken away or cut short:
-/// the dashboard's header shows it for the rest of the run.
-pub fn taken_away(notice: &str) -> Option<&'static str> {
-    [
-        (DELETED, "DELETED OR MOVED"),
-        (REPLACED, "REPLACED"),
-        (CUT_SHORT, "CUT SHORT"),
-        (CHANGED, "CUT SHORT"),
-    ]
-    .into_iter()
-    .find_map(|(said, word)| notice.contains(said).then_some(word))
 }
 
 /// A capture file opened for appending.
@@ -176,12 +159,14 @@ impl Sink for FileSink {
         if !self.regular {
             return Ok(None);
         }
-        let what = match std::fs::metadata(&self.path) {
+        let (said, what) = match std::fs::metadata(&self.path) {
             Ok(meta) if identity(&meta) == self.identity && meta.len() >= len => return Ok(None),
             Ok(meta) if identity(&meta) == self.identity => return self.cut_short(len, meta.len()),
             Ok(meta) if !meta.is_file() => return Err(not_a_file(&self.path)),
-            Ok(_) => REPLACED,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => DELETED,
+            Ok(_) => ("was replaced by another file", "REPLACED"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                ("was deleted or moved away", "DELETED OR MOVED")
+            }
             Err(e) => return Err(e),
         };
         let file = OpenOptions::new()
@@ -213,7 +198,7 @@ impl Sink for FileSink {
         self.file = file;
         self.identity = identity(&meta);
         let message = format!(
-            "capture file {} {what} while running: writing to a new file at that path from now on \
+            "capture file {} {said} while running: writing to a new file at that path from now on \
              (batches acknowledged before are in the old file only if it was moved, not deleted)",
             crate::text::path(&self.path)
         );
@@ -222,6 +207,7 @@ impl Sink for FileSink {
             len,
             file: reader,
             cut_at: None,
+            what,
         }))
     }
 
@@ -233,7 +219,8 @@ impl Sink for FileSink {
             return None;
         }
         let message = format!(
-            "capture file {} {CHANGED}, {at} bytes long where {landed} were found (cut short, or \
+            "capture file {} changed under the receiver while running, {at} bytes long where \
+             {landed} were found (cut short, or \
              written to by another program): writing on at its end",
             crate::text::path(&self.path)
         );
@@ -242,6 +229,7 @@ impl Sink for FileSink {
             len: landed,
             file: None,
             cut_at: Some(landed),
+            what: "CUT SHORT",
         })
     }
 }
@@ -257,7 +245,7 @@ impl FileSink {
             cache.cut(len);
         }
         let message = format!(
-            "capture file {} {CUT_SHORT}, from {was} to {now} bytes (`: >`, \
+            "capture file {} was cut short while running, from {was} to {now} bytes (`: >`, \
              `truncate`, logrotate's copytruncate?): writing on at its end; the batches acknowledged \
              in the bytes cut away are gone from it, and forward targets that had not sent them \
              yet never will",
@@ -268,6 +256,7 @@ impl FileSink {
             len,
             file: None,
             cut_at: Some(now),
+            what: "CUT SHORT",
         }))
     }
 }
@@ -607,6 +596,9 @@ struct Files {
     /// For each file after the first: the one before it, cut short in
     /// place, and not another file.
     same_as_before: Vec<bool>,
+    /// What became of the file at the path last, and when (see
+    /// `Switched::what`).
+    taken: Option<(jiff::Timestamp, &'static str)>,
     /// The file each registered reader reads now, by its number.
     readers: HashMap<u64, usize>,
     next_reader: u64,
@@ -671,6 +663,7 @@ impl Durable {
                     files: vec![(0, None, None)],
                     lines_through: Vec::new(),
                     same_as_before: Vec::new(),
+                    taken: None,
                     readers: HashMap::new(),
                     next_reader: 0,
                 }),
@@ -716,6 +709,12 @@ impl Durable {
     /// descriptors the forwarder could not move on).
     pub fn same_file(&self, n: usize) -> bool {
         n > 0 && self.lock().same_as_before.get(n - 1) == Some(&true)
+    }
+
+    /// What became of the file at the capture path last while running,
+    /// and when (deleted, replaced, cut short); None while nothing did.
+    pub fn taken(&self) -> Option<(jiff::Timestamp, &'static str)> {
+        self.lock().taken
     }
 
     /// The lines counted up to the end of file `n` once the writer has left
@@ -778,8 +777,10 @@ impl Durable {
 
     /// The writer goes on in a new file, from `start`; or in the same one,
     /// cut short in place `cut_at` bytes: its synced lines then end there.
-    fn switched(&self, start: u64, file: Option<File>, cut_at: Option<u64>) {
+    /// `what` became of the file (see `Switched::what`).
+    fn switched(&self, start: u64, file: Option<File>, cut_at: Option<u64>, what: &'static str) {
         let mut guard = self.lock();
+        guard.taken = Some((jiff::Timestamp::now(), what));
         let end = cut_at.map_or(guard.len, |cut| guard.len.min(cut));
         let current = guard.current;
         guard.files[current].1 = Some(end);
@@ -1297,7 +1298,7 @@ impl<S: Sink> Writer<S> {
         self.good_len = switched.len;
         self.dirty = false;
         self.durable
-            .switched(switched.len, switched.file, switched.cut_at);
+            .switched(switched.len, switched.file, switched.cut_at, switched.what);
     }
 
     /// Takes back the last `len` bytes written when whether they are
@@ -1436,6 +1437,7 @@ mod tests {
                 len: landed,
                 file: None,
                 cut_at: Some(landed),
+                what: "CUT SHORT",
             })
         }
     }
@@ -2219,6 +2221,7 @@ mod path_tests {
                     len: 0,
                     file: None,
                     cut_at: None,
+                    what: "REPLACED",
                 }));
             }
             Ok(None)
@@ -2233,7 +2236,7 @@ mod path_tests {
     fn a_file_cut_short_ends_its_lines_where_it_was_cut() {
         let durable = Durable::new(0, 0);
         durable.grew(1000, 4);
-        durable.switched(121, None, Some(120));
+        durable.switched(121, None, Some(120), "CUT SHORT");
         assert_eq!(
             durable.bound(0),
             Bound {
@@ -2243,7 +2246,7 @@ mod path_tests {
         );
         assert!(durable.same_file(1), "cut short: the same file");
         durable.grew(300, 1);
-        durable.switched(40, None, None);
+        durable.switched(40, None, None, "REPLACED");
         assert!(!durable.same_file(2), "replaced: another");
         assert_eq!(
             durable.bound(1),
@@ -2264,11 +2267,11 @@ mod path_tests {
         let held =
             |d: &Durable| -> Vec<bool> { (0..=d.current()).map(|n| d.file(n).is_some()).collect() };
         let durable = Durable::new(0, 0);
-        durable.switched(0, file(1), None);
+        durable.switched(0, file(1), None, "REPLACED");
         assert_eq!(held(&durable), [false, false], "no reader: none kept");
         let (behind, ahead) = (durable.reader(1), durable.reader(1));
-        durable.switched(0, file(2), None);
-        durable.switched(0, file(3), None);
+        durable.switched(0, file(2), None, "REPLACED");
+        durable.switched(0, file(3), None, "REPLACED");
         assert_eq!(held(&durable), [false, false, true, true]);
         behind.moved_to(2);
         assert_eq!(held(&durable), [false, false, true, true], "one still at 1");
@@ -2278,7 +2281,7 @@ mod path_tests {
         behind.moved_to(3);
         assert_eq!(held(&durable), [false, false, false, false]);
         drop(behind);
-        durable.switched(0, file(4), None);
+        durable.switched(0, file(4), None, "REPLACED");
         assert_eq!(held(&durable), [false; 5], "no reader left");
     }
 
