@@ -716,17 +716,29 @@ fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
         running.shutdown();
         drop(done_tx);
     });
+    within_grace(
+        &done,
+        signals,
+        "second signal: exiting without waiting for the requests in flight (none of them was acknowledged)",
+        &format!(
+            "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    )
+}
+
+/// Waits until `done` closes (true); a second signal exits at once
+/// (status 1) saying `second`, and after `SHUTDOWN_GRACE` the wait stops
+/// (false) saying `late`.
+fn within_grace(done: &Receiver<()>, signals: &Receiver<()>, second: &str, late: &str) -> bool {
     select! {
         recv(done) -> _ => true,
         recv(signals) -> _ => {
-            crate::say!("autopi-rx: second signal: exiting without waiting for the requests in flight (none of them was acknowledged)");
+            crate::say!("autopi-rx: {second}");
             std::process::exit(1);
         }
         default(SHUTDOWN_GRACE) => {
-            crate::say!(
-                "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
-                SHUTDOWN_GRACE.as_secs()
-            );
+            crate::say!("{late}");
             false
         }
     }
@@ -739,19 +751,15 @@ fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
 /// (Until December 6 it waited for ever, deaf to signals: a hostile-client
 /// probe had to `kill -9` it.)
 fn wait_for_printer(printed: &Receiver<()>, signals: &Receiver<()>) {
-    select! {
-        recv(printed) -> _ => {}
-        recv(signals) -> _ => {
-            crate::say!("autopi-rx: second signal: exiting without printing the last request events (the capture has every batch)");
-            std::process::exit(1);
-        }
-        default(SHUTDOWN_GRACE) => {
-            crate::say!(
-                "warning: stdout did not take the last request events within {} s (a pipe nobody reads?): exiting without printing them; the capture has every batch",
-                SHUTDOWN_GRACE.as_secs()
-            );
-        }
-    }
+    within_grace(
+        printed,
+        signals,
+        "second signal: exiting without printing the last request events (the capture has every batch)",
+        &format!(
+            "warning: stdout did not take the last request events within {} s (a pipe nobody reads?): exiting without printing them; the capture has every batch",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    );
 }
 
 /// Says how many request events the consumer missed (the capture has all).
