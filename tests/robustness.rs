@@ -189,6 +189,43 @@ fn a_second_signal_exits_at_once_when_an_upload_hangs() {
     rx.wait_stderr("second signal");
 }
 
+/// While the shutdown waits for an upload in flight, new connections are
+/// refused: until December 6 one was accepted by a server nobody read any
+/// more and left unanswered until the process exited (up to the 15 s
+/// grace), where a device is better told at once. The upload in flight is
+/// still answered and saved, and the receiver then exits 0.
+#[test]
+fn while_it_stops_new_connections_are_refused_and_the_upload_in_flight_is_saved() {
+    use std::time::{Duration, Instant};
+    let mut rx = Receiver::start(&[]);
+    let mut stalled = stalled_upload(&rx);
+    signal(&rx.child, "TERM");
+    rx.wait_stderr("signal again to exit now");
+    // The listener stops once the shutdown has begun, a moment after the
+    // line: until then connections are still taken (and let go here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        match TcpStream::connect(rx.addr) {
+            Err(e) => break e,
+            Ok(s) => drop(s),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections still accepted 10 s into the shutdown"
+        );
+    };
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let mut body = b"[]".to_vec();
+    body.resize(5000, b' ');
+    stalled.write_all(&body).unwrap();
+    let mut answer = String::new();
+    stalled.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains(" 200 "), "{answer}");
+    let (status, _) = rx.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(rx.capture_lines().len(), 1);
+}
+
 /// Headless, with stdout a pipe nobody reads (a `| less` left alone): once
 /// the pipe is full the printer blocks in its write, and a signal must
 /// still stop the receiver, a second one at once, a first one after the

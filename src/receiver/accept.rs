@@ -302,10 +302,12 @@ impl Acceptors {
     }
 
     /// Stops the supervisor, then every pump after it has handed out what
-    /// its server already holds; no server accepts any more.
+    /// its server already holds; no server accepts any more, and the
+    /// listening socket refuses new connections from here on.
     pub fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.supervisor.join();
+        stop_listening(&self.side.listener);
         let slots = std::mem::take(&mut *lock(&self.side.slots));
         for (_, pump) in slots {
             let _ = pump.join();
@@ -316,6 +318,21 @@ impl Acceptors {
     pub fn servers(&self) -> usize {
         lock(&self.side.slots).len()
     }
+}
+
+/// Makes the listening socket (every clone of it: one socket) stop
+/// listening: connections queued and not yet accepted are reset, new ones
+/// refused, and every accept thread waiting on it wakes with an error and
+/// ends. Without it a connection made while the shutdown waited for the
+/// requests in flight (up to `SHUTDOWN_GRACE`) was accepted by a server no
+/// pump read any more, and left unanswered until the process exited; a
+/// device is better told at once, and sends again later. Dropping a
+/// tiny_http server does not do it: it sets its own server's stop flag and
+/// connects once to its address, which wakes one accept thread of the
+/// several on this socket, not necessarily its own. Linux: `shutdown` of a
+/// listening socket for reading disconnects it.
+fn stop_listening(listener: &TcpListener) {
+    let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
 }
 
 /// Starts one more server on a clone of the listener, with its pump.
@@ -448,10 +465,12 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
                 slot.accept_ended.store(true, Ordering::SeqCst);
                 // Timeouts are the listener's read timeout on an idle
                 // server: routine, not worth a word.
+                // Nor is the listener's shutdown when the receiver stops.
                 if !matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) {
+                ) && !side.stopping.load(Ordering::SeqCst)
+                {
                     let _ = side.notices.try_send(Notice::AcceptFailed(e.to_string()));
                 }
                 let _ = side.wake.try_send(());
