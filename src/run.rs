@@ -583,7 +583,7 @@ fn readings(
         tokens: switch.token_count(),
         capture_taken: durable
             .taken()
-            .map(|(at, what)| format!("{what} {}", crate::dashboard::format::clock(at))),
+            .map(|(at, what)| format!("{} {}", what.label(), crate::dashboard::format::clock(at))),
     })
 }
 

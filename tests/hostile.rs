@@ -4009,14 +4009,26 @@ mod in_process {
     }
 }
 
+/// The line a status page has about the capture taken away, if any.
+fn capture_taken_line(rx: &Receiver) -> Option<String> {
+    let page = Conn::open(rx.addr)
+        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .text();
+    page.lines()
+        .find(|l| l.starts_with("capture was "))
+        .map(str::to_string)
+}
+
 /// Checks that after `lose` takes the capture away from its path, three
-/// times, the receiver says so and the next uploads' lines land in a new
+/// times, the receiver says so (stderr, the status page: `said`) and the
+/// next uploads' lines land in a new
 /// file at the path, and that it holds no descriptor of the files taken
 /// away: with no forward target nothing reads them again. Until December
 /// 6 each stayed open until exit (a capture deleted to free a full disk
 /// kept it full, every upload answered 503; a hostile-client probe).
-fn capture_taken_away(lose: impl Fn(&std::path::Path, usize)) {
+fn capture_taken_away(said: &str, lose: impl Fn(&std::path::Path, usize)) {
     let rx = receiver(&secs(READ_TIMEOUT));
+    assert_eq!(capture_taken_line(&rx), None);
     for round in 0..3 {
         assert_eq!(rx.upload(&batch(&format!("before.{round}"))).status, 200);
         lose(&rx.capture, round);
@@ -4032,8 +4044,13 @@ fn capture_taken_away(lose: impl Fn(&std::path::Path, usize)) {
         }
     }
     let name = rx.capture.file_name().unwrap().to_str().unwrap();
-    let said = rx.wait_stderr(name);
-    println!("stderr: {said}");
+    println!("stderr: {}", rx.wait_stderr(name));
+    let line = capture_taken_line(&rx).expect("a line about the capture on the status page");
+    assert!(
+        line.starts_with(&format!("capture was {said} at "))
+            && line.contains("a new file was started at the path"),
+        "{line}"
+    );
     // The descriptors of the receiver's that name a file in the capture's
     // folder other than the capture itself.
     let dir = rx.capture.parent().unwrap();
@@ -4093,17 +4110,35 @@ fn a_capture_cut_short_in_place_is_written_on_at_its_end() {
         .collect();
     assert_eq!(tags, acked, "the file after the cut");
     rx.wait_stderr("was cut short while running");
+    let line = capture_taken_line(&rx).expect("a line about the capture on the status page");
+    assert!(
+        line.starts_with("capture was CUT SHORT at ") && line.contains("written on at its new end"),
+        "{line}"
+    );
 }
 
 #[test]
 fn a_deleted_capture_is_reported_and_started_again_at_its_path() {
-    capture_taken_away(|path, _| std::fs::remove_file(path).unwrap());
+    capture_taken_away("DELETED OR MOVED", |path, _| {
+        std::fs::remove_file(path).unwrap()
+    });
 }
 
 #[test]
 fn a_capture_moved_away_is_reported_and_started_again_at_its_path() {
-    capture_taken_away(|path, round| {
+    capture_taken_away("DELETED OR MOVED", |path, round| {
         std::fs::rename(path, path.with_extension(format!("moved.{round}"))).unwrap()
+    });
+}
+
+/// Another file renamed over the capture's path (an editor's save, a
+/// rotation that writes the new file first).
+#[test]
+fn a_capture_replaced_is_reported_and_the_new_file_written_to() {
+    capture_taken_away("REPLACED", |path, round| {
+        let new = path.with_extension(format!("new.{round}"));
+        std::fs::write(&new, "").unwrap();
+        std::fs::rename(&new, path).unwrap()
     });
 }
 

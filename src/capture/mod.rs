@@ -18,7 +18,7 @@ mod writer;
 pub use reader::{CapturedBatch, OutboxLine, Tail, read};
 pub use writer::{
     Bound, Capture, CaptureHandle, Durable, Entry, FileSink, Pending, Reader, Recovered, Saved,
-    Seen, Sink, Switched,
+    Seen, Sink, Switched, Taken,
 };
 
 /// The duplicate index's key: a batch's content hash seen from one device.

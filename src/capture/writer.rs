@@ -74,9 +74,38 @@ pub struct Switched {
     /// The same file, cut short in place to this many bytes: its lines
     /// end there (what was after is gone), and the writer goes on at `len`.
     pub cut_at: Option<u64>,
-    /// What became of the file, in a word or two (`CUT SHORT`): the
-    /// dashboard's header shows it for the rest of the run.
-    pub what: &'static str,
+    /// What became of the file: the dashboard's header and the status
+    /// page show it for the rest of the run.
+    pub what: Taken,
+}
+
+/// What became of the file at the capture path while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    DeletedOrMoved,
+    Replaced,
+    /// The same file, cut short in place (`: >`, `truncate`, logrotate's
+    /// `copytruncate`).
+    CutShort,
+}
+
+impl Taken {
+    /// In a word or two, loud: the dashboard's header shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Taken::DeletedOrMoved => "DELETED OR MOVED",
+            Taken::Replaced => "REPLACED",
+            Taken::CutShort => "CUT SHORT",
+        }
+    }
+
+    /// Where the writer goes on.
+    pub fn then(self) -> &'static str {
+        match self {
+            Taken::DeletedOrMoved | Taken::Replaced => "a new file was started at the path",
+            Taken::CutShort => "it is written on at its new end",
+        }
+    }
 }
 
 /// Gives the last line of `file`, `len` bytes long, its line end if it has
@@ -163,9 +192,9 @@ impl Sink for FileSink {
             Ok(meta) if identity(&meta) == self.identity && meta.len() >= len => return Ok(None),
             Ok(meta) if identity(&meta) == self.identity => return self.cut_short(len, meta.len()),
             Ok(meta) if !meta.is_file() => return Err(not_a_file(&self.path)),
-            Ok(_) => ("was replaced by another file", "REPLACED"),
+            Ok(_) => ("was replaced by another file", Taken::Replaced),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                ("was deleted or moved away", "DELETED OR MOVED")
+                ("was deleted or moved away", Taken::DeletedOrMoved)
             }
             Err(e) => return Err(e),
         };
@@ -229,7 +258,7 @@ impl Sink for FileSink {
             len: landed,
             file: None,
             cut_at: Some(landed),
-            what: "CUT SHORT",
+            what: Taken::CutShort,
         })
     }
 }
@@ -256,7 +285,7 @@ impl FileSink {
             len,
             file: None,
             cut_at: Some(now),
-            what: "CUT SHORT",
+            what: Taken::CutShort,
         }))
     }
 }
@@ -598,7 +627,7 @@ struct Files {
     same_as_before: Vec<bool>,
     /// What became of the file at the path last, and when (see
     /// `Switched::what`).
-    taken: Option<(jiff::Timestamp, &'static str)>,
+    taken: Option<(jiff::Timestamp, Taken)>,
     /// The file each registered reader reads now, by its number.
     readers: HashMap<u64, usize>,
     next_reader: u64,
@@ -713,7 +742,7 @@ impl Durable {
 
     /// What became of the file at the capture path last while running,
     /// and when (deleted, replaced, cut short); None while nothing did.
-    pub fn taken(&self) -> Option<(jiff::Timestamp, &'static str)> {
+    pub fn taken(&self) -> Option<(jiff::Timestamp, Taken)> {
         self.lock().taken
     }
 
@@ -778,7 +807,7 @@ impl Durable {
     /// The writer goes on in a new file, from `start`; or in the same one,
     /// cut short in place `cut_at` bytes: its synced lines then end there.
     /// `what` became of the file (see `Switched::what`).
-    fn switched(&self, start: u64, file: Option<File>, cut_at: Option<u64>, what: &'static str) {
+    fn switched(&self, start: u64, file: Option<File>, cut_at: Option<u64>, what: Taken) {
         let mut guard = self.lock();
         guard.taken = Some((jiff::Timestamp::now(), what));
         let end = cut_at.map_or(guard.len, |cut| guard.len.min(cut));
@@ -1437,7 +1466,7 @@ mod tests {
                 len: landed,
                 file: None,
                 cut_at: Some(landed),
-                what: "CUT SHORT",
+                what: Taken::CutShort,
             })
         }
     }
@@ -2221,7 +2250,7 @@ mod path_tests {
                     len: 0,
                     file: None,
                     cut_at: None,
-                    what: "REPLACED",
+                    what: Taken::Replaced,
                 }));
             }
             Ok(None)
@@ -2236,7 +2265,7 @@ mod path_tests {
     fn a_file_cut_short_ends_its_lines_where_it_was_cut() {
         let durable = Durable::new(0, 0);
         durable.grew(1000, 4);
-        durable.switched(121, None, Some(120), "CUT SHORT");
+        durable.switched(121, None, Some(120), Taken::CutShort);
         assert_eq!(
             durable.bound(0),
             Bound {
@@ -2246,7 +2275,7 @@ mod path_tests {
         );
         assert!(durable.same_file(1), "cut short: the same file");
         durable.grew(300, 1);
-        durable.switched(40, None, None, "REPLACED");
+        durable.switched(40, None, None, Taken::Replaced);
         assert!(!durable.same_file(2), "replaced: another");
         assert_eq!(
             durable.bound(1),
@@ -2267,11 +2296,11 @@ mod path_tests {
         let held =
             |d: &Durable| -> Vec<bool> { (0..=d.current()).map(|n| d.file(n).is_some()).collect() };
         let durable = Durable::new(0, 0);
-        durable.switched(0, file(1), None, "REPLACED");
+        durable.switched(0, file(1), None, Taken::Replaced);
         assert_eq!(held(&durable), [false, false], "no reader: none kept");
         let (behind, ahead) = (durable.reader(1), durable.reader(1));
-        durable.switched(0, file(2), None, "REPLACED");
-        durable.switched(0, file(3), None, "REPLACED");
+        durable.switched(0, file(2), None, Taken::Replaced);
+        durable.switched(0, file(3), None, Taken::Replaced);
         assert_eq!(held(&durable), [false, false, true, true]);
         behind.moved_to(2);
         assert_eq!(held(&durable), [false, false, true, true], "one still at 1");
@@ -2281,7 +2310,7 @@ mod path_tests {
         behind.moved_to(3);
         assert_eq!(held(&durable), [false, false, false, false]);
         drop(behind);
-        durable.switched(0, file(4), None, "REPLACED");
+        durable.switched(0, file(4), None, Taken::Replaced);
         assert_eq!(held(&durable), [false; 5], "no reader left");
     }
 

@@ -90,6 +90,8 @@ struct Ctx {
     config: Config,
     capture: CaptureHandle,
     capture_path: String,
+    /// What became of the capture file, for the status page.
+    durable: crate::capture::Durable,
     events: Sender<RequestEvent>,
     stats: Arc<Stats>,
     stopping: Arc<AtomicBool>,
@@ -167,6 +169,7 @@ pub fn start_with(
         config: settings.ingest.clone(),
         capture: capture.handle(),
         capture_path: crate::text::path(&capture.path()).to_string(),
+        durable: capture.durable(),
         events,
         stats: stats.clone(),
         stopping: stopping.clone(),
@@ -1861,6 +1864,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          retries: {ret} (copies of a batch not yet acknowledged)\n\
          records saved: {rec}\n\
          capture: {path}\n\
+         {taken}\
          answer mode: {mode}\n\
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
@@ -1885,6 +1889,15 @@ fn status_page(ctx: &Ctx) -> Outcome {
         mode = mode_line(&ctx.respond.shown()),
         rec = Stats::get(&s.records),
         path = ctx.capture_path,
+        taken = ctx
+            .durable
+            .taken()
+            .map_or(String::new(), |(at, what)| format!(
+                "capture was {} at {}: {} (stderr says more)\n",
+                what.label(),
+                at.round(jiff::Unit::Second).unwrap_or(at),
+                what.then()
+            )),
         auth = match ctx.auth().token_count() {
             0 => "OFF (--no-auth)".to_string(),
             n => format!("{n} token(s)"),
