@@ -603,28 +603,18 @@ impl Shared {
 /// file's handle was kept until exit, even with no reader at all: a
 /// capture deleted to free a full disk kept the disk full and every upload
 /// answered 503, and each rotation of the file held one more descriptor.)
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Durable {
     state: Arc<(Mutex<Files>, Condvar)>,
     lines: Arc<AtomicU64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Files {
-    /// Synced length of the current file.
+    /// Synced length of the current file (the last).
     len: u64,
-    /// Number of the current file.
-    current: usize,
-    /// For each file: where the writer started in it, where its synced
-    /// lines end (None for the current one) and a handle to read it, while
-    /// a reader may still need it.
-    files: Vec<(u64, Option<u64>, Option<Arc<File>>)>,
-    /// For each file the writer left: the lines counted up to its end (all
-    /// files so far), those cut away with it included.
-    lines_through: Vec<u64>,
-    /// For each file after the first: the one before it, cut short in
-    /// place, and not another file.
-    same_as_before: Vec<bool>,
+    /// Every file the writer wrote to, by number, the current one last.
+    files: Vec<Written>,
     /// What became of the file at the path last, and when (see
     /// `Switched::what`).
     taken: Option<(jiff::Timestamp, Taken)>,
@@ -633,14 +623,52 @@ struct Files {
     next_reader: u64,
 }
 
+/// One file the writer wrote to: a file at the capture path, or the one
+/// before it cut short in place.
+#[derive(Debug, Default)]
+struct Written {
+    /// Where the writer started in it.
+    start: u64,
+    /// Once the writer left it, where it left it.
+    left: Option<Left>,
+    /// The file before it, cut short in place, and not another file.
+    same_as_before: bool,
+    /// A handle to read it with, while a reader may still need it.
+    handle: Option<Arc<File>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Left {
+    /// Where its synced lines end.
+    end: u64,
+    /// The lines counted up to there (all files so far), those a cut took
+    /// away included.
+    lines_through: u64,
+}
+
 impl Files {
-    /// Lets go of the handles no reader needs: a reader of file `n` opens
-    /// the files after it by their handles, never `n` itself or earlier.
+    /// The number of the file the writer writes to now.
+    fn current(&self) -> usize {
+        self.files.len() - 1
+    }
+
+    /// Says which file a registered reader reads now (None: it is gone),
+    /// then lets go of the handles no reader needs: a reader of file `n`
+    /// opens the files after it by their handles, never `n` itself or
+    /// earlier.
+    fn reads(&mut self, reader: u64, n: Option<usize>) {
+        match n {
+            Some(n) => self.readers.insert(reader, n),
+            None => self.readers.remove(&reader),
+        };
+        self.prune();
+    }
+
     fn prune(&mut self) {
         let first = self.readers.values().min().copied();
         for (n, file) in self.files.iter_mut().enumerate() {
             if first.is_none_or(|first| n <= first) {
-                file.2 = None;
+                file.handle = None;
             }
         }
     }
@@ -658,17 +686,13 @@ pub struct Reader {
 impl Reader {
     /// It reads file `n` now.
     pub fn moved_to(&self, n: usize) {
-        let mut files = self.durable.lock();
-        files.readers.insert(self.id, n);
-        files.prune();
+        self.durable.lock().reads(self.id, Some(n));
     }
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        let mut files = self.durable.lock();
-        files.readers.remove(&self.id);
-        files.prune();
+        self.durable.lock().reads(self.id, None);
     }
 }
 
@@ -688,10 +712,7 @@ impl Durable {
             state: Arc::new((
                 Mutex::new(Files {
                     len,
-                    current: 0,
-                    files: vec![(0, None, None)],
-                    lines_through: Vec::new(),
-                    same_as_before: Vec::new(),
+                    files: vec![Written::default()],
                     taken: None,
                     readers: HashMap::new(),
                     next_reader: 0,
@@ -713,21 +734,21 @@ impl Durable {
 
     /// The number of the file the writer writes to now.
     pub fn current(&self) -> usize {
-        self.lock().current
+        self.lock().current()
     }
 
     /// How far file `n` may be read, and where to go on after it.
     pub fn bound(&self, n: usize) -> Bound {
         let files = self.lock();
-        if n >= files.current {
-            return Bound {
+        match files.files[n.min(files.current())].left {
+            Some(left) => Bound {
+                limit: left.end,
+                next: Some(files.files[n + 1].start),
+            },
+            None => Bound {
                 limit: files.len,
                 next: None,
-            };
-        }
-        Bound {
-            limit: files.files[n].1.unwrap_or(0),
-            next: Some(files.files[n + 1].0),
+            },
         }
     }
 
@@ -737,7 +758,7 @@ impl Durable {
     /// hostile-client probe's cuts held 912 of them, and out of
     /// descriptors the forwarder could not move on).
     pub fn same_file(&self, n: usize) -> bool {
-        n > 0 && self.lock().same_as_before.get(n - 1) == Some(&true)
+        self.lock().files.get(n).is_some_and(|f| f.same_as_before)
     }
 
     /// What became of the file at the capture path last while running,
@@ -751,7 +772,7 @@ impl Durable {
     /// is done with that many, also those a cut took away before it read
     /// them (which it would otherwise count as a backlog for ever).
     pub fn lines_through(&self, n: usize) -> Option<u64> {
-        self.lock().lines_through.get(n).copied()
+        Some(self.lock().files.get(n)?.left?.lines_through)
     }
 
     /// A reader that reads file `n` now, registered so that the handles of
@@ -760,8 +781,7 @@ impl Durable {
         let mut files = self.lock();
         let id = files.next_reader;
         files.next_reader += 1;
-        files.readers.insert(id, n);
-        files.prune();
+        files.reads(id, Some(n));
         Reader {
             durable: self.clone(),
             id,
@@ -774,7 +794,7 @@ impl Durable {
     /// has none: it is opened by its path).
     pub fn file(&self, n: usize) -> Option<io::Result<File>> {
         let files = self.lock();
-        let handle = files.files.get(n)?.2.as_ref()?;
+        let handle = files.files.get(n)?.handle.as_ref()?;
         Some(handle.try_clone())
     }
 
@@ -789,9 +809,9 @@ impl Durable {
     pub fn wait_beyond(&self, seen: u64, timeout: Duration) -> u64 {
         let (_, grown) = &*self.state;
         let guard = self.lock();
-        let file = guard.current;
+        let file = guard.current();
         let (guard, _) = grown
-            .wait_timeout_while(guard, timeout, |f| f.len <= seen && f.current == file)
+            .wait_timeout_while(guard, timeout, |f| f.len <= seen && f.current() == file)
             .unwrap_or_else(|p| p.into_inner());
         guard.len
     }
@@ -810,14 +830,19 @@ impl Durable {
     fn switched(&self, start: u64, file: Option<File>, cut_at: Option<u64>, what: Taken) {
         let mut guard = self.lock();
         guard.taken = Some((jiff::Timestamp::now(), what));
-        let end = cut_at.map_or(guard.len, |cut| guard.len.min(cut));
-        let current = guard.current;
-        guard.files[current].1 = Some(end);
-        let lines = self.lines.load(Ordering::SeqCst);
-        guard.lines_through.push(lines);
-        guard.same_as_before.push(cut_at.is_some());
-        guard.files.push((start, None, file.map(Arc::new)));
-        guard.current += 1;
+        let left = Left {
+            end: cut_at.map_or(guard.len, |cut| guard.len.min(cut)),
+            lines_through: self.lines.load(Ordering::SeqCst),
+        };
+        if let Some(last) = guard.files.last_mut() {
+            last.left = Some(left);
+        }
+        guard.files.push(Written {
+            start,
+            left: None,
+            same_as_before: cut_at.is_some(),
+            handle: file.map(Arc::new),
+        });
         guard.len = start;
         guard.prune();
         self.state.1.notify_all();
