@@ -277,16 +277,28 @@ fn stop_forwarding(forwarders: Forwarders) {
     let cursor = crate::text::path(&forwarders.cursor_path()).to_string();
     let parked = crate::text::path(&forwarders.parked_path()).to_string();
     for left in forwarders.stop(FORWARD_GRACE) {
-        if left.in_replaced_file {
-            let next = if left.cursor_in_replaced_file {
-                format!(
-                    "{cursor} points into that file, so the next start with --forward refuses it: move {cursor} away to forward the new file from its start"
-                )
-            } else {
-                "the next start forwards the new file from its start".to_string()
+        if let Some(behind) = left.behind {
+            let next = match left.next_start {
+                forward::NextStart::Refused => format!(
+                    "{cursor} points at what is no longer in the file, so the next start with --forward refuses it: move {cursor} away to forward the file at the path from its start"
+                ),
+                forward::NextStart::FromItsStart => {
+                    "the next start forwards the file at the path from its start".to_string()
+                }
+                forward::NextStart::From(offset) => {
+                    format!("the next start goes on from byte {offset} of the file at the path")
+                }
+            };
+            let gone = match behind {
+                forward::Behind::Replaced => {
+                    "some of them in a capture file that was deleted or replaced while running, which is not at the capture path any more"
+                }
+                forward::Behind::CutShort => {
+                    "and the capture file was cut short in place while it was behind: those that were in the part cut away are gone"
+                }
             };
             crate::say!(
-                "forward {}: {} batch(es) not yet passed on, some of them in a capture file that was deleted or replaced while running, which is not at the capture path any more; {next}",
+                "forward {}: {} batch(es) not yet passed on, {gone}; {next}",
                 left.target,
                 left.pending
             );

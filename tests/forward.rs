@@ -476,7 +476,86 @@ fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("was the capture replaced?"), "{stderr}");
+    assert!(
+        stderr.contains("was the capture replaced or cut short?"),
+        "{stderr}"
+    );
+}
+
+/// Stopped while behind a capture cut short in place (its upstream down):
+/// the exit says that the batches in the part cut away are gone, and what
+/// the next start does, which it then does: with the file emptied the
+/// cursor's line is gone and the start refuses it; with the file cut back
+/// to the end of the batch passed on last the cursor holds, and the start
+/// goes on from it with the batch that came after the cut. Until December
+/// 6 the exit said the file was deleted or replaced and that the next
+/// start refuses the cursor, in both cases.
+#[test]
+fn a_stop_behind_a_cut_says_what_the_next_start_does() {
+    for keep_passed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}/logbook/storage");
+        let capture = dir.path().join("capture.jsonl");
+        let mut up = upstream(dir.path(), port);
+        let mut rx = forwarder(&capture, &url, &[]);
+        upload(&rx, &batch(0));
+        wait_for("the first batch upstream", || {
+            (complete_lines(&up.capture).len() == 1).then_some(())
+        });
+        up.stop();
+        upload(&rx, &batch(1));
+        forward_note(&rx, "down", |_| true);
+        let text = std::fs::read(&capture).unwrap();
+        let first_line = text.iter().position(|&b| b == b'\n').unwrap() as u64 + 1;
+        let kept = if keep_passed { first_line } else { 0 };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&capture)
+            .unwrap()
+            .set_len(kept)
+            .unwrap();
+        upload(&rx, &batch(2));
+        rx.wait_stderr("was cut short while running");
+        rx.stop();
+        let said = rx.stderr();
+        assert!(
+            said.contains("the capture file was cut short in place while it was behind")
+                && !said.contains("deleted or replaced"),
+            "{said}"
+        );
+        if !keep_passed {
+            assert!(said.contains("refuses it: move"), "{said}");
+            let out = binary()
+                .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
+                .args(["--headless", "--listen", "127.0.0.1:0", "--token", TOKEN])
+                .args(["--capture", capture.to_str().unwrap(), "--forward", &url])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains("was the capture replaced or cut short?"),
+                "{stderr}"
+            );
+            continue;
+        }
+        assert!(
+            said.contains(&format!("the next start goes on from byte {kept} of")),
+            "{said}"
+        );
+        let after_cut = hashes(&complete_lines(&capture))[1].clone();
+        let mut up = upstream(dir.path(), port);
+        let mut again = forwarder(&capture, &url, &[]);
+        let got = wait_for("the batch after the cut upstream", || {
+            let lines = complete_lines(&up.capture);
+            (lines.len() >= 2).then_some(lines)
+        });
+        assert_eq!(got[1].batch_hash, after_cut);
+        again.stop();
+        up.stop();
+    }
 }
 
 /// The capture replaced by another file while forwarding (moved over it):
@@ -867,7 +946,7 @@ fn unusable_forward_urls_exit_2_and_say_why() {
         (
             &cursor,
             r#"{"targets":{"http://h/x":{"offset":99}}}"#,
-            "was the capture replaced?",
+            "was the capture replaced or cut short?",
         ),
     ];
     for (file, text, says) in cases {

@@ -332,7 +332,7 @@ impl Cursors {
         };
         let mismatch = |why: String| {
             format!(
-                "{} says {target} has the capture {} up to byte {}, but {why}: was the capture replaced? Move {} away to forward it from its start (and {} with it, to start the list of parked batches afresh)",
+                "{} says {target} has the capture {} up to byte {}, but {why}: was the capture replaced or cut short? Move {} away to forward it from its start (and {} with it, to start the list of parked batches afresh)",
                 crate::text::path(&self.path),
                 crate::text::path(&capture),
                 c.offset,
@@ -529,7 +529,10 @@ mod tests {
         // The same length, other batches: not the capture it counted in.
         std::fs::write(&capture, format!("{}{}", line("cc"), line("dd"))).unwrap();
         let err = again.resume("t1", &capture).unwrap_err();
-        assert!(err.contains("was the capture replaced?"), "{err}");
+        assert!(
+            err.contains("was the capture replaced or cut short?"),
+            "{err}"
+        );
         std::fs::write(&capture, "").unwrap();
         assert!(
             again

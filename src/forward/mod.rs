@@ -273,12 +273,36 @@ pub struct Leftover {
     pub target: String,
     pub pending: u64,
     pub parked: u64,
-    /// It was still sending a capture file that was deleted or replaced
-    /// while running: the rest of that file is not at the capture path
-    /// any more.
-    pub in_replaced_file: bool,
-    /// And its cursor points into that file, so the next start refuses it.
-    pub cursor_in_replaced_file: bool,
+    /// It was still sending a capture file the path no longer names as
+    /// it was: what became of it (None: it was at the current file).
+    pub behind: Option<Behind>,
+    /// What the next start with the same cursor file does.
+    pub next_start: NextStart,
+}
+
+/// What became of the capture file a forwarder was still reading when it
+/// stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behind {
+    /// Deleted, moved or replaced: the rest of it is not at the capture
+    /// path any more.
+    Replaced,
+    /// Cut short in place, once or more (and nothing else): what was in
+    /// the part cut away is gone.
+    CutShort,
+}
+
+/// What the next start does with a target's cursor, found by the check
+/// that start makes (`Cursors::resume`), run at the stop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NextStart {
+    /// From the start of the file at the capture path.
+    #[default]
+    FromItsStart,
+    /// From this byte of the file at the capture path.
+    From(u64),
+    /// The cursor points at what is no longer in the file: refused.
+    Refused,
 }
 
 /// How a forwarder ended.
@@ -286,8 +310,8 @@ pub struct Leftover {
 struct Ended {
     /// The exact backlog left (None when it could not be counted).
     pending: Option<u64>,
-    in_replaced_file: bool,
-    cursor_in_replaced_file: bool,
+    behind: Option<Behind>,
+    next_start: NextStart,
 }
 
 /// The cursor file read and each target's place in the capture checked,
@@ -452,8 +476,8 @@ impl Forwarders {
                     pending: ended.pending.unwrap_or(s.pending),
                     target: s.target,
                     parked: s.parked,
-                    in_replaced_file: ended.in_replaced_file,
-                    cursor_in_replaced_file: ended.cursor_in_replaced_file,
+                    behind: ended.behind,
+                    next_start: ended.next_start,
                 }
             })
             .collect()
@@ -576,11 +600,26 @@ impl Job {
     /// Follows the capture until told to stop; says how it ended.
     fn run(mut self, sink: Box<dyn Deliver>) -> Ended {
         let pending = self.follow(sink);
-        let in_replaced_file = self.file != self.durable.current();
+        let current = self.durable.current();
+        let behind = (self.file < current).then(|| {
+            if (self.file + 1..=current).all(|n| self.durable.same_file(n)) {
+                Behind::CutShort
+            } else {
+                Behind::Replaced
+            }
+        });
+        // The check the next start makes, made now on the cursor it will
+        // read (saved as it is once every forwarder stopped): after a cut
+        // that left the cursor's line in place, it goes on from there.
+        let next_start = match self.cursors.resume(&self.name, &self.capture) {
+            Err(_) => NextStart::Refused,
+            Ok(_) if !self.cursors.has(&self.name) => NextStart::FromItsStart,
+            Ok((offset, _)) => NextStart::From(offset),
+        };
         Ended {
             pending,
-            in_replaced_file,
-            cursor_in_replaced_file: in_replaced_file && self.cursors.has(&self.name),
+            behind,
+            next_start,
         }
     }
 
