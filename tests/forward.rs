@@ -7,7 +7,7 @@ mod ui_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use autopi_rx::capture::CapturedBatch;
@@ -439,11 +439,19 @@ fn a_capture_deleted_while_forwarding_is_drained_then_the_new_one_followed() {
     );
 }
 
-/// Stopped while batches of a deleted capture file were still to go: the
-/// exit says that they are gone from the capture path and that the next
-/// start refuses the cursor, and it does.
-#[test]
-fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
+/// A forwarder that passed one batch on, then stopped while its upstream
+/// was down with a second in hand, after `lose` did something to the
+/// capture and a third upload saw it (stderr saying `noticed`): the
+/// folder, the capture, the target's URL and port, and its stderr.
+struct StoppedBehind {
+    dir: tempfile::TempDir,
+    capture: PathBuf,
+    url: String,
+    port: u16,
+    said: String,
+}
+
+fn stopped_behind(lose: impl Fn(&Path), noticed: &str) -> StoppedBehind {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/logbook/storage");
@@ -457,20 +465,25 @@ fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
     up.stop();
     upload(&rx, &batch(1));
     forward_note(&rx, "down", |_| true);
-    std::fs::remove_file(&capture).unwrap();
+    lose(&capture);
     upload(&rx, &batch(2));
-    rx.wait_stderr("was deleted or moved away");
+    rx.wait_stderr(noticed);
     rx.stop();
-    let said = rx.stderr();
-    assert!(
-        said.contains("in a capture file that was deleted or replaced while running")
-            && said.contains("refuses it: move"),
-        "{said}"
-    );
+    StoppedBehind {
+        said: rx.stderr(),
+        dir,
+        capture,
+        url,
+        port,
+    }
+}
+
+/// Checks that the next start with the cursor left behind refuses it.
+fn next_start_refuses_the_cursor(capture: &Path, url: &str) {
     let out = binary()
         .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
         .args(["--headless", "--listen", "127.0.0.1:0", "--token", TOKEN])
-        .args(["--capture", capture.to_str().unwrap(), "--forward", &url])
+        .args(["--capture", capture.to_str().unwrap(), "--forward", url])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -480,6 +493,24 @@ fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
         stderr.contains("was the capture replaced or cut short?"),
         "{stderr}"
     );
+}
+
+/// Stopped while batches of a deleted capture file were still to go: the
+/// exit says that they are gone from the capture path and that the next
+/// start refuses the cursor, and it does.
+#[test]
+fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
+    let behind = stopped_behind(
+        |capture| std::fs::remove_file(capture).unwrap(),
+        "was deleted or moved away",
+    );
+    let said = &behind.said;
+    assert!(
+        said.contains("in a capture file that was deleted or replaced while running")
+            && said.contains("refuses it: move"),
+        "{said}"
+    );
+    next_start_refuses_the_cursor(&behind.capture, &behind.url);
 }
 
 /// Stopped while behind a capture cut short in place (its upstream down):
@@ -493,32 +524,16 @@ fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
 #[test]
 fn a_stop_behind_a_cut_says_what_the_next_start_does() {
     for keep_passed in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}/logbook/storage");
-        let capture = dir.path().join("capture.jsonl");
-        let mut up = upstream(dir.path(), port);
-        let mut rx = forwarder(&capture, &url, &[]);
-        upload(&rx, &batch(0));
-        wait_for("the first batch upstream", || {
-            (complete_lines(&up.capture).len() == 1).then_some(())
-        });
-        up.stop();
-        upload(&rx, &batch(1));
-        forward_note(&rx, "down", |_| true);
-        let text = std::fs::read(&capture).unwrap();
-        let first_line = text.iter().position(|&b| b == b'\n').unwrap() as u64 + 1;
-        let kept = if keep_passed { first_line } else { 0 };
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&capture)
-            .unwrap()
-            .set_len(kept)
-            .unwrap();
-        upload(&rx, &batch(2));
-        rx.wait_stderr("was cut short while running");
-        rx.stop();
-        let said = rx.stderr();
+        let kept = std::cell::Cell::new(0);
+        let cut = |capture: &Path| {
+            let text = std::fs::read(capture).unwrap();
+            let first_line = text.iter().position(|&b| b == b'\n').unwrap() as u64 + 1;
+            kept.set(if keep_passed { first_line } else { 0 });
+            let file = std::fs::OpenOptions::new().write(true).open(capture);
+            file.unwrap().set_len(kept.get()).unwrap();
+        };
+        let behind = stopped_behind(cut, "was cut short while running");
+        let said = &behind.said;
         assert!(
             said.contains("the capture file was cut short in place while it was behind")
                 && !said.contains("deleted or replaced"),
@@ -526,28 +541,19 @@ fn a_stop_behind_a_cut_says_what_the_next_start_does() {
         );
         if !keep_passed {
             assert!(said.contains("refuses it: move"), "{said}");
-            let out = binary()
-                .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
-                .args(["--headless", "--listen", "127.0.0.1:0", "--token", TOKEN])
-                .args(["--capture", capture.to_str().unwrap(), "--forward", &url])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{stderr}");
-            assert!(
-                stderr.contains("was the capture replaced or cut short?"),
-                "{stderr}"
-            );
+            next_start_refuses_the_cursor(&behind.capture, &behind.url);
             continue;
         }
         assert!(
-            said.contains(&format!("the next start goes on from byte {kept} of")),
+            said.contains(&format!(
+                "the next start goes on from byte {} of",
+                kept.get()
+            )),
             "{said}"
         );
-        let after_cut = hashes(&complete_lines(&capture))[1].clone();
-        let mut up = upstream(dir.path(), port);
-        let mut again = forwarder(&capture, &url, &[]);
+        let after_cut = hashes(&complete_lines(&behind.capture))[1].clone();
+        let mut up = upstream(behind.dir.path(), behind.port);
+        let mut again = forwarder(&behind.capture, &behind.url, &[]);
         let got = wait_for("the batch after the cut upstream", || {
             let lines = complete_lines(&up.capture);
             (lines.len() >= 2).then_some(lines)
