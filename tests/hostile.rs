@@ -3278,6 +3278,48 @@ fn content_length_with_transfer_encoding_is_400_and_a_close() {
     assert_nothing_smuggled_saved(rx);
 }
 
+/// HTTP/1.0 has no transfer codings: a chunked upload in that version,
+/// kept alive, is refused 400 and closed, and the request after its chunks
+/// is not taken. Until December 6 both were answered 200 and saved (a
+/// hostile-client probe); a proxy in front that reads the body as running
+/// to the close would have seen one request where tiny_http saw two.
+#[test]
+fn http_1_0_with_transfer_encoding_is_400_and_a_close() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let auth = format!("authorization: token {TOKEN}\r\n");
+    let body = batch("chunked.1.0");
+    let chunked_1_0 = |auth: &str| {
+        let mut r = format!(
+            "POST / HTTP/1.0\r\nHost: t\r\n{auth}Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r.extend_from_slice(b"\r\n0\r\n\r\n");
+        r.extend_from_slice(&smuggled());
+        r
+    };
+    let mut failures = Vec::new();
+    let results = exchanges_within(
+        rx.addr,
+        vec![("HTTP/1.0, chunked, token".into(), chunked_1_0(&auth))],
+        CLOSED_BY_US,
+    );
+    refused_and_closed(results, &[400], &mut failures);
+    let results = exchanges_within(
+        rx.addr,
+        vec![("HTTP/1.0, chunked, no token".into(), chunked_1_0(""))],
+        CLOSED_BY_US,
+    );
+    refused_and_closed(results, &[400, 401], &mut failures);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    let saved = saved_after_stop(rx);
+    assert!(
+        !saved.contains("smuggled") && !saved.contains("chunked.1.0"),
+        "saved: {saved}"
+    );
+}
+
 #[test]
 fn conflicting_or_invalid_content_lengths_are_400_and_a_close() {
     let rx = receiver(LONG_READ_TIMEOUT);

@@ -438,11 +438,17 @@ impl Rejection {
 /// first `Connection` header mentions `upgrade` anywhere, as tiny_http 0.12
 /// reads it: it then hands the rest of the connection over as the body
 /// (a POST's read would run into the next request, or wait for the read
-/// timeout), and the receiver upgrades to nothing.
+/// timeout), and the receiver upgrades to nothing. An HTTP/1.0 request
+/// (`http_1_0`) with `Transfer-Encoding` is 400 too: that version has no
+/// transfer codings, so a server or proxy in front may read its body as
+/// running to the close while tiny_http decodes chunks and takes what
+/// follows them as the next request (RFC 9112, 6.1: treat the framing as
+/// faulty and close).
 ///
 /// Values quoted in an error go through `quote` (the receiver's own takes
 /// any token out before it cuts them: `clip` alone could cut one in part).
 pub fn check_framing<'a>(
+    http_1_0: bool,
     headers: impl Iterator<Item = (&'a str, &'a str)>,
     quote: impl Fn(&str) -> String,
 ) -> Result<(), Rejection> {
@@ -500,6 +506,14 @@ pub fn check_framing<'a>(
         return Err(Rejection::new(
             400,
             "both Content-Length and Transfer-Encoding: where the body ends is ambiguous"
+                .to_string(),
+        ));
+    }
+    if http_1_0 && !codings.is_empty() {
+        return Err(Rejection::new(
+            400,
+            "Transfer-Encoding in an HTTP/1.0 request, a version without transfer codings: \
+             where the body ends is ambiguous (send HTTP/1.1, or Content-Length)"
                 .to_string(),
         ));
     }
@@ -1595,8 +1609,9 @@ mod tests {
 
     #[test]
     fn framing_is_strict() {
-        let check =
-            |h: &[(&str, &str)]| check_framing(h.iter().copied(), clip).map_err(|r| r.status);
+        let check = |h: &[(&str, &str)]| {
+            check_framing(false, h.iter().copied(), clip).map_err(|r| r.status)
+        };
         assert_eq!(check(&[("Content-Length", "12")]), Ok(()));
         assert_eq!(check(&[("transfer-encoding", "Chunked")]), Ok(()));
         assert_eq!(check(&[]), Ok(()));
@@ -1628,7 +1643,7 @@ mod tests {
         }
         // A tab is part of a value; the message shows a name escaped.
         assert_eq!(check(&[("x-a", "a\tb")]), Ok(()));
-        let said = check_framing([("x\na", "b")].into_iter(), clip).unwrap_err();
+        let said = check_framing(false, [("x\na", "b")].into_iter(), clip).unwrap_err();
         assert!(
             said.error.starts_with("the x\\na header holds a line feed"),
             "{}",
@@ -1643,6 +1658,13 @@ mod tests {
             ],
         ] {
             assert_eq!(check(unsupported), Err(501), "{unsupported:?}");
+        }
+        // HTTP/1.0 has no transfer codings: any is a framing fault there.
+        let check_1_0 =
+            |h: &[(&str, &str)]| check_framing(true, h.iter().copied(), clip).map_err(|r| r.status);
+        assert_eq!(check_1_0(&[("Content-Length", "12")]), Ok(()));
+        for coding in ["chunked", "gzip"] {
+            assert_eq!(check_1_0(&[("Transfer-Encoding", coding)]), Err(400));
         }
     }
 

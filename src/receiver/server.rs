@@ -1280,6 +1280,7 @@ fn framing(request: &Request, quote: impl Fn(&str) -> String) -> Result<(), Reje
     let version = request.http_version();
     ingest::check_version(version.0, version.1)?;
     ingest::check_framing(
+        (version.0, version.1) == (1, 0),
         request
             .headers()
             .iter()
