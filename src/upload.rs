@@ -253,11 +253,18 @@ pub fn reason_from_cleaned(body: &[u8], clean: impl Fn(String) -> String) -> Str
         .ok()
         .and_then(|v| v.get("error")?.as_str().map(str::to_owned));
     let text = clean(from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()));
-    let line: String = crate::text::on_one_line(&text).take(REASON_CHARS).collect();
-    match line.trim() {
+    match one_line(&text).as_str() {
         "" => "no reason given".to_string(),
         l => l.to_string(),
     }
+}
+
+/// An answer's words as a reason shows them: on one line, cut to
+/// `REASON_CHARS` characters, trimmed. Whatever must not be shown is to be
+/// taken out first: a cut could leave part of it.
+pub fn one_line(text: &str) -> String {
+    let line: String = crate::text::on_one_line(text).take(REASON_CHARS).collect();
+    line.trim().to_string()
 }
 
 #[cfg(test)]

@@ -327,7 +327,8 @@ fn judged(
     secrets: &[(String, &str)],
 ) -> Attempt {
     let clean = |text: String| all_taken_out(text, secrets);
-    judge(status, answer, retry_after, location.map(clean), clean)
+    let location = location.map(|l| crate::upload::one_line(&clean(l)));
+    judge(status, answer, retry_after, location, clean)
 }
 
 /// What an upstream's status means for the batch:
@@ -487,6 +488,14 @@ mod tests {
             panic!("a redirect is tried again");
         };
         assert!(error.contains("?t=[forward token]"), "{error}");
+        // A Location of 60 000 bytes is cut as an answer's words are (it
+        // filled the status page's forward line and the headless notes,
+        // a hostile-client probe).
+        let long = Some(format!("https://up.example/{}", "a".repeat(60_000)));
+        let Attempt::Retry { error, .. } = judged(301, b"", None, long, &ours) else {
+            panic!("a redirect is tried again");
+        };
+        assert!(error.len() < 400, "{} bytes", error.len());
     }
 
     fn kind(status: u16) -> &'static str {
