@@ -3278,6 +3278,52 @@ fn content_length_with_transfer_encoding_is_400_and_a_close() {
     assert_nothing_smuggled_saved(rx);
 }
 
+/// A client that asks for "100 Continue" and holds its small body back
+/// until told to send it, answered without being told (no token; a status
+/// request): answered at once and closed, not kept a read timeout. tiny_http
+/// reads no body ahead for such a client, and its drain waited a read
+/// timeout on the worker for bytes that never came, then the connection
+/// was closed after a second (a hostile-client probe, December 6: 1 000
+/// such requests held 1 000 workers). The status page is asked while the
+/// clients still hold their connections: no worker is busy for them.
+#[test]
+fn a_body_held_back_for_100_continue_and_not_asked_for_is_answered_and_closed() {
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let held_back = |method: &str| {
+        format!(
+            "{method} / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let held: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(rx.addr).unwrap();
+            s.write_all(&held_back("POST")).unwrap();
+            s
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let results = exchanges_within(
+        rx.addr,
+        vec![
+            ("POST, no token".into(), held_back("POST")),
+            ("GET".into(), held_back("GET")),
+        ],
+        CLOSED_BY_US,
+    );
+    refused_and_closed(results, &[401, 200], &mut failures);
+    let busy = wait_until(CLOSED_BY_US, || {
+        busy_of(
+            &Conn::open(rx.addr)
+                .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .text(),
+        ) <= 1
+    });
+    assert!(busy, "workers still busy with the held-back bodies");
+    drop(held);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
 /// HTTP/1.0 has no transfer codings: a chunked upload in that version,
 /// kept alive, is refused 400 and closed, and the request after its chunks
 /// is not taken. Until December 6 both were answered 200 and saved (a

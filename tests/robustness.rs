@@ -196,25 +196,25 @@ fn a_second_signal_exits_at_once_when_an_upload_hangs() {
 /// still answered and saved, and the receiver then exits 0.
 #[test]
 fn while_it_stops_new_connections_are_refused_and_the_upload_in_flight_is_saved() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let mut rx = Receiver::start(&[]);
     let mut stalled = stalled_upload(&rx);
     signal(&rx.child, "TERM");
     rx.wait_stderr("signal again to exit now");
     // The listener stops once the shutdown has begun, a moment after the
     // line: until then connections are still taken (and let go here).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        match TcpStream::connect(rx.addr) {
-            Err(e) => break e,
-            Ok(s) => drop(s),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "connections still accepted 10 s into the shutdown"
-        );
-    };
-    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let mut refused = None;
+    let stopped = wait_until(Duration::from_secs(10), || {
+        refused = TcpStream::connect(rx.addr).err();
+        refused.is_some()
+    });
+    assert!(stopped, "connections still accepted 10 s into the shutdown");
+    let refused = refused.unwrap();
+    assert_eq!(
+        refused.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{refused}"
+    );
     let mut body = b"[]".to_vec();
     body.resize(5000, b' ');
     stalled.write_all(&body).unwrap();

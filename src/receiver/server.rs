@@ -237,6 +237,7 @@ pub fn start_with(
                 && request
                     .body_length()
                     .is_none_or(|n| n <= READ_AHEAD_BY_TINY_HTTP)
+                && !held_back(request)
             {
                 // Nothing of it left to read (a chunked body is never
                 // drained by tiny_http): let go of at once, no worker woken
@@ -583,11 +584,14 @@ fn ignore(ctx: &Ctx, request: Request, held: InHand) {
         ctx.connections
             .reading(held.peer, held.seq, false, Holds::default());
     }
+    // Its connection is shut by now (or about to be), which ends a drain;
+    // a body held back is let go of off the worker all the same.
+    let held_back = held_back(&request);
     ctx.drains.let_go(
         unread,
-        false,
+        held_back,
         &ctx.stats,
-        Release(Answered(request, None), held, false),
+        Release(Answered(request, None), held, held_back),
     );
 }
 
@@ -1265,6 +1269,17 @@ impl Outcome {
     }
 }
 
+/// Whether `request`'s client holds its body back until told to send it
+/// (`Expect: 100-continue`): tiny_http then reads none of it ahead (it
+/// does up to 1 KiB otherwise), and tells the client to go on only when
+/// the body is opened. A request answered without opening its body leaves
+/// bytes that will not come: tiny_http's drain waits a read timeout for
+/// them when the request is dropped.
+fn held_back(request: &Request) -> bool {
+    request.body_length().is_some_and(|n| n > 0)
+        && header(request, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
 fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
     request
         .headers()
@@ -1396,11 +1411,19 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     //   draining a silent socket for one more), broke off, or broke its
     //   chunked framing;
     // - a chunked body not read to its end: tiny_http's own drain stops
-    //   at a break in its framing and parses what follows as a request.
+    //   at a break in its framing and parses what follows as a request;
+    // - a body held back for a "100 Continue" never sent (see
+    //   `held_back`): its client may still send it after our answer, or
+    //   not. Until December 6 tiny_http's drain waited a read timeout for
+    //   it on the worker, and the connection was closed after two (a
+    //   hostile-client probe: 1 000 such requests without a token held
+    //   1 000 workers).
     let chunked = header(&request, "transfer-encoding").is_some();
+    let held_back = unread > 0 && held_back(&request);
     if drain::way(unread) == drain::Way::Overflowing
         || outcome.body_cut
         || (chunked && !outcome.body_whole)
+        || held_back
     {
         ctx.connections.ignore(request.remote_addr().copied());
         ctx.closer.close(request.remote_addr().copied());
@@ -1408,7 +1431,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     // A body never read may be a stalled one: tiny_http's drain would
     // then wait a read timeout on the worker. Bodies of up to 1 KiB it
     // has read whole before handing the request over: nothing to wait for.
-    let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP;
+    let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP || held_back;
     // A body drained is read all the same: under the same deadline.
     if unread > 0 {
         ctx.connections
