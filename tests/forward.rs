@@ -742,6 +742,44 @@ fn the_upstream_gets_the_devices_own_headers() {
     rx.stop();
 }
 
+/// A `unit-id` or `user-agent` holding a control character (ESC, DEL),
+/// which tiny_http takes and HTTP forbids in a header: the batch is
+/// forwarded with a space in its place (RFC 9110, 5.5), the capture keeps
+/// the value as sent. Until December 6 such a batch was answered 200 and
+/// parked as unsendable, never reaching the upstream (a hostile-client
+/// probe).
+#[test]
+fn a_header_holding_a_control_character_is_forwarded_with_a_space_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests) = scripted_upstream(vec![]);
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let mut rx = forwarder(&dir.path().join("capture.jsonl"), &url, &[]);
+    let auth = format!("token {TOKEN}");
+    for (i, (name, value, sent_as)) in [
+        ("unit-id", "bench\u{1b}[31m7", "bench [31m7"),
+        ("unit-id", "bench\u{7f}8", "bench 8"),
+        (
+            "user-agent",
+            "python-requests\u{1b}/2.31",
+            "python-requests /2.31",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = rx.post(&[("authorization", &auth), (name, value)], &batch(i));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let got = requests
+            .recv_timeout(DEADLINE)
+            .expect("the batch forwarded");
+        assert_eq!(got.body, batch(i));
+        assert_eq!(got.header(name), Some(sent_as), "{name}");
+    }
+    rx.stop();
+    let captured = complete_lines(&rx.capture);
+    assert_eq!(captured[0].unit_id.as_deref(), Some("bench\u{1b}[31m7"));
+}
+
 /// A scripted upstream that refuses batches holding `TOO-BIG` with 413
 /// and batches holding `NO-AUTH` with 401.
 fn refusing_upstream() -> (u16, crossbeam_channel::Receiver<Got>) {

@@ -192,6 +192,21 @@ impl Http {
     }
 }
 
+/// A device's header value as it can be sent on: each control character
+/// but the tab (ESC, DEL, which tiny_http takes and HTTP forbids in a
+/// value) becomes a space, as RFC 9110 (5.5) has a recipient do before
+/// passing a message on. The capture keeps the value as the device sent
+/// it. Until December 6 such a batch was parked as unsendable: answered
+/// 200, never forwarded (a hostile-client probe).
+fn controls_as_spaces(value: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| c.is_ascii_control() && c != '\t';
+    if value.contains(control) {
+        value.replace(control, " ").into()
+    } else {
+        value.into()
+    }
+}
+
 impl Deliver for Http {
     fn deliver(&mut self, line: &OutboxLine) -> Attempt {
         let (body, encoding) = match line.wire_body() {
@@ -209,12 +224,13 @@ impl Deliver for Http {
             ("unit-id", line.unit_id.as_deref()),
         ] {
             let Some(value) = value else { continue };
-            if HeaderValue::from_str(value).is_err() {
+            let value = controls_as_spaces(value);
+            if HeaderValue::from_str(&value).is_err() {
                 return Attempt::Park {
                     reason: format!("its {name} cannot be sent as a header"),
                 };
             }
-            request = request.header(name, value);
+            request = request.header(name, &*value);
         }
         if let Some(a) = &self.target.authorization {
             request = request.header("authorization", a);
