@@ -33,14 +33,51 @@ const SPLIT_SECRET_LEAST: usize = 8;
 ///   request's decoded path);
 /// - split by whitespace or invisible characters (a line folded in the
 ///   middle of it), for a secret of 8 characters or more: the whole text
-///   is withheld, saying why.
+///   is withheld, saying why;
+/// - in a spelling of its own, for a secret of 8 letters and digits or
+///   more: its letters and digits in another case, in full-width forms, or
+///   apart (a JSON array of its characters, C strings put together), or
+///   its bytes in hexadecimal however they are marked (`4657…`, `=46=57`,
+///   `\x46\x57`, `46 57`): the whole text is withheld, saying so (found by
+///   a hostile-client probe, December 6; base32, a reversed or rotated
+///   secret and a secret split over two fields are not looked for).
 ///
 /// The text it gives back may hold what a decoding made of escapes (line
 /// ends, controls): the caller shows it as it shows any answer's text.
 pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
-    let Some(secret) = secret.filter(|c| !c.is_empty()) else {
-        return text;
-    };
+    match secret {
+        Some(secret) => all_taken_out(text, &[(secret.to_string(), label)]),
+        None => text,
+    }
+}
+
+/// `text` with each of `secrets` taken out as `taken_out` does, the
+/// longest first (a query holding the token is taken out whole, not left
+/// with the token's label inside it). Every secret is replaced where it is
+/// spelled plainly before any is looked for in a spelling that withholds
+/// the text: a query's value quoted on its own (`"key":"V"`, taken out as
+/// the value) is no query spelled otherwise.
+pub fn all_taken_out(text: String, secrets: &[(String, &str)]) -> String {
+    let mut order: Vec<&(String, &str)> = secrets.iter().filter(|(s, _)| !s.is_empty()).collect();
+    order.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
+    let text = order
+        .iter()
+        .fold(text, |text, (secret, label)| replaced(text, secret, label));
+    // Their labels, where they replaced them, are no secrets.
+    let bare = order
+        .iter()
+        .fold(text.clone(), |text, (_, label)| text.replace(label, " "));
+    for (secret, label) in order {
+        if let Some(how) = withheld(&bare, secret) {
+            return format!("(not shown: it quotes {label} {how})");
+        }
+    }
+    text
+}
+
+/// `text` with `secret` replaced by `label` in every spelling that is a
+/// plain decoding away (see `taken_out`).
+fn replaced(text: String, secret: &str, label: &str) -> String {
     let spellings = spellings(secret);
     let replaced = |text: String| {
         let text = spellings
@@ -55,31 +92,61 @@ pub fn taken_out(text: String, secret: Option<&str>, label: &str) -> String {
             None => break,
         }
     }
+    text
+}
+
+/// How `text` (the labels out of it) still quotes `secret` where it cannot
+/// be taken out alone, if it does: split, or in a spelling of its own.
+fn withheld(text: &str, secret: &str) -> Option<&'static str> {
     if secret.chars().count() >= SPLIT_SECRET_LEAST {
-        // Its own label, where it replaced the secret, is no secret.
         let compact: String = text
-            .replace(label, " ")
             .chars()
             .filter(|&c| !c.is_whitespace() && !crate::text::is_invisible(c))
             .collect();
         if compact.contains(secret) {
-            return format!(
-                "(not shown: it quotes {label} split across lines or by invisible characters)"
-            );
+            return Some("split across lines or by invisible characters");
         }
     }
-    text
+    spelled_otherwise(text, secret).then_some("in a spelling of its own")
 }
 
-/// `text` with each of `secrets` taken out, the longest first (a query
-/// holding the token is taken out whole, not left with the token's label
-/// inside it).
-pub fn all_taken_out(text: String, secrets: &[(String, &str)]) -> String {
-    let mut order: Vec<&(String, &str)> = secrets.iter().collect();
-    order.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
-    order.into_iter().fold(text, |text, (secret, label)| {
-        taken_out(text, Some(secret), label)
-    })
+/// Letters and digits a secret needs for `spelled_otherwise` to look for
+/// it (fewer are found in too much ordinary text).
+const SKELETON_LEAST: usize = 8;
+
+/// Whether `text` holds `secret`'s letters and digits in order with
+/// anything else between them, in any case (full-width forms read as
+/// their ASCII ones), or its bytes in hexadecimal with any marks around
+/// them.
+fn spelled_otherwise(text: &str, secret: &str) -> bool {
+    let wanted = skeleton(secret);
+    if wanted.chars().count() < SKELETON_LEAST {
+        return false;
+    }
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    let found = skeleton(text);
+    // `\x46` and `0x46` mark a byte with a letter of their own.
+    let unmarked = skeleton(
+        &text
+            .replace("\\x", " ")
+            .replace("\\X", " ")
+            .replace("0x", " ")
+            .replace("0X", " "),
+    );
+    found.contains(&wanted) || unmarked.contains(&hex)
+}
+
+/// `text`'s letters and digits alone, lower case, full-width forms as
+/// their ASCII ones.
+fn skeleton(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            c => c,
+        })
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// The first of `text`'s decodings (each of the three, one after another
@@ -386,6 +453,26 @@ mod tests {
         let shown = out(folded);
         assert!(shown.starts_with("(not shown"), "{shown}");
         assert!(!shown.contains("Fw0rd"), "{shown}");
+        // In a spelling of its own: withheld (a probe's upstream echoed
+        // these). Where the secret is also spelled plainly, it is taken out
+        // first and the rest judged.
+        let hex: String = SECRET.bytes().map(|b| format!("{b:02X}")).collect();
+        let spaced: Vec<String> = SECRET.bytes().map(|b| format!("{b:02x}")).collect();
+        for odd in [
+            SECRET.to_uppercase(),
+            format!("dump: {hex}"),
+            format!("=?{}", spaced.join("=")),
+            spaced.iter().map(|h| format!("\\x{h}")).collect(),
+            spaced.join(" "),
+            serde_json::to_string(&SECRET.chars().map(String::from).collect::<Vec<_>>()).unwrap(),
+            SECRET
+                .chars()
+                .map(|c| char::from_u32(c as u32 + 0xfee0).unwrap())
+                .collect(),
+        ] {
+            let shown = out(&odd);
+            assert!(shown.contains("spelling of its own"), "{odd}: {shown}");
+        }
         // Text without it is left as it is, escapes and all.
         for plain in [r"a \u002F b %2F c &amp; QUJD", "Cannot POST /hooks/x"] {
             assert_eq!(out(plain), plain);
