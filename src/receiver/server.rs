@@ -1919,7 +1919,13 @@ fn status_page(ctx: &Ctx) -> Outcome {
             .map_or(String::new(), |(at, what)| format!(
                 "capture was {} at {}: {} (stderr says more)\n",
                 what.label(),
-                at.round(jiff::Unit::Second).unwrap_or(at),
+                // Whole seconds, cut as the dashboard's clock cuts them.
+                at.round(
+                    jiff::TimestampRound::new()
+                        .smallest(jiff::Unit::Second)
+                        .mode(jiff::RoundMode::Trunc)
+                )
+                .unwrap_or(at),
                 what.then()
             )),
         auth = match ctx.auth().token_count() {
