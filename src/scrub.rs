@@ -34,13 +34,16 @@ const SPLIT_SECRET_LEAST: usize = 8;
 /// - split by whitespace or invisible characters (a line folded in the
 ///   middle of it), for a secret of 8 characters or more: the whole text
 ///   is withheld, saying why;
-/// - in a spelling of its own, for a secret of 8 letters and digits or
-///   more: its letters and digits in another case, in full-width forms, or
-///   apart (a JSON array of its characters, C strings put together), or
-///   its bytes in hexadecimal however they are marked (`4657…`, `=46=57`,
+/// - in a spelling of its own, for a credential (not a URL's query, labelled
+///   `QUERY`, whose parts are often words an upstream says anyway: "format
+///   json", a date) of 8 letters and digits or more: its letters and
+///   digits in another case, in full-width forms, or apart (a JSON array
+///   of its characters, C strings put together), or its bytes in
+///   hexadecimal with or without marks between them (`4657…`, `=46=57`,
 ///   `\x46\x57`, `46 57`): the whole text is withheld, saying so (found by
 ///   a hostile-client probe, December 6; base32, a reversed or rotated
-///   secret and a secret split over two fields are not looked for).
+///   secret, a secret split over two fields and a hex dump with offsets or
+///   a text column are not looked for).
 ///
 /// The text it gives back may hold what a decoding made of escapes (line
 /// ends, controls): the caller shows it as it shows any answer's text.
@@ -68,7 +71,7 @@ pub fn all_taken_out(text: String, secrets: &[(String, &str)]) -> String {
         .iter()
         .fold(text.clone(), |text, (_, label)| text.replace(label, " "));
     for (secret, label) in order {
-        if let Some(how) = withheld(&bare, secret) {
+        if let Some(how) = withheld(&bare, secret, *label != QUERY) {
             return format!("(not shown: it quotes {label} {how})");
         }
     }
@@ -96,8 +99,9 @@ fn replaced(text: String, secret: &str, label: &str) -> String {
 }
 
 /// How `text` (the labels out of it) still quotes `secret` where it cannot
-/// be taken out alone, if it does: split, or in a spelling of its own.
-fn withheld(text: &str, secret: &str) -> Option<&'static str> {
+/// be taken out alone, if it does: split, or (a `credential`) in a
+/// spelling of its own.
+fn withheld(text: &str, secret: &str, credential: bool) -> Option<&'static str> {
     if secret.chars().count() >= SPLIT_SECRET_LEAST {
         let compact: String = text
             .chars()
@@ -107,8 +111,12 @@ fn withheld(text: &str, secret: &str) -> Option<&'static str> {
             return Some("split across lines or by invisible characters");
         }
     }
-    spelled_otherwise(text, secret).then_some("in a spelling of its own")
+    (credential && spelled_otherwise(text, secret)).then_some("in a spelling of its own")
 }
+
+/// The label of a URL's query and its values, which are taken out where
+/// they are spelled plainly but not looked for in spellings of their own.
+pub const QUERY: &str = "[query]";
 
 /// Letters and digits a secret needs for `spelled_otherwise` to look for
 /// it (fewer are found in too much ordinary text).
@@ -472,6 +480,24 @@ mod tests {
         ] {
             let shown = out(&odd);
             assert!(shown.contains("spelling of its own"), "{odd}: {shown}");
+        }
+        // A URL's query and its values are words an upstream may well say
+        // itself: they are taken out where spelled plainly, never looked
+        // for otherwise (a reviewer's finding: each of these was withheld).
+        for (query, said) in [
+            (
+                "format=json",
+                r#"{"error":"unsupported format: JSON expected"}"#,
+            ),
+            ("vendor=autopi", "Vendor AutoPi is not enabled"),
+            ("2026-12-06", "request dated 2026/12/06 10:00"),
+            ("telemetry", "Telemetry ingestion is paused"),
+        ] {
+            let secrets = [
+                ("Fw0rdT0ken9".to_string(), "[forward token]"),
+                (query.to_string(), QUERY),
+            ];
+            assert_eq!(all_taken_out(said.into(), &secrets), said, "{query}");
         }
         // Text without it is left as it is, escapes and all.
         for plain in [r"a \u002F b %2F c &amp; QUJD", "Cannot POST /hooks/x"] {

@@ -104,7 +104,7 @@ impl HttpTarget {
                 .filter(|v| v.chars().count() >= 8);
             std::iter::once(q.as_str())
                 .chain(values)
-                .map(|s| (s.to_string(), "[query]"))
+                .map(|s| (s.to_string(), crate::scrub::QUERY))
         });
         token.into_iter().chain(query).collect()
     }
