@@ -330,7 +330,9 @@ impl Acceptors {
 /// tiny_http server does not do it: it sets its own server's stop flag and
 /// connects once to its address, which wakes one accept thread of the
 /// several on this socket, not necessarily its own. Linux: `shutdown` of a
-/// listening socket for reading disconnects it.
+/// listening socket for reading disconnects it; a port the kernel picked
+/// (`--listen …:0`) is then free for another socket to take while this
+/// process still runs.
 fn stop_listening(listener: &TcpListener) {
     let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
 }
@@ -444,8 +446,15 @@ fn pump(side: &Side, slot: &Arc<Slot>) {
     step_ahead();
     loop {
         if side.stopping.load(Ordering::SeqCst) {
-            while let Ok(Some(request)) = slot.server.try_recv() {
-                hand_out(side, slot, request);
+            // The listener's shutdown puts an accept error in every
+            // server's queue, possibly before a request a pool thread
+            // queued after it: passed over, not taken for the end.
+            loop {
+                match slot.server.try_recv() {
+                    Ok(Some(request)) => hand_out(side, slot, request),
+                    Ok(None) => break,
+                    Err(_) => {}
+                }
             }
             break;
         }
