@@ -302,6 +302,13 @@ fn stop_forwarding(forwarders: Forwarders) {
                 left.target,
                 left.pending
             );
+        } else if left.next_start == forward::NextStart::Refused {
+            // Taken away after the last upload: the writer never saw it.
+            crate::say!(
+                "forward {}: {} batch(es) not yet passed on; {cursor} no longer matches the capture at the path (deleted, replaced or cut short after the last upload), so the next start with --forward refuses it: move {cursor} away to forward the file at the path from its start",
+                left.target,
+                left.pending
+            );
         } else if left.pending > 0 {
             crate::say!(
                 "forward {}: {} batch(es) not yet passed on; they are sent when autopi-rx starts again with the same --capture and --forward",

@@ -441,8 +441,9 @@ fn a_capture_deleted_while_forwarding_is_drained_then_the_new_one_followed() {
 
 /// A forwarder that passed one batch on, then stopped while its upstream
 /// was down with a second in hand, after `lose` did something to the
-/// capture and a third upload saw it (stderr saying `noticed`): the
-/// folder, the capture, the target's URL and port, and its stderr.
+/// capture and a third upload saw it (stderr saying `noticed`; with None,
+/// no upload after it, so the writer never saw it): the folder, the
+/// capture, the target's URL and port, and its stderr.
 struct StoppedBehind {
     dir: tempfile::TempDir,
     capture: PathBuf,
@@ -451,7 +452,7 @@ struct StoppedBehind {
     said: String,
 }
 
-fn stopped_behind(lose: impl Fn(&Path), noticed: &str) -> StoppedBehind {
+fn stopped_behind(lose: impl Fn(&Path), noticed: Option<&str>) -> StoppedBehind {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/logbook/storage");
@@ -466,8 +467,10 @@ fn stopped_behind(lose: impl Fn(&Path), noticed: &str) -> StoppedBehind {
     upload(&rx, &batch(1));
     forward_note(&rx, "down", |_| true);
     lose(&capture);
-    upload(&rx, &batch(2));
-    rx.wait_stderr(noticed);
+    if let Some(noticed) = noticed {
+        upload(&rx, &batch(2));
+        rx.wait_stderr(noticed);
+    }
     rx.stop();
     StoppedBehind {
         said: rx.stderr(),
@@ -502,11 +505,28 @@ fn next_start_refuses_the_cursor(capture: &Path, url: &str) {
 fn a_stop_before_a_deleted_capture_was_drained_says_what_the_next_start_does() {
     let behind = stopped_behind(
         |capture| std::fs::remove_file(capture).unwrap(),
-        "was deleted or moved away",
+        Some("was deleted or moved away"),
     );
     let said = &behind.said;
     assert!(
         said.contains("in a capture file that was deleted or replaced while running")
+            && said.contains("refuses it: move"),
+        "{said}"
+    );
+    next_start_refuses_the_cursor(&behind.capture, &behind.url);
+}
+
+/// The capture deleted after the last upload, with a batch waiting for a
+/// down upstream: the writer never saw it go, yet the exit says that the
+/// cursor no longer matches the capture and that the next start refuses
+/// it, which it does. It said the batch would be sent at the next start
+/// (a reviewer's finding).
+#[test]
+fn a_stop_after_the_capture_went_unseen_says_the_next_start_refuses_the_cursor() {
+    let behind = stopped_behind(|capture| std::fs::remove_file(capture).unwrap(), None);
+    let said = &behind.said;
+    assert!(
+        said.contains("no longer matches the capture at the path")
             && said.contains("refuses it: move"),
         "{said}"
     );
@@ -532,7 +552,7 @@ fn a_stop_behind_a_cut_says_what_the_next_start_does() {
             let file = std::fs::OpenOptions::new().write(true).open(capture);
             file.unwrap().set_len(kept.get()).unwrap();
         };
-        let behind = stopped_behind(cut, "was cut short while running");
+        let behind = stopped_behind(cut, Some("was cut short while running"));
         let said = &behind.said;
         assert!(
             said.contains("the capture file was cut short in place while it was behind")

@@ -340,9 +340,13 @@ impl Cursors {
                 crate::text::path(&self.parked_path())
             )
         };
-        let len = std::fs::metadata(capture)
-            .map_err(|e| format!("cannot read {}: {e}", crate::text::path(&capture)))?
-            .len();
+        // None at the path (deleted while a run was stopping): the next
+        // start creates it empty, so that is what is judged.
+        let len = match std::fs::metadata(capture) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(format!("cannot read {}: {e}", crate::text::path(&capture))),
+        };
         if c.offset > len {
             return Err(mismatch(format!("the file has only {len} bytes")));
         }
