@@ -3303,15 +3303,14 @@ fn a_body_held_back_for_100_continue_and_not_asked_for_is_answered_and_closed() 
         })
         .collect();
     let mut failures = Vec::new();
-    let results = exchanges_within(
-        rx.addr,
-        vec![
-            ("POST, no token".into(), held_back("POST")),
-            ("GET".into(), held_back("GET")),
-        ],
-        CLOSED_BY_US,
-    );
-    refused_and_closed(results, &[401, 200], &mut failures);
+    for (method, answer) in [("POST", 401), ("GET", 200)] {
+        let results = exchanges_within(
+            rx.addr,
+            vec![(format!("{method}, no token"), held_back(method))],
+            CLOSED_BY_US,
+        );
+        refused_and_closed(results, &[answer], &mut failures);
+    }
     let busy = wait_until(CLOSED_BY_US, || {
         busy_of(
             &Conn::open(rx.addr)
@@ -4114,7 +4113,7 @@ fn capture_taken_line(rx: &Receiver) -> Option<String> {
 /// away: with no forward target nothing reads them again. Until December
 /// 6 each stayed open until exit (a capture deleted to free a full disk
 /// kept it full, every upload answered 503; a hostile-client probe).
-fn capture_taken_away(said: &str, lose: impl Fn(&std::path::Path, usize)) {
+fn capture_taken_away(said: &str, then: &str, lose: impl Fn(&std::path::Path, usize)) {
     let rx = receiver(&secs(READ_TIMEOUT));
     assert_eq!(capture_taken_line(&rx), None);
     for round in 0..3 {
@@ -4135,8 +4134,7 @@ fn capture_taken_away(said: &str, lose: impl Fn(&std::path::Path, usize)) {
     println!("stderr: {}", rx.wait_stderr(name));
     let line = capture_taken_line(&rx).expect("a line about the capture on the status page");
     assert!(
-        line.starts_with(&format!("capture was {said} at "))
-            && line.contains("a new file was started at the path"),
+        line.starts_with(&format!("capture was {said} at ")) && line.contains(then),
         "{line}"
     );
     // The descriptors of the receiver's that name a file in the capture's
@@ -4207,27 +4205,33 @@ fn a_capture_cut_short_in_place_is_written_on_at_its_end() {
 
 #[test]
 fn a_deleted_capture_is_reported_and_started_again_at_its_path() {
-    capture_taken_away("DELETED OR MOVED", |path, _| {
+    capture_taken_away("DELETED OR MOVED", "a new file was started", |path, _| {
         std::fs::remove_file(path).unwrap()
     });
 }
 
 #[test]
 fn a_capture_moved_away_is_reported_and_started_again_at_its_path() {
-    capture_taken_away("DELETED OR MOVED", |path, round| {
-        std::fs::rename(path, path.with_extension(format!("moved.{round}"))).unwrap()
-    });
+    capture_taken_away(
+        "DELETED OR MOVED",
+        "a new file was started",
+        |path, round| std::fs::rename(path, path.with_extension(format!("moved.{round}"))).unwrap(),
+    );
 }
 
 /// Another file renamed over the capture's path (an editor's save, a
 /// rotation that writes the new file first).
 #[test]
 fn a_capture_replaced_is_reported_and_the_new_file_written_to() {
-    capture_taken_away("REPLACED", |path, round| {
-        let new = path.with_extension(format!("new.{round}"));
-        std::fs::write(&new, "").unwrap();
-        std::fs::rename(&new, path).unwrap()
-    });
+    capture_taken_away(
+        "REPLACED",
+        "the file now at the path is written on",
+        |path, round| {
+            let new = path.with_extension(format!("new.{round}"));
+            std::fs::write(&new, "").unwrap();
+            std::fs::rename(&new, path).unwrap()
+        },
+    );
 }
 
 /// Starts the receiver on `args`: Some(exit status, stderr) when it

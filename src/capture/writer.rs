@@ -102,7 +102,8 @@ impl Taken {
     /// Where the writer goes on.
     pub fn then(self) -> &'static str {
         match self {
-            Taken::DeletedOrMoved | Taken::Replaced => "a new file was started at the path",
+            Taken::DeletedOrMoved => "a new file was started at the path",
+            Taken::Replaced => "the file now at the path is written on at its end",
             Taken::CutShort => "it is written on at its new end",
         }
     }
