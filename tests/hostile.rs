@@ -3054,6 +3054,52 @@ fn out_of_descriptors_it_waits_and_recovers_by_itself() {
     rx.stop();
 }
 
+/// One client holding idle connections until descriptors run out (160
+/// under a limit of 256), and keeping them (a read timeout of 30 s): the closing thread shuts idle
+/// ones, longest known first, while descriptors run short, so a device is
+/// served within seconds rather than after the read timeout, and the
+/// status page counts them. Until December 6 devices were reset or left
+/// waiting until the idle connections timed out (a hostile-client probe:
+/// 10 000 of them against a limit of 20 000).
+#[test]
+fn idle_connections_are_shed_while_descriptors_run_short() {
+    let _heavy = heavy();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let rx = limited_receiver("ulimit -n 256", "", &capture, LONG_READ_TIMEOUT);
+    device_upload(rx.addr).expect("a first upload");
+    // More than fit (two descriptors each), not many more: the rest wait
+    // in the kernel's queue ahead of the device, each let in as room is
+    // made and shed a second later at the earliest.
+    let held: Vec<TcpStream> = (0..160)
+        .map_while(|_| TcpStream::connect_timeout(&rx.addr, Duration::from_secs(1)).ok())
+        .collect();
+    let started = Instant::now();
+    let mut last = Err(String::new());
+    let served = wait_until(Duration::from_secs(10), || {
+        last = device_upload(rx.addr);
+        last.is_ok()
+    });
+    assert!(
+        served,
+        "no device served within 10 s while {} idle connections were held: {last:?}; stderr: {}",
+        held.len(),
+        rx.stderr()
+    );
+    println!(
+        "{} idle connections held; a device served {:?} after",
+        held.len(),
+        started.elapsed()
+    );
+    let page = Conn::open(rx.addr)
+        .request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .text();
+    let shed = status_count(&page, "shed: ").unwrap_or(0);
+    assert!(shed > 0, "{page}");
+    drop(held);
+}
+
 /// Threads of the user `uid` in the whole system (what `ulimit -u`
 /// counts).
 fn threads_of_user(uid: u32) -> u64 {

@@ -39,6 +39,8 @@
 //! - resets: a connection its client reset before tiny_http read its
 //!   address has what was queued on it thrown away when first found, and
 //!   the pools are nudged while one is still held: see `clear_resets`.
+//! - shedding: while descriptors run short, idle connections are shut both
+//!   ways, longest known first: see `shed`.
 //!
 //! Without `pidfd_getfd` (kernels before 5.6, a seccomp filter) the thread
 //! says so once and only nudges.
@@ -73,6 +75,9 @@ pub struct Tally {
     /// Connections made to our own listener to free ones stuck in a
     /// tiny_http pool's queue.
     pub nudges: AtomicU64,
+    /// Idle connections shut early while descriptors ran short (counted in
+    /// `closed` too).
+    pub shed: AtomicU64,
 }
 
 impl Closer {
@@ -184,6 +189,21 @@ const NUDGE_BUDGET: usize = 512;
 /// was freed do not count (see `nudge_due`).
 const MAX_NUDGES: u32 = 20;
 
+/// Descriptors run short when fewer than the limit's `SHORT_PART`th are
+/// free (2 500 of 20 000; 32 of 256): idle connections are then shed
+/// until a `ROOM_PART`th is free again.
+const SHORT_PART: u64 = 8;
+const ROOM_PART: u64 = 4;
+/// How often shedding looks while descriptors run short.
+const SHED_EVERY: Duration = Duration::from_millis(250);
+/// A connection known for less than this is never shed (a device's new
+/// connection whose request has not come whole yet).
+const SHED_AGE: Duration = Duration::from_secs(1);
+/// Descriptors the thread keeps for itself, let go of while it sheds:
+/// duplicating a descriptor to shut its socket takes one, and with none
+/// free nothing could be shed.
+const SPARE: usize = 4;
+
 /// What the closer asks of the receiver's books.
 pub trait Books {
     /// What the receiver knows of `peer`'s connection.
@@ -277,6 +297,10 @@ pub fn run(
     let mut resets_seen = RESET_BEFORE_READ.load(Ordering::Relaxed);
     let mut next_reset_nudge = Instant::now();
     let mut head_cap = heads::HeadCap::start(watch.read_timeout);
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let mut spare = Spare::default();
+    spare.refill();
+    let mut next_shed = Instant::now();
     // Inodes over the cap that are not among our descriptors (another
     // process's connection on the same port): not looked up again.
     let mut foreign: HashSet<u64> = HashSet::new();
@@ -436,6 +460,22 @@ pub fn run(
                 next_reset_nudge = now + LOOK_AGAIN;
             }
         }
+        if let Some(limit) = limit
+            && now >= next_shed
+            && descriptors.saturating_add(limit / SHORT_PART) >= limit
+        {
+            next_shed = now + SHED_EVERY;
+            // Room for the table's read and each shutdown's duplicate.
+            spare.release();
+            if sockets.is_none() {
+                sockets = refresh(me, watch.listening, &mut known, now, books);
+            }
+            let room = (limit / ROOM_PART).saturating_sub(limit.saturating_sub(descriptors));
+            let made = shed(me, &mut known, books, &activity, now, room);
+            tally.closed.fetch_add(made, Ordering::Relaxed);
+            tally.shed.fetch_add(made, Ordering::Relaxed);
+            spare.refill();
+        }
         if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
             continue;
         }
@@ -563,6 +603,88 @@ pub fn run(
         }
         if sweeping {
             next_sweep = now + every;
+        }
+    }
+}
+
+/// Shuts idle connections of ours both ways, those known longest first,
+/// until `room` descriptors should come free (two per connection, once
+/// tiny_http lets go): while descriptors run short, one client holding
+/// connections it sends nothing on would otherwise keep every other one
+/// out until the read timeout (a hostile-client probe, December 6: 10 000
+/// idle connections against a limit of 20 000 had devices reset or kept
+/// waiting for the 30 s of the read timeout). Idle: nothing of it in hand
+/// (a device's keep-alive connection between uploads too: it connects
+/// again), known for `SHED_AGE` at least. Returns how many were shut.
+fn shed(
+    me: &OwnedFd,
+    known: &mut HashMap<u64, Known>,
+    books: &impl Books,
+    activity: &dyn Fn(SocketAddr) -> Activity,
+    now: Instant,
+    room: u64,
+) -> u64 {
+    let mut idle: Vec<(Instant, u64)> = known
+        .iter()
+        .filter_map(|(inode, k)| match k {
+            Known::Ours {
+                since,
+                peer,
+                shut: false,
+                ..
+            } if now.duration_since(*since) >= SHED_AGE && !activity(*peer).busy() => {
+                Some((*since, *inode))
+            }
+            _ => None,
+        })
+        .collect();
+    idle.sort_unstable();
+    let mut made = 0;
+    for (_, inode) in idle {
+        if made * 2 >= room {
+            break;
+        }
+        let Some(Known::Ours {
+            fd,
+            peer,
+            shut,
+            counted,
+            ..
+        }) = known.get_mut(&inode)
+        else {
+            continue;
+        };
+        // Quiet a moment ago, it may have a request in hand now.
+        if !books.claim(*peer) {
+            continue;
+        }
+        if shut_down(me, *fd, inode, *peer, Shutdown::Both, false) {
+            *shut = true;
+            *counted = true;
+            made += 1;
+        } else {
+            books.unclaim(*peer);
+        }
+    }
+    made
+}
+
+/// Descriptors held in reserve (see `SPARE`).
+#[derive(Default)]
+struct Spare(Vec<File>);
+
+impl Spare {
+    fn release(&mut self) {
+        self.0.clear();
+    }
+
+    /// Takes back what it can: the process may have used them meanwhile.
+    fn refill(&mut self) {
+        while self.0.len() < SPARE {
+            match File::open("/dev/null") {
+                Ok(f) => self.0.push(f),
+                Err(_) => break,
+            }
         }
     }
 }

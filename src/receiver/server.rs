@@ -1899,6 +1899,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          {budget}\
          {reset}\
          {closed}\
+         {shed}\
          {nudges}\
          {ignored}\
          {forward}\
@@ -1966,12 +1967,15 @@ fn status_page(ctx: &Ctx) -> Outcome {
         closed = count_line(
             ctx.closer.tally.closed.load(Ordering::Relaxed),
             |n| format!(
-                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies or a share of the wire budget without coming on, sent a head over {} KiB or over {} KiB while heads held more than {} KiB in all, or hung)",
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies or a share of the wire budget without coming on, sent a head over {} KiB or over {} KiB while heads held more than {} KiB in all, hung, or sat idle while descriptors ran short)",
                 heads::HEAD_LIMIT / 1024,
                 heads::HEAD_FLOOR / 1024,
                 heads::HEADS_BUDGET / 1024,
             )
         ),
+        shed = count_line(ctx.closer.tally.shed.load(Ordering::Relaxed), |n| format!(
+            "shed: {n} idle connection(s) shut early while descriptors ran short (fewer than an eighth of the limit free), those known longest first"
+        )),
         nudges = count_line(
             ctx.closer.tally.nudges.load(Ordering::Relaxed),
             |n| format!(
