@@ -2173,6 +2173,68 @@ fn an_export_is_written_under_a_name_of_its_own_and_renamed() {
 /// stopped), a key `a.b` beside `a: {b}` and a field called `unit_id` (one
 /// value of each pair was lost without a word, and `unit_id` was a column
 /// twice). Every value is in a column of its own, every header unique.
+/// A CSV folder holding one of the captures read, as a type's file name
+/// (a symbolic or hard link to it, or the capture itself named so): the
+/// export is refused (exit 2) and the capture kept. Until December 6 each
+/// type's file was created in place, emptying the capture before its rows
+/// were read, and the export said "exported 0 records" with exit 0 (a
+/// hostile-client probe). An export to a folder then writes each file
+/// beside its name and renames it once whole.
+#[test]
+fn a_csv_folder_holding_a_capture_read_is_refused_and_the_capture_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 3);
+    let before = std::fs::read(&capture).unwrap();
+    let folder = dir.path().join("csv");
+    std::fs::create_dir(&folder).unwrap();
+    let type_file = folder.join("obd.rpm.csv");
+    let lose_link = |link: &dyn Fn(&Path, &Path)| {
+        let _ = std::fs::remove_file(&type_file);
+        link(&capture, &type_file);
+    };
+    let run = |input: &Path, out_dir: &Path| {
+        binary()
+            .arg("export")
+            .arg(input)
+            .args(["--format", "csv", "-o"])
+            .arg(out_dir)
+            .output()
+            .unwrap()
+    };
+    for (what, link) in [
+        (
+            "symbolic link",
+            &(|c: &Path, t: &Path| std::os::unix::fs::symlink(c, t).unwrap())
+                as &dyn Fn(&Path, &Path),
+        ),
+        ("hard link", &|c: &Path, t: &Path| {
+            std::fs::hard_link(c, t).unwrap()
+        }),
+    ] {
+        lose_link(link);
+        let out = run(&capture, &folder);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("one of the captures it reads"), "{stderr}");
+        assert_eq!(std::fs::read(&capture).unwrap(), before, "{what}");
+    }
+    // The capture itself, named as its type's file, exported to its own
+    // folder.
+    let _ = std::fs::remove_file(&type_file);
+    std::fs::copy(&capture, &type_file).unwrap();
+    let out = run(&type_file, &folder);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&type_file).unwrap(), before);
+    // Elsewhere it is written, and nothing partial is left.
+    std::fs::remove_file(&type_file).unwrap();
+    let out = run(&capture, &folder);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = std::fs::read_to_string(&type_file).unwrap();
+    assert_eq!(rows.lines().count(), 4, "{rows}");
+    assert_eq!(partial_files(&folder), Vec::<String>::new());
+    assert_eq!(std::fs::read(&capture).unwrap(), before);
+}
+
 #[test]
 fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
     let dir = tempfile::tempdir().unwrap();

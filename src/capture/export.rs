@@ -619,6 +619,7 @@ pub fn csv(
         )));
     }
     let mut written = Written::default();
+    let mut partials: Vec<(tempfile::NamedTempFile, PathBuf)> = Vec::new();
     let mut writers: Vec<csv::Writer<Box<dyn Write + '_>>> = Vec::new();
     match out {
         CsvOut::One(w) => {
@@ -631,9 +632,10 @@ pub fn csv(
             let mut names = HashSet::new();
             for (kind, _) in &columns {
                 let path = dir.join(file_name(kind, &mut names));
-                let file = std::fs::File::create(&path).map_err(|e| {
-                    ExportError(format!("cannot create {}: {e}", crate::text::path(&path)))
-                })?;
+                // Written beside, renamed over the name once every file is
+                // whole: a failure (a full disk) leaves the files there were.
+                let (partial, file) = beside(&path)?;
+                partials.push((partial, path.clone()));
                 written.files.push(path);
                 writers.push(csv::Writer::from_writer(Box::new(io::BufWriter::new(file))));
             }
@@ -720,7 +722,46 @@ pub fn csv(
     for mut w in writers {
         w.flush()?;
     }
+    for (partial, path) in partials {
+        partial.persist(&path).map_err(|e| {
+            ExportError(format!(
+                "cannot write {}: {}",
+                crate::text::path(&path),
+                e.error
+            ))
+        })?;
+    }
     Ok(written)
+}
+
+/// A new file beside `path`, deleted when dropped unless renamed over it,
+/// and a handle to write it with. A name of its own each time, created new
+/// (never through a link someone left at a fixed name), as a plain
+/// `create` would make it (0666 less the umask): a fixed `OUT.partial`
+/// was shared by two exports to the same OUT, each truncating and renaming
+/// the other's file. Of fixed length: one built from OUT's failed for an
+/// OUT within 16 bytes of the 255 a name may have (a reviewer's finding).
+fn beside(path: &Path) -> Result<(tempfile::NamedTempFile, std::fs::File), ExportError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let cannot = |e: io::Error| {
+        ExportError(format!(
+            "cannot write {}: cannot create a file beside it: {}",
+            crate::text::path(&path),
+            e.kind()
+        ))
+    };
+    let partial = tempfile::Builder::new()
+        .prefix(".autopi-rx-export-")
+        .suffix(".partial")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(cannot)?;
+    let file = partial.as_file().try_clone().map_err(cannot)?;
+    Ok((partial, file))
 }
 
 /// One CSV row before it is laid out in its type's columns.
@@ -1307,6 +1348,21 @@ pub fn main(
             return ExitCode::from(1);
         }
     }
+    if folder
+        && let Some(dir) = output
+        && let Some((file, input)) = folder_holds_an_input(paths, dir)
+    {
+        // Until December 6 each type's file was created in place: one that
+        // was a capture read (the same name, a hard or symbolic link to
+        // it) was emptied, and the export said "0 records" (a
+        // hostile-client probe).
+        crate::say!(
+            "autopi-rx export: {} in the folder is {}, one of the captures it reads: write the CSV files elsewhere",
+            crate::text::path(&file),
+            crate::text::path(&input)
+        );
+        return ExitCode::from(2);
+    }
     if !folder && let Some(input) = output_among_inputs(paths, output) {
         crate::say!(
             "autopi-rx export: the output is {}, one of the captures it reads: write it elsewhere",
@@ -1462,34 +1518,7 @@ fn replace_whole(
     target: &Path,
     cells: Cells,
 ) -> Result<Written, ExportError> {
-    use std::os::unix::fs::PermissionsExt;
-    // A name of its own each time, created new (never through a link
-    // someone left at a fixed name), as a plain `create` would make it
-    // (0666 less the umask); deleted when dropped unless renamed. A fixed
-    // `OUT.partial` was shared by two exports to the same OUT, each
-    // truncating and renaming the other's file.
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // A name of fixed length: one built from OUT's failed for an OUT
-    // within 16 bytes of the 255 a name may have (a reviewer's finding).
-    let partial = tempfile::Builder::new()
-        .prefix(".autopi-rx-export-")
-        .suffix(".partial")
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(|e| {
-            ExportError(format!(
-                "cannot write {}: cannot create a file beside it: {}",
-                crate::text::path(&file),
-                e.kind()
-            ))
-        })?;
-    let writer = partial
-        .as_file()
-        .try_clone()
-        .map_err(|e| ExportError(format!("cannot write {}: {e}", crate::text::path(&file))))?;
+    let (partial, writer) = beside(target)?;
     let written = write_one(format, paths, filter, Box::new(writer), cells)?;
     partial.persist(target).map_err(|e| {
         ExportError(format!(
@@ -1499,6 +1528,16 @@ fn replace_whole(
         ))
     })?;
     Ok(written)
+}
+
+/// A `.csv` file in `dir` (the CSV folder) that is one of the inputs
+/// (by its name, a hard link or a symbolic link), and that input.
+fn folder_holds_an_input(paths: &[PathBuf], dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|f| f.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")))
+        .find_map(|f| Some((f.clone(), output_among_inputs(paths, Some(&f))?)))
 }
 
 /// The input that `output` (stdout when None) is, if it is one: the
