@@ -202,14 +202,21 @@ fn spellings(secret: &str) -> Vec<String> {
             .replace('>', "\\u003e")
     };
     let slashed = json.replace('/', "\\/");
+    // As Rust's `{:?}` writes it (`\u{ad}` for a soft hyphen, `\u{1b}`):
+    // rumqttc describes a packet it did not expect that way, and a broker
+    // echoing the login in one put the password on the status page (a
+    // hostile-client probe, December 6).
+    let debug = secret.escape_debug().to_string();
     let mut all = vec![
         secret.to_string(),
         html(&slashed),
         html(&json),
         slashed,
         json,
+        debug,
     ];
-    all.dedup();
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|s| seen.insert(s.clone()));
     all
 }
 
@@ -480,6 +487,15 @@ mod tests {
         ] {
             let shown = out(&odd);
             assert!(shown.contains("spelling of its own"), "{odd}: {shown}");
+        }
+        // Spelled as Rust's `{:?}` spells it.
+        for secret in ["Passw\u{ad}ord12345", "pw\u{1b}[0m-secret-99", "pw\u{200b}zero-width"] {
+            let said = format!("unexpected packet: Connect {{ password: {secret:?} }}");
+            let shown = taken_out(said.clone(), Some(secret), "[mqtt password]");
+            assert!(
+                shown.contains("password: \"[mqtt password]\""),
+                "{said}: {shown}"
+            );
         }
         // A URL's query and its values are words an upstream may well say
         // itself: they are taken out where spelled plainly, never looked
