@@ -489,7 +489,11 @@ mod tests {
             assert!(shown.contains("spelling of its own"), "{odd}: {shown}");
         }
         // Spelled as Rust's `{:?}` spells it.
-        for secret in ["Passw\u{ad}ord12345", "pw\u{1b}[0m-secret-99", "pw\u{200b}zero-width"] {
+        for secret in [
+            "Passw\u{ad}ord12345",
+            "pw\u{1b}[0m-secret-99",
+            "pw\u{200b}zero-width",
+        ] {
             let said = format!("unexpected packet: Connect {{ password: {secret:?} }}");
             let shown = taken_out(said.clone(), Some(secret), "[mqtt password]");
             assert!(

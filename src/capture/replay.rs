@@ -115,6 +115,13 @@ pub struct Failure {
 
 /// Replays `path` until its end, a fatal answer, or `stop` disconnecting.
 pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summary, Failure> {
+    if let Err(why) = inflates_to_its_end(path) {
+        return Err(Failure {
+            message: format!("cannot read {}: {why}", crate::text::path(&path)),
+            code: 1,
+            summary: None,
+        });
+    }
     let uploader = Uploader::new(settings.target.clone());
     let mut summary = Summary::default();
     let mut fatal: Option<String> = None;
@@ -235,6 +242,31 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
         }),
         None => Ok(summary),
     }
+}
+
+/// A capture gzipped to keep is inflated to its end once before anything
+/// is sent: gzip's checksum is at the end of a stream, so a changed byte
+/// inflates to lines that read well and carry other values (a hostile-
+/// client probe flipped one bit in 200 places of a 2 000-batch capture:
+/// 66 still read as batches, and `replay` had sent every one, one of them
+/// with a longitude changed, before it said the file was damaged).
+/// Anything else is read as it is.
+fn inflates_to_its_end(path: &Path) -> Result<(), String> {
+    let Ok(file) = std::fs::File::open(path) else {
+        // Said by the read that follows, as for any capture.
+        return Ok(());
+    };
+    if !crate::input::gzipped(&file) {
+        return Ok(());
+    }
+    let mut stream = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    std::io::copy(&mut stream, &mut std::io::sink()).map(|_| ()).map_err(|e| {
+        format!(
+            "it is gzip-compressed, and its gzip stream does not inflate to its end (damaged or \
+             cut short): {e}; nothing was sent (the whole file is checked first, as damage shows \
+             only at a stream's end)"
+        )
+    })
 }
 
 /// Sends one batch until it is acknowledged (true), the run is stopped
