@@ -252,8 +252,12 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
 /// with a longitude changed, before it said the file was damaged).
 /// Anything else is read as it is.
 fn inflates_to_its_end(path: &Path) -> Result<(), String> {
+    // A pipe or a device is refused by the read that follows (opening a
+    // pipe here would wait for a writer), as is what cannot be opened.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
     let Ok(file) = std::fs::File::open(path) else {
-        // Said by the read that follows, as for any capture.
         return Ok(());
     };
     if !crate::input::gzipped(&file) {
