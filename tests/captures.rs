@@ -607,6 +607,41 @@ fn validate_gpx(path: &Path) {
     }
 }
 
+/// A fix stamped in year 0 (`0000-01-01T00:00:00Z`, which the receiver
+/// takes from a device) is written into GPX without its time: the schema's
+/// `xs:dateTime` has no year 0, and the file failed validation until
+/// December 6 (a hostile-client probe).
+#[test]
+fn a_fix_in_year_zero_leaves_the_gpx_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("year0.jsonl");
+    let fix =
+        |ts: &str| format!(r#"{{"@t":"track.pos","@ts":"{ts}","loc":{{"lat":57.02,"lon":9.89}}}}"#);
+    let line = format!(
+        r#"{{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h","records":[{},{}]}}"#,
+        fix("0000-01-01T00:00:00Z"),
+        fix("2026-11-27T08:00:00Z")
+    );
+    std::fs::write(&capture, line + "\n").unwrap();
+    let gpx = dir.path().join("out.gpx");
+    let out = binary()
+        .arg("export")
+        .arg(&capture)
+        .args(["--format", "gpx", "-o"])
+        .arg(&gpx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&gpx).unwrap();
+    assert_eq!(written.matches("<trkpt").count(), 2, "{written}");
+    assert!(!written.contains("<time>0000"), "{written}");
+    assert!(
+        written.contains("<time>2026-11-27T08:00:00Z</time>"),
+        "{written}"
+    );
+    validate_gpx(&gpx);
+}
+
 #[test]
 fn export_filters_by_device_type_and_time() {
     let dir = tempfile::tempdir().unwrap();

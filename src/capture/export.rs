@@ -278,6 +278,10 @@ fn record_text(r: &Record<'_>) -> String {
     out
 }
 
+/// 0001-01-01T00:00:00Z in seconds since the Unix epoch: the first time
+/// GPX's `xs:dateTime` can say.
+const GPX_YEAR_ONE: i64 = -62_135_596_800;
+
 /// Splits time-ordered fixes into drives.
 fn drives(fixes: &[Fix]) -> Vec<&[Fix]> {
     let mut out = Vec::new();
@@ -348,7 +352,11 @@ pub fn gpx(paths: &[PathBuf], filter: &Filter, out: impl Write) -> Result<Writte
                 if let Some(alt) = f.alt.filter(|a| a.is_finite()) {
                     el(&mut w, "ele", &alt.to_string())?;
                 }
-                if let Some(ts) = f.ts {
+                // GPX's `xs:dateTime` has no year 0, which a device's
+                // `0000-01-01T00:00:00Z` (or year 1 at +23:59) is: such a
+                // point keeps its place without a time (the file failed the
+                // schema until December 6, a hostile-client probe).
+                if let Some(ts) = f.ts.filter(|t| t.as_second() >= GPX_YEAR_ONE) {
                     el(&mut w, "time", &ts.to_string())?;
                 }
                 if let Some(n) = f.nsat {
