@@ -637,17 +637,13 @@ const START_ROOM_LEAST: u64 = 8;
 /// test of it failed 2 runs in 5 under two busy loops). While they are
 /// short, new connections wait in the kernel's queue instead.
 fn room_to_accept() -> bool {
-    let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current else {
+    let Some(limit) = super::closer::descriptor_limit() else {
         return true;
     };
-    // Linux gives the count as the folder's size (since 6.2); else it is
-    // counted, which takes a descriptor: none to be had is no room.
-    let open = match std::fs::metadata("/proc/self/fd") {
-        Ok(m) if m.len() > 0 => m.len(),
-        _ => match std::fs::read_dir("/proc/self/fd") {
-            Ok(dir) => dir.count() as u64,
-            Err(e) => return e.raw_os_error() != Some(rustix::io::Errno::MFILE.raw_os_error()),
-        },
+    // Counting them may take a descriptor: none to be had is no room.
+    let open = match super::closer::count_descriptors() {
+        Ok(open) => open,
+        Err(e) => return e.raw_os_error() != Some(rustix::io::Errno::MFILE.raw_os_error()),
     };
     let room = (limit / START_ROOM_PART).max(START_ROOM_LEAST);
     open.saturating_add(room) <= limit

@@ -297,7 +297,7 @@ pub fn run(
     let mut resets_seen = RESET_BEFORE_READ.load(Ordering::Relaxed);
     let mut next_reset_nudge = Instant::now();
     let mut head_cap = heads::HeadCap::start(watch.read_timeout);
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let limit = descriptor_limit();
     let mut spare = Spare::default();
     spare.refill();
     let mut next_shed = Instant::now();
@@ -857,12 +857,24 @@ fn discard_before_the_reset(s: &TcpStream) {
 }
 
 /// Descriptors this process has open: the size Linux (6.2 and later)
-/// gives `/proc/self/fd`, else a count of its entries.
+/// gives `/proc/self/fd`, else a count of its entries (0 where it cannot
+/// be counted).
 fn open_descriptors() -> u64 {
+    count_descriptors().unwrap_or(0)
+}
+
+/// As `open_descriptors`, with why they could not be counted: a count of
+/// the entries takes a descriptor itself (`EMFILE` when none is free).
+pub(super) fn count_descriptors() -> std::io::Result<u64> {
     match std::fs::metadata("/proc/self/fd") {
-        Ok(m) if m.len() > 0 => m.len(),
-        _ => std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
+        Ok(m) if m.len() > 0 => Ok(m.len()),
+        _ => Ok(std::fs::read_dir("/proc/self/fd")?.count() as u64),
     }
+}
+
+/// The process's limit on open descriptors (None: none, or unknown).
+pub(super) fn descriptor_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 /// Connects to our own listener once per server and hangs up at once,
