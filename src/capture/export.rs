@@ -731,15 +731,26 @@ pub fn csv(
         w.flush()?;
     }
     for (partial, path) in partials {
-        partial.persist(&path).map_err(|e| {
-            ExportError(format!(
-                "cannot write {}: {}",
-                crate::text::path(&path),
-                e.error
-            ))
-        })?;
+        persist(partial, &path, &path)?;
     }
     Ok(written)
+}
+
+/// Renames a file `beside` made over `target`, once it is whole; `named`
+/// is what the operator asked for (`-o`), said if it fails.
+fn persist(
+    partial: tempfile::NamedTempFile,
+    target: &Path,
+    named: &Path,
+) -> Result<(), ExportError> {
+    partial.persist(target).map_err(|e| {
+        ExportError(format!(
+            "cannot write {}: {}",
+            crate::text::path(&named),
+            e.error
+        ))
+    })?;
+    Ok(())
 }
 
 /// A new file beside `path`, deleted when dropped unless renamed over it,
@@ -1528,13 +1539,7 @@ fn replace_whole(
 ) -> Result<Written, ExportError> {
     let (partial, writer) = beside(target)?;
     let written = write_one(format, paths, filter, Box::new(writer), cells)?;
-    partial.persist(target).map_err(|e| {
-        ExportError(format!(
-            "cannot write {}: {}",
-            crate::text::path(&file),
-            e.error
-        ))
-    })?;
+    persist(partial, target, file)?;
     Ok(written)
 }
 
