@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use autopi_rx::capture::CapturedBatch;
 use base64::Engine as _;
 use common::*;
+use crossbeam_channel::Receiver as Rx;
 use serde_json::Value;
 
 const UP_TOKEN: &str = "UPSTREAM-TOKEN-5f2c9e";
@@ -1498,6 +1499,77 @@ fn a_hung_upstream_does_not_hold_the_answers() {
         page.contains("catching up 5 batches").then_some(page)
     });
     assert!(page.contains("(0 forwarded)"), "{page}");
+}
+
+/// An upstream whose keep-alive connections each take one request: the
+/// first is answered 200 (and sent on `answered`), the next one read (and
+/// sent on `dropped`) and the connection closed unanswered, as a server
+/// whose keep-alive timeout ran out just as a request came.
+fn one_request_a_connection_upstream() -> (u16, Rx<Vec<u8>>, Rx<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (answered_tx, answered) = crossbeam_channel::unbounded();
+    let (dropped_tx, dropped) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (answered_tx, dropped_tx) = (answered_tx.clone(), dropped_tx.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let Some(first) = read_request(&mut reader) else {
+                    return;
+                };
+                let mut out = stream;
+                let _ = out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}");
+                let _ = answered_tx.send(first.body);
+                if let Some(next) = read_request(&mut reader) {
+                    let _ = dropped_tx.send(next.body);
+                }
+            });
+        }
+    });
+    (port, answered, dropped)
+}
+
+/// A POST on a kept connection the upstream closes without answering goes
+/// again at once on a new one, the upstream never seen "down": until
+/// December 6 each such batch waited the backoff, and an upstream closing
+/// its connections just after each answer had half the batches fail once.
+#[test]
+fn a_kept_connection_closed_unanswered_is_retried_at_once_on_a_new_one() {
+    let (port, answered, dropped) = one_request_a_connection_upstream();
+    let (_dir, rx) = forwarding_to(port);
+    let bodies: Vec<Vec<u8>> = (0..3).map(batch).collect();
+    for body in &bodies {
+        upload(&rx, body);
+        let got = answered.recv_timeout(DEADLINE).expect("the batch answered");
+        assert_eq!(&got, body);
+    }
+    // The second and third went first on the connection kept from the
+    // answer before: the case is made.
+    let tried: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            dropped
+                .recv_timeout(DEADLINE)
+                .expect("a kept connection tried")
+        })
+        .collect();
+    assert_eq!(tried, bodies[1..]);
+    // Every state the headless output noted, to the exit: the retry was
+    // not seen as the upstream going down.
+    let (_dir, mut rx) = (_dir, rx);
+    assert!(rx.stop().success());
+    let mut states = Vec::new();
+    while let Some(note) = rx.stdout_json(DEADLINE) {
+        if note.get("forward").is_some() {
+            states.push(note["state"].to_string());
+        }
+    }
+    assert!(!states.is_empty(), "no forward note at all");
+    assert!(
+        !states.iter().any(|s| s.contains("down")),
+        "the upstream was shown down: {states:?}"
+    );
 }
 
 /// An upstream that answers each batch with `status` and a body it never
