@@ -49,7 +49,7 @@ fn main() {
         return;
     }
     // `-- --run fold render` runs only those parts (for a profiler, say).
-    const PARTS: [&str; 4] = ["fold", "render", "backlog", "flood"];
+    const PARTS: [&str; 5] = ["fold", "render", "backlog", "flood", "wide"];
     let picked: Vec<String> = std::env::args().skip(1).filter(|a| a != "--run").collect();
     if let Some(unknown) = picked.iter().find(|p| !PARTS.contains(&p.as_str())) {
         eprintln!("ui_bench: no part {unknown:?}; the parts are {PARTS:?}");
@@ -73,6 +73,55 @@ fn main() {
     if part("flood") {
         flood(false);
         flood(true);
+    }
+    if part("wide") {
+        wide();
+    }
+}
+
+/// One record of `keys` fields (`"k0":0,…`), of type `kind`, with a tag
+/// when `tag`.
+fn wide_batch(kind: &str, keys: usize, tag: bool) -> String {
+    let mut body = format!(r#"[{{"@t":"{kind}","@ts":"2026-11-27T08:04:00Z""#);
+    if tag {
+        body.push_str(r#","@tag":"wide""#);
+    }
+    for k in 0..keys {
+        body.push_str(&format!(r#","k{k}":{k}"#));
+    }
+    body.push_str("}]");
+    body
+}
+
+/// How long the dashboard takes over one batch holding a single record of
+/// 200 000 fields (3 MB), for an event, an OBD reading and another type,
+/// against the same bytes as 1 000-record batches.
+fn wide() {
+    for (kind, tag) in [
+        ("event.wide", false),
+        ("obd.wide", false),
+        ("other.wide", false),
+        ("other.wide", true),
+    ] {
+        let body = wide_batch(kind, 200_000, tag);
+        let event = accepted(1, at("2026-11-27T08:04:01Z"), Some(UNIT), &body);
+        let times: Latencies = (0..5)
+            .map(|_| {
+                let mut app =
+                    App::new(Setup::default(), Theme::color(), at("2026-11-27T08:04:05Z"));
+                let started = Instant::now();
+                app.apply(&event);
+                started.elapsed()
+            })
+            .collect();
+        let l = times.summary().unwrap();
+        println!(
+            "one {kind}{} record of 200 000 fields ({:.1} MB): median {:.0} ms, slowest {:.0} ms",
+            if tag { " (tagged)" } else { "" },
+            body.len() as f64 / 1e6,
+            l.p50.as_secs_f64() * 1e3,
+            l.max.as_secs_f64() * 1e3
+        );
     }
 }
 

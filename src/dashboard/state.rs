@@ -543,7 +543,7 @@ impl Device {
                     ts,
                     failure: is_failure(tag),
                     tag: name(tag).into_owned(),
-                    fields: clip(r.fields_as_pairs(), FIELD_CHARS),
+                    fields: clip(r.fields_as_pairs(FIELD_CHARS), FIELD_CHARS),
                     seq: self.events_seen,
                     late,
                 };
@@ -779,7 +779,7 @@ pub fn summary(r: &Record<'_>, view: &View<'_>) -> String {
             opt(b.level),
             b.state.as_deref().unwrap_or("-")
         ),
-        View::Event { tag } => format!("@{tag} {}", r.fields_as_pairs()),
+        View::Event { tag } => format!("@{tag} {}", r.fields_as_pairs(SUMMARY_CHARS)),
         View::RpiTemp { cpu, gpu } => format!("cpu {} gpu {}", opt(*cpu), opt(*gpu)),
         View::Accelerometer { x, y, z } => format!("x {} y {} z {} g", opt(*x), opt(*y), opt(*z)),
         View::Dtc { code, text } => format!(
@@ -792,7 +792,7 @@ pub fn summary(r: &Record<'_>, view: &View<'_>) -> String {
             value.as_ref().map_or("-".into(), |v| v.to_string()),
             unit.as_deref().unwrap_or("")
         ),
-        _ => r.fields_as_pairs(),
+        _ => r.fields_as_pairs(SUMMARY_CHARS),
     };
     s = clip(s, SUMMARY_CHARS);
     s.trim_end().to_string()
