@@ -48,6 +48,9 @@ pub use crate::dashboard::ring::Ring;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stamped<T> {
     pub ts: Timestamp,
+    /// Where it sorts among the device's values (see `rank`): `ts`, or its
+    /// arrival when `ts` is further ahead of that than `AHEAD`.
+    pub rank: Timestamp,
     pub value: T,
     /// It came in a batch of old data (`uplink::OLD_DATA`): the newest
     /// known, but not the device's current state.
@@ -74,6 +77,7 @@ pub struct Usage {
     pub recv: u64,
     pub sent_change: u64,
     pub recv_change: u64,
+    /// Where the first sample sorts (see `rank`).
     pub first_ts: Timestamp,
     /// Counter resets seen this session, and the time of the latest.
     pub resets: u32,
@@ -102,6 +106,25 @@ pub struct VoltageSummary {
     pub last_crank: Option<VoltageSample>,
 }
 
+/// A record stamped further than this past its batch's arrival has a
+/// clock gone wrong (a Pi without its time yet, a GPS week rollover): it is
+/// shown with its stamp, but sorts among the device's values at its
+/// arrival. Within it a device's clock running fast is taken at its word.
+pub const AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_secs(10 * 60);
+
+/// Where a record stamped `ts` that arrived at `received` sorts among the
+/// device's values: its stamp, unless that is more than `AHEAD` past its
+/// arrival, then its arrival. Until December 6 one record stamped in 2038
+/// stayed the latest of its kind for good: position, battery, counters,
+/// OBD values and the Types tab showed it whatever came after, also
+/// after a restart (a hostile-client probe).
+pub fn rank(ts: Timestamp, received: Timestamp) -> Timestamp {
+    match received.checked_add(AHEAD) {
+        Ok(latest) if ts > latest => received,
+        _ => ts,
+    }
+}
+
 /// A gap between fixes longer than this ends a drive: the map shows the
 /// current drive, not every drive of the session piled up.
 pub const DRIVE_GAP_SECS: i64 = 5 * 60;
@@ -125,6 +148,8 @@ pub struct ObdValue {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogLine {
     pub ts: Timestamp,
+    /// Where it sorts (see `rank`).
+    pub rank: Timestamp,
     pub tag: String,
     pub fields: String,
     pub failure: bool,
@@ -136,19 +161,22 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    /// Where the line sorts: device time, then arrival.
+    /// Where the line sorts: device time (see `rank`), then arrival.
     pub fn key(&self) -> (Timestamp, u64) {
-        (self.ts, self.seq)
+        (self.rank, self.seq)
     }
 }
 
-/// What is known of one `@t`.
+/// What is known of one `@t`. Its records' times are where they sort
+/// (see `rank`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TypeStats {
     pub count: u64,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
     pub last_value: String,
+    /// The stamp of the record `last_value` shows.
+    pub value_ts: Timestamp,
 }
 
 impl TypeStats {
@@ -446,6 +474,7 @@ impl Device {
         let text = crate::batch::readable(text);
         let passed_over = for_each_record(&text, |r| {
             let ts = r.ts.unwrap_or(received);
+            let at = rank(ts, received);
             self.records += 1;
             if feeds_history(&r) {
                 let view = r.make_view();
@@ -454,21 +483,26 @@ impl Device {
             if let Some(&i) = index.get(&r.kind_name) {
                 let s = &mut seen[i];
                 s.count += 1;
-                s.first = s.first.min(ts);
-                s.last = s.last.max(ts);
-                s.record = r;
+                s.first = s.first.min(at);
+                // The latest of the batch, the last of equals: a batch
+                // is in time order, but one out of it is not the latest
+                // for being last (its value was left blank).
+                if at >= s.last {
+                    s.last = at;
+                    s.record = r;
+                }
             } else if seen.len() < 4 * MAX_KEYS {
                 index.insert(r.kind_name.clone(), seen.len());
                 seen.push(Seen {
                     count: 1,
-                    first: ts,
-                    last: ts,
+                    first: at,
+                    last: at,
                     record: r,
                 });
             } else if let Some(t) = self.types.get_mut(name(&r.kind_name).as_ref()) {
                 // Past the cap: the types merged below fill the table
                 // first (they came first), so only known ones are counted.
-                t.add(ts, 1, ts);
+                t.add(at, 1, at);
             }
         })
         .unwrap_or(0);
@@ -488,9 +522,10 @@ impl Device {
             if let Some(t) = self
                 .types
                 .get_mut(kind.as_ref())
-                .filter(|t| t.last_ts == ts)
+                .filter(|t| t.last_ts == s.last)
             {
                 t.last_value = summary(r, &view);
+                t.value_ts = ts;
             }
         }
     }
@@ -506,6 +541,7 @@ impl Device {
                 first_ts: first,
                 last_ts: last,
                 last_value: String::new(),
+                value_ts: last,
             };
             self.types.insert(kind.to_string(), stats);
         } else {
@@ -517,6 +553,8 @@ impl Device {
     /// `received` is when the batch reached us (for events that arrive
     /// late).
     fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp, received: Timestamp) {
+        let at = rank(ts, received);
+        let old = self.folding_old;
         match view {
             View::Position(p) => {
                 // Coordinates no place has are no fix to draw (near f64's
@@ -525,22 +563,25 @@ impl Device {
                     && lat.abs() <= 90.0
                     && lon.abs() <= 180.0
                 {
+                    // At its place in time: a fix stamped far ahead is
+                    // drawn where it arrived (see `rank`).
                     self.track
-                        .insert_ordered(TrackPoint { ts, lon, lat }, |p| p.ts);
+                        .insert_ordered(TrackPoint { ts: at, lon, lat }, |p| p.ts);
                 }
-                set_if_newer(&mut self.position, ts, p.clone(), self.folding_old);
+                set_if_newer(&mut self.position, (ts, at), p.clone(), old);
             }
-            View::Battery(b) => self.fold_battery(b, ts),
-            View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts),
+            View::Battery(b) => self.fold_battery(b, ts, at),
+            View::DataUsage { sent, recv } => self.fold_usage(*sent, *recv, ts, at),
             View::Event { tag } => {
                 self.events_seen += 1;
-                let newer_shown = self.events.last().is_some_and(|l| l.ts > ts);
+                let newer_shown = self.events.last().is_some_and(|l| l.rank > at);
                 let late = (newer_shown || self.folding_old).then(|| {
                     let ms = (received.as_millisecond() - ts.as_millisecond()).max(0);
                     Duration::from_millis(ms as u64)
                 });
                 let line = LogLine {
                     ts,
+                    rank: at,
                     failure: is_failure(tag),
                     tag: name(tag).into_owned(),
                     fields: clip(r.fields_as_pairs(FIELD_CHARS), FIELD_CHARS),
@@ -552,7 +593,7 @@ impl Device {
             View::Obd { pid, value, unit } => {
                 let pid = name(pid);
                 let room = self.obd.len() < MAX_KEYS || self.obd.contains_key(pid.as_ref());
-                if room && newer(self.obd.get(pid.as_ref()), ts) {
+                if room && newer(self.obd.get(pid.as_ref()), at) {
                     let value = ObdValue {
                         value: clip(
                             value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
@@ -560,21 +601,25 @@ impl Device {
                         ),
                         unit: unit.as_ref().map(|u| clip(u.to_string(), FIELD_CHARS)),
                     };
-                    let old = self.folding_old;
-                    self.obd
-                        .insert(pid.into_owned(), Stamped { ts, value, old });
+                    let stamped = Stamped {
+                        ts,
+                        rank: at,
+                        value,
+                        old,
+                    };
+                    self.obd.insert(pid.into_owned(), stamped);
                 }
             }
             View::Dtc { code, text } => {
                 let code = name(code.as_deref().unwrap_or("?")).into_owned();
                 let text = clip(text.as_deref().unwrap_or("").to_string(), FIELD_CHARS);
                 let room = self.dtcs.len() < MAX_KEYS || self.dtcs.contains_key(&code);
-                if room && newer(self.dtcs.get(&code), ts) {
-                    let old = self.folding_old;
+                if room && newer(self.dtcs.get(&code), at) {
                     self.dtcs.insert(
                         code,
                         Stamped {
                             ts,
+                            rank: at,
                             value: text,
                             old,
                         },
@@ -582,22 +627,23 @@ impl Device {
                 }
             }
             View::Accelerometer { x, y, z } => {
-                set_if_newer(&mut self.acc, ts, [*x, *y, *z], self.folding_old);
+                set_if_newer(&mut self.acc, (ts, at), [*x, *y, *z], old);
             }
             View::RpiTemp { cpu, gpu } => {
-                set_if_newer(&mut self.rpi_temp, ts, (*cpu, *gpu), self.folding_old);
+                set_if_newer(&mut self.rpi_temp, (ts, at), (*cpu, *gpu), old);
             }
             View::Other => {}
         }
     }
 
     /// Adds a voltage sample and updates the battery state and its start.
-    fn fold_battery(&mut self, b: &crate::record::Battery<'_>, ts: Timestamp) {
+    /// `at` is where it sorts (see `rank`); the chart draws it there.
+    fn fold_battery(&mut self, b: &crate::record::Battery<'_>, ts: Timestamp, at: Timestamp) {
         if let Some(v) = b.voltage {
             self.voltages
-                .insert_ordered(VoltageSample { ts, volts: v }, |s| s.ts);
+                .insert_ordered(VoltageSample { ts: at, volts: v }, |s| s.ts);
         }
-        if !newer(self.battery.as_ref(), ts) {
+        if !newer(self.battery.as_ref(), at) {
             return;
         }
         let state = name(b.state.as_deref().unwrap_or("")).into_owned();
@@ -613,11 +659,18 @@ impl Device {
             state_since,
         };
         let old = self.folding_old;
-        self.battery = Some(Stamped { ts, value, old });
+        self.battery = Some(Stamped {
+            ts,
+            rank: at,
+            value,
+            old,
+        });
     }
 
     /// Updates the modem counters and their growth this session.
-    fn fold_usage(&mut self, sent: Option<u64>, recv: Option<u64>, ts: Timestamp) {
+    /// `at` is where it sorts (see `rank`): the growth per second counts
+    /// from there.
+    fn fold_usage(&mut self, sent: Option<u64>, recv: Option<u64>, ts: Timestamp, at: Timestamp) {
         let (Some(sent), Some(recv)) = (sent, recv) else {
             return;
         };
@@ -627,11 +680,11 @@ impl Device {
                 recv,
                 sent_change: 0,
                 recv_change: 0,
-                first_ts: ts,
+                first_ts: at,
                 resets: 0,
                 last_reset: None,
             },
-            Some(old) if ts >= old.ts => {
+            Some(old) if at >= old.rank => {
                 let o = &old.value;
                 let reset = sent < o.sent || recv < o.recv;
                 Usage {
@@ -647,7 +700,12 @@ impl Device {
             Some(_) => return,
         };
         let old = self.folding_old;
-        self.usage = Some(Stamped { ts, value, old });
+        self.usage = Some(Stamped {
+            ts,
+            rank: at,
+            value,
+            old,
+        });
     }
 
     /// Where each drive of the kept track begins (indices into `track`):
@@ -716,7 +774,7 @@ impl Device {
     /// Bytes per second the modem counters grew since the first sample.
     pub fn usage_rate(&self) -> Option<(f64, f64)> {
         let u = self.usage.as_ref()?;
-        let secs = (u.ts.as_millisecond() - u.value.first_ts.as_millisecond()) as f64 / 1000.0;
+        let secs = (u.rank.as_millisecond() - u.value.first_ts.as_millisecond()) as f64 / 1000.0;
         (secs > 0.0).then(|| {
             (
                 u.value.sent_change as f64 / secs,
@@ -732,16 +790,28 @@ fn counter_step(old: u64, new: u64) -> u64 {
     if new >= old { new - old } else { new }
 }
 
-/// True when a sample taken at `ts` is at least as recent as `old`.
-fn newer<T>(old: Option<&Stamped<T>>, ts: Timestamp) -> bool {
-    old.is_none_or(|o| ts >= o.ts)
+/// True when a sample that sorts at `at` (see `rank`) is at least as
+/// recent as `old`.
+fn newer<T>(old: Option<&Stamped<T>>, at: Timestamp) -> bool {
+    old.is_none_or(|o| at >= o.rank)
 }
 
 /// Replaces `slot` unless it holds a more recent sample (late retries
 /// must not hide newer values).
-fn set_if_newer<T>(slot: &mut Option<Stamped<T>>, ts: Timestamp, value: T, old: bool) {
-    if newer(slot.as_ref(), ts) {
-        *slot = Some(Stamped { ts, value, old });
+/// `(ts, rank)`: its stamp, and where it sorts.
+fn set_if_newer<T>(
+    slot: &mut Option<Stamped<T>>,
+    (ts, rank): (Timestamp, Timestamp),
+    value: T,
+    old: bool,
+) {
+    if newer(slot.as_ref(), rank) {
+        *slot = Some(Stamped {
+            ts,
+            rank,
+            value,
+            old,
+        });
     }
 }
 
@@ -1194,6 +1264,104 @@ mod tests {
         let volts: Vec<f64> = d.voltages.iter().map(|s| s.volts).collect();
         assert_eq!(volts, [14.2, 12.5], "in time order");
         assert_eq!(d.types["obd.bat"].last_value, "12.5 V - % discharging");
+    }
+
+    /// A clock gone wrong for one batch (stamped 2038) is shown, and then
+    /// the batches after it are, though stamped earlier: only a stamp more
+    /// than `AHEAD` past its arrival sorts at its arrival.
+    #[test]
+    fn a_batch_stamped_far_ahead_does_not_stay_the_latest() {
+        let batch = |ts: &str, n: u32| {
+            format!(
+                r#"[{{"@t":"track.pos","@ts":"{ts}","loc":{{"lat":57.{n},"lon":9.9}}}},
+                {{"@t":"obd.bat","@ts":"{ts}","voltage":12.{n},"state":"charging"}},
+                {{"@t":"ec2x.data_usage","@ts":"{ts}","sent":{n}00,"recv":{n}000}},
+                {{"@t":"obd.rpm","@ts":"{ts}","value":{n}00}},
+                {{"@t":"acc.xyz","@ts":"{ts}","x":0.{n},"y":0,"z":1}},
+                {{"@t":"event.x","@ts":"{ts}","@tag":"t/{n}"}}]"#
+            )
+        };
+        let mut s = State::default();
+        let check = |s: &State, n: u32, ts: &str| {
+            let d = s.device(UNIT).unwrap();
+            let lat = d.position.as_ref().unwrap().value.lat.unwrap();
+            assert_eq!(format!("{lat}"), format!("57.{n}"), "position");
+            let p = d.position.as_ref().unwrap();
+            assert_eq!(p.ts, at(ts), "shown with its own stamp");
+            assert_eq!(
+                d.battery.as_ref().unwrap().value.voltage,
+                Some(f64::from(12) + f64::from(n) / 10.0)
+            );
+            assert_eq!(d.usage.as_ref().unwrap().value.sent, u64::from(n) * 100);
+            assert_eq!(d.obd["rpm"].value.value, format!("{n}00"));
+            assert_eq!(d.acc.as_ref().unwrap().value[0], Some(f64::from(n) / 10.0));
+            assert_eq!(d.events.last().unwrap().tag, format!("t/{n}"));
+            assert_eq!(d.types["obd.bat"].value_ts, at(ts));
+            assert!(
+                d.types["obd.bat"]
+                    .last_value
+                    .starts_with(&format!("12.{n} V")),
+                "{}",
+                d.types["obd.bat"].last_value
+            );
+        };
+        s.apply(&accepted(
+            1,
+            at("2026-11-27T08:00:05Z"),
+            Some(UNIT),
+            &batch("2026-11-27T08:00:00Z", 1),
+        ));
+        check(&s, 1, "2026-11-27T08:00:00Z");
+        s.apply(&accepted(
+            2,
+            at("2026-11-27T08:01:05Z"),
+            Some(UNIT),
+            &batch("2038-01-19T03:14:07Z", 2),
+        ));
+        check(&s, 2, "2038-01-19T03:14:07Z");
+        s.apply(&accepted(
+            3,
+            at("2026-11-27T08:02:05Z"),
+            Some(UNIT),
+            &batch("2026-11-27T08:02:00Z", 3),
+        ));
+        check(&s, 3, "2026-11-27T08:02:00Z");
+        // A clock a few minutes fast is taken at its word: a batch stamped
+        // before it, arriving after it, is older.
+        s.apply(&accepted(
+            4,
+            at("2026-11-27T08:03:05Z"),
+            Some(UNIT),
+            &batch("2026-11-27T08:08:00Z", 4),
+        ));
+        s.apply(&accepted(
+            5,
+            at("2026-11-27T08:04:05Z"),
+            Some(UNIT),
+            &batch("2026-11-27T08:04:00Z", 5),
+        ));
+        check(&s, 4, "2026-11-27T08:08:00Z");
+        let d = s.device(UNIT).unwrap();
+        // Rates count from where the records sort: not over twelve years.
+        assert!(d.types["obd.bat"].per_minute().unwrap() > 0.4);
+        assert!(d.usage_rate().unwrap().0 > 0.1);
+        let track: Vec<Timestamp> = d.track.iter().map(|p| p.ts).collect();
+        assert!(
+            track.is_sorted() && track[1] == at("2026-11-27T08:01:05Z"),
+            "{track:?}"
+        );
+    }
+
+    /// The Types tab shows the latest record of a batch, also when the
+    /// batch is not in time order (it showed none).
+    #[test]
+    fn a_type_shows_the_latest_of_a_batch_out_of_order() {
+        let mut s = State::default();
+        let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:10Z","voltage":12.7},
+            {"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.1}]"#;
+        s.apply(&accepted(1, at("2026-11-27T08:00:30Z"), Some(UNIT), body));
+        let t = &s.device(UNIT).unwrap().types["obd.bat"];
+        assert!(t.last_value.starts_with("12.7 V"), "{}", t.last_value);
     }
 
     #[test]

@@ -83,6 +83,7 @@ mod tests {
         let mut f = Filter::default();
         let line = LogLine {
             ts: "2026-11-27T08:00:00Z".parse().unwrap(),
+            rank: "2026-11-27T08:00:00Z".parse().unwrap(),
             tag: "system/power/on".into(),
             fields: "trigger=STN".into(),
             failure: false,

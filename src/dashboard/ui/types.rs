@@ -60,7 +60,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let widest =
         |w: &dyn Fn(&(&str, &TypeStats)) -> usize| types.iter().map(w).max().unwrap_or(0) as u16;
     let name_w = widest(&|(n, _)| n.width());
-    let age_w = widest(&|(_, s)| age(app.now(), s.last_ts).width()).max(9);
+    let age_w = widest(&|(_, s)| age(app.now(), s.value_ts).width()).max(9);
     // Name and value share what the numbers leave; the name takes what it
     // needs up to half of it.
     let shared = inner_width.saturating_sub(9 + 7 + age_w + 4);
@@ -84,7 +84,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 s.per_minute()
                     .map_or("-".into(), |r| fitted_number(r, 7, |r| format!("{r:.1}")))
             )),
-            Cell::from(fit(&age(app.now(), s.last_ts), widths[3] as usize)).style(t.dim),
+            Cell::from(fit(&age(app.now(), s.value_ts), widths[3] as usize)).style(t.dim),
             Cell::from(fit(&s.last_value, widths[4] as usize)),
         ])
     });
