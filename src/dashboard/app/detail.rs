@@ -428,9 +428,20 @@ pub fn body_lines(r: &RequestEvent, pretty_batch: bool) -> Vec<String> {
         return Vec::new();
     };
     let text = String::from_utf8_lossy(body);
-    if is_batch(body) && !pretty_batch {
+    let json = is_json(body);
+    // Invisible characters (bidi controls, zero-width ones) written as
+    // JSON escapes, the same JSON: the drawing drops them, and this view
+    // says it shows the body as received (`P0` U+200B `300` read `P0300`
+    // here until December 6, a hostile-client probe; the panels escaped
+    // it).
+    let text = if json {
+        crate::text::escape_invisible(text.into_owned()).into()
+    } else {
+        text
+    };
+    if json && body.trim_ascii_start().starts_with(b"[") && !pretty_batch {
         compact(&text, MAX_BODY_LINES)
-    } else if is_json(body) {
+    } else if json {
         pretty(&text, MAX_BODY_LINES)
     } else {
         raw(&text, MAX_BODY_LINES)
@@ -486,14 +497,21 @@ pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
     lines
 }
 
-/// The lines of a non-JSON body, control characters made visible.
+/// The lines of a non-JSON body, control characters made visible as `·`,
+/// the other invisible ones written `\u{..}` (see `text::shown`).
 fn raw(text: &str, max_lines: usize) -> Vec<String> {
     text.lines()
         .take(max_lines)
         .map(|l| {
             let mut line = Laid::default();
             for c in l.chars().take(LINE_CHARS + 1) {
-                line.push(if c.is_control() { '·' } else { c });
+                if c.is_control() {
+                    line.push('·');
+                } else if crate::text::is_invisible(c) {
+                    line.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+                } else {
+                    line.push(c);
+                }
             }
             line.text
         })
@@ -595,6 +613,23 @@ mod tests {
             "{said:?}"
         );
         assert!(!said.iter().any(|l| l.contains("never saved")), "{said:?}");
+    }
+
+    #[test]
+    fn invisible_characters_are_written_as_escapes() {
+        let body = "[{\"@t\":\"obd.dtc\",\"code\":\"P0\u{200b}300\",\"s\":\"\u{202e}evil\"}]";
+        let mut r =
+            crate::fixtures::accepted(1, crate::fixtures::at("2026-11-27T08:00:00Z"), None, body);
+        r.body = Some(body.as_bytes().to_vec().into());
+        for pretty in [false, true] {
+            let lines = body_lines(&r, pretty).join("\n");
+            assert!(lines.contains(r#"P0\u200b300"#), "{lines}");
+            assert!(lines.contains(r#"\u202eevil"#), "{lines}");
+            assert!(!lines.contains(['\u{200b}', '\u{202e}']), "{lines}");
+        }
+        let text = "not json \u{202e}evil\u{1b}";
+        r.body = Some(text.as_bytes().to_vec().into());
+        assert_eq!(body_lines(&r, false), [r"not json \u{202e}evil·"]);
     }
 
     #[test]
