@@ -1572,6 +1572,52 @@ fn a_kept_connection_closed_unanswered_is_retried_at_once_on_a_new_one() {
     );
 }
 
+/// Only a connection kept from an answer is tried again at once: after an
+/// answer saying `connection: close`, a POST on its new connection that
+/// the upstream drops unanswered is a failure like any other (the target
+/// noted down, tried again after the backoff). The upstream answers the
+/// first, third, … connection's request and drops the others'.
+#[test]
+fn a_new_connection_closed_unanswered_is_not_tried_again_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, answered) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let Some(request) = read_request(&mut reader) else {
+                continue;
+            };
+            if n % 2 == 0 {
+                let mut out = stream;
+                let _ = out.write_all(
+                    b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}",
+                );
+                let _ = tx.send(request.body);
+            }
+        }
+    });
+    let (_dir, mut rx) = forwarding_to(port);
+    let bodies: Vec<Vec<u8>> = (0..2).map(batch).collect();
+    for body in &bodies {
+        upload(&rx, body);
+        let got = answered.recv_timeout(DEADLINE).expect("the batch answered");
+        assert_eq!(&got, body);
+    }
+    assert!(rx.stop().success());
+    let mut states = Vec::new();
+    while let Some(note) = rx.stdout_json(DEADLINE) {
+        if note.get("forward").is_some() {
+            states.push(note["state"].to_string());
+        }
+    }
+    assert!(
+        states.iter().any(|s| s.contains("down")),
+        "the dropped POST on a new connection was not noted: {states:?}"
+    );
+}
+
 /// An upstream that answers each batch with `status` and a body it never
 /// finishes (`content-length: 100`, `start` sent), holding the
 /// connection; sends when each batch arrived.

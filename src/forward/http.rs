@@ -7,7 +7,7 @@ use crate::scrub::all_taken_out;
 use crate::upload::{reason_from_cleaned, retry_after};
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::{HeaderValue, Uri};
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
@@ -146,15 +146,34 @@ pub const ANSWER_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most of an upstream's answer that is read.
 const ANSWER_BODY_MOST: u64 = 64 * 1024;
 
+/// How long ureq keeps an idle connection (`max_idle_age`, set to this in
+/// `Http::new`).
+const KEPT_AT_MOST: Duration = Duration::from_secs(15);
+
+/// Whether a POST failed the way a kept connection the upstream closed
+/// fails: reset, cut, or ended before any answer. Not a timeout, a name
+/// not resolved (looked up before the pool), or an answer ureq could not
+/// read (the upstream may have taken the batch).
+fn closed_unanswered(e: &ureq::Error) -> bool {
+    matches!(e, ureq::Error::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    ))
+}
+
 /// The HTTP forwarder: one keep-alive agent, redirects not followed.
 pub struct Http {
     target: HttpTarget,
     agent: ureq::Agent,
     /// `target.secrets()`, made once: taken out of every answer.
     secrets: Vec<(String, &'static str)>,
-    /// The last POST's answer was read to its end on a connection the
-    /// upstream did not say it closes: the next POST likely goes on it.
-    warm: bool,
+    /// When the last POST's answer was read to its end on a connection
+    /// ureq keeps (see `deliver`): the next POST within `KEPT_AT_MOST`
+    /// goes on it.
+    warm: Option<Instant>,
 }
 
 impl Http {
@@ -177,6 +196,7 @@ impl Http {
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
+            .max_idle_age(KEPT_AT_MOST)
             // The device's own user-agent and accept headers are sent, or
             // none: nothing of the client's own.
             .user_agent("")
@@ -191,7 +211,7 @@ impl Http {
             secrets: target.secrets(),
             target,
             agent: config.into(),
-            warm: false,
+            warm: None,
         }
     }
 }
@@ -249,10 +269,13 @@ impl Deliver for Http {
         // upstream closing each connection 10 ms after its answer had half
         // the batches fail once (a hostile-upstream probe: 49 delivered in
         // 13 s against 15 a second arriving).
-        if self.warm && matches!(&sent, Err(e) if !matches!(e, ureq::Error::Timeout(_))) {
+        let warm = self
+            .warm
+            .take()
+            .is_some_and(|at| at.elapsed() < KEPT_AT_MOST);
+        if warm && matches!(&sent, Err(e) if closed_unanswered(e)) {
             sent = self.post(&headers, &body, whole, true);
         }
-        self.warm = false;
         let mut response = match sent {
             Ok(r) => r,
             Err(ureq::Error::Timeout(which)) => {
@@ -273,10 +296,20 @@ impl Deliver for Http {
         let retry_after =
             header("retry-after").and_then(|v| retry_after(v, header("date"), SystemTime::now()));
         let location = header("location").map(str::to_owned);
-        let closes = header("connection").is_some_and(|v| {
-            v.split(',')
+        // What has ureq keep the connection (ureq-proto's own rules, as
+        // far as the answer shows them): HTTP/1.1, no `connection: close`
+        // in any of its headers, and a body whose end is marked (a length
+        // or chunks; one that ends with the connection cannot be kept).
+        let keeps = response.version() == ureq::http::Version::HTTP_11
+            && !response
+                .headers()
+                .get_all("connection")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
                 .any(|token| token.trim().eq_ignore_ascii_case("close"))
-        });
+            && (response.headers().contains_key("content-length")
+                || response.headers().contains_key("transfer-encoding"));
         // Read to the end so the connection is reused; what came is kept
         // when the rest does not (its time or its size ran out).
         let mut answer = Vec::new();
@@ -286,7 +319,9 @@ impl Deliver for Http {
             .take(ANSWER_BODY_MOST)
             .read_to_end(&mut answer);
         // Read to its end, the answer's connection went back to the pool.
-        self.warm = read.is_ok() && (answer.len() as u64) < ANSWER_BODY_MOST && !closes;
+        if read.is_ok() && (answer.len() as u64) < ANSWER_BODY_MOST && keeps {
+            self.warm = Some(Instant::now());
+        }
         judged(status, &answer, retry_after, location, &self.secrets)
     }
 }
