@@ -41,14 +41,18 @@ pub fn age(now: Timestamp, then: Timestamp) -> String {
 }
 
 /// Bytes in binary units: `850 B`, `12.3 KiB`, `1.50 MiB`.
+///
+/// At most 9 characters: a unit goes up at 1 000 of it (`0.98 MiB`, not
+/// `1023.4 KiB`), to EiB for the largest counter (a probe's `2^64 - 1` was
+/// `16384.0 PiB`, and ran into the label beside it).
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1000 {
         return format!("{n} B");
     }
     let mut value = n as f64 / 1024.0;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
+    while value >= 999.95 && unit < UNITS.len() - 1 {
         value /= 1024.0;
         unit += 1;
     }
@@ -388,6 +392,12 @@ mod tests {
     #[test]
     fn sizes_and_counts() {
         assert_eq!(bytes(850), "850 B");
+        assert_eq!(bytes(1_000), "0.98 KiB");
+        assert_eq!(bytes(1_047_000), "1.00 MiB");
+        assert_eq!(bytes(u64::MAX), "16.0 EiB");
+        for n in [999, 1_023_999, 1_048_524, u64::MAX / 2, u64::MAX] {
+            assert!(bytes(n).chars().count() <= 9, "{}", bytes(n));
+        }
         assert_eq!(bytes(12_595), "12.3 KiB");
         assert_eq!(bytes(1_572_864), "1.50 MiB");
         assert_eq!(count(1_000_000), "1,000,000");
