@@ -968,6 +968,26 @@ fn events_in_device_order_late_ones_marked_dates_across_days() {
         "{screen}"
     );
     assert!(screen.contains("11-27 08:10:00  @x/new"), "{screen}");
+    // A clock gone wrong: listed where it arrived, with its year; the
+    // lines after it below it.
+    app.apply(&accepted(
+        4,
+        at("2026-11-27T08:12:00Z"),
+        Some(UNIT),
+        &event("2038-01-19T03:14:07Z", "x/glitch"),
+    ));
+    app.apply(&accepted(
+        5,
+        at("2026-11-27T08:15:00Z"),
+        Some(UNIT),
+        &event("2026-11-27T08:14:55Z", "x/after"),
+    ));
+    let screen = text(&draw(&app, 120, 40));
+    let glitch = screen
+        .find("2038-01-19 03:14:07  @x/glitch")
+        .expect(&screen);
+    let after = screen.find("11-27 08:14:55  @x/after").expect(&screen);
+    assert!(glitch < after, "{screen}");
 }
 
 #[test]

@@ -157,7 +157,8 @@ pub fn state_style(app: &App, b: &BatteryNow) -> Style {
 fn state_line(app: &App, reading: &Stamped<BatteryNow>) -> Line<'static> {
     let t = &app.theme;
     let b = &reading.value;
-    let held = (reading.ts.as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
+    let held =
+        (reading.rank.as_millisecond() - b.state_since.as_millisecond()).max(0) as u64 / 1000;
     let state = if b.state.is_empty() {
         "state unknown"
     } else {

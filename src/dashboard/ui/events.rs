@@ -10,6 +10,7 @@
 //! ╰ filter: power ──────────────────────────────────────────╯
 //! ```
 
+use jiff::Timestamp;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -47,12 +48,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         placeholder(app, &nothing_shown(app, "no events yet"), inner, buf);
         return;
     }
-    // The date shows once the lines kept span more than one day.
-    let day = |l: &LogLine| l.ts.as_second().div_euclid(86_400);
-    let dated = matching.first().map(|l| day(l)) != matching.last().map(|l| day(l));
+    // The date shows once the lines kept span more than one day, and on a
+    // line stamped on another day than where it sorts (a clock gone
+    // wrong: see `state::rank`).
+    let day = |t: Timestamp| t.as_second().div_euclid(86_400);
+    let dated = matching.first().map(|l| day(l.ts)) != matching.last().map(|l| day(l.ts));
     let lines: Vec<Line> = matching[start..end]
         .iter()
-        .map(|l| fit_line(line(app, l, dated), inner.width))
+        .map(|l| {
+            let dated = dated || day(l.ts) != day(l.rank);
+            fit_line(line(app, l, dated), inner.width)
+        })
         .collect();
     Paragraph::new(lines).render(inner, buf);
 }
@@ -78,7 +84,11 @@ fn note(app: &App, shown: usize, scroll: usize) -> String {
 fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
     let t = &app.theme;
     let tag_style = if l.failure { t.error } else { t.value };
-    let time = if dated {
+    let year = |t: Timestamp| t.strftime("%Y").to_string();
+    let time = if dated && year(l.ts) != year(l.rank) {
+        // Stamped in another year than where it sorts: the year too.
+        l.ts.strftime("%Y-%m-%d %H:%M:%S").to_string()
+    } else if dated {
         l.ts.strftime("%m-%d %H:%M:%S").to_string()
     } else {
         clock(l.ts)
