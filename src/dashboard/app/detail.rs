@@ -313,11 +313,20 @@ pub fn broke_at(r: &RequestEvent) -> Option<Vec<String>> {
     }
     let start = offset.saturating_sub(CONTEXT);
     let end = (offset + CONTEXT / 3).min(body.len());
+    // Controls as `·`, the other invisible characters as `\u{..}` (as
+    // `raw` writes them): a zero-width space read as nothing here.
     let printable = |bytes: &[u8]| -> String {
-        String::from_utf8_lossy(bytes)
-            .chars()
-            .map(|c| if c.is_control() { '·' } else { c })
-            .collect()
+        let mut out = String::new();
+        for c in String::from_utf8_lossy(bytes).chars() {
+            if c.is_control() {
+                out.push('·');
+            } else if crate::text::is_invisible(c) {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        out
     };
     let before = printable(&body[start..offset]);
     let after = printable(&body[offset..end]);
@@ -720,6 +729,24 @@ mod tests {
             }
             cols += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
         }
+        assert_eq!(under, Some('{'), "{spot:?}");
+
+        // An invisible character before the spot is written out, and
+        // the caret still under it; a line end is a `·`.
+        let body = "[{\"code\":\"P0\u{200b}300\"}\n{\"b\":2}]";
+        let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
+            .unwrap_err()
+            .error;
+        let r = crate::fixtures::refused(3, at, 400, &error, body);
+        let spot = broke_at(&r).unwrap();
+        assert!(spot[0].contains(r#"P0\u{200b}300"}·{"#), "{spot:?}");
+        let caret = spot[1].find('^').unwrap();
+        let mut cols = 0;
+        let under = spot[0].chars().find(|&c| {
+            let here = cols == caret;
+            cols += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+            here
+        });
         assert_eq!(under, Some('{'), "{spot:?}");
     }
 
