@@ -1558,6 +1558,17 @@ fn a_kept_connection_closed_unanswered_is_retried_at_once_on_a_new_one() {
     // Every state the headless output noted, to the exit: the retry was
     // not seen as the upstream going down.
     let (_dir, mut rx) = (_dir, rx);
+    let states = forward_states_to_the_exit(&mut rx);
+    assert!(!states.is_empty(), "no forward note at all");
+    assert!(
+        !states.iter().any(|s| s.contains("down")),
+        "the upstream was shown down: {states:?}"
+    );
+}
+
+/// Stops `rx` (exit 0) and gives the state of every forward note its
+/// headless output printed, in order.
+fn forward_states_to_the_exit(rx: &mut Receiver) -> Vec<String> {
     assert!(rx.stop().success());
     let mut states = Vec::new();
     while let Some(note) = rx.stdout_json(DEADLINE) {
@@ -1565,11 +1576,7 @@ fn a_kept_connection_closed_unanswered_is_retried_at_once_on_a_new_one() {
             states.push(note["state"].to_string());
         }
     }
-    assert!(!states.is_empty(), "no forward note at all");
-    assert!(
-        !states.iter().any(|s| s.contains("down")),
-        "the upstream was shown down: {states:?}"
-    );
+    states
 }
 
 /// Only a connection kept from an answer is tried again at once: after an
@@ -1605,13 +1612,7 @@ fn a_new_connection_closed_unanswered_is_not_tried_again_at_once() {
         let got = answered.recv_timeout(DEADLINE).expect("the batch answered");
         assert_eq!(&got, body);
     }
-    assert!(rx.stop().success());
-    let mut states = Vec::new();
-    while let Some(note) = rx.stdout_json(DEADLINE) {
-        if note.get("forward").is_some() {
-            states.push(note["state"].to_string());
-        }
-    }
+    let states = forward_states_to_the_exit(&mut rx);
     assert!(
         states.iter().any(|s| s.contains("down")),
         "the dropped POST on a new connection was not noted: {states:?}"

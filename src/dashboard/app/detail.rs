@@ -318,13 +318,7 @@ pub fn broke_at(r: &RequestEvent) -> Option<Vec<String>> {
     let printable = |bytes: &[u8]| -> String {
         let mut out = String::new();
         for c in String::from_utf8_lossy(bytes).chars() {
-            if c.is_control() {
-                out.push('·');
-            } else if crate::text::is_invisible(c) {
-                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-            } else {
-                out.push(c);
-            }
+            visible(c, |v| out.push(v));
         }
         out
     };
@@ -514,17 +508,23 @@ fn raw(text: &str, max_lines: usize) -> Vec<String> {
         .map(|l| {
             let mut line = Laid::default();
             for c in l.chars().take(LINE_CHARS + 1) {
-                if c.is_control() {
-                    line.push('·');
-                } else if crate::text::is_invisible(c) {
-                    line.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-                } else {
-                    line.push(c);
-                }
+                visible(c, |v| line.push(v));
             }
             line.text
         })
         .collect()
+}
+
+/// `c` as text outside JSON shows it, given to `push`: a control as `·`,
+/// another invisible character (see `text::is_invisible`) as `\u{..}`.
+fn visible(c: char, mut push: impl FnMut(char)) {
+    if c.is_control() {
+        push('·');
+    } else if crate::text::is_invisible(c) {
+        format!("\\u{{{:x}}}", u32::from(c)).chars().for_each(push);
+    } else {
+        push(c);
+    }
 }
 
 /// JSON text indented two spaces per level (up to `MAX_INDENT` levels),
