@@ -624,13 +624,8 @@ fn a_fix_in_year_zero_leaves_the_gpx_valid() {
     );
     std::fs::write(&capture, line + "\n").unwrap();
     let gpx = dir.path().join("out.gpx");
-    let out = binary()
-        .arg("export")
-        .arg(&capture)
-        .args(["--format", "gpx", "-o"])
-        .arg(&gpx)
-        .output()
-        .unwrap();
+    let (from, to) = (capture.to_str().unwrap(), gpx.to_str().unwrap());
+    let out = autopi(&["export", from, "--format", "gpx", "-o", to]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let written = std::fs::read_to_string(&gpx).unwrap();
     assert_eq!(written.matches("<trkpt").count(), 2, "{written}");
