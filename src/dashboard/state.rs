@@ -48,8 +48,9 @@ pub use crate::dashboard::ring::Ring;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stamped<T> {
     pub ts: Timestamp,
-    /// Where it sorts among the device's values (see `rank`): `ts`, or its
-    /// arrival when `ts` is further ahead of that than `AHEAD`.
+    /// Where it sorts among the device's values (see `rank`): `ts`, or no
+    /// later than its batch's arrival when the batch was stamped further
+    /// ahead of that than `AHEAD`.
     pub rank: Timestamp,
     pub value: T,
     /// It came in a batch of old data (`uplink::OLD_DATA`): the newest
@@ -124,12 +125,16 @@ pub const AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_secs(10 * 60)
 /// (Deciding record by record, a review found, put a fix 10:01 ahead
 /// before one 9:59 ahead in the same batch.)
 pub fn rank(ts: Timestamp, received: Timestamp, far_ahead: bool) -> Timestamp {
-    let past_it = || received.checked_add(AHEAD).is_ok_and(|latest| ts > latest);
-    if far_ahead || past_it() {
+    if far_ahead || past_ahead(ts, received) {
         ts.min(received)
     } else {
         ts
     }
+}
+
+/// Whether `ts` is further than `AHEAD` past `received`.
+fn past_ahead(ts: Timestamp, received: Timestamp) -> bool {
+    received.checked_add(AHEAD).is_ok_and(|latest| ts > latest)
 }
 
 /// A gap between fixes longer than this ends a drive: the map shows the
@@ -415,7 +420,7 @@ impl State {
         device.folding_old = crate::dashboard::uplink::old_data(e);
         device.folding_far_ahead = e
             .newest_ts
-            .is_some_and(|newest| rank(newest, e.received, false) != newest);
+            .is_some_and(|newest| past_ahead(newest, e.received));
         device.fold_records(text, e.received);
         device.folding_old = false;
         device.folding_far_ahead = false;
@@ -493,7 +498,7 @@ impl Device {
             self.records += 1;
             if feeds_history(&r) {
                 let view = r.make_view();
-                self.fold_record(&r, &view, ts, received);
+                self.fold_record(&r, &view, (ts, at), received);
             }
             if let Some(&i) = index.get(&r.kind_name) {
                 let s = &mut seen[i];
@@ -532,7 +537,8 @@ impl Device {
             let ts = r.ts.unwrap_or(received);
             let view = r.make_view();
             if !feeds_history(r) {
-                self.fold_record(r, &view, ts, received);
+                // `s.last` is where `s.record` sorts (it is the latest).
+                self.fold_record(r, &view, (ts, s.last), received);
             }
             if let Some(t) = self
                 .types
@@ -567,8 +573,14 @@ impl Device {
     /// Folds one record into the latest values and histories.
     /// `received` is when the batch reached us (for events that arrive
     /// late).
-    fn fold_record(&mut self, r: &Record<'_>, view: &View<'_>, ts: Timestamp, received: Timestamp) {
-        let at = rank(ts, received, self.folding_far_ahead);
+    /// `(ts, at)`: its stamp, and where it sorts (see `rank`).
+    fn fold_record(
+        &mut self,
+        r: &Record<'_>,
+        view: &View<'_>,
+        (ts, at): (Timestamp, Timestamp),
+        received: Timestamp,
+    ) {
         let old = self.folding_old;
         match view {
             View::Position(p) => {
