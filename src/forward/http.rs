@@ -350,9 +350,7 @@ impl Http {
         }
         config.build().send(body)
     }
-}
 
-impl Http {
     /// `e` as a reason, with a hint where it may be a missing client
     /// certificate: over TLS 1.3 a server that requires one finishes the
     /// handshake and then closes, so the client sees only a broken pipe

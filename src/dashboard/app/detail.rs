@@ -409,7 +409,12 @@ fn body_title(r: &RequestEvent, let_go: bool, pretty: bool) -> Vec<TextLine> {
 
 /// True when `body` is a JSON array: a batch, shown one record a line.
 fn is_batch(body: &[u8]) -> bool {
-    body.trim_ascii_start().starts_with(b"[") && is_json(body)
+    opens_an_array(body) && is_json(body)
+}
+
+/// True when `body` starts as a JSON array does (not checked further).
+fn opens_an_array(body: &[u8]) -> bool {
+    body.trim_ascii_start().starts_with(b"[")
 }
 
 /// How a body is shown, for its title.
@@ -442,7 +447,9 @@ pub fn body_lines(r: &RequestEvent, pretty_batch: bool) -> Vec<String> {
     } else {
         text
     };
-    if json && body.trim_ascii_start().starts_with(b"[") && !pretty_batch {
+    // JSON already: a batch if it opens an array (`is_batch` would check
+    // the whole body again).
+    if json && opens_an_array(body) && !pretty_batch {
         compact(&text, MAX_BODY_LINES)
     } else if json {
         pretty(&text, MAX_BODY_LINES)
