@@ -699,16 +699,29 @@ mod tests {
 
     #[test]
     fn broke_at_points_at_the_byte() {
-        let body = r#"[{"a":1} {"b":2}]"#;
         let config = crate::receiver::ingest::Config {
             auth: crate::receiver::ingest::Auth::Open,
             max_body: 1024,
         };
-        let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
-            .unwrap_err()
-            .error;
         let at = crate::fixtures::at("2026-11-27T08:00:00Z");
-        let mut r = crate::fixtures::refused(1, at, 400, &error, body);
+        // `body` refused as the receiver refuses it.
+        let refused = |id: u64, body: &str| {
+            let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
+                .unwrap_err()
+                .error;
+            crate::fixtures::refused(id, at, 400, &error, body)
+        };
+        // The character above the caret, counted in terminal columns.
+        let under_caret = |spot: &[String]| {
+            let caret = spot[1].find('^').unwrap();
+            let mut cols = 0;
+            spot[0].chars().find(|&c| {
+                let here = cols == caret;
+                cols += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+                here
+            })
+        };
+        let mut r = refused(1, r#"[{"a":1} {"b":2}]"#);
         let spot = broke_at(&r).unwrap();
         assert_eq!(spot[0], r#"  byte 9: [{"a":1} {"b":2}]"#);
         let caret = spot[1].find('^').unwrap();
@@ -722,39 +735,14 @@ mod tests {
 
         // Wide and combining characters before the spot: the caret counts
         // terminal columns, not characters.
-        let body = "[{\"note\":\"燃料燃料 e\u{301}\"} {\"b\":2}]";
-        let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
-            .unwrap_err()
-            .error;
-        let r = crate::fixtures::refused(2, at, 400, &error, body);
-        let spot = broke_at(&r).unwrap();
-        let caret = spot[1].find('^').unwrap();
-        let (mut cols, mut under) = (0, None);
-        for c in spot[0].chars() {
-            if cols == caret {
-                under = Some(c);
-            }
-            cols += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
-        }
-        assert_eq!(under, Some('{'), "{spot:?}");
+        let spot = broke_at(&refused(2, "[{\"note\":\"燃料燃料 e\u{301}\"} {\"b\":2}]")).unwrap();
+        assert_eq!(under_caret(&spot), Some('{'), "{spot:?}");
 
         // An invisible character before the spot is written out, and
         // the caret still under it; a line end is a `·`.
-        let body = "[{\"code\":\"P0\u{200b}300\"}\n{\"b\":2}]";
-        let error = crate::receiver::ingest::decode(&config, None, body.as_bytes())
-            .unwrap_err()
-            .error;
-        let r = crate::fixtures::refused(3, at, 400, &error, body);
-        let spot = broke_at(&r).unwrap();
+        let spot = broke_at(&refused(3, "[{\"code\":\"P0\u{200b}300\"}\n{\"b\":2}]")).unwrap();
         assert!(spot[0].contains(r#"P0\u{200b}300"}·{"#), "{spot:?}");
-        let caret = spot[1].find('^').unwrap();
-        let mut cols = 0;
-        let under = spot[0].chars().find(|&c| {
-            let here = cols == caret;
-            cols += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
-            here
-        });
-        assert_eq!(under, Some('{'), "{spot:?}");
+        assert_eq!(under_caret(&spot), Some('{'), "{spot:?}");
     }
 
     #[test]
