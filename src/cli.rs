@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::receiver::ingest::{Auth, DEFAULT_MAX_BODY};
-use crate::run::{Fatal, Settings, default_capture_path};
+use crate::run::{Fatal, Settings};
 use crate::simulate::demo;
 use crate::simulate::{Scheme, SimulateArgs};
 
@@ -735,7 +735,7 @@ impl ReceiveArgs {
             listen: self.listen.unwrap_or_else(|| default_listen.to_string()),
             auth,
             demo_token,
-            capture: self.capture.unwrap_or_else(default_capture_path),
+            capture: self.capture,
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
             headless: self.headless || !std::io::stdout().is_terminal(),
             workers: self.workers as usize,

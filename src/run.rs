@@ -40,7 +40,9 @@ pub struct Settings {
     pub auth: Auth,
     /// `--demo`: a simulated device posts here with this token.
     pub demo_token: Option<String>,
-    pub capture: PathBuf,
+    /// `--capture`; None for a new file under `captures/` named for the
+    /// start time.
+    pub capture: Option<PathBuf>,
     pub max_body: usize,
     /// One JSON line per request on stdout instead of the dashboard.
     pub headless: bool,
@@ -86,13 +88,19 @@ impl Fatal {
     }
 }
 
-/// Default capture file: `captures/<start time, UTC>.jsonl`.
-pub fn default_capture_path() -> PathBuf {
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
-    PathBuf::from("captures").join(format!("{stamp}.jsonl"))
+/// Default capture file: `captures/<start time, UTC>.jsonl`, or with
+/// `-2`, `-3`, … before the extension for the `n`th try.
+fn default_capture_path(start: jiff::Timestamp, n: u32) -> PathBuf {
+    let stamp = start.strftime("%Y%m%dT%H%M%SZ").to_string();
+    let name = match n {
+        0 | 1 => format!("{stamp}.jsonl"),
+        n => format!("{stamp}-{n}.jsonl"),
+    };
+    PathBuf::from("captures").join(name)
 }
+
+/// Names tried for the default capture before giving up.
+const DEFAULT_CAPTURE_TRIES: u32 = 100;
 
 /// Runs the receiver until SIGINT or SIGTERM (or q on the dashboard).
 pub fn run(mut settings: Settings) -> Result<(), Fatal> {
@@ -102,13 +110,13 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         crate::say!("WARNING: --no-auth: accepting uploads from anyone, without checking a token");
     }
     let targets = forward_targets(&settings)?;
-    let capture = open_capture(&settings.capture)?;
+    let capture = open_capture(settings.capture.as_deref())?;
     if !targets.is_empty() && !capture.regular {
         return Err(Fatal::new(
             1,
             format!(
                 "--forward reads the capture back, and {} is not a regular file",
-                crate::text::path(&settings.capture)
+                crate::text::path(&capture.path())
             ),
         ));
     }
@@ -327,13 +335,39 @@ fn stop_forwarding(forwarders: Forwarders) {
 }
 
 /// Opens (and repairs) the capture, saying what it found there.
-fn open_capture(path: &std::path::Path) -> Result<Capture, Fatal> {
-    let capture = Capture::open(path).map_err(|e| {
+/// Opens the capture: the file given, or else a new one under `captures/`
+/// named for the start time. Two receivers started within the same second
+/// (two demos side by side) would share that name, and the later one
+/// stopped on the first one's lock (exit 1): it takes the name with `-2`
+/// (`-3`, …) instead. A file of that name left by an earlier run is
+/// appended to, as a given `--capture` is.
+fn open_capture(given: Option<&std::path::Path>) -> Result<Capture, Fatal> {
+    let cannot = |path: &std::path::Path, e: std::io::Error| {
         Fatal::new(
             1,
             format!("cannot open capture file {}: {e}", crate::text::path(&path)),
         )
-    })?;
+    };
+    let capture = match given {
+        Some(path) => Capture::open(path).map_err(|e| cannot(path, e))?,
+        None => {
+            let start = jiff::Timestamp::now();
+            let mut n = 1;
+            loop {
+                let path = default_capture_path(start, n);
+                match Capture::open(&path) {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            && n < DEFAULT_CAPTURE_TRIES =>
+                    {
+                        n += 1
+                    }
+                    opened => break opened.map_err(|e| cannot(&path, e))?,
+                }
+            }
+        }
+    };
+    let path = capture.path();
     if !capture.regular {
         crate::say!(
             "warning: {} is not a regular file: batches are acknowledged once written there, with no fsync",

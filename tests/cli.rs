@@ -104,6 +104,48 @@ fn default_capture_goes_under_captures_in_the_working_directory() {
     assert_eq!(capture_lines(&files[0]).len(), 1);
 }
 
+/// Two receivers (two demos side by side) started within one second would
+/// share the default name; the later one takes it with `-2`. Which second
+/// the receiver starts in is not ours to choose: every name it could start
+/// with for the next 30 s is held by another "receiver" (this test, with
+/// the lock the writer takes).
+#[test]
+fn a_default_capture_name_in_use_is_taken_with_a_suffix() {
+    let dir = tempfile::tempdir().unwrap();
+    let captures = dir.path().join("captures");
+    std::fs::create_dir(&captures).unwrap();
+    let now = jiff::Timestamp::now();
+    let names: Vec<String> = (-1..30)
+        .map(|s| {
+            let at = now + jiff::SignedDuration::from_secs(s);
+            at.strftime("%Y%m%dT%H%M%SZ").to_string()
+        })
+        .collect();
+    let held: Vec<std::fs::File> = names
+        .iter()
+        .map(|name| {
+            let file = std::fs::File::create(captures.join(format!("{name}.jsonl"))).unwrap();
+            file.try_lock().unwrap();
+            file
+        })
+        .collect();
+    let mut rx = Receiver::spawn(binary().current_dir(dir.path()).args(["--token", TOKEN]));
+    assert_eq!(rx.upload(b"[]").status, 200);
+    assert_eq!(rx.stop().code(), Some(0), "{}", rx.stderr());
+    let taken: Vec<_> = names
+        .iter()
+        .map(|name| captures.join(format!("{name}-2.jsonl")))
+        .filter(|path| path.exists())
+        .collect();
+    assert_eq!(taken.len(), 1, "{:?}", std::fs::read_dir(&captures));
+    assert_eq!(capture_lines(&taken[0]).len(), 1);
+    for name in &names {
+        let held = captures.join(format!("{name}.jsonl"));
+        assert_eq!(std::fs::metadata(held).unwrap().len(), 0, "{name}");
+    }
+    drop(held);
+}
+
 #[test]
 fn sigterm_finishes_a_request_in_flight() {
     let mut rx = Receiver::start(&[]);
