@@ -19,7 +19,7 @@ use autopi_rx::dashboard::theme::Theme;
 use autopi_rx::receiver::ingest::{Auth, Config, DEFAULT_MAX_BODY};
 use autopi_rx::receiver::server;
 use autopi_rx::simulate::{Scheme, SimulateArgs, Stamps, run, unit_id_for};
-use common::{TOKEN, binary};
+use common::{TOKEN, binary, signal};
 use serde_json::Value;
 
 /// Guards against a hung test, never orders anything.
@@ -2196,6 +2196,70 @@ fn an_export_is_written_under_a_name_of_its_own_and_renamed() {
     std::fs::File::create(&plain).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out_path), mode(&plain));
+}
+
+/// An export stopped by Ctrl-C or SIGTERM removes its partial file and
+/// leaves OUT as it was (here: absent). Until December 7 the signal's
+/// default action ended it and left the `.partial` file beside OUT. The
+/// capture (200 000 fixes) takes the export seconds to write; the signal
+/// goes as soon as the partial file is seen.
+#[test]
+fn an_export_stopped_by_a_signal_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("fixes.jsonl");
+    let mut lines = String::new();
+    for i in 0..2000 {
+        let fixes: Vec<String> = (0..100)
+            .map(|j| {
+                let n = i * 100 + j;
+                format!(
+                    r#"{{"@t":"track.pos","@ts":"2026-11-27T08:{:02}:{:02}.{:03}Z","loc":{{"lat":57.{j},"lon":9.{i}}}}}"#,
+                    n / 60_000 % 60,
+                    n / 1000 % 60,
+                    n % 1000
+                )
+            })
+            .collect();
+        lines.push_str(&format!(
+            r#"{{"received":"2026-11-27T09:00:00.000Z","unit_id":"aa","batch_hash":"h{i}","records":[{}]}}"#,
+            fixes.join(",")
+        ));
+        lines.push('\n');
+    }
+    std::fs::write(&capture, lines).unwrap();
+    for (signal_name, out_name) in [("INT", "a.gpx"), ("TERM", "b.gpx")] {
+        let out_path = dir.path().join(out_name);
+        let mut export = binary()
+            .arg("export")
+            .arg(&capture)
+            .args(["--format", "gpx", "-o"])
+            .arg(&out_path)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while partial_files(dir.path()).is_empty() {
+            assert!(Instant::now() < deadline, "no partial file");
+            std::thread::yield_now();
+        }
+        signal(&export, signal_name);
+        let status = export.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut export.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(130), "{signal_name}: {status} {stderr}");
+        assert!(
+            stderr.contains(
+                "stopped by a signal: nothing was written to the output (1 partial file removed)"
+            ),
+            "{stderr}"
+        );
+        assert_eq!(
+            partial_files(dir.path()),
+            Vec::<String>::new(),
+            "{signal_name}"
+        );
+        assert!(!out_path.exists(), "{signal_name}");
+    }
 }
 
 /// CSV to a folder with record types and fields a device may well send:

@@ -627,7 +627,7 @@ pub fn csv(
         )));
     }
     let mut written = Written::default();
-    let mut partials: Vec<(tempfile::NamedTempFile, PathBuf)> = Vec::new();
+    let mut partials: Vec<(Partial, PathBuf)> = Vec::new();
     let mut writers: Vec<csv::Writer<Box<dyn Write + '_>>> = Vec::new();
     match out {
         CsvOut::One(w) => {
@@ -738,19 +738,56 @@ pub fn csv(
 
 /// Renames a file `beside` made over `target`, once it is whole; `named`
 /// is what the operator asked for (`-o`), said if it fails.
-fn persist(
-    partial: tempfile::NamedTempFile,
-    target: &Path,
-    named: &Path,
-) -> Result<(), ExportError> {
-    partial.persist(target).map_err(|e| {
-        ExportError(format!(
-            "cannot write {}: {}",
-            crate::text::path(&named),
-            e.error
-        ))
-    })?;
-    Ok(())
+fn persist(partial: Partial, target: &Path, named: &Path) -> Result<(), ExportError> {
+    partial
+        .persist(target)
+        .map_err(|e| ExportError(format!("cannot write {}: {e}", crate::text::path(&named),)))
+}
+
+/// Partial files not yet renamed over their names (or dropped): a signal
+/// removes them before the export exits.
+static PARTIALS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A file being written beside its name, listed in `PARTIALS` until it is
+/// renamed over the name or deleted. Both happen with the list locked, as
+/// does a signal's removal of the listed files before it exits: the file
+/// is either whole under its name or gone, never left half-written.
+struct Partial(Option<tempfile::NamedTempFile>);
+
+impl Partial {
+    fn file(&self) -> &std::fs::File {
+        self.0.as_ref().expect("held until persisted").as_file()
+    }
+
+    fn listed() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+        PARTIALS.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(mut self, target: &Path) -> io::Result<()> {
+        let mut listed = Partial::listed();
+        let file = self.0.take().expect("a partial file is persisted once");
+        listed.retain(|p| p != file.path());
+        file.persist(target).map(drop).map_err(|e| e.error)
+    }
+
+    /// Removes every listed file; how many there were.
+    fn remove_all() -> usize {
+        let mut listed = Partial::listed();
+        for path in listed.iter() {
+            let _ = std::fs::remove_file(path);
+        }
+        std::mem::take(&mut *listed).len()
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(file) = self.0.take() {
+            let mut listed = Partial::listed();
+            listed.retain(|p| p != file.path());
+            drop(file);
+        }
+    }
 }
 
 /// A new file beside `path`, deleted when dropped unless renamed over it,
@@ -760,7 +797,7 @@ fn persist(
 /// was shared by two exports to the same OUT, each truncating and renaming
 /// the other's file. Of fixed length: one built from OUT's failed for an
 /// OUT within 16 bytes of the 255 a name may have (a reviewer's finding).
-fn beside(path: &Path) -> Result<(tempfile::NamedTempFile, std::fs::File), ExportError> {
+fn beside(path: &Path) -> Result<(Partial, std::fs::File), ExportError> {
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -773,13 +810,18 @@ fn beside(path: &Path) -> Result<(tempfile::NamedTempFile, std::fs::File), Expor
             e.kind()
         ))
     };
+    // Listed as it is made: a signal in between would leave it.
+    let mut listed = Partial::listed();
     let partial = tempfile::Builder::new()
         .prefix(".autopi-rx-export-")
         .suffix(".partial")
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(cannot)?;
-    let file = partial.as_file().try_clone().map_err(cannot)?;
+    listed.push(partial.path().to_path_buf());
+    drop(listed);
+    let partial = Partial(Some(partial));
+    let file = partial.file().try_clone().map_err(cannot)?;
     Ok((partial, file))
 }
 
@@ -1388,6 +1430,18 @@ pub fn main(
             crate::text::path(&input)
         );
         return ExitCode::from(2);
+    }
+    if output.is_some() {
+        // Until December 7 the signal's default action ended the export
+        // and left its partial files beside OUT.
+        let _ = ctrlc::set_handler(|| {
+            let left = Partial::remove_all();
+            crate::say!(
+                "autopi-rx export: stopped by a signal: nothing was written to the output ({left} partial file{} removed)",
+                if left == 1 { "" } else { "s" }
+            );
+            std::process::exit(130);
+        });
     }
     let result = match (format, output) {
         (Format::Csv, Some(dir)) if folder => csv(paths, &filter, CsvOut::Folder(dir), cells),
