@@ -41,7 +41,7 @@ pub enum Keeping {
     Learning,
     /// The last upload is no older than 1.5 cycles (plus slack).
     OnTime,
-    /// Up to 3 cycles.
+    /// Up to 3 cycles, and a cycle past on time at least.
     Late,
     /// Up to 10 cycles.
     Overdue,
@@ -99,10 +99,13 @@ pub fn of_arrivals(arrivals: &[Timestamp], now: Timestamp) -> Option<Uplink> {
     let last = *arrivals.last()?;
     let age: Duration = now.duration_since(last).try_into().unwrap_or_default();
     let cycle = cycle(arrivals);
+    // Late lasts a cycle at least: for a cycle under 4 s the slack put
+    // 3 cycles before the end of on time, and such a device (the demo's,
+    // 1 s) went from on time straight to overdue (a README audit).
     let keeping = match cycle {
         None => Keeping::Learning,
         Some(c) if age <= c.mul_f64(1.5) + SLACK => Keeping::OnTime,
-        Some(c) if age <= c * 3 => Keeping::Late,
+        Some(c) if age <= (c * 3).max(c.mul_f64(2.5) + SLACK) => Keeping::Late,
         Some(c) if age <= c * 10 => Keeping::Overdue,
         Some(_) => Keeping::Silent,
     };
@@ -503,6 +506,16 @@ mod tests {
         assert_eq!(keeping(&cycle, 251 + 189), (Some(63), Keeping::Late));
         assert_eq!(keeping(&cycle, 251 + 190), (Some(63), Keeping::Overdue));
         assert_eq!(keeping(&cycle, 251 + 631), (Some(63), Keeping::Silent));
+    }
+
+    #[test]
+    fn a_short_cycle_is_late_for_a_cycle_before_it_is_overdue() {
+        let cycle = [0, 1, 2, 3, 4];
+        assert_eq!(keeping(&cycle, 4 + 3), (Some(1), Keeping::OnTime));
+        assert_eq!(keeping(&cycle, 4 + 4), (Some(1), Keeping::Late));
+        assert_eq!(keeping(&cycle, 4 + 5), (Some(1), Keeping::Overdue));
+        assert_eq!(keeping(&cycle, 4 + 10), (Some(1), Keeping::Overdue));
+        assert_eq!(keeping(&cycle, 4 + 11), (Some(1), Keeping::Silent));
     }
 
     #[test]
