@@ -17,8 +17,11 @@ const USER_AGENT: &str = concat!("autopi-rx-simulate/", env!("CARGO_PKG_VERSION"
 /// Failed attempts after which the device stops trying a batch (MAX RETRY
 /// in its code).
 pub const MAX_FAILURES: u32 = 10;
-/// How much of a refusal's body is kept to explain it.
-const REASON_CHARS: usize = 200;
+/// How much of a refusal's body is kept to explain it: enough for the
+/// receiver's own 401 whole (about 400), whose end holds the hint to
+/// compare fingerprints. It was 200, cut with no mark, and that hint was
+/// lost (a README audit).
+pub const REASON_CHARS: usize = 600;
 
 /// Where and as whom to upload.
 pub struct Target {
@@ -259,17 +262,33 @@ pub fn reason_from_cleaned(body: &[u8], clean: impl Fn(String) -> String) -> Str
     }
 }
 
-/// An answer's words as a reason shows them: on one line, cut to
-/// `REASON_CHARS` characters, trimmed. Whatever must not be shown is to be
-/// taken out first: a cut could leave part of it.
+/// An answer's words as a reason shows them: on one line, trimmed, cut to
+/// `REASON_CHARS` characters with `…` where cut. Whatever must not be
+/// shown is to be taken out first: a cut could leave part of it.
 pub fn one_line(text: &str) -> String {
-    let line: String = crate::text::on_one_line(text).take(REASON_CHARS).collect();
+    let mut chars = crate::text::on_one_line(text);
+    let mut line: String = chars.by_ref().take(REASON_CHARS).collect();
+    if chars.any(|c| !c.is_whitespace()) {
+        line.truncate(line.trim_end().len());
+        line.push('…');
+    }
     line.trim().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_is_cut_with_a_mark_and_only_where_it_goes_on() {
+        let long = format!("why {}", "x".repeat(1000));
+        let cut = one_line(&long);
+        assert_eq!(cut.chars().count(), REASON_CHARS + 1);
+        assert!(cut.ends_with("x…"), "{cut}");
+        let exact = "y".repeat(REASON_CHARS);
+        assert_eq!(one_line(&format!("{exact} \n ")), exact);
+        assert_eq!(one_line(" short\nreason "), "short reason");
+    }
 
     #[test]
     fn a_port_that_is_not_one_is_refused() {

@@ -348,6 +348,15 @@ fn a_rejected_token_stops_the_run_at_once_without_showing_the_token() {
         failure.message
     );
     assert!(!failure.message.contains("not-the-bench-token"));
+    // The receiver's reason whole, with its hint at the end (it was cut at
+    // 200 characters, inside `autopi-rx fingerprint`).
+    assert!(
+        failure
+            .message
+            .contains("compare fingerprints with `autopi-rx fingerprint`"),
+        "{}",
+        failure.message
+    );
     let summary = failure.summary.unwrap();
     assert_eq!((summary.batches, summary.unacknowledged), (0, 1));
     assert!(!summary.to_string().contains("not-the-bench-token"));

@@ -588,7 +588,12 @@ mod tests {
         let Attempt::Retry { error, .. } = judged(301, b"", None, long, &ours) else {
             panic!("a redirect is tried again");
         };
-        assert!(error.len() < 400, "{} bytes", error.len());
+        assert!(
+            error.len() < crate::upload::REASON_CHARS + 200,
+            "{} bytes",
+            error.len()
+        );
+        assert!(error.contains("aaa…"), "{error}");
     }
 
     fn kind(status: u16) -> &'static str {
