@@ -36,6 +36,10 @@ pub struct ForwardStatus {
 pub enum Link {
     /// Nothing tried yet.
     Starting,
+    /// The capture read to its end with nothing to send: the target is
+    /// not tried until a batch comes. It was shown `up` (a README audit:
+    /// also for a target refusing every connection).
+    Idle,
     /// The last attempt was acknowledged.
     Up,
     /// Attempts fail since `since`; `error` says how the last one failed.
@@ -56,11 +60,13 @@ impl ForwardStatus {
         }
     }
 
-    /// One word for the state: `up`, `catching_up`, `down` or `starting`.
+    /// One word for the state: `up`, `catching_up`, `down`, `starting`
+    /// or `idle`.
     pub fn kind(&self) -> &'static str {
         match (&self.link, self.pending) {
             (Link::Down { .. }, _) => "down",
             (Link::Starting, 0) => "starting",
+            (Link::Idle, 0) => "idle",
             (_, 0) => "up",
             _ => "catching_up",
         }
@@ -90,6 +96,7 @@ impl ForwardStatus {
             }
             _ if self.pending > 0 => format!("catching up {}{lag}", batches(self.pending)),
             Link::Starting => "starting".to_string(),
+            Link::Idle => "nothing sent yet (tried with the first batch)".to_string(),
             Link::Up => "up".to_string(),
         };
         if self.parked > 0 {
@@ -133,6 +140,7 @@ impl ForwardStatus {
             }
             _ if self.pending > 0 => format!("catching up {}{lag}", self.pending),
             Link::Starting => "starting".to_string(),
+            Link::Idle => "nothing sent yet".to_string(),
             Link::Up => "up".to_string(),
         };
         if self.parked > 0 {

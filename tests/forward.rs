@@ -272,6 +272,38 @@ fn upstream_down_then_up_gets_everything_in_order() {
     );
 }
 
+/// A target nothing was sent to yet is `idle` (it was `up`, also when
+/// nothing listened there: a README audit); the first batch then makes it
+/// `up` in one note (not a `catching_up` before it), or `down`.
+#[test]
+fn a_target_is_idle_until_its_first_batch_then_up_or_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let rx = forwarder(&dir.path().join("refused.jsonl"), &url, &[]);
+    let first = forward_note(&rx, "", |_| true);
+    assert_eq!(first["state"], "idle", "{first}");
+    let page = status_page(&rx);
+    assert!(page.contains("nothing sent yet"), "{page}");
+    upload(&rx, &batch(0));
+    let next = forward_note(&rx, "", |_| true);
+    assert_eq!(next["state"], "down", "{next}");
+    drop(rx);
+
+    let up = upstream(dir.path(), port);
+    let rx = forwarder(&dir.path().join("taken.jsonl"), &url, &[]);
+    let first = forward_note(&rx, "", |_| true);
+    assert_eq!(first["state"], "idle", "{first}");
+    upload(&rx, &batch(1));
+    let next = forward_note(&rx, "", |_| true);
+    assert_eq!(
+        (&next["state"], &next["forwarded"]),
+        (&"up".into(), &1.into()),
+        "{next}"
+    );
+    assert_eq!(complete_lines(&up.capture).len(), 1);
+}
+
 /// The capture cut short in place while forwarding (`: > capture`,
 /// logrotate's `copytruncate`): the writer goes on at the file's new end,
 /// and the forwarder follows it there, so every batch acknowledged after

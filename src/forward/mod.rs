@@ -580,19 +580,19 @@ struct Job {
 }
 
 /// The state a headless note names. Uploads arriving while the target is
-/// up are live traffic, not a backlog: noting each one as "catching up"
-/// would print two lines per upload, so a backlog younger than `LIVE_LAG`
-/// keeps an `up` target noted as up. After a `down`, the catch-up is noted
-/// until it is over.
+/// up (or idle, nothing sent yet) are live traffic, not a backlog: noting
+/// each one as "catching up" would print two lines per upload, so a
+/// backlog younger than `LIVE_LAG` keeps such a target noted as it was
+/// (an idle one's first delivery is then noted `up`). After a `down`, the
+/// catch-up is noted until it is over.
 fn noted_kind(s: &ForwardStatus, before: Option<&'static str>) -> &'static str {
-    match s.kind() {
-        "catching_up"
-            if before == Some("up")
-                && s.lag_seconds(Timestamp::now()).unwrap_or(0) < LIVE_LAG.as_secs() =>
+    match (s.kind(), before) {
+        ("catching_up", Some(was @ ("up" | "idle")))
+            if s.lag_seconds(Timestamp::now()).unwrap_or(0) < LIVE_LAG.as_secs() =>
         {
-            "up"
+            was
         }
-        kind => kind,
+        (kind, _) => kind,
     }
 }
 
@@ -675,7 +675,7 @@ impl Job {
                         continue;
                     }
                     if self.status.pending == 0 && self.status.link == Link::Starting {
-                        self.status.link = Link::Up;
+                        self.status.link = Link::Idle;
                     }
                     self.publish();
                     sink.idle(&self.durable, limit, IDLE_WAIT);
