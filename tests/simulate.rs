@@ -374,7 +374,7 @@ fn a_batch_refused_ten_times_is_given_up_with_the_reason() {
     assert!(
         failure
             .message
-            .contains("gave up on batch 0 after 10 failed attempts")
+            .contains("gave up on batch 1 after 10 failed attempts")
             && failure.message.contains("HTTP 503: scripted failure"),
         "{}",
         failure.message
@@ -749,9 +749,9 @@ fn ctrl_c_starts_no_upload_after_it() {
         Scripted, ScriptedServer, answer, binary, lines_until, signal, stderr_lines, wait_output,
     };
     let refusal = answer("500 Internal Server Error", br#"{"error":"down"}"#);
-    // Cycle 1 sends batch 0 (refused); cycle 2 batch 0 again and batch 1
-    // (both refused); cycle 3 batch 0 again, whose answer waits for the
-    // signal to be taken: batch 1 is behind it in the queue, and batch 2
+    // Cycle 1 sends batch 1 (refused); cycle 2 batch 1 again and batch 2
+    // (both refused); cycle 3 batch 1 again, whose answer waits for the
+    // signal to be taken: batch 2 is behind it in the queue, and batch 3
     // after that.
     let server = ScriptedServer::start(vec![
         Scripted::Answer(refusal.clone()),
@@ -785,7 +785,7 @@ fn ctrl_c_starts_no_upload_after_it() {
         "an upload after Ctrl-C:\n{stderr}"
     );
     assert!(
-        stderr.contains("batch 0: HTTP 500: down; not sent again (stopping)"),
+        stderr.contains("batch 1: HTTP 500: down; not sent again (stopping)"),
         "{stderr}"
     );
     assert!(stdout.contains("interrupted"), "{stdout}");

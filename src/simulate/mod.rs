@@ -258,7 +258,9 @@ impl Batches {
             session: Session::new(settings.seed, settings.start, settings.stamps),
             size: settings.batch,
             gzip: settings.gzip,
-            next_number: 0,
+            // Counted from 1, as replay and view count batches (a README
+            // audit found simulate's first was batch 0).
+            next_number: 1,
         }
     }
 }
@@ -840,7 +842,7 @@ mod tests {
         let numbers: Vec<_> = std::iter::from_fn(|| live.next())
             .map(|p| p.number)
             .collect();
-        assert_eq!(numbers, [0, 1]);
+        assert_eq!(numbers, [1, 2]);
         let Source::Prepared { payloads, .. } = Source::new(&settings) else {
             panic!("a small run is prepared beforehand");
         };
