@@ -190,6 +190,26 @@ fn round_trip_with_the_receiver_acknowledges_and_captures_every_batch() {
     assert_eq!(got, want, "the capture holds exactly the batches sent");
 }
 
+/// With its last batch acknowledged the run ends; it waited one more
+/// interval first (a README audit: `--count 1 --interval 1` took 1 s; here
+/// an hour).
+#[test]
+fn the_run_ends_with_its_last_batch_not_an_interval_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path());
+    let mut a = args(&format!("http://{}/logbook/storage", rx.addr), 1);
+    a.interval = 3600.0;
+    let (tx, done) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&a).map(|s| s.batches).map_err(|f| f.message));
+    });
+    let batches = done
+        .recv_timeout(Duration::from_secs(30))
+        .expect("still running 30 s after its one batch");
+    assert_eq!(batches, Ok(1));
+    rx.shutdown();
+}
+
 #[test]
 fn refused_batches_are_retried_whole_and_nothing_is_lost() {
     let (server, url, log) = scripted(vec![500, 500]);

@@ -301,6 +301,14 @@ impl Source {
         }
     }
 
+    /// Whether `next` has nothing more to give.
+    fn drained(&self) -> bool {
+        match self {
+            Source::Prepared { payloads, next } => next.load(Ordering::Relaxed) >= payloads.len(),
+            Source::Live(live) => live.lock().unwrap_or_else(|p| p.into_inner()).1 == Some(0),
+        }
+    }
+
     fn next(&self) -> Option<Arc<Payload>> {
         match self {
             Source::Prepared { payloads, next } => {
@@ -414,6 +422,11 @@ impl Shared<'_> {
                 }
                 None if queue.is_empty() => break,
                 None => {}
+            }
+            // The last batch taken: no cycle to wait for (it waited one
+            // more interval before exiting, a README audit).
+            if queue.is_empty() && self.source.drained() {
+                break;
             }
             let mut pause = self.settings.interval;
             if !queue.is_empty() {
