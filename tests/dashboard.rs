@@ -988,6 +988,19 @@ fn events_in_device_order_late_ones_marked_dates_across_days() {
         .expect(&screen);
     let after = screen.find("11-27 08:14:55  @x/after").expect(&screen);
     assert!(glitch < after, "{screen}");
+    // A clock not yet set (1970, before NTP): old data, with its year.
+    app.apply(&accepted(
+        6,
+        at("2026-11-27T08:16:00Z"),
+        Some(UNIT),
+        &event("1970-01-01T00:00:42Z", "x/unset"),
+    ));
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("1970-01-01 00:00:42  ↺ +56y @x/unset"),
+        "{screen}"
+    );
+    assert!(screen.contains("11-27 08:14:55  @x/after"), "{screen}");
 }
 
 #[test]

@@ -85,8 +85,10 @@ fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
     let t = &app.theme;
     let tag_style = if l.failure { t.error } else { t.value };
     let year = |t: Timestamp| t.strftime("%Y").to_string();
-    let time = if dated && year(l.ts) != year(l.rank) {
-        // Stamped in another year than where it sorts: the year too.
+    let time = if dated && (year(l.ts) != year(l.rank) || year(l.ts) != year(app.now())) {
+        // Stamped in another year than where it sorts, or than now (a
+        // device at 1970 before its clock is set read `01-01` with no
+        // year): the year too.
         l.ts.strftime("%Y-%m-%d %H:%M:%S").to_string()
     } else if dated {
         l.ts.strftime("%m-%d %H:%M:%S").to_string()
@@ -108,12 +110,15 @@ fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
     Line::from(spans)
 }
 
-/// A length of time in its largest unit: `40s`, `4m`, `2h`, `3d`.
+/// A length of time in its largest unit: `40s`, `4m`, `2h`, `3d`, `56y`.
 fn short_span(secs: u64) -> String {
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3_599 => format!("{}m", secs / 60),
         3_600..=86_399 => format!("{}h", secs / 3_600),
-        _ => format!("{}d", secs / 86_400),
+        86_400..=86_399_999 => format!("{}d", secs / 86_400),
+        // From 1000 days in whole years of 365.25 days, as `format::span`
+        // goes to years (a clock at 1970 was `↺ +20784d`).
+        _ => format!("{}y", secs / 31_557_600),
     }
 }
