@@ -586,10 +586,7 @@ impl Device {
             View::Position(p) => {
                 // Coordinates no place has are no fix to draw (near f64's
                 // limit they hung the map: see `ui::position`).
-                if let (Some(lat), Some(lon)) = (p.lat, p.lon)
-                    && lat.abs() <= 90.0
-                    && lon.abs() <= 180.0
-                {
+                if let Some((lat, lon)) = p.on_earth() {
                     // At its place in time: a fix stamped far ahead is
                     // drawn where it arrived (see `rank`).
                     self.track

@@ -78,6 +78,21 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ];
     Paragraph::new(lines).render(text_area, buf);
     map(app, device, map_area, buf);
+    if f.on_earth().is_none() {
+        // The newest fix is in the text but on no map: the mark is an
+        // older fix's, said here (nothing said so).
+        let note = Span::styled(
+            " newest fix has no place: ● is an older one ",
+            app.theme.warn,
+        );
+        let spot = Rect::new(
+            map_area.x,
+            map_area.y,
+            map_area.width,
+            1.min(map_area.height),
+        );
+        Paragraph::new(fit_line(Line::from(note), map_area.width)).render(spot, buf);
+    }
 }
 
 /// Bounds of the map: the track plus a margin, widened so a dot covers the
@@ -189,18 +204,28 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
 /// whole turns so that it is within 180° of the one before: a track that
 /// crosses the antimeridian (179.9° to -179.9°, 0.2° east) stays one short
 /// line, where it was drawn across the world and the map zoomed out to it.
+///
+/// A track that goes round the world that way (fixes hopping 170° each,
+/// random fixes over the world) is left as it came: unwrapped, its
+/// longitudes drifted by whole turns to ±350 000° and the map became a
+/// flat band with no coast (a hostile-client probe).
 fn unwrapped(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let raw: Vec<(f64, f64)> = points.collect();
     let mut before: Option<f64> = None;
-    points
-        .map(|(lon, lat)| {
+    let (mut west, mut east) = (f64::MAX, f64::MIN);
+    let moved: Vec<(f64, f64)> = raw
+        .iter()
+        .map(|&(lon, lat)| {
             let lon = match before {
                 Some(b) => lon - ((lon - b) / 360.0).round() * 360.0,
                 None => lon,
             };
             before = Some(lon);
+            (west, east) = (west.min(lon), east.max(lon));
             (lon, lat)
         })
-        .collect()
+        .collect();
+    if east - west > 360.0 { raw } else { moved }
 }
 
 /// A scale bar (`├────┤ 100 m`) for `m_per_cell` metres a column: the
@@ -324,6 +349,54 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("drawing {lat:e}, {lon:e} did not end"));
         }
+    }
+
+    /// The newest fix in the text with no place on the map: said on the
+    /// map, where the mark is an older fix's.
+    #[test]
+    fn a_newest_fix_with_no_place_is_said_on_the_map() {
+        let pos = |lat: &str, ts: &str| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:{ts}Z","loc":{{"lat":{lat},"lon":9.9}}}}"#
+            )
+        };
+        let screen = |track: String| {
+            let mut app = crate::dashboard::app::App::new(
+                crate::dashboard::app::Setup::default(),
+                crate::dashboard::theme::Theme::color(),
+                crate::fixtures::at("2026-11-27T08:10:00Z"),
+            );
+            let t = crate::fixtures::at("2026-11-27T08:01:00Z");
+            app.apply(&crate::fixtures::accepted(1, t, Some("u"), &track));
+            let area = Rect::new(0, 0, 80, 14);
+            let mut buf = Buffer::empty(area);
+            render(&app, area, &mut buf);
+            (0..area.height)
+                .map(|y| (0..area.width).map(|x| buf[(x, y)].symbol()).collect())
+                .collect::<Vec<String>>()
+                .join("\n")
+        };
+        let off = screen(format!("[{},{}]", pos("57.02", "00"), pos("1e308", "05")));
+        assert!(off.contains("newest fix has no place"), "{off}");
+        let on = screen(format!("[{},{}]", pos("1e308", "00"), pos("57.02", "05")));
+        assert!(!on.contains("no place"), "{on}");
+    }
+
+    /// A track going round the world is not unwrapped into a band of
+    /// whole turns; one across the antimeridian still is (below).
+    #[test]
+    fn a_track_round_the_world_keeps_its_longitudes() {
+        let hops: Vec<(f64, f64)> = (0..200)
+            .map(|i| (f64::from(i * 170 % 360) - 180.0, 10.0))
+            .collect();
+        let track = unwrapped(hops.iter().copied());
+        assert!(
+            track
+                .iter()
+                .all(|&(lon, _)| (-180.0..=180.0).contains(&lon))
+        );
+        let (xb, _) = bounds(&track, 40, 10);
+        assert!(xb[1] - xb[0] < 1000.0, "{xb:?}");
     }
 
     #[test]
