@@ -118,14 +118,25 @@ pub enum Scalar<'a> {
 impl fmt::Display for Scalar<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // Past any reading's size, or below its precision, in
-            // exponent form: `1e308` written out is 309 digits, and a
-            // number beyond f64's precision looks exact when it is not.
-            Scalar::Number(n) if n.abs() >= 1e15 || (*n != 0.0 && n.abs() < 1e-6) => {
-                write!(f, "{n:e}")
-            }
-            Scalar::Number(n) => write!(f, "{n}"),
+            Scalar::Number(n) => Shown(*n).fmt(f),
             Scalar::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// A device's number as the screen writes it: past any reading's size, or
+/// below its precision, in exponent form (`1e308` written out is 309
+/// digits, and a number beyond f64's precision looks exact when it is
+/// not); otherwise as it is.
+pub struct Shown(pub f64);
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n.abs() >= 1e15 || (n != 0.0 && n.abs() < 1e-6) {
+            write!(f, "{n:e}")
+        } else {
+            write!(f, "{n}")
         }
     }
 }
@@ -389,11 +400,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
     }
 }
 
+/// An OBD value: a number, a string, and any other JSON value by its kind
+/// (`true`, `null`, `{…}`, `[…]`: they showed blank).
 fn scalar(raw: &str) -> Option<Scalar<'_>> {
     if let Some(n) = number(raw) {
         return Some(Scalar::Number(n));
     }
-    json_str(raw).map(Scalar::Text)
+    if let Some(text) = json_str(raw) {
+        return Some(Scalar::Text(text));
+    }
+    let raw = raw.trim();
+    let kind = match raw.as_bytes().first()? {
+        b'{' => "{…}",
+        b'[' => "[…]",
+        _ if matches!(raw, "true" | "false" | "null") => raw,
+        _ => return None,
+    };
+    Some(Scalar::Text(Cow::Borrowed(kind)))
 }
 
 /// Every field of one object, values left as raw JSON text; None for an
@@ -475,6 +498,27 @@ mod tests {
             "1.2345678901234568e29"
         );
         assert_eq!(shown(1e-7), "1e-7");
+    }
+
+    /// OBD values that are neither number nor string are shown by kind
+    /// (they showed blank).
+    #[test]
+    fn an_obd_value_of_another_kind_is_shown_by_its_kind() {
+        let value = |v: &str| {
+            let batch = format!(r#"[{{"@t":"obd.x","@ts":"2026-11-27T08:00:00Z","value":{v}}}]"#);
+            let recs = parse_batch(&batch).unwrap();
+            let View::Obd { value, .. } = &recs[0].view else {
+                panic!("{:?}", recs[0].view);
+            };
+            value.as_ref().map(|v| v.to_string())
+        };
+        assert_eq!(value("true").as_deref(), Some("true"));
+        assert_eq!(value("false").as_deref(), Some("false"));
+        assert_eq!(value("null").as_deref(), Some("null"));
+        assert_eq!(value(r#"{"a": [1, 2]}"#).as_deref(), Some("{…}"));
+        assert_eq!(value(" [1, 2]").as_deref(), Some("[…]"));
+        assert_eq!(value("1e308").as_deref(), Some("1e308"));
+        assert_eq!(value(r#""P0300""#).as_deref(), Some("P0300"));
     }
 
     #[test]

@@ -936,7 +936,7 @@ fn clip(s: String, max: usize) -> String {
 
 /// An optional number, `-` when missing.
 fn opt(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| v.to_string())
+    v.map_or("-".into(), |v| crate::record::Shown(v).to_string())
 }
 
 #[cfg(test)]
@@ -1405,6 +1405,23 @@ mod tests {
         s.apply(&accepted(1, at("2026-11-27T08:00:30Z"), Some(UNIT), body));
         let t = &s.device(UNIT).unwrap().types["obd.bat"];
         assert!(t.last_value.starts_with("12.7 V"), "{}", t.last_value);
+    }
+
+    /// A number past any reading is written in exponent form on the Types
+    /// tab, as OBD values are (a level of 1e308 was 309 digits, cut).
+    #[test]
+    fn a_type_shows_an_absurd_number_in_exponent_form() {
+        let mut s = State::default();
+        let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:10Z","voltage":12.7,"level":1e308},
+            {"@t":"track.pos","@ts":"2026-11-27T08:00:10Z","loc":{"lat":57.0,"lon":-1e300}}]"#;
+        s.apply(&accepted(1, at("2026-11-27T08:00:30Z"), Some(UNIT), body));
+        let types = &s.device(UNIT).unwrap().types;
+        assert_eq!(types["obd.bat"].last_value, "12.7 V 1e308 % -");
+        assert!(
+            types["track.pos"].last_value.starts_with("57 -1e300 alt"),
+            "{}",
+            types["track.pos"].last_value
+        );
     }
 
     #[test]
