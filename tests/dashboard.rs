@@ -1043,6 +1043,24 @@ fn battery_shows_min_max_the_last_crank_and_a_time_axis() {
         );
         assert!(screen.contains("level 90 %"), "{screen}");
     }
+    // A day on, and a year on: the crank's date (it read as a time of
+    // today).
+    app.tick(at("2026-11-28T09:00:00Z"));
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("crank 10.10 V 11-27 "), "{screen}");
+    let screen = text(&draw(&app, 200, 60));
+    assert!(
+        screen.contains("crank 10.10 V at 11-27 08:00 (1d00h ago)"),
+        "{screen}"
+    );
+    app.tick(at("2027-01-02T09:00:00Z"));
+    let screen = text(&draw(&app, 200, 60));
+    assert!(
+        screen.contains("crank 10.10 V at 2026-11-27 (36d00h ago)"),
+        "{screen}"
+    );
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("crank 10.10 V 2026-11-27"), "{screen}");
 }
 
 /// A drive in Copenhagen, an hour's gap, then one in Aalborg, on `day`,

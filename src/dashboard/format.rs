@@ -131,6 +131,23 @@ pub fn clock(t: Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
 }
 
+/// When `t` was, as short as `now` allows, in UTC: the time of day on
+/// `now`'s day (`08:00:01`), the date in its year (`11-26`, with the
+/// minute `11-26 23:59` when `minute`), the date in another year
+/// (`1970-01-01`): a crank a day or years before read as a time of today.
+pub fn clock_or_date(now: Timestamp, t: Timestamp, minute: bool) -> String {
+    let day = |t: Timestamp| t.as_second().div_euclid(86_400);
+    if day(t) == day(now) {
+        clock(t)
+    } else if t.strftime("%Y").to_string() != now.strftime("%Y").to_string() {
+        t.strftime("%Y-%m-%d").to_string()
+    } else if minute {
+        t.strftime("%m-%d %H:%M").to_string()
+    } else {
+        t.strftime("%m-%d").to_string()
+    }
+}
+
 /// Time of day in UTC with milliseconds: `08:00:01.250`.
 pub fn clock_ms(t: Timestamp) -> String {
     t.strftime("%H:%M:%S%.3f").to_string()
@@ -286,6 +303,18 @@ pub use crate::text::is_invisible;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_on_another_day_or_year_says_its_date() {
+        let now = crate::fixtures::at("2026-11-27T08:10:00Z");
+        let when = |t: &str| clock_or_date(now, crate::fixtures::at(t), true);
+        assert_eq!(when("2026-11-27T00:00:01Z"), "00:00:01");
+        assert_eq!(when("2026-11-26T23:59:59Z"), "11-26 23:59");
+        let day = clock_or_date(now, crate::fixtures::at("2026-11-26T23:59:59Z"), false);
+        assert_eq!(day, "11-26");
+        assert_eq!(when("2025-11-27T08:10:00Z"), "2025-11-27");
+        assert_eq!(when("1970-01-01T00:00:42Z"), "1970-01-01");
+    }
 
     #[test]
     fn numbers_fit_their_column_without_being_cut() {

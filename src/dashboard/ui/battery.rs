@@ -23,7 +23,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{age, clock, fixed, span};
+use crate::dashboard::format::{age, clock, clock_or_date, fixed, span};
 use crate::dashboard::state::{BatteryNow, Device, Stamped, VoltageSummary};
 use crate::dashboard::ui::{bottom_edge, fit_line, old_data_title, panel, placeholder};
 
@@ -109,7 +109,10 @@ fn short_stats_line(app: &App, s: &VoltageSummary) -> Line<'static> {
             format!("{} V", fixed(Some(c.volts), 2)),
             t.value,
         ));
-        spans.push(Span::styled(format!(" {}", clock(c.ts)), t.label));
+        spans.push(Span::styled(
+            format!(" {}", clock_or_date(app.now(), c.ts, false)),
+            t.label,
+        ));
     }
     Line::from(spans)
 }
@@ -133,7 +136,11 @@ fn stats_line(app: &App, s: &VoltageSummary, wide: bool) -> Line<'static> {
                 t.value,
             ));
             spans.push(Span::styled(
-                format!("{at} {} ({})", clock(c.ts), age(app.now(), c.ts)),
+                format!(
+                    "{at} {} ({})",
+                    clock_or_date(app.now(), c.ts, true),
+                    age(app.now(), c.ts)
+                ),
                 t.label,
             ));
         }
