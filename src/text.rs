@@ -160,6 +160,26 @@ pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
     escaped(s, is_invisible)
 }
 
+/// Longest name from the network (an `@t`, a `unit-id`, a tag) a line of
+/// text shows: the dashboard keeps names so, `view --summary` writes them
+/// so.
+pub const NAME_CHARS: usize = 200;
+
+/// `shown`, cut to `max` characters with `…` where cut: a name from the
+/// network (an `@t`, a `unit-id`) as a line of text shows it.
+pub fn shown_cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let shown = shown(s);
+    match shown.char_indices().nth(max) {
+        None => shown,
+        Some((at, _)) => {
+            let mut cut = shown[..at].to_owned();
+            cut.pop();
+            cut.push('…');
+            std::borrow::Cow::Owned(cut)
+        }
+    }
+}
+
 /// A file name for a message on a terminal: as `Path::display` writes it,
 /// with every invisible character written as `\u{..}` (see `shown`). A
 /// name given on the command line (or made from one) can hold an escape

@@ -11,6 +11,9 @@ use serde::Serialize;
 
 use super::load::{self, CaptureLine, Progress, Report};
 use crate::record::{View, for_each_record};
+// Names are cut in the text form as on the dashboard (the JSON has them
+// whole): a 1 MB `@t` made a 1 MB line.
+use crate::text::NAME_CHARS;
 
 /// A silence in a device's records longer than this is listed as a gap.
 pub const GAP: i64 = 5 * 60 * 1000;
@@ -299,7 +302,11 @@ impl fmt::Display for Summary {
         }
         for d in &self.devices {
             // What a device sent is shown, never obeyed by the terminal.
-            writeln!(f, "\ndevice {}", crate::text::shown(&d.unit_id))?;
+            writeln!(
+                f,
+                "\ndevice {}",
+                crate::text::shown_cut(&d.unit_id, NAME_CHARS)
+            )?;
             writeln!(
                 f,
                 "  received   {}",
@@ -316,7 +323,7 @@ impl fmt::Display for Summary {
                 let name = if t.is_empty() {
                     "(no @t)".into()
                 } else {
-                    crate::text::shown(t)
+                    crate::text::shown_cut(t, NAME_CHARS)
                 };
                 let _ = write!(types, "\n    {n:>9}  {name}");
             }
@@ -423,5 +430,25 @@ mod tests {
             text.contains("device b") && text.contains("gaps over 5 min: 2"),
             "{text}"
         );
+    }
+
+    /// Names are cut in the text form as on the dashboard (a 1 MB `@t`
+    /// made a 1 MB line); the JSON form has them whole.
+    #[test]
+    fn long_names_are_cut_in_the_text_and_whole_in_the_json() {
+        let (unit, kind) = ("u".repeat(5000), "t".repeat(100_000));
+        let records = format!(r#"[{{"@t":"{kind}","@ts":"2026-11-27T08:00:00"}}]"#);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let text = line("2026-11-27T08:01:05Z", &unit, "h1", false, &records);
+        std::fs::write(&path, text + "\n").unwrap();
+        let s = summarize(&[path]).unwrap();
+        let text = s.to_string();
+        let longest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(longest < NAME_CHARS + 20, "{longest}");
+        assert!(text.contains(&format!("{}…", "t".repeat(NAME_CHARS - 1))));
+        assert!(text.contains(&format!("device {}…", "u".repeat(NAME_CHARS - 1))));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(&kind) && json.contains(&unit));
     }
 }

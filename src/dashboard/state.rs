@@ -37,7 +37,7 @@ pub const MAX_KEYS: usize = 256;
 /// a device sending 100 000-character tags holds a few hundred bytes per
 /// event, not the tag. Two names alike in their first 200 characters
 /// count as one.
-pub const NAME_CHARS: usize = 200;
+pub const NAME_CHARS: usize = crate::text::NAME_CHARS;
 /// Longest one-line value kept for the Types tab.
 const SUMMARY_CHARS: usize = 160;
 
@@ -904,11 +904,7 @@ const FIELD_CHARS: usize = 400;
 /// two rows that look different, not two alike (the screen drops what
 /// it cannot show); cut to `NAME_CHARS` characters, ending in `…` when cut.
 fn name(s: &str) -> std::borrow::Cow<'_, str> {
-    let shown = crate::text::shown(s);
-    match shown.char_indices().nth(NAME_CHARS) {
-        None => shown,
-        Some(_) => std::borrow::Cow::Owned(clip(shown.into_owned(), NAME_CHARS)),
-    }
+    crate::text::shown_cut(s, NAME_CHARS)
 }
 
 /// `s` on one line (a tab or line end is a space: the screen drops them,
