@@ -25,11 +25,18 @@ pub struct ForwardStatus {
     pub parked: u64,
     /// Why the latest batch was parked.
     pub last_parked: Option<String>,
+    /// When the attempt under way was sent, while it waits for its answer:
+    /// a target that takes the batch and never answers was only `catching
+    /// up` for as long as the attempt's timeout (minutes for a large batch).
+    pub sending_since: Option<Timestamp>,
     /// Capture lines the target is done with (passed on, skipped or
     /// parked): with the capture's synced line count, `pending` is
     /// counted afresh on each snapshot, also while a batch hangs.
     pub done_lines: Option<u64>,
 }
+
+/// An attempt waiting this long (seconds) for its answer is said.
+const NO_ANSWER_SHOWN: i64 = 3;
 
 /// Whether the target takes what it is sent.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +63,20 @@ impl ForwardStatus {
             forwarded: 0,
             parked: 0,
             last_parked: None,
+            sending_since: None,
             done_lines: None,
+        }
+    }
+
+    /// ` · no answer for 42 s` when the attempt under way has waited
+    /// `NO_ANSWER_SHOWN` or more, else nothing.
+    fn waiting(&self, now: Timestamp) -> String {
+        let waited = self
+            .sending_since
+            .map(|since| now.as_second().saturating_sub(since.as_second()));
+        match waited {
+            Some(s) if s >= NO_ANSWER_SHOWN => format!(" · no answer for {s} s"),
+            _ => String::new(),
         }
     }
 
@@ -99,6 +119,7 @@ impl ForwardStatus {
             Link::Idle => "nothing sent yet (tried with the first batch)".to_string(),
             Link::Up => "up".to_string(),
         };
+        text.push_str(&self.waiting(now));
         if self.parked > 0 {
             text.push_str(&format!(" · parked {}", self.parked));
             if let Some(why) = &self.last_parked {
@@ -143,6 +164,7 @@ impl ForwardStatus {
             Link::Idle => "nothing sent yet".to_string(),
             Link::Up => "up".to_string(),
         };
+        text.push_str(&self.waiting(now));
         if self.parked > 0 {
             text.push_str(&format!(" · parked {}", self.parked));
         }
@@ -228,6 +250,19 @@ mod tests {
         );
         assert_eq!(s.kind(), "down");
         assert_eq!(s.brief(now), "down since 08:00:30, 12 waiting · parked 1");
+        // An attempt waiting for its answer, from 3 s.
+        s.link = Link::Up;
+        s.sending_since = Some("2026-11-27T08:00:58Z".parse().unwrap());
+        assert_eq!(s.brief(now), "catching up 12 (lag 40 s) · parked 1");
+        s.sending_since = Some("2026-11-27T08:00:18Z".parse().unwrap());
+        assert_eq!(
+            s.brief(now),
+            "catching up 12 (lag 40 s) · no answer for 42 s · parked 1"
+        );
+        assert_eq!(
+            s.summary(now),
+            "catching up 12 batches, lag 40 s · no answer for 42 s · parked 1 (last: 413: too large)"
+        );
         assert_eq!(s.short_target(), "up");
         let m = ForwardStatus::new("mqtt://b:1883/bench".into());
         assert_eq!(m.short_target(), "mqtt b:1883");

@@ -304,6 +304,39 @@ fn a_target_is_idle_until_its_first_batch_then_up_or_down() {
     assert_eq!(complete_lines(&up.capture).len(), 1);
 }
 
+/// An upstream that takes the connection and the batch and never
+/// answers: the status page says how long the attempt has waited for its
+/// answer (it said only `catching up` for the attempt's whole timeout,
+/// minutes for a large batch).
+#[test]
+fn an_upstream_that_never_answers_is_said_to_give_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/logbook/storage", silent.local_addr().unwrap());
+    // Reads what it is sent until the receiver goes, answering nothing.
+    std::thread::spawn(move || {
+        let (mut conn, _) = silent.accept().unwrap();
+        let mut buf = [0u8; 65536];
+        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let rx = forwarder(&dir.path().join("capture.jsonl"), &url, &[]);
+    upload(&rx, &batch(0));
+    let line = wait_for("the wait for an answer said", || {
+        let page = status_page(&rx);
+        page.lines()
+            .find(|l| l.starts_with("forward ") && l.contains("no answer for"))
+            .map(str::to_string)
+    });
+    assert!(line.contains("catching up 1 batch"), "{line}");
+    let waited: u64 = line
+        .split("no answer for ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(waited >= 3, "{line}");
+}
+
 /// The capture cut short in place while forwarding (`: > capture`,
 /// logrotate's `copytruncate`): the writer goes on at the file's new end,
 /// and the forwarder follows it there, so every batch acknowledged after

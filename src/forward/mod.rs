@@ -761,9 +761,12 @@ impl Job {
         backoff: &mut Duration,
     ) -> bool {
         self.status.oldest_waiting = line.received.parse::<Timestamp>().ok();
-        self.publish();
         loop {
-            match sink.deliver(line) {
+            self.status.sending_since = Some(Timestamp::now());
+            self.publish();
+            let attempt = sink.deliver(line);
+            self.status.sending_since = None;
+            match attempt {
                 Attempt::Delivered => {
                     // Only the cursor is retried here: sending again would
                     // repeat a batch the target has.
