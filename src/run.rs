@@ -326,7 +326,7 @@ fn stop_forwarding(forwarders: Forwarders) {
         }
         if left.parked > 0 {
             crate::say!(
-                "forward {}: {} batch(es) parked (refused by the target), listed in {parked}",
+                "forward {}: {} batch(es) parked (refused by the target, or capture lines that could not be read as a batch), listed in {parked} with the reason for each",
                 left.target,
                 left.parked
             );
