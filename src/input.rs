@@ -30,16 +30,26 @@ pub fn open(path: &Path) -> io::Result<File> {
 
 /// Opens a capture to read: a regular file, or an error naming what it is.
 pub fn open_file(path: &Path) -> io::Result<File> {
-    let file = open(path)?;
-    let kind = file.metadata()?.file_type();
-    if !kind.is_file() {
-        return Err(io::Error::new(
+    let not_a_file = |kind| {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "not a regular file ({}): captures are read from files; save it to one first",
                 what_it_is(kind)
             ),
-        ));
+        )
+    };
+    let file = open(path).map_err(|e| {
+        // A socket cannot be opened at all: the error said "No such
+        // device or address".
+        match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_socket() => not_a_file(m.file_type()),
+            _ => e,
+        }
+    })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(not_a_file(kind));
     }
     Ok(file)
 }
@@ -111,6 +121,18 @@ mod tests {
             .expect("mkfifo runs");
         assert!(made.success());
         path
+    }
+
+    #[test]
+    fn a_socket_is_said_to_be_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let e = open_file(&path).unwrap_err();
+        assert!(
+            e.to_string().contains("not a regular file (a socket)"),
+            "{e}"
+        );
     }
 
     #[test]
