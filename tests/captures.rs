@@ -1771,24 +1771,27 @@ fn replay_waits_as_long_as_retry_after_asks() {
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(stdout.contains("acknowledged: 1 of 1"), "{stdout}");
 
-    // An hour is cut to 300 s; Ctrl-C (SIGINT) ends the wait at once.
-    let server = ScriptedServer::start(vec![busy("3600")]);
-    let mut child = replay(&capture, &server.url, "t", "5")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::stderr_lines(&mut child);
-    let said = common::lines_until(&lines, "asked", Duration::from_secs(30));
-    assert!(
-        said.contains(
-            "retrying it in 300 s, as the receiver asked (Retry-After: 3600 s, cut to 300 s)"
-        ),
-        "{said}"
-    );
-    common::signal(&child, "INT");
-    let out = common::wait_output(&mut child, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(130));
+    // An hour is cut to 300 s, and 20 digits too (read as 2^64 s, they
+    // were written so); Ctrl-C (SIGINT) ends the wait at once.
+    for (after, asked) in [("3600", "3600 s"), ("99999999999999999999", "over a day")] {
+        let server = ScriptedServer::start(vec![busy(after)]);
+        let mut child = replay(&capture, &server.url, "t", "5")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = common::stderr_lines(&mut child);
+        let said = common::lines_until(&lines, "asked", Duration::from_secs(30));
+        assert!(
+            said.contains(&format!(
+                "retrying it in 300 s, as the receiver asked (Retry-After: {asked}, cut to 300 s)"
+            )),
+            "{said}"
+        );
+        common::signal(&child, "INT");
+        let out = common::wait_output(&mut child, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(130));
+    }
 }
 
 /// A hand-edited capture whose unit_id holds a line end, or a character

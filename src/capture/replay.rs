@@ -347,9 +347,14 @@ fn deliver(
             summary.retries += 1;
             match asked {
                 Some(asked) if wait > settings.retry_wait => format!(
-                    "retrying it in {:.0} s, as the receiver asked (Retry-After: {:.0} s{})",
+                    "retrying it in {:.0} s, as the receiver asked (Retry-After: {}{})",
                     wait.as_secs_f64(),
-                    asked.as_secs_f64(),
+                    // 20 digits read as 18446744073709551616 s.
+                    if asked.as_secs() > 86_400 {
+                        "over a day".to_string()
+                    } else {
+                        format!("{:.0} s", asked.as_secs_f64())
+                    },
                     if asked > wait {
                         format!(", cut to {} s", RETRY_AFTER_MOST.as_secs())
                     } else {
