@@ -81,10 +81,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if f.on_earth().is_none() {
         // The newest fix is in the text but on no map: the mark is an
         // older fix's, said here (nothing said so).
-        let note = Span::styled(
-            " newest fix has no place: ● is an older one ",
-            app.theme.warn,
-        );
+        let note = Span::styled(" newest fix: no place · ● older ", app.theme.warn);
         let spot = Rect::new(
             map_area.x,
             map_area.y,
@@ -377,7 +374,7 @@ mod tests {
                 .join("\n")
         };
         let off = screen(format!("[{},{}]", pos("57.02", "00"), pos("1e308", "05")));
-        assert!(off.contains("newest fix has no place"), "{off}");
+        assert!(off.contains("newest fix: no place · ● older"), "{off}");
         let on = screen(format!("[{},{}]", pos("1e308", "00"), pos("57.02", "05")));
         assert!(!on.contains("no place"), "{on}");
     }
