@@ -213,8 +213,16 @@ impl<'a> Record<'a> {
     }
 
     /// The raw JSON text of field `key`.
+    /// A field's raw value; of a key given twice, the last, as `@t` and
+    /// `@ts` are read and as JSON parsers (serde_json, JavaScript, Python)
+    /// take it: the first made a GeoJSON fix's position disagree with its
+    /// properties and time (a hostile-client probe).
     pub fn field(&self, key: &str) -> Option<&'a str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
     }
 
     fn num(&self, key: &str) -> Option<f64> {
@@ -498,6 +506,16 @@ mod tests {
             "1.2345678901234568e29"
         );
         assert_eq!(shown(1e-7), "1e-7");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_read_at_its_last() {
+        let batch = r#"[{"@t":"track.pos","@ts":"2026-11-27T08:00:00Z","loc":{"lat":1,"lon":2},"loc":{"lat":57,"lon":9}}]"#;
+        let recs = parse_batch(batch).unwrap();
+        let View::Position(p) = &recs[0].view else {
+            panic!("{:?}", recs[0].view);
+        };
+        assert_eq!((p.lat, p.lon), (Some(57.0), Some(9.0)));
     }
 
     /// OBD values that are neither number nor string are shown by kind
