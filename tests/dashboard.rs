@@ -242,6 +242,24 @@ fn devices_past_the_tracked_ones_are_said_to_be_there() {
         uplink.contains("64+ devices (2 batches of further devices not shown)"),
         "{uplink}"
     );
+    // Ten minutes on, one more: shown in the place of the first, and the
+    // tab says one was let go.
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:10:00Z","voltage":11.9}]"#;
+    app.apply(&accepted(
+        100,
+        at("2026-11-27T08:10:01Z"),
+        Some("a-new-one"),
+        body,
+    ));
+    app.tick(at("2026-11-27T08:10:02Z"));
+    let uplink = text(&draw(&app, 200, 60));
+    assert!(uplink.contains("· 1 let go after 10 min quiet"), "{uplink}");
+    press(&mut app, &[KeyCode::Char('1')]);
+    let live = text(&draw(&app, 200, 60));
+    assert!(
+        live.contains("11.90 V") && live.contains("(64/64+) last shown to upload"),
+        "{live}"
+    );
 }
 
 #[test]

@@ -27,8 +27,15 @@ pub const TRACK_RING: usize = 2_048;
 /// it the oldest accepted bodies are let go first (the capture file has
 /// every accepted batch), refused ones (held nowhere else) only after.
 pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
-/// Devices tracked; records of further `unit-id`s are counted but not shown.
+/// Devices tracked; records of further `unit-id`s are counted but not
+/// shown, unless a device has gone quiet for `QUIET_DEVICE` (see
+/// `device_mut`).
 pub const MAX_DEVICES: usize = 64;
+/// A device tracked that has sent nothing for this long gives its place
+/// to a new one when all are taken: in a long session of devices coming
+/// and going, the 65th was never shown (a hostile-client probe left 64
+/// made-up ones, and the real device after them was only counted).
+pub const QUIET_DEVICE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 /// Record types, OBD pids and trouble codes tracked per device; a device
 /// inventing endless new names cannot grow memory past this.
 pub const MAX_KEYS: usize = 256;
@@ -252,6 +259,8 @@ pub struct State {
     /// Batches and records of devices beyond `MAX_DEVICES`, not shown.
     pub untracked_batches: u64,
     pub untracked_records: u64,
+    /// Devices let go (quiet for `QUIET_DEVICE`) to make room for new ones.
+    pub devices_let_go: u64,
     /// Each device's uplink, in the order they first uploaded: also
     /// devices none of whose batches was captured yet (refused for what
     /// they are, by a device whose token matched).
@@ -270,6 +279,7 @@ impl Default for State {
             last_upload: None,
             untracked_batches: 0,
             untracked_records: 0,
+            devices_let_go: 0,
             uplinks: Vec::new(),
             body_bytes_kept: 0,
             bodies_let_go: Default::default(),
@@ -319,9 +329,15 @@ impl State {
         if self.uplinks.len() >= MAX_DEVICES {
             // A device with a batch captured takes the row of the first
             // whose uploads were all refused, so that the devices shown
-            // elsewhere are on Uplink too.
+            // elsewhere are on Uplink too; else any takes the row of the
+            // one quiet longest, once quiet for `QUIET_DEVICE`.
             let refused_only = || self.uplinks.iter().position(|l| !l.captured_any());
-            let Some(at) = e.captured.then(refused_only).flatten() else {
+            let quiet = || {
+                quietest(&self.uplinks, e.received, |l| {
+                    l.last_seen.unwrap_or(e.received)
+                })
+            };
+            let Some(at) = e.captured.then(refused_only).flatten().or_else(quiet) else {
                 return;
             };
             self.uplinks.remove(at);
@@ -340,7 +356,11 @@ impl State {
     /// `n` (of devices, of rows), with `+` once a device beyond
     /// `MAX_DEVICES` sent a batch.
     pub fn and_more(&self, n: usize) -> String {
-        let more = if self.untracked_batches > 0 { "+" } else { "" };
+        let more = if self.untracked_batches > 0 || self.devices_let_go > 0 {
+            "+"
+        } else {
+            ""
+        };
         format!("{n}{more}")
     }
 
@@ -430,14 +450,26 @@ impl State {
     fn device_mut(&mut self, unit_id: &str, now: Timestamp) -> Option<&mut Device> {
         let index = match self.devices.iter().position(|d| d.unit_id == unit_id) {
             Some(i) => i,
-            None if self.devices.len() < MAX_DEVICES => {
+            None => {
+                if self.devices.len() >= MAX_DEVICES {
+                    let at = quietest(&self.devices, now, |d| d.last_upload)?;
+                    self.devices.remove(at);
+                    self.devices_let_go += 1;
+                }
                 self.devices.push(Device::new(unit_id, now));
                 self.devices.len() - 1
             }
-            None => return None,
         };
         self.devices.get_mut(index)
     }
+}
+
+/// Of `all`, the one whose `last` is oldest, if that is `QUIET_DEVICE` or
+/// more before `now`.
+fn quietest<T>(all: &[T], now: Timestamp, last: impl Fn(&T) -> Timestamp) -> Option<usize> {
+    let (at, one) = all.iter().enumerate().min_by_key(|(_, t)| last(t))?;
+    let quiet: std::time::Duration = now.duration_since(last(one)).try_into().ok()?;
+    (quiet >= QUIET_DEVICE).then_some(at)
 }
 
 impl Device {
@@ -1081,6 +1113,44 @@ mod tests {
         assert!(s.uplink(UNIT).is_some(), "the device with data has no row");
         assert!(s.uplink("refused-0").is_none() && s.uplink("refused-1").is_some());
         assert_eq!(s.devices_shown(), "1");
+    }
+
+    /// All places taken: a new device takes the place of the one quiet
+    /// longest once that one has been quiet ten minutes (the 65th device
+    /// was only ever counted).
+    #[test]
+    fn a_new_device_takes_the_place_of_one_quiet_for_ten_minutes() {
+        let mut s = State::default();
+        for i in 0..MAX_DEVICES {
+            let unit = format!("made-up-{i}");
+            s.apply(&accepted(
+                i as u64,
+                at("2026-11-27T08:00:00Z"),
+                Some(&unit),
+                "[]",
+            ));
+        }
+        s.apply(&accepted(
+            100,
+            at("2026-11-27T08:09:00Z"),
+            Some("made-up-0"),
+            "[]",
+        ));
+        // The others quiet for 9 min 30 s: no room yet.
+        s.apply(&accepted(101, at("2026-11-27T08:09:30Z"), Some(UNIT), "[]"));
+        assert!(s.device(UNIT).is_none() && s.uplink(UNIT).is_none());
+        assert_eq!(s.devices_shown(), "64+");
+        // Ten minutes: in the place of the first of them (not of the one
+        // that uploaded since).
+        s.apply(&accepted(102, at("2026-11-27T08:10:00Z"), Some(UNIT), "[]"));
+        assert!(s.device(UNIT).is_some() && s.uplink(UNIT).is_some());
+        assert!(s.device("made-up-1").is_none() && s.uplink("made-up-1").is_none());
+        assert!(s.device("made-up-0").is_some() && s.device("made-up-2").is_some());
+        assert_eq!(
+            (s.devices.len(), s.uplinks.len()),
+            (MAX_DEVICES, MAX_DEVICES)
+        );
+        assert_eq!((s.devices_let_go, s.devices_shown().as_str()), (1, "64+"));
     }
 
     fn guide_state() -> State {

@@ -276,6 +276,8 @@ pub struct Log {
     /// `received` of recent first copies, and how their latest copy was
     /// answered.
     answers: VecDeque<(String, Answered)>,
+    /// Its latest upload, captured or refused.
+    pub last_seen: Option<Timestamp>,
 }
 
 impl Log {
@@ -291,6 +293,7 @@ impl Log {
             resends: 0,
             refusals: BTreeMap::new(),
             answers: VecDeque::new(),
+            last_seen: None,
         }
     }
 
@@ -301,6 +304,7 @@ impl Log {
 
     /// Folds one upload (a POST) from this device.
     pub fn add(&mut self, e: &RequestEvent) {
+        self.last_seen = Some(self.last_seen.map_or(e.received, |t| t.max(e.received)));
         let answered = Answered::of(e);
         if let Answered::Refused(status) = answered {
             *self.refusals.entry(status).or_default() += 1;

@@ -103,6 +103,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             shown.untracked_batches
         ));
     }
+    if shown.devices_let_go > 0 {
+        note.push_str(&format!(
+            " · {} let go after 10 min quiet",
+            shown.devices_let_go
+        ));
+    }
     note.push_str(&format!(
         " · old data: over {} late",
         span(OLD_DATA.as_secs())
