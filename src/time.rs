@@ -1,7 +1,36 @@
 //! Time in the shared vocabulary: the device's `@ts` as it is read, and
 //! `received` as the capture and every output write it.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+
+/// A batch stamped further than this past its arrival has a clock gone
+/// wrong (one batch stamped 2038): see `rank`. A clock running fast by
+/// less is taken at its word.
+pub const AHEAD: SignedDuration = SignedDuration::from_secs(10 * 60);
+
+/// Where a record stamped `ts` sorts among the device's values, in a batch
+/// that arrived at `received`: its stamp; in a batch stamped further than
+/// `AHEAD` past its arrival (`far_ahead`: its newest stamp is; or this
+/// record is), no later than its arrival, so that the batches after it
+/// are newer, and the batch keeps its order (its records past the arrival
+/// sort there together, in the order they came). Until December 6 one
+/// record stamped in 2038 stayed the latest of its kind for good:
+/// position, battery, counters, OBD values and the Types tab showed it
+/// whatever came after, also after a restart (a hostile-client probe).
+/// (Deciding record by record, a review found, put a fix 10:01 ahead
+/// before one 9:59 ahead in the same batch.)
+pub fn rank(ts: Timestamp, received: Timestamp, far_ahead: bool) -> Timestamp {
+    if far_ahead || past_ahead(ts, received) {
+        ts.min(received)
+    } else {
+        ts
+    }
+}
+
+/// Whether `ts` is further than `AHEAD` past `received`.
+pub fn past_ahead(ts: Timestamp, received: Timestamp) -> bool {
+    received.checked_add(AHEAD).is_ok_and(|latest| ts > latest)
+}
 
 /// The shapes of `@ts` that are accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

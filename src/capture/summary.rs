@@ -77,6 +77,11 @@ pub struct Fix {
     pub ts: Timestamp,
     pub lat: f64,
     pub lon: f64,
+    /// Where it sorts among the device's fixes (`time::rank`): a batch
+    /// stamped far past its arrival (one stamped 2038) is no later than
+    /// its arrival, as on the dashboard; its fix stayed the last for good.
+    #[serde(skip)]
+    rank: Timestamp,
 }
 
 /// What one line contributes, worked out on the reading thread.
@@ -152,6 +157,7 @@ fn digest(line: &CaptureLine) -> Digest {
     } else {
         LineKind::New
     };
+    let received = line.received;
     let mut d = Digest {
         unit_id: line.unit_id.clone(),
         received: line.received,
@@ -171,6 +177,8 @@ fn digest(line: &CaptureLine) -> Digest {
     let Some(text) = line.records_text() else {
         return d;
     };
+    let mut newest: Option<Timestamp> = None;
+    let mut fixes: Vec<Fix> = Vec::new();
     let passed_over = for_each_record(&text, |r| {
         d.records += 1;
         if r.kind_name.is_empty() || r.ts.is_none() {
@@ -186,20 +194,32 @@ fn digest(line: &CaptureLine) -> Digest {
             return;
         };
         d.stamps.push(ts.as_millisecond());
+        newest = newest.max(Some(ts));
         if r.kind_name == "track.pos"
             && let View::Position(p) = r.make_view()
             && let Some((lat, lon)) = p.on_earth()
         {
-            let fix = Fix { ts, lat, lon };
+            let fix = Fix {
+                ts,
+                lat,
+                lon,
+                rank: ts,
+            };
             if d.first_fix.as_ref().is_none_or(|f| ts < f.ts) {
                 d.first_fix = Some(fix.clone());
             }
-            if d.last_fix.as_ref().is_none_or(|f| ts >= f.ts) {
-                d.last_fix = Some(fix);
-            }
+            fixes.push(fix);
         }
     })
     .unwrap_or(0);
+    // The last fix where it sorts: the batch's rule, as the fold's.
+    let far_ahead = newest.is_some_and(|n| crate::time::past_ahead(n, received));
+    for mut fix in fixes {
+        fix.rank = crate::time::rank(fix.ts, received, far_ahead);
+        if d.last_fix.as_ref().is_none_or(|f| fix.rank >= f.rank) {
+            d.last_fix = Some(fix);
+        }
+    }
     // Counted as loading a capture counts them (`count_records`):
     // records, and malformed.
     d.records += passed_over;
@@ -254,7 +274,7 @@ impl Accumulator {
                     s.first_position = Some(f);
                 }
                 if let Some(f) = d.last_fix
-                    && s.last_position.as_ref().is_none_or(|p| f.ts >= p.ts)
+                    && s.last_position.as_ref().is_none_or(|p| f.rank >= p.rank)
                 {
                     s.last_position = Some(f);
                 }
@@ -429,6 +449,55 @@ mod tests {
         assert!(
             text.contains("device b") && text.contains("gaps over 5 min: 2"),
             "{text}"
+        );
+    }
+
+    /// A batch stamped far past its arrival (2038) does not stay the last
+    /// fix: the next batch's is, as on the dashboard.
+    #[test]
+    fn a_fix_stamped_far_ahead_is_not_the_last_for_good() {
+        let p = |ts: &str, lat: f64| {
+            format!(r#"[{{"@t":"track.pos","@ts":"{ts}","loc":{{"lat":{lat},"lon":9.9}}}}]"#)
+        };
+        let text = [
+            line(
+                "2026-11-27T08:00:05Z",
+                "a",
+                "h1",
+                false,
+                &p("2026-11-27T08:00:00", 57.1),
+            ),
+            line(
+                "2026-11-27T08:01:05Z",
+                "a",
+                "h2",
+                false,
+                &p("2038-01-19T03:14:07", 57.2),
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        std::fs::write(&path, text.join("\n") + "\n").unwrap();
+        let s = summarize(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(s.devices[0].last_position.as_ref().unwrap().lat, 57.2);
+        let third = line(
+            "2026-11-27T08:02:05Z",
+            "a",
+            "h3",
+            false,
+            &p("2026-11-27T08:02:00", 57.3),
+        );
+        std::fs::write(&path, text.join("\n") + "\n" + &third + "\n").unwrap();
+        let s = summarize(&[path]).unwrap();
+        let last = s.devices[0].last_position.clone().unwrap();
+        assert_eq!(
+            (last.lat, last.ts.to_string().as_str()),
+            (57.3, "2026-11-27T08:02:00Z")
+        );
+        assert_eq!(
+            s.devices[0].last_record.unwrap().to_string(),
+            "2038-01-19T03:14:07Z",
+            "the records' span is still as stamped"
         );
     }
 
