@@ -524,6 +524,29 @@ fn a_broker_slow_to_answer_a_connection_is_connected_to_once() {
     assert_eq!(connections, 1, "connections to the slow broker");
 }
 
+/// A batch of no records has nothing to publish: passed over, the broker
+/// not tried, so the target's state stays as it was. It turned `up` with
+/// no broker listening (a review).
+#[test]
+fn a_batch_of_no_records_leaves_the_target_untried() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = forwarder(dir.path(), free_port());
+    upload(&rx, b"[]");
+    let mut line = String::new();
+    wait_until("the empty batch passed over", || {
+        let page = Conn::open(rx.addr)
+            .request(&request_bytes("GET", &[], b""))
+            .text();
+        line = page
+            .lines()
+            .find(|l| l.starts_with("forward "))
+            .unwrap_or_default()
+            .to_string();
+        line.contains("(1 forwarded)")
+    });
+    assert!(line.contains(": nothing sent yet"), "{line}");
+}
+
 /// Records MQTT cannot carry as they are hold back none of the batches
 /// after them (each did, for ever, until a hostile-client probe found it):
 /// a control character in `@t` goes to a topic with `_` in its place

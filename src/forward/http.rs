@@ -554,7 +554,7 @@ mod tests {
             let text = match attempt {
                 Attempt::Park { reason } => reason,
                 Attempt::Retry { error, .. } => error,
-                Attempt::Delivered => unreachable!("refused"),
+                Attempt::Delivered | Attempt::NothingToSend => unreachable!("refused"),
             };
             assert!(!text.contains("s3cret"), "{status}: {text}");
             assert!(text.contains("[forward tok"), "{status}: {text}");
@@ -599,6 +599,7 @@ mod tests {
     fn kind(status: u16) -> &'static str {
         match judged(status, br#"{"error":"why"}"#, None, None, &[]) {
             Attempt::Delivered => "delivered",
+            Attempt::NothingToSend => "nothing to send",
             Attempt::Retry { .. } => "retry",
             Attempt::Park { .. } => "park",
         }

@@ -237,6 +237,11 @@ pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, Stri
 pub enum Attempt {
     /// The target acknowledged it.
     Delivered,
+    /// Nothing of it had to go (a batch of no records, to a broker): done
+    /// with, counted as passed on, and the target not tried, so its state
+    /// stays what it was (it turned `up` with no broker listening, a
+    /// review found).
+    NothingToSend,
     /// It may work later (down, slow, busy): try again after a wait, at
     /// least `after` when the target said so.
     Retry {
@@ -767,20 +772,24 @@ impl Job {
             let attempt = sink.deliver(line);
             self.status.sending_since = None;
             match attempt {
-                Attempt::Delivered => {
+                Attempt::Delivered | Attempt::NothingToSend => {
                     // Only the cursor is retried here: sending again would
                     // repeat a batch the target has.
+                    let mut cursor_failed = false;
                     while let Err(e) = self
                         .cursors
                         .passed(&self.name, span.start, span.end, span.hash)
                     {
+                        cursor_failed = true;
                         self.down(format!("cannot save the cursor: {e}"));
                         if !self.wait(BACKOFF_MAX) {
                             return false;
                         }
                     }
                     self.status.forwarded += 1;
-                    self.status.link = Link::Up;
+                    if matches!(attempt, Attempt::Delivered) || cursor_failed {
+                        self.status.link = Link::Up;
+                    }
                     *backoff = BACKOFF_FIRST;
                     return true;
                 }

@@ -242,6 +242,10 @@ impl Deliver for Mqtt {
         {
             return Attempt::Park { reason };
         }
+        if messages.is_empty() {
+            // No connection is made for nothing (see `publish_all`).
+            return Attempt::NothingToSend;
+        }
         match self.publish_all(messages) {
             Ok(()) => Attempt::Delivered,
             Err(error) => {
