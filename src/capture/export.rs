@@ -730,28 +730,56 @@ pub fn csv(
     for mut w in writers {
         w.flush()?;
     }
-    for (partial, path) in partials {
-        persist(partial, &path, &path)?;
-    }
+    persist(partials, None)?;
     Ok(written)
 }
 
-/// Renames a file `beside` made over `target`, once it is whole; `named`
-/// is what the operator asked for (`-o`), said if it fails.
-fn persist(partial: Partial, target: &Path, named: &Path) -> Result<(), ExportError> {
-    partial
-        .persist(target)
-        .map_err(|e| ExportError(format!("cannot write {}: {e}", crate::text::path(&named),)))
+/// Renames the files `beside` made over their names, once all are whole,
+/// all under one hold of `PARTIALS`: a signal comes before every rename
+/// (and removes every file) or after all of them (a CSV folder was left
+/// with some of its files new and the rest gone, a review found). `named`
+/// is what the operator asked for (`-o`) when it is not the file itself,
+/// said if a rename fails.
+fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<(), ExportError> {
+    let mut held = Partial::listed();
+    // Taken out of their `Partial`s first: one dropped while the list is
+    // held would wait for it for ever.
+    let files: Vec<(tempfile::NamedTempFile, PathBuf)> = partials
+        .into_iter()
+        .map(|(mut partial, target)| (partial.0.take().expect("persisted once"), target))
+        .collect();
+    held.listed
+        .retain(|l| !files.iter().any(|(file, _)| file.path() == l));
+    for (file, target) in files {
+        file.persist(&target).map_err(|e| {
+            ExportError(format!(
+                "cannot write {}: {}",
+                crate::text::path(&named.unwrap_or(&target)),
+                e.error
+            ))
+        })?;
+        held.renamed += 1;
+    }
+    Ok(())
 }
 
-/// Partial files not yet renamed over their names (or dropped): a signal
-/// removes them before the export exits.
-static PARTIALS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// The files an export is writing beside their names, and how many it
+/// renamed over them: a signal removes the first and says the second.
+struct Partials {
+    listed: Vec<PathBuf>,
+    renamed: usize,
+}
+
+static PARTIALS: std::sync::Mutex<Partials> = std::sync::Mutex::new(Partials {
+    listed: Vec::new(),
+    renamed: 0,
+});
 
 /// A file being written beside its name, listed in `PARTIALS` until it is
-/// renamed over the name or deleted. Both happen with the list locked, as
-/// does a signal's removal of the listed files before it exits: the file
-/// is either whole under its name or gone, never left half-written.
+/// renamed over the name or deleted. Both happen with the list held, as
+/// does a signal's removal of the listed files, which holds it until the
+/// process exits: a file is either whole under its name or gone, never
+/// left half-written.
 struct Partial(Option<tempfile::NamedTempFile>);
 
 impl Partial {
@@ -759,35 +787,53 @@ impl Partial {
         self.0.as_ref().expect("held until persisted").as_file()
     }
 
-    fn listed() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    fn listed() -> std::sync::MutexGuard<'static, Partials> {
         PARTIALS.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn persist(mut self, target: &Path) -> io::Result<()> {
-        let mut listed = Partial::listed();
-        let file = self.0.take().expect("a partial file is persisted once");
-        listed.retain(|p| p != file.path());
-        file.persist(target).map(drop).map_err(|e| e.error)
-    }
-
-    /// Removes every listed file; how many there were.
-    fn remove_all() -> usize {
-        let mut listed = Partial::listed();
-        for path in listed.iter() {
-            let _ = std::fs::remove_file(path);
-        }
-        std::mem::take(&mut *listed).len()
     }
 }
 
 impl Drop for Partial {
     fn drop(&mut self) {
         if let Some(file) = self.0.take() {
-            let mut listed = Partial::listed();
-            listed.retain(|p| p != file.path());
+            let mut partials = Partial::listed();
+            partials.listed.retain(|p| p != file.path());
             drop(file);
         }
     }
+}
+
+/// On Ctrl-C or SIGTERM, once a file is being written beside its name:
+/// every listed file removed, what became of the output said, exit 130.
+/// The list stays held to the exit, so no file is made or renamed after
+/// the removal (one was, between them, and left behind: a review). Until
+/// December 7 the signal's default action left the partial files. An
+/// output written where it is (stdout, a pipe, a device) keeps the
+/// default action: what was written there is there.
+fn remove_partials_on_a_signal() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            let mut held = Partial::listed();
+            for path in &held.listed {
+                let _ = std::fs::remove_file(path);
+            }
+            let removed = std::mem::take(&mut held.listed).len();
+            let plural = if removed == 1 { "" } else { "s" };
+            if held.renamed > 0 {
+                crate::say!("autopi-rx export: stopped by a signal after the output was written whole");
+            } else {
+                crate::say!(
+                    "autopi-rx export: stopped by a signal: the output is as it was ({removed} partial file{plural} removed)"
+                );
+            }
+            std::process::exit(130);
+        });
+        if let Err(e) = installed {
+            crate::say!(
+                "autopi-rx export: warning: cannot catch Ctrl-C ({e}): stopped by a signal, it leaves its partial files"
+            );
+        }
+    });
 }
 
 /// A new file beside `path`, deleted when dropped unless renamed over it,
@@ -810,16 +856,17 @@ fn beside(path: &Path) -> Result<(Partial, std::fs::File), ExportError> {
             e.kind()
         ))
     };
+    remove_partials_on_a_signal();
     // Listed as it is made: a signal in between would leave it.
-    let mut listed = Partial::listed();
+    let mut partials = Partial::listed();
     let partial = tempfile::Builder::new()
         .prefix(".autopi-rx-export-")
         .suffix(".partial")
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(cannot)?;
-    listed.push(partial.path().to_path_buf());
-    drop(listed);
+    partials.listed.push(partial.path().to_path_buf());
+    drop(partials);
     let partial = Partial(Some(partial));
     let file = partial.file().try_clone().map_err(cannot)?;
     Ok((partial, file))
@@ -1431,18 +1478,6 @@ pub fn main(
         );
         return ExitCode::from(2);
     }
-    if output.is_some() {
-        // Until December 7 the signal's default action ended the export
-        // and left its partial files beside OUT.
-        let _ = ctrlc::set_handler(|| {
-            let left = Partial::remove_all();
-            crate::say!(
-                "autopi-rx export: stopped by a signal: nothing was written to the output ({left} partial file{} removed)",
-                if left == 1 { "" } else { "s" }
-            );
-            std::process::exit(130);
-        });
-    }
     let result = match (format, output) {
         (Format::Csv, Some(dir)) if folder => csv(paths, &filter, CsvOut::Folder(dir), cells),
         (format, Some(file)) => write_file(format, paths, &filter, file, cells),
@@ -1593,7 +1628,7 @@ fn replace_whole(
 ) -> Result<Written, ExportError> {
     let (partial, writer) = beside(target)?;
     let written = write_one(format, paths, filter, Box::new(writer), cells)?;
-    persist(partial, target, file)?;
+    persist(vec![(partial, target.to_path_buf())], Some(file))?;
     Ok(written)
 }
 
