@@ -85,10 +85,11 @@ fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
     let t = &app.theme;
     let tag_style = if l.failure { t.error } else { t.value };
     let year = |t: Timestamp| t.strftime("%Y").to_string();
-    let time = if dated && (year(l.ts) != year(l.rank) || year(l.ts) != year(app.now())) {
+    let time = if year(l.ts) != year(l.rank) || year(l.ts) != year(app.now()) {
         // Stamped in another year than where it sorts, or than now (a
         // device at 1970 before its clock is set read `01-01` with no
-        // year): the year too.
+        // year, or only the time when all its lines were of that day):
+        // the whole date.
         l.ts.strftime("%Y-%m-%d %H:%M:%S").to_string()
     } else if dated {
         l.ts.strftime("%m-%d %H:%M:%S").to_string()
