@@ -76,14 +76,16 @@ pub struct Position {
 
 impl Position {
     /// Latitude and longitude when both name a place on Earth (latitude
-    /// -90 to 90, longitude -180 up to 180, GPX's ranges): what a map or a
-    /// summary can show. `1e308` was a summary's first fix, 309 digits.
+    /// -90 to 90, longitude -180 to 180): what a map or a summary can show.
+    /// `1e308` was a summary's first fix, 309 digits. A longitude of 180
+    /// is given as -180, the same meridian, in GPX's range (-180 up to
+    /// 180): it was no place at all, and left off the map, a review found.
     pub fn on_earth(&self) -> Option<(f64, f64)> {
         match (self.lat, self.lon) {
             (Some(lat), Some(lon))
-                if (-90.0..=90.0).contains(&lat) && (-180.0..180.0).contains(&lon) =>
+                if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
             {
-                Some((lat, lon))
+                Some((lat, if lon == 180.0 { -180.0 } else { lon }))
             }
             _ => None,
         }
@@ -506,6 +508,23 @@ mod tests {
             "1.2345678901234568e29"
         );
         assert_eq!(shown(1e-7), "1e-7");
+    }
+
+    #[test]
+    fn a_place_on_earth_takes_either_edge_of_the_meridian_180() {
+        let at = |lat: f64, lon: f64| {
+            Position {
+                lat: Some(lat),
+                lon: Some(lon),
+                ..Position::default()
+            }
+            .on_earth()
+        };
+        assert_eq!(at(57.0, 180.0), Some((57.0, -180.0)));
+        assert_eq!(at(57.0, -180.0), Some((57.0, -180.0)));
+        assert_eq!(at(90.0, 179.9), Some((90.0, 179.9)));
+        assert_eq!(at(57.0, 180.0001), None);
+        assert_eq!(at(-90.1, 9.9), None);
     }
 
     #[test]

@@ -81,7 +81,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if f.on_earth().is_none() {
         // The newest fix is in the text but on no map: the mark is an
         // older fix's, said here (nothing said so).
-        let note = Span::styled(" newest fix: no place · ● older ", app.theme.warn);
+        // The mark is an older fix's, when there is one.
+        let note = if device.track.is_empty() {
+            " newest fix: no place "
+        } else {
+            " newest fix: no place · ● older "
+        };
+        let note = Span::styled(note, app.theme.warn);
         let spot = Rect::new(
             map_area.x,
             map_area.y,
@@ -127,7 +133,15 @@ fn map(app: &App, device: &Device, area: Rect, buf: &mut Buffer) {
     } else {
         starts.last().copied().unwrap_or(0)
     };
-    let points = unwrapped(device.track.iter().map(|p| (p.lon, p.lat)));
+    // Only what is shown is unwrapped: one drive round the world before
+    // would leave a later one across the antimeridian as it came (a
+    // review).
+    let raw: Vec<(f64, f64)> = device.track.iter().map(|p| (p.lon, p.lat)).collect();
+    let points: Vec<(f64, f64)> = raw[..from]
+        .iter()
+        .copied()
+        .chain(unwrapped(raw[from..].iter().copied()))
+        .collect();
     let track = &points[from..];
     // Segments join fixes of one drive, never the end of one to the next.
     let drives: Vec<&[(f64, f64)]> = starts
@@ -377,6 +391,12 @@ mod tests {
         assert!(off.contains("newest fix: no place · ● older"), "{off}");
         let on = screen(format!("[{},{}]", pos("1e308", "00"), pos("57.02", "05")));
         assert!(!on.contains("no place"), "{on}");
+        // No older fix: no mark to point at.
+        let alone = screen(format!("[{}]", pos("1e308", "00")));
+        assert!(
+            alone.contains("newest fix: no place") && !alone.contains("older"),
+            "{alone}"
+        );
     }
 
     /// A track going round the world is not unwrapped into a band of
@@ -394,6 +414,46 @@ mod tests {
         );
         let (xb, _) = bounds(&track, 40, 10);
         assert!(xb[1] - xb[0] < 1000.0, "{xb:?}");
+    }
+
+    /// A drive round the world, then one across the antimeridian: the
+    /// map shows the second as it shows it alone (its unwrapping was
+    /// turned off by the first, a review).
+    #[test]
+    fn an_earlier_drive_round_the_world_leaves_the_next_one_unwrapped() {
+        let pos = |t: u32, lat: f64, lon: f64| {
+            format!(
+                r#"{{"@t":"track.pos","@ts":"2026-11-27T08:{:02}:{:02}Z","loc":{{"lat":{lat},"lon":{lon}}}}}"#,
+                t / 60,
+                t % 60
+            )
+        };
+        let round: Vec<String> = (0..200)
+            .map(|i| pos(i, 10.0, f64::from(i * 170 % 360) - 180.0))
+            .collect();
+        let crossing = [pos(900, 64.73, 177.5), pos(901, 64.42, -173.23)];
+        let screen = |records: Vec<String>| {
+            let mut app = crate::dashboard::app::App::new(
+                crate::dashboard::app::Setup::default(),
+                crate::dashboard::theme::Theme::color(),
+                crate::fixtures::at("2026-11-27T08:20:00Z"),
+            );
+            let body = format!("[{}]", records.join(","));
+            let t = crate::fixtures::at("2026-11-27T08:16:00Z");
+            app.apply(&crate::fixtures::accepted(1, t, Some("u"), &body));
+            let area = Rect::new(0, 0, 80, 14);
+            let mut buf = Buffer::empty(area);
+            render(&app, area, &mut buf);
+            (0..area.height)
+                .map(|y| (0..area.width).map(|x| buf[(x, y)].symbol()).collect())
+                .collect::<Vec<String>>()
+                .join("\n")
+        };
+        let alone = screen(crossing.to_vec());
+        let after = screen(round.into_iter().chain(crossing).collect());
+        let scale = |s: &str| s.lines().find(|l| l.contains('├')).map(str::to_string);
+        assert!(scale(&alone).is_some_and(|l| l.contains(" km")), "{alone}");
+        assert_eq!(scale(&after), scale(&alone), "{after}");
     }
 
     #[test]
