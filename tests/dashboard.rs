@@ -678,6 +678,13 @@ fn a_modem_counter_reset_is_summed_and_marked() {
             "{screen}"
         );
     }
+    // A day on: the reset's date (it read as a time of today).
+    app.tick(at("2026-11-28T09:00:00Z"));
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("↺ counter reset 11-27 08:00, summed"),
+        "{screen}"
+    );
 }
 
 #[test]

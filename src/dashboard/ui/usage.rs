@@ -16,7 +16,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{age, bytes, clock};
+use crate::dashboard::format::{age, bytes, clock_or_date};
 use crate::dashboard::state::Device;
 use crate::dashboard::ui::{bottom_edge, fit_line, old_data_title, panel, placeholder};
 
@@ -30,8 +30,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     if let Some(at) = usage.and_then(|u| u.value.last_reset) {
         let marks = [
-            format!(" ↺ counter reset {}, summed ", clock(at)),
-            format!(" ↺ reset {} ", clock(at)),
+            format!(
+                " ↺ counter reset {}, summed ",
+                clock_or_date(app.now(), at, true)
+            ),
+            format!(" ↺ reset {} ", clock_or_date(app.now(), at, false)),
             " ↺ ".to_string(),
         ];
         edge.push(
