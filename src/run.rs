@@ -326,7 +326,7 @@ fn stop_forwarding(forwarders: Forwarders) {
         }
         if left.parked > 0 {
             crate::say!(
-                "forward {}: {} batch(es) parked (refused by the target, or capture lines that could not be read as a batch), listed in {parked} with the reason for each",
+                "forward {}: {} batch(es) parked, listed in {parked} with the reason for each (the target refused it, it cannot go as it is, or its capture line could not be read)",
                 left.target,
                 left.parked
             );
@@ -334,8 +334,7 @@ fn stop_forwarding(forwarders: Forwarders) {
     }
 }
 
-/// Opens (and repairs) the capture, saying what it found there.
-/// Opens the capture: the file given, or else a new one under `captures/`
+/// Opens (and repairs) the capture, saying what it found there: the file given, or else a new one under `captures/`
 /// named for the start time. Two receivers started within the same second
 /// (two demos side by side) would share that name, and the later one
 /// stopped on the first one's lock (exit 1): it takes the name with `-2`

@@ -34,9 +34,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     tabs_line(app, rows[rows.len() - 1], buf);
 }
 
-/// The forward line: each target and its state (up, catching up, down
-/// since…, parked), brief so that two fit in 80 columns; the status page
-/// and headless output give the full URLs and errors.
+/// The forward line: each target and its state (nothing sent yet, up,
+/// catching up, down since…, no answer for…, parked), brief; cut with `…`
+/// where it does not fit; the status page and headless output give the
+/// full URLs and errors.
 fn forward_line(app: &App) -> Line<'static> {
     let t = &app.theme;
     let mut spans = vec![Span::styled(" forward", t.label)];
