@@ -115,7 +115,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ));
     // The short form where the long one does not fit the border (at 80
     // columns it was cut after "overdue: 10 ·").
-    let long = " on time: last upload within 1.5 cycles + 2 s · late: 3 cycles · overdue: 10 · then silent ";
+    let long = " on time: last upload within 1.5 cycles + 2 s · late: 3 cycles (1 more at least) · overdue: 10 · then silent ";
     let short = " on time: ≤ 1.5 cycles + 2 s · late: 3 · overdue: 10 cycles · then silent ";
     let fits = long.chars().count() <= usize::from(area.width.saturating_sub(2));
     let legend = Line::from(Span::styled(if fits { long } else { short }, t.label));
