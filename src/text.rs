@@ -168,11 +168,23 @@ pub const NAME_CHARS: usize = 200;
 /// `shown`, cut to `max` characters with `…` where cut: a name from the
 /// network (an `@t`, a `unit-id`) as a line of text shows it.
 pub fn shown_cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    let shown = shown(s);
-    match shown.char_indices().nth(max) {
-        None => shown,
+    match shown(s) {
+        std::borrow::Cow::Borrowed(s) => cut(s, max),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(match cut(&s, max) {
+            std::borrow::Cow::Borrowed(_) => s,
+            std::borrow::Cow::Owned(cut) => cut,
+        }),
+    }
+}
+
+/// `s` cut to `max` characters, its last one `…` where cut; a cut one is
+/// a new string of its own length (`truncate` keeps the capacity: a
+/// 100 000-character tag cut to 200 held its 100 000 bytes).
+pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(s),
         Some((at, _)) => {
-            let mut cut = shown[..at].to_owned();
+            let mut cut = s[..at].to_owned();
             cut.pop();
             cut.push('…');
             std::borrow::Cow::Owned(cut)

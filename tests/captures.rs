@@ -2201,6 +2201,35 @@ fn an_export_is_written_under_a_name_of_its_own_and_renamed() {
     assert_eq!(mode(&out_path), mode(&plain));
 }
 
+/// `export CAPTURE --format FORMAT -o OUT`, sent `signal` as soon as a
+/// partial file shows in `partials_in`: how it ended, and its stderr.
+fn export_stopped(
+    capture: &Path,
+    format: &str,
+    out: &Path,
+    partials_in: &Path,
+    signal_name: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut export = binary()
+        .arg("export")
+        .arg(capture)
+        .args(["--format", format, "-o"])
+        .arg(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !partials_in.exists() || partial_files(partials_in).is_empty() {
+        assert!(Instant::now() < deadline, "no partial file");
+        std::thread::yield_now();
+    }
+    signal(&export, signal_name);
+    let status = export.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut export.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
 /// An export stopped by Ctrl-C or SIGTERM removes its partial file and
 /// leaves OUT as it was (here: absent). Until December 7 the signal's
 /// default action ended it and left the `.partial` file beside OUT. The
@@ -2232,23 +2261,7 @@ fn an_export_stopped_by_a_signal_leaves_no_partial_file() {
     std::fs::write(&capture, lines).unwrap();
     for (signal_name, out_name) in [("INT", "a.gpx"), ("TERM", "b.gpx")] {
         let out_path = dir.path().join(out_name);
-        let mut export = binary()
-            .arg("export")
-            .arg(&capture)
-            .args(["--format", "gpx", "-o"])
-            .arg(&out_path)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while partial_files(dir.path()).is_empty() {
-            assert!(Instant::now() < deadline, "no partial file");
-            std::thread::yield_now();
-        }
-        signal(&export, signal_name);
-        let status = export.wait().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut export.stderr.take().unwrap(), &mut stderr).unwrap();
+        let (status, stderr) = export_stopped(&capture, "gpx", &out_path, dir.path(), signal_name);
         assert_eq!(status.code(), Some(130), "{signal_name}: {status} {stderr}");
         assert!(
             stderr
@@ -2284,23 +2297,7 @@ fn a_csv_folder_export_stopped_by_a_signal_is_all_or_nothing() {
     std::fs::write(&capture, line + "\n").unwrap();
     for run in 0..3 {
         let out = dir.path().join(format!("csv{run}"));
-        let mut export = binary()
-            .arg("export")
-            .arg(&capture)
-            .args(["--format", "csv", "-o"])
-            .arg(&out)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !out.exists() || partial_files(&out).is_empty() {
-            assert!(Instant::now() < deadline, "no partial file");
-            std::thread::yield_now();
-        }
-        signal(&export, "INT");
-        let status = export.wait().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut export.stderr.take().unwrap(), &mut stderr).unwrap();
+        let (status, stderr) = export_stopped(&capture, "csv", &out, &out, "INT");
         assert_eq!(status.code(), Some(130), "{status} {stderr}");
         assert_eq!(partial_files(&out), Vec::<String>::new(), "{stderr}");
         let csvs = std::fs::read_dir(&out).unwrap().count();

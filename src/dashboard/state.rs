@@ -924,14 +924,9 @@ fn clip(s: String, max: usize) -> String {
     } else {
         s
     };
-    match s.char_indices().nth(max) {
-        None => s,
-        Some((at, _)) => {
-            let mut cut = s[..at].to_owned();
-            cut.pop();
-            cut.push('…');
-            cut
-        }
+    match crate::text::cut(&s, max) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(cut) => cut,
     }
 }
 

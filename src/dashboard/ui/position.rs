@@ -362,6 +362,25 @@ mod tests {
         }
     }
 
+    /// The panel, 80 by 14, as text, for one batch `body` received at
+    /// `received` and drawn at `now`.
+    fn panel_text(body: &str, received: &str, now: &str) -> String {
+        let mut app = crate::dashboard::app::App::new(
+            crate::dashboard::app::Setup::default(),
+            crate::dashboard::theme::Theme::color(),
+            crate::fixtures::at(now),
+        );
+        let t = crate::fixtures::at(received);
+        app.apply(&crate::fixtures::accepted(1, t, Some("u"), body));
+        let area = Rect::new(0, 0, 80, 14);
+        let mut buf = Buffer::empty(area);
+        render(&app, area, &mut buf);
+        (0..area.height)
+            .map(|y| (0..area.width).map(|x| buf[(x, y)].symbol()).collect())
+            .collect::<Vec<String>>()
+            .join("\n")
+    }
+
     /// The newest fix in the text with no place on the map: said on the
     /// map, where the mark is an older fix's.
     #[test]
@@ -371,22 +390,8 @@ mod tests {
                 r#"{{"@t":"track.pos","@ts":"2026-11-27T08:00:{ts}Z","loc":{{"lat":{lat},"lon":9.9}}}}"#
             )
         };
-        let screen = |track: String| {
-            let mut app = crate::dashboard::app::App::new(
-                crate::dashboard::app::Setup::default(),
-                crate::dashboard::theme::Theme::color(),
-                crate::fixtures::at("2026-11-27T08:10:00Z"),
-            );
-            let t = crate::fixtures::at("2026-11-27T08:01:00Z");
-            app.apply(&crate::fixtures::accepted(1, t, Some("u"), &track));
-            let area = Rect::new(0, 0, 80, 14);
-            let mut buf = Buffer::empty(area);
-            render(&app, area, &mut buf);
-            (0..area.height)
-                .map(|y| (0..area.width).map(|x| buf[(x, y)].symbol()).collect())
-                .collect::<Vec<String>>()
-                .join("\n")
-        };
+        let screen =
+            |track: String| panel_text(&track, "2026-11-27T08:01:00Z", "2026-11-27T08:10:00Z");
         let off = screen(format!("[{},{}]", pos("57.02", "00"), pos("1e308", "05")));
         assert!(off.contains("newest fix: no place · ● older"), "{off}");
         let on = screen(format!("[{},{}]", pos("1e308", "00"), pos("57.02", "05")));
@@ -433,21 +438,8 @@ mod tests {
             .collect();
         let crossing = [pos(900, 64.73, 177.5), pos(901, 64.42, -173.23)];
         let screen = |records: Vec<String>| {
-            let mut app = crate::dashboard::app::App::new(
-                crate::dashboard::app::Setup::default(),
-                crate::dashboard::theme::Theme::color(),
-                crate::fixtures::at("2026-11-27T08:20:00Z"),
-            );
             let body = format!("[{}]", records.join(","));
-            let t = crate::fixtures::at("2026-11-27T08:16:00Z");
-            app.apply(&crate::fixtures::accepted(1, t, Some("u"), &body));
-            let area = Rect::new(0, 0, 80, 14);
-            let mut buf = Buffer::empty(area);
-            render(&app, area, &mut buf);
-            (0..area.height)
-                .map(|y| (0..area.width).map(|x| buf[(x, y)].symbol()).collect())
-                .collect::<Vec<String>>()
-                .join("\n")
+            panel_text(&body, "2026-11-27T08:16:00Z", "2026-11-27T08:20:00Z")
         };
         let alone = screen(crossing.to_vec());
         let after = screen(round.into_iter().chain(crossing).collect());
