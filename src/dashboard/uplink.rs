@@ -325,13 +325,17 @@ impl Log {
             if let Some(slot) = slot {
                 slot.1 = answered;
             }
+            // A retry acknowledged is the copy later ones name
+            // (`duplicate_of` names the copy acknowledged): kept too, or
+            // every copy after it counted as a re-send, whatever it
+            // followed (a cross-tool probe: 10 re-sends, where the device
+            // had made 9 retries after refusals).
+            if e.retry_of.is_some() && matches!(answered, Answered::Acked | Answered::AckedLate) {
+                self.remember(e.received, answered);
+            }
             return;
         }
-        if self.answers.len() == ANSWERS_KEPT {
-            self.answers.pop_front();
-        }
-        self.answers
-            .push_back((crate::time::format_received(e.received), answered));
+        self.remember(e.received, answered);
         self.largest = self.largest.max(e.records);
         let seen = Seen {
             received: e.received,
@@ -356,6 +360,16 @@ impl Log {
         if self.clock.naive > 0 && self.clock.zoned > 0 && self.clock.mixed_since.is_none() {
             self.clock.mixed_since = Some(e.received);
         }
+    }
+
+    /// How the copy received at `received` was answered, for the copies
+    /// that will name it.
+    fn remember(&mut self, received: Timestamp, answered: Answered) {
+        if self.answers.len() == ANSWERS_KEPT {
+            self.answers.pop_front();
+        }
+        self.answers
+            .push_back((crate::time::format_received(received), answered));
     }
 
     /// Arrival times, oldest first.
@@ -685,6 +699,28 @@ mod tests {
         let third = answered_by_mode(upload(3, 121.0, &body), "ok", 200, Some(&first));
         let log = log_of(&[first, second, third]);
         assert_eq!((log.retries, log.resends), (1, 1));
+    }
+
+    /// A batch acknowledged on a retry, then sent again and refused ten
+    /// times: one re-send (the device missed the acknowledgement), then
+    /// nine retries after refusals. The copies name the acknowledged retry
+    /// (`duplicate_of`), which was not remembered: all ten counted as
+    /// re-sends (a cross-tool probe; the simulator said 9 retries).
+    #[test]
+    fn copies_after_a_retry_acknowledged_follow_its_answer() {
+        use crate::fixtures::answered_by_mode;
+        let body = batch(2, "2026-11-27T08:00:00Z");
+        let first = answered_by_mode(upload(1, 1.0, &body), "500", 500, None);
+        let acked = answered_by_mode(upload(2, 61.0, &body), "ok", 200, Some(&first));
+        let mut events = vec![first, acked.clone()];
+        for i in 0..10 {
+            let mut copy =
+                answered_by_mode(upload(3 + i, 121.0 + i as f64, &body), "500", 500, None);
+            copy.duplicate_of = Some(crate::time::format_received(acked.received));
+            events.push(copy);
+        }
+        let log = log_of(&events);
+        assert_eq!((log.retries, log.resends), (1 + 9, 1));
     }
 
     #[test]
