@@ -1092,6 +1092,48 @@ fn view_merges_files_by_arrival_and_counts_a_batch_once() {
     );
 }
 
+/// Copies of one batch in two files, one never acknowledged: `view` of
+/// both counts its records once, as one receiver would have (a refused
+/// copy in the second file of a batch delivered in the first was counted
+/// again, a cross-tool probe), and the same the other way round (refused
+/// in the first, acknowledged in the second).
+#[test]
+fn view_of_two_files_counts_a_refused_copy_of_a_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":900},{"@t":"obd.rpm","@ts":"2026-11-27T08:00:01Z","value":910}]"#;
+    let line = |received: &str, acked: bool| {
+        let refused = if acked {
+            ""
+        } else {
+            r#""acked":false,"mode":"500","#
+        };
+        format!(
+            r#"{{"received":"{received}","unit_id":"aa","batch_hash":"h",{refused}"records":{records}}}"#
+        )
+    };
+    let view = |first: &str, second: &str| {
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        std::fs::write(&a, format!("{first}\n")).unwrap();
+        std::fs::write(&b, format!("{second}\n")).unwrap();
+        let mut app = App::new(Setup::default(), Theme::mono(), jiff::Timestamp::now());
+        autopi_rx::dashboard::view::load(&[a, b], &mut app).unwrap();
+        app.live().clone()
+    };
+    let delivered_then_refused = view(
+        &line("2026-11-27T08:01:00.000Z", true),
+        &line("2026-11-27T08:02:00.000Z", false),
+    );
+    assert_eq!(delivered_then_refused.totals.records, 2);
+    assert_eq!(delivered_then_refused.totals.duplicates, 1);
+    let refused_then_delivered = view(
+        &line("2026-11-27T08:01:00.000Z", false),
+        &line("2026-11-27T08:02:00.000Z", true),
+    );
+    assert_eq!(refused_then_delivered.totals.records, 2);
+    let log = &refused_then_delivered.uplinks[0];
+    assert_eq!((log.retries, log.resends), (1, 0));
+}
+
 mod damaged {
     //! Property tests: whatever a capture file holds, every reader counts
     //! each line once (good, corrupt, blank or torn) and never panics;
