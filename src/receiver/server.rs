@@ -1884,9 +1884,10 @@ fn status_page(ctx: &Ctx) -> Outcome {
         "autopi-rx {version}: receiver for AutoPi uploads\n\
          uptime: {uptime} s\n\
          requests: {req} ({rej} refused)\n\
-         batches saved: {bat} ({dup} duplicates)\n\
+         batches acknowledged: {bat}\n\
+         duplicates: {dup} (copies of a batch already acknowledged, however answered)\n\
          retries: {ret} (copies of a batch not yet acknowledged)\n\
-         records saved: {rec}\n\
+         records: {rec} (each batch's once, at its first copy, acknowledged or not)\n\
          capture: {path}\n\
          {taken}\
          answer mode: {mode}\n\
