@@ -64,10 +64,19 @@ fn flow(width: u16) -> Flow {
         COLUMNS[0].1
     };
     let indent = device + 1;
+    // On a line with room to spare (a sparkline of 30 and more), the
+    // refusals get up to 12 more: `hangup×1 500×18 503×21` was cut at 200
+    // columns (a cross-tool probe).
+    let one_line: u16 = device + COLUMNS[1..].iter().map(|(_, w)| w + 1).sum::<u16>() + 1;
+    let more_refused = width.saturating_sub(one_line + 30).min(12);
     let (mut line, mut x) = (0u16, 0u16);
     let mut cells = Vec::with_capacity(COLUMNS.len());
     for (i, (_, w)) in COLUMNS.iter().enumerate() {
-        let w = if i == 0 { device } else { *w };
+        let w = match i {
+            0 => device,
+            i if i == COLUMNS.len() - 1 => w + more_refused,
+            _ => *w,
+        };
         if x > indent && x + w > width {
             line += 1;
             x = indent;
@@ -419,4 +428,21 @@ fn summary_spans(app: &App, pointer: bool, worst_age: bool) -> Option<Line<'stat
         t.label,
     ));
     Some(Line::from(spans))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals' cell takes up to 12 more columns where the line has
+    /// room to spare; at 118 columns, none (the sparkline keeps its room).
+    #[test]
+    fn the_refusals_get_room_a_wide_line_spares() {
+        let refused = |width: u16| flow(width).cells[COLUMNS.len() - 1];
+        assert_eq!(refused(118).2, 14);
+        assert_eq!(refused(198).2, 26);
+        let wide = flow(198);
+        assert_eq!(wide.lines, 1);
+        assert!(wide.spark.2 >= 30, "{:?}", wide.spark);
+    }
 }
