@@ -1404,6 +1404,15 @@ fn old_data_is_marked_in_requests_and_uplink() {
     press(&mut app, &[KeyCode::Char('4')]);
     let uplink = text(&draw(&app, 120, 40));
     assert!(uplink.contains("OLD 1d02h"), "{uplink}");
+    // Two units that do not fit the column: the larger alone (`OLD
+    // 22h27m` was cut to `OLD 22h2…`).
+    let mut app = bench();
+    app.tick(at("2026-11-29T06:00:00Z"));
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-28T07:33:00Z","voltage":12.5}]"#;
+    app.apply(&accepted(90, at("2026-11-29T06:00:00Z"), Some(UNIT), body));
+    press(&mut app, &[KeyCode::Char('4')]);
+    let uplink = text(&draw(&app, 120, 40));
+    assert!(uplink.contains("OLD 22h "), "{uplink}");
     assert!(
         uplink.contains("old data: 1 batch(es) over 1h00m late"),
         "{uplink}"

@@ -27,6 +27,19 @@ pub fn span(secs: u64) -> String {
     }
 }
 
+/// A length of time in its largest unit: `40s`, `4m`, `2h`, `3d`, `56y`.
+pub fn short_span(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3_599 => format!("{}m", secs / 60),
+        3_600..=86_399 => format!("{}h", secs / 3_600),
+        86_400..=86_399_999 => format!("{}d", secs / 86_400),
+        // From 1000 days in whole years of 365.25 days, as `format::span`
+        // goes to years (a clock at 1970 was `↺ +20784d`).
+        _ => format!("{}y", secs / 31_557_600),
+    }
+}
+
 /// How long before `now` something happened: `3s ago`, or `2s ahead` for a
 /// device clock running fast.
 pub fn age(now: Timestamp, then: Timestamp) -> String {

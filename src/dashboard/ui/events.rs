@@ -17,7 +17,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::clock;
+use crate::dashboard::format::{clock, short_span};
 use crate::dashboard::state::LogLine;
 use crate::dashboard::ui::{filter_title, fit_line, nothing_shown, panel, placeholder};
 
@@ -109,17 +109,4 @@ fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
         if l.failure { t.warn } else { t.base },
     ));
     Line::from(spans)
-}
-
-/// A length of time in its largest unit: `40s`, `4m`, `2h`, `3d`, `56y`.
-fn short_span(secs: u64) -> String {
-    match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3_599 => format!("{}m", secs / 60),
-        3_600..=86_399 => format!("{}h", secs / 3_600),
-        86_400..=86_399_999 => format!("{}d", secs / 86_400),
-        // From 1000 days in whole years of 365.25 days, as `format::span`
-        // goes to years (a clock at 1970 was `↺ +20784d`).
-        _ => format!("{}y", secs / 31_557_600),
-    }
 }

@@ -22,7 +22,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline, Widget, Wrap};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{age, fit, short_id, span};
+use crate::dashboard::format::{age, fit, short_id, short_span, span};
 use crate::dashboard::theme::Theme;
 use crate::dashboard::ui::{fit_line, panel, placeholder};
 use crate::dashboard::uplink::{self, Keeping, Log, OLD_DATA};
@@ -266,7 +266,19 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
     let old = log.batches.last().is_some_and(uplink::Seen::old);
     let lag = match log.lag() {
         None => ("-".into(), t.dim),
-        Some(l) if old => (format!("OLD {}", span(l.as_secs().unsigned_abs())), t.alarm),
+        Some(l) if old => {
+            // In its largest unit where two do not fit: `OLD 22h27m` was
+            // cut in the column's 9 (a soak run).
+            let secs = l.as_secs().unsigned_abs();
+            let whole = format!("OLD {}", span(secs));
+            let fits = whole.chars().count() <= usize::from(COLUMNS[6].1);
+            let text = if fits {
+                whole
+            } else {
+                format!("OLD {}", short_span(secs))
+            };
+            (text, t.alarm)
+        }
         Some(l) => (lag_text(l), if l.is_negative() { t.warn } else { t.value }),
     };
     let clock = match log.clock_flag() {
