@@ -1132,6 +1132,47 @@ fn view_of_two_files_counts_a_refused_copy_of_a_batch_once() {
     assert_eq!(refused_then_delivered.totals.records, 2);
     let log = &refused_then_delivered.uplinks[0];
     assert_eq!((log.retries, log.resends), (1, 0));
+    // Out of order in one file (a clock stepped back between the two):
+    // the retry acknowledged first by arrival, the refused copy after.
+    // Each kept its own mark beside the merge's, and neither counted.
+    let flagged = |received: &str, first: &str| {
+        line(received, true).replace(
+            r#""batch_hash":"h","#,
+            &format!(r#""batch_hash":"h","retry_of":"{first}","#),
+        )
+    };
+    let stepped_back = view(
+        &format!(
+            "{}\n{}",
+            line("2026-11-27T08:01:05.000Z", false),
+            flagged("2026-11-27T08:00:58.000Z", "2026-11-27T08:01:05.000Z")
+        ),
+        "",
+    );
+    assert_eq!(stepped_back.totals.records, 2);
+    // A receiver started again: its first copy, acknowledged, then two
+    // refused copies marked duplicates of it in its file. The first is a
+    // duplicate of the one delivered in the other file; the copies after
+    // it follow its answer: a re-send, then a retry after a refusal (both
+    // were counted re-sends).
+    let duplicate = |received: &str, first: &str| {
+        line(received, false).replace(
+            r#""batch_hash":"h","#,
+            &format!(r#""batch_hash":"h","duplicate_of":"{first}","#),
+        )
+    };
+    let restarted = view(
+        &line("2026-11-27T08:01:00.000Z", true),
+        &format!(
+            "{}\n{}\n{}",
+            line("2026-11-27T08:02:00.000Z", true),
+            duplicate("2026-11-27T08:03:00.000Z", "2026-11-27T08:02:00.000Z"),
+            duplicate("2026-11-27T08:04:00.000Z", "2026-11-27T08:02:00.000Z")
+        ),
+    );
+    assert_eq!(restarted.totals.records, 2);
+    let log = &restarted.uplinks[0];
+    assert_eq!((log.retries, log.resends), (1, 2));
 }
 
 mod damaged {

@@ -68,12 +68,14 @@ pub struct Mark {
     pub received: Timestamp,
     pub file: usize,
     pub at: Located,
-    /// Seen before in another file (or unflagged in this one): shown as a
-    /// duplicate, as a single receiver would have.
+    /// Whether it has a batch hash, so that the merge below decides what
+    /// copy of its batch it is (`repeated`, `retried`) in place of its
+    /// line's own marks; a line without one keeps its own.
+    pub keyed: bool,
+    /// A copy after a delivered one (in any file): the first delivered.
     pub repeated: Option<Timestamp>,
-    /// A copy of a batch never acknowledged before it, whose first copy
-    /// is in another file: shown as a retry of that one, as a single
-    /// receiver would have.
+    /// A copy after copies none of which was acknowledged (in any file):
+    /// the first copy.
     pub retried: Option<Timestamp>,
 }
 
@@ -110,10 +112,11 @@ impl Captures {
                         received: line.received,
                         file: n,
                         at,
+                        keyed: key.is_some(),
                         repeated: None,
                         retried: None,
                     };
-                    Some((mark, key, line.delivered()))
+                    Some((mark, key, line.acked))
                 },
                 |_, item| found.push(item),
                 |done, total| progress.update(done, total),
@@ -124,14 +127,19 @@ impl Captures {
             files.push(file);
         }
         found.sort_by_key(|(m, _, _)| m.received);
-        // As one receiver would have marked them: any copy after a
-        // delivered one (in another file, or unflagged in this one) is a
-        // duplicate of it; a copy after one never acknowledged is a retry
-        // of the first copy; copies never acknowledged make no duplicate (a
-        // retry acknowledged after a refusal was shown as a duplicate of
-        // the refused copy). A refused copy in a second file of a batch
-        // delivered in the first was counted again (a cross-tool probe: 16
-        // 250 records where the summary and export had 15 350).
+        // The copies of each batch marked as one receiver would have
+        // marked them, in arrival order over every file, in place of each
+        // line's own marks: a copy after an acknowledged one is a
+        // duplicate of the first acknowledged; a copy after copies never
+        // acknowledged is a retry of the first; copies never acknowledged
+        // make no duplicate (a retry acknowledged after a refusal was shown
+        // as a duplicate of the refused copy). So each batch has exactly
+        // one first copy, whose records count: a refused copy in a second
+        // file of a batch delivered in the first was counted again (a
+        // cross-tool probe: 16 250 records where the summary and export
+        // had 15 350), and keeping a line's own marks beside the merge's
+        // could count a batch whose copies came out of order in a file
+        // never (a review).
         let mut copies: std::collections::HashMap<BatchKey, (Timestamp, Option<Timestamp>)> =
             std::collections::HashMap::new();
         let marks = found
@@ -170,16 +178,9 @@ impl Captures {
 /// The event for mark `i`; ids are stable however often it is read.
 fn event_of(i: usize, mark: &Mark, line: &CaptureLine) -> RequestEvent {
     let mut e = line.to_event(LOADED_ID_BASE + i as u64);
-    if e.duplicate_of.is_none()
-        && let Some(first) = mark.repeated
-    {
-        e.duplicate_of = Some(crate::time::format_received(first));
-    }
-    if e.duplicate_of.is_none()
-        && e.retry_of.is_none()
-        && let Some(first) = mark.retried
-    {
-        e.retry_of = Some(crate::time::format_received(first));
+    if mark.keyed {
+        e.duplicate_of = mark.repeated.map(crate::time::format_received);
+        e.retry_of = mark.retried.map(crate::time::format_received);
     }
     e
 }
