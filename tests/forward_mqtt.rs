@@ -528,7 +528,7 @@ fn a_broker_slow_to_answer_a_connection_is_connected_to_once() {
 /// not tried, so the target's state stays as it was. It turned `up` with
 /// no broker listening (a review).
 #[test]
-fn a_batch_of_no_records_leaves_the_target_untried() {
+fn batches_that_need_not_or_cannot_go_leave_the_target_untried() {
     let dir = tempfile::tempdir().unwrap();
     let rx = forwarder(dir.path(), free_port());
     upload(&rx, b"[]");
@@ -543,6 +543,25 @@ fn a_batch_of_no_records_leaves_the_target_untried() {
             .unwrap_or_default()
             .to_string();
         line.contains("(1 forwarded)")
+    });
+    assert!(line.contains(": nothing sent yet"), "{line}");
+    // A batch no broker can take (a topic past 65 535 bytes) is parked
+    // without trying the broker: the state stays as it was.
+    let long = format!(
+        r#"[{{"@t":"{}","@ts":"2026-11-27T08:00:00Z"}}]"#,
+        "t".repeat(70_000)
+    );
+    upload(&rx, long.as_bytes());
+    wait_until("the batch parked", || {
+        let page = Conn::open(rx.addr)
+            .request(&request_bytes("GET", &[], b""))
+            .text();
+        line = page
+            .lines()
+            .find(|l| l.starts_with("forward "))
+            .unwrap_or_default()
+            .to_string();
+        line.contains("parked 1")
     });
     assert!(line.contains(": nothing sent yet"), "{line}");
 }

@@ -235,7 +235,7 @@ impl Deliver for Http {
     fn deliver(&mut self, line: &OutboxLine) -> Attempt {
         let (body, encoding) = match line.wire_body() {
             Ok(b) => b,
-            Err(reason) => return Attempt::Park { reason },
+            Err(reason) => return Attempt::Unsendable { reason },
         };
         let [user_agent, content_type, accept, accept_encoding] = line.device_headers();
         let mut headers = Vec::with_capacity(7);
@@ -250,7 +250,7 @@ impl Deliver for Http {
             let Some(value) = value else { continue };
             let value = controls_as_spaces(value);
             if HeaderValue::from_str(&value).is_err() {
-                return Attempt::Park {
+                return Attempt::Unsendable {
                     reason: format!("its {name} cannot be sent as a header"),
                 };
             }
@@ -554,7 +554,9 @@ mod tests {
             let text = match attempt {
                 Attempt::Park { reason } => reason,
                 Attempt::Retry { error, .. } => error,
-                Attempt::Delivered | Attempt::NothingToSend => unreachable!("refused"),
+                Attempt::Delivered | Attempt::NothingToSend | Attempt::Unsendable { .. } => {
+                    unreachable!("refused")
+                }
             };
             assert!(!text.contains("s3cret"), "{status}: {text}");
             assert!(text.contains("[forward tok"), "{status}: {text}");
@@ -602,6 +604,7 @@ mod tests {
             Attempt::NothingToSend => "nothing to send",
             Attempt::Retry { .. } => "retry",
             Attempt::Park { .. } => "park",
+            Attempt::Unsendable { .. } => "unsendable",
         }
     }
 

@@ -250,6 +250,10 @@ pub enum Attempt {
     },
     /// The target refused this batch for good: set it aside.
     Park { reason: String },
+    /// This batch cannot go as it is (a header no request can carry, a
+    /// record no broker can): set aside without trying the target, whose
+    /// state stays what it was (it turned `up`, a review found).
+    Unsendable { reason: String },
 }
 
 /// A target that batches are passed on to.
@@ -775,6 +779,7 @@ impl Job {
                 Attempt::Delivered | Attempt::NothingToSend => {
                     // Only the cursor is retried here: sending again would
                     // repeat a batch the target has.
+                    let before = self.status.link.clone();
                     let mut cursor_failed = false;
                     while let Err(e) = self
                         .cursors
@@ -787,8 +792,11 @@ impl Job {
                         }
                     }
                     self.status.forwarded += 1;
-                    if matches!(attempt, Attempt::Delivered) || cursor_failed {
+                    if matches!(attempt, Attempt::Delivered) {
                         self.status.link = Link::Up;
+                    } else if cursor_failed {
+                        // The target was not tried: as it was.
+                        self.status.link = before;
                     }
                     *backoff = BACKOFF_FIRST;
                     return true;
@@ -807,6 +815,16 @@ impl Job {
                     }
                     self.status.link = Link::Up;
                     return true;
+                }
+                Attempt::Unsendable { reason } => {
+                    // The target was not tried: as it was, also after the
+                    // cursor failed meanwhile.
+                    let before = self.status.link.clone();
+                    let parked = self.park(span, line.received.clone(), reason);
+                    if parked {
+                        self.status.link = before;
+                    }
+                    return parked;
                 }
             }
         }

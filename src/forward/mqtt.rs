@@ -224,7 +224,7 @@ impl Deliver for Mqtt {
         let records: Vec<&RawValue> = match serde_json::from_str(line.records.get()) {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Park {
+                return Attempt::Unsendable {
                     reason: format!("its records are not a JSON array: {e}"),
                 };
             }
@@ -240,7 +240,7 @@ impl Deliver for Mqtt {
             .enumerate()
             .find_map(|(i, (topic, payload))| unpublishable(i, topic, payload))
         {
-            return Attempt::Park { reason };
+            return Attempt::Unsendable { reason };
         }
         if messages.is_empty() {
             // No connection is made for nothing (see `publish_all`).
