@@ -243,7 +243,12 @@ fn devices_past_the_tracked_ones_are_said_to_be_there() {
         "{uplink}"
     );
     // Ten minutes on, one more: shown in the place of the first, and the
-    // tab says one was let go.
+    // tab says one was let go; a device picked and let go is no longer
+    // called picked.
+    press(&mut app, &[KeyCode::Char('1'), KeyCode::Char('d')]);
+    let picked = text(&draw(&app, 200, 60));
+    assert!(picked.contains(") picked"), "{picked}");
+    press(&mut app, &[KeyCode::Char('4')]);
     let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:10:00Z","voltage":11.9}]"#;
     app.apply(&accepted(
         100,

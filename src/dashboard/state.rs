@@ -425,7 +425,19 @@ impl State {
             Some(i) => i,
             None => {
                 if self.devices.len() >= MAX_DEVICES {
-                    let at = quietest(&self.devices, now, |d| d.last_upload)?;
+                    // Quiet by its uploads of any kind, as the Uplink rows
+                    // go: one refused every minute is not quiet (a review:
+                    // it was let go here while its row stayed, and the new
+                    // device got no row).
+                    let uplinks = &self.uplinks;
+                    let last = |d: &Device| {
+                        let seen = uplinks
+                            .iter()
+                            .find(|l| l.unit_id == d.unit_id)
+                            .and_then(|l| l.last_seen);
+                        seen.map_or(d.last_upload, |s| s.max(d.last_upload))
+                    };
+                    let at = quietest(&self.devices, now, last)?;
                     self.devices.remove(at);
                     self.devices_let_go += 1;
                 }
@@ -1104,16 +1116,22 @@ mod tests {
             Some("made-up-0"),
             "[]",
         ));
+        // Refused, but uploading: not quiet either.
+        let mut too_large = refused(98, at("2026-11-27T08:09:10Z"), 413, "too large", "");
+        too_large.token_matched = Some(true);
+        too_large.unit_id = Some("made-up-1".into());
+        s.apply(&too_large);
         // The others quiet for 9 min 30 s: no room yet.
         s.apply(&accepted(101, at("2026-11-27T08:09:30Z"), Some(UNIT), "[]"));
         assert!(s.device(UNIT).is_none() && s.uplink(UNIT).is_none());
         assert_eq!(s.devices_shown(), "64+");
-        // Ten minutes: in the place of the first of them (not of the one
-        // that uploaded since).
+        // Ten minutes: in the place of the first of them (not of those
+        // that uploaded since), on the Live tab and the Uplink tab alike.
         s.apply(&accepted(102, at("2026-11-27T08:10:00Z"), Some(UNIT), "[]"));
         assert!(s.device(UNIT).is_some() && s.uplink(UNIT).is_some());
-        assert!(s.device("made-up-1").is_none() && s.uplink("made-up-1").is_none());
-        assert!(s.device("made-up-0").is_some() && s.device("made-up-2").is_some());
+        assert!(s.device("made-up-2").is_none() && s.uplink("made-up-2").is_none());
+        assert!(s.device("made-up-0").is_some() && s.device("made-up-1").is_some());
+        assert!(s.uplink("made-up-1").is_some() && s.device("made-up-3").is_some());
         assert_eq!(
             (s.devices.len(), s.uplinks.len()),
             (MAX_DEVICES, MAX_DEVICES)

@@ -338,7 +338,14 @@ fn picker(app: &App, room: usize) -> Vec<Span<'static>> {
         .iter()
         .position(|x| x.unit_id == shown.unit_id)
         .unwrap_or(0);
-    let how = if app.viewer.device.is_some() {
+    // A device picked and since let go (quiet 10 minutes, see
+    // `state::QUIET_DEVICE`) is no longer the one shown.
+    let picked = app
+        .viewer
+        .device
+        .as_deref()
+        .is_some_and(|id| devices.iter().any(|d| d.unit_id == id));
+    let how = if picked {
         "picked"
     } else if app.shown().untracked_batches > 0 {
         // The last to upload may be one of the devices not shown.
