@@ -634,9 +634,17 @@ pub fn csv(
             writers.push(csv::Writer::from_writer(w));
         }
         CsvOut::Folder(dir) => {
+            // A folder made here goes again with its files on a signal
+            // (an empty one was left, a review found).
+            remove_partials_on_a_signal();
+            let mut partials_held = Partial::listed();
+            if !dir.exists() {
+                partials_held.made_dir = Some(dir.to_path_buf());
+            }
             std::fs::create_dir_all(dir).map_err(|e| {
                 ExportError(format!("cannot create {}: {e}", crate::text::path(&dir)))
             })?;
+            drop(partials_held);
             let mut names = HashSet::new();
             for (kind, _) in &columns {
                 let path = dir.join(file_name(kind, &mut names));
@@ -768,11 +776,14 @@ fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<()
 struct Partials {
     listed: Vec<PathBuf>,
     renamed: usize,
+    /// A CSV folder this export made: removed with its partial files.
+    made_dir: Option<PathBuf>,
 }
 
 static PARTIALS: std::sync::Mutex<Partials> = std::sync::Mutex::new(Partials {
     listed: Vec::new(),
     renamed: 0,
+    made_dir: None,
 });
 
 /// A file being written beside its name, listed in `PARTIALS` until it is
@@ -818,6 +829,11 @@ fn remove_partials_on_a_signal() {
                 let _ = std::fs::remove_file(path);
             }
             let removed = std::mem::take(&mut held.listed).len();
+            if held.renamed == 0
+                && let Some(dir) = &held.made_dir
+            {
+                let _ = std::fs::remove_dir(dir);
+            }
             let plural = if removed == 1 { "" } else { "s" };
             if held.renamed > 0 {
                 crate::say!("autopi-rx export: stopped by a signal after the output was written whole");
