@@ -74,8 +74,8 @@ pub struct Mark {
     pub keyed: bool,
     /// A copy after a delivered one (in any file): the first delivered.
     pub repeated: Option<Timestamp>,
-    /// A copy after copies none of which was acknowledged (in any file):
-    /// the first copy.
+    /// A copy after copies none of which was acknowledged (in this file
+    /// or another): the first copy.
     pub retried: Option<Timestamp>,
 }
 
