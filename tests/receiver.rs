@@ -705,7 +705,10 @@ fn duplicates_are_answered_saved_and_marked() {
         status.contains("records: 1000 ("),
         "not counted twice: {status}"
     );
-    assert!(status.contains("duplicates: 1 ("), "{status}");
+    assert!(
+        status.contains("copies: 1 duplicates, 0 retries"),
+        "{status}"
+    );
     rx.stop();
     let lines = rx.capture_lines();
     assert_eq!(lines.len(), 2);

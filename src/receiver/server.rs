@@ -1885,9 +1885,8 @@ fn status_page(ctx: &Ctx) -> Outcome {
          uptime: {uptime} s\n\
          requests: {req} ({rej} refused)\n\
          batches acknowledged: {bat}\n\
-         duplicates: {dup} (copies of a batch already acknowledged, however answered)\n\
-         retries: {ret} (copies of a batch not yet acknowledged)\n\
-         records: {rec} (each batch's once, at its first copy, acknowledged or not)\n\
+         copies: {dup} duplicates, {ret} retries\n\
+         records: {rec} (at each batch's first copy)\n\
          capture: {path}\n\
          {taken}\
          answer mode: {mode}\n\
