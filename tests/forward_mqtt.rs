@@ -532,18 +532,7 @@ fn batches_that_need_not_or_cannot_go_leave_the_target_untried() {
     let dir = tempfile::tempdir().unwrap();
     let rx = forwarder(dir.path(), free_port());
     upload(&rx, b"[]");
-    let mut line = String::new();
-    wait_until("the empty batch passed over", || {
-        let page = Conn::open(rx.addr)
-            .request(&request_bytes("GET", &[], b""))
-            .text();
-        line = page
-            .lines()
-            .find(|l| l.starts_with("forward "))
-            .unwrap_or_default()
-            .to_string();
-        line.contains("(1 forwarded)")
-    });
+    let line = forward_line_once(&rx, "the empty batch passed over", "(1 forwarded)");
     assert!(line.contains(": nothing sent yet"), "{line}");
     // A batch no broker can take (a topic past 65 535 bytes) is parked
     // without trying the broker: the state stays as it was.
@@ -552,7 +541,14 @@ fn batches_that_need_not_or_cannot_go_leave_the_target_untried() {
         "t".repeat(70_000)
     );
     upload(&rx, long.as_bytes());
-    wait_until("the batch parked", || {
+    let line = forward_line_once(&rx, "the batch parked", "parked 1");
+    assert!(line.contains(": nothing sent yet"), "{line}");
+}
+
+/// The status page's forward line, once it holds `holding`.
+fn forward_line_once(rx: &Receiver, what: &str, holding: &str) -> String {
+    let mut line = String::new();
+    wait_until(what, || {
         let page = Conn::open(rx.addr)
             .request(&request_bytes("GET", &[], b""))
             .text();
@@ -561,9 +557,9 @@ fn batches_that_need_not_or_cannot_go_leave_the_target_untried() {
             .find(|l| l.starts_with("forward "))
             .unwrap_or_default()
             .to_string();
-        line.contains("parked 1")
+        line.contains(holding)
     });
-    assert!(line.contains(": nothing sent yet"), "{line}");
+    line
 }
 
 /// Records MQTT cannot carry as they are hold back none of the batches
