@@ -428,7 +428,10 @@ impl State {
                     // Quiet by its uploads of any kind, as the Uplink rows
                     // go: one refused every minute is not quiet (a review:
                     // it was let go here while its row stayed, and the new
-                    // device got no row).
+                    // device got no row). Its batches alone first: when
+                    // none has been quiet that long, none is (a flood of
+                    // new unit-ids looked up every row for every device).
+                    quietest(&self.devices, now, |d| d.last_upload)?;
                     let uplinks = &self.uplinks;
                     let last = |d: &Device| {
                         let seen = uplinks
