@@ -780,24 +780,22 @@ impl Job {
                     // Only the cursor is retried here: sending again would
                     // repeat a batch the target has.
                     let before = self.status.link.clone();
-                    let mut cursor_failed = false;
                     while let Err(e) = self
                         .cursors
                         .passed(&self.name, span.start, span.end, span.hash)
                     {
-                        cursor_failed = true;
                         self.down(format!("cannot save the cursor: {e}"));
                         if !self.wait(BACKOFF_MAX) {
                             return false;
                         }
                     }
                     self.status.forwarded += 1;
-                    if matches!(attempt, Attempt::Delivered) {
-                        self.status.link = Link::Up;
-                    } else if cursor_failed {
-                        // The target was not tried: as it was.
-                        self.status.link = before;
-                    }
+                    // Not tried (nothing to send): as it was, also after
+                    // the cursor failed meanwhile.
+                    self.status.link = match attempt {
+                        Attempt::Delivered => Link::Up,
+                        _ => before,
+                    };
                     *backoff = BACKOFF_FIRST;
                     return true;
                 }
