@@ -144,15 +144,25 @@ pub fn clock(t: Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
 }
 
+/// Whether `a` and `b` fall on one UTC day.
+pub fn same_day(a: Timestamp, b: Timestamp) -> bool {
+    a.as_second().div_euclid(86_400) == b.as_second().div_euclid(86_400)
+}
+
+/// Whether `a` and `b` fall in one UTC year.
+pub fn same_year(a: Timestamp, b: Timestamp) -> bool {
+    let year = |t: Timestamp| jiff::tz::TimeZone::UTC.to_datetime(t).year();
+    year(a) == year(b)
+}
+
 /// When `t` was, as short as `now` allows, in UTC: the time of day on
 /// `now`'s day (`08:00:01`), the date in its year (`11-26`, with the
 /// minute `11-26 23:59` when `minute`), the date in another year
 /// (`1970-01-01`): a crank a day or years before read as a time of today.
 pub fn clock_or_date(now: Timestamp, t: Timestamp, minute: bool) -> String {
-    let day = |t: Timestamp| t.as_second().div_euclid(86_400);
-    if day(t) == day(now) {
+    if same_day(t, now) {
         clock(t)
-    } else if t.strftime("%Y").to_string() != now.strftime("%Y").to_string() {
+    } else if !same_year(t, now) {
         t.strftime("%Y-%m-%d").to_string()
     } else if minute {
         t.strftime("%m-%d %H:%M").to_string()

@@ -10,14 +10,13 @@
 //! ╰ filter: power ──────────────────────────────────────────╯
 //! ```
 
-use jiff::Timestamp;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{clock, short_span};
+use crate::dashboard::format::{clock, same_day, same_year, short_span};
 use crate::dashboard::state::LogLine;
 use crate::dashboard::ui::{filter_title, fit_line, nothing_shown, panel, placeholder};
 
@@ -51,12 +50,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     // The date shows once the lines kept span more than one day, and on a
     // line stamped on another day than where it sorts (a clock gone
     // wrong: see `state::rank`).
-    let day = |t: Timestamp| t.as_second().div_euclid(86_400);
-    let dated = matching.first().map(|l| day(l.ts)) != matching.last().map(|l| day(l.ts));
+    let dated = match (matching.first(), matching.last()) {
+        (Some(first), Some(last)) => !same_day(first.ts, last.ts),
+        _ => false,
+    };
     let lines: Vec<Line> = matching[start..end]
         .iter()
         .map(|l| {
-            let dated = dated || day(l.ts) != day(l.rank);
+            let dated = dated || !same_day(l.ts, l.rank);
             fit_line(line(app, l, dated), inner.width)
         })
         .collect();
@@ -84,8 +85,7 @@ fn note(app: &App, shown: usize, scroll: usize) -> String {
 fn line(app: &App, l: &LogLine, dated: bool) -> Line<'static> {
     let t = &app.theme;
     let tag_style = if l.failure { t.error } else { t.value };
-    let year = |t: Timestamp| t.strftime("%Y").to_string();
-    let time = if year(l.ts) != year(l.rank) || year(l.ts) != year(app.now()) {
+    let time = if !same_year(l.ts, l.rank) || !same_year(l.ts, app.now()) {
         // Stamped in another year than where it sorts, or than now (a
         // device at 1970 before its clock is set read `01-01` with no
         // year, or only the time when all its lines were of that day):
