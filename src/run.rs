@@ -334,8 +334,9 @@ fn stop_forwarding(forwarders: Forwarders) {
     }
 }
 
-/// Opens (and repairs) the capture, saying what it found there: the file given, or else a new one under `captures/`
-/// named for the start time. Two receivers started within the same second
+/// Opens (and repairs) the capture, saying what it found there: the file
+/// given, or else a new one under `captures/` named for the start time.
+/// Two receivers started within the same second
 /// (two demos side by side) would share that name, and the later one
 /// stopped on the first one's lock (exit 1): it takes the name with `-2`
 /// (`-3`, …) instead. A file of that name left by an earlier run is
