@@ -806,7 +806,7 @@ fn clear_resets(me: &OwnedFd, known: &mut HashMap<u64, Known>, now: Instant, due
         if !*cleared {
             // Still the reset socket: a descriptor number is used again.
             if let Some(s) = duplicate(me, *fd, *inode).filter(|s| s.peer_addr().is_err()) {
-                discard_before_the_reset(&s);
+                disconnect_reset(&s);
             }
             *cleared = true;
         } else if due
@@ -825,35 +825,23 @@ fn clear_resets(me: &OwnedFd, known: &mut HashMap<u64, Known>, now: Instant, due
 /// The longest a held reset connection waits between nudges for it.
 const RESET_NUDGES_APART: Duration = Duration::from_secs(1);
 
-/// Throws away what a reset connection has queued, and no more: the
-/// reset's error stays for tiny_http's next read, which ends the
-/// connection as broken. A read past the queue would take that error, and
-/// tiny_http would then read a plain end: a chunked body cut by the reset
-/// ends there as if whole (`chunked_transfer` takes an end inside a chunk
-/// for the body's end), and was saved (a hostile-client probe: 9 to 25
-/// of 1 200 such uploads, none before the queue was thrown away).
-fn discard_before_the_reset(s: &TcpStream) {
-    use rustix::net::RecvFlags;
-    let Ok(queued) = rustix::io::ioctl_fionread(s) else {
-        return;
-    };
-    let mut left = usize::try_from(queued).unwrap_or(usize::MAX);
-    // Never written to (the kernel copies nothing with `TRUNC`).
-    let mut room: Vec<u8> = Vec::with_capacity(1 << 20);
-    while left > 0 {
-        let want = left.min(room.capacity());
-        match rustix::net::recv(
-            s,
-            &mut room.spare_capacity_mut()[..want],
-            RecvFlags::TRUNC | RecvFlags::DONTWAIT,
-        ) {
-            // All that was asked: there may be more. Less: another thread
-            // read meanwhile, and a read of an empty queue would take the
-            // error.
-            Ok((_, n)) if n == want => left -= n,
-            _ => break,
-        }
-    }
+/// Throws away what a reset connection has queued, and makes every read
+/// of it from now on fail: a `connect` to no address (`AF_UNSPEC`, the
+/// kernel's `tcp_disconnect`) empties its queue under the socket's lock,
+/// leaves the reset's error for the next read, and after that a read is
+/// "not connected", never a plain end. A plain end is what made a
+/// chunked body cut by the reset look whole: `chunked_transfer` takes an
+/// end inside a chunk for the body's end, and it was saved. Reading the
+/// queue away instead (`recv` of what `FIONREAD` said) left a window: a
+/// worker already reading the body (the connection first seen after its
+/// reset) could empty the queue between the two calls, and the `recv`
+/// then took the error in its place (a hostile-client probe: 9 to 25 of
+/// 1 200 such uploads saved with a read to the end, 1 in several runs of
+/// 1 200 with a read of what was queued; none now). Only for a socket
+/// whose peer can no longer be read: on a live one this would end the
+/// connection.
+fn disconnect_reset(s: &TcpStream) {
+    let _ = rustix::net::connect_unspec(s);
 }
 
 /// Descriptors this process has open: the size Linux (6.2 and later)
@@ -1440,16 +1428,17 @@ mod tests {
             clear_resets(&me, known, at, due)
         };
         assert!(!read_at(&mut known, start, true), "first found: cleared");
-        // Nothing queued is left, and the reset's error is: a read past
-        // the queue would have taken it, and tiny_http would read a plain
-        // end (a chunked body cut there taken as whole).
-        let after = (&accepted).read(&mut buf);
-        assert!(
-            after
-                .as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-            "{after:?}"
-        );
+        // Nothing queued is left, the reset's error is, and every read
+        // after it fails too: a plain end would let tiny_http take a
+        // chunked body cut there as whole.
+        for kind in [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::NotConnected,
+            std::io::ErrorKind::NotConnected,
+        ] {
+            let after = (&accepted).read(&mut buf);
+            assert!(after.as_ref().is_err_and(|e| e.kind() == kind), "{after:?}");
+        }
         // Held: said at reads far enough apart, never twice at once, nor
         // when no nudge can go out.
         let mut at = start;
@@ -1478,6 +1467,36 @@ mod tests {
         drop(accepted);
         read_at(&mut known, at, true);
         assert!(!reset(&known), "forgotten once closed");
+    }
+
+    /// The race a worker reading a body can win: it empties the queue of
+    /// a connection reset under it, and the reset's error goes to another
+    /// read than the worker's. Once the closer has cleared the connection,
+    /// the worker's next read fails all the same, never a plain end (a
+    /// chunked body cut by the reset was saved as whole so).
+    #[test]
+    fn a_reset_connection_cleared_after_its_error_was_taken_still_fails_its_reads() {
+        let me = duplicating().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listening = listener.local_addr().unwrap();
+        let client = TcpStream::connect(listening).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        (&client).write_all(b"POST / HTTP/1.1\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        assert!((&accepted).read(&mut buf).unwrap() > 0);
+        // Its error taken by a read other than the worker's.
+        reset_by_its_client(client, &accepted);
+        let books = Forgets::default();
+        let mut known = HashMap::new();
+        refresh(&me, listening, &mut known, Instant::now(), &books).unwrap();
+        clear_resets(&me, &mut known, Instant::now(), true);
+        let after = (&accepted).read(&mut buf);
+        assert!(
+            after
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotConnected),
+            "{after:?}"
+        );
     }
 
     #[test]
