@@ -729,8 +729,8 @@ fn pipelining_clients_that_never_read_hold_one_worker_each_at_most() {
     devices.join().unwrap().check(PROBE, &mut p.failures);
     println!("{PROBE}: {most} workers busy at the most");
     // Enough connections held up by an answer they do not read that the
-    // bound below tells: 6 or more (one busy each, and a device's and the
-    // status request's) would have held 54 workers or more when each
+    // bound below tells: 6 or more (one busy each, and the device's and
+    // the status request's) would have held 54 workers or more when each
     // waiting request held one. Fewer, and the probe did not probe. How
     // many fill at once depends on the machine's load (19-38 here).
     if most < 8 {
@@ -738,8 +738,11 @@ fn pipelining_clients_that_never_read_hold_one_worker_each_at_most() {
             "{PROBE}: {most} workers busy at the most: the answers never filled the send buffers"
         ));
     }
-    // One per connection, a device's and the status request's.
-    if most > CONNECTIONS + 2 {
+    // One per connection, the status request's, and two of the device's:
+    // it sends its next upload on a new connection as soon as it has its
+    // answer, and the worker that answered counts busy until it is done
+    // after that (43 in 2 runs of 20 with a bound of 42).
+    if most > CONNECTIONS + 3 {
         p.failures.push(format!(
             "{PROBE}: {most} workers busy: requests waiting their turn held workers"
         ));

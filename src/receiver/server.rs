@@ -568,11 +568,15 @@ fn serve_in_turn(ctx: &Arc<Ctx>, work: Work) -> Option<Work> {
     } else {
         ignore(ctx, request, held);
     }
+    // Done with it before the turn ends: the connection's next request
+    // may be taken up on another worker from then on, and a connection is
+    // never counted busy on two (the status page's count had one more
+    // than the connections holding workers now and then).
+    ctx.busy.fetch_sub(1, Ordering::SeqCst);
     // After the catch: a turn ends even when its handling panicked, and
     // the requests parked behind it are not stranded.
     let next = ctx.connections.end_turn(peer, order);
     from.finish();
-    ctx.busy.fetch_sub(1, Ordering::SeqCst);
     next
 }
 
