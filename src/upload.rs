@@ -92,6 +92,14 @@ pub fn encode_json(number: u64, records: usize, json: Vec<u8>, gzip: Option<u32>
     }
 }
 
+/// Whether a refusal is for the batch itself, so that the same bytes
+/// would be refused again: a 4xx other than 408 (the request timed out)
+/// and 429 (too many requests). The device retries every refusal; a
+/// replay stops at one of these, and a forward parks the batch.
+pub fn refused_for_good(status: u16) -> bool {
+    (400..=499).contains(&status) && !matches!(status, 408 | 429)
+}
+
 /// What the answer means to the device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {

@@ -466,6 +466,52 @@ fn replay_retries_a_refused_batch_and_resends_an_unanswered_one_byte_for_byte() 
     );
 }
 
+/// A batch the receiver refuses for what it is (413: larger than its
+/// `--max-body`) is not sent again: the same bytes would be refused again.
+/// The replay stops at it, exit 1, saying why; it used to try it ten
+/// times. A refusal that may pass later (503) is still retried (above).
+#[test]
+fn replay_stops_at_a_batch_refused_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.too.large.jsonl");
+    let line = |n: u32, note: &str| {
+        format!(
+            r#"{{"received":"2026-11-27T08:00:0{n}.000Z","peer":"p","unit_id":"aa","records":[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:0{n}","value":{n},"note":"{note}"}}]}}"#
+        )
+    };
+    let large = "x".repeat(3000);
+    std::fs::write(
+        &path,
+        [line(1, ""), line(2, &large), line(3, "")].join("\n") + "\n",
+    )
+    .unwrap();
+    let mut rx = common::Receiver::start(&["--max-body", "2000"]);
+    let out = binary()
+        .args(["replay", path.to_str().unwrap(), "--token", TOKEN])
+        .args(["--url", &format!("http://{}/", rx.addr)])
+        .args(["--as-fast-as-possible", "--retry-wait", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "the receiver refused batch 2 (HTTP 413: body is larger than the limit of 2000 bytes"
+        ) && stderr.contains("so it was not sent again"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("attempt 2"), "{stderr}");
+    assert!(stdout.contains("acknowledged: 1 of 3"), "{stdout}");
+    assert!(rx.stop().success());
+    let answered: Vec<u64> = rx
+        .remaining_stdout()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["status"].as_u64())
+        .collect();
+    assert_eq!(answered, [200, 413], "one attempt of the refused batch");
+}
+
 #[test]
 fn exports_parse_back_with_their_crates_and_count_every_fix() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 
 use super::load::{self, CaptureLine};
 use crate::simulate::stopped;
-use crate::upload::{Answer, MAX_FAILURES, Payload, Target, Uploader, encode_json};
+use crate::upload::{self, Answer, MAX_FAILURES, Payload, Target, Uploader, encode_json};
 
 /// How fast to send.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -312,6 +312,19 @@ fn deliver(
             } => {
                 return Err(format!(
                     "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
+                ));
+            }
+            // Refused for what it is (too large, not JSON, a wrong path):
+            // the same bytes would be refused again. The device retries
+            // them for ever; a replay stops at once, saying why, as the
+            // forwarder parks such a batch (a 413 was tried ten times).
+            Answer::Refused { status, reason, .. } if upload::refused_for_good(status) => {
+                let hint = match status {
+                    404 | 405 => "; check --url",
+                    _ => "",
+                };
+                return Err(format!(
+                    "the receiver refused batch {number} (HTTP {status}: {reason}): the same bytes would be refused again, so it was not sent again{hint}"
                 ));
             }
             Answer::Refused {

@@ -4,7 +4,7 @@
 //! upstream cannot tell it from the device.
 
 use crate::scrub::all_taken_out;
-use crate::upload::{reason_from_cleaned, retry_after};
+use crate::upload::{reason_from_cleaned, refused_for_good, retry_after};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -454,17 +454,18 @@ fn judge(
             ),
             after: Some(super::BACKOFF_MAX),
         },
-        408 | 429 | 500..=599 => Attempt::Retry {
-            error: reason(),
-            after: retry_after,
-        },
         401 | 403 | 407 => Attempt::Park {
             reason: format!("{} (check --forward-token and --forward-scheme)", reason()),
         },
         404 | 405 => Attempt::Park {
             reason: format!("{} (check the --forward URL)", reason()),
         },
-        400..=499 => Attempt::Park { reason: reason() },
+        _ if refused_for_good(status) => Attempt::Park { reason: reason() },
+        // 408, 429, 5xx.
+        400..=599 => Attempt::Retry {
+            error: reason(),
+            after: retry_after,
+        },
         // Not a status HTTP defines: a broken upstream.
         _ => Attempt::Retry {
             error: reason(),
