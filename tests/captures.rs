@@ -2406,6 +2406,50 @@ fn an_export_stopped_by_a_signal_leaves_no_partial_file() {
     }
 }
 
+/// CSV to a folder whose type files exist, one of them a folder: the
+/// export stops before any rename, exit 1, naming it, and every file is
+/// as it was. The files renamed before it were replaced and the rest not,
+/// a review found.
+#[test]
+fn a_csv_folder_with_a_folder_at_a_type_name_is_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("types.jsonl");
+    let records: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|t| format!(r#"{{"@t":"{t}","@ts":"2026-11-27T08:00:00Z","v":1}}"#))
+        .collect();
+    let line = format!(
+        r#"{{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h","records":[{}]}}"#,
+        records.join(",")
+    );
+    std::fs::write(&capture, line + "\n").unwrap();
+    let out = dir.path().join("csv");
+    std::fs::create_dir(&out).unwrap();
+    for old in ["a.csv", "c.csv"] {
+        std::fs::write(out.join(old), "old\n").unwrap();
+    }
+    std::fs::create_dir(out.join("b.csv")).unwrap();
+    let run = autopi(&[
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "csv",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("b.csv: a folder is in its place (none of the 3 files was written)"),
+        "{stderr}"
+    );
+    for old in ["a.csv", "c.csv"] {
+        assert_eq!(std::fs::read_to_string(out.join(old)).unwrap(), "old\n");
+    }
+    assert!(out.join("b.csv").is_dir());
+    assert_eq!(partial_files(&out), Vec::<String>::new());
+}
+
 /// CSV to a folder, a file per type, stopped while its files are made:
 /// either none is left (all removed) or all are written whole, never a
 /// partial file nor part of the folder. A review found files made after

@@ -758,12 +758,38 @@ fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<()
         .collect();
     held.listed
         .retain(|l| !files.iter().any(|(file, _)| file.path() == l));
+    // A folder where a file goes fails its rename, after those before it
+    // replaced their files: a CSV folder was left part new, part old (a
+    // review). Refused before any rename, every file as it was.
+    let all = files.len();
+    if let Some((_, target)) = files
+        .iter()
+        .find(|(_, target)| std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()))
+    {
+        return Err(ExportError(format!(
+            "cannot write {}: a folder is in its place{}",
+            crate::text::path(&named.unwrap_or(target)),
+            if all > 1 {
+                format!(" (none of the {all} files was written)")
+            } else {
+                String::new()
+            }
+        )));
+    }
     for (file, target) in files {
+        let done = held.renamed;
         file.persist(&target).map_err(|e| {
             ExportError(format!(
-                "cannot write {}: {}",
+                "cannot write {}: {}{}",
                 crate::text::path(&named.unwrap_or(&target)),
-                e.error
+                e.error,
+                match done {
+                    0 if all > 1 => format!(" (none of the {all} files was written)"),
+                    0 => String::new(),
+                    // Renames cannot be undone: the files they replaced
+                    // are gone. Said, as a signal would say it.
+                    n => format!(" ({n} of the {all} files were written before it; the rest are as they were)"),
+                }
             ))
         })?;
         held.renamed += 1;
