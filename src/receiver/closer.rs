@@ -267,24 +267,29 @@ pub trait Books {
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
 /// pools, until `stopping` or until every `Closer` is gone. `books` says
 /// what the receiver knows of a peer, and is asked before a shutdown both
-/// ways. When descriptors cannot be duplicated,
-/// `unavailable` is told why once, and only the nudges run.
+/// ways. `notice` is told, once each, when descriptors cannot be
+/// duplicated (only the nudges run then) and when a reset connection
+/// cannot be disconnected.
 pub fn run(
     watch: Watch,
     requests: Receiver<SocketAddr>,
     tally: Arc<Tally>,
     stopping: Arc<AtomicBool>,
     books: &impl Books,
-    unavailable: impl FnOnce(String),
+    mut notice: impl FnMut(String),
 ) {
     let activity = |peer| books.activity(peer);
     let me = match duplicating() {
         Ok(me) => Some(me),
         Err(why) => {
-            unavailable(why);
+            notice(format!(
+                "connections tiny_http hangs on are left to it ({why}): a connection it \
+                 deadlocks on stays open, and one that broke the rules waits for the read timeout"
+            ));
             None
         }
     };
+    let mut disconnect_failed = false;
     let port = watch.listening.port();
     let every = sweep_every(watch.read_timeout);
     let mut known: HashMap<u64, Known> = HashMap::new();
@@ -453,7 +458,16 @@ pub fn run(
         // look checks the held ones by their own descriptors.
         if sockets.is_some() || (look && resets) {
             let due = budget > 0 && now >= next_reset_nudge;
-            if clear_resets(me, &mut known, now, due) {
+            let mut failed = None;
+            let held = clear_resets(me, &mut known, now, due, &mut failed);
+            if let Some(e) = failed.filter(|_| !disconnect_failed) {
+                disconnect_failed = true;
+                notice(format!(
+                    "a connection its client reset cannot be disconnected ({e}): a chunked \
+                     upload cut by such a reset may be taken as far as it came"
+                ));
+            }
+            if held {
                 let made = nudge(watch, &[], &mut budget, &mut Vec::new);
                 tally.nudges.fetch_add(made, Ordering::Relaxed);
                 next_look = now + LOOK_AGAIN;
@@ -791,7 +805,15 @@ fn nudge_due(
 /// (from `LOOK_AGAIN` up to `RESET_NUDGES_APART`): one may also be held
 /// by a request of it in hand (`--respond hangup` holds one a read
 /// timeout), which no nudge frees, and every nudge costs a look.
-fn clear_resets(me: &OwnedFd, known: &mut HashMap<u64, Known>, now: Instant, due: bool) -> bool {
+/// A disconnect that failed (a security policy refusing it) is put in
+/// `failed`.
+fn clear_resets(
+    me: &OwnedFd,
+    known: &mut HashMap<u64, Known>,
+    now: Instant,
+    due: bool,
+    failed: &mut Option<rustix::io::Errno>,
+) -> bool {
     let mut held = false;
     for (inode, k) in known.iter_mut() {
         let Known::Reset {
@@ -805,8 +827,10 @@ fn clear_resets(me: &OwnedFd, known: &mut HashMap<u64, Known>, now: Instant, due
         };
         if !*cleared {
             // Still the reset socket: a descriptor number is used again.
-            if let Some(s) = duplicate(me, *fd, *inode).filter(|s| s.peer_addr().is_err()) {
-                disconnect_reset(&s);
+            if let Some(s) = duplicate(me, *fd, *inode).filter(|s| s.peer_addr().is_err())
+                && let Err(e) = disconnect_reset(&s)
+            {
+                *failed = Some(e);
             }
             *cleared = true;
         } else if due
@@ -839,9 +863,15 @@ const RESET_NUDGES_APART: Duration = Duration::from_secs(1);
 /// 1 200 such uploads saved with a read to the end, 1 in several runs of
 /// 1 200 with a read of what was queued; none now). Only for a socket
 /// whose peer can no longer be read: on a live one this would end the
-/// connection.
-fn disconnect_reset(s: &TcpStream) {
-    let _ = rustix::net::connect_unspec(s);
+/// connection. Such a socket is one its client reset, or one closed in
+/// order both ways while our descriptor is still open (tiny_http shuts
+/// its writing half when done with a connection): its reads end with an
+/// error rather than a plain end, which ends a finished connection all
+/// the same. (A `shutdown` of its reading side after this would make a
+/// read a plain end again; nothing shuts a socket the closer took for
+/// reset.)
+fn disconnect_reset(s: &TcpStream) -> rustix::io::Result<()> {
+    rustix::net::connect_unspec(s)
 }
 
 /// Descriptors this process has open: the size Linux (6.2 and later)
@@ -1425,7 +1455,7 @@ mod tests {
         let start = Instant::now();
         let read_at = |known: &mut HashMap<u64, Known>, at: Instant, due: bool| {
             refresh(&me, listening, known, at, &books).unwrap();
-            clear_resets(&me, known, at, due)
+            clear_resets(&me, known, at, due, &mut None)
         };
         assert!(!read_at(&mut known, start, true), "first found: cleared");
         // Nothing queued is left, the reset's error is, and every read
@@ -1489,7 +1519,9 @@ mod tests {
         let books = Forgets::default();
         let mut known = HashMap::new();
         refresh(&me, listening, &mut known, Instant::now(), &books).unwrap();
-        clear_resets(&me, &mut known, Instant::now(), true);
+        let mut failed = None;
+        clear_resets(&me, &mut known, Instant::now(), true, &mut failed);
+        assert_eq!(failed, None);
         let after = (&accepted).read(&mut buf);
         assert!(
             after

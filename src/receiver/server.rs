@@ -260,16 +260,13 @@ pub fn start_with(
         nudges: acceptors.servers().max(1),
     };
     let stop = ctx.stopping.clone();
-    let unavailable = notice_tx.clone();
+    let closer_notices = notice_tx.clone();
     std::thread::Builder::new()
         .name("closer".into())
         .spawn(move || {
             accept::step_ahead();
-            closer::run(watch, close_rx, closer.tally, stop, &Books(quiet), |why| {
-                let _ = unavailable.send(format!(
-                    "connections tiny_http hangs on are left to it ({why}): a connection it \
-                     deadlocks on stays open, and one that broke the rules waits for the read timeout"
-                ));
+            closer::run(watch, close_rx, closer.tally, stop, &Books(quiet), |note| {
+                let _ = closer_notices.send(note);
             });
         })?;
     // The capture writer's notices go out as they are.
