@@ -310,22 +310,31 @@ fn deliver(
                 reason,
                 ..
             } => {
-                return Err(format!(
-                    "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
-                ));
+                return stop_at(
+                    stop,
+                    settings,
+                    format!(
+                        "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
+                    ),
+                );
             }
-            // Refused for what it is (too large, not JSON, a wrong path):
-            // the same bytes would be refused again. The device retries
-            // them for ever; a replay stops at once, saying why, as the
-            // forwarder parks such a batch (a 413 was tried ten times).
+            // A refusal of the batch itself (too large, not JSON, a wrong
+            // path): the device retries it for ever; a replay stops at
+            // once, saying why, as the forwarder parks such a batch (a 413
+            // was tried ten times). (Another autopi-rx answering 413 on
+            // purpose, `--respond 413`, saved it first.)
             Answer::Refused { status, reason, .. } if upload::refused_for_good(status) => {
                 let hint = match status {
                     404 | 405 => "; check --url",
                     _ => "",
                 };
-                return Err(format!(
-                    "the receiver refused batch {number} (HTTP {status}: {reason}): the same bytes would be refused again, so it was not sent again{hint}"
-                ));
+                return stop_at(
+                    stop,
+                    settings,
+                    format!(
+                        "the receiver refused batch {number} (HTTP {status}: {reason}): a 4xx other than 408 or 429 refuses the batch itself, so it was not sent again{hint}"
+                    ),
+                );
             }
             Answer::Refused {
                 status,
@@ -383,6 +392,19 @@ fn deliver(
                 attempt + 1
             );
         }
+    }
+    Ok(false)
+}
+
+/// The replay ends at a refusal that no attempt of the same bytes can
+/// pass: with `why` as its error (exit 1), or, told to stop while the
+/// attempt was out, as a stop (exit 130), `why` still said.
+fn stop_at(stop: &Receiver<()>, settings: &Settings, why: String) -> Result<bool, String> {
+    if !stopped(stop) {
+        return Err(why);
+    }
+    if settings.notes {
+        crate::say!("{why} (stopping)");
     }
     Ok(false)
 }
