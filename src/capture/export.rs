@@ -778,20 +778,24 @@ fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<()
     }
     for (file, target) in files {
         let done = held.renamed;
-        file.persist(&target).map_err(|e| {
-            ExportError(format!(
+        if let Err(e) = file.persist(&target) {
+            // Renames cannot be undone: the files they replaced are gone.
+            // A signal from now to the exit says the error stands.
+            held.failed = true;
+            return Err(ExportError(format!(
                 "cannot write {}: {}{}",
                 crate::text::path(&named.unwrap_or(&target)),
                 e.error,
                 match done {
                     0 if all > 1 => format!(" (none of the {all} files was written)"),
                     0 => String::new(),
-                    // Renames cannot be undone: the files they replaced
-                    // are gone. Said, as a signal would say it.
-                    n => format!(" ({n} of the {all} files were written before it; the rest are as they were)"),
+                    n => format!(
+                        " ({n} of the {all} files {} written before it; the rest are as they were)",
+                        if n == 1 { "was" } else { "were" }
+                    ),
                 }
-            ))
-        })?;
+            )));
+        }
         held.renamed += 1;
     }
     Ok(())
@@ -802,6 +806,9 @@ fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<()
 struct Partials {
     listed: Vec<PathBuf>,
     renamed: usize,
+    /// A rename failed: the export ends with its error, whatever came of
+    /// the renames before it.
+    failed: bool,
     /// A CSV folder this export made: removed with its partial files.
     made_dir: Option<PathBuf>,
 }
@@ -809,6 +816,7 @@ struct Partials {
 static PARTIALS: std::sync::Mutex<Partials> = std::sync::Mutex::new(Partials {
     listed: Vec::new(),
     renamed: 0,
+    failed: false,
     made_dir: None,
 });
 
@@ -861,7 +869,12 @@ fn remove_partials_on_a_signal() {
                 let _ = std::fs::remove_dir(dir);
             }
             let plural = if removed == 1 { "" } else { "s" };
-            if held.renamed > 0 {
+            if held.failed {
+                crate::say!(
+                    "autopi-rx export: stopped by a signal after a file could not be written ({} written before it, the rest as they were)",
+                    held.renamed
+                );
+            } else if held.renamed > 0 {
                 crate::say!("autopi-rx export: stopped by a signal after the output was written whole");
             } else {
                 crate::say!(
