@@ -628,10 +628,26 @@ mod tests {
             (415, "park"),
             (422, "park"),
             (429, "retry"),
+            (499, "park"),
             (500, "retry"),
             (503, "retry"),
+            (599, "retry"),
+            // Not statuses HTTP defines, and a 1xx as a final answer: a
+            // broken upstream.
+            (99, "retry"),
+            (100, "retry"),
+            (199, "retry"),
+            (600, "retry"),
         ] {
             assert_eq!(kind(status), want, "{status}");
+        }
+        // A busy upstream's wait is taken; a broken one's is not.
+        let asked = Some(Duration::from_secs(7));
+        for (status, after) in [(408, asked), (429, asked), (503, asked), (600, None)] {
+            let Attempt::Retry { after: got, .. } = judged(status, b"", asked, None, &[]) else {
+                panic!("{status} retries");
+            };
+            assert_eq!(got, after, "{status}");
         }
         let Attempt::Park { reason } = judged(413, br#"{"error":"too big"}"#, None, None, &[])
         else {
