@@ -169,20 +169,68 @@ pub struct TypeStats {
     pub last_value: String,
     /// The stamp of the record `last_value` shows.
     pub value_ts: Timestamp,
+    /// The latest run of records, up to `last_ts`: where it starts and
+    /// how many it holds (see `RUN_GAP`).
+    run_first: Timestamp,
+    run_count: u64,
 }
 
+/// A silence longer than this between a type's records ends a run of
+/// them, and the rate counts over the latest run only: over the whole
+/// span, a car parked overnight halved a drive's rate, and one record
+/// from a clock not yet set (1970) made it read 0.0 for the rest of the
+/// session. An hour, so that a type recorded every few minutes keeps its
+/// rate across them.
+const RUN_GAP: i64 = 60 * 60 * 1000;
+
 impl TypeStats {
+    /// The first `count` records of a type, stamped from `first` to
+    /// `last`.
+    fn new(first: Timestamp, count: u64, last: Timestamp) -> TypeStats {
+        let mut t = TypeStats {
+            count: 0,
+            first_ts: first,
+            last_ts: last,
+            last_value: String::new(),
+            value_ts: last,
+            run_first: first,
+            run_count: 0,
+        };
+        t.add(first, count, last);
+        t
+    }
+
     /// Adds `count` records stamped from `first` to `last`.
     fn add(&mut self, first: Timestamp, count: u64, last: Timestamp) {
+        let (from, to) = (first.as_millisecond(), last.as_millisecond());
+        let latest = self.last_ts.as_millisecond();
+        let run_from = self.run_first.as_millisecond();
         self.count += count;
         self.first_ts = self.first_ts.min(first);
         self.last_ts = self.last_ts.max(last);
+        if to.saturating_sub(from) > RUN_GAP {
+            // A silence within the batch (a clock set while it was
+            // taken): a run starts again at its newest record, if that is
+            // the newest of all.
+            if to >= latest {
+                (self.run_first, self.run_count) = (last, 1);
+            }
+        } else if from.saturating_sub(latest) > RUN_GAP {
+            // After a silence: a new run.
+            (self.run_first, self.run_count) = (first, count);
+        } else if run_from.saturating_sub(to) <= RUN_GAP {
+            // In the run, or just before it (a batch sent again late).
+            self.run_first = self.run_first.min(first);
+            self.run_count += count;
+        }
+        // Else older, before a silence: not in the run.
     }
 
-    /// Records per minute between the first and the last seen, if they differ.
+    /// Records per minute over the latest run of them (see `RUN_GAP`),
+    /// if it spans any time.
     pub fn per_minute(&self) -> Option<f64> {
-        let span = (self.last_ts.as_millisecond() - self.first_ts.as_millisecond()) as f64;
-        (span > 0.0 && self.count > 1).then(|| (self.count - 1) as f64 * 60_000.0 / span)
+        let span = (self.last_ts.as_millisecond() - self.run_first.as_millisecond()) as f64;
+        (span > 0.0 && self.run_count > 1).then(|| (self.run_count - 1) as f64 * 60_000.0 / span)
     }
 }
 
@@ -577,14 +625,8 @@ impl Device {
         if let Some(t) = self.types.get_mut(kind) {
             t.add(first, count, last);
         } else if self.types.len() < MAX_KEYS {
-            let stats = TypeStats {
-                count,
-                first_ts: first,
-                last_ts: last,
-                last_value: String::new(),
-                value_ts: last,
-            };
-            self.types.insert(kind.to_string(), stats);
+            self.types
+                .insert(kind.to_string(), TypeStats::new(first, count, last));
         } else {
             self.unlisted += count;
         }
@@ -1329,6 +1371,67 @@ mod tests {
         );
         assert!(s.devices.is_empty());
         assert_eq!(s.requests.len(), 1);
+    }
+
+    /// The Types tab's rate counts over the latest run of a type's
+    /// records: a record from a clock not yet set (1970), before or after
+    /// the others or in one batch with them, a night parked, and a batch
+    /// sent again from before it, leave a drive's rate as it is. Over the
+    /// whole span it read 0.0 with the 1970 record, and half with the
+    /// night.
+    #[test]
+    fn the_types_rate_counts_over_the_latest_run_of_records() {
+        // `n` records a minute apart from `start`, one batch.
+        let run = |start: &str, n: i64| {
+            let records: Vec<String> = (0..n)
+                .map(|i| {
+                    let ts = at(start) + jiff::SignedDuration::from_secs(60 * i);
+                    format!(r#"{{"@t":"obd.rpm","@ts":"{ts}","value":{i}}}"#)
+                })
+                .collect();
+            format!("[{}]", records.join(","))
+        };
+        let rate = |batches: &[String]| {
+            let mut s = State::default();
+            for (i, b) in batches.iter().enumerate() {
+                s.apply(&accepted(
+                    i as u64 + 1,
+                    at("2026-11-27T12:00:00Z"),
+                    Some(UNIT),
+                    b,
+                ));
+            }
+            let t = &s.device(UNIT).unwrap().types["obd.rpm"];
+            t.per_minute().map(|r| (r * 100.0).round() / 100.0)
+        };
+        let drive = run("2026-11-27T10:00:00Z", 11);
+        let unset = run("1970-01-01T00:00:42Z", 1);
+        assert_eq!(rate(std::slice::from_ref(&drive)), Some(1.0));
+        assert_eq!(
+            rate(&[unset.clone(), drive.clone()]),
+            Some(1.0),
+            "1970 first"
+        );
+        assert_eq!(
+            rate(&[drive.clone(), unset.clone()]),
+            Some(1.0),
+            "1970 after"
+        );
+        let both = format!(
+            "{},{}",
+            unset.trim_end_matches(']'),
+            drive.trim_start_matches('[')
+        );
+        let on = run("2026-11-27T10:11:00Z", 10);
+        assert_eq!(rate(&[both, on]), Some(1.0), "in one batch");
+        // The evening before, at one every 2 minutes, then a night parked.
+        let evening = r#"[{"@t":"obd.rpm","@ts":"2026-11-26T18:00:00Z"},{"@t":"obd.rpm","@ts":"2026-11-26T18:02:00Z"}]"#;
+        assert_eq!(rate(&[evening.to_string(), drive.clone()]), Some(1.0));
+        // A batch from 30 minutes before the drive, sent again late: in
+        // it (12 records over 40 minutes); one from the evening is not.
+        let early = run("2026-11-27T09:30:00Z", 1);
+        assert_eq!(rate(&[drive.clone(), early]), Some(0.28));
+        assert_eq!(rate(&[drive, evening.to_string()]), Some(1.0));
     }
 
     #[test]
