@@ -139,6 +139,18 @@ fn devices_meanwhile(addr: SocketAddr) -> (Arc<AtomicBool>, JoinHandle<Devices>)
     )
 }
 
+/// The receiver's status page right after a device was not answered in
+/// time, for what a rare failure leaves to read (the workers, the
+/// closer's nudges, what is parked); within 2 s, or said not given.
+fn status_then(addr: SocketAddr) -> String {
+    let page = Conn::open_within(addr, Duration::from_secs(2))
+        .and_then(|mut c| c.try_request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"));
+    match page {
+        Ok(r) => format!("the status page then:\n{}", r.text()),
+        Err(e) => format!("no status page within 2 s ({e})"),
+    }
+}
+
 /// Device uploads one after another while a probe runs.
 #[derive(Debug, Default)]
 struct Devices {
@@ -154,12 +166,21 @@ impl Devices {
         let mut d = Devices::default();
         let mut blocked = 0;
         while d.answered.len() + d.failures.len() < min || !done.load(Ordering::SeqCst) {
+            // The status page with the first few failures only.
+            let then = |d: &Devices| match d.failures.len() {
+                0..3 => format!("; {}", status_then(addr)),
+                _ => String::new(),
+            };
             match device_upload(addr) {
                 Ok(t) if t <= DEVICE_ACK => d.answered.push(t),
-                Ok(t) => d.failures.push(format!("answered after {t:?}")),
+                Ok(t) => {
+                    let then = then(&d);
+                    d.failures.push(format!("answered after {t:?}{then}"));
+                }
                 Err(e) => {
                     blocked += 1;
-                    d.failures.push(e);
+                    let then = then(&d);
+                    d.failures.push(format!("{e}{then}"));
                     if blocked == 2 {
                         break;
                     }
@@ -1193,12 +1214,12 @@ fn a_device_after_a_burst_of_stalled_uploads_finds_a_worker() {
         match device_upload(addr) {
             Ok(took) if took <= DEVICE_ACK => {}
             Ok(took) => p.failures.push(format!(
-                "burst {burst}: the device was answered after {took:?}\n{}",
-                status_page(addr)
+                "burst {burst}: the device was answered after {took:?}; {}",
+                status_then(addr)
             )),
             Err(e) => p
                 .failures
-                .push(format!("burst {burst}: {e}\n{}", status_page(addr))),
+                .push(format!("burst {burst}: {e}; {}", status_then(addr))),
         }
     }
     drop(stalled);
