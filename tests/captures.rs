@@ -486,11 +486,7 @@ fn replay_stops_at_a_batch_refused_for_what_it_is() {
     )
     .unwrap();
     let mut rx = common::Receiver::start(&["--max-body", "2000"]);
-    let out = binary()
-        .args(["replay", path.to_str().unwrap(), "--token", TOKEN])
-        .args(["--url", &format!("http://{}/", rx.addr)])
-        .args(["--as-fast-as-possible", "--retry-wait", "0"])
-        .stdin(Stdio::null())
+    let out = replay(&path, &format!("http://{}/", rx.addr), TOKEN, "10")
         .output()
         .unwrap();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -1684,11 +1680,7 @@ fn replay_takes_no_redirect_for_a_delivery() {
         }
         asked
     });
-    let out = binary()
-        .args(["replay", path.to_str().unwrap(), "--url"])
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .args(["--token", "t", "--as-fast-as-possible", "--retry-wait", "0"])
-        .stdin(Stdio::null())
+    let out = replay(&path, &format!("http://127.0.0.1:{port}/"), "t", "10")
         .output()
         .unwrap();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
