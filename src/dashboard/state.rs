@@ -164,7 +164,6 @@ impl LogLine {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TypeStats {
     pub count: u64,
-    pub first_ts: Timestamp,
     pub last_ts: Timestamp,
     pub last_value: String,
     /// The stamp of the record `last_value` shows.
@@ -189,7 +188,6 @@ impl TypeStats {
     fn new(first: Timestamp, count: u64, last: Timestamp) -> TypeStats {
         let mut t = TypeStats {
             count: 0,
-            first_ts: first,
             last_ts: last,
             last_value: String::new(),
             value_ts: last,
@@ -206,7 +204,6 @@ impl TypeStats {
         let latest = self.last_ts.as_millisecond();
         let run_from = self.run_first.as_millisecond();
         self.count += count;
-        self.first_ts = self.first_ts.min(first);
         self.last_ts = self.last_ts.max(last);
         if to.saturating_sub(from) > RUN_GAP {
             // A silence within the batch (a clock set while it was
