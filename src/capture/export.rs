@@ -762,6 +762,15 @@ fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<()
     // replaced their files: a CSV folder was left part new, part old (a
     // review). Refused before any rename, every file as it was.
     let all = files.len();
+    // What became of the files, after `done` of them were renamed.
+    let said = |done: usize| match done {
+        0 if all > 1 => format!(" (none of the {all} files was written)"),
+        0 => String::new(),
+        n => format!(
+            " ({n} of the {all} files {} written before it; the rest are as they were)",
+            if n == 1 { "was" } else { "were" }
+        ),
+    };
     if let Some((_, target)) = files
         .iter()
         .find(|(_, target)| std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()))
@@ -769,11 +778,7 @@ fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<()
         return Err(ExportError(format!(
             "cannot write {}: a folder is in its place{}",
             crate::text::path(&named.unwrap_or(target)),
-            if all > 1 {
-                format!(" (none of the {all} files was written)")
-            } else {
-                String::new()
-            }
+            said(0)
         )));
     }
     for (file, target) in files {
@@ -786,14 +791,7 @@ fn persist(partials: Vec<(Partial, PathBuf)>, named: Option<&Path>) -> Result<()
                 "cannot write {}: {}{}",
                 crate::text::path(&named.unwrap_or(&target)),
                 e.error,
-                match done {
-                    0 if all > 1 => format!(" (none of the {all} files was written)"),
-                    0 => String::new(),
-                    n => format!(
-                        " ({n} of the {all} files {} written before it; the rest are as they were)",
-                        if n == 1 { "was" } else { "were" }
-                    ),
-                }
+                said(done)
             )));
         }
         held.renamed += 1;
