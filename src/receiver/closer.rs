@@ -264,14 +264,41 @@ pub trait Books {
     fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool;
 }
 
+/// The descriptors the closing thread works with, taken before the
+/// receiver accepts its first connection: a pidfd of this process to
+/// duplicate descriptors through, the socket diagnostics' netlink socket
+/// for the head cap, and the spare descriptors that shedding lets go of.
+/// Taken once the thread ran, they could be missing for the whole run:
+/// in CI the thread first ran after 160 idle connections had used every
+/// descriptor (a limit of 256), took none of them, and shed nothing.
+pub struct Kit {
+    me: Result<OwnedFd, String>,
+    head_cap: heads::HeadCap,
+    spare: Spare,
+}
+
+impl Kit {
+    /// Takes them now, with deadlines on heads and bodies by `read_timeout`.
+    pub fn take(read_timeout: Duration) -> Kit {
+        let mut spare = Spare::default();
+        spare.refill();
+        Kit {
+            me: duplicating(),
+            head_cap: heads::HeadCap::start(read_timeout),
+            spare,
+        }
+    }
+}
+
 /// The closing thread: serves `requests`, sweeps, and nudges tiny_http's
-/// pools, until `stopping` or until every `Closer` is gone. `books` says
-/// what the receiver knows of a peer, and is asked before a shutdown both
-/// ways. `notice` is told, once each, when descriptors cannot be
-/// duplicated (only the nudges run then) and when a reset connection
-/// cannot be disconnected.
+/// pools, until `stopping` or until every `Closer` is gone, with what
+/// `kit` holds. `books` says what the receiver knows of a peer, and is
+/// asked before a shutdown both ways. `notice` is told, once each, when
+/// descriptors cannot be duplicated (only the nudges run then) and when a
+/// reset connection cannot be disconnected.
 pub fn run(
     watch: Watch,
+    kit: Kit,
     requests: Receiver<SocketAddr>,
     tally: Arc<Tally>,
     stopping: Arc<AtomicBool>,
@@ -279,7 +306,12 @@ pub fn run(
     mut notice: impl FnMut(String),
 ) {
     let activity = |peer| books.activity(peer);
-    let me = match duplicating() {
+    let Kit {
+        me,
+        mut head_cap,
+        mut spare,
+    } = kit;
+    let me = match me {
         Ok(me) => Some(me),
         Err(why) => {
             notice(format!(
@@ -301,10 +333,7 @@ pub fn run(
     let (mut descriptors, mut look_until) = (open_descriptors(), Instant::now() + LOOK_WINDOW);
     let mut resets_seen = RESET_BEFORE_READ.load(Ordering::Relaxed);
     let mut next_reset_nudge = Instant::now();
-    let mut head_cap = heads::HeadCap::start(watch.read_timeout);
     let limit = descriptor_limit();
-    let mut spare = Spare::default();
-    spare.refill();
     let mut next_shed = Instant::now();
     // Inodes over the cap that are not among our descriptors (another
     // process's connection on the same port): not looked up again.
@@ -1619,9 +1648,15 @@ mod tests {
                     forgetting,
                 };
                 let mut refused = None;
-                run(watch, rx, tally, stopping, &books, |why| {
-                    refused = Some(why)
-                });
+                run(
+                    watch,
+                    Kit::take(watch.read_timeout),
+                    rx,
+                    tally,
+                    stopping,
+                    &books,
+                    |why| refused = Some(why),
+                );
                 refused
             })
         };

@@ -211,6 +211,9 @@ pub fn start_with(
         add_worker(&ctx)?;
     }
     spawning.run(Arc::downgrade(&ctx), add_workers)?;
+    // Before the first connection is accepted: the closing thread's
+    // descriptors (see `closer::Kit`).
+    let kit = closer::Kit::take(settings.read_timeout);
     let (accept_notices, notices) = bounded(64);
     let grow: Weak<Ctx> = Arc::downgrade(&ctx);
     let acceptors = Acceptors::start(
@@ -265,9 +268,17 @@ pub fn start_with(
         .name("closer".into())
         .spawn(move || {
             accept::step_ahead();
-            closer::run(watch, close_rx, closer.tally, stop, &Books(quiet), |note| {
-                let _ = closer_notices.send(note);
-            });
+            closer::run(
+                watch,
+                kit,
+                close_rx,
+                closer.tally,
+                stop,
+                &Books(quiet),
+                |note| {
+                    let _ = closer_notices.send(note);
+                },
+            );
         })?;
     // The capture writer's notices go out as they are.
     let capture_notices = capture.notices.clone();
