@@ -132,8 +132,9 @@ fn device_connection(addr: SocketAddr) -> io::Result<Conn> {
 /// went wrong instead.
 fn device_upload(addr: SocketAddr) -> Result<Duration, String> {
     let started = Instant::now();
-    let answer =
-        device_connection(addr).and_then(|mut c| c.try_request(&upload_request("device.upload")));
+    let mut c = device_connection(addr)
+        .map_err(|e| format!("not connected after {:?}: {e}", started.elapsed()))?;
+    let answer = c.try_request(&upload_request("device.upload"));
     let took = started.elapsed();
     match answer {
         Ok(r) if r.status == 200 => Ok(took),
@@ -142,7 +143,18 @@ fn device_upload(addr: SocketAddr) -> Result<Duration, String> {
             r.status,
             r.text()
         )),
-        Err(e) => Err(format!("no answer after {took:?}: {e}")),
+        // Both ends of the connection as the kernel holds them, while it
+        // is still open: bytes unread at the receiver's end say it was
+        // never read (left in a pool's queue), none that it was read.
+        Err(e) => {
+            let ends = match c.stream().local_addr() {
+                Ok(ours) => sockets_on(ours.port()),
+                Err(why) => format!("(our end: {why})"),
+            };
+            Err(format!(
+                "no answer after {took:?}: {e}; its ends then:\n{ends}"
+            ))
+        }
     }
 }
 
