@@ -4153,9 +4153,7 @@ fn sixty_four_keep_alive_clients_arriving_at_once_are_all_served() {
 }
 
 mod in_process {
-    use std::collections::HashMap;
-
-    use autopi_rx::capture::Capture;
+    use autopi_rx::capture::{Capture, Index};
     use autopi_rx::receiver::ingest::{Auth, Config};
     use autopi_rx::receiver::server::{self, Settings};
 
@@ -4172,7 +4170,7 @@ mod in_process {
             autopi_rx::fixtures::Gate::open(),
             autopi_rx::fixtures::Gate::open(),
         );
-        let capture = Capture::with_sink(sink, 0, HashMap::new());
+        let capture = Capture::with_sink(sink, 0, Index::default());
         let (events_tx, events) = crossbeam_channel::bounded(16);
         let settings = Settings {
             listen: "127.0.0.1:0".into(),

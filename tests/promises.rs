@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use autopi_rx::capture::Capture;
+use autopi_rx::capture::{Capture, Index};
 use autopi_rx::fixtures::{Call, Gate, RecordingSink};
 use autopi_rx::receiver::ingest::{Auth, Config};
 use autopi_rx::receiver::server::{self, Running};
@@ -32,7 +31,7 @@ fn receiver_on(sink: &RecordingSink) -> (Running, SocketAddr) {
         event_bodies: false,
         read_timeout: std::time::Duration::from_secs(30),
     };
-    let capture = Capture::with_sink(sink.clone(), 0, HashMap::new());
+    let capture = Capture::with_sink(sink.clone(), 0, Index::default());
     let (events, _) = crossbeam_channel::bounded(16);
     let running = server::start(settings, capture, events).unwrap();
     let addr = running.addr;

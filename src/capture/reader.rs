@@ -3,7 +3,6 @@
 //! that the forwarders follow (the capture is their outbox).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -12,7 +11,7 @@ use base64::Engine as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeviceBatch, Recovered, Seen, device_batch};
+use super::{DeviceBatch, Index, Recovered, device_batch};
 
 /// One line of the capture as written. Records stay raw JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -249,10 +248,7 @@ struct LineHead {
 /// off again when they fail (`CaptureHandle::save_checking`); only ever
 /// the last line, alone. A crash between the two leaves it complete at
 /// the end: it was never acknowledged or passed on, so it goes.
-pub(super) fn repair_and_index(
-    file: &mut File,
-    seen: &mut HashMap<DeviceBatch, Seen>,
-) -> io::Result<Recovered> {
+pub(super) fn repair_and_index(file: &mut File, seen: &mut Index) -> io::Result<Recovered> {
     let mut recovered = Recovered::default();
     file.seek(SeekFrom::Start(0))?;
     let mut reader = BufReader::new(&*file);
@@ -268,15 +264,9 @@ pub(super) fn repair_and_index(
     // checked holds a body that may not be JSON, so it may not parse).
     let mut anything = false;
     let mut ours = false;
-    let index = |seen: &mut HashMap<DeviceBatch, Seen>,
-                 head: Option<(DeviceBatch, String, bool)>| {
+    let index = |seen: &mut Index, head: Option<(DeviceBatch, String, bool)>| {
         if let Some((key, received, acked)) = head {
-            seen.entry(key)
-                .or_insert_with(|| Seen {
-                    first: received.clone(),
-                    acked: None,
-                })
-                .note(&received, acked);
+            seen.note(key, &received, acked);
         }
     };
     loop {
