@@ -118,9 +118,18 @@ fn upload_request(tag: &str) -> Vec<u8> {
 /// new connection from a cut one's address until it has seen that one
 /// gone (up to 100 ms later, README, *Hostile networks*), and one CI run
 /// failed on it.
+///
+/// The port is picked at the connect, as without a bind
+/// (`IP_BIND_ADDRESS_NO_PORT`): picked at the bind, before the kernel
+/// knows where the connection goes, it could be one whose last connection
+/// to the receiver lingered in TIME_WAIT for less than a second, and the
+/// connect failed (`EADDRINUSE`, twice in eight runs of the suite); and
+/// the TIME_WAITs of 28 000 connections in a minute used up every port.
 fn device_connection(addr: SocketAddr) -> io::Result<Conn> {
+    use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    setsockopt(&s, IpBindAddressNoPort, &true)?;
     s.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())?;
     s.connect_timeout(&addr.into(), DEVICE_GIVES_UP)?;
     s.set_read_timeout(Some(DEVICE_GIVES_UP))?;
@@ -1769,9 +1778,16 @@ fn a_body_that_stops_coming_loses_its_share_to_one_waiting() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     let answer = c.request(format!("{}{free}", large_post(free.len())).as_bytes());
     assert_eq!(answer.status, 200, "{}", answer.text());
-    let page = status_page(rx.addr);
+    // The worker that answered counts busy a moment after its answer is
+    // out (21 busy, once in eight runs of the suite): the count settles at
+    // 20, not fewer, and nothing was refused.
+    let mut page = String::new();
+    wait_until(Duration::from_secs(2), || {
+        page = status_page(rx.addr);
+        busy_of(&page) <= 20
+    });
     assert!(
-        page.contains("workers: 20 busy"),
+        busy_of(&page) == 20 && page.contains("(0 refused)"),
         "a stalled upload lost its share to a body that needs none: {page}"
     );
     let whole = sized_batch("share.whole", len);
