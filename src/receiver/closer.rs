@@ -280,11 +280,13 @@ pub struct Kit {
 impl Kit {
     /// Takes them now, with deadlines on heads and bodies by `read_timeout`.
     pub fn take(read_timeout: Duration) -> Kit {
+        let me = duplicating();
+        let head_cap = heads::HeadCap::start(read_timeout);
         let mut spare = Spare::default();
         spare.refill();
         Kit {
-            me: duplicating(),
-            head_cap: heads::HeadCap::start(read_timeout),
+            me,
+            head_cap,
             spare,
         }
     }
