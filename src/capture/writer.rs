@@ -472,15 +472,6 @@ impl Index {
             Some(_) => {}
         }
     }
-
-    /// Batches known.
-    pub fn len(&self) -> usize {
-        self.packed.len() + self.text.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 struct Job {
@@ -1543,6 +1534,8 @@ fn open_again(path: &Path) -> Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receiver::ingest::{Auth, Config, decode};
+    use std::sync::{Arc, Mutex};
 
     /// Each time is given back as it was written, packed when the
     /// receiver wrote it, kept as text otherwise, whichever came first.
@@ -1581,12 +1574,10 @@ mod tests {
             assert_eq!(ix.get(&[n; 32]), Some(want), "batch {n}");
         }
         assert_eq!(ix.get(&[7; 32]), None);
-        assert_eq!((ix.packed.len(), ix.text.len(), ix.len()), (3, 3, 6));
+        assert_eq!((ix.packed.len(), ix.text.len()), (3, 3));
         // What the table holds for a packed entry: the key and two times.
         assert_eq!(std::mem::size_of::<(DeviceBatch, Packed)>(), 48);
     }
-    use crate::receiver::ingest::{Auth, Config, decode};
-    use std::sync::{Arc, Mutex};
 
     /// A sink whose writes fail while `failing` is set, keeping what "landed".
     /// With `lost_after_write`, looking at the path fails right after the
