@@ -565,6 +565,19 @@ pub struct ReceiveArgs {
     )]
     pub read_timeout: u64,
 
+    /// Past N open connections, idle ones (nothing of them in hand, open
+    /// a second at least) are closed, those open longest first, down to
+    /// three quarters of N; each costs about 20 KiB (a thread of
+    /// tiny_http's). Connections with a request in hand are never closed
+    /// for this.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::receiver::server::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u64).range(8..=1_000_000)
+    )]
+    pub max_connections: u64,
+
     /// How valid batches are answered (each is captured first): ok, 500,
     /// 503, 401, 413, late:SECS, hangup or flaky:PCT. Change it live with
     /// `m` on the dashboard.
@@ -740,6 +753,7 @@ impl ReceiveArgs {
             headless: self.headless || !std::io::stdout().is_terminal(),
             workers: self.workers as usize,
             read_timeout: std::time::Duration::from_secs(self.read_timeout),
+            max_connections: self.max_connections,
             respond: self.respond,
             reload_tokens,
             forward: self.forward,

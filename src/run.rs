@@ -49,6 +49,8 @@ pub struct Settings {
     pub workers: usize,
     /// Idle or stalled connections are dropped after this long.
     pub read_timeout: Duration,
+    /// Idle connections are closed past this many open (`--max-connections`).
+    pub max_connections: u64,
     /// `--respond`: how valid batches are answered at start.
     pub respond: Mode,
     /// With `--token-file`: reads the tokens again (on SIGHUP).
@@ -470,6 +472,7 @@ fn start_server(
         workers: settings.workers,
         event_bodies: !settings.headless,
         read_timeout: settings.read_timeout,
+        max_connections: settings.max_connections,
     };
     let running = server::start_with(server_settings, capture, events, respond)
         .map_err(|e| Fatal::new(1, e.to_string()))?;

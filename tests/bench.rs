@@ -323,6 +323,7 @@ fn acknowledgement_latency_and_throughput() {
         },
         workers: 16,
         event_bodies: false,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     let running = server::start(settings, capture, events).unwrap();

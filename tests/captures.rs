@@ -161,6 +161,7 @@ fn the_view_state_equals_the_live_state_it_came_from() {
         },
         workers: 4,
         event_bodies: true,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     let control = Arc::new(autopi_rx::receiver::respond::Control::default());
@@ -1369,6 +1370,7 @@ fn the_save_key_writes_a_batch_as_export_batches_does() {
         },
         workers: 2,
         event_bodies: true,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     let running = server::start(settings, Capture::open(&path).unwrap(), tx).unwrap();

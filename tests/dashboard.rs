@@ -489,6 +489,7 @@ fn receiver_for_the_screen(
         },
         workers: 2,
         event_bodies: true,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     let running = autopi_rx::receiver::server::start(settings, capture, tx).unwrap();

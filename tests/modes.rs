@@ -62,6 +62,7 @@ fn bench_timing_out(dir: &Path, mode: Mode, read_timeout: Duration) -> Bench {
         },
         workers: 4,
         event_bodies: false,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout,
     };
     let rx = server::start_with(settings, capture, events_tx, control.clone()).unwrap();

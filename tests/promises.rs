@@ -29,6 +29,7 @@ fn receiver_on(sink: &RecordingSink) -> (Running, SocketAddr) {
         },
         workers: 2,
         event_bodies: false,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout: std::time::Duration::from_secs(30),
     };
     let capture = Capture::with_sink(sink.clone(), 0, Index::default());

@@ -60,6 +60,7 @@ fn receiver(dir: &Path) -> Running {
         },
         workers: 4,
         event_bodies: true,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     server::start(settings, capture, events).unwrap()

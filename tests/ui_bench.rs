@@ -291,6 +291,7 @@ fn flood(ui: bool) {
         // group commit can only gather as many batches as there are workers.
         workers: CLIENTS,
         event_bodies: ui,
+        max_connections: autopi_rx::receiver::server::DEFAULT_MAX_CONNECTIONS,
         read_timeout: autopi_rx::receiver::server::DEFAULT_READ_TIMEOUT,
     };
     let running = server::start(settings, capture, tx).unwrap();

@@ -161,6 +161,8 @@ pub struct Watch {
     pub read_timeout: Duration,
     /// Connections one nudge makes: one per tiny_http server.
     pub nudges: usize,
+    /// Past this many open connections, idle ones are shed (`shed`).
+    pub max_connections: u64,
 }
 
 /// How often the thread looks for connections left in a pool's queue,
@@ -194,6 +196,9 @@ const MAX_NUDGES: u32 = 20;
 /// until a `ROOM_PART`th is free again.
 const SHORT_PART: u64 = 8;
 const ROOM_PART: u64 = 4;
+/// Past `Watch::max_connections` open, idle connections are shed until
+/// `CROWD_LEFT` quarters of it are left.
+const CROWD_LEFT: u64 = 3;
 /// How often shedding looks while descriptors run short.
 const SHED_EVERY: Duration = Duration::from_millis(250);
 /// A connection known for less than this is never shed (a device's new
@@ -505,18 +510,27 @@ pub fn run(
                 next_reset_nudge = now + LOOK_AGAIN;
             }
         }
-        if let Some(limit) = limit
-            && now >= next_shed
-            && descriptors.saturating_add(limit / SHORT_PART) >= limit
-        {
+        // Short of descriptors, or (by the two tiny_http holds of each)
+        // perhaps past the connections allowed: counted from the table.
+        let short = limit.is_some_and(|l| descriptors.saturating_add(l / SHORT_PART) >= l);
+        let crowded = descriptors >= watch.max_connections.saturating_mul(2);
+        if now >= next_shed && (short || crowded) {
             next_shed = now + SHED_EVERY;
             // Room for the table's read and each shutdown's duplicate.
             spare.release();
             if sockets.is_none() {
                 sockets = refresh(me, watch.listening, &mut known, now, books);
             }
-            let room = (limit / ROOM_PART).saturating_sub(limit.saturating_sub(descriptors));
-            let made = shed(me, &mut known, books, &activity, now, room);
+            let mut want = 0;
+            if let Some(limit) = limit.filter(|_| short) {
+                let room = (limit / ROOM_PART).saturating_sub(limit.saturating_sub(descriptors));
+                want = room.div_ceil(2);
+            }
+            let open = open_connections(&known);
+            if open > watch.max_connections {
+                want = want.max(open - watch.max_connections * CROWD_LEFT / 4);
+            }
+            let made = shed(me, &mut known, books, &activity, now, want);
             tally.closed.fetch_add(made, Ordering::Relaxed);
             tally.shed.fetch_add(made, Ordering::Relaxed);
             spare.refill();
@@ -652,13 +666,15 @@ pub fn run(
     }
 }
 
-/// Shuts idle connections of ours both ways, those known longest first,
-/// until `room` descriptors should come free (two per connection, once
-/// tiny_http lets go): while descriptors run short, one client holding
+/// Shuts up to `want` idle connections of ours both ways, those known
+/// longest first: while descriptors run short, one client holding
 /// connections it sends nothing on would otherwise keep every other one
 /// out until the read timeout (a hostile-client probe, December 6: 10 000
 /// idle connections against a limit of 20 000 had devices reset or kept
-/// waiting for the 30 s of the read timeout). Idle: nothing of it in hand
+/// waiting for the 30 s of the read timeout); and past
+/// `Watch::max_connections`, each costing tiny_http a thread's stack and
+/// buffers (the same 10 000 under a limit high enough peaked over 200
+/// MB). Idle: nothing of it in hand
 /// (a device's keep-alive connection between uploads too: it connects
 /// again), known for `SHED_AGE` at least. Returns how many were shut.
 fn shed(
@@ -667,7 +683,7 @@ fn shed(
     books: &impl Books,
     activity: &dyn Fn(SocketAddr) -> Activity,
     now: Instant,
-    room: u64,
+    want: u64,
 ) -> u64 {
     let mut idle: Vec<(Instant, u64)> = known
         .iter()
@@ -686,7 +702,7 @@ fn shed(
     idle.sort_unstable();
     let mut made = 0;
     for (_, inode) in idle {
-        if made * 2 >= room {
+        if made >= want {
             break;
         }
         let Some(Known::Ours {
@@ -732,6 +748,15 @@ impl Spare {
             }
         }
     }
+}
+
+/// Connections of ours open and not shut both ways yet, as far as the
+/// table was read.
+fn open_connections(known: &HashMap<u64, Known>) -> u64 {
+    known
+        .values()
+        .filter(|k| matches!(k, Known::Ours { shut: false, .. }))
+        .count() as u64
 }
 
 /// A pidfd of this process through which its descriptors can be
@@ -1602,6 +1627,7 @@ mod tests {
                     listening: SocketAddr::from(([127, 0, 0, 1], port)),
                     read_timeout,
                     nudges: 0,
+                    max_connections: 1_000,
                 };
                 // `busy` has a request in hand; `kept` is quiet when looked
                 // at, busy by the time it is claimed; the unclaimed are
