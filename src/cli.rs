@@ -574,7 +574,7 @@ pub struct ReceiveArgs {
         long,
         value_name = "N",
         default_value_t = crate::receiver::server::DEFAULT_MAX_CONNECTIONS,
-        value_parser = clap::value_parser!(u64).range(8..=1_000_000)
+        value_parser = clap::value_parser!(u64).range(crate::receiver::server::MIN_MAX_CONNECTIONS..=1_000_000)
     )]
     pub max_connections: u64,
 

@@ -197,9 +197,10 @@ const MAX_NUDGES: u32 = 20;
 const SHORT_PART: u64 = 8;
 const ROOM_PART: u64 = 4;
 /// Past `Watch::max_connections` open, idle connections are shed until
-/// `CROWD_LEFT` quarters of it are left.
-const CROWD_LEFT: u64 = 3;
-/// How often shedding looks while descriptors run short.
+/// this many quarters of it are left.
+const CROWD_LEFT_QUARTERS: u64 = 3;
+/// How often shedding looks while descriptors run short or connections
+/// may be past `Watch::max_connections`.
 const SHED_EVERY: Duration = Duration::from_millis(250);
 /// A connection known for less than this is never shed (a device's new
 /// connection whose request has not come whole yet).
@@ -280,6 +281,9 @@ pub struct Kit {
     me: Result<OwnedFd, String>,
     head_cap: heads::HeadCap,
     spare: Spare,
+    /// Descriptors the process held once these were taken, before any
+    /// connection.
+    base_descriptors: u64,
 }
 
 impl Kit {
@@ -293,6 +297,7 @@ impl Kit {
             me,
             head_cap,
             spare,
+            base_descriptors: open_descriptors(),
         }
     }
 }
@@ -317,6 +322,7 @@ pub fn run(
         me,
         mut head_cap,
         mut spare,
+        base_descriptors,
     } = kit;
     let me = match me {
         Ok(me) => Some(me),
@@ -341,6 +347,10 @@ pub fn run(
     let mut resets_seen = RESET_BEFORE_READ.load(Ordering::Relaxed);
     let mut next_reset_nudge = Instant::now();
     let limit = descriptor_limit();
+    // Descriptors at which connections are counted for the cap: two each
+    // beyond what the process held before it accepted any.
+    let crowd_floor = base_descriptors.saturating_add(watch.max_connections.saturating_mul(2));
+    let mut crowd_at = crowd_floor;
     let mut next_shed = Instant::now();
     // Inodes over the cap that are not among our descriptors (another
     // process's connection on the same port): not looked up again.
@@ -513,7 +523,10 @@ pub fn run(
         // Short of descriptors, or (by the two tiny_http holds of each)
         // perhaps past the connections allowed: counted from the table.
         let short = limit.is_some_and(|l| descriptors.saturating_add(l / SHORT_PART) >= l);
-        let crowded = descriptors >= watch.max_connections.saturating_mul(2);
+        if descriptors < crowd_floor {
+            crowd_at = crowd_floor;
+        }
+        let crowded = descriptors >= crowd_at;
         if now >= next_shed && (short || crowded) {
             next_shed = now + SHED_EVERY;
             // Room for the table's read and each shutdown's duplicate.
@@ -521,17 +534,24 @@ pub fn run(
             if sockets.is_none() {
                 sockets = refresh(me, watch.listening, &mut known, now, books);
             }
-            let mut want = 0;
-            if let Some(limit) = limit.filter(|_| short) {
-                let room = (limit / ROOM_PART).saturating_sub(limit.saturating_sub(descriptors));
-                want = room.div_ceil(2);
-            }
+            let room = limit
+                .filter(|_| short)
+                .map(|l| (l / ROOM_PART).saturating_sub(l.saturating_sub(descriptors)));
             let open = open_connections(&known);
-            if open > watch.max_connections {
-                want = want.max(open - watch.max_connections * CROWD_LEFT / 4);
-            }
-            let made = shed(me, &mut known, books, &activity, now, want);
-            tally.closed.fetch_add(made, Ordering::Relaxed);
+            // Within the connections allowed, the table is read again only
+            // once descriptors grew by a quarter of them (busy uploads can
+            // hold more than two descriptors each).
+            crowd_at = if open > watch.max_connections {
+                crowd_floor
+            } else {
+                descriptors.saturating_add((watch.max_connections / 4).max(1) * 2)
+            };
+            let want = to_shed(room, open, watch.max_connections);
+            let made = if want > 0 {
+                shed(me, &mut known, books, &activity, &tally, now, want)
+            } else {
+                0
+            };
             tally.shed.fetch_add(made, Ordering::Relaxed);
             spare.refill();
         }
@@ -682,10 +702,13 @@ fn shed(
     known: &mut HashMap<u64, Known>,
     books: &impl Books,
     activity: &dyn Fn(SocketAddr) -> Activity,
+    tally: &Tally,
     now: Instant,
     want: u64,
 ) -> u64 {
-    let mut idle: Vec<(Instant, u64)> = known
+    // Those that never made a request first, then those that did (a
+    // device's keep-alive connection between uploads), each oldest first.
+    let mut idle: Vec<(bool, Instant, u64)> = known
         .iter()
         .filter_map(|(inode, k)| match k {
             Known::Ours {
@@ -693,15 +716,17 @@ fn shed(
                 peer,
                 shut: false,
                 ..
-            } if now.duration_since(*since) >= SHED_AGE && !activity(*peer).busy() => {
-                Some((*since, *inode))
-            }
+            } if now.duration_since(*since) >= SHED_AGE => match activity(*peer) {
+                Activity::Busy { .. } => None,
+                Activity::Quiet { .. } => Some((true, *since, *inode)),
+                Activity::Unseen => Some((false, *since, *inode)),
+            },
             _ => None,
         })
         .collect();
     idle.sort_unstable();
     let mut made = 0;
-    for (_, inode) in idle {
+    for (_, _, inode) in idle {
         if made >= want {
             break;
         }
@@ -715,13 +740,20 @@ fn shed(
         else {
             continue;
         };
+        // Bytes waiting unread: a request on its way (a device's new
+        // connection in a pool's queue), not an idle connection.
+        if waiting_bytes(me, *fd, inode) {
+            continue;
+        }
         // Quiet a moment ago, it may have a request in hand now.
         if !books.claim(*peer) {
             continue;
         }
         if shut_down(me, *fd, inode, *peer, Shutdown::Both, false) {
             *shut = true;
-            *counted = true;
+            if !std::mem::replace(counted, true) {
+                tally.closed.fetch_add(1, Ordering::Relaxed);
+            }
             made += 1;
         } else {
             books.unclaim(*peer);
@@ -750,13 +782,41 @@ impl Spare {
     }
 }
 
-/// Connections of ours open and not shut both ways yet, as far as the
-/// table was read.
+/// Connections of ours open and not shut here yet (either way), as far
+/// as the table was read.
 fn open_connections(known: &HashMap<u64, Known>) -> u64 {
     known
         .values()
-        .filter(|k| matches!(k, Known::Ours { shut: false, .. }))
+        .filter(|k| {
+            matches!(
+                k,
+                Known::Ours {
+                    shut: false,
+                    counted: false,
+                    ..
+                }
+            )
+        })
         .count() as u64
+}
+
+/// Connections to shed: enough for a `ROOM_PART`th of the descriptors
+/// to be free (`room` descriptors more, while they run short; two each),
+/// and past `max` open, down to `CROWD_LEFT_QUARTERS` quarters of it.
+fn to_shed(room: Option<u64>, open: u64, max: u64) -> u64 {
+    let for_room = room.map_or(0, |r| r.div_ceil(2));
+    let for_crowd = if open > max {
+        open - max.saturating_mul(CROWD_LEFT_QUARTERS) / 4
+    } else {
+        0
+    };
+    for_room.max(for_crowd)
+}
+
+/// Whether the connection on our descriptor `fd` has bytes waiting
+/// unread (false when it cannot be looked at).
+fn waiting_bytes(me: &OwnedFd, fd: RawFd, inode: u64) -> bool {
+    duplicate(me, fd, inode).is_some_and(|s| rustix::io::ioctl_fionread(&s).is_ok_and(|n| n > 0))
 }
 
 /// A pidfd of this process through which its descriptors can be
@@ -1585,6 +1645,48 @@ mod tests {
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::NotConnected),
             "{after:?}"
         );
+    }
+
+    #[test]
+    fn connections_are_shed_for_room_and_down_to_three_quarters_past_the_cap() {
+        // Within the cap, and descriptors to spare: none.
+        assert_eq!(to_shed(None, 64, 64), 0);
+        // Past it: down to 48.
+        assert_eq!(to_shed(None, 65, 64), 17);
+        assert_eq!(to_shed(None, 152, 64), 104);
+        // Short of descriptors: two come free with each.
+        assert_eq!(to_shed(Some(7), 10, 64), 4);
+        // Both: whichever sheds more.
+        assert_eq!(to_shed(Some(7), 152, 64), 104);
+        assert_eq!(to_shed(Some(300), 152, 64), 150);
+        // A cap too large to take three quarters of.
+        assert_eq!(to_shed(None, u64::MAX, u64::MAX), 0);
+    }
+
+    /// Bytes come unread on a connection, then are read: seen through a
+    /// duplicate of its descriptor, as the shedding looks.
+    #[test]
+    fn bytes_waiting_unread_are_seen_through_a_duplicate() {
+        use std::os::fd::AsRawFd;
+        let me = duplicating().expect("a pidfd of this process");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        let fd = accepted.as_raw_fd();
+        let inode = linked_socket(format!("/proc/self/fd/{fd}")).unwrap();
+        assert!(!waiting_bytes(&me, fd, inode));
+        client.write_all(b"GET").unwrap();
+        // Wait for them by reading them, without taking them.
+        let mut peek = [0; 3];
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        while accepted.peek(&mut peek).unwrap() < 3 {}
+        assert!(waiting_bytes(&me, fd, inode));
+        // Another socket's inode on this number: not looked at.
+        assert!(!waiting_bytes(&me, fd, inode + 1));
+        accepted.read_exact(&mut peek).unwrap();
+        assert!(!waiting_bytes(&me, fd, inode));
     }
 
     #[test]

@@ -61,11 +61,15 @@ const READ_AHEAD_BY_TINY_HTTP: usize = 1024;
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default for `--max-connections`. Each open connection costs tiny_http a
-/// thread, whose stack and buffers hold about 19 KiB while it waits and 4
-/// KiB more once it allocates (at the connection's end at the latest), so
-/// 4 096 of them come to about 95 MiB: a receiver held to it stays well
-/// under 200 MB. 10 000 idle connections peaked at 202–204 MiB.
+/// thread: about 14 KiB of stack and 6 KiB of buffers while it waits, and
+/// 4 KiB more of stack once the thread first allocates (at the
+/// connection's end at the latest), so 4 096 of them hold about 80 MiB. A
+/// burst holds more for a moment, since a thread whose connection was shed
+/// waits 5 s in its pool for another: 10 000 idle connections made in 3 to
+/// 4.5 s peaked at 135–194 MiB with this cap, 201–205 MiB without.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+/// The fewest `--max-connections` allows.
+pub const MIN_MAX_CONNECTIONS: u64 = 8;
 
 /// Settings of a running receiver.
 pub struct Settings {
@@ -176,6 +180,9 @@ pub fn start_with(
     let (close_tx, close_rx) = unbounded();
     let closer = Closer::new(close_tx);
     let (spawner, spawning) = Spawner::new();
+    // Fewer would shed devices' keep-alive connections between uploads on
+    // any bench.
+    let max_connections = settings.max_connections.max(MIN_MAX_CONNECTIONS);
     let ctx = Arc::new(Ctx {
         config: settings.ingest.clone(),
         capture: capture.handle(),
@@ -200,7 +207,7 @@ pub fn start_with(
         connections: Connections::forgetting_after(settings.read_timeout),
         closer: closer.clone(),
         read_timeout: settings.read_timeout,
-        max_connections: settings.max_connections,
+        max_connections,
         drains: Arc::default(),
         respond,
         auth: std::sync::RwLock::new(settings.ingest.auth.clone()),
@@ -273,7 +280,7 @@ pub fn start_with(
         listening: acceptors.addr,
         read_timeout: settings.read_timeout,
         nudges: acceptors.servers().max(1),
-        max_connections: settings.max_connections,
+        max_connections,
     };
     let stop = ctx.stopping.clone();
     let closer_notices = notice_tx.clone();
