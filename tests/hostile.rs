@@ -42,6 +42,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use autopi_rx::receiver::accept::ACCEPTING;
+use autopi_rx::receiver::server::DRAINS_AT_MOST;
 use common::*;
 
 /// The read timeout of receivers whose timeouts a test waits out.
@@ -3287,6 +3288,63 @@ fn idle_connections_past_the_most_allowed_are_shed() {
     let page = status_page(rx.addr);
     assert_eq!(status_count(&page, "shed: "), Some(shut as u64), "{page}");
     println!("{shut} of {open} connections shed down to {}", open - shut);
+}
+
+/// Heads without a token announcing a body that never comes: each is
+/// answered 401 and its body drained on a thread of its own, which waits
+/// for the body as long as it keeps coming. Past `DRAINS_AT_MOST` drains
+/// running, the connection is closed after the answer instead. Until
+/// December 7 each held its connection, a tiny_http thread and a drain
+/// thread (56 KiB): 4 000 took the receiver past 200 MB, and at about
+/// 8 000 it ran out of memory mappings and aborted (a hostile-client
+/// probe).
+#[test]
+fn refused_bodies_that_never_come_hold_a_bounded_number_of_drains() {
+    let _heavy = heavy();
+    let rx = receiver(LONG_READ_TIMEOUT);
+    let head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n";
+    let n = DRAINS_AT_MOST + 200;
+    let held: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(rx.addr).expect("a connection");
+            s.write_all(head).unwrap();
+            s
+        })
+        .collect();
+    // Each is answered 401; the connections past the drains allowed then
+    // end, long before the 30 s read timeout.
+    let started = Instant::now();
+    let mut answered = 0;
+    let mut ended = 0;
+    for mut s in held.iter() {
+        s.set_read_timeout(Some(Duration::from_millis(
+            (5_000u128.saturating_sub(started.elapsed().as_millis())).max(1) as u64,
+        )))
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    ended += 1;
+                    break;
+                }
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+                Err(_) => break,
+            }
+        }
+        if got.starts_with(b"HTTP/1.1 401") {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, n, "every head is answered 401");
+    assert!(
+        ended >= n - DRAINS_AT_MOST - 20,
+        "{ended} of {n} connections ended within 5 s; at most {DRAINS_AT_MOST} drains wait for their bodies"
+    );
+    device_upload(rx.addr).expect("a device upload beside them");
+    println!("{ended} of {n} ended after their 401 within 5 s");
+    drop(held);
 }
 
 /// Threads of the user `uid` in the whole system (what `ulimit -u`

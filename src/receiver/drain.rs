@@ -82,6 +82,19 @@ pub struct Drains {
     freed: Condvar,
     /// What could not be dropped without aborting the process, kept.
     parked: Mutex<Vec<Box<dyn Send>>>,
+    /// Drain threads running now.
+    running: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a drain thread as running until dropped.
+struct Running<'a>(&'a Drains);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Gives `size` back to the budget when dropped.
@@ -129,6 +142,11 @@ pub fn way(unread: usize) -> Way {
 }
 
 impl Drains {
+    /// Drain threads running now (each waits for a body to come or stop).
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Runs `finish` for a request that still has `unread` body bytes so
     /// that the process survives it: at once when little is left, else on
     /// a drain thread. `stalled` (its body stopped coming) sends it to a
@@ -154,15 +172,24 @@ impl Drains {
         let theirs = slot.clone();
         let drains = self.clone();
         let their_stats = stats.clone();
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let counted = Running(self);
         let spawned = std::thread::Builder::new()
             .name(thread_name(&way).into())
             .stack_size(DRAIN_STACK)
             .spawn(move || {
+                let _running = Running(&drains);
                 crate::receiver::accept::keep_pace();
                 if let Some(finish) = take(&theirs) {
                     drains.drain(unread, &their_stats, finish);
                 }
             });
+        match &spawned {
+            // The thread counts itself out.
+            Ok(_) => std::mem::forget(counted),
+            Err(_) => drop(counted),
+        }
         if spawned.is_err()
             && let Some(finish) = take(&slot)
         {

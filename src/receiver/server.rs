@@ -57,6 +57,11 @@ const WORKER_IDLE: Duration = Duration::from_secs(5);
 const WORKER_STACK: usize = 512 * 1024;
 /// Bodies tiny_http 0.12 reads whole before handing a request over.
 const READ_AHEAD_BY_TINY_HTTP: usize = 1024;
+
+/// Drains of unread bodies that may wait for their body at once; past
+/// them, a request answered with its body unread has its connection
+/// closed after the answer (the drain then ends at once).
+pub const DRAINS_AT_MOST: usize = 256;
 /// Default for `--read-timeout`: a device's own timeout is 10 to 60 s.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -1450,20 +1455,28 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     //   it on the worker, and the connection was closed after two (a
     //   hostile-client probe: 1 000 such requests without a token held
     //   1 000 workers).
+    // - a body left unread while `DRAINS_AT_MOST` drains run already:
+    //   each holds a thread and its connection for as long as the body
+    //   keeps coming (a hostile-client probe, December 7: a client
+    //   without a token sent thousands of heads announcing 2 000 bytes
+    //   and no body, held 2.2 threads and 56 KiB each, passed 200 MB at
+    //   4 000, and at about 8 000 the process ran out of memory mappings
+    //   and aborted).
     let chunked = header(&request, "transfer-encoding").is_some();
     let held_back = unread > 0 && held_back(&request);
-    if drain::way(unread) == drain::Way::Overflowing
-        || outcome.body_cut
-        || (chunked && !outcome.body_whole)
-        || held_back
-    {
-        ctx.connections.ignore(request.remote_addr().copied());
-        ctx.closer.close(request.remote_addr().copied());
-    }
     // A body never read may be a stalled one: tiny_http's drain would
     // then wait a read timeout on the worker. Bodies of up to 1 KiB it
     // has read whole before handing the request over: nothing to wait for.
     let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP || held_back;
+    if drain::way(unread) == drain::Way::Overflowing
+        || outcome.body_cut
+        || (chunked && !outcome.body_whole)
+        || held_back
+        || (stalled && unread > 0 && ctx.drains.running() >= DRAINS_AT_MOST)
+    {
+        ctx.connections.ignore(request.remote_addr().copied());
+        ctx.closer.close(request.remote_addr().copied());
+    }
     // A body drained is read all the same: under the same deadline.
     if unread > 0 {
         ctx.connections
