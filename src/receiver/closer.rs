@@ -547,12 +547,13 @@ pub fn run(
                 descriptors.saturating_add((watch.max_connections / 4).max(1) * 2)
             };
             let want = to_shed(room, open, watch.max_connections);
-            let made = if want > 0 {
-                shed(me, &mut known, books, &activity, &tally, now, want)
+            let (made, newly) = if want > 0 {
+                shed(me, &mut known, books, &activity, &mut head_cap, now, want)
             } else {
-                0
+                (0, 0)
             };
             tally.shed.fetch_add(made, Ordering::Relaxed);
+            tally.closed.fetch_add(newly, Ordering::Relaxed);
             spare.refill();
         }
         if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
@@ -696,19 +697,23 @@ pub fn run(
 /// buffers (the same 10 000 under a limit high enough peaked over 200
 /// MB). Idle: nothing of it in hand
 /// (a device's keep-alive connection between uploads too: it connects
-/// again), known for `SHED_AGE` at least. Returns how many were shut.
+/// again), known for `SHED_AGE` at least. Returns how many were shut,
+/// and how many of them had not been counted as closed before.
 fn shed(
     me: &OwnedFd,
     known: &mut HashMap<u64, Known>,
     books: &impl Books,
     activity: &dyn Fn(SocketAddr) -> Activity,
-    tally: &Tally,
+    head_cap: &mut heads::HeadCap,
     now: Instant,
     want: u64,
-) -> u64 {
-    // Those that never made a request first, then those that did (a
-    // device's keep-alive connection between uploads), each oldest first.
-    let mut idle: Vec<(bool, Instant, u64)> = known
+) -> (u64, u64) {
+    // Those that never sent anything first, then those between requests
+    // (a device's keep-alive connection between uploads), then those
+    // that sent part of a first request (a head, or a body of 1 KiB or
+    // less, which tiny_http reads before it hands the request over: a
+    // device's upload on its way), each oldest first.
+    let mut idle: Vec<(u8, Instant, u64)> = known
         .iter()
         .filter_map(|(inode, k)| match k {
             Known::Ours {
@@ -718,14 +723,38 @@ fn shed(
                 ..
             } if now.duration_since(*since) >= SHED_AGE => match activity(*peer) {
                 Activity::Busy { .. } => None,
-                Activity::Quiet { .. } => Some((true, *since, *inode)),
-                Activity::Unseen => Some((false, *since, *inode)),
+                Activity::Quiet { .. } => Some((1, *since, *inode)),
+                Activity::Unseen => Some((0, *since, *inode)),
             },
             _ => None,
         })
         .collect();
+    let unseen: Vec<heads::Ours> = idle
+        .iter()
+        .filter(|(class, _, _)| *class == 0)
+        .filter_map(|(_, _, inode)| match known.get(inode) {
+            Some(Known::Ours { local, peer, .. }) => Some(heads::Ours {
+                inode: *inode,
+                local: *local,
+                peer: *peer,
+            }),
+            _ => None,
+        })
+        .collect();
+    if let Some(counted) = head_cap.received(&unseen) {
+        let sent: HashSet<u64> = counted
+            .iter()
+            .filter(|c| c.read + c.unread > 0)
+            .map(|c| c.inode)
+            .collect();
+        for (class, _, inode) in &mut idle {
+            if *class == 0 && sent.contains(inode) {
+                *class = 2;
+            }
+        }
+    }
     idle.sort_unstable();
-    let mut made = 0;
+    let (mut made, mut newly) = (0, 0);
     for (_, _, inode) in idle {
         if made >= want {
             break;
@@ -752,14 +781,14 @@ fn shed(
         if shut_down(me, *fd, inode, *peer, Shutdown::Both, false) {
             *shut = true;
             if !std::mem::replace(counted, true) {
-                tally.closed.fetch_add(1, Ordering::Relaxed);
+                newly += 1;
             }
             made += 1;
         } else {
             books.unclaim(*peer);
         }
     }
-    made
+    (made, newly)
 }
 
 /// Descriptors held in reserve (see `SPARE`).

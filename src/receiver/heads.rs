@@ -176,6 +176,20 @@ impl HeadCap {
         }
         Some((counted, over))
     }
+
+    /// What the kernel counts of `ours` now, each looked up, without the
+    /// cap's bookkeeping (the shedding asks which connections have sent
+    /// anything). None without socket diagnostics.
+    pub fn received(&mut self, ours: &[Ours]) -> Option<Vec<Counted>> {
+        if self.diag.is_none() && self.available {
+            self.diag = Diag::open().ok();
+        }
+        let counted = self.diag.as_mut()?.looked_up(ours);
+        if counted.is_none() {
+            self.diag = None;
+        }
+        counted
+    }
 }
 
 /// The connections to count.
