@@ -86,10 +86,20 @@ pub struct Drains {
     running: std::sync::atomic::AtomicUsize,
 }
 
-/// Counts a drain thread as running until dropped.
-struct Running<'a>(&'a Drains);
+/// Counts a drain thread as running from before it is started until
+/// dropped: with the thread, or with its closure when it cannot start.
+struct Running(Arc<Drains>);
 
-impl Drop for Running<'_> {
+impl Running {
+    fn new(drains: Arc<Drains>) -> Running {
+        drains
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(drains)
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
         self.0
             .running
@@ -170,26 +180,17 @@ impl Drains {
         // started must not drop the request on the way out.
         let slot = Arc::new(Mutex::new(Some(finish)));
         let theirs = slot.clone();
-        let drains = self.clone();
+        let running = Running::new(self.clone());
         let their_stats = stats.clone();
-        self.running
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let counted = Running(self);
         let spawned = std::thread::Builder::new()
             .name(thread_name(&way).into())
             .stack_size(DRAIN_STACK)
             .spawn(move || {
-                let _running = Running(&drains);
                 crate::receiver::accept::keep_pace();
                 if let Some(finish) = take(&theirs) {
-                    drains.drain(unread, &their_stats, finish);
+                    running.0.drain(unread, &their_stats, finish);
                 }
             });
-        match &spawned {
-            // The thread counts itself out.
-            Ok(_) => std::mem::forget(counted),
-            Err(_) => drop(counted),
-        }
         if spawned.is_err()
             && let Some(finish) = take(&slot)
         {

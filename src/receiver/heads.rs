@@ -154,20 +154,10 @@ impl HeadCap {
         // Due again in any case: a socket that cannot be opened (out of
         // descriptors) must not make the closing thread spin.
         self.next = now + LOOK_EVERY;
-        if self.diag.is_none() && self.available {
-            self.diag = Diag::open().ok();
-        }
-        let diag = self.diag.as_mut()?;
-        let counted = match which {
+        let counted = self.ask(|diag| match which {
             Which::These(ours) => diag.looked_up(ours),
             Which::AllOn(listening) => diag.dumped(listening),
-        };
-        let Some(counted) = counted else {
-            // After any failure a new socket is opened: the rest of an
-            // answer cut short must not pass for the next one.
-            self.diag = None;
-            return None;
-        };
+        })?;
         let over = self.watch.look_at(now, &counted, activity);
         if counted.len() > CROWD {
             self.next = now + LOOK_IN_A_CROWD;
@@ -181,10 +171,17 @@ impl HeadCap {
     /// cap's bookkeeping (the shedding asks which connections have sent
     /// anything). None without socket diagnostics.
     pub fn received(&mut self, ours: &[Ours]) -> Option<Vec<Counted>> {
+        self.ask(|diag| diag.looked_up(ours))
+    }
+
+    /// Counts with the diagnostics socket, opened first if need be. After
+    /// any failure a new socket is opened: the rest of an answer cut short
+    /// must not pass for the next one.
+    fn ask(&mut self, how: impl FnOnce(&mut Diag) -> Option<Vec<Counted>>) -> Option<Vec<Counted>> {
         if self.diag.is_none() && self.available {
             self.diag = Diag::open().ok();
         }
-        let counted = self.diag.as_mut()?.looked_up(ours);
+        let counted = how(self.diag.as_mut()?);
         if counted.is_none() {
             self.diag = None;
         }
