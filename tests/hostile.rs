@@ -3289,6 +3289,15 @@ fn idle_connections_past_the_most_allowed_are_shed() {
         (46..=64).contains(&(open - shut)),
         "{shut} of {open} shed: not down to three quarters of 64"
     );
+    // The status page counts those held (and its own connection, once the
+    // closing thread has read the table since it came).
+    let held = (open - shut) as u64;
+    let mut page = String::new();
+    let counted = wait_until(Duration::from_secs(5), || {
+        page = status_page(rx.addr);
+        status_count(&page, "connections: ").is_some_and(|n| (held..=held + 2).contains(&n))
+    });
+    assert!(counted, "{held} connections held: {page}");
     // The uploads on their way were kept, each answered once it has come.
     for (c, upload) in &mut slow {
         c.send(&upload[40..]);

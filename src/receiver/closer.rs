@@ -78,6 +78,18 @@ pub struct Tally {
     /// Idle connections shut early while descriptors ran short (counted in
     /// `closed` too).
     pub shed: AtomicU64,
+    /// Connections of ours open at the last read of the descriptor table,
+    /// and when that was (never, where the table cannot be read).
+    pub open: std::sync::Mutex<Option<(u64, Instant)>>,
+}
+
+impl Tally {
+    /// Connections open at the last read of the descriptor table, and how
+    /// long ago that was.
+    pub fn open(&self) -> Option<(u64, Duration)> {
+        let seen = *crate::panic::lock(&self.open);
+        seen.map(|(n, at)| (n, at.elapsed()))
+    }
 }
 
 impl Closer {
@@ -555,6 +567,14 @@ pub fn run(
             tally.shed.fetch_add(made, Ordering::Relaxed);
             tally.closed.fetch_add(newly, Ordering::Relaxed);
             spare.refill();
+        }
+        // Every read of the table this round came before this point.
+        if sockets.is_some() {
+            let held = known
+                .values()
+                .filter(|k| matches!(k, Known::Ours { .. }))
+                .count() as u64;
+            *crate::panic::lock(&tally.open) = Some((held, now));
         }
         if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
             continue;

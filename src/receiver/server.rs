@@ -1937,6 +1937,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          answer mode: {mode}\n\
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
+         {connections}\
          {parked}\
          {pipelined}\
          {large}\
@@ -1981,6 +1982,15 @@ fn status_page(ctx: &Ctx) -> Outcome {
         busy = ctx.busy.load(Ordering::SeqCst),
         alive = ctx.alive.load(Ordering::SeqCst),
         max = ctx.max_workers,
+        connections = ctx
+            .closer
+            .tally
+            .open()
+            .map_or(String::new(), |(n, ago)| format!(
+                "connections: {n} open when last counted, {ago:.1} s ago (idle ones are shed past {} open: --max-connections)\n",
+                ctx.max_connections,
+                ago = ago.as_secs_f64()
+            )),
         parked = count_line(Stats::get(&s.parked), |n| format!(
             "parked: {n} request(s) announcing a body larger than this process's address space, kept until exit (tiny_http 0.12 cannot let go of them)"
         )),
@@ -2012,7 +2022,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         closed = count_line(
             ctx.closer.tally.closed.load(Ordering::Relaxed),
             |n| format!(
-                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies or a share of the wire budget without coming on, sent a head over {} KiB or over {} KiB while heads held more than {} KiB in all, hung, or sat idle while descriptors ran short or too many connections were open)",
+                "closed: {n} connection(s) tiny_http would have kept open (broke the framing, pipelined too much, stalled mid-body, held the turn for large bodies or a share of the wire budget without coming on, sent a head over {} KiB or over {} KiB while heads held more than {} KiB in all, hung, or were shed)",
                 heads::HEAD_LIMIT / 1024,
                 heads::HEAD_FLOOR / 1024,
                 heads::HEADS_BUDGET / 1024,
