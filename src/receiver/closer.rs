@@ -1738,6 +1738,104 @@ mod tests {
         assert!(!waiting_bytes(&me, fd, inode));
     }
 
+    /// Books where every connection is idle and can be claimed.
+    struct AllIdle;
+
+    impl Books for AllIdle {
+        fn activity(&self, _: SocketAddr) -> Activity {
+            Activity::Unseen
+        }
+        fn claim(&self, _: SocketAddr) -> bool {
+            true
+        }
+        fn unclaim(&self, _: SocketAddr) {}
+        fn gone(&self, _: SocketAddr) {}
+        fn forget_gone(&self, _: &HashSet<SocketAddr>, _: Instant) {}
+        fn forget_absent(&self, _: &HashSet<SocketAddr>, _: Instant) {}
+        fn cut(&self, _: SocketAddr, _: u64, _: Option<Cut>) -> bool {
+            false
+        }
+    }
+
+    /// Shedding goes by age among connections that never sent anything,
+    /// leaves one with bytes waiting unread (a request on its way, queued
+    /// in a pool) however old, and one known for less than `SHED_AGE`.
+    #[test]
+    fn shedding_leaves_a_connection_with_bytes_waiting() {
+        use std::os::fd::AsRawFd;
+        let me = duplicating().expect("a pidfd of this process");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listening = listener.local_addr().unwrap();
+        let now = Instant::now();
+        let mut known = HashMap::new();
+        // Oldest first: the one with bytes waiting, then two silent ones,
+        // then one too young to shed.
+        let ages = [5, 4, 3, 0];
+        let mut pairs = Vec::new();
+        for secs in ages {
+            let client = TcpStream::connect(listening).unwrap();
+            let (accepted, peer) = listener.accept().unwrap();
+            let fd = accepted.as_raw_fd();
+            let inode = linked_socket(format!("/proc/self/fd/{fd}")).unwrap();
+            known.insert(
+                inode,
+                Known::Ours {
+                    fd,
+                    local: listening,
+                    peer,
+                    since: now - Duration::from_secs(secs),
+                    shut: false,
+                    counted: false,
+                    unread: 0,
+                },
+            );
+            pairs.push((client, accepted, inode));
+        }
+        pairs[0].0.write_all(b"POST / HTTP/1.1\r\n").unwrap();
+        let mut peek = [0; 4];
+        pairs[0]
+            .1
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        while pairs[0].1.peek(&mut peek).unwrap() < 4 {}
+        let mut head_cap = heads::HeadCap::start(Duration::from_secs(30));
+        let activity = |_| Activity::Unseen;
+        let shut_now = |known: &HashMap<u64, Known>| -> Vec<bool> {
+            pairs
+                .iter()
+                .map(|(_, _, inode)| {
+                    matches!(known.get(inode), Some(Known::Ours { shut: true, .. }))
+                })
+                .collect()
+        };
+        // One wanted: the oldest silent one.
+        let made = shed(&me, &mut known, &AllIdle, &activity, &mut head_cap, now, 1);
+        assert_eq!(made, (1, 1));
+        assert_eq!(shut_now(&known), [false, true, false, false]);
+        // As many as there are: the other silent one, no more.
+        let made = shed(&me, &mut known, &AllIdle, &activity, &mut head_cap, now, 4);
+        assert_eq!(made, (1, 1));
+        let shut = shut_now(&known);
+        assert_eq!(shut, [false, true, true, false]);
+        // The two shed see their end; the others are open.
+        for (i, (client, _, _)) in pairs.iter_mut().enumerate() {
+            if shut[i] {
+                client
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                assert!(matches!(client.read(&mut [0; 1]), Ok(0)), "connection {i}");
+            } else {
+                client.set_nonblocking(true).unwrap();
+                let read = client.read(&mut [0; 1]);
+                assert!(
+                    read.as_ref()
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+                    "connection {i}: {read:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_socket_link_names_its_inode() {
         assert_eq!(socket_inode("socket:[4026]"), Some(4026));
