@@ -3735,20 +3735,22 @@ fn conflicting_or_invalid_content_lengths_are_400_and_a_close() {
     assert_nothing_smuggled_saved(rx);
 }
 
-/// A bare line feed, carriage return or NUL inside a header, and a header
-/// line with no name: 400 and a close, nothing after them taken. tiny_http
-/// ends a line at CRLF only, so `unit-id: dev\nTransfer-Encoding:
+/// A bare line feed, carriage return or NUL inside a header or the
+/// request line (or any control character in the request line), and a
+/// header line with no name: 400 and a close, nothing after them taken.
+/// tiny_http ends a line at CRLF only, so `unit-id: dev\nTransfer-Encoding:
 /// chunked` was one header to it (answered 200, captured with that
 /// unit-id) and two to a proxy in front that ends lines at LF (a
-/// hostile-client probe, December 5).
+/// hostile-client probe, December 5); the same in the request line's
+/// target was answered 200 and saved until December 7 (another probe).
 #[test]
-fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
+fn line_breaks_inside_the_request_line_or_headers_and_nameless_headers_are_400_and_a_close() {
     let rx = receiver(LONG_READ_TIMEOUT);
     let inner = smuggled();
     let body = batch("inside.header");
-    let with = |extra: &str| {
+    let request = |line: &str, extra: &str| {
         let mut r = format!(
-            "POST / HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\n{extra}\r\nContent-Length: {}\r\n\r\n",
+            "{line}\r\nHost: t\r\nauthorization: token {TOKEN}\r\n{extra}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
@@ -3756,6 +3758,8 @@ fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
         r.extend_from_slice(&inner);
         r
     };
+    let with = |extra: &str| request("POST / HTTP/1.1", extra);
+    let line = |line: &str| request(line, "unit-id: dev");
     let cases = vec![
         (
             "bare LF in unit-id".to_string(),
@@ -3768,6 +3772,21 @@ fn line_breaks_inside_headers_and_nameless_headers_are_400_and_a_close() {
         ("bare CR".to_string(), with("X-A: a\rb")),
         ("NUL".to_string(), with("X-A: a\0b")),
         ("no name".to_string(), with(": value")),
+        (
+            "bare LF in the target".to_string(),
+            line("POST /a\nTransfer-Encoding: HTTP/1.1"),
+        ),
+        (
+            "bare CR in the target".to_string(),
+            line("POST /a\rb HTTP/1.1"),
+        ),
+        ("NUL in the target".to_string(), line("POST /a\0b HTTP/1.1")),
+        ("tab in the target".to_string(), line("POST /a\tb HTTP/1.1")),
+        (
+            "escape in the target".to_string(),
+            line("POST /\x1b[2J HTTP/1.1"),
+        ),
+        ("NUL in the method".to_string(), line("PO\0ST / HTTP/1.1")),
     ];
     let mut failures = Vec::new();
     refused_and_closed(

@@ -570,6 +570,42 @@ pub fn check_version(major: u8, minor: u8) -> Result<(), Rejection> {
     ))
 }
 
+/// 400 when the request line's method or target holds a control
+/// character. tiny_http splits the request line at spaces and ends it at
+/// CRLF only, so a bare LF, a CR or a NUL inside the target stayed in the
+/// path (`POST /a\nTransfer-Encoding: HTTP/1.1` was answered 200 and
+/// saved), where a proxy in front that ends lines at LF, or splits words
+/// at any whitespace, reads another request line and headers (a
+/// hostile-client probe, December 7). RFC 9112 (3.2) allows none of them
+/// in a request target.
+pub fn check_request_line(
+    method: &str,
+    target: &str,
+    quote: impl Fn(&str) -> String,
+) -> Result<(), Rejection> {
+    for (part, text) in [("method", method), ("target", target)] {
+        let Some(&bad) = text.as_bytes().iter().find(|b| b.is_ascii_control()) else {
+            continue;
+        };
+        let what = match bad {
+            b'\n' => "a line feed".to_string(),
+            b'\r' => "a carriage return".to_string(),
+            b'\t' => "a tab".to_string(),
+            0 => "a NUL byte".to_string(),
+            b => format!("the control character 0x{b:02X}"),
+        };
+        return Err(Rejection::new(
+            400,
+            format!(
+                "the request line's {part} '{}' holds {what}: where the line ends, or its \
+                 words, is ambiguous (percent-encode it: %0A)",
+                quote(&clip(&text.escape_debug().to_string()))
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Headers the receiver reads one of (the credential, the device's
 /// unit, the coding): given more than once, the first would win without
 /// a word (a hostile-client probe: a good token then a bad one was 200,
@@ -1605,6 +1641,33 @@ mod tests {
         for (major, minor) in [(0, 9), (1, 2), (2, 0)] {
             assert_eq!(check_version(major, minor).map_err(|r| r.status), Err(505));
         }
+    }
+
+    #[test]
+    fn control_characters_in_the_request_line_are_400() {
+        let check = |m: &str, t: &str| check_request_line(m, t, clip).map_err(|r| r.status);
+        assert_eq!(check("POST", "/"), Ok(()));
+        assert_eq!(check("POST", "/a%0Ab?x=caf%C3%A9"), Ok(()));
+        assert_eq!(check("GET", "*"), Ok(()));
+        for (method, target) in [
+            ("POST", "/a\nb"),
+            ("POST", "/a\nTransfer-Encoding:"),
+            ("POST", "/a\rb"),
+            ("POST", "/a\0b"),
+            ("POST", "/a\tb"),
+            ("POST", "/a\x1b[2J"),
+            ("POST", "/a\x7f"),
+            ("PO\0ST", "/"),
+        ] {
+            assert_eq!(check(method, target), Err(400), "{method:?} {target:?}");
+        }
+        let said = check_request_line("POST", "/a\nb", clip).unwrap_err();
+        assert!(
+            said.error
+                .starts_with("the request line's target '/a\\nb' holds a line feed"),
+            "{}",
+            said.error
+        );
     }
 
     #[test]

@@ -1326,11 +1326,12 @@ fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
 }
 
 /// Whether `request` can be trusted to end where it says: its version,
-/// then its framing headers (`ingest::check_framing`). A request that
+/// its request line, then its framing headers (`ingest::check_framing`). A request that
 /// fails is answered, and nothing more its connection sends is taken.
 fn framing(request: &Request, quote: impl Fn(&str) -> String) -> Result<(), Rejection> {
     let version = request.http_version();
     ingest::check_version(version.0, version.1)?;
+    ingest::check_request_line(request.method().as_str(), request.url(), &quote)?;
     ingest::check_framing(
         (version.0, version.1) == (1, 0),
         request
