@@ -3806,6 +3806,86 @@ fn line_breaks_inside_the_request_line_or_headers_and_nameless_headers_are_400_a
     );
 }
 
+/// Requests without the token that save nothing (status pages, 401s)
+/// are listed on stdout as a quota allows, 100 at once and 10 a second,
+/// and the rest counted in a line a second; a device's uploads among
+/// them are all listed. Each such line cost 300 to 540 bytes for a
+/// request of 19, and a client without the token filled the disk shared
+/// with the capture until devices were answered 503 (a hostile-client
+/// probe, December 7).
+#[test]
+fn requests_without_the_token_are_counted_past_a_quota_not_each_listed() {
+    let mut rx = receiver(LONG_READ_TIMEOUT);
+    let started = Instant::now();
+    let mut flood = Conn::open(rx.addr);
+    let refused = request_bytes("POST", &[("authorization", "token wrong")], b"[]");
+    let (total, devices) = (400, 5);
+    for n in 0..total {
+        let answer = if n % 2 == 0 {
+            flood.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        } else {
+            flood.request(&refused)
+        };
+        assert!(matches!(answer.status, 200 | 401), "{}", answer.text());
+        // Uploads of a device's among the last of them, the quota spent.
+        if n >= total - devices {
+            device_upload(rx.addr).expect("a device upload");
+        }
+    }
+    let took = started.elapsed();
+    // The count is said a second after the first request counted, while
+    // the receiver runs.
+    let mut lines = Vec::new();
+    let said = wait_until(Duration::from_secs(5), || {
+        while let Some(line) = rx.stdout_json(Duration::from_millis(100)) {
+            let unlisted = line.get("unlisted").is_some();
+            lines.push(line);
+            if unlisted {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(
+        said,
+        "no count of requests not listed among {} lines",
+        lines.len()
+    );
+    rx.stop();
+    lines.extend(
+        rx.remaining_stdout()
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+    );
+    let listed = |status: u64| lines.iter().filter(|l| l["status"] == status).count() as u64;
+    let device_lines = lines
+        .iter()
+        .filter(|l| l["method"] == "POST" && l["acked"] == true)
+        .count();
+    let unlisted: u64 = lines.iter().filter_map(|l| l["unlisted"].as_u64()).sum();
+    let by_status = |status: &str| -> u64 {
+        lines
+            .iter()
+            .filter_map(|l| l["statuses"][status].as_u64())
+            .sum()
+    };
+    // Every request is listed or counted, none twice.
+    assert_eq!(
+        listed(200) - device_lines as u64 + by_status("200"),
+        total / 2
+    );
+    assert_eq!(listed(401) + by_status("401"), total / 2);
+    assert_eq!(unlisted, by_status("200") + by_status("401"));
+    assert_eq!(device_lines, devices as usize, "every device upload listed");
+    let allowed = 100 + 10 * (took.as_secs() + 2);
+    let shown = listed(200) + listed(401) - device_lines as u64;
+    assert!(
+        shown <= allowed,
+        "{shown} listed in {took:?}: at most {allowed} allowed"
+    );
+    println!("{shown} of {total} listed in {took:?}, {unlisted} counted");
+}
+
 /// Makes `total` connections from `clients` threads at once, each taking
 /// the next number: `each(client, n)` makes connection `n` as client
 /// `client` (its thread's index).

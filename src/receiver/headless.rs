@@ -1,10 +1,14 @@
 //! Headless output: one JSON object per request on stdout, and one per
 //! change of a forward target's state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, never, select};
+use crossbeam_channel::{Receiver, Sender, after, never, select};
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -179,6 +183,101 @@ pub fn forward_line(s: &ForwardStatus, now: Timestamp) -> String {
     crate::text::escape_invisible(serde_json::to_string(&line).expect("plain struct serializes"))
 }
 
+/// Lines listed at once for requests that matched no token and saved
+/// nothing, before `UNLISTED_PER_SECOND` rations them.
+pub const UNLISTED_BURST: NonZeroU32 = NonZeroU32::new(100).unwrap();
+
+/// Lines listed a second for such requests, past the burst.
+pub const UNLISTED_PER_SECOND: NonZeroU32 = NonZeroU32::new(10).unwrap();
+
+/// Requests that matched no token and saved nothing (a refusal, a status
+/// page) are listed as the quota allows; the rest are counted by status
+/// and said in one line, a second after the first of them at the most.
+/// Each such line cost 300 to 540 bytes of stdout for a request of 19: a
+/// client without the token wrote 600 MB in 20 s under `> log`, and on a
+/// disk shared with the capture, filled it until devices were answered
+/// 503 (a hostile-client probe, December 7). A device's uploads (its token
+/// matched, or its batch was captured) are always listed.
+pub struct Unlisted<C: Clock = DefaultClock> {
+    quota: RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        C,
+        governor::middleware::NoOpMiddleware<C::Instant>,
+    >,
+    /// Requests not listed since the last count was said, by status.
+    counts: BTreeMap<u16, u64>,
+    /// When the first of them came.
+    since: Option<Instant>,
+}
+
+/// How often, at the most, the requests not listed are said.
+pub const UNLISTED_SAID_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Serialize)]
+struct UnlistedLine<'a> {
+    time: String,
+    unlisted: u64,
+    statuses: &'a BTreeMap<u16, u64>,
+    note: String,
+}
+
+impl Unlisted<DefaultClock> {
+    pub fn new() -> Self {
+        Unlisted::with_clock(DefaultClock::default())
+    }
+}
+
+impl Default for Unlisted<DefaultClock> {
+    fn default() -> Self {
+        Unlisted::new()
+    }
+}
+
+impl<C: Clock> Unlisted<C> {
+    pub fn with_clock(clock: C) -> Self {
+        let quota = Quota::per_second(UNLISTED_PER_SECOND).allow_burst(UNLISTED_BURST);
+        Unlisted {
+            quota: RateLimiter::direct_with_clock(quota, clock),
+            counts: BTreeMap::new(),
+            since: None,
+        }
+    }
+
+    /// Whether `e` gets a line of its own; counted when it does not.
+    pub fn listed(&mut self, e: &RequestEvent, now: Instant) -> bool {
+        if e.token_matched == Some(true) || e.captured || self.quota.check().is_ok() {
+            return true;
+        }
+        *self.counts.entry(e.status).or_default() += 1;
+        self.since.get_or_insert(now);
+        false
+    }
+
+    /// When the count is to be said (None: nothing counted).
+    pub fn due(&self) -> Option<Instant> {
+        self.since.map(|at| at + UNLISTED_SAID_EVERY)
+    }
+
+    /// The line saying what was counted (no newline), the count then
+    /// started again; None when nothing was.
+    pub fn said(&mut self, now: Timestamp) -> Option<String> {
+        self.since.take()?;
+        let counts = std::mem::take(&mut self.counts);
+        let line = UnlistedLine {
+            time: format_received(now),
+            unlisted: counts.values().sum(),
+            statuses: &counts,
+            note: format!(
+                "requests that matched no token and saved nothing, past {} listed at once and \
+                 {} a second: counted here, not listed",
+                UNLISTED_BURST, UNLISTED_PER_SECOND
+            ),
+        };
+        Some(serde_json::to_string(&line).expect("plain struct serializes"))
+    }
+}
+
 /// Prints every event until the channel closes, and each forward state
 /// change meanwhile. If stdout goes away (`| head -2` has read its lines)
 /// the run is told to stop, as Ctrl-C would, through `stop`; the events
@@ -197,11 +296,24 @@ pub fn print(
     let mut failing = false;
     let mut forward = forward;
     let mut gaps = Gaps::default();
+    let mut unlisted = Unlisted::new();
     loop {
+        let say_unlisted = match unlisted.due() {
+            Some(at) => after(at.saturating_duration_since(Instant::now())),
+            None => never(),
+        };
         let mut line = select! {
             recv(events) -> e => match e {
-                Ok(e) => to_line_after(&e, &mut gaps),
-                Err(_) => return,
+                Ok(e) if unlisted.listed(&e, Instant::now()) => to_line_after(&e, &mut gaps),
+                Ok(_) => continue,
+                Err(_) => match unlisted.said(Timestamp::now()) {
+                    // Said before the end.
+                    Some(line) if !broken => {
+                        let _ = out.write_all(format!("{line}\n").as_bytes()).and_then(|()| out.flush());
+                        return;
+                    }
+                    _ => return,
+                },
             },
             recv(forward) -> s => match s {
                 Ok(s) => forward_line(&s, Timestamp::now()),
@@ -209,6 +321,10 @@ pub fn print(
                     forward = never();
                     continue;
                 }
+            },
+            recv(say_unlisted) -> _ => match unlisted.said(Timestamp::now()) {
+                Some(line) => line,
+                None => continue,
             },
         };
         if broken {
@@ -282,6 +398,57 @@ mod tests {
             serde_json::Value::Null,
             "per device"
         );
+    }
+
+    /// Requests without a matched token that saved nothing: listed up to
+    /// the burst, then as the quota refills; the rest counted by status
+    /// and said once, then counted afresh. A device's are always listed.
+    #[test]
+    fn requests_without_the_token_are_listed_as_the_quota_allows() {
+        use crate::fixtures::refused;
+        let clock = governor::clock::FakeRelativeClock::default();
+        let mut unlisted = Unlisted::with_clock(clock.clone());
+        let start = Instant::now();
+        let when = at("2026-12-07T08:00:00Z");
+        let wrong = refused(1, when, 401, "no token", "[]");
+        let mut status = refused(2, when, 200, "", "");
+        status.method = "GET".to_string();
+        status.token_matched = None;
+        let device = accepted(3, when, None, r#"[{"@t":"a"}]"#);
+        let mut refused_device = refused(4, when, 400, "not JSON", "x");
+        refused_device.token_matched = Some(true);
+        let burst = UNLISTED_BURST.get() as usize;
+        let listed = (0..burst)
+            .filter(|_| unlisted.listed(&wrong, start))
+            .count();
+        assert_eq!(listed, burst);
+        assert_eq!(unlisted.due(), None, "nothing counted yet");
+        assert!(!unlisted.listed(&wrong, start + Duration::from_millis(5)));
+        assert!(!unlisted.listed(&status, start + Duration::from_millis(9)));
+        assert!(!unlisted.listed(&wrong, start + Duration::from_millis(9)));
+        // The first one counted sets when the count is said.
+        assert_eq!(
+            unlisted.due(),
+            Some(start + Duration::from_millis(5) + UNLISTED_SAID_EVERY)
+        );
+        // A device's requests, captured or with its token: always listed.
+        for _ in 0..1000 {
+            assert!(unlisted.listed(&device, start));
+            assert!(unlisted.listed(&refused_device, start));
+        }
+        // A second on, the quota has refilled by its rate.
+        clock.advance(Duration::from_secs(1));
+        let listed = (0..1000).filter(|_| unlisted.listed(&wrong, start)).count();
+        assert_eq!(listed, UNLISTED_PER_SECOND.get() as usize);
+        let line: serde_json::Value =
+            serde_json::from_str(&unlisted.said(when).expect("a count to say")).unwrap();
+        assert_eq!(line["unlisted"], 3 + 990);
+        assert_eq!(line["statuses"]["401"], 2 + 990);
+        assert_eq!(line["statuses"]["200"], 1);
+        assert_eq!(line["time"], "2026-12-07T08:00:00.000Z");
+        // Said once: nothing more to say until more come.
+        assert_eq!(unlisted.due(), None);
+        assert_eq!(unlisted.said(when), None);
     }
 
     /// A new `unit-id` with every upload: the devices remembered stay
