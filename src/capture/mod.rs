@@ -17,8 +17,8 @@ mod writer;
 
 pub use reader::{CapturedBatch, OutboxLine, Tail, read};
 pub use writer::{
-    Bound, Capture, CaptureHandle, Durable, Entry, FileSink, Index, Pending, Reader, Recovered,
-    Saved, Seen, Sink, Switched, Taken,
+    Bound, Capture, CaptureHandle, Durable, Entry, FileSink, INDEX_AT_MOST, Index, Pending, Reader,
+    Recovered, Saved, Seen, Sink, Switched, Taken,
 };
 
 /// The duplicate index's key: a batch's content hash seen from one device.

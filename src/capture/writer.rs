@@ -391,10 +391,33 @@ impl Seen {
 /// the headless receiver from 9.6 to 27.9 MB before, December 6). A time
 /// written otherwise (a line edited by hand, another program's) is kept
 /// as text, so that `duplicate_of` and `retry_of` quote it as it was.
-#[derive(Debug, Default)]
+///
+/// It holds `INDEX_AT_MOST` batches at most: past them, the half first
+/// seen longest ago is forgotten (`forgotten` counts them), and a copy of
+/// one of those is taken as a new batch from then on. A client with the
+/// token posting distinct tiny batches as fast as they were answered grew
+/// it without end: 1.9 million in 3 minutes took the headless receiver to
+/// 312 MB at the peak (a hostile-client probe, December 7).
+#[derive(Debug)]
 pub struct Index {
     packed: HashMap<DeviceBatch, Packed>,
     text: HashMap<DeviceBatch, Seen>,
+    at_most: usize,
+    /// Batches forgotten so far, and whether some were since the last
+    /// `newly_forgotten`.
+    forgotten: u64,
+    forgot: bool,
+}
+
+/// Batches the duplicate index holds at most: what a table of 2^19
+/// buckets holds (hashbrown fills seven eighths of them), about 26 MB of
+/// table, so it is never grown past that.
+pub const INDEX_AT_MOST: usize = (1 << 19) / 8 * 7;
+
+impl Default for Index {
+    fn default() -> Self {
+        Index::holding_at_most(INDEX_AT_MOST)
+    }
 }
 
 /// An entry of the index with both times in milliseconds.
@@ -424,6 +447,53 @@ fn unpack(ms: i64) -> String {
 }
 
 impl Index {
+    /// An index of `at_most` batches at most (at least 2).
+    pub fn holding_at_most(at_most: usize) -> Index {
+        Index {
+            packed: HashMap::new(),
+            text: HashMap::new(),
+            at_most: at_most.max(2),
+            forgotten: 0,
+            forgot: false,
+        }
+    }
+
+    /// Batches held.
+    fn len(&self) -> usize {
+        self.packed.len() + self.text.len()
+    }
+
+    /// What the operator hears when batches were forgotten since the
+    /// last call.
+    fn newly_forgotten(&mut self) -> Option<String> {
+        std::mem::replace(&mut self.forgot, false).then(|| {
+            format!(
+                "the duplicate index holds {} batches at most: {} first seen longest ago are \
+                 forgotten so far, and a copy of one of them is taken as a new batch (not \
+                 flagged as a duplicate); every batch is still captured",
+                self.at_most, self.forgotten
+            )
+        })
+    }
+
+    /// Makes room for a batch: forgets the older half by first arrival
+    /// (and every one whose time was not written the receiver's way,
+    /// which cannot be placed in time).
+    fn make_room(&mut self) {
+        let mut firsts: Vec<i64> = self.packed.values().map(|p| p.first).collect();
+        let before = self.len();
+        if firsts.is_empty() {
+            self.text.clear();
+        } else {
+            let middle = (firsts.len() / 2).saturating_sub(1);
+            let cut = *firsts.select_nth_unstable(middle).1;
+            self.packed.retain(|_, p| p.first > cut);
+            self.text.clear();
+        }
+        self.forgotten += (before - self.len()) as u64;
+        self.forgot = true;
+    }
+
     /// What is known of `key`'s batch.
     pub fn get(&self, key: &DeviceBatch) -> Option<Seen> {
         if let Some(p) = self.packed.get(key) {
@@ -437,6 +507,12 @@ impl Index {
 
     /// Knows `seen` of `key`'s batch from now on.
     pub fn insert(&mut self, key: DeviceBatch, seen: Seen) {
+        if self.len() >= self.at_most
+            && !self.packed.contains_key(&key)
+            && !self.text.contains_key(&key)
+        {
+            self.make_room();
+        }
         let acked = match &seen.acked {
             None => Some(NOT_ACKED),
             Some(a) => pack(a),
@@ -1036,8 +1112,11 @@ impl Capture {
 
     /// Starts the writer on a sink already holding `lines` lines in `len`
     /// bytes.
-    fn start<S: Sink>(sink: S, len: u64, lines: u64, seen: Index) -> Capture {
+    fn start<S: Sink>(sink: S, len: u64, lines: u64, mut seen: Index) -> Capture {
         let (notice_tx, notices) = unbounded();
+        if let Some(notice) = seen.newly_forgotten() {
+            let _ = notice_tx.send(notice);
+        }
         let durable = Durable::new(len, lines);
         let shared = Arc::new(Shared {
             writer: Mutex::new(Committer {
@@ -1365,6 +1444,9 @@ impl<S: Sink> Writer<S> {
                 self.durable.grew(self.good_len, group.len() as u64);
                 for (key, seen) in landing {
                     self.seen.insert(key, seen);
+                }
+                if let Some(notice) = self.seen.newly_forgotten() {
+                    let _ = self.notices.send(notice);
                 }
                 for (job, saved) in group.into_iter().zip(answers) {
                     let _ = job.reply.send(Ok(saved));
@@ -1697,6 +1779,71 @@ mod tests {
             data.ends_with('\n') && data[one..].starts_with('{'),
             "{data}"
         );
+    }
+
+    /// Past the most it holds, the index forgets the older half by first
+    /// arrival (and what it keeps as text), once per overflow, and says
+    /// so once each time; a copy of a batch it knows never makes room.
+    #[test]
+    fn the_index_forgets_the_older_half_past_the_most_it_holds() {
+        let at = |s: u32| format!("2026-12-07T10:00:{s:02}.000Z");
+        let mut ix = Index::holding_at_most(4);
+        ix.note([1; 32], &at(1), true);
+        ix.note([2; 32], &at(2), false);
+        ix.note([3; 32], "yesterday", true);
+        ix.note([4; 32], &at(4), true);
+        assert_eq!(ix.newly_forgotten(), None);
+        // Known copies make no room.
+        ix.note([2; 32], &at(5), true);
+        ix.note([1; 32], &at(6), true);
+        assert_eq!((ix.len(), ix.newly_forgotten()), (4, None));
+        ix.note([5; 32], &at(7), true);
+        let held: Vec<u8> = (1..=5).filter(|n| ix.get(&[*n; 32]).is_some()).collect();
+        assert_eq!(
+            held,
+            [2, 4, 5],
+            "the newer of 1, 2 and 4, without the text one"
+        );
+        let said = ix.newly_forgotten().expect("said");
+        assert!(
+            said.contains("holds 4 batches at most: 2 first seen"),
+            "{said}"
+        );
+        assert_eq!(ix.newly_forgotten(), None, "said once");
+        // A forgotten batch comes again: new, and the newest.
+        ix.note([1; 32], &at(8), true);
+        assert_eq!((ix.len(), ix.newly_forgotten()), (4, None));
+        ix.note([6; 32], &at(9), true);
+        let held: Vec<u8> = (1..=6).filter(|n| ix.get(&[*n; 32]).is_some()).collect();
+        assert_eq!(held, [1, 5, 6]);
+        assert!(ix.newly_forgotten().unwrap().contains(": 4 first seen"));
+    }
+
+    /// Through the writer: past the index's most, a batch forgotten is
+    /// taken as new when it comes again, and the operator is told.
+    #[test]
+    fn a_batch_the_index_forgot_is_new_again_and_the_operator_told() {
+        let cap = Capture::with_sink(Flaky::default(), 0, Index::holding_at_most(2));
+        let h = cap.handle();
+        let [a, b, c] = ["a", "b", "c"].map(|t| batch(&format!(r#"[{{"@t":"{t}"}}]"#)));
+        let at = |s: u32| format!("2026-12-07T10:00:{s:02}.000Z");
+        h.save(&entry(&at(1)), &a).unwrap();
+        h.save(&entry(&at(2)), &b).unwrap();
+        assert_eq!(
+            h.save(&entry(&at(3)), &a).unwrap().duplicate_of,
+            Some(at(1))
+        );
+        assert!(cap.notices.try_recv().is_err());
+        h.save(&entry(&at(4)), &c).unwrap();
+        let said = cap.notices.try_recv().expect("a notice");
+        assert!(said.contains("duplicate index holds 2 batches"), "{said}");
+        assert_eq!(h.save(&entry(&at(5)), &a).unwrap().duplicate_of, None);
+        assert_eq!(
+            h.save(&entry(&at(6)), &c).unwrap().duplicate_of,
+            Some(at(4))
+        );
+        drop(h);
+        cap.close();
     }
 
     pub(super) fn batch(text: &str) -> Batch {
