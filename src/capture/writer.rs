@@ -485,9 +485,18 @@ impl Index {
         if firsts.is_empty() {
             self.text.clear();
         } else {
+            // Ties with the cut go too (a millisecond apart, or the
+            // same): a little more than half at worst. A clock set back
+            // makes the newest look oldest; they are forgotten first.
             let middle = (firsts.len() / 2).saturating_sub(1);
             let cut = *firsts.select_nth_unstable(middle).1;
-            self.packed.retain(|_, p| p.first > cut);
+            // Into a table of its own: one emptied in place keeps a
+            // tombstone for each entry gone, and refilled, it grew to
+            // twice the size (2^20 buckets, about 51 MB) rather than
+            // cleaning them up.
+            let mut kept = HashMap::with_capacity(self.at_most);
+            kept.extend(self.packed.drain().filter(|(_, p)| p.first > cut));
+            self.packed = kept;
             self.text.clear();
         }
         self.forgotten += (before - self.len()) as u64;
@@ -1817,6 +1826,28 @@ mod tests {
         let held: Vec<u8> = (1..=6).filter(|n| ix.get(&[*n; 32]).is_some()).collect();
         assert_eq!(held, [1, 5, 6]);
         assert!(ix.newly_forgotten().unwrap().contains(": 4 first seen"));
+    }
+
+    /// Forgetting and refilling, over and over, never grows the table
+    /// past what the most it holds needs.
+    #[test]
+    fn the_index_table_stays_the_size_of_the_most_it_holds() {
+        let at_most = (1 << 12) / 8 * 7;
+        let mut ix = Index::holding_at_most(at_most);
+        let mut key = [0u8; 32];
+        for n in 0..20 * at_most as u64 {
+            key[..8].copy_from_slice(&n.to_le_bytes());
+            let ms = 1_765_000_000_000 + n as i64;
+            ix.insert(
+                key,
+                Seen {
+                    first: unpack(ms),
+                    acked: None,
+                },
+            );
+            assert!(ix.len() <= at_most);
+        }
+        assert!(ix.packed.capacity() <= at_most, "{}", ix.packed.capacity());
     }
 
     /// Through the writer: past the index's most, a batch forgotten is
