@@ -3736,8 +3736,8 @@ fn conflicting_or_invalid_content_lengths_are_400_and_a_close() {
 }
 
 /// A bare line feed, carriage return or NUL inside a header or the
-/// request line (or any control character in the request line), and a
-/// header line with no name: 400 and a close, nothing after them taken.
+/// request line's method or target (or any control character there), and
+/// a header line with no name: 400 and a close, nothing after them taken.
 /// tiny_http ends a line at CRLF only, so `unit-id: dev\nTransfer-Encoding:
 /// chunked` was one header to it (answered 200, captured with that
 /// unit-id) and two to a proxy in front that ends lines at LF (a

@@ -78,16 +78,17 @@ pub struct Tally {
     /// Idle connections shut early while descriptors ran short (counted in
     /// `closed` too).
     pub shed: AtomicU64,
-    /// Connections of ours open at the last read of the descriptor table,
-    /// and when that was (never, where the table cannot be read).
-    pub open: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// Connections of ours open at the last read of the descriptor table
+    /// (those shut here and closing not counted, as for the cap), and
+    /// when that was (never, where the table cannot be read).
+    pub open_seen: std::sync::Mutex<Option<(u64, Instant)>>,
 }
 
 impl Tally {
     /// Connections open at the last read of the descriptor table, and how
     /// long ago that was.
-    pub fn open(&self) -> Option<(u64, Duration)> {
-        let seen = *crate::panic::lock(&self.open);
+    pub fn open_when_seen(&self) -> Option<(u64, Duration)> {
+        let seen = *crate::panic::lock(&self.open_seen);
         seen.map(|(n, at)| (n, at.elapsed()))
     }
 }
@@ -570,11 +571,7 @@ pub fn run(
         }
         // Every read of the table this round came before this point.
         if sockets.is_some() {
-            let held = known
-                .values()
-                .filter(|k| matches!(k, Known::Ours { .. }))
-                .count() as u64;
-            *crate::panic::lock(&tally.open) = Some((held, now));
+            *crate::panic::lock(&tally.open_seen) = Some((open_connections(&known), now));
         }
         if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
             continue;
@@ -1783,7 +1780,7 @@ mod tests {
                     fd,
                     local: listening,
                     peer,
-                    since: now - Duration::from_secs(secs),
+                    since: now.checked_sub(Duration::from_secs(secs)).unwrap(),
                     shut: false,
                     counted: false,
                     unread: 0,

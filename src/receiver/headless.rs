@@ -297,19 +297,25 @@ pub fn print(
     let mut forward = forward;
     let mut gaps = Gaps::default();
     let mut unlisted = Unlisted::new();
+    // The timer for the count of what was not listed, made once per count.
+    let (mut say_at, mut say_unlisted) = (None, never());
     loop {
-        let say_unlisted = match unlisted.due() {
-            Some(at) => after(at.saturating_duration_since(Instant::now())),
-            None => never(),
-        };
+        if unlisted.due() != say_at {
+            say_at = unlisted.due();
+            say_unlisted = match say_at {
+                Some(at) => after(at.saturating_duration_since(Instant::now())),
+                None => never(),
+            };
+        }
         let mut line = select! {
             recv(events) -> e => match e {
                 Ok(e) if unlisted.listed(&e, Instant::now()) => to_line_after(&e, &mut gaps),
                 Ok(_) => continue,
+                // The count so far is said before the end.
                 Err(_) => match unlisted.said(Timestamp::now()) {
-                    // Said before the end.
                     Some(line) if !broken => {
-                        let _ = out.write_all(format!("{line}\n").as_bytes()).and_then(|()| out.flush());
+                        let line = format!("{line}\n");
+                        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
                         return;
                     }
                     _ => return,

@@ -1986,7 +1986,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
         connections = ctx
             .closer
             .tally
-            .open()
+            .open_when_seen()
             .map_or(String::new(), |(n, ago)| format!(
                 "connections: {n} open when last counted, {ago:.1} s ago (idle ones are shed past {} open: --max-connections)\n",
                 ctx.max_connections,
