@@ -566,7 +566,8 @@ fn forward_line_once(rx: &Receiver, what: &str, holding: &str) -> String {
 /// after them (each did, for ever, until a hostile-client probe found it):
 /// a control character in `@t` goes to a topic with `_` in its place
 /// (mosquitto closes the connection for one), and a record whose topic
-/// would be over 65 535 bytes parks its batch, the reason in the log.
+/// would be over 65 535 bytes, or deeper than the 201 levels mosquitto
+/// takes, parks its batch, the reason in the log.
 #[test]
 fn records_mqtt_cannot_carry_hold_nothing_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,6 +581,19 @@ fn records_mqtt_cannot_carry_hold_nothing_back() {
         "a".repeat(70_000)
     );
     upload(&rx, long.as_bytes());
+    // 202 levels with the prefix and the unit: mosquitto closes the
+    // connection for more than 200 `/`s; 201 levels go.
+    let parts = |n: usize| vec!["a"; n].join(".");
+    let deep = format!(
+        r#"[{{"@t":"{}","@ts":"2026-11-27T08:00:00","n":3}}]"#,
+        parts(200)
+    );
+    upload(&rx, deep.as_bytes());
+    let deepest = format!(
+        r#"{{"@t":"{}","@ts":"2026-11-27T08:00:00","n":4}}"#,
+        parts(199)
+    );
+    upload(&rx, format!("[{deepest}]").as_bytes());
     let after = batch(3);
     upload(&rx, &after);
     let mut want = tally([after]);
@@ -587,6 +601,13 @@ fn records_mqtt_cannot_carry_hold_nothing_back() {
         (
             format!("{PREFIX}/{UNIT}/obd/_x"),
             control.as_bytes().to_vec(),
+        ),
+        1,
+    );
+    want.insert(
+        (
+            format!("{PREFIX}/{UNIT}/{}", vec!["a"; 199].join("/")),
+            deepest.as_bytes().to_vec(),
         ),
         1,
     );
@@ -602,9 +623,13 @@ fn records_mqtt_cannot_carry_hold_nothing_back() {
         "a part of the long record was published"
     );
     let parked = std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
-    assert_eq!(parked.lines().count(), 1, "{parked}");
+    assert_eq!(parked.lines().count(), 2, "{parked}");
     assert!(
         parked.contains("record 0 (0-based) would go to a topic of 70"),
+        "{parked}"
+    );
+    assert!(
+        parked.contains("record 0 (0-based) would go to a topic of 202 levels"),
         "{parked}"
     );
 }

@@ -202,6 +202,12 @@ pub fn topic(prefix: &str, unit_id: Option<&str>, record_type: Option<&str>) -> 
     let unit = clean(unit_id.unwrap_or("_unknown")).replace('/', "_");
     let kind = clean(record_type.unwrap_or("_untyped")).replace('.', "/");
     if prefix.is_empty() {
+        // A topic starting with `$` is the broker's own (`$SYS`): mosquitto
+        // took such messages and gave them to no subscriber.
+        let unit = match unit.strip_prefix('$') {
+            Some(rest) => format!("_{rest}"),
+            None => unit,
+        };
         format!("{unit}/{kind}")
     } else {
         format!("{prefix}/{unit}/{kind}")
@@ -229,24 +235,29 @@ impl Deliver for Mqtt {
                 };
             }
         };
-        let messages: Vec<(String, Vec<u8>)> = records
-            .iter()
-            .map(|r| message(&self.target.prefix, line.unit_id.as_deref(), r))
-            .collect();
+        // Each message is made as it is checked, and again as it is
+        // published: made all at once, they took about 160 bytes a record
+        // (an 11-million-record batch of `{}`s, 32 MiB, took the receiver
+        // to 1.8 GB; a hostile-client probe, December 7).
+        let prefix = self.target.prefix.clone();
+        let messages = || {
+            records
+                .iter()
+                .map(|r| message(&prefix, line.unit_id.as_deref(), r))
+        };
         // A record MQTT cannot carry would fail every time, holding back
         // every batch after it: the batch is set aside, as a refusal is.
-        if let Some(reason) = messages
-            .iter()
+        if let Some(reason) = messages()
             .enumerate()
-            .find_map(|(i, (topic, payload))| unpublishable(i, topic, payload))
+            .find_map(|(i, (topic, payload))| unpublishable(i, &topic, &payload))
         {
             return Attempt::Unsendable { reason };
         }
-        if messages.is_empty() {
+        if records.is_empty() {
             // No connection is made for nothing (see `publish_all`).
             return Attempt::NothingToSend;
         }
-        match self.publish_all(messages) {
+        match self.publish_all(records.len(), messages()) {
             Ok(()) => Attempt::Delivered,
             Err(error) => {
                 // A fresh client next time: nothing half-sent lingers.
@@ -280,8 +291,11 @@ impl Deliver for Mqtt {
 impl Mqtt {
     /// Publishes every message with QoS 1 and returns once the broker
     /// acknowledged them all.
-    fn publish_all(&mut self, messages: Vec<(String, Vec<u8>)>) -> Result<(), String> {
-        let total = messages.len();
+    fn publish_all(
+        &mut self,
+        total: usize,
+        mut queue: impl Iterator<Item = (String, Vec<u8>)>,
+    ) -> Result<(), String> {
         // A batch of no records (`[]`) has nothing to publish: no
         // connection is made for it (one made and never polled would be
         // connected by `idle`'s short waits, each starting over).
@@ -292,7 +306,6 @@ impl Mqtt {
             let (client, connection) = Client::new(self.target.options(), WINDOW + 10);
             (client, connection, false)
         });
-        let mut queue = messages.into_iter();
         let (mut sent, mut acked) = (0usize, 0usize);
         let mut deadline = Instant::now() + ACK_TIMEOUT;
         while acked < total {
@@ -358,11 +371,24 @@ fn unfit_in_topic(c: char) -> bool {
 /// Longest topic MQTT can name (its length is written in two bytes).
 const MAX_TOPIC: usize = u16::MAX as usize;
 
+/// Most levels in a topic: mosquitto refuses a topic of more than 200
+/// `/`s (`TOPIC_HIERARCHY_LIMIT`) by closing the connection, so a record
+/// whose `@t` held 200 dots held every later batch back for ever (a
+/// hostile-client probe, December 7). MQTT itself sets no limit; a
+/// broker with a lower one still holds such a batch back.
+const MAX_LEVELS: usize = 201;
+
 /// Why record `index` (0-based) cannot be published, if it cannot: its
 /// topic is over `MAX_TOPIC` bytes (rumqttc writes the length's low two
 /// bytes without a check, and the broker read the rest of the topic as
 /// the packet id and the payload), or the message is over `MAX_PACKET`.
 fn unpublishable(index: usize, topic: &str, payload: &[u8]) -> Option<String> {
+    let levels = topic.bytes().filter(|b| *b == b'/').count() + 1;
+    if levels > MAX_LEVELS {
+        return Some(format!(
+            "record {index} (0-based) would go to a topic of {levels} levels (the prefix, the unit id and a level for each part of its @t), over the {MAX_LEVELS} mosquitto takes (it closes the connection for a deeper one)"
+        ));
+    }
     if topic.len() > MAX_TOPIC {
         return Some(format!(
             "record {index} (0-based) would go to a topic of {} bytes (its @t, unit id and the prefix), over the {MAX_TOPIC} an MQTT topic can hold",
@@ -401,6 +427,12 @@ mod tests {
         assert_eq!(topic("", Some("ee3d"), Some("obd.bat")), "ee3d/obd/bat");
         assert_eq!(topic("a/b", None, None), "a/b/_unknown/_untyped");
         assert_eq!(topic("p", Some("x/y+"), Some("odd#.t")), "p/x_y_/odd_/t");
+        // A topic of the broker's own (`$SYS`) only without a prefix.
+        assert_eq!(topic("", Some("$SYS"), Some("obd.rpm")), "_SYS/obd/rpm");
+        assert_eq!(topic("p", Some("$SYS"), Some("$x")), "p/$SYS/$x");
+        let deep = |n| unpublishable(0, &vec!["a"; n].join("/"), b"{}");
+        assert_eq!(deep(201), None);
+        assert!(deep(202).is_some_and(|r| r.contains("202 levels")));
         // What a broker may close the connection for.
         assert_eq!(
             topic(
