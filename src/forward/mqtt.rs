@@ -227,37 +227,50 @@ fn message(prefix: &str, unit_id: Option<&str>, record: &RawValue) -> (String, V
 
 impl Deliver for Mqtt {
     fn deliver(&mut self, line: &OutboxLine) -> Attempt {
-        let records: Vec<&RawValue> = match serde_json::from_str(line.records.get()) {
-            Ok(r) => r,
-            Err(e) => {
+        // The records are read one at a time, twice: once to check each
+        // message, once to publish them. Held at once, the messages took
+        // about 160 bytes a record and the records' list 16 more (an
+        // 11-million-record batch of `{}`s, 32 MiB, took the receiver to
+        // 1.8 GB; a hostile-client probe, December 7).
+        let text = line.records.get();
+        let prefix = self.target.prefix.clone();
+        let unit = line.unit_id.as_deref();
+        // A record MQTT cannot carry would fail every time, holding back
+        // every batch after it: the batch is set aside, as a refusal is.
+        let mut unfit = None;
+        let counted = each_record(text, |i, r| {
+            let (topic, payload) = message(&prefix, unit, r);
+            unfit = unpublishable(i, &topic, &payload);
+            unfit.is_none()
+        });
+        let total = match (counted, unfit) {
+            (_, Some(reason)) => return Attempt::Unsendable { reason },
+            (Err(e), None) => {
                 return Attempt::Unsendable {
                     reason: format!("its records are not a JSON array: {e}"),
                 };
             }
+            (Ok(0), None) => {
+                // No connection is made for nothing (see `publish_all`).
+                return Attempt::NothingToSend;
+            }
+            (Ok(n), None) => n,
         };
-        // Each message is made as it is checked, and again as it is
-        // published: made all at once, they took about 160 bytes a record
-        // (an 11-million-record batch of `{}`s, 32 MiB, took the receiver
-        // to 1.8 GB; a hostile-client probe, December 7).
-        let prefix = self.target.prefix.clone();
-        let messages = || {
-            records
-                .iter()
-                .map(|r| message(&prefix, line.unit_id.as_deref(), r))
-        };
-        // A record MQTT cannot carry would fail every time, holding back
-        // every batch after it: the batch is set aside, as a refusal is.
-        if let Some(reason) = messages()
-            .enumerate()
-            .find_map(|(i, (topic, payload))| unpublishable(i, &topic, &payload))
-        {
-            return Attempt::Unsendable { reason };
-        }
-        if records.is_empty() {
-            // No connection is made for nothing (see `publish_all`).
-            return Attempt::NothingToSend;
-        }
-        match self.publish_all(records.len(), messages()) {
+        // Made on a thread of their own while they are published, a few
+        // at a time; it stops once nobody takes them.
+        let (tx, rx) = crossbeam_channel::bounded(WINDOW);
+        let published = std::thread::scope(|scope| {
+            let made = std::thread::Builder::new()
+                .name("mqtt-messages".into())
+                .spawn_scoped(scope, move || {
+                    let _ = each_record(text, |_, r| tx.send(message(&prefix, unit, r)).is_ok());
+                });
+            match made {
+                Ok(_) => self.publish_all(total, rx.into_iter()),
+                Err(e) => Err(format!("no thread to read the batch with: {e}")),
+            }
+        });
+        match published {
             Ok(()) => Attempt::Delivered,
             Err(error) => {
                 // A fresh client next time: nothing half-sent lingers.
@@ -310,7 +323,9 @@ impl Mqtt {
         let mut deadline = Instant::now() + ACK_TIMEOUT;
         while acked < total {
             while sent < total && sent - acked < WINDOW {
-                let (topic, payload) = queue.next().expect("counted");
+                let Some((topic, payload)) = queue.next() else {
+                    return Err("the batch's records ended before they were all read".into());
+                };
                 client
                     .try_publish(topic, QoS::AtLeastOnce, false, payload)
                     .map_err(|e| format!("cannot publish: {e}"))?;
@@ -355,6 +370,44 @@ impl Mqtt {
             }
         }
         Ok(())
+    }
+}
+
+/// Calls `each` with every record of `records` (a JSON array) and its
+/// index, in order, holding none, until `each` says no; how many there
+/// were (those taken), or why the text is not an array.
+fn each_record<'a>(
+    records: &'a str,
+    each: impl FnMut(usize, &'a RawValue) -> bool,
+) -> Result<usize, serde_json::Error> {
+    struct Each<'s, F>(F, &'s std::cell::Cell<Option<usize>>);
+    impl<'de, F: FnMut(usize, &'de RawValue) -> bool> serde::de::Visitor<'de> for Each<'_, F> {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of records")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            mut self,
+            mut seq: A,
+        ) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while let Some(record) = seq.next_element::<&'de RawValue>()? {
+                if !(self.0)(n, record) {
+                    self.1.set(Some(n));
+                    return Ok(n);
+                }
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    // Stopped early, the rest is not read: serde_json then finds the
+    // array unended, which is no error here.
+    let stopped = std::cell::Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(records);
+    match serde::Deserializer::deserialize_seq(&mut de, Each(each, &stopped)) {
+        Ok(n) => Ok(n),
+        Err(e) => stopped.get().ok_or(e),
     }
 }
 
@@ -417,6 +470,30 @@ fn describe(e: &rumqttc::ConnectionError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records are handed over one at a time, in order, until told to
+    /// stop; a text that is not an array is an error.
+    #[test]
+    fn records_are_read_one_at_a_time_until_told_to_stop() {
+        let mut seen = Vec::new();
+        let all = each_record(r#"[{"a":1}, 2 ,"x"]"#, |i, r| {
+            seen.push((i, r.get().to_string()));
+            true
+        });
+        assert_eq!(all.unwrap(), 3);
+        assert_eq!(
+            seen,
+            [
+                (0, r#"{"a":1}"#.into()),
+                (1, "2".into()),
+                (2, r#""x""#.into())
+            ]
+        );
+        assert_eq!(each_record("[1,2,3,4]", |i, _| i < 1).unwrap(), 1);
+        assert_eq!(each_record("[]", |_, _| true).unwrap(), 0);
+        assert!(each_record(r#"{"a":1}"#, |_, _| true).is_err());
+        assert!(each_record("[1,", |_, _| true).is_err());
+    }
 
     #[test]
     fn topics_follow_the_returner_under_prefix_and_unit() {
