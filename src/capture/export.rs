@@ -592,16 +592,27 @@ pub fn csv(
         filter,
         &mut ignored,
         |_, line| {
-            let mut found: Vec<(String, Vec<String>)> = Vec::new();
+            // A batch's types and their columns, each looked up by name: a
+            // batch of 100 000 types, or of as many keys, was searched
+            // through once per record (or key), 24 s before the refusal
+            // for too many types (a hostile-client probe, December 7).
+            let mut found: Vec<(String, Columns)> = Vec::new();
+            let mut at: HashMap<String, usize> = HashMap::new();
             if let Some(text) = line.records_text() {
                 let _ = for_each_record(&text, |r| {
                     if !filter.record(&r) {
                         return;
                     }
-                    let keys = flat_keys(&r);
-                    match found.iter_mut().find(|(k, _)| *k == r.kind_name) {
-                        Some((_, ks)) => merge(ks, keys),
-                        None => found.push((r.kind_name.to_string(), keys)),
+                    let i = match at.get(r.kind_name.as_ref()) {
+                        Some(&i) => i,
+                        None => {
+                            at.insert(r.kind_name.to_string(), found.len());
+                            found.push((r.kind_name.to_string(), Columns::default()));
+                            found.len() - 1
+                        }
+                    };
+                    for k in flat_keys(&r) {
+                        found[i].1.add(k);
                     }
                 });
             }
@@ -613,7 +624,7 @@ pub fn csv(
                     columns.push((kind, Columns::default()));
                     columns.len() - 1
                 });
-                for k in keys {
+                for k in keys.names {
                     columns[i].1.add(k);
                 }
             }
@@ -944,14 +955,6 @@ impl Columns {
         if !self.at.contains_key(&name) {
             self.at.insert(name.clone(), self.names.len());
             self.names.push(name);
-        }
-    }
-}
-
-fn merge(into: &mut Vec<String>, keys: Vec<String>) {
-    for k in keys {
-        if !into.contains(&k) {
-            into.push(k);
         }
     }
 }
