@@ -584,8 +584,7 @@ pub fn csv(
         ));
     }
     // Pass 1: the columns of every type.
-    let mut columns: Vec<(String, Columns)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut types = Types::default();
     let mut ignored = Written::default();
     for_each_batch(
         paths,
@@ -596,41 +595,34 @@ pub fn csv(
             // batch of 100 000 types, or of as many keys, was searched
             // through once per record (or key), 24 s before the refusal
             // for too many types (a hostile-client probe, December 7).
-            let mut found: Vec<(String, Columns)> = Vec::new();
-            let mut at: HashMap<String, usize> = HashMap::new();
+            let mut found = Types::default();
             if let Some(text) = line.records_text() {
                 let _ = for_each_record(&text, |r| {
                     if !filter.record(&r) {
                         return;
                     }
-                    let i = match at.get(r.kind_name.as_ref()) {
-                        Some(&i) => i,
-                        None => {
-                            at.insert(r.kind_name.to_string(), found.len());
-                            found.push((r.kind_name.to_string(), Columns::default()));
-                            found.len() - 1
-                        }
-                    };
+                    let cols = found.columns(&r.kind_name);
                     for k in flat_keys(&r) {
-                        found[i].1.add(k);
+                        cols.add(k);
                     }
                 });
             }
             found
         },
         |found| {
-            for (kind, keys) in found {
-                let i = *index.entry(kind.clone()).or_insert_with(|| {
-                    columns.push((kind, Columns::default()));
-                    columns.len() - 1
-                });
+            for (kind, keys) in found.list {
+                let cols = types.columns(&kind);
                 for k in keys.names {
-                    columns[i].1.add(k);
+                    cols.add(k);
                 }
             }
             true
         },
     )?;
+    let Types {
+        list: mut columns,
+        at: index,
+    } = types;
     if columns.len() > MAX_TYPE_FILES {
         return Err(ExportError(format!(
             "the captures hold {} record types, more than the {MAX_TYPE_FILES} files written at most",
@@ -941,6 +933,29 @@ struct Row {
     kind: String,
     fixed: [String; 4],
     values: Vec<(String, String)>,
+}
+
+/// Record types and their columns, in first-seen order, each found by
+/// its name.
+#[derive(Default)]
+struct Types {
+    list: Vec<(String, Columns)>,
+    at: HashMap<String, usize>,
+}
+
+impl Types {
+    /// `kind`'s columns, the type added if new.
+    fn columns(&mut self, kind: &str) -> &mut Columns {
+        let i = match self.at.get(kind) {
+            Some(&i) => i,
+            None => {
+                self.at.insert(kind.to_string(), self.list.len());
+                self.list.push((kind.to_string(), Columns::default()));
+                self.list.len() - 1
+            }
+        };
+        &mut self.list[i].1
+    }
 }
 
 /// A type's columns beyond the fixed ones, in first-seen order.
