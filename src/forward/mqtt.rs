@@ -218,11 +218,18 @@ pub fn topic(prefix: &str, unit_id: Option<&str>, record_type: Option<&str>) -> 
 /// dashboard reads it, a lone surrogate escape as U+FFFD) and the record's
 /// JSON exactly as captured.
 fn message(prefix: &str, unit_id: Option<&str>, record: &RawValue) -> (String, Vec<u8>) {
+    (
+        record_topic(prefix, unit_id, record),
+        record.get().as_bytes().to_vec(),
+    )
+}
+
+/// The topic of `record`'s message (see `message`).
+fn record_topic(prefix: &str, unit_id: Option<&str>, record: &RawValue) -> String {
     let t = serde_json::from_str::<TypeOnly>(&crate::batch::readable(record.get()))
         .ok()
         .and_then(|t| t.t);
-    let t = t.as_ref().and_then(|v| v.as_str());
-    (topic(prefix, unit_id, t), record.get().as_bytes().to_vec())
+    topic(prefix, unit_id, t.as_ref().and_then(|v| v.as_str()))
 }
 
 impl Deliver for Mqtt {
@@ -239,8 +246,8 @@ impl Deliver for Mqtt {
         // every batch after it: the batch is set aside, as a refusal is.
         let mut unfit = None;
         let counted = each_record(text, |i, r| {
-            let (topic, payload) = message(&prefix, unit, r);
-            unfit = unpublishable(i, &topic, &payload);
+            let topic = record_topic(&prefix, unit, r);
+            unfit = unpublishable(i, &topic, r.get().as_bytes());
             unfit.is_none()
         });
         let total = match (counted, unfit) {
