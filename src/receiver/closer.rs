@@ -151,6 +151,19 @@ enum Known {
 }
 
 impl Known {
+    /// A connection of ours with its addresses, as the head cap looks it
+    /// up, when this is one (`inode` its socket's).
+    fn ours(&self, inode: u64) -> Option<heads::Ours> {
+        match self {
+            Known::Ours { local, peer, .. } => Some(heads::Ours {
+                inode,
+                local: *local,
+                peer: *peer,
+            }),
+            Known::Reset { .. } | Known::Other => None,
+        }
+    }
+
     /// The peer of a connection of ours that has one.
     fn peer(&self) -> Option<SocketAddr> {
         match self {
@@ -425,14 +438,7 @@ pub fn run(
         let ours: Option<Vec<heads::Ours>> = few.then(|| {
             known
                 .iter()
-                .filter_map(|(inode, k)| match k {
-                    Known::Ours { local, peer, .. } => Some(heads::Ours {
-                        inode: *inode,
-                        local: *local,
-                        peer: *peer,
-                    }),
-                    Known::Reset { .. } | Known::Other => None,
-                })
+                .filter_map(|(inode, k)| k.ours(*inode))
                 .collect()
         });
         let count_now = |head_cap: &mut heads::HeadCap| {
@@ -749,14 +755,7 @@ fn shed(
     let unseen: Vec<heads::Ours> = idle
         .iter()
         .filter(|(class, _, _)| *class == 0)
-        .filter_map(|(_, _, inode)| match known.get(inode) {
-            Some(Known::Ours { local, peer, .. }) => Some(heads::Ours {
-                inode: *inode,
-                local: *local,
-                peer: *peer,
-            }),
-            _ => None,
-        })
+        .filter_map(|(_, _, inode)| known.get(inode)?.ours(*inode))
         .collect();
     if let Some(counted) = head_cap.received(&unseen) {
         let sent: HashSet<u64> = counted
