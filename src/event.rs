@@ -11,6 +11,15 @@ use crate::upstream::ForwardBoard;
 
 /// Shown for requests that carried no `unit-id` header (very old firmware).
 pub const NO_UNIT_ID: &str = "(no unit-id)";
+
+/// How a record without `@t` is named where types are listed (the Types
+/// tab, `view --summary`): an empty name read as a blank row.
+pub const NO_TYPE: &str = "(no @t)";
+
+/// `kind` as a list of types names it: `NO_TYPE` for none.
+pub fn type_label(kind: &str) -> &str {
+    if kind.is_empty() { NO_TYPE } else { kind }
+}
 /// Shown for a `unit-id` header sent empty (a device whose id is not set).
 pub const EMPTY_UNIT_ID: &str = "(empty unit-id)";
 

@@ -827,6 +827,32 @@ fn type_names_take_the_room_the_terminal_gives() {
     assert!(narrow.contains("14.38 V 100 % charging"), "{narrow}");
 }
 
+/// Records without `@t` are listed under a name that says so, as
+/// `view --summary` lists them, not as a blank row; the filter finds them
+/// by that name.
+#[test]
+fn records_without_a_type_are_listed_as_such() {
+    let mut app = empty();
+    let body = r#"[{"@ts":"2026-11-27T08:00:00Z","odd":1},{"@t":"obd.rpm","@ts":"2026-11-27T08:00:01Z","value":900}]"#;
+    app.apply(&accepted(1, at("2026-11-27T08:00:05Z"), Some(UNIT), body));
+    press(&mut app, &[KeyCode::Char('3')]);
+    let screen = text(&draw(&app, 120, 40));
+    let row = screen
+        .lines()
+        .find(|l| l.starts_with("│(no @t) "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains(" 1 "), "{row}");
+    assert!(screen.contains("2 types · 2 records"), "{screen}");
+    press(&mut app, &[KeyCode::Char('/')]);
+    press(
+        &mut app,
+        &"no @t".chars().map(KeyCode::Char).collect::<Vec<_>>(),
+    );
+    let filtered = text(&draw(&app, 120, 40));
+    assert!(filtered.contains("1 of 2 types"), "{filtered}");
+    assert!(filtered.contains("│(no @t) "), "{filtered}");
+}
+
 /// Past a device's first 256 types, the records of later ones are
 /// counted in the Types tab's title rather than silently left out.
 #[test]

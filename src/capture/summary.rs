@@ -340,11 +340,7 @@ impl fmt::Display for Summary {
             )?;
             let mut types = String::new();
             for (t, n) in &d.types {
-                let name = if t.is_empty() {
-                    "(no @t)".into()
-                } else {
-                    crate::text::shown_cut(t, NAME_CHARS)
-                };
+                let name = crate::text::shown_cut(crate::event::type_label(t), NAME_CHARS);
                 let _ = write!(types, "\n    {n:>9}  {name}");
             }
             writeln!(

@@ -70,7 +70,7 @@ impl Filter {
 
     /// A record type, by its name and last value.
     pub fn record_type(&self, name: &str, s: &TypeStats) -> bool {
-        self.passes(&[name, &s.last_value])
+        self.passes(&[crate::event::type_label(name), &s.last_value])
     }
 }
 

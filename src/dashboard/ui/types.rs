@@ -15,6 +15,7 @@ use crate::dashboard::app::App;
 use crate::dashboard::format::{age, count, fit, fitted_number};
 use crate::dashboard::state::{MAX_KEYS, TypeStats};
 use crate::dashboard::ui::{column_widths, filter_title, nothing_shown, panel, placeholder};
+use crate::event::type_label;
 use ratatui::text::{Line, Span};
 use unicode_width::UnicodeWidthStr;
 
@@ -59,7 +60,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner_width = area.width.saturating_sub(2);
     let widest =
         |w: &dyn Fn(&(&str, &TypeStats)) -> usize| types.iter().map(w).max().unwrap_or(0) as u16;
-    let name_w = widest(&|(n, _)| n.width());
+    let name_w = widest(&|(n, _)| type_label(n).width());
     let age_w = widest(&|(_, s)| age(app.now(), s.value_ts).width()).max(9);
     // Name and value share what the numbers leave; the name takes what it
     // needs up to half of it.
@@ -74,7 +75,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let widths = column_widths(&constraints, inner_width, 1);
     let rows = types.iter().skip(scroll).take(visible).map(|(name, s)| {
         Row::new(vec![
-            Cell::from(fit(name, widths[0] as usize)).style(t.value),
+            Cell::from(fit(type_label(name), widths[0] as usize)).style(if name.is_empty() {
+                t.dim
+            } else {
+                t.value
+            }),
             Cell::from(format!(
                 "{:>9}",
                 fitted_number(s.count as f64, 9, |n| count(n as u64))
