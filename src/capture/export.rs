@@ -549,14 +549,21 @@ pub enum Cells {
 impl Cells {
     /// `cell`, with a `'` before it when it is to be spreadsheet-safe and
     /// starts as a formula does (`=`, `+`, `-`, `@`, a tab or a carriage
-    /// return: OWASP's list for CSV injection) without being a JSON
+    /// return: OWASP's list for CSV injection; also a line feed, and any
+    /// of the four behind spaces or line breaks, which an import that
+    /// trims cells would take as a formula too) without being a JSON
     /// number (`-5.2` stays a number; `-inf` does not).
     fn written<'a>(self, cell: &'a str) -> Cow<'a, [u8]> {
+        const BLANK: [char; 4] = [' ', '\t', '\r', '\n'];
         // serde_json takes whitespace around a number: `\t1` is not one
         // here.
         let number =
             cell.trim() == cell && serde_json::from_str::<serde_json::Number>(cell).is_ok();
-        let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number;
+        let formula = (cell.starts_with(['\t', '\r', '\n'])
+            || cell
+                .trim_start_matches(BLANK)
+                .starts_with(['=', '+', '-', '@']))
+            && !number;
         if self == Cells::SpreadsheetSafe && formula {
             Cow::Owned(format!("'{cell}").into_bytes())
         } else {
@@ -1368,6 +1375,10 @@ mod tests {
             "\t1",
             "\r-1",
             "-1\n",
+            "\n=x",
+            "\nplain",
+            " =1+1",
+            "  \n@SUM(A1)",
         ] {
             assert_eq!(safe(formula), format!("'{formula}"));
         }
@@ -1379,6 +1390,8 @@ mod tests {
             "a=b",
             "obd.rpm",
             "2026-11-27T08:00:00Z",
+            " plain",
+            "a\n=b",
         ] {
             assert_eq!(safe(kept), kept);
         }
