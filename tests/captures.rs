@@ -2612,6 +2612,56 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
     }
 }
 
+/// A batch too large to have its rows made ahead (over 1 MiB of records)
+/// has them made as they are written: every row comes, in order, between
+/// those of the smaller batches around it; `--format batches` writes it
+/// whole.
+#[test]
+fn a_large_batch_is_exported_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.jsonl");
+    let batch = |from: usize, n: usize| {
+        let records: Vec<String> = (from..from + n)
+            .map(|i| {
+                format!(
+                    r#"{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:01Z","value":{i},"pad":"{}"}}"#,
+                    "p".repeat(40)
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h{from}","records":[{}]}}"#,
+            records.join(",")
+        ) + "\n"
+    };
+    let large = 20_000;
+    let capture = batch(0, 3) + &batch(3, large) + &batch(3 + large, 3);
+    assert!(capture.len() > 2 << 20);
+    std::fs::write(&path, capture).unwrap();
+    let p = path.to_str().unwrap();
+    let out = autopi(&["export", p, "--format", "csv", "--type", "obd.rpm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut read = csv::Reader::from_reader(&out.stdout[..]);
+    let at = read
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "value")
+        .unwrap();
+    let values: Vec<usize> = read
+        .records()
+        .map(|r| r.unwrap()[at].parse().unwrap())
+        .collect();
+    assert_eq!(values, (0..large + 6).collect::<Vec<_>>());
+    let out = autopi(&["export", p, "--format", "batches"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sizes: Vec<usize> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Vec<Value>>(l).unwrap().len())
+        .collect();
+    assert_eq!(sizes, [3, large, 3]);
+}
+
 /// A capture line whose records array holds items that are not objects
 /// (the receiver refuses such a batch, 400, but a capture edited by hand
 /// or written by another tool may hold one): every record after such an

@@ -245,7 +245,7 @@ impl Deliver for Mqtt {
         // A record MQTT cannot carry would fail every time, holding back
         // every batch after it: the batch is set aside, as a refusal is.
         let mut unfit = None;
-        let counted = each_record(text, |i, r| {
+        let counted = crate::batch::each_record(text, |i, r| {
             let topic = record_topic(&prefix, unit, r);
             unfit = unpublishable(i, &topic, r.get().as_bytes());
             unfit.is_none()
@@ -270,7 +270,9 @@ impl Deliver for Mqtt {
             let made = std::thread::Builder::new()
                 .name("mqtt-messages".into())
                 .spawn_scoped(scope, move || {
-                    let _ = each_record(text, |_, r| tx.send(message(&prefix, unit, r)).is_ok());
+                    let _ = crate::batch::each_record(text, |_, r| {
+                        tx.send(message(&prefix, unit, r)).is_ok()
+                    });
                 });
             match made {
                 Ok(_) => self.publish_all(total, rx.into_iter()),
@@ -380,44 +382,6 @@ impl Mqtt {
     }
 }
 
-/// Calls `each` with every record of `records` (a JSON array) and its
-/// index, in order, holding none, until `each` says no; how many there
-/// were (those taken), or why the text is not an array.
-fn each_record<'a>(
-    records: &'a str,
-    each: impl FnMut(usize, &'a RawValue) -> bool,
-) -> Result<usize, serde_json::Error> {
-    struct Each<'s, F>(F, &'s std::cell::Cell<Option<usize>>);
-    impl<'de, F: FnMut(usize, &'de RawValue) -> bool> serde::de::Visitor<'de> for Each<'_, F> {
-        type Value = usize;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an array of records")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            mut self,
-            mut seq: A,
-        ) -> Result<usize, A::Error> {
-            let mut n = 0;
-            while let Some(record) = seq.next_element::<&'de RawValue>()? {
-                if !(self.0)(n, record) {
-                    self.1.set(Some(n));
-                    return Ok(n);
-                }
-                n += 1;
-            }
-            Ok(n)
-        }
-    }
-    // Stopped early, the rest is not read: serde_json then finds the
-    // array unended, which is no error here.
-    let stopped = std::cell::Cell::new(None);
-    let mut de = serde_json::Deserializer::from_str(records);
-    match serde::Deserializer::deserialize_seq(&mut de, Each(each, &stopped)) {
-        Ok(n) => Ok(n),
-        Err(e) => stopped.get().ok_or(e),
-    }
-}
-
 /// What a topic cannot hold: the wildcards `+` and `#`, and what MQTT
 /// lets a broker close the connection for (control characters, NUL among
 /// them, and Unicode's noncharacters).
@@ -477,30 +441,6 @@ fn describe(e: &rumqttc::ConnectionError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Records are handed over one at a time, in order, until told to
-    /// stop; a text that is not an array is an error.
-    #[test]
-    fn records_are_read_one_at_a_time_until_told_to_stop() {
-        let mut seen = Vec::new();
-        let all = each_record(r#"[{"a":1}, 2 ,"x"]"#, |i, r| {
-            seen.push((i, r.get().to_string()));
-            true
-        });
-        assert_eq!(all.unwrap(), 3);
-        assert_eq!(
-            seen,
-            [
-                (0, r#"{"a":1}"#.into()),
-                (1, "2".into()),
-                (2, r#""x""#.into())
-            ]
-        );
-        assert_eq!(each_record("[1,2,3,4]", |i, _| i < 1).unwrap(), 1);
-        assert_eq!(each_record("[]", |_, _| true).unwrap(), 0);
-        assert!(each_record(r#"{"a":1}"#, |_, _| true).is_err());
-        assert!(each_record("[1,", |_, _| true).is_err());
-    }
 
     #[test]
     fn topics_follow_the_returner_under_prefix_and_unit() {
