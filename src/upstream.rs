@@ -25,9 +25,11 @@ pub struct ForwardStatus {
     pub parked: u64,
     /// Why the latest batch was parked.
     pub last_parked: Option<String>,
-    /// When the attempt under way was sent, while it waits for its answer:
-    /// a target that takes the batch and never answers was only `catching
-    /// up` for as long as the attempt's timeout (minutes for a large batch).
+    /// When the attempt under way was sent, or last heard from (an MQTT
+    /// acknowledgement: `ForwardBoard::heard`), while it waits for its
+    /// answer: a target that takes the batch and never answers was only
+    /// `catching up` for as long as the attempt's timeout (minutes for a
+    /// large batch).
     pub sending_since: Option<Timestamp>,
     /// Capture lines the target is done with (passed on, skipped or
     /// parked): with the capture's synced line count, `pending` is
@@ -198,6 +200,17 @@ impl ForwardBoard {
         let mut all = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = all.get_mut(index) {
             slot.clone_from(status);
+        }
+    }
+
+    /// Target `index` answered something while its attempt is under way
+    /// (one of a batch's MQTT acknowledgements): its wait for an answer
+    /// counts from now. A long batch whose acknowledgements kept coming
+    /// said `no answer for 149 s` (a hostile-client probe, December 7).
+    pub fn heard(&self, index: usize) {
+        let mut all = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(since) = all.get_mut(index).and_then(|s| s.sending_since.as_mut()) {
+            *since = Timestamp::now();
         }
     }
 

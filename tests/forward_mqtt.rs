@@ -450,10 +450,20 @@ fn mqtts_presents_the_client_certificate_a_broker_requires() {
     );
 }
 
-/// A relay to `broker` on a port of its own that holds the broker's first
-/// answer on each connection (the CONNACK) for `delay`; counts the
-/// connections it took.
-fn slow_to_answer(broker: u16, delay: Duration) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+/// How `relay` passes the broker's bytes on to the receiver.
+#[derive(Clone, Copy)]
+enum Slow {
+    /// The first read held this long (a broker slow to answer a
+    /// connection), then everything as it comes.
+    FirstAnswer(Duration),
+    /// `bytes` at a time, each after `every` (4 bytes is one PUBACK: a
+    /// broker acknowledging steadily but slowly).
+    Trickle { bytes: usize, every: Duration },
+}
+
+/// A relay to the broker on a free port, passing what the broker sends as
+/// `slow` says; also how many connections it took.
+fn relay(broker: u16, slow: Slow) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -476,16 +486,25 @@ fn slow_to_answer(broker: u16, delay: Duration) -> (u16, Arc<std::sync::atomic::
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16 * 1024];
                 let mut first = true;
-                loop {
+                'relay: loop {
                     let n = match u_in.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
-                    if std::mem::take(&mut first) {
-                        std::thread::sleep(delay);
-                    }
-                    if c_out.write_all(&buf[..n]).is_err() {
-                        break;
+                    let (piece, every) = match slow {
+                        Slow::FirstAnswer(delay) => {
+                            if std::mem::take(&mut first) {
+                                std::thread::sleep(delay);
+                            }
+                            (n, Duration::ZERO)
+                        }
+                        Slow::Trickle { bytes, every } => (bytes, every),
+                    };
+                    for part in buf[..n].chunks(piece) {
+                        std::thread::sleep(every);
+                        if c_out.write_all(part).is_err() {
+                            break 'relay;
+                        }
                     }
                 }
                 let _ = c_out.shutdown(std::net::Shutdown::Write);
@@ -505,7 +524,7 @@ fn a_broker_slow_to_answer_a_connection_is_connected_to_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), free_port());
     let counts = subscribe(broker.port);
-    let (slow, taken) = slow_to_answer(broker.port, Duration::from_millis(600));
+    let (slow, taken) = relay(broker.port, Slow::FirstAnswer(Duration::from_millis(600)));
     let rx = forwarder(dir.path(), slow);
     // A batch of no records first, then a second of quiet: it makes no
     // connection (one made for it and kept alive by short waits was
@@ -522,6 +541,52 @@ fn a_broker_slow_to_answer_a_connection_is_connected_to_once() {
     });
     let connections = taken.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(connections, 1, "connections to the slow broker");
+}
+
+/// A batch whose acknowledgements come steadily but slowly (one every
+/// 100 ms: 60 records take 6 s) is never said to have `no answer`: the
+/// wait counts from the last acknowledgement. It counted from the batch's
+/// start, and a long batch read `no answer for 149 s` while 20 000
+/// acknowledgements came a second (a hostile-client probe).
+#[test]
+fn a_batch_acknowledged_slowly_is_not_said_to_have_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), free_port());
+    let counts = subscribe(broker.port);
+    let every = Duration::from_millis(100);
+    let (slow, _) = relay(broker.port, Slow::Trickle { bytes: 4, every });
+    let rx = forwarder(dir.path(), slow);
+    let body = batch_of(0, 15);
+    let want = tally([body.clone()]);
+    let sent = Instant::now();
+    upload(&rx, &body);
+    let mut under_way_for = Duration::ZERO;
+    loop {
+        assert!(
+            sent.elapsed() < DEADLINE,
+            "the batch was never acknowledged"
+        );
+        let page = {
+            let mut c = Conn::open(rx.addr);
+            c.request(&request_bytes("GET", &[], b"")).text()
+        };
+        let line = page
+            .lines()
+            .find(|l| l.starts_with("forward "))
+            .unwrap_or_else(|| panic!("{page}"))
+            .to_string();
+        assert!(!line.contains("no answer"), "{line}");
+        if line.contains("(1 forwarded)") {
+            break;
+        }
+        if line.contains("catching up") {
+            under_way_for = sent.elapsed();
+        }
+        std::thread::sleep(every);
+    }
+    assert!(all_arrived(&counts, &want));
+    // Long enough that a wait counted from the start would be said (3 s).
+    assert!(under_way_for > Duration::from_secs(4), "{under_way_for:?}");
 }
 
 /// A batch of no records has nothing to publish: passed over, the broker

@@ -267,6 +267,27 @@ pub trait Deliver: Send {
     }
 }
 
+/// Tells the board, at most every `HEARD_EVERY`, that a target answered
+/// while a batch is under way, so its state's `no answer for` counts from
+/// the last answer, not from the start of a batch that takes minutes.
+pub struct Heard {
+    board: Arc<ForwardBoard>,
+    index: usize,
+    last: Option<Instant>,
+}
+
+const HEARD_EVERY: Duration = Duration::from_millis(500);
+
+impl Heard {
+    pub fn now(&mut self) {
+        if self.last.is_some_and(|l| l.elapsed() < HEARD_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.board.heard(self.index);
+    }
+}
+
 /// The running forwarders; `stop` ends them and says what is left.
 pub struct Forwarders {
     threads: Vec<JoinHandle<()>>,
@@ -426,7 +447,14 @@ pub fn start(
         let index = job.index;
         let sink: Box<dyn Deliver> = match target {
             Target::Http(t) => Box::new(http::Http::new(t)),
-            Target::Mqtt(t) => Box::new(mqtt::Mqtt::new(t)),
+            Target::Mqtt(t) => Box::new(mqtt::Mqtt::new(
+                t,
+                Heard {
+                    board: board.clone(),
+                    index,
+                    last: None,
+                },
+            )),
         };
         let done_tx = done_tx.clone();
         let thread = std::thread::Builder::new()

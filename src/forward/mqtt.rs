@@ -17,7 +17,7 @@ use rumqttc::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Attempt, Deliver};
+use super::{Attempt, Deliver, Heard};
 use crate::capture::{Durable, OutboxLine};
 
 /// How long a batch may wait for its acknowledgements.
@@ -174,13 +174,16 @@ pub struct Mqtt {
     /// The client, its events, and whether the broker's CONNACK came on
     /// this connection.
     connection: Option<(Client, Connection, bool)>,
+    /// Told of each acknowledgement.
+    heard: Heard,
 }
 
 impl Mqtt {
-    pub fn new(target: MqttTarget) -> Mqtt {
+    pub fn new(target: MqttTarget, heard: Heard) -> Mqtt {
         Mqtt {
             target,
             connection: None,
+            heard,
         }
     }
 }
@@ -357,6 +360,7 @@ impl Mqtt {
                 Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
                     acked += 1;
                     deadline = Instant::now() + ACK_TIMEOUT;
+                    self.heard.now();
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) if !*connected => {
