@@ -267,7 +267,11 @@ impl<S: Batches> Timeline<S> {
         let clock = if gap.div_f64(speed) > LONGEST_WAIT {
             next
         } else {
-            now + step.min(Duration::from_secs(86_400 * 365))
+            // Past the last time there is (9999-12-30), the clock stops
+            // there: adding panicked (`view` of a capture stamped then,
+            // played at 3600×; a review, December 7).
+            now.checked_add(step.min(Duration::from_secs(86_400 * 365)))
+                .unwrap_or(Timestamp::MAX)
         };
         let mut target = self.folded;
         while target < self.source.len() && self.source.received(target) <= clock {
@@ -435,7 +439,11 @@ mod tests {
     }
 
     fn fake(n: usize) -> Fake {
-        let start = at("2026-11-27T08:00:00Z");
+        fake_from(at("2026-11-27T08:00:00Z"), n)
+    }
+
+    /// `n` batches a minute apart from `start`.
+    fn fake_from(start: Timestamp, n: usize) -> Fake {
         Fake(
             (0..n)
                 .map(|i| {
@@ -449,6 +457,25 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    /// Played at the fastest speed near the last time there is, the clock
+    /// stops there and the last batch is reached.
+    #[test]
+    fn playing_up_to_the_last_time_there_is_reaches_the_end() {
+        let source = fake_from(at("9999-12-30T21:55:00Z"), 4);
+        let events = source.0.clone();
+        let mut app = App::new(Setup::default(), Theme::mono(), at("9999-12-30T21:55:00Z"));
+        let mut tl = Timeline::new(source);
+        tl.load(&mut app, events.into_iter().map(Some), |_| {});
+        tl.handle_key(&mut app, key(KeyCode::Home));
+        for _ in 0..SPEEDS.len() {
+            tl.handle_key(&mut app, key(KeyCode::Char('+')));
+        }
+        tl.handle_key(&mut app, key(KeyCode::Char(' ')));
+        tl.play(&mut app, Duration::from_secs(600));
+        let c = tl.cursor();
+        assert_eq!((c.position, c.playing), (4, false));
     }
 
     fn voltage(app: &App) -> Option<f64> {
