@@ -741,6 +741,10 @@ fn bad_settings_are_refused_with_the_flag_named() {
     check(&|a| a.interval = f64::NAN, "--interval");
     check(&|a| a.unit_id = Some("has space".into()), "--unit-id");
     check(&|a| a.start = Some("yesterday".into()), "--start");
+    check(
+        &|a| a.start = Some("9999-12-30T21:30:00Z".into()),
+        "--start",
+    );
 }
 
 #[test]
@@ -809,5 +813,43 @@ fn ctrl_c_starts_no_upload_after_it() {
         stderr.contains("batch 1: HTTP 500: down; not sent again (stopping)"),
         "{stderr}"
     );
+    assert!(stdout.contains("interrupted"), "{stdout}");
+}
+
+/// A 401 that comes after Ctrl-C, for an upload sent before it, ends the
+/// run as Ctrl-C does (exit 0, the reason said): it exited 1, "token
+/// rejected", where `replay` already stopped (a review).
+#[test]
+fn a_refused_token_after_ctrl_c_still_ends_the_run_as_asked() {
+    use common::{
+        Scripted, ScriptedServer, answer, binary, lines_until, signal, stderr_lines, wait_output,
+    };
+    let server = ScriptedServer::start(vec![Scripted::Gated(answer(
+        "401 Unauthorized",
+        br#"{"error":"bad token"}"#,
+    ))]);
+    let mut child = binary()
+        .args(["simulate", "--url", &server.url, "--token", "SIM-TOKEN-1"])
+        .args(["--interval", "0", "--timeout", "10"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(20);
+    server.requests.recv_timeout(limit).unwrap();
+    let lines = stderr_lines(&mut child);
+    signal(&child, "INT");
+    lines_until(&lines, "Ctrl-C again quits now", limit);
+    server.release();
+    let out = wait_output(&mut child, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr: String = lines.iter().collect();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("batch 1: HTTP 401: bad token; not sent again (stopping)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("token rejected"), "{stderr}");
     assert!(stdout.contains("interrupted"), "{stdout}");
 }

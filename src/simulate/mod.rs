@@ -239,10 +239,26 @@ pub fn parse_start(s: &str) -> Result<Timestamp, String> {
     if s == "now" {
         return Ok(Timestamp::now());
     }
-    s.parse::<Timestamp>()
+    let start = s
+        .parse::<Timestamp>()
         .or_else(|_| format!("{s}Z").parse::<Timestamp>())
-        .map_err(|_| format!("--start {s:?} is not a time: give e.g. 2026-11-27T08:00:00Z, or now"))
+        .map_err(|_| {
+            format!("--start {s:?} is not a time: give e.g. 2026-11-27T08:00:00Z, or now")
+        })?;
+    // The session's stamps must not pass the last time there is
+    // (9999-12-30): past it they were written as 1970, the stream going
+    // back 8 000 years without a word (a review, December 7).
+    if start > LATEST_START {
+        return Err(format!(
+            "--start {s:?} leaves the drive no room before the year 9999: give a time before {LATEST_START}"
+        ));
+    }
+    Ok(start)
 }
+
+/// The latest `--start` taken: thousands of years before the last time
+/// a stamp can say, more than any run lasts.
+const LATEST_START: Timestamp = Timestamp::constant(221_845_392_000, 0);
 
 /// Cuts the endless session into encoded batches, in time order.
 pub struct Batches {
@@ -486,6 +502,17 @@ impl Shared<'_> {
                 self.acknowledged(number, status, latency, &item);
                 None
             }
+            // Told to stop while it was out: it is not sent again, so
+            // not counted as failed (a 401 or 403 too: it made the run
+            // exit 1, a review); a refusal's reason is still said.
+            Answer::Refused { status, reason, .. } if self.ending(stop) => {
+                if self.settings.notes {
+                    crate::say!(
+                        "batch {number}: HTTP {status}: {reason}; not sent again (stopping)"
+                    );
+                }
+                Some(item)
+            }
             Answer::Refused {
                 status: status @ (401 | 403),
                 reason,
@@ -494,16 +521,6 @@ impl Shared<'_> {
                 self.halt(format!(
                     "token rejected by the receiver (HTTP {status}: {reason}); check --token and --scheme"
                 ));
-                Some(item)
-            }
-            // Told to stop while it was out: it is not sent again, so
-            // not counted as failed; a refusal's reason is still said.
-            Answer::Refused { status, reason, .. } if self.ending(stop) => {
-                if self.settings.notes {
-                    crate::say!(
-                        "batch {number}: HTTP {status}: {reason}; not sent again (stopping)"
-                    );
-                }
                 Some(item)
             }
             Answer::NoAnswer { .. } if self.ending(stop) => Some(item),
