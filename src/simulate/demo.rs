@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, select};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ use crate::time::parse_timestamp;
 const SEED: u64 = 7;
 /// Time between upload cycles.
 const CYCLE: Duration = Duration::from_secs(1);
-/// A quiet stretch longer than this (the car parked) is skipped.
+/// A quiet stretch longer than this (the car parked) is cut to a second.
 const LONGEST_PAUSE: SignedDuration = SignedDuration::from_secs(20);
 /// Most records in one upload (the device's own batch size).
 const BATCH: usize = 100;
@@ -90,21 +90,39 @@ fn run(uploader: Uploader, stop: &Receiver<()>) {
             pending.push_back((encode(number, &due, Some(9)), 0));
             number += 1;
         }
-        while let Some((payload, failures)) = pending.front_mut() {
-            match uploader.post(payload) {
-                Answer::Acknowledged { .. } => {
+        if !send_pending(&uploader, &mut pending, stop) {
+            return;
+        }
+    }
+}
+
+/// Sends what is pending, oldest first, until one fails; false when told
+/// to stop (asked between uploads: a backlog built while an answer mode
+/// refused, up to `MAX_PENDING`, held the quit until all of it was sent, a
+/// review).
+fn send_pending(
+    uploader: &Uploader,
+    pending: &mut VecDeque<(Payload, u32)>,
+    stop: &Receiver<()>,
+) -> bool {
+    while let Some((payload, failures)) = pending.front_mut() {
+        if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
+            return false;
+        }
+        match uploader.post(payload) {
+            Answer::Acknowledged { .. } => {
+                pending.pop_front();
+            }
+            Answer::Refused { .. } | Answer::NoAnswer { .. } => {
+                *failures += 1;
+                if *failures >= MAX_FAILURES {
                     pending.pop_front();
                 }
-                Answer::Refused { .. } | Answer::NoAnswer { .. } => {
-                    *failures += 1;
-                    if *failures >= MAX_FAILURES {
-                        pending.pop_front();
-                    }
-                    break;
-                }
+                break;
             }
         }
     }
+    true
 }
 
 /// The generated session, its timestamps moved so it unfolds in real time.
@@ -152,6 +170,65 @@ fn record_time(record: &Value) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Told to stop, the backlog is left: no upload after it. Until told,
+    /// every pending batch goes, oldest first.
+    #[test]
+    fn a_backlog_is_left_once_told_to_stop() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (taken_tx, taken) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let _ = taken_tx.send(());
+                let mut buf = [0u8; 65536];
+                let mut got = Vec::new();
+                // Head and body (its length from the head), then 200.
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |n| n.trim().parse().unwrap());
+                        if got.len() >= end + 4 + length {
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let target = Arc::new(Target::new(
+            url,
+            "token t".into(),
+            "u".into(),
+            Duration::from_secs(10),
+        ));
+        let uploader = Uploader::new(target);
+        let record = serde_json::json!({"@t": "obd.rpm", "@ts": "2026-11-27T08:00:00", "value": 1});
+        let backlog = || -> VecDeque<(Payload, u32)> {
+            (0..3)
+                .map(|n| (encode(n, std::slice::from_ref(&record), None), 0))
+                .collect()
+        };
+        let (stop_tx, stop) = bounded::<()>(0);
+        let mut pending = backlog();
+        assert!(send_pending(&uploader, &mut pending, &stop));
+        assert_eq!((pending.len(), taken.try_iter().count()), (0, 3));
+        drop(stop_tx);
+        let mut pending = backlog();
+        assert!(!send_pending(&uploader, &mut pending, &stop));
+        assert_eq!((pending.len(), taken.try_iter().count()), (3, 0));
+    }
 
     #[test]
     fn records_come_due_with_the_clock_and_parking_is_cut_short() {
