@@ -481,6 +481,12 @@ fn a_capture_deleted_or_replaced_while_running_is_started_again_at_its_path() {
     );
     assert_eq!(rx.upload(big.as_bytes()).status, 503);
     rx.wait_stderr("no longer names a file");
+    // The status page says so while it lasts.
+    let page = status_page(&rx);
+    assert!(
+        page.contains("capture NOT SAVING since ") && page.contains("no longer names a file"),
+        "{page}"
+    );
     std::fs::remove_file(&rx.capture).unwrap();
     std::os::unix::fs::symlink("/dev/null", &rx.capture).unwrap();
     assert_eq!(rx.upload(big.as_bytes()).status, 503);
@@ -497,5 +503,39 @@ fn a_capture_deleted_or_replaced_while_running_is_started_again_at_its_path() {
     let lines = capture_lines(&rx.capture);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["records"][0]["@t"], "e");
+    assert!(!status_page(&rx).contains("NOT SAVING"));
+    assert_eq!(rx.stop().code(), Some(0));
+}
+
+/// The capture's folder moved away while running (`mv captures old`):
+/// the folder is made again and the next batch saved there, where every
+/// upload was answered 503 until someone made it (a hostile-client probe).
+#[test]
+fn a_capture_whose_folder_is_moved_away_is_started_again_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("captures");
+    std::fs::create_dir(&folder).unwrap();
+    let capture = folder.join("c.jsonl");
+    let mut rx = Receiver::spawn(binary().args(["--token", TOKEN, "--capture"]).arg(&capture));
+    rx.capture = capture.clone();
+    assert_eq!(
+        rx.upload(br#"[{"@t":"a","@ts":"2026-11-27T08:00:00"}]"#)
+            .status,
+        200
+    );
+    let moved = dir.path().join("old");
+    std::fs::rename(&folder, &moved).unwrap();
+    assert_eq!(
+        rx.upload(br#"[{"@t":"b","@ts":"2026-11-27T08:00:01"}]"#)
+            .status,
+        200
+    );
+    rx.wait_stderr("in its folder made again");
+    let lines = capture_lines(&capture);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["records"][0]["@t"], "b");
+    let kept = capture_lines(&moved.join("c.jsonl"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["records"][0]["@t"], "a");
     assert_eq!(rx.stop().code(), Some(0));
 }

@@ -45,6 +45,13 @@ pub trait Sink: Send + 'static {
     fn ensure_at_path(&mut self, _len: u64) -> io::Result<Option<Switched>> {
         Ok(None)
     }
+    /// Cuts the file the path named before the last switch back to `len`
+    /// bytes, synced: what was written there just before the switch is
+    /// written again in the new file, and must not stay in both (a view
+    /// of the two counted a duplicate the device never sent).
+    fn cut_left(&mut self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// After a write of `len` bytes that the writer expected at `at`: the
     /// file it went to if it landed elsewhere (the file was cut short, or
     /// written to, between the look at the path and the write); None when
@@ -139,6 +146,9 @@ pub struct FileSink {
     identity: (u64, u64),
     /// Lets the synced past's cached pages go (None for devices).
     cache: Option<CacheRelease>,
+    /// The file the path named before the last switch, until the writer
+    /// has cut what it wrote there last (`cut_left`).
+    left: Option<File>,
 }
 
 /// Device and inode of a file.
@@ -179,6 +189,17 @@ impl Sink for FileSink {
     fn retractable(&self) -> bool {
         self.regular
     }
+    fn cut_left(&mut self, len: u64) -> io::Result<()> {
+        let Some(left) = self.left.take() else {
+            return Ok(());
+        };
+        // Never longer (see `truncate`).
+        if left.metadata()?.len() < len {
+            return Ok(());
+        }
+        left.set_len(len)?;
+        left.sync_data()
+    }
     fn synced_to(&mut self, len: u64) {
         if let Some(cache) = &mut self.cache {
             cache.synced_to(len);
@@ -186,6 +207,7 @@ impl Sink for FileSink {
     }
 
     fn ensure_at_path(&mut self, len: u64) -> io::Result<Option<Switched>> {
+        self.left = None;
         if !self.regular {
             return Ok(None);
         }
@@ -198,6 +220,17 @@ impl Sink for FileSink {
                 ("was deleted or moved away", Taken::DeletedOrMoved)
             }
             Err(e) => return Err(e),
+        };
+        // Its folder moved away too (`mv captures old`): made again, as at
+        // start, rather than every upload answered 503 until someone
+        // makes it (a hostile-client probe, December 7).
+        let made_folder = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
+                std::fs::create_dir_all(dir)?;
+                sync_parent(dir);
+                true
+            }
+            _ => false,
         };
         let file = OpenOptions::new()
             .read(true)
@@ -225,12 +258,17 @@ impl Sink for FileSink {
         {
             self.cache = None;
         }
-        self.file = file;
+        self.left = Some(std::mem::replace(&mut self.file, file));
         self.identity = identity(&meta);
         let message = format!(
-            "capture file {} {said} while running: writing to a new file at that path from now on \
+            "capture file {} {said} while running: writing to a new file at that path from now on{} \
              (batches acknowledged before are in the old file only if it was moved, not deleted)",
-            crate::text::path(&self.path)
+            crate::text::path(&self.path),
+            if made_folder {
+                ", in its folder made again"
+            } else {
+                ""
+            }
         );
         Ok(Some(Switched {
             message,
@@ -680,6 +718,9 @@ impl Sink for Box<dyn Sink> {
     fn retractable(&self) -> bool {
         (**self).retractable()
     }
+    fn cut_left(&mut self, len: u64) -> io::Result<()> {
+        (**self).cut_left(len)
+    }
     fn synced_to(&mut self, len: u64) {
         (**self).synced_to(len)
     }
@@ -795,6 +836,9 @@ struct Files {
     /// What became of the file at the path last, and when (see
     /// `Switched::what`).
     taken: Option<(jiff::Timestamp, Taken)>,
+    /// Since when groups fail to be saved, and why the last did; None
+    /// once one is saved.
+    failing: Option<(jiff::Timestamp, String)>,
     /// The file each registered reader reads now, by its number.
     readers: HashMap<u64, usize>,
     next_reader: u64,
@@ -891,6 +935,7 @@ impl Durable {
                     len,
                     files: vec![Written::default()],
                     taken: None,
+                    failing: None,
                     readers: HashMap::new(),
                     next_reader: 0,
                 }),
@@ -936,6 +981,23 @@ impl Durable {
     /// descriptors the forwarder could not move on).
     pub fn same_file(&self, n: usize) -> bool {
         self.lock().files.get(n).is_some_and(|f| f.same_as_before)
+    }
+
+    /// A group could not be saved (its uploads are answered 503): since
+    /// when saving fails, and why, until one is saved.
+    fn failed(&self, why: String) {
+        let mut guard = self.lock();
+        let since = guard
+            .failing
+            .take()
+            .map_or_else(jiff::Timestamp::now, |(since, _)| since);
+        guard.failing = Some((since, why));
+    }
+
+    /// Since when saving fails and why (the status page says it); None
+    /// while batches are saved.
+    pub fn failing(&self) -> Option<(jiff::Timestamp, String)> {
+        self.lock().failing.clone()
     }
 
     /// What became of the file at the capture path last while running,
@@ -995,6 +1057,7 @@ impl Durable {
 
     fn grew(&self, new_len: u64, new_lines: u64) {
         let mut guard = self.lock();
+        guard.failing = None;
         // Lines first: a reader that sees the length sees them counted.
         self.lines.fetch_add(new_lines, Ordering::SeqCst);
         guard.len = new_len;
@@ -1106,6 +1169,7 @@ impl Capture {
             file,
             regular,
             path: path.to_path_buf(),
+            left: None,
         };
         let mut capture = Capture::start(sink, len, recovered.lines as u64, seen);
         capture.path = path.to_path_buf();
@@ -1463,6 +1527,7 @@ impl<S: Sink> Writer<S> {
                 self.sink.synced_to(self.good_len);
             }
             Err(e) => {
+                self.durable.failed(e.to_string());
                 for job in group {
                     let _ = job.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
                 }
@@ -1494,11 +1559,27 @@ impl<S: Sink> Writer<S> {
                 self.retract(buf.len() as u64);
                 return Ok(Landed::Retracted);
             }
+            let start = self.good_len - buf.len() as u64;
             match self.follow_path() {
                 Ok(false) => return Ok(Landed::Kept),
-                Ok(true) => {}
+                Ok(true) => {
+                    // Written again in the file now at the path: the copy
+                    // in the one it left is cut off.
+                    if let Err(e) = self.sink.cut_left(start) {
+                        let _ = self.notices.send(format!(
+                            "a batch written to the capture file just before it went away \
+                             could not be cut off there ({e}): it is in both files"
+                        ));
+                    }
+                }
                 Err(e) => {
-                    self.unwrite(buf.len() as u64);
+                    // Answered 503: cut off now, from the file still held.
+                    // Only marked for the next write, it stayed whenever
+                    // that write went to a new file at the path: a file
+                    // moved away held lines `acked:true` whose batches
+                    // were refused, and the device's re-send counted as
+                    // their duplicate (a hostile-client probe, December 7).
+                    self.retract(buf.len() as u64);
                     return Err(e);
                 }
             }
@@ -2560,12 +2641,14 @@ mod path_tests {
 
     /// Two files in turn: the path switches to the second at the check
     /// numbered `switch_at` (0 is the first check).
+    /// When `fail_at` is given, that check fails (a pipe at the path).
     #[derive(Clone, Default)]
     struct Switching {
         files: Arc<Mutex<[Vec<u8>; 2]>>,
         current: Arc<Mutex<usize>>,
         checks: Arc<Mutex<usize>>,
         switch_at: usize,
+        fail_at: Option<usize>,
     }
 
     impl Sink for Switching {
@@ -2582,9 +2665,16 @@ mod path_tests {
             self.files.lock().unwrap()[at].truncate(len as usize);
             Ok(())
         }
+        fn cut_left(&mut self, len: u64) -> io::Result<()> {
+            self.files.lock().unwrap()[0].truncate(len as usize);
+            Ok(())
+        }
         fn ensure_at_path(&mut self, _len: u64) -> io::Result<Option<Switched>> {
             let mut checks = self.checks.lock().unwrap();
             *checks += 1;
+            if Some(*checks - 1) == self.fail_at {
+                return Err(io::Error::other("no longer names a file"));
+            }
             if *checks - 1 == self.switch_at {
                 *self.current.lock().unwrap() = 1;
                 return Ok(Some(Switched {
@@ -2713,6 +2803,46 @@ mod path_tests {
             "the answered line is in the file at the path"
         );
         assert!(new.contains(r#""received":"t1""#), "{new}");
+        assert!(
+            files[0].is_empty(),
+            "the copy in the file that went away was kept"
+        );
+    }
+
+    /// The path lost after the write (a pipe put there): the group is
+    /// answered 503 and cut off from the file it went to at once, also
+    /// when the next write goes to a new file at the path. It stayed
+    /// there, `acked:true`, and the device's re-send counted as its
+    /// duplicate (a hostile-client probe).
+    #[test]
+    fn a_group_refused_for_a_path_lost_after_its_write_leaves_no_line() {
+        // Checks: 0 before t1's write, 1 after it (fails), 2 before t2's
+        // (the new file), 3 after it.
+        let sink = Switching {
+            switch_at: 2,
+            fail_at: Some(1),
+            ..Switching::default()
+        };
+        let capture = Capture::with_sink(sink.clone(), 0, Index::default());
+        let h = capture.handle();
+        let (entry, batch) = (super::tests::entry, super::tests::batch);
+        let err = h.save(&entry("t1"), &batch(r#"[{"@t":"a"}]"#)).unwrap_err();
+        assert!(err.to_string().contains("no longer names a file"), "{err}");
+        let failing = capture.durable().failing().map(|(_, why)| why);
+        assert_eq!(failing.as_deref(), Some("no longer names a file"));
+        h.save(&entry("t2"), &batch(r#"[{"@t":"b"}]"#)).unwrap();
+        assert_eq!(capture.durable().failing(), None);
+        drop(h);
+        capture.close();
+        let files = sink.files.lock().unwrap();
+        assert!(
+            files[0].is_empty(),
+            "{}",
+            String::from_utf8_lossy(&files[0])
+        );
+        let new = String::from_utf8(files[1].clone()).unwrap();
+        assert_eq!(new.lines().count(), 1, "{new}");
+        assert!(new.contains(r#""received":"t2""#), "{new}");
     }
 }
 

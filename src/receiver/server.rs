@@ -1924,6 +1924,16 @@ fn peer(request: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// `at` in whole seconds, cut as the dashboard's clock cuts them.
+fn whole_seconds(at: jiff::Timestamp) -> jiff::Timestamp {
+    at.round(
+        jiff::TimestampRound::new()
+            .smallest(jiff::Unit::Second)
+            .mode(jiff::RoundMode::Trunc),
+    )
+    .unwrap_or(at)
+}
+
 fn status_page(ctx: &Ctx) -> Outcome {
     let s = &ctx.stats;
     let text = format!(
@@ -1935,6 +1945,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          records: {rec} (at each batch's first copy)\n\
          capture: {path}\n\
          {taken}\
+         {failing}\
          answer mode: {mode}\n\
          auth: {auth}\n\
          workers: {busy} busy of {alive} (at most {max})\n\
@@ -1967,14 +1978,16 @@ fn status_page(ctx: &Ctx) -> Outcome {
             .map_or(String::new(), |(at, what)| format!(
                 "capture was {} at {}: {} (stderr says more)\n",
                 what.label(),
-                // Whole seconds, cut as the dashboard's clock cuts them.
-                at.round(
-                    jiff::TimestampRound::new()
-                        .smallest(jiff::Unit::Second)
-                        .mode(jiff::RoundMode::Trunc)
-                )
-                .unwrap_or(at),
+                whole_seconds(at),
                 what.then()
+            )),
+        failing = ctx
+            .durable
+            .failing()
+            .map_or(String::new(), |(since, why)| format!(
+                "capture NOT SAVING since {}: {} (uploads are answered 503 until one is saved)\n",
+                whole_seconds(since),
+                why.escape_debug()
             )),
         auth = match ctx.auth().token_count() {
             0 => "OFF (--no-auth)".to_string(),
