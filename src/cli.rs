@@ -825,7 +825,9 @@ pub fn short_tokens_warning(tokens: &[String]) -> Option<String> {
         };
         format!(
             "warning: {which} shorter than {SHORT_TOKEN} characters: easy to guess on a shared \
-             network, and wherever one appears in what a client sends (the method, the path, a \
+             network, and from its fingerprint too (the 8 hex digits refusals and the request \
+             detail show: anyone who sees them can try guesses offline, about a million a \
+             second); and wherever one appears in what a client sends (the method, the path, a \
              header) it is shown as [token], so a short one hides ordinary text too (with a \
              one-letter token, every POST shows as POS[token]). A device's Auth Token is longer"
         )

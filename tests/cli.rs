@@ -684,6 +684,7 @@ fn a_short_token_is_warned_about_at_start_and_on_sighup() {
         "{said}"
     );
     assert!(!said.contains(short) && !said.contains(" 5 "), "{said}");
+    assert!(said.contains("from its fingerprint too"), "{said}");
 
     let mut rx = Receiver::spawn(binary().args([
         "--token-file",
