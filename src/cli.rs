@@ -407,7 +407,8 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 
     /// CSV: a cell a spreadsheet would take for a formula (starting with
-    /// =, +, -, @, a tab or a CR, and not a plain number) gets a leading '.
+    /// =, +, -, @, a tab, a CR or a LF, or one of the first four behind
+    /// spaces or line breaks, and not a plain number) gets a leading '.
     #[arg(long)]
     pub spreadsheet_safe: bool,
 }
@@ -421,7 +422,21 @@ impl ExportArgs {
                     crate::time::parse_timestamp(s)
                         .map(|(t, _)| t)
                         .ok_or_else(|| {
-                            format!("{flag} {s:?} is not a time: give e.g. 2026-11-27T08:00:00Z")
+                            // A date in range as a calendar date, out of
+                            // range as an instant: at the ends of time.
+                            let civil = s.trim_end_matches(['Z', 'z']);
+                            if civil.parse::<jiff::civil::DateTime>().is_ok() {
+                                format!(
+                                    "{flag} {s:?} is beyond the times a stamp can say ({} to {}): \
+                                     give one within them, or leave {flag} out",
+                                    jiff::Timestamp::MIN,
+                                    jiff::Timestamp::MAX
+                                )
+                            } else {
+                                format!(
+                                    "{flag} {s:?} is not a time: give e.g. 2026-11-27T08:00:00Z"
+                                )
+                            }
                         })
                 })
                 .transpose()

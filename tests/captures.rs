@@ -734,6 +734,22 @@ fn export_filters_by_device_type_and_time() {
     let out = autopi(&["export", p, "--format", "gpx", "--from", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--from \"yesterday\" is not a time"));
+    // A date past the last instant a stamp can say is named as such, not
+    // as "not a time" (a probe's note).
+    let out = autopi(&[
+        "export",
+        p,
+        "--format",
+        "gpx",
+        "--to",
+        "9999-12-31T23:59:59Z",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is beyond the times a stamp can say"),
+        "{}",
+        text(&out.stderr)
+    );
     // A window that ends before it starts is refused (it exported nothing,
     // exit 0, as if the captures held nothing then).
     let (later, earlier) = (to.to_string(), from.to_string());
