@@ -424,8 +424,11 @@ impl ExportArgs {
                         .ok_or_else(|| {
                             // A date in range as a calendar date, out of
                             // range as an instant: at the ends of time.
-                            let civil = s.trim_end_matches(['Z', 'z']);
-                            if civil.parse::<jiff::civil::DateTime>().is_ok() {
+                            let civil = s.strip_suffix(['Z', 'z']).unwrap_or(s);
+                            let at_an_end = civil
+                                .parse::<jiff::civil::DateTime>()
+                                .is_ok_and(|d| d.year().abs() == 9999);
+                            if at_an_end {
                                 format!(
                                     "{flag} {s:?} is beyond the times a stamp can say ({} to {}): \
                                      give one within them, or leave {flag} out",
@@ -841,7 +844,7 @@ pub fn short_tokens_warning(tokens: &[String]) -> Option<String> {
         format!(
             "warning: {which} shorter than {SHORT_TOKEN} characters: easy to guess on a shared \
              network, and from its fingerprint too (the 8 hex digits refusals and the request \
-             detail show: anyone who sees them can try guesses offline, about a million a \
+             detail show: anyone who sees them can try guesses offline, hundreds of thousands a \
              second); and wherever one appears in what a client sends (the method, the path, a \
              header) it is shown as [token], so a short one hides ordinary text too (with a \
              one-letter token, every POST shows as POS[token]). A device's Auth Token is longer"

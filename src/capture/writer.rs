@@ -86,6 +86,14 @@ pub struct Switched {
     pub what: Taken,
 }
 
+/// Groups failing to be saved: since when, the last one when, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failing {
+    pub since: jiff::Timestamp,
+    pub last: jiff::Timestamp,
+    pub why: String,
+}
+
 /// What became of the file at the capture path while running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Taken {
@@ -159,6 +167,12 @@ fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
 
 impl Sink for FileSink {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        // The file left at a switch is needed only to cut what was written
+        // there before the switch, which comes before any write here; a
+        // switch before this write had nothing there to cut. Let go now,
+        // not at the next look: a deleted capture kept its blocks, and a
+        // full disk stayed full, until another upload came (a review).
+        self.left = None;
         self.file.write_all(buf)
     }
     fn sync(&mut self) -> io::Result<()> {
@@ -224,9 +238,12 @@ impl Sink for FileSink {
         // Its folder moved away too (`mv captures old`): made again, as at
         // start, rather than every upload answered 503 until someone
         // makes it (a hostile-client probe, December 7).
+        // The folder only, not what held it: a disk unmounted from under
+        // its folder's parent is not quietly replaced by folders on the
+        // one below.
         let made_folder = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
-                std::fs::create_dir_all(dir)?;
+                std::fs::create_dir(dir)?;
                 sync_parent(dir);
                 true
             }
@@ -836,9 +853,9 @@ struct Files {
     /// What became of the file at the path last, and when (see
     /// `Switched::what`).
     taken: Option<(jiff::Timestamp, Taken)>,
-    /// Since when groups fail to be saved, and why the last did; None
-    /// once one is saved.
-    failing: Option<(jiff::Timestamp, String)>,
+    /// Since when groups fail to be saved, when the last failed and why;
+    /// None once one is saved.
+    failing: Option<Failing>,
     /// The file each registered reader reads now, by its number.
     readers: HashMap<u64, usize>,
     next_reader: u64,
@@ -987,16 +1004,14 @@ impl Durable {
     /// when saving fails, and why, until one is saved.
     fn failed(&self, why: String) {
         let mut guard = self.lock();
-        let since = guard
-            .failing
-            .take()
-            .map_or_else(jiff::Timestamp::now, |(since, _)| since);
-        guard.failing = Some((since, why));
+        let last = jiff::Timestamp::now();
+        let since = guard.failing.take().map_or(last, |f| f.since);
+        guard.failing = Some(Failing { since, last, why });
     }
 
-    /// Since when saving fails and why (the status page says it); None
-    /// while batches are saved.
-    pub fn failing(&self) -> Option<(jiff::Timestamp, String)> {
+    /// Since when saving fails, when it last did and why (the status page
+    /// says it); None while batches are saved.
+    pub fn failing(&self) -> Option<Failing> {
         self.lock().failing.clone()
     }
 
@@ -2809,6 +2824,42 @@ mod path_tests {
         );
     }
 
+    /// A file switched from before a write is let go by that write, not
+    /// held until the next look: a deleted capture on a full disk kept
+    /// its blocks while the new file's write failed (a review).
+    #[test]
+    fn the_file_left_at_a_switch_before_a_write_is_let_go_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
+        let meta = file.metadata().unwrap();
+        let mut sink = FileSink {
+            identity: identity(&meta),
+            cache: None,
+            file,
+            regular: true,
+            path: path.clone(),
+            left: None,
+        };
+        std::fs::remove_file(&path).unwrap();
+        let deleted = format!("{} (deleted)", path.display());
+        let open = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .any(|to| to.to_str() == Some(deleted.as_str()))
+        };
+        assert!(sink.ensure_at_path(0).unwrap().is_some());
+        assert!(open(), "kept for a cut until the write");
+        sink.write_all(b"{}\n").unwrap();
+        assert!(!open(), "the deleted file is still held");
+    }
+
     /// The path lost after the write (a pipe put there): the group is
     /// answered 503 and cut off from the file it went to at once, also
     /// when the next write goes to a new file at the path. It stayed
@@ -2828,7 +2879,7 @@ mod path_tests {
         let (entry, batch) = (super::tests::entry, super::tests::batch);
         let err = h.save(&entry("t1"), &batch(r#"[{"@t":"a"}]"#)).unwrap_err();
         assert!(err.to_string().contains("no longer names a file"), "{err}");
-        let failing = capture.durable().failing().map(|(_, why)| why);
+        let failing = capture.durable().failing().map(|f| f.why);
         assert_eq!(failing.as_deref(), Some("no longer names a file"));
         h.save(&entry("t2"), &batch(r#"[{"@t":"b"}]"#)).unwrap();
         assert_eq!(capture.durable().failing(), None);

@@ -1984,10 +1984,12 @@ fn status_page(ctx: &Ctx) -> Outcome {
         failing = ctx
             .durable
             .failing()
-            .map_or(String::new(), |(since, why)| format!(
-                "capture NOT SAVING since {}: {} (uploads are answered 503 until one is saved)\n",
-                whole_seconds(since),
-                why.escape_debug()
+            .map_or(String::new(), |f| format!(
+                "capture NOT SAVING since {}, last failed at {}: {} (uploads are answered 503 \
+                 until one is saved)\n",
+                whole_seconds(f.since),
+                whole_seconds(f.last),
+                f.why.escape_debug()
             )),
         auth = match ctx.auth().token_count() {
             0 => "OFF (--no-auth)".to_string(),

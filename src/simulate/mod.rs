@@ -248,7 +248,7 @@ pub fn parse_start(s: &str) -> Result<Timestamp, String> {
     // The session's stamps must not pass the last time there is
     // (9999-12-30): past it they were written as 1970, the stream going
     // back 8 000 years without a word (a review, December 7).
-    if start > LATEST_START {
+    if start >= LATEST_START {
         return Err(format!(
             "--start {s:?} leaves the drive no room before the year 9999: give a time before {LATEST_START}"
         ));
