@@ -116,7 +116,7 @@ fn for_each_batch<T: Send>(
     prepare: impl Fn(Located, CaptureLine) -> T + Sync,
     mut consume: impl FnMut(T) -> bool,
 ) -> io::Result<()> {
-    let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
+    let mut seen = crate::capture::SeenBatches::default();
     for path in paths {
         let total = std::fs::metadata(path)?.len();
         let mut progress = Progress::new(format!("reading {}", crate::text::path(&path)), total);
@@ -126,16 +126,19 @@ fn for_each_batch<T: Send>(
             load::Packed::Inflated,
             |at, line| {
                 let keep = line.delivered() && filter.batch(&line);
-                let key = (line.unit_id.clone(), line.batch_hash.clone());
+                let key = line
+                    .batch_hash
+                    .as_deref()
+                    .map(|h| crate::capture::seen_batch(line.unit_id.as_deref(), h));
                 Some((keep, key, line.delivered(), keep.then(|| prepare(at, line))))
             },
-            |_, (keep, (unit, hash), delivered, item)| {
+            |_, (keep, key, delivered, item)| {
                 if !delivered {
                     written.left_out += 1;
                     return;
                 }
-                if let Some(hash) = hash
-                    && !seen.insert((unit, hash))
+                if let Some(key) = key
+                    && !seen.insert(key)
                 {
                     written.left_out += 1;
                     return;

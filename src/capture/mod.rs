@@ -42,3 +42,28 @@ pub fn device_batch(unit_id: Option<&str>, hash: &[u8; 32]) -> DeviceBatch {
     }
     *h.finalize().as_bytes()
 }
+
+/// The key of a capture line's `batch_hash` text sent by `unit_id`, the
+/// text hashed as written, whatever it holds (a line edited by hand).
+pub fn device_batch_of_text(unit_id: Option<&str>, hash: &str) -> DeviceBatch {
+    device_batch(unit_id, blake3::hash(hash.as_bytes()).as_bytes())
+}
+
+/// What the offline readers (`view --summary`, `export`) keep of each
+/// batch to tell one seen before: the first 16 bytes of its key (a unit id
+/// and the hash's 64 hex digits as two strings took about 180 bytes a
+/// batch: 2 million batches, 571 MB for a GPX export). Two batches of a
+/// capture share one with a chance of about n² / 2¹²⁹.
+pub type SeenBatch = u128;
+
+/// `device_batch_of_text`, shortened to a `SeenBatch`.
+pub fn seen_batch(unit_id: Option<&str>, hash: &str) -> SeenBatch {
+    let key = device_batch_of_text(unit_id, hash);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&key[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// The set of batches seen, by `SeenBatch` (already a hash: a fast hasher
+/// is enough).
+pub type SeenBatches = foldhash::HashSet<SeenBatch>;

@@ -88,7 +88,9 @@ pub struct Fix {
 struct Digest {
     unit_id: Option<String>,
     received: Timestamp,
-    hash: Option<String>,
+    /// The batch's key (`seen_batch`), made here on the
+    /// reading thread.
+    key: Option<crate::capture::SeenBatch>,
     kind: LineKind,
     /// A new batch acknowledged only on a retry (`retry_of`).
     retried: bool,
@@ -161,7 +163,10 @@ fn digest(line: &CaptureLine) -> Digest {
     let mut d = Digest {
         unit_id: line.unit_id.clone(),
         received: line.received,
-        hash: line.batch_hash.clone(),
+        key: line
+            .batch_hash
+            .as_deref()
+            .map(|h| crate::capture::seen_batch(line.unit_id.as_deref(), h)),
         kind,
         retried: kind == LineKind::New && line.retry,
         records: 0,
@@ -234,14 +239,14 @@ struct Accumulator {
     index: HashMap<Option<String>, usize>,
     /// Batches already seen per device, so a batch found again in another
     /// file is a duplicate too.
-    seen: std::collections::HashSet<(Option<String>, String)>,
+    seen: crate::capture::SeenBatches,
 }
 
 impl Accumulator {
     fn add(&mut self, mut d: Digest) {
         if d.kind == LineKind::New
-            && let Some(hash) = d.hash.take()
-            && !self.seen.insert((d.unit_id.clone(), hash))
+            && let Some(key) = d.key
+            && !self.seen.insert(key)
         {
             d.kind = LineKind::Duplicate;
         }
@@ -441,6 +446,9 @@ mod tests {
         assert_eq!(a.gaps[0].seconds, 540);
         assert_eq!(a.first_position.as_ref().unwrap().lat, 57.1);
         assert_eq!(a.last_position.as_ref().unwrap().lat, 57.3);
+        // The same batch from another device is a batch of its own.
+        let b = &s.devices[1];
+        assert_eq!((b.batches, b.duplicates), (1, 1));
         let text = s.to_string();
         assert!(
             text.contains("device b") && text.contains("gaps over 5 min: 2"),

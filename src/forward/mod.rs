@@ -21,7 +21,7 @@ use jiff::Timestamp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::capture::{DeviceBatch, Durable, OutboxLine, Reader, Tail, device_batch};
+use crate::capture::{DeviceBatch, Durable, OutboxLine, Reader, Tail};
 use crate::upstream::{ForwardBoard, ForwardStatus, Link};
 use cursor::{Cursors, Parked};
 
@@ -591,10 +591,9 @@ impl Passed {
 impl Seen {
     fn key(line: &OutboxLine) -> Option<DeviceBatch> {
         let hash = line.batch_hash.as_deref()?;
-        // The hash as written, whatever it holds (a line edited by hand).
-        Some(device_batch(
+        Some(crate::capture::device_batch_of_text(
             line.unit_id.as_deref(),
-            blake3::hash(hash.as_bytes()).as_bytes(),
+            hash,
         ))
     }
 
