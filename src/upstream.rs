@@ -73,11 +73,16 @@ impl ForwardStatus {
     /// ` · no answer for 42 s` when the attempt under way has waited
     /// `NO_ANSWER_SHOWN` or more, else nothing.
     fn waiting(&self, now: Timestamp) -> String {
+        // In milliseconds: whole seconds of each instant made a wait of
+        // 2.1 s read 3 s (a broker answering every 2.7 s was said to give
+        // no answer; a hostile-client probe).
         let waited = self
             .sending_since
-            .map(|since| now.as_second().saturating_sub(since.as_second()));
+            .map(|since| now.as_millisecond().saturating_sub(since.as_millisecond()));
         match waited {
-            Some(s) if s >= NO_ANSWER_SHOWN => format!(" · no answer for {s} s"),
+            Some(ms) if ms >= NO_ANSWER_SHOWN * 1000 => {
+                format!(" · no answer for {} s", ms / 1000)
+            }
             _ => String::new(),
         }
     }
@@ -267,6 +272,15 @@ mod tests {
         s.link = Link::Up;
         s.sending_since = Some("2026-11-27T08:00:58Z".parse().unwrap());
         assert_eq!(s.brief(now), "catching up 12 (lag 40 s) · parked 1");
+        // 2.2 s, across three whole seconds: not 3 s.
+        let just_after = "2026-11-27T08:01:00.100Z".parse().unwrap();
+        s.sending_since = Some("2026-11-27T08:00:57.900Z".parse().unwrap());
+        assert_eq!(s.brief(just_after), "catching up 12 (lag 40 s) · parked 1");
+        s.sending_since = Some("2026-11-27T08:00:57.050Z".parse().unwrap());
+        assert_eq!(
+            s.brief(just_after),
+            "catching up 12 (lag 40 s) · no answer for 3 s · parked 1"
+        );
         s.sending_since = Some("2026-11-27T08:00:18Z".parse().unwrap());
         assert_eq!(
             s.brief(now),
