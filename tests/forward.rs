@@ -505,6 +505,55 @@ fn a_capture_deleted_while_forwarding_is_drained_then_the_new_one_followed() {
     );
 }
 
+/// The capture's folder moved away while the forwarder is behind (`mv
+/// captures old`, no upload after it): the forwarder makes the folder
+/// again and saves its cursor there at once, and goes on. Every save
+/// failed, 30 s at a time, until an upload made the folder again, and a
+/// crash meanwhile left no cursor beside the new file (a hostile-client
+/// probe). Stopped with nothing left and nothing at the path, the next
+/// start begins the file it makes there; it refused to start at all.
+#[test]
+fn a_capture_folder_moved_away_while_forwarding_holds_nothing_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("captures");
+    std::fs::create_dir(&folder).unwrap();
+    let capture = folder.join("c.jsonl");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let mut rx = forwarder(&capture, &url, &[]);
+    for i in 0..5 {
+        upload(&rx, &batch(i));
+    }
+    forward_note(&rx, "down", |_| true);
+    std::fs::rename(&folder, dir.path().join("old")).unwrap();
+    let up = upstream(dir.path(), port);
+    let started = Instant::now();
+    wait_for("the five batches upstream", || {
+        (complete_lines(&up.capture).len() >= 5).then_some(())
+    });
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let mut cursor = capture.as_os_str().to_owned();
+    cursor.push(".forward");
+    assert!(
+        PathBuf::from(cursor).exists(),
+        "no cursor beside the new file"
+    );
+    assert_eq!(rx.stop().code(), Some(0));
+    assert!(!rx.stderr().contains("refuses"), "{}", rx.stderr());
+    let mut again = forwarder(&capture, &url, &[]);
+    upload(&again, &batch(5));
+    let got = wait_for("the batch after the restart", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 6).then_some(lines)
+    });
+    again.stop();
+    let mut all = hashes(&got);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 6, "lost or sent twice");
+}
+
 /// A forwarder that passed one batch on, then stopped while its upstream
 /// was down with a second in hand, after `lose` did something to the
 /// capture and a third upload saw it (stderr saying `noticed`; with None,

@@ -243,9 +243,14 @@ impl Sink for FileSink {
         // one below.
         let made_folder = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
-                std::fs::create_dir(dir)?;
-                sync_parent(dir);
-                true
+                // A forwarder saving its cursor may make it first.
+                match std::fs::create_dir(dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    made => {
+                        sync_parent(dir);
+                        made.is_ok()
+                    }
+                }
             }
             _ => false,
         };

@@ -473,7 +473,25 @@ impl Cursors {
         let tmp = PathBuf::from(tmp_name);
         let mut text = serde_json::to_vec_pretty(doc).expect("plain struct serializes");
         text.push(b'\n');
-        let mut f = File::create(&tmp)?;
+        let mut f = match File::create(&tmp) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The capture's folder moved away (`mv captures old`): made
+                // again, as the writer makes it at the next upload, so the
+                // cursor is saved at once beside the new file (see
+                // `FileSink::ensure_at_path`). Its folder only.
+                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty())
+                    && !dir.exists()
+                {
+                    // The writer may make it first.
+                    match std::fs::create_dir(dir) {
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                        _ => sync_folder(dir)?,
+                    }
+                }
+                File::create(&tmp)?
+            }
+            f => f?,
+        };
         f.write_all(&text)?;
         f.sync_data()?;
         drop(f);

@@ -667,6 +667,14 @@ struct Job {
     secrets: Vec<(String, &'static str)>,
 }
 
+/// Whether no file, or an empty one, is at `path`.
+fn nothing_at(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) => meta.is_file() && meta.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// The state a headless note names. Uploads arriving while the target is
 /// up (or idle, nothing sent yet) are live traffic, not a backlog: noting
 /// each one as "catching up" would print two lines per upload, so a
@@ -700,6 +708,16 @@ impl Job {
         // read (saved as it is once every forwarder stopped): after a cut
         // that left the cursor's line in place, it goes on from there.
         let next_start = match self.cursors.resume(&self.name, &self.capture) {
+            // Nothing left, and nothing at the path (moved or deleted after
+            // the last upload, a rotation by `mv` before a restart): the
+            // next start begins the file it makes there, where it refused
+            // to start at all (a hostile-client probe).
+            Err(_) if pending == Some(0) && nothing_at(&self.capture) => {
+                match self.cursors.moved(&self.name, 0) {
+                    Ok(()) => NextStart::FromItsStart,
+                    Err(_) => NextStart::Refused,
+                }
+            }
             Err(_) => NextStart::Refused,
             Ok(_) if !self.cursors.has(&self.name) => NextStart::FromItsStart,
             Ok((offset, _)) => NextStart::From(offset),
@@ -820,10 +838,11 @@ impl Job {
                 None => Tail::open(&self.capture, start)?,
             })
         };
+        let mut wait = BACKOFF_FIRST;
         while let Err(e) = self.cursors.moved(&self.name, start) {
-            self.down(format!("cannot save the cursor: {e}"));
-            if !self.wait(BACKOFF_MAX) {
-                return Err(e);
+            let kind = e.kind();
+            if !self.cursor_failed(e, &mut wait) {
+                return Err(std::io::Error::new(kind, "stopped while the cursor failed"));
             }
         }
         match other {
@@ -859,12 +878,12 @@ impl Job {
                     // Only the cursor is retried here: sending again would
                     // repeat a batch the target has.
                     let before = self.status.link.clone();
+                    let mut wait = BACKOFF_FIRST;
                     while let Err(e) = self
                         .cursors
                         .passed(&self.name, span.start, span.end, span.hash)
                     {
-                        self.down(format!("cannot save the cursor: {e}"));
-                        if !self.wait(BACKOFF_MAX) {
+                        if !self.cursor_failed(e, &mut wait) {
                             return false;
                         }
                     }
@@ -919,6 +938,7 @@ impl Job {
             received,
             reason: reason.clone(),
         };
+        let mut wait = BACKOFF_FIRST;
         loop {
             match self
                 .cursors
@@ -933,8 +953,7 @@ impl Job {
                 Err(e) => {
                     // The log may list it already (the cursor failed).
                     self.status.parked = self.cursors.parked_count(&self.name);
-                    self.down(format!("cannot save the cursor: {e}"));
-                    if !self.wait(BACKOFF_MAX) {
+                    if !self.cursor_failed(e, &mut wait) {
                         return false;
                     }
                 }
@@ -952,8 +971,25 @@ impl Job {
         }
         let from = self.cursors.offset(&self.name);
         let to = self.durable.synced();
+        // Done with every synced line: nothing to read (the file may be
+        // gone from the path since the last upload).
+        if from >= to {
+            return Some(0);
+        }
         let (_, sent) = self.seen.clone().replay(&self.capture, from, to).ok()?;
         Some(sent)
+    }
+
+    /// The cursor could not be saved: says so and waits `wait` before the
+    /// next try, doubling it up to `BACKOFF_MAX`; false when told to stop
+    /// meanwhile. A flat 30 s made a capture folder gone for a moment (and
+    /// made again at the next upload) an outage of 30 s, and a crash in it
+    /// left no cursor beside the new file (a hostile-client probe).
+    fn cursor_failed(&mut self, e: std::io::Error, wait: &mut Duration) -> bool {
+        self.down(format!("cannot save the cursor: {e}"));
+        let waited = self.wait(*wait);
+        *wait = (*wait * 2).min(BACKOFF_MAX);
+        waited
     }
 
     /// Marks the target down (keeping the first time it went down).
