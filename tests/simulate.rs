@@ -765,14 +765,42 @@ fn a_failed_batch_waits_at_least_the_retry_wait_even_at_interval_0() {
     assert_eq!(summary.retries, 1);
 }
 
+/// Runs `simulate` against `server` with `args`, sends Ctrl-C once the
+/// server has taken `taken` requests, lets its gated answer go, and
+/// gives the exit code, stdout and stderr.
+fn ctrl_c_after(
+    server: &common::ScriptedServer,
+    args: &[&str],
+    taken: usize,
+) -> (Option<i32>, String, String) {
+    use common::{binary, lines_until, signal, stderr_lines, wait_output};
+    let mut child = binary()
+        .args(["simulate", "--url", &server.url])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(20);
+    for _ in 0..taken {
+        server.requests.recv_timeout(limit).unwrap();
+    }
+    let lines = stderr_lines(&mut child);
+    signal(&child, "INT");
+    lines_until(&lines, "Ctrl-C again quits now", limit);
+    server.release();
+    let out = wait_output(&mut child, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout, lines.iter().collect())
+}
+
 /// Ctrl-C stops the simulator from starting any upload: a receiver that
 /// refused had it send its whole retry queue after the signal, and say
 /// each was to be sent again.
 #[test]
 fn ctrl_c_starts_no_upload_after_it() {
-    use common::{
-        Scripted, ScriptedServer, answer, binary, lines_until, signal, stderr_lines, wait_output,
-    };
+    use common::{Scripted, ScriptedServer, answer};
     let refusal = answer("500 Internal Server Error", br#"{"error":"down"}"#);
     // Cycle 1 sends batch 1 (refused); cycle 2 batch 1 again and batch 2
     // (both refused); cycle 3 batch 1 again, whose answer waits for the
@@ -784,26 +812,18 @@ fn ctrl_c_starts_no_upload_after_it() {
         Scripted::Answer(refusal.clone()),
         Scripted::Gated(refusal),
     ]);
-    let mut child = binary()
-        .args(["simulate", "--url", &server.url, "--token", "t"])
-        .args(["--interval", "0", "--timeout", "10", "--retry-wait", "0"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let limit = Duration::from_secs(20);
-    for _ in 0..4 {
-        server.requests.recv_timeout(limit).unwrap();
-    }
-    let lines = stderr_lines(&mut child);
-    signal(&child, "INT");
-    lines_until(&lines, "Ctrl-C again quits now", limit);
-    server.release();
-    let out = wait_output(&mut child, limit);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr: String = lines.iter().collect();
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let args = [
+        "--token",
+        "t",
+        "--interval",
+        "0",
+        "--timeout",
+        "10",
+        "--retry-wait",
+        "0",
+    ];
+    let (code, stdout, stderr) = ctrl_c_after(&server, &args, 4);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert_eq!(
         server.requests.try_iter().count(),
         0,
@@ -821,31 +841,21 @@ fn ctrl_c_starts_no_upload_after_it() {
 /// rejected", where `replay` already stopped (a review).
 #[test]
 fn a_refused_token_after_ctrl_c_still_ends_the_run_as_asked() {
-    use common::{
-        Scripted, ScriptedServer, answer, binary, lines_until, signal, stderr_lines, wait_output,
-    };
+    use common::{Scripted, ScriptedServer, answer};
     let server = ScriptedServer::start(vec![Scripted::Gated(answer(
         "401 Unauthorized",
         br#"{"error":"bad token"}"#,
     ))]);
-    let mut child = binary()
-        .args(["simulate", "--url", &server.url, "--token", "SIM-TOKEN-1"])
-        .args(["--interval", "0", "--timeout", "10"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let limit = Duration::from_secs(20);
-    server.requests.recv_timeout(limit).unwrap();
-    let lines = stderr_lines(&mut child);
-    signal(&child, "INT");
-    lines_until(&lines, "Ctrl-C again quits now", limit);
-    server.release();
-    let out = wait_output(&mut child, limit);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr: String = lines.iter().collect();
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let args = [
+        "--token",
+        "SIM-TOKEN-1",
+        "--interval",
+        "0",
+        "--timeout",
+        "10",
+    ];
+    let (code, stdout, stderr) = ctrl_c_after(&server, &args, 1);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stderr.contains("batch 1: HTTP 401: bad token; not sent again (stopping)"),
         "{stderr}"
