@@ -613,6 +613,25 @@ fn next_start_refuses_the_cursor(capture: &Path, url: &str) {
     );
 }
 
+/// Renamed while a batch was still to go, an empty file put at the path
+/// in its place (logrotate's `create`), then stopped before any upload:
+/// the next start refuses the cursor. It went on from the empty file's
+/// start, and the batch only the renamed file held was never sent, without
+/// a word (a review of the rule that lets a start go on after a rotation
+/// with nothing left).
+#[test]
+fn a_batch_left_in_a_renamed_capture_is_never_skipped_for_an_empty_file() {
+    let behind = stopped_behind(
+        |capture| {
+            std::fs::rename(capture, capture.with_extension("jsonl.1")).unwrap();
+            std::fs::write(capture, "").unwrap();
+        },
+        None,
+    );
+    assert!(behind.said.contains("refuses it"), "{}", behind.said);
+    next_start_refuses_the_cursor(&behind.capture, &behind.url);
+}
+
 /// Stopped while batches of a deleted capture file were still to go: the
 /// exit says that they are gone from the capture path and that the next
 /// start refuses the cursor, and it does.

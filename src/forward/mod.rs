@@ -709,10 +709,14 @@ impl Job {
         // that left the cursor's line in place, it goes on from there.
         let next_start = match self.cursors.resume(&self.name, &self.capture) {
             // Nothing left, and nothing at the path (moved or deleted after
-            // the last upload, a rotation by `mv` before a restart): the
-            // next start begins the file it makes there, where it refused
-            // to start at all (a hostile-client probe).
-            Err(_) if pending == Some(0) && nothing_at(&self.capture) => {
+            // the last upload, a rotation by `mv` before a restart), or an
+            // empty file: the next start begins the file there, where it
+            // refused to start at all (a hostile-client probe). Nothing
+            // left is known from the cursor and the synced length, never
+            // by reading the path: a file put there after a rename reads
+            // as nothing left, and a batch the moved file still held was
+            // then skipped without a word (a review).
+            Err(_) if self.done_with_every_synced_line() && nothing_at(&self.capture) => {
                 match self.cursors.moved(&self.name, 0) {
                     Ok(()) => NextStart::FromItsStart,
                     Err(_) => NextStart::Refused,
@@ -963,19 +967,26 @@ impl Job {
         true
     }
 
+    /// Whether this target is done with every line the writer synced in
+    /// the file it writes now: known without reading the file.
+    fn done_with_every_synced_line(&self) -> bool {
+        self.file == self.durable.current()
+            && self.cursors.offset(&self.name) >= self.durable.synced()
+    }
+
     /// Counts exactly what is left to send, at a stop (the receiver has
     /// written its last line by then).
     fn count_rest(&mut self) -> Option<u64> {
         if self.file != self.durable.current() {
             return None;
         }
-        let from = self.cursors.offset(&self.name);
-        let to = self.durable.synced();
         // Done with every synced line: nothing to read (the file may be
         // gone from the path since the last upload).
-        if from >= to {
+        if self.done_with_every_synced_line() {
             return Some(0);
         }
+        let from = self.cursors.offset(&self.name);
+        let to = self.durable.synced();
         let (_, sent) = self.seen.clone().replay(&self.capture, from, to).ok()?;
         Some(sent)
     }
