@@ -20,6 +20,7 @@ pub use writer::{
     Bound, Capture, CaptureHandle, Durable, Entry, FileSink, INDEX_AT_MOST, Index, Pending, Reader,
     Recovered, Saved, Seen, Sink, Switched, Taken,
 };
+pub(crate) use writer::{make_folder_again, sync_folder_of};
 
 /// The duplicate index's key: a batch's content hash seen from one device.
 /// The same body from two `unit-id`s is two batches (two devices can send

@@ -238,22 +238,7 @@ impl Sink for FileSink {
         // Its folder moved away too (`mv captures old`): made again, as at
         // start, rather than every upload answered 503 until someone
         // makes it (a hostile-client probe, December 7).
-        // The folder only, not what held it: a disk unmounted from under
-        // its folder's parent is not quietly replaced by folders on the
-        // one below.
-        let made_folder = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
-                // A forwarder saving its cursor may make it first.
-                match std::fs::create_dir(dir) {
-                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                    made => {
-                        sync_parent(dir);
-                        made.is_ok()
-                    }
-                }
-            }
-            _ => false,
-        };
+        let made_folder = make_folder_again(&self.path)?;
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -1693,14 +1678,43 @@ impl<S: Sink> Writer<S> {
     }
 }
 
-fn sync_parent(path: &Path) {
+/// Syncs the folder holding `path`, so a file created or renamed there
+/// is found after a crash.
+pub(crate) fn sync_folder_of(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    File::open(dir)?.sync_all()
+}
+
+/// [`sync_folder_of`] where a failure changes nothing the caller does
+/// (the file itself is synced; only finding it after a crash is at stake).
+fn sync_parent(path: &Path) {
+    let _ = sync_folder_of(path);
+}
+
+/// Makes the folder holding `path` again if it is gone (`mv captures
+/// old` while running), and syncs the folder that holds it; true if this
+/// call made it. The writer (at its next group) and the forwarder (at its
+/// next cursor save) both call this, and either may find the other made
+/// it first. Its own level only, not the folders above: a disk unmounted
+/// from under the folder's parent is not quietly replaced by folders on
+/// the one below.
+pub(crate) fn make_folder_again(path: &Path) -> io::Result<bool> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(false);
+    };
+    if dir.exists() {
+        return Ok(false);
     }
+    let made = match std::fs::create_dir(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e),
+    };
+    sync_folder_of(dir)?;
+    Ok(made)
 }
 
 /// `Capture::open` in a test of a file a test opened before: a child

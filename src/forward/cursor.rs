@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::OutboxLine;
+use crate::capture::{make_folder_again, sync_folder_of};
 
 /// Where the cursor of a capture lives.
 pub fn path_for(capture: &Path) -> PathBuf {
@@ -243,7 +244,7 @@ impl ParkedLog {
             ),
         };
         if !self.in_folder {
-            sync_folder(&self.path)?;
+            sync_folder_of(&self.path)?;
             self.in_folder = true;
         }
         let on_disk = f.metadata()?.len();
@@ -478,16 +479,8 @@ impl Cursors {
                 // The capture's folder moved away (`mv captures old`): made
                 // again, as the writer makes it at the next upload, so the
                 // cursor is saved at once beside the new file (see
-                // `FileSink::ensure_at_path`). Its folder only.
-                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty())
-                    && !dir.exists()
-                {
-                    // The writer may make it first.
-                    match std::fs::create_dir(dir) {
-                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                        _ => sync_folder(dir)?,
-                    }
-                }
+                // `FileSink::ensure_at_path`).
+                make_folder_again(&self.path)?;
                 File::create(&tmp)?
             }
             f => f?,
@@ -496,18 +489,8 @@ impl Cursors {
         f.sync_data()?;
         drop(f);
         std::fs::rename(&tmp, &self.path)?;
-        sync_folder(&self.path)
+        sync_folder_of(&self.path)
     }
-}
-
-/// Syncs the folder holding `path`, so a file created or renamed there
-/// is found after a crash.
-fn sync_folder(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
 }
 
 fn read_span(path: &Path, from: u64, to: u64) -> io::Result<Vec<u8>> {
