@@ -726,6 +726,14 @@ impl Job {
             Ok(_) if !self.cursors.has(&self.name) => NextStart::FromItsStart,
             Ok((offset, _)) => NextStart::From(offset),
         };
+        // A count read from a file the cursor no longer matches counts
+        // that file's lines, not what this target had left (an empty file
+        // put at the path read as none left): the board's count is said
+        // instead, which never reads the path.
+        let pending = match next_start {
+            NextStart::Refused if !self.done_with_every_synced_line() => None,
+            _ => pending,
+        };
         Ended {
             pending,
             behind,
