@@ -565,7 +565,13 @@ impl Device {
                 let view = r.make_view();
                 self.fold_record(&r, &view, (ts, at), received);
             }
-            if let Some(&i) = index.get(&r.kind_name) {
+            // Keyed by the name as kept, so that names the cut makes one
+            // are one entry (past the cap too).
+            let kept = match &r.kind_name {
+                std::borrow::Cow::Borrowed(raw) => name(raw),
+                std::borrow::Cow::Owned(raw) => std::borrow::Cow::Owned(name(raw).into_owned()),
+            };
+            if let Some(&i) = index.get(&kept) {
                 let s = &mut seen[i];
                 s.count += 1;
                 s.first = s.first.min(at);
@@ -577,17 +583,22 @@ impl Device {
                     s.record = r;
                 }
             } else if seen.len() < 4 * MAX_KEYS {
-                index.insert(r.kind_name.clone(), seen.len());
+                index.insert(kept, seen.len());
                 seen.push(Seen {
                     count: 1,
                     first: at,
                     last: at,
                     record: r,
                 });
-            } else if let Some(t) = self.types.get_mut(name(&r.kind_name).as_ref()) {
-                // Past the cap: the types merged below fill the table
-                // first (they came first), so only known ones are counted.
+            } else if let Some(t) = self.types.get_mut(kept.as_ref()) {
                 t.add(at, 1, at);
+            } else {
+                // Past the cap, a type neither listed nor of this batch's
+                // first ones: those, merged below, fill the table (they
+                // came first), so it is one of the unlisted. They were
+                // counted nowhere until December 7 (a probe: 2 000 types
+                // in one batch read "768 in types past 256 unlisted").
+                self.unlisted += 1;
             }
         })
         .unwrap_or(0);
@@ -1735,6 +1746,35 @@ mod tests {
         // The 255 pids after the first and the trouble codes' type are
         // listed; the 21 pids past them are counted.
         assert_eq!(d.unlisted, 21);
+    }
+
+    /// A batch of more distinct types than the per-batch table holds
+    /// (four times the listed ones): every record is counted, listed or
+    /// unlisted, and names the cut makes one stay one row however many
+    /// there are. 976 of 2 000 were counted nowhere (a probe).
+    #[test]
+    fn a_batch_of_more_types_than_its_table_counts_every_record() {
+        let batch = |names: &mut dyn Iterator<Item = String>| {
+            let records: Vec<String> = names
+                .map(|n| format!(r#"{{"@t":"{n}","@ts":"2026-11-27T08:00:00Z"}}"#))
+                .collect();
+            format!("[{}]", records.join(","))
+        };
+        let mut s = State::default();
+        let body = batch(&mut (0..2_000).map(|i| format!("k{i}")));
+        s.apply(&accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), &body));
+        let d = s.device(UNIT).unwrap();
+        let listed: u64 = d.types.values().map(|t| t.count).sum();
+        assert_eq!((d.types.len(), listed), (MAX_KEYS, MAX_KEYS as u64));
+        assert_eq!(d.unlisted, 2_000 - MAX_KEYS as u64);
+        // Names alike in their first NAME_CHARS characters are one.
+        let long = "p".repeat(NAME_CHARS + 10);
+        let mut s = State::default();
+        let body = batch(&mut (0..2_000).map(|i| format!("{long}{i}")));
+        s.apply(&accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), &body));
+        let d = s.device(UNIT).unwrap();
+        let counts: Vec<u64> = d.types.values().map(|t| t.count).collect();
+        assert_eq!((counts, d.unlisted), (vec![2_000], 0));
     }
 
     #[test]
