@@ -237,15 +237,11 @@ impl<'a> Record<'a> {
 
     /// `{"value": 45.2, "unit": "C"}` or a bare number.
     fn nested_value(&self, key: &str) -> Option<f64> {
-        #[derive(Deserialize)]
-        struct Reading {
-            value: f64,
-        }
         let raw = self.field(key)?;
-        serde_json::from_str::<Reading>(raw)
-            .map(|r| r.value)
-            .or_else(|_| serde_json::from_str::<f64>(raw))
-            .ok()
+        match member(raw, "value") {
+            Some(value) => value.and_then(number),
+            None => number(raw),
+        }
     }
 
     /// The typed view of this record, from its type and fields.
@@ -254,17 +250,13 @@ impl<'a> Record<'a> {
         let name = self.kind_name.as_ref();
         match name {
             "track.pos" => {
-                #[derive(Deserialize)]
-                struct Loc {
-                    lat: Option<f64>,
-                    lon: Option<f64>,
-                }
-                let loc = self
-                    .field("loc")
-                    .and_then(|v| serde_json::from_str::<Loc>(v).ok());
+                let loc = |key| {
+                    let raw = self.field("loc")?;
+                    member(raw, key).flatten().and_then(number)
+                };
                 View::Position(Position {
-                    lat: loc.as_ref().and_then(|l| l.lat),
-                    lon: loc.as_ref().and_then(|l| l.lon),
+                    lat: loc("lat"),
+                    lon: loc("lon"),
                     alt: self.num("alt"),
                     sog_kmh: self.num("sog"),
                     cog: self.num("cog"),
@@ -429,6 +421,24 @@ fn scalar(raw: &str) -> Option<Scalar<'_>> {
     Some(Scalar::Text(Cow::Borrowed(kind)))
 }
 
+/// Of `raw`, a JSON object, the raw value of `key`: given twice, the
+/// last, as a record's own fields are read (see `Record::field`); `None`
+/// when `raw` is no object, `Some(None)` when it is one without `key`.
+/// serde's derived structs refuse a key given twice, and a fix with `lat`
+/// twice in its `loc` was dropped by every reader, which the README says
+/// take the last (a hostile-client probe, December 7); they also read an
+/// array as the fields in order, so `[57.3, 9.9]` was a fix.
+fn member<'a>(raw: &'a str, key: &str) -> Option<Option<&'a str>> {
+    let fields = serde_json::from_str::<RawFields<'a>>(raw).ok()?.0?;
+    Some(
+        fields
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v),
+    )
+}
+
 /// Every field of one object, values left as raw JSON text; None for an
 /// item of a batch that is not an object (read past, not kept).
 struct RawFields<'a>(Option<Vec<(Cow<'a, str>, &'a str)>>);
@@ -535,6 +545,27 @@ mod tests {
             panic!("{:?}", recs[0].view);
         };
         assert_eq!((p.lat, p.lon), (Some(57.0), Some(9.0)));
+        // Inside the object too: a fix with `lat` twice was no fix.
+        let batch = r#"[{"@t":"track.pos","loc":{"lat":57.2,"lon":9.9,"lat":58}},
+            {"@t":"rpi.temp","cpu":{"value":40,"unit":"C","value":41}},
+            {"@t":"track.pos","loc":[57.3,9.9]},
+            {"@t":"track.pos","loc":{"lat":"57","lon":null}}]"#;
+        let recs = parse_batch(batch).unwrap();
+        let View::Position(p) = &recs[0].view else {
+            panic!("{:?}", recs[0].view);
+        };
+        assert_eq!((p.lat, p.lon), (Some(58.0), Some(9.9)));
+        let View::RpiTemp { cpu, .. } = &recs[1].view else {
+            panic!("{:?}", recs[1].view);
+        };
+        assert_eq!(*cpu, Some(41.0));
+        // An array is no `loc`, and a string no latitude.
+        for r in &recs[2..] {
+            let View::Position(p) = &r.view else {
+                panic!("{:?}", r.view);
+            };
+            assert_eq!((p.lat, p.lon), (None, None));
+        }
     }
 
     /// OBD values that are neither number nor string are shown by kind
