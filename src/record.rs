@@ -26,6 +26,9 @@ pub struct Record<'a> {
     pub tag: Option<Cow<'a, str>>,
     /// Every field but `@t`/`@ts`/`@tag`, as raw JSON text, in arrival order.
     pub fields: Vec<(Cow<'a, str>, &'a str)>,
+    /// `@t`, `@ts` and `@tag` as raw JSON text, as sent (the last of
+    /// each): an export writes the record back with them.
+    pub head: [Option<&'a str>; 3],
 }
 
 /// What the screen knows how to show.
@@ -193,12 +196,22 @@ impl<'a> Record<'a> {
         let mut kind_name = Cow::Borrowed("");
         let mut ts_text = None;
         let mut tag = None;
+        let mut head = [None; 3];
         // In place: one allocation per record is most of the parsing cost.
         fields.retain(|(key, value)| {
             match key.as_ref() {
-                "@t" => kind_name = json_str(value).unwrap_or_default(),
-                "@ts" => ts_text = json_str(value),
-                "@tag" => tag = json_str(value),
+                "@t" => {
+                    kind_name = json_str(value).unwrap_or_default();
+                    head[0] = Some(*value);
+                }
+                "@ts" => {
+                    ts_text = json_str(value);
+                    head[1] = Some(*value);
+                }
+                "@tag" => {
+                    tag = json_str(value);
+                    head[2] = Some(*value);
+                }
                 _ => return true,
             }
             false
@@ -211,6 +224,7 @@ impl<'a> Record<'a> {
             view: View::Other,
             tag,
             fields,
+            head,
         }
     }
 

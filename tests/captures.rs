@@ -1005,6 +1005,57 @@ fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
     );
 }
 
+/// A fix's GeoJSON properties are its record as sent, `@ts` included
+/// (a stamp the export cannot read is kept as it came), and a field of the
+/// record's own called `unit_id`, `drive` or `time` is kept as `name#2`
+/// beside the export's; a fix without a readable stamp has no `time`.
+/// The export's values overwrote the record's, and `@ts` was left out.
+#[test]
+fn geojson_keeps_a_fix_s_own_fields_beside_the_export_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.jsonl");
+    let line = r#"{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h","records":[
+        {"@t":"track.pos","@ts":"2026-11-27T08:00:00","loc":{"lat":57,"lon":9},"time":"device","drive":"D","unit_id":"spoofed","time#2":1},
+        {"@t":"track.pos","@ts":"not a time","loc":{"lat":57.1,"lon":9},"time":"device"}]}"#;
+    std::fs::write(&path, line.replace('\n', "") + "\n").unwrap();
+    let out = autopi(&["export", path.to_str().unwrap(), "--format", "geojson"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
+    let points: Vec<&geojson::Feature> = fc
+        .features
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.geometry.as_ref().unwrap().value,
+                geojson::GeometryValue::Point { .. }
+            )
+        })
+        .collect();
+    assert_eq!(points.len(), 2);
+    let prop = |f: &geojson::Feature, k: &str| f.property(k).cloned().unwrap_or_default();
+    let fix = points
+        .iter()
+        .find(|f| prop(f, "time#3") == "device")
+        .expect("the stamped fix");
+    assert_eq!(prop(fix, "@ts"), "2026-11-27T08:00:00");
+    assert_eq!(prop(fix, "time"), "2026-11-27T08:00:00Z");
+    assert_eq!(prop(fix, "time#2"), 1);
+    assert_eq!(
+        (prop(fix, "unit_id"), prop(fix, "unit_id#2")),
+        ("aa".into(), "spoofed".into())
+    );
+    assert_eq!(
+        (prop(fix, "drive#2"), prop(fix, "@t")),
+        ("D".into(), "track.pos".into())
+    );
+    let unstamped = points
+        .iter()
+        .find(|f| prop(f, "@ts") == "not a time")
+        .expect("the fix with a bad stamp");
+    assert!(unstamped.property("time").is_none());
+    assert_eq!(prop(unstamped, "time#2"), "device");
+}
+
 /// A drive across the antimeridian (Anadyr to Provideniya and back) is
 /// cut there in the GeoJSON (RFC 7946, 3.1.9): a MultiLineString whose
 /// parts each stay on one side, meeting at +180 and -180; a map that draws

@@ -171,7 +171,7 @@ struct Fix {
     cog: Option<f64>,
     nsat: Option<u32>,
     /// The record as sent (for GeoJSON properties).
-    raw: Option<String>,
+    raw: Option<Box<str>>,
 }
 
 /// Fixes per device, in time order (late batches take their place).
@@ -253,8 +253,11 @@ fn collect_fixes(
     Ok(Tracks { devices })
 }
 
-/// The record back as one JSON object, `@t`/`@ts`/`@tag` first.
-fn record_text(r: &Record<'_>) -> String {
+/// The record back as one JSON object, `@t`/`@ts`/`@tag` first, each as
+/// sent: `@ts` was left out, so a stamp the export could not read was
+/// gone from it (a review, December 7). Its own size, not the doubling
+/// capacity it was made in: every fix's text is held until the end.
+fn record_text(r: &Record<'_>) -> Box<str> {
     let mut out = String::from("{");
     let mut push = |k: &str, v: &str| {
         if out.len() > 1 {
@@ -264,21 +267,34 @@ fn record_text(r: &Record<'_>) -> String {
         out.push(':');
         out.push_str(v);
     };
-    push(
-        "@t",
-        &serde_json::to_string(r.kind_name.as_ref()).unwrap_or_default(),
-    );
-    if let Some(tag) = &r.tag {
-        push(
-            "@tag",
-            &serde_json::to_string(tag.as_ref()).unwrap_or_default(),
-        );
+    for (k, v) in ["@t", "@ts", "@tag"].into_iter().zip(r.head) {
+        if let Some(v) = v {
+            push(k, v);
+        }
     }
     for (k, v) in &r.fields {
         push(k, v);
     }
     out.push('}');
-    out
+    out.into_boxed_str()
+}
+
+/// Puts `value` at `key` among a fix's properties; a field of the
+/// record's own by that name moves to `key#2` (or `#3`…), as CSV keeps
+/// it, also when there is no `value` (a fix without a readable stamp has
+/// no `time`, and a `time` there is the device's, not UTC). It was
+/// overwritten without a word (a probe, December 7).
+fn own_property(props: &mut geojson::JsonObject, key: &str, value: Option<geojson::JsonValue>) {
+    if let Some(theirs) = props.remove(key) {
+        let free = (2..)
+            .map(|n| format!("{key}#{n}"))
+            .find(|k| !props.contains_key(k))
+            .expect("a free name");
+        props.insert(free, theirs);
+    }
+    if let Some(value) = value {
+        props.insert(key.into(), value);
+    }
 }
 
 /// 0001-01-01T00:00:00Z in seconds since the Unix epoch: the first time
@@ -452,11 +468,10 @@ pub fn geojson(
             }
             for f in drive {
                 let mut props = f.raw.as_deref().map(properties).unwrap_or_default();
-                props.insert("unit_id".into(), unit.clone().into());
-                props.insert("drive".into(), (n + 1).into());
-                if let Some(ts) = f.ts {
-                    props.insert("time".into(), ts.to_string().into());
-                }
+                own_property(&mut props, "unit_id", Some(unit.clone().into()));
+                own_property(&mut props, "drive", Some((n + 1).into()));
+                let time = f.ts.map(|ts| ts.to_string().into());
+                own_property(&mut props, "time", time);
                 let feature = Feature {
                     geometry: Some(Geometry::new_point([f.lon, f.lat])),
                     properties: Some(props),
