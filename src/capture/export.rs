@@ -297,6 +297,14 @@ fn own_property(props: &mut geojson::JsonObject, key: &str, value: Option<geojso
     }
 }
 
+/// A course over ground as GPX's extension takes it, in [0, 360):
+/// `rem_euclid` rounds a tiny negative (-1e-15) up to 360 itself, which
+/// the schema refuses (a review, December 7).
+fn course(cog: f64) -> Option<f64> {
+    let c = cog.rem_euclid(360.0);
+    c.is_finite().then_some(if c < 360.0 { c } else { 0.0 })
+}
+
 /// 0001-01-01T00:00:00Z in seconds since the Unix epoch: the first time
 /// GPX's `xs:dateTime` can say.
 const GPX_YEAR_ONE: i64 = -62_135_596_800;
@@ -382,7 +390,7 @@ pub fn gpx(paths: &[PathBuf], filter: &Filter, out: impl Write) -> Result<Writte
                     el(&mut w, "sat", &n.to_string())?;
                 }
                 let speed = f.sog_kmh.filter(|s| s.is_finite() && *s >= 0.0);
-                let course = f.cog.filter(|c| c.is_finite()).map(|c| c.rem_euclid(360.0));
+                let course = f.cog.and_then(course);
                 if speed.is_some() || course.is_some() {
                     w.write(XmlEvent::start_element("extensions"))
                         .map_err(xml_err)?;
@@ -1223,6 +1231,16 @@ fn file_name(kind: &str, taken: &mut HashSet<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_course_is_from_0_up_to_360() {
+        assert_eq!(course(-1e-15), Some(0.0));
+        assert_eq!(course(-90.0), Some(270.0));
+        assert_eq!(course(360.0), Some(0.0));
+        assert_eq!(course(725.5), Some(5.5));
+        assert_eq!(course(f64::NAN), None);
+        assert_eq!(course(f64::INFINITY), None);
+    }
 
     #[test]
     fn descriptor_names_are_told_from_files() {
