@@ -745,6 +745,7 @@ fn screen_setup(
         // The path itself (the save key `s` writes beside it); the screen
         // draws no invisible character of it.
         capture_path: running.capture_path().display().to_string(),
+        save_beside: running.capture_path().to_path_buf(),
         capture_bytes: None,
         dropped_events: 0,
         capture_taken: None,

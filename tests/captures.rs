@@ -1471,6 +1471,7 @@ fn the_save_key_writes_a_batch_as_export_batches_does() {
     let mut app = App::new(
         Setup {
             capture_path: path.display().to_string(),
+            save_beside: path.clone(),
             ..Setup::default()
         },
         Theme::mono(),

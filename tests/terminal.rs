@@ -493,6 +493,39 @@ fn view_shows_a_capture_with_its_timeline_and_no_listener() {
     assert!(tty.cooked(), "raw mode left on");
 }
 
+/// `view` over two captures saves a body with `s` beside the first,
+/// named after it: the two names joined for the header were taken as the
+/// path (`a.jsonl, b-captured-2.json` in the folder, or a folder that
+/// does not exist; a review, December 7).
+#[test]
+fn view_of_two_captures_saves_a_body_beside_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, second) in [("a.jsonl", 0), ("b.jsonl", 1)] {
+        let line = format!(
+            r#"{{"received":"2026-11-27T08:00:0{second}.000Z","unit_id":"aa","batch_hash":"h{second}","acked":true,"records":[{{"@t":"obd.bat","@ts":"2026-11-27T08:00:0{second}Z","voltage":12.{second}}}]}}"#
+        );
+        std::fs::write(dir.path().join(name), line + "\n").unwrap();
+    }
+    let folder = dir.path().to_path_buf();
+    let mut tty = Tty::launch(dir, "exec \"$0\" \"$@\"", &["view", "a.jsonl", "b.jsonl"]);
+    tty.wait_screen("batch 2 of 2");
+    tty.press("2");
+    tty.wait_screen("Enter opens");
+    tty.press("\r");
+    tty.press("s");
+    tty.wait_screen("body saved to");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+    let mut saved: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    saved.sort();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(saved[0].starts_with("a-captured-"), "{saved:?}");
+}
+
 /// An upstream answering 401 to one batch: the header shows the target
 /// up with the batch parked, while the next batches go on.
 #[test]

@@ -85,6 +85,11 @@ pub struct Setup {
     /// Configured tokens; 0 means `--no-auth`.
     pub tokens: usize,
     pub capture_path: String,
+    /// The file `s` saves a body beside, named after it: the capture, or
+    /// in `view` the first of the captures (`capture_path` is their names
+    /// joined for the header, and was taken as a path: `view a b` saved
+    /// to `a, b-captured-3.json`, a review).
+    pub save_beside: std::path::PathBuf,
     /// Refreshed on each tick.
     pub capture_bytes: Option<u64>,
     /// Events the listener dropped because the screen was too slow.
@@ -536,7 +541,7 @@ impl App {
             "request {}: no body held to save",
             crate::capture::load::request_names(id).0
         ))?;
-        let capture = std::path::Path::new(&self.setup.capture_path);
+        let capture = self.setup.save_beside.as_path();
         let stem = capture
             .file_stem()
             .map_or("autopi-rx".into(), |s| s.to_string_lossy());

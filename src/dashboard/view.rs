@@ -258,6 +258,7 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let setup = Setup {
         capture_path: names.join(", "),
+        save_beside: paths.first().cloned().unwrap_or_default(),
         capture_bytes: Some(total),
         viewing: true,
         ..Setup::default()
