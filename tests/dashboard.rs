@@ -1593,6 +1593,43 @@ fn a_saved_body_keeps_its_file_name_on_a_narrow_edge() {
     );
 }
 
+/// The help lists every address the device can be pointed at, as the
+/// header's "+N more (?)" promises: on a screen too short for all, the
+/// last keys give way, counted, not the addresses (the box was cut at the
+/// screen's edge: 3 addresses at 80x24 showed 2; a review). On a tall
+/// screen every key and the note on what is kept are there.
+#[test]
+fn help_lists_every_address_on_a_small_screen() {
+    let urls: Vec<String> = (1..=5)
+        .map(|i| format!("http://192.168.{i}.20:8000/"))
+        .collect();
+    let mut app = App::new(
+        autopi_rx::dashboard::app::Setup {
+            urls: urls.clone(),
+            ..setup()
+        },
+        Theme::mono(),
+        at("2026-11-27T07:59:55Z"),
+    );
+    press(&mut app, &[KeyCode::Char('?')]);
+    let small = text(&draw(&app, 80, 24));
+    for url in &urls {
+        assert!(small.contains(url.as_str()), "{url} missing:\n{small}");
+    }
+    assert!(
+        small.contains("more keys: a taller terminal shows them"),
+        "{small}"
+    );
+    assert!(
+        small.contains("quit (the capture is flushed first)"),
+        "{small}"
+    );
+    let tall = text(&draw(&app, 120, 40));
+    assert!(!tall.contains("more keys"), "{tall}");
+    assert!(tall.contains("pick next / previous device"), "{tall}");
+    assert!(tall.contains("Keeps the last"), "{tall}");
+}
+
 /// The help lists only keys that do something where it is opened: looking
 /// back, no freeze, answer mode or device arrows (the timeline has them);
 /// Home and End are listed with g and G.

@@ -103,20 +103,32 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             ])
         })
         .collect();
-    lines.push(Line::default());
+    let mut after = vec![Line::default()];
     if !app.setup.urls.is_empty() {
-        lines.push(Line::from(Span::styled(" Point the device at:", t.label)));
+        after.push(Line::from(Span::styled(" Point the device at:", t.label)));
         for url in &app.setup.urls {
-            lines.push(Line::from(Span::styled(format!("   {url}"), t.url)));
+            after.push(Line::from(Span::styled(format!("   {url}"), t.url)));
         }
     }
-    lines.push(Line::from(Span::styled(
-        format!(" Keeps the last {REQUEST_RING} requests and {EVENT_RING} events per device."),
-        t.dim,
-    )));
-    // The note on what is kept gives way first on a small screen.
-    if lines.len() + 2 > area.height as usize {
-        lines.pop();
+    // On a small screen the note on what is kept gives way first, then
+    // the last keys, counted: the addresses are all listed, as the
+    // header's "+N more (?)" promises (the box was cut at the screen's
+    // edge, and the last addresses with it: a review, December 7).
+    let room = usize::from(area.height).saturating_sub(2);
+    if lines.len() + after.len() < room {
+        after.push(Line::from(Span::styled(
+            format!(" Keeps the last {REQUEST_RING} requests and {EVENT_RING} events per device."),
+            t.dim,
+        )));
+    } else if lines.len() + after.len() > room {
+        let keep = room.saturating_sub(after.len() + 1).min(lines.len());
+        let left = lines.len() - keep;
+        lines.truncate(keep);
+        lines.push(Line::from(Span::styled(
+            format!(" … {left} more keys: a taller terminal shows them"),
+            t.dim,
+        )));
     }
+    lines.extend(after);
     overlay(app, "Keys", "Esc or ? closes", lines, 68, area, buf);
 }
