@@ -933,11 +933,8 @@ fn the_header_fits_80_columns_and_says_where_it_cut() {
 fn a_batch_body_is_one_record_a_line_pretty_on_p_and_saved_on_s() {
     let dir = tempfile::tempdir().unwrap();
     let mut app = busy();
-    app.setup.capture_path = dir
-        .path()
-        .join("20261127T075950Z.jsonl")
-        .display()
-        .to_string();
+    app.setup.save_beside = dir.path().join("20261127T075950Z.jsonl");
+    app.setup.capture_path = app.setup.save_beside.display().to_string();
     app.resize(120, 40);
     press(
         &mut app,

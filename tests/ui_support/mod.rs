@@ -23,6 +23,7 @@ pub fn setup() -> Setup {
         url_note: None,
         tokens: 1,
         capture_path: "captures/20261127T075950Z.jsonl".into(),
+        save_beside: "captures/20261127T075950Z.jsonl".into(),
         capture_bytes: Some(215_880),
         dropped_events: 0,
         demo: false,
