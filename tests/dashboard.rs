@@ -1590,6 +1590,41 @@ fn a_saved_body_keeps_its_file_name_on_a_narrow_edge() {
     );
 }
 
+/// A panel's note longer than the room beside its title is cut with `…`
+/// and leaves the title whole: ratatui let it run over the title from its
+/// start (the Uplink tab at 80 columns with more devices than it keeps
+/// read "╭vices (2872 batches of further devices not shown)…"; a probe).
+#[test]
+fn a_long_panel_note_is_cut_and_leaves_the_title() {
+    let mut app = empty();
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.6}]"#;
+    for i in 0..70u64 {
+        let unit = format!("{i:032x}");
+        app.apply(&accepted(
+            i + 1,
+            at("2026-11-27T08:00:00Z"),
+            Some(&unit),
+            body,
+        ));
+    }
+    app.tick(at("2026-11-27T08:00:07Z"));
+    press(&mut app, &[KeyCode::Char('4')]);
+    for width in [80, 120] {
+        let screen = text(&draw(&app, width, 24));
+        let edge = screen
+            .lines()
+            .find(|l| l.contains('╭'))
+            .unwrap_or_default()
+            .trim_end();
+        assert!(edge.starts_with("╭ Uplink "), "{width}:\n{screen}");
+        assert!(edge.ends_with('╮'), "{width}:\n{screen}");
+        assert!(edge.contains("64+ devices (6 batches"), "{width}:\n{screen}");
+        let whole = edge.ends_with(" late ╮");
+        assert!(whole || edge.ends_with("… ╮"), "{width}:\n{screen}");
+        assert_eq!(whole, width > 80, "{width}:\n{screen}");
+    }
+}
+
 /// The help lists every address the device can be pointed at, as the
 /// header's "+N more (?)" promises: on a screen too short for all, the
 /// last keys give way, counted, not the addresses (the box was cut at the

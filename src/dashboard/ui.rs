@@ -100,14 +100,25 @@ fn live(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// A bordered panel with a title and, on the right, a note (often an age).
-pub fn panel(app: &App, title: &str, note: Option<String>) -> Block<'static> {
+/// `width` is the panel's, corners included: a note longer than the room
+/// beside the title is cut with `…`, where ratatui let it run over the
+/// title from its start (the Uplink tab at 80 columns read "╭vices (2872
+/// batches…", a probe, December 7).
+pub fn panel(app: &App, title: &str, note: Option<String>, width: u16) -> Block<'static> {
     let t = &app.theme;
+    let title = Line::from(Span::styled(format!(" {title} "), t.title));
+    // Two corners, a cell between title and note, the note's own spaces.
+    let room = usize::from(width).saturating_sub(title.width() + 5);
     let mut block = Block::bordered()
         .border_type(BorderType::Rounded)
         .border_style(t.border)
-        .title(Line::from(Span::styled(format!(" {title} "), t.title)));
-    if let Some(note) = note {
-        block = block.title(Line::from(Span::styled(format!(" {note} "), t.dim)).right_aligned());
+        .title(title);
+    if let Some(note) = note.filter(|_| room >= 2) {
+        let room = u16::try_from(room).unwrap_or(u16::MAX);
+        let mut note = fit_line(Line::from(Span::styled(note, t.dim)), room);
+        note.spans.insert(0, Span::styled(" ", t.dim));
+        note.spans.push(Span::styled(" ", t.dim));
+        block = block.title(note.right_aligned());
     }
     block
 }
@@ -169,7 +180,7 @@ pub fn overlay(
         .collect();
     Clear.render(spot, buf);
     Paragraph::new(lines)
-        .block(panel(app, title, Some(note.to_string())))
+        .block(panel(app, title, Some(note.to_string()), width))
         .render(spot, buf);
 }
 

@@ -33,7 +33,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let device = app.device();
     let battery = device.and_then(|d| d.battery.as_ref());
     let block = bottom_edge(
-        panel(app, "Battery", battery.map(|b| age(app.now(), b.ts))),
+        panel(
+            app,
+            "Battery",
+            battery.map(|b| age(app.now(), b.ts)),
+            area.width,
+        ),
         area.width,
         battery
             .is_some_and(|b| b.old)

@@ -30,6 +30,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         app,
         &format!("Request {}", crate::capture::load::request_names(id).0),
         Some("Esc closes · ↑↓ PgUp PgDn g G scroll".into()),
+        area.width,
     );
     if let Some(saved) = saved_title(app, area.width) {
         block = block.title_bottom(saved);

@@ -30,7 +30,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .min(matching.len().saturating_sub(height));
     let end = matching.len() - scroll;
     let start = end.saturating_sub(height);
-    let block = panel(app, "Events", Some(note(app, matching.len(), scroll)));
+    let block = panel(
+        app,
+        "Events",
+        Some(note(app, matching.len(), scroll)),
+        area.width,
+    );
     let block = match filter_title(app) {
         Some(title) => block.title_bottom(title),
         None => block,

@@ -44,7 +44,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         vec![Line::from(Span::styled(which, app.theme.label))]
     });
     let block = bottom_edge(
-        panel(app, "Position", note),
+        panel(app, "Position", note, area.width),
         area.width,
         old.into_iter().collect(),
         which,

@@ -142,7 +142,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             }))
             .collect::<Vec<_>>(),
     );
-    let mut block = panel(app, "Requests", Some(note))
+    let mut block = panel(app, "Requests", Some(note), area.width)
         .title_bottom(saved_title(app, area.width).unwrap_or(legend));
     if let Some(title) = filter_title(app) {
         block = block.title(title);

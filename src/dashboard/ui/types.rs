@@ -35,7 +35,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         note
     });
-    let mut block = panel(app, "Types", note);
+    let mut block = panel(app, "Types", note, area.width);
     if let Some(title) = filter_title(app) {
         block = block.title_bottom(title);
     }

@@ -128,7 +128,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let short = " on time: ≤ 1.5 cycles + 2 s · late: 3 · overdue: 10 cycles · then silent ";
     let fits = long.chars().count() <= usize::from(area.width.saturating_sub(2));
     let legend = Line::from(Span::styled(if fits { long } else { short }, t.label));
-    let block = panel(app, "Uplink", Some(note)).title_bottom(legend);
+    let block = panel(app, "Uplink", Some(note), area.width).title_bottom(legend);
     let inner = block.inner(area);
     block.render(area, buf);
     if logs.is_empty() {

@@ -44,7 +44,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
     }
     let block = bottom_edge(
-        panel(app, "Data usage", usage.map(|u| age(app.now(), u.ts))),
+        panel(
+            app,
+            "Data usage",
+            usage.map(|u| age(app.now(), u.ts)),
+            area.width,
+        ),
         area.width,
         edge,
         None,

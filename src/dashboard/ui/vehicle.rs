@@ -33,7 +33,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let focused = app.viewer.vehicle_focus;
     let title_note = focused.then(|| "↑↓ scroll · v or Esc back".to_string());
     let Some(device) = app.device() else {
-        let block = panel(app, "Vehicle and sensors", title_note);
+        let block = panel(app, "Vehicle and sensors", title_note, area.width);
         let inner = block.inner(area);
         block.render(area, buf);
         placeholder(app, "no upload yet", inner, buf);
@@ -42,7 +42,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let codes = trouble_codes(app, device);
     let rows = values(app, device);
     let total = codes.len() + rows.len();
-    let block = panel(app, "Vehicle and sensors", title_note);
+    let block = panel(app, "Vehicle and sensors", title_note, area.width);
     let mut edge: Vec<EdgePiece> = device
         .has_old_vehicle_values()
         .then(|| old_data_title(app))
