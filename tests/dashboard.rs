@@ -1590,6 +1590,30 @@ fn a_saved_body_keeps_its_file_name_on_a_narrow_edge() {
     );
 }
 
+/// A unit-id's control characters are written as `\u{..}` wherever the
+/// dashboard shows it (request list and detail, Uplink, device picker),
+/// as `view --summary` writes it: the frame dropped them, and `ctl\x1b]0;T`
+/// read `ctl]0;T`, like another device of that name (a probe).
+#[test]
+fn a_unit_id_s_control_characters_are_shown_escaped() {
+    let mut app = empty();
+    let unit = "ctl\u{1}\u{1b}]0;T\u{7}";
+    let shown = "ctl\\u{1}\\u{1b}]0;T\\u{7}";
+    let body = r#"[{"@t":"obd.bat","@ts":"2026-11-27T08:00:00Z","voltage":12.6}]"#;
+    app.apply(&accepted(1, at("2026-11-27T08:00:00Z"), Some(unit), body));
+    app.tick(at("2026-11-27T08:00:07Z"));
+    for keys in [
+        &[KeyCode::Char('4')][..],
+        &[KeyCode::Char('2')],
+        &[KeyCode::Enter],
+    ] {
+        press(&mut app, keys);
+        let screen = text(&draw(&app, 200, 40));
+        assert!(screen.contains(shown), "{keys:?}:\n{screen}");
+        assert!(!screen.contains("ctl]0;T"), "{keys:?}:\n{screen}");
+    }
+}
+
 /// A panel's note longer than the room beside its title is cut with `…`
 /// and leaves the title whole: ratatui let it run over the title from its
 /// start (the Uplink tab at 80 columns with more devices than it keeps
@@ -1618,7 +1642,10 @@ fn a_long_panel_note_is_cut_and_leaves_the_title() {
             .trim_end();
         assert!(edge.starts_with("╭ Uplink "), "{width}:\n{screen}");
         assert!(edge.ends_with('╮'), "{width}:\n{screen}");
-        assert!(edge.contains("64+ devices (6 batches"), "{width}:\n{screen}");
+        assert!(
+            edge.contains("64+ devices (6 batches"),
+            "{width}:\n{screen}"
+        );
         let whole = edge.ends_with(" late ╮");
         assert!(whole || edge.ends_with("… ╮"), "{width}:\n{screen}");
         assert_eq!(whole, width > 80, "{width}:\n{screen}");

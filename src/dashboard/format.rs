@@ -306,8 +306,9 @@ pub fn fit_start(s: &str, width: usize) -> String {
 
 /// A unit-id shortened to its first and last four characters.
 pub fn short_id(id: &str) -> String {
+    let id = unit_shown(id);
     if id.chars().count() <= 12 {
-        return id.to_string();
+        return id.into_owned();
     }
     let head: String = id.chars().take(4).collect();
     let tail: String = id
@@ -322,6 +323,14 @@ pub fn short_id(id: &str) -> String {
 }
 
 pub use crate::text::is_invisible;
+
+/// A `unit-id` as the screen writes it: its invisible characters as
+/// `\u{..}`, as `view --summary` and a GPX track's name write them. The
+/// frame drops every invisible character it is given, so `ctl\x1b]0;T`
+/// and `ctl]0;T` read alike as `ctl]0;T` (a probe, December 7).
+pub fn unit_shown(id: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::shown(id)
+}
 
 #[cfg(test)]
 mod tests {

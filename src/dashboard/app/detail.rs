@@ -152,10 +152,12 @@ pub fn head(r: &RequestEvent, let_go: bool, width: u16, pretty: bool) -> Vec<Tex
     ]);
     out.push(Vec::new());
     out.push(vec![piece(Tone::Title, "Headers")]);
+    // Invisible characters as `\u{..}`, as the panels write them: the
+    // frame drops them, so a unit-id `ctl\x1b]0;T` read `ctl]0;T`.
     for (name, value) in &r.headers {
         out.push(vec![
-            piece(Tone::Label, format!("  {name}: ")),
-            piece(Tone::Value, value.clone()),
+            piece(Tone::Label, format!("  {}: ", crate::text::shown(name))),
+            piece(Tone::Value, crate::text::shown(value).into_owned()),
         ]);
     }
     let mut out = wrap(out);
@@ -229,7 +231,10 @@ fn summary(r: &RequestEvent) -> Vec<TextLine> {
         // was broken in the middle at 80 columns.
         vec![piece(
             Tone::Label,
-            format!("unit-id {}", r.unit_id.as_deref().unwrap_or("-")),
+            format!(
+                "unit-id {}",
+                crate::dashboard::format::unit_shown(r.unit_id.as_deref().unwrap_or("-"))
+            ),
         )],
         vec![piece(
             Tone::Label,

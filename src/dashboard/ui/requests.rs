@@ -18,7 +18,7 @@ use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 use unicode_width::UnicodeWidthStr;
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{bytes, clock_ms, count, fit, fit_words, short_id};
+use crate::dashboard::format::{bytes, clock_ms, count, fit, fit_words, short_id, unit_shown};
 use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder, saved_title};
 use crate::event::RequestEvent;
 
@@ -202,11 +202,11 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
             Col::Time => (clock_ms(r.received), t.dim),
             Col::Peer => (r.peer.clone(), t.base),
             Col::Unit => {
-                let id = r.unit_id.as_deref().unwrap_or("-");
+                let id = unit_shown(r.unit_id.as_deref().unwrap_or("-"));
                 let id = if id.width() > w {
-                    short_id(id)
+                    short_id(&id)
                 } else {
-                    id.to_string()
+                    id.into_owned()
                 };
                 (id, t.base)
             }

@@ -245,7 +245,7 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
     let now = app.now();
     let up = uplink::of(log, now);
     let id = if layout.cells[0].2 >= 32 {
-        log.unit_id.clone()
+        crate::dashboard::format::unit_shown(&log.unit_id).into_owned()
     } else {
         short_id(&log.unit_id)
     };
