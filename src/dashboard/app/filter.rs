@@ -51,18 +51,29 @@ impl Filter {
                 .any(|f| f.to_lowercase().contains(&self.needle))
     }
 
-    /// An event line, by its tag and fields.
+    /// An event line, by its tag as shown (`@system/power/on`) and fields.
+    /// The tag without its `@`: `/@system` found nothing (a review).
     pub fn event(&self, l: &LogLine) -> bool {
-        self.passes(&[&l.tag, &l.fields])
+        self.needle.is_empty() || self.passes(&[&format!("@{}", l.tag), &l.fields])
     }
 
-    /// A request, by peer, unit-id, path, status, method and error.
+    /// A request, by peer, unit-id, path, status, method and error, each
+    /// as its row shows it: an unanswered one's status is `none` (it was
+    /// matched as `0`), a unit-id has its invisible characters as
+    /// `\u{..}`, a request without one `-` (a review, December 7).
     pub fn request(&self, r: &RequestEvent) -> bool {
+        if self.needle.is_empty() {
+            return true;
+        }
+        let status = match r.status {
+            crate::event::NO_ANSWER => "none".to_string(),
+            status => status.to_string(),
+        };
         self.passes(&[
             &r.peer,
-            r.unit_id.as_deref().unwrap_or(""),
+            &crate::dashboard::format::unit_shown(r.unit_id.as_deref().unwrap_or("-")),
             &r.path,
-            &r.status.to_string(),
+            &status,
             &r.method,
             r.error.as_deref().unwrap_or(""),
         ])
@@ -95,11 +106,31 @@ mod tests {
             f.push(c);
         }
         assert!(f.event(&line));
+        // The tag as the row shows it, with its `@`.
+        let mut at = Filter::default();
+        "@SYSTEM/power".chars().for_each(|c| at.push(c));
+        assert!(at.event(&line));
         f.push('x');
         assert!(!f.event(&line));
         f.pop();
         assert_eq!(f.text(), "stn");
         f.clear();
         assert!(f.is_empty() && f.event(&line));
+    }
+
+    #[test]
+    fn a_request_is_matched_as_its_row_shows_it() {
+        let filter = |text: &str| {
+            let mut f = Filter::default();
+            text.chars().for_each(|c| f.push(c));
+            f
+        };
+        let at = crate::fixtures::at("2026-11-27T08:00:00Z");
+        let mut r = crate::fixtures::accepted(1, at, Some("ctl\u{1b}x"), "[]");
+        r.status = crate::event::NO_ANSWER;
+        assert!(filter("none").request(&r));
+        assert!(filter("ctl\\u{1b}x").request(&r));
+        r.unit_id = None;
+        assert!(filter("-").request(&r));
     }
 }
