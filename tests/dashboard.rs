@@ -159,6 +159,33 @@ fn events_scroll_back_and_follow_again() {
     assert!(!newest.contains("@vehicle/engine/stopped"));
 }
 
+/// Scrolled back on one device's events while following the last to
+/// upload, another device uploads: the panel shows the new one's newest
+/// lines, following, not a place in its list found from the other's
+/// lines (it jumped to the new one's oldest; a review).
+#[test]
+fn events_scrolled_back_follow_a_new_device_from_its_newest() {
+    let mut app = busy();
+    app.resize(120, 40);
+    press(&mut app, &[KeyCode::Char('k'), KeyCode::Char('k')]);
+    assert!(text(&draw(&app, 120, 40)).contains("2 newer below"));
+    let events: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                r#"{{"@t":"event.x","@ts":"2026-11-27T08:14:{i:02}Z","@tag":"other/event/n{i}"}}"#
+            )
+        })
+        .collect();
+    let body = format!("[{}]", events.join(","));
+    app.apply(&accepted(7, at("2026-11-27T08:15:00Z"), Some(UNIT2), &body));
+    let screen = text(&draw(&app, 120, 40));
+    assert_eq!(app.viewer.events_scroll, 0, "{screen}");
+    assert!(
+        screen.contains("@other/event/n29") && screen.contains("following"),
+        "{screen}"
+    );
+}
+
 #[test]
 fn request_detail_scrolls_through_the_body() {
     let mut app = busy();

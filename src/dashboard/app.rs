@@ -241,11 +241,18 @@ impl App {
     /// Folds one request event (also while frozen: only the display stops).
     pub fn apply(&mut self, e: &RequestEvent) {
         let anchor = (self.viewer.events_scroll > 0 && !self.is_frozen())
-            .then(|| self.bottom_event())
+            .then(|| Some((self.bottom_event()?, self.device()?.unit_id.clone())))
             .flatten();
         self.live.apply(e);
-        if let Some(anchor) = anchor {
-            self.keep_events_in_place(anchor);
+        if let Some((anchor, unit_id)) = anchor {
+            // Following the last device to upload, and another did: the
+            // anchor is a line of the one before, and the view starts at
+            // the new one's newest (it jumped to its oldest: a review).
+            if self.device().is_some_and(|d| d.unit_id == unit_id) {
+                self.keep_events_in_place(anchor);
+            } else {
+                self.viewer.events_scroll = 0;
+            }
         }
     }
 
