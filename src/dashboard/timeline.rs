@@ -59,6 +59,9 @@ pub struct Cursor {
     pub last: Option<Timestamp>,
     pub playing: bool,
     pub speed: u32,
+    /// Batches that could not be read again since the view began (the
+    /// file changed under it): said on the bar, not only at exit.
+    pub unreadable: u64,
 }
 
 /// Where the timeline's batches come from, by index in time order.
@@ -98,8 +101,9 @@ pub struct Timeline<S: Batches> {
     speed: usize,
     /// While playing: the time shown, between two batches.
     play_clock: Option<Timestamp>,
-    /// Batches that could not be read again.
-    pub unreadable: u64,
+    /// Batches that could not be read again, each once however often
+    /// the cursor passes it.
+    unread: std::collections::BTreeSet<usize>,
 }
 
 impl<S: Batches> Timeline<S> {
@@ -116,7 +120,7 @@ impl<S: Batches> Timeline<S> {
             playing: false,
             speed: DEFAULT_SPEED,
             play_clock: None,
-            unreadable: 0,
+            unread: std::collections::BTreeSet::new(),
         }
     }
 
@@ -132,7 +136,9 @@ impl<S: Batches> Timeline<S> {
         for e in events.take(self.source.len() - self.folded) {
             match e {
                 Some(e) => app.apply(&e),
-                None => self.unreadable += 1,
+                None => {
+                    self.unread.insert(self.folded);
+                }
             }
             self.folded += 1;
             self.save(app, self.folded - 1);
@@ -172,7 +178,9 @@ impl<S: Batches> Timeline<S> {
         while self.folded < target {
             match self.source.event(self.folded) {
                 Some(e) => app.apply(&e),
-                None => self.unreadable += 1,
+                None => {
+                    self.unread.insert(self.folded);
+                }
             }
             self.folded += 1;
             self.save(app, self.folded - 1);
@@ -205,7 +213,13 @@ impl<S: Batches> Timeline<S> {
             last: n.checked_sub(1).map(|i| self.source.received(i)),
             playing: self.playing,
             speed: SPEEDS[self.speed],
+            unreadable: self.unreadable(),
         }
+    }
+
+    /// Batches that could not be read again since the view began.
+    pub fn unreadable(&self) -> u64 {
+        self.unread.len() as u64
     }
 
     /// Batches folded.
@@ -306,8 +320,15 @@ pub fn render(app: &App, c: &Cursor, area: Rect, buf: &mut Buffer) {
     let state = if c.playing { "▶ playing" } else { "paused" };
     let at =
         c.at.map_or_else(|| "before the first batch".into(), long_time);
+    // A capture cut short or replaced while viewed: its batches read
+    // as nothing, and the panels stood empty at "batch 3,008 of 3,009"
+    // with no word until the exit (a probe, December 7).
+    let unread = match c.unreadable {
+        0 => String::new(),
+        n => format!(" · {} not read again: the file changed?", count(n)),
+    };
     let right = format!(
-        "batch {} of {} · {at} · {state} {}× ",
+        "batch {} of {}{unread} · {at} · {state} {}× ",
         count(c.position as u64),
         count(c.batches as u64),
         c.speed
@@ -423,8 +444,9 @@ mod tests {
     use crate::dashboard::theme::Theme;
     use crate::fixtures::{accepted, at};
 
-    /// Batches one minute apart, each with one battery reading.
-    struct Fake(Vec<RequestEvent>);
+    /// Batches one minute apart, each with one battery reading; those
+    /// from the second field on cannot be read again.
+    struct Fake(Vec<RequestEvent>, usize);
 
     impl Batches for Fake {
         fn len(&self) -> usize {
@@ -434,7 +456,7 @@ mod tests {
             self.0[i].received
         }
         fn event(&mut self, i: usize) -> Option<RequestEvent> {
-            Some(self.0[i].clone())
+            (i < self.1).then(|| self.0[i].clone())
         }
     }
 
@@ -456,6 +478,7 @@ mod tests {
                     accepted(i as u64 + 1, t, Some("a"), &body)
                 })
                 .collect(),
+            n,
         )
     }
 
@@ -543,5 +566,37 @@ mod tests {
         tl.play(&mut app, Duration::from_secs(3600));
         let c = tl.cursor();
         assert_eq!((c.position, c.playing, c.at), (10, false, c.last));
+    }
+
+    /// Batches that cannot be read again (the capture cut short while
+    /// viewed) are counted, and the bar says so.
+    #[test]
+    fn batches_not_read_again_are_said_on_the_bar() {
+        let mut source = fake(10);
+        let events = source.0.clone();
+        source.1 = 6;
+        let mut app = App::new(Setup::default(), Theme::mono(), at("2026-11-27T08:00:00Z"));
+        let mut tl = Timeline::new(source);
+        tl.load(&mut app, events.into_iter().map(Some), |_| {});
+        let bar = |tl: &Timeline<Fake>, app: &App| {
+            let area = Rect::new(0, 0, 120, 2);
+            let mut buf = Buffer::empty(area);
+            render(app, &tl.cursor(), area, &mut buf);
+            (0..120)
+                .map(|x| buf[(x, 0)].symbol().to_string())
+                .collect::<String>()
+        };
+        assert!(!bar(&tl, &app).contains("not read again"));
+        // Passed twice, each is counted once.
+        tl.seek(&mut app, 2);
+        tl.seek(&mut app, 10);
+        tl.seek(&mut app, 2);
+        tl.seek(&mut app, 10);
+        assert_eq!(tl.cursor().unreadable, 4);
+        let shown = bar(&tl, &app);
+        assert!(
+            shown.contains("batch 10 of 10 · 4 not read again: the file changed?"),
+            "{shown}"
+        );
     }
 }

@@ -292,10 +292,10 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
     }
     quit.store(true, Ordering::Relaxed);
     drop(reader);
-    if timeline.unreadable > 0 {
+    if timeline.unreadable() > 0 {
         crate::say!(
             "warning: {} batches could not be read again (did a capture change meanwhile?)",
-            timeline.unreadable
+            timeline.unreadable()
         );
     }
     result
