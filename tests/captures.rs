@@ -2678,6 +2678,30 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
             "{value}: {header:?} {row:?}"
         );
     }
+    // An `@t` that is no string and an `@ts` that is no time keep their
+    // values as sent in columns of their own; the fixed ones hold what
+    // was read (blank). Both were gone from the CSV.
+    let line = r#"{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h2","records":[{"@t":5,"@ts":"2026-11-27T08:00:03Z","v":1},{"@t":"odd","@ts":"yesterday","v":2},{"@t":"odd","@ts":"2026-11-27T08:00:04","v":3}]}"#;
+    std::fs::write(&path, line.to_string() + "\n").unwrap();
+    std::fs::remove_dir_all(&folder).unwrap();
+    let out = binary()
+        .arg("export")
+        .arg(&path)
+        .args(["--format", "csv", "-o"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cells = |file: &str, name: &str| -> Vec<String> {
+        let mut read = csv::Reader::from_path(folder.join(file)).unwrap();
+        let at = read.headers().unwrap().iter().position(|h| h == name);
+        let at = at.unwrap_or_else(|| panic!("{file} has no {name}"));
+        read.records().map(|r| r.unwrap()[at].to_string()).collect()
+    };
+    assert_eq!(cells("_.csv", "@t#2"), ["5"]);
+    assert_eq!(cells("_.csv", "@t"), [""]);
+    assert_eq!(cells("odd.csv", "@ts#2"), ["yesterday", ""]);
+    assert_eq!(cells("odd.csv", "@ts"), ["", "2026-11-27T08:00:04Z"]);
 }
 
 /// A batch too large to have its rows made ahead (over 1 MiB of records)

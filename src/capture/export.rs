@@ -1044,6 +1044,9 @@ fn flat_keys(r: &Record<'_>) -> Vec<String> {
     if r.tag.is_some() {
         keys.push("@tag".to_string());
     }
+    for (k, v) in unread_head(r) {
+        flatten_keys(k, v, &mut keys, 1);
+    }
     for (k, v) in &r.fields {
         flatten_keys(k, v, &mut keys, 1);
     }
@@ -1127,11 +1130,27 @@ fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>, depth: usize) {
 }
 
 /// `@tag` and every field, flattened to (dotted name, text).
+/// A record's `@t` that is no string and `@ts` that is no time, as sent:
+/// their fixed columns hold what was read (a blank), so these go in
+/// columns of their own (`@t#2`, `@ts#2`). They were gone from the CSV
+/// (a probe, December 7).
+fn unread_head<'a>(r: &Record<'a>) -> impl Iterator<Item = (&'static str, &'a str)> {
+    let [t, ts, _] = r.head;
+    let t = t.filter(|raw| !raw.trim_start().starts_with('"'));
+    let ts = ts.filter(|raw| r.ts.is_none() && raw.trim() != "null");
+    [("@t", t), ("@ts", ts)]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+}
+
 fn flatten_record(r: &Record<'_>, out: &mut Vec<(String, String)>) {
     if let Some(tag) = &r.tag {
         out.push(("@tag".into(), tag.to_string()));
     }
     let from = out.len();
+    for (k, v) in unread_head(r) {
+        flatten(k, v, out, 1);
+    }
     for (k, v) in &r.fields {
         flatten(k, v, out, 1);
     }
