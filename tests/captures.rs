@@ -2628,6 +2628,44 @@ fn a_csv_folder_holding_a_capture_read_is_refused_and_the_capture_kept() {
     assert_eq!(std::fs::read(&capture).unwrap(), before);
 }
 
+/// A device and a type are picked by the names the summary gives them:
+/// `--unit-id "(no unit-id)"` exports the batches sent without one (it
+/// found only a device literally so named), `(empty unit-id)` those sent
+/// with an empty one, and `--type "(no @t)"` the records without a type.
+#[test]
+fn export_picks_devices_and_types_by_the_names_the_summary_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("names.jsonl");
+    let lines = [
+        r#"{"received":"2026-11-27T08:01:00.000Z","batch_hash":"h1","records":[{"@ts":"2026-11-27T08:00:01Z","v":1},{"@t":"x","v":2}]}"#,
+        r#"{"received":"2026-11-27T08:01:01.000Z","unit_id":"","batch_hash":"h2","records":[{"@t":"x","v":3}]}"#,
+        r#"{"received":"2026-11-27T08:01:02.000Z","unit_id":"aa","batch_hash":"h3","records":[{"v":4}]}"#,
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let p = path.to_str().unwrap();
+    let batches = |unit: &str| -> Vec<String> {
+        let out = autopi(&["export", p, "--format", "batches", "--unit-id", unit]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(String::from).collect()
+    };
+    assert_eq!(batches("(no unit-id)").len(), 1);
+    assert!(batches("(no unit-id)")[0].contains(r#""v":1"#));
+    assert!(batches("(empty unit-id)")[0].contains(r#""v":3"#));
+    assert!(batches("")[0].contains(r#""v":3"#));
+    assert_eq!(batches("aa").len(), 1);
+    let out = autopi(&["export", p, "--format", "csv", "--type", "(no @t)"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut read = csv::Reader::from_reader(&out.stdout[..]);
+    let at = read
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "v")
+        .unwrap();
+    let values: Vec<String> = read.records().map(|r| r.unwrap()[at].to_string()).collect();
+    assert_eq!(values, ["1", "4"]);
+}
+
 #[test]
 fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
     let dir = tempfile::tempdir().unwrap();

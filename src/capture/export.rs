@@ -50,11 +50,16 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// A device and a type are picked by the names `view --summary` and
+    /// the dashboard give them: `(no unit-id)` picks the batches sent
+    /// without one (it picked only a device of that name, and those
+    /// could not be exported alone: a probe, December 7), `(no @t)` the
+    /// records without a type.
     fn batch(&self, line: &CaptureLine) -> bool {
-        self.unit_id
-            .as_deref()
-            .is_none_or(|u| Some(u) == line.unit_id.as_deref())
-            && self.received.is_none_or(|r| r == line.received)
+        self.unit_id.as_deref().is_none_or(|u| {
+            Some(u) == line.unit_id.as_deref()
+                || u == crate::event::device_name(line.unit_id.as_deref())
+        }) && self.received.is_none_or(|r| r == line.received)
     }
 
     /// Whether any record is left out by type or time.
@@ -63,7 +68,11 @@ impl Filter {
     }
 
     fn record(&self, r: &Record<'_>) -> bool {
-        if self.kind.as_deref().is_some_and(|k| k != r.kind_name) {
+        if self
+            .kind
+            .as_deref()
+            .is_some_and(|k| k != r.kind_name && k != crate::event::type_label(&r.kind_name))
+        {
             return false;
         }
         if self.from.is_none() && self.to.is_none() {
