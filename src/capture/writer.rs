@@ -238,7 +238,11 @@ impl Sink for FileSink {
         // Its folder moved away too (`mv captures old`): made again, as at
         // start, rather than every upload answered 503 until someone
         // makes it (a hostile-client probe, December 7).
-        let made_folder = make_folder_again(&self.path)?;
+        // A failed sync of where it is listed refuses nothing: the next
+        // group would find the folder there and never sync it again.
+        let made_folder = make_folder_again(&self.path)?
+            .inspect(|dir| sync_parent(dir))
+            .is_some();
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -1695,26 +1699,25 @@ fn sync_parent(path: &Path) {
 }
 
 /// Makes the folder holding `path` again if it is gone (`mv captures
-/// old` while running), and syncs the folder that holds it; true if this
-/// call made it. The writer (at its next group) and the forwarder (at its
-/// next cursor save) both call this, and either may find the other made
-/// it first. Its own level only, not the folders above: a disk unmounted
+/// old` while running); the folder, if this call made it, for the caller
+/// to sync where it is listed ([`sync_folder_of`]). The writer (at its
+/// next group) and the forwarder (at its next cursor save) both call
+/// this, and either may find the other made it first (then the other
+/// syncs it). Its own level only, not the folders above: a disk unmounted
 /// from under the folder's parent is not quietly replaced by folders on
 /// the one below.
-pub(crate) fn make_folder_again(path: &Path) -> io::Result<bool> {
+pub(crate) fn make_folder_again(path: &Path) -> io::Result<Option<&Path>> {
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
-        return Ok(false);
+        return Ok(None);
     };
     if dir.exists() {
-        return Ok(false);
+        return Ok(None);
     }
-    let made = match std::fs::create_dir(dir) {
-        Ok(()) => true,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(e),
-    };
-    sync_folder_of(dir)?;
-    Ok(made)
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(Some(dir)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `Capture::open` in a test of a file a test opened before: a child

@@ -480,7 +480,9 @@ impl Cursors {
                 // again, as the writer makes it at the next upload, so the
                 // cursor is saved at once beside the new file (see
                 // `FileSink::ensure_at_path`).
-                make_folder_again(&self.path)?;
+                if let Some(dir) = make_folder_again(&self.path)? {
+                    sync_folder_of(dir)?;
+                }
                 File::create(&tmp)?
             }
             f => f?,
