@@ -729,9 +729,15 @@ impl Job {
         // A count read from a file the cursor no longer matches counts
         // that file's lines, not what this target had left (an empty file
         // put at the path read as none left): the board's count is said
-        // instead, which never reads the path.
+        // instead, made now (the board is only told at a publish, and a
+        // line synced just before the stop was missing), never reading
+        // the path.
         let pending = match next_start {
-            NextStart::Refused if !self.done_with_every_synced_line() => None,
+            NextStart::Refused if !self.done_with_every_synced_line() => Some(
+                self.synced_lines
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(self.done_lines),
+            ),
             _ => pending,
         };
         Ended {
