@@ -252,8 +252,8 @@ impl<'a> Record<'a> {
     /// `{"value": 45.2, "unit": "C"}` or a bare number.
     fn nested_value(&self, key: &str) -> Option<f64> {
         let raw = self.field(key)?;
-        match member(raw, "value") {
-            Some(value) => value.and_then(number),
+        match members(raw, ["value"]) {
+            Some([value]) => value.and_then(number),
             None => number(raw),
         }
     }
@@ -264,13 +264,13 @@ impl<'a> Record<'a> {
         let name = self.kind_name.as_ref();
         match name {
             "track.pos" => {
-                let loc = |key| {
-                    let raw = self.field("loc")?;
-                    member(raw, key).flatten().and_then(number)
-                };
+                let [lat, lon] = self
+                    .field("loc")
+                    .and_then(|raw| members(raw, ["lat", "lon"]))
+                    .unwrap_or_default();
                 View::Position(Position {
-                    lat: loc("lat"),
-                    lon: loc("lon"),
+                    lat: lat.and_then(number),
+                    lon: lon.and_then(number),
                     alt: self.num("alt"),
                     sog_kmh: self.num("sog"),
                     cog: self.num("cog"),
@@ -435,22 +435,66 @@ fn scalar(raw: &str) -> Option<Scalar<'_>> {
     Some(Scalar::Text(Cow::Borrowed(kind)))
 }
 
-/// Of `raw`, a JSON object, the raw value of `key`: given twice, the
-/// last, as a record's own fields are read (see `Record::field`); `None`
-/// when `raw` is no object, `Some(None)` when it is one without `key`.
-/// serde's derived structs refuse a key given twice, and a fix with `lat`
-/// twice in its `loc` was dropped by every reader, which the README says
-/// take the last (a hostile-client probe, December 7); they also read an
-/// array as the fields in order, so `[57.3, 9.9]` was a fix.
-fn member<'a>(raw: &'a str, key: &str) -> Option<Option<&'a str>> {
-    let fields = serde_json::from_str::<RawFields<'a>>(raw).ok()?.0?;
-    Some(
-        fields
-            .into_iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v),
-    )
+/// Of `raw`, a JSON object, the raw values of `keys`: of a key given
+/// twice, the last, as a record's own fields are read (see
+/// `Record::field`); `None` when `raw` is no object. One pass, nothing
+/// kept but the values asked for (the others are skipped). serde's
+/// derived structs refuse a key given twice, and a fix with `lat` twice
+/// in its `loc` was dropped by every reader, which the README says take
+/// the last (a hostile-client probe, December 7); they also read an array
+/// as the fields in order, so `[57.3, 9.9]` was a fix.
+fn members<'a, const N: usize>(raw: &'a str, keys: [&str; N]) -> Option<[Option<&'a str>; N]> {
+    struct Seed<'k, const N: usize>([&'k str; N]);
+    impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Seed<'_, N> {
+        type Value = Option<[Option<&'de str>; N]>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de, const N: usize> Visitor<'de> for Seed<'_, N> {
+        type Value = Option<[Option<&'de str>; N]>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = [None; N];
+            while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
+                match self.0.iter().position(|k| *k == key) {
+                    Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?.get()),
+                    None => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Some(found))
+        }
+        // Anything else is no object: read past (an array, a string, a
+        // number...), as `RawFields` does.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
+    serde::de::DeserializeSeed::deserialize(Seed(keys), &mut de).ok()?
 }
 
 /// Every field of one object, values left as raw JSON text; None for an
