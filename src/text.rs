@@ -168,6 +168,12 @@ pub const NAME_CHARS: usize = 200;
 /// `shown`, cut to `max` characters with `…` where cut: a name from the
 /// network (an `@t`, a `unit-id`) as a line of text shows it.
 pub fn shown_cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    // Most names (`obd.rpm`, a hex unit-id): nothing to escape or cut,
+    // told without walking the characters twice. The dashboard asks for
+    // every record's type.
+    if s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
     match shown(s) {
         std::borrow::Cow::Borrowed(s) => cut(s, max),
         std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(match cut(&s, max) {
