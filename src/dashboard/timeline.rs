@@ -323,16 +323,30 @@ pub fn render(app: &App, c: &Cursor, area: Rect, buf: &mut Buffer) {
     // A capture cut short or replaced while viewed: its batches read
     // as nothing, and the panels stood empty at "batch 3,008 of 3,009"
     // with no word until the exit (a probe, December 7).
-    let unread = match c.unreadable {
-        0 => String::new(),
-        n => format!(" · {} not read again: the file changed?", count(n)),
+    let right = |unread: &str| {
+        format!(
+            "batch {} of {}{unread} · {at} · {state} {}× ",
+            count(c.position as u64),
+            count(c.batches as u64),
+            c.speed
+        )
     };
-    let right = format!(
-        "batch {} of {}{unread} · {at} · {state} {}× ",
-        count(c.position as u64),
-        count(c.batches as u64),
-        c.speed
-    );
+    // The long form where it fits beside the first space, else a short
+    // one: at 80 columns the long one cut the time and the play state.
+    let right = match c.unreadable {
+        0 => right(""),
+        n => {
+            let long = right(&format!(
+                " · {} not read again: the file changed?",
+                count(n)
+            ));
+            if long.chars().count() < area.width as usize {
+                long
+            } else {
+                right(&format!(" · {} unread", count(n)))
+            }
+        }
+    };
     let mut used: usize = spans.iter().map(|s| s.width()).sum();
     if used + right.chars().count() > area.width as usize {
         // Narrow: where the cursor is matters more than the key hints
@@ -597,6 +611,15 @@ mod tests {
         assert!(
             shown.contains("batch 10 of 10 · 4 not read again: the file changed?"),
             "{shown}"
+        );
+        // At 80 columns, a short form that leaves the time and the state.
+        let area = Rect::new(0, 0, 80, 2);
+        let mut buf = Buffer::empty(area);
+        render(&app, &tl.cursor(), area, &mut buf);
+        let narrow: String = (0..80).map(|x| buf[(x, 0)].symbol().to_string()).collect();
+        assert!(
+            narrow.contains("batch 10 of 10 · 4 unread · 2026-11-27 08:09:00 · paused 60× "),
+            "{narrow}"
         );
     }
 }
