@@ -1617,6 +1617,32 @@ fn a_saved_body_keeps_its_file_name_on_a_narrow_edge() {
     );
 }
 
+/// On the Requests tab the filter shares the top edge with the note: the
+/// note gives way, cut with `…`, and the filter being typed stays whole
+/// (at 80 columns the note ran over it: a review).
+#[test]
+fn the_requests_note_gives_way_to_the_filter_being_typed() {
+    let mut app = busy();
+    press(&mut app, &[KeyCode::Char('2'), KeyCode::Char('/')]);
+    for c in "power".chars() {
+        press(&mut app, &[KeyCode::Char(c)]);
+    }
+    for width in [80, 120] {
+        let screen = text(&draw(&app, width, 24));
+        let edge = screen
+            .lines()
+            .find(|l| l.contains("╭ Requests"))
+            .unwrap_or_default()
+            .trim_end();
+        assert!(
+            edge.contains("filter: power▏ Enter keeps · Esc clears "),
+            "{width}:\n{screen}"
+        );
+        assert!(edge.ends_with('╮'), "{width}:\n{screen}");
+        assert_eq!(edge.ends_with("… ╮"), width == 80, "{width}:\n{screen}");
+    }
+}
+
 /// A unit-id's control characters are written as `\u{..}` wherever the
 /// dashboard shows it (request list and detail, Uplink, device picker),
 /// as `view --summary` writes it: the frame dropped them, and `ctl\x1b]0;T`

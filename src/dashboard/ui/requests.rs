@@ -142,9 +142,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             }))
             .collect::<Vec<_>>(),
     );
-    let mut block = panel(app, "Requests", Some(note), area.width)
-        .title_bottom(saved_title(app, area.width).unwrap_or(legend));
-    if let Some(title) = filter_title(app) {
+    // The filter goes on the top edge (the legend has the bottom one),
+    // left of the note: the note is fitted to what it leaves (it ran over
+    // the filter being typed at 80 columns: a review).
+    let filter = filter_title(app);
+    let beside = filter.as_ref().map_or(0, |f| f.width() as u16 + 1);
+    let mut block = panel(
+        app,
+        "Requests",
+        Some(note),
+        area.width.saturating_sub(beside),
+    )
+    .title_bottom(saved_title(app, area.width).unwrap_or(legend));
+    if let Some(title) = filter {
         block = block.title(title);
     }
     if list.is_empty() {
