@@ -742,9 +742,9 @@ fn screen_setup(
         urls,
         url_note,
         tokens,
-        // The path itself (the save key `s` writes beside it); the screen
-        // draws no invisible character of it.
-        capture_path: running.capture_path().display().to_string(),
+        // Written for the header, its invisible characters as `\u{..}`
+        // (the frame drops them); `s` saves beside `save_beside`.
+        capture_path: crate::text::path(running.capture_path()).to_string(),
         save_beside: running.capture_path().to_path_buf(),
         capture_bytes: None,
         dropped_events: 0,

@@ -1665,6 +1665,22 @@ fn a_unit_id_s_control_characters_are_shown_escaped() {
         assert!(screen.contains(shown), "{keys:?}:\n{screen}");
         assert!(!screen.contains("ctl]0;T"), "{keys:?}:\n{screen}");
     }
+    // A 32-digit id with an escape in it is shortened on Uplink where
+    // it does not fit whole, not cut at its end (which hid the escape);
+    // the device picker shows it escaped.
+    let long = "0123456789abcdef0123456789abcde\u{200b}f";
+    app.apply(&accepted(2, at("2026-11-27T08:00:01Z"), Some(long), body));
+    press(&mut app, &[KeyCode::Esc, KeyCode::Char('4')]);
+    let screen = text(&draw(&app, 200, 40));
+    assert!(
+        !screen.contains("0123456789abcdef0123456789abcde…"),
+        "{screen}"
+    );
+    assert!(screen.contains("0123…0b}f"), "{screen}");
+    press(&mut app, &[KeyCode::Char('d')]);
+    let screen = text(&draw(&app, 200, 40));
+    let picker = screen.lines().find(|l| l.contains('◀')).unwrap_or_default();
+    assert!(picker.contains("ctl\\…u{7}"), "{picker}");
 }
 
 /// A panel's note longer than the room beside its title is cut with `…`

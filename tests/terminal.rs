@@ -500,15 +500,22 @@ fn view_shows_a_capture_with_its_timeline_and_no_listener() {
 #[test]
 fn view_of_two_captures_saves_a_body_beside_the_first() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, second) in [("a.jsonl", 0), ("b.jsonl", 1)] {
+    for (name, second) in [("a.jsonl", 0), ("b\tx.jsonl", 1)] {
         let line = format!(
             r#"{{"received":"2026-11-27T08:00:0{second}.000Z","unit_id":"aa","batch_hash":"h{second}","acked":true,"records":[{{"@t":"obd.bat","@ts":"2026-11-27T08:00:0{second}Z","voltage":12.{second}}}]}}"#
         );
         std::fs::write(dir.path().join(name), line + "\n").unwrap();
     }
     let folder = dir.path().to_path_buf();
-    let mut tty = Tty::launch(dir, "exec \"$0\" \"$@\"", &["view", "a.jsonl", "b.jsonl"]);
+    let mut tty = Tty::launch(
+        dir,
+        "exec \"$0\" \"$@\"",
+        &["view", "a.jsonl", "b\tx.jsonl"],
+    );
     tty.wait_screen("batch 2 of 2");
+    // The header names both, a tab in a name written as its escape (the
+    // frame drops it: it read `bx.jsonl`).
+    tty.wait_screen("a.jsonl, b\\u{9}x.jsonl");
     tty.press("2");
     tty.wait_screen("Enter opens");
     tty.press("\r");

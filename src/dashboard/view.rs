@@ -255,7 +255,10 @@ fn show(paths: &[PathBuf]) -> io::Result<()> {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| crate::text::path(p).to_string())
+        .collect();
     let setup = Setup {
         capture_path: names.join(", "),
         save_beside: paths.first().cloned().unwrap_or_default(),
