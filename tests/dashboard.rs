@@ -1752,6 +1752,37 @@ fn help_lists_every_address_on_a_small_screen() {
         small.contains("quit (the capture is flushed first)"),
         "{small}"
     );
+    // More addresses than rows: as many as fit, the rest counted, the
+    // box whole.
+    let many: Vec<String> = (1..=30)
+        .map(|i| format!("http://10.0.{i}.1:8000/"))
+        .collect();
+    let mut crowded = App::new(
+        autopi_rx::dashboard::app::Setup {
+            urls: many.clone(),
+            ..setup()
+        },
+        Theme::mono(),
+        at("2026-11-27T07:59:55Z"),
+    );
+    press(&mut crowded, &[KeyCode::Char('?')]);
+    let screen = text(&draw(&crowded, 80, 24));
+    let listed = many
+        .iter()
+        .filter(|u| screen.contains(&format!("{u} ")))
+        .count();
+    let rest: usize = screen
+        .split("   +")
+        .nth(1)
+        .and_then(|r| r.split(" more: a taller terminal shows them").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count:\n{screen}"));
+    assert!(listed > 0, "{screen}");
+    assert_eq!(listed + rest, many.len(), "{screen}");
+    assert!(
+        screen.contains("╰") && screen.contains("more keys"),
+        "{screen}"
+    );
     let tall = text(&draw(&app, 120, 40));
     assert!(!tall.contains("more keys"), "{tall}");
     assert!(tall.contains("pick next / previous device"), "{tall}");

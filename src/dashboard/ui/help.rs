@@ -121,6 +121,20 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             t.dim,
         )));
     } else if lines.len() + after.len() > room {
+        // More addresses than the screen has rows (a host with many
+        // interfaces): as many as fit, the rest counted.
+        if after.len() + 1 > room && !app.setup.urls.is_empty() {
+            after.remove(0);
+            let fit = room.saturating_sub(3).min(app.setup.urls.len());
+            let rest = app.setup.urls.len() - fit;
+            after.truncate(1 + fit);
+            if rest > 0 {
+                after.push(Line::from(Span::styled(
+                    format!("   +{rest} more: a taller terminal shows them"),
+                    t.dim,
+                )));
+            }
+        }
         let keep = room.saturating_sub(after.len() + 1).min(lines.len());
         let left = lines.len() - keep;
         lines.truncate(keep);
