@@ -14,7 +14,9 @@ use ratatui::widgets::{Cell, Row, Table, Widget};
 use crate::dashboard::app::App;
 use crate::dashboard::format::{age, count, fit, fitted_number};
 use crate::dashboard::state::{MAX_KEYS, TypeStats};
-use crate::dashboard::ui::{column_widths, filter_title, nothing_shown, panel, placeholder};
+use crate::dashboard::ui::{
+    column_widths, filter_title, fit_line, nothing_shown, panel, placeholder,
+};
 use crate::event::type_label;
 use ratatui::text::{Line, Span};
 use unicode_width::UnicodeWidthStr;
@@ -36,7 +38,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         note
     });
     let mut block = panel(app, "Types", note, area.width);
-    if let Some(title) = filter_title(app) {
+    let filter = filter_title(app);
+    // What the filter leaves of the bottom edge, corners off.
+    let room =
+        usize::from(area.width).saturating_sub(2 + filter.as_ref().map_or(0, |f| f.width() + 1));
+    if let Some(title) = filter {
         block = block.title_bottom(title);
     }
     if types.is_empty() {
@@ -52,8 +58,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .min(types.len().saturating_sub(visible));
     let below = types.len().saturating_sub(scroll + visible);
     if scroll > 0 || below > 0 {
-        let text = format!(" {scroll} above · +{below} more · ↑↓ PgUp PgDn scroll ");
-        block = block.title_bottom(Line::from(Span::styled(text, t.warn)).right_aligned());
+        // Beside the filter being typed, a short form, cut where it still
+        // does not fit: it ran over the filter at 80 columns (a review).
+        let long = format!(" {scroll} above · +{below} more · ↑↓ PgUp PgDn scroll ");
+        let text = if long.width() <= room {
+            long
+        } else {
+            format!(" {scroll} above · +{below} more ")
+        };
+        let line = fit_line(Line::from(Span::styled(text, t.warn)), room as u16);
+        block = block.title_bottom(line.right_aligned());
     }
     // The name column takes the widest name, up to 45% of the width; the
     // value the rest. Whatever is cut ends in `…`.
