@@ -1005,6 +1005,14 @@ fn gpx_points_go_in_time_order_and_drives_split_at_silences() {
     );
 }
 
+/// Whether a GeoJSON feature is a fix (a Point), not a drive's line.
+fn is_point(f: &geojson::Feature) -> bool {
+    matches!(
+        f.geometry.as_ref().unwrap().value,
+        geojson::GeometryValue::Point { .. }
+    )
+}
+
 /// A fix's GeoJSON properties are its record as sent, `@ts` included
 /// (a stamp the export cannot read is kept as it came), and a field of the
 /// record's own called `unit_id`, `drive` or `time` is kept as `name#2`
@@ -1021,16 +1029,7 @@ fn geojson_keeps_a_fix_s_own_fields_beside_the_export_s() {
     let out = autopi(&["export", path.to_str().unwrap(), "--format", "geojson"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
-    let points: Vec<&geojson::Feature> = fc
-        .features
-        .iter()
-        .filter(|f| {
-            matches!(
-                f.geometry.as_ref().unwrap().value,
-                geojson::GeometryValue::Point { .. }
-            )
-        })
-        .collect();
+    let points: Vec<&geojson::Feature> = fc.features.iter().filter(|f| is_point(f)).collect();
     assert_eq!(points.len(), 2);
     let prop = |f: &geojson::Feature, k: &str| f.property(k).cloned().unwrap_or_default();
     let fix = points
@@ -1641,16 +1640,7 @@ fn readers_take_what_the_receiver_accepted_however_odd() {
     let out = autopi(&["export", p, "--format", "geojson"]);
     no_escape(&out, "geojson");
     let fc: geojson::FeatureCollection = text(&out.stdout).parse().unwrap();
-    let point = fc
-        .features
-        .iter()
-        .find(|f| {
-            matches!(
-                f.geometry.as_ref().unwrap().value,
-                geojson::GeometryValue::Point { .. }
-            )
-        })
-        .unwrap();
+    let point = fc.features.iter().find(|f| is_point(f)).unwrap();
     assert_eq!(
         point.property("@t").and_then(|v| v.as_str()),
         Some("track.pos")

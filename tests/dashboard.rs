@@ -1643,6 +1643,43 @@ fn the_requests_note_gives_way_to_the_filter_being_typed() {
     }
 }
 
+/// On the Types tab the filter being typed and the scroll note share the
+/// bottom edge: the note takes a short form where the long one does not
+/// fit, and the filter stays whole (the note ran over it at 80 columns).
+#[test]
+fn the_types_scroll_note_gives_way_to_the_filter_being_typed() {
+    let mut app = busy();
+    // 13 types and 20 more: more than the rows.
+    let more: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"@t":"more.k{i}","@ts":"2026-11-27T08:14:00Z"}}"#))
+        .collect();
+    let body = format!("[{}]", more.join(","));
+    app.apply(&accepted(9, at("2026-11-27T08:14:01Z"), Some(UNIT), &body));
+    press(&mut app, &[KeyCode::Char('3'), KeyCode::Char('/')]);
+    press(&mut app, &[KeyCode::Char('.')]);
+    for width in [80, 160] {
+        let screen = text(&draw(&app, width, 24));
+        let edge = screen
+            .lines()
+            .rfind(|l| l.contains("filter: "))
+            .unwrap_or_default()
+            .trim_end();
+        assert!(
+            edge.contains("filter: .▏ Enter keeps · Esc clears "),
+            "{width}:\n{screen}"
+        );
+        assert!(
+            edge.contains(" above · +") && edge.ends_with('╯'),
+            "{width}:\n{screen}"
+        );
+        assert_eq!(
+            edge.contains("PgUp PgDn scroll"),
+            width > 80,
+            "{width}:\n{screen}"
+        );
+    }
+}
+
 /// A unit-id's control characters are written as `\u{..}` wherever the
 /// dashboard shows it (request list and detail, Uplink, device picker),
 /// as `view --summary` writes it: the frame dropped them, and `ctl\x1b]0;T`
@@ -1728,18 +1765,20 @@ fn a_long_panel_note_is_cut_and_leaves_the_title() {
 /// screen every key and the note on what is kept are there.
 #[test]
 fn help_lists_every_address_on_a_small_screen() {
+    // The help open over a dashboard with these addresses.
+    let help = |urls: &[String]| {
+        let setup = autopi_rx::dashboard::app::Setup {
+            urls: urls.to_vec(),
+            ..setup()
+        };
+        let mut app = App::new(setup, Theme::mono(), at("2026-11-27T07:59:55Z"));
+        press(&mut app, &[KeyCode::Char('?')]);
+        app
+    };
     let urls: Vec<String> = (1..=5)
         .map(|i| format!("http://192.168.{i}.20:8000/"))
         .collect();
-    let mut app = App::new(
-        autopi_rx::dashboard::app::Setup {
-            urls: urls.clone(),
-            ..setup()
-        },
-        Theme::mono(),
-        at("2026-11-27T07:59:55Z"),
-    );
-    press(&mut app, &[KeyCode::Char('?')]);
+    let app = help(&urls);
     let small = text(&draw(&app, 80, 24));
     for url in &urls {
         assert!(small.contains(url.as_str()), "{url} missing:\n{small}");
@@ -1757,16 +1796,7 @@ fn help_lists_every_address_on_a_small_screen() {
     let many: Vec<String> = (1..=30)
         .map(|i| format!("http://10.0.{i}.1:8000/"))
         .collect();
-    let mut crowded = App::new(
-        autopi_rx::dashboard::app::Setup {
-            urls: many.clone(),
-            ..setup()
-        },
-        Theme::mono(),
-        at("2026-11-27T07:59:55Z"),
-    );
-    press(&mut crowded, &[KeyCode::Char('?')]);
-    let screen = text(&draw(&crowded, 80, 24));
+    let screen = text(&draw(&help(&many), 80, 24));
     let listed = many
         .iter()
         .filter(|u| screen.contains(&format!("{u} ")))

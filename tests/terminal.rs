@@ -493,6 +493,25 @@ fn view_shows_a_capture_with_its_timeline_and_no_listener() {
     assert!(tty.cooked(), "raw mode left on");
 }
 
+/// Opens the newest request on the Requests tab, saves its body with `s`,
+/// quits; the `.json` files then in `folder`, sorted.
+fn save_the_newest_request(mut tty: Tty, folder: &std::path::Path) -> Vec<String> {
+    tty.press("2");
+    tty.wait_screen("Enter opens");
+    tty.press("\r");
+    tty.press("s");
+    tty.wait_screen("body saved to");
+    tty.press("q");
+    assert_eq!(tty.exit().exit_code(), 0);
+    let mut saved: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    saved.sort();
+    saved
+}
+
 /// `view` over two captures saves a body with `s` beside the first,
 /// named after it: the two names joined for the header were taken as the
 /// path (`a.jsonl, b-captured-2.json` in the folder, or a folder that
@@ -516,19 +535,7 @@ fn view_of_two_captures_saves_a_body_beside_the_first() {
     // The header names both, a tab in a name written as its escape (the
     // frame drops it: it read `bx.jsonl`).
     tty.wait_screen("a.jsonl, b\\u{9}x.jsonl");
-    tty.press("2");
-    tty.wait_screen("Enter opens");
-    tty.press("\r");
-    tty.press("s");
-    tty.wait_screen("body saved to");
-    tty.press("q");
-    assert_eq!(tty.exit().exit_code(), 0);
-    let mut saved: Vec<_> = std::fs::read_dir(&folder)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    saved.sort();
+    let saved = save_the_newest_request(tty, &folder);
     assert_eq!(saved.len(), 1, "{saved:?}");
     assert!(saved[0].starts_with("a-captured-"), "{saved:?}");
 }
@@ -858,17 +865,6 @@ fn a_body_is_saved_beside_a_capture_in_a_folder_with_a_tab_in_its_name() {
     let ok = post(addr, &[("authorization", &format!("token {TOKEN}"))], &body);
     assert_eq!(ok.status, 200, "{}", ok.text());
     tty.wait_screen("57.022410°");
-    tty.press("2");
-    tty.wait_screen("Enter opens");
-    tty.press("\r");
-    tty.press("s");
-    tty.wait_screen("body saved to");
-    tty.press("q");
-    assert_eq!(tty.exit().exit_code(), 0);
-    let saved: Vec<_> = std::fs::read_dir(&folder)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
+    let saved = save_the_newest_request(tty, &folder);
     assert_eq!(saved, ["c-request-1.json"], "{saved:?}");
 }
