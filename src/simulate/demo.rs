@@ -38,9 +38,14 @@ pub fn generate_token() -> String {
     format!("demo-{:032x}", rand::random::<u128>())
 }
 
+/// How long a stop waits for the upload in flight before it leaves it.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
 /// The simulated device running on its own thread.
 pub struct Demo {
     stop: Sender<()>,
+    /// Disconnected when the thread ends.
+    ended: Receiver<()>,
     thread: JoinHandle<()>,
 }
 
@@ -54,16 +59,32 @@ impl Demo {
             Duration::from_secs(10),
         ));
         let (stop, stopped) = bounded::<()>(0);
+        let (ending, ended) = bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("demo-device".into())
-            .spawn(move || run(Uploader::new(target), &stopped))?;
-        Ok(Demo { stop, thread })
+            .spawn(move || {
+                let _ending = ending;
+                run(Uploader::new(target), &stopped);
+            })?;
+        Ok(Demo {
+            stop,
+            ended,
+            thread,
+        })
     }
 
-    /// Stops the simulated device and waits for its upload in flight.
+    /// Stops the simulated device: waits up to `STOP_WAIT` for its upload
+    /// in flight, then leaves it (it posts nothing after it). An answer
+    /// mode that answers late or never held the quit for the upload's
+    /// whole 10 s timeout.
     pub fn stop(self) {
         drop(self.stop);
-        let _ = self.thread.join();
+        match self.ended.recv_timeout(STOP_WAIT) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            _ => {
+                let _ = self.thread.join();
+            }
+        }
     }
 }
 
@@ -170,6 +191,32 @@ fn record_time(record: &Value) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stopped while its upload waits for an answer that never comes (an
+    /// answer mode that hangs), the demo is left after a second, not
+    /// waited for through the upload's 10 s timeout.
+    #[test]
+    fn a_stop_leaves_an_upload_that_gets_no_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (taken_tx, taken) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                held.push(conn);
+                let _ = taken_tx.send(());
+            }
+        });
+        let demo = Demo::start(addr, "t").unwrap();
+        taken
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the demo's first upload");
+        let asked = std::time::Instant::now();
+        demo.stop();
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(5), "the stop took {took:?}");
+    }
 
     /// Told to stop, the backlog is left: no upload after it. Until told,
     /// every pending batch goes, oldest first.
