@@ -2618,6 +2618,14 @@ fn a_csv_folder_holding_a_capture_read_is_refused_and_the_capture_kept() {
     assert_eq!(std::fs::read(&capture).unwrap(), before);
 }
 
+/// The cells of column `name` of a CSV, in row order.
+fn csv_column(csv: impl std::io::Read, name: &str) -> Vec<String> {
+    let mut read = csv::Reader::from_reader(csv);
+    let at = read.headers().unwrap().iter().position(|h| h == name);
+    let at = at.unwrap_or_else(|| panic!("no column {name}"));
+    read.records().map(|r| r.unwrap()[at].to_string()).collect()
+}
+
 /// A device and a type are picked by the names the summary gives them:
 /// `--unit-id "(no unit-id)"` exports the batches sent without one (it
 /// found only a device literally so named), `(empty unit-id)` those sent
@@ -2645,15 +2653,7 @@ fn export_picks_devices_and_types_by_the_names_the_summary_gives() {
     assert_eq!(batches("aa").len(), 1);
     let out = autopi(&["export", p, "--format", "csv", "--type", "(no @t)"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut read = csv::Reader::from_reader(&out.stdout[..]);
-    let at = read
-        .headers()
-        .unwrap()
-        .iter()
-        .position(|h| h == "v")
-        .unwrap();
-    let values: Vec<String> = read.records().map(|r| r.unwrap()[at].to_string()).collect();
-    assert_eq!(values, ["1", "4"]);
+    assert_eq!(csv_column(&out.stdout[..], "v"), ["1", "4"]);
 }
 
 #[test]
@@ -2720,12 +2720,8 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let cells = |file: &str, name: &str| -> Vec<String> {
-        let mut read = csv::Reader::from_path(folder.join(file)).unwrap();
-        let at = read.headers().unwrap().iter().position(|h| h == name);
-        let at = at.unwrap_or_else(|| panic!("{file} has no {name}"));
-        read.records().map(|r| r.unwrap()[at].to_string()).collect()
-    };
+    let cells =
+        |file: &str, name: &str| csv_column(std::fs::File::open(folder.join(file)).unwrap(), name);
     assert_eq!(cells("_.csv", "@t#2"), ["5"]);
     assert_eq!(cells("_.csv", "@t"), [""]);
     assert_eq!(cells("odd.csv", "@ts#2"), ["yesterday", ""]);
@@ -2761,16 +2757,9 @@ fn a_large_batch_is_exported_whole_and_in_order() {
     let p = path.to_str().unwrap();
     let out = autopi(&["export", p, "--format", "csv", "--type", "obd.rpm"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut read = csv::Reader::from_reader(&out.stdout[..]);
-    let at = read
-        .headers()
-        .unwrap()
+    let values: Vec<usize> = csv_column(&out.stdout[..], "value")
         .iter()
-        .position(|h| h == "value")
-        .unwrap();
-    let values: Vec<usize> = read
-        .records()
-        .map(|r| r.unwrap()[at].parse().unwrap())
+        .map(|v| v.parse().unwrap())
         .collect();
     assert_eq!(values, (0..large + 6).collect::<Vec<_>>());
     let out = autopi(&["export", p, "--format", "batches"]);
