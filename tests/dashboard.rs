@@ -1617,6 +1617,19 @@ fn a_saved_body_keeps_its_file_name_on_a_narrow_edge() {
     );
 }
 
+/// The first line of `screen` holding `marker`, its end trimmed ("" if
+/// none).
+fn line_with<'a>(screen: &'a str, marker: &str) -> &'a str {
+    let line = screen.lines().find(|l| l.contains(marker));
+    line.unwrap_or_default().trim_end()
+}
+
+/// The last line of `screen` holding `marker`, its end trimmed.
+fn last_line_with<'a>(screen: &'a str, marker: &str) -> &'a str {
+    let line = screen.lines().rfind(|l| l.contains(marker));
+    line.unwrap_or_default().trim_end()
+}
+
 /// On the Requests tab the filter shares the top edge with the note: the
 /// note gives way, cut with `…`, and the filter being typed stays whole
 /// (at 80 columns the note ran over it: a review).
@@ -1629,11 +1642,7 @@ fn the_requests_note_gives_way_to_the_filter_being_typed() {
     }
     for width in [80, 120] {
         let screen = text(&draw(&app, width, 24));
-        let edge = screen
-            .lines()
-            .find(|l| l.contains("╭ Requests"))
-            .unwrap_or_default()
-            .trim_end();
+        let edge = line_with(&screen, "╭ Requests");
         assert!(
             edge.contains("filter: power▏ Enter keeps · Esc clears "),
             "{width}:\n{screen}"
@@ -1659,11 +1668,7 @@ fn the_types_scroll_note_gives_way_to_the_filter_being_typed() {
     press(&mut app, &[KeyCode::Char('.')]);
     for width in [80, 160] {
         let screen = text(&draw(&app, width, 24));
-        let edge = screen
-            .lines()
-            .rfind(|l| l.contains("filter: "))
-            .unwrap_or_default()
-            .trim_end();
+        let edge = last_line_with(&screen, "filter: ");
         assert!(
             edge.contains("filter: .▏ Enter keeps · Esc clears "),
             "{width}:\n{screen}"
@@ -1741,11 +1746,7 @@ fn a_long_panel_note_is_cut_and_leaves_the_title() {
     press(&mut app, &[KeyCode::Char('4')]);
     for width in [80, 120] {
         let screen = text(&draw(&app, width, 24));
-        let edge = screen
-            .lines()
-            .find(|l| l.contains('╭'))
-            .unwrap_or_default()
-            .trim_end();
+        let edge = line_with(&screen, "╭");
         assert!(edge.starts_with("╭ Uplink "), "{width}:\n{screen}");
         assert!(edge.ends_with('╮'), "{width}:\n{screen}");
         assert!(
