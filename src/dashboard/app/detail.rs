@@ -11,6 +11,10 @@ use unicode_width::UnicodeWidthStr;
 
 /// Most body lines laid out; the capture file has the whole batch.
 const MAX_BODY_LINES: usize = 50_000;
+/// The last line of a body cut at `MAX_BODY_LINES`: it said `…` alone
+/// (a text body ended there without a word), and the rest is not lost
+/// (a probe, December 7).
+const CUT: &str = "… the rest is not shown here (s saves it)";
 /// How much of a refused body the listener hands over for this view.
 const REFUSED_BODY_HELD: usize = 64 * 1024;
 /// Characters shown before and after the spot where the JSON broke.
@@ -495,7 +499,7 @@ pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
                 line.push(',');
                 lines.push(format!("  {}", line.next(0)));
                 if lines.len() > max_lines {
-                    lines.push("…".to_string());
+                    lines.push(CUT.to_string());
                     return lines;
                 }
                 continue;
@@ -515,8 +519,9 @@ pub fn compact(json: &str, max_lines: usize) -> Vec<String> {
 /// The lines of a non-JSON body, control characters made visible as `·`,
 /// the other invisible ones written `\u{..}` (see `text::shown`).
 fn raw(text: &str, max_lines: usize) -> Vec<String> {
-    text.lines()
-        .take(max_lines)
+    let mut lines: Vec<String> = text
+        .lines()
+        .take(max_lines + 1)
         .map(|l| {
             let mut line = Laid::default();
             for c in l.chars().take(LINE_CHARS + 1) {
@@ -524,7 +529,12 @@ fn raw(text: &str, max_lines: usize) -> Vec<String> {
             }
             line.text
         })
-        .collect()
+        .collect();
+    if lines.len() > max_lines {
+        lines.truncate(max_lines);
+        lines.push(CUT.to_string());
+    }
+    lines
 }
 
 /// `c` as text outside JSON shows it, given to `push`: a control as `·`,
@@ -547,7 +557,7 @@ pub fn pretty(json: &str, max_lines: usize) -> Vec<String> {
     let (mut depth, mut in_string, mut escaped, mut just_opened) = (0usize, false, false, false);
     for c in json.chars() {
         if lines.len() >= max_lines {
-            lines.push("…".to_string());
+            lines.push(CUT.to_string());
             return lines;
         }
         if in_string {
@@ -698,8 +708,12 @@ mod tests {
     #[test]
     fn pretty_stops_at_the_line_limit() {
         let lines = pretty("[1,2,3,4,5,6]", 3);
-        assert_eq!(lines.last().map(String::as_str), Some("…"));
+        assert_eq!(lines.last().map(String::as_str), Some(CUT));
         assert_eq!(lines.len(), 4);
+        let lines = compact("[1,2,3,4,5,6]", 3);
+        assert_eq!(lines.last().map(String::as_str), Some(CUT), "{lines:?}");
+        assert_eq!(raw("a\nb\nc\nd", 3), ["a", "b", "c", CUT]);
+        assert_eq!(raw("a\nb\nc", 3), ["a", "b", "c"]);
     }
 
     #[test]
