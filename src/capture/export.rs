@@ -50,15 +50,17 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// A device and a type are picked by the names `view --summary` and
-    /// the dashboard give them: `(no unit-id)` picks the batches sent
-    /// without one (it picked only a device of that name, and those
-    /// could not be exported alone: a probe, December 7), `(no @t)` the
-    /// records without a type.
+    /// A device is picked by its unit-id, or by the name `view --summary`
+    /// and the dashboard give a missing or empty one: `(no unit-id)` picks
+    /// the batches sent without one (they could not be exported alone
+    /// before: a probe, December 7), `(empty unit-id)` those sent with an
+    /// empty one. The name stands for that case only: a device that calls
+    /// itself `(no unit-id)` is not picked with them (a second probe).
     fn batch(&self, line: &CaptureLine) -> bool {
-        self.unit_id.as_deref().is_none_or(|u| {
-            Some(u) == line.unit_id.as_deref()
-                || u == crate::event::device_name(line.unit_id.as_deref())
+        self.unit_id.as_deref().is_none_or(|u| match u {
+            crate::event::NO_UNIT_ID => line.unit_id.is_none(),
+            crate::event::EMPTY_UNIT_ID => line.unit_id.as_deref() == Some(""),
+            u => line.unit_id.as_deref() == Some(u),
         }) && self.received.is_none_or(|r| r == line.received)
     }
 
@@ -68,11 +70,14 @@ impl Filter {
     }
 
     fn record(&self, r: &Record<'_>) -> bool {
-        if self
-            .kind
-            .as_deref()
-            .is_some_and(|k| k != r.kind_name && k != crate::event::type_label(&r.kind_name))
-        {
+        // `(no @t)`, the name the summary gives, picks the records
+        // without a type, and only those (it picked a type so named as
+        // well, and two types to one CSV panicked: a second probe).
+        let kind = match self.kind.as_deref() {
+            Some(crate::event::NO_TYPE) => Some(""),
+            kind => kind,
+        };
+        if kind.is_some_and(|k| k != r.kind_name) {
             return false;
         }
         if self.from.is_none() && self.to.is_none() {
@@ -625,7 +630,10 @@ pub fn csv(
                 .into(),
         ));
     }
-    // Pass 1: the columns of every type.
+    // Pass 1: the columns of every type. Written to one file, every row
+    // is of the one type asked for, whatever its `@t` spells: two types
+    // let through to one writer indexed past it (a panic, a second probe).
+    let one = matches!(out, CsvOut::One(_));
     let mut types = Types::default();
     let mut ignored = Written::default();
     for_each_batch(
@@ -643,7 +651,7 @@ pub fn csv(
                     if !filter.record(&r) {
                         return;
                     }
-                    let cols = found.columns(&r.kind_name);
+                    let cols = found.columns(if one { "" } else { &r.kind_name });
                     for k in flat_keys(&r) {
                         cols.add(k);
                     }
@@ -742,8 +750,10 @@ pub fn csv(
             let mut some = false;
             let mut write = |row: Row| {
                 some = true;
-                let Some(&i) = index.get(&row.kind) else {
-                    return;
+                let i = match index.get(&row.kind) {
+                    _ if single => 0,
+                    Some(&i) => i,
+                    None => return,
                 };
                 let cols = &columns[i].1;
                 let mut out = vec![String::new(); FIXED.len() + cols.names.len()];
