@@ -638,6 +638,35 @@ fn a_batch_left_in_a_renamed_capture_is_never_skipped_for_an_empty_file() {
     next_start_refuses_the_cursor(&behind.capture, &behind.url);
 }
 
+/// A target that has passed nothing on yet (its upstream down from the
+/// start, so it has no cursor) starts the file at the path next time:
+/// stopped after the capture was renamed unseen (nothing, or an empty
+/// file, put at the path), the exit counts the batch left and says it is
+/// only in the file moved away. It said the batch would be sent at the
+/// next start, or (the empty file) nothing, and it never was (a probe).
+#[test]
+fn a_target_without_a_cursor_says_what_a_moved_capture_still_holds() {
+    for empty_file in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{}/logbook/storage", free_port());
+        let capture = dir.path().join("capture.jsonl");
+        let mut rx = forwarder(&capture, &url, &[]);
+        upload(&rx, &batch(0));
+        forward_note(&rx, "down", |_| true);
+        std::fs::rename(&capture, capture.with_extension("jsonl.1")).unwrap();
+        if empty_file {
+            std::fs::write(&capture, "").unwrap();
+        }
+        rx.stop();
+        let said = rx.stderr();
+        assert!(
+            said.contains("1 batch(es) not yet passed on, some of them in a capture file that was deleted or replaced")
+                && said.contains("the next start forwards the file at the path from its start"),
+            "{empty_file}: {said}"
+        );
+    }
+}
+
 /// Stopped while batches of a deleted capture file were still to go: the
 /// exit says that they are gone from the capture path and that the next
 /// start refuses the cursor, and it does.

@@ -187,6 +187,16 @@ impl Tail {
         self.used = 0;
     }
 
+    /// Whether the file read is the one at `path` (not moved or deleted
+    /// from it since it was opened, nor replaced there).
+    pub fn is_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::metadata(path)) {
+            (Ok(read), Ok(there)) => read.dev() == there.dev() && read.ino() == there.ino(),
+            _ => false,
+        }
+    }
+
     /// Offset of the next line to be returned.
     pub fn pos(&self) -> u64 {
         self.buf_at + self.used as u64

@@ -441,6 +441,7 @@ pub fn start(
             reader,
             synced_lines: durable.lines(),
             done_lines: 0,
+            gone_from_path: false,
             last_noted: None,
             secrets: target.secrets(),
         };
@@ -660,6 +661,10 @@ struct Job {
     synced_lines: Arc<AtomicU64>,
     /// Capture lines this target is done with.
     done_lines: u64,
+    /// At the stop: the file it read was no longer at the capture path
+    /// (moved or deleted after the last upload, so the writer never saw
+    /// it go).
+    gone_from_path: bool,
     /// What the last headless note said: state, parked, error.
     last_noted: Option<(&'static str, u64, Option<String>)>,
     /// The target's credentials and query, taken out of every reason
@@ -732,14 +737,25 @@ impl Job {
         // instead, made now (the board is only told at a publish, and a
         // line synced just before the stop was missing), never reading
         // the path.
-        let pending = match next_start {
-            NextStart::Refused if !self.done_with_every_synced_line() => Some(
+        let left_elsewhere = self.gone_from_path || next_start == NextStart::Refused;
+        let pending = match left_elsewhere && !self.done_with_every_synced_line() {
+            true => Some(
                 self.synced_lines
                     .load(Ordering::SeqCst)
                     .saturating_sub(self.done_lines),
             ),
-            _ => pending,
+            false => pending,
         };
+        // A target with no cursor yet (it acknowledged nothing) starts the
+        // file at the path next time: what it had left is then only in the
+        // file moved away, and the exit says so. It said they would be
+        // sent at the next start, or (an empty file put at the path)
+        // nothing at all, and the next start sent nothing (a probe,
+        // December 7).
+        let behind = behind.or((self.gone_from_path
+            && !self.cursors.has(&self.name)
+            && pending.unwrap_or(0) > 0)
+            .then_some(Behind::Replaced));
         Ended {
             pending,
             behind,
@@ -769,7 +785,7 @@ impl Job {
         let mut backoff = BACKOFF_FIRST;
         loop {
             if self.stopped() {
-                return self.count_rest();
+                return self.stop_count(&tail);
             }
             let limit = self.durable.bound(self.file).limit;
             let read = tail.next_line(limit, &mut line);
@@ -834,7 +850,7 @@ impl Job {
                 }
             };
             if !went_on {
-                return self.count_rest();
+                return self.stop_count(&tail);
             }
             self.done_lines += 1;
             self.publish();
@@ -986,6 +1002,13 @@ impl Job {
     fn done_with_every_synced_line(&self) -> bool {
         self.file == self.durable.current()
             && self.cursors.offset(&self.name) >= self.durable.synced()
+    }
+
+    /// At a stop: notes whether the file read is still at the path, and
+    /// counts what is left (see `count_rest`).
+    fn stop_count(&mut self, tail: &Tail) -> Option<u64> {
+        self.gone_from_path = !tail.is_at(&self.capture);
+        self.count_rest()
     }
 
     /// Counts exactly what is left to send, at a stop (the receiver has
