@@ -196,26 +196,36 @@ impl<'a> Record<'a> {
         let mut kind_name = Cow::Borrowed("");
         let mut ts_text = None;
         let mut tag = None;
-        let mut head = [None; 3];
+        let mut head: [Option<&'a str>; 3] = [None; 3];
+        // Of `@t`, `@ts` or `@tag` given twice, the last is read, and the
+        // earlier stay fields (CSV keeps them as `@ts#2`...: they were
+        // gone from every export, a second probe, December 7).
+        let mut earlier = Vec::new();
         // In place: one allocation per record is most of the parsing cost.
         fields.retain(|(key, value)| {
-            match key.as_ref() {
+            let at = match key.as_ref() {
                 "@t" => {
                     kind_name = json_str(value).unwrap_or_default();
-                    head[0] = Some(*value);
+                    0
                 }
                 "@ts" => {
                     ts_text = json_str(value);
-                    head[1] = Some(*value);
+                    1
                 }
                 "@tag" => {
                     tag = json_str(value);
-                    head[2] = Some(*value);
+                    2
                 }
                 _ => return true,
+            };
+            if let Some(before) = head[at].replace(*value) {
+                earlier.push((key.clone(), before));
             }
             false
         });
+        if !earlier.is_empty() {
+            fields.splice(0..0, earlier);
+        }
         let parsed = ts_text.as_deref().and_then(parse_timestamp);
         Record {
             ts: parsed.map(|(t, _)| t),

@@ -2716,7 +2716,7 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
     // An `@t` that is no string and an `@ts` that is no time keep their
     // values as sent in columns of their own; the fixed ones hold what
     // was read (blank). Both were gone from the CSV.
-    let line = r#"{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h2","records":[{"@t":5,"@ts":"2026-11-27T08:00:03Z","v":1},{"@t":"odd","@ts":"yesterday","v":2},{"@t":"odd","@ts":"2026-11-27T08:00:04","v":3}]}"#;
+    let line = r#"{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h2","records":[{"@t":5,"@ts":"2026-11-27T08:00:03Z","v":1},{"@t":"odd","@ts":"yesterday","v":2},{"@t":"odd","@ts":"2026-11-27T08:00:04","v":3},{"@t":"odd","@ts":"2026-11-27T08:00:05Z","@ts":"bad","@tag":"t1","@tag":"t2","@tag":5,"v":4}]}"#;
     std::fs::write(&path, line.to_string() + "\n").unwrap();
     std::fs::remove_dir_all(&folder).unwrap();
     let out = binary()
@@ -2731,8 +2731,28 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
         |file: &str, name: &str| csv_column(std::fs::File::open(folder.join(file)).unwrap(), name);
     assert_eq!(cells("_.csv", "@t#2"), ["5"]);
     assert_eq!(cells("_.csv", "@t"), [""]);
-    assert_eq!(cells("odd.csv", "@ts#2"), ["yesterday", ""]);
-    assert_eq!(cells("odd.csv", "@ts"), ["", "2026-11-27T08:00:04Z"]);
+    assert_eq!(cells("odd.csv", "@ts#2"), ["yesterday", "", "bad"]);
+    assert_eq!(cells("odd.csv", "@ts"), ["", "2026-11-27T08:00:04Z", ""]);
+    // `@ts` and `@tag` given twice or more: the last is read, and every
+    // earlier one is kept in a column of its own (they were dropped).
+    let mut read = csv::Reader::from_path(folder.join("odd.csv")).unwrap();
+    let header: Vec<String> = read.headers().unwrap().iter().map(String::from).collect();
+    let unique: std::collections::HashSet<&String> = header.iter().collect();
+    assert_eq!(unique.len(), header.len(), "{header:?}");
+    let last: Vec<String> = read
+        .records()
+        .last()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(String::from)
+        .collect();
+    for value in ["2026-11-27T08:00:05Z", "bad", "t1", "t2", "5", "4"] {
+        assert!(
+            last.contains(&value.to_string()),
+            "{value}: {header:?} {last:?}"
+        );
+    }
 }
 
 /// A batch too large to have its rows made ahead (over 1 MiB of records)

@@ -267,10 +267,12 @@ fn collect_fixes(
     Ok(Tracks { devices })
 }
 
-/// The record back as one JSON object, `@t`/`@ts`/`@tag` first, each as
-/// sent: `@ts` was left out, so a stamp the export could not read was
-/// gone from it (a review, December 7). Its own size, not the doubling
-/// capacity it was made in: every fix's text is held until the end.
+/// The record back as one JSON object, `@t`/`@ts`/`@tag` as sent, last:
+/// a key given twice is read at its last, and the earlier of these three
+/// are among the fields. `@ts` was left out, so a stamp the export could
+/// not read was gone from it (a review, December 7). Its own size, not
+/// the doubling capacity it was made in: every fix's text is held until
+/// the end.
 fn record_text(r: &Record<'_>) -> Box<str> {
     let mut out = String::from("{");
     let mut push = |k: &str, v: &str| {
@@ -281,13 +283,13 @@ fn record_text(r: &Record<'_>) -> Box<str> {
         out.push(':');
         out.push_str(v);
     };
+    for (k, v) in &r.fields {
+        push(k, v);
+    }
     for (k, v) in ["@t", "@ts", "@tag"].into_iter().zip(r.head) {
         if let Some(v) = v {
             push(k, v);
         }
-    }
-    for (k, v) in &r.fields {
-        push(k, v);
     }
     out.push('}');
     out.into_boxed_str()
@@ -1154,19 +1156,24 @@ fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>, depth: usize) {
 /// columns of their own (`@t#2`, `@ts#2`). They were gone from the CSV
 /// (a probe, December 7).
 fn unread_head<'a>(r: &Record<'a>) -> impl Iterator<Item = (&'static str, &'a str)> {
-    let [t, ts, _] = r.head;
-    let t = t.filter(|raw| !raw.trim_start().starts_with('"'));
+    let [t, ts, tag] = r.head;
+    let text = |raw: &&str| raw.trim_start().starts_with('"');
+    let t = t.filter(|raw| !text(raw));
     let ts = ts.filter(|raw| r.ts.is_none() && raw.trim() != "null");
-    [("@t", t), ("@ts", ts)]
+    // A tag that is no string has no `@tag` cell of its own.
+    let tag = tag.filter(|raw| !text(raw));
+    [("@t", t), ("@ts", ts), ("@tag", tag)]
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
 }
 
 fn flatten_record(r: &Record<'_>, out: &mut Vec<(String, String)>) {
+    // `@tag` among the names made unique, as `flat_keys` has it: an
+    // earlier `@tag` of the record's own is a field (`@tag#2`).
+    let from = out.len();
     if let Some(tag) = &r.tag {
         out.push(("@tag".into(), tag.to_string()));
     }
-    let from = out.len();
     for (k, v) in unread_head(r) {
         flatten(k, v, out, 1);
     }
