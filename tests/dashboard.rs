@@ -1652,6 +1652,35 @@ fn the_requests_note_gives_way_to_the_filter_being_typed() {
     }
 }
 
+/// A filter typed longer than the edge shows its end after `…`, the
+/// cursor with it, on every tab, and the note beside it gives way: it ran
+/// off the edge, the uplink summary over it on Events (a probe).
+#[test]
+fn a_long_filter_being_typed_shows_its_end() {
+    let typed = "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789";
+    for (tab, edge) in [('1', "╰"), ('2', "╭ Requests"), ('3', "╰")] {
+        let mut app = busy();
+        press(&mut app, &[KeyCode::Char(tab), KeyCode::Char('/')]);
+        for c in typed.chars() {
+            press(&mut app, &[KeyCode::Char(c)]);
+        }
+        let screen = text(&draw(&app, 80, 24));
+        let line = if edge == "╰" {
+            last_line_with(&screen, "filter: ")
+        } else {
+            line_with(&screen, edge)
+        };
+        assert!(
+            line.contains("filter: …") && line.contains("3456789▏ "),
+            "{tab}:\n{screen}"
+        );
+        assert!(
+            line.ends_with('╯') || line.ends_with('╮'),
+            "{tab}:\n{screen}"
+        );
+    }
+}
+
 /// On the Types tab the filter being typed and the scroll note share the
 /// bottom edge: the note takes a short form where the long one does not
 /// fit, and the filter stays whole (the note ran over it at 80 columns).

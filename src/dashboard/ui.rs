@@ -123,22 +123,35 @@ pub fn panel(app: &App, title: &str, note: Option<String>, width: u16) -> Block<
     block
 }
 
-/// The `/` filter where it applies, for a panel's bottom edge: the prompt
-/// and text while typing, the text once kept.
-pub fn filter_title(app: &App) -> Option<Line<'static>> {
+/// The `/` filter where it applies, for a panel's edge, in at most
+/// `width` columns: the prompt and text while typing, the text once kept.
+/// A text too long for them shows its end, after `…` (where it is being
+/// typed), the hint giving way first: it ran off the edge, the cursor
+/// and what was typed last with it (a probe, December 7).
+pub fn filter_title(app: &App, width: u16) -> Option<Line<'static>> {
     let t = &app.theme;
     let filter = &app.viewer.filter;
+    let width = usize::from(width);
+    const PROMPT: &str = " filter: ";
+    const HINT: &str = " Enter keeps · Esc clears ";
     if filter.editing {
-        return Some(Line::from(vec![
-            Span::styled(" filter: ", t.key),
-            Span::styled(format!("{}▏", filter.text()), t.value),
-            Span::styled(" Enter keeps · Esc clears ", t.dim),
-        ]));
+        let typed = format!("{}▏", filter.text());
+        let mut spans = vec![Span::styled(PROMPT, t.key)];
+        if PROMPT.len() + typed.width() + HINT.width() <= width {
+            spans.push(Span::styled(typed, t.value));
+            spans.push(Span::styled(HINT, t.dim));
+        } else {
+            let room = width.saturating_sub(PROMPT.len() + 1);
+            spans.push(Span::styled(fit_start(&typed, room), t.value));
+            spans.push(Span::styled(" ", t.dim));
+        }
+        return Some(Line::from(spans));
     }
     (!filter.is_empty()).then(|| {
+        let room = width.saturating_sub(PROMPT.len() + 1);
         Line::from(vec![
-            Span::styled(" filter: ", t.label),
-            Span::styled(format!("{} ", filter.text()), t.value),
+            Span::styled(PROMPT, t.label),
+            Span::styled(format!("{} ", fit_start(filter.text(), room)), t.value),
         ])
     })
 }

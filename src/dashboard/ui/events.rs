@@ -36,15 +36,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Some(note(app, matching.len(), scroll)),
         area.width,
     );
-    let block = match filter_title(app) {
+    // The filter first on the bottom edge, every device's uplink in one
+    // line in what it leaves (the two ran into each other at 80 columns
+    // while a long filter was typed: a probe).
+    let filter = filter_title(app, area.width.saturating_sub(2));
+    let beside = filter.as_ref().map_or(0, |f| f.width() as u16 + 1);
+    let block = match filter {
         Some(title) => block.title_bottom(title),
         None => block,
     };
-    // Every device's uplink in one line, on the bottom edge.
-    let block = match crate::dashboard::ui::uplink::summary_line(app, area.width.saturating_sub(4))
-    {
-        Some(line) => block.title_bottom(line.right_aligned()),
-        None => block,
+    let room = area.width.saturating_sub(4 + beside);
+    let block = match crate::dashboard::ui::uplink::summary_line(app, room) {
+        Some(line) if room > 0 => block.title_bottom(line.right_aligned()),
+        _ => block,
     };
     let inner = block.inner(area);
     block.render(area, buf);

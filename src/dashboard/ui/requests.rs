@@ -145,7 +145,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     // The filter goes on the top edge (the legend has the bottom one),
     // left of the note: the note is fitted to what it leaves (it ran over
     // the filter being typed at 80 columns: a review).
-    let filter = filter_title(app);
+    // Beside the title (` Requests `, a cell each side of it), at most.
+    let filter = filter_title(app, area.width.saturating_sub(15));
     let beside = filter.as_ref().map_or(0, |f| f.width() as u16 + 1);
     let mut block = panel(
         app,

@@ -38,7 +38,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         note
     });
     let mut block = panel(app, "Types", note, area.width);
-    let filter = filter_title(app);
+    let filter = filter_title(app, area.width.saturating_sub(2));
     // What the filter leaves of the bottom edge, corners off.
     let room =
         usize::from(area.width).saturating_sub(2 + filter.as_ref().map_or(0, |f| f.width() + 1));
