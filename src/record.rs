@@ -29,6 +29,10 @@ pub struct Record<'a> {
     /// `@t`, `@ts` and `@tag` as raw JSON text, as sent (the last of
     /// each): an export writes the record back with them.
     pub head: [Option<&'a str>; 3],
+    /// Of `@t`, `@ts` or `@tag` given twice, the earlier, in arrival
+    /// order: only CSV writes them (`@ts#2`...), every other reader takes
+    /// the last (kept among `fields`, the dashboard showed `@tag=a`).
+    pub earlier: Vec<(Cow<'a, str>, &'a str)>,
 }
 
 /// What the screen knows how to show.
@@ -198,8 +202,8 @@ impl<'a> Record<'a> {
         let mut tag = None;
         let mut head: [Option<&'a str>; 3] = [None; 3];
         // Of `@t`, `@ts` or `@tag` given twice, the last is read, and the
-        // earlier stay fields (CSV keeps them as `@ts#2`...: they were
-        // gone from every export, a second probe, December 7).
+        // earlier are kept for CSV (`@ts#2`...: they were gone from every
+        // export, a second probe, December 7).
         let mut earlier = Vec::new();
         // In place: one allocation per record is most of the parsing cost.
         fields.retain(|(key, value)| {
@@ -223,9 +227,7 @@ impl<'a> Record<'a> {
             }
             false
         });
-        if !earlier.is_empty() {
-            fields.splice(0..0, earlier);
-        }
+
         let parsed = ts_text.as_deref().and_then(parse_timestamp);
         Record {
             ts: parsed.map(|(t, _)| t),
@@ -235,6 +237,7 @@ impl<'a> Record<'a> {
             tag,
             fields,
             head,
+            earlier,
         }
     }
 
@@ -627,6 +630,13 @@ mod tests {
             panic!("{:?}", recs[1].view);
         };
         assert_eq!(*cpu, Some(41.0));
+        // `@tag` twice: the last is the tag, and the earlier is no field
+        // a reader other than CSV sees (the dashboard showed `@tag=a`).
+        let recs = parse_batch(r#"[{"@t":"event.x","@tag":"a","@tag":"b","n":1}]"#).unwrap();
+        assert_eq!(recs[0].tag.as_deref(), Some("b"));
+        assert_eq!(recs[0].fields_as_pairs(100), "n=1");
+        assert_eq!(recs[0].earlier, [(Cow::Borrowed("@tag"), "\"a\"")]);
+        let recs = parse_batch(batch).unwrap();
         // An array is no `loc`, and a string no latitude.
         for r in &recs[2..] {
             let View::Position(p) = &r.view else {

@@ -267,12 +267,11 @@ fn collect_fixes(
     Ok(Tracks { devices })
 }
 
-/// The record back as one JSON object, `@t`/`@ts`/`@tag` as sent, last:
-/// a key given twice is read at its last, and the earlier of these three
-/// are among the fields. `@ts` was left out, so a stamp the export could
-/// not read was gone from it (a review, December 7). Its own size, not
-/// the doubling capacity it was made in: every fix's text is held until
-/// the end.
+/// The record back as one JSON object, `@t`/`@ts`/`@tag` as sent (the
+/// last of each, as every reader but CSV takes them). `@ts` was left out,
+/// so a stamp the export could not read was gone from it (a review,
+/// December 7). Its own size, not the doubling capacity it was made in:
+/// every fix's text is held until the end.
 fn record_text(r: &Record<'_>) -> Box<str> {
     let mut out = String::from("{");
     let mut push = |k: &str, v: &str| {
@@ -1068,6 +1067,9 @@ fn flat_keys(r: &Record<'_>) -> Vec<String> {
     for (k, v) in unread_head(r) {
         flatten_keys(k, v, &mut keys, 1);
     }
+    for (k, v) in &r.earlier {
+        flatten_keys(k, v, &mut keys, 1);
+    }
     for (k, v) in &r.fields {
         flatten_keys(k, v, &mut keys, 1);
     }
@@ -1161,7 +1163,7 @@ fn unread_head<'a>(r: &Record<'a>) -> impl Iterator<Item = (&'static str, &'a st
     let t = t.filter(|raw| !text(raw));
     let ts = ts.filter(|raw| r.ts.is_none() && raw.trim() != "null");
     // A tag that is no string has no `@tag` cell of its own.
-    let tag = tag.filter(|raw| !text(raw));
+    let tag = tag.filter(|raw| !text(raw) && raw.trim() != "null");
     [("@t", t), ("@ts", ts), ("@tag", tag)]
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
@@ -1175,6 +1177,9 @@ fn flatten_record(r: &Record<'_>, out: &mut Vec<(String, String)>) {
         out.push(("@tag".into(), tag.to_string()));
     }
     for (k, v) in unread_head(r) {
+        flatten(k, v, out, 1);
+    }
+    for (k, v) in &r.earlier {
         flatten(k, v, out, 1);
     }
     for (k, v) in &r.fields {
