@@ -646,23 +646,44 @@ fn a_batch_left_in_a_renamed_capture_is_never_skipped_for_an_empty_file() {
 /// next start, or (the empty file) nothing, and it never was (a probe).
 #[test]
 fn a_target_without_a_cursor_says_what_a_moved_capture_still_holds() {
-    for empty_file in [false, true] {
+    // Renamed; renamed with an empty file put in its place; copied and
+    // emptied in place (`copytruncate`).
+    for how in ["mv", "mv and create", "copytruncate"] {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{}/logbook/storage", free_port());
         let capture = dir.path().join("capture.jsonl");
         let mut rx = forwarder(&capture, &url, &[]);
         upload(&rx, &batch(0));
         forward_note(&rx, "down", |_| true);
-        std::fs::rename(&capture, capture.with_extension("jsonl.1")).unwrap();
-        if empty_file {
+        let kept = capture.with_extension("jsonl.1");
+        if how == "copytruncate" {
+            std::fs::copy(&capture, &kept).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&capture)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        } else {
+            std::fs::rename(&capture, &kept).unwrap();
+        }
+        if how == "mv and create" {
             std::fs::write(&capture, "").unwrap();
         }
         rx.stop();
         let said = rx.stderr();
+        let where_ = match how {
+            "copytruncate" => {
+                "1 batch(es) not yet passed on, and the capture file was cut short in place"
+            }
+            _ => {
+                "1 batch(es) not yet passed on, some of them in a capture file that was deleted or replaced"
+            }
+        };
         assert!(
-            said.contains("1 batch(es) not yet passed on, some of them in a capture file that was deleted or replaced")
+            said.contains(where_)
                 && said.contains("the next start forwards the file at the path from its start"),
-            "{empty_file}: {said}"
+            "{how}: {said}"
         );
     }
 }

@@ -188,13 +188,21 @@ impl Tail {
     }
 
     /// Whether the file read is the one at `path` (not moved or deleted
-    /// from it since it was opened, nor replaced there).
+    /// from it since it was opened, nor replaced there). A look that fails
+    /// for another reason than nothing being there (no permission, an I/O
+    /// error) is taken as yes, as the writer takes it.
     pub fn is_at(&self, path: &Path) -> bool {
         use std::os::unix::fs::MetadataExt;
         match (self.file.metadata(), std::fs::metadata(path)) {
             (Ok(read), Ok(there)) => read.dev() == there.dev() && read.ino() == there.ino(),
-            _ => false,
+            (_, Err(e)) => e.kind() != io::ErrorKind::NotFound,
+            (Err(_), Ok(_)) => true,
         }
+    }
+
+    /// The length of the file read now, if it can be known.
+    pub fn file_len(&self) -> Option<u64> {
+        self.file.metadata().ok().map(|m| m.len())
     }
 
     /// Offset of the next line to be returned.

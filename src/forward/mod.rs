@@ -441,7 +441,7 @@ pub fn start(
             reader,
             synced_lines: durable.lines(),
             done_lines: 0,
-            gone_from_path: false,
+            gone_from_path: None,
             last_noted: None,
             secrets: target.secrets(),
         };
@@ -663,8 +663,9 @@ struct Job {
     done_lines: u64,
     /// At the stop: the file it read was no longer at the capture path
     /// (moved or deleted after the last upload, so the writer never saw
-    /// it go).
-    gone_from_path: bool,
+    /// it go), or was shorter than the writer synced (cut short in place
+    /// after the last upload, `copytruncate`).
+    gone_from_path: Option<Behind>,
     /// What the last headless note said: state, parked, error.
     last_noted: Option<(&'static str, u64, Option<String>)>,
     /// The target's credentials and query, taken out of every reason
@@ -737,7 +738,7 @@ impl Job {
         // instead, made now (the board is only told at a publish, and a
         // line synced just before the stop was missing), never reading
         // the path.
-        let left_elsewhere = self.gone_from_path || next_start == NextStart::Refused;
+        let left_elsewhere = self.gone_from_path.is_some() || next_start == NextStart::Refused;
         let pending = match left_elsewhere && !self.done_with_every_synced_line() {
             true => Some(
                 self.synced_lines
@@ -752,10 +753,17 @@ impl Job {
         // sent at the next start, or (an empty file put at the path)
         // nothing at all, and the next start sent nothing (a probe,
         // December 7).
-        let behind = behind.or((self.gone_from_path
-            && !self.cursors.has(&self.name)
-            && pending.unwrap_or(0) > 0)
-            .then_some(Behind::Replaced));
+        // A cut unseen is said as one seen (what was in the part cut away
+        // is gone); a file moved unseen, for a target with a cursor, by the
+        // cursor's refusal.
+        let left = pending.unwrap_or(0) > 0;
+        let behind = behind.or(match self.gone_from_path {
+            Some(Behind::CutShort) if left => Some(Behind::CutShort),
+            Some(Behind::Replaced) if left && !self.cursors.has(&self.name) => {
+                Some(Behind::Replaced)
+            }
+            _ => None,
+        });
         Ended {
             pending,
             behind,
@@ -1007,7 +1015,23 @@ impl Job {
     /// At a stop: notes whether the file read is still at the path, and
     /// counts what is left (see `count_rest`).
     fn stop_count(&mut self, tail: &Tail) -> Option<u64> {
-        self.gone_from_path = !tail.is_at(&self.capture);
+        let current = self.file == self.durable.current();
+        self.gone_from_path = if !tail.is_at(&self.capture) {
+            Some(Behind::Replaced)
+        } else if current
+            && tail
+                .file_len()
+                .is_some_and(|len| len < self.durable.synced())
+        {
+            Some(Behind::CutShort)
+        } else {
+            None
+        };
+        // What is at the path now is not what was left: counted at the
+        // stop from the lines synced and done (see `run`).
+        if self.gone_from_path.is_some() {
+            return None;
+        }
         self.count_rest()
     }
 
