@@ -2651,6 +2651,7 @@ fn export_picks_devices_and_types_by_the_names_the_summary_gives() {
     };
     assert_eq!(batches("(no unit-id)").len(), 1);
     assert!(batches("(no unit-id)")[0].contains(r#""v":1"#));
+    assert_eq!(batches("(empty unit-id)").len(), 1);
     assert!(batches("(empty unit-id)")[0].contains(r#""v":3"#));
     assert!(batches("")[0].contains(r#""v":3"#));
     assert_eq!(batches("aa").len(), 1);

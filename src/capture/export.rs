@@ -632,8 +632,9 @@ pub fn csv(
         ));
     }
     // Pass 1: the columns of every type. Written to one file, every row
-    // is of the one type asked for, whatever its `@t` spells: two types
-    // let through to one writer indexed past it (a panic, a second probe).
+    // is taken as of the one type asked for, so that no filter can give
+    // the one writer two (a filter that let two through indexed past it:
+    // a panic, a second probe).
     let one = matches!(out, CsvOut::One(_));
     let mut types = Types::default();
     let mut ignored = Written::default();
