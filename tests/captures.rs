@@ -2618,6 +2618,19 @@ fn a_csv_folder_holding_a_capture_read_is_refused_and_the_capture_kept() {
     assert_eq!(std::fs::read(&capture).unwrap(), before);
 }
 
+/// A CSV file's header, checked to name each column once, and its rows.
+fn csv_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut read = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = read.headers().unwrap().iter().map(String::from).collect();
+    let unique: std::collections::HashSet<&String> = header.iter().collect();
+    assert_eq!(unique.len(), header.len(), "{header:?}");
+    let rows = read
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
 /// The cells of column `name` of a CSV, in row order.
 fn csv_column(csv: impl std::io::Read, name: &str) -> Vec<String> {
     let mut read = csv::Reader::from_reader(csv);
@@ -2694,18 +2707,8 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
         names,
         ["odd.csv".into(), format!("{}.csv", "t".repeat(200))]
     );
-    let mut read = csv::Reader::from_path(folder.join("odd.csv")).unwrap();
-    let header: Vec<String> = read.headers().unwrap().iter().map(String::from).collect();
-    let unique: std::collections::HashSet<&String> = header.iter().collect();
-    assert_eq!(unique.len(), header.len(), "{header:?}");
-    let row: Vec<String> = read
-        .records()
-        .next()
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(String::from)
-        .collect();
+    let (header, rows) = csv_rows(&folder.join("odd.csv"));
+    let row = &rows[0];
     let cell = |name: &str| row[header.iter().position(|h| h == name).expect(name)].clone();
     assert_eq!(cell("unit_id"), "aa");
     for value in ["dotted", "nested", "own"] {
@@ -2736,18 +2739,8 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
     assert_eq!(cells("odd.csv", "@ts"), ["", "2026-11-27T08:00:04Z", ""]);
     // `@ts` and `@tag` given twice or more: the last is read, and every
     // earlier one is kept in a column of its own (they were dropped).
-    let mut read = csv::Reader::from_path(folder.join("odd.csv")).unwrap();
-    let header: Vec<String> = read.headers().unwrap().iter().map(String::from).collect();
-    let unique: std::collections::HashSet<&String> = header.iter().collect();
-    assert_eq!(unique.len(), header.len(), "{header:?}");
-    let last: Vec<String> = read
-        .records()
-        .last()
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(String::from)
-        .collect();
+    let (header, rows) = csv_rows(&folder.join("odd.csv"));
+    let last = rows.last().unwrap();
     for value in ["2026-11-27T08:00:05Z", "bad", "t1", "t2", "5", "4"] {
         assert!(
             last.contains(&value.to_string()),
