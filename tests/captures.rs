@@ -2618,6 +2618,18 @@ fn a_csv_folder_holding_a_capture_read_is_refused_and_the_capture_kept() {
     assert_eq!(std::fs::read(&capture).unwrap(), before);
 }
 
+/// Exports `capture` as CSV into `folder`, a file per type; it succeeds.
+fn export_csv_folder(capture: &Path, folder: &Path) {
+    let out = binary()
+        .arg("export")
+        .arg(capture)
+        .args(["--format", "csv", "-o"])
+        .arg(folder)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 /// A CSV file's header, checked to name each column once, and its rows.
 fn csv_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut read = csv::Reader::from_path(path).unwrap();
@@ -2690,14 +2702,7 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
     );
     std::fs::write(&path, line + "\n").unwrap();
     let folder = dir.path().join("csv");
-    let out = binary()
-        .arg("export")
-        .arg(&path)
-        .args(["--format", "csv", "-o"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    export_csv_folder(&path, &folder);
     let mut names: Vec<String> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -2723,14 +2728,7 @@ fn csv_to_a_folder_keeps_every_value_whatever_the_names() {
     let line = r#"{"received":"2026-11-27T08:01:00.000Z","unit_id":"aa","batch_hash":"h2","records":[{"@t":5,"@ts":"2026-11-27T08:00:03Z","v":1},{"@t":"odd","@ts":"yesterday","v":2},{"@t":"odd","@ts":"2026-11-27T08:00:04","v":3},{"@t":"odd","@ts":"2026-11-27T08:00:05Z","@ts":"bad","@tag":"t1","@tag":"t2","@tag":5,"v":4}]}"#;
     std::fs::write(&path, line.to_string() + "\n").unwrap();
     std::fs::remove_dir_all(&folder).unwrap();
-    let out = binary()
-        .arg("export")
-        .arg(&path)
-        .args(["--format", "csv", "-o"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    export_csv_folder(&path, &folder);
     let cells =
         |file: &str, name: &str| csv_column(std::fs::File::open(folder.join(file)).unwrap(), name);
     assert_eq!(cells("_.csv", "@t#2"), ["5"]);
