@@ -332,6 +332,18 @@ pub fn unit_shown(id: &str) -> std::borrow::Cow<'_, str> {
     crate::text::shown(id)
 }
 
+/// A `unit-id` in a column `width` wide: whole, escapes included, where it
+/// fits, else shortened (`short_id`), never cut at its end (a 32-digit id
+/// with an escape lost the escape to the cut).
+pub fn unit_in(id: &str, width: usize) -> String {
+    let shown = unit_shown(id);
+    if shown.width() <= width {
+        shown.into_owned()
+    } else {
+        short_id(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

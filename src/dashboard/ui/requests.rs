@@ -18,7 +18,7 @@ use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 use unicode_width::UnicodeWidthStr;
 
 use crate::dashboard::app::App;
-use crate::dashboard::format::{bytes, clock_ms, count, fit, fit_words, short_id, unit_shown};
+use crate::dashboard::format::{bytes, clock_ms, count, fit, fit_words, unit_in};
 use crate::dashboard::ui::{filter_title, nothing_shown, panel, placeholder, saved_title};
 use crate::event::RequestEvent;
 
@@ -212,15 +212,7 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
         let (text, style) = match col {
             Col::Time => (clock_ms(r.received), t.dim),
             Col::Peer => (r.peer.clone(), t.base),
-            Col::Unit => {
-                let id = unit_shown(r.unit_id.as_deref().unwrap_or("-"));
-                let id = if id.width() > w {
-                    short_id(&id)
-                } else {
-                    id.into_owned()
-                };
-                (id, t.base)
-            }
+            Col::Unit => (unit_in(r.unit_id.as_deref().unwrap_or("-"), w), t.base),
             Col::Path => (format!("{} {}", r.method, r.path), t.base),
             Col::Status if r.status == crate::event::NO_ANSWER => (" none".to_string(), t.error),
             Col::Status => (format!("{:>5}", r.status), t.status(r.status)),

@@ -244,17 +244,7 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
     let t = &app.theme;
     let now = app.now();
     let up = uplink::of(log, now);
-    // Whole where it fits, escapes included (a 32-digit id with an escape
-    // lost its end to the cut: a review); else shortened, as the request
-    // list does.
-    let shown = crate::dashboard::format::unit_shown(&log.unit_id);
-    let id = if unicode_width::UnicodeWidthStr::width(shown.as_ref())
-        <= usize::from(layout.cells[0].2)
-    {
-        shown.into_owned()
-    } else {
-        short_id(&log.unit_id)
-    };
+    let id = crate::dashboard::format::unit_in(&log.unit_id, usize::from(layout.cells[0].2));
     let last = log.last_arrival().map_or("-".into(), |at| age(now, at));
     let state = up.map_or(("-".into(), t.dim), |u| {
         (u.keeping.short().to_string(), keeping_style(t, u.keeping))
