@@ -459,13 +459,15 @@ fn scalar(raw: &str) -> Option<Scalar<'_>> {
 fn members<'a, const N: usize>(raw: &'a str, keys: [&str; N]) -> Option<[Option<&'a str>; N]> {
     struct Seed<'k, const N: usize>([&'k str; N]);
     impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Seed<'_, N> {
-        type Value = Option<[Option<&'de str>; N]>;
+        type Value = [Option<&'de str>; N];
+        // Anything but an object (an array, a string, a number...) is
+        // refused by serde_json here, and read as none below.
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
+            d.deserialize_map(self)
         }
     }
     impl<'de, const N: usize> Visitor<'de> for Seed<'_, N> {
-        type Value = Option<[Option<&'de str>; N]>;
+        type Value = [Option<&'de str>; N];
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("an object")
         }
@@ -479,35 +481,11 @@ fn members<'a, const N: usize>(raw: &'a str, keys: [&str; N]) -> Option<[Option<
                     }
                 }
             }
-            Ok(Some(found))
-        }
-        // Anything else is no object: read past (an array, a string, a
-        // number...), as `RawFields` does.
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
+            Ok(found)
         }
     }
     let mut de = serde_json::Deserializer::from_str(raw);
-    serde::de::DeserializeSeed::deserialize(Seed(keys), &mut de).ok()?
+    serde::de::DeserializeSeed::deserialize(Seed(keys), &mut de).ok()
 }
 
 /// Every field of one object, values left as raw JSON text; None for an
@@ -630,6 +608,15 @@ mod tests {
             panic!("{:?}", recs[1].view);
         };
         assert_eq!(*cpu, Some(41.0));
+        // A bare number is a reading too; an array or a string is none.
+        for (cpu, want) in [("45.2", Some(45.2)), ("[45.2]", None), ("\"45.2\"", None)] {
+            let text = format!(r#"[{{"@t":"rpi.temp","cpu":{cpu}}}]"#);
+            let recs = parse_batch(&text).unwrap();
+            let View::RpiTemp { cpu, .. } = &recs[0].view else {
+                panic!("{:?}", recs[0].view);
+            };
+            assert_eq!(*cpu, want, "{text}");
+        }
         // `@tag` twice: the last is the tag, and the earlier is no field
         // a reader other than CSV sees (the dashboard showed `@tag=a`).
         let recs = parse_batch(r#"[{"@t":"event.x","@tag":"a","@tag":"b","n":1}]"#).unwrap();
