@@ -30,8 +30,9 @@ pub struct Record<'a> {
     /// each): an export writes the record back with them.
     pub head: [Option<&'a str>; 3],
     /// Of `@t`, `@ts` or `@tag` given twice, the earlier, in arrival
-    /// order: only CSV writes them (`@ts#2`...), every other reader takes
-    /// the last (kept among `fields`, the dashboard showed `@tag=a`).
+    /// order: only CSV writes them (`@ts#2`...); every other reader takes
+    /// the last (while they were kept among `fields`, the dashboard
+    /// showed `@tag=a`).
     pub earlier: Vec<(Cow<'a, str>, &'a str)>,
 }
 
@@ -227,7 +228,6 @@ impl<'a> Record<'a> {
             }
             false
         });
-
         let parsed = ts_text.as_deref().and_then(parse_timestamp);
         Record {
             ts: parsed.map(|(t, _)| t),

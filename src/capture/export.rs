@@ -1153,11 +1153,10 @@ fn flatten_keys(prefix: &str, raw: &str, out: &mut Vec<String>, depth: usize) {
     }
 }
 
-/// `@tag` and every field, flattened to (dotted name, text).
-/// A record's `@t` that is no string and `@ts` that is no time, as sent:
-/// their fixed columns hold what was read (a blank), so these go in
-/// columns of their own (`@t#2`, `@ts#2`). They were gone from the CSV
-/// (a probe, December 7).
+/// A record's `@t` or `@tag` that is no string and `@ts` that is no time,
+/// as sent: their fixed cells hold what was read (a blank), so these go
+/// in columns of their own (`@t#2`, `@ts#2`, `@tag`). They were gone from
+/// the CSV (a probe, December 7).
 fn unread_head<'a>(r: &Record<'a>) -> impl Iterator<Item = (&'static str, &'a str)> {
     let [t, ts, tag] = r.head;
     let text = |raw: &&str| raw.trim_start().starts_with('"');
@@ -1170,6 +1169,8 @@ fn unread_head<'a>(r: &Record<'a>) -> impl Iterator<Item = (&'static str, &'a st
         .filter_map(|(k, v)| Some((k, v?)))
 }
 
+/// `@tag` and every field, flattened to (dotted name, text), with what
+/// `unread_head` and `Record::earlier` hold of `@t`, `@ts` and `@tag`.
 fn flatten_record(r: &Record<'_>, out: &mut Vec<(String, String)>) {
     // `@tag` among the names made unique, as `flat_keys` has it: an
     // earlier `@tag` of the record's own is a field (`@tag#2`).
