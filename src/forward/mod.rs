@@ -734,18 +734,11 @@ impl Job {
         };
         // A count read from a file the cursor no longer matches counts
         // that file's lines, not what this target had left (an empty file
-        // put at the path read as none left): the board's count is said
-        // instead, made now (the board is only told at a publish, and a
-        // line synced just before the stop was missing), never reading
-        // the path.
-        let left_elsewhere = self.gone_from_path.is_some() || next_start == NextStart::Refused;
-        let pending = match left_elsewhere && !self.done_with_every_synced_line() {
-            true => Some(
-                self.synced_lines
-                    .load(Ordering::SeqCst)
-                    .saturating_sub(self.done_lines),
-            ),
-            false => pending,
+        // put at the path read as none left): counted from the lines
+        // instead (see `left_by_lines`).
+        let pending = match next_start {
+            NextStart::Refused if !self.done_with_every_synced_line() => Some(self.left_by_lines()),
+            _ => pending,
         };
         // A target with no cursor yet (it acknowledged nothing) starts the
         // file at the path next time: what it had left is then only in the
@@ -1027,24 +1020,33 @@ impl Job {
         } else {
             None
         };
-        // What is at the path now is not what was left: counted at the
-        // stop from the lines synced and done (see `run`).
-        if self.gone_from_path.is_some() {
-            return None;
-        }
         self.count_rest()
+    }
+
+    /// The lines the writer synced less those this target is done with,
+    /// as the board counts them, made now (the board is told only at a
+    /// publish, and missed a line synced just before the stop): what is
+    /// left without reading the path.
+    fn left_by_lines(&self) -> u64 {
+        self.synced_lines
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.done_lines)
     }
 
     /// Counts exactly what is left to send, at a stop (the receiver has
     /// written its last line by then).
     fn count_rest(&mut self) -> Option<u64> {
-        if self.file != self.durable.current() {
-            return None;
-        }
         // Done with every synced line: nothing to read (the file may be
         // gone from the path since the last upload).
         if self.done_with_every_synced_line() {
             return Some(0);
+        }
+        // What is at the path now is not what was left.
+        if self.gone_from_path.is_some() {
+            return Some(self.left_by_lines());
+        }
+        if self.file != self.durable.current() {
+            return None;
         }
         let from = self.cursors.offset(&self.name);
         let to = self.durable.synced();
