@@ -171,7 +171,7 @@ pub fn shown_cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     // Most names (`obd.rpm`, a hex unit-id): nothing to escape or cut,
     // told without walking the characters twice. The dashboard asks for
     // every record's type.
-    if s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    if s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\') {
         return std::borrow::Cow::Borrowed(s);
     }
     match shown(s) {
@@ -227,19 +227,39 @@ pub fn xml_text(s: &str) -> std::borrow::Cow<'_, str> {
     })
 }
 
-/// `s` with each character `unfit` holds for written as `\u{..}`.
+/// `s` with each character `unfit` holds for written as `\u{..}`, and
+/// each backslash of a run just before one, or before `u{` sent as text,
+/// written as `\\`, so that an escape written here is never mistaken for
+/// text sent: the printable `ctl\u{1b}` is written `ctl\\u{1b}`, where an
+/// ESC is written `ctl\u{1b}`. An odd run before `u{` ends in an escape.
+/// Any other backslash is written as it is (a Windows path reads as sent).
 fn escaped(s: &str, unfit: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(&unfit) {
+    if !s.chars().any(&unfit) && !s.contains("\\u{") {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
+    // Backslashes waiting to be written: doubled if `u{` follows them.
+    let mut run = 0;
+    for (at, c) in s.char_indices() {
+        if c == '\\' {
+            run += 1;
+            continue;
+        }
+        // Before an escape written here, or text that reads as one.
+        let doubled = if unfit(c) || s[at..].starts_with("u{") {
+            2
+        } else {
+            1
+        };
+        out.extend(std::iter::repeat_n('\\', run * doubled));
+        run = 0;
         if unfit(c) {
             out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
         } else {
             out.push(c);
         }
     }
+    out.extend(std::iter::repeat_n('\\', run));
     std::borrow::Cow::Owned(out)
 }
 
@@ -259,6 +279,68 @@ mod tests {
             xml_text("u\u{7f}\u{9b}\u{202e}1"),
             "u\\u{7f}\\u{9b}\\u{202e}1"
         );
+    }
+
+    /// What `shown` wrote, read back by its rule: an odd run of
+    /// backslashes before `u{` ends in an escape, and the run's pairs
+    /// (or a run before anything else) are backslashes sent.
+    fn read_back(shown: &str) -> String {
+        let mut out = String::new();
+        let mut rest = shown;
+        while let Some(c) = rest.chars().next() {
+            if c != '\\' {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+                continue;
+            }
+            let run = rest.len() - rest.trim_start_matches('\\').len();
+            rest = &rest[run..];
+            if !rest.starts_with("u{") {
+                out.extend(std::iter::repeat_n('\\', run));
+                continue;
+            }
+            out.extend(std::iter::repeat_n('\\', run / 2));
+            if run % 2 == 1 {
+                let end = rest.find('}').expect("an escape ends");
+                let value = u32::from_str_radix(&rest[2..end], 16).expect("hex");
+                out.push(char::from_u32(value).expect("a character"));
+                rest = &rest[end + 1..];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_backslash_sent_never_reads_as_an_escape_written() {
+        assert_eq!(shown("ctl\\u{1b}"), "ctl\\\\u{1b}");
+        assert_eq!(shown("ctl\u{1b}"), "ctl\\u{1b}");
+        assert_eq!(shown("ctl\\\u{1b}"), "ctl\\\\\\u{1b}");
+        assert_eq!(
+            shown("C:\\dev\\u1"),
+            "C:\\dev\\u1",
+            "other backslashes stay"
+        );
+        assert!(matches!(shown("C:\\dev"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(shown_cut("a\\u{41}", 200), "a\\\\u{41}");
+        // Every text of up to six of these characters is written so that
+        // it reads back as sent.
+        let alphabet = ['\\', 'u', '{', '1', 'b', '}', '\u{1b}'];
+        let mut texts = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|t| t.chars().count() == texts.last().unwrap().chars().count())
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(longer);
+        }
+        assert!(texts.len() > 100_000, "{}", texts.len());
+        for text in &texts {
+            let written = shown(text);
+            assert!(!written.chars().any(is_invisible), "{written:?}");
+            assert_eq!(&read_back(&written), text, "{text:?} written {written:?}");
+            assert_eq!(&read_back(&xml_text(text)), text, "{text:?}");
+        }
     }
 
     #[test]

@@ -1752,6 +1752,14 @@ fn a_unit_id_s_control_characters_are_shown_escaped() {
     let screen = text(&draw(&app, 200, 40));
     let picker = screen.lines().find(|l| l.contains('◀')).unwrap_or_default();
     assert!(picker.contains("ctl\\…u{7}"), "{picker}");
+    // A device whose unit-id is that escaped text, sent as printable
+    // characters, reads apart from it: its backslashes are doubled.
+    app.apply(&accepted(3, at("2026-11-27T08:00:02Z"), Some(shown), body));
+    press(&mut app, &[KeyCode::Esc, KeyCode::Char('2')]);
+    let screen = text(&draw(&app, 200, 40));
+    let rows = |unit: &str| screen.lines().filter(|l| l.contains(unit)).count();
+    assert_eq!(rows("ctl\\\\u{1}\\\\u{1b}]0;T\\\\u{7}"), 1, "{screen}");
+    assert_eq!(rows(shown), 1, "{screen}");
 }
 
 /// A panel's note longer than the room beside its title is cut with `…`
