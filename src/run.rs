@@ -171,9 +171,10 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         demo.stop();
     }
     let stats = running.stats.clone();
+    let capture = crate::text::path(running.capture_path()).to_string();
     let finished = shut_down(running, &signals.received);
     if let Some(forwarders) = forwarders {
-        stop_forwarding(forwarders);
+        stop_forwarding(forwarders, &capture);
     }
     if !finished {
         return outcome;
@@ -282,21 +283,27 @@ fn start_forwarding(
 }
 
 /// Stops the forwarders and says what each target still has to get: it
-/// is sent on the next start with the same capture.
-fn stop_forwarding(forwarders: Forwarders) {
+/// is sent on the next start with the same capture, named, since a
+/// start without `--capture` makes a new file (a review: the command
+/// run again forwarded nothing).
+fn stop_forwarding(forwarders: Forwarders, capture: &str) {
     let cursor = crate::text::path(&forwarders.cursor_path()).to_string();
     let parked = crate::text::path(&forwarders.parked_path()).to_string();
     for left in forwarders.stop(FORWARD_GRACE) {
         if let Some(behind) = left.behind {
             let next = match left.next_start {
                 forward::NextStart::Refused => format!(
-                    "{cursor} points at what is no longer in the file, so the next start with --forward refuses it: move {cursor} away to forward the file at the path from its start"
+                    "{cursor} points at what is no longer in the file, so the next start with --capture {capture} and --forward refuses it: move {cursor} away to forward the file at the path from its start"
                 ),
                 forward::NextStart::FromItsStart => {
-                    "the next start forwards the file at the path from its start".to_string()
+                    format!(
+                        "the next start with --capture {capture} forwards the file at the path from its start"
+                    )
                 }
                 forward::NextStart::From(offset) => {
-                    format!("the next start goes on from byte {offset} of the file at the path")
+                    format!(
+                        "the next start with --capture {capture} goes on from byte {offset} of the file at the path"
+                    )
                 }
             };
             let gone = match behind {
@@ -315,13 +322,13 @@ fn stop_forwarding(forwarders: Forwarders) {
         } else if left.next_start == forward::NextStart::Refused {
             // Taken away after the last upload: the writer never saw it.
             crate::say!(
-                "forward {}: {} batch(es) not yet passed on; {cursor} no longer matches the capture at the path (deleted, replaced or cut short after the last upload), so the next start with --forward refuses it: move {cursor} away to forward the file at the path from its start",
+                "forward {}: {} batch(es) not yet passed on; {cursor} no longer matches the capture at {capture} (deleted, replaced or cut short after the last upload), so the next start with --capture {capture} and --forward refuses it: move {cursor} away to forward the file at the path from its start",
                 left.target,
                 left.pending
             );
         } else if left.pending > 0 {
             crate::say!(
-                "forward {}: {} batch(es) not yet passed on; they are sent when autopi-rx starts again with the same --capture and --forward",
+                "forward {}: {} batch(es) not yet passed on; they are sent when autopi-rx starts again with --capture {capture} and the same --forward",
                 left.target,
                 left.pending
             );

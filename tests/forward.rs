@@ -682,7 +682,10 @@ fn a_target_without_a_cursor_says_what_a_moved_capture_still_holds() {
         };
         assert!(
             said.contains(where_)
-                && said.contains("the next start forwards the file at the path from its start"),
+                && said.contains(&format!(
+                    "the next start with --capture {} forwards the file at the path from its start",
+                    capture.display()
+                )),
             "{how}: {said}"
         );
     }
@@ -716,8 +719,10 @@ fn a_stop_after_the_capture_went_unseen_says_the_next_start_refuses_the_cursor()
     let behind = stopped_behind(|capture| std::fs::remove_file(capture).unwrap(), None);
     let said = &behind.said;
     assert!(
-        said.contains("no longer matches the capture at the path")
-            && said.contains("refuses it: move"),
+        said.contains(&format!(
+            "no longer matches the capture at {0} (deleted, replaced or cut short after the last upload), so the next start with --capture {0} and --forward refuses it: move",
+            behind.capture.display()
+        )),
         "{said}"
     );
     next_start_refuses_the_cursor(&behind.capture, &behind.url);
@@ -756,7 +761,8 @@ fn a_stop_behind_a_cut_says_what_the_next_start_does() {
         }
         assert!(
             said.contains(&format!(
-                "the next start goes on from byte {} of",
+                "the next start with --capture {} goes on from byte {} of",
+                behind.capture.display(),
                 kept.get()
             )),
             "{said}"
@@ -1230,6 +1236,54 @@ fn unusable_forward_urls_exit_2_and_say_why() {
     assert!(help.contains("AUTOPI_RX_FORWARD_TOKEN") && !help.contains(UP_TOKEN));
 }
 
+/// Started without `--capture`, the receiver makes a new file under
+/// `captures/` at each start, so the exit names the file to start again
+/// with, and started with it the backlog goes. It said "the same
+/// --capture", and the same command run again forwarded nothing into a
+/// new empty file (a review).
+#[test]
+fn a_backlog_at_exit_names_the_capture_a_start_without_one_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let start = |capture: Option<&str>| {
+        let mut cmd = binary();
+        cmd.current_dir(dir.path())
+            .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
+            .args(["--token", TOKEN, "--forward", &url])
+            .args(capture.map(|c| ["--capture", c]).into_iter().flatten());
+        Receiver::spawn(&mut cmd)
+    };
+    let mut rx = start(None);
+    upload(&rx, &batch(0));
+    forward_note(&rx, "down", |_| true);
+    rx.stop();
+    let said = rx.stderr();
+    let made: Vec<PathBuf> = std::fs::read_dir(dir.path().join("captures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    let named = said
+        .split("starts again with --capture ")
+        .nth(1)
+        .and_then(|rest| rest.split(" and the same --forward").next())
+        .unwrap_or_else(|| panic!("no capture named: {said}"));
+    assert_eq!(
+        dir.path().join(named).canonicalize().unwrap(),
+        made[0].canonicalize().unwrap(),
+        "{said}"
+    );
+    let up = upstream(dir.path(), port);
+    let _again = start(Some(named));
+    let got = wait_for("the backlog upstream", || {
+        let lines = complete_lines(&up.capture);
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(hashes(&got), hashes(&complete_lines(&made[0])));
+}
+
 #[test]
 fn a_backlog_at_exit_is_told_and_sent_on_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -1245,7 +1299,8 @@ fn a_backlog_at_exit_is_told_and_sent_on_the_next_start() {
     let said = rx.stderr();
     assert!(
         said.contains(&format!(
-            "forward {url}: 3 batch(es) not yet passed on; they are sent when autopi-rx starts again"
+            "forward {url}: 3 batch(es) not yet passed on; they are sent when autopi-rx starts again with --capture {} and the same --forward",
+            capture.display()
         )),
         "{said}"
     );
