@@ -2131,9 +2131,11 @@ fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
 
     // An upstream echoing the token and the query in a refusal.
     let secret = "Fw0rdT0ken/Secret+xyz9876";
-    let query = "key=QUERYSECRET42";
+    // A signature written percent-encoded in the URL, quoted as the
+    // upstream read it (a review found such a key on the status page).
+    let query = "key=QUERYSECRET42&sig=SIGN%2BAT%2FURE%3D99";
     let echo = format!(
-        r#"{{"headers":{{"authorization":"token Fw0rdT0ken/Secret\u002Bxyz9876","basic":"{}"}},"url":"/in?{query}","twice":"Fw0rdT0ken%252FSecret%252Bxyz9876","key":"QUERYSECRET42","msg":"bad key%3DQUERYSECRET42 %1B]0;PWNED%07"}}"#,
+        r#"{{"headers":{{"authorization":"token Fw0rdT0ken/Secret\u002Bxyz9876","basic":"{}"}},"url":"/in?{query}","twice":"Fw0rdT0ken%252FSecret%252Bxyz9876","key":"QUERYSECRET42","sig":"SIGN+AT/URE=99","msg":"bad key%3DQUERYSECRET42 %1B]0;PWNED%07"}}"#,
         b64(&format!("token {secret}"))
     );
     let answer = format!(
@@ -2154,6 +2156,7 @@ fn a_forward_credential_quoted_back_in_any_spelling_is_never_shown() {
         t.contains("Fw0rd")
             || t.contains("xyz9876")
             || t.contains("QUERYSECRET")
+            || t.contains("URE=99")
             || t.contains(&b64(&format!("token {secret}")))
     };
     let reason = note["last_parked"].as_str().unwrap();

@@ -90,24 +90,51 @@ impl HttpTarget {
 impl HttpTarget {
     /// What is never shown, with what is shown in its place: the token,
     /// and the URL's query, whole and each of its values of 8 characters
-    /// or more (a key quoted on its own), where an answer quotes them.
+    /// or more (a key quoted on its own), where an answer quotes them, as
+    /// written in the URL and decoded (`%2B` as `+`, and a form's `+` as a
+    /// space): an upstream quotes the key it read, and a base64 key or a
+    /// signature holds `%2B`, `%2F` or `%3D` (a review found `Sup3r%2BKey`
+    /// quoted as `Sup3r+Key` on the status page).
     pub fn secrets(&self) -> Vec<(String, &'static str)> {
         let token = self
             .authorization
             .as_deref()
             .and_then(|a| a.split_once(' '))
             .map(|(_, credential)| (credential.to_string(), "[forward token]"));
-        let query = self.query.iter().flat_map(|q| {
+        let mut query: Vec<String> = Vec::new();
+        if let Some(q) = &self.query {
             let values = q
                 .split('&')
-                .filter_map(|pair| pair.split_once('=').map(|(_, v)| v))
-                .filter(|v| v.chars().count() >= 8);
-            std::iter::once(q.as_str())
-                .chain(values)
-                .map(|s| (s.to_string(), crate::scrub::QUERY))
-        });
+                .filter_map(|pair| pair.split_once('=').map(|(_, v)| v));
+            for part in std::iter::once(q.as_str()).chain(values) {
+                for spelled in spelled_as_read(part) {
+                    if (spelled.chars().count() >= 8 || part == q) && !query.contains(&spelled) {
+                        query.push(spelled);
+                    }
+                }
+            }
+        }
+        let query = query.into_iter().map(|s| (s, crate::scrub::QUERY));
         token.into_iter().chain(query).collect()
     }
+}
+
+/// A part of a URL as written and as a server reads it: percent-decoded,
+/// and with a form's `+` read as a space as well.
+pub fn spelled_as_read(part: &str) -> Vec<String> {
+    let decoded = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut all = vec![
+        part.to_string(),
+        decoded(part),
+        decoded(&part.replace('+', " ")),
+    ];
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// rustls with the Mozilla roots, or only the given CA's (`--forward-ca`,

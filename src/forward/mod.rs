@@ -210,13 +210,23 @@ impl ClientIdentity {
 /// gave (a 404's "Cannot POST /hooks/KEY", a redirect's location: a
 /// reviewer's finding). The operator's own screen and output keep the path
 /// (the query is never shown anywhere).
+///
+/// The path is taken out as written and decoded (`/hooks/Ab%2BCd` quoted
+/// as `/hooks/Ab+Cd`, a review), the longest spelling first.
 pub fn public_text(target: &str, text: &str) -> String {
     let path = target
         .split_once("://")
         .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]))
         .filter(|p| p.len() > 1);
     match path {
-        Some(p) => text.replace(p, "/…"),
+        Some(p) => {
+            let mut spellings = http::spelled_as_read(p);
+            spellings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            spellings
+                .iter()
+                .filter(|s| s.len() > 1)
+                .fold(text.to_string(), |text, s| text.replace(s.as_str(), "/…"))
+        }
         None => text.to_string(),
     }
 }
@@ -1175,6 +1185,14 @@ mod tests {
                 "down (301: redirected to https://b.example/hooks/KEY123/)"
             ),
             "down (301: redirected to https://b.example/…/)"
+        );
+        // Quoted as the upstream read it, percent-decoded.
+        assert_eq!(
+            public_text(
+                "https://h.example/hooks/Ab%2BCd%2Fef",
+                "404: Cannot POST /hooks/Ab+Cd/ef, nor /hooks/Ab%2BCd%2Fef"
+            ),
+            "404: Cannot POST /…, nor /…"
         );
         assert_eq!(public_text("http://h:1/", "http://h:1/"), "http://h:1/");
         assert_eq!(public_text("http://h:1/", "a / b"), "a / b");
