@@ -215,7 +215,13 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
     let targets: Vec<forward::Target> = settings
         .forward
         .iter()
-        .map(|url| forward::parse_target(url, &credentials).map_err(|m| Fatal::new(2, m)))
+        .enumerate()
+        .map(|(n, url)| {
+            forward::parse_target(url, &credentials).map_err(|m| match settings.forward.len() {
+                1 => Fatal::new(2, m),
+                all => Fatal::new(2, format!("{m} (the URL given {} of {all})", n + 1)),
+            })
+        })
         .collect::<Result<_, _>>()?;
     let tls = |t: &forward::Target| {
         ["https://", "mqtts://"]

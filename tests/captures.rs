@@ -1890,7 +1890,7 @@ fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("the port \"80080\" is not a port"),
+        text(&out.stderr).contains("--url: the port after the host is not a port"),
         "{}",
         text(&out.stderr)
     );
@@ -1905,6 +1905,22 @@ fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
         "{}",
         text(&out.stderr)
     );
+    // Nor where the URL is refused before its credentials are looked at
+    // (a space in it), nor the token given as the URL by mistake: both
+    // were quoted (a review).
+    for (url, says) in [
+        ("http://u:pw-77@127.0.0.1:8000/a b", "--url is not a URL"),
+        (token, "--url "),
+    ] {
+        let out = replay(&capture, url, token, "5").output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            !stderr.contains("pw-77") && !stderr.contains(token),
+            "{stderr}"
+        );
+    }
     // A pace so slow its wait overflowed a Duration (exit 101).
     let out = binary()
         .args(["replay", capture.to_str().unwrap(), "--url", &server.url])

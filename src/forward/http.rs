@@ -57,14 +57,14 @@ impl HttpTarget {
         let authorization = credentials.authorization.clone();
         let uri: Uri = url
             .parse()
-            .map_err(|e| format!("--forward {url:?} is not a URL: {e}"))?;
+            .map_err(|e| format!("--forward is not a URL: {e}"))?;
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(format!("--forward {url:?} must name a host"));
+            return Err("--forward must name a host (http://HOST/PATH)".into());
         };
         if authority.as_str().contains('@') {
             return Err("--forward: put no credentials in the URL (they would show in process lists and on screen); give the token with --forward-token or AUTOPI_RX_FORWARD_TOKEN".into());
         }
-        crate::upload::check_port("--forward", url, &uri)?;
+        crate::upload::check_port("--forward", &uri)?;
         if let Some(a) = &authorization
             && HeaderValue::from_str(a).is_err()
         {

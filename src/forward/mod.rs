@@ -237,9 +237,7 @@ pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, Stri
     match scheme.as_deref() {
         Some("http" | "https") => http::HttpTarget::parse(url, credentials).map(Target::Http),
         Some("mqtt" | "mqtts") => mqtt::MqttTarget::parse(url, credentials).map(Target::Mqtt),
-        _ => Err(format!(
-            "--forward {url:?}: give an http://, https://, mqtt:// or mqtts:// URL"
-        )),
+        _ => Err("--forward: give an http://, https://, mqtt:// or mqtts:// URL".into()),
     }
 }
 

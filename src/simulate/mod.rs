@@ -196,16 +196,14 @@ pub fn authorization(token: &str, scheme: Scheme) -> Result<String, String> {
 pub fn check_url(url: &str) -> Result<String, String> {
     let uri: ureq::http::Uri = url
         .parse()
-        .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
+        .map_err(|e| format!("--url is not a URL: {e}"))?;
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err("--url: put no credentials in the URL (they would show in process lists and in messages); give the token with --token or AUTOPI_RX_TOKEN".into());
     }
-    crate::upload::check_port("--url", url, &uri)?;
+    crate::upload::check_port("--url", &uri)?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(url.to_string()),
-        _ => Err(format!(
-            "--url {url:?} must start with http:// or https:// and name a host"
-        )),
+        _ => Err("--url must start with http:// or https:// and name a host".to_string()),
     }
 }
 
