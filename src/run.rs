@@ -295,7 +295,17 @@ fn start_forwarding(
 fn stop_forwarding(forwarders: Forwarders, capture: &str) {
     let cursor = crate::text::path(&forwarders.cursor_path()).to_string();
     let parked = crate::text::path(&forwarders.parked_path()).to_string();
-    for left in forwarders.stop(FORWARD_GRACE) {
+    let stopped = forwarders.stop(FORWARD_GRACE);
+    if let Some((e, batches)) = &stopped.unsaved {
+        let again = match batches {
+            0 => "no batch passed on since it was last saved is sent again".to_string(),
+            n => format!(
+                "the next start sends again the {n} batch(es) passed on since it was last saved"
+            ),
+        };
+        crate::say!("forward cursor {cursor}: cannot be saved at exit ({e}); {again}");
+    }
+    for left in stopped.targets {
         if let Some(behind) = left.behind {
             let next = match left.next_start {
                 forward::NextStart::Refused => format!(

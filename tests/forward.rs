@@ -1254,6 +1254,47 @@ fn unusable_forward_urls_exit_2_and_say_why() {
     assert!(help.contains("AUTOPI_RX_FORWARD_TOKEN") && !help.contains(UP_TOKEN));
 }
 
+/// A cursor that cannot be saved when the run stops is said at the exit,
+/// with the batches passed on since its last save, which the next start
+/// sends again (as it then does). The exit said nothing (a review).
+#[test]
+fn a_cursor_that_cannot_be_saved_at_exit_says_what_goes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/logbook/storage");
+    let capture = dir.path().join("capture.jsonl");
+    let up = upstream(dir.path(), port);
+    let mut rx = forwarder(&capture, &url, &[]);
+    upload(&rx, &batch(0));
+    forward_note(&rx, "up", |_| true);
+    // The cursor's temporary file cannot be made from now on.
+    let blocker = dir.path().join("capture.jsonl.forward.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    upload(&rx, &batch(1));
+    forward_note(&rx, "down", |v| {
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot save the cursor"))
+    });
+    rx.stop();
+    let said = rx.stderr();
+    assert!(
+        said.contains("cannot be saved at exit")
+            && said.contains(
+                "the next start sends again the 1 batch(es) passed on since it was last saved"
+            ),
+        "{said}"
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+    let _again = forwarder(&capture, &url, &[]);
+    let got = wait_for("the batch sent again", || {
+        let lines = complete_lines(&up.capture);
+        (lines.len() >= 3).then_some(lines)
+    });
+    let sent = hashes(&complete_lines(&capture));
+    assert_eq!(hashes(&got), [&sent[..], &sent[1..]].concat());
+}
+
 /// Started without `--capture`, the receiver makes a new file under
 /// `captures/` at each start, so the exit names the file to start again
 /// with, and started with it the backlog goes. It said "the same

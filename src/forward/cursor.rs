@@ -41,6 +41,10 @@ pub fn parked_path_for(capture: &Path) -> PathBuf {
 struct Doc {
     #[serde(default)]
     targets: BTreeMap<String, TargetCursor>,
+    /// Batches targets passed on since the file was last saved: sent
+    /// again by the next start, if no save comes before it.
+    #[serde(skip)]
+    unsaved: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -371,10 +375,19 @@ impl Cursors {
     pub fn passed(&self, target: &str, start: u64, end: u64, hash: Option<&str>) -> io::Result<()> {
         let mut doc = self.lock();
         let c = doc.targets.entry(target.to_string()).or_default();
+        // Tried again after a failed save: one batch still.
+        let new = c.offset != end || c.last_line != Some(start);
         c.offset = end;
         c.last_line = Some(start);
         c.last_hash = hash.map(str::to_owned);
-        self.save(&doc)
+        doc.unsaved += u64::from(new);
+        self.save(&mut doc)
+    }
+
+    /// Batches passed on since the file was last saved (a save failed
+    /// since): the next start sends them again.
+    pub fn unsaved(&self) -> u64 {
+        self.lock().unsaved
     }
 
     /// Moves `target` past a line it need not send (a duplicate, a batch
@@ -398,7 +411,7 @@ impl Cursors {
         c.offset = offset;
         c.last_line = None;
         c.last_hash = None;
-        self.save(&doc)
+        self.save(&mut doc)
     }
 
     /// Records a batch `target` refused for good in the parked log, then
@@ -425,7 +438,7 @@ impl Cursors {
         c.offset = end;
         c.last_line = Some(start);
         c.last_hash = hash.map(str::to_owned);
-        self.save(&doc)?;
+        self.save(&mut doc)?;
         Ok(count)
     }
 
@@ -451,11 +464,11 @@ impl Cursors {
 
     /// Saves what `skipped` moved.
     pub fn flush(&self) -> io::Result<()> {
-        let doc = self.lock();
+        let mut doc = self.lock();
         if doc.targets.is_empty() {
             return Ok(());
         }
-        self.save(&doc)
+        self.save(&mut doc)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Doc> {
@@ -468,7 +481,13 @@ impl Cursors {
 
     /// Writes a temporary file, syncs it, renames it over the cursor and
     /// syncs the folder: the cursor on disk is always a whole one.
-    fn save(&self, doc: &Doc) -> io::Result<()> {
+    fn save(&self, doc: &mut Doc) -> io::Result<()> {
+        self.write(doc)?;
+        doc.unsaved = 0;
+        Ok(())
+    }
+
+    fn write(&self, doc: &Doc) -> io::Result<()> {
         let mut tmp_name = self.path.as_os_str().to_owned();
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
@@ -506,6 +525,30 @@ fn read_span(path: &Path, from: u64, to: u64) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Batches passed on while the file cannot be saved are counted once
+    /// each, however often the save is tried again, until a save works.
+    #[test]
+    fn batches_passed_on_since_the_last_save_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("c.jsonl");
+        std::fs::write(&capture, "").unwrap();
+        let cursors = Cursors::open(&capture).unwrap();
+        cursors.passed("t1", 0, 10, Some("aa")).unwrap();
+        assert_eq!(cursors.unsaved(), 0);
+        let blocker = dir.path().join("c.jsonl.forward.tmp");
+        std::fs::create_dir(&blocker).unwrap();
+        for _ in 0..3 {
+            assert!(cursors.passed("t1", 10, 20, Some("bb")).is_err());
+        }
+        assert_eq!(cursors.unsaved(), 1);
+        assert!(cursors.passed("t2", 0, 20, None).is_err());
+        assert_eq!(cursors.unsaved(), 2);
+        assert!(cursors.flush().is_err());
+        std::fs::remove_dir(&blocker).unwrap();
+        cursors.flush().unwrap();
+        assert_eq!(cursors.unsaved(), 0);
+    }
 
     #[test]
     fn resumes_where_acknowledged_and_refuses_a_replaced_capture() {

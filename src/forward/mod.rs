@@ -306,6 +306,16 @@ pub struct Forwarders {
     board: Arc<ForwardBoard>,
 }
 
+/// What the forwarders left when the run ended.
+pub struct Stopped {
+    /// Each target's own.
+    pub targets: Vec<Leftover>,
+    /// The cursor could not be saved at the stop: why, and how many
+    /// batches passed on since its last save the next start sends again
+    /// (it said nothing, and they went twice: a review).
+    pub unsaved: Option<(std::io::Error, u64)>,
+}
+
 /// What a target still had to send when the run ended.
 pub struct Leftover {
     pub target: String,
@@ -488,7 +498,7 @@ impl Forwarders {
     /// Stops every forwarder, waiting at most `grace` for a batch in
     /// flight (one not acknowledged by then is sent again on the next
     /// start), and returns what each target still has to send.
-    pub fn stop(mut self, grace: Duration) -> Vec<Leftover> {
+    pub fn stop(mut self, grace: Duration) -> Stopped {
         drop(self.stop.take());
         let deadline = Instant::now() + grace;
         let mut ended = vec![Ended::default(); self.threads.len()];
@@ -509,10 +519,15 @@ impl Forwarders {
                 let _ = t.join();
             }
         }
-        let _ = self.cursors.flush();
+        let unsaved = self
+            .cursors
+            .flush()
+            .err()
+            .map(|e| (e, self.cursors.unsaved()));
         // A forwarder still busy with a batch is counted by lines (a
         // re-send it would skip counts too).
-        self.board
+        let targets = self
+            .board
             .snapshot()
             .into_iter()
             .enumerate()
@@ -526,7 +541,8 @@ impl Forwarders {
                     next_start: ended.next_start,
                 }
             })
-            .collect()
+            .collect();
+        Stopped { targets, unsaved }
     }
 
     pub fn cursor_path(&self) -> &Path {
