@@ -448,6 +448,16 @@ fn scalar(raw: &str) -> Option<Scalar<'_>> {
     Some(Scalar::Text(Cow::Borrowed(kind)))
 }
 
+/// One record's `@t` from its JSON, as every reader takes it: of `@t`
+/// given twice, the last; None when it has none that is a string, or
+/// `raw` is no object. The MQTT forwarder's topic read it with a derived
+/// struct, which refuses a key given twice, so such a record went to
+/// `_untyped` (a review).
+pub fn type_of(raw: &str) -> Option<String> {
+    let [t] = members(raw, ["@t"])?;
+    json_str(t?).map(Cow::into_owned)
+}
+
 /// Of `raw`, a JSON object, the raw values of `keys`: of a key given
 /// twice, the last, as a record's own fields are read (see
 /// `Record::field`); `None` when `raw` is no object. One pass, nothing

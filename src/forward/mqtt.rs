@@ -14,7 +14,6 @@ use rumqttc::{
     Client, Connection, Event, MqttOptions, Packet, QoS, RecvTimeoutError, TlsConfiguration,
     Transport,
 };
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Attempt, Deliver, Heard};
@@ -209,13 +208,6 @@ impl Mqtt {
     }
 }
 
-/// The one field a topic needs from a record.
-#[derive(Deserialize)]
-struct TypeOnly {
-    #[serde(rename = "@t", default)]
-    t: Option<serde_json::Value>,
-}
-
 /// `PREFIX/<unit-id>/<@t with '.' as '/'>`; characters a topic cannot
 /// hold become `_`, as does a `/` in the unit id: `+` and `#`, and what
 /// MQTT 3.1.1 lets a broker close the connection for (NUL, the control
@@ -250,10 +242,8 @@ fn message(prefix: &str, unit_id: Option<&str>, record: &RawValue) -> (String, V
 
 /// The topic of `record`'s message (see `message`).
 fn record_topic(prefix: &str, unit_id: Option<&str>, record: &RawValue) -> String {
-    let t = serde_json::from_str::<TypeOnly>(&crate::batch::readable(record.get()))
-        .ok()
-        .and_then(|t| t.t);
-    topic(prefix, unit_id, t.as_ref().and_then(|v| v.as_str()))
+    let t = crate::record::type_of(&crate::batch::readable(record.get()));
+    topic(prefix, unit_id, t.as_deref())
 }
 
 impl Deliver for Mqtt {
@@ -500,6 +490,17 @@ mod tests {
         let (topic, payload) = message("p", Some("ee3d"), &record);
         assert_eq!(topic, "p/ee3d/obd/\u{fffd}x");
         assert_eq!(payload, record.get().as_bytes());
+        // Of `@t` given twice, the last, as every reader takes it (a
+        // review: such a record went to `_untyped`); one that is no
+        // string is none.
+        for (json, want) in [
+            (r#"{"@t":"obd.speed","@t":"obd.rpm"}"#, "p/u/obd/rpm"),
+            (r#"{"@t":"obd.rpm","@t":1}"#, "p/u/_untyped"),
+            (r#"{"@t":"a\u002eb"}"#, "p/u/a/b"),
+        ] {
+            let record: Box<RawValue> = serde_json::from_str(json).unwrap();
+            assert_eq!(message("p", Some("u"), &record).0, want, "{json}");
+        }
     }
 
     #[test]
