@@ -50,6 +50,15 @@ pub enum Stamps {
     Zulu,
 }
 
+/// `HH:MM:SS` of a stamp `format_ts` wrote: what follows its `T`, where
+/// a year before -999 (`-1000-…`) is longer than four characters (taken from
+/// byte 11 on, such a fix's `utc` was `T02:00:4`, a review).
+fn time_of_day(stamp: &str) -> &str {
+    stamp
+        .split_once('T')
+        .map_or("", |(_, time)| time.get(..8).unwrap_or(time))
+}
+
 /// `@ts` for a time in microseconds since the epoch; no fraction when the
 /// microseconds are 0, like Python's `isoformat()`.
 pub fn format_ts(micros: i64, stamps: Stamps) -> String {
@@ -513,7 +522,7 @@ impl Session {
 
     fn position(&mut self) {
         let car = &self.car;
-        let utc = format_ts(self.second, Stamps::Naive)[11..19].to_string();
+        let utc = time_of_day(&format_ts(self.second, Stamps::Naive)).to_string();
         let fields = json!({
             "loc": {"lat": round(car.lat, 6), "lon": round(car.lon, 6)},
             "alt": round(car.alt, 1),
@@ -681,6 +690,15 @@ mod tests {
             format_ts(1_795_766_403_000_007, Stamps::Naive),
             "2026-11-27T08:00:03.000007"
         );
+        // A fix's `utc` is the time of day, also before year -999.
+        let before_0 = "-001000-01-01T01:01:01.5Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_microsecond();
+        let stamp = format_ts(before_0, Stamps::Naive);
+        assert_eq!(stamp, "-1000-01-01T01:01:01.500000");
+        assert_eq!(time_of_day(&format_ts(before_0, Stamps::Naive)), "01:01:01");
+        assert_eq!(time_of_day(&format_ts(t, Stamps::Naive)), "08:00:03");
     }
 
     #[test]
