@@ -47,6 +47,19 @@ struct Doc {
     unsaved: u64,
 }
 
+impl Doc {
+    /// Moves `target` past the line `start..end` whose batch hash is
+    /// `hash`; false when it was there already (the same line again).
+    fn done_with(&mut self, target: &str, start: u64, end: u64, hash: Option<&str>) -> bool {
+        let c = self.targets.entry(target.to_string()).or_default();
+        let moved = c.offset != end || c.last_line != Some(start);
+        c.offset = end;
+        c.last_line = Some(start);
+        c.last_hash = hash.map(str::to_owned);
+        moved
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct TargetCursor {
     /// Everything before this offset was passed on (or skipped, or parked).
@@ -374,12 +387,8 @@ impl Cursors {
     /// the file.
     pub fn passed(&self, target: &str, start: u64, end: u64, hash: Option<&str>) -> io::Result<()> {
         let mut doc = self.lock();
-        let c = doc.targets.entry(target.to_string()).or_default();
         // Tried again after a failed save: one batch still.
-        let new = c.offset != end || c.last_line != Some(start);
-        c.offset = end;
-        c.last_line = Some(start);
-        c.last_hash = hash.map(str::to_owned);
+        let new = doc.done_with(target, start, end, hash);
         doc.unsaved += u64::from(new);
         self.save(&mut doc)
     }
@@ -394,11 +403,7 @@ impl Cursors {
     /// not acknowledged) without saving: redoing that after a crash costs
     /// nothing. The next `passed` or `flush` saves it.
     pub fn skipped(&self, target: &str, start: u64, end: u64, hash: Option<&str>) {
-        let mut doc = self.lock();
-        let c = doc.targets.entry(target.to_string()).or_default();
-        c.offset = end;
-        c.last_line = Some(start);
-        c.last_hash = hash.map(str::to_owned);
+        self.lock().done_with(target, start, end, hash);
     }
 
     /// Records that the capture path names a new file (the old one was
@@ -434,10 +439,7 @@ impl Cursors {
             received: parked.received,
             reason: parked.reason,
         })?;
-        let c = doc.targets.entry(target.to_string()).or_default();
-        c.offset = end;
-        c.last_line = Some(start);
-        c.last_hash = hash.map(str::to_owned);
+        doc.done_with(target, start, end, hash);
         self.save(&mut doc)?;
         Ok(count)
     }

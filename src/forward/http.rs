@@ -383,12 +383,7 @@ impl Http {
     /// handshake and then closes, so the client sees only a broken pipe
     /// or a reset, and ureq leaves no way to learn that it was asked.
     fn with_hint(&self, e: ureq::Error) -> String {
-        let closed = matches!(&e, ureq::Error::Io(io) if matches!(
-            io.kind(),
-            std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::UnexpectedEof
-        ));
+        let closed = closed_unanswered(&e);
         let mut reason = e.to_string();
         if self.target.identity.is_some() || !self.target.name.starts_with("https://") {
             return reason;
