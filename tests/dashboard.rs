@@ -1425,6 +1425,62 @@ fn the_header_says_whether_the_shown_device_keeps_its_cycle() {
     }
 }
 
+/// A device whose latest upload was not acknowledged in time is shown
+/// retrying: in the header, on the Uplink tab with a note saying since
+/// when and how it was last answered, and on the Live tab's summary; an
+/// upload acknowledged ends it. Nothing said so (a UX review).
+#[test]
+fn a_device_not_acknowledged_in_time_is_shown_retrying() {
+    use autopi_rx::fixtures::answered_by_mode;
+    let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":900}]"#;
+    let mut app = empty();
+    for (i, s) in ["08:00:00", "08:01:00", "08:02:00"].iter().enumerate() {
+        let t = at(&format!("2026-11-27T{s}Z"));
+        app.apply(&accepted(i as u64 + 1, t, Some(UNIT), body));
+    }
+    let refused = answered_by_mode(
+        accepted(4, at("2026-11-27T08:03:00Z"), Some(UNIT), body),
+        "503",
+        503,
+        None,
+    );
+    app.apply(&refused);
+    app.tick(at("2026-11-27T08:03:20Z"));
+    let live = text(&draw(&app, 120, 40));
+    assert!(
+        live.lines()
+            .nth(1)
+            .unwrap()
+            .contains("uplink retrying (cycle 60 s)"),
+        "{live}"
+    );
+    assert!(live.contains("uplink 1 retrying"), "{live}");
+    press(&mut app, &[KeyCode::Char('4')]);
+    let tab = text(&draw(&app, 120, 40));
+    let row = line_with(&tab, "ee3d…1d05 20s ago");
+    assert!(row.contains("retrying"), "{tab}");
+    assert!(
+        tab.contains(
+            "retrying: nothing acknowledged in time since 08:03:00 UTC (20s ago); last answered 503"
+        ),
+        "{tab}"
+    );
+    let acked = answered_by_mode(
+        accepted(5, at("2026-11-27T08:04:00Z"), Some(UNIT), body),
+        "ok",
+        200,
+        Some(&refused),
+    );
+    app.apply(&acked);
+    app.tick(at("2026-11-27T08:04:01Z"));
+    let tab = text(&draw(&app, 120, 40));
+    assert!(!tab.contains("retrying"), "{tab}");
+    assert!(
+        line_with(&tab, "ee3d…1d05 1s ago").contains("on time"),
+        "{tab}"
+    );
+}
+
 /// A batch of old data is marked `O` in the Requests tab; the device's
 /// Live panels carry it as old, and the Uplink tab says so.
 #[test]
@@ -1790,7 +1846,7 @@ fn a_long_panel_note_is_cut_and_leaves_the_title() {
             edge.contains("64+ devices (6 batches"),
             "{width}:\n{screen}"
         );
-        let whole = edge.ends_with(" late ╮");
+        let whole = edge.ends_with(" on arrival ╮");
         assert!(whole || edge.ends_with("… ╮"), "{width}:\n{screen}");
         assert_eq!(whole, width > 80, "{width}:\n{screen}");
     }

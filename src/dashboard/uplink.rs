@@ -41,6 +41,11 @@ pub enum Keeping {
     Learning,
     /// The last upload is no older than 1.5 cycles (plus slack).
     OnTime,
+    /// Its latest upload was not acknowledged in time (refused, no
+    /// answer, a late one): it holds the batch and sends it again. Said
+    /// in place of learning, on time or late, until an upload is
+    /// acknowledged; overdue and silent say more.
+    Retrying,
     /// Up to 3 cycles, and a cycle past on time at least.
     Late,
     /// Up to 10 cycles.
@@ -54,6 +59,7 @@ impl Keeping {
         match self {
             Keeping::Learning => "learning its cycle",
             Keeping::OnTime => "on time",
+            Keeping::Retrying => "retrying",
             Keeping::Late => "late",
             Keeping::Overdue => "overdue",
             Keeping::Silent => "silent",
@@ -79,12 +85,33 @@ pub struct Uplink {
     pub keeping: Keeping,
 }
 
+/// One upload, as the cycle is learned from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub at: Timestamp,
+    /// Answered late or not at all (`late:SECS`, `hangup`): the device
+    /// waited for the answer, its timeout at most, before its next upload,
+    /// so the gap after it is no cycle. Counted, a device uploading every
+    /// 2 s under `late:15` had a cycle of 10 s, and its next batches a
+    /// backlog draining (a UX review).
+    pub held: bool,
+}
+
+impl Arrival {
+    /// An upload answered at once.
+    pub fn at(at: Timestamp) -> Arrival {
+        Arrival { at, held: false }
+    }
+}
+
 /// The cycle learned from `arrivals` (oldest first): the median of the
-/// gaps that are not within one cycle; None until two such gaps are known.
-pub fn cycle(arrivals: &[Timestamp]) -> Option<Duration> {
+/// gaps that are not within one cycle and do not follow an upload held
+/// for its answer; None until two such gaps are known.
+pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
     let mut gaps: Vec<Duration> = arrivals
         .windows(2)
-        .filter_map(|w| w[1].duration_since(w[0]).try_into().ok())
+        .filter(|w| !w[0].held)
+        .filter_map(|w| w[1].at.duration_since(w[0].at).try_into().ok())
         .filter(|g: &Duration| *g >= SAME_CYCLE)
         .collect();
     if gaps.len() < 2 {
@@ -95,8 +122,8 @@ pub fn cycle(arrivals: &[Timestamp]) -> Option<Duration> {
 }
 
 /// How the device with these arrivals (oldest first) is doing at `now`.
-pub fn of_arrivals(arrivals: &[Timestamp], now: Timestamp) -> Option<Uplink> {
-    let last = *arrivals.last()?;
+pub fn of_arrivals(arrivals: &[Arrival], now: Timestamp) -> Option<Uplink> {
+    let last = arrivals.last()?.at;
     let age: Duration = now.duration_since(last).try_into().unwrap_or_default();
     let cycle = cycle(arrivals);
     // Late lasts a cycle at least: for a cycle under 4 s the slack put
@@ -116,9 +143,14 @@ pub fn of_arrivals(arrivals: &[Timestamp], now: Timestamp) -> Option<Uplink> {
     })
 }
 
-/// How `log`'s device is doing at `now`.
+/// How `log`'s device is doing at `now`: retrying in place of learning,
+/// on time or late while its latest upload was not acknowledged in time.
 pub fn of(log: &Log, now: Timestamp) -> Option<Uplink> {
-    of_arrivals(&log.arrival_times(), now)
+    let mut up = of_arrivals(&log.arrivals(), now)?;
+    if log.unacked_since.is_some() && up.keeping <= Keeping::Late {
+        up.keeping = Keeping::Retrying;
+    }
+    Some(up)
 }
 
 /// Arrival minus the newest `@ts` of the batch: seconds for a live
@@ -153,6 +185,16 @@ pub enum Answered {
 }
 
 impl Answered {
+    /// How it was answered, in a few words.
+    pub fn said(self) -> String {
+        match self {
+            Answered::Acked => "200".into(),
+            Answered::AckedLate => "200, held back past the device's timeout (late)".into(),
+            Answered::Refused(status) => status.to_string(),
+            Answered::NoAnswer => "nothing (hangup)".into(),
+        }
+    }
+
     pub fn of(e: &RequestEvent) -> Answered {
         if e.status == NO_ANSWER {
             Answered::NoAnswer
@@ -259,7 +301,7 @@ pub struct Log {
     /// answered), in time order: the cycle is learned from them. Requests
     /// refused before their body was read are only counted as refusals
     /// (a wrong token may be someone else).
-    arrivals: Ring<Timestamp>,
+    arrivals: Ring<Arrival>,
     /// Its new batches, in order of arrival.
     pub batches: Ring<Seen>,
     /// Records of its largest batch so far.
@@ -278,6 +320,11 @@ pub struct Log {
     answers: VecDeque<(String, Answered)>,
     /// Its latest upload, captured or refused.
     pub last_seen: Option<Timestamp>,
+    /// Its latest captured upload and how it was answered.
+    pub last_answer: Option<(Timestamp, Answered)>,
+    /// The first of its captured uploads since the last one acknowledged
+    /// in time, while none has been since: it is retrying.
+    pub unacked_since: Option<Timestamp>,
 }
 
 impl Log {
@@ -294,6 +341,8 @@ impl Log {
             refusals: BTreeMap::new(),
             answers: VecDeque::new(),
             last_seen: None,
+            last_answer: None,
+            unacked_since: None,
         }
     }
 
@@ -314,7 +363,24 @@ impl Log {
         if !e.captured {
             return;
         }
-        self.arrivals.insert_ordered(e.received, |t| *t);
+        let held = matches!(answered, Answered::NoAnswer | Answered::AckedLate);
+        self.arrivals.insert_ordered(
+            Arrival {
+                at: e.received,
+                held,
+            },
+            |a| a.at,
+        );
+        // Events may come a little out of order: the latest decides.
+        if self.last_answer.is_none_or(|(at, _)| at <= e.received) {
+            self.last_answer = Some((e.received, answered));
+            match answered {
+                Answered::Acked => self.unacked_since = None,
+                _ => {
+                    self.unacked_since.get_or_insert(e.received);
+                }
+            }
+        }
         let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
         if let Some(first) = first {
             let slot = self.answers.iter_mut().find(|(r, _)| r == first);
@@ -374,12 +440,17 @@ impl Log {
 
     /// Arrival times, oldest first.
     pub fn arrival_times(&self) -> Vec<Timestamp> {
+        self.arrivals.iter().map(|a| a.at).collect()
+    }
+
+    /// Arrivals, oldest first.
+    pub fn arrivals(&self) -> Vec<Arrival> {
         self.arrivals.iter().copied().collect()
     }
 
     /// The newest upload.
     pub fn last_arrival(&self) -> Option<Timestamp> {
-        self.arrivals.last().copied()
+        self.arrivals.last().map(|a| a.at)
     }
 
     /// The newest batch's records and the largest seen.
@@ -394,7 +465,7 @@ impl Log {
     /// batches come out full. The length of that run, 0 when there is none
     /// (a single full batch is not a run).
     pub fn draining(&self) -> usize {
-        let cycle = cycle(&self.arrival_times());
+        let cycle = cycle(&self.arrivals());
         // With a cycle of a second, `SAME_CYCLE` took a batch 0.98 s
         // after the one before for a backlog: a busy device on a 1 s
         // cycle was flagged draining (a soak run, 13 times in 35 min).
@@ -463,6 +534,7 @@ pub struct Summary {
     /// Devices by state, in `Keeping`'s order.
     pub learning: usize,
     pub on_time: usize,
+    pub retrying: usize,
     pub late: usize,
     pub overdue: usize,
     pub silent: usize,
@@ -488,6 +560,7 @@ pub fn summary(logs: &[Log], now: Timestamp) -> Summary {
         match u.keeping {
             Keeping::Learning => s.learning += 1,
             Keeping::OnTime => s.on_time += 1,
+            Keeping::Retrying => s.retrying += 1,
             Keeping::Late => s.late += 1,
             Keeping::Overdue => s.overdue += 1,
             Keeping::Silent => s.silent += 1,
@@ -509,10 +582,10 @@ mod tests {
     use crate::fixtures::at;
 
     /// Arrivals at these seconds after 08:00:00.
-    fn arrivals(secs: &[i64]) -> Vec<Timestamp> {
+    fn arrivals(secs: &[i64]) -> Vec<Arrival> {
         let base = at("2026-11-27T08:00:00Z");
         secs.iter()
-            .map(|s| base + jiff::SignedDuration::from_secs(*s))
+            .map(|s| Arrival::at(base + jiff::SignedDuration::from_secs(*s)))
             .collect()
     }
 
@@ -776,6 +849,68 @@ mod tests {
             Some("b"),
             "the longest silent of equally late devices"
         );
+    }
+
+    /// A device uploading every 2 s whose uploads are answered late or
+    /// not at all waits for the answer (10 s here) before its next: those
+    /// gaps are no cycle, and the full batches after them no backlog. The
+    /// cycle read 10 s and the backlog "draining" (a UX review).
+    #[test]
+    fn a_wait_for_an_answer_is_no_cycle_and_the_device_is_retrying() {
+        use crate::fixtures::answered_by_mode;
+        let body = |i: u64| batch(100, &format!("2026-11-27T08:00:{:02}Z", i % 60));
+        let mut events = Vec::new();
+        let mut secs = 0.0;
+        for i in 0..4u64 {
+            events.push(upload(i, secs, &body(i)));
+            secs += 2.0;
+        }
+        // Each held 10 s: hung up on, then late, twice; the copy comes at
+        // once after the wait, and the next batch with it.
+        let held = [("hangup", NO_ANSWER), ("late:15", 200)];
+        for (i, (mode, status)) in held.iter().chain(&held).enumerate() {
+            let i = 10 + 2 * i as u64;
+            let first = answered_by_mode(upload(i, secs, &body(i)), mode, *status, None);
+            secs += 10.0;
+            let copy = answered_by_mode(upload(i + 1, secs, &body(i)), mode, *status, Some(&first));
+            events.extend([first, copy]);
+            secs += 0.05;
+        }
+        let log = log_of(&events);
+        let now = t(secs + 0.5);
+        let up = of(&log, now).unwrap();
+        assert_eq!(up.cycle, Some(Duration::from_secs(2)), "{up:?}");
+        assert_eq!(log.draining(), 0);
+        // Nothing acknowledged in time since the hang-up: retrying.
+        assert_eq!(up.keeping, Keeping::Retrying);
+        let hung_up = events[4].received;
+        assert_eq!(log.unacked_since, Some(hung_up));
+        assert_eq!(
+            log.last_answer.map(|(_, a)| a.said()).as_deref(),
+            Some("200, held back past the device's timeout (late)")
+        );
+        let s = summary(std::slice::from_ref(&log), now);
+        assert_eq!((s.retrying, s.on_time), (1, 0));
+        // Overdue says more than retrying.
+        assert_eq!(of(&log, t(secs + 12.0)).unwrap().keeping, Keeping::Overdue);
+        // An upload acknowledged in time ends it.
+        let mut log = log;
+        log.add(&upload(20, secs + 1.0, &body(20)));
+        assert_eq!(log.unacked_since, None);
+        assert_eq!(of(&log, t(secs + 1.5)).unwrap().keeping, Keeping::OnTime);
+        // A refusal (answered at once) is a retry too, and keeps the cycle.
+        let refused = answered_by_mode(upload(21, secs + 3.0, &body(21)), "500", 500, None);
+        log.add(&refused);
+        let up = of(&log, t(secs + 3.5)).unwrap();
+        assert_eq!(
+            (up.keeping, up.cycle),
+            (Keeping::Retrying, Some(Duration::from_secs(2)))
+        );
+        // An older event coming after a newer one changes nothing.
+        let mut early = upload(22, secs + 2.5, &body(22));
+        early.status = 200;
+        log.add(&early);
+        assert_eq!(log.unacked_since, Some(refused.received));
     }
 
     #[test]

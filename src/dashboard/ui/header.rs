@@ -161,12 +161,7 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
         .and_then(|log| uplink::of(log, app.now()))
         .filter(|u| u.keeping != Keeping::Learning);
     if let Some(u) = shown {
-        let style = match u.keeping {
-            Keeping::OnTime => t.ok,
-            Keeping::Learning => t.value,
-            Keeping::Late => t.warn,
-            Keeping::Overdue | Keeping::Silent => t.error,
-        };
+        let style = crate::dashboard::ui::uplink::keeping_style(t, u.keeping);
         spans.push(Span::styled(" · uplink ", t.label));
         spans.push(Span::styled(u.keeping.as_str(), style));
         // The cycle gives way on a narrow screen, before the capture path.

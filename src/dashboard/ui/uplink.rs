@@ -6,12 +6,12 @@
 //! its uploads as a sparkline. Below the rows, one line per thing flagged.
 //! Cells flow onto a second line per device when the terminal is narrow.
 //! ```text
-//! ╭ Uplink ──────────────────────────────────── 2 devices · old data: over 1 h late ╮
+//! ╭ Uplink ────────────────────────── 2 devices · OLD: data over 1h00m late on arrival ╮
 //! │device    last       state    cycle  fill      backlog    data lag   clock     … │
 //! │ee3d…1d05 3s ago     on time   60 s  100/100   draining 4 2.1 s      ok        … │
 //! │                                                                                  │
 //! │ee3d…1d05 backlog draining: 4 full batches of 100 records back to back            │
-//! ╰ on time: ≤ 1.5 cycles + 2 s · late: 3 · overdue: 10 cycles · then silent ───────╯
+//! ╰ on time: ≤ 1.5 cycles + 2 s · late: ≤ 3 · overdue: ≤ 10 cycles · then silent ───╯
 //! ```
 //! The Live tab's summary line (`summary_line`) comes from here too.
 
@@ -118,14 +118,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             shown.devices_let_go
         ));
     }
+    // A definition, not an alert (it read as one with no old data at all:
+    // a UX review).
     note.push_str(&format!(
-        " · old data: over {} late",
+        " · OLD: data over {} late on arrival",
         span(OLD_DATA.as_secs())
     ));
     // The short form where the long one does not fit the border (at 80
     // columns it was cut after "overdue: 10 ·").
-    let long = " on time: last upload within 1.5 cycles + 2 s · late: 3 cycles (1 more at least) · overdue: 10 · then silent ";
-    let short = " on time: ≤ 1.5 cycles + 2 s · late: 3 · overdue: 10 cycles · then silent ";
+    // Each bound is where the state ends ("late: 3 cycles" read as where
+    // it starts: a UX review).
+    let long = " on time: last upload ≤ 1.5 cycles + 2 s ago · late: up to 3 (a cycle at least) · overdue: up to 10 · then silent ";
+    let short = " on time: ≤ 1.5 cycles + 2 s · late: ≤ 3 · overdue: ≤ 10 cycles · then silent ";
     let fits = long.chars().count() <= usize::from(area.width.saturating_sub(2));
     let legend = Line::from(Span::styled(if fits { long } else { short }, t.label));
     let block = panel(app, "Uplink", Some(note), area.width).title_bottom(legend);
@@ -315,11 +319,12 @@ fn lag_text(l: jiff::SignedDuration) -> String {
     }
 }
 
-fn keeping_style(t: &Theme, k: Keeping) -> Style {
+/// How a state is drawn, here and in the header.
+pub fn keeping_style(t: &Theme, k: Keeping) -> Style {
     match k {
         Keeping::OnTime => t.ok,
         Keeping::Learning => t.value,
-        Keeping::Late => t.warn,
+        Keeping::Retrying | Keeping::Late => t.warn,
         Keeping::Overdue | Keeping::Silent => t.error,
     }
 }
@@ -339,6 +344,20 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
                     format!(
                         "backlog draining: {draining} full batches of {} back to back",
                         log.largest
+                    ),
+                    t.warn,
+                ),
+            ]));
+        }
+        if let (Some(since), Some((_, answer))) = (log.unacked_since, log.last_answer) {
+            lines.push(Line::from(vec![
+                id.clone(),
+                Span::styled(
+                    format!(
+                        "retrying: nothing acknowledged in time since {} UTC ({}); last answered {}",
+                        crate::dashboard::format::clock_or_date(app.now(), since, true),
+                        age(app.now(), since),
+                        answer.said()
                     ),
                     t.warn,
                 ),
@@ -389,6 +408,7 @@ fn summary_spans(app: &App, pointer: bool, worst_age: bool) -> Option<Line<'stat
     let mut spans = vec![Span::styled(" uplink ", t.label)];
     let states = [
         (s.on_time, Keeping::OnTime),
+        (s.retrying, Keeping::Retrying),
         (s.late, Keeping::Late),
         (s.overdue, Keeping::Overdue),
         (s.silent, Keeping::Silent),
