@@ -102,6 +102,14 @@ impl RequestEvent {
     pub fn retry(&self) -> bool {
         self.retry_of.is_some()
     }
+    /// The seconds its 2xx was held back by `late:SECS` (it is sent that
+    /// long after the batch was saved, which `elapsed` does not count).
+    pub fn held_back(&self) -> Option<&str> {
+        self.mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("late:"))
+            .filter(|_| self.accepted())
+    }
 }
 
 /// Counts over requests. `Totals::of` is the one rule for what a request

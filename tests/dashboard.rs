@@ -1425,6 +1425,35 @@ fn the_header_says_whether_the_shown_device_keeps_its_cycle() {
     }
 }
 
+/// A 200 held back by `late:SECS` is said on its row and in its detail:
+/// it read as a fast 200 (a UX review).
+#[test]
+fn a_late_answer_is_said_on_its_row_and_in_its_detail() {
+    use autopi_rx::fixtures::answered_by_mode;
+    let body = r#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":900}]"#;
+    let late = answered_by_mode(
+        accepted(1, at("2026-11-27T08:00:01Z"), Some(UNIT), body),
+        "late:15",
+        200,
+        None,
+    );
+    let mut app = empty();
+    app.apply(&late);
+    app.tick(at("2026-11-27T08:00:02Z"));
+    press(&mut app, &[KeyCode::Char('2')]);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        line_with(&screen, "08:00:01.000").contains("200 sent after 15 s (late)"),
+        "{screen}"
+    );
+    press(&mut app, &[KeyCode::Enter]);
+    let screen = text(&draw(&app, 120, 40));
+    assert!(
+        screen.contains("answer mode late:15: captured at once, acknowledged 15 s later"),
+        "{screen}"
+    );
+}
+
 /// A device whose latest upload was not acknowledged in time is shown
 /// retrying: in the header, on the Uplink tab with a note saying since
 /// when and how it was last answered, and on the Live tab's summary; an

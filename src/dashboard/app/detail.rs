@@ -248,6 +248,9 @@ fn summary(r: &RequestEvent) -> Vec<TextLine> {
                     bytes(r.wire_bytes),
                     bytes(r.body_bytes)
                 ),
+                // A request refused on its head (a 401) had its body's
+                // length beside "0 B on the wire" (a UX review).
+                None if r.wire_bytes == 0 => "no body read".to_string(),
                 None => format!("{} on the wire, not decoded", bytes(r.wire_bytes)),
             },
         )],
@@ -269,10 +272,12 @@ fn summary(r: &RequestEvent) -> Vec<TextLine> {
         ),
         (
             r.mode.as_ref().filter(|m| *m != "ok").map(|m| {
-                let what = if r.accepted() {
-                    "acknowledged"
-                } else {
-                    "captured, not acknowledged"
+                let what = match r.held_back() {
+                    Some(secs) => format!(
+                        "captured at once, acknowledged {secs} s later (the time above is the saving)"
+                    ),
+                    None if r.accepted() => "acknowledged".to_string(),
+                    None => "captured, not acknowledged".to_string(),
                 };
                 format!("answer mode {m}: {what}")
             }),

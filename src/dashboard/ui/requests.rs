@@ -222,6 +222,11 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
             Col::Ms => (format!("{:>7.1}", r.elapsed.as_secs_f64() * 1000.0), t.base),
             Col::Marks => (marks(r), t.warn),
             Col::Error => {
+                // A late 200 read as a fast one (a UX review): said here.
+                if let (None, Some(secs)) = (&r.error, r.held_back()) {
+                    let late = format!("200 sent after {secs} s (late)");
+                    return Cell::from(fit_words(&late, w)).style(t.warn);
+                }
                 let error = r.error.as_deref().unwrap_or_default();
                 return Cell::from(fit_words(error, w)).style(t.error);
             }
