@@ -1788,7 +1788,7 @@ fn a_body_that_stops_coming_loses_its_share_to_one_waiting() {
         busy_of(&page) <= 20
     });
     assert!(
-        busy_of(&page) == 20 && page.contains("(0 refused)"),
+        busy_of(&page) == 20 && page.contains("(0 rejected)"),
         "a stalled upload lost its share to a body that needs none: {page}"
     );
     let whole = sized_batch("share.whole", len);

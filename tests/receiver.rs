@@ -706,7 +706,7 @@ fn duplicates_are_answered_saved_and_marked() {
         "not counted twice: {status}"
     );
     assert!(
-        status.contains("copies: 1 duplicates, 0 retries"),
+        status.contains("copies: 1 duplicates (of a batch acknowledged), 0 retries and re-sends (of one not acknowledged)"),
         "{status}"
     );
     rx.stop();

@@ -1939,9 +1939,9 @@ fn status_page(ctx: &Ctx) -> Outcome {
     let text = format!(
         "autopi-rx {version}: receiver for AutoPi uploads\n\
          uptime: {uptime} s\n\
-         requests: {req} ({rej} refused)\n\
+         requests: {req} ({rej} rejected)\n\
          batches acknowledged: {bat}\n\
-         copies: {dup} duplicates, {ret} retries\n\
+         copies: {dup} duplicates (of a batch acknowledged), {ret} retries and re-sends (of one not acknowledged)\n\
          records: {rec} (at each batch's first copy)\n\
          capture: {path}\n\
          {taken}\
