@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::receiver::ingest::{Auth, DEFAULT_MAX_BODY};
+use crate::receiver::ingest::{Auth, DEFAULT_MAX_BODY, SHORT_TOKEN};
 use crate::run::{Fatal, Settings};
 use crate::simulate::demo;
 use crate::simulate::{Scheme, SimulateArgs};
@@ -826,10 +826,6 @@ fn auth_from(args: &ReceiveArgs) -> Result<Auth, Fatal> {
     }
     Ok(Auth::tokens(&tokens))
 }
-
-/// Shorter than this, a token is easy to guess, and the scrub that keeps
-/// it out of every output hides ordinary text as well.
-const SHORT_TOKEN: usize = 16;
 
 /// The start-time warning for tokens under `SHORT_TOKEN` characters, or
 /// None. It says how many, never which or how long.

@@ -660,6 +660,7 @@ fn readings(
         capture_bytes: std::fs::metadata(&capture).ok().map(|m| m.len()),
         dropped_events: Stats::get(&stats.dropped_events),
         tokens: switch.token_count(),
+        short_tokens: switch.short_token_count(),
         capture_taken: durable
             .taken()
             .map(|(at, what)| format!("{} {}", what.label(), crate::dashboard::format::clock(at))),
@@ -765,6 +766,7 @@ fn screen_setup(
         urls,
         url_note,
         tokens,
+        short_tokens: running.auth_switch().short_token_count().unwrap_or(0),
         // Written for the header, its invisible characters as `\u{..}`
         // (the frame drops them); `s` saves beside `save_beside`.
         capture_path: crate::text::path(running.capture_path()).to_string(),

@@ -84,6 +84,9 @@ pub struct Setup {
     pub url_note: Option<String>,
     /// Configured tokens; 0 means `--no-auth`.
     pub tokens: usize,
+    /// Of them, those too short (warned of at start on stderr, which the
+    /// dashboard hides: said in the header too, a UX review).
+    pub short_tokens: usize,
     pub capture_path: String,
     /// The file `s` saves a body beside, named after it: the capture, or
     /// in `view` the first of the captures (`capture_path` is their names
@@ -733,9 +736,10 @@ pub struct Probed {
     pub capture_bytes: Option<u64>,
     /// Events the listener dropped because the screen was too slow.
     pub dropped_events: u64,
-    /// Tokens configured now (SIGHUP reads `--token-file` again); None
-    /// when no receiver can say.
+    /// Tokens configured now (SIGHUP reads `--token-file` again), and
+    /// how many are too short; None when no receiver can say.
     pub tokens: Option<usize>,
+    pub short_tokens: Option<usize>,
     /// What became of the capture file while running, if anything.
     pub capture_taken: Option<String>,
 }
@@ -823,6 +827,9 @@ fn refresh(app: &mut App, outside: &mut Outside) {
     }
     if let Some(tokens) = probed.tokens {
         app.setup.tokens = tokens;
+    }
+    if let Some(short) = probed.short_tokens {
+        app.setup.short_tokens = short;
     }
     if let Some(board) = &app.setup.forward_board {
         app.setup.forward = board.snapshot();

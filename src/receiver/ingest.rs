@@ -66,6 +66,10 @@ const SPELT: usize = 12;
 /// which would then be kept as `[token]`).
 const ENCODED_LEAST: usize = 8;
 
+/// Shorter than this, a token is easy to guess, and the scrub that keeps
+/// it out of every output hides ordinary text as well.
+pub const SHORT_TOKEN: usize = 16;
+
 /// A configured token as it is kept: its digest, for the check and to
 /// confirm a find, and its length; `Scan` holds rolling hashes of it, to
 /// find it in text without keeping the token itself.
@@ -138,6 +142,15 @@ impl Auth {
         match self {
             Auth::Open => 0,
             Auth::Tokens(t, _) => t.len(),
+        }
+    }
+
+    /// How many of them are shorter than `SHORT_TOKEN` (warned of at
+    /// start, and in the dashboard's header).
+    pub fn short_count(&self) -> usize {
+        match self {
+            Auth::Open => 0,
+            Auth::Tokens(t, _) => t.iter().filter(|k| k.len < SHORT_TOKEN).count(),
         }
     }
 

@@ -512,6 +512,11 @@ impl AuthSwitch {
     pub fn token_count(&self) -> Option<usize> {
         Some(self.0.upgrade()?.auth().token_count())
     }
+
+    /// Of them, those shorter than `ingest::SHORT_TOKEN`.
+    pub fn short_token_count(&self) -> Option<usize> {
+        Some(self.0.upgrade()?.auth().short_count())
+    }
 }
 
 impl Ctx {

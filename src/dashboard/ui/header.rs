@@ -136,50 +136,127 @@ fn mode_banner(app: &App) -> Option<Vec<Span<'static>>> {
 }
 
 /// Second line: auth, capture file, devices, last upload; a long capture
-/// path gives way from its start, so the file name stays.
+/// path gives way from its start, so the file name stays. Where the long
+/// words leave the capture's size no room, shorter ones (at 80 columns
+/// it read `capture 23.8 …`: a UX review).
 fn setup_line(app: &App, width: u16) -> Line<'static> {
+    let size = app.capture_bytes().map_or(String::new(), bytes);
+    let name = std::path::Path::new(&app.setup.capture_path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    // The device shown named where the file's name still fits whole; the
+    // long words where the whole line fits, the size and some of the path
+    // (at least 8 columns of it, else the size alone); else short ones.
+    let line = |words| capture_spans(app, setup_spans(app, width, words), &size, width);
+    let named = line(Words::Named);
+    let text = |l: &Line| {
+        l.spans
+            .iter()
+            .map(|s| s.content.as_ref())
+            .collect::<String>()
+    };
+    let line = if named.width() <= width as usize && text(&named).contains(name) {
+        named
+    } else {
+        let long = line(Words::Long);
+        if long.width() <= width as usize {
+            long
+        } else {
+            line(Words::Short)
+        }
+    };
+    fit_line(line, width)
+}
+
+/// How the second line says things, from the most room to the least.
+#[derive(Clone, Copy, PartialEq)]
+enum Words {
+    /// With the device the uplink state is of, where there are several.
+    Named,
+    Long,
+    Short,
+}
+
+/// The second line up to its capture, in `words`.
+fn setup_spans(app: &App, width: u16, words: Words) -> Vec<Span<'static>> {
+    let short = words == Words::Short;
     let t = &app.theme;
     let s = app.shown();
-    let auth = match app.setup.tokens {
-        0 => Span::styled(" NO AUTH: anyone can upload ", t.alarm),
-        1 => Span::styled("1 token", t.value),
-        n => Span::styled(format!("{n} tokens"), t.value),
+    let auth = match (app.setup.tokens, app.setup.short_tokens) {
+        (0, _) => Span::styled(" NO AUTH: anyone can upload ", t.alarm),
+        (1, 0) => Span::styled("1 token", t.value),
+        (1, _) => Span::styled("1 token, SHORT", t.warn),
+        (n, 0) => Span::styled(format!("{n} tokens"), t.value),
+        (n, short) => Span::styled(format!("{n} tokens, {short} SHORT"), t.warn),
     };
-    // The size goes first: a narrow screen cuts the long path, not it.
-    let size = app.capture_bytes().map_or(String::new(), bytes);
     let last = match s.last_upload {
+        Some(at) if short => Span::styled(format!("last {}", age(app.now(), at)), t.value),
         Some(at) => Span::styled(format!("last upload {}", age(app.now(), at)), t.value),
         None => Span::styled("no upload yet", t.warn),
     };
     let mut spans = vec![Span::styled(" ", t.label), last];
     // The device shown (d/D, else the last to upload): is it keeping its
-    // cycle? The last upload above covers every device.
+    // cycle? The last upload above covers every device; with several,
+    // the one shown is named where there is room (the line flipped
+    // between two devices' cycles, naming neither: a UX review).
     // Nothing while its cycle is still being learned.
-    let shown = app
-        .device()
+    let device = app.device();
+    let shown = device
         .and_then(|d| s.uplink(&d.unit_id))
         .and_then(|log| uplink::of(log, app.now()))
         .filter(|u| u.keeping != Keeping::Learning);
     if let Some(u) = shown {
         let style = crate::dashboard::ui::uplink::keeping_style(t, u.keeping);
         spans.push(Span::styled(" · uplink ", t.label));
+        if let Some(d) = device.filter(|_| s.devices.len() > 1 && words == Words::Named) {
+            spans.push(Span::styled(format!("{} ", short_id(&d.unit_id)), t.url));
+        }
         spans.push(Span::styled(u.keeping.as_str(), style));
         // The cycle gives way on a narrow screen, before the capture path.
-        if let Some(c) = u.cycle.filter(|_| width >= 100) {
+        if let Some(c) = u.cycle.filter(|_| width >= 100 && !short) {
             spans.push(Span::styled(
                 format!(" (cycle {:.0} s)", c.as_secs_f64()),
                 t.label,
             ));
         }
     }
-    spans.extend([
-        Span::styled(" · devices ", t.label),
-        Span::styled(s.devices_shown(), t.value),
-    ]);
+    if short {
+        spans.extend([
+            Span::styled(" · ", t.label),
+            Span::styled(s.devices_shown(), t.value),
+            Span::styled(
+                if s.devices.len() == 1 {
+                    " device"
+                } else {
+                    " devices"
+                },
+                t.label,
+            ),
+        ]);
+    } else {
+        spans.extend([
+            Span::styled(" · devices ", t.label),
+            Span::styled(s.devices_shown(), t.value),
+        ]);
+    }
     // Looking back, there is no listener and so no auth to speak of.
     if !app.setup.viewing {
-        spans.extend([Span::styled(" · auth ", t.label), auth]);
+        let label = if short { " · " } else { " · auth " };
+        spans.extend([Span::styled(label, t.label), auth]);
     }
+    spans
+}
+
+/// `spans` and the capture: what became of it, its size and its path in
+/// the room left (not cut to `width`).
+fn capture_spans(
+    app: &App,
+    mut spans: Vec<Span<'static>>,
+    size: &str,
+    width: u16,
+) -> Line<'static> {
+    let t = &app.theme;
     spans.push(Span::styled(" · capture ", t.label));
     // What became of the capture file, before its size: the time it
     // happened gives way on a narrow screen.
@@ -199,14 +276,14 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
     let shown = if room >= 8 {
         format!("{size}{joint}{}", path_in(&app.setup.capture_path, room))
     } else {
-        size
+        size.to_string()
     };
     if shown.is_empty() {
         spans.pop();
     } else {
         spans.push(Span::styled(shown, t.value));
     }
-    fit_line(Line::from(spans), width)
+    Line::from(spans)
 }
 
 /// `path` in `room` columns, cut from its start, the file name kept whole
