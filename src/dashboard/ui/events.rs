@@ -30,9 +30,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .min(matching.len().saturating_sub(height));
     let end = matching.len() - scroll;
     let start = end.saturating_sub(height);
+    // Every time on the screen is UTC; said where the times are listed
+    // (nothing said so: a UX review).
     let block = panel(
         app,
-        "Events",
+        "Events (UTC)",
         Some(note(app, matching.len(), scroll)),
         area.width,
     );

@@ -190,7 +190,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 /// A column's name in the header.
 fn name(col: Col) -> &'static str {
     match col {
-        Col::Time => "time",
+        Col::Time => "time UTC",
         Col::Peer => "peer",
         Col::Unit => "unit-id",
         Col::Path => "path",
