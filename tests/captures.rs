@@ -859,11 +859,26 @@ fn export_and_replay_leave_out_what_was_not_delivered() {
             "2026-11-27T08:00:05Z",
         ]);
         assert!(
-            text(&out.stderr).contains(" from 1 batches to stdout"),
+            text(&out.stderr).contains(" from 1 batch to stdout"),
             "{format}: {}",
             text(&out.stderr)
         );
     }
+    // What is left out is counted among the batches the filter picks: for
+    // another device, none (it counted the whole file's: a UX review).
+    let out = autopi(&[
+        "export",
+        p,
+        "--format",
+        "batches",
+        "--unit-id",
+        "someone-else",
+    ]);
+    assert!(
+        text(&out.stderr).contains("from 0 batches to stdout; left out 0 batches"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = autopi(&["export", p, "--format", "gpx"]);
     let gpx = gpx::read(&out.stdout[..]).unwrap();
     assert_eq!(

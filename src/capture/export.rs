@@ -139,22 +139,32 @@ fn for_each_batch<T: Send>(
             None,
             load::Packed::Inflated,
             |at, line| {
-                let keep = line.delivered() && filter.batch(&line);
+                let picked = filter.batch(&line);
+                let delivered = line.delivered();
+                let keep = delivered && picked;
                 let key = line
                     .batch_hash
                     .as_deref()
                     .map(|h| crate::capture::seen_batch(line.unit_id.as_deref(), h));
-                Some((keep, key, line.delivered(), keep.then(|| prepare(at, line))))
+                Some((
+                    keep,
+                    picked,
+                    key,
+                    delivered,
+                    keep.then(|| prepare(at, line)),
+                ))
             },
-            |_, (keep, key, delivered, item)| {
+            |_, (keep, picked, key, delivered, item)| {
+                // Counted left out only among the batches the filter picks
+                // (it counted the whole file's: a UX review).
                 if !delivered {
-                    written.left_out += 1;
+                    written.left_out += u64::from(picked);
                     return;
                 }
                 if let Some(key) = key
                     && !seen.insert(key)
                 {
-                    written.left_out += 1;
+                    written.left_out += u64::from(picked);
                     return;
                 }
                 if let (true, Some(item)) = (keep, item)
@@ -1896,9 +1906,14 @@ fn describe(format: Format, w: &Written, output: Option<&Path>) -> String {
         (Some(file), _) => crate::text::path(&file).to_string(),
         (None, _) => "stdout".into(),
     };
+    let batches = |n: u64| match n {
+        1 => "1 batch".to_string(),
+        n => format!("{n} batches"),
+    };
     let mut line = format!(
-        "exported {what} from {} batches to {to}; left out {} batches (duplicates, unacknowledged)",
-        w.batches, w.left_out
+        "exported {what} from {} to {to}; left out {} (duplicates, unacknowledged)",
+        batches(w.batches),
+        batches(w.left_out)
     );
     if w.unusable_fixes > 0 {
         line.push_str(&format!(
