@@ -1994,7 +1994,18 @@ fn help_lists_the_keys_that_work_here() {
     for (w, h) in [(80, 24), (120, 40)] {
         let screen = text(&draw(&view, w, h));
         assert!(
-            screen.contains("Home End     first / last batch"),
+            screen.contains("Home End     first / last upload"),
+            "{screen}"
+        );
+        // Nothing is written and no new line comes, looking back: the
+        // help said the capture is flushed and G follows new lines (a UX
+        // review).
+        assert!(
+            line_with(&screen, "q  Ctrl-C").contains("q  Ctrl-C    quit    "),
+            "{screen}"
+        );
+        assert!(
+            !screen.contains("flushed first") && !screen.contains("follows new lines"),
             "{screen}"
         );
         // Home and End are the timeline's here.

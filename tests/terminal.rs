@@ -474,14 +474,14 @@ fn view_shows_a_capture_with_its_timeline_and_no_listener() {
     let path = capture.to_str().unwrap().to_string();
     let mut tty = Tty::launch(dir, "exec \"$0\" \"$@\"", &["view", &path]);
     tty.wait_screen("looking back at a capture: no listener");
-    tty.wait_screen("batch 3 of 3");
+    tty.wait_screen("upload 3 of 3");
     tty.wait_screen("batches 3 · records 3");
     tty.press("\x1b[H"); // Home
-    tty.wait_screen("batch 1 of 3");
+    tty.wait_screen("upload 1 of 3");
     tty.wait_screen("batches 1 · records 1");
     tty.wait_screen("57.022410°");
     tty.press("\x1b[C"); // →
-    tty.wait_screen("batch 2 of 3");
+    tty.wait_screen("upload 2 of 3");
     tty.press("q");
     assert_eq!(tty.exit().exit_code(), 0);
     assert!(
@@ -531,7 +531,7 @@ fn view_of_two_captures_saves_a_body_beside_the_first() {
         "exec \"$0\" \"$@\"",
         &["view", "a.jsonl", "b\tx.jsonl"],
     );
-    tty.wait_screen("batch 2 of 2");
+    tty.wait_screen("upload 2 of 2");
     // The header names both, a tab in a name written as its escape (the
     // frame drops it: it read `bx.jsonl`).
     tty.wait_screen("a.jsonl, b\\u{9}x.jsonl");

@@ -4,7 +4,7 @@
 //! starts from the nearest saved state before the cursor and folds forward.
 //! At the bottom of the screen:
 //! ```text
-//!  ← → step  Home End  space play  + - speed      batch 1,234 of 5,000 · 08:12:03 · ▶ 60×
+//!  ← → step  Home End  space play  + - speed      upload 1,234 of 5,000 · 08:12:03 · ▶ 60×
 //!  2026-11-27 08:00:07 ━━━━━━━━━━━━━━━━●─────────────────────── 2026-11-27 18:40:00
 //! ```
 
@@ -27,8 +27,8 @@ use crate::event::RequestEvent;
 
 /// The timeline's keys, as the help shows them.
 pub const KEYS: &[(&str, &str)] = &[
-    ("← →", "previous / next batch (d D switch device here)"),
-    ("Home End", "first / last batch"),
+    ("← →", "previous / next upload (d D switch device here)"),
+    ("Home End", "first / last upload"),
     ("space  + -", "play or pause; faster / slower"),
 ];
 
@@ -323,9 +323,12 @@ pub fn render(app: &App, c: &Cursor, area: Rect, buf: &mut Buffer) {
     // A capture cut short or replaced while viewed: its batches read
     // as nothing, and the panels stood empty at "batch 3,008 of 3,009"
     // with no word until the exit (a probe, December 7).
+    // Every captured upload counts, copies and refused ones too: the
+    // header's batches are those acknowledged ("batch 146 of 146" beside
+    // "batches 40" read as a contradiction: a UX review).
     let right = |unread: &str| {
         format!(
-            "batch {} of {}{unread} · {at} · {state} {}× ",
+            "upload {} of {}{unread} · {at} · {state} {}× ",
             count(c.position as u64),
             count(c.batches as u64),
             c.speed
@@ -609,7 +612,7 @@ mod tests {
         assert_eq!(tl.cursor().unreadable, 4);
         let shown = bar(&tl, &app);
         assert!(
-            shown.contains("batch 10 of 10 · 4 not read again: the file changed?"),
+            shown.contains("upload 10 of 10 · 4 not read again: the file changed?"),
             "{shown}"
         );
         // At 80 columns, a short form that leaves the time and the state.
@@ -618,7 +621,7 @@ mod tests {
         render(&app, &tl.cursor(), area, &mut buf);
         let narrow: String = (0..80).map(|x| buf[(x, 0)].symbol().to_string()).collect();
         assert!(
-            narrow.contains("batch 10 of 10 · 4 unread · 2026-11-27 08:09:00 · paused 60× "),
+            narrow.contains("upload 10 of 10 · 4 unread · 2026-11-27 08:09:00 · paused 60× "),
             "{narrow}"
         );
     }

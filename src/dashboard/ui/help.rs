@@ -18,6 +18,9 @@ pub struct Key {
     /// Only with a listener's answer mode.
     pub answer_mode: bool,
     pub what: &'static str,
+    /// What they do looking back, where it differs (`view` writes no
+    /// capture and follows no new lines: its help said so, a UX review).
+    pub what_looking_back: Option<&'static str>,
 }
 
 impl Key {
@@ -27,6 +30,7 @@ impl Key {
             looking_back: Some(keys),
             answer_mode: false,
             what,
+            what_looking_back: None,
         }
     }
 
@@ -41,7 +45,10 @@ impl Key {
 
 /// Every key and what it does, as shown in the overlay.
 pub const KEYS: &[Key] = &[
-    Key::everywhere("q  Ctrl-C", "quit (the capture is flushed first)"),
+    Key {
+        what_looking_back: Some("quit"),
+        ..Key::everywhere("q  Ctrl-C", "quit (the capture is flushed first)")
+    },
     Key::everywhere("Tab 1 2 3 4", "switch tab: Live, Requests, Types, Uplink"),
     Key::live(
         "f  space",
@@ -54,6 +61,7 @@ pub const KEYS: &[Key] = &[
     Key::everywhere("PgUp PgDn", "scroll by a page"),
     Key {
         looking_back: Some("g  G"),
+        what_looking_back: Some("oldest / newest request"),
         ..Key::everywhere(
             "g G Home End",
             "oldest / newest (G follows new lines again)",
@@ -86,11 +94,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .map_or(&[][..], |_| crate::dashboard::timeline::KEYS);
     // Keys that do nothing here are left out.
     let ours = KEYS.iter().filter_map(|k| {
-        let keys = match app.timeline {
-            Some(_) => k.looking_back?,
-            None => k.keys,
+        let (keys, what) = match app.timeline {
+            Some(_) => (k.looking_back?, k.what_looking_back.unwrap_or(k.what)),
+            None => (k.keys, k.what),
         };
-        (!k.answer_mode || app.setup.respond.is_some()).then_some((keys, k.what))
+        (!k.answer_mode || app.setup.respond.is_some()).then_some((keys, what))
     });
     let mut lines: Vec<Line> = view_keys
         .iter()
