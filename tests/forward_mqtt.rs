@@ -698,3 +698,93 @@ fn records_mqtt_cannot_carry_hold_nothing_back() {
         "{parked}"
     );
 }
+
+/// A broker whose ACL refuses the topics acknowledges each message with
+/// "not authorized" (MQTT 5): the batch is parked with that reason and the
+/// next one goes on, while a topic it allows is delivered. With MQTT
+/// 3.1.1, whose acknowledgements carry no reason, mosquitto acknowledged
+/// the messages it dropped, and every batch was counted forwarded and was
+/// lost (a hostile-upstream probe).
+#[test]
+fn messages_a_broker_refuses_park_their_batch_and_are_never_counted_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    // Anonymous clients may read under the prefix and publish for one
+    // device only.
+    std::fs::write(
+        &acl,
+        format!("topic read {PREFIX}/#\ntopic readwrite {PREFIX}/{UNIT}/#\n"),
+    )
+    .unwrap();
+    let broker = Broker::start_with(
+        dir.path(),
+        free_port(),
+        &format!("acl_file {}\n", acl.display()),
+        None,
+    );
+    let counts = subscribe(broker.port);
+    let rx = forwarder(dir.path(), broker.port);
+    let auth = format!("token {TOKEN}");
+    let answer = rx.post(
+        &[
+            ("authorization", &auth),
+            ("unit-id", "denied-unit"),
+            ("content-type", "application/json"),
+        ],
+        &batch(1),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let allowed = batch(2);
+    upload(&rx, &allowed);
+    let want = tally([allowed]);
+    wait_until("the allowed batch at the subscriber", || {
+        all_arrived(&counts, &want)
+    });
+    let line = forward_line_once(&rx, "the allowed batch counted", "(1 forwarded)");
+    assert!(line.contains("parked 1"), "{line}");
+    let parked = std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
+    assert_eq!(parked.lines().count(), 1, "{parked}");
+    assert!(
+        parked.contains("the broker refused 4 of the batch's 4 messages: NotAuthorized")
+            && parked.contains("check the broker's ACL"),
+        "{parked}"
+    );
+    assert!(
+        counts
+            .lock()
+            .unwrap()
+            .keys()
+            .all(|(t, _)| !t.contains("denied-unit")),
+        "a refused message arrived"
+    );
+}
+
+/// A message over the broker's `message_size_limit` is refused by
+/// mosquitto with reason code 149: the batch is parked with that reason
+/// and the next one goes on (it was counted forwarded and lost with MQTT
+/// 3.1.1: a hostile-upstream probe).
+#[test]
+fn a_message_over_the_broker_s_size_limit_parks_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), free_port(), "message_size_limit 300\n", None);
+    let counts = subscribe(broker.port);
+    let rx = forwarder(dir.path(), broker.port);
+    let big = format!(
+        r#"[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":800,"pad":"{}"}}]"#,
+        "x".repeat(400)
+    );
+    upload(&rx, big.as_bytes());
+    let small = batch(5);
+    upload(&rx, &small);
+    let want = tally([small]);
+    wait_until("the small batch at the subscriber", || {
+        all_arrived(&counts, &want)
+    });
+    let line = forward_line_once(&rx, "the small batch counted", "(1 forwarded)");
+    assert!(line.contains("parked 1"), "{line}");
+    let parked = std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
+    assert!(
+        parked.contains("the broker refused a message of the batch as too large (reason code 149"),
+        "{parked}"
+    );
+}

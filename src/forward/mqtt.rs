@@ -10,10 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    Client, Connection, Event, MqttOptions, Packet, QoS, RecvTimeoutError, TlsConfiguration,
-    Transport,
+use rumqttc::v5::mqttbytes::Error as MqttError;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+use rumqttc::v5::{
+    Client, Connection, ConnectionError, Event, MqttOptions, RecvTimeoutError, StateError,
 };
+use rumqttc::{TlsConfiguration, Transport};
 use serde_json::value::RawValue;
 
 use super::{Attempt, Deliver, Heard};
@@ -138,9 +141,9 @@ impl MqttTarget {
         let id = format!("autopi-rx-{}-{}", std::process::id(), rand::random::<u32>());
         let mut o = MqttOptions::new(id, self.host.clone(), self.port);
         o.set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_inflight(WINDOW as u16);
+            .set_clean_start(true)
+            .set_max_packet_size(Some(MAX_PACKET as u32))
+            .set_outgoing_inflight_upper_limit(WINDOW as u16);
         if let Some(user) = &self.username {
             o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
         }
@@ -294,7 +297,14 @@ impl Deliver for Mqtt {
             }
         });
         match published {
-            Ok(()) => Attempt::Delivered,
+            Ok(None) => Attempt::Delivered,
+            // The broker took the batch's messages and said it refused
+            // some: set aside, as an HTTP upstream's 4xx is.
+            Ok(Some(reason)) => {
+                // A refusal rumqttc could not read dropped the connection.
+                self.connection = None;
+                Attempt::Park { reason }
+            }
             Err(error) => {
                 // A fresh client next time: nothing half-sent lingers.
                 self.connection = None;
@@ -326,18 +336,24 @@ impl Deliver for Mqtt {
 
 impl Mqtt {
     /// Publishes every message with QoS 1 and returns once the broker
-    /// acknowledged them all.
+    /// acknowledged them all: with the reason it refused some for, if it
+    /// did (MQTT 5's acknowledgements say so; 3.1.1's acknowledge a
+    /// message its ACL or size limit dropped as if it were delivered, and
+    /// such batches were counted forwarded and were lost: a
+    /// hostile-upstream probe).
     fn publish_all(
         &mut self,
         total: usize,
         mut queue: impl Iterator<Item = (String, Vec<u8>)>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         // A batch of no records (`[]`) has nothing to publish: no
         // connection is made for it (one made and never polled would be
         // connected by `idle`'s short waits, each starting over).
         if total == 0 {
-            return Ok(());
+            return Ok(None);
         }
+        let mut refused = Refused::default();
+        let mut largest = 0;
         let (client, connection, connected) = self.connection.get_or_insert_with(|| {
             let (client, connection) = Client::new(self.target.options(), WINDOW + 10);
             (client, connection, false)
@@ -349,6 +365,7 @@ impl Mqtt {
                 let Some((topic, payload)) = queue.next() else {
                     return Err("the batch's records ended before they were all read".into());
                 };
+                largest = largest.max(payload.len());
                 client
                     .try_publish(topic, QoS::AtLeastOnce, false, payload)
                     .map_err(|e| format!("cannot publish: {e}"))?;
@@ -368,14 +385,43 @@ impl Mqtt {
             };
             match connection.recv_timeout(wait) {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => *connected = true,
-                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                    if let Some(error) = refused.note(&ack) {
+                        return Err(error);
+                    }
                     acked += 1;
                     deadline = Instant::now() + ACK_TIMEOUT;
                     self.heard.now();
                 }
                 Ok(Ok(_)) => {}
+                // mosquitto acknowledges a message over its
+                // `message_size_limit` with 149 (packet too large), which
+                // MQTT 5 does not give a PUBACK; rumqttc refuses that as
+                // malformed (calling it a connect return code) and drops
+                // the connection. A refusal for good: parked.
+                Ok(Err(ConnectionError::MqttState(StateError::Deserialization(
+                    MqttError::InvalidConnectReturnCode(149),
+                )))) if *connected => {
+                    return Ok(Some(format!(
+                        "the broker refused a message of the batch as too large (reason code 149, packet too large: its message_size_limit or max_packet_size is below the batch's largest record, {} bytes of JSON)",
+                        largest
+                    )));
+                }
                 Ok(Err(e)) if !*connected => {
-                    return Err(format!("connecting to the broker: {}", describe(&e)));
+                    // A broker of MQTT 3.1.1 only closes the connection
+                    // (or answers in 3.1.1) when asked for MQTT 5.
+                    let hint = match &e {
+                        ConnectionError::ConnectionRefused(_) | ConnectionError::Tls(_) => "",
+                        ConnectionError::Io(io)
+                            if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                        {
+                            ""
+                        }
+                        _ => {
+                            " (a broker that speaks only MQTT 3.1.1 closes the connection so: autopi-rx publishes with MQTT 5)"
+                        }
+                    };
+                    return Err(format!("connecting to the broker: {}{hint}", describe(&e)));
                 }
                 Ok(Err(e)) => return Err(describe(&e)),
                 Err(RecvTimeoutError::Disconnected) => return Err("the client stopped".into()),
@@ -393,7 +439,59 @@ impl Mqtt {
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
-        Ok(())
+        Ok(refused.reason(total, &self.target.prefix))
+    }
+}
+
+/// The messages of a batch the broker refused, by its reason.
+#[derive(Default)]
+struct Refused {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Refused {
+    /// Notes one acknowledgement: a refusal for good is counted; one the
+    /// broker may take later (its quota, an error of its own) is an error
+    /// the whole batch is sent again for.
+    fn note(&mut self, ack: &rumqttc::v5::mqttbytes::v5::PubAck) -> Option<String> {
+        let said = ack
+            .properties
+            .as_ref()
+            .and_then(|p| p.reason_string.as_deref())
+            .map(|r| format!(" ({})", crate::text::cut(r, 200)))
+            .unwrap_or_default();
+        match ack.reason {
+            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
+            PubAckReason::NotAuthorized
+            | PubAckReason::TopicNameInvalid
+            | PubAckReason::PayloadFormatInvalid => {
+                self.count += 1;
+                self.first
+                    .get_or_insert_with(|| format!("{:?}{said}", ack.reason));
+                None
+            }
+            other => Some(format!(
+                "the broker did not take a message: {other:?}{said}; the batch goes again"
+            )),
+        }
+    }
+
+    /// Why the batch is set aside, if the broker refused any of it.
+    fn reason(&self, total: usize, prefix: &str) -> Option<String> {
+        let first = self.first.as_deref()?;
+        let hint = if first.starts_with("NotAuthorized") {
+            format!(
+                " (check the broker's ACL: may this login publish under {}/?)",
+                if prefix.is_empty() { "#" } else { prefix }
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "the broker refused {} of the batch's {total} messages: {first}{hint}",
+            self.count
+        ))
     }
 }
 
@@ -444,11 +542,16 @@ fn unpublishable(index: usize, topic: &str, payload: &[u8]) -> Option<String> {
     })
 }
 
-fn describe(e: &rumqttc::ConnectionError) -> String {
+fn describe(e: &ConnectionError) -> String {
     match e {
-        rumqttc::ConnectionError::ConnectionRefused(code) => {
+        ConnectionError::ConnectionRefused(code) => {
             format!("the broker refused the connection: {code:?}")
         }
+        ConnectionError::MqttState(StateError::Deserialization(
+            MqttError::InvalidConnectReturnCode(code),
+        )) => format!(
+            "the broker acknowledged a message with reason code {code}, which MQTT 5 does not give an acknowledgement"
+        ),
         other => other.to_string(),
     }
 }

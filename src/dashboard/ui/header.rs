@@ -128,9 +128,11 @@ fn mode_banner(app: &App) -> Option<Vec<Span<'static>>> {
         None if upcoming == Mode::Ok => return None,
         None => format!(" ANSWERING {upcoming} "),
     };
+    // The key in brackets: "m past the device's timeout" read as one
+    // phrase (a UX review).
     Some(vec![
         Span::styled(badge, t.alarm),
-        Span::styled(" m ", t.key),
+        Span::styled(" [m] ", t.key),
         Span::styled(upcoming.consequence(), t.warn),
     ])
 }
