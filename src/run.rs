@@ -174,7 +174,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     let capture = crate::text::path(running.capture_path()).to_string();
     let finished = shut_down(running, &signals.received);
     if let Some(forwarders) = forwarders {
-        stop_forwarding(forwarders, &capture);
+        stop_forwarding(forwarders, &capture, &signals.received);
     }
     if !finished {
         return outcome;
@@ -292,10 +292,34 @@ fn start_forwarding(
 /// is sent on the next start with the same capture, named, since a
 /// start without `--capture` makes a new file (a review: the command
 /// run again forwarded nothing).
-fn stop_forwarding(forwarders: Forwarders, capture: &str) {
+fn stop_forwarding(forwarders: Forwarders, capture: &str, signals: &Receiver<()>) {
     let cursor = crate::text::path(&forwarders.cursor_path()).to_string();
     let parked = crate::text::path(&forwarders.parked_path()).to_string();
-    let stopped = forwarders.stop(FORWARD_GRACE);
+    // A second signal exits at once here too, as while requests finish:
+    // it waited out the batch in flight (a hostile-upstream probe).
+    let sending = forwarders.sending();
+    if sending > 0 {
+        crate::say!(
+            "stopping: waiting up to {} s for the batch in flight to {sending} forward target(s) (signal again to exit now)",
+            FORWARD_GRACE.as_secs()
+        );
+    }
+    let (stopped_tx, stopped) = bounded(1);
+    std::thread::spawn(move || {
+        let _ = stopped_tx.send(forwarders.stop(FORWARD_GRACE));
+    });
+    let stopped = select! {
+        recv(stopped) -> stopped => match stopped {
+            Ok(stopped) => stopped,
+            Err(_) => return,
+        },
+        recv(signals) -> _ => {
+            crate::say!(
+                "autopi-rx: second signal: exiting without waiting for the batches in flight to the forward targets (each is sent again at the next start)"
+            );
+            std::process::exit(1);
+        }
+    };
     if let Some((e, batches)) = &stopped.unsaved {
         let again = match batches {
             0 => "no batch passed on since it was last saved is sent again".to_string(),

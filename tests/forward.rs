@@ -1254,6 +1254,32 @@ fn unusable_forward_urls_exit_2_and_say_why() {
     assert!(help.contains("AUTOPI_RX_FORWARD_TOKEN") && !help.contains(UP_TOKEN));
 }
 
+/// Stopping while a batch is in flight to a target that never answers:
+/// the wait for it is said, and a second signal ends it at once (status
+/// 1), as it does while requests finish. It waited out the 2 s (a
+/// hostile-upstream probe).
+#[test]
+fn a_second_signal_ends_the_wait_for_a_batch_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = ScriptedServer::start(vec![Scripted::Hold(Vec::new())]);
+    let capture = dir.path().join("capture.jsonl");
+    let mut rx = forwarder(&capture, &format!("{}in", silent.url), &[]);
+    upload(&rx, &batch(0));
+    silent
+        .requests
+        .recv_timeout(DEADLINE)
+        .expect("the batch reaches the upstream");
+    signal(&rx.child, "INT");
+    rx.wait_stderr("stopping: waiting up to 2 s for the batch in flight to 1 forward target(s)");
+    signal(&rx.child, "INT");
+    let (status, said) = rx.wait_exit();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("second signal: exiting without waiting for the batches in flight to the forward targets"),
+        "{said}"
+    );
+}
+
 /// A cursor that cannot be saved when the run stops is said at the exit,
 /// with the batches passed on since its last save, which the next start
 /// sends again (as it then does). The exit said nothing (a review).

@@ -549,6 +549,15 @@ impl Forwarders {
         self.cursors.path()
     }
 
+    /// Targets with a batch in flight now (the stop waits for them).
+    pub fn sending(&self) -> usize {
+        self.board
+            .snapshot()
+            .iter()
+            .filter(|s| s.sending_since.is_some())
+            .count()
+    }
+
     /// Where the batches the targets refused for good are listed.
     pub fn parked_path(&self) -> PathBuf {
         self.cursors.parked_path()
