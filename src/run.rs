@@ -249,7 +249,10 @@ fn forward_targets(settings: &Settings) -> Result<Vec<forward::Target>, Fatal> {
         if targets[..i].iter().any(|o| o.name() == t.name()) {
             return Err(Fatal::new(
                 2,
-                format!("--forward {} is given twice", t.name()),
+                format!(
+                    "--forward {} is given twice (URLs that differ only in their query are one target: a target keeps its place under its URL without the query, which may hold a key and is kept out of files)",
+                    t.name()
+                ),
             ));
         }
     }

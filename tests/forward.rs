@@ -1254,6 +1254,46 @@ fn unusable_forward_urls_exit_2_and_say_why() {
     assert!(help.contains("AUTOPI_RX_FORWARD_TOKEN") && !help.contains(UP_TOKEN));
 }
 
+/// A target's place carries over to a new URL (an upstream that moved,
+/// `http://` to `https://`) by putting the new URL in place of the old in
+/// the cursor file: the new target then gets only what the old one had
+/// not. A new URL started from the capture's first line, and following
+/// the redirect's advice sent every batch again (a hostile-upstream
+/// probe): the README says how, and this is what it says.
+#[test]
+fn a_target_s_place_carries_over_to_a_new_url_in_the_cursor_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.jsonl");
+    let (old_port, new_port) = (free_port(), free_port());
+    let old_url = format!("http://127.0.0.1:{old_port}/logbook/storage");
+    let new_url = format!("http://127.0.0.1:{new_port}/logbook/storage");
+    let old_dir = dir.path().join("old");
+    std::fs::create_dir(&old_dir).unwrap();
+    let old = upstream(&old_dir, old_port);
+    let mut rx = forwarder(&capture, &old_url, &[]);
+    for i in 0..2 {
+        upload(&rx, &batch(i));
+    }
+    wait_for("both batches at the old upstream", || {
+        (complete_lines(&old.capture).len() == 2).then_some(())
+    });
+    rx.stop();
+    let cursor = dir.path().join("capture.jsonl.forward");
+    let text = std::fs::read_to_string(&cursor).unwrap();
+    assert!(text.contains(&old_url), "{text}");
+    std::fs::write(&cursor, text.replace(&old_url, &new_url)).unwrap();
+    let new_dir = dir.path().join("new");
+    std::fs::create_dir(&new_dir).unwrap();
+    let new = upstream(&new_dir, new_port);
+    let rx = forwarder(&capture, &new_url, &[]);
+    upload(&rx, &batch(2));
+    let got = wait_for("the third batch at the new upstream", || {
+        let lines = complete_lines(&new.capture);
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(hashes(&got), hashes(&complete_lines(&capture))[2..]);
+}
+
 /// Stopping while a batch is in flight to a target that never answers:
 /// the wait for it is said, and a second signal ends it at once (status
 /// 1), as it does while requests finish. It waited out the 2 s (a

@@ -471,7 +471,7 @@ fn judge(
         200..=299 => Attempt::Delivered,
         300..=399 => Attempt::Retry {
             error: format!(
-                "{status}: redirected to {} (not followed: give the final URL to --forward)",
+                "{status}: redirected to {} (not followed: give the final URL to --forward; a new URL starts from the capture's first line unless its cursor is carried over, see the README)",
                 location.as_deref().unwrap_or("nowhere")
             ),
             after: Some(super::BACKOFF_MAX),
