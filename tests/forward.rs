@@ -1294,6 +1294,53 @@ fn a_target_s_place_carries_over_to_a_new_url_in_the_cursor_file() {
     assert_eq!(hashes(&got), hashes(&complete_lines(&capture))[2..]);
 }
 
+/// Two answers that say nothing useful on their own get a hint: a 200
+/// whose head ureq cannot read (a control byte in a value) may have been
+/// taken, and goes again; a plain-HTTP server answering our TLS hello
+/// with an HTTP page may want `http://` (a hostile-upstream probe).
+#[test]
+fn unreadable_answers_and_plain_http_behind_https_say_what_they_may_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = ScriptedServer::start(vec![Scripted::Answer(
+        b"HTTP/1.1 200 OK\r\nx-odd: a\x01b\r\ncontent-length: 0\r\n\r\n".to_vec(),
+    )]);
+    let rx = forwarder(&dir.path().join("a.jsonl"), &format!("{}in", odd.url), &[]);
+    upload(&rx, &batch(0));
+    let note = forward_note(&rx, "down", |_| true);
+    let error = note["error"].as_str().unwrap();
+    assert!(
+        error.contains("the upstream's answer could not be read: it may have taken the batch"),
+        "{note}"
+    );
+    // A server that answers anything with an HTTP 400, as a plain-HTTP
+    // one answers a TLS hello.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in plain.incoming().flatten() {
+            let mut first = [0u8; 512];
+            let _ = conn.read(&mut first);
+            let _ = conn.write_all(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    let rx = forwarder(
+        &dir.path().join("b.jsonl"),
+        &format!("https://127.0.0.1:{port}/in"),
+        &[],
+    );
+    upload(&rx, &batch(1));
+    let note = forward_note(&rx, "down", |_| true);
+    assert!(
+        note["error"]
+            .as_str()
+            .unwrap()
+            .contains("(the upstream may speak plain HTTP: try http://)"),
+        "{note}"
+    );
+}
+
 /// Stopping while a batch is in flight to a target that never answers:
 /// the wait for it is said, and a second signal ends it at once (status
 /// 1), as it does while requests finish. It waited out the 2 s (a

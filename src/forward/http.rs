@@ -384,8 +384,24 @@ impl Http {
     /// or a reset, and ureq leaves no way to learn that it was asked.
     fn with_hint(&self, e: ureq::Error) -> String {
         let closed = closed_unanswered(&e);
+        let unreadable = matches!(e, ureq::Error::Protocol(_));
         let mut reason = e.to_string();
-        if self.target.identity.is_some() || !self.target.name.starts_with("https://") {
+        if unreadable {
+            // It may have taken the batch, and answered 200 in a head
+            // ureq refuses (a control byte in a value, a folded line): it
+            // gets it again (a hostile-upstream probe; nothing said so).
+            reason.push_str(
+                " (the upstream's answer could not be read: it may have taken the batch, which goes again)",
+            );
+            return reason;
+        }
+        let https = self.target.name.starts_with("https://");
+        if https && reason.contains("InvalidContentType") {
+            // A plain-HTTP server's answer to a TLS hello (a 400 page).
+            reason.push_str(" (the upstream may speak plain HTTP: try http://)");
+            return reason;
+        }
+        if self.target.identity.is_some() || !https {
             return reason;
         }
         if reason.contains("CertificateRequired") {
