@@ -192,6 +192,13 @@ fn wrap_line(line: TextLine, width: usize) -> Vec<TextLine> {
                 out.push(std::mem::take(&mut current));
                 current.push(piece(Tone::Dim, "  "));
                 used = 2;
+                // Spaces where the line broke are not carried over: they
+                // indented some continuations a column more than others
+                // (a UX review).
+                text = text.trim_start_matches(' ');
+                if text.is_empty() {
+                    break;
+                }
             }
             let part = prefix(text, width - used);
             // A character wider than what is left starts the next line.
@@ -699,6 +706,14 @@ mod tests {
             .collect();
         assert_eq!(texts, ["error: a", "  bcdefg", "  hij"]);
         assert_eq!(lines[1][1].tone, Tone::Error);
+        // A break at a space carries none over: every continuation is
+        // indented alike.
+        let line = vec![piece(Tone::Value, "one two three four")];
+        let texts: Vec<String> = wrap_line(line, 8)
+            .iter()
+            .map(|l| l.iter().map(|p| p.text.as_str()).collect())
+            .collect();
+        assert_eq!(texts, ["one two ", "  three ", "  four"]);
     }
 
     #[test]
