@@ -1546,6 +1546,32 @@ fn the_header_names_the_device_its_uplink_is_of_and_keeps_the_size() {
     );
 }
 
+/// Listening on loopback, the note saying how to be reached is whole at
+/// 80 columns: the label gives way to it (it was cut to "(loopback: a
+/// device can…": a UX review); at 120 both show.
+#[test]
+fn the_loopback_note_is_whole_at_80_columns() {
+    let (urls, url_note) =
+        autopi_rx::dashboard::tui::device_urls("127.0.0.1:8765".parse().unwrap(), &[]);
+    let setup = autopi_rx::dashboard::app::Setup {
+        urls,
+        url_note,
+        ..setup()
+    };
+    let app = App::new(setup, Theme::mono(), at("2026-11-27T07:59:55Z"));
+    let first = |w| text(&draw(&app, w, 40)).lines().next().unwrap().to_string();
+    let narrow = first(80);
+    assert!(
+        narrow.contains("http://127.0.0.1:8765/  (loopback only: --listen 0.0.0.0:8765)"),
+        "{narrow}"
+    );
+    let wide = first(120);
+    assert!(
+        wide.contains("point the device at http://127.0.0.1:8765/  (loopback"),
+        "{wide}"
+    );
+}
+
 /// A batch of old data is marked `O` in the Requests tab; the device's
 /// Live panels carry it as old, and the Uplink tab says so.
 #[test]

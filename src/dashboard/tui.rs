@@ -146,10 +146,7 @@ pub fn device_urls(addr: SocketAddr, interfaces: &[IpAddr]) -> (Vec<String>, Opt
     };
     let ip = addr.ip();
     if ip.is_loopback() {
-        let note = format!(
-            "(loopback: a device cannot reach it; listen on 0.0.0.0:{})",
-            addr.port()
-        );
+        let note = format!("(loopback only: --listen 0.0.0.0:{})", addr.port());
         return (vec![url(ip)], Some(note));
     }
     if !ip.is_unspecified() {
@@ -230,7 +227,10 @@ mod tests {
     fn loopback_and_nothing_found_say_so() {
         let (urls, note) = device_urls("127.0.0.1:8123".parse().unwrap(), &[]);
         assert_eq!(urls, ["http://127.0.0.1:8123/"]);
-        assert!(note.unwrap().contains("cannot reach"));
+        assert_eq!(
+            note.as_deref(),
+            Some("(loopback only: --listen 0.0.0.0:8123)")
+        );
         let (urls, note) = device_urls("0.0.0.0:8000".parse().unwrap(), &ips(&["127.0.0.1"]));
         assert!(urls.is_empty() && note.is_some());
     }

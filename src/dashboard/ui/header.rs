@@ -80,6 +80,7 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         spans.push(Span::styled(" point the device at ", t.label));
     }
+    let label_at = spans.len() - 1;
     if app.setup.urls.is_empty() && !app.setup.viewing {
         spans.push(Span::styled("no network address found", t.warn));
     }
@@ -100,7 +101,14 @@ fn where_to_point(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(url.clone(), t.url));
     }
     if let Some(note) = &app.setup.url_note {
-        spans.push(Span::styled(format!("  {note}"), t.warn));
+        // The note says how to be reached: the label gives way to it
+        // (at 80 columns it was cut to "(loopback: a device can…": a UX
+        // review).
+        let note = format!("  {note}");
+        if Line::from(spans.clone()).width() + note.width() > room && !app.setup.viewing {
+            spans[label_at] = Span::raw(" ");
+        }
+        spans.push(Span::styled(note, t.warn));
     }
     let badge = app
         .is_frozen()
