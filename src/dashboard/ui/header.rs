@@ -387,9 +387,20 @@ fn tabs_line(app: &App, area: Rect, buf: &mut Buffer) {
     // A column kept free before the hints.
     let room = (area.width as usize).saturating_sub(hints.width() + tabs + 1);
     let mut chosen = picker(app, room);
-    if chosen.is_empty() {
-        // The picker before the hints: `?` alone still says where help is.
-        let brief = Line::from(vec![Span::styled("? ", t.key)]);
+    // The picker before the hints: `? help` still says where help is,
+    // and `?` alone where even that does not fit (it went straight to a
+    // bare `?`, which read as a cut: a UX review).
+    let briefer = [
+        Line::from(vec![
+            Span::styled("?", t.key),
+            Span::styled(" help ", t.label),
+        ]),
+        Line::from(vec![Span::styled("? ", t.key)]),
+    ];
+    for brief in briefer {
+        if !chosen.is_empty() {
+            break;
+        }
         let room = (area.width as usize).saturating_sub(brief.width() + tabs + 1);
         chosen = picker(app, room);
         if !chosen.is_empty() {
