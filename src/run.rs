@@ -171,7 +171,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         demo.stop();
     }
     let stats = running.stats.clone();
-    let capture = crate::text::path(running.capture_path()).to_string();
+    let capture = shell_word(&crate::text::path(running.capture_path()).to_string());
     let finished = shut_down(running, &signals.received);
     if let Some(forwarders) = forwarders {
         stop_forwarding(forwarders, &capture, &signals.received);
@@ -291,6 +291,22 @@ fn start_forwarding(
     Ok(Some(forwarders))
 }
 
+/// `word` as a shell takes it back: as it is when it holds only letters,
+/// digits and `._/-:+@,`, else in single quotes (the exit's `--capture
+/// PATH` is pasted into a shell; a path with a space split in two: a
+/// review).
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-:+@,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// Stops the forwarders and says what each target still has to get: it
 /// is sent on the next start with the same capture, named, since a
 /// start without `--capture` makes a new file (a review: the command
@@ -327,7 +343,7 @@ fn stop_forwarding(forwarders: Forwarders, capture: &str, signals: &Receiver<()>
         let again = match batches {
             0 => "no batch passed on since it was last saved is sent again".to_string(),
             n => format!(
-                "the next start sends again the {n} batch(es) passed on since it was last saved"
+                "the next start sends again the {n} batch(es) passed on since it was last saved (one per target each went to)"
             ),
         };
         crate::say!("forward cursor {cursor}: cannot be saved at exit ({e}); {again}");
@@ -883,5 +899,21 @@ fn warn_dropped_events(stats: &Stats, headless: bool) {
         crate::say!(
             "warning: {dropped} request events were not {what} ({who} was too slow); the capture has every batch"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_written_as_a_shell_takes_it_back() {
+        assert_eq!(
+            shell_word("captures/2026-12-07.jsonl"),
+            "captures/2026-12-07.jsonl"
+        );
+        assert_eq!(shell_word("my captures/a.jsonl"), "'my captures/a.jsonl'");
+        assert_eq!(shell_word("it's.jsonl"), "'it'\\''s.jsonl'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
     }
 }

@@ -1925,7 +1925,7 @@ fn replay_judges_odd_answers_by_their_status_and_never_shows_the_token() {
     // were quoted (a review).
     for (url, says) in [
         ("http://u:pw-77@127.0.0.1:8000/a b", "--url is not a URL"),
-        (token, "--url "),
+        (token, "--url is not a URL"),
     ] {
         let out = replay(&capture, url, token, "5").output().unwrap();
         let stderr = text(&out.stderr);

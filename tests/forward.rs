@@ -1394,7 +1394,7 @@ fn a_cursor_that_cannot_be_saved_at_exit_says_what_goes_again() {
     assert!(
         said.contains("cannot be saved at exit")
             && said.contains(
-                "the next start sends again the 1 batch(es) passed on since it was last saved"
+                "the next start sends again the 1 batch(es) passed on since it was last saved (one per target each went to)"
             ),
         "{said}"
     );

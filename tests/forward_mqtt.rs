@@ -759,32 +759,43 @@ fn messages_a_broker_refuses_park_their_batch_and_are_never_counted_forwarded() 
     );
 }
 
-/// A message over the broker's `message_size_limit` is refused by
-/// mosquitto with reason code 149: the batch is parked with that reason
-/// and the next one goes on (it was counted forwarded and lost with MQTT
-/// 3.1.1: a hostile-upstream probe).
+/// A message over the broker's size limit parks its batch and the next
+/// one goes on: mosquitto's `message_size_limit` refuses it with reason
+/// code 149, and its `max_packet_size` (told in the CONNACK) has rumqttc
+/// refuse to send it. The first was counted forwarded and lost with MQTT
+/// 3.1.1 (a hostile-upstream probe); the second was retried for ever,
+/// every later batch held back (a review).
 #[test]
 fn a_message_over_the_broker_s_size_limit_parks_its_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start_with(dir.path(), free_port(), "message_size_limit 300\n", None);
-    let counts = subscribe(broker.port);
-    let rx = forwarder(dir.path(), broker.port);
-    let big = format!(
-        r#"[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":800,"pad":"{}"}}]"#,
-        "x".repeat(400)
-    );
-    upload(&rx, big.as_bytes());
-    let small = batch(5);
-    upload(&rx, &small);
-    let want = tally([small]);
-    wait_until("the small batch at the subscriber", || {
-        all_arrived(&counts, &want)
-    });
-    let line = forward_line_once(&rx, "the small batch counted", "(1 forwarded)");
-    assert!(line.contains("parked 1"), "{line}");
-    let parked = std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
-    assert!(
-        parked.contains("the broker refused a message of the batch as too large (reason code 149"),
-        "{parked}"
-    );
+    for (setting, says) in [
+        (
+            "message_size_limit 300",
+            "the broker refused a message of the batch as too large (reason code 149",
+        ),
+        (
+            "max_packet_size 300",
+            "over the broker's maximum packet size of 300",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start_with(dir.path(), free_port(), &format!("{setting}\n"), None);
+        let counts = subscribe(broker.port);
+        let rx = forwarder(dir.path(), broker.port);
+        let big = format!(
+            r#"[{{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00Z","value":800,"pad":"{}"}}]"#,
+            "x".repeat(400)
+        );
+        upload(&rx, big.as_bytes());
+        let small = batch(5);
+        upload(&rx, &small);
+        let want = tally([small]);
+        wait_until("the small batch at the subscriber", || {
+            all_arrived(&counts, &want)
+        });
+        let line = forward_line_once(&rx, "the small batch counted", "(1 forwarded)");
+        assert!(line.contains("parked 1"), "{setting}: {line}");
+        let parked =
+            std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
+        assert!(parked.contains(says), "{setting}: {parked}");
+    }
 }

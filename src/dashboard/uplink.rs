@@ -41,10 +41,9 @@ pub enum Keeping {
     Learning,
     /// The last upload is no older than 1.5 cycles (plus slack).
     OnTime,
-    /// Its latest upload was not acknowledged in time (refused, no
-    /// answer, a late one): it holds the batch and sends it again. Said
-    /// in place of learning, on time or late, until an upload is
-    /// acknowledged; overdue and silent say more.
+    /// Its latest upload was refused or not answered at all: it holds the
+    /// batch and sends it again. Said in place of learning, on time or
+    /// late, until an upload is acknowledged; overdue and silent say more.
     Retrying,
     /// Up to 3 cycles, and a cycle past on time at least.
     Late,
@@ -106,14 +105,23 @@ impl Arrival {
 
 /// The cycle learned from `arrivals` (oldest first): the median of the
 /// gaps that are not within one cycle and do not follow an upload held
-/// for its answer; None until two such gaps are known.
+/// for its answer; with fewer than two such gaps, of every gap not within
+/// one cycle (under `hangup` throughout, the device's pace is its cycle
+/// and its timeout: without it the device never had a cycle, and read
+/// retrying for ever, gone or not: a review); None until two are known.
 pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
-    let mut gaps: Vec<Duration> = arrivals
-        .windows(2)
-        .filter(|w| !w[0].held)
-        .filter_map(|w| w[1].at.duration_since(w[0].at).try_into().ok())
-        .filter(|g: &Duration| *g >= SAME_CYCLE)
-        .collect();
+    let gaps = |skip_held: bool| -> Vec<Duration> {
+        arrivals
+            .windows(2)
+            .filter(|w| !(skip_held && w[0].held))
+            .filter_map(|w| w[1].at.duration_since(w[0].at).try_into().ok())
+            .filter(|g: &Duration| *g >= SAME_CYCLE)
+            .collect()
+    };
+    let mut gaps = match gaps(true) {
+        clean if clean.len() >= 2 => clean,
+        _ => gaps(false),
+    };
     if gaps.len() < 2 {
         return None;
     }
@@ -200,7 +208,7 @@ impl Answered {
             Answered::NoAnswer
         } else if !e.accepted() {
             Answered::Refused(e.status)
-        } else if e.mode.as_deref().is_some_and(|m| m.starts_with("late:")) {
+        } else if e.held_back().is_some() {
             Answered::AckedLate
         } else {
             Answered::Acked
@@ -322,8 +330,9 @@ pub struct Log {
     pub last_seen: Option<Timestamp>,
     /// Its latest captured upload and how it was answered.
     pub last_answer: Option<(Timestamp, Answered)>,
-    /// The first of its captured uploads since the last one acknowledged
-    /// in time, while none has been since: it is retrying.
+    /// The first of its captured uploads refused or not answered since
+    /// the last one acknowledged, while none has been since: it is
+    /// retrying.
     pub unacked_since: Option<Timestamp>,
 }
 
@@ -371,12 +380,16 @@ impl Log {
             },
             |a| a.at,
         );
-        // Events may come a little out of order: the latest decides.
+        // Events may come a little out of order: the latest decides. A
+        // late 200 may have reached the device (a `late:1` is well inside
+        // its timeout: a review), so only a refusal or no answer at all
+        // says that it keeps the batch; a re-send after a late answer is
+        // judged by its own.
         if self.last_answer.is_none_or(|(at, _)| at <= e.received) {
             self.last_answer = Some((e.received, answered));
             match answered {
-                Answered::Acked => self.unacked_since = None,
-                _ => {
+                Answered::Acked | Answered::AckedLate => self.unacked_since = None,
+                Answered::Refused(_) | Answered::NoAnswer => {
                     self.unacked_since.get_or_insert(e.received);
                 }
             }
@@ -867,7 +880,7 @@ mod tests {
         }
         // Each held 10 s: hung up on, then late, twice; the copy comes at
         // once after the wait, and the next batch with it.
-        let held = [("hangup", NO_ANSWER), ("late:15", 200)];
+        let held = [("late:15", 200), ("hangup", NO_ANSWER)];
         for (i, (mode, status)) in held.iter().chain(&held).enumerate() {
             let i = 10 + 2 * i as u64;
             let first = answered_by_mode(upload(i, secs, &body(i)), mode, *status, None);
@@ -881,13 +894,13 @@ mod tests {
         let up = of(&log, now).unwrap();
         assert_eq!(up.cycle, Some(Duration::from_secs(2)), "{up:?}");
         assert_eq!(log.draining(), 0);
-        // Nothing acknowledged in time since the hang-up: retrying.
+        // Nothing acknowledged since the last hang-up: retrying.
         assert_eq!(up.keeping, Keeping::Retrying);
-        let hung_up = events[4].received;
+        let hung_up = events[10].received;
         assert_eq!(log.unacked_since, Some(hung_up));
         assert_eq!(
             log.last_answer.map(|(_, a)| a.said()).as_deref(),
-            Some("200, held back past the device's timeout (late)")
+            Some("nothing (hangup)")
         );
         let s = summary(std::slice::from_ref(&log), now);
         assert_eq!((s.retrying, s.on_time), (1, 0));
@@ -911,6 +924,38 @@ mod tests {
         early.status = 200;
         log.add(&early);
         assert_eq!(log.unacked_since, Some(refused.received));
+    }
+
+    /// A late 200 may reach the device (`late:1` is well inside its
+    /// timeout): no retrying for it. Under `hangup` throughout, the
+    /// device's pace (its cycle and its timeout) is its cycle, so it goes
+    /// overdue and silent when it stops; it was retrying for ever, with no
+    /// cycle (a review).
+    #[test]
+    fn a_late_answer_is_no_retry_and_a_device_always_hung_up_on_has_a_pace() {
+        use crate::fixtures::answered_by_mode;
+        let body = batch(1, "2026-11-27T08:00:00Z");
+        let late: Vec<RequestEvent> = (0..10)
+            .map(|i| answered_by_mode(upload(i, 61.0 * i as f64, &body), "late:1", 200, None))
+            .collect();
+        let log = log_of(&late);
+        assert_eq!(log.unacked_since, None);
+        let up = of(&log, t(61.0 * 9.0 + 1.0)).unwrap();
+        assert_eq!(up.keeping, Keeping::OnTime, "{up:?}");
+        let hung: Vec<RequestEvent> = (0..10)
+            .map(|i| {
+                let e = upload(i, 70.0 * i as f64, &body);
+                answered_by_mode(e, "hangup", NO_ANSWER, None)
+            })
+            .collect();
+        let log = log_of(&hung);
+        let now = |secs: f64| t(70.0 * 9.0 + secs);
+        let up = of(&log, now(1.0)).unwrap();
+        assert_eq!(
+            (up.keeping, up.cycle),
+            (Keeping::Retrying, Some(Duration::from_secs(70)))
+        );
+        assert_eq!(of(&log, now(3600.0)).unwrap().keeping, Keeping::Silent);
     }
 
     #[test]

@@ -106,9 +106,15 @@ impl HttpTarget {
             let values = q
                 .split('&')
                 .filter_map(|pair| pair.split_once('=').map(|(_, v)| v));
+            // Chosen by the part as written, then every spelling of it:
+            // a key of 8 written characters can read as fewer (`Ab%2BCd9`
+            // is `Ab+Cd9`), and that spelling was left in view (a review).
             for part in std::iter::once(q.as_str()).chain(values) {
+                if part.chars().count() < 8 && part != q {
+                    continue;
+                }
                 for spelled in spelled_as_read(part) {
-                    if (spelled.chars().count() >= 8 || part == q) && !query.contains(&spelled) {
+                    if !spelled.is_empty() && !query.contains(&spelled) {
                         query.push(spelled);
                     }
                 }
@@ -703,5 +709,13 @@ mod tests {
         let t = HttpTarget::parse("https://h:8443/a/b?key=SECRET", &none).unwrap();
         assert_eq!(t.name, "https://h:8443/a/b");
         assert!(!format!("{t:?}").contains("SECRET"));
+        // A value of 8 written characters is a secret in every spelling,
+        // also where it reads as fewer (a review: `Ab+Cd/9` was left).
+        let t = HttpTarget::parse("https://h/a?sig=Ab%2BCd%2F9&k=1", &none).unwrap();
+        let secrets: Vec<String> = t.secrets().into_iter().map(|(s, _)| s).collect();
+        for want in ["Ab%2BCd%2F9", "Ab+Cd/9"] {
+            assert!(secrets.iter().any(|s| s == want), "{want}: {secrets:?}");
+        }
+        assert!(!secrets.iter().any(|s| s == "1"), "{secrets:?}");
     }
 }

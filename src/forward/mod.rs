@@ -222,9 +222,11 @@ pub fn public_text(target: &str, text: &str) -> String {
         Some(p) => {
             let mut spellings = http::spelled_as_read(p);
             spellings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            // A decoded spelling short enough to be anything (`/%2F` reads
+            // `//`, which every URL holds: a review) is left alone.
             spellings
                 .iter()
-                .filter(|s| s.len() > 1)
+                .filter(|s| s.as_str() == p || s.len() >= 8)
                 .fold(text.to_string(), |text, s| text.replace(s.as_str(), "/…"))
         }
         None => text.to_string(),
@@ -1216,6 +1218,11 @@ mod tests {
                 "404: Cannot POST /hooks/Ab+Cd/ef, nor /hooks/Ab%2BCd%2Fef"
             ),
             "404: Cannot POST /…, nor /…"
+        );
+        // A decoded spelling short enough to be anything is left alone.
+        assert_eq!(
+            public_text("https://h/%2F", "see https://other.example/x"),
+            "see https://other.example/x"
         );
         assert_eq!(public_text("http://h:1/", "http://h:1/"), "http://h:1/");
         assert_eq!(public_text("http://h:1/", "a / b"), "a / b");

@@ -354,7 +354,7 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
                 id.clone(),
                 Span::styled(
                     format!(
-                        "retrying: nothing acknowledged in time since {} UTC ({}); last answered {}",
+                        "retrying: nothing acknowledged since {} UTC ({}); last answered {}",
                         crate::dashboard::format::clock_or_date(app.now(), since, true),
                         age(app.now(), since),
                         answer.said()
