@@ -745,8 +745,10 @@ fn messages_a_broker_refuses_park_their_batch_and_are_never_counted_forwarded() 
     let parked = std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
     assert_eq!(parked.lines().count(), 1, "{parked}");
     assert!(
-        parked.contains("the broker refused 4 of the batch's 4 messages: NotAuthorized")
-            && parked.contains("check the broker's ACL"),
+        parked.contains(&format!(
+            "the broker refused 4 of the batch's 4 messages, the first on {PREFIX}/denied-unit/"
+        )) && parked
+            .contains(": NotAuthorized (check the broker's ACL: may this login publish on it?)"),
         "{parked}"
     );
     assert!(
@@ -798,4 +800,132 @@ fn a_message_over_the_broker_s_size_limit_parks_its_batch() {
             std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
         assert!(parked.contains(says), "{setting}: {parked}");
     }
+}
+
+/// MQTT's variable byte integer.
+fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n % 128) as u8;
+        n /= 128;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A broker of MQTT 5 written out by hand on 127.0.0.1: it accepts the
+/// connection and acknowledges each PUBLISH with `reason` and a reason
+/// string `says`, or with `disconnect` closes the connection for it,
+/// giving that reason code.
+fn refusing_broker(reason: u8, says: String, disconnect: Option<u8>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let says = says.clone();
+            std::thread::spawn(move || {
+                // One packet: its first byte and its body.
+                let mut read_packet = |conn: &mut TcpStream| -> Option<(u8, Vec<u8>)> {
+                    let mut first = [0u8; 1];
+                    conn.read_exact(&mut first).ok()?;
+                    let (mut len, mut shift) = (0usize, 0);
+                    loop {
+                        let mut b = [0u8; 1];
+                        conn.read_exact(&mut b).ok()?;
+                        len |= usize::from(b[0] & 0x7f) << shift;
+                        shift += 7;
+                        if b[0] & 0x80 == 0 {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    conn.read_exact(&mut body).ok()?;
+                    Some((first[0], body))
+                };
+                while let Some((kind, body)) = read_packet(&mut conn) {
+                    let answer = match kind >> 4 {
+                        // CONNECT: CONNACK, success, no properties.
+                        1 => vec![0x20, 0x03, 0x00, 0x00, 0x00],
+                        3 if disconnect.is_some() => {
+                            let code = disconnect.unwrap_or_default();
+                            let _ = conn.write_all(&[0xe0, 0x02, code, 0x00]);
+                            return;
+                        }
+                        // PUBLISH (QoS 1): its packet id follows the topic.
+                        3 => {
+                            let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                            let id = &body[2 + topic..4 + topic];
+                            let mut props = vec![0x1f];
+                            props.extend((says.len() as u16).to_be_bytes());
+                            props.extend(says.as_bytes());
+                            let mut rest = vec![id[0], id[1], reason];
+                            rest.extend(varint(props.len()));
+                            rest.extend(props);
+                            let mut packet = vec![0x40];
+                            packet.extend(varint(rest.len()));
+                            packet.extend(rest);
+                            packet
+                        }
+                        // PINGREQ: PINGRESP.
+                        12 => vec![0xd0, 0x00],
+                        _ => continue,
+                    };
+                    if conn.write_all(&answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A broker's reason string is cut only once the secrets are out of it:
+/// cut first, a password across the cut kept its first part on the
+/// status page, which asks for no token (a hostile-broker probe).
+#[test]
+fn a_broker_s_reason_never_shows_part_of_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = "MQTTPASS-secret-4242x";
+    let port = refusing_broker(0x87, format!("{}{password}", "A".repeat(190)), None);
+    let capture = dir.path().join("capture.jsonl");
+    let rx = Receiver::spawn(
+        binary()
+            .env("AUTOPI_RX_MQTT_USERNAME", "benchuser")
+            .env("AUTOPI_RX_MQTT_PASSWORD", password)
+            .args(["--token", TOKEN, "--capture", capture.to_str().unwrap()])
+            .args(["--forward", &format!("mqtt://127.0.0.1:{port}/{PREFIX}")]),
+    );
+    upload(&rx, &batch(1));
+    let line = forward_line_once(&rx, "the refused batch parked", "parked 1");
+    assert!(line.contains("NotAuthorized (AAAA"), "{line}");
+    assert!(line.contains("[mqtt password]"), "{line}");
+    let parked = std::fs::read_to_string(dir.path().join("capture.jsonl.forward.parked")).unwrap();
+    for shown in [&line, &parked] {
+        assert!(
+            !shown.contains("MQTTPASS") && !shown.contains("4242"),
+            "{shown}"
+        );
+    }
+}
+
+/// A broker that closes the connection for a packet over its limit,
+/// saying so (HiveMQ and EMQX do; reason code 0x95): the batch is parked,
+/// where it was retried for ever (a hostile-broker probe).
+#[test]
+fn a_broker_closing_for_a_packet_too_large_parks_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = refusing_broker(0, String::new(), Some(0x95));
+    let rx = forwarder(dir.path(), port);
+    upload(&rx, &batch(1));
+    let line = forward_line_once(&rx, "the batch parked", "parked 1");
+    assert!(
+        line.contains("the broker closed the connection for a message of the batch as too large"),
+        "{line}"
+    );
 }

@@ -1002,7 +1002,9 @@ impl Job {
         // On one line and with no control, as the reason was made: what
         // the scrub decoded may hold them (a probe's `%1B]0;…` reached the
         // status page raw, for a day).
-        let reason: String = crate::text::on_one_line(&self.scrubbed(reason)).collect();
+        // Cut once the secrets are out (a broker's reason string is its
+        // own, up to 64 KiB).
+        let reason = crate::upload::one_line(&self.scrubbed(reason));
         let parked = Parked {
             offset: span.start,
             received,
@@ -1110,7 +1112,9 @@ impl Job {
         // Shown on the screen, the status page and headless lines; a TLS
         // failure names the certificate's names, chosen by the server
         // (escape sequences in them reached terminals, found by a probe).
-        let error = crate::text::shown(&self.scrubbed(error)).into_owned();
+        // Cut (a broker's reason string is its own, up to 64 KiB) once
+        // the secrets are out and what a terminal obeys is escaped.
+        let error = crate::upload::one_line(&crate::text::shown(&self.scrubbed(error)));
         self.status.link = Link::Down { since, error };
         self.publish();
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::Error as MqttError;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, Packet, PubAckReason};
 use rumqttc::v5::{
     Client, Connection, ConnectionError, Event, MqttOptions, RecvTimeoutError, StateError,
 };
@@ -354,6 +354,10 @@ impl Mqtt {
         }
         let mut refused = Refused::default();
         let mut largest = 0;
+        // Topics published and not yet acknowledged, oldest first: a
+        // broker acknowledges QoS 1 messages in the order they came (MQTT
+        // 5, 4.6), so each acknowledgement is the front one's.
+        let mut waiting: std::collections::VecDeque<String> = std::collections::VecDeque::new();
         let (client, connection, connected) = self.connection.get_or_insert_with(|| {
             let (client, connection) = Client::new(self.target.options(), WINDOW + 10);
             (client, connection, false)
@@ -366,6 +370,7 @@ impl Mqtt {
                     return Err("the batch's records ended before they were all read".into());
                 };
                 largest = largest.max(payload.len());
+                waiting.push_back(topic.clone());
                 client
                     .try_publish(topic, QoS::AtLeastOnce, false, payload)
                     .map_err(|e| format!("cannot publish: {e}"))?;
@@ -385,8 +390,20 @@ impl Mqtt {
             };
             match connection.recv_timeout(wait) {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => *connected = true,
+                // HiveMQ and EMQX close the connection for a packet over
+                // their limit, saying why: refused for good, parked (it
+                // was retried for ever: a hostile-broker probe).
+                Ok(Err(ConnectionError::MqttState(StateError::ServerDisconnect {
+                    reason_code: DisconnectReasonCode::PacketTooLarge,
+                    ..
+                }))) => {
+                    return Ok(Some(format!(
+                        "the broker closed the connection for a message of the batch as too large (reason code 0x95, packet too large; the batch's largest record so far is {largest} bytes of JSON)"
+                    )));
+                }
                 Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                    if let Some(error) = refused.note(&ack) {
+                    let topic = waiting.pop_front().unwrap_or_default();
+                    if let Some(error) = refused.note(&ack, &topic) {
                         return Err(error);
                     }
                     acked += 1;
@@ -460,27 +477,31 @@ impl Mqtt {
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
-        Ok(refused.reason(total, &self.target.prefix))
+        Ok(refused.reason(total))
     }
 }
 
-/// The messages of a batch the broker refused, by its reason.
+/// The messages of a batch the broker refused: how many, and the first's
+/// reason and topic.
 #[derive(Default)]
 struct Refused {
     count: usize,
-    first: Option<String>,
+    first: Option<(String, String)>,
 }
 
 impl Refused {
     /// Notes one acknowledgement: a refusal for good is counted; one the
     /// broker may take later (its quota, an error of its own) is an error
     /// the whole batch is sent again for.
-    fn note(&mut self, ack: &rumqttc::v5::mqttbytes::v5::PubAck) -> Option<String> {
+    fn note(&mut self, ack: &rumqttc::v5::mqttbytes::v5::PubAck, topic: &str) -> Option<String> {
+        // Whole: the reason is cut once the secrets are out of it (cut
+        // here first, a password across the cut kept its first part: a
+        // hostile-broker probe).
         let said = ack
             .properties
             .as_ref()
             .and_then(|p| p.reason_string.as_deref())
-            .map(|r| format!(" ({})", crate::text::cut(r, 200)))
+            .map(|r| format!(" ({r})"))
             .unwrap_or_default();
         match ack.reason {
             PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
@@ -489,7 +510,7 @@ impl Refused {
             | PubAckReason::PayloadFormatInvalid => {
                 self.count += 1;
                 self.first
-                    .get_or_insert_with(|| format!("{:?}{said}", ack.reason));
+                    .get_or_insert_with(|| (format!("{:?}{said}", ack.reason), topic.to_string()));
                 None
             }
             other => Some(format!(
@@ -499,22 +520,15 @@ impl Refused {
     }
 
     /// Why the batch is set aside, if the broker refused any of it.
-    fn reason(&self, total: usize, prefix: &str) -> Option<String> {
-        let first = self.first.as_deref()?;
+    fn reason(&self, total: usize) -> Option<String> {
+        let (first, topic) = self.first.as_ref()?;
         let hint = if first.starts_with("NotAuthorized") {
-            format!(
-                " (check the broker's ACL: may this login publish under {}?)",
-                if prefix.is_empty() {
-                    "its topics".to_string()
-                } else {
-                    format!("{prefix}/")
-                }
-            )
+            " (check the broker's ACL: may this login publish on it?)"
         } else {
-            String::new()
+            ""
         };
         Some(format!(
-            "the broker refused {} of the batch's {total} messages: {first}{hint}",
+            "the broker refused {} of the batch's {total} messages, the first on {topic}: {first}{hint}",
             self.count
         ))
     }
