@@ -830,7 +830,7 @@ fn refusing_broker(reason: u8, says: String, disconnect: Option<u8>) -> u16 {
             let says = says.clone();
             std::thread::spawn(move || {
                 // One packet: its first byte and its body.
-                let mut read_packet = |conn: &mut TcpStream| -> Option<(u8, Vec<u8>)> {
+                let read_packet = |conn: &mut TcpStream| -> Option<(u8, Vec<u8>)> {
                     let mut first = [0u8; 1];
                     conn.read_exact(&mut first).ok()?;
                     let (mut len, mut shift) = (0usize, 0);
