@@ -598,19 +598,64 @@ fn stopped_behind(lose: impl Fn(&Path), noticed: Option<&str>) -> StoppedBehind 
 
 /// Checks that the next start with the cursor left behind refuses it.
 fn next_start_refuses_the_cursor(capture: &Path, url: &str) {
-    let out = binary()
+    let mut child = binary()
         .env("AUTOPI_RX_FORWARD_TOKEN", UP_TOKEN)
         .args(["--headless", "--listen", "127.0.0.1:0", "--token", TOKEN])
         .args(["--capture", capture.to_str().unwrap(), "--forward", url])
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A start that takes the cursor runs on: stopped and failed, not
+    // waited for.
+    let deadline = Instant::now() + DEADLINE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the start took the cursor and ran on");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("was the capture replaced or cut short?"),
         "{stderr}"
     );
+}
+
+/// The last line a target was done with was unreadable (set aside as
+/// such): the next start still checks that line is where it was, by its
+/// bytes. A capture replaced by a longer file while stopped is refused,
+/// where it was resumed mid-file and the new file's first lines never
+/// sent (a review).
+#[test]
+fn a_capture_replaced_after_an_unreadable_last_line_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A capture of `n` batches, made by a receiver forwarding nowhere.
+    let made = |name: &str, n: usize| {
+        let path = dir.path().join(name);
+        let mut rx = forwarder(&path, "http://127.0.0.1:9/unused", &[]);
+        for i in 0..n {
+            upload(&rx, &batch(i));
+        }
+        rx.stop();
+        path
+    };
+    let capture = made("capture.jsonl", 1);
+    let mut text = std::fs::read(&capture).unwrap();
+    text.extend_from_slice(b"an edit by hand, not a capture line\n");
+    std::fs::write(&capture, text).unwrap();
+    let up = upstream(dir.path(), 0);
+    let url = format!("http://{}/logbook/storage", up.addr);
+    let mut rx = forwarder(&capture, &url, &[]);
+    forward_note(&rx, "", |v| v["parked"] == 1 && v["forwarded"] == 1);
+    rx.stop();
+    // Another capture, longer, in its place.
+    std::fs::rename(made("other.jsonl", 3), &capture).unwrap();
+    next_start_refuses_the_cursor(&capture, &url);
 }
 
 /// Renamed while a batch was still to go, an empty file put at the path

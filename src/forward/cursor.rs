@@ -81,9 +81,24 @@ struct TargetCursor {
 pub struct Parked {
     /// Byte offset of its line in the capture.
     pub offset: u64,
+    /// Its `batch_hash`, when its line has one.
+    pub batch_hash: Option<String>,
     pub received: String,
     pub reason: String,
 }
+
+/// What the cursor keeps of a line done with whose batch hash cannot be
+/// read (an unreadable line, parked): a hash of its bytes, so that the
+/// next start checks the line is still there, as it does a batch's
+/// (with no mark it checked only the file's length, and a capture
+/// replaced by a longer file while stopped was resumed mid-file: a
+/// review).
+pub fn line_mark(line: &[u8]) -> String {
+    format!("{LINE_MARK}{}", blake3::hash(line).to_hex())
+}
+
+/// How `line_mark` begins: no batch hash does (they are hex).
+const LINE_MARK: &str = "line:";
 
 /// One line of the parked log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -371,13 +386,22 @@ impl Cursors {
         if let (Some(start), Some(hash)) = (c.last_line, &c.last_hash) {
             let line = read_span(capture, start, c.offset)
                 .map_err(|e| format!("cannot read {}: {e}", crate::text::path(&capture)))?;
-            let found = (line.last() == Some(&b'\n'))
-                .then(|| OutboxLine::parse(&line).ok()?.batch_hash)
-                .flatten();
-            if found.as_deref() != Some(hash.as_str()) {
-                return Err(mismatch(format!(
-                    "the line before it is not the batch {hash} it acknowledged last"
-                )));
+            let whole = line.last() == Some(&b'\n');
+            if hash.starts_with(LINE_MARK) {
+                if !whole || line_mark(&line) != *hash {
+                    return Err(mismatch(
+                        "the line before it is not the unreadable line it set aside last".into(),
+                    ));
+                }
+            } else {
+                let found = whole
+                    .then(|| OutboxLine::parse(&line).ok()?.batch_hash)
+                    .flatten();
+                if found.as_deref() != Some(hash.as_str()) {
+                    return Err(mismatch(format!(
+                        "the line before it is not the batch {hash} it acknowledged last"
+                    )));
+                }
             }
         }
         Ok((c.offset, parked))
@@ -428,18 +452,18 @@ impl Cursors {
         target: &str,
         start: u64,
         end: u64,
-        hash: Option<&str>,
+        mark: Option<&str>,
         parked: Parked,
     ) -> io::Result<u64> {
         let mut doc = self.lock();
         let count = self.parked().append(ParkedLine {
             target: target.to_string(),
             offset: parked.offset,
-            batch_hash: hash.map(str::to_owned),
+            batch_hash: parked.batch_hash,
             received: parked.received,
             reason: parked.reason,
         })?;
-        doc.done_with(target, start, end, hash);
+        doc.done_with(target, start, end, mark);
         self.save(&mut doc)?;
         Ok(count)
     }
@@ -528,6 +552,33 @@ fn read_span(path: &Path, from: u64, to: u64) -> io::Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// An unreadable line set aside last is checked at the next start by
+    /// its bytes: a capture replaced by a longer file while stopped is
+    /// refused, as it is when the line was a batch (with no batch hash,
+    /// only the length was checked, and it was resumed mid-file: a
+    /// review).
+    #[test]
+    fn an_unreadable_line_set_aside_last_is_checked_by_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("c.jsonl");
+        let torn = b"{\"received\":\"t\",\"records\":[\n";
+        std::fs::write(&capture, torn).unwrap();
+        let cursors = Cursors::open(&capture).unwrap();
+        let end = torn.len() as u64;
+        let mark = line_mark(torn);
+        cursors.park("t1", 0, end, Some(&mark), parked(0)).unwrap();
+        let again = Cursors::open(&capture).unwrap();
+        assert_eq!(again.resume("t1", &capture).unwrap(), (end, 1));
+        // Another file, longer, in its place.
+        let other = format!("{{\"oops\":1}}\n{}", "x".repeat(40));
+        std::fs::write(&capture, format!("{other}\n")).unwrap();
+        let refused = again.resume("t1", &capture).unwrap_err();
+        assert!(
+            refused.contains("the line before it is not the unreadable line it set aside last"),
+            "{refused}"
+        );
+    }
+
     /// Batches passed on while the file cannot be saved are counted once
     /// each, however often the save is tried again, until a save works.
     #[test]
@@ -566,6 +617,7 @@ mod tests {
         cursors.passed("t1", 0, end_a, Some("aa")).unwrap();
         let parked = Parked {
             offset: end_a,
+            batch_hash: Some("bb".into()),
             received: "t".into(),
             reason: "413".into(),
         };
@@ -606,8 +658,17 @@ mod tests {
     fn parked(offset: u64) -> Parked {
         Parked {
             offset,
+            batch_hash: None,
             received: format!("t{offset}"),
             reason: "401: invalid token".into(),
+        }
+    }
+
+    /// `parked`, of the batch `hash`.
+    fn parked_as(offset: u64, hash: &str) -> Parked {
+        Parked {
+            batch_hash: Some(hash.to_string()),
+            ..parked(offset)
         }
     }
 
@@ -623,10 +684,18 @@ mod tests {
         for i in 0..500u64 {
             let hash = format!("h{i}");
             cursors
-                .park("t1", i * 10, i * 10 + 10, Some(&hash), parked(i * 10))
+                .park(
+                    "t1",
+                    i * 10,
+                    i * 10 + 10,
+                    Some(&hash),
+                    parked_as(i * 10, &hash),
+                )
                 .unwrap();
         }
-        cursors.park("t2", 0, 10, Some("h0"), parked(0)).unwrap();
+        cursors
+            .park("t2", 0, 10, Some("h0"), parked_as(0, "h0"))
+            .unwrap();
         let cursor = std::fs::read(path_for(&capture)).unwrap();
         assert!(cursor.len() < 1024, "{}", String::from_utf8_lossy(&cursor));
         let log = lines(&parked_path_for(&capture));
@@ -655,7 +724,9 @@ mod tests {
         let capture = dir.path().join("c.jsonl");
         std::fs::write(&capture, "x".repeat(100)).unwrap();
         let cursors = Cursors::open(&capture).unwrap();
-        cursors.park("t1", 0, 10, Some("a"), parked(0)).unwrap();
+        cursors
+            .park("t1", 0, 10, Some("a"), parked_as(0, "a"))
+            .unwrap();
         // What park does up to the crash: the line, not the cursor.
         cursors
             .parked()
@@ -672,7 +743,12 @@ mod tests {
         assert_eq!(again.offset("t1"), 10, "the cursor did not move past b");
         assert_eq!(again.parked().count["t1"], 2);
         // The count the status shows comes from the log.
-        assert_eq!(again.park("t1", 10, 20, Some("b"), parked(10)).unwrap(), 2);
+        assert_eq!(
+            again
+                .park("t1", 10, 20, Some("b"), parked_as(10, "b"))
+                .unwrap(),
+            2
+        );
         assert_eq!(lines(&parked_path_for(&capture)).len(), 2);
         assert_eq!(again.offset("t1"), 20);
         // A crash inside a line: cut off at the next start.
@@ -683,14 +759,24 @@ mod tests {
         drop((f, again));
         let third = Cursors::open(&capture).unwrap();
         assert_eq!(std::fs::metadata(&log).unwrap().len(), whole);
-        assert_eq!(third.park("t1", 20, 30, Some("c"), parked(20)).unwrap(), 3);
+        assert_eq!(
+            third
+                .park("t1", 20, 30, Some("c"), parked_as(20, "c"))
+                .unwrap(),
+            3
+        );
         assert_eq!(lines(&log).len(), 3);
         // A failed write whose cut failed too left part of a line: cut
         // before the next line is written.
         let mut f = OpenOptions::new().append(true).open(&log).unwrap();
         f.write_all(br#"{"target":"t1","off"#).unwrap();
         drop(f);
-        assert_eq!(third.park("t1", 30, 40, Some("d"), parked(30)).unwrap(), 4);
+        assert_eq!(
+            third
+                .park("t1", 30, 40, Some("d"), parked_as(30, "d"))
+                .unwrap(),
+            4
+        );
         assert_eq!(lines(&log).len(), 4);
         drop(third);
         // A whole last line without its line end (an editor's save) is

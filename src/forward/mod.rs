@@ -671,7 +671,11 @@ impl Seen {
 struct Span<'a> {
     start: u64,
     end: u64,
+    /// The line's `batch_hash`.
     hash: Option<&'a str>,
+    /// What the cursor keeps of the line: its batch hash, or for a line
+    /// without one a hash of its bytes (`cursor::line_mark`).
+    mark: Option<&'a str>,
 }
 
 /// One target's forwarder.
@@ -865,16 +869,21 @@ impl Job {
             };
             let parsed = OutboxLine::parse(&line);
             let hash = parsed.as_ref().ok().and_then(|l| l.batch_hash.clone());
+            let mark = match &hash {
+                Some(_) => None,
+                None => Some(cursor::line_mark(&line)),
+            };
             let span = Span {
                 start,
                 end: tail.pos(),
                 hash: hash.as_deref(),
+                mark: hash.as_deref().or(mark.as_deref()),
             };
             let went_on = match parsed {
                 Err(reason) => self.park(&span, String::new(), reason),
                 Ok(l) if !self.seen.wants(&l) => {
                     self.cursors
-                        .skipped(&self.name, span.start, span.end, span.hash);
+                        .skipped(&self.name, span.start, span.end, span.mark);
                     true
                 }
                 Ok(l) => {
@@ -951,7 +960,7 @@ impl Job {
                     let mut wait = BACKOFF_FIRST;
                     while let Err(e) = self
                         .cursors
-                        .passed(&self.name, span.start, span.end, span.hash)
+                        .passed(&self.name, span.start, span.end, span.mark)
                     {
                         if !self.cursor_failed(e, &mut wait) {
                             return false;
@@ -1007,6 +1016,7 @@ impl Job {
         let reason = crate::upload::one_line(&self.scrubbed(reason));
         let parked = Parked {
             offset: span.start,
+            batch_hash: span.hash.map(str::to_owned),
             received,
             reason: reason.clone(),
         };
@@ -1014,7 +1024,7 @@ impl Job {
         loop {
             match self
                 .cursors
-                .park(&self.name, span.start, span.end, span.hash, parked.clone())
+                .park(&self.name, span.start, span.end, span.mark, parked.clone())
             {
                 Ok(count) => {
                     // The log's count: a batch parked again after a crash
