@@ -86,8 +86,8 @@ impl Mode {
                  after max-retry failures it parks it until a reboot"
             }
             Mode::Late(_) => {
-                "past the device's timeout it gives up waiting and re-sends the identical \
-                 bytes next cycle: expect duplicates"
+                "later than the device's timeout (10 s in its code, up to 60 s set), it gives \
+                 up waiting and re-sends the identical bytes next cycle: expect duplicates"
             }
             Mode::Hangup => {
                 "no answer: the device waits for its timeout, then re-sends the identical \
