@@ -207,6 +207,16 @@ fn spellings(secret: &str) -> Vec<String> {
     // echoing the login in one put the password on the status page (a
     // hostile-client probe, December 6).
     let debug = secret.escape_debug().to_string();
+    // `{:?}` itself, which differs from `escape_debug`: it leaves `'` as
+    // it is and escapes a combining mark anywhere, not only first (a
+    // password `don't…` or with a decomposed accent came through: a
+    // review).
+    let quoted = format!("{secret:?}");
+    let formatted = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_string();
     let mut all = vec![
         secret.to_string(),
         html(&slashed),
@@ -214,6 +224,7 @@ fn spellings(secret: &str) -> Vec<String> {
         slashed,
         json,
         debug,
+        formatted,
     ];
     let mut seen = std::collections::HashSet::new();
     all.retain(|s| seen.insert(s.clone()));
@@ -493,6 +504,9 @@ mod tests {
             "Passw\u{ad}ord12345",
             "pw\u{1b}[0m-secret-99",
             "pw\u{200b}zero-width",
+            // `{:?}` leaves `'`, and escapes a combining mark anywhere.
+            "don't-Pass9\u{1b}x",
+            "Pa\u{308}sswort-2024x",
         ] {
             let said = format!("unexpected packet: Connect {{ password: {secret:?} }}");
             let shown = taken_out(said.clone(), Some(secret), "[mqtt password]");

@@ -1132,6 +1132,35 @@ fn parked_list(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A refusal with long words keeps its hint: the words are cut where the
+/// reason is made, and the hint after them stays whole (a cut of the
+/// whole reason at 600 characters took the hint: a review).
+#[test]
+fn a_long_refusal_keeps_its_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = format!("{{\"error\":\"{}\"}}", "w ".repeat(400));
+    let refuser = ScriptedServer::start(vec![Scripted::Answer(
+        format!(
+            "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n{words}",
+            words.len()
+        )
+        .into_bytes(),
+    )]);
+    let capture = dir.path().join("capture.jsonl");
+    let rx = forwarder(&capture, &format!("{}in", refuser.url), &[]);
+    upload(&rx, &batch(0));
+    forward_note(&rx, "", |v| v["parked"] == 1);
+    let reason = parked_list(dir.path())[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("401: ")
+            && reason.ends_with("(check --forward-token and --forward-scheme)"),
+        "{reason}"
+    );
+}
+
 /// The rule: every 4xx but 408/429 parks the batch with the
 /// reason, 401 included (the token is wrong for this batch as for any:
 /// the outbox is never held, each refused batch is listed), and the

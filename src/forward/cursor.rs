@@ -97,7 +97,7 @@ pub fn line_mark(line: &[u8]) -> String {
     format!("{LINE_MARK}{}", blake3::hash(line).to_hex())
 }
 
-/// How `line_mark` begins: no batch hash does (they are hex).
+/// How `line_mark` begins.
 const LINE_MARK: &str = "line:";
 
 /// One line of the parked log.
@@ -387,17 +387,23 @@ impl Cursors {
             let line = read_span(capture, start, c.offset)
                 .map_err(|e| format!("cannot read {}: {e}", crate::text::path(&capture)))?;
             let whole = line.last() == Some(&b'\n');
-            if hash.starts_with(LINE_MARK) {
-                if !whole || line_mark(&line) != *hash {
+            // The line as the forwarder read it decides how it was kept:
+            // by its batch hash, or (none) by its bytes. A batch hash is
+            // whatever the line says, `line:…` included (a hand-edited
+            // one so named was refused as a mark: a review).
+            let found = whole
+                .then(|| OutboxLine::parse(&line).ok()?.batch_hash)
+                .flatten();
+            match found {
+                Some(found) if found == *hash => {}
+                None if whole && line_mark(&line) == *hash => {}
+                _ if hash.starts_with(LINE_MARK) => {
                     return Err(mismatch(
-                        "the line before it is not the unreadable line it set aside last".into(),
+                        "the line before it is not the line without a batch hash it was last done with"
+                            .into(),
                     ));
                 }
-            } else {
-                let found = whole
-                    .then(|| OutboxLine::parse(&line).ok()?.batch_hash)
-                    .flatten();
-                if found.as_deref() != Some(hash.as_str()) {
+                _ => {
                     return Err(mismatch(format!(
                         "the line before it is not the batch {hash} it acknowledged last"
                     )));
@@ -573,8 +579,19 @@ mod tests {
         let other = format!("{{\"oops\":1}}\n{}", "x".repeat(40));
         std::fs::write(&capture, format!("{other}\n")).unwrap();
         let refused = again.resume("t1", &capture).unwrap_err();
+        // A batch hash that reads like a mark is a batch hash: a restart
+        // after it is taken (it was refused: a review).
+        let odd = b"{\"received\":\"t\",\"batch_hash\":\"line:0\",\"records\":[]}\n";
+        let other_capture = dir.path().join("d.jsonl");
+        std::fs::write(&other_capture, odd).unwrap();
+        let cursors = Cursors::open(&other_capture).unwrap();
+        let end = odd.len() as u64;
+        cursors.passed("t2", 0, end, Some("line:0")).unwrap();
+        assert_eq!(cursors.resume("t2", &other_capture).unwrap(), (end, 0));
         assert!(
-            refused.contains("the line before it is not the unreadable line it set aside last"),
+            refused.contains(
+                "the line before it is not the line without a batch hash it was last done with"
+            ),
             "{refused}"
         );
     }

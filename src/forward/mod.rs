@@ -233,6 +233,25 @@ pub fn public_text(target: &str, text: &str) -> String {
     }
 }
 
+/// Most characters of a reason a target's state or the parked log shows.
+/// An upstream's words are cut to `upload::REASON_CHARS` where the reason
+/// is made, before the hint after them; this bounds what else may be long
+/// (a broker's error text), well past any reason so made, so that no hint
+/// is cut (cut at 600 here, the hints after an upstream's long words
+/// went: a review).
+const REASON_MOST: usize = 2 * crate::upload::REASON_CHARS;
+
+/// `text` on one line and cut to `REASON_MOST` characters with `…`: once
+/// the secrets are out of it, since a cut could leave part of one.
+fn reason_cut(text: &str) -> String {
+    let mut chars = crate::text::on_one_line(text);
+    let mut line: String = chars.by_ref().take(REASON_MOST).collect();
+    if chars.next().is_some() {
+        line.push('…');
+    }
+    line.trim().to_string()
+}
+
 /// Checks a `--forward` value: `http(s)://…` or `mqtt(s)://HOST[:PORT]/PREFIX`.
 pub fn parse_target(url: &str, credentials: &Credentials) -> Result<Target, String> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
@@ -1011,9 +1030,7 @@ impl Job {
         // On one line and with no control, as the reason was made: what
         // the scrub decoded may hold them (a probe's `%1B]0;…` reached the
         // status page raw, for a day).
-        // Cut once the secrets are out (a broker's reason string is its
-        // own, up to 64 KiB).
-        let reason = crate::upload::one_line(&self.scrubbed(reason));
+        let reason = reason_cut(&self.scrubbed(reason));
         let parked = Parked {
             offset: span.start,
             batch_hash: span.hash.map(str::to_owned),
@@ -1122,9 +1139,7 @@ impl Job {
         // Shown on the screen, the status page and headless lines; a TLS
         // failure names the certificate's names, chosen by the server
         // (escape sequences in them reached terminals, found by a probe).
-        // Cut (a broker's reason string is its own, up to 64 KiB) once
-        // the secrets are out and what a terminal obeys is escaped.
-        let error = crate::upload::one_line(&crate::text::shown(&self.scrubbed(error)));
+        let error = reason_cut(&crate::text::shown(&self.scrubbed(error)));
         self.status.link = Link::Down { since, error };
         self.publish();
     }

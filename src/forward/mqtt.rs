@@ -199,11 +199,15 @@ pub struct Mqtt {
     connection: Option<(Client, Connection, bool)>,
     /// Told of each acknowledgement.
     heard: Heard,
+    /// `target.secrets()`, made once: taken out of a broker's reason
+    /// string before it is cut.
+    secrets: Vec<(String, &'static str)>,
 }
 
 impl Mqtt {
     pub fn new(target: MqttTarget, heard: Heard) -> Mqtt {
         Mqtt {
+            secrets: target.secrets(),
             target,
             connection: None,
             heard,
@@ -354,10 +358,12 @@ impl Mqtt {
         }
         let mut refused = Refused::default();
         let mut largest = 0;
-        // Topics published and not yet acknowledged, oldest first: a
-        // broker acknowledges QoS 1 messages in the order they came (MQTT
-        // 5, 4.6), so each acknowledgement is the front one's.
-        let mut waiting: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        // Topics handed to rumqttc and not yet sent, oldest first; once
+        // sent, by packet id (rumqttc says which id each took, in the
+        // order they were handed to it), so that a refusal names its
+        // topic also where a broker acknowledges out of order.
+        let mut handed: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let mut by_id: std::collections::HashMap<u16, String> = std::collections::HashMap::new();
         let (client, connection, connected) = self.connection.get_or_insert_with(|| {
             let (client, connection) = Client::new(self.target.options(), WINDOW + 10);
             (client, connection, false)
@@ -370,7 +376,7 @@ impl Mqtt {
                     return Err("the batch's records ended before they were all read".into());
                 };
                 largest = largest.max(payload.len());
-                waiting.push_back(topic.clone());
+                handed.push_back(topic.clone());
                 client
                     .try_publish(topic, QoS::AtLeastOnce, false, payload)
                     .map_err(|e| format!("cannot publish: {e}"))?;
@@ -401,9 +407,14 @@ impl Mqtt {
                         "the broker closed the connection for a message of the batch as too large (reason code 0x95, packet too large; the batch's largest record so far is {largest} bytes of JSON)"
                     )));
                 }
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Publish(id)))) => {
+                    if let Some(topic) = handed.pop_front() {
+                        by_id.insert(id, topic);
+                    }
+                }
                 Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                    let topic = waiting.pop_front().unwrap_or_default();
-                    if let Some(error) = refused.note(&ack, &topic) {
+                    let topic = by_id.remove(&ack.pkid).unwrap_or_default();
+                    if let Some(error) = refused.note(&ack, &topic, &self.secrets) {
                         return Err(error);
                     }
                     acked += 1;
@@ -481,6 +492,9 @@ impl Mqtt {
     }
 }
 
+/// Most characters of a broker's reason string a reason quotes.
+const REASON_STRING_CHARS: usize = 300;
+
 /// The messages of a batch the broker refused: how many, and the first's
 /// reason and topic.
 #[derive(Default)]
@@ -493,15 +507,23 @@ impl Refused {
     /// Notes one acknowledgement: a refusal for good is counted; one the
     /// broker may take later (its quota, an error of its own) is an error
     /// the whole batch is sent again for.
-    fn note(&mut self, ack: &rumqttc::v5::mqttbytes::v5::PubAck, topic: &str) -> Option<String> {
-        // Whole: the reason is cut once the secrets are out of it (cut
-        // here first, a password across the cut kept its first part: a
-        // hostile-broker probe).
+    fn note(
+        &mut self,
+        ack: &rumqttc::v5::mqttbytes::v5::PubAck,
+        topic: &str,
+        secrets: &[(String, &str)],
+    ) -> Option<String> {
+        // Cut once the secrets are out of it (cut first, a password across
+        // the cut kept its first part: a hostile-broker probe), and short
+        // enough to leave the hint after it whole.
         let said = ack
             .properties
             .as_ref()
             .and_then(|p| p.reason_string.as_deref())
-            .map(|r| format!(" ({r})"))
+            .map(|r| {
+                let r = crate::scrub::all_taken_out(r.to_string(), secrets);
+                format!(" ({})", crate::text::cut(&r, REASON_STRING_CHARS))
+            })
             .unwrap_or_default();
         match ack.reason {
             PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
