@@ -190,12 +190,15 @@ fn decoded_holding(text: &str, spellings: &[String], secret: &str) -> Option<Str
 
 /// The secret as sent and as JSON writers quote it.
 fn spellings(secret: &str) -> Vec<String> {
-    let quoted = serde_json::to_string(secret).unwrap_or_default();
-    let json = quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or(secret)
-        .to_string();
+    // What a writer put between the double quotes it wrote around it.
+    let inside = |quoted: String| {
+        quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or(secret)
+            .to_string()
+    };
+    let json = inside(serde_json::to_string(secret).unwrap_or_default());
     let html = |s: &str| {
         s.replace('&', "\\u0026")
             .replace('<', "\\u003c")
@@ -211,12 +214,7 @@ fn spellings(secret: &str) -> Vec<String> {
     // it is and escapes a combining mark anywhere, not only first (a
     // password `don't…` or with a decomposed accent came through: a
     // review).
-    let quoted = format!("{secret:?}");
-    let formatted = quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or(&quoted)
-        .to_string();
+    let formatted = inside(format!("{secret:?}"));
     let mut all = vec![
         secret.to_string(),
         html(&slashed),
@@ -231,7 +229,8 @@ fn spellings(secret: &str) -> Vec<String> {
     all
 }
 
-fn percent_decoded(text: &str) -> String {
+/// `text` percent-decoded, what is not UTF-8 as U+FFFD.
+pub fn percent_decoded(text: &str) -> String {
     percent_encoding::percent_decode_str(text)
         .decode_utf8_lossy()
         .into_owned()

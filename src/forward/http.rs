@@ -128,11 +128,7 @@ impl HttpTarget {
 /// A part of a URL as written and as a server reads it: percent-decoded,
 /// and with a form's `+` read as a space as well.
 pub fn spelled_as_read(part: &str) -> Vec<String> {
-    let decoded = |text: &str| {
-        percent_encoding::percent_decode_str(text)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
+    let decoded = crate::scrub::percent_decoded;
     let mut all = vec![
         part.to_string(),
         decoded(part),
