@@ -278,8 +278,13 @@ pub fn reason_from_cleaned(body: &[u8], clean: impl Fn(String) -> String) -> Str
 /// `REASON_CHARS` characters with `…` where cut. Whatever must not be
 /// shown is to be taken out first: a cut could leave part of it.
 pub fn one_line(text: &str) -> String {
+    one_line_within(text, REASON_CHARS)
+}
+
+/// `one_line`, cut to `most` characters.
+pub fn one_line_within(text: &str, most: usize) -> String {
     let mut chars = crate::text::on_one_line(text);
-    let mut line: String = chars.by_ref().take(REASON_CHARS).collect();
+    let mut line: String = chars.by_ref().take(most).collect();
     if chars.any(|c| !c.is_whitespace()) {
         line.truncate(line.trim_end().len());
         line.push('…');

@@ -244,12 +244,7 @@ const REASON_MOST: usize = 2 * crate::upload::REASON_CHARS;
 /// `text` on one line and cut to `REASON_MOST` characters with `…`: once
 /// the secrets are out of it, since a cut could leave part of one.
 fn reason_cut(text: &str) -> String {
-    let mut chars = crate::text::on_one_line(text);
-    let mut line: String = chars.by_ref().take(REASON_MOST).collect();
-    if chars.next().is_some() {
-        line.push('…');
-    }
-    line.trim().to_string()
+    crate::upload::one_line_within(text, REASON_MOST)
 }
 
 /// Checks a `--forward` value: `http(s)://…` or `mqtt(s)://HOST[:PORT]/PREFIX`.
