@@ -327,17 +327,14 @@ fn stop_forwarding(forwarders: Forwarders, capture: &str, signals: &Receiver<()>
     std::thread::spawn(move || {
         let _ = stopped_tx.send(forwarders.stop(FORWARD_GRACE));
     });
-    let stopped = select! {
-        recv(stopped) -> stopped => match stopped {
-            Ok(stopped) => stopped,
-            Err(_) => return,
-        },
-        recv(signals) -> _ => {
-            crate::say!(
-                "autopi-rx: second signal: exiting without waiting for the batches in flight to the forward targets (each is sent again at the next start)"
-            );
-            std::process::exit(1);
-        }
+    // The stop itself gives up on a batch after `FORWARD_GRACE`.
+    let Some(Some(stopped)) = within_grace(
+        &stopped,
+        signals,
+        "second signal: exiting without waiting for the batches in flight to the forward targets (each is sent again at the next start)",
+        "warning: the forward targets did not stop in time: exiting without saying what each has left",
+    ) else {
+        return;
     };
     if let Some((e, batches)) = &stopped.unsaved {
         let again = match batches {
@@ -850,21 +847,28 @@ fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
             SHUTDOWN_GRACE.as_secs()
         ),
     )
+    .is_some()
 }
 
-/// Waits until `done` closes (true); a second signal exits at once
-/// (status 1) saying `second`, and after `SHUTDOWN_GRACE` the wait stops
-/// (false) saying `late`.
-fn within_grace(done: &Receiver<()>, signals: &Receiver<()>, second: &str, late: &str) -> bool {
+/// Waits until `done` gives a value (`Some(Some(value))`) or closes
+/// (`Some(None)`); a second signal exits at once (status 1) saying
+/// `second`, and after `SHUTDOWN_GRACE` the wait stops (None) saying
+/// `late`.
+fn within_grace<T>(
+    done: &Receiver<T>,
+    signals: &Receiver<()>,
+    second: &str,
+    late: &str,
+) -> Option<Option<T>> {
     select! {
-        recv(done) -> _ => true,
+        recv(done) -> value => Some(value.ok()),
         recv(signals) -> _ => {
             crate::say!("autopi-rx: {second}");
             std::process::exit(1);
         }
         default(SHUTDOWN_GRACE) => {
             crate::say!("{late}");
-            false
+            None
         }
     }
 }
