@@ -159,23 +159,18 @@ fn setup_line(app: &App, width: u16) -> Line<'static> {
     // long words where the whole line fits, the size and some of the path
     // (at least 8 columns of it, else the size alone); else short ones.
     let line = |words| capture_spans(app, setup_spans(app, width, words), &size, width);
-    let named = line(Words::Named);
-    let text = |l: &Line| {
-        l.spans
-            .iter()
-            .map(|s| s.content.as_ref())
-            .collect::<String>()
-    };
-    let line = if named.width() <= width as usize && text(&named).contains(name) {
-        named
-    } else {
+    // Naming needs two devices: with one the line is the long one.
+    let named = (app.shown().devices.len() > 1)
+        .then(|| line(Words::Named))
+        .filter(|l| l.width() <= width as usize && l.to_string().contains(name));
+    let line = named.unwrap_or_else(|| {
         let long = line(Words::Long);
         if long.width() <= width as usize {
             long
         } else {
             line(Words::Short)
         }
-    };
+    });
     fit_line(line, width)
 }
 
@@ -219,7 +214,7 @@ fn setup_spans(app: &App, width: u16, words: Words) -> Vec<Span<'static>> {
     if let Some(u) = shown {
         let style = crate::dashboard::ui::uplink::keeping_style(t, u.keeping);
         spans.push(Span::styled(" · uplink ", t.label));
-        if let Some(d) = device.filter(|_| s.devices.len() > 1 && words == Words::Named) {
+        if let Some(d) = device.filter(|_| words == Words::Named) {
             spans.push(Span::styled(format!("{} ", short_id(&d.unit_id)), t.url));
         }
         spans.push(Span::styled(u.keeping.as_str(), style));
