@@ -513,30 +513,35 @@ impl Refused {
         topic: &str,
         secrets: &[(String, &str)],
     ) -> Option<String> {
-        // Cut once the secrets are out of it (cut first, a password across
-        // the cut kept its first part: a hostile-broker probe), and short
-        // enough to leave the hint after it whole.
-        let said = ack
-            .properties
-            .as_ref()
-            .and_then(|p| p.reason_string.as_deref())
-            .map(|r| {
-                let r = crate::scrub::all_taken_out(r.to_string(), secrets);
-                format!(" ({})", crate::text::cut(&r, REASON_STRING_CHARS))
-            })
-            .unwrap_or_default();
+        // Read only for a refusal (a broker may say something with every
+        // acknowledgement), and cut once the secrets are out of it (cut
+        // first, a password across the cut kept its first part: a
+        // hostile-broker probe), short enough to leave the hint after it
+        // whole.
+        let said = || {
+            ack.properties
+                .as_ref()
+                .and_then(|p| p.reason_string.as_deref())
+                .map(|r| {
+                    let r = crate::scrub::all_taken_out(r.to_string(), secrets);
+                    format!(" ({})", crate::text::cut(&r, REASON_STRING_CHARS))
+                })
+                .unwrap_or_default()
+        };
         match ack.reason {
             PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
             PubAckReason::NotAuthorized
             | PubAckReason::TopicNameInvalid
             | PubAckReason::PayloadFormatInvalid => {
                 self.count += 1;
-                self.first
-                    .get_or_insert_with(|| (format!("{:?}{said}", ack.reason), topic.to_string()));
+                self.first.get_or_insert_with(|| {
+                    (format!("{:?}{}", ack.reason, said()), topic.to_string())
+                });
                 None
             }
             other => Some(format!(
-                "the broker did not take a message: {other:?}{said}; the batch goes again"
+                "the broker did not take a message: {other:?}{}; the batch goes again",
+                said()
             )),
         }
     }
