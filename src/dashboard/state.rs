@@ -182,6 +182,11 @@ pub struct TypeStats {
 /// rate across them.
 const RUN_GAP: i64 = 60 * 60 * 1000;
 
+/// The least silence that ends a type's run while the device records
+/// other types (see `TypeStats::ended`): a minute, so that a type sampled
+/// a little late is not called ended between two of its records.
+const ENDED_AFTER: i64 = 60 * 1000;
+
 impl TypeStats {
     /// The first `count` records of a type, stamped from `first` to
     /// `last`.
@@ -228,6 +233,22 @@ impl TypeStats {
     pub fn per_minute(&self) -> Option<f64> {
         let span = (self.last_ts.as_millisecond() - self.run_first.as_millisecond()) as f64;
         (span > 0.0 && self.run_count > 1).then(|| (self.run_count - 1) as f64 * 60_000.0 / span)
+    }
+
+    /// Whether the type's latest run is over: the device went on
+    /// recording (`newest`, its newest stamp of any type) for more than
+    /// three of the run's intervals, and more than `ENDED_AFTER`, without
+    /// one of these. Two records seconds apart read 30 a minute for the
+    /// rest of the session otherwise (a review).
+    pub fn ended(&self, newest: Timestamp) -> bool {
+        let Some(per_minute) = self.per_minute() else {
+            return false;
+        };
+        let interval = 60_000.0 / per_minute;
+        let since = newest
+            .as_millisecond()
+            .saturating_sub(self.last_ts.as_millisecond()) as f64;
+        since > (3.0 * interval).max(ENDED_AFTER as f64)
     }
 }
 
@@ -1379,6 +1400,64 @@ mod tests {
         );
         assert!(s.devices.is_empty());
         assert_eq!(s.requests.len(), 1);
+    }
+
+    /// A type the device stopped recording while it went on with others
+    /// is `ended`: two events two seconds apart, then a minute and more of
+    /// other records. A steady type sampled every five minutes is not
+    /// ended between two samples, nor is any type while nothing newer came.
+    #[test]
+    fn a_type_the_device_stopped_recording_is_ended() {
+        let record = |kind: &str, ts: &str| format!(r#"{{"@t":"{kind}","@ts":"{ts}","value":1}}"#);
+        let mut s = State::default();
+        let batch = |records: &[String]| format!("[{}]", records.join(","));
+        s.apply(&accepted(
+            1,
+            at("2026-11-27T12:00:00Z"),
+            Some(UNIT),
+            &batch(&[
+                record("event.burst", "2026-11-27T10:00:00Z"),
+                record("event.burst", "2026-11-27T10:00:02Z"),
+                record("obd.slow", "2026-11-27T10:00:00Z"),
+                record("obd.slow", "2026-11-27T10:05:00Z"),
+            ]),
+        ));
+        let ended = |s: &State, kind: &str| {
+            let d = s.device(UNIT).unwrap();
+            let newest = d.types.values().map(|t| t.last_ts).max().unwrap();
+            d.types[kind].ended(newest)
+        };
+        // Nothing newer than the burst's second record but the slow type.
+        assert!(ended(&s, "event.burst"), "burst, 5 minutes of others");
+        assert!(!ended(&s, "obd.slow"));
+        let mut s2 = State::default();
+        s2.apply(&accepted(
+            1,
+            at("2026-11-27T12:00:00Z"),
+            Some(UNIT),
+            &batch(&[
+                record("event.burst", "2026-11-27T10:00:00Z"),
+                record("event.burst", "2026-11-27T10:00:02Z"),
+                record("obd.other", "2026-11-27T10:00:50Z"),
+            ]),
+        ));
+        assert!(!ended(&s2, "event.burst"), "within a minute");
+        // Ten minutes of another type: the slow one (every 5 min) is
+        // late by twice its interval, not three times.
+        s.apply(&accepted(
+            2,
+            at("2026-11-27T12:01:00Z"),
+            Some(UNIT),
+            &batch(&[record("obd.fast", "2026-11-27T10:15:00Z")]),
+        ));
+        assert!(!ended(&s, "obd.slow"), "two intervals late");
+        s.apply(&accepted(
+            3,
+            at("2026-11-27T12:02:00Z"),
+            Some(UNIT),
+            &batch(&[record("obd.fast", "2026-11-27T10:20:01Z")]),
+        ));
+        assert!(ended(&s, "obd.slow"), "over three intervals late");
     }
 
     /// The Types tab's rate counts over the latest run of a type's

@@ -1,5 +1,6 @@
-//! The Types tab: every `@t` the chosen device sent, with its count, rate,
-//! age of the newest and that record in one line.
+//! The Types tab: every `@t` the chosen device sent, with its count, rate
+//! (`ended` once the device records others without it), age of the newest
+//! and that record in one line.
 //! ```text
 //! ╭ Types ──────────────────────────── 1 of 15 types · 97 records ╮
 //! │type                     count    /min last seen last value    │
@@ -87,6 +88,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Fill(1),
     ];
     let widths = column_widths(&constraints, inner_width, 1);
+    // The device's newest stamp of any type: a type it stopped recording
+    // while it went on with others reads `ended`, not its old rate.
+    let newest = app
+        .device()
+        .and_then(|d| d.types.values().map(|s| s.last_ts).max());
     let rows = types.iter().skip(scroll).take(visible).map(|(name, s)| {
         Row::new(vec![
             Cell::from(fit(type_label(name), widths[0] as usize)).style(if name.is_empty() {
@@ -98,11 +104,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 "{:>9}",
                 fitted_number(s.count as f64, 9, |n| count(n as u64))
             )),
-            Cell::from(format!(
-                "{:>7}",
-                s.per_minute()
-                    .map_or("-".into(), |r| fitted_number(r, 7, |r| format!("{r:.1}")))
-            )),
+            if newest.is_some_and(|n| s.ended(n)) {
+                Cell::from("  ended").style(t.dim)
+            } else {
+                Cell::from(format!(
+                    "{:>7}",
+                    s.per_minute()
+                        .map_or("-".into(), |r| fitted_number(r, 7, |r| format!("{r:.1}")))
+                ))
+            },
             Cell::from(fit(&age(app.now(), s.value_ts), widths[3] as usize)).style(t.dim),
             Cell::from(fit(&s.last_value, widths[4] as usize)),
         ])
