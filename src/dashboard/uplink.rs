@@ -82,6 +82,9 @@ pub struct Uplink {
     /// The median gap between upload cycles, once two are known.
     pub cycle: Option<Duration>,
     pub keeping: Keeping,
+    /// What the cycle alone says (`keeping` before retrying takes the
+    /// place of late): the ranking of the worst device reads it.
+    pub schedule: Keeping,
 }
 
 /// One upload, as the cycle is learned from it.
@@ -148,6 +151,7 @@ pub fn of_arrivals(arrivals: &[Arrival], now: Timestamp) -> Option<Uplink> {
         age,
         cycle,
         keeping,
+        schedule: keeping,
     })
 }
 
@@ -578,10 +582,11 @@ pub fn summary(logs: &[Log], now: Timestamp) -> Summary {
             Keeping::Overdue => s.overdue += 1,
             Keeping::Silent => s.silent += 1,
         }
-        let worse = s
-            .worst
-            .as_ref()
-            .is_none_or(|(_, w)| (u.keeping, u.age) > (w.keeping, w.age));
+        // Ranked by the worse of its state and its schedule: a device
+        // retrying while late by its cycle ranked under one only late
+        // (a review).
+        let rank = |u: &Uplink| (u.keeping.max(u.schedule), u.age);
+        let worse = s.worst.as_ref().is_none_or(|(_, w)| rank(&u) > rank(w));
         if u.keeping > Keeping::OnTime && worse {
             s.worst = Some((log.unit_id.clone(), u));
         }
@@ -862,6 +867,36 @@ mod tests {
             Some("b"),
             "the longest silent of equally late devices"
         );
+    }
+
+    /// A device retrying while late by its cycle is worse than one only
+    /// late, when it has waited longer: retrying ranked under late.
+    #[test]
+    fn a_device_retrying_and_late_ranks_by_its_lateness() {
+        use crate::fixtures::answered_by_mode;
+        let body = batch(1, "2026-11-27T08:00:00Z");
+        let mut late = Log::new("late");
+        for (i, secs) in [0.0, 60.0, 120.0, 180.0].iter().enumerate() {
+            late.add(&upload(i as u64, *secs, &body));
+        }
+        let mut retrying = Log::new("retrying");
+        for (i, secs) in [0.0, 60.0, 120.0].iter().enumerate() {
+            retrying.add(&upload(10 + i as u64, *secs, &body));
+        }
+        retrying.add(&answered_by_mode(
+            upload(13, 170.0, &body),
+            "500",
+            500,
+            None,
+        ));
+        // At 300 s both are late by their cycle (60 s); the one retrying
+        // has waited 130 s since its last upload, the other 120 s.
+        let now = t(300.0);
+        assert_eq!(of(&retrying, now).unwrap().keeping, Keeping::Retrying);
+        assert_eq!(of(&late, now).unwrap().keeping, Keeping::Late);
+        let s = summary(&[late, retrying], now);
+        assert_eq!((s.late, s.retrying), (1, 1));
+        assert_eq!(s.worst.as_ref().map(|(u, _)| u.as_str()), Some("retrying"));
     }
 
     /// A device uploading every 2 s whose uploads are answered late or
