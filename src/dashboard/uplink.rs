@@ -543,6 +543,29 @@ impl Log {
             .collect::<Vec<_>>()
             .join(" ")
     }
+
+    /// `refusals_text` where it fits in `width` columns, else the total
+    /// and the kinds, most first: `19: 503 hangup` where `hangup×7 503×12`
+    /// was cut to `hangup×7 503×…` at 120 columns (a UX review). What
+    /// does not fit still ends in `…` where it is drawn.
+    pub fn refusals_within(&self, width: usize) -> String {
+        let whole = self.refusals_text();
+        if whole.chars().count() <= width {
+            return whole;
+        }
+        let mut kinds: Vec<_> = self.refusals.iter().collect();
+        // Most first; of equal counts, in status order (hangup first).
+        kinds.sort_by(|a, b| b.1.cmp(a.1));
+        let total: u64 = self.refusals.values().sum();
+        let names: Vec<String> = kinds
+            .iter()
+            .map(|(status, _)| match **status {
+                NO_ANSWER => "hangup".into(),
+                s => s.to_string(),
+            })
+            .collect();
+        format!("{total}: {}", names.join(" "))
+    }
 }
 
 /// Every device's uplink at a glance, for the Live tab's summary line.
@@ -793,6 +816,16 @@ mod tests {
         assert_eq!((log.retries, log.resends), (1, 2));
         assert_eq!(log.refusals_text(), "hangup×1 413×1 500×1");
         assert_eq!(log.batches.len(), 3, "copies are not new batches");
+    }
+
+    /// Refusals too long for their cell give the total and the kinds,
+    /// most first, so that no count is cut in half.
+    #[test]
+    fn refusals_that_do_not_fit_give_the_total_and_the_kinds() {
+        let mut log = Log::new("a");
+        log.refusals = [(NO_ANSWER, 7), (503, 12), (500, 7)].into();
+        assert_eq!(log.refusals_within(26), "hangup×7 500×7 503×12");
+        assert_eq!(log.refusals_within(14), "26: 503 hangup 500");
     }
 
     #[test]

@@ -286,7 +286,7 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
         None => ("ok".into(), t.dim),
     };
     let counted = |n: u64| (n.to_string(), if n > 0 { t.warn } else { t.dim });
-    let refused = log.refusals_text();
+    let refused = log.refusals_within(usize::from(layout.cells[COLUMNS.len() - 1].2));
     let refused = if refused.is_empty() {
         ("-".into(), t.dim)
     } else {
