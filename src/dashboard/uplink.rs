@@ -15,11 +15,17 @@ use crate::event::{NO_ANSWER, RequestEvent};
 
 /// Arrivals (and new batches) kept per device.
 pub const ARRIVALS_KEPT: usize = 32;
+/// A batch of at least this many records, as many as the device's
+/// largest, is taken for full where the cycle is learned: the device's
+/// smallest batch size (100 in its code). A device sending fewer, the
+/// same number every cycle, would have no gap between cycles otherwise.
+const FULL_FROM: usize = 100;
 /// Gaps shorter than this are uploads within one cycle (a retry next to
 /// the new batch, a backlog draining), not a cycle.
 pub const SAME_CYCLE: Duration = Duration::from_secs(1);
-/// Slack on top of the cycle before an upload counts as late (a device
-/// adds up to 10 s of random splay to its 60 s).
+/// Slack on top of the cycle before an upload counts as late (the cycle
+/// is the device's sleep after its last upload; its splay of 0 to 10 s
+/// falls between uploads within a cycle, see `Arrival::more_follow`).
 const SLACK: Duration = Duration::from_secs(2);
 /// A batch whose newest record is older than this when it arrives is old
 /// data: a batch from the device's fail queue after a reboot (hours or
@@ -97,39 +103,72 @@ pub struct Arrival {
     /// 2 s under `late:15` had a cycle of 10 s, and its next batches a
     /// backlog draining (a UX review).
     pub held: bool,
+    /// An upload the device follows with another in the same cycle: a
+    /// copy (its retry queue and a batch it sends again go first, then
+    /// the new data), a full batch (the next follows while they come out
+    /// full) or old data (its fail queue, first after a reboot). The gap
+    /// after it is the device's splay, 0 to 10 s, not its cycle: counted,
+    /// a backlog of full batches 5 s apart gave a cycle of 5 s, and the
+    /// device went on time, late, silent within its first 60 s cycle
+    /// after (a device-realism review).
+    pub more_follow: bool,
 }
 
 impl Arrival {
-    /// An upload answered at once.
+    /// An upload answered at once, the last of its cycle.
     pub fn at(at: Timestamp) -> Arrival {
-        Arrival { at, held: false }
+        Arrival {
+            at,
+            held: false,
+            more_follow: false,
+        }
     }
 }
 
 /// The cycle learned from `arrivals` (oldest first): the median of the
-/// gaps that are not within one cycle and do not follow an upload held
-/// for its answer; with fewer than two such gaps, of every gap not within
-/// one cycle (under `hangup` throughout, the device's pace is its cycle
+/// gaps from the last upload of one cycle to the next, those that follow
+/// an upload neither held for its answer nor followed by more in its
+/// cycle (see `Arrival`). With fewer than two, of those after a held
+/// upload too (under `hangup` throughout, the device's pace is its cycle
 /// and its timeout: without it the device never had a cycle, and read
-/// retrying for ever, gone or not: a review); None until two are known.
+/// retrying for ever, gone or not: a review); with one such gap, that
+/// one. With none: while the device is still sending uploads that others
+/// follow (every batch full, on a busy device), the median of every gap
+/// (not held, where two are known), its pace; once it sent the last of them (a backlog drained), None: its
+/// cycle is not known yet. Gaps under `SAME_CYCLE` never count.
 pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
-    let gaps = |skip_held: bool| -> Vec<Duration> {
+    let gaps = |skip_more: bool, skip_held: bool| -> Vec<Duration> {
         arrivals
             .windows(2)
-            .filter(|w| !(skip_held && w[0].held))
+            .filter(|w| !(skip_more && w[0].more_follow || skip_held && w[0].held))
             .filter_map(|w| w[1].at.duration_since(w[0].at).try_into().ok())
             .filter(|g: &Duration| *g >= SAME_CYCLE)
             .collect()
     };
-    let mut gaps = match gaps(true) {
-        clean if clean.len() >= 2 => clean,
-        _ => gaps(false),
+    let median = |mut gaps: Vec<Duration>| {
+        gaps.sort();
+        gaps[gaps.len() / 2]
     };
-    if gaps.len() < 2 {
+    let clean = gaps(true, true);
+    if clean.len() >= 2 {
+        return Some(median(clean));
+    }
+    let between = gaps(true, false);
+    if between.len() >= 2 {
+        return Some(median(between));
+    }
+    // One gap between cycles, beside gaps within them, says more than
+    // their median: after a backlog drained, its gaps were the cycle.
+    if arrivals.len() >= 3 && between.len() == 1 {
+        return Some(between[0]);
+    }
+    if !arrivals.last().is_some_and(|a| a.more_follow) {
         return None;
     }
-    gaps.sort();
-    Some(gaps[gaps.len() / 2])
+    [gaps(false, true), gaps(false, false)]
+        .into_iter()
+        .find(|g| g.len() >= 2)
+        .map(median)
 }
 
 /// How the device with these arrivals (oldest first) is doing at `now`.
@@ -377,10 +416,14 @@ impl Log {
             return;
         }
         let held = matches!(answered, Answered::NoAnswer | Answered::AckedLate);
+        let copy = e.duplicate_of.is_some() || e.retry_of.is_some();
+        let largest = self.largest.max(e.records);
+        let full = !copy && e.records >= FULL_FROM && e.records == largest;
         self.arrivals.insert_ordered(
             Arrival {
                 at: e.received,
                 held,
+                more_follow: copy || full || old_data(e),
             },
             |a| a.at,
         );
@@ -693,6 +736,74 @@ mod tests {
             log.add(e);
         }
         log
+    }
+
+    /// After a reboot the device sends its fail queue (old data), then a
+    /// backlog of full batches a splay apart, the last one not full, then
+    /// keeps its 60 s cycle. The gaps within that first cycle are no
+    /// cycle: until the next upload the cycle is not known (it read 5 s,
+    /// and the device went late, overdue and silent in the 60 s after:
+    /// a device-realism review); after it, that gap is the cycle.
+    #[test]
+    fn a_backlog_after_a_reboot_is_no_cycle() {
+        let now = |secs: f64| {
+            let stamp = t(secs).to_string();
+            stamp.trim_end_matches('Z').to_string()
+        };
+        let mut events = vec![
+            upload(1, 0.0, &batch(100, "2026-11-26T09:00:00")),
+            upload(2, 3.0, &batch(20, "2026-11-26T09:10:00")),
+        ];
+        let mut secs = 3.0;
+        for (i, splay) in [4.0, 6.0, 5.0, 4.5, 5.5, 6.0].iter().enumerate() {
+            secs += splay;
+            events.push(upload(3 + i as u64, secs, &batch(100, &now(secs))));
+        }
+        secs += 5.0;
+        events.push(upload(9, secs, &batch(37, &now(secs))));
+        let log = log_of(&events);
+        let up = of(&log, t(secs + 50.0)).unwrap();
+        assert_eq!((up.cycle, up.keeping), (None, Keeping::Learning), "{up:?}");
+        // The first cycle after it: its gap is the cycle.
+        let next = secs + 62.0;
+        events.push(upload(10, next, &batch(41, &now(next))));
+        let up = of(&log_of(&events), t(next + 50.0)).unwrap();
+        assert_eq!(
+            (up.cycle, up.keeping),
+            (Some(Duration::from_secs(62)), Keeping::OnTime),
+            "{up:?}"
+        );
+    }
+
+    /// Under refusals the device sends its retry queue first, then the
+    /// new batch a splay later, then waits its interval (60 s after its
+    /// last upload: its uploader sleeps between runs): the gap after the
+    /// copy is within the cycle. Counted, the cycle was 4 s.
+    #[test]
+    fn a_retry_before_the_new_batch_is_within_the_cycle() {
+        use crate::fixtures::answered_by_mode;
+        let mut events = Vec::new();
+        let mut first: Option<RequestEvent> = None;
+        for cycle in 0..5u64 {
+            let start = 68.0 * cycle as f64;
+            // Two retry queues, 4 s apart, before the new batch.
+            for (i, at) in [start, start + 4.0].iter().enumerate() {
+                if let Some(refused) = &first {
+                    let copy = upload(
+                        100 + 2 * cycle + i as u64,
+                        *at,
+                        &batch(5, "2026-11-27T08:00:00Z"),
+                    );
+                    events.push(answered_by_mode(copy, "500", 500, Some(refused)));
+                }
+            }
+            let new = upload(cycle, start + 8.0, &batch(5, "2026-11-27T08:00:00Z"));
+            let new = answered_by_mode(new, "500", 500, None);
+            first.get_or_insert_with(|| new.clone());
+            events.push(new);
+        }
+        let up = of(&log_of(&events), t(4.0 * 68.0 + 9.0)).unwrap();
+        assert_eq!(up.cycle, Some(Duration::from_secs(60)), "{up:?}");
     }
 
     #[test]
