@@ -471,6 +471,37 @@ fn odd_records_in_a_valid_array_are_accepted_and_counted() {
     );
 }
 
+/// Python's `json.dumps`, the device's, writes `NaN` and `Infinity` for a
+/// float that is not a number. Refused, the device retried the batch until
+/// it gave up on it: taken, captured as `null` with a warning, the wire
+/// kept as sent (a forward sends it), and a re-send is a duplicate.
+#[test]
+fn nan_and_infinity_from_python_are_captured_as_null() {
+    let mut rx = Receiver::start(&[]);
+    let body = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:00","value":NaN},{"@t":"acc.xyz","@ts":"2026-11-27T08:00:01","x":Infinity,"y":-Infinity,"note":"NaN"}]"#;
+    let r = rx.upload(body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["accepted"], 2);
+    let e = rx.event();
+    assert!(
+        e["warning"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("3 NaN or Infinity")),
+        "{e}"
+    );
+    assert_eq!(rx.upload(body).json()["duplicate"], true);
+    rx.stop();
+    let line = &rx.capture_lines()[0];
+    assert_eq!(line["records"][0]["value"], serde_json::Value::Null);
+    assert_eq!(line["records"][1]["y"], serde_json::Value::Null);
+    assert_eq!(line["records"][1]["note"], "NaN");
+    use base64::Engine;
+    let wire = base64::engine::general_purpose::STANDARD
+        .decode(line["wire"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(wire, body);
+}
+
 #[test]
 fn empty_array_is_200_with_zero_records() {
     let rx = Receiver::start(&[]);

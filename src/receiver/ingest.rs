@@ -890,6 +890,8 @@ pub struct Unchecked<'a> {
     /// The body as JSON text (inflated when it came as gzip).
     text: Cow<'a, str>,
     declared: Declared,
+    /// `NaN`, `Infinity` and `-Infinity` read as `null` (see `finite_only`).
+    non_finite: usize,
     /// Its turn at decoding, for a large body: given back when the batch
     /// is finished (its records checked and its line saved) or dropped.
     _turn: Option<Turn>,
@@ -979,6 +981,11 @@ pub fn prepare_in_turn<'a>(
         share.shrink(wire.len() + body.len());
     }
     let text = as_text(body).map_err(|e| reject(encoding, &declared, e))?;
+    let body_bytes = text.len();
+    let (text, non_finite) = match finite_only(&text) {
+        Some((read, n)) => (Cow::Owned(read), n),
+        None => (text, 0),
+    };
     // Copied once, straight into the shared buffer the capture, the
     // dashboard and the forwards read.
     let records_json: Arc<[u8]> = Arc::from(&*one_line(text.as_bytes()));
@@ -991,7 +998,7 @@ pub fn prepare_in_turn<'a>(
             malformed: 0,
             naive_timestamps: 0,
             encoding,
-            body_bytes: text.len(),
+            body_bytes,
             warning,
             hash,
             newest_ts: None,
@@ -1000,6 +1007,7 @@ pub fn prepare_in_turn<'a>(
         },
         text,
         declared,
+        non_finite,
         _turn: turn,
         _share: share,
     })
@@ -1062,6 +1070,17 @@ impl Unchecked<'_> {
                     "content-encoding says '{name}' but the body is plain JSON"
                 )),
             };
+        }
+        if self.non_finite > 0 {
+            let note = format!(
+                "{} NaN or Infinity (not JSON; Python's json.dumps writes them) captured as \
+                 null; the wire keeps them as sent",
+                self.non_finite
+            );
+            batch.warning = Some(match batch.warning {
+                Some(w) => format!("{w}; {note}"),
+                None => note,
+            });
         }
         batch
     }
@@ -1466,6 +1485,61 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `text` with each `NaN`, `Infinity` and `-Infinity` outside its strings,
+/// where a value goes, written `null`, and how many there were; None when
+/// there is none. They are not JSON, but Python's `json.dumps`, the
+/// device's, writes them for a float that is not a number: refused, the
+/// device retried the batch until it gave up on it (a device-realism
+/// review). What is captured, hashed and checked is the text with `null`;
+/// the wire keeps the device's bytes (and a forward sends them).
+fn finite_only(text: &str) -> Option<(String, usize)> {
+    let b = text.as_bytes();
+    if memchr::memmem::find(b, b"NaN").is_none() && memchr::memmem::find(b, b"Infinity").is_none() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut strings = Strings::default();
+    let mut n = 0;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let rest = &b[i..];
+        let token = (!strings.step(c))
+            .then(|| {
+                [&b"NaN"[..], b"Infinity", b"-Infinity"]
+                    .into_iter()
+                    .find(|t| {
+                        rest.starts_with(t)
+                            && rest.get(t.len()).is_none_or(|d| {
+                                matches!(d, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                            })
+                    })
+            })
+            .flatten()
+            .filter(|_| {
+                // Where a value goes: after `[`, `,` or `:`.
+                out.iter()
+                    .rev()
+                    .find(|c: &&u8| !c.is_ascii_whitespace())
+                    .is_some_and(|c| matches!(c, b'[' | b',' | b':'))
+            });
+        match token {
+            Some(t) => {
+                out.extend_from_slice(b"null");
+                n += 1;
+                i += t.len();
+            }
+            None => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    String::from_utf8(out).ok().map(|read| (read, n))
 }
 
 /// Whether `body` has a run of `SPACE_RUN` spaces outside its strings.
@@ -2009,6 +2083,55 @@ mod tests {
         let b = decode(&cfg(), None, body).unwrap();
         assert_eq!((b.records, b.malformed, b.naive_timestamps), (7, 5, 1));
         assert!(!b.records_json.contains(&b'\n'));
+    }
+
+    /// `NaN`, `Infinity` and `-Infinity` where a value goes are read as
+    /// `null`, never inside a string or a key, nor where no value goes;
+    /// the batch is taken with a warning and the wire kept as sent.
+    #[test]
+    fn python_s_nan_and_infinity_are_captured_as_null() {
+        let (read, n) = finite_only(
+            r#"[{"a":NaN,"b":Infinity,"c": -Infinity,"s":"NaN \"Infinity","NaN":[NaN ,1]}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read,
+            r#"[{"a":null,"b":null,"c": null,"s":"NaN \"Infinity","NaN":[null ,1]}]"#
+        );
+        assert_eq!(n, 4);
+        for left in [
+            r#"[{"s":"NaN"}]"#,
+            r#"[NaNa]"#,
+            r#"[1 NaN]"#,
+            r#"[{"a":"\\"}]"#,
+        ] {
+            assert_eq!(finite_only(left), None, "{left}");
+        }
+        let body = br#"[{"@t":"obd.rpm","@ts":"2026-11-27T08:00:03","value":NaN},{"@t":"x","@ts":"2026-11-27T08:00:04","v":-Infinity}]"#;
+        let b = decode(&cfg(), None, body).unwrap();
+        assert_eq!((b.records, b.malformed), (2, 0));
+        assert_eq!(b.body_bytes, body.len());
+        assert!(
+            std::str::from_utf8(&b.records_json)
+                .unwrap()
+                .contains(r#""value":null"#)
+        );
+        assert_eq!(b.wire.as_deref(), Some(&body[..]));
+        let warning = b.warning.unwrap();
+        assert!(warning.starts_with("2 NaN or Infinity"), "{warning}");
+        // Also behind another warning, and inside gzip.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, body).unwrap();
+        let zipped = gz.finish().unwrap();
+        let b = decode(&cfg(), None, &zipped).unwrap();
+        let warning = b.warning.unwrap();
+        assert!(
+            warning.starts_with("body is gzip but no content-encoding")
+                && warning.contains("; 2 NaN"),
+            "{warning}"
+        );
+        // Something else wrong is still refused.
+        assert_eq!(decode(&cfg(), None, b"[NaN NaN]").unwrap_err().status, 400);
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         ("D", " duplicate  ", " duplicate  "),
         ("R", " retry  ", " retry  "),
         ("O", " old data  ", " old  "),
-        ("E", " encoding mismatch  ", " encoding  "),
+        ("E", " encoding or NaN  ", " warning  "),
         ("N", " naive timestamps  ", " naive  "),
         ("M", " malformed ", " malformed "),
     ];
