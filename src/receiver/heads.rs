@@ -736,8 +736,15 @@ impl HeadWatch {
                 }
                 _ => None,
             };
+            // A head's size counts from where it surely began, as the
+            // budget does (see `settled`): counted from `from`, the end of
+            // a large body read during a look made an idle keep-alive
+            // connection's next head "over 1 MiB" (a review). A head after
+            // a request is so cut a look later; a connection's first, from
+            // its start, at once.
+            let settled = head.settled.map_or(0, |from| c.read.saturating_sub(from));
             let this = match (head_done, body) {
-                (Some(done), _) if stretch > HEAD_LIMIT => Some(Over::Head { done }),
+                (Some(done), _) if settled > HEAD_LIMIT => Some(Over::Head { done }),
                 (Some(done), _) if late_head => Some(Over::SlowHead { done }),
                 (None, Some(b)) => framing
                     .map(|seq| Over::Framing { seq })
@@ -745,7 +752,6 @@ impl HeadWatch {
                     .or(lapsed.then_some(Over::TurnLapsed { seq: b.seq })),
                 _ => None,
             };
-            let settled = head.settled.map_or(0, |from| c.read.saturating_sub(from));
             match (this, head_done) {
                 (Some(o), _) => over.push((*c, o)),
                 (None, Some(done)) if settled > 0 => under.push((settled, *c, done)),
@@ -830,7 +836,10 @@ mod tests {
         w.look(&[at(2, 500)], &busy);
         assert!(w.look(&[at(2, 30 << 20)], &busy).is_empty());
         assert!(w.look(&[at(2, (30 << 20) + 2000)], &quiet(1)).is_empty());
-        let over = w.look(&[at(2, (30 << 20) + HEAD_LIMIT + 2001)], &quiet(1));
+        // Counted from the look after the request was seen done (where
+        // the head surely began: see `settled`).
+        assert!(w.look(&[at(2, (30 << 20) + 3000)], &quiet(1)).is_empty());
+        let over = w.look(&[at(2, (30 << 20) + HEAD_LIMIT + 3001)], &quiet(1));
         assert_eq!(over.len(), 1);
 
         // A whole request between two looks starts a new head, however
@@ -840,7 +849,7 @@ mod tests {
         w.look(&[at(3, 0)], &quiet(1));
         assert!(w.look(&[at(3, 2 * HEAD_LIMIT)], &quiet(2)).is_empty());
         assert!(w.look(&[at(3, 2 * HEAD_LIMIT + 10)], &quiet(2)).is_empty());
-        assert_eq!(w.look(&[at(3, 3 * HEAD_LIMIT + 1)], &quiet(2)).len(), 1);
+        assert_eq!(w.look(&[at(3, 3 * HEAD_LIMIT + 11)], &quiet(2)).len(), 1);
 
         // An upload that ends between two looks: what it read after the
         // first look is body, not head.
@@ -964,6 +973,38 @@ mod tests {
             device(21_000 + HEAD_FLOOR + 1),
             Over::Head { done: Some(1) }
         )));
+    }
+
+    /// The end of a large body read during a look (counted before it,
+    /// the request seen answered after) is no head: the idle keep-alive
+    /// connection after it is not cut as over `HEAD_LIMIT`. A head over it
+    /// after the request is cut from the look after.
+    #[test]
+    fn the_end_of_a_large_body_read_during_a_look_is_no_head_over_the_limit() {
+        let busy = |_: SocketAddr| Activity::Busy {
+            done: 0,
+            body: None,
+        };
+        let quiet = |_: SocketAddr| Activity::Quiet {
+            ago: Duration::from_millis(5),
+            done: 1,
+        };
+        let mut w = HeadWatch::default();
+        assert!(w.look(&[at(1, 1000)], &busy).is_empty());
+        // Counted at 1 000; asked once the worker read the last 2 MiB of
+        // the body and answered.
+        assert!(w.look(&[at(1, 1000)], &quiet).is_empty());
+        let end = 1000 + 2 * HEAD_LIMIT;
+        for _ in 0..3 {
+            let overs = w.look(&[at(1, end)], &quiet);
+            assert!(overs.is_empty(), "the idle connection was cut: {overs:?}");
+        }
+        // A head of over `HEAD_LIMIT` after it is cut.
+        let overs = w.look(&[at(1, end + HEAD_LIMIT + 1)], &quiet);
+        assert_eq!(
+            overs,
+            [(at(1, end + HEAD_LIMIT + 1), Over::Head { done: Some(1) })]
+        );
     }
 
     /// A body holding the turn for large bodies lapses once it stops
