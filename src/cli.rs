@@ -224,7 +224,7 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Look back at captures: the dashboard offline with a timeline, or a summary.
     View(ViewArgs),
-    /// Send a capture's batches to a receiver again, the way the device sent them.
+    /// Send a capture's batches to a receiver again, with the device's pacing, answers and retries.
     Replay(ReplayArgs),
     /// Write captures as GPX, GeoJSON, CSV or batches (JSON Lines).
     Export(ExportArgs),

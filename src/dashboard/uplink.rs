@@ -29,9 +29,10 @@ pub const SAME_CYCLE: Duration = Duration::from_secs(1);
 const SLACK: Duration = Duration::from_secs(2);
 /// A batch whose newest record is older than this when it arrives is old
 /// data: a batch from the device's fail queue after a reboot (hours or
-/// days old), not what the device sees now. A batch in its retry queue
+/// days old), not what the device sees now. A batch refused with a status
 /// waits 30 cycles at most (about 30 to 40 minutes) before it is parked,
-/// so retries stay under it.
+/// so most retries stay under it; one never answered is re-sent without a
+/// count, and can pass it.
 pub const OLD_DATA: Duration = Duration::from_secs(60 * 60);
 /// Records stamped more than this after their batch arrived: the device's
 /// clock runs ahead (a few seconds are the two clocks' difference).
