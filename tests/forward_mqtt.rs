@@ -822,6 +822,18 @@ fn varint(mut n: usize) -> Vec<u8> {
 /// string `says`, or with `disconnect` closes the connection for it,
 /// giving that reason code.
 fn refusing_broker(reason: u8, says: String, disconnect: Option<u8>) -> u16 {
+    hand_broker(reason, says, disconnect, Vec::new(), true)
+}
+
+/// `refusing_broker`, its CONNACK with these properties, answering pings
+/// or not.
+fn hand_broker(
+    reason: u8,
+    says: String,
+    disconnect: Option<u8>,
+    connack: Vec<u8>,
+    pongs: bool,
+) -> u16 {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -829,6 +841,11 @@ fn refusing_broker(reason: u8, says: String, disconnect: Option<u8>) -> u16 {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
             let says = says.clone();
+            let mut connack_packet = vec![0x00, 0x00];
+            connack_packet.extend(varint(connack.len()));
+            connack_packet.extend(&connack);
+            let mut connack_packet =
+                [vec![0x20], varint(connack_packet.len()), connack_packet].concat();
             std::thread::spawn(move || {
                 // One packet: its first byte and its body.
                 let read_packet = |conn: &mut TcpStream| -> Option<(u8, Vec<u8>)> {
@@ -850,8 +867,8 @@ fn refusing_broker(reason: u8, says: String, disconnect: Option<u8>) -> u16 {
                 };
                 while let Some((kind, body)) = read_packet(&mut conn) {
                     let answer = match kind >> 4 {
-                        // CONNECT: CONNACK, success, no properties.
-                        1 => vec![0x20, 0x03, 0x00, 0x00, 0x00],
+                        // CONNECT: CONNACK, success, with its properties.
+                        1 => std::mem::take(&mut connack_packet),
                         3 if disconnect.is_some() => {
                             let code = disconnect.unwrap_or_default();
                             let _ = conn.write_all(&[0xe0, 0x02, code, 0x00]);
@@ -873,7 +890,7 @@ fn refusing_broker(reason: u8, says: String, disconnect: Option<u8>) -> u16 {
                             packet
                         }
                         // PINGREQ: PINGRESP.
-                        12 => vec![0xd0, 0x00],
+                        12 if pongs => vec![0xd0, 0x00],
                         _ => continue,
                     };
                     if conn.write_all(&answer).is_err() {
@@ -930,5 +947,40 @@ fn a_broker_closing_for_a_packet_too_large_parks_the_batch() {
     assert!(
         line.contains("the broker closed the connection for a message of the batch as too large"),
         "{line}"
+    );
+}
+
+/// A broker announcing Receive Maximum 0 (MQTT 5 does not allow it) has
+/// rumqttc hold every message back: said at the CONNACK, not after 30 s
+/// of "no acknowledgement" for a batch never sent.
+#[test]
+fn a_broker_giving_no_room_for_messages_is_said_to_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = hand_broker(0, String::new(), None, vec![0x21, 0x00, 0x00], true);
+    let rx = forwarder(dir.path(), port);
+    upload(&rx, &batch(1));
+    let down = down_note(&rx);
+    assert!(
+        down["error"]
+            .as_str()
+            .is_some_and(|r| r.contains("Receive Maximum 0")),
+        "{down}"
+    );
+}
+
+/// A broker setting Server Keep Alive 0 has rumqttc 0.25 ping without a
+/// pause; one that does not answer at once drops the connection. The
+/// reason says why, where it said only "Last pingreq isn't acked".
+#[test]
+fn a_broker_turning_keep_alive_off_is_named_in_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = hand_broker(0, String::new(), None, vec![0x13, 0x00, 0x00], false);
+    let rx = forwarder(dir.path(), port);
+    upload(&rx, &batch_of(1, 1000));
+    let down = down_note(&rx);
+    let reason = down["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Last pingreq isn't acked") && reason.contains("Server Keep Alive 0"),
+        "{down}"
     );
 }

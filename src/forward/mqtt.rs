@@ -202,7 +202,18 @@ pub struct Mqtt {
     /// `target.secrets()`, made once: taken out of a broker's reason
     /// string before it is cut.
     secrets: Vec<(String, &'static str)>,
+    /// The broker's latest CONNACK set Server Keep Alive 0 (see
+    /// `KEEP_ALIVE_OFF`).
+    keep_alive_off: bool,
 }
+
+/// Said after an error on a connection whose broker set Server Keep Alive
+/// 0 (keep-alive off, which MQTT 5 allows): rumqttc 0.25 takes it as a
+/// zero interval and pings without a pause, dropping the connection as
+/// soon as one ping is not answered before the next ("Last pingreq isn't
+/// acked"): small batches go, large ones never do (a hostile-broker probe:
+/// 788 connections in 20 s).
+const KEEP_ALIVE_OFF: &str = " (the broker's CONNACK set Server Keep Alive 0, keep-alive off, which rumqttc 0.25 takes as pinging without a pause: a broker that sends no Server Keep Alive, or one above 0, is not met by this)";
 
 impl Mqtt {
     pub fn new(target: MqttTarget, heard: Heard) -> Mqtt {
@@ -211,6 +222,7 @@ impl Mqtt {
             target,
             connection: None,
             heard,
+            keep_alive_off: false,
         }
     }
 }
@@ -395,7 +407,17 @@ impl Mqtt {
                     .max(Duration::from_millis(1))
             };
             match connection.recv_timeout(wait) {
-                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => *connected = true,
+                Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                    *connected = true;
+                    let said = ack.properties.as_ref();
+                    self.keep_alive_off = said.and_then(|p| p.server_keep_alive) == Some(0);
+                    // rumqttc then holds every message back, waiting for
+                    // room the broker never gives: it read "no
+                    // acknowledgement within 30 s" though nothing was sent.
+                    if said.and_then(|p| p.receive_max) == Some(0) {
+                        return Err("the broker's CONNACK set Receive Maximum 0, which MQTT 5 does not allow: no message can be sent to it".into());
+                    }
+                }
                 // HiveMQ and EMQX close the connection for a packet over
                 // their limit, saying why: refused for good, parked (it
                 // was retried for ever: a hostile-broker probe).
@@ -472,7 +494,14 @@ impl Mqtt {
                     };
                     return Err(format!("connecting to the broker: {}{hint}", describe(&e)));
                 }
-                Ok(Err(e)) => return Err(describe(&e)),
+                Ok(Err(e)) => {
+                    let hint = if self.keep_alive_off {
+                        KEEP_ALIVE_OFF
+                    } else {
+                        ""
+                    };
+                    return Err(format!("{}{hint}", describe(&e)));
+                }
                 Err(RecvTimeoutError::Disconnected) => return Err("the client stopped".into()),
                 Err(RecvTimeoutError::Timeout) if Instant::now() > deadline => {
                     let what = if *connected {
