@@ -643,6 +643,36 @@ fn get_and_head_give_status_never_data() {
     assert_eq!(r.status, 200);
 }
 
+/// A device's POST redirected by a proxy in front (301, 302, 303) comes
+/// back as a GET with its headers and no body: answered with the status
+/// page, a 200 told the device its batch was saved. Refused 400 (below
+/// 400 the device deletes the batch), saying why; a GET without a
+/// `unit-id` is still the status page.
+#[test]
+fn a_device_s_upload_redirected_into_a_get_is_not_told_it_was_saved() {
+    let mut rx = Receiver::start(&[]);
+    let mut conn = Conn::open(rx.addr);
+    for method in ["GET", "HEAD"] {
+        let r = conn.request(
+            format!(
+                "{method} /logbook/storage HTTP/1.1\r\nHost: t\r\nauthorization: token {TOKEN}\r\nunit-id: ee3df171ff0f6209a3dbaa00b00e1d05\r\nuser-agent: python-requests/2.25.1\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{method}");
+    }
+    let e = rx.event();
+    assert_eq!(e["status"], 400);
+    assert!(
+        e["error"].as_str().is_some_and(|e| e.contains("redirect")),
+        "{e}"
+    );
+    let r = conn.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    rx.stop();
+    assert!(rx.capture_lines().is_empty());
+}
+
 #[test]
 fn other_methods_are_405_with_allow() {
     let rx = Receiver::start(&[]);

@@ -1382,6 +1382,17 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
             Outcome::refused(r)
         }
         (Ok(()), Method::Post) => post(ctx, &mut request, received, held.seq),
+        // A device's POST, redirected by something in front with a 301,
+        // 302 or 303, comes back as a GET with the device's headers and
+        // no body. Answered with the status page (200), it told the
+        // device its batch was saved, and the device deleted it (a
+        // device-realism review): refused, the device keeps it.
+        (Ok(()), Method::Get | Method::Head) if header(&request, "unit-id").is_some() => {
+            Outcome::refused(Rejection {
+                status: 400,
+                error: REDIRECTED.into(),
+            })
+        }
         (Ok(()), Method::Get | Method::Head) => status_page(ctx),
         (Ok(()), _) => {
             let mut out = Outcome::refused(Rejection {
@@ -1938,6 +1949,9 @@ fn whole_seconds(at: jiff::Timestamp) -> jiff::Timestamp {
     )
     .unwrap_or(at)
 }
+
+/// The refusal of a GET carrying a `unit-id` (see `handle`).
+const REDIRECTED: &str = "a GET with a unit-id: a device's upload turned into a GET by a redirect in front of autopi-rx (after a 301, 302 or 303 the device's HTTP client asks again with GET and no body); answered 400 so that the device keeps the batch and sends it again. Point the device at the URL the redirect goes to, or have the redirect answer 307 or 308, which keep the POST";
 
 fn status_page(ctx: &Ctx) -> Outcome {
     let s = &ctx.stats;
