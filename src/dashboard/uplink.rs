@@ -20,6 +20,9 @@ pub const ARRIVALS_KEPT: usize = 32;
 /// smallest batch size (100 in its code). A device sending fewer, the
 /// same number every cycle, would have no gap between cycles otherwise.
 const FULL_FROM: usize = 100;
+/// With its cycle not known, a device silent this long is silent: ten of
+/// the device's default 60 s cycles.
+const UNKNOWN_SILENT: Duration = Duration::from_secs(600);
 /// Gaps shorter than this are uploads within one cycle (a retry next to
 /// the new batch, a backlog draining), not a cycle.
 pub const SAME_CYCLE: Duration = Duration::from_secs(1);
@@ -113,36 +116,64 @@ pub struct Arrival {
     /// device went on time, late, silent within its first 60 s cycle
     /// after (a device-realism review).
     pub more_follow: bool,
+    /// The batch it carried, by its first copy's arrival: a batch sent
+    /// again in one run of uploads is the next cycle's (see
+    /// `between_cycles`).
+    pub batch: Timestamp,
 }
 
 impl Arrival {
-    /// An upload answered at once, the last of its cycle.
+    /// An upload of a new batch answered at once, the last of its cycle.
     pub fn at(at: Timestamp) -> Arrival {
         Arrival {
             at,
             held: false,
             more_follow: false,
+            batch: at,
         }
     }
 }
 
+/// For each gap between two arrivals, whether it runs from one cycle to
+/// the next: after an upload that no other follows in its cycle, or
+/// before one that carries a batch the run sent already (the device's
+/// retry queues, the only uploads of a cycle once ten of them wait: a
+/// batch is sent once a cycle). Within a run of uploads, no gap is a
+/// cycle: counted, retries 5 s apart gave a cycle of 5 s (a review).
+fn between_cycles(arrivals: &[Arrival]) -> Vec<bool> {
+    let mut run: Vec<Timestamp> = arrivals.first().map(|a| a.batch).into_iter().collect();
+    arrivals
+        .windows(2)
+        .map(|w| {
+            let between = !w[0].more_follow || run.contains(&w[1].batch);
+            if between {
+                run.clear();
+            }
+            run.push(w[1].batch);
+            between
+        })
+        .collect()
+}
+
 /// The cycle learned from `arrivals` (oldest first): the median of the
-/// gaps from the last upload of one cycle to the next, those that follow
-/// an upload neither held for its answer nor followed by more in its
-/// cycle (see `Arrival`). With fewer than two, of those after a held
-/// upload too (under `hangup` throughout, the device's pace is its cycle
-/// and its timeout: without it the device never had a cycle, and read
-/// retrying for ever, gone or not: a review); with one such gap, that
-/// one. With none: while the device is still sending uploads that others
-/// follow (every batch full, on a busy device), the median of every gap
-/// (not held, where two are known), its pace; once it sent the last of them (a backlog drained), None: its
-/// cycle is not known yet. Gaps under `SAME_CYCLE` never count.
+/// gaps from the last upload of one cycle to the first of the next (see
+/// `between_cycles`) that follow no upload held for its answer. With
+/// fewer than two: while the device is still sending uploads that others
+/// follow (every batch full, a busy device), the median of every gap not
+/// after a held one, its pace; else of the gaps between cycles, held ones
+/// too (under `hangup` throughout, the device's pace is its cycle and its
+/// timeout: without it the device never had a cycle, and read retrying
+/// for ever, gone or not: a review); with one such gap, that one; else,
+/// still streaming, every gap. Otherwise None, not known yet (a backlog
+/// drained, nothing after it yet). Gaps under `SAME_CYCLE` never count.
 pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
-    let gaps = |skip_more: bool, skip_held: bool| -> Vec<Duration> {
+    let between = between_cycles(arrivals);
+    let gaps = |skip_within: bool, skip_held: bool| -> Vec<Duration> {
         arrivals
             .windows(2)
-            .filter(|w| !(skip_more && w[0].more_follow || skip_held && w[0].held))
-            .filter_map(|w| w[1].at.duration_since(w[0].at).try_into().ok())
+            .zip(&between)
+            .filter(|(w, between)| !(skip_within && !**between || skip_held && w[0].held))
+            .filter_map(|(w, _)| w[1].at.duration_since(w[0].at).try_into().ok())
             .filter(|g: &Duration| *g >= SAME_CYCLE)
             .collect()
     };
@@ -150,26 +181,28 @@ pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
         gaps.sort();
         gaps[gaps.len() / 2]
     };
-    let clean = gaps(true, true);
-    if clean.len() >= 2 {
-        return Some(median(clean));
-    }
-    let between = gaps(true, false);
-    if between.len() >= 2 {
-        return Some(median(between));
+    // While the device is still sending uploads that others follow
+    // (every batch full: a busy device), its pace is every gap.
+    let streaming = arrivals.last().is_some_and(|a| a.more_follow);
+    let levels = [
+        (true, true, true),
+        (streaming, false, true),
+        (true, true, false),
+    ];
+    for (use_it, skip_within, skip_held) in levels {
+        let g = gaps(skip_within, skip_held);
+        if use_it && g.len() >= 2 {
+            return Some(median(g));
+        }
     }
     // One gap between cycles, beside gaps within them, says more than
     // their median: after a backlog drained, its gaps were the cycle.
+    let between = gaps(true, false);
     if arrivals.len() >= 3 && between.len() == 1 {
         return Some(between[0]);
     }
-    if !arrivals.last().is_some_and(|a| a.more_follow) {
-        return None;
-    }
-    [gaps(false, true), gaps(false, false)]
-        .into_iter()
-        .find(|g| g.len() >= 2)
-        .map(median)
+    let all = gaps(false, false);
+    (streaming && all.len() >= 2).then(|| median(all))
 }
 
 /// How the device with these arrivals (oldest first) is doing at `now`.
@@ -181,6 +214,11 @@ pub fn of_arrivals(arrivals: &[Arrival], now: Timestamp) -> Option<Uplink> {
     // 3 cycles before the end of on time, and such a device (the demo's,
     // 1 s) went from on time straight to overdue (a README audit).
     let keeping = match cycle {
+        // Not known yet, and no upload for as long as ten of the
+        // device's default cycles: gone, whatever its cycle (a device
+        // that went quiet before one was learned read "learning" for
+        // ever, and was never named the worst: a review).
+        None if age > UNKNOWN_SILENT => Keeping::Silent,
         None => Keeping::Learning,
         Some(c) if age <= c.mul_f64(1.5) + SLACK => Keeping::OnTime,
         Some(c) if age <= (c * 3).max(c.mul_f64(2.5) + SLACK) => Keeping::Late,
@@ -417,14 +455,17 @@ impl Log {
             return;
         }
         let held = matches!(answered, Answered::NoAnswer | Answered::AckedLate);
-        let copy = e.duplicate_of.is_some() || e.retry_of.is_some();
+        let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
         let largest = self.largest.max(e.records);
-        let full = !copy && e.records >= FULL_FROM && e.records == largest;
+        let full = first.is_none() && e.records >= FULL_FROM && e.records == largest;
         self.arrivals.insert_ordered(
             Arrival {
                 at: e.received,
                 held,
-                more_follow: copy || full || old_data(e),
+                more_follow: first.is_some() || full || old_data(e),
+                batch: first
+                    .and_then(|f| f.parse::<Timestamp>().ok())
+                    .unwrap_or(e.received),
             },
             |a| a.at,
         );
@@ -442,7 +483,6 @@ impl Log {
                 }
             }
         }
-        let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
         if let Some(first) = first {
             let slot = self.answers.iter_mut().find(|(r, _)| r == first);
             match again(slot.as_ref().map(|(_, a)| *a), e.duplicate()) {
@@ -774,6 +814,57 @@ mod tests {
             (Some(Duration::from_secs(62)), Keeping::OnTime),
             "{up:?}"
         );
+    }
+
+    /// Batches of 100 or more records that set the largest so far are
+    /// taken for full (the gap after them within a cycle): a short trip on
+    /// a device batching 1 000 leaves no gap between cycles, and the
+    /// device went quiet reads silent, not learning for ever (a review).
+    #[test]
+    fn a_device_quiet_before_its_cycle_is_known_goes_silent() {
+        let fresh = "2026-11-27T08:00:00";
+        let log = log_of(&[
+            upload(1, 0.0, &batch(150, fresh)),
+            upload(2, 65.0, &batch(180, fresh)),
+            upload(3, 130.0, &batch(120, fresh)),
+        ]);
+        let up = of(&log, t(130.0 + 3600.0)).unwrap();
+        assert_eq!((up.cycle, up.keeping), (None, Keeping::Silent), "{up:?}");
+    }
+
+    /// Once ten retry queues wait, the device sends only them, a splay
+    /// apart, each once a cycle: a batch sent again starts the next
+    /// cycle. The gaps within a run of copies gave a cycle of 5 s, and
+    /// the device read overdue while it kept retrying (a review).
+    #[test]
+    fn retry_queues_alone_keep_their_cycle() {
+        use crate::fixtures::answered_by_mode;
+        let firsts: Vec<RequestEvent> = (0..10u64)
+            .map(|i| {
+                let e = upload(i, i as f64 * 0.1, &batch(3, "2026-11-27T08:00:00Z"));
+                answered_by_mode(e, "500", 500, None)
+            })
+            .collect();
+        let mut events = firsts.clone();
+        let mut secs = 1.0;
+        for cycle in 0..3u64 {
+            secs += 60.0;
+            for (i, first) in firsts.iter().enumerate() {
+                if i > 0 {
+                    secs += 5.0;
+                }
+                let copy = upload(
+                    100 + 10 * cycle + i as u64,
+                    secs,
+                    &batch(3, "2026-11-27T08:00:00Z"),
+                );
+                events.push(answered_by_mode(copy, "500", 500, Some(first)));
+            }
+        }
+        let log = log_of(&events);
+        let up = of(&log, t(secs + 30.0)).unwrap();
+        assert_eq!(up.cycle, Some(Duration::from_secs(60)), "{up:?}");
+        assert_eq!(up.keeping, Keeping::Retrying, "{up:?}");
     }
 
     /// Under refusals the device sends its retry queue first, then the
@@ -1138,9 +1229,13 @@ mod tests {
         assert_eq!(of(&log, now(3600.0)).unwrap().keeping, Keeping::Silent);
     }
 
+    /// Until a cycle is known a device is learning it, and silent once
+    /// quiet for ten of the device's default cycles: a device that went
+    /// quiet before one was learned read "learning" for ever (a review).
     #[test]
     fn two_uploads_are_not_enough_to_know_a_cycle() {
-        assert_eq!(keeping(&[0, 60], 1000), (None, Keeping::Learning));
+        assert_eq!(keeping(&[0, 60], 600), (None, Keeping::Learning));
+        assert_eq!(keeping(&[0, 60], 661), (None, Keeping::Silent));
         assert_eq!(
             of_arrivals(&[], at("2026-11-27T08:00:00Z")),
             None,
