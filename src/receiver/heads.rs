@@ -65,7 +65,8 @@ pub const HEAD_FLOOR: u64 = 2 * 1024;
 
 /// How often the cap counts what tiny_http has read of each connection.
 /// A client sending an endless head at loopback speed (about 90 MB/s into
-/// tiny_http here) gets this long past the cap.
+/// tiny_http here) gets this long past the cap (after a body, up to the
+/// next count after it as well: see `Head::after_body`).
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// Connections of ours beyond which it counts only every `LOOK_IN_A_CROWD`
 /// (in a dump: fewer than 512 descriptors never hold so many): a dump
@@ -436,6 +437,9 @@ struct Head {
     mark: Mark,
     /// The first look that saw bytes of the current head.
     began: Option<Instant>,
+    /// The stretch began where a body being read ended: where the head
+    /// began is known only from `settled` on (see there).
+    after_body: bool,
     /// Read at the first look after this mark was first seen (0 for a
     /// connection's first head, seen from its start): what the budget for
     /// all heads counts from. A look counts first and asks what each
@@ -637,6 +641,7 @@ impl HeadWatch {
                 from,
                 mark,
                 began: None,
+                after_body: seen.is_some_and(|h| matches!(h.mark, Mark::Body { .. })),
                 settled: None,
                 body_from: None,
                 framing_over: None,
@@ -736,15 +741,17 @@ impl HeadWatch {
                 }
                 _ => None,
             };
-            // A head's size counts from where it surely began, as the
-            // budget does (see `settled`): counted from `from`, the end of
-            // a large body read during a look made an idle keep-alive
-            // connection's next head "over 1 MiB" (a review). A head after
-            // a request is so cut a look later; a connection's first, from
-            // its start, at once.
+            // A head after a body counts from where it surely began, as
+            // the budget does (see `settled`): counted from `from`, the
+            // end of a large body read during a look made an idle
+            // keep-alive connection's next head "over 1 MiB" (a review).
+            // Such a head is cut a look or two later; any other from
+            // `from` (counting from `settled` everywhere left what came
+            // between two looks uncounted: a review).
             let settled = head.settled.map_or(0, |from| c.read.saturating_sub(from));
+            let size = if head.after_body { settled } else { stretch };
             let this = match (head_done, body) {
-                (Some(done), _) if settled > HEAD_LIMIT => Some(Over::Head { done }),
+                (Some(done), _) if size > HEAD_LIMIT => Some(Over::Head { done }),
                 (Some(done), _) if late_head => Some(Over::SlowHead { done }),
                 (None, Some(b)) => framing
                     .map(|seq| Over::Framing { seq })
@@ -849,7 +856,13 @@ mod tests {
         w.look(&[at(3, 0)], &quiet(1));
         assert!(w.look(&[at(3, 2 * HEAD_LIMIT)], &quiet(2)).is_empty());
         assert!(w.look(&[at(3, 2 * HEAD_LIMIT + 10)], &quiet(2)).is_empty());
-        assert_eq!(w.look(&[at(3, 3 * HEAD_LIMIT + 11)], &quiet(2)).len(), 1);
+        // Counted from the look that saw it (no body to end during a
+        // look): cut at the first look past the cap.
+        assert_eq!(w.look(&[at(3, 3 * HEAD_LIMIT + 1)], &quiet(2)).len(), 1);
+        let mut w = HeadWatch::default();
+        w.look(&[at(5, 0)], &quiet(1));
+        assert!(w.look(&[at(5, 1000)], &quiet(2)).is_empty());
+        assert_eq!(w.look(&[at(5, 1000 + (50 << 20))], &quiet(2)).len(), 1);
 
         // An upload that ends between two looks: what it read after the
         // first look is body, not head.
