@@ -207,8 +207,8 @@ pub struct Mqtt {
     keep_alive_off: bool,
 }
 
-/// Said after an error on a connection whose broker set Server Keep Alive
-/// 0 (keep-alive off, which MQTT 5 allows): rumqttc 0.25 takes it as a
+/// Said after a ping left unanswered on a connection whose broker set
+/// Server Keep Alive 0 (keep-alive off, which MQTT 5 allows): rumqttc 0.25 takes it as a
 /// zero interval and pings without a pause, dropping the connection as
 /// soon as one ping is not answered before the next ("Last pingreq isn't
 /// acked"): small batches go, large ones never do (a hostile-broker probe:
@@ -495,7 +495,8 @@ impl Mqtt {
                     return Err(format!("connecting to the broker: {}{hint}", describe(&e)));
                 }
                 Ok(Err(e)) => {
-                    let hint = if self.keep_alive_off {
+                    let pinged = matches!(e, ConnectionError::MqttState(StateError::AwaitPingResp));
+                    let hint = if pinged && self.keep_alive_off {
                         KEEP_ALIVE_OFF
                     } else {
                         ""

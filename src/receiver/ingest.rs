@@ -983,7 +983,11 @@ pub fn prepare_in_turn<'a>(
     let text = as_text(body).map_err(|e| reject(encoding, &declared, e))?;
     let body_bytes = text.len();
     let (text, non_finite) = match finite_only(&text) {
-        Some((read, n)) => (Cow::Owned(read), n),
+        Some((read, n)) => {
+            // Let go of now, not at the end of this function.
+            drop(text);
+            (Cow::Owned(read), n)
+        }
         None => (text, 0),
     };
     // Copied once, straight into the shared buffer the capture, the
@@ -1499,7 +1503,8 @@ fn finite_only(text: &str) -> Option<(String, usize)> {
     if memchr::memmem::find(b, b"NaN").is_none() && memchr::memmem::find(b, b"Infinity").is_none() {
         return None;
     }
-    let mut out = Vec::with_capacity(b.len());
+    // `null` is a byte longer than `NaN`: a third more at most.
+    let mut out = Vec::with_capacity(b.len() + b.len() / 3 + 1);
     let mut strings = Strings::default();
     let mut n = 0;
     let mut i = 0;

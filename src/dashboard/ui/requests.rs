@@ -237,8 +237,8 @@ fn row(app: &App, r: &RequestEvent, cols: &[Col], widths: &[u16]) -> Row<'static
 }
 
 /// One letter per oddity: Duplicate (or Retry of an unacknowledged
-/// batch), Old data, Encoding mismatch, Naive timestamps, Malformed
-/// records.
+/// batch), Old data, a warning (Encoding mismatch, NaN or Infinity read
+/// as null), Naive timestamps, Malformed records.
 pub fn marks(r: &RequestEvent) -> String {
     [
         (
