@@ -23,6 +23,9 @@ const FULL_FROM: usize = 100;
 /// With its cycle not known, a device silent this long is silent: ten of
 /// the device's default 60 s cycles.
 const UNKNOWN_SILENT: Duration = Duration::from_secs(600);
+/// The longest gap between two uploads of one run: the device's splay
+/// (0 to 10 s between two POSTs) and a little more.
+const BACK_TO_BACK: Duration = Duration::from_secs(12);
 /// Gaps shorter than this are uploads within one cycle (a retry next to
 /// the new batch, a backlog draining), not a cycle.
 pub const SAME_CYCLE: Duration = Duration::from_secs(1);
@@ -107,15 +110,21 @@ pub struct Arrival {
     /// 2 s under `late:15` had a cycle of 10 s, and its next batches a
     /// backlog draining (a UX review).
     pub held: bool,
-    /// An upload the device follows with another in the same cycle: a
-    /// copy (its retry queue and a batch it sends again go first, then
-    /// the new data), a full batch (the next follows while they come out
-    /// full) or old data (its fail queue, first after a reboot). The gap
-    /// after it is the device's splay, 0 to 10 s, not its cycle: counted,
-    /// a backlog of full batches 5 s apart gave a cycle of 5 s, and the
-    /// device went on time, late, silent within its first 60 s cycle
-    /// after (a device-realism review).
+    /// A copy: its retry queue and a batch it sends again go first in a
+    /// cycle, then the new data. The gap after it is the device's splay,
+    /// not its cycle, unless the next upload starts the next cycle (see
+    /// `between_cycles`): counted, a backlog 5 s apart gave a cycle of
+    /// 5 s, and the device went on time, late, silent within its first
+    /// 60 s cycle after (a device-realism review).
     pub more_follow: bool,
+    /// A full batch (at least `FULL_FROM` records, as many as the
+    /// device's largest), or old data (its fail queue, first after a
+    /// reboot): the device sends the next at once, a splay later; a gap
+    /// longer than `BACK_TO_BACK` after one is its cycle all the same
+    /// (its queue ran out on a full batch; a clock hours behind makes
+    /// every batch old: such a device read learning, a truthfulness
+    /// probe).
+    pub full: bool,
     /// The batch it carried, by its first copy's arrival: a batch sent
     /// again in one run of uploads is the next cycle's (see
     /// `between_cycles`).
@@ -129,6 +138,7 @@ impl Arrival {
             at,
             held: false,
             more_follow: false,
+            full: false,
             batch: at,
         }
     }
@@ -145,7 +155,13 @@ fn between_cycles(arrivals: &[Arrival]) -> Vec<bool> {
     arrivals
         .windows(2)
         .map(|w| {
-            let between = !w[0].more_follow || run.contains(&w[1].batch);
+            let gap: Duration = w[1]
+                .at
+                .duration_since(w[0].at)
+                .try_into()
+                .unwrap_or_default();
+            let within = w[0].more_follow || w[0].full && gap <= BACK_TO_BACK;
+            let between = !within || run.contains(&w[1].batch);
             if between {
                 run.clear();
             }
@@ -181,28 +197,16 @@ pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
         gaps.sort();
         gaps[gaps.len() / 2]
     };
-    // While the device is still sending uploads that others follow
-    // (every batch full: a busy device), its pace is every gap.
-    let streaming = arrivals.last().is_some_and(|a| a.more_follow);
-    let levels = [
-        (true, true, true),
-        (streaming, false, true),
-        (true, true, false),
-    ];
-    for (use_it, skip_within, skip_held) in levels {
+    for (skip_within, skip_held) in [(true, true), (true, false)] {
         let g = gaps(skip_within, skip_held);
-        if use_it && g.len() >= 2 {
+        if g.len() >= 2 {
             return Some(median(g));
         }
     }
     // One gap between cycles, beside gaps within them, says more than
     // their median: after a backlog drained, its gaps were the cycle.
     let between = gaps(true, false);
-    if arrivals.len() >= 3 && between.len() == 1 {
-        return Some(between[0]);
-    }
-    let all = gaps(false, false);
-    (streaming && all.len() >= 2).then(|| median(all))
+    (arrivals.len() >= 3 && between.len() == 1).then(|| between[0])
 }
 
 /// How the device with these arrivals (oldest first) is doing at `now`.
@@ -210,10 +214,21 @@ pub fn of_arrivals(arrivals: &[Arrival], now: Timestamp) -> Option<Uplink> {
     let last = arrivals.last()?.at;
     let age: Duration = now.duration_since(last).try_into().unwrap_or_default();
     let cycle = cycle(arrivals);
+    let keeping = judged(cycle, age);
+    Some(Uplink {
+        age,
+        cycle,
+        keeping,
+        schedule: keeping,
+    })
+}
+
+/// How a device with this cycle is doing `age` after its last upload.
+fn judged(cycle: Option<Duration>, age: Duration) -> Keeping {
     // Late lasts a cycle at least: for a cycle under 4 s the slack put
     // 3 cycles before the end of on time, and such a device (the demo's,
     // 1 s) went from on time straight to overdue (a README audit).
-    let keeping = match cycle {
+    match cycle {
         // Not known yet, and no upload for as long as ten of the
         // device's default cycles: gone, whatever its cycle (a device
         // that went quiet before one was learned read "learning" for
@@ -224,21 +239,40 @@ pub fn of_arrivals(arrivals: &[Arrival], now: Timestamp) -> Option<Uplink> {
         Some(c) if age <= (c * 3).max(c.mul_f64(2.5) + SLACK) => Keeping::Late,
         Some(c) if age <= c * 10 => Keeping::Overdue,
         Some(_) => Keeping::Silent,
-    };
-    Some(Uplink {
-        age,
-        cycle,
-        keeping,
-        schedule: keeping,
-    })
+    }
 }
 
 /// How `log`'s device is doing at `now`: retrying in place of learning,
 /// on time or late while its latest upload was not acknowledged in time.
+/// While it is not, whether it keeps its cycle is judged by its latest
+/// attempt, captured or refused before (a body refused 400 every cycle,
+/// a token rotated on the device: it tried every cycle and read overdue,
+/// then silent, a truthfulness probe); `age` stays the time since its
+/// last captured upload.
 pub fn of(log: &Log, now: Timestamp) -> Option<Uplink> {
-    let mut up = of_arrivals(&log.arrivals(), now)?;
-    if log.unacked_since.is_some() && up.keeping <= Keeping::Late {
-        up.keeping = Keeping::Retrying;
+    let since =
+        |at: Timestamp| -> Duration { now.duration_since(at).try_into().unwrap_or_default() };
+    let tried = log.unacked_since.and(log.last_seen);
+    let mut up = match of_arrivals(&log.arrivals(), now) {
+        Some(up) => up,
+        // Nothing captured yet, every upload refused: its attempts alone.
+        None => {
+            let age = since(tried?);
+            let keeping = judged(None, age);
+            Uplink {
+                age,
+                cycle: None,
+                keeping,
+                schedule: keeping,
+            }
+        }
+    };
+    if let Some(tried) = tried {
+        up.schedule = judged(up.cycle, since(tried));
+        up.keeping = up.schedule;
+        if up.keeping <= Keeping::Late {
+            up.keeping = Keeping::Retrying;
+        }
     }
     Some(up)
 }
@@ -451,25 +485,10 @@ impl Log {
         } else if answered == Answered::NoAnswer {
             *self.refusals.entry(NO_ANSWER).or_default() += 1;
         }
-        if !e.captured {
-            return;
-        }
-        let held = matches!(answered, Answered::NoAnswer | Answered::AckedLate);
-        let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
-        let largest = self.largest.max(e.records);
-        let full = first.is_none() && e.records >= FULL_FROM && e.records == largest;
-        self.arrivals.insert_ordered(
-            Arrival {
-                at: e.received,
-                held,
-                more_follow: first.is_some() || full || old_data(e),
-                batch: first
-                    .and_then(|f| f.parse::<Timestamp>().ok())
-                    .unwrap_or(e.received),
-            },
-            |a| a.at,
-        );
-        // Events may come a little out of order: the latest decides. A
+        // Refused uploads too, captured or not (a body refused 400 every
+        // cycle kept the device's batch, and the device read silent
+        // while it tried every cycle: a truthfulness probe). Events may
+        // come a little out of order: the latest decides. A
         // late 200 may have reached the device (a `late:1` is well inside
         // its timeout: a review), so only a refusal or no answer at all
         // says that it keeps the batch; a re-send after a late answer is
@@ -483,6 +502,25 @@ impl Log {
                 }
             }
         }
+        if !e.captured {
+            return;
+        }
+        let held = matches!(answered, Answered::NoAnswer | Answered::AckedLate);
+        let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
+        let largest = self.largest.max(e.records);
+        let full = first.is_none() && e.records >= FULL_FROM && e.records == largest;
+        self.arrivals.insert_ordered(
+            Arrival {
+                at: e.received,
+                held,
+                more_follow: first.is_some(),
+                full: full || old_data(e),
+                batch: first
+                    .and_then(|f| f.parse::<Timestamp>().ok())
+                    .unwrap_or(e.received),
+            },
+            |a| a.at,
+        );
         if let Some(first) = first {
             let slot = self.answers.iter_mut().find(|(r, _)| r == first);
             match again(slot.as_ref().map(|(_, a)| *a), e.duplicate()) {
@@ -570,9 +608,12 @@ impl Log {
         // With a cycle of a second, `SAME_CYCLE` took a batch 0.98 s
         // after the one before for a backlog: a busy device on a 1 s
         // cycle was flagged draining (a soak run, 13 times in 35 min).
+        // Under the device's splay, back to back is up to `BACK_TO_BACK`
+        // apart: under 1 s, a backlog sent a splay apart was never seen
+        // draining before its cycle was known (a truthfulness probe).
         let back_to_back = |gap: Duration| match cycle {
-            Some(c) => gap <= c / 2,
-            None => gap < SAME_CYCLE,
+            Some(c) => gap <= (c / 2).min(BACK_TO_BACK),
+            None => gap <= BACK_TO_BACK,
         };
         let batches: Vec<&Seen> = self.batches.iter().collect();
         let mut run = 0;
@@ -582,7 +623,8 @@ impl Log {
                 .duration_since(w[0].received)
                 .try_into()
                 .unwrap_or_default();
-            if !(w[0].full && w[1].full && back_to_back(gap)) {
+            let full = |b: &Seen| b.full && b.records >= FULL_FROM;
+            if !(full(w[0]) && full(w[1]) && back_to_back(gap)) {
                 break;
             }
             run = if run == 0 { 2 } else { run + 1 };
@@ -817,9 +859,11 @@ mod tests {
     }
 
     /// Batches of 100 or more records that set the largest so far are
-    /// taken for full (the gap after them within a cycle): a short trip on
-    /// a device batching 1 000 leaves no gap between cycles, and the
-    /// device went quiet reads silent, not learning for ever (a review).
+    /// taken for full, but a gap longer than the device's splay after one
+    /// is its cycle all the same: a short trip on a device batching 1 000
+    /// left no gap between cycles, and the device gone quiet read learning
+    /// for ever (a review). With nothing but full batches a splay apart,
+    /// it is silent after 10 minutes.
     #[test]
     fn a_device_quiet_before_its_cycle_is_known_goes_silent() {
         let fresh = "2026-11-27T08:00:00";
@@ -828,8 +872,73 @@ mod tests {
             upload(2, 65.0, &batch(180, fresh)),
             upload(3, 130.0, &batch(120, fresh)),
         ]);
+        // Full, but followed by no upload within the device's splay: the
+        // gaps are its cycle.
         let up = of(&log, t(130.0 + 3600.0)).unwrap();
+        assert_eq!(
+            (up.cycle, up.keeping),
+            (Some(Duration::from_secs(65)), Keeping::Silent),
+            "{up:?}"
+        );
+        // Nothing but full batches a splay apart: not known, and silent
+        // once quiet for 10 minutes.
+        let log = log_of(&[
+            upload(1, 0.0, &batch(150, fresh)),
+            upload(2, 5.0, &batch(180, fresh)),
+            upload(3, 10.0, &batch(180, fresh)),
+        ]);
+        let up = of(&log, t(10.0 + 601.0)).unwrap();
         assert_eq!((up.cycle, up.keeping), (None, Keeping::Silent), "{up:?}");
+    }
+
+    /// A batch refused before it was captured (a body refused 400, a
+    /// token rotated on the device) is kept by the device, which tries
+    /// again every cycle: retrying, judged by its attempts, not overdue
+    /// then silent by its last captured upload (a truthfulness probe).
+    /// Once it stops trying, overdue and silent as ever.
+    #[test]
+    fn a_device_refused_before_capture_every_cycle_is_retrying() {
+        let body = batch(3, "2026-11-27T08:00:00Z");
+        let mut events: Vec<RequestEvent> =
+            (0..4).map(|i| upload(i, 60.0 * i as f64, &body)).collect();
+        for i in 4..10u64 {
+            let mut refused = upload(i, 60.0 * i as f64, "[{");
+            refused.status = 400;
+            refused.captured = false;
+            events.push(refused);
+        }
+        let log = log_of(&events);
+        let up = of(&log, t(9.0 * 60.0 + 30.0)).unwrap();
+        assert_eq!(up.keeping, Keeping::Retrying, "{up:?}");
+        assert_eq!(log.refusals_text(), "400×6");
+        let up = of(&log, t(9.0 * 60.0 + 700.0)).unwrap();
+        assert_eq!(up.keeping, Keeping::Silent, "{up:?}");
+        // Never captured at all: its attempts alone.
+        let mut never = upload(1, 0.0, &body);
+        never.status = 401;
+        never.captured = false;
+        let log = log_of(&[never]);
+        assert_eq!(of(&log, t(30.0)).unwrap().keeping, Keeping::Retrying);
+        assert_eq!(of(&log, t(700.0)).unwrap().keeping, Keeping::Silent);
+    }
+
+    /// A clock hours behind makes every batch old data; a device on its
+    /// cycle is still learned, the gap after an old batch being its cycle
+    /// when nothing follows within the splay (it read learning: a
+    /// truthfulness probe).
+    #[test]
+    fn a_clock_hours_behind_keeps_its_cycle() {
+        let events: Vec<RequestEvent> = (0..5)
+            .map(|i| upload(i, 60.0 * i as f64, &batch(3, "2026-11-27T03:00:00")))
+            .collect();
+        let log = log_of(&events);
+        assert_eq!(log.old_batches, 5);
+        let up = of(&log, t(4.0 * 60.0 + 10.0)).unwrap();
+        assert_eq!(
+            (up.cycle, up.keeping),
+            (Some(Duration::from_secs(60)), Keeping::OnTime),
+            "{up:?}"
+        );
     }
 
     /// Once ten retry queues wait, the device sends only them, a splay
@@ -927,13 +1036,38 @@ mod tests {
             .map(|i| upload(i, 60.0 * i as f64, &batch(100, fresh)))
             .collect();
         assert_eq!(log_of(&steady).draining(), 0);
-        // The same on a cycle of a second, with a little jitter.
+        // The same on a cycle of a second, with a little jitter, once the
+        // cycle is known (full batches alone, every one followed by the
+        // next within the device's splay, are a backlog to it).
         let second: Vec<RequestEvent> = [0.0, 1.0, 2.0, 3.0, 3.98, 4.97]
+            .iter()
+            .enumerate()
+            .map(|(i, secs)| upload(i as u64, *secs, &batch(100 - i % 2, fresh)))
+            .collect();
+        assert_eq!(log_of(&second).draining(), 0);
+        let all_full: Vec<RequestEvent> = [0.0, 1.0, 2.0, 3.0]
             .iter()
             .enumerate()
             .map(|(i, secs)| upload(i as u64, *secs, &batch(100, fresh)))
             .collect();
-        assert_eq!(log_of(&second).draining(), 0);
+        assert_eq!(log_of(&all_full).draining(), 4);
+    }
+
+    /// A backlog sent a splay apart (0 to 10 s between two uploads, as
+    /// the device does) drains before its cycle is known: under 1 s was
+    /// back to back then, and it was never seen (a truthfulness probe).
+    #[test]
+    fn a_backlog_a_splay_apart_is_draining_before_the_cycle_is_known() {
+        let fresh = "2026-11-27T08:00:00";
+        let events: Vec<RequestEvent> = [0.0, 6.5, 7.2, 12.6, 19.0]
+            .iter()
+            .enumerate()
+            .map(|(i, secs)| upload(i as u64, *secs, &batch(100, fresh)))
+            .collect();
+        let log = log_of(&events);
+        let up = of(&log, t(20.0)).unwrap();
+        assert_eq!((up.cycle, up.keeping), (None, Keeping::Learning), "{up:?}");
+        assert_eq!(log.draining(), 5);
     }
 
     #[test]
@@ -1137,12 +1271,12 @@ mod tests {
 
     /// A device uploading every 2 s whose uploads are answered late or
     /// not at all waits for the answer (10 s here) before its next: those
-    /// gaps are no cycle, and the full batches after them no backlog. The
+    /// gaps are no cycle, and the batches after them no backlog. The
     /// cycle read 10 s and the backlog "draining" (a UX review).
     #[test]
     fn a_wait_for_an_answer_is_no_cycle_and_the_device_is_retrying() {
         use crate::fixtures::answered_by_mode;
-        let body = |i: u64| batch(100, &format!("2026-11-27T08:00:{:02}Z", i % 60));
+        let body = |i: u64| batch(60, &format!("2026-11-27T08:00:{:02}Z", i % 60));
         let mut events = Vec::new();
         let mut secs = 0.0;
         for i in 0..4u64 {
