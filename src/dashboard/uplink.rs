@@ -211,9 +211,17 @@ pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
 
 /// How the device with these arrivals (oldest first) is doing at `now`.
 pub fn of_arrivals(arrivals: &[Arrival], now: Timestamp) -> Option<Uplink> {
+    judged_arrivals(arrivals, cycle(arrivals), now)
+}
+
+/// `of_arrivals` with the cycle given.
+fn judged_arrivals(
+    arrivals: &[Arrival],
+    cycle: Option<Duration>,
+    now: Timestamp,
+) -> Option<Uplink> {
     let last = arrivals.last()?.at;
     let age: Duration = now.duration_since(last).try_into().unwrap_or_default();
-    let cycle = cycle(arrivals);
     let keeping = judged(cycle, age);
     Some(Uplink {
         age,
@@ -253,7 +261,7 @@ pub fn of(log: &Log, now: Timestamp) -> Option<Uplink> {
     let since =
         |at: Timestamp| -> Duration { now.duration_since(at).try_into().unwrap_or_default() };
     let tried = log.unacked_since.and(log.last_seen);
-    let mut up = match of_arrivals(&log.arrivals(), now) {
+    let mut up = match judged_arrivals(&log.arrivals(), log.cycle(), now) {
         Some(up) => up,
         // Nothing captured yet, every upload refused: its attempts alone.
         None => {
@@ -444,12 +452,15 @@ pub struct Log {
     answers: VecDeque<(String, Answered)>,
     /// Its latest upload, captured or refused.
     pub last_seen: Option<Timestamp>,
-    /// Its latest captured upload and how it was answered.
+    /// Its latest upload and how it was answered.
     pub last_answer: Option<(Timestamp, Answered)>,
-    /// The first of its captured uploads refused or not answered since
-    /// the last one acknowledged, while none has been since: it is
-    /// retrying.
+    /// The first of its uploads refused or not answered since the last
+    /// one acknowledged, while none has been since: it is retrying.
     pub unacked_since: Option<Timestamp>,
+    /// The cycle last learned: kept while the arrivals hold no gap
+    /// between cycles (a backlog's gaps are within one), where it read
+    /// learning through every backlog after a refusal (a tmux check).
+    known_cycle: Option<Duration>,
 }
 
 impl Log {
@@ -468,6 +479,7 @@ impl Log {
             last_seen: None,
             last_answer: None,
             unacked_since: None,
+            known_cycle: None,
         }
     }
 
@@ -521,6 +533,9 @@ impl Log {
             },
             |a| a.at,
         );
+        if let Some(c) = cycle(&self.arrivals()) {
+            self.known_cycle = Some(c);
+        }
         if let Some(first) = first {
             let slot = self.answers.iter_mut().find(|(r, _)| r == first);
             match again(slot.as_ref().map(|(_, a)| *a), e.duplicate()) {
@@ -587,6 +602,11 @@ impl Log {
         self.arrivals.iter().copied().collect()
     }
 
+    /// Its cycle: learned from its arrivals, else the one learned last.
+    pub fn cycle(&self) -> Option<Duration> {
+        cycle(&self.arrivals()).or(self.known_cycle)
+    }
+
     /// The newest upload.
     pub fn last_arrival(&self) -> Option<Timestamp> {
         self.arrivals.last().map(|a| a.at)
@@ -604,7 +624,7 @@ impl Log {
     /// batches come out full. The length of that run, 0 when there is none
     /// (a single full batch is not a run).
     pub fn draining(&self) -> usize {
-        let cycle = cycle(&self.arrivals());
+        let cycle = self.cycle();
         // With a cycle of a second, `SAME_CYCLE` took a batch 0.98 s
         // after the one before for a backlog: a busy device on a 1 s
         // cycle was flagged draining (a soak run, 13 times in 35 min).
@@ -1051,6 +1071,28 @@ mod tests {
             .map(|(i, secs)| upload(i as u64, *secs, &batch(100, fresh)))
             .collect();
         assert_eq!(log_of(&all_full).draining(), 4);
+    }
+
+    /// A long backlog after its cycle was learned (full batches a splay
+    /// apart, more than the arrivals kept) keeps that cycle: it read
+    /// learning through every backlog after a refusal (a tmux check).
+    #[test]
+    fn a_cycle_learned_is_kept_through_a_long_backlog() {
+        let fresh = "2026-11-27T08:00:00";
+        let mut events: Vec<RequestEvent> = (0..5)
+            .map(|i| upload(i, 60.0 * i as f64, &batch(20, fresh)))
+            .collect();
+        for i in 0..40u64 {
+            events.push(upload(10 + i, 300.0 + 5.0 * i as f64, &batch(100, fresh)));
+        }
+        let log = log_of(&events);
+        let up = of(&log, t(300.0 + 5.0 * 39.0 + 2.0)).unwrap();
+        assert_eq!(
+            (up.cycle, up.keeping),
+            (Some(Duration::from_secs(60)), Keeping::OnTime),
+            "{up:?}"
+        );
+        assert_eq!(log.draining(), ARRIVALS_KEPT);
     }
 
     /// A backlog sent a splay apart (0 to 10 s between two uploads, as

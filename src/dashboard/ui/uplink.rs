@@ -35,7 +35,7 @@ const COLUMNS: [(&str, u16); 11] = [
     ("state", 8),
     ("cycle", 6),
     ("fill", 9),
-    ("backlog", 10),
+    ("backlog", 12),
     ("data lag", 9),
     ("clock", 8),
     ("retries", 7),
