@@ -160,7 +160,10 @@ fn between_cycles(arrivals: &[Arrival]) -> Vec<bool> {
                 .duration_since(w[0].at)
                 .try_into()
                 .unwrap_or_default();
-            let within = w[0].more_follow || w[0].full && gap <= BACK_TO_BACK;
+            // Before a full batch too: a batch kept after no answer goes
+            // first, then the backlog (its gap read as the cycle: a
+            // review).
+            let within = w[0].more_follow || (w[0].full || w[1].full) && gap <= BACK_TO_BACK;
             let between = !within || run.contains(&w[1].batch);
             if between {
                 run.clear();
@@ -171,42 +174,48 @@ fn between_cycles(arrivals: &[Arrival]) -> Vec<bool> {
         .collect()
 }
 
-/// The cycle learned from `arrivals` (oldest first): the median of the
-/// gaps from the last upload of one cycle to the first of the next (see
-/// `between_cycles`) that follow no upload held for its answer. With
-/// fewer than two: while the device is still sending uploads that others
-/// follow (every batch full, a busy device), the median of every gap not
-/// after a held one, its pace; else of the gaps between cycles, held ones
-/// too (under `hangup` throughout, the device's pace is its cycle and its
-/// timeout: without it the device never had a cycle, and read retrying
-/// for ever, gone or not: a review); with one such gap, that one; else,
-/// still streaming, every gap. Otherwise None, not known yet (a backlog
-/// drained, nothing after it yet). Gaps under `SAME_CYCLE` never count.
+/// The cycle learned from `arrivals` (oldest first): `learned`, else the
+/// one gap between cycles beside gaps within them (after a backlog
+/// drained, its gaps were the cycle); None, not known yet (a backlog
+/// drained, nothing after it yet).
 pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
+    learned(arrivals).or_else(|| {
+        let between = gaps(arrivals, true, false);
+        (arrivals.len() >= 3 && between.len() == 1).then(|| between[0])
+    })
+}
+
+/// The cycle two gaps or more say: the median (of two, the smaller) of the gaps from the
+/// last upload of one cycle to the first of the next (see
+/// `between_cycles`) that follow no upload held for its answer; with fewer
+/// than two, of those with held ones too (under `hangup` throughout, the
+/// device's pace is its cycle and its timeout: without it the device never
+/// had a cycle, and read retrying for ever, gone or not: a review).
+fn learned(arrivals: &[Arrival]) -> Option<Duration> {
+    [true, false]
+        .into_iter()
+        .map(|skip_held| gaps(arrivals, true, skip_held))
+        .find(|g| g.len() >= 2)
+        .map(|mut g| {
+            g.sort();
+            // Of two, the smaller: of a cycle and an outage, the cycle
+            // (the upper one made a device gone read on time for half an
+            // hour after one: a review).
+            if g.len() == 2 { g[0] } else { g[g.len() / 2] }
+        })
+}
+
+/// The gaps of 1 s and more (`SAME_CYCLE`) between `arrivals`, without
+/// those within a cycle and those after a held upload if asked.
+fn gaps(arrivals: &[Arrival], skip_within: bool, skip_held: bool) -> Vec<Duration> {
     let between = between_cycles(arrivals);
-    let gaps = |skip_within: bool, skip_held: bool| -> Vec<Duration> {
-        arrivals
-            .windows(2)
-            .zip(&between)
-            .filter(|(w, between)| !(skip_within && !**between || skip_held && w[0].held))
-            .filter_map(|(w, _)| w[1].at.duration_since(w[0].at).try_into().ok())
-            .filter(|g: &Duration| *g >= SAME_CYCLE)
-            .collect()
-    };
-    let median = |mut gaps: Vec<Duration>| {
-        gaps.sort();
-        gaps[gaps.len() / 2]
-    };
-    for (skip_within, skip_held) in [(true, true), (true, false)] {
-        let g = gaps(skip_within, skip_held);
-        if g.len() >= 2 {
-            return Some(median(g));
-        }
-    }
-    // One gap between cycles, beside gaps within them, says more than
-    // their median: after a backlog drained, its gaps were the cycle.
-    let between = gaps(true, false);
-    (arrivals.len() >= 3 && between.len() == 1).then(|| between[0])
+    arrivals
+        .windows(2)
+        .zip(&between)
+        .filter(|(w, between)| !(skip_within && !**between || skip_held && w[0].held))
+        .filter_map(|(w, _)| w[1].at.duration_since(w[0].at).try_into().ok())
+        .filter(|g: &Duration| *g >= SAME_CYCLE)
+        .collect()
 }
 
 /// How the device with these arrivals (oldest first) is doing at `now`.
@@ -431,8 +440,8 @@ pub struct Log {
     pub unit_id: String,
     /// Its uploads that were captured (copies too, whatever they were
     /// answered), in time order: the cycle is learned from them. Requests
-    /// refused before their body was read are only counted as refusals
-    /// (a wrong token may be someone else).
+    /// refused before capture count as refusals, and but for a 401 (a
+    /// wrong token may be someone else) as attempts (see `of`).
     arrivals: Ring<Arrival>,
     /// Its new batches, in order of arrival.
     pub batches: Ring<Seen>,
@@ -490,13 +499,20 @@ impl Log {
 
     /// Folds one upload (a POST) from this device.
     pub fn add(&mut self, e: &RequestEvent) {
-        self.last_seen = Some(self.last_seen.map_or(e.received, |t| t.max(e.received)));
         let answered = Answered::of(e);
         if let Answered::Refused(status) = answered {
             *self.refusals.entry(status).or_default() += 1;
         } else if answered == Answered::NoAnswer {
             *self.refusals.entry(NO_ANSWER).or_default() += 1;
         }
+        // A 401 before capture may be anyone sending its unit-id: counted,
+        // but no sign of the device (a stranger's kept it retrying for
+        // ever: a review). A token rotated on the device reads overdue,
+        // then silent, its 401s counted beside.
+        if !e.captured && e.status == 401 {
+            return;
+        }
+        self.last_seen = Some(self.last_seen.map_or(e.received, |t| t.max(e.received)));
         // Refused uploads too, captured or not (a body refused 400 every
         // cycle kept the device's batch, and the device read silent
         // while it tried every cycle: a truthfulness probe). Events may
@@ -533,7 +549,9 @@ impl Log {
             },
             |a| a.at,
         );
-        if let Some(c) = cycle(&self.arrivals()) {
+        // Only what two gaps or more say is kept: a single gap may be an
+        // outage, or a splay (a review).
+        if let Some(c) = learned(&self.arrivals()) {
             self.known_cycle = Some(c);
         }
         if let Some(first) = first {
@@ -604,7 +622,10 @@ impl Log {
 
     /// Its cycle: learned from its arrivals, else the one learned last.
     pub fn cycle(&self) -> Option<Duration> {
-        cycle(&self.arrivals()).or(self.known_cycle)
+        let arrivals = self.arrivals();
+        learned(&arrivals)
+            .or(self.known_cycle)
+            .or_else(|| cycle(&arrivals))
     }
 
     /// The newest upload.
@@ -935,11 +956,18 @@ mod tests {
         assert_eq!(up.keeping, Keeping::Silent, "{up:?}");
         // Never captured at all: its attempts alone.
         let mut never = upload(1, 0.0, &body);
-        never.status = 401;
+        never.status = 400;
         never.captured = false;
-        let log = log_of(&[never]);
+        let log = log_of(std::slice::from_ref(&never));
         assert_eq!(of(&log, t(30.0)).unwrap().keeping, Keeping::Retrying);
         assert_eq!(of(&log, t(700.0)).unwrap().keeping, Keeping::Silent);
+        // A 401 may be anyone sending its unit-id: counted, no attempt.
+        never.status = 401;
+        let log = log_of(&[never]);
+        assert_eq!(
+            (of(&log, t(30.0)), log.refusals_text().as_str()),
+            (None, "401×1")
+        );
     }
 
     /// A clock hours behind makes every batch old data; a device on its
@@ -1004,23 +1032,24 @@ mod tests {
     fn a_retry_before_the_new_batch_is_within_the_cycle() {
         use crate::fixtures::answered_by_mode;
         let mut events = Vec::new();
-        let mut first: Option<RequestEvent> = None;
+        // The first two cycles' batches are refused: two retry queues.
+        let mut refused: Vec<RequestEvent> = Vec::new();
         for cycle in 0..5u64 {
             let start = 68.0 * cycle as f64;
-            // Two retry queues, 4 s apart, before the new batch.
-            for (i, at) in [start, start + 4.0].iter().enumerate() {
-                if let Some(refused) = &first {
-                    let copy = upload(
-                        100 + 2 * cycle + i as u64,
-                        *at,
-                        &batch(5, "2026-11-27T08:00:00Z"),
-                    );
-                    events.push(answered_by_mode(copy, "500", 500, Some(refused)));
-                }
+            // The retry queues, 4 s apart, before the new batch.
+            for (i, first) in refused.iter().enumerate() {
+                let copy = upload(
+                    100 + 2 * cycle + i as u64,
+                    start + 4.0 * i as f64,
+                    &batch(5, "2026-11-27T08:00:00Z"),
+                );
+                events.push(answered_by_mode(copy, "500", 500, Some(first)));
             }
             let new = upload(cycle, start + 8.0, &batch(5, "2026-11-27T08:00:00Z"));
             let new = answered_by_mode(new, "500", 500, None);
-            first.get_or_insert_with(|| new.clone());
+            if refused.len() < 2 {
+                refused.push(new.clone());
+            }
             events.push(new);
         }
         let up = of(&log_of(&events), t(4.0 * 68.0 + 9.0)).unwrap();
@@ -1093,6 +1122,58 @@ mod tests {
             "{up:?}"
         );
         assert_eq!(log.draining(), ARRIVALS_KEPT);
+    }
+
+    /// After the receiver was out of reach: the batch the device kept
+    /// goes first, then its backlog a splay apart, then a partial batch.
+    /// The gap before a full batch is within the run: it read a cycle of
+    /// 5 s, and the device silent within its next sleep (a review). With
+    /// a cycle learned before an outage, the outage and the backlog
+    /// leave it as it was (it kept 5 s, or the outage's 30 minutes).
+    #[test]
+    fn a_kept_batch_before_a_backlog_and_an_outage_leave_the_cycle_alone() {
+        let recent = "2026-11-27T07:40:00";
+        let mut events = vec![upload(0, 0.0, &batch(20, recent))];
+        for (i, secs) in [5.0, 11.0, 16.0, 22.0, 27.0].iter().enumerate() {
+            events.push(upload(1 + i as u64, *secs, &batch(100, recent)));
+        }
+        events.push(upload(9, 32.0, &batch(37, recent)));
+        let log = log_of(&events);
+        let up = of(&log, t(32.0 + 55.0)).unwrap();
+        assert_eq!((up.cycle, up.keeping), (None, Keeping::Learning), "{up:?}");
+        assert_eq!(log_of(&events[..6]).draining(), 5);
+        // Ten cycles of 60 s, half an hour out of reach, the kept batch,
+        // a backlog longer than the arrivals kept, a partial batch.
+        let mut events: Vec<RequestEvent> = (0..10)
+            .map(|i| upload(i, 60.0 * i as f64, &batch(20, recent)))
+            .collect();
+        let mut secs = 540.0 + 1800.0;
+        events.push(upload(20, secs, &batch(20, recent)));
+        for i in 0..40u64 {
+            secs += 5.0;
+            events.push(upload(30 + i, secs, &batch(100, recent)));
+        }
+        secs += 5.0;
+        events.push(upload(80, secs, &batch(37, recent)));
+        let log = log_of(&events);
+        let up = of(&log, t(secs + 30.0)).unwrap();
+        assert_eq!(
+            (up.cycle, up.keeping),
+            (Some(Duration::from_secs(60)), Keeping::OnTime),
+            "{up:?}"
+        );
+        // Of a cycle and an outage, the cycle: gone, silent.
+        let log = log_of(&[
+            upload(1, 0.0, &batch(20, recent)),
+            upload(2, 60.0, &batch(20, recent)),
+            upload(3, 1860.0, &batch(20, recent)),
+        ]);
+        let up = of(&log, t(1860.0 + 900.0)).unwrap();
+        assert_eq!(
+            (up.cycle, up.keeping),
+            (Some(Duration::from_secs(60)), Keeping::Silent),
+            "{up:?}"
+        );
     }
 
     /// A backlog sent a splay apart (0 to 10 s between two uploads, as
