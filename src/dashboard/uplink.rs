@@ -26,6 +26,12 @@ const UNKNOWN_SILENT: Duration = Duration::from_secs(600);
 /// The longest gap between two uploads of one run: the device's splay
 /// (0 to 10 s between two POSTs) and a little more.
 const BACK_TO_BACK: Duration = Duration::from_secs(12);
+/// A clock behind is said after this many new batches of old data ...
+const BEHIND_BATCHES: usize = 3;
+/// ... lagging within this much of each other ...
+const BEHIND_SPREAD: SignedDuration = SignedDuration::from_secs(60);
+/// ... over this long at least.
+const BEHIND_SPAN: SignedDuration = SignedDuration::from_secs(30);
 /// Gaps shorter than this are uploads within one cycle (a retry next to
 /// the new batch, a backlog draining), not a cycle.
 pub const SAME_CYCLE: Duration = Duration::from_secs(1);
@@ -409,6 +415,10 @@ pub enum ClockFlag {
     Ahead(SignedDuration),
     /// Both naive and `Z`/offset timestamps.
     Mixed { naive: u64, zoned: u64 },
+    /// Its latest new batches all old data by about this much, over
+    /// several cycles: a clock behind, not a fail queue (see
+    /// `Log::clock_flag`).
+    Behind(SignedDuration),
 }
 
 impl ClockFlag {
@@ -417,6 +427,7 @@ impl ClockFlag {
         match self {
             ClockFlag::Ahead(_) => "ahead",
             ClockFlag::Mixed { .. } => "naive+Z",
+            ClockFlag::Behind(_) => "behind?",
         }
     }
 
@@ -429,6 +440,10 @@ impl ClockFlag {
             ),
             ClockFlag::Mixed { naive, zoned } => format!(
                 "{naive} naive @ts (read as UTC) beside {zoned} with Z: is one clock local?"
+            ),
+            ClockFlag::Behind(by) => format!(
+                "each batch about {} old on arrival: its clock behind? (not synced, or on local time)",
+                crate::dashboard::format::span(by.as_secs().unsigned_abs())
             ),
         }
     }
@@ -683,10 +698,36 @@ impl Log {
         if let Some((by, _)) = self.clock.ahead {
             return Some(ClockFlag::Ahead(by));
         }
+        if let Some(by) = self.behind() {
+            return Some(ClockFlag::Behind(by));
+        }
         self.clock.mixed_since.map(|_| ClockFlag::Mixed {
             naive: self.clock.naive,
             zoned: self.clock.zoned,
         })
+    }
+
+    /// How far its clock seems behind: its last `BEHIND_BATCHES` new
+    /// batches all old data, lagging within `BEHIND_SPREAD` of each other
+    /// and spread over `BEHIND_SPAN` at least. A fail queue's batches lag
+    /// less and less (each is newer, sent a splay after the one before)
+    /// and come within one run; a clock behind lags the same cycle after
+    /// cycle (it read as a fail queue for ever: a truthfulness probe).
+    fn behind(&self) -> Option<SignedDuration> {
+        let n = self.batches.len();
+        if n < BEHIND_BATCHES {
+            return None;
+        }
+        let last: Vec<&Seen> = self.batches.iter().skip(n - BEHIND_BATCHES).collect();
+        let lags: Option<Vec<SignedDuration>> =
+            last.iter().map(|b| b.lag.filter(|_| b.old())).collect();
+        let lags = lags?;
+        let (least, most) = (lags.iter().min()?, lags.iter().max()?);
+        let span = last[BEHIND_BATCHES - 1]
+            .received
+            .duration_since(last[0].received);
+        let spread = *most - *least;
+        (spread <= BEHIND_SPREAD && span >= BEHIND_SPAN).then_some(*least)
     }
 
     /// Gaps between its uploads in milliseconds, oldest first, for the
@@ -976,11 +1017,30 @@ mod tests {
     /// truthfulness probe).
     #[test]
     fn a_clock_hours_behind_keeps_its_cycle() {
+        // Stamped five hours before they arrive.
+        let behind = |secs: f64| {
+            let stamp = t(secs) - jiff::SignedDuration::from_hours(5);
+            stamp.to_string().trim_end_matches('Z').to_string()
+        };
         let events: Vec<RequestEvent> = (0..5)
-            .map(|i| upload(i, 60.0 * i as f64, &batch(3, "2026-11-27T03:00:00")))
+            .map(|i| upload(i, 60.0 * i as f64, &batch(3, &behind(60.0 * i as f64))))
             .collect();
         let log = log_of(&events);
         assert_eq!(log.old_batches, 5);
+        // Flagged: the same lag over several cycles is a clock behind.
+        assert!(
+            matches!(log.clock_flag(), Some(ClockFlag::Behind(by)) if by.as_secs() / 3600 == 5),
+            "{:?}",
+            log.clock_flag()
+        );
+        // A fail queue within one run is not.
+        let fail_queue: Vec<RequestEvent> = (0..5)
+            .map(|i| {
+                let newest = format!("2026-11-26T0{i}:00:00");
+                upload(i, 5.0 * i as f64, &batch(100, &newest))
+            })
+            .collect();
+        assert_eq!(log_of(&fail_queue).clock_flag(), None);
         let up = of(&log, t(4.0 * 60.0 + 10.0)).unwrap();
         assert_eq!(
             (up.cycle, up.keeping),
