@@ -1505,7 +1505,7 @@ fn a_device_not_acknowledged_in_time_is_shown_retrying() {
     assert!(row.contains("retrying"), "{tab}");
     assert!(
         tab.contains(
-            "retrying: nothing acknowledged since 08:03:00 UTC (20s ago); last answered 503"
+            "retrying since 08:03:00 UTC (20s ago), nothing acknowledged since; last answered 503"
         ),
         "{tab}"
     );

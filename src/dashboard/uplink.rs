@@ -96,7 +96,10 @@ impl Keeping {
 /// A device's uplink at a moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uplink {
-    /// Since the last upload.
+    /// Since the last upload; while retrying, since the first upload not
+    /// acknowledged (how long it has been retrying: the summary's worst
+    /// read "retrying 5m42s" for a device that had posted a second ago,
+    /// a truthfulness probe).
     pub age: Duration,
     /// The median gap between upload cycles, once two are known.
     pub cycle: Option<Duration>,
@@ -295,6 +298,7 @@ pub fn of(log: &Log, now: Timestamp) -> Option<Uplink> {
         up.keeping = up.schedule;
         if up.keeping <= Keeping::Late {
             up.keeping = Keeping::Retrying;
+            up.age = log.unacked_since.map_or(up.age, since);
         }
     }
     Some(up)

@@ -249,7 +249,13 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
     let now = app.now();
     let up = uplink::of(log, now);
     let id = crate::dashboard::format::unit_in(&log.unit_id, usize::from(layout.cells[0].2));
-    let last = log.last_arrival().map_or("-".into(), |at| age(now, at));
+    // Its latest attempt, captured or refused before (a device refused
+    // 400 every cycle read "5m05s ago" beside a state judged by its
+    // attempts: a truthfulness probe).
+    let last = log
+        .last_seen
+        .or(log.last_arrival())
+        .map_or("-".into(), |at| age(now, at));
     let state = up.map_or(("-".into(), t.dim), |u| {
         (u.keeping.short().to_string(), keeping_style(t, u.keeping))
     });
@@ -354,7 +360,7 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
                 id.clone(),
                 Span::styled(
                     format!(
-                        "retrying: nothing acknowledged since {} UTC ({}); last answered {}",
+                        "retrying since {} UTC ({}), nothing acknowledged since; last answered {}",
                         crate::dashboard::format::clock_or_date(app.now(), since, true),
                         age(app.now(), since),
                         answer.said()
