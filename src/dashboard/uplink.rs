@@ -122,7 +122,7 @@ pub struct Arrival {
     /// A copy: its retry queue and a batch it sends again go first in a
     /// cycle, then the new data. The gap after it is the device's splay,
     /// not its cycle, unless the next upload starts the next cycle (see
-    /// `between_cycles`): counted, a backlog 5 s apart gave a cycle of
+    /// `gaps`): counted, a backlog 5 s apart gave a cycle of
     /// 5 s, and the device went on time, late, silent within its first
     /// 60 s cycle after (a device-realism review).
     pub more_follow: bool,
@@ -136,7 +136,7 @@ pub struct Arrival {
     pub full: bool,
     /// The batch it carried, by its first copy's arrival: a batch sent
     /// again in one run of uploads is the next cycle's (see
-    /// `between_cycles`).
+    /// `gaps`).
     pub batch: Timestamp,
 }
 
@@ -153,57 +153,75 @@ impl Arrival {
     }
 }
 
-/// For each gap between two arrivals, whether it runs from one cycle to
-/// the next: after an upload that no other follows in its cycle, or
+/// The gaps between `arrivals` (oldest first), each with whether it runs
+/// from one cycle to the next: after an upload that no other follows in its cycle, or
 /// before one that carries a batch the run sent already (the device's
 /// retry queues, the only uploads of a cycle once ten of them wait: a
 /// batch is sent once a cycle). Within a run of uploads, no gap is a
 /// cycle: counted, retries 5 s apart gave a cycle of 5 s (a review).
-fn between_cycles(arrivals: &[Arrival]) -> Vec<bool> {
+fn gaps(arrivals: &[Arrival]) -> Vec<Gap> {
     let mut run: Vec<Timestamp> = arrivals.first().map(|a| a.batch).into_iter().collect();
     arrivals
         .windows(2)
         .map(|w| {
-            let gap: Duration = w[1]
-                .at
-                .duration_since(w[0].at)
-                .try_into()
-                .unwrap_or_default();
+            let len: Option<Duration> = w[1].at.duration_since(w[0].at).try_into().ok();
             // Before a full batch too: a batch kept after no answer goes
             // first, then the backlog (its gap read as the cycle: a
             // review).
-            let within = w[0].more_follow || (w[0].full || w[1].full) && gap <= BACK_TO_BACK;
+            let within = w[0].more_follow
+                || (w[0].full || w[1].full) && len.unwrap_or_default() <= BACK_TO_BACK;
             let between = !within || run.contains(&w[1].batch);
             if between {
                 run.clear();
             }
             run.push(w[1].batch);
-            between
+            Gap {
+                len,
+                between,
+                held: w[0].held,
+            }
         })
         .collect()
 }
 
-/// The cycle learned from `arrivals` (oldest first): `learned`, else the
-/// one gap between cycles beside gaps within them (after a backlog
-/// drained, its gaps were the cycle); None, not known yet (a backlog
-/// drained, nothing after it yet).
-pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
-    learned(arrivals).or_else(|| {
-        let between = gaps(arrivals, true, false);
-        (arrivals.len() >= 3 && between.len() == 1).then(|| between[0])
-    })
+/// One gap between two arrivals (see `gaps`).
+struct Gap {
+    /// None when the later arrival is stamped before the earlier.
+    len: Option<Duration>,
+    /// From one cycle to the next.
+    between: bool,
+    /// After an upload held for its answer.
+    held: bool,
 }
 
-/// The cycle two gaps or more say: the median (of two, the smaller) of the gaps from the
-/// last upload of one cycle to the first of the next (see
-/// `between_cycles`) that follow no upload held for its answer; with fewer
-/// than two, of those with held ones too (under `hangup` throughout, the
-/// device's pace is its cycle and its timeout: without it the device never
-/// had a cycle, and read retrying for ever, gone or not: a review).
-fn learned(arrivals: &[Arrival]) -> Option<Duration> {
+/// Of `gaps`, the lengths of 1 s and more (`SAME_CYCLE`) between cycles,
+/// without those after a held upload if asked.
+fn between(gaps: &[Gap], skip_held: bool) -> Vec<Duration> {
+    gaps.iter()
+        .filter(|g| g.between && !(skip_held && g.held))
+        .filter_map(|g| g.len)
+        .filter(|len| *len >= SAME_CYCLE)
+        .collect()
+}
+
+/// The cycle learned from `arrivals` (oldest first): `learned`, else
+/// `one_between`; None, not known yet (a backlog drained, nothing after
+/// it yet).
+pub fn cycle(arrivals: &[Arrival]) -> Option<Duration> {
+    let gaps = gaps(arrivals);
+    learned(&gaps).or_else(|| one_between(&gaps))
+}
+
+/// The cycle two gaps or more say: the median (of two, the smaller) of the
+/// gaps from the last upload of one cycle to the first of the next (see
+/// `gaps`) that follow no upload held for its answer; with fewer than two,
+/// of those with held ones too (under `hangup` throughout, the device's
+/// pace is its cycle and its timeout: without it the device never had a
+/// cycle, and read retrying for ever, gone or not: a review).
+fn learned(gaps: &[Gap]) -> Option<Duration> {
     [true, false]
         .into_iter()
-        .map(|skip_held| gaps(arrivals, true, skip_held))
+        .map(|skip_held| between(gaps, skip_held))
         .find(|g| g.len() >= 2)
         .map(|mut g| {
             g.sort();
@@ -214,17 +232,11 @@ fn learned(arrivals: &[Arrival]) -> Option<Duration> {
         })
 }
 
-/// The gaps of 1 s and more (`SAME_CYCLE`) between `arrivals`, without
-/// those within a cycle and those after a held upload if asked.
-fn gaps(arrivals: &[Arrival], skip_within: bool, skip_held: bool) -> Vec<Duration> {
-    let between = between_cycles(arrivals);
-    arrivals
-        .windows(2)
-        .zip(&between)
-        .filter(|(w, between)| !(skip_within && !**between || skip_held && w[0].held))
-        .filter_map(|(w, _)| w[1].at.duration_since(w[0].at).try_into().ok())
-        .filter(|g: &Duration| *g >= SAME_CYCLE)
-        .collect()
+/// The one gap between cycles beside gaps within them, of two gaps or
+/// more: after a backlog drained, its gaps were the cycle.
+fn one_between(gaps: &[Gap]) -> Option<Duration> {
+    let between = between(gaps, false);
+    (gaps.len() >= 2 && between.len() == 1).then(|| between[0])
 }
 
 /// How the device with these arrivals (oldest first) is doing at `now`.
@@ -388,7 +400,8 @@ pub struct Seen {
     pub records: usize,
     /// Arrival minus its newest `@ts`.
     pub lag: Option<SignedDuration>,
-    /// As many records as the largest batch from the device so far.
+    /// At least `FULL_FROM` records, as many as the largest batch from
+    /// the device so far.
     pub full: bool,
 }
 
@@ -570,7 +583,7 @@ impl Log {
         );
         // Only what two gaps or more say is kept: a single gap may be an
         // outage, or a splay (a review).
-        if let Some(c) = learned(&self.arrivals()) {
+        if let Some(c) = learned(&gaps(&self.arrivals())) {
             self.known_cycle = Some(c);
         }
         if let Some(first) = first {
@@ -598,7 +611,7 @@ impl Log {
             received: e.received,
             records: e.records,
             lag: lag(e),
-            full: self.largest > 1 && e.records == self.largest,
+            full,
         };
         self.old_batches += u64::from(seen.old());
         self.batches.push(seen);
@@ -641,10 +654,10 @@ impl Log {
 
     /// Its cycle: learned from its arrivals, else the one learned last.
     pub fn cycle(&self) -> Option<Duration> {
-        let arrivals = self.arrivals();
-        learned(&arrivals)
+        let gaps = gaps(&self.arrivals());
+        learned(&gaps)
             .or(self.known_cycle)
-            .or_else(|| cycle(&arrivals))
+            .or_else(|| one_between(&gaps))
     }
 
     /// The newest upload.
@@ -658,8 +671,8 @@ impl Log {
     }
 
     /// Full batches arriving back to back up to the newest (at most half
-    /// the learned cycle apart; less than `SAME_CYCLE` while it is not
-    /// learned): a backlog
+    /// the cycle and `BACK_TO_BACK` apart; `BACK_TO_BACK` while no cycle
+    /// is known): a backlog
     /// draining, as the device sends the next batch at once while its
     /// batches come out full. The length of that run, 0 when there is none
     /// (a single full batch is not a run).
@@ -683,8 +696,7 @@ impl Log {
                 .duration_since(w[0].received)
                 .try_into()
                 .unwrap_or_default();
-            let full = |b: &Seen| b.full && b.records >= FULL_FROM;
-            if !(full(w[0]) && full(w[1]) && back_to_back(gap)) {
+            if !(w[0].full && w[1].full && back_to_back(gap)) {
                 break;
             }
             run = if run == 0 { 2 } else { run + 1 };
@@ -748,10 +760,7 @@ impl Log {
     pub fn refusals_text(&self) -> String {
         self.refusals
             .iter()
-            .map(|(status, n)| match *status {
-                NO_ANSWER => format!("hangup×{n}"),
-                s => format!("{s}×{n}"),
-            })
+            .map(|(status, n)| format!("{}×{n}", refusal_name(*status)))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -769,14 +778,16 @@ impl Log {
         // Most first; of equal counts, in status order (hangup first).
         kinds.sort_by(|a, b| b.1.cmp(a.1));
         let total: u64 = self.refusals.values().sum();
-        let names: Vec<String> = kinds
-            .iter()
-            .map(|(status, _)| match **status {
-                NO_ANSWER => "hangup".into(),
-                s => s.to_string(),
-            })
-            .collect();
+        let names: Vec<String> = kinds.iter().map(|(s, _)| refusal_name(**s)).collect();
         format!("{total}: {}", names.join(" "))
+    }
+}
+
+/// A refusal's status as the Uplink tab names it: `hangup` for none.
+fn refusal_name(status: u16) -> String {
+    match status {
+        NO_ANSWER => "hangup".into(),
+        s => s.to_string(),
     }
 }
 
