@@ -143,13 +143,23 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         .filter(|m| m.is_file())
         .map_or(0, |m| m.len());
     let signals = Signals::install(settings.reload_tokens.is_some())?;
+    // Taken before the listening line: a SIGHUP sent as soon as it is
+    // read waits for the thread below, where it ended the run (the
+    // default action) while the server was starting.
+    let hups = match &settings.reload_tokens {
+        Some(_) => Some(
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+                .map_err(|e| Fatal::new(1, format!("cannot install the SIGHUP handler: {e}")))?,
+        ),
+        None => None,
+    };
     let token_count = settings.auth.token_count();
     let (events_tx, events_rx) = bounded(EVENT_QUEUE);
     let (notes_tx, notes_rx) = bounded(EVENT_QUEUE);
     let respond = Arc::new(Control::new(settings.respond));
     let running = start_server(&settings, capture, events_tx, respond.clone())?;
-    if let Some(reload) = settings.reload_tokens.take() {
-        reload_on_sighup(reload, running.auth_switch(), settings.headless)?;
+    if let (Some(reload), Some(hups)) = (settings.reload_tokens.take(), hups) {
+        reload_on_sighup(reload, hups, running.auth_switch(), settings.headless)?;
     }
     let forwarders = start_forwarding(&settings, opened, outbox, &running, notes_tx)?;
     let demo = start_demo(&settings, &running)?;
@@ -558,11 +568,10 @@ fn start_server(
 /// valid token leaves the tokens in force.
 fn reload_on_sighup(
     reload: TokenReload,
+    mut hups: signal_hook::iterator::Signals,
     switch: server::AuthSwitch,
     headless: bool,
 ) -> Result<(), Fatal> {
-    let mut hups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .map_err(|e| Fatal::new(1, format!("cannot install the SIGHUP handler: {e}")))?;
     std::thread::Builder::new()
         .name("sighup".into())
         .spawn(move || {
