@@ -418,6 +418,10 @@ pub struct Clock {
     /// The furthest a batch's newest record was ahead of its arrival,
     /// beyond `CLOCK_AHEAD`, and when that was first seen.
     pub ahead: Option<(SignedDuration, Timestamp)>,
+    /// When a new batch came on time again after `ahead` (its clock
+    /// synced): the flag goes, a note says it was. None while it is
+    /// still ahead; a batch ahead again starts the flag anew.
+    pub ahead_ended: Option<Timestamp>,
     /// Records stamped without an offset (naive, read as UTC) and with one.
     pub naive: u64,
     pub zoned: u64,
@@ -616,12 +620,21 @@ impl Log {
         self.old_batches += u64::from(seen.old());
         self.batches.push(seen);
         let ahead_by_more = -SignedDuration::from_secs(CLOCK_AHEAD.as_secs() as i64);
-        if let Some(l) = seen.lag.filter(|l| *l < ahead_by_more) {
-            let by = -l;
-            self.clock.ahead = match self.clock.ahead {
-                Some((was, since)) => Some((was.max(by), since)),
-                None => Some((by, e.received)),
-            };
+        match seen.lag {
+            Some(l) if l < ahead_by_more => {
+                let by = -l;
+                self.clock.ahead = match (self.clock.ahead, self.clock.ahead_ended) {
+                    (Some((was, since)), None) => Some((was.max(by), since)),
+                    _ => Some((by, e.received)),
+                };
+                self.clock.ahead_ended = None;
+            }
+            // On time again: the flag stayed after the clock was synced,
+            // and read as the clock's state now (closing note 47).
+            Some(_) if self.clock.ahead.is_some() && self.clock.ahead_ended.is_none() => {
+                self.clock.ahead_ended = Some(e.received);
+            }
+            _ => {}
         }
         let naive = e.naive_timestamps as u64;
         let zoned = e.records.saturating_sub(e.malformed + e.naive_timestamps) as u64;
@@ -709,9 +722,10 @@ impl Log {
         self.batches.last().and_then(|b| b.lag)
     }
 
-    /// The clock flag, once there is one (ahead first).
+    /// The clock flag, once there is one (ahead first, while its newest
+    /// new batch is).
     pub fn clock_flag(&self) -> Option<ClockFlag> {
-        if let Some((by, _)) = self.clock.ahead {
+        if let (Some((by, _)), None) = (self.clock.ahead, self.clock.ahead_ended) {
             return Some(ClockFlag::Ahead(by));
         }
         if let Some(by) = self.behind() {
@@ -721,6 +735,13 @@ impl Log {
             naive: self.clock.naive,
             zoned: self.clock.zoned,
         })
+    }
+
+    /// How far its clock was ahead at most, and when a batch came on
+    /// time again, once it has.
+    pub fn was_ahead(&self) -> Option<(SignedDuration, Timestamp)> {
+        let (by, _) = self.clock.ahead?;
+        Some((by, self.clock.ahead_ended?))
     }
 
     /// How far its clock seems behind: its last `BEHIND_BATCHES` new
@@ -1317,6 +1338,20 @@ mod tests {
             since,
             "flagged once, when first seen"
         );
+        assert_eq!(log.was_ahead(), None);
+        // Synced: on time again, the flag goes and the note says it was.
+        log.add(&upload(4, 190.0, &batch(2, "2026-11-27T08:03:09Z")));
+        assert_eq!(log.clock_flag(), None, "a clock synced is no longer ahead");
+        let (by, until) = log.was_ahead().unwrap();
+        assert_eq!(by, jiff::SignedDuration::from_secs(180));
+        assert_eq!(until, log.last_arrival().unwrap());
+        // Ahead again: flagged anew, by what it is now.
+        log.add(&upload(5, 250.0, &batch(2, "2026-11-27T08:05:10Z")));
+        assert_eq!(
+            log.clock_flag(),
+            Some(ClockFlag::Ahead(jiff::SignedDuration::from_secs(60)))
+        );
+        assert_eq!(log.was_ahead(), None);
         // Naive stamps beside `Z` ones.
         let log = log_of(&[
             upload(1, 10.0, &batch(2, "2026-11-27T08:00:05Z")),

@@ -374,6 +374,18 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
                 id.clone(),
                 Span::styled(flag.hint(), t.warn),
             ]));
+        } else if let Some((by, until)) = log.was_ahead() {
+            lines.push(Line::from(vec![
+                id.clone(),
+                Span::styled(
+                    format!(
+                        "clock was ahead (up to {}) until {} UTC; on time since",
+                        span(by.as_secs().unsigned_abs()),
+                        crate::dashboard::format::clock_or_date(app.now(), until, true),
+                    ),
+                    t.dim,
+                ),
+            ]));
         }
         if log.old_batches > 0 {
             lines.push(Line::from(vec![
