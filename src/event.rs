@@ -102,6 +102,16 @@ impl RequestEvent {
     pub fn retry(&self) -> bool {
         self.retry_of.is_some()
     }
+    /// A device's upload: a POST, or a GET or HEAD carrying a `unit-id`,
+    /// which the receiver refuses (a redirect in front of it turned the
+    /// device's POST into a GET; see `REDIRECTED` in the server).
+    pub fn upload(&self) -> bool {
+        self.method == "POST" || self.redirected()
+    }
+    /// A GET or HEAD carrying a `unit-id` (see `upload`).
+    pub fn redirected(&self) -> bool {
+        matches!(self.method.as_str(), "GET" | "HEAD") && self.unit_id.is_some()
+    }
     /// The seconds its 2xx was held back by `late:SECS` (it is sent that
     /// long after the batch was saved, which `elapsed` does not count).
     pub fn held_back(&self) -> Option<&str> {
@@ -126,7 +136,8 @@ pub struct Totals {
     pub duplicates: u64,
     /// Copies of a batch none of whose copies was acknowledged yet.
     pub retries: u64,
-    /// Uploads answered 4xx/5xx, or not answered.
+    /// Uploads answered 4xx/5xx, or not answered (a device's upload a
+    /// redirect turned into a GET too: see `RequestEvent::upload`).
     pub rejected: u64,
     /// Malformed records, counted as `records` are.
     pub malformed: u64,
@@ -142,7 +153,7 @@ impl Totals {
             requests: 1,
             ..Totals::default()
         };
-        if e.method != "POST" {
+        if !e.upload() {
             return t;
         }
         if e.accepted() {

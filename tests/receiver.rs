@@ -669,6 +669,9 @@ fn a_device_s_upload_redirected_into_a_get_is_not_told_it_was_saved() {
     );
     let r = conn.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 200);
+    // Refused uploads, as the dashboard's header counts them.
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("requests: 2 (2 rejected)"), "{page}");
     rx.stop();
     assert!(rx.capture_lines().is_empty());
 }

@@ -345,7 +345,10 @@ impl State {
                 }
             }
         }
-        if e.method == "POST" {
+        // A redirected upload is the device's only with its token: the
+        // redirect may have dropped it (python-requests does across hosts),
+        // and then anyone could have sent it.
+        if e.method == "POST" || (e.redirected() && e.token_matched == Some(true)) {
             self.log_uplink(e);
         }
         self.keep_request(e);
@@ -1137,10 +1140,26 @@ mod tests {
         ));
         assert_eq!(s.uplink(UNIT).unwrap().refusals_text(), "401×1 413×1");
         // GETs are not uploads.
-        let mut get = accepted(4, at("2026-11-27T08:00:03Z"), Some("other"), "[]");
+        let mut get = accepted(4, at("2026-11-27T08:00:03Z"), None, "[]");
         get.method = "GET".into();
         s.apply(&get);
         assert_eq!(s.uplinks.len(), 1);
+        let rejected = s.totals.rejected;
+        // But for one carrying a unit-id, refused (a redirect in front
+        // turned a device's POST into a GET): a refused upload, the
+        // device's when its token came with it.
+        let mut redirected = refused(5, at("2026-11-27T08:00:04Z"), 400, "a GET", "");
+        redirected.method = "GET".into();
+        redirected.unit_id = Some("redirected".into());
+        redirected.token_matched = None;
+        s.apply(&redirected);
+        assert_eq!(s.totals.rejected, rejected + 1);
+        assert_eq!(s.uplinks.len(), 1, "no token: anyone could have sent it");
+        redirected.token_matched = Some(true);
+        redirected.id = 6;
+        s.apply(&redirected);
+        assert_eq!(s.totals.rejected, rejected + 2);
+        assert_eq!(s.uplink("redirected").unwrap().refusals_text(), "400×1");
     }
 
     #[test]
