@@ -26,6 +26,14 @@ const UNKNOWN_SILENT: Duration = Duration::from_secs(600);
 /// The longest gap between two uploads of one run: the device's splay
 /// (0 to 10 s between two POSTs) and a little more.
 const BACK_TO_BACK: Duration = Duration::from_secs(12);
+/// Beyond two cycles, how long a batch the device holds may stay away
+/// before it counts as parked (see `Log::unacked`): a run sends every
+/// retry queue a splay (0–10 s) apart, ten of them at most, so one may
+/// come that much later in its run.
+const UNACKED_GONE: Duration = Duration::from_secs(120);
+/// From this many batches held, the device sends no new batch until
+/// they drain (its uploader pauses at 10 retry queues).
+pub const RETRY_QUEUES_PAUSE: usize = 10;
 /// A clock behind is said after this many new batches of old data ...
 const BEHIND_BATCHES: usize = 3;
 /// ... lagging within this much of each other ...
@@ -492,9 +500,9 @@ pub struct Log {
     pub resends: u64,
     /// Its uploads refused, by status (`NO_ANSWER`, 0, for none at all).
     pub refusals: BTreeMap<u16, u64>,
-    /// `received` of recent first copies, and how their latest copy was
-    /// answered.
-    answers: VecDeque<(String, Answered)>,
+    /// `received` of recent first copies, how their latest copy was
+    /// answered, and when that copy came.
+    answers: VecDeque<(String, Answered, Timestamp)>,
     /// Its latest upload, captured or refused.
     pub last_seen: Option<Timestamp>,
     /// Its latest upload and how it was answered.
@@ -591,13 +599,14 @@ impl Log {
             self.known_cycle = Some(c);
         }
         if let Some(first) = first {
-            let slot = self.answers.iter_mut().find(|(r, _)| r == first);
-            match again(slot.as_ref().map(|(_, a)| *a), e.duplicate()) {
+            let slot = self.answers.iter_mut().find(|(r, _, _)| r == first);
+            match again(slot.as_ref().map(|(_, a, _)| *a), e.duplicate()) {
                 Again::Retry => self.retries += 1,
                 Again::Resend => self.resends += 1,
             }
             if let Some(slot) = slot {
                 slot.1 = answered;
+                slot.2 = slot.2.max(e.received);
             }
             // A retry acknowledged is the copy later ones name
             // (`duplicate_of` names the copy acknowledged): kept too, or
@@ -652,7 +661,34 @@ impl Log {
             self.answers.pop_front();
         }
         self.answers
-            .push_back((crate::time::format_received(received), answered));
+            .push_back((crate::time::format_received(received), answered, received));
+    }
+
+    /// Its batches captured whose latest copy was refused or not answered
+    /// at all, and none acknowledged since: the device holds them and
+    /// sends them again each cycle (a refusal's in a retry queue, first in
+    /// its run). One that has not come for two cycles and `UNACKED_GONE`
+    /// before the device's latest upload is no longer counted: the device
+    /// parked it in its fail queue after its MAX RETRY failures (10; 30 on
+    /// the settings page), or it was dropped. Batches refused before
+    /// capture (not JSON, too large) have no key and are not counted.
+    pub fn unacked(&self) -> usize {
+        let Some(latest) = self.last_seen else {
+            return 0;
+        };
+        let window = self
+            .cycle()
+            .map_or(UNKNOWN_SILENT, |c| c.saturating_mul(2) + UNACKED_GONE);
+        self.answers
+            .iter()
+            .filter(|(_, answered, _)| {
+                matches!(answered, Answered::Refused(_) | Answered::NoAnswer)
+            })
+            .filter(|(_, _, at)| {
+                let since: Duration = latest.duration_since(*at).try_into().unwrap_or_default();
+                since <= window
+            })
+            .count()
     }
 
     /// Arrival times, oldest first.
@@ -1150,6 +1186,61 @@ mod tests {
         }
         let up = of(&log_of(&events), t(4.0 * 68.0 + 9.0)).unwrap();
         assert_eq!(up.cycle, Some(Duration::from_secs(60)), "{up:?}");
+    }
+
+    /// A batch refused after capture is sent again first in each run,
+    /// beside new batches acknowledged: the device reads on time, and
+    /// the batches it holds are counted until one copy is acknowledged,
+    /// or until it stops coming (parked after its MAX RETRY failures).
+    /// It read `retrying` only for the splay before each new batch, and
+    /// nothing said a batch was held (closing note 47).
+    #[test]
+    fn batches_the_device_holds_unacknowledged_are_counted_until_acked_or_parked() {
+        use crate::fixtures::answered_by_mode;
+        let stamp = |secs: f64| t(secs - 1.0).to_string();
+        let new = |id: u64, secs: f64| upload(id, secs, &batch(5, &stamp(secs)));
+        let mut log = Log::new(UNIT);
+        // Cycles 60 s apart, the new batch acknowledged each time.
+        for (i, secs) in [0.0, 60.0, 120.0].into_iter().enumerate() {
+            log.add(&new(i as u64, secs));
+        }
+        assert_eq!(log.unacked(), 0);
+        // A batch refused 500, and one hung up on.
+        let refused = answered_by_mode(new(10, 180.0), "500", 500, None);
+        let hung = answered_by_mode(new(11, 182.0), "hangup", NO_ANSWER, None);
+        log.add(&refused);
+        log.add(&hung);
+        assert_eq!(log.unacked(), 2);
+        // Each run: the two again (refused again), then a new batch.
+        for run in 1..=3u64 {
+            let start = 180.0 + 60.0 * run as f64;
+            let mut copy = refused.clone();
+            copy.id = 20 + run;
+            copy.received = t(start);
+            log.add(&answered_by_mode(copy, "500", 500, Some(&refused)));
+            let mut copy = hung.clone();
+            copy.id = 30 + run;
+            copy.received = t(start + 2.0);
+            log.add(&answered_by_mode(copy, "hangup", NO_ANSWER, Some(&hung)));
+            log.add(&new(40 + run, start + 4.0));
+        }
+        assert_eq!(log.unacked(), 2, "held through the runs");
+        let up = of(&log, log.last_seen.unwrap()).unwrap();
+        assert_eq!(up.keeping, Keeping::OnTime, "its new batches acknowledged");
+        // The hung-up one acknowledged at last: one left.
+        let mut copy = hung.clone();
+        copy.id = 50;
+        copy.received = t(420.0);
+        log.add(&answered_by_mode(copy, "ok", 200, Some(&hung)));
+        assert_eq!(log.unacked(), 1);
+        // The refused one stops coming (parked): counted for two cycles
+        // and `UNACKED_GONE` after its last copy (360 s), then no more.
+        for (i, secs) in [424.0, 484.0, 544.0, 598.0].into_iter().enumerate() {
+            log.add(&new(60 + i as u64, secs));
+        }
+        assert_eq!(log.unacked(), 1, "598 s: within 240 s of its last copy");
+        log.add(&new(70, 664.0));
+        assert_eq!(log.unacked(), 0, "parked: gone over two cycles and more");
     }
 
     #[test]

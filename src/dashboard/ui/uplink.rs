@@ -264,8 +264,13 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
         .map_or("-".into(), |c| format!("{:>3.0} s", c.as_secs_f64()));
     let draining = log.draining();
     let fill = log.fill().map_or("-".into(), |(n, of)| format!("{n}/{of}"));
+    let unacked = log.unacked();
     let backlog = if draining > 0 {
         (format!("draining {draining}"), t.warn)
+    } else if unacked >= uplink::RETRY_QUEUES_PAUSE {
+        (format!("{unacked} unacked"), t.alarm)
+    } else if unacked > 0 {
+        (format!("{unacked} unacked"), t.warn)
     } else {
         ("-".into(), t.dim)
     };
@@ -335,8 +340,8 @@ pub fn keeping_style(t: &Theme, k: Keeping) -> Style {
     }
 }
 
-/// One line per thing flagged, device by device: a backlog draining, the
-/// clock, old data.
+/// One line per thing flagged, device by device: a backlog draining,
+/// batches it holds unacknowledged, retrying, the clock, old data.
 fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
     let t = &app.theme;
     let mut lines = Vec::new();
@@ -352,6 +357,23 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
                         log.largest
                     ),
                     t.warn,
+                ),
+            ]));
+        }
+        let unacked = log.unacked();
+        if unacked > 0 {
+            let pause = if unacked >= uplink::RETRY_QUEUES_PAUSE {
+                ": it sends no new batch until they drain (it pauses at 10 retry queues)"
+            } else {
+                ""
+            };
+            lines.push(Line::from(vec![
+                id.clone(),
+                Span::styled(
+                    format!(
+                        "{unacked} batch(es) captured, not acknowledged: the device holds them and sends them again each cycle{pause}"
+                    ),
+                    if pause.is_empty() { t.warn } else { t.alarm },
                 ),
             ]));
         }
