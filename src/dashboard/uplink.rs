@@ -639,8 +639,13 @@ impl Log {
                 self.clock.ahead_ended = None;
             }
             // On time again: the flag stayed after the clock was synced,
-            // and read as the clock's state now (closing note 47).
-            Some(_) if self.clock.ahead.is_some() && self.clock.ahead_ended.is_none() => {
+            // and read as the clock's state now (closing note 47). Old
+            // data (a fail queue) says nothing of the clock now.
+            Some(l)
+                if !too_old(l)
+                    && self.clock.ahead.is_some()
+                    && self.clock.ahead_ended.is_none() =>
+            {
                 self.clock.ahead_ended = Some(e.received);
             }
             _ => {}
@@ -1430,8 +1435,11 @@ mod tests {
             "flagged once, when first seen"
         );
         assert_eq!(log.was_ahead(), None);
+        // Old data (a fail queue) says nothing of the clock now.
+        log.add(&upload(4, 160.0, &batch(2, "2026-11-26T08:00:00Z")));
+        assert!(matches!(log.clock_flag(), Some(ClockFlag::Ahead(_))));
         // Synced: on time again, the flag goes and the note says it was.
-        log.add(&upload(4, 190.0, &batch(2, "2026-11-27T08:03:09Z")));
+        log.add(&upload(6, 190.0, &batch(2, "2026-11-27T08:03:09Z")));
         assert_eq!(log.clock_flag(), None, "a clock synced is no longer ahead");
         let (by, until) = log.was_ahead().unwrap();
         assert_eq!(by, jiff::SignedDuration::from_secs(180));

@@ -396,7 +396,8 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
                 id.clone(),
                 Span::styled(flag.hint(), t.warn),
             ]));
-        } else if let Some((by, until)) = log.was_ahead() {
+        }
+        if let Some((by, until)) = log.was_ahead() {
             lines.push(Line::from(vec![
                 id.clone(),
                 Span::styled(
