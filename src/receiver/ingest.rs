@@ -1500,7 +1500,11 @@ fn one_line(body: &[u8]) -> Cow<'_, [u8]> {
 /// the wire keeps the device's bytes (and a forward sends them).
 fn finite_only(text: &str) -> Option<(String, usize)> {
     let b = text.as_bytes();
-    if memchr::memmem::find(b, b"NaN").is_none() && memchr::memmem::find(b, b"Infinity").is_none() {
+    // One pass for both words' first letters, which a device's batch
+    // rarely holds (none in the 1000-record sample): 2–4 µs on its
+    // 106 kB, against 11–12 µs for a search of each word.
+    let word_at = |i: usize| b[i..].starts_with(b"NaN") || b[i..].starts_with(b"Infinity");
+    if !memchr::memchr2_iter(b'N', b'I', b).any(word_at) {
         return None;
     }
     // `null` is a byte longer than `NaN`: a third more at most.
@@ -2104,6 +2108,13 @@ mod tests {
             r#"[{"a":null,"b":null,"c": null,"s":"NaN \"Infinity","NaN":[null ,1]}]"#
         );
         assert_eq!(n, 4);
+        // Each word alone, after letters the first look stops at.
+        for (alone, read) in [
+            (r#"[{"N":"INF","v":NaN}]"#, r#"[{"N":"INF","v":null}]"#),
+            (r#"[{"I":"Na","v":Infinity}]"#, r#"[{"I":"Na","v":null}]"#),
+        ] {
+            assert_eq!(finite_only(alone), Some((read.to_string(), 1)), "{alone}");
+        }
         for left in [
             r#"[{"s":"NaN"}]"#,
             r#"[NaNa]"#,
