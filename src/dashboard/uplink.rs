@@ -34,6 +34,9 @@ const UNACKED_GONE: Duration = Duration::from_secs(120);
 /// From this many batches held, the device sends no new batch until
 /// they drain (its uploader pauses at 10 retry queues).
 pub const RETRY_QUEUES_PAUSE: usize = 10;
+/// The device's most splay between two POSTs of a run (`upload_splay`);
+/// with retry queues its uploader multiplies it by the queues left.
+const SPLAY: Duration = Duration::from_secs(10);
 /// A clock behind is said after this many new batches of old data ...
 const BEHIND_BATCHES: usize = 3;
 /// ... lagging within this much of each other ...
@@ -299,7 +302,14 @@ pub fn of(log: &Log, now: Timestamp) -> Option<Uplink> {
     let since =
         |at: Timestamp| -> Duration { now.duration_since(at).try_into().unwrap_or_default() };
     let tried = log.unacked_since.and(log.last_seen);
-    let mut up = match judged_arrivals(&log.arrivals(), log.cycle(), now) {
+    // With N retry queues each splay the device takes is up to N times
+    // its 10 s, before each of them and so before the run's first POST:
+    // at a 15 s cycle, 5 queues put 50 s gaps in a device that kept its
+    // schedule, which read overdue (closing note 47).
+    let cycle = log.cycle();
+    let queues = log.retry_queues() as u32;
+    let judge_by = cycle.map(|c| c + SPLAY * queues);
+    let mut up = match judged_arrivals(&log.arrivals(), judge_by, now) {
         Some(up) => up,
         // Nothing captured yet, every upload refused: its attempts alone.
         None => {
@@ -313,8 +323,9 @@ pub fn of(log: &Log, now: Timestamp) -> Option<Uplink> {
             }
         }
     };
+    up.cycle = cycle;
     if let Some(tried) = tried {
-        up.schedule = judged(up.cycle, since(tried));
+        up.schedule = judged(judge_by, since(tried));
         up.keeping = up.schedule;
         if up.keeping <= Keeping::Late {
             up.keeping = Keeping::Retrying;
@@ -678,22 +689,42 @@ impl Log {
     /// the settings page), or it was dropped. Batches refused before
     /// capture (not JSON, too large) have no key and are not counted.
     pub fn unacked(&self) -> usize {
-        let Some(latest) = self.last_seen else {
-            return 0;
-        };
+        self.held().count()
+    }
+
+    /// Of `unacked`, those refused: each in a retry queue of its own on
+    /// the device (one not answered at all waits in its upload cache).
+    pub fn retry_queues(&self) -> usize {
+        self.held()
+            .filter(|a| matches!(a, Answered::Refused(_)))
+            .count()
+    }
+
+    /// How each batch `unacked` counts was last answered. Two runs of the
+    /// device are two cycles and, with N retry queues, up to `SPLAY` ×
+    /// N(N+1)/2 of splays each (its uploader multiplies the splay by the
+    /// queues left), so the window stretches with them.
+    fn held(&self) -> impl Iterator<Item = Answered> + '_ {
+        let unacked = |a: &Answered| matches!(a, Answered::Refused(_) | Answered::NoAnswer);
+        let queues = self
+            .answers
+            .iter()
+            .filter(|(_, a, _)| matches!(a, Answered::Refused(_)))
+            .count()
+            .min(RETRY_QUEUES_PAUSE) as u32;
+        let run = SPLAY * (queues * (queues + 1) / 2);
         let window = self
             .cycle()
-            .map_or(UNKNOWN_SILENT, |c| c.saturating_mul(2) + UNACKED_GONE);
+            .map_or(UNKNOWN_SILENT, |c| c.saturating_mul(2) + UNACKED_GONE)
+            + run * 2;
+        let latest = self.last_seen;
         self.answers
             .iter()
-            .filter(|(_, answered, _)| {
-                matches!(answered, Answered::Refused(_) | Answered::NoAnswer)
+            .filter(move |(_, a, at)| {
+                let since = latest.map(|l| l.duration_since(*at).try_into().unwrap_or_default());
+                unacked(a) && since.is_some_and(|s: Duration| s <= window)
             })
-            .filter(|(_, _, at)| {
-                let since: Duration = latest.duration_since(*at).try_into().unwrap_or_default();
-                since <= window
-            })
-            .count()
+            .map(|(_, a, _)| *a)
     }
 
     /// Arrival times, oldest first.
@@ -1246,6 +1277,46 @@ mod tests {
         assert_eq!(log.unacked(), 1, "598 s: within 240 s of its last copy");
         log.add(&new(70, 664.0));
         assert_eq!(log.unacked(), 0, "parked: gone over two cycles and more");
+    }
+
+    /// With N retry queues the device's uploader waits up to N times its
+    /// 10 s splay before each POST of them: at a 15 s cycle, five queues
+    /// put 50 s between two uploads of a device keeping its schedule,
+    /// which read overdue (closing note 47).
+    #[test]
+    fn retry_queues_stretch_the_schedule_by_their_splay() {
+        use crate::fixtures::answered_by_mode;
+        let stamp = |secs: f64| t(secs - 1.0).to_string();
+        let new = |id: u64, secs: f64| upload(id, secs, &batch(5, &stamp(secs)));
+        let mut log = Log::new(UNIT);
+        for i in 0..5u64 {
+            log.add(&new(i, 15.0 * i as f64));
+        }
+        let mut refused = Vec::new();
+        for i in 5..10u64 {
+            let e = answered_by_mode(new(i, 15.0 * i as f64), "500", 500, None);
+            log.add(&e);
+            refused.push(e);
+        }
+        assert_eq!(log.retry_queues(), 5);
+        // The next run's first retry, 50 s on.
+        let mut copy = refused[0].clone();
+        copy.id = 20;
+        copy.received = t(185.0);
+        log.add(&answered_by_mode(copy, "500", 500, Some(&refused[0])));
+        let up = of(&log, t(235.0)).unwrap();
+        assert_eq!(up.cycle, Some(Duration::from_secs(15)), "{up:?}");
+        assert_eq!(up.keeping, Keeping::Retrying, "{up:?}");
+        // A hang-up waits in the upload cache, no retry queue: no stretch.
+        assert_eq!(log.unacked(), 5);
+        let mut log = Log::new(UNIT);
+        for i in 0..5u64 {
+            log.add(&new(i, 15.0 * i as f64));
+        }
+        let hung = answered_by_mode(new(5, 75.0), "hangup", NO_ANSWER, None);
+        log.add(&hung);
+        assert_eq!((log.unacked(), log.retry_queues()), (1, 0));
+        assert_eq!(of(&log, t(75.0 + 50.0)).unwrap().keeping, Keeping::Overdue);
     }
 
     #[test]
