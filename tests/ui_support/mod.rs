@@ -319,8 +319,15 @@ pub fn bench() -> App {
             naive(accepted(next(), t(*secs), Some(UNIT2), &body), &body),
         );
     }
+    // Refused: it held that one when it went quiet.
     let stale = batch(30, &stamp(-26.0 * 3600.0, true));
-    send(&mut app, accepted(next(), t(190.0), Some(UNIT2), &stale));
+    let stale = answered_by_mode(
+        accepted(next(), t(190.0), Some(UNIT2), &stale),
+        "503",
+        503,
+        None,
+    );
+    send(&mut app, stale);
     // The third: a batch too large, refused before it was read, three times.
     for secs in [20.0, 80.0, 140.0] {
         let mut e = accepted(

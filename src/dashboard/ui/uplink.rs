@@ -267,7 +267,7 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
     let unacked = log.unacked();
     let backlog = if draining > 0 {
         (format!("draining {draining}"), t.warn)
-    } else if unacked >= uplink::RETRY_QUEUES_PAUSE {
+    } else if log.retry_queues() >= uplink::RETRY_QUEUES_PAUSE {
         (format!("{unacked} unacked"), t.alarm)
     } else if unacked > 0 {
         (format!("{unacked} unacked"), t.warn)
@@ -362,20 +362,30 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
         }
         let unacked = log.unacked();
         if unacked > 0 {
-            let pause = if unacked >= uplink::RETRY_QUEUES_PAUSE {
-                ": it sends no new batch until they drain (it pauses at 10 retry queues)"
+            let queues = log.retry_queues();
+            let pause = if queues >= uplink::RETRY_QUEUES_PAUSE {
+                format!(
+                    "; {queues} in retry queues: it sends no new batch until fewer than 10 are left"
+                )
             } else {
-                ""
+                String::new()
             };
-            lines.push(Line::from(vec![
-                id.clone(),
-                Span::styled(
-                    format!(
-                        "{unacked} batch(es) captured, not acknowledged: the device holds them and sends them again each cycle{pause}"
-                    ),
-                    if pause.is_empty() { t.warn } else { t.alarm },
-                ),
-            ]));
+            // Gone quiet, it was holding them when it last uploaded; it
+            // does not send them each cycle now (a review).
+            let quiet = uplink::of(log, app.now())
+                .is_some_and(|u| matches!(u.keeping, Keeping::Overdue | Keeping::Silent));
+            let text = if quiet {
+                let last = log.last_seen.map_or("-".into(), |at| age(app.now(), at));
+                format!(
+                    "{unacked} batch(es) captured, not acknowledged: held by the device at its last upload ({last}){pause}"
+                )
+            } else {
+                format!(
+                    "{unacked} batch(es) captured, not acknowledged: the device holds them and sends them again each cycle{pause}"
+                )
+            };
+            let style = if pause.is_empty() { t.warn } else { t.alarm };
+            lines.push(Line::from(vec![id.clone(), Span::styled(text, style)]));
         }
         if let (Some(since), Some((_, answer))) = (log.unacked_since, log.last_answer) {
             lines.push(Line::from(vec![
