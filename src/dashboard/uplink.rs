@@ -435,6 +435,8 @@ struct Run {
     broken: bool,
     /// Its latest new batch, and whether it was full.
     last_new: Option<(Timestamp, bool)>,
+    /// Its last run ended with no new batch.
+    only_retries: bool,
 }
 
 impl Run {
@@ -767,6 +769,7 @@ impl Log {
         } else if self.run.copies.iter().any(|k| k == key) {
             self.close_run();
             self.run.start(at);
+            self.run.only_retries = true;
         }
         self.run.copies.push(key.to_string());
         // Its uploader stops going through its retry queues at a
@@ -778,6 +781,7 @@ impl Log {
     /// after a new batch starts a run that had none, unless it continues
     /// a backlog (full, within `BACK_TO_BACK`).
     fn new_in_run(&mut self, at: Timestamp, full: bool) {
+        self.run.only_retries = false;
         if self.run.retrying {
             self.close_run();
             self.run.retrying = false;
@@ -828,6 +832,14 @@ impl Log {
         self.held()
             .filter(|t| matches!(t.answered, Answered::Refused(_)))
             .count()
+    }
+
+    /// Its uploader has paused new uploads: `RETRY_QUEUES_PAUSE` retry
+    /// queues held, and its last run sent none (seen, not inferred: a
+    /// batch parked is only seen a run later, so the count can read 10
+    /// while the device holds 9 and goes on).
+    pub fn paused(&self) -> bool {
+        self.run.only_retries && self.retry_queues() >= RETRY_QUEUES_PAUSE
     }
 
     fn held(&self) -> impl Iterator<Item = &Told> + '_ {
@@ -1557,6 +1569,7 @@ mod tests {
             let mut device = Device::new(max_retry);
             let mut log = Log::new(UNIT);
             let mut parked = [0; 2];
+            let mut seen_paused = false;
             for run in 0..70u64 {
                 let (now, sent_new) = device.run(&mut log, answer, run);
                 parked = [parked[1], now];
@@ -1572,7 +1585,15 @@ mod tests {
                     (least..=most).contains(&counted),
                     "max retry {max_retry}, run {run}: {counted} counted, {held} held, {parked:?} parked"
                 );
+                // Paused is said only of a run that sent nothing new.
+                assert!(
+                    !(log.paused() && sent_new),
+                    "max retry {max_retry}, run {run}"
+                );
+                seen_paused |= log.paused();
             }
+            // At 30 failures the storm keeps ten queues for runs on end.
+            assert_eq!(seen_paused, max_retry == 30, "max retry {max_retry}");
             assert_eq!(log.unacked(), device.held(), "max retry {max_retry}");
         }
     }

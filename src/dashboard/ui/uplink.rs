@@ -267,7 +267,7 @@ fn cells(app: &App, log: &Log, layout: &Flow) -> Vec<(String, Style)> {
     let unacked = log.unacked();
     let backlog = if draining > 0 {
         (format!("draining {draining}"), t.warn)
-    } else if log.retry_queues() >= uplink::RETRY_QUEUES_PAUSE {
+    } else if log.paused() {
         (format!("{unacked} unacked"), t.alarm)
     } else if unacked > 0 {
         (format!("{unacked} unacked"), t.warn)
@@ -362,10 +362,10 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
         }
         let unacked = log.unacked();
         if unacked > 0 {
-            let queues = log.retry_queues();
-            let pause = if queues >= uplink::RETRY_QUEUES_PAUSE {
+            let pause = if log.paused() {
                 format!(
-                    "; {queues} in retry queues: it sends no new batch until fewer than 10 are left"
+                    "; {} in retry queues: it sends no new batch until fewer than 10 are left (its last run sent none)",
+                    log.retry_queues()
                 )
             } else {
                 String::new()
