@@ -549,6 +549,11 @@ pub fn check_framing<'a>(
 ) -> Result<(), Rejection> {
     let mut lengths: Vec<&str> = Vec::new();
     let mut codings: Vec<&str> = Vec::new();
+    // The values as sent, for quoting: a piece of one, split at a comma
+    // and trimmed, was no longer a token the scrub knew (a token holding
+    // a comma, sent as Transfer-Encoding, was quoted whole with a space
+    // added: a hostile-client probe).
+    let (mut length_values, mut coding_values): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let mut connection: Option<&str> = None;
     for (name, value) in headers {
         if name.is_empty() {
@@ -587,8 +592,10 @@ pub fn check_framing<'a>(
             connection.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("content-length") {
             lengths.extend(value.split(',').map(str::trim));
+            length_values.push(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             codings.extend(value.split(',').map(str::trim));
+            coding_values.push(value);
         }
     }
     if connection.is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")) {
@@ -614,12 +621,15 @@ pub fn check_framing<'a>(
                 .to_string(),
         ));
     }
-    if let Some(bad) = lengths.iter().find(|l| {
+    if lengths.iter().any(|l| {
         l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) || l.parse::<u64>().is_err()
     }) {
         return Err(Rejection::new(
             400,
-            format!("invalid Content-Length '{}'", quote(bad)),
+            format!(
+                "invalid Content-Length '{}'",
+                quote(&length_values.join("', '"))
+            ),
         ));
     }
     if lengths.len() > 1 {
@@ -628,8 +638,8 @@ pub fn check_framing<'a>(
             return Err(Rejection::new(
                 400,
                 format!(
-                    "conflicting Content-Lengths: {}",
-                    quote(&lengths.join(", "))
+                    "conflicting Content-Lengths: '{}'",
+                    quote(&length_values.join("', '"))
                 ),
             ));
         }
@@ -646,7 +656,7 @@ pub fn check_framing<'a>(
             501,
             format!(
                 "transfer-encoding '{}' is not supported: send the body with Content-Length (or chunked)",
-                quote(&codings.join(", "))
+                quote(&coding_values.join("', '"))
             ),
         )),
     }
@@ -1848,6 +1858,28 @@ mod tests {
         for said in [said.error, said_too.error] {
             assert!(said.contains("[token]"), "{said}");
             assert!(!said.contains("tok-it"), "{said}");
+        }
+    }
+
+    /// A token holding a comma, sent as a framing header's value, is
+    /// quoted as sent, so that the scrub finds it: split at the comma and
+    /// trimmed, the pieces were quoted (a hostile-client probe).
+    #[test]
+    fn a_token_with_a_comma_in_a_framing_header_is_never_quoted() {
+        let token = "Zq7Xw9RkLm42,Vb8Hn3Pd5Tf6";
+        let auth = Auth::tokens(&[token]);
+        let quote = |t: &str| auth.shown(t, 300);
+        for headers in [
+            vec![("Transfer-Encoding", token)],
+            vec![("Content-Length", token)],
+            vec![("Content-Length", "5"), ("Content-Length", token)],
+            vec![("Transfer-Encoding", "gzip"), ("Transfer-Encoding", token)],
+        ] {
+            let said = check_framing(false, headers.iter().copied(), quote).unwrap_err();
+            assert!(said.error.contains("[token]"), "{}", said.error);
+            for piece in ["Zq7", "Vb8", "Tf6"] {
+                assert!(!said.error.contains(piece), "{}", said.error);
+            }
         }
     }
 
