@@ -2922,7 +2922,8 @@ struct TrickleCase {
 /// are cut at their deadline, four read timeouts after they began (a byte
 /// at a time earns no more): a head, and a body with or without the
 /// token, drained or read, chunked or not; a body read by a worker is
-/// answered 400 saying why. Devices are served meanwhile and everything
+/// answered 400 saying why. So is a body drained after a refusal without
+/// the token, however fast it comes. Devices are served meanwhile and everything
 /// returns.
 #[test]
 fn slow_trickles_are_cut_at_their_deadlines() {
@@ -2991,6 +2992,16 @@ fn slow_trickles_are_cut_at_their_deadlines() {
             "body without the token (drained)",
             post("", "Content-Length: 100000"),
             b" ".to_vec(),
+            Some("401"),
+        ),
+        // 16 KiB a second into a refused body of 1 TiB: what comes of a
+        // body drained after a refusal without the token earns no time
+        // (it earned a second per 8 KiB, and the drain went on for as long
+        // as the client did: a hostile-client probe).
+        case(
+            "fast into a drained 1 TiB body without the token",
+            post("", "Content-Length: 1099511627776"),
+            vec![b' '; 8192],
             Some("401"),
         ),
     ];

@@ -49,6 +49,11 @@ pub struct Body {
     pub holds: bool,
     /// Another body waits now for what it holds.
     pub wanted: bool,
+    /// What comes of it earns it time (`heads::arrival_deadline`): not
+    /// for a body drained after a refusal without the token, which
+    /// nobody waits for (a client trickling 16 KiB/s into a 1 TiB one
+    /// kept its drain for as long as it went on: a hostile-client probe).
+    pub earns: bool,
 }
 
 /// Why the closer cut a body in the middle (its refusal says so).

@@ -716,7 +716,9 @@ impl HeadWatch {
             let late_body = self
                 .read_timeout
                 .zip(body.zip(came))
-                .is_some_and(|(t, (b, came))| b.took > arrival_deadline(t, came));
+                .is_some_and(|(t, (b, came))| {
+                    b.took > arrival_deadline(t, if b.earns { came } else { 0 })
+                });
             // Followed from the first look that sees the body holding the
             // turn (or a share): time it waited for it does not count.
             head.progress =
@@ -1031,6 +1033,7 @@ mod tests {
             move |_: SocketAddr| Activity::Busy {
                 done: 1,
                 body: Some(crate::receiver::activity::Body {
+                    earns: true,
                     seq: 2,
                     chunked,
                     took: Duration::ZERO,
@@ -1163,6 +1166,7 @@ mod tests {
                 took,
                 holds: false,
                 wanted: false,
+                earns: true,
             }),
         }
     }
@@ -1373,6 +1377,23 @@ mod tests {
         assert!(
             w.look_at(t0 + late, &[at(5, came)], &body(Some(late)))
                 .is_empty()
+        );
+        // The same drained after a refusal without the token earns
+        // nothing by it: late at its deadline however fast it comes.
+        let refused = |took| {
+            move |_: SocketAddr| match reading(1, 2, None, took) {
+                Activity::Busy { done, body } => Activity::Busy {
+                    done,
+                    body: body.map(|b| crate::receiver::activity::Body { earns: false, ..b }),
+                },
+                other => other,
+            }
+        };
+        let mut w = HeadWatch::with_deadlines(t);
+        w.look_at(t0, &[at(9, 500)], &refused(Duration::ZERO));
+        assert_eq!(
+            w.look_at(t0 + late, &[at(9, came)], &refused(late)),
+            vec![(at(9, came), Over::SlowBody { seq: 2 })]
         );
         // A chunked body earns time by what it hands over only: much read,
         // little handed over, late all the same.

@@ -623,8 +623,7 @@ fn serve_in_turn(ctx: &Arc<Ctx>, work: Work) -> Option<Work> {
 fn ignore(ctx: &Ctx, request: Request, held: InHand) {
     let unread = request.body_length().unwrap_or(0);
     if unread > 0 {
-        ctx.connections
-            .reading(held.peer, held.seq, false, Holds::default());
+        ctx.connections.draining(held.peer, held.seq, false);
     }
     // Its connection is shut by now (or about to be), which ends a drain;
     // a body held back is let go of off the worker all the same.
@@ -866,6 +865,8 @@ struct BodyRead {
     cut: Option<(Cut, Holds)>,
     /// What it holds that another body may wait for.
     holds: Holds,
+    /// What comes of it earns it time (see `activity::Body::earns`).
+    earns: bool,
 }
 
 /// What a body being read holds that another may wait for: the turn for
@@ -1057,6 +1058,7 @@ impl Connections {
                     took: b.since.elapsed(),
                     holds: b.holds.turn || b.holds.share,
                     wanted: (b.holds.turn && turn_waited) || (b.holds.share && share_waited),
+                    earns: b.earns,
                 }),
             },
             Some(Connection {
@@ -1155,7 +1157,19 @@ impl Connections {
                 chunked: chunked.then_some(0),
                 cut: None,
                 holds,
+                earns: true,
             });
+        }
+    }
+
+    /// Request `seq` of `peer` has its body drained from now on, unread:
+    /// `earns` as `activity::Body::earns` says.
+    fn draining(&self, peer: Option<SocketAddr>, seq: u64, earns: bool) {
+        self.reading(peer, seq, false, Holds::default());
+        if let Some(peer) = peer
+            && let Some(b) = self.lock().get_mut(&peer).and_then(|c| c.body.as_mut())
+        {
+            b.earns = earns;
         }
     }
 
@@ -1494,10 +1508,11 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
         ctx.connections.ignore(request.remote_addr().copied());
         ctx.closer.close(request.remote_addr().copied());
     }
-    // A body drained is read all the same: under the same deadline.
+    // A body drained is read all the same: under the same deadline, which
+    // what comes of it stretches but after a refusal without the token.
     if unread > 0 {
         ctx.connections
-            .reading(held.peer, held.seq, false, Holds::default());
+            .draining(held.peer, held.seq, outcome.status != 401);
     }
     ctx.drains.let_go(
         unread,
