@@ -421,6 +421,8 @@ struct Told {
     holds: bool,
     /// Left out of a run of the device since (see `Log::close_run`).
     parked: bool,
+    /// Refused once: in a retry queue of the device's until acknowledged.
+    queued: bool,
 }
 
 /// The device's current run, as its copies tell it.
@@ -437,6 +439,8 @@ struct Run {
     last_new: Option<(Timestamp, bool)>,
     /// Its last run ended with no new batch.
     only_retries: bool,
+    /// A run that has sent new batches and no copy yet, from when.
+    unclosed: Option<Timestamp>,
 }
 
 impl Run {
@@ -638,11 +642,13 @@ impl Log {
         // judged by its own.
         if self.last_answer.is_none_or(|(at, _)| at <= e.received) {
             self.last_answer = Some((e.received, answered));
-            match answered {
-                Answered::Acked | Answered::AckedLate => self.unacked_since = None,
-                Answered::Refused(_) | Answered::NoAnswer => {
-                    self.unacked_since.get_or_insert(e.received);
-                }
+            // A 200 held back past the device's timeout (10 s in its
+            // code) is no acknowledgement it got: a device answered
+            // `late:15` every time read on time (a review).
+            if holds(e, answered) {
+                self.unacked_since.get_or_insert(e.received);
+            } else {
+                self.unacked_since = None;
             }
         }
         if !e.captured {
@@ -683,8 +689,12 @@ impl Log {
             if let Some(slot) = slot.filter(|t| t.at <= e.received) {
                 (slot.answered, slot.at, slot.holds, slot.parked) =
                     (answered, e.received, holds, false);
+                // In a retry queue once refused, until acknowledged: a
+                // hang-up on a later copy leaves it there (it moved to the
+                // upload cache's count: a review).
+                slot.queued |= matches!(answered, Answered::Refused(_));
             }
-            self.copy_in_run(first, answered, e.received);
+            self.copy_in_run(first, answered, holds, e.received);
             // A retry acknowledged is the copy later ones name
             // (`duplicate_of` names the copy acknowledged): kept too, or
             // every copy after it counted as a re-send, whatever it
@@ -698,7 +708,7 @@ impl Log {
         self.remember(e.received, answered, holds);
         // Old data comes from the fail queue, first in the run after a
         // boot, before its retry queues: no sign they are done.
-        if !old_data(e) {
+        if !old_data(e) || self.run.retrying || self.behind().is_some() {
             self.new_in_run(e.received, full);
         }
         self.largest = self.largest.max(e.records);
@@ -756,6 +766,7 @@ impl Log {
             at: received,
             holds,
             parked: false,
+            queued: matches!(answered, Answered::Refused(_)),
         });
     }
 
@@ -763,7 +774,11 @@ impl Log {
     /// its retry queues come first, each once, so a copy after a new
     /// batch starts a run, and a second copy of one batch starts the next
     /// (ten retry queues wait: the device sends only them).
-    fn copy_in_run(&mut self, key: &str, answered: Answered, at: Timestamp) {
+    fn copy_in_run(&mut self, key: &str, answered: Answered, holds: bool, at: Timestamp) {
+        // A run of batches with no copy before this one was the fail queue
+        // a boot sends first: its retry queues follow (it parked every
+        // batch held, a review).
+        self.run.unclosed = None;
         if !self.run.retrying {
             self.run.start(at);
         } else if self.run.copies.iter().any(|k| k == key) {
@@ -773,8 +788,10 @@ impl Log {
         }
         self.run.copies.push(key.to_string());
         // Its uploader stops going through its retry queues at a
-        // connection error: those after it were not left out for good.
-        self.run.broken |= answered == Answered::NoAnswer;
+        // connection error or its timeout: those after it were not left
+        // out for good.
+        self.run.broken |=
+            answered == Answered::NoAnswer || (answered == Answered::AckedLate && holds);
     }
 
     /// A new batch: the device's retry queues are done for this run. One
@@ -788,9 +805,13 @@ impl Log {
         } else if let Some((before, was_full)) = self.run.last_new {
             let gap: Duration = at.duration_since(before).try_into().unwrap_or_default();
             if !(was_full && gap <= BACK_TO_BACK) {
-                self.run.start(at);
-                self.run.retrying = false;
-                self.close_run();
+                // A run with no copy so far: closed once the next run
+                // begins without one (see `copy_in_run`).
+                if let Some(began) = self.run.unclosed.replace(at) {
+                    self.run.start(began);
+                    self.run.retrying = false;
+                    self.close_run();
+                }
             }
         }
         self.run.last_new = Some((at, full));
@@ -829,9 +850,7 @@ impl Log {
     /// Of `unacked`, those refused: each in a retry queue of its own on
     /// the device (one not answered waits in its upload cache).
     pub fn retry_queues(&self) -> usize {
-        self.held()
-            .filter(|t| matches!(t.answered, Answered::Refused(_)))
-            .count()
+        self.held().filter(|t| t.queued).count()
     }
 
     /// Its uploader has paused new uploads: `RETRY_QUEUES_PAUSE` retry
@@ -1391,17 +1410,21 @@ mod tests {
         assert_eq!(log.unacked(), 1);
         let up = of(&log, log.last_seen.unwrap()).unwrap();
         assert_eq!(up.keeping, Keeping::OnTime, "its new batch acknowledged");
-        // The next run leaves the refused one out: parked (MAX RETRY).
+        // The next run leaves the refused one out: parked (MAX RETRY),
+        // seen once the run after it begins without a copy either (a run
+        // of new batches alone may be a boot's fail queue, its retry
+        // queues still to come).
         log.add(&new(50, 544.0));
-        assert_eq!(log.unacked(), 0, "parked: left out of a run");
+        assert_eq!(log.unacked(), 1, "a run of new batches alone, not over yet");
         // An answer held back 15 s may have come after the device gave up
         // (10 s in its code): held until a run without it says it was
         // taken. One held back a second was not.
         log.add(&answered_by_mode(new(60, 604.0), "late:1", 200, None));
-        assert_eq!(log.unacked(), 0, "late:1 is within any device's timeout");
+        assert_eq!(log.unacked(), 0, "parked: left out of a run");
         log.add(&answered_by_mode(new(61, 664.0), "late:15", 200, None));
         assert_eq!(log.unacked(), 1, "late:15 may be past the device's timeout");
         log.add(&new(62, 724.0));
+        log.add(&new(63, 784.0));
         assert_eq!(log.unacked(), 0, "not sent again: the device took the 200");
     }
 
@@ -1419,6 +1442,9 @@ mod tests {
         secs: f64,
         next: u64,
         rng: u64,
+        /// How far its clock is behind (its batches old data when it is
+        /// hours).
+        behind: f64,
     }
 
     impl Device {
@@ -1430,6 +1456,7 @@ mod tests {
                 secs: 0.0,
                 next: 1,
                 rng: 7,
+                behind: 0.0,
             }
         }
 
@@ -1446,14 +1473,14 @@ mod tests {
             self.retry.len() + usize::from(self.cached.is_some())
         }
 
-        /// One run into `log`: the batches it parked, and whether it sent
-        /// a new one.
+        /// One run into `log`: the batches it parked, whether it sent a
+        /// new one, and whether it sent a copy.
         fn run(
             &mut self,
             log: &mut Log,
             answer: &dyn Fn(u64, usize) -> &'static str,
             run: u64,
-        ) -> (usize, bool) {
+        ) -> (usize, bool, bool) {
             use crate::fixtures::answered_by_mode;
             let mut nth = 0;
             let mut send = |dev: &mut Device, first: Option<&RequestEvent>, wait: f64| {
@@ -1475,13 +1502,14 @@ mod tests {
                         answered_by_mode(e, mode, status, Some(first))
                     }
                     None => {
-                        let body = batch(5, &t(dev.secs - 1.0).to_string());
+                        let body = batch(5, &t(dev.secs - 1.0 - dev.behind).to_string());
                         answered_by_mode(upload(id, dev.secs, &body), mode, status, None)
                     }
                 };
                 log.add(&e);
                 (e, status)
             };
+            let copies = !self.retry.is_empty() || self.cached.is_some();
             let mut left = self.retry.len();
             let mut parked = 0;
             let mut kept = Vec::new();
@@ -1525,7 +1553,7 @@ mod tests {
                 }
             }
             self.secs += 60.0;
-            (parked, sent_new)
+            (parked, sent_new, copies)
         }
     }
 
@@ -1559,28 +1587,35 @@ mod tests {
                 _ => "ok",
             }
         };
-        for (max_retry, answer) in [
-            (10, &storm as &dyn Fn(u64, usize) -> &'static str),
-            (30, &storm),
-            (10, &flaky),
-            (1, &flaky),
-            (10, &cut_short),
+        for (max_retry, answer, behind) in [
+            (10, &storm as &dyn Fn(u64, usize) -> &'static str, 0.0),
+            (30, &storm, 0.0),
+            (10, &flaky, 0.0),
+            (1, &flaky, 0.0),
+            (10, &cut_short, 0.0),
+            // A clock hours behind: every batch old data, which ends a
+            // run all the same (one held read held for ever, a review).
+            (10, &storm, 7200.0),
         ] {
             let mut device = Device::new(max_retry);
+            device.behind = behind;
             let mut log = Log::new(UNIT);
             let mut parked = [0; 2];
             let mut seen_paused = false;
             for run in 0..70u64 {
-                let (now, sent_new) = device.run(&mut log, answer, run);
+                let (now, sent_new, sent_copy) = device.run(&mut log, answer, run);
                 parked = [parked[1], now];
                 let held = device.held();
                 let counted = log.unacked();
-                let most = if sent_new {
+                // Exact once a run with copies and new data is over; a run
+                // of new data alone is over only when the next begins.
+                let exact = sent_new && sent_copy;
+                let most = if exact {
                     held + now
                 } else {
                     held + parked[0] + now
                 };
-                let least = if sent_new { most } else { held };
+                let least = if exact { most } else { held };
                 assert!(
                     (least..=most).contains(&counted),
                     "max retry {max_retry}, run {run}: {counted} counted, {held} held, {parked:?} parked"
@@ -1594,8 +1629,48 @@ mod tests {
             }
             // At 30 failures the storm keeps ten queues for runs on end.
             assert_eq!(seen_paused, max_retry == 30, "max retry {max_retry}");
+            assert!(behind == 0.0 || log.behind().is_some());
             assert_eq!(log.unacked(), device.held(), "max retry {max_retry}");
         }
+    }
+
+    /// After a boot the device sends its fail queue first (batches made
+    /// again of what it parked, minutes old: no copies), then its retry
+    /// queues: the batches it holds stay counted through the fail queue
+    /// (they were all taken for parked at its first batch, a review).
+    #[test]
+    fn a_fail_queue_after_a_boot_parks_nothing_it_holds() {
+        use crate::fixtures::answered_by_mode;
+        let new = |id: u64, secs: f64| upload(id, secs, &batch(5, &t(secs - 1.0).to_string()));
+        let mut log = Log::new(UNIT);
+        for (i, secs) in [0.0, 60.0, 120.0].into_iter().enumerate() {
+            log.add(&new(i as u64, secs));
+        }
+        let refused = answered_by_mode(new(10, 180.0), "500", 500, None);
+        log.add(&refused);
+        assert_eq!(log.unacked(), 1);
+        // The boot: two batches of its fail queue (stamped 10 minutes
+        // ago), then the retry queue, then new data.
+        let old = |id: u64, secs: f64| upload(id, secs, &batch(100, &t(secs - 600.0).to_string()));
+        log.add(&old(20, 400.0));
+        log.add(&old(21, 405.0));
+        assert_eq!(
+            log.unacked(),
+            1,
+            "the fail queue comes before the retry queues"
+        );
+        let mut copy = refused.clone();
+        copy.id = 22;
+        copy.received = t(410.0);
+        log.add(&answered_by_mode(copy, "500", 500, Some(&refused)));
+        log.add(&new(23, 415.0));
+        assert_eq!(log.unacked(), 1);
+        // Hung up on next time: still in its retry queue.
+        let mut copy = refused.clone();
+        copy.id = 24;
+        copy.received = t(475.0);
+        log.add(&answered_by_mode(copy, "hangup", NO_ANSWER, Some(&refused)));
+        assert_eq!((log.unacked(), log.retry_queues()), (1, 1));
     }
 
     /// A batch held through a backlog of more new batches than are kept
@@ -2087,10 +2162,11 @@ mod tests {
         let up = of(&log, now).unwrap();
         assert_eq!(up.cycle, Some(Duration::from_secs(2)), "{up:?}");
         assert_eq!(log.draining(), 0);
-        // Nothing acknowledged since the last hang-up: retrying.
+        // Nothing acknowledged since the first late answer (15 s, past
+        // the device's timeout: no acknowledgement it got): retrying.
         assert_eq!(up.keeping, Keeping::Retrying);
-        let hung_up = events[10].received;
-        assert_eq!(log.unacked_since, Some(hung_up));
+        let late = events[4].received;
+        assert_eq!(log.unacked_since, Some(late));
         assert_eq!(
             log.last_answer.map(|(_, a)| a.said()).as_deref(),
             Some("nothing (hangup)")

@@ -364,7 +364,7 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
         if unacked > 0 {
             let pause = if log.paused() {
                 format!(
-                    "; {} in retry queues: it sends no new batch until fewer than 10 are left (its last run sent none)",
+                    "; its last run sent no new batch, as it does behind 10 retry queues ({} now)",
                     log.retry_queues()
                 )
             } else {
