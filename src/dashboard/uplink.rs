@@ -423,6 +423,11 @@ struct Told {
     parked: bool,
     /// Refused once: in a retry queue of the device's until acknowledged.
     queued: bool,
+    /// When its first copy came (`key`, read).
+    first: Timestamp,
+    /// Keys of copies of it acknowledged after a refusal, which later
+    /// copies name.
+    aliases: Vec<String>,
 }
 
 /// The device's current run, as its copies tell it.
@@ -655,7 +660,24 @@ impl Log {
             return;
         }
         let held = matches!(answered, Answered::NoAnswer | Answered::AckedLate);
-        let first = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
+        // The batch's first copy, by the copy this one names: a copy of an
+        // acknowledged retry names that retry (`duplicate_of`), so it had
+        // a key of its own, counted twice after a late answer and breaking
+        // the order of a run (a review).
+        let first: Option<(String, Timestamp)> = e
+            .duplicate_of
+            .as_ref()
+            .or(e.retry_of.as_ref())
+            .map(|named| {
+                match self
+                    .answers
+                    .iter()
+                    .find(|t| t.key == *named || t.aliases.contains(named))
+                {
+                    Some(t) => (t.key.clone(), t.first),
+                    None => (named.clone(), named.parse().unwrap_or(e.received)),
+                }
+            });
         let largest = self.largest.max(e.records);
         let full = first.is_none() && e.records >= FULL_FROM && e.records == largest;
         self.arrivals.insert_ordered(
@@ -664,9 +686,7 @@ impl Log {
                 held,
                 more_follow: first.is_some(),
                 full: full || old_data(e),
-                batch: first
-                    .and_then(|f| f.parse::<Timestamp>().ok())
-                    .unwrap_or(e.received),
+                batch: first.as_ref().map_or(e.received, |(_, at)| *at),
             },
             |a| a.at,
         );
@@ -676,8 +696,9 @@ impl Log {
             self.known_cycle = Some(c);
         }
         let holds = holds(e, answered);
-        if let Some(first) = first {
-            let slot = self.answers.iter_mut().find(|t| t.key == *first);
+        if let Some((first, _)) = first {
+            let named = crate::time::format_received(e.received);
+            let slot = self.answers.iter_mut().find(|t| t.key == first);
             match again(slot.as_ref().map(|t| t.answered), e.duplicate()) {
                 Again::Retry => self.retries += 1,
                 Again::Resend => self.resends += 1,
@@ -694,14 +715,18 @@ impl Log {
                 // upload cache's count: a review).
                 slot.queued |= matches!(answered, Answered::Refused(_));
             }
-            self.copy_in_run(first, answered, holds, e.received);
+            self.copy_in_run(&first, answered, holds, e.received);
             // A retry acknowledged is the copy later ones name
             // (`duplicate_of` names the copy acknowledged): kept too, or
             // every copy after it counted as a re-send, whatever it
             // followed (a cross-tool probe: 10 re-sends, where the device
             // had made 9 retries after refusals).
+            // Named by its own time, which leads back to the first copy.
             if e.retry_of.is_some() && matches!(answered, Answered::Acked | Answered::AckedLate) {
-                self.remember(e.received, answered, holds);
+                match self.answers.iter_mut().find(|t| t.key == first) {
+                    Some(t) => t.aliases.push(named),
+                    None => self.remember(e.received, answered, holds),
+                }
             }
             return;
         }
@@ -767,6 +792,8 @@ impl Log {
             holds,
             parked: false,
             queued: matches!(answered, Answered::Refused(_)),
+            first: received,
+            aliases: Vec::new(),
         });
     }
 
@@ -1671,6 +1698,26 @@ mod tests {
         copy.received = t(475.0);
         log.add(&answered_by_mode(copy, "hangup", NO_ANSWER, Some(&refused)));
         assert_eq!((log.unacked(), log.retry_queues()), (1, 1));
+    }
+
+    /// A copy answered 200 past the device's timeout is named by the
+    /// copies after it (`duplicate_of`): they are the same batch, counted
+    /// once and keyed by its first copy (a second key counted it twice
+    /// and broke a run's order, a review).
+    #[test]
+    fn copies_naming_a_late_acknowledged_copy_are_the_same_batch() {
+        use crate::fixtures::{answered_by_mode, duplicate};
+        let body = batch(5, &t(-1.0).to_string());
+        let refused = answered_by_mode(upload(1, 0.0, &body), "500", 500, None);
+        let mut log = log_of(std::slice::from_ref(&refused));
+        let late = answered_by_mode(upload(2, 60.0, &body), "late:15", 200, Some(&refused));
+        log.add(&late);
+        assert_eq!(log.unacked(), 1);
+        let again = answered_by_mode(duplicate(&late, 3, t(120.0)), "500", 500, None);
+        log.add(&again);
+        assert_eq!(log.unacked(), 1);
+        assert_eq!(log.arrivals().last().map(|a| a.batch), Some(t(0.0)));
+        assert_eq!((log.retries, log.resends), (1, 1));
     }
 
     /// A batch held through a backlog of more new batches than are kept
