@@ -1145,9 +1145,26 @@ impl Connections {
         });
     }
 
-    /// Request `seq` of `peer` has its body read from now on (by a worker,
-    /// or drained), chunked or not, for the closer's cap and deadline.
+    /// Request `seq` of `peer` has its body read from now on by a worker,
+    /// chunked or not, for the closer's cap and deadline.
     fn reading(&self, peer: Option<SocketAddr>, seq: u64, chunked: bool, holds: Holds) {
+        self.body_begins(peer, seq, chunked, holds, true);
+    }
+
+    /// Request `seq` of `peer` has its body drained from now on, unread,
+    /// under the same deadline: `earns` as `activity::Body::earns` says.
+    fn draining(&self, peer: Option<SocketAddr>, seq: u64, earns: bool) {
+        self.body_begins(peer, seq, false, Holds::default(), earns);
+    }
+
+    fn body_begins(
+        &self,
+        peer: Option<SocketAddr>,
+        seq: u64,
+        chunked: bool,
+        holds: Holds,
+        earns: bool,
+    ) {
         if let Some(peer) = peer
             && let Some(c) = self.lock().get_mut(&peer)
         {
@@ -1157,19 +1174,8 @@ impl Connections {
                 chunked: chunked.then_some(0),
                 cut: None,
                 holds,
-                earns: true,
+                earns,
             });
-        }
-    }
-
-    /// Request `seq` of `peer` has its body drained from now on, unread:
-    /// `earns` as `activity::Body::earns` says.
-    fn draining(&self, peer: Option<SocketAddr>, seq: u64, earns: bool) {
-        self.reading(peer, seq, false, Holds::default());
-        if let Some(peer) = peer
-            && let Some(b) = self.lock().get_mut(&peer).and_then(|c| c.body.as_mut())
-        {
-            b.earns = earns;
         }
     }
 
