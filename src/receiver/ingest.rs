@@ -547,9 +547,7 @@ pub fn check_framing<'a>(
     headers: impl Iterator<Item = (&'a str, &'a str)>,
     quote: impl Fn(&str) -> String,
 ) -> Result<(), Rejection> {
-    let mut lengths: Vec<&str> = Vec::new();
-    let mut codings: Vec<&str> = Vec::new();
-    // The values as sent, for quoting: a piece of one, split at a comma
+    // The values as sent, quoted so: a piece of one, split at a comma
     // and trimmed, was no longer a token the scrub knew (a token holding
     // a comma, sent as Transfer-Encoding, was quoted whole with a space
     // added: a hostile-client probe).
@@ -591,13 +589,19 @@ pub fn check_framing<'a>(
         if name.eq_ignore_ascii_case("connection") {
             connection.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("content-length") {
-            lengths.extend(value.split(',').map(str::trim));
             length_values.push(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            codings.extend(value.split(',').map(str::trim));
             coding_values.push(value);
         }
     }
+    let pieces = |values: &[&'a str]| -> Vec<&'a str> {
+        values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect()
+    };
+    let (lengths, codings) = (pieces(&length_values), pieces(&coding_values));
     if connection.is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")) {
         return Err(Rejection::new(
             400,
