@@ -423,8 +423,6 @@ struct Told {
     parked: bool,
     /// Refused once: in a retry queue of the device's until acknowledged.
     queued: bool,
-    /// When its first copy came (`key`, read).
-    first: Timestamp,
     /// Keys of copies of it acknowledged after a refusal, which later
     /// copies name.
     aliases: Vec<String>,
@@ -664,20 +662,16 @@ impl Log {
         // acknowledged retry names that retry (`duplicate_of`), so it had
         // a key of its own, counted twice after a late answer and breaking
         // the order of a run (a review).
-        let first: Option<(String, Timestamp)> = e
-            .duplicate_of
-            .as_ref()
-            .or(e.retry_of.as_ref())
-            .map(|named| {
-                match self
-                    .answers
-                    .iter()
-                    .find(|t| t.key == *named || t.aliases.contains(named))
-                {
-                    Some(t) => (t.key.clone(), t.first),
-                    None => (named.clone(), named.parse().unwrap_or(e.received)),
-                }
-            });
+        let named = e.duplicate_of.as_ref().or(e.retry_of.as_ref());
+        let slot = named.and_then(|n| {
+            self.answers
+                .iter()
+                .position(|t| t.key == *n || t.aliases.contains(n))
+        });
+        let first: Option<(String, Timestamp)> = named.map(|n| {
+            let key = slot.map_or(n, |i| &self.answers[i].key);
+            (key.clone(), key.parse().unwrap_or(e.received))
+        });
         let largest = self.largest.max(e.records);
         let full = first.is_none() && e.records >= FULL_FROM && e.records == largest;
         self.arrivals.insert_ordered(
@@ -697,9 +691,8 @@ impl Log {
         }
         let holds = holds(e, answered);
         if let Some((first, _)) = first {
-            let named = crate::time::format_received(e.received);
-            let slot = self.answers.iter_mut().find(|t| t.key == first);
-            match again(slot.as_ref().map(|t| t.answered), e.duplicate()) {
+            let told = slot.map(|i| &mut self.answers[i]);
+            match again(told.as_ref().map(|t| t.answered), e.duplicate()) {
                 Again::Retry => self.retries += 1,
                 Again::Resend => self.resends += 1,
             }
@@ -707,13 +700,12 @@ impl Log {
             // order); one that comes again was not parked after all, or
             // comes from the fail queue after a reboot (parked again at
             // the next run without it).
-            if let Some(slot) = slot.filter(|t| t.at <= e.received) {
-                (slot.answered, slot.at, slot.holds, slot.parked) =
-                    (answered, e.received, holds, false);
+            if let Some(t) = told.filter(|t| t.at <= e.received) {
+                (t.answered, t.at, t.holds, t.parked) = (answered, e.received, holds, false);
                 // In a retry queue once refused, until acknowledged: a
                 // hang-up on a later copy leaves it there (it moved to the
                 // upload cache's count: a review).
-                slot.queued |= matches!(answered, Answered::Refused(_));
+                t.queued |= matches!(answered, Answered::Refused(_));
             }
             self.copy_in_run(&first, answered, holds, e.received);
             // A retry acknowledged is the copy later ones name
@@ -723,8 +715,10 @@ impl Log {
             // had made 9 retries after refusals).
             // Named by its own time, which leads back to the first copy.
             if e.retry_of.is_some() && matches!(answered, Answered::Acked | Answered::AckedLate) {
-                match self.answers.iter_mut().find(|t| t.key == first) {
-                    Some(t) => t.aliases.push(named),
+                match slot {
+                    Some(i) => self.answers[i]
+                        .aliases
+                        .push(crate::time::format_received(e.received)),
                     None => self.remember(e.received, answered, holds),
                 }
             }
@@ -792,7 +786,6 @@ impl Log {
             holds,
             parked: false,
             queued: matches!(answered, Answered::Refused(_)),
-            first: received,
             aliases: Vec::new(),
         });
     }
