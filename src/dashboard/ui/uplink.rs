@@ -374,16 +374,13 @@ fn notes(app: &App, logs: &[Log]) -> Vec<Line<'static>> {
             // does not send them each cycle now (a review).
             let quiet = uplink::of(log, app.now())
                 .is_some_and(|u| matches!(u.keeping, Keeping::Overdue | Keeping::Silent));
-            let text = if quiet {
+            let held = if quiet {
                 let last = log.last_seen.map_or("-".into(), |at| age(app.now(), at));
-                format!(
-                    "{unacked} batch(es) captured, not acknowledged: held by the device at its last upload ({last}){pause}"
-                )
+                format!("held by the device at its last upload ({last})")
             } else {
-                format!(
-                    "{unacked} batch(es) captured, not acknowledged: the device holds them and sends them again each cycle{pause}"
-                )
+                "the device holds them and sends them again each cycle".to_string()
             };
+            let text = format!("{unacked} batch(es) captured, not acknowledged: {held}{pause}");
             let style = if pause.is_empty() { t.warn } else { t.alarm };
             lines.push(Line::from(vec![id.clone(), Span::styled(text, style)]));
         }
