@@ -1161,6 +1161,14 @@ mod tests {
         e
     }
 
+    /// A copy of `first` arriving at `secs`, answered as `mode` made it.
+    fn copy_of(first: &RequestEvent, id: u64, secs: f64, mode: &str, status: u16) -> RequestEvent {
+        let mut e = first.clone();
+        e.id = id;
+        e.received = t(secs);
+        crate::fixtures::answered_by_mode(e, mode, status, Some(first))
+    }
+
     fn log_of(events: &[RequestEvent]) -> Log {
         let mut log = Log::new(UNIT);
         for e in events {
@@ -1393,12 +1401,6 @@ mod tests {
         use crate::fixtures::answered_by_mode;
         let stamp = |secs: f64| t(secs - 1.0).to_string();
         let new = |id: u64, secs: f64| upload(id, secs, &batch(5, &stamp(secs)));
-        let copy = |first: &RequestEvent, id: u64, secs: f64, mode: &str, status: u16| {
-            let mut e = first.clone();
-            e.id = id;
-            e.received = t(secs);
-            answered_by_mode(e, mode, status, Some(first))
-        };
         let mut log = Log::new(UNIT);
         // Cycles 60 s apart, the new batch acknowledged each time.
         for (i, secs) in [0.0, 60.0, 120.0].into_iter().enumerate() {
@@ -1409,7 +1411,7 @@ mod tests {
         // new batch is hung up on.
         let refused = answered_by_mode(new(10, 180.0), "500", 500, None);
         log.add(&refused);
-        log.add(&copy(&refused, 11, 240.0, "500", 500));
+        log.add(&copy_of(&refused, 11, 240.0, "500", 500));
         let hung = answered_by_mode(new(12, 242.0), "hangup", NO_ANSWER, None);
         log.add(&hung);
         assert_eq!(log.unacked(), 2);
@@ -1418,14 +1420,14 @@ mod tests {
         // out for good), then nothing new.
         for run in 1..=3u64 {
             let start = 240.0 + 60.0 * run as f64;
-            log.add(&copy(&refused, 20 + run, start, "500", 500));
-            log.add(&copy(&hung, 30 + run, start + 2.0, "hangup", NO_ANSWER));
+            log.add(&copy_of(&refused, 20 + run, start, "500", 500));
+            log.add(&copy_of(&hung, 30 + run, start + 2.0, "hangup", NO_ANSWER));
         }
         assert_eq!(log.unacked(), 2, "held through the runs");
         // A run: the refused one refused, the hung-up one acknowledged at
         // last, a new batch acknowledged: one left, and the device on time.
-        log.add(&copy(&refused, 40, 480.0, "500", 500));
-        log.add(&copy(&hung, 41, 482.0, "ok", 200));
+        log.add(&copy_of(&refused, 40, 480.0, "500", 500));
+        log.add(&copy_of(&hung, 41, 482.0, "ok", 200));
         log.add(&new(42, 484.0));
         assert_eq!(log.unacked(), 1);
         let up = of(&log, log.last_seen.unwrap()).unwrap();
@@ -1515,12 +1517,7 @@ mod tests {
                 let id = dev.next;
                 dev.next += 1;
                 let e = match first {
-                    Some(first) => {
-                        let mut e = first.clone();
-                        e.id = id;
-                        e.received = t(dev.secs);
-                        answered_by_mode(e, mode, status, Some(first))
-                    }
+                    Some(first) => copy_of(first, id, dev.secs, mode, status),
                     None => {
                         let body = batch(5, &t(dev.secs - 1.0 - dev.behind).to_string());
                         answered_by_mode(upload(id, dev.secs, &body), mode, status, None)
@@ -1679,17 +1676,11 @@ mod tests {
             1,
             "the fail queue comes before the retry queues"
         );
-        let mut copy = refused.clone();
-        copy.id = 22;
-        copy.received = t(410.0);
-        log.add(&answered_by_mode(copy, "500", 500, Some(&refused)));
+        log.add(&copy_of(&refused, 22, 410.0, "500", 500));
         log.add(&new(23, 415.0));
         assert_eq!(log.unacked(), 1);
         // Hung up on next time: still in its retry queue.
-        let mut copy = refused.clone();
-        copy.id = 24;
-        copy.received = t(475.0);
-        log.add(&answered_by_mode(copy, "hangup", NO_ANSWER, Some(&refused)));
+        log.add(&copy_of(&refused, 24, 475.0, "hangup", NO_ANSWER));
         assert_eq!((log.unacked(), log.retry_queues()), (1, 1));
     }
 
@@ -1723,10 +1714,7 @@ mod tests {
         let mut log = Log::new(UNIT);
         let refused = answered_by_mode(full(1, 0.0), "500", 500, None);
         log.add(&refused);
-        let mut copy = refused.clone();
-        copy.id = 2;
-        copy.received = t(60.0);
-        log.add(&answered_by_mode(copy, "500", 500, Some(&refused)));
+        log.add(&copy_of(&refused, 2, 60.0, "500", 500));
         for i in 0..(ANSWERS_KEPT as u64 + 10) {
             log.add(&full(10 + i, 61.0 + i as f64));
         }
@@ -1757,10 +1745,7 @@ mod tests {
         let mut secs = 600.0;
         for run in 0..5u64 {
             for (i, first) in firsts.iter().enumerate() {
-                let mut copy = first.clone();
-                copy.id = 100 + run * 10 + i as u64;
-                copy.received = t(secs);
-                log.add(&answered_by_mode(copy, "500", 500, Some(first)));
+                log.add(&copy_of(first, 100 + run * 10 + i as u64, secs, "500", 500));
                 secs += 4.0;
             }
             secs += 60.0;
@@ -1789,10 +1774,13 @@ mod tests {
         for i in 5..10u64 {
             let start = 15.0 * i as f64 - refused.len() as f64;
             for (j, first) in refused.iter().enumerate() {
-                let mut copy = first.clone();
-                copy.id = 100 * i + j as u64;
-                copy.received = t(start + j as f64);
-                log.add(&answered_by_mode(copy, "500", 500, Some(first)));
+                log.add(&copy_of(
+                    first,
+                    100 * i + j as u64,
+                    start + j as f64,
+                    "500",
+                    500,
+                ));
             }
             let e = answered_by_mode(new(i, 15.0 * i as f64), "500", 500, None);
             log.add(&e);
@@ -1800,10 +1788,7 @@ mod tests {
         }
         assert_eq!(log.retry_queues(), 5);
         // The next run's first retry, 50 s on.
-        let mut copy = refused[0].clone();
-        copy.id = 20;
-        copy.received = t(185.0);
-        log.add(&answered_by_mode(copy, "500", 500, Some(&refused[0])));
+        log.add(&copy_of(&refused[0], 20, 185.0, "500", 500));
         let up = of(&log, t(235.0)).unwrap();
         assert_eq!(up.cycle, Some(Duration::from_secs(15)), "{up:?}");
         assert_eq!(up.keeping, Keeping::Retrying, "{up:?}");
