@@ -527,20 +527,6 @@ fn bodies_over_the_limit_are_413() {
     let r = rx.upload(&gz);
     assert_eq!(r.status, 413);
     assert!(r.json()["error"].as_str().unwrap().contains("inflated"));
-    // Chunked bodies are counted as they stream in.
-    let mut conn = Conn::open(rx.addr);
-    let mut req = format!(
-        "POST / HTTP/1.1\r\nHost: t\r\nauthorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
-        auth()
-    )
-    .into_bytes();
-    for piece in big.as_bytes().chunks(300) {
-        req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        req.extend_from_slice(piece);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"0\r\n\r\n");
-    assert_eq!(conn.request(&req).status, 413);
     // At the limit exactly: fine.
     let fits = format!(
         "[{}]",
@@ -584,35 +570,6 @@ fn a_one_gib_gzip_bomb_costs_no_more_than_the_limit() {
         after < before + 100 * 1024,
         "peak RSS grew from {before} KiB to {after} KiB"
     );
-}
-
-#[test]
-fn chunked_upload_works_like_content_length() {
-    let mut rx = Receiver::start(&[]);
-    let body = std::fs::read(samples().join("batch-1000-naive.json")).unwrap();
-    let gz = gzip(&body);
-    let mut req = format!(
-        "POST /x HTTP/1.1\r\nHost: t\r\nauthorization: {}\r\ncontent-encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
-        auth()
-    )
-    .into_bytes();
-    for piece in gz.chunks(777) {
-        req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        req.extend_from_slice(piece);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"0\r\n\r\n");
-    let r = Conn::open(rx.addr).request(&req);
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["accepted"], 1000);
-    let e = rx.event();
-    assert_eq!(
-        (e["wire_bytes"].as_u64(), e["body_bytes"].as_u64()),
-        (Some(gz.len() as u64), Some(body.len() as u64))
-    );
-    rx.stop();
-    let original: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(rx.capture_lines()[0]["records"], original);
 }
 
 #[test]

@@ -529,9 +529,9 @@ impl Rejection {
 /// `Content-Length` and `Transfer-Encoding` together, `Content-Length`s
 /// that disagree or are not plain digits, are 400 (where the body ends is
 /// in doubt, so nothing after it on the connection may be trusted); a
-/// transfer coding other than `chunked` is 501. So is a request whose
-/// first `Connection` header mentions `upgrade` anywhere, as tiny_http 0.12
-/// reads it: it then hands the rest of the connection over as the body
+/// chunked body is 411, any other transfer coding 501. A request whose
+/// first `Connection` header mentions `upgrade` anywhere is 400: tiny_http
+/// 0.12 reads it so, and then hands the rest of the connection over as the body
 /// (a POST's read would run into the next request, or wait for the read
 /// timeout), and the receiver upgrades to nothing. An HTTP/1.0 request
 /// (`http_1_0`) with `Transfer-Encoding` is 400 too: that version has no
@@ -655,11 +655,23 @@ pub fn check_framing<'a>(
     }
     match codings.as_slice() {
         [] => Ok(()),
-        [only] if only.eq_ignore_ascii_case("chunked") => Ok(()),
+        // A device sends `Content-Length`, never chunked. tiny_http's
+        // chunked decoder (`chunked_transfer` 1.5) takes loose chunk lines
+        // (a `+` or whitespace in a size, control bytes in an extension),
+        // no trailers, and a body cut inside a chunk as whole; none of it
+        // reaches the receiver, which is handed the decoded body alone.
+        // So chunked uploads are refused before any of their body is
+        // read (RFC 9110, 15.5.12).
+        [only] if only.eq_ignore_ascii_case("chunked") => Err(Rejection::new(
+            411,
+            "chunked uploads are refused: send the body with Content-Length, as AutoPi \
+             devices do (curl: --data-binary @FILE, not -T -)"
+                .to_string(),
+        )),
         _ => Err(Rejection::new(
             501,
             format!(
-                "transfer-encoding '{}' is not supported: send the body with Content-Length (or chunked)",
+                "transfer-encoding '{}' is not supported: send the body with Content-Length",
                 quote(&coding_values.join("', '"))
             ),
         )),
@@ -1920,8 +1932,10 @@ mod tests {
             check_framing(false, h.iter().copied(), clip).map_err(|r| r.status)
         };
         assert_eq!(check(&[("Content-Length", "12")]), Ok(()));
-        assert_eq!(check(&[("transfer-encoding", "Chunked")]), Ok(()));
         assert_eq!(check(&[]), Ok(()));
+        for chunked in ["chunked", "Chunked", " chunked "] {
+            assert_eq!(check(&[("transfer-encoding", chunked)]), Err(411));
+        }
         // Only the first Connection header counts, as for tiny_http.
         assert_eq!(
             check(&[("Connection", "keep-alive"), ("Connection", "upgrade")]),
