@@ -33,15 +33,12 @@ impl Activity {
     }
 }
 
-/// A body being read, as the closer's cap and deadline see it.
+/// A body being read, as the closer's deadline sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Body {
     /// Which of the connection's requests it belongs to (they are numbered
     /// as workers take them): a cut is for this one only.
     pub seq: u64,
-    /// For a chunked body read by a worker, the bytes handed over so far
-    /// (the cap on chunk framing sees the body go on by this moving).
-    pub chunked: Option<u64>,
     /// How long it has been read.
     pub took: Duration,
     /// It holds what another body may wait for: the turn for large
@@ -59,8 +56,6 @@ pub struct Body {
 /// Why the closer cut a body in the middle (its refusal says so).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cut {
-    /// Chunk framing past the cap with no body between.
-    Framing,
     /// Still coming past its deadline.
     Slow,
     /// Holding the turn for large bodies, or a share of the wire budget,

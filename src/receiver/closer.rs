@@ -287,8 +287,7 @@ pub trait Books {
     /// is left out of `open`; any request of it is newer than `since`.
     fn forget_absent(&self, open: &HashSet<SocketAddr>, since: Instant);
     /// `peer`'s connection is about to be shut for reading in the middle
-    /// of the body of its request `seq` (chunk framing past the cap, past
-    /// its deadline, or holding the turn for large bodies without coming
+    /// of the body of its request `seq` (past its deadline, or holding the turn for large bodies without coming
     /// on): the body's read fails, and its refusal says why. Says whether
     /// to go on and shut it: not when that body is no longer read, nor
     /// when one found lapsed holds nothing now. Told `None` when the
@@ -528,8 +527,8 @@ pub fn run(
             if let Some(e) = failed.filter(|_| !disconnect_failed) {
                 disconnect_failed = true;
                 notice(format!(
-                    "a connection its client reset cannot be disconnected ({e}): a chunked \
-                     upload cut by such a reset may be taken as far as it came"
+                    "a connection its client reset cannot be disconnected ({e}): what it \
+                     had queued is read as it came (a body cut short is refused all the same)"
                 ));
             }
             if held {
@@ -624,13 +623,8 @@ pub fn run(
                 Some(over @ (heads::Over::Head { .. } | heads::Over::SlowHead { .. })) => {
                     !*shut && over.still(activity(*peer))
                 }
-                Some(
-                    over @ (heads::Over::Framing { seq }
-                    | heads::Over::SlowBody { seq }
-                    | heads::Over::TurnLapsed { seq }),
-                ) => {
+                Some(over @ (heads::Over::SlowBody { seq } | heads::Over::TurnLapsed { seq })) => {
                     let why = match over {
-                        heads::Over::Framing { .. } => Cut::Framing,
                         heads::Over::TurnLapsed { .. } => Cut::Lapsed,
                         _ => Cut::Slow,
                     };
@@ -1016,7 +1010,9 @@ const RESET_NUDGES_APART: Duration = Duration::from_secs(1);
 /// leaves the reset's error for the next read, and after that a read is
 /// "not connected", never a plain end. A plain end is what made a
 /// chunked body cut by the reset look whole: `chunked_transfer` takes an
-/// end inside a chunk for the body's end, and it was saved. Reading the
+/// end inside a chunk for the body's end, and it was saved (chunked
+/// uploads were decoded until December 8 and are refused since; a body
+/// of known length cut short is refused whatever ends its read). Reading the
 /// queue away instead (`recv` of what `FIONREAD` said) left a window: a
 /// worker already reading the body (the connection first seen after its
 /// reset) could empty the queue between the two calls, and the `recv`

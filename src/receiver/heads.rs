@@ -11,15 +11,6 @@
 //! connection is due to be shut; so is every head past `HEAD_FLOOR` while
 //! heads hold more than `HEADS_BUDGET` across all connections.
 //!
-//! The same count caps chunk framing. `chunked_transfer`, tiny_http's
-//! decoder, collects a chunk's size line into a growing `Vec` as well,
-//! inside the worker's read of the body. While a chunked body is read,
-//! the worker counts what it is handed; what tiny_http reads beyond that
-//! is framing (size lines, extensions, line ends). Past `FRAMING_LIMIT`
-//! read with nothing handed over, the connection is due to be shut for
-//! reading: the worker's read fails, the upload is refused, and nothing
-//! of it is saved.
-//!
 //! The counts come from the kernel's socket diagnostics (`sock_diag`
 //! netlink, as `ss` reads them), in one of two ways. With few
 //! connections, each is asked for by its two addresses (the closing
@@ -74,14 +65,10 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 const CROWD: usize = 256;
 const LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
 /// How soon the next count comes, outside a crowd, after one that found
-/// a connection reading what it does not hand over fast (`GROWING` since
-/// the count before, the same head or the same chunked body with nothing
-/// handed over), or a chunked body begun: an endless chunk-size line is
-/// cut at the third look that sees its body (see `FRAMING_LIMIT`), and
-/// at `LOOK_EVERY` apart tiny_http read 23-36 MiB of it first.
+/// a connection's head growing fast (`GROWING` since the count before).
 const LOOK_SOON: Duration = Duration::from_millis(10);
-/// Bytes read between two counts `LOOK_EVERY` apart, not handed over,
-/// that make the next one come `LOOK_SOON`; as a rate, for counts closer
+/// Head bytes read between two counts `LOOK_EVERY` apart that make the
+/// next one come `LOOK_SOON`; as a rate, for counts closer
 /// together (the closer's own looks and its recounts after nudges come in
 /// between), but never less than `GROWING_FLOOR`. A device's head is
 /// under 1 KiB, and tiny_http reads at most its buffer (1 KiB in 0.12)
@@ -144,8 +131,7 @@ impl HeadCap {
     /// Counts our connections at `now` (when due, or sooner for the
     /// closing thread's looks): every one's counts, and those over a cap
     /// (a head past `HEAD_LIMIT`, or past `HEAD_FLOOR` while all heads
-    /// hold more than `HEADS_BUDGET`; chunk framing past `FRAMING_LIMIT`)
-    /// or past a deadline; None without socket diagnostics.
+    /// hold more than `HEADS_BUDGET`) or past a deadline; None without socket diagnostics.
     pub fn count(
         &mut self,
         now: Instant,
@@ -430,7 +416,7 @@ fn lookup(c: &Ours) -> SockDiagMessage {
 #[derive(Clone, Copy, Debug)]
 struct Head {
     /// Read when its current stretch began (as far as the watch saw): a
-    /// head, or the framing since the body last moved.
+    /// head, or a body.
     from: u64,
     /// What the connection was doing then: the stretch goes on while
     /// this stays the same.
@@ -449,8 +435,6 @@ struct Head {
     settled: Option<u64>,
     /// Read when the body being read was first seen.
     body_from: Option<u64>,
-    /// Read at the first look that found the framing over its cap.
-    framing_over: Option<u64>,
     /// Read at the last look.
     read: u64,
     /// The body being read: when it last came on by `ARRIVAL_RATE`, and
@@ -463,14 +447,8 @@ enum Mark {
     /// Between requests, after `done` of them: reading a head.
     Head { done: u64 },
     /// A request in hand, after `done` of them; with the number of its
-    /// body being read, and `chunked` bytes of it handed over while it is
-    /// a chunked one (None otherwise: a body of known length has no
-    /// framing to count).
-    Body {
-        done: u64,
-        seq: Option<u64>,
-        chunked: Option<u64>,
-    },
+    /// body being read.
+    Body { done: u64, seq: Option<u64> },
     /// No request seen: reading its first head.
     First,
 }
@@ -488,11 +466,6 @@ pub enum Over {
     Head { done: Option<u64> },
     /// A head still coming past its deadline (`arrival_deadline`).
     SlowHead { done: Option<u64> },
-    /// More than `FRAMING_LIMIT` read of body `seq` without a byte of it
-    /// handed over, and more again at the next look: a chunk's size line
-    /// or extension without end (`chunked_transfer` keeps the size line
-    /// in a growing `Vec`).
-    Framing { seq: u64 },
     /// Body `seq` still coming past its deadline (`arrival_deadline`).
     SlowBody { seq: u64 },
     /// Body `seq` holds the turn for large bodies or a share of the wire
@@ -510,9 +483,6 @@ impl Over {
                 done == Some(d)
             }
             (Over::Head { .. } | Over::SlowHead { .. }, Activity::Unseen) => true,
-            (Over::Framing { seq }, Activity::Busy { body: Some(b), .. }) => {
-                b.seq == seq && b.chunked.is_some()
-            }
             (Over::SlowBody { seq }, Activity::Busy { body: Some(b), .. }) => b.seq == seq,
             (Over::TurnLapsed { seq }, Activity::Busy { body: Some(b), .. }) => {
                 b.seq == seq && b.wanted
@@ -521,19 +491,6 @@ impl Over {
         }
     }
 }
-
-/// Bytes tiny_http may read of a body without handing any of it over: a
-/// chunk's size line, extensions and line ends. A device sends no
-/// extensions and a size line of a few bytes. Over it at one look, the
-/// body is cut if the next look finds `FRAMING_GROWTH` more read still
-/// with nothing handed over (what one look counts may be stale by the
-/// reads handed over while it asked; a worker's read takes at most
-/// `HANDED_AT_ONCE`).
-pub const FRAMING_LIMIT: u64 = 64 * 1024;
-/// See `FRAMING_LIMIT`.
-pub const FRAMING_GROWTH: u64 = 32 * 1024;
-/// The most a worker asks of a chunked body in one read.
-pub const HANDED_AT_ONCE: usize = 16 * 1024;
 
 /// Read timeouts a head, or a body, may take to arrive, before the time
 /// its bytes earn (`ARRIVAL_RATE`).
@@ -561,14 +518,14 @@ pub fn arrival_deadline(read_timeout: Duration, came: u64) -> Duration {
 }
 
 /// Follows what tiny_http reads of each connection that it does not hand
-/// over (heads between requests, chunk framing within a body) and how
-/// long heads and bodies take; deadlines only with a read timeout.
+/// over (heads between requests) and how long heads and bodies take;
+/// deadlines only with a read timeout.
 #[derive(Default)]
 pub struct HeadWatch {
     heads: HashMap<u64, Head>,
     read_timeout: Option<Duration>,
-    /// The last look found a head or a chunk's framing growing fast, or
-    /// a chunked body begun: the next look should come soon.
+    /// The last look found a head growing fast: the next look should
+    /// come soon.
     soon: bool,
     /// When the last look was.
     looked: Option<Instant>,
@@ -599,7 +556,7 @@ impl HeadWatch {
     /// Brings the watch up to date with `counted` at `now` and returns the
     /// connections over a cap or past a deadline. A stretch starts at what
     /// a connection has read now whenever what it is doing changes: a
-    /// request taken in hand or done with, or body handed over. One never
+    /// request taken in hand or done with. One never
     /// seen before, with no request yet, started its head with its first
     /// byte. Heads under their own cap go on to the budget for all heads
     /// (`over_budget`), each counted from its `settled` point.
@@ -631,7 +588,6 @@ impl HeadWatch {
                 Activity::Busy { done, body } => Mark::Body {
                     done,
                     seq: body.map(|b| b.seq),
-                    chunked: body.and_then(|b| b.chunked),
                 },
                 Activity::Quiet { done, .. } => Mark::Head { done },
                 // What was seen goes on.
@@ -644,7 +600,6 @@ impl HeadWatch {
                 after_body: seen.is_some_and(|h| matches!(h.mark, Mark::Body { .. })),
                 settled: None,
                 body_from: None,
-                framing_over: None,
                 read: c.read,
                 progress: None,
             };
@@ -665,23 +620,11 @@ impl HeadWatch {
                 },
                 _ => fresh(c.read),
             };
-            // Read fast since the last look and not handed over: the same
-            // head, or the same chunked body with nothing more handed over
-            // (a connection's first head from its start). A chunked body
-            // just begun is looked at again soon as well.
-            let chunked = matches!(
-                mark,
-                Mark::Body {
-                    chunked: Some(_),
-                    ..
-                }
-            );
+            // The same head read fast since the last look (a connection's
+            // first head from its start).
             let head_like = matches!(mark, Mark::Head { .. } | Mark::First);
             let growing = match seen {
-                Some(h) if h.mark == mark && (chunked || head_like) => {
-                    c.read.saturating_sub(h.read) > fast
-                }
-                _ if chunked => !seen.is_some_and(|h| same_body(h.mark, mark)),
+                Some(h) if h.mark == mark && head_like => c.read.saturating_sub(h.read) > fast,
                 None => mark == Mark::First && c.read > GROWING,
                 _ => false,
             };
@@ -706,13 +649,8 @@ impl HeadWatch {
                 .read_timeout
                 .zip(head.began)
                 .is_some_and(|(t, began)| now.duration_since(began) > arrival_deadline(t, stretch));
-            // A chunked body earns time by what it hands over, not by its
-            // framing (1-byte chunks with long extensions would earn time
-            // without end); one of known length by what was read of it.
-            let came = body.map(|b| {
-                b.chunked
-                    .unwrap_or_else(|| c.read.saturating_sub(head.body_from.unwrap_or(c.read)))
-            });
+            // A body earns time by what was read of it.
+            let came = body.map(|_| c.read.saturating_sub(head.body_from.unwrap_or(c.read)));
             let late_body = self
                 .read_timeout
                 .zip(body.zip(came))
@@ -736,13 +674,6 @@ impl HeadWatch {
                 && head
                     .progress
                     .is_some_and(|(then, _)| now.duration_since(then) > TURN_LAPSE);
-            let framing = match body {
-                Some(b) if b.chunked.is_some() && stretch > FRAMING_LIMIT => {
-                    let first_over = *head.framing_over.get_or_insert(c.read);
-                    (c.read.saturating_sub(first_over) > FRAMING_GROWTH).then_some(b.seq)
-                }
-                _ => None,
-            };
             // A head after a body counts from where it surely began, as
             // the budget does (see `settled`): counted from `from`, the
             // end of a large body read during a look made an idle
@@ -755,9 +686,8 @@ impl HeadWatch {
             let this = match (head_done, body) {
                 (Some(done), _) if size > HEAD_LIMIT => Some(Over::Head { done }),
                 (Some(done), _) if late_head => Some(Over::SlowHead { done }),
-                (None, Some(b)) => framing
-                    .map(|seq| Over::Framing { seq })
-                    .or(late_body.then_some(Over::SlowBody { seq: b.seq }))
+                (None, Some(b)) => late_body
+                    .then_some(Over::SlowBody { seq: b.seq })
                     .or(lapsed.then_some(Over::TurnLapsed { seq: b.seq })),
                 _ => None,
             };
@@ -1029,46 +959,37 @@ mod tests {
     #[test]
     fn a_body_holding_the_turn_lapses_when_it_stops_coming_while_another_waits() {
         let t0 = Instant::now();
-        let body = |holds: bool, wanted: bool, chunked: Option<u64>| {
+        let body = |holds: bool, wanted: bool| {
             move |_: SocketAddr| Activity::Busy {
                 done: 1,
                 body: Some(crate::receiver::activity::Body {
                     earns: true,
                     seq: 2,
-                    chunked,
                     took: Duration::ZERO,
                     holds,
                     wanted: holds && wanted,
                 }),
             }
         };
-        let holding = |wanted: bool, chunked: Option<u64>| body(true, wanted, chunked);
+        let holding = |wanted: bool| body(true, wanted);
         let lapse = TURN_LAPSE + Duration::from_millis(1);
         // A trickle (a byte a look), another waiting: cut past the lapse.
         let mut w = HeadWatch::default();
-        w.look_at(t0, &[at(1, 1 << 20)], &holding(true, None));
+        w.look_at(t0, &[at(1, 1 << 20)], &holding(true));
         assert!(
-            w.look_at(
-                t0 + TURN_LAPSE,
-                &[at(1, (1 << 20) + 1)],
-                &holding(true, None)
-            )
-            .is_empty()
+            w.look_at(t0 + TURN_LAPSE, &[at(1, (1 << 20) + 1)], &holding(true))
+                .is_empty()
         );
         assert_eq!(
-            w.look_at(t0 + lapse, &[at(1, (1 << 20) + 2)], &holding(true, None)),
+            w.look_at(t0 + lapse, &[at(1, (1 << 20) + 2)], &holding(true)),
             vec![(at(1, (1 << 20) + 2), Over::TurnLapsed { seq: 2 })]
         );
         // The same trickle with nothing waiting: kept.
         let mut w = HeadWatch::default();
-        w.look_at(t0, &[at(2, 1 << 20)], &holding(false, None));
+        w.look_at(t0, &[at(2, 1 << 20)], &holding(false));
         assert!(
-            w.look_at(
-                t0 + 10 * lapse,
-                &[at(2, (1 << 20) + 2)],
-                &holding(false, None)
-            )
-            .is_empty()
+            w.look_at(t0 + 10 * lapse, &[at(2, (1 << 20) + 2)], &holding(false))
+                .is_empty()
         );
         // Coming on by `ARRIVAL_RATE` at each look, another waiting: kept
         // however long it takes.
@@ -1077,66 +998,22 @@ mod tests {
             let read = (1 << 20) + i * ARRIVAL_RATE;
             let now = t0 + TURN_LAPSE * u32::try_from(i).unwrap();
             assert!(
-                w.look_at(now, &[at(3, read)], &holding(true, None))
-                    .is_empty(),
+                w.look_at(now, &[at(3, read)], &holding(true)).is_empty(),
                 "look {i}"
             );
         }
-        // A chunked body comes on by what it hands over, not by what is
-        // read (framing): much read, nothing handed over, cut all the same.
-        let mut w = HeadWatch::default();
-        w.look_at(t0, &[at(4, 1 << 20)], &holding(true, Some(1 << 20)));
-        assert_eq!(
-            w.look_at(
-                t0 + lapse,
-                &[at(4, (1 << 20) + 1000 * ARRIVAL_RATE)],
-                &holding(true, Some(1 << 20))
-            ),
-            vec![(
-                at(4, (1 << 20) + 1000 * ARRIVAL_RATE),
-                Over::TurnLapsed { seq: 2 }
-            )]
-        );
-        // A chunked body trickling a byte a look (each look a new mark of
-        // the same body): cut all the same.
-        let mut w = HeadWatch::default();
-        for i in 0..3u32 {
-            let handed = Some((1 << 20) + u64::from(i));
-            let over = w.look_at(
-                t0 + TURN_LAPSE / 2 * i,
-                &[at(5, (1 << 20) + u64::from(i) * 6)],
-                &holding(true, handed),
-            );
-            assert!(over.is_empty(), "look {i}");
-        }
-        assert_eq!(
-            w.look_at(
-                t0 + lapse,
-                &[at(5, (1 << 20) + 30)],
-                &holding(true, Some((1 << 20) + 5))
-            ),
-            vec![(at(5, (1 << 20) + 30), Over::TurnLapsed { seq: 2 })]
-        );
         // Time waiting for the turn does not count: a body seen still
         // without it, then holding it with another waiting, starts its
         // clock when first seen holding it.
         let mut w = HeadWatch::default();
-        w.look_at(t0, &[at(6, 1 << 20)], &body(false, false, Some(1 << 20)));
+        w.look_at(t0, &[at(6, 1 << 20)], &body(false, false));
         assert!(
-            w.look_at(
-                t0 + 2 * lapse,
-                &[at(6, 1 << 20)],
-                &holding(true, Some(1 << 20))
-            )
-            .is_empty()
+            w.look_at(t0 + 2 * lapse, &[at(6, 1 << 20)], &holding(true))
+                .is_empty()
         );
         assert_eq!(
-            w.look_at(
-                t0 + 3 * lapse,
-                &[at(6, 1 << 20)],
-                &holding(true, Some(1 << 20))
-            )
-            .len(),
+            w.look_at(t0 + 3 * lapse, &[at(6, 1 << 20)], &holding(true))
+                .len(),
             1
         );
         // Its bytes waiting unread (the worker behind): not the client's doing.
@@ -1145,24 +1022,23 @@ mod tests {
             unread: ARRIVAL_RATE,
             ..at(7, read)
         };
-        w.look_at(t0, &[unread(1 << 20)], &holding(true, None));
+        w.look_at(t0, &[unread(1 << 20)], &holding(true));
         assert!(
-            w.look_at(t0 + lapse, &[unread(1 << 20)], &holding(true, None))
+            w.look_at(t0 + lapse, &[unread(1 << 20)], &holding(true))
                 .is_empty()
         );
         // Asked again before the cut: still holding the turn, still wanted.
         let over = Over::TurnLapsed { seq: 2 };
-        assert!(over.still(holding(true, None)(at(1, 0).peer)));
-        assert!(!over.still(holding(false, None)(at(1, 0).peer)));
+        assert!(over.still(holding(true)(at(1, 0).peer)));
+        assert!(!over.still(holding(false)(at(1, 0).peer)));
     }
 
     /// A body being read, as the books would give it.
-    fn reading(done: u64, seq: u64, chunked: Option<u64>, took: Duration) -> Activity {
+    fn reading(done: u64, seq: u64, took: Duration) -> Activity {
         Activity::Busy {
             done,
             body: Some(crate::receiver::activity::Body {
                 seq,
-                chunked,
                 took,
                 holds: false,
                 wanted: false,
@@ -1171,17 +1047,13 @@ mod tests {
         }
     }
 
-    /// The next look comes soon after one that found a head, or a chunked
-    /// body's framing, read fast with nothing handed over (by the time
-    /// since the last look: a look that comes early sees less), or a
-    /// chunked body begun; never for a body of known length, a chunked
-    /// body that hands over what it reads, a head that only trickles, or
-    /// requests that follow one another, however fast.
+    /// The next look comes soon after one that found a head read fast (by
+    /// the time since the last look: a look that comes early sees less);
+    /// never for a body, a head that only trickles, or requests that
+    /// follow one another, however fast.
     #[test]
-    fn a_look_comes_soon_only_after_unhanded_bytes_read_fast() {
-        let body = |done: u64, seq: u64, chunked: Option<u64>| {
-            move |_: SocketAddr| reading(done, seq, chunked, Duration::ZERO)
-        };
+    fn a_look_comes_soon_only_after_a_head_read_fast() {
+        let body = |done: u64, seq: u64| move |_: SocketAddr| reading(done, seq, Duration::ZERO);
         let quiet = |done: u64| {
             move |_: SocketAddr| Activity::Quiet {
                 ago: Duration::ZERO,
@@ -1221,96 +1093,10 @@ mod tests {
         // Requests that follow one another: the mark changes each time.
         w.look_at(at_ms(200), &[at(2, 10 * GROWING)], &quiet(5));
         assert!(!w.soon, "requests done in between");
-        // A body of known length read fast.
-        w.look_at(at_ms(300), &[at(2, 20 * GROWING)], &body(5, 6, None));
-        w.look_at(at_ms(400), &[at(2, 40 * GROWING)], &body(5, 6, None));
-        assert!(!w.soon, "a body of known length");
-        // A chunked body begun, then handing over what it reads.
-        w.look_at(at_ms(500), &[at(2, 41 * GROWING)], &body(6, 7, Some(0)));
-        assert!(w.soon, "a chunked body begun");
-        w.look_at(
-            at_ms(510),
-            &[at(2, 60 * GROWING)],
-            &body(6, 7, Some(19 * GROWING)),
-        );
-        assert!(!w.soon, "a chunked body handing over what it reads");
-        // Then its framing read fast with nothing handed over.
-        w.look_at(
-            at_ms(520),
-            &[at(2, 61 * GROWING)],
-            &body(6, 7, Some(19 * GROWING)),
-        );
-        assert!(w.soon, "framing read fast");
-    }
-
-    /// Within a chunked body, what tiny_http reads with nothing handed over
-    /// counts toward the framing cap, from the last look at which the body
-    /// moved; over it, the body is cut once `FRAMING_GROWTH` more came at a
-    /// later look, still with nothing handed over. A body of known length,
-    /// a body that keeps moving, and one that only pauses past the cap (a
-    /// look made while a read was handed over) never are.
-    #[test]
-    fn only_framing_read_with_nothing_handed_over_counts_toward_its_cap() {
-        let busy = |done: u64, seq: u64, chunked: Option<u64>| {
-            move |_: SocketAddr| reading(done, seq, chunked, Duration::ZERO)
-        };
-        // An endless size line: the body stops moving at 10 bytes.
-        let mut w = HeadWatch::default();
-        assert!(w.look(&[at(1, 300)], &busy(0, 1, Some(0))).is_empty());
-        assert!(w.look(&[at(1, 320)], &busy(0, 1, Some(10))).is_empty());
-        let over = 321 + FRAMING_LIMIT;
-        assert!(w.look(&[at(1, over)], &busy(0, 1, Some(10))).is_empty());
-        assert!(
-            w.look(&[at(1, over + FRAMING_GROWTH)], &busy(0, 1, Some(10)))
-                .is_empty()
-        );
-        assert_eq!(
-            w.look(&[at(1, over + FRAMING_GROWTH + 1)], &busy(0, 1, Some(10))),
-            vec![(at(1, over + FRAMING_GROWTH + 1), Over::Framing { seq: 1 })]
-        );
-
-        // A look that counted the connection before a large read was
-        // handed over, then a pause: over the cap at once, but nothing more
-        // comes, so it is never cut.
-        let mut w = HeadWatch::default();
-        w.look(&[at(2, 300)], &busy(0, 1, Some(0)));
-        assert!(w.look(&[at(2, 400)], &busy(0, 1, Some(200_000))).is_empty());
-        for _ in 0..5 {
-            let paused = 400 + 200_000;
-            assert!(
-                w.look(&[at(2, paused)], &busy(0, 1, Some(200_000)))
-                    .is_empty()
-            );
-        }
-
-        // A large chunked body handed over between every two looks.
-        let mut w = HeadWatch::default();
-        for n in 0..10 {
-            let read = 300 + n * 4 * FRAMING_LIMIT;
-            assert!(w.look(&[at(3, read)], &busy(0, 1, Some(read))).is_empty());
-        }
-        // A body of known length is not counted (it has no framing).
-        let mut w = HeadWatch::default();
-        w.look(&[at(4, 300)], &busy(0, 1, None));
-        assert!(w.look(&[at(4, 30 << 20)], &busy(0, 1, None)).is_empty());
-        assert!(w.look(&[at(4, 60 << 20)], &busy(0, 1, None)).is_empty());
-        // The next request's chunked body starts a new count, even at the
-        // same count handed over.
-        let mut w = HeadWatch::default();
-        w.look(&[at(5, 300)], &busy(0, 1, Some(0)));
-        w.look(&[at(5, 300 + FRAMING_LIMIT + 1)], &busy(0, 1, Some(0)));
-        assert!(
-            w.look(&[at(5, 400 + 2 * FRAMING_LIMIT)], &busy(1, 2, Some(0)))
-                .is_empty()
-        );
-        // Nor does a head count toward framing: a head of most of the cap,
-        // then a body that does not move.
-        let mut w = HeadWatch::default();
-        w.look(&[at(6, HEAD_LIMIT - 10)], &|_| Activity::Unseen);
-        assert!(
-            w.look(&[at(6, HEAD_LIMIT + 10)], &busy(0, 1, Some(0)))
-                .is_empty()
-        );
+        // A body read fast.
+        w.look_at(at_ms(300), &[at(2, 20 * GROWING)], &body(5, 6));
+        w.look_at(at_ms(400), &[at(2, 40 * GROWING)], &body(5, 6));
+        assert!(!w.soon, "a body");
     }
 
     /// A head must come whole within its deadline from the first look that
@@ -1352,7 +1138,7 @@ mod tests {
 
         let body = |took: Option<Duration>| {
             move |_: SocketAddr| match took {
-                Some(took) => reading(1, 2, None, took),
+                Some(took) => reading(1, 2, took),
                 None => Activity::Busy {
                     done: 1,
                     body: None,
@@ -1381,7 +1167,7 @@ mod tests {
         // The same drained after a refusal without the token earns
         // nothing by it: late at its deadline however fast it comes.
         let refused = |took| {
-            move |_: SocketAddr| match reading(1, 2, None, took) {
+            move |_: SocketAddr| match reading(1, 2, took) {
                 Activity::Busy { done, body } => Activity::Busy {
                     done,
                     body: body.map(|b| crate::receiver::activity::Body { earns: false, ..b }),
@@ -1394,19 +1180,6 @@ mod tests {
         assert_eq!(
             w.look_at(t0 + late, &[at(9, came)], &refused(late)),
             vec![(at(9, came), Over::SlowBody { seq: 2 })]
-        );
-        // A chunked body earns time by what it hands over only: much read,
-        // little handed over, late all the same.
-        let chunked = |took| move |_: SocketAddr| reading(1, 2, Some(10), took);
-        let mut w = HeadWatch::with_deadlines(t);
-        w.look_at(t0, &[at(8, 500)], &chunked(Duration::ZERO));
-        assert_eq!(
-            w.look_at(
-                t0 + late,
-                &[at(8, 500 + 1000 * ARRIVAL_RATE)],
-                &chunked(late)
-            ),
-            vec![(at(8, 500 + 1000 * ARRIVAL_RATE), Over::SlowBody { seq: 2 })]
         );
         // In hand but no longer being read (answered late, say): never, however
         // long ago its body began.

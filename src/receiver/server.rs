@@ -266,9 +266,8 @@ pub fn start_with(
                     .is_none_or(|n| n <= READ_AHEAD_BY_TINY_HTTP)
                 && !held_back(request)
             {
-                // Nothing of it left to read (a chunked body is never
-                // drained by tiny_http): let go of at once, no worker woken
-                // or added for it.
+                // Nothing of it left to read: let go of at once, no worker
+                // woken or added for it.
                 ctx.connections.finish(peer, 0, false);
                 return Handout::LetGo;
             }
@@ -858,9 +857,6 @@ struct BodyRead {
     /// The number of its request (`Connection::begun` when it was taken).
     seq: u64,
     since: Instant,
-    /// Bytes handed over so far, for a chunked body read by a worker (the
-    /// closer caps the framing read beyond them).
-    chunked: Option<u64>,
     /// The closer cut it, why, and what it held then.
     cut: Option<(Cut, Holds)>,
     /// What it holds that another body may wait for.
@@ -870,9 +866,10 @@ struct BodyRead {
 }
 
 /// What a body being read holds that another may wait for: the turn for
-/// large bodies, a share of the wire budget (`WIRE_BUDGET`), or both (a
-/// chunked body that went on past 1 MiB). Either lapses if the body stops
-/// coming while another waits for it (`heads::TURN_LAPSE`).
+/// large bodies (one announced over `LARGE_BODY`), or a share of the wire
+/// budget (`WIRE_BUDGET`, one that goes on past `WIRE_FREE`). Either lapses
+/// if the body stops coming while another waits for it
+/// (`heads::TURN_LAPSE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Holds {
     turn: bool,
@@ -1054,7 +1051,6 @@ impl Connections {
                 done: c.done,
                 body: c.body.as_ref().map(|b| Body {
                     seq: b.seq,
-                    chunked: b.chunked,
                     took: b.since.elapsed(),
                     holds: b.holds.turn || b.holds.share,
                     wanted: (b.holds.turn && turn_waited) || (b.holds.share && share_waited),
@@ -1146,32 +1142,24 @@ impl Connections {
     }
 
     /// Request `seq` of `peer` has its body read from now on by a worker,
-    /// chunked or not, for the closer's cap and deadline.
-    fn reading(&self, peer: Option<SocketAddr>, seq: u64, chunked: bool, holds: Holds) {
-        self.body_begins(peer, seq, chunked, holds, true);
+    /// for the closer's deadline.
+    fn reading(&self, peer: Option<SocketAddr>, seq: u64, holds: Holds) {
+        self.body_begins(peer, seq, holds, true);
     }
 
     /// Request `seq` of `peer` has its body drained from now on, unread,
     /// under the same deadline: `earns` as `activity::Body::earns` says.
     fn draining(&self, peer: Option<SocketAddr>, seq: u64, earns: bool) {
-        self.body_begins(peer, seq, false, Holds::default(), earns);
+        self.body_begins(peer, seq, Holds::default(), earns);
     }
 
-    fn body_begins(
-        &self,
-        peer: Option<SocketAddr>,
-        seq: u64,
-        chunked: bool,
-        holds: Holds,
-        earns: bool,
-    ) {
+    fn body_begins(&self, peer: Option<SocketAddr>, seq: u64, holds: Holds, earns: bool) {
         if let Some(peer) = peer
             && let Some(c) = self.lock().get_mut(&peer)
         {
             c.body = Some(BodyRead {
                 seq,
                 since: Instant::now(),
-                chunked: chunked.then_some(0),
                 cut: None,
                 holds,
                 earns,
@@ -1190,22 +1178,11 @@ impl Connections {
         }
     }
 
-    /// Request `seq` of `peer` handed over `n` more bytes of its chunked
-    /// body.
-    fn handed(&self, peer: SocketAddr, seq: u64, n: usize) {
-        if let Some(c) = self.lock().get_mut(&peer)
-            && let Some(b) = c.body.as_mut().filter(|b| b.seq == seq)
-        {
-            b.chunked = Some(b.chunked.unwrap_or(0).saturating_add(n as u64));
-        }
-    }
-
     /// The closer cuts the body of request `seq` of `peer`, for `why`
     /// (None: it could not, after all); says whether it may. A lapse is
-    /// not cut once the body holds nothing: the closer's look found it
-    /// holding what another waited for, but the body may have let go of it
-    /// since (to wait for the turn, holding nothing meanwhile). A body cut
-    /// already is not cut again.
+    /// not cut once the body holds nothing (the closer's look found it
+    /// holding what another waited for a moment ago). A body cut already is
+    /// not cut again.
     fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool {
         let mut open = self.lock();
         let Some(b) = open
@@ -1286,13 +1263,11 @@ struct Outcome {
     kept_body: Option<Arc<[u8]>>,
     /// The body was read off the socket (so nothing is left to drain).
     body_read: bool,
-    /// Reading the body failed (a stall past the read timeout, a reset, a
-    /// chunked body breaking its framing): dropping the request may wait
+    /// Reading the body failed (a stall past the read timeout, a reset):
+    /// dropping the request may wait
     /// another read timeout in tiny_http's drain, so that is not done on a
     /// worker.
     body_cut: bool,
-    /// The body was read to its end (a chunked one: up to its last chunk).
-    body_whole: bool,
 }
 
 impl Outcome {
@@ -1312,7 +1287,6 @@ impl Outcome {
             kept_body: None,
             body_read: false,
             body_cut: false,
-            body_whole: false,
         }
     }
 
@@ -1482,10 +1456,10 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     // - a length beyond `isize::MAX`: tiny_http cannot drain it and hands
     //   the socket on at once;
     // - a body that stalled past the read timeout (rather than tiny_http
-    //   draining a silent socket for one more), broke off, or broke its
-    //   chunked framing;
-    // - a chunked body not read to its end: tiny_http's own drain stops
-    //   at a break in its framing and parses what follows as a request;
+    //   draining a silent socket for one more), or broke off;
+    // - any request with `Transfer-Encoding` (refused with the framing,
+    //   its body never read): tiny_http's drain would decode chunks and
+    //   parse what follows a break in them as a request;
     // - a body held back for a "100 Continue" never sent (see
     //   `held_back`): its client may still send it after our answer, or
     //   not. Until December 6 tiny_http's drain waited a read timeout for
@@ -1499,7 +1473,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     //   and no body, held 2.2 threads and 56 KiB each, passed 200 MB at
     //   4 000, and at about 8 000 the process ran out of memory mappings
     //   and aborted).
-    let chunked = header(&request, "transfer-encoding").is_some();
+    let coded = header(&request, "transfer-encoding").is_some();
     let held_back = unread > 0 && held_back(&request);
     // A body never read may be a stalled one: tiny_http's drain would
     // then wait a read timeout on the worker. Bodies of up to 1 KiB it
@@ -1507,7 +1481,7 @@ fn handle(ctx: &Ctx, mut request: Request, answering: Answering<'_>, held: InHan
     let stalled = outcome.body_cut || unread > READ_AHEAD_BY_TINY_HTTP || held_back;
     if drain::way(unread) == drain::Way::Overflowing
         || outcome.body_cut
-        || (chunked && !outcome.body_whole)
+        || coded
         || held_back
         || (stalled && unread > 0 && ctx.drains.running() >= DRAINS_AT_MOST)
     {
@@ -1559,8 +1533,8 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
         return out;
     }
     // A large body takes its turn before it is read: the wire holds no
-    // more of them at once than decoding does. (A chunked one, of no
-    // length announced, takes it once its first 1 MiB has come.)
+    // more of them at once than decoding does. (Every body announces its
+    // length: chunked ones are refused with the framing.)
     let mut turn = match request.body_length().filter(|&len| len > turns::LARGE_BODY) {
         Some(_) => match ctx.turns.take() {
             Ok(turn) => Some(turn),
@@ -1570,12 +1544,9 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
     };
     let mut out = match read_body(ctx, request, limit, seq, &mut turn) {
         Ok((wire, share)) => {
-            // One byte past the limit was read to tell a body too large.
-            let whole = wire.len() <= limit;
-            let mut out = decode_and_save(ctx, request, received, wire, turn);
+            let out = decode_and_save(ctx, request, received, wire, turn);
             // The wire's share is held until the wire itself is let go.
             drop(share);
-            out.body_whole = whole;
             out
         }
         Err(Unread {
@@ -1586,7 +1557,6 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
             let mut out = Outcome::refused(rejection);
             out.wire_bytes = read;
             out.body_cut = !drained;
-            out.body_whole = drained;
             out
         }
     };
@@ -1604,18 +1574,15 @@ struct Unread {
 }
 
 /// Reads at most `limit` + 1 bytes of body, refusing a body cut short
-/// (with how many bytes did arrive). The books time it (request `seq`),
-/// and count what a chunked body hands over as it comes, for the closer's
-/// deadline and its cap on chunk framing; a body the closer cut is
-/// refused saying why. A body that goes on past `WIRE_FREE` without its
-/// turn takes a share of the wire budget for the rest (up to `LARGE_BODY`)
-/// there, returned with the body; one of no announced length that goes
-/// on past `LARGE_BODY` takes its `turn` there before the rest is read.
-/// Refused 503 when it waited too long for either, its rest is read and
-/// thrown away (within the limit and the closer's deadline), as tiny_http
-/// drains a refused body of known length: a client sending its whole body
-/// before it reads gets the refusal, where a close would leave it waiting
-/// on a window nobody opens.
+/// (with how many bytes did arrive). The books time it (request `seq`)
+/// for the closer's deadline; a body the closer cut is refused saying
+/// why. A body that goes on past `WIRE_FREE` without its turn takes a
+/// share of the wire budget for the rest (up to `LARGE_BODY`) there,
+/// returned with the body. Refused 503 when it waited too long for it,
+/// its rest is read and thrown away (within the limit and the closer's
+/// deadline), as tiny_http drains a refused body of known length: a
+/// client sending its whole body before it reads gets the refusal, where
+/// a close would leave it waiting on a window nobody opens.
 fn read_body(
     ctx: &Ctx,
     request: &mut Request,
@@ -1623,48 +1590,29 @@ fn read_body(
     seq: u64,
     turn: &mut Option<Turn>,
 ) -> Result<(Vec<u8>, Option<Share>), Unread> {
-    let declared = request.body_length();
+    // No length: no body (tiny_http reads none; a chunked one was refused
+    // with the framing).
+    let declared = request.body_length().unwrap_or(0);
     let peer = request.remote_addr().copied();
-    let chunked = header(request, "transfer-encoding").is_some();
     let mut holds = Holds {
         turn: turn.is_some(),
         share: false,
     };
-    ctx.connections.reading(peer, seq, chunked, holds);
-    let mut handing;
-    let reader: &mut dyn Read = match peer.filter(|_| chunked) {
-        Some(peer) => {
-            handing = Handing {
-                inner: request.as_reader(),
-                books: &ctx.connections,
-                peer,
-                seq,
-            };
-            &mut handing
-        }
-        None => request.as_reader(),
-    };
+    ctx.connections.reading(peer, seq, holds);
+    let reader = request.as_reader();
     let most = limit + 1;
-    let first = match declared {
-        None if turn.is_none() => most.min(turns::LARGE_BODY + 1),
-        _ => most,
-    };
     // A body with its turn holds the wire alone; any other reads its
     // first `WIRE_FREE`, and a byte more to tell whether it goes on,
     // before it asks for a share.
     let free = match turn {
-        Some(_) => first,
-        None => first.min(WIRE_FREE + 1),
+        Some(_) => most,
+        None => most.min(WIRE_FREE + 1),
     };
-    let mut wire = Vec::with_capacity(declared.unwrap_or(8192).min(free));
+    let mut wire = Vec::with_capacity(declared.min(free));
     let mut read = (&mut *reader).take(free as u64).read_to_end(&mut wire);
     let mut share = None;
-    // All the rest of a body of known length; for a chunked one, as far as
-    // its turn (the share shrinks to what came once it is read).
-    let rest = declared
-        .map_or(first, |len| len.min(first))
-        .saturating_sub(free);
-    if read.is_ok() && wire.len() == free && free < first && rest > 0 {
+    let rest = declared.min(most).saturating_sub(free);
+    if read.is_ok() && wire.len() == free && rest > 0 {
         match ctx.wire.take(rest) {
             Ok(taken) => {
                 share = Some(taken);
@@ -1679,49 +1627,17 @@ fn read_body(
                 ));
             }
         }
-        if declared.is_some() {
-            wire.reserve_exact(rest);
-        }
+        wire.reserve_exact(rest);
         read = (&mut *reader)
-            .take((first - free) as u64)
-            .read_to_end(&mut wire);
-        if let Some(share) = share.as_mut() {
-            share.shrink(wire.len() - free);
-        }
-    }
-    if read.is_ok() && wire.len() == first && first < most {
-        // Waiting for the turn, it reads nothing: what it holds does not
-        // lapse meanwhile (the wait has its own end).
-        ctx.connections.took(peer, seq, Holds::default());
-        match ctx.turns.take() {
-            Ok(taken) => {
-                *turn = Some(taken);
-                holds.turn = true;
-                ctx.connections.took(peer, seq, holds);
-            }
-            Err(rejection) => {
-                // Neither the wire nor its share is held while the rest is
-                // thrown away.
-                let came = wire.len();
-                drop((wire, share));
-                return Err(refused_while_read(
-                    ctx, reader, rejection, came, most, peer, seq,
-                ));
-            }
-        }
-        read = reader
-            .take((most - wire.len()) as u64)
+            .take((most - free) as u64)
             .read_to_end(&mut wire);
     }
-    let short = declared.filter(|&len| wire.len() < len);
+    let short = Some(declared).filter(|&len| wire.len() < len);
     let cut = ctx.connections.read_done(peer, seq);
     let mut status = 400;
     let error = match (read, short, cut) {
-        // A body of known length that came whole as the cut came: taken. A
-        // chunked one cut is refused whatever its read said: tiny_http's
-        // decoder ends a chunk cut short as if the body had ended.
-        (Ok(_), None, None) => return Ok((wire, share)),
-        (Ok(_), None, Some(_)) if !chunked => return Ok((wire, share)),
+        // Whole, even if the cut came as it ended: taken.
+        (Ok(_), None, _) => return Ok((wire, share)),
         (_, _, Some((Cut::Lapsed, held))) => {
             // Nothing wrong with the body: it is to come again.
             status = 503;
@@ -1731,13 +1647,7 @@ fn read_body(
                 WIRE_BUDGET >> 20,
                 WIRE_FREE / 1024
             );
-            // What it held when it was cut: it may have taken the turn
-            // since, as the cut came while it began to wait for it.
-            let held = match (held.turn, held.share) {
-                (true, false) => turn,
-                (true, true) => format!("{turn} and {share}"),
-                (false, _) => share,
-            };
+            let held = if held.turn { turn } else { share };
             format!(
                 "the body held {held} while less than {} KiB of it came in {} s, and another \
                  upload was waiting for it: the receiver cut it off; send it again",
@@ -1745,11 +1655,6 @@ fn read_body(
                 heads::TURN_LAPSE.as_secs()
             )
         }
-        (_, _, Some((Cut::Framing, _))) => format!(
-            "chunk framing (size lines, extensions) went past {} KiB with no body \
-             between: the receiver cut the body off",
-            heads::FRAMING_LIMIT / 1024
-        ),
         (_, _, Some((Cut::Slow, _))) => format!(
             "the body was still coming {} s after it began (a body gets {} read timeouts, \
              plus a second per {} KiB that came): the receiver cut it off",
@@ -1764,24 +1669,10 @@ fn read_body(
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
-            let announced = match declared {
-                Some(len) => format!(" of the {len} bytes its Content-Length announced"),
-                None => String::new(),
-            };
             format!(
                 "the body stopped coming: nothing came for {} s (the read timeout) after {} \
-                 bytes{announced}",
+                 bytes of the {declared} bytes its Content-Length announced",
                 ctx.read_timeout.as_secs_f64(),
-                wire.len()
-            )
-        }
-        // `chunked_transfer`'s one error for any break in the framing.
-        (Err(e), _, None) if chunked && e.kind() == io::ErrorKind::InvalidInput => {
-            format!(
-                "the chunked framing could not be decoded after the body's first {} bytes: \
-                 a chunk size that is not hex, a chunk not followed by CRLF, trailer fields \
-                 after the last chunk (the receiver's HTTP library takes none), or the body \
-                 stopped coming or was closed inside its framing",
                 wire.len()
             )
         }
@@ -1817,25 +1708,6 @@ fn refused_while_read(
         rejection,
         read: came as u64 + rest.as_ref().map_or(0, |n| *n),
         drained: rest.is_ok_and(|n| n < left) && cut.is_none(),
-    }
-}
-
-/// A chunked body's reader, counting in the books what it hands over, at
-/// most `HANDED_AT_ONCE` a read (so what the closer counts of the
-/// connection in one look runs at most that far ahead of the books).
-struct Handing<'a> {
-    inner: &'a mut dyn Read,
-    books: &'a Connections,
-    peer: SocketAddr,
-    seq: u64,
-}
-
-impl Read for Handing<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let most = buf.len().min(heads::HANDED_AT_ONCE);
-        let n = self.inner.read(&mut buf[..most])?;
-        self.books.handed(self.peer, self.seq, n);
-        Ok(n)
     }
 }
 
@@ -2818,8 +2690,8 @@ mod tests {
     }
 
     /// What the closer is told: a connection with a request in hand is
-    /// busy, with the body being read if one is (its number, how long, and
-    /// what a chunked one handed over); once done, quiet since then; never
+    /// busy, with the body being read if one is (its number, and how
+    /// long); once done, quiet since then; never
     /// seen, unseen. What belongs to one request is never touched by
     /// another's: a pipelined request done with after the next began
     /// leaves the next one's body be.
@@ -2836,22 +2708,13 @@ mod tests {
             other => panic!("not busy after {done}: {other:?}"),
         };
         assert_eq!(body(0), None);
-        // A chunked body being read counts what it hands over, and says
-        // for how long it has been read.
-        c.reading(Some(peer), first, true, Holds::default());
-        c.handed(peer, first, 700);
-        c.handed(peer, first, 24);
-        assert!(matches!(body(0), Some(Body { seq, chunked: Some(724), .. }) if seq == first));
-        // Another request's count and cut do not touch it.
-        c.handed(peer, first + 1, 5);
-        c.cut(peer, first + 1, Some(Cut::Framing));
-        assert!(matches!(
-            body(0),
-            Some(Body {
-                chunked: Some(724),
-                ..
-            })
-        ));
+        // A body being read says which request's it is, and for how long
+        // it has been read.
+        c.reading(Some(peer), first, Holds::default());
+        assert!(matches!(body(0), Some(Body { seq, .. }) if seq == first));
+        // Another request's cut does not touch it.
+        assert!(!c.cut(peer, first + 1, Some(Cut::Slow)));
+        assert!(matches!(body(0), Some(Body { seq, .. }) if seq == first));
         // What it holds is wanted only while another waits for that.
         let share = Holds {
             turn: false,
@@ -2890,9 +2753,9 @@ mod tests {
         // The next (pipelined) request begins and reads its body before
         // the first is done with: the first's end leaves it be.
         let second = c.begin(Some(peer));
-        c.reading(Some(peer), second, false, Holds::default());
+        c.reading(Some(peer), second, Holds::default());
         c.finish(Some(peer), first, true);
-        assert!(matches!(body(1), Some(Body { seq, chunked: None, .. }) if seq == second));
+        assert!(matches!(body(1), Some(Body { seq, .. }) if seq == second));
         c.finish(Some(peer), second, true);
         assert!(
             matches!(c.activity(peer, false, false), Activity::Quiet { ago, done: 2 } if ago < Duration::from_secs(60)),
@@ -2916,7 +2779,7 @@ mod tests {
     fn reading_body(c: &Connections, peer: SocketAddr, holds: Holds) -> u64 {
         c.admit(Some(peer), true);
         let seq = c.begin(Some(peer));
-        c.reading(Some(peer), seq, true, holds);
+        c.reading(Some(peer), seq, holds);
         seq
     }
 

@@ -127,15 +127,12 @@ pub const WIRE_FREE: usize = 128 * 1024;
 /// Bytes of body held while they are read, past the first `WIRE_FREE` of
 /// each body and below `LARGE_BODY` (a large one has its turn before it
 /// is read): a body going on past `WIRE_FREE` takes a share of what is
-/// left of it before it reads on (a chunked one, of no known length, of
-/// what is left of `LARGE_BODY`, shrunk to what came once read), and
-/// holds it until its batch is saved or refused. Without it, a client
-/// with the token could have every worker hold a body of just under
-/// 1 MiB: 800 connections each sending one and stopping held 906–930 MB
-/// until the read timeout (236–250 MB with it). A share held by a body that
-/// stops coming while another upload waits lapses as the turn does
-/// (`heads::TURN_LAPSE`), but not while the body itself waits for the
-/// turn.
+/// left of it before it reads on, and holds it until its batch is saved
+/// or refused. Without it, a client with the token could have every
+/// worker hold a body of just under 1 MiB: 800 connections each sending
+/// one and stopping held 906–930 MB until the read timeout (236–250 MB
+/// with it). A share held by a body that stops coming while another
+/// upload waits lapses as the turn does (`heads::TURN_LAPSE`).
 pub const WIRE_BUDGET: usize = 16 << 20;
 
 /// A budget of body bytes (`DECODE_BUDGET`, `WIRE_BUDGET`). Shares are
