@@ -321,6 +321,9 @@ impl ReplayArgs {
     pub fn settings(&self) -> Result<crate::capture::replay::Settings, String> {
         use crate::capture::replay::{Pacing, Settings};
         use crate::simulate::{Target, authorization, check_url, seconds};
+        // Whatever a message quotes from here on (a path given as the
+        // token by mistake, a capture line holding it: a probe).
+        crate::scrub::keep_out_of_stderr(&self.token, "[token]");
         let pacing = match (self.as_fast_as_possible, self.speed) {
             (true, _) => Pacing::AsFastAsPossible,
             (false, Some(x)) if !(x.is_finite() && (1e-6..=1e9).contains(&x)) => {

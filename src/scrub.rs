@@ -7,7 +7,36 @@
 //! that is a plain decoding away and taken out; one that cannot be taken
 //! out alone (split across lines) has the whole text withheld.
 
+use std::sync::RwLock;
+
 use base64::Engine as _;
+
+/// Secrets taken out of every line `say!` writes to stderr, with their
+/// labels: a backstop for what a message quotes from the command line or
+/// a file (a capture's path given as the token by mistake, a hand-edited
+/// capture line holding it), beside each message's own care.
+static KEPT_OUT: RwLock<Vec<(String, &'static str)>> = RwLock::new(Vec::new());
+
+/// Keeps `secret` (shown as `label`) out of every line `say!` writes from
+/// now on.
+pub fn keep_out_of_stderr(secret: &str, label: &'static str) {
+    if secret.is_empty() {
+        return;
+    }
+    let mut kept = KEPT_OUT.write().unwrap_or_else(|p| p.into_inner());
+    if !kept.iter().any(|(s, _)| s == secret) {
+        kept.push((secret.to_string(), label));
+    }
+}
+
+/// A line for stderr with the secrets kept out of it taken out.
+pub fn said(line: String) -> String {
+    let kept = KEPT_OUT.read().unwrap_or_else(|p| p.into_inner());
+    if kept.is_empty() {
+        return line;
+    }
+    all_taken_out(line, &kept)
+}
 
 /// Decodings applied one after another, each of the three at each step
 /// (percent-encoding of percent-encoding, JSON escapes inside
@@ -102,6 +131,8 @@ fn replaced(text: String, secret: &str, label: &str) -> String {
 /// be taken out alone, if it does: split, or (a `credential`) in a
 /// spelling of its own.
 fn withheld(text: &str, secret: &str, credential: bool) -> Option<&'static str> {
+    // A terminal draws a secret split by escape sequences whole.
+    let text = &without_terminal_escapes(text);
     if secret.chars().count() >= SPLIT_SECRET_LEAST {
         let compact: String = text
             .chars()
@@ -112,6 +143,51 @@ fn withheld(text: &str, secret: &str, credential: bool) -> Option<&'static str> 
         }
     }
     (credential && spelled_otherwise(text, secret)).then_some("in a spelling of its own")
+}
+
+/// `text` without terminal escape sequences: CSI (`ESC [`, parameters,
+/// a final byte), OSC (`ESC ]` up to BEL or `ESC \`), a lone escape, and
+/// what is left of a CSI whose escape was taken out before it got here
+/// (`[0m`, `[31;1m`: the cleaning of an answer's text drops the escape).
+/// An answer that split a secret with them (`DEVIC` ESC `[0mE-AUTH…`, a
+/// hostile-client probe) spelled it whole on a terminal, or nearly so.
+fn without_terminal_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let params = |c: char| c.is_ascii_digit() || c == ';';
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.peek() {
+                Some('[') => {
+                    chars.next();
+                    while chars.next_if(|&p| ('\x20'..='\x3f').contains(&p)).is_some() {}
+                    chars.next_if(|&f| ('\x40'..='\x7e').contains(&f));
+                }
+                Some(']') => {
+                    while let Some(o) = chars.next() {
+                        if o == '\u{7}' || (o == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '[' => {
+                let mut ahead = chars.clone();
+                let mut digits = 0;
+                while ahead.next_if(|&p| params(p)).is_some() {
+                    digits += 1;
+                }
+                if digits > 0 && ahead.next_if(char::is_ascii_alphabetic).is_some() {
+                    chars = ahead;
+                } else {
+                    out.push('[');
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The label of a URL's query and its values, which are taken out where
@@ -542,6 +618,26 @@ mod tests {
         (0..DECODINGS).fold(text.to_string(), |t, _| {
             html_decoded(&json_unescaped(&percent_decoded(&t)))
         })
+    }
+
+    #[test]
+    fn a_secret_split_by_terminal_escapes_is_withheld() {
+        let secret = "DEVICE-AUTH-TOKEN";
+        for echo in [
+            "bad token DEVIC\u{1b}[0mE-AUTH-TOKEN",
+            "bad token DEVIC[0mE-AUTH-TOKEN",
+            "bad token DEV\u{1b}[31;1mICE-AU\u{1b}]0;title\u{7}TH-TOKEN",
+            "bad token DEVICE-\u{1b}]8;;http://x\u{1b}\\AUTH-TOKEN",
+        ] {
+            let shown = taken_out(echo.to_string(), Some(secret), "[token]");
+            assert!(shown.starts_with("(not shown"), "{echo:?}: {shown}");
+        }
+        // Brackets that are no escape's remnant stay as they are.
+        assert_eq!(
+            without_terminal_escapes("[a] [12] [3;4 x[5"),
+            "[a] [12] [3;4 x[5"
+        );
+        assert_eq!(without_terminal_escapes("a\u{1b}[2Jb[0mc"), "abc");
     }
 
     #[test]

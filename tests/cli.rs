@@ -1143,3 +1143,94 @@ fn file_names_in_messages_are_shown_never_obeyed() {
     assert!(stderr.contains(seen), "{stderr}");
     assert!(!obeyed(&stderr), "{stderr}");
 }
+
+/// `replay` and `simulate` never write their token to stderr, whatever a
+/// message quotes: a capture path or a `--ca` file named as the token by
+/// mistake, and a capture line holding it (not a capture line: its text
+/// is quoted in the warning). A hostile-client probe of December 7 saw
+/// `cannot read TOKEN: No such file or directory`.
+#[test]
+fn replay_and_simulate_never_quote_their_token_from_a_path_or_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "CLI-TOKEN-abcdef123456";
+    let mut outputs = Vec::new();
+    // The file argument is the token (no such file).
+    outputs.push(
+        binary()
+            .current_dir(dir.path())
+            .args([
+                "replay",
+                secret,
+                "--url",
+                "http://127.0.0.1:1/",
+                "--token",
+                secret,
+            ])
+            .output()
+            .unwrap(),
+    );
+    // --ca names the token.
+    let capture = dir.path().join("c.jsonl");
+    std::fs::write(
+        &capture,
+        format!("{{\"received\":\"{secret}\",\"records\":[]}}\nnot json {secret}\n"),
+    )
+    .unwrap();
+    outputs.push(
+        binary()
+            .current_dir(dir.path())
+            .args([
+                "replay",
+                capture.to_str().unwrap(),
+                "--url",
+                "https://127.0.0.1:1/",
+                "--ca",
+                secret,
+                "--token",
+                secret,
+            ])
+            .output()
+            .unwrap(),
+    );
+    // The capture's lines hold it: each is quoted in a warning.
+    outputs.push(
+        binary()
+            .args([
+                "replay",
+                capture.to_str().unwrap(),
+                "--url",
+                "http://127.0.0.1:1/",
+                "--token",
+                secret,
+            ])
+            .output()
+            .unwrap(),
+    );
+    outputs.push(
+        binary()
+            .current_dir(dir.path())
+            .args([
+                "simulate",
+                "--url",
+                "https://127.0.0.1:1/",
+                "--ca",
+                secret,
+                "--token",
+                secret,
+                "--count",
+                "1",
+            ])
+            .output()
+            .unwrap(),
+    );
+    for out in &outputs {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+        assert!(!said.contains(secret), "{said}");
+        // Each said something about what it could not do.
+        assert!(
+            err.contains("[token]") || err.contains("not a capture line"),
+            "{err}"
+        );
+    }
+}

@@ -148,6 +148,7 @@ pub struct Settings {
 impl Settings {
     /// Checks every flag; the message names the flag, never the token.
     pub fn from_args(args: &SimulateArgs) -> Result<Settings, String> {
+        crate::scrub::keep_out_of_stderr(&args.token, "[token]");
         let authorization = authorization(&args.token, args.scheme)?;
         let unit_id = match &args.unit_id {
             Some(id) => check_unit_id(id)?,
