@@ -3049,3 +3049,86 @@ fn a_capture_gzipped_to_keep_is_read_as_it_is() {
         assert!(!stdout.contains("acknowledged"), "{stdout}");
     }
 }
+
+/// Two captures joined (`cat a b`, replay taking one file): a batch
+/// delivered in the first and again in the second is a duplicate, as
+/// `view` and `export` count it, and replay skips it unless
+/// `--include-duplicates` (it sent it again and said "skipped: 0
+/// duplicates": a probe of the offline tools).
+#[test]
+fn replay_skips_a_batch_found_again_later_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    let once = delivered(&path).len();
+    // With --include-duplicates every acknowledged line goes, the
+    // session's own duplicate among them.
+    let acked = lines(&path).iter().filter(|l| l["acked"] == true).count();
+    let joined = dir.path().join("joined.jsonl");
+    let original = std::fs::read_to_string(&path).unwrap();
+    // The second copy as another receiver would have captured it: no
+    // `duplicate_of`, its own times.
+    let again: String = original
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v["duplicate_of"] = Value::Null;
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&joined, format!("{original}{again}")).unwrap();
+    let view = autopi(&["view", "--summary", joined.to_str().unwrap()]);
+    assert!(view.status.success(), "{}", text_of(&view));
+    for (flags, sent) in [(&[][..], once), (&["--include-duplicates"][..], 2 * acked)] {
+        let (url, server) = flaky_free();
+        let out = binary()
+            .args(["replay", joined.to_str().unwrap(), "--url", &url])
+            .args(["--token", "t", "--as-fast-as-possible"])
+            .args(flags)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("acknowledged: {sent} of {sent}")),
+            "{flags:?}: {stdout}"
+        );
+        assert_eq!(server.join().unwrap().len(), sent, "{flags:?}");
+    }
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// A CSV export reads its files twice (columns, then rows): each warning
+/// about a damaged line is said once, and the second pass reads to where
+/// the first did.
+#[test]
+fn csv_export_says_each_warning_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    damage(&path);
+    let corrupt = std::fs::read_to_string(&path).unwrap().lines().count() - 1;
+    let folder = dir.path().join("csv");
+    let out = autopi(&[
+        "export",
+        path.to_str().unwrap(),
+        "--format",
+        "csv",
+        "-o",
+        folder.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    let stderr = text(&out.stderr);
+    assert_damage_said(&stderr, corrupt);
+    assert_eq!(
+        stderr.matches("is not a capture line").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("last line is unfinished").count(),
+        1,
+        "{stderr}"
+    );
+}

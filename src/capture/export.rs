@@ -122,21 +122,33 @@ pub struct Written {
 /// in file order, skipping a batch already read from an earlier line or
 /// file; `consume` says whether the batch gave the output anything (a
 /// batch with no record of the filter's type or times counts in no
-/// closing line). Warnings about the files go to stderr.
+/// closing line). Each file is read up to its length when its reading
+/// begins, or up to `upto`'s (a first pass's), and the lengths read to are
+/// given back: a capture still being written is read to the same line by
+/// both passes of a CSV export (the second read lines the first never saw,
+/// and a type or a column only they held was left out without a word: a
+/// probe of the offline tools). Warnings about the files go to stderr, on
+/// a first pass only (a second one said each again).
 fn for_each_batch<T: Send>(
     paths: &[PathBuf],
+    upto: Option<&[u64]>,
     filter: &Filter,
     written: &mut Written,
     prepare: impl Fn(Located, CaptureLine) -> T + Sync,
     mut consume: impl FnMut(T) -> bool,
-) -> io::Result<()> {
+) -> io::Result<Vec<u64>> {
     let mut seen = crate::capture::SeenBatches::default();
-    for path in paths {
-        let total = std::fs::metadata(path)?.len();
+    let mut lengths = Vec::with_capacity(paths.len());
+    for (i, path) in paths.iter().enumerate() {
+        let total = match upto.and_then(|u| u.get(i)) {
+            Some(&length) => length,
+            None => std::fs::metadata(path)?.len(),
+        };
+        lengths.push(total);
         let mut progress = Progress::new(format!("reading {}", crate::text::path(&path)), total);
         let report = load::scan(
             path,
-            None,
+            Some(total),
             load::Packed::Inflated,
             |at, line| {
                 let picked = filter.batch(&line);
@@ -177,9 +189,11 @@ fn for_each_batch<T: Send>(
         )
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", crate::text::path(&path))))?;
         progress.finish();
-        report.warn();
+        if upto.is_none() {
+            report.warn();
+        }
     }
-    Ok(())
+    Ok(lengths)
 }
 
 /// One position, as exported.
@@ -224,6 +238,7 @@ fn collect_fixes(
     let mut unusable = 0;
     for_each_batch(
         paths,
+        None,
         &filter,
         written,
         |_, line| {
@@ -648,8 +663,9 @@ pub fn csv(
     let one = matches!(out, CsvOut::One(_));
     let mut types = Types::default();
     let mut ignored = Written::default();
-    for_each_batch(
+    let read_to = for_each_batch(
         paths,
+        None,
         filter,
         &mut ignored,
         |_, line| {
@@ -744,6 +760,7 @@ pub fn csv(
     let mut rows_written = 0;
     for_each_batch(
         paths,
+        Some(&read_to),
         filter,
         &mut written,
         |_, line| {
@@ -1579,6 +1596,7 @@ fn batches(
     let mut records = 0;
     for_each_batch(
         paths,
+        None,
         filter,
         &mut written,
         |_, line| picked(&line.records, filter),

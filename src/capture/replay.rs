@@ -127,6 +127,11 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
     let mut fatal: Option<String> = None;
     let started = Instant::now();
     let mut first: Option<(Timestamp, Instant)> = None;
+    // Batches delivered earlier in the file: one found again (captures
+    // joined with `cat`, a device re-sending across a restart of the
+    // receiver) is a duplicate too, as `view` and `export` count it (it
+    // was sent again: a probe of the offline tools).
+    let mut seen = crate::capture::SeenBatches::default();
     let report = load::scan(
         path,
         None,
@@ -136,7 +141,14 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
             if !line.acked {
                 summary.skipped_undelivered += 1;
                 return;
-            } else if line.duplicate_of.is_some() && !settings.include_duplicates {
+            }
+            let again = line.duplicate_of.is_some()
+                || line
+                    .batch_hash
+                    .as_deref()
+                    .map(|h| crate::capture::seen_batch(line.unit_id.as_deref(), h))
+                    .is_some_and(|key| !seen.insert(key));
+            if again && !settings.include_duplicates {
                 summary.skipped_duplicates += 1;
                 return;
             }
@@ -205,7 +217,7 @@ pub fn run(path: &Path, settings: &Settings, stop: &Receiver<()>) -> Result<Summ
                 Ok(true) => {
                     summary.acknowledged += 1;
                     summary.records += counts.records as u64;
-                    if line.duplicate_of.is_some() {
+                    if again {
                         summary.sent_duplicates += 1;
                     }
                 }
