@@ -2221,6 +2221,8 @@ fn an_export_that_cannot_be_written_says_so() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{format:?}: {stderr}");
         assert!(stderr.contains("No space left"), "{format:?}: {stderr}");
+        // Each names what it was writing (batches named nothing).
+        assert!(stderr.contains("writing "), "{format:?}: {stderr}");
         // Said as the write it is (the geojson crate's wrapper read
         // "Error while deserializing GeoJSON").
         assert!(!stderr.contains("deserializ"), "{format:?}: {stderr}");

@@ -1613,10 +1613,13 @@ fn batches(
             true
         },
     )?;
+    // Named as the other formats name theirs (a full disk said only "No
+    // space left on device": a probe of the offline tools).
+    let writing = |e: io::Error| ExportError(format!("writing batches: {e}"));
     if let Some(e) = failed {
-        return Err(e.into());
+        return Err(writing(e));
     }
-    out.flush()?;
+    out.flush().map_err(writing)?;
     written.records = records;
     Ok(written)
 }

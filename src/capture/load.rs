@@ -102,7 +102,7 @@ struct Fields<'a> {
 impl CaptureLine {
     /// Parses one line (without its newline), or says what is wrong.
     pub fn parse(line: &[u8]) -> Result<CaptureLine, String> {
-        let f: Fields<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        let f: Fields<'_> = serde_json::from_slice(line).map_err(|e| within_the_line(&e))?;
         let received = f
             .received
             .parse::<Timestamp>()
@@ -406,6 +406,19 @@ impl Report {
 /// `T` with `prepare` on a reading thread, and hands each to `consume` in
 /// file order on the calling thread; `progress` hears (bytes done, total).
 /// `prepare` returning None drops the line on purpose (a filter).
+/// serde_json's error for one capture line, placed by its column: its
+/// own "at line 1" (of the one line it was given) read beside the file's
+/// line number as another line ("line 4 is not a capture line, skipped:
+/// … at line 1 column 457", a probe of the offline tools).
+fn within_the_line(e: &serde_json::Error) -> String {
+    let said = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    match said.strip_suffix(&place) {
+        Some(what) if e.line() == 1 => format!("{what} at column {}", e.column()),
+        _ => said,
+    }
+}
+
 pub fn scan<T: Send>(
     path: &Path,
     limit: Option<u64>,
@@ -739,6 +752,18 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line that is no JSON is placed by its column alone: "at line 1"
+    /// of the one line read beside the file's line number as another.
+    #[test]
+    fn a_broken_line_is_placed_by_its_column() {
+        let why = CaptureLine::parse(br#"{"received": nope}"#).unwrap_err();
+        assert_eq!(why, "expected ident at column 15");
+        // Given a line end (never, from a file: lines are split at them),
+        // both are said as serde_json says them.
+        let why = CaptureLine::parse(b"{\n\"received\": nope}").unwrap_err();
+        assert!(why.ends_with("at line 2 column 14"), "{why}");
+    }
 
     #[test]
     fn loaded_requests_are_named_by_their_place_among_the_loaded() {

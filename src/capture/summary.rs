@@ -30,10 +30,18 @@ pub struct Summary {
 /// How a file read.
 #[derive(Debug, Default, Serialize)]
 pub struct FileFacts {
+    /// In `--json`, a name that is not UTF-8 has U+FFFD for what is not
+    /// (serde refused it: "path contains invalid UTF-8 characters", naming
+    /// no file, exit 1, where the text summary showed it; a probe).
+    #[serde(serialize_with = "lossy")]
     pub path: PathBuf,
     pub lines: u64,
     pub corrupt_lines: u64,
     pub torn_bytes: u64,
+}
+
+fn lossy<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 /// One device's part of the captures.
@@ -507,6 +515,17 @@ mod tests {
 
     /// Names are cut in the text form as on the dashboard (a 1 MB `@t`
     /// made a 1 MB line); the JSON form has them whole.
+    #[test]
+    fn a_file_name_that_is_not_utf8_is_in_the_json_all_the_same() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let facts = FileFacts {
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(b"cap\xff.jsonl")),
+            ..FileFacts::default()
+        };
+        let json = serde_json::to_value(&facts).unwrap();
+        assert_eq!(json["path"], "cap\u{fffd}.jsonl");
+    }
+
     #[test]
     fn long_names_are_cut_in_the_text_and_whole_in_the_json() {
         let (unit, kind) = ("u".repeat(5000), "t".repeat(100_000));
