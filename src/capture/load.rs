@@ -100,8 +100,12 @@ struct Fields<'a> {
 }
 
 impl CaptureLine {
-    /// Parses one line (without its newline), or says what is wrong.
+    /// Parses one line (without its newline), or says what is wrong. A
+    /// byte-order mark before it is passed over: an editor that saves
+    /// UTF-8 with one puts it before the first line, which was then
+    /// skipped as not a capture line (a probe of the offline tools).
     pub fn parse(line: &[u8]) -> Result<CaptureLine, String> {
+        let line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
         let f: Fields<'_> = serde_json::from_slice(line).map_err(|e| within_the_line(&e))?;
         let received = f
             .received
@@ -752,6 +756,15 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_before_a_line_is_passed_over() {
+        let with = [b"\xef\xbb\xbf".as_slice(), GOOD.as_bytes()].concat();
+        assert_eq!(
+            CaptureLine::parse(&with).unwrap().received,
+            CaptureLine::parse(GOOD.as_bytes()).unwrap().received
+        );
+    }
 
     /// A line that is no JSON is placed by its column alone: "at line 1"
     /// of the one line read beside the file's line number as another.
