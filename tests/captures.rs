@@ -3134,3 +3134,28 @@ fn csv_export_says_each_warning_once() {
         "{stderr}"
     );
 }
+
+/// An output in a folder that does not exist is refused naming the folder
+/// (it said "cannot create a file beside it: entity not found").
+#[test]
+fn an_output_in_a_missing_folder_names_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 2);
+    let out_path = dir.path().join("nodir").join("x.csv");
+    let out = autopi(&[
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--type",
+        "obd.rpm",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nodir") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}

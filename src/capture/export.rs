@@ -979,11 +979,15 @@ fn beside(path: &Path) -> Result<(Partial, std::fs::File), ExportError> {
         _ => Path::new("."),
     };
     let cannot = |e: io::Error| {
-        ExportError(format!(
-            "cannot write {}: cannot create a file beside it: {}",
-            crate::text::path(&path),
-            e.kind()
-        ))
+        // Its folder missing is said so ("entity not found" said nothing
+        // of which: a probe of the offline tools).
+        let why = match e.kind() {
+            io::ErrorKind::NotFound if !dir.is_dir() => {
+                format!("its folder {} does not exist", crate::text::path(&dir))
+            }
+            kind => format!("cannot create a file beside it: {kind}"),
+        };
+        ExportError(format!("cannot write {}: {why}", crate::text::path(&path)))
     };
     remove_partials_on_a_signal();
     // Listed as it is made: a signal in between would leave it.
