@@ -3159,3 +3159,41 @@ fn an_output_in_a_missing_folder_names_the_folder() {
         "{stderr}"
     );
 }
+
+/// A `--unit-id` that picks no batch says so and names the devices the
+/// captures hold (a typo exported nothing, exit 0, without a word).
+#[test]
+fn a_unit_id_that_picks_nothing_names_the_devices_there_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = small_capture(dir.path(), 2);
+    let p = capture.to_str().unwrap();
+    let export = |unit: &str| {
+        autopi(&[
+            "export",
+            p,
+            "--format",
+            "csv",
+            "--type",
+            "obd.rpm",
+            "--unit-id",
+            unit,
+            "-o",
+            "-",
+        ])
+    };
+    let typo = export("ab");
+    let stderr = text(&typo.stderr);
+    assert!(typo.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no batch from unit-id ab in the captures; they hold batches from aa"),
+        "{stderr}"
+    );
+    let right = export("aa");
+    let stderr = text(&right.stderr);
+    assert!(!stderr.contains("no batch from"), "{stderr}");
+    assert_eq!(
+        text(&right.stdout).lines().count(),
+        3,
+        "a header and two rows"
+    );
+}

@@ -139,6 +139,10 @@ fn for_each_batch<T: Send>(
 ) -> io::Result<Vec<u64>> {
     let mut seen = crate::capture::SeenBatches::default();
     let mut lengths = Vec::with_capacity(paths.len());
+    // With --unit-id, the devices the files hold, to name when it picks
+    // none (a typo exported nothing, exit 0, without a word: a probe).
+    let mut picked_any = false;
+    let mut devices: Vec<String> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let total = match upto.and_then(|u| u.get(i)) {
             Some(&length) => length,
@@ -158,15 +162,24 @@ fn for_each_batch<T: Send>(
                     .batch_hash
                     .as_deref()
                     .map(|h| crate::capture::seen_batch(line.unit_id.as_deref(), h));
+                let device = (filter.unit_id.is_some() && !picked)
+                    .then(|| crate::event::device_name(line.unit_id.as_deref()).to_string());
                 Some((
                     keep,
                     picked,
                     key,
                     delivered,
-                    keep.then(|| prepare(at, line)),
+                    (device, keep.then(|| prepare(at, line))),
                 ))
             },
-            |_, (keep, picked, key, delivered, item)| {
+            |_, (keep, picked, key, delivered, (device, item))| {
+                picked_any |= picked;
+                if let Some(device) = device
+                    && devices.len() < DEVICES_NAMED
+                    && !devices.contains(&device)
+                {
+                    devices.push(device);
+                }
                 // Counted left out only among the batches the filter picks
                 // (it counted the whole file's: a UX review).
                 if !delivered {
@@ -193,8 +206,29 @@ fn for_each_batch<T: Send>(
             report.warn();
         }
     }
+    if let (Some(unit), false, None) = (&filter.unit_id, picked_any, upto) {
+        let held = match devices.len() {
+            0 => "no batch at all".to_string(),
+            n => format!(
+                "batches from {}{}",
+                devices
+                    .iter()
+                    .map(|d| crate::text::shown(d).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if n == DEVICES_NAMED { ", …" } else { "" }
+            ),
+        };
+        crate::say!(
+            "warning: no batch from unit-id {} in the captures; they hold {held}",
+            crate::text::shown(unit)
+        );
+    }
     Ok(lengths)
 }
+
+/// Devices a warning names at most.
+const DEVICES_NAMED: usize = 8;
 
 /// One position, as exported.
 #[derive(Clone, Debug)]
