@@ -18,9 +18,11 @@ use base64::Engine as _;
 static KEPT_OUT: RwLock<Vec<(String, &'static str)>> = RwLock::new(Vec::new());
 
 /// Keeps `secret` (shown as `label`) out of every line `say!` writes from
-/// now on.
+/// now on, if it has `KEPT_OUT_LEAST` characters or more: a shorter one
+/// is in too much ordinary text (a token `t` made every message
+/// `au[token]opi-rx …`), and a device's Auth Token is far longer.
 pub fn keep_out_of_stderr(secret: &str, label: &'static str) {
-    if secret.is_empty() {
+    if secret.chars().count() < KEPT_OUT_LEAST {
         return;
     }
     let mut kept = KEPT_OUT.write().unwrap_or_else(|p| p.into_inner());
@@ -28,6 +30,9 @@ pub fn keep_out_of_stderr(secret: &str, label: &'static str) {
         kept.push((secret.to_string(), label));
     }
 }
+
+/// See `keep_out_of_stderr`.
+const KEPT_OUT_LEAST: usize = 8;
 
 /// A line for stderr with the secrets kept out of it taken out.
 pub fn said(line: String) -> String {
