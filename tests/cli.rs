@@ -1233,4 +1233,22 @@ fn replay_and_simulate_never_quote_their_token_from_a_path_or_a_line() {
             "{err}"
         );
     }
+    // A token of a few characters is in ordinary words: not taken out of
+    // them (a token `t` made every line `au[token]opi-rx …`).
+    let out = binary()
+        .args([
+            "replay",
+            "no-such-file",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--token",
+            "t",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("autopi-rx replay: cannot read no-such-file"),
+        "{err}"
+    );
 }
