@@ -1153,76 +1153,34 @@ fn file_names_in_messages_are_shown_never_obeyed() {
 fn replay_and_simulate_never_quote_their_token_from_a_path_or_a_line() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "CLI-TOKEN-abcdef123456";
-    let mut outputs = Vec::new();
-    // The file argument is the token (no such file).
-    outputs.push(
-        binary()
-            .current_dir(dir.path())
-            .args([
-                "replay",
-                secret,
-                "--url",
-                "http://127.0.0.1:1/",
-                "--token",
-                secret,
-            ])
-            .output()
-            .unwrap(),
-    );
-    // --ca names the token.
     let capture = dir.path().join("c.jsonl");
     std::fs::write(
         &capture,
         format!("{{\"received\":\"{secret}\",\"records\":[]}}\nnot json {secret}\n"),
     )
     .unwrap();
-    outputs.push(
-        binary()
-            .current_dir(dir.path())
-            .args([
-                "replay",
-                capture.to_str().unwrap(),
-                "--url",
-                "https://127.0.0.1:1/",
-                "--ca",
-                secret,
-                "--token",
-                secret,
-            ])
-            .output()
-            .unwrap(),
-    );
-    // The capture's lines hold it: each is quoted in a warning.
-    outputs.push(
-        binary()
-            .args([
-                "replay",
-                capture.to_str().unwrap(),
-                "--url",
-                "http://127.0.0.1:1/",
-                "--token",
-                secret,
-            ])
-            .output()
-            .unwrap(),
-    );
-    outputs.push(
-        binary()
-            .current_dir(dir.path())
-            .args([
-                "simulate",
-                "--url",
-                "https://127.0.0.1:1/",
-                "--ca",
-                secret,
-                "--token",
-                secret,
-                "--count",
-                "1",
-            ])
-            .output()
-            .unwrap(),
-    );
+    let capture = capture.to_str().unwrap();
+    let (plain, tls) = ("http://127.0.0.1:1/", "https://127.0.0.1:1/");
+    let runs: [&[&str]; 4] = [
+        // The file argument is the token (no such file).
+        &["replay", secret, "--url", plain],
+        // --ca names the token.
+        &["replay", capture, "--url", tls, "--ca", secret],
+        // The capture's lines hold it: each is quoted in a warning.
+        &["replay", capture, "--url", plain],
+        &["simulate", "--url", tls, "--ca", secret, "--count", "1"],
+    ];
+    let outputs: Vec<_> = runs
+        .iter()
+        .map(|args| {
+            binary()
+                .current_dir(dir.path())
+                .args(*args)
+                .args(["--token", secret])
+                .output()
+                .unwrap()
+        })
+        .collect();
     for out in &outputs {
         let err = String::from_utf8_lossy(&out.stderr);
         let said = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
