@@ -1264,9 +1264,8 @@ struct Outcome {
     /// The body was read off the socket (so nothing is left to drain).
     body_read: bool,
     /// Reading the body failed (a stall past the read timeout, a reset):
-    /// dropping the request may wait
-    /// another read timeout in tiny_http's drain, so that is not done on a
-    /// worker.
+    /// dropping the request may wait another read timeout in tiny_http's
+    /// drain, so that is not done on a worker.
     body_cut: bool,
 }
 
@@ -1535,14 +1534,14 @@ fn post(ctx: &Ctx, request: &mut Request, received: Timestamp, seq: u64) -> Outc
     // A large body takes its turn before it is read: the wire holds no
     // more of them at once than decoding does. (Every body announces its
     // length: chunked ones are refused with the framing.)
-    let mut turn = match request.body_length().filter(|&len| len > turns::LARGE_BODY) {
+    let turn = match request.body_length().filter(|&len| len > turns::LARGE_BODY) {
         Some(_) => match ctx.turns.take() {
             Ok(turn) => Some(turn),
             Err(r) => return Outcome::refused(r),
         },
         None => None,
     };
-    let mut out = match read_body(ctx, request, limit, seq, &mut turn) {
+    let mut out = match read_body(ctx, request, limit, seq, turn.is_some()) {
         Ok((wire, share)) => {
             let out = decode_and_save(ctx, request, received, wire, turn);
             // The wire's share is held until the wire itself is let go.
@@ -1576,8 +1575,9 @@ struct Unread {
 /// Reads at most `limit` + 1 bytes of body, refusing a body cut short
 /// (with how many bytes did arrive). The books time it (request `seq`)
 /// for the closer's deadline; a body the closer cut is refused saying
-/// why. A body that goes on past `WIRE_FREE` without its turn takes a
-/// share of the wire budget for the rest (up to `LARGE_BODY`) there,
+/// why. A body that goes on past `WIRE_FREE` without the turn for large
+/// bodies (`has_turn`: taken before the read, by one announced over
+/// `LARGE_BODY`) takes a share of the wire budget for the rest there,
 /// returned with the body. Refused 503 when it waited too long for it,
 /// its rest is read and thrown away (within the limit and the closer's
 /// deadline), as tiny_http drains a refused body of known length: a
@@ -1588,14 +1588,14 @@ fn read_body(
     request: &mut Request,
     limit: usize,
     seq: u64,
-    turn: &mut Option<Turn>,
+    has_turn: bool,
 ) -> Result<(Vec<u8>, Option<Share>), Unread> {
     // No length: no body (tiny_http reads none; a chunked one was refused
     // with the framing).
     let declared = request.body_length().unwrap_or(0);
     let peer = request.remote_addr().copied();
     let mut holds = Holds {
-        turn: turn.is_some(),
+        turn: has_turn,
         share: false,
     };
     ctx.connections.reading(peer, seq, holds);
@@ -1604,9 +1604,10 @@ fn read_body(
     // A body with its turn holds the wire alone; any other reads its
     // first `WIRE_FREE`, and a byte more to tell whether it goes on,
     // before it asks for a share.
-    let free = match turn {
-        Some(_) => most,
-        None => most.min(WIRE_FREE + 1),
+    let free = if has_turn {
+        most
+    } else {
+        most.min(WIRE_FREE + 1)
     };
     let mut wire = Vec::with_capacity(declared.min(free));
     let mut read = (&mut *reader).take(free as u64).read_to_end(&mut wire);
