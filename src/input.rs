@@ -28,6 +28,23 @@ pub fn open(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// A capture's metadata, as `std::fs::metadata` gives it, but for `-`
+/// when no file has that name: stdin elsewhere (`-o -` writes to
+/// stdout), said so where it was "No such file or directory" (a probe of
+/// the offline tools).
+pub fn capture_metadata(path: &Path) -> io::Result<std::fs::Metadata> {
+    std::fs::metadata(path).map_err(|e| {
+        if path.as_os_str() == "-" && e.kind() == io::ErrorKind::NotFound {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "stdin is not read: captures are read from files; save it to one first",
+            )
+        } else {
+            e
+        }
+    })
+}
+
 /// Opens a capture to read: a regular file, or an error naming what it is.
 pub fn open_file(path: &Path) -> io::Result<File> {
     let not_a_file = |kind| {
@@ -40,6 +57,9 @@ pub fn open_file(path: &Path) -> io::Result<File> {
         )
     };
     let file = open(path).map_err(|e| {
+        if path.as_os_str() == "-" && e.kind() == io::ErrorKind::NotFound {
+            return capture_metadata(path).err().unwrap_or(e);
+        }
         // A socket cannot be opened at all: the error said "No such
         // device or address".
         match std::fs::metadata(path) {

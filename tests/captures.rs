@@ -3197,3 +3197,35 @@ fn a_unit_id_that_picks_nothing_names_the_devices_there_are() {
         "a header and two rows"
     );
 }
+
+/// `-` names stdin elsewhere (`-o -`): as a capture, each reader says it
+/// reads files only, where it said "No such file or directory".
+#[test]
+fn a_capture_named_dash_is_said_to_be_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["view", "-", "--summary"][..],
+        &["export", "-", "--format", "batches"],
+        &[
+            "replay",
+            "-",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--token",
+            "t",
+        ],
+    ] {
+        let out = binary()
+            .current_dir(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("-: stdin is not read: captures are read from files"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -146,7 +146,7 @@ fn for_each_batch<T: Send>(
     for (i, path) in paths.iter().enumerate() {
         let total = match upto.and_then(|u| u.get(i)) {
             Some(&length) => length,
-            None => std::fs::metadata(path)?.len(),
+            None => crate::input::capture_metadata(path)?.len(),
         };
         lengths.push(total);
         let mut progress = Progress::new(format!("reading {}", crate::text::path(&path)), total);
@@ -1727,7 +1727,7 @@ pub fn main(
         return ExitCode::from(2);
     }
     for p in paths {
-        if let Err(e) = std::fs::metadata(p) {
+        if let Err(e) = crate::input::capture_metadata(p) {
             crate::say!(
                 "autopi-rx export: cannot read {}: {e}",
                 crate::text::path(&p)

@@ -128,7 +128,7 @@ pub fn summarize(paths: &[PathBuf]) -> std::io::Result<Summary> {
         let named = |e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("{}: {e}", crate::text::path(&path)))
         };
-        let total = std::fs::metadata(path).map_err(named)?.len();
+        let total = crate::input::capture_metadata(path).map_err(named)?.len();
         let mut progress = Progress::new(format!("reading {}", crate::text::path(&path)), total);
         let report = load::scan(
             path,
