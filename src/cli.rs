@@ -276,7 +276,12 @@ pub struct ReplayArgs {
     pub token: String,
 
     /// Replay at X times the capture's pace [default: 1].
-    #[arg(long, value_name = "X", conflicts_with = "as_fast_as_possible")]
+    #[arg(
+        long,
+        value_name = "X",
+        conflicts_with = "as_fast_as_possible",
+        allow_negative_numbers = true
+    )]
     pub speed: Option<f64>,
 
     /// Send each batch as soon as the one before is acknowledged.
@@ -302,12 +307,22 @@ pub struct ReplayArgs {
     pub include_duplicates: bool,
 
     /// Seconds to wait for an answer before sending the same bytes again.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
 
     /// Seconds to wait before sending a failed batch again (longer when a
     /// refusal's Retry-After asks, up to 300).
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub retry_wait: f64,
 
     /// Trust the CA certificates in this PEM file (instead of the Mozilla

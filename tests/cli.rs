@@ -1210,3 +1210,36 @@ fn replay_and_simulate_never_quote_their_token_from_a_path_or_a_line() {
         "{err}"
     );
 }
+
+/// A negative number of seconds (or speed) is refused saying the range,
+/// exit 2, where clap took it for a flag and said "use '-- -1'", which
+/// does not work.
+#[test]
+fn negative_seconds_are_refused_with_their_range() {
+    for (args, flag) in [
+        (
+            &["replay", "c.jsonl", "--timeout", "-1"][..],
+            "--timeout -1",
+        ),
+        (
+            &["replay", "c.jsonl", "--retry-wait", "-2"],
+            "--retry-wait -2",
+        ),
+        (&["replay", "c.jsonl", "--speed", "-3"], "--speed -3"),
+        (&["simulate", "--interval", "-1"], "--interval -1"),
+        (&["simulate", "--timeout", "-1"], "--timeout -1"),
+        (&["simulate", "--retry-wait", "-1"], "--retry-wait -1"),
+    ] {
+        let out = binary()
+            .args(args)
+            .args(["--url", "http://127.0.0.1:1/", "--token", "t"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("out of range") && !err.contains("'-- "),
+            "{args:?}: {err}"
+        );
+    }
+}

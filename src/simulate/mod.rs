@@ -75,7 +75,12 @@ pub struct SimulateArgs {
 
     /// Seconds between upload cycles (the device: 60); 0 sends the next
     /// batch as soon as one is answered.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub interval: f64,
 
     /// Stop after N acknowledged batches [default: run until Ctrl-C].
@@ -107,12 +112,22 @@ pub struct SimulateArgs {
 
     /// Seconds to wait for an answer before sending the same bytes again
     /// (the device's code: 10).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
 
     /// Least wait before a cycle that re-sends a failed batch, even with
     /// --interval 0, so a receiver restarting is not given up on at once.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub retry_wait: f64,
 
     /// Trust the CA certificates in this PEM file (instead of the Mozilla
