@@ -248,15 +248,15 @@ pub fn seconds(flag: &str, value: f64, min: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value))
 }
 
-/// `now`, an RFC 3339 time, or a naive time taken as UTC.
+/// `now`, an RFC 3339 time, or a naive time or a date taken as UTC, as
+/// `export --from` reads them (a date alone was "not a time" here).
 pub fn parse_start(s: &str) -> Result<Timestamp, String> {
     if s == "now" {
         return Ok(Timestamp::now());
     }
-    let start = s
-        .parse::<Timestamp>()
-        .or_else(|_| format!("{s}Z").parse::<Timestamp>())
-        .map_err(|_| {
+    let start = crate::time::parse_timestamp(s)
+        .map(|(t, _)| t)
+        .ok_or_else(|| {
             format!("--start {s:?} is not a time: give e.g. 2026-11-27T08:00:00Z, or now")
         })?;
     // The session's stamps must not pass the last time there is
@@ -861,6 +861,24 @@ pub fn print_summary(summary: &impl fmt::Display) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// --start reads what `export --from` reads: an instant, a naive time
+    /// or a date as UTC; the last start there is room for, not after.
+    #[test]
+    fn a_start_is_read_as_export_reads_a_time() {
+        let t = |s: &str| parse_start(s).map(|t| t.to_string());
+        assert_eq!(t("2100-01-01").as_deref(), Ok("2100-01-01T00:00:00Z"));
+        assert_eq!(
+            t("2100-01-01T08:00:00").as_deref(),
+            Ok("2100-01-01T08:00:00Z")
+        );
+        assert_eq!(
+            t("2100-01-01T08:00:00+02:00").as_deref(),
+            Ok("2100-01-01T06:00:00Z")
+        );
+        assert!(t("soon").unwrap_err().contains("is not a time"));
+        assert!(t("9990-01-01").unwrap_err().contains("no room"));
+    }
 
     #[test]
     fn batches_made_on_demand_stop_at_the_count() {
