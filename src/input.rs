@@ -28,6 +28,30 @@ pub fn open(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// `paths` with a file given again (by another name too: a link, `./`)
+/// left out, each said on stderr as `who` (`view`, `export`): read twice,
+/// every batch of it counted as a duplicate of itself (a probe of the
+/// offline tools). Names that cannot be read stay, for the reader to
+/// refuse.
+pub fn distinct(paths: &[std::path::PathBuf], who: &str) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut seen = std::collections::HashSet::new();
+    paths
+        .iter()
+        .filter(|p| match std::fs::metadata(p) {
+            Ok(m) if !seen.insert((m.dev(), m.ino())) => {
+                crate::say!(
+                    "autopi-rx {who}: {} is given again: read once",
+                    crate::text::path(p)
+                );
+                false
+            }
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
 /// A capture's metadata, as `std::fs::metadata` gives it, but for `-`
 /// when no file has that name: stdin elsewhere (`-o -` writes to
 /// stdout), said so where it was "No such file or directory" (a probe of

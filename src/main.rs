@@ -10,13 +10,16 @@ fn main() -> ExitCode {
     let cli = autopi_rx::cli::parse();
     match cli.command {
         Some(Command::Simulate(args)) => return autopi_rx::simulate::main(args),
-        Some(Command::View(args)) => return autopi_rx::dashboard::view::main(args),
+        Some(Command::View(mut args)) => {
+            args.files = autopi_rx::input::distinct(&args.files, "view");
+            return autopi_rx::dashboard::view::main(args);
+        }
         Some(Command::Replay(args)) => {
             return autopi_rx::capture::replay::main(&args.file, args.settings());
         }
         Some(Command::Export(args)) => {
             return autopi_rx::capture::export::main(
-                &args.files,
+                &autopi_rx::input::distinct(&args.files, "export"),
                 args.format.into(),
                 args.filter(),
                 args.output.as_deref(),

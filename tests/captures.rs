@@ -3229,3 +3229,32 @@ fn a_capture_named_dash_is_said_to_be_stdin() {
         );
     }
 }
+
+/// A file given twice to `view` or `export` (by its name, or through a
+/// link) is read once and said so: read twice, every batch of it was a
+/// duplicate of itself in the summary.
+#[test]
+fn a_file_given_twice_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = session(dir.path());
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let p = path.to_str().unwrap();
+    let once = autopi(&["view", "--summary", p]);
+    let twice = autopi(&["view", "--summary", p, link.to_str().unwrap()]);
+    assert!(twice.status.success(), "{}", text_of(&twice));
+    assert_eq!(text(&twice.stdout), text(&once.stdout));
+    assert!(
+        text(&twice.stderr).contains("link.jsonl is given again: read once"),
+        "{}",
+        text(&twice.stderr)
+    );
+    let export = |paths: &[&str]| {
+        let mut args = vec!["export", "--format", "batches", "-o", "-"];
+        args.extend_from_slice(paths);
+        autopi(&args)
+    };
+    let (once, twice) = (export(&[p]), export(&[p, p]));
+    assert_eq!(text(&twice.stdout), text(&once.stdout));
+    assert_eq!(text(&twice.stderr).matches("is given again").count(), 1);
+}
