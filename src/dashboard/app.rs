@@ -191,7 +191,7 @@ impl App {
     /// A fresh dashboard at time `now`.
     pub fn new(setup: Setup, theme: Theme, now: Timestamp) -> App {
         App {
-            live: State::default(),
+            live: State::asking_tokens(setup.tokens > 0),
             frozen: None,
             now,
             setup,

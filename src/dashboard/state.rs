@@ -307,6 +307,9 @@ pub struct State {
     body_bytes_kept: usize,
     /// Requests in the ring whose body was let go for the budget.
     bodies_let_go: std::collections::BTreeSet<u64>,
+    /// No token is asked (`--no-auth`): a redirected upload is a device's
+    /// without one (it reached the totals only, its token unmatchable).
+    open_auth: bool,
 }
 
 impl Default for State {
@@ -322,11 +325,21 @@ impl Default for State {
             uplinks: Vec::new(),
             body_bytes_kept: 0,
             bodies_let_go: Default::default(),
+            open_auth: false,
         }
     }
 }
 
 impl State {
+    /// An empty state for a receiver that asks a token, or none
+    /// (`--no-auth`: `open_auth`).
+    pub fn asking_tokens(asks: bool) -> State {
+        State {
+            open_auth: !asks,
+            ..State::default()
+        }
+    }
+
     /// Folds one request into the state.
     pub fn apply(&mut self, e: &RequestEvent) {
         self.totals.add(&Totals::of(e));
@@ -348,7 +361,9 @@ impl State {
         // A redirected upload is the device's only with its token: the
         // redirect may have dropped it (python-requests does across hosts),
         // and then anyone could have sent it.
-        if e.method == "POST" || (e.redirected() && e.token_matched == Some(true)) {
+        let matched =
+            e.token_matched == Some(true) || (self.open_auth && e.token_matched.is_none());
+        if e.method == "POST" || (e.redirected() && matched) {
             self.log_uplink(e);
         }
         self.keep_request(e);
@@ -1160,6 +1175,12 @@ mod tests {
         s.apply(&redirected);
         assert_eq!(s.totals.rejected, rejected + 2);
         assert_eq!(s.uplink("redirected").unwrap().refusals_text(), "400×1");
+        // With no token asked (`--no-auth`), one without a token is the
+        // device's too.
+        let mut open = State::asking_tokens(false);
+        redirected.token_matched = None;
+        open.apply(&redirected);
+        assert_eq!(open.uplink("redirected").unwrap().refusals_text(), "400×1");
     }
 
     #[test]
