@@ -528,7 +528,8 @@ pub fn run(
                 disconnect_failed = true;
                 notice(format!(
                     "a connection its client reset cannot be disconnected ({e}): what it \
-                     had queued is read as it came (a body cut short is refused all the same)"
+                     had queued may be read as a request, ending the pool thread that takes \
+                     it on the address it cannot read"
                 ));
             }
             if held {
