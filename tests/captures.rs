@@ -3095,6 +3095,13 @@ fn replay_skips_a_batch_found_again_later_in_the_file() {
             "{flags:?}: {stdout}"
         );
         assert_eq!(server.join().unwrap().len(), sent, "{flags:?}");
+        // Every acknowledged line but each batch's first is a duplicate.
+        let duplicates = 2 * acked - once;
+        let said = match flags {
+            [] => format!("skipped: {duplicates} duplicates,"),
+            _ => format!("({duplicates} sent: --include-duplicates)"),
+        };
+        assert!(stdout.contains(&said), "{flags:?}: {stdout}");
     }
 }
 
@@ -3196,6 +3203,21 @@ fn a_unit_id_that_picks_nothing_names_the_devices_there_are() {
         3,
         "a header and two rows"
     );
+    // The device is there, at another time than --received asks: no
+    // warning about the device (it named the one it said was missing).
+    let elsewhen = autopi(&[
+        "export",
+        p,
+        "--format",
+        "batches",
+        "--unit-id",
+        "aa",
+        "--received",
+        "2026-11-27T09:00:00Z",
+    ]);
+    let stderr = text(&elsewhen.stderr);
+    assert!(elsewhen.status.success(), "{stderr}");
+    assert!(!stderr.contains("no batch from"), "{stderr}");
 }
 
 /// `-` names stdin elsewhere (`-o -`): as a capture, each reader says it

@@ -57,11 +57,17 @@ impl Filter {
     /// empty one. The name stands for that case only: a device that calls
     /// itself `(no unit-id)` is not picked with them (a second probe).
     fn batch(&self, line: &CaptureLine) -> bool {
+        self.device(line) && self.received.is_none_or(|r| r == line.received)
+    }
+
+    /// Whether the line's device is the one `--unit-id` picks (or none is
+    /// asked).
+    fn device(&self, line: &CaptureLine) -> bool {
         self.unit_id.as_deref().is_none_or(|u| match u {
             crate::event::NO_UNIT_ID => line.unit_id.is_none(),
             crate::event::EMPTY_UNIT_ID => line.unit_id.as_deref() == Some(""),
             u => line.unit_id.as_deref() == Some(u),
-        }) && self.received.is_none_or(|r| r == line.received)
+        })
     }
 
     /// Whether any record is left out by type or time.
@@ -140,8 +146,10 @@ fn for_each_batch<T: Send>(
     let mut seen = crate::capture::SeenBatches::default();
     let mut lengths = Vec::with_capacity(paths.len());
     // With --unit-id, the devices the files hold, to name when it picks
-    // none (a typo exported nothing, exit 0, without a word: a probe).
-    let mut picked_any = false;
+    // none (a typo exported nothing, exit 0, without a word: a probe). By
+    // the device alone: with --received too it named the device it said
+    // was missing (a review).
+    let mut device_found = false;
     let mut devices: Vec<String> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let total = match upto.and_then(|u| u.get(i)) {
@@ -162,18 +170,19 @@ fn for_each_batch<T: Send>(
                     .batch_hash
                     .as_deref()
                     .map(|h| crate::capture::seen_batch(line.unit_id.as_deref(), h));
-                let device = (filter.unit_id.is_some() && !picked)
+                let found = filter.device(&line);
+                let device = (filter.unit_id.is_some() && !found)
                     .then(|| crate::event::device_name(line.unit_id.as_deref()).to_string());
                 Some((
                     keep,
                     picked,
                     key,
                     delivered,
-                    (device, keep.then(|| prepare(at, line))),
+                    (found, device, keep.then(|| prepare(at, line))),
                 ))
             },
-            |_, (keep, picked, key, delivered, (device, item))| {
-                picked_any |= picked;
+            |_, (keep, picked, key, delivered, (found, device, item))| {
+                device_found |= found;
                 if let Some(device) = device
                     && devices.len() < DEVICES_NAMED
                     && !devices.contains(&device)
@@ -206,7 +215,7 @@ fn for_each_batch<T: Send>(
             report.warn();
         }
     }
-    if let (Some(unit), false, None) = (&filter.unit_id, picked_any, upto) {
+    if let (Some(unit), false, None) = (&filter.unit_id, device_found, upto) {
         let held = match devices.len() {
             0 => "no batch at all".to_string(),
             n => format!(

@@ -746,7 +746,11 @@ impl Progress {
 }
 
 /// A value quoted in a message, cut at 200 characters.
+/// `s` cut at 200 characters for a warning, a secret kept out of stderr
+/// taken out first (cut first, one across the cut came through in part:
+/// a review).
 fn clip(s: &str) -> String {
+    let s = &crate::scrub::said(s.to_string());
     match s.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

@@ -206,7 +206,12 @@ impl App {
     /// Shows `state` in place of the current one (the view's timeline
     /// stepping back to a saved state).
     pub fn replace_state(&mut self, state: State) {
+        // Whether tokens are asked is the receiver's, not the state's: the
+        // dashboard starts from the capture's state, which did not know
+        // (a review found `--no-auth` lost so).
+        let asks = self.setup.tokens > 0;
         self.live = state;
+        self.live.set_asking_tokens(asks);
         self.frozen = None;
     }
 

@@ -334,10 +334,14 @@ impl State {
     /// An empty state for a receiver that asks a token, or none
     /// (`--no-auth`: `open_auth`).
     pub fn asking_tokens(asks: bool) -> State {
-        State {
-            open_auth: !asks,
-            ..State::default()
-        }
+        let mut state = State::default();
+        state.set_asking_tokens(asks);
+        state
+    }
+
+    /// Says whether the receiver asks a token (see `open_auth`).
+    pub fn set_asking_tokens(&mut self, asks: bool) {
+        self.open_auth = !asks;
     }
 
     /// Folds one request into the state.
@@ -1181,6 +1185,27 @@ mod tests {
         redirected.token_matched = None;
         open.apply(&redirected);
         assert_eq!(open.uplink("redirected").unwrap().refusals_text(), "400×1");
+        // And so in the dashboard, which starts from the capture's state
+        // (it lost whether tokens are asked: a review), but not where they
+        // are.
+        for (tokens, counted) in [(0, true), (1, false)] {
+            let setup = crate::dashboard::app::Setup {
+                tokens,
+                ..Default::default()
+            };
+            let mut app = crate::dashboard::app::App::new(
+                setup,
+                crate::dashboard::theme::Theme::mono(),
+                at("2026-11-27T08:00:05Z"),
+            );
+            app.replace_state(State::default());
+            app.apply(&redirected);
+            assert_eq!(
+                app.live().uplink("redirected").is_some(),
+                counted,
+                "{tokens}"
+            );
+        }
     }
 
     #[test]

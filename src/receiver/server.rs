@@ -266,8 +266,10 @@ pub fn start_with(
                     .is_none_or(|n| n <= READ_AHEAD_BY_TINY_HTTP)
                 && !held_back(request)
             {
-                // Nothing of it left to read: let go of at once, no worker
-                // woken or added for it.
+                // Nothing of it left to read (a request with
+                // Transfer-Encoding, refused unread, is closed with its
+                // connection): let go of at once, no worker woken or added
+                // for it.
                 ctx.connections.finish(peer, 0, false);
                 return Handout::LetGo;
             }
