@@ -863,3 +863,57 @@ fn a_refused_token_after_ctrl_c_still_ends_the_run_as_asked() {
     assert!(!stderr.contains("token rejected"), "{stderr}");
     assert!(stdout.contains("interrupted"), "{stdout}");
 }
+
+/// As the device's uploader does, a cycle's retries end at the first that
+/// gets no answer: the batches queued behind it wait for the next cycle,
+/// in order, and the cycle's new batch still goes. Two batches refused
+/// (the first twice), then the first one's retry held past the timeout:
+/// the next request is the third batch, not the second (it went on
+/// through the queue until December 8).
+#[test]
+fn a_retry_with_no_answer_ends_the_cycles_retries() {
+    let (server, url) = local_server();
+    let serving = server.clone();
+    let log = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        let mut held = Vec::new();
+        while let Ok(mut request) = serving.recv() {
+            // 500, 500, 500, then no answer (held until the end), then 200.
+            let status = match log.len() {
+                0..=2 => 500,
+                3 => 0,
+                _ => 200,
+            };
+            log.push(seen(&mut request, status));
+            if status == 0 {
+                held.push(request);
+                continue;
+            }
+            request
+                .respond(tiny_http::Response::from_string("{}").with_status_code(status))
+                .unwrap();
+        }
+        drop(held);
+        log
+    });
+    let mut a = args(&url, 3);
+    a.timeout = 0.3;
+    let summary = run(&a).unwrap();
+    server.unblock();
+    let log = log.join().unwrap();
+    assert_clean(&summary, 3, 75);
+    let want = expected_batches(&a, 3);
+    let order: Vec<usize> = log
+        .iter()
+        .map(|s| {
+            want.iter()
+                .position(|b| *b == s.body)
+                .expect("a batch of the run")
+        })
+        .collect();
+    // Batch 1 refused; its retry refused and batch 2 refused; batch 1's
+    // retry unanswered, so batch 2 waits and batch 3 goes; then batch 1
+    // again (the same bytes) and batch 2, in that order.
+    assert_eq!(order, [0, 0, 1, 0, 2, 0, 1]);
+    assert_eq!((summary.retries, summary.resends), (3, 1));
+}

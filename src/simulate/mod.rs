@@ -470,8 +470,11 @@ impl Shared<'_> {
         tally
     }
 
-    /// The retry queue goes first in a cycle, each batch once, as on the
-    /// device.
+    /// The retry queue goes first in a cycle, oldest first, each batch
+    /// once, as on the device; and as on the device, the cycle's retries
+    /// end at the first that gets no answer (its uploader's loop stops at
+    /// a connection error or a timeout), the rest kept in order for the
+    /// next cycle (it went on through the queue until December 8).
     /// Once told to stop, none is sent (it sent the whole queue first,
     /// each batch waiting up to `--timeout`).
     fn send_queued(
@@ -481,20 +484,25 @@ impl Shared<'_> {
         tally: &mut Tally,
         stop: &Receiver<()>,
     ) {
-        for _ in 0..queue.len() {
-            if self.ending(stop) {
-                return;
-            }
+        let mut tried = VecDeque::with_capacity(queue.len());
+        while !self.ending(stop) {
             let Some(item) = queue.pop_front() else {
-                return;
+                break;
             };
             if item.unanswered {
                 tally.resends += 1;
             } else {
                 tally.retries += 1;
             }
-            queue.extend(self.attempt(uploader, item, tally, stop));
+            let back = self.attempt(uploader, item, tally, stop);
+            let unanswered = back.as_ref().is_some_and(|b| b.unanswered);
+            tried.extend(back);
+            if unanswered {
+                break;
+            }
         }
+        tried.append(queue);
+        *queue = tried;
     }
 
     /// Sends one batch; gives it back when it must go again. A failure
