@@ -3595,6 +3595,16 @@ fn requests_without_the_token_are_counted_past_a_quota_not_each_listed() {
     let started = Instant::now();
     let mut flood = Conn::open(rx.addr);
     let refused = request_bytes("POST", &[("authorization", "token wrong")], b"[]");
+    // A device with a wrong token: its 401 lines have a quota of their own
+    // (the flood's, without a unit-id, hid them all: a probe).
+    let misconfigured = request_bytes(
+        "POST",
+        &[
+            ("authorization", "token also-wrong"),
+            ("unit-id", "ee3df171ff0f6209a3dbaa00b00e1d05"),
+        ],
+        b"[]",
+    );
     let (total, devices) = (400, 5);
     for n in 0..total {
         let answer = if n % 2 == 0 {
@@ -3606,6 +3616,8 @@ fn requests_without_the_token_are_counted_past_a_quota_not_each_listed() {
         // Uploads of a device's among the last of them, the quota spent.
         if n >= total - devices {
             device_upload(rx.addr).expect("a device upload");
+            let answer = Conn::open(rx.addr).request(&misconfigured);
+            assert_eq!(answer.status, 401, "{}", answer.text());
         }
     }
     let took = started.elapsed();
@@ -3650,11 +3662,19 @@ fn requests_without_the_token_are_counted_past_a_quota_not_each_listed() {
         listed(200) - device_lines as u64 + by_status("200"),
         total / 2
     );
-    assert_eq!(listed(401) + by_status("401"), total / 2);
     assert_eq!(unlisted, by_status("200") + by_status("401"));
     assert_eq!(device_lines, devices as usize, "every device upload listed");
+    let misconfigured_lines = lines
+        .iter()
+        .filter(|l| l["status"] == 401 && l["unit_id"] == "ee3df171ff0f6209a3dbaa00b00e1d05")
+        .count();
+    assert_eq!(
+        misconfigured_lines, devices as usize,
+        "every 401 of the device with a wrong token listed"
+    );
+    assert_eq!(listed(401) + by_status("401"), total / 2 + devices);
     let allowed = 100 + 10 * (took.as_secs() + 2);
-    let shown = listed(200) + listed(401) - device_lines as u64;
+    let shown = listed(200) + listed(401) - device_lines as u64 - misconfigured_lines as u64;
     assert!(
         shown <= allowed,
         "{shown} listed in {took:?}: at most {allowed} allowed"

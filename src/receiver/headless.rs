@@ -197,19 +197,28 @@ pub const UNLISTED_PER_SECOND: NonZeroU32 = NonZeroU32::new(10).unwrap();
 /// client without the token wrote 600 MB in 20 s under `> log`, and on a
 /// disk shared with the capture, filled it until devices were answered
 /// 503 (a hostile-client probe, December 7). A device's uploads (its token
-/// matched, or its batch was captured) are always listed.
+/// matched, or its batch was captured) are always listed. Requests that
+/// came as a device's do, with a `unit-id` and a token that is not ours,
+/// have a quota of their own: a flood without them hid a device's 401
+/// lines (0 of 10 listed under 600 token-less requests a second: a
+/// hostile-client probe, December 7). A flood that sends a `unit-id` and
+/// a made-up token still shares that one.
 pub struct Unlisted<C: Clock = DefaultClock> {
-    quota: RateLimiter<
-        governor::state::NotKeyed,
-        governor::state::InMemoryState,
-        C,
-        governor::middleware::NoOpMiddleware<C::Instant>,
-    >,
+    quota: Limiter<C>,
+    /// For requests with a `unit-id` and a token that matched none.
+    devices: Limiter<C>,
     /// Requests not listed since the last count was said, by status.
     counts: BTreeMap<u16, u64>,
     /// When the first of them came.
     since: Option<Instant>,
 }
+
+type Limiter<C> = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    C,
+    governor::middleware::NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
 /// How often, at the most, the requests not listed are said.
 pub const UNLISTED_SAID_EVERY: Duration = Duration::from_secs(1);
@@ -234,11 +243,12 @@ impl Default for Unlisted<DefaultClock> {
     }
 }
 
-impl<C: Clock> Unlisted<C> {
+impl<C: Clock + Clone> Unlisted<C> {
     pub fn with_clock(clock: C) -> Self {
         let quota = Quota::per_second(UNLISTED_PER_SECOND).allow_burst(UNLISTED_BURST);
         Unlisted {
-            quota: RateLimiter::direct_with_clock(quota, clock),
+            quota: RateLimiter::direct_with_clock(quota, clock.clone()),
+            devices: RateLimiter::direct_with_clock(quota, clock),
             counts: BTreeMap::new(),
             since: None,
         }
@@ -246,7 +256,14 @@ impl<C: Clock> Unlisted<C> {
 
     /// Whether `e` gets a line of its own; counted when it does not.
     pub fn listed(&mut self, e: &RequestEvent, now: Instant) -> bool {
-        if e.token_matched == Some(true) || e.captured || self.quota.check().is_ok() {
+        if e.token_matched == Some(true) || e.captured {
+            return true;
+        }
+        let quota = match (e.token_matched, &e.unit_id) {
+            (Some(false), Some(_)) => &self.devices,
+            _ => &self.quota,
+        };
+        if quota.check().is_ok() {
             return true;
         }
         *self.counts.entry(e.status).or_default() += 1;
@@ -416,7 +433,10 @@ mod tests {
         let mut unlisted = Unlisted::with_clock(clock.clone());
         let start = Instant::now();
         let when = at("2026-12-07T08:00:00Z");
-        let wrong = refused(1, when, 401, "no token", "[]");
+        // A flood without a token or a unit-id, as a probe's was.
+        let mut wrong = refused(1, when, 401, "no token", "[]");
+        wrong.token_matched = None;
+        wrong.unit_id = None;
         let mut status = refused(2, when, 200, "", "");
         status.method = "GET".to_string();
         status.token_matched = None;
@@ -437,6 +457,14 @@ mod tests {
             unlisted.due(),
             Some(start + Duration::from_millis(5) + UNLISTED_SAID_EVERY)
         );
+        // A device with a wrong token (a unit-id and a token that is not
+        // ours) has a quota of its own: listed through the flood, up to
+        // its own burst.
+        let device_wrong = refused(5, when, 401, "wrong token", "[]");
+        let listed = (0..1000)
+            .filter(|_| unlisted.listed(&device_wrong, start))
+            .count();
+        assert_eq!(listed, burst);
         // A device's requests, captured or with its token: always listed.
         for _ in 0..1000 {
             assert!(unlisted.listed(&device, start));
@@ -448,8 +476,8 @@ mod tests {
         assert_eq!(listed, UNLISTED_PER_SECOND.get() as usize);
         let line: serde_json::Value =
             serde_json::from_str(&unlisted.said(when).expect("a count to say")).unwrap();
-        assert_eq!(line["unlisted"], 3 + 990);
-        assert_eq!(line["statuses"]["401"], 2 + 990);
+        assert_eq!(line["unlisted"], 3 + 990 + (1000 - burst));
+        assert_eq!(line["statuses"]["401"], 2 + 990 + (1000 - burst));
         assert_eq!(line["statuses"]["200"], 1);
         assert_eq!(line["time"], "2026-12-07T08:00:00.000Z");
         // Said once: nothing more to say until more come.
