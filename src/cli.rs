@@ -257,6 +257,9 @@ impl ViewArgs {
 }
 
 #[derive(Args)]
+// A negative number is a flag's value, refused with its range, where
+// clap took `-1` for a flag and advised `-- -1`, which does not work.
+#[command(allow_negative_numbers = true)]
 pub struct ReplayArgs {
     /// The capture to send again.
     #[arg(value_name = "FILE")]
@@ -276,12 +279,7 @@ pub struct ReplayArgs {
     pub token: String,
 
     /// Replay at X times the capture's pace [default: 1].
-    #[arg(
-        long,
-        value_name = "X",
-        conflicts_with = "as_fast_as_possible",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "X", conflicts_with = "as_fast_as_possible")]
     pub speed: Option<f64>,
 
     /// Send each batch as soon as the one before is acknowledged.
@@ -307,22 +305,12 @@ pub struct ReplayArgs {
     pub include_duplicates: bool,
 
     /// Seconds to wait for an answer before sending the same bytes again.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 10.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
 
     /// Seconds to wait before sending a failed batch again (longer when a
     /// refusal's Retry-After asks, up to 300).
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 1.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub retry_wait: f64,
 
     /// Trust the CA certificates in this PEM file (instead of the Mozilla

@@ -30,6 +30,9 @@ pub const PREPARE_LIMIT_RECORDS: u64 = 2_000_000;
 
 /// Uploads a generated session like an AutoPi device.
 #[derive(Args, Clone)]
+// A negative number is a flag's value, refused with its range, where
+// clap took `-1` for a flag and advised `-- -1`, which does not work.
+#[command(allow_negative_numbers = true)]
 pub struct SimulateArgs {
     /// Where to POST, as set on the device's Cloud Storage page.
     #[arg(long, value_name = "URL")]
@@ -75,12 +78,7 @@ pub struct SimulateArgs {
 
     /// Seconds between upload cycles (the device: 60); 0 sends the next
     /// batch as soon as one is answered.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 1.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub interval: f64,
 
     /// Stop after N acknowledged batches [default: run until Ctrl-C].
@@ -112,22 +110,12 @@ pub struct SimulateArgs {
 
     /// Seconds to wait for an answer before sending the same bytes again
     /// (the device's code: 10).
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 10.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
 
     /// Least wait before a cycle that re-sends a failed batch, even with
     /// --interval 0, so a receiver restarting is not given up on at once.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 1.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub retry_wait: f64,
 
     /// Trust the CA certificates in this PEM file (instead of the Mozilla
