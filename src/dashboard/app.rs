@@ -191,7 +191,7 @@ impl App {
     /// A fresh dashboard at time `now`.
     pub fn new(setup: Setup, theme: Theme, now: Timestamp) -> App {
         App {
-            live: State::asking_tokens(setup.tokens > 0),
+            live: State::default(),
             frozen: None,
             now,
             setup,
@@ -206,12 +206,7 @@ impl App {
     /// Shows `state` in place of the current one (the view's timeline
     /// stepping back to a saved state).
     pub fn replace_state(&mut self, state: State) {
-        // Whether tokens are asked is the receiver's, not the state's: the
-        // dashboard starts from the capture's state, which did not know
-        // (a review found `--no-auth` lost so).
-        let asks = self.setup.tokens > 0;
         self.live = state;
-        self.live.set_asking_tokens(asks);
         self.frozen = None;
     }
 
@@ -251,7 +246,9 @@ impl App {
         let anchor = (self.viewer.events_scroll > 0 && !self.is_frozen())
             .then(|| Some((self.bottom_event()?, self.device()?.unit_id.clone())))
             .flatten();
-        self.live.apply(e);
+        // Whether tokens are asked is the receiver's (`setup`), not the
+        // state's.
+        self.live.apply_asking(e, self.setup.tokens > 0);
         if let Some((anchor, unit_id)) = anchor {
             // Following the last device to upload, and another did: the
             // anchor is a line of the one before, and the view starts at

@@ -307,9 +307,6 @@ pub struct State {
     body_bytes_kept: usize,
     /// Requests in the ring whose body was let go for the budget.
     bodies_let_go: std::collections::BTreeSet<u64>,
-    /// No token is asked (`--no-auth`): a redirected upload is a device's
-    /// without one (it reached the totals only, its token unmatchable).
-    open_auth: bool,
 }
 
 impl Default for State {
@@ -325,27 +322,22 @@ impl Default for State {
             uplinks: Vec::new(),
             body_bytes_kept: 0,
             bodies_let_go: Default::default(),
-            open_auth: false,
         }
     }
 }
 
 impl State {
-    /// An empty state for a receiver that asks a token, or none
-    /// (`--no-auth`: `open_auth`).
-    pub fn asking_tokens(asks: bool) -> State {
-        let mut state = State::default();
-        state.set_asking_tokens(asks);
-        state
-    }
-
-    /// Says whether the receiver asks a token (see `open_auth`).
-    pub fn set_asking_tokens(&mut self, asks: bool) {
-        self.open_auth = !asks;
-    }
-
-    /// Folds one request into the state.
+    /// Folds one request into the state, for a receiver that asks a
+    /// token (a capture's requests: no redirected upload is captured).
     pub fn apply(&mut self, e: &RequestEvent) {
+        self.apply_asking(e, true);
+    }
+
+    /// Folds one request into the state; `asks`: the receiver asks a
+    /// token. Under `--no-auth` it asks none, and a redirected upload
+    /// without one is a device's (it reached the totals only, its token
+    /// unmatchable).
+    pub fn apply_asking(&mut self, e: &RequestEvent, asks: bool) {
         self.totals.add(&Totals::of(e));
         // A batch captured but not acknowledged (an answer mode) is data
         // the device sent all the same: shown once, at its first copy.
@@ -365,8 +357,7 @@ impl State {
         // A redirected upload is the device's only with its token: the
         // redirect may have dropped it (python-requests does across hosts),
         // and then anyone could have sent it.
-        let matched =
-            e.token_matched == Some(true) || (self.open_auth && e.token_matched.is_none());
+        let matched = e.token_matched == Some(true) || (!asks && e.token_matched.is_none());
         if e.method == "POST" || (e.redirected() && matched) {
             self.log_uplink(e);
         }
@@ -1181,13 +1172,13 @@ mod tests {
         assert_eq!(s.uplink("redirected").unwrap().refusals_text(), "400×1");
         // With no token asked (`--no-auth`), one without a token is the
         // device's too.
-        let mut open = State::asking_tokens(false);
+        let mut open = State::default();
         redirected.token_matched = None;
-        open.apply(&redirected);
+        open.apply_asking(&redirected, false);
         assert_eq!(open.uplink("redirected").unwrap().refusals_text(), "400×1");
         // And so in the dashboard, which starts from the capture's state
-        // (it lost whether tokens are asked: a review), but not where they
-        // are.
+        // (a flag kept in the state lost whether tokens are asked there: a
+        // review), but not where they are.
         for (tokens, counted) in [(0, true), (1, false)] {
             let setup = crate::dashboard::app::Setup {
                 tokens,
