@@ -57,16 +57,20 @@ pub fn distinct(paths: &[std::path::PathBuf], who: &str) -> Vec<std::path::PathB
 /// stdout), said so where it was "No such file or directory" (a probe of
 /// the offline tools).
 pub fn capture_metadata(path: &Path) -> io::Result<std::fs::Metadata> {
-    std::fs::metadata(path).map_err(|e| {
-        if path.as_os_str() == "-" && e.kind() == io::ErrorKind::NotFound {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "stdin is not read: captures are read from files; save it to one first",
-            )
-        } else {
-            e
-        }
-    })
+    std::fs::metadata(path).map_err(|e| stdin_said(path, e))
+}
+
+/// `e`, or for `-` not found, that stdin is not read (see
+/// `capture_metadata`).
+fn stdin_said(path: &Path, e: io::Error) -> io::Error {
+    if path.as_os_str() == "-" && e.kind() == io::ErrorKind::NotFound {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "stdin is not read: captures are read from files; save it to one first",
+        )
+    } else {
+        e
+    }
 }
 
 /// Opens a capture to read: a regular file, or an error naming what it is.
@@ -81,9 +85,7 @@ pub fn open_file(path: &Path) -> io::Result<File> {
         )
     };
     let file = open(path).map_err(|e| {
-        if path.as_os_str() == "-" && e.kind() == io::ErrorKind::NotFound {
-            return capture_metadata(path).err().unwrap_or(e);
-        }
+        let e = stdin_said(path, e);
         // A socket cannot be opened at all: the error said "No such
         // device or address".
         match std::fs::metadata(path) {

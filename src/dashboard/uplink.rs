@@ -643,12 +643,13 @@ impl Log {
         // its timeout: a review), so only a refusal or no answer at all
         // says that it keeps the batch; a re-send after a late answer is
         // judged by its own.
+        let holds = holds(e, answered);
         if self.last_answer.is_none_or(|(at, _)| at <= e.received) {
             self.last_answer = Some((e.received, answered));
             // A 200 held back past the device's timeout (10 s in its
             // code) is no acknowledgement it got: a device answered
             // `late:15` every time read on time (a review).
-            if holds(e, answered) {
+            if holds {
                 self.unacked_since.get_or_insert(e.received);
             } else {
                 self.unacked_since = None;
@@ -689,7 +690,6 @@ impl Log {
         if let Some(c) = learned(&gaps(&self.arrivals())) {
             self.known_cycle = Some(c);
         }
-        let holds = holds(e, answered);
         if let Some((first, _)) = first {
             let told = slot.map(|i| &mut self.answers[i]);
             match again(told.as_ref().map(|t| t.answered), e.duplicate()) {
