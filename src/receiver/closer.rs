@@ -287,10 +287,11 @@ pub trait Books {
     /// is left out of `open`; any request of it is newer than `since`.
     fn forget_absent(&self, open: &HashSet<SocketAddr>, since: Instant);
     /// `peer`'s connection is about to be shut for reading in the middle
-    /// of the body of its request `seq` (past its deadline, or holding the turn for large bodies without coming
-    /// on): the body's read fails, and its refusal says why. Says whether
-    /// to go on and shut it: not when that body is no longer read, nor
-    /// when one found lapsed holds nothing now. Told `None` when the
+    /// of the body of its request `seq` (past its deadline, or holding the
+    /// turn for large bodies without coming on): the body's read fails,
+    /// and its refusal says why. Says whether to go on and shut it: not
+    /// when that body is no longer read, nor when one found lapsed holds
+    /// nothing now. Told `None` when the
     /// shutdown failed after all: the body goes on as if never cut.
     fn cut(&self, peer: SocketAddr, seq: u64, why: Option<Cut>) -> bool;
 }

@@ -68,9 +68,9 @@ const LOOK_IN_A_CROWD: Duration = Duration::from_millis(500);
 /// a connection's head growing fast (`GROWING` since the count before).
 const LOOK_SOON: Duration = Duration::from_millis(10);
 /// Head bytes read between two counts `LOOK_EVERY` apart that make the
-/// next one come `LOOK_SOON`; as a rate, for counts closer
-/// together (the closer's own looks and its recounts after nudges come in
-/// between), but never less than `GROWING_FLOOR`. A device's head is
+/// next one come `LOOK_SOON`; as a rate, for counts closer together (the
+/// closer's own looks and its recounts after nudges come in between), but
+/// never less than `GROWING_FLOOR`. A device's head is
 /// under 1 KiB, and tiny_http reads at most its buffer (1 KiB in 0.12)
 /// ahead of a request waiting its turn.
 const GROWING: u64 = 64 * 1024;
