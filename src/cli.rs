@@ -547,7 +547,7 @@ pub struct ReceiveArgs {
     pub no_auth: bool,
 
     /// Append accepted batches to FILE [default: captures/<start time>.jsonl].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", overrides_with = "capture")]
     pub capture: Option<PathBuf>,
 
     /// Largest body accepted, on the wire and after inflating.
@@ -605,8 +605,27 @@ pub struct ReceiveArgs {
     /// How valid batches are answered (each is captured first): ok, 500,
     /// 503, 401, 413, late:SECS, hangup or flaky:PCT. Change it live with
     /// `m` on the dashboard.
-    #[arg(long, value_name = "MODE", default_value = "ok", value_parser = crate::receiver::respond::Mode::parse)]
+    #[arg(long, value_name = "MODE", default_value = "ok", value_parser = crate::receiver::respond::Mode::parse, overrides_with = "respond")]
     pub respond: crate::receiver::respond::Mode,
+
+    /// Restart in place (the same process and listening socket, the same
+    /// capture, the answer mode kept) once N connections are held for good
+    /// by tiny_http 0.12, each with a thread and two descriptors (an
+    /// `HTTP/2.0` request line deadlocks one), or a sixteenth of the
+    /// descriptor limit's worth if that is fewer, or once any has been
+    /// held for 10 read timeouts; 0: never.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub restart_held: u64,
+
+    /// The listening socket, on this descriptor, inherited from the
+    /// process a restart in place replaced (set by that restart).
+    #[arg(
+        long,
+        value_name = "FD",
+        hide = true,
+        overrides_with = "inherit_listener"
+    )]
+    pub inherit_listener: Option<std::os::fd::RawFd>,
     /// Pass every acknowledged batch on to URL: http(s)://… (POSTed as the
     /// device sent it) or mqtt(s)://HOST[:PORT]/PREFIX (one message per
     /// record). Repeat for several targets.
@@ -779,6 +798,8 @@ impl ReceiveArgs {
             read_timeout: std::time::Duration::from_secs(self.read_timeout),
             max_connections: self.max_connections,
             respond: self.respond,
+            restart_held: self.restart_held,
+            inherit_listener: self.inherit_listener,
             reload_tokens,
             forward: self.forward,
             forward_authorization: forward_authorization(

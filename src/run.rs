@@ -1,9 +1,9 @@
 //! The `autopi-rx` main job: set up, receive until a signal, shut down.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, select};
 
 use crate::capture::load::{self, Progress};
 use crate::capture::{Capture, Durable};
@@ -18,6 +18,7 @@ use crate::receiver::{headless, server};
 use crate::simulate::demo::Demo;
 use crate::upstream::ForwardStatus;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
@@ -53,6 +54,11 @@ pub struct Settings {
     pub max_connections: u64,
     /// `--respond`: how valid batches are answered at start.
     pub respond: Mode,
+    /// `--restart-held`: restart in place once this many connections are
+    /// held for good by tiny_http (0: never).
+    pub restart_held: u64,
+    /// The listening socket inherited from before a restart in place.
+    pub inherit_listener: Option<std::os::fd::RawFd>,
     /// With `--token-file`: reads the tokens again (on SIGHUP).
     pub reload_tokens: Option<TokenReload>,
     /// `--forward` URLs, as given.
@@ -158,6 +164,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     let (notes_tx, notes_rx) = bounded(EVENT_QUEUE);
     let respond = Arc::new(Control::new(settings.respond));
     let running = start_server(&settings, capture, events_tx, respond.clone())?;
+    let restarter = Restarter::start(&settings, &running, signals.ask.clone());
     if let (Some(reload), Some(hups)) = (settings.reload_tokens.take(), hups) {
         reload_on_sighup(reload, hups, running.auth_switch(), settings.headless)?;
     }
@@ -169,7 +176,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         &running,
         token_count,
         demo.is_some(),
-        respond,
+        respond.clone(),
         (events_rx, notes_rx, held, durable),
         &signals,
     );
@@ -177,14 +184,33 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         Ok(printer) => (printer, Ok(())),
         Err(e) => (None, Err(Fatal::new(1, format!("terminal: {e}")))),
     };
+    // Asked for before the run ended, and only then (a q or a signal
+    // first ends it for good).
+    let restart = restarter.stop().map(|held| {
+        crate::say!(
+            "autopi-rx: restarting in place: {held} connection(s) or request(s) held for good by \
+             tiny_http 0.12 (a thread and two descriptors each until exit: an HTTP/2.0 request \
+             line deadlocks one; --restart-held). The listening socket stays open: connections \
+             wait in its queue meanwhile, and nothing acknowledged is lost"
+        );
+        let listener = match settings.inherit_listener {
+            Some(fd) => Ok(fd),
+            None => running.inheritable_listener(),
+        };
+        (listener, respond.shown().lasting)
+    });
     if let Some(demo) = demo {
         demo.stop();
     }
     let stats = running.stats.clone();
     let capture = shell_word(&crate::text::path(running.capture_path()).to_string());
-    let finished = shut_down(running, &signals.received);
+    let capture_path = running.capture_path().to_path_buf();
+    let finished = shut_down(running, &signals.received, restart.is_some());
     if let Some(forwarders) = forwarders {
         stop_forwarding(forwarders, &capture, &signals.received);
+    }
+    if let Some((listener, mode)) = restart {
+        return Err(restart_in_place(listener, &capture_path, mode));
     }
     if !finished {
         return outcome;
@@ -199,6 +225,153 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     }
     warn_dropped_events(&stats, settings.headless);
     outcome
+}
+
+/// How often the restarter looks at what tiny_http holds for good.
+const RESTART_LOOK: Duration = Duration::from_millis(500);
+
+/// Read timeouts that any connection held for good may stay before a
+/// restart in place frees it, however few there are (5 minutes with the
+/// default read timeout).
+const HELD_LONGEST_TIMEOUTS: u32 = 10;
+
+/// Watches what tiny_http 0.12 holds for good (`Running::held_for_good`)
+/// and, once it reaches `--restart-held` (or a sixteenth of the descriptor
+/// limit, if fewer), or once some have been held for
+/// `HELD_LONGEST_TIMEOUTS` read timeouts, ends the run as a signal would,
+/// for a restart in place (`restart_in_place`).
+struct Restarter {
+    /// How many were held when it asked; 0 while it has not.
+    asked: Arc<AtomicU64>,
+    /// Dropped to stop the watch.
+    _stop: Option<Sender<()>>,
+}
+
+impl Restarter {
+    fn start(settings: &Settings, running: &server::Running, ask: Sender<()>) -> Restarter {
+        let asked = Arc::new(AtomicU64::new(0));
+        let Some(threshold) = restart_threshold(settings.restart_held) else {
+            return Restarter { asked, _stop: None };
+        };
+        // A restart that could not take its socket over, or not execute,
+        // would end the receiver: found out now, it never starts.
+        if let Err(e) = running.can_hand_on_listener() {
+            crate::say!(
+                "autopi-rx: --restart-held is off: the listening socket could not be handed on to a restart ({e}); what tiny_http holds for good stays until exit"
+            );
+            return Restarter { asked, _stop: None };
+        }
+        let (stop, stopped) = bounded::<()>(0);
+        let gauge = running.held_gauge();
+        let flag = asked.clone();
+        let longest = settings.read_timeout * HELD_LONGEST_TIMEOUTS;
+        let started = std::thread::Builder::new()
+            .name("restarter".into())
+            .spawn(move || {
+                // Since when some have been held.
+                let mut since: Option<Instant> = None;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(RESTART_LOOK) {
+                    let held = gauge();
+                    since = since.filter(|_| held > 0).or((held > 0).then(Instant::now));
+                    if held >= threshold || since.is_some_and(|t| t.elapsed() >= longest) {
+                        flag.store(held, Ordering::SeqCst);
+                        let _ = ask.try_send(());
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = started {
+            crate::say!("autopi-rx: --restart-held is off: cannot start its thread: {e}");
+        }
+        Restarter {
+            asked,
+            _stop: Some(stop),
+        }
+    }
+
+    /// Stops the watch; how many were held if it asked for a restart.
+    fn stop(self) -> Option<u64> {
+        let asked = self.asked.clone();
+        drop(self);
+        Some(asked.load(Ordering::SeqCst)).filter(|&n| n > 0)
+    }
+}
+
+/// Held connections at which to restart: `restart_held`, or a sixteenth
+/// of the descriptor limit (each holds two) if that is fewer; None for 0.
+fn restart_threshold(restart_held: u64) -> Option<u64> {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    (restart_held > 0).then(|| restart_held.min(soft / 16).max(1))
+}
+
+/// Names the process after its command again (as `ps` and `top` show
+/// it): executed through `/proc/self/exe`, it is named `exe`. Called on
+/// the main thread, whose name is the process's.
+fn name_process_again() {
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let name = std::path::Path::new(&arg0).file_name().map(|n| {
+        n.as_encoded_bytes()
+            .iter()
+            .take(15)
+            .copied()
+            .collect::<Vec<u8>>()
+    });
+    if let Some(name) = name.and_then(|n| std::ffi::CString::new(n).ok()) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
+/// Executes this program again in this process, with the same command
+/// line, the capture it wrote, the answer mode in force, and the listening
+/// socket on descriptor `listener`, which survives the exec: connections
+/// made meanwhile wait in its queue. Everything else this process held
+/// (threads tiny_http deadlocked on, their descriptors) is gone with the
+/// exec. Returns only if it failed.
+fn restart_in_place(
+    listener: std::io::Result<std::os::fd::RawFd>,
+    capture: &std::path::Path,
+    mode: Mode,
+) -> Fatal {
+    use std::os::unix::process::CommandExt;
+    let listener = match listener {
+        Ok(fd) => fd,
+        Err(e) => {
+            return Fatal::new(
+                1,
+                format!("cannot restart in place: cannot hand on the listening socket: {e}"),
+            );
+        }
+    };
+    let mut args = restart_args(std::env::args_os().collect(), capture, mode, listener);
+    let arg0 = if args.is_empty() {
+        "autopi-rx".into()
+    } else {
+        args.remove(0)
+    };
+    let e = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    Fatal::new(1, format!("cannot restart in place: {e}"))
+}
+
+/// The command line of a restart in place: `args` (this process's own,
+/// the program's name first), then the capture, the answer mode and the
+/// listener's descriptor, each last so that it overrides what `args` said.
+pub fn restart_args(
+    mut args: Vec<std::ffi::OsString>,
+    capture: &std::path::Path,
+    mode: Mode,
+    listener: std::os::fd::RawFd,
+) -> Vec<std::ffi::OsString> {
+    let mut capture_arg = std::ffi::OsString::from("--capture=");
+    capture_arg.push(capture);
+    args.push(capture_arg);
+    args.push(format!("--respond={mode}").into());
+    args.push(format!("--inherit-listener={listener}").into());
+    args
 }
 
 /// Checks the `--forward` targets before anything starts (exit 2 when one
@@ -490,6 +663,8 @@ fn open_capture(given: Option<&std::path::Path>) -> Result<Capture, Fatal> {
 /// signals' channel, where it could pass for a second signal).
 struct Signals {
     received: Receiver<()>,
+    /// Ends the run as a signal does (a restart in place asks so).
+    ask: Sender<()>,
     stop: Sender<()>,
     stopped: Receiver<()>,
 }
@@ -506,6 +681,7 @@ impl Signals {
         let cannot =
             |e: std::io::Error| Fatal::new(1, format!("cannot install the signal handler: {e}"));
         let mut signals = signal_hook::iterator::Signals::new(wanted).map_err(cannot)?;
+        let ask = tx.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -523,6 +699,7 @@ impl Signals {
             .map_err(cannot)?;
         Ok(Signals {
             received,
+            ask,
             stop,
             stopped,
         })
@@ -547,8 +724,23 @@ fn start_server(
         read_timeout: settings.read_timeout,
         max_connections: settings.max_connections,
     };
-    let running = server::start_with(server_settings, capture, events, respond)
-        .map_err(|e| Fatal::new(1, e.to_string()))?;
+    let running = match settings.inherit_listener {
+        Some(fd) => {
+            let listener = crate::receiver::listener::inherit(fd, settings.read_timeout).map_err(|e| {
+                Fatal::new(
+                    1,
+                    format!(
+                        "cannot take over the listening socket (descriptor {fd}) from before the restart: {e}"
+                    ),
+                )
+            })?;
+            crate::say!("restarted in place: the listening socket is the one from before");
+            name_process_again();
+            server::start_on(listener, server_settings, capture, events, respond)
+        }
+        None => server::start_with(server_settings, capture, events, respond),
+    }
+    .map_err(|e| Fatal::new(1, e.to_string()))?;
     if settings.respond != Mode::Ok {
         crate::say!(
             "answer mode {}: every valid batch is captured, then answered as the mode says; {}",
@@ -835,7 +1027,9 @@ fn screen_setup(
 
 /// Finishes the requests in flight and flushes the capture. A second
 /// signal exits at once; after `SHUTDOWN_GRACE` it stops waiting (false).
-fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
+/// For a restart in place (`keep_listening`) the listening socket keeps
+/// listening.
+fn shut_down(running: server::Running, signals: &Receiver<()>, keep_listening: bool) -> bool {
     let in_flight = running.in_flight();
     if in_flight > 0 {
         crate::say!(
@@ -844,7 +1038,11 @@ fn shut_down(running: server::Running, signals: &Receiver<()>) -> bool {
     }
     let (done_tx, done) = bounded::<()>(0);
     std::thread::spawn(move || {
-        running.shutdown();
+        if keep_listening {
+            running.shutdown_keeping_listener();
+        } else {
+            running.shutdown();
+        }
         drop(done_tx);
     });
     within_grace(
@@ -928,5 +1126,47 @@ mod tests {
         assert_eq!(shell_word("my captures/a.jsonl"), "'my captures/a.jsonl'");
         assert_eq!(shell_word("it's.jsonl"), "'it'\\''s.jsonl'");
         assert_eq!(shell_word("$HOME"), "'$HOME'");
+    }
+
+    /// A restart's command line keeps every flag given, and its capture,
+    /// answer mode and listener override those given (or defaulted).
+    #[test]
+    fn a_restart_keeps_the_command_line_and_overrides_what_it_must() {
+        use clap::Parser;
+        let given =
+            |words: &[&str]| -> Vec<std::ffi::OsString> { words.iter().map(Into::into).collect() };
+        let parse = |args: Vec<std::ffi::OsString>| crate::cli::Cli::try_parse_from(args).unwrap();
+        let capture = std::path::Path::new("captures/-odd name.jsonl");
+        for words in [
+            &["autopi-rx", "--token", "ABCDEFGH12", "--read-timeout", "7"][..],
+            &[
+                "autopi-rx",
+                "--token",
+                "ABCDEFGH12",
+                "--read-timeout",
+                "7",
+                "--capture",
+                "old.jsonl",
+                "--respond",
+                "500",
+                "--inherit-listener",
+                "3",
+            ],
+        ] {
+            let args = restart_args(
+                given(words),
+                capture,
+                Mode::Late(Duration::from_secs(12)),
+                41,
+            );
+            let cli = parse(args);
+            assert!(cli.command.is_none());
+            let r = cli.receive;
+            assert_eq!(r.capture.as_deref(), Some(capture), "{words:?}");
+            assert_eq!(r.respond, Mode::Late(Duration::from_secs(12)));
+            assert_eq!(r.inherit_listener, Some(41));
+            assert_eq!(r.tokens, ["ABCDEFGH12"]);
+            assert_eq!(r.read_timeout, 7);
+        }
     }
 }

@@ -305,9 +305,34 @@ impl Acceptors {
     /// its server already holds; no server accepts any more, and the
     /// listening socket refuses new connections from here on.
     pub fn stop(self) {
+        self.stop_with(stop_listening);
+    }
+
+    /// As `stop`, but the listening socket keeps listening, for the
+    /// program that a restart in place executes next (see
+    /// `listener::inherit`): its accept threads are made to end instead
+    /// (`stop_accepting`), so connections made from then on wait in its
+    /// queue for that program.
+    ///
+    /// The servers are never dropped: dropping a tiny_http server connects
+    /// to its own address to wake its accept thread, and on a socket that
+    /// still listens with nothing accepting, that waits for room in a full
+    /// queue (15 s, until the shutdown's grace ran out, under a flood that
+    /// filled it). The program executed next is rid of them.
+    pub fn stop_keeping_listener(self) {
+        let addr = self.addr;
+        self.stop_with(|side| {
+            stop_accepting(side, addr);
+            for (slot, _) in lock(&side.slots).iter() {
+                std::mem::forget(slot.clone());
+            }
+        });
+    }
+
+    fn stop_with(self, listener_done: impl FnOnce(&Side)) {
         let _ = self.stop.send(());
         let _ = self.supervisor.join();
-        stop_listening(&self.side.listener);
+        listener_done(&self.side);
         let slots = std::mem::take(&mut *lock(&self.side.slots));
         for (_, pump) in slots {
             let _ = pump.join();
@@ -317,6 +342,11 @@ impl Acceptors {
     /// Servers running now (accepting or draining).
     pub fn servers(&self) -> usize {
         lock(&self.side.slots).len()
+    }
+
+    /// The listening socket every server accepts on.
+    pub fn listener(&self) -> &TcpListener {
+        &self.side.listener
     }
 }
 
@@ -333,8 +363,50 @@ impl Acceptors {
 /// listening socket for reading disconnects it; a port the kernel picked
 /// (`--listen …:0`) is then free for another socket to take while this
 /// process still runs.
-fn stop_listening(listener: &TcpListener) {
-    let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
+fn stop_listening(side: &Side) {
+    let _ = socket2::SockRef::from(&side.listener).shutdown(std::net::Shutdown::Read);
+}
+
+/// How long `stop_accepting` tries to end the accept threads.
+const STOP_ACCEPTING_WITHIN: Duration = Duration::from_secs(2);
+
+/// Ends every server's accept thread and leaves the socket listening.
+/// tiny_http ends an accept thread at its first error: with a receive
+/// timeout of a millisecond on the socket, each `accept` from now on
+/// times out as soon as the queue is empty. One already waiting keeps the
+/// timeout it started with (the read timeout), so connections to our own
+/// address wake them; each is accepted and let go of by tiny_http at once
+/// (it sends nothing). A thread ends when its clone of the listener is
+/// closed (`mark_dead_accept_threads`). Connections accepted meanwhile
+/// (a few milliseconds) stay with this process; the program executed
+/// next restores the timeout (`listener::inherit`).
+fn stop_accepting(side: &Side, addr: SocketAddr) {
+    let _ = socket2::SockRef::from(&side.listener).set_read_timeout(Some(Duration::from_millis(1)));
+    let mut to = addr;
+    if to.ip().is_unspecified() {
+        to.set_ip(match to {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let until = Instant::now() + STOP_ACCEPTING_WITHIN;
+    while Instant::now() < until {
+        let slots = lock(&side.slots);
+        mark_dead_accept_threads(side, &slots);
+        let accepting = slots
+            .iter()
+            .filter(|(s, _)| !s.accept_ended.load(Ordering::SeqCst))
+            .count();
+        drop(slots);
+        if accepting == 0 {
+            return;
+        }
+        for _ in 0..accepting {
+            let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(50));
+        }
+        // The woken threads' next accept times out a millisecond later.
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Starts one more server on a clone of the listener, with its pump.

@@ -78,6 +78,13 @@ pub struct Tally {
     /// Idle connections shut early while descriptors ran short (counted in
     /// `closed` too).
     pub shed: AtomicU64,
+    /// Connections shut both ways here that were still among our
+    /// descriptors `held_after` later, at the last read of the table:
+    /// nothing of ours holds them, and tiny_http never lets go of them
+    /// (the thread it deadlocked on an `HTTP/2.0` request line keeps the
+    /// connection's two descriptors until exit). A restart in place frees
+    /// them (`run`).
+    pub held: AtomicU64,
     /// Connections of ours open at the last read of the descriptor table
     /// (those shut here and closing not counted, as for the cap), and
     /// when that was (never, where the table cannot be read).
@@ -121,7 +128,7 @@ pub fn sweep_every(read_timeout: Duration) -> Duration {
 enum Known {
     /// Accepted on our listener at `local`, from `peer`, first seen at `since`, now
     /// on descriptor `fd` (one of tiny_http's two); `shut` both ways
-    /// already; `counted` on the status page, as shut here (both ways or
+    /// already, and when; `counted` on the status page, as shut here (both ways or
     /// its reading side); `unread` counts the sweeps that found nobody
     /// reading it and nothing of it in hand.
     Ours {
@@ -129,7 +136,7 @@ enum Known {
         local: SocketAddr,
         peer: SocketAddr,
         since: Instant,
-        shut: bool,
+        shut: Option<Instant>,
         counted: bool,
         unread: u8,
     },
@@ -579,6 +586,8 @@ pub fn run(
         // Every read of the table this round came before this point.
         if sockets.is_some() {
             *crate::panic::lock(&tally.open_seen) = Some((open_connections(&known), now));
+            let held = held_for_good(&known, now, held_after(watch.read_timeout));
+            tally.held.store(held, Ordering::Relaxed);
         }
         if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
             continue;
@@ -623,14 +632,17 @@ pub fn run(
             let over_cap = match capped.get(inode).copied() {
                 None => false,
                 Some(over @ (heads::Over::Head { .. } | heads::Over::SlowHead { .. })) => {
-                    !*shut && over.still(activity(*peer))
+                    shut.is_none() && over.still(activity(*peer))
                 }
                 Some(over @ (heads::Over::SlowBody { seq } | heads::Over::TurnLapsed { seq })) => {
                     let why = match over {
                         heads::Over::TurnLapsed { .. } => Cut::Lapsed,
                         _ => Cut::Slow,
                     };
-                    if !*shut && over.still(activity(*peer)) && books.cut(*peer, seq, Some(why)) {
+                    if shut.is_none()
+                        && over.still(activity(*peer))
+                        && books.cut(*peer, seq, Some(why))
+                    {
                         if !shut_down(me, *fd, *inode, *peer, Shutdown::Read, false) {
                             // Not cut: a body that then comes whole is taken.
                             books.cut(*peer, seq, None);
@@ -670,7 +682,7 @@ pub fn run(
                 // reads it (a slow next request); one that never made any
                 // and waited unread is not (tiny_http would give it a whole
                 // read timeout from when it picked it up late).
-                let due = !*shut
+                let due = shut.is_none()
                     && *unread >= 2
                     && hung_long
                     && activity.quiet_for(watch.read_timeout)
@@ -692,11 +704,13 @@ pub fn run(
             // rather than left to stall its sender until the kernel gives
             // up on the orphan.
             if shut_down(me, *fd, *inode, *peer, how, over_cap) {
-                *shut |= how == Shutdown::Both;
+                if how == Shutdown::Both && shut.is_none() {
+                    *shut = Some(now);
+                }
                 if !std::mem::replace(counted, true) {
                     tally.closed.fetch_add(1, Ordering::Relaxed);
                 }
-            } else if how == Shutdown::Both && !*shut {
+            } else if how == Shutdown::Both && shut.is_none() {
                 books.unclaim(*peer);
             }
         }
@@ -738,7 +752,7 @@ fn shed(
             Known::Ours {
                 since,
                 peer,
-                shut: false,
+                shut: None,
                 ..
             } if now.duration_since(*since) >= SHED_AGE => match activity(*peer) {
                 Activity::Busy { .. } => None,
@@ -791,7 +805,7 @@ fn shed(
             continue;
         }
         if shut_down(me, *fd, inode, *peer, Shutdown::Both, false) {
-            *shut = true;
+            *shut = Some(now);
             if !std::mem::replace(counted, true) {
                 newly += 1;
             }
@@ -832,12 +846,38 @@ fn open_connections(known: &HashMap<u64, Known>) -> u64 {
             matches!(
                 k,
                 Known::Ours {
-                    shut: false,
+                    shut: None,
                     counted: false,
                     ..
                 }
             )
         })
+        .count() as u64
+}
+
+/// How long a connection shut both ways may stay among our descriptors
+/// before it counts as held for good: two read timeouts, 5 s at least.
+/// Once shut, tiny_http's thread finds it ended at its next read or write
+/// and drops it within milliseconds, and nothing of ours holds one (a
+/// request in hand refuses the shutdown, and those tiny_http hands over
+/// later are let go of at once); what keeps one longer is a thread that
+/// will never read or write it again. A wait in a pool's queue that the
+/// nudges have not ended yet (3.3 s at the worst measured) stays under it.
+pub fn held_after(read_timeout: Duration) -> Duration {
+    (read_timeout * 2).max(HELD_AFTER_LEAST)
+}
+
+/// The least of `held_after`.
+const HELD_AFTER_LEAST: Duration = Duration::from_secs(5);
+
+/// Connections in `known` (as the last read of the table left it) shut
+/// both ways at least `after` before `now`.
+fn held_for_good(known: &HashMap<u64, Known>, now: Instant, after: Duration) -> u64 {
+    known
+        .values()
+        .filter(
+            |k| matches!(k, Known::Ours { shut: Some(at), .. } if now.duration_since(*at) >= after),
+        )
         .count() as u64
 }
 
@@ -1253,7 +1293,7 @@ fn refresh(
             // at a time.)
             if !live.contains(peer) && named_all {
                 books.gone(*peer);
-            } else if *shut {
+            } else if shut.is_some() {
                 books.unclaim(*peer);
             }
         }
@@ -1277,7 +1317,7 @@ fn classify(s: &TcpStream, fd: RawFd, listening: SocketAddr, now: Instant) -> Kn
             local,
             peer,
             since: now,
-            shut: false,
+            shut: None,
             counted: false,
             unread: 0,
         },
@@ -1778,7 +1818,7 @@ mod tests {
                     local: listening,
                     peer,
                     since: now.checked_sub(Duration::from_secs(secs)).unwrap(),
-                    shut: false,
+                    shut: None,
                     counted: false,
                     unread: 0,
                 },
@@ -1798,7 +1838,7 @@ mod tests {
             pairs
                 .iter()
                 .map(|(_, _, inode)| {
-                    matches!(known.get(inode), Some(Known::Ours { shut: true, .. }))
+                    matches!(known.get(inode), Some(Known::Ours { shut: Some(_), .. }))
                 })
                 .collect()
         };

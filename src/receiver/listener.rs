@@ -49,6 +49,27 @@ pub fn bind(addr: &str, read_timeout: Duration) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// The listening socket on descriptor `fd`, which this process inherited
+/// from the one it replaced (a restart in place: see `run`). It keeps
+/// the connections waiting in its backlog meanwhile, and is given the
+/// options `bind` sets again. What is returned is a duplicate of `fd` taken through the
+/// process's own pidfd (the one way to own an inherited descriptor without
+/// `unsafe`); `fd` itself stays open, for the next restart to hand on.
+pub fn inherit(fd: std::os::fd::RawFd, read_timeout: Duration) -> io::Result<TcpListener> {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let me = pidfd_open(getpid(), PidfdFlags::empty())?;
+    let socket = Socket::from(pidfd_getfd(&me, fd, PidfdGetfdFlags::empty())?);
+    if !socket.is_listener().unwrap_or(false) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} is not a listening socket"),
+        ));
+    }
+    // The process before stopped its accepting with a short timeout.
+    set_connection_options(&SockRef::from(&socket), read_timeout)?;
+    Ok(socket.into())
+}
+
 /// The options a connection needs, set on the listener to be inherited.
 fn set_connection_options(socket: &SockRef<'_>, read_timeout: Duration) -> io::Result<()> {
     socket.set_read_timeout(Some(read_timeout))?;
@@ -101,6 +122,29 @@ mod tests {
         let listener = bind("127.0.0.1:0", Duration::from_millis(50)).unwrap();
         let e = listener.accept().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+    }
+
+    #[test]
+    fn an_inherited_listener_is_the_same_socket_with_its_options() {
+        use std::os::fd::AsRawFd;
+        let timeout = Duration::from_secs(9);
+        let listener = bind("127.0.0.1:0", timeout).unwrap();
+        // The process before left a short timeout: set right again.
+        SockRef::from(&listener)
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let inherited = inherit(listener.as_raw_fd(), timeout).unwrap();
+        assert_eq!(
+            inherited.local_addr().unwrap(),
+            listener.local_addr().unwrap()
+        );
+        assert_ne!(inherited.as_raw_fd(), listener.as_raw_fd());
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = inherited.accept().unwrap();
+        assert_eq!(accepted.read_timeout().unwrap(), Some(timeout));
+        // A connection or a file is refused.
+        let not = inherit(accepted.as_raw_fd(), timeout).unwrap_err();
+        assert!(not.to_string().contains("not a listening socket"), "{not}");
     }
 
     #[test]

@@ -177,6 +177,19 @@ pub fn start_with(
             format!("cannot listen on {}: {e}", settings.listen),
         )
     })?;
+    start_on(listener, settings, capture, events, respond)
+}
+
+/// As `start_with`, on a listening socket made with `listener::bind`
+/// (`settings.listen` is not bound again: a restart in place keeps its
+/// socket, see `listener::inherit`).
+pub fn start_on(
+    listener: std::net::TcpListener,
+    settings: Settings,
+    capture: Capture,
+    events: Sender<RequestEvent>,
+    respond: Arc<respond::Control>,
+) -> io::Result<Running> {
     let stats = Arc::new(Stats::default());
     let stopping = Arc::new(AtomicBool::new(false));
     let (work_tx, work) = unbounded();
@@ -453,11 +466,21 @@ impl Running {
     /// Stops taking requests, finishes those already received, flushes the
     /// capture and returns once everything is on disk.
     pub fn shutdown(self) {
+        self.shutdown_and(Acceptors::stop);
+    }
+
+    /// As `shutdown`, but the listening socket keeps listening (and
+    /// queueing connections) for the program a restart in place executes.
+    pub fn shutdown_keeping_listener(self) {
+        self.shutdown_and(Acceptors::stop_keeping_listener);
+    }
+
+    fn shutdown_and(self, stop: fn(Acceptors)) {
         let ctx = self.ctx;
         ctx.stopping.store(true, Ordering::SeqCst);
         // The pumps hand out what their servers hold, then drop their
         // senders: the workers end once the channel is empty.
-        self.acceptors.stop();
+        stop(self.acceptors);
         loop {
             let workers =
                 std::mem::take(&mut *ctx.workers.lock().unwrap_or_else(|p| p.into_inner()));
@@ -475,6 +498,39 @@ impl Running {
     /// What replaces the accepted tokens while it runs (SIGHUP).
     pub fn auth_switch(&self) -> AuthSwitch {
         AuthSwitch(Arc::downgrade(&self.ctx))
+    }
+
+    /// Connections and requests that tiny_http 0.12 keeps until exit,
+    /// each with a thread and two descriptors: connections the closer shut
+    /// that are still held (`closer::Tally::held`), and requests announcing
+    /// a body beyond the address space (`parked`).
+    pub fn held_for_good(&self) -> u64 {
+        self.held_gauge()()
+    }
+
+    /// Reads `held_for_good` from another thread.
+    pub fn held_gauge(&self) -> impl Fn() -> u64 + Send + 'static {
+        let tally = self.ctx.closer.tally.clone();
+        let stats = self.stats.clone();
+        move || tally.held.load(Ordering::Relaxed) + Stats::get(&stats.parked)
+    }
+
+    /// A descriptor for the listening socket that a program this process
+    /// executes inherits (the process keeps it open, unowned, for the
+    /// rest of its life).
+    pub fn inheritable_listener(&self) -> io::Result<std::os::fd::RawFd> {
+        use std::os::fd::IntoRawFd;
+        Ok(rustix::io::dup(self.acceptors.listener())?.into_raw_fd())
+    }
+
+    /// Whether a restart in place could take the listening socket over
+    /// (`listener::inherit` works here: `pidfd_getfd`, which kernels
+    /// before 5.6 or a seccomp filter refuse) and execute this program
+    /// (`/proc/self/exe`).
+    pub fn can_hand_on_listener(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        std::fs::metadata("/proc/self/exe")?;
+        listener::inherit(self.acceptors.listener().as_raw_fd(), self.ctx.read_timeout).map(drop)
     }
 
     /// Requests being handled whose answer is not yet being written, and
@@ -1873,6 +1929,7 @@ fn status_page(ctx: &Ctx) -> Outcome {
          {reset}\
          {closed}\
          {shed}\
+         {held}\
          {nudges}\
          {ignored}\
          {forward}\
@@ -1963,6 +2020,12 @@ fn status_page(ctx: &Ctx) -> Outcome {
             "shed: {n} idle connection(s) shut early while descriptors ran short (fewer than an eighth of the limit free) or more than {} connections were open (--max-connections), those known longest first",
             ctx.max_connections
         )),
+        held = count_line(
+            ctx.closer.tally.held.load(Ordering::Relaxed),
+            |n| format!(
+                "held: {n} connection(s) shut here that tiny_http keeps for good, each with a thread and two descriptors (an HTTP/2.0 request line deadlocks one; --restart-held restarts in place to free them)"
+            )
+        ),
         nudges = count_line(
             ctx.closer.tally.nudges.load(Ordering::Relaxed),
             |n| format!(
