@@ -186,17 +186,13 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     };
     // Asked for before the run ended, and only then (a q or a signal
     // first ends it for good).
-    let restart = restarter.stop().map(|held| {
+    let restart = restarter.stop().map(|(held, listener)| {
         crate::say!(
             "autopi-rx: restarting in place: {held} connection(s) or request(s) held for good by \
              tiny_http 0.12 (a thread and two descriptors each until exit: an HTTP/2.0 request \
              line deadlocks one; --restart-held). The listening socket stays open: connections \
              wait in its queue meanwhile, and nothing acknowledged is lost"
         );
-        let listener = match settings.inherit_listener {
-            Some(fd) => Ok(fd),
-            None => running.inheritable_listener(),
-        };
         (listener, respond.shown().lasting)
     });
     if let Some(demo) = demo {
@@ -243,6 +239,11 @@ const HELD_LONGEST_TIMEOUTS: u32 = 10;
 struct Restarter {
     /// How many were held when it asked; 0 while it has not.
     asked: Arc<AtomicU64>,
+    /// The descriptor of the listening socket that the restart hands on:
+    /// taken at start, since a restart comes when descriptors may have run
+    /// out (a duplicate taken then failed with `EMFILE`, and the receiver
+    /// stopped instead of restarting).
+    listener: std::os::fd::RawFd,
     /// Dropped to stop the watch.
     _stop: Option<Sender<()>>,
 }
@@ -250,17 +251,32 @@ struct Restarter {
 impl Restarter {
     fn start(settings: &Settings, running: &server::Running, ask: Sender<()>) -> Restarter {
         let asked = Arc::new(AtomicU64::new(0));
+        let off = Restarter {
+            asked: asked.clone(),
+            listener: -1,
+            _stop: None,
+        };
         let Some(threshold) = restart_threshold(settings.restart_held) else {
-            return Restarter { asked, _stop: None };
+            return off;
         };
         // A restart that could not take its socket over, or not execute,
         // would end the receiver: found out now, it never starts.
-        if let Err(e) = running.can_hand_on_listener() {
-            crate::say!(
-                "autopi-rx: --restart-held is off: the listening socket could not be handed on to a restart ({e}); what tiny_http holds for good stays until exit"
-            );
-            return Restarter { asked, _stop: None };
-        }
+        let listener =
+            running
+                .can_hand_on_listener()
+                .and_then(|()| match settings.inherit_listener {
+                    Some(fd) => Ok(fd),
+                    None => running.inheritable_listener(),
+                });
+        let listener = match listener {
+            Ok(fd) => fd,
+            Err(e) => {
+                crate::say!(
+                    "autopi-rx: --restart-held is off: the listening socket could not be handed on to a restart ({e}); what tiny_http holds for good stays until exit"
+                );
+                return off;
+            }
+        };
         let (stop, stopped) = bounded::<()>(0);
         let gauge = running.held_gauge();
         let flag = asked.clone();
@@ -285,15 +301,19 @@ impl Restarter {
         }
         Restarter {
             asked,
+            listener,
             _stop: Some(stop),
         }
     }
 
-    /// Stops the watch; how many were held if it asked for a restart.
-    fn stop(self) -> Option<u64> {
-        let asked = self.asked.clone();
+    /// Stops the watch; if it asked for a restart, how many were held and
+    /// the listener's descriptor to hand on.
+    fn stop(self) -> Option<(u64, std::os::fd::RawFd)> {
+        let (asked, listener) = (self.asked.clone(), self.listener);
         drop(self);
-        Some(asked.load(Ordering::SeqCst)).filter(|&n| n > 0)
+        Some(asked.load(Ordering::SeqCst))
+            .filter(|&n| n > 0)
+            .map(|n| (n, listener))
     }
 }
 
@@ -329,21 +349,8 @@ fn name_process_again() {
 /// made meanwhile wait in its queue. Everything else this process held
 /// (threads tiny_http deadlocked on, their descriptors) is gone with the
 /// exec. Returns only if it failed.
-fn restart_in_place(
-    listener: std::io::Result<std::os::fd::RawFd>,
-    capture: &std::path::Path,
-    mode: Mode,
-) -> Fatal {
+fn restart_in_place(listener: std::os::fd::RawFd, capture: &std::path::Path, mode: Mode) -> Fatal {
     use std::os::unix::process::CommandExt;
-    let listener = match listener {
-        Ok(fd) => fd,
-        Err(e) => {
-            return Fatal::new(
-                1,
-                format!("cannot restart in place: cannot hand on the listening socket: {e}"),
-            );
-        }
-    };
     let mut args = restart_args(std::env::args_os().collect(), capture, mode, listener);
     let arg0 = if args.is_empty() {
         "autopi-rx".into()
