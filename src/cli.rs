@@ -626,6 +626,15 @@ pub struct ReceiveArgs {
         overrides_with = "inherit_listener"
     )]
     pub inherit_listener: Option<std::os::fd::RawFd>,
+
+    /// When the restart in place that started this run came (set by it).
+    #[arg(
+        long,
+        value_name = "TIME",
+        hide = true,
+        overrides_with = "restarted_at"
+    )]
+    pub restarted_at: Option<jiff::Timestamp>,
     /// Pass every acknowledged batch on to URL: http(s)://… (POSTed as the
     /// device sent it) or mqtt(s)://HOST[:PORT]/PREFIX (one message per
     /// record). Repeat for several targets.
@@ -800,6 +809,7 @@ impl ReceiveArgs {
             respond: self.respond,
             restart_held: self.restart_held,
             inherit_listener: self.inherit_listener,
+            restarted_at: self.restarted_at,
             reload_tokens,
             forward: self.forward,
             forward_authorization: forward_authorization(

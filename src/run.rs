@@ -59,6 +59,8 @@ pub struct Settings {
     pub restart_held: u64,
     /// The listening socket inherited from before a restart in place.
     pub inherit_listener: Option<std::os::fd::RawFd>,
+    /// When the restart in place that started this run came.
+    pub restarted_at: Option<jiff::Timestamp>,
     /// With `--token-file`: reads the tokens again (on SIGHUP).
     pub reload_tokens: Option<TokenReload>,
     /// `--forward` URLs, as given.
@@ -378,6 +380,7 @@ pub fn restart_args(
     args.push(capture_arg);
     args.push(format!("--respond={mode}").into());
     args.push(format!("--inherit-listener={listener}").into());
+    args.push(format!("--restarted-at={}", jiff::Timestamp::now()).into());
     args
 }
 
@@ -869,7 +872,8 @@ fn show(
         }
         return Ok(Some(printed));
     }
-    let setup = screen_setup(running, token_count, demo, respond);
+    let mut setup = screen_setup(running, token_count, demo, respond);
+    setup.restarted = settings.restarted_at;
     let capture = running.capture_path().to_path_buf();
     let so_far = match load_so_far(&capture, held, &events, &signals.received) {
         Ok(state) => state,
@@ -1029,6 +1033,7 @@ fn screen_setup(
         // forward line from the first frame.
         forward: running.stats.forward.snapshot(),
         viewing: false,
+        restarted: None,
     }
 }
 
@@ -1172,6 +1177,7 @@ mod tests {
             assert_eq!(r.capture.as_deref(), Some(capture), "{words:?}");
             assert_eq!(r.respond, Mode::Late(Duration::from_secs(12)));
             assert_eq!(r.inherit_listener, Some(41));
+            assert!(r.restarted_at.is_some());
             assert_eq!(r.tokens, ["ABCDEFGH12"]);
             assert_eq!(r.read_timeout, 7);
         }

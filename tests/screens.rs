@@ -160,3 +160,12 @@ fn uplink_tab() {
 fn live_with_the_uplink_summary() {
     both_sizes("bench_live", &bench());
 }
+
+/// A run begun by a restart in place says so, and when, in the header
+/// (`restarted` alone where the short words are used).
+#[test]
+fn after_a_restart_in_place() {
+    let mut app = guide();
+    app.setup.restarted = Some(autopi_rx::fixtures::at("2026-11-27T08:00:05Z"));
+    both_sizes("restarted", &app);
+}

@@ -102,6 +102,9 @@ pub struct Setup {
     pub capture_taken: Option<String>,
     /// `--demo`: the uploads come from the built-in simulated device.
     pub demo: bool,
+    /// This run began with a restart in place, then (`--restart-held`):
+    /// what the dashboard shows was read back from the capture.
+    pub restarted: Option<jiff::Timestamp>,
     /// The receiver's answer mode, which `m` changes (None: no receiver
     /// behind this screen).
     pub respond: Option<Arc<respond::Control>>,

@@ -250,6 +250,16 @@ fn setup_spans(app: &App, width: u16, words: Words) -> Vec<Span<'static>> {
         let label = if short { " · " } else { " · auth " };
         spans.extend([Span::styled(label, t.label), auth]);
     }
+    // A restart in place began this run: what is shown before it was read
+    // back from the capture.
+    if let Some(at) = app.setup.restarted {
+        let said = if short {
+            "restarted".to_string()
+        } else {
+            format!("restarted {}", crate::dashboard::format::clock(at))
+        };
+        spans.extend([Span::styled(" · ", t.label), Span::styled(said, t.warn)]);
+    }
     spans
 }
 
