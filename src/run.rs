@@ -207,14 +207,13 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     if let Some(forwarders) = forwarders {
         stop_forwarding(forwarders, &capture, &signals.received);
     }
-    if let Some((listener, mode)) = restart {
-        return Err(restart_in_place(listener, &capture_path, mode));
-    }
-    if !finished {
+    // A restart goes on whether or not the requests in flight finished.
+    if !finished && restart.is_none() {
         return outcome;
     }
-    // Every worker is gone, so the printer has had every event.
-    if let Some(printed) = printer {
+    // Every worker is gone, so the printer has had every event (before a
+    // restart too: the next run prints only its own).
+    if let Some(printed) = printer.filter(|_| finished) {
         wait_for_printer(&printed, &signals.received);
     }
     // Said again after the dashboard, whose screen hid stderr.
@@ -222,6 +221,9 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         crate::say!("autopi-rx: {notice}");
     }
     warn_dropped_events(&stats, settings.headless);
+    if let Some((listener, mode)) = restart {
+        return Err(restart_in_place(listener, &capture_path, mode));
+    }
     outcome
 }
 
