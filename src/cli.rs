@@ -779,14 +779,16 @@ impl ReceiveArgs {
     /// when asked or when stdout is not a terminal.
     pub fn settings(self) -> Result<Settings, Fatal> {
         let demo_token = self.demo.then(demo::generate_token);
-        let reload_tokens: Option<crate::run::TokenReload> =
+        let reload: Option<fn(&ReceiveArgs) -> crate::run::TokenReload> =
             match (&self.token_file, self.no_auth || self.demo) {
-                (Some(_), false) => {
-                    let args = self.clone();
-                    Some(Box::new(move || collect_tokens(&args)))
-                }
+                (Some(_), false) => Some(|args| {
+                    let args = args.clone();
+                    Box::new(move || collect_tokens(&args))
+                }),
                 _ => None,
             };
+        let reload_tokens = reload.map(|make| make(&self));
+        let tokens_again = reload.map(|make| make(&self));
         let auth = match &demo_token {
             Some(token) => Auth::tokens(&[token]),
             None => auth_from(&self)?,
@@ -811,6 +813,11 @@ impl ReceiveArgs {
             inherit_listener: self.inherit_listener,
             restarted_at: self.restarted_at,
             reload_tokens,
+            tokens_again,
+            token_file: self
+                .token_file
+                .clone()
+                .filter(|_| !(self.no_auth || self.demo)),
             forward: self.forward,
             forward_authorization: forward_authorization(
                 self.forward_token.as_deref(),

@@ -63,6 +63,11 @@ pub struct Settings {
     pub restarted_at: Option<jiff::Timestamp>,
     /// With `--token-file`: reads the tokens again (on SIGHUP).
     pub reload_tokens: Option<TokenReload>,
+    /// The same, for a restart in place to check that its next run can
+    /// read them (it reads them again at its start).
+    pub tokens_again: Option<TokenReload>,
+    /// `--token-file`, where tokens come from one.
+    pub token_file: Option<PathBuf>,
     /// `--forward` URLs, as given.
     pub forward: Vec<String>,
     /// The `authorization` header for HTTP forward targets (never shown).
@@ -166,7 +171,8 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     let (notes_tx, notes_rx) = bounded(EVENT_QUEUE);
     let respond = Arc::new(Control::new(settings.respond));
     let running = start_server(&settings, capture, events_tx, respond.clone())?;
-    let restarter = Restarter::start(&settings, &running, signals.ask.clone());
+    let tokens_again = settings.tokens_again.take();
+    let restarter = Restarter::start(&settings, &running, tokens_again, signals.ask.clone());
     if let (Some(reload), Some(hups)) = (settings.reload_tokens.take(), hups) {
         reload_on_sighup(reload, hups, running.auth_switch(), settings.headless)?;
     }
@@ -203,7 +209,8 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     let stats = running.stats.clone();
     let capture = shell_word(&crate::text::path(running.capture_path()).to_string());
     let capture_path = running.capture_path().to_path_buf();
-    let finished = shut_down(running, &signals.received, restart.is_some());
+    let (finished, stop_instead) = shut_down(running, &signals.received, restart.is_some());
+    let restart = restart.filter(|_| !stop_instead);
     if let Some(forwarders) = forwarders {
         stop_forwarding(forwarders, &capture, &signals.received);
     }
@@ -253,7 +260,14 @@ struct Restarter {
 }
 
 impl Restarter {
-    fn start(settings: &Settings, running: &server::Running, ask: Sender<()>) -> Restarter {
+    /// `tokens_again` reads the tokens as the next run will (from
+    /// `--token-file`): a restart waits while it fails.
+    fn start(
+        settings: &Settings,
+        running: &server::Running,
+        tokens_again: Option<TokenReload>,
+        ask: Sender<()>,
+    ) -> Restarter {
         let asked = Arc::new(AtomicU64::new(0));
         let off = Restarter {
             asked: asked.clone(),
@@ -263,8 +277,22 @@ impl Restarter {
         let Some(threshold) = restart_threshold(settings.restart_held) else {
             return off;
         };
-        // A restart that could not take its socket over, or not execute,
-        // would end the receiver: found out now, it never starts.
+        // A restart whose next run could not read the tokens, take the
+        // socket over, or be executed would end the receiver: found out
+        // now, it never starts. (A token file given as `<(…)` or
+        // `/dev/stdin`, read once, ended a probe's receiver at its first
+        // restart: exit 2, "holds no token".)
+        if let Some(file) = settings
+            .token_file
+            .as_ref()
+            .filter(|f| !std::fs::metadata(f).is_ok_and(|m| m.is_file()))
+        {
+            crate::say!(
+                "autopi-rx: --restart-held is off: the token file {} is not a regular file, which a restart could not read again; what tiny_http holds for good stays until exit",
+                crate::text::path(file)
+            );
+            return off;
+        }
         let listener =
             running
                 .can_hand_on_listener()
@@ -290,10 +318,22 @@ impl Restarter {
             .spawn(move || {
                 // Since when some have been held.
                 let mut since: Option<Instant> = None;
+                let mut said_why_not = false;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(RESTART_LOOK) {
                     let held = gauge();
                     since = since.filter(|_| held > 0).or((held > 0).then(Instant::now));
-                    if held >= threshold || since.is_some_and(|t| t.elapsed() >= longest) {
+                    let due = held >= threshold || since.is_some_and(|t| t.elapsed() >= longest);
+                    // The next run reads the token file again: while it
+                    // cannot (deleted, emptied), this run goes on.
+                    if let Some(Err(why)) = tokens_again.as_ref().filter(|_| due).map(|read| read()) {
+                        if !std::mem::replace(&mut said_why_not, true) {
+                            crate::say!(
+                                "autopi-rx: not restarting in place while the tokens cannot be read again ({why}): {held} held by tiny_http stay"
+                            );
+                        }
+                        continue;
+                    }
+                    if due {
                         flag.store(held, Ordering::SeqCst);
                         let _ = ask.try_send(());
                         return;
@@ -368,15 +408,39 @@ fn restart_in_place(listener: std::os::fd::RawFd, capture: &std::path::Path, mod
     Fatal::new(1, format!("cannot restart in place: {e}"))
 }
 
+/// The flags a restart in place adds, in the order it adds them, after
+/// the command line it was given.
+const RESTART_FLAGS: [&str; 4] = [
+    "--capture=",
+    "--respond=",
+    "--inherit-listener=",
+    "--restarted-at=",
+];
+
 /// The command line of a restart in place: `args` (this process's own,
-/// the program's name first), then the capture, the answer mode and the
-/// listener's descriptor, each last so that it overrides what `args` said.
+/// the program's name first), then the capture, the answer mode, the
+/// listener's descriptor and the time, each last so that it overrides what
+/// `args` said. What an earlier restart added is taken off first: the
+/// line grew by each restart's flags (about 70 bytes each), and past the
+/// system's limit on a command line the exec failed and the receiver
+/// stopped (a hostile-client probe started one just under the limit).
 pub fn restart_args(
     mut args: Vec<std::ffi::OsString>,
     capture: &std::path::Path,
     mode: Mode,
     listener: std::os::fd::RawFd,
 ) -> Vec<std::ffi::OsString> {
+    if let Some(added) = args
+        .len()
+        .checked_sub(RESTART_FLAGS.len())
+        .filter(|&at| at > 0)
+        && args[added..]
+            .iter()
+            .zip(RESTART_FLAGS)
+            .all(|(arg, flag)| arg.as_encoded_bytes().starts_with(flag.as_bytes()))
+    {
+        args.truncate(added);
+    }
     let mut capture_arg = std::ffi::OsString::from("--capture=");
     capture_arg.push(capture);
     args.push(capture_arg);
@@ -1043,7 +1107,16 @@ fn screen_setup(
 /// signal exits at once; after `SHUTDOWN_GRACE` it stops waiting (false).
 /// For a restart in place (`keep_listening`) the listening socket keeps
 /// listening.
-fn shut_down(running: server::Running, signals: &Receiver<()>, keep_listening: bool) -> bool {
+///
+/// Returns whether it finished, and whether a signal came during a
+/// restart: the run then stops instead (a second signal exits at once).
+/// Until December 8 the first signal during a restart was taken for a
+/// second one, and the process exited 1 without finishing (a probe).
+fn shut_down(
+    running: server::Running,
+    signals: &Receiver<()>,
+    keep_listening: bool,
+) -> (bool, bool) {
     let in_flight = running.in_flight();
     if in_flight > 0 {
         crate::say!(
@@ -1059,16 +1132,27 @@ fn shut_down(running: server::Running, signals: &Receiver<()>, keep_listening: b
         }
         drop(done_tx);
     });
-    within_grace(
-        &done,
-        signals,
-        "second signal: exiting without waiting for the requests in flight (none of them was acknowledged)",
-        &format!(
-            "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
-            SHUTDOWN_GRACE.as_secs()
-        ),
-    )
-    .is_some()
+    let second = "second signal: exiting without waiting for the requests in flight (none of them was acknowledged)";
+    let late = format!(
+        "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
+        SHUTDOWN_GRACE.as_secs()
+    );
+    if keep_listening {
+        select! {
+            recv(done) -> _ => return (true, false),
+            recv(signals) -> _ => {
+                crate::say!(
+                    "autopi-rx: a signal during the restart in place: stopping instead, once the requests in flight are done (signal again to exit now)"
+                );
+                return (within_grace(&done, signals, second, &late).is_some(), true);
+            }
+            default(SHUTDOWN_GRACE) => {
+                crate::say!("{late}");
+                return (false, false);
+            }
+        }
+    }
+    (within_grace(&done, signals, second, &late).is_some(), false)
 }
 
 /// Waits until `done` gives a value (`Some(Some(value))`) or closes
@@ -1183,5 +1267,17 @@ mod tests {
             assert_eq!(r.tokens, ["ABCDEFGH12"]);
             assert_eq!(r.read_timeout, 7);
         }
+        // A restart of a restart adds no more to the line.
+        let once = restart_args(
+            given(&["autopi-rx", "--token", "ABCDEFGH12"]),
+            capture,
+            Mode::Ok,
+            41,
+        );
+        let twice = restart_args(once.clone(), capture, Mode::Refuse(503), 41);
+        assert_eq!(twice.len(), once.len());
+        let r = parse(twice).receive;
+        assert_eq!(r.respond, Mode::Refuse(503));
+        assert_eq!(r.tokens, ["ABCDEFGH12"]);
     }
 }

@@ -616,6 +616,147 @@ fn probe_http2_request_lines_leave_nothing_behind() {
     p.finish();
 }
 
+/// An upload whose body trickles in, a byte every 400 ms from `after` on,
+/// until `stop` or 16 s: it holds a worker, so a restart in place that
+/// comes meanwhile (about 7 s after an `HTTP/2.0` line, two read timeouts
+/// after its close, 5 s at least) waits for it. The status it got, if any.
+fn held_in_flight_from(
+    addr: SocketAddr,
+    after: Duration,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<io::Result<u16>> {
+    std::thread::sleep(after);
+    std::thread::spawn(move || {
+        let mut c = device_connection(addr)?;
+        // Over 1 KiB: tiny_http reads smaller bodies itself before it
+        // hands the request over.
+        let auth = format!("token {TOKEN}");
+        let whole = request_bytes("POST", &[("authorization", &auth)], &[b' '; 5000]);
+        c.send(&whole[..whole.len() - 4999]);
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(400));
+            if stop.load(Ordering::SeqCst) || c.stream().write_all(b" ").is_err() {
+                break;
+            }
+        }
+        c.try_read_response(false).map(|r| r.status)
+    })
+}
+
+/// A signal while a restart in place waits for the requests in flight
+/// stops the receiver instead, once they are done: status 0, no restart.
+/// Until December 8 it was taken for a second signal (exit 1 at once,
+/// the requests in flight dropped: a hostile-client probe, 14 runs of 15
+/// with the signal within 90 ms of the restart's line).
+#[test]
+fn a_signal_during_a_restart_stops_instead() {
+    let _heavy = heavy();
+    let mut rx = receiver_with(&secs(READ_TIMEOUT), &["--restart-held", "1"]);
+    let mut h2 = TcpStream::connect(rx.addr).unwrap();
+    h2.write_all(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = held_in_flight_from(rx.addr, Duration::from_secs(4), stop.clone());
+    rx.wait_stderr("finishing 1 request(s) in flight");
+    signal(&rx.child, "TERM");
+    rx.wait_stderr("stopping instead");
+    // The upload in flight ends (its client goes): the run is done.
+    stop.store(true, Ordering::SeqCst);
+    let (status, said) = rx.wait_exit();
+    println!("the upload in flight: {:?}", trickle.join().unwrap());
+    assert!(status.success(), "{status}: {said}");
+    assert!(!said.contains("restarted in place"), "{said}");
+    assert!(!said.contains("second signal"), "{said}");
+}
+
+/// A connection made while a restart in place waits for a request in
+/// flight (an upload trickling in here) waits in the socket's queue and is served
+/// by the next run, its upload sent in two pieces: it has the socket's
+/// own read timeout. Until December 8 it took the 1 ms timeout the old
+/// run set to end its accept threads (a connection takes the listener's
+/// options when its handshake completes), and the next run refused it
+/// 400 a millisecond after its first piece (a hostile-client probe).
+#[test]
+fn a_connection_made_during_a_restart_is_served_by_the_next_run() {
+    let _heavy = heavy();
+    let rx = receiver_with(&secs(READ_TIMEOUT), &["--restart-held", "1"]);
+    let mut h2 = TcpStream::connect(rx.addr).unwrap();
+    h2.write_all(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n").unwrap();
+    let trickle = held_in_flight_from(rx.addr, Duration::from_secs(4), Arc::default());
+    rx.wait_stderr("restarting in place");
+    rx.wait_stderr("finishing 1 request(s) in flight");
+    // The old run stops accepting within milliseconds of that line.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = device_connection(rx.addr).unwrap();
+    rx.wait_stderr("restarted in place");
+    let bytes = upload_request("restart.queued");
+    let (first, rest) = bytes.split_at(bytes.len() - 10);
+    c.send(first);
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(rest);
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let answer = c.try_read_response(false);
+    println!("the trickle: {:?}", trickle.join().unwrap());
+    let answer = answer.expect("an answer from the next run");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let saved = std::fs::read_to_string(&rx.capture).unwrap();
+    assert!(saved.contains("restart.queued"), "{saved}");
+}
+
+/// A restart in place reads `--token-file` again: with a token file it
+/// cannot read again, the receiver goes on rather than restart into a
+/// run that would end at once (a hostile-client probe: a file given as
+/// `<(…)` or deleted after the start, and one `HTTP/2.0` line past
+/// `--restart-held`, ended it: exit 2, nothing listening). A pipe is said
+/// at start; a file gone is said when a restart is due.
+#[test]
+fn a_token_file_that_cannot_be_read_again_keeps_the_run() {
+    let _heavy = heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let capture = dir.path().join("c.jsonl");
+    let common = ["--restart-held", "1", "--read-timeout", "2", "--capture"];
+    let from_file = Receiver::spawn(
+        binary()
+            .env_remove("AUTOPI_RX_TOKEN")
+            .args(common)
+            .arg(dir.path().join("a.jsonl"))
+            .arg("--token-file")
+            .arg(&file),
+    );
+    let mut piped = std::process::Command::new("bash");
+    piped.env_remove("AUTOPI_RX_TOKEN").args([
+        "-c",
+        &format!("exec \"$0\" \"$@\" --token-file <(printf '%s\\n' {TOKEN})"),
+        env!("CARGO_BIN_EXE_autopi-rx"),
+    ]);
+    piped.args(common).arg(&capture);
+    let piped = Receiver::spawn(&mut piped);
+    piped.wait_stderr("--restart-held is off: the token file");
+    std::fs::remove_file(&file).unwrap();
+    for rx in [&from_file, &piped] {
+        let mut s = TcpStream::connect(rx.addr).unwrap();
+        s.write_all(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n").unwrap();
+    }
+    from_file.wait_stderr("not restarting in place while the tokens cannot be read again");
+    let mut page = String::new();
+    let held = wait_until(Duration::from_secs(20), || {
+        page = status_page(piped.addr);
+        status_count(&page, "held: ") == Some(1)
+    });
+    assert!(held, "{page}");
+    for mut rx in [from_file, piped] {
+        device_upload(rx.addr).expect("served, by the same run");
+        let said = rx.stderr();
+        assert!(!said.contains("autopi-rx: restarting in place"), "{said}");
+        assert!(rx.child.try_wait().unwrap().is_none(), "{said}");
+        assert!(!said.contains(TOKEN), "{said}");
+        rx.stop();
+    }
+}
+
 /// With `--restart-held 0` the receiver never restarts: the connections
 /// tiny_http deadlocked on stay, counted on the status page as held once
 /// shut for two read timeouts (5 s at least), and devices are served.

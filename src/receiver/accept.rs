@@ -378,10 +378,24 @@ const STOP_ACCEPTING_WITHIN: Duration = Duration::from_secs(2);
 /// address wake them; each is accepted and let go of by tiny_http at once
 /// (it sends nothing). A thread ends when its clone of the listener is
 /// closed (`mark_dead_accept_threads`). Connections accepted meanwhile
-/// (a few milliseconds) stay with this process; the program executed
-/// next restores the timeout (`listener::inherit`).
+/// (a few milliseconds) stay with this process. Then the socket's own
+/// timeout is set back: a connection takes the listener's options when
+/// its handshake completes, not when it is accepted, so those that came
+/// while the shutdown waited for the requests in flight were cut by the
+/// next run a millisecond after it read what they had sent (a
+/// hostile-client probe: uploads still streaming their bodies got 400).
+/// Only those whose handshake completes in the moment the threads take to
+/// end get it still.
 fn stop_accepting(side: &Side, addr: SocketAddr) {
-    let _ = socket2::SockRef::from(&side.listener).set_read_timeout(Some(Duration::from_millis(1)));
+    let listener = socket2::SockRef::from(&side.listener);
+    let _ = listener.set_read_timeout(Some(Duration::from_millis(1)));
+    end_accept_threads(side, addr);
+    let _ = listener.set_read_timeout(Some(side.read_timeout));
+}
+
+/// Wakes the accept threads with connections to our own address until
+/// every one has ended, `STOP_ACCEPTING_WITHIN` at most.
+fn end_accept_threads(side: &Side, addr: SocketAddr) {
     let mut to = addr;
     if to.ip().is_unspecified() {
         to.set_ip(match to {
