@@ -1,5 +1,6 @@
 //! The `autopi-rx` main job: set up, receive until a signal, shut down.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::receiver::{headless, server};
 use crate::simulate::demo::Demo;
 use crate::upstream::ForwardStatus;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Events queued for the consumer before new ones are dropped (and counted):
 /// the listener never waits for the screen.
@@ -171,8 +172,22 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     let (notes_tx, notes_rx) = bounded(EVENT_QUEUE);
     let respond = Arc::new(Control::new(settings.respond));
     let running = start_server(&settings, capture, events_tx, respond.clone())?;
-    let tokens_again = settings.tokens_again.take();
-    let restarter = Restarter::start(&settings, &running, tokens_again, signals.ask.clone());
+    let next = NextRun {
+        files: [&settings.token_file, &settings.forward_ca]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .chain(
+                settings
+                    .forward_identity
+                    .iter()
+                    .flat_map(|(cert, key)| [cert.clone(), key.clone()]),
+            )
+            .collect(),
+        tokens_again: settings.tokens_again.take(),
+        capture: running.capture_path().to_path_buf(),
+    };
+    let restarter = Restarter::start(&settings, &running, next, signals.ask.clone());
     if let (Some(reload), Some(hups)) = (settings.reload_tokens.take(), hups) {
         reload_on_sighup(reload, hups, running.auth_switch(), settings.headless)?;
     }
@@ -192,9 +207,7 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
         Ok(printer) => (printer, Ok(())),
         Err(e) => (None, Err(Fatal::new(1, format!("terminal: {e}")))),
     };
-    // Asked for before the run ended, and only then (a q or a signal
-    // first ends it for good).
-    let restart = restarter.stop().map(|(held, listener)| {
+    let restart = restarter.stop(&signals.received).map(|(held, listener)| {
         crate::say!(
             "autopi-rx: restarting in place: {held} connection(s) or request(s) held for good by \
              tiny_http 0.12 (a thread and two descriptors each until exit: an HTTP/2.0 request \
@@ -209,29 +222,35 @@ pub fn run(mut settings: Settings) -> Result<(), Fatal> {
     let stats = running.stats.clone();
     let capture = shell_word(&crate::text::path(running.capture_path()).to_string());
     let capture_path = running.capture_path().to_path_buf();
-    let (finished, stop_instead) = shut_down(running, &signals.received, restart.is_some());
-    let restart = restart.filter(|_| !stop_instead);
+    // Cleared by a signal that comes before the exec: the run stops.
+    let restarting = Cell::new(restart.is_some());
+    let finished = shut_down(running, &signals.received, &restarting);
     if let Some(forwarders) = forwarders {
-        stop_forwarding(forwarders, &capture, &signals.received);
+        stop_forwarding(forwarders, &capture, &signals.received, &restarting);
     }
     // A restart goes on whether or not the requests in flight finished.
-    if !finished && restart.is_none() {
+    if !finished && !restarting.get() {
         return outcome;
     }
     // Every worker is gone, so the printer has had every event (before a
     // restart too: the next run prints only its own).
     if let Some(printed) = printer.filter(|_| finished) {
-        wait_for_printer(&printed, &signals.received);
+        wait_for_printer(&printed, &signals.received, &restarting);
     }
     // Said again after the dashboard, whose screen hid stderr.
     for notice in notices.try_iter() {
         crate::say!("autopi-rx: {notice}");
     }
     warn_dropped_events(&stats, settings.headless);
-    if let Some((listener, mode)) = restart {
-        return Err(restart_in_place(listener, &capture_path, mode));
+    // A signal since the last wait stops the run too.
+    let signalled = signals.received.try_recv().is_ok();
+    if signalled && restarting.get() {
+        crate::say!("autopi-rx: a signal during the restart in place: stopping instead");
     }
-    outcome
+    match restart.filter(|_| restarting.get() && !signalled) {
+        Some((listener, mode)) => Err(restart_in_place(listener, &capture_path, mode)),
+        None => outcome,
+    }
 }
 
 /// How often the restarter looks at what tiny_http holds for good.
@@ -242,56 +261,119 @@ const RESTART_LOOK: Duration = Duration::from_millis(500);
 /// default read timeout).
 const HELD_LONGEST_TIMEOUTS: u32 = 10;
 
-/// Watches what tiny_http 0.12 holds for good (`Running::held_for_good`)
+/// Watches what tiny_http 0.12 holds for good (`Running::held_gauge`)
 /// and, once it reaches `--restart-held` (or a sixteenth of the descriptor
-/// limit, if fewer), or once some have been held for
+/// limit, if fewer), or once one has been held for
 /// `HELD_LONGEST_TIMEOUTS` read timeouts, ends the run as a signal would,
 /// for a restart in place (`restart_in_place`).
 struct Restarter {
-    /// How many were held when it asked; 0 while it has not.
-    asked: Arc<AtomicU64>,
+    /// How the run ends, decided once, under the lock, by whichever comes
+    /// first: the restarter's ask, or the run's end for another reason.
+    end: Arc<Mutex<End>>,
     /// The descriptor of the listening socket that the restart hands on:
     /// taken at start, since a restart comes when descriptors may have run
     /// out (a duplicate taken then failed with `EMFILE`, and the receiver
     /// stopped instead of restarting).
     listener: std::os::fd::RawFd,
-    /// Dropped to stop the watch.
-    _stop: Option<Sender<()>>,
+    /// Its thread, and what stops it (dropped).
+    thread: Option<(Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+/// How the run ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// Not decided yet.
+    Running,
+    /// The restarter asked, with this many held.
+    Restart(u64),
+    /// For another reason (q, a signal, stdout gone): no restart.
+    Stopping,
+}
+
+/// What the next run reads again at its start, and where: each must
+/// still be there for a restart.
+struct NextRun {
+    /// `--token-file`, `--forward-ca`, `--forward-cert` and `--forward-key`.
+    files: Vec<PathBuf>,
+    /// The tokens, read as the next run reads them (with `--token-file`).
+    tokens_again: Option<TokenReload>,
+    capture: PathBuf,
+}
+
+impl NextRun {
+    /// Why the next run could not start now, if it could not. A pipe given
+    /// as a file (`<(…)`, `/dev/stdin`) is read once: the next run found
+    /// it empty and exited 2 (a probe), and so would a file deleted since.
+    /// Out of descriptors (a restart's very case), the tokens cannot be
+    /// read here but the next run starts with them free: the file being
+    /// there has to do.
+    fn cannot_start(&self) -> Option<String> {
+        for file in &self.files {
+            if !std::fs::metadata(file).is_ok_and(|m| m.is_file()) {
+                return Some(format!(
+                    "{} is not a regular file now",
+                    crate::text::path(file)
+                ));
+            }
+        }
+        // Gone, the next run makes it again; another kind of file is
+        // refused (this run answers 503 meanwhile).
+        match std::fs::symlink_metadata(&self.capture) {
+            Ok(m) if !m.is_file() => {
+                return Some(format!(
+                    "the capture path {} is not a regular file now",
+                    crate::text::path(&self.capture)
+                ));
+            }
+            _ => {}
+        }
+        let read = self.tokens_again.as_ref()?;
+        read().err().filter(|_| !out_of_descriptors())
+    }
+}
+
+/// Whether this process has no descriptor free now.
+fn out_of_descriptors() -> bool {
+    std::fs::File::open("/dev/null").is_err_and(|e| {
+        matches!(
+            e.raw_os_error(),
+            Some(code) if code == rustix::io::Errno::MFILE.raw_os_error()
+                || code == rustix::io::Errno::NFILE.raw_os_error()
+        )
+    })
 }
 
 impl Restarter {
-    /// `tokens_again` reads the tokens as the next run will (from
-    /// `--token-file`): a restart waits while it fails.
+    /// Started after the server: what `next` needs is checked at once
+    /// (restarts are off, said so, where the next run could not start:
+    /// a failed restart ends the receiver) and again when one is due (it
+    /// waits while the next run could not start).
     fn start(
         settings: &Settings,
         running: &server::Running,
-        tokens_again: Option<TokenReload>,
+        next: NextRun,
         ask: Sender<()>,
     ) -> Restarter {
-        let asked = Arc::new(AtomicU64::new(0));
-        let off = Restarter {
-            asked: asked.clone(),
-            listener: -1,
-            _stop: None,
+        let end = Arc::new(Mutex::new(End::Running));
+        let off = |why: String| {
+            crate::say!(
+                "autopi-rx: --restart-held is off: {why}; what tiny_http holds for good stays until exit"
+            );
+            Restarter {
+                end: end.clone(),
+                listener: -1,
+                thread: None,
+            }
         };
         let Some(threshold) = restart_threshold(settings.restart_held) else {
-            return off;
+            return Restarter {
+                end: end.clone(),
+                listener: -1,
+                thread: None,
+            };
         };
-        // A restart whose next run could not read the tokens, take the
-        // socket over, or be executed would end the receiver: found out
-        // now, it never starts. (A token file given as `<(…)` or
-        // `/dev/stdin`, read once, ended a probe's receiver at its first
-        // restart: exit 2, "holds no token".)
-        if let Some(file) = settings
-            .token_file
-            .as_ref()
-            .filter(|f| !std::fs::metadata(f).is_ok_and(|m| m.is_file()))
-        {
-            crate::say!(
-                "autopi-rx: --restart-held is off: the token file {} is not a regular file, which a restart could not read again; what tiny_http holds for good stays until exit",
-                crate::text::path(file)
-            );
-            return off;
+        if let Some(why) = next.cannot_start() {
+            return off(format!("a restart could not start again ({why})"));
         }
         let listener =
             running
@@ -303,61 +385,72 @@ impl Restarter {
         let listener = match listener {
             Ok(fd) => fd,
             Err(e) => {
-                crate::say!(
-                    "autopi-rx: --restart-held is off: the listening socket could not be handed on to a restart ({e}); what tiny_http holds for good stays until exit"
-                );
-                return off;
+                return off(format!(
+                    "the listening socket could not be handed on to a restart ({e})"
+                ));
             }
         };
         let (stop, stopped) = bounded::<()>(0);
         let gauge = running.held_gauge();
-        let flag = asked.clone();
+        let decided = end.clone();
         let longest = settings.read_timeout * HELD_LONGEST_TIMEOUTS;
         let started = std::thread::Builder::new()
             .name("restarter".into())
             .spawn(move || {
-                // Since when some have been held.
-                let mut since: Option<Instant> = None;
                 let mut said_why_not = false;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(RESTART_LOOK) {
-                    let held = gauge();
-                    since = since.filter(|_| held > 0).or((held > 0).then(Instant::now));
-                    let due = held >= threshold || since.is_some_and(|t| t.elapsed() >= longest);
-                    // The next run reads the token file again: while it
-                    // cannot (deleted, emptied), this run goes on.
-                    if let Some(Err(why)) = tokens_again.as_ref().filter(|_| due).map(|read| read()) {
+                    let (held, oldest) = gauge();
+                    let due = held >= threshold || oldest.is_some_and(|t| t.elapsed() >= longest);
+                    if !due {
+                        continue;
+                    }
+                    if let Some(why) = next.cannot_start() {
                         if !std::mem::replace(&mut said_why_not, true) {
                             crate::say!(
-                                "autopi-rx: not restarting in place while the tokens cannot be read again ({why}): {held} held by tiny_http stay"
+                                "autopi-rx: not restarting in place while the next run could not start ({why}): {held} held by tiny_http stay"
                             );
                         }
                         continue;
                     }
-                    if due {
-                        flag.store(held, Ordering::SeqCst);
-                        let _ = ask.try_send(());
-                        return;
+                    let mut end = crate::panic::lock(&decided);
+                    // A signal waiting untaken ends the run for itself.
+                    if *end == End::Running && ask.try_send(()).is_ok() {
+                        *end = End::Restart(held);
                     }
+                    return;
                 }
             });
-        if let Err(e) = started {
-            crate::say!("autopi-rx: --restart-held is off: cannot start its thread: {e}");
-        }
-        Restarter {
-            asked,
-            listener,
-            _stop: Some(stop),
+        match started {
+            Ok(thread) => Restarter {
+                end,
+                listener,
+                thread: Some((stop, thread)),
+            },
+            Err(e) => off(format!("cannot start its thread: {e}")),
         }
     }
 
-    /// Stops the watch; if it asked for a restart, how many were held and
-    /// the listener's descriptor to hand on.
-    fn stop(self) -> Option<(u64, std::os::fd::RawFd)> {
-        let (asked, listener) = (self.asked.clone(), self.listener);
-        drop(self);
-        Some(asked.load(Ordering::SeqCst))
-            .filter(|&n| n > 0)
-            .map(|n| (n, listener))
+    /// Once the run has ended: whether for a restart, with how many were
+    /// held and the listener's descriptor to hand on. The run ended for the
+    /// restarter's ask only if `signals` has nothing left: an ask still
+    /// there was not what ended it (q came first), and a signal there came
+    /// since; either way the run stops.
+    fn stop(self, signals: &Receiver<()>) -> Option<(u64, std::os::fd::RawFd)> {
+        let decided = {
+            let mut end = crate::panic::lock(&self.end);
+            if *end == End::Running {
+                *end = End::Stopping;
+            }
+            *end
+        };
+        if let Some((stop, thread)) = self.thread {
+            drop(stop);
+            let _ = thread.join();
+        }
+        match decided {
+            End::Restart(held) if signals.try_recv().is_err() => Some((held, self.listener)),
+            _ => None,
+        }
     }
 }
 
@@ -430,23 +523,28 @@ pub fn restart_args(
     mode: Mode,
     listener: std::os::fd::RawFd,
 ) -> Vec<std::ffi::OsString> {
-    if let Some(added) = args
-        .len()
-        .checked_sub(RESTART_FLAGS.len())
-        .filter(|&at| at > 0)
-        && args[added..]
+    // Before a `--`, after which they would be taken for arguments.
+    let end =
+        |args: &[std::ffi::OsString]| args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let at = end(&args);
+    if let Some(added) = at.checked_sub(RESTART_FLAGS.len()).filter(|&from| from > 0)
+        && args[added..at]
             .iter()
             .zip(RESTART_FLAGS)
             .all(|(arg, flag)| arg.as_encoded_bytes().starts_with(flag.as_bytes()))
     {
-        args.truncate(added);
+        args.drain(added..at);
     }
+    let at = end(&args);
     let mut capture_arg = std::ffi::OsString::from("--capture=");
     capture_arg.push(capture);
-    args.push(capture_arg);
-    args.push(format!("--respond={mode}").into());
-    args.push(format!("--inherit-listener={listener}").into());
-    args.push(format!("--restarted-at={}", jiff::Timestamp::now()).into());
+    let added: [std::ffi::OsString; 4] = [
+        capture_arg,
+        format!("--respond={mode}").into(),
+        format!("--inherit-listener={listener}").into(),
+        format!("--restarted-at={}", jiff::Timestamp::now()).into(),
+    ];
+    args.splice(at..at, added);
     args
 }
 
@@ -570,7 +668,12 @@ fn shell_word(word: &str) -> String {
 /// is sent on the next start with the same capture, named, since a
 /// start without `--capture` makes a new file (a review: the command
 /// run again forwarded nothing).
-fn stop_forwarding(forwarders: Forwarders, capture: &str, signals: &Receiver<()>) {
+fn stop_forwarding(
+    forwarders: Forwarders,
+    capture: &str,
+    signals: &Receiver<()>,
+    restarting: &Cell<bool>,
+) {
     let cursor = crate::text::path(&forwarders.cursor_path()).to_string();
     let parked = crate::text::path(&forwarders.parked_path()).to_string();
     // A second signal exits at once here too, as while requests finish:
@@ -590,8 +693,11 @@ fn stop_forwarding(forwarders: Forwarders, capture: &str, signals: &Receiver<()>
     let Some(Some(stopped)) = within_grace(
         &stopped,
         signals,
-        "second signal: exiting without waiting for the batches in flight to the forward targets (each is sent again at the next start)",
-        "warning: the forward targets did not stop in time: exiting without saying what each has left",
+        (
+            "second signal: exiting without waiting for the batches in flight to the forward targets (each is sent again at the next start)",
+            "warning: the forward targets did not stop in time: exiting without saying what each has left",
+        ),
+        restarting,
     ) else {
         return;
     };
@@ -1107,16 +1213,10 @@ fn screen_setup(
 /// signal exits at once; after `SHUTDOWN_GRACE` it stops waiting (false).
 /// For a restart in place (`keep_listening`) the listening socket keeps
 /// listening.
-///
-/// Returns whether it finished, and whether a signal came during a
-/// restart: the run then stops instead (a second signal exits at once).
-/// Until December 8 the first signal during a restart was taken for a
-/// second one, and the process exited 1 without finishing (a probe).
-fn shut_down(
-    running: server::Running,
-    signals: &Receiver<()>,
-    keep_listening: bool,
-) -> (bool, bool) {
+/// For a restart in place (`restarting`) the listening socket keeps
+/// listening, and a signal stops the run instead (`within_grace`).
+fn shut_down(running: server::Running, signals: &Receiver<()>, restarting: &Cell<bool>) -> bool {
+    let keep_listening = restarting.get();
     let in_flight = running.in_flight();
     if in_flight > 0 {
         crate::say!(
@@ -1134,46 +1234,48 @@ fn shut_down(
     });
     let second = "second signal: exiting without waiting for the requests in flight (none of them was acknowledged)";
     let late = format!(
-        "warning: requests still in flight after {} s (a stalled upload?): exiting without them; none was acknowledged, so the device sends them again",
-        SHUTDOWN_GRACE.as_secs()
-    );
-    if keep_listening {
-        select! {
-            recv(done) -> _ => return (true, false),
-            recv(signals) -> _ => {
-                crate::say!(
-                    "autopi-rx: a signal during the restart in place: stopping instead, once the requests in flight are done (signal again to exit now)"
-                );
-                return (within_grace(&done, signals, second, &late).is_some(), true);
-            }
-            default(SHUTDOWN_GRACE) => {
-                crate::say!("{late}");
-                return (false, false);
-            }
+        "warning: requests still in flight after {} s (a stalled upload?): {} without them; none was acknowledged, so the device sends them again",
+        SHUTDOWN_GRACE.as_secs(),
+        if keep_listening {
+            "restarting"
+        } else {
+            "exiting"
         }
-    }
-    (within_grace(&done, signals, second, &late).is_some(), false)
+    );
+    within_grace(&done, signals, (second, &late), restarting).is_some()
 }
 
 /// Waits until `done` gives a value (`Some(Some(value))`) or closes
 /// (`Some(None)`); a second signal exits at once (status 1) saying
 /// `second`, and after `SHUTDOWN_GRACE` the wait stops (None) saying
-/// `late`.
+/// `late`. While `restarting`, a signal is the first: the run stops
+/// instead of restarting (`restarting` cleared), and the wait goes on.
+/// (Until December 8 the first signal during a restart was taken for a
+/// second one, and the process exited 1 without finishing: a probe.)
 fn within_grace<T>(
     done: &Receiver<T>,
     signals: &Receiver<()>,
-    second: &str,
-    late: &str,
+    (second, late): (&str, &str),
+    restarting: &Cell<bool>,
 ) -> Option<Option<T>> {
-    select! {
-        recv(done) -> value => Some(value.ok()),
-        recv(signals) -> _ => {
-            crate::say!("autopi-rx: {second}");
-            std::process::exit(1);
-        }
-        default(SHUTDOWN_GRACE) => {
-            crate::say!("{late}");
-            None
+    let until = Instant::now() + SHUTDOWN_GRACE;
+    loop {
+        select! {
+            recv(done) -> value => return Some(value.ok()),
+            recv(signals) -> _ => {
+                if restarting.replace(false) {
+                    crate::say!(
+                        "autopi-rx: a signal during the restart in place: stopping instead (signal again to exit now)"
+                    );
+                    continue;
+                }
+                crate::say!("autopi-rx: {second}");
+                std::process::exit(1);
+            }
+            default(until.saturating_duration_since(Instant::now())) => {
+                crate::say!("{late}");
+                return None;
+            }
         }
     }
 }
@@ -1184,15 +1286,18 @@ fn within_grace<T>(
 /// `SHUTDOWN_GRACE`, stops the wait then: the capture has every batch.
 /// (Until December 6 it waited for ever, deaf to signals: a hostile-client
 /// probe had to `kill -9` it.)
-fn wait_for_printer(printed: &Receiver<()>, signals: &Receiver<()>) {
+fn wait_for_printer(printed: &Receiver<()>, signals: &Receiver<()>, restarting: &Cell<bool>) {
     within_grace(
         printed,
         signals,
-        "second signal: exiting without printing the last request events (the capture has every batch)",
-        &format!(
-            "warning: stdout did not take the last request events within {} s (a pipe nobody reads?): exiting without printing them; the capture has every batch",
-            SHUTDOWN_GRACE.as_secs()
+        (
+            "second signal: exiting without printing the last request events (the capture has every batch)",
+            &format!(
+                "warning: stdout did not take the last request events within {} s (a pipe nobody reads?): exiting without printing them; the capture has every batch",
+                SHUTDOWN_GRACE.as_secs()
+            ),
         ),
+        restarting,
     );
 }
 
@@ -1267,6 +1372,20 @@ mod tests {
             assert_eq!(r.tokens, ["ABCDEFGH12"]);
             assert_eq!(r.read_timeout, 7);
         }
+        // Before a `--` ending the line.
+        let ended = restart_args(
+            given(&["autopi-rx", "--token", "ABCDEFGH12", "--"]),
+            capture,
+            Mode::Ok,
+            41,
+        );
+        assert_eq!(parse(ended.clone()).receive.inherit_listener, Some(41));
+        assert_eq!(
+            ended.last().map(|a| a.as_os_str()),
+            Some(std::ffi::OsStr::new("--"))
+        );
+        let again = restart_args(ended.clone(), capture, Mode::Ok, 41);
+        assert_eq!(again.len(), ended.len());
         // A restart of a restart adds no more to the line.
         let once = restart_args(
             given(&["autopi-rx", "--token", "ABCDEFGH12"]),

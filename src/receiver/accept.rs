@@ -323,6 +323,9 @@ impl Acceptors {
         let addr = self.addr;
         self.stop_with(|side| {
             stop_accepting(side, addr);
+            crate::say!(
+                "autopi-rx: restart in place: no longer accepting; new connections wait in the listening socket's queue for the next run"
+            );
             for (slot, _) in lock(&side.slots).iter() {
                 std::mem::forget(slot.clone());
             }

@@ -85,6 +85,8 @@ pub struct Tally {
     /// connection's two descriptors until exit). A restart in place frees
     /// them (`run`).
     pub held: AtomicU64,
+    /// When the longest held of them was shut (None: none held).
+    pub held_since: std::sync::Mutex<Option<Instant>>,
     /// Connections of ours open at the last read of the descriptor table
     /// (those shut here and closing not counted, as for the cap), and
     /// when that was (never, where the table cannot be read).
@@ -586,8 +588,9 @@ pub fn run(
         // Every read of the table this round came before this point.
         if sockets.is_some() {
             *crate::panic::lock(&tally.open_seen) = Some((open_connections(&known), now));
-            let held = held_for_good(&known, now, held_after(watch.read_timeout));
+            let (held, since) = held_for_good(&known, now, held_after(watch.read_timeout));
             tally.held.store(held, Ordering::Relaxed);
+            *crate::panic::lock(&tally.held_since) = since;
         }
         if asked_now.is_empty() && !sweeping && over_cap.is_empty() {
             continue;
@@ -871,14 +874,20 @@ pub fn held_after(read_timeout: Duration) -> Duration {
 const HELD_AFTER_LEAST: Duration = Duration::from_secs(5);
 
 /// Connections in `known` (as the last read of the table left it) shut
-/// both ways at least `after` before `now`.
-fn held_for_good(known: &HashMap<u64, Known>, now: Instant, after: Duration) -> u64 {
-    known
-        .values()
-        .filter(
-            |k| matches!(k, Known::Ours { shut: Some(at), .. } if now.duration_since(*at) >= after),
-        )
-        .count() as u64
+/// both ways at least `after` before `now`, and when the first of them
+/// was shut.
+fn held_for_good(
+    known: &HashMap<u64, Known>,
+    now: Instant,
+    after: Duration,
+) -> (u64, Option<Instant>) {
+    let shut = known.values().filter_map(|k| match k {
+        Known::Ours { shut: Some(at), .. } if now.duration_since(*at) >= after => Some(*at),
+        _ => None,
+    });
+    shut.fold((0, None), |(n, first): (u64, Option<Instant>), at| {
+        (n + 1, Some(first.map_or(at, |f| f.min(at))))
+    })
 }
 
 /// Connections to shed: enough for a `ROOM_PART`th of the descriptors

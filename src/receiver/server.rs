@@ -500,19 +500,21 @@ impl Running {
         AuthSwitch(Arc::downgrade(&self.ctx))
     }
 
-    /// Connections and requests that tiny_http 0.12 keeps until exit,
-    /// each with a thread and two descriptors: connections the closer shut
-    /// that are still held (`closer::Tally::held`), and requests announcing
-    /// a body beyond the address space (`parked`).
-    pub fn held_for_good(&self) -> u64 {
-        self.held_gauge()()
-    }
-
-    /// Reads `held_for_good` from another thread.
-    pub fn held_gauge(&self) -> impl Fn() -> u64 + Send + 'static {
+    /// Reads, from any thread, what tiny_http 0.12 keeps until exit, each
+    /// with a thread: connections the closer shut that are still held
+    /// (`closer::Tally::held`, the `HTTP/2.0` deadlock, with two
+    /// descriptors each) and requests parked for a body beyond the address
+    /// space (whose connections are closed: not counted twice); and when
+    /// the first held connection was shut.
+    pub fn held_gauge(&self) -> impl Fn() -> (u64, Option<Instant>) + Send + 'static {
         let tally = self.ctx.closer.tally.clone();
         let stats = self.stats.clone();
-        move || tally.held.load(Ordering::Relaxed) + Stats::get(&stats.parked)
+        move || {
+            (
+                tally.held.load(Ordering::Relaxed) + Stats::get(&stats.parked),
+                *crate::panic::lock(&tally.held_since),
+            )
+        }
     }
 
     /// A descriptor for the listening socket that a program this process

@@ -188,6 +188,17 @@ impl Drop for Receiver {
 /// bash after `setup` (a limit: `ulimit -n 256`), through `run_as` (a
 /// command that runs it as another user, or nothing).
 pub fn limited_receiver(setup: &str, run_as: &str, capture: &Path, read_timeout: &str) -> Receiver {
+    limited_receiver_with(setup, run_as, capture, read_timeout, &[])
+}
+
+/// `limited_receiver` with `extra` flags.
+pub fn limited_receiver_with(
+    setup: &str,
+    run_as: &str,
+    capture: &Path,
+    read_timeout: &str,
+    extra: &[&str],
+) -> Receiver {
     let mut cmd = Command::new("bash");
     cmd.env_remove("AUTOPI_RX_TOKEN").args([
         "-c",
@@ -200,6 +211,7 @@ pub fn limited_receiver(setup: &str, run_as: &str, capture: &Path, read_timeout:
         "--read-timeout",
         read_timeout,
     ]);
+    cmd.args(extra);
     Receiver::spawn(&mut cmd)
 }
 

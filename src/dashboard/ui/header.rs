@@ -256,7 +256,10 @@ fn setup_spans(app: &App, width: u16, words: Words) -> Vec<Span<'static>> {
         let said = if short {
             "restarted".to_string()
         } else {
-            format!("restarted {}", crate::dashboard::format::clock(at))
+            format!(
+                "restarted {}",
+                crate::dashboard::format::clock_or_date(app.now(), at, false)
+            )
         };
         spans.extend([Span::styled(" · ", t.label), Span::styled(said, t.warn)]);
     }
