@@ -612,8 +612,8 @@ pub struct ReceiveArgs {
     /// capture, the answer mode kept) once N connections are held for good
     /// by tiny_http 0.12, each with a thread and two descriptors (an
     /// `HTTP/2.0` request line deadlocks one), or a sixteenth of the
-    /// descriptor limit's worth if that is fewer, or once any has been
-    /// held for 10 read timeouts; 0: never.
+    /// descriptor limit's worth if that is fewer, or once the longest held
+    /// has been for 10 read timeouts; 0: never.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub restart_held: u64,
 
