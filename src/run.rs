@@ -264,8 +264,9 @@ const HELD_LONGEST_TIMEOUTS: u32 = 10;
 /// Watches what tiny_http 0.12 holds for good (`Running::held_gauge`)
 /// and, once it reaches `--restart-held` (or a sixteenth of the descriptor
 /// limit, if fewer), or once one has been held for
-/// `HELD_LONGEST_TIMEOUTS` read timeouts, ends the run as a signal would,
-/// for a restart in place (`restart_in_place`).
+/// `HELD_LONGEST_TIMEOUTS` read timeouts, or once any is held while
+/// descriptors run short, ends the run as a signal would, for a restart in
+/// place (`restart_in_place`).
 struct Restarter {
     /// How the run ends, decided once, under the lock, by whichever comes
     /// first: the restarter's ask, or the run's end for another reason.
@@ -375,13 +376,16 @@ impl Restarter {
         if let Some(why) = next.cannot_start() {
             return off(format!("a restart could not start again ({why})"));
         }
-        let listener =
-            running
+        // A run begun by a restart took its socket over already; checked
+        // again, the flood that waited in the queue could have used every
+        // descriptor by now (restarts were off for that run, which then
+        // stayed out of descriptors: 256 of them, 600 `HTTP/2.0` lines).
+        let listener = match settings.inherit_listener {
+            Some(fd) => Ok(fd),
+            None => running
                 .can_hand_on_listener()
-                .and_then(|()| match settings.inherit_listener {
-                    Some(fd) => Ok(fd),
-                    None => running.inheritable_listener(),
-                });
+                .and_then(|()| running.inheritable_listener()),
+        };
         let listener = match listener {
             Ok(fd) => fd,
             Err(e) => {
@@ -399,8 +403,16 @@ impl Restarter {
             .spawn(move || {
                 let mut said_why_not = false;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(RESTART_LOOK) {
-                    let (held, oldest) = gauge();
-                    let due = held >= threshold || oldest.is_some_and(|t| t.elapsed() >= longest);
+                    let (held, oldest, short) = gauge();
+                    // Short of descriptors, whatever is held holds some of
+                    // them: under a limit of 256, 600 `HTTP/2.0` lines
+                    // kept devices out for over 90 s, a restart at a time
+                    // as each batch that had waited in the queue used the
+                    // descriptors up again without reaching the threshold
+                    // (the closer cannot count them all then).
+                    let due = held >= threshold
+                        || (short && held > 0)
+                        || oldest.is_some_and(|t| t.elapsed() >= longest);
                     if !due {
                         continue;
                     }

@@ -3160,6 +3160,23 @@ fn out_of_descriptors_it_waits_and_recovers_by_itself() {
 /// hostile-client probe).
 #[test]
 fn out_of_descriptors_by_deadlocked_threads_it_restarts_in_place() {
+    restarts_in_place_until_served(1024);
+}
+
+/// The same under a limit of 256: each run takes what waited in the
+/// queue until its descriptors run out again, so it takes five restarts,
+/// each as soon as any connection is held while descriptors run short
+/// (33-40 s in 14 runs of 15 by hand; before that rule, over 90 s, the
+/// threshold never reached while the closer could not count them all).
+#[test]
+#[ignore = "known failure in about 1 run of 5: after two restarts, no more comes and devices are not served (not diagnosed yet; README, Hostile networks, A restart in place)"]
+fn out_of_256_descriptors_by_deadlocked_threads_it_restarts_until_served() {
+    restarts_in_place_until_served(256);
+}
+
+/// 600 `HTTP/2.0` request lines against a receiver under a limit of
+/// `limit` descriptors (see the two tests above).
+fn restarts_in_place_until_served(limit: u32) {
     let _heavy = heavy();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let dir = tempfile::tempdir().unwrap();
@@ -3171,7 +3188,7 @@ fn out_of_descriptors_by_deadlocked_threads_it_restarts_in_place() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "ANOTHER-TOKEN-1234\n").unwrap();
     let mut rx = limited_receiver_with(
-        "ulimit -n 1024",
+        &format!("ulimit -n {limit}"),
         "",
         &capture,
         &secs(READ_TIMEOUT),
@@ -3206,10 +3223,13 @@ fn out_of_descriptors_by_deadlocked_threads_it_restarts_in_place() {
         }
         answer
     };
-    let recovered = wait_until(Duration::from_secs(90), || {
-        last = upload(&mut acked);
-        last.is_ok() && rx.stderr().contains("restarted in place")
-    });
+    let recovered = wait_until(
+        Duration::from_secs(if limit < 1024 { 80 } else { 90 }),
+        || {
+            last = upload(&mut acked);
+            last.is_ok() && rx.stderr().contains("restarted in place")
+        },
+    );
     assert!(
         recovered,
         "no upload answered after a restart in place: {last:?}; exited: {:?}; the receiver \

@@ -276,9 +276,10 @@ impl Acceptors {
             notices,
             on_work,
         });
-        for _ in 0..side.accepting {
-            start_server(&side)?;
-        }
+        // Claimed before the first server accepts: after a restart in
+        // place, connections a flood left in the queue are there at once,
+        // and an accept thread out of descriptors panicked before the
+        // claim, its message and backtrace printed.
         crate::panic::claim(accept_thread_died);
         crate::panic::claim(reset_before_its_request);
         crate::panic::claim(pool_thread_poisoned);
@@ -287,6 +288,9 @@ impl Acceptors {
             let mut sides = lock(&SIDES);
             sides.retain(|w| w.strong_count() > 0);
             sides.push(Arc::downgrade(&side));
+        }
+        for _ in 0..side.accepting {
+            start_server(&side)?;
         }
         let (stop, stopped) = bounded(1);
         let supervised = side.clone();

@@ -87,6 +87,9 @@ pub struct Tally {
     pub held: AtomicU64,
     /// When the longest held of them was shut (None: none held).
     pub held_since: std::sync::Mutex<Option<Instant>>,
+    /// Descriptors ran short at the last look (fewer than the limit's
+    /// `SHORT_PART`th free).
+    pub short: AtomicBool,
     /// Connections of ours open at the last read of the descriptor table
     /// (those shut here and closing not counted, as for the cap), and
     /// when that was (never, where the table cannot be read).
@@ -552,6 +555,7 @@ pub fn run(
         // Short of descriptors, or (by the two tiny_http holds of each)
         // perhaps past the connections allowed: counted from the table.
         let short = limit.is_some_and(|l| descriptors.saturating_add(l / SHORT_PART) >= l);
+        tally.short.store(short, Ordering::Relaxed);
         if descriptors < crowd_floor {
             crowd_at = crowd_floor;
         }

@@ -505,14 +505,16 @@ impl Running {
     /// (`closer::Tally::held`, the `HTTP/2.0` deadlock, with two
     /// descriptors each) and requests parked for a body beyond the address
     /// space (whose connections are closed: not counted twice); and when
-    /// the first held connection was shut.
-    pub fn held_gauge(&self) -> impl Fn() -> (u64, Option<Instant>) + Send + 'static {
+    /// the first held connection was shut; and whether descriptors run
+    /// short.
+    pub fn held_gauge(&self) -> impl Fn() -> (u64, Option<Instant>, bool) + Send + 'static {
         let tally = self.ctx.closer.tally.clone();
         let stats = self.stats.clone();
         move || {
             (
                 tally.held.load(Ordering::Relaxed) + Stats::get(&stats.parked),
                 *crate::panic::lock(&tally.held_since),
+                tally.short.load(Ordering::Relaxed),
             )
         }
     }
