@@ -613,7 +613,8 @@ pub struct ReceiveArgs {
     /// by tiny_http 0.12, each with a thread and two descriptors (an
     /// `HTTP/2.0` request line deadlocks one), or a sixteenth of the
     /// descriptor limit's worth if that is fewer, or once the longest held
-    /// has been for 10 read timeouts; 0: never.
+    /// has been for 10 read timeouts, or once any is held while
+    /// descriptors run short; 0: never.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub restart_held: u64,
 
